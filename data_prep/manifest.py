@@ -1,0 +1,523 @@
+"""The one manifest schema every corpus is turned into, and its validator.
+
+A *manifest* is a SpeechBrain CSV with one row per utterance (or chunk)::
+
+    ID,duration,wav,start,stop,spk_id,domain[,lang,channel,phrase,gender,session,sample_rate]
+
+``start``/``stop`` are sample indices into ``wav`` at the file's own rate,
+``duration`` is ``(stop - start) / sample_rate`` in seconds and ``sample_rate``
+(optional, default 16000) is the rate the file is stored at; the data pipeline
+resamples anything else to 16 kHz on the fly. ``spk_id`` may be empty for
+utterances whose speaker is unknown (unlabelled target data, evaluation
+utterances of a challenge without a key).
+
+A *trial list* has VoxCeleb's form, one trial a line: ``label enrol test``
+(``1`` target, ``0`` non-target), optionally followed by a trial type such as
+DeepMine's ``TC``/``TW``/``IC``/``IW``. ``enrol`` is a manifest ID or the ID of
+an enrolment model listed in an *enrolment table*: a CSV
+``model_id,utt_ids[,spk_id,phrase]`` with space-separated utterance IDs.
+
+:func:`validate` checks the three against each other and against the audio,
+and is what training and evaluation call before they start.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+import pandas as pd
+import soundfile
+
+REQUIRED_COLUMNS = ["ID", "duration", "wav", "start", "stop", "spk_id", "domain"]
+OPTIONAL_COLUMNS = ["lang", "channel", "phrase", "gender", "session", "sample_rate"]
+TRIAL_COLUMNS = ["label", "enrol", "test", "trial_type"]
+ENROLMENT_COLUMNS = ["model_id", "utt_ids"]
+DEFAULT_SAMPLE_RATE = 16000
+# A duration may differ from (stop - start) / sample_rate by rounding only.
+DURATION_TOLERANCE_S = 0.01
+# Never accept more than this many offending rows into one message.
+MAX_REPORTED = 5
+
+
+class ManifestError(ValueError):
+    """Bad manifest, trial list, enrolment table or audio, with the fix."""
+
+
+def _fail(path, problem, rows=None, fix=None):
+    lines = [f"{path}: {problem}"]
+    if rows:
+        shown = list(rows)[:MAX_REPORTED]
+        lines += [f"  {row}" for row in shown]
+        if len(rows) > len(shown):
+            lines.append(f"  ... and {len(rows) - len(shown)} more")
+    if fix:
+        lines.append(f"Fix: {fix}")
+    raise ManifestError("\n".join(lines))
+
+
+def audio_info(path):
+    """Return ``(sample_rate, num_frames)`` of an audio file.
+
+    Arguments
+    ---------
+    path : str
+        Audio file readable by libsndfile (wav, flac, ...).
+
+    Returns
+    -------
+    tuple of int
+        The sample rate and the number of frames.
+
+    Raises
+    ------
+    ManifestError
+        When the file is missing or unreadable.
+    """
+    if not os.path.isfile(path):
+        _fail(path, "audio file does not exist", fix="check the corpus folder")
+    try:
+        info = soundfile.info(path)
+    except Exception as err:  # libsndfile raises several types
+        _fail(
+            path,
+            f"cannot read audio ({err})",
+            fix="convert it to wav or flac (e.g. ffmpeg -i IN -ar 16000 OUT.wav)",
+        )
+    return info.samplerate, info.frames
+
+
+def utterance_row(utt_id, wav, spk_id, domain, **columns):
+    """Manifest row for a whole audio file, reading its length from the header.
+
+    Arguments
+    ---------
+    utt_id : str
+        Unique utterance ID.
+    wav : str
+        Path to the audio file.
+    spk_id : str
+        Speaker label ("" if unknown).
+    domain : str
+        Domain name (``voxceleb``, ``deepmine``, ...).
+    **columns
+        Optional schema columns (``lang``, ``channel``, ...).
+
+    Returns
+    -------
+    dict
+        One manifest row.
+    """
+    sample_rate, frames = audio_info(wav)
+    row = {
+        "ID": utt_id,
+        "duration": round(frames / sample_rate, 4),
+        "wav": wav,
+        "start": 0,
+        "stop": frames,
+        "spk_id": spk_id,
+        "domain": domain,
+    }
+    row.update(columns)
+    row["sample_rate"] = sample_rate
+    return row
+
+
+def chunk_rows(row, chunk_seconds):
+    """Cut one manifest row into consecutive fixed-length chunks.
+
+    The chunk IDs are ``<ID>_<start>_<stop>`` in samples, as in SpeechBrain's
+    VoxCeleb preparation; a last chunk shorter than ``chunk_seconds`` is dropped
+    only when the utterance is longer than one chunk, so short utterances stay.
+
+    Arguments
+    ---------
+    row : dict
+        A manifest row (as from :func:`utterance_row`).
+    chunk_seconds : float
+        Chunk length in seconds.
+
+    Returns
+    -------
+    list of dict
+        The chunk rows.
+
+    Example
+    -------
+    >>> row = {"ID": "u", "duration": 2.5, "wav": "u.wav", "start": 0,
+    ...        "stop": 40000, "spk_id": "s", "domain": "d", "sample_rate": 16000}
+    >>> [r["ID"] for r in chunk_rows(row, 1.0)]
+    ['u_0_16000', 'u_16000_32000']
+    """
+    rate = int(row.get("sample_rate", DEFAULT_SAMPLE_RATE))
+    size = int(round(chunk_seconds * rate))
+    start, stop = int(row["start"]), int(row["stop"])
+    if stop - start <= size:
+        return [dict(row)]
+    chunks = []
+    for begin in range(start, stop - size + 1, size):
+        chunk = dict(row)
+        chunk.update(
+            ID=f"{row['ID']}_{begin}_{begin + size}",
+            start=begin,
+            stop=begin + size,
+            duration=round(size / rate, 4),
+        )
+        chunks.append(chunk)
+    return chunks
+
+
+def write_manifest(rows, path):
+    """Write manifest rows as a schema CSV (required columns first).
+
+    Arguments
+    ---------
+    rows : list of dict or pandas.DataFrame
+        The utterances.
+    path : str
+        Output CSV.
+    """
+    table = pd.DataFrame(rows)
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(f"{path}: manifest rows lack columns {missing}")
+    extra = [c for c in OPTIONAL_COLUMNS if c in table.columns]
+    others = [c for c in table.columns if c not in REQUIRED_COLUMNS + extra]
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    table[REQUIRED_COLUMNS + extra + others].to_csv(path, index=False)
+
+
+def read_manifest(path):
+    """Read a manifest CSV and check its structure (not its audio).
+
+    Arguments
+    ---------
+    path : str
+        Manifest CSV.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per utterance, indexed by nothing; ``spk_id`` and the text
+        columns are strings ("" when empty).
+    """
+    if not os.path.isfile(path):
+        _fail(path, "manifest does not exist", fix="run the data preparation first")
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
+    if missing:
+        _fail(
+            path,
+            f"missing columns {missing}; found {list(table.columns)}",
+            fix=f"a manifest needs the header {','.join(REQUIRED_COLUMNS)}",
+        )
+    if table.empty:
+        _fail(path, "manifest has no rows", fix="check the data preparation")
+    dup = table["ID"][table["ID"].duplicated()]
+    if len(dup):
+        _fail(path, "duplicated IDs", rows=dup.unique(), fix="IDs must be unique")
+    numeric = ["duration", "start", "stop"] + (
+        ["sample_rate"] if "sample_rate" in table.columns else []
+    )
+    for column in numeric:
+        values = pd.to_numeric(table[column], errors="coerce")
+        bad = table["ID"][values.isna() | (values < 0)]
+        if len(bad):
+            _fail(
+                path,
+                f"column '{column}' is not a non-negative number in rows",
+                rows=[f"row {i + 2}: ID {table['ID'][i]}" for i in bad.index],
+            )
+        table[column] = values
+    bad = table.index[table["stop"] <= table["start"]]
+    if len(bad):
+        _fail(
+            path,
+            "stop must be greater than start",
+            rows=[f"row {i + 2}: ID {table['ID'][i]}" for i in bad],
+        )
+    if "sample_rate" not in table.columns:
+        table["sample_rate"] = DEFAULT_SAMPLE_RATE
+    table[["start", "stop", "sample_rate"]] = table[
+        ["start", "stop", "sample_rate"]
+    ].astype(np.int64)
+    return table
+
+
+def write_trials(trials, path):
+    """Write a trial list: ``label enrol test [trial_type]`` per line.
+
+    Arguments
+    ---------
+    trials : pandas.DataFrame or list of tuple
+        Rows of (label, enrol, test[, trial_type]).
+    path : str
+        Output text file.
+    """
+    table = pd.DataFrame(trials)
+    if not isinstance(trials, pd.DataFrame):
+        table.columns = TRIAL_COLUMNS[: table.shape[1]]
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    columns = [c for c in TRIAL_COLUMNS if c in table.columns]
+    with open(path, "w", encoding="utf-8") as out:
+        for row in table[columns].itertuples(index=False):
+            out.write(" ".join(str(v) for v in row if v != "") + "\n")
+
+
+def read_trials(path):
+    """Read and structurally check a trial list.
+
+    Arguments
+    ---------
+    path : str
+        Trial list in ``label enrol test [trial_type]`` form.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``label`` (int 0/1), ``enrol``, ``test``, ``trial_type``.
+    """
+    if not os.path.isfile(path):
+        _fail(path, "trial list does not exist", fix="run the data preparation first")
+    rows, bad = [], []
+    with open(path, encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            fields = line.split()
+            if not fields:
+                continue
+            if len(fields) not in (3, 4) or fields[0] not in ("0", "1"):
+                bad.append(f"line {number}: {line.strip()}")
+                continue
+            rows.append(
+                (int(fields[0]), fields[1], fields[2], fields[3] if len(fields) == 4 else "")
+            )
+    if bad:
+        _fail(
+            path,
+            "lines not of the form 'label enrol test [trial_type]' with label 0 or 1",
+            rows=bad,
+            fix="write one trial a line, e.g. '1 spk1_utt1 spk1_utt2'",
+        )
+    if not rows:
+        _fail(path, "trial list is empty", fix="check the data preparation")
+    table = pd.DataFrame(rows, columns=TRIAL_COLUMNS)
+    dup = table.duplicated(subset=["enrol", "test"], keep="first")
+    if dup.any():
+        _fail(
+            path,
+            "duplicated trials",
+            rows=[f"{r.enrol} {r.test}" for r in table[dup].itertuples()],
+            fix="remove the repeated lines",
+        )
+    if table["label"].nunique() < 2:
+        kind = "target" if table["label"].iloc[0] == 1 else "non-target"
+        _fail(
+            path,
+            f"all {len(table)} trials are {kind} trials",
+            fix="EER and minDCF need both target and non-target trials",
+        )
+    return table
+
+
+def write_enrolment(models, path):
+    """Write an enrolment table ``model_id,utt_ids[,...]``.
+
+    Arguments
+    ---------
+    models : list of dict or pandas.DataFrame
+        Rows with ``model_id`` and ``utt_ids`` (a list or a space-separated string).
+    path : str
+        Output CSV.
+    """
+    table = pd.DataFrame(models)
+    table["utt_ids"] = [
+        u if isinstance(u, str) else " ".join(u) for u in table["utt_ids"]
+    ]
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    table.to_csv(path, index=False)
+
+
+def read_enrolment(path):
+    """Read an enrolment table into ``{model_id: [utt_id, ...]}`` plus the table.
+
+    Arguments
+    ---------
+    path : str
+        Enrolment CSV.
+
+    Returns
+    -------
+    tuple
+        ``(models, table)``: the mapping and the pandas table.
+    """
+    if not os.path.isfile(path):
+        _fail(path, "enrolment table does not exist", fix="run the data preparation first")
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = [c for c in ENROLMENT_COLUMNS if c not in table.columns]
+    if missing:
+        _fail(path, f"missing columns {missing}", fix="header must start with model_id,utt_ids")
+    empty = table["model_id"][table["utt_ids"].str.strip() == ""]
+    if len(empty):
+        _fail(path, "enrolment models without utterances", rows=empty)
+    models = {m: u.split() for m, u in zip(table["model_id"], table["utt_ids"])}
+    return models, table
+
+
+def _check_audio(manifest, path):
+    problems = []
+    for wav, rows in manifest.groupby("wav", sort=False):
+        try:
+            rate, frames = audio_info(wav)
+        except ManifestError as err:
+            problems.append(f"{rows['ID'].iloc[0]}: {str(err).splitlines()[0]}")
+            continue
+        declared = rows["sample_rate"].iloc[0]
+        if rate != declared:
+            problems.append(
+                f"{rows['ID'].iloc[0]}: {wav} is {rate} Hz but the manifest says "
+                f"{declared} Hz (add or fix the sample_rate column)"
+            )
+            continue
+        over = rows[rows["stop"] > frames]
+        problems += [
+            f"{r.ID}: stop {r.stop} beyond the file's {frames} samples" for r in over.itertuples()
+        ]
+    expected = (manifest["stop"] - manifest["start"]) / manifest["sample_rate"]
+    off = manifest[(manifest["duration"] - expected).abs() > DURATION_TOLERANCE_S]
+    problems += [
+        f"{r.ID}: duration {r.duration} s but (stop - start) / sample_rate is "
+        f"{(r.stop - r.start) / r.sample_rate:.4f} s"
+        for r in off.itertuples()
+    ]
+    if problems:
+        _fail(path, "manifest does not match its audio", rows=problems,
+              fix="re-run the data preparation for this corpus")
+
+
+def validate(manifest_path, trials_path=None, enrolment_path=None, check_audio=True):
+    """Check a manifest, optionally a trial list and enrolment table, and the audio.
+
+    Arguments
+    ---------
+    manifest_path : str
+        Manifest CSV.
+    trials_path : str, optional
+        Trial list whose IDs must be in the manifest (or enrolment table).
+    enrolment_path : str, optional
+        Enrolment table whose utterances must be in the manifest.
+    check_audio : bool
+        Also open every audio file: it exists, is readable, has the declared
+        sample rate, and is long enough for every row's ``stop``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The manifest, as :func:`read_manifest` returns it.
+
+    Raises
+    ------
+    ManifestError
+        Naming the file, the first offending rows and the fix.
+    """
+    manifest = read_manifest(manifest_path)
+    if check_audio:
+        _check_audio(manifest, manifest_path)
+    known = set(manifest["ID"])
+    models = {}
+    if enrolment_path:
+        models, _ = read_enrolment(enrolment_path)
+        unknown = [f"{m}: {u}" for m, utts in models.items() for u in utts if u not in known]
+        if unknown:
+            _fail(enrolment_path, f"utterances not in {manifest_path}", rows=unknown,
+                  fix="prepare the enrolment utterances into the same manifest")
+    if trials_path:
+        trials = read_trials(trials_path)
+        _check_trial_ids(trials, trials_path, manifest, models, manifest_path)
+    return manifest
+
+
+def _check_trial_ids(trials, trials_path, manifest, models, manifest_path):
+    known = set(manifest["ID"]) | set(models)
+    unknown = [
+        f"line {i + 1}: {side} '{ident}'"
+        for side in ("enrol", "test")
+        for i, ident in trials[side].items()
+        if ident not in known
+    ]
+    if unknown:
+        _fail(trials_path, f"trials name IDs that are not in {manifest_path}",
+              rows=sorted(unknown, key=lambda s: int(s.split()[1][:-1])),
+              fix="use the manifest's ID column (or an enrolment model ID)")
+    # Where both sides have a known speaker, the label must agree with them.
+    speaker = dict(zip(manifest["ID"], manifest["spk_id"]))
+    wrong = []
+    for i, trial in trials.iterrows():
+        left, right = speaker.get(trial["enrol"], ""), speaker.get(trial["test"], "")
+        if left and right and int(left == right) != trial["label"]:
+            wrong.append(f"line {i + 1}: {trial['label']} {trial['enrol']} {trial['test']}")
+    if wrong:
+        _fail(trials_path, "labels disagree with the manifest's spk_id", rows=wrong,
+              fix="label is 1 exactly when both sides have the same speaker")
+
+
+def skip_if_prepared(save_folder, outputs, options):
+    """True when ``outputs`` exist and were made with the same ``options``.
+
+    SpeechBrain's ``prepare_*`` convention: re-running a preparation with the
+    same arguments does nothing. The options are stored beside the outputs.
+
+    Arguments
+    ---------
+    save_folder : str
+        Where the preparation writes.
+    outputs : list of str
+        Files the preparation produces.
+    options : dict
+        JSON-serialisable arguments that determine the outputs.
+
+    Returns
+    -------
+    bool
+        Whether the work can be skipped.
+    """
+    marker = os.path.join(save_folder, "prepare_options.json")
+    if not all(os.path.isfile(p) for p in outputs) or not os.path.isfile(marker):
+        return False
+    with open(marker, encoding="utf-8") as saved:
+        return json.load(saved) == json.loads(json.dumps(options))
+
+
+def mark_prepared(save_folder, options):
+    """Record ``options`` so that :func:`skip_if_prepared` can skip next time.
+
+    Arguments
+    ---------
+    save_folder : str
+        Where the preparation wrote.
+    options : dict
+        The options passed to :func:`skip_if_prepared`.
+    """
+    with open(os.path.join(save_folder, "prepare_options.json"), "w", encoding="utf-8") as out:
+        json.dump(options, out, indent=1, sort_keys=True)
+
+
+def main(argv=None):
+    """Command line: ``python -m data_prep.manifest MANIFEST [--trials T] [--enrolment E]``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("manifest")
+    parser.add_argument("--trials")
+    parser.add_argument("--enrolment")
+    parser.add_argument("--no-audio", action="store_true", help="skip opening the audio")
+    args = parser.parse_args(argv)
+    try:
+        manifest = validate(args.manifest, args.trials, args.enrolment, not args.no_audio)
+    except ManifestError as err:
+        print(err, file=sys.stderr)
+        return 1
+    print(f"{args.manifest}: {len(manifest)} rows, {manifest['spk_id'].nunique()} speakers, OK")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
