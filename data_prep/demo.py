@@ -1,0 +1,370 @@
+"""A small two-domain speaker corpus, generated from a seed in seconds.
+
+The demo corpus lets every command of the recipe run offline. It has a real
+mismatch in both of the senses the recipe targets:
+
+* **language**: source speakers speak language ``l1`` (its own vowel and
+  consonant inventory, falling intonation), target speakers language ``l2``
+  (another inventory, rising intonation, slower segments);
+* **channel**: source audio is wideband 16 kHz; target audio passes through a
+  telephone channel (300-3400 Hz band, mu-law companding, line hum and noise)
+  and is stored at 8 kHz, so the pipeline's on-the-fly resampling is used.
+
+Voices come from a source-filter model: a glottal pulse train with the
+speaker's pitch, jitter and spectral tilt, shaped by formant resonators whose
+frequencies are scaled by the speaker's vocal-tract length and personal
+formant offsets. Each utterance adds session variability (pitch shift, level,
+microphone colouring, background noise), so that speakers are not trivially
+separable.
+
+Splits (speakers disjoint across splits)::
+
+    source_train.csv   labelled source speakers           (training, speaker head)
+    target_train.csv   target speakers, spk_id kept for     (training, domain branch:
+                       analysis only                        the recipe never reads it)
+    source_eval.csv    held-out source speakers    + trials_source.txt
+    target_eval.csv    held-out target speakers    + trials_target.txt
+    eval.csv           both evaluation sets (what the trial lists refer to)
+
+With ``phrases=N`` each utterance says one of N fixed phrases per language
+(text-dependent mode): the manifests get a ``phrase`` column and the trial
+lists carry SdSV trial types (TC target, TW/IC/IW non-targets).
+
+Command line::
+
+    python -m data_prep.demo --save_folder data/demo [--seed 1234] [--phrases 5]
+"""
+
+import argparse
+import itertools
+import os
+
+import numpy as np
+import soundfile
+from scipy import signal
+
+from data_prep.manifest import (
+    mark_prepared,
+    skip_if_prepared,
+    utterance_row,
+    write_manifest,
+    write_trials,
+)
+
+SAMPLE_RATE = 16000
+TELEPHONE_RATE = 8000
+
+# Formants (F1, F2, F3 in Hz) of an average adult vocal tract per vowel.
+VOWELS = {
+    "l1": {"a": (730, 1090, 2440), "i": (270, 2290, 3010), "u": (300, 870, 2240),
+           "e": (530, 1840, 2480), "o": (570, 840, 2410)},
+    "l2": {"ae": (660, 1720, 2410), "y": (280, 1800, 2200), "ih": (390, 1990, 2550),
+           "schwa": (500, 1500, 2500), "oe": (450, 1500, 2300)},
+}
+# Fricative noise bands (centre Hz, bandwidth Hz).
+FRICATIVES = {
+    "l1": {"s": (6000, 2500), "f": (4000, 4000), "sh": (3000, 1500)},
+    "l2": {"x": (1500, 1000), "th": (5000, 3000), "zh": (2500, 1200)},
+}
+PROSODY = {"l1": {"f0_slope": -0.25, "rate": 1.0}, "l2": {"f0_slope": 0.2, "rate": 0.9}}
+DOMAINS = {"source": {"lang": "l1", "channel": "wideband"},
+           "target": {"lang": "l2", "channel": "telephone"}}
+FORMANT_BANDWIDTHS = (80.0, 110.0, 160.0)
+# Segment loudness: vowels carry the voice, consonants are quieter.
+VOWEL_RMS, FRICATIVE_RMS, CLOSURE_RMS = 0.1, 0.025, 0.002
+
+
+def draw_speaker(rng, spk_id):
+    """Random voice parameters of one speaker.
+
+    Arguments
+    ---------
+    rng : numpy.random.Generator
+        Random source.
+    spk_id : str
+        Speaker ID, stored in the result.
+
+    Returns
+    -------
+    dict
+        Pitch, jitter, tilt, vocal-tract scale, formant offsets, rate, breathiness.
+    """
+    gender = rng.choice(["m", "f"])
+    f0 = rng.uniform(85, 155) if gender == "m" else rng.uniform(165, 255)
+    return {
+        "spk_id": spk_id,
+        "gender": gender,
+        "f0": f0,
+        "jitter": rng.uniform(0.005, 0.03),
+        "tilt": rng.uniform(0.85, 0.98),
+        "vtl": rng.uniform(0.88, 1.12) * (1.0 if gender == "m" else 1.12),
+        "formant_offsets": rng.uniform(0.93, 1.07, size=3),
+        "rate": rng.uniform(0.8, 1.25),
+        "breath": rng.uniform(0.02, 0.25),
+    }
+
+
+def _glottal_source(rng, f0_track, jitter, tilt):
+    """Pulse train following ``f0_track`` (Hz per sample), low-passed by the tilt."""
+    period_noise = 1.0 + jitter * rng.standard_normal(f0_track.size)
+    phase = np.cumsum(f0_track * period_noise / SAMPLE_RATE)
+    pulses = np.diff(np.floor(phase), prepend=0.0)
+    return signal.lfilter([1.0 - tilt], [1.0, -tilt], pulses)
+
+
+def _resonate(excitation, formants):
+    """Cascade of two-pole resonators, one per formant."""
+    out = excitation
+    for freq, bandwidth in zip(formants, FORMANT_BANDWIDTHS):
+        freq = min(freq, 0.45 * SAMPLE_RATE)
+        radius = np.exp(-np.pi * bandwidth / SAMPLE_RATE)
+        theta = 2 * np.pi * freq / SAMPLE_RATE
+        out = signal.lfilter([1 - radius], [1, -2 * radius * np.cos(theta), radius**2], out)
+    return out
+
+
+def _fricative(rng, n, centre, width):
+    low = max(centre - width / 2, 100) / (SAMPLE_RATE / 2)
+    high = min(centre + width / 2, 7800) / (SAMPLE_RATE / 2)
+    sos = signal.butter(2, [low, high], btype="band", output="sos")
+    return signal.sosfilt(sos, rng.standard_normal(n))
+
+
+def synthesize(rng, speaker, lang, segments):
+    """Speak a sequence of phoneme names of ``lang`` with ``speaker``'s voice.
+
+    Arguments
+    ---------
+    rng : numpy.random.Generator
+        Random source (session variability).
+    speaker : dict
+        As from :func:`draw_speaker`.
+    lang : str
+        ``l1`` or ``l2``.
+    segments : list of str
+        Vowel, fricative or ``"."`` (a stop closure) names.
+
+    Returns
+    -------
+    numpy.ndarray
+        16 kHz waveform, peak-normalised to 0.5 before the session gain.
+    """
+    prosody = PROSODY[lang]
+    durations = []
+    for name in segments:
+        base = 0.11 if name in VOWELS[lang] else 0.07 if name in FRICATIVES[lang] else 0.04
+        durations.append(base * prosody["rate"] * speaker["rate"] * rng.uniform(0.7, 1.4))
+    lengths = (np.array(durations) * SAMPLE_RATE).astype(int)
+    total = int(lengths.sum())
+    time = np.linspace(0.0, 1.0, total)
+    session_f0 = speaker["f0"] * rng.uniform(0.9, 1.1)
+    f0_track = session_f0 * (1 + prosody["f0_slope"] * (time - 0.5))
+    f0_track *= 1 + 0.05 * np.sin(2 * np.pi * rng.uniform(1, 4) * time)
+    source = _glottal_source(rng, f0_track, speaker["jitter"], speaker["tilt"])
+    source += speaker["breath"] * 0.05 * rng.standard_normal(total)
+    scale = speaker["vtl"] * speaker["formant_offsets"]
+    fade = int(0.008 * SAMPLE_RATE)
+    out = np.zeros(total + fade)
+    start = 0
+    for name, length in zip(segments, lengths):
+        excitation = source[start:start + length + fade]
+        if name in VOWELS[lang]:
+            piece = _resonate(excitation, np.array(VOWELS[lang][name]) * scale)
+            level = VOWEL_RMS
+        elif name in FRICATIVES[lang]:
+            centre, width = FRICATIVES[lang][name]
+            piece = _fricative(rng, excitation.size, centre * speaker["vtl"], width)
+            level = FRICATIVE_RMS
+        else:
+            piece, level = rng.standard_normal(excitation.size), CLOSURE_RMS
+        piece *= level / (np.sqrt(np.mean(piece**2)) + 1e-12)
+        ramp = np.ones(piece.size)
+        ramp[:fade] = np.linspace(0, 1, fade)
+        ramp[-fade:] = np.linspace(1, 0, fade)
+        out[start:start + piece.size] += piece * ramp
+        start += length
+    return 0.5 * out / (np.abs(out).max() + 1e-9)
+
+
+def session_effects(rng, wave):
+    """Microphone colouring, level and background noise of one recording."""
+    tilt = rng.uniform(-0.4, 0.4)
+    wave = signal.lfilter([1.0, tilt], [1.0], wave)
+    wave *= rng.uniform(0.3, 1.0) / (np.abs(wave).max() + 1e-9)
+    snr_db = rng.uniform(15, 35)
+    noise = rng.standard_normal(wave.size) * np.sqrt(np.mean(wave**2) / 10 ** (snr_db / 10))
+    return wave + noise
+
+
+def telephone_channel(rng, wave):
+    """One telephone call: handset band and colouring, 8 kHz, mu-law, line noise.
+
+    Each call draws its own handset (band edges around 300-3400 Hz and a
+    resonance between 1 and 3 kHz) and line noise level, so that the channel
+    varies between recordings as real telephone calls do.
+
+    Arguments
+    ---------
+    rng : numpy.random.Generator
+        Random source (handset, noise, hum phase).
+    wave : numpy.ndarray
+        16 kHz waveform.
+
+    Returns
+    -------
+    numpy.ndarray
+        8 kHz waveform as a telephone line delivers it.
+
+    Example
+    -------
+    >>> rng = np.random.default_rng(0)
+    >>> telephone_channel(rng, np.zeros(16000)).shape
+    (8000,)
+    """
+    band = [rng.uniform(250, 450), rng.uniform(2900, 3500)]
+    sos = signal.butter(4, band, btype="band", fs=SAMPLE_RATE, output="sos")
+    handset = signal.sosfilt(sos, wave)
+    resonance = _resonate(handset, [rng.uniform(1000, 3000)])
+    handset += rng.uniform(0.0, 0.5) * resonance * np.std(handset) / (np.std(resonance) + 1e-12)
+    narrow = signal.resample_poly(handset, 1, SAMPLE_RATE // TELEPHONE_RATE)
+    mu = 255.0
+    peak = np.abs(narrow).max() + 1e-9
+    companded = np.sign(narrow) * np.log1p(mu * np.abs(narrow) / peak) / np.log1p(mu)
+    quantised = np.round(companded * 127) / 127
+    narrow = peak * np.sign(quantised) * ((1 + mu) ** np.abs(quantised) - 1) / mu
+    time = np.arange(narrow.size) / TELEPHONE_RATE
+    rms = np.sqrt(np.mean(narrow**2))
+    hum = 0.1 * rms * np.sin(2 * np.pi * 50 * time + rng.uniform(0, 2 * np.pi))
+    snr_db = rng.uniform(15, 30)
+    line = rms / 10 ** (snr_db / 20) * rng.standard_normal(narrow.size)
+    return narrow + hum + line
+
+
+def random_words(rng, lang, n_syllables):
+    """A random consonant-vowel sequence of ``lang``."""
+    vowels, fricatives = list(VOWELS[lang]), list(FRICATIVES[lang]) + ["."]
+    return [s for _ in range(n_syllables) for s in (rng.choice(fricatives), rng.choice(vowels))]
+
+
+def _speaker_sets(rng, n_train, n_eval):
+    sets = {}
+    for domain, spec in DOMAINS.items():
+        for split, count in (("train", n_train), ("eval", n_eval)):
+            prefix = f"{domain[:3]}{split[0]}"
+            sets[(domain, split)] = [
+                draw_speaker(rng, f"{prefix}{i:03d}") for i in range(count)
+            ]
+    return sets
+
+
+def _write_utterance(rng, save_folder, domain, speaker, index, words, phrase):
+    spec = DOMAINS[domain]
+    wave = session_effects(rng, synthesize(rng, speaker, spec["lang"], words))
+    rate = SAMPLE_RATE
+    if spec["channel"] == "telephone":
+        wave, rate = telephone_channel(rng, wave), TELEPHONE_RATE
+    utt_id = f"{speaker['spk_id']}_{index:03d}"
+    path = os.path.join(save_folder, "wav", domain, speaker["spk_id"], f"{utt_id}.wav")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    soundfile.write(path, np.clip(wave, -1, 1).astype(np.float32), rate, subtype="PCM_16")
+    columns = dict(lang=spec["lang"], channel=spec["channel"], gender=speaker["gender"],
+                   session=utt_id)
+    if phrase:
+        columns["phrase"] = phrase
+    return utterance_row(utt_id, path, speaker["spk_id"], domain, **columns)
+
+
+def _trials(rows, typed):
+    """All pairs of utterances; text-dependent trials get SdSV types."""
+    trials = []
+    for enrol, test in itertools.combinations(rows, 2):
+        same_spk = enrol["spk_id"] == test["spk_id"]
+        if not typed:
+            trials.append((int(same_spk), enrol["ID"], test["ID"]))
+            continue
+        same_phrase = enrol["phrase"] == test["phrase"]
+        kind = ("T" if same_spk else "I") + ("C" if same_phrase else "W")
+        trials.append((int(kind == "TC"), enrol["ID"], test["ID"], kind))
+    return trials
+
+
+def prepare_demo(save_folder, seed=1234, n_train_speakers=24, n_eval_speakers=10,
+                 utts_per_train_speaker=10, utts_per_eval_speaker=6, phrases=0):
+    """Generate the demo corpus, its manifests and trial lists.
+
+    Does nothing when ``save_folder`` already holds a corpus made with the
+    same arguments.
+
+    Arguments
+    ---------
+    save_folder : str
+        Where audio, manifests and trial lists go.
+    seed : int
+        Everything is a function of this seed.
+    n_train_speakers : int
+        Speakers per domain in the training splits.
+    n_eval_speakers : int
+        Speakers per domain in the evaluation splits.
+    utts_per_train_speaker : int
+        Utterances per training speaker.
+    utts_per_eval_speaker : int
+        Utterances per evaluation speaker.
+    phrases : int
+        0 for free text; N > 0 for text-dependent mode with N phrases per language.
+
+    Returns
+    -------
+    dict
+        Paths of the written files, keyed ``source_train``, ``target_train``,
+        ``source_eval``, ``target_eval``, ``eval``, ``trials_source``, ``trials_target``.
+    """
+    options = dict(seed=seed, n_train_speakers=n_train_speakers,
+                   n_eval_speakers=n_eval_speakers,
+                   utts_per_train_speaker=utts_per_train_speaker,
+                   utts_per_eval_speaker=utts_per_eval_speaker, phrases=phrases)
+    names = ["source_train", "target_train", "source_eval", "target_eval", "eval"]
+    paths = {name: os.path.join(save_folder, f"{name}.csv") for name in names}
+    paths.update({f"trials_{d}": os.path.join(save_folder, f"trials_{d}.txt") for d in DOMAINS})
+    if skip_if_prepared(save_folder, list(paths.values()), options):
+        return paths
+    os.makedirs(save_folder, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    phrase_words = {
+        lang: [random_words(rng, lang, 5) for _ in range(phrases)] for lang in VOWELS
+    }
+    speakers = _speaker_sets(rng, n_train_speakers, n_eval_speakers)
+    eval_rows = []
+    for (domain, split), group in speakers.items():
+        lang = DOMAINS[domain]["lang"]
+        count = utts_per_train_speaker if split == "train" else utts_per_eval_speaker
+        rows = []
+        for speaker, index in itertools.product(group, range(count)):
+            if phrases:
+                phrase = index % phrases
+                words, label = phrase_words[lang][phrase], f"{phrase + 1:02d}"
+            else:
+                words, label = random_words(rng, lang, int(rng.integers(6, 11))), ""
+            rows.append(_write_utterance(rng, save_folder, domain, speaker, index, words, label))
+        write_manifest(rows, paths[f"{domain}_{split}"])
+        if split == "eval":
+            eval_rows += rows
+            write_trials(_trials(rows, typed=bool(phrases)), paths[f"trials_{domain}"])
+    write_manifest(eval_rows, paths["eval"])
+    mark_prepared(save_folder, options)
+    return paths
+
+
+def main(argv=None):
+    """Command line entry point."""
+    parser = argparse.ArgumentParser(description="Generate the two-domain demo corpus.")
+    parser.add_argument("--save_folder", required=True)
+    parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--phrases", type=int, default=0,
+                        help="text-dependent mode with this many phrases per language")
+    args = parser.parse_args(argv)
+    for name, path in prepare_demo(args.save_folder, args.seed, phrases=args.phrases).items():
+        print(f"{name}: {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""The generated demo corpus: its files, splits, trials and difficulty."""
+
+import hashlib
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile
+
+from data_prep.demo import main, prepare_demo, telephone_channel
+from data_prep.manifest import read_manifest, read_trials, validate
+from local.mfcc_baseline import baseline_eer, mean_mfcc_embeddings
+
+SMALL = dict(n_train_speakers=3, n_eval_speakers=3, utts_per_train_speaker=2,
+             utts_per_eval_speaker=3)
+
+
+def test_manifests_match_the_audio(demo_corpus):
+    for name in ("source_train", "target_train", "source_eval", "target_eval"):
+        table = validate(demo_corpus[name])
+        for row in table.itertuples():
+            info = soundfile.info(row.wav)
+            assert row.stop == info.frames and row.sample_rate == info.samplerate
+        domain = name.split("_")[0]
+        assert set(table["domain"]) == {domain}
+        assert set(table["channel"]) == {"wideband" if domain == "source" else "telephone"}
+        assert set(table["sample_rate"]) == {16000 if domain == "source" else 8000}
+        assert set(table["lang"]) == {"l1" if domain == "source" else "l2"}
+
+
+def test_splits_and_speaker_counts(demo_corpus):
+    tables = {n: read_manifest(demo_corpus[n]) for n in
+              ("source_train", "target_train", "source_eval", "target_eval")}
+    speakers = {n: set(t["spk_id"]) for n, t in tables.items()}
+    assert {n: len(s) for n, s in speakers.items()} == {
+        "source_train": 24, "target_train": 24, "source_eval": 10, "target_eval": 10}
+    names = list(speakers)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            assert not speakers[a] & speakers[b], (a, b)
+    assert all(len(t) == 10 * len(speakers[n]) for n, t in tables.items() if "train" in n)
+    eval_ids = set(read_manifest(demo_corpus["eval"])["ID"])
+    assert eval_ids == set(tables["source_eval"]["ID"]) | set(tables["target_eval"]["ID"])
+
+
+def test_trials_are_all_pairs_with_true_labels(demo_corpus):
+    for domain in ("source", "target"):
+        manifest = read_manifest(demo_corpus[f"{domain}_eval"])
+        trials = read_trials(demo_corpus[f"trials_{domain}"])
+        validate(demo_corpus["eval"], demo_corpus[f"trials_{domain}"], check_audio=False)
+        n = len(manifest)
+        assert len(trials) == n * (n - 1) // 2
+        speaker = dict(zip(manifest["ID"], manifest["spk_id"]))
+        same = [int(speaker[e] == speaker[t]) for e, t in zip(trials["enrol"], trials["test"])]
+        assert trials["label"].tolist() == same
+        assert trials["label"].sum() == 10 * 6 * 5 // 2
+
+
+def test_target_trials_are_harder_for_a_speaker_independent_baseline(demo_corpus):
+    embeddings = mean_mfcc_embeddings(read_manifest(demo_corpus["eval"]))
+    source = baseline_eer(embeddings, read_trials(demo_corpus["trials_source"]))
+    target = baseline_eer(embeddings, read_trials(demo_corpus["trials_target"]))
+    assert 0.1 < source < 0.35 and 0.3 < target < 0.45
+    assert target > source + 0.08
+
+
+def test_same_seed_same_corpus(tmp_path):
+    first = prepare_demo(str(tmp_path / "a"), seed=7, **SMALL)
+    second = prepare_demo(str(tmp_path / "b"), seed=7, **SMALL)
+    other = prepare_demo(str(tmp_path / "c"), seed=8, **SMALL)
+
+    def digest(paths):
+        table = pd.read_csv(paths["eval"])
+        return [hashlib.sha1(open(w, "rb").read()).hexdigest() for w in table["wav"]]
+
+    assert digest(first) == digest(second)
+    assert digest(first) != digest(other)
+
+
+def test_rerun_is_skipped_and_new_options_regenerate(tmp_path):
+    paths = prepare_demo(str(tmp_path), seed=3, **SMALL)
+    stamp = os.path.getmtime(paths["eval"])
+    prepare_demo(str(tmp_path), seed=3, **SMALL)
+    assert os.path.getmtime(paths["eval"]) == stamp
+    prepare_demo(str(tmp_path), seed=4, **SMALL)
+    assert os.path.getmtime(paths["eval"]) != stamp
+
+
+def test_text_dependent_mode_types_trials(tmp_path):
+    paths = prepare_demo(str(tmp_path), seed=5, phrases=2, **SMALL)
+    manifest = read_manifest(paths["source_eval"])
+    assert set(manifest["phrase"]) == {"01", "02"}
+    trials = read_trials(paths["trials_source"])
+    phrase = dict(zip(manifest["ID"], manifest["phrase"]))
+    speaker = dict(zip(manifest["ID"], manifest["spk_id"]))
+    for trial in trials.itertuples():
+        kind = ("T" if speaker[trial.enrol] == speaker[trial.test] else "I") + (
+            "C" if phrase[trial.enrol] == phrase[trial.test] else "W")
+        assert trial.trial_type == kind and trial.label == int(kind == "TC")
+    assert set(trials["trial_type"]) == {"TC", "TW", "IC", "IW"}
+    validate(paths["eval"], paths["trials_source"])
+
+
+def test_telephone_channel_is_band_limited():
+    rng = np.random.default_rng(0)
+    narrow = telephone_channel(rng, rng.standard_normal(16000))
+    spectrum = np.abs(np.fft.rfft(narrow)) ** 2
+    freqs = np.fft.rfftfreq(narrow.size, 1 / 8000)
+    in_band = spectrum[(freqs > 500) & (freqs < 3000)].mean()
+    assert spectrum[(freqs > 60) & (freqs < 150)].mean() < 0.1 * in_band  # above the 50 Hz hum
+    assert spectrum[freqs > 3800].mean() < 0.1 * in_band
+
+
+def test_command_line(tmp_path, capsys):
+    main(["--save_folder", str(tmp_path), "--seed", "2"])
+    assert f"trials_target: {tmp_path}" in capsys.readouterr().out

@@ -1,0 +1,218 @@
+"""The manifest schema and its validator, each bad input with its message."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile
+
+from data_prep.manifest import (
+    ManifestError,
+    chunk_rows,
+    main,
+    mark_prepared,
+    read_enrolment,
+    read_trials,
+    skip_if_prepared,
+    utterance_row,
+    validate,
+    write_enrolment,
+    write_manifest,
+    write_trials,
+)
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    """Four utterances of two speakers, one of them stored at 8 kHz."""
+    rows = []
+    for spk in ("spkA", "spkB"):
+        for n, rate in ((1, 16000), (2, 8000)):
+            path = tmp_path / f"{spk}_{n}.wav"
+            soundfile.write(path, np.random.default_rng(n).uniform(-0.1, 0.1, rate), rate)
+            rows.append(utterance_row(f"{spk}_{n}", str(path), spk, "demo", lang="l1"))
+    manifest = tmp_path / "m.csv"
+    write_manifest(rows, manifest)
+    trials = tmp_path / "trials.txt"
+    write_trials([(1, "spkA_1", "spkA_2"), (0, "spkA_1", "spkB_1"), (1, "spkB_1", "spkB_2")], trials)
+    return tmp_path, manifest, trials
+
+
+def test_rows_describe_their_files(corpus):
+    folder, manifest, trials = corpus
+    table = validate(manifest, trials)
+    for row in table.itertuples():
+        info = soundfile.info(row.wav)
+        assert row.sample_rate == info.samplerate
+        assert (row.start, row.stop) == (0, info.frames)
+        assert row.duration == pytest.approx(info.frames / info.samplerate)
+    assert list(pd.read_csv(manifest).columns[:7]) == [
+        "ID", "duration", "wav", "start", "stop", "spk_id", "domain"]
+
+
+def test_trial_round_trip_keeps_types(tmp_path):
+    path = tmp_path / "t.txt"
+    write_trials([(1, "a", "b", "TC"), (0, "a", "c", "TW")], path)
+    assert path.read_text() == "1 a b TC\n0 a c TW\n"
+    table = read_trials(path)
+    assert table["label"].tolist() == [1, 0] and table["trial_type"].tolist() == ["TC", "TW"]
+
+
+def test_chunks_cover_the_utterance_without_overlap():
+    row = {"ID": "u", "duration": 3.5, "wav": "u.wav", "start": 0, "stop": 56000,
+           "spk_id": "s", "domain": "d", "sample_rate": 16000}
+    chunks = chunk_rows(row, 1.0)
+    assert [(c["start"], c["stop"]) for c in chunks] == [(0, 16000), (16000, 32000), (32000, 48000)]
+    assert all(c["duration"] == 1.0 for c in chunks)
+    assert chunk_rows(row, 10.0) == [row]
+
+
+def test_missing_manifest(tmp_path):
+    with pytest.raises(ManifestError, match="manifest does not exist.*\n.*data preparation"):
+        validate(tmp_path / "none.csv")
+
+
+def test_wrong_columns(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_text("utt,path,speaker\na,a.wav,s\n")
+    with pytest.raises(ManifestError, match=r"m.csv: missing columns \['ID', 'duration'"):
+        validate(path)
+
+
+def test_non_numeric_duration_names_the_row(corpus):
+    _, manifest, _ = corpus
+    table = pd.read_csv(manifest, dtype=str)
+    table.loc[2, "duration"] = "long"
+    table.to_csv(manifest, index=False)
+    with pytest.raises(ManifestError, match="'duration'.*\n  row 4: ID spkB_1"):
+        validate(manifest)
+
+
+def test_duplicated_ids(corpus):
+    _, manifest, _ = corpus
+    table = pd.read_csv(manifest)
+    table.loc[1, "ID"] = table.loc[0, "ID"]
+    table.to_csv(manifest, index=False)
+    with pytest.raises(ManifestError, match="duplicated IDs\n  spkA_1"):
+        validate(manifest)
+
+
+def test_missing_audio_file(corpus):
+    folder, manifest, _ = corpus
+    (folder / "spkB_2.wav").unlink()
+    with pytest.raises(ManifestError, match="spkB_2: .*spkB_2.wav: audio file does not exist"):
+        validate(manifest)
+    validate(manifest, check_audio=False)
+
+
+def test_unreadable_audio(corpus):
+    folder, manifest, _ = corpus
+    (folder / "spkA_1.wav").write_bytes(b"not audio at all")
+    with pytest.raises(ManifestError, match="spkA_1: .*cannot read audio"):
+        validate(manifest)
+
+
+def test_wrong_sample_rate(corpus):
+    _, manifest, _ = corpus
+    table = pd.read_csv(manifest)
+    table.loc[table["ID"] == "spkA_2", "sample_rate"] = 16000
+    table.loc[table["ID"] == "spkA_2", "duration"] = 0.5
+    table.to_csv(manifest, index=False)
+    with pytest.raises(ManifestError, match="spkA_2: .* is 8000 Hz but the manifest says 16000 Hz"):
+        validate(manifest)
+
+
+def test_sample_rate_defaults_to_16k(corpus):
+    folder, manifest, _ = corpus
+    table = pd.read_csv(manifest)
+    table[table["sample_rate"] == 16000].drop(columns="sample_rate").to_csv(manifest, index=False)
+    assert (validate(manifest)["sample_rate"] == 16000).all()
+
+
+def test_duration_mismatch(corpus):
+    _, manifest, _ = corpus
+    table = pd.read_csv(manifest)
+    table.loc[0, "duration"] = 2.0
+    table.to_csv(manifest, index=False)
+    with pytest.raises(ManifestError, match="spkA_1: duration 2.0 s but .* is 1.0000 s"):
+        validate(manifest)
+
+
+def test_stop_beyond_file(corpus):
+    _, manifest, _ = corpus
+    table = pd.read_csv(manifest)
+    table.loc[0, ["stop", "duration"]] = [32000, 2.0]
+    table.to_csv(manifest, index=False)
+    with pytest.raises(ManifestError, match="spkA_1: stop 32000 beyond the file's 16000 samples"):
+        validate(manifest)
+
+
+def test_empty_trial_list(corpus):
+    folder, manifest, _ = corpus
+    (folder / "empty.txt").write_text("\n")
+    with pytest.raises(ManifestError, match="empty.txt: trial list is empty"):
+        validate(manifest, folder / "empty.txt")
+
+
+def test_malformed_trial_line(corpus):
+    folder, manifest, _ = corpus
+    (folder / "bad.txt").write_text("1 spkA_1 spkA_2\nyes spkA_1 spkB_1\n")
+    with pytest.raises(ManifestError, match="bad.txt: lines not of the form.*\n  line 2: yes"):
+        validate(manifest, folder / "bad.txt")
+
+
+def test_one_class_trial_list(corpus):
+    folder, manifest, _ = corpus
+    write_trials([(1, "spkA_1", "spkA_2"), (1, "spkB_1", "spkB_2")], folder / "t.txt")
+    with pytest.raises(ManifestError, match="all 2 trials are target trials"):
+        validate(manifest, folder / "t.txt")
+
+
+def test_duplicated_trials(corpus):
+    folder, manifest, _ = corpus
+    (folder / "dup.txt").write_text("1 spkA_1 spkA_2\n0 spkA_1 spkB_1\n1 spkA_1 spkA_2\n")
+    with pytest.raises(ManifestError, match="duplicated trials\n  spkA_1 spkA_2"):
+        validate(manifest, folder / "dup.txt")
+
+
+def test_trial_id_not_in_manifest(corpus):
+    folder, manifest, _ = corpus
+    write_trials([(1, "spkA_1", "spkA_2"), (0, "spkA_1", "spkC_9")], folder / "t.txt")
+    with pytest.raises(ManifestError, match="not in .*m.csv\n  line 2: test 'spkC_9'"):
+        validate(manifest, folder / "t.txt")
+
+
+def test_label_disagreeing_with_speakers(corpus):
+    folder, manifest, _ = corpus
+    write_trials([(1, "spkA_1", "spkA_2"), (1, "spkA_1", "spkB_1"), (0, "spkA_2", "spkB_2")],
+                 folder / "t.txt")
+    with pytest.raises(ManifestError, match="labels disagree.*\n  line 2: 1 spkA_1 spkB_1"):
+        validate(manifest, folder / "t.txt")
+
+
+def test_enrolment_models(corpus):
+    folder, manifest, _ = corpus
+    enrolment = folder / "enrol.csv"
+    write_enrolment([{"model_id": "model_1", "utt_ids": ["spkA_1", "spkA_2"]}], enrolment)
+    write_trials([(1, "model_1", "spkA_2"), (0, "model_1", "spkB_1")], folder / "t.txt")
+    validate(manifest, folder / "t.txt", enrolment)
+    assert read_enrolment(enrolment)[0] == {"model_1": ["spkA_1", "spkA_2"]}
+    write_enrolment([{"model_id": "model_1", "utt_ids": ["spkA_1", "ghost"]}], enrolment)
+    with pytest.raises(ManifestError, match="enrol.csv: utterances not in .*\n  model_1: ghost"):
+        validate(manifest, folder / "t.txt", enrolment)
+
+
+def test_skip_marker(tmp_path):
+    out = tmp_path / "a.csv"
+    assert not skip_if_prepared(tmp_path, [out], {"seed": 1})
+    out.write_text("x")
+    mark_prepared(tmp_path, {"seed": 1})
+    assert skip_if_prepared(tmp_path, [out], {"seed": 1})
+    assert not skip_if_prepared(tmp_path, [out], {"seed": 2})
+
+
+def test_command_line(corpus, capsys):
+    folder, manifest, trials = corpus
+    assert main([str(manifest), "--trials", str(trials)]) == 0
+    assert "4 rows, 2 speakers, OK" in capsys.readouterr().out
+    assert main([str(manifest), "--trials", str(folder / "none.txt")]) == 1
+    assert "trial list does not exist" in capsys.readouterr().err
