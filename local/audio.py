@@ -46,3 +46,49 @@ def load_segment(wav, start, stop, sample_rate, target_rate=TARGET_SAMPLE_RATE):
     if int(sample_rate) != target_rate:
         signal = torchaudio.functional.resample(signal, int(sample_rate), target_rate)
     return signal.to(torch.float32)
+
+
+def load_random_crop(wav, start, stop, sample_rate, seconds, target_rate=TARGET_SAMPLE_RATE):
+    """A random ``seconds``-long crop of a manifest row, at ``target_rate``.
+
+    Only the crop is read from disk. A row shorter than ``seconds`` is
+    repeated until it fills the crop, so that every training example has the
+    same length and no padding reaches the SSL model or the encoder.
+
+    Arguments
+    ---------
+    wav : str
+        Audio file.
+    start : int
+        First sample of the row, at the file's rate.
+    stop : int
+        One past the row's last sample, at the file's rate.
+    sample_rate : int
+        The file's rate.
+    seconds : float
+        Crop length.
+    target_rate : int
+        Rate the models expect.
+
+    Returns
+    -------
+    torch.Tensor
+        ``[round(seconds * target_rate)]`` samples.
+
+    Example
+    -------
+    >>> import os, tempfile, soundfile, numpy
+    >>> path = os.path.join(tempfile.mkdtemp(), "a.wav")
+    >>> soundfile.write(path, numpy.ones(8000) * 0.1, 8000)
+    >>> load_random_crop(path, 0, 8000, 8000, 3.0).shape
+    torch.Size([48000])
+    """
+    start, stop, sample_rate = int(start), int(stop), int(sample_rate)
+    native = int(round(seconds * sample_rate))
+    if stop - start > native:
+        start += int(torch.randint(0, stop - start - native + 1, (1,)))
+        stop = start + native
+    signal = load_segment(wav, start, stop, sample_rate, target_rate)
+    wanted = int(round(seconds * target_rate))
+    repeats = -(-wanted // signal.numel())
+    return signal.repeat(repeats)[:wanted]

@@ -1,0 +1,83 @@
+"""Embedding every distinct utterance of an evaluation manifest once."""
+
+import os
+
+import torch
+from speechbrain.dataio.batch import PaddedBatch
+from tqdm import tqdm
+
+
+def equal_length_batches(lengths, batch_size):
+    """Batches of indices whose items all have the same length.
+
+    SpeechBrain's convolutional encoders pad with reflection at the edges of
+    the tensor, not of each utterance, so a padded utterance's embedding would
+    depend on its batch neighbours. Batching only equal lengths keeps every
+    embedding exactly what it is alone, at the cost of smaller batches on
+    corpora of varied lengths.
+
+    Arguments
+    ---------
+    lengths : list
+        Length of each item (any hashable, sortable value).
+    batch_size : int
+        Largest batch.
+
+    Returns
+    -------
+    list of list of int
+        Index batches, longest items first.
+
+    Example
+    -------
+    >>> equal_length_batches([5, 3, 5, 5, 3], batch_size=2)
+    [[0, 2], [3], [1, 4]]
+    """
+    groups = {}
+    for index, length in enumerate(lengths):
+        groups.setdefault(length, []).append(index)
+    batches = []
+    for length in sorted(groups, reverse=True):
+        members = groups[length]
+        batches += [members[i:i + batch_size] for i in range(0, len(members), batch_size)]
+    return batches
+
+
+@torch.no_grad()
+def compute_embeddings(embed, dataset, batch_size=16, device="cpu", cache_path=None):
+    """Embed each item of ``dataset`` once, batching equal lengths.
+
+    Arguments
+    ---------
+    embed : callable
+        ``embed(wavs, wav_lens) -> [batch, 1, dim]`` (e.g. ``DANNBrain.embed``),
+        run in evaluation mode by the caller.
+    dataset : DynamicItemDataset
+        Items with ``id`` and ``sig`` (whole utterances).
+    batch_size : int
+        Largest batch.
+    device : str
+        Where to run.
+    cache_path : str, optional
+        When given, embeddings are loaded from it if it exists and saved to
+        it otherwise (a ``torch.save`` dict ``{ID: tensor}``).
+
+    Returns
+    -------
+    dict
+        ``{ID: tensor [dim]}`` on the CPU.
+    """
+    if cache_path and os.path.isfile(cache_path):
+        return torch.load(cache_path)
+    # Lengths from the manifest, without decoding the audio.
+    with dataset.output_keys_as(["start", "stop", "sample_rate"]):
+        lengths = [(int(i["stop"]) - int(i["start"]), int(i["sample_rate"])) for i in dataset]
+    dataset.set_output_keys(["id", "sig"])
+    embeddings = {}
+    for indices in tqdm(equal_length_batches(lengths, batch_size), desc="embedding"):
+        batch = PaddedBatch([dataset[i] for i in indices]).to(device)
+        vectors = embed(batch.sig.data, batch.sig.lengths).squeeze(1).cpu()
+        embeddings.update(zip(batch.id, vectors))
+    if cache_path:
+        torch.save(embeddings, cache_path)
+    return embeddings

@@ -1,0 +1,151 @@
+"""Training and evaluation data pipelines."""
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+from speechbrain.dataio.dataset import DynamicItemDataset
+
+from local.audio import load_random_crop, load_segment
+from local.dataio import (
+    PairedDataset,
+    add_crop_pipeline,
+    add_speaker_labels,
+    collate_pairs,
+    manifest_dataset,
+)
+from local.embed import compute_embeddings, equal_length_batches
+
+
+def test_segment_is_resampled_to_16k(tmp_path):
+    path = tmp_path / "tone.wav"
+    time = np.arange(8000) / 8000
+    soundfile.write(path, 0.5 * np.sin(2 * np.pi * 440 * time), 8000)
+    wave = load_segment(str(path), 0, 8000, 8000).numpy()
+    assert wave.shape == (16000,)
+    peak = np.argmax(np.abs(np.fft.rfft(wave)))
+    assert peak * 16000 / wave.size == pytest.approx(440, abs=2)
+
+
+def test_crop_reads_inside_the_row_and_repeats_short_rows(tmp_path):
+    path = tmp_path / "ramp.wav"
+    soundfile.write(path, np.arange(32000) / 32000 - 0.5, 16000, subtype="FLOAT")
+    torch.manual_seed(0)
+    for _ in range(20):
+        crop = load_random_crop(str(path), 8000, 24000, 16000, 0.5).numpy()
+        first = round((crop[0] + 0.5) * 32000)
+        assert 8000 <= first <= 16000 and crop.size == 8000
+        assert np.allclose(np.diff(crop), 1 / 32000, atol=1e-6)
+    short = load_random_crop(str(path), 0, 3000, 16000, 0.5).numpy()
+    assert short.size == 8000
+    assert np.array_equal(short[:3000], short[3000:6000])
+
+
+def _datasets(n_source, n_target):
+    source = DynamicItemDataset({f"s{i}": {"spk_id": f"spk{i % 2}"} for i in range(n_source)})
+    target = DynamicItemDataset({f"t{i}": {"spk_id": f"true{i}"} for i in range(n_target)})
+    source.set_output_keys(["id", "spk_id"])
+    target.set_output_keys(["id"])
+    return source, target
+
+
+@pytest.mark.parametrize("n_source, n_target", [(7, 3), (3, 7), (5, 5)])
+def test_pairs_cover_both_sets_and_the_shorter_cycles(n_source, n_target):
+    pairs = PairedDataset(*_datasets(n_source, n_target), seed=1)
+    assert len(pairs) == max(n_source, n_target)
+    sources = [s["id"] for s, _ in pairs]
+    targets = [t["id"] for _, t in pairs]
+    assert set(sources) == {f"s{i}" for i in range(n_source)}
+    assert set(targets) == {f"t{i}" for i in range(n_target)}
+    shorter = min(n_source, n_target)
+    assert max(np.unique(sources + targets, return_counts=True)[1]) <= -(-len(pairs) // shorter)
+
+
+def test_pairing_depends_on_epoch_and_is_reproducible():
+    pairs = PairedDataset(*_datasets(6, 4), seed=1)
+    first = [(s["id"], t["id"]) for s, t in pairs]
+    pairs.set_epoch(1)
+    second = [(s["id"], t["id"]) for s, t in pairs]
+    pairs.set_epoch(0)
+    assert [(s["id"], t["id"]) for s, t in pairs] == first != second
+
+
+def test_target_batches_carry_no_speaker():
+    source, target = _datasets(4, 4)
+    source_batch, target_batch = collate_pairs([PairedDataset(source, target, 0)[i] for i in range(4)])
+    assert len(source_batch.spk_id) == 4
+    assert not hasattr(target_batch, "spk_id")
+
+
+def test_speaker_labels_are_encoded_from_source(tmp_path):
+    source, _ = _datasets(4, 1)
+    encoder = add_speaker_labels(source, str(tmp_path / "labels.txt"))
+    source.set_output_keys(["spk_id", "spk_id_encoded"])
+    for item in source:
+        assert encoder.decode_ndim(item["spk_id_encoded"].item()) == item["spk_id"]
+    assert len(encoder) == 2
+
+
+def test_manifest_dataset_validates(tmp_path):
+    (tmp_path / "m.csv").write_text("ID,wav\na,a.wav\n")
+    with pytest.raises(ValueError, match="missing columns"):
+        manifest_dataset(str(tmp_path / "m.csv"))
+
+
+def test_equal_length_batches_never_mix_lengths():
+    lengths = [3, 5, 3, 3, 7, 5, 3]
+    batches = equal_length_batches(lengths, batch_size=2)
+    assert sorted(i for b in batches for i in b) == list(range(7))
+    assert all(len({lengths[i] for i in b}) == 1 and len(b) <= 2 for b in batches)
+
+
+def test_embeddings_do_not_depend_on_batch_neighbours(tmp_path):
+    from speechbrain.dataio.batch import PaddedBatch
+    from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
+
+    from data_prep.manifest import utterance_row, write_manifest
+    from local.dataio import add_whole_pipeline
+    from local.fbank_frontend import FbankFrontend
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for n, length in enumerate([16000, 12000, 16000, 20000, 12000, 16000]):
+        path = tmp_path / f"u{n}.wav"
+        soundfile.write(path, rng.uniform(-0.3, 0.3, length), 16000)
+        rows.append(utterance_row(f"u{n}", str(path), "s", "d"))
+    write_manifest(rows, tmp_path / "m.csv")
+    dataset = manifest_dataset(str(tmp_path / "m.csv"))
+    add_whole_pipeline(dataset)
+
+    torch.manual_seed(0)
+    frontend = FbankFrontend(n_mels=24).eval()
+    encoder = ECAPA_TDNN(24, channels=[32, 32, 32, 32, 96], lin_neurons=16).eval()
+
+    def embed(wavs, lens):
+        return encoder(frontend(wavs, lens), lens)
+
+    batched = compute_embeddings(embed, dataset, batch_size=8)
+    single = compute_embeddings(embed, dataset, batch_size=1)
+    assert batched.keys() == single.keys() == {f"u{n}" for n in range(6)}
+    for utt in batched:
+        assert torch.allclose(batched[utt], single[utt], atol=1e-5)
+    # What equal-length batching avoids: padding changes a short utterance's embedding.
+    dataset.set_output_keys(["id", "sig"])
+    mixed = PaddedBatch([dataset[1], dataset[3]])
+    with torch.no_grad():
+        padded = embed(mixed.sig.data, mixed.sig.lengths)[0, 0]
+    assert not torch.allclose(padded, single["u1"], atol=1e-3)
+
+
+def test_embedding_cache_is_reused(tmp_path):
+    dataset = DynamicItemDataset({"a": {"start": 0, "stop": 4, "sample_rate": 16000}})
+
+    def sig(start):
+        return torch.ones(4)
+
+    dataset.add_dynamic_item(sig, takes="start", provides="sig")
+    cache = str(tmp_path / "emb.pt")
+    first = compute_embeddings(lambda w, l: w.sum(1, keepdim=True).unsqueeze(1), dataset,
+                               cache_path=cache)
+    again = compute_embeddings(lambda w, l: 0 * w[:, None, :1], dataset, cache_path=cache)
+    assert torch.equal(first["a"], again["a"]) and first["a"].item() == 4
