@@ -95,6 +95,8 @@ def add_speaker_labels(dataset, encoder_path):
 
     dataset.add_dynamic_item(label)
     encoder.load_or_create(path=encoder_path, from_didatasets=[dataset], output_key="spk_id")
+    with dataset.output_keys_as(["spk_id"]):
+        encoder.expect_len(len({item["spk_id"] for item in dataset}))
     return encoder
 
 

@@ -1,0 +1,142 @@
+"""Gradient reversal, its schedule, and the domain discriminator (DANN).
+
+Neither SpeechBrain nor torch has a gradient-reversal layer, so it is written
+here (Ganin et al., 2016, "Domain-adversarial training of neural networks").
+"""
+
+import math
+
+import torch
+
+
+class _ReverseGradient(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, inputs, coefficient):
+        ctx.coefficient = coefficient
+        return inputs.view_as(inputs)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        return -ctx.coefficient * grad_output, None
+
+
+class GradientReversal(torch.nn.Module):
+    """Identity forward; multiplies the gradient by ``-coefficient`` backward.
+
+    Arguments
+    ---------
+    coefficient : float
+        Initial coefficient; :meth:`set_coefficient` changes it per step.
+
+    Example
+    -------
+    >>> grl = GradientReversal(0.5)
+    >>> x = torch.ones(3, requires_grad=True)
+    >>> grl(x).sum().backward()
+    >>> x.grad
+    tensor([-0.5000, -0.5000, -0.5000])
+    """
+
+    def __init__(self, coefficient=1.0):
+        super().__init__()
+        self.coefficient = float(coefficient)
+
+    def set_coefficient(self, coefficient):
+        """Set the reversal coefficient used from the next forward on."""
+        self.coefficient = float(coefficient)
+
+    def forward(self, inputs):
+        """Pass ``inputs`` through, reversing their gradient."""
+        return _ReverseGradient.apply(inputs, self.coefficient)
+
+
+def ganin_lambda(progress, gamma=10.0):
+    """Ganin et al.'s ramp ``2 / (1 + exp(-gamma * p)) - 1`` for progress p in [0, 1].
+
+    Arguments
+    ---------
+    progress : float
+        Fraction of training done.
+    gamma : float
+        Steepness.
+
+    Returns
+    -------
+    float
+        From 0 at p = 0 towards 1.
+
+    Example
+    -------
+    >>> round(ganin_lambda(0.0), 6), round(ganin_lambda(1.0), 6)
+    (0.0, 0.999909)
+    """
+    return 2.0 / (1.0 + math.exp(-gamma * progress)) - 1.0
+
+
+class AdversarialSchedule:
+    """Reversal coefficient over training: zero during warm-up, then a Ganin ramp.
+
+    Arguments
+    ---------
+    weight : float
+        Scale of the ramp (``adv_weight``); 0 gives the source-only baseline.
+    gamma : float
+        Ramp steepness.
+    warmup : float
+        Fraction of training with coefficient 0 (speaker loss alone); the ramp
+        runs over the remaining fraction.
+
+    Example
+    -------
+    >>> schedule = AdversarialSchedule(weight=0.5, gamma=10.0, warmup=0.2)
+    >>> schedule(0.1), round(schedule(0.6), 4)
+    (0.0, 0.4933)
+    """
+
+    def __init__(self, weight=1.0, gamma=10.0, warmup=0.0):
+        if not 0.0 <= warmup < 1.0:
+            raise ValueError(f"adv_warmup must be in [0, 1), got {warmup}")
+        self.weight, self.gamma, self.warmup = float(weight), float(gamma), float(warmup)
+
+    def __call__(self, progress):
+        """Coefficient at ``progress`` (fraction of training done)."""
+        if progress < self.warmup:
+            return 0.0
+        ramp = (progress - self.warmup) / (1.0 - self.warmup)
+        return self.weight * ganin_lambda(ramp, self.gamma)
+
+
+class DomainDiscriminator(torch.nn.Module):
+    """MLP from an embedding (or a frame) to domain logits.
+
+    Arguments
+    ---------
+    input_size : int
+        Embedding or frame feature size.
+    hidden_sizes : list of int
+        Hidden layer sizes.
+    n_domains : int
+        Number of domains.
+    dropout : float
+        Dropout after each hidden layer.
+
+    Example
+    -------
+    >>> disc = DomainDiscriminator(8, [16])
+    >>> disc(torch.rand(4, 1, 8)).shape, disc(torch.rand(4, 10, 8)).shape
+    (torch.Size([4, 1, 2]), torch.Size([4, 10, 2]))
+    """
+
+    def __init__(self, input_size, hidden_sizes=(256, 256), n_domains=2, dropout=0.0):
+        super().__init__()
+        layers, size = [], input_size
+        for hidden in hidden_sizes:
+            layers += [torch.nn.Linear(size, hidden), torch.nn.LeakyReLU(0.2),
+                       torch.nn.Dropout(dropout)]
+            size = hidden
+        layers.append(torch.nn.Linear(size, n_domains))
+        self.mlp = torch.nn.Sequential(*layers)
+
+    def forward(self, inputs):
+        """Logits with the input's leading dimensions and ``n_domains`` last."""
+        return self.mlp(inputs)

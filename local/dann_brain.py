@@ -1,0 +1,106 @@
+"""The Brain of ``train_dann.py``: speaker loss on source, domain-adversarial loss on both."""
+
+import speechbrain as sb
+import torch
+
+
+class DANNBrain(sb.Brain):
+    """Speaker embedding training with a gradient-reversal domain branch.
+
+    Each training batch is a ``(source, target)`` pair of PaddedBatch objects
+    (see :class:`local.dataio.PairedDataset`). Both go through the front end
+    and the encoder in one forward pass; the speaker head sees the source
+    embeddings only, and the domain discriminator sees all of them behind the
+    gradient-reversal layer. The reversal coefficient is
+    ``adv_weight * ganin_lambda(progress)`` after an optional warm-up, so with
+    ``adv_weight: 0`` the encoder receives no gradient from the domain loss
+    (the discriminator still trains and reports how separable the domains
+    are) and the recipe is the source-only baseline.
+
+    Target-domain speaker labels are never read: the target pipeline provides
+    only ``sig``.
+    """
+
+    def on_fit_start(self):
+        """Initialise the per-epoch statistics."""
+        super().on_fit_start()
+        self.stats = {}
+
+    def embed(self, wavs, wav_lens):
+        """Embeddings ``[batch, 1, dim]`` of 16 kHz waveforms."""
+        feats = self.modules.frontend(wavs, wav_lens)
+        return self.modules.embedding_model(feats, wav_lens)
+
+    def compute_forward(self, batch, stage):
+        """Embed the source and target crops (training) or utterances (evaluation)."""
+        if stage != sb.Stage.TRAIN:
+            batch = batch.to(self.device)
+            return self.embed(*batch.sig)
+        source, target = (part.to(self.device) for part in batch)
+        wavs = torch.cat([source.sig.data, target.sig.data])
+        lens = torch.cat([source.sig.lengths, target.sig.lengths])
+        return self.embed(wavs, lens)
+
+    def compute_objectives(self, embeddings, batch, stage):
+        """Speaker loss on the source half plus the reversed domain loss."""
+        source, target = batch
+        n_source = len(source)
+        labels = source.spk_id_encoded.data.to(self.device)
+        speaker_logits = self.modules.classifier(embeddings[:n_source])
+        speaker_loss = self.hparams.compute_cost(speaker_logits, labels)
+
+        coefficient = self.hparams.adv_schedule(self.progress())
+        self.modules.grl.set_coefficient(coefficient)
+        domain_logits = self.modules.domain_discriminator(self.modules.grl(embeddings))
+        domain_logits = domain_logits.reshape(len(embeddings), -1)
+        domains = torch.cat(
+            [torch.zeros(n_source), torch.ones(len(target))]
+        ).long().to(self.device)
+        domain_loss = torch.nn.functional.cross_entropy(domain_logits, domains)
+
+        loss = speaker_loss + domain_loss
+        if not torch.isfinite(loss):
+            raise RuntimeError(
+                f"Non-finite loss at epoch {self.hparams.epoch_counter.current}, "
+                f"step {self.step}: speaker loss {speaker_loss.item()}, domain loss "
+                f"{domain_loss.item()}. Lower the learning rate or adv_weight, or check "
+                "the input audio of this batch."
+            )
+        accuracy = (domain_logits.argmax(dim=-1) == domains).float().mean()
+        self._accumulate(
+            speaker_loss=speaker_loss, domain_loss=domain_loss,
+            domain_accuracy=accuracy, adv_coefficient=torch.tensor(coefficient),
+        )
+        return loss
+
+    def progress(self):
+        """Fraction of training done, in [0, 1], for the reversal schedule."""
+        epoch = self.hparams.epoch_counter.current
+        done = (epoch - 1) * self.steps_per_epoch + self.step
+        return min(1.0, done / (self.hparams.number_of_epochs * self.steps_per_epoch))
+
+    def _accumulate(self, **values):
+        for name, value in values.items():
+            total, count = self.stats.get(name, (0.0, 0))
+            self.stats[name] = (total + float(value.detach()), count + 1)
+
+    def on_stage_start(self, stage, epoch=None):
+        """Re-draw the source/target pairing and the random state of ``epoch``.
+
+        Seeding from (seed, epoch) makes a run resumed at an epoch boundary
+        draw the same crops and dropout masks as an uninterrupted one.
+        """
+        if stage == sb.Stage.TRAIN:
+            self.stats = {}
+            self.train_pairs.set_epoch(epoch)
+            torch.manual_seed(self.hparams.seed * 1000 + epoch)
+
+    def on_stage_end(self, stage, stage_loss, epoch=None):
+        """Log the epoch's losses and domain accuracy, then checkpoint."""
+        if stage != sb.Stage.TRAIN:
+            return
+        stats = {"loss": stage_loss}
+        stats.update({k: total / count for k, (total, count) in self.stats.items()})
+        self.train_stats = stats
+        self.hparams.train_logger.log_stats(stats_meta={"epoch": epoch}, train_stats=stats)
+        self.checkpointer.save_and_keep_only(meta={"epoch": epoch}, num_to_keep=1)

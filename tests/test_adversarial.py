@@ -1,0 +1,83 @@
+"""Gradient reversal, its schedule and the domain discriminator."""
+
+import math
+
+import pytest
+import torch
+from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
+
+from local.adversarial import (
+    AdversarialSchedule,
+    DomainDiscriminator,
+    GradientReversal,
+    ganin_lambda,
+)
+
+
+@pytest.mark.parametrize("coefficient", [0.0, 0.3, 1.0, 2.5])
+def test_reversal_is_identity_forward_and_negated_scaled_backward(coefficient):
+    grl = GradientReversal()
+    grl.set_coefficient(coefficient)
+    x = torch.tensor([1.0, -2.0, 3.0], requires_grad=True)
+    y = grl(x)
+    assert torch.equal(y, x)
+    upstream = torch.tensor([0.5, 1.0, -4.0])
+    y.backward(upstream)
+    assert torch.equal(x.grad, -coefficient * upstream)
+
+
+def test_reversal_flips_the_direction_of_descent():
+    weight = torch.tensor([2.0], requires_grad=True)
+    loss = (GradientReversal(1.0)(weight) - 5.0) ** 2
+    loss.backward()
+    # d/dw (w - 5)^2 = -6 at w = 2: descent moves w towards 5; reversed, away from it.
+    assert weight.grad.item() == 6.0
+
+
+@pytest.mark.parametrize("progress", [0.0, 0.1, 0.5, 1.0])
+def test_ganin_lambda_matches_formula(progress):
+    assert ganin_lambda(progress, 10.0) == pytest.approx(2 / (1 + math.exp(-10 * progress)) - 1)
+
+
+def test_schedule_warmup_then_ramp_scaled_by_weight():
+    schedule = AdversarialSchedule(weight=0.5, gamma=10.0, warmup=0.4)
+    assert schedule(0.0) == schedule(0.39) == 0.0
+    assert schedule(0.4) == 0.0
+    assert schedule(0.7) == pytest.approx(0.5 * ganin_lambda(0.5, 10.0))
+    assert schedule(1.0) == pytest.approx(0.5 * ganin_lambda(1.0, 10.0))
+    assert AdversarialSchedule(weight=0.0)(0.9) == 0.0
+    with pytest.raises(ValueError, match="adv_warmup must be in"):
+        AdversarialSchedule(warmup=1.0)
+
+
+def test_discriminator_shapes():
+    disc = DomainDiscriminator(12, [16, 8], n_domains=3)
+    assert disc(torch.rand(5, 12)).shape == (5, 3)
+    assert disc(torch.rand(5, 1, 12)).shape == (5, 1, 3)
+    assert disc(torch.rand(5, 20, 12)).shape == (5, 20, 3)
+
+
+def _adversarial_gradients(coefficient):
+    torch.manual_seed(0)
+    encoder = ECAPA_TDNN(20, channels=[16, 16, 16, 16, 48], lin_neurons=8)
+    disc = DomainDiscriminator(8, [16])
+    grl = GradientReversal(coefficient)
+    feats = torch.randn(6, 50, 20)
+    domains = torch.tensor([0, 0, 0, 1, 1, 1])
+    logits = disc(grl(encoder(feats))).squeeze(1)
+    torch.nn.functional.cross_entropy(logits, domains).backward()
+    return encoder, disc
+
+
+def test_weight_zero_gives_exactly_zero_adversarial_gradient_to_the_encoder():
+    encoder, disc = _adversarial_gradients(AdversarialSchedule(weight=0.0)(0.8))
+    assert all(p.grad is None or torch.count_nonzero(p.grad) == 0 for p in encoder.parameters())
+    assert any(torch.count_nonzero(p.grad) > 0 for p in disc.parameters())
+
+
+def test_encoder_gradient_is_the_reversed_discriminator_gradient():
+    plain, _ = _adversarial_gradients(-1.0)  # coefficient -1: no reversal at all
+    reversed_, _ = _adversarial_gradients(0.5)
+    for p, q in zip(plain.parameters(), reversed_.parameters()):
+        if p.grad is not None:
+            assert torch.allclose(q.grad, -0.5 * p.grad, atol=1e-7)

@@ -1,0 +1,88 @@
+"""End-to-end runs of train_dann.py on the demo corpus with a tiny model."""
+
+import os
+import re
+
+import pandas as pd
+import pytest
+
+import train_dann
+
+TINY = ["--channels=[32, 32, 32, 32, 96]", "--emb_dim=32", "--n_mels=40",
+        "--discriminator_neurons=[32]", "--batch_size=16", "--crop_seconds=1.0",
+        "--num_workers=0", "--check_audio=False"]
+
+
+def train(demo_corpus, folder, *extra):
+    data_folder = os.path.dirname(demo_corpus["eval"])
+    argv = ["hparams/dann_fbank.yaml", f"--data_folder={data_folder}",
+            f"--output_folder={folder}", *TINY, *extra]
+    return train_dann.main(argv)
+
+
+def logged(folder, key):
+    """Per-epoch values of ``train <key>`` in the run's train_log.txt."""
+    with open(os.path.join(folder, "train_log.txt")) as log:
+        return [float(m.group(1)) for m in re.finditer(rf"train {key}: ([-+.e\d]+)", log.read())]
+
+
+@pytest.fixture(scope="module")
+def runs(demo_corpus, tmp_path_factory):
+    """A baseline (adv_weight 0) and a DANN run, 4 epochs each, same seed."""
+    folders = {}
+    for name, weight in (("baseline", 0.0), ("dann", 1.0)):
+        folder = str(tmp_path_factory.mktemp(name))
+        results = train(demo_corpus, folder, "--number_of_epochs=4", f"--adv_weight={weight}",
+                        "--lr=0.005")
+        folders[name] = (folder, results)
+    return folders
+
+
+def test_speaker_loss_goes_down(runs):
+    for folder, _ in runs.values():
+        losses = logged(folder, "speaker_loss")
+        assert len(losses) == 4 and losses[-1] < 0.8 * losses[0], losses
+
+
+def test_adversary_pushes_domain_accuracy_towards_chance(runs):
+    baseline = logged(runs["baseline"][0], "domain_accuracy")
+    dann = logged(runs["dann"][0], "domain_accuracy")
+    assert logged(runs["baseline"][0], "adv_coefficient") == [0.0] * 4
+    assert baseline[-1] > 0.75, baseline  # the domains are easy to tell apart
+    assert abs(dann[-1] - 0.5) < abs(baseline[-1] - 0.5) - 0.1, (baseline, dann)
+
+
+def test_run_ends_with_verification_on_both_trial_lists(runs):
+    for folder, results in runs.values():
+        assert set(results) == {"source", "target"}
+        assert all(0.0 < eer < 0.6 for eer in results.values())
+        assert os.path.isfile(os.path.join(folder, "embeddings.pt"))
+        for saved in ("hyperparams.yaml", "condition.yaml", "save/label_encoder.txt"):
+            assert os.path.isfile(os.path.join(folder, saved)), saved
+
+
+def test_target_speaker_labels_are_never_used(demo_corpus, tmp_path):
+    table = pd.read_csv(demo_corpus["target_train"])
+    table["spk_id"] = table["spk_id"].sample(frac=1.0, random_state=0).to_numpy()
+    scrambled = tmp_path / "target_scrambled.csv"
+    table.to_csv(scrambled, index=False)
+    table.assign(spk_id="").to_csv(tmp_path / "target_unlabelled.csv", index=False)
+    losses = []
+    for name, target in (("orig", demo_corpus["target_train"]), ("scrambled", scrambled),
+                         ("unlabelled", tmp_path / "target_unlabelled.csv")):
+        folder = tmp_path / name
+        train(demo_corpus, folder, "--number_of_epochs=1", f"--target_train={target}",
+              "--debug", "--debug_batches=3", "--debug_epochs=1")
+        losses.append(logged(folder, "loss") + logged(folder, "domain_loss"))
+    assert losses[0] == losses[1] == losses[2]
+
+
+def test_non_finite_loss_stops_with_the_step(demo_corpus, tmp_path):
+    with pytest.raises(RuntimeError, match=r"Non-finite loss at epoch 1, step \d+"):
+        train(demo_corpus, tmp_path, "--number_of_epochs=1", "--lr=1.0e+30",
+              "--debug", "--debug_batches=5", "--debug_epochs=1")
+
+
+def test_missing_condition_file_is_a_clear_error(demo_corpus, tmp_path):
+    with pytest.raises(SystemExit, match="Condition file nowhere.yaml does not exist"):
+        train(demo_corpus, tmp_path, "--condition=nowhere.yaml")
