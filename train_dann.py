@@ -120,9 +120,11 @@ def verify(brain, hparams, condition, evaluation):
         ``{trial list name: EER}``.
     """
     brain.modules.eval()
+    # The cache is named after the checkpoint, so a retrained model never reuses it.
+    checkpoint = brain.checkpointer.find_checkpoint()
+    cache = os.path.join(hparams["output_folder"], f"embeddings_{os.path.basename(checkpoint.path)}.pt")
     embeddings = compute_embeddings(
-        brain.embed, evaluation, hparams["eval_batch_size"], brain.device,
-        cache_path=os.path.join(hparams["output_folder"], "embeddings.pt"),
+        brain.embed, evaluation, hparams["eval_batch_size"], brain.device, cache_path=cache
     )
     results = {}
     for name, path in condition["trials"].items():

@@ -103,4 +103,9 @@ class DANNBrain(sb.Brain):
         stats.update({k: total / count for k, (total, count) in self.stats.items()})
         self.train_stats = stats
         self.hparams.train_logger.log_stats(stats_meta={"epoch": epoch}, train_stats=stats)
+        # There is no validation stage to checkpoint in, so the end-of-epoch
+        # checkpoint is saved here; Brain resets its step counter and running
+        # loss only after this method, and a checkpoint must not carry them
+        # into the next epoch.
+        self.step, self.avg_train_loss = 0, 0.0
         self.checkpointer.save_and_keep_only(meta={"epoch": epoch}, num_to_keep=1)

@@ -56,7 +56,7 @@ def test_run_ends_with_verification_on_both_trial_lists(runs):
     for folder, results in runs.values():
         assert set(results) == {"source", "target"}
         assert all(0.0 < eer < 0.6 for eer in results.values())
-        assert os.path.isfile(os.path.join(folder, "embeddings.pt"))
+        assert len([f for f in os.listdir(folder) if f.startswith("embeddings_CKPT")]) == 1
         for saved in ("hyperparams.yaml", "condition.yaml", "save/label_encoder.txt"):
             assert os.path.isfile(os.path.join(folder, saved)), saved
 
@@ -86,3 +86,23 @@ def test_non_finite_loss_stops_with_the_step(demo_corpus, tmp_path):
 def test_missing_condition_file_is_a_clear_error(demo_corpus, tmp_path):
     with pytest.raises(SystemExit, match="Condition file nowhere.yaml does not exist"):
         train(demo_corpus, tmp_path, "--condition=nowhere.yaml")
+
+
+def test_resumed_run_ends_like_an_uninterrupted_one(demo_corpus, tmp_path, monkeypatch):
+    args = ("--number_of_epochs=2", "--adv_weight=1.0")
+    whole = train(demo_corpus, tmp_path / "whole", *args)
+
+    original = train_dann.DANNBrain.on_stage_end
+
+    def killed_after_first_epoch(self, stage, stage_loss, epoch=None):
+        original(self, stage, stage_loss, epoch)
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_dann.DANNBrain, "on_stage_end", killed_after_first_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train(demo_corpus, tmp_path / "resumed", *args)
+    monkeypatch.setattr(train_dann.DANNBrain, "on_stage_end", original)
+    resumed = train(demo_corpus, tmp_path / "resumed", *args)
+    assert logged(tmp_path / "resumed", "loss")[-1] == logged(tmp_path / "whole", "loss")[-1]
+    assert resumed == whole
