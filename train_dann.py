@@ -166,12 +166,12 @@ def main(argv=None):
         run_opts=run_opts, checkpointer=hparams["checkpointer"],
     )
     brain.train_pairs = train_pairs
-    brain.steps_per_epoch = len(train_pairs) // hparams["batch_size"]
+    world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+    brain.steps_per_epoch = len(train_pairs) // (hparams["batch_size"] * world)
     loader_options = dict(hparams["train_dataloader_options"], collate_fn=collate_pairs)
     brain.fit(hparams["epoch_counter"], train_pairs, train_loader_kwargs=loader_options)
-    if sb.utils.distributed.if_main_process():
-        return verify(brain, hparams, condition, evaluation)
-    return None
+    # Verification runs on the main process; every process gets its results.
+    return sb.utils.distributed.main_process_only(verify)(brain, hparams, condition, evaluation)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 import speechbrain as sb
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
 
 class DANNBrain(sb.Brain):
@@ -21,6 +22,17 @@ class DANNBrain(sb.Brain):
     only ``sig``.
     """
 
+    def _wrap_distributed(self):
+        """DDP on CPU (gloo) too: Brain converts BatchNorm to SyncBatchNorm, which needs CUDA."""
+        if not (self.distributed_launch and str(self.device).startswith("cpu")):
+            return super()._wrap_distributed()
+        for name, module in self.modules.items():
+            if any(p.requires_grad for p in module.parameters()):
+                self.modules[name] = DistributedDataParallel(
+                    module, find_unused_parameters=self.find_unused_parameters
+                )
+        return None
+
     def on_fit_start(self):
         """Initialise the per-epoch statistics."""
         super().on_fit_start()
@@ -28,8 +40,12 @@ class DANNBrain(sb.Brain):
 
     def embed(self, wavs, wav_lens):
         """Embeddings ``[batch, 1, dim]`` of 16 kHz waveforms."""
-        feats = self.modules.frontend(wavs, wav_lens)
-        return self.modules.embedding_model(feats, wav_lens)
+        frontend, encoder = self.modules.frontend, self.modules.embedding_model
+        if not encoder.training:
+            # Evaluation runs on the main process alone, where a DDP wrapper
+            # would wait for the other processes to sync its buffers.
+            frontend, encoder = (getattr(m, "module", m) for m in (frontend, encoder))
+        return encoder(frontend(wavs, wav_lens), wav_lens)
 
     def compute_forward(self, batch, stage):
         """Embed the source and target crops (training) or utterances (evaluation)."""
@@ -99,7 +115,7 @@ class DANNBrain(sb.Brain):
         """Log the epoch's losses and domain accuracy, then checkpoint."""
         if stage != sb.Stage.TRAIN:
             return
-        stats = {"loss": stage_loss}
+        stats = {"loss": stage_loss, "steps": self.step}
         stats.update({k: total / count for k, (total, count) in self.stats.items()})
         self.train_stats = stats
         self.hparams.train_logger.log_stats(stats_meta={"epoch": epoch}, train_stats=stats)

@@ -2,6 +2,8 @@
 
 import os
 import re
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -106,3 +108,18 @@ def test_resumed_run_ends_like_an_uninterrupted_one(demo_corpus, tmp_path, monke
     resumed = train(demo_corpus, tmp_path / "resumed", *args)
     assert logged(tmp_path / "resumed", "loss")[-1] == logged(tmp_path / "whole", "loss")[-1]
     assert resumed == whole
+
+
+def test_two_processes_with_gloo_split_the_data_and_finish(demo_corpus, tmp_path):
+    data_folder = os.path.dirname(demo_corpus["eval"])
+    command = [os.path.join(os.path.dirname(sys.executable), "torchrun"), "--nproc_per_node=2",
+               "--standalone", "train_dann.py",
+               "hparams/dann_fbank.yaml", f"--data_folder={data_folder}",
+               f"--output_folder={tmp_path}", *TINY, "--batch_size=8", "--number_of_epochs=1",
+               "--distributed_backend=gloo", "--device=cpu"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert done.returncode == 0, done.stderr[-3000:]
+    # 240 source crops, batches of 8, two processes: 15 steps each instead of 30.
+    assert logged(tmp_path, "steps") == [15.0]
+    assert done.stdout.count("Verification (demo)") == 1
