@@ -484,10 +484,16 @@ def skip_if_prepared(save_folder, outputs, options):
         Whether the work can be skipped.
     """
     marker = os.path.join(save_folder, "prepare_options.json")
-    if not all(os.path.isfile(p) for p in outputs) or not os.path.isfile(marker):
+    if not os.path.isfile(marker):
         return False
     with open(marker, encoding="utf-8") as saved:
-        return json.load(saved) == json.loads(json.dumps(options))
+        same = json.load(saved) == json.loads(json.dumps(options))
+    if same and all(os.path.isfile(p) for p in outputs):
+        return True
+    # The preparation is about to rewrite the outputs: should it die halfway,
+    # an old marker must not vouch for the half-written files.
+    os.remove(marker)
+    return False
 
 
 def mark_prepared(save_folder, options):

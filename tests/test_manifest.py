@@ -208,6 +208,8 @@ def test_skip_marker(tmp_path):
     mark_prepared(tmp_path, {"seed": 1})
     assert skip_if_prepared(tmp_path, [out], {"seed": 1})
     assert not skip_if_prepared(tmp_path, [out], {"seed": 2})
+    # The marker of seed 1 is gone once a seed 2 preparation has started.
+    assert not skip_if_prepared(tmp_path, [out], {"seed": 1})
 
 
 def test_command_line(corpus, capsys):

@@ -1,0 +1,441 @@
+"""VoxCeleb 1 and 2 manifests and the official VoxCeleb1 trial lists.
+
+The folders are used as the official archives extract::
+
+    data_folder/                        VoxCeleb1 (required)
+        wav/id10270/x6uYqmx31kE/00001.wav   vox1_dev_wav.zip + vox1_test_wav.zip
+        vox1_meta.csv                       (or meta/vox1_meta.csv)
+        veri_test2.txt, ...                 trial lists (or meta/..., or any path)
+    vox2_folder/                        VoxCeleb2 dev (optional, training only)
+        dev/wav/id00012/21Uxsk56VDQ/00001.wav   converted to a wav tree, or
+        dev/aac/id00012/21Uxsk56VDQ/00001.wav   converted in place (.wav beside .m4a)
+        vox2_meta.csv                       (or meta/vox2_meta.csv)
+
+VoxCeleb2 is released as AAC (``.m4a``), which libsndfile cannot read. Convert
+it once, into ``dev/wav``::
+
+    cd VOX2_FOLDER/dev && find aac -name '*.m4a' | while read -r f; do
+        o="wav/${f#aac/}"; mkdir -p "$(dirname "$o")"
+        ffmpeg -nostdin -loglevel error -n -i "$f" -ac 1 -ar 16000 "${o%.m4a}.wav"
+    done
+
+Trial lists are the cleaned VoxCeleb1 lists in ``label enrol test`` form with
+VoxCeleb1 IDs: Vox1-O ``veri_test2.txt`` (the 40 test speakers), Vox1-E
+``list_test_all2.txt`` and Vox1-H ``list_test_hard2.txt`` (both drawn from all
+of VoxCeleb1, so with them the training speakers come from VoxCeleb2). As in
+SpeechBrain's recipe, every speaker that a trial list uses is kept out of
+training. Outputs in ``save_folder`` (one folder per preparation)::
+
+    train.csv           every recording (or ``seg_dur`` chunk) of the other speakers
+    dev.csv             with ``dev_ratio`` > 0: that fraction of each training
+                        speaker's recordings, held out of train.csv
+    eval.csv            every recording a trial list names, whole
+    trials_vox1_o.txt   one per trial list (vox1_o, vox1_e, vox1_h, or the file's stem)
+
+Utterance IDs are SpeechBrain's ``id10270--x6uYqmx31kE--00001``; columns are
+``domain=voxceleb``, ``lang=en``, ``gender`` (``m``/``f``, from the meta file)
+and ``session`` (the YouTube ID).
+
+Command line::
+
+    python -m data_prep.voxceleb --data_folder /data/voxceleb1 \\
+        --save_folder data/voxceleb [--vox2_folder /data/voxceleb2] \\
+        [--trials veri_test2.txt list_test_all2.txt list_test_hard2.txt] \\
+        [--seg_dur 3.0] [--dev_ratio 0.1]
+"""
+
+import argparse
+import glob
+import logging
+import os
+import random
+import re
+import shlex
+import sys
+
+from data_prep.manifest import (
+    ManifestError,
+    _fail,
+    chunk_rows,
+    mark_prepared,
+    skip_if_prepared,
+    utterance_row,
+    validate,
+    write_manifest,
+    write_trials,
+)
+
+logger = logging.getLogger(__name__)
+
+DOMAIN = "voxceleb"
+LANG = "en"
+ID_SEPARATOR = "--"
+# The official trial lists and the names of their outputs.
+OFFICIAL_TRIALS = {
+    "veri_test2.txt": "vox1_o",
+    "list_test_all2.txt": "vox1_e",
+    "list_test_hard2.txt": "vox1_h",
+}
+TRIAL_PATH = re.compile(r"^id\d+/[^/]+/[^/]+\.wav$")
+OLD_TRIAL_PATH = re.compile(r"^[^/]+/[^/]+/[^/]+\.wav$")
+CLEANED_LISTS_URL = "https://www.robots.ox.ac.uk/~vgg/data/voxceleb/vox1.html"
+CONVERT_VOX2 = (
+    "cd VOX2_FOLDER/dev && find aac -name '*.m4a' | while read -r f; do "
+    'o="wav/${f#aac/}"; mkdir -p "$(dirname "$o")"; '
+    'ffmpeg -nostdin -loglevel error -n -i "$f" -ac 1 -ar 16000 "${o%.m4a}.wav"; done'
+)
+
+
+def prepare_voxceleb(
+    data_folder,
+    save_folder,
+    trial_lists=("veri_test2.txt",),
+    vox2_folder=None,
+    seg_dur=None,
+    dev_ratio=0.0,
+    seed=1234,
+):
+    """Write VoxCeleb's training and evaluation manifests and trial lists.
+
+    Does nothing when ``save_folder`` already holds them, made with the same
+    arguments.
+
+    Arguments
+    ---------
+    data_folder : str
+        VoxCeleb1 folder, holding ``wav/idXXXXX/<youtube_id>/NNNNN.wav`` and
+        ``vox1_meta.csv`` (directly or in ``meta/``).
+    save_folder : str
+        Where the manifests and trial lists go.
+    trial_lists : list of str
+        Trial lists to convert: paths, or file names found in ``data_folder``
+        or ``data_folder/meta``.
+    vox2_folder : str, optional
+        VoxCeleb2 folder holding ``dev/wav/...`` or a converted ``dev/aac/...``
+        tree and ``vox2_meta.csv``; all its speakers are training speakers.
+    seg_dur : float, optional
+        Cut training (and dev) recordings into chunks of this many seconds;
+        None keeps them whole.
+    dev_ratio : float
+        Fraction of each training speaker's recordings written to ``dev.csv``
+        instead of ``train.csv`` (0 writes no dev.csv).
+    seed : int
+        Seed of the dev selection.
+
+    Returns
+    -------
+    dict
+        Paths of the written files, keyed ``train``, ``dev`` (with
+        ``dev_ratio``), ``eval`` and ``trials_<name>`` per trial list.
+
+    Raises
+    ------
+    ManifestError
+        When a folder, meta file, trial list or audio file is missing or not
+        VoxCeleb's, naming the path and the fix.
+
+    Example
+    -------
+    >>> prepare_voxceleb("/data/voxceleb1", "data/voxceleb",
+    ...                  trial_lists=["veri_test2.txt", "list_test_hard2.txt"],
+    ...                  vox2_folder="/data/voxceleb2")  # doctest: +SKIP
+    """
+    if seg_dur is not None and seg_dur <= 0:
+        raise ValueError(f"seg_dur must be positive or None, got {seg_dur}")
+    if not 0 <= dev_ratio < 1:
+        raise ValueError(f"dev_ratio must be in [0, 1), got {dev_ratio}")
+    data_folder = os.path.abspath(data_folder)
+    vox1_wav = _wav_tree(data_folder)
+    trial_files = _trial_files(data_folder, trial_lists)
+    vox2_folder = os.path.abspath(vox2_folder) if vox2_folder else None
+    options = dict(data_folder=data_folder, vox2_folder=vox2_folder, trials=trial_files,
+                   seg_dur=seg_dur, dev_ratio=dev_ratio, seed=seed)
+    paths = {"train": os.path.join(save_folder, "train.csv")}
+    if dev_ratio:
+        paths["dev"] = os.path.join(save_folder, "dev.csv")
+    paths["eval"] = os.path.join(save_folder, "eval.csv")
+    for name in trial_files:
+        paths[f"trials_{name}"] = os.path.join(save_folder, f"trials_{name}.txt")
+    if skip_if_prepared(save_folder, list(paths.values()), options):
+        logger.info("VoxCeleb already prepared in %s, skipping", save_folder)
+        return paths
+
+    # Every check first: reading the audio headers is the slow part.
+    vox1_files = _scan(vox1_wav)
+    genders = _speaker_genders(_meta_file(data_folder, "vox1_meta.csv"), vox1_files, vox1_wav)
+    trials = {name: _read_trials(path, vox1_files, vox1_wav) for name, path in trial_files.items()}
+    eval_files = sorted({f for pairs in trials.values() for _, *pair in pairs for f in pair})
+    eval_speakers = {f.split("/")[0] for f in eval_files}
+    train_files = [(vox1_wav, f, genders) for f in vox1_files
+                   if f.split("/")[0] not in eval_speakers]
+    if vox2_folder:
+        vox2_wav = _vox2_tree(vox2_folder)
+        vox2_files = _scan(vox2_wav)
+        vox2_genders = _speaker_genders(
+            _meta_file(vox2_folder, "vox2_meta.csv"), vox2_files, vox2_wav)
+        train_files += [(vox2_wav, f, vox2_genders) for f in vox2_files]
+    if not train_files:
+        _fail(data_folder, "no training speakers left: the trial lists use every "
+              "VoxCeleb1 speaker", fix="pass vox2_folder (VoxCeleb2 dev) to train on, "
+              "as is usual with Vox1-E and Vox1-H")
+
+    logger.info("VoxCeleb: reading %d recordings", len(train_files) + len(eval_files))
+    train_rows = [_row(*item) for item in train_files]
+    train_rows, dev_rows = _split_dev(train_rows, dev_ratio, seed)
+    if dev_ratio and not dev_rows:
+        _fail(data_folder, f"dev_ratio {dev_ratio} selects no recording",
+              fix="raise dev_ratio (a speaker keeps at least one recording for training)")
+    if seg_dur:
+        train_rows = [c for row in train_rows for c in chunk_rows(row, seg_dur)]
+        dev_rows = [c for row in dev_rows for c in chunk_rows(row, seg_dur)]
+
+    os.makedirs(save_folder, exist_ok=True)
+    write_manifest(train_rows, paths["train"])
+    if dev_ratio:
+        write_manifest(dev_rows, paths["dev"])
+    write_manifest([_row(vox1_wav, f, genders) for f in eval_files], paths["eval"])
+    for name, pairs in trials.items():
+        converted = [(label, utterance_id(e), utterance_id(t)) for label, e, t in pairs]
+        write_trials(converted, paths[f"trials_{name}"])
+        validate(paths["eval"], paths[f"trials_{name}"], check_audio=False)
+    mark_prepared(save_folder, options)
+    logger.info("VoxCeleb: %d training rows (%d speakers), %d evaluation utterances",
+                len(train_rows), len({r["spk_id"] for r in train_rows}), len(eval_files))
+    return paths
+
+
+def utterance_id(relative_path):
+    """SpeechBrain's ID of a VoxCeleb recording ``idXXXXX/<youtube_id>/NNNNN.wav``.
+
+    Arguments
+    ---------
+    relative_path : str
+        Path relative to the ``wav`` (or ``aac``) folder.
+
+    Returns
+    -------
+    str
+        ``<speaker>--<youtube_id>--<number>``.
+
+    Example
+    -------
+    >>> utterance_id("id10270/x6uYqmx31kE/00001.wav")
+    'id10270--x6uYqmx31kE--00001'
+    """
+    speaker, session, name = relative_path.split("/")[-3:]
+    return ID_SEPARATOR.join([speaker, session, os.path.splitext(name)[0]])
+
+
+def read_meta(path):
+    """Speaker genders from ``vox1_meta.csv`` or ``vox2_meta.csv``.
+
+    VoxCeleb1's file is tab-separated; VoxCeleb2's is comma-separated with
+    fields padded by spaces (``id00012 ,n000012 ,m ,dev``). Both are read.
+
+    Arguments
+    ---------
+    path : str
+        The meta file.
+
+    Returns
+    -------
+    dict
+        ``{speaker_id: gender}``.
+    """
+    with open(path, encoding="utf-8-sig") as meta:
+        lines = [line for line in meta.read().splitlines() if line.strip()]
+    separator = "\t" if lines and "\t" in lines[0] else ","
+    header = [field.strip() for field in lines[0].split(separator)] if lines else []
+    if len(header) < 2 or not header[0].endswith("ID") or "Gender" not in header:
+        _fail(path, f"not a VoxCeleb meta file: header {header}",
+              fix="use vox1_meta.csv / vox2_meta.csv as downloaded from the VoxCeleb site")
+    column = header.index("Gender")
+    genders, bad = {}, []
+    for number, line in enumerate(lines[1:], start=2):
+        fields = [field.strip() for field in line.split(separator)]
+        if len(fields) <= column or not fields[0].startswith("id"):
+            bad.append(f"line {number}: {line}")
+        else:
+            genders[fields[0]] = fields[column].lower()
+    if bad:
+        _fail(path, "lines without a speaker ID and gender", rows=bad,
+              fix="use the meta file as downloaded from the VoxCeleb site")
+    return genders
+
+
+def _wav_tree(data_folder):
+    """Check that ``data_folder`` holds VoxCeleb1's ``wav/idXXXXX`` tree; return it."""
+    if not os.path.isdir(data_folder):
+        _fail(data_folder, "VoxCeleb1 folder does not exist",
+              fix="pass as data_folder the folder that holds VoxCeleb1's wav/")
+    wav = os.path.join(data_folder, "wav")
+    if not glob.glob(os.path.join(wav, "id*", "")):
+        _fail(data_folder, "no VoxCeleb1 tree wav/idXXXXX/<youtube_id>/NNNNN.wav in it",
+              fix="extract vox1_dev_wav.zip and vox1_test_wav.zip here, so that e.g. "
+              "wav/id10270/x6uYqmx31kE/00001.wav exists")
+    return wav
+
+
+def _vox2_tree(vox2_folder):
+    """The folder of VoxCeleb2 dev's wav files; every released .m4a must have one."""
+    if not os.path.isdir(vox2_folder):
+        _fail(vox2_folder, "VoxCeleb2 folder does not exist",
+              fix="pass as vox2_folder the folder that holds VoxCeleb2's dev/")
+    for tree in ("wav", "aac"):
+        root = os.path.join(vox2_folder, "dev", tree)
+        if glob.glob(os.path.join(root, "id*", "")):
+            break
+    else:
+        _fail(vox2_folder, "no VoxCeleb2 tree dev/wav/idXXXXX/ or dev/aac/idXXXXX/ in it",
+              fix="extract vox2_dev_aac.zip here (it makes dev/aac/) and convert it to wav")
+    released = os.path.join(vox2_folder, "dev", "aac")
+    unconverted = [f for f in _scan(released, ".m4a")
+                   if not os.path.isfile(os.path.join(root, f[: -len(".m4a")] + ".wav"))]
+    if unconverted:
+        _fail(released, f"{len(unconverted)} recordings are AAC (.m4a) only, which libsndfile "
+              "cannot read", rows=unconverted,
+              fix="convert them to 16 kHz wav: "
+              + CONVERT_VOX2.replace("VOX2_FOLDER", shlex.quote(vox2_folder)))
+    return root
+
+
+def _scan(root, extension=".wav"):
+    """Paths ``idXXXXX/<youtube_id>/<name><extension>`` under ``root``, sorted."""
+    found = glob.glob(os.path.join(root, "id*", "*", "*" + extension))
+    return sorted(os.path.relpath(path, root).replace(os.sep, "/") for path in found)
+
+
+def _meta_file(folder, name):
+    """``folder/name`` or ``folder/meta/name``, whichever exists."""
+    candidates = [os.path.join(folder, name), os.path.join(folder, "meta", name)]
+    for path in candidates:
+        if os.path.isfile(path):
+            return path
+    _fail(candidates[0], f"meta file not found (nor in {candidates[1]})",
+          fix=f"download {name} from the VoxCeleb site into {folder}")
+
+
+def _speaker_genders(meta_path, files, root):
+    """Genders of the speakers of ``files``; every one must be in the meta file."""
+    genders = read_meta(meta_path)
+    missing = sorted({f.split("/")[0] for f in files} - set(genders))
+    if missing:
+        _fail(meta_path, f"{len(missing)} speakers of {root} are not in it", rows=missing,
+              fix="use the meta file of this corpus (vox1_meta.csv for VoxCeleb1, "
+              "vox2_meta.csv for VoxCeleb2)")
+    return genders
+
+
+def _trial_files(data_folder, trial_lists):
+    """``{output name: path}`` of the trial lists, found by path or in ``data_folder``."""
+    if isinstance(trial_lists, str):
+        trial_lists = [trial_lists]
+    found = {}
+    for given in trial_lists:
+        candidates = [given, os.path.join(data_folder, given),
+                      os.path.join(data_folder, "meta", given)]
+        path = next((p for p in candidates if os.path.isfile(p)), None)
+        if path is None:
+            _fail(given, f"trial list not found (looked in {data_folder} and its meta/)",
+                  fix=f"download it from {CLEANED_LISTS_URL} into {data_folder}, "
+                  "or pass its path")
+        base = os.path.basename(path)
+        name = OFFICIAL_TRIALS.get(base, os.path.splitext(base)[0])
+        if name in found:
+            _fail(path, f"two trial lists would both be written as trials_{name}.txt",
+                  fix="pass each trial list once")
+        found[name] = os.path.abspath(path)
+    if not found:
+        raise ValueError("trial_lists is empty: name at least one trial list")
+    return found
+
+
+def _read_trials(path, known_files, wav_root):
+    """Trials ``(label, enrol, test)`` of an official list; every file must exist."""
+    pairs, bad, old_style = [], [], []
+    with open(path, encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            fields = line.split()
+            if not fields:
+                continue
+            shown = f"line {number}: {line.strip()}"
+            if len(fields) == 3 and fields[0] in ("0", "1"):
+                if all(TRIAL_PATH.match(f) for f in fields[1:]):
+                    pairs.append((int(fields[0]), fields[1], fields[2]))
+                    continue
+                if all(OLD_TRIAL_PATH.match(f) for f in fields[1:]):
+                    old_style.append(shown)
+                    continue
+            bad.append(shown)
+    if old_style:
+        _fail(path, "names speakers by celebrity name (the original VoxCeleb1 list form), "
+              "not by VoxCeleb1 ID", rows=old_style,
+              fix=f"download the cleaned lists with IDs (veri_test2.txt, list_test_all2.txt, "
+              f"list_test_hard2.txt) from {CLEANED_LISTS_URL}")
+    if bad:
+        _fail(path, "lines not of the form "
+              "'label idXXXXX/<youtube_id>/NNNNN.wav idXXXXX/<youtube_id>/NNNNN.wav'",
+              rows=bad, fix=f"use the official lists from {CLEANED_LISTS_URL}")
+    if not pairs:
+        _fail(path, "trial list is empty", fix=f"use the official lists from {CLEANED_LISTS_URL}")
+    known = set(known_files)
+    missing = sorted({f for _, *pair in pairs for f in pair} - known)
+    if missing:
+        _fail(path, f"names {len(missing)} recordings that are not in {wav_root}",
+              rows=missing, fix="extract both vox1_dev_wav.zip and vox1_test_wav.zip "
+              f"into {wav_root} (Vox1-E and Vox1-H use the dev speakers too)")
+    return pairs
+
+
+def _row(root, relative_path, genders):
+    """Manifest row of one recording ``idXXXXX/<youtube_id>/NNNNN.wav`` under ``root``."""
+    speaker, session, _ = relative_path.split("/")
+    return utterance_row(utterance_id(relative_path), os.path.join(root, relative_path),
+                         speaker, DOMAIN, lang=LANG, gender=genders[speaker], session=session)
+
+
+def _split_dev(rows, dev_ratio, seed):
+    """Hold ``dev_ratio`` of each speaker's recordings out (at least one stays)."""
+    if not dev_ratio:
+        return rows, []
+    rng = random.Random(seed)
+    by_speaker = {}
+    for row in rows:
+        by_speaker.setdefault(row["spk_id"], []).append(row)
+    train, dev = [], []
+    for speaker in sorted(by_speaker):
+        group = by_speaker[speaker]
+        count = min(round(dev_ratio * len(group)), len(group) - 1)
+        held = set(rng.sample(range(len(group)), count))
+        for index, row in enumerate(group):
+            (dev if index in held else train).append(row)
+    return train, dev
+
+
+def main(argv=None):
+    """Command line entry point; returns the exit status."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data_folder", required=True,
+                        help="VoxCeleb1 folder (wav/ and vox1_meta.csv)")
+    parser.add_argument("--save_folder", required=True)
+    parser.add_argument("--vox2_folder", help="VoxCeleb2 folder (dev/ and vox2_meta.csv)")
+    parser.add_argument("--trials", nargs="+", default=["veri_test2.txt"],
+                        help="trial lists: paths, or names in data_folder")
+    parser.add_argument("--seg_dur", type=float, help="training chunk length in seconds")
+    parser.add_argument("--dev_ratio", type=float, default=0.0,
+                        help="fraction of each training speaker's recordings for dev.csv")
+    parser.add_argument("--seed", type=int, default=1234, help="seed of the dev selection")
+    args = parser.parse_args(argv)
+    try:
+        paths = prepare_voxceleb(args.data_folder, args.save_folder, args.trials,
+                                 args.vox2_folder, args.seg_dur, args.dev_ratio, args.seed)
+    except ManifestError as err:
+        print(err, file=sys.stderr)
+        return 1
+    for name, path in paths.items():
+        print(f"{name}: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

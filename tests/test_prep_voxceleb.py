@@ -1,0 +1,347 @@
+"""VoxCeleb preparation on a fake tree with the real corpora's layout and names."""
+
+import os
+
+import numpy as np
+import pytest
+import soundfile
+
+from data_prep.manifest import ManifestError, read_manifest, read_trials, validate
+from data_prep.voxceleb import main, prepare_voxceleb, read_meta, utterance_id
+
+RATE = 16000
+# VoxCeleb1 recordings (relative to wav/) and their lengths in seconds.
+VOX1 = {
+    "id10001/1zcIwhmdeo4/00001.wav": 0.9,
+    "id10001/1zcIwhmdeo4/00002.wav": 0.4,
+    "id10001/7gWzIy6yIIk/00001.wav": 0.6,
+    "id10002/0_laIeN-Q44/00001.wav": 0.7,
+    "id10002/0_laIeN-Q44/00002.wav": 0.3,
+    "id10003/5ablueV_1tw/00001.wav": 1.0,
+    "id10003/5ablueV_1tw/00004.wav": 0.5,
+    "id10004/0Pdw9OOkOwQ/00001.wav": 0.8,
+    "id10270/x6uYqmx31kE/00001.wav": 0.6,
+    "id10270/x6uYqmx31kE/00002.wav": 0.5,
+    "id10270/8jEAjG6SegY/00008.wav": 0.7,
+    "id10271/1gtz-CUIygI/00001.wav": 0.4,
+    "id10271/37nktPRUJ58/00001.wav": 0.9,
+    "id10300/ize_eiCFEg0/00003.wav": 0.5,
+    "id10300/ize_eiCFEg0/00004.wav": 0.3,
+}
+VOX1_META = (
+    "VoxCeleb1 ID\tVGGFace1 ID\tGender\tNationality\tSet\n"
+    "id10001\tA.J._Buckley\tm\tIreland\tdev\n"
+    "id10002\tA.R._Rahman\tm\tIndia\tdev\n"
+    "id10003\tAamir_Khan\tm\tIndia\tdev\n"
+    "id10004\tAaron_Tveit\tm\tUSA\tdev\n"
+    "id10270\tEric_McCormack\tm\tCanada\ttest\n"
+    "id10271\tEva_Green\tf\tFrance\ttest\n"
+    "id10300\tHayley_Atwell\tf\tUK\ttest\n"
+)
+DEV_SPEAKERS = ("id10001", "id10002", "id10003", "id10004")
+VOX1_GENDER = {"id10001": "m", "id10002": "m", "id10003": "m", "id10004": "m",
+               "id10270": "m", "id10271": "f", "id10300": "f"}
+# Vox1-O uses the test speakers (id10270/00002 and id10300/00004 are in no trial).
+VERI_TEST2 = (
+    "1 id10270/x6uYqmx31kE/00001.wav id10270/8jEAjG6SegY/00008.wav\n"
+    "0 id10270/x6uYqmx31kE/00001.wav id10300/ize_eiCFEg0/00003.wav\n"
+    "1 id10271/1gtz-CUIygI/00001.wav id10271/37nktPRUJ58/00001.wav\n"
+    "0 id10271/1gtz-CUIygI/00001.wav id10270/8jEAjG6SegY/00008.wav\n"
+)
+# Vox1-H draws on dev speakers too.
+LIST_TEST_HARD2 = (
+    "1 id10001/1zcIwhmdeo4/00001.wav id10001/7gWzIy6yIIk/00001.wav\n"
+    "0 id10001/1zcIwhmdeo4/00001.wav id10002/0_laIeN-Q44/00001.wav\n"
+)
+# A Vox1-E-like list: every VoxCeleb1 speaker is in it.
+LIST_TEST_ALL2 = VERI_TEST2 + LIST_TEST_HARD2 + (
+    "0 id10003/5ablueV_1tw/00001.wav id10004/0Pdw9OOkOwQ/00001.wav\n"
+    "0 id10003/5ablueV_1tw/00001.wav id10300/ize_eiCFEg0/00004.wav\n"
+)
+# The original list form, with celebrity names instead of IDs.
+VERI_TEST_OLD = (
+    "1 Eric_McCormack/x6uYqmx31kE/00001.wav Eric_McCormack/8jEAjG6SegY/00008.wav\n"
+    "0 Eric_McCormack/x6uYqmx31kE/00001.wav Hayley_Atwell/ize_eiCFEg0/00003.wav\n"
+)
+# VoxCeleb2 dev recordings (relative to dev/aac/ or dev/wav/).
+VOX2 = {
+    "id00012/21Uxsk56VDQ/00001": 0.8,
+    "id00012/21Uxsk56VDQ/00002": 0.5,
+    "id00012/2DLq_Kkc1r8/00016": 0.4,
+    "id00015/0fijmz4vTVU/00001": 0.6,
+    "id00015/0fijmz4vTVU/00003": 0.9,
+    "id00017/01dfn2spqyE/00001": 0.3,
+}
+VOX2_META = (  # the real file pads its fields with spaces
+    "VoxCeleb2 ID ,VGGFace2 ID ,Gender ,Set \n"
+    "id00012 ,n000012 ,m ,dev \n"
+    "id00015 ,n000015 ,f ,dev \n"
+    "id00017 ,n000017 ,m ,dev \n"
+    "id09272 ,n009272 ,f ,test \n"
+)
+VOX2_GENDER = {"id00012": "m", "id00015": "f", "id00017": "m"}
+
+
+def _write_wav(path, seconds, seed):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    noise = np.random.default_rng(seed).uniform(-0.1, 0.1, int(seconds * RATE))
+    soundfile.write(path, noise, RATE, subtype="PCM_16")
+
+
+def write_vox1(folder):
+    """VoxCeleb1 as extracted: wav/, vox1_meta.csv and the cleaned Vox1-O/H lists."""
+    for seed, (path, seconds) in enumerate(VOX1.items()):
+        _write_wav(os.path.join(folder, "wav", path), seconds, seed)
+    (folder / "vox1_meta.csv").write_text(VOX1_META)
+    (folder / "veri_test2.txt").write_text(VERI_TEST2)
+    (folder / "list_test_hard2.txt").write_text(LIST_TEST_HARD2)
+    return folder
+
+
+def write_vox2(folder, layout):
+    """VoxCeleb2 dev: ``m4a`` as released, ``in_place`` (.wav beside each .m4a)
+    or ``wav`` (a dev/wav/ tree beside the released dev/aac/)."""
+    for seed, (path, seconds) in enumerate(VOX2.items()):
+        m4a = os.path.join(folder, "dev", "aac", path + ".m4a")
+        os.makedirs(os.path.dirname(m4a), exist_ok=True)
+        with open(m4a, "wb") as out:
+            out.write(b"\x00\x00\x00\x1cftypM4A ")
+        if layout != "m4a":
+            tree = "aac" if layout == "in_place" else "wav"
+            _write_wav(os.path.join(folder, "dev", tree, path + ".wav"), seconds, 100 + seed)
+    (folder / "vox2_meta.csv").write_text(VOX2_META)
+    return folder
+
+
+@pytest.fixture
+def vox1(tmp_path):
+    return write_vox1(tmp_path / "voxceleb1")
+
+
+@pytest.fixture
+def out(tmp_path):
+    return str(tmp_path / "prepared")
+
+
+def _speakers(path):
+    return set(read_manifest(path)["spk_id"])
+
+
+def test_rows_describe_their_files(vox1, tmp_path, out):
+    vox2 = write_vox2(tmp_path / "voxceleb2", "wav")
+    paths = prepare_voxceleb(str(vox1), out, ["veri_test2.txt"], vox2_folder=str(vox2))
+    for name in ("train", "eval"):
+        table = validate(paths[name])
+        assert len(table) and set(table["domain"]) == {"voxceleb"}
+        assert set(table["lang"]) == {"en"}
+        for row in table.itertuples():
+            speaker, session, name = row.wav.split(os.sep)[-3:]
+            info = soundfile.info(row.wav)
+            assert (row.start, row.stop, row.sample_rate) == (0, info.frames, RATE)
+            assert row.duration == pytest.approx(info.frames / RATE, abs=1e-4)
+            assert row.ID == f"{speaker}--{session}--{name[:-4]}"
+            assert (row.spk_id, row.session) == (speaker, session)
+            assert row.gender == {**VOX1_GENDER, **VOX2_GENDER}[speaker]
+    train = read_manifest(paths["train"])
+    assert set(train["wav"]) == (
+        {str(vox1 / "wav" / p) for p in VOX1 if p[:7] in DEV_SPEAKERS}
+        | {str(vox2 / "dev" / "wav" / f"{p}.wav") for p in VOX2})
+
+
+def test_trial_speakers_are_kept_out_of_training(vox1, out):
+    paths = prepare_voxceleb(str(vox1), out, ["veri_test2.txt", "list_test_hard2.txt"])
+    assert sorted(paths) == ["eval", "train", "trials_vox1_h", "trials_vox1_o"]
+    assert _speakers(paths["train"]) == {"id10003", "id10004"}
+    assert _speakers(paths["eval"]) == {"id10001", "id10002", "id10270", "id10271", "id10300"}
+    trial_ids = set()
+    for name, source in (("vox1_o", VERI_TEST2), ("vox1_h", LIST_TEST_HARD2)):
+        validate(paths["eval"], paths[f"trials_{name}"])
+        expected = [" ".join([label] + [utterance_id(p) for p in pair])
+                    for label, *pair in (line.split() for line in source.splitlines())]
+        with open(paths[f"trials_{name}"]) as lines:
+            assert lines.read().splitlines() == expected
+        trials = read_trials(paths[f"trials_{name}"])
+        trial_ids |= set(trials["enrol"]) | set(trials["test"])
+    # eval.csv holds exactly the recordings the trials use, whole.
+    assert set(read_manifest(paths["eval"])["ID"]) == trial_ids
+    assert "id10270--x6uYqmx31kE--00001" in trial_ids
+    assert not set(read_manifest(paths["train"])["ID"]) & trial_ids
+
+
+def test_vox1_o_trains_on_the_dev_speakers(vox1, out):
+    paths = prepare_voxceleb(str(vox1), out)
+    assert _speakers(paths["train"]) == set(DEV_SPEAKERS)
+    assert len(read_manifest(paths["train"])) == 8
+    # A test speaker's recording that no trial uses goes nowhere.
+    ids = set(read_manifest(paths["train"])["ID"]) | set(read_manifest(paths["eval"])["ID"])
+    assert "id10300--ize_eiCFEg0--00004" not in ids
+
+
+@pytest.mark.parametrize("layout", ["wav", "in_place"])
+def test_converted_vox2_trees(vox1, tmp_path, out, layout):
+    vox2 = write_vox2(tmp_path / "voxceleb2", layout)
+    (vox1 / "list_test_all2.txt").write_text(LIST_TEST_ALL2)
+    paths = prepare_voxceleb(str(vox1), out, ["list_test_all2.txt"], vox2_folder=str(vox2))
+    train = validate(paths["train"])
+    assert set(train["spk_id"]) == set(VOX2_GENDER)
+    assert dict(zip(train["spk_id"], train["gender"])) == VOX2_GENDER
+    tree = "aac" if layout == "in_place" else "wav"
+    assert all(w.startswith(str(vox2 / "dev" / tree)) and w.endswith(".wav") for w in train["wav"])
+    validate(paths["eval"], paths["trials_vox1_e"])
+
+
+def test_chunks(vox1, out):
+    paths = prepare_voxceleb(str(vox1), out, seg_dur=0.25)
+    train = validate(paths["train"])
+    size = RATE // 4
+    expected = []
+    for path, seconds in VOX1.items():
+        if path[:7] in DEV_SPEAKERS:
+            starts = range(0, int(seconds * RATE) - size + 1, size)
+            expected += [f"{utterance_id(path)}_{s}_{s + size}" for s in starts]
+    assert sorted(train["ID"]) == sorted(expected)
+    assert (train["stop"] - train["start"] == size).all()
+    assert set(train["duration"]) == {0.25}
+    # Evaluation recordings stay whole.
+    evaluation = read_manifest(paths["eval"])
+    assert (evaluation["start"] == 0).all()
+    assert (evaluation["stop"] == [soundfile.info(w).frames for w in evaluation["wav"]]).all()
+    assert not evaluation["ID"].str.contains(r"--\d+_\d+_\d+$").any()
+
+
+def test_dev_split_holds_out_recordings_of_training_speakers(vox1, tmp_path, out):
+    vox2 = write_vox2(tmp_path / "voxceleb2", "wav")
+    whole = prepare_voxceleb(str(vox1), str(tmp_path / "a"), vox2_folder=str(vox2))
+    whole = read_manifest(whole["train"])
+    paths = prepare_voxceleb(str(vox1), out, vox2_folder=str(vox2), dev_ratio=0.5)
+    train, dev = validate(paths["train"]), validate(paths["dev"])
+    assert not set(train["ID"]) & set(dev["ID"])
+    assert set(train["ID"]) | set(dev["ID"]) == set(whole["ID"])
+    assert set(dev["spk_id"]) <= set(train["spk_id"]) == set(whole["spk_id"])
+    again = prepare_voxceleb(str(vox1), str(tmp_path / "b"), vox2_folder=str(vox2), dev_ratio=0.5)
+    assert read_manifest(again["dev"])["ID"].tolist() == dev["ID"].tolist()
+
+
+def test_rerun_with_the_same_options_is_skipped(vox1, out):
+    paths = prepare_voxceleb(str(vox1), out)
+    stamps = {name: os.stat(path).st_mtime_ns for name, path in paths.items()}
+    os.remove(vox1 / "wav" / "id10003" / "5ablueV_1tw" / "00004.wav")  # not even scanned
+    assert prepare_voxceleb(str(vox1), out) == paths
+    assert {name: os.stat(path).st_mtime_ns for name, path in paths.items()} == stamps
+    chunked = prepare_voxceleb(str(vox1), out, seg_dur=0.25)  # other options: redone
+    assert "id10003--5ablueV_1tw--00004" not in "".join(read_manifest(chunked["train"])["ID"])
+    assert read_manifest(chunked["train"])["ID"].str.contains(r"--\d+_\d+_\d+$").all()
+
+
+def test_vox2_meta_with_padded_fields(tmp_path):
+    path = tmp_path / "vox2_meta.csv"
+    path.write_text("\ufeff" + VOX2_META, encoding="utf-8")
+    assert read_meta(path) == {**VOX2_GENDER, "id09272": "f"}
+    path.write_text(VOX1_META)
+    assert read_meta(path) == VOX1_GENDER
+
+
+def test_command_line(vox1, out, capsys):
+    assert main(["--data_folder", str(vox1), "--save_folder", out,
+                 "--trials", "veri_test2.txt", str(vox1 / "list_test_hard2.txt")]) == 0
+    printed = capsys.readouterr().out
+    assert "trials_vox1_o: " in printed and os.path.isfile(os.path.join(out, "trials_vox1_h.txt"))
+    assert main(["--data_folder", str(vox1 / "nowhere"), "--save_folder", out]) == 1
+    assert "VoxCeleb1 folder does not exist" in capsys.readouterr().err
+
+
+def _missing_folder(vox1, tmp_path):
+    return dict(data_folder=str(vox1 / "nowhere"))
+
+
+def _vox2_as_vox1(vox1, tmp_path):
+    return dict(data_folder=str(write_vox2(tmp_path / "voxceleb2", "wav")))
+
+
+def _no_meta(vox1, tmp_path):
+    os.remove(vox1 / "vox1_meta.csv")
+
+
+def _speaker_not_in_meta(vox1, tmp_path):
+    meta = VOX1_META.replace("id10004\tAaron_Tveit\tm\tUSA\tdev\n", "")
+    (vox1 / "vox1_meta.csv").write_text(meta)
+
+
+def _not_a_meta_file(vox1, tmp_path):
+    (vox1 / "vox1_meta.csv").write_text("speaker,sex\nid10001,m\n")
+
+
+def _old_style_list(vox1, tmp_path):
+    (vox1 / "veri_test.txt").write_text(VERI_TEST_OLD)
+    return dict(trial_lists=["veri_test.txt"])
+
+
+def _malformed_list(vox1, tmp_path):
+    (vox1 / "veri_test2.txt").write_text(VERI_TEST2 + "2 id10270/x6uYqmx31kE/00001.wav\n")
+
+
+def _trial_list_absent(vox1, tmp_path):
+    return dict(trial_lists=["list_test_all2.txt"])
+
+
+def _missing_wav(vox1, tmp_path):
+    os.remove(vox1 / "wav" / "id10300" / "ize_eiCFEg0" / "00003.wav")
+
+
+def _every_speaker_in_trials(vox1, tmp_path):
+    (vox1 / "my_list.txt").write_text(LIST_TEST_ALL2)
+    return dict(trial_lists=[str(vox1 / "my_list.txt")])
+
+
+def _vox2_m4a_only(vox1, tmp_path):
+    return dict(vox2_folder=str(write_vox2(tmp_path / "voxceleb2", "m4a")))
+
+
+def _vox2_half_converted(vox1, tmp_path):
+    vox2 = write_vox2(tmp_path / "voxceleb2", "in_place")
+    os.remove(vox2 / "dev" / "aac" / "id00015" / "0fijmz4vTVU" / "00003.wav")
+    return dict(vox2_folder=str(vox2))
+
+
+def _vox2_wav_tree_incomplete(vox1, tmp_path):
+    vox2 = write_vox2(tmp_path / "voxceleb2", "wav")
+    os.remove(vox2 / "dev" / "wav" / "id00017" / "01dfn2spqyE" / "00001.wav")
+    return dict(vox2_folder=str(vox2))
+
+
+def _vox2_no_meta(vox1, tmp_path):
+    vox2 = write_vox2(tmp_path / "voxceleb2", "wav")
+    os.remove(vox2 / "vox2_meta.csv")
+    return dict(vox2_folder=str(vox2))
+
+
+def _vox2_wrong_folder(vox1, tmp_path):
+    return dict(vox2_folder=str(vox1))
+
+
+@pytest.mark.parametrize("breakage, message", [
+    (_missing_folder, r"nowhere: VoxCeleb1 folder does not exist"),
+    (_vox2_as_vox1, r"voxceleb2: no VoxCeleb1 tree wav/idXXXXX/"),
+    (_no_meta, r"vox1_meta.csv: meta file not found"),
+    (_speaker_not_in_meta, r"vox1_meta.csv: 1 speakers of .*wav are not in it\n  id10004"),
+    (_not_a_meta_file, r"vox1_meta.csv: not a VoxCeleb meta file"),
+    (_old_style_list, r"veri_test.txt: names speakers by celebrity name"),
+    (_malformed_list, r"veri_test2.txt: lines not of the form .*\n  line 5: 2 id10270"),
+    (_trial_list_absent, r"list_test_all2.txt: trial list not found"),
+    (_missing_wav, r"veri_test2.txt: names 1 recordings .*\n  id10300/ize_eiCFEg0/00003.wav"),
+    (_every_speaker_in_trials, r"no training speakers left(.|\n)*pass vox2_folder"),
+    (_vox2_m4a_only, r"aac: 6 recordings are AAC \(.m4a\) only(.|\n)*ffmpeg"),
+    (_vox2_half_converted, r"1 recordings are AAC(.|\n)*id00015/0fijmz4vTVU/00003.m4a"),
+    (_vox2_wav_tree_incomplete, r"1 recordings are AAC(.|\n)*id00017/01dfn2spqyE/00001.m4a"),
+    (_vox2_no_meta, r"vox2_meta.csv: meta file not found"),
+    (_vox2_wrong_folder, r"no VoxCeleb2 tree dev/wav/idXXXXX/ or dev/aac/idXXXXX/"),
+])
+def test_bad_input_is_refused_with_the_fix(vox1, tmp_path, out, breakage, message):
+    arguments = dict(data_folder=str(vox1), save_folder=out)
+    arguments.update(breakage(vox1, tmp_path) or {})
+    with pytest.raises(ManifestError, match=message) as error:
+        prepare_voxceleb(**arguments)
+    assert "\nFix: " in str(error.value)
+    if breakage is _old_style_list:
+        assert "veri_test2.txt" in str(error.value)
+    assert not os.path.exists(os.path.join(out, "prepare_options.json"))
