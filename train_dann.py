@@ -74,7 +74,10 @@ _KeysOnly.add_multi_constructor("!", lambda loader, suffix, node: None)
 
 
 def dataio_prep(hparams, condition):
-    """Paired training set, speaker label encoder and evaluation dataset.
+    """Paired training set, speaker label encoder and evaluation datasets.
+
+    Every manifest, trial list and enrolment table is validated here, before
+    any training, so that a bad trial list fails in seconds.
 
     Arguments
     ---------
@@ -86,8 +89,16 @@ def dataio_prep(hparams, condition):
     Returns
     -------
     tuple
-        ``(train_pairs, label_encoder, eval_dataset)``.
+        ``(train_pairs, label_encoder, eval_datasets)``, the last keyed by
+        evaluation manifest path.
     """
+    eval_datasets = {}
+    for spec in condition["evaluation"].values():
+        validate(spec["manifest"], spec["trials"], spec.get("enrolment"), check_audio=False)
+        if spec["manifest"] not in eval_datasets:
+            dataset = manifest_dataset(spec["manifest"], hparams["check_audio"])
+            add_whole_pipeline(dataset)
+            eval_datasets[spec["manifest"]] = dataset
     source = manifest_dataset(condition["source_train"], hparams["check_audio"])
     target = manifest_dataset(condition["target_train"], hparams["check_audio"])
     for dataset in (source, target):
@@ -95,12 +106,10 @@ def dataio_prep(hparams, condition):
     encoder = add_speaker_labels(source, os.path.join(hparams["save_folder"], "label_encoder.txt"))
     source.set_output_keys(["id", "sig", "spk_id_encoded"])
     target.set_output_keys(["id", "sig"])
-    evaluation = manifest_dataset(condition["eval_manifest"], hparams["check_audio"])
-    add_whole_pipeline(evaluation)
-    return PairedDataset(source, target, hparams["seed"]), encoder, evaluation
+    return PairedDataset(source, target, hparams["seed"]), encoder, eval_datasets
 
 
-def verify(brain, hparams, condition, evaluation):
+def verify(brain, hparams, condition, eval_datasets):
     """Embed the evaluation utterances once and report EER per trial list.
 
     Arguments
@@ -110,9 +119,9 @@ def verify(brain, hparams, condition, evaluation):
     hparams : dict
         Model hparams.
     condition : dict
-        Condition hparams (``trials``, ``enrolment``).
-    evaluation : DynamicItemDataset
-        Whole evaluation utterances.
+        Condition hparams (``evaluation``).
+    eval_datasets : dict
+        Whole-utterance datasets keyed by manifest path, from :func:`dataio_prep`.
 
     Returns
     -------
@@ -120,18 +129,21 @@ def verify(brain, hparams, condition, evaluation):
         ``{trial list name: EER}``.
     """
     brain.modules.eval()
-    # The cache is named after the checkpoint, so a retrained model never reuses it.
-    checkpoint = brain.checkpointer.find_checkpoint()
-    cache = os.path.join(hparams["output_folder"], f"embeddings_{os.path.basename(checkpoint.path)}.pt")
-    embeddings = compute_embeddings(
-        brain.embed, evaluation, hparams["eval_batch_size"], brain.device, cache_path=cache
-    )
+    # Caches are named after the checkpoint, so a retrained model never reuses them.
+    checkpoint = os.path.basename(brain.checkpointer.find_checkpoint().path)
+    embeddings = {}
+    for manifest, dataset in eval_datasets.items():
+        stem = os.path.splitext(os.path.basename(manifest))[0]
+        cache = os.path.join(hparams["output_folder"], f"embeddings_{stem}_{checkpoint}.pt")
+        embeddings[manifest] = compute_embeddings(
+            brain.embed, dataset, hparams["eval_batch_size"], brain.device, cache_path=cache
+        )
     results = {}
-    for name, path in condition["trials"].items():
-        validate(condition["eval_manifest"], path, condition.get("enrolment"), check_audio=False)
-        trials = read_trials(path)
-        enrol = torch.stack([embeddings[i] for i in trials["enrol"]])
-        test = torch.stack([embeddings[i] for i in trials["test"]])
+    for name, spec in condition["evaluation"].items():
+        vectors = embeddings[spec["manifest"]]
+        trials = read_trials(spec["trials"])
+        enrol = torch.stack([vectors[i] for i in trials["enrol"]])
+        test = torch.stack([vectors[i] for i in trials["test"]])
         scores = torch.nn.functional.cosine_similarity(enrol, test)
         labels = torch.tensor(trials["label"].to_numpy())
         eer, _ = sb.utils.metric_stats.EER(scores[labels == 1], scores[labels == 0])
@@ -160,7 +172,7 @@ def main(argv=None):
     )
     shutil.copy(condition_file, os.path.join(hparams["output_folder"], "condition.yaml"))
 
-    train_pairs, label_encoder, evaluation = dataio_prep(hparams, condition)
+    train_pairs, label_encoder, eval_datasets = dataio_prep(hparams, condition)
     brain = DANNBrain(
         modules=hparams["modules"], opt_class=hparams["opt_class"], hparams=hparams,
         run_opts=run_opts, checkpointer=hparams["checkpointer"],
@@ -171,7 +183,7 @@ def main(argv=None):
     loader_options = dict(hparams["train_dataloader_options"], collate_fn=collate_pairs)
     brain.fit(hparams["epoch_counter"], train_pairs, train_loader_kwargs=loader_options)
     # Verification runs on the main process; every process gets its results.
-    return sb.utils.distributed.main_process_only(verify)(brain, hparams, condition, evaluation)
+    return sb.utils.distributed.main_process_only(verify)(brain, hparams, condition, eval_datasets)
 
 
 if __name__ == "__main__":

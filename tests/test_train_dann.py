@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 import train_dann
+from data_prep.manifest import ManifestError
 
 TINY = ["--channels=[32, 32, 32, 32, 96]", "--emb_dim=32", "--n_mels=40",
         "--discriminator_neurons=[32]", "--batch_size=16", "--crop_seconds=1.0",
@@ -58,7 +59,8 @@ def test_run_ends_with_verification_on_both_trial_lists(runs):
     for folder, results in runs.values():
         assert set(results) == {"source", "target"}
         assert all(0.0 < eer < 0.6 for eer in results.values())
-        assert len([f for f in os.listdir(folder) if f.startswith("embeddings_CKPT")]) == 1
+        caches = sorted(f.split("_CKPT")[0] for f in os.listdir(folder) if "_CKPT" in f)
+        assert caches == ["embeddings_source_eval", "embeddings_target_eval"]
         for saved in ("hyperparams.yaml", "condition.yaml", "save/label_encoder.txt"):
             assert os.path.isfile(os.path.join(folder, saved)), saved
 
@@ -123,3 +125,12 @@ def test_two_processes_with_gloo_split_the_data_and_finish(demo_corpus, tmp_path
     # 240 source crops, batches of 8, two processes: 15 steps each instead of 30.
     assert logged(tmp_path, "steps") == [15.0]
     assert done.stdout.count("Verification (demo)") == 1
+
+
+def test_bad_trial_list_fails_before_training(demo_corpus, tmp_path):
+    first, second = pd.read_csv(demo_corpus["target_eval"])["ID"][:2]
+    trials = tmp_path / "trials.txt"
+    trials.write_text(f"1 {first} {second}\n0 {first} ghost_007\n")
+    with pytest.raises(ManifestError, match="trials name IDs that are not in .*\n  line 2: test 'ghost_007'"):
+        train(demo_corpus, tmp_path / "run", f"--evaluation={{target: {{manifest: {demo_corpus['target_eval']}, trials: {trials}}}}}")
+    assert not os.path.exists(tmp_path / "run" / "save" / "label_encoder.txt")
