@@ -45,7 +45,8 @@ class ManifestError(ValueError):
     """Bad manifest, trial list, enrolment table or audio, with the fix."""
 
 
-def _fail(path, problem, rows=None, fix=None):
+def fail(path, problem, rows=None, fix=None):
+    """Raise a :class:`ManifestError` naming ``path``, the first ``rows`` and the ``fix``."""
     lines = [f"{path}: {problem}"]
     if rows:
         shown = list(rows)[:MAX_REPORTED]
@@ -76,11 +77,11 @@ def audio_info(path):
         When the file is missing or unreadable.
     """
     if not os.path.isfile(path):
-        _fail(path, "audio file does not exist", fix="check the corpus folder")
+        fail(path, "audio file does not exist", fix="check the corpus folder")
     try:
         info = soundfile.info(path)
     except Exception as err:  # libsndfile raises several types
-        _fail(
+        fail(
             path,
             f"cannot read audio ({err})",
             fix="convert it to wav or flac (e.g. ffmpeg -i IN -ar 16000 OUT.wav)",
@@ -203,20 +204,20 @@ def read_manifest(path):
         columns are strings ("" when empty).
     """
     if not os.path.isfile(path):
-        _fail(path, "manifest does not exist", fix="run the data preparation first")
+        fail(path, "manifest does not exist", fix="run the data preparation first")
     table = pd.read_csv(path, dtype=str, keep_default_na=False)
     missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
     if missing:
-        _fail(
+        fail(
             path,
             f"missing columns {missing}; found {list(table.columns)}",
             fix=f"a manifest needs the header {','.join(REQUIRED_COLUMNS)}",
         )
     if table.empty:
-        _fail(path, "manifest has no rows", fix="check the data preparation")
+        fail(path, "manifest has no rows", fix="check the data preparation")
     dup = table["ID"][table["ID"].duplicated()]
     if len(dup):
-        _fail(path, "duplicated IDs", rows=dup.unique(), fix="IDs must be unique")
+        fail(path, "duplicated IDs", rows=dup.unique(), fix="IDs must be unique")
     numeric = ["duration", "start", "stop"] + (
         ["sample_rate"] if "sample_rate" in table.columns else []
     )
@@ -224,7 +225,7 @@ def read_manifest(path):
         values = pd.to_numeric(table[column], errors="coerce")
         bad = table["ID"][values.isna() | (values < 0)]
         if len(bad):
-            _fail(
+            fail(
                 path,
                 f"column '{column}' is not a non-negative number in rows",
                 rows=[f"row {i + 2}: ID {table['ID'][i]}" for i in bad.index],
@@ -232,7 +233,7 @@ def read_manifest(path):
         table[column] = values
     bad = table.index[table["stop"] <= table["start"]]
     if len(bad):
-        _fail(
+        fail(
             path,
             "stop must be greater than start",
             rows=[f"row {i + 2}: ID {table['ID'][i]}" for i in bad],
@@ -279,7 +280,7 @@ def read_trials(path):
         Columns ``label`` (int 0/1), ``enrol``, ``test``, ``trial_type``.
     """
     if not os.path.isfile(path):
-        _fail(path, "trial list does not exist", fix="run the data preparation first")
+        fail(path, "trial list does not exist", fix="run the data preparation first")
     rows, bad = [], []
     with open(path, encoding="utf-8") as lines:
         for number, line in enumerate(lines, start=1):
@@ -293,18 +294,18 @@ def read_trials(path):
                 (int(fields[0]), fields[1], fields[2], fields[3] if len(fields) == 4 else "")
             )
     if bad:
-        _fail(
+        fail(
             path,
             "lines not of the form 'label enrol test [trial_type]' with label 0 or 1",
             rows=bad,
             fix="write one trial a line, e.g. '1 spk1_utt1 spk1_utt2'",
         )
     if not rows:
-        _fail(path, "trial list is empty", fix="check the data preparation")
+        fail(path, "trial list is empty", fix="check the data preparation")
     table = pd.DataFrame(rows, columns=TRIAL_COLUMNS)
     dup = table.duplicated(subset=["enrol", "test"], keep="first")
     if dup.any():
-        _fail(
+        fail(
             path,
             "duplicated trials",
             rows=[f"{r.enrol} {r.test}" for r in table[dup].itertuples()],
@@ -312,7 +313,7 @@ def read_trials(path):
         )
     if table["label"].nunique() < 2:
         kind = "target" if table["label"].iloc[0] == 1 else "non-target"
-        _fail(
+        fail(
             path,
             f"all {len(table)} trials are {kind} trials",
             fix="EER and minDCF need both target and non-target trials",
@@ -352,14 +353,14 @@ def read_enrolment(path):
         ``(models, table)``: the mapping and the pandas table.
     """
     if not os.path.isfile(path):
-        _fail(path, "enrolment table does not exist", fix="run the data preparation first")
+        fail(path, "enrolment table does not exist", fix="run the data preparation first")
     table = pd.read_csv(path, dtype=str, keep_default_na=False)
     missing = [c for c in ENROLMENT_COLUMNS if c not in table.columns]
     if missing:
-        _fail(path, f"missing columns {missing}", fix="header must start with model_id,utt_ids")
+        fail(path, f"missing columns {missing}", fix="header must start with model_id,utt_ids")
     empty = table["model_id"][table["utt_ids"].str.strip() == ""]
     if len(empty):
-        _fail(path, "enrolment models without utterances", rows=empty)
+        fail(path, "enrolment models without utterances", rows=empty)
     models = {m: u.split() for m, u in zip(table["model_id"], table["utt_ids"])}
     return models, table
 
@@ -391,7 +392,7 @@ def _check_audio(manifest, path):
         for r in off.itertuples()
     ]
     if problems:
-        _fail(path, "manifest does not match its audio", rows=problems,
+        fail(path, "manifest does not match its audio", rows=problems,
               fix="re-run the data preparation for this corpus")
 
 
@@ -429,7 +430,7 @@ def validate(manifest_path, trials_path=None, enrolment_path=None, check_audio=T
         models, _ = read_enrolment(enrolment_path)
         unknown = [f"{m}: {u}" for m, utts in models.items() for u in utts if u not in known]
         if unknown:
-            _fail(enrolment_path, f"utterances not in {manifest_path}", rows=unknown,
+            fail(enrolment_path, f"utterances not in {manifest_path}", rows=unknown,
                   fix="prepare the enrolment utterances into the same manifest")
     if trials_path:
         trials = read_trials(trials_path)
@@ -446,7 +447,7 @@ def _check_trial_ids(trials, trials_path, manifest, models, manifest_path):
         if ident not in known
     ]
     if unknown:
-        _fail(trials_path, f"trials name IDs that are not in {manifest_path}",
+        fail(trials_path, f"trials name IDs that are not in {manifest_path}",
               rows=sorted(unknown, key=lambda s: int(s.split()[1][:-1])),
               fix="use the manifest's ID column (or an enrolment model ID)")
     # Where both sides have a known speaker, the label must agree with them.
@@ -459,7 +460,7 @@ def _check_trial_ids(trials, trials_path, manifest, models, manifest_path):
         if left and right and int(left == right) != trial["label"]:
             wrong.append(f"line {i + 1}: {trial['label']} {trial['enrol']} {trial['test']}")
     if wrong:
-        _fail(trials_path, "labels disagree with the manifest's spk_id", rows=wrong,
+        fail(trials_path, "labels disagree with the manifest's spk_id", rows=wrong,
               fix="label is 1 exactly when both sides have the same speaker")
 
 

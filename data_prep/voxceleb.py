@@ -55,7 +55,7 @@ import sys
 
 from data_prep.manifest import (
     ManifestError,
-    _fail,
+    fail,
     chunk_rows,
     mark_prepared,
     skip_if_prepared,
@@ -175,7 +175,7 @@ def prepare_voxceleb(
             _meta_file(vox2_folder, "vox2_meta.csv"), vox2_files, vox2_wav)
         train_files += [(vox2_wav, f, vox2_genders) for f in vox2_files]
     if not train_files:
-        _fail(data_folder, "no training speakers left: the trial lists use every "
+        fail(data_folder, "no training speakers left: the trial lists use every "
               "VoxCeleb1 speaker", fix="pass vox2_folder (VoxCeleb2 dev) to train on, "
               "as is usual with Vox1-E and Vox1-H")
 
@@ -183,7 +183,7 @@ def prepare_voxceleb(
     train_rows = [_row(*item) for item in train_files]
     train_rows, dev_rows = _split_dev(train_rows, dev_ratio, seed)
     if dev_ratio and not dev_rows:
-        _fail(data_folder, f"dev_ratio {dev_ratio} selects no recording",
+        fail(data_folder, f"dev_ratio {dev_ratio} selects no recording",
               fix="raise dev_ratio (a speaker keeps at least one recording for training)")
     if seg_dur:
         train_rows = [c for row in train_rows for c in chunk_rows(row, seg_dur)]
@@ -247,7 +247,7 @@ def read_meta(path):
     separator = "\t" if lines and "\t" in lines[0] else ","
     header = [field.strip() for field in lines[0].split(separator)] if lines else []
     if len(header) < 2 or not header[0].endswith("ID") or "Gender" not in header:
-        _fail(path, f"not a VoxCeleb meta file: header {header}",
+        fail(path, f"not a VoxCeleb meta file: header {header}",
               fix="use vox1_meta.csv / vox2_meta.csv as downloaded from the VoxCeleb site")
     column = header.index("Gender")
     genders, bad = {}, []
@@ -258,7 +258,7 @@ def read_meta(path):
         else:
             genders[fields[0]] = fields[column].lower()
     if bad:
-        _fail(path, "lines without a speaker ID and gender", rows=bad,
+        fail(path, "lines without a speaker ID and gender", rows=bad,
               fix="use the meta file as downloaded from the VoxCeleb site")
     return genders
 
@@ -266,11 +266,11 @@ def read_meta(path):
 def _wav_tree(data_folder):
     """Check that ``data_folder`` holds VoxCeleb1's ``wav/idXXXXX`` tree; return it."""
     if not os.path.isdir(data_folder):
-        _fail(data_folder, "VoxCeleb1 folder does not exist",
+        fail(data_folder, "VoxCeleb1 folder does not exist",
               fix="pass as data_folder the folder that holds VoxCeleb1's wav/")
     wav = os.path.join(data_folder, "wav")
     if not glob.glob(os.path.join(wav, "id*", "")):
-        _fail(data_folder, "no VoxCeleb1 tree wav/idXXXXX/<youtube_id>/NNNNN.wav in it",
+        fail(data_folder, "no VoxCeleb1 tree wav/idXXXXX/<youtube_id>/NNNNN.wav in it",
               fix="extract vox1_dev_wav.zip and vox1_test_wav.zip here, so that e.g. "
               "wav/id10270/x6uYqmx31kE/00001.wav exists")
     return wav
@@ -279,20 +279,20 @@ def _wav_tree(data_folder):
 def _vox2_tree(vox2_folder):
     """The folder of VoxCeleb2 dev's wav files; every released .m4a must have one."""
     if not os.path.isdir(vox2_folder):
-        _fail(vox2_folder, "VoxCeleb2 folder does not exist",
+        fail(vox2_folder, "VoxCeleb2 folder does not exist",
               fix="pass as vox2_folder the folder that holds VoxCeleb2's dev/")
     for tree in ("wav", "aac"):
         root = os.path.join(vox2_folder, "dev", tree)
         if glob.glob(os.path.join(root, "id*", "")):
             break
     else:
-        _fail(vox2_folder, "no VoxCeleb2 tree dev/wav/idXXXXX/ or dev/aac/idXXXXX/ in it",
+        fail(vox2_folder, "no VoxCeleb2 tree dev/wav/idXXXXX/ or dev/aac/idXXXXX/ in it",
               fix="extract vox2_dev_aac.zip here (it makes dev/aac/) and convert it to wav")
     released = os.path.join(vox2_folder, "dev", "aac")
     unconverted = [f for f in _scan(released, ".m4a")
                    if not os.path.isfile(os.path.join(root, f[: -len(".m4a")] + ".wav"))]
     if unconverted:
-        _fail(released, f"{len(unconverted)} recordings are AAC (.m4a) only, which libsndfile "
+        fail(released, f"{len(unconverted)} recordings are AAC (.m4a) only, which libsndfile "
               "cannot read", rows=unconverted,
               fix="convert them to 16 kHz wav: "
               + CONVERT_VOX2.replace("VOX2_FOLDER", shlex.quote(vox2_folder)))
@@ -311,7 +311,7 @@ def _meta_file(folder, name):
     for path in candidates:
         if os.path.isfile(path):
             return path
-    _fail(candidates[0], f"meta file not found (nor in {candidates[1]})",
+    fail(candidates[0], f"meta file not found (nor in {candidates[1]})",
           fix=f"download {name} from the VoxCeleb site into {folder}")
 
 
@@ -320,7 +320,7 @@ def _speaker_genders(meta_path, files, root):
     genders = read_meta(meta_path)
     missing = sorted({f.split("/")[0] for f in files} - set(genders))
     if missing:
-        _fail(meta_path, f"{len(missing)} speakers of {root} are not in it", rows=missing,
+        fail(meta_path, f"{len(missing)} speakers of {root} are not in it", rows=missing,
               fix="use the meta file of this corpus (vox1_meta.csv for VoxCeleb1, "
               "vox2_meta.csv for VoxCeleb2)")
     return genders
@@ -336,13 +336,13 @@ def _trial_files(data_folder, trial_lists):
                       os.path.join(data_folder, "meta", given)]
         path = next((p for p in candidates if os.path.isfile(p)), None)
         if path is None:
-            _fail(given, f"trial list not found (looked in {data_folder} and its meta/)",
+            fail(given, f"trial list not found (looked in {data_folder} and its meta/)",
                   fix=f"download it from {CLEANED_LISTS_URL} into {data_folder}, "
                   "or pass its path")
         base = os.path.basename(path)
         name = OFFICIAL_TRIALS.get(base, os.path.splitext(base)[0])
         if name in found:
-            _fail(path, f"two trial lists would both be written as trials_{name}.txt",
+            fail(path, f"two trial lists would both be written as trials_{name}.txt",
                   fix="pass each trial list once")
         found[name] = os.path.abspath(path)
     if not found:
@@ -368,20 +368,20 @@ def _read_trials(path, known_files, wav_root):
                     continue
             bad.append(shown)
     if old_style:
-        _fail(path, "names speakers by celebrity name (the original VoxCeleb1 list form), "
+        fail(path, "names speakers by celebrity name (the original VoxCeleb1 list form), "
               "not by VoxCeleb1 ID", rows=old_style,
               fix=f"download the cleaned lists with IDs (veri_test2.txt, list_test_all2.txt, "
               f"list_test_hard2.txt) from {CLEANED_LISTS_URL}")
     if bad:
-        _fail(path, "lines not of the form "
+        fail(path, "lines not of the form "
               "'label idXXXXX/<youtube_id>/NNNNN.wav idXXXXX/<youtube_id>/NNNNN.wav'",
               rows=bad, fix=f"use the official lists from {CLEANED_LISTS_URL}")
     if not pairs:
-        _fail(path, "trial list is empty", fix=f"use the official lists from {CLEANED_LISTS_URL}")
+        fail(path, "trial list is empty", fix=f"use the official lists from {CLEANED_LISTS_URL}")
     known = set(known_files)
     missing = sorted({f for _, *pair in pairs for f in pair} - known)
     if missing:
-        _fail(path, f"names {len(missing)} recordings that are not in {wav_root}",
+        fail(path, f"names {len(missing)} recordings that are not in {wav_root}",
               rows=missing, fix="extract both vox1_dev_wav.zip and vox1_test_wav.zip "
               f"into {wav_root} (Vox1-E and Vox1-H use the dev speakers too)")
     return pairs
