@@ -511,6 +511,34 @@ def mark_prepared(save_folder, options):
         json.dump(options, out, indent=1, sort_keys=True)
 
 
+def run_preparation(prepare, **arguments):
+    """Run a corpus preparation for its command line and return the exit status.
+
+    Prints the written files, or the :class:`ManifestError` (with its fix) to
+    stderr and returns 1, so that a user sees the message, not a traceback.
+
+    Arguments
+    ---------
+    prepare : callable
+        A ``prepare_*`` function returning ``{name: path}``.
+    **arguments
+        Its arguments.
+
+    Returns
+    -------
+    int
+        0 on success, 1 on a :class:`ManifestError`.
+    """
+    try:
+        paths = prepare(**arguments)
+    except ManifestError as err:
+        print(err, file=sys.stderr)
+        return 1
+    for name, path in paths.items():
+        print(f"{name}: {path}")
+    return 0
+
+
 def main(argv=None):
     """Command line: ``python -m data_prep.manifest MANIFEST [--trials T] [--enrolment E]``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

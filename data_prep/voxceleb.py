@@ -54,10 +54,10 @@ import shlex
 import sys
 
 from data_prep.manifest import (
-    ManifestError,
-    fail,
     chunk_rows,
+    fail,
     mark_prepared,
+    run_preparation,
     skip_if_prepared,
     utterance_row,
     validate,
@@ -419,22 +419,14 @@ def main(argv=None):
                         help="VoxCeleb1 folder (wav/ and vox1_meta.csv)")
     parser.add_argument("--save_folder", required=True)
     parser.add_argument("--vox2_folder", help="VoxCeleb2 folder (dev/ and vox2_meta.csv)")
-    parser.add_argument("--trials", nargs="+", default=["veri_test2.txt"],
+    parser.add_argument("--trials", dest="trial_lists", nargs="+", default=["veri_test2.txt"],
                         help="trial lists: paths, or names in data_folder")
     parser.add_argument("--seg_dur", type=float, help="training chunk length in seconds")
     parser.add_argument("--dev_ratio", type=float, default=0.0,
                         help="fraction of each training speaker's recordings for dev.csv")
     parser.add_argument("--seed", type=int, default=1234, help="seed of the dev selection")
     args = parser.parse_args(argv)
-    try:
-        paths = prepare_voxceleb(args.data_folder, args.save_folder, args.trials,
-                                 args.vox2_folder, args.seg_dur, args.dev_ratio, args.seed)
-    except ManifestError as err:
-        print(err, file=sys.stderr)
-        return 1
-    for name, path in paths.items():
-        print(f"{name}: {path}")
-    return 0
+    return run_preparation(prepare_voxceleb, **vars(args))
 
 
 if __name__ == "__main__":

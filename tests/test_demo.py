@@ -5,7 +5,6 @@ import os
 
 import numpy as np
 import pandas as pd
-import pytest
 import soundfile
 
 from data_prep.demo import main, prepare_demo, telephone_channel

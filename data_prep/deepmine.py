@@ -1,0 +1,410 @@
+"""DeepMine as released for the SdSV Challenge: task 1 (text-dependent) and task 2.
+
+Each task's archives extract to a folder of their own::
+
+    data_folder/                        one task; which one is read from docs/
+        docs/model_enrollment.txt       task 1: model_00000 07 enr_007492 enr_023277 enr_012882
+                                        task 2: model_15005 enr_188426 enr_303480 ...
+        docs/train_labels.txt           task 1: trn_000001 spk_000001 09
+                                        task 2: trn_101064 spk_001000
+        docs/trials.txt                 model_00000 evl_000018 (no labels)
+        wav/train/trn_000001.wav        16 kHz
+        wav/enrollment/enr_007492.wav
+        wav/evaluation/evl_000018.wav
+
+Each docs file starts with a header line; a first line whose first field ends
+in ``id`` (``model-id``, ``train-file-id``) is taken for one and skipped. Task 1
+lines carry a phrase ID: ``01``-``05`` are Persian phrases, ``06``-``10``
+English ones. A task 2 model has any number of enrolment files.
+
+The challenge gave no trial labels; its keys came after the evaluation.
+With ``key_file`` they are read in either of two forms:
+
+* ``model_00000 evl_000018 TC``, one trial a line, after an optional header
+  line (first field ending in ``id``); it must label exactly the trials of
+  ``docs/trials.txt``;
+* ``1``, a label alone on each line, in the order of ``docs/trials.txt``: the
+  form of the ``keys.txt`` that the challenge's CodaLab scoring read.
+
+A label is an SdSV trial type ``TC``, ``TW``, ``IC`` or ``IW`` (target or
+impostor speaker, correct or wrong phrase; any case; only ``TC`` is a target
+trial), ``target``/``nontarget``, or ``1``/``0``. Outputs in ``save_folder``::
+
+    train.csv       the training files (or ``seg_dur`` chunks), with speaker and phrase
+    eval.csv        every enrolment file of a model and evaluation file of a trial, whole
+    enrolment.csv   model_id,utt_ids[,phrase]
+    trials.txt      with ``key_file`` only: ``label model-id evaluation-file-id [trial type]``
+
+Without a key no trial list is written, since the repository's trial lists
+carry labels; ``docs/trials.txt`` itself is the list to score for a
+challenge submission.
+
+Utterance IDs are the challenge's file IDs (``trn_000001``, ``enr_007492``,
+``evl_000018``); columns are ``domain=deepmine``, ``phrase`` (task 1) and
+``lang``: for task 1 ``fa`` or ``en`` from the phrase; for task 2 ``fa`` for
+training and enrolment files (DeepMine's text-independent part is Persian).
+Evaluation files have empty ``lang`` (and ``phrase``): a task 1 trial may test
+a wrong phrase, and task 2 tests are Persian or English, which the files do
+not say. ``spk_id`` is empty in eval.csv: the challenge names no speaker of
+an enrolment or evaluation file. ``channel`` (the recording device) is not in
+the challenge files: it comes from ``channel_table``, a CSV ``utt,channel``
+made by whoever has the full corpus's metadata, and is empty otherwise.
+
+Command line::
+
+    python -m data_prep.deepmine --data_folder /data/sdsv/task1 \\
+        --save_folder data/deepmine_task1 [--key_file task1_key.txt] \\
+        [--channel_table channels.csv] [--seg_dur 3.0]
+"""
+
+import argparse
+import collections
+import csv
+import logging
+import os
+import re
+import sys
+
+from data_prep.manifest import (
+    chunk_rows,
+    fail,
+    mark_prepared,
+    run_preparation,
+    skip_if_prepared,
+    utterance_row,
+    validate,
+    write_enrolment,
+    write_manifest,
+    write_trials,
+)
+
+logger = logging.getLogger(__name__)
+
+DOMAIN = "deepmine"
+PERSIAN = "fa"
+ENGLISH = "en"
+PHRASE = re.compile(r"^(0[1-9]|10)$")
+LAST_PERSIAN_PHRASE = 5
+DOCS = ("model_enrollment.txt", "train_labels.txt", "trials.txt")
+# The wav/ subfolder of each kind of file.
+WAV_FOLDERS = ("train", "enrollment", "evaluation")
+TRAIN_FORM = {1: "train-file-id speaker-id phrase-id", 2: "train-file-id speaker-id"}
+ENROL_FORM = {1: "model-id phrase-id enroll-file-id ...", 2: "model-id enroll-file-id ..."}
+# Key label (lower case) -> (trial label, trial type).
+KEY_LABELS = {
+    "tc": (1, "TC"), "tw": (0, "TW"), "ic": (0, "IC"), "iw": (0, "IW"),
+    "target": (1, ""), "nontarget": (0, ""), "1": (1, ""), "0": (0, ""),
+}
+SEPARATE_TASKS = ("extract each task's archives to a folder of its own, so that its "
+                  "docs/ and wav/ come from that task only")
+
+
+def prepare_deepmine(data_folder, save_folder, key_file=None, channel_table=None,
+                     seg_dur=None):
+    """Write the manifests, enrolment table and (with a key) trial list of an SdSV task.
+
+    Does nothing when ``save_folder`` already holds them, made with the same
+    arguments. Whether the folder is task 1 or task 2 is read from its docs/.
+
+    Arguments
+    ---------
+    data_folder : str
+        One SdSV task as extracted, holding ``docs/`` and ``wav/``.
+    save_folder : str
+        Where the manifests, enrolment table and trial list go.
+    key_file : str, optional
+        Trial labels: ``model-id evaluation-file-id label`` lines, or one
+        label a line in ``docs/trials.txt`` order; without it no trial list
+        is written.
+    channel_table : str, optional
+        CSV ``utt,channel`` giving the channel of some of the task's files.
+    seg_dur : float, optional
+        Cut training files into chunks of this many seconds; None keeps them
+        whole.
+
+    Returns
+    -------
+    dict
+        Paths of the written files, keyed ``train``, ``eval``, ``enrolment``
+        and, with ``key_file``, ``trials``.
+
+    Raises
+    ------
+    ManifestError
+        When the folder is not an SdSV task, a docs file, key or channel
+        table is malformed, or an audio file is missing, naming the path and
+        the fix.
+
+    Example
+    -------
+    >>> prepare_deepmine("/data/sdsv/task1", "data/deepmine_task1",
+    ...                  key_file="/data/sdsv/task1_key.txt")  # doctest: +SKIP
+    """
+    if seg_dur is not None and seg_dur <= 0:
+        raise ValueError(f"seg_dur must be positive or None, got {seg_dur}")
+    data_folder = os.path.abspath(data_folder)
+    docs = _docs(data_folder)
+    key_file = os.path.abspath(key_file) if key_file else None
+    channel_table = os.path.abspath(channel_table) if channel_table else None
+    options = dict(data_folder=data_folder, key_file=key_file,
+                   channel_table=channel_table, seg_dur=seg_dur)
+    paths = {name: os.path.join(save_folder, f"{name}.csv")
+             for name in ("train", "eval", "enrolment")}
+    if key_file:
+        paths["trials"] = os.path.join(save_folder, "trials.txt")
+    if skip_if_prepared(save_folder, list(paths.values()), options):
+        logger.info("DeepMine already prepared in %s, skipping", save_folder)
+        return paths
+
+    # Every check first: reading the audio headers is the slow part.
+    task, train = _read_train_labels(docs["train_labels.txt"])
+    models = _read_enrolment(docs["model_enrollment.txt"], task, docs["train_labels.txt"])
+    pairs = _read_trials(docs["trials.txt"], models)
+    trials = _read_key(key_file, pairs) if key_file else None
+    enrol_phrase = {utt: phrase for phrase, utts in models.values() for utt in utts}
+    test_files = list(dict.fromkeys(test for _, test in pairs))
+    wavs = _wav_files(data_folder, [[utt for utt, _, _ in train], list(enrol_phrase),
+                                    test_files])
+    channels = _read_channels(channel_table, wavs) if channel_table else {}
+
+    logger.info("DeepMine task %d: reading %d files", task, len(wavs))
+    train_rows = [_row(wavs[utt], utt, spk, phrase, channels) for utt, spk, phrase in train]
+    if seg_dur:
+        train_rows = [chunk for row in train_rows for chunk in chunk_rows(row, seg_dur)]
+    eval_rows = [_row(wavs[utt], utt, "", phrase, channels)
+                 for utt, phrase in enrol_phrase.items()]
+    unknown_phrase = "" if task == 1 else None
+    eval_rows += [_row(wavs[utt], utt, "", unknown_phrase, channels, lang="")
+                  for utt in test_files]
+
+    os.makedirs(save_folder, exist_ok=True)
+    write_manifest(train_rows, paths["train"])
+    write_manifest(eval_rows, paths["eval"])
+    enrolment = []
+    for model, (phrase, utts) in models.items():
+        enrolment.append({"model_id": model, "utt_ids": utts})
+        if phrase is not None:
+            enrolment[-1]["phrase"] = phrase
+    write_enrolment(enrolment, paths["enrolment"])
+    if trials:
+        write_trials(trials, paths["trials"])
+    validate(paths["eval"], paths.get("trials"), paths["enrolment"], check_audio=False)
+    mark_prepared(save_folder, options)
+    logger.info("DeepMine task %d: %d training rows (%d speakers), %d models, %d trials",
+                task, len(train_rows), len({r["spk_id"] for r in train_rows}), len(models),
+                len(pairs))
+    return paths
+
+
+def language(phrase):
+    """Language of an SdSV task 1 phrase: ``01``-``05`` Persian, ``06``-``10`` English.
+
+    Arguments
+    ---------
+    phrase : str
+        Phrase ID as in the docs files ("" when unknown).
+
+    Returns
+    -------
+    str
+        ``fa``, ``en``, or "" for an unknown phrase.
+
+    Example
+    -------
+    >>> language("03"), language("07"), language("")
+    ('fa', 'en', '')
+    """
+    if not phrase:
+        return ""
+    return PERSIAN if int(phrase) <= LAST_PERSIAN_PHRASE else ENGLISH
+
+
+def _docs(data_folder):
+    """``{name: path}`` of the task's docs files; refuse a folder without them."""
+    if not os.path.isdir(data_folder):
+        fail(data_folder, "DeepMine folder does not exist",
+             fix="pass as data_folder the folder that an SdSV task's archives extract to "
+             "(it holds docs/ and wav/)")
+    paths = {name: os.path.join(data_folder, "docs", name) for name in DOCS}
+    missing = [f"docs/{name}" for name, path in paths.items() if not os.path.isfile(path)]
+    if missing:
+        fail(data_folder, "not an SdSV task folder: it lacks " + ", ".join(missing),
+             fix="extract an SdSV task's archives here, so that docs/model_enrollment.txt, "
+             "docs/train_labels.txt, docs/trials.txt and wav/ exist; " + SEPARATE_TASKS)
+    return paths
+
+
+def _lines(path, fix):
+    """``(line number, fields)`` of the non-empty lines of ``path``, without a header."""
+    if not os.path.isfile(path):
+        fail(path, "file does not exist", fix=fix)
+    with open(path, encoding="utf-8-sig") as text:
+        lines = [(number, line.split()) for number, line in enumerate(text, start=1)
+                 if line.split()]
+    if lines and lines[0][1][0].lower().endswith("id"):
+        lines = lines[1:]
+    if not lines:
+        fail(path, "has no entries", fix=fix)
+    return lines
+
+
+def _shown(number, fields):
+    return f"line {number}: {' '.join(fields)}"
+
+
+def _read_train_labels(path):
+    """The task (1 or 2) and ``(file, speaker, phrase or None)`` of each training file."""
+    lines = _lines(path, fix="use docs/train_labels.txt as extracted")
+    first, fields = lines[0]
+    task = 1 if len(fields) == 3 else 2
+    train, bad = [], []
+    for number, fields in lines:
+        if len(fields) == len(TRAIN_FORM[task].split()) and (
+                task == 2 or PHRASE.match(fields[2])):
+            train.append((fields[0], fields[1], fields[2] if task == 1 else None))
+        else:
+            bad.append(_shown(number, fields))
+    if bad:
+        fail(path, f"lines not of the form '{TRAIN_FORM[task]}' (task {task}, as line "
+             f"{first}) with phrase-id 01 to 10", rows=bad,
+             fix="use docs/train_labels.txt as extracted; " + SEPARATE_TASKS)
+    return task, train
+
+
+def _read_enrolment(path, task, train_labels):
+    """``{model: (phrase or None, [enrolment file, ...])}``; the task must be ``task``."""
+    lines = _lines(path, fix="use docs/model_enrollment.txt as extracted")
+    first, fields = lines[0]
+    own = 1 if len(fields) > 2 and PHRASE.match(fields[1]) else 2
+    if own != task:
+        fail(path, f"is task {own}'s (line {first}: '{' '.join(fields)}') but "
+             f"{train_labels} is task {task}'s", fix=SEPARATE_TASKS)
+    models, bad = {}, []
+    for number, fields in lines:
+        has_phrase = len(fields) > 1 and bool(PHRASE.match(fields[1]))
+        files = fields[2:] if task == 1 else fields[1:]
+        if not files or has_phrase != (task == 1) or fields[0] in models:
+            bad.append(_shown(number, fields))
+        else:
+            models[fields[0]] = (fields[1] if task == 1 else None, files)
+    if bad:
+        fail(path, f"lines not of the form '{ENROL_FORM[task]}' (task {task}), or models "
+             "listed twice", rows=bad, fix="use docs/model_enrollment.txt as extracted; "
+             + SEPARATE_TASKS)
+    return models
+
+
+def _read_trials(path, models):
+    """``(model, evaluation file)`` of each trial; every model must be enrolled."""
+    pairs, bad, unknown = [], [], []
+    for number, fields in _lines(path, fix="use docs/trials.txt as extracted"):
+        if len(fields) != 2:
+            bad.append(_shown(number, fields))
+            continue
+        if fields[0] not in models:
+            unknown.append(_shown(number, fields))
+        pairs.append((fields[0], fields[1]))
+    if bad:
+        fail(path, "lines not of the form 'model-id evaluation-file-id'", rows=bad,
+             fix="use docs/trials.txt as extracted")
+    if unknown:
+        fail(path, "trials name models that are not in docs/model_enrollment.txt",
+             rows=unknown, fix="use the docs/ files of one task, as extracted; "
+             + SEPARATE_TASKS)
+    return pairs
+
+
+def _read_key(path, pairs):
+    """``(label, model, evaluation file, trial type)`` of each trial, from the key."""
+    fix = ("give one line 'model-id evaluation-file-id label' per trial of docs/trials.txt, "
+           "or one label a line in its order, with label TC, TW, IC, IW, target, "
+           "nontarget, 1 or 0")
+    lines = _lines(path, fix=fix)
+    form = 1 if len(lines[0][1]) == 1 else 3
+    bad = [_shown(number, fields) for number, fields in lines
+           if len(fields) != form or fields[-1].lower() not in KEY_LABELS]
+    if bad:
+        fail(path, f"key lines not of the form of line {lines[0][0]} "
+             f"('{'label' if form == 1 else 'model-id evaluation-file-id label'}') with "
+             "a known label", rows=bad, fix=fix)
+    if form == 1:
+        if len(lines) != len(pairs):
+            fail(path, f"{len(lines)} labels for the {len(pairs)} trials of docs/trials.txt",
+                 fix="use the key of this task's docs/trials.txt: " + fix)
+        labels = [fields[0] for _, fields in lines]
+    else:
+        given = {(fields[0], fields[1]): fields[2] for _, fields in lines}
+        unlabelled = [f"not in the key: {m} {t}" for m, t in pairs if (m, t) not in given]
+        extra = [f"not in docs/trials.txt: {m} {t}" for m, t in set(given) - set(pairs)]
+        if unlabelled or extra:
+            fail(path, "does not label exactly the trials of docs/trials.txt",
+                 rows=unlabelled + sorted(extra),
+                 fix="use the key of this task's docs/trials.txt: " + fix)
+        labels = [given[pair] for pair in pairs]
+    return [(KEY_LABELS[label.lower()][0], model, test, KEY_LABELS[label.lower()][1])
+            for (model, test), label in zip(pairs, labels)]
+
+
+def _wav_files(data_folder, files):
+    """``{file: wav path}`` of the train, enrolment and evaluation files; all must exist."""
+    wavs, missing = {}, []
+    for folder, names in zip(WAV_FOLDERS, files):
+        root = os.path.join(data_folder, "wav", folder)
+        present = set(os.listdir(root)) if os.path.isdir(root) else set()
+        for name in names:
+            if f"{name}.wav" in present:
+                wavs[name] = os.path.join(root, f"{name}.wav")
+            else:
+                missing.append(f"wav/{folder}/{name}.wav")
+    if missing:
+        fail(data_folder, f"{len(missing)} files named in docs/ are missing", rows=missing,
+             fix="extract all of the task's audio archives here, into wav/train, "
+             "wav/enrollment and wav/evaluation")
+    return wavs
+
+
+def _read_channels(path, known):
+    """``{file: channel}`` from a CSV ``utt,channel``; every file must be one of ``known``."""
+    fix = "a channel table is a CSV with the header utt,channel, one row per file ID"
+    if not os.path.isfile(path):
+        fail(path, "channel table does not exist", fix=fix)
+    with open(path, encoding="utf-8-sig", newline="") as table:
+        reader = csv.DictReader(table)
+        missing = [c for c in ("utt", "channel") if c not in (reader.fieldnames or [])]
+        if missing:
+            fail(path, f"missing columns {missing}; found {reader.fieldnames}", fix=fix)
+        rows = [(row["utt"], row["channel"] or "") for row in reader]
+    repeated = [utt for utt, count in collections.Counter(u for u, _ in rows).items()
+                if count > 1]
+    if repeated:
+        fail(path, "files listed more than once", rows=repeated, fix=fix)
+    unknown = [utt for utt, _ in rows if utt not in known]
+    if unknown:
+        fail(path, f"{len(unknown)} files are not in this task's docs/", rows=unknown,
+             fix="name the task's file IDs (trn_..., enr_..., evl_...) as in its docs/")
+    return dict(rows)
+
+
+def _row(wav, utt, spk_id, phrase, channels, lang=PERSIAN):
+    """Manifest row of one file; ``phrase`` is None for task 2 (no phrase column)."""
+    columns = {"lang": lang, "channel": channels.get(utt, "")}
+    if phrase is not None:
+        columns.update(lang=language(phrase), phrase=phrase)
+    return utterance_row(utt, wav, spk_id, DOMAIN, **columns)
+
+
+def main(argv=None):
+    """Command line entry point; returns the exit status."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data_folder", required=True,
+                        help="one SdSV task's folder (docs/ and wav/)")
+    parser.add_argument("--save_folder", required=True)
+    parser.add_argument("--key_file", help="trial labels; without it no trial list is written")
+    parser.add_argument("--channel_table", help="CSV utt,channel")
+    parser.add_argument("--seg_dur", type=float, help="training chunk length in seconds")
+    args = parser.parse_args(argv)
+    return run_preparation(prepare_deepmine, **vars(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

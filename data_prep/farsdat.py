@@ -1,0 +1,436 @@
+"""Big FARSDAT telephone speech: manifests and a held-out-speaker trial list.
+
+Big FARSDAT's distribution layout is not publicly documented, so no folder or
+file name is built in: the corpus is the audio under ``data_folder``, and a
+path pattern says which part of each file's path is the speaker (and session).
+What is assumed, exactly:
+
+* Every file under ``data_folder`` (at any depth) ending in ``.wav``,
+  ``.flac`` or ``.sph`` (any case) is one utterance of one speaker. Other
+  files (transcriptions, labels, documentation) are not looked at.
+* ``pattern`` is a Python regular expression that matches the *whole* path of
+  each of these files relative to ``data_folder``, with ``/`` separators. Its
+  named groups are ``spk`` (required, non-empty: the speaker), ``session``
+  (optional: the recording session or call) and ``utt`` (optional: the
+  utterance); it has no others. The default, :data:`DEFAULT_PATTERN`, is
+  ``<spk>/<session>/<utt>.<wav|flac|sph>``::
+
+      data_folder/
+          spk001/call1/utt01.wav      spk=spk001, session=call1, utt=utt01
+          spk001/call2/utt01.flac
+          spk002/call1/utt01.sph
+
+  An audio file that the pattern does not match (or matches with an empty
+  ``spk``) is an error listing it, unless ``ignore_unmatched`` leaves such
+  files out (the log says how many).
+* libsndfile reads the audio: wav, flac, or NIST SPHERE with PCM, u-law or
+  A-law samples. Shorten-compressed SPHERE (``sample_coding
+  pcm,embedded-shorten``) is refused; decompress it once into a wav tree and
+  pass that tree as ``data_folder``::
+
+      cd DATA_FOLDER && find . -iname '*.sph' | while read -r f; do
+          o=DATA_FOLDER_wav/"${f%.*}.wav"; mkdir -p "$(dirname "$o")"
+          ffmpeg -nostdin -loglevel error -n -i "$f" "$o"   # or: sph2pipe -f wav "$f" "$o"
+      done
+
+* The audio stays where and as it is, at its own rate (8 kHz telephone):
+  manifests record ``sample_rate`` and the recipe's pipeline resamples to
+  16 kHz on the fly. A file holds one speaker (the pipeline averages the
+  channels of a multi-channel file).
+* Gender comes from an optional speaker table: a CSV whose header has the
+  columns ``spk`` and ``gender`` (others are ignored), listing every speaker
+  found; without it ``gender`` is empty.
+
+Utterance IDs are ``<spk>--<session>--<utt>`` when the pattern has an ``utt``
+group, else ``<spk>--<path without extension>`` with ``/`` written ``--``;
+whitespace becomes ``_``, and two files with the same ID are an error.
+Columns: ``domain=farsdat``, ``channel=telephone``, ``lang=fa``, ``session``
+(from the pattern, empty without a session group) and ``gender``.
+
+Splits: ``n_eval_speakers`` speakers, drawn with ``seed``, are held out for
+evaluation; every other speaker trains. Outputs in ``save_folder``::
+
+    train.csv    every utterance (or ``seg_dur`` chunk) of the training speakers
+    eval.csv     every utterance of the held-out speakers, whole
+    trials.txt   at most ``target_trials`` same-speaker and ``nontarget_trials``
+                 different-speaker pairs of eval.csv utterances, drawn with
+                 ``seed``: no self-trials, no pair twice (in either order);
+                 same-speaker pairs from different sessions are taken first.
+                 Where fewer pairs exist than requested, all of them are used.
+
+Command line::
+
+    python -m data_prep.farsdat --data_folder /data/big_farsdat \\
+        --save_folder data/farsdat [--pattern REGEX] [--ignore_unmatched] \\
+        [--speaker_table speakers.csv] [--n_eval_speakers 20] \\
+        [--target_trials 5000] [--nontarget_trials 5000] [--seg_dur 3.0]
+"""
+
+import argparse
+import collections
+import csv
+import itertools
+import logging
+import os
+import random
+import re
+import shlex
+import sys
+
+from data_prep.manifest import (
+    ManifestError,
+    chunk_rows,
+    fail,
+    mark_prepared,
+    run_preparation,
+    skip_if_prepared,
+    utterance_row,
+    validate,
+    write_manifest,
+    write_trials,
+)
+
+logger = logging.getLogger(__name__)
+
+DOMAIN = "farsdat"
+CHANNEL = "telephone"
+LANG = "fa"
+ID_SEPARATOR = "--"
+AUDIO_EXTENSIONS = (".wav", ".flac", ".sph")
+DEFAULT_PATTERN = r"(?P<spk>[^/]+)/(?P<session>[^/]+)/(?P<utt>[^/]+)\.(?i:wav|flac|sph)"
+PATTERN_GROUPS = ("spk", "session", "utt")
+PATTERN_FIX = ("adjust --pattern: a Python regex matching the whole path relative to "
+               "data_folder, with named groups spk (required), session and utt (optional)")
+CONVERT_SHORTEN = (
+    "cd DATA_FOLDER && find . -iname '*.sph' | while read -r f; do "
+    'o=WAV_FOLDER/"${f%.*}.wav"; mkdir -p "$(dirname "$o")"; '
+    'ffmpeg -nostdin -loglevel error -n -i "$f" "$o"; done'
+)
+
+
+def prepare_farsdat(
+    data_folder,
+    save_folder,
+    pattern=DEFAULT_PATTERN,
+    speaker_table=None,
+    ignore_unmatched=False,
+    n_eval_speakers=20,
+    target_trials=5000,
+    nontarget_trials=5000,
+    seg_dur=None,
+    seed=1234,
+):
+    """Write Big FARSDAT's training and evaluation manifests and trial list.
+
+    Does nothing when ``save_folder`` already holds them, made with the same
+    arguments.
+
+    Arguments
+    ---------
+    data_folder : str
+        The corpus root: every ``.wav``/``.flac``/``.sph`` file under it is an
+        utterance.
+    save_folder : str
+        Where the manifests and the trial list go.
+    pattern : str
+        Regex matching each audio file's whole path relative to
+        ``data_folder`` (``/`` separators), with named groups ``spk``
+        (required), ``session`` and ``utt`` (optional).
+    speaker_table : str, optional
+        CSV with columns ``spk`` and ``gender`` listing every speaker.
+    ignore_unmatched : bool
+        Leave out audio files that ``pattern`` does not match, instead of
+        refusing them.
+    n_eval_speakers : int
+        Speakers held out for eval.csv and trials.txt (at least 2).
+    target_trials : int
+        Most same-speaker trials to draw.
+    nontarget_trials : int
+        Most different-speaker trials to draw.
+    seg_dur : float, optional
+        Cut training utterances into chunks of this many seconds; None keeps
+        them whole.
+    seed : int
+        Seed of the held-out speakers and of the trials.
+
+    Returns
+    -------
+    dict
+        Paths of the written files, keyed ``train``, ``eval`` and ``trials``.
+
+    Raises
+    ------
+    ManifestError
+        When the folder, pattern, audio or speaker table does not fit the
+        assumptions above, naming the path and the fix.
+
+    Example
+    -------
+    >>> prepare_farsdat("/data/big_farsdat", "data/farsdat",
+    ...                 speaker_table="/data/big_farsdat/speakers.csv")  # doctest: +SKIP
+    """
+    if seg_dur is not None and seg_dur <= 0:
+        raise ValueError(f"seg_dur must be positive or None, got {seg_dur}")
+    if n_eval_speakers < 2:
+        raise ValueError(f"n_eval_speakers must be at least 2, got {n_eval_speakers}")
+    if target_trials < 1 or nontarget_trials < 1:
+        raise ValueError("target_trials and nontarget_trials must be positive, "
+                         f"got {target_trials} and {nontarget_trials}")
+    data_folder = os.path.abspath(data_folder)
+    speaker_table = os.path.abspath(speaker_table) if speaker_table else None
+    options = dict(data_folder=data_folder, pattern=pattern, speaker_table=speaker_table,
+                   ignore_unmatched=ignore_unmatched, n_eval_speakers=n_eval_speakers,
+                   target_trials=target_trials, nontarget_trials=nontarget_trials,
+                   seg_dur=seg_dur, seed=seed)
+    paths = {name: os.path.join(save_folder, name + extension)
+             for name, extension in (("train", ".csv"), ("eval", ".csv"), ("trials", ".txt"))}
+    if skip_if_prepared(save_folder, list(paths.values()), options):
+        logger.info("Big FARSDAT already prepared in %s, skipping", save_folder)
+        return paths
+
+    # Every check first: reading the audio headers is the slow part.
+    utterances = _utterances(data_folder, _compile(pattern), ignore_unmatched)
+    speakers = sorted({u["spk"] for u in utterances})
+    genders = _speaker_genders(speaker_table, speakers, data_folder) if speaker_table else {}
+    if len(speakers) <= n_eval_speakers:
+        fail(data_folder, f"{len(speakers)} speakers found; n_eval_speakers={n_eval_speakers} "
+             "leaves none for training",
+             fix="lower n_eval_speakers, or check that the pattern's spk group is the speaker")
+    rng = random.Random(seed)
+    eval_speakers = set(rng.sample(speakers, n_eval_speakers))
+
+    logger.info("Big FARSDAT: reading %d recordings", len(utterances))
+    rows = [_row(data_folder, u, genders) for u in utterances]
+    eval_rows = [row for row in rows if row["spk_id"] in eval_speakers]
+    train_rows = [row for row in rows if row["spk_id"] not in eval_speakers]
+    trials = _draw_trials(eval_rows, target_trials, nontarget_trials, rng, data_folder)
+    if seg_dur:
+        train_rows = [chunk for row in train_rows for chunk in chunk_rows(row, seg_dur)]
+
+    os.makedirs(save_folder, exist_ok=True)
+    write_manifest(train_rows, paths["train"])
+    write_manifest(eval_rows, paths["eval"])
+    write_trials(trials, paths["trials"])
+    validate(paths["eval"], paths["trials"], check_audio=False)
+    mark_prepared(save_folder, options)
+    logger.info("Big FARSDAT: %d training rows (%d speakers), %d evaluation utterances "
+                "(%d speakers), %d trials", len(train_rows), len(speakers) - n_eval_speakers,
+                len(eval_rows), n_eval_speakers, len(trials))
+    return paths
+
+
+def utterance_id(relative_path, groups):
+    """ID of the audio file at ``relative_path`` whose pattern groups are ``groups``.
+
+    Arguments
+    ---------
+    relative_path : str
+        Path relative to the corpus root, with ``/`` separators.
+    groups : dict
+        The match's named groups: ``spk``, and ``session``/``utt`` if any.
+
+    Returns
+    -------
+    str
+        ``<spk>--<session>--<utt>`` with an ``utt`` group (no session part
+        without a session), else ``<spk>--<path without extension>``; ``/``
+        is written ``--`` and whitespace ``_``.
+
+    Example
+    -------
+    >>> utterance_id("spk001/call1/utt01.wav",
+    ...              {"spk": "spk001", "session": "call1", "utt": "utt01"})
+    'spk001--call1--utt01'
+    >>> utterance_id("female/spk001 call1.sph", {"spk": "spk001"})
+    'spk001--female--spk001_call1'
+    """
+    if groups.get("utt"):
+        parts = [groups["spk"], groups.get("session"), groups["utt"]]
+    else:
+        parts = [groups["spk"], os.path.splitext(relative_path)[0]]
+    joined = ID_SEPARATOR.join(part for part in parts if part)
+    return re.sub(r"\s+", "_", joined.replace("/", ID_SEPARATOR))
+
+
+def read_speaker_table(path):
+    """Speaker genders from a CSV whose header has the columns ``spk`` and ``gender``.
+
+    Arguments
+    ---------
+    path : str
+        The table; other columns are ignored, fields may be padded by spaces.
+
+    Returns
+    -------
+    dict
+        ``{speaker: gender}``, genders in lower case.
+    """
+    if not os.path.isfile(path):
+        fail(path, "speaker table does not exist", fix="pass the path of a CSV with the "
+             "columns spk,gender, or no speaker table (gender is then left empty)")
+    with open(path, encoding="utf-8-sig", newline="") as table:
+        lines = [[field.strip() for field in line] for line in csv.reader(table)]
+    header = lines[0] if lines else []
+    if "spk" not in header or "gender" not in header:
+        fail(path, f"not a speaker table: header {header}",
+             fix="make the first line name the columns, with spk and gender among them, "
+             "e.g. 'spk,gender' then one line per speaker such as 'spk001,f'")
+    spk, gender = header.index("spk"), header.index("gender")
+    genders, bad = {}, []
+    for number, fields in enumerate(lines[1:], start=2):
+        if len(fields) > max(spk, gender) and fields[spk]:
+            genders[fields[spk]] = fields[gender].lower()
+        elif any(fields):
+            bad.append(f"line {number}: {','.join(fields)}")
+    if bad:
+        fail(path, "lines without a speaker and gender", rows=bad,
+             fix=f"give every line the {len(header)} columns of the header")
+    return genders
+
+
+def _compile(pattern):
+    """The compiled ``pattern``, checked for a ``spk`` group and no unknown groups."""
+    try:
+        regex = re.compile(pattern)
+    except re.error as err:
+        fail(f"pattern {pattern!r}", f"not a regular expression ({err})", fix=PATTERN_FIX)
+    if "spk" not in regex.groupindex:
+        fail(f"pattern {pattern!r}", "has no named group spk, so the speakers are unknown",
+             fix=PATTERN_FIX + r", e.g. (?P<spk>[^/]+)/(?P<session>[^/]+)/[^/]+\.wav")
+    unknown = sorted(set(regex.groupindex) - set(PATTERN_GROUPS))
+    if unknown:
+        fail(f"pattern {pattern!r}", f"has named groups {unknown} that mean nothing here",
+             fix=PATTERN_FIX)
+    return regex
+
+
+def _utterances(data_folder, regex, ignore_unmatched):
+    """``{ID, path, spk, session}`` of every audio file under ``data_folder``, sorted by path."""
+    if not os.path.isdir(data_folder):
+        fail(data_folder, "Big FARSDAT folder does not exist",
+             fix="pass as data_folder the folder that holds the corpus audio")
+    files = sorted(
+        os.path.relpath(os.path.join(folder, name), data_folder).replace(os.sep, "/")
+        for folder, _, names in os.walk(data_folder)
+        for name in names if os.path.splitext(name)[1].lower() in AUDIO_EXTENSIONS)
+    if not files:
+        fail(data_folder, f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) under it",
+             fix="pass as data_folder the folder that holds the corpus audio")
+    utterances, unmatched = [], []
+    for path in files:
+        match = regex.fullmatch(path)
+        if match and match["spk"]:
+            groups = match.groupdict()
+            utterances.append(dict(ID=utterance_id(path, groups), path=path, spk=groups["spk"],
+                                   session=groups.get("session") or ""))
+        else:
+            unmatched.append(path)
+    if unmatched and not (utterances and ignore_unmatched):
+        fail(data_folder, f"{len(unmatched)} of {len(files)} audio files do not match the "
+             f"pattern {regex.pattern!r} (or give an empty spk)", rows=unmatched,
+             fix=PATTERN_FIX + "; or pass --ignore_unmatched to leave them out")
+    if unmatched:
+        logger.warning("Big FARSDAT: leaving out %d audio files that do not match the "
+                       "pattern, such as %s", len(unmatched), unmatched[0])
+    counts = collections.Counter(u["ID"] for u in utterances)
+    shared = [f"{u['ID']}: {u['path']}" for u in utterances if counts[u["ID"]] > 1]
+    if shared:
+        fail(data_folder, "audio files that would share an utterance ID", rows=shared,
+             fix="keep one file per utterance (not e.g. both x.wav and x.sph), or widen the "
+             "pattern's utt group to the part of the path that tells them apart")
+    return utterances
+
+
+def _speaker_genders(table_path, speakers, data_folder):
+    """Genders of ``speakers``; every one must be in the speaker table."""
+    genders = read_speaker_table(table_path)
+    missing = [speaker for speaker in speakers if speaker not in genders]
+    if missing:
+        fail(table_path, f"{len(missing)} speakers found under {data_folder} are not in it",
+             rows=missing, fix="add a line spk,gender for each, or check that the pattern's "
+             "spk group is the speaker")
+    return genders
+
+
+def _row(data_folder, utterance, genders):
+    """Manifest row of one utterance; shorten-compressed SPHERE gets its own fix."""
+    path = os.path.join(data_folder, *utterance["path"].split("/"))
+    try:
+        return utterance_row(utterance["ID"], path, utterance["spk"], DOMAIN, lang=LANG,
+                             channel=CHANNEL, gender=genders.get(utterance["spk"], ""),
+                             session=utterance["session"])
+    except ManifestError:
+        with open(path, "rb") as audio:
+            header = audio.read(1024)
+        if header.startswith(b"NIST_1A") and b"shorten" in header:
+            wav_folder = data_folder.rstrip(os.sep) + "_wav"
+            fail(path, "NIST SPHERE compressed with shorten, which libsndfile cannot read",
+                 fix="decompress the corpus into a wav tree and pass that as data_folder: "
+                 + CONVERT_SHORTEN.replace("DATA_FOLDER", shlex.quote(data_folder))
+                 .replace("WAV_FOLDER", shlex.quote(wav_folder))
+                 + ' (sph2pipe -f wav "$f" "$o" does the same as ffmpeg)')
+        raise
+
+
+def _draw_trials(rows, target_trials, nontarget_trials, rng, data_folder):
+    """Seeded ``(label, enrol, test)`` trials: distinct unordered pairs of ``rows``."""
+    speaker = [row["spk_id"] for row in rows]
+    session = [row["session"] for row in rows]
+    by_speaker = collections.defaultdict(list)
+    for index, spk in enumerate(speaker):
+        by_speaker[spk].append(index)
+    targets = [pair for group in by_speaker.values() for pair in itertools.combinations(group, 2)]
+    if not targets:
+        fail(data_folder, "no held-out speaker has two utterances, so there is no target trial",
+             fix="check that the pattern's spk group is the speaker")
+    rng.shuffle(targets)
+    targets.sort(key=lambda pair: session[pair[0]] == session[pair[1]])  # cross-session first
+    possible = len(rows) * (len(rows) - 1) // 2 - len(targets)
+    if 2 * nontarget_trials >= possible:  # few enough to list them all
+        nontargets = [(i, j) for i, j in itertools.combinations(range(len(rows)), 2)
+                      if speaker[i] != speaker[j]]
+        rng.shuffle(nontargets)
+        nontargets = nontargets[:nontarget_trials]
+    else:
+        nontargets = set()
+        while len(nontargets) < nontarget_trials:
+            i, j = sorted(rng.sample(range(len(rows)), 2))
+            if speaker[i] != speaker[j]:
+                nontargets.add((i, j))
+    for kind, count, chosen in (("target", target_trials, len(targets)),
+                                ("non-target", nontarget_trials, len(nontargets))):
+        if chosen < count:
+            logger.warning("Big FARSDAT: only %d %s trials exist, using all of them "
+                           "(%d requested)", chosen, kind, count)
+    pairs = sorted([(i, j, 1) for i, j in targets[:target_trials]]
+                   + [(i, j, 0) for i, j in nontargets])
+    return [(label, rows[i]["ID"], rows[j]["ID"]) for i, j, label in pairs]
+
+
+def main(argv=None):
+    """Command line entry point; returns the exit status."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data_folder", required=True, help="the corpus root")
+    parser.add_argument("--save_folder", required=True)
+    parser.add_argument("--pattern", default=DEFAULT_PATTERN,
+                        help="regex with named groups spk (required), session and utt, "
+                        "matching each audio file's whole path relative to data_folder "
+                        "(default: %(default)s)")
+    parser.add_argument("--ignore_unmatched", action="store_true",
+                        help="leave out audio files the pattern does not match")
+    parser.add_argument("--speaker_table", help="CSV with columns spk and gender")
+    parser.add_argument("--n_eval_speakers", type=int, default=20,
+                        help="speakers held out for evaluation")
+    parser.add_argument("--target_trials", type=int, default=5000,
+                        help="most same-speaker trials")
+    parser.add_argument("--nontarget_trials", type=int, default=5000,
+                        help="most different-speaker trials")
+    parser.add_argument("--seg_dur", type=float, help="training chunk length in seconds")
+    parser.add_argument("--seed", type=int, default=1234,
+                        help="seed of the held-out speakers and the trials")
+    args = parser.parse_args(argv)
+    return run_preparation(prepare_farsdat, **vars(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,359 @@
+"""DeepMine (SdSV) preparation on fake task folders with the real layout and names."""
+
+import os
+
+import numpy as np
+import pytest
+import soundfile
+
+from data_prep.deepmine import language, main, prepare_deepmine
+from data_prep.manifest import ManifestError, read_enrolment, read_manifest, validate
+
+RATE = 16000
+# Task 1 (text-dependent) docs/, as released: a header line, then the entries.
+TASK1_ENROLMENT = (
+    "model-id phrase-id enroll-file-id1 enroll-file-id2 enroll-file-id3\n"
+    "model_00000 07 enr_007492 enr_023277 enr_012882\n"
+    "model_00001 02 enr_000101 enr_000102 enr_000103\n"
+)
+TASK1_TRAIN = (
+    "train-file-id speaker-id phrase-id\n"
+    "trn_000001 spk_000001 09\n"
+    "trn_000002 spk_000001 01\n"
+    "trn_000003 spk_000002 09\n"
+    "trn_000004 spk_000002 03\n"
+    "trn_000005 spk_000003 06\n"
+    "trn_000006 spk_000003 10\n"
+)
+TASK1_TRIALS = (
+    "model-id evaluation-file-id\n"
+    "model_00000 evl_000018\n"
+    "model_00000 evl_000042\n"
+    "model_00001 evl_000018\n"
+    "model_00001 evl_000077\n"
+)
+TASK1_KEY = (  # SdSV trial types, in any case
+    "model-id evaluation-file-id trial-type\n"
+    "model_00000 evl_000018 TC\n"
+    "model_00000 evl_000042 tw\n"
+    "model_00001 evl_000018 IW\n"
+    "model_00001 evl_000077 IC\n"
+)
+TASK1_TRIAL_LIST = [
+    "1 model_00000 evl_000018 TC",
+    "0 model_00000 evl_000042 TW",
+    "0 model_00001 evl_000018 IW",
+    "0 model_00001 evl_000077 IC",
+]
+# Task 2 (text-independent): no phrases, any number of enrolment files.
+TASK2_ENROLMENT = (
+    "model-id enroll-file-ids\n"
+    "model_15005 enr_188426 enr_303480 enr_100001 enr_100002\n"
+    "model_15006 enr_200002\n"
+)
+TASK2_TRAIN = (
+    "train-file-id speaker-id\n"
+    "trn_101064 spk_001000\n"
+    "trn_101065 spk_001000\n"
+    "trn_101066 spk_001001\n"
+)
+TASK2_TRIALS = (
+    "model-id evaluation-file-id\n"
+    "model_15005 evl_500001\n"
+    "model_15006 evl_500001\n"
+    "model_15006 evl_500002\n"
+)
+TASK2_KEY = (
+    "model_15005 evl_500001 target\n"
+    "model_15006 evl_500001 nontarget\n"
+    "model_15006 evl_500002 Target\n"
+)
+WAV_FOLDER = {"trn": "train", "enr": "enrollment", "evl": "evaluation"}
+
+
+def _entries(text):
+    """The fields of each line of a docs file, without its header."""
+    return [line.split() for line in text.splitlines()[1:]]
+
+
+def write_task(folder, enrolment, train, trials):
+    """One SdSV task as extracted: docs/ and wav/{train,enrollment,evaluation}/."""
+    docs = folder / "docs"
+    docs.mkdir(parents=True)
+    (docs / "model_enrollment.txt").write_text(enrolment)
+    (docs / "train_labels.txt").write_text(train)
+    (docs / "trials.txt").write_text(trials)
+    names = ([fields[0] for fields in _entries(train)]
+             + [f for fields in _entries(enrolment) for f in fields if f.startswith("enr_")]
+             + [fields[1] for fields in _entries(trials)])
+    for seed, name in enumerate(dict.fromkeys(names)):
+        path = folder / "wav" / WAV_FOLDER[name[:3]] / f"{name}.wav"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        seconds = 0.2 + 0.1 * (seed % 9)
+        noise = np.random.default_rng(seed).uniform(-0.1, 0.1, int(seconds * RATE))
+        soundfile.write(path, noise, RATE, subtype="PCM_16")
+    return folder
+
+
+@pytest.fixture
+def task1(tmp_path):
+    folder = write_task(tmp_path / "task1", TASK1_ENROLMENT, TASK1_TRAIN, TASK1_TRIALS)
+    (tmp_path / "task1_key.txt").write_text(TASK1_KEY)
+    return folder
+
+
+@pytest.fixture
+def task2(tmp_path):
+    return write_task(tmp_path / "task2", TASK2_ENROLMENT, TASK2_TRAIN, TASK2_TRIALS)
+
+
+@pytest.fixture
+def out(tmp_path):
+    return str(tmp_path / "prepared")
+
+
+def _key(task1):
+    return str(task1.parent / "task1_key.txt")
+
+
+def _check_rows(table, folder):
+    """Every row is its whole file, under the wav/ folder of its kind."""
+    assert set(table["domain"]) == {"deepmine"}
+    for row in table.itertuples():
+        assert row.wav == str(folder / "wav" / WAV_FOLDER[row.ID[:3]] / f"{row.ID}.wav")
+        info = soundfile.info(row.wav)
+        assert (row.start, row.stop, row.sample_rate) == (0, info.frames, RATE)
+        assert row.duration == pytest.approx(info.frames / RATE, abs=1e-4)
+
+
+def _check_split(paths, enrolment, trials):
+    """train.csv holds the training files only; eval.csv every other file, once."""
+    train, evaluation = read_manifest(paths["train"]), read_manifest(paths["eval"])
+    enrolled = [f for fields in _entries(enrolment) for f in fields if f.startswith("enr_")]
+    tested = [fields[1] for fields in _entries(trials)]
+    assert list(evaluation["ID"]) == list(dict.fromkeys(enrolled + tested))
+    assert set(train["ID"]).isdisjoint(evaluation["ID"])
+    assert all(utt.startswith("trn_") for utt in train["ID"])
+    assert set(evaluation["spk_id"]) == {""}
+
+
+def test_task1_rows_describe_their_files(task1, out):
+    paths = prepare_deepmine(str(task1), out, key_file=_key(task1))
+    assert sorted(paths) == ["enrolment", "eval", "train", "trials"]
+    train = validate(paths["train"])
+    evaluation = validate(paths["eval"], paths["trials"], paths["enrolment"])
+    for table in (train, evaluation):
+        _check_rows(table, task1)
+        assert set(table["channel"]) == {""}
+    expected = {utt: (spk, phrase) for utt, spk, phrase in _entries(TASK1_TRAIN)}
+    assert dict(zip(train["ID"], zip(train["spk_id"], train["phrase"]))) == expected
+    assert train["spk_id"].nunique() == 3
+    assert list(train["lang"]) == ["en", "fa", "en", "fa", "en", "en"]
+    _check_split(paths, TASK1_ENROLMENT, TASK1_TRIALS)
+    # Enrolment files say their model's phrase; evaluation files may not.
+    text = {u: (model[1], language(model[1])) for model in _entries(TASK1_ENROLMENT)
+            for u in model[2:]}
+    text.update({u: ("", "") for u in ("evl_000018", "evl_000042", "evl_000077")})
+    assert dict(zip(evaluation["ID"], zip(evaluation["phrase"], evaluation["lang"]))) == text
+    assert text["enr_007492"] == ("07", "en") and text["enr_000101"] == ("02", "fa")
+
+
+def test_task1_enrolment_and_typed_trials(task1, out):
+    paths = prepare_deepmine(str(task1), out, key_file=_key(task1))
+    models, table = read_enrolment(paths["enrolment"])
+    assert models == {"model_00000": ["enr_007492", "enr_023277", "enr_012882"],
+                      "model_00001": ["enr_000101", "enr_000102", "enr_000103"]}
+    assert list(table.columns) == ["model_id", "utt_ids", "phrase"]
+    assert list(table["phrase"]) == ["07", "02"]
+    with open(paths["trials"]) as lines:
+        assert lines.read().splitlines() == TASK1_TRIAL_LIST
+
+
+def test_key_of_labels_alone_in_trial_order(task1, tmp_path, out):
+    (tmp_path / "keys.txt").write_text("1\n0\n0\n0\n")  # the CodaLab scoring key
+    paths = prepare_deepmine(str(task1), out, key_file=str(tmp_path / "keys.txt"))
+    with open(paths["trials"]) as lines:
+        assert lines.read().splitlines() == [t.rsplit(" ", 1)[0] for t in TASK1_TRIAL_LIST]
+
+
+def test_task2(task2, tmp_path, out):
+    (tmp_path / "task2_key.txt").write_text(TASK2_KEY)
+    paths = prepare_deepmine(str(task2), out, key_file=str(tmp_path / "task2_key.txt"))
+    train = validate(paths["train"])
+    evaluation = validate(paths["eval"], paths["trials"], paths["enrolment"])
+    for table in (train, evaluation):
+        _check_rows(table, task2)
+        assert "phrase" not in table.columns
+    assert dict(zip(train["ID"], train["spk_id"])) == dict(_entries(TASK2_TRAIN))
+    assert set(train["lang"]) == {"fa"}
+    _check_split(paths, TASK2_ENROLMENT, TASK2_TRIALS)
+    # Enrolment is Persian; a test may be Persian or English.
+    assert list(evaluation["lang"]) == ["fa"] * 5 + ["", ""]
+    models, table = read_enrolment(paths["enrolment"])
+    assert list(table.columns) == ["model_id", "utt_ids"]
+    assert models == {"model_15005": ["enr_188426", "enr_303480", "enr_100001", "enr_100002"],
+                      "model_15006": ["enr_200002"]}
+    with open(paths["trials"]) as lines:
+        assert lines.read().splitlines() == [
+            "1 model_15005 evl_500001", "0 model_15006 evl_500001", "1 model_15006 evl_500002"]
+
+
+def test_without_a_key_no_trial_list_is_written(task1, out):
+    paths = prepare_deepmine(str(task1), out)
+    assert sorted(paths) == ["enrolment", "eval", "train"]
+    assert not os.path.exists(os.path.join(out, "trials.txt"))
+    validate(paths["eval"], enrolment_path=paths["enrolment"])
+    _check_split(paths, TASK1_ENROLMENT, TASK1_TRIALS)
+
+
+def test_channel_table(task1, tmp_path, out):
+    table = tmp_path / "channels.csv"
+    table.write_text("utt,channel,note\ntrn_000002,phone_a,x\nenr_023277,phone_b,\n"
+                     "evl_000042,,\n")
+    paths = prepare_deepmine(str(task1), out, channel_table=str(table))
+    channels = {}
+    for name in ("train", "eval"):
+        manifest = read_manifest(paths[name])
+        channels.update(zip(manifest["ID"], manifest["channel"]))
+    assert {utt: c for utt, c in channels.items() if c} == {"trn_000002": "phone_a",
+                                                            "enr_023277": "phone_b"}
+
+
+def test_chunks(task1, out):
+    paths = prepare_deepmine(str(task1), out, seg_dur=0.25)
+    train = validate(paths["train"])
+    size = RATE // 4
+    expected = []
+    for utt, *_ in _entries(TASK1_TRAIN):
+        frames = soundfile.info(str(task1 / "wav" / "train" / f"{utt}.wav")).frames
+        starts = range(0, frames - size + 1, size) if frames > size else [None]
+        expected += [utt if s is None else f"{utt}_{s}_{s + size}" for s in starts]
+    assert list(train["ID"]) == expected
+    assert set(train["phrase"]) == {"01", "03", "06", "09", "10"}
+    evaluation = read_manifest(paths["eval"])
+    assert (evaluation["stop"] == [soundfile.info(w).frames for w in evaluation["wav"]]).all()
+
+
+def test_rerun_with_the_same_options_is_skipped(task1, out):
+    paths = prepare_deepmine(str(task1), out)
+    stamps = {name: os.stat(path).st_mtime_ns for name, path in paths.items()}
+    wav = str(task1 / "wav" / "train" / "trn_000006.wav")
+    os.rename(wav, wav + ".away")  # not even looked for
+    assert prepare_deepmine(str(task1), out) == paths
+    assert {name: os.stat(path).st_mtime_ns for name, path in paths.items()} == stamps
+    with pytest.raises(ManifestError, match="wav/train/trn_000006.wav"):
+        prepare_deepmine(str(task1), out, seg_dur=0.25)  # other options: redone
+    assert not os.path.exists(os.path.join(out, "prepare_options.json"))
+    os.rename(wav + ".away", wav)
+    chunked = prepare_deepmine(str(task1), out, seg_dur=0.25)
+    assert read_manifest(chunked["train"])["ID"].str.contains(r"_\d+_\d+$").any()
+    assert os.path.exists(os.path.join(out, "prepare_options.json"))
+
+
+def test_command_line(task1, out, capsys):
+    assert main(["--data_folder", str(task1), "--save_folder", out,
+                 "--key_file", _key(task1), "--seg_dur", "0.5"]) == 0
+    assert f"trials: {os.path.join(out, 'trials.txt')}" in capsys.readouterr().out
+    assert read_manifest(os.path.join(out, "train.csv"))["ID"].str.contains("_0_8000").any()
+    assert main(["--data_folder", str(task1 / "nowhere"), "--save_folder", out]) == 1
+    assert "DeepMine folder does not exist" in capsys.readouterr().err
+
+
+def _append(path, text):
+    with open(path, "a") as lines:
+        lines.write(text)
+
+
+def _missing_folder(task1, tmp_path):
+    return dict(data_folder=str(task1 / "nowhere"))
+
+
+def _no_docs(task1, tmp_path):
+    return dict(data_folder=str(task1 / "wav"))
+
+
+def _missing_wav(task1, tmp_path):
+    os.remove(task1 / "wav" / "evaluation" / "evl_000042.wav")
+
+
+def _malformed_train_line(task1, tmp_path):
+    _append(task1 / "docs" / "train_labels.txt", "trn_000007 spk_000004\n")
+
+
+def _unknown_phrase(task1, tmp_path):
+    _append(task1 / "docs" / "train_labels.txt", "trn_000007 spk_000004 11\n")
+
+
+def _task2_enrolment_line(task1, tmp_path):
+    _append(task1 / "docs" / "model_enrollment.txt", "model_00002 enr_188426\n")
+
+
+def _tasks_mixed(task1, tmp_path):
+    (task1 / "docs" / "model_enrollment.txt").write_text(TASK2_ENROLMENT)
+
+
+def _malformed_trial(task1, tmp_path):
+    _append(task1 / "docs" / "trials.txt", "model_00001 evl_000018 TC\n")
+
+
+def _unknown_model(task1, tmp_path):
+    _append(task1 / "docs" / "trials.txt", "model_00009 evl_000018\n")
+
+
+def _bad_key_label(task1, tmp_path):
+    _append(_key(task1), "model_00001 evl_000099 TX\n")
+
+
+def _key_lacks_a_trial(task1, tmp_path):
+    (tmp_path / "task1_key.txt").write_text(TASK1_KEY.rsplit("model_00001", 1)[0])
+
+
+def _key_of_labels_too_short(task1, tmp_path):
+    (tmp_path / "task1_key.txt").write_text("1\n0\n0\n")
+
+
+def _key_absent(task1, tmp_path):
+    os.remove(_key(task1))
+
+
+def _channel_table_columns(task1, tmp_path):
+    (tmp_path / "channels.csv").write_text("file,device\ntrn_000001,phone\n")
+    return dict(channel_table=str(tmp_path / "channels.csv"))
+
+
+def _channel_of_unknown_file(task1, tmp_path):
+    (tmp_path / "channels.csv").write_text("utt,channel\ntrn_000001,a\ntrn_999999,b\n")
+    return dict(channel_table=str(tmp_path / "channels.csv"))
+
+
+@pytest.mark.parametrize("breakage, message", [
+    (_missing_folder, r"nowhere: DeepMine folder does not exist"),
+    (_no_docs, r"wav: not an SdSV task folder: it lacks docs/model_enrollment.txt"),
+    (_missing_wav, r"task1: 1 files named in docs/ are missing\n  wav/evaluation/evl_000042"),
+    (_malformed_train_line, r"train_labels.txt: lines not of the form 'train-file-id "
+                            r"speaker-id phrase-id' .*\n  line 8: trn_000007 spk_000004\n"),
+    (_unknown_phrase, r"train_labels.txt: lines not .*\n  line 8: trn_000007 spk_000004 11"),
+    (_task2_enrolment_line, r"model_enrollment.txt: lines not of the form 'model-id "
+                            r"phrase-id .*\n  line 4: model_00002 enr_188426\n"),
+    (_tasks_mixed, r"model_enrollment.txt: is task 2's .*/train_labels.txt is task 1's"),
+    (_malformed_trial, r"trials.txt: lines not of the form 'model-id evaluation-file-id'"
+                       r"\n  line 6: model_00001 evl_000018 TC"),
+    (_unknown_model, r"trials.txt: trials name models that are not in docs/model_enrollment"
+                     r".txt\n  line 6: model_00009 evl_000018\n"),
+    (_bad_key_label, r"task1_key.txt: key lines not .* with a known label\n"
+                     r"  line 6: model_00001 evl_000099 TX"),
+    (_key_lacks_a_trial, r"does not label exactly the trials of docs/trials.txt\n"
+                         r"  not in the key: model_00001 evl_000077\n"),
+    (_key_of_labels_too_short, r"task1_key.txt: 3 labels for the 4 trials"),
+    (_key_absent, r"task1_key.txt: file does not exist"),
+    (_channel_table_columns, r"channels.csv: missing columns \['utt', 'channel'\]"),
+    (_channel_of_unknown_file, r"channels.csv: 1 files are not in this task's docs/\n"
+                               r"  trn_999999\n"),
+])
+def test_bad_input_is_refused_with_the_fix(task1, tmp_path, out, breakage, message):
+    arguments = dict(data_folder=str(task1), save_folder=out, key_file=_key(task1))
+    arguments.update(breakage(task1, tmp_path) or {})
+    with pytest.raises(ManifestError, match=message) as error:
+        prepare_deepmine(**arguments)
+    assert "\nFix: " in str(error.value)
+    assert not os.path.exists(os.path.join(out, "prepare_options.json"))

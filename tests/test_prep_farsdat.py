@@ -1,0 +1,315 @@
+"""Big FARSDAT preparation on fake 8 kHz trees laid out for the default and a custom pattern."""
+
+import itertools
+import os
+
+import numpy as np
+import pytest
+import soundfile
+
+from data_prep.farsdat import main, prepare_farsdat, read_speaker_table, utterance_id
+from data_prep.manifest import ManifestError, read_manifest, read_trials, validate
+
+RATE = 8000
+# <spk>/<session>/<utt>.<ext>, as the default pattern expects, and lengths in seconds.
+TREE = {
+    "spk01/call1/utt01.wav": 0.5,
+    "spk01/call1/utt02.wav": 0.3,
+    "spk01/call2/utt01.wav": 0.8,
+    "spk02/call1/utt01.wav": 0.6,
+    "spk02/call2/utt03.flac": 0.4,
+    "spk03/call1/utt01.wav": 0.9,
+    "spk03/call1/utt02.sph": 0.2,  # uncompressed NIST SPHERE: libsndfile reads it
+    "spk04/call1/utt01.wav": 0.7,
+    "spk04/call3/utt02.wav": 0.5,
+    "spk05/call1/utt01.wav": 1.0,
+    "spk05/call2/utt01.wav": 0.3,
+    "spk06/call1/utt01.wav": 0.4,
+    "spk06/call1/utt02.WAV": 0.6,
+}
+GENDER = {"spk01": "f", "spk02": "m", "spk03": "f", "spk04": "m", "spk05": "f", "spk06": "m"}
+SPEAKER_TABLE = "spk, gender ,age\n" + "".join(
+    f"{spk},{gender.upper()},3{n}\n" for n, (spk, gender) in enumerate(GENDER.items()))
+# A flat tree, gender/<spk>_s<session>_<n>.wav, and a pattern for it (no utt group).
+FLAT = {
+    "f/spk07_s1_01.wav": 0.4,
+    "f/spk07_s2_02.wav": 0.5,
+    "m/spk08_s1_01.wav": 0.6,
+    "m/spk08_s1_02.wav": 0.3,
+    "m/spk09_s3_01.wav": 0.7,
+    "m/spk09_s3_02.wav": 0.2,
+}
+FLAT_PATTERN = r"[fm]/(?P<spk>spk\d+)_s(?P<session>\d+)_\d+\.wav"
+COLUMNS = ["ID", "duration", "wav", "start", "stop", "spk_id", "domain",
+           "lang", "channel", "gender", "session", "sample_rate"]
+
+
+def _write_audio(path, seconds, seed, **kwargs):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    noise = np.random.default_rng(seed).uniform(-0.1, 0.1, int(seconds * RATE))
+    soundfile.write(path, noise, RATE, subtype="PCM_16", **kwargs)
+
+
+def write_tree(folder, tree=TREE):
+    for seed, (path, seconds) in enumerate(tree.items()):
+        sphere = dict(format="NIST") if path.endswith(".sph") else {}
+        _write_audio(os.path.join(folder, path), seconds, seed, **sphere)
+    return folder
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    folder = write_tree(tmp_path / "big_farsdat")
+    (folder / "spk01" / "call1" / "utt01.txt").write_text("transcription, not audio\n")
+    (folder / "speakers.csv").write_text(SPEAKER_TABLE)
+    return folder
+
+
+@pytest.fixture
+def out(tmp_path):
+    return str(tmp_path / "prepared")
+
+
+def _pairs(trials):
+    return [frozenset(pair) for pair in zip(trials["enrol"], trials["test"])]
+
+
+def test_rows_describe_their_files(corpus, out):
+    paths = prepare_farsdat(str(corpus), out, speaker_table=str(corpus / "speakers.csv"),
+                            n_eval_speakers=2)
+    assert sorted(paths) == ["eval", "train", "trials"]
+    wavs = []
+    for name in ("train", "eval"):
+        table = validate(paths[name])  # opens every file too
+        assert list(table.columns) == COLUMNS
+        assert set(table["domain"]) == {"farsdat"} and set(table["channel"]) == {"telephone"}
+        assert set(table["lang"]) == {"fa"}
+        for row in table.itertuples():
+            speaker, session, name = row.wav.split(os.sep)[-3:]
+            info = soundfile.info(row.wav)
+            assert (row.start, row.stop, row.sample_rate) == (0, info.frames, RATE)
+            assert row.duration == pytest.approx(info.frames / RATE, abs=1e-4)
+            assert row.ID == f"{speaker}--{session}--{os.path.splitext(name)[0]}"
+            assert (row.spk_id, row.session, row.gender) == (speaker, session, GENDER[speaker])
+        wavs += list(table["wav"])
+    assert sorted(wavs) == sorted(str(corpus / path) for path in TREE)  # .flac, .sph, .WAV too
+
+
+def test_eval_speakers_are_held_out_and_trials_are_pairs_of_them(corpus, out):
+    paths = prepare_farsdat(str(corpus), out, n_eval_speakers=3,
+                            target_trials=100, nontarget_trials=100)
+    train, evaluation = read_manifest(paths["train"]), read_manifest(paths["eval"])
+    assert evaluation["spk_id"].nunique() == 3 and train["spk_id"].nunique() == 3
+    assert not set(train["spk_id"]) & set(evaluation["spk_id"])
+    assert set(train["spk_id"]) | set(evaluation["spk_id"]) == set(GENDER)
+    assert set(train["gender"]) == {""}  # no speaker table
+    validate(paths["eval"], paths["trials"])
+    trials = read_trials(paths["trials"])
+    speaker = dict(zip(evaluation["ID"], evaluation["spk_id"]))
+    assert (trials["label"] == [int(speaker[e] == speaker[t])
+                                for e, t in zip(trials["enrol"], trials["test"])]).all()
+    # More trials were asked for than exist: every pair, once, and no self-trial.
+    pairs = _pairs(trials)
+    assert len(set(pairs)) == len(pairs) and all(len(pair) == 2 for pair in pairs)
+    assert set(pairs) == {frozenset(pair) for pair in itertools.combinations(speaker, 2)}
+
+
+def test_trial_counts_and_cross_session_targets_first(corpus, out):
+    paths = prepare_farsdat(str(corpus), out, n_eval_speakers=4,
+                            target_trials=2, nontarget_trials=5)
+    trials = read_trials(paths["trials"])
+    assert list(trials["label"].value_counts().sort_index()) == [5, 2]
+    assert len(set(_pairs(trials))) == 7
+    evaluation = read_manifest(paths["eval"])
+    session = dict(zip(evaluation["ID"], evaluation["session"]))
+    targets = trials[trials["label"] == 1]
+    assert all(session[e] != session[t] for e, t in zip(targets["enrol"], targets["test"]))
+
+
+def test_seeded_draws_are_reproducible(corpus, tmp_path):
+    def prepared(name, seed):
+        paths = prepare_farsdat(str(corpus), str(tmp_path / name), n_eval_speakers=3,
+                                target_trials=3, nontarget_trials=4, seed=seed)
+        return [open(paths[key]).read() for key in ("train", "eval", "trials")]
+
+    first = prepared("a", 1234)
+    assert prepared("b", 1234) == first
+    assert prepared("c", 7)[1:] != first[1:]
+
+
+def test_training_chunks(corpus, out):
+    paths = prepare_farsdat(str(corpus), out, n_eval_speakers=2, seg_dur=0.25)
+    train, evaluation = validate(paths["train"]), validate(paths["eval"])
+    size = RATE // 4
+    expected = []
+    for path, seconds in TREE.items():
+        if path[:5] in set(train["spk_id"]):
+            ident, frames = os.path.splitext(path)[0].replace("/", "--"), int(seconds * RATE)
+            starts = range(0, frames - size + 1, size)
+            expected += [f"{ident}_{s}_{s + size}" for s in starts] if frames > size else [ident]
+    assert sorted(train["ID"]) == sorted(expected)
+    chunks = train[train["ID"].str.contains("_")]
+    assert (chunks["stop"] - chunks["start"] == size).all() and set(chunks["duration"]) == {0.25}
+    assert (evaluation["start"] == 0).all()
+    assert (evaluation["stop"] == [soundfile.info(w).frames for w in evaluation["wav"]]).all()
+
+
+def test_custom_pattern(tmp_path, out):
+    flat = write_tree(tmp_path / "flat", FLAT)
+    paths = prepare_farsdat(str(flat), out, pattern=FLAT_PATTERN, n_eval_speakers=2)
+    rows = {}
+    for name in ("train", "eval"):
+        table = validate(paths[name])
+        rows.update({row.ID: row for row in table.itertuples()})
+    assert sorted(rows) == sorted(f"{p[2:7]}--{p[:-4].replace('/', '--')}" for p in FLAT)
+    assert rows["spk07--f--spk07_s2_02"].session == "2"
+    assert rows["spk07--f--spk07_s2_02"].wav == str(flat / "f" / "spk07_s2_02.wav")
+    # Without a session group the session column is empty.
+    paths = prepare_farsdat(str(flat), out, pattern=r"[fm]/(?P<spk>spk\d+)_.*\.wav",
+                            n_eval_speakers=2)
+    assert set(read_manifest(paths["train"])["session"]) == {""}
+
+
+def test_unmatched_files_are_refused_or_left_out_on_request(corpus, out):
+    _write_audio(str(corpus / "calibration.wav"), 0.3, 99)
+    with pytest.raises(ManifestError, match=r"1 of 14 audio files do not match(.|\n)*"
+                       r"\n  calibration.wav\n(.|\n)*--ignore_unmatched"):
+        prepare_farsdat(str(corpus), out)
+    paths = prepare_farsdat(str(corpus), out, n_eval_speakers=2, ignore_unmatched=True)
+    ids = list(read_manifest(paths["train"])["ID"]) + list(read_manifest(paths["eval"])["ID"])
+    assert len(ids) == len(TREE) and not [i for i in ids if "calibration" in i]
+
+
+def test_rerun_with_the_same_options_is_skipped(corpus, out):
+    paths = prepare_farsdat(str(corpus), out, n_eval_speakers=2)
+    stamps = {name: os.stat(path).st_mtime_ns for name, path in paths.items()}
+    os.remove(corpus / "spk05" / "call2" / "utt01.wav")  # not even scanned
+    assert prepare_farsdat(str(corpus), out, n_eval_speakers=2) == paths
+    assert {name: os.stat(path).st_mtime_ns for name, path in paths.items()} == stamps
+    prepare_farsdat(str(corpus), out, n_eval_speakers=3)  # other options: redone
+    ids = list(read_manifest(paths["train"])["ID"]) + list(read_manifest(paths["eval"])["ID"])
+    assert len(ids) == len(TREE) - 1 and read_manifest(paths["eval"])["spk_id"].nunique() == 3
+
+
+def test_helpers():
+    assert utterance_id("a/b c/d.wav", {"spk": "a", "session": None}) == "a--a--b_c--d"
+    assert utterance_id("a/x/d.wav", {"spk": "a", "utt": "d"}) == "a--d"
+
+
+def test_speaker_table_with_padding_and_extra_columns(corpus):
+    path = corpus / "speakers.csv"
+    path.write_text("\ufeff" + SPEAKER_TABLE + "\n", encoding="utf-8")
+    assert read_speaker_table(str(path)) == GENDER
+
+
+def test_command_line(corpus, out, capsys):
+    assert main(["--data_folder", str(corpus), "--save_folder", out, "--n_eval_speakers", "2",
+                 "--speaker_table", str(corpus / "speakers.csv"), "--seg_dur", "0.25"]) == 0
+    assert "trials: " in capsys.readouterr().out
+    assert os.path.isfile(os.path.join(out, "trials.txt"))
+    assert main(["--data_folder", str(corpus), "--save_folder", out,
+                 "--pattern", r"(?P<speaker>[^/]+)/.*"]) == 1
+    assert "has no named group spk" in capsys.readouterr().err
+
+
+def _missing_folder(corpus):
+    return dict(data_folder=str(corpus / "nowhere"))
+
+
+def _transcripts_only(corpus):
+    folder = corpus / "transcripts"
+    folder.mkdir()
+    (folder / "spk01.txt").write_text("salam\n")
+    return dict(data_folder=str(folder))
+
+
+def _pattern_without_spk(corpus):
+    return dict(pattern=r"(?P<speaker>[^/]+)/(?P<session>[^/]+)/[^/]+")
+
+
+def _not_a_regex(corpus):
+    return dict(pattern=r"(?P<spk>[^/]+/.*")
+
+
+def _unknown_group(corpus):
+    return dict(pattern=r"(?P<spk>[^/]+)/(?P<call>[^/]+)/[^/]+")
+
+
+def _unmatched(corpus):
+    return dict(pattern=r"(?P<spk>[^/]+)/(?P<session>[^/]+)/(?P<utt>[^/]+)\.wav")
+
+
+def _unreadable(corpus):
+    (corpus / "spk04" / "call1" / "utt01.wav").write_bytes(b"RIFF0000WAVEjunk")
+
+
+def _shorten(corpus):
+    header = (b"NIST_1A\n   1024\nsample_rate -i 8000\nsample_count -i 4000\n"
+              b"sample_coding -s26 pcm,embedded-shorten-v2.00\nend_head\n")
+    (corpus / "spk03" / "call1" / "utt02.sph").write_bytes(header.ljust(1024) + b"ajkg" * 99)
+
+
+def _shared_ids(corpus):
+    _write_audio(str(corpus / "spk01" / "call1" / "utt01.flac"), 0.3, 99)
+
+
+def _table_columns(corpus):
+    (corpus / "speakers.csv").write_text("speaker,sex\nspk01,f\n")
+    return dict(speaker_table=str(corpus / "speakers.csv"))
+
+
+def _table_short_line(corpus):
+    (corpus / "speakers.csv").write_text(SPEAKER_TABLE.replace("spk02,M,31", "spk02"))
+    return dict(speaker_table=str(corpus / "speakers.csv"))
+
+
+def _table_missing_speaker(corpus):
+    (corpus / "speakers.csv").write_text(SPEAKER_TABLE.replace("spk04,M,33\n", ""))
+    return dict(speaker_table=str(corpus / "speakers.csv"))
+
+
+def _table_absent(corpus):
+    return dict(speaker_table=str(corpus / "nowhere.csv"))
+
+
+def _too_few_speakers(corpus):
+    return dict(n_eval_speakers=6)
+
+
+def _no_target_trial(corpus):
+    return dict(pattern=r"(?P<spk>.+)\.(?i:wav|flac|sph)")  # every file its own speaker
+
+
+@pytest.mark.parametrize("breakage, message", [
+    (_missing_folder, r"nowhere: Big FARSDAT folder does not exist"),
+    (_transcripts_only, r"transcripts: no audio files \(.wav, .flac, .sph\) under it"),
+    (_pattern_without_spk, r"pattern '\(\?P<speaker>.*: has no named group spk"),
+    (_not_a_regex, r"not a regular expression"),
+    (_unknown_group, r"has named groups \['call'\] that mean nothing here"),
+    (_unmatched, r"3 of 13 audio files do not match(.|\n)*\n  spk02/call2/utt03.flac\n"),
+    (_unreadable, r"spk04/call1/utt01.wav: cannot read audio"),
+    (_shorten, r"utt02.sph: NIST SPHERE compressed with shorten(.|\n)*"
+               r"Fix: .*find . -iname '\*.sph'.*big_farsdat_wav.*ffmpeg"),
+    (_shared_ids, r"share an utterance ID\n  spk01--call1--utt01: spk01/call1/utt01.flac\n"
+                  r"  spk01--call1--utt01: spk01/call1/utt01.wav"),
+    (_table_columns, r"speakers.csv: not a speaker table: header \['speaker', 'sex'\]"),
+    (_table_short_line, r"speakers.csv: lines without a speaker and gender\n  line 3: spk02"),
+    (_table_missing_speaker, r"speakers.csv: 1 speakers found under .* are not in it\n  spk04"),
+    (_table_absent, r"nowhere.csv: speaker table does not exist"),
+    (_too_few_speakers, r"6 speakers found; n_eval_speakers=6 leaves none for training"),
+    (_no_target_trial, r"no held-out speaker has two utterances"),
+])
+def test_bad_input_is_refused_with_the_fix(corpus, out, breakage, message):
+    arguments = dict(data_folder=str(corpus), save_folder=out, n_eval_speakers=2)
+    arguments.update(breakage(corpus) or {})
+    with pytest.raises(ManifestError, match=message) as error:
+        prepare_farsdat(**arguments)
+    assert "\nFix: " in str(error.value)
+    assert not os.path.exists(os.path.join(out, "prepare_options.json"))
+
+
+@pytest.mark.parametrize("arguments", [dict(n_eval_speakers=1), dict(target_trials=0),
+                                       dict(seg_dur=0)])
+def test_bad_arguments(corpus, out, arguments):
+    with pytest.raises(ValueError):
+        prepare_farsdat(str(corpus), out, **arguments)
