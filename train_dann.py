@@ -25,7 +25,7 @@ from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import run_on_main
 
 from data_prep.manifest import read_manifest, read_trials, validate
-from local.dann_brain import DANNBrain
+from local.dann_brain import DANNBrain, unwrapped
 from local.dataio import (
     PairedDataset,
     add_crop_pipeline,
@@ -35,6 +35,7 @@ from local.dataio import (
     manifest_dataset,
 )
 from local.embed import compute_embeddings
+from local.ssl_frontend import save_layer_weights
 
 DEFAULT_CONDITION = os.path.join(os.path.dirname(__file__), "recipes", "demo", "condition.yaml")
 
@@ -182,6 +183,10 @@ def main(argv=None):
     brain.steps_per_epoch = len(train_pairs) // (hparams["batch_size"] * world)
     loader_options = dict(hparams["train_dataloader_options"], collate_fn=collate_pairs)
     brain.fit(hparams["epoch_counter"], train_pairs, train_loader_kwargs=loader_options)
+    layer_sum = getattr(unwrapped(brain.modules.frontend), "layer_sum", None)
+    if layer_sum is not None:
+        sb.utils.distributed.main_process_only(save_layer_weights)(
+            layer_sum, hparams["output_folder"])
     # Verification runs on the main process; every process gets its results.
     return sb.utils.distributed.main_process_only(verify)(brain, hparams, condition, eval_datasets)
 

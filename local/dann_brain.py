@@ -33,6 +33,27 @@ class DANNBrain(sb.Brain):
                 )
         return None
 
+    def init_optimizers(self):
+        """One optimiser for the SSL model when it is fine-tuned, one for the rest.
+
+        The SSL model needs a much smaller learning rate than the layers
+        trained from scratch (``ssl_opt_class`` vs ``opt_class``), as in
+        SpeechBrain's wav2vec2 fine-tuning recipes.
+        """
+        ssl = getattr(unwrapped(self.modules.frontend), "ssl", None)
+        ssl_params = [p for p in ssl.parameters() if p.requires_grad] if ssl else []
+        if not ssl_params:
+            return super().init_optimizers()
+        ssl_ids = {id(p) for p in ssl_params}
+        self.optimizer = self.opt_class(
+            [p for p in self.modules.parameters() if id(p) not in ssl_ids])
+        self.ssl_optimizer = self.hparams.ssl_opt_class(ssl_params)
+        self.optimizers_dict = {"opt_class": self.optimizer, "ssl_opt_class": self.ssl_optimizer}
+        if self.checkpointer is not None:
+            self.checkpointer.add_recoverable("optimizer", self.optimizer)
+            self.checkpointer.add_recoverable("ssl_optimizer", self.ssl_optimizer)
+        return None
+
     def on_fit_start(self):
         """Initialise the per-epoch statistics."""
         super().on_fit_start()
@@ -44,7 +65,7 @@ class DANNBrain(sb.Brain):
         if not encoder.training:
             # Evaluation runs on the main process alone, where a DDP wrapper
             # would wait for the other processes to sync its buffers.
-            frontend, encoder = (getattr(m, "module", m) for m in (frontend, encoder))
+            frontend, encoder = unwrapped(frontend), unwrapped(encoder)
         return encoder(frontend(wavs, wav_lens), wav_lens)
 
     def compute_forward(self, batch, stage):
@@ -125,3 +146,8 @@ class DANNBrain(sb.Brain):
         # into the next epoch.
         self.step, self.avg_train_loss = 0, 0.0
         self.checkpointer.save_and_keep_only(meta={"epoch": epoch}, num_to_keep=1)
+
+
+def unwrapped(module):
+    """The module inside a DistributedDataParallel wrapper (or the module itself)."""
+    return getattr(module, "module", module)

@@ -1,8 +1,23 @@
 """Fixtures shared by the test modules."""
 
 import pytest
+from transformers import (
+    Wav2Vec2Config,
+    Wav2Vec2FeatureExtractor,
+    Wav2Vec2Model,
+    WavLMConfig,
+    WavLMModel,
+)
 
 from data_prep.demo import prepare_demo
+
+# Small enough to run in milliseconds, shaped like the real models: a 7-layer
+# CNN with a total stride of 320 samples (20 ms frames) and a transformer.
+TINY_SSL = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                intermediate_size=64, conv_dim=(32,) * 7, conv_stride=(5, 2, 2, 2, 2, 2, 2),
+                conv_kernel=(10, 3, 3, 3, 3, 2, 2), num_conv_pos_embeddings=16,
+                num_conv_pos_embedding_groups=2)
+TINY_SSL_DIM = TINY_SSL["hidden_size"]
 
 
 @pytest.fixture(scope="session")
@@ -10,3 +25,25 @@ def demo_corpus(tmp_path_factory):
     """The default demo corpus (seed 1234), generated once per test session."""
     folder = tmp_path_factory.mktemp("demo")
     return prepare_demo(str(folder))
+
+
+@pytest.fixture(scope="session")
+def tiny_ssl(tmp_path_factory):
+    """Randomly initialised WavLM and wav2vec2 checkpoints, as save_pretrained writes them.
+
+    Each folder is what a user gets from the hub (model and feature
+    extractor), so loading it by path is the real checkpoint loading path.
+    wav2vec2-base normalises its input waveform and WavLM-base-plus does not;
+    the tiny ones do the same.
+    """
+    folders = {}
+    for family, config, model, normalize in (
+        ("wavlm", WavLMConfig(num_buckets=32, max_bucket_distance=64, **TINY_SSL),
+         WavLMModel, False),
+        ("wav2vec2", Wav2Vec2Config(**TINY_SSL), Wav2Vec2Model, True),
+    ):
+        folder = tmp_path_factory.mktemp(f"tiny_{family}")
+        model(config).save_pretrained(folder)
+        Wav2Vec2FeatureExtractor(do_normalize=normalize).save_pretrained(folder)
+        folders[family] = str(folder)
+    return folders

@@ -9,7 +9,6 @@ from speechbrain.dataio.dataset import DynamicItemDataset
 from local.audio import load_random_crop, load_segment
 from local.dataio import (
     PairedDataset,
-    add_crop_pipeline,
     add_speaker_labels,
     collate_pairs,
     manifest_dataset,
@@ -99,13 +98,16 @@ def test_equal_length_batches_never_mix_lengths():
     assert all(len({lengths[i] for i in b}) == 1 and len(b) <= 2 for b in batches)
 
 
-def test_embeddings_do_not_depend_on_batch_neighbours(tmp_path):
+@pytest.mark.parametrize("front", ["fbank", "wavlm", "wav2vec2"])
+def test_embeddings_do_not_depend_on_batch_neighbours(front, tiny_ssl, tmp_path):
     from speechbrain.dataio.batch import PaddedBatch
     from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
 
     from data_prep.manifest import utterance_row, write_manifest
     from local.dataio import add_whole_pipeline
     from local.fbank_frontend import FbankFrontend
+    from local.ssl_frontend import SSLFrontend
+    from tests.conftest import TINY_SSL_DIM
 
     rng = np.random.default_rng(0)
     rows = []
@@ -118,8 +120,12 @@ def test_embeddings_do_not_depend_on_batch_neighbours(tmp_path):
     add_whole_pipeline(dataset)
 
     torch.manual_seed(0)
-    frontend = FbankFrontend(n_mels=24).eval()
-    encoder = ECAPA_TDNN(24, channels=[32, 32, 32, 32, 96], lin_neurons=16).eval()
+    if front == "fbank":
+        frontend, size = FbankFrontend(n_mels=24).eval(), 24
+    else:
+        frontend = SSLFrontend(tiny_ssl[front], str(tmp_path), family=front).eval()
+        size = TINY_SSL_DIM
+    encoder = ECAPA_TDNN(size, channels=[32, 32, 32, 32, 96], lin_neurons=16).eval()
 
     def embed(wavs, lens):
         return encoder(frontend(wavs, lens), lens)

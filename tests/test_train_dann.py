@@ -8,19 +8,31 @@ import sys
 import pandas as pd
 import pytest
 
+import torch
+
 import train_dann
 from data_prep.manifest import ManifestError
+from local.ssl_frontend import SSLFrontend
+from tests.conftest import TINY_SSL, TINY_SSL_DIM
 
 TINY = ["--channels=[32, 32, 32, 32, 96]", "--emb_dim=32", "--n_mels=40",
         "--discriminator_neurons=[32]", "--batch_size=16", "--crop_seconds=1.0",
         "--num_workers=0", "--check_audio=False"]
+SHORT = ["--number_of_epochs=1", "--debug", "--debug_batches=3", "--debug_epochs=1"]
 
 
-def train(demo_corpus, folder, *extra):
+def train(demo_corpus, folder, *extra, hparams="hparams/dann_fbank.yaml", tiny=TINY):
     data_folder = os.path.dirname(demo_corpus["eval"])
-    argv = ["hparams/dann_fbank.yaml", f"--data_folder={data_folder}",
-            f"--output_folder={folder}", *TINY, *extra]
+    argv = [hparams, f"--data_folder={data_folder}", f"--output_folder={folder}", *tiny, *extra]
     return train_dann.main(argv)
+
+
+def train_ssl(demo_corpus, folder, family, source, *extra):
+    """A run of hparams/dann_<family>.yaml on a tiny SSL checkpoint folder."""
+    tiny = [t for t in TINY if not t.startswith("--n_mels")]
+    return train(demo_corpus, folder, f"--ssl_source={source}", f"--ssl_dim={TINY_SSL_DIM}",
+                 f"--ssl_cache={folder}/cache", *extra, hparams=f"hparams/dann_{family}.yaml",
+                 tiny=tiny)
 
 
 def logged(folder, key):
@@ -75,8 +87,7 @@ def test_target_speaker_labels_are_never_used(demo_corpus, tmp_path):
     for name, target in (("orig", demo_corpus["target_train"]), ("scrambled", scrambled),
                          ("unlabelled", tmp_path / "target_unlabelled.csv")):
         folder = tmp_path / name
-        train(demo_corpus, folder, "--number_of_epochs=1", f"--target_train={target}",
-              "--debug", "--debug_batches=3", "--debug_epochs=1")
+        train(demo_corpus, folder, f"--target_train={target}", *SHORT)
         losses.append(logged(folder, "loss") + logged(folder, "domain_loss"))
     assert losses[0] == losses[1] == losses[2]
 
@@ -134,3 +145,38 @@ def test_bad_trial_list_fails_before_training(demo_corpus, tmp_path):
     with pytest.raises(ManifestError, match="trials name IDs that are not in .*\n  line 2: test 'ghost_007'"):
         train(demo_corpus, tmp_path / "run", f"--evaluation={{target: {{manifest: {demo_corpus['target_eval']}, trials: {trials}}}}}")
     assert not os.path.exists(tmp_path / "run" / "save" / "label_encoder.txt")
+
+
+@pytest.mark.parametrize("family", ["wavlm", "wav2vec2"])
+def test_ssl_hparams_train_and_write_the_layer_weights(demo_corpus, tiny_ssl, family, tmp_path):
+    results = train_ssl(demo_corpus, tmp_path, family, tiny_ssl[family], *SHORT)
+    assert set(results) == {"source", "target"}
+    weights = pd.read_csv(tmp_path / "layer_weights.csv")
+    assert len(weights) == TINY_SSL["num_hidden_layers"] + 1
+    assert weights["weight"].sum() == pytest.approx(1.0, abs=1e-5)
+    assert weights["weight"].std() > 0  # they trained away from uniform
+    assert os.path.isfile(tmp_path / "layer_weights.png")
+
+
+def test_frozen_ssl_is_not_trained_and_fine_tuned_ssl_is(demo_corpus, tiny_ssl, tmp_path):
+    def ssl_weights(folder):
+        checkpoint = next(p for p in os.listdir(folder / "save") if p.startswith("CKPT"))
+        state = torch.load(folder / "save" / checkpoint / "frontend.ckpt")
+        return {k: v for k, v in state.items() if k.startswith("ssl.")}, \
+            sorted(os.listdir(folder / "save" / checkpoint))
+
+    frozen, fine_tuned = tmp_path / "frozen", tmp_path / "fine_tuned"
+    train_ssl(demo_corpus, frozen, "wavlm", tiny_ssl["wavlm"], "--number_of_epochs=1")
+    train_ssl(demo_corpus, fine_tuned, "wavlm", tiny_ssl["wavlm"], "--freeze_ssl=False",
+              "--number_of_epochs=1")
+    initial, _ = ssl_weights(frozen)
+    tuned, files = ssl_weights(fine_tuned)
+    assert initial.keys() == tuned.keys()
+    # The same random checkpoint in both runs: frozen keeps it, fine-tuning moves the
+    # transformer (own optimiser) but not the CNN feature encoder.
+    moved = {k for k in initial if not torch.equal(initial[k], tuned[k])}
+    assert moved and all("feature_extractor" not in k for k in moved)
+    assert any("encoder.layers" in k for k in moved)
+    assert "ssl_optimizer.ckpt" in files
+    reloaded = SSLFrontend(tiny_ssl["wavlm"], str(tmp_path / "cache"))
+    assert all(torch.equal(v, reloaded.state_dict()[k]) for k, v in initial.items())

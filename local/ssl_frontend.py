@@ -1,0 +1,185 @@
+"""Self-supervised front end: a learnable weighted sum of all SSL layers.
+
+SpeechBrain's ``WeightedSSLModel`` has the idea but neither normalises the
+waveform as the checkpoint expects (``do_normalize``), nor runs a frozen model
+under ``no_grad``, nor can keep the CNN feature encoder frozen while the
+transformer is fine-tuned. SpeechBrain's ``Wav2Vec2``/``WavLM`` wrappers do all
+three and return every hidden state (``output_all_hiddens``), so the front end
+wraps one of them and adds only the weighted sum, which neither has.
+"""
+
+import importlib
+import os
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from matplotlib.figure import Figure
+
+# SpeechBrain's wrapper per SSL family; both load any checkpoint of the family
+# from the hub or from a folder written by ``save_pretrained``.
+WRAPPERS = {
+    "wavlm": "speechbrain.integrations.huggingface.wavlm.WavLM",
+    "wav2vec2": "speechbrain.integrations.huggingface.wav2vec2.Wav2Vec2",
+}
+
+
+class WeightedLayerSum(torch.nn.Module):
+    """Softmax-weighted sum of stacked hidden states, weights uniform at start.
+
+    Arguments
+    ---------
+    num_layers : int
+        Number of hidden states (transformer layers + the CNN output).
+    layernorm : bool
+        Normalise each hidden state (no affine parameters) before the sum, so
+        that layers of larger norm do not dominate it.
+
+    Example
+    -------
+    >>> layer_sum = WeightedLayerSum(3)
+    >>> hidden = torch.stack([torch.full((2, 5, 4), float(i)) for i in range(3)])
+    >>> layer_sum(hidden)[0, 0]
+    tensor([1., 1., 1., 1.])
+    >>> layer_sum.layer_weights()
+    tensor([0.3333, 0.3333, 0.3333])
+    """
+
+    def __init__(self, num_layers, layernorm=False):
+        super().__init__()
+        self.layernorm = layernorm
+        self.weights = torch.nn.Parameter(torch.zeros(num_layers))
+
+    def layer_weights(self):
+        """The normalised weights, one per hidden state (a detached copy)."""
+        return F.softmax(self.weights.detach(), dim=0)
+
+    def forward(self, hidden_states):
+        """``[layers, batch, frames, dim]`` -> ``[batch, frames, dim]``."""
+        if hidden_states.shape[0] != len(self.weights):
+            raise ValueError(
+                f"{hidden_states.shape[0]} hidden states for {len(self.weights)} layer weights"
+            )
+        if self.layernorm:
+            hidden_states = F.layer_norm(hidden_states, hidden_states.shape[-1:])
+        weights = F.softmax(self.weights, dim=0).view(-1, 1, 1, 1)
+        return (weights * hidden_states).sum(dim=0)
+
+
+class SSLFrontend(torch.nn.Module):
+    """WavLM or wav2vec2 hidden states of all layers, mixed by learnable weights.
+
+    Arguments
+    ---------
+    source : str
+        Hugging Face hub ID (``microsoft/wavlm-base-plus``) or a local folder
+        written by ``save_pretrained`` (model and feature extractor).
+    save_path : str
+        Where hub downloads are cached.
+    family : str
+        ``wavlm`` or ``wav2vec2``.
+    freeze : bool
+        Keep the SSL model fixed: it runs in eval mode under ``no_grad``, so
+        no activations are kept for backward; only the layer weights (and
+        what follows the front end) train.
+    freeze_feature_extractor : bool
+        When fine-tuning, keep the CNN feature encoder fixed.
+    layernorm : bool
+        Normalise each layer before the weighted sum.
+
+    Example
+    -------
+    >>> frontend = SSLFrontend("microsoft/wavlm-base-plus", "pretrained_models")  # doctest: +SKIP
+    >>> frontend(torch.rand(2, 16000), torch.ones(2)).shape  # doctest: +SKIP
+    torch.Size([2, 49, 768])
+    """
+
+    def __init__(self, source, save_path="pretrained_models", family="wavlm", freeze=True,
+                 freeze_feature_extractor=True, layernorm=False):
+        super().__init__()
+        if family not in WRAPPERS:
+            raise ValueError(f"ssl_family must be one of {sorted(WRAPPERS)}, got '{family}'")
+        module, name = WRAPPERS[family].rsplit(".", 1)
+        wrapper = getattr(importlib.import_module(module), name)
+        try:
+            self.ssl = wrapper(source, save_path=save_path, freeze=freeze,
+                               freeze_feature_extractor=freeze_feature_extractor,
+                               output_all_hiddens=True)
+        except (OSError, ValueError) as err:
+            raise OSError(_load_error(source, save_path, err)) from err
+        # transformers 5 collects hidden states with hooks, so a layer skipped
+        # by LayerDrop during fine-tuning would be missing from the weighted
+        # sum: every layer runs at every step.
+        self.ssl.model.config.layerdrop = 0.0
+        self.layer_sum = WeightedLayerSum(self.ssl.config.num_hidden_layers + 1, layernorm)
+
+    @property
+    def output_size(self):
+        """Feature size of each frame (the encoder's input size)."""
+        return self.ssl.config.hidden_size
+
+    def train(self, mode=True):
+        """Switch modes; a frozen SSL model stays in eval mode (no dropout)."""
+        super().train(mode)
+        if self.ssl.freeze:
+            self.ssl.model.eval()
+        return self
+
+    def forward(self, wavs, wav_lens=None):
+        """Features ``[batch, frames, dim]`` of 16 kHz ``wavs``."""
+        # The recipe never pads (fixed training crops, equal-length evaluation
+        # batches); an all-ones mask would only cost the attention a mask.
+        if wav_lens is not None and bool((wav_lens >= 1).all()):
+            wav_lens = None
+        return self.layer_sum(self.ssl(wavs, wav_lens))
+
+
+def _load_error(source, save_path, err):
+    """The message for an SSL checkpoint that could not be loaded."""
+    if os.path.isdir(source):
+        return (
+            f"Cannot load the SSL model from the folder '{source}' ({err}). It must hold "
+            "what save_pretrained writes for the model (config.json, model.safetensors) "
+            "and for its feature extractor (preprocessor_config.json)."
+        )
+    return (
+        f"Cannot load the SSL model '{source}': it is not a local folder, and the "
+        f"Hugging Face hub did not provide it ({type(err).__name__}: {err}). With the hub "
+        f"reachable it is downloaded into '{save_path}'. Offline, download it on a "
+        f"machine with access (huggingface-cli download {source} --local-dir DIR), copy "
+        "DIR here and pass --ssl_source=DIR."
+    )
+
+
+def save_layer_weights(layer_sum, folder):
+    """Write the learned layer weights as ``layer_weights.csv`` and a bar chart PNG.
+
+    Layer 0 is the CNN feature encoder's output, layer i the i-th transformer
+    layer's.
+
+    Arguments
+    ---------
+    layer_sum : WeightedLayerSum
+        The trained weighted sum.
+    folder : str
+        Results folder.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``layer`` and ``weight``.
+    """
+    weights = layer_sum.layer_weights().cpu().numpy()
+    table = pd.DataFrame({"layer": range(len(weights)), "weight": weights})
+    table.to_csv(os.path.join(folder, "layer_weights.csv"), index=False)
+    figure = Figure(figsize=(max(4, 0.4 * len(weights)), 3))
+    axes = figure.subplots()
+    axes.bar(table["layer"], table["weight"])
+    axes.axhline(1 / len(weights), color="grey", linestyle=":", label="uniform")
+    axes.set_xlabel("layer (0 = CNN output)")
+    axes.set_ylabel("softmax weight")
+    axes.set_xticks(table["layer"])
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(os.path.join(folder, "layer_weights.png"), dpi=120)
+    return table

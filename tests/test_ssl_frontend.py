@@ -1,0 +1,129 @@
+"""The SSL front end: loading, the weighted layer sum, frozen and fine-tuned modes."""
+
+import os
+
+import huggingface_hub
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from local.ssl_frontend import SSLFrontend, WeightedLayerSum, save_layer_weights
+from tests.conftest import TINY_SSL
+
+FAMILIES = ["wavlm", "wav2vec2"]
+
+
+def frontend(tiny_ssl, family, tmp_path, **options):
+    torch.manual_seed(0)
+    return SSLFrontend(tiny_ssl[family], str(tmp_path / "cache"), family=family, **options)
+
+
+def wavs(batch=2, seconds=0.5):
+    return 0.1 * torch.randn(batch, int(16000 * seconds), generator=torch.Generator().manual_seed(1))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_loads_by_path_and_mixes_every_hidden_state(tiny_ssl, family, tmp_path):
+    model = frontend(tiny_ssl, family, tmp_path)
+    layers = TINY_SSL["num_hidden_layers"] + 1  # the CNN output counts too
+    assert len(model.layer_sum.weights) == layers
+    assert torch.allclose(model.layer_sum.layer_weights(), torch.full((layers,), 1 / layers))
+    out = model(wavs(), torch.ones(2))
+    assert out.shape == (2, 24, TINY_SSL["hidden_size"])  # 20 ms frames of 0.5 s
+    with torch.no_grad():
+        hidden = model.ssl(wavs())
+    assert hidden.shape[0] == layers
+    assert torch.allclose(out, model.layer_sum(hidden), atol=1e-6)
+
+
+def test_weighted_sum_is_a_softmax_over_layers():
+    layer_sum = WeightedLayerSum(3)
+    with torch.no_grad():
+        layer_sum.weights.copy_(torch.tensor([0.0, 1.0, 2.0]))
+    hidden = torch.randn(3, 2, 4, 5)
+    expected = torch.softmax(torch.tensor([0.0, 1.0, 2.0]), 0)
+    assert torch.allclose(layer_sum(hidden), torch.einsum("l,lbtd->btd", expected, hidden),
+                          atol=1e-6)
+    scaled = hidden * torch.tensor([1.0, 10.0, 100.0]).view(3, 1, 1, 1)
+    standardised = (scaled - scaled.mean(-1, keepdim=True)) / torch.sqrt(
+        scaled.var(-1, unbiased=False, keepdim=True) + 1e-5)
+    normed = WeightedLayerSum(3, layernorm=True)(scaled)
+    assert torch.allclose(normed, standardised.mean(dim=0), atol=1e-5)
+    with pytest.raises(ValueError, match="4 hidden states for 3 layer weights"):
+        layer_sum(torch.randn(4, 2, 4, 5))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_frozen_ssl_gets_no_gradient_and_keeps_no_activations(tiny_ssl, family, tmp_path):
+    model = frontend(tiny_ssl, family, tmp_path).train()
+    assert not model.ssl.model.training  # no dropout in a frozen model, even in training
+    with torch.no_grad():
+        hidden = model.ssl(wavs())
+    assert not hidden.requires_grad  # nothing of the SSL forward is kept for backward
+    model(wavs()).pow(2).mean().backward()
+    assert model.layer_sum.weights.grad is not None
+    assert model.layer_sum.weights.grad.abs().sum() > 0
+    assert all(p.grad is None for p in model.ssl.parameters())
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_fine_tuned_ssl_gets_gradient_except_the_frozen_cnn(tiny_ssl, family, tmp_path):
+    model = frontend(tiny_ssl, family, tmp_path, freeze=False).train()
+    model(wavs()).pow(2).mean().backward()
+    cnn = {id(p) for p in model.ssl.model.feature_extractor.parameters()}
+    transformer = [p for p in model.ssl.parameters() if id(p) not in cnn]
+    assert all(p.grad is None for p in model.ssl.model.feature_extractor.parameters())
+    assert sum(p.grad.abs().sum() for p in transformer if p.grad is not None) > 0
+    assert model.layer_sum.weights.grad.abs().sum() > 0
+
+    whole = frontend(tiny_ssl, family, tmp_path, freeze=False, freeze_feature_extractor=False)
+    whole.train()(wavs()).pow(2).mean().backward()
+    assert all(p.grad is not None for p in whole.ssl.model.feature_extractor.parameters()
+               if p.requires_grad)
+
+
+def test_waveform_normalisation_follows_the_checkpoint(tiny_ssl, tmp_path):
+    """wav2vec2-base normalises its input (do_normalize), WavLM-base-plus does not."""
+    x = wavs(batch=1)
+    for family, invariant in (("wav2vec2", True), ("wavlm", False)):
+        model = frontend(tiny_ssl, family, tmp_path).eval()
+        with torch.no_grad():
+            same = torch.allclose(model(x), model(3.0 * x), atol=1e-4)
+        assert same == invariant, family
+
+
+def test_unreachable_hub_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(OSError, match=r"Cannot load the SSL model 'no-org/no-model': it is "
+                       r"not a local folder(.|\n)*pass --ssl_source=DIR"):
+        SSLFrontend("no-org/no-model", str(tmp_path / "cache"))
+
+
+def test_local_folder_without_feature_extractor_is_a_clear_error(tiny_ssl, tmp_path):
+    folder = tmp_path / "incomplete"
+    folder.mkdir()
+    for name in os.listdir(tiny_ssl["wavlm"]):
+        if name != "preprocessor_config.json":
+            (folder / name).write_bytes(open(os.path.join(tiny_ssl["wavlm"], name), "rb").read())
+    with pytest.raises(OSError, match="preprocessor_config.json"):
+        SSLFrontend(str(folder), str(tmp_path / "cache"))
+
+
+def test_unknown_family(tiny_ssl, tmp_path):
+    with pytest.raises(ValueError, match="ssl_family must be one of"):
+        SSLFrontend(tiny_ssl["wavlm"], str(tmp_path), family="hubert")
+
+
+def test_layer_weights_are_written_as_table_and_chart(tmp_path):
+    layer_sum = WeightedLayerSum(4)
+    with torch.no_grad():
+        layer_sum.weights.copy_(torch.tensor([2.0, 1.0, 0.0, 0.0]))
+    table = save_layer_weights(layer_sum, str(tmp_path))
+    saved = pd.read_csv(tmp_path / "layer_weights.csv")
+    expected = torch.softmax(torch.tensor([2.0, 1.0, 0.0, 0.0]), 0).tolist()
+    assert list(saved["layer"]) == [0, 1, 2, 3]
+    assert list(saved["weight"]) == pytest.approx(expected, abs=1e-6)
+    assert list(table["weight"]) == pytest.approx(expected, abs=1e-6)
+    with Image.open(tmp_path / "layer_weights.png") as image:
+        assert image.format == "PNG" and image.size[0] > 100
