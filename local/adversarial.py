@@ -140,3 +140,66 @@ class DomainDiscriminator(torch.nn.Module):
     def forward(self, inputs):
         """Logits with the input's leading dimensions and ``n_domains`` last."""
         return self.mlp(inputs)
+
+
+class LayerOutputTap:
+    """Keeps the latest output of one named layer of a model, as frames.
+
+    The domain discriminator can read frame-level encoder features instead
+    of the pooled embedding; SpeechBrain's encoders return only the
+    embedding, so a forward hook keeps the frames of the layer the hparams
+    name (ECAPA-TDNN: ``mfa``; x-vector: ``blocks.14``, its last TDNN block).
+
+    Arguments
+    ---------
+    model : torch.nn.Module
+        The embedding model.
+    layer : str
+        Dotted name of the layer, as in ``model.named_modules()``.
+
+    Example
+    -------
+    >>> model = torch.nn.Sequential(torch.nn.Conv1d(4, 6, 1), torch.nn.AdaptiveAvgPool1d(1))
+    >>> tap = LayerOutputTap(model, "0")
+    >>> _ = model(torch.rand(2, 4, 9))
+    >>> tap.frames(6).shape
+    torch.Size([2, 9, 6])
+    """
+
+    def __init__(self, model, layer):
+        names = [name for name, _ in model.named_modules() if name]
+        if layer not in names:
+            raise ValueError(
+                f"adv_layer '{layer}' is not a layer of {type(model).__name__}; "
+                f"its layers are: {', '.join(names)}"
+            )
+        self.layer, self.output = layer, None
+        model.get_submodule(layer).register_forward_hook(self._keep)
+
+    def _keep(self, module, inputs, output):
+        self.output = output
+
+    def frames(self, size):
+        """The kept output as ``[batch, frames, size]``, whichever axis holds the features.
+
+        Arguments
+        ---------
+        size : int
+            Feature size the discriminator expects (``adv_input_size``).
+
+        Returns
+        -------
+        torch.Tensor
+            ``[batch, frames, size]``.
+        """
+        out = self.output
+        if out is None or out.dim() != 3:
+            raise ValueError(f"adv_layer '{self.layer}' gave no [batch, time, features] output")
+        if out.shape[-1] == size and out.shape[1] != size:
+            return out
+        if out.shape[1] == size and out.shape[-1] != size:
+            return out.transpose(1, 2)
+        raise ValueError(
+            f"adv_layer '{self.layer}' outputs {tuple(out.shape)}: set adv_input_size to its "
+            "feature size (and no frame count equal to it)"
+        )

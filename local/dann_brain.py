@@ -4,6 +4,8 @@ import speechbrain as sb
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from local.adversarial import LayerOutputTap
+
 
 class DANNBrain(sb.Brain):
     """Speaker embedding training with a gradient-reversal domain branch.
@@ -55,9 +57,12 @@ class DANNBrain(sb.Brain):
         return None
 
     def on_fit_start(self):
-        """Initialise the per-epoch statistics."""
+        """Initialise the per-epoch statistics and, if asked, the frame tap."""
         super().on_fit_start()
         self.stats = {}
+        if self.hparams.adv_layer and getattr(self, "adv_tap", None) is None:
+            self.adv_tap = LayerOutputTap(
+                unwrapped(self.modules.embedding_model), self.hparams.adv_layer)
 
     def embed(self, wavs, wav_lens):
         """Embeddings ``[batch, 1, dim]`` of 16 kHz waveforms."""
@@ -88,11 +93,15 @@ class DANNBrain(sb.Brain):
 
         coefficient = self.hparams.adv_schedule(self.progress())
         self.modules.grl.set_coefficient(coefficient)
-        domain_logits = self.modules.domain_discriminator(self.modules.grl(embeddings))
-        domain_logits = domain_logits.reshape(len(embeddings), -1)
+        features = embeddings
+        if self.hparams.adv_layer:
+            features = self.adv_tap.frames(self.hparams.adv_input_size)
+        # [batch, frames (1 for the embedding), domains]: every frame is classified.
+        domain_logits = self.modules.domain_discriminator(self.modules.grl(features))
         domains = torch.cat(
             [torch.zeros(n_source), torch.ones(len(target))]
-        ).long().to(self.device)
+        ).long().to(self.device).repeat_interleave(domain_logits.shape[1])
+        domain_logits = domain_logits.reshape(len(domains), -1)
         domain_loss = torch.nn.functional.cross_entropy(domain_logits, domains)
 
         loss = speaker_loss + domain_loss

@@ -10,6 +10,7 @@ from local.adversarial import (
     AdversarialSchedule,
     DomainDiscriminator,
     GradientReversal,
+    LayerOutputTap,
     ganin_lambda,
 )
 
@@ -81,3 +82,31 @@ def test_encoder_gradient_is_the_reversed_discriminator_gradient():
     for p, q in zip(plain.parameters(), reversed_.parameters()):
         if p.grad is not None:
             assert torch.allclose(q.grad, -0.5 * p.grad, atol=1e-7)
+
+
+def test_frame_level_discriminator_reaches_only_the_layers_below_its_tap():
+    torch.manual_seed(0)
+    encoder = ECAPA_TDNN(20, channels=[16, 16, 16, 16, 48], lin_neurons=8)
+    tap = LayerOutputTap(encoder, "mfa")
+    disc = DomainDiscriminator(48, [16])
+    encoder(torch.randn(4, 30, 20))
+    frames = tap.frames(48)
+    assert frames.shape == (4, 30, 48)  # ECAPA's mfa is channels-first: transposed
+    logits = disc(GradientReversal(1.0)(frames))
+    domains = torch.tensor([0, 0, 1, 1]).repeat_interleave(30)
+    torch.nn.functional.cross_entropy(logits.reshape(-1, 2), domains).backward()
+    below = [p for name, p in encoder.named_parameters() if name.startswith(("blocks", "mfa"))]
+    above = [p for name, p in encoder.named_parameters() if name.startswith(("asp", "fc"))]
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in below)
+    assert all(p.grad is None for p in above)
+
+
+def test_tap_names_the_layers_when_one_is_unknown():
+    encoder = ECAPA_TDNN(20, channels=[16, 16, 16, 16, 48], lin_neurons=8)
+    with pytest.raises(ValueError, match="adv_layer 'pool' is not a layer of ECAPA_TDNN; "
+                       "its layers are: blocks, .*mfa"):
+        LayerOutputTap(encoder, "pool")
+    tap = LayerOutputTap(encoder, "mfa")
+    encoder(torch.randn(2, 30, 20))
+    with pytest.raises(ValueError, match=r"outputs \(2, 48, 30\): set adv_input_size"):
+        tap.frames(8)

@@ -27,11 +27,11 @@ def train(demo_corpus, folder, *extra, hparams="hparams/dann_fbank.yaml", tiny=T
     return train_dann.main(argv)
 
 
-def train_ssl(demo_corpus, folder, family, source, *extra):
-    """A run of hparams/dann_<family>.yaml on a tiny SSL checkpoint folder."""
+def train_ssl(demo_corpus, folder, model, source, *extra):
+    """A run of hparams/<model>.yaml on a tiny SSL checkpoint folder."""
     tiny = [t for t in TINY if not t.startswith("--n_mels")]
     return train(demo_corpus, folder, f"--ssl_source={source}", f"--ssl_dim={TINY_SSL_DIM}",
-                 f"--ssl_cache={folder}/cache", *extra, hparams=f"hparams/dann_{family}.yaml",
+                 f"--ssl_cache={folder}/cache", *extra, hparams=f"hparams/{model}.yaml",
                  tiny=tiny)
 
 
@@ -147,9 +147,14 @@ def test_bad_trial_list_fails_before_training(demo_corpus, tmp_path):
     assert not os.path.exists(tmp_path / "run" / "save" / "label_encoder.txt")
 
 
-@pytest.mark.parametrize("family", ["wavlm", "wav2vec2"])
-def test_ssl_hparams_train_and_write_the_layer_weights(demo_corpus, tiny_ssl, family, tmp_path):
-    results = train_ssl(demo_corpus, tmp_path, family, tiny_ssl[family], *SHORT)
+@pytest.mark.parametrize("model, family, extra", [
+    ("dann_wavlm", "wavlm", []),
+    ("dann_wav2vec2", "wav2vec2", []),
+    ("dann_wavlm_xvector", "wavlm", ["--adv_layer=blocks.14", "--adv_input_size=96"]),
+])
+def test_ssl_hparams_train_and_write_the_layer_weights(demo_corpus, tiny_ssl, model, family,
+                                                       extra, tmp_path):
+    results = train_ssl(demo_corpus, tmp_path, model, tiny_ssl[family], *extra, *SHORT)
     assert set(results) == {"source", "target"}
     weights = pd.read_csv(tmp_path / "layer_weights.csv")
     assert len(weights) == TINY_SSL["num_hidden_layers"] + 1
@@ -166,8 +171,8 @@ def test_frozen_ssl_is_not_trained_and_fine_tuned_ssl_is(demo_corpus, tiny_ssl, 
             sorted(os.listdir(folder / "save" / checkpoint))
 
     frozen, fine_tuned = tmp_path / "frozen", tmp_path / "fine_tuned"
-    train_ssl(demo_corpus, frozen, "wavlm", tiny_ssl["wavlm"], "--number_of_epochs=1")
-    train_ssl(demo_corpus, fine_tuned, "wavlm", tiny_ssl["wavlm"], "--freeze_ssl=False",
+    train_ssl(demo_corpus, frozen, "dann_wavlm", tiny_ssl["wavlm"], "--number_of_epochs=1")
+    train_ssl(demo_corpus, fine_tuned, "dann_wavlm", tiny_ssl["wavlm"], "--freeze_ssl=False",
               "--number_of_epochs=1")
     initial, _ = ssl_weights(frozen)
     tuned, files = ssl_weights(fine_tuned)
@@ -180,3 +185,10 @@ def test_frozen_ssl_is_not_trained_and_fine_tuned_ssl_is(demo_corpus, tiny_ssl, 
     assert "ssl_optimizer.ckpt" in files
     reloaded = SSLFrontend(tiny_ssl["wavlm"], str(tmp_path / "cache"))
     assert all(torch.equal(v, reloaded.state_dict()[k]) for k, v in initial.items())
+
+
+def test_frame_level_adversary_trains(demo_corpus, tmp_path):
+    train(demo_corpus, tmp_path, "--adv_layer=mfa", "--adv_input_size=96", "--adv_warmup=0",
+          *SHORT)
+    assert 0.0 < logged(tmp_path, "domain_loss")[0] < 5.0
+    assert logged(tmp_path, "adv_coefficient")[0] > 0.0
