@@ -35,6 +35,7 @@ from local.dataio import (
     manifest_dataset,
 )
 from local.embed import compute_embeddings
+from local.provenance import write_provenance
 from local.ssl_frontend import save_layer_weights
 
 DEFAULT_CONDITION = os.path.join(os.path.dirname(__file__), "recipes", "demo", "condition.yaml")
@@ -172,6 +173,8 @@ def main(argv=None):
         overrides=overrides,
     )
     shutil.copy(condition_file, os.path.join(hparams["output_folder"], "condition.yaml"))
+    sb.utils.distributed.main_process_only(write_provenance)(
+        condition, hparams["output_folder"], os.path.dirname(os.path.abspath(__file__)))
 
     train_pairs, label_encoder, eval_datasets = dataio_prep(hparams, condition)
     brain = DANNBrain(

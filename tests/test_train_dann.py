@@ -1,5 +1,7 @@
 """End-to-end runs of train_dann.py on the demo corpus with a tiny model."""
 
+import hashlib
+import json
 import os
 import re
 import subprocess
@@ -75,6 +77,18 @@ def test_run_ends_with_verification_on_both_trial_lists(runs):
         assert caches == ["embeddings_source_eval", "embeddings_target_eval"]
         for saved in ("hyperparams.yaml", "condition.yaml", "save/label_encoder.txt"):
             assert os.path.isfile(os.path.join(folder, saved)), saved
+
+
+def test_results_folder_records_the_data_and_code_it_used(runs, demo_corpus):
+    with open(os.path.join(runs["baseline"][0], "provenance.json")) as saved:
+        record = json.load(saved)
+    assert set(record["data"]) == {
+        "source_train", "target_train", "evaluation/source/manifest",
+        "evaluation/source/trials", "evaluation/target/manifest", "evaluation/target/trials"}
+    source = record["data"]["source_train"]
+    assert source["path"] == os.path.abspath(demo_corpus["source_train"])
+    assert source["sha256"] == hashlib.sha256(open(source["path"], "rb").read()).hexdigest()
+    assert record["code_version"]  # the repository is a git checkout
 
 
 def test_target_speaker_labels_are_never_used(demo_corpus, tmp_path):
@@ -192,3 +206,27 @@ def test_frame_level_adversary_trains(demo_corpus, tmp_path):
           *SHORT)
     assert 0.0 < logged(tmp_path, "domain_loss")[0] < 5.0
     assert logged(tmp_path, "adv_coefficient")[0] > 0.0
+
+
+def test_run_resumes_inside_an_epoch_from_an_intra_epoch_checkpoint(demo_corpus, tmp_path,
+                                                                    monkeypatch):
+    original, batches = train_dann.DANNBrain.fit_batch, []
+
+    def interrupted_at_batch_8(self, batch):
+        batches.append(self.step)
+        if len(batches) == 8:
+            raise KeyboardInterrupt
+        return original(self, batch)
+
+    args = ("--number_of_epochs=1", "--ckpt_interval_steps=5")
+    monkeypatch.setattr(train_dann.DANNBrain, "fit_batch", interrupted_at_batch_8)
+    with pytest.raises(KeyboardInterrupt):
+        train(demo_corpus, tmp_path, *args)
+    monkeypatch.setattr(train_dann.DANNBrain, "fit_batch", original)
+    counted = []
+    monkeypatch.setattr(train_dann.DANNBrain, "fit_batch",
+                        lambda self, batch: counted.append(1) or original(self, batch))
+    train(demo_corpus, tmp_path, *args)
+    # 15 steps an epoch; the checkpoint after step 5 leaves 10 to run.
+    assert len(counted) == 10
+    assert logged(tmp_path, "steps") == [15.0]

@@ -1,0 +1,93 @@
+"""What a result depends on, written beside it: the data files' hashes and the code version."""
+
+import hashlib
+import json
+import os
+import subprocess
+
+
+def file_sha256(path):
+    """SHA-256 of a file's bytes, read in 1 MiB blocks.
+
+    Arguments
+    ---------
+    path : str
+        Any file.
+
+    Returns
+    -------
+    str
+        The hex digest.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "x.txt")
+    >>> _ = open(path, "w").write("abc")
+    >>> file_sha256(path)[:12]
+    'ba7816bf8f01'
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as data:
+        for block in iter(lambda: data.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def code_version(folder):
+    """The git commit of ``folder`` (with ``-dirty`` for uncommitted changes), or None."""
+    try:
+        commit = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=40"],
+                                cwd=folder, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return commit.stdout.strip() if commit.returncode == 0 else None
+
+
+def condition_files(condition):
+    """``{role: path}`` of every data file a condition names.
+
+    Arguments
+    ---------
+    condition : dict
+        Condition hparams: ``source_train``, ``target_train`` and
+        ``evaluation`` (``{name: {manifest, trials[, enrolment]}}``).
+
+    Returns
+    -------
+    dict
+        Roles such as ``source_train`` or ``evaluation/target/trials``.
+    """
+    files = {"source_train": condition["source_train"], "target_train": condition["target_train"]}
+    for name, spec in condition["evaluation"].items():
+        for key in ("manifest", "trials", "enrolment"):
+            if spec.get(key):
+                files[f"evaluation/{name}/{key}"] = spec[key]
+    return files
+
+
+def write_provenance(condition, output_folder, code_folder):
+    """Write ``provenance.json``: each data file's path and hash, and the code version.
+
+    Arguments
+    ---------
+    condition : dict
+        Condition hparams (see :func:`condition_files`).
+    output_folder : str
+        The run's results folder.
+    code_folder : str
+        The recipe's folder, whose git commit is recorded.
+
+    Returns
+    -------
+    dict
+        What was written.
+    """
+    record = {
+        "code_version": code_version(code_folder),
+        "data": {role: {"path": os.path.abspath(path), "sha256": file_sha256(path)}
+                 for role, path in condition_files(condition).items()},
+    }
+    with open(os.path.join(output_folder, "provenance.json"), "w", encoding="utf-8") as out:
+        json.dump(record, out, indent=1)
+    return record
