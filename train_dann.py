@@ -22,9 +22,10 @@ import speechbrain as sb
 import torch
 import yaml
 from hyperpyyaml import load_hyperpyyaml
+from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.utils.distributed import run_on_main
 
-from data_prep.manifest import read_manifest, read_trials, validate
+from data_prep.manifest import read_manifest, validate
 from local.dann_brain import DANNBrain, unwrapped
 from local.dataio import (
     PairedDataset,
@@ -34,9 +35,9 @@ from local.dataio import (
     collate_pairs,
     manifest_dataset,
 )
-from local.embed import compute_embeddings
 from local.provenance import write_provenance
 from local.ssl_frontend import save_layer_weights
+from local.verification import check_score_norm, verify
 
 DEFAULT_CONDITION = os.path.join(os.path.dirname(__file__), "recipes", "demo", "condition.yaml")
 
@@ -76,7 +77,7 @@ _KeysOnly.add_multi_constructor("!", lambda loader, suffix, node: None)
 
 
 def dataio_prep(hparams, condition):
-    """Paired training set, speaker label encoder and evaluation datasets.
+    """Paired training set, speaker label encoder, evaluation and cohort datasets.
 
     Every manifest, trial list and enrolment table is validated here, before
     any training, so that a bad trial list fails in seconds.
@@ -90,9 +91,11 @@ def dataio_prep(hparams, condition):
 
     Returns
     -------
-    tuple
-        ``(train_pairs, label_encoder, eval_datasets)``, the last keyed by
-        evaluation manifest path.
+    dict
+        ``train_pairs`` (:class:`PairedDataset`), ``label_encoder``, ``eval``
+        (whole-utterance datasets keyed by evaluation manifest path) and
+        ``cohort`` (whole utterances of the score-normalisation cohort's
+        training manifest).
     """
     eval_datasets = {}
     for spec in condition["evaluation"].values():
@@ -103,61 +106,31 @@ def dataio_prep(hparams, condition):
             eval_datasets[spec["manifest"]] = dataset
     source = manifest_dataset(condition["source_train"], hparams["check_audio"])
     target = manifest_dataset(condition["target_train"], hparams["check_audio"])
+    # The cohort reads whole utterances of the same (already validated) rows.
+    cohort = DynamicItemDataset({"source": source, "target": target}[hparams["cohort_domain"]].data)
+    add_whole_pipeline(cohort)
     for dataset in (source, target):
         add_crop_pipeline(dataset, hparams["crop_seconds"])
     encoder = add_speaker_labels(source, os.path.join(hparams["save_folder"], "label_encoder.txt"))
     source.set_output_keys(["id", "sig", "spk_id_encoded"])
     target.set_output_keys(["id", "sig"])
-    return PairedDataset(source, target, hparams["seed"]), encoder, eval_datasets
+    return {"train_pairs": PairedDataset(source, target, hparams["seed"]),
+            "label_encoder": encoder, "eval": eval_datasets, "cohort": cohort}
 
 
-def verify(brain, hparams, condition, eval_datasets):
-    """Embed the evaluation utterances once and report EER per trial list.
+def prepare_experiment(argv=None):
+    """Parse the command line, prepare the condition's data, and build the Brain.
 
     Arguments
     ---------
-    brain : DANNBrain
-        Trained system.
-    hparams : dict
-        Model hparams.
-    condition : dict
-        Condition hparams (``evaluation``).
-    eval_datasets : dict
-        Whole-utterance datasets keyed by manifest path, from :func:`dataio_prep`.
+    argv : list of str, optional
+        Command line (default ``sys.argv[1:]``).
 
     Returns
     -------
-    dict
-        ``{trial list name: EER}``.
+    tuple
+        ``(brain, hparams, condition, data)``, ``data`` as from :func:`dataio_prep`.
     """
-    brain.modules.eval()
-    # Caches are named after the checkpoint, so a retrained model never reuses them.
-    checkpoint = os.path.basename(brain.checkpointer.find_checkpoint().path)
-    embeddings = {}
-    for manifest, dataset in eval_datasets.items():
-        stem = os.path.splitext(os.path.basename(manifest))[0]
-        cache = os.path.join(hparams["output_folder"], f"embeddings_{stem}_{checkpoint}.pt")
-        embeddings[manifest] = compute_embeddings(
-            brain.embed, dataset, hparams["eval_batch_size"], brain.device, cache_path=cache
-        )
-    results = {}
-    for name, spec in condition["evaluation"].items():
-        vectors = embeddings[spec["manifest"]]
-        trials = read_trials(spec["trials"])
-        enrol = torch.stack([vectors[i] for i in trials["enrol"]])
-        test = torch.stack([vectors[i] for i in trials["test"]])
-        scores = torch.nn.functional.cosine_similarity(enrol, test)
-        labels = torch.tensor(trials["label"].to_numpy())
-        eer, _ = sb.utils.metric_stats.EER(scores[labels == 1], scores[labels == 0])
-        results[name] = float(eer)
-    summary = ", ".join(f"{name} EER {100 * eer:.2f}%" for name, eer in results.items())
-    hparams["train_logger"].log_stats(stats_meta={"verification": "cosine"}, test_stats=results)
-    print(f"Verification ({hparams['condition']}): {summary}")
-    return results
-
-
-def main(argv=None):
-    """Prepare the condition, train, and verify."""
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
     sb.utils.distributed.ddp_init_group(run_opts)
     condition_file, condition, overrides = load_condition(overrides)
@@ -167,6 +140,7 @@ def main(argv=None):
     overrides["n_speakers"] = int(read_manifest(condition["source_train"])["spk_id"].nunique())
     with open(hparams_file, encoding="utf-8") as fin:
         hparams = load_hyperpyyaml(fin, overrides)
+    check_score_norm(hparams)
     sb.create_experiment_directory(
         experiment_directory=hparams["output_folder"],
         hyperparams_to_save=hparams_file,
@@ -176,22 +150,61 @@ def main(argv=None):
     sb.utils.distributed.main_process_only(write_provenance)(
         condition, hparams["output_folder"], os.path.dirname(os.path.abspath(__file__)))
 
-    train_pairs, label_encoder, eval_datasets = dataio_prep(hparams, condition)
+    data = dataio_prep(hparams, condition)
     brain = DANNBrain(
         modules=hparams["modules"], opt_class=hparams["opt_class"], hparams=hparams,
         run_opts=run_opts, checkpointer=hparams["checkpointer"],
     )
-    brain.train_pairs = train_pairs
+    brain.train_pairs = data["train_pairs"]
     world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
-    brain.steps_per_epoch = len(train_pairs) // (hparams["batch_size"] * world)
+    brain.steps_per_epoch = len(data["train_pairs"]) // (hparams["batch_size"] * world)
+    return brain, hparams, condition, data
+
+
+def evaluate(brain, hparams, condition, data):
+    """Verify the system of the latest checkpoint on the condition's trial lists.
+
+    Runs on the main process only; every process gets the results.
+
+    Arguments
+    ---------
+    brain : DANNBrain
+        With its latest checkpoint loaded.
+    hparams : dict
+        Model hparams.
+    condition : dict
+        Condition hparams.
+    data : dict
+        As from :func:`dataio_prep`.
+
+    Returns
+    -------
+    dict
+        ``{system: metrics}``, as from :func:`local.verification.verify`.
+    """
+    def on_main():
+        brain.modules.eval()
+        checkpoint = os.path.basename(brain.checkpointer.find_checkpoint().path)
+        results = verify(brain.embed, hparams, condition, data["eval"], data["cohort"],
+                         brain.device, checkpoint)
+        hparams["train_logger"].log_stats(
+            stats_meta={"verification": "cosine"},
+            test_stats={f"{system} EER": metrics["eer"] for system, metrics in results.items()})
+        return results
+
+    return sb.utils.distributed.main_process_only(on_main)()
+
+
+def main(argv=None):
+    """Prepare the condition, train, and verify."""
+    brain, hparams, condition, data = prepare_experiment(argv)
     loader_options = dict(hparams["train_dataloader_options"], collate_fn=collate_pairs)
-    brain.fit(hparams["epoch_counter"], train_pairs, train_loader_kwargs=loader_options)
+    brain.fit(hparams["epoch_counter"], data["train_pairs"], train_loader_kwargs=loader_options)
     layer_sum = getattr(unwrapped(brain.modules.frontend), "layer_sum", None)
     if layer_sum is not None:
         sb.utils.distributed.main_process_only(save_layer_weights)(
             layer_sum, hparams["output_folder"])
-    # Verification runs on the main process; every process gets its results.
-    return sb.utils.distributed.main_process_only(verify)(brain, hparams, condition, eval_datasets)
+    return evaluate(brain, hparams, condition, data)
 
 
 if __name__ == "__main__":

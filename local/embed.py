@@ -44,8 +44,8 @@ def equal_length_batches(lengths, batch_size):
 
 
 @torch.no_grad()
-def compute_embeddings(embed, dataset, batch_size=16, device="cpu", cache_path=None):
-    """Embed each item of ``dataset`` once, batching equal lengths.
+def compute_embeddings(embed, dataset, batch_size=16, device="cpu", cache_path=None, ids=None):
+    """Embed each item of ``dataset`` (or those of ``ids``) once, batching equal lengths.
 
     Arguments
     ---------
@@ -61,6 +61,8 @@ def compute_embeddings(embed, dataset, batch_size=16, device="cpu", cache_path=N
     cache_path : str, optional
         When given, embeddings are loaded from it if it exists and saved to
         it otherwise (a ``torch.save`` dict ``{ID: tensor}``).
+    ids : list of str, optional
+        Embed only these items.
 
     Returns
     -------
@@ -69,13 +71,16 @@ def compute_embeddings(embed, dataset, batch_size=16, device="cpu", cache_path=N
     """
     if cache_path and os.path.isfile(cache_path):
         return torch.load(cache_path)
+    position = {utt: index for index, utt in enumerate(dataset.data_ids)}
+    indices = range(len(dataset)) if ids is None else [position[utt] for utt in ids]
     # Lengths from the manifest, without decoding the audio.
     with dataset.output_keys_as(["start", "stop", "sample_rate"]):
-        lengths = [(int(i["stop"]) - int(i["start"]), int(i["sample_rate"])) for i in dataset]
+        lengths = [(int(item["stop"]) - int(item["start"]), int(item["sample_rate"]))
+                   for item in (dataset[i] for i in indices)]
     dataset.set_output_keys(["id", "sig"])
     embeddings = {}
-    for indices in tqdm(equal_length_batches(lengths, batch_size), desc="embedding"):
-        batch = PaddedBatch([dataset[i] for i in indices]).to(device)
+    for batch_indices in tqdm(equal_length_batches(lengths, batch_size), desc="embedding"):
+        batch = PaddedBatch([dataset[indices[i]] for i in batch_indices]).to(device)
         vectors = embed(batch.sig.data, batch.sig.lengths).squeeze(1).cpu()
         embeddings.update(zip(batch.id, vectors))
     if cache_path:

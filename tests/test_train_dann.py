@@ -1,5 +1,6 @@
 """End-to-end runs of train_dann.py on the demo corpus with a tiny model."""
 
+import glob
 import hashlib
 import json
 import os
@@ -72,11 +73,58 @@ def test_adversary_pushes_domain_accuracy_towards_chance(runs):
 def test_run_ends_with_verification_on_both_trial_lists(runs):
     for folder, results in runs.values():
         assert set(results) == {"source", "target"}
-        assert all(0.0 < eer < 0.6 for eer in results.values())
+        assert all(0.0 < metrics["eer"] < 0.6 for metrics in results.values())
         caches = sorted(f.split("_CKPT")[0] for f in os.listdir(folder) if "_CKPT" in f)
-        assert caches == ["embeddings_source_eval", "embeddings_target_eval"]
+        assert caches == ["embeddings_source", "embeddings_target"]
         for saved in ("hyperparams.yaml", "condition.yaml", "save/label_encoder.txt"):
             assert os.path.isfile(os.path.join(folder, saved)), saved
+
+
+def test_run_ends_with_the_verification_report(runs):
+    folder, results = runs["dann"]
+    report = os.path.join(folder, "verification")
+    summary = pd.read_csv(os.path.join(report, "summary.csv"))
+    assert list(summary["system"]) == ["source", "target"]
+    assert list(summary["eer_percent"]) == [round(100 * results[s]["eer"], 2)
+                                            for s in ("source", "target")]
+    scores = pd.read_csv(os.path.join(report, "target_scores.txt"), sep=" ", header=None)
+    assert len(scores) == 1770
+    conditions = pd.read_csv(os.path.join(report, "target_conditions.csv"))
+    assert {"all", "lang", "channel", "domain"} <= set(conditions["condition"])
+    assert os.path.getsize(os.path.join(report, "det.png")) > 10_000
+
+
+def test_evaluate_reproduces_the_run_from_its_checkpoint(runs, demo_corpus, monkeypatch):
+    import evaluate
+
+    folder, results = runs["dann"]
+    data_folder = os.path.dirname(demo_corpus["eval"])
+    argv = ["hparams/dann_fbank.yaml", f"--data_folder={data_folder}",
+            f"--output_folder={folder}", *TINY, "--number_of_epochs=4", "--adv_weight=1.0",
+            "--lr=0.005"]
+    for cache in glob.glob(os.path.join(folder, "embeddings_*.pt")):
+        os.remove(cache)  # embed again, from the checkpoint
+    assert evaluate.main(argv) == results
+    normalised = evaluate.main(argv + ["--score_norm=asnorm", "--cohort_size=100",
+                                       "--cohort_top_k=20"])
+    assert set(normalised) == {"source", "source_asnorm", "target", "target_asnorm"}
+    assert normalised["target"] == results["target"]
+    assert os.path.isfile(os.path.join(folder, "verification", "target_asnorm_scores.txt"))
+
+
+def test_evaluate_without_a_checkpoint_says_to_train(demo_corpus, tmp_path):
+    import evaluate
+
+    data_folder = os.path.dirname(demo_corpus["eval"])
+    with pytest.raises(SystemExit, match="No checkpoint in .*: train the system first"):
+        evaluate.main(["hparams/dann_fbank.yaml", f"--data_folder={data_folder}",
+                       f"--output_folder={tmp_path}", *TINY])
+
+
+def test_bad_score_norm_fails_before_training(demo_corpus, tmp_path):
+    with pytest.raises(ValueError, match="score_norm must be null, snorm or asnorm"):
+        train(demo_corpus, tmp_path, "--score_norm=znorm")
+    assert not os.path.exists(tmp_path / "hyperparams.yaml")  # stopped before the run began
 
 
 def test_results_folder_records_the_data_and_code_it_used(runs, demo_corpus):

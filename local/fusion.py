@@ -1,0 +1,200 @@
+"""Score-level fusion of several systems scored on the same trial list.
+
+Two fusions:
+
+* **mean** (no development data): each system's scores are standardised
+  with their own mean and standard deviation over the trial list, then
+  averaged, so that no system weighs more for having a wider score range;
+* **logistic** (with development score files of the same systems): linear
+  logistic regression ``fused = w . scores + b`` trained on the development
+  trials with the prior-weighted cross-entropy of Brümmer's FoCal/BOSARIS
+  toolkits, so that the fused scores are also calibrated log-likelihood ratios.
+
+Command line::
+
+    python -m local.fusion --scores a.txt b.txt --out fused.txt [--dev a_dev.txt b_dev.txt] \
+        [--det det.png]
+
+writes the fused score file (and a DET figure of every system and the fusion)
+and prints EER and minDCF of each system and of the fusion.
+"""
+
+import argparse
+import sys
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import minimize
+from scipy.special import expit, logit
+
+from data_prep.manifest import ManifestError, fail
+from local.metrics import VOXCELEB_DCF, compute_metrics, dcf_name
+from local.report import plot_det, read_scores, write_scores
+
+# Keeps the logistic-regression weights finite when the development trials
+# are perfectly separable; small enough not to matter otherwise.
+L2_PENALTY = 1e-6
+
+
+def load_systems(paths):
+    """Read the score files of several systems on one trial list, aligned.
+
+    Arguments
+    ---------
+    paths : list of str
+        One score file per system (as from :func:`local.report.write_scores`);
+        the trials may come in any order.
+
+    Returns
+    -------
+    trials : pandas.DataFrame
+        ``enrol``, ``test`` and ``label``, in the order of the first file.
+    scores : numpy.ndarray
+        ``[trials, systems]``.
+
+    Raises
+    ------
+    ManifestError
+        When a file lists other trials than the first one, or other labels.
+    """
+    first = read_scores(paths[0])
+    key = pd.MultiIndex.from_frame(first[["enrol", "test"]])
+    columns = [first["score"].to_numpy()]
+    for path in paths[1:]:
+        table = read_scores(path).set_index(["enrol", "test"])
+        missing = key.difference(table.index, sort=False)
+        extra = table.index.difference(key, sort=False)
+        if len(missing) or len(extra):
+            fail(path, f"does not list the same trials as {paths[0]} "
+                       f"({len(missing)} missing, {len(extra)} extra)",
+                 rows=[f"missing: {e} {t}" for e, t in missing]
+                 + [f"extra: {e} {t}" for e, t in extra],
+                 fix="score every system on the same trial list")
+        table = table.reindex(key)
+        wrong = (table["label"].to_numpy() != first["label"].to_numpy()).nonzero()[0]
+        if len(wrong):
+            fail(path, f"labels differ from {paths[0]}",
+                 rows=[f"{first['enrol'][i]} {first['test'][i]}" for i in wrong],
+                 fix="score every system on the same trial list")
+        columns.append(table["score"].to_numpy())
+    return first[["enrol", "test", "label"]], np.stack(columns, axis=1)
+
+
+def mean_fusion(scores):
+    """Mean of the systems' standardised scores.
+
+    Arguments
+    ---------
+    scores : numpy.ndarray
+        ``[trials, systems]``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``[trials]``.
+
+    Example
+    -------
+    >>> mean_fusion(np.array([[0.0, 10.0], [1.0, 30.0], [2.0, 20.0]]))
+    array([-1.22474487,  0.61237244,  0.61237244])
+    """
+    std = scores.std(axis=0)
+    if np.any(std == 0):
+        constant = np.flatnonzero(std == 0).tolist()
+        raise ValueError(f"systems {constant} give every trial the same score")
+    return ((scores - scores.mean(axis=0)) / std).mean(axis=1)
+
+
+def train_logistic_fusion(scores, labels, p_target=0.5):
+    """Weights and bias of linear logistic-regression fusion.
+
+    Minimises the prior-weighted cross-entropy
+    ``p_target * mean_targets(log(1 + exp(-(f + logit p))))
+    + (1 - p_target) * mean_nontargets(log(1 + exp(f + logit p)))`` of
+    ``f = scores @ weights + bias`` (Brümmer's FoCal). Written here with
+    :func:`scipy.optimize.minimize` because scikit-learn is not a dependency.
+
+    Arguments
+    ---------
+    scores : numpy.ndarray
+        ``[trials, systems]`` development scores.
+    labels : array-like
+        1 for a target trial, 0 for a non-target trial.
+    p_target : float
+        Prior the fused scores are calibrated for.
+
+    Returns
+    -------
+    tuple
+        ``(weights [systems], bias)``: fused scores are ``scores @ weights + bias``.
+
+    Example
+    -------
+    >>> rng = np.random.default_rng(0)
+    >>> labels = rng.integers(0, 2, 1000)
+    >>> truth = rng.normal(size=1000) + 2 * labels
+    >>> scores = np.column_stack([truth + 0.3 * rng.normal(size=1000),
+    ...                           truth + rng.normal(size=1000)])
+    >>> weights, bias = train_logistic_fusion(scores, labels)
+    >>> bool(weights[0] > 2 * weights[1] > 0)
+    True
+    """
+    labels = np.asarray(labels).astype(bool)
+    sign = np.where(labels, 1.0, -1.0)
+    weight = np.where(labels, p_target / labels.sum(), (1 - p_target) / (~labels).sum())
+    features = np.column_stack([scores, np.ones(len(labels))])
+    offset = logit(p_target)
+
+    def objective(params):
+        margin = sign * (features @ params + offset)
+        penalty = L2_PENALTY * params[:-1] @ params[:-1]
+        loss = weight @ np.logaddexp(0, -margin) + penalty
+        grad = features.T @ (-weight * sign * expit(-margin))
+        grad[:-1] += 2 * L2_PENALTY * params[:-1]
+        return loss, grad
+
+    params = minimize(objective, np.zeros(features.shape[1]), jac=True, method="L-BFGS-B").x
+    return params[:-1], params[-1]
+
+
+def main(argv=None):
+    """Fuse score files and print EER/minDCF of each system and of the fusion."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scores", nargs="+", required=True, help="one score file per system")
+    parser.add_argument("--out", required=True, help="fused score file to write")
+    parser.add_argument("--det", help="PNG with the DET curves of every system and the fusion")
+    parser.add_argument("--dev", nargs="+",
+                        help="development score files of the same systems, in the same order: "
+                             "logistic-regression fusion instead of the mean")
+    args = parser.parse_args(argv)
+    if args.dev and len(args.dev) != len(args.scores):
+        parser.error(f"{len(args.scores)} --scores files but {len(args.dev)} --dev files")
+    try:
+        trials, scores = load_systems(args.scores)
+        development = load_systems(args.dev) if args.dev else None
+    except ManifestError as err:
+        print(err, file=sys.stderr)
+        return 1
+    if development:
+        weights, bias = train_logistic_fusion(development[1], development[0]["label"])
+        fused, fusion = scores @ weights + bias, "fusion (logistic)"
+        print("weights " + " ".join(f"{w:.4f}" for w in weights) + f", bias {bias:.4f}")
+    else:
+        fused, fusion = mean_fusion(scores), "fusion (mean)"
+    write_scores(args.out, trials, fused)
+    systems = dict(zip(args.scores, scores.T))
+    systems[fusion] = fused
+    if args.det:
+        plot_det({name: (s, trials["label"]) for name, s in systems.items()}, args.det)
+    dcf_names = [dcf_name(*setting) for setting in VOXCELEB_DCF]
+    width = max(len(system) for system in systems)
+    print(f"{'system':<{width}}  EER (%)  " + "  ".join(dcf_names))
+    for system, system_scores in systems.items():
+        metrics = compute_metrics(system_scores, trials["label"], VOXCELEB_DCF)
+        print(f"{system:<{width}}  {100 * metrics['eer']:7.2f}  "
+              + "  ".join(f"{metrics[n]:{len(n)}.4f}" for n in dcf_names))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,286 @@
+"""Reports of a verification run: score files, DET curves, per-condition tables.
+
+A *score file* has one trial a line, ``enrol test score label``, with the
+score written to full precision (reading it back gives the same floats).
+
+The *per-condition table* splits the trials by the manifest columns in
+:data:`CONDITION_COLUMNS`: one row per value both sides of a trial share
+(``channel = telephone``), one per ordered cross pair (``channel = wireless /
+telephone``: enrolment side wireless, test side telephone), and, for trial
+lists with trial types (SdSV's ``TC``, ``TW``, ``IC``, ``IW``), one per
+pair of a target type with a non-target type (``TC vs IC``), since a type
+alone holds one class of trials. A group of one class has no EER: its row
+says ``n/a: one-sided``.
+"""
+
+import os
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from scipy.stats import norm
+
+from data_prep.manifest import fail
+from local.metrics import VOXCELEB_DCF, compute_metrics, dcf_name, eer, error_rates
+
+SCORE_COLUMNS = ["enrol", "test", "score", "label"]
+# Manifest columns whose values define conditions.
+CONDITION_COLUMNS = ["lang", "channel", "gender", "phrase", "domain"]
+ONE_SIDED = "n/a: one-sided"
+# DET axes: ticks in error probability; they run from the tick at or below
+# the smallest non-zero error rate of the curves up to DET_TOP.
+# DET_TOP leaves room for the curves of hard (cross-domain) trial lists,
+# whose EER can be above 30%.
+DET_TICKS = [0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4,
+             0.6, 0.8]
+DET_TOP = 0.9
+
+
+def _checked_scores(trials, scores):
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.shape != (len(trials),):
+        raise ValueError(f"{scores.size} scores for {len(trials)} trials")
+    return scores
+
+
+def write_scores(path, trials, scores):
+    """Write a score file, ``enrol test score label`` per trial.
+
+    Arguments
+    ---------
+    path : str
+        Output text file.
+    trials : pandas.DataFrame
+        With ``enrol``, ``test`` and ``label`` columns.
+    scores : array-like
+        One score per trial, in the order of ``trials``.
+    """
+    table = pd.DataFrame({
+        "enrol": trials["enrol"].to_numpy(),
+        "test": trials["test"].to_numpy(),
+        "score": _checked_scores(trials, scores),
+        "label": trials["label"].to_numpy(),
+    })
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    # pandas writes float64 with repr, the shortest text that reads back exactly.
+    table.to_csv(path, sep=" ", header=False, index=False)
+
+
+def read_scores(path):
+    """Read a score file written by :func:`write_scores`.
+
+    Arguments
+    ---------
+    path : str
+        Score file.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``enrol``, ``test``, ``score`` (float) and ``label`` (int).
+
+    Raises
+    ------
+    ManifestError
+        For a missing or empty file, malformed lines or repeated trials.
+    """
+    form = "lines must be 'enrol test score label' with a finite score and label 0 or 1"
+    if not os.path.isfile(path):
+        fail(path, "score file does not exist", fix="score the trial list first")
+    try:
+        table = pd.read_csv(path, sep=r"\s+", header=None, dtype=str, keep_default_na=False,
+                            skip_blank_lines=False)
+    except pd.errors.EmptyDataError:
+        fail(path, "score file is empty", fix="score the trial list first")
+    except pd.errors.ParserError as err:
+        fail(path, f"{form} ({err})".replace("\n", " "))
+    if table.shape[1] != len(SCORE_COLUMNS):
+        fail(path, f"{form}; found {table.shape[1]} fields a line")
+    table.columns = SCORE_COLUMNS
+    score = pd.to_numeric(table["score"], errors="coerce")
+    bad = ~np.isfinite(score) | ~table["label"].isin(["0", "1"])
+    if bad.any():
+        fail(path, form,
+             rows=[f"line {i + 1}: {' '.join(table.loc[i]).strip()}" for i in table.index[bad]])
+    repeated = table.duplicated(["enrol", "test"])
+    if repeated.any():
+        fail(path, "trials listed more than once",
+             rows=[f"line {i + 1}: {table['enrol'][i]} {table['test'][i]}"
+                   for i in table.index[repeated]])
+    return table.assign(score=score, label=table["label"].astype(int))
+
+
+def plot_det(systems, path):
+    """Draw the DET curves of several systems in one PNG (probit axes).
+
+    Arguments
+    ---------
+    systems : dict
+        ``{name: (scores, labels)}``, one curve each, labelled with its EER.
+    path : str
+        Output PNG.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The plot, one line per system.
+    """
+    # A bare Figure with an Agg canvas: no pyplot state, no window, no backend switch.
+    figure = Figure(figsize=(5.5, 5.5))
+    FigureCanvasAgg(figure)
+    axes = figure.subplots()
+    smallest = DET_TOP
+    for name, (scores, labels) in systems.items():
+        _, p_miss, p_fa = error_rates(scores, labels)
+        rates = np.concatenate([p_miss, p_fa])
+        smallest = min(smallest, rates[rates > 0].min())
+        # Rates of 0 and 1 are -inf and inf on the probit scale: clip them to
+        # far outside the axes so that the curve runs off the plot.
+        probit = [norm.ppf(np.clip(p, 1e-12, 1 - 1e-12)) for p in (p_fa, p_miss)]
+        axes.plot(*probit, label=f"{name} (EER {100 * eer(scores, labels):.2f}%)")
+    bottom = max([tick for tick in DET_TICKS if tick <= smallest], default=DET_TICKS[0])
+    ticks = [tick for tick in DET_TICKS if tick >= bottom]
+    for set_ticks, set_limits in ((axes.set_xticks, axes.set_xlim),
+                                  (axes.set_yticks, axes.set_ylim)):
+        set_ticks(norm.ppf(ticks), [f"{100 * tick:g}" for tick in ticks])
+        set_limits(norm.ppf(bottom), norm.ppf(DET_TOP))
+    axes.set_xlabel("False acceptance rate (%)")
+    axes.set_ylabel("False rejection rate (%)")
+    axes.grid(True, alpha=0.4)
+    axes.legend(loc="lower left")  # where a DET plot has no curves
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    figure.savefig(path, dpi=120, bbox_inches="tight")
+    return axes
+
+
+def _attributes(manifest, enrolment):
+    """Condition values of the enrolment and the test side IDs (NaN when unknown)."""
+    columns = [c for c in CONDITION_COLUMNS if c in manifest.columns]
+    utterances = manifest.set_index("ID")[columns].replace("", np.nan)
+    if enrolment is None:
+        return utterances, utterances
+    members = enrolment[["model_id"]].assign(ID=enrolment["utt_ids"].str.split()).explode("ID")
+    values = members.join(utterances, on="ID").groupby("model_id")[columns]
+    agreed = values.first().where(values.nunique() == 1)
+    own = enrolment.set_index("model_id").reindex(columns=columns).replace("", np.nan)
+    models = own.fillna(agreed)
+    # A model ID that is also an utterance ID is the model on the enrolment side.
+    return pd.concat([utterances.drop(models.index, errors="ignore"), models]), utterances
+
+
+def _row(condition, value, scores, labels, dcf):
+    targets = int(labels.sum())
+    row = {"condition": condition, "value": value, "trials": len(labels), "targets": targets}
+    if 0 < targets < len(labels):
+        return {**row, **compute_metrics(scores, labels, dcf), "note": ""}
+    names = ["eer"] + [dcf_name(*setting) for setting in dcf]
+    return {**row, **dict.fromkeys(names, np.nan), "note": ONE_SIDED}
+
+
+def condition_table(trials, scores, manifest, enrolment=None, dcf=VOXCELEB_DCF):
+    """EER and minDCF of all trials and of each condition.
+
+    Arguments
+    ---------
+    trials : pandas.DataFrame
+        As from :func:`data_prep.manifest.read_trials` (``trial_type`` optional).
+    scores : array-like
+        One score per trial.
+    manifest : pandas.DataFrame
+        The manifest the trial IDs are in, as from
+        :func:`data_prep.manifest.read_manifest`.
+    enrolment : pandas.DataFrame, optional
+        Enrolment table (the second item :func:`data_prep.manifest.read_enrolment`
+        returns). A model takes a condition value from its own column in the
+        table if there is one, else from its utterances when they agree.
+    dcf : list of tuple
+        ``(p_target, c_miss, c_fa)`` settings.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``condition, value, trials, targets, eer, min_dcf_..., note``;
+        the first row is ``all``. One-sided groups have NaN metrics and the
+        note ``n/a: one-sided``.
+    """
+    scores = _checked_scores(trials, scores)
+    labels = trials["label"].to_numpy()
+    rows = [_row("all", "all", scores, labels, dcf)]
+    enrol_values, test_values = _attributes(manifest, enrolment)
+    enrol = enrol_values.reindex(trials["enrol"].to_numpy()).reset_index(drop=True)
+    test = test_values.reindex(trials["test"].to_numpy()).reset_index(drop=True)
+    for column in enrol.columns:
+        pairs = pd.DataFrame({"enrol": enrol[column], "test": test[column]}).dropna()
+        groups = pairs.groupby(["enrol", "test"]).groups
+        same = sorted(key for key in groups if key[0] == key[1])
+        for key in same + sorted(set(groups) - set(same)):
+            index = groups[key].to_numpy()
+            value = key[0] if key in same else f"{key[0]} / {key[1]}"
+            rows.append(_row(column, value, scores[index], labels[index], dcf))
+    types = trials.get("trial_type", pd.Series("", index=trials.index)).to_numpy()
+    for target in sorted(set(types[labels == 1]) - {""}):
+        for other in sorted(set(types[labels == 0]) - {"", target}):
+            index = np.flatnonzero(np.isin(types, [target, other]))
+            rows.append(
+                _row("trial_type", f"{target} vs {other}", scores[index], labels[index], dcf))
+    return pd.DataFrame(rows)
+
+
+def _markdown(table):
+    # Written here because pandas' DataFrame.to_markdown needs the optional
+    # tabulate package, which is not a dependency.
+    metrics = [c for c in table.columns if c == "eer" or c.startswith("min_dcf_")]
+    header = ["condition", "value", "trials", "targets", "EER (%)"] + [
+        "minDCF " + c[len("min_dcf_"):].replace("_", ", ") for c in metrics[1:]
+    ]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for row in table.to_dict("records"):
+        cells = [row["condition"], row["value"], str(row["trials"]), str(row["targets"])]
+        if row["note"]:
+            cells += [row["note"]] + [""] * (len(metrics) - 1)
+        else:
+            cells += [f"{100 * row['eer']:.2f}"] + [f"{row[c]:.4f}" for c in metrics[1:]]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(name, trials, scores, manifest, out_dir, dcf=VOXCELEB_DCF, enrolment=None):
+    """Write the score file and the per-condition table of one trial list.
+
+    Writes ``<out_dir>/<name>_scores.txt``, ``<name>_conditions.csv`` and
+    ``<name>_conditions.md``.
+
+    Arguments
+    ---------
+    name : str
+        Trial list name, the prefix of the files.
+    trials : pandas.DataFrame
+        As from :func:`data_prep.manifest.read_trials`.
+    scores : array-like
+        One score per trial.
+    manifest : pandas.DataFrame
+        The manifest the trial IDs are in.
+    out_dir : str
+        Output folder (created if needed).
+    dcf : list of tuple
+        ``(p_target, c_miss, c_fa)`` settings.
+    enrolment : pandas.DataFrame, optional
+        Enrolment table, for trial lists with enrolment models.
+
+    Returns
+    -------
+    dict
+        ``trials``, ``targets``, ``eer`` and one ``min_dcf_...`` per setting,
+        over all trials.
+    """
+    write_scores(os.path.join(out_dir, f"{name}_scores.txt"), trials, scores)
+    table = condition_table(trials, scores, manifest, enrolment, dcf)
+    stem = os.path.join(out_dir, f"{name}_conditions")
+    table.to_csv(stem + ".csv", index=False)
+    with open(stem + ".md", "w", encoding="utf-8") as out:
+        out.write(_markdown(table))
+    overall = table.iloc[0]
+    metrics = ["eer"] + [dcf_name(*setting) for setting in dcf]
+    return {"trials": int(overall["trials"]), "targets": int(overall["targets"]),
+            **{metric: float(overall[metric]) for metric in metrics}}

@@ -1,0 +1,230 @@
+"""Cosine scoring of a trial list, optionally S-norm or AS-norm against a cohort.
+
+Each side of a trial is a unit vector: a test utterance's length-normalised
+embedding, or an enrolment model's mean of its utterances' length-normalised
+embeddings (normalised again). Every distinct side is built once, however
+many trials name it, and the score is the dot product of the two sides.
+
+Score normalisation follows SpeechBrain's
+``recipes/VoxCeleb/SpeakerRec/speaker_verification_cosine.py``: each side is
+scored against a cohort of impostor embeddings, and with the mean ``mu`` and
+standard deviation ``sigma`` (unbiased, as its ``torch.std``) of those cohort scores
+
+    s' = ((s - mu_enrol) / sigma_enrol + (s - mu_test) / sigma_test) / 2
+
+over the whole cohort (S-norm) or over each side's ``top_k`` highest cohort
+scores only (adaptive S-norm, AS-norm; Matejka et al., Interspeech 2017).
+The statistics depend on the side, not on the trial, so they are computed
+once per distinct side, in chunks that bound the memory to
+``CHUNK_ELEMENTS`` cohort scores.
+"""
+
+import numpy as np
+import pandas as pd
+import torch
+
+from data_prep.manifest import fail
+
+# Trials scored per step, and cohort scores held at once: bound the memory of
+# a million-trial list to a few hundred MB.
+CHUNK_TRIALS = 2**16
+CHUNK_ELEMENTS = 2**24
+
+
+def _unit(vectors):
+    return torch.nn.functional.normalize(vectors, dim=-1)
+
+
+def side_vectors(embeddings, groups):
+    """Unit vectors of trial sides, each the normalised mean of unit embeddings.
+
+    Arguments
+    ---------
+    embeddings : dict
+        ``{utterance ID: tensor [dim]}``.
+    groups : list of sequence of str
+        The utterance IDs of each side: one ID for a test utterance, several
+        for an enrolment model.
+
+    Returns
+    -------
+    torch.Tensor
+        ``[len(groups), dim]``, unit length, in the embeddings' dtype.
+
+    Raises
+    ------
+    ManifestError
+        Naming the first utterances without an embedding or with NaN/inf values.
+
+    Example
+    -------
+    >>> embeddings = {"a": torch.tensor([3.0, 0.0]), "b": torch.tensor([0.0, 0.5])}
+    >>> side_vectors(embeddings, [["a"], ["a", "b"]])
+    tensor([[1.0000, 0.0000],
+            [0.7071, 0.7071]])
+    """
+    index = {}
+    members = [[index.setdefault(utt, len(index)) for utt in group] for group in groups]
+    utterances = list(index)
+    missing = [utt for utt in utterances if utt not in embeddings]
+    if missing:
+        fail(
+            "embeddings",
+            f"{len(missing)} of the {len(utterances)} utterances the trials need have no embedding",
+            rows=missing,
+            fix="embed every utterance of the trial list's manifest and enrolment table",
+        )
+    matrix = torch.stack([torch.as_tensor(embeddings[utt]) for utt in utterances])
+    bad = (~torch.isfinite(matrix).all(dim=1)).nonzero().flatten().tolist()
+    if bad:
+        fail("embeddings", "embeddings with NaN or infinite values",
+             rows=[utterances[i] for i in bad],
+             fix="check the model and the audio of these utterances")
+    rows = torch.tensor([utt for group in members for utt in group])
+    owners = torch.repeat_interleave(torch.tensor([len(group) for group in members]))
+    # The mean of the unit embeddings has the direction of their sum.
+    sums = torch.zeros(len(groups), matrix.shape[1], dtype=matrix.dtype)
+    return _unit(sums.index_add_(0, owners, _unit(matrix)[rows]))
+
+
+def cohort_stats(vectors, cohort, top_k=None):
+    """Mean and standard deviation of each vector's (top ``top_k``) cohort cosine scores.
+
+    Arguments
+    ---------
+    vectors : torch.Tensor or numpy.ndarray
+        ``[n, dim]``, one row per trial side.
+    cohort : torch.Tensor or numpy.ndarray
+        ``[cohort size, dim]`` impostor embeddings.
+    top_k : int, optional
+        Keep only each row's ``top_k`` highest cohort scores (AS-norm);
+        ``None`` keeps them all (S-norm).
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(mean, std)``, each ``[n]``.
+
+    Example
+    -------
+    >>> cohort = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    >>> mean, std = cohort_stats(torch.tensor([[2.0, 0.0]]), cohort, top_k=2)
+    >>> mean.round(4), std.round(4)
+    (array([0.5], dtype=float32), array([0.7071], dtype=float32))
+    """
+    vectors = torch.as_tensor(vectors)
+    cohort = torch.as_tensor(cohort)
+    bad = (~torch.isfinite(cohort).all(dim=1)).nonzero().flatten().tolist()
+    if bad:
+        fail("cohort", "cohort rows with NaN or infinite values", rows=[f"row {i}" for i in bad])
+    size = cohort.shape[0]
+    if top_k is not None and not 2 <= top_k <= size:
+        raise ValueError(f"top_k must be between 2 and the cohort size {size}; got {top_k}")
+    cohort = _unit(cohort.to(vectors.dtype))
+    step = max(1, CHUNK_ELEMENTS // size)
+    means, stds = [], []
+    for chunk in _unit(vectors).split(step):
+        # Matrix products in torch (its threads only); the rest in numpy, whose
+        # partition is several times faster on a CPU than torch.topk.
+        scores = (chunk @ cohort.T).numpy()
+        if top_k is not None:
+            scores.partition(size - top_k, axis=1)
+            scores = scores[:, size - top_k:]
+        means.append(scores.mean(axis=1))
+        stds.append(scores.std(axis=1, ddof=1))
+    return np.concatenate(means), np.concatenate(stds)
+
+
+def normalize_scores(scores, enrol_stats, test_stats):
+    """S-norm: the mean of the scores standardised by each side's cohort statistics.
+
+    Arguments
+    ---------
+    scores : array-like
+        Raw scores, one per trial.
+    enrol_stats : tuple
+        ``(mean, std)`` of each trial's enrolment side, as from :func:`cohort_stats`.
+    test_stats : tuple
+        ``(mean, std)`` of each trial's test side.
+
+    Returns
+    -------
+    Same type as ``scores``
+        The normalised scores.
+
+    Example
+    -------
+    >>> normalize_scores(np.array([0.5]), (np.array([0.1]), np.array([0.2])),
+    ...                  (np.array([0.3]), np.array([0.1])))
+    array([2.])
+    """
+    (enrol_mean, enrol_std), (test_mean, test_std) = enrol_stats, test_stats
+    return ((scores - enrol_mean) / enrol_std + (scores - test_mean) / test_std) / 2
+
+
+def score_trials(embeddings, trials, enrolment=None, cohort=None, top_k=None):
+    """Cosine score of every trial, optionally S-norm or AS-norm normalised.
+
+    Arguments
+    ---------
+    embeddings : dict
+        ``{utterance ID: tensor [dim]}``, as from :func:`local.embed.compute_embeddings`.
+    trials : pandas.DataFrame
+        With ``enrol`` and ``test`` columns, as from
+        :func:`data_prep.manifest.read_trials`.
+    enrolment : dict, optional
+        ``{model ID: [utterance IDs]}`` (the first item
+        :func:`data_prep.manifest.read_enrolment` returns). An enrolment side
+        listed here is that model, any other is an utterance ID.
+    cohort : torch.Tensor or numpy.ndarray, optional
+        ``[cohort size, dim]`` impostor embeddings: when given, the scores are
+        S-norm normalised against them.
+    top_k : int, optional
+        With ``cohort``: AS-norm over each side's ``top_k`` closest cohort
+        members instead of S-norm over all of them.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 scores, in the order of ``trials``.
+
+    Raises
+    ------
+    ManifestError
+        When utterances have no embedding or non-finite values.
+
+    Example
+    -------
+    >>> embeddings = {"a": torch.tensor([1.0, 0.0]), "b": torch.tensor([1.0, 1.0]),
+    ...               "c": torch.tensor([0.0, 2.0])}
+    >>> trials = pd.DataFrame({"enrol": ["a", "m"], "test": ["b", "c"]})
+    >>> score_trials(embeddings, trials, enrolment={"m": ["a", "b"]}).round(4)
+    array([0.7071, 0.3827])
+    """
+    enrolment = enrolment or {}
+    enrol_codes, enrol_ids = pd.factorize(trials["enrol"])
+    test_codes, test_ids = pd.factorize(trials["test"])
+    # An utterance on both sides of the trial list, or two models of the same
+    # utterances, is one side: its vector and cohort statistics are computed once.
+    sides = {}
+    side_codes = np.array([
+        sides.setdefault(members, len(sides))
+        for members in [tuple(enrolment.get(side, [side])) for side in enrol_ids]
+        + [(side,) for side in test_ids]
+    ])
+    vectors = side_vectors(embeddings, list(sides))
+    enrol_side = side_codes[enrol_codes]
+    test_side = side_codes[len(enrol_ids) + test_codes]
+    # numpy's take gathers rows several times faster than torch indexing on a CPU.
+    matrix = vectors.numpy()
+    scores = np.concatenate([
+        np.einsum("nd,nd->n", matrix.take(enrol_side[start:start + CHUNK_TRIALS], axis=0),
+                  matrix.take(test_side[start:start + CHUNK_TRIALS], axis=0))
+        for start in range(0, len(trials), CHUNK_TRIALS)
+    ])
+    if cohort is not None:
+        mean, std = cohort_stats(vectors, cohort, top_k)
+        scores = normalize_scores(
+            scores, (mean[enrol_side], std[enrol_side]), (mean[test_side], std[test_side])
+        )
+    return scores.astype(np.float64)

@@ -1,0 +1,175 @@
+"""Verification of a trained system on a condition's trial lists, and its report.
+
+Each evaluation manifest's utterances are embedded once (cached next to the
+checkpoint they came from), each trial list is scored by cosine similarity
+and, with ``score_norm``, also S-norm or AS-norm normalised against a cohort of
+impostor embeddings drawn from the source or the unlabelled target training
+data. Every scored list gets a score file and a per-condition table; one DET
+figure overlays all of them. Used at the end of ``train_dann.py`` and by
+``evaluate.py``.
+"""
+
+import os
+
+import numpy as np
+import pandas as pd
+import torch
+
+from data_prep.manifest import read_enrolment, read_manifest, read_trials
+from local.embed import compute_embeddings
+from local.metrics import VOXCELEB_DCF
+from local.report import plot_det, write_report
+from local.scoring import score_trials
+
+SCORE_NORMS = (None, "snorm", "asnorm")
+COHORT_DOMAINS = ("source", "target")
+
+
+def check_score_norm(hparams):
+    """Fail early on a score-normalisation setting the evaluation could not use.
+
+    Arguments
+    ---------
+    hparams : dict
+        ``score_norm``, ``cohort_domain``, ``cohort_size``, ``cohort_top_k``.
+    """
+    if hparams["score_norm"] not in SCORE_NORMS:
+        raise ValueError(
+            f"score_norm must be null, snorm or asnorm; got {hparams['score_norm']!r}")
+    if hparams["cohort_domain"] not in COHORT_DOMAINS:
+        raise ValueError(
+            f"cohort_domain must be source or target; got {hparams['cohort_domain']!r}")
+    top_k, size = hparams["cohort_top_k"], hparams["cohort_size"]
+    if hparams["score_norm"] == "asnorm" and not 2 <= top_k <= size:
+        raise ValueError(
+            f"cohort_top_k ({top_k}) must be between 2 and cohort_size ({size})")
+
+
+def cohort_subset(dataset, size, seed):
+    """The IDs of ``size`` utterances of ``dataset`` drawn with ``seed`` (all if fewer).
+
+    Arguments
+    ---------
+    dataset : DynamicItemDataset
+        The cohort's training manifest.
+    size : int
+        Cohort size.
+    seed : int
+        Draw seed.
+
+    Returns
+    -------
+    list of str
+        Sorted IDs.
+
+    Example
+    -------
+    >>> from speechbrain.dataio.dataset import DynamicItemDataset
+    >>> data = DynamicItemDataset({f"u{i}": {} for i in range(10)})
+    >>> len(cohort_subset(data, 4, seed=0)), cohort_subset(data, 20, seed=0)[:2]
+    (4, ['u0', 'u1'])
+    """
+    ids = sorted(dataset.data_ids)
+    if size >= len(ids):
+        return ids
+    rng = np.random.default_rng(seed)
+    return sorted(rng.choice(ids, size=size, replace=False).tolist())
+
+
+def verify(embed, hparams, condition, eval_datasets, cohort_dataset, device, checkpoint):
+    """Embed, score and report every trial list of a condition.
+
+    Arguments
+    ---------
+    embed : callable
+        ``embed(wavs, wav_lens) -> [batch, 1, dim]``, in evaluation mode.
+    hparams : dict
+        Model hparams: ``output_folder``, ``eval_batch_size``, ``score_norm``,
+        ``cohort_domain``, ``cohort_size``, ``cohort_top_k``, ``seed``.
+    condition : dict
+        Condition hparams: ``evaluation`` (``{name: {manifest, trials[,
+        enrolment, min_dcf]}}``), where ``min_dcf`` lists the ``[p_target,
+        c_miss, c_fa]`` settings of that trial list (default VoxCeleb's two
+        operating points; SdSV's is ``[[0.01, 10, 1]]``).
+    eval_datasets : dict
+        Whole-utterance datasets keyed by manifest path.
+    cohort_dataset : DynamicItemDataset or None
+        Whole-utterance dataset of the cohort's training manifest (needed
+        with ``score_norm``).
+    device : str
+        Where to embed.
+    checkpoint : str
+        Name of the checkpoint the model came from; the embedding caches
+        carry it, so that a retrained model never reuses them.
+
+    Returns
+    -------
+    dict
+        ``{system: {"eer": ..., "min_dcf_...": ...}}``, a system per trial list
+        (``<name>``) and, with ``score_norm``, per normalised list
+        (``<name>_<score_norm>``).
+    """
+    folder = hparams["output_folder"]
+    report_folder = os.path.join(folder, "verification")
+
+    def embedded(name, dataset, ids=None):
+        cache = os.path.join(folder, f"embeddings_{name}_{checkpoint}.pt")
+        return compute_embeddings(embed, dataset, hparams["eval_batch_size"], device,
+                                  cache_path=cache, ids=ids)
+
+    # A manifest's cache is named after the first trial list that uses it:
+    # manifests of different corpora may share a file name (eval.csv).
+    cache_names = {}
+    for name, spec in condition["evaluation"].items():
+        cache_names.setdefault(spec["manifest"], name)
+    embeddings = {manifest: embedded(cache_names[manifest], dataset)
+                  for manifest, dataset in eval_datasets.items()}
+    cohort = None
+    if hparams["score_norm"]:
+        ids = cohort_subset(cohort_dataset, hparams["cohort_size"], hparams["seed"])
+        vectors = embedded(f"cohort_{hparams['cohort_domain']}{len(ids)}", cohort_dataset, ids)
+        cohort = torch.stack([vectors[i] for i in ids])
+    top_k = hparams["cohort_top_k"] if hparams["score_norm"] == "asnorm" else None
+
+    results, curves = {}, {}
+    for name, spec in condition["evaluation"].items():
+        trials = read_trials(spec["trials"])
+        manifest = read_manifest(spec["manifest"])
+        models, table = read_enrolment(spec["enrolment"]) if spec.get("enrolment") else ({}, None)
+        dcf = [tuple(setting) for setting in spec.get("min_dcf", VOXCELEB_DCF)]
+        systems = {name: score_trials(embeddings[spec["manifest"]], trials, models)}
+        if cohort is not None:
+            systems[f"{name}_{hparams['score_norm']}"] = score_trials(
+                embeddings[spec["manifest"]], trials, models, cohort, top_k)
+        for system, scores in systems.items():
+            results[system] = write_report(system, trials, scores, manifest, report_folder,
+                                           dcf, table)
+            curves[system] = (scores, trials["label"].to_numpy())
+    plot_det(curves, os.path.join(report_folder, "det.png"))
+    summary = summary_table(results)
+    summary.to_csv(os.path.join(report_folder, "summary.csv"), index=False)
+    print(f"Verification ({condition['condition']}):\n{summary.to_string(index=False)}")
+    return results
+
+
+def summary_table(results):
+    """One row per system: trials, EER (%) and each minDCF it was scored at.
+
+    Arguments
+    ---------
+    results : dict
+        As :func:`verify` returns.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``system, trials, eer_percent`` and one per minDCF setting
+        (empty where a system was not scored at it).
+    """
+    rows = []
+    for system, metrics in results.items():
+        row = {"system": system, "trials": metrics["trials"],
+               "eer_percent": round(100 * metrics["eer"], 2)}
+        row.update({k: round(v, 4) for k, v in metrics.items() if k.startswith("min_dcf_")})
+        rows.append(row)
+    return pd.DataFrame(rows)

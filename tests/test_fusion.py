@@ -1,0 +1,123 @@
+"""Mean and logistic-regression score fusion, and its command line."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from data_prep.manifest import ManifestError
+from local.fusion import load_systems, main, mean_fusion, train_logistic_fusion
+from local.metrics import eer
+from local.report import read_scores, write_scores
+
+N = 4000
+
+
+def noisy_systems(seed, noise, shift=(0.0, 0.0), scale=(1.0, 1.0)):
+    """Trials, labels and one noisy copy of a common underlying score per noise level."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, N)
+    truth = rng.normal(size=N) + 2.0 * labels
+    trials = pd.DataFrame({"label": labels, "enrol": [f"e{i % 50}" for i in range(N)],
+                           "test": [f"t{i}" for i in range(N)]})
+    scores = [s * (truth + n * rng.normal(size=N)) + b for n, b, s in zip(noise, shift, scale)]
+    return trials, np.stack(scores, axis=1)
+
+
+def write_systems(folder, name, trials, scores):
+    paths = []
+    for system in range(scores.shape[1]):
+        paths.append(str(folder / f"{name}{system}.txt"))
+        write_scores(paths[-1], trials, scores[:, system])
+    return paths
+
+
+def test_fusing_two_noisy_copies_beats_each(tmp_path, capsys):
+    # Different offsets and scales: standardisation puts them on one footing.
+    trials, scores = noisy_systems(0, noise=(1.0, 1.0), shift=(0.0, 5.0), scale=(1.0, 0.1))
+    labels = trials["label"]
+    fused = mean_fusion(scores)
+    assert eer(fused, labels) < 0.9 * min(eer(scores[:, 0], labels), eer(scores[:, 1], labels))
+    paths = write_systems(tmp_path, "sys", trials, scores)
+    main(["--scores", *paths, "--out", str(tmp_path / "fused.txt"),
+          "--det", str(tmp_path / "det.png")])
+    written = read_scores(tmp_path / "fused.txt")
+    np.testing.assert_allclose(written["score"], fused)
+    assert (tmp_path / "det.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["system", "EER", "(%)", "min_dcf_0.01", "min_dcf_0.001"]
+    assert [line.split()[0] for line in lines[1:]] == [*paths, "fusion"]
+    assert float(lines[3].split()[2]) == pytest.approx(100 * eer(fused, labels), abs=0.005)
+
+
+def test_mean_fusion_by_hand():
+    scores = np.array([[0.0, 10.0], [1.0, 30.0], [2.0, 20.0]])
+    # System 1: mean 1, std sqrt(2/3); system 2: mean 20, std sqrt(200/3).
+    z = np.sqrt(1.5)
+    np.testing.assert_allclose(mean_fusion(scores), [(-z - z) / 2, (0 + z) / 2, (z + 0) / 2])
+    with pytest.raises(ValueError, match=r"systems \[1\] give every trial the same score"):
+        mean_fusion(np.array([[0.0, 1.0], [1.0, 1.0]]))
+
+
+def test_logistic_fusion_weights_the_better_system_more(tmp_path, capsys):
+    dev_trials, dev_scores = noisy_systems(1, noise=(0.5, 1.5))
+    trials, scores = noisy_systems(2, noise=(0.5, 1.5))
+    weights, bias = train_logistic_fusion(dev_scores, dev_trials["label"])
+    assert weights[0] > 3 * weights[1] > 0
+    fused = scores @ weights + bias
+    assert eer(fused, trials["label"]) < eer(mean_fusion(scores), trials["label"])
+    paths = write_systems(tmp_path, "eval", trials, scores)
+    dev = write_systems(tmp_path, "dev", dev_trials, dev_scores)
+    main(["--scores", *paths, "--out", str(tmp_path / "fused.txt"), "--dev", *dev])
+    np.testing.assert_allclose(read_scores(tmp_path / "fused.txt")["score"], fused)
+    printed = capsys.readouterr().out
+    assert printed.startswith(f"weights {weights[0]:.4f} {weights[1]:.4f}, bias {bias:.4f}\n")
+
+
+@pytest.mark.parametrize("p_target", [0.5, 0.1])
+def test_logistic_fusion_learns_the_log_likelihood_ratio(p_target):
+    # Targets N(1, 1), non-targets N(-1, 1): the log-likelihood ratio is 2 s,
+    # whatever prior the training is weighted for.
+    rng = np.random.default_rng(3)
+    labels = rng.random(40000) < 0.3
+    scores = (rng.normal(size=40000) + np.where(labels, 1.0, -1.0))[:, None]
+    weights, bias = train_logistic_fusion(scores, labels, p_target)
+    assert weights[0] == pytest.approx(2.0, abs=0.06) and bias == pytest.approx(0.0, abs=0.06)
+
+
+def test_systems_are_aligned_by_trial(tmp_path):
+    trials, scores = noisy_systems(4, noise=(1.0, 1.0))
+    write_scores(tmp_path / "a.txt", trials, scores[:, 0])
+    order = np.random.default_rng(0).permutation(N)
+    write_scores(tmp_path / "b.txt", trials.iloc[order], scores[order, 1])
+    aligned_trials, aligned = load_systems([str(tmp_path / "a.txt"), str(tmp_path / "b.txt")])
+    pd.testing.assert_frame_equal(aligned_trials, trials[["enrol", "test", "label"]])
+    np.testing.assert_array_equal(aligned, scores)
+
+
+def test_mismatched_trial_lists_are_refused(tmp_path):
+    trials, scores = noisy_systems(5, noise=(1.0, 1.0))
+    write_scores(tmp_path / "a.txt", trials, scores[:, 0])
+    other = trials.copy()
+    other.loc[3, "test"] = "elsewhere"
+    write_scores(tmp_path / "b.txt", other.iloc[1:], scores[1:, 1])
+    with pytest.raises(ManifestError) as error:
+        load_systems([str(tmp_path / "a.txt"), str(tmp_path / "b.txt")])
+    assert str(error.value).startswith(
+        f"{tmp_path / 'b.txt'}: does not list the same trials as {tmp_path / 'a.txt'} "
+        "(2 missing, 1 extra)\n  missing: e0 t0\n  missing: e3 t3\n  extra: e3 elsewhere\n"
+        "Fix: score every system on the same trial list")
+    flipped = trials.copy()
+    flipped.loc[7, "label"] = 1 - flipped.loc[7, "label"]
+    write_scores(tmp_path / "c.txt", flipped, scores[:, 1])
+    with pytest.raises(ManifestError, match=r"c.txt: labels differ from .*a.txt\n  e7 t7\n"):
+        load_systems([str(tmp_path / "a.txt"), str(tmp_path / "c.txt")])
+
+
+def test_command_line_reports_bad_input(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["--scores", "a.txt", "b.txt", "--out", "f.txt", "--dev", "a_dev.txt"])
+    assert "2 --scores files but 1 --dev files" in capsys.readouterr().err
+    missing = str(tmp_path / "none.txt")
+    assert main(["--scores", missing, "--out", str(tmp_path / "f.txt")]) == 1
+    assert capsys.readouterr().err.startswith(f"{missing}: score file does not exist")
+    assert not (tmp_path / "f.txt").exists()

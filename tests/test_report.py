@@ -1,0 +1,213 @@
+"""Score files, DET plots and the per-condition table on a hand-made trial list."""
+
+import math
+
+import matplotlib.image
+import numpy as np
+import pandas as pd
+import pytest
+
+from data_prep.manifest import (
+    ManifestError,
+    read_enrolment,
+    read_manifest,
+    read_trials,
+    write_enrolment,
+    write_manifest,
+    write_trials,
+)
+from local.metrics import SDSV_DCF, VOXCELEB_DCF, compute_metrics, eer, min_dcf
+from local.report import condition_table, plot_det, read_scores, write_report, write_scores
+
+# ID: (spk_id, channel, lang, phrase); "" is unknown.
+UTTERANCES = {
+    "a1": ("A", "mic", "fa", "01"),
+    "a2": ("A", "tel", "fa", "02"),
+    "a3": ("A", "mic", "fa", ""),
+    "b1": ("B", "mic", "fa", "01"),
+    "b2": ("B", "tel", "en", "01"),
+    "b3": ("B", "", "fa", "01"),
+    "c1": ("C", "tel", "fa", "02"),
+}
+# mA: channel and lang from its utterances (they agree), phrase from the table.
+# mB: its utterances disagree on channel and lang, so these are unknown.
+MODELS = [
+    {"model_id": "mA", "utt_ids": "a1 a3", "phrase": "02"},
+    {"model_id": "mB", "utt_ids": "b1 b2", "phrase": "01"},
+]
+# label, enrol, test, type; the comments are the (enrol / test) conditions.
+TRIALS = [
+    (1, "mA", "a2", "TC"),  # 0  channel mic/tel, lang fa,    phrase 02
+    (0, "mA", "c1", "IC"),  # 1  channel mic/tel, lang fa,    phrase 02
+    (1, "mB", "b3", "TC"),  # 2  channel ?/?,     lang ?/fa,  phrase 01
+    (0, "mB", "a1", "IC"),  # 3  channel ?/mic,   lang ?/fa,  phrase 01
+    (0, "mA", "b1", "IW"),  # 4  channel mic,     lang fa,    phrase 02/01
+    (0, "mA", "a1", "TW"),  # 5  channel mic,     lang fa,    phrase 02/01
+    (0, "mB", "c1", "IW"),  # 6  channel ?/tel,   lang ?/fa,  phrase 01/02
+    (0, "a1", "b2", "IC"),  # 7  channel mic/tel, lang fa/en, phrase 01
+    (1, "a3", "a2", "TC"),  # 8  channel mic/tel, lang fa,    phrase ?/02
+]
+SCORES = np.array([0.9, 0.2, 0.6, 0.7, 0.1, 0.4, 0.3, 0.5, 0.8])
+
+
+@pytest.fixture
+def evaluation(tmp_path):
+    """The manifest, enrolment table and trials above, through their writers and readers."""
+    rows = [
+        {"ID": utt, "duration": 1.0, "wav": f"{utt}.wav", "start": 0, "stop": 16000,
+         "spk_id": spk, "domain": "demo", "lang": lang, "channel": channel, "phrase": phrase}
+        for utt, (spk, channel, lang, phrase) in UTTERANCES.items()
+    ]
+    write_manifest(rows, tmp_path / "eval.csv")
+    write_enrolment(MODELS, tmp_path / "models.csv")
+    write_trials(TRIALS, tmp_path / "trials.txt")
+    _, enrolment = read_enrolment(tmp_path / "models.csv")
+    return read_trials(tmp_path / "trials.txt"), read_manifest(tmp_path / "eval.csv"), enrolment
+
+
+def expected_row(condition, value, trials):
+    """The table row of the hand-picked trial indices."""
+    labels = np.array([TRIALS[i][0] for i in trials])
+    row = {"condition": condition, "value": value, "trials": len(trials),
+           "targets": int(labels.sum())}
+    if 0 < labels.sum() < len(labels):
+        row["eer"] = eer(SCORES[trials], labels)
+        row["min_dcf_0.01"] = min_dcf(SCORES[trials], labels, 0.01)
+    return row
+
+
+EXPECTED = [
+    expected_row("all", "all", [0, 1, 2, 3, 4, 5, 6, 7, 8]),
+    expected_row("lang", "fa", [0, 1, 4, 5, 8]),
+    expected_row("lang", "fa / en", [7]),
+    expected_row("channel", "mic", [4, 5]),
+    expected_row("channel", "mic / tel", [0, 1, 7, 8]),
+    expected_row("phrase", "01", [2, 3, 7]),
+    expected_row("phrase", "02", [0, 1]),
+    expected_row("phrase", "01 / 02", [6]),
+    expected_row("phrase", "02 / 01", [4, 5]),
+    expected_row("domain", "demo", [0, 1, 2, 3, 4, 5, 6, 7, 8]),
+    expected_row("trial_type", "TC vs IC", [0, 1, 2, 3, 7, 8]),
+    expected_row("trial_type", "TC vs IW", [0, 2, 4, 6, 8]),
+    expected_row("trial_type", "TC vs TW", [0, 2, 5, 8]),
+]
+
+
+def test_condition_table_matches_hand_counts(evaluation):
+    trials, manifest, enrolment = evaluation
+    table = condition_table(trials, SCORES, manifest, enrolment)
+    assert list(table.columns) == [
+        "condition", "value", "trials", "targets", "eer", "min_dcf_0.01", "min_dcf_0.001", "note"]
+    # Columns in CONDITION_COLUMNS order, shared values before cross pairs.
+    assert table[["condition", "value"]].values.tolist() == [
+        [row["condition"], row["value"]] for row in EXPECTED]
+    for row, want in zip(table.to_dict("records"), EXPECTED):
+        assert (row["trials"], row["targets"]) == (want["trials"], want["targets"]), want
+        if "eer" in want:
+            assert row["note"] == ""
+            assert row["eer"] == pytest.approx(want["eer"])
+            assert row["min_dcf_0.01"] == pytest.approx(want["min_dcf_0.01"])
+        else:
+            assert row["note"] == "n/a: one-sided"
+            assert math.isnan(row["eer"]) and math.isnan(row["min_dcf_0.001"])
+
+
+def test_hand_computed_values(evaluation):
+    trials, manifest, enrolment = evaluation
+    table = condition_table(trials, SCORES, manifest, enrolment).set_index(["condition", "value"])
+    # Targets 0.9, 0.8 above non-targets 0.2, 0.5: separated.
+    assert table.loc[("channel", "mic / tel"), "eer"] == 0.0
+    # Non-targets 0.2, 0.5, 0.7 and targets 0.6, 0.8, 0.9: rejecting up to 0.6
+    # misses 1 of 3 targets and accepts 1 of 3 non-targets.
+    assert table.loc[("trial_type", "TC vs IC"), "eer"] == pytest.approx(1 / 3)
+    # Non-targets 0.5, 0.7 and target 0.6: accepting above 0.5 (miss 0, false
+    # alarms 1/2) and above 0.6 (miss 1, false alarms 0) are equally close;
+    # the lower threshold is taken, as SpeechBrain does.
+    assert table.loc[("phrase", "01"), "eer"] == pytest.approx(0.25)
+
+
+def test_without_enrolment_table_or_types_or_condition_columns():
+    manifest = pd.DataFrame({"ID": ["x", "y", "z"], "gender": ["f", "f", "m"]})
+    trials = pd.DataFrame({"label": [1, 0, 0], "enrol": ["x", "x", "y"], "test": ["y", "z", "z"]})
+    table = condition_table(trials, [0.5, 0.1, 0.2], manifest)
+    assert table[["condition", "value", "trials", "targets"]].values.tolist() == [
+        ["all", "all", 3, 1], ["gender", "f", 1, 1], ["gender", "f / m", 2, 0]]
+    bare = condition_table(trials, [0.5, 0.1, 0.2], manifest[["ID"]])
+    assert bare["condition"].tolist() == ["all"]
+    with pytest.raises(ValueError, match="2 scores for 3 trials"):
+        condition_table(trials, [0.5, 0.1], manifest)
+
+
+def test_write_report_writes_scores_and_tables(evaluation, tmp_path):
+    trials, manifest, enrolment = evaluation
+    dcf = VOXCELEB_DCF + SDSV_DCF
+    metrics = write_report("target", trials, SCORES, manifest, tmp_path / "out", dcf, enrolment)
+    assert metrics == {"trials": 9, "targets": 3, **compute_metrics(SCORES, trials["label"], dcf)}
+    assert read_scores(tmp_path / "out" / "target_scores.txt")["score"].tolist() == SCORES.tolist()
+    table = pd.read_csv(tmp_path / "out" / "target_conditions.csv", keep_default_na=False)
+    assert len(table) == len(EXPECTED) and "min_dcf_0.01_10_1" in table.columns
+    markdown = (tmp_path / "out" / "target_conditions.md").read_text().splitlines()
+    assert markdown[0] == ("| condition | value | trials | targets | EER (%) | minDCF 0.01 "
+                           "| minDCF 0.001 | minDCF 0.01, 10, 1 |")
+    assert len(markdown) == 2 + len(EXPECTED)
+    assert f"| all | all | 9 | 3 | {100 * metrics['eer']:.2f} |" in markdown[2]
+    assert "| lang | fa / en | 1 | 0 | n/a: one-sided |  |  |  |" in markdown
+
+
+def test_score_file_round_trip_is_exact(tmp_path):
+    rng = np.random.default_rng(0)
+    trials = pd.DataFrame({"label": rng.integers(0, 2, 500), "enrol": [f"e{i}" for i in range(500)],
+                           "test": [f"t{i % 7}" for i in range(500)]})
+    scores = rng.normal(size=500) * 10.0 ** rng.integers(-8, 8, 500)
+    write_scores(tmp_path / "s.txt", trials, scores)
+    first_line = (tmp_path / "s.txt").read_text().splitlines()[0]
+    assert first_line == f"e0 t0 {float(scores[0])!r} {trials['label'][0]}"
+    back = read_scores(tmp_path / "s.txt")
+    assert back["score"].dtype == np.float64 and back["label"].dtype.kind == "i"
+    assert back["score"].tolist() == scores.tolist()
+    pd.testing.assert_frame_equal(back[["label", "enrol", "test"]], trials)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("", "score file is empty"),
+        ("a b 0.5 1\nc d 0.1 0 extra\n", "Expected 4 fields in line 2, saw 5"),
+        ("a b 0.5 1\nc d x 0\ne f 0.2 2\ng h 0.3\n",
+         "finite score and label 0 or 1\n"
+         "  line 2: c d x 0\n  line 3: e f 0.2 2\n  line 4: g h 0.3$"),
+        ("a b nan 1\n", "line 1: a b nan 1"),
+        ("a b 0.5 1\na b 0.4 1\n", "trials listed more than once\n  line 2: a b"),
+    ],
+)
+def test_bad_score_files_are_named(tmp_path, text, message):
+    path = tmp_path / "s.txt"
+    path.write_text(text)
+    with pytest.raises(ManifestError, match=message):
+        read_scores(path)
+    with pytest.raises(ManifestError, match="score file does not exist"):
+        read_scores(tmp_path / "none.txt")
+
+
+def test_det_plot_has_one_curve_per_system(tmp_path):
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 2, 2000)
+    systems = {
+        name: (rng.normal(size=2000) + shift * labels, labels)
+        for name, shift in (("good", 3.0), ("fair", 1.5), ("poor", 0.5))
+    }
+    axes = plot_det(systems, tmp_path / "det" / "det.png")
+    data = (tmp_path / "det" / "det.png").read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    height, width, _ = matplotlib.image.imread(tmp_path / "det" / "det.png").shape
+    assert height > 300 and width > 300
+    assert len(axes.get_lines()) == 3
+    legend = [text.get_text() for text in axes.get_legend().get_texts()]
+    assert legend == [f"{name} (EER {100 * eer(*systems[name]):.2f}%)" for name in systems]
+    # Probit axes: the 1 % and 10 % ticks are where the normal quantiles are.
+    ticks = dict(zip([t.get_text() for t in axes.get_xticklabels()], axes.get_xticks()))
+    assert ticks["1"] == pytest.approx(-2.3263, abs=1e-4)
+    assert ticks["10"] == pytest.approx(-1.2816, abs=1e-4)
+    # Each curve is the system's error rates on that scale.
+    x, y = axes.get_lines()[1].get_data()
+    assert np.all(np.diff(x) <= 0) and np.all(np.diff(y) >= 0)

@@ -1,0 +1,176 @@
+"""Cosine scoring, enrolment models and S-norm/AS-norm against per-trial loops."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import local.scoring
+from data_prep.manifest import ManifestError
+from local.scoring import cohort_stats, normalize_scores, score_trials, side_vectors
+
+DIM = 8
+
+
+@pytest.fixture
+def system():
+    """Embeddings of varied norms, two enrolment models, trials and a small cohort."""
+    rng = np.random.default_rng(7)
+    utterances = [f"u{i}" for i in range(10)]
+    embeddings = {
+        utt: torch.from_numpy(rng.normal(size=DIM) * rng.uniform(0.1, 10)) for utt in utterances
+    }
+    enrolment = {"m1": ["u0", "u1", "u2"], "m2": ["u3"]}
+    trials = pd.DataFrame(
+        [("u0", "u1"), ("u1", "u0"), ("u4", "u5"), ("m1", "u6"), ("m2", "u7"), ("m1", "u7"),
+         ("u8", "u9"), ("u4", "u9"), ("m2", "u3"), ("u3", "u3")],
+        columns=["enrol", "test"],
+    )
+    cohort = rng.normal(size=(12, DIM))
+    return embeddings, enrolment, trials, cohort
+
+
+def unit(vector):
+    return vector / np.linalg.norm(vector)
+
+
+def loop_side(embeddings, enrolment, side):
+    """A side's vector the direct way: the mean of its unit embeddings."""
+    members = enrolment.get(side, [side])
+    return np.mean([unit(embeddings[utt].numpy()) for utt in members], axis=0)
+
+
+def loop_scores(embeddings, enrolment, trials, cohort=None, top_k=None):
+    """Cosine score and S-norm/AS-norm, one trial at a time."""
+    scores = []
+    for enrol_id, test_id in zip(trials["enrol"], trials["test"]):
+        enrol = unit(loop_side(embeddings, enrolment, enrol_id))
+        test = unit(embeddings[test_id].numpy())
+        score = enrol @ test
+        if cohort is not None:
+            normalised = []
+            for side in (enrol, test):
+                cohort_scores = np.array([side @ unit(member) for member in cohort])
+                if top_k is not None:
+                    cohort_scores = np.sort(cohort_scores)[-top_k:]
+                normalised.append((score - cohort_scores.mean()) / cohort_scores.std(ddof=1))
+            score = (normalised[0] + normalised[1]) / 2
+        scores.append(score)
+    return np.array(scores)
+
+
+def test_cosine_scores_equal_a_per_trial_loop(system):
+    embeddings, enrolment, trials, _ = system
+    scores = score_trials(embeddings, trials, enrolment)
+    assert scores.dtype == np.float64 and scores.shape == (len(trials),)
+    np.testing.assert_allclose(scores, loop_scores(embeddings, enrolment, trials), atol=1e-12)
+
+
+@pytest.mark.parametrize("top_k", [None, 2, 5, 12])
+def test_snorm_and_asnorm_equal_a_per_trial_loop(system, top_k):
+    embeddings, enrolment, trials, cohort = system
+    scores = score_trials(embeddings, trials, enrolment, cohort=cohort, top_k=top_k)
+    expected = loop_scores(embeddings, enrolment, trials, cohort, top_k)
+    np.testing.assert_allclose(scores, expected, atol=1e-10)
+
+
+def test_asnorm_with_the_whole_cohort_is_snorm(system):
+    embeddings, enrolment, trials, cohort = system
+    np.testing.assert_allclose(
+        score_trials(embeddings, trials, enrolment, cohort=cohort, top_k=len(cohort)),
+        score_trials(embeddings, trials, enrolment, cohort=cohort),
+        atol=1e-12,
+    )
+
+
+def test_chunks_do_not_change_the_scores(system, monkeypatch):
+    embeddings, enrolment, trials, cohort = system
+    whole = score_trials(embeddings, trials, enrolment, cohort=cohort, top_k=3)
+    monkeypatch.setattr(local.scoring, "CHUNK_TRIALS", 3)
+    monkeypatch.setattr(local.scoring, "CHUNK_ELEMENTS", 25)  # two sides per cohort chunk
+    np.testing.assert_allclose(
+        score_trials(embeddings, trials, enrolment, cohort=cohort, top_k=3), whole, atol=1e-12
+    )
+
+
+def test_enrolment_model_is_the_mean_of_length_normalised_embeddings(system):
+    embeddings, enrolment, _, _ = system
+    embeddings["u0"] = embeddings["u0"] * 1000  # a loud utterance does not dominate
+    trials = pd.DataFrame({"enrol": ["m1"], "test": ["u6"]})
+    model = np.mean([unit(embeddings[u].numpy()) for u in ("u0", "u1", "u2")], axis=0)
+    expected = unit(model) @ unit(embeddings["u6"].numpy())
+    assert score_trials(embeddings, trials, enrolment)[0] == pytest.approx(expected, abs=1e-12)
+    raw_mean = np.mean([embeddings[u].numpy() for u in ("u0", "u1", "u2")], axis=0)
+    assert abs(expected - unit(raw_mean) @ unit(embeddings["u6"].numpy())) > 1e-3
+    # A one-utterance model scores as its utterance.
+    two = pd.DataFrame({"enrol": ["m2", "u3"], "test": ["u7", "u7"]})
+    first, second = score_trials(embeddings, two, enrolment)
+    assert first == pytest.approx(second, abs=1e-15)
+
+
+def test_a_model_named_like_an_utterance_is_the_model_on_the_enrolment_side(system):
+    embeddings, _, _, _ = system
+    trials = pd.DataFrame({"enrol": ["u5", "u6"], "test": ["u5", "u5"]})
+    scores = score_trials(embeddings, trials, enrolment={"u5": ["u1", "u2"]})
+    expected = loop_scores(embeddings, {"u5": ["u1", "u2"]}, trials)
+    np.testing.assert_allclose(scores, expected, atol=1e-12)
+    assert scores[0] < 0.99  # not the utterance against itself
+
+
+def test_each_trial_reads_exactly_its_own_embeddings(system):
+    embeddings, enrolment, trials, _ = system
+    before = score_trials(embeddings, trials, enrolment)
+    embeddings["unused"] = torch.full((DIM,), float("nan"))  # not in any trial: never read
+    embeddings["u9"] = -embeddings["u9"]
+    after = score_trials(embeddings, trials, enrolment)
+    uses_u9 = (trials["test"] == "u9").to_numpy()
+    np.testing.assert_allclose(after[uses_u9], -before[uses_u9], atol=1e-12)
+    np.testing.assert_array_equal(after[~uses_u9], before[~uses_u9])
+    # Trials naming the same sides get the same score wherever they are.
+    assert before[0] == pytest.approx(before[1], abs=1e-15)
+
+
+def test_missing_embeddings_are_listed(system):
+    embeddings, enrolment, trials, _ = system
+    for utt in ("u1", "u2", "u5", "u6", "u7", "u8", "u9"):
+        del embeddings[utt]
+    with pytest.raises(ManifestError) as error:
+        score_trials(embeddings, trials, enrolment)
+    message = str(error.value)
+    assert message.startswith(
+        "embeddings: 7 of the 10 utterances the trials need have no embedding")
+    # Enrolment sides first (u1 and u2 through model m1), then test sides.
+    assert "  u1\n  u2\n  u8\n  u5\n  u6\n  ... and 2 more" in message
+    assert "Fix: embed every utterance" in message
+
+
+def test_nan_embeddings_and_cohort_are_named(system):
+    embeddings, enrolment, trials, cohort = system
+    cohort[3, 1] = np.nan
+    with pytest.raises(ManifestError,
+                       match=r"cohort: cohort rows with NaN or infinite values\n  row 3"):
+        score_trials(embeddings, trials, enrolment, cohort=cohort)
+    embeddings["u2"] = embeddings["u2"].clone()
+    embeddings["u2"][0] = float("nan")
+    with pytest.raises(ManifestError, match=r"embeddings with NaN or infinite values\n  u2\n"):
+        score_trials(embeddings, trials, enrolment)
+
+
+@pytest.mark.parametrize("top_k", [1, 13])
+def test_top_k_outside_the_cohort_is_refused(system, top_k):
+    embeddings, enrolment, trials, cohort = system
+    message = f"top_k must be between 2 and the cohort size 12; got {top_k}"
+    with pytest.raises(ValueError, match=message):
+        score_trials(embeddings, trials, enrolment, cohort=cohort, top_k=top_k)
+
+
+def test_building_blocks_compose_into_score_trials(system):
+    embeddings, enrolment, trials, cohort = system
+    enrol = side_vectors(embeddings, [enrolment.get(e, [e]) for e in trials["enrol"]])
+    test = side_vectors(embeddings, [[t] for t in trials["test"]])
+    raw = (enrol * test).sum(dim=1).numpy()
+    normalised = normalize_scores(
+        raw, cohort_stats(enrol, cohort, 4), cohort_stats(test, cohort, 4))
+    np.testing.assert_allclose(
+        normalised, score_trials(embeddings, trials, enrolment, cohort, top_k=4), atol=1e-12
+    )

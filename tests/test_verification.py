@@ -1,0 +1,94 @@
+"""Verification of a condition: embedding once, scoring, score normalisation, reports."""
+
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from speechbrain.dataio.dataset import DynamicItemDataset
+
+from data_prep.manifest import read_trials
+from local.dataio import add_whole_pipeline, manifest_dataset
+from local.metrics import eer
+from local.verification import check_score_norm, cohort_subset, verify
+
+NORM = {"score_norm": None, "cohort_domain": "target", "cohort_size": 50, "cohort_top_k": 10}
+
+
+class CountingEmbedder:
+    """A fixed 'model' (log spectrum band energies) that counts what it embeds."""
+
+    def __init__(self):
+        self.embedded = 0
+
+    def __call__(self, wavs, wav_lens):
+        self.embedded += len(wavs)
+        spectrum = torch.stft(wavs, 512, window=torch.hann_window(512), return_complex=True)
+        bands = spectrum.abs().pow(2).mean(dim=-1)[:, :256].reshape(len(wavs), 16, -1).sum(-1)
+        return torch.log(bands + 1e-8).unsqueeze(1)
+
+
+def whole(path):
+    dataset = manifest_dataset(path, check_audio=False)
+    add_whole_pipeline(dataset)
+    return dataset
+
+
+@pytest.fixture(scope="module")
+def verified(demo_corpus, tmp_path_factory):
+    folder = str(tmp_path_factory.mktemp("verify"))
+    hparams = dict(NORM, output_folder=folder, eval_batch_size=8, seed=1, score_norm="snorm")
+    condition = {"condition": "demo", "evaluation": {
+        "source": {"manifest": demo_corpus["source_eval"], "trials": demo_corpus["trials_source"]},
+        "target": {"manifest": demo_corpus["target_eval"], "trials": demo_corpus["trials_target"]},
+    }}
+    datasets = {demo_corpus[k]: whole(demo_corpus[k]) for k in ("source_eval", "target_eval")}
+    embed = CountingEmbedder()
+    results = verify(embed, hparams, condition, datasets, whole(demo_corpus["target_train"]),
+                     "cpu", "CKPT+test")
+    return folder, results, embed
+
+
+def test_each_utterance_is_embedded_once(verified, demo_corpus):
+    folder, _, embed = verified
+    utterances = sum(len(pd.read_csv(demo_corpus[k])) for k in ("source_eval", "target_eval"))
+    trials = sum(len(read_trials(demo_corpus[k])) for k in ("trials_source", "trials_target"))
+    assert trials > 10 * utterances  # every utterance is in many trials
+    assert embed.embedded == utterances + NORM["cohort_size"]
+    caches = sorted(f for f in os.listdir(folder) if f.startswith("embeddings_"))
+    assert caches == ["embeddings_cohort_target50_CKPT+test.pt",
+                      "embeddings_source_CKPT+test.pt", "embeddings_target_CKPT+test.pt"]
+
+
+def test_score_files_and_metrics_agree(verified, demo_corpus):
+    folder, results, _ = verified
+    assert set(results) == {"source", "source_snorm", "target", "target_snorm"}
+    for system, trial_list in (("target", "trials_target"), ("source_snorm", "trials_source")):
+        scores = pd.read_csv(os.path.join(folder, "verification", f"{system}_scores.txt"),
+                             sep=" ", header=None, names=["enrol", "test", "score", "label"])
+        trials = read_trials(demo_corpus[trial_list])
+        assert list(scores["enrol"]) == list(trials["enrol"])
+        assert list(scores["label"]) == list(trials["label"])
+        assert results[system]["eer"] == pytest.approx(eer(scores["score"], scores["label"]))
+    summary = pd.read_csv(os.path.join(folder, "verification", "summary.csv"))
+    assert list(summary["system"]) == ["source", "source_snorm", "target", "target_snorm"]
+    assert os.path.isfile(os.path.join(folder, "verification", "det.png"))
+
+
+def test_cohort_is_a_seeded_subset():
+    data = DynamicItemDataset({f"u{i:02d}": {} for i in range(30)})
+    first = cohort_subset(data, 10, seed=3)
+    assert first == cohort_subset(data, 10, seed=3) != cohort_subset(data, 10, seed=4)
+    assert len(set(first)) == 10 and set(first) <= set(data.data_ids)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"score_norm": "znorm"}, "score_norm must be null, snorm or asnorm"),
+    ({"cohort_domain": "both"}, "cohort_domain must be source or target"),
+    ({"score_norm": "asnorm", "cohort_top_k": 100}, r"cohort_top_k \(100\) must be between 2"),
+])
+def test_bad_score_norm_settings(change, message):
+    with pytest.raises(ValueError, match=message):
+        check_score_norm(dict(NORM, **change))
+    check_score_norm(dict(NORM, score_norm="asnorm"))
