@@ -246,6 +246,47 @@ def read_manifest(path):
     return table
 
 
+def select_rows(manifest_path, save_path, column, values):
+    """Write the rows of a manifest whose ``column`` has one of ``values``.
+
+    A condition's preparation step, e.g. one channel of a corpus as the source
+    domain and another as the target.
+
+    Arguments
+    ---------
+    manifest_path : str
+        Manifest to select from.
+    save_path : str
+        Output manifest.
+    column : str
+        Column to select on (``channel``, ``lang``, ...).
+    values : list of str
+        Values to keep.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The selected rows.
+
+    Raises
+    ------
+    ManifestError
+        When the column is missing or no row has any of the values.
+    """
+    manifest = read_manifest(manifest_path)
+    if column not in manifest.columns:
+        fail(manifest_path, f"has no column '{column}' to select on",
+             fix="prepare the corpus with the metadata that fills it (e.g. a channel table)")
+    values = [str(value) for value in values]
+    selected = manifest[manifest[column].isin(values)]
+    if selected.empty:
+        present = sorted(manifest[column].unique())
+        fail(manifest_path, f"no row has {column} in {values}; its values are {present}",
+             fix=f"choose {column} values the corpus has")
+    write_manifest(selected, save_path)
+    return selected
+
+
 def write_trials(trials, path):
     """Write a trial list: ``label enrol test [trial_type]`` per line.
 
