@@ -318,7 +318,10 @@ def prepare_demo(save_folder, seed=1234, n_train_speakers=24, n_eval_speakers=10
         Paths of the written files, keyed ``source_train``, ``target_train``,
         ``source_eval``, ``target_eval``, ``eval``, ``trials_source``, ``trials_target``.
     """
-    options = dict(seed=seed, n_train_speakers=n_train_speakers,
+    # Manifests name the audio by absolute path, so that they work from any
+    # working directory; a corpus moved elsewhere is generated again.
+    options = dict(folder=os.path.abspath(save_folder), seed=seed,
+                   n_train_speakers=n_train_speakers,
                    n_eval_speakers=n_eval_speakers,
                    utts_per_train_speaker=utts_per_train_speaker,
                    utts_per_eval_speaker=utts_per_eval_speaker, phrases=phrases)
@@ -344,7 +347,8 @@ def prepare_demo(save_folder, seed=1234, n_train_speakers=24, n_eval_speakers=10
                 words, label = phrase_words[lang][phrase], f"{phrase + 1:02d}"
             else:
                 words, label = random_words(rng, lang, int(rng.integers(6, 11))), ""
-            rows.append(_write_utterance(rng, save_folder, domain, speaker, index, words, label))
+            rows.append(_write_utterance(rng, options["folder"], domain, speaker, index, words,
+                                         label))
         write_manifest(rows, paths[f"{domain}_{split}"])
         if split == "eval":
             eval_rows += rows

@@ -19,6 +19,7 @@ def test_manifests_match_the_audio(demo_corpus):
     for name in ("source_train", "target_train", "source_eval", "target_eval"):
         table = validate(demo_corpus[name])
         for row in table.itertuples():
+            assert os.path.isabs(row.wav)  # usable from any working directory
             info = soundfile.info(row.wav)
             assert row.stop == info.frames and row.sample_rate == info.samplerate
         domain = name.split("_")[0]
