@@ -9,8 +9,10 @@ The *per-condition table* splits the trials by the manifest columns in
 telephone``: enrolment side wireless, test side telephone), and, for trial
 lists with trial types (SdSV's ``TC``, ``TW``, ``IC``, ``IW``), one per
 pair of a target type with a non-target type (``TC vs IC``), since a type
-alone holds one class of trials. A group of one class has no EER: its row
-says ``n/a: one-sided``.
+alone holds one class of trials. Where only the enrolment side carries a
+value (an SdSV test file's phrase is not known, its model's is), the trials
+are grouped by it (``phrase (enrolment) = 07``). A group of one class has no
+EER: its row says ``n/a: one-sided``.
 """
 
 import os
@@ -218,6 +220,12 @@ def condition_table(trials, scores, manifest, enrolment=None, dcf=VOXCELEB_DCF):
             index = groups[key].to_numpy()
             value = key[0] if key in same else f"{key[0]} / {key[1]}"
             rows.append(_row(column, value, scores[index], labels[index], dcf))
+        # Where only the enrolment side has a value (SdSV: the phrase of the
+        # model, not of the test file), the trials are grouped by it.
+        enrol_only = enrol[column][test[column].isna()].dropna()
+        for value, index in sorted(enrol_only.groupby(enrol_only).groups.items()):
+            index = index.to_numpy()
+            rows.append(_row(f"{column} (enrolment)", value, scores[index], labels[index], dcf))
     types = trials.get("trial_type", pd.Series("", index=trials.index)).to_numpy()
     for target in sorted(set(types[labels == 1]) - {""}):
         for other in sorted(set(types[labels == 0]) - {"", target}):

@@ -112,6 +112,24 @@ def test_condition_table_matches_hand_counts(evaluation):
             assert math.isnan(row["eer"]) and math.isnan(row["min_dcf_0.001"])
 
 
+def test_trials_are_grouped_by_the_enrolment_side_where_the_test_side_has_no_value():
+    """SdSV task 1: models carry a phrase, evaluation files do not."""
+    manifest = pd.DataFrame({"ID": ["e1", "e2", "t1", "t2", "t3"],
+                             "phrase": ["07", "02", "", "", ""]})
+    enrolment = pd.DataFrame({"model_id": ["m7", "m2"], "utt_ids": ["e1", "e2"],
+                              "phrase": ["07", "02"]})
+    trials = pd.DataFrame({"label": [1, 0, 0, 1, 0], "enrol": ["m7", "m7", "m7", "m2", "m2"],
+                           "test": ["t1", "t2", "t3", "t1", "t2"],
+                           "trial_type": ["TC", "IC", "TW", "TC", "IC"]})
+    scores = np.array([0.9, 0.1, 0.95, 0.8, 0.3])
+    table = condition_table(trials, scores, manifest, enrolment).set_index(["condition", "value"])
+    assert table.loc[("phrase (enrolment)", "07"), "trials"] == 3
+    assert table.loc[("phrase (enrolment)", "07"), "eer"] == pytest.approx(
+        eer(scores[:3], trials["label"][:3]))
+    assert table.loc[("phrase (enrolment)", "02"), "eer"] == 0.0
+    assert ("phrase", "07") not in table.index
+
+
 def test_hand_computed_values(evaluation):
     trials, manifest, enrolment = evaluation
     table = condition_table(trials, SCORES, manifest, enrolment).set_index(["condition", "value"])
