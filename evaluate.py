@@ -4,13 +4,15 @@
 Usage::
 
     python evaluate.py hparams/dann_fbank.yaml [--condition=recipes/<name>/condition.yaml] \\
-        [--output_folder=results/...] [--score_norm=asnorm --cohort_domain=target]
+        [--output_folder=results/...] [--score_norm=asnorm --cohort_domain=target] \\
+        [--backend_adaptation=whiten]
 
 Takes the same hparams, condition and overrides as ``train_dann.py`` and the
 latest checkpoint of the run they name (``output_folder``), embeds the
 condition's evaluation utterances once and writes the report of every trial
 list: score files, per-condition tables, the DET figure and a summary in
-``<output_folder>/verification/``. Any trial list in the manifest schema can
+``<output_folder>/verification/``, with and without score normalisation and
+back-end adaptation when these are set. Any trial list in the manifest schema can
 be scored by overriding the condition's ``evaluation`` entry.
 """
 

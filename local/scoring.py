@@ -87,6 +87,32 @@ def side_vectors(embeddings, groups):
     return _unit(sums.index_add_(0, owners, _unit(matrix)[rows]))
 
 
+def check_cohort(cohort):
+    """Fail on cohort rows with NaN or infinite values, naming them.
+
+    Arguments
+    ---------
+    cohort : torch.Tensor or numpy.ndarray
+        ``[cohort size, dim]`` embeddings.
+
+    Raises
+    ------
+    ManifestError
+        Naming the first bad rows.
+
+    Example
+    -------
+    >>> check_cohort(torch.tensor([[0.0, 1.0], [float("inf"), 0.0]]))
+    Traceback (most recent call last):
+      ...
+    data_prep.manifest.ManifestError: cohort: cohort rows with NaN or infinite values
+      row 1
+    """
+    bad = (~torch.isfinite(torch.as_tensor(cohort)).all(dim=1)).nonzero().flatten().tolist()
+    if bad:
+        fail("cohort", "cohort rows with NaN or infinite values", rows=[f"row {i}" for i in bad])
+
+
 def cohort_stats(vectors, cohort, top_k=None):
     """Mean and standard deviation of each vector's (top ``top_k``) cohort cosine scores.
 
@@ -114,9 +140,7 @@ def cohort_stats(vectors, cohort, top_k=None):
     """
     vectors = torch.as_tensor(vectors)
     cohort = torch.as_tensor(cohort)
-    bad = (~torch.isfinite(cohort).all(dim=1)).nonzero().flatten().tolist()
-    if bad:
-        fail("cohort", "cohort rows with NaN or infinite values", rows=[f"row {i}" for i in bad])
+    check_cohort(cohort)
     size = cohort.shape[0]
     if top_k is not None and not 2 <= top_k <= size:
         raise ValueError(f"top_k must be between 2 and the cohort size {size}; got {top_k}")

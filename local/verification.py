@@ -4,8 +4,11 @@ Each evaluation manifest's utterances are embedded once (cached next to the
 checkpoint they came from), each trial list is scored by cosine similarity
 and, with ``score_norm``, also S-norm or AS-norm normalised against a cohort of
 impostor embeddings drawn from the source or the unlabelled target training
-data. Every scored list gets a score file and a per-condition table; one DET
-figure overlays all of them. Used at the end of ``train_dann.py`` and by
+data. With ``backend_adaptation``, every list is scored again on embeddings
+centred on (``mean``) or also whitened by (``whiten``) that cohort's
+statistics, raw and normalised against the adapted cohort. Every scored list
+gets a score file and a per-condition table; one DET figure overlays all of
+them. Used at the end of ``train_dann.py`` and by
 ``evaluate.py``.
 """
 
@@ -16,6 +19,7 @@ import pandas as pd
 import torch
 
 from data_prep.manifest import read_enrolment, read_manifest, read_trials
+from local.backend import BACKEND_ADAPTATIONS, DomainAdaptation
 from local.embed import compute_embeddings
 from local.metrics import VOXCELEB_DCF
 from local.report import plot_det, write_report
@@ -26,12 +30,13 @@ COHORT_DOMAINS = ("source", "target")
 
 
 def check_score_norm(hparams):
-    """Fail early on a score-normalisation setting the evaluation could not use.
+    """Fail early on a score-normalisation or back-end setting the evaluation could not use.
 
     Arguments
     ---------
     hparams : dict
-        ``score_norm``, ``cohort_domain``, ``cohort_size``, ``cohort_top_k``.
+        ``score_norm``, ``cohort_domain``, ``cohort_size``, ``cohort_top_k``,
+        ``backend_adaptation``, ``whiten_ridge``.
     """
     if hparams["score_norm"] not in SCORE_NORMS:
         raise ValueError(
@@ -43,6 +48,12 @@ def check_score_norm(hparams):
     if hparams["score_norm"] == "asnorm" and not 2 <= top_k <= size:
         raise ValueError(
             f"cohort_top_k ({top_k}) must be between 2 and cohort_size ({size})")
+    if hparams["backend_adaptation"] not in BACKEND_ADAPTATIONS:
+        raise ValueError("backend_adaptation must be null, mean or whiten; "
+                         f"got {hparams['backend_adaptation']!r}")
+    ridge = hparams["whiten_ridge"]
+    if isinstance(ridge, bool) or not isinstance(ridge, (int, float)) or not ridge >= 0:
+        raise ValueError(f"whiten_ridge must be a number >= 0; got {ridge!r}")
 
 
 def cohort_subset(dataset, size, seed):
@@ -85,7 +96,8 @@ def verify(embed, hparams, condition, eval_datasets, cohort_dataset, device, che
         ``embed(wavs, wav_lens) -> [batch, 1, dim]``, in evaluation mode.
     hparams : dict
         Model hparams: ``output_folder``, ``eval_batch_size``, ``score_norm``,
-        ``cohort_domain``, ``cohort_size``, ``cohort_top_k``, ``seed``.
+        ``cohort_domain``, ``cohort_size``, ``cohort_top_k``,
+        ``backend_adaptation``, ``whiten_ridge``, ``seed``.
     condition : dict
         Condition hparams: ``evaluation`` (``{name: {manifest, trials[,
         enrolment, min_dcf]}}``), where ``min_dcf`` lists the ``[p_target,
@@ -95,7 +107,7 @@ def verify(embed, hparams, condition, eval_datasets, cohort_dataset, device, che
         Whole-utterance datasets keyed by manifest path.
     cohort_dataset : DynamicItemDataset or None
         Whole-utterance dataset of the cohort's training manifest (needed
-        with ``score_norm``).
+        with ``score_norm`` or ``backend_adaptation``).
     device : str
         Where to embed.
     checkpoint : str
@@ -106,8 +118,10 @@ def verify(embed, hparams, condition, eval_datasets, cohort_dataset, device, che
     -------
     dict
         ``{system: {"eer": ..., "min_dcf_...": ...}}``, a system per trial list
-        (``<name>``) and, with ``score_norm``, per normalised list
-        (``<name>_<score_norm>``).
+        (``<name>``), with ``score_norm`` per normalised list
+        (``<name>_<score_norm>``), and with ``backend_adaptation`` per
+        adapted list (``<name>_<backend_adaptation>`` and
+        ``<name>_<backend_adaptation>_<score_norm>``).
     """
     folder = hparams["output_folder"]
     report_folder = os.path.join(folder, "verification")
@@ -124,12 +138,22 @@ def verify(embed, hparams, condition, eval_datasets, cohort_dataset, device, che
         cache_names.setdefault(spec["manifest"], name)
     embeddings = {manifest: embedded(cache_names[manifest], dataset)
                   for manifest, dataset in eval_datasets.items()}
+    score_norm, adaptation = hparams["score_norm"], hparams["backend_adaptation"]
     cohort = None
-    if hparams["score_norm"]:
+    if score_norm or adaptation:
         ids = cohort_subset(cohort_dataset, hparams["cohort_size"], hparams["seed"])
         vectors = embedded(f"cohort_{hparams['cohort_domain']}{len(ids)}", cohort_dataset, ids)
         cohort = torch.stack([vectors[i] for i in ids])
-    top_k = hparams["cohort_top_k"] if hparams["score_norm"] == "asnorm" else None
+    top_k = hparams["cohort_top_k"] if score_norm == "asnorm" else None
+    # Each variant of the embeddings: (suffix of its systems, embeddings by
+    # manifest, cohort in the same space).
+    variants = [("", embeddings, cohort)]
+    if adaptation:
+        adapt = DomainAdaptation(cohort, adaptation == "whiten", hparams["whiten_ridge"])
+        variants.append((f"_{adaptation}",
+                         {manifest: adapt.adapt_embeddings(vectors)
+                          for manifest, vectors in embeddings.items()},
+                         adapt(cohort)))
 
     results, curves = {}, {}
     for name, spec in condition["evaluation"].items():
@@ -137,10 +161,13 @@ def verify(embed, hparams, condition, eval_datasets, cohort_dataset, device, che
         manifest = read_manifest(spec["manifest"])
         models, table = read_enrolment(spec["enrolment"]) if spec.get("enrolment") else ({}, None)
         dcf = [tuple(setting) for setting in spec.get("min_dcf", VOXCELEB_DCF)]
-        systems = {name: score_trials(embeddings[spec["manifest"]], trials, models)}
-        if cohort is not None:
-            systems[f"{name}_{hparams['score_norm']}"] = score_trials(
-                embeddings[spec["manifest"]], trials, models, cohort, top_k)
+        systems = {}
+        for suffix, variant, variant_cohort in variants:
+            vectors = variant[spec["manifest"]]
+            systems[name + suffix] = score_trials(vectors, trials, models)
+            if score_norm:
+                systems[f"{name}{suffix}_{score_norm}"] = score_trials(
+                    vectors, trials, models, variant_cohort, top_k)
         for system, scores in systems.items():
             results[system] = write_report(system, trials, scores, manifest, report_folder,
                                            dcf, table)

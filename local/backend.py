@@ -1,0 +1,108 @@
+"""Back-end adaptation of embeddings to a domain, before cosine scoring.
+
+The embeddings of one domain (the score-normalisation cohort, drawn from the
+unlabelled target or the source training data) give a mean and a covariance.
+Every embedding is length-normalised, centred on that mean and, with
+whitening, multiplied by the covariance's inverse square root; the cosine
+scoring of :mod:`local.scoring` then length-normalises it again. The
+statistics are those of the length-normalised embeddings, the space the
+cosine score works in, so that an embedding's norm does not weigh on them.
+
+A ridge, a fraction of the covariance's mean eigenvalue, is added to its
+eigenvalues, so that directions which the domain's few embeddings barely span
+are not blown up. Every whitening of the same covariance (PCA, ZCA, Cholesky)
+is another one rotated, so all give the same cosine scores; this one is the
+PCA whitening of :meth:`scipy.stats.Covariance.whiten`.
+"""
+
+import numpy as np
+import torch
+from scipy.stats import Covariance
+
+from data_prep.manifest import fail
+from local.scoring import check_cohort
+
+BACKEND_ADAPTATIONS = (None, "mean", "whiten")
+
+
+class DomainAdaptation:
+    """Centring on, and optionally whitening by, one domain's embeddings.
+
+    Arguments
+    ---------
+    domain : torch.Tensor or numpy.ndarray
+        ``[n, dim]`` embeddings of the domain.
+    whiten : bool
+        Whiten as well as centre.
+    ridge : float
+        With ``whiten``: added to the covariance's eigenvalues, as a fraction
+        of their mean.
+
+    Raises
+    ------
+    ManifestError
+        When the domain's embeddings have NaN/inf values, or (without a ridge)
+        do not span their dimensions.
+
+    Example
+    -------
+    >>> domain = torch.tensor([[2.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
+    >>> DomainAdaptation(domain)(torch.tensor([[0.0, 3.0]]))
+    tensor([[-0.3333,  1.0000]])
+    """
+
+    def __init__(self, domain, whiten=False, ridge=0.0):
+        check_cohort(domain)
+        units = _unit_float64(domain)
+        self.mean = units.mean(axis=0)
+        self.whitening = None
+        if whiten:
+            eigenvalues, eigenvectors = np.linalg.eigh(np.cov(units, rowvar=False))
+            eigenvalues = eigenvalues + ridge * eigenvalues.mean()
+            floor = eigenvalues.max() * len(eigenvalues) * np.finfo(eigenvalues.dtype).eps
+            if not eigenvalues.min() > floor:
+                fail("cohort", f"its {len(units)} embeddings do not span their "
+                     f"{units.shape[1]} dimensions, so their covariance cannot be whitened",
+                     fix="set whiten_ridge above 0, or cohort_size above the embedding size")
+            self.whitening = Covariance.from_eigendecomposition((eigenvalues, eigenvectors))
+
+    def __call__(self, vectors):
+        """The adapted vectors.
+
+        Arguments
+        ---------
+        vectors : torch.Tensor or numpy.ndarray
+            ``[n, dim]`` embeddings.
+
+        Returns
+        -------
+        torch.Tensor
+            ``[n, dim]``, centred (and whitened), in the dtype of ``vectors``.
+        """
+        vectors = torch.as_tensor(vectors)
+        adapted = _unit_float64(vectors) - self.mean
+        if self.whitening is not None:
+            adapted = self.whitening.whiten(adapted)
+        return torch.from_numpy(adapted).to(vectors.dtype)
+
+    def adapt_embeddings(self, embeddings):
+        """The adapted embeddings of a ``{utterance ID: tensor [dim]}`` dict.
+
+        Arguments
+        ---------
+        embeddings : dict
+            As from :func:`local.embed.compute_embeddings`.
+
+        Returns
+        -------
+        dict
+            The same keys, each with its adapted embedding.
+        """
+        ids = list(embeddings)
+        adapted = self(torch.stack([torch.as_tensor(embeddings[utt]) for utt in ids]))
+        return dict(zip(ids, adapted))
+
+
+def _unit_float64(vectors):
+    vectors = torch.as_tensor(vectors, dtype=torch.float64)
+    return torch.nn.functional.normalize(vectors, dim=-1).numpy()

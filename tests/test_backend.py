@@ -1,0 +1,160 @@
+"""Back-end adaptation: centring and whitening against numpy, and in a verification run."""
+
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.linalg
+import torch
+
+from data_prep.manifest import ManifestError, read_trials
+from local.backend import DomainAdaptation
+from local.scoring import score_trials
+from local.verification import check_score_norm, verify
+from test_scoring import loop_scores
+from test_verification import NORM, CountingEmbedder, whole
+
+DIM = 6
+
+
+def unit_rows(matrix):
+    return matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
+
+
+def zca(domain, ridge=0.0):
+    """Mean and ZCA whitening matrix of a domain's unit embeddings, the direct way."""
+    units = unit_rows(domain)
+    covariance = np.cov(units, rowvar=False)
+    covariance += ridge * np.trace(covariance) / len(covariance) * np.eye(len(covariance))
+    return units.mean(axis=0), np.linalg.inv(scipy.linalg.sqrtm(covariance).real)
+
+
+@pytest.fixture
+def domain():
+    """Correlated, off-centre embeddings of varied norms: far from white."""
+    rng = np.random.default_rng(3)
+    mixing = rng.normal(size=(DIM, DIM)) * np.linspace(0.2, 3, DIM)
+    vectors = rng.normal(size=(300, DIM)) @ mixing + rng.normal(size=DIM) * 2
+    return vectors * rng.uniform(0.5, 5, size=(300, 1))
+
+
+def test_whitened_domain_has_zero_mean_and_identity_covariance(domain):
+    units = unit_rows(domain)
+    assert np.abs(np.cov(units, rowvar=False) - np.eye(DIM)).max() > 0.5  # not white before
+    adapted = DomainAdaptation(torch.from_numpy(domain), whiten=True)(domain).numpy()
+    np.testing.assert_allclose(adapted.mean(axis=0), 0, atol=1e-12)
+    np.testing.assert_allclose(np.cov(adapted, rowvar=False), np.eye(DIM), atol=1e-10)
+
+
+def test_ridge_shrinks_each_whitened_variance_as_expected(domain):
+    eigenvalues = np.linalg.eigvalsh(np.cov(unit_rows(domain), rowvar=False))
+    ridge = 0.5 * eigenvalues.mean()
+    adapted = DomainAdaptation(domain, whiten=True, ridge=0.5)(domain).numpy()
+    np.testing.assert_allclose(np.linalg.eigvalsh(np.cov(adapted, rowvar=False)),
+                               eigenvalues / (eigenvalues + ridge), atol=1e-10)
+
+
+def test_mean_subtraction_is_the_direct_formula(domain):
+    rng = np.random.default_rng(4)
+    vectors = torch.from_numpy(rng.normal(size=(5, DIM))).float()
+    adapted = DomainAdaptation(domain)(vectors)
+    assert adapted.dtype == torch.float32
+    expected = unit_rows(vectors.double().numpy()) - unit_rows(domain).mean(axis=0)
+    np.testing.assert_allclose(adapted.numpy(), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("whiten, ridge", [(False, 0.0), (True, 0.0), (True, 0.3)])
+def test_adapted_scores_equal_a_direct_computation(domain, whiten, ridge):
+    rng = np.random.default_rng(5)
+    embeddings = {f"u{i}": torch.from_numpy(rng.normal(size=DIM) + domain[i]) for i in range(6)}
+    enrolment = {"m": ["u0", "u1"]}
+    trials = pd.DataFrame({"enrol": ["m", "u2", "u3", "m"], "test": ["u4", "u5", "u2", "u2"]})
+    mean, matrix = zca(domain, ridge)
+    if not whiten:
+        matrix = np.eye(DIM)
+    direct = {utt: matrix @ (unit_rows(vector.numpy()[None])[0] - mean)
+              for utt, vector in embeddings.items()}
+    expected = [
+        unit_rows(np.mean(unit_rows(np.stack([direct[u] for u in enrolment.get(e, [e])])),
+                          axis=0)[None])[0] @ unit_rows(direct[t][None])[0]
+        for e, t in zip(trials["enrol"], trials["test"])
+    ]
+    adapt = DomainAdaptation(domain, whiten, ridge)
+    scores = score_trials(adapt.adapt_embeddings(embeddings), trials, enrolment)
+    np.testing.assert_allclose(scores, expected, atol=1e-10)
+    assert np.abs(scores - score_trials(embeddings, trials, enrolment)).max() > 0.01
+
+
+def test_a_domain_that_does_not_span_its_dimensions_needs_a_ridge(domain):
+    few = domain[:DIM - 1]
+    with pytest.raises(ManifestError, match=r"cohort: its 5 embeddings do not span their 6 "
+                                            r"dimensions(.|\n)*Fix: set whiten_ridge above 0"):
+        DomainAdaptation(few, whiten=True)
+    adapted = DomainAdaptation(few, whiten=True, ridge=0.1)(domain)
+    assert torch.isfinite(adapted).all()
+    DomainAdaptation(few)  # centring alone needs no covariance
+
+
+def test_non_finite_domain_rows_are_named(domain):
+    domain[7, 2] = np.inf
+    with pytest.raises(ManifestError, match=r"cohort rows with NaN or infinite values\n  row 7"):
+        DomainAdaptation(domain, whiten=True)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"backend_adaptation": "lda"}, "backend_adaptation must be null, mean or whiten"),
+    ({"whiten_ridge": -0.1}, "whiten_ridge must be a number >= 0; got -0.1"),
+    ({"whiten_ridge": "1e-3"}, "whiten_ridge must be a number >= 0; got '1e-3'"),
+])
+def test_bad_backend_settings(change, message):
+    with pytest.raises(ValueError, match=message):
+        check_score_norm(dict(NORM, **change))
+    check_score_norm(dict(NORM, backend_adaptation="whiten", whiten_ridge=0))
+
+
+@pytest.fixture(scope="module")
+def verified(demo_corpus, tmp_path_factory):
+    folder = str(tmp_path_factory.mktemp("backend"))
+    hparams = dict(NORM, output_folder=folder, eval_batch_size=8, seed=1, score_norm="asnorm",
+                   backend_adaptation="whiten", whiten_ridge=0.1)
+    condition = {"condition": "demo", "evaluation": {
+        "source": {"manifest": demo_corpus["source_eval"], "trials": demo_corpus["trials_source"]},
+        "target": {"manifest": demo_corpus["target_eval"], "trials": demo_corpus["trials_target"]},
+    }}
+    datasets = {demo_corpus[k]: whole(demo_corpus[k]) for k in ("source_eval", "target_eval")}
+    embed = CountingEmbedder()
+    results = verify(embed, hparams, condition, datasets, whole(demo_corpus["target_train"]),
+                     "cpu", "CKPT+test")
+    return folder, results, embed
+
+
+def test_one_run_reports_with_and_without_adaptation(verified, demo_corpus):
+    folder, results, embed = verified
+    systems = ["source", "source_asnorm", "source_whiten", "source_whiten_asnorm",
+               "target", "target_asnorm", "target_whiten", "target_whiten_asnorm"]
+    assert list(results) == systems
+    summary = pd.read_csv(os.path.join(folder, "verification", "summary.csv"))
+    assert list(summary["system"]) == systems
+    # The cohort is embedded once, for both the adaptation and the normalisation.
+    utterances = sum(len(pd.read_csv(demo_corpus[k])) for k in ("source_eval", "target_eval"))
+    assert embed.embedded == utterances + NORM["cohort_size"]
+
+
+def test_adapted_systems_score_as_a_direct_computation(verified, demo_corpus):
+    folder, _, _ = verified
+    embeddings = torch.load(os.path.join(folder, "embeddings_target_CKPT+test.pt"))
+    cohort = torch.load(os.path.join(folder, "embeddings_cohort_target50_CKPT+test.pt"))
+    cohort = np.stack([vector.double().numpy() for _, vector in sorted(cohort.items())])
+    mean, matrix = zca(cohort, ridge=0.1)
+    adapted = {utt: torch.from_numpy(matrix @ (unit_rows(v.double().numpy()[None])[0] - mean))
+               for utt, v in embeddings.items()}
+    adapted_cohort = (unit_rows(cohort) - mean) @ matrix.T
+    trials = read_trials(demo_corpus["trials_target"])
+    for system, expected in (
+        ("target_whiten", loop_scores(adapted, {}, trials)),
+        ("target_whiten_asnorm", loop_scores(adapted, {}, trials, adapted_cohort, top_k=10)),
+    ):
+        scores = pd.read_csv(os.path.join(folder, "verification", f"{system}_scores.txt"),
+                             sep=" ", header=None, names=["enrol", "test", "score", "label"])
+        np.testing.assert_allclose(scores["score"], expected, atol=1e-4)
