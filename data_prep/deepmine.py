@@ -394,7 +394,25 @@ def _row(wav, utt, spk_id, phrase, channels, lang=PERSIAN):
 
 
 def main(argv=None):
-    """Command line entry point; returns the exit status."""
+    """Command line entry point; returns the exit status.
+
+    Arguments
+    ---------
+    argv : list of str, optional
+        Command-line arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        0 when the manifests were written, 1 when the preparation stopped on a
+        problem with the corpus (printed to stderr with its fix).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> main(["--data_folder", tempfile.mkdtemp(), "--save_folder", tempfile.mkdtemp()])
+    1
+    """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data_folder", required=True,
                         help="one SdSV task's folder (docs/ and wav/)")

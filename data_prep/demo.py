@@ -88,6 +88,12 @@ def draw_speaker(rng, spk_id):
     -------
     dict
         Pitch, jitter, tilt, vocal-tract scale, formant offsets, rate, breathiness.
+
+    Example
+    -------
+    >>> speaker = draw_speaker(np.random.default_rng(0), "spk1")
+    >>> speaker["spk_id"], speaker["gender"] in ("m", "f")
+    ('spk1', True)
     """
     gender = rng.choice(["m", "f"])
     f0 = rng.uniform(85, 155) if gender == "m" else rng.uniform(165, 255)
@@ -148,6 +154,13 @@ def synthesize(rng, speaker, lang, segments):
     -------
     numpy.ndarray
         16 kHz waveform, peak-normalised to 0.5 before the session gain.
+
+    Example
+    -------
+    >>> rng = np.random.default_rng(0)
+    >>> wave = synthesize(rng, draw_speaker(rng, "spk1"), "l1", ["s", "a", ".", "i"])
+    >>> round(float(np.abs(wave).max()), 3)
+    0.5
     """
     prosody = PROSODY[lang]
     durations = []
@@ -187,7 +200,25 @@ def synthesize(rng, speaker, lang, segments):
 
 
 def session_effects(rng, wave):
-    """Microphone colouring, level and background noise of one recording."""
+    """Microphone colouring, level and background noise of one recording.
+
+    Arguments
+    ---------
+    rng : numpy.random.Generator
+        Random source (colouring, level, signal-to-noise ratio).
+    wave : numpy.ndarray
+        16 kHz waveform.
+
+    Returns
+    -------
+    numpy.ndarray
+        The recording, as long as ``wave``.
+
+    Example
+    -------
+    >>> session_effects(np.random.default_rng(0), np.ones(100)).shape
+    (100,)
+    """
     tilt = rng.uniform(-0.4, 0.4)
     wave = signal.lfilter([1.0, tilt], [1.0], wave)
     wave *= rng.uniform(0.3, 1.0) / (np.abs(wave).max() + 1e-9)
@@ -241,7 +272,29 @@ def telephone_channel(rng, wave):
 
 
 def random_words(rng, lang, n_syllables):
-    """A random consonant-vowel sequence of ``lang``."""
+    """A random consonant-vowel sequence of ``lang``.
+
+    Arguments
+    ---------
+    rng : numpy.random.Generator
+        Random source.
+    lang : str
+        ``l1`` or ``l2``.
+    n_syllables : int
+        Number of consonant-vowel syllables.
+
+    Returns
+    -------
+    list of str
+        Segment names for :func:`synthesize`, a consonant (or ``"."``, a
+        stop closure) then a vowel per syllable.
+
+    Example
+    -------
+    >>> words = random_words(np.random.default_rng(0), "l2", 3)
+    >>> len(words), all(vowel in VOWELS["l2"] for vowel in words[1::2])
+    (6, True)
+    """
     vowels, fricatives = list(VOWELS[lang]), list(FRICATIVES[lang]) + ["."]
     return [s for _ in range(n_syllables) for s in (rng.choice(fricatives), rng.choice(vowels))]
 
@@ -317,6 +370,15 @@ def prepare_demo(save_folder, seed=1234, n_train_speakers=24, n_eval_speakers=10
     dict
         Paths of the written files, keyed ``source_train``, ``target_train``,
         ``source_eval``, ``target_eval``, ``eval``, ``trials_source``, ``trials_target``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from data_prep.manifest import read_trials, validate
+    >>> paths = prepare_demo(tempfile.mkdtemp(), n_train_speakers=2, n_eval_speakers=2,
+    ...                      utts_per_train_speaker=1, utts_per_eval_speaker=2)
+    >>> len(validate(paths["source_train"])), len(read_trials(paths["trials_target"]))
+    (2, 6)
     """
     # Manifests name the audio by absolute path, so that they work from any
     # working directory; a corpus moved elsewhere is generated again.
@@ -359,7 +421,13 @@ def prepare_demo(save_folder, seed=1234, n_train_speakers=24, n_eval_speakers=10
 
 
 def main(argv=None):
-    """Command line entry point."""
+    """Command line entry point: generate the corpus and print the written files.
+
+    Arguments
+    ---------
+    argv : list of str, optional
+        Command-line arguments (default: ``sys.argv[1:]``).
+    """
     parser = argparse.ArgumentParser(description="Generate the two-domain demo corpus.")
     parser.add_argument("--save_folder", required=True)
     parser.add_argument("--seed", type=int, default=1234)

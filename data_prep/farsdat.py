@@ -264,6 +264,15 @@ def read_speaker_table(path):
     -------
     dict
         ``{speaker: gender}``, genders in lower case.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "speakers.csv")
+    >>> with open(path, "w") as table:
+    ...     _ = table.write("spk, gender, age\\nspk001, F, 30\\nspk002, m, 41\\n")
+    >>> read_speaker_table(path)
+    {'spk001': 'f', 'spk002': 'm'}
     """
     if not os.path.isfile(path):
         fail(path, "speaker table does not exist", fix="pass the path of a CSV with the "
@@ -408,7 +417,25 @@ def _draw_trials(rows, target_trials, nontarget_trials, rng, data_folder):
 
 
 def main(argv=None):
-    """Command line entry point; returns the exit status."""
+    """Command line entry point; returns the exit status.
+
+    Arguments
+    ---------
+    argv : list of str, optional
+        Command-line arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        0 when the manifests were written, 1 when the preparation stopped on a
+        problem with the corpus (printed to stderr with its fix).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> main(["--data_folder", tempfile.mkdtemp(), "--save_folder", tempfile.mkdtemp()])
+    1
+    """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data_folder", required=True, help="the corpus root")
     parser.add_argument("--save_folder", required=True)

@@ -46,7 +46,33 @@ class ManifestError(ValueError):
 
 
 def fail(path, problem, rows=None, fix=None):
-    """Raise a :class:`ManifestError` naming ``path``, the first ``rows`` and the ``fix``."""
+    """Raise a :class:`ManifestError` naming ``path``, the first ``rows`` and the ``fix``.
+
+    Arguments
+    ---------
+    path : str
+        The file the problem is in.
+    problem : str
+        What is wrong with it.
+    rows : list of str, optional
+        The offending rows; the first ``MAX_REPORTED`` are shown.
+    fix : str, optional
+        How to fix it.
+
+    Raises
+    ------
+    ManifestError
+        Always.
+
+    Example
+    -------
+    >>> fail("train.csv", "duplicated IDs", rows=["u1"], fix="IDs must be unique")
+    Traceback (most recent call last):
+      ...
+    data_prep.manifest.ManifestError: train.csv: duplicated IDs
+      u1
+    Fix: IDs must be unique
+    """
     lines = [f"{path}: {problem}"]
     if rows:
         shown = list(rows)[:MAX_REPORTED]
@@ -75,6 +101,14 @@ def audio_info(path):
     ------
     ManifestError
         When the file is missing or unreadable.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> wav = os.path.join(tempfile.mkdtemp(), "u1.wav")
+    >>> soundfile.write(wav, np.zeros(8000), 8000)
+    >>> audio_info(wav)
+    (8000, 8000)
     """
     if not os.path.isfile(path):
         fail(path, "audio file does not exist", fix="check the corpus folder")
@@ -109,6 +143,15 @@ def utterance_row(utt_id, wav, spk_id, domain, **columns):
     -------
     dict
         One manifest row.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> wav = os.path.join(tempfile.mkdtemp(), "u1.wav")
+    >>> soundfile.write(wav, np.zeros(4000), 8000)
+    >>> row = utterance_row("u1", wav, "spk1", "demo", lang="l1")
+    >>> row["duration"], row["stop"], row["sample_rate"], row["lang"]
+    (0.5, 4000, 8000, 'l1')
     """
     sample_rate, frames = audio_info(wav)
     row = {
@@ -178,6 +221,15 @@ def write_manifest(rows, path):
         The utterances.
     path : str
         Output CSV.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "train.csv")
+    >>> write_manifest([{"lang": "l1", "ID": "u1", "duration": 1.0, "wav": "u1.wav",
+    ...                  "start": 0, "stop": 16000, "spk_id": "s1", "domain": "demo"}], path)
+    >>> open(path).read().splitlines()
+    ['ID,duration,wav,start,stop,spk_id,domain,lang', 'u1,1.0,u1.wav,0,16000,s1,demo,l1']
     """
     table = pd.DataFrame(rows)
     missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
@@ -202,6 +254,16 @@ def read_manifest(path):
     pandas.DataFrame
         One row per utterance, indexed by nothing; ``spk_id`` and the text
         columns are strings ("" when empty).
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "train.csv")
+    >>> write_manifest([{"ID": "u1", "duration": 1.0, "wav": "u1.wav", "start": 0,
+    ...                  "stop": 16000, "spk_id": "", "domain": "demo"}], path)
+    >>> table = read_manifest(path)
+    >>> table["spk_id"][0], int(table["sample_rate"][0])
+    ('', 16000)
     """
     if not os.path.isfile(path):
         fail(path, "manifest does not exist", fix="run the data preparation first")
@@ -272,6 +334,19 @@ def select_rows(manifest_path, save_path, column, values):
     ------
     ManifestError
         When the column is missing or no row has any of the values.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> rows = [{"ID": f"u{i}", "duration": 1.0, "wav": f"u{i}.wav", "start": 0, "stop": 16000,
+    ...          "spk_id": "s1", "domain": "demo", "channel": channel}
+    ...         for i, channel in enumerate(["wireless", "telephone", "wireless"])]
+    >>> write_manifest(rows, os.path.join(folder, "train.csv"))
+    >>> selected = select_rows(os.path.join(folder, "train.csv"),
+    ...                        os.path.join(folder, "train_wireless.csv"), "channel", ["wireless"])
+    >>> list(selected["ID"])
+    ['u0', 'u2']
     """
     manifest = read_manifest(manifest_path)
     if column not in manifest.columns:
@@ -296,6 +371,14 @@ def write_trials(trials, path):
         Rows of (label, enrol, test[, trial_type]).
     path : str
         Output text file.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "trials.txt")
+    >>> write_trials([(1, "m1", "u1", "TC"), (0, "m1", "u2", "IC")], path)
+    >>> open(path).read().splitlines()
+    ['1 m1 u1 TC', '0 m1 u2 IC']
     """
     table = pd.DataFrame(trials)
     if not isinstance(trials, pd.DataFrame):
@@ -319,6 +402,15 @@ def read_trials(path):
     -------
     pandas.DataFrame
         Columns ``label`` (int 0/1), ``enrol``, ``test``, ``trial_type``.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "trials.txt")
+    >>> with open(path, "w") as trials:
+    ...     _ = trials.write("1 u1 u2\\n0 u1 u3\\n")
+    >>> list(read_trials(path).itertuples(index=False, name=None))
+    [(1, 'u1', 'u2', ''), (0, 'u1', 'u3', '')]
     """
     if not os.path.isfile(path):
         fail(path, "trial list does not exist", fix="run the data preparation first")
@@ -371,6 +463,14 @@ def write_enrolment(models, path):
         Rows with ``model_id`` and ``utt_ids`` (a list or a space-separated string).
     path : str
         Output CSV.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "enrolment.csv")
+    >>> write_enrolment([{"model_id": "m1", "utt_ids": ["u1", "u2"], "phrase": "03"}], path)
+    >>> open(path).read().splitlines()
+    ['model_id,utt_ids,phrase', 'm1,u1 u2,03']
     """
     table = pd.DataFrame(models)
     table["utt_ids"] = [
@@ -392,6 +492,15 @@ def read_enrolment(path):
     -------
     tuple
         ``(models, table)``: the mapping and the pandas table.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "enrolment.csv")
+    >>> write_enrolment([{"model_id": "m1", "utt_ids": "u1 u2"}], path)
+    >>> models, table = read_enrolment(path)
+    >>> models
+    {'m1': ['u1', 'u2']}
     """
     if not os.path.isfile(path):
         fail(path, "enrolment table does not exist", fix="run the data preparation first")
@@ -461,6 +570,28 @@ def validate(manifest_path, trials_path=None, enrolment_path=None, check_audio=T
     ------
     ManifestError
         Naming the file, the first offending rows and the fix.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> rows = []
+    >>> for utt, spk in [("u1", "a"), ("u2", "a"), ("u3", "b")]:
+    ...     soundfile.write(os.path.join(folder, f"{utt}.wav"), np.zeros(8000), 16000)
+    ...     rows.append(utterance_row(utt, os.path.join(folder, f"{utt}.wav"), spk, "demo"))
+    >>> write_manifest(rows, os.path.join(folder, "eval.csv"))
+    >>> write_trials([(1, "u1", "u2"), (0, "u1", "u3")], os.path.join(folder, "trials.txt"))
+    >>> len(validate(os.path.join(folder, "eval.csv"), os.path.join(folder, "trials.txt")))
+    3
+    >>> write_trials([(0, "u1", "u2"), (0, "u1", "u3"), (1, "u2", "u3")],
+    ...              os.path.join(folder, "wrong.txt"))
+    >>> validate(os.path.join(folder, "eval.csv"), os.path.join(folder, "wrong.txt"))
+    Traceback (most recent call last):
+      ...
+    data_prep.manifest.ManifestError: .../wrong.txt: labels disagree with the manifest's spk_id
+      line 1: 0 u1 u2
+      line 3: 1 u2 u3
+    Fix: label is 1 exactly when both sides have the same speaker
     """
     manifest = read_manifest(manifest_path)
     if check_audio:
@@ -524,6 +655,18 @@ def skip_if_prepared(save_folder, outputs, options):
     -------
     bool
         Whether the work can be skipped.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> skip_if_prepared(folder, [], {"seed": 1})
+    False
+    >>> mark_prepared(folder, {"seed": 1})
+    >>> skip_if_prepared(folder, [], {"seed": 1})
+    True
+    >>> skip_if_prepared(folder, [], {"seed": 2})
+    False
     """
     marker = os.path.join(save_folder, "prepare_options.json")
     if not os.path.isfile(marker):
@@ -547,6 +690,14 @@ def mark_prepared(save_folder, options):
         Where the preparation wrote.
     options : dict
         The options passed to :func:`skip_if_prepared`.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> mark_prepared(folder, {"seed": 1})
+    >>> os.listdir(folder)
+    ['prepare_options.json']
     """
     with open(os.path.join(save_folder, "prepare_options.json"), "w", encoding="utf-8") as out:
         json.dump(options, out, indent=1, sort_keys=True)
@@ -569,6 +720,15 @@ def run_preparation(prepare, **arguments):
     -------
     int
         0 on success, 1 on a :class:`ManifestError`.
+
+    Example
+    -------
+    >>> run_preparation(lambda save_folder: {"train": f"{save_folder}/train.csv"},
+    ...                 save_folder="data/corpus")
+    train: data/corpus/train.csv
+    0
+    >>> run_preparation(read_manifest, path="missing.csv")
+    1
     """
     try:
         paths = prepare(**arguments)
@@ -581,7 +741,28 @@ def run_preparation(prepare, **arguments):
 
 
 def main(argv=None):
-    """Command line: ``python -m data_prep.manifest MANIFEST [--trials T] [--enrolment E]``."""
+    """Command line: ``python -m data_prep.manifest MANIFEST [--trials T] [--enrolment E]``.
+
+    Arguments
+    ---------
+    argv : list of str, optional
+        Command-line arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        0 when the files are valid, 1 otherwise (the problem printed to stderr).
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "train.csv")
+    >>> write_manifest([{"ID": "u1", "duration": 1.0, "wav": "u1.wav", "start": 0,
+    ...                  "stop": 16000, "spk_id": "s1", "domain": "demo"}], path)
+    >>> main([path, "--no-audio"])
+    /.../train.csv: 1 rows, 1 speakers, OK
+    0
+    """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("manifest")
     parser.add_argument("--trials")

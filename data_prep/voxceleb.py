@@ -241,6 +241,15 @@ def read_meta(path):
     -------
     dict
         ``{speaker_id: gender}``.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "vox2_meta.csv")
+    >>> with open(path, "w") as meta:
+    ...     _ = meta.write("VoxCeleb2 ID ,VGGFace2 ID ,Gender ,Set \\nid00012 ,n000012 ,m ,dev \\n")
+    >>> read_meta(path)
+    {'id00012': 'm'}
     """
     with open(path, encoding="utf-8-sig") as meta:
         lines = [line for line in meta.read().splitlines() if line.strip()]
@@ -413,7 +422,25 @@ def _split_dev(rows, dev_ratio, seed):
 
 
 def main(argv=None):
-    """Command line entry point; returns the exit status."""
+    """Command line entry point; returns the exit status.
+
+    Arguments
+    ---------
+    argv : list of str, optional
+        Command-line arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        0 when the manifests were written, 1 when the preparation stopped on a
+        problem with the corpus (printed to stderr with its fix).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> main(["--data_folder", tempfile.mkdtemp(), "--save_folder", tempfile.mkdtemp()])
+    1
+    """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data_folder", required=True,
                         help="VoxCeleb1 folder (wav/ and vox1_meta.csv)")

@@ -42,11 +42,28 @@ class GradientReversal(torch.nn.Module):
         self.coefficient = float(coefficient)
 
     def set_coefficient(self, coefficient):
-        """Set the reversal coefficient used from the next forward on."""
+        """Set the reversal coefficient used from the next forward on.
+
+        Arguments
+        ---------
+        coefficient : float
+            Factor of the reversed gradient (0 stops the gradient).
+        """
         self.coefficient = float(coefficient)
 
     def forward(self, inputs):
-        """Pass ``inputs`` through, reversing their gradient."""
+        """Pass ``inputs`` through, reversing their gradient.
+
+        Arguments
+        ---------
+        inputs : torch.Tensor
+            Any tensor.
+
+        Returns
+        -------
+        torch.Tensor
+            ``inputs`` unchanged; its gradient is multiplied by ``-coefficient``.
+        """
         return _ReverseGradient.apply(inputs, self.coefficient)
 
 
@@ -138,7 +155,19 @@ class DomainDiscriminator(torch.nn.Module):
         self.mlp = torch.nn.Sequential(*layers)
 
     def forward(self, inputs):
-        """Logits with the input's leading dimensions and ``n_domains`` last."""
+        """Logits with the input's leading dimensions and ``n_domains`` last.
+
+        Arguments
+        ---------
+        inputs : torch.Tensor
+            ``[..., input_size]``: embeddings ``[batch, 1, input_size]`` or
+            frames ``[batch, frames, input_size]``.
+
+        Returns
+        -------
+        torch.Tensor
+            ``[..., n_domains]`` logits.
+        """
         return self.mlp(inputs)
 
 

@@ -65,7 +65,20 @@ class DANNBrain(sb.Brain):
                 unwrapped(self.modules.embedding_model), self.hparams.adv_layer)
 
     def embed(self, wavs, wav_lens):
-        """Embeddings ``[batch, 1, dim]`` of 16 kHz waveforms."""
+        """Embeddings ``[batch, 1, dim]`` of 16 kHz waveforms.
+
+        Arguments
+        ---------
+        wavs : torch.Tensor
+            ``[batch, samples]`` waveforms at 16 kHz.
+        wav_lens : torch.Tensor
+            ``[batch]`` relative lengths.
+
+        Returns
+        -------
+        torch.Tensor
+            ``[batch, 1, emb_dim]``.
+        """
         frontend, encoder = self.modules.frontend, self.modules.embedding_model
         if not encoder.training:
             # Evaluation runs on the main process alone, where a DDP wrapper
@@ -74,7 +87,20 @@ class DANNBrain(sb.Brain):
         return encoder(frontend(wavs, wav_lens), wav_lens)
 
     def compute_forward(self, batch, stage):
-        """Embed the source and target crops (training) or utterances (evaluation)."""
+        """Embed the source and target crops (training) or utterances (evaluation).
+
+        Arguments
+        ---------
+        batch : tuple or PaddedBatch
+            ``(source, target)`` batches in training, one batch otherwise.
+        stage : speechbrain.Stage
+            The stage.
+
+        Returns
+        -------
+        torch.Tensor
+            ``[batch, 1, emb_dim]``; in training the source rows come first.
+        """
         if stage != sb.Stage.TRAIN:
             batch = batch.to(self.device)
             return self.embed(*batch.sig)
@@ -84,7 +110,22 @@ class DANNBrain(sb.Brain):
         return self.embed(wavs, lens)
 
     def compute_objectives(self, embeddings, batch, stage):
-        """Speaker loss on the source half plus the reversed domain loss."""
+        """Speaker loss on the source half plus the reversed domain loss.
+
+        Arguments
+        ---------
+        embeddings : torch.Tensor
+            As from :meth:`compute_forward`.
+        batch : tuple
+            The ``(source, target)`` batches.
+        stage : speechbrain.Stage
+            The stage (training only).
+
+        Returns
+        -------
+        torch.Tensor
+            The total loss.
+        """
         source, target = batch
         n_source = len(source)
         labels = source.spk_id_encoded.data.to(self.device)
@@ -135,6 +176,13 @@ class DANNBrain(sb.Brain):
 
         Seeding from (seed, epoch) makes a run resumed at an epoch boundary
         draw the same crops and dropout masks as an uninterrupted one.
+
+        Arguments
+        ---------
+        stage : speechbrain.Stage
+            The stage starting.
+        epoch : int, optional
+            The epoch starting.
         """
         if stage == sb.Stage.TRAIN:
             self.stats = {}
@@ -142,7 +190,17 @@ class DANNBrain(sb.Brain):
             torch.manual_seed(self.hparams.seed * 1000 + epoch)
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
-        """Log the epoch's losses and domain accuracy, then checkpoint."""
+        """Log the epoch's losses and domain accuracy, then checkpoint.
+
+        Arguments
+        ---------
+        stage : speechbrain.Stage
+            The stage ending.
+        stage_loss : float
+            Its average loss.
+        epoch : int, optional
+            The epoch ending.
+        """
         if stage != sb.Stage.TRAIN:
             return
         stats = {"loss": stage_loss, "steps": self.step}
@@ -158,5 +216,22 @@ class DANNBrain(sb.Brain):
 
 
 def unwrapped(module):
-    """The module inside a DistributedDataParallel wrapper (or the module itself)."""
+    """The module inside a DistributedDataParallel wrapper (or the module itself).
+
+    Arguments
+    ---------
+    module : torch.nn.Module
+        A module, wrapped or not.
+
+    Returns
+    -------
+    torch.nn.Module
+        The module that does the work.
+
+    Example
+    -------
+    >>> linear = torch.nn.Linear(2, 2)
+    >>> unwrapped(linear) is linear
+    True
+    """
     return getattr(module, "module", module)

@@ -133,7 +133,13 @@ class PairedDataset(torch.utils.data.Dataset):
         self.set_epoch(0)
 
     def set_epoch(self, epoch):
-        """Draw the pairing of ``epoch``."""
+        """Draw the pairing of ``epoch``.
+
+        Arguments
+        ---------
+        epoch : int
+            Epoch number; the pairing depends on it and on the seed only.
+        """
         rng = np.random.default_rng([self.seed, epoch])
         length = len(self)
         self.source_index = _cycled_permutation(rng, len(self.source), length)

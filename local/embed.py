@@ -68,6 +68,17 @@ def compute_embeddings(embed, dataset, batch_size=16, device="cpu", cache_path=N
     -------
     dict
         ``{ID: tensor [dim]}`` on the CPU.
+
+    Example
+    -------
+    >>> from speechbrain.dataio.dataset import DynamicItemDataset
+    >>> dataset = DynamicItemDataset({
+    ...     "u1": {"start": 0, "stop": 3, "sample_rate": 16000, "sig": torch.ones(3)},
+    ...     "u2": {"start": 0, "stop": 2, "sample_rate": 16000, "sig": torch.full((2,), 2.0)}})
+    >>> def embed(wavs, wav_lens):
+    ...     return torch.stack([wavs.mean(dim=1), wavs.amax(dim=1)], dim=-1).unsqueeze(1)
+    >>> compute_embeddings(embed, dataset)
+    {'u1': tensor([1., 1.]), 'u2': tensor([2., 2.])}
     """
     if cache_path and os.path.isfile(cache_path):
         return torch.load(cache_path)

@@ -29,5 +29,19 @@ class FbankFrontend(torch.nn.Module):
         self.norm = InputNormalization(norm_type="sentence", std_norm=False)
 
     def forward(self, wavs, wav_lens):
-        """Features ``[batch, frames, n_mels]`` of 16 kHz ``wavs``."""
+        """Features ``[batch, frames, n_mels]`` of 16 kHz ``wavs``.
+
+        Arguments
+        ---------
+        wavs : torch.Tensor
+            ``[batch, samples]`` waveforms at 16 kHz.
+        wav_lens : torch.Tensor
+            ``[batch]`` relative lengths (1.0 for the longest).
+
+        Returns
+        -------
+        torch.Tensor
+            ``[batch, frames, n_mels]`` log mel filterbanks, the mean of each
+            utterance's frames (within its length) subtracted.
+        """
         return self.norm(self.fbank(wavs), wav_lens)

@@ -56,6 +56,19 @@ def load_systems(paths):
     ------
     ManifestError
         When a file lists other trials than the first one, or other labels.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> trials = pd.DataFrame({"enrol": ["u1", "u1", "u2"], "test": ["u2", "u3", "u3"],
+    ...                        "label": [1, 0, 0]})
+    >>> write_scores(os.path.join(folder, "a.txt"), trials, [0.9, 0.2, 0.4])
+    >>> write_scores(os.path.join(folder, "b.txt"), trials[::-1], [1.0, 3.0, 5.0])
+    >>> trials, scores = load_systems([os.path.join(folder, "a.txt"),
+    ...                                os.path.join(folder, "b.txt")])
+    >>> scores.tolist()
+    [[0.9, 5.0], [0.2, 3.0], [0.4, 1.0]]
     """
     first = read_scores(paths[0])
     key = pd.MultiIndex.from_frame(first[["enrol", "test"]])
@@ -158,7 +171,36 @@ def train_logistic_fusion(scores, labels, p_target=0.5):
 
 
 def main(argv=None):
-    """Fuse score files and print EER/minDCF of each system and of the fusion."""
+    """Fuse score files and print EER/minDCF of each system and of the fusion.
+
+    Arguments
+    ---------
+    argv : list of str, optional
+        Command-line arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        0 when the fused score file was written, 1 when the score files do
+        not fit together (the problem printed to stderr).
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> trials = pd.DataFrame({"enrol": ["u1", "u1", "u2"], "test": ["u2", "u3", "u3"],
+    ...                        "label": [1, 0, 0]})
+    >>> paths = [os.path.join(folder, name) for name in ("a.txt", "b.txt", "fused.txt")]
+    >>> write_scores(paths[0], trials, [0.9, 0.2, 0.4])
+    >>> write_scores(paths[1], trials, [0.3, 0.1, 0.2])
+    >>> main(["--scores", paths[0], paths[1], "--out", paths[2]])
+    system ... EER (%)  min_dcf_0.01  min_dcf_0.001
+    ...
+    fusion (mean) ... 0.00 ...
+    0
+    >>> read_scores(paths[2])["score"].round(4).tolist()
+    [1.2917, -1.1219, -0.1698]
+    """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scores", nargs="+", required=True, help="one score file per system")
     parser.add_argument("--out", required=True, help="fused score file to write")

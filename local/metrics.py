@@ -195,6 +195,20 @@ def min_dcf(scores, labels, p_target=0.01, c_miss=1, c_fa=1):
 def dcf_name(p_target, c_miss=1, c_fa=1):
     """Column name of a minDCF setting: ``min_dcf_<p_target>[_<c_miss>_<c_fa>]``.
 
+    Arguments
+    ---------
+    p_target : float
+        Prior probability of a target trial.
+    c_miss : float
+        Cost of rejecting a target trial (left out of the name when 1).
+    c_fa : float
+        Cost of accepting a non-target trial (left out of the name when 1).
+
+    Returns
+    -------
+    str
+        The column name.
+
     Example
     -------
     >>> [dcf_name(*setting) for setting in VOXCELEB_DCF + SDSV_DCF]

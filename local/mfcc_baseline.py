@@ -34,6 +34,16 @@ def mean_mfcc_embeddings(manifest):
     -------
     dict
         ``{ID: tensor [n_mfcc]}``.
+
+    Example
+    -------
+    >>> import os, tempfile, numpy, soundfile, pandas
+    >>> wav = os.path.join(tempfile.mkdtemp(), "u1.wav")
+    >>> soundfile.write(wav, numpy.random.default_rng(0).uniform(-0.1, 0.1, 8000), 16000)
+    >>> manifest = pandas.DataFrame({"ID": ["u1"], "wav": [wav], "start": [0], "stop": [8000],
+    ...                              "sample_rate": [16000]})
+    >>> mean_mfcc_embeddings(manifest)["u1"].shape
+    torch.Size([20])
     """
     mfcc = MFCC(deltas=False, context=False, n_mfcc=20)
     embeddings = {}
@@ -58,6 +68,17 @@ def baseline_eer(embeddings, trials):
     -------
     float
         EER as a fraction.
+
+    Example
+    -------
+    >>> import pandas
+    >>> vectors = {"a1": [0.0, 1.0, 0.0], "a2": [0.0, 1.0, 0.1],
+    ...            "b1": [0.0, 0.0, 1.0], "b2": [0.0, 0.1, 1.0]}
+    >>> embeddings = {utt: torch.tensor(vector) for utt, vector in vectors.items()}
+    >>> trials = pandas.DataFrame({"label": [1, 0, 1, 0], "enrol": ["a1", "a1", "b1", "a2"],
+    ...                            "test": ["a2", "b1", "b2", "b2"]})
+    >>> baseline_eer(embeddings, trials)
+    0.0
     """
     ids = sorted(set(trials["enrol"]) | set(trials["test"]))
     index = {utt: row for row, utt in enumerate(ids)}
@@ -72,7 +93,29 @@ def baseline_eer(embeddings, trials):
 
 
 def main(argv=None):
-    """Print the baseline EER of each trial list."""
+    """Print the baseline EER of each trial list.
+
+    Arguments
+    ---------
+    argv : list of str, optional
+        Command-line arguments (default: ``sys.argv[1:]``).
+
+    Example
+    -------
+    >>> import os, tempfile, numpy, soundfile
+    >>> from data_prep.manifest import utterance_row, write_manifest, write_trials
+    >>> folder, rng = tempfile.mkdtemp(), numpy.random.default_rng(0)
+    >>> rows = []
+    >>> for utt, spk in [("a1", "a"), ("a2", "a"), ("b1", "b")]:
+    ...     wav = os.path.join(folder, f"{utt}.wav")
+    ...     soundfile.write(wav, rng.uniform(-0.1, 0.1, 8000), 16000)
+    ...     rows.append(utterance_row(utt, wav, spk, "demo"))
+    >>> write_manifest(rows, os.path.join(folder, "eval.csv"))
+    >>> write_trials([(1, "a1", "a2"), (0, "a1", "b1")], os.path.join(folder, "trials.txt"))
+    >>> main(["--manifest", os.path.join(folder, "eval.csv"),
+    ...       "--trials", os.path.join(folder, "trials.txt")])
+    /.../trials.txt: mean-MFCC cosine EER ...%
+    """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--manifest", required=True)
     parser.add_argument("--trials", nargs="+", required=True)

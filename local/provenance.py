@@ -35,7 +35,24 @@ def file_sha256(path):
 
 
 def code_version(folder):
-    """The git commit of ``folder`` (with ``-dirty`` for uncommitted changes), or None."""
+    """The git commit of ``folder`` (with ``-dirty`` for uncommitted changes), or None.
+
+    Arguments
+    ---------
+    folder : str
+        A folder inside a git working tree.
+
+    Returns
+    -------
+    str or None
+        The 40-digit commit, None outside a git working tree or without git.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> print(code_version(tempfile.mkdtemp()))
+    None
+    """
     try:
         commit = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=40"],
                                 cwd=folder, capture_output=True, text=True, timeout=10)
@@ -57,6 +74,13 @@ def condition_files(condition):
     -------
     dict
         Roles such as ``source_train`` or ``evaluation/target/trials``.
+
+    Example
+    -------
+    >>> files = condition_files({"source_train": "s.csv", "target_train": "t.csv",
+    ...                          "evaluation": {"target": {"manifest": "e.csv", "trials": "tr.txt"}}})
+    >>> list(files)
+    ['source_train', 'target_train', 'evaluation/target/manifest', 'evaluation/target/trials']
     """
     files = {"source_train": condition["source_train"], "target_train": condition["target_train"]}
     for name, spec in condition["evaluation"].items():
@@ -82,6 +106,22 @@ def write_provenance(condition, output_folder, code_folder):
     -------
     dict
         What was written.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> for name in ("s.csv", "t.csv", "e.csv", "tr.txt"):
+    ...     _ = open(os.path.join(folder, name), "w").write("abc")
+    >>> condition = {"source_train": os.path.join(folder, "s.csv"),
+    ...              "target_train": os.path.join(folder, "t.csv"),
+    ...              "evaluation": {"target": {"manifest": os.path.join(folder, "e.csv"),
+    ...                                        "trials": os.path.join(folder, "tr.txt")}}}
+    >>> record = write_provenance(condition, folder, folder)
+    >>> record["data"]["target_train"]["sha256"][:12], record["code_version"]
+    ('ba7816bf8f01', None)
+    >>> os.path.isfile(os.path.join(folder, "provenance.json"))
+    True
     """
     record = {
         "code_version": code_version(code_folder),

@@ -39,8 +39,8 @@ class WeightedLayerSum(torch.nn.Module):
     -------
     >>> layer_sum = WeightedLayerSum(3)
     >>> hidden = torch.stack([torch.full((2, 5, 4), float(i)) for i in range(3)])
-    >>> layer_sum(hidden)[0, 0]
-    tensor([1., 1., 1., 1.])
+    >>> layer_sum(hidden)[0, 0].tolist()
+    [1.0, 1.0, 1.0, 1.0]
     >>> layer_sum.layer_weights()
     tensor([0.3333, 0.3333, 0.3333])
     """
@@ -55,7 +55,18 @@ class WeightedLayerSum(torch.nn.Module):
         return F.softmax(self.weights.detach(), dim=0)
 
     def forward(self, hidden_states):
-        """``[layers, batch, frames, dim]`` -> ``[batch, frames, dim]``."""
+        """The weighted sum of the hidden states.
+
+        Arguments
+        ---------
+        hidden_states : torch.Tensor
+            ``[layers, batch, frames, dim]``.
+
+        Returns
+        -------
+        torch.Tensor
+            ``[batch, frames, dim]``.
+        """
         if hidden_states.shape[0] != len(self.weights):
             raise ValueError(
                 f"{hidden_states.shape[0]} hidden states for {len(self.weights)} layer weights"
@@ -119,14 +130,38 @@ class SSLFrontend(torch.nn.Module):
         return self.ssl.config.hidden_size
 
     def train(self, mode=True):
-        """Switch modes; a frozen SSL model stays in eval mode (no dropout)."""
+        """Switch modes; a frozen SSL model stays in eval mode (no dropout).
+
+        Arguments
+        ---------
+        mode : bool
+            Training mode (True) or evaluation mode (False).
+
+        Returns
+        -------
+        SSLFrontend
+            This module.
+        """
         super().train(mode)
         if self.ssl.freeze:
             self.ssl.model.eval()
         return self
 
     def forward(self, wavs, wav_lens=None):
-        """Features ``[batch, frames, dim]`` of 16 kHz ``wavs``."""
+        """Features ``[batch, frames, dim]`` of 16 kHz ``wavs``.
+
+        Arguments
+        ---------
+        wavs : torch.Tensor
+            ``[batch, samples]`` waveforms at 16 kHz.
+        wav_lens : torch.Tensor, optional
+            ``[batch]`` relative lengths (1.0 for the longest).
+
+        Returns
+        -------
+        torch.Tensor
+            ``[batch, frames, hidden size]``, the weighted sum of all layers.
+        """
         # The recipe never pads (fixed training crops, equal-length evaluation
         # batches); an all-ones mask would only cost the attention a mask.
         if wav_lens is not None and bool((wav_lens >= 1).all()):

@@ -12,7 +12,8 @@ from local.dataio import add_whole_pipeline, manifest_dataset
 from local.metrics import eer
 from local.verification import check_score_norm, cohort_subset, verify
 
-NORM = {"score_norm": None, "cohort_domain": "target", "cohort_size": 50, "cohort_top_k": 10}
+NORM = {"score_norm": None, "cohort_domain": "target", "cohort_size": 50, "cohort_top_k": 10,
+        "backend_adaptation": None, "whiten_ridge": 0.1}
 
 
 class CountingEmbedder:
