@@ -26,7 +26,7 @@ from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.utils.distributed import run_on_main
 
 from data_prep.manifest import read_manifest, validate
-from local.dann_brain import DANNBrain, unwrapped
+from local.dann_brain import DANNBrain, check_domain_settings, unwrapped
 from local.dataio import (
     PairedDataset,
     add_crop_pipeline,
@@ -93,9 +93,10 @@ def dataio_prep(hparams, condition):
     -------
     dict
         ``train_pairs`` (:class:`PairedDataset`), ``label_encoder``, ``eval``
-        (whole-utterance datasets keyed by evaluation manifest path) and
+        (whole-utterance datasets keyed by evaluation manifest path),
         ``cohort`` (whole utterances of the score-normalisation cohort's
-        training manifest).
+        training manifest) and ``target_utterances`` (whole utterances of the
+        target training manifest, for pseudo-labelling).
     """
     eval_datasets = {}
     for spec in condition["evaluation"].values():
@@ -106,16 +107,20 @@ def dataio_prep(hparams, condition):
             eval_datasets[spec["manifest"]] = dataset
     source = manifest_dataset(condition["source_train"], hparams["check_audio"])
     target = manifest_dataset(condition["target_train"], hparams["check_audio"])
-    # The cohort reads whole utterances of the same (already validated) rows.
-    cohort = DynamicItemDataset({"source": source, "target": target}[hparams["cohort_domain"]].data)
-    add_whole_pipeline(cohort)
+    # Whole utterances of the same (already validated) training rows.
+    utterances = {}
+    for domain, dataset in (("source", source), ("target", target)):
+        utterances[domain] = DynamicItemDataset(dataset.data)
+        add_whole_pipeline(utterances[domain])
     for dataset in (source, target):
         add_crop_pipeline(dataset, hparams["crop_seconds"])
     encoder = add_speaker_labels(source, os.path.join(hparams["save_folder"], "label_encoder.txt"))
     source.set_output_keys(["id", "sig", "spk_id_encoded"])
     target.set_output_keys(["id", "sig"])
     return {"train_pairs": PairedDataset(source, target, hparams["seed"]),
-            "label_encoder": encoder, "eval": eval_datasets, "cohort": cohort}
+            "label_encoder": encoder, "eval": eval_datasets,
+            "cohort": utterances[hparams["cohort_domain"]],
+            "target_utterances": utterances["target"]}
 
 
 def prepare_experiment(argv=None):
@@ -141,6 +146,7 @@ def prepare_experiment(argv=None):
     with open(hparams_file, encoding="utf-8") as fin:
         hparams = load_hyperpyyaml(fin, overrides)
     check_score_norm(hparams)
+    check_domain_settings(hparams)
     sb.create_experiment_directory(
         experiment_directory=hparams["output_folder"],
         hyperparams_to_save=hparams_file,
@@ -156,6 +162,7 @@ def prepare_experiment(argv=None):
         run_opts=run_opts, checkpointer=hparams["checkpointer"],
     )
     brain.train_pairs = data["train_pairs"]
+    brain.target_utterances = data["target_utterances"]
     world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
     brain.steps_per_epoch = len(data["train_pairs"]) // (hparams["batch_size"] * world)
     return brain, hparams, condition, data

@@ -116,11 +116,38 @@ class AdversarialSchedule:
         self.weight, self.gamma, self.warmup = float(weight), float(gamma), float(warmup)
 
     def __call__(self, progress):
-        """Coefficient at ``progress`` (fraction of training done)."""
+        """Coefficient at ``progress`` (fraction of training done).
+
+        Arguments
+        ---------
+        progress : float
+            Fraction of training done.
+
+        Returns
+        -------
+        float
+            ``weight`` times :meth:`ramp`.
+        """
+        return self.weight * self.ramp(progress)
+
+    def ramp(self, progress):
+        """The schedule's shape, without its weight: 0 in warm-up, then rising to 1.
+
+        The statistics-alignment losses follow it, each with its own weight.
+
+        Arguments
+        ---------
+        progress : float
+            Fraction of training done.
+
+        Returns
+        -------
+        float
+            In [0, 1].
+        """
         if progress < self.warmup:
             return 0.0
-        ramp = (progress - self.warmup) / (1.0 - self.warmup)
-        return self.weight * ganin_lambda(ramp, self.gamma)
+        return ganin_lambda((progress - self.warmup) / (1.0 - self.warmup), self.gamma)
 
 
 class DomainDiscriminator(torch.nn.Module):

@@ -276,22 +276,50 @@ def condition_table(trials, scores, manifest, enrolment=None, dcf=VOXCELEB_DCF):
     return pd.DataFrame(rows)
 
 
+def markdown_table(header, rows):
+    """A markdown table of string cells.
+
+    Written here because pandas' ``DataFrame.to_markdown`` needs the optional
+    tabulate package, which is not a dependency.
+
+    Arguments
+    ---------
+    header : list of str
+        Column titles.
+    rows : list of list of str
+        Cells, a list per row.
+
+    Returns
+    -------
+    str
+        The table, ending with a newline.
+
+    Example
+    -------
+    >>> print(markdown_table(["system", "EER (%)"], [["baseline", "30.1"]]), end="")
+    | system | EER (%) |
+    | --- | --- |
+    | baseline | 30.1 |
+    """
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
+    return "\n".join(lines) + "\n"
+
+
 def _markdown(table):
-    # Written here because pandas' DataFrame.to_markdown needs the optional
-    # tabulate package, which is not a dependency.
     metrics = [c for c in table.columns if c == "eer" or c.startswith("min_dcf_")]
     header = ["condition", "value", "trials", "targets", "EER (%)"] + [
         "minDCF " + c[len("min_dcf_"):].replace("_", ", ") for c in metrics[1:]
     ]
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    rows = []
     for row in table.to_dict("records"):
         cells = [row["condition"], row["value"], str(row["trials"]), str(row["targets"])]
         if row["note"]:
             cells += [row["note"]] + [""] * (len(metrics) - 1)
         else:
             cells += [f"{100 * row['eer']:.2f}"] + [f"{row[c]:.4f}" for c in metrics[1:]]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        rows.append(cells)
+    return markdown_table(header, rows)
 
 
 def write_report(name, trials, scores, manifest, out_dir, dcf=VOXCELEB_DCF, enrolment=None):

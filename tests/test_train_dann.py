@@ -22,6 +22,10 @@ TINY = ["--channels=[32, 32, 32, 32, 96]", "--emb_dim=32", "--n_mels=40",
         "--discriminator_neurons=[32]", "--batch_size=16", "--crop_seconds=1.0",
         "--num_workers=0", "--check_audio=False"]
 SHORT = ["--number_of_epochs=1", "--debug", "--debug_batches=3", "--debug_epochs=1"]
+# Every path that reads target data: the adversary, CORAL, MMD and pseudo-labels
+# (clustered before epoch 1, so that a short run uses them).
+ALL_TARGET_PATHS = ["--adv_warmup=0", "--coral_weight=1", "--mmd_weight=1",
+                    "--pseudo_label_epochs=[1]", "--pseudo_max_speakers=20"]
 
 
 def train(demo_corpus, folder, *extra, hparams="hparams/dann_fbank.yaml", tiny=TINY):
@@ -149,8 +153,10 @@ def test_target_speaker_labels_are_never_used(demo_corpus, tmp_path):
     for name, target in (("orig", demo_corpus["target_train"]), ("scrambled", scrambled),
                          ("unlabelled", tmp_path / "target_unlabelled.csv")):
         folder = tmp_path / name
-        train(demo_corpus, folder, f"--target_train={target}", *SHORT)
-        losses.append(logged(folder, "loss") + logged(folder, "domain_loss"))
+        train(demo_corpus, folder, f"--target_train={target}", *SHORT, *ALL_TARGET_PATHS)
+        losses.append([logged(folder, key) for key in (
+            "loss", "domain_loss", "coral_loss", "mmd_loss", "pseudo_labelled", "clusters")])
+    assert all(values for values in losses[0]), losses[0]  # every path took part
     assert losses[0] == losses[1] == losses[2]
 
 
@@ -166,7 +172,8 @@ def test_missing_condition_file_is_a_clear_error(demo_corpus, tmp_path):
 
 
 def test_resumed_run_ends_like_an_uninterrupted_one(demo_corpus, tmp_path, monkeypatch):
-    args = ("--number_of_epochs=2", "--adv_weight=1.0")
+    # The pseudo-labels of epoch 1 must come back from the checkpoint for epoch 2.
+    args = ("--number_of_epochs=2", "--adv_weight=1.0", *ALL_TARGET_PATHS)
     whole = train(demo_corpus, tmp_path / "whole", *args)
 
     original = train_dann.DANNBrain.on_stage_end
@@ -182,6 +189,7 @@ def test_resumed_run_ends_like_an_uninterrupted_one(demo_corpus, tmp_path, monke
     monkeypatch.setattr(train_dann.DANNBrain, "on_stage_end", original)
     resumed = train(demo_corpus, tmp_path / "resumed", *args)
     assert logged(tmp_path / "resumed", "loss")[-1] == logged(tmp_path / "whole", "loss")[-1]
+    assert logged(tmp_path / "resumed", "pseudo_labelled")[-1] > 0
     assert resumed == whole
 
 
@@ -278,3 +286,41 @@ def test_run_resumes_inside_an_epoch_from_an_intra_epoch_checkpoint(demo_corpus,
     # 15 steps an epoch; the checkpoint after step 5 leaves 10 to run.
     assert len(counted) == 10
     assert logged(tmp_path, "steps") == [15.0]
+
+
+def test_extra_discriminator_updates_change_the_discriminator_alone(demo_corpus, tmp_path,
+                                                                     monkeypatch):
+    original, changes = train_dann.DANNBrain.on_fit_batch_end, []
+
+    def compared(self, *args):
+        before = {name: p.detach().clone() for name, p in self.modules.named_parameters()}
+        original(self, *args)
+        changes.append({name.split(".")[0] for name, p in self.modules.named_parameters()
+                        if not torch.equal(p, before[name])})
+
+    monkeypatch.setattr(train_dann.DANNBrain, "on_fit_batch_end", compared)
+    train(demo_corpus, tmp_path, "--disc_steps=3", "--disc_lr=0.01", *SHORT)
+    assert changes == [{"domain_discriminator"}] * 3
+
+
+def test_pseudo_labels_add_target_classes_to_the_speaker_head(demo_corpus, tmp_path):
+    train(demo_corpus, tmp_path, "--number_of_epochs=2", "--pseudo_label_epochs=[2]",
+          "--pseudo_max_speakers=30")
+    assert logged(tmp_path, "pseudo_labelled")[0] > 0.5  # epoch 2 only: labels from epoch 2 on
+    assert 2 <= logged(tmp_path, "clusters")[0] <= 30
+    checkpoint = glob.glob(os.path.join(tmp_path, "save", "CKPT*", "classifier.ckpt"))[0]
+    assert torch.load(checkpoint)["weight"].shape[0] == 24 + 30  # source speakers + reserved
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("--pseudo_label_epochs=[2]", "needs 2 <= pseudo_min_speakers <= pseudo_max_speakers"),
+    ("--pseudo_label_epochs=[9]", r"pseudo_label_epochs \[9\] are not epochs of this run"),
+    ("--disc_steps=0", "disc_steps must be an integer >= 1; got 0"),
+    ("--domain_label_smoothing=1", r"domain_label_smoothing must be in \[0, 1\); got 1"),
+    ("--mmd_weight=-1", "mmd_weight must be >= 0; got -1"),
+])
+def test_bad_domain_settings_fail_before_training(demo_corpus, tmp_path, setting, message):
+    extra = ["--pseudo_max_speakers=10"] if "[9]" in setting else []
+    with pytest.raises(ValueError, match=message):
+        train(demo_corpus, tmp_path, setting, *extra)
+    assert not os.path.exists(tmp_path / "train_log.txt")
