@@ -6,9 +6,12 @@ exactly as ``train_dann.py`` does it (``train_dataloader_options``: batches of
 the audio), timing how long each ``next(batch)`` blocks against the whole
 step. The filterbank model has the cheapest step of the recipe, so its
 loading is the most exposed; the same model with the tests' small encoder
-(``channels`` 32, 40 mel bands) shows a step that is cheaper still.
+(``channels`` 32, 40 mel bands) shows a step that is cheaper still, with
+torch's default threads (one per core) and with one thread, which on a
+machine whose cores are busy with other jobs makes the step much faster
+(idle threads spin while they wait for a core).
 
-Run from the repository root (about 2 minutes on 2 busy CPU cores)::
+Run from the repository root (about 7 minutes on 2 busy CPU cores)::
 
     .venv/bin/python benchmarks/bench_dataloading.py
 
@@ -18,17 +21,24 @@ the first batch of each epoch (the workers' start) and including it.
 
 import tempfile
 
+import torch
+
 from common import TINY_ENCODER, build, epoch, loader, machine
 
 EPOCHS = 2
-MODELS = {"dann_fbank.yaml": [], "dann_fbank.yaml, small encoder": [*TINY_ENCODER, "--n_mels=40"]}
+SMALL = [*TINY_ENCODER, "--n_mels=40"]
+# (name, options, torch threads: None keeps torch's default, one per core)
+MODELS = [("dann_fbank.yaml", [], None), ("dann_fbank.yaml, small encoder", SMALL, None),
+          ("dann_fbank.yaml, small encoder, 1 torch thread", SMALL, 1)]
 
 
 def main():
     print(machine())
     shares = []
     with tempfile.TemporaryDirectory() as work:
-        for index, (model, options) in enumerate(MODELS.items()):
+        default_threads = torch.get_num_threads()
+        for index, (model, options, threads) in enumerate(MODELS):
+            torch.set_num_threads(threads or default_threads)
             brain, hparams, data = build("dann_fbank.yaml", work, f"run{index}", *options)
             totals, waits, starts, steps = 0.0, 0.0, 0.0, 0
             for _ in range(EPOCHS):

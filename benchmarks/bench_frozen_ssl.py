@@ -4,10 +4,11 @@
    initialised WavLM and the tests' small encoder (so that the front end's
    share of a step is visible), built twice by ``train_dann.py``'s own code:
    ``freeze_ssl`` True and False. It reports the median step time of each
-   (CPU time, one torch thread, timed alternately on the same in-memory batches) and the activations each
-   front end keeps for backward: the bytes of the tensors autograd saves
-   during its forward, parameters excluded (``torch.autograd.graph.
-   saved_tensors_hooks``; on CUDA also ``torch.cuda.max_memory_allocated``).
+   (CPU time, one torch thread, timed alternately on the same in-memory
+   batches) and the activations each front end keeps for backward: the bytes
+   of the tensors autograd saves during its forward, parameters excluded
+   (``torch.autograd.graph.saved_tensors_hooks``; on CUDA also
+   ``torch.cuda.max_memory_allocated`` of a step).
 2. **Feature cache, tiny WavLM.** The same frozen model, one run with
    ``cache_ssl_features`` and one without: the time to fill the cache (the SSL
    forward of every whole training utterance, once), then training epochs
