@@ -20,7 +20,7 @@ frame of ECAPA-TDNN's ``mfa`` layer (``--adv_layer=mfa``), and on those frames
 with one hidden layer of 64 instead of two of 256
 (``--discriminator_neurons=[64]``).
 
-Run from the repository root (about 4 minutes on 2 busy CPU cores)::
+Run from the repository root (about 9 minutes on 2 busy CPU cores)::
 
     .venv/bin/python benchmarks/bench_adversarial.py [--rounds 20] [--batch_size 8]
 

@@ -11,7 +11,7 @@ torch's default threads (one per core) and with one thread, which on a
 machine whose cores are busy with other jobs makes the step much faster
 (idle threads spin while they wait for a core).
 
-Run from the repository root (about 7 minutes on 2 busy CPU cores)::
+Run from the repository root (about 10 minutes on 2 busy CPU cores)::
 
     .venv/bin/python benchmarks/bench_dataloading.py
 

@@ -18,7 +18,7 @@ corpora cut into fixed segments). Every method reads the audio the same way;
 times are wall times with one torch thread, and utterances per second are
 compared. Embeddings are compared with those of the loop (cosine distance).
 
-Run from the repository root (about 3 minutes on 2 busy CPU cores)::
+Run from the repository root (about 1 minute on 2 busy CPU cores)::
 
     .venv/bin/python benchmarks/bench_embed.py
 

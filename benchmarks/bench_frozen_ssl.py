@@ -22,7 +22,7 @@
    step on the float16 hidden states of the same batch, as the cache gives
    them; the hidden states' size per hour of audio, from the measured shape.
 
-Run from the repository root (about 6 minutes on 2 busy CPU cores)::
+Run from the repository root (about 9 minutes on 2 busy CPU cores)::
 
     .venv/bin/python benchmarks/bench_frozen_ssl.py
 
