@@ -36,6 +36,7 @@ from local.dataio import (
     manifest_dataset,
 )
 from local.provenance import write_provenance
+from local.ssl_cache import add_cached_crop_pipeline, cache_hidden_states
 from local.ssl_frontend import save_layer_weights
 from local.verification import check_score_norm, verify
 
@@ -76,7 +77,7 @@ class _KeysOnly(yaml.SafeLoader):
 _KeysOnly.add_multi_constructor("!", lambda loader, suffix, node: None)
 
 
-def dataio_prep(hparams, condition):
+def dataio_prep(hparams, condition, device="cpu"):
     """Paired training set, speaker label encoder, evaluation and cohort datasets.
 
     Every manifest, trial list and enrolment table is validated here, before
@@ -88,6 +89,8 @@ def dataio_prep(hparams, condition):
         Model hparams.
     condition : dict
         Condition hparams.
+    device : str or torch.device
+        Where the SSL model fills the feature cache (``cache_ssl_features``).
 
     Returns
     -------
@@ -113,7 +116,15 @@ def dataio_prep(hparams, condition):
         utterances[domain] = DynamicItemDataset(dataset.data)
         add_whole_pipeline(utterances[domain])
     for dataset in (source, target):
-        add_crop_pipeline(dataset, hparams["crop_seconds"])
+        if hparams.get("cache_ssl_features"):
+            whole = DynamicItemDataset(dataset.data)
+            add_whole_pipeline(whole)
+            run_on_main(cache_hidden_states, args=[
+                hparams["frontend"], whole, hparams["ssl_features_folder"], device])
+            add_cached_crop_pipeline(dataset, hparams["ssl_features_folder"],
+                                     hparams["crop_seconds"])
+        else:
+            add_crop_pipeline(dataset, hparams["crop_seconds"])
     encoder = add_speaker_labels(source, os.path.join(hparams["save_folder"], "label_encoder.txt"))
     source.set_output_keys(["id", "sig", "spk_id_encoded"])
     target.set_output_keys(["id", "sig"])
@@ -156,11 +167,11 @@ def prepare_experiment(argv=None):
     sb.utils.distributed.main_process_only(write_provenance)(
         condition, hparams["output_folder"], os.path.dirname(os.path.abspath(__file__)))
 
-    data = dataio_prep(hparams, condition)
     brain = DANNBrain(
         modules=hparams["modules"], opt_class=hparams["opt_class"], hparams=hparams,
         run_opts=run_opts, checkpointer=hparams["checkpointer"],
     )
+    data = dataio_prep(hparams, condition, brain.device)
     brain.train_pairs = data["train_pairs"]
     brain.target_utterances = data["target_utterances"]
     world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1

@@ -112,6 +112,7 @@ class SSLFrontend(torch.nn.Module):
             raise ValueError(f"ssl_family must be one of {sorted(WRAPPERS)}, got '{family}'")
         module, name = WRAPPERS[family].rsplit(".", 1)
         wrapper = getattr(importlib.import_module(module), name)
+        self.source = source
         try:
             self.ssl = wrapper(source, save_path=save_path, freeze=freeze,
                                freeze_feature_extractor=freeze_feature_extractor,
@@ -147,8 +148,8 @@ class SSLFrontend(torch.nn.Module):
             self.ssl.model.eval()
         return self
 
-    def forward(self, wavs, wav_lens=None):
-        """Features ``[batch, frames, dim]`` of 16 kHz ``wavs``.
+    def hidden_states(self, wavs, wav_lens=None):
+        """Hidden states of all layers, the CNN output first.
 
         Arguments
         ---------
@@ -160,13 +161,38 @@ class SSLFrontend(torch.nn.Module):
         Returns
         -------
         torch.Tensor
-            ``[batch, frames, hidden size]``, the weighted sum of all layers.
+            ``[layers, batch, frames, hidden size]``; computed under
+            ``no_grad`` when the SSL model is frozen.
         """
         # The recipe never pads (fixed training crops, equal-length evaluation
         # batches); an all-ones mask would only cost the attention a mask.
         if wav_lens is not None and bool((wav_lens >= 1).all()):
             wav_lens = None
-        return self.layer_sum(self.ssl(wavs, wav_lens))
+        return self.ssl(wavs, wav_lens)
+
+    def forward(self, wavs, wav_lens=None):
+        """Features ``[batch, frames, dim]`` of 16 kHz ``wavs`` or of cached hidden states.
+
+        Arguments
+        ---------
+        wavs : torch.Tensor
+            ``[batch, samples]`` waveforms at 16 kHz, or ``[batch, frames,
+            layers, hidden size]`` hidden states of the frozen SSL model, as
+            :func:`local.ssl_cache.add_cached_crop_pipeline` provides them.
+        wav_lens : torch.Tensor, optional
+            ``[batch]`` relative lengths (1.0 for the longest).
+
+        Returns
+        -------
+        torch.Tensor
+            ``[batch, frames, hidden size]``, the weighted sum of all layers.
+        """
+        if wavs.dim() == 4:
+            if not self.ssl.freeze:
+                raise ValueError("Cached hidden states reached a fine-tuned SSL model: "
+                                 "set freeze_ssl: True or cache_ssl_features: False.")
+            return self.layer_sum(wavs.permute(2, 0, 1, 3).float())
+        return self.layer_sum(self.hidden_states(wavs, wav_lens))
 
 
 def _load_error(source, save_path, err):

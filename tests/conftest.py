@@ -27,23 +27,25 @@ def demo_corpus(tmp_path_factory):
     return prepare_demo(str(folder))
 
 
-@pytest.fixture(scope="session")
-def tiny_ssl(tmp_path_factory):
-    """Randomly initialised WavLM and wav2vec2 checkpoints, as save_pretrained writes them.
+def save_tiny_ssl(folder, family):
+    """Save a randomly initialised tiny WavLM or wav2vec2 as save_pretrained writes them.
 
-    Each folder is what a user gets from the hub (model and feature
+    The folder is what a user gets from the hub (model and feature
     extractor), so loading it by path is the real checkpoint loading path.
     wav2vec2-base normalises its input waveform and WavLM-base-plus does not;
     the tiny ones do the same.
     """
-    folders = {}
-    for family, config, model, normalize in (
-        ("wavlm", WavLMConfig(num_buckets=32, max_bucket_distance=64, **TINY_SSL),
-         WavLMModel, False),
-        ("wav2vec2", Wav2Vec2Config(**TINY_SSL), Wav2Vec2Model, True),
-    ):
-        folder = tmp_path_factory.mktemp(f"tiny_{family}")
-        model(config).save_pretrained(folder)
-        Wav2Vec2FeatureExtractor(do_normalize=normalize).save_pretrained(folder)
-        folders[family] = str(folder)
-    return folders
+    if family == "wavlm":
+        model = WavLMModel(WavLMConfig(num_buckets=32, max_bucket_distance=64, **TINY_SSL))
+    else:
+        model = Wav2Vec2Model(Wav2Vec2Config(**TINY_SSL))
+    model.save_pretrained(folder)
+    Wav2Vec2FeatureExtractor(do_normalize=family == "wav2vec2").save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="session")
+def tiny_ssl(tmp_path_factory):
+    """Tiny WavLM and wav2vec2 checkpoint folders (:func:`save_tiny_ssl`)."""
+    return {family: save_tiny_ssl(tmp_path_factory.mktemp(f"tiny_{family}"), family)
+            for family in ("wavlm", "wav2vec2")}

@@ -1,0 +1,231 @@
+"""Hidden states of a frozen SSL model, cached on disk so that training skips its forward.
+
+A frozen SSL model computes the same hidden states for an utterance at every
+epoch; only the weighted layer sum and what follows it train. With
+``cache_ssl_features: True`` the hidden states of every layer of every whole
+training utterance are computed once, before training, and stored in half
+precision (one ``.npy`` file per utterance, ``[frames, layers, dim]``, so
+that a crop is one contiguous read). Each epoch then draws its random crops in
+frame space from these files, and the front end
+(:class:`local.ssl_frontend.SSLFrontend`) mixes them with its learnable
+weights instead of running the SSL model.
+
+A cached crop is an approximation of the SSL model run on the waveform crop:
+
+* Its start is a whole number of frames, i.e. a multiple of the CNN's stride
+  (320 samples, 20 ms at 16 kHz), drawn uniformly over the utterance as the
+  waveform crop's start is.
+* Its frames are those of the whole utterance: the transformer layers (and
+  the waveform normalisation of checkpoints with ``do_normalize``) saw the
+  whole utterance, not just the crop.
+* An utterance shorter than the crop has its frames repeated, where the
+  waveform crop repeats its samples.
+
+The cache is for small corpora (hours of audio; wavlm-base-plus needs about
+3.6 GB per hour, see ``benchmarks/README.md``) and the frozen SSL model only.
+"""
+
+import json
+import math
+import os
+from urllib.parse import quote
+
+import numpy as np
+import speechbrain as sb
+import torch
+from tqdm import tqdm
+
+from local.audio import TARGET_SAMPLE_RATE
+
+INFO_FILE = "cache_info.json"
+
+
+def frame_geometry(config):
+    """Receptive field and stride, in samples, of an SSL model's CNN feature encoder.
+
+    Arguments
+    ---------
+    config : transformers.PretrainedConfig
+        A wav2vec2 or WavLM configuration (``conv_kernel``, ``conv_stride``).
+
+    Returns
+    -------
+    tuple of int
+        ``(receptive_field, stride)``: 400 and 320 for the base models.
+
+    Example
+    -------
+    >>> from transformers import WavLMConfig
+    >>> frame_geometry(WavLMConfig())
+    (400, 320)
+    """
+    receptive, stride = 1, 1
+    for kernel, step in zip(config.conv_kernel, config.conv_stride):
+        receptive += (kernel - 1) * stride
+        stride *= step
+    return receptive, stride
+
+
+def frame_count(samples, receptive_field, stride):
+    """Frames the CNN feature encoder outputs for ``samples`` samples.
+
+    Arguments
+    ---------
+    samples : int
+        Waveform length.
+    receptive_field : int
+        Samples seen by one frame.
+    stride : int
+        Samples between frames.
+
+    Returns
+    -------
+    int
+        Number of frames (0 for a waveform shorter than one receptive field).
+
+    Example
+    -------
+    >>> frame_count(48000, 400, 320)
+    149
+    """
+    return max(0, (samples - receptive_field) // stride + 1)
+
+
+def cache_path(folder, utt_id):
+    """File of the cached hidden states of ``utt_id``.
+
+    Arguments
+    ---------
+    folder : str
+        Cache folder.
+    utt_id : str
+        Utterance ID (any characters; it is quoted into a file name).
+
+    Returns
+    -------
+    str
+        ``<folder>/<quoted ID>.npy``.
+
+    Example
+    -------
+    >>> cache_path("cache", "spk1/utt 2")
+    'cache/spk1%2Futt%202.npy'
+    """
+    return os.path.join(folder, quote(utt_id, safe="") + ".npy")
+
+
+def cache_hidden_states(frontend, dataset, folder, device="cpu"):
+    """Write the hidden states of every whole utterance of ``dataset`` not yet cached.
+
+    Each utterance runs alone through the SSL model, so that no padding
+    reaches it. ``folder/cache_info.json`` records the SSL model and its frame
+    geometry; a folder written for another model is refused.
+
+    Arguments
+    ---------
+    frontend : local.ssl_frontend.SSLFrontend
+        Front end with a frozen SSL model.
+    dataset : DynamicItemDataset
+        Items with ``id`` and ``sig``, the whole utterance at 16 kHz
+        (:func:`local.dataio.add_whole_pipeline`).
+    folder : str
+        Cache folder (created if missing).
+    device : str or torch.device
+        Where the SSL model runs.
+
+    Returns
+    -------
+    dict
+        The cache's ``receptive_field``, ``stride`` and ``source``.
+    """
+    if not frontend.ssl.freeze:
+        raise ValueError(
+            "cache_ssl_features needs a frozen SSL model: a fine-tuned one (freeze_ssl: False) "
+            "gives other hidden states at every step. Set freeze_ssl: True or "
+            "cache_ssl_features: False."
+        )
+    receptive, stride = frame_geometry(frontend.ssl.config)
+    info = {"source": frontend.source, "receptive_field": receptive, "stride": stride}
+    os.makedirs(folder, exist_ok=True)
+    info_path = os.path.join(folder, INFO_FILE)
+    if os.path.isfile(info_path):
+        with open(info_path, encoding="utf-8") as fin:
+            found = json.load(fin)
+        if found != info:
+            raise ValueError(
+                f"The SSL feature cache {folder} holds the hidden states of another model "
+                f"({found}, not {info}). Delete the folder or set ssl_features_folder to "
+                "another one."
+            )
+    else:
+        with open(info_path, "w", encoding="utf-8") as fout:
+            json.dump(info, fout)
+    missing = [i for i, utt in enumerate(dataset.data_ids)
+               if not os.path.isfile(cache_path(folder, utt))]
+    frontend.to(device).eval()
+    with dataset.output_keys_as(["id", "sig"]):
+        for index in tqdm(missing, desc="caching SSL hidden states"):
+            item = dataset[index]
+            states = frontend.hidden_states(item["sig"].unsqueeze(0).to(device))[:, 0]
+            array = states.transpose(0, 1).to(torch.float16).cpu().numpy()
+            # Written under another name first: an interrupted run leaves no
+            # truncated file that a later one would take for a cached utterance.
+            partial = cache_path(folder, item["id"]) + ".partial.npy"
+            np.save(partial, array)
+            os.replace(partial, cache_path(folder, item["id"]))
+    return info
+
+
+def add_cached_crop_pipeline(dataset, folder, seconds):
+    """Give ``dataset`` a ``sig`` item: a random crop of the cached hidden states.
+
+    The crop has as many frames as the SSL model gives for a ``seconds``-long
+    waveform and starts at a random frame (see the module's notes on how it
+    differs from the SSL model run on a waveform crop).
+
+    Arguments
+    ---------
+    dataset : DynamicItemDataset
+        Items with ``id``, all cached in ``folder`` by :func:`cache_hidden_states`.
+    folder : str
+        Cache folder.
+    seconds : float
+        Crop length.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from speechbrain.dataio.dataset import DynamicItemDataset
+    >>> folder = tempfile.mkdtemp()
+    >>> with open(os.path.join(folder, INFO_FILE), "w") as fout:
+    ...     json.dump({"source": "m", "receptive_field": 400, "stride": 320}, fout)
+    >>> np.save(cache_path(folder, "u1"), np.ones((30, 3, 4), dtype=np.float16))
+    >>> dataset = DynamicItemDataset({"u1": {}})
+    >>> add_cached_crop_pipeline(dataset, folder, seconds=0.5)
+    >>> dataset.set_output_keys(["sig"])
+    >>> dataset[0]["sig"].shape, dataset[0]["sig"].dtype
+    (torch.Size([24, 3, 4]), torch.float16)
+    """
+    with open(os.path.join(folder, INFO_FILE), encoding="utf-8") as fin:
+        info = json.load(fin)
+    frames = frame_count(round(seconds * TARGET_SAMPLE_RATE), info["receptive_field"],
+                         info["stride"])
+    missing = [utt for utt in dataset.data_ids if not os.path.isfile(cache_path(folder, utt))]
+    if missing:
+        raise FileNotFoundError(
+            f"{len(missing)} utterances (first: {missing[0]}) have no hidden states in the SSL "
+            f"feature cache {folder}: fill it with cache_hidden_states first."
+        )
+
+    @sb.utils.data_pipeline.takes("id")
+    @sb.utils.data_pipeline.provides("sig")
+    def crop(utt_id):
+        # Memory-mapped: only the crop's frames are read from disk.
+        states = np.load(cache_path(folder, utt_id), mmap_mode="r")
+        if len(states) > frames:
+            start = int(torch.randint(0, len(states) - frames + 1, (1,)))
+            return torch.from_numpy(np.array(states[start:start + frames]))
+        repeats = math.ceil(frames / len(states))
+        return torch.from_numpy(np.array(states)).repeat(repeats, 1, 1)[:frames]
+
+    dataset.add_dynamic_item(crop)

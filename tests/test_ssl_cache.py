@@ -1,0 +1,143 @@
+"""The cache of frozen SSL hidden states: same losses as the SSL model, aligned crops, errors."""
+
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from speechbrain.dataio.dataset import DynamicItemDataset
+from transformers import Wav2Vec2FeatureExtractor, WavLMConfig, WavLMModel
+
+from local.dataio import add_whole_pipeline, manifest_dataset
+from local.ssl_cache import (
+    INFO_FILE,
+    add_cached_crop_pipeline,
+    cache_hidden_states,
+    cache_path,
+)
+from local.ssl_frontend import SSLFrontend
+from tests.conftest import TINY_SSL
+from tests.test_train_dann import logged, train_ssl
+
+
+def whole_dataset(csv_path, rows=None):
+    dataset = manifest_dataset(csv_path, check_audio=False)
+    if rows is not None:
+        dataset = DynamicItemDataset({utt: dataset.data[utt] for utt in dataset.data_ids[:rows]})
+    add_whole_pipeline(dataset)
+    return dataset
+
+
+def truncated(csv_path, folder, seconds):
+    """The manifest with every row cut to its first ``seconds``: a crop of that length is the row."""
+    table = pd.read_csv(csv_path)
+    table["stop"] = table["start"] + (seconds * table["sample_rate"]).round().astype(int)
+    table["duration"] = seconds
+    path = os.path.join(folder, os.path.basename(csv_path))
+    table.to_csv(path, index=False)
+    return path
+
+
+def test_cached_and_uncached_runs_give_the_same_losses(demo_corpus, tiny_ssl, tmp_path):
+    """With rows as long as the crop, both runs see the same first batch: the SSL model run
+    on the waveforms, or their float16 hidden states read from the cache."""
+    data = [f"--{split}={truncated(demo_corpus[split], str(tmp_path), 0.7)}"
+            for split in ("source_train", "target_train")]
+    options = [*data, "--crop_seconds=0.7", "--number_of_epochs=1", "--adv_weight=1.0",
+               "--adv_warmup=0.0", "--debug", "--debug_batches=1", "--debug_epochs=1"]
+    train_ssl(demo_corpus, tmp_path / "plain", "dann_wavlm", tiny_ssl["wavlm"], *options)
+    cache = tmp_path / "features"
+    train_ssl(demo_corpus, tmp_path / "cached", "dann_wavlm", tiny_ssl["wavlm"], *options,
+              "--cache_ssl_features=True", f"--ssl_features_folder={cache}")
+    assert len(os.listdir(cache)) == 240 + 240 + 1  # every training row, and cache_info.json
+    for key in ("speaker_loss", "domain_loss"):
+        plain, cached = logged(tmp_path / "plain", key), logged(tmp_path / "cached", key)
+        # float16 rounds each hidden state by up to 2^-11 of its size.
+        assert len(plain) == 1 and cached == pytest.approx(plain, rel=1e-3), key
+    # The layer weights train on cached hidden states as they do without the cache.
+    weights = [pd.read_csv(tmp_path / run / "layer_weights.csv")["weight"]
+               for run in ("plain", "cached")]
+    assert weights[1].std() > 1e-5
+    assert weights[1].to_list() == pytest.approx(weights[0].to_list(), abs=1e-5)
+
+
+@pytest.fixture(scope="module")
+def cnn_only_frames(tmp_path_factory):
+    """A tiny WavLM whose CNN normalises each frame alone (``feat_extract_norm: layer``),
+    so that its first hidden state of a frame does not depend on the rest of the utterance."""
+    folder = tmp_path_factory.mktemp("tiny_wavlm_layer_norm")
+    config = WavLMConfig(num_buckets=32, max_bucket_distance=64, feat_extract_norm="layer",
+                         **TINY_SSL)
+    WavLMModel(config).save_pretrained(folder)
+    Wav2Vec2FeatureExtractor(do_normalize=False).save_pretrained(folder)
+    torch.manual_seed(0)
+    return SSLFrontend(str(folder), str(folder / "hub"))
+
+
+def test_cached_crops_start_on_a_frame_and_match_the_ssl_model_on_that_waveform_crop(
+        demo_corpus, cnn_only_frames, tmp_path):
+    dataset = whole_dataset(demo_corpus["source_train"], rows=3)
+    info = cache_hidden_states(cnn_only_frames, dataset, str(tmp_path))
+    assert (info["receptive_field"], info["stride"]) == (400, 320)
+    crops = DynamicItemDataset({utt: {} for utt in dataset.data_ids})
+    add_cached_crop_pipeline(crops, str(tmp_path), seconds=0.5)
+    crops.set_output_keys(["id", "sig"])
+    starts = set()
+    for seed in range(8):
+        torch.manual_seed(seed)
+        crop = crops[0]["sig"]
+        whole = torch.from_numpy(np.load(cache_path(str(tmp_path), crops[0]["id"])))
+        assert crop.shape == (24, TINY_SSL["num_hidden_layers"] + 1, TINY_SSL["hidden_size"])
+        start = next(k for k in range(len(whole) - 23) if torch.equal(whole[k:k + 24], crop))
+        starts.add(start)
+        # The waveform crop that starts on the same frame gives the same first hidden
+        # state, except at the edges, within reach of the positional convolution.
+        with dataset.output_keys_as(["sig"]):
+            wav = dataset[0]["sig"][320 * start:320 * start + 8000]
+        layer0 = cnn_only_frames.hidden_states(wav.unsqueeze(0))[0, 0]
+        reach = TINY_SSL["num_conv_pos_embeddings"] // 2
+        assert torch.allclose(crop[reach:-reach, 0].float(), layer0[reach:-reach], atol=5e-3)
+    assert len(starts) > 4  # random crops, not always the same one
+
+
+def test_short_utterances_repeat_their_frames(tmp_path):
+    with open(tmp_path / INFO_FILE, "w") as fout:
+        json.dump({"source": "m", "receptive_field": 400, "stride": 320}, fout)
+    frames = np.arange(10, dtype=np.float16).reshape(10, 1, 1)
+    np.save(cache_path(str(tmp_path), "short"), frames)
+    dataset = DynamicItemDataset({"short": {}})
+    add_cached_crop_pipeline(dataset, str(tmp_path), seconds=0.5)
+    dataset.set_output_keys(["sig"])
+    assert dataset[0]["sig"].flatten().tolist() == [*range(10), *range(10), *range(4)]
+
+
+def test_uncached_utterances_are_a_clear_error(tmp_path):
+    with open(tmp_path / INFO_FILE, "w") as fout:
+        json.dump({"source": "m", "receptive_field": 400, "stride": 320}, fout)
+    with pytest.raises(FileNotFoundError, match="1 utterances \\(first: u9\\) have no hidden"):
+        add_cached_crop_pipeline(DynamicItemDataset({"u9": {}}), str(tmp_path), seconds=1.0)
+
+
+def test_a_fine_tuned_ssl_model_cannot_be_cached(demo_corpus, tiny_ssl, tmp_path):
+    frontend = SSLFrontend(tiny_ssl["wavlm"], str(tmp_path / "hub"), freeze=False)
+    dataset = whole_dataset(demo_corpus["source_train"], rows=1)
+    with pytest.raises(ValueError, match="cache_ssl_features needs a frozen SSL model"):
+        cache_hidden_states(frontend, dataset, str(tmp_path / "cache"))
+    with pytest.raises(ValueError, match="Cached hidden states reached a fine-tuned SSL model"):
+        frontend(torch.zeros(1, 24, 3, TINY_SSL["hidden_size"]))
+    with pytest.raises(ValueError, match="cache_ssl_features needs a frozen SSL model"):
+        train_ssl(demo_corpus, tmp_path / "run", "dann_wavlm", tiny_ssl["wavlm"],
+                  "--freeze_ssl=False", "--cache_ssl_features=True",
+                  f"--ssl_features_folder={tmp_path / 'run_cache'}")
+
+
+def test_a_cache_of_another_model_is_refused(demo_corpus, tiny_ssl, tmp_path):
+    dataset = whole_dataset(demo_corpus["source_train"], rows=1)
+    wavlm = SSLFrontend(tiny_ssl["wavlm"], str(tmp_path / "hub"))
+    cache_hidden_states(wavlm, dataset, str(tmp_path / "cache"))
+    wav2vec2 = SSLFrontend(tiny_ssl["wav2vec2"], str(tmp_path / "hub"), family="wav2vec2")
+    with pytest.raises(ValueError, match="holds the hidden states of another model"):
+        cache_hidden_states(wav2vec2, dataset, str(tmp_path / "cache"))
+
