@@ -35,6 +35,7 @@ from local.dataio import (
     collate_pairs,
     manifest_dataset,
 )
+from local.export import export_model
 from local.provenance import write_provenance
 from local.ssl_frontend import save_layer_weights
 from local.verification import check_score_norm, verify
@@ -196,7 +197,7 @@ def evaluate(brain, hparams, condition, data):
 
 
 def main(argv=None):
-    """Prepare the condition, train, and verify."""
+    """Prepare the condition, train, export the model (``<output_folder>/model``), and verify."""
     brain, hparams, condition, data = prepare_experiment(argv)
     loader_options = dict(hparams["train_dataloader_options"], collate_fn=collate_pairs)
     brain.fit(hparams["epoch_counter"], data["train_pairs"], train_loader_kwargs=loader_options)
@@ -204,6 +205,8 @@ def main(argv=None):
     if layer_sum is not None:
         sb.utils.distributed.main_process_only(save_layer_weights)(
             layer_sum, hparams["output_folder"])
+    sb.utils.distributed.main_process_only(export_model)(
+        hparams["output_folder"], checkpoints_dir=brain.checkpointer.checkpoints_dir)
     return evaluate(brain, hparams, condition, data)
 
 
