@@ -11,7 +11,9 @@ The model hparams file says what is trained; the condition file (default
 ``recipes/demo/condition.yaml``) says on what: the source and target training
 manifests, the evaluation manifest and its trial lists, and how to prepare
 them. Overrides of keys of either file work as in every SpeechBrain recipe.
-Results go to ``results/<condition>/<model_name>/<seed>/``.
+Results go to ``results/<condition>/<model_name>/<seed>/``, the trained model,
+in the layout SpeechBrain's ``SpeakerRecognition.from_hparams`` loads, to its
+``model/`` (:mod:`local.export`).
 """
 
 import os
