@@ -11,7 +11,9 @@ The model hparams file says what is trained; the condition file (default
 ``recipes/demo/condition.yaml``) says on what: the source and target training
 manifests, the evaluation manifest and its trial lists, and how to prepare
 them. Overrides of keys of either file work as in every SpeechBrain recipe.
-Results go to ``results/<condition>/<model_name>/<seed>/``.
+Results go to ``results/<condition>/<model_name>/<seed>/``, the trained model,
+in the layout SpeechBrain's ``SpeakerRecognition.from_hparams`` loads, to its
+``model/`` (:mod:`local.export`).
 """
 
 import os
@@ -35,6 +37,7 @@ from local.dataio import (
     collate_pairs,
     manifest_dataset,
 )
+from local.export import export_model
 from local.provenance import write_provenance
 from local.ssl_cache import add_cached_crop_pipeline, cache_hidden_states
 from local.ssl_frontend import save_layer_weights
@@ -214,7 +217,7 @@ def evaluate(brain, hparams, condition, data):
 
 
 def main(argv=None):
-    """Prepare the condition, train, and verify."""
+    """Prepare the condition, train, export the model (``<output_folder>/model``), and verify."""
     brain, hparams, condition, data = prepare_experiment(argv)
     loader_options = dict(hparams["train_dataloader_options"], collate_fn=collate_pairs)
     brain.fit(hparams["epoch_counter"], data["train_pairs"], train_loader_kwargs=loader_options)
@@ -222,6 +225,8 @@ def main(argv=None):
     if layer_sum is not None:
         sb.utils.distributed.main_process_only(save_layer_weights)(
             layer_sum, hparams["output_folder"])
+    sb.utils.distributed.main_process_only(export_model)(
+        hparams["output_folder"], checkpoints_dir=brain.checkpointer.checkpoints_dir)
     return evaluate(brain, hparams, condition, data)
 
 

@@ -1,0 +1,192 @@
+"""A trained run as a model folder that SpeechBrain's inference classes load.
+
+Usage::
+
+    python -m local.export results/demo/dann_fbank/1986 [--model_folder DIR]
+
+writes (by default into ``<run folder>/model``) what
+``speechbrain.inference.speaker.SpeakerRecognition.from_hparams(source=DIR)``
+reads, laid out as SpeechBrain's own speaker models (``spkrec-ecapa-voxceleb``):
+an inference ``hyperparams.yaml``, one ``<name>.ckpt`` per module its
+``pretrainer`` loads (the front end's trained parameters, the encoder, the
+speaker classifier) and the label encoder of the source speakers.
+``train_dann.py`` writes it at the end of every run.
+
+The modules are defined exactly as the run defined them (the nodes of its
+saved ``hyperparams.yaml``, values resolved), so the SSL front end refers to
+its SSL model by the hub ID or folder the run used. A frozen SSL model is the
+one that reference loads, so only the learned layer weights are saved; a
+fine-tuned one is saved whole.
+"""
+
+import argparse
+import io
+import os
+import shutil
+
+import ruamel.yaml
+import torch
+from hyperpyyaml import dump_hyperpyyaml, load_hyperpyyaml
+from speechbrain.utils.checkpoints import Checkpointer
+
+from data_prep.manifest import fail
+
+# The modules of the training hparams that inference needs, as named there.
+MODULES = ("frontend", "embedding_model", "classifier")
+
+HEADER = """\
+# Inference hparams of {model_name}, trained by train_dann.py on the {condition}
+# condition (checkpoint {checkpoint}). Load with
+#   from speechbrain.inference.speaker import SpeakerRecognition
+#   model = SpeakerRecognition.from_hparams(source="<this folder>")
+# The modules below are those of the run, with the values it resolved.
+
+"""
+
+WIRING = """
+# EncoderClassifier.encode_batch runs compute_features(wavs), then
+# mean_var_norm(features, wav_lens), then embedding_model(features, wav_lens).
+# The recipe's front end takes the waveform with its lengths (the SSL model's
+# padding mask) and normalises by itself, so it fills the mean_var_norm slot
+# and compute_features passes the waveform through: the embeddings are those
+# of DANNBrain.embed, and verify_batch's cosine score is local.scoring's.
+compute_features: !new:torch.nn.Identity
+mean_var_norm: !ref <frontend>
+label_encoder: !new:speechbrain.dataio.encoder.CategoricalEncoder
+
+modules:
+    compute_features: !ref <compute_features>
+    mean_var_norm: !ref <mean_var_norm>
+    embedding_model: !ref <embedding_model>
+    classifier: !ref <classifier>
+
+# Each loadable is read from <source>/<name>.ckpt.
+pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
+    loadables:
+        {frontend_part}: !ref <{frontend_ref}>
+        embedding_model: !ref <embedding_model>
+        classifier: !ref <classifier>
+        label_encoder: !ref <label_encoder>
+"""
+
+
+def _dumped(name, node):
+    """``name: node`` as YAML text, tags kept, without the training file's comments."""
+    text = io.StringIO()
+    dump_hyperpyyaml({name: _without_comments(node)}, text)
+    return text.getvalue()
+
+
+def _without_comments(node):
+    """Drop the comments ruamel keeps with a node (they describe the training file)."""
+    if isinstance(node, (ruamel.yaml.comments.CommentedMap, ruamel.yaml.comments.CommentedSeq)):
+        node.ca.items.clear()
+        node.ca.end = None
+        children = node.values() if isinstance(node, dict) else node
+        for child in children:
+            _without_comments(child)
+    return node
+
+
+def trained_frontend(frontend):
+    """The front end's trained parameters: its name in the model folder and its module.
+
+    Arguments
+    ---------
+    frontend : torch.nn.Module
+        A front end of the recipe.
+
+    Returns
+    -------
+    tuple
+        ``("frontend", frontend)``, or ``("layer_sum", frontend.layer_sum)``
+        for an SSL front end whose SSL model is frozen (the one its source
+        loads, so that it need not be saved again).
+
+    Example
+    -------
+    >>> from local.fbank_frontend import FbankFrontend
+    >>> trained_frontend(FbankFrontend(n_mels=40))[0]
+    'frontend'
+    """
+    ssl = getattr(frontend, "ssl", None)
+    if ssl is not None and ssl.freeze:
+        return "layer_sum", frontend.layer_sum
+    return "frontend", frontend
+
+
+def export_model(run_folder, model_folder=None, checkpoints_dir=None):
+    """Write the model of a run's latest checkpoint in SpeechBrain's inference layout.
+
+    Arguments
+    ---------
+    run_folder : str
+        Output folder of a ``train_dann.py`` run (``hyperparams.yaml`` and
+        ``save/`` with its checkpoints and ``label_encoder.txt``).
+    model_folder : str, optional
+        Where to write (default ``<run_folder>/model``); created if needed.
+    checkpoints_dir : str, optional
+        Where the run's checkpoints are (default ``<run_folder>/save``; a
+        ``--debug`` run keeps them in a temporary folder).
+
+    Returns
+    -------
+    str
+        The model folder.
+
+    Raises
+    ------
+    ManifestError
+        When the run folder has no saved hparams, checkpoint or label encoder.
+    """
+    model_folder = model_folder or os.path.join(run_folder, "model")
+    hparams_path = os.path.join(run_folder, "hyperparams.yaml")
+    save_folder = os.path.join(run_folder, "save")
+    label_encoder = os.path.join(save_folder, "label_encoder.txt")
+    for needed in (hparams_path, label_encoder):
+        if not os.path.isfile(needed):
+            fail(needed, "missing: this is not the folder of a finished train_dann.py run",
+                 fix="pass the output_folder of a run (results/<condition>/<model>/<seed>)")
+    with open(hparams_path, encoding="utf-8") as fin:
+        run = ruamel.yaml.YAML().load(fin)
+    definitions = "\n".join(_dumped(name, run[name]) for name in MODULES)
+    modules = load_hyperpyyaml(definitions)
+    checkpoints_dir = checkpoints_dir or save_folder
+    checkpoint = Checkpointer(checkpoints_dir, recoverables=modules).recover_if_possible()
+    if checkpoint is None:
+        fail(checkpoints_dir, "no checkpoint to export",
+             fix="train the system first (python train_dann.py with the run's hparams)")
+
+    part, frontend = trained_frontend(modules["frontend"])
+    trained = {part: frontend, "embedding_model": modules["embedding_model"],
+               "classifier": modules["classifier"]}
+    os.makedirs(model_folder, exist_ok=True)
+    for name, module in trained.items():
+        torch.save(module.state_dict(), os.path.join(model_folder, f"{name}.ckpt"))
+    shutil.copy(label_encoder, os.path.join(model_folder, "label_encoder.ckpt"))
+    header = HEADER.format(model_name=run["model_name"], condition=run["condition"],
+                           checkpoint=os.path.basename(checkpoint.path))
+    wiring = WIRING.format(frontend_part=part,
+                           frontend_ref="frontend" if part == "frontend" else f"frontend.{part}")
+    with open(os.path.join(model_folder, "hyperparams.yaml"), "w", encoding="utf-8") as fout:
+        fout.write(header + definitions + wiring)
+    return model_folder
+
+
+def main(argv=None):
+    """Command line: export a run folder and print where the model folder is.
+
+    Arguments
+    ---------
+    argv : list of str, optional
+        Command line (default ``sys.argv[1:]``).
+    """
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_folder", help="output folder of a train_dann.py run")
+    parser.add_argument("--model_folder", help="where to write (default <run_folder>/model)")
+    args = parser.parse_args(argv)
+    print(export_model(args.run_folder, args.model_folder))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""A trained run's model folder loads with SpeechBrain's SpeakerRecognition and
+gives the embeddings and scores of the recipe's own evaluation."""
+
+import glob
+import os
+
+import pandas as pd
+import pytest
+import torch
+from speechbrain.inference.speaker import SpeakerRecognition
+
+from data_prep.manifest import ManifestError
+from local.export import export_model, main, trained_frontend
+from local.ssl_frontend import SSLFrontend
+from tests.test_train_dann import SHORT, train, train_ssl
+
+# Trials of each list checked through the inference class (every 590th of 1,770).
+TRIAL_STEP = 590
+
+
+@pytest.fixture(scope="module")
+def runs(demo_corpus, tiny_ssl, tmp_path_factory):
+    """Short runs of the fbank and the WavLM weighted-sum systems, checkpoints kept."""
+    fbank = tmp_path_factory.mktemp("fbank")
+    train(demo_corpus, fbank, *SHORT, "--debug_persistently")
+    wavlm = tmp_path_factory.mktemp("wavlm")
+    train_ssl(demo_corpus, wavlm, "dann_wavlm", tiny_ssl["wavlm"], *SHORT, "--debug_persistently")
+    return {"fbank": fbank, "wavlm": wavlm}
+
+
+def recipe_evaluation(folder, trial_list):
+    """The run's cached embeddings and a sample of its scored trials of ``trial_list``."""
+    cache, = glob.glob(os.path.join(folder, f"embeddings_{trial_list}_CKPT*.pt"))
+    scores = pd.read_csv(os.path.join(folder, "verification", f"{trial_list}_scores.txt"),
+                         sep=" ", names=["enrol", "test", "score", "label"])
+    return torch.load(cache), scores.iloc[::TRIAL_STEP]
+
+
+@pytest.mark.parametrize("system", ["fbank", "wavlm"])
+def test_speechbrain_inference_reproduces_the_recipe_evaluation(runs, demo_corpus, system,
+                                                                tmp_path):
+    model = SpeakerRecognition.from_hparams(source=str(runs[system] / "model"),
+                                            savedir=str(tmp_path))
+    for trial_list in ("source", "target"):  # 16 kHz and 8 kHz audio
+        wavs = pd.read_csv(demo_corpus[f"{trial_list}_eval"]).set_index("ID")["wav"]
+        embeddings, trials = recipe_evaluation(runs[system], trial_list)
+        for enrol, test, score in trials[["enrol", "test", "score"]].itertuples(index=False):
+            for utterance in (enrol, test):
+                vector = model.encode_batch(model.load_audio(wavs[utterance]))
+                torch.testing.assert_close(vector.flatten(), embeddings[utterance],
+                                           atol=1e-5, rtol=1e-4)
+            similarity, decision = model.verify_files(wavs[enrol], wavs[test])
+            assert float(similarity) == pytest.approx(score, abs=1e-5)
+            assert bool(decision) == (float(similarity) > 0.25)  # SpeechBrain's threshold
+        # verify_batch: the same scores and decisions at any threshold, batched.
+        first = trials.iloc[0]
+        batch = [model.load_audio(wavs[first[side]]).unsqueeze(0) for side in ("enrol", "test")]
+        similarity, decision = model.verify_batch(*batch, threshold=first["score"] - 1e-3)
+        assert float(similarity) == pytest.approx(first["score"], abs=1e-5) and bool(decision)
+
+
+def test_model_folder_holds_what_the_inference_class_loads(runs, tiny_ssl, tmp_path):
+    fbank = sorted(os.listdir(runs["fbank"] / "model"))
+    assert fbank == ["classifier.ckpt", "embedding_model.ckpt", "frontend.ckpt",
+                     "hyperparams.yaml", "label_encoder.ckpt"]
+    # A frozen SSL model is referred to by its source, not saved again: only the
+    # learned layer weights are, and they are those of the run's checkpoint.
+    wavlm = runs["wavlm"] / "model"
+    assert "frontend.ckpt" not in os.listdir(wavlm)
+    assert f"source: {tiny_ssl['wavlm']}\n" in (wavlm / "hyperparams.yaml").read_text()
+    trained = pd.read_csv(runs["wavlm"] / "layer_weights.csv")["weight"]
+    saved = torch.softmax(torch.load(wavlm / "layer_sum.ckpt")["weights"], dim=0)
+    assert saved.tolist() == pytest.approx(trained.tolist(), abs=1e-6)
+    model = SpeakerRecognition.from_hparams(source=str(wavlm), savedir=str(tmp_path))
+    assert len(model.hparams.label_encoder) == 24  # the demo's source speakers
+
+
+def test_fine_tuned_ssl_front_end_is_saved_whole(tiny_ssl, tmp_path):
+    frozen = SSLFrontend(tiny_ssl["wavlm"], str(tmp_path))
+    tuned = SSLFrontend(tiny_ssl["wavlm"], str(tmp_path), freeze=False)
+    assert trained_frontend(frozen) == ("layer_sum", frozen.layer_sum)
+    assert trained_frontend(tuned) == ("frontend", tuned)
+
+
+def test_export_command_writes_where_asked(runs, tmp_path, capsys):
+    main([str(runs["fbank"]), "--model_folder", str(tmp_path / "exported")])
+    assert capsys.readouterr().out.strip() == str(tmp_path / "exported")
+    for name in ("embedding_model.ckpt", "classifier.ckpt"):
+        exported = torch.load(tmp_path / "exported" / name)
+        assert all(torch.equal(v, torch.load(runs["fbank"] / "model" / name)[k])
+                   for k, v in exported.items())
+
+
+def test_export_of_a_folder_that_is_not_a_run_says_what_to_pass(tmp_path):
+    with pytest.raises(ManifestError, match="hyperparams.yaml: missing.*\nFix: pass the output_folder"):
+        export_model(str(tmp_path))
+
+
+def test_export_without_a_checkpoint_says_to_train(runs, tmp_path):
+    with pytest.raises(ManifestError, match="no checkpoint to export\nFix: train the system first"):
+        export_model(str(runs["fbank"]), str(tmp_path / "model"), checkpoints_dir=str(tmp_path))
