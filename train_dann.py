@@ -232,3 +232,7 @@ def main(argv=None):
 
 if __name__ == "__main__":
     main()
+    if torch.distributed.is_initialized():
+        # Every process leaves the group before exiting, so that no process
+        # exits while gloo's threads of another are still at work.
+        torch.distributed.destroy_process_group()

@@ -166,8 +166,8 @@ class DANNBrain(sb.Brain):
         alignment = self.hparams.adv_schedule.ramp(self.progress())
         source_emb, target_emb = embeddings[:n_source], embeddings[n_source:]
         aligned, alignment_loss = {}, 0.0
-        for name, loss_fn in (("coral", coral_loss), ("mmd", mmd_loss)):
-            weight = getattr(self.hparams, f"{name}_weight")
+        for name, loss_fn, weight in (("coral", coral_loss, self.hparams.coral_weight),
+                                      ("mmd", mmd_loss, self.hparams.mmd_weight)):
             if weight:
                 aligned[name] = loss_fn(source_emb, target_emb)
                 alignment_loss = alignment_loss + alignment * weight * aligned[name]

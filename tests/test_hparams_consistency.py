@@ -28,6 +28,8 @@ CONDITION_FILES = sorted((ROOT / "recipes").glob("*/condition.yaml"))
 # Keys the code reads only on a path some model files never take.
 OPTIONAL_MODEL_KEYS = {
     "ssl_opt_class": "read by DANNBrain.init_optimizers only when an SSL model is fine-tuned",
+    "cache_ssl_features": "a switch of the SSL front ends, read by dataio_prep with .get",
+    "ssl_features_folder": "read by dataio_prep only when cache_ssl_features is on",
 }
 # Methods of the modules dict, not modules.
 MODULE_DICT_METHODS = {"eval", "train", "items", "keys", "values", "parameters", "to"}
