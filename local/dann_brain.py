@@ -4,12 +4,15 @@ import numpy as np
 import speechbrain as sb
 import torch
 import torch.nn.functional as F
+from speechbrain.utils.logger import get_logger
 from torch.nn.parallel import DistributedDataParallel
 
 from local.adversarial import LayerOutputTap
 from local.alignment import coral_loss, mmd_loss
 from local.embed import compute_embeddings
 from local.pseudo_labels import cluster_pseudo_speakers
+
+logger = get_logger(__name__)
 
 
 class DANNBrain(sb.Brain):
@@ -372,10 +375,12 @@ def check_domain_settings(hparams):
             f"pseudo_label_epochs {epochs} needs 2 <= pseudo_min_speakers <= "
             "pseudo_max_speakers (the speaker-head rows reserved for pseudo-speakers); "
             f"got {bounds[0]} and {bounds[1]}")
-    late = [e for e in epochs if not 1 <= e <= hparams["number_of_epochs"]]
+    if any(e < 1 for e in epochs):
+        raise ValueError(f"pseudo_label_epochs {epochs} must be epochs of the run, from 1")
+    late = [e for e in epochs if e > hparams["number_of_epochs"]]
     if late:
-        raise ValueError(f"pseudo_label_epochs {late} are not epochs of this run "
-                         f"(1 to number_of_epochs = {hparams['number_of_epochs']})")
+        logger.warning("pseudo_label_epochs %s come after the last epoch (%d): no clustering "
+                       "at them in this run", late, hparams["number_of_epochs"])
 
 
 def unwrapped(module):
