@@ -11,9 +11,9 @@ import torch
 from data_prep.manifest import ManifestError, read_trials
 from local.backend import DomainAdaptation
 from local.scoring import score_trials
-from local.verification import check_score_norm, verify
+from local.verification import check_score_norm
 from test_scoring import loop_scores
-from test_verification import NORM, CountingEmbedder, whole
+from test_verification import NORM, verify_demo
 
 DIM = 6
 
@@ -115,18 +115,8 @@ def test_bad_backend_settings(change, message):
 
 @pytest.fixture(scope="module")
 def verified(demo_corpus, tmp_path_factory):
-    folder = str(tmp_path_factory.mktemp("backend"))
-    hparams = dict(NORM, output_folder=folder, eval_batch_size=8, seed=1, score_norm="asnorm",
-                   backend_adaptation="whiten", whiten_ridge=0.1)
-    condition = {"condition": "demo", "evaluation": {
-        "source": {"manifest": demo_corpus["source_eval"], "trials": demo_corpus["trials_source"]},
-        "target": {"manifest": demo_corpus["target_eval"], "trials": demo_corpus["trials_target"]},
-    }}
-    datasets = {demo_corpus[k]: whole(demo_corpus[k]) for k in ("source_eval", "target_eval")}
-    embed = CountingEmbedder()
-    results = verify(embed, hparams, condition, datasets, whole(demo_corpus["target_train"]),
-                     "cpu", "CKPT+test")
-    return folder, results, embed
+    return verify_demo(demo_corpus, str(tmp_path_factory.mktemp("backend")),
+                       score_norm="asnorm", backend_adaptation="whiten", whiten_ridge=0.1)
 
 
 def test_one_run_reports_with_and_without_adaptation(verified, demo_corpus):

@@ -35,10 +35,9 @@ def whole(path):
     return dataset
 
 
-@pytest.fixture(scope="module")
-def verified(demo_corpus, tmp_path_factory):
-    folder = str(tmp_path_factory.mktemp("verify"))
-    hparams = dict(NORM, output_folder=folder, eval_batch_size=8, seed=1, score_norm="snorm")
+def verify_demo(demo_corpus, folder, **settings):
+    """Verification of both demo trial lists with a counting embedder and a target cohort."""
+    hparams = dict(NORM, output_folder=folder, eval_batch_size=8, seed=1, **settings)
     condition = {"condition": "demo", "evaluation": {
         "source": {"manifest": demo_corpus["source_eval"], "trials": demo_corpus["trials_source"]},
         "target": {"manifest": demo_corpus["target_eval"], "trials": demo_corpus["trials_target"]},
@@ -48,6 +47,11 @@ def verified(demo_corpus, tmp_path_factory):
     results = verify(embed, hparams, condition, datasets, whole(demo_corpus["target_train"]),
                      "cpu", "CKPT+test")
     return folder, results, embed
+
+
+@pytest.fixture(scope="module")
+def verified(demo_corpus, tmp_path_factory):
+    return verify_demo(demo_corpus, str(tmp_path_factory.mktemp("verify")), score_norm="snorm")
 
 
 def test_each_utterance_is_embedded_once(verified, demo_corpus):
