@@ -118,12 +118,10 @@ def dataio_prep(hparams, condition, device="cpu"):
     for domain, dataset in (("source", source), ("target", target)):
         utterances[domain] = DynamicItemDataset(dataset.data)
         add_whole_pipeline(utterances[domain])
-    for dataset in (source, target):
+    for domain, dataset in (("source", source), ("target", target)):
         if hparams.get("cache_ssl_features"):
-            whole = DynamicItemDataset(dataset.data)
-            add_whole_pipeline(whole)
             run_on_main(cache_hidden_states, args=[
-                hparams["frontend"], whole, hparams["ssl_features_folder"], device])
+                hparams["frontend"], utterances[domain], hparams["ssl_features_folder"], device])
             add_cached_crop_pipeline(dataset, hparams["ssl_features_folder"],
                                      hparams["crop_seconds"])
         else:
