@@ -163,26 +163,33 @@ class DomainDiscriminator(torch.nn.Module):
         Number of domains.
     dropout : float
         Dropout after each hidden layer.
+    auxiliary_classes : int
+        Speaker logits output after the domain logits, from the same last
+        hidden layer (the auxiliary-classifier GAN's second classifier,
+        :mod:`local.gan`); 0 for none.
 
     Example
     -------
     >>> disc = DomainDiscriminator(8, [16])
     >>> disc(torch.rand(4, 1, 8)).shape, disc(torch.rand(4, 10, 8)).shape
     (torch.Size([4, 1, 2]), torch.Size([4, 10, 2]))
+    >>> DomainDiscriminator(8, [16], auxiliary_classes=5)(torch.rand(4, 1, 8)).shape
+    torch.Size([4, 1, 7])
     """
 
-    def __init__(self, input_size, hidden_sizes=(256, 256), n_domains=2, dropout=0.0):
+    def __init__(self, input_size, hidden_sizes=(256, 256), n_domains=2, dropout=0.0,
+                 auxiliary_classes=0):
         super().__init__()
         layers, size = [], input_size
         for hidden in hidden_sizes:
             layers += [torch.nn.Linear(size, hidden), torch.nn.LeakyReLU(0.2),
                        torch.nn.Dropout(dropout)]
             size = hidden
-        layers.append(torch.nn.Linear(size, n_domains))
+        layers.append(torch.nn.Linear(size, n_domains + auxiliary_classes))
         self.mlp = torch.nn.Sequential(*layers)
 
     def forward(self, inputs):
-        """Logits with the input's leading dimensions and ``n_domains`` last.
+        """Logits with the input's leading dimensions: domains (then speakers) last.
 
         Arguments
         ---------
@@ -193,7 +200,7 @@ class DomainDiscriminator(torch.nn.Module):
         Returns
         -------
         torch.Tensor
-            ``[..., n_domains]`` logits.
+            ``[..., n_domains + auxiliary_classes]`` logits.
         """
         return self.mlp(inputs)
 

@@ -9,6 +9,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from local.adversarial import LayerOutputTap
 from local.alignment import coral_loss, mmd_loss
+from local.gan import check_adversary, discriminator_loss, embedding_loss, source_score
 from local.embed import compute_embeddings
 from local.pseudo_labels import cluster_pseudo_speakers
 
@@ -16,7 +17,7 @@ logger = get_logger(__name__)
 
 
 class DANNBrain(sb.Brain):
-    """Speaker embedding training with a gradient-reversal domain branch.
+    """Speaker embedding training with a domain adversary.
 
     Each training batch is a ``(source, target)`` pair of PaddedBatch objects
     (see :class:`local.dataio.PairedDataset`). Both go through the front end
@@ -26,7 +27,11 @@ class DANNBrain(sb.Brain):
     ``adv_weight * ganin_lambda(progress)`` after an optional warm-up, so with
     ``adv_weight: 0`` the encoder receives no gradient from the domain loss
     (the discriminator still trains and reports how separable the domains
-    are) and the recipe is the source-only baseline.
+    are) and the recipe is the source-only baseline. Instead of gradient
+    reversal (``adversary: grl``), the adversary can be a GAN game with
+    alternating updates (``vanilla``, ``least_squares``, ``relativistic``,
+    ``auxiliary_classifier``; :mod:`local.gan`), its encoder loss weighted by
+    the same coefficient.
 
     Besides the adversary, and on the same schedule, ``coral_weight`` and
     ``mmd_weight`` align the statistics of the batch's source and target
@@ -66,7 +71,11 @@ class DANNBrain(sb.Brain):
         self.optimizer = self.opt_class(
             [p for p in self.modules.parameters() if id(p) not in own])
         self.disc_optimizer = self.hparams.disc_opt_class(disc_params)
-        self.optimizers_dict = {"opt_class": self.optimizer, "disc_opt_class": self.disc_optimizer}
+        self.optimizers_dict = {"opt_class": self.optimizer}
+        if self.hparams.adversary == "grl":
+            # Stepped by Brain with the rest; a GAN adversary's discriminator
+            # is stepped on its own (update_discriminator).
+            self.optimizers_dict["disc_opt_class"] = self.disc_optimizer
         recoverables = {"optimizer": self.optimizer, "disc_optimizer": self.disc_optimizer}
         if ssl_params:
             self.ssl_optimizer = self.hparams.ssl_opt_class(ssl_params)
@@ -104,7 +113,9 @@ class DANNBrain(sb.Brain):
             # Evaluation runs on the main process alone, where a DDP wrapper
             # would wait for the other processes to sync its buffers.
             frontend, encoder = unwrapped(frontend), unwrapped(encoder)
-        return encoder(frontend(wavs, wav_lens), wav_lens)
+        embeddings = encoder(frontend(wavs, wav_lens), wav_lens)
+        # SpeechBrain's ResNet returns [batch, dim], its ECAPA and x-vector [batch, 1, dim].
+        return embeddings.unsqueeze(1) if embeddings.dim() == 2 else embeddings
 
     def compute_forward(self, batch, stage):
         """Embed the source and target crops (training) or utterances (evaluation).
@@ -151,19 +162,8 @@ class DANNBrain(sb.Brain):
         speaker_loss, pseudo_fraction = self._speaker_loss(embeddings, source, target)
 
         coefficient = self.hparams.adv_schedule(self.progress())
-        self.modules.grl.set_coefficient(coefficient)
-        features = embeddings
-        if self.hparams.adv_layer:
-            features = self.adv_tap.frames(self.hparams.adv_input_size)
-        # [batch, frames (1 for the embedding), domains]: every frame is classified.
-        domains = torch.cat(
-            [torch.zeros(n_source), torch.ones(len(target))]
-        ).long().to(self.device).repeat_interleave(features.shape[1])
-        # Kept for the discriminator's extra updates (disc_steps) after this step.
-        self.domain_batch = (features.detach(), domains)
-        domain_logits = self.modules.domain_discriminator(self.modules.grl(features))
-        domain_logits = domain_logits.reshape(len(domains), -1)
-        domain_loss = self._domain_loss(domain_logits, domains)
+        domain_loss, adversarial_loss = self._adversary(
+            embeddings, n_source, source.spk_id_encoded.data, coefficient)
 
         # CORAL and MMD ramp up as the adversary does: zero during warm-up.
         alignment = self.hparams.adv_schedule.ramp(self.progress())
@@ -175,7 +175,7 @@ class DANNBrain(sb.Brain):
                 aligned[name] = loss_fn(source_emb, target_emb)
                 alignment_loss = alignment_loss + alignment * weight * aligned[name]
 
-        loss = speaker_loss + domain_loss + alignment_loss
+        loss = speaker_loss + adversarial_loss + alignment_loss
         if not torch.isfinite(loss):
             raise RuntimeError(
                 f"Non-finite loss at epoch {self.hparams.epoch_counter.current}, "
@@ -185,10 +185,8 @@ class DANNBrain(sb.Brain):
                 "learning rate, adv_weight, coral_weight or mmd_weight, or check the input "
                 "audio of this batch."
             )
-        accuracy = (domain_logits.argmax(dim=-1) == domains).float().mean()
         self._accumulate(
-            speaker_loss=speaker_loss, domain_loss=domain_loss,
-            domain_accuracy=accuracy, adv_coefficient=torch.tensor(coefficient),
+            speaker_loss=speaker_loss, adv_coefficient=torch.tensor(coefficient),
             **{f"{name}_loss": value for name, value in aligned.items()},
         )
         if self.hparams.pseudo_labels.n_speakers:
@@ -216,12 +214,82 @@ class DANNBrain(sb.Brain):
         logits = self.modules.classifier(speakers)[..., :pseudo.offset + pseudo.n_speakers]
         return self.hparams.compute_cost(logits, labels), fraction
 
-    def _domain_loss(self, logits, domains):
-        return F.cross_entropy(logits, domains,
-                               label_smoothing=self.hparams.domain_label_smoothing)
+    def _adversary(self, embeddings, n_source, speakers, coefficient):
+        """The domain discriminator's loss and what the encoder minimises against it.
+
+        The discriminator reads the embeddings, or the frames of ``adv_layer``;
+        every frame is an item it classifies. With ``adversary: grl`` both
+        players minimise one loss through the gradient-reversal layer. The GAN
+        adversaries (:mod:`local.gan`) alternate: ``disc_steps`` discriminator
+        updates on the step's detached features first, then the encoder's
+        loss against the updated discriminator, whose parameters it does not
+        change.
+
+        Returns the discriminator's loss (for the log) and the encoder's
+        adversarial loss, already weighted by ``coefficient``.
+        """
+        features = embeddings
+        if self.hparams.adv_layer:
+            features = self.adv_tap.frames(self.hparams.adv_input_size)
+        frames = features.shape[1]
+        # [batch * frames, features], the source items first.
+        items = features.reshape(-1, features.shape[-1])
+        speakers = speakers.reshape(-1).to(self.device).repeat_interleave(frames)
+        # Kept for the discriminator's updates (disc_steps) on this step's features.
+        self.domain_batch = (items.detach(), n_source * frames, speakers)
+        adversary = self.hparams.adversary
+        if adversary == "grl":
+            self.modules.grl.set_coefficient(coefficient)
+            logits = self.modules.domain_discriminator(self.modules.grl(items))
+            domain_loss = adversarial_loss = self._discriminator_loss(logits)
+        else:
+            self.update_discriminator(self.hparams.disc_steps)
+            logits = self._fixed_discriminator(items)
+            with torch.no_grad():
+                domain_loss = self._discriminator_loss(logits.detach())
+            gan_loss = embedding_loss(adversary, logits, n_source * frames, speakers)
+            adversarial_loss = coefficient * gan_loss
+            self._accumulate(embedding_adv_loss=gan_loss)
+        is_source = torch.arange(len(items), device=logits.device) < n_source * frames
+        accuracy = ((source_score(logits) > 0) == is_source).float().mean()
+        self._accumulate(domain_loss=domain_loss, domain_accuracy=accuracy)
+        return domain_loss, adversarial_loss
+
+    def _discriminator_loss(self, logits):
+        _, n_source, speakers = self.domain_batch
+        return discriminator_loss(self.hparams.adversary, logits, n_source, speakers,
+                                  self.hparams.domain_label_smoothing)
+
+    def _fixed_discriminator(self, items):
+        """The discriminator's logits, with no gradient reaching its parameters."""
+        discriminator = unwrapped(self.modules.domain_discriminator)
+        parameters = {name: p.detach() for name, p in discriminator.named_parameters()}
+        return torch.func.functional_call(discriminator, parameters, (items,))
+
+    def update_discriminator(self, steps):
+        """Update the discriminator alone, ``steps`` times, on the step's detached features.
+
+        In full precision even under ``--precision=fp16``: the discriminator
+        is small, and its optimiser is stepped here, outside Brain's scaler.
+
+        Arguments
+        ---------
+        steps : int
+            Number of updates.
+        """
+        items = self.domain_batch[0]
+        with torch.autocast(torch.device(self.device).type, enabled=False):
+            for _ in range(steps):
+                logits = self.modules.domain_discriminator(items.float())
+                self._discriminator_loss(logits).backward()
+                self.disc_optimizer.step()
+                self.disc_optimizer.zero_grad(set_to_none=True)
 
     def on_fit_batch_end(self, batch, outputs, loss, should_step):
-        """Give the discriminator ``disc_steps - 1`` more updates on this step's features.
+        """With gradient reversal, give the discriminator ``disc_steps - 1`` more updates.
+
+        Its first update came with the encoder's, from the joint loss; the GAN
+        adversaries update it before the encoder's loss instead.
 
         Arguments
         ---------
@@ -234,14 +302,8 @@ class DANNBrain(sb.Brain):
         should_step : bool
             Whether the optimisers stepped.
         """
-        if not should_step:
-            return
-        features, domains = self.domain_batch
-        for _ in range(self.hparams.disc_steps - 1):
-            logits = self.modules.domain_discriminator(features).reshape(len(domains), -1)
-            self._domain_loss(logits, domains).backward()
-            self.disc_optimizer.step()
-            self.disc_optimizer.zero_grad(set_to_none=True)
+        if should_step and self.hparams.adversary == "grl":
+            self.update_discriminator(self.hparams.disc_steps - 1)
 
     def progress(self):
         """Fraction of training done, in [0, 1], for the reversal schedule."""
@@ -346,13 +408,14 @@ def check_domain_settings(hparams):
     Arguments
     ---------
     hparams : dict
-        ``disc_steps``, ``domain_label_smoothing``, ``coral_weight``,
+        ``adversary``, ``disc_steps``, ``domain_label_smoothing``, ``coral_weight``,
         ``mmd_weight``, ``pseudo_label_epochs``, ``pseudo_min_speakers``,
         ``pseudo_max_speakers``, ``number_of_epochs``.
 
     Example
     -------
-    >>> settings = dict(disc_steps=1, domain_label_smoothing=0.0, coral_weight=0.0,
+    >>> settings = dict(adversary="grl", disc_steps=1, domain_label_smoothing=0.0,
+    ...                 coral_weight=0.0,
     ...                 mmd_weight=1.0, pseudo_label_epochs=[3], pseudo_min_speakers=2,
     ...                 pseudo_max_speakers=0, number_of_epochs=8)
     >>> check_domain_settings(settings)
@@ -360,6 +423,7 @@ def check_domain_settings(hparams):
       ...
     ValueError: pseudo_label_epochs [3] needs 2 <= pseudo_min_speakers <= pseudo_max_speakers (the speaker-head rows reserved for pseudo-speakers); got 2 and 0
     """
+    check_adversary(hparams["adversary"])
     if not isinstance(hparams["disc_steps"], int) or hparams["disc_steps"] < 1:
         raise ValueError(f"disc_steps must be an integer >= 1; got {hparams['disc_steps']!r}")
     if not 0 <= hparams["domain_label_smoothing"] < 1:

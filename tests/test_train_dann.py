@@ -320,6 +320,8 @@ def test_pseudo_labels_add_target_classes_to_the_speaker_head(demo_corpus, tmp_p
     ("--disc_steps=0", "disc_steps must be an integer >= 1; got 0"),
     ("--domain_label_smoothing=1", r"domain_label_smoothing must be in \[0, 1\); got 1"),
     ("--mmd_weight=-1", "mmd_weight must be >= 0; got -1"),
+    ("--adversary=wgan", "adversary 'wgan' is not one of grl, vanilla, least_squares"),
+    ("--margin_type=arc", "margin_type 'arc' is not one of aam, am"),
 ])
 def test_bad_domain_settings_fail_before_training(demo_corpus, tmp_path, setting, message):
     with pytest.raises(ValueError, match=message):

@@ -1,0 +1,184 @@
+"""The adversaries' losses against their formulas, and who each update changes."""
+
+import os
+
+import numpy as np
+import pytest
+import speechbrain as sb
+import torch
+import torch.nn.functional as F
+
+import train_dann
+from local.dataio import collate_pairs
+from local.gan import ADVERSARIES, discriminator_loss, embedding_loss
+from local.heads import margin_softmax_loss
+from tests.test_train_dann import ADVERSARY_ONLY, TINY
+
+GANS = [a for a in ADVERSARIES if a != "grl"]
+
+# Three source items then three target items: two domain logits and four speaker logits.
+LOGITS = torch.tensor([[2.0, -1.0, 0.5, 0.1, -0.3, 1.2],
+                       [0.3, 0.4, -1.0, 2.0, 0.0, 0.3],
+                       [1.0, 1.5, 0.2, 0.2, 0.9, -0.4],
+                       [-0.5, 0.5, 0.0, 0.0, 0.0, 0.0],
+                       [0.7, -0.2, 1.0, 1.0, 1.0, 1.0],
+                       [-1.0, 1.0, 0.3, -0.3, 0.3, -0.3]])
+SPEAKERS = torch.tensor([2, 0, 3])
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def speaker_ce(logits, speakers):
+    aux = logits[:3, 2:]
+    return np.mean([np.log(np.exp(row).sum()) - row[s] for row, s in zip(aux, speakers)])
+
+
+def expected(adversary, player, smoothing=0.0):
+    """The losses written out from the papers' formulas, in numpy."""
+    logits, speakers = LOGITS.double().numpy(), SPEAKERS.numpy()
+    score = logits[:, 0] - logits[:, 1]
+    source, target = score[:3], score[3:]
+    high, low = 1 - smoothing / 2, smoothing / 2
+    if adversary == "least_squares":
+        if player == "discriminator":
+            return 0.5 * np.mean((source - high) ** 2) + 0.5 * np.mean((target - low) ** 2)
+        return np.mean((target - 1) ** 2)
+    if adversary == "relativistic":
+        if player == "discriminator":
+            relative = source - target
+            return np.mean(-high * np.log(sigmoid(relative))
+                           - low * np.log(1 - sigmoid(relative)))
+        return np.mean(-np.log(sigmoid(target - source)))
+    if player == "discriminator":
+        loss = 0.5 * np.mean(-high * np.log(sigmoid(source)) - low * np.log(sigmoid(-source)))
+        loss += 0.5 * np.mean(-low * np.log(sigmoid(target)) - high * np.log(sigmoid(-target)))
+    else:
+        loss = np.mean(-np.log(sigmoid(target)))
+    if adversary == "auxiliary_classifier":
+        loss += speaker_ce(logits, speakers)
+    return loss
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+@pytest.mark.parametrize("adversary", ADVERSARIES)
+def test_discriminator_loss_is_the_formula(adversary, smoothing):
+    logits = LOGITS if adversary == "auxiliary_classifier" else LOGITS[:, :2]
+    loss = discriminator_loss(adversary, logits, 3, SPEAKERS, smoothing)
+    assert float(loss) == pytest.approx(expected(adversary, "discriminator", smoothing), rel=1e-6)
+
+
+@pytest.mark.parametrize("adversary", GANS)
+def test_embedding_loss_is_the_formula(adversary):
+    logits = LOGITS if adversary == "auxiliary_classifier" else LOGITS[:, :2]
+    loss = embedding_loss(adversary, logits, 3, SPEAKERS)
+    assert float(loss) == pytest.approx(expected(adversary, "embedding"), rel=1e-6)
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+def test_reversal_discriminator_loss_is_two_class_cross_entropy(smoothing):
+    domains = torch.tensor([0, 0, 0, 1, 1, 1])
+    reference = F.cross_entropy(LOGITS[:, :2], domains, label_smoothing=smoothing)
+    assert torch.allclose(discriminator_loss("grl", LOGITS[:, :2], 3, smoothing=smoothing),
+                          reference)
+
+
+@pytest.mark.parametrize("adversary", GANS)
+def test_players_pull_the_source_score_of_target_items_in_opposite_directions(adversary):
+    logits = LOGITS.clone().requires_grad_()
+    disc_grad, = torch.autograd.grad(discriminator_loss(adversary, logits, 3, SPEAKERS), logits)
+    emb_grad, = torch.autograd.grad(embedding_loss(adversary, logits, 3, SPEAKERS), logits)
+    # Direction of a gradient step on the target items' score C = l0 - l1:
+    # the embedding network raises it (towards 1 for least squares, all of
+    # these scores being below 1), the discriminator lowers it (towards 0).
+    step = lambda grad: torch.sign(-(grad[3:, 0] - grad[3:, 1]))  # noqa: E731
+    score = (LOGITS[3:, 0] - LOGITS[3:, 1])
+    assert (step(emb_grad) == 1).all()
+    down = torch.sign(-score) if adversary == "least_squares" else -torch.ones(3)
+    assert torch.equal(step(disc_grad), down)
+
+
+def test_reversal_has_no_embedding_loss_of_its_own():
+    with pytest.raises(ValueError, match="'grl' has no embedding-network loss"):
+        embedding_loss("grl", LOGITS[:, :2], 3)
+
+
+@pytest.mark.parametrize("kind, margin_of", [
+    ("aam", lambda cos, m: np.cos(np.arccos(cos) + m)),
+    ("am", lambda cos, m: cos - m),
+])
+def test_margin_softmax_losses_are_the_formulas(kind, margin_of):
+    cosines = torch.tensor([[[0.6, 0.2, -0.1]], [[0.1, 0.7, 0.3]]])
+    labels = torch.tensor([[0], [2]])
+    loss = margin_softmax_loss(kind, margin=0.3, scale=10.0)(cosines, labels)
+    direct = []
+    for row, label in zip(cosines.squeeze(1).double().numpy(), labels.squeeze(1).numpy()):
+        logits = 10.0 * row
+        logits[label] = 10.0 * margin_of(row[label], 0.3)
+        direct.append(np.log(np.exp(logits).sum()) - logits[label])
+    assert float(loss) == pytest.approx(np.mean(direct), rel=1e-5)
+
+
+def brain_and_batch(demo_corpus, tmp_path, adversary):
+    """A Brain of ``adversary`` ready to train, and one (source, target) batch of 8 + 8."""
+    argv = ["hparams/dann_fbank.yaml", f"--data_folder={os.path.dirname(demo_corpus['eval'])}",
+            f"--output_folder={tmp_path}", *TINY, *ADVERSARY_ONLY, f"--adversary={adversary}",
+            "--adv_warmup=0", "--disc_lr=0.01", "--disc_steps=2"]
+    brain, _, _, data = train_dann.prepare_experiment(argv)
+    brain.on_fit_start()
+    # Mid-training, so that the adversary's coefficient is not 0.
+    brain.hparams.epoch_counter.current, brain.step = 1, 5
+    brain.modules.train()
+    return brain, collate_pairs([data["train_pairs"][i] for i in range(8)])
+
+
+def parameters(brain):
+    return {name: p.detach().clone() for name, p in brain.modules.named_parameters()}
+
+
+def changed(brain, before):
+    return {name.split(".")[0] for name, p in brain.modules.named_parameters()
+            if not torch.equal(p, before[name])}
+
+
+@pytest.mark.parametrize("adversary", GANS)
+def test_gan_updates_touch_only_their_own_parameters(demo_corpus, tmp_path, adversary):
+    brain, batch = brain_and_batch(demo_corpus, tmp_path, adversary)
+    before = parameters(brain)
+    embeddings = brain.compute_forward(batch, sb.Stage.TRAIN)
+    loss = brain.compute_objectives(embeddings, batch, sb.Stage.TRAIN)
+    # The discriminator's updates come first and change nothing else.
+    assert changed(brain, before) == {"domain_discriminator"}
+    loss.backward()
+    discriminator = brain.modules.domain_discriminator
+    assert all(p.grad is None for p in discriminator.parameters())
+    # The encoder's loss includes the GAN term, and its optimiser does not
+    # hold the discriminator, which Brain therefore never steps.
+    speaker_loss, gan_loss = (brain.stats[k][0] for k in ("speaker_loss", "embedding_adv_loss"))
+    coefficient = brain.hparams.adv_schedule(brain.progress())
+    assert coefficient > 0
+    assert loss.item() == pytest.approx(speaker_loss + coefficient * gan_loss, rel=1e-5)
+    assert set(brain.optimizers_dict) == {"opt_class"}
+    encoder = brain.modules.embedding_model
+    assert all(p.grad is not None for p in encoder.parameters() if p.requires_grad)
+    before = parameters(brain)
+    brain.optimizers_step()
+    assert changed(brain, before) == {"embedding_model", "classifier"}
+
+
+def test_reversal_updates_both_players_from_one_loss(demo_corpus, tmp_path):
+    brain, batch = brain_and_batch(demo_corpus, tmp_path, "grl")
+    before = parameters(brain)
+    loss = brain.compute_objectives(brain.compute_forward(batch, sb.Stage.TRAIN), batch,
+                                    sb.Stage.TRAIN)
+    assert changed(brain, before) == set()
+    loss.backward()
+    brain.optimizers_step()
+    assert changed(brain, before) == {"embedding_model", "classifier", "domain_discriminator"}
+
+
+def test_auxiliary_classifier_discriminator_has_a_speaker_output(demo_corpus, tmp_path):
+    brain, batch = brain_and_batch(demo_corpus, tmp_path, "auxiliary_classifier")
+    output = brain.modules.domain_discriminator(torch.zeros(1, 32))
+    assert output.shape == (1, 2 + 24)  # two domains, 24 source speakers
