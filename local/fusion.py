@@ -13,13 +13,17 @@ Two fusions:
 Command line::
 
     python -m local.fusion --scores a.txt b.txt --out fused.txt [--dev a_dev.txt b_dev.txt] \
-        [--det det.png]
+        [--det det.png] [--summary fused/verification/summary.csv --system target]
 
 writes the fused score file (and a DET figure of every system and the fusion)
-and prints EER and minDCF of each system and of the fusion.
+and prints EER and minDCF of each system and of the fusion. With
+``--summary``, the fusion's row is added to (or replaced in) a table laid out
+as a run's ``verification/summary.csv``, so that :mod:`local.seed_table`
+reads fused systems as it reads runs.
 """
 
 import argparse
+import os
 import sys
 
 import numpy as np
@@ -30,6 +34,7 @@ from scipy.special import expit, logit
 from data_prep.manifest import ManifestError, fail
 from local.metrics import VOXCELEB_DCF, compute_metrics, dcf_name
 from local.report import plot_det, read_scores, write_scores
+from local.verification import summary_table
 
 # Keeps the logistic-regression weights finite when the development trials
 # are perfectly separable; small enough not to matter otherwise.
@@ -170,6 +175,36 @@ def train_logistic_fusion(scores, labels, p_target=0.5):
     return params[:-1], params[-1]
 
 
+def update_summary(path, system, metrics):
+    """Add the row of ``system`` to the summary table at ``path``, replacing an older one.
+
+    Arguments
+    ---------
+    path : str
+        A ``summary.csv`` (created, with its folder, when absent).
+    system : str
+        The row's name, e.g. the trial list's (``target``).
+    metrics : dict
+        ``trials``, ``eer`` and ``min_dcf_*`` values, as
+        :func:`local.metrics.compute_metrics` gives them plus ``trials``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "verification", "summary.csv")
+    >>> update_summary(path, "target", {"trials": 10, "eer": 0.25, "min_dcf_0.01": 0.5})
+    >>> update_summary(path, "target", {"trials": 10, "eer": 0.2, "min_dcf_0.01": 0.5})
+    >>> pd.read_csv(path).to_dict("records")
+    [{'system': 'target', 'trials': 10, 'eer_percent': 20.0, 'min_dcf_0.01': 0.5}]
+    """
+    row = summary_table({system: metrics})
+    if os.path.isfile(path):
+        older = pd.read_csv(path)
+        row = pd.concat([older[older["system"] != system], row], ignore_index=True)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    row.to_csv(path, index=False)
+
+
 def main(argv=None):
     """Fuse score files and print EER/minDCF of each system and of the fusion.
 
@@ -208,7 +243,12 @@ def main(argv=None):
     parser.add_argument("--dev", nargs="+",
                         help="development score files of the same systems, in the same order: "
                              "logistic-regression fusion instead of the mean")
+    parser.add_argument("--summary",
+                        help="add the fusion's row to this summary.csv (a run's layout)")
+    parser.add_argument("--system", help="name of that row, e.g. the trial list's")
     args = parser.parse_args(argv)
+    if bool(args.summary) != bool(args.system):
+        parser.error("--summary and --system go together")
     if args.dev and len(args.dev) != len(args.scores):
         parser.error(f"{len(args.scores)} --scores files but {len(args.dev)} --dev files")
     try:
@@ -235,6 +275,8 @@ def main(argv=None):
         metrics = compute_metrics(system_scores, trials["label"], VOXCELEB_DCF)
         print(f"{system:<{width}}  {100 * metrics['eer']:7.2f}  "
               + "  ".join(f"{metrics[n]:{len(n)}.4f}" for n in dcf_names))
+    if args.summary:
+        update_summary(args.summary, args.system, dict(metrics, trials=len(trials)))
     return 0
 
 

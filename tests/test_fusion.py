@@ -8,6 +8,7 @@ from data_prep.manifest import ManifestError
 from local.fusion import load_systems, main, mean_fusion, train_logistic_fusion
 from local.metrics import eer
 from local.report import read_scores, write_scores
+from local.seed_table import collect, seed_table
 
 N = 4000
 
@@ -121,3 +122,29 @@ def test_command_line_reports_bad_input(tmp_path, capsys):
     assert main(["--scores", missing, "--out", str(tmp_path / "f.txt")]) == 1
     assert capsys.readouterr().err.startswith(f"{missing}: score file does not exist")
     assert not (tmp_path / "f.txt").exists()
+
+
+def test_fused_systems_are_tabulated_over_seeds_like_runs(tmp_path, capsys):
+    for seed in (1, 2):
+        fused_run = tmp_path / "fused" / str(seed)
+        for trial_list, noise in (("source", 0.5), ("target", 1.5)):
+            trials, scores = noisy_systems(seed, noise=(noise, noise))
+            paths = write_systems(tmp_path, f"{trial_list}{seed}_", trials, scores)
+            out = fused_run / "verification" / f"{trial_list}_scores.txt"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            assert main(["--scores", *paths, "--out", str(out), "--summary",
+                         str(fused_run / "verification" / "summary.csv"),
+                         "--system", trial_list]) == 0
+    summary = pd.read_csv(tmp_path / "fused" / "1" / "verification" / "summary.csv")
+    assert summary["system"].tolist() == ["source", "target"]
+    trials, scores = noisy_systems(1, noise=(1.5, 1.5))
+    assert summary["eer_percent"][1] == pytest.approx(
+        100 * eer(mean_fusion(scores), trials["label"]), abs=0.005)
+    table = seed_table({"fusion": collect(str(tmp_path / "fused" / "*"))},
+                       ["source", "target"], ["eer_percent"])
+    assert table.shape[0] == 1
+
+
+def test_summary_needs_a_system_name(tmp_path):
+    with pytest.raises(SystemExit):
+        main(["--scores", "a.txt", "--out", "f.txt", "--summary", str(tmp_path / "s.csv")])

@@ -12,7 +12,7 @@ import train_dann
 from local.dataio import collate_pairs
 from local.gan import ADVERSARIES, discriminator_loss, embedding_loss
 from local.heads import margin_softmax_loss
-from tests.test_train_dann import ADVERSARY_ONLY, TINY
+from tests.test_train_dann import ADVERSARY_ONLY, TINY, logged, train
 
 GANS = [a for a in ADVERSARIES if a != "grl"]
 
@@ -182,3 +182,25 @@ def test_auxiliary_classifier_discriminator_has_a_speaker_output(demo_corpus, tm
     brain, batch = brain_and_batch(demo_corpus, tmp_path, "auxiliary_classifier")
     output = brain.modules.domain_discriminator(torch.zeros(1, 32))
     assert output.shape == (1, 2 + 24)  # two domains, 24 source speakers
+
+
+RESNET_TINY = [t for t in TINY if not t.startswith("--channels")] + ["--channels=[8, 8, 16, 16]"]
+
+
+@pytest.mark.parametrize("hparams, extra", [
+    ("dann_fbank", ["--margin_type=am"]),
+    ("dann_resnet", []),
+    *[("gan_resnet", [f"--adversary={adversary}"]) for adversary in GANS],
+], ids=["am_softmax", "resnet", *GANS])
+def test_variant_trains_a_few_steps_and_verifies(demo_corpus, tmp_path, hparams, extra):
+    tiny = RESNET_TINY if "resnet" in hparams else TINY
+    results = train(demo_corpus, tmp_path, "--number_of_epochs=2", "--adv_warmup=0",
+                    "--lr=0.01", "--debug", "--debug_batches=4", "--debug_epochs=2", *extra,
+                    hparams=f"hparams/{hparams}.yaml", tiny=tiny)
+    speaker_loss = logged(tmp_path, "speaker_loss")
+    assert speaker_loss[1] < speaker_loss[0], speaker_loss
+    if hparams == "gan_resnet":
+        assert all(np.isfinite(logged(tmp_path, "embedding_adv_loss")))
+        assert logged(tmp_path, "adv_coefficient")[1] > 0
+    assert set(results) >= {"source", "target"}
+    assert all(0.0 <= metrics["eer"] <= 1.0 for metrics in results.values())
