@@ -6,6 +6,7 @@ Usage::
     python train_dann.py hparams/dann_fbank.yaml
     python train_dann.py hparams/dann_wavlm.yaml --condition=recipes/demo/condition.yaml \\
         --adv_weight=0 --seed=3
+    python train_dann.py hparams/ge2e_fbank.yaml   # GE2E speaker head, no classifier
 
 The model hparams file says what is trained; the condition file (default
 ``recipes/demo/condition.yaml``) says on what: the source and target training
@@ -28,9 +29,10 @@ from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.utils.distributed import run_on_main
 
 from data_prep.manifest import read_manifest, validate
-from local.dann_brain import DANNBrain, check_domain_settings, unwrapped
+from local.dann_brain import DANNBrain, check_domain_settings, check_speaker_head, unwrapped
 from local.dataio import (
     PairedDataset,
+    SpeakerBatchSampler,
     add_crop_pipeline,
     add_speaker_labels,
     add_whole_pipeline,
@@ -98,7 +100,8 @@ def dataio_prep(hparams, condition, device="cpu"):
     Returns
     -------
     dict
-        ``train_pairs`` (:class:`PairedDataset`), ``label_encoder``, ``eval``
+        ``train_pairs`` (:class:`PairedDataset`; with the GE2E head, its
+        source parts follow a :class:`SpeakerBatchSampler`), ``label_encoder``, ``eval``
         (whole-utterance datasets keyed by evaluation manifest path),
         ``cohort`` (whole utterances of the score-normalisation cohort's
         training manifest) and ``target_utterances`` (whole utterances of the
@@ -129,7 +132,15 @@ def dataio_prep(hparams, condition, device="cpu"):
     encoder = add_speaker_labels(source, os.path.join(hparams["save_folder"], "label_encoder.txt"))
     source.set_output_keys(["id", "sig", "spk_id_encoded"])
     target.set_output_keys(["id", "sig"])
-    return {"train_pairs": PairedDataset(source, target, hparams["seed"]),
+    speaker_batches = None
+    if "ge2e_loss" in hparams:
+        # As many steps as the margin heads take at the same batch size: the
+        # longer training set once per epoch.
+        speaker_batches = SpeakerBatchSampler(
+            [source.data[i]["spk_id"] for i in source.data_ids], hparams["ge2e_speakers"],
+            hparams["ge2e_utterances"],
+            max(len(source), len(target)) // hparams["batch_size"], hparams["seed"])
+    return {"train_pairs": PairedDataset(source, target, hparams["seed"], speaker_batches),
             "label_encoder": encoder, "eval": eval_datasets,
             "cohort": utterances[hparams["cohort_domain"]],
             "target_utterances": utterances["target"]}
@@ -158,6 +169,7 @@ def prepare_experiment(argv=None):
     with open(hparams_file, encoding="utf-8") as fin:
         hparams = load_hyperpyyaml(fin, overrides)
     check_score_norm(hparams)
+    check_speaker_head(hparams)
     check_domain_settings(hparams)
     sb.create_experiment_directory(
         experiment_directory=hparams["output_folder"],
@@ -176,8 +188,39 @@ def prepare_experiment(argv=None):
     brain.train_pairs = data["train_pairs"]
     brain.target_utterances = data["target_utterances"]
     world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
-    brain.steps_per_epoch = len(data["train_pairs"]) // (hparams["batch_size"] * world)
+    speaker_batches = data["train_pairs"].source_batches
+    if speaker_batches is None:
+        brain.steps_per_epoch = len(data["train_pairs"]) // (hparams["batch_size"] * world)
+    else:
+        # Whole batches are dealt out to the processes, padded to a multiple of them.
+        brain.steps_per_epoch = -(-len(speaker_batches) // world)
     return brain, hparams, condition, data
+
+
+def train_loader_options(hparams, pairs):
+    """The DataLoader options of the training pairs.
+
+    With the GE2E head, the pairs are in speaker-major batches already: a
+    batch sampler takes them in order, so that every batch is one of them,
+    and in DDP SpeechBrain deals whole batches out to the processes.
+
+    Arguments
+    ---------
+    hparams : dict
+        Model hparams (``train_dataloader_options``, ``batch_size``).
+    pairs : PairedDataset
+        The training pairs.
+
+    Returns
+    -------
+    dict
+        Keyword arguments of the training DataLoader.
+    """
+    options = dict(hparams["train_dataloader_options"], collate_fn=collate_pairs)
+    if pairs.source_batches is not None:
+        options["batch_sampler"] = torch.utils.data.BatchSampler(
+            torch.utils.data.SequentialSampler(pairs), hparams["batch_size"], drop_last=True)
+    return options
 
 
 def evaluate(brain, hparams, condition, data):
@@ -217,8 +260,8 @@ def evaluate(brain, hparams, condition, data):
 def main(argv=None):
     """Prepare the condition, train, export the model (``<output_folder>/model``), and verify."""
     brain, hparams, condition, data = prepare_experiment(argv)
-    loader_options = dict(hparams["train_dataloader_options"], collate_fn=collate_pairs)
-    brain.fit(hparams["epoch_counter"], data["train_pairs"], train_loader_kwargs=loader_options)
+    brain.fit(hparams["epoch_counter"], data["train_pairs"],
+              train_loader_kwargs=train_loader_options(hparams, data["train_pairs"]))
     layer_sum = getattr(unwrapped(brain.modules.frontend), "layer_sum", None)
     if layer_sum is not None:
         sb.utils.distributed.main_process_only(save_layer_weights)(

@@ -40,6 +40,13 @@ class DANNBrain(sb.Brain):
     of those epochs (:mod:`local.pseudo_labels`), and the speaker head also
     trains on the target crops that have one.
 
+    The speaker head is a classifier with a margin softmax over the source
+    speakers (``classifier`` and ``compute_cost``), or, when the modules hold
+    a ``ge2e_loss`` (:class:`local.ge2e.GE2ELoss`), the GE2E loss of source
+    batches laid out as ``ge2e_speakers`` x ``ge2e_utterances``
+    (:class:`local.dataio.SpeakerBatchSampler`), with no classifier and so
+    no pseudo-labels.
+
     Target-domain speaker labels are never read: the target pipeline provides
     only ``id`` and ``sig``.
     """
@@ -189,20 +196,25 @@ class DANNBrain(sb.Brain):
             speaker_loss=speaker_loss, adv_coefficient=torch.tensor(coefficient),
             **{f"{name}_loss": value for name, value in aligned.items()},
         )
-        if self.hparams.pseudo_labels.n_speakers:
+        if pseudo_fraction is not None:
             self._accumulate(pseudo_labelled=torch.tensor(pseudo_fraction))
         return loss
 
     def _speaker_loss(self, embeddings, source, target):
         """Speaker loss on the source crops and the target crops with a pseudo-speaker.
 
-        Returns the loss and the fraction of target crops that took part.
+        Returns the loss and the fraction of target crops that took part
+        (None while there are no pseudo-labels).
         """
         n_source = len(source)
-        labels = source.spk_id_encoded.data.to(self.device)
         speakers = embeddings[:n_source]
+        if "ge2e_loss" in self.modules:
+            # Speaker-major batches: the first ge2e_utterances rows are one speaker's.
+            return self.modules.ge2e_loss(speakers.reshape(
+                self.hparams.ge2e_speakers, self.hparams.ge2e_utterances, -1)), None
+        labels = source.spk_id_encoded.data.to(self.device)
         pseudo = self.hparams.pseudo_labels
-        fraction = 0.0
+        fraction = None
         if pseudo.n_speakers:
             target_labels = pseudo.lookup(target.id).to(self.device)
             labelled = target_labels >= 0
@@ -409,8 +421,8 @@ def check_domain_settings(hparams):
     ---------
     hparams : dict
         ``adversary``, ``disc_steps``, ``domain_label_smoothing``, ``coral_weight``,
-        ``mmd_weight``, ``pseudo_label_epochs``, ``pseudo_min_speakers``,
-        ``pseudo_max_speakers``, ``number_of_epochs``.
+        ``mmd_weight``, ``pseudo_label_epochs``, and with pseudo-label epochs
+        ``pseudo_min_speakers``, ``pseudo_max_speakers``, ``number_of_epochs``.
 
     Example
     -------
@@ -433,8 +445,10 @@ def check_domain_settings(hparams):
         if not hparams[name] >= 0:
             raise ValueError(f"{name} must be >= 0; got {hparams[name]!r}")
     epochs = hparams["pseudo_label_epochs"]
+    if not epochs:
+        return
     bounds = hparams["pseudo_min_speakers"], hparams["pseudo_max_speakers"]
-    if epochs and not 2 <= bounds[0] <= bounds[1]:
+    if not 2 <= bounds[0] <= bounds[1]:
         raise ValueError(
             f"pseudo_label_epochs {epochs} needs 2 <= pseudo_min_speakers <= "
             "pseudo_max_speakers (the speaker-head rows reserved for pseudo-speakers); "
@@ -445,6 +459,52 @@ def check_domain_settings(hparams):
     if late:
         logger.warning("pseudo_label_epochs %s come after the last epoch (%d): no clustering "
                        "at them in this run", late, hparams["number_of_epochs"])
+
+
+def check_speaker_head(hparams):
+    """Fail early on GE2E settings that training could not use.
+
+    The GE2E head (``ge2e_loss`` defined) needs batches of ``ge2e_speakers``
+    x ``ge2e_utterances`` source crops, at least 2 of each, and has no
+    classifier to train pseudo-speakers in. Hparams without it pass.
+
+    Arguments
+    ---------
+    hparams : dict
+        ``ge2e_loss``, ``ge2e_speakers``, ``ge2e_utterances``, ``n_speakers``
+        (source speakers), ``batch_size``, ``pseudo_label_epochs``.
+
+    Example
+    -------
+    >>> settings = dict(ge2e_loss=None, ge2e_speakers=8, ge2e_utterances=4, n_speakers=24,
+    ...                 batch_size=16, pseudo_label_epochs=[])
+    >>> check_speaker_head(settings)
+    Traceback (most recent call last):
+      ...
+    ValueError: With the GE2E head, batch_size must be ge2e_speakers * ge2e_utterances (8 * 4 = 32); got 16: set ge2e_speakers and ge2e_utterances instead
+    """
+    if "ge2e_loss" not in hparams:
+        return
+    n_speakers, n_utterances = hparams["ge2e_speakers"], hparams["ge2e_utterances"]
+    if not all(isinstance(n, int) and n >= 2 for n in (n_speakers, n_utterances)):
+        raise ValueError(
+            "ge2e_speakers and ge2e_utterances must be integers >= 2 (each utterance is "
+            "compared with its speaker's other utterances and with other speakers); got "
+            f"{n_speakers!r} and {n_utterances!r}")
+    if n_speakers > hparams["n_speakers"]:
+        raise ValueError(f"ge2e_speakers {n_speakers} exceeds the {hparams['n_speakers']} "
+                         "speakers of the source training set: lower it")
+    if hparams["batch_size"] != n_speakers * n_utterances:
+        raise ValueError(
+            "With the GE2E head, batch_size must be ge2e_speakers * ge2e_utterances "
+            f"({n_speakers} * {n_utterances} = {n_speakers * n_utterances}); got "
+            f"{hparams['batch_size']}: set ge2e_speakers and ge2e_utterances instead")
+    if hparams["pseudo_label_epochs"]:
+        raise ValueError(
+            f"pseudo_label_epochs {hparams['pseudo_label_epochs']} train target "
+            "pseudo-speakers in the speaker classifier, and the GE2E head has none: set "
+            "pseudo_label_epochs: [] or use a margin-softmax hparams file "
+            "(hparams/dann_fbank.yaml)")
 
 
 def unwrapped(module):

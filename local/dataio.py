@@ -109,6 +109,11 @@ class PairedDataset(torch.utils.data.Dataset):
     from ``seed`` and the epoch (:meth:`set_epoch`), so a run resumed from a
     checkpoint sees the same pairs as one that was never interrupted.
 
+    With ``source_batches``, the source items come in the order of its
+    batches instead (speakers x utterances for GE2E), and the length is its
+    number of batches times its batch size: batched in order with that batch
+    size, the pairs' source parts are its batches.
+
     Arguments
     ---------
     source : DynamicItemDataset
@@ -117,6 +122,8 @@ class PairedDataset(torch.utils.data.Dataset):
         Unlabelled target items (``sig``); their ``spk_id`` is never output.
     seed : int
         Pairing seed.
+    source_batches : SpeakerBatchSampler, optional
+        Batches of source indices to follow; its epoch is set with the pairs'.
 
     Example
     -------
@@ -128,8 +135,9 @@ class PairedDataset(torch.utils.data.Dataset):
     (3, 't')
     """
 
-    def __init__(self, source, target, seed):
+    def __init__(self, source, target, seed, source_batches=None):
         self.source, self.target, self.seed = source, target, seed
+        self.source_batches = source_batches
         self.set_epoch(0)
 
     def set_epoch(self, epoch):
@@ -142,17 +150,102 @@ class PairedDataset(torch.utils.data.Dataset):
         """
         rng = np.random.default_rng([self.seed, epoch])
         length = len(self)
-        self.source_index = _cycled_permutation(rng, len(self.source), length)
+        if self.source_batches is None:
+            self.source_index = _cycled_permutation(rng, len(self.source), length)
+        else:
+            self.source_batches.set_epoch(epoch)
+            self.source_index = np.concatenate(list(self.source_batches))
         self.target_index = _cycled_permutation(rng, len(self.target), length)
 
     def __len__(self):
-        return max(len(self.source), len(self.target))
+        if self.source_batches is None:
+            return max(len(self.source), len(self.target))
+        return len(self.source_batches) * self.source_batches.batch_size
 
     def __getitem__(self, index):
         return (
             self.source[int(self.source_index[index])],
             self.target[int(self.target_index[index])],
         )
+
+
+class SpeakerBatchSampler(torch.utils.data.Sampler):
+    """Batches of ``n_speakers`` speakers x ``n_utterances`` utterances, speaker-major.
+
+    The batches that GE2E (:mod:`local.ge2e`) needs: the first
+    ``n_utterances`` indices of a batch are of one speaker, the next ones of
+    another, and so on. Each batch draws its speakers uniformly, without
+    replacement, whatever their number of utterances; each speaker drawn
+    brings ``n_utterances`` distinct utterances drawn at random when it has
+    that many, and otherwise all of its utterances, repeated in turn until
+    there are ``n_utterances`` (a repeated utterance is another random crop
+    when the dataset crops). The batches depend on ``seed`` and the epoch
+    (:meth:`set_epoch`) only, so that a run resumed at an epoch boundary sees
+    those of an uninterrupted one.
+
+    Arguments
+    ---------
+    speakers : sequence
+        The speaker label of each item of the dataset, by index.
+    n_speakers : int
+        Speakers per batch (N).
+    n_utterances : int
+        Utterances per speaker in a batch (M).
+    n_batches : int
+        Batches per epoch.
+    seed : int
+        Sampling seed.
+
+    Example
+    -------
+    >>> speakers = ["a", "a", "b", "b", "b", "c"]
+    >>> sampler = SpeakerBatchSampler(speakers, 2, 2, n_batches=3, seed=0)
+    >>> [[speakers[i] for i in batch] for batch in sampler]
+    [['b', 'b', 'c', 'c'], ['c', 'c', 'a', 'a'], ['b', 'b', 'c', 'c']]
+    >>> list(sampler)[0]  # speaker c's only utterance, twice
+    [3, 4, 5, 5]
+    """
+
+    def __init__(self, speakers, n_speakers, n_utterances, n_batches, seed):
+        labels, codes = np.unique(np.asarray(speakers), return_inverse=True)
+        if n_speakers < 1 or n_utterances < 1:
+            raise ValueError("Speaker batches need n_speakers and n_utterances >= 1; got "
+                             f"{n_speakers} and {n_utterances}")
+        if n_batches < 1:
+            raise ValueError(
+                f"No batch of {n_speakers} speakers x {n_utterances} utterances in an epoch "
+                f"(n_batches {n_batches}): the training sets are smaller than one batch; "
+                "lower ge2e_speakers or ge2e_utterances")
+        if len(labels) < n_speakers:
+            raise ValueError(
+                f"Batches of {n_speakers} speakers need that many speakers; the source "
+                f"training set has {len(labels)}: lower ge2e_speakers")
+        # The indices of each speaker's items.
+        self.items = np.split(np.argsort(codes, kind="stable"), np.cumsum(np.bincount(codes))[:-1])
+        self.n_speakers, self.n_utterances = n_speakers, n_utterances
+        self.batch_size = n_speakers * n_utterances
+        self.n_batches, self.seed = n_batches, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch):
+        """Draw the batches of ``epoch`` from now on.
+
+        Arguments
+        ---------
+        epoch : int
+            Epoch number; the batches depend on it and on the seed only.
+        """
+        self.epoch = epoch
+
+    def __iter__(self):
+        rng = np.random.default_rng([self.seed, self.epoch])
+        for _ in range(self.n_batches):
+            chosen = rng.choice(len(self.items), self.n_speakers, replace=False)
+            yield [int(i) for speaker in chosen
+                   for i in np.resize(rng.permutation(self.items[speaker]), self.n_utterances)]
+
+    def __len__(self):
+        return self.n_batches
 
 
 def _cycled_permutation(rng, size, length):

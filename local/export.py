@@ -9,8 +9,10 @@ writes (by default into ``<run folder>/model``) what
 reads, laid out as SpeechBrain's own speaker models (``spkrec-ecapa-voxceleb``):
 an inference ``hyperparams.yaml``, one ``<name>.ckpt`` per module its
 ``pretrainer`` loads (the front end's trained parameters, the encoder, the
-speaker classifier) and the label encoder of the source speakers.
-``train_dann.py`` writes it at the end of every run.
+speaker classifier) and the label encoder of the source speakers. A run
+without a classifier (the GE2E head) exports neither the classifier nor the
+label encoder: ``SpeakerRecognition`` embeds and verifies with the encoder
+alone. ``train_dann.py`` writes it at the end of every run.
 
 The modules are defined exactly as the run defined them (the nodes of its
 saved ``hyperparams.yaml``, values resolved), so the SSL front end refers to
@@ -31,7 +33,8 @@ from speechbrain.utils.checkpoints import Checkpointer
 
 from data_prep.manifest import fail
 
-# The modules of the training hparams that inference needs, as named there.
+# The modules of the training hparams that inference needs, as named there
+# (the classifier when the run has one).
 MODULES = ("frontend", "embedding_model", "classifier")
 
 HEADER = """\
@@ -52,22 +55,25 @@ WIRING = """
 # of DANNBrain.embed, and verify_batch's cosine score is local.scoring's.
 compute_features: !new:torch.nn.Identity
 mean_var_norm: !ref <frontend>
-label_encoder: !new:speechbrain.dataio.encoder.CategoricalEncoder
-
+{label_encoder}
 modules:
     compute_features: !ref <compute_features>
     mean_var_norm: !ref <mean_var_norm>
     embedding_model: !ref <embedding_model>
-    classifier: !ref <classifier>
-
+{classifier_module}
 # Each loadable is read from <source>/<name>.ckpt.
 pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
     loadables:
         {frontend_part}: !ref <{frontend_ref}>
         embedding_model: !ref <embedding_model>
-        classifier: !ref <classifier>
-        label_encoder: !ref <label_encoder>
-"""
+{classifier_loadables}"""
+# The lines of WIRING for a run with a classifier.
+CLASSIFIER_WIRING = dict(
+    label_encoder="label_encoder: !new:speechbrain.dataio.encoder.CategoricalEncoder\n",
+    classifier_module="    classifier: !ref <classifier>\n",
+    classifier_loadables="        classifier: !ref <classifier>\n"
+                         "        label_encoder: !ref <label_encoder>\n",
+)
 
 
 def _dumped(name, node):
@@ -149,7 +155,7 @@ def export_model(run_folder, model_folder=None, checkpoints_dir=None):
                  fix="pass the output_folder of a run (results/<condition>/<model>/<seed>)")
     with open(hparams_path, encoding="utf-8") as fin:
         run = ruamel.yaml.YAML().load(fin)
-    definitions = "\n".join(_dumped(name, run[name]) for name in MODULES)
+    definitions = "\n".join(_dumped(name, run[name]) for name in MODULES if name in run)
     modules = load_hyperpyyaml(definitions)
     checkpoints_dir = checkpoints_dir or save_folder
     checkpoint = Checkpointer(checkpoints_dir, recoverables=modules).recover_if_possible()
@@ -158,16 +164,19 @@ def export_model(run_folder, model_folder=None, checkpoints_dir=None):
              fix="train the system first (python train_dann.py with the run's hparams)")
 
     part, frontend = trained_frontend(modules["frontend"])
-    trained = {part: frontend, "embedding_model": modules["embedding_model"],
-               "classifier": modules["classifier"]}
+    trained = {part: frontend, **{name: module for name, module in modules.items()
+                                  if name != "frontend"}}
     os.makedirs(model_folder, exist_ok=True)
     for name, module in trained.items():
         torch.save(module.state_dict(), os.path.join(model_folder, f"{name}.ckpt"))
-    shutil.copy(label_encoder, os.path.join(model_folder, "label_encoder.ckpt"))
+    classifier = "classifier" in modules
+    if classifier:
+        shutil.copy(label_encoder, os.path.join(model_folder, "label_encoder.ckpt"))
     header = HEADER.format(model_name=run["model_name"], condition=run["condition"],
                            checkpoint=os.path.basename(checkpoint.path))
-    wiring = WIRING.format(frontend_part=part,
-                           frontend_ref="frontend" if part == "frontend" else f"frontend.{part}")
+    wiring = WIRING.format(
+        frontend_part=part, frontend_ref="frontend" if part == "frontend" else f"frontend.{part}",
+        **(CLASSIFIER_WIRING if classifier else dict.fromkeys(CLASSIFIER_WIRING, "")))
     with open(os.path.join(model_folder, "hyperparams.yaml"), "w", encoding="utf-8") as fout:
         fout.write(header + definitions + wiring)
     return model_folder

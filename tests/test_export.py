@@ -12,7 +12,7 @@ from speechbrain.inference.speaker import SpeakerRecognition
 from data_prep.manifest import ManifestError
 from local.export import export_model, main, trained_frontend
 from local.ssl_frontend import SSLFrontend
-from tests.test_train_dann import SHORT, train, train_ssl
+from tests.test_train_dann import SHORT, train, train_ge2e, train_ssl
 
 # Trials of each list checked through the inference class (every 590th of 1,770).
 TRIAL_STEP = 590
@@ -20,12 +20,14 @@ TRIAL_STEP = 590
 
 @pytest.fixture(scope="module")
 def runs(demo_corpus, tiny_ssl, tmp_path_factory):
-    """Short runs of the fbank and the WavLM weighted-sum systems, checkpoints kept."""
+    """Short runs of the fbank, the WavLM weighted-sum and the GE2E systems, checkpoints kept."""
     fbank = tmp_path_factory.mktemp("fbank")
     train(demo_corpus, fbank, *SHORT, "--debug_persistently")
     wavlm = tmp_path_factory.mktemp("wavlm")
     train_ssl(demo_corpus, wavlm, "dann_wavlm", tiny_ssl["wavlm"], *SHORT, "--debug_persistently")
-    return {"fbank": fbank, "wavlm": wavlm}
+    ge2e = tmp_path_factory.mktemp("ge2e")
+    train_ge2e(demo_corpus, ge2e, *SHORT, "--debug_persistently")
+    return {"fbank": fbank, "wavlm": wavlm, "ge2e": ge2e}
 
 
 def recipe_evaluation(folder, trial_list):
@@ -36,7 +38,7 @@ def recipe_evaluation(folder, trial_list):
     return torch.load(cache), scores.iloc[::TRIAL_STEP]
 
 
-@pytest.mark.parametrize("system", ["fbank", "wavlm"])
+@pytest.mark.parametrize("system", ["fbank", "wavlm", "ge2e"])
 def test_speechbrain_inference_reproduces_the_recipe_evaluation(runs, demo_corpus, system,
                                                                 tmp_path):
     model = SpeakerRecognition.from_hparams(source=str(runs[system] / "model"),
@@ -63,6 +65,12 @@ def test_model_folder_holds_what_the_inference_class_loads(runs, tiny_ssl, tmp_p
     fbank = sorted(os.listdir(runs["fbank"] / "model"))
     assert fbank == ["classifier.ckpt", "embedding_model.ckpt", "frontend.ckpt",
                      "hyperparams.yaml", "label_encoder.ckpt"]
+    # Without a classifier (GE2E), no classifier and no label encoder: the encoder verifies.
+    ge2e = sorted(os.listdir(runs["ge2e"] / "model"))
+    assert ge2e == ["embedding_model.ckpt", "frontend.ckpt", "hyperparams.yaml"]
+    model = SpeakerRecognition.from_hparams(source=str(runs["ge2e"] / "model"),
+                                            savedir=str(tmp_path / "ge2e"))
+    assert "classifier" not in model.mods and not hasattr(model.hparams, "label_encoder")
     # A frozen SSL model is referred to by its source, not saved again: only the
     # learned layer weights are, and they are those of the run's checkpoint.
     wavlm = runs["wavlm"] / "model"

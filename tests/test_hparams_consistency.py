@@ -30,6 +30,18 @@ OPTIONAL_MODEL_KEYS = {
     "ssl_opt_class": "read by DANNBrain.init_optimizers only when an SSL model is fine-tuned",
     "cache_ssl_features": "a switch of the SSL front ends, read by dataio_prep with .get",
     "ssl_features_folder": "read by dataio_prep only when cache_ssl_features is on",
+    "ge2e_speakers": "read only with the GE2E speaker head (a ge2e_loss module)",
+    "ge2e_utterances": "read only with the GE2E speaker head (a ge2e_loss module)",
+    "compute_cost": "the classifier's loss; the GE2E head has no classifier",
+    **dict.fromkeys(
+        ("pseudo_labels", "pseudo_min_speakers", "pseudo_max_speakers", "pseudo_min_silhouette",
+         "pseudo_max_utterances"),
+        "read only with pseudo_label_epochs, which need a classifier (not the GE2E head)"),
+}
+# The speaker heads: every model file has exactly one of these modules.
+SPEAKER_HEADS = {
+    "classifier": "a margin-softmax classifier of the source speakers (with compute_cost)",
+    "ge2e_loss": "the GE2E loss, on speaker-major batches (local/ge2e.py)",
 }
 # Methods of the modules dict, not modules.
 MODULE_DICT_METHODS = {"eval", "train", "items", "keys", "values", "parameters", "to"}
@@ -116,8 +128,15 @@ def test_optional_model_keys_are_read_and_defined_somewhere():
 def test_every_module_the_code_uses_is_in_modules(path):
     with open(path, encoding="utf-8") as fin:
         modules = set(yaml.load(fin, Loader=_ModulesOnly)["modules"])
-    missing = module_names(code_sources()) - modules
+    missing = module_names(code_sources()) - modules - set(SPEAKER_HEADS)
     assert not missing, f"{path.name}: self.modules.{sorted(missing)} not in its modules: section"
+    heads = sorted(modules & set(SPEAKER_HEADS))
+    assert len(heads) == 1, (f"{path.name}: modules has the speaker heads {heads}; "
+                             f"it needs one of {sorted(SPEAKER_HEADS)}")
+
+
+def test_speaker_heads_are_the_modules_the_code_uses():
+    assert set(SPEAKER_HEADS) <= module_names(code_sources())
 
 
 class _ModulesOnly(yaml.SafeLoader):

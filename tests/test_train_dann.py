@@ -195,18 +195,25 @@ def test_resumed_run_ends_like_an_uninterrupted_one(demo_corpus, tmp_path, monke
     assert resumed == whole
 
 
-def test_two_processes_with_gloo_split_the_data_and_finish(demo_corpus, tmp_path):
+@pytest.mark.parametrize("hparams, batches, steps", [
+    # 240 source crops, batches of 8, two processes: 15 steps each instead of 30.
+    ("hparams/dann_fbank.yaml", ["--batch_size=8"], 15.0),
+    # 17 GE2E batches of 7 speakers x 2 crops, dealt out whole: 9 each (one twice).
+    ("hparams/ge2e_fbank.yaml", ["--ge2e_speakers=7", "--ge2e_utterances=2"], 9.0),
+])
+def test_two_processes_with_gloo_split_the_data_and_finish(demo_corpus, tmp_path, hparams,
+                                                           batches, steps):
     data_folder = os.path.dirname(demo_corpus["eval"])
+    tiny = [t for t in TINY if not t.startswith("--batch_size")]
     command = [os.path.join(os.path.dirname(sys.executable), "torchrun"), "--nproc_per_node=2",
                "--standalone", "train_dann.py",
-               "hparams/dann_fbank.yaml", f"--data_folder={data_folder}",
-               f"--output_folder={tmp_path}", *TINY, "--batch_size=8", "--number_of_epochs=1",
+               hparams, f"--data_folder={data_folder}",
+               f"--output_folder={tmp_path}", *tiny, *batches, "--number_of_epochs=1",
                "--distributed_backend=gloo", "--device=cpu"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600,
                           cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert done.returncode == 0, done.stderr[-3000:]
-    # 240 source crops, batches of 8, two processes: 15 steps each instead of 30.
-    assert logged(tmp_path, "steps") == [15.0]
+    assert logged(tmp_path, "steps") == [steps]
     assert done.stdout.count("Verification (demo)") == 1
 
 
@@ -327,3 +334,50 @@ def test_bad_domain_settings_fail_before_training(demo_corpus, tmp_path, setting
     with pytest.raises(ValueError, match=message):
         train(demo_corpus, tmp_path, setting)
     assert not os.path.exists(tmp_path / "train_log.txt")
+
+
+# The GE2E head: batches of 4 speakers x 4 crops, the tiny model of the others.
+GE2E_TINY = [t for t in TINY if not t.startswith("--batch_size")] + [
+    "--ge2e_speakers=4", "--ge2e_utterances=4"]
+
+
+def train_ge2e(demo_corpus, folder, *extra):
+    return train(demo_corpus, folder, *extra, hparams="hparams/ge2e_fbank.yaml", tiny=GE2E_TINY)
+
+
+def test_ge2e_head_trains_on_speaker_batches_and_verifies(demo_corpus, tmp_path, monkeypatch):
+    original, batches = train_dann.DANNBrain.fit_batch, []
+
+    def recorded(self, batch):
+        batches.append(batch[0].spk_id_encoded.data.flatten().tolist())
+        return original(self, batch)
+
+    monkeypatch.setattr(train_dann.DANNBrain, "fit_batch", recorded)
+    results = train_ge2e(demo_corpus, tmp_path, "--number_of_epochs=3", "--lr=0.005")
+    # 240 source and 240 target crops: 15 batches of 16 an epoch, each 4 speakers x 4.
+    assert logged(tmp_path, "steps") == [15.0] * 3 and len(batches) == 45
+    for speakers in batches:
+        blocks = torch.tensor(speakers).reshape(4, 4)
+        assert (blocks == blocks[:, :1]).all() and len(set(blocks[:, 0].tolist())) == 4
+    losses = logged(tmp_path, "speaker_loss")
+    assert losses[-1] < 0.8 * losses[0], losses
+    assert set(results) == {"source", "target"}
+    assert all(0.0 < metrics["eer"] < 0.6 for metrics in results.values())
+    checkpoint, = glob.glob(os.path.join(tmp_path, "save", "CKPT*"))
+    assert "classifier.ckpt" not in os.listdir(checkpoint)
+    head = torch.load(os.path.join(checkpoint, "ge2e_loss.ckpt"))
+    assert float(head["w"]) != 10.0 and float(head["b"]) != -5.0  # trained with the model
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("--pseudo_label_epochs=[2]", r"pseudo_label_epochs \[2\] train target pseudo-speakers in "
+                                  "the speaker classifier, and the GE2E head has none"),
+    ("--batch_size=32", r"batch_size must be ge2e_speakers \* ge2e_utterances \(4 \* 4 = 16\); "
+                        "got 32"),
+    ("--ge2e_utterances=1", "ge2e_speakers and ge2e_utterances must be integers >= 2"),
+    ("--ge2e_speakers=30", "ge2e_speakers 30 exceeds the 24 speakers of the source"),
+])
+def test_bad_ge2e_settings_fail_before_training(demo_corpus, tmp_path, setting, message):
+    with pytest.raises(ValueError, match=message):
+        train_ge2e(demo_corpus, tmp_path, setting)
+    assert not os.path.exists(tmp_path / "hyperparams.yaml")  # stopped before the run began
