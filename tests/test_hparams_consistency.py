@@ -30,6 +30,8 @@ OPTIONAL_MODEL_KEYS = {
     "ssl_opt_class": "read by DANNBrain.init_optimizers only when an SSL model is fine-tuned",
     "cache_ssl_features": "a switch of the SSL front ends, read by dataio_prep with .get",
     "ssl_features_folder": "read by dataio_prep only when cache_ssl_features is on",
+    "speaker_label": "the speaker head's classes, read with .get (default spk_id: speakers); "
+                     "text-dependent model files set spk_phrase",
 }
 # Methods of the modules dict, not modules.
 MODULE_DICT_METHODS = {"eval", "train", "items", "keys", "values", "parameters", "to"}
