@@ -159,8 +159,9 @@ class DANNBrain(sb.Brain):
         domains = torch.cat(
             [torch.zeros(n_source), torch.ones(len(target))]
         ).long().to(self.device).repeat_interleave(features.shape[1])
-        # Kept for the discriminator's extra updates (disc_steps) after this step.
-        self.domain_batch = (features.detach(), domains)
+        # Kept for the discriminator's extra updates (disc_steps) after this step,
+        # which run outside mixed precision's autocast: in float32.
+        self.domain_batch = (features.detach().float(), domains)
         domain_logits = self.modules.domain_discriminator(self.modules.grl(features))
         domain_logits = domain_logits.reshape(len(domains), -1)
         domain_loss = self._domain_loss(domain_logits, domains)
@@ -223,6 +224,10 @@ class DANNBrain(sb.Brain):
     def on_fit_batch_end(self, batch, outputs, loss, should_step):
         """Give the discriminator ``disc_steps - 1`` more updates on this step's features.
 
+        With ``--grad_accumulation_factor=N`` the optimisers step every N
+        batches; the extra updates follow each optimiser step, on the
+        features of the batch that completed it.
+
         Arguments
         ---------
         batch : tuple
@@ -244,7 +249,11 @@ class DANNBrain(sb.Brain):
             self.disc_optimizer.zero_grad(set_to_none=True)
 
     def progress(self):
-        """Fraction of training done, in [0, 1], for the reversal schedule."""
+        """Fraction of training done, in [0, 1], for the reversal schedule.
+
+        Counted in batches (``self.step``, ``steps_per_epoch``), so that the
+        schedule is the same with and without gradient accumulation.
+        """
         epoch = self.hparams.epoch_counter.current
         done = (epoch - 1) * self.steps_per_epoch + self.step
         return min(1.0, done / (self.hparams.number_of_epochs * self.steps_per_epoch))
