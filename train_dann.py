@@ -38,6 +38,8 @@ from local.dataio import (
     add_whole_pipeline,
     collate_pairs,
     manifest_dataset,
+    speaker_classes,
+    speaker_label,
 )
 from local.export import export_model
 from local.provenance import write_provenance
@@ -80,6 +82,29 @@ class _KeysOnly(yaml.SafeLoader):
 
 
 _KeysOnly.add_multi_constructor("!", lambda loader, suffix, node: None)
+
+
+def plain_settings(hparams_file, overrides):
+    """The untagged top-level values of a model hparams file, overrides applied.
+
+    For what must be known before the file is loaded: ``n_speakers``, which
+    the file needs, depends on ``speaker_label``.
+
+    Arguments
+    ---------
+    hparams_file : str
+        Model hparams file.
+    overrides : dict
+        Command-line overrides of its keys.
+
+    Returns
+    -------
+    dict
+        ``{key: value}``; tagged values (``!ref``, ``!new:``...) are None.
+    """
+    with open(hparams_file, encoding="utf-8") as fin:
+        settings = yaml.load(fin, Loader=_KeysOnly) or {}
+    return {**settings, **overrides}
 
 
 def dataio_prep(hparams, condition, device="cpu"):
@@ -129,7 +154,14 @@ def dataio_prep(hparams, condition, device="cpu"):
                                      hparams["crop_seconds"])
         else:
             add_crop_pipeline(dataset, hparams["crop_seconds"])
-    encoder = add_speaker_labels(source, os.path.join(hparams["save_folder"], "label_encoder.txt"))
+    encoder = add_speaker_labels(source, os.path.join(hparams["save_folder"], "label_encoder.txt"),
+                                 speaker_label(hparams))
+    if len(encoder) != hparams["n_speakers"]:
+        raise ValueError(
+            f"The label encoder {hparams['save_folder']}/label_encoder.txt has {len(encoder)} "
+            f"classes, the speaker head {hparams['n_speakers']}: it was made by a run with "
+            "another speaker_label or source manifest. Remove it, or train into another "
+            "output_folder.")
     source.set_output_keys(["id", "sig", "spk_id_encoded"])
     target.set_output_keys(["id", "sig"])
     speaker_batches = None
@@ -165,7 +197,12 @@ def prepare_experiment(argv=None):
     for prepare in condition["prepare"]:
         run_on_main(prepare)
     overrides["condition"] = condition["condition"]
-    overrides["n_speakers"] = int(read_manifest(condition["source_train"])["spk_id"].nunique())
+    # The speaker head has a row per class: per speaker, or per speaker and
+    # phrase (speaker_label: spk_phrase).
+    classes = speaker_classes(read_manifest(condition["source_train"]),
+                              speaker_label(plain_settings(hparams_file, overrides)),
+                              condition["source_train"])
+    overrides["n_speakers"] = len(set(classes))
     with open(hparams_file, encoding="utf-8") as fin:
         hparams = load_hyperpyyaml(fin, overrides)
     check_score_norm(hparams)

@@ -303,6 +303,10 @@ class DANNBrain(sb.Brain):
         Its first update came with the encoder's, from the joint loss; the GAN
         adversaries update it before the encoder's loss instead.
 
+        With ``--grad_accumulation_factor=N`` the optimisers step every N
+        batches; the extra updates follow each optimiser step, on the
+        features of the batch that completed it.
+
         Arguments
         ---------
         batch : tuple
@@ -318,7 +322,11 @@ class DANNBrain(sb.Brain):
             self.update_discriminator(self.hparams.disc_steps - 1)
 
     def progress(self):
-        """Fraction of training done, in [0, 1], for the reversal schedule."""
+        """Fraction of training done, in [0, 1], for the reversal schedule.
+
+        Counted in batches (``self.step``, ``steps_per_epoch``), so that the
+        schedule is the same with and without gradient accumulation.
+        """
         epoch = self.hparams.epoch_counter.current
         done = (epoch - 1) * self.steps_per_epoch + self.step
         return min(1.0, done / (self.hparams.number_of_epochs * self.steps_per_epoch))

@@ -7,8 +7,13 @@ from speechbrain.dataio.batch import PaddedBatch
 from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.dataio.encoder import CategoricalEncoder
 
-from data_prep.manifest import validate
+from data_prep.manifest import fail, validate
 from local.audio import load_random_crop, load_segment
+
+# The classes of the speaker head (``speaker_label``) and the manifest columns
+# that make one: a speaker, or a speaker saying a phrase (text-dependent
+# training, as in SdSV task 1 systems).
+SPEAKER_LABELS = {"spk_id": ("spk_id",), "spk_phrase": ("spk_id", "phrase")}
 
 
 def manifest_dataset(csv_path, check_audio=True):
@@ -71,8 +76,109 @@ def add_whole_pipeline(dataset):
     dataset.add_dynamic_item(whole)
 
 
-def add_speaker_labels(dataset, encoder_path):
-    """Encode ``spk_id`` as ``spk_id_encoded`` with a saved CategoricalEncoder.
+def speaker_label(hparams):
+    """The ``speaker_label`` setting of model hparams, ``spk_id`` where they have none.
+
+    Arguments
+    ---------
+    hparams : dict
+        Model hparams (or their plain top-level values).
+
+    Returns
+    -------
+    str
+        A key of :data:`SPEAKER_LABELS`.
+
+    Example
+    -------
+    >>> speaker_label({"speaker_label": "spk_phrase"}), speaker_label({})
+    ('spk_phrase', 'spk_id')
+    >>> speaker_label({"speaker_label": "phrase"})
+    Traceback (most recent call last):
+      ...
+    ValueError: speaker_label must be spk_id (a class per speaker) or spk_phrase (a class per speaker and phrase); got 'phrase'
+    """
+    label = hparams.get("speaker_label", "spk_id")
+    if label not in SPEAKER_LABELS:
+        raise ValueError("speaker_label must be spk_id (a class per speaker) or spk_phrase "
+                         f"(a class per speaker and phrase); got {label!r}")
+    return label
+
+
+def speaker_class(spk_id, phrase=None):
+    """The class of an utterance: its speaker, or its speaker and phrase.
+
+    Arguments
+    ---------
+    spk_id : str
+        Speaker ID.
+    phrase : str, optional
+        Phrase ID, for speaker-by-phrase classes.
+
+    Returns
+    -------
+    str or tuple
+        ``spk_id``, or ``(spk_id, phrase)``.
+
+    Example
+    -------
+    >>> speaker_class("spk1"), speaker_class("spk1", "07")
+    ('spk1', ('spk1', '07'))
+    """
+    return spk_id if phrase is None else (spk_id, phrase)
+
+
+def speaker_classes(manifest, label, path):
+    """The class of every row of a labelled manifest under ``speaker_label: label``.
+
+    Arguments
+    ---------
+    manifest : pandas.DataFrame
+        As from :func:`data_prep.manifest.read_manifest`.
+    label : str
+        A key of :data:`SPEAKER_LABELS`.
+    path : str
+        The manifest's file, named in errors.
+
+    Returns
+    -------
+    list
+        One class per row (:func:`speaker_class`).
+
+    Raises
+    ------
+    ManifestError
+        When a column the classes need is missing or has empty values.
+
+    Example
+    -------
+    >>> import pandas as pd
+    >>> rows = pd.DataFrame({"spk_id": ["a", "a", "b"], "phrase": ["01", "02", "01"]})
+    >>> speaker_classes(rows, "spk_phrase", "train.csv")
+    [('a', '01'), ('a', '02'), ('b', '01')]
+    >>> speaker_classes(rows.drop(columns="phrase"), "spk_phrase", "train.csv")
+    Traceback (most recent call last):
+      ...
+    data_prep.manifest.ManifestError: train.csv: speaker_label: spk_phrase needs a 'phrase' column in the source training manifest; it has none
+    Fix: train with speaker_label: spk_id, or on a text-dependent source (data_prep.demo with phrases > 0, DeepMine's SdSV task 1)
+    """
+    fix = ("train with speaker_label: spk_id, or on a text-dependent source "
+           "(data_prep.demo with phrases > 0, DeepMine's SdSV task 1)")
+    columns = SPEAKER_LABELS[label]
+    for column in columns:
+        if column not in manifest.columns:
+            fail(path, f"speaker_label: {label} needs a '{column}' column in the source "
+                 "training manifest; it has none", fix=fix)
+        empty = manifest.index[manifest[column] == ""]
+        if len(empty):
+            fail(path, f"speaker_label: {label} needs a '{column}' in every row of the source "
+                 f"training manifest; {len(empty)} rows have none",
+                 rows=list(manifest["ID"][empty]) if "ID" in manifest else None, fix=fix)
+    return [speaker_class(*values) for values in zip(*(manifest[c] for c in columns))]
+
+
+def add_speaker_labels(dataset, encoder_path, label="spk_id"):
+    """Give ``dataset`` its class (``speaker_class``) and its index (``spk_id_encoded``).
 
     Arguments
     ---------
@@ -80,23 +186,42 @@ def add_speaker_labels(dataset, encoder_path):
         Labelled source dataset.
     encoder_path : str
         Where the label encoder is saved (reloaded when it exists).
+    label : str
+        A key of :data:`SPEAKER_LABELS`: the classes are speakers or
+        (speaker, phrase) pairs.
 
     Returns
     -------
     speechbrain.dataio.encoder.CategoricalEncoder
-        The encoder.
+        The encoder, one label per class of the dataset.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> data = DynamicItemDataset({"u1": {"spk_id": "a", "phrase": "01"},
+    ...                            "u2": {"spk_id": "a", "phrase": "02"}})
+    >>> encoder = add_speaker_labels(data, tempfile.mkdtemp() + "/labels.txt", "spk_phrase")
+    >>> sorted(encoder.lab2ind)
+    [('a', '01'), ('a', '02')]
     """
     encoder = CategoricalEncoder()
 
-    @sb.utils.data_pipeline.takes("spk_id")
-    @sb.utils.data_pipeline.provides("spk_id_encoded")
-    def label(spk_id):
-        return torch.LongTensor([encoder.encode_label(spk_id)])
+    @sb.utils.data_pipeline.takes(*SPEAKER_LABELS[label])
+    @sb.utils.data_pipeline.provides("speaker_class")
+    def to_class(*values):
+        return speaker_class(*values)
 
-    dataset.add_dynamic_item(label)
-    encoder.load_or_create(path=encoder_path, from_didatasets=[dataset], output_key="spk_id")
-    with dataset.output_keys_as(["spk_id"]):
-        encoder.expect_len(len({item["spk_id"] for item in dataset}))
+    @sb.utils.data_pipeline.takes("speaker_class")
+    @sb.utils.data_pipeline.provides("spk_id_encoded")
+    def encode(speaker):
+        return torch.LongTensor([encoder.encode_label(speaker)])
+
+    dataset.add_dynamic_item(to_class)
+    dataset.add_dynamic_item(encode)
+    encoder.load_or_create(path=encoder_path, from_didatasets=[dataset],
+                           output_key="speaker_class")
+    with dataset.output_keys_as(["speaker_class"]):
+        encoder.expect_len(len({item["speaker_class"] for item in dataset}))
     return encoder
 
 

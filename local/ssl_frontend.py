@@ -97,6 +97,11 @@ class SSLFrontend(torch.nn.Module):
         When fine-tuning, keep the CNN feature encoder fixed.
     layernorm : bool
         Normalise each layer before the weighted sum.
+    gradient_checkpointing : bool
+        When fine-tuning, keep only each transformer layer's input for the
+        backward pass and run the layer again there (transformers' activation
+        checkpointing): less memory for longer crops or larger batches, at
+        the cost of a second forward pass of the SSL model.
 
     Example
     -------
@@ -106,7 +111,7 @@ class SSLFrontend(torch.nn.Module):
     """
 
     def __init__(self, source, save_path="pretrained_models", family="wavlm", freeze=True,
-                 freeze_feature_extractor=True, layernorm=False):
+                 freeze_feature_extractor=True, layernorm=False, gradient_checkpointing=False):
         super().__init__()
         if family not in WRAPPERS:
             raise ValueError(f"ssl_family must be one of {sorted(WRAPPERS)}, got '{family}'")
@@ -123,6 +128,16 @@ class SSLFrontend(torch.nn.Module):
         # by LayerDrop during fine-tuning would be missing from the weighted
         # sum: every layer runs at every step.
         self.ssl.model.config.layerdrop = 0.0
+        if gradient_checkpointing:
+            if freeze:
+                raise ValueError(
+                    "ssl_gradient_checkpointing needs a fine-tuned SSL model (freeze_ssl: False): "
+                    "a frozen one runs under no_grad and keeps no activations to save.")
+            # activation_checkpointing_enable is the name in recent transformers 5
+            # releases, gradient_checkpointing_enable its older (now deprecated) one.
+            enable = getattr(self.ssl.model, "activation_checkpointing_enable",
+                             self.ssl.model.gradient_checkpointing_enable)
+            enable()
         self.layer_sum = WeightedLayerSum(self.ssl.config.num_hidden_layers + 1, layernorm)
 
     @property

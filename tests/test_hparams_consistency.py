@@ -37,6 +37,8 @@ OPTIONAL_MODEL_KEYS = {
         ("pseudo_labels", "pseudo_min_speakers", "pseudo_max_speakers", "pseudo_min_silhouette",
          "pseudo_max_utterances"),
         "read only with pseudo_label_epochs, which need a classifier (not the GE2E head)"),
+    "speaker_label": "the speaker head's classes, read with .get (default spk_id: speakers); "
+                     "text-dependent model files set spk_phrase",
 }
 # The speaker heads: every model file has exactly one of these modules.
 SPEAKER_HEADS = {

@@ -127,3 +127,29 @@ def test_layer_weights_are_written_as_table_and_chart(tmp_path):
     assert list(table["weight"]) == pytest.approx(expected, abs=1e-6)
     with Image.open(tmp_path / "layer_weights.png") as image:
         assert image.format == "PNG" and image.size[0] > 100
+
+
+def test_gradient_checkpointing_recomputes_layers_and_keeps_the_gradients(tiny_ssl, tmp_path):
+    runs = {}
+    for checkpointing in (False, True):
+        model = frontend(tiny_ssl, "wavlm", tmp_path, freeze=False,
+                         gradient_checkpointing=checkpointing).train()  # dropout on
+        layers = model.ssl.model.encoder.layers
+        assert [layer.gradient_checkpointing for layer in layers] == [checkpointing] * len(layers)
+        calls = []
+        layers[0].feed_forward.register_forward_hook(lambda *args: calls.append(1))
+        torch.manual_seed(5)
+        model(wavs()).pow(2).mean().backward()
+        runs[checkpointing] = len(calls), {name: p.grad for name, p in model.named_parameters()
+                                           if p.grad is not None}
+    (plain_calls, plain), (checkpointed_calls, checkpointed) = runs[False], runs[True]
+    assert (plain_calls, checkpointed_calls) == (1, 2)  # run again in the backward pass
+    assert plain.keys() == checkpointed.keys() and len(plain) > 10
+    for name, grad in plain.items():
+        assert torch.allclose(grad, checkpointed[name], rtol=1e-5, atol=1e-7), name
+
+
+def test_gradient_checkpointing_of_a_frozen_model_is_a_clear_error(tiny_ssl, tmp_path):
+    with pytest.raises(ValueError, match="ssl_gradient_checkpointing needs a fine-tuned SSL "
+                       r"model \(freeze_ssl: False\)"):
+        frontend(tiny_ssl, "wavlm", tmp_path, gradient_checkpointing=True)

@@ -381,3 +381,26 @@ def test_bad_ge2e_settings_fail_before_training(demo_corpus, tmp_path, setting, 
     with pytest.raises(ValueError, match=message):
         train_ge2e(demo_corpus, tmp_path, setting)
     assert not os.path.exists(tmp_path / "hyperparams.yaml")  # stopped before the run began
+
+
+def test_gradient_accumulation_and_mixed_precision_with_extra_discriminator_updates(
+        demo_corpus, tmp_path, monkeypatch):
+    """bf16 autocast (CPU), optimisers stepping every 2 batches, 2 discriminator updates a step."""
+    original, seen = train_dann.DANNBrain.on_fit_batch_end, []
+
+    def recorded(self, batch, outputs, loss, should_step):
+        before = {name: p.detach().clone() for name, p in self.modules.named_parameters()}
+        original(self, batch, outputs, loss, should_step)
+        changed = {name.split(".")[0] for name, p in self.modules.named_parameters()
+                   if not torch.equal(p, before[name])}
+        seen.append((should_step, self.optimizer_step, changed, self.progress()))
+
+    monkeypatch.setattr(train_dann.DANNBrain, "on_fit_batch_end", recorded)
+    train(demo_corpus, tmp_path, "--precision=bf16", "--grad_accumulation_factor=2",
+          "--disc_steps=2", "--number_of_epochs=1", "--debug", "--debug_batches=4",
+          "--debug_epochs=1")
+    assert [s[:3] for s in seen] == [(False, 0, set()), (True, 1, {"domain_discriminator"}),
+                                     (False, 1, set()), (True, 2, {"domain_discriminator"})]
+    # The schedule counts batches (15 an epoch), as without accumulation.
+    assert [s[3] for s in seen] == pytest.approx([1 / 15, 2 / 15, 3 / 15, 4 / 15])
+    assert logged(tmp_path, "steps") == [4.0]
