@@ -68,8 +68,7 @@ def load_condition(overrides):
     path = overrides.pop("condition", DEFAULT_CONDITION)
     if not os.path.isfile(path):
         sys.exit(f"Condition file {path} does not exist: pass --condition=recipes/<name>/condition.yaml")
-    with open(path, encoding="utf-8") as fin:
-        keys = set(yaml.load(fin, Loader=_KeysOnly) or {})
+    keys = set(_untagged(path))
     mine = {k: v for k, v in overrides.items() if k in keys}
     with open(path, encoding="utf-8") as fin:
         condition = load_hyperpyyaml(fin, mine)
@@ -82,6 +81,12 @@ class _KeysOnly(yaml.SafeLoader):
 
 
 _KeysOnly.add_multi_constructor("!", lambda loader, suffix, node: None)
+
+
+def _untagged(path):
+    """A hyperpyyaml file's top-level ``{key: value}``, tagged values None."""
+    with open(path, encoding="utf-8") as fin:
+        return yaml.load(fin, Loader=_KeysOnly) or {}
 
 
 def plain_settings(hparams_file, overrides):
@@ -102,9 +107,7 @@ def plain_settings(hparams_file, overrides):
     dict
         ``{key: value}``; tagged values (``!ref``, ``!new:``...) are None.
     """
-    with open(hparams_file, encoding="utf-8") as fin:
-        settings = yaml.load(fin, Loader=_KeysOnly) or {}
-    return {**settings, **overrides}
+    return {**_untagged(hparams_file), **overrides}
 
 
 def dataio_prep(hparams, condition, device="cpu"):

@@ -257,8 +257,7 @@ class DANNBrain(sb.Brain):
         else:
             self.update_discriminator(self.hparams.disc_steps)
             logits = self._fixed_discriminator(items)
-            with torch.no_grad():
-                domain_loss = self._discriminator_loss(logits.detach())
+            domain_loss = self._discriminator_loss(logits.detach())
             gan_loss = embedding_loss(adversary, logits, n_source * frames, speakers)
             adversarial_loss = coefficient * gan_loss
             self._accumulate(embedding_adv_loss=gan_loss)
