@@ -17,6 +17,7 @@ in the layout SpeechBrain's ``SpeakerRecognition.from_hparams`` loads, to its
 ``model/`` (:mod:`local.export`).
 """
 
+import gc
 import os
 import shutil
 import sys
@@ -315,5 +316,11 @@ if __name__ == "__main__":
     main()
     if torch.distributed.is_initialized():
         # Every process leaves the group before exiting, so that no process
-        # exits while gloo's threads of another are still at work.
+        # exits while gloo's threads of another are still at work. The
+        # Brain's DDP wrappers hold the group and outlive main() in reference
+        # cycles: collected first, they let the group go here rather than in
+        # whatever garbage collection runs during interpreter shutdown, where
+        # gloo's threads were seen to abort a process ("terminate called
+        # without an active exception").
+        gc.collect()
         torch.distributed.destroy_process_group()
