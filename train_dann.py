@@ -22,6 +22,11 @@ import os
 import shutil
 import sys
 
+from local.environment import check_installation
+
+# Before SpeechBrain's imports, which fail with an undefined symbol on a mismatched torch/torchaudio.
+check_installation()
+
 import speechbrain as sb
 import torch
 import yaml

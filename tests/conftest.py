@@ -1,15 +1,19 @@
-"""Fixtures shared by the test modules."""
+"""Fixtures shared by the test modules, after a check that the libraries load together."""
 
 import pytest
-from transformers import (
-    Wav2Vec2Config,
-    Wav2Vec2FeatureExtractor,
-    Wav2Vec2Model,
-    WavLMConfig,
-    WavLMModel,
-)
 
-from data_prep.demo import prepare_demo
+from local.environment import installation_problem
+
+
+def pytest_configure(config):
+    """Stop the run with one message when torch, torchaudio, speechbrain or transformers do not load.
+
+    Otherwise every test module fails on import with the same long traceback.
+    """
+    problem = installation_problem()
+    if problem is not None:
+        pytest.exit(problem, returncode=pytest.ExitCode.USAGE_ERROR)
+
 
 # Small enough to run in milliseconds, shaped like the real models: a 7-layer
 # CNN with a total stride of 320 samples (20 ms frames) and a transformer.
@@ -23,6 +27,8 @@ TINY_SSL_DIM = TINY_SSL["hidden_size"]
 @pytest.fixture(scope="session")
 def demo_corpus(tmp_path_factory):
     """The default demo corpus (seed 1234), generated once per test session."""
+    from data_prep.demo import prepare_demo
+
     folder = tmp_path_factory.mktemp("demo")
     return prepare_demo(str(folder))
 
@@ -35,6 +41,14 @@ def save_tiny_ssl(folder, family):
     wav2vec2-base normalises its input waveform and WavLM-base-plus does not;
     the tiny ones do the same.
     """
+    from transformers import (
+        Wav2Vec2Config,
+        Wav2Vec2FeatureExtractor,
+        Wav2Vec2Model,
+        WavLMConfig,
+        WavLMModel,
+    )
+
     if family == "wavlm":
         model = WavLMModel(WavLMConfig(num_buckets=32, max_bucket_distance=64, **TINY_SSL))
     else:
