@@ -20,12 +20,24 @@ LIBRARIES = ("torch", "torchaudio", "speechbrain", "transformers")
 
 
 def release(version):
-    """A version without its local build label: ``2.11.0+cu130`` -> ``2.11.0``."""
+    """A version without its local build label: ``2.11.0+cu130`` -> ``2.11.0``.
+
+    Arguments
+    ---------
+    version : str
+        A version as the package metadata gives it.
+    """
     return version.split("+", 1)[0]
 
 
 def installed_versions(names=LIBRARIES):
-    """The installed version of each library, ``None`` where it is not installed."""
+    """The installed version of each library, ``None`` where it is not installed.
+
+    Arguments
+    ---------
+    names : tuple of str
+        The distributions to look up.
+    """
     versions = {}
     for name in names:
         try:
@@ -37,6 +49,13 @@ def installed_versions(names=LIBRARIES):
 
 def installation_problem(versions=None, import_module=importlib.import_module):
     """A message saying which library or pair does not load, or ``None`` when all do.
+
+    Arguments
+    ---------
+    versions : dict, optional
+        ``{library: version or None}``; default what is installed.
+    import_module : callable
+        Imports a library by name (replaced in tests).
 
     >>> print(installation_problem({"torch": "2.11.0", "torchaudio": "2.11.1",
     ...                             "speechbrain": "1.1.2", "transformers": "5.24.0"}))
