@@ -57,6 +57,8 @@ def installation_problem(versions=None, import_module=importlib.import_module):
     import_module : callable
         Imports a library by name (replaced in tests).
 
+    Example
+    -------
     >>> print(installation_problem({"torch": "2.11.0", "torchaudio": "2.11.1",
     ...                             "speechbrain": "1.1.2", "transformers": "5.24.0"}))
     torchaudio 2.11.1 does not match torch 2.11.0: ... Fix: ...
