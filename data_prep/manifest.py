@@ -720,8 +720,11 @@ def check_manifest_audio_once(manifest_path, workers=None):
     if os.path.isfile(stamp) and os.path.isfile(manifest_path):
         with open(stamp, encoding="utf-8") as saved:
             if json.load(saved).get("manifest_sha256") == file_sha256(manifest_path):
+                logger.info("%s: audio already checked (%s)", manifest_path, stamp)
                 return False
-    check_manifest_audio(read_manifest(manifest_path), manifest_path, workers)
+    manifest = read_manifest(manifest_path)
+    check_manifest_audio(manifest, manifest_path, workers)
+    logger.info("%s: audio of %d rows checked", manifest_path, len(manifest))
     return True
 
 
