@@ -24,6 +24,8 @@ and is what training and evaluation call before they start.
 import argparse
 import json
 import logging
+import math
+import numbers
 import os
 import re
 import sys
@@ -91,6 +93,80 @@ def fail(path, problem, rows=None, fix=None):
     if fix:
         lines.append(f"Fix: {fix}")
     raise ManifestError("\n".join(lines))
+
+
+class OptionError(ManifestError):
+    """A data preparation option outside its allowed range."""
+
+
+# The allowed ranges of the preparations' numeric options.
+POSITIVE = pd.Interval(0, math.inf, closed="neither")
+NON_NEGATIVE = pd.Interval(0, math.inf, closed="left")
+AT_LEAST_ONE = pd.Interval(1, math.inf, closed="left")
+AT_LEAST_TWO = pd.Interval(2, math.inf, closed="left")
+FRACTION = pd.Interval(0, 1, closed="left")
+
+
+def check_option(name, value, allowed, why, integer=False):
+    """Raise an :class:`OptionError` unless ``value`` is a number in ``allowed``.
+
+    Arguments
+    ---------
+    name : str
+        The option, named alike in Python, condition files and ``--name`` on
+        the command line.
+    value : object
+        Its value.
+    allowed : pandas.Interval
+        The allowed range.
+    why : str
+        What the option means, or why the range is what it is.
+    integer : bool
+        Whether the value must be an integer.
+
+    Raises
+    ------
+    OptionError
+        Naming the option, its value and the allowed range.
+
+    Example
+    -------
+    >>> check_option("dev_ratio", 0.1, FRACTION, "a fraction")
+    >>> check_option("dev_ratio", 1.5, FRACTION,
+    ...              "the fraction of each speaker's recordings held out")
+    Traceback (most recent call last):
+      ...
+    data_prep.manifest.OptionError: dev_ratio is 1.5: not a number in [0, 1), the fraction of each speaker's recordings held out
+    Fix: choose dev_ratio in [0, 1) (--dev_ratio on the command line)
+    """
+    kind = numbers.Integral if integer else numbers.Real
+    if isinstance(value, kind) and not isinstance(value, bool) and value in allowed:
+        return
+    raise OptionError(
+        f"{name} is {value!r}: not {'an integer' if integer else 'a number'} in {allowed}, {why}\n"
+        f"Fix: choose {name} in {allowed} (--{name} on the command line)")
+
+
+def check_seg_dur(seg_dur):
+    """:func:`check_option` for ``seg_dur``, the training chunk length (None: whole utterances).
+
+    Arguments
+    ---------
+    seg_dur : float or None
+        Chunk length in seconds.
+
+    Example
+    -------
+    >>> check_seg_dur(None); check_seg_dur(3.0)
+    >>> check_seg_dur(0)
+    Traceback (most recent call last):
+      ...
+    data_prep.manifest.OptionError: seg_dur is 0: not a number in (0, inf), the training chunk length in seconds (None keeps utterances whole)
+    Fix: choose seg_dur in (0, inf) (--seg_dur on the command line)
+    """
+    if seg_dur is not None:
+        check_option("seg_dur", seg_dur, POSITIVE,
+                     "the training chunk length in seconds (None keeps utterances whole)")
 
 
 def audio_info(path):
@@ -889,8 +965,10 @@ def mark_prepared(save_folder, options):
 def run_preparation(prepare, **arguments):
     """Run a corpus preparation for its command line and return the exit status.
 
-    Prints the written files, or the :class:`ManifestError` (with its fix) to
-    stderr and returns 1, so that a user sees the message, not a traceback.
+    Prints the written files, or the :class:`ManifestError` (a bad file or
+    option, with its fix) or the ``OSError`` (a folder that cannot be read or
+    written) to stderr and returns 1, so that a user sees the message, not a
+    traceback.
 
     Arguments
     ---------
@@ -902,7 +980,7 @@ def run_preparation(prepare, **arguments):
     Returns
     -------
     int
-        0 on success, 1 on a :class:`ManifestError`.
+        0 on success, 1 on a :class:`ManifestError` or ``OSError``.
 
     Example
     -------
@@ -917,6 +995,10 @@ def run_preparation(prepare, **arguments):
         paths = prepare(**arguments)
     except ManifestError as err:
         print(err, file=sys.stderr)
+        return 1
+    except OSError as err:  # a folder that cannot be read or written, a full disk
+        print(f"{err}\nFix: check that the folders exist and that save_folder is writable",
+              file=sys.stderr)
         return 1
     for name, path in paths.items():
         print(f"{name}: {path}")
