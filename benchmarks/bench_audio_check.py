@@ -4,7 +4,8 @@ With ``check_audio: True`` a run opens every audio file of every manifest
 before training. On a synthetic manifest of ``--files`` short wav files (100
 per speaker folder), in one run:
 
-* before: the validator of the ``main`` branch (``git show main:data_prep/manifest.py``),
+* before: the validator of commit c43640a, the last before the check was
+  made once per manifest version (``git show c43640a:data_prep/manifest.py``),
   one file after another, on every run;
 * cold: :func:`data_prep.manifest.check_manifest_audio_once` without a stamp,
   one thread (``workers=1``);
@@ -21,7 +22,7 @@ Run from the repository root (about 2 minutes on 2 busy CPU cores)::
 
     .venv/bin/python benchmarks/bench_audio_check.py [--files 100000]
 
-The last line prints the time ratios against the validator of ``main``.
+The last line prints the time ratios against the validator before.
 """
 
 import argparse
@@ -45,6 +46,7 @@ from data_prep.manifest import check_manifest_audio_once, write_manifest  # noqa
 RATE = 16000
 SECONDS = 0.1
 PER_SPEAKER = 100
+BEFORE = "c43640a"
 
 
 def write_corpus(folder, files):
@@ -68,14 +70,14 @@ def write_corpus(folder, files):
     return manifest
 
 
-def main_validator(folder):
-    """The ``main`` branch's data_prep/manifest.py, imported as a module of its own."""
-    source = subprocess.run(["git", "show", "main:data_prep/manifest.py"], cwd=ROOT,
+def validator_before(folder):
+    """data_prep/manifest.py of commit ``BEFORE``, imported as a module of its own."""
+    source = subprocess.run(["git", "show", f"{BEFORE}:data_prep/manifest.py"], cwd=ROOT,
                             capture_output=True, text=True, check=True).stdout
-    path = os.path.join(folder, "manifest_main.py")
+    path = os.path.join(folder, "manifest_before.py")
     with open(path, "w", encoding="utf-8") as out:
         out.write(source)
-    spec = importlib.util.spec_from_file_location("manifest_main", path)
+    spec = importlib.util.spec_from_file_location("manifest_before", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -99,9 +101,9 @@ def main():
         print(f"wrote {args.files:,} files of {SECONDS} s and their manifest in {seconds:.0f} s")
         manifest = os.path.join(folder, "train.csv")
         stamp = f"{manifest}.audio_ok"
-        before = main_validator(folder)
+        before = validator_before(folder)
         times = {}
-        _, *times["before (main, serial, every run)"] = timed(before.validate, manifest)
+        _, *times["before (serial, every run)"] = timed(before.validate, manifest)
         _, *times["cold, 1 thread"] = timed(check_manifest_audio_once, manifest, workers=1)
         os.remove(stamp)
         checked, *times["cold, thread pool"] = timed(check_manifest_audio_once, manifest)
@@ -111,8 +113,8 @@ def main():
         print(f"{'':34s} {'wall':>9s} {'CPU':>9s} {'files/s (wall)':>15s}")
         for name, (wall, cpu) in times.items():
             print(f"{name:34s} {wall:8.2f}s {cpu:8.2f}s {args.files / wall:15,.0f}")
-        old = times["before (main, serial, every run)"]
-        print("time ratios, main / new (wall, CPU): " + "; ".join(
+        old = times["before (serial, every run)"]
+        print("time ratios, before / new (wall, CPU): " + "; ".join(
             f"{name} {old[0] / wall:.1f}x, {old[1] / cpu:.1f}x"
             for name, (wall, cpu) in list(times.items())[1:]))
     finally:
