@@ -34,7 +34,7 @@ from hyperpyyaml import load_hyperpyyaml
 from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.utils.distributed import run_on_main
 
-from data_prep.manifest import read_manifest, validate
+from data_prep.manifest import check_manifest_audio_once, read_manifest, validate
 from local.dann_brain import DANNBrain, check_domain_settings, check_speaker_head, unwrapped
 from local.dataio import (
     PairedDataset,
@@ -141,15 +141,19 @@ def dataio_prep(hparams, condition, device="cpu"):
         training manifest) and ``target_utterances`` (whole utterances of the
         target training manifest, for pseudo-labelling).
     """
-    eval_datasets = {}
     for spec in condition["evaluation"].values():
         validate(spec["manifest"], spec["trials"], spec.get("enrolment"), check_audio=False)
-        if spec["manifest"] not in eval_datasets:
-            dataset = manifest_dataset(spec["manifest"], hparams["check_audio"])
-            add_whole_pipeline(dataset)
-            eval_datasets[spec["manifest"]] = dataset
-    source = manifest_dataset(condition["source_train"], hparams["check_audio"])
-    target = manifest_dataset(condition["target_train"], hparams["check_audio"])
+    eval_manifests = dict.fromkeys(spec["manifest"] for spec in condition["evaluation"].values())
+    if hparams["check_audio"]:
+        # Once per manifest version, by the main process; the others wait for it.
+        for path in dict.fromkeys([condition["source_train"], condition["target_train"],
+                                   *eval_manifests]):
+            run_on_main(check_manifest_audio_once, args=[path])
+    eval_datasets = {path: manifest_dataset(path, check_audio=False) for path in eval_manifests}
+    for dataset in eval_datasets.values():
+        add_whole_pipeline(dataset)
+    source = manifest_dataset(condition["source_train"], check_audio=False)
+    target = manifest_dataset(condition["target_train"], check_audio=False)
     # Whole utterances of the same (already validated) training rows.
     utterances = {}
     for domain, dataset in (("source", source), ("target", target)):

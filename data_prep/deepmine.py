@@ -66,6 +66,7 @@ import re
 import sys
 
 from data_prep.manifest import (
+    check_seg_dur,
     chunk_rows,
     fail,
     mark_prepared,
@@ -134,14 +135,15 @@ def prepare_deepmine(data_folder, save_folder, key_file=None, channel_table=None
         When the folder is not an SdSV task, a docs file, key or channel
         table is malformed, or an audio file is missing, naming the path and
         the fix.
+    OptionError
+        When ``seg_dur`` is outside its range, before any work.
 
     Example
     -------
     >>> prepare_deepmine("/data/sdsv/task1", "data/deepmine_task1",
     ...                  key_file="/data/sdsv/task1_key.txt")  # doctest: +SKIP
     """
-    if seg_dur is not None and seg_dur <= 0:
-        raise ValueError(f"seg_dur must be positive or None, got {seg_dur}")
+    check_seg_dur(seg_dur)
     data_folder = os.path.abspath(data_folder)
     docs = _docs(data_folder)
     key_file = os.path.abspath(key_file) if key_file else None

@@ -38,13 +38,19 @@ Command line::
 import argparse
 import itertools
 import os
+import sys
 
 import numpy as np
 import soundfile
 from scipy import signal
 
 from data_prep.manifest import (
+    AT_LEAST_ONE,
+    AT_LEAST_TWO,
+    NON_NEGATIVE,
+    check_option,
     mark_prepared,
+    run_preparation,
     skip_if_prepared,
     utterance_row,
     write_manifest,
@@ -371,6 +377,11 @@ def prepare_demo(save_folder, seed=1234, n_train_speakers=24, n_eval_speakers=10
         Paths of the written files, keyed ``source_train``, ``target_train``,
         ``source_eval``, ``target_eval``, ``eval``, ``trials_source``, ``trials_target``.
 
+    Raises
+    ------
+    OptionError
+        When a numeric option is outside its range.
+
     Example
     -------
     >>> import tempfile
@@ -380,6 +391,16 @@ def prepare_demo(save_folder, seed=1234, n_train_speakers=24, n_eval_speakers=10
     >>> len(validate(paths["source_train"])), len(read_trials(paths["trials_target"]))
     (2, 6)
     """
+    check_option("n_train_speakers", n_train_speakers, AT_LEAST_ONE,
+                 "the training speakers per domain", integer=True)
+    check_option("n_eval_speakers", n_eval_speakers, AT_LEAST_TWO,
+                 "the evaluation speakers per domain (non-target trials need two)", integer=True)
+    check_option("utts_per_train_speaker", utts_per_train_speaker, AT_LEAST_ONE,
+                 "the utterances per training speaker", integer=True)
+    check_option("utts_per_eval_speaker", utts_per_eval_speaker, AT_LEAST_TWO,
+                 "the utterances per evaluation speaker (target trials need two)", integer=True)
+    check_option("phrases", phrases, NON_NEGATIVE,
+                 "0 for free text, else the phrases per language", integer=True)
     # Manifests name the audio by absolute path, so that they work from any
     # working directory; a corpus moved elsewhere is generated again.
     options = dict(folder=os.path.abspath(save_folder), seed=seed,
@@ -427,6 +448,11 @@ def main(argv=None):
     ---------
     argv : list of str, optional
         Command-line arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        0 on success, 1 on a bad option (the problem printed to stderr).
     """
     parser = argparse.ArgumentParser(description="Generate the two-domain demo corpus.")
     parser.add_argument("--save_folder", required=True)
@@ -434,9 +460,8 @@ def main(argv=None):
     parser.add_argument("--phrases", type=int, default=0,
                         help="text-dependent mode with this many phrases per language")
     args = parser.parse_args(argv)
-    for name, path in prepare_demo(args.save_folder, args.seed, phrases=args.phrases).items():
-        print(f"{name}: {path}")
+    return run_preparation(prepare_demo, **vars(args))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

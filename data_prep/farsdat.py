@@ -78,7 +78,11 @@ import shlex
 import sys
 
 from data_prep.manifest import (
+    AT_LEAST_ONE,
+    AT_LEAST_TWO,
     ManifestError,
+    check_option,
+    check_seg_dur,
     chunk_rows,
     fail,
     mark_prepared,
@@ -163,19 +167,21 @@ def prepare_farsdat(
     ManifestError
         When the folder, pattern, audio or speaker table does not fit the
         assumptions above, naming the path and the fix.
+    OptionError
+        When a numeric option is outside its range, before any work.
 
     Example
     -------
     >>> prepare_farsdat("/data/big_farsdat", "data/farsdat",
     ...                 speaker_table="/data/big_farsdat/speakers.csv")  # doctest: +SKIP
     """
-    if seg_dur is not None and seg_dur <= 0:
-        raise ValueError(f"seg_dur must be positive or None, got {seg_dur}")
-    if n_eval_speakers < 2:
-        raise ValueError(f"n_eval_speakers must be at least 2, got {n_eval_speakers}")
-    if target_trials < 1 or nontarget_trials < 1:
-        raise ValueError("target_trials and nontarget_trials must be positive, "
-                         f"got {target_trials} and {nontarget_trials}")
+    check_seg_dur(seg_dur)
+    check_option("n_eval_speakers", n_eval_speakers, AT_LEAST_TWO,
+                 "the held-out speakers (non-target trials need two)", integer=True)
+    check_option("target_trials", target_trials, AT_LEAST_ONE,
+                 "the most same-speaker trials to draw", integer=True)
+    check_option("nontarget_trials", nontarget_trials, AT_LEAST_ONE,
+                 "the most different-speaker trials to draw", integer=True)
     data_folder = os.path.abspath(data_folder)
     speaker_table = os.path.abspath(speaker_table) if speaker_table else None
     options = dict(data_folder=data_folder, pattern=pattern, speaker_table=speaker_table,

@@ -23,12 +23,19 @@ and is what training and evaluation call before they start.
 
 import argparse
 import json
+import logging
+import math
+import numbers
 import os
+import re
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
 import soundfile
+
+from local.provenance import file_sha256
 
 REQUIRED_COLUMNS = ["ID", "duration", "wav", "start", "stop", "spk_id", "domain"]
 OPTIONAL_COLUMNS = ["lang", "channel", "phrase", "gender", "session", "sample_rate"]
@@ -37,8 +44,12 @@ ENROLMENT_COLUMNS = ["model_id", "utt_ids"]
 DEFAULT_SAMPLE_RATE = 16000
 # A duration may differ from (stop - start) / sample_rate by rounding only.
 DURATION_TOLERANCE_S = 0.01
+EXTRA_FIELDS_FIX = ("give every row as many comma-separated fields as the header has; "
+                    "put a field that holds a comma in double quotes")
 # Never accept more than this many offending rows into one message.
 MAX_REPORTED = 5
+
+logger = logging.getLogger(__name__)
 
 
 class ManifestError(ValueError):
@@ -84,6 +95,80 @@ def fail(path, problem, rows=None, fix=None):
     raise ManifestError("\n".join(lines))
 
 
+class OptionError(ManifestError):
+    """A data preparation option outside its allowed range."""
+
+
+# The allowed ranges of the preparations' numeric options.
+POSITIVE = pd.Interval(0, math.inf, closed="neither")
+NON_NEGATIVE = pd.Interval(0, math.inf, closed="left")
+AT_LEAST_ONE = pd.Interval(1, math.inf, closed="left")
+AT_LEAST_TWO = pd.Interval(2, math.inf, closed="left")
+FRACTION = pd.Interval(0, 1, closed="left")
+
+
+def check_option(name, value, allowed, why, integer=False):
+    """Raise an :class:`OptionError` unless ``value`` is a number in ``allowed``.
+
+    Arguments
+    ---------
+    name : str
+        The option, named alike in Python, condition files and ``--name`` on
+        the command line.
+    value : object
+        Its value.
+    allowed : pandas.Interval
+        The allowed range.
+    why : str
+        What the option means, or why the range is what it is.
+    integer : bool
+        Whether the value must be an integer.
+
+    Raises
+    ------
+    OptionError
+        Naming the option, its value and the allowed range.
+
+    Example
+    -------
+    >>> check_option("dev_ratio", 0.1, FRACTION, "a fraction")
+    >>> check_option("dev_ratio", 1.5, FRACTION,
+    ...              "the fraction of each speaker's recordings held out")
+    Traceback (most recent call last):
+      ...
+    data_prep.manifest.OptionError: dev_ratio is 1.5: not a number in [0, 1), the fraction of each speaker's recordings held out
+    Fix: choose dev_ratio in [0, 1) (--dev_ratio on the command line)
+    """
+    kind = numbers.Integral if integer else numbers.Real
+    if isinstance(value, kind) and not isinstance(value, bool) and value in allowed:
+        return
+    raise OptionError(
+        f"{name} is {value!r}: not {'an integer' if integer else 'a number'} in {allowed}, {why}\n"
+        f"Fix: choose {name} in {allowed} (--{name} on the command line)")
+
+
+def check_seg_dur(seg_dur):
+    """:func:`check_option` for ``seg_dur``, the training chunk length (None: whole utterances).
+
+    Arguments
+    ---------
+    seg_dur : float or None
+        Chunk length in seconds.
+
+    Example
+    -------
+    >>> check_seg_dur(None); check_seg_dur(3.0)
+    >>> check_seg_dur(0)
+    Traceback (most recent call last):
+      ...
+    data_prep.manifest.OptionError: seg_dur is 0: not a number in (0, inf), the training chunk length in seconds (None keeps utterances whole)
+    Fix: choose seg_dur in (0, inf) (--seg_dur on the command line)
+    """
+    if seg_dur is not None:
+        check_option("seg_dur", seg_dur, POSITIVE,
+                     "the training chunk length in seconds (None keeps utterances whole)")
+
+
 def audio_info(path):
     """Return ``(sample_rate, num_frames)`` of an audio file.
 
@@ -111,7 +196,9 @@ def audio_info(path):
     (8000, 8000)
     """
     if not os.path.isfile(path):
-        fail(path, "audio file does not exist", fix="check the corpus folder")
+        where = ("" if os.path.isabs(path) else
+                 f" (a relative path: looked for in the current directory {os.getcwd()})")
+        fail(path, f"audio file does not exist{where}", fix="check the corpus folder")
     try:
         info = soundfile.info(path)
     except Exception as err:  # libsndfile raises several types
@@ -241,6 +328,73 @@ def write_manifest(rows, path):
     table[REQUIRED_COLUMNS + extra + others].to_csv(path, index=False)
 
 
+def read_csv_table(path, kind, header):
+    """Read a CSV of strings ("" for an empty field), a file pandas cannot parse as a message.
+
+    Arguments
+    ---------
+    path : str
+        An existing CSV file (manifest, enrolment table).
+    kind : str
+        What the file is, for the messages ("manifest").
+    header : str
+        The header line such a file starts with, for the fix of an empty file.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The table, every column a string column.
+
+    Raises
+    ------
+    ManifestError
+        When the file is not UTF-8, is empty, or has a row with more fields
+        than the header, naming the line.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "enrolment.csv")
+    >>> _ = open(path, "w").write("model_id,utt_ids\\nm1,u1 u2,u3\\n")
+    >>> read_csv_table(path, "enrolment table", "model_id,utt_ids")
+    Traceback (most recent call last):
+      ...
+    data_prep.manifest.ManifestError: .../enrolment.csv: line 2 has 3 fields, the header 2
+    Fix: ...
+    """
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except UnicodeDecodeError:
+        number, line = _first_non_utf8_line(path)
+        fail(path, f"{kind} is not UTF-8 text", rows=[f"line {number}: {line}"],
+             fix="convert it to UTF-8, e.g. iconv -f LATIN1 -t UTF-8 IN.csv > OUT.csv "
+                 "(LATIN1 being the encoding it was written in)")
+    except pd.errors.EmptyDataError:
+        fail(path, f"{kind} is empty, without even a header line",
+             fix=f"a {kind} starts with the header line {header}")
+    except pd.errors.ParserError as err:
+        # pandas names the line in its text only: "Expected 7 fields in line 3, saw 8".
+        counts = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(err))
+        problem = (f"line {counts[2]} has {counts[3]} fields, the header {counts[1]}" if counts
+                   else f"not a well-formed CSV ({str(err).strip()})")
+        fail(path, problem, fix=EXTRA_FIELDS_FIX)
+    if not isinstance(table.index, pd.RangeIndex):
+        # pandas makes the first column the index when the rows have one field more than the header.
+        header = len(table.columns)
+        fail(path, f"line 2 has {header + 1} fields, the header {header}", fix=EXTRA_FIELDS_FIX)
+    return table
+
+
+def _first_non_utf8_line(path):
+    """``(number, text)`` of the first line of ``path`` that is not UTF-8, text escaped."""
+    with open(path, "rb") as data:
+        for number, line in enumerate(data, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return number, line.decode("utf-8", "backslashreplace").rstrip()
+
+
 def read_manifest(path):
     """Read a manifest CSV and check its structure (not its audio).
 
@@ -267,7 +421,7 @@ def read_manifest(path):
     """
     if not os.path.isfile(path):
         fail(path, "manifest does not exist", fix="run the data preparation first")
-    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    table = read_csv_table(path, "manifest", ",".join(REQUIRED_COLUMNS))
     missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
     if missing:
         fail(
@@ -515,25 +669,47 @@ def read_enrolment(path):
     return models, table
 
 
-def _check_audio(manifest, path):
-    problems = []
-    for wav, rows in manifest.groupby("wav", sort=False):
-        try:
-            rate, frames = audio_info(wav)
-        except ManifestError as err:
-            problems.append(f"{rows['ID'].iloc[0]}: {str(err).splitlines()[0]}")
-            continue
-        declared = rows["sample_rate"].iloc[0]
-        if rate != declared:
-            problems.append(
-                f"{rows['ID'].iloc[0]}: {wav} is {rate} Hz but the manifest says "
-                f"{declared} Hz (add or fix the sample_rate column)"
-            )
-            continue
-        over = rows[rows["stop"] > frames]
-        problems += [
-            f"{r.ID}: stop {r.stop} beyond the file's {frames} samples" for r in over.itertuples()
-        ]
+def check_manifest_audio(manifest, path, workers=None):
+    """Open every audio file of a manifest and compare it with its rows; record a pass.
+
+    Every file exists, is readable, has the declared sample rate and is long
+    enough for every row's ``stop``; every ``duration`` is
+    ``(stop - start) / sample_rate``. A relative ``wav`` is read from the
+    current directory, as SpeechBrain's data loader reads it. The files are opened by ``workers``
+    threads (libsndfile releases the GIL while it reads a header, and a
+    network or cold disk answers many requests at once). A pass is recorded
+    in the stamp ``<manifest>.audio_ok`` with the manifest's SHA-256, which
+    :func:`check_manifest_audio_once` reads.
+
+    Arguments
+    ---------
+    manifest : pandas.DataFrame
+        The manifest, as :func:`read_manifest` returns it.
+    path : str
+        Its CSV file.
+    workers : int, optional
+        Threads opening files (default: the thread pool's, ``min(32, CPUs + 4)``).
+
+    Raises
+    ------
+    ManifestError
+        Naming the first offending rows and how to fix them.
+    """
+    digest = file_sha256(path)
+    wavs = manifest["wav"].unique()  # in order of first appearance
+    with ThreadPoolExecutor(workers) as pool:
+        headers = list(pool.map(_audio_header, wavs))
+    files = pd.DataFrame(headers, columns=["rate", "frames", "error"], index=wavs)
+    first = ~manifest["wav"].duplicated()
+    files["declared"] = manifest[first].set_index("wav")["sample_rate"]
+    files["order"] = np.arange(len(wavs))
+    rows = manifest[["ID", "wav", "stop"]].join(files, on="wav")
+    readable = rows["error"] == ""
+    wrong_rate = readable & (rows["rate"] != rows["declared"])
+    # A file's problems in order of its first row, its rows in manifest order.
+    rows = rows[(first & ~readable) | (first & wrong_rate)
+                | (readable & ~wrong_rate & (rows["stop"] > rows["frames"]))]
+    problems = [_file_problem(r) for r in rows.sort_values("order", kind="stable").itertuples()]
     expected = (manifest["stop"] - manifest["start"]) / manifest["sample_rate"]
     off = manifest[(manifest["duration"] - expected).abs() > DURATION_TOLERANCE_S]
     problems += [
@@ -543,7 +719,89 @@ def _check_audio(manifest, path):
     ]
     if problems:
         fail(path, "manifest does not match its audio", rows=problems,
-              fix="re-run the data preparation for this corpus")
+             fix="re-run the data preparation for this corpus; in a manifest written by hand, "
+                 "correct these rows: wav an absolute path or one relative to the directory "
+                 f"you run from (now {os.getcwd()}), not to the manifest's folder; "
+                 "sample_rate, start, stop and duration as soundfile.info(wav) gives them")
+    _write_stamp(path, digest)
+
+
+def _file_problem(row):
+    """The message of a manifest row joined with its file's header, as selected above."""
+    if row.error:
+        return f"{row.ID}: {row.error}"
+    if row.rate != row.declared:
+        return (f"{row.ID}: {row.wav} is {row.rate} Hz but the manifest says {row.declared} Hz "
+                "(add or fix the sample_rate column)")
+    return f"{row.ID}: stop {row.stop} beyond the file's {row.frames} samples"
+
+
+def _audio_header(wav):
+    """``(sample_rate, frames, "")`` of a file, or ``(0, 0, the first line of its error)``."""
+    try:
+        return (*audio_info(wav), "")
+    except ManifestError as err:
+        return 0, 0, str(err).splitlines()[0]
+
+
+def _stamp_path(manifest_path):
+    return f"{manifest_path}.audio_ok"
+
+
+def _write_stamp(manifest_path, digest):
+    """Record that the manifest whose SHA-256 is ``digest`` passed :func:`check_manifest_audio`."""
+    stamp = _stamp_path(manifest_path)
+    try:
+        with open(f"{stamp}.tmp", "w", encoding="utf-8") as out:
+            json.dump({"manifest_sha256": digest}, out)
+        os.replace(f"{stamp}.tmp", stamp)  # concurrent runs never read half a stamp
+    except OSError as err:
+        logger.warning("%s: could not record the passed audio check (%s); the next run "
+                       "checks the audio again", manifest_path, err)
+
+
+def check_manifest_audio_once(manifest_path, workers=None):
+    """:func:`check_manifest_audio` unless this version of the manifest already passed it.
+
+    The version is the manifest's SHA-256, recorded beside it in
+    ``<manifest>.audio_ok`` by a passed check; a failed check records nothing.
+    The stamp vouches for the audio as it was when checked: after moving or
+    changing audio files under an unchanged manifest, delete the stamp (or run
+    ``python -m data_prep.manifest MANIFEST``, which always checks).
+
+    Arguments
+    ---------
+    manifest_path : str
+        Manifest CSV.
+    workers : int, optional
+        Threads opening files (see :func:`check_manifest_audio`).
+
+    Returns
+    -------
+    bool
+        Whether the audio was checked (False: the stamp matched).
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> wav = os.path.join(folder, "u1.wav")
+    >>> soundfile.write(wav, np.zeros(8000), 16000)
+    >>> path = os.path.join(folder, "m.csv")
+    >>> write_manifest([utterance_row("u1", wav, "s1", "demo")], path)
+    >>> check_manifest_audio_once(path), check_manifest_audio_once(path)
+    (True, False)
+    """
+    stamp = _stamp_path(manifest_path)
+    if os.path.isfile(stamp) and os.path.isfile(manifest_path):
+        with open(stamp, encoding="utf-8") as saved:
+            if json.load(saved).get("manifest_sha256") == file_sha256(manifest_path):
+                logger.info("%s: audio already checked (%s)", manifest_path, stamp)
+                return False
+    manifest = read_manifest(manifest_path)
+    check_manifest_audio(manifest, manifest_path, workers)
+    logger.info("%s: audio of %d rows checked", manifest_path, len(manifest))
+    return True
 
 
 def validate(manifest_path, trials_path=None, enrolment_path=None, check_audio=True):
@@ -559,7 +817,8 @@ def validate(manifest_path, trials_path=None, enrolment_path=None, check_audio=T
         Enrolment table whose utterances must be in the manifest.
     check_audio : bool
         Also open every audio file: it exists, is readable, has the declared
-        sample rate, and is long enough for every row's ``stop``.
+        sample rate, and is long enough for every row's ``stop``
+        (:func:`check_manifest_audio`, which records a pass).
 
     Returns
     -------
@@ -595,7 +854,7 @@ def validate(manifest_path, trials_path=None, enrolment_path=None, check_audio=T
     """
     manifest = read_manifest(manifest_path)
     if check_audio:
-        _check_audio(manifest, manifest_path)
+        check_manifest_audio(manifest, manifest_path)
     known = set(manifest["ID"])
     models = {}
     if enrolment_path:
@@ -706,8 +965,10 @@ def mark_prepared(save_folder, options):
 def run_preparation(prepare, **arguments):
     """Run a corpus preparation for its command line and return the exit status.
 
-    Prints the written files, or the :class:`ManifestError` (with its fix) to
-    stderr and returns 1, so that a user sees the message, not a traceback.
+    Prints the written files, or the :class:`ManifestError` (a bad file or
+    option, with its fix) or the ``OSError`` (a folder that cannot be read or
+    written) to stderr and returns 1, so that a user sees the message, not a
+    traceback.
 
     Arguments
     ---------
@@ -719,7 +980,7 @@ def run_preparation(prepare, **arguments):
     Returns
     -------
     int
-        0 on success, 1 on a :class:`ManifestError`.
+        0 on success, 1 on a :class:`ManifestError` or ``OSError``.
 
     Example
     -------
@@ -734,6 +995,10 @@ def run_preparation(prepare, **arguments):
         paths = prepare(**arguments)
     except ManifestError as err:
         print(err, file=sys.stderr)
+        return 1
+    except OSError as err:  # a folder that cannot be read or written, a full disk
+        print(f"{err}\nFix: check that the folders exist and that save_folder is writable",
+              file=sys.stderr)
         return 1
     for name, path in paths.items():
         print(f"{name}: {path}")

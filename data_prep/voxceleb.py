@@ -54,6 +54,9 @@ import shlex
 import sys
 
 from data_prep.manifest import (
+    FRACTION,
+    check_option,
+    check_seg_dur,
     chunk_rows,
     fail,
     mark_prepared,
@@ -133,6 +136,8 @@ def prepare_voxceleb(
     ManifestError
         When a folder, meta file, trial list or audio file is missing or not
         VoxCeleb's, naming the path and the fix.
+    OptionError
+        When ``seg_dur`` or ``dev_ratio`` is outside its range, before any work.
 
     Example
     -------
@@ -140,10 +145,9 @@ def prepare_voxceleb(
     ...                  trial_lists=["veri_test2.txt", "list_test_hard2.txt"],
     ...                  vox2_folder="/data/voxceleb2")  # doctest: +SKIP
     """
-    if seg_dur is not None and seg_dur <= 0:
-        raise ValueError(f"seg_dur must be positive or None, got {seg_dur}")
-    if not 0 <= dev_ratio < 1:
-        raise ValueError(f"dev_ratio must be in [0, 1), got {dev_ratio}")
+    check_seg_dur(seg_dur)
+    check_option("dev_ratio", dev_ratio, FRACTION,
+                 "the fraction of each training speaker's recordings held out for dev.csv")
     data_folder = os.path.abspath(data_folder)
     vox1_wav = _wav_tree(data_folder)
     trial_files = _trial_files(data_folder, trial_lists)

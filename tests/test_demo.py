@@ -5,10 +5,11 @@ import os
 
 import numpy as np
 import pandas as pd
+import pytest
 import soundfile
 
 from data_prep.demo import main, prepare_demo, telephone_channel
-from data_prep.manifest import read_manifest, read_trials, validate
+from data_prep.manifest import OptionError, read_manifest, read_trials, validate
 from local.mfcc_baseline import baseline_eer, mean_mfcc_embeddings
 
 SMALL = dict(n_train_speakers=3, n_eval_speakers=3, utts_per_train_speaker=2,
@@ -113,5 +114,29 @@ def test_telephone_channel_is_band_limited():
 
 
 def test_command_line(tmp_path, capsys):
-    main(["--save_folder", str(tmp_path), "--seed", "2"])
+    assert main(["--save_folder", str(tmp_path), "--seed", "2"]) == 0
     assert f"trials_target: {tmp_path}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("n_eval_speakers", 1, r"n_eval_speakers is 1: not an integer in \[2, inf\), the evaluation"),
+    ("utts_per_eval_speaker", 1, r"utts_per_eval_speaker is 1: not an integer in \[2, inf\)"),
+    ("n_train_speakers", 0, r"n_train_speakers is 0: not an integer in \[1, inf\)"),
+    ("phrases", 1.5, r"phrases is 1.5: not an integer in \[0, inf\)"),
+])
+def test_out_of_range_options(tmp_path, option, value, message):
+    with pytest.raises(OptionError, match=message):
+        prepare_demo(str(tmp_path / "demo"), **{option: value})
+    assert not os.path.exists(tmp_path / "demo")
+
+
+def test_command_line_errors_are_messages(tmp_path, capsys):
+    assert main(["--save_folder", str(tmp_path), "--phrases", "-1"]) == 1
+    assert capsys.readouterr().err == (
+        "phrases is -1: not an integer in [0, inf), 0 for free text, else the phrases per "
+        "language\nFix: choose phrases in [0, inf) (--phrases on the command line)\n")
+    (tmp_path / "file").write_text("")
+    assert main(["--save_folder", str(tmp_path / "file" / "demo")]) == 1
+    printed = capsys.readouterr().err
+    assert f"Not a directory: '{tmp_path / 'file' / 'demo'}'" in printed
+    assert printed.endswith("Fix: check that the folders exist and that save_folder is writable\n")

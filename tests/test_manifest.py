@@ -1,5 +1,8 @@
 """The manifest schema and its validator, each bad input with its message."""
 
+import json
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -7,10 +10,14 @@ import soundfile
 
 from data_prep.manifest import (
     ManifestError,
+    check_manifest_audio,
+    check_manifest_audio_once,
     chunk_rows,
     main,
     mark_prepared,
+    read_csv_table,
     read_enrolment,
+    read_manifest,
     read_trials,
     skip_if_prepared,
     utterance_row,
@@ -19,6 +26,7 @@ from data_prep.manifest import (
     write_manifest,
     write_trials,
 )
+from local.provenance import file_sha256
 
 
 @pytest.fixture
@@ -78,6 +86,49 @@ def test_wrong_columns(tmp_path):
         validate(path)
 
 
+HEADER = "ID,duration,wav,start,stop,spk_id,domain\n"
+ROW = "u{},1.0,u.wav,0,16000,s,d"
+
+
+def test_manifest_not_utf8_names_the_line(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_bytes((HEADER + ROW.format(1) + "\n" + "u2,1.0,caf\xe9.wav,0,16000,s,d\n")
+                     .encode("latin-1"))
+    with pytest.raises(ManifestError, match=r"m.csv: manifest is not UTF-8 text\n"
+                                            r"  line 3: u2,1.0,caf\\xe9.wav.*\nFix: convert it to UTF-8"):
+        read_manifest(path)
+
+
+@pytest.mark.parametrize("text", ["", "\n\n"])
+def test_empty_manifest_file(tmp_path, text):
+    path = tmp_path / "m.csv"
+    path.write_text(text)
+    with pytest.raises(ManifestError, match="m.csv: manifest is empty, without even a header line\n"
+                                            "Fix: a manifest starts with the header line "
+                                            "ID,duration,wav,start,stop,spk_id,domain$"):
+        validate(path)
+
+
+@pytest.mark.parametrize("rows, message", [
+    ([ROW.format(1), ROW.format(2) + ",x"], "line 3 has 8 fields, the header 7"),
+    # Every row longer: pandas would take the first column for the index.
+    ([ROW.format(1) + ",x", ROW.format(2) + ",x"], "line 2 has 8 fields, the header 7"),
+])
+def test_row_with_extra_fields_names_the_line(tmp_path, rows, message):
+    path = tmp_path / "m.csv"
+    path.write_text(HEADER + "\n".join(rows) + "\n")
+    with pytest.raises(ManifestError, match=f"m.csv: {message}\nFix: give every row as many"):
+        validate(path)
+
+
+def test_csv_reader_names_the_kind_of_file(tmp_path):
+    path = tmp_path / "enrol.csv"
+    path.write_text("")
+    with pytest.raises(ManifestError, match="enrolment table is empty.*\n.*header line "
+                                            "model_id,utt_ids"):
+        read_csv_table(path, "enrolment table", "model_id,utt_ids")
+
+
 def test_non_numeric_duration_names_the_row(corpus):
     _, manifest, _ = corpus
     table = pd.read_csv(manifest, dtype=str)
@@ -102,6 +153,69 @@ def test_missing_audio_file(corpus):
     with pytest.raises(ManifestError, match="spkB_2: .*spkB_2.wav: audio file does not exist"):
         validate(manifest)
     validate(manifest, check_audio=False)
+
+
+def test_relative_wav_is_read_from_the_current_directory(corpus, tmp_path_factory, monkeypatch):
+    folder, manifest, _ = corpus
+    table = pd.read_csv(manifest)
+    table["wav"] = [os.path.basename(wav) for wav in table["wav"]]
+    table.to_csv(manifest, index=False)
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    monkeypatch.chdir(elsewhere)
+    with pytest.raises(ManifestError) as error:
+        validate(manifest)
+    assert (f"spkA_1: spkA_1.wav: audio file does not exist (a relative path: looked for in the "
+            f"current directory {elsewhere})") in str(error.value)
+    assert (f"in a manifest written by hand, correct these rows: wav an absolute path or one "
+            f"relative to the directory you run from (now {elsewhere}), not to the manifest's "
+            "folder") in str(error.value)
+    monkeypatch.chdir(folder)
+    assert len(validate(manifest)) == 4
+
+
+def test_audio_problems_in_manifest_order_whatever_the_threads(corpus):
+    folder, manifest, _ = corpus
+    table = pd.read_csv(manifest)
+    # Two rows of spkA_1.wav, one beyond its end; spkB_1.wav gone; spkB_2 stored at 8 kHz.
+    table = pd.concat([table, table[table["ID"] == "spkA_1"].assign(ID="spkA_1b", stop=20000,
+                                                                   duration=1.25)])
+    table.loc[table["ID"] == "spkB_2", ["sample_rate", "duration"]] = [16000, 0.5]
+    table.to_csv(manifest, index=False)
+    (folder / "spkB_1.wav").unlink()
+    expected = ["spkA_1b: stop 20000 beyond the file's 16000 samples",
+                f"spkB_1: {folder / 'spkB_1.wav'}: audio file does not exist",
+                f"spkB_2: {folder / 'spkB_2.wav'} is 8000 Hz but the manifest says 16000 Hz "
+                "(add or fix the sample_rate column)"]
+    for workers in (1, 3):
+        with pytest.raises(ManifestError) as error:
+            check_manifest_audio(read_manifest(manifest), manifest, workers)
+        assert str(error.value).splitlines()[1:4] == [f"  {line}" for line in expected]
+
+
+def test_passed_audio_check_is_stamped_per_manifest_version(corpus):
+    folder, manifest, _ = corpus
+    stamp = f"{manifest}.audio_ok"
+    assert check_manifest_audio_once(manifest)
+    with open(stamp) as saved:
+        assert json.load(saved) == {"manifest_sha256": file_sha256(manifest)}
+    # The stamp vouches for this version of the manifest: its audio is not opened again.
+    (folder / "spkB_2.wav").unlink()
+    assert not check_manifest_audio_once(manifest)
+    # A changed manifest is checked again.
+    table = pd.read_csv(manifest)
+    table.loc[0, "domain"] = "other"
+    table.to_csv(manifest, index=False)
+    with pytest.raises(ManifestError, match="spkB_2: .*audio file does not exist"):
+        check_manifest_audio_once(manifest)
+
+
+def test_failed_audio_check_is_not_stamped(corpus):
+    folder, manifest, _ = corpus
+    (folder / "spkA_2.wav").write_bytes(b"not audio")
+    for _ in range(2):
+        with pytest.raises(ManifestError, match="spkA_2: .*cannot read audio"):
+            check_manifest_audio_once(manifest)
+        assert not os.path.exists(f"{manifest}.audio_ok")
 
 
 def test_unreadable_audio(corpus):

@@ -7,7 +7,7 @@ import pytest
 import soundfile
 
 from data_prep.deepmine import language, main, prepare_deepmine
-from data_prep.manifest import ManifestError, read_enrolment, read_manifest, validate
+from data_prep.manifest import ManifestError, OptionError, read_enrolment, read_manifest, validate
 
 RATE = 16000
 # Task 1 (text-dependent) docs/, as released: a header line, then the entries.
@@ -257,6 +257,17 @@ def test_command_line(task1, out, capsys):
     assert read_manifest(os.path.join(out, "train.csv"))["ID"].str.contains("_0_8000").any()
     assert main(["--data_folder", str(task1 / "nowhere"), "--save_folder", out]) == 1
     assert "DeepMine folder does not exist" in capsys.readouterr().err
+
+
+def test_out_of_range_seg_dur(task1, out, capsys):
+    message = "seg_dur is -1.0: not a number in (0, inf), the training chunk length in seconds"
+    with pytest.raises(OptionError) as error:
+        prepare_deepmine(str(task1), out, seg_dur=-1.0)
+    assert str(error.value).startswith(message)
+    assert main(["--data_folder", str(task1), "--save_folder", out, "--seg_dur", "-1"]) == 1
+    printed = capsys.readouterr()
+    assert printed.err.startswith(message) and "Traceback" not in printed.err
+    assert printed.err.endswith("Fix: choose seg_dur in (0, inf) (--seg_dur on the command line)\n")
 
 
 def _append(path, text):

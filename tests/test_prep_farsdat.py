@@ -8,7 +8,7 @@ import pytest
 import soundfile
 
 from data_prep.farsdat import main, prepare_farsdat, read_speaker_table, utterance_id
-from data_prep.manifest import ManifestError, read_manifest, read_trials, validate
+from data_prep.manifest import ManifestError, OptionError, read_manifest, read_trials, validate
 
 RATE = 8000
 # <spk>/<session>/<utt>.<ext>, as the default pattern expects, and lengths in seconds.
@@ -308,8 +308,26 @@ def test_bad_input_is_refused_with_the_fix(corpus, out, breakage, message):
     assert not os.path.exists(os.path.join(out, "prepare_options.json"))
 
 
-@pytest.mark.parametrize("arguments", [dict(n_eval_speakers=1), dict(target_trials=0),
-                                       dict(seg_dur=0)])
-def test_bad_arguments(corpus, out, arguments):
-    with pytest.raises(ValueError):
-        prepare_farsdat(str(corpus), out, **arguments)
+@pytest.mark.parametrize("option, value, message", [
+    ("n_eval_speakers", 1, r"n_eval_speakers is 1: not an integer in \[2, inf\), the held-out"),
+    ("n_eval_speakers", 2.5, r"n_eval_speakers is 2.5: not an integer in \[2, inf\)"),
+    ("target_trials", 0, r"target_trials is 0: not an integer in \[1, inf\)"),
+    ("nontarget_trials", -3, r"nontarget_trials is -3: not an integer in \[1, inf\)"),
+    ("seg_dur", 0, r"seg_dur is 0: not a number in \(0, inf\), the training chunk length"),
+    ("seg_dur", "3", r"seg_dur is '3': not a number in \(0, inf\)"),
+])
+def test_bad_arguments(corpus, out, option, value, message):
+    with pytest.raises(OptionError, match=message + rf".*\nFix: choose {option} in .* \(--{option} "):
+        prepare_farsdat(str(corpus), out, **{option: value})
+    assert not os.path.exists(out)
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--n_eval_speakers", "1", r"n_eval_speakers is 1: not an integer in [2, inf)"),
+    ("--target_trials", "0", r"target_trials is 0: not an integer in [1, inf)"),
+    ("--seg_dur", "0", r"seg_dur is 0.0: not a number in (0, inf)"),
+])
+def test_bad_arguments_on_the_command_line(corpus, out, capsys, option, value, message):
+    assert main(["--data_folder", str(corpus), "--save_folder", out, option, value]) == 1
+    printed = capsys.readouterr()
+    assert printed.err.startswith(message) and "Traceback" not in printed.err + printed.out

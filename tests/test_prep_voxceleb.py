@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from data_prep.manifest import ManifestError, read_manifest, read_trials, validate
+from data_prep.manifest import ManifestError, OptionError, read_manifest, read_trials, validate
 from data_prep.voxceleb import main, prepare_voxceleb, read_meta, utterance_id
 
 RATE = 16000
@@ -248,6 +248,22 @@ def test_command_line(vox1, out, capsys):
     assert "trials_vox1_o: " in printed and os.path.isfile(os.path.join(out, "trials_vox1_h.txt"))
     assert main(["--data_folder", str(vox1 / "nowhere"), "--save_folder", out]) == 1
     assert "VoxCeleb1 folder does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("seg_dur", 0, r"seg_dur is 0: not a number in (0, inf), the training chunk length"),
+    ("dev_ratio", 1.5, r"dev_ratio is 1.5: not a number in [0, 1), the fraction of each"),
+    ("dev_ratio", -0.1, r"dev_ratio is -0.1: not a number in [0, 1)"),
+])
+def test_out_of_range_options(vox1, out, capsys, option, value, message):
+    with pytest.raises(OptionError) as error:
+        prepare_voxceleb(str(vox1), out, **{option: value})
+    assert str(error.value).startswith(message)
+    assert f"\nFix: choose {option} in " in str(error.value)
+    assert main(["--data_folder", str(vox1), "--save_folder", out, f"--{option}", str(value)]) == 1
+    printed = capsys.readouterr()
+    assert printed.err.startswith(message.replace(" 0:", " 0.0:"))
+    assert "Traceback" not in printed.err and not os.path.exists(out)
 
 
 def _missing_folder(vox1, tmp_path):

@@ -11,6 +11,7 @@ import sys
 import pandas as pd
 import pytest
 
+import speechbrain as sb
 import torch
 
 import train_dann
@@ -224,6 +225,25 @@ def test_bad_trial_list_fails_before_training(demo_corpus, tmp_path):
     with pytest.raises(ManifestError, match="trials name IDs that are not in .*\n  line 2: test 'ghost_007'"):
         train(demo_corpus, tmp_path / "run", f"--evaluation={{target: {{manifest: {demo_corpus['target_eval']}, trials: {trials}}}}}")
     assert not os.path.exists(tmp_path / "run" / "save" / "label_encoder.txt")
+
+
+def test_audio_is_checked_once_per_manifest_by_the_main_process(demo_corpus, tmp_path,
+                                                                monkeypatch):
+    evaluation = {name: {"manifest": demo_corpus["eval"], "trials": demo_corpus[f"trials_{name}"]}
+                  for name in ("source", "target")}
+    argv = ["hparams/dann_fbank.yaml", f"--data_folder={os.path.dirname(demo_corpus['eval'])}",
+            f"--output_folder={tmp_path}", f"--evaluation={json.dumps(evaluation)}", *TINY]
+    _, hparams, condition, _ = train_dann.prepare_experiment(argv)
+    checked = []
+    monkeypatch.setattr(train_dann, "check_manifest_audio_once", checked.append)
+    hparams["check_audio"] = True
+    monkeypatch.setattr(sb.utils.distributed, "if_main_process", lambda: False)
+    train_dann.dataio_prep(hparams, condition)
+    assert checked == []
+    monkeypatch.setattr(sb.utils.distributed, "if_main_process", lambda: True)
+    train_dann.dataio_prep(hparams, condition)
+    assert checked == [demo_corpus["source_train"], demo_corpus["target_train"],
+                       demo_corpus["eval"]]
 
 
 @pytest.mark.parametrize("model, family, extra", [
