@@ -35,11 +35,12 @@ import torch
 from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.utils.data_pipeline import provides, takes
 
-import train_dann
-from bench_real_size import save_ssl
-from common import DEMO, ROOT, build, machine, tiny_wavlm
-from local import verification
-from local.embed import compute_embeddings, length_sorted_batches
+from common import DEMO, ROOT, build, machine, tiny_wavlm  # first: puts the checkout on the path
+
+import train_dann  # noqa: E402
+from bench_real_size import save_ssl  # noqa: E402
+from local import verification  # noqa: E402
+from local.embed import compute_embeddings, length_sorted_batches  # noqa: E402
 
 SAMPLE_RATE = 16000
 VOXCELEB1_TEST_UTTERANCES = 4874

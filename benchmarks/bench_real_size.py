@@ -254,6 +254,8 @@ def parse(argv):
     parser.add_argument("--peak_tflops", type=float, default=989.0,
                         help="the device's dense bf16 peak in TFLOP/s (H100/H200 SXM: 989)")
     parser.add_argument("--data_folder", default=DEMO, help="the demo corpus (made if missing)")
+    parser.add_argument("--skip", nargs="*", default=[], choices=list(CONFIGURATIONS)[1:],
+                        help="configurations not to run (the cache fill is long on a CPU)")
     parser.add_argument("--smoke", action="store_true",
                         help="tiny SSL model and encoder, 2 + 2 crops of 0.5 s, 2 steps, CPU")
     args = parser.parse_args(argv)
@@ -289,12 +291,15 @@ def main(argv=None):
                   f"--crop_seconds={args.crop_seconds}", f"--device={args.device}",
                   "--adv_warmup=0", "--number_of_epochs=100", "--pseudo_label_epochs=[]"]
         for index, (name, options) in enumerate(CONFIGURATIONS.items()):
+            if name in args.skip:
+                continue
             brain, hparams, data = build(
                 "dann_wavlm.yaml", work, f"run{index}", *common, *options,
                 f"--ssl_features_folder={work}/ssl_features", data_folder=args.data_folder)
             batches = loader(brain, hparams, data, args.num_workers)
             training[name] = time_steps(lambda batch: step(brain, batch), batches,
                                         args.warmup, args.steps, device)
+            print(name, training[name], flush=True)
             if name in ("frozen", "fine-tuned"):
                 checkpoints[name] = checkpoint_cost(brain, f"{work}/ckpt{index}")
             if name == "frozen":
@@ -307,6 +312,7 @@ def main(argv=None):
                         row, **{"% of bf16 peak": 100 * row["TFLOP/s"] / args.peak_tflops})
                 training[PEER] = time_steps(peer_step(device, **peer), batches, args.warmup,
                                             args.steps, device)
+                print(PEER, training[PEER], checkpoints, forward, flush=True)
             del brain, hparams, data, batches
             gc.collect()
             if device.type == "cuda":
