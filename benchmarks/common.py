@@ -43,12 +43,13 @@ def tiny_wavlm(work):
             f"--ssl_cache={work}/hub"]
 
 
-def build(hparams, work, name, *overrides):
+def build(hparams, work, name, *overrides, data_folder=DEMO):
     """The Brain, hparams and data of a training run of ``hparams/<hparams>`` on the demo corpus.
 
-    ``name`` is its output folder under ``work``; ``overrides`` are command-line options.
+    ``name`` is its output folder under ``work``; ``overrides`` are command-line options;
+    ``data_folder`` is where the demo corpus is (generated there if missing).
     """
-    argv = [os.path.join(ROOT, "hparams", hparams), f"--data_folder={DEMO}",
+    argv = [os.path.join(ROOT, "hparams", hparams), f"--data_folder={data_folder}",
             f"--output_folder={os.path.join(work, name)}", "--check_audio=False", *overrides]
     brain, hparams, _, data = train_dann.prepare_experiment(argv)
     brain.on_fit_start()

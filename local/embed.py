@@ -7,14 +7,42 @@ from speechbrain.dataio.batch import PaddedBatch
 from tqdm import tqdm
 
 
+def length_sorted_batches(lengths, batch_size):
+    """Batches of ``batch_size`` neighbours in length order: the least padding.
+
+    SpeechBrain's encoders mask the padding in their pooling (relative
+    lengths ``wav_lens``), but their convolutions pad with reflection at the
+    edges of the tensor, not of each utterance, so the last frames of a padded
+    utterance see the zeros after it. Between length-sorted neighbours of a
+    large list that padding is a few frames.
+
+    Arguments
+    ---------
+    lengths : list
+        Length of each item (any sortable value).
+    batch_size : int
+        Largest batch.
+
+    Returns
+    -------
+    list of list of int
+        Index batches, longest items first.
+
+    Example
+    -------
+    >>> length_sorted_batches([5, 3, 4, 5, 2], batch_size=2)
+    [[0, 3], [2, 1], [4]]
+    """
+    order = sorted(range(len(lengths)), key=lambda index: lengths[index], reverse=True)
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
 def equal_length_batches(lengths, batch_size):
     """Batches of indices whose items all have the same length.
 
-    SpeechBrain's convolutional encoders pad with reflection at the edges of
-    the tensor, not of each utterance, so a padded utterance's embedding would
-    depend on its batch neighbours. Batching only equal lengths keeps every
-    embedding exactly what it is alone, at the cost of smaller batches on
-    corpora of varied lengths.
+    No padding at all: every embedding is exactly what it is alone (see
+    :func:`length_sorted_batches`), at the cost of batches of one on corpora
+    of varied lengths.
 
     Arguments
     ---------
@@ -43,9 +71,13 @@ def equal_length_batches(lengths, batch_size):
     return batches
 
 
+BATCHINGS = {"length_sorted": length_sorted_batches, "equal_length": equal_length_batches}
+
+
 @torch.no_grad()
-def compute_embeddings(embed, dataset, batch_size=16, device="cpu", cache_path=None, ids=None):
-    """Embed each item of ``dataset`` (or those of ``ids``) once, batching equal lengths.
+def compute_embeddings(embed, dataset, batch_size=16, device="cpu", cache_path=None, ids=None,
+                       batching="equal_length"):
+    """Embed each item of ``dataset`` (or those of ``ids``) once, in batches.
 
     Arguments
     ---------
@@ -63,6 +95,9 @@ def compute_embeddings(embed, dataset, batch_size=16, device="cpu", cache_path=N
         it otherwise (a ``torch.save`` dict ``{ID: tensor}``).
     ids : list of str, optional
         Embed only these items.
+    batching : str
+        ``equal_length`` (:func:`equal_length_batches`) or ``length_sorted``
+        (:func:`length_sorted_batches`).
 
     Returns
     -------
@@ -90,7 +125,7 @@ def compute_embeddings(embed, dataset, batch_size=16, device="cpu", cache_path=N
                    for item in (dataset[i] for i in indices)]
     dataset.set_output_keys(["id", "sig"])
     embeddings = {}
-    for batch_indices in tqdm(equal_length_batches(lengths, batch_size), desc="embedding"):
+    for batch_indices in tqdm(BATCHINGS[batching](lengths, batch_size), desc="embedding"):
         batch = PaddedBatch([dataset[indices[i]] for i in batch_indices]).to(device)
         vectors = embed(batch.sig.data, batch.sig.lengths).squeeze(1).cpu()
         embeddings.update(zip(batch.id, vectors))

@@ -15,6 +15,12 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
+from speechbrain.utils.checkpoints import (
+    mark_as_loader,
+    mark_as_saver,
+    register_checkpoint_hooks,
+    torch_patched_state_dict_load,
+)
 
 # SpeechBrain's wrapper per SSL family; both load any checkpoint of the family
 # from the hub or from a folder written by ``save_pretrained``.
@@ -77,8 +83,14 @@ class WeightedLayerSum(torch.nn.Module):
         return (weights * hidden_states).sum(dim=0)
 
 
+@register_checkpoint_hooks
 class SSLFrontend(torch.nn.Module):
     """WavLM or wav2vec2 hidden states of all layers, mixed by learnable weights.
+
+    A checkpoint of a frozen front end holds only the layer weights: the SSL
+    model is the one ``source`` loads, unchanged by training (a base model's
+    weights would add about 380 MB to every checkpoint). A fine-tuned front
+    end's checkpoint holds the SSL model too.
 
     Arguments
     ---------
@@ -162,6 +174,30 @@ class SSLFrontend(torch.nn.Module):
         if self.ssl.freeze:
             self.ssl.model.eval()
         return self
+
+    def trained_state_dict(self):
+        """The state that training changes: without the SSL model when it is frozen."""
+        state = self.state_dict()
+        if self.ssl.freeze:
+            state = {name: value for name, value in state.items() if not name.startswith("ssl.")}
+        return state
+
+    @mark_as_saver
+    def _save(self, path):
+        torch.save(self.trained_state_dict(), path)
+
+    @mark_as_loader
+    def _recover(self, path, end_of_epoch):
+        """Load a checkpoint; one without the SSL model keeps the one ``source`` loaded."""
+        del end_of_epoch  # the same either way
+        missing, unexpected = self.load_state_dict(torch_patched_state_dict_load(path),
+                                                   strict=False)
+        missing = [name for name in missing if not name.startswith("ssl.")]
+        if missing or unexpected:
+            raise RuntimeError(
+                f"The checkpoint {path} does not fit this front end (missing {missing}, "
+                f"unexpected {unexpected}): it was written by a run with another ssl_source, "
+                "ssl_family or ssl_layernorm. Recover it with that run's hparams.")
 
     def hidden_states(self, wavs, wav_lens=None):
         """Hidden states of all layers, the CNN output first.

@@ -153,3 +153,18 @@ def test_gradient_checkpointing_of_a_frozen_model_is_a_clear_error(tiny_ssl, tmp
     with pytest.raises(ValueError, match="ssl_gradient_checkpointing needs a fine-tuned SSL "
                        r"model \(freeze_ssl: False\)"):
         frontend(tiny_ssl, "wavlm", tmp_path, gradient_checkpointing=True)
+
+
+def test_checkpoint_of_another_front_end_is_a_clear_error(tiny_ssl, tmp_path):
+    from speechbrain.utils.checkpoints import Checkpointer
+
+    saved = Checkpointer(tmp_path / "save", {"frontend": frontend(tiny_ssl, "wavlm", tmp_path)})
+    checkpoint = saved.save_checkpoint()
+    path = os.path.join(checkpoint.path, "frontend.ckpt")
+    state = torch.load(path)
+    assert list(state) == ["layer_sum.weights"]  # frozen: the SSL model is not saved
+    torch.save({**state, "projection.weight": torch.zeros(2, 2)}, path)
+    loading = Checkpointer(tmp_path / "save", {"frontend": frontend(tiny_ssl, "wavlm", tmp_path)})
+    with pytest.raises(RuntimeError, match=r"frontend.ckpt does not fit this front end "
+                       r"\(missing \[\], unexpected \['projection.weight'\]\)"):
+        loading.recover_if_possible()

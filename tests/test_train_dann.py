@@ -263,27 +263,50 @@ def test_ssl_hparams_train_and_write_the_layer_weights(demo_corpus, tiny_ssl, mo
 
 
 def test_frozen_ssl_is_not_trained_and_fine_tuned_ssl_is(demo_corpus, tiny_ssl, tmp_path):
-    def ssl_weights(folder):
+    def checkpointed(folder):
         checkpoint = next(p for p in os.listdir(folder / "save") if p.startswith("CKPT"))
-        state = torch.load(folder / "save" / checkpoint / "frontend.ckpt")
-        return {k: v for k, v in state.items() if k.startswith("ssl.")}, \
+        return torch.load(folder / "save" / checkpoint / "frontend.ckpt"), \
             sorted(os.listdir(folder / "save" / checkpoint))
 
     frozen, fine_tuned = tmp_path / "frozen", tmp_path / "fine_tuned"
     train_ssl(demo_corpus, frozen, "dann_wavlm", tiny_ssl["wavlm"], "--number_of_epochs=1")
     train_ssl(demo_corpus, fine_tuned, "dann_wavlm", tiny_ssl["wavlm"], "--freeze_ssl=False",
               "--number_of_epochs=1")
-    initial, _ = ssl_weights(frozen)
-    tuned, files = ssl_weights(fine_tuned)
-    assert initial.keys() == tuned.keys()
-    # The same random checkpoint in both runs: frozen keeps it, fine-tuning moves the
-    # transformer (own optimiser) but not the CNN feature encoder.
+    # Frozen, the checkpoint holds what trained (the layer weights), not the SSL model.
+    frozen_state, _ = checkpointed(frozen)
+    assert list(frozen_state) == ["layer_sum.weights"]
+    initial = {k: v for k, v in SSLFrontend(tiny_ssl["wavlm"], str(tmp_path / "cache"))
+               .state_dict().items() if k.startswith("ssl.")}
+    tuned_state, files = checkpointed(fine_tuned)
+    tuned = {k: v for k, v in tuned_state.items() if k.startswith("ssl.")}
+    assert initial.keys() == tuned.keys() and len(tuned) > 10
+    # The same random checkpoint in both runs: fine-tuning moves the transformer (own
+    # optimiser) but not the CNN feature encoder.
     moved = {k for k in initial if not torch.equal(initial[k], tuned[k])}
     assert moved and all("feature_extractor" not in k for k in moved)
     assert any("encoder.layers" in k for k in moved)
     assert "ssl_optimizer.ckpt" in files
-    reloaded = SSLFrontend(tiny_ssl["wavlm"], str(tmp_path / "cache"))
-    assert all(torch.equal(v, reloaded.state_dict()[k]) for k, v in initial.items())
+
+
+def test_frozen_ssl_checkpoint_recovers_the_same_embeddings(demo_corpus, tiny_ssl, tmp_path):
+    import evaluate
+
+    options = [f"--ssl_source={tiny_ssl['wavlm']}", f"--ssl_dim={TINY_SSL_DIM}",
+               f"--ssl_cache={tmp_path}/cache", "--number_of_epochs=1"]
+    results = train_ssl(demo_corpus, tmp_path, "dann_wavlm", tiny_ssl["wavlm"], options[-1])
+    caches = sorted(glob.glob(os.path.join(tmp_path, "embeddings_*.pt")))
+    assert caches
+    trained = [torch.load(cache) for cache in caches]
+    for cache in caches:
+        os.remove(cache)  # embed again, from the checkpoint
+    data_folder = os.path.dirname(demo_corpus["eval"])
+    tiny = [t for t in TINY if not t.startswith("--n_mels")]
+    assert evaluate.main(["hparams/dann_wavlm.yaml", f"--data_folder={data_folder}",
+                          f"--output_folder={tmp_path}", *tiny, *options]) == results
+    for cache, embeddings in zip(caches, trained):
+        recovered = torch.load(cache)
+        assert recovered.keys() == embeddings.keys()
+        assert all(torch.equal(recovered[utt], vector) for utt, vector in embeddings.items())
 
 
 def test_frame_level_adversary_trains(demo_corpus, tmp_path):
