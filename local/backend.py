@@ -85,6 +85,22 @@ class DomainAdaptation:
             adapted = self.whitening.whiten(adapted)
         return torch.from_numpy(adapted).to(vectors.dtype)
 
+    def colour(self, white):
+        """Vectors of zero mean and identity covariance given this domain's mean and covariance.
+
+        Arguments
+        ---------
+        white : torch.Tensor or numpy.ndarray
+            ``[n, dim]``; needs ``whiten``.
+
+        Returns
+        -------
+        torch.Tensor
+            ``[n, dim]`` float64.
+        """
+        white = torch.as_tensor(white, dtype=torch.float64).numpy()
+        return torch.from_numpy(self.whitening.colorize(white) + self.mean)
+
     def adapt_embeddings(self, embeddings):
         """The adapted embeddings of a ``{utterance ID: tensor [dim]}`` dict.
 
@@ -101,6 +117,36 @@ class DomainAdaptation:
         ids = list(embeddings)
         adapted = self(torch.stack([torch.as_tensor(embeddings[utt]) for utt in ids]))
         return dict(zip(ids, adapted))
+
+
+def coral(source, target, ridge=0.0):
+    """Source embeddings re-coloured to the target domain's statistics (CORAL).
+
+    Correlation alignment (Sun, Feng and Saenko, AAAI 2016): the unit source
+    embeddings are centred and whitened by their own covariance, then
+    coloured by the target's and moved to the target's mean, so that a
+    back-end trained on them (with the source speaker labels) sees the
+    target's covariance. Both covariances get the ``ridge`` of
+    :class:`DomainAdaptation`.
+
+    Arguments
+    ---------
+    source : torch.Tensor or numpy.ndarray
+        ``[n, dim]`` source embeddings.
+    target : torch.Tensor or numpy.ndarray
+        ``[m, dim]`` unlabelled target embeddings.
+    ridge : float
+        Added to each covariance's eigenvalues, as a fraction of their mean.
+
+    Returns
+    -------
+    torch.Tensor
+        ``[n, dim]`` float64: with ``ridge`` 0, their mean and covariance are
+        those of the unit target embeddings.
+    """
+    return DomainAdaptation(target, whiten=True, ridge=ridge).colour(
+        DomainAdaptation(source, whiten=True, ridge=ridge)(
+            torch.as_tensor(source, dtype=torch.float64)))
 
 
 def _unit_float64(vectors):
