@@ -1,4 +1,4 @@
-"""Back-end adaptation of embeddings to a domain, before cosine scoring.
+"""Back-end adaptation of embeddings to a domain, before cosine or PLDA scoring.
 
 The embeddings of one domain (the score-normalisation cohort, drawn from the
 unlabelled target or the source training data) give a mean and a covariance.
@@ -12,7 +12,8 @@ A ridge, a fraction of the covariance's mean eigenvalue, is added to its
 eigenvalues, so that directions which the domain's few embeddings barely span
 are not blown up. Every whitening of the same covariance (PCA, ZCA, Cholesky)
 is another one rotated, so all give the same cosine scores; this one is the
-PCA whitening of :meth:`scipy.stats.Covariance.whiten`.
+PCA whitening of :meth:`scipy.stats.Covariance.whiten`. :func:`coral`
+whitens the source domain so and colours it by the target's covariance.
 """
 
 import numpy as np
