@@ -126,7 +126,19 @@ class PLDA:
 
     @classmethod
     def fit(cls, vectors, labels):
-        """The PLDA of labelled vectors ``[n, dim]``."""
+        """The PLDA of labelled vectors.
+
+        Arguments
+        ---------
+        vectors : numpy.ndarray
+            ``[n, dim]``.
+        labels : sequence
+            The class of each vector.
+
+        Returns
+        -------
+        PLDA
+        """
         return cls(*class_covariances(vectors, labels))
 
     def adapted(self, in_domain, within_scale=0.3, between_scale=0.7, mean_diff_scale=1.0):
@@ -227,15 +239,49 @@ class PLDABackend:
         self.plda = PLDA.fit(self.project(units), labels)
 
     def project(self, vectors):
-        """Embeddings ``[n, dim]`` in the PLDA's input space ``[n, lda dim]``."""
+        """Embeddings in the PLDA's input space.
+
+        Arguments
+        ---------
+        vectors : numpy.ndarray or torch.Tensor
+            ``[n, dim]`` embeddings.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``[n, lda dim]``, unit length.
+        """
         return _unit((_unit(vectors) - self.centre) @ self.lda.T)
 
     def adapted(self, in_domain, within_scale, between_scale):
-        """A copy whose PLDA is adapted to unlabelled in-domain embeddings (:meth:`PLDA.adapted`)."""
+        """A copy whose PLDA is adapted to unlabelled in-domain embeddings.
+
+        Arguments
+        ---------
+        in_domain : numpy.ndarray or torch.Tensor
+            ``[n, dim]`` embeddings of the new domain.
+        within_scale, between_scale : float
+            As for :meth:`PLDA.adapted`.
+
+        Returns
+        -------
+        PLDABackend
+        """
         adapted = copy.copy(self)
         adapted.plda = self.plda.adapted(self.project(in_domain), within_scale, between_scale)
         return adapted
 
     def score_form(self, vectors):
-        """:meth:`PLDA.score_form` of embeddings ``[n, dim]``, as torch float64 tensors."""
+        """The PLDA score form of embeddings (:meth:`PLDA.score_form`).
+
+        Arguments
+        ---------
+        vectors : torch.Tensor
+            ``[n, dim]`` embeddings.
+
+        Returns
+        -------
+        tuple of torch.Tensor
+            ``(left, right, offset)``, float64.
+        """
         return tuple(torch.from_numpy(part) for part in self.plda.score_form(self.project(vectors)))
