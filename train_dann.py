@@ -136,10 +136,10 @@ def dataio_prep(hparams, condition, device="cpu"):
     dict
         ``train_pairs`` (:class:`PairedDataset`; with the GE2E head, its
         source parts follow a :class:`SpeakerBatchSampler`), ``label_encoder``, ``eval``
-        (whole-utterance datasets keyed by evaluation manifest path),
-        ``cohort`` (whole utterances of the score-normalisation cohort's
-        training manifest) and ``target_utterances`` (whole utterances of the
-        target training manifest, for pseudo-labelling).
+        (whole-utterance datasets keyed by evaluation manifest path) and
+        ``training_utterances`` (``{"source": ..., "target": ...}``, whole
+        utterances of the training manifests, for the score-normalisation
+        cohort, the PLDA back-ends and the target's pseudo-labelling).
     """
     for spec in condition["evaluation"].values():
         validate(spec["manifest"], spec["trials"], spec.get("enrolment"), check_audio=False)
@@ -187,8 +187,7 @@ def dataio_prep(hparams, condition, device="cpu"):
             max(len(source), len(target)) // hparams["batch_size"], hparams["seed"])
     return {"train_pairs": PairedDataset(source, target, hparams["seed"], speaker_batches),
             "label_encoder": encoder, "eval": eval_datasets,
-            "cohort": utterances[hparams["cohort_domain"]],
-            "target_utterances": utterances["target"]}
+            "training_utterances": utterances}
 
 
 def prepare_experiment(argv=None):
@@ -236,7 +235,7 @@ def prepare_experiment(argv=None):
     )
     data = dataio_prep(hparams, condition, brain.device)
     brain.train_pairs = data["train_pairs"]
-    brain.target_utterances = data["target_utterances"]
+    brain.target_utterances = data["training_utterances"]["target"]
     world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
     speaker_batches = data["train_pairs"].source_batches
     if speaker_batches is None:
@@ -297,8 +296,8 @@ def evaluate(brain, hparams, condition, data):
     def on_main():
         brain.modules.eval()
         checkpoint = os.path.basename(brain.checkpointer.find_checkpoint().path)
-        results = verify(brain.embed, hparams, condition, data["eval"], data["cohort"],
-                         brain.device, checkpoint)
+        results = verify(brain.embed, hparams, condition, data["eval"],
+                         data["training_utterances"], brain.device, checkpoint)
         hparams["train_logger"].log_stats(
             stats_meta={"verification": "cosine"},
             test_stats={f"{system} EER": metrics["eer"] for system, metrics in results.items()})

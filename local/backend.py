@@ -1,4 +1,4 @@
-"""Back-end adaptation of embeddings to a domain, before cosine scoring.
+"""Back-end adaptation of embeddings to a domain, before cosine or PLDA scoring.
 
 The embeddings of one domain (the score-normalisation cohort, drawn from the
 unlabelled target or the source training data) give a mean and a covariance.
@@ -12,7 +12,8 @@ A ridge, a fraction of the covariance's mean eigenvalue, is added to its
 eigenvalues, so that directions which the domain's few embeddings barely span
 are not blown up. Every whitening of the same covariance (PCA, ZCA, Cholesky)
 is another one rotated, so all give the same cosine scores; this one is the
-PCA whitening of :meth:`scipy.stats.Covariance.whiten`.
+PCA whitening of :meth:`scipy.stats.Covariance.whiten`. :func:`coral`
+whitens the source domain so and colours it by the target's covariance.
 """
 
 import numpy as np
@@ -85,6 +86,22 @@ class DomainAdaptation:
             adapted = self.whitening.whiten(adapted)
         return torch.from_numpy(adapted).to(vectors.dtype)
 
+    def colour(self, white):
+        """Vectors of zero mean and identity covariance given this domain's mean and covariance.
+
+        Arguments
+        ---------
+        white : torch.Tensor or numpy.ndarray
+            ``[n, dim]``; needs ``whiten``.
+
+        Returns
+        -------
+        torch.Tensor
+            ``[n, dim]`` float64.
+        """
+        white = torch.as_tensor(white, dtype=torch.float64).numpy()
+        return torch.from_numpy(self.whitening.colorize(white) + self.mean)
+
     def adapt_embeddings(self, embeddings):
         """The adapted embeddings of a ``{utterance ID: tensor [dim]}`` dict.
 
@@ -101,6 +118,36 @@ class DomainAdaptation:
         ids = list(embeddings)
         adapted = self(torch.stack([torch.as_tensor(embeddings[utt]) for utt in ids]))
         return dict(zip(ids, adapted))
+
+
+def coral(source, target, ridge=0.0):
+    """Source embeddings re-coloured to the target domain's statistics (CORAL).
+
+    Correlation alignment (Sun, Feng and Saenko, AAAI 2016): the unit source
+    embeddings are centred and whitened by their own covariance, then
+    coloured by the target's and moved to the target's mean, so that a
+    back-end trained on them (with the source speaker labels) sees the
+    target's covariance. Both covariances get the ``ridge`` of
+    :class:`DomainAdaptation`.
+
+    Arguments
+    ---------
+    source : torch.Tensor or numpy.ndarray
+        ``[n, dim]`` source embeddings.
+    target : torch.Tensor or numpy.ndarray
+        ``[m, dim]`` unlabelled target embeddings.
+    ridge : float
+        Added to each covariance's eigenvalues, as a fraction of their mean.
+
+    Returns
+    -------
+    torch.Tensor
+        ``[n, dim]`` float64: with ``ridge`` 0, their mean and covariance are
+        those of the unit target embeddings.
+    """
+    return DomainAdaptation(target, whiten=True, ridge=ridge).colour(
+        DomainAdaptation(source, whiten=True, ridge=ridge)(
+            torch.as_tensor(source, dtype=torch.float64)))
 
 
 def _unit_float64(vectors):

@@ -1,9 +1,12 @@
-"""Cosine scoring of a trial list, optionally S-norm or AS-norm against a cohort.
+"""Cosine (or PLDA) scoring of a trial list, optionally S-norm or AS-norm against a cohort.
 
 Each side of a trial is a unit vector: a test utterance's length-normalised
 embedding, or an enrolment model's mean of its utterances' length-normalised
 embeddings (normalised again). Every distinct side is built once, however
-many trials name it, and the score is the dot product of the two sides.
+many trials name it, and the score is the dot product of the two sides. A
+back-end's score is a bilinear form of the same sides (see
+:func:`cosine_form`), such as the PLDA log-likelihood ratio of
+:mod:`local.plda`.
 
 Score normalisation follows SpeechBrain's
 ``recipes/VoxCeleb/SpeakerRec/speaker_verification_cosine.py``: each side is
@@ -87,6 +90,24 @@ def side_vectors(embeddings, groups):
     return _unit(sums.index_add_(0, owners, _unit(matrix)[rows]))
 
 
+def cosine_form(vectors):
+    """Cosine scoring as the form ``score(e, t) = left_e . right_t + offset_e + offset_t``.
+
+    Arguments
+    ---------
+    vectors : torch.Tensor
+        ``[n, dim]``.
+
+    Returns
+    -------
+    tuple of torch.Tensor
+        ``(left [n, dim], right [n, dim], offset [n])``: the unit vectors
+        twice, and zeros.
+    """
+    units = _unit(vectors)
+    return units, units, torch.zeros(len(units), dtype=units.dtype)
+
+
 def check_cohort(cohort):
     """Fail on cohort rows with NaN or infinite values, naming them.
 
@@ -113,8 +134,8 @@ def check_cohort(cohort):
         fail("cohort", "cohort rows with NaN or infinite values", rows=[f"row {i}" for i in bad])
 
 
-def cohort_stats(vectors, cohort, top_k=None):
-    """Mean and standard deviation of each vector's (top ``top_k``) cohort cosine scores.
+def cohort_stats(vectors, cohort, top_k=None, form=cosine_form):
+    """Mean and standard deviation of each vector's (top ``top_k``) cohort scores.
 
     Arguments
     ---------
@@ -125,6 +146,8 @@ def cohort_stats(vectors, cohort, top_k=None):
     top_k : int, optional
         Keep only each row's ``top_k`` highest cohort scores (AS-norm);
         ``None`` keeps them all (S-norm).
+    form : callable
+        The score as a bilinear form (:func:`cosine_form`).
 
     Returns
     -------
@@ -144,13 +167,14 @@ def cohort_stats(vectors, cohort, top_k=None):
     size = cohort.shape[0]
     if top_k is not None and not 2 <= top_k <= size:
         raise ValueError(f"top_k must be between 2 and the cohort size {size}; got {top_k}")
-    cohort = _unit(cohort.to(vectors.dtype))
+    left, _, offset = form(vectors)
+    _, cohort, cohort_offset = form(cohort.to(vectors.dtype))
     step = max(1, CHUNK_ELEMENTS // size)
     means, stds = [], []
-    for chunk in _unit(vectors).split(step):
+    for chunk, chunk_offset in zip(left.split(step), offset.split(step)):
         # Matrix products in torch (its threads only); the rest in numpy, whose
         # partition is several times faster on a CPU than torch.topk.
-        scores = (chunk @ cohort.T).numpy()
+        scores = (chunk @ cohort.T + chunk_offset[:, None] + cohort_offset).numpy()
         if top_k is not None:
             scores.partition(size - top_k, axis=1)
             scores = scores[:, size - top_k:]
@@ -186,8 +210,8 @@ def normalize_scores(scores, enrol_stats, test_stats):
     return ((scores - enrol_mean) / enrol_std + (scores - test_mean) / test_std) / 2
 
 
-def score_trials(embeddings, trials, enrolment=None, cohort=None, top_k=None):
-    """Cosine score of every trial, optionally S-norm or AS-norm normalised.
+def score_trials(embeddings, trials, enrolment=None, cohort=None, top_k=None, form=cosine_form):
+    """Cosine (or back-end) score of every trial, optionally S-norm or AS-norm normalised.
 
     Arguments
     ---------
@@ -206,6 +230,10 @@ def score_trials(embeddings, trials, enrolment=None, cohort=None, top_k=None):
     top_k : int, optional
         With ``cohort``: AS-norm over each side's ``top_k`` closest cohort
         members instead of S-norm over all of them.
+    form : callable
+        The score as a bilinear form of the sides' unit vectors
+        (:func:`cosine_form`, or a back-end's ``score_form``); the cohort is
+        scored with it too.
 
     Returns
     -------
@@ -240,14 +268,16 @@ def score_trials(embeddings, trials, enrolment=None, cohort=None, top_k=None):
     enrol_side = side_codes[enrol_codes]
     test_side = side_codes[len(enrol_ids) + test_codes]
     # numpy's take gathers rows several times faster than torch indexing on a CPU.
-    matrix = vectors.numpy()
+    left, right, offset = (part.numpy() for part in form(vectors))
     scores = np.concatenate([
-        np.einsum("nd,nd->n", matrix.take(enrol_side[start:start + CHUNK_TRIALS], axis=0),
-                  matrix.take(test_side[start:start + CHUNK_TRIALS], axis=0))
-        for start in range(0, len(trials), CHUNK_TRIALS)
+        np.einsum("nd,nd->n", left.take(enrol, axis=0), right.take(test, axis=0))
+        + offset.take(enrol) + offset.take(test)
+        for enrol, test in ((enrol_side[start:start + CHUNK_TRIALS],
+                             test_side[start:start + CHUNK_TRIALS])
+                            for start in range(0, len(trials), CHUNK_TRIALS))
     ])
     if cohort is not None:
-        mean, std = cohort_stats(vectors, cohort, top_k)
+        mean, std = cohort_stats(vectors, cohort, top_k, form)
         scores = normalize_scores(
             scores, (mean[enrol_side], std[enrol_side]), (mean[test_side], std[test_side])
         )

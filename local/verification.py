@@ -6,9 +6,14 @@ and, with ``score_norm``, also S-norm or AS-norm normalised against a cohort of
 impostor embeddings drawn from the source or the unlabelled target training
 data. With ``backend_adaptation``, every list is scored again on embeddings
 centred on (``mean``) or also whitened by (``whiten``) that cohort's
-statistics, raw and normalised against the adapted cohort. Every scored list
-gets a score file and a per-condition table; one DET figure overlays all of
-them. Used at the end of ``train_dann.py`` and by
+statistics, raw and normalised against the adapted cohort. With ``backend``,
+every list is also scored by PLDA back-ends (:mod:`local.plda`) trained on the
+labelled source training embeddings: as trained (``plda``), adapted to the
+unlabelled target training embeddings (``plda_adapted``), and trained on
+source embeddings re-coloured to the target covariance (``coral_plda``), each
+also normalised against the cohort with ``score_norm``. No target speaker
+label is read. Every scored list gets a score file and a per-condition table;
+one DET figure overlays all of them. Used at the end of ``train_dann.py`` and by
 ``evaluate.py``.
 """
 
@@ -19,14 +24,23 @@ import pandas as pd
 import torch
 
 from data_prep.manifest import read_enrolment, read_manifest, read_trials
-from local.backend import BACKEND_ADAPTATIONS, DomainAdaptation
+from local.backend import BACKEND_ADAPTATIONS, DomainAdaptation, coral
 from local.embed import compute_embeddings
 from local.metrics import VOXCELEB_DCF
+from local.plda import PLDABackend
 from local.report import plot_det, write_report
 from local.scoring import score_trials
 
 SCORE_NORMS = (None, "snorm", "asnorm")
 COHORT_DOMAINS = ("source", "target")
+BACKENDS = ("plda", "plda_adapted", "coral_plda")
+
+
+def _check_number(hparams, key, kind=(int, float), minimum=0):
+    value = hparams[key]
+    if isinstance(value, bool) or not isinstance(value, kind) or not value >= minimum:
+        noun = "an integer" if kind is int else "a number"
+        raise ValueError(f"{key} must be {noun} >= {minimum}; got {value!r}")
 
 
 def check_score_norm(hparams):
@@ -36,7 +50,8 @@ def check_score_norm(hparams):
     ---------
     hparams : dict
         ``score_norm``, ``cohort_domain``, ``cohort_size``, ``cohort_top_k``,
-        ``backend_adaptation``, ``whiten_ridge``.
+        ``backend_adaptation``, ``whiten_ridge``, ``backend``, ``lda_dim``,
+        ``plda_within_scale``, ``plda_between_scale``, ``backend_max_utterances``.
     """
     if hparams["score_norm"] not in SCORE_NORMS:
         raise ValueError(
@@ -51,9 +66,15 @@ def check_score_norm(hparams):
     if hparams["backend_adaptation"] not in BACKEND_ADAPTATIONS:
         raise ValueError("backend_adaptation must be null, mean or whiten; "
                          f"got {hparams['backend_adaptation']!r}")
-    ridge = hparams["whiten_ridge"]
-    if isinstance(ridge, bool) or not isinstance(ridge, (int, float)) or not ridge >= 0:
-        raise ValueError(f"whiten_ridge must be a number >= 0; got {ridge!r}")
+    _check_number(hparams, "whiten_ridge")
+    backends = hparams["backend"]
+    if not isinstance(backends, list) or not set(backends) <= set(BACKENDS):
+        raise ValueError(f"backend must be a list of {', '.join(BACKENDS)} (or []); "
+                         f"got {backends!r}")
+    for key in ("plda_within_scale", "plda_between_scale"):
+        _check_number(hparams, key)
+    for key in ("lda_dim", "backend_max_utterances"):
+        _check_number(hparams, key, int, minimum=1)
 
 
 def cohort_subset(dataset, size, seed):
@@ -87,7 +108,44 @@ def cohort_subset(dataset, size, seed):
     return sorted(rng.choice(ids, size=size, replace=False).tolist())
 
 
-def verify(embed, hparams, condition, eval_datasets, cohort_dataset, device, checkpoint):
+def backend_forms(hparams, source, labels, target):
+    """The score forms of the PLDA back-ends that ``hparams["backend"]`` lists.
+
+    Arguments
+    ---------
+    hparams : dict
+        ``backend``, ``lda_dim``, ``plda_within_scale``, ``plda_between_scale``,
+        ``whiten_ridge``.
+    source : torch.Tensor
+        ``[n, dim]`` source training embeddings.
+    labels : list of str
+        Their speakers.
+    target : torch.Tensor
+        ``[m, dim]`` unlabelled target training embeddings.
+
+    Returns
+    -------
+    dict
+        ``{"_<backend>": score form}`` in the order of ``BACKENDS``.
+    """
+    wanted = hparams["backend"]
+    forms = {}
+    if "plda" in wanted or "plda_adapted" in wanted:
+        plda = PLDABackend(source, labels, hparams["lda_dim"])
+        print(f"PLDA back-end: {len(labels)} source utterances, LDA to {len(plda.lda)} "
+              "dimensions")
+        if "plda" in wanted:
+            forms["_plda"] = plda.score_form
+        if "plda_adapted" in wanted:
+            forms["_plda_adapted"] = plda.adapted(
+                target, hparams["plda_within_scale"], hparams["plda_between_scale"]).score_form
+    if "coral_plda" in wanted:
+        recoloured = coral(source, target, hparams["whiten_ridge"])
+        forms["_coral_plda"] = PLDABackend(recoloured, labels, hparams["lda_dim"]).score_form
+    return forms
+
+
+def verify(embed, hparams, condition, eval_datasets, training, device, checkpoint):
     """Embed, score and report every trial list of a condition.
 
     Arguments
@@ -97,7 +155,9 @@ def verify(embed, hparams, condition, eval_datasets, cohort_dataset, device, che
     hparams : dict
         Model hparams: ``output_folder``, ``eval_batch_size``, ``score_norm``,
         ``cohort_domain``, ``cohort_size``, ``cohort_top_k``,
-        ``backend_adaptation``, ``whiten_ridge``, ``seed``.
+        ``backend_adaptation``, ``whiten_ridge``, ``backend``, ``lda_dim``,
+        ``plda_within_scale``, ``plda_between_scale``,
+        ``backend_max_utterances``, ``seed``.
     condition : dict
         Condition hparams: ``evaluation`` (``{name: {manifest, trials[,
         enrolment, min_dcf]}}``), where ``min_dcf`` lists the ``[p_target,
@@ -105,9 +165,12 @@ def verify(embed, hparams, condition, eval_datasets, cohort_dataset, device, che
         operating points; SdSV's is ``[[0.01, 10, 1]]``).
     eval_datasets : dict
         Whole-utterance datasets keyed by manifest path.
-    cohort_dataset : DynamicItemDataset or None
-        Whole-utterance dataset of the cohort's training manifest (needed
-        with ``score_norm`` or ``backend_adaptation``).
+    training : dict
+        ``{"source": ..., "target": ...}``, whole-utterance datasets of the
+        training manifests: the cohort is drawn from ``cohort_domain``'s
+        (with ``score_norm`` or ``backend_adaptation``), the PLDA back-ends
+        are trained on up to ``backend_max_utterances`` of each (the source's
+        with their ``spk_id``; the target's unlabelled).
     device : str
         Where to embed.
     checkpoint : str
@@ -121,7 +184,8 @@ def verify(embed, hparams, condition, eval_datasets, cohort_dataset, device, che
         (``<name>``), with ``score_norm`` per normalised list
         (``<name>_<score_norm>``), and with ``backend_adaptation`` per
         adapted list (``<name>_<backend_adaptation>`` and
-        ``<name>_<backend_adaptation>_<score_norm>``).
+        ``<name>_<backend_adaptation>_<score_norm>``), and per back-end
+        (``<name>_<backend>`` and ``<name>_<backend>_<score_norm>``).
     """
     folder = hparams["output_folder"]
     report_folder = os.path.join(folder, "verification")
@@ -141,9 +205,18 @@ def verify(embed, hparams, condition, eval_datasets, cohort_dataset, device, che
     score_norm, adaptation = hparams["score_norm"], hparams["backend_adaptation"]
     cohort = None
     if score_norm or adaptation:
-        ids = cohort_subset(cohort_dataset, hparams["cohort_size"], hparams["seed"])
-        vectors = embedded(f"cohort_{hparams['cohort_domain']}{len(ids)}", cohort_dataset, ids)
-        cohort = torch.stack([vectors[i] for i in ids])
+        domain = hparams["cohort_domain"]
+        _, cohort = embedded_subset(embedded, f"cohort_{domain}", training[domain],
+                                    hparams["cohort_size"], hparams["seed"])
+    forms = {}
+    if hparams["backend"]:
+        size = hparams["backend_max_utterances"]
+        source_ids, source = embedded_subset(embedded, "backend_source", training["source"],
+                                             size, hparams["seed"])
+        _, target = embedded_subset(embedded, "backend_target", training["target"], size,
+                                    hparams["seed"])
+        labels = [training["source"].data[utt]["spk_id"] for utt in source_ids]
+        forms = backend_forms(hparams, source, labels, target)
     top_k = hparams["cohort_top_k"] if score_norm == "asnorm" else None
     # Each variant of the embeddings: (suffix of its systems, embeddings by
     # manifest, cohort in the same space).
@@ -168,6 +241,12 @@ def verify(embed, hparams, condition, eval_datasets, cohort_dataset, device, che
             if score_norm:
                 systems[f"{name}{suffix}_{score_norm}"] = score_trials(
                     vectors, trials, models, variant_cohort, top_k)
+        for suffix, form in forms.items():
+            vectors = embeddings[spec["manifest"]]
+            systems[name + suffix] = score_trials(vectors, trials, models, form=form)
+            if score_norm:
+                systems[f"{name}{suffix}_{score_norm}"] = score_trials(
+                    vectors, trials, models, cohort, top_k, form)
         for system, scores in systems.items():
             results[system] = write_report(system, trials, scores, manifest, report_folder,
                                            dcf, table)
@@ -177,6 +256,32 @@ def verify(embed, hparams, condition, eval_datasets, cohort_dataset, device, che
     summary.to_csv(os.path.join(report_folder, "summary.csv"), index=False)
     print(f"Verification ({condition['condition']}):\n{summary.to_string(index=False)}")
     return results
+
+
+def embedded_subset(embedded, name, dataset, size, seed):
+    """Embeddings ``[n, dim]`` of :func:`cohort_subset`'s draw, cached as ``<name><n>``.
+
+    Arguments
+    ---------
+    embedded : callable
+        ``embedded(cache name, dataset, ids) -> {utterance ID: tensor}``.
+    name : str
+        Cache name prefix.
+    dataset : DynamicItemDataset
+        Whole utterances.
+    size : int
+        The most utterances drawn.
+    seed : int
+        Draw seed.
+
+    Returns
+    -------
+    tuple
+        ``(ids, embeddings)``: the drawn IDs and their embeddings' tensor.
+    """
+    ids = cohort_subset(dataset, size, seed)
+    vectors = embedded(f"{name}{len(ids)}", dataset, ids)
+    return ids, torch.stack([vectors[i] for i in ids])
 
 
 def summary_table(results):

@@ -40,17 +40,18 @@ def loop_side(embeddings, enrolment, side):
     return np.mean([unit(embeddings[utt].numpy()) for utt in members], axis=0)
 
 
-def loop_scores(embeddings, enrolment, trials, cohort=None, top_k=None):
-    """Cosine score and S-norm/AS-norm, one trial at a time."""
+def loop_scores(embeddings, enrolment, trials, cohort=None, top_k=None, pair=np.dot):
+    """Cosine (or ``pair(enrol, test)`` of the sides' unit vectors) score and
+    S-norm/AS-norm, one trial at a time."""
     scores = []
     for enrol_id, test_id in zip(trials["enrol"], trials["test"]):
         enrol = unit(loop_side(embeddings, enrolment, enrol_id))
         test = unit(embeddings[test_id].numpy())
-        score = enrol @ test
+        score = pair(enrol, test)
         if cohort is not None:
             normalised = []
             for side in (enrol, test):
-                cohort_scores = np.array([side @ unit(member) for member in cohort])
+                cohort_scores = np.array([pair(side, unit(member)) for member in cohort])
                 if top_k is not None:
                     cohort_scores = np.sort(cohort_scores)[-top_k:]
                 normalised.append((score - cohort_scores.mean()) / cohort_scores.std(ddof=1))

@@ -113,8 +113,10 @@ def test_evaluate_reproduces_the_run_from_its_checkpoint(runs, demo_corpus, monk
         os.remove(cache)  # embed again, from the checkpoint
     assert evaluate.main(argv) == results
     normalised = evaluate.main(argv + ["--score_norm=asnorm", "--cohort_size=100",
-                                       "--cohort_top_k=20"])
-    assert set(normalised) == {"source", "source_asnorm", "target", "target_asnorm"}
+                                       "--cohort_top_k=20", "--backend=[plda_adapted]"])
+    assert set(normalised) == {"source", "source_asnorm", "source_plda_adapted",
+                               "source_plda_adapted_asnorm", "target", "target_asnorm",
+                               "target_plda_adapted", "target_plda_adapted_asnorm"}
     assert normalised["target"] == results["target"]
     assert os.path.isfile(os.path.join(folder, "verification", "target_asnorm_scores.txt"))
 

@@ -13,7 +13,8 @@ from local.metrics import eer
 from local.verification import check_score_norm, cohort_subset, verify
 
 NORM = {"score_norm": None, "cohort_domain": "target", "cohort_size": 50, "cohort_top_k": 10,
-        "backend_adaptation": None, "whiten_ridge": 0.1}
+        "backend_adaptation": None, "whiten_ridge": 0.1, "backend": [], "lda_dim": 150,
+        "plda_within_scale": 0.3, "plda_between_scale": 0.7, "backend_max_utterances": 20000}
 
 
 class CountingEmbedder:
@@ -35,7 +36,7 @@ def whole(path):
     return dataset
 
 
-def verify_demo(demo_corpus, folder, **settings):
+def verify_demo(demo_corpus, folder, target_train=None, **settings):
     """Verification of both demo trial lists with a counting embedder and a target cohort."""
     hparams = dict(NORM, output_folder=folder, eval_batch_size=8, seed=1, **settings)
     condition = {"condition": "demo", "evaluation": {
@@ -44,8 +45,9 @@ def verify_demo(demo_corpus, folder, **settings):
     }}
     datasets = {demo_corpus[k]: whole(demo_corpus[k]) for k in ("source_eval", "target_eval")}
     embed = CountingEmbedder()
-    results = verify(embed, hparams, condition, datasets, whole(demo_corpus["target_train"]),
-                     "cpu", "CKPT+test")
+    training = {"source": whole(demo_corpus["source_train"]),
+                "target": whole(target_train or demo_corpus["target_train"])}
+    results = verify(embed, hparams, condition, datasets, training, "cpu", "CKPT+test")
     return folder, results, embed
 
 

@@ -1,0 +1,247 @@
+"""PLDA, its unsupervised adaptation and CORAL against direct formulas; the back-end systems in a run."""
+
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.linalg
+import torch
+from scipy.stats import multivariate_normal
+
+from data_prep.manifest import ManifestError
+from local.backend import coral
+from local.plda import PLDA, PLDABackend, class_covariances
+from local.scoring import score_trials
+from local.verification import check_score_norm
+from test_scoring import loop_scores, unit
+from test_verification import NORM, verify_demo
+
+DIM = 4
+
+
+def random_covariance(rng, scale=1.0):
+    factor = rng.normal(size=(DIM, DIM)) * scale
+    return factor @ factor.T + 0.1 * np.eye(DIM)
+
+
+@pytest.fixture
+def model():
+    """A PLDA of known mean, within- and between-class covariances."""
+    rng = np.random.default_rng(11)
+    mean = rng.normal(size=DIM)
+    within, between = random_covariance(rng, 0.5), random_covariance(rng)
+    return PLDA(mean, within, between), mean, within, between
+
+
+def llr(plda, enrol, test):
+    left, right, offset = plda.score_form(np.stack([enrol, test]))
+    return left[0] @ right[1] + offset[0] + offset[1]
+
+
+def gaussian_llr(mean, within, between, enrol, test):
+    """Same speaker (joint Gaussian, shared speaker offset) against two independent speakers."""
+    total = within + between
+    joint = multivariate_normal(np.concatenate([mean, mean]),
+                                np.block([[total, between], [between, total]]))
+    marginal = multivariate_normal(mean, total)
+    return joint.logpdf(np.concatenate([enrol, test])) - marginal.logpdf(enrol) - marginal.logpdf(
+        test)
+
+
+def covariances_of(plda):
+    """The within- and between-class covariances a PLDA's transform and psi stand for."""
+    back = np.linalg.inv(plda.transform)
+    return back @ back.T, back @ np.diag(plda.psi) @ back.T
+
+
+def test_llr_is_the_closed_form_gaussian_ratio(model):
+    plda, mean, within, between = model
+    rng = np.random.default_rng(12)
+    for _ in range(5):
+        enrol, test = rng.normal(size=(2, DIM)) * 2
+        assert llr(plda, enrol, test) == pytest.approx(
+            gaussian_llr(mean, within, between, enrol, test), abs=1e-9)
+        assert llr(plda, enrol, test) == pytest.approx(llr(plda, test, enrol), abs=1e-12)
+
+
+def test_model_keeps_its_covariances(model):
+    plda, _, within, between = model
+    np.testing.assert_allclose(covariances_of(plda), (within, between), atol=1e-10)
+    assert (np.diff(plda.psi) <= 0).all()
+
+
+def test_class_covariances_are_the_direct_sums():
+    rng = np.random.default_rng(13)
+    labels = rng.choice(["a", "b", "c"], size=40)
+    vectors = rng.normal(size=(40, DIM)) + (labels == "a")[:, None] * 3
+    mean, within, between = class_covariances(vectors, labels)
+    expected_within = sum(np.outer(v - vectors[labels == k].mean(0), v - vectors[labels == k].mean(0))
+                          for v, k in zip(vectors, labels)) / 40
+    expected_between = sum(np.outer(vectors[labels == k].mean(0) - mean,
+                                    vectors[labels == k].mean(0) - mean) for k in labels) / 40
+    np.testing.assert_allclose(within, expected_within, atol=1e-12)
+    np.testing.assert_allclose(between, expected_between, atol=1e-12)
+    np.testing.assert_allclose(within + between, np.cov(vectors, rowvar=False, bias=True),
+                               atol=1e-12)
+
+
+def kaldi_adaptation(mean, within, between, in_domain, within_scale, between_scale):
+    """ivector-adapt-plda's update, written over the symmetric square root of the total covariance."""
+    adapted_mean = in_domain.mean(axis=0)
+    shift = adapted_mean - mean
+    variance = np.cov(in_domain, rowvar=False, bias=True) + np.outer(shift, shift)
+    root = scipy.linalg.sqrtm(within + between).real
+    inverse_root = np.linalg.inv(root)
+    eigenvalues, directions = np.linalg.eigh(inverse_root @ variance @ inverse_root)
+    excess = directions @ np.diag(np.maximum(eigenvalues - 1, 0)) @ directions.T
+    return (adapted_mean, within + within_scale * root @ excess @ root,
+            between + between_scale * root @ excess @ root)
+
+
+def test_adapted_covariances_are_kaldis(model):
+    plda, mean, within, between = model
+    rng = np.random.default_rng(14)
+    # Wider than the model along some directions, narrower along others, and shifted.
+    in_domain = rng.normal(size=(500, DIM)) * [3.0, 0.3, 1.5, 0.5] @ scipy.linalg.sqrtm(
+        within + between).real + mean + 0.7
+    adapted = plda.adapted(in_domain, within_scale=0.3, between_scale=0.7)
+    expected_mean, expected_within, expected_between = kaldi_adaptation(
+        mean, within, between, in_domain, 0.3, 0.7)
+    np.testing.assert_allclose(adapted.mean, expected_mean, atol=1e-12)
+    np.testing.assert_allclose(covariances_of(adapted), (expected_within, expected_between),
+                               atol=1e-8)
+    assert np.abs(expected_within - within).max() > 0.1  # the adaptation did something
+    # Variances only grow.
+    assert np.linalg.eigvalsh(covariances_of(adapted)[0] - within).min() > -1e-9
+    np.testing.assert_allclose(covariances_of(plda), (within, between), atol=1e-10)  # unchanged
+
+
+def test_adaptation_to_the_models_own_distribution_changes_nothing(model):
+    plda, mean, within, between = model
+    rng = np.random.default_rng(15)
+    white = rng.normal(size=(400, DIM))
+    white = (white - white.mean(0)) @ np.linalg.inv(scipy.linalg.sqrtm(np.cov(white.T, bias=True)))
+    in_domain = white @ scipy.linalg.sqrtm(within + between).real + mean
+    adapted = plda.adapted(in_domain)
+    np.testing.assert_allclose(covariances_of(adapted), (within, between), atol=1e-8)
+
+
+def test_coral_gives_the_targets_mean_and_covariance():
+    rng = np.random.default_rng(16)
+    source = rng.normal(size=(300, 6)) @ rng.normal(size=(6, 6)) + 1.0
+    target = rng.normal(size=(200, 6)) * np.linspace(0.2, 2, 6) - 0.5
+    recoloured = coral(torch.from_numpy(source), target).numpy()
+    units = target / np.linalg.norm(target, axis=1, keepdims=True)
+    np.testing.assert_allclose(recoloured.mean(axis=0), units.mean(axis=0), atol=1e-12)
+    np.testing.assert_allclose(np.cov(recoloured, rowvar=False), np.cov(units, rowvar=False),
+                               atol=1e-12)
+    source_units = source / np.linalg.norm(source, axis=1, keepdims=True)
+    assert np.abs(np.cov(source_units, rowvar=False) - np.cov(units, rowvar=False)).max() > 0.05
+
+
+@pytest.fixture
+def backend():
+    """A PLDA back-end on five speakers' 8-dimensional embeddings."""
+    rng = np.random.default_rng(17)
+    speakers = rng.normal(size=(5, 8)) * 2
+    labels = np.repeat([f"s{i}" for i in range(5)], 30)
+    return PLDABackend(speakers[np.arange(150) // 30] + rng.normal(size=(150, 8)), labels, 3)
+
+
+def test_trials_and_asnorm_score_as_a_per_trial_loop(backend):
+    rng = np.random.default_rng(18)
+    embeddings = {f"u{i}": torch.from_numpy(rng.normal(size=8) * rng.uniform(0.5, 5))
+                  for i in range(8)}
+    enrolment = {"m": ["u0", "u1", "u2"]}
+    trials = pd.DataFrame({"enrol": ["m", "u3", "m", "u4"], "test": ["u5", "u6", "u7", "u3"]})
+    cohort = rng.normal(size=(10, 8))
+
+    def pair(enrol, test):
+        return llr(backend.plda, *backend.project(np.stack([enrol, test])))
+
+    np.testing.assert_allclose(
+        score_trials(embeddings, trials, enrolment, form=backend.score_form),
+        loop_scores(embeddings, enrolment, trials, pair=pair), atol=1e-10)
+    np.testing.assert_allclose(
+        score_trials(embeddings, trials, enrolment, cohort, 4, backend.score_form),
+        loop_scores(embeddings, enrolment, trials, cohort, 4, pair=pair), atol=1e-10)
+
+
+def test_lda_keeps_at_most_the_speakers_minus_one_dimensions(backend):
+    assert backend.lda.shape == (3, 8)
+    rng = np.random.default_rng(19)
+    wide = PLDABackend(rng.normal(size=(60, 8)), np.repeat(["a", "b", "c"], 20), lda_dim=6)
+    assert wide.lda.shape == (2, 8)
+    projected = wide.project(rng.normal(size=(4, 8)))
+    np.testing.assert_allclose(np.linalg.norm(projected, axis=1), 1.0)
+
+
+def test_one_speaker_cannot_train_a_plda():
+    with pytest.raises(ManifestError, match=r"plda: its training embeddings have 1 speaker"
+                                            r"(.|\n)*Fix: train the back-end on a source manifest"):
+        PLDABackend(np.eye(3), ["a", "a", "a"], 2)
+
+
+def test_too_few_utterances_for_the_dimensions_are_refused():
+    rng = np.random.default_rng(20)
+    with pytest.raises(ManifestError, match=r"plda: the within-class covariance of the "
+                                            r"8-dimensional training embeddings is singular"):
+        PLDABackend(rng.normal(size=(6, 8)), ["a", "a", "b", "b", "c", "c"], 2)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"backend": ["lda"]}, r"backend must be a list of plda, plda_adapted, coral_plda \(or \[\]\); "
+                           r"got \['lda'\]"),
+    ({"backend": "plda"}, "backend must be a list of"),
+    ({"lda_dim": 0}, "lda_dim must be an integer >= 1; got 0"),
+    ({"lda_dim": 1.5}, "lda_dim must be an integer >= 1; got 1.5"),
+    ({"plda_within_scale": -0.1}, "plda_within_scale must be a number >= 0; got -0.1"),
+    ({"backend_max_utterances": 0}, "backend_max_utterances must be an integer >= 1; got 0"),
+])
+def test_bad_backend_settings(change, message):
+    with pytest.raises(ValueError, match=message):
+        check_score_norm(dict(NORM, **change))
+    check_score_norm(dict(NORM, backend=["plda", "coral_plda"]))
+
+
+BACKENDS = {"backend": ["plda", "plda_adapted", "coral_plda"], "lda_dim": 10,
+            "score_norm": "asnorm"}
+
+
+@pytest.fixture(scope="module")
+def verified(demo_corpus, tmp_path_factory):
+    return verify_demo(demo_corpus, str(tmp_path_factory.mktemp("plda")), **BACKENDS)
+
+
+def test_one_run_reports_every_backend(verified):
+    folder, results, _ = verified
+    systems = [f"{name}{suffix}" for name in ("source", "target")
+               for backend in ("", "_plda", "_plda_adapted", "_coral_plda")
+               for suffix in (backend, f"{backend}_asnorm")]
+    assert list(results) == systems
+    summary = pd.read_csv(os.path.join(folder, "verification", "summary.csv"))
+    assert list(summary["system"]) == systems
+    for system in systems:
+        assert os.path.isfile(os.path.join(folder, "verification", f"{system}_conditions.csv"))
+    # The fixed spectral 'model' tells the source speakers apart far better
+    # through a PLDA trained on them than by cosine.
+    assert results["source_plda"]["eer"] < results["source"]["eer"] - 0.1
+    # Each back-end is its own system.
+    scores = {system: pd.read_csv(os.path.join(folder, "verification", f"{system}_scores.txt"),
+                                  sep=" ", header=None)[2] for system in systems[8:]}
+    assert len({round(float(s.iloc[0]), 6) for s in scores.values()}) == len(scores)
+
+
+def test_target_speaker_labels_are_never_read(verified, demo_corpus, tmp_path):
+    _, results, _ = verified
+    table = pd.read_csv(demo_corpus["target_train"])
+    scrambled, blank = tmp_path / "scrambled.csv", tmp_path / "blank.csv"
+    table.assign(spk_id=table["spk_id"].sample(frac=1.0, random_state=0).to_numpy()).to_csv(
+        scrambled, index=False)
+    table.assign(spk_id="").to_csv(blank, index=False)
+    for target in (scrambled, blank):
+        folder = tmp_path / target.stem
+        folder.mkdir()
+        _, again, _ = verify_demo(demo_corpus, str(folder), str(target), **BACKENDS)
+        assert again == results
