@@ -1,0 +1,196 @@
+"""The recorded-voice condition: donors, telephone channel, manifests and trials.
+
+The TTS engines are not installed in CI, so the generator runs here with a
+fake synthesiser that writes a tone per request at a voice-like rate.
+"""
+
+import os
+import warnings
+
+import numpy as np
+import pytest
+import soundfile
+import yaml
+
+import train_dann
+from data_prep import recorded_voices
+from data_prep.manifest import read_manifest, read_trials, validate
+from data_prep.recorded_voices import (
+    DONORS,
+    SPEEDS,
+    SynthesisError,
+    g711,
+    prepare_recorded_voices,
+    telephone_channel,
+)
+
+
+def fake_synthesiser(calls):
+    """A synthesiser that writes a 0.5 s tone at 22.05 kHz, pitched by ``f0_scale``."""
+
+    def synthesise(donor, requests):
+        calls.append((donor, requests))
+        rate = 22050
+        time = np.arange(rate // 2) / rate
+        for request in requests:
+            soundfile.write(request["path"],
+                            0.3 * np.sin(2 * np.pi * 150 * request["f0_scale"] * time), rate)
+
+    return synthesise
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    calls = []
+    folder = tmp_path_factory.mktemp("recorded_voices")
+    paths = prepare_recorded_voices(str(folder), seed=3, utts_per_speaker=4,
+                                    trials_per_label=20, synthesiser=fake_synthesiser(calls))
+    return paths, calls
+
+
+def test_every_donor_is_in_exactly_one_split_and_domain():
+    assert len(DONORS) == len({spec["voice"] for spec in DONORS.values()})
+    for domain in ("source", "target"):
+        for split in ("train", "eval"):
+            donors = {d for d, s in DONORS.items() if (s["domain"], s["split"]) == (domain, split)}
+            assert len(donors) >= 3, (domain, split)
+    languages = {d: {s["lang"] for s in DONORS.values() if s["domain"] == d}
+                 for d in ("source", "target")}
+    assert not languages["source"] & languages["target"]
+
+
+def test_manifests_keep_each_donor_in_one_split(corpus):
+    paths, _ = corpus
+    donors_of = {}
+    for name in ("source_train", "target_train", "source_eval", "target_eval"):
+        table = validate(paths[name])
+        donors_of[name] = {spk.rsplit("_sp", 1)[0] for spk in table["spk_id"]}
+        domain, split = name.split("_")
+        assert donors_of[name] == {d for d, s in DONORS.items()
+                                   if (s["domain"], s["split"]) == (domain, split)}
+        assert len(table) == 4 * len(SPEEDS) * len(donors_of[name])
+        assert set(table["lang"]) == {DONORS[d]["lang"] for d in donors_of[name]}
+        for row in table.itertuples():
+            info = soundfile.info(row.wav)
+            assert os.path.isabs(row.wav) and row.stop == info.frames
+            assert row.sample_rate == info.samplerate == (16000 if domain == "source" else 8000)
+            assert row.gender == DONORS[row.spk_id.rsplit("_sp", 1)[0]]["sex"]
+        channels = set(table["channel"])
+        assert channels == {"wideband"} if domain == "source" else channels <= {
+            "telephone_mulaw", "telephone_alaw"}
+    names = list(donors_of)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            assert not donors_of[a] & donors_of[b], (a, b)
+
+
+def test_speed_perturbation_gives_three_speakers_per_donor(corpus):
+    """A 0.5 s engine output lasts 0.5 / speed seconds after perturbation."""
+    paths, _ = corpus
+    table = read_manifest(paths["source_train"])
+    for speed in SPEEDS:
+        rows = table[table["spk_id"].str.endswith(f"_sp{int(speed * 100):03d}")]
+        assert len(rows) == 4 * 5
+        assert np.allclose(rows["duration"], 0.5 / float(speed), atol=1e-3)
+
+
+def test_trials_are_balanced_labelled_pairs_of_one_list(corpus):
+    paths, _ = corpus
+    for domain in ("source", "target"):
+        validate(paths["eval"], paths[f"trials_{domain}"])
+        manifest = read_manifest(paths[f"{domain}_eval"])
+        speaker = dict(zip(manifest["ID"], manifest["spk_id"]))
+        trials = read_trials(paths[f"trials_{domain}"])
+        assert set(trials["enrol"]) | set(trials["test"]) <= set(speaker)
+        same = [int(speaker[e] == speaker[t]) for e, t in zip(trials["enrol"], trials["test"])]
+        assert trials["label"].tolist() == same
+        assert trials["label"].sum() == 20 and len(trials) == 40
+        pairs = {frozenset(pair) for pair in zip(trials["enrol"], trials["test"])}
+        assert len(pairs) == 40 and all(len(pair) == 2 for pair in pairs)
+
+
+def test_one_engine_call_per_donor_with_varied_text_and_prosody(corpus):
+    _, calls = corpus
+    assert sorted(donor for donor, _ in calls) == sorted(DONORS)
+    for donor, requests in calls:
+        texts = [r["text"] for r in requests]
+        assert len(set(texts)) == len(texts)
+        assert all(word in recorded_voices.WORDS[DONORS[donor]["lang"]]
+                   for text in texts for word in text.split())
+        for key, (low, high) in (("stretch", recorded_voices.STRETCH_RANGE),
+                                 ("f0_scale", recorded_voices.F0_SCALE_RANGE)):
+            values = np.array([r[key] for r in requests])
+            assert values.min() >= low and values.max() <= high and values.std() > 0
+
+
+def test_same_seed_same_corpus(tmp_path):
+    def audio(seed, name):
+        paths = prepare_recorded_voices(str(tmp_path / name), seed=seed, utts_per_speaker=1,
+                                        trials_per_label=5, synthesiser=fake_synthesiser([]))
+        table = read_manifest(paths["eval"])
+        return [soundfile.read(w)[0] for w in table["wav"]], open(paths["trials_target"]).read()
+
+    first, second, other = audio(1, "a"), audio(1, "b"), audio(2, "c")
+    assert first[1] == second[1]
+    assert all(np.array_equal(x, y) for x, y in zip(first[0], second[0]))
+    assert not all(x.shape == y.shape and np.array_equal(x, y)
+                   for x, y in zip(first[0], other[0]))
+
+
+def test_missing_engine_fails_early_with_the_apt_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(recorded_voices.shutil, "which", lambda name: None)
+    with pytest.raises(SynthesisError, match=r"flite program is not installed[\s\S]*"
+                                             r"Fix: apt-get install flite festival festvox-"):
+        prepare_recorded_voices(str(tmp_path))
+    assert not os.path.exists(tmp_path / "source_train.csv")
+
+
+@pytest.mark.parametrize("law", ["mu", "a"])
+def test_g711_matches_the_reference_coder(law):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        audioop = pytest.importorskip("audioop", reason="audioop left Python in 3.13")
+    pcm = np.arange(-32768, 32768, dtype=np.int64)
+    raw = pcm.astype("<i2").tobytes()
+    encode, decode = {"mu": (audioop.lin2ulaw, audioop.ulaw2lin),
+                      "a": (audioop.lin2alaw, audioop.alaw2lin)}[law]
+    reference = np.frombuffer(decode(encode(raw, 2), 2), dtype="<i2")
+    assert np.array_equal(np.round(g711(pcm / 32768.0, law) * 32768), reference)
+
+
+def test_g711_has_256_code_words_and_bounded_relative_error():
+    wave = np.linspace(-1, 1, 100001)
+    # mu-law's two zero code words (+0, -0) decode to the same value.
+    for law, levels in (("mu", 255), ("a", 256)):
+        decoded = g711(wave, law)
+        assert len(np.unique(decoded)) == levels
+        loud = np.abs(wave) > 0.01
+        assert np.max(np.abs(decoded[loud] - wave[loud]) / np.abs(wave[loud])) < 0.07
+    with pytest.raises(ValueError, match="'mu' or 'a'"):
+        g711(wave, "linear")
+
+
+def test_telephone_channel_band_rate_and_codec():
+    rng = np.random.default_rng(0)
+    laws = set()
+    for _ in range(6):
+        narrow, law = telephone_channel(rng, rng.standard_normal(32000))
+        laws.add(law)
+        assert narrow.shape == (16000,)  # 2 s at 8 kHz
+        assert len(np.unique(narrow)) <= 256  # one of G.711's 256 code words per sample
+        spectrum = np.abs(np.fft.rfft(narrow)) ** 2
+        freqs = np.fft.rfftfreq(narrow.size, 1 / 8000)
+        in_band = spectrum[(freqs > 500) & (freqs < 3000)].mean()
+        assert spectrum[freqs < 150].mean() < 0.05 * in_band
+        assert spectrum[freqs > 3800].mean() < 0.05 * in_band
+    assert laws == {"mu", "a"}
+
+
+def test_condition_file_runs_this_generator(tmp_path):
+    overrides = yaml.safe_dump({"condition": "recipes/recorded_voices/condition.yaml",
+                                "data_folder": str(tmp_path)})
+    _, condition, model_overrides = train_dann.load_condition(overrides)
+    assert model_overrides == {} and condition["condition"] == "recorded_voices"
+    assert condition["prepare"][0].func is prepare_recorded_voices
+    assert condition["source_train"] == f"{tmp_path}/source_train.csv"
+    assert os.path.isfile("recipes/recorded_voices/README.md")
