@@ -20,15 +20,18 @@ English ones. A task 2 model has any number of enrolment files.
 The challenge gave no trial labels; its keys came after the evaluation.
 With ``key_file`` they are read in either of two forms:
 
-* ``model_00000 evl_000018 TC``, one trial a line, after an optional header
-  line (first field ending in ``id``); it must label exactly the trials of
-  ``docs/trials.txt``;
+* ``model_00000 evl_000018 TC``, one trial a line; it must label exactly the
+  trials of ``docs/trials.txt``. A trial on two lines with the same label is
+  taken once; with different labels the key is refused;
 * ``1``, a label alone on each line, in the order of ``docs/trials.txt``: the
   form of the ``keys.txt`` that the challenge's CodaLab scoring read.
 
-A label is an SdSV trial type ``TC``, ``TW``, ``IC`` or ``IW`` (target or
-impostor speaker, correct or wrong phrase; any case; only ``TC`` is a target
-trial), ``target``/``nontarget``, or ``1``/``0``. Outputs in ``save_folder``::
+Either may start with a header line (one whose last field is not a label,
+e.g. ``model-id evaluation-file-id trial-type``), which is skipped. A label
+is an SdSV trial type ``TC``, ``TW``, ``IC`` or ``IW`` (target or impostor
+speaker, correct or wrong phrase; only ``TC`` is a target trial),
+``target``/``nontarget``, ``tgt``/``imp``, or ``1``/``0``, in any case.
+Outputs in ``save_folder``::
 
     train.csv       the training files (or ``seg_dur`` chunks), with speaker and phrase
     eval.csv        every enrolment file of a model and evaluation file of a trial, whole
