@@ -524,7 +524,11 @@ def read_trials(path):
 
 
 def _read_numbered_trials(path):
-    """:func:`read_trials`'s table and the file's line number of each of its rows."""
+    """:func:`read_trials`'s table, the file's line number of each row, and its sides.
+
+    The sides are ``{"enrol": (codes, uniques), "test": ...}`` of
+    ``pd.factorize``: each check looks up every distinct ID once.
+    """
     if not os.path.isfile(path):
         fail(path, "trial list does not exist", fix="run the data preparation first")
     fields = read_fields(path, TRIAL_COLUMNS)
@@ -541,7 +545,9 @@ def _read_numbered_trials(path):
     lines = fields.index.to_numpy()
     table = fields[TRIAL_COLUMNS].reset_index(drop=True)
     table["label"] = (table["label"].to_numpy() == "1").astype(np.int64)
-    dup = table.duplicated(subset=["enrol", "test"], keep="first")
+    sides = {side: pd.factorize(table[side]) for side in ("enrol", "test")}
+    pair = sides["enrol"][0].astype(np.int64) * len(sides["test"][1]) + sides["test"][0]
+    dup = pd.Series(pair).duplicated(keep="first")
     if dup.any():
         fail(
             path,
@@ -564,7 +570,7 @@ def _read_numbered_trials(path):
             f"all {len(table)} trials are {kind} trials",
             fix="EER and minDCF need both target and non-target trials",
         )
-    return table, lines
+    return table, lines, sides
 
 
 def _trial_lines(trials, lines):
@@ -725,17 +731,15 @@ def validate(manifest_path, trials_path=None, enrolment_path=None, check_audio=T
             fail(enrolment_path, f"utterances not in {manifest_path}", rows=unknown,
                   fix="prepare the enrolment utterances into the same manifest")
     if trials_path:
-        trials, lines = _read_numbered_trials(trials_path)
-        _check_trial_ids(trials, lines, trials_path, manifest, models, manifest_path)
+        trials, lines, sides = _read_numbered_trials(trials_path)
+        _check_trial_ids(trials, lines, sides, trials_path, manifest, models, manifest_path)
     return manifest
 
 
-def _check_trial_ids(trials, lines, trials_path, manifest, models, manifest_path):
+def _check_trial_ids(trials, lines, sides, trials_path, manifest, models, manifest_path):
     """Every trial side is known; labels agree with the speakers of both sides.
 
-    ``lines`` are the file's line numbers of the trials. Each distinct ID is
-    looked up once (``pd.factorize``), so that the cost of millions of trials
-    is that of a few vectorised passes.
+    ``lines`` and ``sides`` are as from :func:`_read_numbered_trials`.
     """
     ids = pd.Index(manifest["ID"])
     known = ids.append(pd.Index(list(models), dtype=ids.dtype))
@@ -743,7 +747,7 @@ def _check_trial_ids(trials, lines, trials_path, manifest, models, manifest_path
     speakers[(speaker_names == "")[speakers]] = -1
     unknown, speaker = [], {}
     for side in ("enrol", "test"):
-        codes, uniques = pd.factorize(trials[side])
+        codes, uniques = sides[side]
         rows = np.flatnonzero(~uniques.isin(known)[codes])
         unknown.append(pd.DataFrame({"line": lines[rows], "side": side,
                                      "ident": trials[side].to_numpy()[rows]}))
