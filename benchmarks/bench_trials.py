@@ -15,12 +15,13 @@ package) run on the same files in the same run.
    and 100,000 evaluation files, and its key ``model-id evaluation-file-id
    TC|TW|IC|IW``, read with the task's ``_read_trials`` + ``_read_key``.
 
-The code before vectorisation is skipped at 10^7 trials (about 9 minutes and
-10 GB for the validator, by its growth from 10^5 to 10^6).
+The code before vectorisation is skipped at 10^7 trials (by its linear growth
+from 10^5 to 10^6, about 5 minutes of CPU time for the validator and 2 for the
+key).
 
-Run from the repository root (about 5 minutes on 2 CPU cores)::
+Run from the repository root (about 10 minutes on 2 busy CPU cores)::
 
-    .venv/bin/python benchmarks/bench_trials.py [--before main]
+    .venv/bin/python benchmarks/bench_trials.py [--before main] [--only validate|"sdsv key"]
 """
 
 import argparse
@@ -50,7 +51,7 @@ start, cpu = time.perf_counter(), time.process_time()
 if kind == "validate":
     manifest.validate(files["manifest"], files["trials"], check_audio=False)
 else:
-    models = {m: (None, []) for m in files["models"]}
+    models = {m: (None, []) for m in open(files["models"]).read().split()}
     deepmine._read_key(files["key"], deepmine._read_trials(files["trials"], models))
 seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -96,7 +97,10 @@ def write_sdsv(folder, size, rng):
     labels = np.array(["TC", "TW", "IC", "IW"])[rng.integers(0, 4, len(pairs))]
     pairs.assign(label=labels).to_csv(key, sep=" ", index=False,
                                       header=["model-id", "evaluation-file-id", "trial-type"])
-    return {"trials": trials, "key": key, "models": list(models)}, len(pairs)
+    model_list = os.path.join(folder, "models.txt")
+    with open(model_list, "w") as out:
+        out.write("\n".join(models))
+    return {"trials": trials, "key": key, "models": model_list}, len(pairs)
 
 
 def before_package(folder, revision):
@@ -122,6 +126,7 @@ def measure(root, kind, files):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", default="main", help="git revision of the code before")
+    parser.add_argument("--only", choices=["validate", "sdsv key"], help="run one part only")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     print(f"pandas {pd.__version__}, numpy {np.__version__}, {os.cpu_count()} CPUs, "
@@ -130,6 +135,8 @@ def main():
     with tempfile.TemporaryDirectory() as folder:
         before = before_package(folder, args.before)
         for kind, write in (("validate", write_corpus), ("sdsv key", write_sdsv)):
+            if args.only not in (None, kind):
+                continue
             for size in SIZES:
                 files, trials = write(folder, size, rng)
                 now = measure(ROOT, kind, files)
@@ -146,7 +153,7 @@ def main():
                     line += f"; before ({args.before}) not run at this size"
                 print(line, flush=True)
                 for path in files.values():
-                    if isinstance(path, str) and path.endswith(".txt"):
+                    if path.endswith(f"_{size}.txt"):
                         os.remove(path)
     print(f"load average {os.getloadavg()[0]:.1f} at the end; CPU time ratios before / now: "
           + ", ".join(ratios))

@@ -68,6 +68,7 @@ import os
 import re
 import sys
 
+import numpy as np
 import pandas as pd
 
 from data_prep.manifest import (
@@ -355,18 +356,17 @@ def _read_key(path, pairs):
                  fix="use the key of this task's docs/trials.txt: " + fix)
         labels = label.to_numpy()
     else:
-        given = pd.DataFrame({"model": key["model"], "test": key["test"], "key": label})
-        given = _without_repeats(path, given, key)
-        labelled = pairs.merge(given, on=["model", "test"], how="left")
-        unlabelled = labelled[labelled["key"].isna()]
-        extra = given.merge(pairs, on=["model", "test"], how="left", indicator=True)
-        extra = extra[extra["_merge"] == "left_only"]
+        trial_pairs, key_pairs = _pair_codes(pairs, key)
+        labelled = _without_repeats(path, key, label, key_pairs)
+        position = pd.Index(key_pairs[labelled]).get_indexer(trial_pairs)
+        unlabelled = pairs[position < 0]
+        extra = key[labelled & ~np.isin(key_pairs, trial_pairs)]
         if len(unlabelled) or len(extra):
             fail(path, "does not label exactly the trials of docs/trials.txt",
                  rows=list("not in the key: " + unlabelled["model"] + " " + unlabelled["test"])
                  + sorted("not in docs/trials.txt: " + extra["model"] + " " + extra["test"]),
                  fix="use the key of this task's docs/trials.txt: " + fix)
-        labels = labelled["key"].to_numpy()
+        labels = label.to_numpy()[labelled][position]
     labels = pd.Series(labels)
     return pd.DataFrame({
         TRIAL_COLUMNS[0]: labels.map({k: v[0] for k, v in KEY_LABELS.items()}).to_numpy(),
@@ -376,21 +376,28 @@ def _read_key(path, pairs):
     })
 
 
-def _without_repeats(path, given, key):
-    """``given`` (model, test, key) with each trial once; refuse a trial labelled two ways."""
-    repeated = given.duplicated(["model", "test"], keep=False)
-    if not repeated.any():
-        return given
-    meaning = given["key"][repeated].map(KEY_LABELS)
-    ways = meaning.groupby([given["model"][repeated], given["test"][repeated]]).transform(
-        "nunique")
+def _pair_codes(pairs, key):
+    """One integer per (model, test) of ``pairs`` and of ``key``, equal for equal pairs."""
+    codes = [pd.factorize(pd.concat([pairs[c], key[c]], ignore_index=True))[0]
+             for c in ("model", "test")]
+    both = codes[0].astype(np.int64) * (codes[1].max() + 1) + codes[1]
+    return both[: len(pairs)], both[len(pairs):]
+
+
+def _without_repeats(path, key, label, key_pairs):
+    """Mask of the key lines to keep, each trial once; refuse a trial labelled two ways."""
+    first = ~pd.Series(key_pairs).duplicated().to_numpy()
+    if first.all():
+        return first
+    repeated = pd.Series(key_pairs).duplicated(keep=False).to_numpy()
+    meaning = label[repeated].map(KEY_LABELS).to_numpy()
+    ways = pd.Series(meaning).groupby(key_pairs[repeated]).transform("nunique").to_numpy()
     if (ways > 1).any():
-        lines = key[repeated][(ways > 1).to_numpy()]
-        lines = lines.sort_values(["model", "test"], kind="stable")
+        lines = key[repeated][ways > 1].sort_values(["model", "test"], kind="stable")
         fail(path, "labels the same trial differently on different lines",
              rows=numbered_lines(lines),
              fix="keep one line per trial, with its true label")
-    return given.drop_duplicates(["model", "test"])
+    return first
 
 
 def _wav_files(data_folder, files):
