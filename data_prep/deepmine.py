@@ -20,15 +20,18 @@ English ones. A task 2 model has any number of enrolment files.
 The challenge gave no trial labels; its keys came after the evaluation.
 With ``key_file`` they are read in either of two forms:
 
-* ``model_00000 evl_000018 TC``, one trial a line, after an optional header
-  line (first field ending in ``id``); it must label exactly the trials of
-  ``docs/trials.txt``;
+* ``model_00000 evl_000018 TC``, one trial a line; it must label exactly the
+  trials of ``docs/trials.txt``. A trial on two lines with the same label is
+  taken once; with different labels the key is refused;
 * ``1``, a label alone on each line, in the order of ``docs/trials.txt``: the
   form of the ``keys.txt`` that the challenge's CodaLab scoring read.
 
-A label is an SdSV trial type ``TC``, ``TW``, ``IC`` or ``IW`` (target or
-impostor speaker, correct or wrong phrase; any case; only ``TC`` is a target
-trial), ``target``/``nontarget``, or ``1``/``0``. Outputs in ``save_folder``::
+Either may start with a header line (one whose last field is not a label,
+e.g. ``model-id evaluation-file-id trial-type``), which is skipped. A label
+is an SdSV trial type ``TC``, ``TW``, ``IC`` or ``IW`` (target or impostor
+speaker, correct or wrong phrase; only ``TC`` is a target trial),
+``target``/``nontarget``, ``tgt``/``imp``, or ``1``/``0``, in any case.
+Outputs in ``save_folder``::
 
     train.csv       the training files (or ``seg_dur`` chunks), with speaker and phrase
     eval.csv        every enrolment file of a model and evaluation file of a trial, whole
@@ -65,11 +68,18 @@ import os
 import re
 import sys
 
+import numpy as np
+import pandas as pd
+
 from data_prep.manifest import (
+    REST,
+    TRIAL_COLUMNS,
     check_seg_dur,
     chunk_rows,
     fail,
     mark_prepared,
+    numbered_lines,
+    read_fields,
     run_preparation,
     skip_if_prepared,
     utterance_row,
@@ -94,8 +104,10 @@ ENROL_FORM = {1: "model-id phrase-id enroll-file-id ...", 2: "model-id enroll-fi
 # Key label (lower case) -> (trial label, trial type).
 KEY_LABELS = {
     "tc": (1, "TC"), "tw": (0, "TW"), "ic": (0, "IC"), "iw": (0, "IW"),
-    "target": (1, ""), "nontarget": (0, ""), "1": (1, ""), "0": (0, ""),
+    "target": (1, ""), "nontarget": (0, ""), "tgt": (1, ""), "imp": (0, ""),
+    "1": (1, ""), "0": (0, ""),
 }
+KEY_COLUMNS = ["model", "test", "label"]
 SEPARATE_TASKS = ("extract each task's archives to a folder of its own, so that its "
                   "docs/ and wav/ come from that task only")
 
@@ -164,7 +176,7 @@ def prepare_deepmine(data_folder, save_folder, key_file=None, channel_table=None
     pairs = _read_trials(docs["trials.txt"], models)
     trials = _read_key(key_file, pairs) if key_file else None
     enrol_phrase = {utt: phrase for phrase, utts in models.values() for utt in utts}
-    test_files = list(dict.fromkeys(test for _, test in pairs))
+    test_files = list(pairs["test"].unique())
     wavs = _wav_files(data_folder, [[utt for utt, _, _ in train], list(enrol_phrase),
                                     test_files])
     channels = _read_channels(channel_table, wavs) if channel_table else {}
@@ -188,7 +200,7 @@ def prepare_deepmine(data_folder, save_folder, key_file=None, channel_table=None
         if phrase is not None:
             enrolment[-1]["phrase"] = phrase
     write_enrolment(enrolment, paths["enrolment"])
-    if trials:
+    if trials is not None:
         write_trials(trials, paths["trials"])
     validate(paths["eval"], paths.get("trials"), paths["enrolment"], check_audio=False)
     mark_prepared(save_folder, options)
@@ -236,18 +248,23 @@ def _docs(data_folder):
     return paths
 
 
-def _lines(path, fix):
-    """``(line number, fields)`` of the non-empty lines of ``path``, without a header."""
+def _entries(path, columns, fix):
+    """:func:`read_fields` of ``path`` without its header line; refuse an empty file."""
     if not os.path.isfile(path):
         fail(path, "file does not exist", fix=fix)
-    with open(path, encoding="utf-8-sig") as text:
-        lines = [(number, line.split()) for number, line in enumerate(text, start=1)
-                 if line.split()]
-    if lines and lines[0][1][0].lower().endswith("id"):
-        lines = lines[1:]
-    if not lines:
+    table = read_fields(path, columns)
+    if len(table) and table.iloc[0, 0].lower().endswith("id"):
+        table = table.iloc[1:]
+    if table.empty:
         fail(path, "has no entries", fix=fix)
-    return lines
+    return table
+
+
+def _lines(path, fix):
+    """``(line number, fields)`` of the non-empty lines of ``path``, without a header."""
+    table = _entries(path, ["first"], fix)
+    return [(number, [first] + rest.split())
+            for number, first, rest in zip(table.index, table["first"], table[REST])]
 
 
 def _shown(number, fields):
@@ -297,54 +314,92 @@ def _read_enrolment(path, task, train_labels):
 
 
 def _read_trials(path, models):
-    """``(model, evaluation file)`` of each trial; every model must be enrolled."""
-    pairs, bad, unknown = [], [], []
-    for number, fields in _lines(path, fix="use docs/trials.txt as extracted"):
-        if len(fields) != 2:
-            bad.append(_shown(number, fields))
-            continue
-        if fields[0] not in models:
-            unknown.append(_shown(number, fields))
-        pairs.append((fields[0], fields[1]))
-    if bad:
-        fail(path, "lines not of the form 'model-id evaluation-file-id'", rows=bad,
-             fix="use docs/trials.txt as extracted")
-    if unknown:
+    """Table ``model, test`` of the trials, indexed by line; every model must be enrolled."""
+    table = _entries(path, ["model", "test"], fix="use docs/trials.txt as extracted")
+    bad = (table["test"] == "") | (table[REST] != "")
+    if bad.any():
+        fail(path, "lines not of the form 'model-id evaluation-file-id'",
+             rows=numbered_lines(table[bad]), fix="use docs/trials.txt as extracted")
+    unknown = ~table["model"].isin(list(models))
+    if unknown.any():
         fail(path, "trials name models that are not in docs/model_enrollment.txt",
-             rows=unknown, fix="use the docs/ files of one task, as extracted; "
-             + SEPARATE_TASKS)
-    return pairs
+             rows=numbered_lines(table[unknown]), fix="use the docs/ files of one task, as "
+             "extracted; " + SEPARATE_TASKS)
+    return table[["model", "test"]]
 
 
 def _read_key(path, pairs):
-    """``(label, model, evaluation file, trial type)`` of each trial, from the key."""
+    """Trial table (:data:`TRIAL_COLUMNS`) of ``pairs`` (as from :func:`_read_trials`), from the key.
+
+    A first line whose last field is not a label is a header and skipped. A
+    trial labelled twice alike is taken once; labelled differently, refused.
+    """
     fix = ("give one line 'model-id evaluation-file-id label' per trial of docs/trials.txt, "
            "or one label a line in its order, with label TC, TW, IC, IW, target, "
-           "nontarget, 1 or 0")
-    lines = _lines(path, fix=fix)
-    form = 1 if len(lines[0][1]) == 1 else 3
-    bad = [_shown(number, fields) for number, fields in lines
-           if len(fields) != form or fields[-1].lower() not in KEY_LABELS]
-    if bad:
-        fail(path, f"key lines not of the form of line {lines[0][0]} "
+           "nontarget, tgt, imp, 1 or 0")
+    if not os.path.isfile(path):
+        fail(path, "file does not exist", fix=fix)
+    key = read_fields(path, KEY_COLUMNS)
+    if len(key) and " ".join(key.iloc[0]).split()[-1].lower() not in KEY_LABELS:
+        key = key.iloc[1:]
+    if key.empty:
+        fail(path, "has no entries", fix=fix)
+    count = sum((key[column] != "").astype(int) for column in KEY_COLUMNS + [REST])
+    form = 1 if count.iloc[0] == 1 else 3
+    label = key["model" if form == 1 else "label"].str.lower()
+    bad = (count != form) | ~label.isin(list(KEY_LABELS))
+    if bad.any():
+        fail(path, f"key lines not of the form of line {key.index[0]} "
              f"('{'label' if form == 1 else 'model-id evaluation-file-id label'}') with "
-             "a known label", rows=bad, fix=fix)
+             "a known label", rows=numbered_lines(key[bad]), fix=fix)
     if form == 1:
-        if len(lines) != len(pairs):
-            fail(path, f"{len(lines)} labels for the {len(pairs)} trials of docs/trials.txt",
+        if len(key) != len(pairs):
+            fail(path, f"{len(key)} labels for the {len(pairs)} trials of docs/trials.txt",
                  fix="use the key of this task's docs/trials.txt: " + fix)
-        labels = [fields[0] for _, fields in lines]
+        labels = label.to_numpy()
     else:
-        given = {(fields[0], fields[1]): fields[2] for _, fields in lines}
-        unlabelled = [f"not in the key: {m} {t}" for m, t in pairs if (m, t) not in given]
-        extra = [f"not in docs/trials.txt: {m} {t}" for m, t in set(given) - set(pairs)]
-        if unlabelled or extra:
+        trial_pairs, key_pairs = _pair_codes(pairs, key)
+        labelled = _without_repeats(path, key, label, key_pairs)
+        position = pd.Index(key_pairs[labelled]).get_indexer(trial_pairs)
+        unlabelled = pairs[position < 0]
+        extra = key[labelled & ~np.isin(key_pairs, trial_pairs)]
+        if len(unlabelled) or len(extra):
             fail(path, "does not label exactly the trials of docs/trials.txt",
-                 rows=unlabelled + sorted(extra),
+                 rows=list("not in the key: " + unlabelled["model"] + " " + unlabelled["test"])
+                 + sorted("not in docs/trials.txt: " + extra["model"] + " " + extra["test"]),
                  fix="use the key of this task's docs/trials.txt: " + fix)
-        labels = [given[pair] for pair in pairs]
-    return [(KEY_LABELS[label.lower()][0], model, test, KEY_LABELS[label.lower()][1])
-            for (model, test), label in zip(pairs, labels)]
+        labels = label.to_numpy()[labelled][position]
+    labels = pd.Series(labels)
+    return pd.DataFrame({
+        TRIAL_COLUMNS[0]: labels.map({k: v[0] for k, v in KEY_LABELS.items()}).to_numpy(),
+        TRIAL_COLUMNS[1]: pairs["model"].to_numpy(),
+        TRIAL_COLUMNS[2]: pairs["test"].to_numpy(),
+        TRIAL_COLUMNS[3]: labels.map({k: v[1] for k, v in KEY_LABELS.items()}).to_numpy(),
+    })
+
+
+def _pair_codes(pairs, key):
+    """One integer per (model, test) of ``pairs`` and of ``key``, equal for equal pairs."""
+    codes = [pd.factorize(pd.concat([pairs[c], key[c]], ignore_index=True))[0]
+             for c in ("model", "test")]
+    both = codes[0].astype(np.int64) * (codes[1].max() + 1) + codes[1]
+    return both[: len(pairs)], both[len(pairs):]
+
+
+def _without_repeats(path, key, label, key_pairs):
+    """Mask of the key lines to keep, each trial once; refuse a trial labelled two ways."""
+    first = ~pd.Series(key_pairs).duplicated().to_numpy()
+    if first.all():
+        return first
+    repeated = pd.Series(key_pairs).duplicated(keep=False).to_numpy()
+    meaning = label[repeated].map(KEY_LABELS).to_numpy()
+    ways = pd.Series(meaning).groupby(key_pairs[repeated]).transform("nunique").to_numpy()
+    if (ways > 1).any():
+        lines = key[repeated][ways > 1].sort_values(["model", "test"], kind="stable")
+        fail(path, "labels the same trial differently on different lines",
+             rows=numbered_lines(lines),
+             fix="keep one line per trial, with its true label")
+    return first
 
 
 def _wav_files(data_folder, files):

@@ -22,6 +22,7 @@ and is what training and evaluation call before they start.
 """
 
 import argparse
+import csv
 import json
 import logging
 import math
@@ -29,6 +30,7 @@ import numbers
 import os
 import re
 import sys
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -40,6 +42,9 @@ from local.provenance import file_sha256
 REQUIRED_COLUMNS = ["ID", "duration", "wav", "start", "stop", "spk_id", "domain"]
 OPTIONAL_COLUMNS = ["lang", "channel", "phrase", "gender", "session", "sample_rate"]
 TRIAL_COLUMNS = ["label", "enrol", "test", "trial_type"]
+TRIAL_LABELS = ("0", "1")
+# The column of read_fields that holds what follows the expected fields.
+REST = "rest"
 ENROLMENT_COLUMNS = ["model_id", "utt_ids"]
 DEFAULT_SAMPLE_RATE = 16000
 # A duration may differ from (stop - start) / sample_rate by rounding only.
@@ -65,8 +70,9 @@ def fail(path, problem, rows=None, fix=None):
         The file the problem is in.
     problem : str
         What is wrong with it.
-    rows : list of str, optional
-        The offending rows; the first ``MAX_REPORTED`` are shown.
+    rows : sequence of str, optional
+        The offending rows (a list, a pandas Series, a numpy array...); the
+        first ``MAX_REPORTED`` are shown.
     fix : str, optional
         How to fix it.
 
@@ -85,8 +91,9 @@ def fail(path, problem, rows=None, fix=None):
     Fix: IDs must be unique
     """
     lines = [f"{path}: {problem}"]
+    rows = [] if rows is None else list(rows)
     if rows:
-        shown = list(rows)[:MAX_REPORTED]
+        shown = rows[:MAX_REPORTED]
         lines += [f"  {row}" for row in shown]
         if len(rows) > len(shown):
             lines.append(f"  ... and {len(rows) - len(shown)} more")
@@ -544,6 +551,107 @@ def write_trials(trials, path):
             out.write(" ".join(str(v) for v in row if v != "") + "\n")
 
 
+def read_fields(path, columns):
+    """The whitespace-separated fields of each non-blank line of a text file.
+
+    Read by pandas' C parser, so that trial lists and keys of millions of
+    lines take seconds. Missing fields are ""; what follows the last of
+    ``columns`` on a line is kept, joined by spaces, in a last column
+    ``rest``, for the caller to refuse. A UTF-8 byte order mark is ignored.
+
+    Arguments
+    ---------
+    path : str
+        UTF-8 text file.
+    columns : list of str
+        Names of the fields expected on a line.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``columns`` + ``rest``, all strings, indexed by the 1-based line number.
+
+    Raises
+    ------
+    ManifestError
+        When the file is not UTF-8 text, naming its first such lines.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "key.txt")
+    >>> with open(path, "w") as key:
+    ...     _ = key.write("m1 e1 TC\\n\\nm1 e2 IW extra words\\n")
+    >>> read_fields(path, ["model", "test", "label"]).to_dict("index")[3]
+    {'model': 'm1', 'test': 'e2', 'label': 'IW', 'rest': 'extra words'}
+    """
+    names = list(columns) + [REST]
+    try:
+        with warnings.catch_warnings():
+            # A first line with more fields than names is a warning, not an error.
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            table = pd.read_csv(
+                path, sep=r"\s+", header=None, names=names, index_col=False, dtype=str,
+                keep_default_na=False, skip_blank_lines=False, quoting=csv.QUOTE_NONE,
+                encoding="utf-8-sig", engine="c",
+            )
+    except UnicodeDecodeError:
+        _fail_not_utf8(path)
+    except (pd.errors.ParserError, pd.errors.ParserWarning):
+        # Some line has more fields than names, which the C parser cannot
+        # keep: read line by line instead (only files that will be refused).
+        table = _fields_line_by_line(path, names)
+    table.index += 1
+    return table[table[names[0]] != ""]
+
+
+def _fields_line_by_line(path, names):
+    rows = []
+    with open(path, encoding="utf-8-sig") as lines:
+        for line in lines:
+            fields = line.split()
+            head = fields[: len(names) - 1]
+            rows.append(head + [""] * (len(names) - 1 - len(head))
+                        + [" ".join(fields[len(names) - 1:])])
+    return pd.DataFrame(rows, columns=names, dtype=str)
+
+
+def _fail_not_utf8(path):
+    bad = []
+    with open(path, "rb") as raw:
+        for number, line in enumerate(raw, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                bad.append(f"line {number}: {line.decode('utf-8', 'replace').strip()}")
+    fail(path, "is not UTF-8 text", rows=bad,
+         fix=f"convert it to UTF-8, e.g. iconv -f LATIN1 -t UTF-8 {path} > converted.txt")
+
+
+def numbered_lines(fields):
+    """``line N: field field ...`` for each row of a :func:`read_fields` table.
+
+    Arguments
+    ---------
+    fields : pandas.DataFrame
+        Rows of :func:`read_fields`'s table (indexed by line number).
+
+    Returns
+    -------
+    list of str
+        The lines as a message shows them.
+
+    Example
+    -------
+    >>> numbered_lines(pd.DataFrame({"a": ["1"], "b": ["x"], "rest": [""]}, index=[7]))
+    ['line 7: 1 x']
+    """
+    text = fields.iloc[:, 0]
+    for column in fields.columns[1:]:
+        text = text.str.cat(fields[column], sep=" ")
+    return list("line " + fields.index.astype(str) + ": " + text.str.strip())
+
+
 def read_trials(path):
     """Read and structurally check a trial list.
 
@@ -566,37 +674,48 @@ def read_trials(path):
     >>> list(read_trials(path).itertuples(index=False, name=None))
     [(1, 'u1', 'u2', ''), (0, 'u1', 'u3', '')]
     """
+    return _read_numbered_trials(path)[0]
+
+
+def _read_numbered_trials(path):
+    """:func:`read_trials`'s table, the file's line number of each row, and its sides.
+
+    The sides are ``{"enrol": (codes, uniques), "test": ...}`` of
+    ``pd.factorize``: each check looks up every distinct ID once.
+    """
     if not os.path.isfile(path):
         fail(path, "trial list does not exist", fix="run the data preparation first")
-    rows, bad = [], []
-    with open(path, encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            if len(fields) not in (3, 4) or fields[0] not in ("0", "1"):
-                bad.append(f"line {number}: {line.strip()}")
-                continue
-            rows.append(
-                (int(fields[0]), fields[1], fields[2], fields[3] if len(fields) == 4 else "")
-            )
-    if bad:
+    fields = read_fields(path, TRIAL_COLUMNS)
+    bad = (fields["test"] == "") | (fields[REST] != "") | ~fields["label"].isin(TRIAL_LABELS)
+    if bad.any():
         fail(
             path,
             "lines not of the form 'label enrol test [trial_type]' with label 0 or 1",
-            rows=bad,
+            rows=numbered_lines(fields[bad]),
             fix="write one trial a line, e.g. '1 spk1_utt1 spk1_utt2'",
         )
-    if not rows:
+    if fields.empty:
         fail(path, "trial list is empty", fix="check the data preparation")
-    table = pd.DataFrame(rows, columns=TRIAL_COLUMNS)
-    dup = table.duplicated(subset=["enrol", "test"], keep="first")
+    lines = fields.index.to_numpy()
+    table = fields[TRIAL_COLUMNS].reset_index(drop=True)
+    table["label"] = (table["label"].to_numpy() == "1").astype(np.int64)
+    sides = {side: pd.factorize(table[side]) for side in ("enrol", "test")}
+    pair = sides["enrol"][0].astype(np.int64) * len(sides["test"][1]) + sides["test"][0]
+    dup = pd.Series(pair).duplicated(keep="first")
     if dup.any():
         fail(
             path,
             "duplicated trials",
-            rows=[f"{r.enrol} {r.test}" for r in table[dup].itertuples()],
+            rows=table["enrol"][dup] + " " + table["test"][dup],
             fix="remove the repeated lines",
+        )
+    same = table["enrol"] == table["test"]
+    if same.any():
+        fail(
+            path,
+            "trials compare an utterance with itself",
+            rows=_trial_lines(table[same], lines),
+            fix="remove these lines: a trial's enrol and test must be different IDs",
         )
     if table["label"].nunique() < 2:
         kind = "target" if table["label"].iloc[0] == 1 else "non-target"
@@ -605,7 +724,14 @@ def read_trials(path):
             f"all {len(table)} trials are {kind} trials",
             fix="EER and minDCF need both target and non-target trials",
         )
-    return table
+    return table, lines, sides
+
+
+def _trial_lines(trials, lines):
+    """``line N: label enrol test`` of rows of a trial table; ``lines`` of the whole table."""
+    return list("line " + pd.Series(lines[trials.index], index=trials.index).astype(str)
+                + ": " + trials["label"].astype(str) + " " + trials["enrol"] + " "
+                + trials["test"])
 
 
 def write_enrolment(models, path):
@@ -864,35 +990,44 @@ def validate(manifest_path, trials_path=None, enrolment_path=None, check_audio=T
             fail(enrolment_path, f"utterances not in {manifest_path}", rows=unknown,
                   fix="prepare the enrolment utterances into the same manifest")
     if trials_path:
-        trials = read_trials(trials_path)
-        _check_trial_ids(trials, trials_path, manifest, models, manifest_path)
+        trials, lines, sides = _read_numbered_trials(trials_path)
+        _check_trial_ids(trials, lines, sides, trials_path, manifest, models, manifest_path)
     return manifest
 
 
-def _check_trial_ids(trials, trials_path, manifest, models, manifest_path):
-    known = set(manifest["ID"]) | set(models)
-    unknown = [
-        f"line {i + 1}: {side} '{ident}'"
-        for side in ("enrol", "test")
-        for i, ident in trials[side].items()
-        if ident not in known
-    ]
-    if unknown:
+def _check_trial_ids(trials, lines, sides, trials_path, manifest, models, manifest_path):
+    """Every trial side is known; labels agree with the speakers of both sides.
+
+    ``lines`` and ``sides`` are as from :func:`_read_numbered_trials`.
+    """
+    ids = pd.Index(manifest["ID"])
+    known = ids.append(pd.Index(list(models), dtype=ids.dtype))
+    speakers, speaker_names = pd.factorize(manifest["spk_id"])
+    speakers[(speaker_names == "")[speakers]] = -1
+    unknown, speaker = [], {}
+    for side in ("enrol", "test"):
+        codes, uniques = sides[side]
+        rows = np.flatnonzero(~uniques.isin(known)[codes])
+        unknown.append(pd.DataFrame({"line": lines[rows], "side": side,
+                                     "ident": trials[side].to_numpy()[rows]}))
+        position = ids.get_indexer(uniques)
+        speaker[side] = np.where(position >= 0, speakers[position], -1)[codes]
+    unknown = pd.concat(unknown).sort_values("line", kind="stable")
+    if len(unknown):
         fail(trials_path, f"trials name IDs that are not in {manifest_path}",
-              rows=sorted(unknown, key=lambda s: int(s.split()[1][:-1])),
-              fix="use the manifest's ID column (or an enrolment model ID)")
+             rows="line " + unknown["line"].astype(str) + ": " + unknown["side"] + " '"
+             + unknown["ident"] + "'",
+             fix="use the manifest's ID column (or an enrolment model ID)")
     # Where both sides have a known speaker, the label must agree with them.
     # Typed (text-dependent) trials are exempt: a same-speaker, wrong-phrase
     # trial is a non-target.
-    speaker = dict(zip(manifest["ID"], manifest["spk_id"]))
-    wrong = []
-    for i, trial in trials[trials["trial_type"] == ""].iterrows():
-        left, right = speaker.get(trial["enrol"], ""), speaker.get(trial["test"], "")
-        if left and right and int(left == right) != trial["label"]:
-            wrong.append(f"line {i + 1}: {trial['label']} {trial['enrol']} {trial['test']}")
-    if wrong:
-        fail(trials_path, "labels disagree with the manifest's spk_id", rows=wrong,
-              fix="label is 1 exactly when both sides have the same speaker")
+    left, right = speaker["enrol"], speaker["test"]
+    wrong = ((trials["trial_type"].to_numpy() == "") & (left >= 0) & (right >= 0)
+             & ((left == right) != (trials["label"].to_numpy() == 1)))
+    if wrong.any():
+        fail(trials_path, "labels disagree with the manifest's spk_id",
+             rows=_trial_lines(trials[wrong], lines),
+             fix="label is 1 exactly when both sides have the same speaker")
 
 
 def skip_if_prepared(save_folder, outputs, options):

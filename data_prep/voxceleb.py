@@ -80,7 +80,8 @@ OFFICIAL_TRIALS = {
     "list_test_hard2.txt": "vox1_h",
 }
 TRIAL_PATH = re.compile(r"^id\d+/[^/]+/[^/]+\.wav$")
-OLD_TRIAL_PATH = re.compile(r"^[^/]+/[^/]+/[^/]+\.wav$")
+# The original list: celebrity name / <youtube_id>_<number>.wav (or a three-part path).
+OLD_TRIAL_PATH = re.compile(r"^[^/]+/([^/]+/)?[^/]+\.wav$")
 CLEANED_LISTS_URL = "https://www.robots.ox.ac.uk/~vgg/data/voxceleb/vox1.html"
 CONVERT_VOX2 = (
     "cd VOX2_FOLDER/dev && find aac -name '*.m4a' | while read -r f; do "
@@ -282,11 +283,27 @@ def _wav_tree(data_folder):
         fail(data_folder, "VoxCeleb1 folder does not exist",
               fix="pass as data_folder the folder that holds VoxCeleb1's wav/")
     wav = os.path.join(data_folder, "wav")
-    if not glob.glob(os.path.join(wav, "id*", "")):
-        fail(data_folder, "no VoxCeleb1 tree wav/idXXXXX/<youtube_id>/NNNNN.wav in it",
-              fix="extract vox1_dev_wav.zip and vox1_test_wav.zip here, so that e.g. "
-              "wav/id10270/x6uYqmx31kE/00001.wav exists")
-    return wav
+    if glob.glob(os.path.join(wav, "id*", "")):
+        return wav
+    problem = "no VoxCeleb1 tree wav/idXXXXX/<youtube_id>/NNNNN.wav in it"
+    fix = ("extract vox1_dev_wav.zip and vox1_test_wav.zip here, so that e.g. "
+           "wav/id10270/x6uYqmx31kE/00001.wav exists")
+    split = [f"{part}/wav" for part in ("dev", "test")
+             if glob.glob(os.path.join(data_folder, part, "wav", "id*", ""))]
+    if glob.glob(os.path.join(data_folder, "id*", "")):
+        problem += ("; found the speaker folders idXXXXX/ directly in it: it is the wav/ "
+                    "folder itself")
+        fix = ("pass the folder above it (which holds wav/ and vox1_meta.csv): "
+               f"--data_folder {shlex.quote(os.path.dirname(data_folder))}")
+    elif os.path.isdir(os.path.join(data_folder, "dev", "aac")):
+        problem += "; found dev/aac/, VoxCeleb2's layout"
+        fix = "pass VoxCeleb1's folder as data_folder and this one as vox2_folder"
+    elif split:
+        problem += (f"; found {' and '.join(p + '/idXXXXX/' for p in split)}: the dev and "
+                    "test archives extracted apart")
+        fix = (f"move them into one wav/ tree: cd {shlex.quote(data_folder)} && mkdir wav && "
+               f"mv {' '.join(p + '/id*' for p in split)} wav/")
+    fail(data_folder, problem, fix=fix)
 
 
 def _vox2_tree(vox2_folder):

@@ -13,6 +13,7 @@ from data_prep.manifest import (
     check_manifest_audio,
     check_manifest_audio_once,
     chunk_rows,
+    fail,
     main,
     mark_prepared,
     read_csv_table,
@@ -332,3 +333,91 @@ def test_command_line(corpus, capsys):
     assert "4 rows, 2 speakers, OK" in capsys.readouterr().out
     assert main([str(manifest), "--trials", str(folder / "none.txt")]) == 1
     assert "trial list does not exist" in capsys.readouterr().err
+
+
+def test_enrolment_model_without_utterances_on_the_command_line(corpus, capsys):
+    folder, manifest, _ = corpus
+    enrolment = folder / "enrol.csv"
+    enrolment.write_text("model_id,utt_ids\nmodel_1,spkA_1 spkA_2\nmodel_2,\n")
+    write_trials([(1, "model_1", "spkA_2"), (0, "model_1", "spkB_1")], folder / "t.txt")
+    assert main([str(manifest), "--trials", str(folder / "t.txt"),
+                 "--enrolment", str(enrolment)]) == 1
+    assert "enrol.csv: enrolment models without utterances\n  model_2\n" in capsys.readouterr().err
+
+
+def test_several_distinct_duplicated_ids(corpus):
+    _, manifest, _ = corpus
+    table = pd.read_csv(manifest)
+    table.loc[1, "ID"] = table.loc[0, "ID"]
+    table.loc[3, "ID"] = table.loc[2, "ID"]
+    table.to_csv(manifest, index=False)
+    with pytest.raises(ManifestError, match="duplicated IDs\n  spkA_1\n  spkB_1\nFix"):
+        validate(manifest)
+
+
+@pytest.mark.parametrize("rows", [pd.Series(["r1", "r2"]), np.array(["r1", "r2"]),
+                                  ("r1", "r2"), ["r1", "r2"]])
+def test_fail_takes_any_sequence_of_rows(rows):
+    with pytest.raises(ManifestError, match=r"^f.csv: bad\n  r1\n  r2\nFix: mend$"):
+        fail("f.csv", "bad", rows=rows, fix="mend")
+
+
+def test_more_rows_than_shown_are_counted():
+    with pytest.raises(ManifestError, match=r"  r4\n  \.\.\. and 2 more$"):
+        fail("f.csv", "bad", rows=pd.Series([f"r{i}" for i in range(7)]))
+
+
+def test_blank_lines_keep_the_file_line_numbers(corpus):
+    folder, manifest, _ = corpus
+    (folder / "t.txt").write_text("\n1 spkA_1 spkA_2\n\n   \n0 spkA_1 spkC_9\n")
+    with pytest.raises(ManifestError, match="not in .*m.csv\n  line 5: test 'spkC_9'\nFix"):
+        validate(manifest, folder / "t.txt")
+    (folder / "t.txt").write_text("1 spkA_1 spkA_2\n\n\n1 spkA_1 spkB_1\n\n0 spkB_1 spkB_2\n")
+    with pytest.raises(ManifestError, match="labels disagree.*\n  line 4: 1 spkA_1 spkB_1\n"
+                                            "  line 6: 0 spkB_1 spkB_2\nFix"):
+        validate(manifest, folder / "t.txt")
+
+
+def test_unknown_ids_are_listed_by_line_enrol_first(corpus):
+    folder, manifest, _ = corpus
+    (folder / "t.txt").write_text("1 spkA_1 spkA_2\n0 x1 spkB_1\n0 x2 y2\n0 spkA_1 y3\n")
+    with pytest.raises(ManifestError, match="\n  line 2: enrol 'x1'\n  line 3: enrol 'x2'\n"
+                                            "  line 3: test 'y2'\n  line 4: test 'y3'\nFix"):
+        validate(manifest, folder / "t.txt")
+
+
+def test_trial_list_not_utf8(corpus, capsys):
+    folder, manifest, _ = corpus
+    (folder / "t.txt").write_bytes("1 spkA_1 spkA_2\n0 spkA_1 sp\u00e9kB_1\n".encode("latin-1"))
+    with pytest.raises(ManifestError, match="t.txt: is not UTF-8 text\n  line 2: 0 spkA_1 sp"
+                                            ".*\nFix: convert it to UTF-8, e.g. iconv"):
+        validate(manifest, folder / "t.txt")
+    assert main([str(manifest), "--trials", str(folder / "t.txt")]) == 1
+    assert "is not UTF-8 text" in capsys.readouterr().err
+
+
+def test_byte_order_mark_is_accepted(corpus):
+    folder, manifest, trials = corpus
+    (folder / "bom.txt").write_bytes(b"\xef\xbb\xbf" + trials.read_bytes())
+    assert read_trials(folder / "bom.txt").equals(read_trials(trials))
+    validate(manifest, folder / "bom.txt")
+
+
+def test_self_trial(corpus):
+    folder, manifest, _ = corpus
+    (folder / "t.txt").write_text("1 spkA_1 spkA_2\n0 spkA_1 spkB_1\n1 spkB_2 spkB_2\n")
+    with pytest.raises(ManifestError, match="t.txt: trials compare an utterance with itself\n"
+                                            "  line 3: 1 spkB_2 spkB_2\nFix: remove"):
+        validate(manifest, folder / "t.txt")
+
+
+@pytest.mark.parametrize("text, line", [
+    ("1 spkA_1 spkA_2 TC x y z\n0 spkA_1 spkB_1\n", "line 1: 1 spkA_1 spkA_2 TC x y z"),
+    ("1 spkA_1 spkA_2\n0 spkA_1 spkB_1 TC x y\n", "line 2: 0 spkA_1 spkB_1 TC x y"),
+    ("1 spkA_1 spkA_2\n0\tspkA_1\n", "line 2: 0 spkA_1"),
+])
+def test_lines_with_too_many_or_too_few_fields(corpus, text, line):
+    folder, manifest, _ = corpus
+    (folder / "t.txt").write_text(text)
+    with pytest.raises(ManifestError, match=f"lines not of the form .*\n  {line}\nFix"):
+        validate(manifest, folder / "t.txt")

@@ -198,6 +198,46 @@ def test_task2(task2, tmp_path, out):
             "1 model_15005 evl_500001", "0 model_15006 evl_500001", "1 model_15006 evl_500002"]
 
 
+@pytest.mark.parametrize("header", ["model-id evaluation-file-id trial-type",
+                                    "model segment target_type", "enrollment test key"])
+def test_key_header_line_is_skipped(task1, tmp_path, out, header):
+    (tmp_path / "task1_key.txt").write_text(header + "\n" + TASK1_KEY.split("\n", 1)[1])
+    paths = prepare_deepmine(str(task1), out, key_file=_key(task1))
+    with open(paths["trials"]) as lines:
+        assert lines.read().splitlines() == TASK1_TRIAL_LIST
+
+
+def test_key_of_labels_alone_with_a_header(task1, tmp_path, out):
+    (tmp_path / "keys.txt").write_text("label\n1\n0\n0\n0\n")
+    paths = prepare_deepmine(str(task1), out, key_file=str(tmp_path / "keys.txt"))
+    with open(paths["trials"]) as lines:
+        assert lines.read().splitlines() == [t.rsplit(" ", 1)[0] for t in TASK1_TRIAL_LIST]
+
+
+def test_task2_key_with_tgt_and_imp(task2, tmp_path, out):
+    key = TASK2_KEY.replace("nontarget", "imp").replace("Target", "TGT").replace("target", "tgt")
+    (tmp_path / "task2_key.txt").write_text(key)
+    paths = prepare_deepmine(str(task2), out, key_file=str(tmp_path / "task2_key.txt"))
+    with open(paths["trials"]) as lines:
+        assert lines.read().splitlines() == [
+            "1 model_15005 evl_500001", "0 model_15006 evl_500001", "1 model_15006 evl_500002"]
+
+
+def test_key_repeating_a_trial_with_the_same_label_is_taken_once(task1, tmp_path, out):
+    _append(_key(task1), "model_00000 evl_000042 TW\n")
+    paths = prepare_deepmine(str(task1), out, key_file=_key(task1))
+    with open(paths["trials"]) as lines:
+        assert lines.read().splitlines() == TASK1_TRIAL_LIST
+
+
+def test_key_labelling_a_trial_two_ways_is_refused(task1, tmp_path, out):
+    _append(_key(task1), "model_00001 evl_000077 TC\n")
+    with pytest.raises(ManifestError, match=r"task1_key.txt: labels the same trial differently"
+                       r" on different lines\n  line 5: model_00001 evl_000077 IC\n"
+                       r"  line 6: model_00001 evl_000077 TC\nFix: keep one line per trial"):
+        prepare_deepmine(str(task1), out, key_file=_key(task1))
+
+
 def test_without_a_key_no_trial_list_is_written(task1, out):
     paths = prepare_deepmine(str(task1), out)
     assert sorted(paths) == ["enrolment", "eval", "train"]

@@ -58,10 +58,11 @@ LIST_TEST_ALL2 = VERI_TEST2 + LIST_TEST_HARD2 + (
     "0 id10003/5ablueV_1tw/00001.wav id10004/0Pdw9OOkOwQ/00001.wav\n"
     "0 id10003/5ablueV_1tw/00001.wav id10300/ize_eiCFEg0/00004.wav\n"
 )
-# The original list form, with celebrity names instead of IDs.
+# The original list form (veri_test.txt), with celebrity names instead of IDs
+# and <youtube_id>_<number>.wav file names.
 VERI_TEST_OLD = (
-    "1 Eric_McCormack/x6uYqmx31kE/00001.wav Eric_McCormack/8jEAjG6SegY/00008.wav\n"
-    "0 Eric_McCormack/x6uYqmx31kE/00001.wav Hayley_Atwell/ize_eiCFEg0/00003.wav\n"
+    "1 Eric_McCormack/Y-qKARMSO7k_0000001.wav Eric_McCormack/ZqiYB3NRAOA_0000010.wav\n"
+    "0 Eric_McCormack/Y-qKARMSO7k_0000001.wav Hayley_Atwell/ize_eiCFEg0_0000003.wav\n"
 )
 # VoxCeleb2 dev recordings (relative to dev/aac/ or dev/wav/).
 VOX2 = {
@@ -292,6 +293,19 @@ def _old_style_list(vox1, tmp_path):
     return dict(trial_lists=["veri_test.txt"])
 
 
+def _wav_folder_itself(vox1, tmp_path):
+    return dict(data_folder=str(vox1 / "wav"))
+
+
+def _dev_and_test_apart(vox1, tmp_path):
+    """The two archives extracted into dev/wav/ and test/wav/."""
+    for part, speakers in (("dev", DEV_SPEAKERS), ("test", ("id10270", "id10271", "id10300"))):
+        os.makedirs(vox1 / part / "wav")
+        for speaker in speakers:
+            os.rename(vox1 / "wav" / speaker, vox1 / part / "wav" / speaker)
+    os.rmdir(vox1 / "wav")
+
+
 def _malformed_list(vox1, tmp_path):
     (vox1 / "veri_test2.txt").write_text(VERI_TEST2 + "2 id10270/x6uYqmx31kE/00001.wav\n")
 
@@ -337,11 +351,18 @@ def _vox2_wrong_folder(vox1, tmp_path):
 
 @pytest.mark.parametrize("breakage, message", [
     (_missing_folder, r"nowhere: VoxCeleb1 folder does not exist"),
-    (_vox2_as_vox1, r"voxceleb2: no VoxCeleb1 tree wav/idXXXXX/"),
+    (_vox2_as_vox1, r"voxceleb2: no VoxCeleb1 tree wav/idXXXXX/.*; found dev/aac/, "
+                    r"VoxCeleb2's layout\nFix: pass .* this one as vox2_folder"),
     (_no_meta, r"vox1_meta.csv: meta file not found"),
     (_speaker_not_in_meta, r"vox1_meta.csv: 1 speakers of .*wav are not in it\n  id10004"),
     (_not_a_meta_file, r"vox1_meta.csv: not a VoxCeleb meta file"),
     (_old_style_list, r"veri_test.txt: names speakers by celebrity name"),
+    (_wav_folder_itself, r"voxceleb1/wav: no VoxCeleb1 tree .*; found the speaker folders "
+                         r"idXXXXX/ directly in it: it is the wav/ folder itself\n"
+                         r"Fix: pass the folder above it .*: --data_folder .*voxceleb1$"),
+    (_dev_and_test_apart, r"voxceleb1: no VoxCeleb1 tree .*; found dev/wav/idXXXXX/ and "
+                          r"test/wav/idXXXXX/: the dev and test archives extracted apart\n"
+                          r"Fix: move them .*&& mkdir wav && mv dev/wav/id\* test/wav/id\* wav/$"),
     (_malformed_list, r"veri_test2.txt: lines not of the form .*\n  line 5: 2 id10270"),
     (_trial_list_absent, r"list_test_all2.txt: trial list not found"),
     (_missing_wav, r"veri_test2.txt: names 1 recordings .*\n  id10300/ize_eiCFEg0/00003.wav"),
