@@ -162,10 +162,55 @@ def test_target_speaker_labels_are_never_used(demo_corpus, tmp_path):
     assert losses[0] == losses[1] == losses[2]
 
 
-def test_non_finite_loss_stops_with_the_step(demo_corpus, tmp_path):
+# 1e30 is a string to YAML 1.1 and the float it means to the recipe.
+@pytest.mark.parametrize("lr", ["1.0e+30", "1e30"])
+def test_non_finite_loss_stops_with_the_step(demo_corpus, tmp_path, lr):
     with pytest.raises(RuntimeError, match=r"Non-finite loss at epoch 1, step \d+"):
-        train(demo_corpus, tmp_path, "--number_of_epochs=1", "--lr=1.0e+30",
+        train(demo_corpus, tmp_path, "--number_of_epochs=1", f"--lr={lr}",
               "--debug", "--debug_batches=5", "--debug_epochs=1")
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("--adv_weight=abc", r"hparams/dann_fbank.yaml: --adv_weight=abc is not a number \(its "
+                         r"default is 0.3\)\nFix: pass a number, such as --adv_weight=0.3"),
+    ("--number_of_epochs=[2]", r"--number_of_epochs=\[2\] is not a number"),
+    ("--check_audio=maybe", r"--check_audio=maybe is not True or False \(its default is "
+                            r"True\)\nFix: pass --check_audio=True or --check_audio=False"),
+    ("--demo_seed=1e3x", r"recipes/demo/condition.yaml: --demo_seed=1e3x is not a number"),
+])
+def test_override_of_a_number_or_switch_with_another_type_names_the_key(demo_corpus, tmp_path,
+                                                                       setting, message):
+    with pytest.raises(ManifestError, match=message):
+        train(demo_corpus, tmp_path, setting)
+    assert not os.path.exists(tmp_path / "train_log.txt")
+
+
+def test_exponent_notation_without_a_dot_is_the_number_it_means():
+    overrides = {"lr": "5e-4", "weight_decay": "-1E+2", "number_of_epochs": "2e1",
+                 "model_name": "1e3"}  # a name stays a name
+    assert train_dann.typed_overrides("hparams/dann_fbank.yaml", overrides) == {
+        "lr": 0.0005, "weight_decay": -100.0, "number_of_epochs": 20.0, "model_name": "1e3"}
+
+
+def test_save_folder_override_reaches_the_model_and_manifest_folder_the_condition(
+        demo_corpus, tmp_path):
+    data_folder = os.path.dirname(demo_corpus["eval"])
+    brain, hparams, condition, _ = train_dann.prepare_experiment([
+        "hparams/dann_fbank.yaml", f"--data_folder={data_folder}",
+        f"--output_folder={tmp_path}/run", f"--save_folder={tmp_path}/checkpoints", *TINY])
+    assert hparams["save_folder"] == f"{tmp_path}/checkpoints"
+    assert str(brain.checkpointer.checkpoints_dir) == f"{tmp_path}/checkpoints"
+    assert os.path.isfile(tmp_path / "checkpoints" / "label_encoder.txt")
+    assert condition["source_train"] == demo_corpus["source_train"]
+
+
+def test_condition_file_sharing_a_key_with_the_model_file_is_refused(demo_corpus, tmp_path):
+    condition = tmp_path / "condition.yaml"
+    condition.write_text(open("recipes/demo/condition.yaml").read()
+                         + "save_folder: data/prepared\n")
+    with pytest.raises(ManifestError, match=r"condition.yaml: defines \['save_folder'\], which "
+                                            r"hparams/dann_fbank.yaml defines too.*\nFix: rename"):
+        train(demo_corpus, tmp_path / "run", f"--condition={condition}")
 
 
 def test_missing_condition_file_is_a_clear_error(demo_corpus, tmp_path):
