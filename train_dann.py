@@ -101,8 +101,9 @@ def typed_overrides(path, overrides):
     """Overrides of a file's numbers and switches, checked against the types of its defaults.
 
     For a key whose default is a number, a string in exponent notation
-    without a dot (``--lr=1e30``, which YAML 1.1 reads as text) is the float
-    it means; any other value that is not a number is refused, as is a value
+    without a dot (``--lr=1e30``, which YAML 1.1 reads as text) is the number
+    it means (an integer where the default is one and it is whole); nothing
+    else is converted, so that a value is never guessed. Any other value that is not a number is refused, as is a value
     other than True or False for a key whose default is one of them. Keys
     without such a default (null, lists, tagged values) pass unchecked.
 
@@ -138,7 +139,10 @@ def typed_overrides(path, overrides):
                      fix=f"pass --{key}=True or --{key}=False")
         elif isinstance(default, (int, float)):
             if isinstance(value, str) and EXPONENT_NUMBER.fullmatch(value.strip()):
-                value = checked[key] = float(value)
+                value = float(value)
+                if isinstance(default, int) and value.is_integer():
+                    value = int(value)
+                checked[key] = value
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 fail(path, f"--{key}={value} is not a number (its default is {default})",
                      fix=f"pass a number, such as --{key}={default}")

@@ -187,9 +187,11 @@ def test_override_of_a_number_or_switch_with_another_type_names_the_key(demo_cor
 
 def test_exponent_notation_without_a_dot_is_the_number_it_means():
     overrides = {"lr": "5e-4", "weight_decay": "-1E+2", "number_of_epochs": "2e1",
-                 "model_name": "1e3"}  # a name stays a name
-    assert train_dann.typed_overrides("hparams/dann_fbank.yaml", overrides) == {
-        "lr": 0.0005, "weight_decay": -100.0, "number_of_epochs": 20.0, "model_name": "1e3"}
+                 "margin": "2e-1", "model_name": "1e3"}  # a name stays a name
+    typed = train_dann.typed_overrides("hparams/dann_fbank.yaml", overrides)
+    assert typed == {"lr": 0.0005, "weight_decay": -100.0, "number_of_epochs": 20,
+                     "margin": 0.2, "model_name": "1e3"}
+    assert isinstance(typed["number_of_epochs"], int)  # its default is an integer
 
 
 def test_save_folder_override_reaches_the_model_and_manifest_folder_the_condition(
