@@ -15,6 +15,7 @@ import torch
 
 import train_dann
 from data_prep.manifest import ManifestError
+from local.dann_brain import EpochStatistics
 from local.ssl_frontend import SSLFrontend
 from tests.conftest import TINY_SSL, TINY_SSL_DIM
 
@@ -322,7 +323,14 @@ def test_frame_level_adversary_trains(demo_corpus, tmp_path):
 
 def test_run_resumes_inside_an_epoch_from_an_intra_epoch_checkpoint(demo_corpus, tmp_path,
                                                                     monkeypatch):
+    args = ("--number_of_epochs=1", "--ckpt_interval_steps=5")
     original, batches = train_dann.DANNBrain.fit_batch, []
+    # Every step's values, as the epoch's statistics receive them.
+    steps, add = [], EpochStatistics.add
+    monkeypatch.setattr(EpochStatistics, "add", lambda self, **values: (
+        steps[-1].update({k: float(v) for k, v in values.items()}), add(self, **values)))
+    monkeypatch.setattr(train_dann.DANNBrain, "on_fit_batch_start",
+                        lambda self, batch, should_step: steps.append({}))
 
     def interrupted_at_batch_8(self, batch):
         batches.append(self.step)
@@ -330,18 +338,28 @@ def test_run_resumes_inside_an_epoch_from_an_intra_epoch_checkpoint(demo_corpus,
             raise KeyboardInterrupt
         return original(self, batch)
 
-    args = ("--number_of_epochs=1", "--ckpt_interval_steps=5")
     monkeypatch.setattr(train_dann.DANNBrain, "fit_batch", interrupted_at_batch_8)
     with pytest.raises(KeyboardInterrupt):
         train(demo_corpus, tmp_path, *args)
+    before_checkpoint = steps[:5]
+    steps.clear()
     monkeypatch.setattr(train_dann.DANNBrain, "fit_batch", original)
     counted = []
     monkeypatch.setattr(train_dann.DANNBrain, "fit_batch",
                         lambda self, batch: counted.append(1) or original(self, batch))
+    logged_stats, on_stage_end = [], train_dann.DANNBrain.on_stage_end
+    monkeypatch.setattr(train_dann.DANNBrain, "on_stage_end", lambda self, *a, **k: (
+        logged_stats.append(self.stats.means()), on_stage_end(self, *a, **k)))
     train(demo_corpus, tmp_path, *args)
     # 15 steps an epoch; the checkpoint after step 5 leaves 10 to run.
-    assert len(counted) == 10
+    assert len(counted) == 10 and len(steps) == 10
     assert logged(tmp_path, "steps") == [15.0]
+    # The epoch's means are over its 15 steps, the 5 before the checkpoint included.
+    whole_epoch = before_checkpoint + steps
+    for key in ("speaker_loss", "domain_loss", "domain_accuracy", "adv_coefficient",
+                "mmd_loss"):
+        assert logged_stats[0][key] == pytest.approx(
+            sum(step[key] for step in whole_epoch) / 15, rel=1e-12), key
 
 
 def test_extra_discriminator_updates_change_the_discriminator_alone(demo_corpus, tmp_path,
