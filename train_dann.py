@@ -103,9 +103,10 @@ def typed_overrides(path, overrides):
     For a key whose default is a number, a string in exponent notation
     without a dot (``--lr=1e30``, which YAML 1.1 reads as text) is the number
     it means (an integer where the default is one and it is whole); nothing
-    else is converted, so that a value is never guessed. Any other value that is not a number is refused, as is a value
-    other than True or False for a key whose default is one of them. Keys
-    without such a default (null, lists, tagged values) pass unchecked.
+    else is converted, so that a value is never guessed. Any other value
+    that is not a number is refused, as is a value other than True or False
+    for a key whose default is one of them. Keys without such a default
+    (null, lists, tagged values) pass unchecked.
 
     Arguments
     ---------
@@ -126,8 +127,8 @@ def typed_overrides(path, overrides):
 
     Example
     -------
-    >>> typed_overrides("hparams/dann_fbank.yaml", {"lr": "1e-3", "seed": 3, "score_norm": "asnorm"})
-    {'lr': 0.001, 'seed': 3, 'score_norm': 'asnorm'}
+    >>> typed_overrides("hparams/dann_fbank.yaml", {"lr": "1e-3", "score_norm": "asnorm"})
+    {'lr': 0.001, 'score_norm': 'asnorm'}
     """
     defaults = _untagged(path)
     checked = dict(overrides)
@@ -371,7 +372,7 @@ def evaluate(brain, hparams, condition, data):
 
 
 def main(argv=None):
-    """Prepare the condition, train, export the model (``<output_folder>/model``), and verify."""
+    """Prepare the condition, train, verify, and export the model (``<output_folder>/model``)."""
     brain, hparams, condition, data = prepare_experiment(argv)
     brain.fit(hparams["epoch_counter"], data["train_pairs"],
               train_loader_kwargs=train_loader_options(hparams, data["train_pairs"]))
@@ -379,9 +380,12 @@ def main(argv=None):
     if layer_sum is not None:
         sb.utils.distributed.main_process_only(save_layer_weights)(
             layer_sum, hparams["output_folder"])
+    results = evaluate(brain, hparams, condition, data)
+    # After the evaluation, whose scores give the model its operating point.
     sb.utils.distributed.main_process_only(export_model)(
-        hparams["output_folder"], checkpoints_dir=brain.checkpointer.checkpoints_dir)
-    return evaluate(brain, hparams, condition, data)
+        hparams["output_folder"], checkpoints_dir=brain.checkpointer.checkpoints_dir,
+        trial_lists=list(condition["evaluation"]))
+    return results
 
 
 if __name__ == "__main__":
