@@ -45,7 +45,13 @@ class EpochStatistics:
         self.sums = {}
 
     def add(self, **values):
-        """Add one step's value of each name (tensors of one element)."""
+        """Add one step's value of each name.
+
+        Arguments
+        ---------
+        **values : torch.Tensor
+            ``name=value``, tensors of one element.
+        """
         for name, value in values.items():
             total, count = self.sums.get(name, (0.0, 0))
             self.sums[name] = (total + float(value.detach()), count + 1)

@@ -19,9 +19,10 @@ The run's operating point goes with it: ``thresholds.csv`` holds the EER
 threshold of each trial list the run's evaluation scored (its
 ``verification/<list>_scores.txt``), and ``hyperparams.yaml`` the first
 list's as ``threshold`` (the source domain's list, where a condition has
-one), to pass to ``verify_batch(..., threshold=model.hparams.threshold)``
-or to compare the score of ``verify_files`` with: SpeechBrain's own default,
-0.25, is no operating point of any trained model.
+one), which the loaded model's ``hparams`` carry, to pass to
+``verify_batch(..., threshold=...)`` or to compare the score of
+``verify_files`` with: SpeechBrain's own default, 0.25, is no operating
+point of any trained model.
 
 The modules are defined exactly as the run defined them (the nodes of its
 saved ``hyperparams.yaml``, values resolved), so the SSL front end refers to
@@ -60,9 +61,10 @@ HEADER = """\
 
 WIRING = """
 # The EER threshold of the {threshold_list} trial list (thresholds.csv: of every
-# list the run scored): a trial is accepted when its cosine score is above it.
+# list the run scored), an attribute of the loaded model's hparams. A trial is
+# accepted when its cosine score is above it:
 #   score, _ = model.verify_files(enrol_wav, test_wav)
-#   accepted = score > model.hparams.threshold
+#   accepted = score > threshold
 threshold: {threshold!r}
 
 # EncoderClassifier.encode_batch runs compute_features(wavs), then
@@ -174,7 +176,18 @@ def operating_points(run_folder, trial_lists):
 
 
 def condition_trial_lists(run_folder):
-    """The names of the trial lists of the condition a run saved (its ``condition.yaml``)."""
+    """The names of the trial lists of the condition a run saved (its ``condition.yaml``).
+
+    Arguments
+    ---------
+    run_folder : str
+        Output folder of a ``train_dann.py`` run.
+
+    Returns
+    -------
+    list of str
+        The keys of the condition's ``evaluation``, in order.
+    """
     with open(os.path.join(run_folder, "condition.yaml"), encoding="utf-8") as fin:
         return list(ruamel.yaml.YAML().load(fin)["evaluation"])
 
