@@ -328,7 +328,7 @@ def test_run_resumes_inside_an_epoch_from_an_intra_epoch_checkpoint(demo_corpus,
     # Every step's values, as the epoch's statistics receive them.
     steps, add = [], EpochStatistics.add
     monkeypatch.setattr(EpochStatistics, "add", lambda self, **values: (
-        steps[-1].update({k: float(v) for k, v in values.items()}), add(self, **values)))
+        steps[-1].update({k: float(v.detach()) for k, v in values.items()}), add(self, **values)))
     monkeypatch.setattr(train_dann.DANNBrain, "on_fit_batch_start",
                         lambda self, batch, should_step: steps.append({}))
 
