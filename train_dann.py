@@ -19,6 +19,7 @@ in the layout SpeechBrain's ``SpeakerRecognition.from_hparams`` loads, to its
 
 import gc
 import os
+import re
 import shutil
 import sys
 
@@ -34,7 +35,7 @@ from hyperpyyaml import load_hyperpyyaml
 from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.utils.distributed import run_on_main
 
-from data_prep.manifest import check_manifest_audio_once, read_manifest, validate
+from data_prep.manifest import check_manifest_audio_once, fail, read_manifest, validate
 from local.dann_brain import DANNBrain, check_domain_settings, check_speaker_head, unwrapped
 from local.dataio import (
     PairedDataset,
@@ -54,16 +55,25 @@ from local.ssl_frontend import save_layer_weights
 from local.verification import check_score_norm, verify
 
 DEFAULT_CONDITION = os.path.join(os.path.dirname(__file__), "recipes", "demo", "condition.yaml")
+# A number in exponent notation without a dot (1e30, 5e-4): a float in YAML
+# 1.2 and to Python, a string to the YAML 1.1 that hyperpyyaml reads.
+EXPONENT_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
-def load_condition(overrides):
+def load_condition(overrides, hparams_file):
     """Split the command-line overrides into the condition's and the model's.
+
+    The two files share no key but ``condition``, so that every override has
+    one destination; overrides of numbers and switches are checked against
+    their defaults (:func:`typed_overrides`).
 
     Arguments
     ---------
     overrides : str
         YAML overrides from ``sb.parse_arguments``; ``condition`` names the
         condition file.
+    hparams_file : str
+        The model hparams file.
 
     Returns
     -------
@@ -75,11 +85,69 @@ def load_condition(overrides):
     if not os.path.isfile(path):
         sys.exit(f"Condition file {path} does not exist: pass --condition=recipes/<name>/condition.yaml")
     keys = set(_untagged(path))
-    mine = {k: v for k, v in overrides.items() if k in keys}
+    shared = sorted(keys & set(_untagged(hparams_file)) - {"condition"})
+    if shared:
+        fail(path, f"defines {shared}, which {hparams_file} defines too, so that an override "
+                   "of them could reach only one of the files",
+             fix="rename them in the condition file (and in its !ref <...> references)")
+    mine = typed_overrides(path, {k: v for k, v in overrides.items() if k in keys})
     with open(path, encoding="utf-8") as fin:
         condition = load_hyperpyyaml(fin, mine)
-    model = {k: v for k, v in overrides.items() if k not in keys}
+    model = typed_overrides(hparams_file, {k: v for k, v in overrides.items() if k not in keys})
     return path, condition, model
+
+
+def typed_overrides(path, overrides):
+    """Overrides of a file's numbers and switches, checked against the types of its defaults.
+
+    For a key whose default is a number, a string in exponent notation
+    without a dot (``--lr=1e30``, which YAML 1.1 reads as text) is the number
+    it means (an integer where the default is one and it is whole); nothing
+    else is converted, so that a value is never guessed. Any other value
+    that is not a number is refused, as is a value other than True or False
+    for a key whose default is one of them. Keys without such a default
+    (null, lists, tagged values) pass unchecked.
+
+    Arguments
+    ---------
+    path : str
+        The hparams or condition file whose keys the overrides set.
+    overrides : dict
+        ``{key: value}``, as the YAML of the command line read them.
+
+    Returns
+    -------
+    dict
+        The overrides, exponent-notation strings converted.
+
+    Raises
+    ------
+    ManifestError
+        Naming the key, its value and what it needs.
+
+    Example
+    -------
+    >>> typed_overrides("hparams/dann_fbank.yaml", {"lr": "1e-3", "score_norm": "asnorm"})
+    {'lr': 0.001, 'score_norm': 'asnorm'}
+    """
+    defaults = _untagged(path)
+    checked = dict(overrides)
+    for key, value in overrides.items():
+        default = defaults.get(key)
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                fail(path, f"--{key}={value} is not True or False (its default is {default})",
+                     fix=f"pass --{key}=True or --{key}=False")
+        elif isinstance(default, (int, float)):
+            if isinstance(value, str) and EXPONENT_NUMBER.fullmatch(value.strip()):
+                value = float(value)
+                if isinstance(default, int) and value.is_integer():
+                    value = int(value)
+                checked[key] = value
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                fail(path, f"--{key}={value} is not a number (its default is {default})",
+                     fix=f"pass a number, such as --{key}={default}")
+    return checked
 
 
 class _KeysOnly(yaml.SafeLoader):
@@ -205,7 +273,7 @@ def prepare_experiment(argv=None):
     """
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
     sb.utils.distributed.ddp_init_group(run_opts)
-    condition_file, condition, overrides = load_condition(overrides)
+    condition_file, condition, overrides = load_condition(overrides, hparams_file)
     for prepare in condition["prepare"]:
         run_on_main(prepare)
     overrides["condition"] = condition["condition"]
@@ -307,7 +375,7 @@ def evaluate(brain, hparams, condition, data):
 
 
 def main(argv=None):
-    """Prepare the condition, train, export the model (``<output_folder>/model``), and verify."""
+    """Prepare the condition, train, verify, and export the model (``<output_folder>/model``)."""
     brain, hparams, condition, data = prepare_experiment(argv)
     brain.fit(hparams["epoch_counter"], data["train_pairs"],
               train_loader_kwargs=train_loader_options(hparams, data["train_pairs"]))
@@ -315,9 +383,12 @@ def main(argv=None):
     if layer_sum is not None:
         sb.utils.distributed.main_process_only(save_layer_weights)(
             layer_sum, hparams["output_folder"])
+    results = evaluate(brain, hparams, condition, data)
+    # After the evaluation, whose scores give the model its operating point.
     sb.utils.distributed.main_process_only(export_model)(
-        hparams["output_folder"], checkpoints_dir=brain.checkpointer.checkpoints_dir)
-    return evaluate(brain, hparams, condition, data)
+        hparams["output_folder"], checkpoints_dir=brain.checkpointer.checkpoints_dir,
+        trial_lists=list(condition["evaluation"]))
+    return results
 
 
 if __name__ == "__main__":

@@ -1,9 +1,16 @@
 """The Brain of ``train_dann.py``: speaker loss on source, domain losses on both."""
 
+import json
+
 import numpy as np
 import speechbrain as sb
 import torch
 import torch.nn.functional as F
+from speechbrain.utils.checkpoints import (
+    mark_as_loader,
+    mark_as_saver,
+    register_checkpoint_hooks,
+)
 from speechbrain.utils.logger import get_logger
 from torch.nn.parallel import DistributedDataParallel
 
@@ -14,6 +21,60 @@ from local.embed import compute_embeddings
 from local.pseudo_labels import cluster_pseudo_speakers
 
 logger = get_logger(__name__)
+
+
+@register_checkpoint_hooks
+class EpochStatistics:
+    """Running sums of the per-step values that an epoch's log line averages.
+
+    A recoverable of the run's checkpointer: a checkpoint inside an epoch
+    (``--ckpt_interval_steps``) keeps the sums of the steps before it, so
+    that a run resumed there logs the means over the whole epoch, as Brain
+    does for its running loss.
+
+    Example
+    -------
+    >>> stats = EpochStatistics()
+    >>> stats.add(mmd_loss=torch.tensor(1.0))
+    >>> stats.add(mmd_loss=torch.tensor(2.0))
+    >>> stats.means()
+    {'mmd_loss': 1.5}
+    """
+
+    def __init__(self):
+        self.sums = {}
+
+    def add(self, **values):
+        """Add one step's value of each name.
+
+        Arguments
+        ---------
+        **values : torch.Tensor
+            ``name=value``, tensors of one element.
+        """
+        for name, value in values.items():
+            total, count = self.sums.get(name, (0.0, 0))
+            self.sums[name] = (total + float(value.detach()), count + 1)
+
+    def means(self):
+        """``{name: mean over the steps added}``."""
+        return {name: total / count for name, (total, count) in self.sums.items()}
+
+    def reset(self):
+        """Start a new epoch."""
+        self.sums = {}
+
+    @mark_as_saver
+    def _save(self, path):
+        # JSON writes floats with repr, which reads back exactly.
+        with open(path, "w", encoding="utf-8") as out:
+            json.dump(self.sums, out)
+
+    @mark_as_loader
+    def _load(self, path, end_of_epoch):
+        del end_of_epoch  # an end-of-epoch checkpoint holds the next epoch's empty sums
+        with open(path, encoding="utf-8") as saved:
+            self.sums = {name: tuple(sums) for name, sums in json.load(saved).items()}
 
 
 class DANNBrain(sb.Brain):
@@ -93,9 +154,12 @@ class DANNBrain(sb.Brain):
                 self.checkpointer.add_recoverable(name, optimizer)
 
     def on_fit_start(self):
-        """Initialise the per-epoch statistics and, if asked, the frame tap."""
+        """Initialise the per-epoch statistics (recovered with a checkpoint) and the frame tap."""
+        self.stats = EpochStatistics()
+        if self.checkpointer is not None:
+            # Optional: checkpoints written before the statistics were saved still load.
+            self.checkpointer.add_recoverable("epoch_statistics", self.stats, optional_load=True)
         super().on_fit_start()
-        self.stats = {}
         if self.hparams.adv_layer and getattr(self, "adv_tap", None) is None:
             self.adv_tap = LayerOutputTap(
                 unwrapped(self.modules.embedding_model), self.hparams.adv_layer)
@@ -192,12 +256,12 @@ class DANNBrain(sb.Brain):
                 "learning rate, adv_weight, coral_weight or mmd_weight, or check the input "
                 "audio of this batch."
             )
-        self._accumulate(
+        self.stats.add(
             speaker_loss=speaker_loss, adv_coefficient=torch.tensor(coefficient),
             **{f"{name}_loss": value for name, value in aligned.items()},
         )
         if pseudo_fraction is not None:
-            self._accumulate(pseudo_labelled=torch.tensor(pseudo_fraction))
+            self.stats.add(pseudo_labelled=torch.tensor(pseudo_fraction))
         return loss
 
     def _speaker_loss(self, embeddings, source, target):
@@ -260,10 +324,10 @@ class DANNBrain(sb.Brain):
             domain_loss = self._discriminator_loss(logits.detach())
             gan_loss = embedding_loss(adversary, logits, n_source * frames, speakers)
             adversarial_loss = coefficient * gan_loss
-            self._accumulate(embedding_adv_loss=gan_loss)
+            self.stats.add(embedding_adv_loss=gan_loss)
         is_source = torch.arange(len(items), device=logits.device) < n_source * frames
         accuracy = ((source_score(logits) > 0) == is_source).float().mean()
-        self._accumulate(domain_loss=domain_loss, domain_accuracy=accuracy)
+        self.stats.add(domain_loss=domain_loss, domain_accuracy=accuracy)
         return domain_loss, adversarial_loss
 
     def _discriminator_loss(self, logits):
@@ -330,11 +394,6 @@ class DANNBrain(sb.Brain):
         done = (epoch - 1) * self.steps_per_epoch + self.step
         return min(1.0, done / (self.hparams.number_of_epochs * self.steps_per_epoch))
 
-    def _accumulate(self, **values):
-        for name, value in values.items():
-            total, count = self.stats.get(name, (0.0, 0))
-            self.stats[name] = (total + float(value.detach()), count + 1)
-
     def on_stage_start(self, stage, epoch=None):
         """Re-draw the source/target pairing and the random state of ``epoch``.
 
@@ -349,7 +408,6 @@ class DANNBrain(sb.Brain):
             The epoch starting.
         """
         if stage == sb.Stage.TRAIN:
-            self.stats = {}
             if (epoch in self.hparams.pseudo_label_epochs
                     and self.hparams.pseudo_labels.epoch != epoch):
                 self.update_pseudo_labels(epoch)
@@ -409,15 +467,15 @@ class DANNBrain(sb.Brain):
         """
         if stage != sb.Stage.TRAIN:
             return
-        stats = {"loss": stage_loss, "steps": self.step}
-        stats.update({k: total / count for k, (total, count) in self.stats.items()})
+        stats = {"loss": stage_loss, "steps": self.step, **self.stats.means()}
         self.train_stats = stats
         self.hparams.train_logger.log_stats(stats_meta={"epoch": epoch}, train_stats=stats)
         # There is no validation stage to checkpoint in, so the end-of-epoch
         # checkpoint is saved here; Brain resets its step counter and running
-        # loss only after this method, and a checkpoint must not carry them
-        # into the next epoch.
+        # loss only after this method, and a checkpoint must not carry them,
+        # or this epoch's statistics, into the next epoch.
         self.step, self.avg_train_loss = 0, 0.0
+        self.stats.reset()
         self.checkpointer.save_and_keep_only(meta={"epoch": epoch}, num_to_keep=1)
 
 

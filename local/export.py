@@ -12,7 +12,17 @@ an inference ``hyperparams.yaml``, one ``<name>.ckpt`` per module its
 speaker classifier) and the label encoder of the source speakers. A run
 without a classifier (the GE2E head) exports neither the classifier nor the
 label encoder: ``SpeakerRecognition`` embeds and verifies with the encoder
-alone. ``train_dann.py`` writes it at the end of every run.
+alone. ``train_dann.py`` writes it at the end of every run, after the
+evaluation.
+
+The run's operating point goes with it: ``thresholds.csv`` holds the EER
+threshold of each trial list the run's evaluation scored (its
+``verification/<list>_scores.txt``), and ``hyperparams.yaml`` the first
+list's as ``threshold`` (the source domain's list, where a condition has
+one), which the loaded model's ``hparams`` carry, to pass to
+``verify_batch(..., threshold=...)`` or to compare the score of
+``verify_files`` with: SpeechBrain's own default, 0.25, is no operating
+point of any trained model.
 
 The modules are defined exactly as the run defined them (the nodes of its
 saved ``hyperparams.yaml``, values resolved), so the SSL front end refers to
@@ -26,12 +36,15 @@ import io
 import os
 import shutil
 
+import pandas as pd
 import ruamel.yaml
 import torch
 from hyperpyyaml import dump_hyperpyyaml, load_hyperpyyaml
 from speechbrain.utils.checkpoints import Checkpointer
 
 from data_prep.manifest import fail
+from local.metrics import eer, eer_threshold
+from local.report import read_scores
 
 # The modules of the training hparams that inference needs, as named there
 # (the classifier when the run has one).
@@ -47,6 +60,13 @@ HEADER = """\
 """
 
 WIRING = """
+# The EER threshold of the {threshold_list} trial list (thresholds.csv: of every
+# list the run scored), an attribute of the loaded model's hparams. A trial is
+# accepted when its cosine score is above it:
+#   score, _ = model.verify_files(enrol_wav, test_wav)
+#   accepted = score > threshold
+threshold: {threshold!r}
+
 # EncoderClassifier.encode_batch runs compute_features(wavs), then
 # mean_var_norm(features, wav_lens), then embedding_model(features, wav_lens).
 # The recipe's front end takes the waveform with its lengths (the SSL model's
@@ -121,7 +141,58 @@ def trained_frontend(frontend):
     return "frontend", frontend
 
 
-def export_model(run_folder, model_folder=None, checkpoints_dir=None):
+def operating_points(run_folder, trial_lists):
+    """The EER threshold and the EER of each trial list, from the run's score files.
+
+    Arguments
+    ---------
+    run_folder : str
+        Output folder of a ``train_dann.py`` run that was evaluated.
+    trial_lists : list of str
+        Names of the trial lists (the condition's ``evaluation`` entries).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``trial_list, threshold, eer``, in the order given.
+
+    Raises
+    ------
+    ManifestError
+        When a list's score file is missing.
+    """
+    rows = []
+    for name in trial_lists:
+        path = os.path.join(run_folder, "verification", f"{name}_scores.txt")
+        if not os.path.isfile(path):
+            fail(path, f"missing: the operating point of trial list {name!r} comes from it",
+                 fix="evaluate the run first (python evaluate.py with its hparams and "
+                     "overrides), or name the lists it scored with --trial_lists")
+        scores = read_scores(path)
+        rows.append({"trial_list": name,
+                     "threshold": eer_threshold(scores["score"], scores["label"]),
+                     "eer": eer(scores["score"], scores["label"])})
+    return pd.DataFrame(rows)
+
+
+def condition_trial_lists(run_folder):
+    """The names of the trial lists of the condition a run saved (its ``condition.yaml``).
+
+    Arguments
+    ---------
+    run_folder : str
+        Output folder of a ``train_dann.py`` run.
+
+    Returns
+    -------
+    list of str
+        The keys of the condition's ``evaluation``, in order.
+    """
+    with open(os.path.join(run_folder, "condition.yaml"), encoding="utf-8") as fin:
+        return list(ruamel.yaml.YAML().load(fin)["evaluation"])
+
+
+def export_model(run_folder, model_folder=None, checkpoints_dir=None, trial_lists=None):
     """Write the model of a run's latest checkpoint in SpeechBrain's inference layout.
 
     Arguments
@@ -134,6 +205,9 @@ def export_model(run_folder, model_folder=None, checkpoints_dir=None):
     checkpoints_dir : str, optional
         Where the run's checkpoints are (default ``<run_folder>/save``; a
         ``--debug`` run keeps them in a temporary folder).
+    trial_lists : list of str, optional
+        The trial lists whose EER thresholds are recorded, the first as the
+        model's ``threshold`` (default: those of the run's ``condition.yaml``).
 
     Returns
     -------
@@ -149,7 +223,7 @@ def export_model(run_folder, model_folder=None, checkpoints_dir=None):
     hparams_path = os.path.join(run_folder, "hyperparams.yaml")
     save_folder = os.path.join(run_folder, "save")
     label_encoder = os.path.join(save_folder, "label_encoder.txt")
-    for needed in (hparams_path, label_encoder):
+    for needed in (hparams_path, label_encoder, os.path.join(run_folder, "condition.yaml")):
         if not os.path.isfile(needed):
             fail(needed, "missing: this is not the folder of a finished train_dann.py run",
                  fix="pass the output_folder of a run (results/<condition>/<model>/<seed>)")
@@ -163,6 +237,7 @@ def export_model(run_folder, model_folder=None, checkpoints_dir=None):
         fail(checkpoints_dir, "no checkpoint to export",
              fix="train the system first (python train_dann.py with the run's hparams)")
 
+    points = operating_points(run_folder, trial_lists or condition_trial_lists(run_folder))
     part, frontend = trained_frontend(modules["frontend"])
     trained = {part: frontend, **{name: module for name, module in modules.items()
                                   if name != "frontend"}}
@@ -174,7 +249,9 @@ def export_model(run_folder, model_folder=None, checkpoints_dir=None):
         shutil.copy(label_encoder, os.path.join(model_folder, "label_encoder.ckpt"))
     header = HEADER.format(model_name=run["model_name"], condition=run["condition"],
                            checkpoint=os.path.basename(checkpoint.path))
+    points.to_csv(os.path.join(model_folder, "thresholds.csv"), index=False)
     wiring = WIRING.format(
+        threshold_list=points["trial_list"][0], threshold=float(points["threshold"][0]),
         frontend_part=part, frontend_ref="frontend" if part == "frontend" else f"frontend.{part}",
         **(CLASSIFIER_WIRING if classifier else dict.fromkeys(CLASSIFIER_WIRING, "")))
     with open(os.path.join(model_folder, "hyperparams.yaml"), "w", encoding="utf-8") as fout:
@@ -193,8 +270,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run_folder", help="output folder of a train_dann.py run")
     parser.add_argument("--model_folder", help="where to write (default <run_folder>/model)")
+    parser.add_argument("--trial_lists", nargs="+",
+                        help="the scored trial lists whose EER thresholds to record, the "
+                             "model's own first (default: those of the run's condition.yaml)")
     args = parser.parse_args(argv)
-    print(export_model(args.run_folder, args.model_folder))
+    print(export_model(args.run_folder, args.model_folder, trial_lists=args.trial_lists))
 
 
 if __name__ == "__main__":

@@ -74,11 +74,15 @@ def _error_counts(scores, labels):
     return thresholds, misses, false_alarms, n_target, n_nontarget
 
 
-def _eer(misses, false_alarms, n_target, n_nontarget):
+def _eer_point(misses, false_alarms, n_target, n_nontarget):
     # |p_fa - p_miss| in units of 1 / (n_target * n_nontarget): exact integers,
     # so equally close operating points tie exactly rather than by rounding.
     gap = np.abs(false_alarms * n_target - misses * n_nontarget)
-    best = np.argmin(gap)
+    return np.argmin(gap)
+
+
+def _eer(misses, false_alarms, n_target, n_nontarget):
+    best = _eer_point(misses, false_alarms, n_target, n_nontarget)
     return float((misses[best] / n_target + false_alarms[best] / n_nontarget) / 2)
 
 
@@ -154,6 +158,41 @@ def eer(scores, labels):
     0.0
     """
     return _eer(*_error_counts(scores, labels)[1:])
+
+
+def eer_threshold(scores, labels):
+    """The decision threshold of the EER operating point: accept a trial when its score is above it.
+
+    Halfway between the highest score rejected and the lowest accepted there
+    (the highest score when all are rejected, just below the lowest when all
+    are accepted), so that scores recomputed with a rounding difference fall
+    on the same side.
+
+    Arguments
+    ---------
+    scores : array-like
+        One score per trial.
+    labels : array-like
+        1 for a target trial, 0 for a non-target trial.
+
+    Returns
+    -------
+    float
+        The threshold.
+
+    Example
+    -------
+    >>> eer_threshold([0.1, 0.2, 0.3, 0.4], [0, 0, 1, 1])
+    0.25
+    """
+    thresholds, misses, false_alarms, n_target, n_nontarget = _error_counts(scores, labels)
+    best = _eer_point(misses, false_alarms, n_target, n_nontarget)
+    if best == len(thresholds) - 1:
+        return float(thresholds[best])
+    accepted = thresholds[best + 1]
+    if best == 0:
+        return float(np.nextafter(accepted, -np.inf))
+    return float((thresholds[best] + accepted) / 2)
 
 
 def min_dcf(scores, labels, p_target=0.01, c_miss=1, c_fa=1):

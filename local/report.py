@@ -30,13 +30,17 @@ SCORE_COLUMNS = ["enrol", "test", "score", "label"]
 # Manifest columns whose values define conditions.
 CONDITION_COLUMNS = ["lang", "channel", "gender", "phrase", "domain"]
 ONE_SIDED = "n/a: one-sided"
-# DET axes: ticks in error probability; they run from the tick at or below
-# the smallest non-zero error rate of the curves up to DET_TOP.
+# DET axes: candidate ticks in error probability (NIST's), of which
+# det_ticks keeps those far enough apart; the axes run from the candidate at
+# or below the smallest non-zero error rate of the curves up to DET_TOP.
 # DET_TOP leaves room for the curves of hard (cross-domain) trial lists,
 # whose EER can be above 30%.
 DET_TICKS = [0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4,
              0.6, 0.8]
 DET_TOP = 0.9
+# Closest two tick labels may be, as a fraction of the axis length: on the
+# 5.5-inch figure, room for a label such as "0.05" at the default font size.
+DET_MIN_TICK_GAP = 0.07
 
 
 def _checked_scores(trials, scores):
@@ -168,7 +172,7 @@ def plot_det(systems, path):
         probit = [norm.ppf(np.clip(p, 1e-12, 1 - 1e-12)) for p in (p_fa, p_miss)]
         axes.plot(*probit, label=f"{name} (EER {100 * eer(scores, labels):.2f}%)")
     bottom = max([tick for tick in DET_TICKS if tick <= smallest], default=DET_TICKS[0])
-    ticks = [tick for tick in DET_TICKS if tick >= bottom]
+    ticks = det_ticks(bottom, DET_TOP)
     for set_ticks, set_limits in ((axes.set_xticks, axes.set_xlim),
                                   (axes.set_yticks, axes.set_ylim)):
         set_ticks(norm.ppf(ticks), [f"{100 * tick:g}" for tick in ticks])
@@ -180,6 +184,49 @@ def plot_det(systems, path):
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     figure.savefig(path, dpi=120, bbox_inches="tight")
     return axes
+
+
+def det_ticks(bottom, top, min_gap=DET_MIN_TICK_GAP):
+    """The ticks of a DET axis from ``bottom`` to ``top``, no two labels overlapping.
+
+    Candidates are :data:`DET_TICKS` within the axis. They are kept in order
+    of roundness (1, 10, 0.1 %... first, then 5, 4, 6, 8, then 2 as the
+    leading digit), each only if it is at least ``min_gap`` times the axis
+    length away, on the probit scale, from every tick kept before it; so a
+    long axis keeps its decades and drops the crowded 2s and 5s between them.
+    Matplotlib's own locators do not know the probit scale of these axes.
+
+    Arguments
+    ---------
+    bottom : float
+        Lowest error probability on the axis.
+    top : float
+        Highest error probability on the axis.
+    min_gap : float
+        Least distance between two ticks, as a fraction of the axis length
+        in probit units.
+
+    Returns
+    -------
+    list of float
+        Increasing error probabilities.
+
+    Example
+    -------
+    >>> [f"{100 * tick:g}" for tick in det_ticks(0.0001, 0.9)]
+    ['0.01', '0.1', '1', '5', '10', '20', '40', '60', '80']
+    >>> [f"{100 * tick:g}" for tick in det_ticks(0.05, 0.9)]
+    ['5', '10', '20', '40', '60', '80']
+    """
+    least = min_gap * (norm.ppf(top) - norm.ppf(bottom))
+    candidates = [tick for tick in DET_TICKS if bottom <= tick <= top]
+    # Leading digit 1 first, 2 last.
+    roundness = {"1": 0, "2": 2}
+    kept = []
+    for tick in sorted(candidates, key=lambda t: roundness.get(f"{t:e}"[0], 1)):
+        if all(abs(norm.ppf(tick) - norm.ppf(other)) >= least for other in kept):
+            kept.append(tick)
+    return sorted(kept)
 
 
 def _attributes(manifest, enrolment):

@@ -45,8 +45,9 @@ CONDITIONS = {
 def prepared(name, corpora, tmp_path, **extra):
     overrides = {key: corpora[key] for key in CONDITIONS[name]}
     overrides.update(condition=f"recipes/{name}/condition.yaml",
-                     save_folder=str(tmp_path / name), **extra)
-    _, condition, model_overrides = train_dann.load_condition(yaml.safe_dump(overrides))
+                     manifest_folder=str(tmp_path / name), **extra)
+    _, condition, model_overrides = train_dann.load_condition(yaml.safe_dump(overrides),
+                                                              "hparams/dann_fbank.yaml")
     assert model_overrides == {}
     for prepare in condition["prepare"]:
         prepare()
@@ -76,7 +77,7 @@ def test_a_model_file_trains_on_a_real_corpus_condition(corpora, tmp_path):
     args = [f"--{key}={corpora[key]}" for key in CONDITIONS["voxceleb_to_farsdat"]]
     results = train_dann.main([
         "hparams/dann_fbank.yaml", "--condition=recipes/voxceleb_to_farsdat/condition.yaml",
-        *args, f"--save_folder={tmp_path}/data", "--farsdat_eval_speakers=2",
+        *args, f"--manifest_folder={tmp_path}/data", "--farsdat_eval_speakers=2",
         f"--output_folder={tmp_path}/run", *TINY, "--batch_size=2", *SHORT])
     assert set(results) == {"voxceleb1_o", "farsdat"}
     assert pd.read_csv(tmp_path / "run" / "verification" / "summary.csv")["trials"].min() > 0

@@ -4,6 +4,7 @@ gives the embeddings and scores of the recipe's own evaluation."""
 import glob
 import os
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -64,10 +65,11 @@ def test_speechbrain_inference_reproduces_the_recipe_evaluation(runs, demo_corpu
 def test_model_folder_holds_what_the_inference_class_loads(runs, tiny_ssl, tmp_path):
     fbank = sorted(os.listdir(runs["fbank"] / "model"))
     assert fbank == ["classifier.ckpt", "embedding_model.ckpt", "frontend.ckpt",
-                     "hyperparams.yaml", "label_encoder.ckpt"]
+                     "hyperparams.yaml", "label_encoder.ckpt", "thresholds.csv"]
     # Without a classifier (GE2E), no classifier and no label encoder: the encoder verifies.
     ge2e = sorted(os.listdir(runs["ge2e"] / "model"))
-    assert ge2e == ["embedding_model.ckpt", "frontend.ckpt", "hyperparams.yaml"]
+    assert ge2e == ["embedding_model.ckpt", "frontend.ckpt", "hyperparams.yaml",
+                    "thresholds.csv"]
     model = SpeakerRecognition.from_hparams(source=str(runs["ge2e"] / "model"),
                                             savedir=str(tmp_path / "ge2e"))
     assert "classifier" not in model.mods and not hasattr(model.hparams, "label_encoder")
@@ -107,3 +109,54 @@ def test_export_of_a_folder_that_is_not_a_run_says_what_to_pass(tmp_path):
 def test_export_without_a_checkpoint_says_to_train(runs, tmp_path):
     with pytest.raises(ManifestError, match="no checkpoint to export\nFix: train the system first"):
         export_model(str(runs["fbank"]), str(tmp_path / "model"), checkpoints_dir=str(tmp_path))
+
+
+def brute_force_eer_threshold(scores, labels):
+    """Try every cut between two distinct scores: the closest miss and false-alarm rates win.
+
+    Ties go to the lowest cut, the cut is the midpoint of the scores either side.
+    """
+    scores, labels = np.asarray(scores), np.asarray(labels, dtype=bool)
+    distinct = np.unique(scores)
+    cuts = (distinct[:-1] + distinct[1:]) / 2
+    gaps = [abs(np.mean(scores[labels] <= cut) - np.mean(scores[~labels] > cut)) for cut in cuts]
+    return cuts[int(np.argmin(gaps))]
+
+
+@pytest.mark.parametrize("system", ["fbank", "ge2e"])
+def test_model_records_and_applies_the_eer_threshold_of_each_trial_list(runs, system, tmp_path,
+                                                                        demo_corpus):
+    points = pd.read_csv(runs[system] / "model" / "thresholds.csv")
+    assert list(points["trial_list"]) == ["source", "target"]
+    summary = pd.read_csv(runs[system] / "verification" / "summary.csv").set_index("system")
+    for point in points.itertuples():
+        scores = pd.read_csv(runs[system] / "verification" / f"{point.trial_list}_scores.txt",
+                             sep=" ", names=["enrol", "test", "score", "label"])
+        assert point.threshold == pytest.approx(
+            brute_force_eer_threshold(scores["score"], scores["label"]), abs=1e-12)
+        # Deciding at it gives the list's reported EER.
+        accepted = scores["score"] > point.threshold
+        p_miss = (~accepted[scores["label"] == 1]).mean()
+        p_fa = accepted[scores["label"] == 0].mean()
+        assert 100 * (p_miss + p_fa) / 2 == pytest.approx(
+            summary.loc[point.trial_list, "eer_percent"], abs=0.005)
+    model = SpeakerRecognition.from_hparams(source=str(runs[system] / "model"),
+                                            savedir=str(tmp_path))
+    assert model.hparams.threshold == points["threshold"][0]  # the source list's
+    # Applied by verify_batch: a source-list trial on each side of it.
+    wavs = pd.read_csv(demo_corpus["source_eval"]).set_index("ID")["wav"]
+    scores = pd.read_csv(runs[system] / "verification" / "source_scores.txt", sep=" ",
+                         names=["enrol", "test", "score", "label"])
+    margin = (scores["score"] - model.hparams.threshold).abs() > 1e-3
+    above = scores[margin & (scores["score"] > model.hparams.threshold)].iloc[0]
+    below = scores[margin & (scores["score"] < model.hparams.threshold)].iloc[0]
+    for trial, expected in ((above, True), (below, False)):
+        batch = [model.load_audio(wavs[trial[side]]).unsqueeze(0) for side in ("enrol", "test")]
+        _, decision = model.verify_batch(*batch, threshold=model.hparams.threshold)
+        assert bool(decision) is expected
+
+
+def test_export_names_a_trial_list_that_was_not_scored(runs, tmp_path):
+    with pytest.raises(ManifestError, match=r"verification/dev_scores.txt: missing: the "
+                                            r"operating point of trial list 'dev'"):
+        export_model(str(runs["fbank"]), str(tmp_path / "model"), trial_lists=["dev"])

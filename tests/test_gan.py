@@ -155,7 +155,7 @@ def test_gan_updates_touch_only_their_own_parameters(demo_corpus, tmp_path, adve
     assert all(p.grad is None for p in discriminator.parameters())
     # The encoder's loss includes the GAN term, and its optimiser does not
     # hold the discriminator, which Brain therefore never steps.
-    speaker_loss, gan_loss = (brain.stats[k][0] for k in ("speaker_loss", "embedding_adv_loss"))
+    speaker_loss, gan_loss = (brain.stats.means()[k] for k in ("speaker_loss", "embedding_adv_loss"))
     coefficient = brain.hparams.adv_schedule(brain.progress())
     assert coefficient > 0
     assert loss.item() == pytest.approx(speaker_loss + coefficient * gan_loss, rel=1e-5)

@@ -141,6 +141,22 @@ def test_speaker_heads_are_the_modules_the_code_uses():
     assert set(SPEAKER_HEADS) <= module_names(code_sources())
 
 
+@pytest.mark.parametrize("path", CONDITION_FILES, ids=lambda p: p.parent.name)
+def test_condition_and_model_files_share_no_key_but_condition(path):
+    """An override goes to the file that has its key: one key, one destination.
+
+    Overrides reach a file's top-level keys (a nested value through the key
+    above it), so these are what must not collide.
+    """
+    condition = top_level_keys(path.read_text(encoding="utf-8"))
+    shared = {model.name: sorted(condition & top_level_keys(model.read_text(encoding="utf-8"))
+                                 - {"condition"})
+              for model in MODEL_FILES}
+    assert not any(shared.values()), (
+        f"{path.relative_to(ROOT)} shares keys with model files: {shared}; rename them in the "
+        "condition file")
+
+
 class _ModulesOnly(yaml.SafeLoader):
     """Reads a hyperpyyaml file as plain YAML, keeping ``!ref`` values as their text."""
 

@@ -6,6 +6,7 @@ import matplotlib.image
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import norm
 
 from data_prep.manifest import (
     ManifestError,
@@ -17,7 +18,17 @@ from data_prep.manifest import (
     write_trials,
 )
 from local.metrics import SDSV_DCF, VOXCELEB_DCF, compute_metrics, eer, min_dcf
-from local.report import condition_table, plot_det, read_scores, write_report, write_scores
+from local.report import (
+    DET_MIN_TICK_GAP,
+    DET_TICKS,
+    DET_TOP,
+    condition_table,
+    det_ticks,
+    plot_det,
+    read_scores,
+    write_report,
+    write_scores,
+)
 
 # ID: (spk_id, channel, lang, phrase); "" is unknown.
 UTTERANCES = {
@@ -229,3 +240,28 @@ def test_det_plot_has_one_curve_per_system(tmp_path):
     # Each curve is the system's error rates on that scale.
     x, y = axes.get_lines()[1].get_data()
     assert np.all(np.diff(x) <= 0) and np.all(np.diff(y) >= 0)
+
+
+@pytest.mark.parametrize("bottom", DET_TICKS[:-1])
+def test_det_ticks_are_spread_over_the_axis_without_crowding(bottom):
+    ticks = det_ticks(bottom, DET_TOP)
+    probits = norm.ppf(ticks)
+    span = norm.ppf(DET_TOP) - norm.ppf(bottom)
+    assert all(bottom <= tick <= DET_TOP for tick in ticks)
+    assert np.diff(probits).min() >= DET_MIN_TICK_GAP * span - 1e-12
+    # Every decade on the axis keeps its tick; the axis has two at least.
+    decades = [t for t in DET_TICKS if bottom <= t and f"{t:e}".startswith("1")]
+    assert set(decades) <= set(ticks) and len(ticks) >= 2
+
+
+def test_det_plot_of_a_wide_range_has_no_crowded_labels(tmp_path):
+    """Trials of 10^-4 error rates: once labelled 0.01, 0.02, 0.05 and 0.1 side by side."""
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 2, 40_000)
+    axes = plot_det({"good": (rng.normal(size=40_000) + 4.5 * labels, labels)},
+                    tmp_path / "det.png")
+    span = np.diff(axes.get_xlim())[0]
+    assert axes.get_xlim()[0] == pytest.approx(norm.ppf(0.0001))
+    labels = [t.get_text() for t in axes.get_xticklabels()]
+    assert labels[:2] == ["0.01", "0.1"] and "0.02" not in labels and "0.05" not in labels
+    assert np.diff(axes.get_xticks()).min() >= DET_MIN_TICK_GAP * span - 1e-12

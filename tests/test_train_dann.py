@@ -16,6 +16,7 @@ import torch
 
 import train_dann
 from data_prep.manifest import ManifestError
+from local.dann_brain import EpochStatistics
 from local.ssl_frontend import SSLFrontend
 from tests.conftest import TINY_SSL, TINY_SSL_DIM
 
@@ -165,10 +166,57 @@ def test_target_speaker_labels_are_never_used(demo_corpus, tmp_path):
     assert losses[0] == losses[1] == losses[2]
 
 
-def test_non_finite_loss_stops_with_the_step(demo_corpus, tmp_path):
+# 1e30 is a string to YAML 1.1 and the float it means to the recipe.
+@pytest.mark.parametrize("lr", ["1.0e+30", "1e30"])
+def test_non_finite_loss_stops_with_the_step(demo_corpus, tmp_path, lr):
     with pytest.raises(RuntimeError, match=r"Non-finite loss at epoch 1, step \d+"):
-        train(demo_corpus, tmp_path, "--number_of_epochs=1", "--lr=1.0e+30",
+        train(demo_corpus, tmp_path, "--number_of_epochs=1", f"--lr={lr}",
               "--debug", "--debug_batches=5", "--debug_epochs=1")
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("--adv_weight=abc", r"hparams/dann_fbank.yaml: --adv_weight=abc is not a number \(its "
+                         r"default is 0.3\)\nFix: pass a number, such as --adv_weight=0.3"),
+    ("--number_of_epochs=[2]", r"--number_of_epochs=\[2\] is not a number"),
+    ("--check_audio=maybe", r"--check_audio=maybe is not True or False \(its default is "
+                            r"True\)\nFix: pass --check_audio=True or --check_audio=False"),
+    ("--demo_seed=1e3x", r"recipes/demo/condition.yaml: --demo_seed=1e3x is not a number"),
+])
+def test_override_of_a_number_or_switch_with_another_type_names_the_key(demo_corpus, tmp_path,
+                                                                       setting, message):
+    with pytest.raises(ManifestError, match=message):
+        train(demo_corpus, tmp_path, setting)
+    assert not os.path.exists(tmp_path / "train_log.txt")
+
+
+def test_exponent_notation_without_a_dot_is_the_number_it_means():
+    overrides = {"lr": "5e-4", "weight_decay": "-1E+2", "number_of_epochs": "2e1",
+                 "margin": "2e-1", "model_name": "1e3"}  # a name stays a name
+    typed = train_dann.typed_overrides("hparams/dann_fbank.yaml", overrides)
+    assert typed == {"lr": 0.0005, "weight_decay": -100.0, "number_of_epochs": 20,
+                     "margin": 0.2, "model_name": "1e3"}
+    assert isinstance(typed["number_of_epochs"], int)  # its default is an integer
+
+
+def test_save_folder_override_reaches_the_model_and_manifest_folder_the_condition(
+        demo_corpus, tmp_path):
+    data_folder = os.path.dirname(demo_corpus["eval"])
+    brain, hparams, condition, _ = train_dann.prepare_experiment([
+        "hparams/dann_fbank.yaml", f"--data_folder={data_folder}",
+        f"--output_folder={tmp_path}/run", f"--save_folder={tmp_path}/checkpoints", *TINY])
+    assert hparams["save_folder"] == f"{tmp_path}/checkpoints"
+    assert str(brain.checkpointer.checkpoints_dir) == f"{tmp_path}/checkpoints"
+    assert os.path.isfile(tmp_path / "checkpoints" / "label_encoder.txt")
+    assert condition["source_train"] == demo_corpus["source_train"]
+
+
+def test_condition_file_sharing_a_key_with_the_model_file_is_refused(demo_corpus, tmp_path):
+    condition = tmp_path / "condition.yaml"
+    condition.write_text(open("recipes/demo/condition.yaml").read()
+                         + "save_folder: data/prepared\n")
+    with pytest.raises(ManifestError, match=r"condition.yaml: defines \['save_folder'\], which "
+                                            r"hparams/dann_fbank.yaml defines too.*\nFix: rename"):
+        train(demo_corpus, tmp_path / "run", f"--condition={condition}")
 
 
 def test_missing_condition_file_is_a_clear_error(demo_corpus, tmp_path):
@@ -320,7 +368,14 @@ def test_frame_level_adversary_trains(demo_corpus, tmp_path):
 
 def test_run_resumes_inside_an_epoch_from_an_intra_epoch_checkpoint(demo_corpus, tmp_path,
                                                                     monkeypatch):
+    args = ("--number_of_epochs=1", "--ckpt_interval_steps=5")
     original, batches = train_dann.DANNBrain.fit_batch, []
+    # Every step's values, as the epoch's statistics receive them.
+    steps, add = [], EpochStatistics.add
+    monkeypatch.setattr(EpochStatistics, "add", lambda self, **values: (
+        steps[-1].update({k: float(v.detach()) for k, v in values.items()}), add(self, **values)))
+    monkeypatch.setattr(train_dann.DANNBrain, "on_fit_batch_start",
+                        lambda self, batch, should_step: steps.append({}))
 
     def interrupted_at_batch_8(self, batch):
         batches.append(self.step)
@@ -328,18 +383,28 @@ def test_run_resumes_inside_an_epoch_from_an_intra_epoch_checkpoint(demo_corpus,
             raise KeyboardInterrupt
         return original(self, batch)
 
-    args = ("--number_of_epochs=1", "--ckpt_interval_steps=5")
     monkeypatch.setattr(train_dann.DANNBrain, "fit_batch", interrupted_at_batch_8)
     with pytest.raises(KeyboardInterrupt):
         train(demo_corpus, tmp_path, *args)
+    before_checkpoint = steps[:5]
+    steps.clear()
     monkeypatch.setattr(train_dann.DANNBrain, "fit_batch", original)
     counted = []
     monkeypatch.setattr(train_dann.DANNBrain, "fit_batch",
                         lambda self, batch: counted.append(1) or original(self, batch))
+    logged_stats, on_stage_end = [], train_dann.DANNBrain.on_stage_end
+    monkeypatch.setattr(train_dann.DANNBrain, "on_stage_end", lambda self, *a, **k: (
+        logged_stats.append(self.stats.means()), on_stage_end(self, *a, **k)))
     train(demo_corpus, tmp_path, *args)
     # 15 steps an epoch; the checkpoint after step 5 leaves 10 to run.
-    assert len(counted) == 10
+    assert len(counted) == 10 and len(steps) == 10
     assert logged(tmp_path, "steps") == [15.0]
+    # The epoch's means are over its 15 steps, the 5 before the checkpoint included.
+    whole_epoch = before_checkpoint + steps
+    for key in ("speaker_loss", "domain_loss", "domain_accuracy", "adv_coefficient",
+                "mmd_loss"):
+        assert logged_stats[0][key] == pytest.approx(
+            sum(step[key] for step in whole_epoch) / 15, rel=1e-12), key
 
 
 def test_extra_discriminator_updates_change_the_discriminator_alone(demo_corpus, tmp_path,
@@ -390,7 +455,23 @@ def train_ge2e(demo_corpus, folder, *extra):
     return train(demo_corpus, folder, *extra, hparams="hparams/ge2e_fbank.yaml", tiny=GE2E_TINY)
 
 
-def test_ge2e_head_trains_on_speaker_batches_and_verifies(demo_corpus, tmp_path, monkeypatch):
+@pytest.fixture
+def one_thread():
+    """torch on one thread for the test, whatever OMP_NUM_THREADS says.
+
+    Multi-threaded kernels sum in an order that depends on the number of
+    threads, and a few epochs of training amplify the last-bit differences
+    into different trajectories: one thread makes a short training run the
+    same at any thread count.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_ge2e_head_trains_on_speaker_batches_and_verifies(demo_corpus, tmp_path, monkeypatch,
+                                                          one_thread):
     original, batches = train_dann.DANNBrain.fit_batch, []
 
     def recorded(self, batch):
@@ -398,7 +479,10 @@ def test_ge2e_head_trains_on_speaker_batches_and_verifies(demo_corpus, tmp_path,
         return original(self, batch)
 
     monkeypatch.setattr(train_dann.DANNBrain, "fit_batch", recorded)
-    results = train_ge2e(demo_corpus, tmp_path, "--number_of_epochs=3", "--lr=0.005")
+    # The speaker head alone: the domain losses, which pull against it once
+    # their warm-up ends, would make its loss curve a measure of them too.
+    results = train_ge2e(demo_corpus, tmp_path, "--number_of_epochs=3", "--lr=0.005",
+                         "--adv_weight=0", "--mmd_weight=0")
     # 240 source and 240 target crops: 15 batches of 16 an epoch, each 4 speakers x 4.
     assert logged(tmp_path, "steps") == [15.0] * 3 and len(batches) == 45
     for speakers in batches:
