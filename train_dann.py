@@ -35,9 +35,7 @@ from hyperpyyaml import load_hyperpyyaml
 from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.utils.distributed import run_on_main
 
-from data_prep.manifest import check_manifest_audio_once, fail, read_manifest, validate
-from local.dann_brain import DANNBrain, check_domain_settings, check_speaker_head, unwrapped
-from local.dataio import (
+from local.data.dataio import (
     PairedDataset,
     SpeakerBatchSampler,
     add_crop_pipeline,
@@ -48,11 +46,15 @@ from local.dataio import (
     speaker_classes,
     speaker_label,
 )
+from local.data.manifest_io import read_manifest
+from local.data.ssl_cache import add_cached_crop_pipeline, cache_hidden_states
+from local.data.validation import check_manifest_audio_once, validate
+from local.errors import fail
+from local.evaluation.verification import check_score_norm, verify
 from local.export import export_model
+from local.model.dann_brain import DANNBrain, check_domain_settings, check_speaker_head, unwrapped
+from local.model.ssl_frontend import save_layer_weights
 from local.provenance import write_provenance
-from local.ssl_cache import add_cached_crop_pipeline, cache_hidden_states
-from local.ssl_frontend import save_layer_weights
-from local.verification import check_score_norm, verify
 
 DEFAULT_CONDITION = os.path.join(os.path.dirname(__file__), "recipes", "demo", "condition.yaml")
 # A number in exponent notation without a dot (1e30, 5e-4): a float in YAML
@@ -359,7 +361,7 @@ def evaluate(brain, hparams, condition, data):
     Returns
     -------
     dict
-        ``{system: metrics}``, as from :func:`local.verification.verify`.
+        ``{system: metrics}``, as from :func:`local.evaluation.verification.verify`.
     """
     def on_main():
         brain.modules.eval()

@@ -7,7 +7,7 @@ per speaker folder), in one run:
 * before: the validator of commit c43640a, the last before the check was
   made once per manifest version (``git show c43640a:data_prep/manifest.py``),
   one file after another, on every run;
-* cold: :func:`data_prep.manifest.check_manifest_audio_once` without a stamp,
+* cold: :func:`local.data.validation.check_manifest_audio_once` without a stamp,
   one thread (``workers=1``);
 * parallel cold: the same with the default thread pool;
 * warm: the same again, finding the stamp of the passed check (the manifest
@@ -41,7 +41,8 @@ sys.path.insert(0, ROOT)
 import numpy as np  # noqa: E402
 import soundfile  # noqa: E402
 
-from data_prep.manifest import check_manifest_audio_once, write_manifest  # noqa: E402
+from local.data.manifest_io import write_manifest
+from local.data.validation import check_manifest_audio_once
 
 RATE = 16000
 SECONDS = 0.1

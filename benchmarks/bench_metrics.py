@@ -2,10 +2,10 @@
 
 1. AS-norm (top 300 of a 5,000-utterance cohort) on 10^6 trials between
    100,000 utterances (about VoxCeleb1-E/H's density) with
-   :func:`local.scoring.score_trials`, against a direct numpy loop over the
+   :func:`local.evaluation.scoring.score_trials`, against a direct numpy loop over the
    trials, timed on its first trials and extrapolated linearly.
 2. EER + minDCF at both VoxCeleb operating points on 10^6 random trials with
-   :func:`local.metrics.compute_metrics`, against SpeechBrain's ``EER`` +
+   :func:`local.evaluation.metrics.compute_metrics`, against SpeechBrain's ``EER`` +
    2 x ``minDCF`` in the same run. SpeechBrain's are quadratic in time (and
    ``minDCF`` in memory: a thresholds x trials matrix, terabytes at 10^6), so
    they run on subsets of growing size, their values are compared with ours on
@@ -35,8 +35,8 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from speechbrain.utils.metric_stats import EER, minDCF  # noqa: E402
 
-from local.metrics import VOXCELEB_DCF, compute_metrics, dcf_name, eer, min_dcf  # noqa: E402
-from local.scoring import score_trials  # noqa: E402
+from local.evaluation.metrics import VOXCELEB_DCF, compute_metrics, dcf_name, eer, min_dcf  # noqa: E402
+from local.evaluation.scoring import score_trials  # noqa: E402
 
 TRIALS = 10**6
 SUBSETS = [4000, 8000, 16000]

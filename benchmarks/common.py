@@ -19,7 +19,7 @@ import speechbrain as sb  # noqa: E402
 import torch  # noqa: E402
 
 import train_dann  # noqa: E402
-from local.dataio import collate_pairs  # noqa: E402
+from local.data.dataio import collate_pairs  # noqa: E402
 from tests.conftest import TINY_SSL_DIM, save_tiny_ssl  # noqa: E402
 
 DEMO = os.path.join(ROOT, "data", "demo")

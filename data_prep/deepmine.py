@@ -71,23 +71,23 @@ import sys
 import numpy as np
 import pandas as pd
 
-from data_prep.manifest import (
-    REST,
-    TRIAL_COLUMNS,
+from data_prep.preparation import (
     check_seg_dur,
     chunk_rows,
-    fail,
     mark_prepared,
-    numbered_lines,
-    read_fields,
     run_preparation,
     skip_if_prepared,
-    utterance_row,
-    validate,
+)
+from local.data.manifest_io import (
+    numbered_lines,
+    read_fields,
     write_enrolment,
     write_manifest,
     write_trials,
 )
+from local.data.schema import REST, TRIAL_COLUMNS, utterance_row
+from local.data.validation import validate
+from local.errors import fail
 
 logger = logging.getLogger(__name__)
 

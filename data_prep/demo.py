@@ -44,7 +44,7 @@ import numpy as np
 import soundfile
 from scipy import signal
 
-from data_prep.manifest import (
+from data_prep.preparation import (
     AT_LEAST_ONE,
     AT_LEAST_TWO,
     NON_NEGATIVE,
@@ -52,10 +52,9 @@ from data_prep.manifest import (
     mark_prepared,
     run_preparation,
     skip_if_prepared,
-    utterance_row,
-    write_manifest,
-    write_trials,
 )
+from local.data.manifest_io import write_manifest, write_trials
+from local.data.schema import utterance_row
 
 SAMPLE_RATE = 16000
 TELEPHONE_RATE = 8000
@@ -385,7 +384,8 @@ def prepare_demo(save_folder, seed=1234, n_train_speakers=24, n_eval_speakers=10
     Example
     -------
     >>> import tempfile
-    >>> from data_prep.manifest import read_trials, validate
+    >>> from local.data.manifest_io import read_trials
+    >>> from local.data.validation import validate
     >>> paths = prepare_demo(tempfile.mkdtemp(), n_train_speakers=2, n_eval_speakers=2,
     ...                      utts_per_train_speaker=1, utts_per_eval_speaker=2)
     >>> len(validate(paths["source_train"])), len(read_trials(paths["trials_target"]))

@@ -77,22 +77,20 @@ import re
 import shlex
 import sys
 
-from data_prep.manifest import (
+from data_prep.preparation import (
     AT_LEAST_ONE,
     AT_LEAST_TWO,
-    ManifestError,
     check_option,
     check_seg_dur,
     chunk_rows,
-    fail,
     mark_prepared,
     run_preparation,
     skip_if_prepared,
-    utterance_row,
-    validate,
-    write_manifest,
-    write_trials,
 )
+from local.data.manifest_io import write_manifest, write_trials
+from local.data.schema import utterance_row
+from local.data.validation import validate
+from local.errors import ManifestError, fail
 
 logger = logging.getLogger(__name__)
 

@@ -63,14 +63,10 @@ import numpy as np
 import soundfile
 from scipy import signal
 
-from data_prep.manifest import (
-    ManifestError,
-    mark_prepared,
-    skip_if_prepared,
-    utterance_row,
-    write_manifest,
-    write_trials,
-)
+from data_prep.preparation import mark_prepared, skip_if_prepared
+from local.data.manifest_io import write_manifest, write_trials
+from local.data.schema import utterance_row
+from local.errors import ManifestError
 
 SAMPLE_RATE = 16000
 TELEPHONE_RATE = 8000

@@ -42,9 +42,9 @@ import torch
 from hyperpyyaml import dump_hyperpyyaml, load_hyperpyyaml
 from speechbrain.utils.checkpoints import Checkpointer
 
-from data_prep.manifest import fail
-from local.metrics import eer, eer_threshold
-from local.report import read_scores
+from local.errors import fail
+from local.evaluation.metrics import eer, eer_threshold
+from local.evaluation.report import read_scores
 
 # The modules of the training hparams that inference needs, as named there
 # (the classifier when the run has one).
@@ -72,7 +72,7 @@ threshold: {threshold!r}
 # The recipe's front end takes the waveform with its lengths (the SSL model's
 # padding mask) and normalises by itself, so it fills the mean_var_norm slot
 # and compute_features passes the waveform through: the embeddings are those
-# of DANNBrain.embed, and verify_batch's cosine score is local.scoring's.
+# of DANNBrain.embed, and verify_batch's cosine score is local.evaluation.scoring's.
 compute_features: !new:torch.nn.Identity
 mean_var_norm: !ref <frontend>
 {label_encoder}
@@ -131,7 +131,7 @@ def trained_frontend(frontend):
 
     Example
     -------
-    >>> from local.fbank_frontend import FbankFrontend
+    >>> from local.model.fbank_frontend import FbankFrontend
     >>> trained_frontend(FbankFrontend(n_mels=40))[0]
     'frontend'
     """

@@ -6,7 +6,7 @@ import pytest
 import torch
 from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
 
-from local.adversarial import (
+from local.model.adversarial import (
     AdversarialSchedule,
     DomainDiscriminator,
     GradientReversal,

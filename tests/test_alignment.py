@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from local.alignment import coral_loss, mmd_loss
+from local.model.alignment import coral_loss, mmd_loss
 
 
 def unit(matrix):

@@ -8,10 +8,11 @@ import pytest
 import scipy.linalg
 import torch
 
-from data_prep.manifest import ManifestError, read_trials
-from local.backend import DomainAdaptation
-from local.scoring import score_trials
-from local.verification import check_score_norm
+from local.data.manifest_io import read_trials
+from local.errors import ManifestError
+from local.evaluation.backend import DomainAdaptation
+from local.evaluation.scoring import score_trials
+from local.evaluation.verification import check_score_norm
 from test_scoring import loop_scores
 from test_verification import NORM, verify_demo
 

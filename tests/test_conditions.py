@@ -7,7 +7,9 @@ import pytest
 import yaml
 
 import train_dann
-from data_prep.manifest import ManifestError, select_rows, validate
+from data_prep.preparation import select_rows
+from local.data.validation import validate
+from local.errors import ManifestError
 from tests.test_prep_deepmine import TASK2_ENROLMENT, TASK2_KEY, TASK2_TRAIN, TASK2_TRIALS, write_task
 from tests.test_prep_farsdat import write_tree
 from tests.test_prep_voxceleb import write_vox1

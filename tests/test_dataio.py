@@ -6,14 +6,14 @@ import soundfile
 import torch
 from speechbrain.dataio.dataset import DynamicItemDataset
 
-from local.audio import load_random_crop, load_segment
-from local.dataio import (
+from local.data.audio import load_random_crop, load_segment
+from local.data.dataio import (
     PairedDataset,
     add_speaker_labels,
     collate_pairs,
     manifest_dataset,
 )
-from local.embed import compute_embeddings, equal_length_batches
+from local.evaluation.embed import compute_embeddings, equal_length_batches
 
 
 def test_segment_is_resampled_to_16k(tmp_path):
@@ -103,10 +103,11 @@ def test_embeddings_do_not_depend_on_batch_neighbours(front, tiny_ssl, tmp_path)
     from speechbrain.dataio.batch import PaddedBatch
     from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
 
-    from data_prep.manifest import utterance_row, write_manifest
-    from local.dataio import add_whole_pipeline
-    from local.fbank_frontend import FbankFrontend
-    from local.ssl_frontend import SSLFrontend
+    from local.data.manifest_io import write_manifest
+    from local.data.schema import utterance_row
+    from local.data.dataio import add_whole_pipeline
+    from local.model.fbank_frontend import FbankFrontend
+    from local.model.ssl_frontend import SSLFrontend
     from tests.conftest import TINY_SSL_DIM
 
     rng = np.random.default_rng(0)

@@ -9,8 +9,10 @@ import pytest
 import soundfile
 
 from data_prep.demo import main, prepare_demo, telephone_channel
-from data_prep.manifest import OptionError, read_manifest, read_trials, validate
-from local.mfcc_baseline import baseline_eer, mean_mfcc_embeddings
+from data_prep.preparation import OptionError
+from local.data.manifest_io import read_manifest, read_trials
+from local.data.validation import validate
+from local.evaluation.mfcc_baseline import baseline_eer, mean_mfcc_embeddings
 
 SMALL = dict(n_train_speakers=3, n_eval_speakers=3, utts_per_train_speaker=2,
              utts_per_eval_speaker=3)

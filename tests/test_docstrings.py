@@ -82,7 +82,7 @@ def docstring_problems(source, filename):
 
 
 MODULES = sorted(path.relative_to(ROOT).as_posix()
-                 for folder in FOLDERS for path in (ROOT / folder).glob("*.py")
+                 for folder in FOLDERS for path in (ROOT / folder).rglob("*.py")
                  if path.stat().st_size)
 
 

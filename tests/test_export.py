@@ -10,9 +10,9 @@ import pytest
 import torch
 from speechbrain.inference.speaker import SpeakerRecognition
 
-from data_prep.manifest import ManifestError
+from local.errors import ManifestError
 from local.export import export_model, main, trained_frontend
-from local.ssl_frontend import SSLFrontend
+from local.model.ssl_frontend import SSLFrontend
 from tests.test_train_dann import SHORT, train, train_ge2e, train_ssl
 
 # Trials of each list checked through the inference class (every 590th of 1,770).

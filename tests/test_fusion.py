@@ -4,11 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data_prep.manifest import ManifestError
-from local.fusion import load_systems, main, mean_fusion, train_logistic_fusion
-from local.metrics import eer
-from local.report import read_scores, write_scores
-from local.seed_table import collect, seed_table
+from local.errors import ManifestError
+from local.evaluation.fusion import load_systems, main, mean_fusion, train_logistic_fusion
+from local.evaluation.metrics import eer
+from local.evaluation.report import read_scores, write_scores
+from local.evaluation.seed_table import collect, seed_table
 
 N = 4000
 

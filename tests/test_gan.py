@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 
 import train_dann
-from local.dataio import collate_pairs
-from local.gan import ADVERSARIES, discriminator_loss, embedding_loss
-from local.heads import margin_softmax_loss
+from local.data.dataio import collate_pairs
+from local.model.gan import ADVERSARIES, discriminator_loss, embedding_loss
+from local.model.heads import margin_softmax_loss
 from tests.test_train_dann import ADVERSARY_ONLY, TINY, logged, train
 
 GANS = [a for a in ADVERSARIES if a != "grl"]

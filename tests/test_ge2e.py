@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from speechbrain.dataio.dataset import DynamicItemDataset
 
-from local.dataio import PairedDataset, SpeakerBatchSampler, collate_pairs
-from local.ge2e import GE2ELoss
+from local.data.dataio import PairedDataset, SpeakerBatchSampler, collate_pairs
+from local.model.ge2e import GE2ELoss
 
 
 def direct_ge2e(embeddings, w, b, variant):

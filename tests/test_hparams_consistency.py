@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-CODE = sorted([ROOT / "train_dann.py", ROOT / "evaluate.py", *(ROOT / "local").glob("*.py")])
+CODE = sorted([ROOT / "train_dann.py", ROOT / "evaluate.py", *(ROOT / "local").rglob("*.py")])
 MODEL_FILES = sorted((ROOT / "hparams").glob("*.yaml"))
 CONDITION_FILES = sorted((ROOT / "recipes").glob("*/condition.yaml"))
 
@@ -43,7 +43,7 @@ OPTIONAL_MODEL_KEYS = {
 # The speaker heads: every model file has exactly one of these modules.
 SPEAKER_HEADS = {
     "classifier": "a margin-softmax classifier of the source speakers (with compute_cost)",
-    "ge2e_loss": "the GE2E loss, on speaker-major batches (local/ge2e.py)",
+    "ge2e_loss": "the GE2E loss, on speaker-major batches (local/model/ge2e.py)",
 }
 # Methods of the modules dict, not modules.
 MODULE_DICT_METHODS = {"eval", "train", "items", "keys", "values", "parameters", "to"}

@@ -8,25 +8,20 @@ import pandas as pd
 import pytest
 import soundfile
 
-from data_prep.manifest import (
-    ManifestError,
-    check_manifest_audio,
-    check_manifest_audio_once,
-    chunk_rows,
-    fail,
-    main,
-    mark_prepared,
+from data_prep.manifest import main
+from data_prep.preparation import chunk_rows, mark_prepared, skip_if_prepared
+from local.data.manifest_io import (
     read_csv_table,
     read_enrolment,
     read_manifest,
     read_trials,
-    skip_if_prepared,
-    utterance_row,
-    validate,
     write_enrolment,
     write_manifest,
     write_trials,
 )
+from local.data.schema import utterance_row
+from local.data.validation import check_manifest_audio, check_manifest_audio_once, validate
+from local.errors import ManifestError, fail
 from local.provenance import file_sha256
 
 

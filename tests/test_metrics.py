@@ -7,7 +7,7 @@ import pytest
 import torch
 from speechbrain.utils.metric_stats import EER, minDCF
 
-from local.metrics import (
+from local.evaluation.metrics import (
     SDSV_DCF,
     VOXCELEB_DCF,
     compute_metrics,

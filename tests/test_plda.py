@@ -9,11 +9,11 @@ import scipy.linalg
 import torch
 from scipy.stats import multivariate_normal
 
-from data_prep.manifest import ManifestError
-from local.backend import coral
-from local.plda import PLDA, PLDABackend, class_covariances
-from local.scoring import score_trials
-from local.verification import check_score_norm
+from local.errors import ManifestError
+from local.evaluation.backend import coral
+from local.evaluation.plda import PLDA, PLDABackend, class_covariances
+from local.evaluation.scoring import score_trials
+from local.evaluation.verification import check_score_norm
 from test_scoring import loop_scores, unit
 from test_verification import NORM, verify_demo
 

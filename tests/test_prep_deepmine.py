@@ -7,7 +7,10 @@ import pytest
 import soundfile
 
 from data_prep.deepmine import language, main, prepare_deepmine
-from data_prep.manifest import ManifestError, OptionError, read_enrolment, read_manifest, validate
+from data_prep.preparation import OptionError
+from local.data.manifest_io import read_enrolment, read_manifest
+from local.data.validation import validate
+from local.errors import ManifestError
 
 RATE = 16000
 # Task 1 (text-dependent) docs/, as released: a header line, then the entries.

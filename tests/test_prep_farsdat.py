@@ -8,7 +8,10 @@ import pytest
 import soundfile
 
 from data_prep.farsdat import main, prepare_farsdat, read_speaker_table, utterance_id
-from data_prep.manifest import ManifestError, OptionError, read_manifest, read_trials, validate
+from data_prep.preparation import OptionError
+from local.data.manifest_io import read_manifest, read_trials
+from local.data.validation import validate
+from local.errors import ManifestError
 
 RATE = 8000
 # <spk>/<session>/<utt>.<ext>, as the default pattern expects, and lengths in seconds.

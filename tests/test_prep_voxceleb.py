@@ -6,8 +6,11 @@ import numpy as np
 import pytest
 import soundfile
 
-from data_prep.manifest import ManifestError, OptionError, read_manifest, read_trials, validate
+from data_prep.preparation import OptionError
 from data_prep.voxceleb import main, prepare_voxceleb, read_meta, utterance_id
+from local.data.manifest_io import read_manifest, read_trials
+from local.data.validation import validate
+from local.errors import ManifestError
 
 RATE = 16000
 # VoxCeleb1 recordings (relative to wav/) and their lengths in seconds.

@@ -5,7 +5,7 @@ import pytest
 import torch
 from speechbrain.utils.checkpoints import Checkpointer
 
-from local.pseudo_labels import PseudoLabels, cluster_pseudo_speakers
+from local.data.pseudo_labels import PseudoLabels, cluster_pseudo_speakers
 
 
 def speakers(n_speakers, per_speaker, dim=16, spread=0.15, seed=0):

@@ -14,7 +14,6 @@ import yaml
 
 import train_dann
 from data_prep import recorded_voices
-from data_prep.manifest import read_manifest, read_trials, validate
 from data_prep.recorded_voices import (
     DONORS,
     SPEEDS,
@@ -23,6 +22,8 @@ from data_prep.recorded_voices import (
     prepare_recorded_voices,
     telephone_channel,
 )
+from local.data.manifest_io import read_manifest, read_trials
+from local.data.validation import validate
 
 
 def fake_synthesiser(calls):

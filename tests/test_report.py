@@ -8,8 +8,7 @@ import pandas as pd
 import pytest
 from scipy.stats import norm
 
-from data_prep.manifest import (
-    ManifestError,
+from local.data.manifest_io import (
     read_enrolment,
     read_manifest,
     read_trials,
@@ -17,8 +16,9 @@ from data_prep.manifest import (
     write_manifest,
     write_trials,
 )
-from local.metrics import SDSV_DCF, VOXCELEB_DCF, compute_metrics, eer, min_dcf
-from local.report import (
+from local.errors import ManifestError
+from local.evaluation.metrics import SDSV_DCF, VOXCELEB_DCF, compute_metrics, eer, min_dcf
+from local.evaluation.report import (
     DET_MIN_TICK_GAP,
     DET_TICKS,
     DET_TOP,

@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 import torch
 
-import local.scoring
-from data_prep.manifest import ManifestError
-from local.scoring import cohort_stats, normalize_scores, score_trials, side_vectors
+import local.evaluation.scoring
+from local.errors import ManifestError
+from local.evaluation.scoring import cohort_stats, normalize_scores, score_trials, side_vectors
 
 DIM = 8
 
@@ -87,8 +87,8 @@ def test_asnorm_with_the_whole_cohort_is_snorm(system):
 def test_chunks_do_not_change_the_scores(system, monkeypatch):
     embeddings, enrolment, trials, cohort = system
     whole = score_trials(embeddings, trials, enrolment, cohort=cohort, top_k=3)
-    monkeypatch.setattr(local.scoring, "CHUNK_TRIALS", 3)
-    monkeypatch.setattr(local.scoring, "CHUNK_ELEMENTS", 25)  # two sides per cohort chunk
+    monkeypatch.setattr(local.evaluation.scoring, "CHUNK_TRIALS", 3)
+    monkeypatch.setattr(local.evaluation.scoring, "CHUNK_ELEMENTS", 25)  # two sides per cohort chunk
     np.testing.assert_allclose(
         score_trials(embeddings, trials, enrolment, cohort=cohort, top_k=3), whole, atol=1e-12
     )

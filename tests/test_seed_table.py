@@ -6,8 +6,8 @@ import statistics
 import pandas as pd
 import pytest
 
-from data_prep.manifest import ManifestError
-from local.seed_table import collect, main, seed_table
+from local.errors import ManifestError
+from local.evaluation.seed_table import collect, main, seed_table
 
 
 def make_run(folder, eers, dcfs=(0.9, 0.8)):

@@ -10,14 +10,14 @@ import torch
 from speechbrain.dataio.dataset import DynamicItemDataset
 from transformers import Wav2Vec2FeatureExtractor, WavLMConfig, WavLMModel
 
-from local.dataio import add_whole_pipeline, manifest_dataset
-from local.ssl_cache import (
+from local.data.dataio import add_whole_pipeline, manifest_dataset
+from local.data.ssl_cache import (
     INFO_FILE,
     add_cached_crop_pipeline,
     cache_hidden_states,
     cache_path,
 )
-from local.ssl_frontend import SSLFrontend
+from local.model.ssl_frontend import SSLFrontend
 from tests.conftest import TINY_SSL
 from tests.test_train_dann import logged, train_ssl
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from local.ssl_frontend import SSLFrontend, WeightedLayerSum, save_layer_weights
+from local.model.ssl_frontend import SSLFrontend, WeightedLayerSum, save_layer_weights
 from tests.conftest import TINY_SSL
 
 FAMILIES = ["wavlm", "wav2vec2"]

@@ -10,9 +10,10 @@ from speechbrain.dataio.encoder import CategoricalEncoder
 
 import train_dann
 from data_prep.deepmine import prepare_deepmine
-from data_prep.manifest import ManifestError, read_manifest
-from local.dataio import speaker_classes
-from local.ssl_frontend import SSLFrontend
+from local.data.dataio import speaker_classes
+from local.data.manifest_io import read_manifest
+from local.errors import ManifestError
+from local.model.ssl_frontend import SSLFrontend
 from tests.conftest import TINY_SSL_DIM
 from tests.test_prep_deepmine import TASK1_ENROLMENT, TASK1_TRAIN, TASK1_TRIALS, write_task
 from tests.test_train_dann import SHORT, TINY, logged

@@ -15,9 +15,9 @@ import speechbrain as sb
 import torch
 
 import train_dann
-from data_prep.manifest import ManifestError
-from local.dann_brain import EpochStatistics
-from local.ssl_frontend import SSLFrontend
+from local.errors import ManifestError
+from local.model.dann_brain import EpochStatistics
+from local.model.ssl_frontend import SSLFrontend
 from tests.conftest import TINY_SSL, TINY_SSL_DIM
 
 TINY = ["--channels=[32, 32, 32, 32, 96]", "--emb_dim=32", "--n_mels=40",

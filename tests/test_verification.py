@@ -7,10 +7,10 @@ import pytest
 import torch
 from speechbrain.dataio.dataset import DynamicItemDataset
 
-from data_prep.manifest import read_trials
-from local.dataio import add_whole_pipeline, manifest_dataset
-from local.metrics import eer
-from local.verification import check_score_norm, cohort_subset, verify
+from local.data.dataio import add_whole_pipeline, manifest_dataset
+from local.data.manifest_io import read_trials
+from local.evaluation.metrics import eer
+from local.evaluation.verification import check_score_norm, cohort_subset, verify
 
 NORM = {"score_norm": None, "cohort_domain": "target", "cohort_size": 50, "cohort_top_k": 10,
         "backend_adaptation": None, "whiten_ridge": 0.1, "backend": [], "lda_dim": 150,

@@ -6,7 +6,7 @@ embeddings (normalised again). Every distinct side is built once, however
 many trials name it, and the score is the dot product of the two sides. A
 back-end's score is a bilinear form of the same sides (see
 :func:`cosine_form`), such as the PLDA log-likelihood ratio of
-:mod:`local.plda`.
+:mod:`local.evaluation.plda`.
 
 Score normalisation follows SpeechBrain's
 ``recipes/VoxCeleb/SpeakerRec/speaker_verification_cosine.py``: each side is
@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from data_prep.manifest import fail
+from local.errors import fail
 
 # Trials scored per step, and cohort scores held at once: bound the memory of
 # a million-trial list to a few hundred MB.
@@ -126,7 +126,7 @@ def check_cohort(cohort):
     >>> check_cohort(torch.tensor([[0.0, 1.0], [float("inf"), 0.0]]))
     Traceback (most recent call last):
       ...
-    data_prep.manifest.ManifestError: cohort: cohort rows with NaN or infinite values
+    local.errors.ManifestError: cohort: cohort rows with NaN or infinite values
       row 1
     """
     bad = (~torch.isfinite(torch.as_tensor(cohort)).all(dim=1)).nonzero().flatten().tolist()
@@ -216,13 +216,13 @@ def score_trials(embeddings, trials, enrolment=None, cohort=None, top_k=None, fo
     Arguments
     ---------
     embeddings : dict
-        ``{utterance ID: tensor [dim]}``, as from :func:`local.embed.compute_embeddings`.
+        ``{utterance ID: tensor [dim]}``, as from :func:`local.evaluation.embed.compute_embeddings`.
     trials : pandas.DataFrame
         With ``enrol`` and ``test`` columns, as from
-        :func:`data_prep.manifest.read_trials`.
+        :func:`local.data.manifest_io.read_trials`.
     enrolment : dict, optional
         ``{model ID: [utterance IDs]}`` (the first item
-        :func:`data_prep.manifest.read_enrolment` returns). An enrolment side
+        :func:`local.data.manifest_io.read_enrolment` returns). An enrolment side
         listed here is that model, any other is an utterance ID.
     cohort : torch.Tensor or numpy.ndarray, optional
         ``[cohort size, dim]`` impostor embeddings: when given, the scores are

@@ -7,8 +7,9 @@ from speechbrain.dataio.batch import PaddedBatch
 from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.dataio.encoder import CategoricalEncoder
 
-from data_prep.manifest import fail, validate
-from local.audio import load_random_crop, load_segment
+from local.data.audio import load_random_crop, load_segment
+from local.data.validation import validate
+from local.errors import fail
 
 # The classes of the speaker head (``speaker_label``) and the manifest columns
 # that make one: a speaker, or a speaker saying a phrase (text-dependent
@@ -22,7 +23,7 @@ def manifest_dataset(csv_path, check_audio=True):
     Arguments
     ---------
     csv_path : str
-        Manifest in the schema of :mod:`data_prep.manifest`.
+        Manifest in the schema of :mod:`local.data.schema`.
     check_audio : bool
         Open every file during validation.
 
@@ -134,7 +135,7 @@ def speaker_classes(manifest, label, path):
     Arguments
     ---------
     manifest : pandas.DataFrame
-        As from :func:`data_prep.manifest.read_manifest`.
+        As from :func:`local.data.manifest_io.read_manifest`.
     label : str
         A key of :data:`SPEAKER_LABELS`.
     path : str
@@ -159,7 +160,7 @@ def speaker_classes(manifest, label, path):
     >>> speaker_classes(rows.drop(columns="phrase"), "spk_phrase", "train.csv")
     Traceback (most recent call last):
       ...
-    data_prep.manifest.ManifestError: train.csv: speaker_label: spk_phrase needs a 'phrase' column in the source training manifest; it has none
+    local.errors.ManifestError: train.csv: speaker_label: spk_phrase needs a 'phrase' column in the source training manifest; it has none
     Fix: train with speaker_label: spk_id, or on a text-dependent source (data_prep.demo with phrases > 0, DeepMine's SdSV task 1)
     """
     fix = ("train with speaker_label: spk_id, or on a text-dependent source "
@@ -297,7 +298,7 @@ class PairedDataset(torch.utils.data.Dataset):
 class SpeakerBatchSampler(torch.utils.data.Sampler):
     """Batches of ``n_speakers`` speakers x ``n_utterances`` utterances, speaker-major.
 
-    The batches that GE2E (:mod:`local.ge2e`) needs: the first
+    The batches that GE2E (:mod:`local.model.ge2e`) needs: the first
     ``n_utterances`` indices of a batch are of one speaker, the next ones of
     another, and so on. Each batch draws its speakers uniformly, without
     replacement, whatever their number of utterances; each speaker drawn

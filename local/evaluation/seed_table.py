@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m local.seed_table --runs baseline 'results/demo/dann_fbank/base_s*' \\
+    python -m local.evaluation.seed_table --runs baseline 'results/demo/dann_fbank/base_s*' \\
         --runs DANN 'results/demo/dann_fbank/dann_s*' [--lists target target_whiten] \\
         [--metrics eer_percent min_dcf_0.01] [--out table.md]
 
@@ -19,8 +19,8 @@ import sys
 
 import pandas as pd
 
-from data_prep.manifest import fail
-from local.report import markdown_table
+from local.errors import fail
+from local.evaluation.report import markdown_table
 
 
 def collect(pattern):

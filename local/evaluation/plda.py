@@ -23,7 +23,7 @@ model's mean becomes the in-domain mean.
 A trial's log-likelihood ratio, same speaker against different speakers, is
 that of one embedding per side: an enrolment model of several utterances is
 the normalised mean of their unit embeddings, as in the cosine scoring of
-:mod:`local.scoring`, rather than Kaldi's count-dependent posterior.
+:mod:`local.evaluation.scoring`, rather than Kaldi's count-dependent posterior.
 """
 
 import copy
@@ -32,7 +32,7 @@ import numpy as np
 import scipy.linalg
 import torch
 
-from data_prep.manifest import fail
+from local.errors import fail
 
 
 def _unit(vectors):
@@ -182,7 +182,7 @@ class PLDA:
 
         For ``u`` a vector in the diagonalised space, the ratio of a pair is
         ``left_e . right_t + offset_e + offset_t`` (the form of
-        :func:`local.scoring.score_trials`).
+        :func:`local.evaluation.scoring.score_trials`).
 
         Arguments
         ---------

@@ -8,7 +8,7 @@ target (telephone, other language) trials are harder than the source ones.
 
 Command line::
 
-    python -m local.mfcc_baseline --manifest data/demo/eval.csv \
+    python -m local.evaluation.mfcc_baseline --manifest data/demo/eval.csv \
         --trials data/demo/trials_source.txt data/demo/trials_target.txt
 """
 
@@ -18,8 +18,8 @@ import torch
 from speechbrain.lobes.features import MFCC
 from speechbrain.utils.metric_stats import EER
 
-from data_prep.manifest import read_manifest, read_trials
-from local.audio import load_segment
+from local.data.audio import load_segment
+from local.data.manifest_io import read_manifest, read_trials
 
 
 def mean_mfcc_embeddings(manifest):
@@ -28,7 +28,7 @@ def mean_mfcc_embeddings(manifest):
     Arguments
     ---------
     manifest : pandas.DataFrame
-        As from :func:`data_prep.manifest.read_manifest`.
+        As from :func:`local.data.manifest_io.read_manifest`.
 
     Returns
     -------
@@ -62,7 +62,7 @@ def baseline_eer(embeddings, trials):
     embeddings : dict
         From :func:`mean_mfcc_embeddings`.
     trials : pandas.DataFrame
-        From :func:`data_prep.manifest.read_trials`.
+        From :func:`local.data.manifest_io.read_trials`.
 
     Returns
     -------
@@ -103,7 +103,8 @@ def main(argv=None):
     Example
     -------
     >>> import os, tempfile, numpy, soundfile
-    >>> from data_prep.manifest import utterance_row, write_manifest, write_trials
+    >>> from local.data.manifest_io import write_manifest, write_trials
+    >>> from local.data.schema import utterance_row
     >>> folder, rng = tempfile.mkdtemp(), numpy.random.default_rng(0)
     >>> rows = []
     >>> for utt, spk in [("a1", "a"), ("a2", "a"), ("b1", "b")]:

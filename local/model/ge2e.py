@@ -8,7 +8,7 @@ own speaker's centroid and away from the others. For its own speaker the
 centroid leaves the utterance out, which keeps the task from being trivially
 easy and the training stable. No speaker classifier is learned: the loss
 needs only the labels' grouping, given by the batch's layout
-(:class:`local.dataio.SpeakerBatchSampler`).
+(:class:`local.data.dataio.SpeakerBatchSampler`).
 """
 
 import torch

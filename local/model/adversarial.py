@@ -166,7 +166,7 @@ class DomainDiscriminator(torch.nn.Module):
     auxiliary_classes : int
         Speaker logits output after the domain logits, from the same last
         hidden layer (the auxiliary-classifier GAN's second classifier,
-        :mod:`local.gan`); 0 for none.
+        :mod:`local.model.gan`); 0 for none.
 
     Example
     -------

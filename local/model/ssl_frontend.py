@@ -229,7 +229,7 @@ class SSLFrontend(torch.nn.Module):
         wavs : torch.Tensor
             ``[batch, samples]`` waveforms at 16 kHz, or ``[batch, frames,
             layers, hidden size]`` hidden states of the frozen SSL model, as
-            :func:`local.ssl_cache.add_cached_crop_pipeline` provides them.
+            :func:`local.data.ssl_cache.add_cached_crop_pipeline` provides them.
         wav_lens : torch.Tensor, optional
             ``[batch]`` relative lengths (1.0 for the longest).
 

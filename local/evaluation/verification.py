@@ -7,7 +7,7 @@ impostor embeddings drawn from the source or the unlabelled target training
 data. With ``backend_adaptation``, every list is scored again on embeddings
 centred on (``mean``) or also whitened by (``whiten``) that cohort's
 statistics, raw and normalised against the adapted cohort. With ``backend``,
-every list is also scored by PLDA back-ends (:mod:`local.plda`) trained on the
+every list is also scored by PLDA back-ends (:mod:`local.evaluation.plda`) trained on the
 labelled source training embeddings: as trained (``plda``), adapted to the
 unlabelled target training embeddings (``plda_adapted``), and trained on
 source embeddings re-coloured to the target covariance (``coral_plda``), each
@@ -23,13 +23,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from data_prep.manifest import read_enrolment, read_manifest, read_trials
-from local.backend import BACKEND_ADAPTATIONS, DomainAdaptation, coral
-from local.embed import compute_embeddings
-from local.metrics import VOXCELEB_DCF
-from local.plda import PLDABackend
-from local.report import plot_det, write_report
-from local.scoring import score_trials
+from local.data.manifest_io import read_enrolment, read_manifest, read_trials
+from local.evaluation.backend import BACKEND_ADAPTATIONS, DomainAdaptation, coral
+from local.evaluation.embed import compute_embeddings
+from local.evaluation.metrics import VOXCELEB_DCF
+from local.evaluation.plda import PLDABackend
+from local.evaluation.report import plot_det, write_report
+from local.evaluation.scoring import score_trials
 
 SCORE_NORMS = (None, "snorm", "asnorm")
 COHORT_DOMAINS = ("source", "target")

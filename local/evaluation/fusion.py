@@ -12,13 +12,13 @@ Two fusions:
 
 Command line::
 
-    python -m local.fusion --scores a.txt b.txt --out fused.txt [--dev a_dev.txt b_dev.txt] \
+    python -m local.evaluation.fusion --scores a.txt b.txt --out fused.txt [--dev a_dev.txt b_dev.txt] \
         [--det det.png] [--summary fused/verification/summary.csv --system target]
 
 writes the fused score file (and a DET figure of every system and the fusion)
 and prints EER and minDCF of each system and of the fusion. With
 ``--summary``, the fusion's row is added to (or replaced in) a table laid out
-as a run's ``verification/summary.csv``, so that :mod:`local.seed_table`
+as a run's ``verification/summary.csv``, so that :mod:`local.evaluation.seed_table`
 reads fused systems as it reads runs.
 """
 
@@ -31,10 +31,10 @@ import pandas as pd
 from scipy.optimize import minimize
 from scipy.special import expit, logit
 
-from data_prep.manifest import ManifestError, fail
-from local.metrics import VOXCELEB_DCF, compute_metrics, dcf_name
-from local.report import plot_det, read_scores, write_scores
-from local.verification import summary_table
+from local.errors import ManifestError, fail
+from local.evaluation.metrics import VOXCELEB_DCF, compute_metrics, dcf_name
+from local.evaluation.report import plot_det, read_scores, write_scores
+from local.evaluation.verification import summary_table
 
 # Keeps the logistic-regression weights finite when the development trials
 # are perfectly separable; small enough not to matter otherwise.
@@ -47,7 +47,7 @@ def load_systems(paths):
     Arguments
     ---------
     paths : list of str
-        One score file per system (as from :func:`local.report.write_scores`);
+        One score file per system (as from :func:`local.evaluation.report.write_scores`);
         the trials may come in any order.
 
     Returns
@@ -186,7 +186,7 @@ def update_summary(path, system, metrics):
         The row's name, e.g. the trial list's (``target``).
     metrics : dict
         ``trials``, ``eer`` and ``min_dcf_*`` values, as
-        :func:`local.metrics.compute_metrics` gives them plus ``trials``.
+        :func:`local.evaluation.metrics.compute_metrics` gives them plus ``trials``.
 
     Example
     -------

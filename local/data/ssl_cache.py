@@ -7,7 +7,7 @@ training utterance are computed once, before training, and stored in half
 precision (one ``.npy`` file per utterance, ``[frames, layers, dim]``, so
 that a crop is one contiguous read). Each epoch then draws its random crops in
 frame space from these files, and the front end
-(:class:`local.ssl_frontend.SSLFrontend`) mixes them with its learnable
+(:class:`local.model.ssl_frontend.SSLFrontend`) mixes them with its learnable
 weights instead of running the SSL model.
 
 A cached crop is an approximation of the SSL model run on the waveform crop:
@@ -35,7 +35,7 @@ import speechbrain as sb
 import torch
 from tqdm import tqdm
 
-from local.audio import TARGET_SAMPLE_RATE
+from local.data.audio import TARGET_SAMPLE_RATE
 
 INFO_FILE = "cache_info.json"
 
@@ -123,11 +123,11 @@ def cache_hidden_states(frontend, dataset, folder, device="cpu"):
 
     Arguments
     ---------
-    frontend : local.ssl_frontend.SSLFrontend
+    frontend : local.model.ssl_frontend.SSLFrontend
         Front end with a frozen SSL model.
     dataset : DynamicItemDataset
         Items with ``id`` and ``sig``, the whole utterance at 16 kHz
-        (:func:`local.dataio.add_whole_pipeline`).
+        (:func:`local.data.dataio.add_whole_pipeline`).
     folder : str
         Cache folder (created if missing).
     device : str or torch.device

@@ -14,11 +14,11 @@ from speechbrain.utils.checkpoints import (
 from speechbrain.utils.logger import get_logger
 from torch.nn.parallel import DistributedDataParallel
 
-from local.adversarial import LayerOutputTap
-from local.alignment import coral_loss, mmd_loss
-from local.gan import check_adversary, discriminator_loss, embedding_loss, source_score
-from local.embed import compute_embeddings
-from local.pseudo_labels import cluster_pseudo_speakers
+from local.data.pseudo_labels import cluster_pseudo_speakers
+from local.evaluation.embed import compute_embeddings
+from local.model.adversarial import LayerOutputTap
+from local.model.alignment import coral_loss, mmd_loss
+from local.model.gan import check_adversary, discriminator_loss, embedding_loss, source_score
 
 logger = get_logger(__name__)
 
@@ -81,7 +81,7 @@ class DANNBrain(sb.Brain):
     """Speaker embedding training with a domain adversary.
 
     Each training batch is a ``(source, target)`` pair of PaddedBatch objects
-    (see :class:`local.dataio.PairedDataset`). Both go through the front end
+    (see :class:`local.data.dataio.PairedDataset`). Both go through the front end
     and the encoder in one forward pass; the speaker head sees the source
     embeddings, and the domain discriminator sees all of them behind the
     gradient-reversal layer. The reversal coefficient is
@@ -91,21 +91,21 @@ class DANNBrain(sb.Brain):
     are) and the recipe is the source-only baseline. Instead of gradient
     reversal (``adversary: grl``), the adversary can be a GAN game with
     alternating updates (``vanilla``, ``least_squares``, ``relativistic``,
-    ``auxiliary_classifier``; :mod:`local.gan`), its encoder loss weighted by
+    ``auxiliary_classifier``; :mod:`local.model.gan`), its encoder loss weighted by
     the same coefficient.
 
     Besides the adversary, and on the same schedule, ``coral_weight`` and
     ``mmd_weight`` align the statistics of the batch's source and target
-    embeddings (:mod:`local.alignment`). With ``pseudo_label_epochs``, the
+    embeddings (:mod:`local.model.alignment`). With ``pseudo_label_epochs``, the
     target training utterances are clustered into pseudo-speakers at the start
-    of those epochs (:mod:`local.pseudo_labels`), and the speaker head also
+    of those epochs (:mod:`local.data.pseudo_labels`), and the speaker head also
     trains on the target crops that have one.
 
     The speaker head is a classifier with a margin softmax over the source
     speakers (``classifier`` and ``compute_cost``), or, when the modules hold
-    a ``ge2e_loss`` (:class:`local.ge2e.GE2ELoss`), the GE2E loss of source
+    a ``ge2e_loss`` (:class:`local.model.ge2e.GE2ELoss`), the GE2E loss of source
     batches laid out as ``ge2e_speakers`` x ``ge2e_utterances``
-    (:class:`local.dataio.SpeakerBatchSampler`), with no classifier and so
+    (:class:`local.data.dataio.SpeakerBatchSampler`), with no classifier and so
     no pseudo-labels.
 
     Target-domain speaker labels are never read: the target pipeline provides
@@ -296,7 +296,7 @@ class DANNBrain(sb.Brain):
         The discriminator reads the embeddings, or the frames of ``adv_layer``;
         every frame is an item it classifies. With ``adversary: grl`` both
         players minimise one loss through the gradient-reversal layer. The GAN
-        adversaries (:mod:`local.gan`) alternate: ``disc_steps`` discriminator
+        adversaries (:mod:`local.model.gan`) alternate: ``disc_steps`` discriminator
         updates on the step's detached features first, then the encoder's
         loss against the updated discriminator, whose parameters it does not
         change.

@@ -23,8 +23,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from scipy.stats import norm
 
-from data_prep.manifest import fail
-from local.metrics import VOXCELEB_DCF, compute_metrics, dcf_name, eer, error_rates
+from local.errors import fail
+from local.evaluation.metrics import VOXCELEB_DCF, compute_metrics, dcf_name, eer, error_rates
 
 SCORE_COLUMNS = ["enrol", "test", "score", "label"]
 # Manifest columns whose values define conditions.
@@ -259,14 +259,14 @@ def condition_table(trials, scores, manifest, enrolment=None, dcf=VOXCELEB_DCF):
     Arguments
     ---------
     trials : pandas.DataFrame
-        As from :func:`data_prep.manifest.read_trials` (``trial_type`` optional).
+        As from :func:`local.data.manifest_io.read_trials` (``trial_type`` optional).
     scores : array-like
         One score per trial.
     manifest : pandas.DataFrame
         The manifest the trial IDs are in, as from
-        :func:`data_prep.manifest.read_manifest`.
+        :func:`local.data.manifest_io.read_manifest`.
     enrolment : pandas.DataFrame, optional
-        Enrolment table (the second item :func:`data_prep.manifest.read_enrolment`
+        Enrolment table (the second item :func:`local.data.manifest_io.read_enrolment`
         returns). A model takes a condition value from its own column in the
         table if there is one, else from its utterances when they agree.
     dcf : list of tuple
@@ -380,7 +380,7 @@ def write_report(name, trials, scores, manifest, out_dir, dcf=VOXCELEB_DCF, enro
     name : str
         Trial list name, the prefix of the files.
     trials : pandas.DataFrame
-        As from :func:`data_prep.manifest.read_trials`.
+        As from :func:`local.data.manifest_io.read_trials`.
     scores : array-like
         One score per trial.
     manifest : pandas.DataFrame

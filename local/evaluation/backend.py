@@ -4,7 +4,7 @@ The embeddings of one domain (the score-normalisation cohort, drawn from the
 unlabelled target or the source training data) give a mean and a covariance.
 Every embedding is length-normalised, centred on that mean and, with
 whitening, multiplied by the covariance's inverse square root; the cosine
-scoring of :mod:`local.scoring` then length-normalises it again. The
+scoring of :mod:`local.evaluation.scoring` then length-normalises it again. The
 statistics are those of the length-normalised embeddings, the space the
 cosine score works in, so that an embedding's norm does not weigh on them.
 
@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from scipy.stats import Covariance
 
-from data_prep.manifest import fail
-from local.scoring import check_cohort
+from local.errors import fail
+from local.evaluation.scoring import check_cohort
 
 BACKEND_ADAPTATIONS = (None, "mean", "whiten")
 
@@ -108,7 +108,7 @@ class DomainAdaptation:
         Arguments
         ---------
         embeddings : dict
-            As from :func:`local.embed.compute_embeddings`.
+            As from :func:`local.evaluation.embed.compute_embeddings`.
 
         Returns
         -------

@@ -1,0 +1,299 @@
+"""What every corpus preparation shares: option checks, chunking, selection, skip-if-prepared, the exit status.
+
+The preparations follow SpeechBrain's ``prepare_*`` convention: a pure
+function of its options that writes manifests in the schema of
+:mod:`local.data.schema` and does nothing when re-run with the same options.
+"""
+
+import json
+import math
+import numbers
+import os
+import sys
+
+import pandas as pd
+
+from local.data.manifest_io import read_manifest, write_manifest
+from local.data.schema import DEFAULT_SAMPLE_RATE
+from local.errors import ManifestError, fail
+
+class OptionError(ManifestError):
+    """A data preparation option outside its allowed range."""
+
+
+# The allowed ranges of the preparations' numeric options.
+POSITIVE = pd.Interval(0, math.inf, closed="neither")
+NON_NEGATIVE = pd.Interval(0, math.inf, closed="left")
+AT_LEAST_ONE = pd.Interval(1, math.inf, closed="left")
+AT_LEAST_TWO = pd.Interval(2, math.inf, closed="left")
+FRACTION = pd.Interval(0, 1, closed="left")
+
+
+def check_option(name, value, allowed, why, integer=False):
+    """Raise an :class:`OptionError` unless ``value`` is a number in ``allowed``.
+
+    Arguments
+    ---------
+    name : str
+        The option, named alike in Python, condition files and ``--name`` on
+        the command line.
+    value : object
+        Its value.
+    allowed : pandas.Interval
+        The allowed range.
+    why : str
+        What the option means, or why the range is what it is.
+    integer : bool
+        Whether the value must be an integer.
+
+    Raises
+    ------
+    OptionError
+        Naming the option, its value and the allowed range.
+
+    Example
+    -------
+    >>> check_option("dev_ratio", 0.1, FRACTION, "a fraction")
+    >>> check_option("dev_ratio", 1.5, FRACTION,
+    ...              "the fraction of each speaker's recordings held out")
+    Traceback (most recent call last):
+      ...
+    data_prep.preparation.OptionError: dev_ratio is 1.5: not a number in [0, 1), the fraction of each speaker's recordings held out
+    Fix: choose dev_ratio in [0, 1) (--dev_ratio on the command line)
+    """
+    kind = numbers.Integral if integer else numbers.Real
+    if isinstance(value, kind) and not isinstance(value, bool) and value in allowed:
+        return
+    raise OptionError(
+        f"{name} is {value!r}: not {'an integer' if integer else 'a number'} in {allowed}, {why}\n"
+        f"Fix: choose {name} in {allowed} (--{name} on the command line)")
+
+
+def check_seg_dur(seg_dur):
+    """:func:`check_option` for ``seg_dur``, the training chunk length (None: whole utterances).
+
+    Arguments
+    ---------
+    seg_dur : float or None
+        Chunk length in seconds.
+
+    Example
+    -------
+    >>> check_seg_dur(None); check_seg_dur(3.0)
+    >>> check_seg_dur(0)
+    Traceback (most recent call last):
+      ...
+    data_prep.preparation.OptionError: seg_dur is 0: not a number in (0, inf), the training chunk length in seconds (None keeps utterances whole)
+    Fix: choose seg_dur in (0, inf) (--seg_dur on the command line)
+    """
+    if seg_dur is not None:
+        check_option("seg_dur", seg_dur, POSITIVE,
+                     "the training chunk length in seconds (None keeps utterances whole)")
+
+
+def chunk_rows(row, chunk_seconds):
+    """Cut one manifest row into consecutive fixed-length chunks.
+
+    The chunk IDs are ``<ID>_<start>_<stop>`` in samples, as in SpeechBrain's
+    VoxCeleb preparation; a last chunk shorter than ``chunk_seconds`` is dropped
+    only when the utterance is longer than one chunk, so short utterances stay.
+
+    Arguments
+    ---------
+    row : dict
+        A manifest row (as from :func:`utterance_row`).
+    chunk_seconds : float
+        Chunk length in seconds.
+
+    Returns
+    -------
+    list of dict
+        The chunk rows.
+
+    Example
+    -------
+    >>> row = {"ID": "u", "duration": 2.5, "wav": "u.wav", "start": 0,
+    ...        "stop": 40000, "spk_id": "s", "domain": "d", "sample_rate": 16000}
+    >>> [r["ID"] for r in chunk_rows(row, 1.0)]
+    ['u_0_16000', 'u_16000_32000']
+    """
+    rate = int(row.get("sample_rate", DEFAULT_SAMPLE_RATE))
+    size = int(round(chunk_seconds * rate))
+    start, stop = int(row["start"]), int(row["stop"])
+    if stop - start <= size:
+        return [dict(row)]
+    chunks = []
+    for begin in range(start, stop - size + 1, size):
+        chunk = dict(row)
+        chunk.update(
+            ID=f"{row['ID']}_{begin}_{begin + size}",
+            start=begin,
+            stop=begin + size,
+            duration=round(size / rate, 4),
+        )
+        chunks.append(chunk)
+    return chunks
+
+
+def select_rows(manifest_path, save_path, column, values):
+    """Write the rows of a manifest whose ``column`` has one of ``values``.
+
+    A condition's preparation step, e.g. one channel of a corpus as the source
+    domain and another as the target.
+
+    Arguments
+    ---------
+    manifest_path : str
+        Manifest to select from.
+    save_path : str
+        Output manifest.
+    column : str
+        Column to select on (``channel``, ``lang``, ...).
+    values : list of str
+        Values to keep.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The selected rows.
+
+    Raises
+    ------
+    ManifestError
+        When the column is missing or no row has any of the values.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> rows = [{"ID": f"u{i}", "duration": 1.0, "wav": f"u{i}.wav", "start": 0, "stop": 16000,
+    ...          "spk_id": "s1", "domain": "demo", "channel": channel}
+    ...         for i, channel in enumerate(["wireless", "telephone", "wireless"])]
+    >>> write_manifest(rows, os.path.join(folder, "train.csv"))
+    >>> selected = select_rows(os.path.join(folder, "train.csv"),
+    ...                        os.path.join(folder, "train_wireless.csv"), "channel", ["wireless"])
+    >>> list(selected["ID"])
+    ['u0', 'u2']
+    """
+    manifest = read_manifest(manifest_path)
+    if column not in manifest.columns:
+        fail(manifest_path, f"has no column '{column}' to select on",
+             fix="prepare the corpus with the metadata that fills it (e.g. a channel table)")
+    values = [str(value) for value in values]
+    selected = manifest[manifest[column].isin(values)]
+    if selected.empty:
+        present = sorted(manifest[column].unique())
+        fail(manifest_path, f"no row has {column} in {values}; its values are {present}",
+             fix=f"choose {column} values the corpus has")
+    write_manifest(selected, save_path)
+    return selected
+
+
+def skip_if_prepared(save_folder, outputs, options):
+    """True when ``outputs`` exist and were made with the same ``options``.
+
+    SpeechBrain's ``prepare_*`` convention: re-running a preparation with the
+    same arguments does nothing. The options are stored beside the outputs.
+
+    Arguments
+    ---------
+    save_folder : str
+        Where the preparation writes.
+    outputs : list of str
+        Files the preparation produces.
+    options : dict
+        JSON-serialisable arguments that determine the outputs.
+
+    Returns
+    -------
+    bool
+        Whether the work can be skipped.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> skip_if_prepared(folder, [], {"seed": 1})
+    False
+    >>> mark_prepared(folder, {"seed": 1})
+    >>> skip_if_prepared(folder, [], {"seed": 1})
+    True
+    >>> skip_if_prepared(folder, [], {"seed": 2})
+    False
+    """
+    marker = os.path.join(save_folder, "prepare_options.json")
+    if not os.path.isfile(marker):
+        return False
+    with open(marker, encoding="utf-8") as saved:
+        same = json.load(saved) == json.loads(json.dumps(options))
+    if same and all(os.path.isfile(p) for p in outputs):
+        return True
+    # The preparation is about to rewrite the outputs: should it die halfway,
+    # an old marker must not vouch for the half-written files.
+    os.remove(marker)
+    return False
+
+
+def mark_prepared(save_folder, options):
+    """Record ``options`` so that :func:`skip_if_prepared` can skip next time.
+
+    Arguments
+    ---------
+    save_folder : str
+        Where the preparation wrote.
+    options : dict
+        The options passed to :func:`skip_if_prepared`.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> mark_prepared(folder, {"seed": 1})
+    >>> os.listdir(folder)
+    ['prepare_options.json']
+    """
+    with open(os.path.join(save_folder, "prepare_options.json"), "w", encoding="utf-8") as out:
+        json.dump(options, out, indent=1, sort_keys=True)
+
+
+def run_preparation(prepare, **arguments):
+    """Run a corpus preparation for its command line and return the exit status.
+
+    Prints the written files, or the :class:`ManifestError` (a bad file or
+    option, with its fix) or the ``OSError`` (a folder that cannot be read or
+    written) to stderr and returns 1, so that a user sees the message, not a
+    traceback.
+
+    Arguments
+    ---------
+    prepare : callable
+        A ``prepare_*`` function returning ``{name: path}``.
+    **arguments
+        Its arguments.
+
+    Returns
+    -------
+    int
+        0 on success, 1 on a :class:`ManifestError` or ``OSError``.
+
+    Example
+    -------
+    >>> run_preparation(lambda save_folder: {"train": f"{save_folder}/train.csv"},
+    ...                 save_folder="data/corpus")
+    train: data/corpus/train.csv
+    0
+    >>> run_preparation(read_manifest, path="missing.csv")
+    1
+    """
+    try:
+        paths = prepare(**arguments)
+    except ManifestError as err:
+        print(err, file=sys.stderr)
+        return 1
+    except OSError as err:  # a folder that cannot be read or written, a full disk
+        print(f"{err}\nFix: check that the folders exist and that save_folder is writable",
+              file=sys.stderr)
+        return 1
+    for name, path in paths.items():
+        print(f"{name}: {path}")
+    return 0

@@ -1,0 +1,463 @@
+"""Reading and writing manifests, trial lists and enrolment tables, refusing malformed ones.
+
+The formats are those of :mod:`local.data.schema`. Every reader raises a
+:class:`~local.errors.ManifestError` naming the file, the offending lines and
+the fix.
+"""
+
+import csv
+import os
+import re
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from local.data.schema import (
+    DEFAULT_SAMPLE_RATE,
+    ENROLMENT_COLUMNS,
+    OPTIONAL_COLUMNS,
+    REQUIRED_COLUMNS,
+    REST,
+    TRIAL_COLUMNS,
+    TRIAL_LABELS,
+)
+from local.errors import fail
+
+EXTRA_FIELDS_FIX = ("give every row as many comma-separated fields as the header has; "
+                    "put a field that holds a comma in double quotes")
+
+
+def write_manifest(rows, path):
+    """Write manifest rows as a schema CSV (required columns first).
+
+    Arguments
+    ---------
+    rows : list of dict or pandas.DataFrame
+        The utterances.
+    path : str
+        Output CSV.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "train.csv")
+    >>> write_manifest([{"lang": "l1", "ID": "u1", "duration": 1.0, "wav": "u1.wav",
+    ...                  "start": 0, "stop": 16000, "spk_id": "s1", "domain": "demo"}], path)
+    >>> open(path).read().splitlines()
+    ['ID,duration,wav,start,stop,spk_id,domain,lang', 'u1,1.0,u1.wav,0,16000,s1,demo,l1']
+    """
+    table = pd.DataFrame(rows)
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(f"{path}: manifest rows lack columns {missing}")
+    extra = [c for c in OPTIONAL_COLUMNS if c in table.columns]
+    others = [c for c in table.columns if c not in REQUIRED_COLUMNS + extra]
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    table[REQUIRED_COLUMNS + extra + others].to_csv(path, index=False)
+
+
+def read_csv_table(path, kind, header):
+    """Read a CSV of strings ("" for an empty field), a file pandas cannot parse as a message.
+
+    Arguments
+    ---------
+    path : str
+        An existing CSV file (manifest, enrolment table).
+    kind : str
+        What the file is, for the messages ("manifest").
+    header : str
+        The header line such a file starts with, for the fix of an empty file.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The table, every column a string column.
+
+    Raises
+    ------
+    ManifestError
+        When the file is not UTF-8, is empty, or has a row with more fields
+        than the header, naming the line.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "enrolment.csv")
+    >>> _ = open(path, "w").write("model_id,utt_ids\\nm1,u1 u2,u3\\n")
+    >>> read_csv_table(path, "enrolment table", "model_id,utt_ids")
+    Traceback (most recent call last):
+      ...
+    local.errors.ManifestError: .../enrolment.csv: line 2 has 3 fields, the header 2
+    Fix: ...
+    """
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except UnicodeDecodeError:
+        number, line = _first_non_utf8_line(path)
+        fail(path, f"{kind} is not UTF-8 text", rows=[f"line {number}: {line}"],
+             fix="convert it to UTF-8, e.g. iconv -f LATIN1 -t UTF-8 IN.csv > OUT.csv "
+                 "(LATIN1 being the encoding it was written in)")
+    except pd.errors.EmptyDataError:
+        fail(path, f"{kind} is empty, without even a header line",
+             fix=f"a {kind} starts with the header line {header}")
+    except pd.errors.ParserError as err:
+        # pandas names the line in its text only: "Expected 7 fields in line 3, saw 8".
+        counts = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(err))
+        problem = (f"line {counts[2]} has {counts[3]} fields, the header {counts[1]}" if counts
+                   else f"not a well-formed CSV ({str(err).strip()})")
+        fail(path, problem, fix=EXTRA_FIELDS_FIX)
+    if not isinstance(table.index, pd.RangeIndex):
+        # pandas makes the first column the index when the rows have one field more than the header.
+        header = len(table.columns)
+        fail(path, f"line 2 has {header + 1} fields, the header {header}", fix=EXTRA_FIELDS_FIX)
+    return table
+
+
+def _first_non_utf8_line(path):
+    """``(number, text)`` of the first line of ``path`` that is not UTF-8, text escaped."""
+    with open(path, "rb") as data:
+        for number, line in enumerate(data, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return number, line.decode("utf-8", "backslashreplace").rstrip()
+
+
+def read_manifest(path):
+    """Read a manifest CSV and check its structure (not its audio).
+
+    Arguments
+    ---------
+    path : str
+        Manifest CSV.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per utterance, indexed by nothing; ``spk_id`` and the text
+        columns are strings ("" when empty).
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "train.csv")
+    >>> write_manifest([{"ID": "u1", "duration": 1.0, "wav": "u1.wav", "start": 0,
+    ...                  "stop": 16000, "spk_id": "", "domain": "demo"}], path)
+    >>> table = read_manifest(path)
+    >>> table["spk_id"][0], int(table["sample_rate"][0])
+    ('', 16000)
+    """
+    if not os.path.isfile(path):
+        fail(path, "manifest does not exist", fix="run the data preparation first")
+    table = read_csv_table(path, "manifest", ",".join(REQUIRED_COLUMNS))
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
+    if missing:
+        fail(
+            path,
+            f"missing columns {missing}; found {list(table.columns)}",
+            fix=f"a manifest needs the header {','.join(REQUIRED_COLUMNS)}",
+        )
+    if table.empty:
+        fail(path, "manifest has no rows", fix="check the data preparation")
+    dup = table["ID"][table["ID"].duplicated()]
+    if len(dup):
+        fail(path, "duplicated IDs", rows=dup.unique(), fix="IDs must be unique")
+    numeric = ["duration", "start", "stop"] + (
+        ["sample_rate"] if "sample_rate" in table.columns else []
+    )
+    for column in numeric:
+        values = pd.to_numeric(table[column], errors="coerce")
+        bad = table["ID"][values.isna() | (values < 0)]
+        if len(bad):
+            fail(
+                path,
+                f"column '{column}' is not a non-negative number in rows",
+                rows=[f"row {i + 2}: ID {table['ID'][i]}" for i in bad.index],
+            )
+        table[column] = values
+    bad = table.index[table["stop"] <= table["start"]]
+    if len(bad):
+        fail(
+            path,
+            "stop must be greater than start",
+            rows=[f"row {i + 2}: ID {table['ID'][i]}" for i in bad],
+        )
+    if "sample_rate" not in table.columns:
+        table["sample_rate"] = DEFAULT_SAMPLE_RATE
+    table[["start", "stop", "sample_rate"]] = table[
+        ["start", "stop", "sample_rate"]
+    ].astype(np.int64)
+    return table
+
+
+def write_trials(trials, path):
+    """Write a trial list: ``label enrol test [trial_type]`` per line.
+
+    Arguments
+    ---------
+    trials : pandas.DataFrame or list of tuple
+        Rows of (label, enrol, test[, trial_type]).
+    path : str
+        Output text file.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "trials.txt")
+    >>> write_trials([(1, "m1", "u1", "TC"), (0, "m1", "u2", "IC")], path)
+    >>> open(path).read().splitlines()
+    ['1 m1 u1 TC', '0 m1 u2 IC']
+    """
+    table = pd.DataFrame(trials)
+    if not isinstance(trials, pd.DataFrame):
+        table.columns = TRIAL_COLUMNS[: table.shape[1]]
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    columns = [c for c in TRIAL_COLUMNS if c in table.columns]
+    with open(path, "w", encoding="utf-8") as out:
+        for row in table[columns].itertuples(index=False):
+            out.write(" ".join(str(v) for v in row if v != "") + "\n")
+
+
+def read_fields(path, columns):
+    """The whitespace-separated fields of each non-blank line of a text file.
+
+    Read by pandas' C parser, so that trial lists and keys of millions of
+    lines take seconds. Missing fields are ""; what follows the last of
+    ``columns`` on a line is kept, joined by spaces, in a last column
+    ``rest``, for the caller to refuse. A UTF-8 byte order mark is ignored.
+
+    Arguments
+    ---------
+    path : str
+        UTF-8 text file.
+    columns : list of str
+        Names of the fields expected on a line.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``columns`` + ``rest``, all strings, indexed by the 1-based line number.
+
+    Raises
+    ------
+    ManifestError
+        When the file is not UTF-8 text, naming its first such lines.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "key.txt")
+    >>> with open(path, "w") as key:
+    ...     _ = key.write("m1 e1 TC\\n\\nm1 e2 IW extra words\\n")
+    >>> read_fields(path, ["model", "test", "label"]).to_dict("index")[3]
+    {'model': 'm1', 'test': 'e2', 'label': 'IW', 'rest': 'extra words'}
+    """
+    names = list(columns) + [REST]
+    try:
+        with warnings.catch_warnings():
+            # A first line with more fields than names is a warning, not an error.
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            table = pd.read_csv(
+                path, sep=r"\s+", header=None, names=names, index_col=False, dtype=str,
+                keep_default_na=False, skip_blank_lines=False, quoting=csv.QUOTE_NONE,
+                encoding="utf-8-sig", engine="c",
+            )
+    except UnicodeDecodeError:
+        _fail_not_utf8(path)
+    except (pd.errors.ParserError, pd.errors.ParserWarning):
+        # Some line has more fields than names, which the C parser cannot
+        # keep: read line by line instead (only files that will be refused).
+        table = _fields_line_by_line(path, names)
+    table.index += 1
+    return table[table[names[0]] != ""]
+
+
+def _fields_line_by_line(path, names):
+    rows = []
+    with open(path, encoding="utf-8-sig") as lines:
+        for line in lines:
+            fields = line.split()
+            head = fields[: len(names) - 1]
+            rows.append(head + [""] * (len(names) - 1 - len(head))
+                        + [" ".join(fields[len(names) - 1:])])
+    return pd.DataFrame(rows, columns=names, dtype=str)
+
+
+def _fail_not_utf8(path):
+    bad = []
+    with open(path, "rb") as raw:
+        for number, line in enumerate(raw, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                bad.append(f"line {number}: {line.decode('utf-8', 'replace').strip()}")
+    fail(path, "is not UTF-8 text", rows=bad,
+         fix=f"convert it to UTF-8, e.g. iconv -f LATIN1 -t UTF-8 {path} > converted.txt")
+
+
+def numbered_lines(fields):
+    """``line N: field field ...`` for each row of a :func:`read_fields` table.
+
+    Arguments
+    ---------
+    fields : pandas.DataFrame
+        Rows of :func:`read_fields`'s table (indexed by line number).
+
+    Returns
+    -------
+    list of str
+        The lines as a message shows them.
+
+    Example
+    -------
+    >>> numbered_lines(pd.DataFrame({"a": ["1"], "b": ["x"], "rest": [""]}, index=[7]))
+    ['line 7: 1 x']
+    """
+    text = fields.iloc[:, 0]
+    for column in fields.columns[1:]:
+        text = text.str.cat(fields[column], sep=" ")
+    return list("line " + fields.index.astype(str) + ": " + text.str.strip())
+
+
+def read_trials(path):
+    """Read and structurally check a trial list.
+
+    Arguments
+    ---------
+    path : str
+        Trial list in ``label enrol test [trial_type]`` form.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``label`` (int 0/1), ``enrol``, ``test``, ``trial_type``.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "trials.txt")
+    >>> with open(path, "w") as trials:
+    ...     _ = trials.write("1 u1 u2\\n0 u1 u3\\n")
+    >>> list(read_trials(path).itertuples(index=False, name=None))
+    [(1, 'u1', 'u2', ''), (0, 'u1', 'u3', '')]
+    """
+    return _read_numbered_trials(path)[0]
+
+
+def _read_numbered_trials(path):
+    """:func:`read_trials`'s table, the file's line number of each row, and its sides.
+
+    The sides are ``{"enrol": (codes, uniques), "test": ...}`` of
+    ``pd.factorize``: each check looks up every distinct ID once.
+    """
+    if not os.path.isfile(path):
+        fail(path, "trial list does not exist", fix="run the data preparation first")
+    fields = read_fields(path, TRIAL_COLUMNS)
+    bad = (fields["test"] == "") | (fields[REST] != "") | ~fields["label"].isin(TRIAL_LABELS)
+    if bad.any():
+        fail(
+            path,
+            "lines not of the form 'label enrol test [trial_type]' with label 0 or 1",
+            rows=numbered_lines(fields[bad]),
+            fix="write one trial a line, e.g. '1 spk1_utt1 spk1_utt2'",
+        )
+    if fields.empty:
+        fail(path, "trial list is empty", fix="check the data preparation")
+    lines = fields.index.to_numpy()
+    table = fields[TRIAL_COLUMNS].reset_index(drop=True)
+    table["label"] = (table["label"].to_numpy() == "1").astype(np.int64)
+    sides = {side: pd.factorize(table[side]) for side in ("enrol", "test")}
+    pair = sides["enrol"][0].astype(np.int64) * len(sides["test"][1]) + sides["test"][0]
+    dup = pd.Series(pair).duplicated(keep="first")
+    if dup.any():
+        fail(
+            path,
+            "duplicated trials",
+            rows=table["enrol"][dup] + " " + table["test"][dup],
+            fix="remove the repeated lines",
+        )
+    same = table["enrol"] == table["test"]
+    if same.any():
+        fail(
+            path,
+            "trials compare an utterance with itself",
+            rows=_trial_lines(table[same], lines),
+            fix="remove these lines: a trial's enrol and test must be different IDs",
+        )
+    if table["label"].nunique() < 2:
+        kind = "target" if table["label"].iloc[0] == 1 else "non-target"
+        fail(
+            path,
+            f"all {len(table)} trials are {kind} trials",
+            fix="EER and minDCF need both target and non-target trials",
+        )
+    return table, lines, sides
+
+
+def _trial_lines(trials, lines):
+    """``line N: label enrol test`` of rows of a trial table; ``lines`` of the whole table."""
+    return list("line " + pd.Series(lines[trials.index], index=trials.index).astype(str)
+                + ": " + trials["label"].astype(str) + " " + trials["enrol"] + " "
+                + trials["test"])
+
+
+def write_enrolment(models, path):
+    """Write an enrolment table ``model_id,utt_ids[,...]``.
+
+    Arguments
+    ---------
+    models : list of dict or pandas.DataFrame
+        Rows with ``model_id`` and ``utt_ids`` (a list or a space-separated string).
+    path : str
+        Output CSV.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "enrolment.csv")
+    >>> write_enrolment([{"model_id": "m1", "utt_ids": ["u1", "u2"], "phrase": "03"}], path)
+    >>> open(path).read().splitlines()
+    ['model_id,utt_ids,phrase', 'm1,u1 u2,03']
+    """
+    table = pd.DataFrame(models)
+    table["utt_ids"] = [
+        u if isinstance(u, str) else " ".join(u) for u in table["utt_ids"]
+    ]
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    table.to_csv(path, index=False)
+
+
+def read_enrolment(path):
+    """Read an enrolment table into ``{model_id: [utt_id, ...]}`` plus the table.
+
+    Arguments
+    ---------
+    path : str
+        Enrolment CSV.
+
+    Returns
+    -------
+    tuple
+        ``(models, table)``: the mapping and the pandas table.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "enrolment.csv")
+    >>> write_enrolment([{"model_id": "m1", "utt_ids": "u1 u2"}], path)
+    >>> models, table = read_enrolment(path)
+    >>> models
+    {'m1': ['u1', 'u2']}
+    """
+    if not os.path.isfile(path):
+        fail(path, "enrolment table does not exist", fix="run the data preparation first")
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = [c for c in ENROLMENT_COLUMNS if c not in table.columns]
+    if missing:
+        fail(path, f"missing columns {missing}", fix="header must start with model_id,utt_ids")
+    empty = table["model_id"][table["utt_ids"].str.strip() == ""]
+    if len(empty):
+        fail(path, "enrolment models without utterances", rows=empty)
+    models = {m: u.split() for m, u in zip(table["model_id"], table["utt_ids"])}
+    return models, table

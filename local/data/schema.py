@@ -1,0 +1,128 @@
+"""The one manifest schema every corpus is turned into, and a manifest row of an audio file.
+
+A *manifest* is a SpeechBrain CSV with one row per utterance (or chunk)::
+
+    ID,duration,wav,start,stop,spk_id,domain[,lang,channel,phrase,gender,session,sample_rate]
+
+``start``/``stop`` are sample indices into ``wav`` at the file's own rate,
+``duration`` is ``(stop - start) / sample_rate`` in seconds and ``sample_rate``
+(optional, default 16000) is the rate the file is stored at; the data pipeline
+resamples anything else to 16 kHz on the fly. ``spk_id`` may be empty for
+utterances whose speaker is unknown (unlabelled target data, evaluation
+utterances of a challenge without a key).
+
+A *trial list* has VoxCeleb's form, one trial a line: ``label enrol test``
+(``1`` target, ``0`` non-target), optionally followed by a trial type such as
+DeepMine's ``TC``/``TW``/``IC``/``IW``. ``enrol`` is a manifest ID or the ID of
+an enrolment model listed in an *enrolment table*: a CSV
+``model_id,utt_ids[,spk_id,phrase]`` with space-separated utterance IDs.
+
+:func:`local.data.validation.validate` checks the three against each other
+and against the audio, and is what training and evaluation call before they
+start.
+"""
+
+import os
+
+import soundfile
+
+from local.errors import fail
+
+REQUIRED_COLUMNS = ["ID", "duration", "wav", "start", "stop", "spk_id", "domain"]
+OPTIONAL_COLUMNS = ["lang", "channel", "phrase", "gender", "session", "sample_rate"]
+TRIAL_COLUMNS = ["label", "enrol", "test", "trial_type"]
+TRIAL_LABELS = ("0", "1")
+# The column of manifest_io.read_fields that holds what follows the expected fields.
+REST = "rest"
+ENROLMENT_COLUMNS = ["model_id", "utt_ids"]
+DEFAULT_SAMPLE_RATE = 16000
+# A duration may differ from (stop - start) / sample_rate by rounding only.
+DURATION_TOLERANCE_S = 0.01
+
+
+def audio_info(path):
+    """Return ``(sample_rate, num_frames)`` of an audio file.
+
+    Arguments
+    ---------
+    path : str
+        Audio file readable by libsndfile (wav, flac, ...).
+
+    Returns
+    -------
+    tuple of int
+        The sample rate and the number of frames.
+
+    Raises
+    ------
+    ManifestError
+        When the file is missing or unreadable.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> wav = os.path.join(tempfile.mkdtemp(), "u1.wav")
+    >>> soundfile.write(wav, np.zeros(8000), 8000)
+    >>> audio_info(wav)
+    (8000, 8000)
+    """
+    if not os.path.isfile(path):
+        where = ("" if os.path.isabs(path) else
+                 f" (a relative path: looked for in the current directory {os.getcwd()})")
+        fail(path, f"audio file does not exist{where}", fix="check the corpus folder")
+    try:
+        info = soundfile.info(path)
+    except Exception as err:  # libsndfile raises several types
+        fail(
+            path,
+            f"cannot read audio ({err})",
+            fix="convert it to wav or flac (e.g. ffmpeg -i IN -ar 16000 OUT.wav)",
+        )
+    return info.samplerate, info.frames
+
+
+def utterance_row(utt_id, wav, spk_id, domain, **columns):
+    """Manifest row for a whole audio file, reading its length from the header.
+
+    Arguments
+    ---------
+    utt_id : str
+        Unique utterance ID.
+    wav : str
+        Path to the audio file.
+    spk_id : str
+        Speaker label ("" if unknown).
+    domain : str
+        Domain name (``voxceleb``, ``deepmine``, ...).
+    **columns
+        Optional schema columns (``lang``, ``channel``, ...).
+
+    Returns
+    -------
+    dict
+        One manifest row.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> wav = os.path.join(tempfile.mkdtemp(), "u1.wav")
+    >>> soundfile.write(wav, np.zeros(4000), 8000)
+    >>> row = utterance_row("u1", wav, "spk1", "demo", lang="l1")
+    >>> row["duration"], row["stop"], row["sample_rate"], row["lang"]
+    (0.5, 4000, 8000, 'l1')
+    """
+    sample_rate, frames = audio_info(wav)
+    row = {
+        "ID": utt_id,
+        "duration": round(frames / sample_rate, 4),
+        "wav": wav,
+        "start": 0,
+        "stop": frames,
+        "spk_id": spk_id,
+        "domain": domain,
+    }
+    row.update(columns)
+    row["sample_rate"] = sample_rate
+    return row

@@ -1,0 +1,261 @@
+"""Checking a manifest, its trial list and enrolment table against each other and the audio.
+
+:func:`validate` is what training and evaluation call before they start;
+``python -m data_prep.manifest`` runs it from the command line.
+"""
+
+import json
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pandas as pd
+
+from local.data.manifest_io import _read_numbered_trials, _trial_lines, read_enrolment, read_manifest
+from local.data.schema import DURATION_TOLERANCE_S, audio_info
+from local.errors import ManifestError, fail
+from local.provenance import file_sha256
+
+logger = logging.getLogger(__name__)
+
+
+def check_manifest_audio(manifest, path, workers=None):
+    """Open every audio file of a manifest and compare it with its rows; record a pass.
+
+    Every file exists, is readable, has the declared sample rate and is long
+    enough for every row's ``stop``; every ``duration`` is
+    ``(stop - start) / sample_rate``. A relative ``wav`` is read from the
+    current directory, as SpeechBrain's data loader reads it. The files are opened by ``workers``
+    threads (libsndfile releases the GIL while it reads a header, and a
+    network or cold disk answers many requests at once). A pass is recorded
+    in the stamp ``<manifest>.audio_ok`` with the manifest's SHA-256, which
+    :func:`check_manifest_audio_once` reads.
+
+    Arguments
+    ---------
+    manifest : pandas.DataFrame
+        The manifest, as :func:`read_manifest` returns it.
+    path : str
+        Its CSV file.
+    workers : int, optional
+        Threads opening files (default: the thread pool's, ``min(32, CPUs + 4)``).
+
+    Raises
+    ------
+    ManifestError
+        Naming the first offending rows and how to fix them.
+    """
+    digest = file_sha256(path)
+    wavs = manifest["wav"].unique()  # in order of first appearance
+    with ThreadPoolExecutor(workers) as pool:
+        headers = list(pool.map(_audio_header, wavs))
+    files = pd.DataFrame(headers, columns=["rate", "frames", "error"], index=wavs)
+    first = ~manifest["wav"].duplicated()
+    files["declared"] = manifest[first].set_index("wav")["sample_rate"]
+    files["order"] = np.arange(len(wavs))
+    rows = manifest[["ID", "wav", "stop"]].join(files, on="wav")
+    readable = rows["error"] == ""
+    wrong_rate = readable & (rows["rate"] != rows["declared"])
+    # A file's problems in order of its first row, its rows in manifest order.
+    rows = rows[(first & ~readable) | (first & wrong_rate)
+                | (readable & ~wrong_rate & (rows["stop"] > rows["frames"]))]
+    problems = [_file_problem(r) for r in rows.sort_values("order", kind="stable").itertuples()]
+    expected = (manifest["stop"] - manifest["start"]) / manifest["sample_rate"]
+    off = manifest[(manifest["duration"] - expected).abs() > DURATION_TOLERANCE_S]
+    problems += [
+        f"{r.ID}: duration {r.duration} s but (stop - start) / sample_rate is "
+        f"{(r.stop - r.start) / r.sample_rate:.4f} s"
+        for r in off.itertuples()
+    ]
+    if problems:
+        fail(path, "manifest does not match its audio", rows=problems,
+             fix="re-run the data preparation for this corpus; in a manifest written by hand, "
+                 "correct these rows: wav an absolute path or one relative to the directory "
+                 f"you run from (now {os.getcwd()}), not to the manifest's folder; "
+                 "sample_rate, start, stop and duration as soundfile.info(wav) gives them")
+    _write_stamp(path, digest)
+
+
+def _file_problem(row):
+    """The message of a manifest row joined with its file's header, as selected above."""
+    if row.error:
+        return f"{row.ID}: {row.error}"
+    if row.rate != row.declared:
+        return (f"{row.ID}: {row.wav} is {row.rate} Hz but the manifest says {row.declared} Hz "
+                "(add or fix the sample_rate column)")
+    return f"{row.ID}: stop {row.stop} beyond the file's {row.frames} samples"
+
+
+def _audio_header(wav):
+    """``(sample_rate, frames, "")`` of a file, or ``(0, 0, the first line of its error)``."""
+    try:
+        return (*audio_info(wav), "")
+    except ManifestError as err:
+        return 0, 0, str(err).splitlines()[0]
+
+
+def _stamp_path(manifest_path):
+    return f"{manifest_path}.audio_ok"
+
+
+def _write_stamp(manifest_path, digest):
+    """Record that the manifest whose SHA-256 is ``digest`` passed :func:`check_manifest_audio`."""
+    stamp = _stamp_path(manifest_path)
+    try:
+        with open(f"{stamp}.tmp", "w", encoding="utf-8") as out:
+            json.dump({"manifest_sha256": digest}, out)
+        os.replace(f"{stamp}.tmp", stamp)  # concurrent runs never read half a stamp
+    except OSError as err:
+        logger.warning("%s: could not record the passed audio check (%s); the next run "
+                       "checks the audio again", manifest_path, err)
+
+
+def check_manifest_audio_once(manifest_path, workers=None):
+    """:func:`check_manifest_audio` unless this version of the manifest already passed it.
+
+    The version is the manifest's SHA-256, recorded beside it in
+    ``<manifest>.audio_ok`` by a passed check; a failed check records nothing.
+    The stamp vouches for the audio as it was when checked: after moving or
+    changing audio files under an unchanged manifest, delete the stamp (or run
+    ``python -m data_prep.manifest MANIFEST``, which always checks).
+
+    Arguments
+    ---------
+    manifest_path : str
+        Manifest CSV.
+    workers : int, optional
+        Threads opening files (see :func:`check_manifest_audio`).
+
+    Returns
+    -------
+    bool
+        Whether the audio was checked (False: the stamp matched).
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> import soundfile
+    >>> from local.data.manifest_io import write_manifest
+    >>> from local.data.schema import utterance_row
+    >>> folder = tempfile.mkdtemp()
+    >>> wav = os.path.join(folder, "u1.wav")
+    >>> soundfile.write(wav, np.zeros(8000), 16000)
+    >>> path = os.path.join(folder, "m.csv")
+    >>> write_manifest([utterance_row("u1", wav, "s1", "demo")], path)
+    >>> check_manifest_audio_once(path), check_manifest_audio_once(path)
+    (True, False)
+    """
+    stamp = _stamp_path(manifest_path)
+    if os.path.isfile(stamp) and os.path.isfile(manifest_path):
+        with open(stamp, encoding="utf-8") as saved:
+            if json.load(saved).get("manifest_sha256") == file_sha256(manifest_path):
+                logger.info("%s: audio already checked (%s)", manifest_path, stamp)
+                return False
+    manifest = read_manifest(manifest_path)
+    check_manifest_audio(manifest, manifest_path, workers)
+    logger.info("%s: audio of %d rows checked", manifest_path, len(manifest))
+    return True
+
+
+def validate(manifest_path, trials_path=None, enrolment_path=None, check_audio=True):
+    """Check a manifest, optionally a trial list and enrolment table, and the audio.
+
+    Arguments
+    ---------
+    manifest_path : str
+        Manifest CSV.
+    trials_path : str, optional
+        Trial list whose IDs must be in the manifest (or enrolment table).
+    enrolment_path : str, optional
+        Enrolment table whose utterances must be in the manifest.
+    check_audio : bool
+        Also open every audio file: it exists, is readable, has the declared
+        sample rate, and is long enough for every row's ``stop``
+        (:func:`check_manifest_audio`, which records a pass).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The manifest, as :func:`read_manifest` returns it.
+
+    Raises
+    ------
+    ManifestError
+        Naming the file, the first offending rows and the fix.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> import soundfile
+    >>> from local.data.manifest_io import write_manifest, write_trials
+    >>> from local.data.schema import utterance_row
+    >>> folder = tempfile.mkdtemp()
+    >>> rows = []
+    >>> for utt, spk in [("u1", "a"), ("u2", "a"), ("u3", "b")]:
+    ...     soundfile.write(os.path.join(folder, f"{utt}.wav"), np.zeros(8000), 16000)
+    ...     rows.append(utterance_row(utt, os.path.join(folder, f"{utt}.wav"), spk, "demo"))
+    >>> write_manifest(rows, os.path.join(folder, "eval.csv"))
+    >>> write_trials([(1, "u1", "u2"), (0, "u1", "u3")], os.path.join(folder, "trials.txt"))
+    >>> len(validate(os.path.join(folder, "eval.csv"), os.path.join(folder, "trials.txt")))
+    3
+    >>> write_trials([(0, "u1", "u2"), (0, "u1", "u3"), (1, "u2", "u3")],
+    ...              os.path.join(folder, "wrong.txt"))
+    >>> validate(os.path.join(folder, "eval.csv"), os.path.join(folder, "wrong.txt"))
+    Traceback (most recent call last):
+      ...
+    local.errors.ManifestError: .../wrong.txt: labels disagree with the manifest's spk_id
+      line 1: 0 u1 u2
+      line 3: 1 u2 u3
+    Fix: label is 1 exactly when both sides have the same speaker
+    """
+    manifest = read_manifest(manifest_path)
+    if check_audio:
+        check_manifest_audio(manifest, manifest_path)
+    known = set(manifest["ID"])
+    models = {}
+    if enrolment_path:
+        models, _ = read_enrolment(enrolment_path)
+        unknown = [f"{m}: {u}" for m, utts in models.items() for u in utts if u not in known]
+        if unknown:
+            fail(enrolment_path, f"utterances not in {manifest_path}", rows=unknown,
+                  fix="prepare the enrolment utterances into the same manifest")
+    if trials_path:
+        trials, lines, sides = _read_numbered_trials(trials_path)
+        _check_trial_ids(trials, lines, sides, trials_path, manifest, models, manifest_path)
+    return manifest
+
+
+def _check_trial_ids(trials, lines, sides, trials_path, manifest, models, manifest_path):
+    """Every trial side is known; labels agree with the speakers of both sides.
+
+    ``lines`` and ``sides`` are as from :func:`_read_numbered_trials`.
+    """
+    ids = pd.Index(manifest["ID"])
+    known = ids.append(pd.Index(list(models), dtype=ids.dtype))
+    speakers, speaker_names = pd.factorize(manifest["spk_id"])
+    speakers[(speaker_names == "")[speakers]] = -1
+    unknown, speaker = [], {}
+    for side in ("enrol", "test"):
+        codes, uniques = sides[side]
+        rows = np.flatnonzero(~uniques.isin(known)[codes])
+        unknown.append(pd.DataFrame({"line": lines[rows], "side": side,
+                                     "ident": trials[side].to_numpy()[rows]}))
+        position = ids.get_indexer(uniques)
+        speaker[side] = np.where(position >= 0, speakers[position], -1)[codes]
+    unknown = pd.concat(unknown).sort_values("line", kind="stable")
+    if len(unknown):
+        fail(trials_path, f"trials name IDs that are not in {manifest_path}",
+             rows="line " + unknown["line"].astype(str) + ": " + unknown["side"] + " '"
+             + unknown["ident"] + "'",
+             fix="use the manifest's ID column (or an enrolment model ID)")
+    # Where both sides have a known speaker, the label must agree with them.
+    # Typed (text-dependent) trials are exempt: a same-speaker, wrong-phrase
+    # trial is a non-target.
+    left, right = speaker["enrol"], speaker["test"]
+    wrong = ((trials["trial_type"].to_numpy() == "") & (left >= 0) & (right >= 0)
+             & ((left == right) != (trials["label"].to_numpy() == 1)))
+    if wrong.any():
+        fail(trials_path, "labels disagree with the manifest's spk_id",
+             rows=_trial_lines(trials[wrong], lines),
+             fix="label is 1 exactly when both sides have the same speaker")

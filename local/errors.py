@@ -1,0 +1,54 @@
+"""The error of a bad data file or option, with the message that names the file and the fix.
+
+Every check of the recipe (manifests, trial lists, score files, options)
+raises :class:`ManifestError` through :func:`fail`, so a user sees one kind of
+message: the file, what is wrong with it, the first offending rows, the fix.
+"""
+
+# Never accept more than this many offending rows into one message.
+MAX_REPORTED = 5
+
+
+class ManifestError(ValueError):
+    """Bad manifest, trial list, enrolment table or audio, with the fix."""
+
+
+def fail(path, problem, rows=None, fix=None):
+    """Raise a :class:`ManifestError` naming ``path``, the first ``rows`` and the ``fix``.
+
+    Arguments
+    ---------
+    path : str
+        The file the problem is in.
+    problem : str
+        What is wrong with it.
+    rows : sequence of str, optional
+        The offending rows (a list, a pandas Series, a numpy array...); the
+        first ``MAX_REPORTED`` are shown.
+    fix : str, optional
+        How to fix it.
+
+    Raises
+    ------
+    ManifestError
+        Always.
+
+    Example
+    -------
+    >>> fail("train.csv", "duplicated IDs", rows=["u1"], fix="IDs must be unique")
+    Traceback (most recent call last):
+      ...
+    local.errors.ManifestError: train.csv: duplicated IDs
+      u1
+    Fix: IDs must be unique
+    """
+    lines = [f"{path}: {problem}"]
+    rows = [] if rows is None else list(rows)
+    if rows:
+        shown = rows[:MAX_REPORTED]
+        lines += [f"  {row}" for row in shown]
+        if len(rows) > len(shown):
+            lines.append(f"  ... and {len(rows) - len(shown)} more")
+    if fix:
+        lines.append(f"Fix: {fix}")
+    raise ManifestError("\n".join(lines))
