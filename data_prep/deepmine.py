@@ -58,9 +58,14 @@ Command line::
     python -m data_prep.deepmine --data_folder /data/sdsv/task1 \\
         --save_folder data/deepmine_task1 [--key_file task1_key.txt] \\
         [--channel_table channels.csv] [--seg_dur 3.0]
+
+Example
+-------
+>>> import tempfile
+>>> main(["--data_folder", tempfile.mkdtemp(), "--save_folder", tempfile.mkdtemp()])
+1
 """
 
-import argparse
 import collections
 import csv
 import logging
@@ -75,9 +80,10 @@ from data_prep.preparation import (
     check_seg_dur,
     chunk_rows,
     mark_prepared,
-    run_preparation,
+    preparation_command,
     skip_if_prepared,
 )
+from local.cli import option
 from local.data.manifest_io import (
     numbered_lines,
     read_fields,
@@ -450,35 +456,15 @@ def _row(wav, utt, spk_id, phrase, channels, lang=PERSIAN):
     return utterance_row(utt, wav, spk_id, DOMAIN, **columns)
 
 
-def main(argv=None):
-    """Command line entry point; returns the exit status.
-
-    Arguments
-    ---------
-    argv : list of str, optional
-        Command-line arguments (default: ``sys.argv[1:]``).
-
-    Returns
-    -------
-    int
-        0 when the manifests were written, 1 when the preparation stopped on a
-        problem with the corpus (printed to stderr with its fix).
-
-    Example
-    -------
-    >>> import tempfile
-    >>> main(["--data_folder", tempfile.mkdtemp(), "--save_folder", tempfile.mkdtemp()])
-    1
-    """
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data_folder", required=True,
-                        help="one SdSV task's folder (docs/ and wav/)")
-    parser.add_argument("--save_folder", required=True)
-    parser.add_argument("--key_file", help="trial labels; without it no trial list is written")
-    parser.add_argument("--channel_table", help="CSV utt,channel")
-    parser.add_argument("--seg_dur", type=float, help="training chunk length in seconds")
-    args = parser.parse_args(argv)
-    return run_preparation(prepare_deepmine, **vars(args))
+main = preparation_command(
+    prepare_deepmine, __doc__,
+    option("--data_folder", required=True,
+           help="one SdSV task's folder (docs/ and wav/)"),
+    option("--save_folder", required=True),
+    option("--key_file", help="trial labels; without it no trial list is written"),
+    option("--channel_table", help="CSV utt,channel"),
+    option("--seg_dur", type=float, help="training chunk length in seconds"),
+)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,6 @@ Command line::
     python -m data_prep.demo --save_folder data/demo [--seed 1234] [--phrases 5]
 """
 
-import argparse
 import itertools
 import os
 import sys
@@ -50,9 +49,10 @@ from data_prep.preparation import (
     NON_NEGATIVE,
     check_option,
     mark_prepared,
-    run_preparation,
+    preparation_command,
     skip_if_prepared,
 )
+from local.cli import option
 from local.data.manifest_io import write_manifest, write_trials
 from local.data.schema import utterance_row
 
@@ -441,26 +441,13 @@ def prepare_demo(save_folder, seed=1234, n_train_speakers=24, n_eval_speakers=10
     return paths
 
 
-def main(argv=None):
-    """Command line entry point: generate the corpus and print the written files.
-
-    Arguments
-    ---------
-    argv : list of str, optional
-        Command-line arguments (default: ``sys.argv[1:]``).
-
-    Returns
-    -------
-    int
-        0 on success, 1 on a bad option (the problem printed to stderr).
-    """
-    parser = argparse.ArgumentParser(description="Generate the two-domain demo corpus.")
-    parser.add_argument("--save_folder", required=True)
-    parser.add_argument("--seed", type=int, default=1234)
-    parser.add_argument("--phrases", type=int, default=0,
-                        help="text-dependent mode with this many phrases per language")
-    args = parser.parse_args(argv)
-    return run_preparation(prepare_demo, **vars(args))
+main = preparation_command(
+    prepare_demo, "Generate the two-domain demo corpus.",
+    option("--save_folder", required=True),
+    option("--seed", type=int, default=1234),
+    option("--phrases", type=int, default=0,
+           help="text-dependent mode with this many phrases per language"),
+)
 
 
 if __name__ == "__main__":

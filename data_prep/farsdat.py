@@ -64,9 +64,14 @@ Command line::
         --save_folder data/farsdat [--pattern REGEX] [--ignore_unmatched] \\
         [--speaker_table speakers.csv] [--n_eval_speakers 20] \\
         [--target_trials 5000] [--nontarget_trials 5000] [--seg_dur 3.0]
+
+Example
+-------
+>>> import tempfile
+>>> main(["--data_folder", tempfile.mkdtemp(), "--save_folder", tempfile.mkdtemp()])
+1
 """
 
-import argparse
 import collections
 import csv
 import itertools
@@ -84,9 +89,10 @@ from data_prep.preparation import (
     check_seg_dur,
     chunk_rows,
     mark_prepared,
-    run_preparation,
+    preparation_command,
     skip_if_prepared,
 )
+from local.cli import option
 from local.data.manifest_io import write_manifest, write_trials
 from local.data.schema import utterance_row
 from local.data.validation import validate
@@ -420,47 +426,27 @@ def _draw_trials(rows, target_trials, nontarget_trials, rng, data_folder):
     return [(label, rows[i]["ID"], rows[j]["ID"]) for i, j, label in pairs]
 
 
-def main(argv=None):
-    """Command line entry point; returns the exit status.
-
-    Arguments
-    ---------
-    argv : list of str, optional
-        Command-line arguments (default: ``sys.argv[1:]``).
-
-    Returns
-    -------
-    int
-        0 when the manifests were written, 1 when the preparation stopped on a
-        problem with the corpus (printed to stderr with its fix).
-
-    Example
-    -------
-    >>> import tempfile
-    >>> main(["--data_folder", tempfile.mkdtemp(), "--save_folder", tempfile.mkdtemp()])
-    1
-    """
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data_folder", required=True, help="the corpus root")
-    parser.add_argument("--save_folder", required=True)
-    parser.add_argument("--pattern", default=DEFAULT_PATTERN,
-                        help="regex with named groups spk (required), session and utt, "
-                        "matching each audio file's whole path relative to data_folder "
-                        "(default: %(default)s)")
-    parser.add_argument("--ignore_unmatched", action="store_true",
-                        help="leave out audio files the pattern does not match")
-    parser.add_argument("--speaker_table", help="CSV with columns spk and gender")
-    parser.add_argument("--n_eval_speakers", type=int, default=20,
-                        help="speakers held out for evaluation")
-    parser.add_argument("--target_trials", type=int, default=5000,
-                        help="most same-speaker trials")
-    parser.add_argument("--nontarget_trials", type=int, default=5000,
-                        help="most different-speaker trials")
-    parser.add_argument("--seg_dur", type=float, help="training chunk length in seconds")
-    parser.add_argument("--seed", type=int, default=1234,
-                        help="seed of the held-out speakers and the trials")
-    args = parser.parse_args(argv)
-    return run_preparation(prepare_farsdat, **vars(args))
+main = preparation_command(
+    prepare_farsdat, __doc__,
+    option("--data_folder", required=True, help="the corpus root"),
+    option("--save_folder", required=True),
+    option("--pattern", default=DEFAULT_PATTERN,
+           help="regex with named groups spk (required), session and utt, "
+           "matching each audio file's whole path relative to data_folder "
+           "(default: %(default)s)"),
+    option("--ignore_unmatched", action="store_true",
+           help="leave out audio files the pattern does not match"),
+    option("--speaker_table", help="CSV with columns spk and gender"),
+    option("--n_eval_speakers", type=int, default=20,
+           help="speakers held out for evaluation"),
+    option("--target_trials", type=int, default=5000,
+           help="most same-speaker trials"),
+    option("--nontarget_trials", type=int, default=5000,
+           help="most different-speaker trials"),
+    option("--seg_dur", type=float, help="training chunk length in seconds"),
+    option("--seed", type=int, default=1234,
+           help="seed of the held-out speakers and the trials"),
+)
 
 
 if __name__ == "__main__":

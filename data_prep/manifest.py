@@ -4,20 +4,23 @@ The formats are described in :mod:`local.data.schema`; the checks are
 :func:`local.data.validation.validate`'s.
 """
 
-import argparse
 import sys
 
+from local.cli import command, option
 from local.data.validation import validate
 from local.errors import ManifestError
 
 
-def main(argv=None):
+def check_files(manifest, trials=None, enrolment=None, no_audio=False):
     """Command line: ``python -m data_prep.manifest MANIFEST [--trials T] [--enrolment E]``.
 
     Arguments
     ---------
-    argv : list of str, optional
-        Command-line arguments (default: ``sys.argv[1:]``).
+    manifest, trials, enrolment : str
+        The files, as :func:`local.data.validation.validate` takes them
+        (``trials`` and ``enrolment`` may be None).
+    no_audio : bool
+        Skip opening the audio.
 
     Returns
     -------
@@ -35,19 +38,22 @@ def main(argv=None):
     /.../train.csv: 1 rows, 1 speakers, OK
     0
     """
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("manifest")
-    parser.add_argument("--trials")
-    parser.add_argument("--enrolment")
-    parser.add_argument("--no-audio", action="store_true", help="skip opening the audio")
-    args = parser.parse_args(argv)
     try:
-        manifest = validate(args.manifest, args.trials, args.enrolment, not args.no_audio)
+        table = validate(manifest, trials, enrolment, not no_audio)
     except ManifestError as err:
         print(err, file=sys.stderr)
         return 1
-    print(f"{args.manifest}: {len(manifest)} rows, {manifest['spk_id'].nunique()} speakers, OK")
+    print(f"{manifest}: {len(table)} rows, {table['spk_id'].nunique()} speakers, OK")
     return 0
+
+
+main = command(
+    check_files, __doc__,
+    option("manifest"),
+    option("--trials"),
+    option("--enrolment"),
+    option("--no-audio", action="store_true", help="skip opening the audio"),
+)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ function of its options that writes manifests in the schema of
 :mod:`local.data.schema` and does nothing when re-run with the same options.
 """
 
+import functools
 import json
 import math
 import numbers
@@ -13,6 +14,7 @@ import sys
 
 import pandas as pd
 
+from local.cli import command
 from local.data.manifest_io import read_manifest, write_manifest
 from local.data.schema import DEFAULT_SAMPLE_RATE
 from local.errors import ManifestError, fail
@@ -297,3 +299,23 @@ def run_preparation(prepare, **arguments):
     for name, path in paths.items():
         print(f"{name}: {path}")
     return 0
+
+
+def preparation_command(prepare, description, *options):
+    """The ``main(argv=None)`` of a corpus preparation: :func:`run_preparation` of the options.
+
+    Arguments
+    ---------
+    prepare : callable
+        A ``prepare_*`` function returning ``{name: path}``.
+    description : str
+        The ``--help`` description (the module docstring).
+    *options : tuple
+        The command-line options, as :func:`local.cli.option` returns them.
+
+    Returns
+    -------
+    callable
+        ``main(argv=None)``, returning the exit status.
+    """
+    return command(functools.partial(run_preparation, prepare), description, *options)

@@ -50,7 +50,6 @@ Command line::
     python -m data_prep.recorded_voices --save_folder data/recorded_voices [--seed 1]
 """
 
-import argparse
 import itertools
 import os
 import shutil
@@ -64,6 +63,7 @@ import soundfile
 from scipy import signal
 
 from data_prep.preparation import mark_prepared, skip_if_prepared
+from local.cli import command, option
 from local.data.manifest_io import write_manifest, write_trials
 from local.data.schema import utterance_row
 from local.errors import ManifestError
@@ -531,22 +531,19 @@ def prepare_recorded_voices(save_folder, seed=1, utts_per_speaker=30, trials_per
     return paths
 
 
-def main(argv=None):
-    """Command line entry point: generate the corpus and print the written files.
-
-    Arguments
-    ---------
-    argv : list of str, optional
-        Command-line arguments (default: ``sys.argv[1:]``).
-    """
-    parser = argparse.ArgumentParser(description="Generate the recorded-voice corpus.")
-    parser.add_argument("--save_folder", required=True)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--workers", type=int, default=2)
-    args = parser.parse_args(argv)
-    paths = prepare_recorded_voices(args.save_folder, args.seed, workers=args.workers)
+def _print_prepared(save_folder, seed, workers):
+    """The command line's :func:`prepare_recorded_voices`: print the written files."""
+    paths = prepare_recorded_voices(save_folder, seed, workers=workers)
     for name, path in paths.items():
         print(f"{name}: {path}")
+
+
+main = command(
+    _print_prepared, "Generate the recorded-voice corpus.",
+    option("--save_folder", required=True),
+    option("--seed", type=int, default=1),
+    option("--workers", type=int, default=2),
+)
 
 
 if __name__ == "__main__":

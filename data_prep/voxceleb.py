@@ -42,9 +42,14 @@ Command line::
         --save_folder data/voxceleb [--vox2_folder /data/voxceleb2] \\
         [--trials veri_test2.txt list_test_all2.txt list_test_hard2.txt] \\
         [--seg_dur 3.0] [--dev_ratio 0.1]
+
+Example
+-------
+>>> import tempfile
+>>> main(["--data_folder", tempfile.mkdtemp(), "--save_folder", tempfile.mkdtemp()])
+1
 """
 
-import argparse
 import glob
 import logging
 import os
@@ -59,9 +64,10 @@ from data_prep.preparation import (
     check_seg_dur,
     chunk_rows,
     mark_prepared,
-    run_preparation,
+    preparation_command,
     skip_if_prepared,
 )
+from local.cli import option
 from local.data.manifest_io import write_manifest, write_trials
 from local.data.schema import utterance_row
 from local.data.validation import validate
@@ -441,39 +447,19 @@ def _split_dev(rows, dev_ratio, seed):
     return train, dev
 
 
-def main(argv=None):
-    """Command line entry point; returns the exit status.
-
-    Arguments
-    ---------
-    argv : list of str, optional
-        Command-line arguments (default: ``sys.argv[1:]``).
-
-    Returns
-    -------
-    int
-        0 when the manifests were written, 1 when the preparation stopped on a
-        problem with the corpus (printed to stderr with its fix).
-
-    Example
-    -------
-    >>> import tempfile
-    >>> main(["--data_folder", tempfile.mkdtemp(), "--save_folder", tempfile.mkdtemp()])
-    1
-    """
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data_folder", required=True,
-                        help="VoxCeleb1 folder (wav/ and vox1_meta.csv)")
-    parser.add_argument("--save_folder", required=True)
-    parser.add_argument("--vox2_folder", help="VoxCeleb2 folder (dev/ and vox2_meta.csv)")
-    parser.add_argument("--trials", dest="trial_lists", nargs="+", default=["veri_test2.txt"],
-                        help="trial lists: paths, or names in data_folder")
-    parser.add_argument("--seg_dur", type=float, help="training chunk length in seconds")
-    parser.add_argument("--dev_ratio", type=float, default=0.0,
-                        help="fraction of each training speaker's recordings for dev.csv")
-    parser.add_argument("--seed", type=int, default=1234, help="seed of the dev selection")
-    args = parser.parse_args(argv)
-    return run_preparation(prepare_voxceleb, **vars(args))
+main = preparation_command(
+    prepare_voxceleb, __doc__,
+    option("--data_folder", required=True,
+           help="VoxCeleb1 folder (wav/ and vox1_meta.csv)"),
+    option("--save_folder", required=True),
+    option("--vox2_folder", help="VoxCeleb2 folder (dev/ and vox2_meta.csv)"),
+    option("--trials", dest="trial_lists", nargs="+", default=["veri_test2.txt"],
+           help="trial lists: paths, or names in data_folder"),
+    option("--seg_dur", type=float, help="training chunk length in seconds"),
+    option("--dev_ratio", type=float, default=0.0,
+           help="fraction of each training speaker's recordings for dev.csv"),
+    option("--seed", type=int, default=1234, help="seed of the dev selection"),
+)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,6 @@ one that reference loads, so only the learned layer weights are saved; a
 fine-tuned one is saved whole.
 """
 
-import argparse
 import io
 import os
 import shutil
@@ -42,6 +41,7 @@ import torch
 from hyperpyyaml import dump_hyperpyyaml, load_hyperpyyaml
 from speechbrain.utils.checkpoints import Checkpointer
 
+from local.cli import command, option
 from local.errors import fail
 from local.evaluation.metrics import eer, eer_threshold
 from local.evaluation.report import read_scores
@@ -259,22 +259,19 @@ def export_model(run_folder, model_folder=None, checkpoints_dir=None, trial_list
     return model_folder
 
 
-def main(argv=None):
-    """Command line: export a run folder and print where the model folder is.
+def _print_export(run_folder, model_folder, trial_lists):
+    """The command line's :func:`export_model`: print where the model folder is."""
+    print(export_model(run_folder, model_folder, trial_lists=trial_lists))
 
-    Arguments
-    ---------
-    argv : list of str, optional
-        Command line (default ``sys.argv[1:]``).
-    """
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("run_folder", help="output folder of a train_dann.py run")
-    parser.add_argument("--model_folder", help="where to write (default <run_folder>/model)")
-    parser.add_argument("--trial_lists", nargs="+",
-                        help="the scored trial lists whose EER thresholds to record, the "
-                             "model's own first (default: those of the run's condition.yaml)")
-    args = parser.parse_args(argv)
-    print(export_model(args.run_folder, args.model_folder, trial_lists=args.trial_lists))
+
+main = command(
+    _print_export, __doc__,
+    option("run_folder", help="output folder of a train_dann.py run"),
+    option("--model_folder", help="where to write (default <run_folder>/model)"),
+    option("--trial_lists", nargs="+",
+           help="the scored trial lists whose EER thresholds to record, the "
+                "model's own first (default: those of the run's condition.yaml)"),
+)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ as a run's ``verification/summary.csv``, so that :mod:`local.evaluation.seed_tab
 reads fused systems as it reads runs.
 """
 
-import argparse
 import os
 import sys
 
@@ -31,6 +30,7 @@ import pandas as pd
 from scipy.optimize import minimize
 from scipy.special import expit, logit
 
+from local.cli import UsageError, command, option
 from local.errors import ManifestError, fail
 from local.evaluation.metrics import VOXCELEB_DCF, compute_metrics, dcf_name
 from local.evaluation.report import plot_det, read_scores, write_scores
@@ -205,13 +205,24 @@ def update_summary(path, system, metrics):
     row.to_csv(path, index=False)
 
 
-def main(argv=None):
+def run_fusion(scores, out, det=None, dev=None, summary=None, system=None):
     """Fuse score files and print EER/minDCF of each system and of the fusion.
 
     Arguments
     ---------
-    argv : list of str, optional
-        Command-line arguments (default: ``sys.argv[1:]``).
+    scores : list of str
+        One score file per system.
+    out : str
+        The fused score file to write.
+    det : str, optional
+        PNG with the DET curves of every system and the fusion.
+    dev : list of str, optional
+        Development score files of the same systems, in the same order:
+        logistic-regression fusion instead of the mean.
+    summary : str, optional
+        A run's ``summary.csv`` to add the fusion's row to.
+    system : str, optional
+        The name of that row.
 
     Returns
     -------
@@ -236,48 +247,51 @@ def main(argv=None):
     >>> read_scores(paths[2])["score"].round(4).tolist()
     [1.2917, -1.1219, -0.1698]
     """
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scores", nargs="+", required=True, help="one score file per system")
-    parser.add_argument("--out", required=True, help="fused score file to write")
-    parser.add_argument("--det", help="PNG with the DET curves of every system and the fusion")
-    parser.add_argument("--dev", nargs="+",
-                        help="development score files of the same systems, in the same order: "
-                             "logistic-regression fusion instead of the mean")
-    parser.add_argument("--summary",
-                        help="add the fusion's row to this summary.csv (a run's layout)")
-    parser.add_argument("--system", help="name of that row, e.g. the trial list's")
-    args = parser.parse_args(argv)
-    if bool(args.summary) != bool(args.system):
-        parser.error("--summary and --system go together")
-    if args.dev and len(args.dev) != len(args.scores):
-        parser.error(f"{len(args.scores)} --scores files but {len(args.dev)} --dev files")
+    if bool(summary) != bool(system):
+        raise UsageError("--summary and --system go together")
+    if dev and len(dev) != len(scores):
+        raise UsageError(f"{len(scores)} --scores files but {len(dev)} --dev files")
     try:
-        trials, scores = load_systems(args.scores)
-        development = load_systems(args.dev) if args.dev else None
+        trials, system_scores = load_systems(scores)
+        development = load_systems(dev) if dev else None
     except ManifestError as err:
         print(err, file=sys.stderr)
         return 1
     if development:
         weights, bias = train_logistic_fusion(development[1], development[0]["label"])
-        fused, fusion = scores @ weights + bias, "fusion (logistic)"
+        fused, fusion = system_scores @ weights + bias, "fusion (logistic)"
         print("weights " + " ".join(f"{w:.4f}" for w in weights) + f", bias {bias:.4f}")
     else:
-        fused, fusion = mean_fusion(scores), "fusion (mean)"
-    write_scores(args.out, trials, fused)
-    systems = dict(zip(args.scores, scores.T))
+        fused, fusion = mean_fusion(system_scores), "fusion (mean)"
+    write_scores(out, trials, fused)
+    systems = dict(zip(scores, system_scores.T))
     systems[fusion] = fused
-    if args.det:
-        plot_det({name: (s, trials["label"]) for name, s in systems.items()}, args.det)
+    if det:
+        plot_det({name: (s, trials["label"]) for name, s in systems.items()}, det)
     dcf_names = [dcf_name(*setting) for setting in VOXCELEB_DCF]
-    width = max(len(system) for system in systems)
+    width = max(len(name) for name in systems)
     print(f"{'system':<{width}}  EER (%)  " + "  ".join(dcf_names))
-    for system, system_scores in systems.items():
-        metrics = compute_metrics(system_scores, trials["label"], VOXCELEB_DCF)
-        print(f"{system:<{width}}  {100 * metrics['eer']:7.2f}  "
+    for name, values in systems.items():
+        metrics = compute_metrics(values, trials["label"], VOXCELEB_DCF)
+        print(f"{name:<{width}}  {100 * metrics['eer']:7.2f}  "
               + "  ".join(f"{metrics[n]:{len(n)}.4f}" for n in dcf_names))
-    if args.summary:
-        update_summary(args.summary, args.system, dict(metrics, trials=len(trials)))
+    if summary:
+        update_summary(summary, system, dict(metrics, trials=len(trials)))
     return 0
+
+
+main = command(
+    run_fusion, __doc__,
+    option("--scores", nargs="+", required=True, help="one score file per system"),
+    option("--out", required=True, help="fused score file to write"),
+    option("--det", help="PNG with the DET curves of every system and the fusion"),
+    option("--dev", nargs="+",
+           help="development score files of the same systems, in the same order: "
+                "logistic-regression fusion instead of the mean"),
+    option("--summary",
+           help="add the fusion's row to this summary.csv (a run's layout)"),
+    option("--system", help="name of that row, e.g. the trial list's"),
+)
 
 
 if __name__ == "__main__":

@@ -12,12 +12,11 @@ Command line::
         --trials data/demo/trials_source.txt data/demo/trials_target.txt
 """
 
-import argparse
-
 import torch
 from speechbrain.lobes.features import MFCC
 from speechbrain.utils.metric_stats import EER
 
+from local.cli import command, option
 from local.data.audio import load_segment
 from local.data.manifest_io import read_manifest, read_trials
 
@@ -92,13 +91,15 @@ def baseline_eer(embeddings, trials):
     return float(eer)
 
 
-def main(argv=None):
+def print_baseline_eers(manifest, trials):
     """Print the baseline EER of each trial list.
 
     Arguments
     ---------
-    argv : list of str, optional
-        Command-line arguments (default: ``sys.argv[1:]``).
+    manifest : str
+        The manifest of every utterance the trial lists name.
+    trials : list of str
+        The trial lists.
 
     Example
     -------
@@ -117,13 +118,13 @@ def main(argv=None):
     ...       "--trials", os.path.join(folder, "trials.txt")])
     /.../trials.txt: mean-MFCC cosine EER ...%
     """
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--manifest", required=True)
-    parser.add_argument("--trials", nargs="+", required=True)
-    args = parser.parse_args(argv)
-    embeddings = mean_mfcc_embeddings(read_manifest(args.manifest))
-    for path in args.trials:
+    embeddings = mean_mfcc_embeddings(read_manifest(manifest))
+    for path in trials:
         print(f"{path}: mean-MFCC cosine EER {100 * baseline_eer(embeddings, read_trials(path)):.2f}%")
+
+
+main = command(print_baseline_eers, __doc__, option("--manifest", required=True),
+               option("--trials", nargs="+", required=True))
 
 
 if __name__ == "__main__":

@@ -12,13 +12,13 @@ table has a row per system and, per scored list and metric, the mean ± the
 standard deviation (with n - 1) over the runs, and the number of runs.
 """
 
-import argparse
 import glob
 import os
 import sys
 
 import pandas as pd
 
+from local.cli import command, option
 from local.errors import fail
 from local.evaluation.report import markdown_table
 
@@ -102,38 +102,46 @@ def seed_table(systems, lists, metrics):
     return pd.DataFrame(rows)
 
 
-def main(argv=None):
+def print_seed_table(runs, lists, metrics, out=None):
     """Print (and optionally write) the table of the systems named on the command line.
 
     Arguments
     ---------
-    argv : list of str, optional
-        Command-line arguments (default: ``sys.argv[1:]``).
+    runs : list of (str, str)
+        Each system's name and the glob of its run folders.
+    lists : list of str
+        The trial lists, as in :func:`seed_table`.
+    metrics : list of str
+        The metrics, as in :func:`seed_table`.
+    out : str, optional
+        Also write the table here, as markdown.
 
     Returns
     -------
     int
         0 when the table was made, 1 when a run folder is missing or incomplete.
     """
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", nargs=2, action="append", required=True,
-                        metavar=("NAME", "PATTERN"), help="a system and the glob of its runs")
-    parser.add_argument("--lists", nargs="+", default=["source", "target"])
-    parser.add_argument("--metrics", nargs="+", default=["eer_percent", "min_dcf_0.01"])
-    parser.add_argument("--out", help="also write the table here, as markdown")
-    args = parser.parse_args(argv)
     try:
-        table = seed_table({name: collect(pattern) for name, pattern in args.runs},
-                           args.lists, args.metrics)
+        table = seed_table({name: collect(pattern) for name, pattern in runs}, lists, metrics)
     except ValueError as err:
         print(err, file=sys.stderr)
         return 1
     text = markdown_table(list(table.columns), table.astype(str).values.tolist())
     print(text, end="")
-    if args.out:
-        with open(args.out, "w", encoding="utf-8") as fout:
+    if out:
+        with open(out, "w", encoding="utf-8") as fout:
             fout.write(text)
     return 0
+
+
+main = command(
+    print_seed_table, __doc__,
+    option("--runs", nargs=2, action="append", required=True,
+           metavar=("NAME", "PATTERN"), help="a system and the glob of its runs"),
+    option("--lists", nargs="+", default=["source", "target"]),
+    option("--metrics", nargs="+", default=["eer_percent", "min_dcf_0.01"]),
+    option("--out", help="also write the table here, as markdown"),
+)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,68 @@
+"""The command line of the recipe's modules: options in, ``run(**options)`` out.
+
+Every ``python -m`` entry point of ``local/`` and ``data_prep/`` is a
+``main = command(run, __doc__, option(...), ...)``, so that parsing lives in
+one place and each module states only its options and what it runs.
+"""
+
+import argparse
+
+
+class UsageError(Exception):
+    """Options that do not go together: ``main`` prints the usage and the message, and exits 2."""
+
+
+def option(*flags, **settings):
+    """One command-line option, as ``argparse.ArgumentParser.add_argument`` takes it.
+
+    Arguments
+    ---------
+    *flags : str
+        The option's names (``"--seed"``) or a positional argument's name.
+    **settings
+        ``add_argument``'s keyword arguments (``type``, ``default``, ``help``...).
+
+    Returns
+    -------
+    tuple
+        ``(flags, settings)``.
+    """
+    return flags, settings
+
+
+def command(run, description, *options):
+    """A ``main(argv=None)`` that parses ``options`` and returns ``run(**parsed)``.
+
+    Arguments
+    ---------
+    run : callable
+        Takes the parsed options as keyword arguments (named as their
+        ``dest``) and returns the exit status; raises :class:`UsageError`
+        for options that do not go together, as ``parser.error`` would.
+    description : str
+        The ``--help`` description; of a docstring, its first paragraph.
+    *options : tuple
+        The options, as :func:`option` returns them.
+
+    Returns
+    -------
+    callable
+        ``main(argv=None)``, parsing ``argv`` (default ``sys.argv[1:]``).
+
+    Example
+    -------
+    >>> main = command(lambda seed: seed * 2, "Doubles.", option("--seed", type=int))
+    >>> main(["--seed", "3"])
+    6
+    """
+    def main(argv=None):
+        parser = argparse.ArgumentParser(description=description.split("\n\n")[0])
+        for flags, settings in options:
+            parser.add_argument(*flags, **settings)
+        arguments = parser.parse_args(argv)
+        try:
+            return run(**vars(arguments))
+        except UsageError as err:
+            parser.error(str(err))
+
+    return main
