@@ -5,8 +5,8 @@ CPU time (the steadier figure on a machine shared with other jobs) and its
 peak resident memory above what it held before the call
 (``resource.getrusage(RUSAGE_SELF).ru_maxrss``). Today's code and the code
 before vectorisation (``data_prep/manifest.py`` and ``data_prep/deepmine.py``
-as of the git revision ``--before``, default ``main``, written to a temporary
-package) run on the same files in the same run.
+as of the git revision ``--before``, default c43640a, the last commit before it,
+written to a temporary package) run on the same files in the same run.
 
 1. ``validate(manifest, trials, check_audio=False)`` on a VoxCeleb-like
    manifest of 200,000 utterances of 2,000 speakers and a trial list of N
@@ -21,7 +21,7 @@ key).
 
 Run from the repository root (about 10 minutes on 2 busy CPU cores)::
 
-    .venv/bin/python benchmarks/bench_trials.py [--before main] [--only validate|"sdsv key"]
+    .venv/bin/python benchmarks/bench_trials.py [--before c43640a] [--only validate|"sdsv key"]
 """
 
 import argparse
@@ -37,6 +37,9 @@ import pandas as pd
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZES = [10**5, 10**6, 10**7]
 BEFORE_LIMIT = 10**6
+# The last commit before vectorisation, and where the validator is now and was then.
+BEFORE = "c43640a"
+VALIDATOR, VALIDATOR_BEFORE = "local.data.validation", "data_prep.manifest"
 UTTERANCES, SPEAKERS = 200_000, 2_000
 MODELS, TEST_FILES = 20_000, 100_000
 
@@ -44,12 +47,14 @@ MODELS, TEST_FILES = 20_000, 100_000
 CHILD = """
 import json, resource, sys, time
 sys.path.insert(0, sys.argv[1])
-from data_prep import deepmine, manifest
+import importlib
+from data_prep import deepmine
 kind, files = sys.argv[2], json.loads(sys.argv[3])
+validate = importlib.import_module(sys.argv[4]).validate
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 start, cpu = time.perf_counter(), time.process_time()
 if kind == "validate":
-    manifest.validate(files["manifest"], files["trials"], check_audio=False)
+    validate(files["manifest"], files["trials"], check_audio=False)
 else:
     models = {m: (None, []) for m in open(files["models"]).read().split()}
     deepmine._read_key(files["key"], deepmine._read_trials(files["trials"], models))
@@ -116,8 +121,8 @@ def before_package(folder, revision):
     return os.path.dirname(package)
 
 
-def measure(root, kind, files):
-    done = subprocess.run([sys.executable, "-c", CHILD, root, kind, json.dumps(files)],
+def measure(root, kind, files, validator):
+    done = subprocess.run([sys.executable, "-c", CHILD, root, kind, json.dumps(files), validator],
                           check=True, capture_output=True, text=True,
                           env=dict(os.environ, PYTHONPATH=""))
     return json.loads(done.stdout.splitlines()[-1])
@@ -125,7 +130,8 @@ def measure(root, kind, files):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--before", default="main", help="git revision of the code before")
+    parser.add_argument("--before", default=BEFORE, help="git revision of the code before")
+    parser.add_argument("--sizes", type=int, nargs="+", default=SIZES, help="numbers of trials")
     parser.add_argument("--only", choices=["validate", "sdsv key"], help="run one part only")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
@@ -137,13 +143,13 @@ def main():
         for kind, write in (("validate", write_corpus), ("sdsv key", write_sdsv)):
             if args.only not in (None, kind):
                 continue
-            for size in SIZES:
+            for size in args.sizes:
                 files, trials = write(folder, size, rng)
-                now = measure(ROOT, kind, files)
+                now = measure(ROOT, kind, files, VALIDATOR)
                 line = (f"{kind}, {trials:,} trials: now {now['seconds']:.2f} s "
                         f"({now['cpu']:.2f} s CPU), +{now['peak_mb']:,.0f} MB")
                 if size <= BEFORE_LIMIT:
-                    then = measure(before, kind, files)
+                    then = measure(before, kind, files, VALIDATOR_BEFORE)
                     ratio = then["cpu"] / now["cpu"]
                     ratios.append(f"{kind} {trials:,} {ratio:.1f}x")
                     line += (f"; before ({args.before}) {then['seconds']:.2f} s "
