@@ -18,6 +18,7 @@ be scored by overriding the condition's ``evaluation`` entry.
 
 import sys
 
+from local.errors import exit_on_bad_input
 from train_dann import evaluate, prepare_experiment
 
 
@@ -31,4 +32,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_bad_input(main)

@@ -49,7 +49,7 @@ from local.data.dataio import (
 from local.data.manifest_io import read_manifest
 from local.data.ssl_cache import add_cached_crop_pipeline, cache_hidden_states
 from local.data.validation import check_manifest_audio_once, validate
-from local.errors import fail
+from local.errors import exit_on_bad_input, fail
 from local.evaluation.verification import check_score_norm, verify
 from local.export import export_model
 from local.model.dann_brain import DANNBrain, check_domain_settings, check_speaker_head, unwrapped
@@ -394,7 +394,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_bad_input(main)
     if torch.distributed.is_initialized():
         # Every process leaves the group before exiting, so that no process
         # exits while gloo's threads of another are still at work. The

@@ -52,3 +52,34 @@ def fail(path, problem, rows=None, fix=None):
     if fix:
         lines.append(f"Fix: {fix}")
     raise ManifestError("\n".join(lines))
+
+
+def exit_on_bad_input(command, *arguments):
+    """Run ``command(*arguments)``; a :class:`ManifestError` ends the process with its message.
+
+    For the recipe's scripts: a user who passed a bad file or option reads
+    the message and its fix, with exit status 1, instead of a traceback.
+
+    Arguments
+    ---------
+    command : callable
+        The script's ``main``.
+    *arguments
+        Its arguments.
+
+    Returns
+    -------
+    object
+        What ``command`` returns.
+
+    Example
+    -------
+    >>> exit_on_bad_input(fail, "trials.txt", "is empty")
+    Traceback (most recent call last):
+      ...
+    SystemExit: trials.txt: is empty
+    """
+    try:
+        return command(*arguments)
+    except ManifestError as error:
+        raise SystemExit(str(error)) from None

@@ -189,6 +189,15 @@ def test_override_of_a_number_or_switch_with_another_type_names_the_key(demo_cor
     assert not os.path.exists(tmp_path / "train_log.txt")
 
 
+@pytest.mark.parametrize("script", ["train_dann.py", "evaluate.py"])
+def test_bad_override_on_the_command_line_is_a_message_not_a_traceback(script, tmp_path):
+    done = subprocess.run([sys.executable, script, "hparams/dann_fbank.yaml", "--adv_weight=abc",
+                           f"--output_folder={tmp_path}"], capture_output=True, text=True)
+    assert done.returncode == 1
+    assert done.stderr.startswith("hparams/dann_fbank.yaml: --adv_weight=abc is not a number")
+    assert "Fix: pass a number" in done.stderr and "Traceback" not in done.stderr
+
+
 def test_exponent_notation_without_a_dot_is_the_number_it_means():
     overrides = {"lr": "5e-4", "weight_decay": "-1E+2", "number_of_epochs": "2e1",
                  "margin": "2e-1", "model_name": "1e3"}  # a name stays a name
