@@ -95,6 +95,20 @@ def test_manifest_not_utf8_names_the_line(tmp_path):
         read_manifest(path)
 
 
+@pytest.mark.parametrize("text, message", [
+    ("model_id,utt_ids\nm1,caf\xe9\n".encode("latin-1"),
+     r"enrol.csv: enrolment table is not UTF-8 text\n  line 2: m1,caf\\xe9\nFix: convert it"),
+    (b"", r"enrol.csv: enrolment table is empty, without even a header line\n"
+          r"Fix: an enrolment table starts with the header line model_id,utt_ids"),
+    (b"model_id,utt_ids\nm1,u1,u2\n", r"enrol.csv: line 2 has 3 fields, the header 2"),
+])
+def test_unreadable_enrolment_table_is_a_message(tmp_path, text, message):
+    path = tmp_path / "enrol.csv"
+    path.write_bytes(text)
+    with pytest.raises(ManifestError, match=message):
+        read_enrolment(str(path))
+
+
 @pytest.mark.parametrize("text", ["", "\n\n"])
 def test_empty_manifest_file(tmp_path, text):
     path = tmp_path / "m.csv"

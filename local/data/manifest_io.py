@@ -99,8 +99,9 @@ def read_csv_table(path, kind, header):
              fix="convert it to UTF-8, e.g. iconv -f LATIN1 -t UTF-8 IN.csv > OUT.csv "
                  "(LATIN1 being the encoding it was written in)")
     except pd.errors.EmptyDataError:
+        article = "an" if kind[0] in "aeiou" else "a"
         fail(path, f"{kind} is empty, without even a header line",
-             fix=f"a {kind} starts with the header line {header}")
+             fix=f"{article} {kind} starts with the header line {header}")
     except pd.errors.ParserError as err:
         # pandas names the line in its text only: "Expected 7 fields in line 3, saw 8".
         counts = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(err))
@@ -452,7 +453,7 @@ def read_enrolment(path):
     """
     if not os.path.isfile(path):
         fail(path, "enrolment table does not exist", fix="run the data preparation first")
-    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    table = read_csv_table(path, "enrolment table", ",".join(ENROLMENT_COLUMNS))
     missing = [c for c in ENROLMENT_COLUMNS if c not in table.columns]
     if missing:
         fail(path, f"missing columns {missing}", fix="header must start with model_id,utt_ids")
