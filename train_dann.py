@@ -19,9 +19,7 @@ in the layout SpeechBrain's ``SpeakerRecognition.from_hparams`` loads, to its
 
 import gc
 import os
-import re
 import shutil
-import sys
 
 from local.environment import check_installation
 
@@ -30,8 +28,7 @@ check_installation()
 
 import speechbrain as sb
 import torch
-import yaml
-from hyperpyyaml import load_hyperpyyaml
+from hyperpyyaml import resolve_references
 from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.utils.distributed import run_on_main
 
@@ -49,142 +46,14 @@ from local.data.dataio import (
 from local.data.manifest_io import read_manifest
 from local.data.ssl_cache import add_cached_crop_pipeline, cache_hidden_states
 from local.data.validation import check_manifest_audio_once, validate
-from local.errors import exit_on_bad_input, fail
+from local.errors import exit_on_bad_input
 from local.evaluation.verification import check_score_norm, verify
 from local.export import export_model
-from local.model.dann_brain import DANNBrain, check_domain_settings, check_speaker_head, unwrapped
+from local.model.dann_brain import DANNBrain
+from local.model.distributed import unwrapped
 from local.model.ssl_frontend import save_layer_weights
 from local.provenance import write_provenance
-
-DEFAULT_CONDITION = os.path.join(os.path.dirname(__file__), "recipes", "demo", "condition.yaml")
-# A number in exponent notation without a dot (1e30, 5e-4): a float in YAML
-# 1.2 and to Python, a string to the YAML 1.1 that hyperpyyaml reads.
-EXPONENT_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
-
-
-def load_condition(overrides, hparams_file):
-    """Split the command-line overrides into the condition's and the model's.
-
-    The two files share no key but ``condition``, so that every override has
-    one destination; overrides of numbers and switches are checked against
-    their defaults (:func:`typed_overrides`).
-
-    Arguments
-    ---------
-    overrides : str
-        YAML overrides from ``sb.parse_arguments``; ``condition`` names the
-        condition file.
-    hparams_file : str
-        The model hparams file.
-
-    Returns
-    -------
-    tuple
-        ``(condition_path, condition_hparams, model_overrides)``.
-    """
-    overrides = yaml.safe_load(overrides) or {}
-    path = overrides.pop("condition", DEFAULT_CONDITION)
-    if not os.path.isfile(path):
-        sys.exit(f"Condition file {path} does not exist: pass --condition=recipes/<name>/condition.yaml")
-    keys = set(_untagged(path))
-    shared = sorted(keys & set(_untagged(hparams_file)) - {"condition"})
-    if shared:
-        fail(path, f"defines {shared}, which {hparams_file} defines too, so that an override "
-                   "of them could reach only one of the files",
-             fix="rename them in the condition file (and in its !ref <...> references)")
-    mine = typed_overrides(path, {k: v for k, v in overrides.items() if k in keys})
-    with open(path, encoding="utf-8") as fin:
-        condition = load_hyperpyyaml(fin, mine)
-    model = typed_overrides(hparams_file, {k: v for k, v in overrides.items() if k not in keys})
-    return path, condition, model
-
-
-def typed_overrides(path, overrides):
-    """Overrides of a file's numbers and switches, checked against the types of its defaults.
-
-    For a key whose default is a number, a string in exponent notation
-    without a dot (``--lr=1e30``, which YAML 1.1 reads as text) is the number
-    it means (an integer where the default is one and it is whole); nothing
-    else is converted, so that a value is never guessed. Any other value
-    that is not a number is refused, as is a value other than True or False
-    for a key whose default is one of them. Keys without such a default
-    (null, lists, tagged values) pass unchecked.
-
-    Arguments
-    ---------
-    path : str
-        The hparams or condition file whose keys the overrides set.
-    overrides : dict
-        ``{key: value}``, as the YAML of the command line read them.
-
-    Returns
-    -------
-    dict
-        The overrides, exponent-notation strings converted.
-
-    Raises
-    ------
-    ManifestError
-        Naming the key, its value and what it needs.
-
-    Example
-    -------
-    >>> typed_overrides("hparams/dann_fbank.yaml", {"lr": "1e-3", "score_norm": "asnorm"})
-    {'lr': 0.001, 'score_norm': 'asnorm'}
-    """
-    defaults = _untagged(path)
-    checked = dict(overrides)
-    for key, value in overrides.items():
-        default = defaults.get(key)
-        if isinstance(default, bool):
-            if not isinstance(value, bool):
-                fail(path, f"--{key}={value} is not True or False (its default is {default})",
-                     fix=f"pass --{key}=True or --{key}=False")
-        elif isinstance(default, (int, float)):
-            if isinstance(value, str) and EXPONENT_NUMBER.fullmatch(value.strip()):
-                value = float(value)
-                if isinstance(default, int) and value.is_integer():
-                    value = int(value)
-                checked[key] = value
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                fail(path, f"--{key}={value} is not a number (its default is {default})",
-                     fix=f"pass a number, such as --{key}={default}")
-    return checked
-
-
-class _KeysOnly(yaml.SafeLoader):
-    """Reads a hyperpyyaml file's top-level keys, ignoring its tags."""
-
-
-_KeysOnly.add_multi_constructor("!", lambda loader, suffix, node: None)
-
-
-def _untagged(path):
-    """A hyperpyyaml file's top-level ``{key: value}``, tagged values None."""
-    with open(path, encoding="utf-8") as fin:
-        return yaml.load(fin, Loader=_KeysOnly) or {}
-
-
-def plain_settings(hparams_file, overrides):
-    """The untagged top-level values of a model hparams file, overrides applied.
-
-    For what must be known before the file is loaded: ``n_speakers``, which
-    the file needs, depends on ``speaker_label``.
-
-    Arguments
-    ---------
-    hparams_file : str
-        Model hparams file.
-    overrides : dict
-        Command-line overrides of its keys.
-
-    Returns
-    -------
-    dict
-        ``{key: value}``; tagged values (``!ref``, ``!new:``...) are None.
-    """
-    return {**_untagged(hparams_file), **overrides}
-
+from local.settings import load_condition, load_model_hparams, model_text, plain_values
 
 def dataio_prep(hparams, condition, device="cpu"):
     """Paired training set, speaker label encoder, evaluation and cohort datasets.
@@ -204,8 +73,9 @@ def dataio_prep(hparams, condition, device="cpu"):
     Returns
     -------
     dict
-        ``train_pairs`` (:class:`PairedDataset`; with the GE2E head, its
-        source parts follow a :class:`SpeakerBatchSampler`), ``label_encoder``, ``eval``
+        ``train_pairs`` (:class:`PairedDataset`; for a speaker head with a
+        ``batch_layout`` (GE2E), its source parts follow a
+        :class:`SpeakerBatchSampler`), ``label_encoder``, ``eval``
         (whole-utterance datasets keyed by evaluation manifest path) and
         ``training_utterances`` (``{"source": ..., "target": ...}``, whole
         utterances of the training manifests, for the score-normalisation
@@ -248,12 +118,12 @@ def dataio_prep(hparams, condition, device="cpu"):
     source.set_output_keys(["id", "sig", "spk_id_encoded"])
     target.set_output_keys(["id", "sig"])
     speaker_batches = None
-    if "ge2e_loss" in hparams:
+    layout = hparams["speaker_head"].batch_layout
+    if layout is not None:
         # As many steps as the margin heads take at the same batch size: the
         # longer training set once per epoch.
         speaker_batches = SpeakerBatchSampler(
-            [source.data[i]["spk_id"] for i in source.data_ids], hparams["ge2e_speakers"],
-            hparams["ge2e_utterances"],
+            [source.data[i]["spk_id"] for i in source.data_ids], *layout,
             max(len(source), len(target)) // hparams["batch_size"], hparams["seed"])
     return {"train_pairs": PairedDataset(source, target, hparams["seed"], speaker_batches),
             "label_encoder": encoder, "eval": eval_datasets,
@@ -282,38 +152,46 @@ def prepare_experiment(argv=None):
     # The speaker head has a row per class: per speaker, or per speaker and
     # phrase (speaker_label: spk_phrase).
     classes = speaker_classes(read_manifest(condition["source_train"]),
-                              speaker_label(plain_settings(hparams_file, overrides)),
+                              speaker_label({**plain_values(hparams_file), **overrides}),
                               condition["source_train"])
     overrides["n_speakers"] = len(set(classes))
-    with open(hparams_file, encoding="utf-8") as fin:
-        hparams = load_hyperpyyaml(fin, overrides)
+    hparams = load_model_hparams(hparams_file, overrides)
     check_score_norm(hparams)
-    check_speaker_head(hparams)
-    check_domain_settings(hparams)
-    sb.create_experiment_directory(
-        experiment_directory=hparams["output_folder"],
-        hyperparams_to_save=hparams_file,
-        overrides=overrides,
-    )
-    shutil.copy(condition_file, os.path.join(hparams["output_folder"], "condition.yaml"))
+    sb.create_experiment_directory(experiment_directory=hparams["output_folder"])
+    sb.utils.distributed.main_process_only(save_settings)(
+        hparams_file, overrides, condition_file, hparams["output_folder"])
     sb.utils.distributed.main_process_only(write_provenance)(
         condition, hparams["output_folder"], os.path.dirname(os.path.abspath(__file__)))
 
+    device = run_opts.get("device") or sb.utils.distributed.infer_device()
+    data = dataio_prep(hparams, condition, device)
     brain = DANNBrain(
         modules=hparams["modules"], opt_class=hparams["opt_class"], hparams=hparams,
         run_opts=run_opts, checkpointer=hparams["checkpointer"],
+        target_utterances=data["training_utterances"]["target"],
     )
-    data = dataio_prep(hparams, condition, brain.device)
-    brain.train_pairs = data["train_pairs"]
-    brain.target_utterances = data["training_utterances"]["target"]
-    world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
-    speaker_batches = data["train_pairs"].source_batches
-    if speaker_batches is None:
-        brain.steps_per_epoch = len(data["train_pairs"]) // (hparams["batch_size"] * world)
-    else:
-        # Whole batches are dealt out to the processes, padded to a multiple of them.
-        brain.steps_per_epoch = -(-len(speaker_batches) // world)
     return brain, hparams, condition, data
+
+
+def save_settings(hparams_file, overrides, condition_file, folder):
+    """Write the run's whole model settings (``hyperparams.yaml``) and its ``condition.yaml``.
+
+    Arguments
+    ---------
+    hparams_file : str
+        The model hparams file, merged onto its bases.
+    overrides : dict
+        The model overrides, resolved into the saved file.
+    condition_file : str
+        The condition file, copied.
+    folder : str
+        The run's output folder.
+    """
+    resolved = resolve_references(model_text(hparams_file), overrides).getvalue()
+    with open(os.path.join(folder, "hyperparams.yaml"), "w", encoding="utf-8") as out:
+        out.write(f"# {os.path.abspath(hparams_file)} on its bases, with the run's overrides\n"
+                  f"# yamllint disable\n{resolved}")
+    shutil.copy(condition_file, os.path.join(folder, "condition.yaml"))
 
 
 def train_loader_options(hparams, pairs):
@@ -337,6 +215,9 @@ def train_loader_options(hparams, pairs):
     """
     options = dict(hparams["train_dataloader_options"], collate_fn=collate_pairs)
     if pairs.source_batches is not None:
+        # A batch sampler excludes the loader's own batching options.
+        options.pop("batch_size", None)
+        options.pop("drop_last", None)
         options["batch_sampler"] = torch.utils.data.BatchSampler(
             torch.utils.data.SequentialSampler(pairs), hparams["batch_size"], drop_last=True)
     return options

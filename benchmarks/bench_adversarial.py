@@ -44,9 +44,10 @@ MODELS = {
 def speaker_only(brain):
     """``compute_objectives`` of the baseline: the speaker loss on every row of both halves."""
 
-    def compute_objectives(embeddings, batch, stage):
+    def compute_objectives(predictions, batch, stage):
+        embeddings = predictions[0]
         labels = torch.cat([half.spk_id_encoded.data for half in batch]).to(brain.device)
-        return brain.hparams.compute_cost(brain.modules.classifier(embeddings), labels)
+        return brain.modules.speaker_head(embeddings, labels, embeddings[:0], [])[0]
 
     return compute_objectives
 

@@ -52,6 +52,9 @@ def build(hparams, work, name, *overrides, data_folder=DEMO):
     argv = [os.path.join(ROOT, "hparams", hparams), f"--data_folder={data_folder}",
             f"--output_folder={os.path.join(work, name)}", "--check_audio=False", *overrides]
     brain, hparams, _, data = train_dann.prepare_experiment(argv)
+    # What Brain.fit does before its first batch.
+    brain.train_pairs = data["train_pairs"]
+    brain.steps_per_epoch = data["train_pairs"].steps_per_epoch(hparams["batch_size"])
     brain.on_fit_start()
     brain.on_stage_start(sb.Stage.TRAIN, epoch=1)
     return brain, hparams, data

@@ -229,7 +229,9 @@ def export_model(run_folder, model_folder=None, checkpoints_dir=None, trial_list
                  fix="pass the output_folder of a run (results/<condition>/<model>/<seed>)")
     with open(hparams_path, encoding="utf-8") as fin:
         run = ruamel.yaml.YAML().load(fin)
-    definitions = "\n".join(_dumped(name, run[name]) for name in MODULES if name in run)
+    # A model file removes a module of its base by setting it to null (GE2E: no classifier).
+    definitions = "\n".join(_dumped(name, run[name]) for name in MODULES
+                            if run.get(name) is not None)
     modules = load_hyperpyyaml(definitions)
     checkpoints_dir = checkpoints_dir or save_folder
     checkpoint = Checkpointer(checkpoints_dir, recoverables=modules).recover_if_possible()

@@ -6,10 +6,10 @@ import pytest
 import torch
 from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
 
-from local.model.adversarial import (
+from local.model.adversaries import reverse_gradient
+from local.model.domain_branch import (
     AdversarialSchedule,
     DomainDiscriminator,
-    GradientReversal,
     LayerOutputTap,
     ganin_lambda,
 )
@@ -17,10 +17,8 @@ from local.model.adversarial import (
 
 @pytest.mark.parametrize("coefficient", [0.0, 0.3, 1.0, 2.5])
 def test_reversal_is_identity_forward_and_negated_scaled_backward(coefficient):
-    grl = GradientReversal()
-    grl.set_coefficient(coefficient)
     x = torch.tensor([1.0, -2.0, 3.0], requires_grad=True)
-    y = grl(x)
+    y = reverse_gradient(x, coefficient)
     assert torch.equal(y, x)
     upstream = torch.tensor([0.5, 1.0, -4.0])
     y.backward(upstream)
@@ -29,7 +27,7 @@ def test_reversal_is_identity_forward_and_negated_scaled_backward(coefficient):
 
 def test_reversal_flips_the_direction_of_descent():
     weight = torch.tensor([2.0], requires_grad=True)
-    loss = (GradientReversal(1.0)(weight) - 5.0) ** 2
+    loss = (reverse_gradient(weight, 1.0) - 5.0) ** 2
     loss.backward()
     # d/dw (w - 5)^2 = -6 at w = 2: descent moves w towards 5; reversed, away from it.
     assert weight.grad.item() == 6.0
@@ -62,10 +60,9 @@ def _adversarial_gradients(coefficient):
     torch.manual_seed(0)
     encoder = ECAPA_TDNN(20, channels=[16, 16, 16, 16, 48], lin_neurons=8)
     disc = DomainDiscriminator(8, [16])
-    grl = GradientReversal(coefficient)
     feats = torch.randn(6, 50, 20)
     domains = torch.tensor([0, 0, 0, 1, 1, 1])
-    logits = disc(grl(encoder(feats))).squeeze(1)
+    logits = disc(reverse_gradient(encoder(feats), coefficient)).squeeze(1)
     torch.nn.functional.cross_entropy(logits, domains).backward()
     return encoder, disc
 
@@ -92,7 +89,7 @@ def test_frame_level_discriminator_reaches_only_the_layers_below_its_tap():
     encoder(torch.randn(4, 30, 20))
     frames = tap.frames(48)
     assert frames.shape == (4, 30, 48)  # ECAPA's mfa is channels-first: transposed
-    logits = disc(GradientReversal(1.0)(frames))
+    logits = disc(reverse_gradient(frames, 1.0))
     domains = torch.tensor([0, 0, 1, 1]).repeat_interleave(30)
     torch.nn.functional.cross_entropy(logits.reshape(-1, 2), domains).backward()
     below = [p for name, p in encoder.named_parameters() if name.startswith(("blocks", "mfa"))]

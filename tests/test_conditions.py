@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 import train_dann
+from local import settings
 from data_prep.preparation import select_rows
 from local.data.validation import validate
 from local.errors import ManifestError
@@ -48,7 +49,7 @@ def prepared(name, corpora, tmp_path, **extra):
     overrides = {key: corpora[key] for key in CONDITIONS[name]}
     overrides.update(condition=f"recipes/{name}/condition.yaml",
                      manifest_folder=str(tmp_path / name), **extra)
-    _, condition, model_overrides = train_dann.load_condition(yaml.safe_dump(overrides),
+    _, condition, model_overrides = settings.load_condition(yaml.safe_dump(overrides),
                                                               "hparams/dann_fbank.yaml")
     assert model_overrides == {}
     for prepare in condition["prepare"]:

@@ -5,7 +5,9 @@ every public function, class and method (name not starting with ``_``;
 functions nested in functions are not public). One that takes arguments
 (for a class: its ``__init__``'s) has an ``Arguments`` section, underlined
 with dashes, that lists exactly those arguments, one ``name : type`` entry
-each, as SpeechBrain's own code does.
+each, as SpeechBrain's own code does. An override inherits the documentation
+of the method it overrides: of a class of the same module, or of one of
+``speechbrain.Brain``'s methods in a Brain (it still says what it does).
 """
 
 import ast
@@ -13,9 +15,12 @@ import pathlib
 import re
 
 import pytest
+import speechbrain as sb
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 FOLDERS = ("local", "data_prep")
+# Methods of SpeechBrain's Brain, whose arguments its own docstrings document.
+BRAIN_METHODS = {name for name in dir(sb.Brain) if not name.startswith("_")}
 # A section header: a title line followed by a line of dashes.
 SECTION = re.compile(r"^(\w[\w ]*)\n-{3,}$", re.M)
 
@@ -45,8 +50,12 @@ def signature(function, is_method):
 
 
 def public_definitions(tree):
-    """``(name, node, arguments)`` of each public function, class and method."""
+    """``(name, node, arguments)`` of each public function, class and method.
+
+    ``arguments`` is None for an override of a documented method.
+    """
     functions = (ast.FunctionDef, ast.AsyncFunctionDef)
+    classes = {node.name: node for node in tree.body if isinstance(node, ast.ClassDef)}
     for node in tree.body:
         if not isinstance(node, (*functions, ast.ClassDef)) or node.name.startswith("_"):
             continue
@@ -56,9 +65,25 @@ def public_definitions(tree):
             methods = [m for m in node.body if isinstance(m, functions)]
             init = [m for m in methods if m.name == "__init__"]
             yield node.name, node, signature(init[0], is_method=True) if init else []
+            inherited = inherited_methods(node, classes)
             for method in methods:
                 if not method.name.startswith("_"):
-                    yield f"{node.name}.{method.name}", method, signature(method, is_method=True)
+                    yield (f"{node.name}.{method.name}", method,
+                           None if method.name in inherited else signature(method, True))
+
+
+def inherited_methods(node, classes):
+    """Names of the methods a class inherits from its bases in the module, or from Brain."""
+    names = set()
+    for base in node.bases:
+        base_name = ast.unparse(base)
+        if base_name.endswith("Brain"):
+            names |= BRAIN_METHODS
+        elif base_name in classes:
+            parent = classes[base_name]
+            names |= {m.name for m in parent.body if isinstance(m, ast.FunctionDef)}
+            names |= inherited_methods(parent, classes)
+    return names
 
 
 def docstring_problems(source, filename):
@@ -68,6 +93,10 @@ def docstring_problems(source, filename):
     for name, node, arguments in public_definitions(tree):
         where = f"{filename}:{node.lineno} {name}"
         docstring = ast.get_docstring(node)
+        if arguments is None:
+            if isinstance(node, ast.FunctionDef) and node.name in BRAIN_METHODS and not docstring:
+                problems.append(f"{where}: no docstring (say what this Brain does here)")
+            continue
         if not docstring:
             problems.append(f"{where}: no docstring")
             continue

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 
 import train_dann
 from local.data.dataio import collate_pairs
-from local.model.gan import ADVERSARIES, discriminator_loss, embedding_loss
-from local.model.heads import margin_softmax_loss
+from local.model.adversaries import ADVERSARIES, DomainItems, make_adversary
+from local.model.speaker_heads import margin_softmax_loss
 from tests.test_train_dann import ADVERSARY_ONLY, TINY, logged, train
 
 GANS = [a for a in ADVERSARIES if a != "grl"]
@@ -24,6 +24,16 @@ LOGITS = torch.tensor([[2.0, -1.0, 0.5, 0.1, -0.3, 1.2],
                        [0.7, -0.2, 1.0, 1.0, 1.0, 1.0],
                        [-1.0, 1.0, 0.3, -0.3, 0.3, -0.3]])
 SPEAKERS = torch.tensor([2, 0, 3])
+# The logits' items: three source then three target (the losses read no features).
+ITEMS = DomainItems(torch.zeros(6, 1), 3, SPEAKERS)
+
+
+def discriminator_loss(adversary, logits, smoothing=0.0):
+    return make_adversary(adversary, smoothing).discriminator_loss(logits, ITEMS)
+
+
+def embedding_loss(adversary, logits):
+    return make_adversary(adversary).game_loss(logits, ITEMS)
 
 
 def sigmoid(x):
@@ -65,14 +75,14 @@ def expected(adversary, player, smoothing=0.0):
 @pytest.mark.parametrize("adversary", ADVERSARIES)
 def test_discriminator_loss_is_the_formula(adversary, smoothing):
     logits = LOGITS if adversary == "auxiliary_classifier" else LOGITS[:, :2]
-    loss = discriminator_loss(adversary, logits, 3, SPEAKERS, smoothing)
+    loss = discriminator_loss(adversary, logits, smoothing)
     assert float(loss) == pytest.approx(expected(adversary, "discriminator", smoothing), rel=1e-6)
 
 
 @pytest.mark.parametrize("adversary", GANS)
 def test_embedding_loss_is_the_formula(adversary):
     logits = LOGITS if adversary == "auxiliary_classifier" else LOGITS[:, :2]
-    loss = embedding_loss(adversary, logits, 3, SPEAKERS)
+    loss = embedding_loss(adversary, logits)
     assert float(loss) == pytest.approx(expected(adversary, "embedding"), rel=1e-6)
 
 
@@ -80,15 +90,15 @@ def test_embedding_loss_is_the_formula(adversary):
 def test_reversal_discriminator_loss_is_two_class_cross_entropy(smoothing):
     domains = torch.tensor([0, 0, 0, 1, 1, 1])
     reference = F.cross_entropy(LOGITS[:, :2], domains, label_smoothing=smoothing)
-    assert torch.allclose(discriminator_loss("grl", LOGITS[:, :2], 3, smoothing=smoothing),
+    assert torch.allclose(discriminator_loss("grl", LOGITS[:, :2], smoothing),
                           reference)
 
 
 @pytest.mark.parametrize("adversary", GANS)
 def test_players_pull_the_source_score_of_target_items_in_opposite_directions(adversary):
     logits = LOGITS.clone().requires_grad_()
-    disc_grad, = torch.autograd.grad(discriminator_loss(adversary, logits, 3, SPEAKERS), logits)
-    emb_grad, = torch.autograd.grad(embedding_loss(adversary, logits, 3, SPEAKERS), logits)
+    disc_grad, = torch.autograd.grad(discriminator_loss(adversary, logits), logits)
+    emb_grad, = torch.autograd.grad(embedding_loss(adversary, logits), logits)
     # Direction of a gradient step on the target items' score C = l0 - l1:
     # the embedding network raises it (towards 1 for least squares, all of
     # these scores being below 1), the discriminator lowers it (towards 0).
@@ -100,8 +110,8 @@ def test_players_pull_the_source_score_of_target_items_in_opposite_directions(ad
 
 
 def test_reversal_has_no_embedding_loss_of_its_own():
-    with pytest.raises(ValueError, match="'grl' has no embedding-network loss"):
-        embedding_loss("grl", LOGITS[:, :2], 3)
+    with pytest.raises(NotImplementedError):
+        embedding_loss("grl", LOGITS[:, :2])
 
 
 @pytest.mark.parametrize("kind, margin_of", [
@@ -129,6 +139,9 @@ def brain_and_batch(demo_corpus, tmp_path, adversary):
     brain.on_fit_start()
     # Mid-training, so that the adversary's coefficient is not 0.
     brain.hparams.epoch_counter.current, brain.step = 1, 5
+    # What Brain.fit does before its first batch.
+    brain.train_pairs = data["train_pairs"]
+    brain.steps_per_epoch = data["train_pairs"].steps_per_epoch(brain.hparams.batch_size)
     brain.modules.train()
     return brain, collate_pairs([data["train_pairs"][i] for i in range(8)])
 
@@ -146,10 +159,11 @@ def changed(brain, before):
 def test_gan_updates_touch_only_their_own_parameters(demo_corpus, tmp_path, adversary):
     brain, batch = brain_and_batch(demo_corpus, tmp_path, adversary)
     before = parameters(brain)
-    embeddings = brain.compute_forward(batch, sb.Stage.TRAIN)
-    loss = brain.compute_objectives(embeddings, batch, sb.Stage.TRAIN)
+    outputs = brain.compute_forward(batch, sb.Stage.TRAIN)
+    brain.train_discriminator(outputs[1], batch, brain.adversary.updates_before)
     # The discriminator's updates come first and change nothing else.
     assert changed(brain, before) == {"domain_discriminator"}
+    loss = brain.compute_objectives(outputs, batch, sb.Stage.TRAIN)
     loss.backward()
     discriminator = brain.modules.domain_discriminator
     assert all(p.grad is None for p in discriminator.parameters())
@@ -164,18 +178,19 @@ def test_gan_updates_touch_only_their_own_parameters(demo_corpus, tmp_path, adve
     assert all(p.grad is not None for p in encoder.parameters() if p.requires_grad)
     before = parameters(brain)
     brain.optimizers_step()
-    assert changed(brain, before) == {"embedding_model", "classifier"}
+    assert changed(brain, before) == {"embedding_model", "speaker_head"}
 
 
 def test_reversal_updates_both_players_from_one_loss(demo_corpus, tmp_path):
     brain, batch = brain_and_batch(demo_corpus, tmp_path, "grl")
     before = parameters(brain)
-    loss = brain.compute_objectives(brain.compute_forward(batch, sb.Stage.TRAIN), batch,
-                                    sb.Stage.TRAIN)
+    outputs = brain.compute_forward(batch, sb.Stage.TRAIN)
+    assert brain.adversary.updates_before == 0
+    loss = brain.compute_objectives(outputs, batch, sb.Stage.TRAIN)
     assert changed(brain, before) == set()
     loss.backward()
     brain.optimizers_step()
-    assert changed(brain, before) == {"embedding_model", "classifier", "domain_discriminator"}
+    assert changed(brain, before) == {"embedding_model", "speaker_head", "domain_discriminator"}
 
 
 def test_auxiliary_classifier_discriminator_has_a_speaker_output(demo_corpus, tmp_path):

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from speechbrain.dataio.dataset import DynamicItemDataset
 
 from local.data.dataio import PairedDataset, SpeakerBatchSampler, collate_pairs
-from local.model.ge2e import GE2ELoss
+from local.model.speaker_heads import GE2ELoss
 
 
 def direct_ge2e(embeddings, w, b, variant):

@@ -1,11 +1,12 @@
 """Hparams files and the code that reads them agree, as SpeechBrain requires of recipes.
 
-Every top-level key of a model hparams file (``hparams/*.yaml``) or of a
-condition file (``recipes/*/condition.yaml``) is used: referenced by the file
-itself (``!ref <key>``, ``!copy <key>``) or read by the recipe's code
+Every top-level key of a model hparams file (``hparams/*.yaml``, merged onto
+its base, :mod:`local.settings`) or of a condition file
+(``recipes/*/condition.yaml``) is used: referenced by the settings themselves
+(``!ref <key>``, ``!copy <key>``) or read by the recipe's code
 (``hparams["key"]``, ``self.hparams.key``, ``condition["key"]``). Every key
-the code reads exists in every file of its kind, and every ``self.modules.x``
-is in each model file's ``modules:``.
+the code reads exists in every file of its kind, every ``self.modules.x`` is
+in each model's ``modules:``, and a model file sets no key to its base's value.
 
 SpeechBrain's own check (``tests/utils/check_yaml.py`` in its repository; the
 pip package does not ship it) compares a YAML with one training script, line
@@ -20,9 +21,12 @@ import re
 import pytest
 import yaml
 
+from local.settings import model_text
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CODE = sorted([ROOT / "train_dann.py", ROOT / "evaluate.py", *(ROOT / "local").rglob("*.py")])
-MODEL_FILES = sorted((ROOT / "hparams").glob("*.yaml"))
+BASE_FILE = ROOT / "hparams" / "common.yaml"
+MODEL_FILES = sorted(set((ROOT / "hparams").glob("*.yaml")) - {BASE_FILE})
 CONDITION_FILES = sorted((ROOT / "recipes").glob("*/condition.yaml"))
 
 # Keys the code reads only on a path some model files never take.
@@ -30,20 +34,6 @@ OPTIONAL_MODEL_KEYS = {
     "ssl_opt_class": "read by DANNBrain.init_optimizers only when an SSL model is fine-tuned",
     "cache_ssl_features": "a switch of the SSL front ends, read by dataio_prep with .get",
     "ssl_features_folder": "read by dataio_prep only when cache_ssl_features is on",
-    "ge2e_speakers": "read only with the GE2E speaker head (a ge2e_loss module)",
-    "ge2e_utterances": "read only with the GE2E speaker head (a ge2e_loss module)",
-    "compute_cost": "the classifier's loss; the GE2E head has no classifier",
-    **dict.fromkeys(
-        ("pseudo_labels", "pseudo_min_speakers", "pseudo_max_speakers", "pseudo_min_silhouette",
-         "pseudo_max_utterances"),
-        "read only with pseudo_label_epochs, which need a classifier (not the GE2E head)"),
-    "speaker_label": "the speaker head's classes, read with .get (default spk_id: speakers); "
-                     "text-dependent model files set spk_phrase",
-}
-# The speaker heads: every model file has exactly one of these modules.
-SPEAKER_HEADS = {
-    "classifier": "a margin-softmax classifier of the source speakers (with compute_cost)",
-    "ge2e_loss": "the GE2E loss, on speaker-major batches (local/model/ge2e.py)",
 }
 # Methods of the modules dict, not modules.
 MODULE_DICT_METHODS = {"eval", "train", "items", "keys", "values", "parameters", "to"}
@@ -99,12 +89,29 @@ def code_sources():
     return [path.read_text(encoding="utf-8") for path in CODE]
 
 
+def settings_text(path):
+    """A condition file's text, or a model file's merged onto its bases."""
+    return path.read_text(encoding="utf-8") if path.name == "condition.yaml" else model_text(path)
+
+
 @pytest.mark.parametrize("path", MODEL_FILES + CONDITION_FILES, ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_every_key_is_used(path):
+    """A file's own keys are used in its settings; a model file's null removes a base's object."""
     kind = "condition" if path.name == "condition.yaml" else "model"
-    unused = unused_keys(path.read_text(encoding="utf-8"), code_reads(code_sources(), kind))
-    assert not unused, (f"{path.relative_to(ROOT)} defines {unused}, which neither the file "
-                        "references nor train_dann.py, evaluate.py or local/ read: use or remove them")
+    own = yaml.load(path.read_text(encoding="utf-8"), Loader=_KeysOnly) or {}
+    unused = set(unused_keys(settings_text(path), code_reads(code_sources(), kind)))
+    unused &= {key for key, value in own.items() if not (kind == "model" and value is None)}
+    assert not unused, (f"{path.relative_to(ROOT)} defines {sorted(unused)}, which neither its "
+                        "settings reference nor train_dann.py, evaluate.py or local/ read: "
+                        "use or remove them")
+
+
+def test_every_key_of_the_base_is_used_by_a_model():
+    reads = code_reads(code_sources(), "model")
+    unused = set(top_level_keys(BASE_FILE.read_text(encoding="utf-8")))
+    for path in MODEL_FILES:
+        unused &= set(unused_keys(model_text(path), reads))
+    assert not unused, f"hparams/common.yaml defines {sorted(unused)}, which no model uses"
 
 
 @pytest.mark.parametrize("kind, files", [("model", MODEL_FILES), ("condition", CONDITION_FILES)])
@@ -112,7 +119,7 @@ def test_every_key_the_code_reads_is_defined(kind, files):
     reads = code_reads(code_sources(), kind)
     missing = {}
     for path in files:
-        absent = reads - top_level_keys(path.read_text(encoding="utf-8"))
+        absent = reads - top_level_keys(settings_text(path))
         if kind == "model":
             absent -= set(OPTIONAL_MODEL_KEYS)
         if absent:
@@ -121,24 +128,25 @@ def test_every_key_the_code_reads_is_defined(kind, files):
 
 
 def test_optional_model_keys_are_read_and_defined_somewhere():
-    defined = set().union(*(top_level_keys(p.read_text(encoding="utf-8")) for p in MODEL_FILES))
+    defined = set().union(*(top_level_keys(model_text(p)) for p in MODEL_FILES))
     optional = set(OPTIONAL_MODEL_KEYS)
     assert optional <= code_reads(code_sources(), "model") & defined
 
 
 @pytest.mark.parametrize("path", MODEL_FILES, ids=lambda p: p.name)
 def test_every_module_the_code_uses_is_in_modules(path):
-    with open(path, encoding="utf-8") as fin:
-        modules = set(yaml.load(fin, Loader=_ModulesOnly)["modules"])
-    missing = module_names(code_sources()) - modules - set(SPEAKER_HEADS)
+    modules = set(yaml.load(model_text(path), Loader=_ModulesOnly)["modules"])
+    missing = module_names(code_sources()) - modules
     assert not missing, f"{path.name}: self.modules.{sorted(missing)} not in its modules: section"
-    heads = sorted(modules & set(SPEAKER_HEADS))
-    assert len(heads) == 1, (f"{path.name}: modules has the speaker heads {heads}; "
-                             f"it needs one of {sorted(SPEAKER_HEADS)}")
 
 
-def test_speaker_heads_are_the_modules_the_code_uses():
-    assert set(SPEAKER_HEADS) <= module_names(code_sources())
+@pytest.mark.parametrize("path", MODEL_FILES, ids=lambda p: p.name)
+def test_a_model_file_sets_no_key_to_its_base_value(path):
+    """One home per setting: a value a model file repeats from its base is a copy to drift."""
+    own = yaml.load(path.read_text(encoding="utf-8"), Loader=_ModulesOnly)
+    base = yaml.load(model_text(path.parent / own.pop("base")), Loader=_ModulesOnly)
+    copies = sorted(key for key, value in own.items() if key in base and base[key] == value)
+    assert not copies, f"{path.name} repeats {copies} from its base: remove them"
 
 
 @pytest.mark.parametrize("path", CONDITION_FILES, ids=lambda p: p.parent.name)
@@ -149,7 +157,7 @@ def test_condition_and_model_files_share_no_key_but_condition(path):
     above it), so these are what must not collide.
     """
     condition = top_level_keys(path.read_text(encoding="utf-8"))
-    shared = {model.name: sorted(condition & top_level_keys(model.read_text(encoding="utf-8"))
+    shared = {model.name: sorted(condition & top_level_keys(model_text(model))
                                  - {"condition"})
               for model in MODEL_FILES}
     assert not any(shared.values()), (

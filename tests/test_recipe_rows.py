@@ -21,7 +21,9 @@ def test_rows_have_speechbrains_columns_and_name_existing_files():
 
 
 def test_every_script_runs_with_every_hparams_file():
-    hparams = sorted(path.relative_to(ROOT).as_posix() for path in (ROOT / "hparams").glob("*.yaml"))
+    # Every model file; hparams/common.yaml is their base, not a model.
+    hparams = sorted(path.relative_to(ROOT).as_posix() for path in (ROOT / "hparams").glob("*.yaml")
+                     if path.name != "common.yaml")
     covered = {(row["Script_file"], row["Hparam_file"]) for row in ROWS.values()}
     assert covered == set(itertools.product(SCRIPTS, hparams))
 

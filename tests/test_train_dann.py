@@ -15,8 +15,9 @@ import speechbrain as sb
 import torch
 
 import train_dann
+from local import settings
 from local.errors import ManifestError
-from local.model.dann_brain import EpochStatistics
+from local.model.epoch_statistics import EpochStatistics
 from local.model.ssl_frontend import SSLFrontend
 from tests.conftest import TINY_SSL, TINY_SSL_DIM
 
@@ -201,7 +202,7 @@ def test_bad_override_on_the_command_line_is_a_message_not_a_traceback(script, t
 def test_exponent_notation_without_a_dot_is_the_number_it_means():
     overrides = {"lr": "5e-4", "weight_decay": "-1E+2", "number_of_epochs": "2e1",
                  "margin": "2e-1", "model_name": "1e3"}  # a name stays a name
-    typed = train_dann.typed_overrides("hparams/dann_fbank.yaml", overrides)
+    typed = settings.typed_overrides("hparams/dann_fbank.yaml", overrides)
     assert typed == {"lr": 0.0005, "weight_decay": -100.0, "number_of_epochs": 20,
                      "margin": 0.2, "model_name": "1e3"}
     assert isinstance(typed["number_of_epochs"], int)  # its default is an integer
@@ -416,19 +417,27 @@ def test_run_resumes_inside_an_epoch_from_an_intra_epoch_checkpoint(demo_corpus,
             sum(step[key] for step in whole_epoch) / 15, rel=1e-12), key
 
 
+def recorded_discriminator_updates(monkeypatch):
+    """``(optimizer steps so far, modules changed)`` of each call with discriminator updates."""
+    original, updates = train_dann.DANNBrain.train_discriminator, []
+
+    def compared(self, features, batch, steps):
+        before = {name: p.detach().clone() for name, p in self.modules.named_parameters()}
+        original(self, features, batch, steps)
+        if steps:
+            updates.append((self.optimizer_step, {
+                name.split(".")[0] for name, p in self.modules.named_parameters()
+                if not torch.equal(p, before[name])}))
+
+    monkeypatch.setattr(train_dann.DANNBrain, "train_discriminator", compared)
+    return updates
+
+
 def test_extra_discriminator_updates_change_the_discriminator_alone(demo_corpus, tmp_path,
                                                                      monkeypatch):
-    original, changes = train_dann.DANNBrain.on_fit_batch_end, []
-
-    def compared(self, *args):
-        before = {name: p.detach().clone() for name, p in self.modules.named_parameters()}
-        original(self, *args)
-        changes.append({name.split(".")[0] for name, p in self.modules.named_parameters()
-                        if not torch.equal(p, before[name])})
-
-    monkeypatch.setattr(train_dann.DANNBrain, "on_fit_batch_end", compared)
+    updates = recorded_discriminator_updates(monkeypatch)
     train(demo_corpus, tmp_path, "--disc_steps=3", "--disc_lr=0.01", *SHORT)
-    assert changes == [{"domain_discriminator"}] * 3
+    assert [changed for _, changed in updates] == [{"domain_discriminator"}] * 3
 
 
 def test_pseudo_labels_add_target_classes_to_the_speaker_head(demo_corpus, tmp_path):
@@ -524,21 +533,16 @@ def test_bad_ge2e_settings_fail_before_training(demo_corpus, tmp_path, setting, 
 def test_gradient_accumulation_and_mixed_precision_with_extra_discriminator_updates(
         demo_corpus, tmp_path, monkeypatch):
     """bf16 autocast (CPU), optimisers stepping every 2 batches, 2 discriminator updates a step."""
-    original, seen = train_dann.DANNBrain.on_fit_batch_end, []
-
-    def recorded(self, batch, outputs, loss, should_step):
-        before = {name: p.detach().clone() for name, p in self.modules.named_parameters()}
-        original(self, batch, outputs, loss, should_step)
-        changed = {name.split(".")[0] for name, p in self.modules.named_parameters()
-                   if not torch.equal(p, before[name])}
-        seen.append((should_step, self.optimizer_step, changed, self.progress()))
-
-    monkeypatch.setattr(train_dann.DANNBrain, "on_fit_batch_end", recorded)
+    updates, batches = recorded_discriminator_updates(monkeypatch), []
+    monkeypatch.setattr(train_dann.DANNBrain, "on_fit_batch_end",
+                        lambda self, batch, outputs, loss, should_step: batches.append(
+                            (should_step, self.progress())))
     train(demo_corpus, tmp_path, "--precision=bf16", "--grad_accumulation_factor=2",
           "--disc_steps=2", "--number_of_epochs=1", "--debug", "--debug_batches=4",
           "--debug_epochs=1")
-    assert [s[:3] for s in seen] == [(False, 0, set()), (True, 1, {"domain_discriminator"}),
-                                     (False, 1, set()), (True, 2, {"domain_discriminator"})]
+    # The extra update follows each optimiser step, and only those.
+    assert [should_step for should_step, _ in batches] == [False, True, False, True]
+    assert updates == [(1, {"domain_discriminator"}), (2, {"domain_discriminator"})]
     # The schedule counts batches (15 an epoch), as without accumulation.
-    assert [s[3] for s in seen] == pytest.approx([1 / 15, 2 / 15, 3 / 15, 4 / 15])
+    assert [progress for _, progress in batches] == pytest.approx([1 / 15, 2 / 15, 3 / 15, 4 / 15])
     assert logged(tmp_path, "steps") == [4.0]

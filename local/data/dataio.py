@@ -288,6 +288,25 @@ class PairedDataset(torch.utils.data.Dataset):
             return max(len(self.source), len(self.target))
         return len(self.source_batches) * self.source_batches.batch_size
 
+    def steps_per_epoch(self, batch_size):
+        """Training steps of an epoch on each process, for the schedule of the domain losses.
+
+        Arguments
+        ---------
+        batch_size : int
+            Pairs per step.
+
+        Returns
+        -------
+        int
+            Whole batches per process; speaker-major batches are dealt out
+            whole to the processes, padded to a multiple of them.
+        """
+        world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+        if self.source_batches is None:
+            return len(self) // (batch_size * world)
+        return -(-len(self.source_batches) // world)
+
     def __getitem__(self, index):
         return (
             self.source[int(self.source_index[index])],
@@ -298,7 +317,7 @@ class PairedDataset(torch.utils.data.Dataset):
 class SpeakerBatchSampler(torch.utils.data.Sampler):
     """Batches of ``n_speakers`` speakers x ``n_utterances`` utterances, speaker-major.
 
-    The batches that GE2E (:mod:`local.model.ge2e`) needs: the first
+    The batches that GE2E (:mod:`local.model.speaker_heads`) needs: the first
     ``n_utterances`` indices of a batch are of one speaker, the next ones of
     another, and so on. Each batch draws its speakers uniformly, without
     replacement, whatever their number of utterances; each speaker drawn

@@ -26,6 +26,9 @@ from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import pdist, squareform
 from sklearn.metrics import silhouette_samples
 from speechbrain.utils.checkpoints import mark_as_loader, mark_as_saver, register_checkpoint_hooks
+from speechbrain.utils.logger import get_logger
+
+logger = get_logger(__name__)
 
 # Cuts of the tree tried: every count while there are at most this many, else a geometric grid,
 # so that the search stays cheap when thousands of speakers are allowed.
@@ -118,17 +121,40 @@ class PseudoLabels:
     offset : int
         Class index of pseudo-speaker 0 in the speaker head (the number of
         source speakers).
+    epochs : list of int
+        Epochs at whose start the target is clustered anew (``pseudo_label_epochs``).
+    min_speakers, max_speakers : int
+        Bounds of the number of pseudo-speakers; ``max_speakers`` rows of
+        the speaker head are reserved for them.
+    number_of_epochs : int, optional
+        Epochs of the run, to warn of clustering epochs after the last.
 
     Example
     -------
+    >>> PseudoLabels(offset=10, epochs=[3], min_speakers=2, max_speakers=0)
+    Traceback (most recent call last):
+      ...
+    ValueError: pseudo_label_epochs [3] needs 2 <= pseudo_min_speakers <= pseudo_max_speakers (the speaker-head rows reserved for pseudo-speakers); got 2 and 0
     >>> pseudo = PseudoLabels(offset=10)
     >>> pseudo.update({"t1": 0, "t3": 1}, n_speakers=2, epoch=4)
     >>> pseudo.lookup(["t1", "t2", "t3"]).tolist()
     [10, -1, 11]
     """
 
-    def __init__(self, offset):
-        self.offset = offset
+    def __init__(self, offset, epochs=(), min_speakers=2, max_speakers=2, number_of_epochs=None):
+        if epochs:
+            if not 2 <= min_speakers <= max_speakers:
+                raise ValueError(
+                    f"pseudo_label_epochs {epochs} needs 2 <= pseudo_min_speakers <= "
+                    "pseudo_max_speakers (the speaker-head rows reserved for pseudo-speakers); "
+                    f"got {min_speakers} and {max_speakers}")
+            if any(e < 1 for e in epochs):
+                raise ValueError(f"pseudo_label_epochs {epochs} must be epochs of the run, from 1")
+            late = [e for e in epochs if number_of_epochs is not None and e > number_of_epochs]
+            if late:
+                logger.warning("pseudo_label_epochs %s come after the last epoch (%d): no "
+                               "clustering at them in this run", late, number_of_epochs)
+        self.offset, self.epochs = offset, list(epochs)
         self.labels, self.n_speakers, self.epoch = {}, 0, None
 
     def update(self, labels, n_speakers, epoch):

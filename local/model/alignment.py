@@ -95,3 +95,48 @@ def _units(embeddings):
 def _covariance(vectors):
     centred = vectors - vectors.mean(dim=0, keepdim=True)
     return centred.T @ centred / (len(vectors) - 1)
+
+
+class _WeightedLoss:
+    """A loss of this module and its weight in the total loss (0: off)."""
+
+    setting = None
+
+    def __init__(self, weight=0.0):
+        if not weight >= 0:
+            raise ValueError(f"{self.setting} must be >= 0; got {weight!r}")
+        self.weight = weight
+
+
+class CORAL(_WeightedLoss):
+    """:func:`coral_loss`, weighted by ``coral_weight``.
+
+    Example
+    -------
+    >>> CORAL(weight=0.5).weight
+    0.5
+    """
+
+    setting = "coral_weight"
+
+    def __call__(self, source, target):
+        """The loss of ``source`` and ``target`` embeddings (unweighted)."""
+        return coral_loss(source, target)
+
+
+class MMD(_WeightedLoss):
+    """:func:`mmd_loss`, weighted by ``mmd_weight``.
+
+    Example
+    -------
+    >>> MMD(weight=-1)
+    Traceback (most recent call last):
+      ...
+    ValueError: mmd_weight must be >= 0; got -1
+    """
+
+    setting = "mmd_weight"
+
+    def __call__(self, source, target):
+        """The loss of ``source`` and ``target`` embeddings (unweighted)."""
+        return mmd_loss(source, target)

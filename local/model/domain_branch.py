@@ -1,70 +1,14 @@
-"""Gradient reversal, its schedule, and the domain discriminator (DANN).
+"""The parts of the domain branch: the discriminator, what it reads, and the schedule.
 
-Neither SpeechBrain nor torch has a gradient-reversal layer, so it is written
-here (Ganin et al., 2016, "Domain-adversarial training of neural networks").
+The adversaries' losses are in :mod:`local.model.adversaries`, the
+statistics-alignment losses in :mod:`local.model.alignment`; both follow the
+schedule here (Ganin et al., 2016, "Domain-adversarial training of neural
+networks").
 """
 
 import math
 
 import torch
-
-
-class _ReverseGradient(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, inputs, coefficient):
-        ctx.coefficient = coefficient
-        return inputs.view_as(inputs)
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        return -ctx.coefficient * grad_output, None
-
-
-class GradientReversal(torch.nn.Module):
-    """Identity forward; multiplies the gradient by ``-coefficient`` backward.
-
-    Arguments
-    ---------
-    coefficient : float
-        Initial coefficient; :meth:`set_coefficient` changes it per step.
-
-    Example
-    -------
-    >>> grl = GradientReversal(0.5)
-    >>> x = torch.ones(3, requires_grad=True)
-    >>> grl(x).sum().backward()
-    >>> x.grad
-    tensor([-0.5000, -0.5000, -0.5000])
-    """
-
-    def __init__(self, coefficient=1.0):
-        super().__init__()
-        self.coefficient = float(coefficient)
-
-    def set_coefficient(self, coefficient):
-        """Set the reversal coefficient used from the next forward on.
-
-        Arguments
-        ---------
-        coefficient : float
-            Factor of the reversed gradient (0 stops the gradient).
-        """
-        self.coefficient = float(coefficient)
-
-    def forward(self, inputs):
-        """Pass ``inputs`` through, reversing their gradient.
-
-        Arguments
-        ---------
-        inputs : torch.Tensor
-            Any tensor.
-
-        Returns
-        -------
-        torch.Tensor
-            ``inputs`` unchanged; its gradient is multiplied by ``-coefficient``.
-        """
-        return _ReverseGradient.apply(inputs, self.coefficient)
 
 
 def ganin_lambda(progress, gamma=10.0):
@@ -166,7 +110,7 @@ class DomainDiscriminator(torch.nn.Module):
     auxiliary_classes : int
         Speaker logits output after the domain logits, from the same last
         hidden layer (the auxiliary-classifier GAN's second classifier,
-        :mod:`local.model.gan`); 0 for none.
+        :mod:`local.model.adversaries`); 0 for none.
 
     Example
     -------

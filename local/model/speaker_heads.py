@@ -1,0 +1,321 @@
+"""The speaker heads: the speaker loss on source crops (and pseudo-labelled target crops).
+
+One object per head, built in the hparams file, and called the same way by
+the Brain: ``head(source, labels, target, target_ids)`` returns the loss and
+what it logs.
+
+- :class:`MarginSoftmaxHead`: a cosine classifier of the source speakers (and
+  of the target pseudo-speakers, :mod:`local.data.pseudo_labels`) under
+  SpeechBrain's AAM-softmax (``aam``, ArcFace, ``cos(θ + m)``) or
+  AM-softmax (``am``, CosFace, ``cos(θ) - m``), picked by a word so that
+  ``--margin_type=am`` switches it from the command line.
+- :class:`GE2EHead`: the generalized end-to-end loss of Wan et al. (2018,
+  :class:`GE2ELoss`) on speaker-major source batches, with no classifier.
+"""
+
+import torch
+import torch.nn.functional as F
+from speechbrain.nnet.losses import AdditiveAngularMargin, AngularMargin, LogSoftmaxWrapper
+
+MARGINS = {"aam": AdditiveAngularMargin, "am": AngularMargin}
+
+
+def margin_softmax_loss(kind="aam", margin=0.2, scale=30.0):
+    """SpeechBrain's AAM-softmax or AM-softmax loss on a cosine classifier's outputs.
+
+    Arguments
+    ---------
+    kind : str
+        ``aam`` (additive angular margin) or ``am`` (additive margin).
+    margin : float
+        The margin m.
+    scale : float
+        The scale s.
+
+    Returns
+    -------
+    speechbrain.nnet.losses.LogSoftmaxWrapper
+        Called as ``loss(cosines [batch, 1, classes], labels [batch, 1])``.
+
+    Example
+    -------
+    >>> loss = margin_softmax_loss("am", margin=0.2, scale=30)
+    >>> type(loss.loss_fn).__name__
+    'AngularMargin'
+    >>> float(loss(torch.tensor([[[1.0, 0.0]]]), torch.tensor([[0]]))) < 1e-3
+    True
+    """
+    if kind not in MARGINS:
+        raise ValueError(f"margin_type {kind!r} is not one of {', '.join(MARGINS)}")
+    return LogSoftmaxWrapper(MARGINS[kind](margin=margin, scale=scale))
+
+
+class SpeakerHead(torch.nn.Module):
+    """What every speaker head does: the speaker loss of a step's embeddings.
+
+    ``batch_layout`` is None, or ``(speakers, utterances)`` when the head
+    needs speaker-major source batches of that shape.
+    """
+
+    batch_layout = None
+
+    def forward(self, source, labels, target, target_ids):
+        """The loss of the source crops (and of the target crops with a pseudo-speaker).
+
+        Arguments
+        ---------
+        source : torch.Tensor
+            ``[n_source, 1, dim]`` embeddings.
+        labels : torch.Tensor
+            ``[n_source, 1]`` source speaker classes.
+        target : torch.Tensor
+            ``[n_target, 1, dim]`` embeddings.
+        target_ids : list of str
+            Their utterance IDs.
+
+        Returns
+        -------
+        tuple
+            ``(loss, log)``: the scalar loss and ``{name: value}`` for the
+            epoch's log.
+        """
+        raise NotImplementedError
+
+
+class MarginSoftmaxHead(SpeakerHead):
+    """A margin softmax over the source speakers and the current target pseudo-speakers.
+
+    The classifier has a row per source speaker, then rows reserved for
+    pseudo-speakers; only the rows of the current pseudo-speakers are
+    classes, so that the reserved rows beyond them are not competitors in
+    the softmax.
+
+    Arguments
+    ---------
+    classifier : torch.nn.Module
+        Cosine classifier, embeddings ``[batch, 1, dim]`` to ``[batch, 1, classes]``.
+    loss : callable
+        As from :func:`margin_softmax_loss`.
+    pseudo_labels : local.data.pseudo_labels.PseudoLabels
+        The current pseudo-speaker of each target utterance.
+    """
+
+    def __init__(self, classifier, loss, pseudo_labels):
+        super().__init__()
+        self.classifier, self.loss, self.pseudo_labels = classifier, loss, pseudo_labels
+
+    def forward(self, source, labels, target, target_ids):
+        """The margin softmax of the source crops and of the pseudo-labelled target crops.
+
+        ``log`` has the fraction of target crops that took part
+        (``pseudo_labelled``) once there are pseudo-speakers.
+        """
+        pseudo, log = self.pseudo_labels, {}
+        if pseudo.n_speakers:
+            target_labels = pseudo.lookup(target_ids).to(labels.device)
+            labelled = target_labels >= 0
+            source = torch.cat([source, target[labelled]])
+            labels = torch.cat([labels, target_labels[labelled].unsqueeze(1)])
+            log["pseudo_labelled"] = labelled.float().mean()
+        logits = self.classifier(source)[..., :pseudo.offset + pseudo.n_speakers]
+        return self.loss(logits, labels), log
+
+    def start_pseudo_speakers(self, centroids, optimizer):
+        """Set the pseudo-speakers' rows to their centroids, with fresh optimiser statistics.
+
+        A new clustering numbers its speakers anew, so neither the rows nor
+        their moments of an earlier clustering apply.
+
+        Arguments
+        ---------
+        centroids : torch.Tensor
+            ``[n pseudo-speakers, dim]``.
+        optimizer : torch.optim.Optimizer
+            The optimiser of the classifier.
+        """
+        weight = self.classifier.weight
+        rows = slice(self.pseudo_labels.offset, self.pseudo_labels.offset + len(centroids))
+        with torch.no_grad():
+            weight[rows] = centroids.to(weight.device, weight.dtype)
+        for moment in optimizer.state.get(weight, {}).values():
+            if moment.dim() and moment.shape == weight.shape:
+                moment[rows] = 0
+
+
+class GE2EHead(SpeakerHead):
+    """The GE2E loss of source batches laid out as ``speakers`` x ``utterances`` crops.
+
+    Such batches come from :class:`local.data.dataio.SpeakerBatchSampler`
+    (``batch_layout``). There is no classifier, so no pseudo-labels either.
+
+    Arguments
+    ---------
+    loss : GE2ELoss
+        The loss, with its learned scale and bias.
+    speakers : int
+        Speakers per batch (N, at least 2).
+    utterances : int
+        Crops of each (M, at least 2).
+    source_speakers : int
+        Speakers of the source training set (at least ``speakers``).
+    batch_size : int
+        Source crops per batch: ``speakers * utterances``.
+    pseudo_label_epochs : list of int
+        Must be empty.
+
+    Example
+    -------
+    >>> GE2EHead(GE2ELoss(), 8, 4, source_speakers=24, batch_size=16)
+    Traceback (most recent call last):
+      ...
+    ValueError: With the GE2E head, batch_size must be ge2e_speakers * ge2e_utterances (8 * 4 = 32); got 16: set ge2e_speakers and ge2e_utterances instead
+    """
+
+    def __init__(self, loss, speakers, utterances, source_speakers, batch_size,
+                 pseudo_label_epochs=()):
+        super().__init__()
+        if not all(isinstance(n, int) and n >= 2 for n in (speakers, utterances)):
+            raise ValueError(
+                "ge2e_speakers and ge2e_utterances must be integers >= 2 (each utterance is "
+                "compared with its speaker's other utterances and with other speakers); got "
+                f"{speakers!r} and {utterances!r}")
+        if speakers > source_speakers:
+            raise ValueError(f"ge2e_speakers {speakers} exceeds the {source_speakers} "
+                             "speakers of the source training set: lower it")
+        if batch_size != speakers * utterances:
+            raise ValueError(
+                "With the GE2E head, batch_size must be ge2e_speakers * ge2e_utterances "
+                f"({speakers} * {utterances} = {speakers * utterances}); got "
+                f"{batch_size}: set ge2e_speakers and ge2e_utterances instead")
+        if pseudo_label_epochs:
+            raise ValueError(
+                f"pseudo_label_epochs {list(pseudo_label_epochs)} train target "
+                "pseudo-speakers in the speaker classifier, and the GE2E head has none: set "
+                "pseudo_label_epochs: [] or use a margin-softmax hparams file "
+                "(hparams/dann_fbank.yaml)")
+        self.loss = loss
+        self.batch_layout = (speakers, utterances)
+
+    def forward(self, source, labels, target, target_ids):
+        """The GE2E loss of the source crops, whose first ``utterances`` rows are one speaker's.
+
+        The labels are the batch's layout already; target crops take no part.
+        """
+        del labels, target, target_ids
+        return self.loss(source.reshape(*self.batch_layout, -1)), {}
+
+
+VARIANTS = ("softmax", "contrast")
+
+
+class GE2ELoss(torch.nn.Module):
+    """GE2E loss of embeddings ``[N speakers, M utterances, dim]``.
+
+    The similarity of utterance ``i`` of speaker ``j`` with speaker ``k`` is
+    ``S[j, i, k] = w * cos(e[j, i], c[k]) + b``, where ``c[k]`` is the mean
+    of speaker ``k``'s embeddings and, for ``k == j``, the mean of the other
+    ``M - 1`` embeddings of speaker ``j``. The scale ``w`` (kept at least
+    1e-6, as in the paper, so that a larger similarity always means closer)
+    and the bias ``b`` are learned.
+
+    Per utterance, the ``softmax`` variant is the cross-entropy of the
+    similarities against the own speaker, ``-S[j, i, j] + log sum_k
+    exp(S[j, i, k])``; the ``contrast`` variant is ``1 - sigmoid(S[j, i, j]) +
+    max_{k != j} sigmoid(S[j, i, k])``, the own speaker against the most
+    similar other one. The paper sums these over the N * M utterances; here
+    they are averaged, so that the loss (and the learning rate it needs) does
+    not scale with the batch size.
+
+    Arguments
+    ---------
+    variant : str
+        ``softmax`` or ``contrast``.
+    init_w : float
+        Initial scale (10 in the paper).
+    init_b : float
+        Initial bias (-5 in the paper).
+
+    Example
+    -------
+    >>> loss_fn = GE2ELoss()
+    >>> embeddings = torch.randn(4, 3, 16, requires_grad=True)
+    >>> loss = loss_fn(embeddings)
+    >>> loss.backward()
+    >>> loss.shape, embeddings.grad.shape, float(loss_fn.w.grad) != 0.0
+    (torch.Size([]), torch.Size([4, 3, 16]), True)
+    """
+
+    def __init__(self, variant="softmax", init_w=10.0, init_b=-5.0):
+        super().__init__()
+        if variant not in VARIANTS:
+            raise ValueError(f"GE2E variant must be one of {VARIANTS}; got {variant!r}")
+        self.variant = variant
+        self.w = torch.nn.Parameter(torch.tensor(float(init_w)))
+        self.b = torch.nn.Parameter(torch.tensor(float(init_b)))
+
+    def similarities(self, embeddings):
+        """The scaled cosine similarities ``S[j, i, k]`` of each utterance with each speaker.
+
+        Arguments
+        ---------
+        embeddings : torch.Tensor
+            ``[N speakers, M utterances, dim]``, N >= 2 and M >= 2.
+
+        Returns
+        -------
+        torch.Tensor
+            ``[N, M, N]``; ``[j, i, j]`` against the centroid without utterance ``i``.
+
+        Example
+        -------
+        >>> embeddings = torch.eye(4).reshape(2, 2, 4)  # four orthogonal utterances
+        >>> GE2ELoss(init_w=1.0, init_b=0.0).similarities(embeddings)[0, 0]
+        tensor([0., 0.], grad_fn=<SelectBackward0>)
+        """
+        if embeddings.dim() != 3:
+            raise ValueError("GE2E takes embeddings [N speakers, M utterances, dim]; got "
+                             f"shape {tuple(embeddings.shape)}")
+        n_speakers, n_utterances, _ = embeddings.shape
+        if n_speakers < 2 or n_utterances < 2:
+            raise ValueError(
+                "GE2E needs at least 2 speakers and 2 utterances of each (an utterance is "
+                "compared with the centroid of its speaker's other utterances); got "
+                f"{n_speakers} speakers x {n_utterances} utterances")
+        units = F.normalize(embeddings, dim=-1)
+        centroids = F.normalize(embeddings.mean(dim=1), dim=-1)
+        cosines = torch.einsum("jid,kd->jik", units, centroids)
+        # The own speaker's centroid of the other M - 1 utterances.
+        others = (embeddings.sum(dim=1, keepdim=True) - embeddings) / (n_utterances - 1)
+        own = (units * F.normalize(others, dim=-1)).sum(dim=-1)
+        cosines = torch.where(_own_speaker(n_speakers, embeddings.device), own.unsqueeze(-1),
+                              cosines)
+        return self.w.clamp(min=1e-6) * cosines + self.b
+
+    def forward(self, embeddings):
+        """The mean GE2E loss over the N * M utterances.
+
+        Arguments
+        ---------
+        embeddings : torch.Tensor
+            ``[N speakers, M utterances, dim]``, N >= 2 and M >= 2.
+
+        Returns
+        -------
+        torch.Tensor
+            The scalar loss.
+        """
+        scores = self.similarities(embeddings)
+        n_speakers, n_utterances, _ = scores.shape
+        if self.variant == "softmax":
+            own = torch.arange(n_speakers, device=scores.device).repeat_interleave(n_utterances)
+            return F.cross_entropy(scores.reshape(-1, n_speakers), own)
+        sigmoids = torch.sigmoid(scores)
+        is_own = _own_speaker(n_speakers, scores.device)
+        own = sigmoids.masked_select(is_own).reshape(n_speakers, n_utterances)
+        closest_other = sigmoids.masked_fill(is_own, float("-inf")).amax(dim=-1)
+        return (1 - own + closest_other).mean()
+
+
+def _own_speaker(n_speakers, device):
+    """``[N, 1, N]`` mask of the own speaker's column, for scores ``[N, M, N]``."""
+    return torch.eye(n_speakers, dtype=torch.bool, device=device)[:, None, :]

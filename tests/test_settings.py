@@ -1,0 +1,66 @@
+"""Model files on their bases: what a model file sets replaces its base's value, in place."""
+
+import pytest
+from hyperpyyaml import load_hyperpyyaml
+
+from local.errors import ManifestError
+from local.settings import load_model_hparams, model_text, plain_values, typed_overrides
+
+
+def write(folder, name, text):
+    path = folder / name
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+BASE = """\
+width: 4
+depth: 2
+model: !PLACEHOLDER
+layer: !new:torch.nn.Linear
+    in_features: !ref <width>
+    out_features: !ref <depth>
+"""
+
+
+def test_a_model_file_replaces_its_base_values_in_place_and_adds_its_own(tmp_path):
+    write(tmp_path, "base.yaml", BASE)
+    child = write(tmp_path, "child.yaml", "base: base.yaml\nwidth: 8\nmodel: small\nextra: 1\n")
+    text = model_text(child)
+    assert [line.split(":")[0] for line in text.splitlines() if line and line[0] != " "] == [
+        "width", "depth", "model", "layer", "extra"]
+    hparams = load_hyperpyyaml(text)
+    assert hparams["layer"].in_features == 8 and hparams["model"] == "small"
+    # Overrides reach the base's keys through the model file.
+    assert load_model_hparams(child, {"depth": 3})["layer"].out_features == 3
+    assert plain_values(child) == {"width": 8, "depth": 2, "model": "small", "layer": None,
+                                   "extra": 1}
+    assert typed_overrides(child, {"depth": "5e0"}) == {"depth": 5}
+
+
+def test_bases_chain_and_the_nearest_value_wins(tmp_path):
+    write(tmp_path, "base.yaml", BASE)
+    write(tmp_path, "middle.yaml", "base: base.yaml\nwidth: 6\nmodel: m\n")
+    child = write(tmp_path, "child.yaml", "base: middle.yaml\nwidth: 7\n")
+    hparams = load_model_hparams(child, {})
+    assert (hparams["layer"].in_features, hparams["model"]) == (7, "m")
+
+
+def test_a_missing_or_circular_base_is_a_message(tmp_path):
+    missing = write(tmp_path, "child.yaml", "base: nowhere.yaml\nwidth: 1\n")
+    with pytest.raises(ManifestError, match="its base nowhere.yaml does not exist"):
+        model_text(missing)
+    write(tmp_path, "a.yaml", "base: b.yaml\n")
+    write(tmp_path, "b.yaml", "base: a.yaml\n")
+    with pytest.raises(ManifestError, match="is its own base"):
+        model_text(str(tmp_path / "a.yaml"))
+
+
+def test_every_model_file_loads_whole(tmp_path):
+    for name in ("dann_fbank", "dann_resnet", "gan_resnet", "ge2e_fbank"):
+        hparams = load_model_hparams(f"hparams/{name}.yaml", {
+            "condition": "demo", "n_speakers": 24, "output_folder": str(tmp_path)})
+        assert set(hparams["modules"]) == {"frontend", "embedding_model", "speaker_head",
+                                           "domain_discriminator"}
+    assert type(hparams["speaker_head"]).__name__ == "GE2EHead"
+    assert hparams["classifier"] is None
