@@ -23,7 +23,7 @@ import yaml
 
 from local.settings import model_text
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 CODE = sorted([ROOT / "train_dann.py", ROOT / "evaluate.py", *(ROOT / "local").rglob("*.py")])
 BASE_FILE = ROOT / "hparams" / "common.yaml"
 MODEL_FILES = sorted(set((ROOT / "hparams").glob("*.yaml")) - {BASE_FILE})

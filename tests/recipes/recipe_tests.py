@@ -27,7 +27,7 @@ import re
 import subprocess
 import sys
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 RECIPE_FOLDER = ROOT / "tests" / "recipes"
 COLUMNS = ["Task", "Dataset", "Script_file", "Hparam_file", "Data_prep_file", "Readme_file",
            "Result_url", "HF_repo", "test_debug_flags", "test_debug_checks", "performance"]

@@ -272,7 +272,7 @@ def test_two_processes_with_gloo_split_the_data_and_finish(demo_corpus, tmp_path
                f"--output_folder={tmp_path}", *tiny, *batches, "--number_of_epochs=1",
                "--distributed_backend=gloo", "--device=cpu"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600,
-                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     assert done.returncode == 0, done.stderr[-3000:]
     assert logged(tmp_path, "steps") == [steps]
     assert done.stdout.count("Verification (demo)") == 1

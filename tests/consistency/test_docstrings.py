@@ -17,7 +17,7 @@ import re
 import pytest
 import speechbrain as sb
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 FOLDERS = ("local", "data_prep")
 # Methods of SpeechBrain's Brain, whose arguments its own docstrings document.
 BRAIN_METHODS = {name for name in dir(sb.Brain) if not name.startswith("_")}

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from tests.recipe_tests import COLUMNS, RECIPE_FOLDER, ROOT, read_rows, run_row
+from tests.recipes.recipe_tests import COLUMNS, RECIPE_FOLDER, ROOT, read_rows, run_row
 
 ROWS = read_rows()
 SCRIPTS = ("train_dann.py", "evaluate.py")

@@ -15,8 +15,8 @@ from local.data.manifest_io import read_manifest
 from local.errors import ManifestError
 from local.model.ssl_frontend import SSLFrontend
 from tests.conftest import TINY_SSL_DIM
-from tests.test_prep_deepmine import TASK1_ENROLMENT, TASK1_TRAIN, TASK1_TRIALS, write_task
-from tests.test_train_dann import SHORT, TINY, logged
+from tests.unit.test_prep_deepmine import TASK1_ENROLMENT, TASK1_TRAIN, TASK1_TRIALS, write_task
+from tests.integration.test_train_dann import SHORT, TINY, logged
 
 CONDITION = "--condition=recipes/demo_text_dependent/condition.yaml"
 TYPE_PAIRS = {"TC vs IC", "TC vs IW", "TC vs TW"}
@@ -82,7 +82,7 @@ def test_label_encoder_has_exactly_the_manifests_speaker_phrase_pairs(run):
 
 
 def test_the_ssl_model_is_fine_tuned(run, tiny_ssl, tmp_path):
-    """Unlike dann_wavlm.yaml's frozen default (tests/test_train_dann.py)."""
+    """Unlike dann_wavlm.yaml's frozen default (tests/integration/test_train_dann.py)."""
     folder, _, _ = run
     checkpoint = glob.glob(str(folder / "save" / "CKPT*"))[0]
     tuned = torch.load(os.path.join(checkpoint, "frontend.ckpt"))

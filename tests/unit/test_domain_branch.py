@@ -1,4 +1,4 @@
-"""Gradient reversal, its schedule and the domain discriminator."""
+"""Gradient reversal, the schedule of the domain losses, the discriminator and its layer tap."""
 
 import math
 

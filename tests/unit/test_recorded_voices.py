@@ -12,7 +12,6 @@ import pytest
 import soundfile
 import yaml
 
-import train_dann
 from local import settings
 from data_prep import recorded_voices
 from data_prep.recorded_voices import (

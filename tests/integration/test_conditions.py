@@ -11,10 +11,10 @@ from local import settings
 from data_prep.preparation import select_rows
 from local.data.validation import validate
 from local.errors import ManifestError
-from tests.test_prep_deepmine import TASK2_ENROLMENT, TASK2_KEY, TASK2_TRAIN, TASK2_TRIALS, write_task
-from tests.test_prep_farsdat import write_tree
-from tests.test_prep_voxceleb import write_vox1
-from tests.test_train_dann import SHORT, TINY
+from tests.unit.test_prep_deepmine import TASK2_ENROLMENT, TASK2_KEY, TASK2_TRAIN, TASK2_TRIALS, write_task
+from tests.unit.test_prep_farsdat import write_tree
+from tests.unit.test_prep_voxceleb import write_vox1
+from tests.integration.test_train_dann import SHORT, TINY
 
 CHANNELS = {"trn_101064": "wireless", "trn_101065": "telephone", "trn_101066": "telephone"}
 

@@ -13,7 +13,7 @@ from speechbrain.inference.speaker import SpeakerRecognition
 from local.errors import ManifestError
 from local.export import export_model, main, trained_frontend
 from local.model.ssl_frontend import SSLFrontend
-from tests.test_train_dann import SHORT, train, train_ge2e, train_ssl
+from tests.integration.test_train_dann import SHORT, train, train_ge2e, train_ssl
 
 # Trials of each list checked through the inference class (every 590th of 1,770).
 TRIAL_STEP = 590

@@ -19,7 +19,7 @@ from local.data.ssl_cache import (
 )
 from local.model.ssl_frontend import SSLFrontend
 from tests.conftest import TINY_SSL
-from tests.test_train_dann import logged, train_ssl
+from tests.integration.test_train_dann import logged, train_ssl
 
 
 def whole_dataset(csv_path, rows=None):

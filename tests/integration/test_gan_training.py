@@ -1,0 +1,106 @@
+"""The adversaries in a Brain: who each update changes, and every variant trains."""
+
+import os
+
+import numpy as np
+import pytest
+import speechbrain as sb
+import torch
+
+import train_dann
+from local.data.dataio import collate_pairs
+from local.model.adversaries import ADVERSARIES
+from tests.integration.test_train_dann import ADVERSARY_ONLY, TINY, logged, train
+
+GANS = [a for a in ADVERSARIES if a != "grl"]
+
+
+def brain_and_batch(demo_corpus, tmp_path, adversary):
+    """A Brain of ``adversary`` ready to train, and one (source, target) batch of 8 + 8."""
+    argv = ["hparams/dann_fbank.yaml", f"--data_folder={os.path.dirname(demo_corpus['eval'])}",
+            f"--output_folder={tmp_path}", *TINY, *ADVERSARY_ONLY, f"--adversary={adversary}",
+            "--adv_warmup=0", "--disc_lr=0.01", "--disc_steps=2"]
+    brain, _, _, data = train_dann.prepare_experiment(argv)
+    brain.on_fit_start()
+    # Mid-training, so that the adversary's coefficient is not 0.
+    brain.hparams.epoch_counter.current, brain.step = 1, 5
+    # What Brain.fit does before its first batch.
+    brain.train_pairs = data["train_pairs"]
+    brain.steps_per_epoch = data["train_pairs"].steps_per_epoch(brain.hparams.batch_size)
+    brain.modules.train()
+    return brain, collate_pairs([data["train_pairs"][i] for i in range(8)])
+
+
+def parameters(brain):
+    return {name: p.detach().clone() for name, p in brain.modules.named_parameters()}
+
+
+def changed(brain, before):
+    return {name.split(".")[0] for name, p in brain.modules.named_parameters()
+            if not torch.equal(p, before[name])}
+
+
+@pytest.mark.parametrize("adversary", GANS)
+def test_gan_updates_touch_only_their_own_parameters(demo_corpus, tmp_path, adversary):
+    brain, batch = brain_and_batch(demo_corpus, tmp_path, adversary)
+    before = parameters(brain)
+    outputs = brain.compute_forward(batch, sb.Stage.TRAIN)
+    brain.train_discriminator(outputs[1], batch, brain.adversary.updates_before)
+    # The discriminator's updates come first and change nothing else.
+    assert changed(brain, before) == {"domain_discriminator"}
+    loss = brain.compute_objectives(outputs, batch, sb.Stage.TRAIN)
+    loss.backward()
+    discriminator = brain.modules.domain_discriminator
+    assert all(p.grad is None for p in discriminator.parameters())
+    # The encoder's loss includes the GAN term, and its optimiser does not
+    # hold the discriminator, which Brain therefore never steps.
+    speaker_loss, gan_loss = (brain.stats.means()[k] for k in ("speaker_loss", "embedding_adv_loss"))
+    coefficient = brain.hparams.adv_schedule(brain.progress())
+    assert coefficient > 0
+    assert loss.item() == pytest.approx(speaker_loss + coefficient * gan_loss, rel=1e-5)
+    assert set(brain.optimizers_dict) == {"opt_class"}
+    encoder = brain.modules.embedding_model
+    assert all(p.grad is not None for p in encoder.parameters() if p.requires_grad)
+    before = parameters(brain)
+    brain.optimizers_step()
+    assert changed(brain, before) == {"embedding_model", "speaker_head"}
+
+
+def test_reversal_updates_both_players_from_one_loss(demo_corpus, tmp_path):
+    brain, batch = brain_and_batch(demo_corpus, tmp_path, "grl")
+    before = parameters(brain)
+    outputs = brain.compute_forward(batch, sb.Stage.TRAIN)
+    assert brain.adversary.updates_before == 0
+    loss = brain.compute_objectives(outputs, batch, sb.Stage.TRAIN)
+    assert changed(brain, before) == set()
+    loss.backward()
+    brain.optimizers_step()
+    assert changed(brain, before) == {"embedding_model", "speaker_head", "domain_discriminator"}
+
+
+def test_auxiliary_classifier_discriminator_has_a_speaker_output(demo_corpus, tmp_path):
+    brain, batch = brain_and_batch(demo_corpus, tmp_path, "auxiliary_classifier")
+    output = brain.modules.domain_discriminator(torch.zeros(1, 32))
+    assert output.shape == (1, 2 + 24)  # two domains, 24 source speakers
+
+
+RESNET_TINY = [t for t in TINY if not t.startswith("--channels")] + ["--channels=[8, 8, 16, 16]"]
+
+
+@pytest.mark.parametrize("hparams, extra", [
+    ("dann_fbank", ["--margin_type=am"]),
+    ("dann_resnet", []),
+    *[("gan_resnet", [f"--adversary={adversary}"]) for adversary in GANS],
+], ids=["am_softmax", "resnet", *GANS])
+def test_variant_trains_a_few_steps_and_verifies(demo_corpus, tmp_path, hparams, extra):
+    tiny = RESNET_TINY if "resnet" in hparams else TINY
+    results = train(demo_corpus, tmp_path, "--number_of_epochs=2", "--adv_warmup=0",
+                    "--lr=0.01", "--debug", "--debug_batches=4", "--debug_epochs=2", *extra,
+                    hparams=f"hparams/{hparams}.yaml", tiny=tiny)
+    speaker_loss = logged(tmp_path, "speaker_loss")
+    assert speaker_loss[1] < speaker_loss[0], speaker_loss
+    if hparams == "gan_resnet":
+        assert all(np.isfinite(logged(tmp_path, "embedding_adv_loss")))
+        assert logged(tmp_path, "adv_coefficient")[1] > 0
+    assert set(results) >= {"source", "target"}
+    assert all(0.0 <= metrics["eer"] <= 1.0 for metrics in results.values())
