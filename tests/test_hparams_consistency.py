@@ -35,7 +35,7 @@ OPTIONAL_MODEL_KEYS = {
     "compute_cost": "the classifier's loss; the GE2E head has no classifier",
     **dict.fromkeys(
         ("pseudo_labels", "pseudo_min_speakers", "pseudo_max_speakers", "pseudo_min_silhouette",
-         "pseudo_max_utterances"),
+         "pseudo_max_utterances", "pseudo_whiten", "pseudo_count"),
         "read only with pseudo_label_epochs, which need a classifier (not the GE2E head)"),
     "speaker_label": "the speaker head's classes, read with .get (default spk_id: speakers); "
                      "text-dependent model files set spk_phrase",

@@ -439,7 +439,9 @@ class DANNBrain(sb.Brain):
                                         self.device, ids=ids)
         labels, centroids, summary = cluster_pseudo_speakers(
             embeddings, self.hparams.pseudo_max_speakers, self.hparams.pseudo_min_silhouette,
-            self.hparams.pseudo_min_speakers)
+            self.hparams.pseudo_min_speakers,
+            self.hparams.whiten_ridge if self.hparams.pseudo_whiten else None,
+            self.hparams.pseudo_count)
         pseudo = self.hparams.pseudo_labels
         pseudo.update(labels, len(centroids), epoch)
         weight = unwrapped(self.modules.classifier).weight
