@@ -1,10 +1,8 @@
 """The Brain of ``train_dann.py``: speaker loss on source, domain losses on both domains."""
 
-import numpy as np
 import speechbrain as sb
 import torch
 
-from local.data.pseudo_labels import cluster_pseudo_speakers
 from local.evaluation.embed import compute_embeddings
 from local.model.adversaries import DomainItems
 from local.model.distributed import unwrapped, wrap_in_ddp
@@ -25,7 +23,7 @@ class DANNBrain(sb.Brain):
     ``alignment_losses`` (:mod:`local.model.alignment`), the last two on
     ``adv_schedule`` (``adv_weight: 0`` and no alignment: the source-only
     baseline). With ``pseudo_label_epochs``, ``target_utterances`` are
-    clustered into pseudo-speakers (:mod:`local.data.pseudo_labels`). Target
+    clustered into pseudo-speakers (:mod:`local.model.pseudo_labels`). Target
     speaker labels are never read: its pipeline provides only ``id`` and ``sig``.
 
     Arguments
@@ -207,8 +205,7 @@ class DANNBrain(sb.Brain):
     def update_pseudo_labels(self, epoch):
         """Cluster the target training utterances with the current model.
 
-        At most ``pseudo_max_utterances`` of them, drawn with the run's seed,
-        are embedded whole and clustered (:func:`cluster_pseudo_speakers`);
+        The utterances are embedded whole and clustered (:mod:`local.model.pseudo_labels`);
         the speaker head's pseudo-speaker rows start from the centroids.
 
         Arguments
@@ -216,18 +213,12 @@ class DANNBrain(sb.Brain):
         epoch : int
             The epoch about to start.
         """
-        ids = list(self.target_utterances.data_ids)
-        limit = self.hparams.pseudo_max_utterances
-        if len(ids) > limit:
-            rng = np.random.default_rng([self.hparams.seed, epoch])
-            ids = sorted(rng.choice(ids, size=limit, replace=False).tolist())
+        pseudo = self.hparams.pseudo_labels
+        ids = pseudo.utterances_to_cluster(self.target_utterances.data_ids, self.hparams.seed, epoch)
         self.modules.eval()
         embeddings = compute_embeddings(self.embed, self.target_utterances,
                                         self.hparams.eval_batch_size, self.device, ids=ids)
-        labels, centroids, summary = cluster_pseudo_speakers(
-            embeddings, self.hparams.pseudo_max_speakers, self.hparams.pseudo_min_silhouette,
-            self.hparams.pseudo_min_speakers)
-        self.hparams.pseudo_labels.update(labels, len(centroids), epoch)
+        centroids, summary = pseudo.relabel(embeddings, epoch)
         unwrapped(self.modules.speaker_head).start_pseudo_speakers(centroids, self.optimizer)
         self.hparams.train_logger.log_stats(
             stats_meta={"epoch": epoch, "pseudo-labels": "target clustering"},

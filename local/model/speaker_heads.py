@@ -5,7 +5,7 @@ the Brain: ``head(source, labels, target, target_ids)`` returns the loss and
 what it logs.
 
 - :class:`MarginSoftmaxHead`: a cosine classifier of the source speakers (and
-  of the target pseudo-speakers, :mod:`local.data.pseudo_labels`) under
+  of the target pseudo-speakers, :mod:`local.model.pseudo_labels`) under
   SpeechBrain's AAM-softmax (``aam``, ArcFace, ``cos(θ + m)``) or
   AM-softmax (``am``, CosFace, ``cos(θ) - m``), picked by a word so that
   ``--margin_type=am`` switches it from the command line.
@@ -96,7 +96,7 @@ class MarginSoftmaxHead(SpeakerHead):
         Cosine classifier, embeddings ``[batch, 1, dim]`` to ``[batch, 1, classes]``.
     loss : callable
         As from :func:`margin_softmax_loss`.
-    pseudo_labels : local.data.pseudo_labels.PseudoLabels
+    pseudo_labels : local.model.pseudo_labels.PseudoLabels
         The current pseudo-speaker of each target utterance.
     """
 

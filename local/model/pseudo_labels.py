@@ -14,6 +14,19 @@ threshold, in clusters that keep at least two of them. The speaker head then
 trains on source speakers and these pseudo-speakers together, and the
 clustering is repeated with the improved model.
 
+Two options change what is clustered and how many clusters are cut, both off
+by default. With ``whiten_ridge`` set, the clustering space is that of the
+``whiten`` back-end (:class:`local.evaluation.backend.DomainAdaptation`): the
+target embeddings centred on and whitened by their own covariance, so that
+the directions in which the whole target domain varies most (channel, codec,
+language) weigh no more than the others. With ``count="eigengap"`` the
+number of pseudo-speakers is the largest gap between consecutive eigenvalues
+of the normalised Laplacian of a k-nearest-neighbour cosine affinity graph
+(von Luxburg 2007, section 8.3), within the bounds, instead of the best mean
+silhouette; the tree is cut at that count. Centroids are always the mean
+directions of the members' own (unwhitened) embeddings, the space of the
+speaker head.
+
 Nothing here reads a speaker label of the target data: the input is a set of
 embeddings keyed by utterance ID.
 """
@@ -30,12 +43,17 @@ from speechbrain.utils.logger import get_logger
 
 logger = get_logger(__name__)
 
+from local.evaluation.backend import DomainAdaptation
+
 # Cuts of the tree tried: every count while there are at most this many, else a geometric grid,
 # so that the search stays cheap when thousands of speakers are allowed.
 MAX_CUTS = 64
+# Ways of choosing the number of pseudo-speakers.
+CLUSTER_COUNTS = ("silhouette", "eigengap")
 
 
-def cluster_pseudo_speakers(embeddings, max_speakers, min_silhouette=0.0, min_speakers=2):
+def cluster_pseudo_speakers(embeddings, max_speakers, min_silhouette=0.0, min_speakers=2,
+                            whiten_ridge=None, count="silhouette"):
     """Cluster embeddings into pseudo-speakers; keep the confident members.
 
     Arguments
@@ -48,6 +66,13 @@ def cluster_pseudo_speakers(embeddings, max_speakers, min_silhouette=0.0, min_sp
         An utterance keeps its label when its silhouette exceeds this.
     min_speakers : int
         Smallest number of clusters tried (at least 2).
+    whiten_ridge : float, optional
+        Cluster the embeddings whitened by their own covariance, with this
+        ridge (:class:`~local.evaluation.backend.DomainAdaptation`); None
+        clusters them centred only.
+    count : str
+        How the number of clusters is chosen: ``silhouette`` (best mean
+        silhouette) or ``eigengap`` (:func:`eigengap_count`).
 
     Returns
     -------
@@ -77,15 +102,22 @@ def cluster_pseudo_speakers(embeddings, max_speakers, min_silhouette=0.0, min_sp
     if len(ids) <= min_speakers:
         raise ValueError(f"clustering into at least {min_speakers} pseudo-speakers needs more "
                          f"target utterances than that; got {len(ids)}")
+    if count not in CLUSTER_COUNTS:
+        raise ValueError(f"pseudo_count must be one of {CLUSTER_COUNTS}; got {count!r}")
     normalize = torch.nn.functional.normalize
     units = normalize(torch.stack([torch.as_tensor(embeddings[i]) for i in ids]).double(), dim=-1)
-    centred = normalize(units - units.mean(dim=0), dim=-1).numpy()
+    centred = clustering_space(units, whiten_ridge)
     units = units.numpy()
     tree = linkage(centred, method="ward")
     distances = squareform(pdist(centred, "cosine"))
+    largest = min(max_speakers, len(ids) - 1)
+    if count == "eigengap":
+        cuts = [eigengap_count(centred, min_speakers, largest)]
+    else:
+        cuts = _cuts(min_speakers, largest)
     best = None
-    for count in _cuts(min_speakers, min(max_speakers, len(ids) - 1)):
-        clusters = fcluster(tree, count, criterion="maxclust")
+    for cut in cuts:
+        clusters = fcluster(tree, cut, criterion="maxclust")
         if len(np.unique(clusters)) < 2:
             continue
         silhouettes = silhouette_samples(distances, clusters, metric="precomputed")
@@ -103,6 +135,89 @@ def cluster_pseudo_speakers(embeddings, max_speakers, min_silhouette=0.0, min_sp
     summary = {"clusters": len(np.unique(clusters)), "silhouette": float(silhouettes.mean()),
                "kept": len(labels) / len(ids)}
     return labels, centroids, summary
+
+
+def clustering_space(units, whiten_ridge=None):
+    """Unit vectors to cluster: the embeddings centred (and whitened) on their own statistics.
+
+    Arguments
+    ---------
+    units : torch.Tensor
+        ``[n, dim]`` unit-length embeddings.
+    whiten_ridge : float, optional
+        Whiten by their own covariance with this ridge, as the ``whiten``
+        back-end does with the target cohort; None only centres them.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``[n, dim]`` float64, unit length.
+
+    Example
+    -------
+    >>> units = torch.tensor([[3.0, 1.0], [3.0, -1.0], [-3.0, 1.0], [-3.0, -1.0]])
+    >>> space = clustering_space(units, whiten_ridge=0.0)  # the long axis no longer dominates
+    >>> (space @ space.T).round(4) + 0.0
+    array([[ 1.,  0.,  0., -1.],
+           [ 0.,  1., -1.,  0.],
+           [ 0., -1.,  1.,  0.],
+           [-1.,  0.,  0.,  1.]])
+    """
+    units = torch.as_tensor(units, dtype=torch.float64)
+    if whiten_ridge is None:
+        centred = units - units.mean(dim=0)
+    else:
+        centred = DomainAdaptation(units, whiten=True, ridge=whiten_ridge)(units)
+    return torch.nn.functional.normalize(centred, dim=-1).numpy()
+
+
+def eigengap_count(vectors, smallest, largest, neighbours=None):
+    """Number of clusters at the largest eigengap of a cosine k-nearest-neighbour graph.
+
+    The affinity of two vectors is their cosine similarity (negative ones 0)
+    where one is among the other's ``neighbours`` nearest, else 0, made
+    symmetric; with ``L = I - D^-1/2 A D^-1/2`` and its eigenvalues
+    ``l_1 <= l_2 <= ...``, the count is the ``k`` in ``[smallest, largest]``
+    with the largest ``l_(k+1) - l_k``: a graph of ``k`` loosely joined groups
+    has ``k`` eigenvalues near 0.
+
+    Arguments
+    ---------
+    vectors : numpy.ndarray
+        ``[n, dim]`` unit vectors.
+    smallest, largest : int
+        Bounds of the count.
+    neighbours : int, optional
+        Neighbours kept per vector; default ``n // largest`` (at least 2),
+        fewer than the utterances of a speaker when there are ``largest``.
+
+    Returns
+    -------
+    int
+
+    Example
+    -------
+    >>> rng = np.random.default_rng(0)
+    >>> vectors = np.repeat(np.eye(6)[:4], 10, axis=0) + 0.1 * rng.normal(size=(40, 6))
+    >>> eigengap_count(vectors / np.linalg.norm(vectors, axis=1, keepdims=True), 2, 8)
+    4
+    """
+    n = len(vectors)
+    neighbours = neighbours or max(2, n // largest)
+    similarity = np.clip(vectors @ vectors.T, 0, None)
+    np.fill_diagonal(similarity, 0)
+    nearest = np.argsort(-similarity, axis=1)[:, :neighbours]
+    affinity = np.zeros_like(similarity)
+    rows = np.arange(n)[:, None]
+    affinity[rows, nearest] = similarity[rows, nearest]
+    affinity = np.maximum(affinity, affinity.T)
+    degree = affinity.sum(axis=1)
+    scale = np.where(degree > 0, 1 / np.sqrt(np.where(degree > 0, degree, 1)), 0)
+    laplacian = np.eye(n) - scale[:, None] * affinity * scale[None, :]
+    eigenvalues = np.linalg.eigvalsh(laplacian)
+    largest = min(largest, n - 1)
+    gaps = eigenvalues[smallest:largest + 1] - eigenvalues[smallest - 1:largest]
+    return smallest + int(np.argmax(gaps))
 
 
 def _cuts(smallest, largest):
@@ -126,6 +241,16 @@ class PseudoLabels:
     min_speakers, max_speakers : int
         Bounds of the number of pseudo-speakers; ``max_speakers`` rows of
         the speaker head are reserved for them.
+    min_silhouette : float
+        An utterance keeps its label when its silhouette exceeds this.
+    max_utterances : int
+        Most utterances clustered at once (:meth:`utterances_to_cluster`).
+    whiten : bool
+        Cluster the embeddings whitened by their own covariance.
+    whiten_ridge : float
+        The whitening's ridge.
+    count : str
+        How the number of clusters is chosen (:data:`CLUSTER_COUNTS`).
     number_of_epochs : int, optional
         Epochs of the run, to warn of clustering epochs after the last.
 
@@ -141,7 +266,9 @@ class PseudoLabels:
     [10, -1, 11]
     """
 
-    def __init__(self, offset, epochs=(), min_speakers=2, max_speakers=2, number_of_epochs=None):
+    def __init__(self, offset, epochs=(), min_speakers=2, max_speakers=2, min_silhouette=0.0,
+                 max_utterances=10000, whiten=False, whiten_ridge=0.1, count="silhouette",
+                 number_of_epochs=None):
         if epochs:
             if not 2 <= min_speakers <= max_speakers:
                 raise ValueError(
@@ -150,12 +277,62 @@ class PseudoLabels:
                     f"got {min_speakers} and {max_speakers}")
             if any(e < 1 for e in epochs):
                 raise ValueError(f"pseudo_label_epochs {epochs} must be epochs of the run, from 1")
+            if count not in CLUSTER_COUNTS:
+                raise ValueError(f"pseudo_count must be one of {CLUSTER_COUNTS}; got {count!r}")
             late = [e for e in epochs if number_of_epochs is not None and e > number_of_epochs]
             if late:
                 logger.warning("pseudo_label_epochs %s come after the last epoch (%d): no "
                                "clustering at them in this run", late, number_of_epochs)
         self.offset, self.epochs = offset, list(epochs)
+        self.settings = dict(max_speakers=max_speakers, min_silhouette=min_silhouette,
+                             min_speakers=min_speakers, count=count,
+                             whiten_ridge=whiten_ridge if whiten else None)
+        self.max_utterances = max_utterances
         self.labels, self.n_speakers, self.epoch = {}, 0, None
+
+    def utterances_to_cluster(self, ids, seed, epoch):
+        """At most ``max_utterances`` of ``ids``, drawn with ``(seed, epoch)``, in their order.
+
+        Clustering holds a distance matrix of the utterances it clusters.
+
+        Arguments
+        ---------
+        ids : list of str
+            The target training utterances.
+        seed : int
+            The run's seed.
+        epoch : int
+            The epoch about to start.
+
+        Returns
+        -------
+        list of str
+            The IDs to embed and cluster.
+        """
+        ids = list(ids)
+        if len(ids) <= self.max_utterances:
+            return ids
+        rng = np.random.default_rng([seed, epoch])
+        return sorted(rng.choice(ids, size=self.max_utterances, replace=False).tolist())
+
+    def relabel(self, embeddings, epoch):
+        """Cluster ``embeddings`` (:func:`cluster_pseudo_speakers`) and take the clusters as labels.
+
+        Arguments
+        ---------
+        embeddings : dict
+            ``{utterance ID: tensor [dim]}`` of the current model.
+        epoch : int
+            The epoch about to start.
+
+        Returns
+        -------
+        tuple
+            ``(centroids, summary)``, as from :func:`cluster_pseudo_speakers`.
+        """
+        labels, centroids, summary = cluster_pseudo_speakers(embeddings, **self.settings)
+        self.update(labels, len(centroids), epoch)
+        return centroids, summary
 
     def update(self, labels, n_speakers, epoch):
         """Replace the labels with those of a new clustering.
