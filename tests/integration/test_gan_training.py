@@ -19,7 +19,7 @@ def brain_and_batch(demo_corpus, tmp_path, adversary):
     """A Brain of ``adversary`` ready to train, and one (source, target) batch of 8 + 8."""
     argv = ["hparams/dann_fbank.yaml", f"--data_folder={os.path.dirname(demo_corpus['eval'])}",
             f"--output_folder={tmp_path}", *TINY, *ADVERSARY_ONLY, f"--adversary={adversary}",
-            "--adv_warmup=0", "--disc_lr=0.01", "--disc_steps=2"]
+            "--adv_weight=0.3", "--adv_warmup=0", "--disc_lr=0.01", "--disc_steps=2"]
     brain, _, _, data = train_dann.prepare_experiment(argv)
     brain.on_fit_start()
     # Mid-training, so that the adversary's coefficient is not 0.
