@@ -203,9 +203,8 @@ class Adversary:
             ``(loss, log)``: the weighted loss, and ``{name: value}`` for the
             epoch's log (the discriminator's loss and accuracy on these items).
         """
-        with torch.no_grad():
-            parameters = {name: p.detach() for name, p in discriminator.named_parameters()}
         # The discriminator's function, with no gradient reaching its parameters.
+        parameters = {name: p.detach() for name, p in discriminator.named_parameters()}
         logits = torch.func.functional_call(discriminator, parameters, (items.features,))
         game_loss = self.game_loss(logits, items)
         log = self._log(logits.detach(), items)
