@@ -105,10 +105,6 @@ def plain_values(path):
     dict
         What the command line's overrides are checked against.
     """
-    with open(path, encoding="utf-8") as fin:
-        tree = yaml.load(fin, Loader=_KeysOnly) or {}
-    if "base" not in tree:
-        return tree
     return yaml.load(model_text(path), Loader=_KeysOnly) or {}
 
 
