@@ -24,7 +24,10 @@ class DANNBrain(sb.Brain):
     ``adv_schedule`` (``adv_weight: 0`` and no alignment: the source-only
     baseline). With ``pseudo_label_epochs``, ``target_utterances`` are
     clustered into pseudo-speakers (:mod:`local.model.pseudo_labels`). Target
-    speaker labels are never read: its pipeline provides only ``id`` and ``sig``.
+    speaker labels never train the default recipe: the pipeline provides only
+    ``id`` and ``sig``, and a clustering reads the target manifest's ``spk_id``,
+    where it has one, only to log its agreement with it (or, with
+    ``pseudo_oracle``, to take it as the labels of a ceiling run).
 
     Arguments
     ---------
@@ -203,7 +206,7 @@ class DANNBrain(sb.Brain):
         torch.manual_seed(self.hparams.seed * 1000 + epoch)
 
     def update_pseudo_labels(self, epoch):
-        """Cluster the target training utterances with the current model.
+        """Cluster all target training utterances with the current model.
 
         The utterances are embedded whole and clustered (:mod:`local.model.pseudo_labels`);
         the speaker head's pseudo-speaker rows start from the centroids.
@@ -214,11 +217,12 @@ class DANNBrain(sb.Brain):
             The epoch about to start.
         """
         pseudo = self.hparams.pseudo_labels
-        ids = pseudo.utterances_to_cluster(self.target_utterances.data_ids, self.hparams.seed, epoch)
         self.modules.eval()
         embeddings = compute_embeddings(self.embed, self.target_utterances,
-                                        self.hparams.eval_batch_size, self.device, ids=ids)
-        centroids, summary = pseudo.relabel(embeddings, epoch)
+                                        self.hparams.eval_batch_size, self.device)
+        speakers = {utt: row["spk_id"] for utt, row in self.target_utterances.data.items()
+                    if row.get("spk_id")}
+        centroids, summary = pseudo.relabel(embeddings, epoch, speakers, self.hparams.seed)
         unwrapped(self.modules.speaker_head).start_pseudo_speakers(centroids, self.optimizer)
         self.hparams.train_logger.log_stats(
             stats_meta={"epoch": epoch, "pseudo-labels": "target clustering"},

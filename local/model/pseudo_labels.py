@@ -1,78 +1,70 @@
 """Pseudo-speakers for the unlabelled target data, found by clustering its embeddings.
 
-The current model embeds the target training utterances. Their unit
-vectors are centred on their mean (the direction they all share says
-nothing of the speaker) and length-normalised again; Ward's agglomerative
-clustering builds one tree of them, and the number of pseudo-speakers is the
-cut of that tree, between a lower and an upper bound, with the highest mean
-silhouette on cosine distance (Rousseeuw 1987): the cut where utterances are,
-on average, closest to their own cluster compared with the nearest other
-one. The lower bound matters: left free, the silhouette tends to prefer the
-coarsest split of speakers (by gender, typically) over speakers. Only
-confident utterances keep a label: those whose own silhouette exceeds a
-threshold, in clusters that keep at least two of them. The speaker head then
-trains on source speakers and these pseudo-speakers together, and the
-clustering is repeated with the improved model.
+The current model embeds every target training utterance. The clustering is
+built for target sets of 10^5-10^6 utterances: its memory grows with the
+number of utterances times ``neighbours``, never with its square.
 
-Two options change what is clustered and how many clusters are cut, both off
-by default. With ``whiten_ridge`` set, the clustering space is that of the
-``whiten`` back-end (:class:`local.evaluation.backend.DomainAdaptation`): the
-target embeddings centred on and whitened by their own covariance, so that
-the directions in which the whole target domain varies most (channel, codec,
-language) weigh no more than the others. With ``count="eigengap"`` the
-number of pseudo-speakers is the largest gap between consecutive eigenvalues
-of the normalised Laplacian of a k-nearest-neighbour cosine affinity graph
-(von Luxburg 2007, section 8.3), within the bounds, instead of the best mean
-silhouette; the tree is cut at that count. Centroids are always the mean
-directions of the members' own (unwhitened) embeddings, the space of the
-speaker head.
+1. The unit embeddings are centred on their mean (the direction they all
+   share says nothing of the speaker) and, with ``whiten_ridge``, whitened by
+   their own covariance, as the ``whiten`` back-end does
+   (:class:`local.evaluation.backend.DomainAdaptation`), so that directions
+   in which the whole target domain varies (channel, codec, language) weigh
+   no more than the others; then length-normalised again.
+2. Each utterance is linked to its ``neighbours`` most similar utterances
+   (exact inner-product search in faiss), weighted by their cosine.
+3. Infomap (Rosvall and Bergstrom 2008, igraph's), the map equation's
+   partition of that graph, gives the clusters. Their number comes from the
+   data: no bound on it is set.
+4. An utterance keeps its label when its simplified silhouette (Hruschka et
+   al. 2004: its cosine distance to the nearest other centroid against that
+   to its own, both in the clustering space) exceeds ``min_silhouette``, in a
+   cluster that keeps at least two.
 
-Nothing here reads a speaker label of the target data: the input is a set of
-embeddings keyed by utterance ID.
+Centroids are the mean directions of the kept members' own (unwhitened)
+embeddings, the space of the speaker head. Nothing here reads a speaker label
+of the target data, except :meth:`PseudoLabels.relabel` with ``oracle`` set,
+a ceiling for development conditions that never runs by default.
 """
 
 import json
+import random
 
+import faiss
+import igraph
 import numpy as np
 import torch
-from scipy.cluster.hierarchy import fcluster, linkage
-from scipy.spatial.distance import pdist, squareform
-from sklearn.metrics import silhouette_samples
+from sklearn.metrics import normalized_mutual_info_score
 from speechbrain.utils.checkpoints import mark_as_loader, mark_as_saver, register_checkpoint_hooks
 from speechbrain.utils.logger import get_logger
 
-logger = get_logger(__name__)
-
 from local.evaluation.backend import DomainAdaptation
 
-# Cuts of the tree tried: every count while there are at most this many, else a geometric grid,
-# so that the search stays cheap when thousands of speakers are allowed.
-MAX_CUTS = 64
-# Ways of choosing the number of pseudo-speakers.
-CLUSTER_COUNTS = ("silhouette", "eigengap")
+logger = get_logger(__name__)
+
+# Rows of the utterance x centroid similarity computed at once by the silhouette.
+SILHOUETTE_BLOCK = 4096
+# Below this fraction of the target kept, the log warns that pseudo-labels barely train.
+FEW_KEPT = 0.1
 
 
-def cluster_pseudo_speakers(embeddings, max_speakers, min_silhouette=0.0, min_speakers=2,
-                            whiten_ridge=None, count="silhouette"):
+def cluster_pseudo_speakers(embeddings, neighbours=10, min_silhouette=0.3, whiten_ridge=None,
+                            seed=0):
     """Cluster embeddings into pseudo-speakers; keep the confident members.
 
     Arguments
     ---------
     embeddings : dict
         ``{utterance ID: tensor [dim]}``.
-    max_speakers : int
-        Largest number of clusters tried.
+    neighbours : int
+        Edges of each utterance in the nearest-neighbour graph; fewer than
+        the utterances of most speakers.
     min_silhouette : float
-        An utterance keeps its label when its silhouette exceeds this.
-    min_speakers : int
-        Smallest number of clusters tried (at least 2).
+        An utterance keeps its label when its simplified silhouette exceeds this.
     whiten_ridge : float, optional
         Cluster the embeddings whitened by their own covariance, with this
-        ridge (:class:`~local.evaluation.backend.DomainAdaptation`); None
-        clusters them centred only.
-    count : str
-        How the number of clusters is chosen: ``silhouette`` (best mean
-        silhouette) or ``eigengap`` (:func:`eigengap_count`).
+        ridge; None clusters them centred only.
+    seed : int
+        Infomap's seed.
 
     Returns
     -------
@@ -80,61 +72,53 @@ def cluster_pseudo_speakers(embeddings, max_speakers, min_silhouette=0.0, min_sp
         ``(labels, centroids, summary)``: ``{utterance ID: pseudo-speaker}``
         for the confident utterances, pseudo-speakers numbered from 0;
         ``[n pseudo-speakers, dim]`` unit-length mean direction of each
-        pseudo-speaker's confident members; and a dict with the chosen
-        ``clusters``, their mean ``silhouette`` and the ``kept`` fraction of
-        utterances.
+        pseudo-speaker's confident members; and :func:`clustering_summary`'s dict.
 
     Example
     -------
     >>> directions = torch.eye(3)
     >>> embeddings = {f"{s}{i}": directions[s] + 0.05 * torch.randn(3, generator=torch.Generator().manual_seed(10 * s + i))
-    ...               for s in range(3) for i in range(4)}
-    >>> labels, centroids, summary = cluster_pseudo_speakers(embeddings, max_speakers=6)
+    ...               for s in range(3) for i in range(6)}
+    >>> labels, centroids, summary = cluster_pseudo_speakers(embeddings, neighbours=3)
     >>> summary["clusters"], centroids.shape
     (3, torch.Size([3, 3]))
-    >>> [len({labels[f"{s}{i}"] for i in range(4)}) for s in range(3)]
+    >>> [len({labels[f"{s}{i}"] for i in range(6)}) for s in range(3)]
     [1, 1, 1]
     """
-    if not 2 <= min_speakers <= max_speakers:
-        raise ValueError("pseudo-speaker bounds must satisfy 2 <= pseudo_min_speakers <= "
-                         f"pseudo_max_speakers; got {min_speakers} and {max_speakers}")
+    check_neighbours(neighbours)
     ids = list(embeddings)
-    if len(ids) <= min_speakers:
-        raise ValueError(f"clustering into at least {min_speakers} pseudo-speakers needs more "
+    if len(ids) <= neighbours:
+        raise ValueError(f"clustering with {neighbours} neighbours per utterance needs more "
                          f"target utterances than that; got {len(ids)}")
-    if count not in CLUSTER_COUNTS:
-        raise ValueError(f"pseudo_count must be one of {CLUSTER_COUNTS}; got {count!r}")
-    normalize = torch.nn.functional.normalize
-    units = normalize(torch.stack([torch.as_tensor(embeddings[i]) for i in ids]).double(), dim=-1)
-    centred = clustering_space(units, whiten_ridge)
-    units = units.numpy()
-    tree = linkage(centred, method="ward")
-    distances = squareform(pdist(centred, "cosine"))
-    largest = min(max_speakers, len(ids) - 1)
-    if count == "eigengap":
-        cuts = [eigengap_count(centred, min_speakers, largest)]
-    else:
-        cuts = _cuts(min_speakers, largest)
-    best = None
-    for cut in cuts:
-        clusters = fcluster(tree, cut, criterion="maxclust")
-        if len(np.unique(clusters)) < 2:
-            continue
-        silhouettes = silhouette_samples(distances, clusters, metric="precomputed")
-        if best is None or silhouettes.mean() > best[1].mean():
-            best = (clusters, silhouettes)
-    clusters, silhouettes = best
+    units = torch.nn.functional.normalize(
+        torch.stack([torch.as_tensor(embeddings[i]) for i in ids]).double(), dim=-1)
+    space = clustering_space(units, whiten_ridge).astype(np.float32)
+    clusters = infomap_clusters(space, neighbours, seed)
+    silhouettes = simplified_silhouettes(space, clusters)
     confident = silhouettes > min_silhouette
-    kept = [c for c in np.unique(clusters) if (confident & (clusters == c)).sum() >= 2]
-    number = {c: n for n, c in enumerate(kept)}
-    labels = {utt: number[c] for utt, c, sure in zip(ids, clusters, confident)
-              if sure and c in number}
-    centroids = torch.nn.functional.normalize(torch.stack([
-        torch.from_numpy(units[confident & (clusters == c)].mean(axis=0)) for c in kept
-    ]).float(), dim=-1) if kept else torch.zeros(0, units.shape[1])
-    summary = {"clusters": len(np.unique(clusters)), "silhouette": float(silhouettes.mean()),
-               "kept": len(labels) / len(ids)}
-    return labels, centroids, summary
+    kept_per_cluster = np.bincount(clusters[confident], minlength=clusters.max() + 1)
+    kept = np.flatnonzero(kept_per_cluster >= 2)
+    number = np.full(clusters.max() + 1, -1)
+    number[kept] = np.arange(len(kept))
+    new = np.where(confident, number[clusters], -1)
+    labels = {utt: int(label) for utt, label in zip(ids, new) if label >= 0}
+    centroids = torch.zeros(len(kept), units.shape[1], dtype=torch.float64)
+    members = torch.from_numpy(new >= 0)
+    centroids.index_add_(0, torch.from_numpy(new[new >= 0]), units[members])
+    centroids = torch.nn.functional.normalize(centroids, dim=-1).float()
+    return labels, centroids, clustering_summary(clusters, silhouettes, len(labels))
+
+
+def check_neighbours(neighbours):
+    """Refuse a nearest-neighbour count the graph cannot be built with.
+
+    Arguments
+    ---------
+    neighbours : int
+        ``pseudo_neighbours``.
+    """
+    if isinstance(neighbours, bool) or not isinstance(neighbours, int) or neighbours < 1:
+        raise ValueError(f"pseudo_neighbours must be an integer >= 1; got {neighbours!r}")
 
 
 def clustering_space(units, whiten_ridge=None):
@@ -171,60 +155,160 @@ def clustering_space(units, whiten_ridge=None):
     return torch.nn.functional.normalize(centred, dim=-1).numpy()
 
 
-def eigengap_count(vectors, smallest, largest, neighbours=None):
-    """Number of clusters at the largest eigengap of a cosine k-nearest-neighbour graph.
+def infomap_clusters(vectors, neighbours, seed=0):
+    """Infomap's partition of the cosine k-nearest-neighbour graph of ``vectors``.
 
-    The affinity of two vectors is their cosine similarity (negative ones 0)
-    where one is among the other's ``neighbours`` nearest, else 0, made
-    symmetric; with ``L = I - D^-1/2 A D^-1/2`` and its eigenvalues
-    ``l_1 <= l_2 <= ...``, the count is the ``k`` in ``[smallest, largest]``
-    with the largest ``l_(k+1) - l_k``: a graph of ``k`` loosely joined groups
-    has ``k`` eigenvalues near 0.
+    Each vector is linked to its ``neighbours`` most similar others (exact
+    search, faiss ``IndexFlatIP``: memory ``n x neighbours``), the link
+    weighted by their cosine; links of cosine <= 0 are left out, and a
+    vector left without links is a cluster of its own. The graph is
+    undirected: a pair that are each other's neighbours is linked twice.
+    igraph's Infomap (C, no SWIG runtime to clash with faiss's) partitions it.
+
+    Arguments
+    ---------
+    vectors : numpy.ndarray
+        ``[n, dim]`` float32 unit vectors.
+    neighbours : int
+        Links per vector.
+    seed : int
+        Infomap's seed.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``[n]`` cluster of each vector, numbered from 0.
+
+    Example
+    -------
+    >>> rng = np.random.default_rng(0)
+    >>> vectors = np.repeat(np.eye(8)[:4], 10, axis=0) + 0.1 * rng.normal(size=(40, 8))
+    >>> vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+    >>> clusters = infomap_clusters(vectors, neighbours=5)
+    >>> len(np.unique(clusters)), [len(np.unique(clusters[s * 10:(s + 1) * 10])) for s in range(4)]
+    (4, [1, 1, 1, 1])
+    """
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    n = len(vectors)
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(vectors)
+    similarity, nearest = index.search(vectors, neighbours + 1)
+    source = np.repeat(np.arange(n), neighbours + 1)
+    target, weight = nearest.ravel(), similarity.ravel()
+    linked = (source != target) & (target >= 0) & (weight > 0)
+    graph = igraph.Graph(n=n, edges=np.stack([source[linked], target[linked]], axis=1),
+                         edge_attrs={"weight": weight[linked]})
+    # igraph draws from the generator set here; a fresh one per call keeps runs repeatable.
+    igraph.set_random_number_generator(random.Random(seed))
+    return np.array(graph.community_infomap(edge_weights="weight").membership)
+
+
+def simplified_silhouettes(vectors, clusters):
+    """Each vector's silhouette against the clusters' centroids (Hruschka et al. 2004).
+
+    With ``a`` the cosine distance to its own cluster's mean direction and
+    ``b`` that to the nearest other cluster's, ``(b - a) / max(a, b)``: the
+    silhouette (Rousseeuw 1987) with centroids in place of all members, so
+    that it costs ``n x clusters`` rather than ``n x n``; computed in blocks of
+    :data:`SILHOUETTE_BLOCK` rows. A single cluster gives 0 everywhere.
 
     Arguments
     ---------
     vectors : numpy.ndarray
         ``[n, dim]`` unit vectors.
-    smallest, largest : int
-        Bounds of the count.
-    neighbours : int, optional
-        Neighbours kept per vector; default ``n // largest`` (at least 2),
-        fewer than the utterances of a speaker when there are ``largest``.
+    clusters : numpy.ndarray
+        ``[n]`` clusters, numbered from 0.
 
     Returns
     -------
-    int
+    numpy.ndarray
+        ``[n]`` in [-1, 1].
 
     Example
     -------
-    >>> rng = np.random.default_rng(0)
-    >>> vectors = np.repeat(np.eye(6)[:4], 10, axis=0) + 0.1 * rng.normal(size=(40, 6))
-    >>> eigengap_count(vectors / np.linalg.norm(vectors, axis=1, keepdims=True), 2, 8)
-    4
+    >>> vectors = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [-0.6, 0.8]])
+    >>> simplified_silhouettes(vectors, np.array([0, 0, 1, 1])).round(2)
+    array([0.96, 0.92, 0.92, 0.96])
     """
-    n = len(vectors)
-    neighbours = neighbours or max(2, n // largest)
-    similarity = np.clip(vectors @ vectors.T, 0, None)
-    np.fill_diagonal(similarity, 0)
-    nearest = np.argsort(-similarity, axis=1)[:, :neighbours]
-    affinity = np.zeros_like(similarity)
-    rows = np.arange(n)[:, None]
-    affinity[rows, nearest] = similarity[rows, nearest]
-    affinity = np.maximum(affinity, affinity.T)
-    degree = affinity.sum(axis=1)
-    scale = np.where(degree > 0, 1 / np.sqrt(np.where(degree > 0, degree, 1)), 0)
-    laplacian = np.eye(n) - scale[:, None] * affinity * scale[None, :]
-    eigenvalues = np.linalg.eigvalsh(laplacian)
-    largest = min(largest, n - 1)
-    gaps = eigenvalues[smallest:largest + 1] - eigenvalues[smallest - 1:largest]
-    return smallest + int(np.argmax(gaps))
+    count = clusters.max() + 1
+    if count < 2:
+        return np.zeros(len(vectors))
+    vectors = torch.as_tensor(vectors, dtype=torch.float32)
+    own = torch.as_tensor(clusters, dtype=torch.long)
+    centroids = torch.zeros(count, vectors.shape[1]).index_add_(0, own, vectors)
+    centroids = torch.nn.functional.normalize(centroids, dim=-1)
+    result = np.empty(len(vectors))
+    for start in range(0, len(vectors), SILHOUETTE_BLOCK):
+        block = slice(start, start + SILHOUETTE_BLOCK)
+        distance = 1 - vectors[block] @ centroids.T
+        rows = torch.arange(distance.shape[0])
+        a = distance[rows, own[block]].clone()
+        distance[rows, own[block]] = float("inf")
+        b = distance.min(dim=1).values
+        result[block] = ((b - a) / torch.maximum(a, b).clamp_min(1e-12)).numpy()
+    return result
 
 
-def _cuts(smallest, largest):
-    """Cluster counts to try: smallest..largest, thinned geometrically beyond MAX_CUTS values."""
-    if largest - smallest < MAX_CUTS:
-        return list(range(smallest, largest + 1))
-    return sorted({int(c) for c in np.geomspace(smallest, largest, MAX_CUTS).round()})
+def clustering_summary(clusters, silhouettes, kept):
+    """What a clustering found, for the training log.
+
+    Arguments
+    ---------
+    clusters : numpy.ndarray
+        ``[n]`` cluster of each utterance.
+    silhouettes : numpy.ndarray
+        ``[n]`` their silhouettes.
+    kept : int
+        Utterances that keep a label.
+
+    Returns
+    -------
+    dict
+        ``clusters`` found, their mean ``silhouette``, the ``kept`` fraction
+        of utterances, and the 10th, 50th and 90th percentiles of the cluster
+        sizes (``size_p10``, ``size_p50``, ``size_p90``).
+
+    Example
+    -------
+    >>> summary = clustering_summary(np.array([0, 0, 0, 1, 1, 2]), np.full(6, 0.5), kept=5)
+    >>> summary["clusters"], summary["kept"], summary["size_p50"]
+    (3, 0.8333333333333334, 2.0)
+    """
+    sizes = np.bincount(clusters)
+    p10, p50, p90 = np.percentile(sizes, [10, 50, 90])
+    return {"clusters": len(sizes), "silhouette": float(silhouettes.mean()),
+            "kept": kept / len(clusters), "size_p10": float(p10), "size_p50": float(p50),
+            "size_p90": float(p90)}
+
+
+def agreement_with(labels, truth):
+    """NMI of a clustering with reference speakers, over the utterances that have both.
+
+    For the log of development conditions whose target manifest carries
+    speaker labels; it reports, and never feeds training.
+
+    Arguments
+    ---------
+    labels : dict
+        ``{utterance ID: pseudo-speaker}``.
+    truth : dict
+        ``{utterance ID: speaker}``.
+
+    Returns
+    -------
+    float or None
+        None when fewer than two utterances have both.
+
+    Example
+    -------
+    >>> agreement_with({"a": 0, "b": 0, "c": 1}, {"a": "x", "b": "x", "c": "y", "d": "y"})
+    1.0
+    """
+    common = [utt for utt in labels if utt in truth]
+    if len(common) < 2:
+        return None
+    return float(normalized_mutual_info_score([truth[u] for u in common],
+                                              [labels[u] for u in common]))
 
 
 @register_checkpoint_hooks
@@ -238,85 +322,66 @@ class PseudoLabels:
         source speakers).
     epochs : list of int
         Epochs at whose start the target is clustered anew (``pseudo_label_epochs``).
-    min_speakers, max_speakers : int
-        Bounds of the number of pseudo-speakers; ``max_speakers`` rows of
-        the speaker head are reserved for them.
+    neighbours : int
+        Edges of each utterance in the nearest-neighbour graph.
     min_silhouette : float
-        An utterance keeps its label when its silhouette exceeds this.
-    max_utterances : int
-        Most utterances clustered at once (:meth:`utterances_to_cluster`).
+        An utterance keeps its label when its simplified silhouette exceeds this.
     whiten : bool
         Cluster the embeddings whitened by their own covariance.
     whiten_ridge : float
         The whitening's ridge.
-    count : str
-        How the number of clusters is chosen (:data:`CLUSTER_COUNTS`).
+    oracle : bool
+        Take the target manifest's own speakers instead of clustering: a
+        ceiling for development conditions, never a default.
     number_of_epochs : int, optional
         Epochs of the run, to warn of clustering epochs after the last.
 
     Example
     -------
-    >>> PseudoLabels(offset=10, epochs=[3], min_speakers=2, max_speakers=0)
+    >>> PseudoLabels(offset=10, epochs=[0])
     Traceback (most recent call last):
       ...
-    ValueError: pseudo_label_epochs [3] needs 2 <= pseudo_min_speakers <= pseudo_max_speakers (the speaker-head rows reserved for pseudo-speakers); got 2 and 0
+    ValueError: pseudo_label_epochs [0] must be epochs of the run, from 1
     >>> pseudo = PseudoLabels(offset=10)
     >>> pseudo.update({"t1": 0, "t3": 1}, n_speakers=2, epoch=4)
     >>> pseudo.lookup(["t1", "t2", "t3"]).tolist()
     [10, -1, 11]
     """
 
-    def __init__(self, offset, epochs=(), min_speakers=2, max_speakers=2, min_silhouette=0.0,
-                 max_utterances=10000, whiten=False, whiten_ridge=0.1, count="silhouette",
-                 number_of_epochs=None):
-        if epochs:
-            if not 2 <= min_speakers <= max_speakers:
-                raise ValueError(
-                    f"pseudo_label_epochs {epochs} needs 2 <= pseudo_min_speakers <= "
-                    "pseudo_max_speakers (the speaker-head rows reserved for pseudo-speakers); "
-                    f"got {min_speakers} and {max_speakers}")
-            if any(e < 1 for e in epochs):
-                raise ValueError(f"pseudo_label_epochs {epochs} must be epochs of the run, from 1")
-            if count not in CLUSTER_COUNTS:
-                raise ValueError(f"pseudo_count must be one of {CLUSTER_COUNTS}; got {count!r}")
-            late = [e for e in epochs if number_of_epochs is not None and e > number_of_epochs]
-            if late:
-                logger.warning("pseudo_label_epochs %s come after the last epoch (%d): no "
-                               "clustering at them in this run", late, number_of_epochs)
-        self.offset, self.epochs = offset, list(epochs)
-        self.settings = dict(max_speakers=max_speakers, min_silhouette=min_silhouette,
-                             min_speakers=min_speakers, count=count,
+    def __init__(self, offset, epochs=(), neighbours=10, min_silhouette=0.3, whiten=False,
+                 whiten_ridge=0.1, oracle=False, number_of_epochs=None):
+        if any(e < 1 for e in epochs):
+            raise ValueError(f"pseudo_label_epochs {list(epochs)} must be epochs of the run, "
+                             "from 1")
+        check_neighbours(neighbours)
+        late = [e for e in epochs if number_of_epochs is not None and e > number_of_epochs]
+        if late:
+            logger.warning("pseudo_label_epochs %s come after the last epoch (%d): no "
+                           "clustering at them in this run", late, number_of_epochs)
+        self.offset, self.epochs, self.oracle = offset, list(epochs), oracle
+        self.settings = dict(neighbours=neighbours, min_silhouette=min_silhouette,
                              whiten_ridge=whiten_ridge if whiten else None)
-        self.max_utterances = max_utterances
         self.labels, self.n_speakers, self.epoch = {}, 0, None
 
-    def utterances_to_cluster(self, ids, seed, epoch):
-        """At most ``max_utterances`` of ``ids``, drawn with ``(seed, epoch)``, in their order.
-
-        Clustering holds a distance matrix of the utterances it clusters.
+    def cluster(self, embeddings, seed=0):
+        """:func:`cluster_pseudo_speakers` with this run's settings.
 
         Arguments
         ---------
-        ids : list of str
-            The target training utterances.
+        embeddings : dict
+            ``{utterance ID: tensor [dim]}``.
         seed : int
-            The run's seed.
-        epoch : int
-            The epoch about to start.
+            Infomap's seed.
 
         Returns
         -------
-        list of str
-            The IDs to embed and cluster.
+        tuple
+            As from :func:`cluster_pseudo_speakers`.
         """
-        ids = list(ids)
-        if len(ids) <= self.max_utterances:
-            return ids
-        rng = np.random.default_rng([seed, epoch])
-        return sorted(rng.choice(ids, size=self.max_utterances, replace=False).tolist())
+        return cluster_pseudo_speakers(embeddings, seed=seed, **self.settings)
 
-    def relabel(self, embeddings, epoch):
-        """Cluster ``embeddings`` (:func:`cluster_pseudo_speakers`) and take the clusters as labels.
+    def relabel(self, embeddings, epoch, speakers=None, seed=0):
+        """Cluster ``embeddings`` and take the clusters as labels; warn when they cannot train.
 
         Arguments
         ---------
@@ -324,15 +389,55 @@ class PseudoLabels:
             ``{utterance ID: tensor [dim]}`` of the current model.
         epoch : int
             The epoch about to start.
+        speakers : dict, optional
+            ``{utterance ID: speaker}`` of a target manifest that has them:
+            the log reports the clustering's NMI against them, and with
+            ``oracle`` they are the labels.
+        seed : int
+            The run's seed; Infomap's is drawn from it and ``epoch``.
 
         Returns
         -------
         tuple
-            ``(centroids, summary)``, as from :func:`cluster_pseudo_speakers`.
+            ``(centroids, summary)``: the pseudo-speakers' centroids and
+            :func:`clustering_summary`'s dict, with ``nmi`` where ``speakers``
+            cover the target.
         """
-        labels, centroids, summary = cluster_pseudo_speakers(embeddings, **self.settings)
+        if self.oracle:
+            labels, centroids, summary = self._true_speakers(embeddings, speakers)
+        else:
+            labels, centroids, summary = self.cluster(embeddings, seed=seed * 1000 + epoch)
+        if speakers and set(embeddings) <= set(speakers):
+            summary["nmi"] = agreement_with(labels, speakers)
+        if not labels or summary["clusters"] < 2 or summary["kept"] < FEW_KEPT:
+            logger.warning(
+                "pseudo-labels at epoch %d: %d clusters, %.1f%% of %d target utterances kept: "
+                "the target barely trains the speaker head. Lower pseudo_min_silhouette (now "
+                "%s) to keep more, change pseudo_neighbours (now %s: more merges clusters, "
+                "fewer splits them) or pseudo_whiten, or check the target audio.",
+                epoch, summary["clusters"], 100 * summary["kept"], len(embeddings),
+                self.settings["min_silhouette"], self.settings["neighbours"])
         self.update(labels, len(centroids), epoch)
         return centroids, summary
+
+    @staticmethod
+    def _true_speakers(embeddings, speakers):
+        """The oracle's labels: every utterance with its manifest speaker."""
+        missing = [utt for utt in embeddings if not (speakers or {}).get(utt)]
+        if missing:
+            raise ValueError(f"pseudo_oracle takes the target manifest's spk_id, and "
+                             f"{len(missing)} target utterances have none (e.g. {missing[0]}): "
+                             "set pseudo_oracle: False")
+        names = sorted({speakers[utt] for utt in embeddings})
+        number = {name: n for n, name in enumerate(names)}
+        labels = {utt: number[speakers[utt]] for utt in embeddings}
+        units = torch.nn.functional.normalize(torch.stack(
+            [torch.as_tensor(embeddings[u]).double() for u in embeddings]), dim=-1)
+        centroids = torch.zeros(len(names), units.shape[1], dtype=torch.float64).index_add_(
+            0, torch.tensor(list(labels.values())), units)
+        clusters = np.array(list(labels.values()))
+        summary = clustering_summary(clusters, np.ones(len(clusters)), len(labels))
+        return labels, torch.nn.functional.normalize(centroids, dim=-1).float(), summary
 
     def update(self, labels, n_speakers, epoch):
         """Replace the labels with those of a new clustering.

@@ -15,6 +15,7 @@ what it logs.
 
 import torch
 import torch.nn.functional as F
+from speechbrain.lobes.models.ECAPA_TDNN import Classifier
 from speechbrain.nnet.losses import AdditiveAngularMargin, AngularMargin, LogSoftmaxWrapper
 
 MARGINS = {"aam": AdditiveAngularMargin, "am": AngularMargin}
@@ -48,6 +49,64 @@ def margin_softmax_loss(kind="aam", margin=0.2, scale=30.0):
     if kind not in MARGINS:
         raise ValueError(f"margin_type {kind!r} is not one of {', '.join(MARGINS)}")
     return LogSoftmaxWrapper(MARGINS[kind](margin=margin, scale=scale))
+
+
+class GrowingClassifier(Classifier):
+    """SpeechBrain's cosine classifier (ECAPA-TDNN's) whose rows can grow in place.
+
+    It starts with a row per source speaker; the target pseudo-speakers add
+    rows as a clustering finds them (:meth:`grow`), so that their number
+    need not be known, or bounded, before training. Loading a state dict
+    first takes its number of rows, so that a checkpoint or an exported
+    model restores a grown classifier into a fresh one.
+
+    Arguments
+    ---------
+    *args, **kwargs
+        Those of :class:`speechbrain.lobes.models.ECAPA_TDNN.Classifier`.
+
+    Example
+    -------
+    >>> small, grown = GrowingClassifier(input_size=4, out_neurons=3), GrowingClassifier(input_size=4, out_neurons=3)
+    >>> grown.grow(5)
+    >>> _ = small.load_state_dict(grown.state_dict())
+    >>> small.weight.shape
+    torch.Size([5, 4])
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.register_load_state_dict_pre_hook(self._take_saved_rows)
+
+    def grow(self, rows, optimizer=None):
+        """Add zero rows up to ``rows`` in all (never fewer), and to the optimiser's moments.
+
+        The Parameter stays the same object, so the optimiser keeps updating it.
+
+        Arguments
+        ---------
+        rows : int
+            Rows wanted.
+        optimizer : torch.optim.Optimizer, optional
+            The optimiser of the classifier: its per-element statistics of
+            the weight grow with it, the new rows at 0.
+        """
+        extra = rows - self.weight.shape[0]
+        if extra <= 0:
+            return
+        old = self.weight.shape
+        with torch.no_grad():
+            self.weight.data = torch.cat([self.weight.data, self.weight.new_zeros(extra, old[1])])
+        state = optimizer.state.get(self.weight, {}) if optimizer is not None else {}
+        for key, moment in state.items():
+            if torch.is_tensor(moment) and moment.shape == old:
+                state[key] = torch.cat([moment, moment.new_zeros(extra, old[1])])
+
+    def _take_saved_rows(self, module, state_dict, prefix, *args):
+        saved = state_dict.get(prefix + "weight")
+        if saved is not None and saved.shape[0] != self.weight.shape[0]:
+            with torch.no_grad():
+                self.weight.data = self.weight.new_zeros(saved.shape)
 
 
 class SpeakerHead(torch.nn.Module):
@@ -85,14 +144,14 @@ class SpeakerHead(torch.nn.Module):
 class MarginSoftmaxHead(SpeakerHead):
     """A margin softmax over the source speakers and the current target pseudo-speakers.
 
-    The classifier has a row per source speaker, then rows reserved for
-    pseudo-speakers; only the rows of the current pseudo-speakers are
-    classes, so that the reserved rows beyond them are not competitors in
-    the softmax.
+    The classifier has a row per source speaker, then a row per
+    pseudo-speaker of the largest clustering so far (it grows as a clustering
+    finds more); only the rows of the current pseudo-speakers are classes, so
+    that rows beyond them are not competitors in the softmax.
 
     Arguments
     ---------
-    classifier : torch.nn.Module
+    classifier : GrowingClassifier
         Cosine classifier, embeddings ``[batch, 1, dim]`` to ``[batch, 1, classes]``.
     loss : callable
         As from :func:`margin_softmax_loss`.
@@ -124,7 +183,8 @@ class MarginSoftmaxHead(SpeakerHead):
         """Set the pseudo-speakers' rows to their centroids, with fresh optimiser statistics.
 
         A new clustering numbers its speakers anew, so neither the rows nor
-        their moments of an earlier clustering apply.
+        their moments of an earlier clustering apply. The classifier grows
+        when there are more pseudo-speakers than rows.
 
         Arguments
         ---------
@@ -133,8 +193,9 @@ class MarginSoftmaxHead(SpeakerHead):
         optimizer : torch.optim.Optimizer
             The optimiser of the classifier.
         """
-        weight = self.classifier.weight
         rows = slice(self.pseudo_labels.offset, self.pseudo_labels.offset + len(centroids))
+        self.classifier.grow(rows.stop, optimizer)
+        weight = self.classifier.weight
         with torch.no_grad():
             weight[rows] = centroids.to(weight.device, weight.dtype)
         for moment in optimizer.state.get(weight, {}).values():

@@ -31,7 +31,7 @@ ADVERSARY_ONLY = ["--mmd_weight=0", "--pseudo_label_epochs=[]"]  # with an adv_w
 # Every path that reads target data: the adversary, CORAL, MMD and pseudo-labels
 # (clustered before epoch 1, so that a short run uses them).
 ALL_TARGET_PATHS = ["--adv_warmup=0", "--coral_weight=1", "--mmd_weight=1",
-                    "--pseudo_label_epochs=[1]", "--pseudo_max_speakers=20"]
+                    "--pseudo_label_epochs=[1]"]
 
 
 def train(demo_corpus, folder, *extra, hparams="hparams/dann_fbank.yaml", tiny=TINY):
@@ -443,17 +443,35 @@ def test_extra_discriminator_updates_change_the_discriminator_alone(demo_corpus,
 
 
 def test_pseudo_labels_add_target_classes_to_the_speaker_head(demo_corpus, tmp_path):
-    # The silhouette count on centred embeddings, whose share of kept crops this checks.
+    # Centred embeddings and a low confidence bar, whose share of kept crops this checks.
     train(demo_corpus, tmp_path, "--number_of_epochs=2", "--pseudo_label_epochs=[2]",
-          "--pseudo_max_speakers=30", "--pseudo_whiten=False", "--pseudo_count=silhouette")
+          "--pseudo_whiten=False", "--pseudo_min_silhouette=0.0")
     assert logged(tmp_path, "pseudo_labelled")[0] > 0.5  # epoch 2 only: labels from epoch 2 on
-    assert 2 <= logged(tmp_path, "clusters")[0] <= 30
-    checkpoint = glob.glob(os.path.join(tmp_path, "save", "CKPT*", "classifier.ckpt"))[0]
-    assert torch.load(checkpoint)["weight"].shape[0] == 24 + 30  # source speakers + reserved
+    assert logged(tmp_path, "clusters")[0] >= 2
+    assert 0 < logged(tmp_path, "nmi")[0] <= 1  # the demo's target manifest has its speakers
+    save = glob.glob(os.path.join(tmp_path, "save", "CKPT*"))[0]
+    pseudo_speakers = json.load(open(os.path.join(save, "pseudo_labels.ckpt")))["n_speakers"]
+    # The classifier grew from the 24 source speakers by a row per pseudo-speaker.
+    assert pseudo_speakers >= 2
+    assert torch.load(os.path.join(save, "classifier.ckpt"))["weight"].shape[0] == \
+        24 + pseudo_speakers
+
+
+def test_the_oracle_trains_on_the_target_manifest_speakers(demo_corpus, tmp_path):
+    train(demo_corpus, tmp_path / "oracle", "--number_of_epochs=2", "--pseudo_label_epochs=[2]",
+          "--pseudo_oracle=True")
+    assert logged(tmp_path / "oracle", "nmi") == [1.0]
+    assert logged(tmp_path / "oracle", "kept") == [1.0]
+    assert logged(tmp_path / "oracle", "pseudo_labelled")[0] == 1.0
+    unlabelled = tmp_path / "target_unlabelled.csv"
+    pd.read_csv(demo_corpus["target_train"]).assign(spk_id="").to_csv(unlabelled, index=False)
+    with pytest.raises(ValueError, match="pseudo_oracle takes the target manifest's spk_id"):
+        train(demo_corpus, tmp_path / "no_labels", f"--target_train={unlabelled}",
+              "--pseudo_label_epochs=[1]", "--pseudo_oracle=True", *SHORT)
 
 
 @pytest.mark.parametrize("setting, message", [
-    ("--pseudo_min_speakers=60", "needs 2 <= pseudo_min_speakers <= pseudo_max_speakers"),
+    ("--pseudo_neighbours=0", "pseudo_neighbours must be an integer >= 1; got 0"),
     ("--pseudo_label_epochs=[0, 2]", r"pseudo_label_epochs \[0, 2\] must be epochs of the run"),
     ("--disc_steps=0", "disc_steps must be an integer >= 1; got 0"),
     ("--domain_label_smoothing=1", r"domain_label_smoothing must be in \[0, 1\); got 1"),

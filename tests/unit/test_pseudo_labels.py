@@ -1,4 +1,7 @@
-"""Pseudo-speakers from clustering: synthetic speakers recovered, confidence, checkpointing."""
+"""Pseudo-speakers from clustering: speakers recovered without a count, confidence, the
+oracle, warnings, the growing speaker head and checkpointing."""
+
+import logging
 
 import numpy as np
 import pytest
@@ -6,12 +9,15 @@ import torch
 from sklearn.metrics import adjusted_rand_score
 from speechbrain.utils.checkpoints import Checkpointer
 
+import local.model.pseudo_labels as pseudo_labels
 from local.model.pseudo_labels import (
     PseudoLabels,
     cluster_pseudo_speakers,
     clustering_space,
-    eigengap_count,
+    infomap_clusters,
+    simplified_silhouettes,
 )
+from local.model.speaker_heads import GrowingClassifier, MarginSoftmaxHead, margin_softmax_loss
 
 
 def speakers(n_speakers, per_speaker, dim=16, spread=0.15, seed=0):
@@ -38,7 +44,7 @@ def partition(labels):
 
 def test_well_separated_speakers_are_recovered_exactly():
     embeddings, truth = speakers(8, 10, spread=0.05)
-    labels, centroids, summary = cluster_pseudo_speakers(embeddings, max_speakers=30)
+    labels, centroids, summary = cluster_pseudo_speakers(embeddings, neighbours=5)
     assert summary["clusters"] == 8 and summary["kept"] == 1.0
     assert partition(labels) == partition(truth)
     assert centroids.shape == (8, 16)
@@ -50,28 +56,37 @@ def test_well_separated_speakers_are_recovered_exactly():
     assert torch.allclose(centroids[0], mean, atol=1e-6)
 
 
-def test_the_number_of_clusters_is_capped():
-    embeddings, _ = speakers(8, 10)
-    _, centroids, summary = cluster_pseudo_speakers(embeddings, max_speakers=4)
-    assert summary["clusters"] <= 4 and len(centroids) <= 4
+@pytest.mark.parametrize("n_speakers", [3, 12, 40])
+def test_the_number_of_speakers_comes_from_the_data(n_speakers):
+    embeddings, truth = speakers(n_speakers, 8, dim=64, spread=0.05, seed=n_speakers)
+    labels, centroids, summary = cluster_pseudo_speakers(embeddings, neighbours=5)
+    assert summary["clusters"] == n_speakers == len(centroids)
+    assert partition(labels) == partition(truth)
 
 
-def direct_silhouettes(embeddings, labels):
-    """Silhouette of each utterance, by its definition, on centred cosine distances."""
-    ids = list(labels)
-    units = np.stack([(v / v.norm()).double().numpy() for v in embeddings.values()])
-    centred = units - units.mean(axis=0)
-    vectors = dict(zip(embeddings, centred / np.linalg.norm(centred, axis=1, keepdims=True)))
-    result = {}
-    for utt in ids:
-        mean_distance = {}
-        for label in set(labels.values()):
-            others = [o for o in ids if labels[o] == label and o != utt]
-            mean_distance[label] = np.mean([1 - vectors[utt] @ vectors[o] for o in others])
-        a = mean_distance[labels[utt]]
-        b = min(d for label, d in mean_distance.items() if label != labels[utt])
-        result[utt] = (b - a) / max(a, b)
-    return result
+def direct_simplified_silhouettes(vectors, clusters):
+    """(b - a) / max(a, b) with a, b the cosine distances to own and nearest other mean direction."""
+    names = sorted(set(clusters))
+    means = {c: vectors[clusters == c].mean(axis=0) for c in names}
+    means = {c: m / np.linalg.norm(m) for c, m in means.items()}
+    result = []
+    for vector, own in zip(vectors, clusters):
+        a = 1 - vector @ means[own]
+        b = min(1 - vector @ means[c] for c in names if c != own)
+        result.append((b - a) / max(a, b))
+    return np.array(result)
+
+
+def test_the_silhouette_against_centroids_is_its_definition_in_any_block_size(monkeypatch):
+    rng = np.random.default_rng(4)
+    vectors = rng.normal(size=(50, 6))
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    clusters = rng.integers(0, 5, size=50)
+    direct = direct_simplified_silhouettes(vectors, clusters)
+    np.testing.assert_allclose(simplified_silhouettes(vectors, clusters), direct, atol=1e-5)
+    monkeypatch.setattr(pseudo_labels, "SILHOUETTE_BLOCK", 7)
+    np.testing.assert_allclose(simplified_silhouettes(vectors, clusters), direct, atol=1e-5)
+    assert not simplified_silhouettes(vectors, np.zeros(50, dtype=int)).any()
 
 
 def test_only_utterances_of_high_silhouette_keep_a_label():
@@ -79,33 +94,41 @@ def test_only_utterances_of_high_silhouette_keep_a_label():
     for i in range(0, 6, 2):  # utterances between two speakers
         pair = [embeddings[f"spk{s}_u0"] for s in (i, i + 1)]
         embeddings[f"mixed{i}"] = sum(v / v.norm() for v in pair)
-    everyone, _, _ = cluster_pseudo_speakers(embeddings, 20, min_silhouette=-1.0)
+    everyone, _, _ = cluster_pseudo_speakers(embeddings, neighbours=4, min_silhouette=-1.0)
     assert len(everyone) == len(embeddings)
-    silhouettes = direct_silhouettes(embeddings, everyone)
-    confident, _, summary = cluster_pseudo_speakers(embeddings, 20, min_silhouette=0.5)
+    ids = list(embeddings)
+    space = clustering_space(torch.nn.functional.normalize(torch.stack(
+        [embeddings[u] for u in ids]).double(), dim=-1))
+    silhouettes = dict(zip(ids, direct_simplified_silhouettes(
+        space, np.array([everyone[u] for u in ids]))))
+    confident, _, summary = cluster_pseudo_speakers(embeddings, neighbours=4, min_silhouette=0.5)
     assert set(confident) == {u for u, s in silhouettes.items() if s > 0.5}
-    assert {"mixed0", "mixed2"} & set(everyone) - set(confident)
+    assert {"mixed0", "mixed2", "mixed4"} & set(everyone) - set(confident)
     assert summary["kept"] == len(confident) / len(embeddings)
     # The speakers' own utterances that keep a label are grouped as their speakers are.
     kept = {u: label for u, label in confident.items() if u in truth}
     assert partition(kept) == partition({u: truth[u] for u in kept})
 
 
-def test_the_number_of_clusters_has_a_floor():
-    embeddings, _ = speakers(8, 10, spread=0.05)
-    _, _, summary = cluster_pseudo_speakers(embeddings, max_speakers=30, min_speakers=12)
-    assert 12 <= summary["clusters"] <= 30
+def test_infomap_links_only_near_neighbours():
+    # Two tight groups, each of 6, on opposite sides: no link crosses (negative cosine).
+    rng = np.random.default_rng(0)
+    vectors = np.concatenate([np.array([[1.0, 0, 0]]) + 0.05 * rng.normal(size=(6, 3)),
+                              np.array([[-1.0, 0, 0]]) + 0.05 * rng.normal(size=(6, 3))])
+    vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+    clusters = infomap_clusters(vectors, neighbours=8)
+    assert len(set(clusters[:6])) == len(set(clusters[6:])) == 1 and clusters[0] != clusters[6]
 
 
-@pytest.mark.parametrize("count, bounds, message", [
-    (5, (1, 3), r"2 <= pseudo_min_speakers <= pseudo_max_speakers; got 1 and 3"),
-    (5, (4, 3), r"2 <= pseudo_min_speakers <= pseudo_max_speakers; got 4 and 3"),
-    (3, (3, 5), "at least 3 pseudo-speakers needs more target utterances than that; got 3"),
+@pytest.mark.parametrize("neighbours, count, message", [
+    (0, 5, r"pseudo_neighbours must be an integer >= 1; got 0"),
+    (True, 5, r"pseudo_neighbours must be an integer >= 1; got True"),
+    (5, 5, "with 5 neighbours per utterance needs more target utterances than that; got 5"),
 ])
-def test_bad_clustering_requests(count, bounds, message):
+def test_bad_clustering_requests(neighbours, count, message):
     embeddings = {f"u{i}": torch.rand(3) for i in range(count)}
     with pytest.raises(ValueError, match=message):
-        cluster_pseudo_speakers(embeddings, max_speakers=bounds[1], min_speakers=bounds[0])
+        cluster_pseudo_speakers(embeddings, neighbours=neighbours)
 
 
 def direct_whitened(units, ridge):
@@ -153,39 +176,12 @@ def test_whitening_recovers_speakers_that_a_high_variance_nuisance_hides(seed):
     embeddings, truth = speakers_behind_a_channel(6, 20, seed)
 
     def agreement(whiten_ridge):
-        labels, _, _ = cluster_pseudo_speakers(embeddings, 6, min_silhouette=-1.0, min_speakers=6,
+        labels, _, _ = cluster_pseudo_speakers(embeddings, neighbours=10, min_silhouette=-1.0,
                                                whiten_ridge=whiten_ridge)
         return adjusted_rand_score([truth[u] for u in labels], [labels[u] for u in labels])
 
     assert agreement(None) < 0.5
     assert agreement(0.1) > 0.8
-
-
-def test_the_eigengap_count_is_the_number_of_separated_speakers():
-    embeddings, truth = speakers(8, 10, spread=0.05)
-    labels, centroids, summary = cluster_pseudo_speakers(embeddings, max_speakers=30,
-                                                         min_speakers=2, count="eigengap")
-    assert summary["clusters"] == 8 and len(centroids) == 8
-    assert partition(labels) == partition(truth)
-    # The silhouette agrees here; with a floor above the truth, the eigengap keeps to the bounds.
-    assert eigengap_count(clustering_space(torch.stack(list(embeddings.values()))), 10, 30) >= 10
-
-
-def test_the_eigengap_count_of_disconnected_groups_is_their_number():
-    # Groups far apart (orthogonal directions) share no neighbour: the graph has one
-    # component per group, and its Laplacian one zero eigenvalue per component.
-    rng = np.random.default_rng(0)
-    for groups in (3, 5, 7):
-        noise = 0.05 * rng.normal(size=(12 * groups, 8))
-        vectors = np.repeat(np.eye(8)[:groups], 12, axis=0) + noise
-        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-        assert eigengap_count(vectors, 2, 10, neighbours=5) == groups
-
-
-def test_an_unknown_count_method_is_refused():
-    embeddings, _ = speakers(3, 4)
-    with pytest.raises(ValueError, match="pseudo_count must be one of"):
-        cluster_pseudo_speakers(embeddings, 6, count="gap")
 
 
 def test_pseudo_labels_are_saved_and_recovered_with_a_checkpoint(tmp_path):
@@ -198,23 +194,97 @@ def test_pseudo_labels_are_saved_and_recovered_with_a_checkpoint(tmp_path):
     assert recovered.lookup(["t2", "t9", "t1"]).tolist() == [27, -1, 24]
 
 
-def test_at_most_max_utterances_are_clustered_the_same_for_a_seed_and_epoch():
-    pseudo = PseudoLabels(offset=3, max_utterances=4)
-    ids = [f"t{i}" for i in range(10)]
-    drawn = pseudo.utterances_to_cluster(ids, seed=1, epoch=2)
-    assert len(drawn) == 4 and drawn == sorted(drawn) and set(drawn) <= set(ids)
-    assert drawn == pseudo.utterances_to_cluster(ids, seed=1, epoch=2)
-    assert drawn != pseudo.utterances_to_cluster(ids, seed=1, epoch=3)
-    assert pseudo.utterances_to_cluster(ids[:4], seed=1, epoch=2) == ids[:4]
-
-
-def test_relabel_clusters_with_the_settings_and_numbers_the_speaker_head_rows():
+def test_relabel_clusters_every_utterance_and_numbers_the_speaker_head_rows():
     embeddings, truth = speakers(4, 8, spread=0.05)
-    pseudo = PseudoLabels(offset=10, epochs=[2], min_speakers=2, max_speakers=6,
-                          count="eigengap")
+    pseudo = PseudoLabels(offset=10, epochs=[2], neighbours=5)
     centroids, summary = pseudo.relabel(embeddings, epoch=2)
     assert summary["clusters"] == 4 and len(centroids) == 4 and pseudo.epoch == 2
-    classes = pseudo.lookup(list(embeddings)).tolist()
-    assert set(classes) == {10, 11, 12, 13}
-    with pytest.raises(ValueError, match="pseudo_count must be one of"):
-        PseudoLabels(offset=10, epochs=[2], min_speakers=2, max_speakers=6, count="kmeans")
+    assert set(pseudo.lookup(list(embeddings)).tolist()) == {10, 11, 12, 13}
+    assert summary["size_p10"] == summary["size_p50"] == summary["size_p90"] == 8
+    assert "nmi" not in summary  # no reference speakers given
+
+
+def test_reference_speakers_are_reported_and_never_change_the_labels():
+    embeddings, truth = speakers(4, 8, spread=0.2, seed=5)
+    rng = np.random.default_rng(0)
+    scrambled = dict(zip(truth, rng.permutation(list(truth.values()))))
+    runs = []
+    for reference in (None, truth, scrambled):
+        pseudo = PseudoLabels(offset=3, neighbours=5)
+        _, summary = pseudo.relabel(embeddings, epoch=1, speakers=reference, seed=7)
+        runs.append((pseudo.labels, summary.get("nmi")))
+    assert runs[0][0] == runs[1][0] == runs[2][0]
+    assert runs[0][1] is None and runs[1][1] > 0.9 > runs[2][1]
+
+
+def test_the_oracle_takes_the_manifest_speakers():
+    embeddings, truth = speakers(5, 6, spread=1.0, seed=2)  # too noisy to cluster
+    names = {utt: f"speaker{s}" for utt, s in truth.items()}
+    pseudo = PseudoLabels(offset=0, oracle=True)
+    centroids, summary = pseudo.relabel(embeddings, epoch=1, speakers=names)
+    assert partition(pseudo.labels) == partition(truth) and len(centroids) == 5
+    assert summary["nmi"] == 1.0 and summary["kept"] == 1.0
+    with pytest.raises(ValueError, match="pseudo_oracle takes the target manifest's spk_id, "
+                                         "and 1 target utterances have none"):
+        pseudo.relabel(embeddings, epoch=1, speakers={**names, "spk0_u0": ""})
+
+
+@pytest.mark.parametrize("case", ["nothing kept", "one cluster"])
+def test_a_clustering_that_cannot_train_warns_naming_the_settings(case, caplog):
+    if case == "nothing kept":
+        embeddings, _ = speakers(4, 8, spread=0.05)
+        pseudo = PseudoLabels(offset=0, neighbours=5, min_silhouette=1.0)
+    else:
+        rng = np.random.default_rng(0)
+        embeddings = {f"u{i}": torch.from_numpy(rng.normal(size=8)).float() for i in range(30)}
+        pseudo = PseudoLabels(offset=0, neighbours=29)
+    with caplog.at_level(logging.WARNING):
+        pseudo.relabel(embeddings, epoch=3)
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1 and warned[0].startswith("pseudo-labels at epoch 3")
+    assert "pseudo_min_silhouette" in warned[0] and "pseudo_neighbours" in warned[0]
+
+
+def test_well_clustered_target_does_not_warn(caplog):
+    embeddings, _ = speakers(4, 8, spread=0.05)
+    with caplog.at_level(logging.WARNING):
+        PseudoLabels(offset=0, neighbours=5).relabel(embeddings, epoch=3)
+    assert not [r for r in caplog.records if r.levelno == logging.WARNING]
+
+
+def test_the_speaker_head_grows_with_the_pseudo_speakers_and_a_checkpoint_restores_it(tmp_path):
+    torch.manual_seed(0)
+    pseudo = PseudoLabels(offset=3, epochs=[1])
+    head = MarginSoftmaxHead(GrowingClassifier(input_size=4, out_neurons=3),
+                             margin_softmax_loss(), pseudo)
+    optimizer = torch.optim.Adam(head.parameters(), lr=0.1)
+    weight = head.classifier.weight
+    source_rows = weight.detach().clone()
+
+    def step(target_ids):
+        loss, _ = head(torch.randn(2, 1, 4), torch.tensor([[0], [2]]), torch.randn(2, 1, 4),
+                       target_ids)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    step(["t0", "t1"])  # no pseudo-speakers yet: Adam has moments of 3 rows
+    source_rows = weight.detach().clone()
+    centroids = torch.nn.functional.normalize(torch.randn(5, 4), dim=-1)
+    pseudo.update({f"t{i}": i for i in range(5)}, n_speakers=5, epoch=1)
+    head.start_pseudo_speakers(centroids, optimizer)
+    assert head.classifier.weight is weight and weight.shape == (8, 4)
+    assert torch.equal(weight[:3], source_rows) and torch.equal(weight[3:], centroids)
+    assert all(m.shape == (8, 4) for m in optimizer.state[weight].values() if m.dim())
+    step(["t0", "t4"])  # the grown rows train
+    assert not torch.equal(weight[3], centroids[0]) and not torch.equal(weight[7], centroids[4])
+    head.start_pseudo_speakers(centroids[:2], optimizer)  # fewer: the rows stay
+    assert weight.shape == (8, 4)
+
+    Checkpointer(tmp_path, {"classifier": head.classifier, "optimizer": optimizer}).save_checkpoint()
+    fresh = GrowingClassifier(input_size=4, out_neurons=3)
+    fresh_optimizer = torch.optim.Adam(fresh.parameters(), lr=0.1)
+    Checkpointer(tmp_path, {"classifier": fresh, "optimizer": fresh_optimizer}).recover_if_possible()
+    assert torch.equal(fresh.weight, weight)
+    assert torch.equal(fresh_optimizer.state[fresh.weight]["exp_avg"],
+                       optimizer.state[weight]["exp_avg"])

@@ -1,0 +1,245 @@
+"""Target pseudo-labelling at the size of real target sets, on simulated embeddings.
+
+One clustering of the target training set (``PseudoLabels.cluster`` with the
+settings of ``hparams/common.yaml``) at 10^3, 10^4 and 10^5 utterances, with
+100 utterances per speaker on average (10, 100 and 1,000 speakers), beside the
+clustering of git revision ``--before`` (default 4a17c11: Ward linkage on
+dense distances, the eigengap of a dense Laplacian, between
+``pseudo_min_speakers`` 12 and ``pseudo_max_speakers`` 48), run on the same
+embeddings with its own defaults and with its upper bound at twice the true
+count; it is skipped where its dense matrices would not fit in memory.
+
+The embeddings are not well-separated Gaussians but have what makes real target
+sets hard:
+
+- utterances per speaker drawn from a log-normal (sigma 1): from a handful
+  to several hundred, as in VoxCeleb and CN-Celeb;
+- one offset shared by every embedding (the domain);
+- sessions: each speaker's utterances come from ``1 + Poisson(count / 15)``
+  sessions, each displaced in a 16-dimensional nuisance subspace, so that a
+  speaker's utterances form sub-clusters;
+- near-duplicate speakers: 10 % of the speakers are mixtures of another
+  speaker's centre (weight 0.8) and their own (0.6).
+
+The difficulty printed is the cosine EER of random same- and
+different-speaker pairs of the centred embeddings. Each measurement runs in a
+fresh subprocess, which reports its wall time, CPU time and peak resident
+memory (``ru_maxrss``: the process's, with the peak before the clustering,
+that of the interpreter, torch and the simulated embeddings).
+
+Run from the repository root (about 15 minutes on 2 CPU cores)::
+
+    .venv/bin/python benchmarks/bench_pseudo_labels.py [--sizes 1000 10000 100000] [--before 4a17c11]
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+# The subprocess imports this module beside the package it measures, so it
+# imports nothing of the repository at its top.
+ROOT = os.path.dirname(os.path.abspath(os.path.dirname(__file__)))
+
+DIM = 192
+UTTERANCES_PER_SPEAKER = 100
+SESSION_RANK, SESSION_VARIANCE, NOISE_VARIANCE = 16, 1.0, 2.0
+NEAR_DUPLICATES = 0.1
+# The former clustering holds several float64 n x n matrices: skipped above this.
+BEFORE_LIMIT = 20_000
+BEFORE = "4a17c11"
+
+# Run in the subprocess: simulate, cluster with the code under ``root``, report.
+CHILD = """
+import json, resource, sys, time
+sys.path.insert(0, sys.argv[1])
+sys.path.insert(1, sys.argv[2])
+import numpy as np, torch
+from bench_pseudo_labels import simulate, scores
+from sklearn.metrics import normalized_mutual_info_score
+size, method = int(sys.argv[3]), json.loads(sys.argv[4])
+vectors, speakers = simulate(size)
+embeddings = {str(i): torch.from_numpy(v) for i, v in enumerate(vectors)}
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+start, cpu = time.perf_counter(), time.process_time()
+if method["name"] == "now":
+    from local.model.pseudo_labels import PseudoLabels
+    labels, _, summary = PseudoLabels(offset=0, **method["settings"]).cluster(embeddings)
+else:
+    from local.model.pseudo_labels import cluster_pseudo_speakers
+    labels, _, summary = cluster_pseudo_speakers(embeddings, **method["settings"])
+seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+print(json.dumps({"seconds": seconds, "cpu": cpu, "clusters": summary["clusters"],
+                  "peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+                  "before_gb": before,
+                  **scores(labels, speakers)}))
+"""
+
+
+def simulate(size, seed=0):
+    """``size`` embeddings of ``size / 100`` simulated speakers (module docstring).
+
+    Arguments
+    ---------
+    size : int
+        Utterances (about; each speaker has at least 2).
+    seed : int
+        Draw seed.
+
+    Returns
+    -------
+    tuple
+        ``(embeddings [n, DIM] float32, speaker of each [n])``.
+    """
+    rng = np.random.default_rng(seed)
+    n_speakers = max(2, size // UTTERANCES_PER_SPEAKER)
+    weights = rng.lognormal(0, 1.0, n_speakers)
+    counts = np.maximum(2, np.round(weights / weights.sum() * size)).astype(int)
+    centres = rng.normal(size=(n_speakers, DIM)) / np.sqrt(DIM)
+    duplicates = int(NEAR_DUPLICATES * n_speakers)
+    if duplicates:
+        parents = rng.choice(n_speakers - duplicates, duplicates)
+        centres[-duplicates:] = 0.8 * centres[parents] + 0.6 * centres[-duplicates:]
+    nuisance = np.linalg.qr(rng.normal(size=(DIM, SESSION_RANK)))[0]
+    offset = rng.normal(size=DIM)
+    offset *= 2.0 / np.linalg.norm(offset)
+    vectors, speakers = [], []
+    for speaker, count in enumerate(counts):
+        sessions = 1 + rng.poisson(count / 15)
+        session = rng.normal(size=(sessions, SESSION_RANK)) @ nuisance.T
+        session *= np.sqrt(SESSION_VARIANCE / SESSION_RANK)
+        noise = rng.normal(size=(count, DIM)) * np.sqrt(NOISE_VARIANCE / DIM)
+        vectors.append(centres[speaker] + session[rng.integers(0, sessions, count)] + noise)
+        speakers += [speaker] * count
+    return (np.concatenate(vectors) + offset).astype(np.float32), np.array(speakers)
+
+
+def scores(labels, speakers):
+    """How a clustering's kept utterances agree with the true speakers.
+
+    Arguments
+    ---------
+    labels : dict
+        ``{str(index): pseudo-speaker}`` of the kept utterances.
+    speakers : numpy.ndarray
+        True speaker of every utterance.
+
+    Returns
+    -------
+    dict
+        ``kept`` fraction; ``nmi`` over the kept utterances; ``purity``: the
+        share of kept utterances in their cluster's most frequent speaker.
+    """
+    from sklearn.metrics import normalized_mutual_info_score
+
+    kept = np.array([int(utt) for utt in labels], dtype=int)
+    if len(kept) < 2:
+        return {"kept": len(kept) / len(speakers), "nmi": float("nan"), "purity": float("nan")}
+    clusters = np.array(list(labels.values()))
+    truth = speakers[kept]
+    pairs = np.unique(np.stack([clusters, truth], axis=1), axis=0, return_counts=True)
+    majority = {}
+    for (cluster, _), count in zip(*pairs):
+        majority[cluster] = max(majority.get(cluster, 0), count)
+    return {"kept": len(kept) / len(speakers),
+            "nmi": float(normalized_mutual_info_score(truth, clusters)),
+            "purity": sum(majority.values()) / len(kept)}
+
+
+def difficulty(size, pairs=200_000, seed=0):
+    """Cosine EER (%) of random same- and different-speaker pairs of the simulation."""
+    vectors, speakers = simulate(size)
+    units = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    units -= units.mean(axis=0)
+    units /= np.linalg.norm(units, axis=1, keepdims=True)
+    rng = np.random.default_rng(seed)
+    first = rng.integers(0, len(units), pairs)
+    order = np.argsort(speakers, kind="stable")
+    low = np.searchsorted(speakers[order], speakers[first], "left")
+    high = np.searchsorted(speakers[order], speakers[first], "right")
+    same = order[low + (rng.random(pairs) * (high - low)).astype(int)]
+    other = rng.integers(0, len(units), pairs)
+    from local.evaluation.metrics import eer
+
+    targets = (units[first] * units[same]).sum(1)[first != same]
+    nontargets = (units[first] * units[other]).sum(1)[speakers[first] != speakers[other]]
+    return 100 * eer(np.concatenate([targets, nontargets]),
+                     np.r_[np.ones(len(targets)), np.zeros(len(nontargets))])
+
+
+def former_code(folder, revision):
+    """The package as of ``revision`` (its ``local/``), written under ``folder``."""
+    files = subprocess.run(["git", "-C", ROOT, "ls-tree", "-r", "--name-only", revision, "local"],
+                           capture_output=True, text=True, check=True).stdout.split()
+    for name in files:
+        path = os.path.join(folder, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as fout:
+            fout.write(subprocess.run(["git", "-C", ROOT, "show", f"{revision}:{name}"],
+                                      capture_output=True, check=True).stdout)
+    return folder
+
+
+def measure(root, size, method):
+    """One clustering in a fresh subprocess; its report."""
+    result = subprocess.run(
+        [sys.executable, "-c", CHILD, root, os.path.join(ROOT, "benchmarks"), str(size),
+         json.dumps(method)], capture_output=True, text=True)
+    if result.returncode:
+        raise RuntimeError(result.stderr[-2000:])
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main():
+    """Print one line per size and method, then the ratios."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10**3, 10**4, 10**5])
+    parser.add_argument("--before", default=BEFORE)
+    args = parser.parse_args()
+    sys.path.insert(0, ROOT)
+    from benchmarks.common import machine
+    from local.settings import plain_values
+
+    common = plain_values(os.path.join(ROOT, "hparams", "common.yaml"))
+    now = {"name": "now", "settings": {
+        "neighbours": common["pseudo_neighbours"], "min_silhouette": common["pseudo_min_silhouette"],
+        "whiten": common["pseudo_whiten"], "whiten_ridge": common["whiten_ridge"]}}
+    print(machine())
+    print(f"settings: {now['settings']}")
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        before_root = former_code(folder, args.before)
+        for size in args.sizes:
+            n_speakers = size // UTTERANCES_PER_SPEAKER
+            print(f"\n{size} utterances, {n_speakers} speakers, cosine EER "
+                  f"{difficulty(size):.2f} %")
+            methods = [("now", ROOT, now)]
+            if size <= BEFORE_LIMIT:
+                former = {"min_silhouette": 0.1, "whiten_ridge": common["whiten_ridge"],
+                          "count": "eigengap"}
+                methods += [
+                    (f"{args.before}, 12-48", before_root, {"name": "before", "settings": {
+                        **former, "min_speakers": 12, "max_speakers": 48}}),
+                    (f"{args.before}, 2-{2 * n_speakers}", before_root, {"name": "before", "settings": {
+                        **former, "min_speakers": 2, "max_speakers": 2 * n_speakers}})]
+            for name, root, method in methods:
+                result = measure(root, size, method)
+                rows.append((size, name, result))
+                print(f"  {name:18s} {result['seconds']:7.1f} s wall {result['cpu']:7.1f} s CPU "
+                      f"{result['peak_gb']:5.2f} GB peak ({result['before_gb']:.2f} before)  clusters {result['clusters']:5d} "
+                      f"(true {n_speakers})  NMI {result['nmi']:.3f}  purity "
+                      f"{result['purity']:.3f}  kept {result['kept']:.3f}")
+    largest = max(args.sizes)
+    result = next(r for s, n, r in rows if s == largest and n == "now")
+    print(f"\nratios at {largest}: clusters / true speakers "
+          f"{result['clusters'] / (largest // UTTERANCES_PER_SPEAKER):.2f}; "
+          f"10^6 utterances, linear extrapolation of memory: {10 * result['peak_gb']:.1f} GB, "
+          f"exact neighbour search quadratic in time")
+
+
+if __name__ == "__main__":
+    main()
