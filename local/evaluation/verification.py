@@ -10,9 +10,11 @@ statistics, raw and normalised against the adapted cohort. With ``backend``,
 every list is also scored by PLDA back-ends (:mod:`local.evaluation.plda`) trained on the
 labelled source training embeddings: as trained (``plda``), adapted to the
 unlabelled target training embeddings (``plda_adapted``), and trained on
-source embeddings re-coloured to the target covariance (``coral_plda``), each
-also normalised against the cohort with ``score_norm``. No target speaker
-label is read. Every scored list gets a score file and a per-condition table;
+source embeddings re-coloured to the target covariance (``coral_plda``); or
+on the target's pseudo-speakers, found by clustering the unlabelled target
+training embeddings as training does (``plda_target``), alone or pooled with
+the source speakers (``plda_pooled``); each also normalised against the
+cohort with ``score_norm``. No target speaker label is read. Every scored list gets a score file and a per-condition table;
 one DET figure overlays all of them. Used at the end of ``train_dann.py`` and by
 ``evaluate.py``.
 """
@@ -33,7 +35,7 @@ from local.evaluation.scoring import score_trials
 
 SCORE_NORMS = (None, "snorm", "asnorm")
 COHORT_DOMAINS = ("source", "target")
-BACKENDS = ("plda", "plda_adapted", "coral_plda")
+BACKENDS = ("plda", "plda_adapted", "coral_plda", "plda_target", "plda_pooled")
 
 
 def _check_number(hparams, key, kind=(int, float), minimum=0):
@@ -142,7 +144,41 @@ def backend_forms(hparams, source, labels, target):
     if "coral_plda" in wanted:
         recoloured = coral(source, target, hparams["whiten_ridge"])
         forms["_coral_plda"] = PLDABackend(recoloured, labels, hparams["lda_dim"]).score_form
+    if "plda_target" in wanted or "plda_pooled" in wanted:
+        kept, speakers = target_pseudo_speakers(hparams, target)
+        if "plda_target" in wanted:
+            forms["_plda_target"] = PLDABackend(target[kept], speakers,
+                                                hparams["lda_dim"]).score_form
+        if "plda_pooled" in wanted:
+            forms["_plda_pooled"] = PLDABackend(torch.cat([source, target[kept]]),
+                                                list(labels) + speakers,
+                                                hparams["lda_dim"]).score_form
     return forms
+
+
+def target_pseudo_speakers(hparams, target):
+    """The unlabelled target embeddings' pseudo-speakers, found as training finds them.
+
+    Arguments
+    ---------
+    hparams : dict
+        ``pseudo_labels`` (:class:`local.model.pseudo_labels.PseudoLabels`,
+        whose clustering settings are used) and ``seed``.
+    target : torch.Tensor
+        ``[m, dim]`` target training embeddings.
+
+    Returns
+    -------
+    tuple
+        ``(kept, speakers)``: the indices of the embeddings that keep a
+        pseudo-speaker, and its name (``pseudo<k>``, no source speaker's) for each.
+    """
+    labels, _, summary = hparams["pseudo_labels"].cluster(
+        {str(i): vector for i, vector in enumerate(target)}, seed=hparams["seed"])
+    kept = [int(i) for i in labels]
+    print(f"Target pseudo-speakers for the back-end: {summary['clusters']} clusters, "
+          f"{len(kept)} of {len(target)} utterances kept")
+    return kept, [f"pseudo{labels[str(i)]}" for i in kept]
 
 
 def verify(embed, hparams, condition, eval_datasets, training, device, checkpoint):
@@ -157,7 +193,8 @@ def verify(embed, hparams, condition, eval_datasets, training, device, checkpoin
         ``cohort_domain``, ``cohort_size``, ``cohort_top_k``,
         ``backend_adaptation``, ``whiten_ridge``, ``backend``, ``lda_dim``,
         ``plda_within_scale``, ``plda_between_scale``,
-        ``backend_max_utterances``, ``seed``.
+        ``backend_max_utterances``, ``seed``, and ``pseudo_labels`` for the
+        back-ends on target pseudo-speakers.
     condition : dict
         Condition hparams: ``evaluation`` (``{name: {manifest, trials[,
         enrolment, min_dcf]}}``), where ``min_dcf`` lists the ``[p_target,

@@ -13,7 +13,8 @@ from local.errors import ManifestError
 from local.evaluation.backend import coral
 from local.evaluation.plda import PLDA, PLDABackend, class_covariances
 from local.evaluation.scoring import score_trials
-from local.evaluation.verification import check_score_norm
+from local.evaluation.verification import check_score_norm, target_pseudo_speakers
+from local.model.pseudo_labels import PseudoLabels
 from test_scoring import loop_scores, unit
 from test_verification import NORM, verify_demo
 
@@ -191,7 +192,8 @@ def test_too_few_utterances_for_the_dimensions_are_refused():
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"backend": ["lda"]}, r"backend must be a list of plda, plda_adapted, coral_plda \(or \[\]\); "
+    ({"backend": ["lda"]}, r"backend must be a list of plda, plda_adapted, coral_plda, plda_target, "
+                           r"plda_pooled \(or \[\]\); "
                            r"got \['lda'\]"),
     ({"backend": "plda"}, "backend must be a list of"),
     ({"lda_dim": 0}, "lda_dim must be an integer >= 1; got 0"),
@@ -205,8 +207,9 @@ def test_bad_backend_settings(change, message):
     check_score_norm(dict(NORM, backend=["plda", "coral_plda"]))
 
 
-BACKENDS = {"backend": ["plda", "plda_adapted", "coral_plda"], "lda_dim": 10,
-            "score_norm": "asnorm"}
+BACKENDS = {"backend": ["plda", "plda_adapted", "coral_plda", "plda_target", "plda_pooled"],
+            "lda_dim": 10, "score_norm": "asnorm",
+            "pseudo_labels": PseudoLabels(offset=0, neighbours=5, whiten=True)}
 
 
 @pytest.fixture(scope="module")
@@ -217,7 +220,8 @@ def verified(demo_corpus, tmp_path_factory):
 def test_one_run_reports_every_backend(verified):
     folder, results, _ = verified
     systems = [f"{name}{suffix}" for name in ("source", "target")
-               for backend in ("", "_plda", "_plda_adapted", "_coral_plda")
+               for backend in ("", "_plda", "_plda_adapted", "_coral_plda", "_plda_target",
+                               "_plda_pooled")
                for suffix in (backend, f"{backend}_asnorm")]
     assert list(results) == systems
     summary = pd.read_csv(os.path.join(folder, "verification", "summary.csv"))
@@ -229,7 +233,7 @@ def test_one_run_reports_every_backend(verified):
     assert results["source_plda"]["eer"] < results["source"]["eer"] - 0.1
     # Each back-end is its own system.
     scores = {system: pd.read_csv(os.path.join(folder, "verification", f"{system}_scores.txt"),
-                                  sep=" ", header=None)[2] for system in systems[8:]}
+                                  sep=" ", header=None)[2] for system in systems[12:]}
     assert len({round(float(s.iloc[0]), 6) for s in scores.values()}) == len(scores)
 
 
@@ -245,3 +249,14 @@ def test_target_speaker_labels_are_never_read(verified, demo_corpus, tmp_path):
         folder.mkdir()
         _, again, _ = verify_demo(demo_corpus, str(folder), str(target), **BACKENDS)
         assert again == results
+
+
+def test_the_target_backends_train_on_the_target_pseudo_speakers():
+    rng = np.random.default_rng(0)
+    truth = np.repeat(np.arange(4), 8)
+    target = torch.from_numpy(8 * np.eye(6)[truth] + rng.normal(size=(32, 6))).float()
+    hparams = {"pseudo_labels": PseudoLabels(offset=0, neighbours=5), "seed": 1}
+    kept, speakers = target_pseudo_speakers(hparams, target)
+    assert kept == list(range(32))  # well separated: every utterance keeps its speaker
+    assert len(set(speakers)) == 4 and all(name.startswith("pseudo") for name in speakers)
+    assert all(len({speakers[i] for i in range(s * 8, s * 8 + 8)}) == 1 for s in range(4))
