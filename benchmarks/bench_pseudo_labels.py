@@ -195,7 +195,7 @@ def measure(root, size, method):
 
 
 def main():
-    """Print one line per size and method, then the ratios."""
+    """Print one line per size and method, then the count ratio and the 10^6 estimate."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10**3, 10**4, 10**5])
     parser.add_argument("--before", default=BEFORE)
@@ -233,13 +233,16 @@ def main():
                       f"{result['peak_gb']:5.2f} GB peak ({result['before_gb']:.2f} before)  clusters {result['clusters']:5d} "
                       f"(true {n_speakers})  NMI {result['nmi']:.3f}  purity "
                       f"{result['purity']:.3f}  kept {result['kept']:.3f}")
-    largest = max(args.sizes)
-    result = next(r for s, n, r in rows if s == largest and n == "now")
-    print(f"\nratios at {largest}: clusters / true speakers "
-          f"{result['clusters'] / (largest // UTTERANCES_PER_SPEAKER):.2f}; "
-          f"10^6 utterances, linear extrapolation of memory: {10 * result['peak_gb']:.1f} GB, "
-          f"exact neighbour search quadratic in time")
-
+    now_rows = sorted((size, r) for size, name, r in rows if name == "now")
+    (small, first), (large, last) = now_rows[0], now_rows[-1]
+    print(f"\nat {large}: clusters / true speakers "
+          f"{last['clusters'] / (large // UTTERANCES_PER_SPEAKER):.2f}")
+    if large > small:
+        # Memory is linear in the utterances; the exact neighbour search's time is quadratic.
+        per_utterance = (last["peak_gb"] - first["peak_gb"]) / (large - small)
+        print(f"10^6 utterances, extrapolated from {small} and {large}: "
+              f"{first['peak_gb'] + per_utterance * (10**6 - small):.1f} GB peak; "
+              f"neighbour search about {(10**6 / large) ** 2:.0f} x its time at {large}")
 
 if __name__ == "__main__":
     main()

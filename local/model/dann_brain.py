@@ -1,7 +1,10 @@
 """The Brain of ``train_dann.py``: speaker loss on source, domain losses on both domains."""
 
+import gc
+
 import speechbrain as sb
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
 from local.evaluation.embed import compute_embeddings
 from local.model.adversaries import DomainItems
@@ -78,6 +81,28 @@ class DANNBrain(sb.Brain):
         if self.checkpointer is not None:
             for name, optimizer in recoverables.items():
                 self.checkpointer.add_recoverable(name, optimizer)
+
+    def on_fit_start(self):
+        """Brain's start (modules wrapped, optimisers built, checkpoint restored), then the
+        speaker head wrapped anew, since a restored checkpoint may have grown its classifier."""
+        super().on_fit_start()
+        self.rewrap_speaker_head()
+
+    def rewrap_speaker_head(self):
+        """Wrap the speaker head in a new DDP wrapper, which takes its current parameter sizes.
+
+        DDP keeps the sizes of the parameters it was built with, and the
+        classifier grows a row per new pseudo-speaker. The old wrapper goes
+        first: it holds the parameters' gradient accumulators, made for the old sizes.
+        """
+        head = self.modules.speaker_head
+        if isinstance(head, DistributedDataParallel):
+            module, device_ids = head.module, head.device_ids
+            self.modules.speaker_head = module
+            del head
+            gc.collect()
+            self.modules.speaker_head = DistributedDataParallel(
+                module, device_ids=device_ids, find_unused_parameters=self.find_unused_parameters)
 
     def fit(self, epoch_counter, train_set, *args, **kwargs):
         """Train on ``train_set``, a :class:`~local.data.dataio.PairedDataset` re-paired each epoch."""
@@ -224,6 +249,7 @@ class DANNBrain(sb.Brain):
                     if row.get("spk_id")}
         centroids, summary = pseudo.relabel(embeddings, epoch, speakers, self.hparams.seed)
         unwrapped(self.modules.speaker_head).start_pseudo_speakers(centroids, self.optimizer)
+        self.rewrap_speaker_head()
         self.hparams.train_logger.log_stats(
             stats_meta={"epoch": epoch, "pseudo-labels": "target clustering"},
             train_stats=summary)
