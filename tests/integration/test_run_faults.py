@@ -4,6 +4,7 @@ import hashlib
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -12,7 +13,8 @@ import yaml
 
 import evaluate
 from local.errors import ManifestError
-from tests.integration.test_train_dann import TINY, train
+from local.model.checkpoints import STAGING
+from tests.integration.test_train_dann import TINY, logged, train
 from tests.unit.test_run_folder import holding_process
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -128,3 +130,35 @@ def test_resume_skips_a_truncated_newest_checkpoint(demo_corpus, trained, run, c
     assert results == trained[1]
     assert f"Skipping the checkpoint {newest}: embedding_model.ckpt is truncated" in caplog.text
 
+
+def run_until(moment, folder, demo_corpus, *extra):
+    """:mod:`tests.integration.killed_run` in a process of its own, on one thread."""
+    return subprocess.run(
+        [sys.executable, "-m", "tests.integration.killed_run", *moment,
+         *argv(demo_corpus, folder, *extra)],
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
+        env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+@pytest.mark.slow
+def test_run_killed_at_any_moment_resumes_to_the_same_result(demo_corpus, tmp_path):
+    # Every domain path, pseudo-labels in epoch 2, checkpoints every 4 of the 15 steps.
+    args = ("--number_of_epochs=2", "--ckpt_interval_steps=4", "--adv_weight=0.3",
+            "--adv_warmup=0", "--mmd_weight=0.3", "--pseudo_label_epochs=[2]",
+            "--pseudo_max_speakers=20")
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    assert run_until(["never"], whole, demo_corpus, *args).returncode == 0
+    # In a training step after an intra-epoch checkpoint; while the end-of-epoch
+    # checkpoint is written; in epoch 2 before its first checkpoint.
+    for moment in (["step", "1", "6"], ["save", "1"], ["step", "2", "3"]):
+        done = run_until(moment, killed, demo_corpus, *args)
+        assert done.returncode == -signal.SIGKILL, (moment, done.stderr[-3000:])
+        if moment[0] == "save":  # the half-written checkpoint is staged, not a checkpoint
+            assert list((killed / "save" / STAGING).glob("CKPT*/embedding_model.ckpt"))
+    done = run_until(["never"], killed, demo_corpus, *args)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Took over the lock" in done.stderr
+    for name in ("summary.csv", "source_scores.txt", "target_scores.txt"):
+        assert (killed / "verification" / name).read_bytes() == \
+            (whole / "verification" / name).read_bytes(), name
+    assert logged(killed, "loss")[-1] == logged(whole, "loss")[-1]
