@@ -16,6 +16,7 @@ those of :data:`FREE_KEYS` and of the keys it is told to accept
 """
 
 import atexit
+import contextlib
 import datetime
 import difflib
 import fcntl
@@ -142,7 +143,8 @@ def release_run_folders():
     """Remove and release every lock that this process holds (at the end of a command, and at exit)."""
     while _HELD:
         folder, handle = _HELD.popitem()
-        os.remove(os.path.join(folder, LOCK_FILE))  # while the flock is still held
+        with contextlib.suppress(FileNotFoundError):  # the folder may be gone
+            os.remove(os.path.join(folder, LOCK_FILE))  # while the flock is still held
         handle.close()
 
 
