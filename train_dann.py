@@ -20,6 +20,7 @@ in the layout SpeechBrain's ``SpeakerRecognition.from_hparams`` loads, to its
 import gc
 import os
 import shutil
+import sys
 
 from local.environment import check_installation
 
@@ -53,7 +54,14 @@ from local.model.dann_brain import DANNBrain
 from local.model.distributed import unwrapped
 from local.model.ssl_frontend import save_layer_weights
 from local.provenance import write_provenance
-from local.settings import load_condition, load_model_hparams, model_text, plain_values
+from local.run_folder import accept_settings, hold_run_folder, release_run_folders
+from local.settings import (
+    load_condition,
+    load_model_hparams,
+    model_text,
+    plain_values,
+    run_settings,
+)
 
 def dataio_prep(hparams, condition, device="cpu"):
     """Paired training set, speaker label encoder, evaluation and cohort datasets.
@@ -130,13 +138,21 @@ def dataio_prep(hparams, condition, device="cpu"):
             "training_utterances": utterances}
 
 
-def prepare_experiment(argv=None):
+def prepare_experiment(argv=None, training=True):
     """Parse the command line, prepare the condition's data, and build the Brain.
+
+    Before anything is written into the run's folder, its lock is taken and
+    the settings are checked against those of its checkpoints
+    (:mod:`local.run_folder`).
 
     Arguments
     ---------
     argv : list of str, optional
         Command line (default ``sys.argv[1:]``).
+    training : bool
+        True for a training run, whose settings become the run's
+        (``hyperparams.yaml``); False for an evaluation of a trained run,
+        which needs a checkpoint and writes its own (``evaluate_hyperparams.yaml``).
 
     Returns
     -------
@@ -157,9 +173,16 @@ def prepare_experiment(argv=None):
     overrides["n_speakers"] = len(set(classes))
     hparams = load_model_hparams(hparams_file, overrides)
     check_score_norm(hparams)
+    if not training and not hparams["checkpointer"].list_checkpoints():
+        sys.exit(f"No checkpoint in {hparams['save_folder']}: train the system first "
+                 "(python train_dann.py with the same hparams and overrides).")
+    if sb.utils.distributed.if_main_process():
+        hold_run_folder(hparams["output_folder"])
+        accept_settings(hparams, run_settings(hparams_file, overrides), training)
     sb.create_experiment_directory(experiment_directory=hparams["output_folder"])
     sb.utils.distributed.main_process_only(save_settings)(
-        hparams_file, overrides, condition_file, hparams["output_folder"])
+        hparams_file, overrides, condition_file, hparams["output_folder"],
+        "" if training else "evaluate_")
     sb.utils.distributed.main_process_only(write_provenance)(
         condition, hparams["output_folder"], os.path.dirname(os.path.abspath(__file__)))
 
@@ -173,8 +196,8 @@ def prepare_experiment(argv=None):
     return brain, hparams, condition, data
 
 
-def save_settings(hparams_file, overrides, condition_file, folder):
-    """Write the run's whole model settings (``hyperparams.yaml``) and its ``condition.yaml``.
+def save_settings(hparams_file, overrides, condition_file, folder, prefix=""):
+    """Write the whole model settings (``hyperparams.yaml``) and the ``condition.yaml`` of a command.
 
     Arguments
     ---------
@@ -186,12 +209,15 @@ def save_settings(hparams_file, overrides, condition_file, folder):
         The condition file, copied.
     folder : str
         The run's output folder.
+    prefix : str
+        Of the file names: ``""`` for the training run's own, ``"evaluate_"``
+        for an evaluation's, which leaves the run's untouched.
     """
     resolved = resolve_references(model_text(hparams_file), overrides).getvalue()
-    with open(os.path.join(folder, "hyperparams.yaml"), "w", encoding="utf-8") as out:
+    with open(os.path.join(folder, f"{prefix}hyperparams.yaml"), "w", encoding="utf-8") as out:
         out.write(f"# {os.path.abspath(hparams_file)} on its bases, with the run's overrides\n"
                   f"# yamllint disable\n{resolved}")
-    shutil.copy(condition_file, os.path.join(folder, "condition.yaml"))
+    shutil.copy(condition_file, os.path.join(folder, f"{prefix}condition.yaml"))
 
 
 def train_loader_options(hparams, pairs):
@@ -258,19 +284,25 @@ def evaluate(brain, hparams, condition, data):
 
 
 def main(argv=None):
-    """Prepare the condition, train, verify, and export the model (``<output_folder>/model``)."""
-    brain, hparams, condition, data = prepare_experiment(argv)
-    brain.fit(hparams["epoch_counter"], data["train_pairs"],
-              train_loader_kwargs=train_loader_options(hparams, data["train_pairs"]))
-    layer_sum = getattr(unwrapped(brain.modules.frontend), "layer_sum", None)
-    if layer_sum is not None:
-        sb.utils.distributed.main_process_only(save_layer_weights)(
-            layer_sum, hparams["output_folder"])
-    results = evaluate(brain, hparams, condition, data)
-    # After the evaluation, whose scores give the model its operating point.
-    sb.utils.distributed.main_process_only(export_model)(
-        hparams["output_folder"], checkpoints_dir=brain.checkpointer.checkpoints_dir,
-        trial_lists=list(condition["evaluation"]))
+    """Prepare the condition, train, verify, and export the model (``<output_folder>/model``).
+
+    The run's folder is locked from the start (:func:`prepare_experiment`) to the end.
+    """
+    try:
+        brain, hparams, condition, data = prepare_experiment(argv)
+        brain.fit(hparams["epoch_counter"], data["train_pairs"],
+                  train_loader_kwargs=train_loader_options(hparams, data["train_pairs"]))
+        layer_sum = getattr(unwrapped(brain.modules.frontend), "layer_sum", None)
+        if layer_sum is not None:
+            sb.utils.distributed.main_process_only(save_layer_weights)(
+                layer_sum, hparams["output_folder"])
+        results = evaluate(brain, hparams, condition, data)
+        # After the evaluation, whose scores give the model its operating point.
+        sb.utils.distributed.main_process_only(export_model)(
+            hparams["output_folder"], checkpoints_dir=brain.checkpointer.checkpoints_dir,
+            trial_lists=list(condition["evaluation"]))
+    finally:
+        release_run_folders()
     return results
 
 

@@ -39,12 +39,12 @@ import pandas as pd
 import ruamel.yaml
 import torch
 from hyperpyyaml import dump_hyperpyyaml, load_hyperpyyaml
-from speechbrain.utils.checkpoints import Checkpointer
 
 from local.cli import command, option
 from local.errors import fail
 from local.evaluation.metrics import eer, eer_threshold
 from local.evaluation.report import read_scores
+from local.model.checkpoints import CompleteCheckpointer
 
 # The modules of the training hparams that inference needs, as named there
 # (the classifier when the run has one).
@@ -234,7 +234,7 @@ def export_model(run_folder, model_folder=None, checkpoints_dir=None, trial_list
                             if run.get(name) is not None)
     modules = load_hyperpyyaml(definitions)
     checkpoints_dir = checkpoints_dir or save_folder
-    checkpoint = Checkpointer(checkpoints_dir, recoverables=modules).recover_if_possible()
+    checkpoint = CompleteCheckpointer(checkpoints_dir, recoverables=modules).recover_if_possible()
     if checkpoint is None:
         fail(checkpoints_dir, "no checkpoint to export",
              fix="train the system first (python train_dann.py with the run's hparams)")

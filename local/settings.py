@@ -14,6 +14,7 @@ destination.
 """
 
 import io
+import json
 import os
 import re
 import sys
@@ -21,6 +22,7 @@ import sys
 import ruamel.yaml
 import yaml
 from hyperpyyaml import load_hyperpyyaml
+from hyperpyyaml.core import recursive_update
 
 from local.errors import fail
 
@@ -113,6 +115,56 @@ class _KeysOnly(yaml.SafeLoader):
 
 
 _KeysOnly.add_multi_constructor("!", lambda loader, suffix, node: None)
+
+
+def run_settings(path, overrides):
+    """Every top-level setting of a model file on its bases, with the overrides, unresolved.
+
+    What defines a run, in a form that compares: a ``!ref`` stays a
+    reference, so that ``--lr`` is one change and not also one of each value
+    that refers to it, and an object is its tag and its arguments
+    (``{"!new:...ECAPA_TDNN": {...}}``). Keys that run on load (``__set_seed``)
+    are left out.
+
+    Arguments
+    ---------
+    path : str
+        A model hparams file.
+    overrides : dict
+        ``{key: value}`` overrides, applied as hyperpyyaml applies them.
+
+    Returns
+    -------
+    dict
+        Plain JSON values, as :func:`json.load` reads them back.
+
+    Example
+    -------
+    >>> settings = run_settings("hparams/dann_fbank.yaml", {"lr": 0.01})
+    >>> settings["lr"], settings["disc_lr"], list(settings["frontend"])
+    (0.01, {'!ref': '<lr>'}, ['!new:local.model.fbank_frontend.FbankFrontend'])
+    """
+    settings = yaml.load(model_text(path), Loader=_Tagged) or {}
+    recursive_update(settings, overrides)
+    return json.loads(json.dumps({key: value for key, value in settings.items()
+                                  if not key.startswith("__")}))
+
+
+class _Tagged(yaml.SafeLoader):
+    """Reads a hyperpyyaml file's tagged values as ``{tag: value}``."""
+
+
+def _tagged(loader, suffix, node):
+    if isinstance(node, yaml.MappingNode):
+        value = loader.construct_mapping(node, deep=True)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_scalar(node)
+    return {f"!{suffix}": value}
+
+
+_Tagged.add_multi_constructor("!", _tagged)
 
 
 def load_condition(overrides, hparams_file):

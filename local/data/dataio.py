@@ -15,6 +15,42 @@ from local.errors import fail
 # that make one: a speaker, or a speaker saying a phrase (text-dependent
 # training, as in SdSV task 1 systems).
 SPEAKER_LABELS = {"spk_id": ("spk_id",), "spk_phrase": ("spk_id", "phrase")}
+# The random streams of a run (random_seed): each training crop's, each training step's.
+CROP_STREAM, STEP_STREAM = 0, 1
+
+
+def random_seed(seed, stream, epoch, index):
+    """A torch seed for item or step ``index`` of ``epoch`` in one of a run's random streams.
+
+    Drawn from all four numbers, so that every crop and every step has its
+    own seed whatever came before it: a run resumed at any step draws what an
+    uninterrupted one draws. (The key has a fixed length: numpy's SeedSequence
+    gives ``[1]`` and ``[1, 0]`` the same state.)
+
+    Arguments
+    ---------
+    seed : int
+        The run's seed.
+    stream : int
+        ``CROP_STREAM`` or ``STEP_STREAM``.
+    epoch : int
+        Epoch number.
+    index : int
+        Item index in the epoch's pairs, or step number.
+
+    Returns
+    -------
+    int
+        For ``torch.manual_seed``.
+
+    Example
+    -------
+    >>> random_seed(1986, CROP_STREAM, 1, 0) == random_seed(1986, CROP_STREAM, 1, 0)
+    True
+    >>> random_seed(1986, CROP_STREAM, 1, 0) == random_seed(1986, STEP_STREAM, 1, 0)
+    False
+    """
+    return int(np.random.SeedSequence([seed, stream, epoch, index]).generate_state(1, np.uint64)[0])
 
 
 def manifest_dataset(csv_path, check_audio=True):
@@ -232,8 +268,10 @@ class PairedDataset(torch.utils.data.Dataset):
     SpeechBrain batches one dataset at a time; domain-adversarial training
     needs a labelled source batch and an unlabelled target batch per step.
     The length is that of the longer set. The pairing is a permutation drawn
-    from ``seed`` and the epoch (:meth:`set_epoch`), so a run resumed from a
-    checkpoint sees the same pairs as one that was never interrupted.
+    from ``seed`` and the epoch (:meth:`set_epoch`), and the random crops of
+    pair ``index`` from ``(seed, epoch, index)`` (:func:`random_seed`),
+    whichever process or loader worker reads it, so a run resumed from a
+    checkpoint sees the same pairs and crops as one that was never interrupted.
 
     With ``source_batches``, the source items come in the order of its
     batches instead (speakers x utterances for GE2E), and the length is its
@@ -274,6 +312,7 @@ class PairedDataset(torch.utils.data.Dataset):
         epoch : int
             Epoch number; the pairing depends on it and on the seed only.
         """
+        self.epoch = epoch
         rng = np.random.default_rng([self.seed, epoch])
         length = len(self)
         if self.source_batches is None:
@@ -308,10 +347,14 @@ class PairedDataset(torch.utils.data.Dataset):
         return -(-len(self.source_batches) // world)
 
     def __getitem__(self, index):
-        return (
-            self.source[int(self.source_index[index])],
-            self.target[int(self.target_index[index])],
-        )
+        # The crops draw from torch's random state: seeded for this pair, and
+        # given back as it was, so that the training step's draws are untouched.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(random_seed(self.seed, CROP_STREAM, self.epoch, index))
+            return (
+                self.source[int(self.source_index[index])],
+                self.target[int(self.target_index[index])],
+            )
 
 
 class SpeakerBatchSampler(torch.utils.data.Sampler):

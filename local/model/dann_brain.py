@@ -6,6 +6,7 @@ import speechbrain as sb
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from local.data.dataio import STEP_STREAM, random_seed
 from local.evaluation.embed import compute_embeddings
 from local.model.adversaries import DomainItems
 from local.model.distributed import unwrapped, wrap_in_ddp
@@ -147,6 +148,9 @@ class DANNBrain(sb.Brain):
         A GAN's come before the encoder's loss is computed against it; with
         gradient reversal, any beyond the joint loss's follow the optimisers' step.
         """
+        # Dropout and any other draw of the step, from (seed, epoch, step) alone.
+        torch.manual_seed(random_seed(self.hparams.seed, STEP_STREAM,
+                                      self.hparams.epoch_counter.current, self.step))
         should_step = self.step % self.grad_accumulation_factor == 0
         self.on_fit_batch_start(batch, should_step)
         with self.no_sync(not should_step):
@@ -218,9 +222,11 @@ class DANNBrain(sb.Brain):
         return min(1.0, done / (self.hparams.number_of_epochs * self.steps_per_epoch))
 
     def on_stage_start(self, stage, epoch=None):
-        """Re-cluster the target; re-draw the pairing and random state from (seed, epoch).
+        """Re-cluster the target; re-draw the pairing from (seed, epoch).
 
-        So a run resumed at an epoch boundary draws the crops and dropout of an uninterrupted one.
+        With the crops drawn per pair and the steps' random state per step
+        (:func:`~local.data.dataio.random_seed`), a run resumed at any
+        checkpoint trains as an uninterrupted one.
         """
         if stage != sb.Stage.TRAIN:
             return
@@ -228,7 +234,6 @@ class DANNBrain(sb.Brain):
         if epoch in pseudo.epochs and pseudo.epoch != epoch:
             self.update_pseudo_labels(epoch)
         self.train_pairs.set_epoch(epoch)
-        torch.manual_seed(self.hparams.seed * 1000 + epoch)
 
     def update_pseudo_labels(self, epoch):
         """Cluster all target training utterances with the current model.

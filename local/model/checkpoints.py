@@ -1,0 +1,188 @@
+"""SpeechBrain's Checkpointer, with checkpoints that are complete or not used.
+
+SpeechBrain writes a checkpoint's ``CKPT.yaml`` first, into the folder that
+makes it a checkpoint, and then each parameter file: a kill or a full disk
+during a save leaves a newest checkpoint that every resume picks and fails
+on. :class:`CompleteCheckpointer` keeps SpeechBrain's saving and loading and
+changes two things around them. A checkpoint is saved into a staging folder
+(``<checkpoints_dir>/.saving``, which no listing reads) and renamed into place
+once every file is written. And the listing that picks a checkpoint to load
+(or to keep) leaves out any checkpoint, such as one written by SpeechBrain's
+own Checkpointer or damaged on disk, whose parameter files are not all there
+and readable, with a warning naming it.
+"""
+
+import errno
+import logging
+import os
+import shutil
+import zipfile
+
+import torch
+from speechbrain.utils.checkpoints import Checkpoint, Checkpointer
+from speechbrain.utils.distributed import if_main_process
+
+from local.errors import fail
+
+logger = logging.getLogger(__name__)
+
+STAGING = ".saving"
+# torch.save reports a failed write as a RuntimeError without errno ("enforce
+# fail at inline_container.cc"); below this much free space it is a full disk.
+FULL_BELOW_BYTES = 1 << 20
+
+
+class CompleteCheckpointer(Checkpointer):
+    """A ``speechbrain.utils.checkpoints.Checkpointer`` whose checkpoints are complete or ignored.
+
+    Arguments
+    ---------
+    *args, **kwargs
+        As for SpeechBrain's ``Checkpointer``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder, model = tempfile.mkdtemp(), torch.nn.Linear(2, 2)
+    >>> saved = CompleteCheckpointer(folder, {"model": model}).save_checkpoint()
+    >>> sorted(os.listdir(folder)), sorted(os.listdir(saved.path))
+    (['CKPT+...'], ['CKPT.yaml', 'model.ckpt'])
+    >>> open(saved.paramfiles["model"], "wb").close()  # damaged
+    >>> CompleteCheckpointer(folder, {"model": model}).list_checkpoints()
+    []
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.problems = {}  # {file: its problem, or None}, each file read once
+        self.skipped = set()  # the incomplete checkpoints warned about
+
+    def save_checkpoint(self, meta={}, end_of_epoch=True, name=None, verbosity=logging.INFO):
+        """Save as SpeechBrain does, into the staging folder, then rename it into place.
+
+        Arguments
+        ---------
+        meta, end_of_epoch, name, verbosity
+            As for ``Checkpointer.save_checkpoint``.
+
+        Returns
+        -------
+        Checkpoint or None
+            The saved checkpoint (None on processes other than the main one).
+
+        Raises
+        ------
+        ManifestError
+            When the disk is full, naming the folder.
+        """
+        final_dir = self.checkpoints_dir
+        staging = final_dir / STAGING
+        if if_main_process() and staging.exists():
+            logger.warning("Removing %s, a checkpoint whose save was interrupted", staging)
+            shutil.rmtree(staging)
+        # SpeechBrain's saving and naming, into a folder that no listing reads.
+        self.checkpoints_dir = staging
+        try:
+            staged = super().save_checkpoint(meta, end_of_epoch, name, logging.DEBUG)
+        except (OSError, RuntimeError) as error:
+            _raise_if_disk_full(error, final_dir, staging)
+            raise
+        finally:
+            self.checkpoints_dir = final_dir
+        if staged is None:
+            return None
+        path = _free_name(final_dir, staged.path.name)
+        os.rename(staged.path, path)
+        staging.rmdir()
+        paramfiles = {key: path / file.name for key, file in staged.paramfiles.items()}
+        for file in paramfiles.values():
+            self.problems[file] = None
+        logger.log(verbosity, "Saved a checkpoint in %s", path)
+        return Checkpoint(path, staged.meta, paramfiles)
+
+    def list_checkpoints(self):
+        """The checkpoints whose every file is there and readable; the others are named in a warning.
+
+        Returns
+        -------
+        list
+            ``Checkpoint`` namedtuples, as SpeechBrain's.
+        """
+        complete = []
+        for checkpoint in super().list_checkpoints():
+            problem = self.problem(checkpoint)
+            if problem is None:
+                complete.append(checkpoint)
+            elif checkpoint.path not in self.skipped:
+                self.skipped.add(checkpoint.path)
+                logger.warning("Skipping the checkpoint %s: %s. A resume continues from the "
+                               "newest complete one; remove this folder once it is not needed.",
+                               checkpoint.path, problem)
+        return complete
+
+    def problem(self, checkpoint):
+        """Why ``checkpoint`` cannot be loaded by this checkpointer, or None.
+
+        Arguments
+        ---------
+        checkpoint : Checkpoint
+            A checkpoint of this folder.
+
+        Returns
+        -------
+        str or None
+            The first missing, empty or unreadable file.
+        """
+        for name in self.recoverables:
+            if (name not in checkpoint.paramfiles and not self.allow_partial_load
+                    and not self.optional_recoverables.get(name)):
+                return f"it has no {name}.ckpt"
+        for file in checkpoint.paramfiles.values():
+            if file not in self.problems:
+                self.problems[file] = _file_problem(file)
+            if self.problems[file] is not None:
+                return self.problems[file]
+        return None
+
+
+def _file_problem(path):
+    """Why a parameter file cannot be read, or None.
+
+    A torch archive (a zip file) is opened with ``torch.load`` as SpeechBrain
+    loads it, memory-mapped so that a large model is not read whole; other
+    files (SpeechBrain writes counters and states as text) must not be empty.
+    """
+    if os.path.getsize(path) == 0:
+        return f"{path.name} is empty"
+    with open(path, "rb") as file:
+        is_archive = file.read(4) == b"PK\x03\x04"
+    if not is_archive:
+        return None
+    if not zipfile.is_zipfile(path):
+        return f"{path.name} is truncated (no end of its archive)"
+    try:
+        torch.load(path, map_location="cpu", mmap=True)
+    except Exception as error:  # whatever torch raises for an unreadable archive
+        return f"{path.name} cannot be loaded: {str(error).splitlines()[0]}"
+    return None
+
+
+def _free_name(folder, name):
+    """``folder / name``, with a suffix if a checkpoint saved in the same second took it."""
+    path, suffix = folder / name, 1
+    while path.exists():
+        path, suffix = folder / f"{name}-{suffix}", suffix + 1
+    return path
+
+
+def _raise_if_disk_full(error, folder, staging):
+    """On a full disk, remove the partial save and fail naming the folder."""
+    full = getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
+    if not full and staging.exists():
+        full = shutil.disk_usage(staging).free < FULL_BELOW_BYTES
+    shutil.rmtree(staging, ignore_errors=True)
+    if full:
+        fail(folder, f"the disk is full: a checkpoint could not be written ({error})",
+             fix=f"free space on the disk of {folder}, or pass --save_folder= a folder on "
+                 "another disk; the checkpoints saved before are intact, and a resume "
+                 "continues from the newest")

@@ -1,0 +1,164 @@
+"""Runs that survive faults: a second run into a folder, a damaged checkpoint, other settings."""
+
+import hashlib
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+import evaluate
+from local.errors import ManifestError
+from local.model.checkpoints import STAGING
+from tests.integration.test_train_dann import TINY, logged, train
+from tests.unit.test_run_folder import holding_process
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ONE_EPOCH = ["--number_of_epochs=1"]
+
+
+@pytest.fixture(scope="module")
+def trained(demo_corpus, tmp_path_factory):
+    """A finished one-epoch run: ``(folder, results)``."""
+    folder = tmp_path_factory.mktemp("trained") / "run"
+    return folder, train(demo_corpus, folder, *ONE_EPOCH)
+
+
+@pytest.fixture
+def run(trained, tmp_path):
+    """A copy of the finished run, for a test to resume or damage."""
+    folder = tmp_path / "run"
+    shutil.copytree(trained[0], folder)
+    return folder
+
+
+def contents(folder):
+    """``{path: sha256}`` of every file under ``folder``."""
+    return {os.path.relpath(os.path.join(root, name), folder):
+            hashlib.sha256(open(os.path.join(root, name), "rb").read()).hexdigest()
+            for root, _, names in os.walk(folder) for name in names}
+
+
+def argv(demo_corpus, folder, *extra, hparams="hparams/dann_fbank.yaml"):
+    return [hparams, f"--data_folder={os.path.dirname(demo_corpus['eval'])}",
+            f"--output_folder={folder}", *TINY, *extra]
+
+
+def test_second_run_into_a_held_folder_is_refused_and_changes_nothing(demo_corpus, run):
+    before = contents(run)
+    holder = holding_process(run)
+    try:
+        done = subprocess.run([sys.executable, "train_dann.py",
+                               *argv(demo_corpus, run, *ONE_EPOCH)],
+                              cwd=ROOT, capture_output=True, text=True)
+    finally:
+        holder.stdin.close()
+        holder.wait()
+    assert done.returncode == 1
+    assert (f"\n{run}: another run writes into this folder: the run of PID {holder.pid} on "
+            in done.stderr)
+    assert "Fix: wait until that run ends" in done.stderr and "Traceback" not in done.stderr
+    assert contents(run) == before  # the holder's lock went with it
+
+
+def test_resume_with_other_settings_is_refused_listing_them(demo_corpus, run):
+    before = contents(run)
+    with pytest.raises(ManifestError, match=r"run_settings.json: the run's checkpoints were "
+                                            r"trained with other settings:\n  seed: 1986 -> 5\n"
+                                            r"  lr: 0.002 -> 0.0001\nFix: .*"
+                                            r"--allow_changed=\[seed, lr\]"):
+        train(demo_corpus, run, *ONE_EPOCH, "--lr=0.0001", "--seed=5")
+    assert contents(run) == before  # hyperparams.yaml and the log included
+
+
+def test_resume_with_another_emb_dim_is_refused_before_loading(demo_corpus, run):
+    with pytest.raises(ManifestError, match=r"other settings:\n  emb_dim: 32 -> 64\n"):
+        train(demo_corpus, run, *ONE_EPOCH, "--emb_dim=64")
+
+
+def test_allowed_change_resumes_and_becomes_the_runs_setting(demo_corpus, run):
+    with pytest.raises(ManifestError, match=r"number_of_epochs: 1 -> 2\n"):
+        train(demo_corpus, run, "--number_of_epochs=2")
+    train(demo_corpus, run, "--number_of_epochs=2", "--allow_changed=[number_of_epochs]")
+    with open(run / "train_log.txt") as log:
+        assert [line.split(" - ")[0] for line in log if line.startswith("epoch")] == \
+            ["epoch: 1", "epoch: 2"]  # resumed: epoch 2 alone was trained
+    with open(run / "hyperparams.yaml") as saved:
+        assert "number_of_epochs: 2\n" in saved.read()
+    train(demo_corpus, run, "--number_of_epochs=2")  # the record has the accepted value
+
+
+def test_evaluate_writes_its_own_settings_and_leaves_the_runs(demo_corpus, trained, run):
+    hyperparams = (run / "hyperparams.yaml").read_bytes()
+    results = evaluate.main(argv(demo_corpus, run, *ONE_EPOCH, "--score_norm=snorm",
+                                 "--cohort_size=50"))
+    assert results["target"] == trained[1]["target"]
+    assert (run / "hyperparams.yaml").read_bytes() == hyperparams
+    with open(run / "evaluate_hyperparams.yaml") as saved:
+        assert "\nscore_norm: snorm\n" in saved.read()
+
+
+def test_evaluate_with_another_model_file_is_refused(demo_corpus, run, tmp_path):
+    # Another model: the run's with another attention width in the encoder.
+    text = open(os.path.join(ROOT, "hparams", "dann_fbank.yaml")).read()
+    encoder = text[text.index("embedding_model:"):]
+    model = tmp_path / "other.yaml"
+    model.write_text(f"base: {ROOT}/hparams/dann_fbank.yaml\nmodel_name: other\n"
+                     + encoder.replace("attention_channels: 64", "attention_channels: 32"))
+    before = contents(run)
+    with pytest.raises(ManifestError, match=r"other settings:\n  model_name: \"dann_fbank\" -> "
+                                            r"\"other\"\n  embedding_model: .*\"attention_channels"
+                                            r"\": 64.* -> .*\"attention_channels\": 32"):
+        evaluate.main(argv(demo_corpus, run, *ONE_EPOCH, hparams=str(model)))
+    assert contents(run) == before
+
+
+def test_resume_skips_a_truncated_newest_checkpoint(demo_corpus, trained, run, caplog):
+    complete, = (run / "save").glob("CKPT*")
+    newest = run / "save" / f"{complete.name}-newer"
+    shutil.copytree(complete, newest)
+    meta = yaml.safe_load((complete / "CKPT.yaml").read_text())
+    (newest / "CKPT.yaml").write_text(yaml.dump({**meta, "unixtime": meta["unixtime"] + 60}))
+    weights = (newest / "embedding_model.ckpt").read_bytes()
+    (newest / "embedding_model.ckpt").write_bytes(weights[:len(weights) // 2])
+    with caplog.at_level(logging.WARNING):
+        results = train(demo_corpus, run, *ONE_EPOCH)
+    assert results == trained[1]
+    assert f"Skipping the checkpoint {newest}: embedding_model.ckpt is truncated" in caplog.text
+
+
+def run_until(moment, folder, demo_corpus, *extra):
+    """:mod:`tests.integration.killed_run` in a process of its own, on one thread."""
+    return subprocess.run(
+        [sys.executable, "-m", "tests.integration.killed_run", *moment,
+         *argv(demo_corpus, folder, *extra)],
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
+        env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+@pytest.mark.slow
+def test_run_killed_at_any_moment_resumes_to_the_same_result(demo_corpus, tmp_path):
+    # Every domain path, pseudo-labels in epoch 2, checkpoints every 4 of the 15 steps.
+    args = ("--number_of_epochs=2", "--ckpt_interval_steps=4", "--adv_weight=0.3",
+            "--adv_warmup=0", "--mmd_weight=0.3", "--pseudo_label_epochs=[2]",
+            "--pseudo_max_speakers=20")
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    assert run_until(["never"], whole, demo_corpus, *args).returncode == 0
+    # In a training step after an intra-epoch checkpoint; while the end-of-epoch
+    # checkpoint is written; in epoch 2 before its first checkpoint.
+    for moment in (["step", "1", "6"], ["save", "1"], ["step", "2", "3"]):
+        done = run_until(moment, killed, demo_corpus, *args)
+        assert done.returncode == -signal.SIGKILL, (moment, done.stderr[-3000:])
+        if moment[0] == "save":  # the half-written checkpoint is staged, not a checkpoint
+            assert list((killed / "save" / STAGING).glob("CKPT*/embedding_model.ckpt"))
+    done = run_until(["never"], killed, demo_corpus, *args)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Took over the lock" in done.stderr
+    for name in ("summary.csv", "source_scores.txt", "target_scores.txt"):
+        assert (killed / "verification" / name).read_bytes() == \
+            (whole / "verification" / name).read_bytes(), name
+    assert logged(killed, "loss")[-1] == logged(whole, "loss")[-1]

@@ -1,0 +1,109 @@
+"""Checkpoints that are complete or ignored: staged saves, skipped damaged checkpoints, a full disk."""
+
+import errno
+import logging
+import os
+import time
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from local.errors import ManifestError
+from local.model import checkpoints
+from local.model.checkpoints import STAGING, CompleteCheckpointer
+
+
+def saved_twice(folder):
+    """Two checkpoints of a model, the first at weight 1 and the second at weight 2."""
+    model = torch.nn.Linear(1, 1, bias=False)
+    checkpointer = CompleteCheckpointer(folder, {"model": model})
+    torch.nn.init.constant_(model.weight, 1.0)
+    first = checkpointer.save_checkpoint(meta={"unixtime": time.time() - 10})
+    torch.nn.init.constant_(model.weight, 2.0)
+    second = checkpointer.save_checkpoint()
+    return model, first, second
+
+
+def test_saves_in_the_same_second_are_separate_checkpoints(tmp_path):
+    _, first, second = saved_twice(tmp_path)
+    assert first.path != second.path
+    assert sorted(os.listdir(tmp_path)) == sorted([first.path.name, second.path.name])
+
+
+def test_resume_skips_a_truncated_newest_checkpoint_and_names_it(tmp_path, caplog):
+    model, first, second = saved_twice(tmp_path)
+    data = second.paramfiles["model"].read_bytes()
+    second.paramfiles["model"].write_bytes(data[:len(data) // 2])
+    torch.nn.init.constant_(model.weight, 0.0)
+    with caplog.at_level(logging.WARNING):
+        loaded = CompleteCheckpointer(tmp_path, {"model": model}).recover_if_possible()
+    assert loaded.path == first.path
+    assert model.weight.detach().item() == 1.0
+    assert f"Skipping the checkpoint {second.path}: model.ckpt is truncated" in caplog.text
+
+
+@pytest.mark.parametrize("damage, problem", [
+    (lambda ckpt: ckpt.paramfiles["model"].unlink(), "it has no model.ckpt"),
+    (lambda ckpt: ckpt.paramfiles["model"].write_bytes(b""), "model.ckpt is empty"),
+])
+def test_checkpoint_without_a_readable_file_is_skipped(tmp_path, caplog, damage, problem):
+    model, first, second = saved_twice(tmp_path)
+    damage(second)
+    with caplog.at_level(logging.WARNING):
+        assert CompleteCheckpointer(tmp_path, {"model": model}).find_checkpoint() == first
+    assert problem in caplog.text
+
+
+def test_interrupted_save_leaves_no_checkpoint_and_is_cleaned_by_the_next(tmp_path, monkeypatch):
+    model, first, second = saved_twice(tmp_path)
+    before = sorted(os.listdir(tmp_path))
+    original = torch.save
+
+    def killed_half_way(obj, path, *args, **kwargs):
+        original(obj, path, *args, **kwargs)
+        raise KeyboardInterrupt  # after the first file of the save
+
+    checkpointer = CompleteCheckpointer(tmp_path, {"model": model, "other": torch.nn.Linear(1, 1)})
+    monkeypatch.setattr(torch, "save", killed_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        checkpointer.save_checkpoint()
+    monkeypatch.setattr(torch, "save", original)
+    assert sorted(os.listdir(tmp_path)) == sorted(before + [STAGING])
+    assert CompleteCheckpointer(tmp_path, {"model": model}).find_checkpoint() == second
+    third = checkpointer.save_checkpoint()
+    assert sorted(os.listdir(tmp_path)) == sorted(before + [third.path.name])
+
+
+def test_full_disk_during_a_save_says_so_and_keeps_the_earlier_checkpoint(tmp_path, monkeypatch):
+    model, first, second = saved_twice(tmp_path)
+    data = {ckpt: ckpt.paramfiles["model"].read_bytes() for ckpt in (first, second)}
+
+    def full(obj, path, *args, **kwargs):
+        with open(path, "wb") as out:
+            out.write(b"PK\x03\x04 partial")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(ManifestError, match=rf"{tmp_path}: the disk is full: a checkpoint could "
+                                            r"not be written .*\nFix: free space"):
+        CompleteCheckpointer(tmp_path, {"model": model}).save_checkpoint()
+    assert not (tmp_path / STAGING).exists()
+    assert {ckpt: ckpt.paramfiles["model"].read_bytes() for ckpt in (first, second)} == data
+    assert CompleteCheckpointer(tmp_path, {"model": model}).find_checkpoint() == second
+
+
+@pytest.mark.parametrize("free, full", [(0, True), (10 << 30, False)])
+def test_torchs_failed_write_is_a_full_disk_only_without_free_space(tmp_path, monkeypatch, free,
+                                                                   full):
+    model, _, _ = saved_twice(tmp_path)
+
+    def failed_write(obj, path, *args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
+
+    monkeypatch.setattr(torch, "save", failed_write)
+    monkeypatch.setattr(checkpoints.shutil, "disk_usage", lambda path: SimpleNamespace(free=free))
+    expected = (ManifestError, "the disk is full") if full else (RuntimeError, "unexpected pos")
+    with pytest.raises(expected[0], match=expected[1]):
+        CompleteCheckpointer(tmp_path, {"model": model}).save_checkpoint()
+    assert not (tmp_path / STAGING).exists()

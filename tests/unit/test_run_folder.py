@@ -1,0 +1,81 @@
+"""One writer per run folder, and the comparison of a run's settings with its record."""
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from local.errors import ManifestError
+from local.run_folder import (
+    LOCK_FILE,
+    changed_settings,
+    hold_run_folder,
+    holder,
+    release_run_folders,
+)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# Takes the lock of argv[1], says so, and holds it until its input closes.
+HOLDER = ("import sys; from local.run_folder import hold_run_folder; "
+          "hold_run_folder(sys.argv[1]); print('held', flush=True); sys.stdin.read()")
+
+
+def holding_process(folder):
+    process = subprocess.Popen([sys.executable, "-c", HOLDER, str(folder)], cwd=ROOT,
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline() == "held\n"
+    return process
+
+
+def test_folder_held_by_another_process_is_refused_naming_it(tmp_path):
+    process = holding_process(tmp_path)
+    try:
+        with pytest.raises(ManifestError, match=rf"{tmp_path}: another run writes into this "
+                                                rf"folder: the run of PID {process.pid} on "):
+            hold_run_folder(tmp_path)
+        assert holder(tmp_path / LOCK_FILE)["pid"] == process.pid
+    finally:
+        process.stdin.close()
+        process.wait()
+    assert not os.path.exists(tmp_path / LOCK_FILE)  # released at its exit
+    hold_run_folder(tmp_path)
+    release_run_folders()
+
+
+def test_lock_of_a_killed_run_is_taken_over_with_a_warning(tmp_path, caplog):
+    process = holding_process(tmp_path)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert holder(tmp_path / LOCK_FILE)["pid"] == process.pid  # left behind
+    with caplog.at_level(logging.WARNING):
+        hold_run_folder(tmp_path)
+    try:
+        assert f"Took over the lock of the run of PID {process.pid}" in caplog.text
+        assert holder(tmp_path / LOCK_FILE)["pid"] == os.getpid()
+    finally:
+        release_run_folders()
+
+
+def test_lock_left_by_another_host_is_refused(tmp_path):
+    (tmp_path / LOCK_FILE).write_text(json.dumps(
+        {"pid": 1, "host": "elsewhere", "started": "2026-01-01T00:00:00+00:00"}))
+    with pytest.raises(ManifestError, match=r"is locked by the run of PID 1 on elsewhere.*\n"
+                                            rf"Fix: remove {tmp_path / LOCK_FILE} if that run"):
+        hold_run_folder(tmp_path)
+
+
+def test_allow_changed_naming_no_setting_names_the_closest():
+    with pytest.raises(ManifestError, match=r"--allow_changed names \['numbr_of_epochs'\].*\n"
+                                            r"Fix: numbr_of_epochs: did you mean number_of_epochs"):
+        changed_settings({"number_of_epochs": 2}, {"number_of_epochs": 3}, "numbr_of_epochs",
+                         "r.json")
+
+
+def test_settings_that_the_weights_never_depend_on_may_change():
+    assert changed_settings({"num_workers": 2, "score_norm": None, "lr": 0.1},
+                            {"num_workers": 0, "score_norm": "asnorm", "lr": 0.1}, [],
+                            "r.json") == {}
