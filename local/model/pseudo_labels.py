@@ -102,11 +102,36 @@ def cluster_pseudo_speakers(embeddings, neighbours=10, min_silhouette=0.3, white
     number[kept] = np.arange(len(kept))
     new = np.where(confident, number[clusters], -1)
     labels = {utt: int(label) for utt, label in zip(ids, new) if label >= 0}
-    centroids = torch.zeros(len(kept), units.shape[1], dtype=torch.float64)
     members = torch.from_numpy(new >= 0)
-    centroids.index_add_(0, torch.from_numpy(new[new >= 0]), units[members])
-    centroids = torch.nn.functional.normalize(centroids, dim=-1).float()
+    centroids = mean_directions(units[members], torch.from_numpy(new[new >= 0]), len(kept))
     return labels, centroids, clustering_summary(clusters, silhouettes, len(labels))
+
+
+def mean_directions(units, clusters, count):
+    """Unit-length mean of each cluster's unit vectors.
+
+    Arguments
+    ---------
+    units : torch.Tensor
+        ``[n, dim]`` unit vectors.
+    clusters : torch.Tensor
+        ``[n]`` long, each vector's cluster in ``[0, count)``.
+    count : int
+        Clusters.
+
+    Returns
+    -------
+    torch.Tensor
+        ``[count, dim]`` float32.
+
+    Example
+    -------
+    >>> mean_directions(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]]), torch.tensor([0, 0, 1]), 2)
+    tensor([[0.7071, 0.7071],
+            [1.0000, 0.0000]])
+    """
+    sums = torch.zeros(count, units.shape[1], dtype=units.dtype).index_add_(0, clusters, units)
+    return torch.nn.functional.normalize(sums, dim=-1).float()
 
 
 def check_neighbours(neighbours):
@@ -433,11 +458,9 @@ class PseudoLabels:
         labels = {utt: number[speakers[utt]] for utt in embeddings}
         units = torch.nn.functional.normalize(torch.stack(
             [torch.as_tensor(embeddings[u]).double() for u in embeddings]), dim=-1)
-        centroids = torch.zeros(len(names), units.shape[1], dtype=torch.float64).index_add_(
-            0, torch.tensor(list(labels.values())), units)
         clusters = np.array(list(labels.values()))
-        summary = clustering_summary(clusters, np.ones(len(clusters)), len(labels))
-        return labels, torch.nn.functional.normalize(centroids, dim=-1).float(), summary
+        centroids = mean_directions(units, torch.from_numpy(clusters), len(names))
+        return labels, centroids, clustering_summary(clusters, np.ones(len(clusters)), len(labels))
 
     def update(self, labels, n_speakers, epoch):
         """Replace the labels with those of a new clustering.
