@@ -144,8 +144,7 @@ def run_until(moment, folder, demo_corpus, *extra):
 def test_run_killed_at_any_moment_resumes_to_the_same_result(demo_corpus, tmp_path):
     # Every domain path, pseudo-labels in epoch 2, checkpoints every 4 of the 15 steps.
     args = ("--number_of_epochs=2", "--ckpt_interval_steps=4", "--adv_weight=0.3",
-            "--adv_warmup=0", "--mmd_weight=0.3", "--pseudo_label_epochs=[2]",
-            "--pseudo_max_speakers=20")
+            "--adv_warmup=0", "--mmd_weight=0.3", "--pseudo_label_epochs=[2]")
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     assert run_until(["never"], whole, demo_corpus, *args).returncode == 0
     # In a training step after an intra-epoch checkpoint; while the end-of-epoch
