@@ -1,4 +1,8 @@
-"""Reading manifest rows as 16 kHz waveforms."""
+"""Reading manifest rows as 16 kHz waveforms, and the key of what a row's waveform is."""
+
+import hashlib
+import json
+import os
 
 import torch
 import torchaudio
@@ -92,3 +96,47 @@ def load_random_crop(wav, start, stop, sample_rate, seconds, target_rate=TARGET_
     wanted = int(round(seconds * target_rate))
     repeats = -(-wanted // signal.numel())
     return signal.repeat(repeats)[:wanted]
+
+
+def signal_key(row):
+    """A digest of what a manifest row's waveform is made of: its file as it is now, and its span.
+
+    The file counts by its absolute path, size and modification and change
+    times (how ``make`` and ``rsync`` tell a changed file, without reading
+    it), so that a cache keyed by it is not reused after the audio was
+    replaced under the same ID; the span by ``start``, ``stop`` and
+    ``sample_rate``. A file that cannot be found gets a key too: reading it
+    names it.
+
+    Arguments
+    ---------
+    row : dict
+        A manifest row: ``wav``, ``start``, ``stop``, ``sample_rate``.
+
+    Returns
+    -------
+    str
+        16 hex digits.
+
+    Example
+    -------
+    >>> import tempfile, soundfile, numpy
+    >>> path = os.path.join(tempfile.mkdtemp(), "a.wav")
+    >>> soundfile.write(path, numpy.zeros(800), 8000)
+    >>> row = {"wav": path, "start": 0, "stop": 800, "sample_rate": 8000}
+    >>> before = signal_key(row)
+    >>> before == signal_key(row), before == signal_key(dict(row, stop=400))
+    (True, False)
+    >>> soundfile.write(path, numpy.ones(800) * 0.1, 8000)
+    >>> before == signal_key(row)
+    False
+    """
+    path = os.path.abspath(row["wav"])
+    try:
+        stat = os.stat(path)
+        identity = [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns]
+    except OSError:
+        identity = None
+    text = json.dumps([path, int(row["start"]), int(row["stop"]), int(row["sample_rate"]),
+                       identity])
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]

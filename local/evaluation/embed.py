@@ -1,10 +1,13 @@
 """Embedding every distinct utterance of an evaluation manifest once."""
 
+import hashlib
 import os
 
 import torch
 from speechbrain.dataio.batch import PaddedBatch
 from tqdm import tqdm
+
+from local.data.audio import signal_key
 
 
 def length_sorted_batches(lengths, batch_size):
@@ -92,7 +95,8 @@ def compute_embeddings(embed, dataset, batch_size=16, device="cpu", cache_path=N
         Where to run.
     cache_path : str, optional
         When given, embeddings are loaded from it if it exists and saved to
-        it otherwise (a ``torch.save`` dict ``{ID: tensor}``).
+        it otherwise (a ``torch.save`` dict ``{ID: tensor}``); name it with
+        :func:`content_key`, so that other audio is never read from it.
     ids : list of str, optional
         Embed only these items.
     batching : str
@@ -130,5 +134,42 @@ def compute_embeddings(embed, dataset, batch_size=16, device="cpu", cache_path=N
         vectors = embed(batch.sig.data, batch.sig.lengths).squeeze(1).cpu()
         embeddings.update(zip(batch.id, vectors))
     if cache_path:
-        torch.save(embeddings, cache_path)
+        # Under another name first: an interrupted run leaves no truncated cache.
+        torch.save(embeddings, f"{cache_path}.partial")
+        os.replace(f"{cache_path}.partial", cache_path)
     return embeddings
+
+
+def content_key(dataset, ids=None):
+    """A digest of the waveforms of ``dataset``'s items (or those of ``ids``), for cache names.
+
+    It changes with the rows (their IDs, files and spans) and with the audio
+    files themselves (:func:`local.data.audio.signal_key`), so that an
+    embedding cache named with it is never reused for other audio.
+
+    Arguments
+    ---------
+    dataset : DynamicItemDataset
+        Items with the manifest's ``wav``, ``start``, ``stop``, ``sample_rate``.
+    ids : list of str, optional
+        Only these items (default all).
+
+    Returns
+    -------
+    str
+        16 hex digits.
+
+    Example
+    -------
+    >>> from speechbrain.dataio.dataset import DynamicItemDataset
+    >>> rows = {"u1": {"wav": "a.wav", "start": 0, "stop": 3, "sample_rate": 16000},
+    ...         "u2": {"wav": "a.wav", "start": 3, "stop": 6, "sample_rate": 16000}}
+    >>> key = content_key(DynamicItemDataset(rows))
+    >>> key == content_key(DynamicItemDataset(rows), ["u2", "u1"]) != content_key(
+    ...     DynamicItemDataset(rows), ["u1"])
+    True
+    """
+    digest = hashlib.sha256()
+    for utt in sorted(dataset.data_ids if ids is None else ids):
+        digest.update(f"{utt} {signal_key(dataset.data[utt])}\n".encode("utf-8"))
+    return digest.hexdigest()[:16]
