@@ -53,7 +53,14 @@ from local.model.dann_brain import DANNBrain
 from local.model.distributed import unwrapped
 from local.model.ssl_frontend import save_layer_weights
 from local.provenance import write_provenance
-from local.settings import load_condition, load_model_hparams, model_text, plain_values
+from local.settings import (
+    check_device,
+    check_trainable,
+    load_condition,
+    load_model_hparams,
+    model_text,
+    plain_values,
+)
 
 def dataio_prep(hparams, condition, device="cpu"):
     """Paired training set, speaker label encoder, evaluation and cohort datasets.
@@ -144,6 +151,7 @@ def prepare_experiment(argv=None):
         ``(brain, hparams, condition, data)``, ``data`` as from :func:`dataio_prep`.
     """
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    check_device(run_opts.get("device"))
     sb.utils.distributed.ddp_init_group(run_opts)
     condition_file, condition, overrides = load_condition(overrides, hparams_file)
     for prepare in condition["prepare"]:
@@ -155,6 +163,7 @@ def prepare_experiment(argv=None):
                               speaker_label({**plain_values(hparams_file), **overrides}),
                               condition["source_train"])
     overrides["n_speakers"] = len(set(classes))
+    check_trainable(hparams_file, overrides, condition)
     hparams = load_model_hparams(hparams_file, overrides)
     check_score_norm(hparams)
     sb.create_experiment_directory(experiment_directory=hparams["output_folder"])

@@ -200,6 +200,50 @@ def test_bad_override_on_the_command_line_is_a_message_not_a_traceback(script, t
     assert "Fix: pass a number" in done.stderr and "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize("setting, message", [
+    # 240 source and 240 target utterances: 240 pairs an epoch.
+    ("--batch_size=241", r"hparams/dann_fbank.yaml: --batch_size=241 is more than the 240 "
+                         r"training pairs of an epoch \(240 source, 240 target utterances\): no "
+                         r"step would run\nFix: pass --batch_size=240 or less"),
+    ("--batch_size=0", r"--batch_size=0 trains nothing\nFix: pass an integer of at least 1, "
+                       r"such as --batch_size=16"),
+    ("--number_of_epochs=0", r"--number_of_epochs=0 trains nothing\nFix: .* "
+                             r"--number_of_epochs=8"),
+    ("--number_of_epochs=-1", "--number_of_epochs=-1 trains nothing"),
+    ("--crop_seconds=0", r"--crop_seconds=0 is shorter than the shortest input the models "
+                         r"take, min_embed_seconds \(0.5\)\nFix: pass --crop_seconds=0.5 or more"),
+    (f"--device=cuda:{torch.cuda.device_count()}",
+     rf"--device=cuda:{torch.cuda.device_count()}: this machine has "
+     rf"{torch.cuda.device_count()} CUDA GPUs that torch can use\nFix: pass --device=cpu"),
+    ("--numbr_of_epochs=3", r"hparams/dann_fbank.yaml: --numbr_of_epochs is not a setting of "
+                            r"it or of .*recipes/demo/condition.yaml\nFix: did you mean "
+                            r"--number_of_epochs\?$"),
+])
+def test_a_run_that_could_not_train_is_refused_before_any_work(demo_corpus, tmp_path, setting,
+                                                               message):
+    with pytest.raises(ManifestError, match=message):
+        train(demo_corpus, tmp_path, setting)
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("removed, message", [
+    ("prepare:\n    - !name:data_prep.demo.prepare_demo\n        save_folder: !ref <data_folder>\n"
+     "        seed: !ref <demo_seed>\n",
+     r"condition.yaml: condition file without prepare\nFix: name the condition, its prepare "
+     r"steps \(\[\] when the manifests exist\)"),
+    ("        trials: !ref <data_folder>/trials_source.txt\n",
+     r"condition.yaml: trial list source of evaluation without trials\nFix: give each"),
+])
+def test_a_condition_file_without_a_required_key_names_it(demo_corpus, tmp_path, removed,
+                                                          message):
+    text = open("recipes/demo/condition.yaml").read()
+    assert removed in text
+    (tmp_path / "condition.yaml").write_text(text.replace(removed, ""))
+    with pytest.raises(ManifestError, match=message):
+        train(demo_corpus, tmp_path / "run", f"--condition={tmp_path / 'condition.yaml'}")
+    assert not os.path.exists(tmp_path / "run")
+
+
 def test_exponent_notation_without_a_dot_is_the_number_it_means():
     overrides = {"lr": "5e-4", "weight_decay": "-1E+2", "number_of_epochs": "2e1",
                  "margin": "2e-1", "model_name": "1e3"}  # a name stays a name
