@@ -66,7 +66,8 @@ def dataio_prep(hparams, condition, device="cpu"):
     """Paired training set, speaker label encoder, evaluation and cohort datasets.
 
     Every manifest, trial list and enrolment table is validated here, before
-    any training, so that a bad trial list fails in seconds.
+    any training, so that a bad trial list, or one that scores training
+    speakers, fails in seconds.
 
     Arguments
     ---------
@@ -89,7 +90,9 @@ def dataio_prep(hparams, condition, device="cpu"):
         cohort, the PLDA back-ends and the target's pseudo-labelling).
     """
     for spec in condition["evaluation"].values():
-        validate(spec["manifest"], spec["trials"], spec.get("enrolment"), check_audio=False)
+        validate(spec["manifest"], spec["trials"], spec.get("enrolment"), check_audio=False,
+                 train_manifests=[condition["source_train"], condition["target_train"]],
+                 allow_speaker_overlap=hparams["allow_speaker_overlap"])
     eval_manifests = dict.fromkeys(spec["manifest"] for spec in condition["evaluation"].values())
     if hparams["check_audio"]:
         # Once per manifest version, by the main process; the others wait for it.

@@ -332,6 +332,22 @@ def test_bad_trial_list_fails_before_training(demo_corpus, tmp_path):
     assert not os.path.exists(tmp_path / "run" / "save" / "label_encoder.txt")
 
 
+def test_evaluation_speakers_in_the_training_data_fail_before_training(demo_corpus, tmp_path):
+    leaked = tmp_path / "target_train.csv"
+    pd.concat([pd.read_csv(demo_corpus["target_train"]),
+               pd.read_csv(demo_corpus["target_eval"])[:2]]).to_csv(leaked, index=False)
+    with pytest.raises(ManifestError, match=(
+            r"trials_target.txt: 1 speakers and 2 audio files of these trials are in the "
+            r"training manifest .*target_train.csv\n  speaker tare000: 2 training utterances")):
+        train(demo_corpus, tmp_path / "run", f"--target_train={leaked}")
+    assert not os.path.exists(tmp_path / "run" / "save" / "label_encoder.txt")
+    data_folder = os.path.dirname(demo_corpus["eval"])
+    _, hparams, _, _ = train_dann.prepare_experiment([
+        "hparams/dann_fbank.yaml", f"--data_folder={data_folder}", f"--target_train={leaked}",
+        f"--output_folder={tmp_path}/allowed", "--allow_speaker_overlap=True", *TINY])
+    assert hparams["allow_speaker_overlap"] is True
+
+
 def test_audio_is_checked_once_per_manifest_by_the_main_process(demo_corpus, tmp_path,
                                                                 monkeypatch):
     evaluation = {name: {"manifest": demo_corpus["eval"], "trials": demo_corpus[f"trials_{name}"]}
