@@ -92,7 +92,8 @@ def dataio_prep(hparams, condition, device="cpu"):
     for spec in condition["evaluation"].values():
         validate(spec["manifest"], spec["trials"], spec.get("enrolment"), check_audio=False,
                  train_manifests=[condition["source_train"], condition["target_train"]],
-                 allow_speaker_overlap=hparams["allow_speaker_overlap"])
+                 allow_speaker_overlap=hparams["allow_speaker_overlap"],
+                 embed_seconds=(hparams["min_embed_seconds"], hparams["max_embed_seconds"]))
     eval_manifests = dict.fromkeys(spec["manifest"] for spec in condition["evaluation"].values())
     if hparams["check_audio"]:
         # Once per manifest version, by the main process; the others wait for it.

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pandas as pd
 
+from local.data.audio import check_lengths
 from local.data.manifest_io import _read_numbered_trials, _trial_lines, read_enrolment, read_manifest
 from local.data.schema import DURATION_TOLERANCE_S, audio_info
 from local.errors import ManifestError, fail
@@ -159,7 +160,7 @@ def check_manifest_audio_once(manifest_path, workers=None):
 
 
 def validate(manifest_path, trials_path=None, enrolment_path=None, check_audio=True,
-             train_manifests=(), allow_speaker_overlap=False):
+             train_manifests=(), allow_speaker_overlap=False, embed_seconds=(None, None)):
     """Check a manifest, optionally a trial list and enrolment table, and the audio.
 
     Arguments
@@ -179,6 +180,10 @@ def validate(manifest_path, trials_path=None, enrolment_path=None, check_audio=T
         (:func:`check_speaker_overlap`).
     allow_speaker_overlap : bool
         Warn of a shared speaker instead of refusing it.
+    embed_seconds : tuple
+        ``(min_embed_seconds, max_embed_seconds)``: the rows the trials
+        score (all rows without trials) are embedded whole, and must last
+        that long (:func:`local.data.audio.check_lengths`; None: no limit).
 
     Returns
     -------
@@ -234,6 +239,9 @@ def validate(manifest_path, trials_path=None, enrolment_path=None, check_audio=T
         used = {*sides["test"][1], *enrolled[~enrolled.isin(list(models))],
                 *(utt for model in enrolled[enrolled.isin(list(models))] for utt in models[model])}
         scored = manifest[manifest["ID"].isin(used)]
+    seconds = (scored["stop"] - scored["start"]) / scored["sample_rate"]
+    check_lengths(seconds.set_axis(scored["ID"] + " (" + scored["wav"] + ")"), manifest_path,
+                  *embed_seconds)
     for train_path in train_manifests:
         check_speaker_overlap(train_path, scored, trials_path or manifest_path,
                               allow_speaker_overlap)

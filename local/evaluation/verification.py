@@ -154,7 +154,8 @@ def verify(embed, hparams, condition, eval_datasets, training, device, checkpoin
     embed : callable
         ``embed(wavs, wav_lens) -> [batch, 1, dim]``, in evaluation mode.
     hparams : dict
-        Model hparams: ``output_folder``, ``eval_batch_size``, ``score_norm``,
+        Model hparams: ``output_folder``, ``eval_batch_size``,
+        ``min_embed_seconds``, ``max_embed_seconds``, ``score_norm``,
         ``cohort_domain``, ``cohort_size``, ``cohort_top_k``,
         ``backend_adaptation``, ``whiten_ridge``, ``backend``, ``lda_dim``,
         ``plda_within_scale``, ``plda_between_scale``,
@@ -197,7 +198,8 @@ def verify(embed, hparams, condition, eval_datasets, training, device, checkpoin
         key = content_key(dataset, ids)
         cache = os.path.join(folder, f"embeddings_{name}_{checkpoint}_{key}.pt")
         return compute_embeddings(embed, dataset, hparams["eval_batch_size"], device,
-                                  cache_path=cache, ids=ids)
+                                  cache_path=cache, ids=ids, limits=(
+                                      hparams["min_embed_seconds"], hparams["max_embed_seconds"]))
 
     # A manifest's cache is named after the first trial list that uses it:
     # manifests of different corpora may share a file name (eval.csv).

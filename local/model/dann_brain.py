@@ -216,8 +216,9 @@ class DANNBrain(sb.Brain):
         pseudo = self.hparams.pseudo_labels
         ids = pseudo.utterances_to_cluster(self.target_utterances.data_ids, self.hparams.seed, epoch)
         self.modules.eval()
-        embeddings = compute_embeddings(self.embed, self.target_utterances,
-                                        self.hparams.eval_batch_size, self.device, ids=ids)
+        embeddings = compute_embeddings(
+            self.embed, self.target_utterances, self.hparams.eval_batch_size, self.device,
+            ids=ids, limits=(self.hparams.min_embed_seconds, self.hparams.max_embed_seconds))
         centroids, summary = pseudo.relabel(embeddings, epoch)
         unwrapped(self.modules.speaker_head).start_pseudo_speakers(centroids, self.optimizer)
         self.hparams.train_logger.log_stats(

@@ -16,10 +16,12 @@ import torch
 
 import train_dann
 from local import settings
+from local.data.validation import check_manifest_audio_once
 from local.errors import ManifestError
 from local.model.epoch_statistics import EpochStatistics
 from local.model.ssl_frontend import SSLFrontend
 from tests.conftest import TINY_SSL, TINY_SSL_DIM
+from tests.unit.test_verification import copied_manifest
 
 # A tiny model, scored with raw cosine only (the recipe rows run the default back-end too).
 TINY = ["--channels=[32, 32, 32, 32, 96]", "--emb_dim=32", "--n_mels=40",
@@ -346,6 +348,29 @@ def test_evaluation_speakers_in_the_training_data_fail_before_training(demo_corp
         "hparams/dann_fbank.yaml", f"--data_folder={data_folder}", f"--target_train={leaked}",
         f"--output_folder={tmp_path}/allowed", "--allow_speaker_overlap=True", *TINY])
     assert hparams["allow_speaker_overlap"] is True
+
+
+def test_audio_truncated_after_the_stamped_check_is_named_when_read(demo_corpus, tmp_path):
+    manifest, table = copied_manifest(demo_corpus["target_eval"], str(tmp_path / "audio"))
+    assert check_manifest_audio_once(manifest)
+    wav = table["wav"][3]
+    with open(wav, "r+b") as audio:
+        audio.truncate(1000)
+    assert not check_manifest_audio_once(manifest)  # the stamp vouches for the audio as it was
+    evaluation = {"target": {"manifest": manifest, "trials": demo_corpus["trials_target"]}}
+    with pytest.raises(ManifestError, match=rf"{wav}: has \d+ samples from sample 0 on, where "
+                                            r"the manifest's row needs \d+"):
+        train(demo_corpus, tmp_path / "run", f"--evaluation={json.dumps(evaluation)}", *SHORT,
+              tiny=[t for t in TINY if not t.startswith("--check_audio")])
+
+
+def test_evaluation_utterances_shorter_than_the_models_take_fail_before_training(demo_corpus,
+                                                                                 tmp_path):
+    # The demo's shortest evaluation utterances last 0.81 s.
+    with pytest.raises(ManifestError, match=r"source_eval.csv: \d+ inputs are shorter than "
+                                            r"min_embed_seconds \(1.0 s\)"):
+        train(demo_corpus, tmp_path, "--min_embed_seconds=1.0", "--crop_seconds=1.0")
+    assert not os.path.exists(tmp_path / "save" / "label_encoder.txt")
 
 
 def test_audio_is_checked_once_per_manifest_by_the_main_process(demo_corpus, tmp_path,

@@ -165,6 +165,15 @@ def test_missing_audio_file(corpus):
     validate(manifest, check_audio=False)
 
 
+def test_a_wav_path_that_is_a_folder_is_named_as_one(corpus):
+    folder, manifest, _ = corpus
+    (folder / "spkB_2.wav").unlink()
+    (folder / "spkB_2.wav").mkdir()
+    with pytest.raises(ManifestError, match=r"spkB_2: .*spkB_2.wav: is a folder, not an audio "
+                                            r"file\n"):
+        validate(manifest)
+
+
 def test_relative_wav_is_read_from_the_current_directory(corpus, tmp_path_factory, monkeypatch):
     folder, manifest, _ = corpus
     table = pd.read_csv(manifest)

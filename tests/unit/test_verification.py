@@ -16,7 +16,8 @@ from local.evaluation.verification import check_score_norm, cohort_subset, verif
 
 NORM = {"score_norm": None, "cohort_domain": "target", "cohort_size": 50, "cohort_top_k": 10,
         "backend_adaptation": None, "whiten_ridge": 0.1, "backend": [], "lda_dim": 150,
-        "plda_within_scale": 0.3, "plda_between_scale": 0.7, "backend_max_utterances": 20000}
+        "plda_within_scale": 0.3, "plda_between_scale": 0.7, "backend_max_utterances": 20000,
+        "min_embed_seconds": 0.5, "max_embed_seconds": 600}
 
 
 class CountingEmbedder:
