@@ -5,11 +5,13 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
 import pandas as pd
 import pytest
+import soundfile
 
 import speechbrain as sb
 import torch
@@ -124,6 +126,30 @@ def test_evaluate_reproduces_the_run_from_its_checkpoint(runs, demo_corpus, monk
                                "target_plda_adapted", "target_plda_adapted_asnorm"}
     assert normalised["target"] == results["target"]
     assert os.path.isfile(os.path.join(folder, "verification", "target_asnorm_scores.txt"))
+
+
+def test_evaluate_embeds_again_after_the_audio_changed_under_the_same_ids(runs, demo_corpus,
+                                                                         tmp_path):
+    import evaluate
+
+    folder = shutil.copytree(runs["baseline"][0], tmp_path / "run")
+    manifest, table = copied_manifest(demo_corpus["target_eval"], str(tmp_path / "audio"))
+    evaluation = {"target": {"manifest": manifest, "trials": demo_corpus["trials_target"]}}
+    argv = ["hparams/dann_fbank.yaml", f"--data_folder={os.path.dirname(demo_corpus['eval'])}",
+            f"--output_folder={folder}", *TINY, "--number_of_epochs=4", "--adv_weight=0.0",
+            "--lr=0.005", *ADVERSARY_ONLY, f"--evaluation={json.dumps(evaluation)}"]
+    first = evaluate.main(argv)
+    assert first["target"] == runs["baseline"][1]["target"]  # the same audio, copied
+    before = {path: path.read_bytes() for path in folder.glob("embeddings_*.pt")}
+    noise = torch.Generator().manual_seed(0)
+    for wav, rate in table[["wav", "sample_rate"]][:30].itertuples(index=False):
+        samples = soundfile.info(wav).frames
+        soundfile.write(wav, 0.1 * torch.randn(samples, generator=noise).numpy(), rate)
+    second = evaluate.main(argv)
+    assert second["target"]["eer"] != first["target"]["eer"]
+    after = set(folder.glob("embeddings_*.pt"))
+    assert len(after) == len(before) + 1
+    assert all(path.read_bytes() == content for path, content in before.items())
 
 
 def test_evaluate_without_a_checkpoint_says_to_train(demo_corpus, tmp_path):
