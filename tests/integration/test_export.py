@@ -169,7 +169,7 @@ def test_inference_refuses_audio_too_short_or_too_long_to_embed(runs, tmp_path):
     empty = tmp_path / "empty.wav"
     soundfile.write(empty, np.zeros(0), 16000)
     with pytest.raises(ValueError, match=r"the waveform to embed: 1 inputs are shorter than "
-                                         r"min_embed_seconds \(0.5 s\)"):
+                                         r"min_embed_seconds \(0.25 s\)"):
         model.verify_files(str(empty), str(empty))
     # Refused before the model runs: an hour would take gigabytes.
     with pytest.raises(ValueError, match=r"1 inputs are longer than max_embed_seconds "

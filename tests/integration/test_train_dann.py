@@ -239,7 +239,8 @@ def test_bad_override_on_the_command_line_is_a_message_not_a_traceback(script, t
                              r"--number_of_epochs=8"),
     ("--number_of_epochs=-1", "--number_of_epochs=-1 trains nothing"),
     ("--crop_seconds=0", r"--crop_seconds=0 is shorter than the shortest input the models "
-                         r"take, min_embed_seconds \(0.5\)\nFix: pass --crop_seconds=0.5 or more"),
+                         r"take, min_embed_seconds \(0.25\)\nFix: pass --crop_seconds=0.25 "
+                         r"or more"),
     (f"--device=cuda:{torch.cuda.device_count()}",
      rf"--device=cuda:{torch.cuda.device_count()}: this machine has "
      rf"{torch.cuda.device_count()} CUDA GPUs that torch can use\nFix: pass --device=cpu"),
