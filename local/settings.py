@@ -116,7 +116,8 @@ def plain_values(path, overrides=None):
 
     Example
     -------
-    >>> plain_values("hparams/ge2e_fbank.yaml", {"ge2e_speakers": 5})["batch_size"]
+    >>> overrides = {"condition": "demo", "n_speakers": 24, "ge2e_speakers": 5}
+    >>> plain_values("hparams/ge2e_fbank.yaml", overrides)["batch_size"]
     20
     """
     text = model_text(path)
