@@ -56,6 +56,8 @@ from local.model.ssl_frontend import save_layer_weights
 from local.provenance import write_provenance
 from local.run_folder import accept_settings, hold_run_folder, release_run_folders
 from local.settings import (
+    check_device,
+    check_trainable,
     load_condition,
     load_model_hparams,
     model_text,
@@ -67,7 +69,8 @@ def dataio_prep(hparams, condition, device="cpu"):
     """Paired training set, speaker label encoder, evaluation and cohort datasets.
 
     Every manifest, trial list and enrolment table is validated here, before
-    any training, so that a bad trial list fails in seconds.
+    any training, so that a bad trial list, or one that scores training
+    speakers, fails in seconds.
 
     Arguments
     ---------
@@ -90,7 +93,10 @@ def dataio_prep(hparams, condition, device="cpu"):
         cohort, the PLDA back-ends and the target's pseudo-labelling).
     """
     for spec in condition["evaluation"].values():
-        validate(spec["manifest"], spec["trials"], spec.get("enrolment"), check_audio=False)
+        validate(spec["manifest"], spec["trials"], spec.get("enrolment"), check_audio=False,
+                 train_manifests=[condition["source_train"], condition["target_train"]],
+                 allow_speaker_overlap=hparams["allow_speaker_overlap"],
+                 embed_seconds=(hparams["min_embed_seconds"], hparams["max_embed_seconds"]))
     eval_manifests = dict.fromkeys(spec["manifest"] for spec in condition["evaluation"].values())
     if hparams["check_audio"]:
         # Once per manifest version, by the main process; the others wait for it.
@@ -160,6 +166,7 @@ def prepare_experiment(argv=None, training=True):
         ``(brain, hparams, condition, data)``, ``data`` as from :func:`dataio_prep`.
     """
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    check_device(run_opts.get("device"))
     sb.utils.distributed.ddp_init_group(run_opts)
     condition_file, condition, overrides = load_condition(overrides, hparams_file)
     for prepare in condition["prepare"]:
@@ -171,6 +178,7 @@ def prepare_experiment(argv=None, training=True):
                               speaker_label({**plain_values(hparams_file), **overrides}),
                               condition["source_train"])
     overrides["n_speakers"] = len(set(classes))
+    check_trainable(hparams_file, overrides, condition)
     hparams = load_model_hparams(hparams_file, overrides)
     check_score_norm(hparams)
     if not training and not hparams["checkpointer"].list_checkpoints():

@@ -11,8 +11,10 @@ from local.data.validation import validate
 from local.errors import ManifestError
 
 
-def check_files(manifest, trials=None, enrolment=None, no_audio=False):
-    """Command line: ``python -m data_prep.manifest MANIFEST [--trials T] [--enrolment E]``.
+def check_files(manifest, trials=None, enrolment=None, no_audio=False, train=(),
+                allow_speaker_overlap=False):
+    """Command line: ``python -m data_prep.manifest MANIFEST [--trials T] [--enrolment E]
+    [--train TRAIN ...]``.
 
     Arguments
     ---------
@@ -21,6 +23,10 @@ def check_files(manifest, trials=None, enrolment=None, no_audio=False):
         (``trials`` and ``enrolment`` may be None).
     no_audio : bool
         Skip opening the audio.
+    train : sequence of str
+        Training manifests that must share no speaker or file with the trials.
+    allow_speaker_overlap : bool
+        Warn of shared speakers instead of refusing them.
 
     Returns
     -------
@@ -39,7 +45,8 @@ def check_files(manifest, trials=None, enrolment=None, no_audio=False):
     0
     """
     try:
-        table = validate(manifest, trials, enrolment, not no_audio)
+        table = validate(manifest, trials, enrolment, not no_audio, train or (),
+                         allow_speaker_overlap)
     except ManifestError as err:
         print(err, file=sys.stderr)
         return 1
@@ -53,6 +60,10 @@ main = command(
     option("--trials"),
     option("--enrolment"),
     option("--no-audio", action="store_true", help="skip opening the audio"),
+    option("--train", nargs="+", help="training manifests that must share no speaker "
+                                      "(spk_id) or audio file with the trials"),
+    option("--allow-speaker-overlap", action="store_true",
+           help="warn of speakers shared with --train instead of refusing them"),
 )
 
 

@@ -388,7 +388,7 @@ def _trial_files(data_folder, trial_lists):
 def _read_trials(path, known_files, wav_root):
     """Trials ``(label, enrol, test)`` of an official list; every file must exist."""
     pairs, bad, old_style = [], [], []
-    with open(path, encoding="utf-8") as lines:
+    with open(path, encoding="utf-8-sig") as lines:
         for number, line in enumerate(lines, start=1):
             fields = line.split()
             if not fields:

@@ -24,6 +24,11 @@ one), which the loaded model's ``hparams`` carry, to pass to
 ``verify_files`` with: SpeechBrain's own default, 0.25, is no operating
 point of any trained model.
 
+A waveform shorter than the run's ``min_embed_seconds`` or longer than its
+``max_embed_seconds`` is refused with a message (``LengthGuard`` of
+:mod:`local.evaluation.embed`): too short for the encoder's padding, or too
+long to embed in bounded memory.
+
 The modules are defined exactly as the run defined them (the nodes of its
 saved ``hyperparams.yaml``, values resolved), so the SSL front end refers to
 its SSL model by the hub ID or folder the run used. A frozen SSL model is the
@@ -32,6 +37,7 @@ fine-tuned one is saved whole.
 """
 
 import io
+import json
 import os
 import shutil
 
@@ -73,7 +79,11 @@ threshold: {threshold!r}
 # padding mask) and normalises by itself, so it fills the mean_var_norm slot
 # and compute_features passes the waveform through: the embeddings are those
 # of DANNBrain.embed, and verify_batch's cosine score is local.evaluation.scoring's.
-compute_features: !new:torch.nn.Identity
+# It refuses a waveform shorter or longer than the run's min_embed_seconds and
+# max_embed_seconds: too short for the encoder, or too long for bounded memory.
+compute_features: !new:local.evaluation.embed.LengthGuard
+    shortest: {shortest}
+    longest: {longest}
 mean_var_norm: !ref <frontend>
 {label_encoder}
 modules:
@@ -255,6 +265,9 @@ def export_model(run_folder, model_folder=None, checkpoints_dir=None, trial_list
     wiring = WIRING.format(
         threshold_list=points["trial_list"][0], threshold=float(points["threshold"][0]),
         frontend_part=part, frontend_ref="frontend" if part == "frontend" else f"frontend.{part}",
+        # null (no limit) for a run from before the settings existed.
+        shortest=json.dumps(run.get("min_embed_seconds")),
+        longest=json.dumps(run.get("max_embed_seconds")),
         **(CLASSIFIER_WIRING if classifier else dict.fromkeys(CLASSIFIER_WIRING, "")))
     with open(os.path.join(model_folder, "hyperparams.yaml"), "w", encoding="utf-8") as fout:
         fout.write(header + definitions + wiring)

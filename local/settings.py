@@ -13,6 +13,7 @@ model's but ``condition``, so that each command-line override has one
 destination.
 """
 
+import difflib
 import io
 import json
 import os
@@ -20,14 +21,19 @@ import re
 import sys
 
 import ruamel.yaml
+import torch
 import yaml
-from hyperpyyaml import load_hyperpyyaml
+from hyperpyyaml import load_hyperpyyaml, resolve_references
 from hyperpyyaml.core import recursive_update
 
+from local.data.manifest_io import read_manifest
 from local.errors import fail
 
 DEFAULT_CONDITION = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                  "recipes", "demo", "condition.yaml")
+# What every condition file names, and every trial list of its evaluation.
+CONDITION_KEYS = ("condition", "prepare", "source_train", "target_train", "evaluation")
+TRIAL_LIST_KEYS = ("manifest", "trials")
 # A number in exponent notation without a dot (1e30, 5e-4): a float in YAML
 # 1.2 and to Python, a string to the YAML 1.1 that hyperpyyaml reads.
 EXPONENT_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
@@ -94,20 +100,32 @@ def load_model_hparams(path, overrides):
     return load_hyperpyyaml(model_text(path), overrides)
 
 
-def plain_values(path):
+def plain_values(path, overrides=None):
     """A hyperpyyaml file's top-level ``{key: value}`` (on its bases), tagged values None.
 
     Arguments
     ---------
     path : str
         A model hparams or condition file.
+    overrides : dict, optional
+        Overrides to apply, with the references they reach resolved
+        (``!ref <a> * <b>`` becomes its value), without building any object.
 
     Returns
     -------
     dict
         What the command line's overrides are checked against.
+
+    Example
+    -------
+    >>> overrides = {"condition": "demo", "n_speakers": 24, "ge2e_speakers": 5}
+    >>> plain_values("hparams/ge2e_fbank.yaml", overrides)["batch_size"]
+    20
     """
-    return yaml.load(model_text(path), Loader=_KeysOnly) or {}
+    text = model_text(path)
+    if overrides is not None:
+        text = resolve_references(text, overrides).getvalue()
+    return yaml.load(text, Loader=_KeysOnly) or {}
 
 
 class _KeysOnly(yaml.SafeLoader):
@@ -171,7 +189,8 @@ def load_condition(overrides, hparams_file):
     """Split the command-line overrides into the condition's and the model's.
 
     The two files share no key but ``condition``, so that every override has
-    one destination; overrides of numbers and switches are checked against
+    one destination; an override of a key neither has is refused, naming the
+    closest keys, and overrides of numbers and switches are checked against
     their defaults (:func:`typed_overrides`).
 
     Arguments
@@ -197,11 +216,114 @@ def load_condition(overrides, hparams_file):
         fail(path, f"defines {shared}, which {hparams_file} defines too, so that an override "
                    "of them could reach only one of the files",
              fix="rename them in the condition file (and in its !ref <...> references)")
+    known = keys | set(plain_values(hparams_file))
+    for key in overrides:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=3)
+            fail(hparams_file, f"--{key} is not a setting of it or of {path}",
+                 fix=(f"did you mean {' or '.join(f'--{k}' for k in close)}?" if close else
+                      "override a key of these files (hparams/common.yaml documents them)"))
     mine = typed_overrides(path, {k: v for k, v in overrides.items() if k in keys})
     with open(path, encoding="utf-8") as fin:
         condition = load_hyperpyyaml(fin, mine)
+    _check_condition_keys(path, condition)
     model = typed_overrides(hparams_file, {k: v for k, v in overrides.items() if k not in keys})
     return path, condition, model
+
+
+def _check_condition_keys(path, condition):
+    """Every key of :data:`CONDITION_KEYS`, and of :data:`TRIAL_LIST_KEYS` per trial list."""
+    missing = [key for key in CONDITION_KEYS if key not in condition]
+    if missing:
+        fail(path, f"condition file without {', '.join(missing)}",
+             fix="name the condition, its prepare steps ([] when the manifests exist), "
+                 "source_train, target_train and evaluation, as recipes/demo/condition.yaml does")
+    lists = condition["evaluation"]
+    if not isinstance(lists, dict) or not lists:
+        fail(path, "evaluation is not a mapping of trial lists",
+             fix="give evaluation: one entry per trial list, as recipes/demo/condition.yaml does")
+    for name, spec in lists.items():
+        missing = [key for key in TRIAL_LIST_KEYS
+                   if not isinstance(spec, dict) or key not in spec]
+        if missing:
+            fail(path, f"trial list {name} of evaluation without {', '.join(missing)}",
+                 fix="give each trial list its manifest: and trials: (and enrolment: where "
+                     "the trials name enrolment models)")
+
+
+def check_device(device):
+    """Refuse a CUDA device that this machine does not have, before any work.
+
+    Arguments
+    ---------
+    device : str or None
+        The ``--device`` option (None: SpeechBrain chooses).
+
+    Raises
+    ------
+    ManifestError
+        Naming the device and the GPUs there are.
+
+    Example
+    -------
+    >>> check_device("cpu")
+    >>> check_device(f"cuda:{torch.cuda.device_count()}")
+    Traceback (most recent call last):
+      ...
+    local.errors.ManifestError: --device=cuda:...: this machine has ... CUDA GPU...
+    Fix: pass --device=cpu...
+    """
+    if device is None or not str(device).startswith("cuda"):
+        return
+    count = torch.cuda.device_count()
+    if (torch.device(device).index or 0) >= count:
+        fail(f"--device={device}", f"this machine has {count} CUDA GPUs that torch can use",
+             fix="pass --device=cpu" + (f", or cuda:0 to cuda:{count - 1}" if count else ""))
+
+
+def check_trainable(hparams_file, overrides, condition):
+    """Refuse settings under which training could not take a step, before any work.
+
+    Arguments
+    ---------
+    hparams_file : str
+        The model hparams file, named in the messages.
+    overrides : dict
+        The model overrides. Read with them (not loaded, which would build
+        the models and their folders): ``number_of_epochs``, ``batch_size``,
+        ``crop_seconds``, ``min_embed_seconds``.
+    condition : dict
+        Condition hparams: ``source_train``, ``target_train``.
+
+    Raises
+    ------
+    ManifestError
+        Naming the option and a value that trains.
+    """
+    hparams = plain_values(hparams_file, overrides)
+    for key in ("number_of_epochs", "batch_size"):
+        value = hparams[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            fail(hparams_file, f"--{key}={value} trains nothing",
+                 fix=f"pass an integer of at least 1, such as --{key}="
+                     f"{plain_values(hparams_file)[key] or 1}")
+    shortest = hparams["min_embed_seconds"]
+    if not hparams["crop_seconds"] >= shortest:
+        fail(hparams_file, f"--crop_seconds={hparams['crop_seconds']} is shorter than the "
+                           f"shortest input the models take, min_embed_seconds ({shortest})",
+             fix=f"pass --crop_seconds={shortest} or more (the default is 2.0)")
+    sizes = {domain: len(read_manifest(condition[f"{domain}_train"]))
+             for domain in ("source", "target")}
+    # Each step pairs a batch of source crops with one of target crops, and
+    # the longer set sets the epoch; in DDP each process takes its share.
+    processes = int(os.environ.get("WORLD_SIZE", 1))
+    pairs = max(sizes.values()) // processes
+    if pairs < hparams["batch_size"]:
+        share = f", {pairs} for each of {processes} processes" if processes > 1 else ""
+        fail(hparams_file, f"--batch_size={hparams['batch_size']} is more than the {pairs} "
+                           f"training pairs of an epoch ({sizes['source']} source, "
+                           f"{sizes['target']} target utterances{share}): no step would run",
+             fix=f"pass --batch_size={pairs} or less, or train on more utterances")
 
 
 def typed_overrides(path, overrides):

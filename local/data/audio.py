@@ -1,10 +1,21 @@
-"""Reading manifest rows as 16 kHz waveforms."""
+"""Reading manifest rows as 16 kHz waveforms, and the key of what a row's waveform is."""
 
+import hashlib
+import json
+import os
+
+import pandas as pd
 import torch
 import torchaudio
 from speechbrain.dataio.dataio import read_audio
 
+from local.data.schema import unreadable
+from local.errors import fail
+
 TARGET_SAMPLE_RATE = 16000
+CHANGED_AUDIO_FIX = ("the file changed after the manifest was written or checked: restore it, "
+                     "or prepare the manifest again; python -m data_prep.manifest MANIFEST "
+                     "checks a manifest against its audio")
 
 
 def load_segment(wav, start, stop, sample_rate, target_rate=TARGET_SAMPLE_RATE):
@@ -32,6 +43,12 @@ def load_segment(wav, start, stop, sample_rate, target_rate=TARGET_SAMPLE_RATE):
     torch.Tensor
         Mono waveform ``[samples]`` at ``target_rate``.
 
+    Raises
+    ------
+    ManifestError
+        Naming the file when it cannot be read or ends before ``stop``
+        (changed since the manifest was checked).
+
     Example
     -------
     >>> import os, tempfile, soundfile, numpy
@@ -40,7 +57,14 @@ def load_segment(wav, start, stop, sample_rate, target_rate=TARGET_SAMPLE_RATE):
     >>> load_segment(path, 0, 4000, 8000).shape
     torch.Size([8000])
     """
-    signal = read_audio({"file": wav, "start": int(start), "stop": int(stop)})
+    try:
+        signal = read_audio({"file": wav, "start": int(start), "stop": int(stop)})
+    except Exception as err:  # libsndfile raises several types
+        unreadable(wav, err)
+    if signal.shape[0] != int(stop) - int(start):
+        fail(wav, f"has {signal.shape[0]} samples from sample {start} on, where the manifest's "
+                  f"row needs {int(stop) - int(start)} (start {start}, stop {stop})",
+             fix=CHANGED_AUDIO_FIX)
     if signal.dim() > 1:
         signal = signal.mean(dim=-1)
     if int(sample_rate) != target_rate:
@@ -92,3 +116,94 @@ def load_random_crop(wav, start, stop, sample_rate, seconds, target_rate=TARGET_
     wanted = int(round(seconds * target_rate))
     repeats = -(-wanted // signal.numel())
     return signal.repeat(repeats)[:wanted]
+
+
+def signal_key(row):
+    """A digest of what a manifest row's waveform is made of: its file as it is now, and its span.
+
+    The file counts by its absolute path, size and modification and change
+    times (how ``make`` and ``rsync`` tell a changed file, without reading
+    it), so that a cache keyed by it is not reused after the audio was
+    replaced under the same ID; the span by ``start``, ``stop`` and
+    ``sample_rate``. A file that cannot be found gets a key too: reading it
+    names it.
+
+    Arguments
+    ---------
+    row : dict
+        A manifest row: ``wav``, ``start``, ``stop``, ``sample_rate``.
+
+    Returns
+    -------
+    str
+        16 hex digits.
+
+    Example
+    -------
+    >>> import tempfile, soundfile, numpy
+    >>> path = os.path.join(tempfile.mkdtemp(), "a.wav")
+    >>> soundfile.write(path, numpy.zeros(800), 8000)
+    >>> row = {"wav": path, "start": 0, "stop": 800, "sample_rate": 8000}
+    >>> before = signal_key(row)
+    >>> before == signal_key(row), before == signal_key(dict(row, stop=400))
+    (True, False)
+    >>> soundfile.write(path, numpy.ones(800) * 0.1, 8000)
+    >>> before == signal_key(row)
+    False
+    """
+    path = os.path.abspath(row["wav"])
+    try:
+        stat = os.stat(path)
+        identity = [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns]
+    except OSError:
+        identity = None
+    text = json.dumps([path, int(row["start"]), int(row["stop"]), int(row["sample_rate"]),
+                       identity])
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def check_lengths(seconds, source, shortest=None, longest=None):
+    """Refuse audio shorter or longer than the models embed whole, naming each.
+
+    Arguments
+    ---------
+    seconds : pandas.Series
+        Duration of each input, indexed by how a message names it
+        (``"u1 (/data/u1.wav)"``).
+    source : str
+        What the inputs are (a manifest), named first in the message.
+    shortest : float, optional
+        ``min_embed_seconds``: the models' encoders need frames to pad.
+    longest : float, optional
+        ``max_embed_seconds``: the memory of embedding one input grows with
+        its length.
+
+    Raises
+    ------
+    ManifestError
+        Naming the inputs and the fix.
+
+    Example
+    -------
+    >>> check_lengths(pd.Series([2.0, 0.1], index=["u1", "u2"]), "eval.csv", 0.5, 600)
+    Traceback (most recent call last):
+      ...
+    local.errors.ManifestError: eval.csv: 1 inputs are shorter than min_embed_seconds (0.5 s), the shortest the models take
+      u2: 0.10 s
+    Fix: ...
+    """
+    limits = (
+        (shortest, seconds < (shortest or 0), "shorter than min_embed_seconds",
+         "the shortest the models take",
+         "take them out of the manifest or trial list, or give them more audio"),
+        (longest, seconds > (longest or float("inf")), "longer than max_embed_seconds",
+         "the longest embedded whole, which bounds the memory",
+         f"cut each into rows of at most {longest} s (start, stop; data_prep.preparation."
+         "chunk_rows does) and score them as one enrolment model, or raise "
+         "max_embed_seconds where the memory allows it"),
+    )
+    for limit, beyond, problem, meaning, fix in limits:
+        if limit is not None and beyond.any():
+            fail(source, f"{int(beyond.sum())} inputs are {problem} ({limit} s), {meaning}",
+                 rows=[f"{name}: {value:.2f} s" for name, value in seconds[beyond].items()],
+                 fix=fix)

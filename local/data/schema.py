@@ -56,7 +56,7 @@ def audio_info(path):
     Raises
     ------
     ManifestError
-        When the file is missing or unreadable.
+        When the file is missing, a folder or unreadable (:func:`unreadable`).
 
     Example
     -------
@@ -67,19 +67,46 @@ def audio_info(path):
     >>> audio_info(wav)
     (8000, 8000)
     """
+    try:
+        info = soundfile.info(path)
+    except Exception as err:  # libsndfile raises several types
+        unreadable(path, err)
+    return info.samplerate, info.frames
+
+
+def unreadable(path, err):
+    """Raise the message of an audio file that could not be read: missing, a folder, or not audio.
+
+    Arguments
+    ---------
+    path : str
+        The audio file.
+    err : Exception
+        What reading it raised.
+
+    Raises
+    ------
+    ManifestError
+        Always.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> unreadable(tempfile.mkdtemp(), OSError("Format not recognised"))
+    Traceback (most recent call last):
+      ...
+    local.errors.ManifestError: /...: is a folder, not an audio file
+    Fix: give the path of an audio file (wav, flac...) in the manifest's wav column
+    """
+    if os.path.isdir(path):
+        fail(path, "is a folder, not an audio file",
+             fix="give the path of an audio file (wav, flac...) in the manifest's wav column")
     if not os.path.isfile(path):
         where = ("" if os.path.isabs(path) else
                  f" (a relative path: looked for in the current directory {os.getcwd()})")
         fail(path, f"audio file does not exist{where}", fix="check the corpus folder")
-    try:
-        info = soundfile.info(path)
-    except Exception as err:  # libsndfile raises several types
-        fail(
-            path,
-            f"cannot read audio ({err})",
-            fix="convert it to wav or flac (e.g. ffmpeg -i IN -ar 16000 OUT.wav)",
-        )
-    return info.samplerate, info.frames
+    fail(path, f"cannot read audio ({err})",
+         fix="convert it to wav or flac (e.g. ffmpeg -i IN -ar 16000 OUT.wav)")
 
 
 def utterance_row(utt_id, wav, spk_id, domain, **columns):

@@ -35,7 +35,7 @@ import speechbrain as sb
 import torch
 from tqdm import tqdm
 
-from local.data.audio import TARGET_SAMPLE_RATE
+from local.data.audio import TARGET_SAMPLE_RATE, signal_key
 
 INFO_FILE = "cache_info.json"
 
@@ -91,8 +91,8 @@ def frame_count(samples, receptive_field, stride):
     return max(0, (samples - receptive_field) // stride + 1)
 
 
-def cache_path(folder, utt_id):
-    """File of the cached hidden states of ``utt_id``.
+def cache_path(folder, utt_id, key):
+    """File of the cached hidden states of ``utt_id``, whose waveform has the key ``key``.
 
     Arguments
     ---------
@@ -100,18 +100,40 @@ def cache_path(folder, utt_id):
         Cache folder.
     utt_id : str
         Utterance ID (any characters; it is quoted into a file name).
+    key : str
+        :func:`local.data.audio.signal_key` of its row: changed audio or
+        another span under the same ID is another file.
 
     Returns
     -------
     str
-        ``<folder>/<quoted ID>.npy``.
+        ``<folder>/<quoted ID>.<key>.npy``.
 
     Example
     -------
-    >>> cache_path("cache", "spk1/utt 2")
-    'cache/spk1%2Futt%202.npy'
+    >>> cache_path("cache", "spk1/utt 2", "0123abcd")
+    'cache/spk1%2Futt%202.0123abcd.npy'
     """
-    return os.path.join(folder, quote(utt_id, safe="") + ".npy")
+    return os.path.join(folder, f"{quote(utt_id, safe='')}.{key}.npy")
+
+
+def cache_paths(folder, dataset):
+    """``{ID: cache file}`` of every item of a manifest dataset (:func:`cache_path`).
+
+    Arguments
+    ---------
+    folder : str
+        Cache folder.
+    dataset : DynamicItemDataset
+        Items with the manifest's ``wav``, ``start``, ``stop``, ``sample_rate``.
+
+    Returns
+    -------
+    dict
+        The file each item's hidden states are cached in.
+    """
+    return {utt: cache_path(folder, utt, signal_key(dataset.data[utt]))
+            for utt in dataset.data_ids}
 
 
 def cache_hidden_states(frontend, dataset, folder, device="cpu"):
@@ -160,8 +182,8 @@ def cache_hidden_states(frontend, dataset, folder, device="cpu"):
     else:
         with open(info_path, "w", encoding="utf-8") as fout:
             json.dump(info, fout)
-    missing = [i for i, utt in enumerate(dataset.data_ids)
-               if not os.path.isfile(cache_path(folder, utt))]
+    paths = cache_paths(folder, dataset)
+    missing = [i for i, utt in enumerate(dataset.data_ids) if not os.path.isfile(paths[utt])]
     frontend.to(device).eval()
     with dataset.output_keys_as(["id", "sig"]):
         for index in tqdm(missing, desc="caching SSL hidden states"):
@@ -170,9 +192,9 @@ def cache_hidden_states(frontend, dataset, folder, device="cpu"):
             array = states.transpose(0, 1).to(torch.float16).cpu().numpy()
             # Written under another name first: an interrupted run leaves no
             # truncated file that a later one would take for a cached utterance.
-            partial = cache_path(folder, item["id"]) + ".partial.npy"
+            partial = paths[item["id"]] + ".partial.npy"
             np.save(partial, array)
-            os.replace(partial, cache_path(folder, item["id"]))
+            os.replace(partial, paths[item["id"]])
     return info
 
 
@@ -186,7 +208,7 @@ def add_cached_crop_pipeline(dataset, folder, seconds):
     Arguments
     ---------
     dataset : DynamicItemDataset
-        Items with ``id``, all cached in ``folder`` by :func:`cache_hidden_states`.
+        Manifest items, all cached in ``folder`` by :func:`cache_hidden_states`.
     folder : str
         Cache folder.
     seconds : float
@@ -199,8 +221,9 @@ def add_cached_crop_pipeline(dataset, folder, seconds):
     >>> folder = tempfile.mkdtemp()
     >>> with open(os.path.join(folder, INFO_FILE), "w") as fout:
     ...     json.dump({"source": "m", "receptive_field": 400, "stride": 320}, fout)
-    >>> np.save(cache_path(folder, "u1"), np.ones((30, 3, 4), dtype=np.float16))
-    >>> dataset = DynamicItemDataset({"u1": {}})
+    >>> dataset = DynamicItemDataset({"u1": {"wav": "u1.wav", "start": 0, "stop": 9600,
+    ...                                       "sample_rate": 16000}})
+    >>> np.save(cache_paths(folder, dataset)["u1"], np.ones((30, 3, 4), dtype=np.float16))
     >>> add_cached_crop_pipeline(dataset, folder, seconds=0.5)
     >>> dataset.set_output_keys(["sig"])
     >>> dataset[0]["sig"].shape, dataset[0]["sig"].dtype
@@ -210,7 +233,8 @@ def add_cached_crop_pipeline(dataset, folder, seconds):
         info = json.load(fin)
     frames = frame_count(round(seconds * TARGET_SAMPLE_RATE), info["receptive_field"],
                          info["stride"])
-    missing = [utt for utt in dataset.data_ids if not os.path.isfile(cache_path(folder, utt))]
+    paths = cache_paths(folder, dataset)
+    missing = [utt for utt in dataset.data_ids if not os.path.isfile(paths[utt])]
     if missing:
         raise FileNotFoundError(
             f"{len(missing)} utterances (first: {missing[0]}) have no hidden states in the SSL "
@@ -221,7 +245,7 @@ def add_cached_crop_pipeline(dataset, folder, seconds):
     @sb.utils.data_pipeline.provides("sig")
     def crop(utt_id):
         # Memory-mapped: only the crop's frames are read from disk.
-        states = np.load(cache_path(folder, utt_id), mmap_mode="r")
+        states = np.load(paths[utt_id], mmap_mode="r")
         if len(states) > frames:
             start = int(torch.randint(0, len(states) - frames + 1, (1,)))
             return torch.from_numpy(np.array(states[start:start + frames]))

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pandas as pd
 
+from local.data.audio import check_lengths
 from local.data.manifest_io import _read_numbered_trials, _trial_lines, read_enrolment, read_manifest
 from local.data.schema import DURATION_TOLERANCE_S, audio_info
 from local.errors import ManifestError, fail
@@ -158,7 +159,8 @@ def check_manifest_audio_once(manifest_path, workers=None):
     return True
 
 
-def validate(manifest_path, trials_path=None, enrolment_path=None, check_audio=True):
+def validate(manifest_path, trials_path=None, enrolment_path=None, check_audio=True,
+             train_manifests=(), allow_speaker_overlap=False, embed_seconds=(None, None)):
     """Check a manifest, optionally a trial list and enrolment table, and the audio.
 
     Arguments
@@ -173,6 +175,15 @@ def validate(manifest_path, trials_path=None, enrolment_path=None, check_audio=T
         Also open every audio file: it exists, is readable, has the declared
         sample rate, and is long enough for every row's ``stop``
         (:func:`check_manifest_audio`, which records a pass).
+    train_manifests : sequence of str
+        Training manifests that must share no speaker with the trial list
+        (:func:`check_speaker_overlap`).
+    allow_speaker_overlap : bool
+        Warn of a shared speaker instead of refusing it.
+    embed_seconds : tuple
+        ``(min_embed_seconds, max_embed_seconds)``: the rows the trials
+        score (all rows without trials) are embedded whole, and must last
+        that long (:func:`local.data.audio.check_lengths`; None: no limit).
 
     Returns
     -------
@@ -220,10 +231,66 @@ def validate(manifest_path, trials_path=None, enrolment_path=None, check_audio=T
         if unknown:
             fail(enrolment_path, f"utterances not in {manifest_path}", rows=unknown,
                   fix="prepare the enrolment utterances into the same manifest")
+    scored = manifest
     if trials_path:
         trials, lines, sides = _read_numbered_trials(trials_path)
         _check_trial_ids(trials, lines, sides, trials_path, manifest, models, manifest_path)
+        enrolled = sides["enrol"][1]
+        used = {*sides["test"][1], *enrolled[~enrolled.isin(list(models))],
+                *(utt for model in enrolled[enrolled.isin(list(models))] for utt in models[model])}
+        scored = manifest[manifest["ID"].isin(used)]
+    seconds = (scored["stop"] - scored["start"]) / scored["sample_rate"]
+    check_lengths(seconds.set_axis(scored["ID"] + " (" + scored["wav"] + ")"), manifest_path,
+                  *embed_seconds)
+    for train_path in train_manifests:
+        check_speaker_overlap(train_path, scored, trials_path or manifest_path,
+                              allow_speaker_overlap)
     return manifest
+
+
+def check_speaker_overlap(train_path, scored, scored_path, allow=False):
+    """Refuse a training manifest that shares speakers or audio files with scored rows.
+
+    A speaker the model trained on (labelled, or in unlabelled target audio)
+    makes a trial list's EER say nothing of new speakers. Speakers are
+    compared by ``spk_id`` (empty ones left out), files by absolute ``wav`` path.
+
+    Arguments
+    ---------
+    train_path : str
+        A training manifest.
+    scored : pandas.DataFrame
+        The rows of an evaluation manifest that a trial list scores.
+    scored_path : str
+        That trial list (or manifest), named in the message.
+    allow : bool
+        Log a warning instead (``allow_speaker_overlap``).
+
+    Raises
+    ------
+    ManifestError
+        Naming the shared speakers and files, unless ``allow``.
+    """
+    train = read_manifest(train_path)
+    speakers = set(scored["spk_id"]) - {""}
+    shared = train["spk_id"][train["spk_id"].isin(speakers)].value_counts(sort=False)
+    wavs = train["wav"].map(os.path.abspath)
+    files = wavs[wavs.isin(set(scored["wav"].map(os.path.abspath)))].unique()
+    if not len(shared) and not len(files):
+        return
+    problem = (f"{len(shared)} speakers and {len(files)} audio files of these trials are in the "
+               f"training manifest {train_path}")
+    rows = ([f"speaker {spk}: {count} training utterances" for spk, count in shared.items()]
+            + [f"file {wav}" for wav in files])
+    if allow:
+        logger.warning("%s: %s (allowed by allow_speaker_overlap), e.g. %s", scored_path,
+                       problem, rows[0])
+        return
+    fail(scored_path, problem, rows=rows,
+         fix="take these speakers out of the training manifest or the trial list; where the "
+             "protocol means them to be shared (the unlabelled target training audio being "
+             "the evaluation audio itself), set allow_speaker_overlap: True "
+             "(python -m data_prep.manifest: --allow-speaker-overlap)")
 
 
 def _check_trial_ids(trials, lines, sides, trials_path, manifest, models, manifest_path):

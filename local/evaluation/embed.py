@@ -1,10 +1,14 @@
 """Embedding every distinct utterance of an evaluation manifest once."""
 
+import hashlib
 import os
 
+import pandas as pd
 import torch
 from speechbrain.dataio.batch import PaddedBatch
 from tqdm import tqdm
+
+from local.data.audio import TARGET_SAMPLE_RATE, check_lengths, signal_key
 
 
 def length_sorted_batches(lengths, batch_size):
@@ -76,7 +80,7 @@ BATCHINGS = {"length_sorted": length_sorted_batches, "equal_length": equal_lengt
 
 @torch.no_grad()
 def compute_embeddings(embed, dataset, batch_size=16, device="cpu", cache_path=None, ids=None,
-                       batching="equal_length"):
+                       batching="equal_length", limits=(None, None)):
     """Embed each item of ``dataset`` (or those of ``ids``) once, in batches.
 
     Arguments
@@ -92,24 +96,35 @@ def compute_embeddings(embed, dataset, batch_size=16, device="cpu", cache_path=N
         Where to run.
     cache_path : str, optional
         When given, embeddings are loaded from it if it exists and saved to
-        it otherwise (a ``torch.save`` dict ``{ID: tensor}``).
+        it otherwise (a ``torch.save`` dict ``{ID: tensor}``); name it with
+        :func:`content_key`, so that other audio is never read from it.
     ids : list of str, optional
         Embed only these items.
     batching : str
         ``equal_length`` (:func:`equal_length_batches`) or ``length_sorted``
         (:func:`length_sorted_batches`).
+    limits : tuple
+        ``(min_embed_seconds, max_embed_seconds)``: items shorter or longer
+        are refused before any is embedded (None: no limit).
 
     Returns
     -------
     dict
         ``{ID: tensor [dim]}`` on the CPU.
 
+    Raises
+    ------
+    ManifestError
+        Naming the items outside ``limits`` (:func:`local.data.audio.check_lengths`).
+
     Example
     -------
     >>> from speechbrain.dataio.dataset import DynamicItemDataset
     >>> dataset = DynamicItemDataset({
-    ...     "u1": {"start": 0, "stop": 3, "sample_rate": 16000, "sig": torch.ones(3)},
-    ...     "u2": {"start": 0, "stop": 2, "sample_rate": 16000, "sig": torch.full((2,), 2.0)}})
+    ...     "u1": {"wav": "u1.wav", "start": 0, "stop": 3, "sample_rate": 16000,
+    ...            "sig": torch.ones(3)},
+    ...     "u2": {"wav": "u2.wav", "start": 0, "stop": 2, "sample_rate": 16000,
+    ...            "sig": torch.full((2,), 2.0)}})
     >>> def embed(wavs, wav_lens):
     ...     return torch.stack([wavs.mean(dim=1), wavs.amax(dim=1)], dim=-1).unsqueeze(1)
     >>> compute_embeddings(embed, dataset)
@@ -120,9 +135,13 @@ def compute_embeddings(embed, dataset, batch_size=16, device="cpu", cache_path=N
     position = {utt: index for index, utt in enumerate(dataset.data_ids)}
     indices = range(len(dataset)) if ids is None else [position[utt] for utt in ids]
     # Lengths from the manifest, without decoding the audio.
-    with dataset.output_keys_as(["start", "stop", "sample_rate"]):
-        lengths = [(int(item["stop"]) - int(item["start"]), int(item["sample_rate"]))
-                   for item in (dataset[i] for i in indices)]
+    with dataset.output_keys_as(["id", "wav", "start", "stop", "sample_rate"]):
+        items = [dataset[i] for i in indices]
+    lengths = [(int(item["stop"]) - int(item["start"]), int(item["sample_rate"]))
+               for item in items]
+    check_lengths(pd.Series([samples / rate for samples, rate in lengths],
+                            index=[f"{item['id']} ({item['wav']})" for item in items]),
+                  "utterances to embed", *limits)
     dataset.set_output_keys(["id", "sig"])
     embeddings = {}
     for batch_indices in tqdm(BATCHINGS[batching](lengths, batch_size), desc="embedding"):
@@ -130,5 +149,90 @@ def compute_embeddings(embed, dataset, batch_size=16, device="cpu", cache_path=N
         vectors = embed(batch.sig.data, batch.sig.lengths).squeeze(1).cpu()
         embeddings.update(zip(batch.id, vectors))
     if cache_path:
-        torch.save(embeddings, cache_path)
+        # Under another name first: an interrupted run leaves no truncated cache.
+        torch.save(embeddings, f"{cache_path}.partial")
+        os.replace(f"{cache_path}.partial", cache_path)
     return embeddings
+
+
+def content_key(dataset, ids=None):
+    """A digest of the waveforms of ``dataset``'s items (or those of ``ids``), for cache names.
+
+    It changes with the rows (their IDs, files and spans) and with the audio
+    files themselves (:func:`local.data.audio.signal_key`), so that an
+    embedding cache named with it is never reused for other audio.
+
+    Arguments
+    ---------
+    dataset : DynamicItemDataset
+        Items with the manifest's ``wav``, ``start``, ``stop``, ``sample_rate``.
+    ids : list of str, optional
+        Only these items (default all).
+
+    Returns
+    -------
+    str
+        16 hex digits.
+
+    Example
+    -------
+    >>> from speechbrain.dataio.dataset import DynamicItemDataset
+    >>> rows = {"u1": {"wav": "a.wav", "start": 0, "stop": 3, "sample_rate": 16000},
+    ...         "u2": {"wav": "a.wav", "start": 3, "stop": 6, "sample_rate": 16000}}
+    >>> key = content_key(DynamicItemDataset(rows))
+    >>> key == content_key(DynamicItemDataset(rows), ["u2", "u1"]) != content_key(
+    ...     DynamicItemDataset(rows), ["u1"])
+    True
+    """
+    digest = hashlib.sha256()
+    for utt in sorted(dataset.data_ids if ids is None else ids):
+        digest.update(f"{utt} {signal_key(dataset.data[utt])}\n".encode("utf-8"))
+    return digest.hexdigest()[:16]
+
+
+class LengthGuard(torch.nn.Module):
+    """Passes 16 kHz waveforms through, refusing those the models cannot embed whole.
+
+    The first module of an exported model (:mod:`local.export`), so that
+    SpeechBrain's ``encode_batch`` and ``verify_files`` stop with a message
+    on a clip too short for the encoder, or too long to embed in bounded
+    memory (:func:`local.data.audio.check_lengths`).
+
+    Arguments
+    ---------
+    shortest : float, optional
+        ``min_embed_seconds`` of the run.
+    longest : float, optional
+        ``max_embed_seconds`` of the run.
+
+    Example
+    -------
+    >>> guard = LengthGuard(0.5, 600)
+    >>> guard(torch.zeros(1, 16000)).shape
+    torch.Size([1, 16000])
+    >>> guard(torch.zeros(1, 0))
+    Traceback (most recent call last):
+      ...
+    local.errors.ManifestError: the waveform to embed: 1 inputs are shorter than min_embed_seconds (0.5 s), ...
+    """
+
+    def __init__(self, shortest=None, longest=None):
+        super().__init__()
+        self.shortest, self.longest = shortest, longest
+
+    def forward(self, wavs):
+        """``wavs``, once their length is checked.
+
+        Arguments
+        ---------
+        wavs : torch.Tensor
+            ``[batch, samples]`` at 16 kHz (the length of the longest is checked).
+
+        Returns
+        -------
+        torch.Tensor
+            ``wavs``.
+        """
+        seconds = pd.Series([wavs.shape[-1] / TARGET_SAMPLE_RATE], index=["the waveform"])
+        check_lengths(seconds, "the waveform to embed", self.shortest, self.longest)
+        return wavs

@@ -1,7 +1,8 @@
 """Verification of a trained system on a condition's trial lists, and its report.
 
 Each evaluation manifest's utterances are embedded once (cached next to the
-checkpoint they came from), each trial list is scored by cosine similarity
+checkpoint they came from, under a name that holds the checkpoint and a key of
+the rows and audio files embedded), each trial list is scored by cosine similarity
 and, with ``score_norm``, also S-norm or AS-norm normalised against a cohort of
 impostor embeddings drawn from the source or the unlabelled target training
 data. With ``backend_adaptation``, every list is scored again on embeddings
@@ -27,7 +28,7 @@ import torch
 
 from local.data.manifest_io import read_enrolment, read_manifest, read_trials
 from local.evaluation.backend import BACKEND_ADAPTATIONS, DomainAdaptation, coral
-from local.evaluation.embed import compute_embeddings
+from local.evaluation.embed import compute_embeddings, content_key
 from local.evaluation.metrics import VOXCELEB_DCF
 from local.evaluation.plda import PLDABackend
 from local.evaluation.report import plot_det, write_report
@@ -189,7 +190,8 @@ def verify(embed, hparams, condition, eval_datasets, training, device, checkpoin
     embed : callable
         ``embed(wavs, wav_lens) -> [batch, 1, dim]``, in evaluation mode.
     hparams : dict
-        Model hparams: ``output_folder``, ``eval_batch_size``, ``score_norm``,
+        Model hparams: ``output_folder``, ``eval_batch_size``,
+        ``min_embed_seconds``, ``max_embed_seconds``, ``score_norm``,
         ``cohort_domain``, ``cohort_size``, ``cohort_top_k``,
         ``backend_adaptation``, ``whiten_ridge``, ``backend``, ``lda_dim``,
         ``plda_within_scale``, ``plda_between_scale``,
@@ -212,7 +214,9 @@ def verify(embed, hparams, condition, eval_datasets, training, device, checkpoin
         Where to embed.
     checkpoint : str
         Name of the checkpoint the model came from; the embedding caches
-        carry it, so that a retrained model never reuses them.
+        carry it and the :func:`~local.evaluation.embed.content_key` of what
+        they embed, so that neither a retrained model nor changed rows or
+        audio reuse them (the caches of before are kept).
 
     Returns
     -------
@@ -228,9 +232,11 @@ def verify(embed, hparams, condition, eval_datasets, training, device, checkpoin
     report_folder = os.path.join(folder, "verification")
 
     def embedded(name, dataset, ids=None):
-        cache = os.path.join(folder, f"embeddings_{name}_{checkpoint}.pt")
+        key = content_key(dataset, ids)
+        cache = os.path.join(folder, f"embeddings_{name}_{checkpoint}_{key}.pt")
         return compute_embeddings(embed, dataset, hparams["eval_batch_size"], device,
-                                  cache_path=cache, ids=ids)
+                                  cache_path=cache, ids=ids, limits=(
+                                      hparams["min_embed_seconds"], hparams["max_embed_seconds"]))
 
     # A manifest's cache is named after the first trial list that uses it:
     # manifests of different corpora may share a file name (eval.csv).

@@ -248,8 +248,9 @@ class DANNBrain(sb.Brain):
         """
         pseudo = self.hparams.pseudo_labels
         self.modules.eval()
-        embeddings = compute_embeddings(self.embed, self.target_utterances,
-                                        self.hparams.eval_batch_size, self.device)
+        embeddings = compute_embeddings(
+            self.embed, self.target_utterances, self.hparams.eval_batch_size, self.device,
+            limits=(self.hparams.min_embed_seconds, self.hparams.max_embed_seconds))
         speakers = {utt: row["spk_id"] for utt, row in self.target_utterances.data.items()
                     if row.get("spk_id")}
         centroids, summary = pseudo.relabel(embeddings, epoch, speakers, self.hparams.seed)

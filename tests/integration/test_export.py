@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
+import soundfile
 import torch
 from speechbrain.inference.speaker import SpeakerRecognition
 
@@ -160,3 +161,17 @@ def test_export_names_a_trial_list_that_was_not_scored(runs, tmp_path):
     with pytest.raises(ManifestError, match=r"verification/dev_scores.txt: missing: the "
                                             r"operating point of trial list 'dev'"):
         export_model(str(runs["fbank"]), str(tmp_path / "model"), trial_lists=["dev"])
+
+
+def test_inference_refuses_audio_too_short_or_too_long_to_embed(runs, tmp_path):
+    model = SpeakerRecognition.from_hparams(source=str(runs["fbank"] / "model"),
+                                            savedir=str(tmp_path / "model"))
+    empty = tmp_path / "empty.wav"
+    soundfile.write(empty, np.zeros(0), 16000)
+    with pytest.raises(ValueError, match=r"the waveform to embed: 1 inputs are shorter than "
+                                         r"min_embed_seconds \(0.25 s\)"):
+        model.verify_files(str(empty), str(empty))
+    # Refused before the model runs: an hour would take gigabytes.
+    with pytest.raises(ValueError, match=r"1 inputs are longer than max_embed_seconds "
+                                         r"\(600 s\), .*\n  the waveform: 3600.00 s"):
+        model.encode_batch(torch.zeros(1, 16000 * 3600))

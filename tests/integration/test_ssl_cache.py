@@ -2,10 +2,12 @@
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
+import soundfile
 import torch
 from speechbrain.dataio.dataset import DynamicItemDataset
 from transformers import Wav2Vec2FeatureExtractor, WavLMConfig, WavLMModel
@@ -15,11 +17,15 @@ from local.data.ssl_cache import (
     INFO_FILE,
     add_cached_crop_pipeline,
     cache_hidden_states,
-    cache_path,
+    cache_paths,
 )
 from local.model.ssl_frontend import SSLFrontend
 from tests.conftest import TINY_SSL
 from tests.integration.test_train_dann import logged, train_ssl
+
+
+# A manifest row whose file is not read: its hidden states are written by the test.
+ROW = {"wav": "short.wav", "start": 0, "stop": 3200, "sample_rate": 16000}
 
 
 def whole_dataset(csv_path, rows=None):
@@ -81,14 +87,14 @@ def test_cached_crops_start_on_a_frame_and_match_the_ssl_model_on_that_waveform_
     dataset = whole_dataset(demo_corpus["source_train"], rows=3)
     info = cache_hidden_states(cnn_only_frames, dataset, str(tmp_path))
     assert (info["receptive_field"], info["stride"]) == (400, 320)
-    crops = DynamicItemDataset({utt: {} for utt in dataset.data_ids})
+    crops = DynamicItemDataset({utt: dataset.data[utt] for utt in dataset.data_ids})
     add_cached_crop_pipeline(crops, str(tmp_path), seconds=0.5)
     crops.set_output_keys(["id", "sig"])
     starts = set()
     for seed in range(8):
         torch.manual_seed(seed)
         crop = crops[0]["sig"]
-        whole = torch.from_numpy(np.load(cache_path(str(tmp_path), crops[0]["id"])))
+        whole = torch.from_numpy(np.load(cache_paths(str(tmp_path), crops)[crops[0]["id"]]))
         assert crop.shape == (24, TINY_SSL["num_hidden_layers"] + 1, TINY_SSL["hidden_size"])
         start = next(k for k in range(len(whole) - 23) if torch.equal(whole[k:k + 24], crop))
         starts.add(start)
@@ -106,8 +112,8 @@ def test_short_utterances_repeat_their_frames(tmp_path):
     with open(tmp_path / INFO_FILE, "w") as fout:
         json.dump({"source": "m", "receptive_field": 400, "stride": 320}, fout)
     frames = np.arange(10, dtype=np.float16).reshape(10, 1, 1)
-    np.save(cache_path(str(tmp_path), "short"), frames)
-    dataset = DynamicItemDataset({"short": {}})
+    dataset = DynamicItemDataset({"short": ROW})
+    np.save(cache_paths(str(tmp_path), dataset)["short"], frames)
     add_cached_crop_pipeline(dataset, str(tmp_path), seconds=0.5)
     dataset.set_output_keys(["sig"])
     assert dataset[0]["sig"].flatten().tolist() == [*range(10), *range(10), *range(4)]
@@ -117,7 +123,7 @@ def test_uncached_utterances_are_a_clear_error(tmp_path):
     with open(tmp_path / INFO_FILE, "w") as fout:
         json.dump({"source": "m", "receptive_field": 400, "stride": 320}, fout)
     with pytest.raises(FileNotFoundError, match="1 utterances \\(first: u9\\) have no hidden"):
-        add_cached_crop_pipeline(DynamicItemDataset({"u9": {}}), str(tmp_path), seconds=1.0)
+        add_cached_crop_pipeline(DynamicItemDataset({"u9": ROW}), str(tmp_path), seconds=1.0)
 
 
 def test_a_fine_tuned_ssl_model_cannot_be_cached(demo_corpus, tiny_ssl, tmp_path):
@@ -141,3 +147,20 @@ def test_a_cache_of_another_model_is_refused(demo_corpus, tiny_ssl, tmp_path):
     with pytest.raises(ValueError, match="holds the hidden states of another model"):
         cache_hidden_states(wav2vec2, dataset, str(tmp_path / "cache"))
 
+
+
+def test_audio_changed_under_the_same_id_is_cached_again(demo_corpus, tiny_ssl, tmp_path):
+    table = pd.read_csv(demo_corpus["source_train"])[:1]
+    table["wav"] = shutil.copy(table["wav"][0], tmp_path / "u.wav")
+    table.to_csv(tmp_path / "m.csv", index=False)
+    frontend = SSLFrontend(tiny_ssl["wavlm"], str(tmp_path / "hub"))
+    cache = tmp_path / "cache"
+    cache_hidden_states(frontend, whole_dataset(str(tmp_path / "m.csv")), str(cache))
+    first, = cache.glob("*.npy")
+    before = np.load(first)
+    signal, rate = soundfile.read(tmp_path / "u.wav")
+    soundfile.write(tmp_path / "u.wav", signal[::-1], rate)  # other audio, same length
+    cache_hidden_states(frontend, whole_dataset(str(tmp_path / "m.csv")), str(cache))
+    second, = set(cache.glob("*.npy")) - {first}
+    assert np.array_equal(np.load(first), before)  # the earlier file is kept as it was
+    assert not np.array_equal(np.load(second), before)

@@ -5,21 +5,25 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
 import pandas as pd
 import pytest
+import soundfile
 
 import speechbrain as sb
 import torch
 
 import train_dann
 from local import settings
+from local.data.validation import check_manifest_audio_once
 from local.errors import ManifestError
 from local.model.epoch_statistics import EpochStatistics
 from local.model.ssl_frontend import SSLFrontend
 from tests.conftest import TINY_SSL, TINY_SSL_DIM
+from tests.unit.test_verification import copied_manifest
 
 # A tiny model, scored with raw cosine only (the recipe rows run the default back-end too).
 TINY = ["--channels=[32, 32, 32, 32, 96]", "--emb_dim=32", "--n_mels=40",
@@ -124,6 +128,30 @@ def test_evaluate_reproduces_the_run_from_its_checkpoint(runs, demo_corpus, monk
     assert os.path.isfile(os.path.join(folder, "verification", "target_asnorm_scores.txt"))
 
 
+def test_evaluate_embeds_again_after_the_audio_changed_under_the_same_ids(runs, demo_corpus,
+                                                                         tmp_path):
+    import evaluate
+
+    folder = shutil.copytree(runs["baseline"][0], tmp_path / "run")
+    manifest, table = copied_manifest(demo_corpus["target_eval"], str(tmp_path / "audio"))
+    evaluation = {"target": {"manifest": manifest, "trials": demo_corpus["trials_target"]}}
+    argv = ["hparams/dann_fbank.yaml", f"--data_folder={os.path.dirname(demo_corpus['eval'])}",
+            f"--output_folder={folder}", *TINY, "--number_of_epochs=4", "--adv_weight=0.0",
+            "--lr=0.005", *ADVERSARY_ONLY, f"--evaluation={json.dumps(evaluation)}"]
+    first = evaluate.main(argv)
+    assert first["target"] == runs["baseline"][1]["target"]  # the same audio, copied
+    before = {path: path.read_bytes() for path in folder.glob("embeddings_*.pt")}
+    noise = torch.Generator().manual_seed(0)
+    for wav, rate in table[["wav", "sample_rate"]][:30].itertuples(index=False):
+        samples = soundfile.info(wav).frames
+        soundfile.write(wav, 0.1 * torch.randn(samples, generator=noise).numpy(), rate)
+    second = evaluate.main(argv)
+    assert second["target"]["eer"] != first["target"]["eer"]
+    after = set(folder.glob("embeddings_*.pt"))
+    assert len(after) == len(before) + 1
+    assert all(path.read_bytes() == content for path, content in before.items())
+
+
 def test_evaluate_without_a_checkpoint_says_to_train(demo_corpus, tmp_path):
     import evaluate
 
@@ -198,6 +226,51 @@ def test_bad_override_on_the_command_line_is_a_message_not_a_traceback(script, t
     assert done.returncode == 1
     assert done.stderr.startswith("hparams/dann_fbank.yaml: --adv_weight=abc is not a number")
     assert "Fix: pass a number" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("setting, message", [
+    # 240 source and 240 target utterances: 240 pairs an epoch.
+    ("--batch_size=241", r"hparams/dann_fbank.yaml: --batch_size=241 is more than the 240 "
+                         r"training pairs of an epoch \(240 source, 240 target utterances\): no "
+                         r"step would run\nFix: pass --batch_size=240 or less"),
+    ("--batch_size=0", r"--batch_size=0 trains nothing\nFix: pass an integer of at least 1, "
+                       r"such as --batch_size=16"),
+    ("--number_of_epochs=0", r"--number_of_epochs=0 trains nothing\nFix: .* "
+                             r"--number_of_epochs=8"),
+    ("--number_of_epochs=-1", "--number_of_epochs=-1 trains nothing"),
+    ("--crop_seconds=0", r"--crop_seconds=0 is shorter than the shortest input the models "
+                         r"take, min_embed_seconds \(0.25\)\nFix: pass --crop_seconds=0.25 "
+                         r"or more"),
+    (f"--device=cuda:{torch.cuda.device_count()}",
+     rf"--device=cuda:{torch.cuda.device_count()}: this machine has "
+     rf"{torch.cuda.device_count()} CUDA GPUs that torch can use\nFix: pass --device=cpu"),
+    ("--numbr_of_epochs=3", r"hparams/dann_fbank.yaml: --numbr_of_epochs is not a setting of "
+                            r"it or of .*recipes/demo/condition.yaml\nFix: did you mean "
+                            r"--number_of_epochs\?$"),
+])
+def test_a_run_that_could_not_train_is_refused_before_any_work(demo_corpus, tmp_path, setting,
+                                                               message):
+    with pytest.raises(ManifestError, match=message):
+        train(demo_corpus, tmp_path, setting)
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("removed, message", [
+    ("prepare:\n    - !name:data_prep.demo.prepare_demo\n        save_folder: !ref <data_folder>\n"
+     "        seed: !ref <demo_seed>\n",
+     r"condition.yaml: condition file without prepare\nFix: name the condition, its prepare "
+     r"steps \(\[\] when the manifests exist\)"),
+    ("        trials: !ref <data_folder>/trials_source.txt\n",
+     r"condition.yaml: trial list source of evaluation without trials\nFix: give each"),
+])
+def test_a_condition_file_without_a_required_key_names_it(demo_corpus, tmp_path, removed,
+                                                          message):
+    text = open("recipes/demo/condition.yaml").read()
+    assert removed in text
+    (tmp_path / "condition.yaml").write_text(text.replace(removed, ""))
+    with pytest.raises(ManifestError, match=message):
+        train(demo_corpus, tmp_path / "run", f"--condition={tmp_path / 'condition.yaml'}")
+    assert not os.path.exists(tmp_path / "run")
 
 
 def test_exponent_notation_without_a_dot_is_the_number_it_means():
@@ -287,6 +360,45 @@ def test_bad_trial_list_fails_before_training(demo_corpus, tmp_path):
     with pytest.raises(ManifestError, match="trials name IDs that are not in .*\n  line 2: test 'ghost_007'"):
         train(demo_corpus, tmp_path / "run", f"--evaluation={{target: {{manifest: {demo_corpus['target_eval']}, trials: {trials}}}}}")
     assert not os.path.exists(tmp_path / "run" / "save" / "label_encoder.txt")
+
+
+def test_evaluation_speakers_in_the_training_data_fail_before_training(demo_corpus, tmp_path):
+    leaked = tmp_path / "target_train.csv"
+    pd.concat([pd.read_csv(demo_corpus["target_train"]),
+               pd.read_csv(demo_corpus["target_eval"])[:2]]).to_csv(leaked, index=False)
+    with pytest.raises(ManifestError, match=(
+            r"trials_target.txt: 1 speakers and 2 audio files of these trials are in the "
+            r"training manifest .*target_train.csv\n  speaker tare000: 2 training utterances")):
+        train(demo_corpus, tmp_path / "run", f"--target_train={leaked}")
+    assert not os.path.exists(tmp_path / "run" / "save" / "label_encoder.txt")
+    data_folder = os.path.dirname(demo_corpus["eval"])
+    _, hparams, _, _ = train_dann.prepare_experiment([
+        "hparams/dann_fbank.yaml", f"--data_folder={data_folder}", f"--target_train={leaked}",
+        f"--output_folder={tmp_path}/allowed", "--allow_speaker_overlap=True", *TINY])
+    assert hparams["allow_speaker_overlap"] is True
+
+
+def test_audio_truncated_after_the_stamped_check_is_named_when_read(demo_corpus, tmp_path):
+    manifest, table = copied_manifest(demo_corpus["target_eval"], str(tmp_path / "audio"))
+    assert check_manifest_audio_once(manifest)
+    wav = table["wav"][3]
+    with open(wav, "r+b") as audio:
+        audio.truncate(1000)
+    assert not check_manifest_audio_once(manifest)  # the stamp vouches for the audio as it was
+    evaluation = {"target": {"manifest": manifest, "trials": demo_corpus["trials_target"]}}
+    with pytest.raises(ManifestError, match=rf"{wav}: has \d+ samples from sample 0 on, where "
+                                            r"the manifest's row needs \d+"):
+        train(demo_corpus, tmp_path / "run", f"--evaluation={json.dumps(evaluation)}", *SHORT,
+              tiny=[t for t in TINY if not t.startswith("--check_audio")])
+
+
+def test_evaluation_utterances_shorter_than_the_models_take_fail_before_training(demo_corpus,
+                                                                                 tmp_path):
+    # The demo's shortest evaluation utterances last 0.81 s.
+    with pytest.raises(ManifestError, match=r"source_eval.csv: \d+ inputs are shorter than "
+                                            r"min_embed_seconds \(1.0 s\)"):
+        train(demo_corpus, tmp_path, "--min_embed_seconds=1.0", "--crop_seconds=1.0")
+    assert not os.path.exists(tmp_path / "save" / "label_encoder.txt")
 
 
 def test_audio_is_checked_once_per_manifest_by_the_main_process(demo_corpus, tmp_path,

@@ -1,5 +1,6 @@
 """Back-end adaptation: centring and whitening against numpy, and in a verification run."""
 
+import glob
 import os
 
 import numpy as np
@@ -134,8 +135,8 @@ def test_one_run_reports_with_and_without_adaptation(verified, demo_corpus):
 
 def test_adapted_systems_score_as_a_direct_computation(verified, demo_corpus):
     folder, _, _ = verified
-    embeddings = torch.load(os.path.join(folder, "embeddings_target_CKPT+test.pt"))
-    cohort = torch.load(os.path.join(folder, "embeddings_cohort_target50_CKPT+test.pt"))
+    embeddings, cohort = (torch.load(cache) for name in ("target", "cohort_target50")
+                          for cache in glob.glob(os.path.join(folder, f"embeddings_{name}_*.pt")))
     cohort = np.stack([vector.double().numpy() for _, vector in sorted(cohort.items())])
     mean, matrix = zca(cohort, ridge=0.1)
     adapted = {utt: torch.from_numpy(matrix @ (unit_rows(v.double().numpy()[None])[0] - mean))

@@ -13,6 +13,8 @@ from local.data.dataio import (
     collate_pairs,
     manifest_dataset,
 )
+from local.data.schema import audio_info
+from local.errors import ManifestError
 from local.evaluation.embed import compute_embeddings, equal_length_batches
 
 
@@ -145,7 +147,8 @@ def test_embeddings_do_not_depend_on_batch_neighbours(front, tiny_ssl, tmp_path)
 
 
 def test_embedding_cache_is_reused(tmp_path):
-    dataset = DynamicItemDataset({"a": {"start": 0, "stop": 4, "sample_rate": 16000}})
+    dataset = DynamicItemDataset({"a": {"wav": "a.wav", "start": 0, "stop": 4,
+                                        "sample_rate": 16000}})
 
     def sig(start):
         return torch.ones(4)
@@ -156,3 +159,48 @@ def test_embedding_cache_is_reused(tmp_path):
                                cache_path=cache)
     again = compute_embeddings(lambda w, l: 0 * w[:, None, :1], dataset, cache_path=cache)
     assert torch.equal(first["a"], again["a"]) and first["a"].item() == 4
+
+
+def test_audio_changed_after_the_check_is_named_when_it_is_read(tmp_path):
+    path = tmp_path / "u.wav"
+    soundfile.write(path, np.zeros(16000), 16000)
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2])  # truncated: about 8000 samples left
+    with pytest.raises(ManifestError, match=rf"{path}: has \d+ samples from sample 0 on, where "
+                                            r"the manifest's row needs 16000 .*\nFix: the file "
+                                            r"changed after the manifest was written"):
+        load_segment(str(path), 0, 16000, 16000)
+    path.write_bytes(data[:44])  # the header alone: no sample, where a crop divided by 0
+    with pytest.raises(ManifestError, match=rf"{path}: has 0 samples"):
+        load_random_crop(str(path), 0, 16000, 16000, 0.5)
+    path.write_bytes(b"not audio" * 10)
+    with pytest.raises(ManifestError, match=rf"{path}: cannot read audio"):
+        load_segment(str(path), 0, 16000, 16000)
+
+
+def test_a_wav_path_that_is_a_folder_says_so(tmp_path):
+    with pytest.raises(ManifestError, match=rf"{tmp_path}: is a folder, not an audio file"):
+        audio_info(str(tmp_path))
+    with pytest.raises(ManifestError, match=rf"{tmp_path}: is a folder, not an audio file"):
+        load_segment(str(tmp_path), 0, 16000, 16000)
+
+
+def test_utterances_too_short_or_too_long_to_embed_are_refused_before_any_is_embedded():
+    rows = {"u1": {"wav": "u1.wav", "start": 0, "stop": 16000, "sample_rate": 16000},
+            "u2": {"wav": "u2.wav", "start": 0, "stop": 800, "sample_rate": 8000},
+            "u3": {"wav": "u3.wav", "start": 0, "stop": 16000 * 700, "sample_rate": 16000}}
+    embedded = []
+
+    def embed(wavs, wav_lens):
+        embedded.append(len(wavs))
+        return wavs.mean(dim=1, keepdim=True).unsqueeze(1)
+
+    with pytest.raises(ManifestError, match=r"utterances to embed: 1 inputs are shorter than "
+                                            r"min_embed_seconds \(0.5 s\).*\n  u2 \(u2.wav\): "
+                                            r"0.10 s\n"):
+        compute_embeddings(embed, DynamicItemDataset(rows), limits=(0.5, 600))
+    with pytest.raises(ManifestError, match=r"1 inputs are longer than max_embed_seconds "
+                                            r"\(600 s\).*\n  u3 \(u3.wav\): 700.00 s\nFix: cut "
+                                            r"each into rows of at most 600 s"):
+        compute_embeddings(embed, DynamicItemDataset(rows), ids=["u1", "u3"], limits=(0.5, 600))
+    assert embedded == []

@@ -165,6 +165,15 @@ def test_missing_audio_file(corpus):
     validate(manifest, check_audio=False)
 
 
+def test_a_wav_path_that_is_a_folder_is_named_as_one(corpus):
+    folder, manifest, _ = corpus
+    (folder / "spkB_2.wav").unlink()
+    (folder / "spkB_2.wav").mkdir()
+    with pytest.raises(ManifestError, match=r"spkB_2: .*spkB_2.wav: is a folder, not an audio "
+                                            r"file\n"):
+        validate(manifest)
+
+
 def test_relative_wav_is_read_from_the_current_directory(corpus, tmp_path_factory, monkeypatch):
     folder, manifest, _ = corpus
     table = pd.read_csv(manifest)
@@ -200,6 +209,52 @@ def test_audio_problems_in_manifest_order_whatever_the_threads(corpus):
         with pytest.raises(ManifestError) as error:
             check_manifest_audio(read_manifest(manifest), manifest, workers)
         assert str(error.value).splitlines()[1:4] == [f"  {line}" for line in expected]
+
+
+def training_manifest(folder, rows):
+    """A training manifest of ``(ID, wav, spk_id)`` rows (its audio is not read)."""
+    path = folder / "train.csv"
+    write_manifest([{"ID": utt, "duration": 1.0, "wav": str(wav), "start": 0, "stop": 16000,
+                     "spk_id": spk, "domain": "demo"} for utt, wav, spk in rows], path)
+    return str(path)
+
+
+def test_training_speakers_in_the_trials_are_refused_unless_allowed(corpus, caplog):
+    folder, manifest, trials = corpus
+    train = training_manifest(folder, [("t1", folder / "t1.wav", "spkA"),
+                                       ("t2", folder / "t2.wav", "spkA"),
+                                       ("t3", folder / "t3.wav", "spkC")])
+    with pytest.raises(ManifestError, match=(
+            r"trials.txt: 1 speakers and 0 audio files of these trials are in the training "
+            r"manifest .*train.csv\n  speaker spkA: 2 training utterances\nFix: take these "
+            r"speakers out .* set allow_speaker_overlap: True")):
+        validate(manifest, trials, train_manifests=[train])
+    assert main([str(manifest), "--trials", str(trials), "--train", train]) == 1
+    assert len(validate(manifest, trials, train_manifests=[train],
+                        allow_speaker_overlap=True)) == 4
+    assert "1 speakers and 0 audio files of these trials" in caplog.text
+    assert main([str(manifest), "--trials", str(trials), "--train", train,
+                 "--allow-speaker-overlap"]) == 0
+
+
+def test_an_audio_file_both_trained_on_and_scored_is_refused(corpus):
+    folder, manifest, trials = corpus
+    # Another speaker label, the same file (by its relative path from here).
+    train = training_manifest(folder, [("t1", os.path.relpath(folder / "spkB_2.wav"), "other")])
+    with pytest.raises(ManifestError, match=r"0 speakers and 1 audio files .*\n  file "
+                                            r".*spkB_2.wav\n"):
+        validate(manifest, trials, train_manifests=[train])
+
+
+def test_only_the_rows_a_trial_list_scores_are_compared(corpus):
+    folder, manifest, _ = corpus
+    trials = folder / "fewer.txt"
+    write_trials([(1, "spkA_1", "spkA_2"), (0, "spkA_1", "spkB_1")], trials)
+    unscored = training_manifest(folder, [("t1", folder / "spkB_2.wav", "other")])
+    assert len(validate(manifest, trials, train_manifests=[unscored])) == 4
+    with pytest.raises(ManifestError, match="1 speakers and 0 audio files"):
+        validate(manifest, trials, train_manifests=[
+            training_manifest(folder, [("t1", folder / "t1.wav", "spkB")])])
 
 
 def test_passed_audio_check_is_stamped_per_manifest_version(corpus):

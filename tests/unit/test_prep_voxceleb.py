@@ -152,6 +152,14 @@ def test_rows_describe_their_files(vox1, tmp_path, out):
         | {str(vox2 / "dev" / "wav" / f"{p}.wav") for p in VOX2})
 
 
+def test_a_trial_list_saved_with_a_byte_order_mark_is_read(vox1, out):
+    plain = prepare_voxceleb(str(vox1), out, ["veri_test2.txt"])
+    trials = open(plain["trials_vox1_o"], encoding="utf-8").read()
+    (vox1 / "veri_test2.txt").write_text("\ufeff" + VERI_TEST2, encoding="utf-8")
+    marked = prepare_voxceleb(str(vox1), out + "_bom", ["veri_test2.txt"])
+    assert open(marked["trials_vox1_o"], encoding="utf-8").read() == trials
+
+
 def test_trial_speakers_are_kept_out_of_training(vox1, out):
     paths = prepare_voxceleb(str(vox1), out, ["veri_test2.txt", "list_test_hard2.txt"])
     assert sorted(paths) == ["eval", "train", "trials_vox1_h", "trials_vox1_o"]

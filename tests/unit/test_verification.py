@@ -1,9 +1,11 @@
 """Verification of a condition: embedding once, scoring, score normalisation, reports."""
 
 import os
+import shutil
 
 import pandas as pd
 import pytest
+import soundfile
 import torch
 from speechbrain.dataio.dataset import DynamicItemDataset
 
@@ -14,7 +16,8 @@ from local.evaluation.verification import check_score_norm, cohort_subset, verif
 
 NORM = {"score_norm": None, "cohort_domain": "target", "cohort_size": 50, "cohort_top_k": 10,
         "backend_adaptation": None, "whiten_ridge": 0.1, "backend": [], "lda_dim": 150,
-        "plda_within_scale": 0.3, "plda_between_scale": 0.7, "backend_max_utterances": 20000}
+        "plda_within_scale": 0.3, "plda_between_scale": 0.7, "backend_max_utterances": 20000,
+        "min_embed_seconds": 0.5, "max_embed_seconds": 600}
 
 
 class CountingEmbedder:
@@ -62,9 +65,55 @@ def test_each_utterance_is_embedded_once(verified, demo_corpus):
     trials = sum(len(read_trials(demo_corpus[k])) for k in ("trials_source", "trials_target"))
     assert trials > 10 * utterances  # every utterance is in many trials
     assert embed.embedded == utterances + NORM["cohort_size"]
-    caches = sorted(f for f in os.listdir(folder) if f.startswith("embeddings_"))
-    assert caches == ["embeddings_cohort_target50_CKPT+test.pt",
-                      "embeddings_source_CKPT+test.pt", "embeddings_target_CKPT+test.pt"]
+    caches = sorted(f.rsplit("_", 1)[0] for f in os.listdir(folder) if f.startswith("embeddings_"))
+    assert caches == ["embeddings_cohort_target50_CKPT+test", "embeddings_source_CKPT+test",
+                      "embeddings_target_CKPT+test"]
+
+
+def copied_manifest(manifest, folder):
+    """The manifest with its audio copied into ``folder``: audio a test may change."""
+    table = pd.read_csv(manifest)
+    os.makedirs(folder, exist_ok=True)
+    table["wav"] = [shutil.copy(wav, os.path.join(folder, os.path.basename(wav)))
+                    for wav in table["wav"]]
+    path = os.path.join(folder, os.path.basename(manifest))
+    table.to_csv(path, index=False)
+    return path, table
+
+
+def cache_files(folder):
+    """``{name: bytes}`` of the embedding caches in ``folder``."""
+    return {name: open(os.path.join(folder, name), "rb").read()
+            for name in os.listdir(folder) if name.startswith("embeddings_")}
+
+
+def test_audio_changed_under_the_same_ids_is_embedded_again(demo_corpus, tmp_path):
+    manifest, table = copied_manifest(demo_corpus["target_eval"], str(tmp_path / "audio"))
+    corpus = dict(demo_corpus, target_eval=manifest)
+    _, first, _ = verify_demo(corpus, str(tmp_path))
+    before = cache_files(tmp_path)
+    # The first half of the utterances replaced by noise of the same length.
+    for wav, rate in table[["wav", "sample_rate"]][:30].itertuples(index=False):
+        signal, _ = soundfile.read(wav)
+        soundfile.write(wav, torch.randn(len(signal), generator=torch.Generator().manual_seed(
+            len(signal))).numpy() * 0.1, rate)
+    _, second, embed = verify_demo(corpus, str(tmp_path))
+    assert embed.embedded == len(table)  # the target list again; the source one from its cache
+    assert second["source"] == first["source"]
+    assert second["target"]["eer"] != first["target"]["eer"]
+    after = cache_files(tmp_path)
+    assert len(after) == len(before) + 1
+    assert all(after[name] == content for name, content in before.items())  # kept as they were
+
+
+def test_another_manifest_under_the_same_list_name_is_embedded_again(demo_corpus, tmp_path):
+    verify_demo(demo_corpus, str(tmp_path))
+    # The "target" list now names a copy of the source manifest and its trials.
+    manifest, table = copied_manifest(demo_corpus["source_eval"], str(tmp_path / "audio"))
+    swapped = dict(demo_corpus, target_eval=manifest, trials_target=demo_corpus["trials_source"])
+    _, results, embed = verify_demo(swapped, str(tmp_path))
+    assert embed.embedded == len(table)
+    assert results["target"] == results["source"]
 
 
 def test_score_files_and_metrics_agree(verified, demo_corpus):
