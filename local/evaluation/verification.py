@@ -15,8 +15,9 @@ source embeddings re-coloured to the target covariance (``coral_plda``); or
 on the target's pseudo-speakers, found by clustering the unlabelled target
 training embeddings as training does (``plda_target``), alone or pooled with
 the source speakers (``plda_pooled``); each also normalised against the
-cohort with ``score_norm``. No target speaker label is read. Every scored list gets a score file and a per-condition table;
-one DET figure overlays all of them. Used at the end of ``train_dann.py`` and by
+cohort with ``score_norm``. No target speaker label is read. Every scored
+list gets a score file and a per-condition table; one DET figure overlays
+all of them. Used at the end of ``train_dann.py`` and by
 ``evaluate.py``.
 """
 
@@ -25,6 +26,7 @@ import os
 import numpy as np
 import pandas as pd
 import torch
+from speechbrain.utils.logger import get_logger
 
 from local.data.manifest_io import read_enrolment, read_manifest, read_trials
 from local.evaluation.backend import BACKEND_ADAPTATIONS, DomainAdaptation, coral
@@ -33,6 +35,8 @@ from local.evaluation.metrics import VOXCELEB_DCF
 from local.evaluation.plda import PLDABackend
 from local.evaluation.report import plot_det, write_report
 from local.evaluation.scoring import score_trials
+
+logger = get_logger(__name__)
 
 SCORE_NORMS = (None, "snorm", "asnorm")
 COHORT_DOMAINS = ("source", "target")
@@ -147,7 +151,16 @@ def backend_forms(hparams, source, labels, target):
         forms["_coral_plda"] = PLDABackend(recoloured, labels, hparams["lda_dim"]).score_form
     if "plda_target" in wanted or "plda_pooled" in wanted:
         kept, speakers = target_pseudo_speakers(hparams, target)
-        if "plda_target" in wanted:
+        # How many pseudo-speakers a clustering keeps is known only now: a target set
+        # too small for a PLDA of its own is said and left out, not a failed run.
+        spare = len(kept) - len(set(speakers))
+        if "plda_target" in wanted and spare <= target.shape[1]:
+            logger.warning(
+                "plda_target not scored: %d target utterances of %d pseudo-speakers leave %d "
+                "within-speaker degrees of freedom, too few for the %d dimensions of the "
+                "embeddings; plda_pooled adds the source speakers' utterances",
+                len(kept), len(set(speakers)), spare, target.shape[1])
+        elif "plda_target" in wanted:
             forms["_plda_target"] = PLDABackend(target[kept], speakers,
                                                 hparams["lda_dim"]).score_form
         if "plda_pooled" in wanted:

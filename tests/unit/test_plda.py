@@ -13,7 +13,7 @@ from local.errors import ManifestError
 from local.evaluation.backend import coral
 from local.evaluation.plda import PLDA, PLDABackend, class_covariances
 from local.evaluation.scoring import score_trials
-from local.evaluation.verification import check_score_norm, target_pseudo_speakers
+from local.evaluation.verification import backend_forms, check_score_norm, target_pseudo_speakers
 from local.model.pseudo_labels import PseudoLabels
 from test_scoring import loop_scores, unit
 from test_verification import NORM, verify_demo
@@ -260,3 +260,16 @@ def test_the_target_backends_train_on_the_target_pseudo_speakers():
     assert kept == list(range(32))  # well separated: every utterance keeps its speaker
     assert len(set(speakers)) == 4 and all(name.startswith("pseudo") for name in speakers)
     assert all(len({speakers[i] for i in range(s * 8, s * 8 + 8)}) == 1 for s in range(4))
+
+
+def test_a_target_too_small_for_its_own_plda_is_said_and_pooled_still_scores(caplog):
+    rng = np.random.default_rng(1)
+    truth = np.repeat(np.arange(4), 5)  # 20 utterances of 4 speakers: 16 spare in 16 dimensions
+    target = torch.from_numpy(8 * np.eye(16)[truth] + rng.normal(size=(20, 16))).float()
+    source = torch.from_numpy(8 * np.eye(16)[np.arange(60) % 6] + rng.normal(size=(60, 16))).float()
+    hparams = dict(NORM, backend=["plda_target", "plda_pooled"], lda_dim=10, seed=1,
+                   pseudo_labels=PseudoLabels(offset=0, neighbours=3))
+    with caplog.at_level("WARNING"):
+        forms = backend_forms(hparams, source, [f"s{i % 6}" for i in range(60)], target)
+    assert list(forms) == ["_plda_pooled"]
+    assert "plda_target not scored: 20 target utterances of 4 pseudo-speakers leave 16" in caplog.text
