@@ -29,7 +29,8 @@ that of the interpreter, torch and the simulated embeddings).
 
 Run from the repository root (about 15 minutes on 2 CPU cores)::
 
-    .venv/bin/python benchmarks/bench_pseudo_labels.py [--sizes 1000 10000 100000] [--before 4a17c11]
+    .venv/bin/python benchmarks/bench_pseudo_labels.py [--sizes 1000 10000 100000] [--before 4a17c11] \
+        [--neighbours 10 20]
 """
 
 import argparse
@@ -199,6 +200,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10**3, 10**4, 10**5])
     parser.add_argument("--before", default=BEFORE)
+    parser.add_argument("--neighbours", type=int, nargs="+",
+                        help="pseudo_neighbours values to measure (default: common.yaml's)")
     args = parser.parse_args()
     sys.path.insert(0, ROOT)
     from benchmarks.common import machine
@@ -208,6 +211,10 @@ def main():
     now = {"name": "now", "settings": {
         "neighbours": common["pseudo_neighbours"], "min_silhouette": common["pseudo_min_silhouette"],
         "whiten": common["pseudo_whiten"], "whiten_ridge": common["whiten_ridge"]}}
+    variants = [("now", {**now, "settings": {**now["settings"], "neighbours": k}})
+                if k == common["pseudo_neighbours"] else
+                (f"now, neighbours {k}", {**now, "settings": {**now["settings"], "neighbours": k}})
+                for k in args.neighbours or [common["pseudo_neighbours"]]]
     print(machine())
     print(f"settings: {now['settings']}")
     rows = []
@@ -217,7 +224,7 @@ def main():
             n_speakers = size // UTTERANCES_PER_SPEAKER
             print(f"\n{size} utterances, {n_speakers} speakers, cosine EER "
                   f"{difficulty(size):.2f} %")
-            methods = [("now", ROOT, now)]
+            methods = [(name, ROOT, method) for name, method in variants]
             if size <= BEFORE_LIMIT:
                 former = {"min_silhouette": 0.1, "whiten_ridge": common["whiten_ridge"],
                           "count": "eigengap"}
@@ -229,7 +236,7 @@ def main():
             for name, root, method in methods:
                 result = measure(root, size, method)
                 rows.append((size, name, result))
-                print(f"  {name:18s} {result['seconds']:7.1f} s wall {result['cpu']:7.1f} s CPU "
+                print(f"  {name:20s} {result['seconds']:7.1f} s wall {result['cpu']:7.1f} s CPU "
                       f"{result['peak_gb']:5.2f} GB peak ({result['before_gb']:.2f} before)  clusters {result['clusters']:5d} "
                       f"(true {n_speakers})  NMI {result['nmi']:.3f}  purity "
                       f"{result['purity']:.3f}  kept {result['kept']:.3f}")
