@@ -32,14 +32,15 @@ logger = logging.getLogger(__name__)
 LOCK_FILE = "run.lock"
 SETTINGS_RECORD = "run_settings.json"
 # The settings that the trained weights never depend on: where files go, how
-# data is loaded and checked, and how the embeddings are scored. Any other
+# data is loaded and checked (lengths, speaker overlap), and how the embeddings are scored. Any other
 # setting is part of what a checkpoint is.
 FREE_KEYS = frozenset({
     "output_folder", "save_folder", "train_log", "ssl_cache", "ssl_features_folder",
     "num_workers", "check_audio", "ssl_gradient_checkpointing", "allow_changed",
     "eval_batch_size", "score_norm", "cohort_domain", "cohort_size", "cohort_top_k",
     "backend_adaptation", "backend", "lda_dim", "plda_within_scale", "plda_between_scale",
-    "backend_max_utterances",
+    "backend_max_utterances", "min_embed_seconds", "max_embed_seconds",
+    "allow_speaker_overlap",
 })
 # The locks this process holds: {real path of the folder: open lock file}.
 _HELD = {}
