@@ -78,6 +78,58 @@ def equal_length_batches(lengths, batch_size):
 BATCHINGS = {"length_sorted": length_sorted_batches, "equal_length": equal_length_batches}
 
 
+def manifest_lengths(dataset, indices):
+    """The items at ``indices`` (``id``, ``wav``) and their ``(samples, sample rate)``.
+
+    From the manifest's ``start``, ``stop`` and ``sample_rate``, without decoding the audio.
+
+    Arguments
+    ---------
+    dataset : DynamicItemDataset
+        A manifest's items.
+    indices : iterable of int
+        Which.
+
+    Returns
+    -------
+    tuple
+        ``(items, lengths)``.
+    """
+    with dataset.output_keys_as(["id", "wav", "start", "stop", "sample_rate"]):
+        items = [dataset[i] for i in indices]
+    return items, [(int(item["stop"]) - int(item["start"]), int(item["sample_rate"]))
+                   for item in items]
+
+
+def embeddable_ids(dataset, shortest=None, longest=None):
+    """The IDs of ``dataset`` whose length is within ``[shortest, longest]`` seconds.
+
+    Arguments
+    ---------
+    dataset : DynamicItemDataset
+        A manifest's items.
+    shortest, longest : float, optional
+        ``min_embed_seconds``, ``max_embed_seconds`` (None: no limit).
+
+    Returns
+    -------
+    list of str
+        In the dataset's order.
+
+    Example
+    -------
+    >>> from speechbrain.dataio.dataset import DynamicItemDataset
+    >>> dataset = DynamicItemDataset({
+    ...     "u1": {"wav": "u1.wav", "start": 0, "stop": 16000, "sample_rate": 16000},
+    ...     "u2": {"wav": "u2.wav", "start": 0, "stop": 1600, "sample_rate": 16000}})
+    >>> embeddable_ids(dataset, shortest=0.25)
+    ['u1']
+    """
+    items, lengths = manifest_lengths(dataset, range(len(dataset)))
+    return [item["id"] for item, (samples, rate) in zip(items, lengths)
+            if (shortest or 0) <= samples / rate <= (longest or float("inf"))]
+
+
 @torch.no_grad()
 def compute_embeddings(embed, dataset, batch_size=16, device="cpu", cache_path=None, ids=None,
                        batching="equal_length", limits=(None, None)):
@@ -134,11 +186,7 @@ def compute_embeddings(embed, dataset, batch_size=16, device="cpu", cache_path=N
         return torch.load(cache_path)
     position = {utt: index for index, utt in enumerate(dataset.data_ids)}
     indices = range(len(dataset)) if ids is None else [position[utt] for utt in ids]
-    # Lengths from the manifest, without decoding the audio.
-    with dataset.output_keys_as(["id", "wav", "start", "stop", "sample_rate"]):
-        items = [dataset[i] for i in indices]
-    lengths = [(int(item["stop"]) - int(item["start"]), int(item["sample_rate"]))
-               for item in items]
+    items, lengths = manifest_lengths(dataset, indices)
     check_lengths(pd.Series([samples / rate for samples, rate in lengths],
                             index=[f"{item['id']} ({item['wav']})" for item in items]),
                   "utterances to embed", *limits)

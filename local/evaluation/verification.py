@@ -30,7 +30,7 @@ from speechbrain.utils.logger import get_logger
 
 from local.data.manifest_io import read_enrolment, read_manifest, read_trials
 from local.evaluation.backend import BACKEND_ADAPTATIONS, DomainAdaptation, coral
-from local.evaluation.embed import compute_embeddings, content_key
+from local.evaluation.embed import compute_embeddings, content_key, embeddable_ids
 from local.evaluation.metrics import VOXCELEB_DCF
 from local.evaluation.plda import PLDABackend
 from local.evaluation.report import plot_det, write_report
@@ -84,13 +84,13 @@ def check_score_norm(hparams):
         _check_number(hparams, key, int, minimum=1)
 
 
-def cohort_subset(dataset, size, seed):
-    """The IDs of ``size`` utterances of ``dataset`` drawn with ``seed`` (all if fewer).
+def cohort_subset(ids, size, seed):
+    """``size`` of ``ids`` drawn with ``seed`` (all if fewer).
 
     Arguments
     ---------
-    dataset : DynamicItemDataset
-        The cohort's training manifest.
+    ids : list of str
+        The utterances of the cohort's training manifest that can be embedded.
     size : int
         Cohort size.
     seed : int
@@ -103,12 +103,11 @@ def cohort_subset(dataset, size, seed):
 
     Example
     -------
-    >>> from speechbrain.dataio.dataset import DynamicItemDataset
-    >>> data = DynamicItemDataset({f"u{i}": {} for i in range(10)})
-    >>> len(cohort_subset(data, 4, seed=0)), cohort_subset(data, 20, seed=0)[:2]
+    >>> ids = [f"u{i}" for i in range(10)]
+    >>> len(cohort_subset(ids, 4, seed=0)), cohort_subset(ids, 20, seed=0)[:2]
     (4, ['u0', 'u1'])
     """
-    ids = sorted(dataset.data_ids)
+    ids = sorted(ids)
     if size >= len(ids):
         return ids
     rng = np.random.default_rng(seed)
@@ -149,24 +148,54 @@ def backend_forms(hparams, source, labels, target):
     if "coral_plda" in wanted:
         recoloured = coral(source, target, hparams["whiten_ridge"])
         forms["_coral_plda"] = PLDABackend(recoloured, labels, hparams["lda_dim"]).score_form
-    if "plda_target" in wanted or "plda_pooled" in wanted:
-        kept, speakers = target_pseudo_speakers(hparams, target)
-        # How many pseudo-speakers a clustering keeps is known only now: a target set
-        # too small for a PLDA of its own is said and left out, not a failed run.
-        spare = len(kept) - len(set(speakers))
-        if "plda_target" in wanted and spare <= target.shape[1]:
-            logger.warning(
-                "plda_target not scored: %d target utterances of %d pseudo-speakers leave %d "
-                "within-speaker degrees of freedom, too few for the %d dimensions of the "
-                "embeddings; plda_pooled adds the source speakers' utterances",
-                len(kept), len(set(speakers)), spare, target.shape[1])
-        elif "plda_target" in wanted:
-            forms["_plda_target"] = PLDABackend(target[kept], speakers,
-                                                hparams["lda_dim"]).score_form
-        if "plda_pooled" in wanted:
-            forms["_plda_pooled"] = PLDABackend(torch.cat([source, target[kept]]),
-                                                list(labels) + speakers,
-                                                hparams["lda_dim"]).score_form
+    on_pseudo_speakers = [name for name in ("plda_target", "plda_pooled") if name in wanted]
+    if on_pseudo_speakers:
+        forms.update(pseudo_speaker_forms(hparams, on_pseudo_speakers, source, labels, target))
+    return forms
+
+
+def pseudo_speaker_forms(hparams, wanted, source, labels, target):
+    """The score forms of the PLDA back-ends on the target's pseudo-speakers.
+
+    How many utterances a clustering keeps is known only once it has run: a
+    target set too small to cluster, or for a PLDA of its own, is said in a
+    warning and its systems left out, not a failed run.
+
+    Arguments
+    ---------
+    hparams : dict
+        ``lda_dim``, ``seed`` and ``pseudo_labels``.
+    wanted : list of str
+        ``plda_target`` and/or ``plda_pooled``.
+    source, labels, target : torch.Tensor, list, torch.Tensor
+        As for :func:`backend_forms`.
+
+    Returns
+    -------
+    dict
+        ``{"_<backend>": score form}``.
+    """
+    neighbours = hparams["pseudo_labels"].settings["neighbours"]
+    if len(target) <= neighbours:
+        logger.warning("%s not scored: the target's %d training utterances are too few to "
+                       "cluster with pseudo_neighbours %d", " and ".join(wanted), len(target),
+                       neighbours)
+        return {}
+    kept, speakers = target_pseudo_speakers(hparams, target)
+    forms = {}
+    spare = len(kept) - len(set(speakers))
+    if "plda_target" in wanted and spare <= target.shape[1]:
+        logger.warning(
+            "plda_target not scored: %d target utterances of %d pseudo-speakers leave %d "
+            "within-speaker degrees of freedom, too few for the %d dimensions of the "
+            "embeddings; plda_pooled adds the source speakers' utterances",
+            len(kept), len(set(speakers)), spare, target.shape[1])
+    elif "plda_target" in wanted:
+        forms["_plda_target"] = PLDABackend(target[kept], speakers, hparams["lda_dim"]).score_form
+    if "plda_pooled" in wanted:
+        forms["_plda_pooled"] = PLDABackend(torch.cat([source, target[kept]]),
+                                            list(labels) + speakers,
+                                            hparams["lda_dim"]).score_form
     return forms
 
 
@@ -244,12 +273,13 @@ def verify(embed, hparams, condition, eval_datasets, training, device, checkpoin
     folder = hparams["output_folder"]
     report_folder = os.path.join(folder, "verification")
 
+    limits = (hparams["min_embed_seconds"], hparams["max_embed_seconds"])
+
     def embedded(name, dataset, ids=None):
         key = content_key(dataset, ids)
         cache = os.path.join(folder, f"embeddings_{name}_{checkpoint}_{key}.pt")
         return compute_embeddings(embed, dataset, hparams["eval_batch_size"], device,
-                                  cache_path=cache, ids=ids, limits=(
-                                      hparams["min_embed_seconds"], hparams["max_embed_seconds"]))
+                                  cache_path=cache, ids=ids, limits=limits)
 
     # A manifest's cache is named after the first trial list that uses it:
     # manifests of different corpora may share a file name (eval.csv).
@@ -263,14 +293,14 @@ def verify(embed, hparams, condition, eval_datasets, training, device, checkpoin
     if score_norm or adaptation:
         domain = hparams["cohort_domain"]
         _, cohort = embedded_subset(embedded, f"cohort_{domain}", training[domain],
-                                    hparams["cohort_size"], hparams["seed"])
+                                    hparams["cohort_size"], hparams["seed"], limits)
     forms = {}
     if hparams["backend"]:
         size = hparams["backend_max_utterances"]
         source_ids, source = embedded_subset(embedded, "backend_source", training["source"],
-                                             size, hparams["seed"])
+                                             size, hparams["seed"], limits)
         _, target = embedded_subset(embedded, "backend_target", training["target"], size,
-                                    hparams["seed"])
+                                    hparams["seed"], limits)
         labels = [training["source"].data[utt]["spk_id"] for utt in source_ids]
         forms = backend_forms(hparams, source, labels, target)
     top_k = hparams["cohort_top_k"] if score_norm == "asnorm" else None
@@ -314,8 +344,11 @@ def verify(embed, hparams, condition, eval_datasets, training, device, checkpoin
     return results
 
 
-def embedded_subset(embedded, name, dataset, size, seed):
+def embedded_subset(embedded, name, dataset, size, seed, limits):
     """Embeddings ``[n, dim]`` of :func:`cohort_subset`'s draw, cached as ``<name><n>``.
+
+    The draw is among the utterances within ``limits``: a training manifest
+    may hold utterances too short to embed whole, which its crops repeat.
 
     Arguments
     ---------
@@ -329,13 +362,15 @@ def embedded_subset(embedded, name, dataset, size, seed):
         The most utterances drawn.
     seed : int
         Draw seed.
+    limits : tuple
+        ``(min_embed_seconds, max_embed_seconds)``.
 
     Returns
     -------
     tuple
         ``(ids, embeddings)``: the drawn IDs and their embeddings' tensor.
     """
-    ids = cohort_subset(dataset, size, seed)
+    ids = cohort_subset(embeddable_ids(dataset, *limits), size, seed)
     vectors = embedded(f"{name}{len(ids)}", dataset, ids)
     return ids, torch.stack([vectors[i] for i in ids])
 

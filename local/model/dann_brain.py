@@ -4,14 +4,17 @@ import gc
 
 import speechbrain as sb
 import torch
+from speechbrain.utils.logger import get_logger
 from torch.nn.parallel import DistributedDataParallel
 
 from local.data.dataio import STEP_STREAM, random_seed
-from local.evaluation.embed import compute_embeddings
+from local.evaluation.embed import compute_embeddings, embeddable_ids
 from local.model.adversaries import DomainItems
 from local.model.distributed import unwrapped, wrap_in_ddp
 from local.model.domain_branch import LayerOutputTap
 from local.model.epoch_statistics import EpochStatistics
+
+logger = get_logger(__name__)
 
 
 class DANNBrain(sb.Brain):
@@ -247,10 +250,17 @@ class DANNBrain(sb.Brain):
             The epoch about to start.
         """
         pseudo = self.hparams.pseudo_labels
+        limits = (self.hparams.min_embed_seconds, self.hparams.max_embed_seconds)
+        ids = embeddable_ids(self.target_utterances, *limits)
+        if len(ids) < len(self.target_utterances):
+            logger.warning("pseudo-labels at epoch %d: %d of %d target training utterances are "
+                           "outside min_embed_seconds-max_embed_seconds (%s-%s s) and get no "
+                           "pseudo-label", epoch, len(self.target_utterances) - len(ids),
+                           len(self.target_utterances), *limits)
         self.modules.eval()
-        embeddings = compute_embeddings(
-            self.embed, self.target_utterances, self.hparams.eval_batch_size, self.device,
-            limits=(self.hparams.min_embed_seconds, self.hparams.max_embed_seconds))
+        embeddings = compute_embeddings(self.embed, self.target_utterances,
+                                        self.hparams.eval_batch_size, self.device, ids=ids,
+                                        limits=limits)
         speakers = {utt: row["spk_id"] for utt, row in self.target_utterances.data.items()
                     if row.get("spk_id")}
         centroids, summary = pseudo.relabel(embeddings, epoch, speakers, self.hparams.seed)

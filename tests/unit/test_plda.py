@@ -273,3 +273,13 @@ def test_a_target_too_small_for_its_own_plda_is_said_and_pooled_still_scores(cap
         forms = backend_forms(hparams, source, [f"s{i % 6}" for i in range(60)], target)
     assert list(forms) == ["_plda_pooled"]
     assert "plda_target not scored: 20 target utterances of 4 pseudo-speakers leave 16" in caplog.text
+
+
+def test_a_target_too_small_to_cluster_leaves_out_the_pseudo_speaker_backends(caplog):
+    source = torch.from_numpy(np.random.default_rng(2).normal(size=(60, 8))).float()
+    hparams = dict(NORM, backend=["plda", "plda_pooled"], lda_dim=4, seed=1,
+                   pseudo_labels=PseudoLabels(offset=0, neighbours=10))
+    with caplog.at_level("WARNING"):
+        forms = backend_forms(hparams, source, [f"s{i % 6}" for i in range(60)], source[:7])
+    assert list(forms) == ["_plda"]
+    assert "plda_pooled not scored: the target's 7 training utterances are too few" in caplog.text
