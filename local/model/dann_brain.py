@@ -13,6 +13,7 @@ from local.model.adversaries import DomainItems
 from local.model.distributed import unwrapped, wrap_in_ddp
 from local.model.domain_branch import LayerOutputTap
 from local.model.epoch_statistics import EpochStatistics
+from local.model.pseudo_labels import check_neighbours
 
 logger = get_logger(__name__)
 
@@ -47,6 +48,9 @@ class DANNBrain(sb.Brain):
     def __init__(self, *args, target_utterances=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.target_utterances = target_utterances
+        if self.hparams.pseudo_labels.epochs and target_utterances is not None:
+            check_neighbours(self.hparams.pseudo_labels.settings["neighbours"],
+                             len(target_utterances))
         self.adversary = self.hparams.domain_adversary
         self.stats = EpochStatistics()
         if self.checkpointer is not None:  # optional: older checkpoints have no statistics

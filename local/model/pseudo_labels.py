@@ -85,11 +85,8 @@ def cluster_pseudo_speakers(embeddings, neighbours=10, min_silhouette=0.3, white
     >>> [len({labels[f"{s}{i}"] for i in range(6)}) for s in range(3)]
     [1, 1, 1]
     """
-    check_neighbours(neighbours)
     ids = list(embeddings)
-    if len(ids) <= neighbours:
-        raise ValueError(f"clustering with {neighbours} neighbours per utterance needs more "
-                         f"target utterances than that; got {len(ids)}")
+    check_neighbours(neighbours, len(ids))
     units = torch.nn.functional.normalize(
         torch.stack([torch.as_tensor(embeddings[i]) for i in ids]).double(), dim=-1)
     space = clustering_space(units, whiten_ridge).astype(np.float32)
@@ -134,16 +131,22 @@ def mean_directions(units, clusters, count):
     return torch.nn.functional.normalize(sums, dim=-1).float()
 
 
-def check_neighbours(neighbours):
+def check_neighbours(neighbours, utterances=None):
     """Refuse a nearest-neighbour count the graph cannot be built with.
 
     Arguments
     ---------
     neighbours : int
         ``pseudo_neighbours``.
+    utterances : int, optional
+        How many target utterances are to be clustered.
     """
     if isinstance(neighbours, bool) or not isinstance(neighbours, int) or neighbours < 1:
         raise ValueError(f"pseudo_neighbours must be an integer >= 1; got {neighbours!r}")
+    if utterances is not None and utterances <= neighbours:
+        raise ValueError(f"clustering with {neighbours} neighbours per utterance needs more "
+                         f"target utterances than that; got {utterances}: lower "
+                         "pseudo_neighbours, or set pseudo_label_epochs: []")
 
 
 def clustering_space(units, whiten_ridge=None):

@@ -123,7 +123,8 @@ def test_infomap_links_only_near_neighbours():
 @pytest.mark.parametrize("neighbours, count, message", [
     (0, 5, r"pseudo_neighbours must be an integer >= 1; got 0"),
     (True, 5, r"pseudo_neighbours must be an integer >= 1; got True"),
-    (5, 5, "with 5 neighbours per utterance needs more target utterances than that; got 5"),
+    (5, 5, "with 5 neighbours per utterance needs more target utterances than that; got 5: "
+           "lower pseudo_neighbours"),
 ])
 def test_bad_clustering_requests(neighbours, count, message):
     embeddings = {f"u{i}": torch.rand(3) for i in range(count)}
