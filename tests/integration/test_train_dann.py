@@ -28,7 +28,7 @@ from tests.unit.test_verification import copied_manifest
 # A tiny model, scored with raw cosine only (the recipe rows run the default back-end too).
 TINY = ["--channels=[32, 32, 32, 32, 96]", "--emb_dim=32", "--n_mels=40",
         "--discriminator_neurons=[32]", "--batch_size=16", "--crop_seconds=1.0",
-        "--num_workers=0", "--check_audio=False", "--backend_adaptation=null"]
+        "--num_workers=0", "--check_audio=False", "--backend_adaptation=null", "--backend=[]"]
 SHORT = ["--number_of_epochs=1", "--debug", "--debug_batches=3", "--debug_epochs=1"]
 # The adversary alone: the other domain losses off.
 ADVERSARY_ONLY = ["--mmd_weight=0", "--pseudo_label_epochs=[]"]  # with an adv_weight
