@@ -48,7 +48,8 @@ class DANNBrain(sb.Brain):
     def __init__(self, *args, target_utterances=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.target_utterances = target_utterances
-        if self.hparams.pseudo_labels.epochs and target_utterances is not None:
+        clusters = any(e <= self.hparams.number_of_epochs for e in self.hparams.pseudo_labels.epochs)
+        if clusters and target_utterances is not None:
             check_neighbours(self.hparams.pseudo_labels.settings["neighbours"],
                              len(target_utterances))
         self.adversary = self.hparams.domain_adversary
