@@ -263,8 +263,7 @@ def simplified_silhouettes(vectors, clusters):
         return np.zeros(len(vectors))
     vectors = torch.as_tensor(vectors, dtype=torch.float32)
     own = torch.as_tensor(clusters, dtype=torch.long)
-    centroids = torch.zeros(count, vectors.shape[1]).index_add_(0, own, vectors)
-    centroids = torch.nn.functional.normalize(centroids, dim=-1)
+    centroids = mean_directions(vectors, own, count)
     result = np.empty(len(vectors))
     for start in range(0, len(vectors), SILHOUETTE_BLOCK):
         block = slice(start, start + SILHOUETTE_BLOCK)
