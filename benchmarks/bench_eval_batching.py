@@ -40,9 +40,9 @@ from common import DEMO, ROOT, build, machine, tiny_wavlm  # first: puts the che
 import train_dann  # noqa: E402
 from bench_real_size import save_ssl  # noqa: E402
 from local.evaluation import verification  # noqa: E402
+from local.data.schema import SAMPLE_RATE  # noqa: E402
 from local.evaluation.embed import compute_embeddings, length_sorted_batches  # noqa: E402
 
-SAMPLE_RATE = 16000
 VOXCELEB1_TEST_UTTERANCES = 4874
 BATCH = 16
 

@@ -16,7 +16,7 @@ import pandas as pd
 
 from local.cli import command
 from local.data.manifest_io import read_manifest, write_manifest
-from local.data.schema import DEFAULT_SAMPLE_RATE
+from local.data.schema import SAMPLE_RATE
 from local.errors import ManifestError, fail
 
 class OptionError(ManifestError):
@@ -119,7 +119,7 @@ def chunk_rows(row, chunk_seconds):
     >>> [r["ID"] for r in chunk_rows(row, 1.0)]
     ['u_0_16000', 'u_16000_32000']
     """
-    rate = int(row.get("sample_rate", DEFAULT_SAMPLE_RATE))
+    rate = int(row.get("sample_rate", SAMPLE_RATE))
     size = int(round(chunk_seconds * rate))
     start, stop = int(row["start"]), int(row["stop"])
     if stop - start <= size:

@@ -9,16 +9,15 @@ import torch
 import torchaudio
 from speechbrain.dataio.dataio import read_audio
 
-from local.data.schema import unreadable
+from local.data.schema import SAMPLE_RATE, unreadable
 from local.errors import fail
 
-TARGET_SAMPLE_RATE = 16000
 CHANGED_AUDIO_FIX = ("the file changed after the manifest was written or checked: restore it, "
                      "or prepare the manifest again; python -m data_prep.manifest MANIFEST "
                      "checks a manifest against its audio")
 
 
-def load_segment(wav, start, stop, sample_rate, target_rate=TARGET_SAMPLE_RATE):
+def load_segment(wav, start, stop, sample_rate, target_rate=SAMPLE_RATE):
     """Read samples ``start:stop`` of ``wav`` and resample them to ``target_rate``.
 
     SpeechBrain's ``read_audio`` reads the segment (soundfile backend);
@@ -72,7 +71,7 @@ def load_segment(wav, start, stop, sample_rate, target_rate=TARGET_SAMPLE_RATE):
     return signal.to(torch.float32)
 
 
-def load_random_crop(wav, start, stop, sample_rate, seconds, target_rate=TARGET_SAMPLE_RATE):
+def load_random_crop(wav, start, stop, sample_rate, seconds, target_rate=SAMPLE_RATE):
     """A random ``seconds``-long crop of a manifest row, at ``target_rate``.
 
     Only the crop is read from disk. A row shorter than ``seconds`` is

@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 
 from local.data.schema import (
-    DEFAULT_SAMPLE_RATE,
     ENROLMENT_COLUMNS,
     OPTIONAL_COLUMNS,
     REQUIRED_COLUMNS,
     REST,
+    SAMPLE_RATE,
     TRIAL_COLUMNS,
     TRIAL_LABELS,
 )
@@ -185,7 +185,7 @@ def read_manifest(path):
             rows=[f"row {i + 2}: ID {table['ID'][i]}" for i in bad],
         )
     if "sample_rate" not in table.columns:
-        table["sample_rate"] = DEFAULT_SAMPLE_RATE
+        table["sample_rate"] = SAMPLE_RATE
     table[["start", "stop", "sample_rate"]] = table[
         ["start", "stop", "sample_rate"]
     ].astype(np.int64)

@@ -35,7 +35,8 @@ TRIAL_LABELS = ("0", "1")
 # The column of manifest_io.read_fields that holds what follows the expected fields.
 REST = "rest"
 ENROLMENT_COLUMNS = ["model_id", "utt_ids"]
-DEFAULT_SAMPLE_RATE = 16000
+# The rate the models take, and the rate of a manifest row that names none.
+SAMPLE_RATE = 16000
 # A duration may differ from (stop - start) / sample_rate by rounding only.
 DURATION_TOLERANCE_S = 0.01
 

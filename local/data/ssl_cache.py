@@ -35,7 +35,8 @@ import speechbrain as sb
 import torch
 from tqdm import tqdm
 
-from local.data.audio import TARGET_SAMPLE_RATE, signal_key
+from local.data.audio import signal_key
+from local.data.schema import SAMPLE_RATE
 
 INFO_FILE = "cache_info.json"
 
@@ -231,7 +232,7 @@ def add_cached_crop_pipeline(dataset, folder, seconds):
     """
     with open(os.path.join(folder, INFO_FILE), encoding="utf-8") as fin:
         info = json.load(fin)
-    frames = frame_count(round(seconds * TARGET_SAMPLE_RATE), info["receptive_field"],
+    frames = frame_count(round(seconds * SAMPLE_RATE), info["receptive_field"],
                          info["stride"])
     paths = cache_paths(folder, dataset)
     missing = [utt for utt in dataset.data_ids if not os.path.isfile(paths[utt])]

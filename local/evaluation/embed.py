@@ -8,7 +8,8 @@ import torch
 from speechbrain.dataio.batch import PaddedBatch
 from tqdm import tqdm
 
-from local.data.audio import TARGET_SAMPLE_RATE, check_lengths, signal_key
+from local.data.audio import check_lengths, signal_key
+from local.data.schema import SAMPLE_RATE
 
 
 def length_sorted_batches(lengths, batch_size):
@@ -281,6 +282,6 @@ class LengthGuard(torch.nn.Module):
         torch.Tensor
             ``wavs``.
         """
-        seconds = pd.Series([wavs.shape[-1] / TARGET_SAMPLE_RATE], index=["the waveform"])
+        seconds = pd.Series([wavs.shape[-1] / SAMPLE_RATE], index=["the waveform"])
         check_lengths(seconds, "the waveform to embed", self.shortest, self.longest)
         return wavs

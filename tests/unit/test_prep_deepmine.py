@@ -9,10 +9,10 @@ import soundfile
 from data_prep.deepmine import language, main, prepare_deepmine
 from data_prep.preparation import OptionError
 from local.data.manifest_io import read_enrolment, read_manifest
+from local.data.schema import SAMPLE_RATE
 from local.data.validation import validate
 from local.errors import ManifestError
 
-RATE = 16000
 # Task 1 (text-dependent) docs/, as released: a header line, then the entries.
 TASK1_ENROLMENT = (
     "model-id phrase-id enroll-file-id1 enroll-file-id2 enroll-file-id3\n"
@@ -93,8 +93,8 @@ def write_task(folder, enrolment, train, trials):
         path = folder / "wav" / WAV_FOLDER[name[:3]] / f"{name}.wav"
         path.parent.mkdir(parents=True, exist_ok=True)
         seconds = 0.2 + 0.1 * (seed % 9)
-        noise = np.random.default_rng(seed).uniform(-0.1, 0.1, int(seconds * RATE))
-        soundfile.write(path, noise, RATE, subtype="PCM_16")
+        noise = np.random.default_rng(seed).uniform(-0.1, 0.1, int(seconds * SAMPLE_RATE))
+        soundfile.write(path, noise, SAMPLE_RATE, subtype="PCM_16")
     return folder
 
 
@@ -125,8 +125,8 @@ def _check_rows(table, folder):
     for row in table.itertuples():
         assert row.wav == str(folder / "wav" / WAV_FOLDER[row.ID[:3]] / f"{row.ID}.wav")
         info = soundfile.info(row.wav)
-        assert (row.start, row.stop, row.sample_rate) == (0, info.frames, RATE)
-        assert row.duration == pytest.approx(info.frames / RATE, abs=1e-4)
+        assert (row.start, row.stop, row.sample_rate) == (0, info.frames, SAMPLE_RATE)
+        assert row.duration == pytest.approx(info.frames / SAMPLE_RATE, abs=1e-4)
 
 
 def _check_split(paths, enrolment, trials):
@@ -265,7 +265,7 @@ def test_channel_table(task1, tmp_path, out):
 def test_chunks(task1, out):
     paths = prepare_deepmine(str(task1), out, seg_dur=0.25)
     train = validate(paths["train"])
-    size = RATE // 4
+    size = SAMPLE_RATE // 4
     expected = []
     for utt, *_ in _entries(TASK1_TRAIN):
         frames = soundfile.info(str(task1 / "wav" / "train" / f"{utt}.wav")).frames

@@ -9,10 +9,10 @@ import soundfile
 from data_prep.preparation import OptionError
 from data_prep.voxceleb import main, prepare_voxceleb, read_meta, utterance_id
 from local.data.manifest_io import read_manifest, read_trials
+from local.data.schema import SAMPLE_RATE
 from local.data.validation import validate
 from local.errors import ManifestError
 
-RATE = 16000
 # VoxCeleb1 recordings (relative to wav/) and their lengths in seconds.
 VOX1 = {
     "id10001/1zcIwhmdeo4/00001.wav": 0.9,
@@ -88,8 +88,8 @@ VOX2_GENDER = {"id00012": "m", "id00015": "f", "id00017": "m"}
 
 def _write_wav(path, seconds, seed):
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    noise = np.random.default_rng(seed).uniform(-0.1, 0.1, int(seconds * RATE))
-    soundfile.write(path, noise, RATE, subtype="PCM_16")
+    noise = np.random.default_rng(seed).uniform(-0.1, 0.1, int(seconds * SAMPLE_RATE))
+    soundfile.write(path, noise, SAMPLE_RATE, subtype="PCM_16")
 
 
 def write_vox1(folder):
@@ -141,8 +141,8 @@ def test_rows_describe_their_files(vox1, tmp_path, out):
         for row in table.itertuples():
             speaker, session, name = row.wav.split(os.sep)[-3:]
             info = soundfile.info(row.wav)
-            assert (row.start, row.stop, row.sample_rate) == (0, info.frames, RATE)
-            assert row.duration == pytest.approx(info.frames / RATE, abs=1e-4)
+            assert (row.start, row.stop, row.sample_rate) == (0, info.frames, SAMPLE_RATE)
+            assert row.duration == pytest.approx(info.frames / SAMPLE_RATE, abs=1e-4)
             assert row.ID == f"{speaker}--{session}--{name[:-4]}"
             assert (row.spk_id, row.session) == (speaker, session)
             assert row.gender == {**VOX1_GENDER, **VOX2_GENDER}[speaker]
@@ -205,11 +205,11 @@ def test_converted_vox2_trees(vox1, tmp_path, out, layout):
 def test_chunks(vox1, out):
     paths = prepare_voxceleb(str(vox1), out, seg_dur=0.25)
     train = validate(paths["train"])
-    size = RATE // 4
+    size = SAMPLE_RATE // 4
     expected = []
     for path, seconds in VOX1.items():
         if path[:7] in DEV_SPEAKERS:
-            starts = range(0, int(seconds * RATE) - size + 1, size)
+            starts = range(0, int(seconds * SAMPLE_RATE) - size + 1, size)
             expected += [f"{utterance_id(path)}_{s}_{s + size}" for s in starts]
     assert sorted(train["ID"]) == sorted(expected)
     assert (train["stop"] - train["start"] == size).all()
