@@ -52,12 +52,10 @@ from data_prep.preparation import (
     preparation_command,
     skip_if_prepared,
 )
+from data_prep.telephone import HANDSET_LINE, TELEPHONE_RATE, resonate, telephone_channel
 from local.cli import option
 from local.data.manifest_io import write_manifest, write_trials
-from local.data.schema import utterance_row
-
-SAMPLE_RATE = 16000
-TELEPHONE_RATE = 8000
+from local.data.schema import SAMPLE_RATE, utterance_row
 
 # Formants (F1, F2, F3 in Hz) of an average adult vocal tract per vowel.
 VOWELS = {
@@ -127,10 +125,7 @@ def _resonate(excitation, formants):
     """Cascade of two-pole resonators, one per formant."""
     out = excitation
     for freq, bandwidth in zip(formants, FORMANT_BANDWIDTHS):
-        freq = min(freq, 0.45 * SAMPLE_RATE)
-        radius = np.exp(-np.pi * bandwidth / SAMPLE_RATE)
-        theta = 2 * np.pi * freq / SAMPLE_RATE
-        out = signal.lfilter([1 - radius], [1, -2 * radius * np.cos(theta), radius**2], out)
+        out = resonate(out, freq, bandwidth)
     return out
 
 
@@ -232,50 +227,6 @@ def session_effects(rng, wave):
     return wave + noise
 
 
-def telephone_channel(rng, wave):
-    """One telephone call: handset band and colouring, 8 kHz, mu-law, line noise.
-
-    Each call draws its own handset (band edges around 300-3400 Hz and a
-    resonance between 1 and 3 kHz) and line noise level, so that the channel
-    varies between recordings as real telephone calls do.
-
-    Arguments
-    ---------
-    rng : numpy.random.Generator
-        Random source (handset, noise, hum phase).
-    wave : numpy.ndarray
-        16 kHz waveform.
-
-    Returns
-    -------
-    numpy.ndarray
-        8 kHz waveform as a telephone line delivers it.
-
-    Example
-    -------
-    >>> rng = np.random.default_rng(0)
-    >>> telephone_channel(rng, np.zeros(16000)).shape
-    (8000,)
-    """
-    band = [rng.uniform(250, 450), rng.uniform(2900, 3500)]
-    sos = signal.butter(4, band, btype="band", fs=SAMPLE_RATE, output="sos")
-    handset = signal.sosfilt(sos, wave)
-    resonance = _resonate(handset, [rng.uniform(1000, 3000)])
-    handset += rng.uniform(0.0, 0.5) * resonance * np.std(handset) / (np.std(resonance) + 1e-12)
-    narrow = signal.resample_poly(handset, 1, SAMPLE_RATE // TELEPHONE_RATE)
-    mu = 255.0
-    peak = np.abs(narrow).max() + 1e-9
-    companded = np.sign(narrow) * np.log1p(mu * np.abs(narrow) / peak) / np.log1p(mu)
-    quantised = np.round(companded * 127) / 127
-    narrow = peak * np.sign(quantised) * ((1 + mu) ** np.abs(quantised) - 1) / mu
-    time = np.arange(narrow.size) / TELEPHONE_RATE
-    rms = np.sqrt(np.mean(narrow**2))
-    hum = 0.1 * rms * np.sin(2 * np.pi * 50 * time + rng.uniform(0, 2 * np.pi))
-    snr_db = rng.uniform(15, 30)
-    line = rms / 10 ** (snr_db / 20) * rng.standard_normal(narrow.size)
-    return narrow + hum + line
-
-
 def random_words(rng, lang, n_syllables):
     """A random consonant-vowel sequence of ``lang``.
 
@@ -320,7 +271,7 @@ def _write_utterance(rng, save_folder, domain, speaker, index, words, phrase):
     wave = session_effects(rng, synthesize(rng, speaker, spec["lang"], words))
     rate = SAMPLE_RATE
     if spec["channel"] == "telephone":
-        wave, rate = telephone_channel(rng, wave), TELEPHONE_RATE
+        (wave, _), rate = telephone_channel(rng, wave, HANDSET_LINE), TELEPHONE_RATE
     utt_id = f"{speaker['spk_id']}_{index:03d}"
     path = os.path.join(save_folder, "wav", domain, speaker["spk_id"], f"{utt_id}.wav")
     os.makedirs(os.path.dirname(path), exist_ok=True)

@@ -63,13 +63,12 @@ import soundfile
 from scipy import signal
 
 from data_prep.preparation import mark_prepared, skip_if_prepared
+from data_prep.telephone import G711_LINE, TELEPHONE_RATE, telephone_channel
 from local.cli import command, option
 from local.data.manifest_io import write_manifest, write_trials
-from local.data.schema import utterance_row
+from local.data.schema import SAMPLE_RATE, utterance_row
 from local.errors import ManifestError
 
-SAMPLE_RATE = 16000
-TELEPHONE_RATE = 8000
 DOMAINS = {"source": "wideband", "target": "telephone"}
 # donor: engine, voice, package, language, sex, domain, split; `also` names the
 # other voice files of the same recorded person, which are not used.
@@ -256,85 +255,6 @@ def _run(donor, command):
         _missing(donor, f"{' '.join(command[:3])} ... failed: {result.stderr.strip()[-300:]}")
 
 
-def g711(wave, law):
-    """Encode and decode with the G.711 codec: 8-bit segmented mu-law or A-law.
-
-    Written here because torchaudio has only the continuous mu-law curve and
-    no A-law, and Python's ``audioop`` is gone from Python 3.13.
-
-    Arguments
-    ---------
-    wave : numpy.ndarray
-        Samples in [-1, 1].
-    law : str
-        ``"mu"`` or ``"a"``.
-
-    Returns
-    -------
-    numpy.ndarray
-        The decoded samples, in [-1, 1].
-
-    Example
-    -------
-    >>> g711(np.array([0.0, 0.5, -0.25]), "a").round(4).tolist()
-    [0.0002, 0.5156, -0.2461]
-    """
-    # Integer arithmetic of ITU-T G.711 on 16-bit samples (negative values
-    # floor-shifted, as the reference coder does).
-    pcm = np.clip(np.round(wave * 32768), -32768, 32767).astype(np.int64)
-    sign = np.where(pcm < 0, -1, 1)
-    if law == "mu":
-        magnitude = np.minimum(np.abs(pcm >> 2), 8158) + 33  # 14-bit, biased
-        segment = np.floor(np.log2(magnitude)).astype(np.int64) - 5
-        mantissa = (magnitude >> (segment + 1)) & 0xF
-        decoded = (((2 * mantissa + 33) << segment) - 33) << 2
-    elif law == "a":
-        magnitude = np.where(pcm < 0, -(pcm >> 3) - 1, pcm >> 3)  # 13-bit
-        segment = np.maximum(np.floor(np.log2(np.maximum(magnitude, 1))).astype(np.int64) - 4, 0)
-        shift = np.maximum(segment, 1)
-        mantissa = (magnitude >> shift) & 0xF
-        decoded = np.where(segment == 0, 2 * mantissa + 1, (2 * mantissa + 33) << (segment - 1))
-        decoded = decoded << 3
-    else:
-        raise ValueError(f"G.711 law must be 'mu' or 'a', not {law!r}")
-    return sign * decoded / 32768.0
-
-
-def telephone_channel(rng, wave):
-    """One telephone call: 300-3400 Hz band, 8 kHz, G.711 (mu- or A-law), line noise.
-
-    Each call draws its band edges (within 250-400 and 3200-3500 Hz), its
-    codec law and a line noise level (SNR 20-35 dB, added before the codec as
-    on an analogue local loop).
-
-    Arguments
-    ---------
-    rng : numpy.random.Generator
-        Random source.
-    wave : numpy.ndarray
-        16 kHz waveform in [-1, 1].
-
-    Returns
-    -------
-    tuple
-        The 8 kHz waveform and the codec law (``"mu"`` or ``"a"``).
-
-    Example
-    -------
-    >>> narrow, law = telephone_channel(np.random.default_rng(0), np.zeros(16000))
-    >>> narrow.shape, law in ("mu", "a")
-    ((8000,), True)
-    """
-    band = [rng.uniform(250, 400), rng.uniform(3200, 3500)]
-    sos = signal.butter(6, band, btype="band", fs=SAMPLE_RATE, output="sos")
-    narrow = signal.resample_poly(signal.sosfilt(sos, wave), TELEPHONE_RATE, SAMPLE_RATE)
-    rms = np.sqrt(np.mean(narrow**2))
-    snr_db = rng.uniform(20, 35)
-    narrow = narrow + rms / 10 ** (snr_db / 20) * rng.standard_normal(narrow.size)
-    law = str(rng.choice(["mu", "a"]))
-    return g711(0.9 * narrow / (np.abs(narrow).max() + 1e-9), law), law
-
-
 def resample(wave, rate_in, rate_out):
     """Polyphase resampling between any two integer rates.
 
@@ -446,7 +366,7 @@ def _render(raw_path, out_path, speed, domain, rng):
     wave = rng.uniform(0.3, 0.9) * wave / (np.abs(wave).max() + 1e-9)
     channel, rate = DOMAINS[domain], SAMPLE_RATE
     if domain == "target":
-        (wave, law), rate = telephone_channel(rng, wave), TELEPHONE_RATE
+        (wave, law), rate = telephone_channel(rng, wave, G711_LINE), TELEPHONE_RATE
         channel = f"{channel}_{law}law"
     os.makedirs(os.path.dirname(out_path), exist_ok=True)
     soundfile.write(out_path, np.clip(wave, -1, 1).astype(np.float32), rate, subtype="PCM_16")

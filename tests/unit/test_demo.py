@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 import soundfile
 
-from data_prep.demo import main, prepare_demo, telephone_channel
+from data_prep.demo import main, prepare_demo
 from data_prep.preparation import OptionError
+from data_prep.telephone import HANDSET_LINE, telephone_channel
 from local.data.manifest_io import read_manifest, read_trials
 from local.data.validation import validate
 from local.evaluation.mfcc_baseline import baseline_eer, mean_mfcc_embeddings
@@ -107,7 +108,8 @@ def test_text_dependent_mode_types_trials(tmp_path):
 
 def test_telephone_channel_is_band_limited():
     rng = np.random.default_rng(0)
-    narrow = telephone_channel(rng, rng.standard_normal(16000))
+    narrow, codec = telephone_channel(rng, rng.standard_normal(16000), HANDSET_LINE)
+    assert codec == "mu_curve"
     spectrum = np.abs(np.fft.rfft(narrow)) ** 2
     freqs = np.fft.rfftfreq(narrow.size, 1 / 8000)
     in_band = spectrum[(freqs > 500) & (freqs < 3000)].mean()

@@ -18,10 +18,9 @@ from data_prep.recorded_voices import (
     DONORS,
     SPEEDS,
     SynthesisError,
-    g711,
     prepare_recorded_voices,
-    telephone_channel,
 )
+from data_prep.telephone import G711_LINE, g711, telephone_channel
 from local.data.manifest_io import read_manifest, read_trials
 from local.data.validation import validate
 
@@ -175,7 +174,7 @@ def test_telephone_channel_band_rate_and_codec():
     rng = np.random.default_rng(0)
     laws = set()
     for _ in range(6):
-        narrow, law = telephone_channel(rng, rng.standard_normal(32000))
+        narrow, law = telephone_channel(rng, rng.standard_normal(32000), G711_LINE)
         laws.add(law)
         assert narrow.shape == (16000,)  # 2 s at 8 kHz
         assert len(np.unique(narrow)) <= 256  # one of G.711's 256 code words per sample
