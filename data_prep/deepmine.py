@@ -68,6 +68,7 @@ Example
 
 import collections
 import csv
+import functools
 import logging
 import os
 import re
@@ -78,21 +79,13 @@ import pandas as pd
 
 from data_prep.preparation import (
     check_seg_dur,
-    chunk_rows,
-    mark_prepared,
+    corpus_folder,
     preparation_command,
-    skip_if_prepared,
+    prepare_corpus,
 )
 from local.cli import option
-from local.data.manifest_io import (
-    numbered_lines,
-    read_fields,
-    write_enrolment,
-    write_manifest,
-    write_trials,
-)
+from local.data.manifest_io import numbered_lines, read_fields
 from local.data.schema import REST, TRIAL_COLUMNS, utterance_row
-from local.data.validation import validate
 from local.errors import fail
 
 logger = logging.getLogger(__name__)
@@ -162,21 +155,21 @@ def prepare_deepmine(data_folder, save_folder, key_file=None, channel_table=None
     ...                  key_file="/data/sdsv/task1_key.txt")  # doctest: +SKIP
     """
     check_seg_dur(seg_dur)
-    data_folder = os.path.abspath(data_folder)
+    data_folder = corpus_folder(data_folder, "DeepMine",
+                                "pass as data_folder the folder that an SdSV task's archives "
+                                "extract to (it holds docs/ and wav/)")
     docs = _docs(data_folder)
     key_file = os.path.abspath(key_file) if key_file else None
     channel_table = os.path.abspath(channel_table) if channel_table else None
     options = dict(data_folder=data_folder, key_file=key_file,
                    channel_table=channel_table, seg_dur=seg_dur)
-    paths = {name: os.path.join(save_folder, f"{name}.csv")
-             for name in ("train", "eval", "enrolment")}
-    if key_file:
-        paths["trials"] = os.path.join(save_folder, "trials.txt")
-    if skip_if_prepared(save_folder, list(paths.values()), options):
-        logger.info("DeepMine already prepared in %s, skipping", save_folder)
-        return paths
+    outputs = ["train.csv", "eval.csv", "enrolment.csv", *(["trials.txt"] if key_file else [])]
+    read = functools.partial(_read, data_folder, docs, key_file, channel_table)
+    return prepare_corpus("DeepMine", save_folder, options, outputs, read)
 
-    # Every check first: reading the audio headers is the slow part.
+
+def _read(data_folder, docs, key_file, channel_table):
+    """The manifests, enrolment table and trials; every check first, as reading the audio is slow."""
     task, train = _read_train_labels(docs["train_labels.txt"])
     models = _read_enrolment(docs["model_enrollment.txt"], task, docs["train_labels.txt"])
     pairs = _read_trials(docs["trials.txt"], models)
@@ -189,31 +182,17 @@ def prepare_deepmine(data_folder, save_folder, key_file=None, channel_table=None
 
     logger.info("DeepMine task %d: reading %d files", task, len(wavs))
     train_rows = [_row(wavs[utt], utt, spk, phrase, channels) for utt, spk, phrase in train]
-    if seg_dur:
-        train_rows = [chunk for row in train_rows for chunk in chunk_rows(row, seg_dur)]
     eval_rows = [_row(wavs[utt], utt, "", phrase, channels)
                  for utt, phrase in enrol_phrase.items()]
     unknown_phrase = "" if task == 1 else None
     eval_rows += [_row(wavs[utt], utt, "", unknown_phrase, channels, lang="")
                   for utt in test_files]
-
-    os.makedirs(save_folder, exist_ok=True)
-    write_manifest(train_rows, paths["train"])
-    write_manifest(eval_rows, paths["eval"])
     enrolment = []
     for model, (phrase, utts) in models.items():
         enrolment.append({"model_id": model, "utt_ids": utts})
         if phrase is not None:
             enrolment[-1]["phrase"] = phrase
-    write_enrolment(enrolment, paths["enrolment"])
-    if trials is not None:
-        write_trials(trials, paths["trials"])
-    validate(paths["eval"], paths.get("trials"), paths["enrolment"], check_audio=False)
-    mark_prepared(save_folder, options)
-    logger.info("DeepMine task %d: %d training rows (%d speakers), %d models, %d trials",
-                task, len(train_rows), len({r["spk_id"] for r in train_rows}), len(models),
-                len(pairs))
-    return paths
+    return {"train": train_rows, "eval": eval_rows, "enrolment": enrolment, "trials": trials}
 
 
 def language(phrase):
@@ -241,10 +220,6 @@ def language(phrase):
 
 def _docs(data_folder):
     """``{name: path}`` of the task's docs files; refuse a folder without them."""
-    if not os.path.isdir(data_folder):
-        fail(data_folder, "DeepMine folder does not exist",
-             fix="pass as data_folder the folder that an SdSV task's archives extract to "
-             "(it holds docs/ and wav/)")
     paths = {name: os.path.join(data_folder, "docs", name) for name in DOCS}
     missing = [f"docs/{name}" for name, path in paths.items() if not os.path.isfile(path)]
     if missing:

@@ -74,6 +74,7 @@ Example
 
 import collections
 import csv
+import functools
 import itertools
 import logging
 import os
@@ -87,15 +88,12 @@ from data_prep.preparation import (
     AT_LEAST_TWO,
     check_option,
     check_seg_dur,
-    chunk_rows,
-    mark_prepared,
+    corpus_folder,
     preparation_command,
-    skip_if_prepared,
+    prepare_corpus,
 )
 from local.cli import option
-from local.data.manifest_io import write_manifest, write_trials
 from local.data.schema import utterance_row
-from local.data.validation import validate
 from local.errors import ManifestError, fail
 
 logger = logging.getLogger(__name__)
@@ -186,19 +184,22 @@ def prepare_farsdat(
                  "the most same-speaker trials to draw", integer=True)
     check_option("nontarget_trials", nontarget_trials, AT_LEAST_ONE,
                  "the most different-speaker trials to draw", integer=True)
-    data_folder = os.path.abspath(data_folder)
+    data_folder = corpus_folder(data_folder, "Big FARSDAT",
+                                "pass as data_folder the folder that holds the corpus audio")
     speaker_table = os.path.abspath(speaker_table) if speaker_table else None
     options = dict(data_folder=data_folder, pattern=pattern, speaker_table=speaker_table,
                    ignore_unmatched=ignore_unmatched, n_eval_speakers=n_eval_speakers,
                    target_trials=target_trials, nontarget_trials=nontarget_trials,
                    seg_dur=seg_dur, seed=seed)
-    paths = {name: os.path.join(save_folder, name + extension)
-             for name, extension in (("train", ".csv"), ("eval", ".csv"), ("trials", ".txt"))}
-    if skip_if_prepared(save_folder, list(paths.values()), options):
-        logger.info("Big FARSDAT already prepared in %s, skipping", save_folder)
-        return paths
+    read = functools.partial(_read, data_folder, pattern, speaker_table, ignore_unmatched,
+                             n_eval_speakers, target_trials, nontarget_trials, seed)
+    return prepare_corpus("Big FARSDAT", save_folder, options,
+                          ["train.csv", "eval.csv", "trials.txt"], read)
 
-    # Every check first: reading the audio headers is the slow part.
+
+def _read(data_folder, pattern, speaker_table, ignore_unmatched, n_eval_speakers,
+          target_trials, nontarget_trials, seed):
+    """The manifests and trial list; every check first, as reading the audio headers is slow."""
     utterances = _utterances(data_folder, _compile(pattern), ignore_unmatched)
     speakers = sorted({u["spk"] for u in utterances})
     genders = _speaker_genders(speaker_table, speakers, data_folder) if speaker_table else {}
@@ -212,21 +213,9 @@ def prepare_farsdat(
     logger.info("Big FARSDAT: reading %d recordings", len(utterances))
     rows = [_row(data_folder, u, genders) for u in utterances]
     eval_rows = [row for row in rows if row["spk_id"] in eval_speakers]
-    train_rows = [row for row in rows if row["spk_id"] not in eval_speakers]
-    trials = _draw_trials(eval_rows, target_trials, nontarget_trials, rng, data_folder)
-    if seg_dur:
-        train_rows = [chunk for row in train_rows for chunk in chunk_rows(row, seg_dur)]
-
-    os.makedirs(save_folder, exist_ok=True)
-    write_manifest(train_rows, paths["train"])
-    write_manifest(eval_rows, paths["eval"])
-    write_trials(trials, paths["trials"])
-    validate(paths["eval"], paths["trials"], check_audio=False)
-    mark_prepared(save_folder, options)
-    logger.info("Big FARSDAT: %d training rows (%d speakers), %d evaluation utterances "
-                "(%d speakers), %d trials", len(train_rows), len(speakers) - n_eval_speakers,
-                len(eval_rows), n_eval_speakers, len(trials))
-    return paths
+    return {"train": [row for row in rows if row["spk_id"] not in eval_speakers],
+            "eval": eval_rows,
+            "trials": _draw_trials(eval_rows, target_trials, nontarget_trials, rng, data_folder)}
 
 
 def utterance_id(relative_path, groups):
@@ -325,9 +314,6 @@ def _compile(pattern):
 
 def _utterances(data_folder, regex, ignore_unmatched):
     """``{ID, path, spk, session}`` of every audio file under ``data_folder``, sorted by path."""
-    if not os.path.isdir(data_folder):
-        fail(data_folder, "Big FARSDAT folder does not exist",
-             fix="pass as data_folder the folder that holds the corpus audio")
     files = sorted(
         os.path.relpath(os.path.join(folder, name), data_folder).replace(os.sep, "/")
         for folder, _, names in os.walk(data_folder)

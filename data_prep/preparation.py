@@ -1,12 +1,15 @@
-"""What every corpus preparation shares: option checks, chunking, selection, skip-if-prepared, the exit status.
+"""What every corpus preparation shares: option checks, the skeleton, chunking, selection, the exit status.
 
 The preparations follow SpeechBrain's ``prepare_*`` convention: a pure
 function of its options that writes manifests in the schema of
 :mod:`local.data.schema` and does nothing when re-run with the same options.
+:func:`prepare_corpus` is that convention, once; a corpus module checks its
+options and input folders, then gives it a function that reads its tree.
 """
 
 import functools
 import json
+import logging
 import math
 import numbers
 import os
@@ -15,9 +18,13 @@ import sys
 import pandas as pd
 
 from local.cli import command
-from local.data.manifest_io import read_manifest, write_manifest
+from local.data.manifest_io import read_manifest, write_enrolment, write_manifest, write_trials
 from local.data.schema import SAMPLE_RATE
+from local.data.validation import validate
 from local.errors import ManifestError, fail
+
+logger = logging.getLogger(__name__)
+
 
 class OptionError(ManifestError):
     """A data preparation option outside its allowed range."""
@@ -91,6 +98,113 @@ def check_seg_dur(seg_dur):
     if seg_dur is not None:
         check_option("seg_dur", seg_dur, POSITIVE,
                      "the training chunk length in seconds (None keeps utterances whole)")
+
+
+def corpus_folder(folder, corpus, fix):
+    """The absolute path of a corpus's input folder; refuse one that does not exist.
+
+    Arguments
+    ---------
+    folder : str
+        The folder as given.
+    corpus : str
+        The corpus, as the message names it.
+    fix : str
+        What to pass instead.
+
+    Returns
+    -------
+    str
+        The absolute path.
+
+    Raises
+    ------
+    ManifestError
+        When ``folder`` is not a directory.
+
+    Example
+    -------
+    >>> corpus_folder("nowhere", "VoxCeleb1", "pass the folder that holds wav/")
+    Traceback (most recent call last):
+      ...
+    local.errors.ManifestError: /.../nowhere: VoxCeleb1 folder does not exist
+    Fix: pass the folder that holds wav/
+    """
+    folder = os.path.abspath(folder)
+    if not os.path.isdir(folder):
+        fail(folder, f"{corpus} folder does not exist", fix=fix)
+    return folder
+
+
+def prepare_corpus(corpus, save_folder, options, outputs, read, training=("train",)):
+    """SpeechBrain's ``prepare_*`` around one corpus: skip, read, write, check, record.
+
+    Does nothing when ``save_folder`` holds ``outputs`` made with the same
+    ``options``. Otherwise ``read()`` makes the tables; each is written (the
+    manifests of ``training`` cut into ``options["seg_dur"]`` chunks, when
+    set), every trial list is checked against ``eval.csv`` and the enrolment
+    table, and ``options`` are recorded for the next run.
+
+    Arguments
+    ---------
+    corpus : str
+        The corpus, as the log names it.
+    save_folder : str
+        Where the outputs go.
+    options : dict
+        JSON-serialisable arguments that determine the outputs
+        (:func:`skip_if_prepared`).
+    outputs : list of str
+        File names, in the order of the returned paths: ``eval.csv`` and the
+        other manifests, ``enrolment.csv`` (an enrolment table), and trial
+        lists ``*.txt``.
+    read : callable
+        ``read()`` returns ``{file name without extension: rows}`` for every
+        output: manifest rows, enrolment models or trials, as
+        :mod:`local.data.manifest_io` writes them.
+    training : tuple of str
+        The manifests cut into ``seg_dur`` chunks; the others stay whole.
+
+    Returns
+    -------
+    dict
+        ``{file name without extension: path}``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> rows = [{"ID": f"u{i}", "duration": 1.0, "wav": f"u{i}.wav", "start": 0,
+    ...          "stop": 16000, "spk_id": f"s{i // 2}", "domain": "d"} for i in range(4)]
+    >>> read = lambda: {"eval": rows, "trials": [(1, "u0", "u1"), (0, "u0", "u2")]}
+    >>> folder = tempfile.mkdtemp()
+    >>> sorted(prepare_corpus("Toy", folder, {"seed": 1}, ["eval.csv", "trials.txt"], read))
+    ['eval', 'trials']
+    >>> sorted(os.listdir(folder))
+    ['eval.csv', 'prepare_options.json', 'trials.txt']
+    """
+    paths = {os.path.splitext(name)[0]: os.path.join(save_folder, name) for name in outputs}
+    if skip_if_prepared(save_folder, list(paths.values()), options):
+        logger.info("%s already prepared in %s, skipping", corpus, save_folder)
+        return paths
+    tables = read()
+    seg_dur = options.get("seg_dur")
+    os.makedirs(save_folder, exist_ok=True)
+    for name, path in paths.items():
+        if path.endswith(".txt"):
+            write_trials(tables[name], path)
+        elif name == "enrolment":
+            write_enrolment(tables[name], path)
+        else:
+            if seg_dur and name in training:
+                tables[name] = [chunk for row in tables[name] for chunk in chunk_rows(row, seg_dur)]
+            write_manifest(tables[name], path)
+    trial_lists = [path for path in paths.values() if path.endswith(".txt")]
+    for trials in trial_lists or [None]:
+        validate(paths["eval"], trials, paths.get("enrolment"), check_audio=False)
+    mark_prepared(save_folder, options)
+    logger.info("%s prepared in %s: %s", corpus, save_folder,
+                ", ".join(f"{name} {len(tables[name])}" for name in paths))
+    return paths
 
 
 def chunk_rows(row, chunk_seconds):

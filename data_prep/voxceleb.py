@@ -50,6 +50,7 @@ Example
 1
 """
 
+import functools
 import glob
 import logging
 import os
@@ -62,15 +63,12 @@ from data_prep.preparation import (
     FRACTION,
     check_option,
     check_seg_dur,
-    chunk_rows,
-    mark_prepared,
+    corpus_folder,
     preparation_command,
-    skip_if_prepared,
+    prepare_corpus,
 )
 from local.cli import option
-from local.data.manifest_io import write_manifest, write_trials
 from local.data.schema import utterance_row
-from local.data.validation import validate
 from local.errors import fail
 
 logger = logging.getLogger(__name__)
@@ -154,23 +152,23 @@ def prepare_voxceleb(
     check_seg_dur(seg_dur)
     check_option("dev_ratio", dev_ratio, FRACTION,
                  "the fraction of each training speaker's recordings held out for dev.csv")
-    data_folder = os.path.abspath(data_folder)
+    data_folder = corpus_folder(data_folder, "VoxCeleb1",
+                                "pass as data_folder the folder that holds VoxCeleb1's wav/")
     vox1_wav = _wav_tree(data_folder)
     trial_files = _trial_files(data_folder, trial_lists)
     vox2_folder = os.path.abspath(vox2_folder) if vox2_folder else None
     options = dict(data_folder=data_folder, vox2_folder=vox2_folder, trials=trial_files,
                    seg_dur=seg_dur, dev_ratio=dev_ratio, seed=seed)
-    paths = {"train": os.path.join(save_folder, "train.csv")}
-    if dev_ratio:
-        paths["dev"] = os.path.join(save_folder, "dev.csv")
-    paths["eval"] = os.path.join(save_folder, "eval.csv")
-    for name in trial_files:
-        paths[f"trials_{name}"] = os.path.join(save_folder, f"trials_{name}.txt")
-    if skip_if_prepared(save_folder, list(paths.values()), options):
-        logger.info("VoxCeleb already prepared in %s, skipping", save_folder)
-        return paths
+    outputs = ["train.csv", *(["dev.csv"] if dev_ratio else []), "eval.csv",
+               *(f"trials_{name}.txt" for name in trial_files)]
+    read = functools.partial(_read, data_folder, vox1_wav, trial_files, vox2_folder,
+                             dev_ratio, seed)
+    return prepare_corpus("VoxCeleb", save_folder, options, outputs, read,
+                          training=("train", "dev"))
 
-    # Every check first: reading the audio headers is the slow part.
+
+def _read(data_folder, vox1_wav, trial_files, vox2_folder, dev_ratio, seed):
+    """The manifests and trial lists; every check first, as reading the audio headers is slow."""
     vox1_files = _scan(vox1_wav)
     genders = _speaker_genders(_meta_file(data_folder, "vox1_meta.csv"), vox1_files, vox1_wav)
     trials = {name: _read_trials(path, vox1_files, vox1_wav) for name, path in trial_files.items()}
@@ -190,28 +188,16 @@ def prepare_voxceleb(
               "as is usual with Vox1-E and Vox1-H")
 
     logger.info("VoxCeleb: reading %d recordings", len(train_files) + len(eval_files))
-    train_rows = [_row(*item) for item in train_files]
-    train_rows, dev_rows = _split_dev(train_rows, dev_ratio, seed)
+    train_rows, dev_rows = _split_dev([_row(*item) for item in train_files], dev_ratio, seed)
     if dev_ratio and not dev_rows:
         fail(data_folder, f"dev_ratio {dev_ratio} selects no recording",
               fix="raise dev_ratio (a speaker keeps at least one recording for training)")
-    if seg_dur:
-        train_rows = [c for row in train_rows for c in chunk_rows(row, seg_dur)]
-        dev_rows = [c for row in dev_rows for c in chunk_rows(row, seg_dur)]
-
-    os.makedirs(save_folder, exist_ok=True)
-    write_manifest(train_rows, paths["train"])
-    if dev_ratio:
-        write_manifest(dev_rows, paths["dev"])
-    write_manifest([_row(vox1_wav, f, genders) for f in eval_files], paths["eval"])
+    tables = {"train": train_rows, "dev": dev_rows,
+              "eval": [_row(vox1_wav, f, genders) for f in eval_files]}
     for name, pairs in trials.items():
-        converted = [(label, utterance_id(e), utterance_id(t)) for label, e, t in pairs]
-        write_trials(converted, paths[f"trials_{name}"])
-        validate(paths["eval"], paths[f"trials_{name}"], check_audio=False)
-    mark_prepared(save_folder, options)
-    logger.info("VoxCeleb: %d training rows (%d speakers), %d evaluation utterances",
-                len(train_rows), len({r["spk_id"] for r in train_rows}), len(eval_files))
-    return paths
+        tables[f"trials_{name}"] = [(label, utterance_id(e), utterance_id(t))
+                                    for label, e, t in pairs]
+    return tables
 
 
 def utterance_id(relative_path):
@@ -284,9 +270,6 @@ def read_meta(path):
 
 def _wav_tree(data_folder):
     """Check that ``data_folder`` holds VoxCeleb1's ``wav/idXXXXX`` tree; return it."""
-    if not os.path.isdir(data_folder):
-        fail(data_folder, "VoxCeleb1 folder does not exist",
-              fix="pass as data_folder the folder that holds VoxCeleb1's wav/")
     wav = os.path.join(data_folder, "wav")
     if glob.glob(os.path.join(wav, "id*", "")):
         return wav
@@ -313,9 +296,8 @@ def _wav_tree(data_folder):
 
 def _vox2_tree(vox2_folder):
     """The folder of VoxCeleb2 dev's wav files; every released .m4a must have one."""
-    if not os.path.isdir(vox2_folder):
-        fail(vox2_folder, "VoxCeleb2 folder does not exist",
-              fix="pass as vox2_folder the folder that holds VoxCeleb2's dev/")
+    corpus_folder(vox2_folder, "VoxCeleb2",
+                  "pass as vox2_folder the folder that holds VoxCeleb2's dev/")
     for tree in ("wav", "aac"):
         root = os.path.join(vox2_folder, "dev", tree)
         if glob.glob(os.path.join(root, "id*", "")):
