@@ -35,6 +35,7 @@ Command line::
     python -m data_prep.demo --save_folder data/demo [--seed 1234] [--phrases 5]
 """
 
+import functools
 import itertools
 import os
 import sys
@@ -48,13 +49,11 @@ from data_prep.preparation import (
     AT_LEAST_TWO,
     NON_NEGATIVE,
     check_option,
-    mark_prepared,
     preparation_command,
-    skip_if_prepared,
+    prepare_corpus,
 )
 from data_prep.telephone import HANDSET_LINE, TELEPHONE_RATE, resonate, telephone_channel
 from local.cli import option
-from local.data.manifest_io import write_manifest, write_trials
 from local.data.schema import SAMPLE_RATE, utterance_row
 
 # Formants (F1, F2, F3 in Hz) of an average adult vocal tract per vowel.
@@ -359,21 +358,24 @@ def prepare_demo(save_folder, seed=1234, n_train_speakers=24, n_eval_speakers=10
                    n_eval_speakers=n_eval_speakers,
                    utts_per_train_speaker=utts_per_train_speaker,
                    utts_per_eval_speaker=utts_per_eval_speaker, phrases=phrases)
-    names = ["source_train", "target_train", "source_eval", "target_eval", "eval"]
-    paths = {name: os.path.join(save_folder, f"{name}.csv") for name in names}
-    paths.update({f"trials_{d}": os.path.join(save_folder, f"trials_{d}.txt") for d in DOMAINS})
-    if skip_if_prepared(save_folder, list(paths.values()), options):
-        return paths
-    os.makedirs(save_folder, exist_ok=True)
-    rng = np.random.default_rng(seed)
+    outputs = [f"{domain}_{split}.csv" for split in ("train", "eval") for domain in DOMAINS]
+    outputs += ["eval.csv"] + [f"trials_{domain}.txt" for domain in DOMAINS]
+    return prepare_corpus("Demo corpus", save_folder, options, outputs,
+                          functools.partial(_generate, options))
+
+
+def _generate(options):
+    """Audio, manifests and trial lists of the corpus that ``options`` describe."""
+    rng = np.random.default_rng(options["seed"])
+    phrases = options["phrases"]
     phrase_words = {
         lang: [random_words(rng, lang, 5) for _ in range(phrases)] for lang in VOWELS
     }
-    speakers = _speaker_sets(rng, n_train_speakers, n_eval_speakers)
-    eval_rows = []
+    speakers = _speaker_sets(rng, options["n_train_speakers"], options["n_eval_speakers"])
+    tables = {"eval": []}
     for (domain, split), group in speakers.items():
         lang = DOMAINS[domain]["lang"]
-        count = utts_per_train_speaker if split == "train" else utts_per_eval_speaker
+        count = options[f"utts_per_{split}_speaker"]
         rows = []
         for speaker, index in itertools.product(group, range(count)):
             if phrases:
@@ -383,13 +385,11 @@ def prepare_demo(save_folder, seed=1234, n_train_speakers=24, n_eval_speakers=10
                 words, label = random_words(rng, lang, int(rng.integers(6, 11))), ""
             rows.append(_write_utterance(rng, options["folder"], domain, speaker, index, words,
                                          label))
-        write_manifest(rows, paths[f"{domain}_{split}"])
+        tables[f"{domain}_{split}"] = rows
         if split == "eval":
-            eval_rows += rows
-            write_trials(_trials(rows, typed=bool(phrases)), paths[f"trials_{domain}"])
-    write_manifest(eval_rows, paths["eval"])
-    mark_prepared(save_folder, options)
-    return paths
+            tables["eval"] += rows
+            tables[f"trials_{domain}"] = _trials(rows, typed=bool(phrases))
+    return tables
 
 
 main = preparation_command(

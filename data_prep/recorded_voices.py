@@ -50,10 +50,12 @@ Command line::
     python -m data_prep.recorded_voices --save_folder data/recorded_voices [--seed 1]
 """
 
+import functools
 import itertools
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
@@ -62,14 +64,20 @@ import numpy as np
 import soundfile
 from scipy import signal
 
-from data_prep.preparation import mark_prepared, skip_if_prepared
+from data_prep.preparation import (
+    AT_LEAST_ONE,
+    AT_LEAST_TWO,
+    check_option,
+    preparation_command,
+    prepare_corpus,
+)
 from data_prep.telephone import G711_LINE, TELEPHONE_RATE, telephone_channel
-from local.cli import command, option
-from local.data.manifest_io import write_manifest, write_trials
+from local.cli import option
 from local.data.schema import SAMPLE_RATE, utterance_row
 from local.errors import ManifestError
 
 DOMAINS = {"source": "wideband", "target": "telephone"}
+GROUPS = [(domain, split) for domain in DOMAINS for split in ("train", "eval")]
 # donor: engine, voice, package, language, sex, domain, split; `also` names the
 # other voice files of the same recorded person, which are not used.
 DONORS = {
@@ -401,24 +409,39 @@ def prepare_recorded_voices(save_folder, seed=1, utts_per_speaker=30, trials_per
     dict
         Paths of the written files, keyed ``source_train``, ``target_train``,
         ``source_eval``, ``target_eval``, ``eval``, ``trials_source``, ``trials_target``.
+
+    Raises
+    ------
+    OptionError
+        When a numeric option is outside its range.
+    SynthesisError
+        When an engine or voice is missing or fails.
     """
+    check_option("utts_per_speaker", utts_per_speaker, AT_LEAST_TWO,
+                 "the utterances per speaker (target trials need two)", integer=True)
+    check_option("trials_per_label", trials_per_label, AT_LEAST_ONE,
+                 "the target trials, and as many non-target trials, per list", integer=True)
+    check_option("workers", workers, AT_LEAST_ONE, "the engine processes run at once",
+                 integer=True)
     options = dict(folder=os.path.abspath(save_folder), seed=seed,
                    utts_per_speaker=utts_per_speaker, trials_per_label=trials_per_label)
-    groups = [(domain, split) for domain in DOMAINS for split in ("train", "eval")]
-    paths = {f"{d}_{s}": os.path.join(save_folder, f"{d}_{s}.csv") for d, s in groups}
-    paths["eval"] = os.path.join(save_folder, "eval.csv")
-    paths.update({f"trials_{d}": os.path.join(save_folder, f"trials_{d}.txt") for d in DOMAINS})
-    if skip_if_prepared(save_folder, list(paths.values()), options):
-        return paths
+    outputs = [f"{domain}_{split}.csv" for domain, split in GROUPS]
+    outputs += ["eval.csv"] + [f"trials_{domain}.txt" for domain in DOMAINS]
+    generate = functools.partial(_generate, options, workers, synthesiser)
+    return prepare_corpus("Recorded-voice corpus", save_folder, options, outputs, generate)
+
+
+def _generate(options, workers, synthesiser):
+    """Audio, manifests and trial lists of the corpus that ``options`` describe."""
     if synthesiser is synthesise:
         check_voices(list(DONORS))
     folder = options["folder"]
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(options["seed"])
     plan = {donor: [] for donor in DONORS}
-    for group in groups:
+    for group in GROUPS:
         for donor, speed, spk_id in speakers(group):
             lang, sex = DONORS[donor]["lang"], DONORS[donor]["sex"]
-            for index in range(utts_per_speaker):
+            for index in range(options["utts_per_speaker"]):
                 utt_id = f"{spk_id}_{index:03d}"
                 plan[donor].append(dict(
                     group=group, spk_id=spk_id, speed=speed, utt_id=utt_id, lang=lang,
@@ -430,7 +453,7 @@ def prepare_recorded_voices(save_folder, seed=1, utts_per_speaker=30, trials_per
         os.makedirs(os.path.dirname(requests[0]["path"]), exist_ok=True)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         list(pool.map(synthesiser, plan, plan.values()))
-    rows = {group: [] for group in groups}
+    rows = {group: [] for group in GROUPS}
     for donor, requests in plan.items():
         for request in requests:
             domain = request["group"][0]
@@ -441,25 +464,16 @@ def prepare_recorded_voices(save_folder, seed=1, utts_per_speaker=30, trials_per
                 request["utt_id"], wav, request["spk_id"], domain, lang=request["lang"],
                 gender=request["gender"], session=request["utt_id"], channel=channel))
     shutil.rmtree(os.path.join(folder, "engine"))
-    for (domain, split), group_rows in rows.items():
-        write_manifest(group_rows, paths[f"{domain}_{split}"])
-        if split == "eval":
-            write_trials(balanced_trials(rng, group_rows, trials_per_label),
-                         paths[f"trials_{domain}"])
-    write_manifest(rows[("source", "eval")] + rows[("target", "eval")], paths["eval"])
-    mark_prepared(save_folder, options)
-    return paths
+    tables = {f"{domain}_{split}": group_rows for (domain, split), group_rows in rows.items()}
+    for domain in DOMAINS:
+        tables[f"trials_{domain}"] = balanced_trials(rng, tables[f"{domain}_eval"],
+                                                     options["trials_per_label"])
+    tables["eval"] = tables["source_eval"] + tables["target_eval"]
+    return tables
 
 
-def _print_prepared(save_folder, seed, workers):
-    """The command line's :func:`prepare_recorded_voices`: print the written files."""
-    paths = prepare_recorded_voices(save_folder, seed, workers=workers)
-    for name, path in paths.items():
-        print(f"{name}: {path}")
-
-
-main = command(
-    _print_prepared, "Generate the recorded-voice corpus.",
+main = preparation_command(
+    prepare_recorded_voices, "Generate the recorded-voice corpus.",
     option("--save_folder", required=True),
     option("--seed", type=int, default=1),
     option("--workers", type=int, default=2),
@@ -467,4 +481,4 @@ main = command(
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -9,7 +9,7 @@ import pytest
 import soundfile
 
 from data_prep.manifest import main
-from data_prep.preparation import chunk_rows, mark_prepared, skip_if_prepared
+from data_prep.preparation import chunk_rows, mark_prepared, prepare_corpus, skip_if_prepared
 from local.data.manifest_io import (
     read_csv_table,
     read_enrolment,
@@ -389,6 +389,37 @@ def test_skip_marker(tmp_path):
     assert not skip_if_prepared(tmp_path, [out], {"seed": 2})
     # The marker of seed 1 is gone once a seed 2 preparation has started.
     assert not skip_if_prepared(tmp_path, [out], {"seed": 1})
+
+
+def _two_second_rows():
+    return [{"ID": f"u{i}", "duration": 2.0, "wav": f"u{i}.wav", "start": 0, "stop": 32000,
+             "spk_id": f"s{i // 2}", "domain": "d"} for i in range(4)]
+
+
+def test_prepare_corpus_chunks_training_manifests_and_skips_a_rerun(tmp_path):
+    reads = []
+
+    def read():
+        reads.append(1)
+        rows = _two_second_rows()
+        return {"train": rows, "eval": rows, "trials": [(1, "u0", "u1"), (0, "u0", "u2")]}
+
+    outputs = ["train.csv", "eval.csv", "trials.txt"]
+    paths = prepare_corpus("Toy", str(tmp_path), {"seg_dur": 1.0}, outputs, read)
+    assert list(paths) == ["train", "eval", "trials"]
+    assert len(read_manifest(paths["train"])) == 8  # two 1 s chunks a row
+    assert list(read_manifest(paths["eval"])["ID"]) == ["u0", "u1", "u2", "u3"]  # whole
+    assert prepare_corpus("Toy", str(tmp_path), {"seg_dur": 1.0}, outputs, read) == paths
+    assert len(reads) == 1
+
+
+def test_prepare_corpus_records_nothing_when_a_trial_list_is_refused(tmp_path):
+    def read():
+        return {"eval": _two_second_rows(), "trials": [(1, "u0", "u1"), (0, "u0", "ghost")]}
+
+    with pytest.raises(ManifestError, match="ghost"):
+        prepare_corpus("Toy", str(tmp_path), {}, ["eval.csv", "trials.txt"], read)
+    assert not (tmp_path / "prepare_options.json").exists()
 
 
 def test_command_line(corpus, capsys):

@@ -14,10 +14,12 @@ import yaml
 
 from local import settings
 from data_prep import recorded_voices
+from data_prep.preparation import OptionError
 from data_prep.recorded_voices import (
     DONORS,
     SPEEDS,
     SynthesisError,
+    main,
     prepare_recorded_voices,
 )
 from data_prep.telephone import G711_LINE, g711, telephone_channel
@@ -125,7 +127,7 @@ def test_one_engine_call_per_donor_with_varied_text_and_prosody(corpus):
 
 def test_same_seed_same_corpus(tmp_path):
     def audio(seed, name):
-        paths = prepare_recorded_voices(str(tmp_path / name), seed=seed, utts_per_speaker=1,
+        paths = prepare_recorded_voices(str(tmp_path / name), seed=seed, utts_per_speaker=2,
                                         trials_per_label=5, synthesiser=fake_synthesiser([]))
         table = read_manifest(paths["eval"])
         return [soundfile.read(w)[0] for w in table["wav"]], open(paths["trials_target"]).read()
@@ -143,6 +145,24 @@ def test_missing_engine_fails_early_with_the_apt_line(tmp_path, monkeypatch):
                                              r"Fix: apt-get install flite festival festvox-"):
         prepare_recorded_voices(str(tmp_path))
     assert not os.path.exists(tmp_path / "source_train.csv")
+
+
+def test_command_line_reports_a_missing_engine(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(recorded_voices.shutil, "which", lambda name: None)
+    assert main(["--save_folder", str(tmp_path)]) == 1
+    assert "Fix: apt-get install flite festival" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("utts_per_speaker", 1, r"utts_per_speaker is 1: not an integer in \[2, inf\), the utt"),
+    ("trials_per_label", 0, r"trials_per_label is 0: not an integer in \[1, inf\)"),
+    ("workers", 0, r"workers is 0: not an integer in \[1, inf\)"),
+])
+def test_out_of_range_options(tmp_path, option, value, message):
+    with pytest.raises(OptionError, match=message):
+        prepare_recorded_voices(str(tmp_path / "corpus"), synthesiser=fake_synthesiser([]),
+                                **{option: value})
+    assert not os.path.exists(tmp_path / "corpus")
 
 
 @pytest.mark.parametrize("law", ["mu", "a"])
