@@ -1,6 +1,12 @@
-"""The real-corpus conditions, prepared from fake trees shaped like the corpora."""
+"""The real-corpus conditions, prepared from fake trees shaped like the corpora.
 
+A real-corpus condition is a ``recipes/*/condition.yaml`` with ``!PLACEHOLDER``
+keys; the ``corpora`` fixture fills each such key with a fake tree.
+"""
+
+import glob
 import os
+import re
 
 import pandas as pd
 import pytest
@@ -38,14 +44,24 @@ def corpora(tmp_path_factory):
     }
 
 
-CONDITIONS = {
-    "voxceleb_to_deepmine": ["vox1_folder", "deepmine_folder", "deepmine_key"],
-    "deepmine_wireless_to_telephone": ["deepmine_folder", "deepmine_key", "channel_table"],
-    "voxceleb_to_farsdat": ["vox1_folder", "farsdat_folder"],
-}
+def condition_keys(name, value=""):
+    """Top-level keys of ``recipes/<name>/condition.yaml`` whose value starts with ``value``."""
+    with open(f"recipes/{name}/condition.yaml", encoding="utf-8") as condition:
+        return re.findall(rf"^(\w+): *{re.escape(value)}", condition.read(), re.M)
+
+
+# The keys the user fills (the corpora), of each condition that has any.
+CONDITIONS = {name: condition_keys(name, "!PLACEHOLDER")
+              for name in sorted(os.path.basename(os.path.dirname(path))
+                                 for path in glob.glob("recipes/*/condition.yaml"))
+              if condition_keys(name, "!PLACEHOLDER")}
+# Options that the fake trees are too small for.
+SMALL = {"farsdat_eval_speakers": 2}
 
 
 def prepared(name, corpora, tmp_path, **extra):
+    unknown = sorted(set(CONDITIONS[name]) - set(corpora))
+    assert not unknown, f"recipes/{name}/condition.yaml: give the corpora fixture a fake {unknown}"
     overrides = {key: corpora[key] for key in CONDITIONS[name]}
     overrides.update(condition=f"recipes/{name}/condition.yaml",
                      manifest_folder=str(tmp_path / name), **extra)
@@ -57,9 +73,14 @@ def prepared(name, corpora, tmp_path, **extra):
     return condition
 
 
+def test_the_real_corpus_conditions_are_found():
+    assert {"voxceleb_to_deepmine", "deepmine_wireless_to_telephone",
+            "voxceleb_to_farsdat"} <= set(CONDITIONS)
+
+
 @pytest.mark.parametrize("name", sorted(CONDITIONS))
 def test_condition_prepares_valid_manifests_and_trials(name, corpora, tmp_path):
-    extra = {"farsdat_eval_speakers": 2} if "farsdat" in name else {}
+    extra = {key: value for key, value in SMALL.items() if key in condition_keys(name)}
     condition = prepared(name, corpora, tmp_path, **extra)
     assert condition["condition"] == name
     assert os.path.isfile(f"recipes/{name}/README.md")
@@ -69,11 +90,11 @@ def test_condition_prepares_valid_manifests_and_trials(name, corpora, tmp_path):
         # No speaker or file of a trial list is in the training data.
         validate(spec["manifest"], spec["trials"], spec.get("enrolment"),
                  train_manifests=[condition["source_train"], condition["target_train"]])
-    if name == "deepmine_wireless_to_telephone":
+    if "channel_table" in CONDITIONS[name]:  # one corpus, split by channel
         assert set(source["channel"]) == {"wireless"} and set(target["channel"]) == {"telephone"}
         assert len(source) + len(target) == len(CHANNELS)
     else:
-        assert set(source["domain"]) == {"voxceleb"}
+        assert set(source["domain"]) == {name.split("_to_")[0]}
         assert set(target["domain"]) == {name.split("_to_")[1]}
 
 
