@@ -7,9 +7,12 @@ settings choose (:mod:`local.evaluation.backends`: raw cosine always, the
 systems is made (every trial list by every back-end, and with ``score_norm``
 also S-norm or AS-norm normalised against a cohort of impostor embeddings
 drawn from the source or the unlabelled target training data), and each
-system is scored in turn. Every system gets a score file and a
-per-condition table; one DET figure overlays all of them. Used at the end
-of ``train_dann.py`` and by ``evaluate.py``.
+system is scored in turn. Every system gets a folder of its own in
+``<output_folder>/verification`` (score file, per-condition table);
+``summary.csv`` has a row per system, ``det.png`` a panel of DET curves per
+trial list (of the systems ``det_systems`` names), and ``report.md`` shows
+both, the best system of each list named. Used at the end of
+``train_dann.py`` and by ``evaluate.py``.
 """
 
 import os
@@ -31,13 +34,17 @@ from local.evaluation.backends import (
 )
 from local.evaluation.embed import compute_embeddings, content_key, embeddable_ids
 from local.evaluation.metrics import VOXCELEB_DCF
-from local.evaluation.report import plot_det, write_report
+from local.evaluation.report import plot_det, write_report, write_summary_report
 from local.evaluation.scoring import score_trials
 
 logger = get_logger(__name__)
 
 SCORE_NORMS = (None, "snorm", "asnorm")
+LINE_STYLES = dict(zip(SCORE_NORMS, ("-", ":", "--")))
 COHORT_DOMAINS = ("source", "target")
+# The settings of det_systems, and what the figure draws with each.
+DET_SYSTEMS = {"default": "raw cosine, the default back-end and the best system of each list",
+               "all": "every system"}
 
 
 def _check_number(hparams, key, kind=(int, float), minimum=0):
@@ -55,7 +62,8 @@ def check_score_norm(hparams):
     hparams : dict
         ``score_norm``, ``cohort_domain``, ``cohort_size``, ``cohort_top_k``,
         ``backend_adaptation``, ``whiten_ridge``, ``backend``, ``lda_dim``,
-        ``plda_within_scale``, ``plda_between_scale``, ``backend_max_utterances``.
+        ``plda_within_scale``, ``plda_between_scale``, ``backend_max_utterances``,
+        ``det_systems``.
     """
     if hparams["score_norm"] not in SCORE_NORMS:
         raise ValueError(
@@ -80,6 +88,9 @@ def check_score_norm(hparams):
         _check_number(hparams, key)
     for key in ("lda_dim", "backend_max_utterances"):
         _check_number(hparams, key, int, minimum=1)
+    if hparams["det_systems"] not in DET_SYSTEMS:
+        raise ValueError(f"det_systems must be {' or '.join(DET_SYSTEMS)}; "
+                         f"got {hparams['det_systems']!r}")
 
 
 def cohort_subset(ids, size, seed):
@@ -383,8 +394,9 @@ def verify(embed, hparams, condition, eval_datasets, training, device, checkpoin
     score_norm = hparams["score_norm"]
     top_k = hparams["cohort_top_k"] if score_norm == "asnorm" else None
 
+    systems = list_systems(list(trial_lists), list(backends), score_norm)
     results, curves = {}, {}
-    for system in list_systems(list(trial_lists), list(backends), score_norm):
+    for system in systems:
         trial_list, backend = trial_lists[system.trial_list], backends[system.backend]
         scores = score_trials(spaces[system.backend][trial_list.manifest], trial_list.trials,
                               trial_list.models, backend.cohort if system.norm else None,
@@ -393,11 +405,78 @@ def verify(embed, hparams, condition, eval_datasets, training, device, checkpoin
                                             trial_list.utterances, report_folder,
                                             trial_list.dcf, trial_list.enrolment)
         curves[system.name] = (scores, trial_list.trials["label"].to_numpy())
-    plot_det(curves, os.path.join(report_folder, "det.png"))
     summary = summary_table(results)
     summary.to_csv(os.path.join(report_folder, "summary.csv"), index=False)
+    best = best_systems(systems, results)
+    drawn = drawn_systems(systems, best, hparams)
+    plot_det({name: {s.name: curves[s.name] for s in drawn if s.trial_list == name}
+              for name in trial_lists},
+             os.path.join(report_folder, "det.png"), {s.name: det_style(s) for s in drawn})
+    write_summary_report(os.path.join(report_folder, "report.md"), condition["condition"],
+                         summary, best, DET_SYSTEMS[hparams["det_systems"]])
     print(f"Verification ({condition['condition']}):\n{summary.to_string(index=False)}")
     return results
+
+
+def best_systems(systems, results):
+    """The system of lowest EER of each trial list (the first of them on a tie).
+
+    Arguments
+    ---------
+    systems : list of System
+        As :func:`list_systems` makes them.
+    results : dict
+        ``{system name: {"eer": ...}}``.
+
+    Returns
+    -------
+    dict
+        ``{trial list: system name}``.
+    """
+    lists = dict.fromkeys(system.trial_list for system in systems)
+    return {name: min((s.name for s in systems if s.trial_list == name),
+                      key=lambda system: results[system]["eer"]) for name in lists}
+
+
+def drawn_systems(systems, best, hparams):
+    """The systems the DET figure draws, as ``det_systems`` says (:data:`DET_SYSTEMS`).
+
+    Arguments
+    ---------
+    systems : list of System
+        Every system scored.
+    best : dict
+        ``{trial list: system name}``, as :func:`best_systems` gives.
+    hparams : dict
+        ``det_systems`` and ``backend`` (its first is the default back-end).
+
+    Returns
+    -------
+    list of System
+        In the order of ``systems``.
+    """
+    if hparams["det_systems"] == "all":
+        return systems
+    default = ["cosine", *hparams["backend"][:1]]
+    return [system for system in systems if system.name in best.values()
+            or (system.norm is None and system.backend in default)]
+
+
+def det_style(system):
+    """A DET curve's colour, the back-end's, and line style, the score normalisation's.
+
+    Arguments
+    ---------
+    system : System
+        The system drawn.
+
+    Returns
+    -------
+    dict
+        ``color`` and ``linestyle``.
+    """
+    return {"color": f"C{list(BACKENDS).index(system.backend)}",
+            "linestyle": LINE_STYLES[system.norm]}
 
 def summary_table(results):
     """One row per system: trials, EER (%) and each minDCF it was scored at.

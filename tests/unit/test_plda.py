@@ -12,6 +12,7 @@ from scipy.stats import multivariate_normal
 from local.errors import ManifestError
 from local.evaluation.backend import coral
 from local.evaluation.plda import PLDA, PLDABackend, class_covariances
+from local.evaluation.report import read_scores, score_file
 from local.evaluation.scoring import score_trials
 from local.evaluation.backends import TrainingEmbeddings, backends_of, target_pseudo_speakers
 from local.evaluation.verification import build_backends, check_score_norm
@@ -229,13 +230,13 @@ def test_one_run_reports_every_backend(verified):
     summary = pd.read_csv(os.path.join(folder, "verification", "summary.csv"))
     assert list(summary["system"]) == systems
     for system in systems:
-        assert os.path.isfile(os.path.join(folder, "verification", f"{system}_conditions.csv"))
+        assert os.path.isfile(os.path.join(folder, "verification", system, "conditions.csv"))
     # The fixed spectral 'model' tells the source speakers apart far better
     # through a PLDA trained on them than by cosine.
     assert results["source_plda"]["eer"] < results["source"]["eer"] - 0.1
     # Each back-end is its own system.
-    scores = {system: pd.read_csv(os.path.join(folder, "verification", f"{system}_scores.txt"),
-                                  sep=" ", header=None)[2] for system in systems[12:]}
+    scores = {system: read_scores(score_file(os.path.join(folder, "verification"), system))
+              ["score"] for system in systems[12:]}
     assert len({round(float(s.iloc[0]), 6) for s in scores.values()}) == len(scores)
 
 
