@@ -17,7 +17,7 @@ evaluation.
 
 The run's operating point goes with it: ``thresholds.csv`` holds the EER
 threshold of each trial list the run's evaluation scored (its
-``verification/<list>_scores.txt``), and ``hyperparams.yaml`` the first
+``verification/<list>/scores.txt``), and ``hyperparams.yaml`` the first
 list's as ``threshold`` (the source domain's list, where a condition has
 one), which the loaded model's ``hparams`` carry, to pass to
 ``verify_batch(..., threshold=...)`` or to compare the score of
@@ -49,7 +49,7 @@ from hyperpyyaml import dump_hyperpyyaml, load_hyperpyyaml
 from local.cli import command, option
 from local.errors import fail
 from local.evaluation.metrics import eer, eer_threshold
-from local.evaluation.report import read_scores
+from local.evaluation.report import read_scores, score_file
 from local.model.checkpoints import CompleteCheckpointer
 
 # The modules of the training hparams that inference needs, as named there
@@ -173,7 +173,7 @@ def operating_points(run_folder, trial_lists):
     """
     rows = []
     for name in trial_lists:
-        path = os.path.join(run_folder, "verification", f"{name}_scores.txt")
+        path = score_file(os.path.join(run_folder, "verification"), name)
         if not os.path.isfile(path):
             fail(path, f"missing: the operating point of trial list {name!r} comes from it",
                  fix="evaluate the run first (python evaluate.py with its hparams and "

@@ -39,7 +39,7 @@ FREE_KEYS = frozenset({
     "num_workers", "check_audio", "ssl_gradient_checkpointing", "allow_changed",
     "eval_batch_size", "score_norm", "cohort_domain", "cohort_size", "cohort_top_k",
     "backend_adaptation", "backend", "lda_dim", "plda_within_scale", "plda_between_scale",
-    "backend_max_utterances", "min_embed_seconds", "max_embed_seconds",
+    "backend_max_utterances", "det_systems", "min_embed_seconds", "max_embed_seconds",
     "allow_speaker_overlap",
 })
 # The locks this process holds: {real path of the folder: open lock file}.

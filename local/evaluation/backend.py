@@ -23,9 +23,6 @@ from scipy.stats import Covariance
 from local.errors import fail
 from local.evaluation.scoring import check_cohort
 
-BACKEND_ADAPTATIONS = (None, "mean", "whiten")
-
-
 class DomainAdaptation:
     """Centring on, and optionally whitening by, one domain's embeddings.
 

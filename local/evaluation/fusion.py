@@ -267,7 +267,7 @@ def run_fusion(scores, out, det=None, dev=None, summary=None, system=None):
     systems = dict(zip(scores, system_scores.T))
     systems[fusion] = fused
     if det:
-        plot_det({name: (s, trials["label"]) for name, s in systems.items()}, det)
+        plot_det({out: {name: (s, trials["label"]) for name, s in systems.items()}}, det)
     dcf_names = [dcf_name(*setting) for setting in VOXCELEB_DCF]
     width = max(len(name) for name in systems)
     print(f"{'system':<{width}}  EER (%)  " + "  ".join(dcf_names))

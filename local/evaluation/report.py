@@ -66,7 +66,7 @@ def write_scores(path, trials, scores):
     -------
     >>> import tempfile
     >>> trials = pd.DataFrame({"enrol": ["u1", "u1"], "test": ["u2", "u3"], "label": [1, 0]})
-    >>> path = os.path.join(tempfile.mkdtemp(), "target_scores.txt")
+    >>> path = os.path.join(tempfile.mkdtemp(), "scores.txt")
     >>> write_scores(path, trials, [0.75, 0.1])
     >>> open(path).read().splitlines()
     ['u1 u2 0.75 1', 'u1 u3 0.1 0']
@@ -103,7 +103,7 @@ def read_scores(path):
     Example
     -------
     >>> import tempfile
-    >>> path = os.path.join(tempfile.mkdtemp(), "target_scores.txt")
+    >>> path = os.path.join(tempfile.mkdtemp(), "scores.txt")
     >>> with open(path, "w") as scores:
     ...     _ = scores.write("u1 u2 0.75 1\\nu1 u3 -0.1 0\\n")
     >>> list(read_scores(path).itertuples(index=False, name=None))
@@ -135,33 +135,46 @@ def read_scores(path):
     return table.assign(score=score, label=table["label"].astype(int))
 
 
-def plot_det(systems, path):
-    """Draw the DET curves of several systems in one PNG (probit axes).
+def plot_det(panels, path, styles=None):
+    """Draw DET curves (probit axes) in one PNG: a panel each, its legend below it.
 
     Arguments
     ---------
-    systems : dict
-        ``{name: (scores, labels)}``, one curve each, labelled with its EER.
+    panels : dict
+        ``{title: {name: (scores, labels)}}``: a panel per title, side by
+        side, a curve per system, labelled with its EER.
     path : str
         Output PNG.
+    styles : dict, optional
+        ``{name: line properties}`` (``color``, ``linestyle``) of some or all
+        curves; the others take matplotlib's colour cycle.
 
     Returns
     -------
-    matplotlib.axes.Axes
-        The plot, one line per system.
+    matplotlib.figure.Figure
+        The figure, an axes per panel.
 
     Example
     -------
     >>> import tempfile
     >>> systems = {"baseline": ([0.8, 0.3, 0.7, 0.6, 0.1], [1, 0, 0, 1, 0])}
-    >>> axes = plot_det(systems, os.path.join(tempfile.mkdtemp(), "det.png"))
-    >>> [line.get_label() for line in axes.get_lines()]
+    >>> figure = plot_det({"target": systems}, os.path.join(tempfile.mkdtemp(), "det.png"))
+    >>> [line.get_label() for line in figure.axes[0].get_lines()]
     ['baseline (EER 41.67%)']
     """
     # A bare Figure with an Agg canvas: no pyplot state, no window, no backend switch.
-    figure = Figure(figsize=(5.5, 5.5))
+    figure = Figure(figsize=(5.5 * len(panels), 5.5))
     FigureCanvasAgg(figure)
-    axes = figure.subplots()
+    for axes, (title, systems) in zip(figure.subplots(1, len(panels), squeeze=False)[0],
+                                      panels.items()):
+        _det_axes(axes, systems, styles or {})
+        axes.set_title(title)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    figure.savefig(path, dpi=120, bbox_inches="tight")
+    return figure
+
+
+def _det_axes(axes, systems, styles):
     smallest = DET_TOP
     for name, (scores, labels) in systems.items():
         _, p_miss, p_fa = error_rates(scores, labels)
@@ -170,7 +183,8 @@ def plot_det(systems, path):
         # Rates of 0 and 1 are -inf and inf on the probit scale: clip them to
         # far outside the axes so that the curve runs off the plot.
         probit = [norm.ppf(np.clip(p, 1e-12, 1 - 1e-12)) for p in (p_fa, p_miss)]
-        axes.plot(*probit, label=f"{name} (EER {100 * eer(scores, labels):.2f}%)")
+        axes.plot(*probit, label=f"{name} (EER {100 * eer(scores, labels):.2f}%)",
+                  **styles.get(name, {}))
     bottom = max([tick for tick in DET_TICKS if tick <= smallest], default=DET_TICKS[0])
     ticks = det_ticks(bottom, DET_TOP)
     for set_ticks, set_limits in ((axes.set_xticks, axes.set_xlim),
@@ -180,10 +194,8 @@ def plot_det(systems, path):
     axes.set_xlabel("False acceptance rate (%)")
     axes.set_ylabel("False rejection rate (%)")
     axes.grid(True, alpha=0.4)
-    axes.legend(loc="lower left")  # where a DET plot has no curves
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    figure.savefig(path, dpi=120, bbox_inches="tight")
-    return axes
+    # Below the axes and their labels, where no legend hides a curve.
+    axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), fontsize="small")
 
 
 def det_ticks(bottom, top, min_gap=DET_MIN_TICK_GAP):
@@ -353,10 +365,14 @@ def markdown_table(header, rows):
     return "\n".join(lines) + "\n"
 
 
+def _dcf_title(column):
+    return "minDCF " + column[len("min_dcf_"):].replace("_", ", ")
+
+
 def _markdown(table):
     metrics = [c for c in table.columns if c == "eer" or c.startswith("min_dcf_")]
     header = ["condition", "value", "trials", "targets", "EER (%)"] + [
-        "minDCF " + c[len("min_dcf_"):].replace("_", ", ") for c in metrics[1:]
+        _dcf_title(c) for c in metrics[1:]
     ]
     rows = []
     for row in table.to_dict("records"):
@@ -369,16 +385,90 @@ def _markdown(table):
     return markdown_table(header, rows)
 
 
-def write_report(name, trials, scores, manifest, out_dir, dcf=VOXCELEB_DCF, enrolment=None):
-    """Write the score file and the per-condition table of one trial list.
+def write_summary_report(path, title, summary, best, det_systems):
+    """Write the report a person reads first: the summary, the DET figure, where the rest is.
 
-    Writes ``<out_dir>/<name>_scores.txt``, ``<name>_conditions.csv`` and
-    ``<name>_conditions.md``.
+    Arguments
+    ---------
+    path : str
+        The markdown file (``<run>/verification/report.md``), beside
+        ``summary.csv`` and ``det.png``.
+    title : str
+        Its heading.
+    summary : pandas.DataFrame
+        As from :func:`local.evaluation.verification.summary_table`.
+    best : dict
+        ``{trial list: system}``, the system of lowest EER of each list.
+    det_systems : str
+        Which systems the DET figure draws, in words.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "report.md")
+    >>> summary = pd.DataFrame({"system": ["target", "target_plda"], "trials": [90, 90],
+    ...                         "eer_percent": [30.0, 25.5], "min_dcf_0.01": [0.9, 0.8]})
+    >>> write_summary_report(path, "demo", summary, {"target": "target_plda"}, "every system")
+    >>> print("".join(open(path).readlines()[:6]), end="")
+    # Verification: demo
+    <BLANKLINE>
+    | system | trials | EER (%) | minDCF 0.01 |
+    | --- | --- | --- | --- |
+    | target | 90 | 30.00 | 0.9000 |
+    | **target_plda** | 90 | 25.50 | 0.8000 |
+    """
+    dcfs = [c for c in summary.columns if c.startswith("min_dcf_")]
+    rows = [[f"**{row['system']}**" if row["system"] in best.values() else row["system"],
+             str(row["trials"]), f"{row['eer_percent']:.2f}"]
+            + ["" if pd.isna(row[c]) else f"{row[c]:.4f}" for c in dcfs]
+            for row in summary.to_dict("records")]
+    lowest = summary.set_index("system")["eer_percent"]
+    text = [f"# Verification: {title}", "",
+            markdown_table(["system", "trials", "EER (%)"] + [_dcf_title(c) for c in dcfs], rows),
+            "Lowest EER of each trial list (in bold): " + "; ".join(
+                f"{name}: `{system}` ({lowest[system]:.2f} %)" for name, system in best.items())
+            + ".", "",
+            f"![DET curves of {det_systems}](det.png)", "",
+            "## The rest of this folder", "",
+            "- `summary.csv`: the table above, as `python -m local.evaluation.seed_table` "
+            "reads it;",
+            "- `<system>/scores.txt`: the system's score of each trial, `enrol test score "
+            "label` (what `python -m local.evaluation.fusion` fuses);",
+            "- `<system>/conditions.md` (and `.csv`): its EER and minDCF per condition "
+            "(channel, language, phrase, trial type...);",
+            "- `det.png`: the figure above.", ""]
+    with open(path, "w", encoding="utf-8") as out:
+        out.write("\n".join(text))
+
+
+def score_file(report_folder, system):
+    """The score file of ``system`` in a run's report folder (``<run>/verification``).
+
+    Arguments
+    ---------
+    report_folder : str
+        The folder :func:`write_report` wrote into.
+    system : str
+        The system's name (``target``, ``target_plda_pooled_asnorm``).
+
+    Returns
+    -------
+    str
+        ``<report_folder>/<system>/scores.txt``.
+    """
+    return os.path.join(report_folder, system, "scores.txt")
+
+
+def write_report(name, trials, scores, manifest, out_dir, dcf=VOXCELEB_DCF, enrolment=None):
+    """Write the score file and the per-condition table of one system, in a folder of its own.
+
+    Writes ``<out_dir>/<name>/scores.txt`` (:func:`score_file`),
+    ``conditions.csv`` and ``conditions.md``.
 
     Arguments
     ---------
     name : str
-        Trial list name, the prefix of the files.
+        The system's name, its folder's.
     trials : pandas.DataFrame
         As from :func:`local.data.manifest_io.read_trials`.
     scores : array-like
@@ -406,12 +496,13 @@ def write_report(name, trials, scores, manifest, out_dir, dcf=VOXCELEB_DCF, enro
     >>> out_dir = tempfile.mkdtemp()
     >>> write_report("target", trials, [0.7, 0.2], manifest, out_dir)
     {'trials': 2, 'targets': 1, 'eer': 0.0, 'min_dcf_0.01': 0.0, 'min_dcf_0.001': 0.0}
-    >>> sorted(os.listdir(out_dir))
-    ['target_conditions.csv', 'target_conditions.md', 'target_scores.txt']
+    >>> sorted(os.listdir(os.path.join(out_dir, "target")))
+    ['conditions.csv', 'conditions.md', 'scores.txt']
     """
-    write_scores(os.path.join(out_dir, f"{name}_scores.txt"), trials, scores)
+    path = score_file(out_dir, name)
+    write_scores(path, trials, scores)
     table = condition_table(trials, scores, manifest, enrolment, dcf)
-    stem = os.path.join(out_dir, f"{name}_conditions")
+    stem = os.path.join(os.path.dirname(path), "conditions")
     table.to_csv(stem + ".csv", index=False)
     with open(stem + ".md", "w", encoding="utf-8") as out:
         out.write(_markdown(table))

@@ -1,27 +1,22 @@
 """Verification of a trained system on a condition's trial lists, and its report.
 
 Each evaluation manifest's utterances are embedded once (cached next to the
-checkpoint they came from, under a name that holds the checkpoint and a key of
-the rows and audio files embedded), each trial list is scored by cosine similarity
-and, with ``score_norm``, also S-norm or AS-norm normalised against a cohort of
-impostor embeddings drawn from the source or the unlabelled target training
-data. With ``backend_adaptation``, every list is scored again on embeddings
-centred on (``mean``) or also whitened by (``whiten``) that cohort's
-statistics, raw and normalised against the adapted cohort. With ``backend``,
-every list is also scored by PLDA back-ends (:mod:`local.evaluation.plda`) trained on the
-labelled source training embeddings: as trained (``plda``), adapted to the
-unlabelled target training embeddings (``plda_adapted``), and trained on
-source embeddings re-coloured to the target covariance (``coral_plda``); or
-on the target's pseudo-speakers, found by clustering the unlabelled target
-training embeddings as training does (``plda_target``), alone or pooled with
-the source speakers (``plda_pooled``); each also normalised against the
-cohort with ``score_norm``. No target speaker label is read. Every scored
-list gets a score file and a per-condition table; one DET figure overlays
-all of them. Used at the end of ``train_dann.py`` and by
-``evaluate.py``.
+checkpoint they came from, :class:`EmbeddingCache`). The back-ends the
+settings choose (:mod:`local.evaluation.backends`: raw cosine always, the
+``backend_adaptation`` and every ``backend``) are trained, each list of
+systems is made (every trial list by every back-end, and with ``score_norm``
+also S-norm or AS-norm normalised against a cohort of impostor embeddings
+drawn from the source or the unlabelled target training data), and each
+system is scored in turn. Every system gets a folder of its own in
+``<output_folder>/verification`` (score file, per-condition table);
+``summary.csv`` has a row per system, ``det.png`` a panel of DET curves per
+trial list (of the systems ``det_systems`` names), and ``report.md`` shows
+both, the best system of each list named. Used at the end of
+``train_dann.py`` and by ``evaluate.py``.
 """
 
 import os
+from typing import NamedTuple, Optional
 
 import numpy as np
 import pandas as pd
@@ -29,18 +24,27 @@ import torch
 from speechbrain.utils.logger import get_logger
 
 from local.data.manifest_io import read_enrolment, read_manifest, read_trials
-from local.evaluation.backend import BACKEND_ADAPTATIONS, DomainAdaptation, coral
+from local.evaluation.backends import (
+    BACKENDS,
+    TrainingEmbeddings,
+    Unscorable,
+    backends_of,
+    chosen_backends,
+    system_name,
+)
 from local.evaluation.embed import compute_embeddings, content_key, embeddable_ids
 from local.evaluation.metrics import VOXCELEB_DCF
-from local.evaluation.plda import PLDABackend
-from local.evaluation.report import plot_det, write_report
+from local.evaluation.report import plot_det, write_report, write_summary_report
 from local.evaluation.scoring import score_trials
 
 logger = get_logger(__name__)
 
 SCORE_NORMS = (None, "snorm", "asnorm")
+LINE_STYLES = dict(zip(SCORE_NORMS, ("-", ":", "--")))
 COHORT_DOMAINS = ("source", "target")
-BACKENDS = ("plda", "plda_adapted", "coral_plda", "plda_target", "plda_pooled")
+# The settings of det_systems, and what the figure draws with each.
+DET_SYSTEMS = {"default": "raw cosine, the default back-end and the best system of each list",
+               "all": "every system"}
 
 
 def _check_number(hparams, key, kind=(int, float), minimum=0):
@@ -58,7 +62,8 @@ def check_score_norm(hparams):
     hparams : dict
         ``score_norm``, ``cohort_domain``, ``cohort_size``, ``cohort_top_k``,
         ``backend_adaptation``, ``whiten_ridge``, ``backend``, ``lda_dim``,
-        ``plda_within_scale``, ``plda_between_scale``, ``backend_max_utterances``.
+        ``plda_within_scale``, ``plda_between_scale``, ``backend_max_utterances``,
+        ``det_systems``.
     """
     if hparams["score_norm"] not in SCORE_NORMS:
         raise ValueError(
@@ -70,18 +75,22 @@ def check_score_norm(hparams):
     if hparams["score_norm"] == "asnorm" and not 2 <= top_k <= size:
         raise ValueError(
             f"cohort_top_k ({top_k}) must be between 2 and cohort_size ({size})")
-    if hparams["backend_adaptation"] not in BACKEND_ADAPTATIONS:
-        raise ValueError("backend_adaptation must be null, mean or whiten; "
+    adaptations = backends_of("backend_adaptation")
+    if hparams["backend_adaptation"] not in [None, *adaptations]:
+        raise ValueError(f"backend_adaptation must be null, {' or '.join(adaptations)}; "
                          f"got {hparams['backend_adaptation']!r}")
     _check_number(hparams, "whiten_ridge")
-    backends = hparams["backend"]
-    if not isinstance(backends, list) or not set(backends) <= set(BACKENDS):
-        raise ValueError(f"backend must be a list of {', '.join(BACKENDS)} (or []); "
+    backends, trained = hparams["backend"], backends_of("backend")
+    if not isinstance(backends, list) or not set(backends) <= set(trained):
+        raise ValueError(f"backend must be a list of {', '.join(trained)} (or []); "
                          f"got {backends!r}")
     for key in ("plda_within_scale", "plda_between_scale"):
         _check_number(hparams, key)
     for key in ("lda_dim", "backend_max_utterances"):
         _check_number(hparams, key, int, minimum=1)
+    if hparams["det_systems"] not in DET_SYSTEMS:
+        raise ValueError(f"det_systems must be {' or '.join(DET_SYSTEMS)}; "
+                         f"got {hparams['det_systems']!r}")
 
 
 def cohort_subset(ids, size, seed):
@@ -114,114 +123,234 @@ def cohort_subset(ids, size, seed):
     return sorted(rng.choice(ids, size=size, replace=False).tolist())
 
 
-def backend_forms(hparams, source, labels, target):
-    """The score forms of the PLDA back-ends that ``hparams["backend"]`` lists.
+class EmbeddingCache:
+    """Embeddings of a run's model, cached next to its checkpoint.
+
+    A cache is named ``embeddings_<name>_<checkpoint>_<key>.pt``, ``key``
+    the :func:`~local.evaluation.embed.content_key` of what it embeds, so that
+    neither a retrained model nor changed rows or audio reuse it (the caches
+    of before are kept).
 
     Arguments
     ---------
+    embed : callable
+        ``embed(wavs, wav_lens) -> [batch, 1, dim]``, in evaluation mode.
     hparams : dict
-        ``backend``, ``lda_dim``, ``plda_within_scale``, ``plda_between_scale``,
-        ``whiten_ridge``.
-    source : torch.Tensor
-        ``[n, dim]`` source training embeddings.
-    labels : list of str
-        Their speakers.
-    target : torch.Tensor
-        ``[m, dim]`` unlabelled target training embeddings.
+        ``output_folder``, ``eval_batch_size``, ``min_embed_seconds``,
+        ``max_embed_seconds`` and ``seed`` (of the drawn subsets).
+    device : str
+        Where to embed.
+    checkpoint : str
+        Name of the checkpoint the model came from.
+    """
+
+    def __init__(self, embed, hparams, device, checkpoint):
+        self.embed = embed
+        self.hparams = hparams
+        self.device = device
+        self.checkpoint = checkpoint
+        self.limits = (hparams["min_embed_seconds"], hparams["max_embed_seconds"])
+
+    def __call__(self, name, dataset, ids=None):
+        """``{utterance ID: tensor [dim]}`` of ``ids`` (default all) of ``dataset``.
+
+        Arguments
+        ---------
+        name : str
+            The cache's name.
+        dataset : DynamicItemDataset
+            Whole utterances.
+        ids : list of str, optional
+            The utterances to embed.
+
+        Returns
+        -------
+        dict
+        """
+        key = content_key(dataset, ids)
+        cache = os.path.join(self.hparams["output_folder"],
+                             f"embeddings_{name}_{self.checkpoint}_{key}.pt")
+        return compute_embeddings(self.embed, dataset, self.hparams["eval_batch_size"],
+                                  self.device, cache_path=cache, ids=ids, limits=self.limits)
+
+    def subset(self, name, dataset, size):
+        """Embeddings of :func:`cohort_subset`'s draw, cached as ``<name><n>``.
+
+        The draw is among the utterances within the embedding limits: a
+        training manifest may hold utterances too short to embed whole,
+        which its crops repeat.
+
+        Arguments
+        ---------
+        name : str
+            Cache name prefix.
+        dataset : DynamicItemDataset
+            Whole utterances.
+        size : int
+            The most utterances drawn.
+
+        Returns
+        -------
+        tuple
+            ``(ids, embeddings)``: the drawn IDs and their ``[n, dim]`` tensor.
+        """
+        ids = cohort_subset(embeddable_ids(dataset, *self.limits), size, self.hparams["seed"])
+        vectors = self(f"{name}{len(ids)}", dataset, ids)
+        return ids, torch.stack([vectors[i] for i in ids])
+
+
+def evaluation_embeddings(cache, evaluation, datasets):
+    """The embeddings of each evaluation manifest.
+
+    A manifest's cache is named after the first trial list that uses it:
+    manifests of different corpora may share a file name (``eval.csv``).
+
+    Arguments
+    ---------
+    cache : EmbeddingCache
+        Embeds and caches.
+    evaluation : dict
+        The condition's ``{trial list: {manifest, trials...}}``.
+    datasets : dict
+        Whole-utterance datasets keyed by manifest path.
 
     Returns
     -------
     dict
-        ``{"_<backend>": score form}`` in the order of ``BACKENDS``.
+        ``{manifest path: {utterance ID: tensor [dim]}}``.
     """
-    wanted = hparams["backend"]
-    forms = {}
-    if "plda" in wanted or "plda_adapted" in wanted:
-        plda = PLDABackend(source, labels, hparams["lda_dim"])
-        print(f"PLDA back-end: {len(labels)} source utterances, LDA to {len(plda.lda)} "
-              "dimensions")
-        if "plda" in wanted:
-            forms["_plda"] = plda.score_form
-        if "plda_adapted" in wanted:
-            forms["_plda_adapted"] = plda.adapted(
-                target, hparams["plda_within_scale"], hparams["plda_between_scale"]).score_form
-    if "coral_plda" in wanted:
-        recoloured = coral(source, target, hparams["whiten_ridge"])
-        forms["_coral_plda"] = PLDABackend(recoloured, labels, hparams["lda_dim"]).score_form
-    on_pseudo_speakers = [name for name in ("plda_target", "plda_pooled") if name in wanted]
-    if on_pseudo_speakers:
-        forms.update(pseudo_speaker_forms(hparams, on_pseudo_speakers, source, labels, target))
-    return forms
+    names = {}
+    for name, spec in evaluation.items():
+        names.setdefault(spec["manifest"], name)
+    return {manifest: cache(names[manifest], dataset) for manifest, dataset in datasets.items()}
 
 
-def pseudo_speaker_forms(hparams, wanted, source, labels, target):
-    """The score forms of the PLDA back-ends on the target's pseudo-speakers.
-
-    How many utterances a clustering keeps is known only once it has run: a
-    target set too small to cluster, or for a PLDA of its own, is said in a
-    warning and its systems left out, not a failed run.
+def training_embeddings(cache, hparams, training):
+    """The back-ends' training embeddings, drawn from the training manifests when first needed.
 
     Arguments
     ---------
+    cache : EmbeddingCache
+        Embeds and caches.
     hparams : dict
-        ``lda_dim``, ``seed`` and ``pseudo_labels``.
-    wanted : list of str
-        ``plda_target`` and/or ``plda_pooled``.
-    source, labels, target : torch.Tensor, list, torch.Tensor
-        As for :func:`backend_forms`.
+        ``cohort_domain``, ``cohort_size``, ``backend_max_utterances`` and
+        what :class:`~local.evaluation.backends.TrainingEmbeddings` reads.
+    training : dict
+        ``{"source": ..., "target": ...}`` whole-utterance datasets.
+
+    Returns
+    -------
+    TrainingEmbeddings
+        The cohort drawn from ``cohort_domain``'s manifest; the source
+        (with its ``spk_id``) and the target (unlabelled) from theirs.
+    """
+    domain = hparams["cohort_domain"]
+    draws = {"cohort": (f"cohort_{domain}", domain, hparams["cohort_size"]),
+             "source": ("backend_source", "source", hparams["backend_max_utterances"]),
+             "target": ("backend_target", "target", hparams["backend_max_utterances"])}
+
+    def draw(role):
+        name, domain, size = draws[role]
+        ids, vectors = cache.subset(name, training[domain], size)
+        speakers = [training["source"].data[utt]["spk_id"] for utt in ids] \
+            if role == "source" else None
+        return vectors, speakers
+
+    return TrainingEmbeddings(hparams, draw)
+
+
+def build_backends(names, data):
+    """The back-ends called ``names``, trained; those the data cannot train are left out.
+
+    Arguments
+    ---------
+    names : list of str
+        Keys of :data:`~local.evaluation.backends.BACKENDS`.
+    data : TrainingEmbeddings
+        What they train on.
 
     Returns
     -------
     dict
-        ``{"_<backend>": score form}``.
+        ``{name: back-end}``, in the order of ``names``.
     """
-    neighbours = hparams["pseudo_labels"].settings["neighbours"]
-    if len(target) <= neighbours:
-        logger.warning("%s not scored: the target's %d training utterances are too few to "
-                       "cluster with pseudo_neighbours %d", " and ".join(wanted), len(target),
-                       neighbours)
-        return {}
-    kept, speakers = target_pseudo_speakers(hparams, target)
-    forms = {}
-    spare = len(kept) - len(set(speakers))
-    if "plda_target" in wanted and spare <= target.shape[1]:
-        logger.warning(
-            "plda_target not scored: %d target utterances of %d pseudo-speakers leave %d "
-            "within-speaker degrees of freedom, too few for the %d dimensions of the "
-            "embeddings; plda_pooled adds the source speakers' utterances",
-            len(kept), len(set(speakers)), spare, target.shape[1])
-    elif "plda_target" in wanted:
-        forms["_plda_target"] = PLDABackend(target[kept], speakers, hparams["lda_dim"]).score_form
-    if "plda_pooled" in wanted:
-        forms["_plda_pooled"] = PLDABackend(torch.cat([source, target[kept]]),
-                                            list(labels) + speakers,
-                                            hparams["lda_dim"]).score_form
-    return forms
+    backends = {}
+    for name in names:
+        try:
+            backends[name] = BACKENDS[name](data)
+        except Unscorable as reason:
+            logger.warning("%s not scored: %s", name, reason)
+    return backends
 
 
-def target_pseudo_speakers(hparams, target):
-    """The unlabelled target embeddings' pseudo-speakers, found as training finds them.
+class System(NamedTuple):
+    """A trial list scored by a back-end, with or without a score normalisation."""
+
+    trial_list: str
+    backend: str
+    norm: Optional[str]
+
+    @property
+    def name(self):
+        """Its name in the summary (:func:`~local.evaluation.backends.system_name`)."""
+        return system_name(*self)
+
+
+def list_systems(trial_lists, backends, score_norm):
+    """Every system of a run: each trial list by each back-end, raw and normalised.
 
     Arguments
     ---------
-    hparams : dict
-        ``pseudo_labels`` (:class:`local.model.pseudo_labels.PseudoLabels`,
-        whose clustering settings are used) and ``seed``.
-    target : torch.Tensor
-        ``[m, dim]`` target training embeddings.
+    trial_lists : list of str
+        The condition's trial lists.
+    backends : list of str
+        The back-ends scored.
+    score_norm : str or None
+        The score normalisation, if any.
 
     Returns
     -------
-    tuple
-        ``(kept, speakers)``: the indices of the embeddings that keep a
-        pseudo-speaker, and its name (``pseudo<k>``, no source speaker's) for each.
+    list of System
+        By trial list, then back-end, the raw system before the normalised one.
+
+    Example
+    -------
+    >>> [s.name for s in list_systems(["target"], ["cosine", "plda"], "asnorm")]
+    ['target', 'target_asnorm', 'target_plda', 'target_plda_asnorm']
     """
-    labels, _, summary = hparams["pseudo_labels"].cluster(
-        {str(i): vector for i, vector in enumerate(target)}, seed=hparams["seed"])
-    kept = [int(i) for i in labels]
-    print(f"Target pseudo-speakers for the back-end: {summary['clusters']} clusters, "
-          f"{len(kept)} of {len(target)} utterances kept")
-    return kept, [f"pseudo{labels[str(i)]}" for i in kept]
+    norms = [None] + [score_norm] * bool(score_norm)
+    return [System(name, backend, norm)
+            for name in trial_lists for backend in backends for norm in norms]
+
+
+class TrialList(NamedTuple):
+    """A trial list of the condition, read: what scoring and its report need."""
+
+    trials: pd.DataFrame
+    manifest: str
+    utterances: pd.DataFrame
+    models: dict
+    enrolment: Optional[pd.DataFrame]
+    dcf: list
+
+    @classmethod
+    def read(cls, spec):
+        """The trial list of a condition's ``evaluation`` entry.
+
+        Arguments
+        ---------
+        spec : dict
+            ``manifest``, ``trials`` and optionally ``enrolment`` and
+            ``min_dcf`` (the ``[p_target, c_miss, c_fa]`` settings, default
+            VoxCeleb's two operating points).
+
+        Returns
+        -------
+        TrialList
+        """
+        models, table = read_enrolment(spec["enrolment"]) if spec.get("enrolment") else ({}, None)
+        return cls(read_trials(spec["trials"]), spec["manifest"], read_manifest(spec["manifest"]),
+                   models, table, [tuple(setting) for setting in spec.get("min_dcf", VOXCELEB_DCF)])
 
 
 def verify(embed, hparams, condition, eval_datasets, training, device, checkpoint):
@@ -232,148 +361,122 @@ def verify(embed, hparams, condition, eval_datasets, training, device, checkpoin
     embed : callable
         ``embed(wavs, wav_lens) -> [batch, 1, dim]``, in evaluation mode.
     hparams : dict
-        Model hparams: ``output_folder``, ``eval_batch_size``,
-        ``min_embed_seconds``, ``max_embed_seconds``, ``score_norm``,
-        ``cohort_domain``, ``cohort_size``, ``cohort_top_k``,
-        ``backend_adaptation``, ``whiten_ridge``, ``backend``, ``lda_dim``,
-        ``plda_within_scale``, ``plda_between_scale``,
-        ``backend_max_utterances``, ``seed``, and ``pseudo_labels`` for the
-        back-ends on target pseudo-speakers.
+        Model hparams: what :class:`EmbeddingCache`, :func:`check_score_norm`
+        and :func:`training_embeddings` read.
     condition : dict
-        Condition hparams: ``evaluation`` (``{name: {manifest, trials[,
-        enrolment, min_dcf]}}``), where ``min_dcf`` lists the ``[p_target,
-        c_miss, c_fa]`` settings of that trial list (default VoxCeleb's two
-        operating points; SdSV's is ``[[0.01, 10, 1]]``).
+        Condition hparams: ``condition`` and ``evaluation`` (``{name:
+        {manifest, trials[, enrolment, min_dcf]}}``, :meth:`TrialList.read`).
     eval_datasets : dict
         Whole-utterance datasets keyed by manifest path.
     training : dict
         ``{"source": ..., "target": ...}``, whole-utterance datasets of the
-        training manifests: the cohort is drawn from ``cohort_domain``'s
-        (with ``score_norm`` or ``backend_adaptation``), the PLDA back-ends
-        are trained on up to ``backend_max_utterances`` of each (the source's
-        with their ``spk_id``; the target's unlabelled).
+        training manifests: the cohort is drawn from ``cohort_domain``'s, the
+        back-ends train on up to ``backend_max_utterances`` of each.
     device : str
         Where to embed.
     checkpoint : str
-        Name of the checkpoint the model came from; the embedding caches
-        carry it and the :func:`~local.evaluation.embed.content_key` of what
-        they embed, so that neither a retrained model nor changed rows or
-        audio reuse them (the caches of before are kept).
+        Name of the checkpoint the model came from (:class:`EmbeddingCache`).
 
     Returns
     -------
     dict
-        ``{system: {"eer": ..., "min_dcf_...": ...}}``, a system per trial list
-        (``<name>``), with ``score_norm`` per normalised list
-        (``<name>_<score_norm>``), and with ``backend_adaptation`` per
-        adapted list (``<name>_<backend_adaptation>`` and
-        ``<name>_<backend_adaptation>_<score_norm>``), and per back-end
-        (``<name>_<backend>`` and ``<name>_<backend>_<score_norm>``).
+        ``{system: {"eer": ..., "min_dcf_...": ...}}``, in the order of
+        :func:`list_systems`.
     """
-    folder = hparams["output_folder"]
-    report_folder = os.path.join(folder, "verification")
-
-    limits = (hparams["min_embed_seconds"], hparams["max_embed_seconds"])
-
-    def embedded(name, dataset, ids=None):
-        key = content_key(dataset, ids)
-        cache = os.path.join(folder, f"embeddings_{name}_{checkpoint}_{key}.pt")
-        return compute_embeddings(embed, dataset, hparams["eval_batch_size"], device,
-                                  cache_path=cache, ids=ids, limits=limits)
-
-    # A manifest's cache is named after the first trial list that uses it:
-    # manifests of different corpora may share a file name (eval.csv).
-    cache_names = {}
-    for name, spec in condition["evaluation"].items():
-        cache_names.setdefault(spec["manifest"], name)
-    embeddings = {manifest: embedded(cache_names[manifest], dataset)
-                  for manifest, dataset in eval_datasets.items()}
-    score_norm, adaptation = hparams["score_norm"], hparams["backend_adaptation"]
-    cohort = None
-    if score_norm or adaptation:
-        domain = hparams["cohort_domain"]
-        _, cohort = embedded_subset(embedded, f"cohort_{domain}", training[domain],
-                                    hparams["cohort_size"], hparams["seed"], limits)
-    forms = {}
-    if hparams["backend"]:
-        size = hparams["backend_max_utterances"]
-        source_ids, source = embedded_subset(embedded, "backend_source", training["source"],
-                                             size, hparams["seed"], limits)
-        _, target = embedded_subset(embedded, "backend_target", training["target"], size,
-                                    hparams["seed"], limits)
-        labels = [training["source"].data[utt]["spk_id"] for utt in source_ids]
-        forms = backend_forms(hparams, source, labels, target)
+    report_folder = os.path.join(hparams["output_folder"], "verification")
+    cache = EmbeddingCache(embed, hparams, device, checkpoint)
+    embeddings = evaluation_embeddings(cache, condition["evaluation"], eval_datasets)
+    backends = build_backends(chosen_backends(hparams),
+                              training_embeddings(cache, hparams, training))
+    spaces = {name: {manifest: backend.adapt(vectors) for manifest, vectors in embeddings.items()}
+              for name, backend in backends.items()}
+    trial_lists = {name: TrialList.read(spec) for name, spec in condition["evaluation"].items()}
+    score_norm = hparams["score_norm"]
     top_k = hparams["cohort_top_k"] if score_norm == "asnorm" else None
-    # Each variant of the embeddings: (suffix of its systems, embeddings by
-    # manifest, cohort in the same space).
-    variants = [("", embeddings, cohort)]
-    if adaptation:
-        adapt = DomainAdaptation(cohort, adaptation == "whiten", hparams["whiten_ridge"])
-        variants.append((f"_{adaptation}",
-                         {manifest: adapt.adapt_embeddings(vectors)
-                          for manifest, vectors in embeddings.items()},
-                         adapt(cohort)))
 
+    systems = list_systems(list(trial_lists), list(backends), score_norm)
     results, curves = {}, {}
-    for name, spec in condition["evaluation"].items():
-        trials = read_trials(spec["trials"])
-        manifest = read_manifest(spec["manifest"])
-        models, table = read_enrolment(spec["enrolment"]) if spec.get("enrolment") else ({}, None)
-        dcf = [tuple(setting) for setting in spec.get("min_dcf", VOXCELEB_DCF)]
-        systems = {}
-        for suffix, variant, variant_cohort in variants:
-            vectors = variant[spec["manifest"]]
-            systems[name + suffix] = score_trials(vectors, trials, models)
-            if score_norm:
-                systems[f"{name}{suffix}_{score_norm}"] = score_trials(
-                    vectors, trials, models, variant_cohort, top_k)
-        for suffix, form in forms.items():
-            vectors = embeddings[spec["manifest"]]
-            systems[name + suffix] = score_trials(vectors, trials, models, form=form)
-            if score_norm:
-                systems[f"{name}{suffix}_{score_norm}"] = score_trials(
-                    vectors, trials, models, cohort, top_k, form)
-        for system, scores in systems.items():
-            results[system] = write_report(system, trials, scores, manifest, report_folder,
-                                           dcf, table)
-            curves[system] = (scores, trials["label"].to_numpy())
-    plot_det(curves, os.path.join(report_folder, "det.png"))
+    for system in systems:
+        trial_list, backend = trial_lists[system.trial_list], backends[system.backend]
+        scores = score_trials(spaces[system.backend][trial_list.manifest], trial_list.trials,
+                              trial_list.models, backend.cohort if system.norm else None,
+                              top_k, backend.form)
+        results[system.name] = write_report(system.name, trial_list.trials, scores,
+                                            trial_list.utterances, report_folder,
+                                            trial_list.dcf, trial_list.enrolment)
+        curves[system.name] = (scores, trial_list.trials["label"].to_numpy())
     summary = summary_table(results)
     summary.to_csv(os.path.join(report_folder, "summary.csv"), index=False)
+    best = best_systems(systems, results)
+    drawn = drawn_systems(systems, best, hparams)
+    plot_det({name: {s.name: curves[s.name] for s in drawn if s.trial_list == name}
+              for name in trial_lists},
+             os.path.join(report_folder, "det.png"), {s.name: det_style(s) for s in drawn})
+    write_summary_report(os.path.join(report_folder, "report.md"), condition["condition"],
+                         summary, best, DET_SYSTEMS[hparams["det_systems"]])
     print(f"Verification ({condition['condition']}):\n{summary.to_string(index=False)}")
     return results
 
 
-def embedded_subset(embedded, name, dataset, size, seed, limits):
-    """Embeddings ``[n, dim]`` of :func:`cohort_subset`'s draw, cached as ``<name><n>``.
-
-    The draw is among the utterances within ``limits``: a training manifest
-    may hold utterances too short to embed whole, which its crops repeat.
+def best_systems(systems, results):
+    """The system of lowest EER of each trial list (the first of them on a tie).
 
     Arguments
     ---------
-    embedded : callable
-        ``embedded(cache name, dataset, ids) -> {utterance ID: tensor}``.
-    name : str
-        Cache name prefix.
-    dataset : DynamicItemDataset
-        Whole utterances.
-    size : int
-        The most utterances drawn.
-    seed : int
-        Draw seed.
-    limits : tuple
-        ``(min_embed_seconds, max_embed_seconds)``.
+    systems : list of System
+        As :func:`list_systems` makes them.
+    results : dict
+        ``{system name: {"eer": ...}}``.
 
     Returns
     -------
-    tuple
-        ``(ids, embeddings)``: the drawn IDs and their embeddings' tensor.
+    dict
+        ``{trial list: system name}``.
     """
-    ids = cohort_subset(embeddable_ids(dataset, *limits), size, seed)
-    vectors = embedded(f"{name}{len(ids)}", dataset, ids)
-    return ids, torch.stack([vectors[i] for i in ids])
+    lists = dict.fromkeys(system.trial_list for system in systems)
+    return {name: min((s.name for s in systems if s.trial_list == name),
+                      key=lambda system: results[system]["eer"]) for name in lists}
 
+
+def drawn_systems(systems, best, hparams):
+    """The systems the DET figure draws, as ``det_systems`` says (:data:`DET_SYSTEMS`).
+
+    Arguments
+    ---------
+    systems : list of System
+        Every system scored.
+    best : dict
+        ``{trial list: system name}``, as :func:`best_systems` gives.
+    hparams : dict
+        ``det_systems`` and ``backend`` (its first is the default back-end).
+
+    Returns
+    -------
+    list of System
+        In the order of ``systems``.
+    """
+    if hparams["det_systems"] == "all":
+        return systems
+    default = ["cosine", *hparams["backend"][:1]]
+    return [system for system in systems if system.name in best.values()
+            or (system.norm is None and system.backend in default)]
+
+
+def det_style(system):
+    """A DET curve's colour, the back-end's, and line style, the score normalisation's.
+
+    Arguments
+    ---------
+    system : System
+        The system drawn.
+
+    Returns
+    -------
+    dict
+        ``color`` and ``linestyle``.
+    """
+    return {"color": f"C{list(BACKENDS).index(system.backend)}",
+            "linestyle": LINE_STYLES[system.norm]}
 
 def summary_table(results):
     """One row per system: trials, EER (%) and each minDCF it was scored at.

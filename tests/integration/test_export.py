@@ -35,7 +35,7 @@ def runs(demo_corpus, tiny_ssl, tmp_path_factory):
 def recipe_evaluation(folder, trial_list):
     """The run's cached embeddings and a sample of its scored trials of ``trial_list``."""
     cache, = glob.glob(os.path.join(folder, f"embeddings_{trial_list}_CKPT*.pt"))
-    scores = pd.read_csv(os.path.join(folder, "verification", f"{trial_list}_scores.txt"),
+    scores = pd.read_csv(os.path.join(folder, "verification", trial_list, "scores.txt"),
                          sep=" ", names=["enrol", "test", "score", "label"])
     return torch.load(cache), scores.iloc[::TRIAL_STEP]
 
@@ -131,7 +131,7 @@ def test_model_records_and_applies_the_eer_threshold_of_each_trial_list(runs, sy
     assert list(points["trial_list"]) == ["source", "target"]
     summary = pd.read_csv(runs[system] / "verification" / "summary.csv").set_index("system")
     for point in points.itertuples():
-        scores = pd.read_csv(runs[system] / "verification" / f"{point.trial_list}_scores.txt",
+        scores = pd.read_csv(runs[system] / "verification" / point.trial_list / "scores.txt",
                              sep=" ", names=["enrol", "test", "score", "label"])
         assert point.threshold == pytest.approx(
             brute_force_eer_threshold(scores["score"], scores["label"]), abs=1e-12)
@@ -146,7 +146,7 @@ def test_model_records_and_applies_the_eer_threshold_of_each_trial_list(runs, sy
     assert model.hparams.threshold == points["threshold"][0]  # the source list's
     # Applied by verify_batch: a source-list trial on each side of it.
     wavs = pd.read_csv(demo_corpus["source_eval"]).set_index("ID")["wav"]
-    scores = pd.read_csv(runs[system] / "verification" / "source_scores.txt", sep=" ",
+    scores = pd.read_csv(runs[system] / "verification" / "source" / "scores.txt", sep=" ",
                          names=["enrol", "test", "score", "label"])
     margin = (scores["score"] - model.hparams.threshold).abs() > 1e-3
     above = scores[margin & (scores["score"] > model.hparams.threshold)].iloc[0]
@@ -158,7 +158,7 @@ def test_model_records_and_applies_the_eer_threshold_of_each_trial_list(runs, sy
 
 
 def test_export_names_a_trial_list_that_was_not_scored(runs, tmp_path):
-    with pytest.raises(ManifestError, match=r"verification/dev_scores.txt: missing: the "
+    with pytest.raises(ManifestError, match=r"verification/dev/scores.txt: missing: the "
                                             r"operating point of trial list 'dev'"):
         export_model(str(runs["fbank"]), str(tmp_path / "model"), trial_lists=["dev"])
 

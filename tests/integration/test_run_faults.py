@@ -157,7 +157,7 @@ def test_run_killed_at_any_moment_resumes_to_the_same_result(demo_corpus, tmp_pa
     done = run_until(["never"], killed, demo_corpus, *args)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Took over the lock" in done.stderr
-    for name in ("summary.csv", "source_scores.txt", "target_scores.txt"):
+    for name in ("summary.csv", "source/scores.txt", "target/scores.txt"):
         assert (killed / "verification" / name).read_bytes() == \
             (whole / "verification" / name).read_bytes(), name
     assert logged(killed, "loss")[-1] == logged(whole, "loss")[-1]

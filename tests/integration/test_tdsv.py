@@ -51,7 +51,7 @@ def test_speaker_phrase_training_lowers_the_loss(run):
 @pytest.mark.parametrize("trial_list", ["source", "target"])
 def test_report_has_eer_per_phrase_and_per_trial_type(run, trial_list):
     folder, _, _ = run
-    table = pd.read_csv(folder / "verification" / f"{trial_list}_conditions.csv",
+    table = pd.read_csv(folder / "verification" / trial_list / "conditions.csv",
                         keep_default_na=False, dtype={"value": str})
     phrases = table[(table["condition"] == "phrase") & ~table["value"].str.contains("/")]
     assert list(phrases["value"]) == ["01", "02", "03", "04", "05"]

@@ -101,9 +101,9 @@ def test_run_ends_with_the_verification_report(runs):
     assert list(summary["system"]) == ["source", "target"]
     assert list(summary["eer_percent"]) == [round(100 * results[s]["eer"], 2)
                                             for s in ("source", "target")]
-    scores = pd.read_csv(os.path.join(report, "target_scores.txt"), sep=" ", header=None)
+    scores = pd.read_csv(os.path.join(report, "target", "scores.txt"), sep=" ", header=None)
     assert len(scores) == 1770
-    conditions = pd.read_csv(os.path.join(report, "target_conditions.csv"))
+    conditions = pd.read_csv(os.path.join(report, "target", "conditions.csv"))
     assert {"all", "lang", "channel", "domain"} <= set(conditions["condition"])
     assert os.path.getsize(os.path.join(report, "det.png")) > 10_000
 
@@ -125,7 +125,7 @@ def test_evaluate_reproduces_the_run_from_its_checkpoint(runs, demo_corpus, monk
                                "source_plda_adapted_asnorm", "target", "target_asnorm",
                                "target_plda_adapted", "target_plda_adapted_asnorm"}
     assert normalised["target"] == results["target"]
-    assert os.path.isfile(os.path.join(folder, "verification", "target_asnorm_scores.txt"))
+    assert os.path.isfile(os.path.join(folder, "verification", "target_asnorm", "scores.txt"))
 
 
 def test_evaluate_embeds_again_after_the_audio_changed_under_the_same_ids(runs, demo_corpus,

@@ -12,6 +12,7 @@ import torch
 from local.data.manifest_io import read_trials
 from local.errors import ManifestError
 from local.evaluation.backend import DomainAdaptation
+from local.evaluation.report import score_file
 from local.evaluation.scoring import score_trials
 from local.evaluation.verification import check_score_norm
 from test_scoring import loop_scores
@@ -147,6 +148,6 @@ def test_adapted_systems_score_as_a_direct_computation(verified, demo_corpus):
         ("target_whiten", loop_scores(adapted, {}, trials)),
         ("target_whiten_asnorm", loop_scores(adapted, {}, trials, adapted_cohort, top_k=10)),
     ):
-        scores = pd.read_csv(os.path.join(folder, "verification", f"{system}_scores.txt"),
+        scores = pd.read_csv(score_file(os.path.join(folder, "verification"), system),
                              sep=" ", header=None, names=["enrol", "test", "score", "label"])
         np.testing.assert_allclose(scores["score"], expected, atol=1e-4)

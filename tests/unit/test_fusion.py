@@ -130,7 +130,7 @@ def test_fused_systems_are_tabulated_over_seeds_like_runs(tmp_path, capsys):
         for trial_list, noise in (("source", 0.5), ("target", 1.5)):
             trials, scores = noisy_systems(seed, noise=(noise, noise))
             paths = write_systems(tmp_path, f"{trial_list}{seed}_", trials, scores)
-            out = fused_run / "verification" / f"{trial_list}_scores.txt"
+            out = fused_run / "verification" / trial_list / "scores.txt"
             out.parent.mkdir(parents=True, exist_ok=True)
             assert main(["--scores", *paths, "--out", str(out), "--summary",
                          str(fused_run / "verification" / "summary.csv"),

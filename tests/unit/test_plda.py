@@ -12,8 +12,10 @@ from scipy.stats import multivariate_normal
 from local.errors import ManifestError
 from local.evaluation.backend import coral
 from local.evaluation.plda import PLDA, PLDABackend, class_covariances
+from local.evaluation.report import read_scores, score_file
 from local.evaluation.scoring import score_trials
-from local.evaluation.verification import backend_forms, check_score_norm, target_pseudo_speakers
+from local.evaluation.backends import TrainingEmbeddings, backends_of, target_pseudo_speakers
+from local.evaluation.verification import build_backends, check_score_norm
 from local.model.pseudo_labels import PseudoLabels
 from test_scoring import loop_scores, unit
 from test_verification import NORM, verify_demo
@@ -207,8 +209,7 @@ def test_bad_backend_settings(change, message):
     check_score_norm(dict(NORM, backend=["plda", "coral_plda"]))
 
 
-BACKENDS = {"backend": ["plda", "plda_adapted", "coral_plda", "plda_target", "plda_pooled"],
-            "lda_dim": 10, "score_norm": "asnorm",
+BACKENDS = {"backend": backends_of("backend"), "lda_dim": 10, "score_norm": "asnorm",
             "pseudo_labels": PseudoLabels(offset=0, neighbours=5, whiten=True)}
 
 
@@ -223,17 +224,19 @@ def test_one_run_reports_every_backend(verified):
                for backend in ("", "_plda", "_plda_adapted", "_coral_plda", "_plda_target",
                                "_plda_pooled")
                for suffix in (backend, f"{backend}_asnorm")]
+    assert backends_of("backend") == ["plda", "plda_adapted", "coral_plda", "plda_target",
+                                      "plda_pooled"]
     assert list(results) == systems
     summary = pd.read_csv(os.path.join(folder, "verification", "summary.csv"))
     assert list(summary["system"]) == systems
     for system in systems:
-        assert os.path.isfile(os.path.join(folder, "verification", f"{system}_conditions.csv"))
+        assert os.path.isfile(os.path.join(folder, "verification", system, "conditions.csv"))
     # The fixed spectral 'model' tells the source speakers apart far better
     # through a PLDA trained on them than by cosine.
     assert results["source_plda"]["eer"] < results["source"]["eer"] - 0.1
     # Each back-end is its own system.
-    scores = {system: pd.read_csv(os.path.join(folder, "verification", f"{system}_scores.txt"),
-                                  sep=" ", header=None)[2] for system in systems[12:]}
+    scores = {system: read_scores(score_file(os.path.join(folder, "verification"), system))
+              ["score"] for system in systems[12:]}
     assert len({round(float(s.iloc[0]), 6) for s in scores.values()}) == len(scores)
 
 
@@ -262,6 +265,12 @@ def test_the_target_backends_train_on_the_target_pseudo_speakers():
     assert all(len({speakers[i] for i in range(s * 8, s * 8 + 8)}) == 1 for s in range(4))
 
 
+def training(hparams, source, target):
+    """The training embeddings of the back-ends: six source speakers in turn, and ``target``."""
+    speakers = [f"s{i % 6}" for i in range(len(source))]
+    return TrainingEmbeddings(hparams, {"source": (source, speakers), "target": (target, None)}.get)
+
+
 def test_a_target_too_small_for_its_own_plda_is_said_and_pooled_still_scores(caplog):
     rng = np.random.default_rng(1)
     truth = np.repeat(np.arange(4), 5)  # 20 utterances of 4 speakers: 16 spare in 16 dimensions
@@ -270,8 +279,8 @@ def test_a_target_too_small_for_its_own_plda_is_said_and_pooled_still_scores(cap
     hparams = dict(NORM, backend=["plda_target", "plda_pooled"], lda_dim=10, seed=1,
                    pseudo_labels=PseudoLabels(offset=0, neighbours=3))
     with caplog.at_level("WARNING"):
-        forms = backend_forms(hparams, source, [f"s{i % 6}" for i in range(60)], target)
-    assert list(forms) == ["_plda_pooled"]
+        backends = build_backends(hparams["backend"], training(hparams, source, target))
+    assert list(backends) == ["plda_pooled"]
     assert "plda_target not scored: 20 target utterances of 4 pseudo-speakers leave 16" in caplog.text
 
 
@@ -280,6 +289,6 @@ def test_a_target_too_small_to_cluster_leaves_out_the_pseudo_speaker_backends(ca
     hparams = dict(NORM, backend=["plda", "plda_pooled"], lda_dim=4, seed=1,
                    pseudo_labels=PseudoLabels(offset=0, neighbours=10))
     with caplog.at_level("WARNING"):
-        forms = backend_forms(hparams, source, [f"s{i % 6}" for i in range(60)], source[:7])
-    assert list(forms) == ["_plda"]
+        backends = build_backends(hparams["backend"], training(hparams, source, source[:7]))
+    assert list(backends) == ["plda"]
     assert "plda_pooled not scored: the target's 7 training utterances are too few" in caplog.text

@@ -26,8 +26,10 @@ from local.evaluation.report import (
     det_ticks,
     plot_det,
     read_scores,
+    score_file,
     write_report,
     write_scores,
+    write_summary_report,
 )
 
 # ID: (spk_id, channel, lang, phrase); "" is unknown.
@@ -172,10 +174,13 @@ def test_write_report_writes_scores_and_tables(evaluation, tmp_path):
     dcf = VOXCELEB_DCF + SDSV_DCF
     metrics = write_report("target", trials, SCORES, manifest, tmp_path / "out", dcf, enrolment)
     assert metrics == {"trials": 9, "targets": 3, **compute_metrics(SCORES, trials["label"], dcf)}
-    assert read_scores(tmp_path / "out" / "target_scores.txt")["score"].tolist() == SCORES.tolist()
-    table = pd.read_csv(tmp_path / "out" / "target_conditions.csv", keep_default_na=False)
+    folder = tmp_path / "out" / "target"
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["target"]
+    assert score_file(tmp_path / "out", "target") == str(folder / "scores.txt")
+    assert read_scores(folder / "scores.txt")["score"].tolist() == SCORES.tolist()
+    table = pd.read_csv(folder / "conditions.csv", keep_default_na=False)
     assert len(table) == len(EXPECTED) and "min_dcf_0.01_10_1" in table.columns
-    markdown = (tmp_path / "out" / "target_conditions.md").read_text().splitlines()
+    markdown = (folder / "conditions.md").read_text().splitlines()
     assert markdown[0] == ("| condition | value | trials | targets | EER (%) | minDCF 0.01 "
                            "| minDCF 0.001 | minDCF 0.01, 10, 1 |")
     assert len(markdown) == 2 + len(EXPECTED)
@@ -225,12 +230,12 @@ def test_det_plot_has_one_curve_per_system(tmp_path):
         name: (rng.normal(size=2000) + shift * labels, labels)
         for name, shift in (("good", 3.0), ("fair", 1.5), ("poor", 0.5))
     }
-    axes = plot_det(systems, tmp_path / "det" / "det.png")
+    axes, = plot_det({"target": systems}, tmp_path / "det" / "det.png").axes
     data = (tmp_path / "det" / "det.png").read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n")
     height, width, _ = matplotlib.image.imread(tmp_path / "det" / "det.png").shape
     assert height > 300 and width > 300
-    assert len(axes.get_lines()) == 3
+    assert len(axes.get_lines()) == 3 and axes.get_title() == "target"
     legend = [text.get_text() for text in axes.get_legend().get_texts()]
     assert legend == [f"{name} (EER {100 * eer(*systems[name]):.2f}%)" for name in systems]
     # Probit axes: the 1 % and 10 % ticks are where the normal quantiles are.
@@ -240,6 +245,43 @@ def test_det_plot_has_one_curve_per_system(tmp_path):
     # Each curve is the system's error rates on that scale.
     x, y = axes.get_lines()[1].get_data()
     assert np.all(np.diff(x) <= 0) and np.all(np.diff(y) >= 0)
+
+
+def test_det_figure_has_a_panel_per_list_each_with_its_legend_outside(tmp_path):
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 2, 500)
+    panels = {trial_list: {f"{trial_list}{suffix}": (rng.normal(size=500) + shift * labels, labels)
+                           for suffix, shift in (("", 1.0), ("_plda", 2.0), ("_plda_asnorm", 2.5))}
+              for trial_list in ("source", "target")}
+    styles = {"source_plda": {"color": "C3", "linestyle": "-"},
+              "source_plda_asnorm": {"color": "C3", "linestyle": "--"}}
+    figure = plot_det(panels, tmp_path / "det.png", styles)
+    assert [axes.get_title() for axes in figure.axes] == ["source", "target"]
+    renderer = figure.canvas.get_renderer()
+    for axes, systems in zip(figure.axes, panels.values()):
+        assert [t.get_text().split(" (")[0] for t in axes.get_legend().get_texts()] == list(systems)
+        legend = axes.get_legend().get_window_extent(renderer)
+        assert not legend.overlaps(axes.get_window_extent(renderer))
+    # The styles asked for; the curves without one keep matplotlib's cycle.
+    plda, normalised = figure.axes[0].get_lines()[1:]
+    assert (plda.get_color(), plda.get_linestyle()) == ("C3", "-")
+    assert (normalised.get_color(), normalised.get_linestyle()) == ("C3", "--")
+
+
+def test_summary_report_shows_the_table_the_best_systems_and_the_figure(tmp_path):
+    summary = pd.DataFrame({"system": ["source", "source_plda", "target", "target_plda"],
+                            "trials": [10, 10, 12, 12], "eer_percent": [20.0, 12.5, 30.0, 35.25],
+                            "min_dcf_0.01": [0.9, 0.8, 1.0, float("nan")]})
+    path = tmp_path / "report.md"
+    write_summary_report(path, "demo", summary, {"source": "source_plda", "target": "target"},
+                         "every system")
+    text = path.read_text()
+    assert text.startswith("# Verification: demo\n")
+    assert "| **source_plda** | 10 | 12.50 | 0.8000 |" in text
+    assert "| target_plda | 12 | 35.25 |  |" in text
+    assert "source: `source_plda` (12.50 %); target: `target` (30.00 %)" in text
+    assert "![DET curves of every system](det.png)" in text
+    assert "`<system>/scores.txt`" in text and "`summary.csv`" in text
 
 
 @pytest.mark.parametrize("bottom", DET_TICKS[:-1])
@@ -258,8 +300,8 @@ def test_det_plot_of_a_wide_range_has_no_crowded_labels(tmp_path):
     """Trials of 10^-4 error rates: once labelled 0.01, 0.02, 0.05 and 0.1 side by side."""
     rng = np.random.default_rng(2)
     labels = rng.integers(0, 2, 40_000)
-    axes = plot_det({"good": (rng.normal(size=40_000) + 4.5 * labels, labels)},
-                    tmp_path / "det.png")
+    axes, = plot_det({"target": {"good": (rng.normal(size=40_000) + 4.5 * labels, labels)}},
+                     tmp_path / "det.png").axes
     span = np.diff(axes.get_xlim())[0]
     assert axes.get_xlim()[0] == pytest.approx(norm.ppf(0.0001))
     labels = [t.get_text() for t in axes.get_xticklabels()]

@@ -12,12 +12,20 @@ from speechbrain.dataio.dataset import DynamicItemDataset
 from local.data.dataio import add_whole_pipeline, manifest_dataset
 from local.data.manifest_io import read_trials
 from local.evaluation.metrics import eer
-from local.evaluation.verification import check_score_norm, cohort_subset, verify
+from local.evaluation.report import score_file
+from local.evaluation.verification import (
+    best_systems,
+    check_score_norm,
+    cohort_subset,
+    drawn_systems,
+    list_systems,
+    verify,
+)
 
 NORM = {"score_norm": None, "cohort_domain": "target", "cohort_size": 50, "cohort_top_k": 10,
         "backend_adaptation": None, "whiten_ridge": 0.1, "backend": [], "lda_dim": 150,
         "plda_within_scale": 0.3, "plda_between_scale": 0.7, "backend_max_utterances": 20000,
-        "min_embed_seconds": 0.5, "max_embed_seconds": 600}
+        "det_systems": "default", "min_embed_seconds": 0.5, "max_embed_seconds": 600}
 
 
 class CountingEmbedder:
@@ -120,7 +128,7 @@ def test_score_files_and_metrics_agree(verified, demo_corpus):
     folder, results, _ = verified
     assert set(results) == {"source", "source_snorm", "target", "target_snorm"}
     for system, trial_list in (("target", "trials_target"), ("source_snorm", "trials_source")):
-        scores = pd.read_csv(os.path.join(folder, "verification", f"{system}_scores.txt"),
+        scores = pd.read_csv(score_file(os.path.join(folder, "verification"), system),
                              sep=" ", header=None, names=["enrol", "test", "score", "label"])
         trials = read_trials(demo_corpus[trial_list])
         assert list(scores["enrol"]) == list(trials["enrol"])
@@ -129,6 +137,36 @@ def test_score_files_and_metrics_agree(verified, demo_corpus):
     summary = pd.read_csv(os.path.join(folder, "verification", "summary.csv"))
     assert list(summary["system"]) == ["source", "source_snorm", "target", "target_snorm"]
     assert os.path.isfile(os.path.join(folder, "verification", "det.png"))
+
+
+def test_each_system_has_a_folder_and_the_report_names_the_best(verified):
+    folder, results, _ = verified
+    report = os.path.join(folder, "verification")
+    assert sorted(os.listdir(report)) == sorted(["det.png", "report.md", "summary.csv", *results])
+    for system in results:
+        assert sorted(os.listdir(os.path.join(report, system))) == [
+            "conditions.csv", "conditions.md", "scores.txt"]
+    text = open(os.path.join(report, "report.md"), encoding="utf-8").read()
+    for trial_list in ("source", "target"):
+        best = min((s for s in results if s.startswith(trial_list)),
+                   key=lambda system: results[system]["eer"])
+        assert f"{trial_list}: `{best}` ({100 * results[best]['eer']:.2f} %)" in text
+        assert f"| **{best}** |" in text
+    assert "](det.png)" in text
+
+
+def test_the_figure_draws_cosine_the_default_backend_and_the_best_unless_all():
+    systems = list_systems(["source", "target"], ["cosine", "whiten", "plda", "plda_pooled"],
+                           "asnorm")
+    eers = dict.fromkeys((s.name for s in systems), 0.3)
+    eers.update(source_whiten_asnorm=0.1, target_plda_pooled=0.2, target_plda=0.2)
+    results = {name: {"eer": value} for name, value in eers.items()}
+    best = best_systems(systems, results)
+    assert best == {"source": "source_whiten_asnorm", "target": "target_plda"}  # first on a tie
+    drawn = drawn_systems(systems, best, {"det_systems": "default", "backend": ["plda_pooled"]})
+    assert [s.name for s in drawn] == ["source", "source_whiten_asnorm", "source_plda_pooled",
+                                       "target", "target_plda", "target_plda_pooled"]
+    assert drawn_systems(systems, best, {"det_systems": "all", "backend": []}) == systems
 
 
 def test_cohort_is_a_seeded_subset():
@@ -142,6 +180,7 @@ def test_cohort_is_a_seeded_subset():
     ({"score_norm": "znorm"}, "score_norm must be null, snorm or asnorm"),
     ({"cohort_domain": "both"}, "cohort_domain must be source or target"),
     ({"score_norm": "asnorm", "cohort_top_k": 100}, r"cohort_top_k \(100\) must be between 2"),
+    ({"det_systems": "best"}, "det_systems must be default or all; got 'best'"),
 ])
 def test_bad_score_norm_settings(change, message):
     with pytest.raises(ValueError, match=message):
