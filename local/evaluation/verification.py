@@ -29,7 +29,8 @@ import torch
 from speechbrain.utils.logger import get_logger
 
 from local.data.manifest_io import read_enrolment, read_manifest, read_trials
-from local.evaluation.backend import BACKEND_ADAPTATIONS, DomainAdaptation, coral
+from local.domain_statistics import DomainAdaptation, coral
+from local.evaluation.backend import BACKEND_ADAPTATIONS
 from local.evaluation.embed import compute_embeddings, content_key, embeddable_ids
 from local.evaluation.metrics import VOXCELEB_DCF
 from local.evaluation.plda import PLDABackend

@@ -1,0 +1,181 @@
+"""The statistics of one domain's embeddings: their mean, whitening and colouring (CORAL).
+
+Below both the model and the evaluation: the back-end adaptation
+(:mod:`local.evaluation.backend`) centres and whitens by a cohort's
+statistics, the pseudo-labels (:mod:`local.model.pseudo_labels`) by the target
+training set's.
+
+Every embedding is length-normalised, centred on the domain's mean and, with
+whitening, multiplied by the covariance's inverse square root. The
+statistics are those of the length-normalised embeddings, the space the
+cosine score works in, so that an embedding's norm does not weigh on them.
+
+A ridge, a fraction of the covariance's mean eigenvalue, is added to its
+eigenvalues, so that directions which the domain's few embeddings barely span
+are not blown up. Every whitening of the same covariance (PCA, ZCA, Cholesky)
+is another one rotated, so all give the same cosine scores; this one is the
+PCA whitening of :meth:`scipy.stats.Covariance.whiten`. :func:`coral`
+whitens the source domain so and colours it by the target's covariance.
+"""
+
+import numpy as np
+import torch
+from scipy.stats import Covariance
+
+from local.errors import fail
+
+
+def check_cohort(cohort):
+    """Fail on cohort rows with NaN or infinite values, naming them.
+
+    Arguments
+    ---------
+    cohort : torch.Tensor or numpy.ndarray
+        ``[cohort size, dim]`` embeddings.
+
+    Raises
+    ------
+    ManifestError
+        Naming the first bad rows.
+
+    Example
+    -------
+    >>> check_cohort(torch.tensor([[0.0, 1.0], [float("inf"), 0.0]]))
+    Traceback (most recent call last):
+      ...
+    local.errors.ManifestError: cohort: cohort rows with NaN or infinite values
+      row 1
+    """
+    bad = (~torch.isfinite(torch.as_tensor(cohort)).all(dim=1)).nonzero().flatten().tolist()
+    if bad:
+        fail("cohort", "cohort rows with NaN or infinite values", rows=[f"row {i}" for i in bad])
+
+
+
+class DomainAdaptation:
+    """Centring on, and optionally whitening by, one domain's embeddings.
+
+    Arguments
+    ---------
+    domain : torch.Tensor or numpy.ndarray
+        ``[n, dim]`` embeddings of the domain.
+    whiten : bool
+        Whiten as well as centre.
+    ridge : float
+        With ``whiten``: added to the covariance's eigenvalues, as a fraction
+        of their mean.
+
+    Raises
+    ------
+    ManifestError
+        When the domain's embeddings have NaN/inf values, or (without a ridge)
+        do not span their dimensions.
+
+    Example
+    -------
+    >>> domain = torch.tensor([[2.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
+    >>> DomainAdaptation(domain)(torch.tensor([[0.0, 3.0]]))
+    tensor([[-0.3333,  1.0000]])
+    """
+
+    def __init__(self, domain, whiten=False, ridge=0.0):
+        check_cohort(domain)
+        units = _unit_float64(domain)
+        self.mean = units.mean(axis=0)
+        self.whitening = None
+        if whiten:
+            eigenvalues, eigenvectors = np.linalg.eigh(np.cov(units, rowvar=False))
+            eigenvalues = eigenvalues + ridge * eigenvalues.mean()
+            floor = eigenvalues.max() * len(eigenvalues) * np.finfo(eigenvalues.dtype).eps
+            if not eigenvalues.min() > floor:
+                fail("cohort", f"its {len(units)} embeddings do not span their "
+                     f"{units.shape[1]} dimensions, so their covariance cannot be whitened",
+                     fix="set whiten_ridge above 0, or cohort_size above the embedding size")
+            self.whitening = Covariance.from_eigendecomposition((eigenvalues, eigenvectors))
+
+    def __call__(self, vectors):
+        """The adapted vectors.
+
+        Arguments
+        ---------
+        vectors : torch.Tensor or numpy.ndarray
+            ``[n, dim]`` embeddings.
+
+        Returns
+        -------
+        torch.Tensor
+            ``[n, dim]``, centred (and whitened), in the dtype of ``vectors``.
+        """
+        vectors = torch.as_tensor(vectors)
+        adapted = _unit_float64(vectors) - self.mean
+        if self.whitening is not None:
+            adapted = self.whitening.whiten(adapted)
+        return torch.from_numpy(adapted).to(vectors.dtype)
+
+    def colour(self, white):
+        """Vectors of zero mean and identity covariance given this domain's mean and covariance.
+
+        Arguments
+        ---------
+        white : torch.Tensor or numpy.ndarray
+            ``[n, dim]``; needs ``whiten``.
+
+        Returns
+        -------
+        torch.Tensor
+            ``[n, dim]`` float64.
+        """
+        white = torch.as_tensor(white, dtype=torch.float64).numpy()
+        return torch.from_numpy(self.whitening.colorize(white) + self.mean)
+
+    def adapt_embeddings(self, embeddings):
+        """The adapted embeddings of a ``{utterance ID: tensor [dim]}`` dict.
+
+        Arguments
+        ---------
+        embeddings : dict
+            As from :func:`local.evaluation.embed.compute_embeddings`.
+
+        Returns
+        -------
+        dict
+            The same keys, each with its adapted embedding.
+        """
+        ids = list(embeddings)
+        adapted = self(torch.stack([torch.as_tensor(embeddings[utt]) for utt in ids]))
+        return dict(zip(ids, adapted))
+
+
+def coral(source, target, ridge=0.0):
+    """Source embeddings re-coloured to the target domain's statistics (CORAL).
+
+    Correlation alignment (Sun, Feng and Saenko, AAAI 2016): the unit source
+    embeddings are centred and whitened by their own covariance, then
+    coloured by the target's and moved to the target's mean, so that a
+    back-end trained on them (with the source speaker labels) sees the
+    target's covariance. Both covariances get the ``ridge`` of
+    :class:`DomainAdaptation`.
+
+    Arguments
+    ---------
+    source : torch.Tensor or numpy.ndarray
+        ``[n, dim]`` source embeddings.
+    target : torch.Tensor or numpy.ndarray
+        ``[m, dim]`` unlabelled target embeddings.
+    ridge : float
+        Added to each covariance's eigenvalues, as a fraction of their mean.
+
+    Returns
+    -------
+    torch.Tensor
+        ``[n, dim]`` float64: with ``ridge`` 0, their mean and covariance are
+        those of the unit target embeddings.
+    """
+    return DomainAdaptation(target, whiten=True, ridge=ridge).colour(
+        DomainAdaptation(source, whiten=True, ridge=ridge)(
+            torch.as_tensor(source, dtype=torch.float64)))
+
+
+def _unit_float64(vectors):
+    vectors = torch.as_tensor(vectors, dtype=torch.float64)
+    return torch.nn.functional.normalize(vectors, dim=-1).numpy()
