@@ -3,7 +3,7 @@
 1. Speed. A list the size of the VoxCeleb1 test set (4,874 utterances,
    lengths drawn uniformly from 4 to 20 s, white noise: the compute does not
    depend on the audio) is planned both ways by
-   :func:`local.evaluation.embed.compute_embeddings` (``equal_length``: batches of one
+   :func:`local.embedding.compute_embeddings` (``equal_length``: batches of one
    here, since the lengths all differ; ``length_sorted``: 16 neighbours in
    length order, padded to the longest). ``--sample`` utterances of it, whole
    length-sorted batches drawn at random, are embedded both ways and timed
@@ -39,8 +39,8 @@ from common import DEMO, ROOT, build, machine, tiny_wavlm  # first: puts the che
 
 import train_dann  # noqa: E402
 from bench_real_size import save_ssl  # noqa: E402
+from local.embedding import compute_embeddings, length_sorted_batches  # noqa: E402
 from local.evaluation import verification  # noqa: E402
-from local.evaluation.embed import compute_embeddings, length_sorted_batches  # noqa: E402
 
 SAMPLE_RATE = 16000
 VOXCELEB1_TEST_UTTERANCES = 4874

@@ -134,7 +134,7 @@ class DomainAdaptation:
         Arguments
         ---------
         embeddings : dict
-            As from :func:`local.evaluation.embed.compute_embeddings`.
+            As from :func:`local.embedding.compute_embeddings`.
 
         Returns
         -------

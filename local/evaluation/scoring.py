@@ -191,7 +191,7 @@ def score_trials(embeddings, trials, enrolment=None, cohort=None, top_k=None, fo
     Arguments
     ---------
     embeddings : dict
-        ``{utterance ID: tensor [dim]}``, as from :func:`local.evaluation.embed.compute_embeddings`.
+        ``{utterance ID: tensor [dim]}``, as from :func:`local.embedding.compute_embeddings`.
     trials : pandas.DataFrame
         With ``enrol`` and ``test`` columns, as from
         :func:`local.data.manifest_io.read_trials`.

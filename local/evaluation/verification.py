@@ -30,8 +30,8 @@ from speechbrain.utils.logger import get_logger
 
 from local.data.manifest_io import read_enrolment, read_manifest, read_trials
 from local.domain_statistics import DomainAdaptation, coral
+from local.embedding import compute_embeddings, content_key, embeddable_ids
 from local.evaluation.backend import BACKEND_ADAPTATIONS
-from local.evaluation.embed import compute_embeddings, content_key, embeddable_ids
 from local.evaluation.metrics import VOXCELEB_DCF
 from local.evaluation.plda import PLDABackend
 from local.evaluation.report import plot_det, write_report
@@ -257,7 +257,7 @@ def verify(embed, hparams, condition, eval_datasets, training, device, checkpoin
         Where to embed.
     checkpoint : str
         Name of the checkpoint the model came from; the embedding caches
-        carry it and the :func:`~local.evaluation.embed.content_key` of what
+        carry it and the :func:`~local.embedding.content_key` of what
         they embed, so that neither a retrained model nor changed rows or
         audio reuse them (the caches of before are kept).
 

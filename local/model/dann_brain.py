@@ -8,7 +8,7 @@ from speechbrain.utils.logger import get_logger
 from torch.nn.parallel import DistributedDataParallel
 
 from local.data.dataio import STEP_STREAM, random_seed
-from local.evaluation.embed import compute_embeddings, embeddable_ids
+from local.embedding import compute_embeddings, embeddable_ids
 from local.model.adversaries import DomainItems
 from local.model.distributed import unwrapped, wrap_in_ddp
 from local.model.domain_branch import LayerOutputTap
