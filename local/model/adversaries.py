@@ -2,7 +2,8 @@
 
 One object per adversary, built in the hparams file from its one-word name
 (``adversary: grl``, ``--adversary=vanilla``) by :func:`make_adversary`; the
-Brain calls the same three members of each (:class:`Adversary`).
+Brain calls each through the same members (:class:`Adversary`): its two
+losses and its counts of discriminator updates.
 
 Bhattacharya et al. (ICASSP 2019, "Generative adversarial speaker embedding
 networks for domain robust end-to-end speaker verification") train the
