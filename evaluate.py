@@ -20,15 +20,28 @@ a difference); the evaluation's own are written to
 is left as it is.
 """
 
+from local.environment import check_installation
+
+# Before SpeechBrain's imports, which fail with an undefined symbol on a mismatched torch/torchaudio.
+check_installation()
+
+import speechbrain as sb
+
 from local.errors import exit_on_bad_input
+from local.experiment import evaluate, prepare_experiment
 from local.run_folder import release_run_folders
-from train_dann import evaluate, prepare_experiment
+
+
+def create_run_folder(folder):
+    """SpeechBrain's experiment folder ``folder``, with this script (its caller's file) copied in."""
+    sb.create_experiment_directory(experiment_directory=folder)
 
 
 def main(argv=None):
     """Load the latest checkpoint of a run and verify it."""
     try:
-        brain, hparams, condition, data = prepare_experiment(argv, training=False)
+        brain, hparams, condition, data = prepare_experiment(
+            argv, training=False, create_folder=create_run_folder)
         brain.checkpointer.recover_if_possible()
         return evaluate(brain, hparams, condition, data)
     finally:

@@ -4,7 +4,7 @@ For each model (``dann_fbank.yaml``, and ``dann_wavlm.yaml`` with a tiny
 randomly initialised WavLM), built as ``train_dann.py`` builds it and in
 evaluation mode, the demo corpus's 120 evaluation utterances are embedded
 
-* by :func:`local.evaluation.embed.compute_embeddings` (what evaluation runs: each
+* by :func:`local.embedding.compute_embeddings` (what evaluation runs: each
   distinct utterance once, batches of equal length only, ``no_grad``);
 * by a naive loop, one utterance at a time, ``no_grad``;
 * by batches of 16 neighbours in length order, padded to the longest
@@ -34,7 +34,7 @@ from speechbrain.dataio.dataset import DynamicItemDataset
 
 from common import build, machine, tiny_wavlm
 from local.data.dataio import add_whole_pipeline
-from local.evaluation.embed import compute_embeddings
+from local.embedding import compute_embeddings
 
 MODELS = {"fbank": ("dann_fbank.yaml", []), "tiny WavLM": ("dann_wavlm.yaml", None)}
 BATCH = 16

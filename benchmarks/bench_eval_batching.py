@@ -3,7 +3,7 @@
 1. Speed. A list the size of the VoxCeleb1 test set (4,874 utterances,
    lengths drawn uniformly from 4 to 20 s, white noise: the compute does not
    depend on the audio) is planned both ways by
-   :func:`local.evaluation.embed.compute_embeddings` (``equal_length``: batches of one
+   :func:`local.embedding.compute_embeddings` (``equal_length``: batches of one
    here, since the lengths all differ; ``length_sorted``: 16 neighbours in
    length order, padded to the longest). ``--sample`` utterances of it, whole
    length-sorted batches drawn at random, are embedded both ways and timed
@@ -37,11 +37,11 @@ from speechbrain.utils.data_pipeline import provides, takes
 
 from common import DEMO, ROOT, build, machine, tiny_wavlm  # first: puts the checkout on the path
 
-import train_dann  # noqa: E402
 from bench_real_size import save_ssl  # noqa: E402
+from local.embedding import compute_embeddings, length_sorted_batches  # noqa: E402
+from local.experiment import prepare_experiment  # noqa: E402
 from local.evaluation import verification  # noqa: E402
 from local.data.schema import SAMPLE_RATE  # noqa: E402
-from local.evaluation.embed import compute_embeddings, length_sorted_batches  # noqa: E402
 
 VOXCELEB1_TEST_UTTERANCES = 4874
 BATCH = 16
@@ -100,7 +100,7 @@ def compare_eer(run_folder, work):
     """EERs of the run's checkpoint on the demo trial lists, embedded each way."""
     argv = [os.path.join(ROOT, "hparams", "dann_fbank.yaml"), f"--data_folder={DEMO}",
             f"--output_folder={run_folder}"]
-    brain, hparams, condition, data = train_dann.prepare_experiment(argv)
+    brain, hparams, condition, data = prepare_experiment(argv)
     checkpoint = brain.checkpointer.recover_if_possible()
     brain.modules.eval()
     eers = {}
@@ -110,8 +110,8 @@ def compare_eer(run_folder, work):
         folder = os.path.join(work, batching)
         os.makedirs(folder)
         results = verification.verify(brain.embed, dict(hparams, output_folder=folder),
-                                      condition, data["eval"], data["cohort"], brain.device,
-                                      os.path.basename(checkpoint.path))
+                                      condition, data["eval"], data["training_utterances"],
+                                      brain.device, os.path.basename(checkpoint.path))
         eers[batching] = {system: metrics["eer"] for system, metrics in results.items()}
     verification.compute_embeddings = compute_embeddings
     for system in eers["equal_length"]:

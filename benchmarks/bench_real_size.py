@@ -6,7 +6,7 @@ An SSL model of a published size (``wavlm-base-plus`` by default;
 initialised (the compute does not depend on the weights), written with
 ``save_pretrained`` and loaded through the recipe's own path
 (``--ssl_source=DIR``). ``hparams/dann_wavlm.yaml`` is then built by
-``train_dann.prepare_experiment`` on the demo corpus, and ``DANNBrain.fit_batch``
+``local.experiment.prepare_experiment`` on the demo corpus, and ``DANNBrain.fit_batch``
 runs on batches of the run's own DataLoader, for each configuration of
 ``CONFIGURATIONS``: frozen SSL, frozen with the hidden-state cache, fine-tuned,
 fine-tuned in bf16, fine-tuned with activation checkpointing, and the frozen

@@ -1,6 +1,6 @@
-"""Set-up shared by the training benchmarks: Brains built by train_dann on the demo corpus.
+"""Set-up shared by the training benchmarks: Brains built as train_dann.py builds them.
 
-Every Brain is built by :func:`train_dann.prepare_experiment` from a file of
+Every Brain is built by :func:`local.experiment.prepare_experiment` from a file of
 ``hparams/``, exactly as a training run builds it; the SSL ones load a tiny
 randomly initialised WavLM saved with ``save_pretrained`` (the one the tests
 use), passed as ``--ssl_source``.
@@ -18,8 +18,8 @@ sys.path.insert(0, ROOT)
 import speechbrain as sb  # noqa: E402
 import torch  # noqa: E402
 
-import train_dann  # noqa: E402
 from local.data.dataio import collate_pairs  # noqa: E402
+from local.experiment import prepare_experiment  # noqa: E402
 from tests.conftest import TINY_SSL_DIM, save_tiny_ssl  # noqa: E402
 
 DEMO = os.path.join(ROOT, "data", "demo")
@@ -51,7 +51,7 @@ def build(hparams, work, name, *overrides, data_folder=DEMO):
     """
     argv = [os.path.join(ROOT, "hparams", hparams), f"--data_folder={data_folder}",
             f"--output_folder={os.path.join(work, name)}", "--check_audio=False", *overrides]
-    brain, hparams, _, data = train_dann.prepare_experiment(argv)
+    brain, hparams, _, data = prepare_experiment(argv)
     # What Brain.fit does before its first batch.
     brain.train_pairs = data["train_pairs"]
     brain.steps_per_epoch = data["train_pairs"].steps_per_epoch(hparams["batch_size"])

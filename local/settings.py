@@ -29,8 +29,9 @@ from hyperpyyaml.core import recursive_update
 from local.data.manifest_io import read_manifest
 from local.errors import fail
 
-DEFAULT_CONDITION = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                 "recipes", "demo", "condition.yaml")
+# The recipe's root folder: its conditions, and the git checkout its provenance names.
+RECIPE_FOLDER = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_CONDITION = os.path.join(RECIPE_FOLDER, "recipes", "demo", "condition.yaml")
 # What every condition file names, and every trial list of its evaluation.
 CONDITION_KEYS = ("condition", "prepare", "source_train", "target_train", "evaluation")
 TRIAL_LIST_KEYS = ("manifest", "trials")

@@ -343,14 +343,26 @@ def read_trials(path):
     >>> list(read_trials(path).itertuples(index=False, name=None))
     [(1, 'u1', 'u2', ''), (0, 'u1', 'u3', '')]
     """
-    return _read_numbered_trials(path)[0]
+    return read_numbered_trials(path)[0]
 
 
-def _read_numbered_trials(path):
+def read_numbered_trials(path):
     """:func:`read_trials`'s table, the file's line number of each row, and its sides.
 
-    The sides are ``{"enrol": (codes, uniques), "test": ...}`` of
-    ``pd.factorize``: each check looks up every distinct ID once.
+    For checks that name the offending lines (:mod:`local.data.validation`).
+
+    Arguments
+    ---------
+    path : str
+        Trial list in ``label enrol test [trial_type]`` form.
+
+    Returns
+    -------
+    tuple
+        ``(table, lines, sides)``: the table of :func:`read_trials`, the
+        numpy array of each row's line number in the file, and
+        ``{"enrol": (codes, uniques), "test": ...}`` of ``pd.factorize``, so
+        that each check looks up every distinct ID once.
     """
     if not os.path.isfile(path):
         fail(path, "trial list does not exist", fix="run the data preparation first")
@@ -383,7 +395,7 @@ def _read_numbered_trials(path):
         fail(
             path,
             "trials compare an utterance with itself",
-            rows=_trial_lines(table[same], lines),
+            rows=numbered_trial_lines(table[same], lines),
             fix="remove these lines: a trial's enrol and test must be different IDs",
         )
     if table["label"].nunique() < 2:
@@ -396,8 +408,21 @@ def _read_numbered_trials(path):
     return table, lines, sides
 
 
-def _trial_lines(trials, lines):
-    """``line N: label enrol test`` of rows of a trial table; ``lines`` of the whole table."""
+def numbered_trial_lines(trials, lines):
+    """``line N: label enrol test`` of rows of a trial table, to name them in a message.
+
+    Arguments
+    ---------
+    trials : pandas.DataFrame
+        Rows of a table of :func:`read_numbered_trials`, its index kept.
+    lines : numpy.ndarray
+        The line numbers of that whole table.
+
+    Returns
+    -------
+    list of str
+        One line a row.
+    """
     return list("line " + pd.Series(lines[trials.index], index=trials.index).astype(str)
                 + ": " + trials["label"].astype(str) + " " + trials["enrol"] + " "
                 + trials["test"])

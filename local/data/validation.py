@@ -13,7 +13,12 @@ import numpy as np
 import pandas as pd
 
 from local.data.audio import check_lengths
-from local.data.manifest_io import _read_numbered_trials, _trial_lines, read_enrolment, read_manifest
+from local.data.manifest_io import (
+    numbered_trial_lines,
+    read_enrolment,
+    read_manifest,
+    read_numbered_trials,
+)
 from local.data.schema import DURATION_TOLERANCE_S, audio_info
 from local.errors import ManifestError, fail
 from local.provenance import file_sha256
@@ -233,7 +238,7 @@ def validate(manifest_path, trials_path=None, enrolment_path=None, check_audio=T
                   fix="prepare the enrolment utterances into the same manifest")
     scored = manifest
     if trials_path:
-        trials, lines, sides = _read_numbered_trials(trials_path)
+        trials, lines, sides = read_numbered_trials(trials_path)
         _check_trial_ids(trials, lines, sides, trials_path, manifest, models, manifest_path)
         enrolled = sides["enrol"][1]
         used = {*sides["test"][1], *enrolled[~enrolled.isin(list(models))],
@@ -296,7 +301,7 @@ def check_speaker_overlap(train_path, scored, scored_path, allow=False):
 def _check_trial_ids(trials, lines, sides, trials_path, manifest, models, manifest_path):
     """Every trial side is known; labels agree with the speakers of both sides.
 
-    ``lines`` and ``sides`` are as from :func:`_read_numbered_trials`.
+    ``lines`` and ``sides`` are as from :func:`read_numbered_trials`.
     """
     ids = pd.Index(manifest["ID"])
     known = ids.append(pd.Index(list(models), dtype=ids.dtype))
@@ -324,5 +329,5 @@ def _check_trial_ids(trials, lines, sides, trials_path, manifest, models, manife
              & ((left == right) != (trials["label"].to_numpy() == 1)))
     if wrong.any():
         fail(trials_path, "labels disagree with the manifest's spk_id",
-             rows=_trial_lines(trials[wrong], lines),
+             rows=numbered_trial_lines(trials[wrong], lines),
              fix="label is 1 exactly when both sides have the same speaker")

@@ -25,7 +25,7 @@ from functools import cached_property
 
 import torch
 
-from local.evaluation.backend import DomainAdaptation, coral
+from local.domain_statistics import DomainAdaptation, coral
 from local.evaluation.plda import PLDABackend
 from local.evaluation.scoring import cosine_form
 

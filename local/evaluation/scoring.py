@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from local.domain_statistics import check_cohort
 from local.errors import fail
 
 # Trials scored per step, and cohort scores held at once: bound the memory of
@@ -106,32 +107,6 @@ def cosine_form(vectors):
     """
     units = _unit(vectors)
     return units, units, torch.zeros(len(units), dtype=units.dtype)
-
-
-def check_cohort(cohort):
-    """Fail on cohort rows with NaN or infinite values, naming them.
-
-    Arguments
-    ---------
-    cohort : torch.Tensor or numpy.ndarray
-        ``[cohort size, dim]`` embeddings.
-
-    Raises
-    ------
-    ManifestError
-        Naming the first bad rows.
-
-    Example
-    -------
-    >>> check_cohort(torch.tensor([[0.0, 1.0], [float("inf"), 0.0]]))
-    Traceback (most recent call last):
-      ...
-    local.errors.ManifestError: cohort: cohort rows with NaN or infinite values
-      row 1
-    """
-    bad = (~torch.isfinite(torch.as_tensor(cohort)).all(dim=1)).nonzero().flatten().tolist()
-    if bad:
-        fail("cohort", "cohort rows with NaN or infinite values", rows=[f"row {i}" for i in bad])
 
 
 def cohort_stats(vectors, cohort, top_k=None, form=cosine_form):
@@ -216,7 +191,7 @@ def score_trials(embeddings, trials, enrolment=None, cohort=None, top_k=None, fo
     Arguments
     ---------
     embeddings : dict
-        ``{utterance ID: tensor [dim]}``, as from :func:`local.evaluation.embed.compute_embeddings`.
+        ``{utterance ID: tensor [dim]}``, as from :func:`local.embedding.compute_embeddings`.
     trials : pandas.DataFrame
         With ``enrol`` and ``test`` columns, as from
         :func:`local.data.manifest_io.read_trials`.

@@ -32,7 +32,7 @@ from local.evaluation.backends import (
     chosen_backends,
     system_name,
 )
-from local.evaluation.embed import compute_embeddings, content_key, embeddable_ids
+from local.embedding import compute_embeddings, content_key, embeddable_ids
 from local.evaluation.metrics import VOXCELEB_DCF
 from local.evaluation.report import plot_det, write_report, write_summary_report
 from local.evaluation.scoring import score_trials

@@ -2,7 +2,8 @@
 
 One object per adversary, built in the hparams file from its one-word name
 (``adversary: grl``, ``--adversary=vanilla``) by :func:`make_adversary`; the
-Brain calls the same three members of each (:class:`Adversary`).
+Brain calls each through the same members (:class:`Adversary`): its two
+losses and its counts of discriminator updates.
 
 Bhattacharya et al. (ICASSP 2019, "Generative adversarial speaker embedding
 networks for domain robust end-to-end speaker verification") train the
@@ -117,6 +118,9 @@ class Adversary:
     joint : bool
         Whether the discriminator also learns from the encoder's loss (then
         Brain steps its optimiser with the others).
+
+    The Brain owns the optimisers and steps them; an adversary only says
+    what each player minimises and how often the discriminator is updated.
     """
 
     joint = False
@@ -226,30 +230,6 @@ class Adversary:
             Scalar loss: low when the discriminator takes target items for source.
         """
         raise NotImplementedError
-
-    def update_discriminator(self, discriminator, optimizer, items, steps):
-        """Update the discriminator alone, ``steps`` times, on detached items.
-
-        In full precision even under ``--precision=fp16``: the discriminator
-        is small, and its optimiser is stepped here, outside Brain's scaler.
-
-        Arguments
-        ---------
-        discriminator : torch.nn.Module
-            The domain discriminator.
-        optimizer : torch.optim.Optimizer
-            Its optimiser.
-        items : DomainItems
-            Detached items.
-        steps : int
-            Number of updates.
-        """
-        features = items.features.float()
-        with torch.autocast(features.device.type, enabled=False):
-            for _ in range(steps):
-                self.discriminator_loss(discriminator(features), items).backward()
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
 
     def _log(self, logits, items):
         is_source = torch.arange(len(logits), device=logits.device) < items.n_source

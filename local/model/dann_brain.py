@@ -8,7 +8,7 @@ from speechbrain.utils.logger import get_logger
 from torch.nn.parallel import DistributedDataParallel
 
 from local.data.dataio import STEP_STREAM, random_seed
-from local.evaluation.embed import compute_embeddings, embeddable_ids
+from local.embedding import compute_embeddings, embeddable_ids
 from local.model.adversaries import DomainItems
 from local.model.distributed import unwrapped, wrap_in_ddp
 from local.model.domain_branch import LayerOutputTap
@@ -16,6 +16,11 @@ from local.model.epoch_statistics import EpochStatistics
 from local.model.pseudo_labels import check_neighbours
 
 logger = get_logger(__name__)
+# Relies on speechbrain 1.1.2's Brain internals (tests/unit/test_speechbrain_internals.py):
+# _fit_train counts `step` before fit_batch and resets `step` and `avg_train_loss` only after
+# on_stage_end, _save checkpoints both, check_loss_isfinite only counts a non-finite loss
+# until its patience runs out, and _wrap_distributed wraps the modules.
+SPEECHBRAIN_VERSION = "1.1.2"
 
 
 class DANNBrain(sb.Brain):
@@ -69,8 +74,9 @@ class DANNBrain(sb.Brain):
         """Optimisers of the discriminator, of the SSL model when fine-tuned, and of the rest.
 
         The fine-tuned SSL model takes a much smaller learning rate, as in
-        SpeechBrain's wav2vec2 recipes; Brain steps the discriminator's only
-        when it learns from the encoder's loss (gradient reversal).
+        SpeechBrain's wav2vec2 recipes. Brain's ``optimizers_step`` steps the
+        discriminator's with the others only when it learns from the encoder's
+        loss (gradient reversal); its own updates are :meth:`train_discriminator`'s.
         """
         ssl = getattr(unwrapped(self.modules.frontend), "ssl", None)
         ssl_params = [p for p in ssl.parameters() if p.requires_grad] if ssl else []
@@ -176,7 +182,7 @@ class DANNBrain(sb.Brain):
         return loss.detach().cpu()
 
     def train_discriminator(self, features, batch, steps):
-        """Discriminator-only updates on the step's detached ``features``.
+        """Discriminator-only updates on the step's detached ``features``, on the adversary's loss.
 
         Arguments
         ---------
@@ -188,8 +194,14 @@ class DANNBrain(sb.Brain):
             Number of updates.
         """
         items = DomainItems.of(features.detach(), batch[0].spk_id_encoded.data.to(self.device))
-        self.adversary.update_discriminator(
-            self.modules.domain_discriminator, self.disc_optimizer, items, steps)
+        discriminator, inputs = self.modules.domain_discriminator, items.features.float()
+        # In full precision even under --precision=fp16: the discriminator is
+        # small, and its optimiser is stepped here, outside Brain's scaler.
+        with torch.autocast(inputs.device.type, enabled=False):
+            for _ in range(steps):
+                self.adversary.discriminator_loss(discriminator(inputs), items).backward()
+                self.disc_optimizer.step()
+                self.disc_optimizer.zero_grad(set_to_none=True)
 
     def compute_objectives(self, predictions, batch, stage):
         """Speaker loss plus the adversary's and the alignment losses, on their schedule.
@@ -215,6 +227,10 @@ class DANNBrain(sb.Brain):
         loss = speaker_loss + adversarial_loss + alignment_loss
         log.update(adversary_log, speaker_loss=speaker_loss,
                    adv_coefficient=torch.tensor(coefficient))
+        # Before Brain's check_loss_isfinite, whose patience only counts: in
+        # full precision no scaler skips the step, so the backward of this
+        # loss would write NaN into every parameter, and only here is it known
+        # which loss went wrong.
         if not torch.isfinite(loss):
             values = {name: float(value.detach()) for name, value in log.items()}
             raise RuntimeError(

@@ -7,7 +7,7 @@ number of utterances times ``neighbours``, never with its square.
 1. The unit embeddings are centred on their mean (the direction they all
    share says nothing of the speaker) and, with ``whiten_ridge``, whitened by
    their own covariance, as the ``whiten`` back-end does
-   (:class:`local.evaluation.backend.DomainAdaptation`), so that directions
+   (:class:`local.domain_statistics.DomainAdaptation`), so that directions
    in which the whole target domain varies (channel, codec, language) weigh
    no more than the others; then length-normalised again.
 2. Each utterance is linked to its ``neighbours`` most similar utterances
@@ -37,7 +37,7 @@ from sklearn.metrics import normalized_mutual_info_score
 from speechbrain.utils.checkpoints import mark_as_loader, mark_as_saver, register_checkpoint_hooks
 from speechbrain.utils.logger import get_logger
 
-from local.evaluation.backend import DomainAdaptation
+from local.domain_statistics import DomainAdaptation
 
 logger = get_logger(__name__)
 

@@ -7,8 +7,8 @@ import pytest
 import speechbrain as sb
 import torch
 
-import train_dann
 from local.data.dataio import collate_pairs
+from local.experiment import prepare_experiment
 from local.model.adversaries import ADVERSARIES
 from tests.integration.test_train_dann import ADVERSARY_ONLY, TINY, logged, train
 
@@ -20,7 +20,7 @@ def brain_and_batch(demo_corpus, tmp_path, adversary):
     argv = ["hparams/dann_fbank.yaml", f"--data_folder={os.path.dirname(demo_corpus['eval'])}",
             f"--output_folder={tmp_path}", *TINY, *ADVERSARY_ONLY, f"--adversary={adversary}",
             "--adv_weight=0.3", "--adv_warmup=0", "--disc_lr=0.01", "--disc_steps=2"]
-    brain, _, _, data = train_dann.prepare_experiment(argv)
+    brain, _, _, data = prepare_experiment(argv)
     brain.on_fit_start()
     # Mid-training, so that the adversary's coefficient is not 0.
     brain.hparams.epoch_counter.current, brain.step = 1, 5

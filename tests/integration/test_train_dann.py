@@ -17,9 +17,10 @@ import speechbrain as sb
 import torch
 
 import train_dann
-from local import settings
+from local import experiment, settings
 from local.data.validation import check_manifest_audio_once
 from local.errors import ManifestError
+from local.model.dann_brain import DANNBrain
 from local.model.epoch_statistics import EpochStatistics
 from local.model.ssl_frontend import SSLFrontend
 from tests.conftest import TINY_SSL, TINY_SSL_DIM
@@ -285,7 +286,7 @@ def test_exponent_notation_without_a_dot_is_the_number_it_means():
 def test_save_folder_override_reaches_the_model_and_manifest_folder_the_condition(
         demo_corpus, tmp_path):
     data_folder = os.path.dirname(demo_corpus["eval"])
-    brain, hparams, condition, _ = train_dann.prepare_experiment([
+    brain, hparams, condition, _ = experiment.prepare_experiment([
         "hparams/dann_fbank.yaml", f"--data_folder={data_folder}",
         f"--output_folder={tmp_path}/run", f"--save_folder={tmp_path}/checkpoints", *TINY])
     assert hparams["save_folder"] == f"{tmp_path}/checkpoints"
@@ -313,17 +314,17 @@ def test_resumed_run_ends_like_an_uninterrupted_one(demo_corpus, tmp_path, monke
     args = ("--number_of_epochs=2", "--adv_weight=1.0", *ALL_TARGET_PATHS)
     whole = train(demo_corpus, tmp_path / "whole", *args)
 
-    original = train_dann.DANNBrain.on_stage_end
+    original = DANNBrain.on_stage_end
 
     def killed_after_first_epoch(self, stage, stage_loss, epoch=None):
         original(self, stage, stage_loss, epoch)
         if epoch == 1:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_dann.DANNBrain, "on_stage_end", killed_after_first_epoch)
+    monkeypatch.setattr(DANNBrain, "on_stage_end", killed_after_first_epoch)
     with pytest.raises(KeyboardInterrupt):
         train(demo_corpus, tmp_path / "resumed", *args)
-    monkeypatch.setattr(train_dann.DANNBrain, "on_stage_end", original)
+    monkeypatch.setattr(DANNBrain, "on_stage_end", original)
     resumed = train(demo_corpus, tmp_path / "resumed", *args)
     assert logged(tmp_path / "resumed", "loss")[-1] == logged(tmp_path / "whole", "loss")[-1]
     assert logged(tmp_path / "resumed", "pseudo_labelled")[-1] > 0
@@ -372,7 +373,7 @@ def test_evaluation_speakers_in_the_training_data_fail_before_training(demo_corp
         train(demo_corpus, tmp_path / "run", f"--target_train={leaked}")
     assert not os.path.exists(tmp_path / "run" / "save" / "label_encoder.txt")
     data_folder = os.path.dirname(demo_corpus["eval"])
-    _, hparams, _, _ = train_dann.prepare_experiment([
+    _, hparams, _, _ = experiment.prepare_experiment([
         "hparams/dann_fbank.yaml", f"--data_folder={data_folder}", f"--target_train={leaked}",
         f"--output_folder={tmp_path}/allowed", "--allow_speaker_overlap=True", *TINY])
     assert hparams["allow_speaker_overlap"] is True
@@ -407,15 +408,15 @@ def test_audio_is_checked_once_per_manifest_by_the_main_process(demo_corpus, tmp
                   for name in ("source", "target")}
     argv = ["hparams/dann_fbank.yaml", f"--data_folder={os.path.dirname(demo_corpus['eval'])}",
             f"--output_folder={tmp_path}", f"--evaluation={json.dumps(evaluation)}", *TINY]
-    _, hparams, condition, _ = train_dann.prepare_experiment(argv)
+    _, hparams, condition, _ = experiment.prepare_experiment(argv)
     checked = []
-    monkeypatch.setattr(train_dann, "check_manifest_audio_once", checked.append)
+    monkeypatch.setattr(experiment, "check_manifest_audio_once", checked.append)
     hparams["check_audio"] = True
     monkeypatch.setattr(sb.utils.distributed, "if_main_process", lambda: False)
-    train_dann.dataio_prep(hparams, condition)
+    experiment.dataio_prep(hparams, condition)
     assert checked == []
     monkeypatch.setattr(sb.utils.distributed, "if_main_process", lambda: True)
-    train_dann.dataio_prep(hparams, condition)
+    experiment.dataio_prep(hparams, condition)
     assert checked == [demo_corpus["source_train"], demo_corpus["target_train"],
                        demo_corpus["eval"]]
 
@@ -494,12 +495,12 @@ def test_run_resumes_inside_an_epoch_from_an_intra_epoch_checkpoint(demo_corpus,
                                                                     monkeypatch):
     args = ("--number_of_epochs=1", "--ckpt_interval_steps=5", "--adv_weight=0.3",
             "--mmd_weight=0.3")
-    original, batches = train_dann.DANNBrain.fit_batch, []
+    original, batches = DANNBrain.fit_batch, []
     # Every step's values, as the epoch's statistics receive them.
     steps, add = [], EpochStatistics.add
     monkeypatch.setattr(EpochStatistics, "add", lambda self, **values: (
         steps[-1].update({k: float(v.detach()) for k, v in values.items()}), add(self, **values)))
-    monkeypatch.setattr(train_dann.DANNBrain, "on_fit_batch_start",
+    monkeypatch.setattr(DANNBrain, "on_fit_batch_start",
                         lambda self, batch, should_step: steps.append({}))
 
     def interrupted_at_batch_8(self, batch):
@@ -508,17 +509,17 @@ def test_run_resumes_inside_an_epoch_from_an_intra_epoch_checkpoint(demo_corpus,
             raise KeyboardInterrupt
         return original(self, batch)
 
-    monkeypatch.setattr(train_dann.DANNBrain, "fit_batch", interrupted_at_batch_8)
+    monkeypatch.setattr(DANNBrain, "fit_batch", interrupted_at_batch_8)
     with pytest.raises(KeyboardInterrupt):
         train(demo_corpus, tmp_path, *args)
     before_checkpoint = steps[:5]
     steps.clear()
-    monkeypatch.setattr(train_dann.DANNBrain, "fit_batch", original)
+    monkeypatch.setattr(DANNBrain, "fit_batch", original)
     counted = []
-    monkeypatch.setattr(train_dann.DANNBrain, "fit_batch",
+    monkeypatch.setattr(DANNBrain, "fit_batch",
                         lambda self, batch: counted.append(1) or original(self, batch))
-    logged_stats, on_stage_end = [], train_dann.DANNBrain.on_stage_end
-    monkeypatch.setattr(train_dann.DANNBrain, "on_stage_end", lambda self, *a, **k: (
+    logged_stats, on_stage_end = [], DANNBrain.on_stage_end
+    monkeypatch.setattr(DANNBrain, "on_stage_end", lambda self, *a, **k: (
         logged_stats.append(self.stats.means()), on_stage_end(self, *a, **k)))
     train(demo_corpus, tmp_path, *args)
     # 15 steps an epoch; the checkpoint after step 5 leaves 10 to run.
@@ -534,7 +535,7 @@ def test_run_resumes_inside_an_epoch_from_an_intra_epoch_checkpoint(demo_corpus,
 
 def recorded_discriminator_updates(monkeypatch):
     """``(optimizer steps so far, modules changed)`` of each call with discriminator updates."""
-    original, updates = train_dann.DANNBrain.train_discriminator, []
+    original, updates = DANNBrain.train_discriminator, []
 
     def compared(self, features, batch, steps):
         before = {name: p.detach().clone() for name, p in self.modules.named_parameters()}
@@ -544,7 +545,7 @@ def recorded_discriminator_updates(monkeypatch):
                 name.split(".")[0] for name, p in self.modules.named_parameters()
                 if not torch.equal(p, before[name])}))
 
-    monkeypatch.setattr(train_dann.DANNBrain, "train_discriminator", compared)
+    monkeypatch.setattr(DANNBrain, "train_discriminator", compared)
     return updates
 
 
@@ -626,13 +627,13 @@ def one_thread():
 
 def test_ge2e_head_trains_on_speaker_batches_and_verifies(demo_corpus, tmp_path, monkeypatch,
                                                           one_thread):
-    original, batches = train_dann.DANNBrain.fit_batch, []
+    original, batches = DANNBrain.fit_batch, []
 
     def recorded(self, batch):
         batches.append(batch[0].spk_id_encoded.data.flatten().tolist())
         return original(self, batch)
 
-    monkeypatch.setattr(train_dann.DANNBrain, "fit_batch", recorded)
+    monkeypatch.setattr(DANNBrain, "fit_batch", recorded)
     # The speaker head alone: the domain losses, which pull against it once
     # their warm-up ends, would make its loss curve a measure of them too.
     results = train_ge2e(demo_corpus, tmp_path, "--number_of_epochs=3", "--lr=0.005",
@@ -670,7 +671,7 @@ def test_gradient_accumulation_and_mixed_precision_with_extra_discriminator_upda
         demo_corpus, tmp_path, monkeypatch):
     """bf16 autocast (CPU), optimisers stepping every 2 batches, 2 discriminator updates a step."""
     updates, batches = recorded_discriminator_updates(monkeypatch), []
-    monkeypatch.setattr(train_dann.DANNBrain, "on_fit_batch_end",
+    monkeypatch.setattr(DANNBrain, "on_fit_batch_end",
                         lambda self, batch, outputs, loss, should_step: batches.append(
                             (should_step, self.progress())))
     train(demo_corpus, tmp_path, "--precision=bf16", "--grad_accumulation_factor=2",

@@ -11,7 +11,7 @@ import torch
 
 from local.data.manifest_io import read_trials
 from local.errors import ManifestError
-from local.evaluation.backend import DomainAdaptation
+from local.domain_statistics import DomainAdaptation
 from local.evaluation.report import score_file
 from local.evaluation.scoring import score_trials
 from local.evaluation.verification import check_score_norm

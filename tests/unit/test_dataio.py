@@ -14,8 +14,8 @@ from local.data.dataio import (
     manifest_dataset,
 )
 from local.data.schema import audio_info
+from local.embedding import compute_embeddings, equal_length_batches
 from local.errors import ManifestError
-from local.evaluation.embed import compute_embeddings, equal_length_batches
 
 
 def test_segment_is_resampled_to_16k(tmp_path):

@@ -10,7 +10,7 @@ import torch
 from scipy.stats import multivariate_normal
 
 from local.errors import ManifestError
-from local.evaluation.backend import coral
+from local.domain_statistics import coral
 from local.evaluation.plda import PLDA, PLDABackend, class_covariances
 from local.evaluation.report import read_scores, score_file
 from local.evaluation.scoring import score_trials

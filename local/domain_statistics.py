@@ -1,10 +1,13 @@
-"""Back-end adaptation of embeddings to a domain, before cosine or PLDA scoring.
+"""The statistics of one domain's embeddings: their mean, whitening and colouring (CORAL).
 
-The embeddings of one domain (the score-normalisation cohort, drawn from the
-unlabelled target or the source training data) give a mean and a covariance.
-Every embedding is length-normalised, centred on that mean and, with
-whitening, multiplied by the covariance's inverse square root; the cosine
-scoring of :mod:`local.evaluation.scoring` then length-normalises it again. The
+Below both the model and the evaluation: the back-end adaptation
+(the ``mean``, ``whiten`` and ``coral_plda`` back-ends of
+:mod:`local.evaluation.backends`) centres and whitens by a cohort's
+statistics, the pseudo-labels (:mod:`local.model.pseudo_labels`) by the target
+training set's.
+
+Every embedding is length-normalised, centred on the domain's mean and, with
+whitening, multiplied by the covariance's inverse square root. The
 statistics are those of the length-normalised embeddings, the space the
 cosine score works in, so that an embedding's norm does not weigh on them.
 
@@ -21,7 +24,34 @@ import torch
 from scipy.stats import Covariance
 
 from local.errors import fail
-from local.evaluation.scoring import check_cohort
+
+
+def check_cohort(cohort):
+    """Fail on cohort rows with NaN or infinite values, naming them.
+
+    Arguments
+    ---------
+    cohort : torch.Tensor or numpy.ndarray
+        ``[cohort size, dim]`` embeddings.
+
+    Raises
+    ------
+    ManifestError
+        Naming the first bad rows.
+
+    Example
+    -------
+    >>> check_cohort(torch.tensor([[0.0, 1.0], [float("inf"), 0.0]]))
+    Traceback (most recent call last):
+      ...
+    local.errors.ManifestError: cohort: cohort rows with NaN or infinite values
+      row 1
+    """
+    bad = (~torch.isfinite(torch.as_tensor(cohort)).all(dim=1)).nonzero().flatten().tolist()
+    if bad:
+        fail("cohort", "cohort rows with NaN or infinite values", rows=[f"row {i}" for i in bad])
+
+
 
 class DomainAdaptation:
     """Centring on, and optionally whitening by, one domain's embeddings.
@@ -105,7 +135,7 @@ class DomainAdaptation:
         Arguments
         ---------
         embeddings : dict
-            As from :func:`local.evaluation.embed.compute_embeddings`.
+            As from :func:`local.embedding.compute_embeddings`.
 
         Returns
         -------
