@@ -129,7 +129,7 @@ def target_pseudo_speakers(hparams, target):
         ``(kept, speakers)``: the indices of the embeddings that keep a
         pseudo-speaker, and its name (``pseudo<k>``, no source speaker's) for each.
     """
-    labels, _, summary = hparams["pseudo_labels"].cluster(
+    labels, _, summary, _ = hparams["pseudo_labels"].cluster(
         {str(i): vector for i, vector in enumerate(target)}, seed=hparams["seed"])
     kept = [int(i) for i in labels]
     print(f"Target pseudo-speakers for the back-end: {summary['clusters']} clusters, "
