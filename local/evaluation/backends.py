@@ -65,9 +65,15 @@ class TrainingEmbeddings:
         return self.draw("source")
 
     @cached_property
+    def target_draw(self):
+        """``(embeddings [m, dim], speakers)`` of the target training data; the
+        speakers are None, unless ``pseudo_oracle`` asks for the manifest's."""
+        return self.draw("target")
+
+    @property
     def target(self):
-        """``[m, dim]`` unlabelled target training embeddings."""
-        return self.draw("target")[0]
+        """``[m, dim]`` target training embeddings."""
+        return self.target_draw[0]
 
     @cached_property
     def source_plda(self):
@@ -98,7 +104,8 @@ class TrainingEmbeddings:
     def pseudo_speakers(self):
         """``(kept, speakers)``: the target embeddings that keep a pseudo-speaker, and its name.
 
-        Found as training finds them (:func:`target_pseudo_speakers`).
+        Found as training finds them (:func:`target_pseudo_speakers`): by
+        clustering, or with ``pseudo_oracle`` the target manifest's speakers.
 
         Raises
         ------
@@ -106,14 +113,14 @@ class TrainingEmbeddings:
             When the target has too few utterances to cluster.
         """
         neighbours = self.hparams["pseudo_labels"].settings["neighbours"]
-        if len(self.target) <= neighbours:
+        if len(self.target) <= neighbours and not self.hparams["pseudo_labels"].oracle:
             raise Unscorable(f"the target's {len(self.target)} training utterances are too "
                              f"few to cluster with pseudo_neighbours {neighbours}")
-        return target_pseudo_speakers(self.hparams, self.target)
+        return target_pseudo_speakers(self.hparams, *self.target_draw)
 
 
-def target_pseudo_speakers(hparams, target):
-    """The unlabelled target embeddings' pseudo-speakers, found as training finds them.
+def target_pseudo_speakers(hparams, target, speakers=None):
+    """The target embeddings' pseudo-speakers, found as training finds them.
 
     Arguments
     ---------
@@ -122,6 +129,9 @@ def target_pseudo_speakers(hparams, target):
         whose clustering settings are used) and ``seed``.
     target : torch.Tensor
         ``[m, dim]`` target training embeddings.
+    speakers : list, optional
+        Their manifest speakers, read only with ``pseudo_oracle``, whose
+        back-end takes them as the pseudo-speakers.
 
     Returns
     -------
@@ -129,8 +139,13 @@ def target_pseudo_speakers(hparams, target):
         ``(kept, speakers)``: the indices of the embeddings that keep a
         pseudo-speaker, and its name (``pseudo<k>``, no source speaker's) for each.
     """
-    labels, _, summary, _ = hparams["pseudo_labels"].cluster(
-        {str(i): vector for i, vector in enumerate(target)}, seed=hparams["seed"])
+    pseudo = hparams["pseudo_labels"]
+    embeddings = {str(i): vector for i, vector in enumerate(target)}
+    if pseudo.oracle:
+        labels, _, summary, _ = pseudo.true_speakers(
+            embeddings, {str(i): speaker for i, speaker in enumerate(speakers or [])})
+    else:
+        labels, _, summary, _ = pseudo.cluster(embeddings, seed=hparams["seed"])
     kept = [int(i) for i in labels]
     print(f"Target pseudo-speakers for the back-end: {summary['clusters']} clusters, "
           f"{len(kept)} of {len(target)} utterances kept")

@@ -252,8 +252,9 @@ def training_embeddings(cache, hparams, training):
     def draw(role):
         name, domain, size = draws[role]
         ids, vectors = cache.subset(name, training[domain], size)
-        speakers = [training["source"].data[utt]["spk_id"] for utt in ids] \
-            if role == "source" else None
+        # The target's speakers are read only for the oracle's ceiling.
+        labelled = role == "source" or (role == "target" and hparams["pseudo_labels"].oracle)
+        speakers = [training[domain].data[utt]["spk_id"] for utt in ids] if labelled else None
         return vectors, speakers
 
     return TrainingEmbeddings(hparams, draw)

@@ -440,7 +440,7 @@ class PseudoLabels:
             cover the target.
         """
         if self.oracle:
-            labels, centroids, summary, confidence = self._true_speakers(embeddings, speakers)
+            labels, centroids, summary, confidence = self.true_speakers(embeddings, speakers)
         else:
             labels, centroids, summary, confidence = self.cluster(embeddings,
                                                                   seed=seed * 1000 + epoch)
@@ -458,8 +458,21 @@ class PseudoLabels:
         return centroids, summary
 
     @staticmethod
-    def _true_speakers(embeddings, speakers):
-        """The oracle's labels: every utterance with its manifest speaker."""
+    def true_speakers(embeddings, speakers):
+        """The oracle's labels: every utterance with its manifest speaker.
+
+        Arguments
+        ---------
+        embeddings : dict
+            ``{utterance ID: tensor [dim]}``.
+        speakers : dict
+            ``{utterance ID: speaker}``, one for each.
+
+        Returns
+        -------
+        tuple
+            As from :func:`cluster_pseudo_speakers`, every utterance kept.
+        """
         missing = [utt for utt in embeddings if not (speakers or {}).get(utt)]
         if missing:
             raise ValueError(f"pseudo_oracle takes the target manifest's spk_id, and "

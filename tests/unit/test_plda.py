@@ -265,6 +265,20 @@ def test_the_target_backends_train_on_the_target_pseudo_speakers():
     assert all(len({speakers[i] for i in range(s * 8, s * 8 + 8)}) == 1 for s in range(4))
 
 
+def test_the_oracle_backend_takes_the_target_manifest_speakers():
+    rng = np.random.default_rng(0)
+    truth = np.repeat(np.arange(4), 8)
+    target = torch.from_numpy(rng.normal(size=(32, 6))).float()  # nothing to cluster
+    names = [f"speaker{s}" for s in truth]
+    hparams = {"pseudo_labels": PseudoLabels(offset=0, neighbours=5, oracle=True), "seed": 1}
+    kept, speakers = target_pseudo_speakers(hparams, target, names)
+    assert kept == list(range(32))
+    assert len(set(speakers)) == 4
+    assert all(len({speakers[i] for i in range(s * 8, s * 8 + 8)}) == 1 for s in range(4))
+    with pytest.raises(ValueError, match="pseudo_oracle takes the target manifest's spk_id"):
+        target_pseudo_speakers(hparams, target, names[:-1] + [""])
+
+
 def training(hparams, source, target):
     """The training embeddings of the back-ends: six source speakers in turn, and ``target``."""
     speakers = [f"s{i % 6}" for i in range(len(source))]
