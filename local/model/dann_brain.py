@@ -34,8 +34,7 @@ class DANNBrain(sb.Brain):
     ``speaker_head`` (:mod:`local.model.speaker_heads`), ``domain_adversary``
     (:mod:`local.model.adversaries`, against ``domain_discriminator``) and
     ``alignment_losses`` (:mod:`local.model.alignment`), the last two on
-    ``adv_schedule`` (``adv_weight: 0`` and no alignment: the source-only
-    baseline). With ``pseudo_label_epochs``, ``target_utterances`` are
+    ``adv_schedule``. With ``pseudo_label_epochs``, ``target_utterances`` are
     clustered into pseudo-speakers (:mod:`local.model.pseudo_labels`). Target
     speaker labels never train the default recipe: the pipeline provides only
     ``id`` and ``sig``, and a clustering reads the target manifest's ``spk_id``,

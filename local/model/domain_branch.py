@@ -40,7 +40,7 @@ class AdversarialSchedule:
     Arguments
     ---------
     weight : float
-        Scale of the ramp (``adv_weight``); 0 gives the source-only baseline.
+        Scale of the ramp (``adv_weight``); 0 turns the adversary off.
     gamma : float
         Ramp steepness.
     warmup : float
