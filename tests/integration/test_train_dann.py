@@ -207,7 +207,7 @@ def test_non_finite_loss_stops_with_the_step(demo_corpus, tmp_path, lr):
 
 @pytest.mark.parametrize("setting, message", [
     ("--adv_weight=abc", r"hparams/dann_fbank.yaml: --adv_weight=abc is not a number \(its "
-                         r"default is 0.0\)\nFix: pass a number, such as --adv_weight=0.0"),
+                         r"default is 0.3\)\nFix: pass a number, such as --adv_weight=0.3"),
     ("--number_of_epochs=[2]", r"--number_of_epochs=\[2\] is not a number"),
     ("--check_audio=maybe", r"--check_audio=maybe is not True or False \(its default is "
                             r"True\)\nFix: pass --check_audio=True or --check_audio=False"),
