@@ -69,7 +69,7 @@ before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 start, cpu = time.perf_counter(), time.process_time()
 if method["name"] == "now":
     from local.model.pseudo_labels import PseudoLabels
-    labels, _, summary, _ = PseudoLabels(offset=0, **method["settings"]).cluster(embeddings)
+    labels, _, summary = PseudoLabels(offset=0, **method["settings"]).cluster(embeddings)
 else:
     from local.model.pseudo_labels import cluster_pseudo_speakers
     labels, _, summary = cluster_pseudo_speakers(embeddings, **method["settings"])

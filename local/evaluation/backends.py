@@ -142,10 +142,10 @@ def target_pseudo_speakers(hparams, target, speakers=None):
     pseudo = hparams["pseudo_labels"]
     embeddings = {str(i): vector for i, vector in enumerate(target)}
     if pseudo.oracle:
-        labels, _, summary, _ = pseudo.true_speakers(
+        labels, _, summary = pseudo.true_speakers(
             embeddings, {str(i): speaker for i, speaker in enumerate(speakers or [])})
     else:
-        labels, _, summary, _ = pseudo.cluster(embeddings, seed=hparams["seed"])
+        labels, _, summary = pseudo.cluster(embeddings, seed=hparams["seed"])
     kept = [int(i) for i in labels]
     print(f"Target pseudo-speakers for the back-end: {summary['clusters']} clusters, "
           f"{len(kept)} of {len(target)} utterances kept")

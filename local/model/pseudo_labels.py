@@ -69,19 +69,17 @@ def cluster_pseudo_speakers(embeddings, neighbours=10, min_silhouette=0.3, white
     Returns
     -------
     tuple
-        ``(labels, centroids, summary, confidence)``: ``{utterance ID:
-        pseudo-speaker}`` for the confident utterances, pseudo-speakers
-        numbered from 0; ``[n pseudo-speakers, dim]`` unit-length mean
-        direction of each pseudo-speaker's confident members;
-        :func:`clustering_summary`'s dict; and ``{utterance ID: silhouette}``
-        of the confident utterances.
+        ``(labels, centroids, summary)``: ``{utterance ID: pseudo-speaker}``
+        for the confident utterances, pseudo-speakers numbered from 0;
+        ``[n pseudo-speakers, dim]`` unit-length mean direction of each
+        pseudo-speaker's confident members; and :func:`clustering_summary`'s dict.
 
     Example
     -------
     >>> directions = torch.eye(3)
     >>> embeddings = {f"{s}{i}": directions[s] + 0.05 * torch.randn(3, generator=torch.Generator().manual_seed(10 * s + i))
     ...               for s in range(3) for i in range(6)}
-    >>> labels, centroids, summary, confidence = cluster_pseudo_speakers(embeddings, neighbours=3)
+    >>> labels, centroids, summary = cluster_pseudo_speakers(embeddings, neighbours=3)
     >>> summary["clusters"], centroids.shape
     (3, torch.Size([3, 3]))
     >>> [len({labels[f"{s}{i}"] for i in range(6)}) for s in range(3)]
@@ -101,10 +99,9 @@ def cluster_pseudo_speakers(embeddings, neighbours=10, min_silhouette=0.3, white
     number[kept] = np.arange(len(kept))
     new = np.where(confident, number[clusters], -1)
     labels = {utt: int(label) for utt, label in zip(ids, new) if label >= 0}
-    confidence = {utt: float(s) for utt, label, s in zip(ids, new, silhouettes) if label >= 0}
     members = torch.from_numpy(new >= 0)
     centroids = mean_directions(units[members], torch.from_numpy(new[new >= 0]), len(kept))
-    return labels, centroids, clustering_summary(clusters, silhouettes, len(labels)), confidence
+    return labels, centroids, clustering_summary(clusters, silhouettes, len(labels))
 
 
 def mean_directions(units, clusters, count):
@@ -363,11 +360,6 @@ class PseudoLabels:
     oracle : bool
         Take the target manifest's own speakers instead of clustering: a
         ceiling for development conditions, never a default.
-    confidence_weights : bool
-        Weight each pseudo-labelled crop's loss by its utterance's silhouette
-        over the mean silhouette of the kept utterances (:meth:`weights`), so
-        that labels near a cluster's border count less; False weighs every
-        crop alike.
     number_of_epochs : int, optional
         Epochs of the run, to warn of clustering epochs after the last.
 
@@ -384,7 +376,7 @@ class PseudoLabels:
     """
 
     def __init__(self, offset, epochs=(), neighbours=10, min_silhouette=0.3, whiten=False,
-                 whiten_ridge=0.1, oracle=False, confidence_weights=False, number_of_epochs=None):
+                 whiten_ridge=0.1, oracle=False, number_of_epochs=None):
         if any(e < 1 for e in epochs):
             raise ValueError(f"pseudo_label_epochs {list(epochs)} must be epochs of the run, "
                              "from 1")
@@ -394,10 +386,9 @@ class PseudoLabels:
             logger.warning("pseudo_label_epochs %s come after the last epoch (%d): no "
                            "clustering at them in this run", late, number_of_epochs)
         self.offset, self.epochs, self.oracle = offset, list(epochs), oracle
-        self.confidence_weights = confidence_weights
         self.settings = dict(neighbours=neighbours, min_silhouette=min_silhouette,
                              whiten_ridge=whiten_ridge if whiten else None)
-        self.labels, self.n_speakers, self.epoch, self.confidence = {}, 0, None, {}
+        self.labels, self.n_speakers, self.epoch = {}, 0, None
 
     def cluster(self, embeddings, seed=0):
         """:func:`cluster_pseudo_speakers` with this run's settings.
@@ -440,10 +431,9 @@ class PseudoLabels:
             cover the target.
         """
         if self.oracle:
-            labels, centroids, summary, confidence = self.true_speakers(embeddings, speakers)
+            labels, centroids, summary = self.true_speakers(embeddings, speakers)
         else:
-            labels, centroids, summary, confidence = self.cluster(embeddings,
-                                                                  seed=seed * 1000 + epoch)
+            labels, centroids, summary = self.cluster(embeddings, seed=seed * 1000 + epoch)
         if speakers and set(embeddings) <= set(speakers):
             summary["nmi"] = agreement_with(labels, speakers)
         if not labels or summary["clusters"] < 2 or summary["kept"] < FEW_KEPT:
@@ -454,7 +444,7 @@ class PseudoLabels:
                 "fewer splits them) or pseudo_whiten, or check the target audio.",
                 epoch, summary["clusters"], 100 * summary["kept"], len(embeddings),
                 self.settings["min_silhouette"], self.settings["neighbours"])
-        self.update(labels, len(centroids), epoch, confidence)
+        self.update(labels, len(centroids), epoch)
         return centroids, summary
 
     @staticmethod
@@ -485,10 +475,9 @@ class PseudoLabels:
             [torch.as_tensor(embeddings[u]).double() for u in embeddings]), dim=-1)
         clusters = np.array(list(labels.values()))
         centroids = mean_directions(units, torch.from_numpy(clusters), len(names))
-        return (labels, centroids, clustering_summary(clusters, np.ones(len(clusters)), len(labels)),
-                dict.fromkeys(labels, 1.0))
+        return labels, centroids, clustering_summary(clusters, np.ones(len(clusters)), len(labels))
 
-    def update(self, labels, n_speakers, epoch, confidence=None):
+    def update(self, labels, n_speakers, epoch):
         """Replace the labels with those of a new clustering.
 
         Arguments
@@ -499,37 +488,8 @@ class PseudoLabels:
             Number of pseudo-speakers.
         epoch : int
             Epoch the clustering was done for (it is not redone on resuming it).
-        confidence : dict, optional
-            ``{utterance ID: silhouette}`` of the labelled utterances; 1 for
-            each when not given.
         """
         self.labels, self.n_speakers, self.epoch = dict(labels), int(n_speakers), epoch
-        self.confidence = dict(confidence) if confidence is not None else dict.fromkeys(labels, 1.0)
-
-    def weights(self, ids):
-        """Loss weight of each labelled utterance: its silhouette over the kept ones' mean.
-
-        Arguments
-        ---------
-        ids : list of str
-            Target utterance IDs, each with a pseudo-speaker.
-
-        Returns
-        -------
-        torch.Tensor
-            ``[len(ids)]`` float; 1 for every utterance without ``confidence_weights``.
-
-        Example
-        -------
-        >>> pseudo = PseudoLabels(offset=0, confidence_weights=True)
-        >>> pseudo.update({"a": 0, "b": 0}, 1, epoch=1, confidence={"a": 0.9, "b": 0.3})
-        >>> pseudo.weights(["a", "b"]).tolist()
-        [1.5, 0.5]
-        """
-        if not self.confidence_weights:
-            return torch.ones(len(ids))
-        mean = sum(self.confidence.values()) / len(self.confidence)
-        return torch.tensor([self.confidence[i] / mean for i in ids])
 
     def lookup(self, ids):
         """Speaker-head class of each utterance, -1 for those without a pseudo-speaker.
@@ -551,11 +511,10 @@ class PseudoLabels:
     def _save(self, path):
         with open(path, "w", encoding="utf-8") as fout:
             json.dump({"labels": self.labels, "n_speakers": self.n_speakers,
-                       "epoch": self.epoch, "confidence": self.confidence}, fout)
+                       "epoch": self.epoch}, fout)
 
     @mark_as_loader
     def _recover(self, path, end_of_epoch):
         with open(path, encoding="utf-8") as fin:
             state = json.load(fin)
-        self.update(state["labels"], state["n_speakers"], state["epoch"],
-                    state.get("confidence"))  # checkpoints written before weighting lack it
+        self.update(state["labels"], state["n_speakers"], state["epoch"])

@@ -51,44 +51,6 @@ def margin_softmax_loss(kind="aam", margin=0.2, scale=30.0):
     return LogSoftmaxWrapper(MARGINS[kind](margin=margin, scale=scale))
 
 
-def weighted_margin_loss(loss, outputs, labels, weights):
-    """A margin softmax loss (:func:`margin_softmax_loss`) as a weighted mean over the batch.
-
-    SpeechBrain's ``LogSoftmaxWrapper`` only averages; this applies its
-    margin (``loss.loss_fn``) and takes each example's cross-entropy, so that
-    examples can count differently. Equal weights give its value.
-
-    Arguments
-    ---------
-    loss : speechbrain.nnet.losses.LogSoftmaxWrapper
-        As from :func:`margin_softmax_loss`.
-    outputs : torch.Tensor
-        ``[batch, 1, classes]`` cosines.
-    labels : torch.Tensor
-        ``[batch, 1]`` classes.
-    weights : torch.Tensor
-        ``[batch]`` non-negative.
-
-    Returns
-    -------
-    torch.Tensor
-        The scalar loss.
-
-    Example
-    -------
-    >>> loss = margin_softmax_loss("aam")
-    >>> outputs, labels = torch.tensor([[[0.9, 0.1]], [[0.2, 0.5]]]), torch.tensor([[0], [0]])
-    >>> bool(torch.isclose(weighted_margin_loss(loss, outputs, labels, torch.ones(2)),
-    ...                    loss(outputs, labels)))
-    True
-    """
-    outputs, labels = outputs.squeeze(1), labels.squeeze(1)
-    one_hot = torch.nn.functional.one_hot(labels.long(), outputs.shape[1]).float()
-    log_probs = torch.log_softmax(loss.loss_fn(outputs, one_hot), dim=-1)
-    per_example = -(one_hot * log_probs).sum(dim=-1)
-    return (weights * per_example).sum() / weights.sum()
-
-
 class GrowingClassifier(Classifier):
     """SpeechBrain's cosine classifier (ECAPA-TDNN's) whose rows can grow in place.
 
@@ -207,20 +169,15 @@ class MarginSoftmaxHead(SpeakerHead):
         ``log`` has the fraction of target crops that took part
         (``pseudo_labelled``) once there are pseudo-speakers.
         """
-        pseudo, log, weights = self.pseudo_labels, {}, None
+        pseudo, log = self.pseudo_labels, {}
         if pseudo.n_speakers:
             target_labels = pseudo.lookup(target_ids).to(labels.device)
             labelled = target_labels >= 0
             source = torch.cat([source, target[labelled]])
             labels = torch.cat([labels, target_labels[labelled].unsqueeze(1)])
             log["pseudo_labelled"] = labelled.float().mean()
-            if pseudo.confidence_weights:
-                ids = [i for i, kept in zip(target_ids, labelled.tolist()) if kept]
-                weights = torch.cat([torch.ones(len(labels) - len(ids)), pseudo.weights(ids)])
         logits = self.classifier(source)[..., :pseudo.offset + pseudo.n_speakers]
-        if weights is None:
-            return self.loss(logits, labels), log
-        return weighted_margin_loss(self.loss, logits, labels, weights.to(logits.device)), log
+        return self.loss(logits, labels), log
 
     def start_pseudo_speakers(self, centroids, optimizer):
         """Set the pseudo-speakers' rows to their centroids, with fresh optimiser statistics.

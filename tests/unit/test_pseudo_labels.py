@@ -44,7 +44,7 @@ def partition(labels):
 
 def test_well_separated_speakers_are_recovered_exactly():
     embeddings, truth = speakers(8, 10, spread=0.05)
-    labels, centroids, summary, _ = cluster_pseudo_speakers(embeddings, neighbours=5)
+    labels, centroids, summary = cluster_pseudo_speakers(embeddings, neighbours=5)
     assert summary["clusters"] == 8 and summary["kept"] == 1.0
     assert partition(labels) == partition(truth)
     assert centroids.shape == (8, 16)
@@ -59,7 +59,7 @@ def test_well_separated_speakers_are_recovered_exactly():
 @pytest.mark.parametrize("n_speakers", [3, 12, 40])
 def test_the_number_of_speakers_comes_from_the_data(n_speakers):
     embeddings, truth = speakers(n_speakers, 8, dim=64, spread=0.05, seed=n_speakers)
-    labels, centroids, summary, _ = cluster_pseudo_speakers(embeddings, neighbours=5)
+    labels, centroids, summary = cluster_pseudo_speakers(embeddings, neighbours=5)
     assert summary["clusters"] == n_speakers == len(centroids)
     assert partition(labels) == partition(truth)
 
@@ -94,14 +94,14 @@ def test_only_utterances_of_high_silhouette_keep_a_label():
     for i in range(0, 6, 2):  # utterances between two speakers
         pair = [embeddings[f"spk{s}_u0"] for s in (i, i + 1)]
         embeddings[f"mixed{i}"] = sum(v / v.norm() for v in pair)
-    everyone, _, _, _ = cluster_pseudo_speakers(embeddings, neighbours=4, min_silhouette=-1.0)
+    everyone, _, _ = cluster_pseudo_speakers(embeddings, neighbours=4, min_silhouette=-1.0)
     assert len(everyone) == len(embeddings)
     ids = list(embeddings)
     space = clustering_space(torch.nn.functional.normalize(torch.stack(
         [embeddings[u] for u in ids]).double(), dim=-1))
     silhouettes = dict(zip(ids, direct_simplified_silhouettes(
         space, np.array([everyone[u] for u in ids]))))
-    confident, _, summary, _ = cluster_pseudo_speakers(embeddings, neighbours=4, min_silhouette=0.5)
+    confident, _, summary = cluster_pseudo_speakers(embeddings, neighbours=4, min_silhouette=0.5)
     assert set(confident) == {u for u, s in silhouettes.items() if s > 0.5}
     assert {"mixed0", "mixed2", "mixed4"} & set(everyone) - set(confident)
     assert summary["kept"] == len(confident) / len(embeddings)
@@ -177,7 +177,7 @@ def test_whitening_recovers_speakers_that_a_high_variance_nuisance_hides(seed):
     embeddings, truth = speakers_behind_a_channel(6, 20, seed)
 
     def agreement(whiten_ridge):
-        labels, _, _, _ = cluster_pseudo_speakers(embeddings, neighbours=10, min_silhouette=-1.0,
+        labels, _, _ = cluster_pseudo_speakers(embeddings, neighbours=10, min_silhouette=-1.0,
                                                whiten_ridge=whiten_ridge)
         return adjusted_rand_score([truth[u] for u in labels], [labels[u] for u in labels])
 
@@ -187,12 +187,11 @@ def test_whitening_recovers_speakers_that_a_high_variance_nuisance_hides(seed):
 
 def test_pseudo_labels_are_saved_and_recovered_with_a_checkpoint(tmp_path):
     saved = PseudoLabels(offset=24)
-    saved.update({"t1": 0, "t2": 3}, n_speakers=4, epoch=5, confidence={"t1": 0.4, "t2": 0.8})
+    saved.update({"t1": 0, "t2": 3}, n_speakers=4, epoch=5)
     Checkpointer(tmp_path, {"pseudo": saved}).save_checkpoint()
     recovered = PseudoLabels(offset=24)
     Checkpointer(tmp_path, {"pseudo": recovered}).recover_if_possible()
     assert (recovered.labels, recovered.n_speakers, recovered.epoch) == ({"t1": 0, "t2": 3}, 4, 5)
-    assert recovered.confidence == {"t1": 0.4, "t2": 0.8}
     assert recovered.lookup(["t2", "t9", "t1"]).tolist() == [27, -1, 24]
 
 
@@ -290,46 +289,3 @@ def test_the_speaker_head_grows_with_the_pseudo_speakers_and_a_checkpoint_restor
     assert torch.equal(fresh.weight, weight)
     assert torch.equal(fresh_optimizer.state[fresh.weight]["exp_avg"],
                        optimizer.state[weight]["exp_avg"])
-
-
-def test_confidence_weights_are_the_kept_silhouettes_relative_to_their_mean():
-    embeddings, _ = speakers(4, 8, spread=0.3, seed=1)
-    plain, weighted = PseudoLabels(offset=0, neighbours=5), PseudoLabels(
-        offset=0, neighbours=5, confidence_weights=True)
-    for pseudo in (plain, weighted):
-        pseudo.relabel(embeddings, epoch=1)
-    labels, _, _, confidence = cluster_pseudo_speakers(embeddings, neighbours=5, seed=1001)
-    ids = list(weighted.labels)
-    assert weighted.labels == labels and set(confidence) == set(labels)
-    assert all(confidence[i] > 0.3 for i in ids)  # only the confident are kept
-    expected = torch.tensor([confidence[i] for i in ids]) / np.mean(list(confidence.values()))
-    assert torch.allclose(weighted.weights(ids), expected.float())
-    assert float(weighted.weights(ids).std()) > 0 and torch.equal(plain.weights(ids),
-                                                                  torch.ones(len(ids)))
-
-
-def test_a_weighted_pseudo_label_moves_the_head_in_proportion_to_its_weight():
-    """With confidence weights, a target crop's gradient on its pseudo-speaker's row
-    scales with its weight; without them, weights never enter the loss."""
-    torch.manual_seed(0)
-    source, target = torch.randn(2, 1, 4), torch.randn(2, 1, 4)
-    gradients = {}
-    for weighting in (False, True):
-        pseudo = PseudoLabels(offset=2, confidence_weights=weighting)
-        pseudo.update({"t0": 0, "t1": 1}, n_speakers=2, epoch=1,
-                      confidence={"t0": 0.9, "t1": 0.3})
-        classifier = GrowingClassifier(input_size=4, out_neurons=4)
-        torch.manual_seed(1)
-        torch.nn.init.normal_(classifier.weight)
-        head = MarginSoftmaxHead(classifier, margin_softmax_loss(), pseudo)
-        loss, _ = head(source, torch.tensor([[0], [1]]), target, ["t0", "t1"])
-        loss.backward()
-        gradients[weighting] = classifier.weight.grad.clone()
-        if not weighting:
-            plain = margin_softmax_loss()(classifier(torch.cat([source, target]))[..., :4],
-                                          torch.tensor([[0], [1], [2], [3]]))
-            assert torch.isclose(loss, plain)
-    # Row 2 (pseudo-speaker 0, weight 1.5) and row 3 (weight 0.5) against the unweighted run.
-    assert not torch.allclose(gradients[True], gradients[False])
-    assert gradients[True][2].norm() > gradients[False][2].norm()
-    assert gradients[True][3].norm() < gradients[False][3].norm()
