@@ -10,9 +10,9 @@ initialised (the compute does not depend on the weights), written with
 runs on batches of the run's own DataLoader, for each configuration of
 ``CONFIGURATIONS``: frozen SSL, frozen with the hidden-state cache, fine-tuned,
 fine-tuned in bf16, fine-tuned with activation checkpointing, and the frozen
-step with ``--adv_weight=0 --mmd_weight=0`` (the source-only baseline: the
-discriminator still trains as a probe of the domains, without a gradient to
-the encoder).  The peer is SpeechBrain's VoxCeleb recipe's ECAPA-TDNN on 80
+step with ``--adv_weight=0 --mmd_weight=0`` (the step of the source-only
+baseline, whose pseudo-labels are off as well: the discriminator still
+trains as a probe of the domains, without a gradient to the encoder).  The peer is SpeechBrain's VoxCeleb recipe's ECAPA-TDNN on 80
 filterbanks (``train_ecapa_tdnn.yaml``: 1024 channels, AAM softmax with margin
 0.2 and scale 30 over VoxCeleb2's 7,205 speakers, Adam), built directly, on
 the same batches (its waveform augmentation left out).
