@@ -4,8 +4,7 @@ Below both the model and the evaluation: the back-end adaptation
 (the ``mean``, ``whiten`` and ``coral_plda`` back-ends of
 :mod:`local.evaluation.backends`) centres and whitens by a cohort's
 statistics, the pseudo-labels (:mod:`local.model.pseudo_labels`) by the target
-training set's, and PLDA (:mod:`local.evaluation.plda`) starts from the
-covariances within and between classes.
+training set's.
 
 Every embedding is length-normalised, centred on the domain's mean and, with
 whitening, multiplied by the covariance's inverse square root. The
@@ -54,42 +53,6 @@ def check_cohort(cohort):
 
 
 
-def class_covariances(vectors, labels):
-    """Mean, within-class and between-class covariances of labelled vectors.
-
-    Arguments
-    ---------
-    vectors : numpy.ndarray
-        ``[n, dim]``.
-    labels : sequence
-        The class of each vector.
-
-    Returns
-    -------
-    tuple of numpy.ndarray
-        ``(mean, within, between)``, both covariances normalised by ``n``, so
-        that they add up to the total covariance.
-
-    Example
-    -------
-    >>> mean, within, between = class_covariances(
-    ...     np.array([[0.0], [2.0], [4.0], [6.0]]), ["a", "a", "b", "b"])
-    >>> mean, within, between
-    (array([3.]), array([[1.]]), array([[4.]]))
-    """
-    classes, codes = np.unique(np.asarray(labels), return_inverse=True)
-    counts = np.bincount(codes, minlength=len(classes)).astype(np.float64)
-    sums = np.zeros((len(classes), vectors.shape[1]))
-    np.add.at(sums, codes, vectors)
-    class_means = sums / counts[:, None]
-    mean = vectors.mean(axis=0)
-    residuals = vectors - class_means[codes]
-    offsets = class_means - mean
-    within = residuals.T @ residuals / len(vectors)
-    between = (offsets * counts[:, None]).T @ offsets / len(vectors)
-    return mean, within, between
-
-
 class DomainAdaptation:
     """Centring on, and optionally whitening by, one domain's embeddings.
 
@@ -102,10 +65,6 @@ class DomainAdaptation:
     ridge : float
         With ``whiten``: added to the covariance's eigenvalues, as a fraction
         of their mean.
-    groups : sequence, optional
-        With ``whiten``: a group for each embedding; whiten by the pooled
-        covariance within the groups (the within-class covariance of LDA)
-        rather than the total, so that the variation between groups is kept.
 
     Raises
     ------
@@ -120,15 +79,13 @@ class DomainAdaptation:
     tensor([[-0.3333,  1.0000]])
     """
 
-    def __init__(self, domain, whiten=False, ridge=0.0, groups=None):
+    def __init__(self, domain, whiten=False, ridge=0.0):
         check_cohort(domain)
         units = _unit_float64(domain)
         self.mean = units.mean(axis=0)
         self.whitening = None
         if whiten:
-            covariance = (np.cov(units, rowvar=False) if groups is None
-                          else class_covariances(units, groups)[1])
-            eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+            eigenvalues, eigenvectors = np.linalg.eigh(np.cov(units, rowvar=False))
             eigenvalues = eigenvalues + ridge * eigenvalues.mean()
             floor = eigenvalues.max() * len(eigenvalues) * np.finfo(eigenvalues.dtype).eps
             if not eigenvalues.min() > floor:

@@ -32,13 +32,48 @@ import numpy as np
 import scipy.linalg
 import torch
 
-from local.domain_statistics import class_covariances
 from local.errors import fail
 
 
 def _unit(vectors):
     vectors = torch.as_tensor(vectors, dtype=torch.float64)
     return torch.nn.functional.normalize(vectors, dim=-1).numpy()
+
+
+def class_covariances(vectors, labels):
+    """Mean, within-class and between-class covariances of labelled vectors.
+
+    Arguments
+    ---------
+    vectors : numpy.ndarray
+        ``[n, dim]``.
+    labels : sequence
+        The class of each vector.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(mean, within, between)``, both covariances normalised by ``n``, so
+        that they add up to the total covariance.
+
+    Example
+    -------
+    >>> mean, within, between = class_covariances(
+    ...     np.array([[0.0], [2.0], [4.0], [6.0]]), ["a", "a", "b", "b"])
+    >>> mean, within, between
+    (array([3.]), array([[1.]]), array([[4.]]))
+    """
+    classes, codes = np.unique(np.asarray(labels), return_inverse=True)
+    counts = np.bincount(codes, minlength=len(classes)).astype(np.float64)
+    sums = np.zeros((len(classes), vectors.shape[1]))
+    np.add.at(sums, codes, vectors)
+    class_means = sums / counts[:, None]
+    mean = vectors.mean(axis=0)
+    residuals = vectors - class_means[codes]
+    offsets = class_means - mean
+    within = residuals.T @ residuals / len(vectors)
+    between = (offsets * counts[:, None]).T @ offsets / len(vectors)
+    return mean, within, between
 
 
 def simultaneous_diagonalisation(within, between):

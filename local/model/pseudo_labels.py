@@ -4,24 +4,17 @@ The current model embeds every target training utterance. The clustering is
 built for target sets of 10^5-10^6 utterances: its memory grows with the
 number of utterances times ``neighbours``, never with its square.
 
-1. The unit embeddings are centred on their mean: the direction they all
-   share says nothing of the speaker.
+1. The unit embeddings are centred on their mean (the direction they all
+   share says nothing of the speaker) and, with ``whiten_ridge``, whitened by
+   their own covariance, as the ``whiten`` back-end does
+   (:class:`local.domain_statistics.DomainAdaptation`), so that directions
+   in which the whole target domain varies (channel, codec, language) weigh
+   no more than the others; then length-normalised again.
 2. Each utterance is linked to its ``neighbours`` most similar utterances
-   (exact inner-product search in faiss), weighted by their cosine, and
-   Infomap (Rosvall and Bergstrom 2008, igraph's), the map equation's
+   (exact inner-product search in faiss), weighted by their cosine.
+3. Infomap (Rosvall and Bergstrom 2008, igraph's), the map equation's
    partition of that graph, gives the clusters. Their number comes from the
    data: no bound on it is set.
-3. With ``whiten_ridge``: a speaker's utterances of one session (channel,
-   room, day) link to each other more than to the speaker's other sessions,
-   so step 2 splits speakers by session. Infomap therefore partitions the
-   graph between step 2's clusters once more (sessions into speakers, the
-   map equation's next level up); the embeddings are whitened by the
-   covariance within these groups, LDA's within-class covariance
-   (:class:`local.domain_statistics.DomainAdaptation` with ``groups``), so
-   that the directions in which a speaker's sessions differ weigh no more
-   than the others; and step 2 is done again in that space. Groups that
-   merge two speakers cost little: their difference then stays in the
-   covariance, which is the whitening by the total covariance.
 4. An utterance keeps its label when its simplified silhouette (Hruschka et
    al. 2004: its cosine distance to the nearest other centroid against that
    to its own, both in the clustering space) exceeds ``min_silhouette``, in a
@@ -68,9 +61,8 @@ def cluster_pseudo_speakers(embeddings, neighbours=10, min_silhouette=0.3, white
     min_silhouette : float
         An utterance keeps its label when its simplified silhouette exceeds this.
     whiten_ridge : float, optional
-        Cluster again in the space whitened by the covariance within a first
-        clustering's speaker groups (module docstring, step 3), with this
-        ridge; None clusters the embeddings centred only.
+        Cluster the embeddings whitened by their own covariance, with this
+        ridge; None clusters them centred only.
     seed : int
         Infomap's seed.
 
@@ -97,12 +89,8 @@ def cluster_pseudo_speakers(embeddings, neighbours=10, min_silhouette=0.3, white
     check_neighbours(neighbours, len(ids))
     units = torch.nn.functional.normalize(
         torch.stack([torch.as_tensor(embeddings[i]) for i in ids]).double(), dim=-1)
-    space = clustering_space(units)
-    graph = neighbour_graph(space, neighbours)
-    clusters = infomap_partition(graph, seed)
-    if whiten_ridge is not None:
-        space = clustering_space(units, whiten_ridge, groups=grouped_clusters(graph, clusters, seed))
-        clusters = infomap_clusters(space, neighbours, seed)
+    space = clustering_space(units, whiten_ridge).astype(np.float32)
+    clusters = infomap_clusters(space, neighbours, seed)
     silhouettes = simplified_silhouettes(space, clusters)
     confident = silhouettes > min_silhouette
     kept_per_cluster = np.bincount(clusters[confident], minlength=clusters.max() + 1)
@@ -161,7 +149,7 @@ def check_neighbours(neighbours, utterances=None):
                          "pseudo_neighbours, or set pseudo_label_epochs: []")
 
 
-def clustering_space(units, whiten_ridge=None, groups=None):
+def clustering_space(units, whiten_ridge=None):
     """Unit vectors to cluster: the embeddings centred (and whitened) on their own statistics.
 
     Arguments
@@ -171,9 +159,6 @@ def clustering_space(units, whiten_ridge=None, groups=None):
     whiten_ridge : float, optional
         Whiten by their own covariance with this ridge, as the ``whiten``
         back-end does with the target cohort; None only centres them.
-    groups : sequence, optional
-        With ``whiten_ridge``: a group for each embedding; whiten by the
-        covariance within the groups rather than the total.
 
     Returns
     -------
@@ -194,19 +179,26 @@ def clustering_space(units, whiten_ridge=None, groups=None):
     if whiten_ridge is None:
         centred = units - units.mean(dim=0)
     else:
-        centred = DomainAdaptation(units, whiten=True, ridge=whiten_ridge, groups=groups)(units)
+        centred = DomainAdaptation(units, whiten=True, ridge=whiten_ridge)(units)
     return torch.nn.functional.normalize(centred, dim=-1).numpy()
 
 
 def infomap_clusters(vectors, neighbours, seed=0):
     """Infomap's partition of the cosine k-nearest-neighbour graph of ``vectors``.
 
+    Each vector is linked to its ``neighbours`` most similar others (exact
+    search, faiss ``IndexFlatIP``: memory ``n x neighbours``), the link
+    weighted by their cosine; links of cosine <= 0 are left out, and a
+    vector left without links is a cluster of its own. The graph is
+    undirected: a pair that are each other's neighbours is linked twice.
+    igraph's Infomap (C, no SWIG runtime to clash with faiss's) partitions it.
+
     Arguments
     ---------
     vectors : numpy.ndarray
         ``[n, dim]`` float32 unit vectors.
     neighbours : int
-        Links per vector (:func:`neighbour_graph`).
+        Links per vector.
     seed : int
         Infomap's seed.
 
@@ -224,30 +216,6 @@ def infomap_clusters(vectors, neighbours, seed=0):
     >>> len(np.unique(clusters)), [len(np.unique(clusters[s * 10:(s + 1) * 10])) for s in range(4)]
     (4, [1, 1, 1, 1])
     """
-    return infomap_partition(neighbour_graph(vectors, neighbours), seed)
-
-
-def neighbour_graph(vectors, neighbours):
-    """The cosine k-nearest-neighbour graph of ``vectors``.
-
-    Each vector is linked to its ``neighbours`` most similar others (exact
-    search, faiss ``IndexFlatIP``: memory ``n x neighbours``), the link
-    weighted by their cosine; links of cosine <= 0 are left out, and a
-    vector left without links is a cluster of its own. The graph is
-    undirected: a pair that are each other's neighbours is linked twice.
-
-    Arguments
-    ---------
-    vectors : numpy.ndarray
-        ``[n, dim]`` float32 unit vectors.
-    neighbours : int
-        Links per vector.
-
-    Returns
-    -------
-    igraph.Graph
-        ``n`` vertices, links with a ``weight``.
-    """
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     n = len(vectors)
     index = faiss.IndexFlatIP(vectors.shape[1])
@@ -256,63 +224,11 @@ def neighbour_graph(vectors, neighbours):
     source = np.repeat(np.arange(n), neighbours + 1)
     target, weight = nearest.ravel(), similarity.ravel()
     linked = (source != target) & (target >= 0) & (weight > 0)
-    return igraph.Graph(n=n, edges=np.stack([source[linked], target[linked]], axis=1),
-                        edge_attrs={"weight": weight[linked]})
-
-
-def infomap_partition(graph, seed=0):
-    """Infomap's partition of a weighted graph (igraph's: C, no SWIG runtime to clash with faiss's).
-
-    Arguments
-    ---------
-    graph : igraph.Graph
-        Links with a ``weight``.
-    seed : int
-        Infomap's seed.
-
-    Returns
-    -------
-    numpy.ndarray
-        Cluster of each vertex, numbered from 0.
-    """
+    graph = igraph.Graph(n=n, edges=np.stack([source[linked], target[linked]], axis=1),
+                         edge_attrs={"weight": weight[linked]})
     # igraph draws from the generator set here; a fresh one per call keeps runs repeatable.
     igraph.set_random_number_generator(random.Random(seed))
     return np.array(graph.community_infomap(edge_weights="weight").membership)
-
-
-def grouped_clusters(graph, clusters, seed=0):
-    """Infomap's partition of the graph between clusters: the group of each vertex's cluster.
-
-    Each cluster becomes one vertex, linked to the others by the summed
-    weight of the links between their members. The links within a cluster
-    are left out: kept as loops, they hold the flow inside each cluster and
-    Infomap returns the clusters nearly unchanged.
-
-    Arguments
-    ---------
-    graph : igraph.Graph
-        Links with a ``weight``.
-    clusters : numpy.ndarray
-        Cluster of each vertex, numbered from 0.
-    seed : int
-        Infomap's seed.
-
-    Returns
-    -------
-    numpy.ndarray
-        Group of each vertex, numbered from 0.
-
-    Example
-    -------
-    >>> graph = igraph.Graph(n=8, edges=[(0, 1), (2, 3), (0, 2), (1, 3), (4, 5), (6, 7), (4, 6), (5, 7), (3, 4)],
-    ...                      edge_attrs={"weight": [1.0, 1.0, 0.5, 0.5, 1.0, 1.0, 0.5, 0.5, 0.1]})
-    >>> grouped_clusters(graph, np.array([0, 0, 1, 1, 2, 2, 3, 3])).tolist()
-    [0, 0, 0, 0, 1, 1, 1, 1]
-    """
-    between = graph.copy()
-    between.contract_vertices(clusters.tolist(), combine_attrs="ignore")
-    between.simplify(multiple=True, loops=True, combine_edges={"weight": "sum"})
-    return infomap_partition(between, seed)[clusters]
 
 
 def simplified_silhouettes(vectors, clusters):

@@ -11,8 +11,7 @@ from scipy.stats import multivariate_normal
 
 from local.errors import ManifestError
 from local.domain_statistics import coral
-from local.domain_statistics import class_covariances
-from local.evaluation.plda import PLDA, PLDABackend
+from local.evaluation.plda import PLDA, PLDABackend, class_covariances
 from local.evaluation.report import read_scores, score_file
 from local.evaluation.scoring import score_trials
 from local.evaluation.backends import TrainingEmbeddings, backends_of, target_pseudo_speakers

@@ -1,5 +1,5 @@
-"""Pseudo-speakers from clustering: speakers recovered without a count or across sessions,
-confidence, the oracle, warnings, the growing speaker head and checkpointing."""
+"""Pseudo-speakers from clustering: speakers recovered without a count, confidence, the
+oracle, warnings, the growing speaker head and checkpointing."""
 
 import logging
 
@@ -10,7 +10,6 @@ from sklearn.metrics import adjusted_rand_score
 from speechbrain.utils.checkpoints import Checkpointer
 
 import local.model.pseudo_labels as pseudo_labels
-from local.domain_statistics import DomainAdaptation, class_covariances
 from local.model.pseudo_labels import (
     PseudoLabels,
     cluster_pseudo_speakers,
@@ -184,54 +183,6 @@ def test_whitening_recovers_speakers_that_a_high_variance_nuisance_hides(seed):
 
     assert agreement(None) < 0.5
     assert agreement(0.1) > 0.8
-
-
-def speakers_in_sessions(n_speakers, sessions, per_session, seed):
-    """Speakers in 16 dimensions; each session of a speaker displaced in 8 others."""
-    rng = np.random.default_rng(seed)
-    centres = np.pad(rng.normal(size=(n_speakers, 16)), ((0, 0), (0, 8)))
-    embeddings, truth = {}, {}
-    for s in range(n_speakers):
-        for j in range(sessions):
-            session = np.pad(0.5 * rng.normal(size=8), (16, 0))
-            for u in range(per_session):
-                vector = centres[s] + session + 0.5 * rng.normal(size=24)
-                embeddings[f"spk{s}_s{j}_u{u}"] = torch.from_numpy(vector).float()
-                truth[f"spk{s}_s{j}_u{u}"] = s
-    return embeddings, truth
-
-
-def test_whitening_within_speaker_groups_joins_the_sessions_of_a_speaker():
-    # 5 speakers, 4 sessions each: whitened by the total covariance, where
-    # the few speakers' directions weigh most, the graph splits them by session.
-    total, grouped = [], []
-    for seed in range(5):
-        embeddings, truth = speakers_in_sessions(5, 4, 12, seed)
-        ids = list(embeddings)
-        units = torch.nn.functional.normalize(torch.stack([embeddings[u] for u in ids]).double(),
-                                              dim=-1)
-        by_total = infomap_clusters(clustering_space(units, whiten_ridge=0.1), neighbours=10)
-        total.append(adjusted_rand_score([truth[u] for u in ids], by_total))
-        labels, _, _ = cluster_pseudo_speakers(embeddings, neighbours=10, min_silhouette=-1.0,
-                                               whiten_ridge=0.1)
-        grouped.append(adjusted_rand_score([truth[u] for u in labels], [labels[u] for u in labels]))
-        assert grouped[-1] > total[-1]
-    assert np.mean(grouped) > np.mean(total) + 0.1
-
-
-def test_the_clustering_space_whitens_by_the_covariance_within_groups():
-    rng = np.random.default_rng(0)
-    groups = np.repeat(np.arange(8), 25)
-    units = torch.nn.functional.normalize(torch.from_numpy(
-        rng.normal(size=(8, 6))[groups] + 0.2 * rng.normal(size=(200, 6)) * [3, 1, 1, 1, 1, 1]),
-        dim=-1)
-    space = clustering_space(units, whiten_ridge=0.0, groups=groups)
-    # Before the last length normalisation, the within-group covariance is the identity (x a scale).
-    raw = DomainAdaptation(units, whiten=True, groups=groups)(units).numpy()
-    _, within, _ = class_covariances(raw, groups)
-    np.testing.assert_allclose(within / within[0, 0], np.eye(6), atol=1e-9)
-    np.testing.assert_allclose(space, raw / np.linalg.norm(raw, axis=1, keepdims=True))
-    assert not np.allclose(space, clustering_space(units, whiten_ridge=0.0))
 
 
 def test_pseudo_labels_are_saved_and_recovered_with_a_checkpoint(tmp_path):
