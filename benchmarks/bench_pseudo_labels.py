@@ -8,6 +8,9 @@ dense distances, the eigengap of a dense Laplacian, between
 ``pseudo_min_speakers`` 12 and ``pseudo_max_speakers`` 48), run on the same
 embeddings with its own defaults and with its upper bound at twice the true
 count; it is skipped where its dense matrices would not fit in memory.
+``--searches ivf`` adds the inverted-file neighbour search
+(``pseudo_neighbour_search: ivf``); above 2 x 10^5 utterances (``--sizes
+1000000``) only that one runs, the exact search taking over half an hour.
 
 The embeddings are not well-separated Gaussians but have what makes real target
 sets hard:
@@ -30,7 +33,7 @@ that of the interpreter, torch and the simulated embeddings).
 Run from the repository root (about 15 minutes on 2 CPU cores)::
 
     .venv/bin/python benchmarks/bench_pseudo_labels.py [--sizes 1000 10000 100000] [--before 4a17c11] \
-        [--neighbours 10 20]
+        [--neighbours 10 20] [--searches exact ivf] [--simulations 0 1 2]
 """
 
 import argparse
@@ -52,6 +55,8 @@ SESSION_RANK, SESSION_VARIANCE, NOISE_VARIANCE = 16, 1.0, 2.0
 NEAR_DUPLICATES = 0.1
 # The former clustering holds several float64 n x n matrices: skipped above this.
 BEFORE_LIMIT = 20_000
+# The exact neighbour search takes over half an hour above this: only "ivf" runs there.
+EXACT_LIMIT = 200_000
 BEFORE = "4a17c11"
 
 # Run in the subprocess: simulate, cluster with the code under ``root``, report.
@@ -62,8 +67,8 @@ sys.path.insert(1, sys.argv[2])
 import numpy as np, torch
 from bench_pseudo_labels import simulate, scores
 from sklearn.metrics import normalized_mutual_info_score
-size, method = int(sys.argv[3]), json.loads(sys.argv[4])
-vectors, speakers = simulate(size)
+size, method, seed = int(sys.argv[3]), json.loads(sys.argv[4]), int(sys.argv[5])
+vectors, speakers = simulate(size, seed)
 embeddings = {str(i): torch.from_numpy(v) for i, v in enumerate(vectors)}
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 start, cpu = time.perf_counter(), time.process_time()
@@ -132,28 +137,30 @@ def scores(labels, speakers):
     Returns
     -------
     dict
-        ``kept`` fraction; ``nmi`` over the kept utterances; ``purity``: the
-        share of kept utterances in their cluster's most frequent speaker.
+        ``kept`` fraction; ``trained``: the pseudo-speakers among them;
+        ``nmi`` over the kept utterances; ``purity``: the share of kept
+        utterances in their cluster's most frequent speaker.
     """
     from sklearn.metrics import normalized_mutual_info_score
 
     kept = np.array([int(utt) for utt in labels], dtype=int)
     if len(kept) < 2:
-        return {"kept": len(kept) / len(speakers), "nmi": float("nan"), "purity": float("nan")}
+        return {"kept": len(kept) / len(speakers), "trained": len(set(labels.values())),
+                "nmi": float("nan"), "purity": float("nan")}
     clusters = np.array(list(labels.values()))
     truth = speakers[kept]
     pairs = np.unique(np.stack([clusters, truth], axis=1), axis=0, return_counts=True)
     majority = {}
     for (cluster, _), count in zip(*pairs):
         majority[cluster] = max(majority.get(cluster, 0), count)
-    return {"kept": len(kept) / len(speakers),
+    return {"kept": len(kept) / len(speakers), "trained": len(set(labels.values())),
             "nmi": float(normalized_mutual_info_score(truth, clusters)),
             "purity": sum(majority.values()) / len(kept)}
 
 
-def difficulty(size, pairs=200_000, seed=0):
-    """Cosine EER (%) of random same- and different-speaker pairs of the simulation."""
-    vectors, speakers = simulate(size)
+def difficulty(size, simulation=0, pairs=200_000, seed=0):
+    """Cosine EER (%) of random same- and different-speaker pairs of simulation ``simulation``."""
+    vectors, speakers = simulate(size, simulation)
     units = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
     units -= units.mean(axis=0)
     units /= np.linalg.norm(units, axis=1, keepdims=True)
@@ -185,11 +192,11 @@ def former_code(folder, revision):
     return folder
 
 
-def measure(root, size, method):
-    """One clustering in a fresh subprocess; its report."""
+def measure(root, size, method, seed=0):
+    """One clustering of simulation ``seed`` in a fresh subprocess; its report."""
     result = subprocess.run(
         [sys.executable, "-c", CHILD, root, os.path.join(ROOT, "benchmarks"), str(size),
-         json.dumps(method)], capture_output=True, text=True)
+         json.dumps(method), str(seed)], capture_output=True, text=True)
     if result.returncode:
         raise RuntimeError(result.stderr[-2000:])
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -202,29 +209,34 @@ def main():
     parser.add_argument("--before", default=BEFORE)
     parser.add_argument("--neighbours", type=int, nargs="+",
                         help="pseudo_neighbours values to measure (default: common.yaml's)")
+    parser.add_argument("--searches", nargs="+",
+                        help="pseudo_neighbour_search values to measure (default: common.yaml's)")
+    parser.add_argument("--simulations", type=int, nargs="+", default=[0],
+                        help="seeds of the simulated target sets, each measured at every size")
     args = parser.parse_args()
     sys.path.insert(0, ROOT)
     from benchmarks.common import machine
     from local.settings import plain_values
 
     common = plain_values(os.path.join(ROOT, "hparams", "common.yaml"))
-    now = {"name": "now", "settings": {
-        "neighbours": common["pseudo_neighbours"], "min_silhouette": common["pseudo_min_silhouette"],
-        "whiten": common["pseudo_whiten"], "whiten_ridge": common["whiten_ridge"]}}
-    variants = [("now", {**now, "settings": {**now["settings"], "neighbours": k}})
-                if k == common["pseudo_neighbours"] else
-                (f"now, neighbours {k}", {**now, "settings": {**now["settings"], "neighbours": k}})
-                for k in args.neighbours or [common["pseudo_neighbours"]]]
+    defaults = {"neighbours": common["pseudo_neighbours"],
+                "search": common["pseudo_neighbour_search"],
+                "min_silhouette": common["pseudo_min_silhouette"],
+                "whiten": common["pseudo_whiten"], "whiten_ridge": common["whiten_ridge"]}
+    variants = [("now", {"name": "now", "settings": defaults})]
+    variants += [(f"now, neighbours {k}", {"name": "now", "settings": {**defaults, "neighbours": k}})
+                 for k in args.neighbours or [] if k != defaults["neighbours"]]
+    variants += [(f"now, {search} search", {"name": "now", "settings": {**defaults, "search": search}})
+                 for search in args.searches or [] if search != defaults["search"]]
     print(machine())
-    print(f"settings: {now['settings']}")
+    print(f"settings: {defaults}")
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         before_root = former_code(folder, args.before)
         for size in args.sizes:
             n_speakers = size // UTTERANCES_PER_SPEAKER
-            print(f"\n{size} utterances, {n_speakers} speakers, cosine EER "
-                  f"{difficulty(size):.2f} %")
-            methods = [(name, ROOT, method) for name, method in variants]
+            methods = [(name, ROOT, method) for name, method in variants
+                       if size <= EXACT_LIMIT or method["settings"]["search"] != "exact"]
             if size <= BEFORE_LIMIT:
                 former = {"min_silhouette": 0.1, "whiten_ridge": common["whiten_ridge"],
                           "count": "eigengap"}
@@ -233,14 +245,21 @@ def main():
                         **former, "min_speakers": 12, "max_speakers": 48}}),
                     (f"{args.before}, 2-{2 * n_speakers}", before_root, {"name": "before", "settings": {
                         **former, "min_speakers": 2, "max_speakers": 2 * n_speakers}})]
-            for name, root, method in methods:
-                result = measure(root, size, method)
-                rows.append((size, name, result))
-                print(f"  {name:20s} {result['seconds']:7.1f} s wall {result['cpu']:7.1f} s CPU "
-                      f"{result['peak_gb']:5.2f} GB peak ({result['before_gb']:.2f} before)  clusters {result['clusters']:5d} "
-                      f"(true {n_speakers})  NMI {result['nmi']:.3f}  purity "
-                      f"{result['purity']:.3f}  kept {result['kept']:.3f}")
-    now_rows = sorted((size, r) for size, name, r in rows if name == "now")
+            for simulation in args.simulations:
+                print(f"\n{size} utterances, {n_speakers} speakers, simulation {simulation}, "
+                      f"cosine EER {difficulty(size, simulation):.2f} %")
+                for name, root, method in methods:
+                    result = measure(root, size, method, simulation)
+                    rows.append((size, simulation, name, result))
+                    print(f"  {name:20s} {result['seconds']:7.1f} s wall {result['cpu']:7.1f} s CPU "
+                          f"{result['peak_gb']:5.2f} GB peak ({result['before_gb']:.2f} before)  "
+                          f"clusters {result['clusters']:5d} (true {n_speakers}, "
+                          f"{result['trained']} train)  NMI {result['nmi']:.3f}  purity "
+                          f"{result['purity']:.3f}  kept {result['kept']:.3f}")
+    now_rows = sorted((size, r) for size, simulation, name, r in rows
+                      if name == "now" and simulation == args.simulations[0])
+    if not now_rows:
+        return
     (small, first), (large, last) = now_rows[0], now_rows[-1]
     print(f"\nat {large}: clusters / true speakers "
           f"{last['clusters'] / (large // UTTERANCES_PER_SPEAKER):.2f}")

@@ -11,7 +11,8 @@ number of utterances times ``neighbours``, never with its square.
    in which the whole target domain varies (channel, codec, language) weigh
    no more than the others; then length-normalised again.
 2. Each utterance is linked to its ``neighbours`` most similar utterances
-   (exact inner-product search in faiss), weighted by their cosine.
+   (inner-product search in faiss: exact, or with ``search="ivf"`` through
+   an inverted file, for 10^6 utterances), weighted by their cosine.
 3. Infomap (Rosvall and Bergstrom 2008, igraph's), the map equation's
    partition of that graph, gives the clusters. Their number comes from the
    data: no bound on it is set.
@@ -45,10 +46,20 @@ logger = get_logger(__name__)
 SILHOUETTE_BLOCK = 4096
 # Below this fraction of the target kept, the log warns that pseudo-labels barely train.
 FEW_KEPT = 0.1
+# The neighbour searches: "exact" compares every pair (time n^2); "ivf" (faiss
+# IndexIVFFlat) compares each utterance with the members of the IVF_PROBES
+# inverted lists nearest to it, of IVF_LISTS_PER_ROOT * sqrt(n) lists (faiss's
+# guideline: 4 to 16 sqrt(n)), so time about n^1.5. On 10^5 simulated
+# utterances (benchmarks/bench_pseudo_labels.py) it finds 98 % of the exact
+# neighbours in a quarter of the time.
+NEIGHBOUR_SEARCHES = ("exact", "ivf")
+IVF_LISTS_PER_ROOT, IVF_PROBES = 4, 16
+# faiss's k-means wants this many training points per list; below, the search is exact.
+IVF_POINTS_PER_LIST = 39
 
 
 def cluster_pseudo_speakers(embeddings, neighbours=10, min_silhouette=0.3, whiten_ridge=None,
-                            seed=0):
+                            seed=0, search="exact"):
     """Cluster embeddings into pseudo-speakers; keep the confident members.
 
     Arguments
@@ -65,6 +76,8 @@ def cluster_pseudo_speakers(embeddings, neighbours=10, min_silhouette=0.3, white
         ridge; None clusters them centred only.
     seed : int
         Infomap's seed.
+    search : str
+        The neighbour search, one of :data:`NEIGHBOUR_SEARCHES`.
 
     Returns
     -------
@@ -90,7 +103,7 @@ def cluster_pseudo_speakers(embeddings, neighbours=10, min_silhouette=0.3, white
     units = torch.nn.functional.normalize(
         torch.stack([torch.as_tensor(embeddings[i]) for i in ids]).double(), dim=-1)
     space = clustering_space(units, whiten_ridge).astype(np.float32)
-    clusters = infomap_clusters(space, neighbours, seed)
+    clusters = infomap_clusters(space, neighbours, seed, search)
     silhouettes = simplified_silhouettes(space, clusters)
     confident = silhouettes > min_silhouette
     kept_per_cluster = np.bincount(clusters[confident], minlength=clusters.max() + 1)
@@ -183,11 +196,11 @@ def clustering_space(units, whiten_ridge=None):
     return torch.nn.functional.normalize(centred, dim=-1).numpy()
 
 
-def infomap_clusters(vectors, neighbours, seed=0):
+def infomap_clusters(vectors, neighbours, seed=0, search="exact"):
     """Infomap's partition of the cosine k-nearest-neighbour graph of ``vectors``.
 
-    Each vector is linked to its ``neighbours`` most similar others (exact
-    search, faiss ``IndexFlatIP``: memory ``n x neighbours``), the link
+    Each vector is linked to its ``neighbours`` most similar others
+    (:func:`nearest_neighbours`: memory ``n x neighbours``), the link
     weighted by their cosine; links of cosine <= 0 are left out, and a
     vector left without links is a cluster of its own. The graph is
     undirected: a pair that are each other's neighbours is linked twice.
@@ -201,6 +214,8 @@ def infomap_clusters(vectors, neighbours, seed=0):
         Links per vector.
     seed : int
         Infomap's seed.
+    search : str
+        The neighbour search, one of :data:`NEIGHBOUR_SEARCHES`.
 
     Returns
     -------
@@ -218,9 +233,7 @@ def infomap_clusters(vectors, neighbours, seed=0):
     """
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     n = len(vectors)
-    index = faiss.IndexFlatIP(vectors.shape[1])
-    index.add(vectors)
-    similarity, nearest = index.search(vectors, neighbours + 1)
+    similarity, nearest = nearest_neighbours(vectors, neighbours + 1, search)
     source = np.repeat(np.arange(n), neighbours + 1)
     target, weight = nearest.ravel(), similarity.ravel()
     linked = (source != target) & (target >= 0) & (weight > 0)
@@ -229,6 +242,58 @@ def infomap_clusters(vectors, neighbours, seed=0):
     # igraph draws from the generator set here; a fresh one per call keeps runs repeatable.
     igraph.set_random_number_generator(random.Random(seed))
     return np.array(graph.community_infomap(edge_weights="weight").membership)
+
+
+def nearest_neighbours(vectors, count, search="exact"):
+    """The ``count`` most similar vectors to each (itself among them), by inner product.
+
+    Arguments
+    ---------
+    vectors : numpy.ndarray
+        ``[n, dim]`` float32, C-contiguous.
+    count : int
+        Neighbours per vector.
+    search : str
+        ``"exact"``, or ``"ivf"``: an inverted file of
+        ``IVF_LISTS_PER_ROOT * sqrt(n)`` lists, :data:`IVF_PROBES` searched per
+        vector; exact where ``n`` is too small to train it.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(similarity, nearest)``, both ``[n, count]``, most similar first;
+        -1 in ``nearest`` where fewer were found.
+
+    Example
+    -------
+    >>> vectors = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0]], dtype=np.float32)
+    >>> nearest_neighbours(vectors, 2, "ivf")[1].tolist()  # 3 vectors: too few for an IVF, exact
+    [[0, 1], [1, 0], [2, 1]]
+    """
+    check_search(search)
+    flat = faiss.IndexFlatIP(vectors.shape[1])
+    lists = int(IVF_LISTS_PER_ROOT * np.sqrt(len(vectors)))
+    if search == "exact" or len(vectors) < IVF_POINTS_PER_LIST * lists:
+        flat.add(vectors)
+        return flat.search(vectors, count)
+    index = faiss.IndexIVFFlat(flat, vectors.shape[1], lists, faiss.METRIC_INNER_PRODUCT)
+    index.train(vectors)
+    index.add(vectors)
+    index.nprobe = IVF_PROBES
+    return index.search(vectors, count)
+
+
+def check_search(search):
+    """Refuse a neighbour search that is not one of :data:`NEIGHBOUR_SEARCHES`.
+
+    Arguments
+    ---------
+    search : str
+        ``pseudo_neighbour_search``.
+    """
+    if search not in NEIGHBOUR_SEARCHES:
+        raise ValueError(f"pseudo_neighbour_search must be one of {', '.join(NEIGHBOUR_SEARCHES)}; "
+                         f"got {search!r}")
 
 
 def simplified_silhouettes(vectors, clusters):
@@ -351,6 +416,8 @@ class PseudoLabels:
         Epochs at whose start the target is clustered anew (``pseudo_label_epochs``).
     neighbours : int
         Edges of each utterance in the nearest-neighbour graph.
+    search : str
+        Their search, one of :data:`NEIGHBOUR_SEARCHES`.
     min_silhouette : float
         An utterance keeps its label when its simplified silhouette exceeds this.
     whiten : bool
@@ -376,17 +443,18 @@ class PseudoLabels:
     """
 
     def __init__(self, offset, epochs=(), neighbours=10, min_silhouette=0.3, whiten=False,
-                 whiten_ridge=0.1, oracle=False, number_of_epochs=None):
+                 whiten_ridge=0.1, oracle=False, number_of_epochs=None, search="exact"):
         if any(e < 1 for e in epochs):
             raise ValueError(f"pseudo_label_epochs {list(epochs)} must be epochs of the run, "
                              "from 1")
         check_neighbours(neighbours)
+        check_search(search)
         late = [e for e in epochs if number_of_epochs is not None and e > number_of_epochs]
         if late:
             logger.warning("pseudo_label_epochs %s come after the last epoch (%d): no "
                            "clustering at them in this run", late, number_of_epochs)
         self.offset, self.epochs, self.oracle = offset, list(epochs), oracle
-        self.settings = dict(neighbours=neighbours, min_silhouette=min_silhouette,
+        self.settings = dict(neighbours=neighbours, search=search, min_silhouette=min_silhouette,
                              whiten_ridge=whiten_ridge if whiten else None)
         self.labels, self.n_speakers, self.epoch = {}, 0, None
 

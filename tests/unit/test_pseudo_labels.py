@@ -10,11 +10,14 @@ from sklearn.metrics import adjusted_rand_score
 from speechbrain.utils.checkpoints import Checkpointer
 
 import local.model.pseudo_labels as pseudo_labels
+
+faiss_ivf = pseudo_labels.faiss.IndexIVFFlat
 from local.model.pseudo_labels import (
     PseudoLabels,
     cluster_pseudo_speakers,
     clustering_space,
     infomap_clusters,
+    nearest_neighbours,
     simplified_silhouettes,
 )
 from local.model.speaker_heads import GrowingClassifier, MarginSoftmaxHead, margin_softmax_loss
@@ -118,6 +121,42 @@ def test_infomap_links_only_near_neighbours():
     vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
     clusters = infomap_clusters(vectors, neighbours=8)
     assert len(set(clusters[:6])) == len(set(clusters[6:])) == 1 and clusters[0] != clusters[6]
+
+
+def test_the_ivf_search_finds_nearly_all_exact_neighbours(monkeypatch):
+    # 25,000 vectors: enough to train 4 sqrt(n) inverted lists of 39 points each.
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(500, 16))
+    vectors = centres[rng.integers(0, 500, 25_000)] + 0.3 * rng.normal(size=(25_000, 16))
+    vectors = np.ascontiguousarray(vectors / np.linalg.norm(vectors, axis=1, keepdims=True),
+                                   dtype=np.float32)
+    built = []
+    monkeypatch.setattr(pseudo_labels.faiss, "IndexIVFFlat",
+                        lambda *args: built.append(args) or faiss_ivf(*args))
+    _, exact = nearest_neighbours(vectors, 11, "exact")
+    assert not built
+    similarity, approximate = nearest_neighbours(vectors, 11, "ivf")
+    assert len(built) == 1 and built[0][2] == int(4 * np.sqrt(25_000))
+    found = np.mean([len(set(a) & set(b)) for a, b in zip(exact, approximate)]) / 11
+    assert found > 0.95
+    assert (np.diff(similarity, axis=1) <= 1e-6).all()  # most similar first
+    # Its k-means is seeded: every DDP process, clustering the same embeddings, gets the same.
+    np.testing.assert_array_equal(nearest_neighbours(vectors, 11, "ivf")[1], approximate)
+
+
+def test_too_few_vectors_for_an_inverted_file_are_searched_exactly():
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(2000, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    for exact, ivf in zip(nearest_neighbours(vectors, 6, "exact"),
+                          nearest_neighbours(vectors, 6, "ivf")):
+        np.testing.assert_array_equal(exact, ivf)
+
+
+def test_an_unknown_neighbour_search_is_refused():
+    with pytest.raises(ValueError, match="pseudo_neighbour_search must be one of exact, ivf; "
+                                         "got 'hnsw'"):
+        PseudoLabels(offset=0, search="hnsw")
 
 
 @pytest.mark.parametrize("neighbours, count, message", [
