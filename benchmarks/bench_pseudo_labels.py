@@ -9,8 +9,9 @@ dense distances, the eigengap of a dense Laplacian, between
 embeddings with its own defaults and with its upper bound at twice the true
 count; it is skipped where its dense matrices would not fit in memory.
 ``--searches ivf`` adds the inverted-file neighbour search
-(``pseudo_neighbour_search: ivf``); above 2 x 10^5 utterances (``--sizes
-1000000``) only that one runs, the exact search taking over half an hour.
+(``pseudo_neighbour_search: ivf``), with the share of the exact neighbours it
+finds; above 2 x 10^5 utterances (``--sizes 1000000``) only that search
+runs, the exact one taking over half an hour.
 
 The embeddings are not well-separated Gaussians but have what makes real target
 sets hard:
@@ -179,6 +180,26 @@ def difficulty(size, simulation=0, pairs=200_000, seed=0):
                      np.r_[np.ones(len(targets)), np.zeros(len(nontargets))])
 
 
+def ivf_recall(size, simulation, settings):
+    """Share of the exact neighbours (itself included) that the ``ivf`` search finds.
+
+    On the simulation's clustering space (``settings``: the pseudo-label
+    settings of ``hparams/common.yaml``).
+    """
+    import torch
+
+    from local.model.pseudo_labels import clustering_space, nearest_neighbours
+
+    vectors, _ = simulate(size, simulation)
+    units = torch.nn.functional.normalize(torch.from_numpy(vectors).double(), dim=-1)
+    space = np.ascontiguousarray(clustering_space(
+        units, settings["whiten_ridge"] if settings["whiten"] else None), dtype=np.float32)
+    count = settings["neighbours"] + 1
+    _, exact = nearest_neighbours(space, count, "exact")
+    _, approximate = nearest_neighbours(space, count, "ivf")
+    return np.mean([len(np.intersect1d(a, b)) for a, b in zip(exact, approximate)]) / count
+
+
 def former_code(folder, revision):
     """The package as of ``revision`` (its ``local/``), written under ``folder``."""
     files = subprocess.run(["git", "-C", ROOT, "ls-tree", "-r", "--name-only", revision, "local"],
@@ -248,6 +269,9 @@ def main():
             for simulation in args.simulations:
                 print(f"\n{size} utterances, {n_speakers} speakers, simulation {simulation}, "
                       f"cosine EER {difficulty(size, simulation):.2f} %")
+                if "ivf" in (args.searches or []) and size <= EXACT_LIMIT:
+                    print(f"  ivf search: {100 * ivf_recall(size, simulation, defaults):.1f} % "
+                          "of the exact neighbours")
                 for name, root, method in methods:
                     result = measure(root, size, method, simulation)
                     rows.append((size, simulation, name, result))
