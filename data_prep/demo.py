@@ -351,9 +351,10 @@ def prepare_demo(save_folder, seed=1234, n_train_speakers=24, n_eval_speakers=10
                  "the utterances per evaluation speaker (target trials need two)", integer=True)
     check_option("phrases", phrases, NON_NEGATIVE,
                  "0 for free text, else the phrases per language", integer=True)
-    # Manifests name the audio by absolute path, so that they work from any
-    # working directory; a corpus moved elsewhere is generated again.
-    options = dict(folder=os.path.abspath(save_folder), seed=seed,
+    # Manifests name the audio by its resolved path, so that they work from any
+    # working directory and the folder reached through a symbolic link is the
+    # same corpus, not generated again in place; a corpus moved elsewhere is.
+    options = dict(folder=os.path.realpath(save_folder), seed=seed,
                    n_train_speakers=n_train_speakers,
                    n_eval_speakers=n_eval_speakers,
                    utts_per_train_speaker=utts_per_train_speaker,

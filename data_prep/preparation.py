@@ -101,7 +101,10 @@ def check_seg_dur(seg_dur):
 
 
 def corpus_folder(folder, corpus, fix):
-    """The absolute path of a corpus's input folder; refuse one that does not exist.
+    """The resolved path of a corpus's input folder; refuse one that does not exist.
+
+    Resolved (symbolic links followed), so that the corpus reached through
+    another path is recognised as prepared rather than prepared again.
 
     Arguments
     ---------
@@ -115,7 +118,7 @@ def corpus_folder(folder, corpus, fix):
     Returns
     -------
     str
-        The absolute path.
+        The absolute path, links resolved.
 
     Raises
     ------
@@ -130,7 +133,7 @@ def corpus_folder(folder, corpus, fix):
     local.errors.ManifestError: /.../nowhere: VoxCeleb1 folder does not exist
     Fix: pass the folder that holds wav/
     """
-    folder = os.path.abspath(folder)
+    folder = os.path.realpath(folder)
     if not os.path.isdir(folder):
         fail(folder, f"{corpus} folder does not exist", fix=fix)
     return folder

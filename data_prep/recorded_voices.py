@@ -423,7 +423,7 @@ def prepare_recorded_voices(save_folder, seed=1, utts_per_speaker=30, trials_per
                  "the target trials, and as many non-target trials, per list", integer=True)
     check_option("workers", workers, AT_LEAST_ONE, "the engine processes run at once",
                  integer=True)
-    options = dict(folder=os.path.abspath(save_folder), seed=seed,
+    options = dict(folder=os.path.realpath(save_folder), seed=seed,  # as prepare_demo's
                    utts_per_speaker=utts_per_speaker, trials_per_label=trials_per_label)
     outputs = [f"{domain}_{split}.csv" for domain, split in GROUPS]
     outputs += ["eval.csv"] + [f"trials_{domain}.txt" for domain in DOMAINS]

@@ -91,6 +91,16 @@ def test_rerun_is_skipped_and_new_options_regenerate(tmp_path):
     assert os.path.getmtime(paths["eval"]) != stamp
 
 
+def test_the_corpus_through_a_symbolic_link_is_not_generated_again(tmp_path):
+    real = tmp_path / "corpus"
+    paths = prepare_demo(str(real), seed=3, **SMALL)
+    stamp = os.path.getmtime(paths["eval"])
+    os.symlink(real, tmp_path / "link")
+    linked = prepare_demo(str(tmp_path / "link"), seed=3, **SMALL)
+    assert os.path.getmtime(paths["eval"]) == stamp
+    assert all(wav.startswith(str(real) + os.sep) for wav in read_manifest(linked["eval"])["wav"])
+
+
 def test_text_dependent_mode_types_trials(tmp_path):
     paths = prepare_demo(str(tmp_path), seed=5, phrases=2, **SMALL)
     manifest = read_manifest(paths["source_eval"])
