@@ -2,7 +2,8 @@
 
 One clustering of the target training set (``PseudoLabels.cluster`` with the
 settings of ``hparams/common.yaml``) at 10^3, 10^4 and 10^5 utterances, with
-100 utterances per speaker on average (10, 100 and 1,000 speakers), beside the
+100 utterances per speaker on average (10, 100 and 1,000 speakers;
+``--utterances_per_speaker`` sets another mean), beside the
 clustering of git revision ``--before`` (default 4a17c11: Ward linkage on
 dense distances, the eigengap of a dense Laplacian, between
 ``pseudo_min_speakers`` 12 and ``pseudo_max_speakers`` 48), run on the same
@@ -34,7 +35,7 @@ that of the interpreter, torch and the simulated embeddings).
 Run from the repository root (about 15 minutes on 2 CPU cores)::
 
     .venv/bin/python benchmarks/bench_pseudo_labels.py [--sizes 1000 10000 100000] [--before 4a17c11] \
-        [--neighbours 10 20] [--searches exact ivf] [--simulations 0 1 2]
+        [--neighbours 10 20] [--searches exact ivf] [--simulations 0 1 2] [--utterances_per_speaker 100]
 """
 
 import argparse
@@ -69,7 +70,7 @@ import numpy as np, torch
 from bench_pseudo_labels import simulate, scores
 from sklearn.metrics import normalized_mutual_info_score
 size, method, seed = int(sys.argv[3]), json.loads(sys.argv[4]), int(sys.argv[5])
-vectors, speakers = simulate(size, seed)
+vectors, speakers = simulate(size, seed, int(sys.argv[6]))
 embeddings = {str(i): torch.from_numpy(v) for i, v in enumerate(vectors)}
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 start, cpu = time.perf_counter(), time.process_time()
@@ -87,8 +88,8 @@ print(json.dumps({"seconds": seconds, "cpu": cpu, "clusters": summary["clusters"
 """
 
 
-def simulate(size, seed=0):
-    """``size`` embeddings of ``size / 100`` simulated speakers (module docstring).
+def simulate(size, seed=0, per_speaker=UTTERANCES_PER_SPEAKER):
+    """``size`` embeddings of ``size / per_speaker`` simulated speakers (module docstring).
 
     Arguments
     ---------
@@ -96,6 +97,8 @@ def simulate(size, seed=0):
         Utterances (about; each speaker has at least 2).
     seed : int
         Draw seed.
+    per_speaker : int
+        Utterances per speaker on average.
 
     Returns
     -------
@@ -103,7 +106,7 @@ def simulate(size, seed=0):
         ``(embeddings [n, DIM] float32, speaker of each [n])``.
     """
     rng = np.random.default_rng(seed)
-    n_speakers = max(2, size // UTTERANCES_PER_SPEAKER)
+    n_speakers = max(2, size // per_speaker)
     weights = rng.lognormal(0, 1.0, n_speakers)
     counts = np.maximum(2, np.round(weights / weights.sum() * size)).astype(int)
     centres = rng.normal(size=(n_speakers, DIM)) / np.sqrt(DIM)
@@ -159,9 +162,9 @@ def scores(labels, speakers):
             "purity": sum(majority.values()) / len(kept)}
 
 
-def difficulty(size, simulation=0, pairs=200_000, seed=0):
+def difficulty(size, simulation=0, per_speaker=UTTERANCES_PER_SPEAKER, pairs=200_000, seed=0):
     """Cosine EER (%) of random same- and different-speaker pairs of simulation ``simulation``."""
-    vectors, speakers = simulate(size, simulation)
+    vectors, speakers = simulate(size, simulation, per_speaker)
     units = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
     units -= units.mean(axis=0)
     units /= np.linalg.norm(units, axis=1, keepdims=True)
@@ -180,7 +183,7 @@ def difficulty(size, simulation=0, pairs=200_000, seed=0):
                      np.r_[np.ones(len(targets)), np.zeros(len(nontargets))])
 
 
-def ivf_recall(size, simulation, settings):
+def ivf_recall(size, simulation, settings, per_speaker=UTTERANCES_PER_SPEAKER):
     """Share of the exact neighbours (itself included) that the ``ivf`` search finds.
 
     On the simulation's clustering space (``settings``: the pseudo-label
@@ -190,7 +193,7 @@ def ivf_recall(size, simulation, settings):
 
     from local.model.pseudo_labels import clustering_space, nearest_neighbours
 
-    vectors, _ = simulate(size, simulation)
+    vectors, _ = simulate(size, simulation, per_speaker)
     units = torch.nn.functional.normalize(torch.from_numpy(vectors).double(), dim=-1)
     space = np.ascontiguousarray(clustering_space(
         units, settings["whiten_ridge"] if settings["whiten"] else None), dtype=np.float32)
@@ -213,11 +216,11 @@ def former_code(folder, revision):
     return folder
 
 
-def measure(root, size, method, seed=0):
+def measure(root, size, method, seed=0, per_speaker=UTTERANCES_PER_SPEAKER):
     """One clustering of simulation ``seed`` in a fresh subprocess; its report."""
     result = subprocess.run(
         [sys.executable, "-c", CHILD, root, os.path.join(ROOT, "benchmarks"), str(size),
-         json.dumps(method), str(seed)], capture_output=True, text=True)
+         json.dumps(method), str(seed), str(per_speaker)], capture_output=True, text=True)
     if result.returncode:
         raise RuntimeError(result.stderr[-2000:])
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -234,6 +237,9 @@ def main():
                         help="pseudo_neighbour_search values to measure (default: common.yaml's)")
     parser.add_argument("--simulations", type=int, nargs="+", default=[0],
                         help="seeds of the simulated target sets, each measured at every size")
+    parser.add_argument("--utterances_per_speaker", type=int, default=UTTERANCES_PER_SPEAKER,
+                        help="their mean utterances per speaker (30 is the recorded voices' "
+                             "target, 10 the demo's)")
     args = parser.parse_args()
     sys.path.insert(0, ROOT)
     from benchmarks.common import machine
@@ -255,7 +261,7 @@ def main():
     with tempfile.TemporaryDirectory() as folder:
         before_root = former_code(folder, args.before)
         for size in args.sizes:
-            n_speakers = size // UTTERANCES_PER_SPEAKER
+            n_speakers = size // args.utterances_per_speaker
             methods = [(name, ROOT, method) for name, method in variants
                        if size <= EXACT_LIMIT or method["settings"]["search"] != "exact"]
             if size <= BEFORE_LIMIT:
@@ -268,12 +274,13 @@ def main():
                         **former, "min_speakers": 2, "max_speakers": 2 * n_speakers}})]
             for simulation in args.simulations:
                 print(f"\n{size} utterances, {n_speakers} speakers, simulation {simulation}, "
-                      f"cosine EER {difficulty(size, simulation):.2f} %")
+                      f"cosine EER {difficulty(size, simulation, args.utterances_per_speaker):.2f} %")
                 if "ivf" in (args.searches or []) and size <= EXACT_LIMIT:
-                    print(f"  ivf search: {100 * ivf_recall(size, simulation, defaults):.1f} % "
+                    recall = ivf_recall(size, simulation, defaults, args.utterances_per_speaker)
+                    print(f"  ivf search: {100 * recall:.1f} % "
                           "of the exact neighbours")
                 for name, root, method in methods:
-                    result = measure(root, size, method, simulation)
+                    result = measure(root, size, method, simulation, args.utterances_per_speaker)
                     rows.append((size, simulation, name, result))
                     print(f"  {name:20s} {result['seconds']:7.1f} s wall {result['cpu']:7.1f} s CPU "
                           f"{result['peak_gb']:5.2f} GB peak ({result['before_gb']:.2f} before)  "
@@ -286,7 +293,7 @@ def main():
         return
     (small, first), (large, last) = now_rows[0], now_rows[-1]
     print(f"\nat {large}: clusters / true speakers "
-          f"{last['clusters'] / (large // UTTERANCES_PER_SPEAKER):.2f}")
+          f"{last['clusters'] / (large // args.utterances_per_speaker):.2f}")
     if large > small:
         # Memory is linear in the utterances; the exact neighbour search's time is quadratic.
         per_utterance = (last["peak_gb"] - first["peak_gb"]) / (large - small)
