@@ -59,7 +59,7 @@ IVF_POINTS_PER_LIST = 39
 
 
 def cluster_pseudo_speakers(embeddings, neighbours=10, min_silhouette=0.3, whiten_ridge=None,
-                            seed=0, search="exact"):
+                            seed=0, search="exact", trials=10):
     """Cluster embeddings into pseudo-speakers; keep the confident members.
 
     Arguments
@@ -78,6 +78,8 @@ def cluster_pseudo_speakers(embeddings, neighbours=10, min_silhouette=0.3, white
         Infomap's seed.
     search : str
         The neighbour search, one of :data:`NEIGHBOUR_SEARCHES`.
+    trials : int
+        Infomap's runs, of which the partition with the shortest description is kept.
 
     Returns
     -------
@@ -103,7 +105,7 @@ def cluster_pseudo_speakers(embeddings, neighbours=10, min_silhouette=0.3, white
     units = torch.nn.functional.normalize(
         torch.stack([torch.as_tensor(embeddings[i]) for i in ids]).double(), dim=-1)
     space = clustering_space(units, whiten_ridge).astype(np.float32)
-    clusters = infomap_clusters(space, neighbours, seed, search)
+    clusters = infomap_clusters(space, neighbours, seed, search, trials)
     silhouettes = simplified_silhouettes(space, clusters)
     confident = silhouettes > min_silhouette
     kept_per_cluster = np.bincount(clusters[confident], minlength=clusters.max() + 1)
@@ -196,7 +198,7 @@ def clustering_space(units, whiten_ridge=None):
     return torch.nn.functional.normalize(centred, dim=-1).numpy()
 
 
-def infomap_clusters(vectors, neighbours, seed=0, search="exact"):
+def infomap_clusters(vectors, neighbours, seed=0, search="exact", trials=10):
     """Infomap's partition of the cosine k-nearest-neighbour graph of ``vectors``.
 
     Each vector is linked to its ``neighbours`` most similar others
@@ -216,6 +218,9 @@ def infomap_clusters(vectors, neighbours, seed=0, search="exact"):
         Infomap's seed.
     search : str
         The neighbour search, one of :data:`NEIGHBOUR_SEARCHES`.
+    trials : int
+        Infomap's runs (igraph's ``trials``), of which the partition with the
+        shortest description is kept; time grows with them.
 
     Returns
     -------
@@ -231,6 +236,7 @@ def infomap_clusters(vectors, neighbours, seed=0, search="exact"):
     >>> len(np.unique(clusters)), [len(np.unique(clusters[s * 10:(s + 1) * 10])) for s in range(4)]
     (4, [1, 1, 1, 1])
     """
+    check_trials(trials)
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     n = len(vectors)
     similarity, nearest = nearest_neighbours(vectors, neighbours + 1, search)
@@ -241,7 +247,7 @@ def infomap_clusters(vectors, neighbours, seed=0, search="exact"):
                          edge_attrs={"weight": weight[linked]})
     # igraph draws from the generator set here; a fresh one per call keeps runs repeatable.
     igraph.set_random_number_generator(random.Random(seed))
-    return np.array(graph.community_infomap(edge_weights="weight").membership)
+    return np.array(graph.community_infomap(edge_weights="weight", trials=trials).membership)
 
 
 def nearest_neighbours(vectors, count, search="exact"):
@@ -294,6 +300,18 @@ def check_search(search):
     if search not in NEIGHBOUR_SEARCHES:
         raise ValueError(f"pseudo_neighbour_search must be one of {', '.join(NEIGHBOUR_SEARCHES)}; "
                          f"got {search!r}")
+
+
+def check_trials(trials):
+    """Refuse an Infomap trial count that is not a positive integer.
+
+    Arguments
+    ---------
+    trials : int
+        ``pseudo_infomap_trials``.
+    """
+    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+        raise ValueError(f"pseudo_infomap_trials must be an integer >= 1; got {trials!r}")
 
 
 def simplified_silhouettes(vectors, clusters):
@@ -418,6 +436,8 @@ class PseudoLabels:
         Edges of each utterance in the nearest-neighbour graph.
     search : str
         Their search, one of :data:`NEIGHBOUR_SEARCHES`.
+    trials : int
+        Infomap's runs per clustering, the best kept.
     min_silhouette : float
         An utterance keeps its label when its simplified silhouette exceeds this.
     whiten : bool
@@ -443,18 +463,20 @@ class PseudoLabels:
     """
 
     def __init__(self, offset, epochs=(), neighbours=10, min_silhouette=0.3, whiten=False,
-                 whiten_ridge=0.1, oracle=False, number_of_epochs=None, search="exact"):
+                 whiten_ridge=0.1, oracle=False, number_of_epochs=None, search="exact", trials=10):
         if any(e < 1 for e in epochs):
             raise ValueError(f"pseudo_label_epochs {list(epochs)} must be epochs of the run, "
                              "from 1")
         check_neighbours(neighbours)
         check_search(search)
+        check_trials(trials)
         late = [e for e in epochs if number_of_epochs is not None and e > number_of_epochs]
         if late:
             logger.warning("pseudo_label_epochs %s come after the last epoch (%d): no "
                            "clustering at them in this run", late, number_of_epochs)
         self.offset, self.epochs, self.oracle = offset, list(epochs), oracle
-        self.settings = dict(neighbours=neighbours, search=search, min_silhouette=min_silhouette,
+        self.settings = dict(neighbours=neighbours, search=search, trials=trials,
+                             min_silhouette=min_silhouette,
                              whiten_ridge=whiten_ridge if whiten else None)
         self.labels, self.n_speakers, self.epoch = {}, 0, None
 

@@ -3,6 +3,7 @@ oracle, warnings, the growing speaker head and checkpointing."""
 
 import logging
 
+import igraph
 import numpy as np
 import pytest
 import torch
@@ -157,6 +158,31 @@ def test_an_unknown_neighbour_search_is_refused():
     with pytest.raises(ValueError, match="pseudo_neighbour_search must be one of exact, ivf; "
                                          "got 'hnsw'"):
         PseudoLabels(offset=0, search="hnsw")
+
+
+@pytest.mark.parametrize("trials", [0, True, 1.5])
+def test_a_bad_infomap_trial_count_is_refused(trials):
+    with pytest.raises(ValueError, match=f"pseudo_infomap_trials must be an integer >= 1; got {trials!r}"):
+        PseudoLabels(offset=0, trials=trials)
+
+
+def test_infomap_runs_the_trials_asked_and_keeps_the_shortest_description(monkeypatch):
+    rng = np.random.default_rng(2)
+    vectors = np.repeat(np.eye(16)[:8], 30, axis=0) + 0.15 * rng.normal(size=(240, 16))
+    vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+    infomap, found = igraph.Graph.community_infomap, {}
+
+    def recording(graph, **kwargs):
+        found[kwargs["trials"]] = infomap(graph, **kwargs)
+        return found[kwargs["trials"]]
+
+    monkeypatch.setattr(igraph.Graph, "community_infomap", recording)
+    for trials in (1, 10):
+        clusters = infomap_clusters(vectors, neighbours=10, seed=3, trials=trials)
+        assert len(np.unique(clusters)) == 8
+        assert all(len(np.unique(clusters[s * 30:(s + 1) * 30])) == 1 for s in range(8))
+    # The same seed starts both, so the best of ten is at most the single run's codelength.
+    assert set(found) == {1, 10} and found[10].codelength <= found[1].codelength
 
 
 @pytest.mark.parametrize("neighbours, count, message", [
