@@ -12,7 +12,8 @@ count; it is skipped where its dense matrices would not fit in memory.
 ``--searches ivf`` adds the inverted-file neighbour search
 (``pseudo_neighbour_search: ivf``), with the share of the exact neighbours it
 finds; above 2 x 10^5 utterances (``--sizes 1000000``) only that search
-runs, the exact one taking over half an hour.
+runs, the exact one taking over half an hour. ``--infomap_trials`` measures
+other ``pseudo_infomap_trials``; each combination of the values given runs.
 
 The embeddings are not well-separated Gaussians but have what makes real target
 sets hard:
@@ -35,10 +36,12 @@ that of the interpreter, torch and the simulated embeddings).
 Run from the repository root (about 15 minutes on 2 CPU cores)::
 
     .venv/bin/python benchmarks/bench_pseudo_labels.py [--sizes 1000 10000 100000] [--before 4a17c11] \
-        [--neighbours 10 20] [--searches exact ivf] [--simulations 0 1 2] [--utterances_per_speaker 100]
+        [--neighbours 10 20] [--searches exact ivf] [--infomap_trials 1 10] [--simulations 0 1 2] \
+        [--utterances_per_speaker 100]
 """
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -235,6 +238,8 @@ def main():
                         help="pseudo_neighbours values to measure (default: common.yaml's)")
     parser.add_argument("--searches", nargs="+",
                         help="pseudo_neighbour_search values to measure (default: common.yaml's)")
+    parser.add_argument("--infomap_trials", type=int, nargs="+",
+                        help="pseudo_infomap_trials values to measure (default: common.yaml's)")
     parser.add_argument("--simulations", type=int, nargs="+", default=[0],
                         help="seeds of the simulated target sets, each measured at every size")
     parser.add_argument("--utterances_per_speaker", type=int, default=UTTERANCES_PER_SPEAKER,
@@ -248,13 +253,20 @@ def main():
     common = plain_values(os.path.join(ROOT, "hparams", "common.yaml"))
     defaults = {"neighbours": common["pseudo_neighbours"],
                 "search": common["pseudo_neighbour_search"],
+                "trials": common["pseudo_infomap_trials"],
                 "min_silhouette": common["pseudo_min_silhouette"],
                 "whiten": common["pseudo_whiten"], "whiten_ridge": common["whiten_ridge"]}
-    variants = [("now", {"name": "now", "settings": defaults})]
-    variants += [(f"now, neighbours {k}", {"name": "now", "settings": {**defaults, "neighbours": k}})
-                 for k in args.neighbours or [] if k != defaults["neighbours"]]
-    variants += [(f"now, {search} search", {"name": "now", "settings": {**defaults, "search": search}})
-                 for search in args.searches or [] if search != defaults["search"]]
+    # common.yaml's settings and every combination with the values asked, named
+    # by what differs from common.yaml.
+    names = {"neighbours": "neighbours {}", "search": "{} search", "trials": "{} trials"}
+    asked = (args.neighbours, args.searches, args.infomap_trials)
+    variants = []
+    for values in itertools.product(*(dict.fromkeys([defaults[key]] + (given or []))
+                                      for key, given in zip(names, asked))):
+        settings = {**defaults, **dict(zip(names, values))}
+        changed = [form.format(settings[key]) for key, form in names.items()
+                   if settings[key] != defaults[key]]
+        variants.append((", ".join(["now"] + changed), {"name": "now", "settings": settings}))
     print(machine())
     print(f"settings: {defaults}")
     rows = []
@@ -282,7 +294,7 @@ def main():
                 for name, root, method in methods:
                     result = measure(root, size, method, simulation, args.utterances_per_speaker)
                     rows.append((size, simulation, name, result))
-                    print(f"  {name:20s} {result['seconds']:7.1f} s wall {result['cpu']:7.1f} s CPU "
+                    print(f"  {name:30s} {result['seconds']:7.1f} s wall {result['cpu']:7.1f} s CPU "
                           f"{result['peak_gb']:5.2f} GB peak ({result['before_gb']:.2f} before)  "
                           f"clusters {result['clusters']:5d} (true {n_speakers}, "
                           f"{result['trained']} train)  NMI {result['nmi']:.3f}  purity "
