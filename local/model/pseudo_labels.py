@@ -14,8 +14,8 @@ number of utterances times ``neighbours``, never with its square.
    (inner-product search in faiss: exact, or with ``search="ivf"`` through
    an inverted file, for 10^6 utterances), weighted by their cosine.
 3. Infomap (Rosvall and Bergstrom 2008, igraph's), the map equation's
-   partition of that graph, gives the clusters. Their number comes from the
-   data: no bound on it is set.
+   partition of that graph (the shortest description of ``trials`` runs),
+   gives the clusters. Their number comes from the data: no bound on it is set.
 4. An utterance keeps its label when its simplified silhouette (Hruschka et
    al. 2004: its cosine distance to the nearest other centroid against that
    to its own, both in the clustering space) exceeds ``min_silhouette``, in a
