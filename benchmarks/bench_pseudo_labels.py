@@ -91,6 +91,11 @@ print(json.dumps({"seconds": seconds, "cpu": cpu, "clusters": summary["clusters"
 """
 
 
+def speaker_count(size, per_speaker=UTTERANCES_PER_SPEAKER):
+    """Speakers of a simulated set of ``size`` utterances, ``per_speaker`` each on average."""
+    return max(2, size // per_speaker)
+
+
 def simulate(size, seed=0, per_speaker=UTTERANCES_PER_SPEAKER):
     """``size`` embeddings of ``size / per_speaker`` simulated speakers (module docstring).
 
@@ -109,7 +114,7 @@ def simulate(size, seed=0, per_speaker=UTTERANCES_PER_SPEAKER):
         ``(embeddings [n, DIM] float32, speaker of each [n])``.
     """
     rng = np.random.default_rng(seed)
-    n_speakers = max(2, size // per_speaker)
+    n_speakers = speaker_count(size, per_speaker)
     weights = rng.lognormal(0, 1.0, n_speakers)
     counts = np.maximum(2, np.round(weights / weights.sum() * size)).astype(int)
     centres = rng.normal(size=(n_speakers, DIM)) / np.sqrt(DIM)
@@ -273,7 +278,7 @@ def main():
     with tempfile.TemporaryDirectory() as folder:
         before_root = former_code(folder, args.before)
         for size in args.sizes:
-            n_speakers = size // args.utterances_per_speaker
+            n_speakers = speaker_count(size, args.utterances_per_speaker)
             methods = [(name, ROOT, method) for name, method in variants
                        if size <= EXACT_LIMIT or method["settings"]["search"] != "exact"]
             if size <= BEFORE_LIMIT:
@@ -289,8 +294,7 @@ def main():
                       f"cosine EER {difficulty(size, simulation, args.utterances_per_speaker):.2f} %")
                 if "ivf" in (args.searches or []) and size <= EXACT_LIMIT:
                     recall = ivf_recall(size, simulation, defaults, args.utterances_per_speaker)
-                    print(f"  ivf search: {100 * recall:.1f} % "
-                          "of the exact neighbours")
+                    print(f"  ivf search: {100 * recall:.1f} % of the exact neighbours")
                 for name, root, method in methods:
                     result = measure(root, size, method, simulation, args.utterances_per_speaker)
                     rows.append((size, simulation, name, result))
@@ -305,7 +309,7 @@ def main():
         return
     (small, first), (large, last) = now_rows[0], now_rows[-1]
     print(f"\nat {large}: clusters / true speakers "
-          f"{last['clusters'] / (large // args.utterances_per_speaker):.2f}")
+          f"{last['clusters'] / speaker_count(large, args.utterances_per_speaker):.2f}")
     if large > small:
         # Memory is linear in the utterances; the exact neighbour search's time is quadratic.
         per_utterance = (last["peak_gb"] - first["peak_gb"]) / (large - small)
