@@ -28,10 +28,11 @@ sets hard:
   speaker's centre (weight 0.8) and their own (0.6).
 
 The difficulty printed is the cosine EER of random same- and
-different-speaker pairs of the centred embeddings. Each measurement runs in a
+different-speaker pairs of the centred embeddings, and of the same pairs in
+the space the clustering searches (whitened by common.yaml's settings). Each measurement runs in a
 fresh subprocess, which reports its wall time, CPU time and peak resident
-memory (``ru_maxrss``: the process's, with the peak before the clustering,
-that of the interpreter, torch and the simulated embeddings).
+memory (``VmHWM``, :mod:`resident`: the process's own, with the peak before
+the clustering, that of the interpreter, torch and the simulated embeddings).
 
 Run from the repository root (about 15 minutes on 2 CPU cores)::
 
@@ -66,16 +67,17 @@ BEFORE = "4a17c11"
 
 # Run in the subprocess: simulate, cluster with the code under ``root``, report.
 CHILD = """
-import json, resource, sys, time
+import json, sys, time
 sys.path.insert(0, sys.argv[1])
 sys.path.insert(1, sys.argv[2])
 import numpy as np, torch
 from bench_pseudo_labels import simulate, scores
+from resident import peak_resident_mib
 from sklearn.metrics import normalized_mutual_info_score
 size, method, seed = int(sys.argv[3]), json.loads(sys.argv[4]), int(sys.argv[5])
 vectors, speakers = simulate(size, seed, int(sys.argv[6]))
 embeddings = {str(i): torch.from_numpy(v) for i, v in enumerate(vectors)}
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+before = peak_resident_mib() / 1024
 start, cpu = time.perf_counter(), time.process_time()
 if method["name"] == "now":
     from local.model.pseudo_labels import PseudoLabels
@@ -85,7 +87,7 @@ else:
     labels, _, summary = cluster_pseudo_speakers(embeddings, **method["settings"])
 seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
 print(json.dumps({"seconds": seconds, "cpu": cpu, "clusters": summary["clusters"],
-                  "peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+                  "peak_gb": peak_resident_mib() / 1024,
                   "before_gb": before,
                   **scores(labels, speakers)}))
 """
@@ -170,12 +172,20 @@ def scores(labels, speakers):
             "purity": sum(majority.values()) / len(kept)}
 
 
-def difficulty(size, simulation=0, per_speaker=UTTERANCES_PER_SPEAKER, pairs=200_000, seed=0):
-    """Cosine EER (%) of random same- and different-speaker pairs of simulation ``simulation``."""
-    vectors, speakers = simulate(size, simulation, per_speaker)
-    units = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-    units -= units.mean(axis=0)
-    units /= np.linalg.norm(units, axis=1, keepdims=True)
+def difficulty(vectors, speakers, whiten_ridge=None, pairs=200_000, seed=0):
+    """Cosine EER (%) of random same- and different-speaker pairs of simulated embeddings.
+
+    In the space :func:`local.model.pseudo_labels.clustering_space` gives
+    with ``whiten_ridge``: the centred embeddings by default, the space the
+    clustering's neighbours are searched in with common.yaml's.
+    """
+    import torch
+
+    from local.evaluation.metrics import eer
+    from local.model.pseudo_labels import clustering_space
+
+    units = clustering_space(torch.nn.functional.normalize(torch.from_numpy(vectors).double(),
+                                                           dim=-1), whiten_ridge)
     rng = np.random.default_rng(seed)
     first = rng.integers(0, len(units), pairs)
     order = np.argsort(speakers, kind="stable")
@@ -183,8 +193,6 @@ def difficulty(size, simulation=0, per_speaker=UTTERANCES_PER_SPEAKER, pairs=200
     high = np.searchsorted(speakers[order], speakers[first], "right")
     same = order[low + (rng.random(pairs) * (high - low)).astype(int)]
     other = rng.integers(0, len(units), pairs)
-    from local.evaluation.metrics import eer
-
     targets = (units[first] * units[same]).sum(1)[first != same]
     nontargets = (units[first] * units[other]).sum(1)[speakers[first] != speakers[other]]
     return 100 * eer(np.concatenate([targets, nontargets]),
@@ -290,8 +298,13 @@ def main():
                     (f"{args.before}, 2-{2 * n_speakers}", before_root, {"name": "before", "settings": {
                         **former, "min_speakers": 2, "max_speakers": 2 * n_speakers}})]
             for simulation in args.simulations:
+                vectors, speakers = simulate(size, simulation, args.utterances_per_speaker)
+                centred = difficulty(vectors, speakers)
+                searched = difficulty(vectors, speakers,
+                                      defaults["whiten_ridge"] if defaults["whiten"] else None)
+                del vectors, speakers
                 print(f"\n{size} utterances, {n_speakers} speakers, simulation {simulation}, "
-                      f"cosine EER {difficulty(size, simulation, args.utterances_per_speaker):.2f} %")
+                      f"cosine EER {centred:.2f} % ({searched:.2f} % in the clustering's space)")
                 if "ivf" in (args.searches or []) and size <= EXACT_LIMIT:
                     recall = ivf_recall(size, simulation, defaults, args.utterances_per_speaker)
                     print(f"  ivf search: {100 * recall:.1f} % of the exact neighbours")

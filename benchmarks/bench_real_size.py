@@ -52,6 +52,7 @@ import torch
 from speechbrain.utils.checkpoints import Checkpointer, torch_save
 
 from common import DEMO, TINY_ENCODER, build, loader, machine, step, tiny_wavlm
+from resident import peak_resident_mib, reset_peak_resident
 
 # The published configurations (config.json of the hub checkpoints): the same
 # CNN and convolutional position embedding in all three.
@@ -101,17 +102,13 @@ def reset_peak_memory(device):
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     else:
-        # Linux: writing 5 resets the process's peak resident set (VmHWM).
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as fout:
-            fout.write("5")
+        reset_peak_resident()
 
 
 def peak_memory_mib(device):
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    with open("/proc/self/status", encoding="ascii") as fin:
-        peak_kib = next(line.split()[1] for line in fin if line.startswith("VmHWM:"))
-    return int(peak_kib) / 1024
+    return peak_resident_mib()
 
 
 class GPUUtilisation:

@@ -2,8 +2,8 @@
 
 Each measurement runs in a fresh subprocess, which reports its wall time, its
 CPU time (the steadier figure on a machine shared with other jobs) and its
-peak resident memory above what it held before the call
-(``resource.getrusage(RUSAGE_SELF).ru_maxrss``). Today's code and the code
+peak resident memory above what it held before the call (``VmHWM``,
+:mod:`resident`). Today's code and the code
 before vectorisation (``data_prep/manifest.py`` and ``data_prep/deepmine.py``
 as of the git revision ``--before``, default c43640a, the last commit before it,
 written to a temporary package) run on the same files in the same run.
@@ -45,13 +45,15 @@ MODELS, TEST_FILES = 20_000, 100_000
 
 # Run in the subprocess: import the package under ``root``, time one call.
 CHILD = """
-import json, resource, sys, time
+import json, sys, time
 sys.path.insert(0, sys.argv[1])
+sys.path.insert(1, sys.argv[5])
 import importlib
+from resident import peak_resident_mib
 from data_prep import deepmine
 kind, files = sys.argv[2], json.loads(sys.argv[3])
 validate = importlib.import_module(sys.argv[4]).validate
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = peak_resident_mib()
 start, cpu = time.perf_counter(), time.process_time()
 if kind == "validate":
     validate(files["manifest"], files["trials"], check_audio=False)
@@ -59,8 +61,7 @@ else:
     models = {m: (None, []) for m in open(files["models"]).read().split()}
     deepmine._read_key(files["key"], deepmine._read_trials(files["trials"], models))
 seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"seconds": seconds, "cpu": cpu, "peak_mb": (peak - before) / 1024}))
+print(json.dumps({"seconds": seconds, "cpu": cpu, "peak_mb": peak_resident_mib() - before}))
 """
 
 
@@ -122,7 +123,8 @@ def before_package(folder, revision):
 
 
 def measure(root, kind, files, validator):
-    done = subprocess.run([sys.executable, "-c", CHILD, root, kind, json.dumps(files), validator],
+    done = subprocess.run([sys.executable, "-c", CHILD, root, kind, json.dumps(files), validator,
+                           os.path.dirname(os.path.abspath(__file__))],
                           check=True, capture_output=True, text=True,
                           env=dict(os.environ, PYTHONPATH=""))
     return json.loads(done.stdout.splitlines()[-1])
