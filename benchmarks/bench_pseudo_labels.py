@@ -29,10 +29,11 @@ sets hard:
 
 The difficulty printed is the cosine EER of random same- and
 different-speaker pairs of the centred embeddings, and of the same pairs in
-the space the clustering searches (whitened by common.yaml's settings). Each measurement runs in a
-fresh subprocess, which reports its wall time, CPU time and peak resident
-memory (``VmHWM``, :mod:`resident`: the process's own, with the peak before
-the clustering, that of the interpreter, torch and the simulated embeddings).
+the space the clustering searches (whitened by common.yaml's settings).
+Each measurement runs in a fresh subprocess, which reports its wall time,
+CPU time and peak resident memory (``VmHWM``, :mod:`resident`: the
+process's own, with the peak before the clustering, that of the
+interpreter, torch and the simulated embeddings).
 
 Run from the repository root (about 15 minutes on 2 CPU cores)::
 
