@@ -173,20 +173,24 @@ def scores(labels, speakers):
             "purity": sum(majority.values()) / len(kept)}
 
 
-def difficulty(vectors, speakers, whiten_ridge=None, pairs=200_000, seed=0):
-    """Cosine EER (%) of random same- and different-speaker pairs of simulated embeddings.
+def clustering_view(vectors, whiten_ridge=None):
+    """Simulated embeddings in :func:`local.model.pseudo_labels.clustering_space` (float64).
 
-    In the space :func:`local.model.pseudo_labels.clustering_space` gives
-    with ``whiten_ridge``: the centred embeddings by default, the space the
-    clustering's neighbours are searched in with common.yaml's.
+    Centred by default; with ``whiten_ridge``, whitened: the space the
+    clustering's neighbours are searched in with common.yaml's settings.
     """
     import torch
 
-    from local.evaluation.metrics import eer
     from local.model.pseudo_labels import clustering_space
 
-    units = clustering_space(torch.nn.functional.normalize(torch.from_numpy(vectors).double(),
-                                                           dim=-1), whiten_ridge)
+    return clustering_space(torch.nn.functional.normalize(torch.from_numpy(vectors).double(),
+                                                          dim=-1), whiten_ridge)
+
+
+def difficulty(units, speakers, pairs=200_000, seed=0):
+    """Cosine EER (%) of random same- and different-speaker pairs of unit vectors."""
+    from local.evaluation.metrics import eer
+
     rng = np.random.default_rng(seed)
     first = rng.integers(0, len(units), pairs)
     order = np.argsort(speakers, kind="stable")
@@ -200,21 +204,16 @@ def difficulty(vectors, speakers, whiten_ridge=None, pairs=200_000, seed=0):
                      np.r_[np.ones(len(targets)), np.zeros(len(nontargets))])
 
 
-def ivf_recall(size, simulation, settings, per_speaker=UTTERANCES_PER_SPEAKER):
+def ivf_recall(space, neighbours):
     """Share of the exact neighbours (itself included) that the ``ivf`` search finds.
 
-    On the simulation's clustering space (``settings``: the pseudo-label
-    settings of ``hparams/common.yaml``).
+    In ``space``, the simulation's clustering space (:func:`clustering_view`),
+    for ``neighbours`` (``pseudo_neighbours``).
     """
-    import torch
+    from local.model.pseudo_labels import nearest_neighbours
 
-    from local.model.pseudo_labels import clustering_space, nearest_neighbours
-
-    vectors, _ = simulate(size, simulation, per_speaker)
-    units = torch.nn.functional.normalize(torch.from_numpy(vectors).double(), dim=-1)
-    space = np.ascontiguousarray(clustering_space(
-        units, settings["whiten_ridge"] if settings["whiten"] else None), dtype=np.float32)
-    count = settings["neighbours"] + 1
+    space = np.ascontiguousarray(space, dtype=np.float32)
+    count = neighbours + 1
     _, exact = nearest_neighbours(space, count, "exact")
     _, approximate = nearest_neighbours(space, count, "ivf")
     return np.mean([len(np.intersect1d(a, b)) for a, b in zip(exact, approximate)]) / count
@@ -300,15 +299,15 @@ def main():
                         **former, "min_speakers": 2, "max_speakers": 2 * n_speakers}})]
             for simulation in args.simulations:
                 vectors, speakers = simulate(size, simulation, args.utterances_per_speaker)
-                centred = difficulty(vectors, speakers)
-                searched = difficulty(vectors, speakers,
-                                      defaults["whiten_ridge"] if defaults["whiten"] else None)
-                del vectors, speakers
+                searched = clustering_view(
+                    vectors, defaults["whiten_ridge"] if defaults["whiten"] else None)
                 print(f"\n{size} utterances, {n_speakers} speakers, simulation {simulation}, "
-                      f"cosine EER {centred:.2f} % ({searched:.2f} % in the clustering's space)")
+                      f"cosine EER {difficulty(clustering_view(vectors), speakers):.2f} % "
+                      f"({difficulty(searched, speakers):.2f} % in the clustering's space)")
                 if "ivf" in (args.searches or []) and size <= EXACT_LIMIT:
-                    recall = ivf_recall(size, simulation, defaults, args.utterances_per_speaker)
+                    recall = ivf_recall(searched, defaults["neighbours"])
                     print(f"  ivf search: {100 * recall:.1f} % of the exact neighbours")
+                del vectors, speakers, searched
                 for name, root, method in methods:
                     result = measure(root, size, method, simulation, args.utterances_per_speaker)
                     rows.append((size, simulation, name, result))
