@@ -233,7 +233,11 @@ def load_condition(overrides, hparams_file):
 
 
 def _check_condition_keys(path, condition):
-    """Every key of :data:`CONDITION_KEYS`, and of :data:`TRIAL_LIST_KEYS` per trial list."""
+    """Every key of :data:`CONDITION_KEYS`, and of :data:`TRIAL_LIST_KEYS` per trial list.
+
+    A trial list's ``min_dcf`` must be well formed, so that it does not fail when
+    the list is scored, after training.
+    """
     missing = [key for key in CONDITION_KEYS if key not in condition]
     if missing:
         fail(path, f"condition file without {', '.join(missing)}",
@@ -250,6 +254,27 @@ def _check_condition_keys(path, condition):
             fail(path, f"trial list {name} of evaluation without {', '.join(missing)}",
                  fix="give each trial list its manifest: and trials: (and enrolment: where "
                      "the trials name enrolment models)")
+        _check_min_dcf(path, name, spec.get("min_dcf"))
+
+
+def _check_min_dcf(path, name, settings):
+    """A trial list's ``min_dcf``: None, or a list of ``[p_target, c_miss, c_fa]``."""
+    if settings is None:
+        return
+
+    def number(value):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    def valid(setting):
+        return (isinstance(setting, list) and len(setting) == 3 and all(map(number, setting))
+                and 0 < setting[0] < 1 and setting[1] > 0 and setting[2] > 0)
+
+    if not isinstance(settings, list) or not settings or not all(map(valid, settings)):
+        fail(path, f"trial list {name} of evaluation has min_dcf: {settings}, not a list of "
+                   "[p_target, c_miss, c_fa] settings",
+             fix="give min_dcf a list of settings, each p_target in (0, 1) and two costs "
+                 "above 0, such as min_dcf: [[0.01, 10, 1]] (SdSV's), or leave it out for "
+                 "VoxCeleb's p_target 0.01 and 0.001")
 
 
 def check_device(device):

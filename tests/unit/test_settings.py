@@ -4,7 +4,13 @@ import pytest
 from hyperpyyaml import load_hyperpyyaml
 
 from local.errors import ManifestError
-from local.settings import load_model_hparams, model_text, plain_values, typed_overrides
+from local.settings import (
+    load_condition,
+    load_model_hparams,
+    model_text,
+    plain_values,
+    typed_overrides,
+)
 
 
 def write(folder, name, text):
@@ -64,3 +70,25 @@ def test_every_model_file_loads_whole(tmp_path):
                                            "domain_discriminator"}
     assert type(hparams["speaker_head"]).__name__ == "GE2EHead"
     assert hparams["classifier"] is None
+
+
+DEMO_TRIALS = "        trials: !ref <data_folder>/trials_target.txt\n"
+
+
+@pytest.mark.parametrize("added, message", [
+    ("        min_dcf: [0.01, 10, 1]\n",
+     r"trial list target of evaluation has min_dcf: \[0.01, 10, 1\], not a list of "
+     r"\[p_target, c_miss, c_fa\] settings\nFix: give min_dcf a list of settings"),
+    ("        min_dcf: [[0.01, 10]]\n", r"has min_dcf: \[\[0.01, 10\]\], not a list of"),
+    ("        min_dcf: [[1, 10, 1]]\n", r"has min_dcf: \[\[1, 10, 1\]\], not a list of"),
+])
+def test_a_malformed_min_dcf_is_refused_on_loading_the_condition(tmp_path, added, message):
+    text = open("recipes/demo/condition.yaml", encoding="utf-8").read()
+    assert DEMO_TRIALS in text
+    condition = write(tmp_path, "condition.yaml", text.replace(DEMO_TRIALS, DEMO_TRIALS + added))
+    with pytest.raises(ManifestError, match=message):
+        load_condition(f"condition: {condition}", "hparams/dann_fbank.yaml")
+    well_formed = text.replace(DEMO_TRIALS, DEMO_TRIALS + "        min_dcf: [[0.01, 10, 1]]\n")
+    condition = write(tmp_path, "condition.yaml", well_formed)
+    spec = load_condition(f"condition: {condition}", "hparams/dann_fbank.yaml")[1]
+    assert spec["evaluation"]["target"]["min_dcf"] == [[0.01, 10, 1]]
