@@ -35,6 +35,8 @@ DEFAULT_CONDITION = os.path.join(RECIPE_FOLDER, "recipes", "demo", "condition.ya
 # What every condition file names, and every trial list of its evaluation.
 CONDITION_KEYS = ("condition", "prepare", "source_train", "target_train", "evaluation")
 TRIAL_LIST_KEYS = ("manifest", "trials")
+# What a trial list of the evaluation may name besides (TrialList.read of local/evaluation).
+OPTIONAL_TRIAL_LIST_KEYS = ("enrolment", "min_dcf")
 # A number in exponent notation without a dot (1e30, 5e-4): a float in YAML
 # 1.2 and to Python, a string to the YAML 1.1 that hyperpyyaml reads.
 EXPONENT_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
@@ -235,8 +237,9 @@ def load_condition(overrides, hparams_file):
 def _check_condition_keys(path, condition):
     """Every key of :data:`CONDITION_KEYS`, and of :data:`TRIAL_LIST_KEYS` per trial list.
 
-    A trial list's ``min_dcf`` must be well formed, so that it does not fail when
-    the list is scored, after training.
+    A trial list's other keys must be of :data:`OPTIONAL_TRIAL_LIST_KEYS`, so that a
+    misspelt ``enrolment:`` is not ignored, and its ``min_dcf`` well formed, so that
+    it does not fail when the list is scored, after training.
     """
     missing = [key for key in CONDITION_KEYS if key not in condition]
     if missing:
@@ -254,6 +257,13 @@ def _check_condition_keys(path, condition):
             fail(path, f"trial list {name} of evaluation without {', '.join(missing)}",
                  fix="give each trial list its manifest: and trials: (and enrolment: where "
                      "the trials name enrolment models)")
+        known = TRIAL_LIST_KEYS + OPTIONAL_TRIAL_LIST_KEYS
+        unknown = [key for key in spec if key not in known]
+        if unknown:
+            close = [match for key in unknown for match in difflib.get_close_matches(key, known, 1)]
+            fail(path, f"trial list {name} of evaluation has keys {unknown} that nothing reads",
+                 fix=(f"did you mean {' or '.join(close)}? " if close else "")
+                     + f"a trial list names only {', '.join(known)}")
         _check_min_dcf(path, name, spec.get("min_dcf"))
 
 

@@ -92,3 +92,14 @@ def test_a_malformed_min_dcf_is_refused_on_loading_the_condition(tmp_path, added
     condition = write(tmp_path, "condition.yaml", well_formed)
     spec = load_condition(f"condition: {condition}", "hparams/dann_fbank.yaml")[1]
     assert spec["evaluation"]["target"]["min_dcf"] == [[0.01, 10, 1]]
+
+
+def test_a_misspelt_key_of_a_trial_list_is_refused_not_ignored(tmp_path):
+    text = open("recipes/demo/condition.yaml", encoding="utf-8").read()
+    misspelt = DEMO_TRIALS + "        enrollment: !ref <data_folder>/enrolment.csv\n"
+    condition = write(tmp_path, "condition.yaml", text.replace(DEMO_TRIALS, misspelt))
+    with pytest.raises(ManifestError, match=r"condition.yaml: trial list target of evaluation "
+                                            r"has keys \['enrollment'\] that nothing reads\n"
+                                            r"Fix: did you mean enrolment\? a trial list names "
+                                            r"only manifest, trials, enrolment, min_dcf$"):
+        load_condition(f"condition: {condition}", "hparams/dann_fbank.yaml")
