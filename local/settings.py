@@ -327,7 +327,7 @@ def check_trainable(hparams_file, overrides, condition):
     overrides : dict
         The model overrides. Read with them (not loaded, which would build
         the models and their folders): ``number_of_epochs``, ``batch_size``,
-        ``crop_seconds``, ``min_embed_seconds``.
+        ``eval_batch_size``, ``crop_seconds``, ``min_embed_seconds``.
     condition : dict
         Condition hparams: ``source_train``, ``target_train``.
 
@@ -343,6 +343,14 @@ def check_trainable(hparams_file, overrides, condition):
             fail(hparams_file, f"--{key}={value} trains nothing",
                  fix=f"pass an integer of at least 1, such as --{key}="
                      f"{plain_values(hparams_file)[key] or 1}")
+    # Read only when embedding whole utterances: for pseudo-labels, after an
+    # epoch, and for verification, after training.
+    value = hparams["eval_batch_size"]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        fail(hparams_file, f"--eval_batch_size={value} is not a number of utterances a batch, "
+                           "which the embedding of the target and evaluation audio needs",
+             fix="pass an integer of at least 1, such as --eval_batch_size="
+                 f"{plain_values(hparams_file)['eval_batch_size']}")
     shortest = hparams["min_embed_seconds"]
     if not hparams["crop_seconds"] >= shortest:
         fail(hparams_file, f"--crop_seconds={hparams['crop_seconds']} is shorter than the "

@@ -71,6 +71,7 @@ def check_score_norm(hparams):
     if hparams["cohort_domain"] not in COHORT_DOMAINS:
         raise ValueError(
             f"cohort_domain must be source or target; got {hparams['cohort_domain']!r}")
+    _check_number(hparams, "cohort_size", int, minimum=1)
     top_k, size = hparams["cohort_top_k"], hparams["cohort_size"]
     if hparams["score_norm"] == "asnorm" and not 2 <= top_k <= size:
         raise ValueError(

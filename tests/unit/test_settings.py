@@ -5,6 +5,7 @@ from hyperpyyaml import load_hyperpyyaml
 
 from local.errors import ManifestError
 from local.settings import (
+    check_trainable,
     load_condition,
     load_model_hparams,
     model_text,
@@ -103,3 +104,14 @@ def test_a_misspelt_key_of_a_trial_list_is_refused_not_ignored(tmp_path):
                                             r"Fix: did you mean enrolment\? a trial list names "
                                             r"only manifest, trials, enrolment, min_dcf$"):
         load_condition(f"condition: {condition}", "hparams/dann_fbank.yaml")
+
+
+@pytest.mark.parametrize("value", [2.5, 0])
+def test_an_eval_batch_size_of_no_whole_utterances_is_refused_before_training(value):
+    # Embedding reads it only after an epoch (pseudo-labels) or after training.
+    overrides = {"condition": "demo", "n_speakers": 24, "eval_batch_size": value}
+    with pytest.raises(ManifestError, match=rf"dann_fbank.yaml: --eval_batch_size={value} is "
+                                            r"not a number of utterances a batch, .*\nFix: pass "
+                                            r"an integer of at least 1, such as "
+                                            r"--eval_batch_size=16$"):
+        check_trainable("hparams/dann_fbank.yaml", overrides, condition={})

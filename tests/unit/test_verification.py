@@ -181,6 +181,8 @@ def test_cohort_is_a_seeded_subset():
     ({"cohort_domain": "both"}, "cohort_domain must be source or target"),
     ({"score_norm": "asnorm", "cohort_top_k": 100}, r"cohort_top_k \(100\) must be between 2"),
     ({"det_systems": "best"}, "det_systems must be default or all; got 'best'"),
+    ({"cohort_size": 20.5}, r"cohort_size must be an integer >= 1; got 20.5"),
+    ({"cohort_size": 0}, r"cohort_size must be an integer >= 1; got 0"),
 ])
 def test_bad_score_norm_settings(change, message):
     with pytest.raises(ValueError, match=message):
