@@ -485,5 +485,9 @@ def read_enrolment(path):
     empty = table["model_id"][table["utt_ids"].str.strip() == ""]
     if len(empty):
         fail(path, "enrolment models without utterances", rows=empty)
+    repeated = table["model_id"][table["model_id"].duplicated()]
+    if len(repeated):
+        fail(path, "enrolment models listed more than once", rows=repeated.unique(),
+             fix="give each model_id one row, with all of its utterances in utt_ids")
     models = {m: u.split() for m, u in zip(table["model_id"], table["utt_ids"])}
     return models, table

@@ -380,6 +380,16 @@ def test_enrolment_models(corpus):
         validate(manifest, folder / "t.txt", enrolment)
 
 
+def test_an_enrolment_model_listed_twice_is_refused_not_overwritten(corpus):
+    folder, manifest, _ = corpus
+    enrolment = folder / "enrol.csv"
+    enrolment.write_text("model_id,utt_ids\nmodel_1,spkA_1 spkA_2\nmodel_1,spkB_1 spkB_2\n")
+    write_trials([(1, "model_1", "spkA_2"), (0, "model_1", "spkB_1")], folder / "t.txt")
+    with pytest.raises(ManifestError, match=r"enrol.csv: enrolment models listed more than "
+                                            r"once\n  model_1\nFix: give each model_id one row"):
+        validate(manifest, folder / "t.txt", enrolment)
+
+
 def test_skip_marker(tmp_path):
     out = tmp_path / "a.csv"
     assert not skip_if_prepared(tmp_path, [out], {"seed": 1})
