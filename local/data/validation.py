@@ -58,13 +58,14 @@ def check_manifest_audio(manifest, path, workers=None):
         headers = list(pool.map(_audio_header, wavs))
     files = pd.DataFrame(headers, columns=["rate", "frames", "error"], index=wavs)
     first = ~manifest["wav"].duplicated()
-    files["declared"] = manifest[first].set_index("wav")["sample_rate"]
     files["order"] = np.arange(len(wavs))
-    rows = manifest[["ID", "wav", "stop"]].join(files, on="wav")
+    # Every row declares its file's rate: the rows of one file may disagree.
+    rows = manifest[["ID", "wav", "stop", "sample_rate"]].rename(
+        columns={"sample_rate": "declared"}).join(files, on="wav")
     readable = rows["error"] == ""
     wrong_rate = readable & (rows["rate"] != rows["declared"])
     # A file's problems in order of its first row, its rows in manifest order.
-    rows = rows[(first & ~readable) | (first & wrong_rate)
+    rows = rows[(first & ~readable) | wrong_rate
                 | (readable & ~wrong_rate & (rows["stop"] > rows["frames"]))]
     problems = [_file_problem(r) for r in rows.sort_values("order", kind="stable").itertuples()]
     expected = (manifest["stop"] - manifest["start"]) / manifest["sample_rate"]

@@ -300,6 +300,17 @@ def test_wrong_sample_rate(corpus):
         validate(manifest)
 
 
+def test_wrong_sample_rate_of_a_later_row_of_the_same_file(corpus):
+    folder, manifest, _ = corpus
+    table = pd.read_csv(manifest)
+    # A second row of spkA_1.wav (16 kHz) that says 8 kHz, its duration at that rate.
+    second = table[table["ID"] == "spkA_1"].assign(ID="spkA_1b", stop=8000, sample_rate=8000)
+    pd.concat([table, second]).to_csv(manifest, index=False)
+    with pytest.raises(ManifestError, match=r"\n  spkA_1b: .*spkA_1.wav is 16000 Hz but the "
+                                            r"manifest says 8000 Hz"):
+        validate(manifest)
+
+
 def test_sample_rate_defaults_to_16k(corpus):
     folder, manifest, _ = corpus
     table = pd.read_csv(manifest)
