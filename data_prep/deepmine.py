@@ -253,20 +253,21 @@ def _shown(number, fields):
 
 
 def _read_train_labels(path):
-    """The task (1 or 2) and ``(file, speaker, phrase or None)`` of each training file."""
+    """The task (1 or 2) and ``(file, speaker, phrase or None)`` of each training file, once."""
     lines = _lines(path, fix="use docs/train_labels.txt as extracted")
     first, fields = lines[0]
     task = 1 if len(fields) == 3 else 2
-    train, bad = [], []
+    train, bad, listed = [], [], set()
     for number, fields in lines:
         if len(fields) == len(TRAIN_FORM[task].split()) and (
-                task == 2 or PHRASE.match(fields[2])):
+                task == 2 or PHRASE.match(fields[2])) and fields[0] not in listed:
             train.append((fields[0], fields[1], fields[2] if task == 1 else None))
+            listed.add(fields[0])
         else:
             bad.append(_shown(number, fields))
     if bad:
         fail(path, f"lines not of the form '{TRAIN_FORM[task]}' (task {task}, as line "
-             f"{first}) with phrase-id 01 to 10", rows=bad,
+             f"{first}) with phrase-id 01 to 10, or files listed twice", rows=bad,
              fix="use docs/train_labels.txt as extracted; " + SEPARATE_TASKS)
     return task, train
 

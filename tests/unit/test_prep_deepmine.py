@@ -338,6 +338,10 @@ def _unknown_phrase(task1, tmp_path):
     _append(task1 / "docs" / "train_labels.txt", "trn_000007 spk_000004 11\n")
 
 
+def _train_file_listed_twice(task1, tmp_path):
+    _append(task1 / "docs" / "train_labels.txt", "trn_000001 spk_000009 05\n")
+
+
 def _task2_enrolment_line(task1, tmp_path):
     _append(task1 / "docs" / "model_enrollment.txt", "model_00002 enr_188426\n")
 
@@ -387,6 +391,8 @@ def _channel_of_unknown_file(task1, tmp_path):
     (_malformed_train_line, r"train_labels.txt: lines not of the form 'train-file-id "
                             r"speaker-id phrase-id' .*\n  line 8: trn_000007 spk_000004\n"),
     (_unknown_phrase, r"train_labels.txt: lines not .*\n  line 8: trn_000007 spk_000004 11"),
+    (_train_file_listed_twice, r"train_labels.txt: lines not .*, or files listed twice\n"
+                               r"  line 8: trn_000001 spk_000009 05\n"),
     (_task2_enrolment_line, r"model_enrollment.txt: lines not of the form 'model-id "
                             r"phrase-id .*\n  line 4: model_00002 enr_188426\n"),
     (_tasks_mixed, r"model_enrollment.txt: is task 2's .*/train_labels.txt is task 1's"),
