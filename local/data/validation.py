@@ -237,6 +237,12 @@ def validate(manifest_path, trials_path=None, enrolment_path=None, check_audio=T
         if unknown:
             fail(enrolment_path, f"utterances not in {manifest_path}", rows=unknown,
                   fix="prepare the enrolment utterances into the same manifest")
+        # Scoring reads such a trial side as the model, the label check as the utterance.
+        clash = [m for m, utts in models.items() if m in known and utts != [m]]
+        if clash:
+            fail(enrolment_path, f"models named like other utterances of {manifest_path}",
+                 rows=clash, fix="rename these models (e.g. model_<ID>) in the enrolment table "
+                                 "and the trial list")
     scored = manifest
     if trials_path:
         trials, lines, sides = read_numbered_trials(trials_path)

@@ -401,6 +401,20 @@ def test_an_enrolment_model_listed_twice_is_refused_not_overwritten(corpus):
         validate(manifest, folder / "t.txt", enrolment)
 
 
+def test_an_enrolment_model_named_like_another_utterance_is_refused(corpus):
+    folder, manifest, _ = corpus
+    enrolment = folder / "enrol.csv"
+    # Trial 1 scores spkB's model against spkA_2, which the label check took for spkA_1.
+    write_enrolment([{"model_id": "spkA_1", "utt_ids": ["spkB_1", "spkB_2"]}], enrolment)
+    write_trials([(1, "spkA_1", "spkA_2"), (0, "spkA_1", "spkB_1")], folder / "t.txt")
+    with pytest.raises(ManifestError, match=r"enrol.csv: models named like other utterances "
+                                            r"of .*m.csv\n  spkA_1\nFix: rename these models"):
+        validate(manifest, folder / "t.txt", enrolment)
+    # A model of the one utterance it is named after is that utterance.
+    write_enrolment([{"model_id": "spkA_1", "utt_ids": ["spkA_1"]}], enrolment)
+    validate(manifest, folder / "t.txt", enrolment)
+
+
 def test_skip_marker(tmp_path):
     out = tmp_path / "a.csv"
     assert not skip_if_prepared(tmp_path, [out], {"seed": 1})
