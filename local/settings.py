@@ -337,20 +337,15 @@ def check_trainable(hparams_file, overrides, condition):
         Naming the option and a value that trains.
     """
     hparams = plain_values(hparams_file, overrides)
-    for key in ("number_of_epochs", "batch_size"):
+    # eval_batch_size is read only when whole utterances are embedded: for the
+    # pseudo-labels after an epoch, for verification after training.
+    for key, fault in (("number_of_epochs", "trains nothing"), ("batch_size", "trains nothing"),
+                       ("eval_batch_size", "embeds no target or evaluation audio")):
         value = hparams[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            fail(hparams_file, f"--{key}={value} trains nothing",
+            fail(hparams_file, f"--{key}={value} {fault}",
                  fix=f"pass an integer of at least 1, such as --{key}="
                      f"{plain_values(hparams_file)[key] or 1}")
-    # Read only when embedding whole utterances: for pseudo-labels, after an
-    # epoch, and for verification, after training.
-    value = hparams["eval_batch_size"]
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        fail(hparams_file, f"--eval_batch_size={value} is not a number of utterances a batch, "
-                           "which the embedding of the target and evaluation audio needs",
-             fix="pass an integer of at least 1, such as --eval_batch_size="
-                 f"{plain_values(hparams_file)['eval_batch_size']}")
     shortest = hparams["min_embed_seconds"]
     if not hparams["crop_seconds"] >= shortest:
         fail(hparams_file, f"--crop_seconds={hparams['crop_seconds']} is shorter than the "
