@@ -1,6 +1,7 @@
 """Runs that survive faults: a second run into a folder, a damaged checkpoint, other settings."""
 
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -161,3 +162,14 @@ def test_run_killed_at_any_moment_resumes_to_the_same_result(demo_corpus, tmp_pa
         assert (killed / "verification" / name).read_bytes() == \
             (whole / "verification" / name).read_bytes(), name
     assert logged(killed, "loss")[-1] == logged(whole, "loss")[-1]
+
+
+def test_evaluate_on_other_data_files_leaves_the_runs_provenance(demo_corpus, run, tmp_path):
+    provenance = (run / "provenance.json").read_bytes()
+    data = tmp_path / "data"  # the same corpus, prepared, under another path
+    shutil.copytree(os.path.dirname(demo_corpus["eval"]), data)
+    evaluate.main([*argv(demo_corpus, run, *ONE_EPOCH), f"--data_folder={data}"])
+    assert (run / "provenance.json").read_bytes() == provenance
+    with open(run / "evaluate_provenance.json") as saved:
+        record = json.load(saved)
+    assert record["data"]["evaluation/target/trials"]["path"] == str(data / "trials_target.txt")
