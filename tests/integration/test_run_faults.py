@@ -9,11 +9,13 @@ import signal
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 import yaml
 
 import evaluate
 from local.errors import ManifestError
+from local.evaluation import verification
 from local.model.checkpoints import STAGING
 from tests.integration.test_train_dann import TINY, logged, train
 from tests.unit.test_run_folder import holding_process
@@ -173,3 +175,32 @@ def test_evaluate_on_other_data_files_leaves_the_runs_provenance(demo_corpus, ru
     with open(run / "evaluate_provenance.json") as saved:
         record = json.load(saved)
     assert record["data"]["evaluation/target/trials"]["path"] == str(data / "trials_target.txt")
+
+
+def test_second_evaluation_replaces_the_whole_report(demo_corpus, run):
+    evaluate.main(argv(demo_corpus, run, *ONE_EPOCH, "--score_norm=snorm", "--cohort_size=50"))
+    assert (run / "verification" / "target_snorm" / "scores.txt").is_file()
+    evaluate.main(argv(demo_corpus, run, *ONE_EPOCH))
+    report = run / "verification"
+    systems = pd.read_csv(report / "summary.csv")["system"]
+    # No folder of a system this evaluation did not score.
+    assert sorted(path.name for path in report.iterdir() if path.is_dir()) == sorted(systems)
+    assert sorted(path.name for path in run.iterdir() if path.name.startswith("verification")) \
+        == ["verification"]
+
+
+def test_interrupted_evaluation_leaves_the_report_before_it(demo_corpus, run, monkeypatch):
+    before = contents(run / "verification")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    # After every system's score file and table, before the figure and the summary.
+    monkeypatch.setattr(verification, "plot_det", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate.main(argv(demo_corpus, run, *ONE_EPOCH, "--score_norm=snorm",
+                           "--cohort_size=50"))
+    assert contents(run / "verification") == before
+    monkeypatch.undo()
+    evaluate.main(argv(demo_corpus, run, *ONE_EPOCH, "--score_norm=snorm", "--cohort_size=50"))
+    assert "target_snorm" in set(pd.read_csv(run / "verification" / "summary.csv")["system"])
