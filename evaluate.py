@@ -16,8 +16,9 @@ back-end adaptation when these are set. Any trial list in the manifest schema ca
 be scored by overriding the condition's ``evaluation`` entry. Settings that
 the trained weights depend on must be the run's (``--allow_changed`` accepts
 a difference); the evaluation's own are written to
-``<output_folder>/evaluate_hyperparams.yaml``, and the run's ``hyperparams.yaml``
-is left as it is.
+``<output_folder>/evaluate_hyperparams.yaml`` (its data files' hashes to
+``evaluate_provenance.json``), and the run's ``hyperparams.yaml`` and
+``provenance.json`` are left as they are.
 """
 
 from local.environment import check_installation

@@ -135,7 +135,8 @@ def prepare_experiment(argv=None, training=True, create_folder=sb.create_experim
     training : bool
         True for a training run, whose settings become the run's
         (``hyperparams.yaml``); False for an evaluation of a trained run,
-        which needs a checkpoint and writes its own (``evaluate_hyperparams.yaml``).
+        which needs a checkpoint and writes its own (``evaluate_hyperparams.yaml``,
+        ``evaluate_provenance.json``).
     create_folder : callable
         ``create_folder(output_folder)``: a call of
         ``speechbrain.create_experiment_directory``, which copies the file of
@@ -170,11 +171,11 @@ def prepare_experiment(argv=None, training=True, create_folder=sb.create_experim
         hold_run_folder(hparams["output_folder"])
         accept_settings(hparams, run_settings(hparams_file, overrides), training)
     create_folder(hparams["output_folder"])
+    prefix = "" if training else "evaluate_"
     sb.utils.distributed.main_process_only(save_settings)(
-        hparams_file, overrides, condition_file, hparams["output_folder"],
-        "" if training else "evaluate_")
+        hparams_file, overrides, condition_file, hparams["output_folder"], prefix)
     sb.utils.distributed.main_process_only(write_provenance)(
-        condition, hparams["output_folder"], RECIPE_FOLDER)
+        condition, hparams["output_folder"], RECIPE_FOLDER, prefix)
 
     device = run_opts.get("device") or sb.utils.distributed.infer_device()
     data = dataio_prep(hparams, condition, device)

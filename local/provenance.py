@@ -90,7 +90,7 @@ def condition_files(condition):
     return files
 
 
-def write_provenance(condition, output_folder, code_folder):
+def write_provenance(condition, output_folder, code_folder, prefix=""):
     """Write ``provenance.json``: each data file's path and hash, and the code version.
 
     Arguments
@@ -101,6 +101,9 @@ def write_provenance(condition, output_folder, code_folder):
         The run's results folder.
     code_folder : str
         The recipe's folder, whose git commit is recorded.
+    prefix : str
+        Of the file name: ``""`` for the training run's own, ``"evaluate_"``
+        for an evaluation's, which leaves the run's untouched.
 
     Returns
     -------
@@ -128,6 +131,7 @@ def write_provenance(condition, output_folder, code_folder):
         "data": {role: {"path": os.path.abspath(path), "sha256": file_sha256(path)}
                  for role, path in condition_files(condition).items()},
     }
-    with open(os.path.join(output_folder, "provenance.json"), "w", encoding="utf-8") as out:
+    with open(os.path.join(output_folder, f"{prefix}provenance.json"), "w",
+              encoding="utf-8") as out:
         json.dump(record, out, indent=1)
     return record

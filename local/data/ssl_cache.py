@@ -28,6 +28,7 @@ The cache is for small corpora (hours of audio; wavlm-base-plus needs about
 import json
 import math
 import os
+import socket
 from urllib.parse import quote
 
 import numpy as np
@@ -118,6 +119,32 @@ def cache_path(folder, utt_id, key):
     return os.path.join(folder, f"{quote(utt_id, safe='')}.{key}.npy")
 
 
+def partial_path(path):
+    """The file that this process writes ``path`` into before renaming it to ``path``.
+
+    Runs of several seeds share a cache folder: each writes under a name of
+    its own (its host and process ID), so that no run renames away, or
+    reads, a file that another is still writing.
+
+    Arguments
+    ---------
+    path : str
+        A file of the cache.
+
+    Returns
+    -------
+    str
+        ``<path>.<host>-<PID>.partial``.
+
+    Example
+    -------
+    >>> partial_path("cache/u1.0123abcd.npy") == (
+    ...     f"cache/u1.0123abcd.npy.{socket.gethostname()}-{os.getpid()}.partial")
+    True
+    """
+    return f"{path}.{socket.gethostname()}-{os.getpid()}.partial"
+
+
 def cache_paths(folder, dataset):
     """``{ID: cache file}`` of every item of a manifest dataset (:func:`cache_path`).
 
@@ -142,7 +169,8 @@ def cache_hidden_states(frontend, dataset, folder, device="cpu"):
 
     Each utterance runs alone through the SSL model, so that no padding
     reaches it. ``folder/cache_info.json`` records the SSL model and its frame
-    geometry; a folder written for another model is refused.
+    geometry; a folder written for another model is refused. Several runs may
+    fill one folder at once (:func:`partial_path`).
 
     Arguments
     ---------
@@ -181,8 +209,10 @@ def cache_hidden_states(frontend, dataset, folder, device="cpu"):
                 "another one."
             )
     else:
-        with open(info_path, "w", encoding="utf-8") as fout:
+        partial = partial_path(info_path)
+        with open(partial, "w", encoding="utf-8") as fout:
             json.dump(info, fout)
+        os.replace(partial, info_path)
     paths = cache_paths(folder, dataset)
     missing = [i for i, utt in enumerate(dataset.data_ids) if not os.path.isfile(paths[utt])]
     frontend.to(device).eval()
@@ -193,8 +223,9 @@ def cache_hidden_states(frontend, dataset, folder, device="cpu"):
             array = states.transpose(0, 1).to(torch.float16).cpu().numpy()
             # Written under another name first: an interrupted run leaves no
             # truncated file that a later one would take for a cached utterance.
-            partial = paths[item["id"]] + ".partial.npy"
-            np.save(partial, array)
+            partial = partial_path(paths[item["id"]])
+            with open(partial, "wb") as fout:
+                np.save(fout, array)
             os.replace(partial, paths[item["id"]])
     return info
 

@@ -7,6 +7,7 @@
 import json
 import logging
 import os
+import socket
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -109,10 +110,13 @@ def _stamp_path(manifest_path):
 def _write_stamp(manifest_path, digest):
     """Record that the manifest whose SHA-256 is ``digest`` passed :func:`check_manifest_audio`."""
     stamp = _stamp_path(manifest_path)
+    # Under a name of this process's own first: runs started at once (several
+    # seeds) neither read half a stamp nor rename away one another's.
+    partial = f"{stamp}.{socket.gethostname()}-{os.getpid()}.tmp"
     try:
-        with open(f"{stamp}.tmp", "w", encoding="utf-8") as out:
+        with open(partial, "w", encoding="utf-8") as out:
             json.dump({"manifest_sha256": digest}, out)
-        os.replace(f"{stamp}.tmp", stamp)  # concurrent runs never read half a stamp
+        os.replace(partial, stamp)
     except OSError as err:
         logger.warning("%s: could not record the passed audio check (%s); the next run "
                        "checks the audio again", manifest_path, err)

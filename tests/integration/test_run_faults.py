@@ -1,6 +1,7 @@
 """Runs that survive faults: a second run into a folder, a damaged checkpoint, other settings."""
 
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -8,11 +9,13 @@ import signal
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 import yaml
 
 import evaluate
 from local.errors import ManifestError
+from local.evaluation import verification
 from local.model.checkpoints import STAGING
 from tests.integration.test_train_dann import TINY, logged, train
 from tests.unit.test_run_folder import holding_process
@@ -161,3 +164,43 @@ def test_run_killed_at_any_moment_resumes_to_the_same_result(demo_corpus, tmp_pa
         assert (killed / "verification" / name).read_bytes() == \
             (whole / "verification" / name).read_bytes(), name
     assert logged(killed, "loss")[-1] == logged(whole, "loss")[-1]
+
+
+def test_evaluate_on_other_data_files_leaves_the_runs_provenance(demo_corpus, run, tmp_path):
+    provenance = (run / "provenance.json").read_bytes()
+    data = tmp_path / "data"  # the same corpus, prepared, under another path
+    shutil.copytree(os.path.dirname(demo_corpus["eval"]), data)
+    evaluate.main([*argv(demo_corpus, run, *ONE_EPOCH), f"--data_folder={data}"])
+    assert (run / "provenance.json").read_bytes() == provenance
+    with open(run / "evaluate_provenance.json") as saved:
+        record = json.load(saved)
+    assert record["data"]["evaluation/target/trials"]["path"] == str(data / "trials_target.txt")
+
+
+def test_second_evaluation_replaces_the_whole_report(demo_corpus, run):
+    evaluate.main(argv(demo_corpus, run, *ONE_EPOCH, "--score_norm=snorm", "--cohort_size=50"))
+    assert (run / "verification" / "target_snorm" / "scores.txt").is_file()
+    evaluate.main(argv(demo_corpus, run, *ONE_EPOCH))
+    report = run / "verification"
+    systems = pd.read_csv(report / "summary.csv")["system"]
+    # No folder of a system this evaluation did not score.
+    assert sorted(path.name for path in report.iterdir() if path.is_dir()) == sorted(systems)
+    assert sorted(path.name for path in run.iterdir() if path.name.startswith("verification")) \
+        == ["verification"]
+
+
+def test_interrupted_evaluation_leaves_the_report_before_it(demo_corpus, run, monkeypatch):
+    before = contents(run / "verification")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    # After every system's score file and table, before the figure and the summary.
+    monkeypatch.setattr(verification, "plot_det", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate.main(argv(demo_corpus, run, *ONE_EPOCH, "--score_norm=snorm",
+                           "--cohort_size=50"))
+    assert contents(run / "verification") == before
+    monkeypatch.undo()
+    evaluate.main(argv(demo_corpus, run, *ONE_EPOCH, "--score_norm=snorm", "--cohort_size=50"))
+    assert "target_snorm" in set(pd.read_csv(run / "verification" / "summary.csv")["system"])

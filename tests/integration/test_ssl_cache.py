@@ -3,6 +3,8 @@
 import json
 import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -164,3 +166,42 @@ def test_audio_changed_under_the_same_id_is_cached_again(demo_corpus, tiny_ssl, 
     second, = set(cache.glob("*.npy")) - {first}
     assert np.array_equal(np.load(first), before)  # the earlier file is kept as it was
     assert not np.array_equal(np.load(second), before)
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# Another run filling the cache argv[3] with the hidden states of argv[1] on argv[2]'s first rows.
+OTHER_RUN = ("import sys; from local.data.dataio import add_whole_pipeline, manifest_dataset; "
+             "from local.data.ssl_cache import cache_hidden_states; "
+             "from local.model.ssl_frontend import SSLFrontend; "
+             "data = manifest_dataset(sys.argv[2], check_audio=False); "
+             "data = data.filtered_sorted(select_n=2); add_whole_pipeline(data); "
+             "cache_hidden_states(SSLFrontend(sys.argv[1], sys.argv[4]), data, sys.argv[3])")
+
+
+def test_two_runs_filling_one_cache_at_once(demo_corpus, tiny_ssl, tmp_path, monkeypatch):
+    """Runs of several seeds share the default ssl_features_folder: another run may
+    write the whole cache while this one writes a file of it."""
+    dataset = whole_dataset(demo_corpus["source_train"], rows=2)
+    frontend = SSLFrontend(tiny_ssl["wavlm"], str(tmp_path / "hub"))
+    other_runs = []
+
+    def interleaved(write):
+        def written(*args, **kwargs):
+            write(*args, **kwargs)
+            if not other_runs:  # this run's file not yet complete
+                other_runs.append(subprocess.run(
+                    [sys.executable, "-c", OTHER_RUN, tiny_ssl["wavlm"],
+                     demo_corpus["source_train"], str(folder), str(tmp_path / "hub")],
+                    cwd=ROOT, capture_output=True, text=True))
+        return written
+
+    for module, function in ((np, "save"), (json, "dump")):
+        folder = tmp_path / function
+        with monkeypatch.context() as patch:
+            patch.setattr(module, function, interleaved(getattr(module, function)))
+            cache_hidden_states(frontend, dataset, str(folder))
+        other, = other_runs
+        assert other.returncode == 0, other.stderr[-3000:]
+        assert sorted(os.listdir(folder)) == sorted(
+            [INFO_FILE, *map(os.path.basename, cache_paths(str(folder), dataset).values())])
+        other_runs.clear()

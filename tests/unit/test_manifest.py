@@ -1,7 +1,10 @@
 """The manifest schema and its validator, each bad input with its message."""
 
 import json
+import logging
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -24,6 +27,7 @@ from local.data.validation import check_manifest_audio, check_manifest_audio_onc
 from local.errors import ManifestError, fail
 from local.provenance import file_sha256
 
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 @pytest.fixture
 def corpus(tmp_path):
@@ -272,6 +276,33 @@ def test_passed_audio_check_is_stamped_per_manifest_version(corpus):
     table.to_csv(manifest, index=False)
     with pytest.raises(ManifestError, match="spkB_2: .*audio file does not exist"):
         check_manifest_audio_once(manifest)
+
+
+
+def test_audio_check_stamped_by_two_runs_at_once(corpus, monkeypatch, caplog):
+    """Runs of several seeds check the same manifests when they start: another run
+    may stamp the manifest while this one writes its stamp."""
+    folder, manifest, _ = corpus
+    other_runs = []
+    dump = json.dump
+
+    def interleaved(*args, **kwargs):
+        dump(*args, **kwargs)
+        if not other_runs:  # this run's stamp not yet in place
+            other_runs.append(subprocess.run(
+                [sys.executable, "-c", "import sys; from local.data.validation import "
+                 "check_manifest_audio_once; check_manifest_audio_once(sys.argv[1])",
+                 str(manifest)], cwd=ROOT, capture_output=True, text=True))
+
+    monkeypatch.setattr(json, "dump", interleaved)
+    with caplog.at_level(logging.WARNING):
+        assert check_manifest_audio_once(manifest)
+    other, = other_runs
+    assert other.returncode == 0, other.stderr
+    assert "could not record" not in caplog.text
+    with open(f"{manifest}.audio_ok") as saved:
+        assert json.load(saved) == {"manifest_sha256": file_sha256(manifest)}
+    assert [name for name in os.listdir(folder) if name.startswith("m.csv.")] == ["m.csv.audio_ok"]
 
 
 def test_failed_audio_check_is_not_stamped(corpus):
