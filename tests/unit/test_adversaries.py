@@ -124,3 +124,43 @@ def test_margin_softmax_losses_are_the_formulas(kind, margin_of):
     assert float(loss) == pytest.approx(np.mean(direct), rel=1e-5)
 
 
+
+
+def test_items_are_every_frame_of_every_crop_each_with_its_crop_speaker():
+    # Two source crops then two target crops, three frames each.
+    features = torch.arange(4 * 3 * 2, dtype=torch.float32).reshape(4, 3, 2)
+    items = DomainItems.of(features, torch.tensor([7, 5]))
+    assert items.n_source == 6
+    assert items.speakers.tolist() == [7, 7, 7, 5, 5, 5]
+    for row in range(12):
+        assert torch.equal(items.features[row], features[row // 3, row % 3])
+
+
+@pytest.mark.parametrize("adversary", ADVERSARIES)
+def test_logged_domain_accuracy_counts_the_items_the_discriminator_places_right(adversary):
+    logits = LOGITS.clone()
+    logits[4, :2] = torch.tensor([-0.2, 0.7])  # four of the six items placed right
+    logits = logits if adversary == "auxiliary_classifier" else logits[:, :2]
+    weights = torch.eye(logits.shape[1])  # a linear discriminator that outputs its input
+    discriminator = torch.nn.Linear(logits.shape[1], logits.shape[1], bias=False)
+    with torch.no_grad():
+        discriminator.weight.copy_(weights)
+    items = DomainItems(logits.clone(), 3, SPEAKERS)
+    _, log = make_adversary(adversary).encoder_loss(discriminator, items, 0.5)
+    domains = np.array([0, 0, 0, 1, 1, 1])
+    predicted = logits[:, :2].numpy().argmax(axis=1)
+    assert np.mean(predicted == domains) == pytest.approx(4 / 6)
+    assert float(log["domain_accuracy"]) == pytest.approx(np.mean(predicted == domains))
+    assert float(log["domain_loss"]) == pytest.approx(
+        float(make_adversary(adversary).discriminator_loss(logits, ITEMS)))
+
+
+@pytest.mark.parametrize("adversary", ADVERSARIES)
+@pytest.mark.parametrize("disc_steps", [1, 3])
+def test_the_discriminator_is_updated_disc_steps_times_per_step(adversary, disc_steps):
+    played = make_adversary(adversary, disc_steps=disc_steps)
+    # Gradient reversal's first update is the joint loss's, the others follow it;
+    # a GAN's all come before the encoder's loss.
+    joint = 1 if adversary == "grl" else 0
+    assert played.updates_before + joint + played.updates_after == disc_steps
+    assert played.updates_before == (0 if adversary == "grl" else disc_steps)

@@ -67,3 +67,30 @@ def test_norms_do_not_count_only_directions(batches, loss_fn):
 def test_mmd_of_a_collapsed_batch_is_zero():
     same = torch.ones(4, 3)
     assert float(mmd_loss(same, same)) == 0.0
+
+
+def test_mmd_gradient_holds_the_kernel_bandwidth_constant(batches):
+    """The median distance that sets the bandwidths is a constant for the gradient."""
+    source, target = batches
+    moved = torch.from_numpy(target).requires_grad_()
+    mmd_loss(torch.from_numpy(source), moved).backward()
+
+    units = unit(np.concatenate([source, target]))
+    squared = ((units[:, None] - units[None]) ** 2).sum(-1)
+    median = np.median(squared[~np.eye(len(units), dtype=bool)])
+
+    def fixed_bandwidth_mmd(target_rows):
+        joint = np.concatenate([unit(source), unit(target_rows)])
+        d2 = ((joint[:, None] - joint[None]) ** 2).sum(-1)
+        kernel = sum(np.exp(-d2 / (f * median)) for f in (0.25, 0.5, 1.0, 2.0, 4.0))
+        n = len(source)
+        return kernel[:n, :n].mean() + kernel[n:, n:].mean() - 2 * kernel[:n, n:].mean()
+
+    # Central differences at every coordinate: the median's pair of items is among them.
+    step, numeric = 1e-6, np.zeros_like(target)
+    for index in np.ndindex(*target.shape):
+        up, down = target.copy(), target.copy()
+        up[index] += step
+        down[index] -= step
+        numeric[index] = (fixed_bandwidth_mmd(up) - fixed_bandwidth_mmd(down)) / (2 * step)
+    np.testing.assert_allclose(moved.grad.numpy(), numeric, rtol=1e-5, atol=1e-9)

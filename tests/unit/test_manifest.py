@@ -74,6 +74,16 @@ def test_chunks_cover_the_utterance_without_overlap():
     assert chunk_rows(row, 10.0) == [row]
 
 
+def test_chunks_of_a_segment_fill_it_exactly_from_its_start():
+    # A segment of exactly three chunks that does not start at the file's first sample.
+    row = {"ID": "u", "duration": 3.0, "wav": "u.wav", "start": 8000, "stop": 56000,
+           "spk_id": "s", "domain": "d", "sample_rate": 16000}
+    chunks = chunk_rows(row, 1.0)
+    assert [(c["start"], c["stop"]) for c in chunks] == [
+        (8000, 24000), (24000, 40000), (40000, 56000)]
+    assert [c["ID"] for c in chunks] == ["u_8000_24000", "u_24000_40000", "u_40000_56000"]
+
+
 def test_missing_manifest(tmp_path):
     with pytest.raises(ManifestError, match="manifest does not exist.*\n.*data preparation"):
         validate(tmp_path / "none.csv")

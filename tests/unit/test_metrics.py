@@ -13,6 +13,7 @@ from local.evaluation.metrics import (
     compute_metrics,
     dcf_name,
     eer,
+    eer_threshold,
     error_rates,
     min_dcf,
 )
@@ -137,6 +138,17 @@ def test_known_values(case, expected_eer):
     assert eer(scores, labels) == pytest.approx(expected_eer)
 
 
+def test_of_equally_close_operating_points_the_lowest_threshold_gives_the_eer():
+    # (p_miss, p_fa) = (1/2, 2/3) after the second score and (1/2, 1/3) after
+    # the third: both 1/6 apart. SpeechBrain's float32 rates make the second
+    # look closer; exact counts keep the first.
+    scores, labels = [1.0, 2.0, 3.0, 4.0, 5.0], [0, 1, 0, 1, 0]
+    assert brute_eer(brute_force(scores, labels)) == pytest.approx(7 / 12)
+    assert eer(scores, labels) == pytest.approx(7 / 12)
+    assert compute_metrics(scores, labels, dcf=[])["eer"] == pytest.approx(7 / 12)
+    assert eer_threshold(scores, labels) == 2.5
+
+
 def test_a_tie_across_classes_is_never_split():
     # Non-targets 0.2, 0.5; targets 0.5, 0.7, 0.9. No threshold accepts the
     # target at 0.5 without the non-target at 0.5: the best operating points
@@ -178,3 +190,24 @@ def test_bad_input_is_named(scores, labels, message):
 def test_bad_cost_setting_is_named():
     with pytest.raises(ValueError, match="0 < p_target < 1"):
         min_dcf([0.1, 0.2], [0, 1], p_target=1.0)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_eer_threshold_decides_at_the_eer_operating_point(case):
+    scores, labels = CASES[case]
+    scores, labels = np.asarray(scores, float), np.asarray(labels, bool)
+    threshold = eer_threshold(scores, labels)
+    accepted = scores > threshold
+    point = (Fraction(int((~accepted[labels]).sum()), int(labels.sum())),
+             Fraction(int(accepted[~labels].sum()), int((~labels).sum())))
+    points = brute_force(scores, labels)
+    assert point == min(points, key=lambda p: abs(p[1] - p[0]))
+    # Halfway between the scores either side of the cut, or at the edge of the scores.
+    distinct = np.unique(scores)
+    below, above = distinct[distinct <= threshold], distinct[distinct > threshold]
+    if len(below) and len(above):
+        assert threshold == pytest.approx((below[-1] + above[0]) / 2, abs=1e-12)
+    elif len(above):  # every trial accepted: just below the lowest score
+        assert threshold < above[0] and threshold == pytest.approx(above[0], abs=1e-12)
+    else:  # every trial rejected: the highest score
+        assert threshold == distinct[-1]

@@ -265,6 +265,16 @@ def test_the_target_backends_train_on_the_target_pseudo_speakers():
     assert all(len({speakers[i] for i in range(s * 8, s * 8 + 8)}) == 1 for s in range(4))
 
 
+def test_without_the_oracle_the_target_manifest_speakers_change_nothing():
+    rng = np.random.default_rng(0)
+    truth = np.repeat(np.arange(4), 8)
+    target = torch.from_numpy(8 * np.eye(6)[truth] + rng.normal(size=(32, 6))).float()
+    hparams = {"pseudo_labels": PseudoLabels(offset=0, neighbours=5), "seed": 1}
+    clustered = target_pseudo_speakers(hparams, target)
+    # Wrong speakers, one per utterance: taken, they would give 32 pseudo-speakers.
+    assert target_pseudo_speakers(hparams, target, [f"x{i}" for i in range(32)]) == clustered
+
+
 def test_the_oracle_backend_takes_the_target_manifest_speakers():
     rng = np.random.default_rng(0)
     truth = np.repeat(np.arange(4), 8)

@@ -354,3 +354,73 @@ def test_the_speaker_head_grows_with_the_pseudo_speakers_and_a_checkpoint_restor
     assert torch.equal(fresh.weight, weight)
     assert torch.equal(fresh_optimizer.state[fresh.weight]["exp_avg"],
                        optimizer.state[weight]["exp_avg"])
+
+
+def test_the_margin_softmax_takes_the_labelled_target_crops_over_the_current_classes_only():
+    torch.manual_seed(1)
+    pseudo = PseudoLabels(offset=3)
+    head = MarginSoftmaxHead(GrowingClassifier(input_size=4, out_neurons=3),
+                             margin_softmax_loss("am", margin=0.2, scale=10.0), pseudo)
+    head.classifier.grow(8)  # rows of an earlier, larger clustering
+    with torch.no_grad():
+        head.classifier.weight.copy_(torch.randn(8, 4))
+    pseudo.update({"t1": 1, "t3": 0}, n_speakers=2, epoch=2)
+    source, target = torch.randn(2, 1, 4), torch.randn(4, 1, 4)
+    loss, log = head(source, torch.tensor([[0], [2]]), target, ["t0", "t1", "t2", "t3"])
+    # By hand: source crops, then t1 and t3 with rows 3 + label; 3 + 2 classes.
+    rows = np.concatenate([source.squeeze(1).numpy(), target.squeeze(1).numpy()[[1, 3]]])
+    labels = [0, 2, 4, 3]
+    weight = head.classifier.weight.detach().numpy()[:5]
+    cosines = (rows / np.linalg.norm(rows, axis=1, keepdims=True)) @ (
+        weight / np.linalg.norm(weight, axis=1, keepdims=True)).T
+    direct = []
+    for row, label in zip(cosines.astype(np.float64), labels):
+        logits = 10.0 * row
+        logits[label] = 10.0 * (row[label] - 0.2)
+        direct.append(np.log(np.exp(logits).sum()) - logits[label])
+    assert loss.item() == pytest.approx(np.mean(direct), rel=1e-5)
+    assert float(log["pseudo_labelled"]) == 0.5
+
+
+def test_new_pseudo_speakers_start_with_fresh_optimiser_moments():
+    torch.manual_seed(0)
+    pseudo = PseudoLabels(offset=3)
+    head = MarginSoftmaxHead(GrowingClassifier(input_size=4, out_neurons=3),
+                             margin_softmax_loss(), pseudo)
+    optimizer = torch.optim.Adam(head.parameters(), lr=0.1)
+    weight = head.classifier.weight
+    centroids = torch.nn.functional.normalize(torch.randn(4, 4), dim=-1)
+    pseudo.update({f"t{i}": i for i in range(4)}, n_speakers=4, epoch=1)
+    head.start_pseudo_speakers(centroids, optimizer)
+    loss, _ = head(torch.randn(2, 1, 4), torch.tensor([[0], [2]]), torch.randn(4, 1, 4),
+                   ["t0", "t1", "t2", "t3"])
+    loss.backward()
+    optimizer.step()
+    moments = {key: m.clone() for key, m in optimizer.state[weight].items() if m.dim()}
+    assert all(m[3:7].abs().sum() > 0 for m in moments.values())
+    pseudo.update({"t0": 0, "t1": 1, "t2": 1}, n_speakers=2, epoch=2)
+    head.start_pseudo_speakers(centroids[:2], optimizer)
+    for key, before in moments.items():
+        after = optimizer.state[weight][key]
+        assert not after[3:5].any()  # the new clustering's rows
+        assert torch.equal(after[:3], before[:3]) and torch.equal(after[5:], before[5:])
+
+
+def test_only_clusters_of_two_or_more_confident_members_become_contiguous_speakers(monkeypatch):
+    rng = np.random.default_rng(0)
+    embeddings = {f"u{i}": torch.from_numpy(rng.normal(size=5)) for i in range(10)}
+    clusters = np.array([0, 0, 0, 1, 1, 2, 2, 3, 3, 3])
+    # Cluster 0: all confident; 1: one confident (dropped); 2: none (dropped);
+    # 3: two confident, the third exactly at the threshold (not above it).
+    silhouettes = np.array([0.9, 0.8, 0.7, 0.9, 0.1, 0.2, 0.0, 0.6, 0.5, 0.3])
+    monkeypatch.setattr(pseudo_labels, "infomap_clusters", lambda *args: clusters)
+    monkeypatch.setattr(pseudo_labels, "simplified_silhouettes", lambda *args: silhouettes)
+    labels, centroids, summary = cluster_pseudo_speakers(embeddings, neighbours=3,
+                                                         min_silhouette=0.3)
+    assert labels == {"u0": 0, "u1": 0, "u2": 0, "u7": 1, "u8": 1}
+    assert summary["kept"] == 0.5 and summary["clusters"] == 4
+    for speaker, members in enumerate([["u0", "u1", "u2"], ["u7", "u8"]]):
+        mean = np.mean([unit.numpy() for unit in (embeddings[u] / embeddings[u].norm()
+                                                  for u in members)], axis=0)
+        np.testing.assert_allclose(centroids[speaker].numpy(), mean / np.linalg.norm(mean),
+                                   atol=1e-6)
