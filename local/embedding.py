@@ -14,6 +14,7 @@ from speechbrain.dataio.batch import PaddedBatch
 from tqdm import tqdm
 
 from local.data.audio import check_lengths, signal_key
+from local.whole_files import written_whole
 
 
 def length_sorted_batches(lengths, batch_size):
@@ -202,9 +203,9 @@ def compute_embeddings(embed, dataset, batch_size=16, device="cpu", cache_path=N
         vectors = embed(batch.sig.data, batch.sig.lengths).squeeze(1).cpu()
         embeddings.update(zip(batch.id, vectors))
     if cache_path:
-        # Under another name first: an interrupted run leaves no truncated cache.
-        torch.save(embeddings, f"{cache_path}.partial")
-        os.replace(f"{cache_path}.partial", cache_path)
+        # An interrupted run leaves no truncated cache.
+        with written_whole(cache_path, "wb") as out:
+            torch.save(embeddings, out)
     return embeddings
 
 

@@ -40,6 +40,7 @@ from local.settings import (
     plain_values,
     run_settings,
 )
+from local.whole_files import written_whole
 
 
 def dataio_prep(hparams, condition, device="cpu"):
@@ -205,7 +206,8 @@ def save_settings(hparams_file, overrides, condition_file, folder, prefix=""):
         for an evaluation's, which leaves the run's untouched.
     """
     resolved = resolve_references(model_text(hparams_file), overrides).getvalue()
-    with open(os.path.join(folder, f"{prefix}hyperparams.yaml"), "w", encoding="utf-8") as out:
+    with written_whole(os.path.join(folder, f"{prefix}hyperparams.yaml"),
+                       encoding="utf-8") as out:
         out.write(f"# {os.path.abspath(hparams_file)} on its bases, with the run's overrides\n"
                   f"# yamllint disable\n{resolved}")
     shutil.copy(condition_file, os.path.join(folder, f"{prefix}condition.yaml"))

@@ -5,6 +5,8 @@ import json
 import os
 import subprocess
 
+from local.whole_files import written_whole
+
 
 def file_sha256(path):
     """SHA-256 of a file's bytes, read in 1 MiB blocks.
@@ -131,7 +133,7 @@ def write_provenance(condition, output_folder, code_folder, prefix=""):
         "data": {role: {"path": os.path.abspath(path), "sha256": file_sha256(path)}
                  for role, path in condition_files(condition).items()},
     }
-    with open(os.path.join(output_folder, f"{prefix}provenance.json"), "w",
-              encoding="utf-8") as out:
+    with written_whole(os.path.join(output_folder, f"{prefix}provenance.json"),
+                       encoding="utf-8") as out:
         json.dump(record, out, indent=1)
     return record

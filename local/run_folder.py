@@ -26,6 +26,7 @@ import os
 import socket
 
 from local.errors import fail
+from local.whole_files import written_whole
 
 logger = logging.getLogger(__name__)
 
@@ -184,9 +185,8 @@ def record_settings(save_folder, settings):
     """
     os.makedirs(save_folder, exist_ok=True)
     path = os.path.join(save_folder, SETTINGS_RECORD)
-    with open(f"{path}.new", "w", encoding="utf-8") as record:
+    with written_whole(path, encoding="utf-8") as record:
         json.dump(settings, record, indent=1)
-    os.replace(f"{path}.new", path)
 
 
 def changed_settings(recorded, settings, allowed, record_path):

@@ -28,7 +28,6 @@ The cache is for small corpora (hours of audio; wavlm-base-plus needs about
 import json
 import math
 import os
-import socket
 from urllib.parse import quote
 
 import numpy as np
@@ -38,6 +37,7 @@ from tqdm import tqdm
 
 from local.data.audio import signal_key
 from local.data.schema import SAMPLE_RATE
+from local.whole_files import written_whole
 
 INFO_FILE = "cache_info.json"
 
@@ -119,32 +119,6 @@ def cache_path(folder, utt_id, key):
     return os.path.join(folder, f"{quote(utt_id, safe='')}.{key}.npy")
 
 
-def partial_path(path):
-    """The file that this process writes ``path`` into before renaming it to ``path``.
-
-    Runs of several seeds share a cache folder: each writes under a name of
-    its own (its host and process ID), so that no run renames away, or
-    reads, a file that another is still writing.
-
-    Arguments
-    ---------
-    path : str
-        A file of the cache.
-
-    Returns
-    -------
-    str
-        ``<path>.<host>-<PID>.partial``.
-
-    Example
-    -------
-    >>> partial_path("cache/u1.0123abcd.npy") == (
-    ...     f"cache/u1.0123abcd.npy.{socket.gethostname()}-{os.getpid()}.partial")
-    True
-    """
-    return f"{path}.{socket.gethostname()}-{os.getpid()}.partial"
-
-
 def cache_paths(folder, dataset):
     """``{ID: cache file}`` of every item of a manifest dataset (:func:`cache_path`).
 
@@ -170,7 +144,7 @@ def cache_hidden_states(frontend, dataset, folder, device="cpu"):
     Each utterance runs alone through the SSL model, so that no padding
     reaches it. ``folder/cache_info.json`` records the SSL model and its frame
     geometry; a folder written for another model is refused. Several runs may
-    fill one folder at once (:func:`partial_path`).
+    fill one folder at once (:mod:`local.whole_files`).
 
     Arguments
     ---------
@@ -209,10 +183,8 @@ def cache_hidden_states(frontend, dataset, folder, device="cpu"):
                 "another one."
             )
     else:
-        partial = partial_path(info_path)
-        with open(partial, "w", encoding="utf-8") as fout:
+        with written_whole(info_path, encoding="utf-8") as fout:
             json.dump(info, fout)
-        os.replace(partial, info_path)
     paths = cache_paths(folder, dataset)
     missing = [i for i, utt in enumerate(dataset.data_ids) if not os.path.isfile(paths[utt])]
     frontend.to(device).eval()
@@ -221,12 +193,10 @@ def cache_hidden_states(frontend, dataset, folder, device="cpu"):
             item = dataset[index]
             states = frontend.hidden_states(item["sig"].unsqueeze(0).to(device))[:, 0]
             array = states.transpose(0, 1).to(torch.float16).cpu().numpy()
-            # Written under another name first: an interrupted run leaves no
-            # truncated file that a later one would take for a cached utterance.
-            partial = partial_path(paths[item["id"]])
-            with open(partial, "wb") as fout:
+            # An interrupted run leaves no truncated file that a later one
+            # would take for a cached utterance.
+            with written_whole(paths[item["id"]], "wb") as fout:
                 np.save(fout, array)
-            os.replace(partial, paths[item["id"]])
     return info
 
 

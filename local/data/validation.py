@@ -7,7 +7,6 @@
 import json
 import logging
 import os
-import socket
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -23,6 +22,7 @@ from local.data.manifest_io import (
 from local.data.schema import DURATION_TOLERANCE_S, audio_info
 from local.errors import ManifestError, fail
 from local.provenance import file_sha256
+from local.whole_files import written_whole
 
 logger = logging.getLogger(__name__)
 
@@ -110,13 +110,10 @@ def _stamp_path(manifest_path):
 def _write_stamp(manifest_path, digest):
     """Record that the manifest whose SHA-256 is ``digest`` passed :func:`check_manifest_audio`."""
     stamp = _stamp_path(manifest_path)
-    # Under a name of this process's own first: runs started at once (several
-    # seeds) neither read half a stamp nor rename away one another's.
-    partial = f"{stamp}.{socket.gethostname()}-{os.getpid()}.tmp"
     try:
-        with open(partial, "w", encoding="utf-8") as out:
+        # Runs started at once (several seeds) stamp the same manifest.
+        with written_whole(stamp, encoding="utf-8") as out:
             json.dump({"manifest_sha256": digest}, out)
-        os.replace(partial, stamp)
     except OSError as err:
         logger.warning("%s: could not record the passed audio check (%s); the next run "
                        "checks the audio again", manifest_path, err)
