@@ -187,17 +187,37 @@ def clustering_view(vectors, whiten_ridge=None):
                                                           dim=-1), whiten_ridge)
 
 
-def difficulty(units, speakers, pairs=200_000, seed=0):
-    """Cosine EER (%) of random same- and different-speaker pairs of unit vectors."""
-    from local.evaluation.metrics import eer
+def random_pairs(speakers, pairs, rng):
+    """``pairs`` random utterances, each with a random one of its speaker and a random other.
 
-    rng = np.random.default_rng(seed)
-    first = rng.integers(0, len(units), pairs)
+    Arguments
+    ---------
+    speakers : numpy.ndarray
+        The speaker of each utterance.
+    pairs : int
+        How many.
+    rng : numpy.random.Generator
+        The draws.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(first, same, other)`` utterance indices; ``same`` may be ``first``
+        itself and ``other`` of the same speaker: the caller drops those.
+    """
+    first = rng.integers(0, len(speakers), pairs)
     order = np.argsort(speakers, kind="stable")
     low = np.searchsorted(speakers[order], speakers[first], "left")
     high = np.searchsorted(speakers[order], speakers[first], "right")
     same = order[low + (rng.random(pairs) * (high - low)).astype(int)]
-    other = rng.integers(0, len(units), pairs)
+    return first, same, rng.integers(0, len(speakers), pairs)
+
+
+def difficulty(units, speakers, pairs=200_000, seed=0):
+    """Cosine EER (%) of random same- and different-speaker pairs of unit vectors."""
+    from local.evaluation.metrics import eer
+
+    first, same, other = random_pairs(speakers, pairs, np.random.default_rng(seed))
     targets = (units[first] * units[same]).sum(1)[first != same]
     nontargets = (units[first] * units[other]).sum(1)[speakers[first] != speakers[other]]
     return 100 * eer(np.concatenate([targets, nontargets]),

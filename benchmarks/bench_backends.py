@@ -1,0 +1,203 @@
+"""The back-ends at the size of real training sets, on simulated embeddings.
+
+Every PLDA back-end trains on up to ``backend_max_utterances`` source and as
+many target training embeddings (``hparams/common.yaml``: 20,000), drawn at
+random when a run has more. A real source or target set has 10^5 to 10^6
+utterances, so this measures what the cap costs and what raising it would
+cost. For each cap given (``--caps``, default the 20,000 of common.yaml and
+10^5), in a fresh subprocess:
+
+- the back-ends' shared training, as a run does it: the source PLDA (LDA to
+  ``lda_dim``, then PLDA) and the target's pseudo-speakers (one clustering
+  with the pseudo-label settings of common.yaml);
+- then each back-end of ``local.evaluation.backends.BACKENDS`` in turn, built
+  as ``verification.build_backends`` builds it, with what it adds to those;
+- for each, scoring 10^6 trials of held-out target speakers, raw and with
+  AS-norm against common.yaml's cohort, and the EER of both.
+
+Wall time, CPU time and the growth of the peak resident memory
+(:mod:`resident`) are given for each step. The embeddings are those of
+``bench_pseudo_labels.simulate`` (192 dimensions, 100 utterances per speaker
+on average, heavy-tailed, sessions, near-duplicate speakers, a domain offset),
+the source and the target drawn with different seeds, so with different
+offsets and session subspaces: two domains. The trial list's utterances are
+20,000 of other target speakers than those the back-ends train on; half of
+its trials are same-speaker pairs.
+
+Run from the repository root (about 10 minutes on 2 CPU cores)::
+
+    .venv/bin/python benchmarks/bench_backends.py [--caps 20000 100000] [--seed 0]
+
+A cap of 10^6 needs ``pseudo_neighbour_search: ivf`` (``--search ivf``):
+the exact neighbour search takes over half an hour there
+(``bench_pseudo_labels.py``).
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from bench_pseudo_labels import random_pairs, simulate
+
+ROOT = os.path.dirname(os.path.abspath(os.path.dirname(__file__)))
+EVALUATION_UTTERANCES = 20_000
+TRIALS = 10**6
+
+
+def split_speakers(speakers, held_out, rng):
+    """Indices of the utterances of whole speakers, about ``held_out`` of them, and of the rest."""
+    order = rng.permutation(np.unique(speakers))
+    counts = np.bincount(speakers)[order]
+    chosen = order[:np.searchsorted(np.cumsum(counts), held_out) + 1]
+    mask = np.isin(speakers, chosen)
+    return np.flatnonzero(mask), np.flatnonzero(~mask)
+
+
+def trial_list(speakers, rng, count=TRIALS):
+    """About ``count`` trials between utterances, half of them same-speaker pairs, none of one
+    utterance with itself."""
+    import pandas as pd
+
+    first, same, other = random_pairs(speakers, count // 2, rng)
+    enrol, test = np.concatenate([first, first]), np.concatenate([same, other])
+    keep = np.concatenate([first != same, speakers[first] != speakers[other]])
+    return pd.DataFrame({"enrol": enrol[keep].astype(str), "test": test[keep].astype(str),
+                         "label": (speakers[enrol] == speakers[test])[keep].astype(int)})
+
+
+class Step:
+    """Wall time, CPU time and peak resident growth of the code in a ``with`` block."""
+
+    def __enter__(self):
+        from resident import peak_resident_mib, reset_peak_resident
+
+        reset_peak_resident()
+        self.base = peak_resident_mib()
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *_):
+        from resident import peak_resident_mib
+
+        self.wall = time.perf_counter() - self.wall
+        self.cpu = time.process_time() - self.cpu
+        self.grown_gb = (peak_resident_mib() - self.base) / 1024
+
+    def row(self, **values):
+        """The step's figures, with ``values``."""
+        return {"seconds": self.wall, "cpu": self.cpu, "grown_gb": self.grown_gb, **values}
+
+
+def measure(cap, seed, search):
+    """Train and score every back-end with ``backend_max_utterances`` at ``cap``; rows of figures."""
+    import torch
+
+    from local.evaluation.backends import BACKENDS, TrainingEmbeddings
+    from local.evaluation.metrics import eer
+    from local.evaluation.scoring import score_trials
+    from local.model.pseudo_labels import PseudoLabels
+    from local.settings import plain_values
+
+    common = plain_values(os.path.join(ROOT, "hparams", "common.yaml"))
+    rng = np.random.default_rng(seed)
+    source, source_speakers = simulate(cap, 2 * seed)
+    target, target_speakers = simulate(cap + EVALUATION_UTTERANCES, 2 * seed + 1)
+    held_out, training = split_speakers(target_speakers, EVALUATION_UTTERANCES, rng)
+    cohort = training[rng.permutation(len(training))[:common["cohort_size"]]]
+    tensors = {"cohort": (torch.from_numpy(target[cohort]), None),
+               "source": (torch.from_numpy(source), source_speakers.astype(str).tolist()),
+               "target": (torch.from_numpy(target[training]), None)}
+    pseudo_labels = PseudoLabels(
+        offset=0, neighbours=common["pseudo_neighbours"], search=search,
+        trials=common["pseudo_infomap_trials"], min_silhouette=common["pseudo_min_silhouette"],
+        whiten=common["pseudo_whiten"], whiten_ridge=common["whiten_ridge"])
+    hparams = {key: common[key] for key in
+               ("lda_dim", "whiten_ridge", "plda_within_scale", "plda_between_scale")}
+    data = TrainingEmbeddings({**hparams, "seed": seed, "pseudo_labels": pseudo_labels},
+                              tensors.get)
+    embeddings = {str(i): torch.from_numpy(target[utt]) for i, utt in enumerate(held_out)}
+    trials = trial_list(target_speakers[held_out], rng)
+    del source, target
+
+    rows = {}
+    with Step() as step:
+        plda = data.source_plda
+    rows["source PLDA (shared)"] = step.row(utterances=len(source_speakers),
+                                            speakers=len(np.unique(source_speakers)),
+                                            lda=len(plda.lda))
+    with Step() as step:
+        kept, pseudo = data.pseudo_speakers
+    true_count = len(np.unique(target_speakers[training]))
+    rows["pseudo-speakers (shared)"] = step.row(utterances=len(training), speakers=true_count,
+                                                found=len(set(pseudo)), kept=len(kept))
+    for name, backend_class in BACKENDS.items():
+        with Step() as step:
+            backend = backend_class(data)
+        figures = step.row()
+        space = backend.adapt(embeddings)
+        for norm, cohort_vectors in (("raw", None), ("asnorm", backend.cohort)):
+            with Step() as scoring:
+                scores = score_trials(space, trials, cohort=cohort_vectors,
+                                      top_k=common["cohort_top_k"], form=backend.form)
+            figures[f"{norm}_seconds"] = scoring.wall
+            figures[f"{norm}_eer"] = 100 * eer(scores, trials["label"].to_numpy())
+        rows[name] = figures
+    return {"trials": len(trials), "rows": rows}
+
+
+def run_child(cap, seed, search):
+    """:func:`measure` in a fresh subprocess, so that its memory is its own."""
+    result = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", str(cap),
+                             "--seed", str(seed), "--search", search],
+                            capture_output=True, text=True)
+    if result.returncode:
+        raise RuntimeError(result.stderr[-3000:])
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main():
+    """Print each cap's steps and back-ends, then the ratios between the first and last cap."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--caps", type=int, nargs="+", default=[20_000, 100_000],
+                        help="backend_max_utterances values to measure")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the simulated sets")
+    parser.add_argument("--search", default="exact", help="pseudo_neighbour_search")
+    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    sys.path.insert(0, ROOT)
+    if args.child:
+        print(json.dumps(measure(args.child, args.seed, args.search)))
+        return
+    from benchmarks.common import machine
+
+    print(machine())
+    results = {}
+    for cap in args.caps:
+        results[cap] = result = run_child(cap, args.seed, args.search)
+        print(f"\nbackend_max_utterances {cap}: {result['trials']} trials of "
+              f"{EVALUATION_UTTERANCES} held-out target utterances")
+        for name, row in result["rows"].items():
+            line = (f"  {name:26s} {row['seconds']:7.1f} s wall {row['cpu']:7.1f} s CPU "
+                    f"+{row['grown_gb']:5.2f} GB")
+            if "raw_eer" in row:
+                line += (f"  scoring {row['raw_seconds']:5.1f} s, AS-norm {row['asnorm_seconds']:5.1f} s"
+                         f"  EER {row['raw_eer']:5.2f} %, AS-norm {row['asnorm_eer']:5.2f} %")
+            else:
+                line += "  " + ", ".join(f"{key} {row[key]}" for key in
+                                         ("utterances", "speakers", "lda", "found", "kept") if key in row)
+            print(line)
+    if len(args.caps) > 1:
+        low, high = (results[cap]["rows"] for cap in (args.caps[0], args.caps[-1]))
+        print(f"\ncap {args.caps[-1]} against {args.caps[0]}: "
+              + "; ".join(f"{name} EER {high[name]['raw_eer'] / low[name]['raw_eer']:.2f} x"
+                          for name in low if "raw_eer" in low[name])
+              + f"; clustering time {high['pseudo-speakers (shared)']['seconds'] / low['pseudo-speakers (shared)']['seconds']:.1f} x")
+
+
+if __name__ == "__main__":
+    main()
