@@ -210,12 +210,17 @@ def _read(data_folder, pattern, speaker_table, ignore_unmatched, n_eval_speakers
     rng = random.Random(seed)
     eval_speakers = set(rng.sample(speakers, n_eval_speakers))
 
-    logger.info("Big FARSDAT: reading %d recordings", len(utterances))
-    rows = [_row(data_folder, u, genders) for u in utterances]
-    eval_rows = [row for row in rows if row["spk_id"] in eval_speakers]
-    return {"train": [row for row in rows if row["spk_id"] not in eval_speakers],
-            "eval": eval_rows,
-            "trials": _draw_trials(eval_rows, target_trials, nontarget_trials, rng, data_folder)}
+    held_out = [u for u in utterances if u["spk"] in eval_speakers]
+    trials = _draw_trials([dict(ID=u["ID"], spk_id=u["spk"], session=u["session"])
+                           for u in held_out], target_trials, nontarget_trials, rng, data_folder)
+
+    logger.info("Big FARSDAT: %d recordings to read", len(utterances))
+    # The rows read the audio headers: prepare_corpus makes them once the
+    # trial list passed its checks.
+    return {"train": lambda: [_row(data_folder, u, genders) for u in utterances
+                              if u["spk"] not in eval_speakers],
+            "eval": lambda: [_row(data_folder, u, genders) for u in held_out],
+            "trials": trials}
 
 
 def utterance_id(relative_path, groups):

@@ -393,3 +393,29 @@ def test_bad_input_is_refused_with_the_fix(vox1, tmp_path, out, breakage, messag
     if breakage is _old_style_list:
         assert "veri_test2.txt" in str(error.value)
     assert not os.path.exists(os.path.join(out, "prepare_options.json"))
+
+
+def _audio_is_not_read(monkeypatch):
+    """Make reading any audio header a test failure: the problem must show before it."""
+    def read(path):
+        raise AssertionError(f"{path} read before the trial list was refused")
+    monkeypatch.setattr("local.data.schema.audio_info", read)
+
+
+@pytest.mark.parametrize("trials, message", [
+    (VERI_TEST2 + VERI_TEST2.splitlines(keepends=True)[1],
+     r"voxceleb1/my_list.txt: duplicated trials\n"
+     r"  id10270/x6uYqmx31kE/00001.wav id10300/ize_eiCFEg0/00003.wav\nFix: remove"),
+    ("".join(line for line in VERI_TEST2.splitlines(keepends=True) if line.startswith("1")),
+     r"voxceleb1/my_list.txt: all 2 trials are target trials\nFix: EER and minDCF need both"),
+    (VERI_TEST2 + "1 id10271/1gtz-CUIygI/00001.wav id10271/1gtz-CUIygI/00001.wav\n",
+     r"voxceleb1/my_list.txt: trials compare an utterance with itself\n"
+     r"  line 5: 1 id10271/1gtz-CUIygI/00001.wav id10271/1gtz-CUIygI/00001.wav\nFix: remove"),
+])
+def test_a_bad_trial_list_is_refused_before_the_audio_is_read(vox1, out, monkeypatch,
+                                                              trials, message):
+    (vox1 / "my_list.txt").write_text(trials)
+    _audio_is_not_read(monkeypatch)
+    with pytest.raises(ManifestError, match=message):
+        prepare_voxceleb(str(vox1), out, trial_lists=[str(vox1 / "my_list.txt")])
+    assert not os.path.exists(os.path.join(out, "prepare_options.json"))
