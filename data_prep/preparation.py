@@ -158,8 +158,10 @@ def prepare_corpus(corpus, save_folder, options, outputs, read, training=("train
     refused before a manifest's rows read their audio headers; then each
     manifest is made and written (those of ``training`` cut into
     ``options["seg_dur"]`` chunks, when set), every trial list is checked
-    against ``eval.csv`` and the enrolment table, and ``options`` are
-    recorded for the next run.
+    against ``eval.csv`` and the enrolment table, every other manifest is
+    checked as training checks it (columns, duplicated IDs, numbers,
+    ``stop`` after ``start``; not the audio), and ``options`` are recorded
+    for the next run.
 
     Arguments
     ---------
@@ -227,6 +229,9 @@ def prepare_corpus(corpus, save_folder, options, outputs, read, training=("train
     trial_lists = [path for path in paths.values() if path.endswith(".txt")]
     for trials in trial_lists or [None]:
         validate(paths["eval"], trials, paths.get("enrolment"), check_audio=False)
+    for name in manifests:
+        if name != "eval":  # the training manifests (and the others), as training reads them
+            validate(paths[name], check_audio=False)
     mark_prepared(save_folder, options)
     logger.info("%s prepared in %s: %s", corpus, save_folder,
                 ", ".join(f"{name} {len(tables[name])}" for name in paths))

@@ -419,3 +419,12 @@ def test_a_bad_trial_list_is_refused_before_the_audio_is_read(vox1, out, monkeyp
     with pytest.raises(ManifestError, match=message):
         prepare_voxceleb(str(vox1), out, trial_lists=[str(vox1 / "my_list.txt")])
     assert not os.path.exists(os.path.join(out, "prepare_options.json"))
+
+
+def test_an_empty_training_recording_is_refused(vox1, out):
+    empty = vox1 / "wav" / "id10003" / "5ablueV_1tw" / "00004.wav"
+    soundfile.write(empty, np.zeros(0), SAMPLE_RATE, subtype="PCM_16")
+    with pytest.raises(ManifestError, match=r"prepared/train.csv: stop must be greater than "
+                       r"start\n  row \d+: ID id10003--5ablueV_1tw--00004\nFix: "):
+        prepare_voxceleb(str(vox1), out)
+    assert not os.path.exists(os.path.join(out, "prepare_options.json"))
