@@ -7,7 +7,7 @@ import pytest
 import soundfile
 
 from data_prep.preparation import OptionError
-from data_prep.voxceleb import main, prepare_voxceleb, read_meta, utterance_id
+from data_prep.voxceleb import _split_dev, main, prepare_voxceleb, read_meta, utterance_id
 from local.data.manifest_io import read_manifest, read_trials
 from local.data.schema import SAMPLE_RATE
 from local.data.validation import validate
@@ -428,3 +428,16 @@ def test_an_empty_training_recording_is_refused(vox1, out):
                        r"start\n  row \d+: ID id10003--5ablueV_1tw--00004\nFix: "):
         prepare_voxceleb(str(vox1), out)
     assert not os.path.exists(os.path.join(out, "prepare_options.json"))
+
+
+@pytest.mark.parametrize("dev_ratio", [0.1, 0.5, 0.9, 0.999])
+def test_dev_split_leaves_every_speaker_a_training_recording(dev_ratio):
+    rows = [{"ID": f"s{speaker}_{n}", "spk_id": f"s{speaker}"}
+            for speaker in (1, 2, 3, 10) for n in range(speaker)]
+    train, dev = _split_dev(rows, dev_ratio, seed=7)
+    assert sorted(r["ID"] for r in train + dev) == sorted(r["ID"] for r in rows)
+    kept = {spk: sum(r["spk_id"] == spk for r in train) for spk in ("s1", "s2", "s3", "s10")}
+    assert min(kept.values()) >= 1, kept
+    # Each speaker holds out round(dev_ratio * recordings), less the one it keeps.
+    held = {spk: sum(r["spk_id"] == spk for r in dev) for spk in kept}
+    assert held == {f"s{n}": min(round(dev_ratio * n), n - 1) for n in (1, 2, 3, 10)}
