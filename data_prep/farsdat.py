@@ -5,8 +5,9 @@ file name is built in: the corpus is the audio under ``data_folder``, and a
 path pattern says which part of each file's path is the speaker (and session).
 What is assumed, exactly:
 
-* Every file under ``data_folder`` (at any depth) ending in ``.wav``,
-  ``.flac`` or ``.sph`` (any case) is one utterance of one speaker. Other
+* Every file under ``data_folder`` (at any depth, folders reached through
+  symbolic links included) ending in ``.wav``, ``.flac`` or ``.sph`` (any
+  case) is one utterance of one speaker. Other
   files (transcriptions, labels, documentation) are not looked at.
 * ``pattern`` is a Python regular expression that matches the *whole* path of
   each of these files relative to ``data_folder``, with ``/`` separators. Its
@@ -319,10 +320,7 @@ def _compile(pattern):
 
 def _utterances(data_folder, regex, ignore_unmatched):
     """``{ID, path, spk, session}`` of every audio file under ``data_folder``, sorted by path."""
-    files = sorted(
-        os.path.relpath(os.path.join(folder, name), data_folder).replace(os.sep, "/")
-        for folder, _, names in os.walk(data_folder)
-        for name in names if os.path.splitext(name)[1].lower() in AUDIO_EXTENSIONS)
+    files = _audio_files(data_folder)
     if not files:
         fail(data_folder, f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) under it",
              fix="pass as data_folder the folder that holds the corpus audio")
@@ -349,6 +347,30 @@ def _utterances(data_folder, regex, ignore_unmatched):
              fix="keep one file per utterance (not e.g. both x.wav and x.sph), or widen the "
              "pattern's utt group to the part of the path that tells them apart")
     return utterances
+
+
+def _audio_files(data_folder):
+    """Paths of the audio files under ``data_folder``, relative to it, ``/``-separated, sorted.
+
+    Folders reached through symbolic links are read too (a corpus assembled
+    from links to several disks); a link back to a folder the walk is already
+    in is not followed again.
+    """
+    files = []
+    # The real paths of the folders from data_folder down to each folder walked.
+    chains = {data_folder: {os.path.realpath(data_folder)}}
+    for folder, subfolders, names in os.walk(data_folder, followlinks=True):
+        chain = chains.pop(folder)
+        kept = []
+        for name in subfolders:
+            real = os.path.realpath(os.path.join(folder, name))
+            if real not in chain:
+                kept.append(name)
+                chains[os.path.join(folder, name)] = chain | {real}
+        subfolders[:] = kept
+        files += [os.path.relpath(os.path.join(folder, name), data_folder).replace(os.sep, "/")
+                  for name in names if os.path.splitext(name)[1].lower() in AUDIO_EXTENSIONS]
+    return sorted(files)
 
 
 def _speaker_genders(table_path, speakers, data_folder):
