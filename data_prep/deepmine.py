@@ -180,13 +180,20 @@ def _read(data_folder, docs, key_file, channel_table):
                                     test_files])
     channels = _read_channels(channel_table, wavs) if channel_table else {}
 
-    logger.info("DeepMine task %d: reading %d files", task, len(wavs))
-    train_rows = [_row(wavs[utt], utt, spk, phrase, channels) for utt, spk, phrase in train]
-    eval_rows = [_row(wavs[utt], utt, "", phrase, channels)
-                 for utt, phrase in enrol_phrase.items()]
+    logger.info("DeepMine task %d: %d files to read", task, len(wavs))
     unknown_phrase = "" if task == 1 else None
-    eval_rows += [_row(wavs[utt], utt, "", unknown_phrase, channels, lang="")
-                  for utt in test_files]
+
+    # The rows read the audio headers: prepare_corpus makes them once the
+    # trial list and the enrolment table passed their checks.
+    def train_rows():
+        return [_row(wavs[utt], utt, spk, phrase, channels) for utt, spk, phrase in train]
+
+    def eval_rows():
+        return ([_row(wavs[utt], utt, "", phrase, channels)
+                 for utt, phrase in enrol_phrase.items()]
+                + [_row(wavs[utt], utt, "", unknown_phrase, channels, lang="")
+                   for utt in test_files])
+
     enrolment = []
     for model, (phrase, utts) in models.items():
         enrolment.append({"model_id": model, "utt_ids": utts})

@@ -5,8 +5,9 @@ file name is built in: the corpus is the audio under ``data_folder``, and a
 path pattern says which part of each file's path is the speaker (and session).
 What is assumed, exactly:
 
-* Every file under ``data_folder`` (at any depth) ending in ``.wav``,
-  ``.flac`` or ``.sph`` (any case) is one utterance of one speaker. Other
+* Every file under ``data_folder`` (at any depth, folders reached through
+  symbolic links included) ending in ``.wav``, ``.flac`` or ``.sph`` (any
+  case) is one utterance of one speaker. Other
   files (transcriptions, labels, documentation) are not looked at.
 * ``pattern`` is a Python regular expression that matches the *whole* path of
   each of these files relative to ``data_folder``, with ``/`` separators. Its
@@ -210,12 +211,17 @@ def _read(data_folder, pattern, speaker_table, ignore_unmatched, n_eval_speakers
     rng = random.Random(seed)
     eval_speakers = set(rng.sample(speakers, n_eval_speakers))
 
-    logger.info("Big FARSDAT: reading %d recordings", len(utterances))
-    rows = [_row(data_folder, u, genders) for u in utterances]
-    eval_rows = [row for row in rows if row["spk_id"] in eval_speakers]
-    return {"train": [row for row in rows if row["spk_id"] not in eval_speakers],
-            "eval": eval_rows,
-            "trials": _draw_trials(eval_rows, target_trials, nontarget_trials, rng, data_folder)}
+    held_out = [u for u in utterances if u["spk"] in eval_speakers]
+    trials = _draw_trials([dict(ID=u["ID"], spk_id=u["spk"], session=u["session"])
+                           for u in held_out], target_trials, nontarget_trials, rng, data_folder)
+
+    logger.info("Big FARSDAT: %d recordings to read", len(utterances))
+    # The rows read the audio headers: prepare_corpus makes them once the
+    # trial list passed its checks.
+    return {"train": lambda: [_row(data_folder, u, genders) for u in utterances
+                              if u["spk"] not in eval_speakers],
+            "eval": lambda: [_row(data_folder, u, genders) for u in held_out],
+            "trials": trials}
 
 
 def utterance_id(relative_path, groups):
@@ -314,10 +320,7 @@ def _compile(pattern):
 
 def _utterances(data_folder, regex, ignore_unmatched):
     """``{ID, path, spk, session}`` of every audio file under ``data_folder``, sorted by path."""
-    files = sorted(
-        os.path.relpath(os.path.join(folder, name), data_folder).replace(os.sep, "/")
-        for folder, _, names in os.walk(data_folder)
-        for name in names if os.path.splitext(name)[1].lower() in AUDIO_EXTENSIONS)
+    files = _audio_files(data_folder)
     if not files:
         fail(data_folder, f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) under it",
              fix="pass as data_folder the folder that holds the corpus audio")
@@ -344,6 +347,30 @@ def _utterances(data_folder, regex, ignore_unmatched):
              fix="keep one file per utterance (not e.g. both x.wav and x.sph), or widen the "
              "pattern's utt group to the part of the path that tells them apart")
     return utterances
+
+
+def _audio_files(data_folder):
+    """Paths of the audio files under ``data_folder``, relative to it, ``/``-separated, sorted.
+
+    Folders reached through symbolic links are read too (a corpus assembled
+    from links to several disks); a link back to a folder the walk is already
+    in is not followed again.
+    """
+    files = []
+    # The real paths of the folders from data_folder down to each folder walked.
+    chains = {data_folder: {os.path.realpath(data_folder)}}
+    for folder, subfolders, names in os.walk(data_folder, followlinks=True):
+        chain = chains.pop(folder)
+        kept = []
+        for name in subfolders:
+            real = os.path.realpath(os.path.join(folder, name))
+            if real not in chain:
+                kept.append(name)
+                chains[os.path.join(folder, name)] = chain | {real}
+        subfolders[:] = kept
+        files += [os.path.relpath(os.path.join(folder, name), data_folder).replace(os.sep, "/")
+                  for name in names if os.path.splitext(name)[1].lower() in AUDIO_EXTENSIONS]
+    return sorted(files)
 
 
 def _speaker_genders(table_path, speakers, data_folder):

@@ -18,7 +18,14 @@ import sys
 import pandas as pd
 
 from local.cli import command
-from local.data.manifest_io import read_manifest, write_enrolment, write_manifest, write_trials
+from local.data.manifest_io import (
+    read_enrolment,
+    read_manifest,
+    read_numbered_trials,
+    write_enrolment,
+    write_manifest,
+    write_trials,
+)
 from local.data.schema import SAMPLE_RATE
 from local.data.validation import validate
 from local.errors import ManifestError, fail
@@ -143,10 +150,18 @@ def prepare_corpus(corpus, save_folder, options, outputs, read, training=("train
     """SpeechBrain's ``prepare_*`` around one corpus: skip, read, write, check, record.
 
     Does nothing when ``save_folder`` holds ``outputs`` made with the same
-    ``options``. Otherwise ``read()`` makes the tables; each is written (the
-    manifests of ``training`` cut into ``options["seg_dur"]`` chunks, when
-    set), every trial list is checked against ``eval.csv`` and the enrolment
-    table, and ``options`` are recorded for the next run.
+    ``options``. Otherwise ``read()`` makes the tables. The trial lists and
+    the enrolment table are written and checked first
+    (:func:`~local.data.manifest_io.read_numbered_trials`,
+    :func:`~local.data.manifest_io.read_enrolment`: empty, duplicated or
+    one-class lists, self-trials), so that what the text alone shows is
+    refused before a manifest's rows read their audio headers; then each
+    manifest is made and written (those of ``training`` cut into
+    ``options["seg_dur"]`` chunks, when set), every trial list is checked
+    against ``eval.csv`` and the enrolment table, every other manifest is
+    checked as training checks it (columns, duplicated IDs, numbers,
+    ``stop`` after ``start``; not the audio), and ``options`` are recorded
+    for the next run.
 
     Arguments
     ---------
@@ -164,7 +179,10 @@ def prepare_corpus(corpus, save_folder, options, outputs, read, training=("train
     read : callable
         ``read()`` returns ``{file name without extension: rows}`` for every
         output: manifest rows, enrolment models or trials, as
-        :mod:`local.data.manifest_io` writes them.
+        :mod:`local.data.manifest_io` writes them. A manifest's rows may be
+        a function returning them, called once the trial lists and the
+        enrolment table passed their checks: where the rows read the audio
+        headers, a bad trial list is refused without reading any.
     training : tuple of str
         The manifests cut into ``seg_dur`` chunks; the others stay whole.
 
@@ -192,18 +210,28 @@ def prepare_corpus(corpus, save_folder, options, outputs, read, training=("train
     tables = read()
     seg_dur = options.get("seg_dur")
     os.makedirs(save_folder, exist_ok=True)
+    manifests = []
     for name, path in paths.items():
         if path.endswith(".txt"):
             write_trials(tables[name], path)
+            read_numbered_trials(path)
         elif name == "enrolment":
             write_enrolment(tables[name], path)
+            read_enrolment(path)
         else:
-            if seg_dur and name in training:
-                tables[name] = [chunk for row in tables[name] for chunk in chunk_rows(row, seg_dur)]
-            write_manifest(tables[name], path)
+            manifests.append(name)
+    for name in manifests:
+        rows = tables[name]() if callable(tables[name]) else tables[name]
+        if seg_dur and name in training:
+            rows = [chunk for row in rows for chunk in chunk_rows(row, seg_dur)]
+        tables[name] = rows
+        write_manifest(rows, paths[name])
     trial_lists = [path for path in paths.values() if path.endswith(".txt")]
     for trials in trial_lists or [None]:
         validate(paths["eval"], trials, paths.get("enrolment"), check_audio=False)
+    for name in manifests:
+        if name != "eval":  # the training manifests (and the others), as training reads them
+            validate(paths[name], check_audio=False)
     mark_prepared(save_folder, options)
     logger.info("%s prepared in %s: %s", corpus, save_folder,
                 ", ".join(f"{name} {len(tables[name])}" for name in paths))

@@ -53,6 +53,7 @@ Example
 import functools
 import glob
 import logging
+import operator
 import os
 import random
 import re
@@ -68,6 +69,7 @@ from data_prep.preparation import (
     prepare_corpus,
 )
 from local.cli import option
+from local.data.manifest_io import read_numbered_trials
 from local.data.schema import utterance_row
 from local.errors import fail
 
@@ -187,13 +189,19 @@ def _read(data_folder, vox1_wav, trial_files, vox2_folder, dev_ratio, seed):
               "VoxCeleb1 speaker", fix="pass vox2_folder (VoxCeleb2 dev) to train on, "
               "as is usual with Vox1-E and Vox1-H")
 
-    logger.info("VoxCeleb: reading %d recordings", len(train_files) + len(eval_files))
-    train_rows, dev_rows = _split_dev([_row(*item) for item in train_files], dev_ratio, seed)
-    if dev_ratio and not dev_rows:
+    train_files, dev_files = _split_dev(train_files, dev_ratio, seed,
+                                        speaker=lambda item: item[1].split("/")[0])
+    if dev_ratio and not dev_files:
         fail(data_folder, f"dev_ratio {dev_ratio} selects no recording",
               fix="raise dev_ratio (a speaker keeps at least one recording for training)")
-    tables = {"train": train_rows, "dev": dev_rows,
-              "eval": [_row(vox1_wav, f, genders) for f in eval_files]}
+
+    logger.info("VoxCeleb: %d recordings to read", len(train_files) + len(dev_files)
+                + len(eval_files))
+    # The rows read the audio headers: prepare_corpus makes them once the
+    # trial lists passed their checks.
+    tables = {"train": lambda: [_row(*item) for item in train_files],
+              "dev": lambda: [_row(*item) for item in dev_files],
+              "eval": lambda: [_row(vox1_wav, f, genders) for f in eval_files]}
     for name, pairs in trials.items():
         tables[f"trials_{name}"] = [(label, utterance_id(e), utterance_id(t))
                                     for label, e, t in pairs]
@@ -395,6 +403,8 @@ def _read_trials(path, known_files, wav_root):
               rows=bad, fix=f"use the official lists from {CLEANED_LISTS_URL}")
     if not pairs:
         fail(path, "trial list is empty", fix=f"use the official lists from {CLEANED_LISTS_URL}")
+    # Duplicated trials, self-trials, one class: named by the lines of the list as given.
+    read_numbered_trials(path)
     known = set(known_files)
     missing = sorted({f for _, *pair in pairs for f in pair} - known)
     if missing:
@@ -411,14 +421,17 @@ def _row(root, relative_path, genders):
                          speaker, DOMAIN, lang=LANG, gender=genders[speaker], session=session)
 
 
-def _split_dev(rows, dev_ratio, seed):
-    """Hold ``dev_ratio`` of each speaker's recordings out (at least one stays)."""
+def _split_dev(rows, dev_ratio, seed, speaker=operator.itemgetter("spk_id")):
+    """Hold ``dev_ratio`` of each speaker's recordings out (at least one stays).
+
+    ``speaker(row)`` is the speaker of a row (by default its ``spk_id``).
+    """
     if not dev_ratio:
         return rows, []
     rng = random.Random(seed)
     by_speaker = {}
     for row in rows:
-        by_speaker.setdefault(row["spk_id"], []).append(row)
+        by_speaker.setdefault(speaker(row), []).append(row)
     train, dev = [], []
     for speaker in sorted(by_speaker):
         group = by_speaker[speaker]

@@ -175,6 +175,8 @@ def read_manifest(path):
                 path,
                 f"column '{column}' is not a non-negative number in rows",
                 rows=[f"row {i + 2}: ID {table['ID'][i]}" for i in bad.index],
+                fix=f"give every row's {column} as a number (a manifest written by the data "
+                    "preparation has them: re-run it)",
             )
         table[column] = values
     bad = table.index[table["stop"] <= table["start"]]
@@ -183,6 +185,9 @@ def read_manifest(path):
             path,
             "stop must be greater than start",
             rows=[f"row {i + 2}: ID {table['ID'][i]}" for i in bad],
+            fix="start and stop are the row's first sample and the one after its last: give "
+                "each row at least one sample (an empty audio file has none: replace it, or "
+                "take it out of the corpus)",
         )
     if "sample_rate" not in table.columns:
         table["sample_rate"] = SAMPLE_RATE

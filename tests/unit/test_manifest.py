@@ -489,6 +489,23 @@ def test_prepare_corpus_chunks_training_manifests_and_skips_a_rerun(tmp_path):
     assert len(reads) == 1
 
 
+@pytest.mark.parametrize("breakage, message", [
+    (lambda rows: rows + rows[:1], r"train.csv: duplicated IDs\n  u0\nFix: IDs must be unique"),
+    (lambda rows: [{**rows[0], "stop": 0}] + rows[1:],
+     r"train.csv: stop must be greater than start\n  row 2: ID u0\nFix: "),
+    (lambda rows: [{**rows[0], "duration": "n/a"}] + rows[1:],
+     r"train.csv: column 'duration' is not a non-negative number in rows\n  row 2: ID u0"),
+])
+def test_prepare_corpus_checks_the_training_manifests(tmp_path, breakage, message):
+    def read():
+        rows = _two_second_rows()
+        return {"train": breakage(rows), "eval": rows, "trials": [(1, "u0", "u1"), (0, "u0", "u2")]}
+
+    with pytest.raises(ManifestError, match=message):
+        prepare_corpus("Toy", str(tmp_path), {}, ["train.csv", "eval.csv", "trials.txt"], read)
+    assert not (tmp_path / "prepare_options.json").exists()
+
+
 def test_prepare_corpus_records_nothing_when_a_trial_list_is_refused(tmp_path):
     def read():
         return {"eval": _two_second_rows(), "trials": [(1, "u0", "u1"), (0, "u0", "ghost")]}

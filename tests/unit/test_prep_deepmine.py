@@ -417,3 +417,31 @@ def test_bad_input_is_refused_with_the_fix(task1, tmp_path, out, breakage, messa
         prepare_deepmine(**arguments)
     assert "\nFix: " in str(error.value)
     assert not os.path.exists(os.path.join(out, "prepare_options.json"))
+
+
+def _audio_is_not_read(monkeypatch):
+    """Make reading any audio header a test failure: the problem must show before it."""
+    def read(path):
+        raise AssertionError(f"{path} read before the trial list was refused")
+    monkeypatch.setattr("local.data.schema.audio_info", read)
+
+
+def _one_class_key(task1, tmp_path):
+    (tmp_path / "task1_key.txt").write_text(TASK1_KEY.replace(" TC", " TW"))
+
+
+def _trial_listed_twice(task1, tmp_path):
+    _append(task1 / "docs" / "trials.txt", "model_00000 evl_000042\n")
+
+
+@pytest.mark.parametrize("breakage, message", [
+    (_one_class_key, r"trials.txt: all 4 trials are non-target trials\nFix: EER and minDCF"),
+    (_trial_listed_twice, r"trials.txt: duplicated trials\n  model_00000 evl_000042\n"),
+])
+def test_a_bad_trial_list_is_refused_before_the_audio_is_read(task1, tmp_path, out,
+                                                              monkeypatch, breakage, message):
+    breakage(task1, tmp_path)
+    _audio_is_not_read(monkeypatch)
+    with pytest.raises(ManifestError, match=message):
+        prepare_deepmine(str(task1), out, key_file=_key(task1))
+    assert not os.path.exists(os.path.join(out, "prepare_options.json"))

@@ -334,3 +334,16 @@ def test_bad_arguments_on_the_command_line(corpus, out, capsys, option, value, m
     assert main(["--data_folder", str(corpus), "--save_folder", out, option, value]) == 1
     printed = capsys.readouterr()
     assert printed.err.startswith(message) and "Traceback" not in printed.err + printed.out
+
+
+def test_speaker_folders_linked_into_the_corpus_are_read(corpus, tmp_path, out):
+    """A corpus assembled from symbolic links to speaker folders elsewhere."""
+    elsewhere = tmp_path / "disk2"
+    elsewhere.mkdir()
+    os.rename(corpus / "spk06", elsewhere / "spk06")
+    os.symlink(elsewhere / "spk06", corpus / "spk06")
+    os.symlink(corpus, corpus / "spk06" / "loop")  # a link back up is not walked again
+    paths = prepare_farsdat(str(corpus), out, n_eval_speakers=2)
+    ids = set(read_manifest(paths["train"])["ID"]) | set(read_manifest(paths["eval"])["ID"])
+    assert {"spk06--call1--utt01", "spk06--call1--utt02"} <= ids
+    assert len(ids) == len(TREE)

@@ -7,7 +7,7 @@ import pytest
 import soundfile
 
 from data_prep.preparation import OptionError
-from data_prep.voxceleb import main, prepare_voxceleb, read_meta, utterance_id
+from data_prep.voxceleb import _split_dev, main, prepare_voxceleb, read_meta, utterance_id
 from local.data.manifest_io import read_manifest, read_trials
 from local.data.schema import SAMPLE_RATE
 from local.data.validation import validate
@@ -393,3 +393,51 @@ def test_bad_input_is_refused_with_the_fix(vox1, tmp_path, out, breakage, messag
     if breakage is _old_style_list:
         assert "veri_test2.txt" in str(error.value)
     assert not os.path.exists(os.path.join(out, "prepare_options.json"))
+
+
+def _audio_is_not_read(monkeypatch):
+    """Make reading any audio header a test failure: the problem must show before it."""
+    def read(path):
+        raise AssertionError(f"{path} read before the trial list was refused")
+    monkeypatch.setattr("local.data.schema.audio_info", read)
+
+
+@pytest.mark.parametrize("trials, message", [
+    (VERI_TEST2 + VERI_TEST2.splitlines(keepends=True)[1],
+     r"voxceleb1/my_list.txt: duplicated trials\n"
+     r"  id10270/x6uYqmx31kE/00001.wav id10300/ize_eiCFEg0/00003.wav\nFix: remove"),
+    ("".join(line for line in VERI_TEST2.splitlines(keepends=True) if line.startswith("1")),
+     r"voxceleb1/my_list.txt: all 2 trials are target trials\nFix: EER and minDCF need both"),
+    (VERI_TEST2 + "1 id10271/1gtz-CUIygI/00001.wav id10271/1gtz-CUIygI/00001.wav\n",
+     r"voxceleb1/my_list.txt: trials compare an utterance with itself\n"
+     r"  line 5: 1 id10271/1gtz-CUIygI/00001.wav id10271/1gtz-CUIygI/00001.wav\nFix: remove"),
+])
+def test_a_bad_trial_list_is_refused_before_the_audio_is_read(vox1, out, monkeypatch,
+                                                              trials, message):
+    (vox1 / "my_list.txt").write_text(trials)
+    _audio_is_not_read(monkeypatch)
+    with pytest.raises(ManifestError, match=message):
+        prepare_voxceleb(str(vox1), out, trial_lists=[str(vox1 / "my_list.txt")])
+    assert not os.path.exists(os.path.join(out, "prepare_options.json"))
+
+
+def test_an_empty_training_recording_is_refused(vox1, out):
+    empty = vox1 / "wav" / "id10003" / "5ablueV_1tw" / "00004.wav"
+    soundfile.write(empty, np.zeros(0), SAMPLE_RATE, subtype="PCM_16")
+    with pytest.raises(ManifestError, match=r"prepared/train.csv: stop must be greater than "
+                       r"start\n  row \d+: ID id10003--5ablueV_1tw--00004\nFix: "):
+        prepare_voxceleb(str(vox1), out)
+    assert not os.path.exists(os.path.join(out, "prepare_options.json"))
+
+
+@pytest.mark.parametrize("dev_ratio", [0.1, 0.5, 0.9, 0.999])
+def test_dev_split_leaves_every_speaker_a_training_recording(dev_ratio):
+    rows = [{"ID": f"s{speaker}_{n}", "spk_id": f"s{speaker}"}
+            for speaker in (1, 2, 3, 10) for n in range(speaker)]
+    train, dev = _split_dev(rows, dev_ratio, seed=7)
+    assert sorted(r["ID"] for r in train + dev) == sorted(r["ID"] for r in rows)
+    kept = {spk: sum(r["spk_id"] == spk for r in train) for spk in ("s1", "s2", "s3", "s10")}
+    assert min(kept.values()) >= 1, kept
+    # Each speaker holds out round(dev_ratio * recordings), less the one it keeps.
+    held = {spk: sum(r["spk_id"] == spk for r in dev) for spk in kept}
+    assert held == {f"s{n}": min(round(dev_ratio * n), n - 1) for n in (1, 2, 3, 10)}
