@@ -126,8 +126,8 @@ def prepare_experiment(argv=None, training=True, create_folder=sb.create_experim
     """Parse the command line, prepare the condition's data, and build the Brain.
 
     Before anything is written into the run's folder, its lock is taken and
-    the settings are checked against those of its checkpoints
-    (:mod:`local.run_folder`).
+    the settings and training manifests are checked against those of its
+    checkpoints (:mod:`local.run_folder`).
 
     Arguments
     ---------
@@ -170,7 +170,7 @@ def prepare_experiment(argv=None, training=True, create_folder=sb.create_experim
                  "(python train_dann.py with the same hparams and overrides).")
     if sb.utils.distributed.if_main_process():
         hold_run_folder(hparams["output_folder"])
-        accept_settings(hparams, run_settings(hparams_file, overrides), training)
+        accept_settings(hparams, run_settings(hparams_file, overrides), training, condition)
     create_folder(hparams["output_folder"])
     prefix = "" if training else "evaluate_"
     sb.utils.distributed.main_process_only(save_settings)(

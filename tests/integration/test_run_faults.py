@@ -17,11 +17,13 @@ import evaluate
 from local.errors import ManifestError
 from local.evaluation import verification
 from local.model.checkpoints import STAGING
+from local.provenance import file_sha256
 from tests.integration.test_train_dann import TINY, logged, train
 from tests.unit.test_run_folder import holding_process
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ONE_EPOCH = ["--number_of_epochs=1"]
+OTHER_SEED = 4321  # of another demo corpus
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +31,14 @@ def trained(demo_corpus, tmp_path_factory):
     """A finished one-epoch run: ``(folder, results)``."""
     folder = tmp_path_factory.mktemp("trained") / "run"
     return folder, train(demo_corpus, folder, *ONE_EPOCH)
+
+
+@pytest.fixture(scope="module")
+def other_corpus(tmp_path_factory):
+    """The demo corpus of another seed: other utterances in every manifest."""
+    from data_prep.demo import prepare_demo
+
+    return prepare_demo(str(tmp_path_factory.mktemp("other_demo")), seed=OTHER_SEED)
 
 
 @pytest.fixture
@@ -93,6 +103,60 @@ def test_allowed_change_resumes_and_becomes_the_runs_setting(demo_corpus, run):
     with open(run / "hyperparams.yaml") as saved:
         assert "number_of_epochs: 2\n" in saved.read()
     train(demo_corpus, run, "--number_of_epochs=2")  # the record has the accepted value
+
+
+def test_resume_on_other_training_data_is_refused_naming_the_files(demo_corpus, other_corpus,
+                                                                   run):
+    before = contents(run)
+    other = (f"--demo_seed={OTHER_SEED}", "--number_of_epochs=2")
+    with pytest.raises(ManifestError) as refused:
+        train(other_corpus, run, *other, "--allow_changed=[number_of_epochs]")
+    message = str(refused.value)
+    assert message.startswith(f"{run}/save/run_settings.json: the run's checkpoints were "
+                              "trained on other data:\n"), message
+    for role in ("source_train", "target_train"):
+        assert (f"\n  {role}_sha256 ({other_corpus[role]}): \"{file_sha256(demo_corpus[role])}\""
+                f" -> \"{file_sha256(other_corpus[role])}\"\n") in message + "\n", message
+    assert "--allow_changed=[source_train_sha256, target_train_sha256]" in message
+    assert contents(run) == before
+    train(other_corpus, run, *other,
+          "--allow_changed=[number_of_epochs, source_train_sha256, target_train_sha256]")
+    with open(run / "provenance.json") as saved:
+        assert json.load(saved)["data"]["target_train"]["sha256"] == \
+            file_sha256(other_corpus["target_train"])
+    # The record has the accepted data: a resume compares with them.
+    train(other_corpus, run, *other)
+    with pytest.raises(ManifestError, match=r"trained on other data:\n  source_train_sha256 "):
+        train(demo_corpus, run, "--number_of_epochs=2")
+
+
+def test_resume_of_a_run_without_recorded_data_compares_with_its_provenance(
+        demo_corpus, other_corpus, run, caplog):
+    record = json.loads((run / "save" / "run_settings.json").read_text())
+    for role in ("source_train", "target_train"):
+        record.pop(f"{role}_sha256", None)
+    (run / "save" / "run_settings.json").write_text(json.dumps(record))
+    with pytest.raises(ManifestError, match=r"trained on other data:\n  source_train_sha256 "):
+        train(other_corpus, run, f"--demo_seed={OTHER_SEED}", *ONE_EPOCH)
+    (run / "provenance.json").unlink()
+    with caplog.at_level(logging.WARNING):
+        train(other_corpus, run, f"--demo_seed={OTHER_SEED}", *ONE_EPOCH)
+    assert "records no hash of source_train, nor does " in caplog.text
+    record = json.loads((run / "save" / "run_settings.json").read_text())
+    assert record["target_train_sha256"] == file_sha256(other_corpus["target_train"])
+
+
+def test_evaluate_on_other_training_data_warns_and_records_them(demo_corpus, other_corpus, run,
+                                                                caplog):
+    record = (run / "save" / "run_settings.json").read_bytes()
+    with caplog.at_level(logging.WARNING):
+        evaluate.main(argv(other_corpus, run, f"--demo_seed={OTHER_SEED}", *ONE_EPOCH))
+    assert (f"Training data differ from the run's: source_train_sha256 "
+            f"({other_corpus['source_train']})") in caplog.text
+    assert (run / "save" / "run_settings.json").read_bytes() == record
+    with open(run / "evaluate_provenance.json") as saved:
+        assert json.load(saved)["data"]["source_train"]["sha256"] == \
+            file_sha256(other_corpus["source_train"])
 
 
 def test_evaluate_writes_its_own_settings_and_leaves_the_runs(demo_corpus, trained, run):
