@@ -154,7 +154,7 @@ def test_evaluate_on_other_training_data_warns_and_records_them(demo_corpus, oth
     assert (f"Training data differ from the run's: source_train_sha256 "
             f"({other_corpus['source_train']})") in caplog.text
     assert (run / "save" / "run_settings.json").read_bytes() == record
-    with open(run / "evaluate_provenance.json") as saved:
+    with open(run / "verification" / "evaluate_provenance.json") as saved:
         assert json.load(saved)["data"]["source_train"]["sha256"] == \
             file_sha256(other_corpus["source_train"])
 
@@ -165,7 +165,7 @@ def test_evaluate_writes_its_own_settings_and_leaves_the_runs(demo_corpus, train
                                  "--cohort_size=50"))
     assert results["target"] == trained[1]["target"]
     assert (run / "hyperparams.yaml").read_bytes() == hyperparams
-    with open(run / "evaluate_hyperparams.yaml") as saved:
+    with open(run / "verification" / "evaluate_hyperparams.yaml") as saved:
         assert "\nscore_norm: snorm\n" in saved.read()
 
 
@@ -236,7 +236,7 @@ def test_evaluate_on_other_data_files_leaves_the_runs_provenance(demo_corpus, ru
     shutil.copytree(os.path.dirname(demo_corpus["eval"]), data)
     evaluate.main([*argv(demo_corpus, run, *ONE_EPOCH), f"--data_folder={data}"])
     assert (run / "provenance.json").read_bytes() == provenance
-    with open(run / "evaluate_provenance.json") as saved:
+    with open(run / "verification" / "evaluate_provenance.json") as saved:
         record = json.load(saved)
     assert record["data"]["evaluation/target/trials"]["path"] == str(data / "trials_target.txt")
 
@@ -268,3 +268,33 @@ def test_interrupted_evaluation_leaves_the_report_before_it(demo_corpus, run, mo
     monkeypatch.undo()
     evaluate.main(argv(demo_corpus, run, *ONE_EPOCH, "--score_norm=snorm", "--cohort_size=50"))
     assert "target_snorm" in set(pd.read_csv(run / "verification" / "summary.csv")["system"])
+
+
+def report_records(folder):
+    """``{path: sha256}`` of the report and of every evaluation settings file in ``folder``."""
+    return {path: digest for path, digest in contents(folder).items()
+            if path.startswith(f"verification{os.sep}") or "evaluate_" in path}
+
+
+def test_evaluation_settings_describe_the_report_in_place(demo_corpus, run, monkeypatch):
+    evaluate.main(argv(demo_corpus, run, *ONE_EPOCH))
+    before = report_records(run)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(verification, "plot_det", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate.main(argv(demo_corpus, run, *ONE_EPOCH, "--score_norm=snorm",
+                           "--cohort_size=50"))
+    assert report_records(run) == before  # the settings of the raw-cosine report
+    monkeypatch.undo()
+    evaluate.main(argv(demo_corpus, run, *ONE_EPOCH, "--score_norm=snorm", "--cohort_size=50"))
+    records = report_records(run)
+    assert sorted(path for path in records if "evaluate_" in path) == [
+        os.path.join("verification", name) for name in
+        ("evaluate_condition.yaml", "evaluate_hyperparams.yaml", "evaluate_provenance.json")]
+    with open(run / "verification" / "evaluate_hyperparams.yaml") as saved:
+        assert "\nscore_norm: snorm\n" in saved.read()
+    train(demo_corpus, run, *ONE_EPOCH)  # the training's report has the run's settings
+    assert not [path for path in report_records(run) if "evaluate_" in path]
