@@ -15,10 +15,14 @@ list: score files, per-condition tables, the DET figure and a summary in
 back-end adaptation when these are set. Any trial list in the manifest schema can
 be scored by overriding the condition's ``evaluation`` entry. Settings that
 the trained weights depend on must be the run's (``--allow_changed`` accepts
-a difference); the evaluation's own are written to
-``<output_folder>/evaluate_hyperparams.yaml`` (its data files' hashes to
-``evaluate_provenance.json``), and the run's ``hyperparams.yaml`` and
-``provenance.json`` are left as they are.
+a difference); other training manifests are accepted with a warning (the
+cohort and the back-ends are drawn from them). The evaluation's own settings
+are written into its report, ``<output_folder>/verification/``:
+``evaluate_hyperparams.yaml``, ``evaluate_condition.yaml`` and (its data
+files' hashes) ``evaluate_provenance.json``, which take the place of the
+report before it with it, so that an evaluation that fails or is killed
+leaves that report and its settings as they were. The run's
+``hyperparams.yaml`` and ``provenance.json`` are left as they are.
 """
 
 from local.environment import check_installation

@@ -4,6 +4,7 @@
 verifies it (:func:`evaluate`); ``evaluate.py`` verifies a trained run.
 """
 
+import functools
 import os
 import shutil
 import sys
@@ -126,8 +127,8 @@ def prepare_experiment(argv=None, training=True, create_folder=sb.create_experim
     """Parse the command line, prepare the condition's data, and build the Brain.
 
     Before anything is written into the run's folder, its lock is taken and
-    the settings are checked against those of its checkpoints
-    (:mod:`local.run_folder`).
+    the settings and training manifests are checked against those of its
+    checkpoints (:mod:`local.run_folder`).
 
     Arguments
     ---------
@@ -135,9 +136,12 @@ def prepare_experiment(argv=None, training=True, create_folder=sb.create_experim
         Command line (default ``sys.argv[1:]``).
     training : bool
         True for a training run, whose settings become the run's
-        (``hyperparams.yaml``); False for an evaluation of a trained run,
-        which needs a checkpoint and writes its own (``evaluate_hyperparams.yaml``,
-        ``evaluate_provenance.json``).
+        (``hyperparams.yaml``, ``condition.yaml``, ``provenance.json``);
+        False for an evaluation of a trained run, which needs a checkpoint
+        and writes its own (``evaluate_hyperparams.yaml``,
+        ``evaluate_condition.yaml``, ``evaluate_provenance.json``) into its
+        report, so that they replace the report before it together with it
+        (:func:`evaluate`).
     create_folder : callable
         ``create_folder(output_folder)``: a call of
         ``speechbrain.create_experiment_directory``, which copies the file of
@@ -147,7 +151,10 @@ def prepare_experiment(argv=None, training=True, create_folder=sb.create_experim
     Returns
     -------
     tuple
-        ``(brain, hparams, condition, data)``, ``data`` as from :func:`dataio_prep`.
+        ``(brain, hparams, condition, data)``, ``data`` as from
+        :func:`dataio_prep`, with ``report_records``: for an evaluation,
+        ``report_records(folder)`` writes its settings files
+        (:func:`save_records`) into a folder; None for a training run.
     """
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
     check_device(run_opts.get("device"))
@@ -170,16 +177,17 @@ def prepare_experiment(argv=None, training=True, create_folder=sb.create_experim
                  "(python train_dann.py with the same hparams and overrides).")
     if sb.utils.distributed.if_main_process():
         hold_run_folder(hparams["output_folder"])
-        accept_settings(hparams, run_settings(hparams_file, overrides), training)
+        accept_settings(hparams, run_settings(hparams_file, overrides), training, condition)
     create_folder(hparams["output_folder"])
-    prefix = "" if training else "evaluate_"
-    sb.utils.distributed.main_process_only(save_settings)(
-        hparams_file, overrides, condition_file, hparams["output_folder"], prefix)
-    sb.utils.distributed.main_process_only(write_provenance)(
-        condition, hparams["output_folder"], RECIPE_FOLDER, prefix)
+    records = functools.partial(save_records, hparams_file, overrides, condition_file, condition,
+                                prefix="" if training else "evaluate_")
+    if training:
+        sb.utils.distributed.main_process_only(records)(hparams["output_folder"])
 
     device = run_opts.get("device") or sb.utils.distributed.infer_device()
     data = dataio_prep(hparams, condition, device)
+    # An evaluation's settings files go into its report, and replace the report before it with it.
+    data["report_records"] = None if training else records
     brain = DANNBrain(
         modules=hparams["modules"], opt_class=hparams["opt_class"], hparams=hparams,
         run_opts=run_opts, checkpointer=hparams["checkpointer"],
@@ -213,6 +221,30 @@ def save_settings(hparams_file, overrides, condition_file, folder, prefix=""):
     shutil.copy(condition_file, os.path.join(folder, f"{prefix}condition.yaml"))
 
 
+def save_records(hparams_file, overrides, condition_file, condition, folder, prefix=""):
+    """Write the settings of a command (:func:`save_settings`) and its data files' hashes.
+
+    Arguments
+    ---------
+    hparams_file : str
+        The model hparams file, merged onto its bases.
+    overrides : dict
+        The model overrides.
+    condition_file : str
+        The condition file.
+    condition : dict
+        Condition hparams, whose data files are hashed (``provenance.json``,
+        :func:`local.provenance.write_provenance`).
+    folder : str
+        Where they go: the run's output folder, or an evaluation's report.
+    prefix : str
+        Of the file names: ``""`` for the training run's own, ``"evaluate_"``
+        for an evaluation's.
+    """
+    save_settings(hparams_file, overrides, condition_file, folder, prefix)
+    write_provenance(condition, folder, RECIPE_FOLDER, prefix)
+
+
 def evaluate(brain, hparams, condition, data):
     """Verify the system of the latest checkpoint on the condition's trial lists.
 
@@ -227,7 +259,8 @@ def evaluate(brain, hparams, condition, data):
     condition : dict
         Condition hparams.
     data : dict
-        As from :func:`dataio_prep`.
+        As from :func:`prepare_experiment`: an evaluation's ``report_records``
+        are written into its report.
 
     Returns
     -------
@@ -238,7 +271,8 @@ def evaluate(brain, hparams, condition, data):
         brain.modules.eval()
         checkpoint = os.path.basename(brain.checkpointer.find_checkpoint().path)
         results = verify(brain.embed, hparams, condition, data["eval"],
-                         data["training_utterances"], brain.device, checkpoint)
+                         data["training_utterances"], brain.device, checkpoint,
+                         data.get("report_records"))
         hparams["train_logger"].log_stats(
             stats_meta={"verification": "cosine"},
             test_stats={f"{system} EER": metrics["eer"] for system, metrics in results.items()})

@@ -8,11 +8,13 @@ host takes it over with a warning. One left by another host is refused, as
 nothing here can tell whether that run still goes on.
 
 The settings record (``<save_folder>/run_settings.json``) is what
-:func:`local.settings.run_settings` gives at the start of a run. A command on
-a folder with a checkpoint (a resume, ``evaluate.py``) compares its settings
-with the record before it writes anything, and refuses any difference but
-those of :data:`FREE_KEYS` and of the keys it is told to accept
-(``allow_changed``).
+:func:`local.settings.run_settings` gives at the start of a run, with the
+hashes of the condition's training manifests (:func:`data_settings`). A
+command on a folder with a checkpoint (a resume, ``evaluate.py``) compares its
+settings with the record before it writes anything, and refuses any
+difference but those of :data:`FREE_KEYS` and of the keys it is told to
+accept (``allow_changed``). ``evaluate.py`` accepts other training data, with
+a warning: they change the cohort and the back-ends, not the weights.
 """
 
 import atexit
@@ -26,6 +28,7 @@ import os
 import socket
 
 from local.errors import fail
+from local.provenance import file_sha256
 from local.whole_files import written_whole
 
 logger = logging.getLogger(__name__)
@@ -43,6 +46,11 @@ FREE_KEYS = frozenset({
     "backend_max_utterances", "det_systems", "min_embed_seconds", "max_embed_seconds",
     "allow_speaker_overlap",
 })
+# The condition's files that the trained weights depend on: the record has
+# the hash of each as the setting <file>_sha256. The evaluation's manifests
+# and trial lists are only scored.
+TRAINING_DATA = ("source_train", "target_train")
+PROVENANCE = "provenance.json"
 # The locks this process holds: {real path of the folder: open lock file}.
 _HELD = {}
 _ABSENT = object()
@@ -189,7 +197,7 @@ def record_settings(save_folder, settings):
         json.dump(settings, record, indent=1)
 
 
-def changed_settings(recorded, settings, allowed, record_path):
+def changed_settings(recorded, settings, allowed, record_path, files=None):
     """The settings that differ from the run's record, once every difference is accepted.
 
     Arguments
@@ -202,6 +210,9 @@ def changed_settings(recorded, settings, allowed, record_path):
         Keys whose change is accepted (``allow_changed``).
     record_path : str
         The record's file, for the messages.
+    files : dict, optional
+        ``{key: path}`` of the settings that are a data file's hash
+        (:func:`data_settings`), named in the messages.
 
     Returns
     -------
@@ -225,6 +236,13 @@ def changed_settings(recorded, settings, allowed, record_path):
       lr: 0.1 -> 0.2
       seed: 1 -> 2
     Fix: pass the run's values of these keys, or train into another --output_folder; where a change is safe for this run, accept it with --allow_changed=[lr, seed]
+    >>> changed_settings({"source_train_sha256": "ab12"}, {"source_train_sha256": "cd34"}, [],
+    ...                  "r.json", {"source_train_sha256": "data/source_train.csv"})
+    Traceback (most recent call last):
+      ...
+    local.errors.ManifestError: r.json: the run's checkpoints were trained on other data:
+      source_train_sha256 (data/source_train.csv): "ab12" -> "cd34"
+    Fix: pass the data files the run was trained on, or train into another --output_folder; where a change is safe for this run, accept it with --allow_changed=[source_train_sha256]
     """
     allowed = [allowed] if isinstance(allowed, str) else list(allowed or [])
     unknown = [key for key in allowed if key not in settings]
@@ -239,34 +257,94 @@ def changed_settings(recorded, settings, allowed, record_path):
                and recorded.get(key, _ABSENT) != settings.get(key, _ABSENT)}
     refused = [key for key in changes if key not in allowed]
     if refused:
-        listed = "\n".join(f"  {key}: {_shown(changes[key][0])} -> {_shown(changes[key][1])}"
-                           for key in refused)
-        fail(record_path, f"the run's checkpoints were trained with other settings:\n{listed}",
-             fix="pass the run's values of these keys, or train into another --output_folder; "
+        files = files or {}
+        listed = "\n".join(f"  {_named(key, files)}: {_shown(changes[key][0])} -> "
+                           f"{_shown(changes[key][1])}" for key in refused)
+        kinds = {key in files for key in refused}  # True: a data file's hash
+        trained = " and ".join(what for kind, what in (
+            (False, "with other settings"), (True, "on other data")) if kind in kinds)
+        passed = " and ".join(what for kind, what in (
+            (False, "the run's values of these keys"),
+            (True, "the data files the run was trained on")) if kind in kinds)
+        fail(record_path, f"the run's checkpoints were trained {trained}:\n{listed}",
+             fix=f"pass {passed}, or train into another --output_folder; "
                  "where a change is safe for this run, accept it with "
                  f"--allow_changed=[{', '.join(refused)}]")
     return changes
+
+
+def _named(key, files):
+    return f"{key} ({files[key]})" if key in files else key
 
 
 def _shown(value):
     return "(absent)" if value is _ABSENT else json.dumps(value)
 
 
-def accept_settings(hparams, settings, training):
-    """Check a command's settings against its run's record; a training run records them.
+def data_settings(condition):
+    """The settings of a run's training data: the hash of each file of :data:`TRAINING_DATA`.
+
+    Arguments
+    ---------
+    condition : dict
+        Condition hparams (``source_train``, ``target_train``).
+
+    Returns
+    -------
+    dict
+        ``{"<file>_sha256": hex digest}``, such as ``source_train_sha256``.
+    """
+    return {f"{role}_sha256": file_sha256(condition[role]) for role in TRAINING_DATA}
+
+
+def _with_recorded_data(recorded, settings, output_folder, record_path):
+    """The record, with the training data's hashes that a record written before they were has not.
+
+    They are taken from the run's ``provenance.json``, written at the start
+    of its training; where it has none, the data are not checked.
+    """
+    missing = [role for role in TRAINING_DATA if f"{role}_sha256" not in recorded]
+    if not missing:
+        return recorded
+    path = os.path.join(output_folder, PROVENANCE)
+    try:
+        with open(path, encoding="utf-8") as provenance:
+            data = json.load(provenance)["data"]
+    except (OSError, ValueError, KeyError, TypeError):
+        data = {}
+    recorded = dict(recorded)
+    for role in missing:
+        key = f"{role}_sha256"
+        if isinstance(data.get(role), dict) and "sha256" in data[role]:
+            recorded[key] = data[role]["sha256"]
+        else:
+            logger.warning("%s records no hash of %s, nor does %s: its training data are not "
+                           "checked", record_path, role, path)
+            recorded[key] = settings[key]
+    return recorded
+
+
+def accept_settings(hparams, settings, training, condition):
+    """Check a command's settings and training data with its run's record; training records them.
 
     Only a folder with a checkpoint is checked: a run that stopped before its
-    first checkpoint starts again with any settings.
+    first checkpoint starts again with any settings. A record written before
+    the training data's hashes were recorded is compared with those of the
+    run's ``provenance.json``. An evaluation accepts other training data, with
+    a warning: they change the cohort and the back-ends, not the weights.
 
     Arguments
     ---------
     hparams : dict
-        The loaded model hparams (``save_folder``, ``checkpointer``,
-        ``allow_changed``).
+        The loaded model hparams (``save_folder``, ``output_folder``,
+        ``checkpointer``, ``allow_changed``).
     settings : dict
         The command's settings (:func:`local.settings.run_settings`).
     training : bool
         Whether the command trains (and so records the settings it accepts).
+    condition : dict
+        Condition hparams: the files of :data:`TRAINING_DATA`, whose hashes
+        are compared and recorded with the settings (:func:`data_settings`).
 
     Returns
     -------
@@ -274,18 +352,31 @@ def accept_settings(hparams, settings, training):
         ``{key: (old, new)}`` of the accepted changes, as :func:`changed_settings`.
     """
     save_folder = hparams["save_folder"]
+    record_path = os.path.join(save_folder, SETTINGS_RECORD)
     recorded = recorded_settings(save_folder)
+    settings = {**settings, **data_settings(condition)}
+    files = {f"{role}_sha256": condition[role] for role in TRAINING_DATA}
+    allowed = hparams["allow_changed"]
+    allowed = [allowed] if isinstance(allowed, str) else list(allowed or [])
     changes = {}
     if hparams["checkpointer"].list_checkpoints():
         if recorded is None:
             logger.warning("%s has checkpoints but no %s: its settings are not checked",
                            save_folder, SETTINGS_RECORD)
         else:
-            changes = changed_settings(recorded, settings, hparams["allow_changed"],
-                                       os.path.join(save_folder, SETTINGS_RECORD))
+            recorded = _with_recorded_data(recorded, settings, hparams["output_folder"],
+                                           record_path)
+            changes = changed_settings(recorded, settings,
+                                       allowed if training else [*allowed, *files],
+                                       record_path, files)
     for key, (old, new) in changes.items():
-        logger.warning("Setting changed from the run's, as allowed: %s: %s -> %s",
-                       key, _shown(old), _shown(new))
+        if key in files and not training:
+            logger.warning("Training data differ from the run's: %s (%s): %s -> %s; the cohort "
+                           "and the back-ends are drawn from them", key, files[key],
+                           _shown(old), _shown(new))
+        else:
+            logger.warning("Setting changed from the run's, as allowed: %s: %s -> %s",
+                           _named(key, files), _shown(old), _shown(new))
     if training:
         record_settings(save_folder, settings)
     return changes

@@ -11,9 +11,10 @@ system is scored in turn. Every system gets a folder of its own in
 ``<output_folder>/verification`` (score file, per-condition table);
 ``summary.csv`` has a row per system, ``det.png`` a panel of DET curves per
 trial list (of the systems ``det_systems`` names), and ``report.md`` shows
-both, the best system of each list named. The report is written whole
-beside that folder and then takes its place (:func:`staged_report`): it holds
-the systems of one verification only, and one that fails or is killed leaves
+both, the best system of each list named; ``evaluate.py``'s report also
+holds the settings it was made with. The report is written whole beside
+that folder and then takes its place (:func:`staged_report`): it holds the
+systems of one verification only, and one that fails or is killed leaves
 the report before it as it was. Used at the end of ``train_dann.py`` and by
 ``evaluate.py``.
 """
@@ -359,7 +360,8 @@ class TrialList(NamedTuple):
                    models, table, [tuple(setting) for setting in spec.get("min_dcf", VOXCELEB_DCF)])
 
 
-def verify(embed, hparams, condition, eval_datasets, training, device, checkpoint):
+def verify(embed, hparams, condition, eval_datasets, training, device, checkpoint,
+           records=None):
     """Embed, score and report every trial list of a condition.
 
     Arguments
@@ -382,6 +384,10 @@ def verify(embed, hparams, condition, eval_datasets, training, device, checkpoin
         Where to embed.
     checkpoint : str
         Name of the checkpoint the model came from (:class:`EmbeddingCache`).
+    records : callable, optional
+        ``records(folder)`` writes the settings the report was made with
+        into the staged report (``evaluate.py``'s), so that they take the
+        place of the report before it with it.
 
     Returns
     -------
@@ -421,6 +427,8 @@ def verify(embed, hparams, condition, eval_datasets, training, device, checkpoin
              os.path.join(report_folder, "det.png"), {s.name: det_style(s) for s in drawn})
     write_summary_report(os.path.join(report_folder, "report.md"), condition["condition"],
                          summary, best, DET_SYSTEMS[hparams["det_systems"]])
+    if records is not None:
+        records(report_folder)
     replace_report(report_folder, final_folder)
     print(f"Verification ({condition['condition']}):\n{summary.to_string(index=False)}")
     return results

@@ -17,11 +17,13 @@ import evaluate
 from local.errors import ManifestError
 from local.evaluation import verification
 from local.model.checkpoints import STAGING
+from local.provenance import file_sha256
 from tests.integration.test_train_dann import TINY, logged, train
 from tests.unit.test_run_folder import holding_process
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ONE_EPOCH = ["--number_of_epochs=1"]
+OTHER_SEED = 4321  # of another demo corpus
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +31,14 @@ def trained(demo_corpus, tmp_path_factory):
     """A finished one-epoch run: ``(folder, results)``."""
     folder = tmp_path_factory.mktemp("trained") / "run"
     return folder, train(demo_corpus, folder, *ONE_EPOCH)
+
+
+@pytest.fixture(scope="module")
+def other_corpus(tmp_path_factory):
+    """The demo corpus of another seed: other utterances in every manifest."""
+    from data_prep.demo import prepare_demo
+
+    return prepare_demo(str(tmp_path_factory.mktemp("other_demo")), seed=OTHER_SEED)
 
 
 @pytest.fixture
@@ -95,13 +105,67 @@ def test_allowed_change_resumes_and_becomes_the_runs_setting(demo_corpus, run):
     train(demo_corpus, run, "--number_of_epochs=2")  # the record has the accepted value
 
 
+def test_resume_on_other_training_data_is_refused_naming_the_files(demo_corpus, other_corpus,
+                                                                   run):
+    before = contents(run)
+    other = (f"--demo_seed={OTHER_SEED}", "--number_of_epochs=2")
+    with pytest.raises(ManifestError) as refused:
+        train(other_corpus, run, *other, "--allow_changed=[number_of_epochs]")
+    message = str(refused.value)
+    assert message.startswith(f"{run}/save/run_settings.json: the run's checkpoints were "
+                              "trained on other data:\n"), message
+    for role in ("source_train", "target_train"):
+        assert (f"\n  {role}_sha256 ({other_corpus[role]}): \"{file_sha256(demo_corpus[role])}\""
+                f" -> \"{file_sha256(other_corpus[role])}\"\n") in message + "\n", message
+    assert "--allow_changed=[source_train_sha256, target_train_sha256]" in message
+    assert contents(run) == before
+    train(other_corpus, run, *other,
+          "--allow_changed=[number_of_epochs, source_train_sha256, target_train_sha256]")
+    with open(run / "provenance.json") as saved:
+        assert json.load(saved)["data"]["target_train"]["sha256"] == \
+            file_sha256(other_corpus["target_train"])
+    # The record has the accepted data: a resume compares with them.
+    train(other_corpus, run, *other)
+    with pytest.raises(ManifestError, match=r"trained on other data:\n  source_train_sha256 "):
+        train(demo_corpus, run, "--number_of_epochs=2")
+
+
+def test_resume_of_a_run_without_recorded_data_compares_with_its_provenance(
+        demo_corpus, other_corpus, run, caplog):
+    record = json.loads((run / "save" / "run_settings.json").read_text())
+    for role in ("source_train", "target_train"):
+        record.pop(f"{role}_sha256", None)
+    (run / "save" / "run_settings.json").write_text(json.dumps(record))
+    with pytest.raises(ManifestError, match=r"trained on other data:\n  source_train_sha256 "):
+        train(other_corpus, run, f"--demo_seed={OTHER_SEED}", *ONE_EPOCH)
+    (run / "provenance.json").unlink()
+    with caplog.at_level(logging.WARNING):
+        train(other_corpus, run, f"--demo_seed={OTHER_SEED}", *ONE_EPOCH)
+    assert "records no hash of source_train, nor does " in caplog.text
+    record = json.loads((run / "save" / "run_settings.json").read_text())
+    assert record["target_train_sha256"] == file_sha256(other_corpus["target_train"])
+
+
+def test_evaluate_on_other_training_data_warns_and_records_them(demo_corpus, other_corpus, run,
+                                                                caplog):
+    record = (run / "save" / "run_settings.json").read_bytes()
+    with caplog.at_level(logging.WARNING):
+        evaluate.main(argv(other_corpus, run, f"--demo_seed={OTHER_SEED}", *ONE_EPOCH))
+    assert (f"Training data differ from the run's: source_train_sha256 "
+            f"({other_corpus['source_train']})") in caplog.text
+    assert (run / "save" / "run_settings.json").read_bytes() == record
+    with open(run / "verification" / "evaluate_provenance.json") as saved:
+        assert json.load(saved)["data"]["source_train"]["sha256"] == \
+            file_sha256(other_corpus["source_train"])
+
+
 def test_evaluate_writes_its_own_settings_and_leaves_the_runs(demo_corpus, trained, run):
     hyperparams = (run / "hyperparams.yaml").read_bytes()
     results = evaluate.main(argv(demo_corpus, run, *ONE_EPOCH, "--score_norm=snorm",
                                  "--cohort_size=50"))
     assert results["target"] == trained[1]["target"]
     assert (run / "hyperparams.yaml").read_bytes() == hyperparams
-    with open(run / "evaluate_hyperparams.yaml") as saved:
+    with open(run / "verification" / "evaluate_hyperparams.yaml") as saved:
         assert "\nscore_norm: snorm\n" in saved.read()
 
 
@@ -172,7 +236,7 @@ def test_evaluate_on_other_data_files_leaves_the_runs_provenance(demo_corpus, ru
     shutil.copytree(os.path.dirname(demo_corpus["eval"]), data)
     evaluate.main([*argv(demo_corpus, run, *ONE_EPOCH), f"--data_folder={data}"])
     assert (run / "provenance.json").read_bytes() == provenance
-    with open(run / "evaluate_provenance.json") as saved:
+    with open(run / "verification" / "evaluate_provenance.json") as saved:
         record = json.load(saved)
     assert record["data"]["evaluation/target/trials"]["path"] == str(data / "trials_target.txt")
 
@@ -204,3 +268,33 @@ def test_interrupted_evaluation_leaves_the_report_before_it(demo_corpus, run, mo
     monkeypatch.undo()
     evaluate.main(argv(demo_corpus, run, *ONE_EPOCH, "--score_norm=snorm", "--cohort_size=50"))
     assert "target_snorm" in set(pd.read_csv(run / "verification" / "summary.csv")["system"])
+
+
+def report_records(folder):
+    """``{path: sha256}`` of the report and of every evaluation settings file in ``folder``."""
+    return {path: digest for path, digest in contents(folder).items()
+            if path.startswith(f"verification{os.sep}") or "evaluate_" in path}
+
+
+def test_evaluation_settings_describe_the_report_in_place(demo_corpus, run, monkeypatch):
+    evaluate.main(argv(demo_corpus, run, *ONE_EPOCH))
+    before = report_records(run)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(verification, "plot_det", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate.main(argv(demo_corpus, run, *ONE_EPOCH, "--score_norm=snorm",
+                           "--cohort_size=50"))
+    assert report_records(run) == before  # the settings of the raw-cosine report
+    monkeypatch.undo()
+    evaluate.main(argv(demo_corpus, run, *ONE_EPOCH, "--score_norm=snorm", "--cohort_size=50"))
+    records = report_records(run)
+    assert sorted(path for path in records if "evaluate_" in path) == [
+        os.path.join("verification", name) for name in
+        ("evaluate_condition.yaml", "evaluate_hyperparams.yaml", "evaluate_provenance.json")]
+    with open(run / "verification" / "evaluate_hyperparams.yaml") as saved:
+        assert "\nscore_norm: snorm\n" in saved.read()
+    train(demo_corpus, run, *ONE_EPOCH)  # the training's report has the run's settings
+    assert not [path for path in report_records(run) if "evaluate_" in path]
