@@ -6,7 +6,6 @@ verifies it (:func:`evaluate`); ``evaluate.py`` verifies a trained run.
 
 import functools
 import os
-import shutil
 import sys
 
 import speechbrain as sb
@@ -218,7 +217,9 @@ def save_settings(hparams_file, overrides, condition_file, folder, prefix=""):
                        encoding="utf-8") as out:
         out.write(f"# {os.path.abspath(hparams_file)} on its bases, with the run's overrides\n"
                   f"# yamllint disable\n{resolved}")
-    shutil.copy(condition_file, os.path.join(folder, f"{prefix}condition.yaml"))
+    with open(condition_file, "rb") as original, written_whole(
+            os.path.join(folder, f"{prefix}condition.yaml"), "wb") as copy:
+        copy.write(original.read())
 
 
 def save_records(hparams_file, overrides, condition_file, condition, folder, prefix=""):
