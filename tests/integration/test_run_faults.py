@@ -253,36 +253,21 @@ def test_second_evaluation_replaces_the_whole_report(demo_corpus, run):
         == ["verification"]
 
 
-def test_interrupted_evaluation_leaves_the_report_before_it(demo_corpus, run, monkeypatch):
-    before = contents(run / "verification")
-
-    def interrupted(*args, **kwargs):
-        raise KeyboardInterrupt
-
-    # After every system's score file and table, before the figure and the summary.
-    monkeypatch.setattr(verification, "plot_det", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        evaluate.main(argv(demo_corpus, run, *ONE_EPOCH, "--score_norm=snorm",
-                           "--cohort_size=50"))
-    assert contents(run / "verification") == before
-    monkeypatch.undo()
-    evaluate.main(argv(demo_corpus, run, *ONE_EPOCH, "--score_norm=snorm", "--cohort_size=50"))
-    assert "target_snorm" in set(pd.read_csv(run / "verification" / "summary.csv")["system"])
-
-
 def report_records(folder):
     """``{path: sha256}`` of the report and of every evaluation settings file in ``folder``."""
     return {path: digest for path, digest in contents(folder).items()
             if path.startswith(f"verification{os.sep}") or "evaluate_" in path}
 
 
-def test_evaluation_settings_describe_the_report_in_place(demo_corpus, run, monkeypatch):
+def test_interrupted_evaluation_leaves_the_report_and_its_settings_before_it(demo_corpus, run,
+                                                                           monkeypatch):
     evaluate.main(argv(demo_corpus, run, *ONE_EPOCH))
     before = report_records(run)
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
+    # After every system's score file and table, before the figure and the summary.
     monkeypatch.setattr(verification, "plot_det", interrupted)
     with pytest.raises(KeyboardInterrupt):
         evaluate.main(argv(demo_corpus, run, *ONE_EPOCH, "--score_norm=snorm",
