@@ -244,7 +244,7 @@ def changed_settings(recorded, settings, allowed, record_path, files=None):
       source_train_sha256 (data/source_train.csv): "ab12" -> "cd34"
     Fix: pass the data files the run was trained on, or train into another --output_folder; where a change is safe for this run, accept it with --allow_changed=[source_train_sha256]
     """
-    allowed = [allowed] if isinstance(allowed, str) else list(allowed or [])
+    allowed = _key_list(allowed)
     unknown = [key for key in allowed if key not in settings]
     if unknown:
         close = {key: difflib.get_close_matches(key, settings, n=1) for key in unknown}
@@ -271,6 +271,11 @@ def changed_settings(recorded, settings, allowed, record_path, files=None):
                  "where a change is safe for this run, accept it with "
                  f"--allow_changed=[{', '.join(refused)}]")
     return changes
+
+
+def _key_list(allowed):
+    """``allow_changed`` as a list: one key may be given alone, none as None."""
+    return [allowed] if isinstance(allowed, str) else list(allowed or [])
 
 
 def _named(key, files):
@@ -356,8 +361,7 @@ def accept_settings(hparams, settings, training, condition):
     recorded = recorded_settings(save_folder)
     settings = {**settings, **data_settings(condition)}
     files = {f"{role}_sha256": condition[role] for role in TRAINING_DATA}
-    allowed = hparams["allow_changed"]
-    allowed = [allowed] if isinstance(allowed, str) else list(allowed or [])
+    allowed = _key_list(hparams["allow_changed"])
     changes = {}
     if hparams["checkpointer"].list_checkpoints():
         if recorded is None:
