@@ -43,6 +43,7 @@ import time
 import numpy as np
 
 from bench_pseudo_labels import random_pairs, simulate
+from resident import peak_resident_mib, reset_peak_resident
 
 ROOT = os.path.dirname(os.path.abspath(os.path.dirname(__file__)))
 EVALUATION_UTTERANCES = 20_000
@@ -74,16 +75,12 @@ class Step:
     """Wall time, CPU time and peak resident growth of the code in a ``with`` block."""
 
     def __enter__(self):
-        from resident import peak_resident_mib, reset_peak_resident
-
         reset_peak_resident()
         self.base = peak_resident_mib()
         self.wall, self.cpu = time.perf_counter(), time.process_time()
         return self
 
     def __exit__(self, *_):
-        from resident import peak_resident_mib
-
         self.wall = time.perf_counter() - self.wall
         self.cpu = time.process_time() - self.cpu
         self.grown_gb = (peak_resident_mib() - self.base) / 1024
