@@ -92,6 +92,7 @@ from data_prep.preparation import (
     corpus_folder,
     preparation_command,
     prepare_corpus,
+    speaker_genders,
 )
 from local.cli import option
 from local.data.schema import utterance_row
@@ -290,16 +291,16 @@ def read_speaker_table(path):
              fix="make the first line name the columns, with spk and gender among them, "
              "e.g. 'spk,gender' then one line per speaker such as 'spk001,f'")
     spk, gender = header.index("spk"), header.index("gender")
-    genders, bad = {}, []
+    listed, bad = [], []
     for number, fields in enumerate(lines[1:], start=2):
         if len(fields) > max(spk, gender) and fields[spk]:
-            genders[fields[spk]] = fields[gender].lower()
+            listed.append((number, fields[spk], fields[gender].lower()))
         elif any(fields):
             bad.append(f"line {number}: {','.join(fields)}")
     if bad:
         fail(path, "lines without a speaker and gender", rows=bad,
              fix=f"give every line the {len(header)} columns of the header")
-    return genders
+    return speaker_genders(path, listed)
 
 
 def _compile(pattern):

@@ -85,6 +85,47 @@ def check_option(name, value, allowed, why, integer=False):
         f"Fix: choose {name} in {allowed} (--{name} on the command line)")
 
 
+def speaker_genders(path, listed):
+    """``{speaker: gender}`` from a speaker table's ``(line, speaker, gender)``; refuse contradictions.
+
+    A speaker listed twice with the same gender is kept once; listed with two
+    genders, the table is refused rather than the last line silently kept.
+
+    Arguments
+    ---------
+    path : str
+        The table, named in the error.
+    listed : iterable of tuple
+        ``(line number, speaker, gender)`` of each of its lines.
+
+    Returns
+    -------
+    dict
+        ``{speaker: gender}``.
+
+    Example
+    -------
+    >>> speaker_genders("meta.csv", [(2, "id1", "m"), (3, "id2", "f"), (4, "id1", "m")])
+    {'id1': 'm', 'id2': 'f'}
+    >>> speaker_genders("meta.csv", [(2, "id1", "m"), (3, "id1", "f")])
+    Traceback (most recent call last):
+      ...
+    local.errors.ManifestError: meta.csv: speakers listed with two genders
+      line 3: id1 is f, line 2 said m
+    Fix: keep one line per speaker, with its gender
+    """
+    genders, lines, conflicts = {}, {}, []
+    for number, speaker, gender in listed:
+        if genders.setdefault(speaker, gender) != gender:
+            conflicts.append(f"line {number}: {speaker} is {gender}, "
+                             f"line {lines[speaker]} said {genders[speaker]}")
+        lines.setdefault(speaker, number)
+    if conflicts:
+        fail(path, "speakers listed with two genders", rows=conflicts,
+             fix="keep one line per speaker, with its gender")
+    return genders
+
+
 def check_seg_dur(seg_dur):
     """:func:`check_option` for ``seg_dur``, the training chunk length (None: whole utterances).
 

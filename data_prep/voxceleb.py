@@ -67,6 +67,7 @@ from data_prep.preparation import (
     corpus_folder,
     preparation_command,
     prepare_corpus,
+    speaker_genders,
 )
 from local.cli import option
 from local.data.manifest_io import read_numbered_trials
@@ -263,17 +264,17 @@ def read_meta(path):
         fail(path, f"not a VoxCeleb meta file: header {header}",
               fix="use vox1_meta.csv / vox2_meta.csv as downloaded from the VoxCeleb site")
     column = header.index("Gender")
-    genders, bad = {}, []
+    listed, bad = [], []
     for number, line in enumerate(lines[1:], start=2):
         fields = [field.strip() for field in line.split(separator)]
         if len(fields) <= column or not fields[0].startswith("id"):
             bad.append(f"line {number}: {line}")
         else:
-            genders[fields[0]] = fields[column].lower()
+            listed.append((number, fields[0], fields[column].lower()))
     if bad:
         fail(path, "lines without a speaker ID and gender", rows=bad,
               fix="use the meta file as downloaded from the VoxCeleb site")
-    return genders
+    return speaker_genders(path, listed)
 
 
 def _wav_tree(data_folder):

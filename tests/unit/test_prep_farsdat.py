@@ -205,6 +205,16 @@ def test_speaker_table_with_padding_and_extra_columns(corpus):
     assert read_speaker_table(str(path)) == GENDER
 
 
+def test_speaker_table_listing_a_speaker_with_two_genders_is_refused(corpus):
+    path = corpus / "speakers.csv"
+    speaker, gender = next(iter(GENDER.items()))
+    other = "m" if gender == "f" else "f"
+    path.write_text(f"{SPEAKER_TABLE}\n{speaker},{other},30\n")
+    with pytest.raises(ManifestError, match=rf"speakers.csv: speakers listed with two genders\n"
+                       rf"  line \d+: {speaker} is {other}, line 2 said {gender}"):
+        read_speaker_table(str(path))
+
+
 def test_command_line(corpus, out, capsys):
     assert main(["--data_folder", str(corpus), "--save_folder", out, "--n_eval_speakers", "2",
                  "--speaker_table", str(corpus / "speakers.csv"), "--seg_dur", "0.25"]) == 0

@@ -253,6 +253,16 @@ def test_vox2_meta_with_padded_fields(tmp_path):
     assert read_meta(path) == VOX1_GENDER
 
 
+def test_meta_listing_a_speaker_with_two_genders_is_refused(tmp_path):
+    path = tmp_path / "vox2_meta.csv"
+    path.write_text(VOX2_META + "id09272 ,n009272 ,m ,test \n")
+    with pytest.raises(ManifestError, match=r"vox2_meta.csv: speakers listed with two genders\n"
+                       r"  line \d+: id09272 is m, line \d+ said f"):
+        read_meta(path)
+    path.write_text(VOX2_META + "id09272 ,n009272 ,f ,test \n")  # the same line twice: one speaker
+    assert read_meta(path) == {**VOX2_GENDER, "id09272": "f"}
+
+
 def test_command_line(vox1, out, capsys):
     assert main(["--data_folder", str(vox1), "--save_folder", out,
                  "--trials", "veri_test2.txt", str(vox1 / "list_test_hard2.txt")]) == 0
