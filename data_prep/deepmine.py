@@ -299,7 +299,22 @@ def _read_enrolment(path, task, train_labels):
         fail(path, f"lines not of the form '{ENROL_FORM[task]}' (task {task}), or models "
              "listed twice", rows=bad, fix="use docs/model_enrollment.txt as extracted; "
              + SEPARATE_TASKS)
+    _check_one_phrase_per_file(path, models)
     return models
+
+
+def _check_one_phrase_per_file(path, models):
+    """Refuse an enrolment file that enrols models of two phrases: its manifest row has one."""
+    phrase_of, clashes = {}, []
+    for model, (phrase, files) in models.items():
+        for utt in files:
+            first = phrase_of.setdefault(utt, (phrase, model))
+            if first[0] != phrase:
+                clashes.append(f"{utt}: phrase {first[0]} in {first[1]}, {phrase} in {model}")
+    if clashes:
+        fail(path, "enrolment files of models of different phrases", rows=clashes,
+             fix="use docs/model_enrollment.txt as extracted: each enrolment file "
+             "says one phrase")
 
 
 def _read_trials(path, models):

@@ -346,6 +346,10 @@ def _task2_enrolment_line(task1, tmp_path):
     _append(task1 / "docs" / "model_enrollment.txt", "model_00002 enr_188426\n")
 
 
+def _enrolment_file_of_two_phrases(task1, tmp_path):
+    _append(task1 / "docs" / "model_enrollment.txt", "model_00002 07 enr_000101 enr_000104\n")
+
+
 def _tasks_mixed(task1, tmp_path):
     (task1 / "docs" / "model_enrollment.txt").write_text(TASK2_ENROLMENT)
 
@@ -396,6 +400,9 @@ def _channel_of_unknown_file(task1, tmp_path):
     (_task2_enrolment_line, r"model_enrollment.txt: lines not of the form 'model-id "
                             r"phrase-id .*\n  line 4: model_00002 enr_188426\n"),
     (_tasks_mixed, r"model_enrollment.txt: is task 2's .*/train_labels.txt is task 1's"),
+    (_enrolment_file_of_two_phrases, r"model_enrollment.txt: enrolment files of models of "
+                                     r"different phrases\n  enr_000101: phrase 02 in "
+                                     r"model_00001, 07 in model_00002\nFix: "),
     (_malformed_trial, r"trials.txt: lines not of the form 'model-id evaluation-file-id'"
                        r"\n  line 6: model_00001 evl_000018 TC"),
     (_unknown_model, r"trials.txt: trials name models that are not in docs/model_enrollment"
