@@ -161,6 +161,7 @@ def read_manifest(path):
         )
     if table.empty:
         fail(path, "manifest has no rows", fix="check the data preparation")
+    check_names(path, table["ID"], "IDs", "give every row an ID without spaces")
     dup = table["ID"][table["ID"].duplicated()]
     if len(dup):
         fail(path, "duplicated IDs", rows=dup.unique(), fix="IDs must be unique")
@@ -169,13 +170,19 @@ def read_manifest(path):
     )
     for column in numeric:
         values = pd.to_numeric(table[column], errors="coerce")
-        bad = table["ID"][values.isna() | (values < 0)]
+        # Sample indices and rates are counts: 0.5 would be truncated silently.
+        whole = column != "duration"
+        bad = table["ID"][values.isna() | (values < 0) | (whole & (values % 1 != 0))
+                          | ((column == "sample_rate") & (values == 0))]
         if len(bad):
+            kind = ("a positive whole number" if column == "sample_rate"
+                    else "a non-negative whole number" if whole else "a non-negative number")
             fail(
                 path,
-                f"column '{column}' is not a non-negative number in rows",
-                rows=[f"row {i + 2}: ID {table['ID'][i]}" for i in bad.index],
-                fix=f"give every row's {column} as a number (a manifest written by the data "
+                f"column '{column}' is not {kind} in rows",
+                rows=[f"row {i + 2}: ID {table['ID'][i]}: {table[column][i]!r}"
+                      for i in bad.index],
+                fix=f"give every row's {column} as {kind} (a manifest written by the data "
                     "preparation has them: re-run it)",
             )
         table[column] = values
@@ -195,6 +202,36 @@ def read_manifest(path):
         ["start", "stop", "sample_rate"]
     ].astype(np.int64)
     return table
+
+
+def check_names(path, names, what, fix):
+    """Refuse empty names and names holding whitespace: a trial list could not name them.
+
+    Arguments
+    ---------
+    path : str
+        The table, named in the error.
+    names : pandas.Series
+        Its ID column, strings.
+    what : str
+        What the names are, for the message.
+    fix : str
+        How to fix it.
+
+    Example
+    -------
+    >>> check_names("train.csv", pd.Series(["u1", "u 2", ""]), "IDs", "no spaces")
+    Traceback (most recent call last):
+      ...
+    local.errors.ManifestError: train.csv: IDs empty or holding whitespace
+      row 3: 'u 2'
+      row 4: ''
+    Fix: no spaces
+    """
+    bad = names[(names == "") | names.str.contains(r"\s")]
+    if len(bad):
+        fail(path, f"{what} empty or holding whitespace",
+             rows=[f"row {i + 2}: {name!r}" for i, name in bad.items()], fix=fix)
 
 
 def write_trials(trials, path):
@@ -487,6 +524,7 @@ def read_enrolment(path):
     missing = [c for c in ENROLMENT_COLUMNS if c not in table.columns]
     if missing:
         fail(path, f"missing columns {missing}", fix="header must start with model_id,utt_ids")
+    check_names(path, table["model_id"], "model_ids", "give every model a model_id without spaces")
     empty = table["model_id"][table["utt_ids"].str.strip() == ""]
     if len(empty):
         fail(path, "enrolment models without utterances", rows=empty)

@@ -3,6 +3,7 @@
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 
@@ -160,6 +161,39 @@ def test_non_numeric_duration_names_the_row(corpus):
     table.to_csv(manifest, index=False)
     with pytest.raises(ManifestError, match="'duration'.*\n  row 4: ID spkB_1"):
         validate(manifest)
+
+
+@pytest.mark.parametrize("column, value, kind", [
+    ("start", "0.5", "a non-negative whole number"),
+    ("stop", "8000.25", "a non-negative whole number"),
+    ("sample_rate", "7999.9", "a positive whole number"),
+    ("sample_rate", "0", "a positive whole number"),
+])
+def test_sample_counts_that_are_not_whole_are_refused_not_truncated(corpus, column, value, kind):
+    _, manifest, _ = corpus
+    table = pd.read_csv(manifest, dtype=str)
+    table.loc[1, column] = value
+    table.to_csv(manifest, index=False)
+    with pytest.raises(ManifestError, match=rf"column '{column}' is not {kind} in rows\n"
+                                            rf"  row 3: ID spkA_2: '{value}'\nFix: "):
+        read_manifest(manifest)
+
+
+@pytest.mark.parametrize("name", ["", "spkA 2", " spkA_2", "spkA_2\t"])
+def test_ids_empty_or_holding_whitespace_are_refused(corpus, name):
+    folder, manifest, _ = corpus
+    table = pd.read_csv(manifest, dtype=str, keep_default_na=False)
+    table.loc[1, "ID"] = name
+    table.to_csv(manifest, index=False)
+    with pytest.raises(ManifestError, match=rf"m.csv: IDs empty or holding whitespace\n"
+                                            rf"  row 3: {re.escape(repr(name))}\nFix: "):
+        read_manifest(manifest)
+    enrolment = folder / "enrol.csv"
+    pd.DataFrame({"model_id": ["model_1", name], "utt_ids": ["spkA_1", "spkB_1"]}).to_csv(
+        enrolment, index=False)
+    with pytest.raises(ManifestError, match=rf"enrol.csv: model_ids empty or holding whitespace"
+                                            rf"\n  row 3: {re.escape(repr(name))}\nFix: "):
+        read_enrolment(enrolment)
 
 
 def test_duplicated_ids(corpus):
