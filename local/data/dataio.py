@@ -258,7 +258,16 @@ def add_speaker_labels(dataset, encoder_path, label="spk_id"):
     encoder.load_or_create(path=encoder_path, from_didatasets=[dataset],
                            output_key="speaker_class")
     with dataset.output_keys_as(["speaker_class"]):
-        encoder.expect_len(len({item["speaker_class"] for item in dataset}))
+        classes = {item["speaker_class"] for item in dataset}
+    # A reloaded encoder (a resumed run) may lack classes of this dataset:
+    # encode_label would only fail at their first batch.
+    unknown = sorted(map(str, classes - set(encoder.lab2ind)))
+    if unknown:
+        raise ValueError(
+            f"The label encoder {encoder_path} lacks {len(unknown)} classes of the source "
+            f"training data, e.g. {', '.join(unknown[:5])}: it was made by a run on other "
+            "source speakers. Remove it, or train into another output_folder.")
+    encoder.expect_len(len(classes))
     return encoder
 
 
