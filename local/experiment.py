@@ -139,7 +139,8 @@ def prepare_experiment(argv=None, training=True, create_folder=sb.create_experim
         False for an evaluation of a trained run, which needs a checkpoint
         and writes its own (``evaluate_hyperparams.yaml``,
         ``evaluate_condition.yaml``, ``evaluate_provenance.json``) into its
-        report, so that they replace the report before it together with it
+        report only. Either writes a copy of its settings into its report,
+        so that they replace the report before it together with it
         (:func:`evaluate`).
     create_folder : callable
         ``create_folder(output_folder)``: a call of
@@ -151,9 +152,9 @@ def prepare_experiment(argv=None, training=True, create_folder=sb.create_experim
     -------
     tuple
         ``(brain, hparams, condition, data)``, ``data`` as from
-        :func:`dataio_prep`, with ``report_records``: for an evaluation,
-        ``report_records(folder)`` writes its settings files
-        (:func:`save_records`) into a folder; None for a training run.
+        :func:`dataio_prep`, with ``report_records``:
+        ``report_records(folder)`` writes the command's settings files
+        (:func:`save_records`) into a folder.
     """
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
     check_device(run_opts.get("device"))
@@ -185,8 +186,10 @@ def prepare_experiment(argv=None, training=True, create_folder=sb.create_experim
 
     device = run_opts.get("device") or sb.utils.distributed.infer_device()
     data = dataio_prep(hparams, condition, device)
-    # An evaluation's settings files go into its report, and replace the report before it with it.
-    data["report_records"] = None if training else records
+    # Every report holds the settings it was made with, and replaces the one
+    # before it together with them: a resume that changes the run's settings
+    # and stops before its report leaves that report with its own.
+    data["report_records"] = records
     brain = DANNBrain(
         modules=hparams["modules"], opt_class=hparams["opt_class"], hparams=hparams,
         run_opts=run_opts, checkpointer=hparams["checkpointer"],
@@ -260,8 +263,8 @@ def evaluate(brain, hparams, condition, data):
     condition : dict
         Condition hparams.
     data : dict
-        As from :func:`prepare_experiment`: an evaluation's ``report_records``
-        are written into its report.
+        As from :func:`prepare_experiment`: its ``report_records`` are
+        written into the report.
 
     Returns
     -------

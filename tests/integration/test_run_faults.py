@@ -93,16 +93,28 @@ def test_resume_with_another_emb_dim_is_refused_before_loading(demo_corpus, run)
         train(demo_corpus, run, *ONE_EPOCH, "--emb_dim=64")
 
 
-def test_allowed_change_resumes_and_becomes_the_runs_setting(demo_corpus, run):
+def test_allowed_change_resumes_and_becomes_the_runs_setting(demo_corpus, run, monkeypatch):
     with pytest.raises(ManifestError, match=r"number_of_epochs: 1 -> 2\n"):
         train(demo_corpus, run, "--number_of_epochs=2")
-    train(demo_corpus, run, "--number_of_epochs=2", "--allow_changed=[number_of_epochs]")
+    report = report_records(run)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(verification, "plot_det", interrupted)  # stopped before its report
+    with pytest.raises(KeyboardInterrupt):
+        train(demo_corpus, run, "--number_of_epochs=2", "--allow_changed=[number_of_epochs]")
     with open(run / "train_log.txt") as log:
         assert [line.split(" - ")[0] for line in log if line.startswith("epoch")] == \
             ["epoch: 1", "epoch: 2"]  # resumed: epoch 2 alone was trained
     with open(run / "hyperparams.yaml") as saved:
         assert "number_of_epochs: 2\n" in saved.read()
+    assert report_records(run) == report  # the one-epoch report, with its own settings
+    assert "number_of_epochs: 1\n" in (run / "verification" / "hyperparams.yaml").read_text()
+    monkeypatch.undo()
     train(demo_corpus, run, "--number_of_epochs=2")  # the record has the accepted value
+    for name in ("hyperparams.yaml", "condition.yaml"):
+        assert (run / "verification" / name).read_bytes() == (run / name).read_bytes()
 
 
 def test_resume_on_other_training_data_is_refused_naming_the_files(demo_corpus, other_corpus,
@@ -283,3 +295,5 @@ def test_interrupted_evaluation_leaves_the_report_and_its_settings_before_it(dem
         assert "\nscore_norm: snorm\n" in saved.read()
     train(demo_corpus, run, *ONE_EPOCH)  # the training's report has the run's settings
     assert not [path for path in report_records(run) if "evaluate_" in path]
+    assert (run / "verification" / "hyperparams.yaml").read_bytes() == \
+        (run / "hyperparams.yaml").read_bytes()
