@@ -1,14 +1,17 @@
 """Training and evaluation data pipelines."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import soundfile
 import torch
 from speechbrain.dataio.dataset import DynamicItemDataset
 
-from local.data.audio import load_random_crop, load_segment
+from local.data.audio import check_lengths, load_random_crop, load_segment
 from local.data.dataio import (
     PairedDataset,
+    SpeakerBatchSampler,
+    add_crop_pipeline,
     add_speaker_labels,
     collate_pairs,
     manifest_dataset,
@@ -42,6 +45,18 @@ def test_crop_reads_inside_the_row_and_repeats_short_rows(tmp_path):
     assert np.array_equal(short[:3000], short[3000:6000])
 
 
+def test_crop_starts_anywhere_in_the_row_the_last_start_included(tmp_path):
+    path = tmp_path / "ramp.wav"
+    soundfile.write(path, np.arange(32000) / 32000 - 0.5, 16000, subtype="FLOAT")
+    torch.manual_seed(0)
+    firsts = [round((load_random_crop(str(path), 8000, 16001, 16000, 0.5)[0].item() + 0.5) * 32000)
+              for _ in range(50)]
+    assert set(firsts) == {8000, 8001}  # one sample longer than the crop: two starts
+    spread = [round((load_random_crop(str(path), 0, 32000, 16000, 0.5)[0].item() + 0.5) * 32000)
+              for _ in range(200)]
+    assert min(spread) < 2400 and max(spread) > 21600 and len(set(spread)) > 190
+
+
 def _datasets(n_source, n_target):
     source = DynamicItemDataset({f"s{i}": {"spk_id": f"spk{i % 2}"} for i in range(n_source)})
     target = DynamicItemDataset({f"t{i}": {"spk_id": f"true{i}"} for i in range(n_target)})
@@ -60,6 +75,44 @@ def test_pairs_cover_both_sets_and_the_shorter_cycles(n_source, n_target):
     assert set(targets) == {f"t{i}" for i in range(n_target)}
     shorter = min(n_source, n_target)
     assert max(np.unique(sources + targets, return_counts=True)[1]) <= -(-len(pairs) // shorter)
+
+
+def test_crops_differ_between_pairs_and_epochs_and_repeat_with_the_seed(tmp_path):
+    path = tmp_path / "ramp.wav"
+    soundfile.write(path, np.arange(32000) / 32000 - 0.5, 16000, subtype="FLOAT")
+    row = {"wav": str(path), "start": 0, "stop": 32000, "sample_rate": 16000}
+
+    def cropped(n):
+        data = DynamicItemDataset({f"u{i}": dict(row) for i in range(n)})
+        add_crop_pipeline(data, 0.5)
+        data.set_output_keys(["sig"])
+        return data
+
+    def first_samples(pairs):
+        return [round(float(s["sig"][0]), 6) for s, _ in pairs]
+
+    pairs = PairedDataset(cropped(8), cropped(1), seed=1)
+    assert len(set(first_samples(pairs))) == 8  # one file in every row: the crops differ
+    assert first_samples(pairs) == first_samples(PairedDataset(cropped(8), cropped(1), seed=1))
+    alone = PairedDataset(cropped(1), cropped(1), seed=1)  # at index 0 in every epoch
+    epochs = []
+    for epoch in range(4):
+        alone.set_epoch(epoch)
+        epochs += first_samples(alone)
+    assert len(set(epochs)) == 4
+
+
+def test_steps_per_epoch_are_each_process_share(monkeypatch):
+    """The schedule of the domain losses counts each process's steps: its share of the data."""
+    pairs = PairedDataset(*_datasets(24, 10), seed=1)
+    assert pairs.steps_per_epoch(4) == 6
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 2)
+    assert pairs.steps_per_epoch(4) == 3
+    source, target = _datasets(24, 10)
+    batches = SpeakerBatchSampler([source.data[i]["spk_id"] for i in source.data_ids],
+                                  2, 2, n_batches=5, seed=1)
+    assert PairedDataset(source, target, 1, batches).steps_per_epoch(4) == 3  # 5 whole batches
 
 
 def test_pairing_depends_on_epoch_and_is_reproducible():
@@ -215,3 +268,12 @@ def test_utterances_too_short_or_too_long_to_embed_are_refused_before_any_is_emb
                                             r"each into rows of at most 600 s"):
         compute_embeddings(embed, DynamicItemDataset(rows), ids=["u1", "u3"], limits=(0.5, 600))
     assert embedded == []
+
+
+def test_check_lengths_takes_the_limits_themselves():
+    seconds = pd.Series([0.5, 600.0], index=["u1", "u2"])
+    check_lengths(seconds, "eval.csv", 0.5, 600)
+    with pytest.raises(ManifestError, match=r"1 inputs are shorter .*\n  u1: 0.50 s"):
+        check_lengths(seconds, "eval.csv", 0.51, 600)
+    with pytest.raises(ManifestError, match=r"1 inputs are longer .*\n  u2: 600.00 s"):
+        check_lengths(seconds, "eval.csv", 0.5, 599.9)
