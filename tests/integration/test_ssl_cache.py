@@ -121,6 +121,18 @@ def test_short_utterances_repeat_their_frames(tmp_path):
     assert dataset[0]["sig"].flatten().tolist() == [*range(10), *range(10), *range(4)]
 
 
+def test_cached_crops_start_at_any_frame_the_last_included(tmp_path):
+    with open(tmp_path / INFO_FILE, "w") as fout:
+        json.dump({"source": "m", "receptive_field": 400, "stride": 320}, fout)
+    frames = np.arange(25, dtype=np.float16).reshape(25, 1, 1)  # a 0.5 s crop has 24
+    dataset = DynamicItemDataset({"long": ROW})
+    np.save(cache_paths(str(tmp_path), dataset)["long"], frames)
+    add_cached_crop_pipeline(dataset, str(tmp_path), seconds=0.5)
+    dataset.set_output_keys(["sig"])
+    torch.manual_seed(0)
+    assert {int(dataset[0]["sig"][0]) for _ in range(50)} == {0, 1}
+
+
 def test_uncached_utterances_are_a_clear_error(tmp_path):
     with open(tmp_path / INFO_FILE, "w") as fout:
         json.dump({"source": "m", "receptive_field": 400, "stride": 320}, fout)
