@@ -304,6 +304,8 @@ def chunk_rows(row, chunk_seconds):
     ...        "stop": 40000, "spk_id": "s", "domain": "d", "sample_rate": 16000}
     >>> [r["ID"] for r in chunk_rows(row, 1.0)]
     ['u_0_16000', 'u_16000_32000']
+    >>> [r["ID"] for r in chunk_rows(row, 2.5)]  # one chunk long: the row as it is
+    ['u']
     """
     rate = int(row.get("sample_rate", SAMPLE_RATE))
     size = int(round(chunk_seconds * rate))
