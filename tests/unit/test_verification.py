@@ -19,8 +19,10 @@ from local.evaluation.verification import (
     cohort_subset,
     drawn_systems,
     list_systems,
+    training_embeddings,
     verify,
 )
+from local.model.pseudo_labels import PseudoLabels
 
 NORM = {"score_norm": None, "cohort_domain": "target", "cohort_size": 50, "cohort_top_k": 10,
         "backend_adaptation": None, "whiten_ridge": 0.1, "backend": [], "lda_dim": 150,
@@ -188,3 +190,43 @@ def test_bad_score_norm_settings(change, message):
     with pytest.raises(ValueError, match=message):
         check_score_norm(dict(NORM, **change))
     check_score_norm(dict(NORM, score_norm="asnorm"))
+
+
+class RecordingCache:
+    """An embedding cache that records each draw and embeds nothing."""
+
+    def __init__(self):
+        self.draws = []
+
+    def subset(self, name, dataset, size):
+        self.draws.append((name, dataset.name, size))
+        ids = dataset.data_ids[:size]
+        return ids, torch.zeros(len(ids), 2)
+
+
+@pytest.mark.parametrize("oracle", [False, True])
+def test_training_draws_take_their_domain_and_size_and_target_speakers_only_for_the_oracle(
+        oracle):
+    source = DynamicItemDataset({f"s{i}": {"spk_id": f"a{i % 2}"} for i in range(6)})
+    # Without the oracle, the target rows' spk_id is never read: these raise when it is.
+    target = DynamicItemDataset({f"t{i}": (TargetRow(spk_id=f"b{i % 3}") if not oracle
+                                           else {"spk_id": f"b{i % 3}"}) for i in range(9)})
+    source.name, target.name = "source", "target"
+    hparams = dict(NORM, cohort_domain="source", cohort_size=4, backend_max_utterances=5,
+                   pseudo_labels=PseudoLabels(offset=0, oracle=oracle))
+    cache = RecordingCache()
+    data = training_embeddings(cache, hparams, {"source": source, "target": target})
+    assert len(data.cohort) == 4
+    assert data.source[1] == ["a0", "a1", "a0", "a1", "a0"]
+    assert data.target_draw[1] == (["b0", "b1", "b2", "b0", "b1"] if oracle else None)
+    assert cache.draws == [("cohort_source", "source", 4), ("backend_source", "source", 5),
+                           ("backend_target", "target", 5)]
+
+
+class TargetRow(dict):
+    """A target manifest row whose speaker must not be read."""
+
+    def __getitem__(self, key):
+        if key == "spk_id":
+            raise AssertionError("a target speaker label was read without pseudo_oracle")
+        return super().__getitem__(key)
