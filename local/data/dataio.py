@@ -264,9 +264,10 @@ def add_speaker_labels(dataset, encoder_path, label="spk_id"):
     unknown = sorted(map(str, classes - set(encoder.lab2ind)))
     if unknown:
         raise ValueError(
-            f"The label encoder {encoder_path} lacks {len(unknown)} classes of the source "
-            f"training data, e.g. {', '.join(unknown[:5])}: it was made by a run on other "
-            "source speakers. Remove it, or train into another output_folder.")
+            f"The label encoder {encoder_path} lacks {len(unknown)} classes ({label}) of the "
+            f"source training data, e.g. {', '.join(unknown[:5])}: it was made by a run with "
+            "another speaker_label or source manifest. Remove it, or train into another "
+            "output_folder.")
     encoder.expect_len(len(classes))
     return encoder
 
