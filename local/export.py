@@ -45,12 +45,15 @@ import pandas as pd
 import ruamel.yaml
 import torch
 from hyperpyyaml import dump_hyperpyyaml, load_hyperpyyaml
+from speechbrain.utils.logger import get_logger
 
 from local.cli import command, option
 from local.errors import fail
 from local.evaluation.metrics import eer, eer_threshold
-from local.evaluation.report import read_scores, score_file
+from local.evaluation.report import CHECKPOINT_FILE, read_scores, score_file, scored_checkpoint
 from local.model.checkpoints import CompleteCheckpointer
+
+logger = get_logger(__name__)
 
 # The modules of the training hparams that inference needs, as named there
 # (the classifier when the run has one).
@@ -151,6 +154,38 @@ def trained_frontend(frontend):
     return "frontend", frontend
 
 
+def check_report_checkpoint(run_folder, exported):
+    """Refuse thresholds scored with another checkpoint than the one exported.
+
+    A resume that saved a newer checkpoint and stopped before its report
+    leaves the report of the checkpoint before it.
+
+    Arguments
+    ---------
+    run_folder : str
+        Output folder of a ``train_dann.py`` run.
+    exported : str
+        Name of the checkpoint exported.
+
+    Raises
+    ------
+    ManifestError
+        When the report names another checkpoint.
+    """
+    report = os.path.join(run_folder, "verification")
+    scored = scored_checkpoint(report)
+    if scored is None:
+        logger.warning("%s does not name the checkpoint it scored (a report from before "
+                       "%s): its thresholds are taken as those of %s", report, CHECKPOINT_FILE,
+                       exported)
+    elif scored != exported:
+        fail(os.path.join(report, CHECKPOINT_FILE),
+             f"the report scored checkpoint {scored}, but the latest is {exported}: its "
+             "thresholds are not the exported model's",
+             fix="evaluate the run again (python evaluate.py with its hparams and "
+                 "overrides), then export it")
+
+
 def operating_points(run_folder, trial_lists):
     """The EER threshold and the EER of each trial list, from the run's score files.
 
@@ -249,6 +284,7 @@ def export_model(run_folder, model_folder=None, checkpoints_dir=None, trial_list
         fail(checkpoints_dir, "no checkpoint to export",
              fix="train the system first (python train_dann.py with the run's hparams)")
 
+    check_report_checkpoint(run_folder, os.path.basename(checkpoint.path))
     points = operating_points(run_folder, trial_lists or condition_trial_lists(run_folder))
     part, frontend = trained_frontend(modules["frontend"])
     trained = {part: frontend, **{name: module for name, module in modules.items()

@@ -30,6 +30,8 @@ SCORE_COLUMNS = ["enrol", "test", "score", "label"]
 # Manifest columns whose values define conditions.
 CONDITION_COLUMNS = ["lang", "channel", "gender", "phrase", "domain"]
 ONE_SIDED = "n/a: one-sided"
+# In a report folder: the name of the checkpoint whose model it scored.
+CHECKPOINT_FILE = "checkpoint.txt"
 # DET axes: candidate ticks in error probability (NIST's), of which
 # det_ticks keeps those far enough apart; the axes run from the candidate at
 # or below the smallest non-zero error rate of the curves up to DET_TOP.
@@ -385,8 +387,11 @@ def _markdown(table):
     return markdown_table(header, rows)
 
 
-def write_summary_report(path, title, summary, best, det_systems):
+def write_summary_report(path, title, summary, best, det_systems, checkpoint):
     """Write the report a person reads first: the summary, the DET figure, where the rest is.
+
+    Beside it, :data:`CHECKPOINT_FILE` names the checkpoint whose model was
+    scored, which :func:`local.export.export_model` compares with the one it exports.
 
     Arguments
     ---------
@@ -401,6 +406,8 @@ def write_summary_report(path, title, summary, best, det_systems):
         ``{trial list: system}``, the system of lowest EER of each list.
     det_systems : str
         Which systems the DET figure draws, in words.
+    checkpoint : str
+        The name of the checkpoint scored.
 
     Example
     -------
@@ -408,9 +415,12 @@ def write_summary_report(path, title, summary, best, det_systems):
     >>> path = os.path.join(tempfile.mkdtemp(), "report.md")
     >>> summary = pd.DataFrame({"system": ["target", "target_plda"], "trials": [90, 90],
     ...                         "eer_percent": [30.0, 25.5], "min_dcf_0.01": [0.9, 0.8]})
-    >>> write_summary_report(path, "demo", summary, {"target": "target_plda"}, "every system")
-    >>> print("".join(open(path).readlines()[:6]), end="")
+    >>> write_summary_report(path, "demo", summary, {"target": "target_plda"}, "every system",
+    ...                      "CKPT+2026-01-01+00-00-00+00")
+    >>> print("".join(open(path).readlines()[:8]), end="")
     # Verification: demo
+    <BLANKLINE>
+    The model of checkpoint `CKPT+2026-01-01+00-00-00+00`.
     <BLANKLINE>
     | system | trials | EER (%) | minDCF 0.01 |
     | --- | --- | --- | --- |
@@ -423,7 +433,7 @@ def write_summary_report(path, title, summary, best, det_systems):
             + ["" if pd.isna(row[c]) else f"{row[c]:.4f}" for c in dcfs]
             for row in summary.to_dict("records")]
     lowest = summary.set_index("system")["eer_percent"]
-    text = [f"# Verification: {title}", "",
+    text = [f"# Verification: {title}", "", f"The model of checkpoint `{checkpoint}`.", "",
             markdown_table(["system", "trials", "EER (%)"] + [_dcf_title(c) for c in dcfs], rows),
             "Lowest EER of each trial list (in bold): " + "; ".join(
                 f"{name}: `{system}` ({lowest[system]:.2f} %)" for name, system in best.items())
@@ -436,9 +446,32 @@ def write_summary_report(path, title, summary, best, det_systems):
             "label` (what `python -m local.evaluation.fusion` fuses);",
             "- `<system>/conditions.md` (and `.csv`): its EER and minDCF per condition "
             "(channel, language, phrase, trial type...);",
-            "- `det.png`: the figure above.", ""]
+            "- `det.png`: the figure above;",
+            f"- `{CHECKPOINT_FILE}`: the name of the checkpoint scored.", ""]
     with open(path, "w", encoding="utf-8") as out:
         out.write("\n".join(text))
+    with open(os.path.join(os.path.dirname(path), CHECKPOINT_FILE), "w",
+              encoding="utf-8") as out:
+        out.write(f"{checkpoint}\n")
+
+
+def scored_checkpoint(report_folder):
+    """The name of the checkpoint a report scored, or None for a report that does not say.
+
+    Arguments
+    ---------
+    report_folder : str
+        ``<run>/verification``.
+
+    Returns
+    -------
+    str or None
+    """
+    path = os.path.join(report_folder, CHECKPOINT_FILE)
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as fin:
+        return fin.read().strip()
 
 
 def score_file(report_folder, system):

@@ -426,7 +426,7 @@ def verify(embed, hparams, condition, eval_datasets, training, device, checkpoin
               for name in trial_lists},
              os.path.join(report_folder, "det.png"), {s.name: det_style(s) for s in drawn})
     write_summary_report(os.path.join(report_folder, "report.md"), condition["condition"],
-                         summary, best, DET_SYSTEMS[hparams["det_systems"]])
+                         summary, best, DET_SYSTEMS[hparams["det_systems"]], checkpoint)
     if records is not None:
         records(report_folder)
     replace_report(report_folder, final_folder)

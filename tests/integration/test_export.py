@@ -3,6 +3,8 @@ gives the embeddings and scores of the recipe's own evaluation."""
 
 import glob
 import os
+import re
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -110,6 +112,24 @@ def test_export_of_a_folder_that_is_not_a_run_says_what_to_pass(tmp_path):
 def test_export_without_a_checkpoint_says_to_train(runs, tmp_path):
     with pytest.raises(ManifestError, match="no checkpoint to export\nFix: train the system first"):
         export_model(str(runs["fbank"]), str(tmp_path / "model"), checkpoints_dir=str(tmp_path))
+
+
+def test_export_refuses_thresholds_of_another_checkpoint(runs, tmp_path, caplog):
+    """A resume that saved a newer checkpoint and stopped before its report."""
+    run = tmp_path / "run"
+    shutil.copytree(runs["fbank"], run)
+    scored = run / "verification" / "checkpoint.txt"
+    latest = scored.read_text().strip()
+    assert latest.startswith("CKPT+") and (run / "save" / latest).is_dir()
+    scored.write_text("CKPT+2000-01-01+00-00-00+00\n")
+    with pytest.raises(ManifestError, match=r"checkpoint.txt: the report scored checkpoint "
+                       rf"CKPT\+2000-01-01\+00-00-00\+00, but the latest is {re.escape(latest)}"
+                       r": .*\nFix: evaluate the run again"):
+        export_model(str(run), str(tmp_path / "model"))
+    scored.unlink()  # a report from before the file: exported, with a warning
+    with caplog.at_level("WARNING"):
+        export_model(str(run), str(tmp_path / "model"))
+    assert "does not name the checkpoint it scored" in caplog.text
 
 
 def brute_force_eer_threshold(scores, labels):
