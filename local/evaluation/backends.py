@@ -296,7 +296,9 @@ class PooledPLDA(SourcePLDA):
     def trained(self, data):
         kept, pseudo = data.pseudo_speakers
         vectors, speakers = data.source
-        return data.plda(torch.cat([vectors, data.target[kept]]), list(speakers) + pseudo)
+        # Prefixed: a source speaker named like a pseudo-speaker stays another speaker.
+        return data.plda(torch.cat([vectors, data.target[kept]]),
+                         [f"source:{speaker}" for speaker in speakers] + pseudo)
 
 
 # In the order of each trial list's systems in the summary.

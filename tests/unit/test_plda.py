@@ -308,6 +308,19 @@ def test_a_target_too_small_for_its_own_plda_is_said_and_pooled_still_scores(cap
     assert "plda_target not scored: 20 target utterances of 4 pseudo-speakers leave 16" in caplog.text
 
 
+def test_pooled_plda_keeps_a_source_speaker_named_like_a_pseudo_speaker_apart():
+    rng = np.random.default_rng(3)
+    truth = np.repeat(np.arange(4), 8)
+    target = torch.from_numpy(8 * np.eye(16)[truth + 6] + rng.normal(size=(32, 16))).float()
+    source = torch.from_numpy(8 * np.eye(16)[np.arange(60) % 6] + rng.normal(size=(60, 16))).float()
+    hparams = dict(NORM, lda_dim=15, seed=1, pseudo_labels=PseudoLabels(offset=0, neighbours=5))
+    names = [f"pseudo{i % 6}" for i in range(len(source))]
+    data = TrainingEmbeddings(hparams, {"source": (source, names), "target": (target, None)}.get)
+    assert len(set(data.pseudo_speakers[1])) == 4
+    pooled = build_backends(["plda_pooled"], data)["plda_pooled"]
+    assert len(pooled.form.__self__.lda) == 9  # 6 + 4 speakers: 9 LDA dimensions
+
+
 def test_a_target_too_small_to_cluster_leaves_out_the_pseudo_speaker_backends(caplog):
     source = torch.from_numpy(np.random.default_rng(2).normal(size=(60, 8))).float()
     hparams = dict(NORM, backend=["plda", "plda_pooled"], lda_dim=4, seed=1,
