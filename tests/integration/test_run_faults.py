@@ -93,7 +93,8 @@ def test_resume_with_another_emb_dim_is_refused_before_loading(demo_corpus, run)
         train(demo_corpus, run, *ONE_EPOCH, "--emb_dim=64")
 
 
-def test_allowed_change_resumes_and_becomes_the_runs_setting(demo_corpus, run, monkeypatch):
+def test_allowed_change_resumes_and_becomes_the_runs_setting(demo_corpus, run, monkeypatch,
+                                                             caplog):
     with pytest.raises(ManifestError, match=r"number_of_epochs: 1 -> 2\n"):
         train(demo_corpus, run, "--number_of_epochs=2")
     report = report_records(run)
@@ -102,8 +103,9 @@ def test_allowed_change_resumes_and_becomes_the_runs_setting(demo_corpus, run, m
         raise KeyboardInterrupt
 
     monkeypatch.setattr(verification, "plot_det", interrupted)  # stopped before its report
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt), caplog.at_level(logging.WARNING):
         train(demo_corpus, run, "--number_of_epochs=2", "--allow_changed=[number_of_epochs]")
+    assert "Setting changed from the run's, as allowed: number_of_epochs: 1 -> 2" in caplog.text
     with open(run / "train_log.txt") as log:
         assert [line.split(" - ")[0] for line in log if line.startswith("epoch")] == \
             ["epoch: 1", "epoch: 2"]  # resumed: epoch 2 alone was trained
