@@ -144,7 +144,9 @@ def test_score_files_and_metrics_agree(verified, demo_corpus):
 def test_each_system_has_a_folder_and_the_report_names_the_best(verified):
     folder, results, _ = verified
     report = os.path.join(folder, "verification")
-    assert sorted(os.listdir(report)) == sorted(["det.png", "report.md", "summary.csv", *results])
+    assert sorted(os.listdir(report)) == sorted(["checkpoint.txt", "det.png", "report.md",
+                                                 "summary.csv", *results])
+    assert open(os.path.join(report, "checkpoint.txt")).read() == "CKPT+test\n"
     for system in results:
         assert sorted(os.listdir(os.path.join(report, system))) == [
             "conditions.csv", "conditions.md", "scores.txt"]
