@@ -390,9 +390,6 @@ def _markdown(table):
 def write_summary_report(path, title, summary, best, det_systems, checkpoint):
     """Write the report a person reads first: the summary, the DET figure, where the rest is.
 
-    Beside it, :data:`CHECKPOINT_FILE` names the checkpoint whose model was
-    scored, which :func:`local.export.export_model` compares with the one it exports.
-
     Arguments
     ---------
     path : str
@@ -407,7 +404,7 @@ def write_summary_report(path, title, summary, best, det_systems, checkpoint):
     det_systems : str
         Which systems the DET figure draws, in words.
     checkpoint : str
-        The name of the checkpoint scored.
+        The name of the checkpoint scored, given under the heading.
 
     Example
     -------
@@ -450,8 +447,29 @@ def write_summary_report(path, title, summary, best, det_systems, checkpoint):
             f"- `{CHECKPOINT_FILE}`: the name of the checkpoint scored.", ""]
     with open(path, "w", encoding="utf-8") as out:
         out.write("\n".join(text))
-    with open(os.path.join(os.path.dirname(path), CHECKPOINT_FILE), "w",
-              encoding="utf-8") as out:
+
+
+def write_scored_checkpoint(report_folder, checkpoint):
+    """Write :data:`CHECKPOINT_FILE`: the checkpoint a report scored.
+
+    :func:`local.export.export_model` compares it with the checkpoint it exports.
+
+    Arguments
+    ---------
+    report_folder : str
+        The report being written.
+    checkpoint : str
+        The name of the checkpoint scored.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> write_scored_checkpoint(folder, "CKPT+1")
+    >>> scored_checkpoint(folder), scored_checkpoint(os.path.join(folder, "elsewhere"))
+    ('CKPT+1', None)
+    """
+    with open(os.path.join(report_folder, CHECKPOINT_FILE), "w", encoding="utf-8") as out:
         out.write(f"{checkpoint}\n")
 
 

@@ -39,7 +39,12 @@ from local.evaluation.backends import (
 )
 from local.embedding import compute_embeddings, content_key, embeddable_ids
 from local.evaluation.metrics import VOXCELEB_DCF
-from local.evaluation.report import plot_det, write_report, write_summary_report
+from local.evaluation.report import (
+    plot_det,
+    write_report,
+    write_scored_checkpoint,
+    write_summary_report,
+)
 from local.evaluation.scoring import score_trials
 
 logger = get_logger(__name__)
@@ -386,8 +391,8 @@ def verify(embed, hparams, condition, eval_datasets, training, device, checkpoin
         Name of the checkpoint the model came from (:class:`EmbeddingCache`).
     records : callable, optional
         ``records(folder)`` writes the settings the report was made with
-        into the staged report (``evaluate.py``'s), so that they take the
-        place of the report before it with it.
+        into the staged report, so that they take the place of the report
+        before it with it.
 
     Returns
     -------
@@ -427,6 +432,7 @@ def verify(embed, hparams, condition, eval_datasets, training, device, checkpoin
              os.path.join(report_folder, "det.png"), {s.name: det_style(s) for s in drawn})
     write_summary_report(os.path.join(report_folder, "report.md"), condition["condition"],
                          summary, best, DET_SYSTEMS[hparams["det_systems"]], checkpoint)
+    write_scored_checkpoint(report_folder, checkpoint)
     if records is not None:
         records(report_folder)
     replace_report(report_folder, final_folder)

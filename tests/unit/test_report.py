@@ -27,7 +27,6 @@ from local.evaluation.report import (
     plot_det,
     read_scores,
     score_file,
-    scored_checkpoint,
     write_report,
     write_scores,
     write_summary_report,
@@ -278,8 +277,6 @@ def test_summary_report_shows_the_table_the_best_systems_and_the_figure(tmp_path
                          "every system", "CKPT+1")
     text = path.read_text()
     assert text.startswith("# Verification: demo\n\nThe model of checkpoint `CKPT+1`.\n")
-    assert scored_checkpoint(str(tmp_path)) == "CKPT+1"
-    assert scored_checkpoint(str(tmp_path / "elsewhere")) is None
     assert "| **source_plda** | 10 | 12.50 | 0.8000 |" in text
     assert "| target_plda | 12 | 35.25 |  |" in text
     assert "source: `source_plda` (12.50 %); target: `target` (30.00 %)" in text
