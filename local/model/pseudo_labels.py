@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from sklearn.metrics import normalized_mutual_info_score
 from speechbrain.utils.checkpoints import mark_as_loader, mark_as_saver, register_checkpoint_hooks
+from speechbrain.utils.distributed import main_process_only
 from speechbrain.utils.logger import get_logger
 
 from local.domain_statistics import DomainAdaptation
@@ -536,6 +537,40 @@ class PseudoLabels:
                 self.settings["min_silhouette"], self.settings["neighbours"])
         self.update(labels, len(centroids), epoch)
         return centroids, summary
+
+    def relabel_on_main_process(self, embeddings, epoch, speakers=None, seed=0):
+        """:meth:`relabel` on the main process alone; every DDP process takes its labels.
+
+        Each process has embedded the target, but one clustering labels them
+        all: Infomap's partition can turn on the last bits of the neighbour
+        similarities (benchmarks/README.md, 10^3 utterances), which processes
+        on other devices or thread counts need not share, and a clustering
+        per process would cost each the same time.
+
+        Arguments
+        ---------
+        embeddings : dict
+            ``{utterance ID: tensor [dim]}`` of the current model.
+        epoch : int
+            The epoch about to start.
+        speakers : dict, optional
+            As for :meth:`relabel`.
+        seed : int
+            The run's seed.
+
+        Returns
+        -------
+        tuple
+            ``(centroids, summary)`` of the main process's clustering.
+        """
+        labels, centroids, summary = main_process_only(self._relabelled)(
+            embeddings, epoch, speakers, seed)
+        self.update(labels, len(centroids), epoch)
+        return centroids, summary
+
+    def _relabelled(self, embeddings, epoch, speakers, seed):
+        centroids, summary = self.relabel(embeddings, epoch, speakers, seed)
+        return self.labels, centroids, summary
 
     @staticmethod
     def true_speakers(embeddings, speakers):

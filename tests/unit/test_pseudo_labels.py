@@ -2,6 +2,8 @@
 oracle, warnings, the growing speaker head and checkpointing."""
 
 import logging
+import os
+import socket
 
 import igraph
 import numpy as np
@@ -268,6 +270,37 @@ def test_relabel_clusters_every_utterance_and_numbers_the_speaker_head_rows():
     assert set(pseudo.lookup(list(embeddings)).tolist()) == {10, 11, 12, 13}
     assert summary["size_p10"] == summary["size_p50"] == summary["size_p90"] == 8
     assert "nmi" not in summary  # no reference speakers given
+
+
+def relabel_in_process(rank, port, folder):
+    """One DDP process (gloo) of two: rank 1's embeddings would cluster differently."""
+    os.environ.update(RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=2)
+    embeddings, _ = speakers(4, 8, spread=0.05)
+    if rank == 1:  # the same utterances, their vectors dealt out to others
+        ids = list(embeddings)
+        order = np.random.default_rng(1).permutation(len(ids))
+        embeddings = {utt: embeddings[ids[i]] for utt, i in zip(ids, order)}
+    pseudo = PseudoLabels(offset=10, neighbours=5)
+    centroids, summary = pseudo.relabel_on_main_process(embeddings, epoch=2)
+    own, _, _ = pseudo.cluster(embeddings)
+    torch.save({"labels": pseudo.labels, "n_speakers": pseudo.n_speakers, "epoch": pseudo.epoch,
+                "centroids": centroids, "summary": summary, "own": own},
+               os.path.join(folder, f"rank{rank}.pt"))
+    torch.distributed.destroy_process_group()
+
+
+def test_under_ddp_every_process_takes_the_main_process_clustering(tmp_path):
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    torch.multiprocessing.spawn(relabel_in_process, args=(port, str(tmp_path)), nprocs=2)
+    main, other = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+    assert other["own"] != main["labels"]  # clustering its own embeddings, rank 1 would differ
+    assert main["labels"] == main["own"] and other["labels"] == main["labels"]
+    assert other["n_speakers"] == main["n_speakers"] == 4 and other["epoch"] == 2
+    torch.testing.assert_close(other["centroids"], main["centroids"])
+    assert other["summary"] == main["summary"]
 
 
 def test_reference_speakers_are_reported_and_never_change_the_labels():
