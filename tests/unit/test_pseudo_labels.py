@@ -143,7 +143,7 @@ def test_the_ivf_search_finds_nearly_all_exact_neighbours(monkeypatch):
     found = np.mean([len(set(a) & set(b)) for a, b in zip(exact, approximate)]) / 11
     assert found > 0.95
     assert (np.diff(similarity, axis=1) <= 1e-6).all()  # most similar first
-    # Its k-means is seeded: every DDP process, clustering the same embeddings, gets the same.
+    # Its k-means is seeded: the same embeddings get the same neighbours, run after run.
     np.testing.assert_array_equal(nearest_neighbours(vectors, 11, "ivf")[1], approximate)
 
 
