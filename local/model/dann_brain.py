@@ -283,8 +283,7 @@ class DANNBrain(sb.Brain):
                                         limits=limits)
         speakers = {utt: row["spk_id"] for utt, row in self.target_utterances.data.items()
                     if row.get("spk_id")}
-        centroids, summary = pseudo.relabel_on_main_process(embeddings, epoch, speakers,
-                                                            self.hparams.seed)
+        centroids, summary = pseudo.relabel(embeddings, epoch, speakers, self.hparams.seed)
         unwrapped(self.modules.speaker_head).start_pseudo_speakers(centroids, self.optimizer)
         self.rewrap_speaker_head()
         self.hparams.train_logger.log_stats(

@@ -501,6 +501,13 @@ class PseudoLabels:
     def relabel(self, embeddings, epoch, speakers=None, seed=0):
         """Cluster ``embeddings`` and take the clusters as labels; warn when they cannot train.
 
+        Under DDP the main process clusters and every process takes its
+        labels: each has embedded the target, but Infomap's partition can
+        turn on the last bits of the neighbour similarities
+        (benchmarks/README.md, 10^3 utterances), which processes on other
+        devices or thread counts need not share, and a clustering per
+        process would cost each the same time.
+
         Arguments
         ---------
         embeddings : dict
@@ -521,6 +528,12 @@ class PseudoLabels:
             :func:`clustering_summary`'s dict, with ``nmi`` where ``speakers``
             cover the target.
         """
+        labels, centroids, summary = main_process_only(self._labelled)(
+            embeddings, epoch, speakers, seed)
+        self.update(labels, len(centroids), epoch)
+        return centroids, summary
+
+    def _labelled(self, embeddings, epoch, speakers, seed):
         if self.oracle:
             labels, centroids, summary = self.true_speakers(embeddings, speakers)
         else:
@@ -535,42 +548,7 @@ class PseudoLabels:
                 "fewer splits them) or pseudo_whiten, or check the target audio.",
                 epoch, summary["clusters"], 100 * summary["kept"], len(embeddings),
                 self.settings["min_silhouette"], self.settings["neighbours"])
-        self.update(labels, len(centroids), epoch)
-        return centroids, summary
-
-    def relabel_on_main_process(self, embeddings, epoch, speakers=None, seed=0):
-        """:meth:`relabel` on the main process alone; every DDP process takes its labels.
-
-        Each process has embedded the target, but one clustering labels them
-        all: Infomap's partition can turn on the last bits of the neighbour
-        similarities (benchmarks/README.md, 10^3 utterances), which processes
-        on other devices or thread counts need not share, and a clustering
-        per process would cost each the same time.
-
-        Arguments
-        ---------
-        embeddings : dict
-            ``{utterance ID: tensor [dim]}`` of the current model.
-        epoch : int
-            The epoch about to start.
-        speakers : dict, optional
-            As for :meth:`relabel`.
-        seed : int
-            The run's seed.
-
-        Returns
-        -------
-        tuple
-            ``(centroids, summary)`` of the main process's clustering.
-        """
-        labels, centroids, summary = main_process_only(self._relabelled)(
-            embeddings, epoch, speakers, seed)
-        self.update(labels, len(centroids), epoch)
-        return centroids, summary
-
-    def _relabelled(self, embeddings, epoch, speakers, seed):
-        centroids, summary = self.relabel(embeddings, epoch, speakers, seed)
-        return self.labels, centroids, summary
+        return labels, centroids, summary
 
     @staticmethod
     def true_speakers(embeddings, speakers):

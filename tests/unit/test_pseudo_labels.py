@@ -282,7 +282,7 @@ def relabel_in_process(rank, port, folder):
         order = np.random.default_rng(1).permutation(len(ids))
         embeddings = {utt: embeddings[ids[i]] for utt, i in zip(ids, order)}
     pseudo = PseudoLabels(offset=10, neighbours=5)
-    centroids, summary = pseudo.relabel_on_main_process(embeddings, epoch=2)
+    centroids, summary = pseudo.relabel(embeddings, epoch=2)
     own, _, _ = pseudo.cluster(embeddings)
     torch.save({"labels": pseudo.labels, "n_speakers": pseudo.n_speakers, "epoch": pseudo.epoch,
                 "centroids": centroids, "summary": summary, "own": own},
