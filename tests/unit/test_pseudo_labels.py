@@ -283,7 +283,7 @@ def relabel_in_process(rank, port, folder):
         embeddings = {utt: embeddings[ids[i]] for utt, i in zip(ids, order)}
     pseudo = PseudoLabels(offset=10, neighbours=5)
     centroids, summary = pseudo.relabel(embeddings, epoch=2)
-    own, _, _ = pseudo.cluster(embeddings)
+    own, _, _ = pseudo.cluster(embeddings, seed=2)  # relabel's seed at epoch 2 of seed 0
     torch.save({"labels": pseudo.labels, "n_speakers": pseudo.n_speakers, "epoch": pseudo.epoch,
                 "centroids": centroids, "summary": summary, "own": own},
                os.path.join(folder, f"rank{rank}.pt"))
