@@ -29,10 +29,12 @@ from local.data.validation import check_manifest_audio_once, validate
 from local.evaluation.verification import check_score_norm, verify
 from local.model.dann_brain import DANNBrain
 from local.provenance import write_provenance
-from local.run_folder import accept_settings, hold_run_folder
+from local.run_folder import accept_settings, check_one_run, hold_run_folder, record_run
 from local.settings import (
     RECIPE_FOLDER,
+    check_condition_files,
     check_device,
+    check_ssl_dim,
     check_trainable,
     load_condition,
     load_model_hparams,
@@ -125,9 +127,11 @@ def dataio_prep(hparams, condition, device="cpu"):
 def prepare_experiment(argv=None, training=True, create_folder=sb.create_experiment_directory):
     """Parse the command line, prepare the condition's data, and build the Brain.
 
-    Before anything is written into the run's folder, its lock is taken and
-    the settings and training manifests are checked against those of its
-    checkpoints (:mod:`local.run_folder`).
+    Before anything is written into the run's folder, the condition's data
+    files are checked to exist, the folder's lock is taken, a command that
+    would write over another run's results is refused, and the settings and
+    training manifests are checked against those of its checkpoints
+    (:mod:`local.run_folder`).
 
     Arguments
     ---------
@@ -162,6 +166,7 @@ def prepare_experiment(argv=None, training=True, create_folder=sb.create_experim
     condition_file, condition, overrides = load_condition(overrides, hparams_file)
     for prepare in condition["prepare"]:
         run_on_main(prepare)
+    check_condition_files(condition_file, condition)
     overrides["condition"] = condition["condition"]
     # The speaker head has a row per class: per speaker, or per speaker and
     # phrase (speaker_label: spk_phrase).
@@ -171,18 +176,28 @@ def prepare_experiment(argv=None, training=True, create_folder=sb.create_experim
     overrides["n_speakers"] = len(set(classes))
     check_trainable(hparams_file, overrides, condition)
     hparams = load_model_hparams(hparams_file, overrides)
+    check_ssl_dim(hparams_file, hparams)
     check_score_norm(hparams)
     if not training and not hparams["checkpointer"].list_checkpoints():
         sys.exit(f"No checkpoint in {hparams['save_folder']}: train the system first "
                  "(python train_dann.py with the same hparams and overrides).")
-    if sb.utils.distributed.if_main_process():
+    main = sb.utils.distributed.if_main_process()
+    if main:
         hold_run_folder(hparams["output_folder"])
-        accept_settings(hparams, run_settings(hparams_file, overrides), training, condition)
+        check_one_run(hparams, training, run_opts.get("debug", False))
+        settings, changes = accept_settings(hparams, run_settings(hparams_file, overrides),
+                                            training, condition)
     create_folder(hparams["output_folder"])
     records = functools.partial(save_records, hparams_file, overrides, condition_file, condition,
                                 prefix="" if training else "evaluate_")
-    if training:
-        sb.utils.distributed.main_process_only(records)(hparams["output_folder"])
+    if training and main:
+        record = functools.partial(record_run, hparams["save_folder"], settings, records,
+                                   hparams["output_folder"])
+        if changes:
+            # Its settings become the run's with the first checkpoint trained with them.
+            hparams["checkpointer"].on_first_save = record
+        else:
+            record()
 
     device = run_opts.get("device") or sb.utils.distributed.infer_device()
     data = dataio_prep(hparams, condition, device)

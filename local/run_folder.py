@@ -8,13 +8,20 @@ host takes it over with a warning. One left by another host is refused, as
 nothing here can tell whether that run still goes on.
 
 The settings record (``<save_folder>/run_settings.json``) is what
-:func:`local.settings.run_settings` gives at the start of a run, with the
-hashes of the condition's training manifests (:func:`data_settings`). A
-command on a folder with a checkpoint (a resume, ``evaluate.py``) compares its
-settings with the record before it writes anything, and refuses any
-difference but those of :data:`FREE_KEYS` and of the keys it is told to
-accept (``allow_changed``). ``evaluate.py`` accepts other training data, with
-a warning: they change the cohort and the back-ends, not the weights.
+:func:`local.settings.run_settings` gives, with the hashes of the
+condition's training manifests (:func:`data_settings`). A command on a folder
+with a checkpoint (a resume, ``evaluate.py``) compares its settings with the
+record before it writes anything, and refuses any difference but those of
+:data:`FREE_KEYS` and of the keys it is told to accept (``allow_changed``).
+``evaluate.py`` accepts other training data, with a warning: they change the
+cohort and the back-ends, not the weights. A run records its settings when
+it starts, but a resume that changes them does so with its first
+checkpoint, so that one that stops before it leaves the record of the
+checkpoints there are.
+
+A folder holds one run: :func:`check_one_run` refuses a training run that
+would write over the results of another, and a ``--debug`` smoke test into a
+folder that holds a run.
 """
 
 import atexit
@@ -29,6 +36,7 @@ import socket
 
 from local.errors import fail
 from local.provenance import file_sha256
+from local.settings import plain_values
 from local.whole_files import written_whole
 
 logger = logging.getLogger(__name__)
@@ -36,16 +44,21 @@ logger = logging.getLogger(__name__)
 LOCK_FILE = "run.lock"
 SETTINGS_RECORD = "run_settings.json"
 # The settings that the trained weights never depend on: where files go, how
-# data is loaded and checked (lengths, speaker overlap), and how the embeddings are scored. Any other
+# data is loaded and checked (speaker overlap), and how the embeddings are scored. Any other
 # setting is part of what a checkpoint is.
 FREE_KEYS = frozenset({
     "output_folder", "save_folder", "train_log", "ssl_cache", "ssl_features_folder",
     "num_workers", "check_audio", "ssl_gradient_checkpointing", "allow_changed",
     "eval_batch_size", "score_norm", "cohort_domain", "cohort_size", "cohort_top_k",
     "backend_adaptation", "backend", "lda_dim", "plda_within_scale", "plda_between_scale",
-    "backend_max_utterances", "det_systems", "min_embed_seconds", "max_embed_seconds",
-    "allow_speaker_overlap",
+    "backend_max_utterances", "det_systems", "allow_speaker_overlap",
 })
+# Free for an evaluation only: in training they choose the target utterances
+# that the pseudo-labels embed, and so the speaker head's classes.
+EVALUATION_FREE_KEYS = ("min_embed_seconds", "max_embed_seconds")
+# What a run writes into its output folder after training: a folder that has
+# one of them holds a run's results.
+RESULTS = ("verification", "model")
 # The condition's files that the trained weights depend on: the record has
 # the hash of each as the setting <file>_sha256. The evaluation's manifests
 # and trial lists are only scored.
@@ -330,7 +343,7 @@ def _with_recorded_data(recorded, settings, output_folder, record_path):
 
 
 def accept_settings(hparams, settings, training, condition):
-    """Check a command's settings and training data with its run's record; training records them.
+    """Check a command's settings and training data with its run's record.
 
     Only a folder with a checkpoint is checked: a run that stopped before its
     first checkpoint starts again with any settings. A record written before
@@ -353,8 +366,11 @@ def accept_settings(hparams, settings, training, condition):
 
     Returns
     -------
-    dict
-        ``{key: (old, new)}`` of the accepted changes, as :func:`changed_settings`.
+    tuple
+        ``(settings, changes)``: the settings that a training run records
+        (:func:`record_settings`), ``settings`` with the training data's
+        hashes; and ``{key: (old, new)}`` of the accepted changes, as
+        :func:`changed_settings`.
     """
     save_folder = hparams["save_folder"]
     record_path = os.path.join(save_folder, SETTINGS_RECORD)
@@ -370,17 +386,103 @@ def accept_settings(hparams, settings, training, condition):
         else:
             recorded = _with_recorded_data(recorded, settings, hparams["output_folder"],
                                            record_path)
-            changes = changed_settings(recorded, settings,
-                                       allowed if training else [*allowed, *files],
-                                       record_path, files)
+            changes = changed_settings(
+                recorded, settings,
+                allowed if training else [*allowed, *files, *EVALUATION_FREE_KEYS],
+                record_path, files)
     for key, (old, new) in changes.items():
         if key in files and not training:
             logger.warning("Training data differ from the run's: %s (%s): %s -> %s; the cohort "
                            "and the back-ends are drawn from them", key, files[key],
                            _shown(old), _shown(new))
-        else:
+        elif key not in EVALUATION_FREE_KEYS or training:
             logger.warning("Setting changed from the run's, as allowed: %s: %s -> %s",
                            _named(key, files), _shown(old), _shown(new))
-    if training:
-        record_settings(save_folder, settings)
-    return changes
+    return settings, changes
+
+
+def check_one_run(hparams, training, debug=False):
+    """Refuse a command that would write over the results of a run its checkpoints are not of.
+
+    A ``--debug`` smoke test trains a few batches from scratch (SpeechBrain
+    keeps its checkpoints in a temporary folder), so it is refused into a
+    folder that holds a run, and ``evaluate.py`` refuses it: it would find no
+    checkpoint to verify. A training run whose ``save_folder`` has no
+    checkpoint starts anew, so it is refused into a folder that holds the
+    results (:data:`RESULTS`) of a run, or whose ``hyperparams.yaml`` keeps
+    that run's checkpoints in another ``save_folder``, one with checkpoints
+    (as ``--save_folder`` pointed elsewhere would do).
+
+    Arguments
+    ---------
+    hparams : dict
+        The loaded model hparams (``output_folder``, ``save_folder``, ``checkpointer``).
+    training : bool
+        Whether the command trains.
+    debug : bool
+        SpeechBrain's ``--debug``.
+
+    Raises
+    ------
+    ManifestError
+        Naming the folder and what it holds.
+    """
+    output, save_folder = hparams["output_folder"], hparams["save_folder"]
+    resumes = bool(hparams["checkpointer"].list_checkpoints())
+    results = [name for name in RESULTS if os.path.exists(os.path.join(output, name))]
+    if debug and not training:
+        fail("--debug", "evaluate.py verifies the checkpoints of a trained run, which "
+                        "SpeechBrain's debug mode replaces with a temporary folder",
+             fix="leave out --debug")
+    if debug and (resumes or results):
+        fail(output, "holds a run, whose results a --debug smoke test (a few batches trained "
+                     "from scratch) would replace",
+             fix="pass --output_folder= a new folder for the smoke test")
+    if not training or resumes:
+        return
+    if results:
+        fail(output, f"holds the results ({', '.join(results)}) of a run whose checkpoints are "
+                     f"not in {save_folder}: a new run would replace them",
+             fix="train into another --output_folder, or pass the --save_folder of that run")
+    other = _recorded_save_folder(output)
+    if other and os.path.realpath(other) != os.path.realpath(save_folder) and any(
+            name.startswith("CKPT+") for name in _listing(other)):
+        fail(output, f"holds a run whose checkpoints are in {other}, not in {save_folder}: a "
+                     "new run would replace its record",
+             fix=f"pass --save_folder={other} to resume it, or train into another "
+                 "--output_folder")
+
+
+def _recorded_save_folder(output):
+    """The ``save_folder`` named by a run folder's ``hyperparams.yaml``, or None."""
+    path = os.path.join(output, "hyperparams.yaml")
+    if not os.path.isfile(path):
+        return None
+    value = plain_values(path).get("save_folder")
+    return value if isinstance(value, str) else None
+
+
+def _listing(folder):
+    try:
+        return os.listdir(folder)
+    except OSError:
+        return []
+
+
+def record_run(save_folder, settings, write_records, output_folder):
+    """Write a training run's record: its settings (:func:`record_settings`) and settings files.
+
+    Arguments
+    ---------
+    save_folder : str
+        The run's checkpoint folder.
+    settings : dict
+        As :func:`accept_settings` returns them.
+    write_records : callable
+        ``write_records(output_folder)`` writes ``hyperparams.yaml``,
+        ``condition.yaml`` and ``provenance.json``.
+    output_folder : str
+        The run's folder.
+    """
+    record_settings(save_folder, settings)
+    write_records(output_folder)

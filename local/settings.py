@@ -28,6 +28,7 @@ from hyperpyyaml.core import recursive_update
 
 from local.data.manifest_io import read_manifest
 from local.errors import fail
+from local.provenance import condition_files
 
 # The recipe's root folder: its conditions, and the git checkout its provenance names.
 RECIPE_FOLDER = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -267,6 +268,45 @@ def _check_condition_keys(path, condition):
         _check_min_dcf(path, name, spec.get("min_dcf"))
 
 
+def check_condition_files(path, condition):
+    """Refuse a condition that names a data file that is not there, before anything is written.
+
+    Called once the condition's ``prepare`` steps have run, so that it names
+    every missing manifest, trial list and enrolment table at once, where
+    training would otherwise stop at the first, or after training at an
+    evaluation file.
+
+    Arguments
+    ---------
+    path : str
+        The condition file, named in the message.
+    condition : dict
+        Condition hparams (:func:`local.provenance.condition_files`).
+
+    Raises
+    ------
+    ManifestError
+        Listing each missing file with its role.
+
+    Example
+    -------
+    >>> check_condition_files("c.yaml", {"source_train": "nowhere/s.csv",
+    ...                                  "target_train": "nowhere/t.csv", "evaluation": {}})
+    Traceback (most recent call last):
+      ...
+    local.errors.ManifestError: c.yaml: names data files that do not exist
+      source_train: nowhere/s.csv
+      target_train: nowhere/t.csv
+    Fix: prepare them ...
+    """
+    missing = [f"{role}: {file}" for role, file in condition_files(condition).items()
+               if not os.path.isfile(file)]
+    if missing:
+        fail(path, "names data files that do not exist", rows=missing,
+             fix="prepare them (the prepare: steps of the condition, or the data_prep command "
+                 "of its README), or pass the folder they are in (such as --data_folder=...)")
+
+
 def _check_min_dcf(path, name, settings):
     """A trial list's ``min_dcf``: None, or a list of ``[p_target, c_miss, c_fa]``."""
     if settings is None:
@@ -363,6 +403,42 @@ def check_trainable(hparams_file, overrides, condition):
                            f"training pairs of an epoch ({sizes['source']} source, "
                            f"{sizes['target']} target utterances{share}): no step would run",
              fix=f"pass --batch_size={pairs} or less, or train on more utterances")
+
+
+def check_ssl_dim(hparams_file, hparams):
+    """Refuse an ``ssl_dim`` that is not the hidden size of the SSL model loaded, before any work.
+
+    The encoder is built for ``ssl_dim`` inputs; a model of another size
+    (wavlm-large and other large models: 1,024) would otherwise fail at the
+    first training step, after the data checks and the feature cache.
+
+    Arguments
+    ---------
+    hparams_file : str
+        The model hparams file, named in the message.
+    hparams : dict
+        The loaded model hparams: ``frontend`` (its ``output_size``) and,
+        for an SSL front end, ``ssl_dim`` and ``ssl_source``.
+
+    Raises
+    ------
+    ManifestError
+        Naming the SSL model, its hidden size and the override to pass.
+
+    Example
+    -------
+    >>> from types import SimpleNamespace
+    >>> check_ssl_dim("m.yaml", {"frontend": SimpleNamespace(output_size=1024), "ssl_dim": 768,
+    ...                          "ssl_source": "microsoft/wavlm-large"})
+    Traceback (most recent call last):
+      ...
+    local.errors.ManifestError: m.yaml: --ssl_dim=768 is not the hidden size of microsoft/wavlm-large, 1024
+    Fix: pass --ssl_dim=1024
+    """
+    size = getattr(hparams["frontend"], "output_size", None)
+    if "ssl_dim" in hparams and size is not None and size != hparams["ssl_dim"]:
+        fail(hparams_file, f"--ssl_dim={hparams['ssl_dim']} is not the hidden size of "
+                           f"{hparams['ssl_source']}, {size}", fix=f"pass --ssl_dim={size}")
 
 
 def typed_overrides(path, overrides):

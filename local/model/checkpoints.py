@@ -56,6 +56,10 @@ class CompleteCheckpointer(Checkpointer):
         super().__init__(*args, **kwargs)
         self.problems = {}  # {file: its problem, or None}, each file read once
         self.skipped = set()  # the incomplete checkpoints warned about
+        # Called once, just before the first checkpoint this process saves
+        # takes its place: a resume records its settings then, when there
+        # is a checkpoint trained with them.
+        self.on_first_save = None
 
     def save_checkpoint(self, meta={}, end_of_epoch=True, name=None, verbosity=logging.INFO):
         """Save as SpeechBrain does, into the staging folder, then rename it into place.
@@ -91,6 +95,9 @@ class CompleteCheckpointer(Checkpointer):
             self.checkpoints_dir = final_dir
         if staged is None:
             return None
+        if self.on_first_save is not None:
+            record, self.on_first_save = self.on_first_save, None
+            record()
         path = _free_name(final_dir, staged.path.name)
         os.rename(staged.path, path)
         staging.rmdir()
@@ -183,6 +190,6 @@ def _raise_if_disk_full(error, folder, staging):
     shutil.rmtree(staging, ignore_errors=True)
     if full:
         fail(folder, f"the disk is full: a checkpoint could not be written ({error})",
-             fix=f"free space on the disk of {folder}, or pass --save_folder= a folder on "
-                 "another disk; the checkpoints saved before are intact, and a resume "
-                 "continues from the newest")
+             fix=f"free space on the disk of {folder}, or move {folder} to another disk and "
+                 "pass its new place as --save_folder=; the checkpoints saved before are "
+                 "intact, and a resume continues from the newest")

@@ -17,6 +17,7 @@ import evaluate
 from local.errors import ManifestError
 from local.evaluation import verification
 from local.model.checkpoints import STAGING
+from local.model.dann_brain import DANNBrain
 from local.provenance import file_sha256
 from tests.integration.test_train_dann import TINY, logged, train
 from tests.unit.test_run_folder import holding_process
@@ -117,6 +118,74 @@ def test_allowed_change_resumes_and_becomes_the_runs_setting(demo_corpus, run, m
     train(demo_corpus, run, "--number_of_epochs=2")  # the record has the accepted value
     for name in ("hyperparams.yaml", "condition.yaml"):
         assert (run / "verification" / name).read_bytes() == (run / name).read_bytes()
+
+
+def test_resume_that_stops_before_its_first_checkpoint_leaves_the_runs_record(demo_corpus, run,
+                                                                              monkeypatch):
+    records = ("hyperparams.yaml", "condition.yaml", "provenance.json", "save/run_settings.json")
+    before = {name: (run / name).read_bytes() for name in records}
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(DANNBrain, "fit_batch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(demo_corpus, run, "--number_of_epochs=2", "--allow_changed=[number_of_epochs]")
+    # Its checkpoints were trained for one epoch, and the record says so.
+    assert {name: (run / name).read_bytes() for name in records} == before
+    monkeypatch.undo()
+    train(demo_corpus, run, *ONE_EPOCH)
+
+
+def test_resume_with_other_embedding_lengths_is_refused_and_an_evaluation_takes_them(
+        demo_corpus, run):
+    # They choose the target utterances that the pseudo-labels embed in training.
+    with pytest.raises(ManifestError, match=r"other settings:\n  min_embed_seconds: 0.25 -> 0.8\n"):
+        train(demo_corpus, run, *ONE_EPOCH, "--min_embed_seconds=0.8")
+    evaluate.main(argv(demo_corpus, run, *ONE_EPOCH, "--min_embed_seconds=0.3"))
+    with open(run / "verification" / "evaluate_hyperparams.yaml") as saved:
+        assert "\nmin_embed_seconds: 0.3\n" in saved.read()
+
+
+def test_debug_smoke_test_into_a_run_is_refused_and_changes_nothing(demo_corpus, run):
+    before = contents(run)
+    debug = ("--debug", "--debug_batches=2", "--debug_epochs=1")
+    with pytest.raises(ManifestError, match=rf"^{run}: holds a run, whose results a --debug "):
+        train(demo_corpus, run, *ONE_EPOCH, *debug)
+    with pytest.raises(ManifestError, match=r"^--debug: evaluate.py verifies the checkpoints"):
+        evaluate.main(argv(demo_corpus, run, *ONE_EPOCH, *debug))
+    assert contents(run) == before
+
+
+def test_new_run_over_a_runs_results_or_record_is_refused(demo_corpus, run, tmp_path):
+    before = contents(run)
+    elsewhere = tmp_path / "elsewhere"
+    # Another save_folder has no checkpoint: the run would start anew over this one.
+    with pytest.raises(ManifestError, match=rf"^{run}: holds the results \(verification, model\) "
+                                            rf"of a run whose checkpoints are not in {elsewhere}"):
+        train(demo_corpus, run, *ONE_EPOCH, "--lr=0.05", f"--save_folder={elsewhere}")
+    assert contents(run) == before
+    # Before its results, its hyperparams.yaml names its checkpoints.
+    for name in ("verification", "model"):
+        shutil.rmtree(run / name)
+    with pytest.raises(ManifestError, match=r"holds a run whose checkpoints are in .*/save, "
+                                            rf"not in {elsewhere}"):
+        train(demo_corpus, run, *ONE_EPOCH, "--lr=0.05", f"--save_folder={elsewhere}")
+    assert not list(elsewhere.glob("CKPT*"))
+
+
+def test_condition_naming_missing_files_is_refused_before_the_run_is_written(demo_corpus,
+                                                                             tmp_path):
+    with open(os.path.join(ROOT, "recipes", "demo", "condition.yaml")) as original:
+        text = original.read().replace("trials_target.txt", "no_trials.txt")
+    condition = tmp_path / "condition.yaml"
+    condition.write_text(text.replace("target_eval.csv", "no_eval.csv"))
+    folder = tmp_path / "run"
+    with pytest.raises(ManifestError, match=rf"^{condition}: names data files that do not exist\n"
+                                            r"  evaluation/target/manifest: .*/no_eval.csv\n"
+                                            r"  evaluation/target/trials: .*/no_trials.txt\n"):
+        train(demo_corpus, folder, *ONE_EPOCH, f"--condition={condition}")
+    assert not folder.exists()
 
 
 def test_resume_on_other_training_data_is_refused_naming_the_files(demo_corpus, other_corpus,

@@ -463,6 +463,17 @@ def test_frozen_ssl_is_not_trained_and_fine_tuned_ssl_is(demo_corpus, tiny_ssl, 
     assert "ssl_optimizer.ckpt" in files
 
 
+def test_ssl_dim_other_than_the_models_hidden_size_is_refused_before_training(
+        demo_corpus, tiny_ssl, tmp_path):
+    tiny = [t for t in TINY if not t.startswith("--n_mels")]
+    with pytest.raises(ManifestError, match=rf"--ssl_dim=768 is not the hidden size of "
+                                            rf"{tiny_ssl['wav2vec2']}, {TINY_SSL_DIM}\n"
+                                            rf"Fix: pass --ssl_dim={TINY_SSL_DIM}$"):
+        train(demo_corpus, tmp_path, f"--ssl_source={tiny_ssl['wav2vec2']}",
+              f"--ssl_cache={tmp_path}/cache", hparams="hparams/dann_wav2vec2.yaml", tiny=tiny)
+    assert not (tmp_path / "hyperparams.yaml").exists()
+
+
 def test_frozen_ssl_checkpoint_recovers_the_same_embeddings(demo_corpus, tiny_ssl, tmp_path):
     import evaluate
 

@@ -107,3 +107,14 @@ def test_torchs_failed_write_is_a_full_disk_only_without_free_space(tmp_path, mo
     with pytest.raises(expected[0], match=expected[1]):
         CompleteCheckpointer(tmp_path, {"model": model}).save_checkpoint()
     assert not (tmp_path / STAGING).exists()
+
+
+def test_first_save_records_before_its_checkpoint_takes_its_place_and_only_once(tmp_path):
+    checkpointer = CompleteCheckpointer(tmp_path, {"model": torch.nn.Linear(2, 2)})
+    seen = []
+    checkpointer.on_first_save = lambda: seen.append(sorted(
+        path.name for path in tmp_path.iterdir() if path.name.startswith("CKPT")))
+    checkpointer.save_checkpoint()
+    checkpointer.save_checkpoint(name="second")
+    assert seen == [[]]  # once, before the checkpoint was in place
+    assert checkpointer.on_first_save is None and len(checkpointer.list_checkpoints()) == 2
