@@ -138,9 +138,12 @@ class EmbeddingCache:
     """Embeddings of a run's model, cached next to its checkpoint.
 
     A cache is named ``embeddings_<name>_<checkpoint>_<key>.pt``, ``key``
-    the :func:`~local.evaluation.embed.content_key` of what it embeds, so that
+    the :func:`~local.embedding.content_key` of what it embeds, so that
     neither a retrained model nor changed rows or audio reuse it (the caches
-    of before are kept).
+    of before are kept). With an SSL front end, the name has the
+    :func:`~local.model.ssl_frontend.ssl_fingerprint` of the SSL model's files
+    after the checkpoint's: a frozen SSL model is not in the checkpoint, and
+    one replaced under the same ``ssl_source`` embeds again.
 
     Arguments
     ---------
@@ -148,7 +151,8 @@ class EmbeddingCache:
         ``embed(wavs, wav_lens) -> [batch, 1, dim]``, in evaluation mode.
     hparams : dict
         ``output_folder``, ``eval_batch_size``, ``min_embed_seconds``,
-        ``max_embed_seconds`` and ``seed`` (of the drawn subsets).
+        ``max_embed_seconds``, ``seed`` (of the drawn subsets) and the
+        ``frontend`` that ``embed`` runs, if any.
     device : str
         Where to embed.
     checkpoint : str
@@ -159,7 +163,8 @@ class EmbeddingCache:
         self.embed = embed
         self.hparams = hparams
         self.device = device
-        self.checkpoint = checkpoint
+        fingerprint = getattr(hparams.get("frontend"), "fingerprint", None)
+        self.model = checkpoint if fingerprint is None else f"{checkpoint}_{fingerprint}"
         self.limits = (hparams["min_embed_seconds"], hparams["max_embed_seconds"])
 
     def __call__(self, name, dataset, ids=None):
@@ -180,7 +185,7 @@ class EmbeddingCache:
         """
         key = content_key(dataset, ids)
         cache = os.path.join(self.hparams["output_folder"],
-                             f"embeddings_{name}_{self.checkpoint}_{key}.pt")
+                             f"embeddings_{name}_{self.model}_{key}.pt")
         return compute_embeddings(self.embed, dataset, self.hparams["eval_batch_size"],
                                   self.device, cache_path=cache, ids=ids, limits=self.limits)
 
