@@ -38,32 +38,8 @@ WRAPPERS = {
 MODEL_FILES = (".json", ".safetensors", ".bin")
 
 
-def model_folder(source, save_path):
-    """The folder whose files ``from_pretrained`` loads the SSL model of ``source`` from.
-
-    Arguments
-    ---------
-    source : str
-        A folder written by ``save_pretrained``, or a hub ID.
-    save_path : str
-        The hub cache a hub ID is downloaded into.
-
-    Returns
-    -------
-    str or None
-        ``source`` itself, or the hub cache's snapshot of the revision a hub
-        ID resolves to (``<save_path>/models--<org>--<name>/snapshots/<commit>``);
-        None for a hub ID not in the cache.
-
-    Example
-    -------
-    >>> import tempfile
-    >>> hub = tempfile.mkdtemp()
-    >>> model_folder(hub, "pretrained_models") == hub
-    True
-    >>> model_folder("org/absent", hub) is None
-    True
-    """
+def _model_folder(source, save_path):
+    """``source``, a folder, or the hub cache's snapshot of a hub ID (None if not cached)."""
     if os.path.isdir(source):
         return source
     config = try_to_load_from_cache(source, "config.json", cache_dir=save_path)
@@ -73,12 +49,15 @@ def model_folder(source, save_path):
 def ssl_fingerprint(source, save_path):
     """A digest of the SSL model files ``source`` loads, as they are now.
 
-    The files of :data:`MODEL_FILES` in :func:`model_folder` count by name,
-    size and modification and change times
-    (:func:`local.data.audio.file_identity`, a stat of a handful of files
-    rather than a read of gigabytes of weights), and the folder by its real
-    path (a hub snapshot's is its commit): a model whose files were replaced
-    under the same ``source`` gets another fingerprint.
+    The files are those of :data:`MODEL_FILES` in the folder
+    ``from_pretrained`` loads from: ``source`` itself, or for a hub ID the hub
+    cache's snapshot of the revision it resolves to
+    (``<save_path>/models--<org>--<name>/snapshots/<commit>``, named by
+    ``refs/main``). They count by name, size and modification and change
+    times (:func:`local.data.audio.file_identity`, a stat of a handful of
+    files rather than a read of gigabytes of weights), and the folder by its
+    real path (a hub snapshot's is its commit): a model whose files were
+    replaced under the same ``source`` gets another fingerprint.
 
     Arguments
     ---------
@@ -90,12 +69,12 @@ def ssl_fingerprint(source, save_path):
     Returns
     -------
     str
-        16 hex digits.
+        The digest, as hex digits.
 
     Example
     -------
-    >>> import tempfile
-    >>> folder = tempfile.mkdtemp()
+    >>> from tempfile import mkdtemp
+    >>> folder = mkdtemp()
     >>> _ = open(os.path.join(folder, "config.json"), "w").write("{}")
     >>> before = ssl_fingerprint(folder, "pretrained_models")
     >>> _ = open(os.path.join(folder, "README.md"), "w").write("not the model")
@@ -105,7 +84,7 @@ def ssl_fingerprint(source, save_path):
     >>> before == ssl_fingerprint(folder, "pretrained_models")
     False
     """
-    folder = model_folder(source, save_path)
+    folder = _model_folder(source, save_path)
     files = [] if folder is None else sorted(
         name for name in os.listdir(folder) if name.endswith(MODEL_FILES))
     text = json.dumps([folder and os.path.realpath(folder),
