@@ -9,7 +9,10 @@ writes (by default into ``<run folder>/model``) what
 reads, laid out as SpeechBrain's own speaker models (``spkrec-ecapa-voxceleb``):
 an inference ``hyperparams.yaml``, one ``<name>.ckpt`` per module its
 ``pretrainer`` loads (the front end's trained parameters, the encoder, the
-speaker classifier) and the label encoder of the source speakers. A run
+speaker classifier) and the label encoder of the source speakers. The folder
+is written whole beside its place and then takes it
+(:func:`local.whole_files.staged_folder`): it holds one export, and an
+export that fails or is killed leaves the one before it as it was. A run
 without a classifier (the GE2E head) exports neither the classifier nor the
 label encoder: ``SpeakerRecognition`` embeds and verifies with the encoder
 alone. ``train_dann.py`` writes it at the end of every run, after the
@@ -52,12 +55,15 @@ from local.errors import fail
 from local.evaluation.metrics import eer, eer_threshold
 from local.evaluation.report import CHECKPOINT_FILE, read_scores, score_file, scored_checkpoint
 from local.model.checkpoints import CompleteCheckpointer
+from local.whole_files import replace_folder, staged_folder
 
 logger = get_logger(__name__)
 
 # The modules of the training hparams that inference needs, as named there
 # (the classifier when the run has one).
 MODULES = ("frontend", "embedding_model", "classifier")
+# The files of a model folder besides its <name>.ckpt.
+EXPORT_FILES = ("hyperparams.yaml", "thresholds.csv")
 
 HEADER = """\
 # Inference hparams of {model_name}, trained by train_dann.py on the {condition}
@@ -237,6 +243,41 @@ def condition_trial_lists(run_folder):
         return list(ruamel.yaml.YAML().load(fin)["evaluation"])
 
 
+def check_replaceable(model_folder):
+    """Refuse to replace a folder that holds more than an export: the export replaces it whole.
+
+    Arguments
+    ---------
+    model_folder : str
+        Where the model is exported.
+
+    Raises
+    ------
+    ManifestError
+        Naming the entries that no export writes.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> _ = open(os.path.join(folder, "thresholds.csv"), "w").write("trial_list")
+    >>> check_replaceable(folder)
+    >>> os.mkdir(os.path.join(folder, "save"))
+    >>> check_replaceable(folder)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+      ...
+    local.errors.ManifestError: ...: holds ['save'], which no export writes: ...
+    """
+    if not os.path.isdir(model_folder):
+        return
+    others = sorted(name for name in os.listdir(model_folder)
+                    if not (name.endswith(".ckpt") or name in EXPORT_FILES))
+    if others:
+        fail(model_folder, f"holds {others}, which no export writes: an export replaces the "
+                           "folder whole",
+             fix="pass an empty or new --model_folder, or one an earlier export wrote")
+
+
 def export_model(run_folder, model_folder=None, checkpoints_dir=None, trial_lists=None):
     """Write the model of a run's latest checkpoint in SpeechBrain's inference layout.
 
@@ -246,7 +287,12 @@ def export_model(run_folder, model_folder=None, checkpoints_dir=None, trial_list
         Output folder of a ``train_dann.py`` run (``hyperparams.yaml`` and
         ``save/`` with its checkpoints and ``label_encoder.txt``).
     model_folder : str, optional
-        Where to write (default ``<run_folder>/model``); created if needed.
+        Where to write (default ``<run_folder>/model``): the export is written
+        whole beside it and then takes its place
+        (:func:`local.whole_files.staged_folder`), so that it holds one export
+        only, and one that fails or is killed leaves the export before it as
+        it was. A folder holding anything else is refused
+        (:func:`check_replaceable`).
     checkpoints_dir : str, optional
         Where the run's checkpoints are (default ``<run_folder>/save``; a
         ``--debug`` run keeps them in a temporary folder).
@@ -262,7 +308,8 @@ def export_model(run_folder, model_folder=None, checkpoints_dir=None, trial_list
     Raises
     ------
     ManifestError
-        When the run folder has no saved hparams, checkpoint or label encoder.
+        When the run folder has no saved hparams, checkpoint or label encoder,
+        or the model folder holds more than an export.
     """
     model_folder = model_folder or os.path.join(run_folder, "model")
     hparams_path = os.path.join(run_folder, "hyperparams.yaml")
@@ -289,15 +336,16 @@ def export_model(run_folder, model_folder=None, checkpoints_dir=None, trial_list
     part, frontend = trained_frontend(modules["frontend"])
     trained = {part: frontend, **{name: module for name, module in modules.items()
                                   if name != "frontend"}}
-    os.makedirs(model_folder, exist_ok=True)
+    check_replaceable(model_folder)
+    staged = staged_folder(model_folder)
     for name, module in trained.items():
-        torch.save(module.state_dict(), os.path.join(model_folder, f"{name}.ckpt"))
+        torch.save(module.state_dict(), os.path.join(staged, f"{name}.ckpt"))
     classifier = "classifier" in modules
     if classifier:
-        shutil.copy(label_encoder, os.path.join(model_folder, "label_encoder.ckpt"))
+        shutil.copy(label_encoder, os.path.join(staged, "label_encoder.ckpt"))
     header = HEADER.format(model_name=run["model_name"], condition=run["condition"],
                            checkpoint=os.path.basename(checkpoint.path))
-    points.to_csv(os.path.join(model_folder, "thresholds.csv"), index=False)
+    points.to_csv(os.path.join(staged, "thresholds.csv"), index=False)
     wiring = WIRING.format(
         threshold_list=points["trial_list"][0], threshold=float(points["threshold"][0]),
         frontend_part=part, frontend_ref="frontend" if part == "frontend" else f"frontend.{part}",
@@ -305,8 +353,9 @@ def export_model(run_folder, model_folder=None, checkpoints_dir=None, trial_list
         shortest=json.dumps(run.get("min_embed_seconds")),
         longest=json.dumps(run.get("max_embed_seconds")),
         **(CLASSIFIER_WIRING if classifier else dict.fromkeys(CLASSIFIER_WIRING, "")))
-    with open(os.path.join(model_folder, "hyperparams.yaml"), "w", encoding="utf-8") as fout:
+    with open(os.path.join(staged, "hyperparams.yaml"), "w", encoding="utf-8") as fout:
         fout.write(header + definitions + wiring)
+    replace_folder(staged, model_folder)
     return model_folder
 
 

@@ -6,10 +6,17 @@ file system). A kill or a full disk during the write leaves the file before
 it as it was, and runs that write the same file at once (several seeds
 sharing a cache or a manifest's audio-check stamp) neither read half of one
 another's file nor rename one another's away.
+
+A folder that a reader takes as one whole (a run's verification report, its
+exported model) is written whole into ``<folder>.partial`` beside it and then
+takes its place (:func:`staged_folder`, :func:`replace_folder`): it holds what
+one writer wrote, and a writer that fails or is killed leaves the folder
+before it as it was.
 """
 
 import contextlib
 import os
+import shutil
 import socket
 
 
@@ -72,3 +79,62 @@ def written_whole(path, mode="w", **open_args):
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.remove(partial)
+
+
+def staged_folder(folder):
+    """An empty folder beside ``folder``, to write its new contents into.
+
+    The contents are written whole into ``<folder>.partial`` and then take
+    the place of those before (:func:`replace_folder`), so that ``folder``
+    holds what one writer wrote, and a writer that fails or is killed leaves
+    the folder before it as it was. A ``<folder>.partial`` left by such a
+    writer is removed here, and a folder left aside as ``<folder>.previous``
+    by a kill during the replacement is put back (or, once its successor is
+    in place, removed).
+
+    Arguments
+    ---------
+    folder : str
+        The folder to write whole (``<output_folder>/verification``).
+
+    Returns
+    -------
+    str
+        The empty staging folder, ``<folder>.partial``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = os.path.join(tempfile.mkdtemp(), "verification")
+    >>> staged = staged_folder(folder)
+    >>> _ = open(os.path.join(staged, "summary.csv"), "w").write("system")
+    >>> replace_folder(staged, folder)
+    >>> os.listdir(os.path.dirname(folder)), os.listdir(folder)
+    (['verification'], ['summary.csv'])
+    """
+    previous, staged = f"{folder}.previous", f"{folder}.partial"
+    if os.path.isdir(previous):
+        if os.path.isdir(folder):
+            shutil.rmtree(previous)
+        else:
+            os.rename(previous, folder)
+    shutil.rmtree(staged, ignore_errors=True)
+    os.makedirs(staged)
+    return staged
+
+
+def replace_folder(staged, folder):
+    """Put the complete folder ``staged`` in the place of ``folder``.
+
+    Arguments
+    ---------
+    staged : str
+        The folder :func:`staged_folder` gave, with everything written.
+    folder : str
+        The folder to replace, whose contents before are removed.
+    """
+    previous = f"{folder}.previous"
+    if os.path.isdir(folder):
+        os.rename(folder, previous)
+    os.rename(staged, folder)
+    shutil.rmtree(previous, ignore_errors=True)

@@ -151,14 +151,42 @@ def signal_key(row):
     False
     """
     path = os.path.abspath(row["wav"])
+    text = json.dumps([path, int(row["start"]), int(row["stop"]), int(row["sample_rate"]),
+                       file_identity(path)])
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def file_identity(path):
+    """A file as it is now, without reading it: its size and modification and change times.
+
+    How ``make`` and ``rsync`` tell a changed file: a file replaced or
+    rewritten gets other times, even where its size stays.
+
+    Arguments
+    ---------
+    path : str
+        The file (a link counts as the file it points to).
+
+    Returns
+    -------
+    list of int or None
+        ``[size, mtime_ns, ctime_ns]``, or None when the file cannot be found.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "a.txt")
+    >>> file_identity(path) is None
+    True
+    >>> _ = open(path, "w").write("abc")
+    >>> file_identity(path)[0]
+    3
+    """
     try:
         stat = os.stat(path)
-        identity = [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns]
     except OSError:
-        identity = None
-    text = json.dumps([path, int(row["start"]), int(row["stop"]), int(row["sample_rate"]),
-                       identity])
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+        return None
+    return [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns]
 
 
 def check_lengths(seconds, source, shortest=None, longest=None):

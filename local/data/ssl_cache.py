@@ -142,9 +142,12 @@ def cache_hidden_states(frontend, dataset, folder, device="cpu"):
     """Write the hidden states of every whole utterance of ``dataset`` not yet cached.
 
     Each utterance runs alone through the SSL model, so that no padding
-    reaches it. ``folder/cache_info.json`` records the SSL model and its frame
-    geometry; a folder written for another model is refused. Several runs may
-    fill one folder at once (:mod:`local.whole_files`).
+    reaches it. ``folder/cache_info.json`` records the SSL model (its source
+    and the fingerprint of the files it was loaded from,
+    :func:`local.model.ssl_frontend.ssl_fingerprint`) and its frame geometry;
+    a folder written for another model, or for the files of the same source
+    before they were replaced, is refused. Several runs may fill one folder
+    at once (:mod:`local.whole_files`).
 
     Arguments
     ---------
@@ -161,7 +164,7 @@ def cache_hidden_states(frontend, dataset, folder, device="cpu"):
     Returns
     -------
     dict
-        The cache's ``receptive_field``, ``stride`` and ``source``.
+        The cache's ``source``, ``fingerprint``, ``receptive_field`` and ``stride``.
     """
     if not frontend.ssl.freeze:
         raise ValueError(
@@ -170,17 +173,21 @@ def cache_hidden_states(frontend, dataset, folder, device="cpu"):
             "cache_ssl_features: False."
         )
     receptive, stride = frame_geometry(frontend.ssl.config)
-    info = {"source": frontend.source, "receptive_field": receptive, "stride": stride}
+    info = {"source": frontend.source, "fingerprint": frontend.fingerprint,
+            "receptive_field": receptive, "stride": stride}
     os.makedirs(folder, exist_ok=True)
     info_path = os.path.join(folder, INFO_FILE)
     if os.path.isfile(info_path):
         with open(info_path, encoding="utf-8") as fin:
             found = json.load(fin)
         if found != info:
+            replaced = {**found, "fingerprint": info["fingerprint"]} == info
             raise ValueError(
                 f"The SSL feature cache {folder} holds the hidden states of another model "
-                f"({found}, not {info}). Delete the folder or set ssl_features_folder to "
-                "another one."
+                f"({found}, not {info})"
+                + (f": the files of {info['source']} are not those it was filled from"
+                   * replaced)
+                + ". Delete the folder or set ssl_features_folder to another one."
             )
     else:
         with written_whole(info_path, encoding="utf-8") as fout:

@@ -13,14 +13,13 @@ system is scored in turn. Every system gets a folder of its own in
 trial list (of the systems ``det_systems`` names), and ``report.md`` shows
 both, the best system of each list named; ``evaluate.py``'s report also
 holds the settings it was made with. The report is written whole beside
-that folder and then takes its place (:func:`staged_report`): it holds the
-systems of one verification only, and one that fails or is killed leaves
-the report before it as it was. Used at the end of ``train_dann.py`` and by
+that folder and then takes its place (:func:`local.whole_files.staged_folder`):
+it holds the systems of one verification only, and one that fails or is
+killed leaves the report before it as it was. Used at the end of ``train_dann.py`` and by
 ``evaluate.py``.
 """
 
 import os
-import shutil
 from typing import NamedTuple, Optional
 
 import numpy as np
@@ -46,6 +45,7 @@ from local.evaluation.report import (
     write_summary_report,
 )
 from local.evaluation.scoring import score_trials
+from local.whole_files import replace_folder, staged_folder
 
 logger = get_logger(__name__)
 
@@ -138,9 +138,12 @@ class EmbeddingCache:
     """Embeddings of a run's model, cached next to its checkpoint.
 
     A cache is named ``embeddings_<name>_<checkpoint>_<key>.pt``, ``key``
-    the :func:`~local.evaluation.embed.content_key` of what it embeds, so that
+    the :func:`~local.embedding.content_key` of what it embeds, so that
     neither a retrained model nor changed rows or audio reuse it (the caches
-    of before are kept).
+    of before are kept). With an SSL front end, the name has the
+    :func:`~local.model.ssl_frontend.ssl_fingerprint` of the SSL model's files
+    after the checkpoint's: a frozen SSL model is not in the checkpoint, and
+    one replaced under the same ``ssl_source`` embeds again.
 
     Arguments
     ---------
@@ -148,7 +151,8 @@ class EmbeddingCache:
         ``embed(wavs, wav_lens) -> [batch, 1, dim]``, in evaluation mode.
     hparams : dict
         ``output_folder``, ``eval_batch_size``, ``min_embed_seconds``,
-        ``max_embed_seconds`` and ``seed`` (of the drawn subsets).
+        ``max_embed_seconds``, ``seed`` (of the drawn subsets) and the
+        ``frontend`` that ``embed`` runs, if any.
     device : str
         Where to embed.
     checkpoint : str
@@ -159,7 +163,8 @@ class EmbeddingCache:
         self.embed = embed
         self.hparams = hparams
         self.device = device
-        self.checkpoint = checkpoint
+        fingerprint = getattr(hparams.get("frontend"), "fingerprint", None)
+        self.model = checkpoint if fingerprint is None else f"{checkpoint}_{fingerprint}"
         self.limits = (hparams["min_embed_seconds"], hparams["max_embed_seconds"])
 
     def __call__(self, name, dataset, ids=None):
@@ -180,7 +185,7 @@ class EmbeddingCache:
         """
         key = content_key(dataset, ids)
         cache = os.path.join(self.hparams["output_folder"],
-                             f"embeddings_{name}_{self.checkpoint}_{key}.pt")
+                             f"embeddings_{name}_{self.model}_{key}.pt")
         return compute_embeddings(self.embed, dataset, self.hparams["eval_batch_size"],
                                   self.device, cache_path=cache, ids=ids, limits=self.limits)
 
@@ -401,7 +406,7 @@ def verify(embed, hparams, condition, eval_datasets, training, device, checkpoin
         :func:`list_systems`.
     """
     final_folder = os.path.join(hparams["output_folder"], "verification")
-    report_folder = staged_report(final_folder)
+    report_folder = staged_folder(final_folder)
     cache = EmbeddingCache(embed, hparams, device, checkpoint)
     embeddings = evaluation_embeddings(cache, condition["evaluation"], eval_datasets)
     backends = build_backends(chosen_backends(hparams),
@@ -435,68 +440,9 @@ def verify(embed, hparams, condition, eval_datasets, training, device, checkpoin
     write_scored_checkpoint(report_folder, checkpoint)
     if records is not None:
         records(report_folder)
-    replace_report(report_folder, final_folder)
+    replace_folder(report_folder, final_folder)
     print(f"Verification ({condition['condition']}):\n{summary.to_string(index=False)}")
     return results
-
-
-def staged_report(folder):
-    """An empty folder beside the report folder ``folder``, to write a new report into.
-
-    A report is written whole into ``<folder>.partial`` and then takes the
-    place of the one before (:func:`replace_report`), so that the report
-    folder holds the systems of one verification only, and a verification
-    that fails or is killed leaves the report before it as it was. A
-    ``<folder>.partial`` left by such a verification is removed here, and a
-    report left aside as ``<folder>.previous`` by a kill during the
-    replacement is put back (or, once its successor is in place, removed).
-
-    Arguments
-    ---------
-    folder : str
-        The report folder (``<output_folder>/verification``).
-
-    Returns
-    -------
-    str
-        The empty staging folder, ``<folder>.partial``.
-
-    Example
-    -------
-    >>> import tempfile
-    >>> folder = os.path.join(tempfile.mkdtemp(), "verification")
-    >>> staged = staged_report(folder)
-    >>> _ = open(os.path.join(staged, "summary.csv"), "w").write("system")
-    >>> replace_report(staged, folder)
-    >>> os.listdir(os.path.dirname(folder)), os.listdir(folder)
-    (['verification'], ['summary.csv'])
-    """
-    previous, staged = f"{folder}.previous", f"{folder}.partial"
-    if os.path.isdir(previous):
-        if os.path.isdir(folder):
-            shutil.rmtree(previous)
-        else:
-            os.rename(previous, folder)
-    shutil.rmtree(staged, ignore_errors=True)
-    os.makedirs(staged)
-    return staged
-
-
-def replace_report(staged, folder):
-    """Put the complete report ``staged`` in the place of the report folder ``folder``.
-
-    Arguments
-    ---------
-    staged : str
-        The folder :func:`staged_report` gave, with the whole report written.
-    folder : str
-        The report folder, which the report before it is removed from.
-    """
-    previous = f"{folder}.previous"
-    if os.path.isdir(folder):
-        os.rename(folder, previous)
-    os.rename(staged, folder)
-    shutil.rmtree(previous, ignore_errors=True)
 
 
 def best_systems(systems, results):

@@ -8,12 +8,15 @@ three and return every hidden state (``output_all_hiddens``), so the front end
 wraps one of them and adds only the weighted sum, which neither has.
 """
 
+import hashlib
 import importlib
+import json
 import os
 
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from huggingface_hub import try_to_load_from_cache
 from matplotlib.figure import Figure
 from speechbrain.utils.checkpoints import (
     mark_as_loader,
@@ -22,12 +25,71 @@ from speechbrain.utils.checkpoints import (
     torch_patched_state_dict_load,
 )
 
+from local.data.audio import file_identity
+
 # SpeechBrain's wrapper per SSL family; both load any checkpoint of the family
 # from the hub or from a folder written by ``save_pretrained``.
 WRAPPERS = {
     "wavlm": "speechbrain.integrations.huggingface.wavlm.WavLM",
     "wav2vec2": "speechbrain.integrations.huggingface.wav2vec2.Wav2Vec2",
 }
+# The files of a model folder that make the SSL model: its configurations
+# (config.json, preprocessor_config.json) and weights.
+MODEL_FILES = (".json", ".safetensors", ".bin")
+
+
+def _model_folder(source, save_path):
+    """``source``, a folder, or the hub cache's snapshot of a hub ID (None if not cached)."""
+    if os.path.isdir(source):
+        return source
+    config = try_to_load_from_cache(source, "config.json", cache_dir=save_path)
+    return os.path.dirname(config) if isinstance(config, str) else None
+
+
+def ssl_fingerprint(source, save_path):
+    """A digest of the SSL model files ``source`` loads, as they are now.
+
+    The files are those of :data:`MODEL_FILES` in the folder
+    ``from_pretrained`` loads from: ``source`` itself, or for a hub ID the hub
+    cache's snapshot of the revision it resolves to
+    (``<save_path>/models--<org>--<name>/snapshots/<commit>``, named by
+    ``refs/main``). They count by name, size and modification and change
+    times (:func:`local.data.audio.file_identity`, a stat of a handful of
+    files rather than a read of gigabytes of weights), and the folder by its
+    real path (a hub snapshot's is its commit): a model whose files were
+    replaced under the same ``source`` gets another fingerprint.
+
+    Arguments
+    ---------
+    source : str
+        A folder written by ``save_pretrained``, or a hub ID.
+    save_path : str
+        The hub cache a hub ID is downloaded into.
+
+    Returns
+    -------
+    str
+        The digest, as hex digits.
+
+    Example
+    -------
+    >>> from tempfile import mkdtemp
+    >>> folder = mkdtemp()
+    >>> _ = open(os.path.join(folder, "config.json"), "w").write("{}")
+    >>> before = ssl_fingerprint(folder, "pretrained_models")
+    >>> _ = open(os.path.join(folder, "README.md"), "w").write("not the model")
+    >>> before == ssl_fingerprint(folder, "pretrained_models")
+    True
+    >>> _ = open(os.path.join(folder, "config.json"), "w").write('{"hidden_size": 8}')
+    >>> before == ssl_fingerprint(folder, "pretrained_models")
+    False
+    """
+    folder = _model_folder(source, save_path)
+    files = [] if folder is None else sorted(
+        name for name in os.listdir(folder) if name.endswith(MODEL_FILES))
+    text = json.dumps([folder and os.path.realpath(folder),
+                       [[name, file_identity(os.path.join(folder, name))] for name in files]])
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 class WeightedLayerSum(torch.nn.Module):
@@ -115,6 +177,14 @@ class SSLFrontend(torch.nn.Module):
         checkpointing): less memory for longer crops or larger batches, at
         the cost of a second forward pass of the SSL model.
 
+    Attributes
+    ----------
+    fingerprint : str
+        :func:`ssl_fingerprint` of the files the SSL model was loaded from:
+        the caches of its hidden states and of the embeddings name the model
+        by it as well as by ``source``, so that a model replaced under the
+        same ``source`` is not taken for the one before.
+
     Example
     -------
     >>> frontend = SSLFrontend("microsoft/wavlm-base-plus", "pretrained_models")  # doctest: +SKIP
@@ -136,6 +206,7 @@ class SSLFrontend(torch.nn.Module):
                                output_all_hiddens=True)
         except (OSError, ValueError) as err:
             raise OSError(_load_error(source, save_path, err)) from err
+        self.fingerprint = ssl_fingerprint(source, save_path)
         # transformers 5 collects hidden states with hooks, so a layer skipped
         # by LayerDrop during fine-tuning would be missing from the weighted
         # sum: every layer runs at every step.

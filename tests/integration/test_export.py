@@ -132,6 +132,38 @@ def test_export_refuses_thresholds_of_another_checkpoint(runs, tmp_path, caplog)
     assert "does not name the checkpoint it scored" in caplog.text
 
 
+def test_a_failed_export_leaves_the_export_before_it_whole(runs, tmp_path, monkeypatch):
+    """A kill or a full disk in the middle of an export that replaces an earlier one."""
+    run = tmp_path / "run"
+    shutil.copytree(runs["fbank"], run)
+    model = run / "model"
+    export_model(str(run), trial_lists=["target"])
+    # The earlier export is of an earlier checkpoint: other encoder weights.
+    weights = torch.load(model / "embedding_model.ckpt")
+    torch.save({name: value + 1 if value.is_floating_point() else value
+                for name, value in weights.items()}, model / "embedding_model.ckpt")
+    before = {name: (model / name).read_bytes() for name in os.listdir(model)}
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patch:  # every module file written, the thresholds not
+        patch.setattr(pd.DataFrame, "to_csv", full_disk)
+        with pytest.raises(OSError, match="No space left"):
+            export_model(str(run))
+    assert {name: (model / name).read_bytes() for name in os.listdir(model)} == before
+    export_model(str(run))  # the next export takes the place of the staged one
+    assert sorted(name for name in os.listdir(run) if name.startswith("model")) == ["model"]
+    assert list(pd.read_csv(model / "thresholds.csv")["trial_list"]) == ["source", "target"]
+    exported = torch.load(runs["fbank"] / "model" / "embedding_model.ckpt")
+    assert all(torch.equal(value, exported[name])
+               for name, value in torch.load(model / "embedding_model.ckpt").items())
+    # A folder that holds more than an export is not replaced.
+    with pytest.raises(ManifestError, match=r"holds \['condition.yaml', .*which no export writes"):
+        export_model(str(run), str(run))
+    assert (run / "save").is_dir()
+
+
 def brute_force_eer_threshold(scores, labels):
     """Try every cut between two distinct scores: the closest miss and false-alarm rates win.
 

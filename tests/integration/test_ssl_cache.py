@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from local.data.ssl_cache import (
     cache_paths,
 )
 from local.model.ssl_frontend import SSLFrontend
-from tests.conftest import TINY_SSL
+from tests.conftest import TINY_SSL, save_tiny_ssl
 from tests.integration.test_train_dann import logged, train_ssl
 
 
@@ -161,6 +162,17 @@ def test_a_cache_of_another_model_is_refused(demo_corpus, tiny_ssl, tmp_path):
     with pytest.raises(ValueError, match="holds the hidden states of another model"):
         cache_hidden_states(wav2vec2, dataset, str(tmp_path / "cache"))
 
+
+def test_a_cache_of_a_model_replaced_under_the_same_source_is_refused(demo_corpus, tmp_path):
+    source = save_tiny_ssl(tmp_path / "ssl", "wavlm")
+    dataset = whole_dataset(demo_corpus["source_train"], rows=1)
+    cache_hidden_states(SSLFrontend(source, str(tmp_path / "hub")), dataset,
+                        str(tmp_path / "cache"))
+    save_tiny_ssl(source, "wavlm")  # another model's files in its place
+    with pytest.raises(ValueError, match=rf"the files of {re.escape(source)} are not those it "
+                                         "was filled from"):
+        cache_hidden_states(SSLFrontend(source, str(tmp_path / "hub")), dataset,
+                            str(tmp_path / "cache"))
 
 
 def test_audio_changed_under_the_same_id_is_cached_again(demo_corpus, tiny_ssl, tmp_path):

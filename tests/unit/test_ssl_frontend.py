@@ -8,8 +8,13 @@ import pytest
 import torch
 from PIL import Image
 
-from local.model.ssl_frontend import SSLFrontend, WeightedLayerSum, save_layer_weights
-from tests.conftest import TINY_SSL
+from local.model.ssl_frontend import (
+    SSLFrontend,
+    WeightedLayerSum,
+    save_layer_weights,
+    ssl_fingerprint,
+)
+from tests.conftest import TINY_SSL, save_tiny_ssl
 
 FAMILIES = ["wavlm", "wav2vec2"]
 
@@ -168,3 +173,27 @@ def test_checkpoint_of_another_front_end_is_a_clear_error(tiny_ssl, tmp_path):
     with pytest.raises(RuntimeError, match=r"frontend.ckpt does not fit this front end "
                        r"\(missing \[\], unexpected \['projection.weight'\]\)"):
         loading.recover_if_possible()
+
+
+def test_a_model_replaced_in_its_folder_gets_another_fingerprint(tmp_path):
+    folder = save_tiny_ssl(tmp_path / "ssl", "wavlm")
+    before = SSLFrontend(folder, str(tmp_path / "cache")).eval()
+    assert SSLFrontend(folder, str(tmp_path / "cache")).fingerprint == before.fingerprint
+    save_tiny_ssl(folder, "wavlm")  # another model's files in its place
+    after = SSLFrontend(folder, str(tmp_path / "cache")).eval()
+    assert after.fingerprint != before.fingerprint
+    assert not torch.equal(after(wavs()), before(wavs()))
+
+
+def test_a_hub_id_is_fingerprinted_by_the_snapshot_it_resolves_to(tmp_path):
+    """The hub cache's layout: refs/main names the commit whose snapshot is loaded."""
+    repo = tmp_path / "models--org--tiny"
+    snapshots = {commit: save_tiny_ssl(repo / "snapshots" / commit, "wavlm")
+                 for commit in ("a1", "b2")}
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("a1")
+    first = ssl_fingerprint("org/tiny", str(tmp_path))
+    assert first == ssl_fingerprint(snapshots["a1"], "unused")
+    (repo / "refs" / "main").write_text("b2")
+    assert ssl_fingerprint("org/tiny", str(tmp_path)) == ssl_fingerprint(snapshots["b2"], "")
+    assert ssl_fingerprint("org/tiny", str(tmp_path)) != first

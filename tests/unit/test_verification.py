@@ -23,6 +23,8 @@ from local.evaluation.verification import (
     verify,
 )
 from local.model.pseudo_labels import PseudoLabels
+from local.model.ssl_frontend import SSLFrontend
+from tests.conftest import save_tiny_ssl
 
 NORM = {"score_norm": None, "cohort_domain": "target", "cohort_size": 50, "cohort_top_k": 10,
         "backend_adaptation": None, "whiten_ridge": 0.1, "backend": [], "lda_dim": 150,
@@ -31,13 +33,17 @@ NORM = {"score_norm": None, "cohort_domain": "target", "cohort_size": 50, "cohor
 
 
 class CountingEmbedder:
-    """A fixed 'model' (log spectrum band energies) that counts what it embeds."""
+    """A fixed 'model' (log spectrum band energies, or the mean frame of an SSL front end)
+    that counts what it embeds."""
 
-    def __init__(self):
+    def __init__(self, frontend=None):
         self.embedded = 0
+        self.frontend = frontend
 
     def __call__(self, wavs, wav_lens):
         self.embedded += len(wavs)
+        if self.frontend is not None:
+            return self.frontend(wavs, wav_lens).mean(dim=1, keepdim=True)
         spectrum = torch.stft(wavs, 512, window=torch.hann_window(512), return_complex=True)
         bands = spectrum.abs().pow(2).mean(dim=-1)[:, :256].reshape(len(wavs), 16, -1).sum(-1)
         return torch.log(bands + 1e-8).unsqueeze(1)
@@ -57,7 +63,7 @@ def verify_demo(demo_corpus, folder, target_train=None, **settings):
         "target": {"manifest": demo_corpus["target_eval"], "trials": demo_corpus["trials_target"]},
     }}
     datasets = {demo_corpus[k]: whole(demo_corpus[k]) for k in ("source_eval", "target_eval")}
-    embed = CountingEmbedder()
+    embed = CountingEmbedder(settings.get("frontend"))
     training = {"source": whole(demo_corpus["source_train"]),
                 "target": whole(target_train or demo_corpus["target_train"])}
     results = verify(embed, hparams, condition, datasets, training, "cpu", "CKPT+test")
@@ -124,6 +130,27 @@ def test_another_manifest_under_the_same_list_name_is_embedded_again(demo_corpus
     _, results, embed = verify_demo(swapped, str(tmp_path))
     assert embed.embedded == len(table)
     assert results["target"] == results["source"]
+
+
+def test_an_ssl_model_replaced_under_the_same_source_is_embedded_again(demo_corpus, tmp_path):
+    """A frozen SSL model is not in the checkpoint: it is the one ssl_source loads."""
+    source = save_tiny_ssl(tmp_path / "ssl", "wavlm")
+    folder = str(tmp_path / "run")
+
+    def verified_with_ssl():
+        frontend = SSLFrontend(source, str(tmp_path / "hub")).eval()
+        return verify_demo(demo_corpus, folder, frontend=frontend)
+
+    _, first, embed = verified_with_ssl()
+    before = cache_files(folder)
+    assert verified_with_ssl()[2].embedded == 0  # the same model: every embedding cached
+    save_tiny_ssl(source, "wavlm")  # another model's files in its place
+    _, second, again = verified_with_ssl()
+    assert again.embedded == embed.embedded
+    assert second["target"]["eer"] != first["target"]["eer"]
+    after = cache_files(folder)
+    assert len(after) == 2 * len(before)
+    assert all(after[name] == content for name, content in before.items())
 
 
 def test_score_files_and_metrics_agree(verified, demo_corpus):
