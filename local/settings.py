@@ -40,6 +40,12 @@ OPTIONAL_TRIAL_LIST_KEYS = ("enrolment", "min_dcf")
 # A number in exponent notation without a dot (1e30, 5e-4): a float in YAML
 # 1.2 and to Python, a string to the YAML 1.1 that hyperpyyaml reads.
 EXPONENT_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+# Keys whose default is a whole number but which take any number: seconds, and
+# the margin softmax's scale s.
+FRACTIONAL_KEYS = ("max_embed_seconds", "scale")
+# Keys whose default is a list but which also take one item alone, or null
+# (local/run_folder.py reads allow_changed so).
+SCALAR_LIST_KEYS = ("allow_changed",)
 
 
 def model_text(path):
@@ -366,15 +372,19 @@ def check_trainable(hparams_file, overrides, condition):
 
 
 def typed_overrides(path, overrides):
-    """Overrides of a file's numbers and switches, checked against the types of its defaults.
+    """Overrides of a file's numbers, switches and lists, checked against the types of its defaults.
 
     For a key whose default is a number, a string in exponent notation
     without a dot (``--lr=1e30``, which YAML 1.1 reads as text) is the number
-    it means (an integer where the default is one and it is whole); nothing
-    else is converted, so that a value is never guessed. Any other value
-    that is not a number is refused, as is a value other than True or False
-    for a key whose default is one of them. Keys without such a default
-    (null, lists, tagged values) pass unchecked.
+    it means; nothing else is converted, so that a value is never guessed.
+    Any other value that is not a number is refused. Where the default is an
+    integer, so must the value be: a whole number (``--seed=2.0``) is the
+    integer it means, another (``--seed=1.5``) is refused, but for the keys
+    of :data:`FRACTIONAL_KEYS`. A key whose default is True or False takes
+    only one of them, and a key whose default is a list takes only a list
+    (``--pseudo_label_epochs=[3]``), but for those of
+    :data:`SCALAR_LIST_KEYS`. Keys without such a default (null, tagged
+    values) pass unchecked.
 
     Arguments
     ---------
@@ -386,7 +396,8 @@ def typed_overrides(path, overrides):
     Returns
     -------
     dict
-        The overrides, exponent-notation strings converted.
+        The overrides, exponent-notation strings and whole numbers of
+        integer keys converted.
 
     Raises
     ------
@@ -397,6 +408,13 @@ def typed_overrides(path, overrides):
     -------
     >>> typed_overrides("hparams/dann_fbank.yaml", {"lr": "1e-3", "score_norm": "asnorm"})
     {'lr': 0.001, 'score_norm': 'asnorm'}
+    >>> typed_overrides("hparams/dann_fbank.yaml", {"seed": 2.0, "max_embed_seconds": 90.5})
+    {'seed': 2, 'max_embed_seconds': 90.5}
+    >>> typed_overrides("hparams/dann_fbank.yaml", {"seed": 1.5})
+    Traceback (most recent call last):
+      ...
+    local.errors.ManifestError: hparams/dann_fbank.yaml: --seed=1.5 is not an integer (its default is 1986)
+    Fix: pass a whole number, such as --seed=1986
     """
     defaults = plain_values(path)
     checked = dict(overrides)
@@ -407,12 +425,24 @@ def typed_overrides(path, overrides):
                 fail(path, f"--{key}={value} is not True or False (its default is {default})",
                      fix=f"pass --{key}=True or --{key}=False")
         elif isinstance(default, (int, float)):
-            if isinstance(value, str) and EXPONENT_NUMBER.fullmatch(value.strip()):
-                value = float(value)
-                if isinstance(default, int) and value.is_integer():
-                    value = int(value)
-                checked[key] = value
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                fail(path, f"--{key}={value} is not a number (its default is {default})",
-                     fix=f"pass a number, such as --{key}={default}")
+            checked[key] = _number(path, key, value, default)
+        elif isinstance(default, list) and key not in SCALAR_LIST_KEYS:
+            if not isinstance(value, list):
+                fail(path, f"--{key}={value} is not a list (its default is {default})",
+                     fix=f"pass a list, such as --{key}=[{'' if value is None else value}]")
     return checked
+
+
+def _number(path, key, value, default):
+    """The number an override of a key with a number ``default`` means, or a :func:`fail`."""
+    if isinstance(value, str) and EXPONENT_NUMBER.fullmatch(value.strip()):
+        value = float(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        fail(path, f"--{key}={value} is not a number (its default is {default})",
+             fix=f"pass a number, such as --{key}={default}")
+    if not isinstance(default, int) or key in FRACTIONAL_KEYS or isinstance(value, int):
+        return value
+    if not value.is_integer():
+        fail(path, f"--{key}={value} is not an integer (its default is {default})",
+             fix=f"pass a whole number, such as --{key}={default}")
+    return int(value)

@@ -115,3 +115,33 @@ def test_an_eval_batch_size_of_no_whole_utterances_is_refused_before_training(va
                                             r"an integer of at least 1, such as "
                                             r"--eval_batch_size=16$"):
         check_trainable("hparams/dann_fbank.yaml", overrides, condition={})
+
+
+@pytest.mark.parametrize("key, value", [("seed", 1.5), ("emb_dim", 191.5), ("num_workers", 1.5),
+                                        ("batch_size", "5e-1")])
+def test_a_fractional_override_of_an_integer_is_refused(key, value):
+    default = plain_values("hparams/dann_fbank.yaml")[key]
+    with pytest.raises(ManifestError, match=rf"dann_fbank.yaml: --{key}=\S+ is not an integer "
+                                            rf"\(its default is {default}\)\nFix: pass a whole "
+                                            rf"number, such as --{key}={default}$"):
+        typed_overrides("hparams/dann_fbank.yaml", {key: value})
+
+
+def test_a_whole_float_of_an_integer_key_is_the_integer_and_fractional_keys_take_any():
+    typed = typed_overrides("hparams/dann_fbank.yaml", {"seed": 2.0, "max_embed_seconds": 90.5,
+                                                        "scale": 32.5, "lr": 1})
+    assert typed == {"seed": 2, "max_embed_seconds": 90.5, "scale": 32.5, "lr": 1}
+    assert isinstance(typed["seed"], int)
+
+
+@pytest.mark.parametrize("key, value, example", [
+    ("discriminator_neurons", 256, r"\[256\]"), ("pseudo_label_epochs", 3, r"\[3\]"),
+    ("backend", None, r"\[\]")])
+def test_a_list_key_takes_only_a_list(key, value, example):
+    with pytest.raises(ManifestError, match=rf"--{key}={value} is not a list \(its default is "
+                                            rf".*\)\nFix: pass a list, such as --{key}={example}$"):
+        typed_overrides("hparams/dann_fbank.yaml", {key: value})
+    assert typed_overrides("hparams/dann_fbank.yaml", {key: [3]}) == {key: [3]}
+    # allow_changed also takes one key alone, or none.
+    overrides = {"allow_changed": "lr"}
+    assert typed_overrides("hparams/dann_fbank.yaml", overrides) == overrides
