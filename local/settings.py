@@ -32,6 +32,8 @@ from local.errors import fail
 # The recipe's root folder: its conditions, and the git checkout its provenance names.
 RECIPE_FOLDER = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CONDITION = os.path.join(RECIPE_FOLDER, "recipes", "demo", "condition.yaml")
+# The file of every key the code reads from a model file.
+COMMON_HPARAMS = os.path.join(RECIPE_FOLDER, "hparams", "common.yaml")
 # What every condition file names, and every trial list of its evaluation.
 CONDITION_KEYS = ("condition", "prepare", "source_train", "target_train", "evaluation")
 TRIAL_LIST_KEYS = ("manifest", "trials")
@@ -199,8 +201,9 @@ def load_condition(overrides, hparams_file):
 
     The two files share no key but ``condition``, so that every override has
     one destination; an override of a key neither has is refused, naming the
-    closest keys, and overrides of numbers and switches are checked against
-    their defaults (:func:`typed_overrides`).
+    closest keys, and overrides of numbers, switches and lists are checked
+    against their defaults (:func:`typed_overrides`). First the model file
+    on its bases must define every key of :data:`COMMON_HPARAMS`.
 
     Arguments
     ---------
@@ -219,6 +222,7 @@ def load_condition(overrides, hparams_file):
     path = overrides.pop("condition", DEFAULT_CONDITION)
     if not os.path.isfile(path):
         sys.exit(f"Condition file {path} does not exist: pass --condition=recipes/<name>/condition.yaml")
+    _check_model_keys(hparams_file)
     keys = set(plain_values(path))
     shared = sorted(keys & set(plain_values(hparams_file)) - {"condition"})
     if shared:
@@ -238,6 +242,16 @@ def load_condition(overrides, hparams_file):
     _check_condition_keys(path, condition)
     model = typed_overrides(hparams_file, {k: v for k, v in overrides.items() if k not in keys})
     return path, condition, model
+
+
+def _check_model_keys(path):
+    """Every top-level key of :data:`COMMON_HPARAMS` in a model file on its bases."""
+    missing = sorted(set(plain_values(COMMON_HPARAMS)) - set(plain_values(path)))
+    if missing:
+        base = os.path.relpath(COMMON_HPARAMS, os.path.dirname(os.path.abspath(path)))
+        fail(path, f"model file without {missing}, which the recipe reads",
+             fix=f"add `base: {base}` (a path relative to the file, to hparams/common.yaml) "
+                 "or define them")
 
 
 def _check_condition_keys(path, condition):

@@ -1,5 +1,8 @@
 """Model files on their bases: what a model file sets replaces its base's value, in place."""
 
+import os
+import re
+
 import pytest
 from hyperpyyaml import load_hyperpyyaml
 
@@ -145,3 +148,17 @@ def test_a_list_key_takes_only_a_list(key, value, example):
     # allow_changed also takes one key alone, or none.
     overrides = {"allow_changed": "lr"}
     assert typed_overrides("hparams/dann_fbank.yaml", overrides) == overrides
+
+
+def test_a_model_file_without_the_common_keys_names_them_and_its_base(tmp_path):
+    common = open("hparams/common.yaml", encoding="utf-8").read()
+    cut = common.replace("crop_seconds: 2.0", "").replace("check_audio: True", "")
+    model = write(tmp_path, "model.yaml", cut)
+    base = os.path.relpath(os.path.abspath("hparams/common.yaml"), str(tmp_path))
+    with pytest.raises(ManifestError, match=re.escape(
+            f"model.yaml: model file without ['check_audio', 'crop_seconds'], which the recipe "
+            f"reads\nFix: add `base: {base}` (a path relative to the file, to "
+            "hparams/common.yaml) or define them")):
+        load_condition("", model)
+    write(tmp_path, "model.yaml", f"base: {base}\n" + cut)
+    assert load_condition("", model)[2] == {}
