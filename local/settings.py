@@ -34,6 +34,9 @@ RECIPE_FOLDER = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CONDITION = os.path.join(RECIPE_FOLDER, "recipes", "demo", "condition.yaml")
 # The file of every key the code reads from a model file.
 COMMON_HPARAMS = os.path.join(RECIPE_FOLDER, "hparams", "common.yaml")
+# Its !PLACEHOLDER keys that prepare_experiment fills in, from the condition
+# file and the source manifest.
+FILLED_IN_KEYS = ("condition", "n_speakers")
 # What every condition file names, and every trial list of its evaluation.
 CONDITION_KEYS = ("condition", "prepare", "source_train", "target_train", "evaluation")
 TRIAL_LIST_KEYS = ("manifest", "trials")
@@ -203,7 +206,9 @@ def load_condition(overrides, hparams_file):
     one destination; an override of a key neither has is refused, naming the
     closest keys, and overrides of numbers, switches and lists are checked
     against their defaults (:func:`typed_overrides`). First the model file
-    on its bases must define every key of :data:`COMMON_HPARAMS`.
+    on its bases must define every key of :data:`COMMON_HPARAMS`, and a
+    ``!PLACEHOLDER`` of either file must be given by an override (but those
+    of :data:`FILLED_IN_KEYS`), before the files are loaded.
 
     Arguments
     ---------
@@ -236,12 +241,31 @@ def load_condition(overrides, hparams_file):
             fail(hparams_file, f"--{key} is not a setting of it or of {path}",
                  fix=(f"did you mean {' or '.join(f'--{k}' for k in close)}?" if close else
                       "override a key of these files (hparams/common.yaml documents them)"))
-    mine = typed_overrides(path, {k: v for k, v in overrides.items() if k in keys})
     with open(path, encoding="utf-8") as fin:
-        condition = load_hyperpyyaml(fin, mine)
+        text = fin.read()
+    _check_placeholders(path, text, overrides, "the recipe's README says what")
+    _check_placeholders(hparams_file, model_text(hparams_file), [*overrides, *FILLED_IN_KEYS],
+                        "hparams/common.yaml says what")
+    mine = typed_overrides(path, {k: v for k, v in overrides.items() if k in keys})
+    condition = load_hyperpyyaml(text, mine)
     _check_condition_keys(path, condition)
     model = typed_overrides(hparams_file, {k: v for k, v in overrides.items() if k not in keys})
     return path, condition, model
+
+
+def _check_placeholders(path, text, given, hint):
+    """Refuse the top-level ``!PLACEHOLDER`` keys of a file's ``text`` that ``given`` lacks.
+
+    ``hint`` names where to read what the keys are ("the recipe's README says what").
+    """
+    tree = yaml.load(text, Loader=_Tagged) or {}
+    unset = [key for key, value in tree.items()
+             if value == {"!PLACEHOLDER": ""} and key not in given]
+    if unset:
+        one = len(unset) == 1
+        flags = " ".join(f"--{key}=..." for key in unset)
+        fail(path, f"{', '.join(unset)} {'is' if one else 'are'} not set (!PLACEHOLDER)",
+             fix=f"pass {flags} ({hint} {'it is' if one else 'they are'})")
 
 
 def _check_model_keys(path):

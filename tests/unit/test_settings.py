@@ -160,5 +160,30 @@ def test_a_model_file_without_the_common_keys_names_them_and_its_base(tmp_path):
             f"reads\nFix: add `base: {base}` (a path relative to the file, to "
             "hparams/common.yaml) or define them")):
         load_condition("", model)
-    write(tmp_path, "model.yaml", f"base: {base}\n" + cut)
+    write(tmp_path, "model.yaml", f"base: {base}\nmodel_name: m\nfrontend: null\n"
+                                  "embedding_model: null\n")
     assert load_condition("", model)[2] == {}
+
+
+def test_an_unset_placeholder_of_the_condition_file_names_the_option_to_pass():
+    condition = "recipes/voxceleb_to_deepmine/condition.yaml"
+    with pytest.raises(ManifestError, match=re.escape(
+            f"{condition}: deepmine_key is not set (!PLACEHOLDER)\nFix: pass --deepmine_key=... "
+            "(the recipe's README says what it is)")):
+        load_condition(f"{{condition: {condition}, vox1_folder: v, deepmine_folder: d}}",
+                       "hparams/dann_fbank.yaml")
+    with pytest.raises(ManifestError, match=re.escape(
+            "vox1_folder, deepmine_folder, deepmine_key are not set (!PLACEHOLDER)\nFix: pass "
+            "--vox1_folder=... --deepmine_folder=... --deepmine_key=... (the recipe's README "
+            "says what they are)")):
+        load_condition(f"condition: {condition}", "hparams/dann_fbank.yaml")
+
+
+def test_an_unset_placeholder_of_the_model_file_names_the_option_to_pass(tmp_path):
+    # condition and n_speakers, placeholders too, are filled in from the condition.
+    model = write(tmp_path, "model.yaml", f"base: "
+                  f"{os.path.abspath('hparams/dann_fbank.yaml')}\nfrontend: !PLACEHOLDER\n")
+    with pytest.raises(ManifestError, match=re.escape(
+            "model.yaml: frontend is not set (!PLACEHOLDER)\nFix: pass --frontend=... "
+            "(hparams/common.yaml says what it is)")):
+        load_condition("", model)
