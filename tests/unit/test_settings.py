@@ -7,6 +7,11 @@ import pytest
 from hyperpyyaml import load_hyperpyyaml
 
 from local.errors import ManifestError
+from local.evaluation.verification import check_score_norm
+from local.model.adversaries import adversary_class
+from local.model.domain_branch import AdversarialSchedule
+from local.model.pseudo_labels import check_neighbours
+from local.model.speaker_heads import margin_softmax_loss
 from local.settings import (
     check_trainable,
     load_condition,
@@ -187,3 +192,15 @@ def test_an_unset_placeholder_of_the_model_file_names_the_option_to_pass(tmp_pat
             "model.yaml: frontend is not set (!PLACEHOLDER)\nFix: pass --frontend=... "
             "(hparams/common.yaml says what it is)")):
         load_condition("", model)
+
+
+@pytest.mark.parametrize("check, message", [
+    (lambda: adversary_class("grll"), "--adversary=grll: adversary 'grll' is not one of grl"),
+    (lambda: margin_softmax_loss("aamm"), "--margin_type=aamm: margin_type 'aamm' is not one of"),
+    (lambda: check_neighbours(0), "--pseudo_neighbours=0: pseudo_neighbours must be an integer"),
+    (lambda: AdversarialSchedule(warmup=2), r"--adv_warmup=2: adv_warmup must be in \[0, 1\)"),
+    (lambda: check_score_norm({"score_norm": "znorm"}), "--score_norm=znorm: score_norm must be"),
+])
+def test_option_checks_of_the_models_name_the_option_and_the_fix(check, message):
+    with pytest.raises(ManifestError, match=rf"^{message}.*\nFix: pass "):
+        check()
