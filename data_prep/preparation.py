@@ -329,7 +329,8 @@ def select_rows(manifest_path, save_path, column, values):
     """Write the rows of a manifest whose ``column`` has one of ``values``.
 
     A condition's preparation step, e.g. one channel of a corpus as the source
-    domain and another as the target.
+    domain and another as the target. The log says how many rows were kept
+    and how many left out, among them those whose ``column`` is empty.
 
     Arguments
     ---------
@@ -350,7 +351,7 @@ def select_rows(manifest_path, save_path, column, values):
     Raises
     ------
     ManifestError
-        When the column is missing or no row has any of the values.
+        When the column is missing, or a value is one that no row has.
 
     Example
     -------
@@ -370,11 +371,16 @@ def select_rows(manifest_path, save_path, column, values):
         fail(manifest_path, f"has no column '{column}' to select on",
              fix="prepare the corpus with the metadata that fills it (e.g. a channel table)")
     values = [str(value) for value in values]
+    present = sorted(manifest[column].unique())
+    absent = [value for value in values if value not in present]
     selected = manifest[manifest[column].isin(values)]
-    if selected.empty:
-        present = sorted(manifest[column].unique())
-        fail(manifest_path, f"no row has {column} in {values}; its values are {present}",
-             fix=f"choose {column} values the corpus has")
+    if absent or selected.empty:
+        fail(manifest_path, f"no row has {column} in {absent or values}; its values are {present}",
+             fix=f"choose {column} values the corpus has (a misspelt one selects nothing)")
+    left_out = manifest[~manifest[column].isin(values)]
+    logger.info("%s: %d rows with %s in %s kept, %d left out (%d of them without a %s)",
+                save_path, len(selected), column, values, len(left_out),
+                (left_out[column] == "").sum(), column)
     write_manifest(selected, save_path)
     return selected
 

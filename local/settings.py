@@ -33,6 +33,11 @@ from local.provenance import condition_files
 # The recipe's root folder: its conditions, and the git checkout its provenance names.
 RECIPE_FOLDER = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CONDITION = os.path.join(RECIPE_FOLDER, "recipes", "demo", "condition.yaml")
+# The file of every key the code reads from a model file.
+COMMON_HPARAMS = os.path.join(RECIPE_FOLDER, "hparams", "common.yaml")
+# Its !PLACEHOLDER keys that prepare_experiment fills in, from the condition
+# file and the source manifest.
+FILLED_IN_KEYS = ("condition", "n_speakers")
 # What every condition file names, and every trial list of its evaluation.
 CONDITION_KEYS = ("condition", "prepare", "source_train", "target_train", "evaluation")
 TRIAL_LIST_KEYS = ("manifest", "trials")
@@ -41,6 +46,12 @@ OPTIONAL_TRIAL_LIST_KEYS = ("enrolment", "min_dcf")
 # A number in exponent notation without a dot (1e30, 5e-4): a float in YAML
 # 1.2 and to Python, a string to the YAML 1.1 that hyperpyyaml reads.
 EXPONENT_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+# Keys whose default is a whole number but which take any number: seconds, and
+# the margin softmax's scale s.
+FRACTIONAL_KEYS = ("max_embed_seconds", "scale")
+# Keys whose default is a list but which also take one item alone, or null
+# (local/run_folder.py reads allow_changed so).
+SCALAR_LIST_KEYS = ("allow_changed",)
 
 
 def model_text(path):
@@ -194,8 +205,11 @@ def load_condition(overrides, hparams_file):
 
     The two files share no key but ``condition``, so that every override has
     one destination; an override of a key neither has is refused, naming the
-    closest keys, and overrides of numbers and switches are checked against
-    their defaults (:func:`typed_overrides`).
+    closest keys, and overrides of numbers, switches and lists are checked
+    against their defaults (:func:`typed_overrides`). First the model file
+    on its bases must define every key of :data:`COMMON_HPARAMS`, and a
+    ``!PLACEHOLDER`` of either file must be given by an override (but those
+    of :data:`FILLED_IN_KEYS`), before the files are loaded.
 
     Arguments
     ---------
@@ -214,6 +228,7 @@ def load_condition(overrides, hparams_file):
     path = overrides.pop("condition", DEFAULT_CONDITION)
     if not os.path.isfile(path):
         sys.exit(f"Condition file {path} does not exist: pass --condition=recipes/<name>/condition.yaml")
+    _check_model_keys(hparams_file)
     keys = set(plain_values(path))
     shared = sorted(keys & set(plain_values(hparams_file)) - {"condition"})
     if shared:
@@ -227,12 +242,41 @@ def load_condition(overrides, hparams_file):
             fail(hparams_file, f"--{key} is not a setting of it or of {path}",
                  fix=(f"did you mean {' or '.join(f'--{k}' for k in close)}?" if close else
                       "override a key of these files (hparams/common.yaml documents them)"))
-    mine = typed_overrides(path, {k: v for k, v in overrides.items() if k in keys})
     with open(path, encoding="utf-8") as fin:
-        condition = load_hyperpyyaml(fin, mine)
+        text = fin.read()
+    _check_placeholders(path, text, overrides, "the recipe's README says what")
+    _check_placeholders(hparams_file, model_text(hparams_file), [*overrides, *FILLED_IN_KEYS],
+                        "hparams/common.yaml says what")
+    mine = typed_overrides(path, {k: v for k, v in overrides.items() if k in keys})
+    condition = load_hyperpyyaml(text, mine)
     _check_condition_keys(path, condition)
     model = typed_overrides(hparams_file, {k: v for k, v in overrides.items() if k not in keys})
     return path, condition, model
+
+
+def _check_placeholders(path, text, given, hint):
+    """Refuse the top-level ``!PLACEHOLDER`` keys of a file's ``text`` that ``given`` lacks.
+
+    ``hint`` names where to read what the keys are ("the recipe's README says what").
+    """
+    tree = yaml.load(text, Loader=_Tagged) or {}
+    unset = [key for key, value in tree.items()
+             if value == {"!PLACEHOLDER": ""} and key not in given]
+    if unset:
+        one = len(unset) == 1
+        flags = " ".join(f"--{key}=..." for key in unset)
+        fail(path, f"{', '.join(unset)} {'is' if one else 'are'} not set (!PLACEHOLDER)",
+             fix=f"pass {flags} ({hint} {'it is' if one else 'they are'})")
+
+
+def _check_model_keys(path):
+    """Every top-level key of :data:`COMMON_HPARAMS` in a model file on its bases."""
+    missing = sorted(set(plain_values(COMMON_HPARAMS)) - set(plain_values(path)))
+    if missing:
+        base = os.path.relpath(COMMON_HPARAMS, os.path.dirname(os.path.abspath(path)))
+        fail(path, f"model file without {missing}, which the recipe reads",
+             fix=f"add `base: {base}` (a path relative to the file, to hparams/common.yaml) "
+                 "or define them")
 
 
 def _check_condition_keys(path, condition):
@@ -442,15 +486,19 @@ def check_ssl_dim(hparams_file, hparams):
 
 
 def typed_overrides(path, overrides):
-    """Overrides of a file's numbers and switches, checked against the types of its defaults.
+    """Overrides of a file's numbers, switches and lists, checked against the types of its defaults.
 
     For a key whose default is a number, a string in exponent notation
     without a dot (``--lr=1e30``, which YAML 1.1 reads as text) is the number
-    it means (an integer where the default is one and it is whole); nothing
-    else is converted, so that a value is never guessed. Any other value
-    that is not a number is refused, as is a value other than True or False
-    for a key whose default is one of them. Keys without such a default
-    (null, lists, tagged values) pass unchecked.
+    it means; nothing else is converted, so that a value is never guessed.
+    Any other value that is not a number is refused. Where the default is an
+    integer, so must the value be: a whole number (``--seed=2.0``) is the
+    integer it means, another (``--seed=1.5``) is refused, but for the keys
+    of :data:`FRACTIONAL_KEYS`. A key whose default is True or False takes
+    only one of them, and a key whose default is a list takes only a list
+    (``--pseudo_label_epochs=[3]``), but for those of
+    :data:`SCALAR_LIST_KEYS`. Keys without such a default (null, tagged
+    values) pass unchecked.
 
     Arguments
     ---------
@@ -462,7 +510,8 @@ def typed_overrides(path, overrides):
     Returns
     -------
     dict
-        The overrides, exponent-notation strings converted.
+        The overrides, exponent-notation strings and whole numbers of
+        integer keys converted.
 
     Raises
     ------
@@ -473,6 +522,13 @@ def typed_overrides(path, overrides):
     -------
     >>> typed_overrides("hparams/dann_fbank.yaml", {"lr": "1e-3", "score_norm": "asnorm"})
     {'lr': 0.001, 'score_norm': 'asnorm'}
+    >>> typed_overrides("hparams/dann_fbank.yaml", {"seed": 2.0, "max_embed_seconds": 90.5})
+    {'seed': 2, 'max_embed_seconds': 90.5}
+    >>> typed_overrides("hparams/dann_fbank.yaml", {"seed": 1.5})
+    Traceback (most recent call last):
+      ...
+    local.errors.ManifestError: hparams/dann_fbank.yaml: --seed=1.5 is not an integer (its default is 1986)
+    Fix: pass a whole number, such as --seed=1986
     """
     defaults = plain_values(path)
     checked = dict(overrides)
@@ -483,12 +539,24 @@ def typed_overrides(path, overrides):
                 fail(path, f"--{key}={value} is not True or False (its default is {default})",
                      fix=f"pass --{key}=True or --{key}=False")
         elif isinstance(default, (int, float)):
-            if isinstance(value, str) and EXPONENT_NUMBER.fullmatch(value.strip()):
-                value = float(value)
-                if isinstance(default, int) and value.is_integer():
-                    value = int(value)
-                checked[key] = value
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                fail(path, f"--{key}={value} is not a number (its default is {default})",
-                     fix=f"pass a number, such as --{key}={default}")
+            checked[key] = _number(path, key, value, default)
+        elif isinstance(default, list) and key not in SCALAR_LIST_KEYS:
+            if not isinstance(value, list):
+                fail(path, f"--{key}={value} is not a list (its default is {default})",
+                     fix=f"pass a list, such as --{key}=[{'' if value is None else value}]")
     return checked
+
+
+def _number(path, key, value, default):
+    """The number an override of a key with a number ``default`` means, or a :func:`fail`."""
+    if isinstance(value, str) and EXPONENT_NUMBER.fullmatch(value.strip()):
+        value = float(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        fail(path, f"--{key}={value} is not a number (its default is {default})",
+             fix=f"pass a number, such as --{key}={default}")
+    if not isinstance(default, int) or key in FRACTIONAL_KEYS or isinstance(value, int):
+        return value
+    if not value.is_integer():
+        fail(path, f"--{key}={value} is not an integer (its default is {default})",
+             fix=f"pass a whole number, such as --{key}={default}")
+    return int(value)

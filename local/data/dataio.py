@@ -133,12 +133,14 @@ def speaker_label(hparams):
     >>> speaker_label({"speaker_label": "phrase"})
     Traceback (most recent call last):
       ...
-    ValueError: speaker_label must be spk_id (a class per speaker) or spk_phrase (a class per speaker and phrase); got 'phrase'
+    local.errors.ManifestError: --speaker_label=phrase: speaker_label must be spk_id (a class per speaker) or spk_phrase (a class per speaker and phrase); got 'phrase'
+    Fix: pass --speaker_label=spk_id or --speaker_label=spk_phrase
     """
     label = hparams.get("speaker_label", "spk_id")
     if label not in SPEAKER_LABELS:
-        raise ValueError("speaker_label must be spk_id (a class per speaker) or spk_phrase "
-                         f"(a class per speaker and phrase); got {label!r}")
+        fail(f"--speaker_label={label}", "speaker_label must be spk_id (a class per speaker) or "
+             f"spk_phrase (a class per speaker and phrase); got {label!r}",
+             fix="pass --speaker_label=spk_id or --speaker_label=spk_phrase")
     return label
 
 
@@ -410,14 +412,14 @@ class SpeakerBatchSampler(torch.utils.data.Sampler):
             raise ValueError("Speaker batches need n_speakers and n_utterances >= 1; got "
                              f"{n_speakers} and {n_utterances}")
         if n_batches < 1:
-            raise ValueError(
-                f"No batch of {n_speakers} speakers x {n_utterances} utterances in an epoch "
-                f"(n_batches {n_batches}): the training sets are smaller than one batch; "
-                "lower ge2e_speakers or ge2e_utterances")
+            fail(f"--ge2e_speakers={n_speakers} --ge2e_utterances={n_utterances}",
+                 f"No batch of {n_speakers} speakers x {n_utterances} utterances in an epoch "
+                 f"(n_batches {n_batches}): the training sets are smaller than one batch",
+                 fix="lower ge2e_speakers or ge2e_utterances")
         if len(labels) < n_speakers:
-            raise ValueError(
-                f"Batches of {n_speakers} speakers need that many speakers; the source "
-                f"training set has {len(labels)}: lower ge2e_speakers")
+            fail(f"--ge2e_speakers={n_speakers}",
+                 f"Batches of {n_speakers} speakers need that many speakers; the source "
+                 f"training set has {len(labels)}", fix="lower ge2e_speakers")
         # The indices of each speaker's items.
         self.items = np.split(np.argsort(codes, kind="stable"), np.cumsum(np.bincount(codes))[:-1])
         self.n_speakers, self.n_utterances = n_speakers, n_utterances

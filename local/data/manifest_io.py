@@ -7,7 +7,6 @@ the fix.
 
 import csv
 import os
-import re
 import warnings
 
 import numpy as np
@@ -77,8 +76,9 @@ def read_csv_table(path, kind, header):
     Raises
     ------
     ManifestError
-        When the file is not UTF-8, is empty, or has a row with more fields
-        than the header, naming the line.
+        When the file is not UTF-8, is empty, repeats a column of its
+        header, or has a row with more or fewer fields than the header,
+        naming the line.
 
     Example
     -------
@@ -92,6 +92,7 @@ def read_csv_table(path, kind, header):
     Fix: ...
     """
     try:
+        _check_fields(path)
         table = pd.read_csv(path, dtype=str, keep_default_na=False)
     except UnicodeDecodeError:
         number, line = _first_non_utf8_line(path)
@@ -103,16 +104,33 @@ def read_csv_table(path, kind, header):
         fail(path, f"{kind} is empty, without even a header line",
              fix=f"{article} {kind} starts with the header line {header}")
     except pd.errors.ParserError as err:
-        # pandas names the line in its text only: "Expected 7 fields in line 3, saw 8".
-        counts = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(err))
-        problem = (f"line {counts[2]} has {counts[3]} fields, the header {counts[1]}" if counts
-                   else f"not a well-formed CSV ({str(err).strip()})")
-        fail(path, problem, fix=EXTRA_FIELDS_FIX)
-    if not isinstance(table.index, pd.RangeIndex):
-        # pandas makes the first column the index when the rows have one field more than the header.
-        header = len(table.columns)
-        fail(path, f"line 2 has {header + 1} fields, the header {header}", fix=EXTRA_FIELDS_FIX)
+        fail(path, f"not a well-formed CSV ({str(err).strip()})", fix=EXTRA_FIELDS_FIX)
     return table
+
+
+def _check_fields(path):
+    """Refuse a header that repeats a column, and a row with more or fewer fields than it.
+
+    pandas would read a repeated column as ``spk_id.1``, which nothing reads,
+    fill the missing fields of a short row with "", and make the first
+    column the index where every row has one field too many. Blank lines
+    are skipped, as pandas skips them; an empty file passes, for pandas to
+    refuse.
+    """
+    with open(path, encoding="utf-8-sig", newline="") as lines:
+        rows = csv.reader(lines)
+        header = next((row for row in rows if row), None)
+        if header is None:
+            return
+        repeated = sorted({column for column in header if header.count(column) > 1})
+        if repeated:
+            fail(path, f"repeated columns {repeated}",
+                 fix="keep one column of each name, the one whose values are meant "
+                     "(pandas would read the others as <name>.1 and nothing would read them)")
+        for row in rows:
+            if row and len(row) != len(header):
+                fail(path, f"line {rows.line_num} has {len(row)} fields, the header "
+                           f"{len(header)}", fix=EXTRA_FIELDS_FIX)
 
 
 def _first_non_utf8_line(path):

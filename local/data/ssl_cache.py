@@ -37,6 +37,7 @@ from tqdm import tqdm
 
 from local.data.audio import signal_key
 from local.data.schema import SAMPLE_RATE
+from local.errors import fail
 from local.whole_files import written_whole
 
 INFO_FILE = "cache_info.json"
@@ -167,11 +168,9 @@ def cache_hidden_states(frontend, dataset, folder, device="cpu"):
         The cache's ``source``, ``fingerprint``, ``receptive_field`` and ``stride``.
     """
     if not frontend.ssl.freeze:
-        raise ValueError(
-            "cache_ssl_features needs a frozen SSL model: a fine-tuned one (freeze_ssl: False) "
-            "gives other hidden states at every step. Set freeze_ssl: True or "
-            "cache_ssl_features: False."
-        )
+        fail("--cache_ssl_features=True", "cache_ssl_features needs a frozen SSL model: a "
+             "fine-tuned one (freeze_ssl: False) gives other hidden states at every step",
+             fix="Set freeze_ssl: True or cache_ssl_features: False.")
     receptive, stride = frame_geometry(frontend.ssl.config)
     info = {"source": frontend.source, "fingerprint": frontend.fingerprint,
             "receptive_field": receptive, "stride": stride}

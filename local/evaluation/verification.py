@@ -37,6 +37,7 @@ from local.evaluation.backends import (
     system_name,
 )
 from local.embedding import compute_embeddings, content_key, embeddable_ids
+from local.errors import fail
 from local.evaluation.metrics import VOXCELEB_DCF
 from local.evaluation.report import (
     plot_det,
@@ -61,7 +62,15 @@ def _check_number(hparams, key, kind=(int, float), minimum=0):
     value = hparams[key]
     if isinstance(value, bool) or not isinstance(value, kind) or not value >= minimum:
         noun = "an integer" if kind is int else "a number"
-        raise ValueError(f"{key} must be {noun} >= {minimum}; got {value!r}")
+        fail(f"--{key}={value}", f"{key} must be {noun} >= {minimum}; got {value!r}",
+             fix=f"pass {noun} of at least {minimum}")
+
+
+def _refuse(hparams, key, allowed):
+    """:func:`fail` on the setting ``key`` of ``hparams``, which must be ``allowed``."""
+    value = hparams[key]
+    fail(f"--{key}={value}", f"{key} must be {allowed}; got {value!r}",
+         fix=f"pass {allowed}")
 
 
 def check_score_norm(hparams):
@@ -76,32 +85,28 @@ def check_score_norm(hparams):
         ``det_systems``.
     """
     if hparams["score_norm"] not in SCORE_NORMS:
-        raise ValueError(
-            f"score_norm must be null, snorm or asnorm; got {hparams['score_norm']!r}")
+        _refuse(hparams, "score_norm", "null, snorm or asnorm")
     if hparams["cohort_domain"] not in COHORT_DOMAINS:
-        raise ValueError(
-            f"cohort_domain must be source or target; got {hparams['cohort_domain']!r}")
+        _refuse(hparams, "cohort_domain", "source or target")
     _check_number(hparams, "cohort_size", int, minimum=1)
     top_k, size = hparams["cohort_top_k"], hparams["cohort_size"]
     if hparams["score_norm"] == "asnorm" and not 2 <= top_k <= size:
-        raise ValueError(
-            f"cohort_top_k ({top_k}) must be between 2 and cohort_size ({size})")
+        fail(f"--cohort_top_k={top_k}",
+             f"cohort_top_k ({top_k}) must be between 2 and cohort_size ({size})",
+             fix=f"pass --cohort_top_k={min(200, size)}, or a larger --cohort_size")
     adaptations = backends_of("backend_adaptation")
     if hparams["backend_adaptation"] not in [None, *adaptations]:
-        raise ValueError(f"backend_adaptation must be null, {' or '.join(adaptations)}; "
-                         f"got {hparams['backend_adaptation']!r}")
+        _refuse(hparams, "backend_adaptation", f"null, {' or '.join(adaptations)}")
     _check_number(hparams, "whiten_ridge")
     backends, trained = hparams["backend"], backends_of("backend")
     if not isinstance(backends, list) or not set(backends) <= set(trained):
-        raise ValueError(f"backend must be a list of {', '.join(trained)} (or []); "
-                         f"got {backends!r}")
+        _refuse(hparams, "backend", f"a list of {', '.join(trained)} (or [])")
     for key in ("plda_within_scale", "plda_between_scale"):
         _check_number(hparams, key)
     for key in ("lda_dim", "backend_max_utterances"):
         _check_number(hparams, key, int, minimum=1)
     if hparams["det_systems"] not in DET_SYSTEMS:
-        raise ValueError(f"det_systems must be {' or '.join(DET_SYSTEMS)}; "
-                         f"got {hparams['det_systems']!r}")
+        _refuse(hparams, "det_systems", " or ".join(DET_SYSTEMS))
 
 
 def cohort_subset(ids, size, seed):

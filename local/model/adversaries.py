@@ -41,6 +41,8 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from local.errors import fail
+
 
 class DomainItems(NamedTuple):
     """What the discriminator classifies in one step: every frame (or embedding) is an item.
@@ -127,9 +129,13 @@ class Adversary:
 
     def __init__(self, smoothing=0.0, disc_steps=1):
         if not 0 <= smoothing < 1:
-            raise ValueError(f"domain_label_smoothing must be in [0, 1); got {smoothing!r}")
+            fail(f"--domain_label_smoothing={smoothing}",
+                 f"domain_label_smoothing must be in [0, 1); got {smoothing!r}",
+                 fix="pass such as --domain_label_smoothing=0.2")
         if not isinstance(disc_steps, int) or disc_steps < 1:
-            raise ValueError(f"disc_steps must be an integer >= 1; got {disc_steps!r}")
+            fail(f"--disc_steps={disc_steps}",
+                 f"disc_steps must be an integer >= 1; got {disc_steps!r}",
+                 fix="pass such as --disc_steps=1")
         self.smoothing = smoothing
         # A joint discriminator's first update comes from the encoder's loss.
         self.updates_before, self.updates_after = (
@@ -375,10 +381,12 @@ def adversary_class(name):
     >>> adversary_class("wgan")
     Traceback (most recent call last):
       ...
-    ValueError: adversary 'wgan' is not one of grl, vanilla, least_squares, relativistic, auxiliary_classifier
+    local.errors.ManifestError: --adversary=wgan: adversary 'wgan' is not one of grl, vanilla, least_squares, relativistic, auxiliary_classifier
+    Fix: pass one of them, such as --adversary=grl
     """
     if name not in ADVERSARIES:
-        raise ValueError(f"adversary {name!r} is not one of {', '.join(ADVERSARIES)}")
+        fail(f"--adversary={name}", f"adversary {name!r} is not one of {', '.join(ADVERSARIES)}",
+             fix="pass one of them, such as --adversary=grl")
     return ADVERSARIES[name]
 
 

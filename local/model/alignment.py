@@ -14,6 +14,8 @@ compares them in, so that the loss cannot be lowered by shrinking norms.
 import torch
 import torch.nn.functional as F
 
+from local.errors import fail
+
 
 def coral_loss(source, target):
     """CORAL: squared Frobenius distance between the two covariances.
@@ -104,7 +106,8 @@ class _WeightedLoss:
 
     def __init__(self, weight=0.0):
         if not weight >= 0:
-            raise ValueError(f"{self.setting} must be >= 0; got {weight!r}")
+            fail(f"--{self.setting}={weight}", f"{self.setting} must be >= 0; got {weight!r}",
+                 fix=f"pass a weight of 0 (off) or more, such as --{self.setting}=0.3")
         self.weight = weight
 
 
@@ -132,7 +135,8 @@ class MMD(_WeightedLoss):
     >>> MMD(weight=-1)
     Traceback (most recent call last):
       ...
-    ValueError: mmd_weight must be >= 0; got -1
+    local.errors.ManifestError: --mmd_weight=-1: mmd_weight must be >= 0; got -1
+    Fix: pass a weight of 0 (off) or more, such as --mmd_weight=0.3
     """
 
     setting = "mmd_weight"

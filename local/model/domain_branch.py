@@ -10,6 +10,8 @@ import math
 
 import torch
 
+from local.errors import fail
+
 
 def ganin_lambda(progress, gamma=10.0):
     """Ganin et al.'s ramp ``2 / (1 + exp(-gamma * p)) - 1`` for progress p in [0, 1].
@@ -56,7 +58,8 @@ class AdversarialSchedule:
 
     def __init__(self, weight=1.0, gamma=10.0, warmup=0.0):
         if not 0.0 <= warmup < 1.0:
-            raise ValueError(f"adv_warmup must be in [0, 1), got {warmup}")
+            fail(f"--adv_warmup={warmup}", f"adv_warmup must be in [0, 1), got {warmup}",
+                 fix="pass a fraction of training, such as --adv_warmup=0.25")
         self.weight, self.gamma, self.warmup = float(weight), float(gamma), float(warmup)
 
     def __call__(self, progress):
@@ -176,10 +179,9 @@ class LayerOutputTap:
     def __init__(self, model, layer):
         names = [name for name, _ in model.named_modules() if name]
         if layer not in names:
-            raise ValueError(
-                f"adv_layer '{layer}' is not a layer of {type(model).__name__}; "
-                f"its layers are: {', '.join(names)}"
-            )
+            fail(f"--adv_layer={layer}", f"adv_layer '{layer}' is not a layer of "
+                 f"{type(model).__name__}; its layers are: {', '.join(names)}",
+                 fix="pass one of them, or --adv_layer=null for the pooled embedding")
         self.layer, self.output = layer, None
         model.get_submodule(layer).register_forward_hook(self._keep)
 
@@ -201,12 +203,12 @@ class LayerOutputTap:
         """
         out = self.output
         if out is None or out.dim() != 3:
-            raise ValueError(f"adv_layer '{self.layer}' gave no [batch, time, features] output")
+            fail(f"--adv_layer={self.layer}",
+                 f"adv_layer '{self.layer}' gave no [batch, time, features] output",
+                 fix="pass a layer with frame outputs, or --adv_layer=null")
         if out.shape[-1] == size and out.shape[1] != size:
             return out
         if out.shape[1] == size and out.shape[-1] != size:
             return out.transpose(1, 2)
-        raise ValueError(
-            f"adv_layer '{self.layer}' outputs {tuple(out.shape)}: set adv_input_size to its "
-            "feature size (and no frame count equal to it)"
-        )
+        fail(f"--adv_input_size={size}", f"adv_layer '{self.layer}' outputs {tuple(out.shape)}",
+             fix="set adv_input_size to its feature size (and no frame count equal to it)")

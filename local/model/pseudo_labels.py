@@ -40,6 +40,7 @@ from speechbrain.utils.distributed import main_process_only
 from speechbrain.utils.logger import get_logger
 
 from local.domain_statistics import DomainAdaptation
+from local.errors import fail
 
 logger = get_logger(__name__)
 
@@ -158,11 +159,14 @@ def check_neighbours(neighbours, utterances=None):
         How many target utterances are to be clustered.
     """
     if isinstance(neighbours, bool) or not isinstance(neighbours, int) or neighbours < 1:
-        raise ValueError(f"pseudo_neighbours must be an integer >= 1; got {neighbours!r}")
+        fail(f"--pseudo_neighbours={neighbours}",
+             f"pseudo_neighbours must be an integer >= 1; got {neighbours!r}",
+             fix="pass such as --pseudo_neighbours=10")
     if utterances is not None and utterances <= neighbours:
-        raise ValueError(f"clustering with {neighbours} neighbours per utterance needs more "
-                         f"target utterances than that; got {utterances}: lower "
-                         "pseudo_neighbours, or set pseudo_label_epochs: []")
+        fail(f"--pseudo_neighbours={neighbours}",
+             f"clustering with {neighbours} neighbours per utterance needs more target "
+             f"utterances than that; got {utterances}",
+             fix="lower pseudo_neighbours, or set pseudo_label_epochs: []")
 
 
 def clustering_space(units, whiten_ridge=None):
@@ -299,8 +303,8 @@ def check_search(search):
         ``pseudo_neighbour_search``.
     """
     if search not in NEIGHBOUR_SEARCHES:
-        raise ValueError(f"pseudo_neighbour_search must be one of {', '.join(NEIGHBOUR_SEARCHES)}; "
-                         f"got {search!r}")
+        fail(f"--pseudo_neighbour_search={search}", "pseudo_neighbour_search must be one of "
+             f"{', '.join(NEIGHBOUR_SEARCHES)}; got {search!r}", fix="pass one of them")
 
 
 def check_trials(trials):
@@ -312,7 +316,9 @@ def check_trials(trials):
         ``pseudo_infomap_trials``.
     """
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
-        raise ValueError(f"pseudo_infomap_trials must be an integer >= 1; got {trials!r}")
+        fail(f"--pseudo_infomap_trials={trials}",
+             f"pseudo_infomap_trials must be an integer >= 1; got {trials!r}",
+             fix="pass such as --pseudo_infomap_trials=10")
 
 
 def simplified_silhouettes(vectors, clusters):
@@ -456,7 +462,8 @@ class PseudoLabels:
     >>> PseudoLabels(offset=10, epochs=[0])
     Traceback (most recent call last):
       ...
-    ValueError: pseudo_label_epochs [0] must be epochs of the run, from 1
+    local.errors.ManifestError: --pseudo_label_epochs=[0]: pseudo_label_epochs [0] must be epochs of the run, from 1
+    Fix: list epochs from 1, or [] for none
     >>> pseudo = PseudoLabels(offset=10)
     >>> pseudo.update({"t1": 0, "t3": 1}, n_speakers=2, epoch=4)
     >>> pseudo.lookup(["t1", "t2", "t3"]).tolist()
@@ -466,8 +473,9 @@ class PseudoLabels:
     def __init__(self, offset, epochs=(), neighbours=10, min_silhouette=0.3, whiten=False,
                  whiten_ridge=0.1, oracle=False, number_of_epochs=None, search="exact", trials=10):
         if any(e < 1 for e in epochs):
-            raise ValueError(f"pseudo_label_epochs {list(epochs)} must be epochs of the run, "
-                             "from 1")
+            fail(f"--pseudo_label_epochs={list(epochs)}",
+                 f"pseudo_label_epochs {list(epochs)} must be epochs of the run, from 1",
+                 fix="list epochs from 1, or [] for none")
         check_neighbours(neighbours)
         check_search(search)
         check_trials(trials)
@@ -568,9 +576,9 @@ class PseudoLabels:
         """
         missing = [utt for utt in embeddings if not (speakers or {}).get(utt)]
         if missing:
-            raise ValueError(f"pseudo_oracle takes the target manifest's spk_id, and "
-                             f"{len(missing)} target utterances have none (e.g. {missing[0]}): "
-                             "set pseudo_oracle: False")
+            fail("--pseudo_oracle=True", "pseudo_oracle takes the target manifest's spk_id, "
+                 f"and {len(missing)} target utterances have none (e.g. {missing[0]})",
+                 fix="set pseudo_oracle: False")
         names = sorted({speakers[utt] for utt in embeddings})
         number = {name: n for n, name in enumerate(names)}
         labels = {utt: number[speakers[utt]] for utt in embeddings}

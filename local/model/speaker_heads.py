@@ -18,6 +18,8 @@ import torch.nn.functional as F
 from speechbrain.lobes.models.ECAPA_TDNN import Classifier
 from speechbrain.nnet.losses import AdditiveAngularMargin, AngularMargin, LogSoftmaxWrapper
 
+from local.errors import fail
+
 MARGINS = {"aam": AdditiveAngularMargin, "am": AngularMargin}
 
 
@@ -47,7 +49,8 @@ def margin_softmax_loss(kind="aam", margin=0.2, scale=30.0):
     True
     """
     if kind not in MARGINS:
-        raise ValueError(f"margin_type {kind!r} is not one of {', '.join(MARGINS)}")
+        fail(f"--margin_type={kind}", f"margin_type {kind!r} is not one of {', '.join(MARGINS)}",
+             fix="pass one of them, such as --margin_type=aam")
     return LogSoftmaxWrapper(MARGINS[kind](margin=margin, scale=scale))
 
 
@@ -229,31 +232,32 @@ class GE2EHead(SpeakerHead):
     >>> GE2EHead(GE2ELoss(), 8, 4, source_speakers=24, batch_size=16)
     Traceback (most recent call last):
       ...
-    ValueError: With the GE2E head, batch_size must be ge2e_speakers * ge2e_utterances (8 * 4 = 32); got 16: set ge2e_speakers and ge2e_utterances instead
+    local.errors.ManifestError: --batch_size=16: With the GE2E head, batch_size must be ge2e_speakers * ge2e_utterances (8 * 4 = 32); got 16
+    Fix: set ge2e_speakers and ge2e_utterances instead
     """
 
     def __init__(self, loss, speakers, utterances, source_speakers, batch_size,
                  pseudo_label_epochs=()):
         super().__init__()
         if not all(isinstance(n, int) and n >= 2 for n in (speakers, utterances)):
-            raise ValueError(
-                "ge2e_speakers and ge2e_utterances must be integers >= 2 (each utterance is "
-                "compared with its speaker's other utterances and with other speakers); got "
-                f"{speakers!r} and {utterances!r}")
+            fail(f"--ge2e_speakers={speakers} --ge2e_utterances={utterances}",
+                 "ge2e_speakers and ge2e_utterances must be integers >= 2 (each utterance is "
+                 "compared with its speaker's other utterances and with other speakers); got "
+                 f"{speakers!r} and {utterances!r}", fix="pass integers of at least 2")
         if speakers > source_speakers:
-            raise ValueError(f"ge2e_speakers {speakers} exceeds the {source_speakers} "
-                             "speakers of the source training set: lower it")
+            fail(f"--ge2e_speakers={speakers}", f"ge2e_speakers {speakers} exceeds the "
+                 f"{source_speakers} speakers of the source training set", fix="lower it")
         if batch_size != speakers * utterances:
-            raise ValueError(
-                "With the GE2E head, batch_size must be ge2e_speakers * ge2e_utterances "
-                f"({speakers} * {utterances} = {speakers * utterances}); got "
-                f"{batch_size}: set ge2e_speakers and ge2e_utterances instead")
+            fail(f"--batch_size={batch_size}",
+                 "With the GE2E head, batch_size must be ge2e_speakers * ge2e_utterances "
+                 f"({speakers} * {utterances} = {speakers * utterances}); got {batch_size}",
+                 fix="set ge2e_speakers and ge2e_utterances instead")
         if pseudo_label_epochs:
-            raise ValueError(
-                f"pseudo_label_epochs {list(pseudo_label_epochs)} train target "
-                "pseudo-speakers in the speaker classifier, and the GE2E head has none: set "
-                "pseudo_label_epochs: [] or use a margin-softmax hparams file "
-                "(hparams/dann_fbank.yaml)")
+            fail(f"--pseudo_label_epochs={list(pseudo_label_epochs)}",
+                 f"pseudo_label_epochs {list(pseudo_label_epochs)} train target "
+                 "pseudo-speakers in the speaker classifier, and the GE2E head has none",
+                 fix="set pseudo_label_epochs: [] or use a margin-softmax hparams file "
+                     "(hparams/dann_fbank.yaml)")
         self.loss = loss
         self.batch_layout = (speakers, utterances)
 
@@ -309,7 +313,9 @@ class GE2ELoss(torch.nn.Module):
     def __init__(self, variant="softmax", init_w=10.0, init_b=-5.0):
         super().__init__()
         if variant not in VARIANTS:
-            raise ValueError(f"GE2E variant must be one of {VARIANTS}; got {variant!r}")
+            fail(f"--ge2e_variant={variant}",
+                 f"GE2E variant must be one of {VARIANTS}; got {variant!r}",
+                 fix="pass one of them, such as --ge2e_variant=softmax")
         self.variant = variant
         self.w = torch.nn.Parameter(torch.tensor(float(init_w)))
         self.b = torch.nn.Parameter(torch.tensor(float(init_b)))

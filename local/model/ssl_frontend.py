@@ -26,6 +26,7 @@ from speechbrain.utils.checkpoints import (
 )
 
 from local.data.audio import file_identity
+from local.errors import fail
 
 # SpeechBrain's wrapper per SSL family; both load any checkpoint of the family
 # from the hub or from a folder written by ``save_pretrained``.
@@ -196,7 +197,9 @@ class SSLFrontend(torch.nn.Module):
                  freeze_feature_extractor=True, layernorm=False, gradient_checkpointing=False):
         super().__init__()
         if family not in WRAPPERS:
-            raise ValueError(f"ssl_family must be one of {sorted(WRAPPERS)}, got '{family}'")
+            fail(f"--ssl_family={family}",
+                 f"ssl_family must be one of {sorted(WRAPPERS)}, got '{family}'",
+                 fix="pass the family of ssl_source")
         module, name = WRAPPERS[family].rsplit(".", 1)
         wrapper = getattr(importlib.import_module(module), name)
         self.source = source
@@ -213,9 +216,10 @@ class SSLFrontend(torch.nn.Module):
         self.ssl.model.config.layerdrop = 0.0
         if gradient_checkpointing:
             if freeze:
-                raise ValueError(
-                    "ssl_gradient_checkpointing needs a fine-tuned SSL model (freeze_ssl: False): "
-                    "a frozen one runs under no_grad and keeps no activations to save.")
+                fail("--ssl_gradient_checkpointing=True", "ssl_gradient_checkpointing needs a "
+                     "fine-tuned SSL model (freeze_ssl: False): a frozen one runs under "
+                     "no_grad and keeps no activations to save",
+                     fix="pass --freeze_ssl=False or --ssl_gradient_checkpointing=False")
             # activation_checkpointing_enable is the name in recent transformers 5
             # releases, gradient_checkpointing_enable its older (now deprecated) one.
             enable = getattr(self.ssl.model, "activation_checkpointing_enable",
@@ -311,8 +315,9 @@ class SSLFrontend(torch.nn.Module):
         """
         if wavs.dim() == 4:
             if not self.ssl.freeze:
-                raise ValueError("Cached hidden states reached a fine-tuned SSL model: "
-                                 "set freeze_ssl: True or cache_ssl_features: False.")
+                fail("--cache_ssl_features=True",
+                     "Cached hidden states reached a fine-tuned SSL model",
+                     fix="set freeze_ssl: True or cache_ssl_features: False")
             return self.layer_sum(wavs.permute(2, 0, 1, 3).float())
         return self.layer_sum(self.hidden_states(wavs, wav_lens))
 

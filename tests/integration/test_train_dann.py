@@ -229,6 +229,18 @@ def test_bad_override_on_the_command_line_is_a_message_not_a_traceback(script, t
     assert "Fix: pass a number" in done.stderr and "Traceback" not in done.stderr
 
 
+def test_a_bad_option_refused_while_the_models_are_built_is_a_message(demo_corpus, tmp_path):
+    # Raised inside a constructor that hyperpyyaml calls, after the data preparation.
+    data_folder = os.path.dirname(demo_corpus["eval"])
+    done = subprocess.run([sys.executable, "train_dann.py", "hparams/dann_fbank.yaml",
+                           "--adversary=grll", f"--data_folder={data_folder}",
+                           f"--output_folder={tmp_path}"], capture_output=True, text=True)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.endswith("--adversary=grll: adversary 'grll' is not one of grl, vanilla, "
+                                "least_squares, relativistic, auxiliary_classifier\n"
+                                "Fix: pass one of them, such as --adversary=grl\n")
+
+
 @pytest.mark.parametrize("setting, message", [
     # 240 source and 240 target utterances: 240 pairs an epoch.
     ("--batch_size=241", r"hparams/dann_fbank.yaml: --batch_size=241 is more than the 240 "

@@ -105,5 +105,5 @@ def test_tap_names_the_layers_when_one_is_unknown():
         LayerOutputTap(encoder, "pool")
     tap = LayerOutputTap(encoder, "mfa")
     encoder(torch.randn(2, 30, 20))
-    with pytest.raises(ValueError, match=r"outputs \(2, 48, 30\): set adv_input_size"):
+    with pytest.raises(ValueError, match=r"outputs \(2, 48, 30\)\nFix: set adv_input_size"):
         tap.frames(8)

@@ -156,8 +156,8 @@ def test_batches_depend_on_seed_and_epoch_only():
 
 
 @pytest.mark.parametrize("n_speakers, n_utterances, n_batches, message", [
-    (7, 2, 5, "Batches of 7 speakers need that many speakers; the source training set has 6: "
-              "lower ge2e_speakers"),
+    (7, 2, 5, "Batches of 7 speakers need that many speakers; the source training set has 6\n"
+              "Fix: lower ge2e_speakers"),
     (3, 2, 0, r"No batch of 3 speakers x 2 utterances in an epoch \(n_batches 0\)"),
     (0, 2, 5, "need n_speakers and n_utterances >= 1; got 0 and 2"),
 ])

@@ -138,11 +138,30 @@ def test_empty_manifest_file(tmp_path, text):
     ([ROW.format(1), ROW.format(2) + ",x"], "line 3 has 8 fields, the header 7"),
     # Every row longer: pandas would take the first column for the index.
     ([ROW.format(1) + ",x", ROW.format(2) + ",x"], "line 2 has 8 fields, the header 7"),
+    # pandas would fill the missing fields with "".
+    ([ROW.format(1), "u2,1.0,u.wav,0,16000,s"], "line 3 has 6 fields, the header 7"),
+    (["u1,1.0,u.wav,0,16000,s", "u2,1.0,u.wav,0,16000,s"], "line 2 has 6 fields, the header 7"),
 ])
-def test_row_with_extra_fields_names_the_line(tmp_path, rows, message):
+def test_row_with_extra_or_missing_fields_names_the_line(tmp_path, rows, message):
     path = tmp_path / "m.csv"
     path.write_text(HEADER + "\n".join(rows) + "\n")
     with pytest.raises(ManifestError, match=f"m.csv: {message}\nFix: give every row as many"):
+        validate(path)
+
+
+def test_empty_trailing_fields_written_as_commas_pass(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_text(HEADER.rstrip("\n") + ",channel,lang\n" + ROW.format(1) + ",,\n\n"
+                    + ROW.format(2) + ",telephone,\n")
+    table = read_manifest(path)
+    assert list(table["channel"]) == ["", "telephone"] and list(table["lang"]) == ["", ""]
+
+
+def test_repeated_column_is_refused(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_text(HEADER.rstrip("\n") + ",spk_id\n" + ROW.format(1) + ",s9\n")
+    with pytest.raises(ManifestError, match=r"m.csv: repeated columns \['spk_id'\]\nFix: keep "
+                                            r"one column of each name"):
         validate(path)
 
 

@@ -7,7 +7,7 @@ import pytest
 import soundfile
 
 from data_prep.deepmine import language, main, prepare_deepmine
-from data_prep.preparation import OptionError
+from data_prep.preparation import OptionError, select_rows
 from local.data.manifest_io import read_enrolment, read_manifest
 from local.data.schema import SAMPLE_RATE
 from local.data.validation import validate
@@ -260,6 +260,24 @@ def test_channel_table(task1, tmp_path, out):
         channels.update(zip(manifest["ID"], manifest["channel"]))
     assert {utt: c for utt, c in channels.items() if c} == {"trn_000002": "phone_a",
                                                             "enr_023277": "phone_b"}
+
+
+def test_selecting_channels_refuses_one_no_row_has_and_logs_what_it_leaves_out(
+        task1, tmp_path, out, caplog):
+    # What the wireless-to-telephone condition does with --source_channels.
+    table = tmp_path / "channels.csv"
+    table.write_text("utt,channel\ntrn_000001,wireless\ntrn_000002,telephone\n")
+    train = prepare_deepmine(str(task1), out, channel_table=str(table))["train"]
+    rows = len(read_manifest(train))
+    with pytest.raises(ManifestError, match=r"train.csv: no row has channel in \['telephon'\]; "
+                                            r"its values are \['', 'telephone', 'wireless'\]\n"
+                                            r"Fix: choose channel values the corpus has"):
+        select_rows(train, str(tmp_path / "x.csv"), "channel", ["wireless", "telephon"])
+    caplog.set_level("INFO", logger="data_prep.preparation")
+    selected = select_rows(train, str(tmp_path / "x.csv"), "channel", ["wireless"])
+    assert list(selected["ID"]) == ["trn_000001"]
+    assert (f"x.csv: 1 rows with channel in ['wireless'] kept, {rows - 1} left out "
+            f"({rows - 2} of them without a channel)") in caplog.text
 
 
 def test_chunks(task1, out):

@@ -190,8 +190,8 @@ def test_infomap_runs_the_trials_asked_and_keeps_the_shortest_description(monkey
 @pytest.mark.parametrize("neighbours, count, message", [
     (0, 5, r"pseudo_neighbours must be an integer >= 1; got 0"),
     (True, 5, r"pseudo_neighbours must be an integer >= 1; got True"),
-    (5, 5, "with 5 neighbours per utterance needs more target utterances than that; got 5: "
-           "lower pseudo_neighbours"),
+    (5, 5, "with 5 neighbours per utterance needs more target utterances than that; got 5\n"
+           "Fix: lower pseudo_neighbours"),
 ])
 def test_bad_clustering_requests(neighbours, count, message):
     embeddings = {f"u{i}": torch.rand(3) for i in range(count)}

@@ -1,9 +1,17 @@
 """Model files on their bases: what a model file sets replaces its base's value, in place."""
 
+import os
+import re
+
 import pytest
 from hyperpyyaml import load_hyperpyyaml
 
 from local.errors import ManifestError
+from local.evaluation.verification import check_score_norm
+from local.model.adversaries import adversary_class
+from local.model.domain_branch import AdversarialSchedule
+from local.model.pseudo_labels import check_neighbours
+from local.model.speaker_heads import margin_softmax_loss
 from local.settings import (
     check_trainable,
     load_condition,
@@ -115,3 +123,84 @@ def test_an_eval_batch_size_of_no_whole_utterances_is_refused_before_training(va
                                             r"an integer of at least 1, such as "
                                             r"--eval_batch_size=16$"):
         check_trainable("hparams/dann_fbank.yaml", overrides, condition={})
+
+
+@pytest.mark.parametrize("key, value", [("seed", 1.5), ("emb_dim", 191.5), ("num_workers", 1.5),
+                                        ("batch_size", "5e-1")])
+def test_a_fractional_override_of_an_integer_is_refused(key, value):
+    default = plain_values("hparams/dann_fbank.yaml")[key]
+    with pytest.raises(ManifestError, match=rf"dann_fbank.yaml: --{key}=\S+ is not an integer "
+                                            rf"\(its default is {default}\)\nFix: pass a whole "
+                                            rf"number, such as --{key}={default}$"):
+        typed_overrides("hparams/dann_fbank.yaml", {key: value})
+
+
+def test_a_whole_float_of_an_integer_key_is_the_integer_and_fractional_keys_take_any():
+    typed = typed_overrides("hparams/dann_fbank.yaml", {"seed": 2.0, "max_embed_seconds": 90.5,
+                                                        "scale": 32.5, "lr": 1})
+    assert typed == {"seed": 2, "max_embed_seconds": 90.5, "scale": 32.5, "lr": 1}
+    assert isinstance(typed["seed"], int)
+
+
+@pytest.mark.parametrize("key, value, example", [
+    ("discriminator_neurons", 256, r"\[256\]"), ("pseudo_label_epochs", 3, r"\[3\]"),
+    ("backend", None, r"\[\]")])
+def test_a_list_key_takes_only_a_list(key, value, example):
+    with pytest.raises(ManifestError, match=rf"--{key}={value} is not a list \(its default is "
+                                            rf".*\)\nFix: pass a list, such as --{key}={example}$"):
+        typed_overrides("hparams/dann_fbank.yaml", {key: value})
+    assert typed_overrides("hparams/dann_fbank.yaml", {key: [3]}) == {key: [3]}
+    # allow_changed also takes one key alone, or none.
+    overrides = {"allow_changed": "lr"}
+    assert typed_overrides("hparams/dann_fbank.yaml", overrides) == overrides
+
+
+def test_a_model_file_without_the_common_keys_names_them_and_its_base(tmp_path):
+    common = open("hparams/common.yaml", encoding="utf-8").read()
+    cut = common.replace("crop_seconds: 2.0", "").replace("check_audio: True", "")
+    model = write(tmp_path, "model.yaml", cut)
+    base = os.path.relpath(os.path.abspath("hparams/common.yaml"), str(tmp_path))
+    with pytest.raises(ManifestError, match=re.escape(
+            f"model.yaml: model file without ['check_audio', 'crop_seconds'], which the recipe "
+            f"reads\nFix: add `base: {base}` (a path relative to the file, to "
+            "hparams/common.yaml) or define them")):
+        load_condition("", model)
+    write(tmp_path, "model.yaml", f"base: {base}\nmodel_name: m\nfrontend: null\n"
+                                  "embedding_model: null\n")
+    assert load_condition("", model)[2] == {}
+
+
+def test_an_unset_placeholder_of_the_condition_file_names_the_option_to_pass():
+    condition = "recipes/voxceleb_to_deepmine/condition.yaml"
+    with pytest.raises(ManifestError, match=re.escape(
+            f"{condition}: deepmine_key is not set (!PLACEHOLDER)\nFix: pass --deepmine_key=... "
+            "(the recipe's README says what it is)")):
+        load_condition(f"{{condition: {condition}, vox1_folder: v, deepmine_folder: d}}",
+                       "hparams/dann_fbank.yaml")
+    with pytest.raises(ManifestError, match=re.escape(
+            "vox1_folder, deepmine_folder, deepmine_key are not set (!PLACEHOLDER)\nFix: pass "
+            "--vox1_folder=... --deepmine_folder=... --deepmine_key=... (the recipe's README "
+            "says what they are)")):
+        load_condition(f"condition: {condition}", "hparams/dann_fbank.yaml")
+
+
+def test_an_unset_placeholder_of_the_model_file_names_the_option_to_pass(tmp_path):
+    # condition and n_speakers, placeholders too, are filled in from the condition.
+    model = write(tmp_path, "model.yaml", f"base: "
+                  f"{os.path.abspath('hparams/dann_fbank.yaml')}\nfrontend: !PLACEHOLDER\n")
+    with pytest.raises(ManifestError, match=re.escape(
+            "model.yaml: frontend is not set (!PLACEHOLDER)\nFix: pass --frontend=... "
+            "(hparams/common.yaml says what it is)")):
+        load_condition("", model)
+
+
+@pytest.mark.parametrize("check, message", [
+    (lambda: adversary_class("grll"), "--adversary=grll: adversary 'grll' is not one of grl"),
+    (lambda: margin_softmax_loss("aamm"), "--margin_type=aamm: margin_type 'aamm' is not one of"),
+    (lambda: check_neighbours(0), "--pseudo_neighbours=0: pseudo_neighbours must be an integer"),
+    (lambda: AdversarialSchedule(warmup=2), r"--adv_warmup=2: adv_warmup must be in \[0, 1\)"),
+    (lambda: check_score_norm({"score_norm": "znorm"}), "--score_norm=znorm: score_norm must be"),
+])
+def test_option_checks_of_the_models_name_the_option_and_the_fix(check, message):
+    with pytest.raises(ManifestError, match=rf"^{message}.*\nFix: pass "):
+        check()
