@@ -461,8 +461,8 @@ def check_ssl_dim(hparams_file, hparams):
     hparams_file : str
         The model hparams file, named in the message.
     hparams : dict
-        The loaded model hparams: ``frontend`` (its ``output_size``) and,
-        for an SSL front end, ``ssl_dim`` and ``ssl_source``.
+        The loaded model hparams: ``frontend`` (an SSL front end's
+        ``output_size`` and ``source``) and, for an SSL front end, ``ssl_dim``.
 
     Raises
     ------
@@ -472,17 +472,18 @@ def check_ssl_dim(hparams_file, hparams):
     Example
     -------
     >>> from types import SimpleNamespace
-    >>> check_ssl_dim("m.yaml", {"frontend": SimpleNamespace(output_size=1024), "ssl_dim": 768,
-    ...                          "ssl_source": "microsoft/wavlm-large"})
+    >>> frontend = SimpleNamespace(output_size=1024, source="microsoft/wavlm-large")
+    >>> check_ssl_dim("m.yaml", {"frontend": frontend, "ssl_dim": 768})
     Traceback (most recent call last):
       ...
     local.errors.ManifestError: m.yaml: --ssl_dim=768 is not the hidden size of microsoft/wavlm-large, 1024
     Fix: pass --ssl_dim=1024
     """
-    size = getattr(hparams["frontend"], "output_size", None)
-    if "ssl_dim" in hparams and size is not None and size != hparams["ssl_dim"]:
+    frontend = hparams["frontend"]
+    size = getattr(frontend, "output_size", None)
+    if size is not None and size != hparams["ssl_dim"]:
         fail(hparams_file, f"--ssl_dim={hparams['ssl_dim']} is not the hidden size of "
-                           f"{hparams['ssl_source']}, {size}", fix=f"pass --ssl_dim={size}")
+                           f"{frontend.source}, {size}", fix=f"pass --ssl_dim={size}")
 
 
 def typed_overrides(path, overrides):

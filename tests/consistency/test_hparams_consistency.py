@@ -34,6 +34,7 @@ OPTIONAL_MODEL_KEYS = {
     "ssl_opt_class": "read by DANNBrain.init_optimizers only when an SSL model is fine-tuned",
     "cache_ssl_features": "a switch of the SSL front ends, read by dataio_prep with .get",
     "ssl_features_folder": "read by dataio_prep only when cache_ssl_features is on",
+    "ssl_dim": "read by check_ssl_dim only for a front end with an output_size, an SSL one",
 }
 # Methods of the modules dict, not modules.
 MODULE_DICT_METHODS = {"eval", "train", "items", "keys", "values", "parameters", "to"}

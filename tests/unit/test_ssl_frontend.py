@@ -42,6 +42,17 @@ def test_loads_by_path_and_mixes_every_hidden_state(tiny_ssl, family, tmp_path):
     assert torch.allclose(out, model.layer_sum(hidden), atol=1e-6)
 
 
+def test_a_hubert_checkpoint_loads_with_the_wav2vec2_wrapper(tmp_path):
+    from transformers import HubertConfig, HubertModel, Wav2Vec2FeatureExtractor
+
+    HubertModel(HubertConfig(**TINY_SSL)).save_pretrained(tmp_path / "hubert")
+    Wav2Vec2FeatureExtractor().save_pretrained(tmp_path / "hubert")
+    model = SSLFrontend(str(tmp_path / "hubert"), str(tmp_path / "cache"), family="wav2vec2")
+    assert type(model.ssl.model).__name__ == "HubertModel"
+    assert model(wavs(), torch.ones(2)).shape == (2, 24, TINY_SSL["hidden_size"])
+    assert len(model.layer_sum.weights) == TINY_SSL["num_hidden_layers"] + 1
+
+
 def test_weighted_sum_is_a_softmax_over_layers():
     layer_sum = WeightedLayerSum(3)
     with torch.no_grad():
