@@ -26,7 +26,12 @@ its trials are same-speaker pairs.
 
 Run from the repository root (about 10 minutes on 2 CPU cores)::
 
-    .venv/bin/python benchmarks/bench_backends.py [--caps 20000 100000] [--seed 0]
+    .venv/bin/python benchmarks/bench_backends.py [--caps 20000 100000] [--seed 0] [--set_size N]
+
+Without ``--set_size`` each cap is a simulated set of its own size; with it,
+source and target sets of N utterances are simulated and each cap is a random
+draw from them, as a run draws: from 10^6 utterances of 10^4 speakers, 20,000
+hold about 2 per speaker.
 
 A cap of 10^6 needs ``pseudo_neighbour_search: ivf`` (``--search ivf``):
 the exact neighbour search takes over half an hour there
@@ -90,8 +95,13 @@ class Step:
         return {"seconds": self.wall, "cpu": self.cpu, "grown_gb": self.grown_gb, **values}
 
 
-def measure(cap, seed, search):
-    """Train and score every back-end with ``backend_max_utterances`` at ``cap``; rows of figures."""
+def measure(cap, seed, search, set_size=None):
+    """Train and score every back-end with ``backend_max_utterances`` at ``cap``; rows of figures.
+
+    ``set_size`` simulates training sets of that many utterances, of which
+    the back-ends train on a random draw of ``cap``, as a run's are; without
+    it, sets of ``cap`` utterances, all of them trained on.
+    """
     import torch
 
     from local.evaluation.backends import BACKENDS, TrainingEmbeddings
@@ -102,10 +112,15 @@ def measure(cap, seed, search):
 
     common = plain_values(os.path.join(ROOT, "hparams", "common.yaml"))
     rng = np.random.default_rng(seed)
-    source, source_speakers = simulate(cap, 2 * seed)
-    target, target_speakers = simulate(cap + EVALUATION_UTTERANCES, 2 * seed + 1)
+    size = set_size or cap
+    source, source_speakers = simulate(size, 2 * seed)
+    target, target_speakers = simulate(size + EVALUATION_UTTERANCES, 2 * seed + 1)
     held_out, training = split_speakers(target_speakers, EVALUATION_UTTERANCES, rng)
     cohort = training[rng.permutation(len(training))[:common["cohort_size"]]]
+    if set_size:
+        drawn = rng.permutation(len(source))[:cap]
+        source, source_speakers = source[drawn], source_speakers[drawn]
+        training = training[rng.permutation(len(training))[:cap]]
     tensors = {"cohort": (torch.from_numpy(target[cohort]), None),
                "source": (torch.from_numpy(source), source_speakers.astype(str).tolist()),
                "target": (torch.from_numpy(target[training]), None)}
@@ -147,10 +162,11 @@ def measure(cap, seed, search):
     return {"trials": len(trials), "rows": rows}
 
 
-def run_child(cap, seed, search):
+def run_child(cap, seed, search, set_size=None):
     """:func:`measure` in a fresh subprocess, so that its memory is its own."""
+    size = ["--set_size", str(set_size)] if set_size else []
     result = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", str(cap),
-                             "--seed", str(seed), "--search", search],
+                             "--seed", str(seed), "--search", search, *size],
                             capture_output=True, text=True)
     if result.returncode:
         raise RuntimeError(result.stderr[-3000:])
@@ -164,19 +180,24 @@ def main():
                         help="backend_max_utterances values to measure")
     parser.add_argument("--seed", type=int, default=0, help="seed of the simulated sets")
     parser.add_argument("--search", default="exact", help="pseudo_neighbour_search")
+    parser.add_argument("--set_size", type=int,
+                        help="simulate source and target training sets of this many "
+                             "utterances and draw each cap from them at random, as a run "
+                             "does (default: sets of the cap's size)")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     sys.path.insert(0, ROOT)
     if args.child:
-        print(json.dumps(measure(args.child, args.seed, args.search)))
+        print(json.dumps(measure(args.child, args.seed, args.search, args.set_size)))
         return
     from benchmarks.common import machine
 
     print(machine())
     results = {}
     for cap in args.caps:
-        results[cap] = result = run_child(cap, args.seed, args.search)
-        print(f"\nbackend_max_utterances {cap}: {result['trials']} trials of "
+        results[cap] = result = run_child(cap, args.seed, args.search, args.set_size)
+        drawn = f", drawn from {args.set_size} a side" if args.set_size else ""
+        print(f"\nbackend_max_utterances {cap}{drawn}: {result['trials']} trials of "
               f"{EVALUATION_UTTERANCES} held-out target utterances")
         for name, row in result["rows"].items():
             line = (f"  {name:26s} {row['seconds']:7.1f} s wall {row['cpu']:7.1f} s CPU "

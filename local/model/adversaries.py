@@ -131,11 +131,11 @@ class Adversary:
         if not 0 <= smoothing < 1:
             fail(f"--domain_label_smoothing={smoothing}",
                  f"domain_label_smoothing must be in [0, 1); got {smoothing!r}",
-                 fix="pass such as --domain_label_smoothing=0.2")
+                 fix="pass a value such as --domain_label_smoothing=0.2")
         if not isinstance(disc_steps, int) or disc_steps < 1:
             fail(f"--disc_steps={disc_steps}",
                  f"disc_steps must be an integer >= 1; got {disc_steps!r}",
-                 fix="pass such as --disc_steps=1")
+                 fix="pass a value such as --disc_steps=1")
         self.smoothing = smoothing
         # A joint discriminator's first update comes from the encoder's loss.
         self.updates_before, self.updates_after = (

@@ -161,7 +161,7 @@ def check_neighbours(neighbours, utterances=None):
     if isinstance(neighbours, bool) or not isinstance(neighbours, int) or neighbours < 1:
         fail(f"--pseudo_neighbours={neighbours}",
              f"pseudo_neighbours must be an integer >= 1; got {neighbours!r}",
-             fix="pass such as --pseudo_neighbours=10")
+             fix="pass a value such as --pseudo_neighbours=10")
     if utterances is not None and utterances <= neighbours:
         fail(f"--pseudo_neighbours={neighbours}",
              f"clustering with {neighbours} neighbours per utterance needs more target "
@@ -318,7 +318,7 @@ def check_trials(trials):
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         fail(f"--pseudo_infomap_trials={trials}",
              f"pseudo_infomap_trials must be an integer >= 1; got {trials!r}",
-             fix="pass such as --pseudo_infomap_trials=10")
+             fix="pass a value such as --pseudo_infomap_trials=10")
 
 
 def simplified_silhouettes(vectors, clusters):
