@@ -26,6 +26,7 @@ from local.data.dataio import (
 from local.data.manifest_io import read_manifest
 from local.data.ssl_cache import add_cached_crop_pipeline, cache_hidden_states
 from local.data.validation import check_manifest_audio_once, validate
+from local.errors import fail
 from local.evaluation.verification import check_score_norm, verify
 from local.model.dann_brain import DANNBrain
 from local.provenance import write_provenance
@@ -104,11 +105,10 @@ def dataio_prep(hparams, condition, device="cpu"):
     encoder = add_speaker_labels(source, os.path.join(hparams["save_folder"], "label_encoder.txt"),
                                  speaker_label(hparams))
     if len(encoder) != hparams["n_speakers"]:
-        raise ValueError(
-            f"The label encoder {hparams['save_folder']}/label_encoder.txt has {len(encoder)} "
-            f"classes, the speaker head {hparams['n_speakers']}: it was made by a run with "
-            "another speaker_label or source manifest. Remove it, or train into another "
-            "output_folder.")
+        fail(os.path.join(hparams["save_folder"], "label_encoder.txt"),
+             f"has {len(encoder)} classes, the speaker head {hparams['n_speakers']}: it was "
+             "made by a run with another speaker_label or source manifest",
+             fix="remove it, or train into another output_folder")
     source.set_output_keys(["id", "sig", "spk_id_encoded"])
     target.set_output_keys(["id", "sig"])
     speaker_batches = None

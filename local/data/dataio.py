@@ -265,11 +265,10 @@ def add_speaker_labels(dataset, encoder_path, label="spk_id"):
     # encode_label would only fail at their first batch.
     unknown = sorted(map(str, classes - set(encoder.lab2ind)))
     if unknown:
-        raise ValueError(
-            f"The label encoder {encoder_path} lacks {len(unknown)} classes ({label}) of the "
-            f"source training data, e.g. {', '.join(unknown[:5])}: it was made by a run with "
-            "another speaker_label or source manifest. Remove it, or train into another "
-            "output_folder.")
+        fail(encoder_path,
+             f"lacks {len(unknown)} classes ({label}) of the source training data, e.g. "
+             f"{', '.join(unknown[:5])}: it was made by a run with another speaker_label or "
+             "source manifest", fix="remove it, or train into another output_folder")
     encoder.expect_len(len(classes))
     return encoder
 

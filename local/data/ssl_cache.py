@@ -181,13 +181,10 @@ def cache_hidden_states(frontend, dataset, folder, device="cpu"):
             found = json.load(fin)
         if found != info:
             replaced = {**found, "fingerprint": info["fingerprint"]} == info
-            raise ValueError(
-                f"The SSL feature cache {folder} holds the hidden states of another model "
-                f"({found}, not {info})"
-                + (f": the files of {info['source']} are not those it was filled from"
-                   * replaced)
-                + ". Delete the folder or set ssl_features_folder to another one."
-            )
+            fail(folder, f"holds the hidden states of another model ({found}, not {info})"
+                         + (f": the files of {info['source']} are not those it was filled "
+                            "from" * replaced),
+                 fix="delete the folder, or set ssl_features_folder to another one")
     else:
         with written_whole(info_path, encoding="utf-8") as fout:
             json.dump(info, fout)

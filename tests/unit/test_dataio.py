@@ -144,7 +144,7 @@ def test_a_reloaded_label_encoder_lacking_a_source_speaker_fails_up_front(tmp_pa
     """A resumed run on other source data: the same speaker count, one speaker renamed."""
     add_speaker_labels(_datasets(4, 1)[0], str(tmp_path / "labels.txt"))
     renamed = DynamicItemDataset({"s0": {"spk_id": "spk0"}, "s1": {"spk_id": "spk7"}})
-    with pytest.raises(ValueError, match=r"labels.txt lacks 1 classes \(spk_id\) of the source "
+    with pytest.raises(ValueError, match=r"labels.txt: lacks 1 classes \(spk_id\) of the source "
                                          r"training data, e.g. spk7: it was made by a run "
                                          r"with another speaker_label or source manifest"):
         add_speaker_labels(renamed, str(tmp_path / "labels.txt"))
