@@ -67,7 +67,6 @@ Example
 """
 
 import collections
-import csv
 import functools
 import logging
 import os
@@ -84,7 +83,7 @@ from data_prep.preparation import (
     prepare_corpus,
 )
 from local.cli import option
-from local.data.manifest_io import numbered_lines, read_fields
+from local.data.manifest_io import numbered_lines, read_csv_table, read_fields
 from local.data.schema import REST, TRIAL_COLUMNS, utterance_row
 from local.errors import fail
 
@@ -429,12 +428,11 @@ def _read_channels(path, known):
     fix = "a channel table is a CSV with the header utt,channel, one row per file ID"
     if not os.path.isfile(path):
         fail(path, "channel table does not exist", fix=fix)
-    with open(path, encoding="utf-8-sig", newline="") as table:
-        reader = csv.DictReader(table)
-        missing = [c for c in ("utt", "channel") if c not in (reader.fieldnames or [])]
-        if missing:
-            fail(path, f"missing columns {missing}; found {reader.fieldnames}", fix=fix)
-        rows = [(row["utt"], row["channel"] or "") for row in reader]
+    table = read_csv_table(path, "channel table", "utt,channel")
+    missing = [c for c in ("utt", "channel") if c not in table.columns]
+    if missing:
+        fail(path, f"missing columns {missing}; found {list(table.columns)}", fix=fix)
+    rows = list(zip(table["utt"], table["channel"]))
     repeated = [utt for utt, count in collections.Counter(u for u, _ in rows).items()
                 if count > 1]
     if repeated:

@@ -401,6 +401,11 @@ def _channel_table_columns(task1, tmp_path):
     return dict(channel_table=str(tmp_path / "channels.csv"))
 
 
+def _channel_table_short_row(task1, tmp_path):
+    (tmp_path / "channels.csv").write_text("utt,channel\ntrn_000001,phone\ntrn_000002\n")
+    return dict(channel_table=str(tmp_path / "channels.csv"))
+
+
 def _channel_of_unknown_file(task1, tmp_path):
     (tmp_path / "channels.csv").write_text("utt,channel\ntrn_000001,a\ntrn_999999,b\n")
     return dict(channel_table=str(tmp_path / "channels.csv"))
@@ -432,6 +437,7 @@ def _channel_of_unknown_file(task1, tmp_path):
     (_key_of_labels_too_short, r"task1_key.txt: 3 labels for the 4 trials"),
     (_key_absent, r"task1_key.txt: file does not exist"),
     (_channel_table_columns, r"channels.csv: missing columns \['utt', 'channel'\]"),
+    (_channel_table_short_row, r"channels.csv: line 3 has 1 fields, the header 2"),
     (_channel_of_unknown_file, r"channels.csv: 1 files are not in this task's docs/\n"
                                r"  trn_999999\n"),
 ])
