@@ -38,8 +38,11 @@ from local.run_folder import release_run_folders
 
 
 def create_run_folder(folder):
-    """SpeechBrain's experiment folder ``folder``, with this script (its caller's file) copied in."""
-    sb.create_experiment_directory(experiment_directory=folder)
+    """SpeechBrain's experiment folder ``folder``, with this script (its caller's file) copied in.
+
+    The run's ``env.log``, the environment it was trained in, is left as it is.
+    """
+    sb.create_experiment_directory(experiment_directory=folder, save_env_desc=False)
 
 
 def main(argv=None):

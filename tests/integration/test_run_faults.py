@@ -244,10 +244,13 @@ def test_evaluate_on_other_training_data_warns_and_records_them(demo_corpus, oth
 
 def test_evaluate_writes_its_own_settings_and_leaves_the_runs(demo_corpus, trained, run):
     hyperparams = (run / "hyperparams.yaml").read_bytes()
+    environment = b"the environment of the run's training\n"
+    (run / "env.log").write_bytes(environment)
     results = evaluate.main(argv(demo_corpus, run, *ONE_EPOCH, "--score_norm=snorm",
                                  "--cohort_size=50"))
     assert results["target"] == trained[1]["target"]
     assert (run / "hyperparams.yaml").read_bytes() == hyperparams
+    assert (run / "env.log").read_bytes() == environment
     with open(run / "verification" / "evaluate_hyperparams.yaml") as saved:
         assert "\nscore_norm: snorm\n" in saved.read()
 
