@@ -443,7 +443,9 @@ def check_one_run(hparams, training, debug=False):
     if results:
         fail(output, f"holds the results ({', '.join(results)}) of a run whose checkpoints are "
                      f"not in {save_folder}: a new run would replace them",
-             fix="train into another --output_folder, or pass the --save_folder of that run")
+             fix="train into another --output_folder, pass the --save_folder of that run, or "
+                 f"remove {output} if its results are not needed (those of a --debug smoke "
+                 "test, whose checkpoints were temporary)")
     other = _recorded_save_folder(output)
     if other and os.path.realpath(other) != os.path.realpath(save_folder) and any(
             name.startswith("CKPT+") for name in _listing(other)):
