@@ -1,7 +1,8 @@
 """Verification of a trained system on a condition's trial lists, and its report.
 
-Each evaluation manifest's utterances are embedded once (cached next to the
-checkpoint they came from, :class:`EmbeddingCache`). The back-ends the
+Each evaluation manifest's utterances are embedded once (cached in the run's
+output folder, named after the checkpoint they came from,
+:class:`EmbeddingCache`). The back-ends the
 settings choose (:mod:`local.evaluation.backends`: raw cosine always, the
 ``backend_adaptation`` and every ``backend``) are trained, each list of
 systems is made (every trial list by every back-end, and with ``score_norm``
@@ -140,7 +141,7 @@ def cohort_subset(ids, size, seed):
 
 
 class EmbeddingCache:
-    """Embeddings of a run's model, cached next to its checkpoint.
+    """Embeddings of a run's model, cached in the run's ``output_folder``.
 
     A cache is named ``embeddings_<name>_<checkpoint>_<key>.pt``, ``key``
     the :func:`~local.embedding.content_key` of what it embeds, so that
