@@ -88,12 +88,14 @@ threshold: {threshold!r}
 # padding mask) and normalises by itself, so it fills the mean_var_norm slot
 # and compute_features passes the waveform through: the embeddings are those
 # of DANNBrain.embed, and verify_batch's cosine score is local.evaluation.scoring's.
-# It refuses a waveform shorter or longer than the run's min_embed_seconds and
-# max_embed_seconds: too short for the encoder, or too long for bounded memory.
-compute_features: !new:local.evaluation.embed.LengthGuard
+# Before the front end, it refuses a waveform shorter or longer than the run's
+# min_embed_seconds and max_embed_seconds, each of a batch by its own length:
+# too short for the encoder, or too long for bounded memory.
+compute_features: !new:torch.nn.Identity
+mean_var_norm: !new:local.evaluation.embed.LengthGuard
     shortest: {shortest}
     longest: {longest}
-mean_var_norm: !ref <frontend>
+    frontend: !ref <frontend>
 {label_encoder}
 modules:
     compute_features: !ref <compute_features>

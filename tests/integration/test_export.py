@@ -223,6 +223,10 @@ def test_inference_refuses_audio_too_short_or_too_long_to_embed(runs, tmp_path):
     with pytest.raises(ValueError, match=r"the waveform to embed: 1 inputs are shorter than "
                                          r"min_embed_seconds \(0.25 s\)"):
         model.verify_files(str(empty), str(empty))
+    # Each waveform of a padded batch by its own length.
+    with pytest.raises(ValueError, match=r"1 inputs are shorter than min_embed_seconds "
+                                         r"\(0.25 s\), .*\n  waveform 1 of the batch: 0.10 s"):
+        model.encode_batch(0.1 * torch.randn(2, 32000), torch.tensor([1.0, 0.05]))
     # Refused before the model runs: an hour would take gigabytes.
     with pytest.raises(ValueError, match=r"1 inputs are longer than max_embed_seconds "
                                          r"\(600 s\), .*\n  the waveform: 3600.00 s"):
