@@ -10,7 +10,7 @@ from torch.nn.parallel import DistributedDataParallel
 from local.data.dataio import STEP_STREAM, random_seed
 from local.embedding import compute_embeddings, embeddable_ids
 from local.model.adversaries import DomainItems
-from local.model.distributed import unwrapped, wrap_in_ddp
+from local.model.distributed import gradient_sync, unwrapped, wrap_in_ddp
 from local.model.domain_branch import LayerOutputTap
 from local.model.epoch_statistics import EpochStatistics
 from local.model.pseudo_labels import check_neighbours
@@ -195,8 +195,9 @@ class DANNBrain(sb.Brain):
         items = DomainItems.of(features.detach(), batch[0].spk_id_encoded.data.to(self.device))
         discriminator, inputs = self.modules.domain_discriminator, items.features.float()
         # In full precision even under --precision=fp16: the discriminator is
-        # small, and its optimiser is stepped here, outside Brain's scaler.
-        with torch.autocast(inputs.device.type, enabled=False):
+        # small, and its optimiser is stepped here, outside Brain's scaler; and
+        # synchronised under DDP, as it steps at every micro-batch.
+        with torch.autocast(inputs.device.type, enabled=False), gradient_sync(discriminator):
             for _ in range(steps):
                 self.adversary.discriminator_loss(discriminator(inputs), items).backward()
                 self.disc_optimizer.step()

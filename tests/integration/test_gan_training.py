@@ -66,6 +66,30 @@ def test_gan_updates_touch_only_their_own_parameters(demo_corpus, tmp_path, adve
     assert changed(brain, before) == {"embedding_model", "speaker_head"}
 
 
+class SyncRecorder(torch.nn.Module):
+    """A discriminator that records whether DDP would synchronise its gradients at each call."""
+
+    def __init__(self, discriminator):
+        super().__init__()
+        self.discriminator, self.require_backward_grad_sync, self.synced = discriminator, True, []
+
+    def forward(self, inputs):
+        self.synced.append(self.require_backward_grad_sync)
+        return self.discriminator(inputs)
+
+
+def test_discriminator_updates_are_synchronised_in_accumulated_micro_batches(demo_corpus,
+                                                                             tmp_path):
+    brain, batch = brain_and_batch(demo_corpus, tmp_path, "vanilla")
+    recorder = SyncRecorder(brain.modules.domain_discriminator)
+    brain.modules.domain_discriminator = recorder
+    brain.grad_accumulation_factor, brain.step = 2, 5  # a micro-batch that does not step
+    brain.fit_batch(batch)
+    # Its own two updates synchronised, then the encoder's loss under no_sync.
+    assert recorder.synced == [True, True, False], recorder.synced
+    assert recorder.require_backward_grad_sync
+
+
 def test_reversal_updates_both_players_from_one_loss(demo_corpus, tmp_path):
     brain, batch = brain_and_batch(demo_corpus, tmp_path, "grl")
     before = parameters(brain)
