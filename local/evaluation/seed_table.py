@@ -10,9 +10,20 @@ Each ``--runs NAME PATTERN`` names a system and the run folders of its seeds
 (a glob); each run's ``verification/summary.csv`` gives its figures. The
 table has a row per system and, per scored list and metric, the mean ± the
 standard deviation (with n - 1) over the runs, and the number of runs.
+
+Every run of the table, of any system, must have scored each reported list
+on the same data: the same number of trials in its summary and, where its
+report holds the hashes of its data files (``provenance.json``, or
+``evaluate_provenance.json`` for a report of ``evaluate.py``), the same trial
+list, manifest and enrolment table; a table of runs evaluated on other data
+is refused. A report without hashes (of an older run) is compared by its
+number of trials only, with a warning. An unknown list or metric is refused
+with the names the summaries have.
 """
 
 import glob
+import json
+import logging
 import os
 import sys
 
@@ -21,6 +32,13 @@ import pandas as pd
 from local.cli import command, option
 from local.errors import fail
 from local.evaluation.report import markdown_table
+
+logger = logging.getLogger(__name__)
+
+# The report's record of its data files: an evaluation's (evaluate.py), else the training run's.
+PROVENANCE_FILES = ("evaluate_provenance.json", "provenance.json")
+# The files of a trial list whose hashes the runs of a table must share.
+LIST_FILES = ("trials", "manifest", "enrolment")
 
 
 def collect(pattern):
@@ -55,6 +73,182 @@ def collect(pattern):
     return pd.concat(tables, ignore_index=True)
 
 
+def report_provenance(run):
+    """The data files' record of a run's verification report, or None without one.
+
+    Arguments
+    ---------
+    run : str
+        A run folder (``<run>/verification`` is its report).
+
+    Returns
+    -------
+    tuple or None
+        ``(path, data)``: the record's file and its ``data`` entry,
+        ``{role: {"path", "sha256"}}`` (:func:`local.provenance.write_provenance`).
+
+    Raises
+    ------
+    ManifestError
+        When the record cannot be read.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> print(report_provenance(tempfile.mkdtemp()))
+    None
+    """
+    for name in PROVENANCE_FILES:
+        path = os.path.join(run, "verification", name)
+        if os.path.isfile(path):
+            try:
+                with open(path, encoding="utf-8") as record:
+                    return path, dict(json.load(record)["data"])
+            except (ValueError, KeyError, TypeError) as error:
+                fail(path, f"unreadable provenance record ({error})",
+                     fix="evaluate the run again (evaluate.py), which writes it anew")
+    return None
+
+
+def list_hashes(data, scored):
+    """The hashes of the files of the trial list that the system ``scored`` was scored on.
+
+    Arguments
+    ---------
+    data : dict
+        ``{role: {"path", "sha256"}}``, as :func:`report_provenance` gives.
+    scored : str
+        A system of the summary: a trial list's name, or it followed by
+        ``_<back-end>``/``_<normalisation>`` (``target_whiten_asnorm``).
+
+    Returns
+    -------
+    dict or None
+        ``{"trials": sha256, "manifest": ..., ["enrolment": ...]}``, None
+        when the record names no such trial list.
+
+    Example
+    -------
+    >>> data = {"evaluation/target/trials": {"path": "t.txt", "sha256": "ab"},
+    ...         "evaluation/target/manifest": {"path": "e.csv", "sha256": "cd"}}
+    >>> list_hashes(data, "target_whiten")
+    {'trials': 'ab', 'manifest': 'cd'}
+    """
+    names = {role.split("/")[1] for role in data
+             if role.startswith("evaluation/") and role.count("/") == 2}
+    matches = [name for name in names if scored == name or scored.startswith(f"{name}_")]
+    if not matches:
+        return None
+    name = max(matches, key=len)
+    return {key: data[f"evaluation/{name}/{key}"].get("sha256") for key in LIST_FILES
+            if f"evaluation/{name}/{key}" in data}
+
+
+def _refuse_different(scored, groups, what):
+    """Refuse a list scored on different data by the runs of ``groups`` (``{value: runs}``)."""
+    reference, *others = groups
+    rows = [f"{', '.join(runs)}: {what(value)}" for value, runs in groups.items()]
+    fail(groups[others[0]][0], f"'{scored}' scored on other data than {groups[reference][0]}",
+         rows=rows,
+         fix="evaluate every run of the table on the same trial list, manifest and enrolment "
+             "table (evaluate.py with the same condition), or leave the other runs out")
+
+
+def check_same_data(systems, lists):
+    """Refuse a table whose runs scored a list on different data.
+
+    Every run, of every system, must have the same ``trials`` count of each
+    list in its summary and, where its report holds a provenance record
+    (:func:`report_provenance`), the same hashes of that list's trial list,
+    manifest and enrolment table. Runs without a record are compared by
+    their trials count only, with a warning.
+
+    Arguments
+    ---------
+    systems : dict
+        ``{name: summaries}``, as :func:`collect` returns.
+    lists : list of str
+        The scored lists of the table.
+
+    Raises
+    ------
+    ManifestError
+        When runs differ, naming them and what differs.
+
+    Example
+    -------
+    >>> summaries = pd.DataFrame({"system": ["target"] * 2, "trials": [1770, 900],
+    ...                           "run": ["s1", "s2"]})
+    >>> check_same_data({"baseline": summaries}, ["target"])
+    Traceback (most recent call last):
+      ...
+    local.errors.ManifestError: s2: 'target' scored on other data than s1
+      s1: 1770 trials
+      s2: 900 trials
+    Fix: evaluate every run of the table on the same trial list, manifest and enrolment table...
+    """
+    for summaries in systems.values():
+        if "trials" not in summaries.columns:
+            fail(summaries["run"].iloc[0], "no 'trials' column in its verification summary",
+                 fix="evaluate the run again (evaluate.py), which writes it")
+    rows = pd.concat(list(systems.values()), ignore_index=True)
+    records = {run: report_provenance(run) for run in dict.fromkeys(rows["run"])}
+    unrecorded = [run for run, record in records.items() if record is None]
+    if unrecorded:
+        logger.warning("No provenance record in the report of %s: compared with the other runs "
+                       "by the number of trials only", ", ".join(unrecorded))
+    for scored in lists:
+        chosen = rows[rows["system"] == scored]
+        groups = {}
+        for run, trials in zip(chosen["run"], chosen["trials"]):
+            groups.setdefault(int(trials), []).append(run)
+        if len(groups) > 1:
+            _refuse_different(scored, groups, lambda trials: f"{trials} trials")
+        groups = {}
+        for run in dict.fromkeys(chosen["run"]):
+            hashes = records[run] and list_hashes(records[run][1], scored)
+            if hashes is not None:
+                groups.setdefault(tuple(sorted(hashes.items())), []).append(run)
+        if len(groups) > 1:
+            differing = [key for key in LIST_FILES
+                         if len({dict(value).get(key) for value in groups}) > 1]
+            _refuse_different(scored, groups, lambda value: ", ".join(
+                f"{key} {(dict(value).get(key) or 'none')[:12]}" for key in differing))
+
+
+def check_metrics(systems, metrics):
+    """Refuse a metric that is no column of the summaries.
+
+    Arguments
+    ---------
+    systems : dict
+        ``{name: summaries}``, as :func:`collect` returns.
+    metrics : list of str
+        The metrics of the table.
+
+    Raises
+    ------
+    ManifestError
+        Naming the metric and the columns there are.
+
+    Example
+    -------
+    >>> summaries = pd.DataFrame({"system": ["target"], "trials": [10], "eer_percent": [30.0],
+    ...                           "run": ["s1"]})
+    >>> check_metrics({"baseline": summaries}, ["eer"])
+    Traceback (most recent call last):
+      ...
+    local.errors.ManifestError: s1: no 'eer' column in its verification summary
+    Fix: choose among the metrics: trials, eer_percent
+    """
+    for summaries in systems.values():
+        for metric in metrics:
+            if metric not in summaries.columns or metric in ("system", "run"):
+                available = [c for c in summaries.columns if c not in ("system", "run")]
+                fail(summaries["run"].iloc[0], f"no '{metric}' column in its verification summary",
+                     fix=f"choose among the metrics: {', '.join(available)}")
+
+
 def seed_table(systems, lists, metrics):
     """Mean ± standard deviation over runs, a row per system.
 
@@ -76,24 +270,30 @@ def seed_table(systems, lists, metrics):
     Raises
     ------
     ManifestError
-        When a run lacks one of the lists.
+        When a run lacks one of the lists or metrics, or runs scored a list
+        on different data (:func:`check_same_data`).
 
     Example
     -------
-    >>> summaries = pd.DataFrame({"system": ["target"] * 3, "eer_percent": [30.0, 32.0, 34.0],
-    ...                           "run": ["s1", "s2", "s3"]})
+    >>> summaries = pd.DataFrame({"system": ["target"] * 3, "trials": [10] * 3,
+    ...                           "eer_percent": [30.0, 32.0, 34.0], "run": ["s1", "s2", "s3"]})
     >>> seed_table({"baseline": summaries}, ["target"], ["eer_percent"]).to_dict("records")
     [{'system': 'baseline', 'runs': 3, 'target eer_percent': '32.00 ± 2.00'}]
     """
-    rows = []
-    for name, summaries in systems.items():
-        row = {"system": name, "runs": summaries["run"].nunique()}
+    for summaries in systems.values():
         for scored in lists:
             chosen = summaries[summaries["system"] == scored]
             missing = sorted(set(summaries["run"]) - set(chosen["run"]))
             if missing:
                 fail(missing[0], f"no '{scored}' list in its verification summary",
                      fix="score it again with the same score_norm/backend_adaptation")
+    check_metrics(systems, metrics)
+    check_same_data(systems, lists)
+    rows = []
+    for name, summaries in systems.items():
+        row = {"system": name, "runs": summaries["run"].nunique()}
+        for scored in lists:
+            chosen = summaries[summaries["system"] == scored]
             for metric in metrics:
                 values = chosen[metric]
                 row[f"{scored} {metric}"] = f"{values.mean():.2f} ± {values.std(ddof=1):.2f}" \
@@ -119,7 +319,9 @@ def print_seed_table(runs, lists, metrics, out=None):
     Returns
     -------
     int
-        0 when the table was made, 1 when a run folder is missing or incomplete.
+        0 when the table was made, 1 when a run folder is missing or
+        incomplete, a list or metric is unknown, or runs scored a list on
+        different data (the message names them).
     """
     try:
         table = seed_table({name: collect(pattern) for name, pattern in runs}, lists, metrics)

@@ -1,5 +1,7 @@
 """The table over seeds: figures of the run folders, their mean and spread, and bad folders."""
 
+import json
+import logging
 import os
 import statistics
 
@@ -54,3 +56,75 @@ def test_a_run_without_a_list_is_named(runs):
     with pytest.raises(ManifestError, match=r"base_s1: no 'target_whiten' list"):
         seed_table({"baseline": collect(str(folder / "base_s*"))}, ["target_whiten"],
                    ["eer_percent"])
+
+
+def write_provenance(folder, name="provenance.json", manifest="m1", lists=("source", "target")):
+    data = {}
+    for scored in lists:
+        data[f"evaluation/{scored}/trials"] = {"path": f"/d/{scored}.txt", "sha256": f"t-{scored}"}
+        data[f"evaluation/{scored}/manifest"] = {"path": f"/d/{scored}.csv",
+                                                 "sha256": f"{manifest}-{scored}"}
+    with open(os.path.join(folder, "verification", name), "w", encoding="utf-8") as out:
+        json.dump({"code_version": None, "data": data}, out)
+
+
+def test_runs_scored_on_different_trial_counts_are_refused(runs, capsys):
+    folder, _ = runs
+    summary = folder / "dann_s1" / "verification" / "summary.csv"
+    pd.read_csv(summary).assign(trials=[10, 9]).to_csv(summary, index=False)
+    assert main(["--runs", "baseline", str(folder / "base_s*"), "--runs", "DANN",
+                 str(folder / "dann_s*"), "--lists", "target"]) == 1
+    err = capsys.readouterr().err
+    assert f"{folder / 'dann_s1'}: 'target' scored on other data than {folder / 'base_s1'}" in err
+    assert "9 trials" in err and "10 trials" in err and "Fix: evaluate every run" in err
+    # Within one system too; the source list, of equal counts, is still accepted.
+    make_run(folder / "dann_s2", (17.5, 30.5))
+    with pytest.raises(ManifestError, match="'target' scored on other data"):
+        seed_table({"DANN": collect(str(folder / "dann_s*"))}, ["target"], ["eer_percent"])
+    assert seed_table({"DANN": collect(str(folder / "dann_s*"))}, ["source"],
+                      ["eer_percent"])["runs"].tolist() == [2]
+
+
+def test_runs_of_other_data_files_are_refused(runs, capsys):
+    folder, _ = runs
+    for run in ("base_s1", "base_s2", "base_s3"):
+        write_provenance(folder / run)
+    # A report of evaluate.py holds its own record, here of another manifest.
+    write_provenance(folder / "dann_s1", "evaluate_provenance.json", manifest="m2")
+    arguments = ["--runs", "baseline", str(folder / "base_s*"), "--runs", "DANN",
+                 str(folder / "dann_s*"), "--metrics", "eer_percent"]
+    # target_whiten is scored on the target list: its files' hashes are those compared.
+    for run in ("base_s1", "base_s2", "base_s3", "dann_s1"):
+        summary = folder / run / "verification" / "summary.csv"
+        table = pd.read_csv(summary)
+        pd.concat([table, table.iloc[[1]].assign(system="target_whiten")]).to_csv(
+            summary, index=False)
+    assert main(arguments + ["--lists", "target_whiten"]) == 1
+    err = capsys.readouterr().err
+    assert f"{folder / 'dann_s1'}: 'target_whiten' scored on other data" in err
+    assert f"{folder / 'base_s1'}, {folder / 'base_s2'}, {folder / 'base_s3'}: manifest m1-target" \
+        in err
+    assert f"{folder / 'dann_s1'}: manifest m2-target" in err
+    write_provenance(folder / "dann_s1", "evaluate_provenance.json")
+    assert main(arguments + ["--lists", "target_whiten"]) == 0
+    assert "| DANN | 1 | 30.00 |" in capsys.readouterr().out
+
+
+def test_a_run_without_a_provenance_record_is_compared_by_its_trials_with_a_warning(runs, caplog):
+    folder, _ = runs
+    for run in ("base_s1", "base_s2"):
+        write_provenance(folder / run)
+    with caplog.at_level(logging.WARNING, logger="local.evaluation.seed_table"):
+        table = seed_table({"baseline": collect(str(folder / "base_s*"))}, ["target"],
+                           ["eer_percent"])
+    assert table["runs"].tolist() == [3]
+    assert f"No provenance record in the report of {folder / 'base_s3'}:" in caplog.text
+
+
+def test_an_unknown_metric_is_named_with_the_columns_there_are(runs, capsys):
+    folder, _ = runs
+    assert main(["--runs", "baseline", str(folder / "base_s*"), "--lists", "target",
+                 "--metrics", "eer"]) == 1
+    err = capsys.readouterr().err
+    assert "no 'eer' column in its verification summary" in err
+    assert "Fix: choose among the metrics: trials, eer_percent, min_dcf_0.01" in err
