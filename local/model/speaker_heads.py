@@ -183,11 +183,17 @@ class MarginSoftmaxHead(SpeakerHead):
         return self.loss(logits, labels), log
 
     def start_pseudo_speakers(self, centroids, optimizer):
-        """Set the pseudo-speakers' rows to their centroids, with fresh optimiser statistics.
+        """Set the pseudo-speakers' rows to their centroids, with their optimiser moments at 0.
 
         A new clustering numbers its speakers anew, so neither the rows nor
         their moments of an earlier clustering apply. The classifier grows
-        when there are more pseudo-speakers than rows.
+        when there are more pseudo-speakers than rows. Adam's step count is
+        the whole weight's, not the rows': their moments restart at 0 without
+        the bias correction of a fresh start, so under a steady gradient
+        their first updates are larger than a fresh Adam's, (1 - b1^t) /
+        sqrt(1 - b2^t) times the learning rate at their t-th step with
+        Adam's defaults (3.2 at the first, 6.6 at the 12th, 3.2 at the 100th,
+        1.3 at the 1,000th).
 
         Arguments
         ---------
