@@ -55,6 +55,7 @@ from local.errors import fail
 from local.evaluation.metrics import eer, eer_threshold
 from local.evaluation.report import CHECKPOINT_FILE, read_scores, score_file, scored_checkpoint
 from local.model.checkpoints import CompleteCheckpointer
+from local.run_folder import hold_run_folder, release_run_folders
 from local.whole_files import replace_folder, staged_folder
 
 logger = get_logger(__name__)
@@ -362,8 +363,19 @@ def export_model(run_folder, model_folder=None, checkpoints_dir=None, trial_list
 
 
 def _print_export(run_folder, model_folder, trial_lists):
-    """The command line's :func:`export_model`: print where the model folder is."""
-    print(export_model(run_folder, model_folder, trial_lists=trial_lists))
+    """The command line's :func:`export_model`: print where the model folder is.
+
+    It holds the run folder's lock, so that a run still training or
+    evaluating there, or another export, is refused rather than exported
+    half-way (a folder that does not exist is left to ``export_model`` to
+    name, not created).
+    """
+    if os.path.isdir(run_folder):
+        hold_run_folder(run_folder)
+    try:
+        print(export_model(run_folder, model_folder, trial_lists=trial_lists))
+    finally:
+        release_run_folders()
 
 
 main = command(

@@ -52,6 +52,8 @@ FRACTIONAL_KEYS = ("max_embed_seconds", "scale")
 # Keys whose default is a list but which also take one item alone, or null
 # (local/run_folder.py reads allow_changed so).
 SCALAR_LIST_KEYS = ("allow_changed",)
+# Keys whose default is a number but which also take null: no limit.
+NULLABLE_KEYS = ("max_embed_seconds",)
 
 
 def model_text(path):
@@ -492,7 +494,8 @@ def typed_overrides(path, overrides):
     For a key whose default is a number, a string in exponent notation
     without a dot (``--lr=1e30``, which YAML 1.1 reads as text) is the number
     it means; nothing else is converted, so that a value is never guessed.
-    Any other value that is not a number is refused. Where the default is an
+    Any other value that is not a number is refused, but null for the keys
+    of :data:`NULLABLE_KEYS`. Where the default is an
     integer, so must the value be: a whole number (``--seed=2.0``) is the
     integer it means, another (``--seed=1.5``) is refused, but for the keys
     of :data:`FRACTIONAL_KEYS`. A key whose default is True or False takes
@@ -525,6 +528,8 @@ def typed_overrides(path, overrides):
     {'lr': 0.001, 'score_norm': 'asnorm'}
     >>> typed_overrides("hparams/dann_fbank.yaml", {"seed": 2.0, "max_embed_seconds": 90.5})
     {'seed': 2, 'max_embed_seconds': 90.5}
+    >>> typed_overrides("hparams/dann_fbank.yaml", {"max_embed_seconds": None})
+    {'max_embed_seconds': None}
     >>> typed_overrides("hparams/dann_fbank.yaml", {"seed": 1.5})
     Traceback (most recent call last):
       ...
@@ -539,7 +544,7 @@ def typed_overrides(path, overrides):
             if not isinstance(value, bool):
                 fail(path, f"--{key}={value} is not True or False (its default is {default})",
                      fix=f"pass --{key}=True or --{key}=False")
-        elif isinstance(default, (int, float)):
+        elif isinstance(default, (int, float)) and not (value is None and key in NULLABLE_KEYS):
             checked[key] = _number(path, key, value, default)
         elif isinstance(default, list) and key not in SCALAR_LIST_KEYS:
             if not isinstance(value, list):

@@ -16,7 +16,9 @@ from speechbrain.inference.speaker import SpeakerRecognition
 from local.errors import ManifestError
 from local.export import export_model, main, trained_frontend
 from local.model.ssl_frontend import SSLFrontend
+from local.run_folder import LOCK_FILE
 from tests.integration.test_train_dann import SHORT, train, train_ge2e, train_ssl
+from tests.unit.test_run_folder import holding_process
 
 # Trials of each list checked through the inference class (every 590th of 1,770).
 TRIAL_STEP = 590
@@ -102,6 +104,20 @@ def test_export_command_writes_where_asked(runs, tmp_path, capsys):
         exported = torch.load(tmp_path / "exported" / name)
         assert all(torch.equal(v, torch.load(runs["fbank"] / "model" / name)[k])
                    for k, v in exported.items())
+
+
+def test_export_command_refuses_a_run_folder_another_process_writes_into(runs, tmp_path):
+    holder = holding_process(runs["fbank"])
+    try:
+        with pytest.raises(ManifestError, match=rf"{runs['fbank']}: another run writes into this "
+                                                rf"folder: the run of PID {holder.pid} on "):
+            main([str(runs["fbank"]), "--model_folder", str(tmp_path / "exported")])
+    finally:
+        holder.stdin.close()
+        holder.wait()
+    assert not (tmp_path / "exported").exists()
+    main([str(runs["fbank"]), "--model_folder", str(tmp_path / "exported")])  # once it has ended
+    assert not (runs["fbank"] / LOCK_FILE).exists()
 
 
 def test_export_of_a_folder_that_is_not_a_run_says_what_to_pass(tmp_path):

@@ -142,6 +142,14 @@ def test_a_whole_float_of_an_integer_key_is_the_integer_and_fractional_keys_take
     assert isinstance(typed["seed"], int)
 
 
+def test_max_embed_seconds_takes_null_for_no_limit_and_other_numbers_do_not():
+    assert typed_overrides("hparams/dann_fbank.yaml", {"max_embed_seconds": None}) == {
+        "max_embed_seconds": None}
+    for key in ("min_embed_seconds", "lr", "seed"):
+        with pytest.raises(ManifestError, match=rf"--{key}=None is not a number"):
+            typed_overrides("hparams/dann_fbank.yaml", {key: None})
+
+
 @pytest.mark.parametrize("key, value, example", [
     ("discriminator_neurons", 256, r"\[256\]"), ("pseudo_label_epochs", 3, r"\[3\]"),
     ("backend", None, r"\[\]")])
