@@ -9,7 +9,9 @@ nothing here can tell whether that run still goes on.
 
 The settings record (``<save_folder>/run_settings.json``) is what
 :func:`local.settings.run_settings` gives, with the hashes of the
-condition's training manifests (:func:`data_settings`). A command on a folder
+condition's training manifests (:func:`data_settings`) and, for an SSL front
+end, the digest of the SSL model's files (``ssl_model_sha256``: a frozen
+model is not in the checkpoints). A command on a folder
 with a checkpoint (a resume, ``evaluate.py``) compares its settings with the
 record before it writes anything, and refuses any difference but those of
 :data:`FREE_KEYS` and of the keys it is told to accept (``allow_changed``).
@@ -64,6 +66,9 @@ RESULTS = ("verification", "model")
 # and trial lists are only scored.
 TRAINING_DATA = ("source_train", "target_train")
 PROVENANCE = "provenance.json"
+# The setting that is the digest of an SSL front end's model files
+# (local.model.ssl_frontend.ssl_fingerprint); records from before it lack it.
+SSL_MODEL_KEY = "ssl_model_sha256"
 # The locks this process holds: {real path of the folder: open lock file}.
 _HELD = {}
 _ABSENT = object()
@@ -342,20 +347,49 @@ def _with_recorded_data(recorded, settings, output_folder, record_path):
     return recorded
 
 
+def model_settings(frontend):
+    """``{SSL_MODEL_KEY: digest}`` of a front end that loads an SSL model, else ``{}``.
+
+    Arguments
+    ---------
+    frontend : torch.nn.Module
+        The run's front end (an SSL one has a ``fingerprint``).
+
+    Returns
+    -------
+    dict
+        The setting, or none.
+    """
+    fingerprint = getattr(frontend, "fingerprint", None)
+    return {} if fingerprint is None else {SSL_MODEL_KEY: fingerprint}
+
+
+def _with_recorded_model(recorded, settings, record_path):
+    """The record, with the SSL model's digest of ``settings`` where one written before it has none."""
+    if SSL_MODEL_KEY in recorded or SSL_MODEL_KEY not in settings:
+        return recorded
+    logger.warning("%s records no digest of the SSL model's files: that the resume loads the "
+                   "run's SSL model is not checked", record_path)
+    return {**recorded, SSL_MODEL_KEY: settings[SSL_MODEL_KEY]}
+
+
 def accept_settings(hparams, settings, training, condition):
     """Check a command's settings and training data with its run's record.
 
     Only a folder with a checkpoint is checked: a run that stopped before its
     first checkpoint starts again with any settings. A record written before
     the training data's hashes were recorded is compared with those of the
-    run's ``provenance.json``. An evaluation accepts other training data, with
-    a warning: they change the cohort and the back-ends, not the weights.
+    run's ``provenance.json``; one written before the SSL model's digest
+    (:func:`model_settings`) was recorded is not checked for it, with a
+    warning. An evaluation accepts other training data, with a warning: they
+    change the cohort and the back-ends, not the weights; another SSL model
+    changes the weights and is refused, as by a resume.
 
     Arguments
     ---------
     hparams : dict
         The loaded model hparams (``save_folder``, ``output_folder``,
-        ``checkpointer``, ``allow_changed``).
+        ``checkpointer``, ``allow_changed``, ``frontend``).
     settings : dict
         The command's settings (:func:`local.settings.run_settings`).
     training : bool
@@ -369,13 +403,13 @@ def accept_settings(hparams, settings, training, condition):
     tuple
         ``(settings, changes)``: the settings that a training run records
         (:func:`record_settings`), ``settings`` with the training data's
-        hashes; and ``{key: (old, new)}`` of the accepted changes, as
+        hashes and the SSL model's digest; and ``{key: (old, new)}`` of the accepted changes, as
         :func:`changed_settings`.
     """
     save_folder = hparams["save_folder"]
     record_path = os.path.join(save_folder, SETTINGS_RECORD)
     recorded = recorded_settings(save_folder)
-    settings = {**settings, **data_settings(condition)}
+    settings = {**settings, **data_settings(condition), **model_settings(hparams["frontend"])}
     files = {f"{role}_sha256": condition[role] for role in TRAINING_DATA}
     allowed = _key_list(hparams["allow_changed"])
     changes = {}
@@ -386,6 +420,7 @@ def accept_settings(hparams, settings, training, condition):
         else:
             recorded = _with_recorded_data(recorded, settings, hparams["output_folder"],
                                            record_path)
+            recorded = _with_recorded_model(recorded, settings, record_path)
             changes = changed_settings(
                 recorded, settings,
                 allowed if training else [*allowed, *files, *EVALUATION_FREE_KEYS],

@@ -25,8 +25,8 @@ from speechbrain.utils.checkpoints import (
     torch_patched_state_dict_load,
 )
 
-from local.data.audio import file_identity
 from local.errors import fail
+from local.provenance import file_sha256
 
 # SpeechBrain's wrapper per SSL family; both load any checkpoint of the family
 # from the hub or from a folder written by ``save_pretrained``.
@@ -48,17 +48,16 @@ def _model_folder(source, save_path):
 
 
 def ssl_fingerprint(source, save_path):
-    """A digest of the SSL model files ``source`` loads, as they are now.
+    """A digest of the contents of the SSL model files ``source`` loads.
 
     The files are those of :data:`MODEL_FILES` in the folder
     ``from_pretrained`` loads from: ``source`` itself, or for a hub ID the hub
     cache's snapshot of the revision it resolves to
     (``<save_path>/models--<org>--<name>/snapshots/<commit>``, named by
-    ``refs/main``). They count by name, size and modification and change
-    times (:func:`local.data.audio.file_identity`, a stat of a handful of
-    files rather than a read of gigabytes of weights), and the folder by its
-    real path (a hub snapshot's is its commit): a model whose files were
-    replaced under the same ``source`` gets another fingerprint.
+    ``refs/main``). Their names and bytes are hashed (about a second per GB
+    of weights, once per command): the same model has the same fingerprint
+    wherever its files are (a copy, another machine), and a model whose files
+    were replaced under the same ``source`` gets another.
 
     Arguments
     ---------
@@ -88,8 +87,7 @@ def ssl_fingerprint(source, save_path):
     folder = _model_folder(source, save_path)
     files = [] if folder is None else sorted(
         name for name in os.listdir(folder) if name.endswith(MODEL_FILES))
-    text = json.dumps([folder and os.path.realpath(folder),
-                       [[name, file_identity(os.path.join(folder, name))] for name in files]])
+    text = json.dumps([[name, file_sha256(os.path.join(folder, name))] for name in files])
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
@@ -183,8 +181,9 @@ class SSLFrontend(torch.nn.Module):
     fingerprint : str
         :func:`ssl_fingerprint` of the files the SSL model was loaded from:
         the caches of its hidden states and of the embeddings name the model
-        by it as well as by ``source``, so that a model replaced under the
-        same ``source`` is not taken for the one before.
+        by it as well as by ``source``, and a run's settings record it
+        (``ssl_model_sha256``), so that a model replaced under the same
+        ``source`` is not taken for the one before.
 
     Example
     -------

@@ -14,12 +14,14 @@ import pytest
 import yaml
 
 import evaluate
+import train_dann
 from local.errors import ManifestError
 from local.evaluation import verification
 from local.model.checkpoints import STAGING
 from local.model.dann_brain import DANNBrain
 from local.provenance import file_sha256
-from tests.integration.test_train_dann import TINY, logged, train
+from tests.conftest import save_tiny_ssl
+from tests.integration.test_train_dann import TINY, logged, train, train_ssl
 from tests.unit.test_run_folder import holding_process
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -371,3 +373,35 @@ def test_interrupted_evaluation_leaves_the_report_and_its_settings_before_it(dem
     assert not [path for path in report_records(run) if "evaluate_" in path]
     assert (run / "verification" / "hyperparams.yaml").read_bytes() == \
         (run / "hyperparams.yaml").read_bytes()
+
+
+def test_a_run_on_an_ssl_model_replaced_under_the_same_source_is_refused(demo_corpus, tmp_path,
+                                                                          capfd):
+    """A frozen SSL model is not in the checkpoints: its files' digest is a setting of the run,
+    the same bytes wherever they are, other bytes refused by a resume and by an evaluation."""
+    source = save_tiny_ssl(tmp_path / "ssl", "wavlm")
+    run = tmp_path / "run"
+    train_ssl(demo_corpus, run, "dann_wavlm", source, *ONE_EPOCH)
+    recorded = json.loads((run / "save" / "run_settings.json").read_text())["ssl_model_sha256"]
+    original = shutil.copytree(source, tmp_path / "original")
+    save_tiny_ssl(source, "wavlm")  # another model's files in its place
+    # log.txt is left out: this process's logging still writes the first run's.
+    before = contents(run)
+    before.pop("log.txt")
+    for script in (train_dann, evaluate):
+        with pytest.raises(ManifestError, match=rf"other settings:\n  ssl_model_sha256: "
+                                                rf"\"{recorded}\" -> \"[0-9a-f]+\"\n"):
+            train_ssl(demo_corpus, run, "dann_wavlm", source, *ONE_EPOCH, script=script)
+    assert {path: digest for path, digest in contents(run).items() if path != "log.txt"} == before
+    for name in os.listdir(original):  # the run's model again, in files written anew
+        shutil.copy(os.path.join(original, name), source)
+    train_ssl(demo_corpus, run, "dann_wavlm", source, *ONE_EPOCH, script=evaluate)
+    # A record from before the digest was recorded is resumed without it, with a warning.
+    record = json.loads((run / "save" / "run_settings.json").read_text())
+    del record["ssl_model_sha256"]
+    (run / "save" / "run_settings.json").write_text(json.dumps(record))
+    save_tiny_ssl(source, "wavlm")
+    capfd.readouterr()
+    train_ssl(demo_corpus, run, "dann_wavlm", source, *ONE_EPOCH, script=evaluate)
+    # The first run of this test set up SpeechBrain's logging, without pytest's handler.
+    assert "records no digest of the SSL model's files" in capfd.readouterr().out

@@ -39,18 +39,20 @@ ALL_TARGET_PATHS = ["--adv_warmup=0", "--coral_weight=1", "--mmd_weight=1",
                     "--pseudo_label_epochs=[1]"]
 
 
-def train(demo_corpus, folder, *extra, hparams="hparams/dann_fbank.yaml", tiny=TINY):
+def train(demo_corpus, folder, *extra, hparams="hparams/dann_fbank.yaml", tiny=TINY,
+          script=train_dann):
+    """A tiny run of ``script`` (or, with ``script=evaluate``, its evaluation)."""
     data_folder = os.path.dirname(demo_corpus["eval"])
     argv = [hparams, f"--data_folder={data_folder}", f"--output_folder={folder}", *tiny, *extra]
-    return train_dann.main(argv)
+    return script.main(argv)
 
 
-def train_ssl(demo_corpus, folder, model, source, *extra):
+def train_ssl(demo_corpus, folder, model, source, *extra, script=train_dann):
     """A run of hparams/<model>.yaml on a tiny SSL checkpoint folder."""
     tiny = [t for t in TINY if not t.startswith("--n_mels")]
     return train(demo_corpus, folder, f"--ssl_source={source}", f"--ssl_dim={TINY_SSL_DIM}",
                  f"--ssl_cache={folder}/cache", *extra, hparams=f"hparams/{model}.yaml",
-                 tiny=tiny)
+                 tiny=tiny, script=script)
 
 
 def logged(folder, key):
