@@ -26,13 +26,15 @@ from scipy.stats import Covariance
 from local.errors import fail
 
 
-def check_cohort(cohort):
-    """Fail on cohort rows with NaN or infinite values, naming them.
+def check_finite(vectors, name):
+    """Fail on embeddings with NaN or infinite values, naming their rows.
 
     Arguments
     ---------
-    cohort : torch.Tensor or numpy.ndarray
-        ``[cohort size, dim]`` embeddings.
+    vectors : torch.Tensor or numpy.ndarray
+        ``[n, dim]`` embeddings.
+    name : str
+        What they are (``cohort``, ``plda``), named in the message.
 
     Raises
     ------
@@ -41,15 +43,17 @@ def check_cohort(cohort):
 
     Example
     -------
-    >>> check_cohort(torch.tensor([[0.0, 1.0], [float("inf"), 0.0]]))
+    >>> check_finite(torch.tensor([[0.0, 1.0], [float("inf"), 0.0]]), "cohort")
     Traceback (most recent call last):
       ...
-    local.errors.ManifestError: cohort: cohort rows with NaN or infinite values
+    local.errors.ManifestError: cohort: embeddings with NaN or infinite values
       row 1
+    Fix: check the model and the audio of the training manifest they were drawn from
     """
-    bad = (~torch.isfinite(torch.as_tensor(cohort)).all(dim=1)).nonzero().flatten().tolist()
+    bad = (~torch.isfinite(torch.as_tensor(vectors)).all(dim=1)).nonzero().flatten().tolist()
     if bad:
-        fail("cohort", "cohort rows with NaN or infinite values", rows=[f"row {i}" for i in bad])
+        fail(name, "embeddings with NaN or infinite values", rows=[f"row {i}" for i in bad],
+             fix="check the model and the audio of the training manifest they were drawn from")
 
 
 
@@ -80,7 +84,7 @@ class DomainAdaptation:
     """
 
     def __init__(self, domain, whiten=False, ridge=0.0):
-        check_cohort(domain)
+        check_finite(domain, "cohort")
         units = _unit_float64(domain)
         self.mean = units.mean(axis=0)
         self.whitening = None

@@ -32,6 +32,7 @@ import numpy as np
 import scipy.linalg
 import torch
 
+from local.domain_statistics import check_finite
 from local.errors import fail
 
 
@@ -217,6 +218,11 @@ class PLDABackend:
         The most LDA dimensions kept; no more than the speakers minus one
         (the rank of the between-class covariance) are.
 
+    Raises
+    ------
+    ManifestError
+        When the embeddings have NaN/inf values, or one speaker.
+
     Example
     -------
     >>> rng = np.random.default_rng(0)
@@ -228,6 +234,7 @@ class PLDABackend:
     """
 
     def __init__(self, vectors, labels, lda_dim):
+        check_finite(vectors, "plda")
         speakers = len(np.unique(np.asarray(labels)))
         if speakers < 2:
             fail("plda", f"its training embeddings have {speakers} speaker",
@@ -267,6 +274,7 @@ class PLDABackend:
         -------
         PLDABackend
         """
+        check_finite(in_domain, "plda")
         adapted = copy.copy(self)
         adapted.plda = self.plda.adapted(self.project(in_domain), within_scale, between_scale)
         return adapted

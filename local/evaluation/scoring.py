@@ -26,13 +26,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from local.domain_statistics import check_cohort
+from local.domain_statistics import check_finite
 from local.errors import fail
 
 # Trials scored per step, and cohort scores held at once: bound the memory of
 # a million-trial list to a few hundred MB.
 CHUNK_TRIALS = 2**16
 CHUNK_ELEMENTS = 2**24
+# A side's cohort scores whose standard deviation is within this many machine
+# epsilons of their magnitude do not vary: float32 dot products of a few hundred
+# dimensions round by up to about a hundred epsilons.
+ROUNDING_SPREAD = 1000
 
 
 def _unit(vectors):
@@ -129,6 +133,12 @@ def cohort_stats(vectors, cohort, top_k=None, form=cosine_form):
     tuple of numpy.ndarray
         ``(mean, std)``, each ``[n]``.
 
+    Raises
+    ------
+    ManifestError
+        When the cohort has NaN/inf values, or fewer than ``top_k`` (S-norm:
+        2) embeddings.
+
     Example
     -------
     >>> cohort = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
@@ -138,10 +148,15 @@ def cohort_stats(vectors, cohort, top_k=None, form=cosine_form):
     """
     vectors = torch.as_tensor(vectors)
     cohort = torch.as_tensor(cohort)
-    check_cohort(cohort)
-    size = cohort.shape[0]
-    if top_k is not None and not 2 <= top_k <= size:
-        raise ValueError(f"top_k must be between 2 and the cohort size {size}; got {top_k}")
+    check_finite(cohort, "cohort")
+    if top_k is not None and top_k < 2:
+        raise ValueError(f"top_k must be at least 2; got {top_k}")
+    size, needed = cohort.shape[0], top_k or 2
+    if size < needed:
+        fail("cohort", f"{size} embeddings, fewer than the {needed} that each trial side's "
+             "mean and standard deviation of cohort scores are taken over",
+             fix="draw the cohort from a training manifest with more utterances within "
+                 "min_embed_seconds and max_embed_seconds, or lower cohort_top_k")
     left, _, offset = form(vectors)
     _, cohort, cohort_offset = form(cohort.to(vectors.dtype))
     step = max(1, CHUNK_ELEMENTS // size)
@@ -218,7 +233,9 @@ def score_trials(embeddings, trials, enrolment=None, cohort=None, top_k=None, fo
     Raises
     ------
     ManifestError
-        When utterances have no embedding or non-finite values.
+        When utterances have no embedding or non-finite values, or (with
+        ``cohort``) when a side's cohort scores do not vary, which would make
+        its normalised scores infinite.
 
     Example
     -------
@@ -253,6 +270,17 @@ def score_trials(embeddings, trials, enrolment=None, cohort=None, top_k=None, fo
     ])
     if cohort is not None:
         mean, std = cohort_stats(vectors, cohort, top_k, form)
+        # Identical cohort embeddings (or a zero side) leave a spread of rounding
+        # errors at most, which would blow the normalised scores up.
+        rounding = ROUNDING_SPREAD * np.finfo(std.dtype).eps * np.maximum(1.0, np.abs(mean))
+        flat = np.flatnonzero(~(std > rounding))
+        if flat.size:
+            members = list(sides)
+            fail("cohort", f"{flat.size} trial sides score the same against every cohort member "
+                 "they are normalised by, so their normalised scores are not finite",
+                 rows=[" ".join(members[i]) for i in flat],
+                 fix="check the model: it gives these utterances, or the cohort's, "
+                     "identical or zero embeddings")
         scores = normalize_scores(
             scores, (mean[enrol_side], std[enrol_side]), (mean[test_side], std[test_side])
         )

@@ -101,7 +101,7 @@ def test_a_domain_that_does_not_span_its_dimensions_needs_a_ridge(domain):
 
 def test_non_finite_domain_rows_are_named(domain):
     domain[7, 2] = np.inf
-    with pytest.raises(ManifestError, match=r"cohort rows with NaN or infinite values\n  row 7"):
+    with pytest.raises(ManifestError, match=r"cohort: embeddings with NaN or infinite values\n  row 7"):
         DomainAdaptation(domain, whiten=True)
 
 

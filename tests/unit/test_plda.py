@@ -186,6 +186,19 @@ def test_one_speaker_cannot_train_a_plda():
         PLDABackend(np.eye(3), ["a", "a", "a"], 2)
 
 
+def test_non_finite_training_embeddings_are_named():
+    rng = np.random.default_rng(21)
+    vectors = rng.normal(size=(12, 3))
+    labels = np.repeat(["a", "b", "c"], 4)
+    backend = PLDABackend(vectors, labels, 2)
+    vectors[5, 1] = np.nan
+    message = r"plda: embeddings with NaN or infinite values\n  row 5\nFix: check the model"
+    with pytest.raises(ManifestError, match=message):
+        PLDABackend(vectors, labels, 2)
+    with pytest.raises(ManifestError, match=message):
+        backend.adapted(vectors, 0.3, 0.7)
+
+
 def test_too_few_utterances_for_the_dimensions_are_refused():
     rng = np.random.default_rng(20)
     with pytest.raises(ManifestError, match=r"plda: the within-class covariance of the "

@@ -149,7 +149,7 @@ def test_nan_embeddings_and_cohort_are_named(system):
     embeddings, enrolment, trials, cohort = system
     cohort[3, 1] = np.nan
     with pytest.raises(ManifestError,
-                       match=r"cohort: cohort rows with NaN or infinite values\n  row 3"):
+                       match=r"cohort: embeddings with NaN or infinite values\n  row 3"):
         score_trials(embeddings, trials, enrolment, cohort=cohort)
     embeddings["u2"] = embeddings["u2"].clone()
     embeddings["u2"][0] = float("nan")
@@ -157,11 +157,32 @@ def test_nan_embeddings_and_cohort_are_named(system):
         score_trials(embeddings, trials, enrolment)
 
 
-@pytest.mark.parametrize("top_k", [1, 13])
-def test_top_k_outside_the_cohort_is_refused(system, top_k):
+def test_top_k_below_two_is_refused(system):
     embeddings, enrolment, trials, cohort = system
-    message = f"top_k must be between 2 and the cohort size 12; got {top_k}"
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match="top_k must be at least 2; got 1"):
+        score_trials(embeddings, trials, enrolment, cohort=cohort, top_k=1)
+
+
+@pytest.mark.parametrize("size, top_k", [(12, 13), (1, None)])
+def test_a_cohort_too_small_for_its_statistics_is_refused(system, size, top_k):
+    """A drawn cohort can be smaller than cohort_size: its manifest's utterances are all there are."""
+    embeddings, enrolment, trials, cohort = system
+    needed = top_k or 2
+    with pytest.raises(ManifestError, match=rf"cohort: {size} embeddings, fewer than the {needed}"
+                                            r"(.|\n)*Fix: draw the cohort from a training manifest"):
+        score_trials(embeddings, trials, enrolment, cohort=cohort[:size], top_k=top_k)
+
+
+@pytest.mark.parametrize("top_k", [None, 4])
+def test_sides_whose_cohort_scores_do_not_vary_are_named(system, top_k):
+    """Their standard deviation is 0: a NaN or infinite score, not a number, is all they give."""
+    embeddings, enrolment, trials, cohort = system
+    with pytest.raises(ManifestError, match=r"cohort: 10 trial sides score the same against every "
+                                            r"cohort member(.|\n)*\n  u0 u1 u2\n"):
+        score_trials(embeddings, trials, enrolment, cohort=np.tile(cohort[:1], (5, 1)),
+                     top_k=top_k)
+    embeddings["u9"] = torch.zeros(DIM, dtype=torch.float64)
+    with pytest.raises(ManifestError, match=r"cohort: 1 trial sides(.|\n)*\n  u9\nFix: check"):
         score_trials(embeddings, trials, enrolment, cohort=cohort, top_k=top_k)
 
 

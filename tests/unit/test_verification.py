@@ -214,6 +214,7 @@ def test_cohort_is_a_seeded_subset():
     ({"det_systems": "best"}, "det_systems must be default or all; got 'best'"),
     ({"cohort_size": 20.5}, r"cohort_size must be an integer >= 1; got 20.5"),
     ({"cohort_size": 0}, r"cohort_size must be an integer >= 1; got 0"),
+    ({"score_norm": "snorm", "cohort_size": 1}, r"cohort_size must be an integer >= 2; got 1"),
 ])
 def test_bad_score_norm_settings(change, message):
     with pytest.raises(ValueError, match=message):
