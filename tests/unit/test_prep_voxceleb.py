@@ -1,6 +1,7 @@
 """VoxCeleb preparation on a fake tree with the real corpora's layout and names."""
 
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -305,6 +306,10 @@ def _speaker_not_in_meta(vox1, tmp_path):
     (vox1 / "vox1_meta.csv").write_text(meta)
 
 
+def _vox1_dev_partly_extracted(vox1, tmp_path):
+    shutil.rmtree(vox1 / "wav" / "id10004")
+
+
 def _not_a_meta_file(vox1, tmp_path):
     (vox1 / "vox1_meta.csv").write_text("speaker,sex\nid10001,m\n")
 
@@ -360,6 +365,13 @@ def _vox2_wav_tree_incomplete(vox1, tmp_path):
     return dict(vox2_folder=str(vox2))
 
 
+def _vox2_partly_extracted(vox1, tmp_path):
+    vox2 = write_vox2(tmp_path / "voxceleb2", "wav")
+    for tree in ("aac", "wav"):
+        shutil.rmtree(vox2 / "dev" / tree / "id00017")
+    return dict(vox2_folder=str(vox2))
+
+
 def _vox2_no_meta(vox1, tmp_path):
     vox2 = write_vox2(tmp_path / "voxceleb2", "wav")
     os.remove(vox2 / "vox2_meta.csv")
@@ -376,6 +388,10 @@ def _vox2_wrong_folder(vox1, tmp_path):
                     r"VoxCeleb2's layout\nFix: pass .* this one as vox2_folder"),
     (_no_meta, r"vox1_meta.csv: meta file not found"),
     (_speaker_not_in_meta, r"vox1_meta.csv: 1 speakers of .*wav are not in it\n  id10004"),
+    (_vox1_dev_partly_extracted, r"voxceleb1/wav: 1 speakers that .*voxceleb1/vox1_meta.csv "
+                                 r"lists \(sets dev, test\) have no recordings in it\n  id10004\n"
+                                 r"Fix: extract vox1_dev_wav.zip and vox1_test_wav.zip completely "
+                                 r"into .*voxceleb1;"),
     (_not_a_meta_file, r"vox1_meta.csv: not a VoxCeleb meta file"),
     (_old_style_list, r"veri_test.txt: names speakers by celebrity name"),
     (_wav_folder_itself, r"voxceleb1/wav: no VoxCeleb1 tree .*; found the speaker folders "
@@ -391,6 +407,9 @@ def _vox2_wrong_folder(vox1, tmp_path):
     (_vox2_m4a_only, r"aac: 6 recordings are AAC \(.m4a\) only(.|\n)*ffmpeg"),
     (_vox2_half_converted, r"1 recordings are AAC(.|\n)*id00015/0fijmz4vTVU/00003.m4a"),
     (_vox2_wav_tree_incomplete, r"1 recordings are AAC(.|\n)*id00017/01dfn2spqyE/00001.m4a"),
+    (_vox2_partly_extracted, r"voxceleb2/dev/wav: 1 speakers that .*vox2_meta.csv lists "
+                             r"\(sets dev\) have no recordings in it\n  id00017\n"
+                             r"Fix: extract vox2_dev_aac.zip completely into .*voxceleb2;"),
     (_vox2_no_meta, r"vox2_meta.csv: meta file not found"),
     (_vox2_wrong_folder, r"no VoxCeleb2 tree dev/wav/idXXXXX/ or dev/aac/idXXXXX/"),
 ])
