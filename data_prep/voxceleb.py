@@ -24,9 +24,10 @@ VoxCeleb1 IDs: Vox1-O ``veri_test2.txt`` (the 40 test speakers), Vox1-E
 ``list_test_all2.txt`` and Vox1-H ``list_test_hard2.txt`` (both drawn from all
 of VoxCeleb1, so with them the training speakers come from VoxCeleb2). As in
 SpeechBrain's recipe, every speaker that a trial list uses is kept out of
-training. Every speaker that a meta file lists in the sets its folder holds
-(VoxCeleb1: dev and test; VoxCeleb2: dev) must have recordings there: one
-without any is an archive extracted in part, and is refused. Outputs in ``save_folder`` (one folder per preparation)::
+training. A speaker that a meta file lists in the sets its folder holds
+(VoxCeleb1: dev and test; VoxCeleb2: dev) without recordings there, as of an
+archive extracted in part, is named in a warning. Outputs in ``save_folder``
+(one folder per preparation)::
 
     train.csv           every recording (or ``seg_dur`` chunk) of the other speakers
     dev.csv             with ``dev_ratio`` > 0: that fraction of each training
@@ -93,6 +94,8 @@ OLD_TRIAL_PATH = re.compile(r"^[^/]+/([^/]+/)?[^/]+\.wav$")
 # The archive of each meta file's set (its Set column) that the folders hold.
 VOX1_ARCHIVES = {"dev": "vox1_dev_wav.zip", "test": "vox1_test_wav.zip"}
 VOX2_ARCHIVES = {"dev": "vox2_dev_aac.zip"}
+# Speakers named in the warning about those without recordings.
+SHOWN_SPEAKERS = 20
 CLEANED_LISTS_URL = "https://www.robots.ox.ac.uk/~vgg/data/voxceleb/vox1.html"
 CONVERT_VOX2 = (
     "cd VOX2_FOLDER/dev && find aac -name '*.m4a' | while read -r f; do "
@@ -357,8 +360,9 @@ def _speaker_genders(folder, meta_name, files, root, archives):
 
     Every speaker of ``files`` must be in the meta file ``meta_name`` of
     ``folder``, and every speaker that it lists in a set of ``archives``
-    (``{set: archive}``, extracted into ``folder``) must have files: a
-    speaker without any is an archive extracted in part.
+    (``{set: archive}``, extracted into ``folder``) should have files: a
+    speaker without any, perhaps of an archive extracted in part, is named
+    in a warning.
     """
     meta_path = _meta_file(folder, meta_name)
     listed = _meta_lines(meta_path)
@@ -371,11 +375,15 @@ def _speaker_genders(folder, meta_name, files, root, archives):
               "vox2_meta.csv for VoxCeleb2)")
     absent = sorted({speaker for _, speaker, _, part in listed if part in archives} - found)
     if absent:
-        fail(root, f"{len(absent)} speakers that {meta_path} lists (sets "
-              f"{', '.join(archives)}) have no recordings in it", rows=absent,
-              fix=f"extract {' and '.join(archives.values())} completely "
-              f"into {folder}; where your copy of the corpus lacks these "
-              "speakers, delete their lines from the meta file")
+        # A warning, not a failure: a copy may lack an archive on purpose (VoxCeleb1's
+        # dev set where the training speakers come from VoxCeleb2), or a few speakers.
+        logger.warning("%s: %d speakers that %s lists (sets %s) have no recordings in it and "
+                       "are in no manifest: %s%s. Where an archive was extracted in part, "
+                       "extract %s completely into %s and prepare again",
+                       root, len(absent), meta_path, ", ".join(archives),
+                       " ".join(absent[:SHOWN_SPEAKERS]),
+                       " ..." * (len(absent) > SHOWN_SPEAKERS),
+                       " and ".join(archives.values()), folder)
     return genders
 
 
