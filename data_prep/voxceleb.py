@@ -24,7 +24,10 @@ VoxCeleb1 IDs: Vox1-O ``veri_test2.txt`` (the 40 test speakers), Vox1-E
 ``list_test_all2.txt`` and Vox1-H ``list_test_hard2.txt`` (both drawn from all
 of VoxCeleb1, so with them the training speakers come from VoxCeleb2). As in
 SpeechBrain's recipe, every speaker that a trial list uses is kept out of
-training. Outputs in ``save_folder`` (one folder per preparation)::
+training. A speaker that a meta file lists in the sets its folder holds
+(VoxCeleb1: dev and test; VoxCeleb2: dev) without recordings there, as of an
+archive extracted in part, is named in a warning. Outputs in ``save_folder``
+(one folder per preparation)::
 
     train.csv           every recording (or ``seg_dur`` chunk) of the other speakers
     dev.csv             with ``dev_ratio`` > 0: that fraction of each training
@@ -88,6 +91,11 @@ OFFICIAL_TRIALS = {
 TRIAL_PATH = re.compile(r"^id\d+/[^/]+/[^/]+\.wav$")
 # The original list: celebrity name / <youtube_id>_<number>.wav (or a three-part path).
 OLD_TRIAL_PATH = re.compile(r"^[^/]+/([^/]+/)?[^/]+\.wav$")
+# The archive of each meta file's set (its Set column) that the folders hold.
+VOX1_ARCHIVES = {"dev": "vox1_dev_wav.zip", "test": "vox1_test_wav.zip"}
+VOX2_ARCHIVES = {"dev": "vox2_dev_aac.zip"}
+# Speakers named in the warning about those without recordings.
+SHOWN_SPEAKERS = 20
 CLEANED_LISTS_URL = "https://www.robots.ox.ac.uk/~vgg/data/voxceleb/vox1.html"
 CONVERT_VOX2 = (
     "cd VOX2_FOLDER/dev && find aac -name '*.m4a' | while read -r f; do "
@@ -173,7 +181,7 @@ def prepare_voxceleb(
 def _read(data_folder, vox1_wav, trial_files, vox2_folder, dev_ratio, seed):
     """The manifests and trial lists; every check first, as reading the audio headers is slow."""
     vox1_files = _scan(vox1_wav)
-    genders = _speaker_genders(_meta_file(data_folder, "vox1_meta.csv"), vox1_files, vox1_wav)
+    genders = _speaker_genders(data_folder, "vox1_meta.csv", vox1_files, vox1_wav, VOX1_ARCHIVES)
     trials = {name: _read_trials(path, vox1_files, vox1_wav) for name, path in trial_files.items()}
     eval_files = sorted({f for pairs in trials.values() for _, *pair in pairs for f in pair})
     eval_speakers = {f.split("/")[0] for f in eval_files}
@@ -182,8 +190,8 @@ def _read(data_folder, vox1_wav, trial_files, vox2_folder, dev_ratio, seed):
     if vox2_folder:
         vox2_wav = _vox2_tree(vox2_folder)
         vox2_files = _scan(vox2_wav)
-        vox2_genders = _speaker_genders(
-            _meta_file(vox2_folder, "vox2_meta.csv"), vox2_files, vox2_wav)
+        vox2_genders = _speaker_genders(vox2_folder, "vox2_meta.csv", vox2_files, vox2_wav,
+                                        VOX2_ARCHIVES)
         train_files += [(vox2_wav, f, vox2_genders) for f in vox2_files]
     if not train_files:
         fail(data_folder, "no training speakers left: the trial lists use every "
@@ -256,25 +264,31 @@ def read_meta(path):
     >>> read_meta(path)
     {'id00012': 'm'}
     """
+    return speaker_genders(path, [line[:3] for line in _meta_lines(path)])
+
+
+def _meta_lines(path):
+    """``(line number, speaker, gender, set)`` of each speaker of a VoxCeleb meta file."""
     with open(path, encoding="utf-8-sig") as meta:
         lines = [line for line in meta.read().splitlines() if line.strip()]
     separator = "\t" if lines and "\t" in lines[0] else ","
     header = [field.strip() for field in lines[0].split(separator)] if lines else []
-    if len(header) < 2 or not header[0].endswith("ID") or "Gender" not in header:
+    if (len(header) < 2 or not header[0].endswith("ID")
+            or not {"Gender", "Set"} <= set(header)):
         fail(path, f"not a VoxCeleb meta file: header {header}",
               fix="use vox1_meta.csv / vox2_meta.csv as downloaded from the VoxCeleb site")
-    column = header.index("Gender")
+    gender, part = header.index("Gender"), header.index("Set")
     listed, bad = [], []
     for number, line in enumerate(lines[1:], start=2):
         fields = [field.strip() for field in line.split(separator)]
-        if len(fields) <= column or not fields[0].startswith("id"):
+        if len(fields) <= max(gender, part) or not fields[0].startswith("id"):
             bad.append(f"line {number}: {line}")
         else:
-            listed.append((number, fields[0], fields[column].lower()))
+            listed.append((number, fields[0], fields[gender].lower(), fields[part].lower()))
     if bad:
-        fail(path, "lines without a speaker ID and gender", rows=bad,
+        fail(path, "lines without a speaker ID, gender and set", rows=bad,
               fix="use the meta file as downloaded from the VoxCeleb site")
-    return speaker_genders(path, listed)
+    return listed
 
 
 def _wav_tree(data_folder):
@@ -341,14 +355,35 @@ def _meta_file(folder, name):
           fix=f"download {name} from the VoxCeleb site into {folder}")
 
 
-def _speaker_genders(meta_path, files, root):
-    """Genders of the speakers of ``files``; every one must be in the meta file."""
-    genders = read_meta(meta_path)
-    missing = sorted({f.split("/")[0] for f in files} - set(genders))
+def _speaker_genders(folder, meta_name, files, root, archives):
+    """Genders of the speakers of ``files`` under ``root``, checked both ways against the meta file.
+
+    Every speaker of ``files`` must be in the meta file ``meta_name`` of
+    ``folder``, and every speaker that it lists in a set of ``archives``
+    (``{set: archive}``, extracted into ``folder``) should have files: a
+    speaker without any, perhaps of an archive extracted in part, is named
+    in a warning.
+    """
+    meta_path = _meta_file(folder, meta_name)
+    listed = _meta_lines(meta_path)
+    genders = speaker_genders(meta_path, [line[:3] for line in listed])
+    found = {f.split("/")[0] for f in files}
+    missing = sorted(found - set(genders))
     if missing:
         fail(meta_path, f"{len(missing)} speakers of {root} are not in it", rows=missing,
               fix="use the meta file of this corpus (vox1_meta.csv for VoxCeleb1, "
               "vox2_meta.csv for VoxCeleb2)")
+    absent = sorted({speaker for _, speaker, _, part in listed if part in archives} - found)
+    if absent:
+        # A warning, not a failure: a copy may lack an archive on purpose (VoxCeleb1's
+        # dev set where the training speakers come from VoxCeleb2), or a few speakers.
+        logger.warning("%s: %d speakers that %s lists (sets %s) have no recordings in it and "
+                       "are in no manifest: %s%s. Where an archive was extracted in part, "
+                       "extract %s completely into %s and prepare again",
+                       root, len(absent), meta_path, ", ".join(archives),
+                       " ".join(absent[:SHOWN_SPEAKERS]),
+                       " ..." * (len(absent) > SHOWN_SPEAKERS),
+                       " and ".join(archives.values()), folder)
     return genders
 
 

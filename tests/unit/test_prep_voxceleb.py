@@ -1,6 +1,9 @@
 """VoxCeleb preparation on a fake tree with the real corpora's layout and names."""
 
+import logging
 import os
+import re
+import shutil
 
 import numpy as np
 import pytest
@@ -305,6 +308,10 @@ def _speaker_not_in_meta(vox1, tmp_path):
     (vox1 / "vox1_meta.csv").write_text(meta)
 
 
+def _vox1_dev_partly_extracted(vox1, tmp_path):
+    shutil.rmtree(vox1 / "wav" / "id10004")
+
+
 def _not_a_meta_file(vox1, tmp_path):
     (vox1 / "vox1_meta.csv").write_text("speaker,sex\nid10001,m\n")
 
@@ -360,6 +367,13 @@ def _vox2_wav_tree_incomplete(vox1, tmp_path):
     return dict(vox2_folder=str(vox2))
 
 
+def _vox2_partly_extracted(vox1, tmp_path):
+    vox2 = write_vox2(tmp_path / "voxceleb2", "wav")
+    for tree in ("aac", "wav"):
+        shutil.rmtree(vox2 / "dev" / tree / "id00017")
+    return dict(vox2_folder=str(vox2))
+
+
 def _vox2_no_meta(vox1, tmp_path):
     vox2 = write_vox2(tmp_path / "voxceleb2", "wav")
     os.remove(vox2 / "vox2_meta.csv")
@@ -403,6 +417,23 @@ def test_bad_input_is_refused_with_the_fix(vox1, tmp_path, out, breakage, messag
     if breakage is _old_style_list:
         assert "veri_test2.txt" in str(error.value)
     assert not os.path.exists(os.path.join(out, "prepare_options.json"))
+
+
+@pytest.mark.parametrize("breakage, folder, sets", [
+    (_vox1_dev_partly_extracted, "voxceleb1/wav", "dev, test"),
+    (_vox2_partly_extracted, "voxceleb2/dev/wav", "dev"),
+])
+def test_a_speaker_of_the_meta_file_without_recordings_is_named(vox1, tmp_path, out, caplog,
+                                                                 breakage, folder, sets):
+    arguments = dict(data_folder=str(vox1), save_folder=out)
+    arguments.update(breakage(vox1, tmp_path) or {})
+    with caplog.at_level(logging.WARNING):
+        prepare_voxceleb(**arguments)
+    missing = "id10004" if "voxceleb1" in folder else "id00017"
+    assert re.search(rf"{folder}: 1 speakers that \S+_meta.csv lists \(sets {sets}\) have no "
+                     rf"recordings in it and are in no manifest: {missing}\. Where an archive "
+                     r"was extracted in part, extract \S+.zip", caplog.text)
+    assert missing not in open(os.path.join(out, "train.csv")).read()
 
 
 def _audio_is_not_read(monkeypatch):
