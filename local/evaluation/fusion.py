@@ -35,6 +35,7 @@ from local.errors import ManifestError, fail
 from local.evaluation.metrics import VOXCELEB_DCF, compute_metrics, dcf_name
 from local.evaluation.report import plot_det, read_scores, write_scores
 from local.evaluation.verification import summary_table
+from local.whole_files import written_whole
 
 # Keeps the logistic-regression weights finite when the development trials
 # are perfectly separable; small enough not to matter otherwise.
@@ -98,28 +99,41 @@ def load_systems(paths):
     return first[["enrol", "test", "label"]], np.stack(columns, axis=1)
 
 
-def mean_fusion(scores):
+def mean_fusion(scores, names=None):
     """Mean of the systems' standardised scores.
 
     Arguments
     ---------
     scores : numpy.ndarray
         ``[trials, systems]``.
+    names : list of str, optional
+        The systems' score files, named when one cannot be standardised.
 
     Returns
     -------
     numpy.ndarray
         ``[trials]``.
 
+    Raises
+    ------
+    ManifestError
+        When a system gives every trial the same score.
+
     Example
     -------
     >>> mean_fusion(np.array([[0.0, 10.0], [1.0, 30.0], [2.0, 20.0]]))
     array([-1.22474487,  0.61237244,  0.61237244])
+    >>> mean_fusion(np.array([[0.0, 1.0], [1.0, 1.0]]), ["a.txt", "b.txt"])
+    Traceback (most recent call last):
+      ...
+    local.errors.ManifestError: b.txt: gives every trial the same score, which cannot be standardised
+    Fix: leave it out of the fusion, or check the system that scored it
     """
+    names = names or [f"system {i}" for i in range(scores.shape[1])]
     std = scores.std(axis=0)
-    if np.any(std == 0):
-        constant = np.flatnonzero(std == 0).tolist()
-        raise ValueError(f"systems {constant} give every trial the same score")
+    for i in np.flatnonzero(std == 0):
+        fail(names[i], "gives every trial the same score, which cannot be standardised",
+             fix="leave it out of the fusion, or check the system that scored it")
     return ((scores - scores.mean(axis=0)) / std).mean(axis=1)
 
 
@@ -202,7 +216,8 @@ def update_summary(path, system, metrics):
         older = pd.read_csv(path)
         row = pd.concat([older[older["system"] != system], row], ignore_index=True)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    row.to_csv(path, index=False)
+    with written_whole(path, encoding="utf-8") as out:  # a kill leaves the table before it
+        row.to_csv(out, index=False)
 
 
 def run_fusion(scores, out, det=None, dev=None, summary=None, system=None):
@@ -228,7 +243,8 @@ def run_fusion(scores, out, det=None, dev=None, summary=None, system=None):
     -------
     int
         0 when the fused score file was written, 1 when the score files do
-        not fit together (the problem printed to stderr).
+        not fit together or one cannot be fused (the problem printed to
+        stderr).
 
     Example
     -------
@@ -254,6 +270,8 @@ def run_fusion(scores, out, det=None, dev=None, summary=None, system=None):
     try:
         trials, system_scores = load_systems(scores)
         development = load_systems(dev) if dev else None
+        if not development:
+            fused, fusion = mean_fusion(system_scores, scores), "fusion (mean)"
     except ManifestError as err:
         print(err, file=sys.stderr)
         return 1
@@ -261,8 +279,6 @@ def run_fusion(scores, out, det=None, dev=None, summary=None, system=None):
         weights, bias = train_logistic_fusion(development[1], development[0]["label"])
         fused, fusion = system_scores @ weights + bias, "fusion (logistic)"
         print("weights " + " ".join(f"{w:.4f}" for w in weights) + f", bias {bias:.4f}")
-    else:
-        fused, fusion = mean_fusion(system_scores), "fusion (mean)"
     write_scores(out, trials, fused)
     systems = dict(zip(scores, system_scores.T))
     systems[fusion] = fused

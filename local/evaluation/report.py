@@ -25,6 +25,7 @@ from scipy.stats import norm
 
 from local.errors import fail
 from local.evaluation.metrics import VOXCELEB_DCF, compute_metrics, dcf_name, eer, error_rates
+from local.whole_files import written_whole
 
 SCORE_COLUMNS = ["enrol", "test", "score", "label"]
 # Manifest columns whose values define conditions.
@@ -81,7 +82,8 @@ def write_scores(path, trials, scores):
     })
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     # pandas writes float64 with repr, the shortest text that reads back exactly.
-    table.to_csv(path, sep=" ", header=False, index=False)
+    with written_whole(path, encoding="utf-8") as out:  # a kill leaves the file before it
+        table.to_csv(out, sep=" ", header=False, index=False)
 
 
 def read_scores(path):

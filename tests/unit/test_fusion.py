@@ -1,11 +1,19 @@
 """Mean and logistic-regression score fusion, and its command line."""
 
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from local.errors import ManifestError
-from local.evaluation.fusion import load_systems, main, mean_fusion, train_logistic_fusion
+from local.evaluation.fusion import (
+    load_systems,
+    main,
+    mean_fusion,
+    train_logistic_fusion,
+    update_summary,
+)
 from local.evaluation.metrics import eer
 from local.evaluation.report import read_scores, write_scores
 from local.evaluation.seed_table import collect, seed_table
@@ -55,7 +63,7 @@ def test_mean_fusion_by_hand():
     # System 1: mean 1, std sqrt(2/3); system 2: mean 20, std sqrt(200/3).
     z = np.sqrt(1.5)
     np.testing.assert_allclose(mean_fusion(scores), [(-z - z) / 2, (0 + z) / 2, (z + 0) / 2])
-    with pytest.raises(ValueError, match=r"systems \[1\] give every trial the same score"):
+    with pytest.raises(ManifestError, match=r"^system 1: gives every trial the same score"):
         mean_fusion(np.array([[0.0, 1.0], [1.0, 1.0]]))
 
 
@@ -122,6 +130,11 @@ def test_command_line_reports_bad_input(tmp_path, capsys):
     assert main(["--scores", missing, "--out", str(tmp_path / "f.txt")]) == 1
     assert capsys.readouterr().err.startswith(f"{missing}: score file does not exist")
     assert not (tmp_path / "f.txt").exists()
+    trials, scores = noisy_systems(0, noise=(1.0, 1.0), shift=(0.0, 0.0), scale=(1.0, 0.0))
+    paths = write_systems(tmp_path, "sys", trials, scores)
+    assert main(["--scores", *paths, "--out", str(tmp_path / "f.txt")]) == 1
+    assert capsys.readouterr().err.startswith(f"{paths[1]}: gives every trial the same score")
+    assert not (tmp_path / "f.txt").exists()
 
 
 def test_fused_systems_are_tabulated_over_seeds_like_runs(tmp_path, capsys):
@@ -148,3 +161,25 @@ def test_fused_systems_are_tabulated_over_seeds_like_runs(tmp_path, capsys):
 def test_summary_needs_a_system_name(tmp_path):
     with pytest.raises(SystemExit):
         main(["--scores", "a.txt", "--out", "f.txt", "--summary", str(tmp_path / "s.csv")])
+
+
+def test_a_fusion_that_fails_while_writing_leaves_the_files_before_it(tmp_path, monkeypatch):
+    trials, scores = noisy_systems(0, noise=(1.0, 1.0))
+    paths = write_systems(tmp_path, "sys", trials, scores)
+    out, summary = tmp_path / "fused.txt", tmp_path / "verification" / "summary.csv"
+    main(["--scores", *paths, "--out", str(out), "--summary", str(summary), "--system", "t"])
+    before = out.read_bytes(), summary.read_bytes()
+    to_csv = pd.DataFrame.to_csv
+
+    def full_disk(table, handle, **options):
+        to_csv(table.iloc[:1], handle, **options)  # a part written, then the disk is full
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", full_disk)
+    with pytest.raises(OSError):
+        main(["--scores", *paths[::-1], "--out", str(out)])
+    with pytest.raises(OSError):
+        update_summary(str(summary), "other", {"trials": 1, "eer": 0.5})
+    assert (out.read_bytes(), summary.read_bytes()) == before
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == sorted(
+        [*(os.path.basename(p) for p in paths), "fused.txt", "summary.csv"])
