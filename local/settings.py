@@ -227,7 +227,7 @@ def load_condition(overrides, hparams_file):
     tuple
         ``(condition_path, condition_hparams, model_overrides)``.
     """
-    overrides = yaml.safe_load(overrides) or {}
+    overrides = _command_line(overrides, hparams_file)
     path = overrides.pop("condition", DEFAULT_CONDITION)
     if not os.path.isfile(hparams_file):
         fail(hparams_file, "no such model hparams file",
@@ -263,6 +263,24 @@ def load_condition(overrides, hparams_file):
     _check_condition_keys(path, condition)
     model = typed_overrides(hparams_file, {k: v for k, v in overrides.items() if k not in keys})
     return path, condition, model
+
+
+def _command_line(text, hparams_file):
+    """The overrides ``{key: value}`` of ``sb.parse_arguments``'s YAML ``text``.
+
+    A word that is no ``--key=value`` (a condition file passed without
+    ``--condition=``) leaves text that is no YAML mapping: it is refused.
+    """
+    try:
+        overrides = yaml.safe_load(text) or {}
+    except yaml.YAMLError:
+        overrides = None
+    if not isinstance(overrides, dict):
+        fail(hparams_file, f"the arguments after it are no --key=value settings (read as "
+                           f"{text.strip()!r})",
+             fix="pass each setting as --key=value, the condition as "
+                 "--condition=recipes/<name>/condition.yaml")
+    return overrides
 
 
 def _recipe_files(pattern, exclude=None):

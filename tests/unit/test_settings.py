@@ -4,6 +4,7 @@ import os
 import re
 
 import pytest
+import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
 
 from local.errors import ManifestError
@@ -124,6 +125,18 @@ def test_a_model_or_condition_file_that_does_not_exist_names_the_ones_there():
                                             r"condition.yaml, one of recipes/deepmine_wireless"
                                             r"_to_telephone/condition.yaml, recipes/demo/"):
         load_condition("condition: recipes/dem/condition.yaml", "hparams/dann_fbank.yaml")
+
+
+@pytest.mark.parametrize("argv", [["recipes/demo/condition.yaml"],
+                                  ["recipes/demo/condition.yaml", "--lr=0.1"], ["-lr=0.1"]])
+def test_arguments_that_are_no_key_value_settings_are_refused_naming_the_fix(argv):
+    # sb.parse_arguments turns them into YAML text that holds no mapping, or no YAML.
+    _, _, overrides = sb.parse_arguments(["hparams/dann_fbank.yaml", *argv])
+    with pytest.raises(ManifestError, match=r"hparams/dann_fbank.yaml: the arguments after it "
+                                            r"are no --key=value settings(.|\n)*\nFix: pass each "
+                                            r"setting as --key=value, the condition as "
+                                            r"--condition=recipes/<name>/condition.yaml$"):
+        load_condition(overrides, "hparams/dann_fbank.yaml")
 
 
 def test_a_misspelt_required_key_of_a_condition_is_named_with_its_spelling(tmp_path):
