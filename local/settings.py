@@ -14,11 +14,11 @@ destination.
 """
 
 import difflib
+import glob
 import io
 import json
 import os
 import re
-import sys
 
 import ruamel.yaml
 import torch
@@ -35,6 +35,9 @@ RECIPE_FOLDER = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CONDITION = os.path.join(RECIPE_FOLDER, "recipes", "demo", "condition.yaml")
 # The file of every key the code reads from a model file.
 COMMON_HPARAMS = os.path.join(RECIPE_FOLDER, "hparams", "common.yaml")
+# The model files and condition files a missing one is told to choose from.
+MODEL_FILES = "hparams/*.yaml"
+CONDITION_FILES = "recipes/*/condition.yaml"
 # Its !PLACEHOLDER keys that prepare_experiment fills in, from the condition
 # file and the source manifest.
 FILLED_IN_KEYS = ("condition", "n_speakers")
@@ -226,10 +229,14 @@ def load_condition(overrides, hparams_file):
     tuple
         ``(condition_path, condition_hparams, model_overrides)``.
     """
-    overrides = yaml.safe_load(overrides) or {}
+    overrides = _command_line(overrides, hparams_file)
     path = overrides.pop("condition", DEFAULT_CONDITION)
+    if not os.path.isfile(hparams_file):
+        fail(hparams_file, "no such model hparams file",
+             fix=f"pass one of {_recipe_files(MODEL_FILES, exclude=COMMON_HPARAMS)}")
     if not os.path.isfile(path):
-        sys.exit(f"Condition file {path} does not exist: pass --condition=recipes/<name>/condition.yaml")
+        fail(path, "no such condition file", fix="pass --condition=recipes/<name>/condition.yaml, "
+                                                 f"one of {_recipe_files(CONDITION_FILES)}")
     _check_model_keys(hparams_file)
     keys = set(plain_values(path))
     shared = sorted(keys & set(plain_values(hparams_file)) - {"condition"})
@@ -250,10 +257,38 @@ def load_condition(overrides, hparams_file):
     _check_placeholders(hparams_file, model_text(hparams_file), [*overrides, *FILLED_IN_KEYS],
                         "hparams/common.yaml says what")
     mine = typed_overrides(path, {k: v for k, v in overrides.items() if k in keys})
-    condition = load_hyperpyyaml(text, mine)
+    try:
+        condition = load_hyperpyyaml(text, mine)
+    except ValueError as err:
+        fail(path, f"cannot be loaded ({err})",
+             fix=f"every !ref <key> must name a key of the file: {', '.join(sorted(keys))}")
     _check_condition_keys(path, condition)
     model = typed_overrides(hparams_file, {k: v for k, v in overrides.items() if k not in keys})
     return path, condition, model
+
+
+def _command_line(text, hparams_file):
+    """The overrides ``{key: value}`` of ``sb.parse_arguments``'s YAML ``text``.
+
+    A word that is no ``--key=value`` (a condition file passed without
+    ``--condition=``) leaves text that is no YAML mapping: it is refused.
+    """
+    try:
+        overrides = yaml.safe_load(text) or {}
+    except yaml.YAMLError:
+        overrides = None
+    if not isinstance(overrides, dict):
+        fail(hparams_file, f"the arguments after it are no --key=value settings (read as "
+                           f"{text.strip()!r})",
+             fix="pass each setting as --key=value, the condition as "
+                 "--condition=recipes/<name>/condition.yaml")
+    return overrides
+
+
+def _recipe_files(pattern, exclude=None):
+    """The recipe's files matching ``pattern`` (relative to its folder), but ``exclude``, as text."""
+    found = sorted(glob.glob(os.path.join(RECIPE_FOLDER, pattern)))
+    return ", ".join(os.path.relpath(f, RECIPE_FOLDER) for f in found if f != exclude)
 
 
 def _check_placeholders(path, text, given, hint):
@@ -290,9 +325,13 @@ def _check_condition_keys(path, condition):
     """
     missing = [key for key in CONDITION_KEYS if key not in condition]
     if missing:
+        others = [key for key in condition if key not in CONDITION_KEYS]
+        renames = [f"rename {close[0]} to {key}; " for key in missing
+                   for close in [difflib.get_close_matches(key, others, 1)] if close]
         fail(path, f"condition file without {', '.join(missing)}",
-             fix="name the condition, its prepare steps ([] when the manifests exist), "
-                 "source_train, target_train and evaluation, as recipes/demo/condition.yaml does")
+             fix="".join(renames) + "name the condition, its prepare steps ([] when the "
+                 "manifests exist), source_train, target_train and evaluation, as "
+                 "recipes/demo/condition.yaml does")
     lists = condition["evaluation"]
     if not isinstance(lists, dict) or not lists:
         fail(path, "evaluation is not a mapping of trial lists",

@@ -199,10 +199,10 @@ def speaker_classes(manifest, label, path):
     Traceback (most recent call last):
       ...
     local.errors.ManifestError: train.csv: speaker_label: spk_phrase needs a 'phrase' column in the source training manifest; it has none
-    Fix: train with speaker_label: spk_id, or on a text-dependent source (data_prep.demo with phrases > 0, DeepMine's SdSV task 1)
+    Fix: pass --speaker_label=spk_id, or train on a text-dependent source (--condition=recipes/demo_text_dependent/condition.yaml, DeepMine's SdSV task 1)
     """
-    fix = ("train with speaker_label: spk_id, or on a text-dependent source "
-           "(data_prep.demo with phrases > 0, DeepMine's SdSV task 1)")
+    fix = ("pass --speaker_label=spk_id, or train on a text-dependent source "
+           "(--condition=recipes/demo_text_dependent/condition.yaml, DeepMine's SdSV task 1)")
     columns = SPEAKER_LABELS[label]
     for column in columns:
         if column not in manifest.columns:

@@ -207,7 +207,7 @@ class SSLFrontend(torch.nn.Module):
                                freeze_feature_extractor=freeze_feature_extractor,
                                output_all_hiddens=True)
         except (OSError, ValueError) as err:
-            raise OSError(_load_error(source, save_path, err)) from err
+            _refuse_load(source, save_path, err)
         self.fingerprint = ssl_fingerprint(source, save_path)
         # transformers 5 collects hidden states with hooks, so a layer skipped
         # by LayerDrop during fine-tuning would be missing from the weighted
@@ -321,21 +321,17 @@ class SSLFrontend(torch.nn.Module):
         return self.layer_sum(self.hidden_states(wavs, wav_lens))
 
 
-def _load_error(source, save_path, err):
-    """The message for an SSL checkpoint that could not be loaded."""
+def _refuse_load(source, save_path, err):
+    """Refuse an SSL checkpoint that could not be loaded, with the fix."""
     if os.path.isdir(source):
-        return (
-            f"Cannot load the SSL model from the folder '{source}' ({err}). It must hold "
-            "what save_pretrained writes for the model (config.json, model.safetensors) "
-            "and for its feature extractor (preprocessor_config.json)."
-        )
-    return (
-        f"Cannot load the SSL model '{source}': it is not a local folder, and the "
-        f"Hugging Face hub did not provide it ({type(err).__name__}: {err}). With the hub "
-        f"reachable it is downloaded into '{save_path}'. Offline, download it on a "
-        f"machine with access (huggingface-cli download {source} --local-dir DIR), copy "
-        "DIR here and pass --ssl_source=DIR."
-    )
+        fail(source, f"cannot load the SSL model from this folder ({err})",
+             fix="it must hold what save_pretrained writes for the model (config.json, "
+                 "model.safetensors) and for its feature extractor (preprocessor_config.json)")
+    fail(f"--ssl_source={source}", "cannot load the SSL model: it is not a local folder, and "
+         f"the Hugging Face hub did not provide it ({type(err).__name__}: {err})",
+         fix=f"with the hub reachable it is downloaded into '{save_path}'. Offline, download "
+             f"it on a machine with access (huggingface-cli download {source} --local-dir "
+             "DIR), copy DIR here and pass --ssl_source=DIR")
 
 
 def save_layer_weights(layer_sum, folder):

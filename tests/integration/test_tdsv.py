@@ -97,8 +97,9 @@ def test_the_ssl_model_is_fine_tuned(run, tiny_ssl, tmp_path):
 def test_speaker_phrase_labels_need_a_phrase_column(demo_corpus, tiny_ssl, tmp_path):
     data_folder = os.path.dirname(demo_corpus["eval"])
     with pytest.raises(ManifestError, match="source_train.csv: speaker_label: spk_phrase needs "
-                       "a 'phrase' column in the source training manifest(.|\n)*Fix: train "
-                       "with speaker_label: spk_id"):
+                       "a 'phrase' column in the source training manifest(.|\n)*Fix: pass "
+                       "--speaker_label=spk_id, or train on a text-dependent source "
+                       r"\(--condition=recipes/demo_text_dependent/condition.yaml"):
         train_dann.main(["hparams/tdsv_wavlm.yaml", f"--data_folder={data_folder}",
                          f"--output_folder={tmp_path}", f"--ssl_source={tiny_ssl['wavlm']}"])
     assert not os.path.exists(tmp_path / "hyperparams.yaml")  # stopped before the run began

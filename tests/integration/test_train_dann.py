@@ -320,7 +320,7 @@ def test_condition_file_sharing_a_key_with_the_model_file_is_refused(demo_corpus
 
 
 def test_missing_condition_file_is_a_clear_error(demo_corpus, tmp_path):
-    with pytest.raises(SystemExit, match="Condition file nowhere.yaml does not exist"):
+    with pytest.raises(ManifestError, match="nowhere.yaml: no such condition file"):
         train(demo_corpus, tmp_path, "--condition=nowhere.yaml")
 
 

@@ -4,6 +4,7 @@ import os
 import re
 
 import pytest
+import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
 
 from local.errors import ManifestError
@@ -111,6 +112,48 @@ def test_a_misspelt_key_of_a_trial_list_is_refused_not_ignored(tmp_path):
                                             r"has keys \['enrollment'\] that nothing reads\n"
                                             r"Fix: did you mean enrolment\? a trial list names "
                                             r"only manifest, trials, enrolment, min_dcf$"):
+        load_condition(f"condition: {condition}", "hparams/dann_fbank.yaml")
+
+
+def test_a_model_or_condition_file_that_does_not_exist_names_the_ones_there():
+    with pytest.raises(ManifestError, match=r"hparams/dann_fbnak.yaml: no such model hparams "
+                                            r"file\nFix: pass one of hparams/dann_fbank.yaml, "
+                                            r"hparams/dann_resnet.yaml, .*tdsv_wavlm.yaml$"):
+        load_condition("", "hparams/dann_fbnak.yaml")
+    with pytest.raises(ManifestError, match=r"recipes/dem/condition.yaml: no such condition "
+                                            r"file\nFix: pass --condition=recipes/<name>/"
+                                            r"condition.yaml, one of recipes/deepmine_wireless"
+                                            r"_to_telephone/condition.yaml, recipes/demo/"):
+        load_condition("condition: recipes/dem/condition.yaml", "hparams/dann_fbank.yaml")
+
+
+@pytest.mark.parametrize("argv", [["recipes/demo/condition.yaml"],
+                                  ["recipes/demo/condition.yaml", "--lr=0.1"], ["-lr=0.1"]])
+def test_arguments_that_are_no_key_value_settings_are_refused_naming_the_fix(argv):
+    # sb.parse_arguments turns them into YAML text that holds no mapping, or no YAML.
+    _, _, overrides = sb.parse_arguments(["hparams/dann_fbank.yaml", *argv])
+    with pytest.raises(ManifestError, match=r"hparams/dann_fbank.yaml: the arguments after it "
+                                            r"are no --key=value settings(.|\n)*\nFix: pass each "
+                                            r"setting as --key=value, the condition as "
+                                            r"--condition=recipes/<name>/condition.yaml$"):
+        load_condition(overrides, "hparams/dann_fbank.yaml")
+
+
+def test_a_misspelt_required_key_of_a_condition_is_named_with_its_spelling(tmp_path):
+    text = open("recipes/demo/condition.yaml", encoding="utf-8").read()
+    condition = write(tmp_path, "condition.yaml", text.replace("target_train:", "target_trian:"))
+    with pytest.raises(ManifestError, match=r"condition.yaml: condition file without "
+                                            r"target_train\nFix: rename target_trian to "
+                                            r"target_train; name the condition"):
+        load_condition(f"condition: {condition}", "hparams/dann_fbank.yaml")
+
+
+def test_a_reference_to_a_key_the_condition_lacks_names_the_file(tmp_path):
+    text = open("recipes/demo/condition.yaml", encoding="utf-8").read()
+    condition = write(tmp_path, "condition.yaml", text.replace("demo_seed: 1234", "demo_sed: 1234"))
+    with pytest.raises(ManifestError, match=r"condition.yaml: cannot be loaded \(The reference "
+                                            r"\"demo_seed\" is not valid\)\nFix: every !ref "
+                                            r"<key> must name a key of the file"):
         load_condition(f"condition: {condition}", "hparams/dann_fbank.yaml")
 
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
+from local.errors import ManifestError
 from local.model.ssl_frontend import (
     SSLFrontend,
     WeightedLayerSum,
@@ -109,10 +110,13 @@ def test_waveform_normalisation_follows_the_checkpoint(tiny_ssl, tmp_path):
         assert same == invariant, family
 
 
-def test_unreachable_hub_is_a_clear_error(tmp_path, monkeypatch):
+def test_unreachable_hub_is_a_message_with_the_fix(tmp_path, monkeypatch):
+    # A ManifestError, which the scripts print without a traceback.
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(OSError, match=r"Cannot load the SSL model 'no-org/no-model': it is "
-                       r"not a local folder(.|\n)*pass --ssl_source=DIR"):
+    with pytest.raises(ManifestError, match=r"^--ssl_source=no-org/no-model: cannot load the SSL "
+                       r"model: it is not a local folder, and the Hugging Face hub did not "
+                       r"provide it(.|\n)*\nFix: with the hub reachable(.|\n)*pass "
+                       r"--ssl_source=DIR$"):
         SSLFrontend("no-org/no-model", str(tmp_path / "cache"))
 
 
@@ -122,7 +126,8 @@ def test_local_folder_without_feature_extractor_is_a_clear_error(tiny_ssl, tmp_p
     for name in os.listdir(tiny_ssl["wavlm"]):
         if name != "preprocessor_config.json":
             (folder / name).write_bytes(open(os.path.join(tiny_ssl["wavlm"], name), "rb").read())
-    with pytest.raises(OSError, match="preprocessor_config.json"):
+    with pytest.raises(ManifestError, match=r"incomplete: cannot load the SSL model from this "
+                                            r"folder(.|\n)*\nFix: (.|\n)*preprocessor_config"):
         SSLFrontend(str(folder), str(tmp_path / "cache"))
 
 
