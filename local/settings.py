@@ -263,6 +263,7 @@ def load_condition(overrides, hparams_file):
         fail(path, f"cannot be loaded ({err})",
              fix=f"every !ref <key> must name a key of the file: {', '.join(sorted(keys))}")
     _check_condition_keys(path, condition)
+    _check_unread_keys(path, text, keys)
     model = typed_overrides(hparams_file, {k: v for k, v in overrides.items() if k not in keys})
     return path, condition, model
 
@@ -314,6 +315,32 @@ def _check_model_keys(path):
         fail(path, f"model file without {missing}, which the recipe reads",
              fix=f"add `base: {base}` (a path relative to the file, to hparams/common.yaml) "
                  "or define them")
+
+
+def _check_unread_keys(path, text, keys):
+    r"""Refuse a top-level key of a condition file that neither the code nor a ``!ref`` reads.
+
+    Such a key (a misspelt one, or a model setting put there) would be
+    silently ignored.
+
+    Example
+    -------
+    >>> text = "condition: c\ndata_folder: d\ndata_foldr: e\nsource_train: !ref <data_folder>/s.csv"
+    >>> _check_unread_keys("c.yaml", text, {"condition", "data_folder", "data_foldr",
+    ...                                     "source_train"})
+    Traceback (most recent call last):
+      ...
+    local.errors.ManifestError: c.yaml: defines ['data_foldr'], which nothing reads
+    Fix: remove them, or refer to them (!ref <key>) where they are meant to go; did you mean data_folder?
+    """
+    read = set(re.findall(r"<(\w+)>", text))
+    unread = sorted(set(keys) - set(CONDITION_KEYS) - read)
+    if unread:
+        close = [match for key in unread
+                 for match in difflib.get_close_matches(key, sorted(read), 1)]
+        fail(path, f"defines {unread}, which nothing reads",
+             fix="remove them, or refer to them (!ref <key>) where they are meant to go"
+                 + (f"; did you mean {' or '.join(close)}?" if close else ""))
 
 
 def _check_condition_keys(path, condition):

@@ -157,6 +157,18 @@ def test_a_reference_to_a_key_the_condition_lacks_names_the_file(tmp_path):
         load_condition(f"condition: {condition}", "hparams/dann_fbank.yaml")
 
 
+@pytest.mark.parametrize("extra, key, hint", [
+    ("demo_sead: 5", "demo_sead", "; did you mean demo_seed\\?"),
+    ("min_dcf: [0.01, 1, 1]", "min_dcf", "$"),  # a trial list's key, at the top
+])
+def test_a_key_of_a_condition_that_nothing_reads_is_refused(tmp_path, extra, key, hint):
+    text = open("recipes/demo/condition.yaml", encoding="utf-8").read()
+    condition = write(tmp_path, "condition.yaml", f"{extra}\n{text}")
+    with pytest.raises(ManifestError, match=rf"condition.yaml: defines \['{key}'\], which nothing "
+                                            rf"reads\nFix: remove them.*{hint}"):
+        load_condition(f"condition: {condition}", "hparams/dann_fbank.yaml")
+
+
 @pytest.mark.parametrize("value", [2.5, 0])
 def test_an_eval_batch_size_of_no_whole_utterances_is_refused_before_training(value):
     # Embedding reads it only after an epoch (pseudo-labels) or after training.
