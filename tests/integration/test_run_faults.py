@@ -147,6 +147,31 @@ def test_resume_with_other_embedding_lengths_is_refused_and_an_evaluation_takes_
         assert "\nmin_embed_seconds: 0.3\n" in saved.read()
 
 
+def test_resume_with_other_run_options_is_refused_and_an_evaluation_takes_them(
+        demo_corpus, run):
+    # SpeechBrain's flags that the weights depend on are settings of the run.
+    assert "\ngrad_accumulation_factor: 1\nprecision: fp32\nmax_grad_norm: 5.0\n" in \
+        (run / "hyperparams.yaml").read_text()
+    before = contents(run)
+    with pytest.raises(ManifestError, match=r"other settings:\n  grad_accumulation_factor: 1 -> "
+                                            r"2\n  max_grad_norm: 5.0 -> 1.0\n"):
+        train(demo_corpus, run, *ONE_EPOCH, "--grad_accumulation_factor=2", "--max_grad_norm=1")
+    assert contents(run) == before
+    evaluate.main(argv(demo_corpus, run, *ONE_EPOCH, "--grad_accumulation_factor=2"))
+
+
+def test_resume_of_a_run_without_recorded_run_options_warns(demo_corpus, run, caplog):
+    record = json.loads((run / "save" / "run_settings.json").read_text())
+    del record["grad_accumulation_factor"], record["precision"]
+    (run / "save" / "run_settings.json").write_text(json.dumps(record))
+    with caplog.at_level(logging.WARNING):
+        train(demo_corpus, run, *ONE_EPOCH, "--grad_accumulation_factor=2")
+    assert "records no grad_accumulation_factor, precision: their values are not checked" \
+        in caplog.text
+    record = json.loads((run / "save" / "run_settings.json").read_text())
+    assert record["grad_accumulation_factor"] == 2
+
+
 def test_debug_smoke_test_into_a_run_is_refused_and_changes_nothing(demo_corpus, run):
     before = contents(run)
     debug = ("--debug", "--debug_batches=2", "--debug_epochs=1")
