@@ -186,7 +186,9 @@ def prepare_experiment(argv=None, training=True, create_folder=sb.create_experim
     # The run options a run trains with are its settings; an evaluation's are free.
     options = training_run_options(run_opts, hparams)
     if main:
-        hold_run_folder(hparams["output_folder"])
+        # And the checkpoints' folder, which runs into other output folders may share.
+        for folder in (hparams["output_folder"], hparams["save_folder"]):
+            hold_run_folder(folder)
         check_one_run(hparams, training, run_opts.get("debug", False))
         settings, changes = accept_settings(
             hparams, {**run_settings(hparams_file, overrides), **options}, training, condition)

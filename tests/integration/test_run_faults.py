@@ -79,6 +79,20 @@ def test_second_run_into_a_held_folder_is_refused_and_changes_nothing(demo_corpu
     assert contents(run) == before  # the holder's lock went with it
 
 
+def test_second_run_into_a_held_save_folder_is_refused(demo_corpus, tmp_path):
+    # Runs of two seeds, started at once, their checkpoints in one --save_folder.
+    holder = holding_process(tmp_path / "save")
+    try:
+        with pytest.raises(ManifestError, match=rf"{tmp_path / 'save'}: another run writes into "
+                                                rf"this folder: the run of PID {holder.pid} on "):
+            train(demo_corpus, tmp_path / "other", *ONE_EPOCH,
+                  f"--save_folder={tmp_path / 'save'}", "--seed=2")
+    finally:
+        holder.stdin.close()
+        holder.wait()
+    assert not (tmp_path / "other" / "hyperparams.yaml").exists()
+
+
 def test_resume_with_other_settings_is_refused_listing_them(demo_corpus, run):
     before = contents(run)
     with pytest.raises(ManifestError, match=r"run_settings.json: the run's checkpoints were "
