@@ -280,7 +280,8 @@ def check_replaceable(model_folder):
              fix="pass an empty or new --model_folder, or one an earlier export wrote")
 
 
-def export_model(run_folder, model_folder=None, checkpoints_dir=None, trial_lists=None):
+def export_model(run_folder, model_folder=None, checkpoints_dir=None, trial_lists=None,
+                 save_folder=None):
     """Write the model of a run's latest checkpoint in SpeechBrain's inference layout.
 
     Arguments
@@ -301,6 +302,10 @@ def export_model(run_folder, model_folder=None, checkpoints_dir=None, trial_list
     trial_lists : list of str, optional
         The trial lists whose EER thresholds are recorded, the first as the
         model's ``threshold`` (default: those of the run's ``condition.yaml``).
+    save_folder : str, optional
+        The run's ``save_folder``, with its ``label_encoder.txt`` and, unless
+        ``checkpoints_dir`` says otherwise, its checkpoints (default
+        ``<run_folder>/save``).
 
     Returns
     -------
@@ -315,7 +320,7 @@ def export_model(run_folder, model_folder=None, checkpoints_dir=None, trial_list
     """
     model_folder = model_folder or os.path.join(run_folder, "model")
     hparams_path = os.path.join(run_folder, "hyperparams.yaml")
-    save_folder = os.path.join(run_folder, "save")
+    save_folder = save_folder or os.path.join(run_folder, "save")
     label_encoder = os.path.join(save_folder, "label_encoder.txt")
     for needed in (hparams_path, label_encoder, os.path.join(run_folder, "condition.yaml")):
         if not os.path.isfile(needed):
@@ -361,9 +366,10 @@ def export_model(run_folder, model_folder=None, checkpoints_dir=None, trial_list
     return model_folder
 
 
-def _print_export(run_folder, model_folder, trial_lists):
+def _print_export(run_folder, model_folder, trial_lists, save_folder):
     """The command line's :func:`export_model`: print where the model folder is."""
-    print(export_model(run_folder, model_folder, trial_lists=trial_lists))
+    print(export_model(run_folder, model_folder, trial_lists=trial_lists,
+                       save_folder=save_folder))
 
 
 main = command(
@@ -373,6 +379,7 @@ main = command(
     option("--trial_lists", nargs="+",
            help="the scored trial lists whose EER thresholds to record, the "
                 "model's own first (default: those of the run's condition.yaml)"),
+    option("--save_folder", help="the run's --save_folder (default <run_folder>/save)"),
 )
 
 

@@ -93,6 +93,12 @@ def test_second_run_into_a_held_save_folder_is_refused(demo_corpus, tmp_path):
     assert not (tmp_path / "other" / "hyperparams.yaml").exists()
 
 
+def test_run_with_its_checkpoints_in_another_folder_exports_its_model(demo_corpus, tmp_path):
+    train(demo_corpus, tmp_path / "run", *ONE_EPOCH, f"--save_folder={tmp_path / 'checkpoints'}")
+    exported = tmp_path / "run" / "model" / "label_encoder.ckpt"
+    assert exported.read_bytes() == (tmp_path / "checkpoints" / "label_encoder.txt").read_bytes()
+
+
 def test_resume_with_other_settings_is_refused_listing_them(demo_corpus, run):
     before = contents(run)
     with pytest.raises(ManifestError, match=r"run_settings.json: the run's checkpoints were "
