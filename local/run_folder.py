@@ -399,7 +399,8 @@ def accept_settings(hparams, settings, training, condition):
         else:
             recorded = _with_recorded_data(recorded, settings, hparams["output_folder"],
                                            record_path)
-            recorded = _with_recorded_run_options(recorded, settings, record_path)
+            if training:
+                recorded = _with_recorded_run_options(recorded, settings, record_path)
             changes = changed_settings(
                 recorded, settings,
                 allowed if training else [*allowed, *files, *EVALUATION_FREE_KEYS],
