@@ -87,7 +87,7 @@ def main(argv=None):
         # After the evaluation, whose scores give the model its operating point.
         sb.utils.distributed.main_process_only(export_model)(
             hparams["output_folder"], checkpoints_dir=brain.checkpointer.checkpoints_dir,
-            trial_lists=list(condition["evaluation"]))
+            trial_lists=list(condition["evaluation"]), save_folder=hparams["save_folder"])
     finally:
         release_run_folders()
     return results

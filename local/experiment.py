@@ -42,6 +42,7 @@ from local.settings import (
     model_text,
     plain_values,
     run_settings,
+    training_run_options,
 )
 from local.whole_files import written_whole
 
@@ -182,14 +183,19 @@ def prepare_experiment(argv=None, training=True, create_folder=sb.create_experim
         sys.exit(f"No checkpoint in {hparams['save_folder']}: train the system first "
                  "(python train_dann.py with the same hparams and overrides).")
     main = sb.utils.distributed.if_main_process()
+    # The run options a run trains with are its settings; an evaluation's are free.
+    options = training_run_options(run_opts, hparams)
     if main:
-        hold_run_folder(hparams["output_folder"])
+        # And the checkpoints' folder, which runs into other output folders may share.
+        for folder in (hparams["output_folder"], hparams["save_folder"]):
+            hold_run_folder(folder)
         check_one_run(hparams, training, run_opts.get("debug", False))
-        settings, changes = accept_settings(hparams, run_settings(hparams_file, overrides),
-                                            training, condition)
+        settings, changes = accept_settings(
+            hparams, {**run_settings(hparams_file, overrides), **options}, training, condition)
     create_folder(hparams["output_folder"])
-    records = functools.partial(save_records, hparams_file, overrides, condition_file, condition,
-                                prefix="" if training else "evaluate_")
+    records = functools.partial(save_records, hparams_file,
+                                {**overrides, **options} if training else overrides,
+                                condition_file, condition, prefix="" if training else "evaluate_")
     if training and main:
         record = functools.partial(record_run, hparams["save_folder"], settings, records,
                                    hparams["output_folder"])

@@ -281,7 +281,8 @@ def check_replaceable(model_folder):
              fix="pass an empty or new --model_folder, or one an earlier export wrote")
 
 
-def export_model(run_folder, model_folder=None, checkpoints_dir=None, trial_lists=None):
+def export_model(run_folder, model_folder=None, checkpoints_dir=None, trial_lists=None,
+                 save_folder=None):
     """Write the model of a run's latest checkpoint in SpeechBrain's inference layout.
 
     Arguments
@@ -302,6 +303,10 @@ def export_model(run_folder, model_folder=None, checkpoints_dir=None, trial_list
     trial_lists : list of str, optional
         The trial lists whose EER thresholds are recorded, the first as the
         model's ``threshold`` (default: those of the run's ``condition.yaml``).
+    save_folder : str, optional
+        The run's ``save_folder``, with its ``label_encoder.txt`` and, unless
+        ``checkpoints_dir`` says otherwise, its checkpoints (default
+        ``<run_folder>/save``).
 
     Returns
     -------
@@ -316,7 +321,7 @@ def export_model(run_folder, model_folder=None, checkpoints_dir=None, trial_list
     """
     model_folder = model_folder or os.path.join(run_folder, "model")
     hparams_path = os.path.join(run_folder, "hyperparams.yaml")
-    save_folder = os.path.join(run_folder, "save")
+    save_folder = save_folder or os.path.join(run_folder, "save")
     label_encoder = os.path.join(save_folder, "label_encoder.txt")
     for needed in (hparams_path, label_encoder, os.path.join(run_folder, "condition.yaml")):
         if not os.path.isfile(needed):
@@ -362,18 +367,20 @@ def export_model(run_folder, model_folder=None, checkpoints_dir=None, trial_list
     return model_folder
 
 
-def _print_export(run_folder, model_folder, trial_lists):
+def _print_export(run_folder, model_folder, trial_lists, save_folder):
     """The command line's :func:`export_model`: print where the model folder is.
 
-    It holds the run folder's lock, so that a run still training or
-    evaluating there, or another export, is refused rather than exported
-    half-way (a folder that does not exist is left to ``export_model`` to
-    name, not created).
+    It holds the locks of the run folder and of its checkpoints' folder, as
+    a run does, so that a run still training or evaluating there, or another
+    export, is refused rather than exported half-way (a folder that does not
+    exist is left to ``export_model`` to name, not created).
     """
-    if os.path.isdir(run_folder):
-        hold_run_folder(run_folder)
+    for folder in (run_folder, save_folder):
+        if folder and os.path.isdir(folder):
+            hold_run_folder(folder)
     try:
-        print(export_model(run_folder, model_folder, trial_lists=trial_lists))
+        print(export_model(run_folder, model_folder, trial_lists=trial_lists,
+                           save_folder=save_folder))
     finally:
         release_run_folders()
 
@@ -385,6 +392,7 @@ main = command(
     option("--trial_lists", nargs="+",
            help="the scored trial lists whose EER thresholds to record, the "
                 "model's own first (default: those of the run's condition.yaml)"),
+    option("--save_folder", help="the run's --save_folder (default <run_folder>/save)"),
 )
 
 

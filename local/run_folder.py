@@ -38,7 +38,7 @@ import socket
 
 from local.errors import fail
 from local.provenance import file_sha256
-from local.settings import plain_values
+from local.settings import TRAINING_RUN_OPTIONS, plain_values
 from local.whole_files import written_whole
 
 logger = logging.getLogger(__name__)
@@ -56,8 +56,9 @@ FREE_KEYS = frozenset({
     "backend_max_utterances", "det_systems", "allow_speaker_overlap",
 })
 # Free for an evaluation only: in training they choose the target utterances
-# that the pseudo-labels embed, and so the speaker head's classes.
-EVALUATION_FREE_KEYS = ("min_embed_seconds", "max_embed_seconds")
+# that the pseudo-labels embed, and so the speaker head's classes; and the
+# run options of the training, which an evaluation does not record.
+EVALUATION_FREE_KEYS = ("min_embed_seconds", "max_embed_seconds", *TRAINING_RUN_OPTIONS)
 # What a run writes into its output folder after training: a folder that has
 # one of them holds a run's results.
 RESULTS = ("verification", "model")
@@ -373,6 +374,18 @@ def _with_recorded_model(recorded, settings, record_path):
     return {**recorded, SSL_MODEL_KEY: settings[SSL_MODEL_KEY]}
 
 
+def _with_recorded_run_options(recorded, settings, record_path):
+    """The record, with this command's run options where one written before they were has none.
+
+    Those are not checked, with a warning.
+    """
+    missing = [key for key in TRAINING_RUN_OPTIONS if key in settings and key not in recorded]
+    if missing:
+        logger.warning("%s records no %s: their values are not checked", record_path,
+                       ", ".join(missing))
+    return {**{key: settings[key] for key in missing}, **recorded}
+
+
 def accept_settings(hparams, settings, training, condition):
     """Check a command's settings and training data with its run's record.
 
@@ -421,6 +434,8 @@ def accept_settings(hparams, settings, training, condition):
             recorded = _with_recorded_data(recorded, settings, hparams["output_folder"],
                                            record_path)
             recorded = _with_recorded_model(recorded, settings, record_path)
+            if training:
+                recorded = _with_recorded_run_options(recorded, settings, record_path)
             changes = changed_settings(
                 recorded, settings,
                 allowed if training else [*allowed, *files, *EVALUATION_FREE_KEYS],

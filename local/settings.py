@@ -25,6 +25,7 @@ import torch
 import yaml
 from hyperpyyaml import load_hyperpyyaml, resolve_references
 from hyperpyyaml.core import recursive_update
+from speechbrain.core import RunOptions
 
 from local.data.manifest_io import read_manifest
 from local.errors import fail
@@ -57,6 +58,11 @@ FRACTIONAL_KEYS = ("max_embed_seconds", "scale")
 SCALAR_LIST_KEYS = ("allow_changed",)
 # Keys whose default is a number but which also take null: no limit.
 NULLABLE_KEYS = ("max_embed_seconds",)
+# SpeechBrain's run options (flags such as --grad_accumulation_factor=4, or keys
+# of the model file) that the trained weights depend on: a training run
+# records the value of each with its settings.
+TRAINING_RUN_OPTIONS = ("grad_accumulation_factor", "precision", "max_grad_norm",
+                        "optimizer_step_limit", "remove_vector_weight_decay")
 
 
 def model_text(path):
@@ -187,6 +193,35 @@ def run_settings(path, overrides):
     return json.loads(json.dumps({key: value for key, value in settings.items()
                                   if not key.startswith("__")}))
 
+
+
+def training_run_options(run_opts, hparams):
+    """The value of each of :data:`TRAINING_RUN_OPTIONS` in a run, as SpeechBrain's Brain takes it.
+
+    The command line's, else the model file's, else SpeechBrain's default.
+
+    Arguments
+    ---------
+    run_opts : speechbrain.core.RunOptions
+        From ``speechbrain.parse_arguments``.
+    hparams : dict
+        The loaded model hparams.
+
+    Returns
+    -------
+    dict
+        ``{option: value}``.
+
+    Example
+    -------
+    >>> import speechbrain as sb
+    >>> _, run_opts, _ = sb.parse_arguments(["x.yaml", "--grad_accumulation_factor=4"])
+    >>> training_run_options(run_opts, {"max_grad_norm": 1.0})
+    {'grad_accumulation_factor': 4, 'precision': 'fp32', 'max_grad_norm': 1.0, 'optimizer_step_limit': None, 'remove_vector_weight_decay': False}
+    """
+    defaults = RunOptions()
+    return {name: run_opts[name] if name in run_opts.overridden_args
+            else hparams.get(name, defaults[name]) for name in TRAINING_RUN_OPTIONS}
 
 class _Tagged(yaml.SafeLoader):
     """Reads a hyperpyyaml file's tagged values as ``{tag: value}``."""

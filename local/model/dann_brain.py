@@ -19,7 +19,8 @@ logger = get_logger(__name__)
 # Relies on speechbrain 1.1.2's Brain internals (tests/unit/test_speechbrain_internals.py):
 # _fit_train counts `step` before fit_batch and resets `step` and `avg_train_loss` only after
 # on_stage_end, _save checkpoints both, check_loss_isfinite only counts a non-finite loss
-# until its patience runs out, and _wrap_distributed wraps the modules.
+# until its patience runs out, _wrap_distributed wraps the modules, and
+# _should_save_intra_epoch_ckpt decides after each step whether to save inside the epoch.
 SPEECHBRAIN_VERSION = "1.1.2"
 
 
@@ -64,10 +65,17 @@ class DANNBrain(sb.Brain):
             self.modules.embedding_model, self.hparams.adv_layer)
 
     def _wrap_distributed(self):
-        # The one private hook: Brain's DDP wrapping needs CUDA (SyncBatchNorm).
+        # A private hook: Brain's DDP wrapping needs CUDA (SyncBatchNorm).
         if self.distributed_launch and str(self.device).startswith("cpu"):
             return wrap_in_ddp(self.modules, self.find_unused_parameters)
         return super()._wrap_distributed()
+
+    def _should_save_intra_epoch_ckpt(self, last_ckpt_time, steps_since_ckpt):
+        # A checkpoint holds no accumulated gradients: one saved between the
+        # optimisers' steps would resume without them, so it waits for the next.
+        if self.step % self.grad_accumulation_factor:
+            return False
+        return super()._should_save_intra_epoch_ckpt(last_ckpt_time, steps_since_ckpt)
 
     def init_optimizers(self):
         """Optimisers of the discriminator, of the SSL model when fine-tuned, and of the rest.

@@ -81,6 +81,26 @@ def test_second_run_into_a_held_folder_is_refused_and_changes_nothing(demo_corpu
     assert contents(run) == before  # the holder's lock went with it
 
 
+def test_second_run_into_a_held_save_folder_is_refused(demo_corpus, tmp_path):
+    # Runs of two seeds, started at once, their checkpoints in one --save_folder.
+    holder = holding_process(tmp_path / "save")
+    try:
+        with pytest.raises(ManifestError, match=rf"{tmp_path / 'save'}: another run writes into "
+                                                rf"this folder: the run of PID {holder.pid} on "):
+            train(demo_corpus, tmp_path / "other", *ONE_EPOCH,
+                  f"--save_folder={tmp_path / 'save'}", "--seed=2")
+    finally:
+        holder.stdin.close()
+        holder.wait()
+    assert not (tmp_path / "other" / "hyperparams.yaml").exists()
+
+
+def test_run_with_its_checkpoints_in_another_folder_exports_its_model(demo_corpus, tmp_path):
+    train(demo_corpus, tmp_path / "run", *ONE_EPOCH, f"--save_folder={tmp_path / 'checkpoints'}")
+    exported = tmp_path / "run" / "model" / "label_encoder.ckpt"
+    assert exported.read_bytes() == (tmp_path / "checkpoints" / "label_encoder.txt").read_bytes()
+
+
 def test_resume_with_other_settings_is_refused_listing_them(demo_corpus, run):
     before = contents(run)
     with pytest.raises(ManifestError, match=r"run_settings.json: the run's checkpoints were "
@@ -147,6 +167,31 @@ def test_resume_with_other_embedding_lengths_is_refused_and_an_evaluation_takes_
     evaluate.main(argv(demo_corpus, run, *ONE_EPOCH, "--min_embed_seconds=0.3"))
     with open(run / "verification" / "evaluate_hyperparams.yaml") as saved:
         assert "\nmin_embed_seconds: 0.3\n" in saved.read()
+
+
+def test_resume_with_other_run_options_is_refused_and_an_evaluation_takes_them(
+        demo_corpus, run):
+    # SpeechBrain's flags that the weights depend on are settings of the run.
+    assert "\ngrad_accumulation_factor: 1\nprecision: fp32\nmax_grad_norm: 5.0\n" in \
+        (run / "hyperparams.yaml").read_text()
+    before = contents(run)
+    with pytest.raises(ManifestError, match=r"other settings:\n  grad_accumulation_factor: 1 -> "
+                                            r"2\n  max_grad_norm: 5.0 -> 1.0\n"):
+        train(demo_corpus, run, *ONE_EPOCH, "--grad_accumulation_factor=2", "--max_grad_norm=1")
+    assert contents(run) == before
+    evaluate.main(argv(demo_corpus, run, *ONE_EPOCH, "--grad_accumulation_factor=2"))
+
+
+def test_resume_of_a_run_without_recorded_run_options_warns(demo_corpus, run, caplog):
+    record = json.loads((run / "save" / "run_settings.json").read_text())
+    del record["grad_accumulation_factor"], record["precision"]
+    (run / "save" / "run_settings.json").write_text(json.dumps(record))
+    with caplog.at_level(logging.WARNING):
+        train(demo_corpus, run, *ONE_EPOCH, "--grad_accumulation_factor=2")
+    assert "records no grad_accumulation_factor, precision: their values are not checked" \
+        in caplog.text
+    record = json.loads((run / "save" / "run_settings.json").read_text())
+    assert record["grad_accumulation_factor"] == 2
 
 
 def test_debug_smoke_test_into_a_run_is_refused_and_changes_nothing(demo_corpus, run):

@@ -15,6 +15,7 @@ import soundfile
 
 import speechbrain as sb
 import torch
+import yaml
 
 import train_dann
 from local import experiment, settings
@@ -711,3 +712,34 @@ def test_gradient_accumulation_and_mixed_precision_with_extra_discriminator_upda
     # The schedule counts batches (15 an epoch), as without accumulation.
     assert [progress for _, progress in batches] == pytest.approx([1 / 15, 2 / 15, 3 / 15, 4 / 15])
     assert logged(tmp_path, "steps") == [4.0]
+
+
+def newest_weights(folder, module="embedding_model"):
+    """The parameters of ``module`` in the run's newest checkpoint."""
+    return torch.load(max(glob.glob(os.path.join(folder, "save", "CKPT*", f"{module}.ckpt"))))
+
+
+def test_intra_epoch_checkpoint_waits_for_the_step_of_accumulated_gradients(
+        demo_corpus, tmp_path, monkeypatch):
+    # The optimisers step at every second batch; a checkpoint is due after batch 3.
+    args = ("--number_of_epochs=1", "--grad_accumulation_factor=2", "--ckpt_interval_steps=3",
+            "--adv_weight=0.3", "--adv_warmup=0", *ADVERSARY_ONLY)
+    train(demo_corpus, tmp_path / "whole", *args)
+    original, batches = DANNBrain.fit_batch, []
+
+    def interrupted_at_batch_6(self, batch):
+        batches.append(self.step)
+        if len(batches) == 6:
+            raise KeyboardInterrupt
+        return original(self, batch)
+
+    monkeypatch.setattr(DANNBrain, "fit_batch", interrupted_at_batch_6)
+    with pytest.raises(KeyboardInterrupt):
+        train(demo_corpus, tmp_path / "killed", *args)
+    # Saved after batch 4, whose gradients, with batch 3's, the optimisers took.
+    saved = glob.glob(str(tmp_path / "killed" / "save" / "CKPT*" / "brain.ckpt"))
+    assert [yaml.safe_load(open(path))["step"] for path in saved] == [4]
+    monkeypatch.setattr(DANNBrain, "fit_batch", original)
+    train(demo_corpus, tmp_path / "killed", *args)
+    whole, resumed = newest_weights(tmp_path / "whole"), newest_weights(tmp_path / "killed")
+    assert all(torch.equal(whole[name], resumed[name]) for name in whole)

@@ -86,3 +86,12 @@ def test_on_fit_start_wraps_the_modules_through_the_private_hook(brain, monkeypa
     monkeypatch.setattr(Recorder, "_wrap_distributed", lambda self: calls.append(self))
     brain.on_fit_start()
     assert calls == [brain]
+
+
+def test_each_step_asks_the_private_hook_whether_to_save_inside_the_epoch(brain, monkeypatch):
+    asked = []
+    monkeypatch.setattr(Recorder, "_should_save_intra_epoch_ckpt",
+                        lambda self, last_time, steps: asked.append((self.step, steps)))
+    batches = torch.utils.data.DataLoader([torch.ones(1, 2)] * 3, batch_size=None)
+    brain.fit(range(1), batches, progressbar=False)
+    assert asked == [(1, 1), (2, 2), (3, 3)]
