@@ -284,7 +284,9 @@ def condition_table(trials, scores, manifest, enrolment=None, dcf=VOXCELEB_DCF):
     enrolment : pandas.DataFrame, optional
         Enrolment table (the second item :func:`local.data.manifest_io.read_enrolment`
         returns). A model takes a condition value from its own column in the
-        table if there is one, else from its utterances when they agree.
+        table if there is one, else from its utterances when they agree
+        (utterances whose value is unknown do not count: ``en``, ``""``,
+        ``en`` is ``en``).
     dcf : list of tuple
         ``(p_target, c_miss, c_fa)`` settings.
 
