@@ -34,9 +34,11 @@ from local.errors import fail
 CHUNK_TRIALS = 2**16
 CHUNK_ELEMENTS = 2**24
 # A side's cohort scores whose standard deviation is within this many machine
-# epsilons of their magnitude do not vary: float32 dot products of a few hundred
-# dimensions round by up to about a hundred epsilons.
-ROUNDING_SPREAD = 1000
+# epsilons of their magnitude do not vary: identical cohort embeddings score
+# alike to the bit (a spread of 0), and ones equal up to rounding within a few
+# epsilons. A real if small spread is kept: the top 10 of a cohort of a barely
+# trained model spread by 3e-5 in float32 and float64 alike (250 epsilons).
+ROUNDING_SPREAD = 10
 
 
 def _unit(vectors):
