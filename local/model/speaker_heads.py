@@ -26,6 +26,11 @@ MARGINS = {"aam": AdditiveAngularMargin, "am": AngularMargin}
 def margin_softmax_loss(kind="aam", margin=0.2, scale=30.0):
     """SpeechBrain's AAM-softmax or AM-softmax loss on a cosine classifier's outputs.
 
+    AAM-softmax's target logit is ``s * cos(θ + m)`` while ``θ + m <= π`` and,
+    beyond, ``s * (cos θ - m sin m)``, as in ArcFace's own code (the paper
+    writes ``cos(θ + m)`` alone, which would rise again past ``π``, rewarding
+    a larger angle). AM-softmax's is ``s * (cos θ - m)``.
+
     Arguments
     ---------
     kind : str
