@@ -315,7 +315,14 @@ class VanillaGAN(Adversary):
 
 
 class LeastSquaresGAN(Adversary):
-    """Squared error of ``C(x)`` to 1 (source) and 0 (target); the encoder's of ``C(t)`` to 1."""
+    """Squared error of ``C(x)`` to 1 (source) and 0 (target); the encoder's of ``C(t)`` to 1.
+
+    The discriminator's loss, a mean over source and target items alike, is
+    Mao et al.'s ``1/2 E[(C(s) - b)^2] + 1/2 E[(C(t) - a)^2]``. The encoder's
+    is the mean ``E[(C(t) - c)^2]``, as every loss here is a mean over its
+    items, where Mao et al. halve it: at the same ``adv_weight`` the encoder's
+    gradient is twice theirs.
+    """
 
     def discriminator_loss(self, logits, items):
         score = source_score(logits)

@@ -55,6 +55,14 @@ def mmd_loss(source, target, bandwidth_factors=(0.25, 0.5, 1.0, 2.0, 4.0)):
     The kernels' bandwidths are ``bandwidth_factors`` times the median
     squared distance between all the batch's embeddings (a constant for the
     gradient), so that the loss needs no tuning to the embedding's scale.
+    The kernels are summed, where Long et al. weight them by a convex
+    combination: the loss is ``len(bandwidth_factors)`` times that of equal
+    weights, a factor that ``mmd_weight`` takes. The estimate is the biased
+    one (Gretton et al.'s ``MMD_b``, each kernel mean over all pairs, an
+    item with itself included): the squared distance between the two
+    batches' mean kernel features, never negative and 0 when they coincide.
+    The unbiased one, without an item's pair with itself, goes below 0 for
+    close batches, so its minimum is not where they match.
 
     Arguments
     ---------

@@ -26,6 +26,11 @@ MARGINS = {"aam": AdditiveAngularMargin, "am": AngularMargin}
 def margin_softmax_loss(kind="aam", margin=0.2, scale=30.0):
     """SpeechBrain's AAM-softmax or AM-softmax loss on a cosine classifier's outputs.
 
+    AAM-softmax's target logit is ``s * cos(θ + m)`` while ``θ + m <= π`` and,
+    beyond, ``s * (cos θ - m sin m)``, as in ArcFace's own code (the paper
+    writes ``cos(θ + m)`` alone, which would rise again past ``π``, rewarding
+    a larger angle). AM-softmax's is ``s * (cos θ - m)``.
+
     Arguments
     ---------
     kind : str
@@ -282,10 +287,12 @@ VARIANTS = ("softmax", "contrast")
 class GE2ELoss(torch.nn.Module):
     """GE2E loss of embeddings ``[N speakers, M utterances, dim]``.
 
+    The embeddings are first scaled to unit length (the paper's ``e[j, i]``).
     The similarity of utterance ``i`` of speaker ``j`` with speaker ``k`` is
     ``S[j, i, k] = w * cos(e[j, i], c[k]) + b``, where ``c[k]`` is the mean
-    of speaker ``k``'s embeddings and, for ``k == j``, the mean of the other
-    ``M - 1`` embeddings of speaker ``j``. The scale ``w`` (kept at least
+    of speaker ``k``'s unit embeddings and, for ``k == j``, the mean of the
+    other ``M - 1`` unit embeddings of speaker ``j``, so that the loss depends
+    on the embeddings' directions alone. The scale ``w`` (kept at least
     1e-6, as in the paper, so that a larger similarity always means closer)
     and the bias ``b`` are learned.
 
@@ -355,10 +362,10 @@ class GE2ELoss(torch.nn.Module):
                 "compared with the centroid of its speaker's other utterances); got "
                 f"{n_speakers} speakers x {n_utterances} utterances")
         units = F.normalize(embeddings, dim=-1)
-        centroids = F.normalize(embeddings.mean(dim=1), dim=-1)
+        centroids = F.normalize(units.mean(dim=1), dim=-1)
         cosines = torch.einsum("jid,kd->jik", units, centroids)
         # The own speaker's centroid of the other M - 1 utterances.
-        others = (embeddings.sum(dim=1, keepdim=True) - embeddings) / (n_utterances - 1)
+        others = (units.sum(dim=1, keepdim=True) - units) / (n_utterances - 1)
         own = (units * F.normalize(others, dim=-1)).sum(dim=-1)
         cosines = torch.where(_own_speaker(n_speakers, embeddings.device), own.unsqueeze(-1),
                               cosines)

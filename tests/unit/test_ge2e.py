@@ -14,6 +14,7 @@ from local.model.speaker_heads import GE2ELoss
 
 def direct_ge2e(embeddings, w, b, variant):
     """The loss of Wan et al. (2018) written out utterance by utterance, averaged."""
+    embeddings = embeddings / embeddings.norm(dim=-1, keepdim=True)  # the paper's e_ji
     n_speakers, n_utterances, _ = embeddings.shape
     total = 0.0
     for j in range(n_speakers):
@@ -58,6 +59,17 @@ def test_loss_and_gradients_match_the_direct_implementation(variant):
     torch.testing.assert_close(loss_fn.b.grad, b.grad)
     assert float(inputs.grad.abs().min()) > 0  # every utterance takes part
     assert float(w.grad) != 0 and float(b.grad) != 0
+
+
+@pytest.mark.parametrize("variant", ["softmax", "contrast"])
+def test_loss_depends_on_the_directions_alone(variant):
+    # The paper's centroids average unit-length embeddings: an utterance with
+    # a longer embedding does not weigh more in its speaker's centroid.
+    torch.manual_seed(0)
+    embeddings = torch.randn(4, 3, 8, dtype=torch.float64)
+    lengths = torch.rand(4, 3, 1, dtype=torch.float64) * 10 + 0.1
+    loss_fn = GE2ELoss(variant).double()
+    torch.testing.assert_close(loss_fn(embeddings * lengths), loss_fn(embeddings))
 
 
 def orthogonal_speakers(n_speakers=3, n_utterances=2, dim=6):
