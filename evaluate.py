@@ -34,6 +34,7 @@ import speechbrain as sb
 
 from local.errors import exit_on_bad_input
 from local.experiment import evaluate, prepare_experiment
+from local.model.distributed import leave_process_group
 from local.run_folder import release_run_folders
 
 
@@ -57,4 +58,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    exit_on_bad_input(main)
+    try:
+        exit_on_bad_input(main)
+    finally:
+        leave_process_group()

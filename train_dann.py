@@ -17,8 +17,6 @@ in the layout SpeechBrain's ``SpeakerRecognition.from_hparams`` loads, to its
 ``model/`` (:mod:`local.export`).
 """
 
-import gc
-
 from local.environment import check_installation
 
 # Before SpeechBrain's imports, which fail with an undefined symbol on a mismatched torch/torchaudio.
@@ -31,7 +29,7 @@ from local.data.dataio import collate_pairs
 from local.errors import exit_on_bad_input
 from local.experiment import evaluate, prepare_experiment
 from local.export import export_model
-from local.model.distributed import unwrapped
+from local.model.distributed import leave_process_group, unwrapped
 from local.model.ssl_frontend import save_layer_weights
 from local.run_folder import release_run_folders
 
@@ -94,14 +92,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    exit_on_bad_input(main)
-    if torch.distributed.is_initialized():
-        # Every process leaves the group before exiting, so that no process
-        # exits while gloo's threads of another are still at work. The
-        # Brain's DDP wrappers hold the group and outlive main() in reference
-        # cycles: collected first, they let the group go here rather than in
-        # whatever garbage collection runs during interpreter shutdown, where
-        # gloo's threads were seen to abort a process ("terminate called
-        # without an active exception").
-        gc.collect()
-        torch.distributed.destroy_process_group()
+    try:
+        exit_on_bad_input(main)
+    finally:
+        leave_process_group()

@@ -5,6 +5,8 @@ raises :class:`ManifestError` through :func:`fail`, so a user sees one kind of
 message: the file, what is wrong with it, the first offending rows, the fix.
 """
 
+from speechbrain.utils.distributed import main_process_only
+
 # Never accept more than this many offending rows into one message.
 MAX_REPORTED = 5
 
@@ -83,3 +85,48 @@ def exit_on_bad_input(command, *arguments):
         return command(*arguments)
     except ManifestError as error:
         raise SystemExit(str(error)) from None
+
+
+def checked_on_main(check, *arguments):
+    """Run ``check(*arguments)`` on the main process; its :class:`ManifestError` stops every process.
+
+    For the checks of a run that only the main process makes (its folder's
+    lock, its settings against its checkpoints'): under DDP, the other
+    processes would otherwise go on with a run the main one refused, and
+    only fail at their next collective operation with an error of the
+    connection, or wait there for the collective's timeout.
+
+    Arguments
+    ---------
+    check : callable
+        The check.
+    *arguments
+        Its arguments.
+
+    Returns
+    -------
+    object
+        What ``check`` returns on the main process, on every process.
+
+    Raises
+    ------
+    ManifestError
+        On every process, with the main process's message, when ``check`` raised it there.
+
+    Example
+    -------
+    >>> checked_on_main(fail, "run.lock", "is held")
+    Traceback (most recent call last):
+      ...
+    local.errors.ManifestError: run.lock: is held
+    """
+    def outcome():
+        try:
+            return check(*arguments), None
+        except ManifestError as error:
+            return None, str(error)
+
+    result, refusal = main_process_only(outcome)()
+    if refusal is not None:
+        raise ManifestError(refusal)
+    return result

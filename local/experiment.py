@@ -26,7 +26,7 @@ from local.data.dataio import (
 from local.data.manifest_io import read_manifest
 from local.data.ssl_cache import add_cached_crop_pipeline, cache_hidden_states
 from local.data.validation import check_manifest_audio_once, validate
-from local.errors import fail
+from local.errors import checked_on_main, fail
 from local.evaluation.verification import check_score_norm, verify
 from local.model.dann_brain import DANNBrain
 from local.provenance import write_provenance
@@ -182,21 +182,23 @@ def prepare_experiment(argv=None, training=True, create_folder=sb.create_experim
     if not training and not hparams["checkpointer"].list_checkpoints():
         sys.exit(f"No checkpoint in {hparams['save_folder']}: train the system first "
                  "(python train_dann.py with the same hparams and overrides).")
-    main = sb.utils.distributed.if_main_process()
     # The run options a run trains with are its settings; an evaluation's are free.
     options = training_run_options(run_opts, hparams)
-    if main:
+
+    def accepted():
         # And the checkpoints' folder, which runs into other output folders may share.
         for folder in (hparams["output_folder"], hparams["save_folder"]):
             hold_run_folder(folder)
         check_one_run(hparams, training, run_opts.get("debug", False))
-        settings, changes = accept_settings(
+        return accept_settings(
             hparams, {**run_settings(hparams_file, overrides), **options}, training, condition)
+
+    settings, changes = checked_on_main(accepted)
     create_folder(hparams["output_folder"])
     records = functools.partial(save_records, hparams_file,
                                 {**overrides, **options} if training else overrides,
                                 condition_file, condition, prefix="" if training else "evaluate_")
-    if training and main:
+    if training and sb.utils.distributed.if_main_process():
         record = functools.partial(record_run, hparams["save_folder"], settings, records,
                                    hparams["output_folder"])
         if changes:

@@ -1,6 +1,10 @@
 """Fixtures shared by the test modules, after a check that the libraries load together."""
 
+import os
+import socket
+
 import pytest
+import torch
 
 from local.environment import installation_problem
 
@@ -63,3 +67,18 @@ def tiny_ssl(tmp_path_factory):
     """Tiny WavLM and wav2vec2 checkpoint folders (:func:`save_tiny_ssl`)."""
     return {family: save_tiny_ssl(tmp_path_factory.mktemp(f"tiny_{family}"), family)
             for family in ("wavlm", "wav2vec2")}
+
+
+def _in_group(rank, port, function, args):
+    os.environ.update(RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=2)
+    function(rank, *args)
+    torch.distributed.destroy_process_group()
+
+
+def in_two_processes(function, *args):
+    """Run ``function(rank, *args)`` in two processes of one DDP group (gloo, on the CPU)."""
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    torch.multiprocessing.spawn(_in_group, args=(port, function, args), nprocs=2)

@@ -20,7 +20,7 @@ import zipfile
 
 import torch
 from speechbrain.utils.checkpoints import Checkpoint, Checkpointer
-from speechbrain.utils.distributed import if_main_process
+from speechbrain.utils.distributed import ddp_barrier, if_main_process
 
 from local.errors import fail
 
@@ -93,14 +93,22 @@ class CompleteCheckpointer(Checkpointer):
             raise
         finally:
             self.checkpoints_dir = final_dir
-        if staged is None:
-            return None
+        saved = None if staged is None else self._put_in_place(staged, final_dir, verbosity)
+        # Under DDP, every process lists the checkpoints after the main one
+        # has put this one in place: a process that listed them before would
+        # keep another checkpoint than the main one deletes, and wait for it
+        # at another collective (save_and_keep_only's deletions), for ever.
+        ddp_barrier()
+        return saved
+
+    def _put_in_place(self, staged, final_dir, verbosity):
+        """Record the run's settings if due, and move the ``staged`` checkpoint into ``final_dir``."""
         if self.on_first_save is not None:
             record, self.on_first_save = self.on_first_save, None
             record()
         path = _free_name(final_dir, staged.path.name)
         os.rename(staged.path, path)
-        staging.rmdir()
+        staged.path.parent.rmdir()
         paramfiles = {key: path / file.name for key, file in staged.paramfiles.items()}
         for file in paramfiles.values():
             self.problems[file] = None

@@ -1,6 +1,7 @@
-"""DistributedDataParallel on the CPU, the module inside a wrapper, and a synchronised block."""
+"""DistributedDataParallel on the CPU, the module inside a wrapper, a synchronised block, and leaving the group."""
 
 import contextlib
+import gc
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -79,3 +80,19 @@ def gradient_sync(module):
     finally:
         if before is not None:
             module.require_backward_grad_sync = before
+
+
+def leave_process_group():
+    """Leave the DDP process group, if any: the last thing a script does, failed or not.
+
+    Every process leaves the group before exiting, so that no process exits
+    while gloo's threads of another are still at work. The Brain's DDP
+    wrappers hold the group and outlive a script's ``main()`` in reference
+    cycles: collected first, they let the group go here rather than in
+    whatever garbage collection runs during interpreter shutdown, where
+    gloo's threads were seen to abort a process ("terminate called without
+    an active exception").
+    """
+    if torch.distributed.is_initialized():
+        gc.collect()
+        torch.distributed.destroy_process_group()

@@ -347,6 +347,19 @@ def test_resumed_run_ends_like_an_uninterrupted_one(demo_corpus, tmp_path, monke
     assert resumed == whole
 
 
+def torchrun(demo_corpus, folder, hparams, *extra):
+    """A tiny run of train_dann.py in two processes (gloo, on the CPU), for one epoch."""
+    data_folder = os.path.dirname(demo_corpus["eval"])
+    tiny = [t for t in TINY if not t.startswith("--batch_size")]
+    command = [os.path.join(os.path.dirname(sys.executable), "torchrun"), "--nproc_per_node=2",
+               "--standalone", "train_dann.py",
+               hparams, f"--data_folder={data_folder}",
+               f"--output_folder={folder}", *tiny, *extra, "--number_of_epochs=1",
+               "--distributed_backend=gloo", "--device=cpu"]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600,
+                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+
 @pytest.mark.parametrize("hparams, batches, steps", [
     # 240 source crops, batches of 8, two processes: 15 steps each instead of 30.
     # With pseudo-labels at epoch 1: the speaker head's classifier grows inside DDP.
@@ -356,18 +369,20 @@ def test_resumed_run_ends_like_an_uninterrupted_one(demo_corpus, tmp_path, monke
 ])
 def test_two_processes_with_gloo_split_the_data_and_finish(demo_corpus, tmp_path, hparams,
                                                            batches, steps):
-    data_folder = os.path.dirname(demo_corpus["eval"])
-    tiny = [t for t in TINY if not t.startswith("--batch_size")]
-    command = [os.path.join(os.path.dirname(sys.executable), "torchrun"), "--nproc_per_node=2",
-               "--standalone", "train_dann.py",
-               hparams, f"--data_folder={data_folder}",
-               f"--output_folder={tmp_path}", *tiny, *batches, "--number_of_epochs=1",
-               "--distributed_backend=gloo", "--device=cpu"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600,
-                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    done = torchrun(demo_corpus, tmp_path, hparams, *batches)
     assert done.returncode == 0, done.stderr[-3000:]
     assert logged(tmp_path, "steps") == [steps]
     assert done.stdout.count("Verification (demo)") == 1
+
+
+def test_a_run_the_main_process_refuses_stops_every_process_with_its_message(demo_corpus,
+                                                                             tmp_path):
+    # The main process alone checks the run folder; the other one stopped at its next
+    # collective, with an error of the connection ("Connection closed by peer").
+    (tmp_path / "verification").mkdir()
+    done = torchrun(demo_corpus, tmp_path, "hparams/dann_fbank.yaml", "--batch_size=8")
+    assert done.returncode != 0
+    assert done.stderr.count(f"{tmp_path}: holds the results (verification) of a run") == 2
 
 
 def test_bad_trial_list_fails_before_training(demo_corpus, tmp_path):

@@ -12,6 +12,7 @@ import torch
 from local.errors import ManifestError
 from local.model import checkpoints
 from local.model.checkpoints import STAGING, CompleteCheckpointer
+from tests.conftest import in_two_processes
 
 
 def saved_twice(folder):
@@ -118,3 +119,24 @@ def test_first_save_records_before_its_checkpoint_takes_its_place_and_only_once(
     checkpointer.save_checkpoint(name="second")
     assert seen == [[]]  # once, before the checkpoint was in place
     assert checkpointer.on_first_save is None and len(checkpointer.list_checkpoints()) == 2
+
+
+def save_in_process(rank, folder):
+    """One DDP process of two saving a checkpoint; the main one is slow to put it in place."""
+    checkpointer = CompleteCheckpointer(os.path.join(folder, "save"),
+                                        {"model": torch.nn.Linear(1, 1)})
+    if rank == 0:  # as when it writes the run's records first (on_first_save)
+        checkpointer.on_first_save = lambda: time.sleep(2)
+    saved = checkpointer.save_checkpoint()
+    listed = [checkpoint.path.name for checkpoint in checkpointer.list_checkpoints()]
+    torch.save({"saved": saved and saved.path.name, "listed": listed},
+               os.path.join(folder, f"rank{rank}.pt"))
+
+
+def test_under_ddp_every_process_lists_the_checkpoint_the_main_process_saved(tmp_path):
+    # A process that listed the checkpoints without it would keep another one than the main
+    # process deletes (save_and_keep_only), and wait at another collective than it, for ever.
+    in_two_processes(save_in_process, str(tmp_path))
+    main, other = (torch.load(tmp_path / f"rank{rank}.pt") for rank in (0, 1))
+    assert other["saved"] is None
+    assert main["listed"] == other["listed"] == [main["saved"]]

@@ -3,7 +3,6 @@ oracle, warnings, the growing speaker head and checkpointing."""
 
 import logging
 import os
-import socket
 
 import igraph
 import numpy as np
@@ -24,6 +23,7 @@ from local.model.pseudo_labels import (
     simplified_silhouettes,
 )
 from local.model.speaker_heads import GrowingClassifier, MarginSoftmaxHead, margin_softmax_loss
+from tests.conftest import in_two_processes
 
 
 def speakers(n_speakers, per_speaker, dim=16, spread=0.15, seed=0):
@@ -272,10 +272,8 @@ def test_relabel_clusters_every_utterance_and_numbers_the_speaker_head_rows():
     assert "nmi" not in summary  # no reference speakers given
 
 
-def relabel_in_process(rank, port, folder):
-    """One DDP process (gloo) of two: rank 1's embeddings would cluster differently."""
-    os.environ.update(RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.distributed.init_process_group("gloo", rank=rank, world_size=2)
+def relabel_in_process(rank, folder):
+    """One DDP process of two: rank 1's embeddings would cluster differently."""
     embeddings, _ = speakers(4, 8, spread=0.05)
     if rank == 1:  # the same utterances, their vectors dealt out to others
         ids = list(embeddings)
@@ -287,14 +285,10 @@ def relabel_in_process(rank, port, folder):
     torch.save({"labels": pseudo.labels, "n_speakers": pseudo.n_speakers, "epoch": pseudo.epoch,
                 "centroids": centroids, "summary": summary, "own": own},
                os.path.join(folder, f"rank{rank}.pt"))
-    torch.distributed.destroy_process_group()
 
 
 def test_under_ddp_every_process_takes_the_main_process_clustering(tmp_path):
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        port = free.getsockname()[1]
-    torch.multiprocessing.spawn(relabel_in_process, args=(port, str(tmp_path)), nprocs=2)
+    in_two_processes(relabel_in_process, str(tmp_path))
     main, other = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
     assert other["own"] != main["labels"]  # clustering its own embeddings, rank 1 would differ
     assert main["labels"] == main["own"] and other["labels"] == main["labels"]
