@@ -98,7 +98,8 @@ def dataio_prep(hparams, condition, device="cpu"):
     for domain, dataset in (("source", source), ("target", target)):
         if hparams.get("cache_ssl_features"):
             run_on_main(cache_hidden_states, args=[
-                hparams["frontend"], utterances[domain], hparams["ssl_features_folder"], device])
+                hparams["frontend"], utterances[domain], hparams["ssl_features_folder"], device,
+                hparams["max_embed_seconds"]])
             add_cached_crop_pipeline(dataset, hparams["ssl_features_folder"],
                                      hparams["crop_seconds"])
         else:

@@ -31,11 +31,12 @@ import os
 from urllib.parse import quote
 
 import numpy as np
+import pandas as pd
 import speechbrain as sb
 import torch
 from tqdm import tqdm
 
-from local.data.audio import signal_key
+from local.data.audio import check_lengths, signal_key
 from local.data.schema import SAMPLE_RATE
 from local.errors import fail
 from local.whole_files import written_whole
@@ -139,7 +140,7 @@ def cache_paths(folder, dataset):
             for utt in dataset.data_ids}
 
 
-def cache_hidden_states(frontend, dataset, folder, device="cpu"):
+def cache_hidden_states(frontend, dataset, folder, device="cpu", longest=None):
     """Write the hidden states of every whole utterance of ``dataset`` not yet cached.
 
     Each utterance runs alone through the SSL model, so that no padding
@@ -161,17 +162,27 @@ def cache_hidden_states(frontend, dataset, folder, device="cpu"):
         Cache folder (created if missing).
     device : str or torch.device
         Where the SSL model runs.
+    longest : float, optional
+        ``max_embed_seconds``: longer utterances are refused before any is
+        cached (None: no limit), as are utterances shorter than one frame of
+        the SSL model (its receptive field), which have no hidden states.
 
     Returns
     -------
     dict
         The cache's ``source``, ``fingerprint``, ``receptive_field`` and ``stride``.
+
+    Raises
+    ------
+    ManifestError
+        Naming the utterances too short or too long.
     """
     if not frontend.ssl.freeze:
         fail("--cache_ssl_features=True", "cache_ssl_features needs a frozen SSL model: a "
              "fine-tuned one (freeze_ssl: False) gives other hidden states at every step",
              fix="Set freeze_ssl: True or cache_ssl_features: False.")
     receptive, stride = frame_geometry(frontend.ssl.config)
+    _check_whole_lengths(dataset, receptive, longest)
     info = {"source": frontend.source, "fingerprint": frontend.fingerprint,
             "receptive_field": receptive, "stride": stride}
     os.makedirs(folder, exist_ok=True)
@@ -201,6 +212,24 @@ def cache_hidden_states(frontend, dataset, folder, device="cpu"):
             with written_whole(paths[item["id"]], "wb") as fout:
                 np.save(fout, array)
     return info
+
+
+def _check_whole_lengths(dataset, receptive_field, longest):
+    """Refuse items shorter than ``receptive_field`` samples at 16 kHz or longer than ``longest`` s."""
+    rows = pd.DataFrame.from_dict(dataset.data, orient="index")
+    rows.index = rows.index + " (" + rows["wav"] + ")"
+    native = rows["stop"] - rows["start"]
+    seconds = native / rows["sample_rate"]
+    samples = -(-native * SAMPLE_RATE // rows["sample_rate"])  # as the resampling gives them
+    short = samples[samples < receptive_field]
+    if len(short):
+        fail("cache_ssl_features: True", f"{len(short)} training utterances are shorter than one "
+             f"frame of the SSL model ({receptive_field} samples at 16 kHz): they have no "
+             "hidden states to cache", rows=[f"{name}: {n} samples" for name, n in short.items()],
+             fix="take them out of the training manifest, or set cache_ssl_features: False "
+                 "(a waveform crop repeats a short utterance)")
+    check_lengths(seconds, "cache_ssl_features: True: the training utterances, whose SSL "
+                           "hidden states are computed whole", longest=longest)
 
 
 def add_cached_crop_pipeline(dataset, folder, seconds):

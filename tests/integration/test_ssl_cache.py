@@ -229,3 +229,31 @@ def test_two_runs_filling_one_cache_at_once(demo_corpus, tiny_ssl, tmp_path, mon
         assert sorted(os.listdir(folder)) == sorted(
             [INFO_FILE, *map(os.path.basename, cache_paths(str(folder), dataset).values())])
         other_runs.clear()
+
+
+def test_utterances_the_ssl_model_cannot_take_whole_are_refused_before_caching(tiny_ssl,
+                                                                              tmp_path):
+    """The cache runs the SSL model on each whole training row: one shorter than a frame
+    (400 samples) has no hidden states, one longer than max_embed_seconds unbounded memory."""
+    rows = {}
+    for utt, samples in (("blip", 150), ("call", 32000)):  # 8 kHz: 300 and 64000 at 16 kHz
+        wav = str(tmp_path / f"{utt}.wav")
+        soundfile.write(wav, np.full(samples, 0.1), 8000)
+        rows[utt] = {"wav": wav, "start": 0, "stop": samples, "sample_rate": 8000}
+    frontend = SSLFrontend(tiny_ssl["wavlm"], str(tmp_path / "hub"))
+    cache = tmp_path / "cache"
+    both = DynamicItemDataset(rows)
+    add_whole_pipeline(both)
+    with pytest.raises(ValueError, match=r"1 training utterances are shorter than one frame of "
+                                         r"the SSL model \(400 samples at 16 kHz\)[^\n]*\n"
+                                         rf"  blip \({re.escape(rows['blip']['wav'])}\): 300 "
+                                         "samples\nFix: .*cache_ssl_features: False"):
+        cache_hidden_states(frontend, both, str(cache), longest=600)
+    call = DynamicItemDataset({"call": rows["call"]})
+    add_whole_pipeline(call)
+    with pytest.raises(ValueError, match=r"1 inputs are longer than max_embed_seconds \(3.5 s\)"
+                                         r"[^\n]*\n  call \(.*\): 4.00 s"):
+        cache_hidden_states(frontend, call, str(cache), longest=3.5)
+    assert not list(cache.glob("*.npy"))
+    cache_hidden_states(frontend, call, str(cache))  # no limit
+    assert len(list(cache.glob("*.npy"))) == 1
