@@ -11,7 +11,6 @@ import sys
 import speechbrain as sb
 from hyperpyyaml import resolve_references
 from speechbrain.dataio.dataset import DynamicItemDataset
-from speechbrain.utils.distributed import run_on_main
 
 from local.data.dataio import (
     PairedDataset,
@@ -84,7 +83,7 @@ def dataio_prep(hparams, condition, device="cpu"):
         # Once per manifest version, by the main process; the others wait for it.
         for path in dict.fromkeys([condition["source_train"], condition["target_train"],
                                    *eval_manifests]):
-            run_on_main(check_manifest_audio_once, args=[path])
+            checked_on_main(check_manifest_audio_once, path)
     eval_datasets = {path: manifest_dataset(path, check_audio=False) for path in eval_manifests}
     for dataset in eval_datasets.values():
         add_whole_pipeline(dataset)
@@ -97,9 +96,8 @@ def dataio_prep(hparams, condition, device="cpu"):
         add_whole_pipeline(utterances[domain])
     for domain, dataset in (("source", source), ("target", target)):
         if hparams.get("cache_ssl_features"):
-            run_on_main(cache_hidden_states, args=[
-                hparams["frontend"], utterances[domain], hparams["ssl_features_folder"], device,
-                hparams["max_embed_seconds"]])
+            checked_on_main(cache_hidden_states, hparams["frontend"], utterances[domain],
+                            hparams["ssl_features_folder"], device, hparams["max_embed_seconds"])
             add_cached_crop_pipeline(dataset, hparams["ssl_features_folder"],
                                      hparams["crop_seconds"])
         else:
@@ -167,7 +165,7 @@ def prepare_experiment(argv=None, training=True, create_folder=sb.create_experim
     sb.utils.distributed.ddp_init_group(run_opts)
     condition_file, condition, overrides = load_condition(overrides, hparams_file)
     for prepare in condition["prepare"]:
-        run_on_main(prepare)
+        checked_on_main(prepare)
     check_condition_files(condition_file, condition)
     overrides["condition"] = condition["condition"]
     # The speaker head has a row per class: per speaker, or per speaker and

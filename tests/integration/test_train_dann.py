@@ -375,14 +375,23 @@ def test_two_processes_with_gloo_split_the_data_and_finish(demo_corpus, tmp_path
     assert done.stdout.count("Verification (demo)") == 1
 
 
+@pytest.mark.parametrize("refused", ["run folder", "data preparation"])
 def test_a_run_the_main_process_refuses_stops_every_process_with_its_message(demo_corpus,
-                                                                             tmp_path):
-    # The main process alone checks the run folder; the other one stopped at its next
-    # collective, with an error of the connection ("Connection closed by peer").
-    (tmp_path / "verification").mkdir()
-    done = torchrun(demo_corpus, tmp_path, "hparams/dann_fbank.yaml", "--batch_size=8")
+                                                                             tmp_path, refused):
+    # The main process alone checks the run folder and prepares the data; the other one
+    # stopped at its next collective, with an error of the connection ("Connection closed
+    # by peer").
+    if refused == "run folder":
+        (tmp_path / "verification").mkdir()
+        extra, message = [], f"{tmp_path}: holds the results (verification) of a run"
+    else:
+        # Refused before the corpus is touched.
+        extra = ["--condition=recipes/demo_text_dependent/condition.yaml", "--n_eval_speakers=1"]
+        message = "n_eval_speakers is 1: not an integer in"
+    done = torchrun(demo_corpus, tmp_path, "hparams/dann_fbank.yaml", "--batch_size=8", *extra)
     assert done.returncode != 0
-    assert done.stderr.count(f"{tmp_path}: holds the results (verification) of a run") == 2
+    assert done.stderr.count(message) == 2, done.stderr[-3000:]
+    assert "Connection closed" not in done.stderr  # torchrun's own traceback stays
 
 
 def test_bad_trial_list_fails_before_training(demo_corpus, tmp_path):
