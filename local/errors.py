@@ -126,7 +126,8 @@ def checked_on_main(check, *arguments):
         except ManifestError as error:
             return None, str(error)
 
-    result, refusal = main_process_only(outcome)()
+    # A process that is not the main one outside a process group gets None.
+    result, refusal = main_process_only(outcome)() or (None, None)
     if refusal is not None:
         raise ManifestError(refusal)
     return result
