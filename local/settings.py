@@ -268,10 +268,10 @@ def load_condition(overrides, hparams_file):
     path = overrides.pop("condition", DEFAULT_CONDITION)
     if not os.path.isfile(hparams_file):
         fail(hparams_file, "no such model hparams file",
-             fix=f"pass one of {_recipe_files(MODEL_FILES, exclude=COMMON_HPARAMS)}")
+             fix=f"pass one of {', '.join(_recipe_files(MODEL_FILES, exclude=COMMON_HPARAMS))}")
     if not os.path.isfile(path):
         fail(path, "no such condition file", fix="pass --condition=recipes/<name>/condition.yaml, "
-                                                 f"one of {_recipe_files(CONDITION_FILES)}")
+                                                 f"one of {', '.join(_recipe_files(CONDITION_FILES))}")
     _check_model_keys(hparams_file)
     keys = set(plain_values(path))
     shared = sorted(keys & set(plain_values(hparams_file)) - {"condition"})
@@ -283,8 +283,11 @@ def load_condition(overrides, hparams_file):
     for key in overrides:
         if key not in known:
             close = difflib.get_close_matches(key, known, n=3)
+            others = [name for name in _recipe_files(MODEL_FILES, exclude=COMMON_HPARAMS)
+                      if key in plain_values(os.path.join(RECIPE_FOLDER, name))]
             fail(hparams_file, f"--{key} is not a setting of it or of {path}",
-                 fix=(f"did you mean {' or '.join(f'--{k}' for k in close)}?" if close else
+                 fix=(f"it is a setting of {', '.join(others)}: train one of them" if others else
+                      f"did you mean {' or '.join(f'--{k}' for k in close)}?" if close else
                       "override a key of these files (hparams/common.yaml documents them)"))
     with open(path, encoding="utf-8") as fin:
         text = fin.read()
@@ -322,9 +325,9 @@ def _command_line(text, hparams_file):
 
 
 def _recipe_files(pattern, exclude=None):
-    """The recipe's files matching ``pattern`` (relative to its folder), but ``exclude``, as text."""
+    """The recipe's files matching ``pattern`` (relative to its folder), but ``exclude``."""
     found = sorted(glob.glob(os.path.join(RECIPE_FOLDER, pattern)))
-    return ", ".join(os.path.relpath(f, RECIPE_FOLDER) for f in found if f != exclude)
+    return [os.path.relpath(f, RECIPE_FOLDER) for f in found if f != exclude]
 
 
 def _check_placeholders(path, text, given, hint):

@@ -139,6 +139,19 @@ def test_arguments_that_are_no_key_value_settings_are_refused_naming_the_fix(arg
         load_condition(overrides, "hparams/dann_fbank.yaml")
 
 
+@pytest.mark.parametrize("override, fix", [
+    ("freeze_ssl: yes", r"it is a setting of hparams/dann_wav2vec2.yaml, hparams/dann_wavlm.yaml, "
+                        r"hparams/dann_wavlm_xvector.yaml, hparams/tdsv_wavlm.yaml: train one of "
+                        r"them"),
+    ("ge2e_speakers: 4", r"it is a setting of hparams/ge2e_fbank.yaml: train one of them"),
+    ("lrr: 0.1", r"did you mean --lr\?"),
+])
+def test_an_override_of_another_model_file_names_the_files_that_have_it(override, fix):
+    with pytest.raises(ManifestError, match=rf"dann_fbank.yaml: --{override.split(':')[0]} is not "
+                                            rf"a setting of it or of .*condition.yaml\nFix: {fix}$"):
+        load_condition(override, "hparams/dann_fbank.yaml")
+
+
 @pytest.mark.parametrize("old, new, message", [
     ("target_train:", "target_trian:", r"condition file without target_train\nFix: rename "
                                        r"target_trian to target_train; name the condition"),
