@@ -542,31 +542,36 @@ def test_frame_level_adversary_trains(demo_corpus, tmp_path):
     assert logged(tmp_path, "adv_coefficient")[0] > 0.0
 
 
+def killed_at_batch(number, monkeypatch, demo_corpus, folder, *args):
+    """A run of ``args`` into ``folder`` stopped as a kill would stop it, as its ``number``-th batch starts."""
+    original, batches = DANNBrain.fit_batch, []
+
+    def interrupted(self, batch):
+        batches.append(self.step)
+        if len(batches) == number:
+            raise KeyboardInterrupt
+        return original(self, batch)
+
+    monkeypatch.setattr(DANNBrain, "fit_batch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(demo_corpus, folder, *args)
+    monkeypatch.setattr(DANNBrain, "fit_batch", original)
+
+
 def test_run_resumes_inside_an_epoch_from_an_intra_epoch_checkpoint(demo_corpus, tmp_path,
                                                                     monkeypatch):
     args = ("--number_of_epochs=1", "--ckpt_interval_steps=5", "--adv_weight=0.3",
             "--mmd_weight=0.3")
-    original, batches = DANNBrain.fit_batch, []
     # Every step's values, as the epoch's statistics receive them.
     steps, add = [], EpochStatistics.add
     monkeypatch.setattr(EpochStatistics, "add", lambda self, **values: (
         steps[-1].update({k: float(v.detach()) for k, v in values.items()}), add(self, **values)))
     monkeypatch.setattr(DANNBrain, "on_fit_batch_start",
                         lambda self, batch, should_step: steps.append({}))
-
-    def interrupted_at_batch_8(self, batch):
-        batches.append(self.step)
-        if len(batches) == 8:
-            raise KeyboardInterrupt
-        return original(self, batch)
-
-    monkeypatch.setattr(DANNBrain, "fit_batch", interrupted_at_batch_8)
-    with pytest.raises(KeyboardInterrupt):
-        train(demo_corpus, tmp_path, *args)
+    killed_at_batch(8, monkeypatch, demo_corpus, tmp_path, *args)
     before_checkpoint = steps[:5]
     steps.clear()
-    monkeypatch.setattr(DANNBrain, "fit_batch", original)
-    counted = []
+    original, counted = DANNBrain.fit_batch, []
     monkeypatch.setattr(DANNBrain, "fit_batch",
                         lambda self, batch: counted.append(1) or original(self, batch))
     logged_stats, on_stage_end = [], DANNBrain.on_stage_end
@@ -749,21 +754,10 @@ def test_intra_epoch_checkpoint_waits_for_the_step_of_accumulated_gradients(
     args = ("--number_of_epochs=1", "--grad_accumulation_factor=2", "--ckpt_interval_steps=3",
             "--adv_weight=0.3", "--adv_warmup=0", *ADVERSARY_ONLY)
     train(demo_corpus, tmp_path / "whole", *args)
-    original, batches = DANNBrain.fit_batch, []
-
-    def interrupted_at_batch_6(self, batch):
-        batches.append(self.step)
-        if len(batches) == 6:
-            raise KeyboardInterrupt
-        return original(self, batch)
-
-    monkeypatch.setattr(DANNBrain, "fit_batch", interrupted_at_batch_6)
-    with pytest.raises(KeyboardInterrupt):
-        train(demo_corpus, tmp_path / "killed", *args)
+    killed_at_batch(6, monkeypatch, demo_corpus, tmp_path / "killed", *args)
     # Saved after batch 4, whose gradients, with batch 3's, the optimisers took.
     saved = glob.glob(str(tmp_path / "killed" / "save" / "CKPT*" / "brain.ckpt"))
     assert [yaml.safe_load(open(path))["step"] for path in saved] == [4]
-    monkeypatch.setattr(DANNBrain, "fit_batch", original)
     train(demo_corpus, tmp_path / "killed", *args)
     whole, resumed = newest_weights(tmp_path / "whole"), newest_weights(tmp_path / "killed")
     assert all(torch.equal(whole[name], resumed[name]) for name in whole)
