@@ -40,7 +40,9 @@ from local.settings import (
     load_model_hparams,
     model_text,
     plain_values,
+    PROCESSES_KEY,
     run_settings,
+    training_processes,
     training_run_options,
 )
 from local.whole_files import written_whole
@@ -181,8 +183,10 @@ def prepare_experiment(argv=None, training=True, create_folder=sb.create_experim
     if not training and not hparams["checkpointer"].list_checkpoints():
         sys.exit(f"No checkpoint in {hparams['save_folder']}: train the system first "
                  "(python train_dann.py with the same hparams and overrides).")
-    # The run options a run trains with are its settings; an evaluation's are free.
+    # The run options a run trains with, and its number of processes, are its
+    # settings; an evaluation's are free.
     options = training_run_options(run_opts, hparams)
+    processes = training_processes()
 
     def accepted():
         # And the checkpoints' folder, which runs into other output folders may share.
@@ -190,13 +194,15 @@ def prepare_experiment(argv=None, training=True, create_folder=sb.create_experim
             hold_run_folder(folder)
         check_one_run(hparams, training, run_opts.get("debug", False))
         return accept_settings(
-            hparams, {**run_settings(hparams_file, overrides), **options}, training, condition)
+            hparams, {**run_settings(hparams_file, overrides), **options,
+                      PROCESSES_KEY: processes}, training, condition)
 
     settings, changes = checked_on_main(accepted)
     create_folder(hparams["output_folder"])
     records = functools.partial(save_records, hparams_file,
                                 {**overrides, **options} if training else overrides,
-                                condition_file, condition, prefix="" if training else "evaluate_")
+                                condition_file, condition, prefix="" if training else "evaluate_",
+                                processes=processes)
     if training and sb.utils.distributed.if_main_process():
         record = functools.partial(record_run, hparams["save_folder"], settings, records,
                                    hparams["output_folder"])
@@ -220,7 +226,7 @@ def prepare_experiment(argv=None, training=True, create_folder=sb.create_experim
     return brain, hparams, condition, data
 
 
-def save_settings(hparams_file, overrides, condition_file, folder, prefix=""):
+def save_settings(hparams_file, overrides, condition_file, folder, prefix="", processes=1):
     """Write the whole model settings (``hyperparams.yaml``) and the ``condition.yaml`` of a command.
 
     Arguments
@@ -236,18 +242,23 @@ def save_settings(hparams_file, overrides, condition_file, folder, prefix=""):
     prefix : str
         Of the file names: ``""`` for the training run's own, ``"evaluate_"``
         for an evaluation's, which leaves the run's untouched.
+    processes : int
+        DDP processes of the command, each taking ``batch_size`` crops a step;
+        the file's header names them (they are no setting of the file).
     """
     resolved = resolve_references(model_text(hparams_file), overrides).getvalue()
     with written_whole(os.path.join(folder, f"{prefix}hyperparams.yaml"),
                        encoding="utf-8") as out:
         out.write(f"# {os.path.abspath(hparams_file)} on its bases, with the run's overrides\n"
+                  f"# {PROCESSES_KEY}: {processes} (torchrun --nproc_per_node)\n"
                   f"# yamllint disable\n{resolved}")
     with open(condition_file, "rb") as original, written_whole(
             os.path.join(folder, f"{prefix}condition.yaml"), "wb") as copy:
         copy.write(original.read())
 
 
-def save_records(hparams_file, overrides, condition_file, condition, folder, prefix=""):
+def save_records(hparams_file, overrides, condition_file, condition, folder, prefix="",
+                 processes=1):
     """Write the settings of a command (:func:`save_settings`) and its data files' hashes.
 
     Arguments
@@ -266,8 +277,10 @@ def save_records(hparams_file, overrides, condition_file, condition, folder, pre
     prefix : str
         Of the file names: ``""`` for the training run's own, ``"evaluate_"``
         for an evaluation's.
+    processes : int
+        DDP processes of the command.
     """
-    save_settings(hparams_file, overrides, condition_file, folder, prefix)
+    save_settings(hparams_file, overrides, condition_file, folder, prefix, processes)
     write_provenance(condition, folder, RECIPE_FOLDER, prefix)
 
 

@@ -38,7 +38,7 @@ import socket
 
 from local.errors import fail
 from local.provenance import file_sha256
-from local.settings import TRAINING_RUN_OPTIONS, plain_values
+from local.settings import PROCESSES_KEY, TRAINING_RUN_OPTIONS, plain_values
 from local.whole_files import written_whole
 
 logger = logging.getLogger(__name__)
@@ -58,7 +58,8 @@ FREE_KEYS = frozenset({
 # Free for an evaluation only: in training they choose the target utterances
 # that the pseudo-labels embed, and so the speaker head's classes; and the
 # run options of the training, which an evaluation does not record.
-EVALUATION_FREE_KEYS = ("min_embed_seconds", "max_embed_seconds", *TRAINING_RUN_OPTIONS)
+EVALUATION_FREE_KEYS = ("min_embed_seconds", "max_embed_seconds", *TRAINING_RUN_OPTIONS,
+                        PROCESSES_KEY)
 # What a run writes into its output folder after training: a folder that has
 # one of them holds a run's results.
 RESULTS = ("verification", "model")
@@ -298,6 +299,8 @@ def _key_list(allowed):
 
 
 def _named(key, files):
+    if key == PROCESSES_KEY:
+        return f"{key} (torchrun --nproc_per_node)"
     return f"{key} ({files[key]})" if key in files else key
 
 
@@ -375,11 +378,12 @@ def _with_recorded_model(recorded, settings, record_path):
 
 
 def _with_recorded_run_options(recorded, settings, record_path):
-    """The record, with this command's run options where one written before they were has none.
+    """The record, with this command's run options and processes where one written before has none.
 
     Those are not checked, with a warning.
     """
-    missing = [key for key in TRAINING_RUN_OPTIONS if key in settings and key not in recorded]
+    missing = [key for key in (*TRAINING_RUN_OPTIONS, PROCESSES_KEY)
+               if key in settings and key not in recorded]
     if missing:
         logger.warning("%s records no %s: their values are not checked", record_path,
                        ", ".join(missing))

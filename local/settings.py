@@ -63,6 +63,10 @@ NULLABLE_KEYS = ("max_embed_seconds",)
 # records the value of each with its settings.
 TRAINING_RUN_OPTIONS = ("grad_accumulation_factor", "precision", "max_grad_norm",
                         "optimizer_step_limit", "remove_vector_weight_decay")
+# The number of DDP processes a run trains with, recorded with its settings:
+# each process takes batch_size crops a step, so the batch of a step is their
+# product. The launcher sets it (torchrun --nproc_per_node), no option.
+PROCESSES_KEY = "ddp_processes"
 
 
 def model_text(path):
@@ -222,6 +226,12 @@ def training_run_options(run_opts, hparams):
     defaults = RunOptions()
     return {name: run_opts[name] if name in run_opts.overridden_args
             else hparams.get(name, defaults[name]) for name in TRAINING_RUN_OPTIONS}
+
+
+def training_processes():
+    """How many DDP processes run this command: torchrun's ``WORLD_SIZE``, else 1."""
+    return int(os.environ.get("WORLD_SIZE", 1))
+
 
 class _Tagged(yaml.SafeLoader):
     """Reads a hyperpyyaml file's tagged values as ``{tag: value}``."""
@@ -545,7 +555,7 @@ def check_trainable(hparams_file, overrides, condition):
              for domain in ("source", "target")}
     # Each step pairs a batch of source crops with one of target crops, and
     # the longer set sets the epoch; in DDP each process takes its share.
-    processes = int(os.environ.get("WORLD_SIZE", 1))
+    processes = training_processes()
     pairs = max(sizes.values()) // processes
     if pairs < hparams["batch_size"]:
         share = f", {pairs} for each of {processes} processes" if processes > 1 else ""

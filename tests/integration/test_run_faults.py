@@ -15,6 +15,7 @@ import yaml
 
 import evaluate
 import train_dann
+from local import experiment
 from local.errors import ManifestError
 from local.evaluation import verification
 from local.model.checkpoints import STAGING
@@ -180,6 +181,21 @@ def test_resume_with_other_run_options_is_refused_and_an_evaluation_takes_them(
         train(demo_corpus, run, *ONE_EPOCH, "--grad_accumulation_factor=2", "--max_grad_norm=1")
     assert contents(run) == before
     evaluate.main(argv(demo_corpus, run, *ONE_EPOCH, "--grad_accumulation_factor=2"))
+
+
+def test_resume_with_another_number_of_processes_is_refused_and_an_evaluation_takes_it(
+        demo_corpus, run, monkeypatch):
+    # Each DDP process takes batch_size crops a step: their number is a setting of the run.
+    assert (run / "hyperparams.yaml").read_text().splitlines()[1] == \
+        "# ddp_processes: 1 (torchrun --nproc_per_node)"
+    assert json.loads((run / "save" / "run_settings.json").read_text())["ddp_processes"] == 1
+    before = contents(run)
+    monkeypatch.setattr(experiment, "training_processes", lambda: 2)
+    with pytest.raises(ManifestError, match=r"other settings:\n  ddp_processes \(torchrun "
+                                            r"--nproc_per_node\): 1 -> 2\n"):
+        train(demo_corpus, run, *ONE_EPOCH)
+    assert contents(run) == before
+    evaluate.main(argv(demo_corpus, run, *ONE_EPOCH))
 
 
 def test_resume_of_a_run_without_recorded_run_options_warns(demo_corpus, run, caplog):

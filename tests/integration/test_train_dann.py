@@ -372,6 +372,7 @@ def test_two_processes_with_gloo_split_the_data_and_finish(demo_corpus, tmp_path
     done = torchrun(demo_corpus, tmp_path, hparams, *batches)
     assert done.returncode == 0, done.stderr[-3000:]
     assert logged(tmp_path, "steps") == [steps]
+    assert json.loads((tmp_path / "save" / "run_settings.json").read_text())["ddp_processes"] == 2
     assert done.stdout.count("Verification (demo)") == 1
 
 
