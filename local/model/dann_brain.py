@@ -10,7 +10,7 @@ from torch.nn.parallel import DistributedDataParallel
 from local.data.dataio import STEP_STREAM, random_seed
 from local.embedding import compute_embeddings, embeddable_ids
 from local.model.adversaries import DomainItems
-from local.model.distributed import gradient_sync, unwrapped, wrap_in_ddp
+from local.model.distributed import gradient_sync, process_share, unwrapped, wrap_in_ddp
 from local.model.domain_branch import LayerOutputTap
 from local.model.epoch_statistics import EpochStatistics
 from local.model.pseudo_labels import check_neighbours
@@ -287,9 +287,10 @@ class DANNBrain(sb.Brain):
                            "pseudo-label", epoch, len(self.target_utterances) - len(ids),
                            len(self.target_utterances), *limits)
         self.modules.eval()
+        # Under DDP each process embeds its share; the main one clusters them all.
         embeddings = compute_embeddings(self.embed, self.target_utterances,
-                                        self.hparams.eval_batch_size, self.device, ids=ids,
-                                        limits=limits)
+                                        self.hparams.eval_batch_size, self.device,
+                                        ids=process_share(ids), limits=limits)
         speakers = {utt: row["spk_id"] for utt, row in self.target_utterances.data.items()
                     if row.get("spk_id")}
         centroids, summary = pseudo.relabel(embeddings, epoch, speakers, self.hparams.seed)

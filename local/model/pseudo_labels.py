@@ -41,6 +41,7 @@ from speechbrain.utils.logger import get_logger
 
 from local.domain_statistics import DomainAdaptation
 from local.errors import fail
+from local.model.distributed import gathered_on_main
 
 logger = get_logger(__name__)
 
@@ -509,17 +510,19 @@ class PseudoLabels:
     def relabel(self, embeddings, epoch, speakers=None, seed=0):
         """Cluster ``embeddings`` and take the clusters as labels; warn when they cannot train.
 
-        Under DDP the main process clusters and every process takes its
-        labels: each has embedded the target, but Infomap's partition can
-        turn on the last bits of the neighbour similarities
-        (benchmarks/README.md, 10^3 utterances), which processes on other
-        devices or thread counts need not share, and a clustering per
-        process would cost each the same time.
+        Under DDP each process passes the embeddings of its share of the
+        target (:func:`local.model.distributed.process_share`); the main
+        process gathers them, clusters, and every process takes its labels.
+        One clustering, not one per process: Infomap's partition can turn on
+        the last bits of the neighbour similarities (benchmarks/README.md,
+        10^3 utterances), which processes on other devices or thread counts
+        need not share, and each clustering would cost the same time.
 
         Arguments
         ---------
         embeddings : dict
-            ``{utterance ID: tensor [dim]}`` of the current model.
+            ``{utterance ID: tensor [dim]}`` of the current model: all the
+            target's, or under DDP this process's share.
         epoch : int
             The epoch about to start.
         speakers : dict, optional
@@ -537,7 +540,7 @@ class PseudoLabels:
             cover the target.
         """
         labels, centroids, summary = main_process_only(self._labelled)(
-            embeddings, epoch, speakers, seed)
+            gathered_on_main(embeddings), epoch, speakers, seed)
         self.update(labels, len(centroids), epoch)
         return centroids, summary
 

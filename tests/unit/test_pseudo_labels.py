@@ -12,6 +12,7 @@ from sklearn.metrics import adjusted_rand_score
 from speechbrain.utils.checkpoints import Checkpointer
 
 import local.model.pseudo_labels as pseudo_labels
+from local.model.distributed import process_share
 
 faiss_ivf = pseudo_labels.faiss.IndexIVFFlat
 from local.model.pseudo_labels import (
@@ -272,26 +273,27 @@ def test_relabel_clusters_every_utterance_and_numbers_the_speaker_head_rows():
     assert "nmi" not in summary  # no reference speakers given
 
 
-def relabel_in_process(rank, folder):
-    """One DDP process of two: rank 1's embeddings would cluster differently."""
+def relabel_share_in_process(rank, folder):
+    """One DDP process of two, passing the embeddings of its share of the target."""
     embeddings, _ = speakers(4, 8, spread=0.05)
-    if rank == 1:  # the same utterances, their vectors dealt out to others
-        ids = list(embeddings)
-        order = np.random.default_rng(1).permutation(len(ids))
-        embeddings = {utt: embeddings[ids[i]] for utt, i in zip(ids, order)}
+    share = {utt: embeddings[utt] for utt in process_share(list(embeddings))}
     pseudo = PseudoLabels(offset=10, neighbours=5)
-    centroids, summary = pseudo.relabel(embeddings, epoch=2)
-    own, _, _ = pseudo.cluster(embeddings, seed=2)  # relabel's seed at epoch 2 of seed 0
-    torch.save({"labels": pseudo.labels, "n_speakers": pseudo.n_speakers, "epoch": pseudo.epoch,
-                "centroids": centroids, "summary": summary, "own": own},
+    centroids, summary = pseudo.relabel(share, epoch=2)
+    whole, _, _ = pseudo.cluster(embeddings, seed=2)  # relabel's seed at epoch 2 of seed 0
+    torch.save({"share": list(share), "labels": pseudo.labels, "whole": whole,
+                "n_speakers": pseudo.n_speakers, "epoch": pseudo.epoch,
+                "centroids": centroids, "summary": summary},
                os.path.join(folder, f"rank{rank}.pt"))
 
 
-def test_under_ddp_every_process_takes_the_main_process_clustering(tmp_path):
-    in_two_processes(relabel_in_process, str(tmp_path))
+def test_under_ddp_the_main_process_clusters_the_shares_of_every_process(tmp_path):
+    in_two_processes(relabel_share_in_process, str(tmp_path))
     main, other = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
-    assert other["own"] != main["labels"]  # clustering its own embeddings, rank 1 would differ
-    assert main["labels"] == main["own"] and other["labels"] == main["labels"]
+    assert len(main["share"]) == len(other["share"]) == 16
+    assert not set(main["share"]) & set(other["share"])
+    # Every process labels all 32 utterances, as the main one clusters them whole.
+    assert main["labels"] == other["labels"] == main["whole"]
+    assert len(main["labels"]) == 32
     assert other["n_speakers"] == main["n_speakers"] == 4 and other["epoch"] == 2
     torch.testing.assert_close(other["centroids"], main["centroids"])
     assert other["summary"] == main["summary"]
