@@ -10,6 +10,7 @@ import pytest
 
 from local.errors import ManifestError
 from local.evaluation.seed_table import collect, main, seed_table
+from local.evaluation.verification import summary_table
 
 
 def make_run(folder, eers, dcfs=(0.9, 0.8)):
@@ -164,3 +165,17 @@ def test_a_system_named_twice_is_refused_rather_than_losing_its_first_runs(runs,
     err = capsys.readouterr().err
     assert "--runs baseline: a system named by more than one --runs" in err
     assert "Fix: give each --runs a name of its own" in err
+
+
+def test_the_mean_is_that_of_the_figures_unrounded(tmp_path):
+    # Rounded to 0.01 before the mean, these gave 10.01 ± 0.01.
+    eers = [0.100061, 0.100061, 0.100021]
+    for seed, value in enumerate(eers, 1):
+        os.makedirs(tmp_path / f"s{seed}" / "verification")
+        summary_table({"target": {"trials": 10, "eer": value, "min_dcf_0.01": 0.5}}).to_csv(
+            tmp_path / f"s{seed}" / "verification" / "summary.csv", index=False)
+    table = seed_table({"x": collect(str(tmp_path / "s*"))}, ["target"], ["eer_percent"])
+    percent = [100 * value for value in eers]
+    assert table["target eer_percent"].tolist() == [
+        f"{statistics.mean(percent):.2f} ± {statistics.stdev(percent):.2f}"]
+    assert table["target eer_percent"].tolist() == ["10.00 ± 0.00"]
