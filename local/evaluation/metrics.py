@@ -166,7 +166,7 @@ def eer_threshold(scores, labels):
     Halfway between the highest score rejected and the lowest accepted there
     (the highest score when all are rejected, just below the lowest when all
     are accepted), so that scores recomputed with a rounding difference fall
-    on the same side.
+    on the same side (of two neighbouring floats, the lower).
 
     Arguments
     ---------
@@ -190,9 +190,11 @@ def eer_threshold(scores, labels):
     if best == len(thresholds) - 1:
         return float(thresholds[best])
     accepted = thresholds[best + 1]
+    below_accepted = np.nextafter(accepted, -np.inf)
     if best == 0:
-        return float(np.nextafter(accepted, -np.inf))
-    return float((thresholds[best] + accepted) / 2)
+        return float(below_accepted)
+    # Of neighbouring floats, the halfway point may round up to the accepted score.
+    return float(min((thresholds[best] + accepted) / 2, below_accepted))
 
 
 def min_dcf(scores, labels, p_target=0.01, c_miss=1, c_fa=1):

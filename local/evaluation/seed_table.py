@@ -18,7 +18,9 @@ report holds the hashes of its data files (``provenance.json``, or
 list, manifest and enrolment table; a table of runs evaluated on other data
 is refused. A report without hashes (of an older run) is compared by its
 number of trials only, with a warning. An unknown list or metric is refused
-with the names the summaries have.
+with the names the summaries have, and so is a metric a list was not scored
+at (an SdSV list's minDCF is ``min_dcf_0.01_10_1``) and a system name given
+to two ``--runs``.
 """
 
 import glob
@@ -216,26 +218,33 @@ def check_same_data(systems, lists):
                 f"{key} {(dict(value).get(key) or 'none')[:12]}" for key in differing))
 
 
-def check_metrics(systems, metrics):
-    """Refuse a metric that is no column of the summaries.
+def check_metrics(systems, lists, metrics):
+    """Refuse a metric that is no column of the summaries, or that a list was not scored at.
+
+    A summary's minDCF columns are those of every list's settings, empty for
+    a list scored at other settings (an SdSV list's ``min_dcf_0.01_10_1``
+    beside a VoxCeleb list's ``min_dcf_0.01``).
 
     Arguments
     ---------
     systems : dict
         ``{name: summaries}``, as :func:`collect` returns.
+    lists : list of str
+        The scored lists of the table.
     metrics : list of str
         The metrics of the table.
 
     Raises
     ------
     ManifestError
-        Naming the metric and the columns there are.
+        Naming the metric and the columns there are (of that list, for a
+        metric it was not scored at).
 
     Example
     -------
     >>> summaries = pd.DataFrame({"system": ["target"], "trials": [10], "eer_percent": [30.0],
     ...                           "run": ["s1"]})
-    >>> check_metrics({"baseline": summaries}, ["eer"])
+    >>> check_metrics({"baseline": summaries}, ["target"], ["eer"])
     Traceback (most recent call last):
       ...
     local.errors.ManifestError: s1: no 'eer' column in its verification summary
@@ -247,6 +256,15 @@ def check_metrics(systems, metrics):
                 available = [c for c in summaries.columns if c not in ("system", "run")]
                 fail(summaries["run"].iloc[0], f"no '{metric}' column in its verification summary",
                      fix=f"choose among the metrics: {', '.join(available)}")
+        for scored in lists:
+            chosen = summaries[summaries["system"] == scored].drop(columns=["system", "run"])
+            for run, values in zip(summaries["run"][chosen.index], chosen.to_dict("records")):
+                unscored = [metric for metric in metrics if pd.isna(values[metric])]
+                if unscored:
+                    available = [column for column, value in values.items() if not pd.isna(value)]
+                    fail(run, f"'{scored}' was not scored at '{unscored[0]}' (empty in its "
+                              "verification summary)",
+                         fix=f"choose among the metrics of '{scored}': {', '.join(available)}")
 
 
 def seed_table(systems, lists, metrics):
@@ -287,7 +305,7 @@ def seed_table(systems, lists, metrics):
             if missing:
                 fail(missing[0], f"no '{scored}' list in its verification summary",
                      fix="score it again with the same score_norm/backend_adaptation")
-    check_metrics(systems, metrics)
+    check_metrics(systems, lists, metrics)
     check_same_data(systems, lists)
     rows = []
     for name, summaries in systems.items():
@@ -319,11 +337,18 @@ def print_seed_table(runs, lists, metrics, out=None):
     Returns
     -------
     int
-        0 when the table was made, 1 when a run folder is missing or
-        incomplete, a list or metric is unknown, or runs scored a list on
-        different data (the message names them).
+        0 when the table was made, 1 when a system is named twice, a run
+        folder is missing or incomplete, a list or metric is unknown, or runs
+        scored a list on different data (the message names them).
     """
     try:
+        names = [name for name, _ in runs]
+        repeated = [name for name in dict.fromkeys(names) if names.count(name) > 1]
+        if repeated:
+            # One entry per system: a second pattern would replace the first's runs.
+            fail(f"--runs {repeated[0]}", "a system named by more than one --runs",
+                 fix="give each --runs a name of its own, or one pattern matching all of "
+                     "the system's runs")
         table = seed_table({name: collect(pattern) for name, pattern in runs}, lists, metrics)
     except ValueError as err:
         print(err, file=sys.stderr)

@@ -448,7 +448,8 @@ def verify(embed, hparams, condition, eval_datasets, training, device, checkpoin
     if records is not None:
         records(report_folder)
     replace_folder(report_folder, final_folder)
-    print(f"Verification ({condition['condition']}):\n{summary.to_string(index=False)}")
+    print(f"Verification ({condition['condition']}):\n"
+          f"{summary.to_string(index=False, float_format='{:.4f}'.format)}")
     return results
 
 
@@ -513,7 +514,10 @@ def det_style(system):
             "linestyle": LINE_STYLES[system.norm]}
 
 def summary_table(results):
-    """One row per system: trials, EER (%) and each minDCF it was scored at.
+    """One row per system: trials, EER (%) and each minDCF it was scored at, unrounded.
+
+    Unrounded, so that a mean over runs (:mod:`local.evaluation.seed_table`)
+    is not one of rounded figures; the report rounds what it shows.
 
     Arguments
     ---------
@@ -528,8 +532,7 @@ def summary_table(results):
     """
     rows = []
     for system, metrics in results.items():
-        row = {"system": system, "trials": metrics["trials"],
-               "eer_percent": round(100 * metrics["eer"], 2)}
-        row.update({k: round(v, 4) for k, v in metrics.items() if k.startswith("min_dcf_")})
+        row = {"system": system, "trials": metrics["trials"], "eer_percent": 100 * metrics["eer"]}
+        row.update({k: v for k, v in metrics.items() if k.startswith("min_dcf_")})
         rows.append(row)
     return pd.DataFrame(rows)

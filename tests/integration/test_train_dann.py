@@ -103,8 +103,8 @@ def test_run_ends_with_the_verification_report(runs):
     report = os.path.join(folder, "verification")
     summary = pd.read_csv(os.path.join(report, "summary.csv"))
     assert list(summary["system"]) == ["source", "target"]
-    assert list(summary["eer_percent"]) == [round(100 * results[s]["eer"], 2)
-                                            for s in ("source", "target")]
+    # Unrounded: what a table over seeds averages.
+    assert list(summary["eer_percent"]) == [100 * results[s]["eer"] for s in ("source", "target")]
     scores = pd.read_csv(os.path.join(report, "target", "scores.txt"), sep=" ", header=None)
     assert len(scores) == 1770
     conditions = pd.read_csv(os.path.join(report, "target", "conditions.csv"))

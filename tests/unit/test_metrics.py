@@ -43,6 +43,8 @@ CASES = {
     "fully inverted": (np.r_[np.linspace(-1, 0.5, 7), np.linspace(1, 2, 11)],
                        [1] * 7 + [0] * 11),
     "separated but touching": ([0.2, 0.5, 0.5, 0.7, 0.9], [0, 0, 1, 1, 1]),
+    # Their halfway point rounds to the higher.
+    "separated by one float": ([0.1, np.nextafter(1.0, 0.0), 1.0], [0, 0, 1]),
 }
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from local.errors import ManifestError
 from local.evaluation.seed_table import collect, main, seed_table
+from local.evaluation.verification import summary_table
 
 
 def make_run(folder, eers, dcfs=(0.9, 0.8)):
@@ -128,3 +129,53 @@ def test_an_unknown_metric_is_named_with_the_columns_there_are(runs, capsys):
     err = capsys.readouterr().err
     assert "no 'eer' column in its verification summary" in err
     assert "Fix: choose among the metrics: trials, eer_percent, min_dcf_0.01" in err
+
+
+def test_a_metric_a_list_was_not_scored_at_is_named_with_the_metrics_it_has(tmp_path, capsys):
+    # An SdSV list is scored at its own minDCF setting: its VoxCeleb columns are empty.
+    for seed in (1, 2):
+        os.makedirs(tmp_path / f"s{seed}" / "verification")
+        pd.DataFrame({"system": ["voxceleb1_o", "deepmine"], "trials": [10, 20],
+                      "eer_percent": [5.0, 20.0 + seed], "min_dcf_0.01": [0.5, None],
+                      "min_dcf_0.01_10_1": [None, 0.9]}).to_csv(
+            tmp_path / f"s{seed}" / "verification" / "summary.csv", index=False)
+    arguments = ["--runs", "sdsv", str(tmp_path / "s*"), "--lists", "voxceleb1_o", "deepmine"]
+    assert main(arguments) == 1
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 's1'}: 'deepmine' was not scored at 'min_dcf_0.01'" in err
+    assert "Fix: choose among the metrics of 'deepmine': trials, eer_percent, min_dcf_0.01_10_1" \
+        in err
+    assert main(arguments + ["--metrics", "eer_percent"]) == 0
+    assert "| sdsv | 2 | 5.00 ± 0.00 | 21.50 ± 0.71 |" in capsys.readouterr().out
+
+
+def test_a_run_without_a_figure_is_named_rather_than_left_out_of_the_mean(runs):
+    folder, _ = runs
+    summary = folder / "base_s2" / "verification" / "summary.csv"
+    pd.read_csv(summary).assign(**{"min_dcf_0.01": [0.9, None]}).to_csv(summary, index=False)
+    with pytest.raises(ManifestError, match=r"base_s2: 'target' was not scored at 'min_dcf_0.01'"):
+        seed_table({"baseline": collect(str(folder / "base_s*"))}, ["target"],
+                   ["eer_percent", "min_dcf_0.01"])
+
+
+def test_a_system_named_twice_is_refused_rather_than_losing_its_first_runs(runs, capsys):
+    folder, _ = runs
+    assert main(["--runs", "baseline", str(folder / "base_s1"), "--runs", "baseline",
+                 str(folder / "base_s2"), "--lists", "target"]) == 1
+    err = capsys.readouterr().err
+    assert "--runs baseline: a system named by more than one --runs" in err
+    assert "Fix: give each --runs a name of its own" in err
+
+
+def test_the_mean_is_that_of_the_figures_unrounded(tmp_path):
+    # Rounded to 0.01 before the mean, these gave 10.01 ± 0.01.
+    eers = [0.100061, 0.100061, 0.100021]
+    for seed, value in enumerate(eers, 1):
+        os.makedirs(tmp_path / f"s{seed}" / "verification")
+        summary_table({"target": {"trials": 10, "eer": value, "min_dcf_0.01": 0.5}}).to_csv(
+            tmp_path / f"s{seed}" / "verification" / "summary.csv", index=False)
+    table = seed_table({"x": collect(str(tmp_path / "s*"))}, ["target"], ["eer_percent"])
+    percent = [100 * value for value in eers]
+    assert table["target eer_percent"].tolist() == [
+        f"{statistics.mean(percent):.2f} ± {statistics.stdev(percent):.2f}"]
+    assert table["target eer_percent"].tolist() == ["10.00 ± 0.00"]
