@@ -5,7 +5,9 @@ waveform as the checkpoint expects (``do_normalize``), nor runs a frozen model
 under ``no_grad``, nor can keep the CNN feature encoder frozen while the
 transformer is fine-tuned. SpeechBrain's ``Wav2Vec2``/``WavLM`` wrappers do all
 three and return every hidden state (``output_all_hiddens``), so the front end
-wraps one of them and adds only the weighted sum, which neither has.
+wraps one of them and adds the weighted sum, which neither has, and the
+preparation of a padded batch as transformers' feature extractor prepares it
+(:meth:`SSLFrontend.hidden_states`).
 """
 
 import hashlib
@@ -209,6 +211,13 @@ class SSLFrontend(torch.nn.Module):
         except (OSError, ValueError) as err:
             _refuse_load(source, save_path, err)
         self.fingerprint = ssl_fingerprint(source, save_path)
+        # The waveform normalisation and the attention mask of a padded batch
+        # are those of transformers' feature extractor (hidden_states), where
+        # SpeechBrain's wrapper would normalise the padded tensor as a whole
+        # and always mask.
+        extractor = self.ssl.feature_extractor
+        self.normalize_wav, self.ssl.normalize_wav = extractor.do_normalize, False
+        self.attention_mask = extractor.return_attention_mask
         # transformers 5 collects hidden states with hooks, so a layer skipped
         # by LayerDrop during fine-tuning would be missing from the weighted
         # sum: every layer runs at every step.
@@ -276,6 +285,16 @@ class SSLFrontend(torch.nn.Module):
     def hidden_states(self, wavs, wav_lens=None):
         """Hidden states of all layers, the CNN output first.
 
+        A padded batch is prepared as transformers' feature extractor
+        prepares one: each waveform is normalised over its own samples (when
+        the checkpoint's ``do_normalize`` asks for it) and padded with zeros,
+        and the model gets an attention mask only when the extractor returns
+        one (``return_attention_mask``: the checkpoints whose CNN has layer
+        normalisation, such as wavlm-large; not wav2vec2-base). With such a
+        mask the hidden states of a waveform do not depend on the padding;
+        a CNN with group normalisation (wav2vec2-base, wavlm-base-plus)
+        normalises over the padding too, so its hidden states do.
+
         Arguments
         ---------
         wavs : torch.Tensor
@@ -293,7 +312,14 @@ class SSLFrontend(torch.nn.Module):
         # batches); an all-ones mask would only cost the attention a mask.
         if wav_lens is not None and bool((wav_lens >= 1).all()):
             wav_lens = None
-        return self.ssl(wavs, wav_lens)
+        if self.normalize_wav:
+            # The samples of each waveform, as SpeechBrain's padding mask counts them.
+            lengths = [wavs.shape[1]] * len(wavs) if wav_lens is None else (
+                torch.round(wav_lens * wavs.shape[1]).int().tolist())
+            wavs = torch.stack([F.pad(F.layer_norm(wav[:length], (length,)),
+                                      (0, len(wav) - length))
+                                for wav, length in zip(wavs, lengths)])
+        return self.ssl(wavs, wav_lens if self.attention_mask else None)
 
     def forward(self, wavs, wav_lens=None):
         """Features ``[batch, frames, dim]`` of 16 kHz ``wavs`` or of cached hidden states.

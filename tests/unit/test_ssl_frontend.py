@@ -38,7 +38,7 @@ def test_loads_by_path_and_mixes_every_hidden_state(tiny_ssl, family, tmp_path):
     out = model(wavs(), torch.ones(2))
     assert out.shape == (2, 24, TINY_SSL["hidden_size"])  # 20 ms frames of 0.5 s
     with torch.no_grad():
-        hidden = model.ssl(wavs())
+        hidden = model.hidden_states(wavs())
     assert hidden.shape[0] == layers
     assert torch.allclose(out, model.layer_sum(hidden), atol=1e-6)
 
@@ -108,6 +108,58 @@ def test_waveform_normalisation_follows_the_checkpoint(tiny_ssl, tmp_path):
         with torch.no_grad():
             same = torch.allclose(model(x), model(3.0 * x), atol=1e-4)
         assert same == invariant, family
+
+
+def save_ssl(folder, family, cnn_norm, do_normalize, attention_mask):
+    """A tiny checkpoint whose CNN has ``cnn_norm`` ("group" or "layer") normalisation."""
+    from transformers import (
+        Wav2Vec2Config,
+        Wav2Vec2FeatureExtractor,
+        Wav2Vec2Model,
+        WavLMConfig,
+        WavLMModel,
+    )
+
+    torch.manual_seed(0)
+    if family == "wavlm":
+        model = WavLMModel(WavLMConfig(num_buckets=32, max_bucket_distance=64,
+                                       feat_extract_norm=cnn_norm, **TINY_SSL))
+    else:
+        model = Wav2Vec2Model(Wav2Vec2Config(feat_extract_norm=cnn_norm, **TINY_SSL))
+    model.save_pretrained(folder)
+    Wav2Vec2FeatureExtractor(do_normalize=do_normalize,
+                             return_attention_mask=attention_mask).save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("do_normalize", [False, True])
+@pytest.mark.parametrize("cnn_norm, attention_mask", [("group", False), ("layer", True)])
+def test_a_padded_batch_is_prepared_as_transformers_prepares_it(
+        family, do_normalize, cnn_norm, attention_mask, tmp_path):
+    """Each waveform normalised over its own samples (as the extractor does when it returns a
+    mask; without one it would normalise the padded batch), and the mask passed only where the
+    checkpoint's extractor returns one."""
+    from transformers import AutoFeatureExtractor, AutoModel
+
+    folder = save_ssl(tmp_path / "ssl", family, cnn_norm, do_normalize, attention_mask)
+    model = SSLFrontend(folder, str(tmp_path / "cache"), family=family).eval()
+    long, short = wavs(batch=1, seconds=1.5)[0], 3 * wavs(batch=1)[0] + 0.5
+    batch = torch.zeros(2, len(long))
+    batch[0], batch[1, :len(short)] = long, short
+    with torch.no_grad():
+        padded = model.hidden_states(batch, torch.tensor([1.0, len(short) / len(long)]))
+        alone = model.hidden_states(short.unsqueeze(0))[:, 0]
+        inputs = AutoFeatureExtractor.from_pretrained(folder)(
+            [long.numpy(), short.numpy()], sampling_rate=16000, padding=True,
+            return_attention_mask=True, return_tensors="pt")
+        expected = AutoModel.from_pretrained(folder)(
+            inputs.input_values, attention_mask=inputs.attention_mask if attention_mask else None,
+            output_hidden_states=True)
+    assert torch.allclose(padded, torch.stack(expected.hidden_states), atol=1e-4)
+    # With a mask the padding does not reach the short waveform's hidden states.
+    if attention_mask:
+        assert torch.allclose(padded[:, 1, :alone.shape[1]], alone, atol=1e-4)
 
 
 def test_unreachable_hub_is_a_message_with_the_fix(tmp_path, monkeypatch):
