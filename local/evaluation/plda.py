@@ -35,6 +35,11 @@ import torch
 from local.domain_statistics import check_finite
 from local.errors import fail
 
+# The fewest speakers a back-end trains on: the LDA keeps at most the speakers
+# minus one dimensions, and a single dimension scaled to unit length holds only
+# its sign, so that every trial would score one of three values.
+MIN_SPEAKERS = 3
+
 
 def _unit(vectors):
     vectors = torch.as_tensor(vectors, dtype=torch.float64)
@@ -221,7 +226,8 @@ class PLDABackend:
     Raises
     ------
     ManifestError
-        When the embeddings have NaN/inf values, or one speaker.
+        When the embeddings have NaN/inf values, or fewer than
+        :data:`MIN_SPEAKERS` speakers.
 
     Example
     -------
@@ -236,9 +242,10 @@ class PLDABackend:
     def __init__(self, vectors, labels, lda_dim):
         check_finite(vectors, "plda")
         speakers = len(np.unique(np.asarray(labels)))
-        if speakers < 2:
-            fail("plda", f"its training embeddings have {speakers} speaker",
-                 fix="train the back-end on a source manifest of several speakers")
+        if speakers < MIN_SPEAKERS:
+            fail("plda", f"its training embeddings have {speakers} speakers, fewer than the "
+                 f"{MIN_SPEAKERS} whose LDA keeps more than the sign of one dimension",
+                 fix=f"train the back-end on a source manifest of {MIN_SPEAKERS} speakers or more")
         units = _unit(vectors)
         self.centre, within, between = class_covariances(units, labels)
         lda, _ = simultaneous_diagonalisation(within, between)
