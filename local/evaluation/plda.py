@@ -107,8 +107,9 @@ def simultaneous_diagonalisation(within, between):
     except np.linalg.LinAlgError:
         fail("plda", f"the within-class covariance of the {len(within)}-dimensional "
              "training embeddings is singular",
-             fix="train the back-end on more source utterances (backend_max_utterances), "
-                 "or lower lda_dim")
+             fix="train the back-end on more utterances than the embeddings have dimensions "
+                 "and speakers together: a larger backend_max_utterances or source manifest "
+                 "(the LDA is found in all the dimensions, so lda_dim does not help)")
     order = np.argsort(psi)[::-1]
     return vectors[:, order].T, np.maximum(psi[order], 0.0)
 

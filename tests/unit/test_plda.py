@@ -205,11 +205,15 @@ def test_non_finite_training_embeddings_are_named():
         backend.adapted(vectors, 0.3, 0.7)
 
 
-def test_too_few_utterances_for_the_dimensions_are_refused():
+@pytest.mark.parametrize("lda_dim", [2, 1])
+def test_too_few_utterances_for_the_dimensions_are_refused(lda_dim):
+    # The LDA is found in all 8 dimensions: a lower lda_dim cannot help.
     rng = np.random.default_rng(20)
     with pytest.raises(ManifestError, match=r"plda: the within-class covariance of the "
-                                            r"8-dimensional training embeddings is singular"):
-        PLDABackend(rng.normal(size=(6, 8)), ["a", "a", "b", "b", "c", "c"], 2)
+                                            r"8-dimensional training embeddings is singular\n"
+                                            r"Fix: train the back-end on more utterances than "
+                                            r"the embeddings have dimensions and speakers"):
+        PLDABackend(rng.normal(size=(6, 8)), ["a", "a", "b", "b", "c", "c"], lda_dim)
 
 
 @pytest.mark.parametrize("change, message", [
