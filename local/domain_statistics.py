@@ -73,8 +73,8 @@ class DomainAdaptation:
     Raises
     ------
     ManifestError
-        When the domain's embeddings have NaN/inf values, or (without a ridge)
-        do not span their dimensions.
+        When the domain's embeddings have NaN/inf values, or (with ``whiten``)
+        are fewer than 2 or (without a ridge) do not span their dimensions.
 
     Example
     -------
@@ -89,6 +89,11 @@ class DomainAdaptation:
         self.mean = units.mean(axis=0)
         self.whitening = None
         if whiten:
+            if len(units) < 2:
+                fail("cohort", f"its {len(units)} embedding has no covariance to whiten by",
+                     fix="pass a cohort_size of 2 or more, and draw the cohort from a training "
+                         "manifest with 2 utterances or more within min_embed_seconds and "
+                         "max_embed_seconds")
             eigenvalues, eigenvectors = np.linalg.eigh(np.cov(units, rowvar=False))
             eigenvalues = eigenvalues + ridge * eigenvalues.mean()
             floor = eigenvalues.max() * len(eigenvalues) * np.finfo(eigenvalues.dtype).eps

@@ -26,7 +26,7 @@ from functools import cached_property
 import torch
 
 from local.domain_statistics import DomainAdaptation, coral
-from local.evaluation.plda import PLDABackend
+from local.evaluation.plda import MIN_SPEAKERS, PLDABackend
 from local.evaluation.scoring import cosine_form
 
 
@@ -280,6 +280,10 @@ class TargetPLDA(SourcePLDA):
 
     def trained(self, data):
         kept, speakers = data.pseudo_speakers
+        if len(set(speakers)) < MIN_SPEAKERS:
+            raise Unscorable(f"the target's {len(set(speakers))} pseudo-speakers are fewer than "
+                             f"the {MIN_SPEAKERS} a PLDA trains on; plda_pooled adds the source "
+                             "speakers")
         dim = data.target.shape[1]
         spare = len(kept) - len(set(speakers))
         if spare <= dim:

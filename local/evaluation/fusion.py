@@ -243,8 +243,8 @@ def run_fusion(scores, out, det=None, dev=None, summary=None, system=None):
     -------
     int
         0 when the fused score file was written, 1 when the score files do
-        not fit together or one cannot be fused (the problem printed to
-        stderr).
+        not fit together, one cannot be fused or the development trials are
+        of one label (the problem printed to stderr).
 
     Example
     -------
@@ -270,6 +270,10 @@ def run_fusion(scores, out, det=None, dev=None, summary=None, system=None):
     try:
         trials, system_scores = load_systems(scores)
         development = load_systems(dev) if dev else None
+        if development and development[0]["label"].nunique() < 2:
+            fail(dev[0], f"has {len(development[0])} trials of one label, and the logistic "
+                 "regression is trained on target and non-target trials",
+                 fix="pass development score files of a trial list with both")
         if not development:
             fused, fusion = mean_fusion(system_scores, scores), "fusion (mean)"
     except ManifestError as err:

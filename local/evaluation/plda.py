@@ -35,6 +35,11 @@ import torch
 from local.domain_statistics import check_finite
 from local.errors import fail
 
+# The fewest speakers a back-end trains on: the LDA keeps at most the speakers
+# minus one dimensions, and a single dimension scaled to unit length holds only
+# its sign, so that every trial would score one of three values.
+MIN_SPEAKERS = 3
+
 
 def _unit(vectors):
     vectors = torch.as_tensor(vectors, dtype=torch.float64)
@@ -102,8 +107,9 @@ def simultaneous_diagonalisation(within, between):
     except np.linalg.LinAlgError:
         fail("plda", f"the within-class covariance of the {len(within)}-dimensional "
              "training embeddings is singular",
-             fix="train the back-end on more source utterances (backend_max_utterances), "
-                 "or lower lda_dim")
+             fix="train the back-end on more utterances than the embeddings have dimensions "
+                 "and speakers together: a larger backend_max_utterances or source manifest "
+                 "(the LDA is found in all the dimensions, so lda_dim does not help)")
     order = np.argsort(psi)[::-1]
     return vectors[:, order].T, np.maximum(psi[order], 0.0)
 
@@ -221,7 +227,8 @@ class PLDABackend:
     Raises
     ------
     ManifestError
-        When the embeddings have NaN/inf values, or one speaker.
+        When the embeddings have NaN/inf values, or fewer than
+        :data:`MIN_SPEAKERS` speakers.
 
     Example
     -------
@@ -236,9 +243,10 @@ class PLDABackend:
     def __init__(self, vectors, labels, lda_dim):
         check_finite(vectors, "plda")
         speakers = len(np.unique(np.asarray(labels)))
-        if speakers < 2:
-            fail("plda", f"its training embeddings have {speakers} speaker",
-                 fix="train the back-end on a source manifest of several speakers")
+        if speakers < MIN_SPEAKERS:
+            fail("plda", f"its training embeddings have {speakers} speakers, fewer than the "
+                 f"{MIN_SPEAKERS} whose LDA keeps more than the sign of one dimension",
+                 fix=f"train the back-end on a source manifest of {MIN_SPEAKERS} speakers or more")
         units = _unit(vectors)
         self.centre, within, between = class_covariances(units, labels)
         lda, _ = simultaneous_diagonalisation(within, between)

@@ -89,8 +89,9 @@ def check_score_norm(hparams):
         _refuse(hparams, "score_norm", "null, snorm or asnorm")
     if hparams["cohort_domain"] not in COHORT_DOMAINS:
         _refuse(hparams, "cohort_domain", "source or target")
-    # A score normalisation takes a standard deviation over the cohort.
-    _check_number(hparams, "cohort_size", int, minimum=2 if hparams["score_norm"] else 1)
+    # A score normalisation takes a standard deviation over the cohort, whitening its covariance.
+    spread = hparams["score_norm"] or hparams["backend_adaptation"] == "whiten"
+    _check_number(hparams, "cohort_size", int, minimum=2 if spread else 1)
     top_k, size = hparams["cohort_top_k"], hparams["cohort_size"]
     if hparams["score_norm"] == "asnorm" and not 2 <= top_k <= size:
         fail(f"--cohort_top_k={top_k}",

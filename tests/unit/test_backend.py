@@ -99,6 +99,14 @@ def test_a_domain_that_does_not_span_its_dimensions_needs_a_ridge(domain):
     DomainAdaptation(few)  # centring alone needs no covariance
 
 
+@pytest.mark.parametrize("ridge", [0.0, 0.1])
+def test_one_embedding_has_no_covariance_to_whiten_by(domain, ridge):
+    with pytest.raises(ManifestError, match=r"cohort: its 1 embedding has no covariance to "
+                                            r"whiten by\nFix: pass a cohort_size of 2 or more"):
+        DomainAdaptation(domain[:1], whiten=True, ridge=ridge)
+    DomainAdaptation(domain[:1])  # centring alone needs no covariance
+
+
 def test_non_finite_domain_rows_are_named(domain):
     domain[7, 2] = np.inf
     with pytest.raises(ManifestError, match=r"cohort: embeddings with NaN or infinite values\n  row 7"):
@@ -109,6 +117,7 @@ def test_non_finite_domain_rows_are_named(domain):
     ({"backend_adaptation": "lda"}, "backend_adaptation must be null, mean or whiten"),
     ({"whiten_ridge": -0.1}, "whiten_ridge must be a number >= 0; got -0.1"),
     ({"whiten_ridge": "1e-3"}, "whiten_ridge must be a number >= 0; got '1e-3'"),
+    ({"backend_adaptation": "whiten", "cohort_size": 1}, "cohort_size must be an integer >= 2"),
 ])
 def test_bad_backend_settings(change, message):
     with pytest.raises(ValueError, match=message):

@@ -137,6 +137,18 @@ def test_command_line_reports_bad_input(tmp_path, capsys):
     assert not (tmp_path / "f.txt").exists()
 
 
+def test_development_trials_of_one_label_are_refused(tmp_path, capsys):
+    trials, scores = noisy_systems(0, noise=(0.5, 1.0))
+    paths = write_systems(tmp_path, "sys", trials, scores)
+    nontarget = trials["label"] == 0
+    dev = write_systems(tmp_path, "dev", trials[nontarget], scores[nontarget.to_numpy()])
+    out = str(tmp_path / "f.txt")
+    assert main(["--scores", *paths, "--out", out, "--dev", *dev]) == 1
+    assert capsys.readouterr().err.startswith(
+        f"{dev[0]}: has {nontarget.sum()} trials of one label, and the logistic regression")
+    assert not os.path.exists(out)
+
+
 def test_fused_systems_are_tabulated_over_seeds_like_runs(tmp_path, capsys):
     for seed in (1, 2):
         fused_run = tmp_path / "fused" / str(seed)

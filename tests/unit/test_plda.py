@@ -180,10 +180,16 @@ def test_lda_keeps_at_most_the_speakers_minus_one_dimensions(backend):
     np.testing.assert_allclose(np.linalg.norm(projected, axis=1), 1.0)
 
 
-def test_one_speaker_cannot_train_a_plda():
-    with pytest.raises(ManifestError, match=r"plda: its training embeddings have 1 speaker"
-                                            r"(.|\n)*Fix: train the back-end on a source manifest"):
-        PLDABackend(np.eye(3), ["a", "a", "a"], 2)
+@pytest.mark.parametrize("count", [1, 2])
+def test_fewer_than_three_speakers_cannot_train_a_plda(count):
+    # Two speakers would leave one LDA dimension, whose unit length is its sign:
+    # every trial would score one of three values.
+    rng = np.random.default_rng(22)
+    labels = np.arange(60) % count
+    with pytest.raises(ManifestError, match=rf"plda: its training embeddings have {count} "
+                                            r"speakers, fewer than the 3(.|\n)*Fix: train the "
+                                            r"back-end on a source manifest of 3 speakers or more"):
+        PLDABackend(rng.normal(size=(60, 8)) + 0.3 * labels[:, None], labels, 2)
 
 
 def test_non_finite_training_embeddings_are_named():
@@ -199,11 +205,15 @@ def test_non_finite_training_embeddings_are_named():
         backend.adapted(vectors, 0.3, 0.7)
 
 
-def test_too_few_utterances_for_the_dimensions_are_refused():
+@pytest.mark.parametrize("lda_dim", [2, 1])
+def test_too_few_utterances_for_the_dimensions_are_refused(lda_dim):
+    # The LDA is found in all 8 dimensions: a lower lda_dim cannot help.
     rng = np.random.default_rng(20)
     with pytest.raises(ManifestError, match=r"plda: the within-class covariance of the "
-                                            r"8-dimensional training embeddings is singular"):
-        PLDABackend(rng.normal(size=(6, 8)), ["a", "a", "b", "b", "c", "c"], 2)
+                                            r"8-dimensional training embeddings is singular\n"
+                                            r"Fix: train the back-end on more utterances than "
+                                            r"the embeddings have dimensions and speakers"):
+        PLDABackend(rng.normal(size=(6, 8)), ["a", "a", "b", "b", "c", "c"], lda_dim)
 
 
 @pytest.mark.parametrize("change, message", [
@@ -319,6 +329,20 @@ def test_a_target_too_small_for_its_own_plda_is_said_and_pooled_still_scores(cap
         backends = build_backends(hparams["backend"], training(hparams, source, target))
     assert list(backends) == ["plda_pooled"]
     assert "plda_target not scored: 20 target utterances of 4 pseudo-speakers leave 16" in caplog.text
+
+
+def test_a_target_of_two_pseudo_speakers_is_said_and_pooled_still_scores(caplog):
+    rng = np.random.default_rng(1)
+    truth = np.repeat(np.arange(2), 20)  # 38 spare in 8 dimensions, but two speakers
+    target = torch.from_numpy(8 * np.eye(8)[truth] + rng.normal(size=(40, 8))).float()
+    source = torch.from_numpy(8 * np.eye(8)[np.arange(60) % 6] + rng.normal(size=(60, 8))).float()
+    hparams = dict(NORM, backend=["plda_target", "plda_pooled"], lda_dim=6, seed=1,
+                   pseudo_labels=PseudoLabels(offset=0, neighbours=5))
+    with caplog.at_level("WARNING"):
+        backends = build_backends(hparams["backend"], training(hparams, source, target))
+    assert list(backends) == ["plda_pooled"]
+    assert "plda_target not scored: the target's 2 pseudo-speakers are fewer than the 3" in (
+        caplog.text)
 
 
 def test_pooled_plda_keeps_a_source_speaker_named_like_a_pseudo_speaker_apart():
