@@ -69,12 +69,15 @@ class DomainAdaptation:
     ridge : float
         With ``whiten``: added to the covariance's eigenvalues, as a fraction
         of their mean.
+    name : str
+        What the embeddings are, in the messages.
 
     Raises
     ------
     ManifestError
         When the domain's embeddings have NaN/inf values, or (with ``whiten``)
-        are fewer than 2 or (without a ridge) do not span their dimensions.
+        are fewer than 2, all the same, or (without a ridge) do not span
+        their dimensions.
 
     Example
     -------
@@ -83,22 +86,28 @@ class DomainAdaptation:
     tensor([[-0.3333,  1.0000]])
     """
 
-    def __init__(self, domain, whiten=False, ridge=0.0):
-        check_finite(domain, "cohort")
+    def __init__(self, domain, whiten=False, ridge=0.0, name="cohort"):
+        check_finite(domain, name)
         units = _unit_float64(domain)
         self.mean = units.mean(axis=0)
         self.whitening = None
         if whiten:
             if len(units) < 2:
-                fail("cohort", f"its {len(units)} embedding has no covariance to whiten by",
+                fail(name, f"its {len(units)} embedding has no covariance to whiten by",
                      fix="pass a cohort_size of 2 or more, and draw the cohort from a training "
                          "manifest with 2 utterances or more within min_embed_seconds and "
                          "max_embed_seconds")
             eigenvalues, eigenvectors = np.linalg.eigh(np.cov(units, rowvar=False))
+            # Unit vectors' total variance is 1 - |mean|^2: rounding alone for identical ones,
+            # which a ridge (a fraction of it) would whiten into noise.
+            if not eigenvalues.sum() > len(eigenvalues) * np.finfo(eigenvalues.dtype).eps:
+                fail(name, f"its {len(units)} embeddings are all the same: they have no "
+                           "covariance to whiten by",
+                     fix="check the model and the audio they were drawn from")
             eigenvalues = eigenvalues + ridge * eigenvalues.mean()
             floor = eigenvalues.max() * len(eigenvalues) * np.finfo(eigenvalues.dtype).eps
             if not eigenvalues.min() > floor:
-                fail("cohort", f"its {len(units)} embeddings do not span their "
+                fail(name, f"its {len(units)} embeddings do not span their "
                      f"{units.shape[1]} dimensions, so their covariance cannot be whitened",
                      fix="set whiten_ridge above 0, or cohort_size above the embedding size")
             self.whitening = Covariance.from_eigendecomposition((eigenvalues, eigenvectors))
@@ -181,8 +190,8 @@ def coral(source, target, ridge=0.0):
         ``[n, dim]`` float64: with ``ridge`` 0, their mean and covariance are
         those of the unit target embeddings.
     """
-    return DomainAdaptation(target, whiten=True, ridge=ridge).colour(
-        DomainAdaptation(source, whiten=True, ridge=ridge)(
+    return DomainAdaptation(target, whiten=True, ridge=ridge, name="target").colour(
+        DomainAdaptation(source, whiten=True, ridge=ridge, name="source")(
             torch.as_tensor(source, dtype=torch.float64)))
 
 

@@ -200,7 +200,8 @@ def clustering_space(units, whiten_ridge=None):
     if whiten_ridge is None:
         centred = units - units.mean(dim=0)
     else:
-        centred = DomainAdaptation(units, whiten=True, ridge=whiten_ridge)(units)
+        centred = DomainAdaptation(units, whiten=True, ridge=whiten_ridge,
+                                   name="target pseudo-label embeddings")(units)
     return torch.nn.functional.normalize(centred, dim=-1).numpy()
 
 

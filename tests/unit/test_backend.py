@@ -11,7 +11,7 @@ import torch
 
 from local.data.manifest_io import read_trials
 from local.errors import ManifestError
-from local.domain_statistics import DomainAdaptation
+from local.domain_statistics import DomainAdaptation, coral
 from local.evaluation.report import score_file
 from local.evaluation.scoring import score_trials
 from local.evaluation.verification import check_score_norm
@@ -105,6 +105,24 @@ def test_one_embedding_has_no_covariance_to_whiten_by(domain, ridge):
                                             r"whiten by\nFix: pass a cohort_size of 2 or more"):
         DomainAdaptation(domain[:1], whiten=True, ridge=ridge)
     DomainAdaptation(domain[:1])  # centring alone needs no covariance
+
+
+@pytest.mark.parametrize("ridge", [0.0, 0.1])
+@pytest.mark.parametrize("dim", [4, DIM])
+def test_identical_embeddings_are_named_whatever_the_ridge(ridge, dim):
+    # Of different norms: the same once of unit length.
+    same = torch.arange(1.0, 11.0)[:, None] * torch.linspace(-1, 2, dim)
+    with pytest.raises(ManifestError, match=r"cohort: its 10 embeddings are all the same: they "
+                                            r"have no covariance to whiten by\nFix: check the "):
+        DomainAdaptation(same, whiten=True, ridge=ridge)
+
+
+def test_coral_names_the_domain_of_bad_embeddings(domain):
+    target = domain.copy()
+    target[3, 0] = np.nan
+    with pytest.raises(ManifestError, match=r"^target: embeddings with NaN or infinite values"
+                                            r"\n  row 3"):
+        coral(domain, target, 0.1)
 
 
 def test_non_finite_domain_rows_are_named(domain):
