@@ -527,7 +527,7 @@ def check_trainable(hparams_file, overrides, condition):
     overrides : dict
         The model overrides. Read with them (not loaded, which would build
         the models and their folders): ``number_of_epochs``, ``batch_size``,
-        ``eval_batch_size``, ``crop_seconds``, ``min_embed_seconds``.
+        ``eval_batch_size``, ``crop_seconds``, ``min_embed_seconds``, ``coral_weight``.
     condition : dict
         Condition hparams: ``source_train``, ``target_train``.
 
@@ -546,6 +546,11 @@ def check_trainable(hparams_file, overrides, condition):
             fail(hparams_file, f"--{key}={value} {fault}",
                  fix=f"pass an integer of at least 1, such as --{key}="
                      f"{plain_values(hparams_file)[key] or 1}")
+    if hparams["coral_weight"] and hparams["batch_size"] < 2:
+        fail(hparams_file, f"--coral_weight={hparams['coral_weight']} compares the covariances "
+                           "of each batch's source and target embeddings, and a batch of "
+                           "--batch_size=1 has none",
+             fix="pass --batch_size=2 or more, or --coral_weight=0")
     shortest = hparams["min_embed_seconds"]
     if not hparams["crop_seconds"] >= shortest:
         fail(hparams_file, f"--crop_seconds={hparams['crop_seconds']} is shorter than the "

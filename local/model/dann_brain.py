@@ -5,6 +5,7 @@ import gc
 import speechbrain as sb
 import torch
 from speechbrain.utils.logger import get_logger
+from speechbrain.utils.optimizers import rm_vector_weight_decay
 from torch.nn.parallel import DistributedDataParallel
 
 from local.data.dataio import STEP_STREAM, random_seed
@@ -84,25 +85,33 @@ class DANNBrain(sb.Brain):
         SpeechBrain's wav2vec2 recipes. Brain's ``optimizers_step`` steps the
         discriminator's with the others only when it learns from the encoder's
         loss (gradient reversal); its own updates are :meth:`train_discriminator`'s.
+        With ``--remove_vector_weight_decay``, as in Brain, each optimiser
+        takes its vectors (biases, norms) without weight decay.
         """
         ssl = getattr(unwrapped(self.modules.frontend), "ssl", None)
         ssl_params = [p for p in ssl.parameters() if p.requires_grad] if ssl else []
         disc_params = list(self.modules.domain_discriminator.parameters())
         own = {id(p) for p in ssl_params + disc_params}
         self.optimizer = self.opt_class(
-            [p for p in self.modules.parameters() if id(p) not in own])
-        self.disc_optimizer = self.hparams.disc_opt_class(disc_params)
+            self._parameter_groups([p for p in self.modules.parameters() if id(p) not in own]))
+        self.disc_optimizer = self.hparams.disc_opt_class(self._parameter_groups(disc_params))
         self.optimizers_dict = {"opt_class": self.optimizer}
         if self.adversary.joint:
             self.optimizers_dict["disc_opt_class"] = self.disc_optimizer
         recoverables = {"optimizer": self.optimizer, "disc_optimizer": self.disc_optimizer}
         if ssl_params:
-            self.ssl_optimizer = self.hparams.ssl_opt_class(ssl_params)
+            self.ssl_optimizer = self.hparams.ssl_opt_class(self._parameter_groups(ssl_params))
             self.optimizers_dict["ssl_opt_class"] = self.ssl_optimizer
             recoverables["ssl_optimizer"] = self.ssl_optimizer
         if self.checkpointer is not None:
             for name, optimizer in recoverables.items():
                 self.checkpointer.add_recoverable(name, optimizer)
+
+    def _parameter_groups(self, params):
+        """``params``, or SpeechBrain's groups of them with ``--remove_vector_weight_decay``."""
+        if self.remove_vector_weight_decay:
+            return rm_vector_weight_decay(torch.nn.ParameterList(params))
+        return params
 
     def on_fit_start(self):
         """Brain's start (modules wrapped, optimisers built, checkpoint restored), then the

@@ -57,6 +57,14 @@ class AdversarialSchedule:
     """
 
     def __init__(self, weight=1.0, gamma=10.0, warmup=0.0):
+        # A negative weight or steepness would turn the encoder into the
+        # discriminator's ally; a steepness of 0 would keep the adversary off.
+        if not weight >= 0:
+            fail(f"--adv_weight={weight}", f"adv_weight must be >= 0; got {weight!r}",
+                 fix="pass a weight of 0 (off) or more, such as --adv_weight=0.3")
+        if not gamma > 0:
+            fail(f"--adv_gamma={gamma}", f"adv_gamma must be > 0; got {gamma!r}",
+                 fix="pass a steepness such as --adv_gamma=10")
         if not 0.0 <= warmup < 1.0:
             fail(f"--adv_warmup={warmup}", f"adv_warmup must be in [0, 1), got {warmup}",
                  fix="pass a fraction of training, such as --adv_warmup=0.25")

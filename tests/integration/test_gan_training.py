@@ -66,6 +66,24 @@ def test_gan_updates_touch_only_their_own_parameters(demo_corpus, tmp_path, adve
     assert changed(brain, before) == {"embedding_model", "speaker_head"}
 
 
+def test_remove_vector_weight_decay_exempts_the_vectors_of_every_optimiser(demo_corpus, tmp_path):
+    argv = ["hparams/dann_fbank.yaml", f"--data_folder={os.path.dirname(demo_corpus['eval'])}",
+            f"--output_folder={tmp_path}", *TINY, *ADVERSARY_ONLY, "--remove_vector_weight_decay"]
+    brain, _, _, _ = prepare_experiment(argv)
+    brain.on_fit_start()
+    decay = brain.hparams.weight_decay
+    assert decay > 0
+    for optimizer in (brain.optimizer, brain.disc_optimizer):
+        taken = [(p, group["weight_decay"]) for group in optimizer.param_groups
+                 for p in group["params"]]
+        # Biases and norms without weight decay, weight matrices with it.
+        assert {(p.dim() == 1, decay_of_p) for p, decay_of_p in taken} == {(True, 0.0),
+                                                                             (False, decay)}
+    trained = {id(p) for optimizer in (brain.optimizer, brain.disc_optimizer)
+               for group in optimizer.param_groups for p in group["params"]}
+    assert all(id(p) in trained for p in brain.modules.parameters() if p.requires_grad)
+
+
 class SyncRecorder(torch.nn.Module):
     """A discriminator that records whether DDP would synchronise its gradients at each call."""
 

@@ -186,6 +186,15 @@ def test_an_eval_batch_size_of_no_whole_utterances_is_refused_before_training(va
         check_trainable("hparams/dann_fbank.yaml", overrides, condition={})
 
 
+def test_coral_on_batches_of_one_is_refused_before_training():
+    # The covariance of one embedding is 0 / 0: the first step's loss would be NaN.
+    overrides = {"condition": "demo", "n_speakers": 24, "coral_weight": 1.0, "batch_size": 1}
+    with pytest.raises(ManifestError, match=r"dann_fbank.yaml: --coral_weight=1.0 compares the "
+                                            r"covariances .* --batch_size=1 has none\nFix: pass "
+                                            r"--batch_size=2 or more, or --coral_weight=0$"):
+        check_trainable("hparams/dann_fbank.yaml", overrides, condition={})
+
+
 @pytest.mark.parametrize("key, value", [("seed", 1.5), ("emb_dim", 191.5), ("num_workers", 1.5),
                                         ("batch_size", "5e-1")])
 def test_a_fractional_override_of_an_integer_is_refused(key, value):
@@ -268,6 +277,9 @@ def test_an_unset_placeholder_of_the_model_file_names_the_option_to_pass(tmp_pat
     (lambda: margin_softmax_loss("aamm"), "--margin_type=aamm: margin_type 'aamm' is not one of"),
     (lambda: check_neighbours(0), "--pseudo_neighbours=0: pseudo_neighbours must be an integer"),
     (lambda: AdversarialSchedule(warmup=2), r"--adv_warmup=2: adv_warmup must be in \[0, 1\)"),
+    (lambda: AdversarialSchedule(weight=-0.3), "--adv_weight=-0.3: adv_weight must be >= 0"),
+    (lambda: AdversarialSchedule(gamma=0), "--adv_gamma=0: adv_gamma must be > 0"),
+    (lambda: AdversarialSchedule(gamma=-10), "--adv_gamma=-10: adv_gamma must be > 0"),
     (lambda: check_score_norm({"score_norm": "znorm"}), "--score_norm=znorm: score_norm must be"),
 ])
 def test_option_checks_of_the_models_name_the_option_and_the_fix(check, message):
