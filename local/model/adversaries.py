@@ -264,6 +264,12 @@ class GradientReversal(Adversary):
     joint = True
 
     def encoder_loss(self, discriminator, items, coefficient):
+        """The discriminator's loss, unweighted: the discriminator learns from it at weight 1,
+        and the encoder gets its gradient reversed and weighted by ``coefficient``.
+
+        So the epoch's logged ``loss`` holds the whole domain loss, where a GAN
+        adversary's holds ``coefficient`` times its game loss.
+        """
         logits = discriminator(reverse_gradient(items.features, coefficient))
         log = self._log(logits.detach(), items)
         return self.discriminator_loss(logits, items), log
