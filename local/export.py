@@ -30,7 +30,10 @@ point of any trained model.
 A waveform shorter than the run's ``min_embed_seconds`` or longer than its
 ``max_embed_seconds`` is refused with a message (``LengthGuard`` of
 :mod:`local.evaluation.embed`): too short for the encoder's padding, or too
-long to embed in bounded memory.
+long to embed in bounded memory. The front end and the encoder fill the
+``embedding_model`` slot of ``encode_batch`` together
+(``FrameLengthEmbedder``), so that the encoder gets the lengths of the front
+end's frames, as in ``DANNBrain.embed``.
 
 The modules are defined exactly as the run defined them (the nodes of its
 saved ``hyperparams.yaml``, values resolved), so the SSL front end refers to
@@ -86,22 +89,25 @@ threshold: {threshold!r}
 # EncoderClassifier.encode_batch runs compute_features(wavs), then
 # mean_var_norm(features, wav_lens), then embedding_model(features, wav_lens).
 # The recipe's front end takes the waveform with its lengths (the SSL model's
-# padding mask) and normalises by itself, so it fills the mean_var_norm slot
-# and compute_features passes the waveform through: the embeddings are those
-# of DANNBrain.embed, and verify_batch's cosine score is local.evaluation.scoring's.
-# Before the front end, it refuses a waveform shorter or longer than the run's
-# min_embed_seconds and max_embed_seconds, each of a batch by its own length:
-# too short for the encoder, or too long for bounded memory.
+# padding mask) and normalises by itself, and the encoder takes the lengths of
+# the front end's frames, so both fill the embedding_model slot (embedder);
+# compute_features passes the waveform through, and mean_var_norm refuses a
+# waveform shorter or longer than the run's min_embed_seconds and
+# max_embed_seconds, each of a batch by its own length: too short for the
+# encoder, or too long for bounded memory. The embeddings are those of
+# DANNBrain.embed, and verify_batch's cosine score is local.evaluation.scoring's.
 compute_features: !new:torch.nn.Identity
 mean_var_norm: !new:local.evaluation.embed.LengthGuard
     shortest: {shortest}
     longest: {longest}
+embedder: !new:local.evaluation.embed.FrameLengthEmbedder
     frontend: !ref <frontend>
+    encoder: !ref <embedding_model>
 {label_encoder}
 modules:
     compute_features: !ref <compute_features>
     mean_var_norm: !ref <mean_var_norm>
-    embedding_model: !ref <embedding_model>
+    embedding_model: !ref <embedder>
 {classifier_module}
 # Each loadable is read from <source>/<name>.ckpt.
 pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer

@@ -117,6 +117,31 @@ def load_random_crop(wav, start, stop, sample_rate, seconds, target_rate=SAMPLE_
     return signal.repeat(repeats)[:wanted]
 
 
+def sample_counts(wavs, wav_lens):
+    """The samples of each waveform of a padded batch, as SpeechBrain's padding mask counts them.
+
+    Arguments
+    ---------
+    wavs : torch.Tensor
+        ``[batch, samples]``.
+    wav_lens : torch.Tensor, optional
+        ``[batch]`` relative lengths (default all whole).
+
+    Returns
+    -------
+    list of int
+        The samples of each.
+
+    Example
+    -------
+    >>> sample_counts(torch.zeros(2, 300), torch.tensor([1.0, 0.5]))
+    [300, 150]
+    """
+    if wav_lens is None:
+        return [wavs.shape[1]] * len(wavs)
+    return torch.round(wav_lens * wavs.shape[1]).int().tolist()
+
+
 def signal_key(row):
     """A digest of what a manifest row's waveform is made of: its file as it is now, and its span.
 

@@ -1,7 +1,8 @@
-"""The length check at the front of an exported model.
+"""The modules an exported model adds to the run's: the length check, the embedder.
 
-Exported models' ``hyperparams.yaml`` name :class:`LengthGuard` by this
-module's path (:mod:`local.export`), so it stays here.
+Exported models' ``hyperparams.yaml`` name :class:`LengthGuard` and
+:class:`FrameLengthEmbedder` by this module's path (:mod:`local.export`), so
+they stay here.
 """
 
 import pandas as pd
@@ -14,15 +15,17 @@ from local.data.schema import SAMPLE_RATE
 class LengthGuard(torch.nn.Module):
     """Refuses 16 kHz waveforms the models cannot embed whole, then runs the front end.
 
-    The front end of an exported model (:mod:`local.export`), in the slot of
-    SpeechBrain's ``encode_batch`` that gets the waveforms with their
-    relative lengths (``mean_var_norm``), so that each waveform of a padded
-    batch is measured by its own length: ``encode_batch``, ``verify_batch``
-    and ``verify_files`` stop with a message on a clip too short for the
+    In the slot of SpeechBrain's ``encode_batch`` that gets the waveforms
+    with their relative lengths (``mean_var_norm``) of an exported model
+    (:mod:`local.export`), so that each waveform of a padded batch is
+    measured by its own length: ``encode_batch``, ``verify_batch`` and
+    ``verify_files`` stop with a message on a clip too short for the
     encoder, or too long to embed in bounded memory
-    (:func:`local.data.audio.check_lengths`). Without a front end (models
-    exported before it took one, where it is ``compute_features``) it checks
-    the length of the padded batch and passes the waveforms through.
+    (:func:`local.data.audio.check_lengths`), before the front end runs
+    (:class:`FrameLengthEmbedder`). It passes the waveforms through, or runs
+    the front end it is given: models exported before the embedder held the
+    front end have it here. Models exported before it took one have it as
+    ``compute_features``, where it checks the length of the padded batch.
 
     Arguments
     ---------
@@ -31,7 +34,8 @@ class LengthGuard(torch.nn.Module):
     longest : float, optional
         ``max_embed_seconds`` of the run.
     frontend : torch.nn.Module, optional
-        The run's front end, ``frontend(wavs, wav_lens)``.
+        The run's front end, ``frontend(wavs, wav_lens)``, in models exported
+        before :class:`FrameLengthEmbedder`.
 
     Example
     -------
@@ -71,3 +75,54 @@ class LengthGuard(torch.nn.Module):
         seconds = pd.Series((relative * wavs.shape[-1] / SAMPLE_RATE).tolist(), index=names)
         check_lengths(seconds, "the waveform to embed", self.shortest, self.longest)
         return wavs if self.frontend is None else self.frontend(wavs, wav_lens)
+
+
+class FrameLengthEmbedder(torch.nn.Module):
+    """The run's front end and encoder, the encoder given the lengths of the frames.
+
+    The ``embedding_model`` of an exported model (:mod:`local.export`), which
+    ``encode_batch`` gives the waveforms and their relative lengths: the
+    encoder's pooling gets the relative lengths of the front end's frames
+    (its ``frame_lengths``), as in ``DANNBrain.embed``, not those of the
+    samples, which count up to a frame of padding as an utterance's. The
+    model folder's checkpoints are those of the two modules it holds
+    (``embedding_model.ckpt``, and the front end's).
+
+    Arguments
+    ---------
+    frontend : torch.nn.Module
+        The run's front end: ``frontend(wavs, wav_lens)`` and
+        ``frontend.frame_lengths(wavs, wav_lens)``.
+    encoder : torch.nn.Module
+        The run's ``embedding_model``.
+
+    Example
+    -------
+    >>> from speechbrain.lobes.models.Xvector import Xvector
+    >>> from local.model.fbank_frontend import FbankFrontend
+    >>> embedder = FrameLengthEmbedder(FbankFrontend(n_mels=24), Xvector(in_channels=24))
+    >>> embedder(torch.rand(2, 16000), torch.tensor([1.0, 0.5])).shape
+    torch.Size([2, 1, 512])
+    """
+
+    def __init__(self, frontend, encoder):
+        super().__init__()
+        self.frontend, self.encoder = frontend, encoder
+
+    def forward(self, wavs, wav_lens):
+        """Embeddings of ``wavs``.
+
+        Arguments
+        ---------
+        wavs : torch.Tensor
+            ``[batch, samples]`` at 16 kHz.
+        wav_lens : torch.Tensor
+            ``[batch]`` length of each relative to ``samples``.
+
+        Returns
+        -------
+        torch.Tensor
+            What the encoder gives.
+        """
+        return self.encoder(self.frontend(wavs, wav_lens),
+                            self.frontend.frame_lengths(wavs, wav_lens))

@@ -144,6 +144,10 @@ class DANNBrain(sb.Brain):
     def embed(self, wavs, wav_lens):
         """Embeddings ``[batch, 1, emb_dim]`` of 16 kHz waveforms.
 
+        The encoder's pooling gets the relative lengths of the front end's
+        frames (its ``frame_lengths``), which those of the samples only
+        approach in a padded batch.
+
         Arguments
         ---------
         wavs : torch.Tensor
@@ -156,7 +160,8 @@ class DANNBrain(sb.Brain):
             # Evaluation runs on the main process alone, where a DDP wrapper
             # would wait for the other processes to sync its buffers.
             frontend, encoder = unwrapped(frontend), unwrapped(encoder)
-        embeddings = encoder(frontend(wavs, wav_lens), wav_lens)
+        embeddings = encoder(frontend(wavs, wav_lens),
+                             unwrapped(frontend).frame_lengths(wavs, wav_lens))
         # SpeechBrain's ResNet returns [batch, dim], its ECAPA and x-vector [batch, 1, dim].
         return embeddings.unsqueeze(1) if embeddings.dim() == 2 else embeddings
 

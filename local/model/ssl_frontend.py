@@ -27,6 +27,8 @@ from speechbrain.utils.checkpoints import (
     torch_patched_state_dict_load,
 )
 
+from local.data.audio import sample_counts
+from local.data.ssl_cache import frame_count, frame_geometry
 from local.errors import fail
 from local.provenance import file_sha256
 
@@ -313,12 +315,9 @@ class SSLFrontend(torch.nn.Module):
         if wav_lens is not None and bool((wav_lens >= 1).all()):
             wav_lens = None
         if self.normalize_wav:
-            # The samples of each waveform, as SpeechBrain's padding mask counts them.
-            lengths = [wavs.shape[1]] * len(wavs) if wav_lens is None else (
-                torch.round(wav_lens * wavs.shape[1]).int().tolist())
             wavs = torch.stack([F.pad(F.layer_norm(wav[:length], (length,)),
                                       (0, len(wav) - length))
-                                for wav, length in zip(wavs, lengths)])
+                                for wav, length in zip(wavs, sample_counts(wavs, wav_lens))])
         return self.ssl(wavs, wav_lens if self.attention_mask else None)
 
     def forward(self, wavs, wav_lens=None):
@@ -345,6 +344,34 @@ class SSLFrontend(torch.nn.Module):
                      fix="set freeze_ssl: True or cache_ssl_features: False")
             return self.layer_sum(wavs.permute(2, 0, 1, 3).float())
         return self.layer_sum(self.hidden_states(wavs, wav_lens))
+
+    def frame_lengths(self, wavs, wav_lens):
+        """Relative lengths of the frames :meth:`forward` gives, for the encoder's pooling.
+
+        The CNN feature encoder makes ``(samples - receptive field) // stride
+        + 1`` frames of each waveform (:func:`local.data.ssl_cache.frame_count`),
+        fewer than its share ``wav_lens`` of the padded batch's frames: that
+        share would count up to a frame of padding as the waveform's. Cached
+        hidden states are frames already, and so are their lengths.
+
+        Arguments
+        ---------
+        wavs : torch.Tensor
+            What :meth:`forward` takes: waveforms or cached hidden states.
+        wav_lens : torch.Tensor
+            ``[batch]`` relative lengths of ``wavs``.
+
+        Returns
+        -------
+        torch.Tensor
+            ``[batch]`` relative lengths of the frames (all ones for a batch of
+            one length).
+        """
+        if wavs.dim() == 4:
+            return wav_lens
+        geometry = frame_geometry(self.ssl.config)
+        frames = [frame_count(samples, *geometry) for samples in sample_counts(wavs, wav_lens)]
+        return wav_lens.new_tensor(frames) / frame_count(wavs.shape[1], *geometry)
 
 
 def _refuse_load(source, save_path, err):

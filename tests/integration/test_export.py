@@ -247,3 +247,58 @@ def test_inference_refuses_audio_too_short_or_too_long_to_embed(runs, tmp_path):
     with pytest.raises(ValueError, match=r"1 inputs are longer than max_embed_seconds "
                                          r"\(600 s\), .*\n  the waveform: 3600.00 s"):
         model.encode_batch(torch.zeros(1, 16000 * 3600))
+
+
+def test_exported_model_embeds_a_short_waveform_of_a_padded_batch_as_alone(tmp_path):
+    """The encoder gets the lengths of the front end's frames, as DANNBrain.embed gives them,
+    and the model folder keeps its files and their keys. A run of a layer-normalised WavLM
+    with the attention mask (its features of a waveform do not depend on the padding) whose
+    encoder's only mixing of frames is the pooling (wider kernels see the padding too)."""
+    from hyperpyyaml import load_hyperpyyaml
+
+    from local.model.checkpoints import CompleteCheckpointer
+    from tests.unit.test_ssl_frontend import save_ssl
+
+    ssl = save_ssl(tmp_path / "ssl", "wavlm", "layer", False, True)
+    run = tmp_path / "run"
+    (run / "save").mkdir(parents=True)
+    (run / "hyperparams.yaml").write_text(f"""\
+model_name: pooling
+condition: demo
+min_embed_seconds: 0.25
+max_embed_seconds: 600
+frontend: !new:local.model.ssl_frontend.SSLFrontend
+    source: {ssl}
+    save_path: {tmp_path / "cache"}
+embedding_model: !new:speechbrain.lobes.models.Xvector.Xvector
+    in_channels: 32
+    tdnn_channels: [16, 16, 16, 16, 48]
+    tdnn_kernel_sizes: [1, 1, 1, 1, 1]
+    tdnn_dilations: [1, 1, 1, 1, 1]
+    lin_neurons: 8
+""")
+    modules = load_hyperpyyaml((run / "hyperparams.yaml").read_text())
+    with torch.no_grad():  # batch norms that scale the pooled statistics up, not down
+        for norm in modules["embedding_model"].modules():
+            if isinstance(norm, torch.nn.BatchNorm1d):
+                norm.running_var.fill_(0.01)
+    checkpoint = CompleteCheckpointer(run / "save", {name: modules[name] for name in (
+        "frontend", "embedding_model")}).save_checkpoint()
+    (run / "save" / "label_encoder.txt").write_text("")
+    (run / "condition.yaml").write_text("evaluation:\n    target: trials.txt\n")
+    (run / "verification" / "target").mkdir(parents=True)
+    (run / "verification" / "target" / "scores.txt").write_text("a b 0.6 1\na c 0.2 0\n")
+    (run / "verification" / "checkpoint.txt").write_text(os.path.basename(checkpoint.path))
+    model = SpeakerRecognition.from_hparams(source=export_model(str(run)),
+                                            savedir=str(tmp_path / "loaded"))
+    assert sorted(os.listdir(run / "model")) == ["embedding_model.ckpt", "hyperparams.yaml",
+                                                 "layer_sum.ckpt", "thresholds.csv"]
+    assert (torch.load(run / "model" / "embedding_model.ckpt").keys()
+            == modules["embedding_model"].state_dict().keys())
+    generator = torch.Generator().manual_seed(1)
+    long, short = torch.randn(48000, generator=generator), torch.randn(16000, generator=generator)
+    batch = torch.zeros(2, 48000)
+    batch[0], batch[1, :16000] = long, short
+    padded = model.encode_batch(batch, torch.tensor([1.0, 1 / 3]))[1]
+    alone = model.encode_batch(short.unsqueeze(0))[0]
+    torch.testing.assert_close(padded, alone, atol=1e-4, rtol=1e-4)

@@ -265,3 +265,49 @@ def test_a_hub_id_is_fingerprinted_by_the_snapshot_it_resolves_to(tmp_path):
     (repo / "refs" / "main").write_text("b2")
     assert ssl_fingerprint("org/tiny", str(tmp_path)) == ssl_fingerprint(snapshots["b2"], "")
     assert ssl_fingerprint("org/tiny", str(tmp_path)) != first
+
+
+def padded_front_end(front, tmp_path):
+    """A front end whose features of a waveform do not depend on the padding after it:
+    filterbanks, or a CNN with layer normalisation given the attention mask (the tiny
+    wav2vec2 normalises its waveform as wav2vec2-base does, the tiny WavLM does not)."""
+    from local.model.fbank_frontend import FbankFrontend
+
+    if front == "fbank":
+        return FbankFrontend(n_mels=24).eval()
+    folder = save_ssl(tmp_path / "ssl", front, "layer", front == "wav2vec2", True)
+    return SSLFrontend(folder, str(tmp_path / "cache"), family=front).eval()
+
+
+@pytest.mark.parametrize("front", ["fbank"] + FAMILIES)
+@pytest.mark.parametrize("samples", [16000, 47990])
+def test_a_padded_batch_embeds_a_short_waveform_as_alone(front, samples, tmp_path):
+    """The encoder's pooling gets the lengths of the front end's frames: those of the samples
+    count a frame of padding as the waveform's (the SSL models' 1 s, the filterbanks' 47,990
+    samples), or leave out its last frame (the filterbanks' 1 s). The encoder
+    here is the pooling of SpeechBrain's x-vector alone (the convolutions of the real ones
+    see the padding beyond an utterance's last frames too)."""
+    from types import SimpleNamespace
+
+    from speechbrain.nnet.pooling import StatisticsPooling
+
+    from local.model.dann_brain import DANNBrain
+
+    frontend = padded_front_end(front, tmp_path)
+    brain = SimpleNamespace(modules=SimpleNamespace(frontend=frontend,
+                                                    embedding_model=StatisticsPooling()))
+    long, short = wavs(batch=1, seconds=3)[0], 3 * wavs(batch=1, seconds=3)[0, :samples] + 0.5
+    batch = torch.zeros(2, len(long))
+    batch[0], batch[1, :len(short)] = long, short
+    with torch.no_grad():
+        padded = DANNBrain.embed(brain, batch, torch.tensor([1.0, len(short) / len(long)]))[1]
+        alone = DANNBrain.embed(brain, short.unsqueeze(0), torch.ones(1))[0]
+    torch.testing.assert_close(padded, alone, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("front", ["fbank"] + FAMILIES)
+def test_a_batch_of_one_length_has_whole_frame_lengths(front, tmp_path):
+    """What the recipe embeds and trains on: the encoder gets the lengths it got before."""
+    frontend = padded_front_end(front, tmp_path)
+    ones = torch.ones(3)
+    assert torch.equal(frontend.frame_lengths(wavs(batch=3), ones), ones)
