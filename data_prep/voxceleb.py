@@ -167,7 +167,9 @@ def prepare_voxceleb(
                                 "pass as data_folder the folder that holds VoxCeleb1's wav/")
     vox1_wav = _wav_tree(data_folder)
     trial_files = _trial_files(data_folder, trial_lists)
-    vox2_folder = os.path.abspath(vox2_folder) if vox2_folder else None
+    if vox2_folder:
+        vox2_folder = corpus_folder(vox2_folder, "VoxCeleb2",
+                                    "pass as vox2_folder the folder that holds VoxCeleb2's dev/")
     options = dict(data_folder=data_folder, vox2_folder=vox2_folder, trials=trial_files,
                    seg_dur=seg_dur, dev_ratio=dev_ratio, seed=seed)
     outputs = ["train.csv", *(["dev.csv"] if dev_ratio else []), "eval.csv",
@@ -319,8 +321,6 @@ def _wav_tree(data_folder):
 
 def _vox2_tree(vox2_folder):
     """The folder of VoxCeleb2 dev's wav files; every released .m4a must have one."""
-    corpus_folder(vox2_folder, "VoxCeleb2",
-                  "pass as vox2_folder the folder that holds VoxCeleb2's dev/")
     for tree in ("wav", "aac"):
         root = os.path.join(vox2_folder, "dev", tree)
         if glob.glob(os.path.join(root, "id*", "")):

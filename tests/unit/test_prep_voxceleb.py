@@ -248,6 +248,17 @@ def test_rerun_with_the_same_options_is_skipped(vox1, out):
     assert read_manifest(chunked["train"])["ID"].str.contains(r"--\d+_\d+_\d+$").all()
 
 
+def test_corpora_reached_through_links_are_not_prepared_again(vox1, tmp_path, out):
+    vox2 = write_vox2(tmp_path / "voxceleb2", "wav")
+    paths = prepare_voxceleb(str(vox1), out, vox2_folder=str(vox2))
+    stamps = {name: os.stat(path).st_mtime_ns for name, path in paths.items()}
+    for folder in (vox1, vox2):
+        os.symlink(folder, tmp_path / f"link_{folder.name}")
+    assert prepare_voxceleb(str(tmp_path / "link_voxceleb1"), out,
+                            vox2_folder=str(tmp_path / "link_voxceleb2")) == paths
+    assert {name: os.stat(path).st_mtime_ns for name, path in paths.items()} == stamps
+
+
 def test_vox2_meta_with_padded_fields(tmp_path):
     path = tmp_path / "vox2_meta.csv"
     path.write_text("\ufeff" + VOX2_META, encoding="utf-8")
