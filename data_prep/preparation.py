@@ -191,8 +191,10 @@ def prepare_corpus(corpus, save_folder, options, outputs, read, training=("train
     """SpeechBrain's ``prepare_*`` around one corpus: skip, read, write, check, record.
 
     Does nothing when ``save_folder`` holds ``outputs`` made with the same
-    ``options``. Otherwise ``read()`` makes the tables. The trial lists and
-    the enrolment table are written and checked first
+    ``options``. Otherwise the files that an earlier preparation with other
+    options wrote there and these ``outputs`` do not name are removed
+    (:func:`skip_if_prepared`), and ``read()`` makes the tables. The trial
+    lists and the enrolment table are written and checked first
     (:func:`~local.data.manifest_io.read_numbered_trials`,
     :func:`~local.data.manifest_io.read_enrolment`: empty, duplicated or
     one-class lists, self-trials), so that what the text alone shows is
@@ -273,7 +275,7 @@ def prepare_corpus(corpus, save_folder, options, outputs, read, training=("train
     for name in manifests:
         if name != "eval":  # the training manifests (and the others), as training reads them
             validate(paths[name], check_audio=False)
-    mark_prepared(save_folder, options)
+    mark_prepared(save_folder, options, outputs)
     logger.info("%s prepared in %s: %s", corpus, save_folder,
                 ", ".join(f"{name} {len(tables[name])}" for name in paths))
     return paths
@@ -389,7 +391,11 @@ def skip_if_prepared(save_folder, outputs, options):
     """True when ``outputs`` exist and were made with the same ``options``.
 
     SpeechBrain's ``prepare_*`` convention: re-running a preparation with the
-    same arguments does nothing. The options are stored beside the outputs.
+    same arguments does nothing. The options are stored beside the outputs,
+    with the outputs' names: when the preparation is to run again with other
+    options, the files of the last one that ``outputs`` do not name (a trial
+    list no longer asked for, a ``dev.csv``) are removed, so that none is
+    left beside outputs it no longer matches.
 
     Arguments
     ---------
@@ -411,27 +417,35 @@ def skip_if_prepared(save_folder, outputs, options):
     >>> folder = tempfile.mkdtemp()
     >>> skip_if_prepared(folder, [], {"seed": 1})
     False
-    >>> mark_prepared(folder, {"seed": 1})
-    >>> skip_if_prepared(folder, [], {"seed": 1})
+    >>> mark_prepared(folder, {"seed": 1}, ["dev.csv"])
+    >>> _ = open(os.path.join(folder, "dev.csv"), "w")
+    >>> skip_if_prepared(folder, [os.path.join(folder, "dev.csv")], {"seed": 1})
     True
-    >>> skip_if_prepared(folder, [], {"seed": 2})
-    False
+    >>> skip_if_prepared(folder, [], {"seed": 2}), os.listdir(folder)
+    (False, [])
     """
     marker = os.path.join(save_folder, "prepare_options.json")
     if not os.path.isfile(marker):
         return False
     with open(marker, encoding="utf-8") as saved:
-        same = json.load(saved) == json.loads(json.dumps(options))
-    if same and all(os.path.isfile(p) for p in outputs):
+        recorded = json.load(saved)
+    if "outputs" not in recorded:  # a marker of the options alone, as written before
+        recorded = {"options": recorded, "outputs": []}
+    if (recorded["options"] == json.loads(json.dumps(options))
+            and all(os.path.isfile(p) for p in outputs)):
         return True
+    for name in set(recorded["outputs"]) - {os.path.basename(p) for p in outputs}:
+        stale = os.path.join(save_folder, name)
+        if os.path.isfile(stale):
+            os.remove(stale)
     # The preparation is about to rewrite the outputs: should it die halfway,
     # an old marker must not vouch for the half-written files.
     os.remove(marker)
     return False
 
 
-def mark_prepared(save_folder, options):
-    """Record ``options`` so that :func:`skip_if_prepared` can skip next time.
+def mark_prepared(save_folder, options, outputs):
+    """Record ``options`` and ``outputs`` so that :func:`skip_if_prepared` can skip next time.
 
     Arguments
     ---------
@@ -439,17 +453,20 @@ def mark_prepared(save_folder, options):
         Where the preparation wrote.
     options : dict
         The options passed to :func:`skip_if_prepared`.
+    outputs : list of str
+        The names of the files the preparation wrote in ``save_folder``.
 
     Example
     -------
     >>> import os, tempfile
     >>> folder = tempfile.mkdtemp()
-    >>> mark_prepared(folder, {"seed": 1})
+    >>> mark_prepared(folder, {"seed": 1}, ["train.csv"])
     >>> os.listdir(folder)
     ['prepare_options.json']
     """
     with open(os.path.join(save_folder, "prepare_options.json"), "w", encoding="utf-8") as out:
-        json.dump(options, out, indent=1, sort_keys=True)
+        json.dump({"options": options, "outputs": sorted(outputs)}, out, indent=1,
+                  sort_keys=True)
 
 
 def run_preparation(prepare, **arguments):

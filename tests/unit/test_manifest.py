@@ -513,11 +513,14 @@ def test_skip_marker(tmp_path):
     out = tmp_path / "a.csv"
     assert not skip_if_prepared(tmp_path, [out], {"seed": 1})
     out.write_text("x")
-    mark_prepared(tmp_path, {"seed": 1})
+    mark_prepared(tmp_path, {"seed": 1}, [out.name])
     assert skip_if_prepared(tmp_path, [out], {"seed": 1})
     assert not skip_if_prepared(tmp_path, [out], {"seed": 2})
     # The marker of seed 1 is gone once a seed 2 preparation has started.
     assert not skip_if_prepared(tmp_path, [out], {"seed": 1})
+    # A marker of the options alone, without the outputs' names, still skips.
+    (tmp_path / "prepare_options.json").write_text('{"seed": 1}')
+    assert skip_if_prepared(tmp_path, [out], {"seed": 1})
 
 
 def _two_second_rows():

@@ -248,6 +248,17 @@ def test_rerun_with_the_same_options_is_skipped(vox1, out):
     assert read_manifest(chunked["train"])["ID"].str.contains(r"--\d+_\d+_\d+$").all()
 
 
+def test_rerun_with_other_options_leaves_no_file_of_the_last_run(vox1, out):
+    first = prepare_voxceleb(str(vox1), out, ["veri_test2.txt", "list_test_hard2.txt"],
+                             dev_ratio=0.5)
+    again = prepare_voxceleb(str(vox1), out, ["veri_test2.txt"])
+    # Neither dev.csv, whose recordings are now in train.csv, nor a trial list
+    # of speakers now trained on stays beside the new outputs.
+    assert not os.path.exists(first["dev"]) and not os.path.exists(first["trials_vox1_h"])
+    assert sorted(os.listdir(out)) == sorted(
+        [os.path.basename(p) for p in again.values()] + ["prepare_options.json"])
+
+
 def test_corpora_reached_through_links_are_not_prepared_again(vox1, tmp_path, out):
     vox2 = write_vox2(tmp_path / "voxceleb2", "wav")
     paths = prepare_voxceleb(str(vox1), out, vox2_folder=str(vox2))
