@@ -27,11 +27,15 @@ What is assumed, exactly:
 * libsndfile reads the audio: wav, flac, or NIST SPHERE with PCM, u-law or
   A-law samples. Shorten-compressed SPHERE (``sample_coding
   pcm,embedded-shorten``) is refused; decompress it once into a wav tree and
-  pass that tree as ``data_folder``::
+  pass that tree as ``data_folder`` (each file is written as ``.part`` and
+  renamed when whole, so that a run stopped halfway leaves no truncated
+  ``.wav`` and running the loop again decompresses what is left)::
 
       cd DATA_FOLDER && find . -iname '*.sph' | while read -r f; do
-          o=DATA_FOLDER_wav/"${f%.*}.wav"; mkdir -p "$(dirname "$o")"
-          ffmpeg -nostdin -loglevel error -n -i "$f" "$o"   # or: sph2pipe -f wav "$f" "$o"
+          o=DATA_FOLDER_wav/"${f%.*}.wav"; [ -e "$o" ] && continue
+          mkdir -p "$(dirname "$o")"
+          # or: sph2pipe -f wav "$f" "$o.part" && mv "$o.part" "$o"
+          ffmpeg -nostdin -loglevel error -y -i "$f" -f wav "$o.part" && mv "$o.part" "$o"
       done
 
 * The audio stays where and as it is, at its own rate (8 kHz telephone):
@@ -111,8 +115,8 @@ PATTERN_FIX = ("adjust --pattern: a Python regex matching the whole path relativ
                "data_folder, with named groups spk (required), session and utt (optional)")
 CONVERT_SHORTEN = (
     "cd DATA_FOLDER && find . -iname '*.sph' | while read -r f; do "
-    'o=WAV_FOLDER/"${f%.*}.wav"; mkdir -p "$(dirname "$o")"; '
-    'ffmpeg -nostdin -loglevel error -n -i "$f" "$o"; done'
+    'o=WAV_FOLDER/"${f%.*}.wav"; [ -e "$o" ] && continue; mkdir -p "$(dirname "$o")"; '
+    'ffmpeg -nostdin -loglevel error -y -i "$f" -f wav "$o.part" && mv "$o.part" "$o"; done'
 )
 
 
@@ -401,7 +405,7 @@ def _row(data_folder, utterance, genders):
                  fix="decompress the corpus into a wav tree and pass that as data_folder: "
                  + CONVERT_SHORTEN.replace("DATA_FOLDER", shlex.quote(data_folder))
                  .replace("WAV_FOLDER", shlex.quote(wav_folder))
-                 + ' (sph2pipe -f wav "$f" "$o" does the same as ffmpeg)')
+                 + ' (sph2pipe -f wav "$f" "$o.part" does the same as ffmpeg)')
         raise
 
 

@@ -12,11 +12,15 @@ The folders are used as the official archives extract::
         vox2_meta.csv                       (or meta/vox2_meta.csv)
 
 VoxCeleb2 is released as AAC (``.m4a``), which libsndfile cannot read. Convert
-it once, into ``dev/wav``::
+it once, into ``dev/wav``; each file is written as ``.part`` and renamed when
+whole, so that a conversion stopped halfway leaves no truncated ``.wav`` and
+running the loop again converts what is left::
 
     cd VOX2_FOLDER/dev && find aac -name '*.m4a' | while read -r f; do
-        o="wav/${f#aac/}"; mkdir -p "$(dirname "$o")"
-        ffmpeg -nostdin -loglevel error -n -i "$f" -ac 1 -ar 16000 "${o%.m4a}.wav"
+        o="wav/${f#aac/}"; o="${o%.m4a}.wav"; [ -e "$o" ] && continue
+        mkdir -p "$(dirname "$o")"
+        ffmpeg -nostdin -loglevel error -y -i "$f" -ac 1 -ar 16000 -f wav "$o.part" &&
+            mv "$o.part" "$o"
     done
 
 Trial lists are the cleaned VoxCeleb1 lists in ``label enrol test`` form with
@@ -99,8 +103,9 @@ SHOWN_SPEAKERS = 20
 CLEANED_LISTS_URL = "https://www.robots.ox.ac.uk/~vgg/data/voxceleb/vox1.html"
 CONVERT_VOX2 = (
     "cd VOX2_FOLDER/dev && find aac -name '*.m4a' | while read -r f; do "
-    'o="wav/${f#aac/}"; mkdir -p "$(dirname "$o")"; '
-    'ffmpeg -nostdin -loglevel error -n -i "$f" -ac 1 -ar 16000 "${o%.m4a}.wav"; done'
+    'o="wav/${f#aac/}"; o="${o%.m4a}.wav"; [ -e "$o" ] && continue; mkdir -p "$(dirname "$o")"; '
+    'ffmpeg -nostdin -loglevel error -y -i "$f" -ac 1 -ar 16000 -f wav "$o.part" && '
+    'mv "$o.part" "$o"; done'
 )
 
 

@@ -2,12 +2,19 @@
 
 import itertools
 import os
+import subprocess
 
 import numpy as np
 import pytest
 import soundfile
 
-from data_prep.farsdat import main, prepare_farsdat, read_speaker_table, utterance_id
+from data_prep.farsdat import (
+    CONVERT_SHORTEN,
+    main,
+    prepare_farsdat,
+    read_speaker_table,
+    utterance_id,
+)
 from data_prep.preparation import OptionError
 from local.data.manifest_io import read_manifest, read_trials
 from local.data.validation import validate
@@ -357,3 +364,22 @@ def test_speaker_folders_linked_into_the_corpus_are_read(corpus, tmp_path, out):
     ids = set(read_manifest(paths["train"])["ID"]) | set(read_manifest(paths["eval"])["ID"])
     assert {"spk06--call1--utt01", "spk06--call1--utt02"} <= ids
     assert len(ids) == len(TREE)
+
+
+def test_a_decompression_stopped_halfway_leaves_no_truncated_wav(tmp_path):
+    corpus, wav_tree = tmp_path / "corpus", tmp_path / "corpus_wav"
+    (corpus / "spk01" / "call1").mkdir(parents=True)
+    (corpus / "spk01" / "call1" / "utt01.sph").write_bytes(b"NIST_1A")
+    ffmpeg = tmp_path / "bin" / "ffmpeg"
+    ffmpeg.parent.mkdir()
+    command = CONVERT_SHORTEN.replace("DATA_FOLDER", str(corpus)).replace("WAV_FOLDER",
+                                                                          str(wav_tree))
+    env = {**os.environ, "PATH": f"{ffmpeg.parent}:{os.environ['PATH']}"}
+    # Killed while writing: part of a file, then no exit 0.
+    ffmpeg.write_text('#!/bin/bash\nprintf RIFF > "${@: -1}"; exit 137\n')
+    ffmpeg.chmod(0o755)
+    subprocess.run(["bash", "-c", command], env=env)
+    assert not list(wav_tree.rglob("*.wav"))
+    ffmpeg.write_text('#!/bin/bash\nprintf whole > "${@: -1}"\n')
+    subprocess.run(["bash", "-c", command], env=env)
+    assert (wav_tree / "spk01" / "call1" / "utt01.wav").read_text() == "whole"

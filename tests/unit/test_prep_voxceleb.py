@@ -4,13 +4,21 @@ import logging
 import os
 import re
 import shutil
+import subprocess
 
 import numpy as np
 import pytest
 import soundfile
 
 from data_prep.preparation import OptionError
-from data_prep.voxceleb import _split_dev, main, prepare_voxceleb, read_meta, utterance_id
+from data_prep.voxceleb import (
+    CONVERT_VOX2,
+    _split_dev,
+    main,
+    prepare_voxceleb,
+    read_meta,
+    utterance_id,
+)
 from local.data.manifest_io import read_manifest, read_trials
 from local.data.schema import SAMPLE_RATE
 from local.data.validation import validate
@@ -268,6 +276,33 @@ def test_corpora_reached_through_links_are_not_prepared_again(vox1, tmp_path, ou
     assert prepare_voxceleb(str(tmp_path / "link_voxceleb1"), out,
                             vox2_folder=str(tmp_path / "link_voxceleb2")) == paths
     assert {name: os.stat(path).st_mtime_ns for name, path in paths.items()} == stamps
+
+
+def _convert(vox2, tmp_path, ffmpeg):
+    """Run the documented conversion of VoxCeleb2 with ``ffmpeg`` (a shell script) as ffmpeg."""
+    bin_folder = tmp_path / "bin"
+    bin_folder.mkdir(exist_ok=True)
+    (bin_folder / "ffmpeg").write_text("#!/bin/bash\n" + ffmpeg)
+    (bin_folder / "ffmpeg").chmod(0o755)
+    command = CONVERT_VOX2.replace("VOX2_FOLDER", str(vox2))
+    subprocess.run(["bash", "-c", command],
+                   env={**os.environ, "PATH": f"{bin_folder}:{os.environ['PATH']}"})
+
+
+def test_a_conversion_stopped_halfway_leaves_no_truncated_wav(vox1, tmp_path, out):
+    vox2 = write_vox2(tmp_path / "voxceleb2", "m4a")
+    # Killed while writing: a wav header and part of the samples, then no exit 0.
+    half = tmp_path / "half.wav"
+    _write_wav(str(half), 0.2, 0)
+    _convert(vox2, tmp_path, f'head -c 1000 {half} > "${{@: -1}}"; exit 137\n')
+    assert not list((vox2 / "dev").rglob("*.wav"))
+    # Run again, it converts every recording, whole.
+    whole = tmp_path / "whole.wav"
+    _write_wav(str(whole), 0.5, 0)
+    _convert(vox2, tmp_path, f'cp {whole} "${{@: -1}}"\n')
+    paths = prepare_voxceleb(str(vox1), out, vox2_folder=str(vox2))
+    vox2_rows = read_manifest(paths["train"]).query("spk_id in @VOX2_GENDER")
+    assert len(vox2_rows) == len(VOX2) and set(vox2_rows["duration"]) == {0.5}
 
 
 def test_vox2_meta_with_padded_fields(tmp_path):
