@@ -412,7 +412,8 @@ def _trial_files(data_folder, trial_lists):
                   fix="pass each trial list once")
         found[name] = os.path.abspath(path)
     if not found:
-        raise ValueError("trial_lists is empty: name at least one trial list")
+        fail("trial_lists", "is empty: the evaluation needs a trial list",
+             fix="name at least one, such as trial_lists: [veri_test2.txt]")
     return found
 
 

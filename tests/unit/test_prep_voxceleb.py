@@ -245,6 +245,13 @@ def test_dev_split_holds_out_recordings_of_training_speakers(vox1, tmp_path, out
     assert read_manifest(again["dev"])["ID"].tolist() == dev["ID"].tolist()
 
 
+def test_an_empty_trial_list_option_is_refused_with_the_fix(vox1, out):
+    # From a condition file's prepare node; the command line's --trials needs one.
+    with pytest.raises(ManifestError, match=r"^trial_lists: is empty(.|\n)*Fix: name at least "):
+        prepare_voxceleb(str(vox1), out, trial_lists=[])
+    assert not os.path.exists(os.path.join(out, "train.csv"))
+
+
 def test_rerun_with_the_same_options_is_skipped(vox1, out):
     paths = prepare_voxceleb(str(vox1), out)
     stamps = {name: os.stat(path).st_mtime_ns for name, path in paths.items()}
