@@ -660,6 +660,22 @@ def test_bad_domain_settings_fail_before_training(demo_corpus, tmp_path, setting
     assert not os.path.exists(tmp_path / "train_log.txt")
 
 
+def test_too_few_target_utterances_to_embed_for_the_neighbours_fail_before_training(
+        demo_corpus, tmp_path):
+    # 240 target utterances, of which the 200 below min_embed_seconds are never clustered.
+    table = pd.read_csv(demo_corpus["target_train"])
+    table.loc[40:, "stop"] = table.loc[40:, "start"] + table.loc[40:, "sample_rate"] // 5
+    table["duration"] = (table["stop"] - table["start"]) / table["sample_rate"]
+    table.to_csv(tmp_path / "target_short.csv", index=False)
+    with pytest.raises(ManifestError, match="with 50 neighbours per utterance needs more "
+                                            "target utterances than that; got 40"):
+        train(demo_corpus, tmp_path / "run", f"--target_train={tmp_path / 'target_short.csv'}",
+              "--pseudo_neighbours=50", "--number_of_epochs=2", "--pseudo_label_epochs=[2]")
+    assert not os.path.exists(tmp_path / "run" / "train_log.txt")
+    assert "200 of 240 target training utterances are outside min_embed_seconds" in (
+        tmp_path / "run" / "log.txt").read_text()
+
+
 # The GE2E head: batches of 4 speakers x 4 crops, the tiny model of the others.
 GE2E_TINY = [t for t in TINY if not t.startswith("--batch_size")] + [
     "--ge2e_speakers=4", "--ge2e_utterances=4"]
