@@ -646,6 +646,9 @@ def test_the_oracle_trains_on_the_target_manifest_speakers(demo_corpus, tmp_path
     ("--pseudo_neighbours=240", "with 240 neighbours per utterance needs more target utterances "
                                 "than that; got 240"),
     ("--pseudo_label_epochs=[0, 2]", r"pseudo_label_epochs \[0, 2\] must be epochs of the run"),
+    # An epoch that is no whole number would never come: the run would train without them.
+    ("--pseudo_label_epochs=[1.5]", r"pseudo_label_epochs \[1.5\] must be epochs of the run, "
+                                    "whole numbers from 1"),
     ("--pseudo_neighbour_search=hnsw", "pseudo_neighbour_search must be one of exact, ivf"),
     ("--pseudo_infomap_trials=0", "pseudo_infomap_trials must be an integer >= 1; got 0"),
     ("--disc_steps=0", "disc_steps must be an integer >= 1; got 0"),
