@@ -294,7 +294,7 @@ class DANNBrain(sb.Brain):
         return ids
 
     def update_pseudo_labels(self, epoch):
-        """Cluster all target training utterances with the current model.
+        """Cluster the target training utterances of :meth:`clustered_ids` with the model.
 
         The utterances are embedded whole and clustered (:mod:`local.model.pseudo_labels`);
         the speaker head's pseudo-speaker rows start from the centroids.
