@@ -9,7 +9,8 @@ writes (by default into ``<run folder>/model``) what
 reads, laid out as SpeechBrain's own speaker models (``spkrec-ecapa-voxceleb``):
 an inference ``hyperparams.yaml``, one ``<name>.ckpt`` per module its
 ``pretrainer`` loads (the front end's trained parameters, the encoder, the
-speaker classifier) and the label encoder of the source speakers. The folder
+speaker classifier's rows of the source speakers, without those of the target
+pseudo-speakers) and the label encoder of the source speakers. The folder
 is written whole beside its place and then takes it
 (:func:`local.whole_files.staged_folder`): it holds one export, and an
 export that fails or is killed leaves the one before it as it was. A run
@@ -353,7 +354,12 @@ def export_model(run_folder, model_folder=None, checkpoints_dir=None, trial_list
     check_replaceable(model_folder)
     staged = staged_folder(model_folder)
     for name, module in trained.items():
-        torch.save(module.state_dict(), os.path.join(staged, f"{name}.ckpt"))
+        state = module.state_dict()
+        if name == "classifier":
+            # The rows of the label encoder's source speakers; the target
+            # pseudo-speakers' rows after them have no label to decode.
+            state["weight"] = state["weight"][:run["n_speakers"]]
+        torch.save(state, os.path.join(staged, f"{name}.ckpt"))
     classifier = "classifier" in modules
     if classifier:
         shutil.copy(label_encoder, os.path.join(staged, "label_encoder.ckpt"))

@@ -56,8 +56,9 @@ class DANNBrain(sb.Brain):
         self.target_utterances = target_utterances
         clusters = any(e <= self.hparams.number_of_epochs for e in self.hparams.pseudo_labels.epochs)
         if clusters and target_utterances is not None:
+            # Before any training: only the utterances embedded whole are clustered.
             check_neighbours(self.hparams.pseudo_labels.settings["neighbours"],
-                             len(target_utterances))
+                             len(self.clustered_ids()))
         self.adversary = self.hparams.domain_adversary
         self.stats = EpochStatistics()
         if self.checkpointer is not None:  # optional: older checkpoints have no statistics
@@ -281,8 +282,24 @@ class DANNBrain(sb.Brain):
             self.update_pseudo_labels(epoch)
         self.train_pairs.set_epoch(epoch)
 
+    def embed_limits(self):
+        """``(min_embed_seconds, max_embed_seconds)``: the lengths embedded whole."""
+        return self.hparams.min_embed_seconds, self.hparams.max_embed_seconds
+
+    def clustered_ids(self):
+        """The target training utterances that a clustering embeds: those within
+        :meth:`embed_limits`; it warns of the others, which get no pseudo-label."""
+        limits = self.embed_limits()
+        ids = embeddable_ids(self.target_utterances, *limits)
+        if len(ids) < len(self.target_utterances):
+            logger.warning("pseudo-labels: %d of %d target training utterances are outside "
+                           "min_embed_seconds-max_embed_seconds (%s-%s s) and get no "
+                           "pseudo-label", len(self.target_utterances) - len(ids),
+                           len(self.target_utterances), *limits)
+        return ids
+
     def update_pseudo_labels(self, epoch):
-        """Cluster all target training utterances with the current model.
+        """Cluster the target training utterances of :meth:`clustered_ids` with the model.
 
         The utterances are embedded whole and clustered (:mod:`local.model.pseudo_labels`);
         the speaker head's pseudo-speaker rows start from the centroids.
@@ -293,18 +310,12 @@ class DANNBrain(sb.Brain):
             The epoch about to start.
         """
         pseudo = self.hparams.pseudo_labels
-        limits = (self.hparams.min_embed_seconds, self.hparams.max_embed_seconds)
-        ids = embeddable_ids(self.target_utterances, *limits)
-        if len(ids) < len(self.target_utterances):
-            logger.warning("pseudo-labels at epoch %d: %d of %d target training utterances are "
-                           "outside min_embed_seconds-max_embed_seconds (%s-%s s) and get no "
-                           "pseudo-label", epoch, len(self.target_utterances) - len(ids),
-                           len(self.target_utterances), *limits)
+        ids = self.clustered_ids()
         self.modules.eval()
         # Under DDP each process embeds its share; the main one clusters them all.
         embeddings = compute_embeddings(self.embed, self.target_utterances,
                                         self.hparams.eval_batch_size, self.device,
-                                        ids=process_share(ids), limits=limits)
+                                        ids=process_share(ids), limits=self.embed_limits())
         speakers = {utt: row["spk_id"] for utt, row in self.target_utterances.data.items()
                     if row.get("spk_id")}
         centroids, summary = pseudo.relabel(embeddings, epoch, speakers, self.hparams.seed)

@@ -464,7 +464,7 @@ class PseudoLabels:
     >>> PseudoLabels(offset=10, epochs=[0])
     Traceback (most recent call last):
       ...
-    local.errors.ManifestError: --pseudo_label_epochs=[0]: pseudo_label_epochs [0] must be epochs of the run, from 1
+    local.errors.ManifestError: --pseudo_label_epochs=[0]: pseudo_label_epochs [0] must be epochs of the run, whole numbers from 1
     Fix: list epochs from 1, or [] for none
     >>> pseudo = PseudoLabels(offset=10)
     >>> pseudo.update({"t1": 0, "t3": 1}, n_speakers=2, epoch=4)
@@ -474,10 +474,10 @@ class PseudoLabels:
 
     def __init__(self, offset, epochs=(), neighbours=10, min_silhouette=0.3, whiten=False,
                  whiten_ridge=0.1, oracle=False, number_of_epochs=None, search="exact", trials=10):
-        if any(e < 1 for e in epochs):
+        if any(isinstance(e, bool) or not isinstance(e, int) or e < 1 for e in epochs):
             fail(f"--pseudo_label_epochs={list(epochs)}",
-                 f"pseudo_label_epochs {list(epochs)} must be epochs of the run, from 1",
-                 fix="list epochs from 1, or [] for none")
+                 f"pseudo_label_epochs {list(epochs)} must be epochs of the run, whole "
+                 "numbers from 1", fix="list epochs from 1, or [] for none")
         check_neighbours(neighbours)
         check_search(search)
         check_trials(trials)

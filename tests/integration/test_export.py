@@ -90,6 +90,23 @@ def test_model_folder_holds_what_the_inference_class_loads(runs, tiny_ssl, tmp_p
     assert len(model.hparams.label_encoder) == 24  # the demo's source speakers
 
 
+def test_the_classifier_is_exported_with_the_source_speakers_rows_alone(demo_corpus, tmp_path):
+    # Pseudo-labels from epoch 1 grow the run's classifier by a row per target pseudo-speaker.
+    train(demo_corpus, tmp_path / "run", "--pseudo_label_epochs=[1]", "--pseudo_whiten=False",
+          "--pseudo_min_silhouette=0.0", *SHORT, "--debug_persistently")
+    checkpoint, = glob.glob(str(tmp_path / "run" / "save" / "CKPT*" / "classifier.ckpt"))
+    grown = torch.load(checkpoint)["weight"]
+    assert len(grown) > 24
+    model = SpeakerRecognition.from_hparams(source=str(tmp_path / "run" / "model"),
+                                            savedir=str(tmp_path / "loaded"))
+    assert torch.equal(model.mods.classifier.weight.detach(), grown[:24])
+    # An embedding in the direction of a pseudo-speaker's row is classified as a
+    # source speaker, the label encoder's, as any other.
+    scores = model.mods.classifier(grown[30].reshape(1, 1, -1)).squeeze(1)
+    assert scores.shape == (1, 24)
+    assert model.hparams.label_encoder.decode_torch(scores.argmax(dim=-1))[0].startswith("sout")
+
+
 def test_fine_tuned_ssl_front_end_is_saved_whole(tiny_ssl, tmp_path):
     frozen = SSLFrontend(tiny_ssl["wavlm"], str(tmp_path))
     tuned = SSLFrontend(tiny_ssl["wavlm"], str(tmp_path), freeze=False)

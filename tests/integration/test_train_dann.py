@@ -646,6 +646,9 @@ def test_the_oracle_trains_on_the_target_manifest_speakers(demo_corpus, tmp_path
     ("--pseudo_neighbours=240", "with 240 neighbours per utterance needs more target utterances "
                                 "than that; got 240"),
     ("--pseudo_label_epochs=[0, 2]", r"pseudo_label_epochs \[0, 2\] must be epochs of the run"),
+    # An epoch that is no whole number would never come: the run would train without them.
+    ("--pseudo_label_epochs=[1.5]", r"pseudo_label_epochs \[1.5\] must be epochs of the run, "
+                                    "whole numbers from 1"),
     ("--pseudo_neighbour_search=hnsw", "pseudo_neighbour_search must be one of exact, ivf"),
     ("--pseudo_infomap_trials=0", "pseudo_infomap_trials must be an integer >= 1; got 0"),
     ("--disc_steps=0", "disc_steps must be an integer >= 1; got 0"),
@@ -658,6 +661,22 @@ def test_bad_domain_settings_fail_before_training(demo_corpus, tmp_path, setting
     with pytest.raises(ValueError, match=message):
         train(demo_corpus, tmp_path, setting)
     assert not os.path.exists(tmp_path / "train_log.txt")
+
+
+def test_too_few_target_utterances_to_embed_for_the_neighbours_fail_before_training(
+        demo_corpus, tmp_path):
+    # 240 target utterances, of which the 200 below min_embed_seconds are never clustered.
+    table = pd.read_csv(demo_corpus["target_train"])
+    table.loc[40:, "stop"] = table.loc[40:, "start"] + table.loc[40:, "sample_rate"] // 5
+    table["duration"] = (table["stop"] - table["start"]) / table["sample_rate"]
+    table.to_csv(tmp_path / "target_short.csv", index=False)
+    with pytest.raises(ManifestError, match="with 50 neighbours per utterance needs more "
+                                            "target utterances than that; got 40"):
+        train(demo_corpus, tmp_path / "run", f"--target_train={tmp_path / 'target_short.csv'}",
+              "--pseudo_neighbours=50", "--number_of_epochs=2", "--pseudo_label_epochs=[2]")
+    assert not os.path.exists(tmp_path / "run" / "train_log.txt")
+    assert "200 of 240 target training utterances are outside min_embed_seconds" in (
+        tmp_path / "run" / "log.txt").read_text()
 
 
 # The GE2E head: batches of 4 speakers x 4 crops, the tiny model of the others.
