@@ -54,11 +54,12 @@ class DANNBrain(sb.Brain):
     def __init__(self, *args, target_utterances=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.target_utterances = target_utterances
-        clusters = any(e <= self.hparams.number_of_epochs for e in self.hparams.pseudo_labels.epochs)
-        if clusters and target_utterances is not None:
-            # Before any training: only the utterances embedded whole are clustered.
-            check_neighbours(self.hparams.pseudo_labels.settings["neighbours"],
-                             len(self.clustered_ids()))
+        pseudo = self.hparams.pseudo_labels
+        clusters = any(e <= self.hparams.number_of_epochs for e in pseudo.epochs)
+        if clusters and target_utterances is not None and not pseudo.oracle:
+            # Before any training: only the utterances embedded whole are clustered
+            # (the oracle builds no neighbour graph).
+            check_neighbours(pseudo.settings["neighbours"], len(self.clustered_ids()))
         self.adversary = self.hparams.domain_adversary
         self.stats = EpochStatistics()
         if self.checkpointer is not None:  # optional: older checkpoints have no statistics

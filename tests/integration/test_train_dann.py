@@ -629,8 +629,9 @@ def test_pseudo_labels_add_target_classes_to_the_speaker_head(demo_corpus, tmp_p
 
 
 def test_the_oracle_trains_on_the_target_manifest_speakers(demo_corpus, tmp_path):
+    # More neighbours than target utterances: the oracle builds no neighbour graph.
     train(demo_corpus, tmp_path / "oracle", "--number_of_epochs=2", "--pseudo_label_epochs=[2]",
-          "--pseudo_oracle=True")
+          "--pseudo_oracle=True", "--pseudo_neighbours=1000")
     assert logged(tmp_path / "oracle", "nmi") == [1.0]
     assert logged(tmp_path / "oracle", "kept") == [1.0]
     assert logged(tmp_path / "oracle", "pseudo_labelled")[0] == 1.0
