@@ -213,7 +213,7 @@ class MarginSoftmaxHead(SpeakerHead):
         with torch.no_grad():
             weight[rows] = centroids.to(weight.device, weight.dtype)
         for moment in optimizer.state.get(weight, {}).values():
-            if moment.dim() and moment.shape == weight.shape:
+            if torch.is_tensor(moment) and moment.dim() and moment.shape == weight.shape:
                 moment[rows] = 0
 
 
