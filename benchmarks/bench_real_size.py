@@ -20,7 +20,7 @@ left out). ``--skip`` leaves out configurations, and the ratios of their rows.
 
 Per configuration: steps per second, peak memory (``max_memory_allocated`` on
 CUDA, the process's peak resident set on the CPU, reset before the timed
-steps), the share of the time spent waiting for the DataLoader and, on CUDA,
+steps: it includes what earlier rows left resident), the share of the time spent waiting for the DataLoader and, on CUDA,
 the GPU's utilisation (``nvidia-smi`` sampled every 100 ms). For the frozen
 and fine-tuned runs also the checkpoint's size and write time, and for the
 frozen one what a checkpoint holding the whole front end would take (the
