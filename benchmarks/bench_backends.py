@@ -88,11 +88,11 @@ class Step:
     def __exit__(self, *_):
         self.wall = time.perf_counter() - self.wall
         self.cpu = time.process_time() - self.cpu
-        self.grown_gb = (peak_resident_mib() - self.base) / 1024
+        self.grown_gib = (peak_resident_mib() - self.base) / 1024
 
     def row(self, **values):
         """The step's figures, with ``values``."""
-        return {"seconds": self.wall, "cpu": self.cpu, "grown_gb": self.grown_gb, **values}
+        return {"seconds": self.wall, "cpu": self.cpu, "grown_gib": self.grown_gib, **values}
 
 
 def measure(cap, seed, search, set_size=None):
@@ -201,7 +201,7 @@ def main():
               f"{EVALUATION_UTTERANCES} held-out target utterances")
         for name, row in result["rows"].items():
             line = (f"  {name:26s} {row['seconds']:7.1f} s wall {row['cpu']:7.1f} s CPU "
-                    f"+{row['grown_gb']:5.2f} GB")
+                    f"+{row['grown_gib']:5.2f} GiB")
             if "raw_eer" in row:
                 line += (f"  scoring {row['raw_seconds']:5.1f} s, AS-norm {row['asnorm_seconds']:5.1f} s"
                          f"  EER {row['raw_eer']:5.2f} %, AS-norm {row['asnorm_eer']:5.2f} %")

@@ -50,8 +50,10 @@ BATCH = 16
 def synthetic_list(count, seed=0):
     """``count`` utterances of white noise, lengths uniform in 4-20 s."""
     lengths = np.random.default_rng(seed).integers(4 * SAMPLE_RATE, 20 * SAMPLE_RATE, count)
-    dataset = DynamicItemDataset({f"u{i:05d}": {"start": 0, "stop": int(n), "sample_rate":
-                                                SAMPLE_RATE} for i, n in enumerate(lengths)})
+    # "wav" only names an utterance in compute_embeddings' messages.
+    dataset = DynamicItemDataset({f"u{i:05d}": {"wav": "white noise", "start": 0, "stop": int(n),
+                                                "sample_rate": SAMPLE_RATE}
+                                  for i, n in enumerate(lengths)})
 
     @takes("id", "stop")
     @provides("sig")

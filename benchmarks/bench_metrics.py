@@ -111,7 +111,7 @@ def bench_asnorm():
     peak_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"score_trials with AS-norm (top {TOP_K} of {COHORT:,}), {TRIALS:,} trials between "
           f"{UTTERANCES:,} utterances of dim {DIM}: {ours_time:.2f} s; peak memory "
-          f"{peak_before:,.0f} MB before, {peak_after:,.0f} MB after")
+          f"{peak_before:,.0f} MiB before, {peak_after:,.0f} MiB after")
     unit_cohort = cohort / np.linalg.norm(cohort, axis=1, keepdims=True)
     start = time.perf_counter()
     looped = [loop_asnorm(vectors[e].numpy(), vectors[t].numpy(), unit_cohort, TOP_K)

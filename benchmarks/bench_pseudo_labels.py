@@ -88,8 +88,8 @@ else:
     labels, _, summary = cluster_pseudo_speakers(embeddings, **method["settings"])
 seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
 print(json.dumps({"seconds": seconds, "cpu": cpu, "clusters": summary["clusters"],
-                  "peak_gb": peak_resident_mib() / 1024,
-                  "before_gb": before,
+                  "peak_gib": peak_resident_mib() / 1024,
+                  "before_gib": before,
                   **scores(labels, speakers)}))
 """
 
@@ -332,7 +332,7 @@ def main():
                     result = measure(root, size, method, simulation, args.utterances_per_speaker)
                     rows.append((size, simulation, name, result))
                     print(f"  {name:30s} {result['seconds']:7.1f} s wall {result['cpu']:7.1f} s CPU "
-                          f"{result['peak_gb']:5.2f} GB peak ({result['before_gb']:.2f} before)  "
+                          f"{result['peak_gib']:5.2f} GiB peak ({result['before_gib']:.2f} before)  "
                           f"clusters {result['clusters']:5d} (true {n_speakers}, "
                           f"{result['trained']} train)  NMI {result['nmi']:.3f}  purity "
                           f"{result['purity']:.3f}  kept {result['kept']:.3f}")
@@ -345,9 +345,9 @@ def main():
           f"{last['clusters'] / speaker_count(large, args.utterances_per_speaker):.2f}")
     if large > small:
         # Memory is linear in the utterances; the exact neighbour search's time is quadratic.
-        per_utterance = (last["peak_gb"] - first["peak_gb"]) / (large - small)
+        per_utterance = (last["peak_gib"] - first["peak_gib"]) / (large - small)
         print(f"10^6 utterances, extrapolated from {small} and {large}: "
-              f"{first['peak_gb'] + per_utterance * (10**6 - small):.1f} GB peak; "
+              f"{first['peak_gib'] + per_utterance * (10**6 - small):.1f} GiB peak; "
               f"neighbour search about {(10**6 / large) ** 2:.0f} x its time at {large}")
 
 if __name__ == "__main__":

@@ -61,7 +61,7 @@ else:
     models = {m: (None, []) for m in open(files["models"]).read().split()}
     deepmine._read_key(files["key"], deepmine._read_trials(files["trials"], models))
 seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-print(json.dumps({"seconds": seconds, "cpu": cpu, "peak_mb": peak_resident_mib() - before}))
+print(json.dumps({"seconds": seconds, "cpu": cpu, "peak_mib": peak_resident_mib() - before}))
 """
 
 
@@ -149,13 +149,13 @@ def main():
                 files, trials = write(folder, size, rng)
                 now = measure(ROOT, kind, files, VALIDATOR)
                 line = (f"{kind}, {trials:,} trials: now {now['seconds']:.2f} s "
-                        f"({now['cpu']:.2f} s CPU), +{now['peak_mb']:,.0f} MB")
+                        f"({now['cpu']:.2f} s CPU), +{now['peak_mib']:,.0f} MiB")
                 if size <= BEFORE_LIMIT:
                     then = measure(before, kind, files, VALIDATOR_BEFORE)
                     ratio = then["cpu"] / now["cpu"]
                     ratios.append(f"{kind} {trials:,} {ratio:.1f}x")
                     line += (f"; before ({args.before}) {then['seconds']:.2f} s "
-                             f"({then['cpu']:.2f} s CPU), +{then['peak_mb']:,.0f} MB; "
+                             f"({then['cpu']:.2f} s CPU), +{then['peak_mib']:,.0f} MiB; "
                              f"{ratio:.1f}x less CPU time")
                 else:
                     line += f"; before ({args.before}) not run at this size"
