@@ -18,7 +18,8 @@ operating system's file cache holds them in every variant: "cold" means not
 stamped, not read from disk; on a disk or network file system that has not
 seen the files, each header read waits for the storage, which threads overlap.
 
-Run from the repository root (about 2 minutes on 2 busy CPU cores)::
+Run from the repository root (2 to 10 minutes on 2 CPU cores, with their load;
+benchmarks/README.md)::
 
     .venv/bin/python benchmarks/bench_audio_check.py [--files 100000]
 

@@ -12,7 +12,7 @@
    each subset, and their time is extrapolated to 10^6 from the largest
    subset as n^2 (their complexity; the measured growth is printed too).
 
-Run from the repository root (about 2 minutes on 2 CPU cores)::
+Run from the repository root (40 to 50 seconds on 2 CPU cores, benchmarks/README.md)::
 
     .venv/bin/python benchmarks/bench_metrics.py
 
