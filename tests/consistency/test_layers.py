@@ -1,9 +1,11 @@
 """Modules of ``local/`` import downward only, and no module imports another's private names.
 
 The layers (ARCHITECTURE.md): ``local/data``, ``local/domain_statistics.py``
-and ``local/embedding.py`` at the bottom; ``local/model`` and
+and ``local/embedding.py`` at the bottom, beside the modules every layer uses
+(``local/errors.py``, ``local/settings.py``, ...); ``local/model`` and
 ``local/evaluation`` above them, the model never importing the evaluation;
-the scripts and ``data_prep/`` outside ``local/``, which never imports them.
+``local/experiment.py`` and ``local/export.py`` on top; the scripts and
+``data_prep/`` outside ``local/``, which never imports them.
 Only the tests import ``train_dann.py``, to run it.
 """
 
@@ -15,13 +17,17 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 LOCAL = sorted((ROOT / "local").rglob("*.py"))
 OUTSIDE = ("data_prep", "train_dann", "evaluate", "benchmarks", "tests")
-BOTTOM = ("local.data", "local.domain_statistics", "local.embedding")
+TOP = ("local.experiment", "local.export")
+MIDDLE = ("local.model", "local.evaluation")
+# Every module of local/ outside the middle and top layers: the bottom one.
+BOTTOM = sorted({".".join(path.relative_to(ROOT).parts[:2]).removesuffix(".py")
+                 for path in LOCAL} - {"local.__init__", *MIDDLE, *TOP})
 # What the modules of a layer (a module-name prefix) must not import.
 FORBIDDEN = {
     "local": OUTSIDE,
-    "local.model": ("local.evaluation", "local.experiment", "local.export"),
-    **{bottom: ("local.model", "local.evaluation", "local.experiment", "local.export")
-       for bottom in BOTTOM},
+    "local.model": ("local.evaluation", *TOP),
+    "local.evaluation": TOP,
+    **{bottom: (*MIDDLE, *TOP) for bottom in BOTTOM},
 }
 PYTHON_FILES = sorted([*LOCAL, *(ROOT / "data_prep").rglob("*.py"),
                        *(ROOT / "benchmarks").rglob("*.py"),

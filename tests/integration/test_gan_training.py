@@ -15,11 +15,11 @@ from tests.integration.test_train_dann import ADVERSARY_ONLY, TINY, logged, trai
 GANS = [a for a in ADVERSARIES if a != "grl"]
 
 
-def brain_and_batch(demo_corpus, tmp_path, adversary):
+def brain_and_batch(demo_corpus, tmp_path, adversary, disc_steps=2):
     """A Brain of ``adversary`` ready to train, and one (source, target) batch of 8 + 8."""
     argv = ["hparams/dann_fbank.yaml", f"--data_folder={os.path.dirname(demo_corpus['eval'])}",
             f"--output_folder={tmp_path}", *TINY, *ADVERSARY_ONLY, f"--adversary={adversary}",
-            "--adv_weight=0.3", "--adv_warmup=0", "--disc_lr=0.01", "--disc_steps=2"]
+            "--adv_weight=0.3", "--adv_warmup=0", "--disc_lr=0.01", f"--disc_steps={disc_steps}"]
     brain, _, _, data = prepare_experiment(argv)
     brain.on_fit_start()
     # Mid-training, so that the adversary's coefficient is not 0.
@@ -106,6 +106,18 @@ def test_discriminator_updates_are_synchronised_in_accumulated_micro_batches(dem
     # Its own two updates synchronised, then the encoder's loss under no_sync.
     assert recorder.synced == [True, True, False], recorder.synced
     assert recorder.require_backward_grad_sync
+
+
+@pytest.mark.parametrize("adversary", ADVERSARIES)
+def test_the_discriminator_is_updated_disc_steps_times_per_step(demo_corpus, tmp_path,
+                                                                 adversary, monkeypatch):
+    brain, batch = brain_and_batch(demo_corpus, tmp_path, adversary, disc_steps=3)
+    steps, step = [], brain.disc_optimizer.step
+    monkeypatch.setattr(brain.disc_optimizer, "step",
+                        lambda *args, **kwargs: steps.append(1) or step(*args, **kwargs))
+    brain.fit_batch(batch)
+    # A GAN's three own updates; gradient reversal's joint one, then two of its own.
+    assert len(steps) == 3
 
 
 def test_reversal_updates_both_players_from_one_loss(demo_corpus, tmp_path):

@@ -157,7 +157,8 @@ def test_logged_domain_accuracy_counts_the_items_the_discriminator_places_right(
 
 @pytest.mark.parametrize("adversary", ADVERSARIES)
 @pytest.mark.parametrize("disc_steps", [1, 3])
-def test_the_discriminator_is_updated_disc_steps_times_per_step(adversary, disc_steps):
+def test_the_updates_before_and_after_the_encoders_step_add_up_to_disc_steps(adversary,
+                                                                              disc_steps):
     played = make_adversary(adversary, disc_steps=disc_steps)
     # Gradient reversal's first update is the joint loss's, the others follow it;
     # a GAN's all come before the encoder's loss.
