@@ -109,7 +109,10 @@ CHANNEL = "telephone"
 LANG = "fa"
 ID_SEPARATOR = "--"
 AUDIO_EXTENSIONS = (".wav", ".flac", ".sph")
-DEFAULT_PATTERN = r"(?P<spk>[^/]+)/(?P<session>[^/]+)/(?P<utt>[^/]+)\.(?i:wav|flac|sph)"
+# Matched whole, so the leading ^ changes nothing but makes it the pattern of
+# recipes/voxceleb_to_farsdat/condition.yaml, which hyperpyyaml would read as a
+# tuple without it: a folder prepared with the default is the condition's.
+DEFAULT_PATTERN = r"^(?P<spk>[^/]+)/(?P<session>[^/]+)/(?P<utt>[^/]+)\.(?i:wav|flac|sph)"
 PATTERN_GROUPS = ("spk", "session", "utt")
 PATTERN_FIX = ("adjust --pattern: a Python regex matching the whole path relative to "
                "data_folder, with named groups spk (required), session and utt (optional)")

@@ -38,7 +38,9 @@ end's frames, as in ``DANNBrain.embed``.
 
 The modules are defined exactly as the run defined them (the nodes of its
 saved ``hyperparams.yaml``, values resolved), so the SSL front end refers to
-its SSL model by the hub ID or folder the run used. A frozen SSL model is the
+its SSL model by the hub ID or folder the run used, a folder and the hub
+cache by their absolute paths, so that the model loads from any working
+directory. A frozen SSL model is the
 one that reference loads, so only the learned layer weights are saved; a
 fine-tuned one is saved whole.
 """
@@ -123,6 +125,19 @@ CLASSIFIER_WIRING = dict(
     classifier_loadables="        classifier: !ref <classifier>\n"
                          "        label_encoder: !ref <label_encoder>\n",
 )
+
+
+def _absolute_ssl_folders(frontend):
+    """Name an SSL front end's local model folder and hub cache by absolute paths.
+
+    The run gave them relative to its working directory (``--ssl_source=DIR``,
+    ``ssl_cache: pretrained_models``); the model folder is loaded from any.
+    A ``source`` that is no folder here is a hub ID, and stays one.
+    """
+    if "save_path" in frontend:
+        frontend["save_path"] = os.path.abspath(frontend["save_path"])
+    if os.path.isdir(frontend.get("source", "")):
+        frontend["source"] = os.path.abspath(frontend["source"])
 
 
 def _dumped(name, node):
@@ -336,6 +351,7 @@ def export_model(run_folder, model_folder=None, checkpoints_dir=None, trial_list
                  fix="pass the output_folder of a run (results/<condition>/<model>/<seed>)")
     with open(hparams_path, encoding="utf-8") as fin:
         run = ruamel.yaml.YAML().load(fin)
+    _absolute_ssl_folders(run["frontend"])
     # A model file removes a module of its base by setting it to null (GE2E: no classifier).
     definitions = "\n".join(_dumped(name, run[name]) for name in MODULES
                             if run.get(name) is not None)

@@ -5,6 +5,7 @@ keys; the ``corpora`` fixture fills each such key with a fake tree.
 """
 
 import glob
+import logging
 import os
 import re
 
@@ -14,6 +15,7 @@ import yaml
 
 import train_dann
 from local import settings
+from data_prep import farsdat
 from data_prep.preparation import select_rows
 from local.data.validation import validate
 from local.errors import ManifestError
@@ -107,6 +109,18 @@ def test_a_model_file_trains_on_a_real_corpus_condition(corpora, tmp_path):
         f"--output_folder={tmp_path}/run", *TINY, "--batch_size=2", *SHORT])
     assert set(results) == {"voxceleb1_o", "farsdat"}
     assert pd.read_csv(tmp_path / "run" / "verification" / "summary.csv")["trials"].min() > 0
+
+
+def test_a_corpus_prepared_by_its_readme_command_is_not_prepared_again(corpora, tmp_path,
+                                                                     caplog):
+    """recipes/voxceleb_to_farsdat/README.md prepares Big FARSDAT by hand, with the
+    default --pattern, before training runs the condition's preparation."""
+    assert farsdat.main(["--data_folder", corpora["farsdat_folder"], "--save_folder",
+                         str(tmp_path / "voxceleb_to_farsdat" / "farsdat"),
+                         "--n_eval_speakers", "2", "--seg_dur", "3.0"]) == 0
+    with caplog.at_level(logging.INFO, logger="data_prep.preparation"):
+        prepared("voxceleb_to_farsdat", corpora, tmp_path, farsdat_eval_speakers=2)
+    assert "Big FARSDAT already prepared" in caplog.text
 
 
 def test_missing_corpus_folder_is_named(corpora, tmp_path):

@@ -266,18 +266,13 @@ def test_inference_refuses_audio_too_short_or_too_long_to_embed(runs, tmp_path):
         model.encode_batch(torch.zeros(1, 16000 * 3600))
 
 
-def test_exported_model_embeds_a_short_waveform_of_a_padded_batch_as_alone(tmp_path):
-    """The encoder gets the lengths of the front end's frames, as DANNBrain.embed gives them,
-    and the model folder keeps its files and their keys. A run of a layer-normalised WavLM
-    with the attention mask (its features of a waveform do not depend on the padding) whose
-    encoder's only mixing of frames is the pooling (wider kernels see the padding too)."""
+def evaluated_run(run, ssl, cache):
+    """A run folder of a frozen SSL front end and an x-vector, evaluated, as train_dann.py
+    leaves it: its modules on the SSL model in folder ``ssl`` (hub cache ``cache``)."""
     from hyperpyyaml import load_hyperpyyaml
 
     from local.model.checkpoints import CompleteCheckpointer
-    from tests.unit.test_ssl_frontend import save_ssl
 
-    ssl = save_ssl(tmp_path / "ssl", "wavlm", "layer", False, True)
-    run = tmp_path / "run"
     (run / "save").mkdir(parents=True)
     (run / "hyperparams.yaml").write_text(f"""\
 model_name: pooling
@@ -286,7 +281,7 @@ min_embed_seconds: 0.25
 max_embed_seconds: 600
 frontend: !new:local.model.ssl_frontend.SSLFrontend
     source: {ssl}
-    save_path: {tmp_path / "cache"}
+    save_path: {cache}
 embedding_model: !new:speechbrain.lobes.models.Xvector.Xvector
     in_channels: 32
     tdnn_channels: [16, 16, 16, 16, 48]
@@ -306,6 +301,19 @@ embedding_model: !new:speechbrain.lobes.models.Xvector.Xvector
     (run / "verification" / "target").mkdir(parents=True)
     (run / "verification" / "target" / "scores.txt").write_text("a b 0.6 1\na c 0.2 0\n")
     (run / "verification" / "checkpoint.txt").write_text(os.path.basename(checkpoint.path))
+    return modules
+
+
+def test_exported_model_embeds_a_short_waveform_of_a_padded_batch_as_alone(tmp_path):
+    """The encoder gets the lengths of the front end's frames, as DANNBrain.embed gives them,
+    and the model folder keeps its files and their keys. A run of a layer-normalised WavLM
+    with the attention mask (its features of a waveform do not depend on the padding) whose
+    encoder's only mixing of frames is the pooling (wider kernels see the padding too)."""
+    from tests.unit.test_ssl_frontend import save_ssl
+
+    ssl = save_ssl(tmp_path / "ssl", "wavlm", "layer", False, True)
+    run = tmp_path / "run"
+    modules = evaluated_run(run, ssl, tmp_path / "cache")
     model = SpeakerRecognition.from_hparams(source=export_model(str(run)),
                                             savedir=str(tmp_path / "loaded"))
     assert sorted(os.listdir(run / "model")) == ["embedding_model.ckpt", "hyperparams.yaml",
@@ -319,3 +327,22 @@ embedding_model: !new:speechbrain.lobes.models.Xvector.Xvector
     padded = model.encode_batch(batch, torch.tensor([1.0, 1 / 3]))[1]
     alone = model.encode_batch(short.unsqueeze(0))[0]
     torch.testing.assert_close(padded, alone, atol=1e-4, rtol=1e-4)
+
+
+def test_a_model_trained_on_a_relative_ssl_folder_loads_from_any_directory(tmp_path,
+                                                                           monkeypatch):
+    """--ssl_source=DIR relative to the run's working directory: the model folder names the
+    SSL model (and the hub cache) by absolute paths."""
+    from tests.unit.test_ssl_frontend import save_ssl
+
+    monkeypatch.chdir(tmp_path)
+    save_ssl(tmp_path / "wavlm-base-plus", "wavlm", "layer", False, True)
+    evaluated_run(tmp_path / "run", "wavlm-base-plus", "pretrained_models")
+    model_folder = export_model("run")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    model = SpeakerRecognition.from_hparams(source=str(tmp_path / model_folder),
+                                            savedir=str(tmp_path / "loaded"))
+    assert model.encode_batch(torch.randn(1, 16000)).shape == (1, 1, 8)
+    text = (tmp_path / model_folder / "hyperparams.yaml").read_text()
+    assert f"save_path: {tmp_path / 'pretrained_models'}\n" in text
