@@ -164,7 +164,8 @@ def prepare_deepmine(data_folder, save_folder, key_file=None, channel_table=None
                    channel_table=channel_table, seg_dur=seg_dur)
     outputs = ["train.csv", "eval.csv", "enrolment.csv", *(["trials.txt"] if key_file else [])]
     read = functools.partial(_read, data_folder, docs, key_file, channel_table)
-    return prepare_corpus("DeepMine", save_folder, options, outputs, read)
+    return prepare_corpus("DeepMine", save_folder, options, outputs, read,
+                          inputs=[*docs.values(), key_file, channel_table])
 
 
 def _read(data_folder, docs, key_file, channel_table):

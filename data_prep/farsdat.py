@@ -203,7 +203,7 @@ def prepare_farsdat(
     read = functools.partial(_read, data_folder, pattern, speaker_table, ignore_unmatched,
                              n_eval_speakers, target_trials, nontarget_trials, seed)
     return prepare_corpus("Big FARSDAT", save_folder, options,
-                          ["train.csv", "eval.csv", "trials.txt"], read)
+                          ["train.csv", "eval.csv", "trials.txt"], read, inputs=[speaker_table])
 
 
 def _read(data_folder, pattern, speaker_table, ignore_unmatched, n_eval_speakers,

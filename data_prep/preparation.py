@@ -29,6 +29,7 @@ from local.data.manifest_io import (
 from local.data.schema import SAMPLE_RATE
 from local.data.validation import validate
 from local.errors import ManifestError, fail
+from local.provenance import file_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -187,11 +188,11 @@ def corpus_folder(folder, corpus, fix):
     return folder
 
 
-def prepare_corpus(corpus, save_folder, options, outputs, read, training=("train",)):
+def prepare_corpus(corpus, save_folder, options, outputs, read, training=("train",), inputs=()):
     """SpeechBrain's ``prepare_*`` around one corpus: skip, read, write, check, record.
 
     Does nothing when ``save_folder`` holds ``outputs`` made with the same
-    ``options``. Otherwise the files that an earlier preparation with other
+    ``options`` from the same ``inputs``. Otherwise the files that an earlier preparation with other
     options wrote there and these ``outputs`` do not name are removed
     (:func:`skip_if_prepared`), and ``read()`` makes the tables. The trial
     lists and the enrolment table are written and checked first
@@ -228,6 +229,11 @@ def prepare_corpus(corpus, save_folder, options, outputs, read, training=("train
         headers, a bad trial list is refused without reading any.
     training : tuple of str
         The manifests cut into ``seg_dur`` chunks; the others stay whole.
+    inputs : list of str
+        The files besides the audio that the outputs are read from (meta and
+        key files, tables, trial lists; None entries are left out): their
+        SHA-256 is recorded with ``options``, so that one changed in place
+        is prepared again rather than its stale outputs kept.
 
     Returns
     -------
@@ -247,6 +253,11 @@ def prepare_corpus(corpus, save_folder, options, outputs, read, training=("train
     ['eval.csv', 'prepare_options.json', 'trials.txt']
     """
     paths = {os.path.splitext(name)[0]: os.path.join(save_folder, name) for name in outputs}
+    inputs = [path for path in inputs if path]
+    if inputs:
+        # One that is missing is named by read(), which refuses it.
+        options = {**options, "inputs_sha256": {path: file_sha256(path) for path in inputs
+                                                if os.path.isfile(path)}}
     if skip_if_prepared(save_folder, list(paths.values()), options):
         logger.info("%s already prepared in %s, skipping", corpus, save_folder)
         return paths

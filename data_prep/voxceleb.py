@@ -181,8 +181,11 @@ def prepare_voxceleb(
                *(f"trials_{name}.txt" for name in trial_files)]
     read = functools.partial(_read, data_folder, vox1_wav, trial_files, vox2_folder,
                              dev_ratio, seed)
+    metas = [path for folder, name in ((data_folder, "vox1_meta.csv"),
+                                       (vox2_folder, "vox2_meta.csv")) if folder
+             for path in _meta_candidates(folder, name)]
     return prepare_corpus("VoxCeleb", save_folder, options, outputs, read,
-                          training=("train", "dev"))
+                          training=("train", "dev"), inputs=[*trial_files.values(), *metas])
 
 
 def _read(data_folder, vox1_wav, trial_files, vox2_folder, dev_ratio, seed):
@@ -350,9 +353,14 @@ def _scan(root, extension=".wav"):
     return sorted(os.path.relpath(path, root).replace(os.sep, "/") for path in found)
 
 
+def _meta_candidates(folder, name):
+    """Where a meta file may be: ``folder/name``, then ``folder/meta/name``."""
+    return [os.path.join(folder, name), os.path.join(folder, "meta", name)]
+
+
 def _meta_file(folder, name):
     """``folder/name`` or ``folder/meta/name``, whichever exists."""
-    candidates = [os.path.join(folder, name), os.path.join(folder, "meta", name)]
+    candidates = _meta_candidates(folder, name)
     for path in candidates:
         if os.path.isfile(path):
             return path

@@ -262,6 +262,17 @@ def test_channel_table(task1, tmp_path, out):
                                                             "enr_023277": "phone_b"}
 
 
+def test_a_channel_table_changed_in_place_is_prepared_again(task1, tmp_path, out):
+    # The same options, another table: the manifests follow the table.
+    table = tmp_path / "channels.csv"
+    table.write_text("utt,channel\ntrn_000002,wireless\nevl_000042,wireless\n")
+    paths = prepare_deepmine(str(task1), out, channel_table=str(table))
+    table.write_text("utt,channel\ntrn_000002,wireless\nevl_000042,telephone\n")
+    assert prepare_deepmine(str(task1), out, channel_table=str(table)) == paths
+    manifest = read_manifest(paths["eval"]).set_index("ID")
+    assert manifest.loc["evl_000042", "channel"] == "telephone"
+
+
 def test_selecting_channels_refuses_one_no_row_has_and_logs_what_it_leaves_out(
         task1, tmp_path, out, caplog):
     # What the wireless-to-telephone condition does with --source_channels.

@@ -252,6 +252,15 @@ def test_an_empty_trial_list_option_is_refused_with_the_fix(vox1, out):
     assert not os.path.exists(os.path.join(out, "train.csv"))
 
 
+def test_a_trial_list_changed_in_place_is_prepared_again(vox1, out):
+    paths = prepare_voxceleb(str(vox1), out)
+    trials = read_trials(paths["trials_vox1_o"])
+    listed = vox1 / "veri_test2.txt"
+    listed.write_text("".join(listed.read_text().splitlines(keepends=True)[:-1]))
+    assert prepare_voxceleb(str(vox1), out) == paths
+    assert len(read_trials(paths["trials_vox1_o"])) == len(trials) - 1
+
+
 def test_rerun_with_the_same_options_is_skipped(vox1, out):
     paths = prepare_voxceleb(str(vox1), out)
     stamps = {name: os.stat(path).st_mtime_ns for name, path in paths.items()}
