@@ -318,31 +318,25 @@ def training(hparams, source, target):
     return TrainingEmbeddings(hparams, {"source": (source, speakers), "target": (target, None)}.get)
 
 
-def test_a_target_too_small_for_its_own_plda_is_said_and_pooled_still_scores(caplog):
+@pytest.mark.parametrize("speakers, each, dim, lda_dim, neighbours, message", [
+    # 20 utterances of 4 speakers: 16 spare in 16 dimensions.
+    (4, 5, 16, 10, 3, "20 target utterances of 4 pseudo-speakers leave 16"),
+    # 38 spare in 8 dimensions, but two speakers.
+    (2, 20, 8, 6, 5, "the target's 2 pseudo-speakers are fewer than the 3"),
+])
+def test_a_target_plda_that_cannot_train_is_said_and_pooled_still_scores(
+        caplog, speakers, each, dim, lda_dim, neighbours, message):
     rng = np.random.default_rng(1)
-    truth = np.repeat(np.arange(4), 5)  # 20 utterances of 4 speakers: 16 spare in 16 dimensions
-    target = torch.from_numpy(8 * np.eye(16)[truth] + rng.normal(size=(20, 16))).float()
-    source = torch.from_numpy(8 * np.eye(16)[np.arange(60) % 6] + rng.normal(size=(60, 16))).float()
-    hparams = dict(NORM, backend=["plda_target", "plda_pooled"], lda_dim=10, seed=1,
-                   pseudo_labels=PseudoLabels(offset=0, neighbours=3))
+    truth = np.repeat(np.arange(speakers), each)
+    target = torch.from_numpy(8 * np.eye(dim)[truth] + rng.normal(size=(len(truth), dim))).float()
+    source = torch.from_numpy(8 * np.eye(dim)[np.arange(60) % 6]
+                              + rng.normal(size=(60, dim))).float()
+    hparams = dict(NORM, backend=["plda_target", "plda_pooled"], lda_dim=lda_dim, seed=1,
+                   pseudo_labels=PseudoLabels(offset=0, neighbours=neighbours))
     with caplog.at_level("WARNING"):
         backends = build_backends(hparams["backend"], training(hparams, source, target))
     assert list(backends) == ["plda_pooled"]
-    assert "plda_target not scored: 20 target utterances of 4 pseudo-speakers leave 16" in caplog.text
-
-
-def test_a_target_of_two_pseudo_speakers_is_said_and_pooled_still_scores(caplog):
-    rng = np.random.default_rng(1)
-    truth = np.repeat(np.arange(2), 20)  # 38 spare in 8 dimensions, but two speakers
-    target = torch.from_numpy(8 * np.eye(8)[truth] + rng.normal(size=(40, 8))).float()
-    source = torch.from_numpy(8 * np.eye(8)[np.arange(60) % 6] + rng.normal(size=(60, 8))).float()
-    hparams = dict(NORM, backend=["plda_target", "plda_pooled"], lda_dim=6, seed=1,
-                   pseudo_labels=PseudoLabels(offset=0, neighbours=5))
-    with caplog.at_level("WARNING"):
-        backends = build_backends(hparams["backend"], training(hparams, source, target))
-    assert list(backends) == ["plda_pooled"]
-    assert "plda_target not scored: the target's 2 pseudo-speakers are fewer than the 3" in (
-        caplog.text)
+    assert f"plda_target not scored: {message}" in caplog.text
 
 
 def test_pooled_plda_keeps_a_source_speaker_named_like_a_pseudo_speaker_apart():
