@@ -160,7 +160,8 @@ def prepare_experiment(argv=None, training=True, create_folder=sb.create_experim
         ``(brain, hparams, condition, data)``, ``data`` as from
         :func:`dataio_prep`, with ``report_records``:
         ``report_records(folder)`` writes the command's settings files
-        (:func:`save_records`) into a folder.
+        (:func:`save_records`) into a folder, and ``settings``, the
+        command's settings (:func:`local.run_folder.accept_settings`).
     """
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
     check_device(run_opts.get("device"))
@@ -218,6 +219,7 @@ def prepare_experiment(argv=None, training=True, create_folder=sb.create_experim
     # before it together with them: a resume that changes the run's settings
     # and stops before its report leaves that report with its own.
     data["report_records"] = records
+    data["settings"] = settings
     brain = DANNBrain(
         modules=hparams["modules"], opt_class=hparams["opt_class"], hparams=hparams,
         run_opts=run_opts, checkpointer=hparams["checkpointer"],
@@ -299,7 +301,7 @@ def evaluate(brain, hparams, condition, data):
         Condition hparams.
     data : dict
         As from :func:`prepare_experiment`: its ``report_records`` are
-        written into the report.
+        written into the report, its ``settings`` name the embedding caches.
 
     Returns
     -------
@@ -311,7 +313,7 @@ def evaluate(brain, hparams, condition, data):
         checkpoint = os.path.basename(brain.checkpointer.find_checkpoint().path)
         results = verify(brain.embed, hparams, condition, data["eval"],
                          data["training_utterances"], brain.device, checkpoint,
-                         data.get("report_records"))
+                         data.get("report_records"), data.get("settings"))
         hparams["train_logger"].log_stats(
             stats_meta={"verification": "cosine"},
             test_stats={f"{system} EER": metrics["eer"] for system, metrics in results.items()})

@@ -31,6 +31,7 @@ import contextlib
 import datetime
 import difflib
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -453,6 +454,39 @@ def accept_settings(hparams, settings, training, condition):
             logger.warning("Setting changed from the run's, as allowed: %s: %s -> %s",
                            _named(key, files), _shown(old), _shown(new))
     return settings, changes
+
+
+def embedding_key(settings):
+    """A digest of the settings that a checkpoint's embeddings may depend on, for cache names.
+
+    Every setting but those the weights never depend on (:data:`FREE_KEYS`),
+    those that only choose which utterances are embedded or how a run trains
+    (:data:`EVALUATION_FREE_KEYS`) and the training data's hashes: the
+    model's definition, with any change that ``--allow_changed`` accepted,
+    and the SSL model's digest.
+
+    Arguments
+    ---------
+    settings : dict
+        As :func:`accept_settings` returns them.
+
+    Returns
+    -------
+    str
+        16 hex digits.
+
+    Example
+    -------
+    >>> settings = {"emb_dim": 32, "score_norm": None, "source_train_sha256": "ab12"}
+    >>> key = embedding_key(settings)
+    >>> key == embedding_key({**settings, "score_norm": "snorm", "source_train_sha256": "cd34"})
+    True
+    >>> key == embedding_key({**settings, "emb_dim": 64})
+    False
+    """
+    ignored = {*FREE_KEYS, *EVALUATION_FREE_KEYS, *(f"{role}_sha256" for role in TRAINING_DATA)}
+    kept = {key: value for key, value in settings.items() if key not in ignored}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode("utf-8")).hexdigest()[:16]
 
 
 def check_one_run(hparams, training, debug=False):

@@ -47,6 +47,7 @@ from local.evaluation.report import (
     write_summary_report,
 )
 from local.evaluation.scoring import score_trials
+from local.run_folder import embedding_key
 from local.whole_files import replace_folder, staged_folder
 
 logger = get_logger(__name__)
@@ -148,7 +149,10 @@ class EmbeddingCache:
     A cache is named ``embeddings_<name>_<checkpoint>_<key>.pt``, ``key``
     the :func:`~local.embedding.content_key` of what it embeds, so that
     neither a retrained model nor changed rows or audio reuse it (the caches
-    of before are kept). With an SSL front end, the name has the
+    of before are kept). With the run's settings, the checkpoint's name is
+    followed by their :func:`~local.run_folder.embedding_key`: a model
+    defined otherwise, as ``--allow_changed`` accepts, embeds again. With an
+    SSL front end, the name has the
     :func:`~local.model.ssl_frontend.ssl_fingerprint` of the SSL model's files
     after the checkpoint's: a frozen SSL model is not in the checkpoint, and
     one replaced under the same ``ssl_source`` embeds again.
@@ -165,14 +169,17 @@ class EmbeddingCache:
         Where to embed.
     checkpoint : str
         Name of the checkpoint the model came from.
+    settings : dict, optional
+        The run's settings (:func:`local.run_folder.accept_settings`).
     """
 
-    def __init__(self, embed, hparams, device, checkpoint):
+    def __init__(self, embed, hparams, device, checkpoint, settings=None):
         self.embed = embed
         self.hparams = hparams
         self.device = device
         fingerprint = getattr(hparams.get("frontend"), "fingerprint", None)
-        self.model = checkpoint if fingerprint is None else f"{checkpoint}_{fingerprint}"
+        parts = (checkpoint, settings and embedding_key(settings), fingerprint)
+        self.model = "_".join(part for part in parts if part)
         self.limits = (hparams["min_embed_seconds"], hparams["max_embed_seconds"])
 
     def __call__(self, name, dataset, ids=None):
@@ -379,7 +386,7 @@ class TrialList(NamedTuple):
 
 
 def verify(embed, hparams, condition, eval_datasets, training, device, checkpoint,
-           records=None):
+           records=None, settings=None):
     """Embed, score and report every trial list of a condition.
 
     Arguments
@@ -406,6 +413,8 @@ def verify(embed, hparams, condition, eval_datasets, training, device, checkpoin
         ``records(folder)`` writes the settings the report was made with
         into the staged report, so that they take the place of the report
         before it with it.
+    settings : dict, optional
+        The run's settings, which name the embedding caches (:class:`EmbeddingCache`).
 
     Returns
     -------
@@ -415,7 +424,7 @@ def verify(embed, hparams, condition, eval_datasets, training, device, checkpoin
     """
     final_folder = os.path.join(hparams["output_folder"], "verification")
     report_folder = staged_folder(final_folder)
-    cache = EmbeddingCache(embed, hparams, device, checkpoint)
+    cache = EmbeddingCache(embed, hparams, device, checkpoint, settings)
     embeddings = evaluation_embeddings(cache, condition["evaluation"], eval_datasets)
     backends = build_backends(chosen_backends(hparams),
                               training_embeddings(cache, hparams, training))

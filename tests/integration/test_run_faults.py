@@ -333,6 +333,26 @@ def test_evaluate_with_another_model_file_is_refused(demo_corpus, run, tmp_path)
     assert contents(run) == before
 
 
+def test_evaluation_of_a_model_defined_otherwise_embeds_again(demo_corpus, trained, run,
+                                                              tmp_path):
+    # The run's encoder with other dilations: the same weights, other embeddings.
+    text = open(os.path.join(ROOT, "hparams", "dann_fbank.yaml")).read()
+    encoder = text[text.index("embedding_model:"):]
+    model = tmp_path / "dilations.yaml"
+    model.write_text(f"base: {ROOT}/hparams/dann_fbank.yaml\n"
+                     + encoder.replace("dilations: [1, 2, 3, 4, 1]", "dilations: [1, 1, 1, 1, 1]"))
+    caches = {name: digest for name, digest in contents(run).items()
+              if name.startswith("embeddings_")}
+    results = evaluate.main(argv(demo_corpus, run, *ONE_EPOCH, "--allow_changed=[embedding_model]",
+                                 hparams=str(model)))
+    assert results["target"]["eer"] != trained[1]["target"]["eer"]
+    after = {name: digest for name, digest in contents(run).items()
+             if name.startswith("embeddings_")}
+    assert len(after) == 2 * len(caches)
+    assert {name: after[name] for name in caches} == caches  # the run's, kept as they were
+    assert evaluate.main(argv(demo_corpus, run, *ONE_EPOCH)) == trained[1]
+
+
 def test_resume_skips_a_truncated_newest_checkpoint(demo_corpus, trained, run, caplog):
     complete, = (run / "save").glob("CKPT*")
     newest = run / "save" / f"{complete.name}-newer"
