@@ -81,6 +81,37 @@ def written_whole(path, mode="w", **open_args):
             os.remove(partial)
 
 
+def saved_whole(path, save):
+    """``save(file)`` writes ``path`` whole: into this process's partial file, which takes its place.
+
+    For a writer that takes a path (SpeechBrain's ``CategoricalEncoder.save``)
+    rather than an open file (:func:`written_whole`). When ``save`` raises,
+    ``path`` is left as it was and the partial file removed.
+
+    Arguments
+    ---------
+    path : str
+        The file to write.
+    save : callable
+        ``save(file path)``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "labels.txt")
+    >>> saved_whole(path, lambda name: open(name, "w").write("'a' => 0\\n"))
+    >>> os.listdir(os.path.dirname(path))
+    ['labels.txt']
+    """
+    partial = partial_path(path)
+    try:
+        save(partial)
+        os.replace(partial, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(partial)
+
+
 def staged_folder(folder):
     """An empty folder beside ``folder``, to write its new contents into.
 

@@ -1,5 +1,7 @@
 """Datasets of the recipe: labelled source crops paired with unlabelled target crops."""
 
+import os
+
 import numpy as np
 import speechbrain as sb
 import torch
@@ -10,6 +12,7 @@ from speechbrain.dataio.encoder import CategoricalEncoder
 from local.data.audio import load_random_crop, load_segment
 from local.data.validation import validate
 from local.errors import fail
+from local.whole_files import saved_whole
 
 # The classes of the speaker head (``speaker_label``) and the manifest columns
 # that make one: a speaker, or a speaker saying a phrase (text-dependent
@@ -257,8 +260,16 @@ def add_speaker_labels(dataset, encoder_path, label="spk_id"):
 
     dataset.add_dynamic_item(to_class)
     dataset.add_dynamic_item(encode)
-    encoder.load_or_create(path=encoder_path, from_didatasets=[dataset],
-                           output_key="speaker_class")
+    def create():
+        # As SpeechBrain's load_or_create, but written whole: it saves in
+        # place, and a kill or a full disk would leave half an encoder.
+        if not os.path.isfile(encoder_path):
+            made = CategoricalEncoder()
+            made.update_from_didataset(dataset, "speaker_class")
+            saved_whole(encoder_path, made.save)
+
+    sb.utils.distributed.run_on_main(create)
+    encoder.load(encoder_path)
     with dataset.output_keys_as(["speaker_class"]):
         classes = {item["speaker_class"] for item in dataset}
     # A reloaded encoder (a resumed run) may lack classes of this dataset:

@@ -1,11 +1,15 @@
 """Training and evaluation data pipelines."""
 
+import errno
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
 import soundfile
 import torch
 from speechbrain.dataio.dataset import DynamicItemDataset
+from speechbrain.dataio.encoder import CategoricalEncoder
 
 from local.data.audio import check_lengths, load_random_crop, load_segment
 from local.data.dataio import (
@@ -150,6 +154,22 @@ def test_a_reloaded_label_encoder_lacking_a_source_speaker_fails_up_front(tmp_pa
         add_speaker_labels(renamed, str(tmp_path / "labels.txt"))
     same = DynamicItemDataset({"s0": {"spk_id": "spk1"}, "s1": {"spk_id": "spk0"}})
     assert add_speaker_labels(same, str(tmp_path / "labels.txt")).encode_label("spk1") == 1
+
+
+def test_a_full_disk_leaves_no_half_label_encoder(tmp_path, monkeypatch):
+    path = tmp_path / "labels.txt"
+
+    def half_then_full(encoder, file):
+        with open(file, "w") as out:
+            out.write("'spk0' => 0\n'sp")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(CategoricalEncoder, "save", half_then_full)
+    with pytest.raises(OSError, match="No space left on device"):
+        add_speaker_labels(_datasets(4, 1)[0], str(path))
+    assert os.listdir(tmp_path) == []
+    monkeypatch.undo()
+    assert len(add_speaker_labels(_datasets(4, 1)[0], str(path))) == 2
 
 
 def test_manifest_dataset_validates(tmp_path):
