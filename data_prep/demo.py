@@ -41,13 +41,13 @@ import os
 import sys
 
 import numpy as np
+import pandas as pd
 import soundfile
 from scipy import signal
 
 from data_prep.preparation import (
     AT_LEAST_ONE,
     AT_LEAST_TWO,
-    NON_NEGATIVE,
     check_option,
     preparation_command,
     prepare_corpus,
@@ -318,7 +318,8 @@ def prepare_demo(save_folder, seed=1234, n_train_speakers=24, n_eval_speakers=10
     utts_per_eval_speaker : int
         Utterances per evaluation speaker.
     phrases : int
-        0 for free text; N > 0 for text-dependent mode with N phrases per language.
+        0 for free text; N > 0 for text-dependent mode with N phrases per
+        language, N below ``utts_per_eval_speaker``.
 
     Returns
     -------
@@ -349,8 +350,12 @@ def prepare_demo(save_folder, seed=1234, n_train_speakers=24, n_eval_speakers=10
                  "the utterances per training speaker", integer=True)
     check_option("utts_per_eval_speaker", utts_per_eval_speaker, AT_LEAST_TWO,
                  "the utterances per evaluation speaker (target trials need two)", integer=True)
-    check_option("phrases", phrases, NON_NEGATIVE,
-                 "0 for free text, else the phrases per language", integer=True)
+    # Utterance i of a speaker says phrase i mod N: a speaker says a phrase
+    # twice, the only target trials (TC), with more utterances than phrases.
+    check_option("phrases", phrases, pd.Interval(0, utts_per_eval_speaker - 1, closed="both"),
+                 "0 for free text, else the phrases per language, fewer than the "
+                 f"{utts_per_eval_speaker} utterances per evaluation speaker (target trials "
+                 "need a phrase said twice)", integer=True)
     # Manifests name the audio by its resolved path, so that they work from any
     # working directory and the folder reached through a symbolic link is the
     # same corpus, not generated again in place; a corpus moved elsewhere is.

@@ -136,7 +136,10 @@ def test_command_line(tmp_path, capsys):
     ("n_eval_speakers", 1, r"n_eval_speakers is 1: not an integer in \[2, inf\), the evaluation"),
     ("utts_per_eval_speaker", 1, r"utts_per_eval_speaker is 1: not an integer in \[2, inf\)"),
     ("n_train_speakers", 0, r"n_train_speakers is 0: not an integer in \[1, inf\)"),
-    ("phrases", 1.5, r"phrases is 1.5: not an integer in \[0, inf\)"),
+    ("phrases", 1.5, r"phrases is 1.5: not an integer in \[0, 5\]"),
+    # Utterance i says phrase i mod N: with N >= 6 no speaker says a phrase twice.
+    ("phrases", 6, r"phrases is 6: not an integer in \[0, 5\], .* fewer than the 6 "
+                   r"utterances per evaluation speaker \(target trials need a phrase said"),
 ])
 def test_out_of_range_options(tmp_path, option, value, message):
     with pytest.raises(OptionError, match=message):
@@ -147,8 +150,9 @@ def test_out_of_range_options(tmp_path, option, value, message):
 def test_command_line_errors_are_messages(tmp_path, capsys):
     assert main(["--save_folder", str(tmp_path), "--phrases", "-1"]) == 1
     assert capsys.readouterr().err == (
-        "phrases is -1: not an integer in [0, inf), 0 for free text, else the phrases per "
-        "language\nFix: choose phrases in [0, inf) (--phrases on the command line)\n")
+        "phrases is -1: not an integer in [0, 5], 0 for free text, else the phrases per "
+        "language, fewer than the 6 utterances per evaluation speaker (target trials need a "
+        "phrase said twice)\nFix: choose phrases in [0, 5] (--phrases on the command line)\n")
     (tmp_path / "file").write_text("")
     assert main(["--save_folder", str(tmp_path / "file" / "demo")]) == 1
     printed = capsys.readouterr().err
