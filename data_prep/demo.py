@@ -5,10 +5,11 @@ mismatch in both of the senses the recipe targets:
 
 * **language**: source speakers speak language ``l1`` (its own vowel and
   consonant inventory, falling intonation), target speakers language ``l2``
-  (another inventory, rising intonation, slower segments);
+  (another inventory, rising intonation, shorter segments);
 * **channel**: source audio is wideband 16 kHz; target audio passes through a
-  telephone channel (300-3400 Hz band, mu-law companding, line hum and noise)
-  and is stored at 8 kHz, so the pipeline's on-the-fly resampling is used.
+  telephone channel (a band drawn per call, from 250-450 Hz to 2900-3500 Hz;
+  a handset resonance, mu-law companding, line hum and noise) and is stored
+  at 8 kHz, so the pipeline's on-the-fly resampling is used.
 
 Voices come from a source-filter model: a glottal pulse train with the
 speaker's pitch, jitter and spectral tilt, shaped by formant resonators whose
@@ -68,6 +69,7 @@ FRICATIVES = {
     "l1": {"s": (6000, 2500), "f": (4000, 4000), "sh": (3000, 1500)},
     "l2": {"x": (1500, 1000), "th": (5000, 3000), "zh": (2500, 1200)},
 }
+# F0 slope over an utterance, and a factor of every segment's duration.
 PROSODY = {"l1": {"f0_slope": -0.25, "rate": 1.0}, "l2": {"f0_slope": 0.2, "rate": 0.9}}
 DOMAINS = {"source": {"lang": "l1", "channel": "wideband"},
            "target": {"lang": "l2", "channel": "telephone"}}

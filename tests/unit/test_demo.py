@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import soundfile
 
-from data_prep.demo import main, prepare_demo
+from data_prep.demo import draw_speaker, main, prepare_demo, synthesize
 from data_prep.preparation import OptionError
 from data_prep.telephone import HANDSET_LINE, telephone_channel
 from local.data.manifest_io import read_manifest, read_trials
@@ -158,3 +158,11 @@ def test_command_line_errors_are_messages(tmp_path, capsys):
     printed = capsys.readouterr().err
     assert f"Not a directory: '{tmp_path / 'file' / 'demo'}'" in printed
     assert printed.endswith("Fix: check that the folders exist and that save_folder is writable\n")
+
+
+def test_the_target_language_has_shorter_segments():
+    """Language l2 is spoken faster than l1 (the module's docstring says so)."""
+    speaker = draw_speaker(np.random.default_rng(0), "spk1")
+    source = synthesize(np.random.default_rng(1), speaker, "l1", ["a"] * 20)
+    target = synthesize(np.random.default_rng(1), speaker, "l2", ["ae"] * 20)
+    assert target.size < 0.92 * source.size
