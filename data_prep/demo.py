@@ -5,10 +5,11 @@ mismatch in both of the senses the recipe targets:
 
 * **language**: source speakers speak language ``l1`` (its own vowel and
   consonant inventory, falling intonation), target speakers language ``l2``
-  (another inventory, rising intonation, slower segments);
+  (another inventory, rising intonation, shorter segments);
 * **channel**: source audio is wideband 16 kHz; target audio passes through a
-  telephone channel (300-3400 Hz band, mu-law companding, line hum and noise)
-  and is stored at 8 kHz, so the pipeline's on-the-fly resampling is used.
+  telephone channel (a band drawn per call, from 250-450 Hz to 2900-3500 Hz;
+  a handset resonance, mu-law companding, line hum and noise) and is stored
+  at 8 kHz, so the pipeline's on-the-fly resampling is used.
 
 Voices come from a source-filter model: a glottal pulse train with the
 speaker's pitch, jitter and spectral tilt, shaped by formant resonators whose
@@ -41,13 +42,13 @@ import os
 import sys
 
 import numpy as np
+import pandas as pd
 import soundfile
 from scipy import signal
 
 from data_prep.preparation import (
     AT_LEAST_ONE,
     AT_LEAST_TWO,
-    NON_NEGATIVE,
     check_option,
     preparation_command,
     prepare_corpus,
@@ -68,6 +69,7 @@ FRICATIVES = {
     "l1": {"s": (6000, 2500), "f": (4000, 4000), "sh": (3000, 1500)},
     "l2": {"x": (1500, 1000), "th": (5000, 3000), "zh": (2500, 1200)},
 }
+# F0 slope over an utterance, and a factor of every segment's duration.
 PROSODY = {"l1": {"f0_slope": -0.25, "rate": 1.0}, "l2": {"f0_slope": 0.2, "rate": 0.9}}
 DOMAINS = {"source": {"lang": "l1", "channel": "wideband"},
            "target": {"lang": "l2", "channel": "telephone"}}
@@ -318,7 +320,8 @@ def prepare_demo(save_folder, seed=1234, n_train_speakers=24, n_eval_speakers=10
     utts_per_eval_speaker : int
         Utterances per evaluation speaker.
     phrases : int
-        0 for free text; N > 0 for text-dependent mode with N phrases per language.
+        0 for free text; N > 0 for text-dependent mode with N phrases per
+        language, N below ``utts_per_eval_speaker``.
 
     Returns
     -------
@@ -349,8 +352,12 @@ def prepare_demo(save_folder, seed=1234, n_train_speakers=24, n_eval_speakers=10
                  "the utterances per training speaker", integer=True)
     check_option("utts_per_eval_speaker", utts_per_eval_speaker, AT_LEAST_TWO,
                  "the utterances per evaluation speaker (target trials need two)", integer=True)
-    check_option("phrases", phrases, NON_NEGATIVE,
-                 "0 for free text, else the phrases per language", integer=True)
+    # Utterance i of a speaker says phrase i mod N: a speaker says a phrase
+    # twice, the only target trials (TC), with more utterances than phrases.
+    check_option("phrases", phrases, pd.Interval(0, utts_per_eval_speaker - 1, closed="both"),
+                 "0 for free text, else the phrases per language, fewer than the "
+                 f"{utts_per_eval_speaker} utterances per evaluation speaker (target trials "
+                 "need a phrase said twice)", integer=True)
     # Manifests name the audio by its resolved path, so that they work from any
     # working directory and the folder reached through a symbolic link is the
     # same corpus, not generated again in place; a corpus moved elsewhere is.

@@ -40,7 +40,6 @@ class OptionError(ManifestError):
 
 # The allowed ranges of the preparations' numeric options.
 POSITIVE = pd.Interval(0, math.inf, closed="neither")
-NON_NEGATIVE = pd.Interval(0, math.inf, closed="left")
 AT_LEAST_ONE = pd.Interval(1, math.inf, closed="left")
 AT_LEAST_TWO = pd.Interval(2, math.inf, closed="left")
 FRACTION = pd.Interval(0, 1, closed="left")

@@ -8,7 +8,8 @@ demo's voice model. The mismatch is in language and channel:
 
 * **source**: English, Italian and Catalan voices, wideband 16 kHz;
 * **target**: Czech, Finnish, Russian and Hindi voices through a telephone
-  call (300-3400 Hz band, 8 kHz, G.711 mu-law or A-law, line noise).
+  call (a band drawn per call, from 250-400 Hz to 3200-3500 Hz; 8 kHz, line
+  noise, G.711 mu-law or A-law).
 
 A *donor* is the recorded person, not the engine's voice file: CMU's kal and
 slt exist in both Flite and Festival, and the NSK voices of Hindi, Marathi

@@ -27,7 +27,8 @@ class Line:
     low_edge, high_edge : tuple of float
         Ranges (Hz) of the band's lower and upper edge.
     filter_order : int
-        Order of the Butterworth band-pass.
+        Order of the Butterworth band-pass's low-pass prototype (scipy's
+        ``N``): the band-pass has twice this order.
     codecs : tuple of str
         Codecs a call draws from (:func:`codec`).
     snr_db : tuple of float

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import soundfile
 
-from data_prep.demo import main, prepare_demo
+from data_prep.demo import draw_speaker, main, prepare_demo, synthesize
 from data_prep.preparation import OptionError
 from data_prep.telephone import HANDSET_LINE, telephone_channel
 from local.data.manifest_io import read_manifest, read_trials
@@ -136,7 +136,10 @@ def test_command_line(tmp_path, capsys):
     ("n_eval_speakers", 1, r"n_eval_speakers is 1: not an integer in \[2, inf\), the evaluation"),
     ("utts_per_eval_speaker", 1, r"utts_per_eval_speaker is 1: not an integer in \[2, inf\)"),
     ("n_train_speakers", 0, r"n_train_speakers is 0: not an integer in \[1, inf\)"),
-    ("phrases", 1.5, r"phrases is 1.5: not an integer in \[0, inf\)"),
+    ("phrases", 1.5, r"phrases is 1.5: not an integer in \[0, 5\]"),
+    # Utterance i says phrase i mod N: with N >= 6 no speaker says a phrase twice.
+    ("phrases", 6, r"phrases is 6: not an integer in \[0, 5\], .* fewer than the 6 "
+                   r"utterances per evaluation speaker \(target trials need a phrase said"),
 ])
 def test_out_of_range_options(tmp_path, option, value, message):
     with pytest.raises(OptionError, match=message):
@@ -147,10 +150,19 @@ def test_out_of_range_options(tmp_path, option, value, message):
 def test_command_line_errors_are_messages(tmp_path, capsys):
     assert main(["--save_folder", str(tmp_path), "--phrases", "-1"]) == 1
     assert capsys.readouterr().err == (
-        "phrases is -1: not an integer in [0, inf), 0 for free text, else the phrases per "
-        "language\nFix: choose phrases in [0, inf) (--phrases on the command line)\n")
+        "phrases is -1: not an integer in [0, 5], 0 for free text, else the phrases per "
+        "language, fewer than the 6 utterances per evaluation speaker (target trials need a "
+        "phrase said twice)\nFix: choose phrases in [0, 5] (--phrases on the command line)\n")
     (tmp_path / "file").write_text("")
     assert main(["--save_folder", str(tmp_path / "file" / "demo")]) == 1
     printed = capsys.readouterr().err
     assert f"Not a directory: '{tmp_path / 'file' / 'demo'}'" in printed
     assert printed.endswith("Fix: check that the folders exist and that save_folder is writable\n")
+
+
+def test_the_target_language_has_shorter_segments():
+    """Language l2 is spoken faster than l1 (the module's docstring says so)."""
+    speaker = draw_speaker(np.random.default_rng(0), "spk1")
+    source = synthesize(np.random.default_rng(1), speaker, "l1", ["a"] * 20)
+    target = synthesize(np.random.default_rng(1), speaker, "l2", ["ae"] * 20)
+    assert target.size < 0.92 * source.size
