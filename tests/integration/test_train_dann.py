@@ -157,13 +157,19 @@ def test_evaluate_embeds_again_after_the_audio_changed_under_the_same_ids(runs, 
     assert all(path.read_bytes() == content for path, content in before.items())
 
 
-def test_evaluate_without_a_checkpoint_says_to_train(demo_corpus, tmp_path):
+@pytest.mark.parametrize("made", [False, True])
+def test_evaluate_without_a_checkpoint_says_to_train(demo_corpus, tmp_path, made):
     import evaluate
 
+    folder = tmp_path / "run"
+    if made:  # a run stopped before its first checkpoint
+        (folder / "save").mkdir(parents=True)
     data_folder = os.path.dirname(demo_corpus["eval"])
-    with pytest.raises(SystemExit, match="No checkpoint in .*: train the system first"):
+    with pytest.raises(SystemExit, match=f"No checkpoint in {folder}/save: train the system"):
         evaluate.main(["hparams/dann_fbank.yaml", f"--data_folder={data_folder}",
-                       f"--output_folder={tmp_path}", *TINY])
+                       f"--output_folder={folder}", *TINY])
+    # A folder that was no run is left no run.
+    assert sorted(path.name for path in tmp_path.rglob("*")) == (["run", "save"] if made else [])
 
 
 def test_bad_score_norm_fails_before_training(demo_corpus, tmp_path):
