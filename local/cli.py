@@ -47,7 +47,8 @@ def command(run, description, *options):
     Returns
     -------
     callable
-        ``main(argv=None)``, parsing ``argv`` (default ``sys.argv[1:]``).
+        ``main(argv=None)``, parsing ``argv`` (default ``sys.argv[1:]``) with
+        its ``main.parser``.
 
     Example
     -------
@@ -55,14 +56,16 @@ def command(run, description, *options):
     >>> main(["--seed", "3"])
     6
     """
+    parser = argparse.ArgumentParser(description=description.split("\n\n")[0])
+    for flags, settings in options:
+        parser.add_argument(*flags, **settings)
+
     def main(argv=None):
-        parser = argparse.ArgumentParser(description=description.split("\n\n")[0])
-        for flags, settings in options:
-            parser.add_argument(*flags, **settings)
         arguments = parser.parse_args(argv)
         try:
             return run(**vars(arguments))
         except UsageError as err:
             parser.error(str(err))
 
+    main.parser = parser
     return main
