@@ -239,6 +239,15 @@ def test_bad_override_on_the_command_line_is_a_message_not_a_traceback(script, t
     assert "Fix: pass a number" in done.stderr and "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize("script", ["train_dann.py", "evaluate.py"])
+def test_help_describes_the_script_before_speechbrains_run_options(script):
+    done = subprocess.run([sys.executable, script, "--help"], capture_output=True, text=True)
+    assert done.returncode == 0
+    description, options = done.stdout.split("usage: ")
+    assert "python " + script + " hparams/dann_fbank.yaml" in description
+    assert "--condition=recipes/" in description and "--device DEVICE" in options
+
+
 def test_a_bad_option_refused_while_the_models_are_built_is_a_message(demo_corpus, tmp_path):
     # Raised inside a constructor that hyperpyyaml calls, after the data preparation.
     data_folder = os.path.dirname(demo_corpus["eval"])
