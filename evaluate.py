@@ -32,6 +32,7 @@ check_installation()
 
 import speechbrain as sb
 
+from local.cli import describe_on_help
 from local.errors import exit_on_bad_input
 from local.experiment import evaluate, prepare_experiment
 from local.model.distributed import leave_process_group
@@ -48,6 +49,7 @@ def create_run_folder(folder):
 
 def main(argv=None):
     """Load the latest checkpoint of a run and verify it."""
+    describe_on_help(argv, __doc__)
     try:
         brain, hparams, condition, data = prepare_experiment(
             argv, training=False, create_folder=create_run_folder)

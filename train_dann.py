@@ -11,7 +11,9 @@ Usage::
 The model hparams file says what is trained; the condition file (default
 ``recipes/demo/condition.yaml``) says on what: the source and target training
 manifests, the evaluation manifest and its trial lists, and how to prepare
-them. Overrides of keys of either file work as in every SpeechBrain recipe.
+them. Overrides of keys of either file work as in every SpeechBrain recipe
+(``--key=value``; ``hparams/common.yaml`` explains each shared key), beside
+SpeechBrain's run options below.
 Results go to ``results/<condition>/<model_name>/<seed>/``, the trained model,
 in the layout SpeechBrain's ``SpeakerRecognition.from_hparams`` loads, to its
 ``model/`` (:mod:`local.export`).
@@ -26,6 +28,7 @@ import speechbrain as sb
 import torch
 
 from local.data.dataio import collate_pairs
+from local.cli import describe_on_help
 from local.errors import exit_on_bad_input
 from local.experiment import evaluate, prepare_experiment
 from local.export import export_model
@@ -73,6 +76,7 @@ def main(argv=None):
 
     The run's folder is locked from the start (:func:`prepare_experiment`) to the end.
     """
+    describe_on_help(argv, __doc__)
     try:
         brain, hparams, condition, data = prepare_experiment(argv, create_folder=create_run_folder)
         brain.fit(hparams["epoch_counter"], data["train_pairs"],

@@ -457,7 +457,7 @@ main = preparation_command(
     prepare_deepmine, __doc__,
     option("--data_folder", required=True,
            help="one SdSV task's folder (docs/ and wav/)"),
-    option("--save_folder", required=True),
+    option("--save_folder", required=True, help="where the manifests and trial lists go"),
     option("--key_file", help="trial labels; without it no trial list is written"),
     option("--channel_table", help="CSV utt,channel"),
     option("--seg_dur", type=float, help="training chunk length in seconds"),

@@ -402,8 +402,9 @@ def _generate(options):
 
 main = preparation_command(
     prepare_demo, "Generate the two-domain demo corpus.",
-    option("--save_folder", required=True),
-    option("--seed", type=int, default=1234),
+    option("--save_folder", required=True,
+           help="where the audio, manifests and trial lists go"),
+    option("--seed", type=int, default=1234, help="everything is a function of this seed"),
     option("--phrases", type=int, default=0,
            help="text-dependent mode with this many phrases per language"),
 )

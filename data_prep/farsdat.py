@@ -450,7 +450,7 @@ def _draw_trials(rows, target_trials, nontarget_trials, rng, data_folder):
 main = preparation_command(
     prepare_farsdat, __doc__,
     option("--data_folder", required=True, help="the corpus root"),
-    option("--save_folder", required=True),
+    option("--save_folder", required=True, help="where the manifests and trial lists go"),
     option("--pattern", default=DEFAULT_PATTERN,
            help="regex with named groups spk (required), session and utt, "
            "matching each audio file's whole path relative to data_folder "

@@ -56,9 +56,9 @@ def check_files(manifest, trials=None, enrolment=None, no_audio=False, train=(),
 
 main = command(
     check_files, __doc__,
-    option("manifest"),
-    option("--trials"),
-    option("--enrolment"),
+    option("manifest", help="the manifest (CSV) to check"),
+    option("--trials", help="a trial list whose IDs the manifest must hold"),
+    option("--enrolment", help="the enrolment table of the trial list's models"),
     option("--no-audio", action="store_true", help="skip opening the audio"),
     option("--train", nargs="+", help="training manifests that must share no speaker "
                                       "(spk_id) or audio file with the trials"),

@@ -475,9 +475,12 @@ def _generate(options, workers, synthesiser):
 
 main = preparation_command(
     prepare_recorded_voices, "Generate the recorded-voice corpus.",
-    option("--save_folder", required=True),
-    option("--seed", type=int, default=1),
-    option("--workers", type=int, default=2),
+    option("--save_folder", required=True,
+           help="where the audio, manifests and trial lists go"),
+    option("--seed", type=int, default=1,
+           help="texts, prosody, levels and channels are a function of this seed"),
+    option("--workers", type=int, default=2,
+           help="speech engine processes run at once (one voice each)"),
 )
 
 

@@ -496,7 +496,7 @@ main = preparation_command(
     prepare_voxceleb, __doc__,
     option("--data_folder", required=True,
            help="VoxCeleb1 folder (wav/ and vox1_meta.csv)"),
-    option("--save_folder", required=True),
+    option("--save_folder", required=True, help="where the manifests and trial lists go"),
     option("--vox2_folder", help="VoxCeleb2 folder (dev/ and vox2_meta.csv)"),
     option("--trials", dest="trial_lists", nargs="+", default=["veri_test2.txt"],
            help="trial lists: paths, or names in data_folder"),

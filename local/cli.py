@@ -6,6 +6,31 @@ one place and each module states only its options and what it runs.
 """
 
 import argparse
+import sys
+
+
+def describe_on_help(argv, description):
+    """Print a script's ``description`` when ``argv`` asks for ``--help``.
+
+    For the scripts whose command line is SpeechBrain's (``sb.parse_arguments``),
+    whose ``--help`` lists its run options only: the script's own settings
+    (the model file, ``--condition``, overrides) come first.
+
+    Arguments
+    ---------
+    argv : list of str or None
+        The command line (None: ``sys.argv[1:]``).
+    description : str
+        The script's docstring.
+
+    Example
+    -------
+    >>> describe_on_help(["hparams/dann_fbank.yaml", "--help"], "Trains.")
+    Trains.
+    >>> describe_on_help(["hparams/dann_fbank.yaml"], "Trains.")
+    """
+    if {"-h", "--help"} & set(sys.argv[1:] if argv is None else argv):
+        print(description)
 
 
 class UsageError(Exception):
@@ -47,7 +72,8 @@ def command(run, description, *options):
     Returns
     -------
     callable
-        ``main(argv=None)``, parsing ``argv`` (default ``sys.argv[1:]``).
+        ``main(argv=None)``, parsing ``argv`` (default ``sys.argv[1:]``) with
+        its ``main.parser``.
 
     Example
     -------
@@ -55,14 +81,16 @@ def command(run, description, *options):
     >>> main(["--seed", "3"])
     6
     """
+    parser = argparse.ArgumentParser(description=description.split("\n\n")[0])
+    for flags, settings in options:
+        parser.add_argument(*flags, **settings)
+
     def main(argv=None):
-        parser = argparse.ArgumentParser(description=description.split("\n\n")[0])
-        for flags, settings in options:
-            parser.add_argument(*flags, **settings)
         arguments = parser.parse_args(argv)
         try:
             return run(**vars(arguments))
         except UsageError as err:
             parser.error(str(err))
 
+    main.parser = parser
     return main

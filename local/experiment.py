@@ -178,12 +178,16 @@ def prepare_experiment(argv=None, training=True, create_folder=sb.create_experim
                               condition["source_train"])
     overrides["n_speakers"] = len(set(classes))
     check_trainable(hparams_file, overrides, condition)
+    if not training:
+        # Before the models are built, whose checkpointer would make the folder.
+        save_folder = plain_values(hparams_file, overrides)["save_folder"]
+        if not os.path.isdir(save_folder):
+            _untrained(save_folder)
     hparams = load_model_hparams(hparams_file, overrides)
     check_ssl_dim(hparams_file, hparams)
     check_score_norm(hparams)
     if not training and not hparams["checkpointer"].list_checkpoints():
-        sys.exit(f"No checkpoint in {hparams['save_folder']}: train the system first "
-                 "(python train_dann.py with the same hparams and overrides).")
+        _untrained(hparams["save_folder"])
     # The run options a run trains with, and its number of processes, are its
     # settings; an evaluation's are free.
     options = training_run_options(run_opts, hparams)
@@ -226,6 +230,12 @@ def prepare_experiment(argv=None, training=True, create_folder=sb.create_experim
         target_utterances=data["training_utterances"]["target"],
     )
     return brain, hparams, condition, data
+
+
+def _untrained(save_folder):
+    """Exit: an evaluation of a run without a checkpoint in ``save_folder``."""
+    sys.exit(f"No checkpoint in {save_folder}: train the system first "
+             "(python train_dann.py with the same hparams and overrides).")
 
 
 def save_settings(hparams_file, overrides, condition_file, folder, prefix="", processes=1):

@@ -112,11 +112,11 @@ def hold_run_folder(folder):
     previous = holder(path)
     if previous and previous.get("host") != socket.gethostname():
         handle.close()
-        fail(folder, f"is locked by {_describe(previous)}, and whether that run still goes on "
+        fail(folder, f"is locked by {_describe(previous)} and whether that run still goes on "
                      "cannot be checked from this host",
              fix=f"remove {path} if that run has ended, or pass another --output_folder")
     if previous:
-        logger.warning("Took over the lock of %s, which ended without releasing it (%s)",
+        logger.warning("Took over the lock of %s which ended without releasing it (%s)",
                        _describe(previous), path)
     handle.seek(0)
     handle.truncate()

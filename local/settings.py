@@ -294,7 +294,7 @@ def load_condition(overrides, hparams_file):
         if key not in known:
             close = difflib.get_close_matches(key, known, n=3)
             others = [name for name in _recipe_files(MODEL_FILES, exclude=COMMON_HPARAMS)
-                      if key in plain_values(os.path.join(RECIPE_FOLDER, name))]
+                      if key in plain_values(name)]
             fail(hparams_file, f"--{key} is not a setting of it or of {path}",
                  fix=(f"it is a setting of {', '.join(others)}: train one of them" if others else
                       f"did you mean {' or '.join(f'--{k}' for k in close)}?" if close else
@@ -335,9 +335,12 @@ def _command_line(text, hparams_file):
 
 
 def _recipe_files(pattern, exclude=None):
-    """The recipe's files matching ``pattern`` (relative to its folder), but ``exclude``."""
+    """The recipe's files matching ``pattern`` (relative to its folder), but ``exclude``.
+
+    Each named as the command line takes it: relative to the working directory.
+    """
     found = sorted(glob.glob(os.path.join(RECIPE_FOLDER, pattern)))
-    return [os.path.relpath(f, RECIPE_FOLDER) for f in found if f != exclude]
+    return [os.path.relpath(f) for f in found if f != exclude]
 
 
 def _check_placeholders(path, text, given, hint):

@@ -123,8 +123,11 @@ def print_baseline_eers(manifest, trials):
         print(f"{path}: mean-MFCC cosine EER {100 * baseline_eer(embeddings, read_trials(path)):.2f}%")
 
 
-main = command(print_baseline_eers, __doc__, option("--manifest", required=True),
-               option("--trials", nargs="+", required=True))
+main = command(
+    print_baseline_eers, __doc__,
+    option("--manifest", required=True, help="the manifest of every utterance the trials name"),
+    option("--trials", nargs="+", required=True, help="the trial lists to score"),
+)
 
 
 if __name__ == "__main__":

@@ -365,8 +365,10 @@ main = command(
     print_seed_table, __doc__,
     option("--runs", nargs=2, action="append", required=True,
            metavar=("NAME", "PATTERN"), help="a system and the glob of its runs"),
-    option("--lists", nargs="+", default=["source", "target"]),
-    option("--metrics", nargs="+", default=["eer_percent", "min_dcf_0.01"]),
+    option("--lists", nargs="+", default=["source", "target"],
+           help="the scored systems of summary.csv to report (its system column)"),
+    option("--metrics", nargs="+", default=["eer_percent", "min_dcf_0.01"],
+           help="the columns of summary.csv to report"),
     option("--out", help="also write the table here, as markdown"),
 )
 

@@ -157,13 +157,19 @@ def test_evaluate_embeds_again_after_the_audio_changed_under_the_same_ids(runs, 
     assert all(path.read_bytes() == content for path, content in before.items())
 
 
-def test_evaluate_without_a_checkpoint_says_to_train(demo_corpus, tmp_path):
+@pytest.mark.parametrize("made", [False, True])
+def test_evaluate_without_a_checkpoint_says_to_train(demo_corpus, tmp_path, made):
     import evaluate
 
+    folder = tmp_path / "run"
+    if made:  # a run stopped before its first checkpoint
+        (folder / "save").mkdir(parents=True)
     data_folder = os.path.dirname(demo_corpus["eval"])
-    with pytest.raises(SystemExit, match="No checkpoint in .*: train the system first"):
+    with pytest.raises(SystemExit, match=f"No checkpoint in {folder}/save: train the system"):
         evaluate.main(["hparams/dann_fbank.yaml", f"--data_folder={data_folder}",
-                       f"--output_folder={tmp_path}", *TINY])
+                       f"--output_folder={folder}", *TINY])
+    # A folder that was no run is left no run.
+    assert sorted(path.name for path in tmp_path.rglob("*")) == (["run", "save"] if made else [])
 
 
 def test_bad_score_norm_fails_before_training(demo_corpus, tmp_path):
@@ -231,6 +237,15 @@ def test_bad_override_on_the_command_line_is_a_message_not_a_traceback(script, t
     assert done.returncode == 1
     assert done.stderr.startswith("hparams/dann_fbank.yaml: --adv_weight=abc is not a number")
     assert "Fix: pass a number" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("script", ["train_dann.py", "evaluate.py"])
+def test_help_describes_the_script_before_speechbrains_run_options(script):
+    done = subprocess.run([sys.executable, script, "--help"], capture_output=True, text=True)
+    assert done.returncode == 0
+    description, options = done.stdout.split("usage: ")
+    assert "python " + script + " hparams/dann_fbank.yaml" in description
+    assert "--condition=recipes/" in description and "--device DEVICE" in options
 
 
 def test_a_bad_option_refused_while_the_models_are_built_is_a_message(demo_corpus, tmp_path):

@@ -55,6 +55,7 @@ def test_lock_of_a_killed_run_is_taken_over_with_a_warning(tmp_path, caplog):
         hold_run_folder(tmp_path)
     try:
         assert f"Took over the lock of the run of PID {process.pid}" in caplog.text
+        assert ", which ended without releasing it" in caplog.text and ",," not in caplog.text
         assert holder(tmp_path / LOCK_FILE)["pid"] == os.getpid()
     finally:
         release_run_folders()
@@ -63,7 +64,8 @@ def test_lock_of_a_killed_run_is_taken_over_with_a_warning(tmp_path, caplog):
 def test_lock_left_by_another_host_is_refused(tmp_path):
     (tmp_path / LOCK_FILE).write_text(json.dumps(
         {"pid": 1, "host": "elsewhere", "started": "2026-01-01T00:00:00+00:00"}))
-    with pytest.raises(ManifestError, match=r"is locked by the run of PID 1 on elsewhere.*\n"
+    with pytest.raises(ManifestError, match=r"is locked by the run of PID 1 on elsewhere, started "
+                                            r"2026-01-01T00:00:00\+00:00, and whether .*\n"
                                             rf"Fix: remove {tmp_path / LOCK_FILE} if that run"):
         hold_run_folder(tmp_path)
 

@@ -127,6 +127,21 @@ def test_a_model_or_condition_file_that_does_not_exist_names_the_ones_there():
         load_condition("condition: recipes/dem/condition.yaml", "hparams/dann_fbank.yaml")
 
 
+def test_the_files_named_when_one_does_not_exist_are_paths_from_the_working_directory(
+        tmp_path, monkeypatch):
+    recipe = os.getcwd()
+    monkeypatch.chdir(tmp_path)
+    for argument in ("", "condition: recipes/demo/condition.yaml"):
+        with pytest.raises(ManifestError) as refused:
+            load_condition(argument, os.path.join(recipe, "hparams/dann_fbank.yaml")
+                           if argument else "hparams/dann_fbank.yaml")
+        named = re.search(r"one of (.*)$", str(refused.value)).group(1).split(", ")
+        assert len(named) > 1 and all(os.path.isfile(path) for path in named)
+    # A key of another model file is named with the files that have it.
+    with pytest.raises(ManifestError, match=r"Fix: it is a setting of \.\./.*dann_wavlm.yaml"):
+        load_condition("ssl_source: x", os.path.join(recipe, "hparams/dann_fbank.yaml"))
+
+
 @pytest.mark.parametrize("argv", [["recipes/demo/condition.yaml"],
                                   ["recipes/demo/condition.yaml", "--lr=0.1"], ["-lr=0.1"]])
 def test_arguments_that_are_no_key_value_settings_are_refused_naming_the_fix(argv):
