@@ -19,6 +19,7 @@ import io
 import json
 import os
 import re
+import traceback
 
 import ruamel.yaml
 import torch
@@ -28,7 +29,7 @@ from hyperpyyaml.core import recursive_update
 from speechbrain.core import RunOptions
 
 from local.data.manifest_io import read_manifest
-from local.errors import fail
+from local.errors import ManifestError, fail
 from local.provenance import condition_files
 
 # The recipe's root folder: its conditions, and the git checkout its provenance names.
@@ -126,8 +127,24 @@ def load_model_hparams(path, overrides):
     -------
     dict
         The loaded hparams.
+
+    Raises
+    ------
+    ManifestError
+        When a module cannot be built with these values (a lobe's bare
+        ``assert``, a wrong type), naming the line that refused them.
     """
-    return load_hyperpyyaml(model_text(path), overrides)
+    try:
+        return load_hyperpyyaml(model_text(path), overrides)
+    except ManifestError:
+        raise
+    except (AssertionError, TypeError, ValueError) as err:
+        frame = traceback.extract_tb(err.__traceback__)[-1]
+        fail(path, f"a module cannot be built with these settings: {type(err).__name__}"
+                   f"{f' ({err})' if str(err) else ''} at {frame.filename}:{frame.lineno}: "
+                   f"{frame.line}",
+             fix="check the values of the overrides and of the model file that this "
+                 "module takes (its arguments in the model file)")
 
 
 def plain_values(path, overrides=None):

@@ -72,6 +72,16 @@ def test_a_missing_or_circular_base_is_a_message(tmp_path):
         model_text(str(tmp_path / "a.yaml"))
 
 
+def test_a_module_that_refuses_its_values_is_named_with_the_line_that_refused_them(tmp_path):
+    # SpeechBrain's ResNet takes four stages and says so by a bare assert.
+    with pytest.raises(ManifestError, match=r"^hparams/dann_resnet.yaml: a module cannot be built "
+                                            r"with these settings: AssertionError at .*ResNet.py:"
+                                            r"\d+: assert len\(channels\) == 4\nFix: check"):
+        load_model_hparams("hparams/dann_resnet.yaml", {
+            "condition": "demo", "n_speakers": 24, "output_folder": str(tmp_path),
+            "channels": [8, 8, 8, 8, 8]})
+
+
 def test_every_model_file_loads_whole(tmp_path):
     for name in ("dann_fbank", "dann_resnet", "gan_resnet", "ge2e_fbank"):
         hparams = load_model_hparams(f"hparams/{name}.yaml", {
