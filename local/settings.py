@@ -29,6 +29,7 @@ from hyperpyyaml.core import recursive_update
 from speechbrain.core import RunOptions
 
 from local.data.manifest_io import read_manifest
+from local.data.ssl_cache import FROZEN_ONLY, FROZEN_ONLY_FIX
 from local.errors import ManifestError, fail
 from local.provenance import condition_files
 
@@ -547,7 +548,8 @@ def check_trainable(hparams_file, overrides, condition):
     overrides : dict
         The model overrides. Read with them (not loaded, which would build
         the models and their folders): ``number_of_epochs``, ``batch_size``,
-        ``eval_batch_size``, ``crop_seconds``, ``min_embed_seconds``, ``coral_weight``.
+        ``eval_batch_size``, ``crop_seconds``, ``min_embed_seconds``, ``coral_weight``,
+        ``cache_ssl_features``, ``freeze_ssl``.
     condition : dict
         Condition hparams: ``source_train``, ``target_train``.
 
@@ -571,6 +573,8 @@ def check_trainable(hparams_file, overrides, condition):
                            "of each batch's source and target embeddings, and a batch of "
                            "--batch_size=1 has none",
              fix="pass --batch_size=2 or more, or --coral_weight=0")
+    if hparams.get("cache_ssl_features") and hparams.get("freeze_ssl") is False:
+        fail(hparams_file, f"--cache_ssl_features=True: {FROZEN_ONLY}", fix=FROZEN_ONLY_FIX)
     shortest = hparams["min_embed_seconds"]
     if not hparams["crop_seconds"] >= shortest:
         fail(hparams_file, f"--crop_seconds={hparams['crop_seconds']} is shorter than the "

@@ -41,6 +41,10 @@ from local.data.schema import SAMPLE_RATE
 from local.errors import fail
 from local.whole_files import written_whole
 
+# Cached hidden states are those of one frozen model.
+FROZEN_ONLY = ("cache_ssl_features needs a frozen SSL model: a fine-tuned one "
+               "(freeze_ssl: False) gives other hidden states at every step")
+FROZEN_ONLY_FIX = "set freeze_ssl: True or cache_ssl_features: False"
 INFO_FILE = "cache_info.json"
 
 
@@ -178,9 +182,7 @@ def cache_hidden_states(frontend, dataset, folder, device="cpu", longest=None):
         Naming the utterances too short or too long.
     """
     if not frontend.ssl.freeze:
-        fail("--cache_ssl_features=True", "cache_ssl_features needs a frozen SSL model: a "
-             "fine-tuned one (freeze_ssl: False) gives other hidden states at every step",
-             fix="Set freeze_ssl: True or cache_ssl_features: False.")
+        fail("--cache_ssl_features=True", FROZEN_ONLY, fix=FROZEN_ONLY_FIX)
     receptive, stride = frame_geometry(frontend.ssl.config)
     _check_whole_lengths(dataset, receptive, longest)
     info = {"source": frontend.source, "fingerprint": frontend.fingerprint,

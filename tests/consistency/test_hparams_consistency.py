@@ -33,6 +33,7 @@ CONDITION_FILES = sorted((ROOT / "recipes").glob("*/condition.yaml"))
 OPTIONAL_MODEL_KEYS = {
     "ssl_opt_class": "read by DANNBrain.init_optimizers only when an SSL model is fine-tuned",
     "cache_ssl_features": "a switch of the SSL front ends, read by dataio_prep with .get",
+    "freeze_ssl": "a switch of the SSL front ends, read by check_trainable with .get",
     "ssl_features_folder": "read by dataio_prep only when cache_ssl_features is on",
     "ssl_dim": "read by check_ssl_dim only for a front end with an output_size, an SSL one",
 }

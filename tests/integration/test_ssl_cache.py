@@ -148,10 +148,12 @@ def test_a_fine_tuned_ssl_model_cannot_be_cached(demo_corpus, tiny_ssl, tmp_path
         cache_hidden_states(frontend, dataset, str(tmp_path / "cache"))
     with pytest.raises(ValueError, match="Cached hidden states reached a fine-tuned SSL model"):
         frontend(torch.zeros(1, 24, 3, TINY_SSL["hidden_size"]))
+    # Before anything of the run is written.
     with pytest.raises(ValueError, match="cache_ssl_features needs a frozen SSL model"):
         train_ssl(demo_corpus, tmp_path / "run", "dann_wavlm", tiny_ssl["wavlm"],
                   "--freeze_ssl=False", "--cache_ssl_features=True",
                   f"--ssl_features_folder={tmp_path / 'run_cache'}")
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_cache_of_another_model_is_refused(demo_corpus, tiny_ssl, tmp_path):
