@@ -23,9 +23,10 @@ discriminator's objective:
   to the target embedding it is paired with, ``-log sigmoid(C(s) - C(t))``,
   and the embedding network the reverse (Jolicoeur-Martineau, 2019, RSGAN);
 - ``auxiliary_classifier``: vanilla, plus a speaker classifier on the
-  discriminator's last hidden layer that both players train on the source
-  speakers (Odena et al., 2017, as modified in the paper: the discriminator
-  maximises L_s + L_c, the embedding network L_c - L_s).
+  discriminator's last hidden layer that both players train (Odena et al.,
+  2017: the discriminator maximises L_s + L_c, the generator L_c - L_s; here
+  L_c is over the source speakers, the target's being unknown, and the
+  embedding network's L_s term is the non-saturating one of ``vanilla``).
 
 Neither SpeechBrain nor torch has a gradient-reversal layer or these losses
 for a pair of embedding batches, so they are written here. The
