@@ -373,8 +373,9 @@ def export_model(run_folder, model_folder=None, checkpoints_dir=None, trial_list
         state = module.state_dict()
         if name == "classifier":
             # The rows of the label encoder's source speakers; the target
-            # pseudo-speakers' rows after them have no label to decode.
-            state["weight"] = state["weight"][:run["n_speakers"]]
+            # pseudo-speakers' rows after them have no label to decode. A copy:
+            # torch.save writes the whole storage of a view.
+            state["weight"] = state["weight"][:run["n_speakers"]].clone()
         torch.save(state, os.path.join(staged, f"{name}.ckpt"))
     classifier = "classifier" in modules
     if classifier:

@@ -84,7 +84,11 @@ def gradient_sync(module):
 
 
 def process_share(items):
-    """This process's share of ``items`` under DDP: every n-th from its rank; all outside a group.
+    """This process's share of ``items`` under DDP: its rank's run of them; all outside a group.
+
+    The shares follow one another in rank order, so that their union
+    (:func:`gathered_on_main`) is in the order of ``items``, as one process
+    would have them: a clustering turns on that order.
 
     Arguments
     ---------
@@ -101,9 +105,11 @@ def process_share(items):
     >>> process_share(["u1", "u2", "u3"])
     ['u1', 'u2', 'u3']
     """
+    items = list(items)
     if not torch.distributed.is_initialized():
-        return list(items)
-    return list(items)[torch.distributed.get_rank()::torch.distributed.get_world_size()]
+        return items
+    rank, processes = torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return items[rank * len(items) // processes:(rank + 1) * len(items) // processes]
 
 
 def gathered_on_main(vectors):

@@ -100,6 +100,9 @@ def test_the_classifier_is_exported_with_the_source_speakers_rows_alone(demo_cor
     model = SpeakerRecognition.from_hparams(source=str(tmp_path / "run" / "model"),
                                             savedir=str(tmp_path / "loaded"))
     assert torch.equal(model.mods.classifier.weight.detach(), grown[:24])
+    # The file holds those rows alone, not the grown weight's storage they are a view of.
+    exported = torch.load(tmp_path / "run" / "model" / "classifier.ckpt")["weight"]
+    assert exported.untyped_storage().nbytes() == 24 * grown.shape[1] * grown.element_size()
     # An embedding in the direction of a pseudo-speaker's row is classified as a
     # source speaker, the label encoder's, as any other.
     scores = model.mods.classifier(grown[30].reshape(1, 1, -1)).squeeze(1)

@@ -274,8 +274,9 @@ def test_relabel_clusters_every_utterance_and_numbers_the_speaker_head_rows():
 
 
 def relabel_share_in_process(rank, folder):
-    """One DDP process of two, passing the embeddings of its share of the target."""
-    embeddings, _ = speakers(4, 8, spread=0.05)
+    """One DDP process of two, passing the embeddings of its share of the target: speakers
+    close enough that the clustering of these embeddings depends on their order."""
+    embeddings, _ = speakers(4, 8, spread=0.3)
     share = {utt: embeddings[utt] for utt in process_share(list(embeddings))}
     pseudo = PseudoLabels(offset=10, neighbours=5)
     centroids, summary = pseudo.relabel(share, epoch=2)
@@ -291,9 +292,9 @@ def test_under_ddp_the_main_process_clusters_the_shares_of_every_process(tmp_pat
     main, other = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
     assert len(main["share"]) == len(other["share"]) == 16
     assert not set(main["share"]) & set(other["share"])
-    # Every process labels all 32 utterances, as the main one clusters them whole.
+    # Every process takes the labels of the target clustered whole, in its order, as by one
+    # process.
     assert main["labels"] == other["labels"] == main["whole"]
-    assert len(main["labels"]) == 32
     assert other["n_speakers"] == main["n_speakers"] == 4 and other["epoch"] == 2
     torch.testing.assert_close(other["centroids"], main["centroids"])
     assert other["summary"] == main["summary"]
