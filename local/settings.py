@@ -216,7 +216,6 @@ def run_settings(path, overrides):
                                   if not key.startswith("__")}))
 
 
-
 def training_run_options(run_opts, hparams):
     """The value of each of :data:`TRAINING_RUN_OPTIONS` in a run, as SpeechBrain's Brain takes it.
 

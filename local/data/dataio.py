@@ -260,6 +260,7 @@ def add_speaker_labels(dataset, encoder_path, label="spk_id"):
 
     dataset.add_dynamic_item(to_class)
     dataset.add_dynamic_item(encode)
+
     def create():
         # As SpeechBrain's load_or_create, but written whole: it saves in
         # place, and a kill or a full disk would leave half an encoder.
