@@ -36,6 +36,28 @@ def file_sha256(path):
     return digest.hexdigest()
 
 
+def short_digest(value):
+    """16 hex digits of the SHA-256 of ``value`` as JSON (keys sorted): a cache or file name's key.
+
+    Arguments
+    ---------
+    value : object
+        JSON-serialisable.
+
+    Returns
+    -------
+    str
+        16 hex digits.
+
+    Example
+    -------
+    >>> short_digest({"b": 1, "a": 2}) == short_digest({"a": 2, "b": 1})
+    True
+    """
+    text = json.dumps(value, sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
 def code_version(folder):
     """The git commit of ``folder`` (with ``-dirty`` for uncommitted changes), or None.
 

@@ -31,14 +31,13 @@ import contextlib
 import datetime
 import difflib
 import fcntl
-import hashlib
 import json
 import logging
 import os
 import socket
 
 from local.errors import fail
-from local.provenance import file_sha256
+from local.provenance import file_sha256, short_digest
 from local.settings import PROCESSES_KEY, TRAINING_RUN_OPTIONS, plain_values
 from local.whole_files import written_whole
 
@@ -486,7 +485,7 @@ def embedding_key(settings):
     """
     ignored = {*FREE_KEYS, *EVALUATION_FREE_KEYS, *(f"{role}_sha256" for role in TRAINING_DATA)}
     kept = {key: value for key, value in settings.items() if key not in ignored}
-    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode("utf-8")).hexdigest()[:16]
+    return short_digest(kept)
 
 
 def check_one_run(hparams, training, debug=False):

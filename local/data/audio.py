@@ -1,7 +1,5 @@
 """Reading manifest rows as 16 kHz waveforms, and the key of what a row's waveform is."""
 
-import hashlib
-import json
 import os
 
 import pandas as pd
@@ -11,6 +9,7 @@ from speechbrain.dataio.dataio import read_audio
 
 from local.data.schema import SAMPLE_RATE, unreadable
 from local.errors import fail
+from local.provenance import short_digest
 
 CHANGED_AUDIO_FIX = ("the file changed after the manifest was written or checked: restore it, "
                      "or prepare the manifest again; python -m data_prep.manifest MANIFEST "
@@ -176,9 +175,8 @@ def signal_key(row):
     False
     """
     path = os.path.abspath(row["wav"])
-    text = json.dumps([path, int(row["start"]), int(row["stop"]), int(row["sample_rate"]),
-                       file_identity(path)])
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    return short_digest([path, int(row["start"]), int(row["stop"]), int(row["sample_rate"]),
+                         file_identity(path)])
 
 
 def file_identity(path):

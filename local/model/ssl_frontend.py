@@ -10,9 +10,7 @@ preparation of a padded batch as transformers' feature extractor prepares it
 (:meth:`SSLFrontend.hidden_states`).
 """
 
-import hashlib
 import importlib
-import json
 import os
 
 import pandas as pd
@@ -30,7 +28,7 @@ from speechbrain.utils.checkpoints import (
 from local.data.audio import sample_counts
 from local.data.ssl_cache import frame_count, frame_geometry
 from local.errors import fail
-from local.provenance import file_sha256
+from local.provenance import file_sha256, short_digest
 
 # SpeechBrain's wrapper per SSL family; both load any checkpoint of the family
 # from the hub or from a folder written by ``save_pretrained``.
@@ -91,8 +89,7 @@ def ssl_fingerprint(source, save_path):
     folder = _model_folder(source, save_path)
     files = [] if folder is None else sorted(
         name for name in os.listdir(folder) if name.endswith(MODEL_FILES))
-    text = json.dumps([[name, file_sha256(os.path.join(folder, name))] for name in files])
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    return short_digest([[name, file_sha256(os.path.join(folder, name))] for name in files])
 
 
 class WeightedLayerSum(torch.nn.Module):
