@@ -47,7 +47,7 @@ def short_digest(value):
     Returns
     -------
     str
-        16 hex digits.
+        The first 16 hex digits of the digest.
 
     Example
     -------

@@ -472,7 +472,7 @@ def embedding_key(settings):
     Returns
     -------
     str
-        16 hex digits.
+        Their :func:`~local.provenance.short_digest`.
 
     Example
     -------
