@@ -17,8 +17,12 @@ label is read.
 Every back-end is built from one :class:`TrainingEmbeddings`, which draws and
 embeds each training set the first time a back-end asks for it, and trains
 what several back-ends share (the source PLDA, the target's pseudo-speakers)
-once. A back-end that the run's data cannot train raises :class:`Unscorable`:
-its systems are left out with a warning, not a failed run.
+once. A back-end that the run's data cannot train (too few speakers or
+utterances, :class:`~local.evaluation.plda.PLDABackend`; a target too small to
+cluster) raises :class:`~local.evaluation.plda.Unscorable`: its systems are
+left out with a warning and a line of the report that names it and says why,
+not a failed run. A fault of the input (embeddings with NaN values, a bad
+setting) stays an error.
 """
 
 from functools import cached_property
@@ -26,12 +30,8 @@ from functools import cached_property
 import torch
 
 from local.domain_statistics import DomainAdaptation, coral
-from local.evaluation.plda import MIN_SPEAKERS, PLDABackend
+from local.evaluation.plda import MIN_SPEAKERS, PLDABackend, Unscorable
 from local.evaluation.scoring import cosine_form
-
-
-class Unscorable(Exception):
-    """A back-end that the run's training data cannot train; the message says why."""
 
 
 class TrainingEmbeddings:

@@ -33,7 +33,15 @@ import scipy.linalg
 import torch
 
 from local.domain_statistics import check_finite
-from local.errors import fail
+
+class Unscorable(Exception):
+    """A back-end that the run's training data cannot train; the message says why.
+
+    Not a :class:`~local.errors.ManifestError`: no file is wrong, the data
+    is too small for this back-end, and the verification scores the others
+    (:func:`local.evaluation.verification.build_backends`).
+    """
+
 
 # The fewest speakers a back-end trains on: the LDA keeps at most the speakers
 # minus one dimensions, and a single dimension scaled to unit length holds only
@@ -99,17 +107,18 @@ def simultaneous_diagonalisation(within, between):
 
     Raises
     ------
-    ManifestError
+    Unscorable
         When ``within`` is singular: too few utterances per dimension.
     """
     try:
         psi, vectors = scipy.linalg.eigh(between, within)
     except np.linalg.LinAlgError:
-        fail("plda", f"the within-class covariance of the {len(within)}-dimensional "
-             "training embeddings is singular",
-             fix="train the back-end on more utterances than the embeddings have dimensions "
-                 "and speakers together: a larger backend_max_utterances or source manifest "
-                 "(the LDA is found in all the dimensions, so lda_dim does not help)")
+        raise Unscorable(
+            f"the within-class covariance of the {len(within)}-dimensional training "
+            "embeddings is singular; it needs more utterances than the embeddings have "
+            "dimensions and speakers together: a larger backend_max_utterances or training "
+            "manifest (the LDA is found in all the dimensions, so lda_dim does not help)"
+        ) from None
     order = np.argsort(psi)[::-1]
     return vectors[:, order].T, np.maximum(psi[order], 0.0)
 
@@ -227,8 +236,10 @@ class PLDABackend:
     Raises
     ------
     ManifestError
-        When the embeddings have NaN/inf values, or fewer than
-        :data:`MIN_SPEAKERS` speakers.
+        When the embeddings have NaN/inf values.
+    Unscorable
+        When they have fewer than :data:`MIN_SPEAKERS` speakers, or too few
+        utterances for their dimensions.
 
     Example
     -------
@@ -244,9 +255,10 @@ class PLDABackend:
         check_finite(vectors, "plda")
         speakers = len(np.unique(np.asarray(labels)))
         if speakers < MIN_SPEAKERS:
-            fail("plda", f"its training embeddings have {speakers} speakers, fewer than the "
-                 f"{MIN_SPEAKERS} whose LDA keeps more than the sign of one dimension",
-                 fix=f"train the back-end on a source manifest of {MIN_SPEAKERS} speakers or more")
+            raise Unscorable(f"its training embeddings have {speakers} speakers, fewer than the "
+                             f"{MIN_SPEAKERS} whose LDA keeps more than the sign of one "
+                             f"dimension; it needs a training manifest of {MIN_SPEAKERS} "
+                             "speakers or more")
         units = _unit(vectors)
         self.centre, within, between = class_covariances(units, labels)
         lda, _ = simultaneous_diagonalisation(within, between)

@@ -391,7 +391,7 @@ def _markdown(table):
     return markdown_table(header, rows)
 
 
-def write_summary_report(path, title, summary, best, det_systems, checkpoint):
+def write_summary_report(path, title, summary, best, det_systems, checkpoint, unscored=None):
     """Write the report a person reads first: the summary, the DET figure, where the rest is.
 
     Arguments
@@ -409,6 +409,9 @@ def write_summary_report(path, title, summary, best, det_systems, checkpoint):
         Which systems the DET figure draws, in words.
     checkpoint : str
         The name of the checkpoint scored, given under the heading.
+    unscored : dict, optional
+        ``{back-end: why}`` of the chosen back-ends the run's data could
+        not train, named under the table.
 
     Example
     -------
@@ -439,6 +442,7 @@ def write_summary_report(path, title, summary, best, det_systems, checkpoint):
             "Lowest EER of each trial list (in bold): " + "; ".join(
                 f"{name}: `{system}` ({lowest[system]:.2f} %)" for name, system in best.items())
             + ".", "",
+            *not_scored(unscored or {}),
             f"![DET curves of {det_systems}](det.png)", "",
             "## The rest of this folder", "",
             "- `summary.csv`: the table above, as `python -m local.evaluation.seed_table` "
@@ -451,6 +455,34 @@ def write_summary_report(path, title, summary, best, det_systems, checkpoint):
             f"- `{CHECKPOINT_FILE}`: the name of the checkpoint scored.", ""]
     with open(path, "w", encoding="utf-8") as out:
         out.write("\n".join(text))
+
+
+def not_scored(unscored):
+    """The report's lines naming the back-ends left out, and why; none when none was.
+
+    Arguments
+    ---------
+    unscored : dict
+        ``{back-end: why}``.
+
+    Returns
+    -------
+    list of str
+
+    Example
+    -------
+    >>> print("\\n".join(not_scored({"plda": "its training embeddings have 2 speakers"})))
+    Not scored (the run's training data cannot train them):
+    <BLANKLINE>
+    - `plda`: its training embeddings have 2 speakers.
+    <BLANKLINE>
+    >>> not_scored({})
+    []
+    """
+    if not unscored:
+        return []
+    return ["Not scored (the run's training data cannot train them):", "",
+            *[f"- `{backend}`: {reason}." for backend, reason in unscored.items()], ""]
 
 
 def write_scored_checkpoint(report_folder, checkpoint):

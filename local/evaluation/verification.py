@@ -303,16 +303,18 @@ def build_backends(names, data):
 
     Returns
     -------
-    dict
-        ``{name: back-end}``, in the order of ``names``.
+    tuple of dict
+        ``({name: back-end}, {name: why it was not scored})``, each in the
+        order of ``names``.
     """
-    backends = {}
+    backends, unscored = {}, {}
     for name in names:
         try:
             backends[name] = BACKENDS[name](data)
         except Unscorable as reason:
             logger.warning("%s not scored: %s", name, reason)
-    return backends
+            unscored[name] = str(reason)
+    return backends, unscored
 
 
 class System(NamedTuple):
@@ -426,8 +428,8 @@ def verify(embed, hparams, condition, eval_datasets, training, device, checkpoin
     report_folder = staged_folder(final_folder)
     cache = EmbeddingCache(embed, hparams, device, checkpoint, settings)
     embeddings = evaluation_embeddings(cache, condition["evaluation"], eval_datasets)
-    backends = build_backends(chosen_backends(hparams),
-                              training_embeddings(cache, hparams, training))
+    backends, unscored = build_backends(chosen_backends(hparams),
+                                        training_embeddings(cache, hparams, training))
     spaces = {name: {manifest: backend.adapt(vectors) for manifest, vectors in embeddings.items()}
               for name, backend in backends.items()}
     trial_lists = {name: TrialList.read(spec) for name, spec in condition["evaluation"].items()}
@@ -453,7 +455,8 @@ def verify(embed, hparams, condition, eval_datasets, training, device, checkpoin
               for name in trial_lists},
              os.path.join(report_folder, "det.png"), {s.name: det_style(s) for s in drawn})
     write_summary_report(os.path.join(report_folder, "report.md"), condition["condition"],
-                         summary, best, DET_SYSTEMS[hparams["det_systems"]], checkpoint)
+                         summary, best, DET_SYSTEMS[hparams["det_systems"]], checkpoint,
+                         unscored)
     write_scored_checkpoint(report_folder, checkpoint)
     if records is not None:
         records(report_folder)

@@ -55,7 +55,7 @@ def data():
 @pytest.mark.parametrize("top_k", [None, 10])
 def test_every_backend_scores_a_trial_list(data, name, top_k):
     training, embeddings, trials = data
-    backend = build_backends([name], training)[name]
+    backend = build_backends([name], training)[0][name]
     cohort = backend.cohort if top_k else None
     scores = score_trials(backend.adapt(embeddings), trials, cohort=cohort, top_k=top_k,
                           form=backend.form)

@@ -14,7 +14,8 @@ from local.domain_statistics import coral
 from local.evaluation.plda import PLDA, PLDABackend, class_covariances
 from local.evaluation.report import read_scores, score_file
 from local.evaluation.scoring import score_trials
-from local.evaluation.backends import TrainingEmbeddings, backends_of, target_pseudo_speakers
+from local.evaluation.backends import (
+    TrainingEmbeddings, Unscorable, backends_of, target_pseudo_speakers)
 from local.evaluation.verification import build_backends, check_score_norm
 from local.model.pseudo_labels import PseudoLabels
 from test_scoring import loop_scores, unit
@@ -186,9 +187,9 @@ def test_fewer_than_three_speakers_cannot_train_a_plda(count):
     # every trial would score one of three values.
     rng = np.random.default_rng(22)
     labels = np.arange(60) % count
-    with pytest.raises(ManifestError, match=rf"plda: its training embeddings have {count} "
-                                            r"speakers, fewer than the 3(.|\n)*Fix: train the "
-                                            r"back-end on a source manifest of 3 speakers or more"):
+    with pytest.raises(Unscorable, match=rf"its training embeddings have {count} speakers, "
+                                         r"fewer than the 3 .*; it needs a training manifest "
+                                         r"of 3 speakers or more"):
         PLDABackend(rng.normal(size=(60, 8)) + 0.3 * labels[:, None], labels, 2)
 
 
@@ -209,10 +210,10 @@ def test_non_finite_training_embeddings_are_named():
 def test_too_few_utterances_for_the_dimensions_are_refused(lda_dim):
     # The LDA is found in all 8 dimensions: a lower lda_dim cannot help.
     rng = np.random.default_rng(20)
-    with pytest.raises(ManifestError, match=r"plda: the within-class covariance of the "
-                                            r"8-dimensional training embeddings is singular\n"
-                                            r"Fix: train the back-end on more utterances than "
-                                            r"the embeddings have dimensions and speakers"):
+    with pytest.raises(Unscorable, match=r"the within-class covariance of the 8-dimensional "
+                                         r"training embeddings is singular; it needs more "
+                                         r"utterances than the embeddings have dimensions and "
+                                         r"speakers"):
         PLDABackend(rng.normal(size=(6, 8)), ["a", "a", "b", "b", "c", "c"], lda_dim)
 
 
@@ -334,9 +335,10 @@ def test_a_target_plda_that_cannot_train_is_said_and_pooled_still_scores(
     hparams = dict(NORM, backend=["plda_target", "plda_pooled"], lda_dim=lda_dim, seed=1,
                    pseudo_labels=PseudoLabels(offset=0, neighbours=neighbours))
     with caplog.at_level("WARNING"):
-        backends = build_backends(hparams["backend"], training(hparams, source, target))
+        backends, unscored = build_backends(hparams["backend"], training(hparams, source, target))
     assert list(backends) == ["plda_pooled"]
     assert f"plda_target not scored: {message}" in caplog.text
+    assert unscored["plda_target"].startswith(message)
 
 
 def test_pooled_plda_keeps_a_source_speaker_named_like_a_pseudo_speaker_apart():
@@ -348,7 +350,7 @@ def test_pooled_plda_keeps_a_source_speaker_named_like_a_pseudo_speaker_apart():
     names = [f"pseudo{i % 6}" for i in range(len(source))]
     data = TrainingEmbeddings(hparams, {"source": (source, names), "target": (target, None)}.get)
     assert len(set(data.pseudo_speakers[1])) == 4
-    pooled = build_backends(["plda_pooled"], data)["plda_pooled"]
+    pooled = build_backends(["plda_pooled"], data)[0]["plda_pooled"]
     assert len(pooled.form.__self__.lda) == 9  # 6 + 4 speakers: 9 LDA dimensions
 
 
@@ -357,6 +359,31 @@ def test_a_target_too_small_to_cluster_leaves_out_the_pseudo_speaker_backends(ca
     hparams = dict(NORM, backend=["plda", "plda_pooled"], lda_dim=4, seed=1,
                    pseudo_labels=PseudoLabels(offset=0, neighbours=10))
     with caplog.at_level("WARNING"):
-        backends = build_backends(hparams["backend"], training(hparams, source, source[:7]))
+        backends, _ = build_backends(hparams["backend"], training(hparams, source, source[:7]))
     assert list(backends) == ["plda"]
     assert "plda_pooled not scored: the target's 7 training utterances are too few" in caplog.text
+
+
+@pytest.mark.parametrize("count, each, message", [
+    # Two source speakers: no LDA beyond the sign of one dimension.
+    (2, 30, "plda not scored: its training embeddings have 2 speakers, fewer than the 3"),
+    # 6 utterances of 3 speakers in 8 dimensions: a singular within-class covariance.
+    (3, 2, "plda not scored: the within-class covariance of the 8-dimensional training "
+           "embeddings is singular"),
+])
+def test_a_source_plda_that_cannot_train_is_said_and_the_others_still_score(
+        caplog, count, each, message):
+    rng = np.random.default_rng(4)
+    truth = np.repeat(np.arange(4), 20)
+    target = torch.from_numpy(8 * np.eye(8)[truth] + rng.normal(size=(80, 8))).float()
+    labels = np.arange(count * each) % count
+    source = torch.from_numpy(8 * np.eye(8)[labels] + rng.normal(size=(len(labels), 8))).float()
+    hparams = dict(NORM, backend=["plda", "plda_adapted", "coral_plda", "plda_pooled"], lda_dim=6,
+                   seed=1, pseudo_labels=PseudoLabels(offset=0, neighbours=5))
+    data = TrainingEmbeddings(hparams, {"source": (source, [f"s{i}" for i in labels]),
+                                        "target": (target, None)}.get)
+    with caplog.at_level("WARNING"):
+        backends, unscored = build_backends(["cosine", *hparams["backend"]], data)
+    assert list(backends) == ["cosine", "plda_pooled"]
+    assert list(unscored) == ["plda", "plda_adapted", "coral_plda"]
+    assert message in caplog.text

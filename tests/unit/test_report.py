@@ -282,6 +282,16 @@ def test_summary_report_shows_the_table_the_best_systems_and_the_figure(tmp_path
     assert "source: `source_plda` (12.50 %); target: `target` (30.00 %)" in text
     assert "![DET curves of every system](det.png)" in text
     assert "`<system>/scores.txt`" in text and "`summary.csv`" in text
+    assert "Not scored" not in text
+
+
+def test_summary_report_names_the_backends_the_data_could_not_train(tmp_path):
+    summary = pd.DataFrame({"system": ["target"], "trials": [12], "eer_percent": [30.0]})
+    path = tmp_path / "report.md"
+    write_summary_report(path, "demo", summary, {"target": "target"}, "every system", "CKPT+1",
+                         {"plda": "its training embeddings have 2 speakers"})
+    assert ("Not scored (the run's training data cannot train them):\n\n"
+            "- `plda`: its training embeddings have 2 speakers.\n") in path.read_text()
 
 
 @pytest.mark.parametrize("bottom", DET_TICKS[:-1])
