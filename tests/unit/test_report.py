@@ -82,7 +82,7 @@ def expected_row(condition, value, trials):
     """The table row of the hand-picked trial indices."""
     labels = np.array([TRIALS[i][0] for i in trials])
     row = {"condition": condition, "value": value, "trials": len(trials),
-           "targets": int(labels.sum())}
+           "targets": int(labels.sum()), "nontargets": int((labels == 0).sum())}
     if 0 < labels.sum() < len(labels):
         row["eer"] = eer(SCORES[trials], labels)
         row["min_dcf_0.01"] = min_dcf(SCORES[trials], labels, 0.01)
@@ -110,12 +110,14 @@ def test_condition_table_matches_hand_counts(evaluation):
     trials, manifest, enrolment = evaluation
     table = condition_table(trials, SCORES, manifest, enrolment)
     assert list(table.columns) == [
-        "condition", "value", "trials", "targets", "eer", "min_dcf_0.01", "min_dcf_0.001", "note"]
+        "condition", "value", "trials", "targets", "nontargets", "eer", "min_dcf_0.01",
+        "min_dcf_0.001", "note"]
     # Columns in CONDITION_COLUMNS order, shared values before cross pairs.
     assert table[["condition", "value"]].values.tolist() == [
         [row["condition"], row["value"]] for row in EXPECTED]
     for row, want in zip(table.to_dict("records"), EXPECTED):
-        assert (row["trials"], row["targets"]) == (want["trials"], want["targets"]), want
+        counts = ("trials", "targets", "nontargets")
+        assert [row[c] for c in counts] == [want[c] for c in counts], want
         if "eer" in want:
             assert row["note"] == ""
             assert row["eer"] == pytest.approx(want["eer"])
@@ -181,11 +183,11 @@ def test_write_report_writes_scores_and_tables(evaluation, tmp_path):
     table = pd.read_csv(folder / "conditions.csv", keep_default_na=False)
     assert len(table) == len(EXPECTED) and "min_dcf_0.01_10_1" in table.columns
     markdown = (folder / "conditions.md").read_text().splitlines()
-    assert markdown[0] == ("| condition | value | trials | targets | EER (%) | minDCF 0.01 "
-                           "| minDCF 0.001 | minDCF 0.01, 10, 1 |")
+    assert markdown[0] == ("| condition | value | trials | targets | non-targets | EER (%) "
+                           "| minDCF 0.01 | minDCF 0.001 | minDCF 0.01, 10, 1 |")
     assert len(markdown) == 2 + len(EXPECTED)
-    assert f"| all | all | 9 | 3 | {100 * metrics['eer']:.2f} |" in markdown[2]
-    assert "| lang | fa / en | 1 | 0 | n/a: one-sided |  |  |  |" in markdown
+    assert f"| all | all | 9 | 3 | 6 | {100 * metrics['eer']:.2f} |" in markdown[2]
+    assert "| lang | fa / en | 1 | 0 | 1 | n/a: one-sided |  |  |  |" in markdown
 
 
 def test_score_file_round_trip_is_exact(tmp_path):
