@@ -41,6 +41,9 @@ logger = logging.getLogger(__name__)
 PROVENANCE_FILES = ("evaluate_provenance.json", "provenance.json")
 # The files of a trial list whose hashes the runs of a table must share.
 LIST_FILES = ("trials", "manifest", "enrolment")
+# Decimals of a minDCF, a cost between 0 and 1 that good systems' runs
+# differ by in the third decimal; every other figure (an EER in %) has 2.
+DCF_DECIMALS = 3
 
 
 def collect(pattern):
@@ -283,7 +286,8 @@ def seed_table(systems, lists, metrics):
     -------
     pandas.DataFrame
         ``system``, ``runs`` and one ``<list> <metric>`` column per pair,
-        formatted ``mean ± std``.
+        formatted ``mean ± std``, an EER (%) with 2 decimals, a minDCF with
+        :data:`DCF_DECIMALS`.
 
     Raises
     ------
@@ -314,8 +318,9 @@ def seed_table(systems, lists, metrics):
             chosen = summaries[summaries["system"] == scored]
             for metric in metrics:
                 values = chosen[metric]
-                row[f"{scored} {metric}"] = f"{values.mean():.2f} ± {values.std(ddof=1):.2f}" \
-                    if len(values) > 1 else f"{values.mean():.2f}"
+                decimals = DCF_DECIMALS if metric.startswith("min_dcf_") else 2
+                row[f"{scored} {metric}"] = f"{values.mean():.{decimals}f}" + (
+                    f" ± {values.std(ddof=1):.{decimals}f}" if len(values) > 1 else "")
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -38,8 +38,8 @@ def test_mean_and_spread_over_the_runs_of_each_system(runs, capsys):
     expected = f"{statistics.mean(targets):.2f} ± {statistics.stdev(targets):.2f}"
     lines = out.read_text().splitlines()
     assert lines[0] == "| system | runs | target eer_percent | target min_dcf_0.01 |"
-    assert lines[2] == f"| baseline | 3 | {expected} | 0.80 ± 0.00 |"
-    assert lines[3] == "| DANN | 1 | 30.00 | 0.80 |"
+    assert lines[2] == f"| baseline | 3 | {expected} | 0.800 ± 0.000 |"
+    assert lines[3] == "| DANN | 1 | 30.00 | 0.800 |"
     assert capsys.readouterr().out == out.read_text()
 
 
@@ -165,6 +165,16 @@ def test_a_system_named_twice_is_refused_rather_than_losing_its_first_runs(runs,
     err = capsys.readouterr().err
     assert "--runs baseline: a system named by more than one --runs" in err
     assert "Fix: give each --runs a name of its own" in err
+
+
+def test_mindcf_keeps_the_third_decimal_that_good_systems_differ_by(tmp_path):
+    for system, dcfs in (("a", (0.991, 0.993, 0.989)), ("b", (0.982, 0.979, 0.985))):
+        for seed, dcf in enumerate(dcfs, 1):
+            make_run(tmp_path / f"{system}_s{seed}", (17.0, 30.0 + seed), (0.9, dcf))
+    table = seed_table({name: collect(str(tmp_path / f"{name}_s*")) for name in "ab"},
+                       ["target"], ["eer_percent", "min_dcf_0.01"])
+    assert table["target min_dcf_0.01"].tolist() == ["0.991 ± 0.002", "0.982 ± 0.003"]
+    assert table["target eer_percent"].tolist() == ["32.00 ± 1.00"] * 2
 
 
 def test_the_mean_is_that_of_the_figures_unrounded(tmp_path):
