@@ -34,6 +34,7 @@ import torch
 
 from local.domain_statistics import check_finite
 
+
 class Unscorable(Exception):
     """A back-end that the run's training data cannot train; the message says why.
 
