@@ -257,9 +257,12 @@ def prepare_corpus(corpus, save_folder, options, outputs, read, training=("train
         # One that is missing is named by read(), which refuses it.
         options = {**options, "inputs_sha256": {path: file_sha256(path) for path in inputs
                                                 if os.path.isfile(path)}}
+    # Named whole: a relative save_folder is read from the working directory.
+    where = os.path.abspath(save_folder)
     if skip_if_prepared(save_folder, list(paths.values()), options):
-        logger.info("%s already prepared in %s, skipping", corpus, save_folder)
+        logger.info("%s already prepared in %s, skipping", corpus, where)
         return paths
+    logger.info("%s: preparing in %s", corpus, where)
     tables = read()
     seg_dur = options.get("seg_dur")
     os.makedirs(save_folder, exist_ok=True)
@@ -286,7 +289,7 @@ def prepare_corpus(corpus, save_folder, options, outputs, read, training=("train
         if name != "eval":  # the training manifests (and the others), as training reads them
             validate(paths[name], check_audio=False)
     mark_prepared(save_folder, options, outputs)
-    logger.info("%s prepared in %s: %s", corpus, save_folder,
+    logger.info("%s prepared in %s: %s", corpus, where,
                 ", ".join(f"{name} {len(tables[name])}" for name in paths))
     return paths
 
