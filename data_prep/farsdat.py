@@ -8,7 +8,10 @@ What is assumed, exactly:
 * Every file under ``data_folder`` (at any depth, folders reached through
   symbolic links included) ending in ``.wav``, ``.flac`` or ``.sph`` (any
   case) is one utterance of one speaker. Other
-  files (transcriptions, labels, documentation) are not looked at.
+  files (transcriptions, labels, documentation) are not looked at, nor are
+  hidden files and folders (names starting with ``.``, such as the
+  AppleDouble ``._utt01.wav`` that a copy made on macOS holds beside each
+  ``utt01.wav``); the log says how many were left out.
 * ``pattern`` is a Python regular expression that matches the *whole* path of
   each of these files relative to ``data_folder``, with ``/`` separators. Its
   named groups are ``spk`` (required, non-empty: the speaker), ``session``
@@ -362,9 +365,12 @@ def _audio_files(data_folder):
 
     Folders reached through symbolic links are read too (a corpus assembled
     from links to several disks); a link back to a folder the walk is already
-    in is not followed again.
+    in is not followed again. Hidden files and folders (names starting with
+    ``.``) are left out, and the log says how many: a copy made on macOS
+    holds an AppleDouble file ``._utt01.wav`` of metadata beside each
+    ``utt01.wav``, which is not audio.
     """
-    files = []
+    files, hidden = [], []
     # The real paths of the folders from data_folder down to each folder walked.
     chains = {data_folder: {os.path.realpath(data_folder)}}
     for folder, subfolders, names in os.walk(data_folder, followlinks=True):
@@ -372,13 +378,27 @@ def _audio_files(data_folder):
         kept = []
         for name in subfolders:
             real = os.path.realpath(os.path.join(folder, name))
-            if real not in chain:
+            if name.startswith("."):
+                hidden.append(_relative_path(data_folder, folder, name) + "/")
+            elif real not in chain:
                 kept.append(name)
                 chains[os.path.join(folder, name)] = chain | {real}
         subfolders[:] = kept
-        files += [os.path.relpath(os.path.join(folder, name), data_folder).replace(os.sep, "/")
-                  for name in names if os.path.splitext(name)[1].lower() in AUDIO_EXTENSIONS]
+        for name in names:
+            if os.path.splitext(name)[1].lower() in AUDIO_EXTENSIONS:
+                path = _relative_path(data_folder, folder, name)
+                (hidden if name.startswith(".") else files).append(path)
+    if hidden:
+        logger.warning("Big FARSDAT: leaving out %d hidden audio files and folders (names "
+                       "starting with '.': macOS's ._*.wav metadata files and the like), "
+                       "such as %s",
+                       len(hidden), hidden[0])
     return sorted(files)
+
+
+def _relative_path(data_folder, folder, name):
+    """Path of ``name`` in ``folder`` relative to ``data_folder``, with ``/`` separators."""
+    return os.path.relpath(os.path.join(folder, name), data_folder).replace(os.sep, "/")
 
 
 def _speaker_genders(table_path, speakers, data_folder):

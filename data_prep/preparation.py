@@ -42,7 +42,6 @@ class OptionError(ManifestError):
 POSITIVE = pd.Interval(0, math.inf, closed="neither")
 AT_LEAST_ONE = pd.Interval(1, math.inf, closed="left")
 AT_LEAST_TWO = pd.Interval(2, math.inf, closed="left")
-FRACTION = pd.Interval(0, 1, closed="left")
 
 
 def check_option(name, value, allowed, why, integer=False):
@@ -69,13 +68,13 @@ def check_option(name, value, allowed, why, integer=False):
 
     Example
     -------
-    >>> check_option("dev_ratio", 0.1, FRACTION, "a fraction")
-    >>> check_option("dev_ratio", 1.5, FRACTION,
-    ...              "the fraction of each speaker's recordings held out")
+    >>> check_option("n_eval_speakers", 20, AT_LEAST_TWO, "the held-out speakers", integer=True)
+    >>> check_option("n_eval_speakers", 1, AT_LEAST_TWO,
+    ...              "the held-out speakers (non-target trials need two)", integer=True)
     Traceback (most recent call last):
       ...
-    data_prep.preparation.OptionError: dev_ratio is 1.5: not a number in [0, 1), the fraction of each speaker's recordings held out
-    Fix: choose dev_ratio in [0, 1) (--dev_ratio on the command line)
+    data_prep.preparation.OptionError: n_eval_speakers is 1: not an integer in [2, inf), the held-out speakers (non-target trials need two)
+    Fix: choose n_eval_speakers in [2, inf) (--n_eval_speakers on the command line)
     """
     kind = numbers.Integral if integer else numbers.Real
     if isinstance(value, kind) and not isinstance(value, bool) and value in allowed:
@@ -257,9 +256,12 @@ def prepare_corpus(corpus, save_folder, options, outputs, read, training=("train
         # One that is missing is named by read(), which refuses it.
         options = {**options, "inputs_sha256": {path: file_sha256(path) for path in inputs
                                                 if os.path.isfile(path)}}
+    # Named whole: a relative save_folder is read from the working directory.
+    where = os.path.abspath(save_folder)
     if skip_if_prepared(save_folder, list(paths.values()), options):
-        logger.info("%s already prepared in %s, skipping", corpus, save_folder)
+        logger.info("%s already prepared in %s, skipping", corpus, where)
         return paths
+    logger.info("%s: preparing in %s", corpus, where)
     tables = read()
     seg_dur = options.get("seg_dur")
     os.makedirs(save_folder, exist_ok=True)
@@ -286,7 +288,7 @@ def prepare_corpus(corpus, save_folder, options, outputs, read, training=("train
         if name != "eval":  # the training manifests (and the others), as training reads them
             validate(paths[name], check_audio=False)
     mark_prepared(save_folder, options, outputs)
-    logger.info("%s prepared in %s: %s", corpus, save_folder,
+    logger.info("%s prepared in %s: %s", corpus, where,
                 ", ".join(f"{name} {len(tables[name])}" for name in paths))
     return paths
 
@@ -404,7 +406,7 @@ def skip_if_prepared(save_folder, outputs, options):
     same arguments does nothing. The options are stored beside the outputs,
     with the outputs' names: when the preparation is to run again with other
     options, the files of the last one that ``outputs`` do not name (a trial
-    list no longer asked for, a ``dev.csv``) are removed, so that none is
+    list no longer asked for) are removed, so that none is
     left beside outputs it no longer matches.
 
     Arguments
@@ -427,9 +429,9 @@ def skip_if_prepared(save_folder, outputs, options):
     >>> folder = tempfile.mkdtemp()
     >>> skip_if_prepared(folder, [], {"seed": 1})
     False
-    >>> mark_prepared(folder, {"seed": 1}, ["dev.csv"])
-    >>> _ = open(os.path.join(folder, "dev.csv"), "w")
-    >>> skip_if_prepared(folder, [os.path.join(folder, "dev.csv")], {"seed": 1})
+    >>> mark_prepared(folder, {"seed": 1}, ["trials.txt"])
+    >>> _ = open(os.path.join(folder, "trials.txt"), "w")
+    >>> skip_if_prepared(folder, [os.path.join(folder, "trials.txt")], {"seed": 1})
     True
     >>> skip_if_prepared(folder, [], {"seed": 2}), os.listdir(folder)
     (False, [])

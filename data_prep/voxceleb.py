@@ -34,10 +34,13 @@ archive extracted in part, is named in a warning. Outputs in ``save_folder``
 (one folder per preparation)::
 
     train.csv           every recording (or ``seg_dur`` chunk) of the other speakers
-    dev.csv             with ``dev_ratio`` > 0: that fraction of each training
-                        speaker's recordings, held out of train.csv
     eval.csv            every recording a trial list names, whole
     trials_vox1_o.txt   one per trial list (vox1_o, vox1_e, vox1_h, or the file's stem)
+
+Unlike SpeechBrain's VoxCeleb recipe, this one writes no ``dev.csv`` of
+held-out training recordings: its training has no validation stage (the
+trial lists are the evaluation), so recordings held out would only be
+missing from training.
 
 Utterance IDs are SpeechBrain's ``id10270--x6uYqmx31kE--00001``; columns are
 ``domain=voxceleb``, ``lang=en``, ``gender`` (``m``/``f``, from the meta file)
@@ -48,7 +51,7 @@ Command line::
     python -m data_prep.voxceleb --data_folder /data/voxceleb1 \\
         --save_folder data/voxceleb [--vox2_folder /data/voxceleb2] \\
         [--trials veri_test2.txt list_test_all2.txt list_test_hard2.txt] \\
-        [--seg_dur 3.0] [--dev_ratio 0.1]
+        [--seg_dur 3.0]
 
 Example
 -------
@@ -60,16 +63,12 @@ Example
 import functools
 import glob
 import logging
-import operator
 import os
-import random
 import re
 import shlex
 import sys
 
 from data_prep.preparation import (
-    FRACTION,
-    check_option,
     check_seg_dur,
     corpus_folder,
     preparation_command,
@@ -115,8 +114,6 @@ def prepare_voxceleb(
     trial_lists=("veri_test2.txt",),
     vox2_folder=None,
     seg_dur=None,
-    dev_ratio=0.0,
-    seed=1234,
 ):
     """Write VoxCeleb's training and evaluation manifests and trial lists.
 
@@ -137,19 +134,14 @@ def prepare_voxceleb(
         VoxCeleb2 folder holding ``dev/wav/...`` or a converted ``dev/aac/...``
         tree and ``vox2_meta.csv``; all its speakers are training speakers.
     seg_dur : float, optional
-        Cut training (and dev) recordings into chunks of this many seconds;
-        None keeps them whole.
-    dev_ratio : float
-        Fraction of each training speaker's recordings written to ``dev.csv``
-        instead of ``train.csv`` (0 writes no dev.csv).
-    seed : int
-        Seed of the dev selection.
+        Cut training recordings into chunks of this many seconds; None keeps
+        them whole.
 
     Returns
     -------
     dict
-        Paths of the written files, keyed ``train``, ``dev`` (with
-        ``dev_ratio``), ``eval`` and ``trials_<name>`` per trial list.
+        Paths of the written files, keyed ``train``, ``eval`` and
+        ``trials_<name>`` per trial list.
 
     Raises
     ------
@@ -157,7 +149,7 @@ def prepare_voxceleb(
         When a folder, meta file, trial list or audio file is missing or not
         VoxCeleb's, naming the path and the fix.
     OptionError
-        When ``seg_dur`` or ``dev_ratio`` is outside its range, before any work.
+        When ``seg_dur`` is outside its range, before any work.
 
     Example
     -------
@@ -166,8 +158,6 @@ def prepare_voxceleb(
     ...                  vox2_folder="/data/voxceleb2")  # doctest: +SKIP
     """
     check_seg_dur(seg_dur)
-    check_option("dev_ratio", dev_ratio, FRACTION,
-                 "the fraction of each training speaker's recordings held out for dev.csv")
     data_folder = corpus_folder(data_folder, "VoxCeleb1",
                                 "pass as data_folder the folder that holds VoxCeleb1's wav/")
     vox1_wav = _wav_tree(data_folder)
@@ -176,19 +166,17 @@ def prepare_voxceleb(
         vox2_folder = corpus_folder(vox2_folder, "VoxCeleb2",
                                     "pass as vox2_folder the folder that holds VoxCeleb2's dev/")
     options = dict(data_folder=data_folder, vox2_folder=vox2_folder, trials=trial_files,
-                   seg_dur=seg_dur, dev_ratio=dev_ratio, seed=seed)
-    outputs = ["train.csv", *(["dev.csv"] if dev_ratio else []), "eval.csv",
-               *(f"trials_{name}.txt" for name in trial_files)]
-    read = functools.partial(_read, data_folder, vox1_wav, trial_files, vox2_folder,
-                             dev_ratio, seed)
+                   seg_dur=seg_dur)
+    outputs = ["train.csv", "eval.csv", *(f"trials_{name}.txt" for name in trial_files)]
+    read = functools.partial(_read, data_folder, vox1_wav, trial_files, vox2_folder)
     metas = [path for folder, name in ((data_folder, "vox1_meta.csv"),
                                        (vox2_folder, "vox2_meta.csv")) if folder
              for path in _meta_candidates(folder, name)]
     return prepare_corpus("VoxCeleb", save_folder, options, outputs, read,
-                          training=("train", "dev"), inputs=[*trial_files.values(), *metas])
+                          inputs=[*trial_files.values(), *metas])
 
 
-def _read(data_folder, vox1_wav, trial_files, vox2_folder, dev_ratio, seed):
+def _read(data_folder, vox1_wav, trial_files, vox2_folder):
     """The manifests and trial lists; every check first, as reading the audio headers is slow."""
     vox1_files = _scan(vox1_wav)
     genders = _speaker_genders(data_folder, "vox1_meta.csv", vox1_files, vox1_wav, VOX1_ARCHIVES)
@@ -208,18 +196,10 @@ def _read(data_folder, vox1_wav, trial_files, vox2_folder, dev_ratio, seed):
               "VoxCeleb1 speaker", fix="pass vox2_folder (VoxCeleb2 dev) to train on, "
               "as is usual with Vox1-E and Vox1-H")
 
-    train_files, dev_files = _split_dev(train_files, dev_ratio, seed,
-                                        speaker=lambda item: item[1].split("/")[0])
-    if dev_ratio and not dev_files:
-        fail(data_folder, f"dev_ratio {dev_ratio} selects no recording",
-              fix="raise dev_ratio (a speaker keeps at least one recording for training)")
-
-    logger.info("VoxCeleb: %d recordings to read", len(train_files) + len(dev_files)
-                + len(eval_files))
+    logger.info("VoxCeleb: %d recordings to read", len(train_files) + len(eval_files))
     # The rows read the audio headers: prepare_corpus makes them once the
     # trial lists passed their checks.
     tables = {"train": lambda: [_row(*item) for item in train_files],
-              "dev": lambda: [_row(*item) for item in dev_files],
               "eval": lambda: [_row(vox1_wav, f, genders) for f in eval_files]}
     for name, pairs in trials.items():
         tables[f"trials_{name}"] = [(label, utterance_id(e), utterance_id(t))
@@ -471,27 +451,6 @@ def _row(root, relative_path, genders):
                          speaker, DOMAIN, lang=LANG, gender=genders[speaker], session=session)
 
 
-def _split_dev(rows, dev_ratio, seed, speaker=operator.itemgetter("spk_id")):
-    """Hold ``dev_ratio`` of each speaker's recordings out (at least one stays).
-
-    ``speaker(row)`` is the speaker of a row (by default its ``spk_id``).
-    """
-    if not dev_ratio:
-        return rows, []
-    rng = random.Random(seed)
-    by_speaker = {}
-    for row in rows:
-        by_speaker.setdefault(speaker(row), []).append(row)
-    train, dev = [], []
-    for speaker in sorted(by_speaker):
-        group = by_speaker[speaker]
-        count = min(round(dev_ratio * len(group)), len(group) - 1)
-        held = set(rng.sample(range(len(group)), count))
-        for index, row in enumerate(group):
-            (dev if index in held else train).append(row)
-    return train, dev
-
-
 main = preparation_command(
     prepare_voxceleb, __doc__,
     option("--data_folder", required=True,
@@ -501,9 +460,6 @@ main = preparation_command(
     option("--trials", dest="trial_lists", nargs="+", default=["veri_test2.txt"],
            help="trial lists: paths, or names in data_folder"),
     option("--seg_dur", type=float, help="training chunk length in seconds"),
-    option("--dev_ratio", type=float, default=0.0,
-           help="fraction of each training speaker's recordings for dev.csv"),
-    option("--seed", type=int, default=1234, help="seed of the dev selection"),
 )
 
 

@@ -5,6 +5,7 @@ verifies it (:func:`evaluate`); ``evaluate.py`` verifies a trained run.
 """
 
 import functools
+import logging
 import os
 import sys
 
@@ -46,6 +47,8 @@ from local.settings import (
     training_run_options,
 )
 from local.whole_files import written_whole
+
+logger = logging.getLogger(__name__)
 
 
 def dataio_prep(hparams, condition, device="cpu"):
@@ -167,6 +170,13 @@ def prepare_experiment(argv=None, training=True, create_folder=sb.create_experim
     check_device(run_opts.get("device"))
     sb.utils.distributed.ddp_init_group(run_opts)
     condition_file, condition, overrides = load_condition(overrides, hparams_file)
+    # SpeechBrain sets up its logging when the run's folder is made, after the
+    # preparation: until then, its messages (where it writes, what it leaves
+    # out) go to the console in SpeechBrain's format. A no-op where logging is
+    # set up already.
+    logging.basicConfig(level=logging.INFO, format="%(name)s - %(message)s", stream=sys.stdout)
+    logger.info("Preparing the data of %s; its relative paths are read from the working "
+                "directory, %s", condition_file, os.getcwd())
     for prepare in condition["prepare"]:
         checked_on_main(prepare)
     check_condition_files(condition_file, condition)

@@ -239,6 +239,20 @@ def test_bad_override_on_the_command_line_is_a_message_not_a_traceback(script, t
     assert "Fix: pass a number" in done.stderr and "Traceback" not in done.stderr
 
 
+def test_a_run_from_another_folder_logs_where_it_prepares_the_data(demo_corpus, tmp_path):
+    """The condition's data_folder, data/demo, is read from the working directory."""
+    root = os.path.dirname(os.path.abspath(train_dann.__file__))
+    os.makedirs(tmp_path / "data")
+    os.symlink(os.path.dirname(demo_corpus["eval"]), tmp_path / "data" / "demo")
+    done = subprocess.run([sys.executable, os.path.join(root, "evaluate.py"),
+                           os.path.join(root, "hparams", "dann_fbank.yaml"), "--output_folder=run"],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert "No checkpoint in run/save" in done.stderr  # after the preparation
+    assert (f"relative paths are read from the working directory, {tmp_path}\n"
+            f"data_prep.preparation - Demo corpus already prepared in {tmp_path}/data/demo, "
+            "skipping") in done.stdout
+
+
 @pytest.mark.parametrize("script", ["train_dann.py", "evaluate.py"])
 def test_help_describes_the_script_before_speechbrains_run_options(script):
     done = subprocess.run([sys.executable, script, "--help"], capture_output=True, text=True)

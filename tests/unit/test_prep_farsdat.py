@@ -190,6 +190,19 @@ def test_unmatched_files_are_refused_or_left_out_on_request(corpus, out):
     assert len(ids) == len(TREE) and not [i for i in ids if "calibration" in i]
 
 
+def test_hidden_files_and_folders_are_left_out(corpus, out, caplog):
+    # What a copy made on macOS leaves: an AppleDouble file of metadata beside
+    # an utterance, which the default pattern matches, and a hidden folder.
+    (corpus / "spk01" / "call1" / "._utt01.wav").write_bytes(b"\x00\x05\x16\x07Mac OS X")
+    _write_audio(str(corpus / ".Trashes" / "501" / "spk99" / "utt01.wav"), 0.3, 99)
+    with caplog.at_level("WARNING", logger="data_prep.farsdat"):
+        paths = prepare_farsdat(str(corpus), out, n_eval_speakers=2)
+    ids = list(read_manifest(paths["train"])["ID"]) + list(read_manifest(paths["eval"])["ID"])
+    assert len(ids) == len(TREE) and not [i for i in ids if "._" in i or "spk99" in i]
+    assert ("leaving out 2 hidden audio files and folders" in caplog.text
+            and "such as .Trashes/" in caplog.text)
+
+
 def test_rerun_with_the_same_options_is_skipped(corpus, out):
     paths = prepare_farsdat(str(corpus), out, n_eval_speakers=2)
     stamps = {name: os.stat(path).st_mtime_ns for name, path in paths.items()}

@@ -1,5 +1,6 @@
 """VoxCeleb preparation on a fake tree with the real corpora's layout and names."""
 
+import json
 import logging
 import os
 import re
@@ -13,7 +14,6 @@ import soundfile
 from data_prep.preparation import OptionError
 from data_prep.voxceleb import (
     CONVERT_VOX2,
-    _split_dev,
     main,
     prepare_voxceleb,
     read_meta,
@@ -232,17 +232,28 @@ def test_chunks(vox1, out):
     assert not evaluation["ID"].str.contains(r"--\d+_\d+_\d+$").any()
 
 
-def test_dev_split_holds_out_recordings_of_training_speakers(vox1, tmp_path, out):
+def test_no_dev_manifest_is_written_and_one_of_an_earlier_preparation_is_removed(
+        vox1, tmp_path, out):
+    """Training has no validation stage: recordings held out for a dev.csv would only
+    be missing from training, so none are; a folder prepared with dev_ratio is redone."""
     vox2 = write_vox2(tmp_path / "voxceleb2", "wav")
-    whole = prepare_voxceleb(str(vox1), str(tmp_path / "a"), vox2_folder=str(vox2))
-    whole = read_manifest(whole["train"])
-    paths = prepare_voxceleb(str(vox1), out, vox2_folder=str(vox2), dev_ratio=0.5)
-    train, dev = validate(paths["train"]), validate(paths["dev"])
-    assert not set(train["ID"]) & set(dev["ID"])
-    assert set(train["ID"]) | set(dev["ID"]) == set(whole["ID"])
-    assert set(dev["spk_id"]) <= set(train["spk_id"]) == set(whole["spk_id"])
-    again = prepare_voxceleb(str(vox1), str(tmp_path / "b"), vox2_folder=str(vox2), dev_ratio=0.5)
-    assert read_manifest(again["dev"])["ID"].tolist() == dev["ID"].tolist()
+    paths = prepare_voxceleb(str(vox1), out, vox2_folder=str(vox2))
+    assert sorted(paths) == ["eval", "train", "trials_vox1_o"]
+    train = read_manifest(paths["train"])
+    assert len(train) == len(VOX2) + sum(not path.startswith(("id10270", "id10271", "id10300"))
+                                         for path in VOX1)
+    marker = os.path.join(out, "prepare_options.json")
+    with open(marker) as saved:
+        record = json.load(saved)
+    record["options"].update(dev_ratio=0.5, seed=1234)
+    record["outputs"].append("dev.csv")
+    with open(marker, "w") as saved:
+        json.dump(record, saved)
+    shutil.copy(paths["train"], os.path.join(out, "dev.csv"))
+    assert prepare_voxceleb(str(vox1), out, vox2_folder=str(vox2)) == paths
+    assert not os.path.exists(os.path.join(out, "dev.csv"))
+    with pytest.raises(SystemExit):
+        main(["--data_folder", str(vox1), "--save_folder", out, "--dev_ratio", "0.1"])
 
 
 def test_an_empty_trial_list_option_is_refused_with_the_fix(vox1, out):
@@ -273,12 +284,10 @@ def test_rerun_with_the_same_options_is_skipped(vox1, out):
 
 
 def test_rerun_with_other_options_leaves_no_file_of_the_last_run(vox1, out):
-    first = prepare_voxceleb(str(vox1), out, ["veri_test2.txt", "list_test_hard2.txt"],
-                             dev_ratio=0.5)
+    first = prepare_voxceleb(str(vox1), out, ["veri_test2.txt", "list_test_hard2.txt"])
     again = prepare_voxceleb(str(vox1), out, ["veri_test2.txt"])
-    # Neither dev.csv, whose recordings are now in train.csv, nor a trial list
-    # of speakers now trained on stays beside the new outputs.
-    assert not os.path.exists(first["dev"]) and not os.path.exists(first["trials_vox1_h"])
+    # No trial list of speakers now trained on stays beside the new outputs.
+    assert not os.path.exists(first["trials_vox1_h"])
     assert sorted(os.listdir(out)) == sorted(
         [os.path.basename(p) for p in again.values()] + ["prepare_options.json"])
 
@@ -350,8 +359,6 @@ def test_command_line(vox1, out, capsys):
 
 @pytest.mark.parametrize("option, value, message", [
     ("seg_dur", 0, r"seg_dur is 0: not a number in (0, inf), the training chunk length"),
-    ("dev_ratio", 1.5, r"dev_ratio is 1.5: not a number in [0, 1), the fraction of each"),
-    ("dev_ratio", -0.1, r"dev_ratio is -0.1: not a number in [0, 1)"),
 ])
 def test_out_of_range_options(vox1, out, capsys, option, value, message):
     with pytest.raises(OptionError) as error:
@@ -543,15 +550,3 @@ def test_an_empty_training_recording_is_refused(vox1, out):
         prepare_voxceleb(str(vox1), out)
     assert not os.path.exists(os.path.join(out, "prepare_options.json"))
 
-
-@pytest.mark.parametrize("dev_ratio", [0.1, 0.5, 0.9, 0.999])
-def test_dev_split_leaves_every_speaker_a_training_recording(dev_ratio):
-    rows = [{"ID": f"s{speaker}_{n}", "spk_id": f"s{speaker}"}
-            for speaker in (1, 2, 3, 10) for n in range(speaker)]
-    train, dev = _split_dev(rows, dev_ratio, seed=7)
-    assert sorted(r["ID"] for r in train + dev) == sorted(r["ID"] for r in rows)
-    kept = {spk: sum(r["spk_id"] == spk for r in train) for spk in ("s1", "s2", "s3", "s10")}
-    assert min(kept.values()) >= 1, kept
-    # Each speaker holds out round(dev_ratio * recordings), less the one it keeps.
-    held = {spk: sum(r["spk_id"] == spk for r in dev) for spk in kept}
-    assert held == {f"s{n}": min(round(dev_ratio * n), n - 1) for n in (1, 2, 3, 10)}
