@@ -175,8 +175,9 @@ def prepare_experiment(argv=None, training=True, create_folder=sb.create_experim
     # out) go to the console in SpeechBrain's format. A no-op where logging is
     # set up already.
     logging.basicConfig(level=logging.INFO, format="%(name)s - %(message)s", stream=sys.stdout)
-    logger.info("Preparing the data of %s; its relative paths are read from the working "
-                "directory, %s", condition_file, os.getcwd())
+    if sb.utils.distributed.if_main_process():  # the one process that prepares
+        logger.info("Preparing the data of %s; its relative paths are read from the working "
+                    "directory, %s", condition_file, os.getcwd())
     for prepare in condition["prepare"]:
         checked_on_main(prepare)
     check_condition_files(condition_file, condition)
