@@ -4,6 +4,7 @@
 ``python -m data_prep.manifest`` runs it from the command line.
 """
 
+import hashlib
 import json
 import logging
 import os
@@ -26,6 +27,9 @@ from local.whole_files import written_whole
 
 logger = logging.getLogger(__name__)
 
+# Files per task of the threads that stat a manifest's audio (audio_stat_digest).
+STAT_CHUNK = 1000
+
 
 def check_manifest_audio(manifest, path, workers=None):
     """Open every audio file of a manifest and compare it with its rows; record a pass.
@@ -36,8 +40,9 @@ def check_manifest_audio(manifest, path, workers=None):
     current directory, as SpeechBrain's data loader reads it. The files are opened by ``workers``
     threads (libsndfile releases the GIL while it reads a header, and a
     network or cold disk answers many requests at once). A pass is recorded
-    in the stamp ``<manifest>.audio_ok`` with the manifest's SHA-256, which
-    :func:`check_manifest_audio_once` reads.
+    in the stamp ``<manifest>.audio_ok`` with the manifest's SHA-256 and the
+    digest of its files' sizes and times (:func:`audio_stat_digest`, taken
+    before the headers are read), which :func:`check_manifest_audio_once` reads.
 
     Arguments
     ---------
@@ -55,6 +60,7 @@ def check_manifest_audio(manifest, path, workers=None):
     """
     digest = file_sha256(path)
     wavs = manifest["wav"].unique()  # in order of first appearance
+    stats = audio_stat_digest(wavs, workers)
     with ThreadPoolExecutor(workers) as pool:
         headers = list(pool.map(_audio_header, wavs))
     files = pd.DataFrame(headers, columns=["rate", "frames", "error"], index=wavs)
@@ -82,7 +88,58 @@ def check_manifest_audio(manifest, path, workers=None):
                  "correct these rows: wav an absolute path or one relative to the directory "
                  f"you run from (now {os.getcwd()}), not to the manifest's folder; "
                  "sample_rate, start, stop and duration as soundfile.info(wav) gives them")
-    _write_stamp(path, digest)
+    _write_stamp(path, {"manifest_sha256": digest, "audio_stat_sha256": stats})
+
+
+def audio_stat_digest(wavs, workers=None):
+    """SHA-256 of the size, modification and change times of each of the files ``wavs``.
+
+    The evidence a stamp keeps of the audio it vouches for: a file written,
+    truncated, replaced (even by a copy that keeps the modification time: its
+    change time is new) or removed since then changes it. One ``os.stat`` per
+    file, a small part of the time of opening each (``benchmarks/README.md``).
+
+    Arguments
+    ---------
+    wavs : numpy.ndarray
+        The manifest's unique ``wav`` paths, in order of their first row.
+    workers : int, optional
+        Threads calling ``os.stat`` (see :func:`check_manifest_audio`), on
+        chunks of ``STAT_CHUNK`` files.
+
+    Returns
+    -------
+    str
+        The hex digest.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> wav = os.path.join(tempfile.mkdtemp(), "u1.wav")
+    >>> _ = open(wav, "w").write("RIFF")
+    >>> before = audio_stat_digest(np.array([wav]))
+    >>> _ = open(wav, "a").write("more")
+    >>> audio_stat_digest(np.array([wav])) == before
+    False
+    """
+    chunks = [wavs[start:start + STAT_CHUNK] for start in range(0, len(wavs), STAT_CHUNK)]
+    digest = hashlib.sha256()
+    with ThreadPoolExecutor(workers) as pool:
+        for stats in pool.map(_stats, chunks):
+            digest.update(np.asarray(stats, dtype=np.int64).tobytes())
+    return digest.hexdigest()
+
+
+def _stats(wavs):
+    """``(size, mtime_ns, ctime_ns)`` of each file, ``(-1, -1, -1)`` for one that cannot be stat'ed."""
+    rows = []
+    for wav in wavs:
+        try:
+            stat = os.stat(wav)
+            rows.append((stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns))
+        except OSError:
+            rows.append((-1, -1, -1))
+    return rows
 
 
 def _file_problem(row):
@@ -107,26 +164,26 @@ def _stamp_path(manifest_path):
     return f"{manifest_path}.audio_ok"
 
 
-def _write_stamp(manifest_path, digest):
-    """Record that the manifest whose SHA-256 is ``digest`` passed :func:`check_manifest_audio`."""
+def _write_stamp(manifest_path, record):
+    """Record that a manifest passed :func:`check_manifest_audio`: ``record`` of its version and audio."""
     stamp = _stamp_path(manifest_path)
     try:
         # Runs started at once (several seeds) stamp the same manifest.
         with written_whole(stamp, encoding="utf-8") as out:
-            json.dump({"manifest_sha256": digest}, out)
+            json.dump(record, out)
     except OSError as err:
         logger.warning("%s: could not record the passed audio check (%s); the next run "
                        "checks the audio again", manifest_path, err)
 
 
 def check_manifest_audio_once(manifest_path, workers=None):
-    """:func:`check_manifest_audio` unless this version of the manifest already passed it.
+    """:func:`check_manifest_audio` unless this version of the manifest and its audio passed it.
 
-    The version is the manifest's SHA-256, recorded beside it in
+    The version is the manifest's SHA-256 and the digest of its audio files'
+    sizes and times (:func:`audio_stat_digest`), recorded beside it in
     ``<manifest>.audio_ok`` by a passed check; a failed check records nothing.
-    The stamp vouches for the audio as it was when checked: after moving or
-    changing audio files under an unchanged manifest, delete the stamp (or run
-    ``python -m data_prep.manifest MANIFEST``, which always checks).
+    An audio file written, truncated, replaced or removed under an unchanged
+    manifest is checked again, with the rest of the manifest.
 
     Arguments
     ---------
@@ -153,13 +210,25 @@ def check_manifest_audio_once(manifest_path, workers=None):
     >>> write_manifest([utterance_row("u1", wav, "s1", "demo")], path)
     >>> check_manifest_audio_once(path), check_manifest_audio_once(path)
     (True, False)
+    >>> soundfile.write(wav, np.zeros(800), 16000)  # shorter than the row's stop
+    >>> check_manifest_audio_once(path)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+      ...
+    local.errors.ManifestError: .../m.csv: manifest does not match its audio
+      u1: stop 8000 beyond the file's 800 samples
+    ...
     """
     stamp = _stamp_path(manifest_path)
     if os.path.isfile(stamp) and os.path.isfile(manifest_path):
         with open(stamp, encoding="utf-8") as saved:
-            if json.load(saved).get("manifest_sha256") == file_sha256(manifest_path):
-                logger.info("%s: audio already checked (%s)", manifest_path, stamp)
-                return False
+            record = json.load(saved)
+        # The stamped manifest passed the check: its wav column alone is read.
+        if (record.get("manifest_sha256") == file_sha256(manifest_path)
+                and record.get("audio_stat_sha256") == audio_stat_digest(
+                    pd.read_csv(manifest_path, usecols=["wav"], dtype=str,
+                                keep_default_na=False)["wav"].unique(), workers)):
+            logger.info("%s: audio already checked (%s)", manifest_path, stamp)
+            return False
     manifest = read_manifest(manifest_path)
     check_manifest_audio(manifest, manifest_path, workers)
     logger.info("%s: audio of %d rows checked", manifest_path, len(manifest))

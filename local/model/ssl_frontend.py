@@ -29,6 +29,7 @@ from local.data.audio import sample_counts
 from local.data.ssl_cache import frame_count, frame_geometry
 from local.errors import fail
 from local.provenance import file_sha256, short_digest
+from local.whole_files import written_whole
 
 # SpeechBrain's wrapper per SSL family; both load any checkpoint of the family
 # from the hub or from a folder written by ``save_pretrained``.
@@ -388,7 +389,8 @@ def save_layer_weights(layer_sum, folder):
     """Write the learned layer weights as ``layer_weights.csv`` and a bar chart PNG.
 
     Layer 0 is the CNN feature encoder's output, layer i the i-th transformer
-    layer's.
+    layer's. Each file is written whole (:func:`local.whole_files.written_whole`):
+    a kill or a full disk leaves the one before it.
 
     Arguments
     ---------
@@ -404,7 +406,8 @@ def save_layer_weights(layer_sum, folder):
     """
     weights = layer_sum.layer_weights().cpu().numpy()
     table = pd.DataFrame({"layer": range(len(weights)), "weight": weights})
-    table.to_csv(os.path.join(folder, "layer_weights.csv"), index=False)
+    with written_whole(os.path.join(folder, "layer_weights.csv"), encoding="utf-8") as out:
+        table.to_csv(out, index=False)
     figure = Figure(figsize=(max(4, 0.4 * len(weights)), 3))
     axes = figure.subplots()
     axes.bar(table["layer"], table["weight"])
@@ -414,5 +417,6 @@ def save_layer_weights(layer_sum, folder):
     axes.set_xticks(table["layer"])
     axes.legend()
     figure.tight_layout()
-    figure.savefig(os.path.join(folder, "layer_weights.png"), dpi=120)
+    with written_whole(os.path.join(folder, "layer_weights.png"), "wb") as out:
+        figure.savefig(out, format="png", dpi=120)
     return table

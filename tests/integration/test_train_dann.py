@@ -449,18 +449,22 @@ def test_evaluation_speakers_in_the_training_data_fail_before_training(demo_corp
     assert hparams["allow_speaker_overlap"] is True
 
 
-def test_audio_truncated_after_the_stamped_check_is_named_when_read(demo_corpus, tmp_path):
+def test_audio_truncated_after_the_stamped_check_is_named(demo_corpus, tmp_path):
     manifest, table = copied_manifest(demo_corpus["target_eval"], str(tmp_path / "audio"))
     assert check_manifest_audio_once(manifest)
     wav = table["wav"][3]
     with open(wav, "r+b") as audio:
         audio.truncate(1000)
-    assert not check_manifest_audio_once(manifest)  # the stamp vouches for the audio as it was
     evaluation = {"target": {"manifest": manifest, "trials": demo_corpus["trials_target"]}}
+    # The stamp no longer vouches for the audio: the check before the run names the row.
+    with pytest.raises(ManifestError, match=rf"{table['ID'][3]}: stop \d+ beyond the file's "
+                                            r"\d+ samples"):
+        train(demo_corpus, tmp_path / "checked", f"--evaluation={json.dumps(evaluation)}",
+              *SHORT, tiny=[t for t in TINY if not t.startswith("--check_audio")])
+    # Without the check (or after it), reading the file names it.
     with pytest.raises(ManifestError, match=rf"{wav}: has \d+ samples from sample 0 on, where "
                                             r"the manifest's row needs \d+"):
-        train(demo_corpus, tmp_path / "run", f"--evaluation={json.dumps(evaluation)}", *SHORT,
-              tiny=[t for t in TINY if not t.startswith("--check_audio")])
+        train(demo_corpus, tmp_path / "run", f"--evaluation={json.dumps(evaluation)}", *SHORT)
 
 
 def test_evaluation_utterances_shorter_than_the_models_take_fail_before_training(demo_corpus,

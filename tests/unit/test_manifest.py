@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pandas as pd
@@ -24,7 +25,12 @@ from local.data.manifest_io import (
     write_trials,
 )
 from local.data.schema import utterance_row
-from local.data.validation import check_manifest_audio, check_manifest_audio_once, validate
+from local.data.validation import (
+    audio_stat_digest,
+    check_manifest_audio,
+    check_manifest_audio_once,
+    validate,
+)
 from local.errors import ManifestError, fail
 from local.provenance import file_sha256
 
@@ -329,17 +335,40 @@ def test_passed_audio_check_is_stamped_per_manifest_version(corpus):
     stamp = f"{manifest}.audio_ok"
     assert check_manifest_audio_once(manifest)
     with open(stamp) as saved:
-        assert json.load(saved) == {"manifest_sha256": file_sha256(manifest)}
-    # The stamp vouches for this version of the manifest: its audio is not opened again.
-    (folder / "spkB_2.wav").unlink()
+        assert json.load(saved) == {
+            "manifest_sha256": file_sha256(manifest),
+            "audio_stat_sha256": audio_stat_digest(read_manifest(manifest)["wav"].unique())}
     assert not check_manifest_audio_once(manifest)
     # A changed manifest is checked again.
     table = pd.read_csv(manifest)
     table.loc[0, "domain"] = "other"
     table.to_csv(manifest, index=False)
-    with pytest.raises(ManifestError, match="spkB_2: .*audio file does not exist"):
-        check_manifest_audio_once(manifest)
+    assert check_manifest_audio_once(manifest)
+    assert not check_manifest_audio_once(manifest)
 
+
+def rewritten_keeping_size_and_time(wav):
+    """A file of the same size at another rate, its modification time set back."""
+    before = os.stat(wav)
+    time.sleep(0.02)  # beyond the file system clock's tick: the change time is new
+    soundfile.write(wav, np.zeros(soundfile.info(wav).frames), 16000)
+    os.utime(wav, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert os.stat(wav).st_size == before.st_size
+
+
+@pytest.mark.parametrize("change, problem", [
+    (os.remove, "audio file does not exist"),
+    (lambda wav: os.truncate(wav, 100), "beyond the file's 28 samples"),
+    (lambda wav: soundfile.write(wav, np.zeros(8000), 16000), "is 16000 Hz"),
+    (rewritten_keeping_size_and_time, "is 16000 Hz"),
+], ids=["removed", "truncated", "replaced", "replaced keeping size and time"])
+def test_audio_changed_under_a_stamped_manifest_is_checked_again(corpus, change, problem):
+    folder, manifest, _ = corpus
+    assert check_manifest_audio_once(manifest)
+    change(folder / "spkB_2.wav")
+    with pytest.raises(ManifestError, match=f"spkB_2: .*{problem}"):
+        check_manifest_audio_once(manifest)
+    assert os.path.isfile(f"{manifest}.audio_ok")  # the stamp of the audio before, now ignored
 
 
 def test_audio_check_stamped_by_two_runs_at_once(corpus, monkeypatch, caplog):
@@ -364,7 +393,8 @@ def test_audio_check_stamped_by_two_runs_at_once(corpus, monkeypatch, caplog):
     assert other.returncode == 0, other.stderr
     assert "could not record" not in caplog.text
     with open(f"{manifest}.audio_ok") as saved:
-        assert json.load(saved) == {"manifest_sha256": file_sha256(manifest)}
+        assert json.load(saved)["manifest_sha256"] == file_sha256(manifest)
+    assert not check_manifest_audio_once(manifest)
     assert [name for name in os.listdir(folder) if name.startswith("m.csv.")] == ["m.csv.audio_ok"]
 
 

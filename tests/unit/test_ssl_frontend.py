@@ -6,6 +6,7 @@ import huggingface_hub
 import pandas as pd
 import pytest
 import torch
+from matplotlib.figure import Figure
 from PIL import Image
 
 from local.errors import ManifestError
@@ -200,6 +201,31 @@ def test_layer_weights_are_written_as_table_and_chart(tmp_path):
     assert list(table["weight"]) == pytest.approx(expected, abs=1e-6)
     with Image.open(tmp_path / "layer_weights.png") as image:
         assert image.format == "PNG" and image.size[0] > 100
+
+
+@pytest.mark.parametrize("writer, name", [("to_csv", "layer_weights.csv"),
+                                          ("savefig", "layer_weights.png")])
+def test_layer_weights_file_of_a_write_that_fails_halfway_is_left_as_before(tmp_path, monkeypatch,
+                                                                           writer, name):
+    save_layer_weights(WeightedLayerSum(4), str(tmp_path))
+    before = (tmp_path / name).read_bytes()
+    owner = pd.DataFrame if writer == "to_csv" else Figure
+    write = getattr(owner, writer)
+
+    def disk_full_halfway(self, out, *args, **kwargs):
+        write(self, out, *args, **kwargs)
+        target = out if isinstance(out, str) else out.name
+        os.truncate(target, os.path.getsize(target) // 2)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(owner, writer, disk_full_halfway)
+    trained = WeightedLayerSum(4)
+    with torch.no_grad():
+        trained.weights.copy_(torch.tensor([2.0, 1.0, 0.0, 0.0]))
+    with pytest.raises(OSError, match="No space left"):
+        save_layer_weights(trained, str(tmp_path))
+    assert (tmp_path / name).read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["layer_weights.csv", "layer_weights.png"]
 
 
 def test_gradient_checkpointing_recomputes_layers_and_keeps_the_gradients(tiny_ssl, tmp_path):
