@@ -66,9 +66,16 @@ def test_gan_updates_touch_only_their_own_parameters(demo_corpus, tmp_path, adve
     assert changed(brain, before) == {"embedding_model", "speaker_head"}
 
 
-def test_remove_vector_weight_decay_exempts_the_vectors_of_every_optimiser(demo_corpus, tmp_path):
-    argv = ["hparams/dann_fbank.yaml", f"--data_folder={os.path.dirname(demo_corpus['eval'])}",
-            f"--output_folder={tmp_path}", *TINY, *ADVERSARY_ONLY, "--remove_vector_weight_decay"]
+# GE2E's batch size is its speakers times their utterances.
+GE2E_TINY = [option for option in TINY if not option.startswith("--batch_size")]
+
+
+@pytest.mark.parametrize("hparams, options", [("dann_fbank", TINY), ("ge2e_fbank", GE2E_TINY)])
+def test_remove_vector_weight_decay_exempts_the_vectors_of_every_optimiser(demo_corpus, tmp_path,
+                                                                           hparams, options):
+    argv = [f"hparams/{hparams}.yaml", f"--data_folder={os.path.dirname(demo_corpus['eval'])}",
+            f"--output_folder={tmp_path}", *options, *ADVERSARY_ONLY,
+            "--remove_vector_weight_decay"]
     brain, _, _, _ = prepare_experiment(argv)
     brain.on_fit_start()
     decay = brain.hparams.weight_decay
@@ -76,8 +83,9 @@ def test_remove_vector_weight_decay_exempts_the_vectors_of_every_optimiser(demo_
     for optimizer in (brain.optimizer, brain.disc_optimizer):
         taken = [(p, group["weight_decay"]) for group in optimizer.param_groups
                  for p in group["params"]]
-        # Biases and norms without weight decay, weight matrices with it.
-        assert {(p.dim() == 1, decay_of_p) for p, decay_of_p in taken} == {(True, 0.0),
+        # Biases, norms and scalars (GE2E's scale and bias) without weight
+        # decay, weight matrices with it.
+        assert {(p.dim() <= 1, decay_of_p) for p, decay_of_p in taken} == {(True, 0.0),
                                                                              (False, decay)}
     trained = {id(p) for optimizer in (brain.optimizer, brain.disc_optimizer)
                for group in optimizer.param_groups for p in group["params"]}
