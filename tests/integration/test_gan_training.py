@@ -15,11 +15,12 @@ from tests.integration.test_train_dann import ADVERSARY_ONLY, TINY, logged, trai
 GANS = [a for a in ADVERSARIES if a != "grl"]
 
 
-def brain_and_batch(demo_corpus, tmp_path, adversary, disc_steps=2):
+def brain_and_batch(demo_corpus, tmp_path, adversary, disc_steps=2, warmup=0):
     """A Brain of ``adversary`` ready to train, and one (source, target) batch of 8 + 8."""
     argv = ["hparams/dann_fbank.yaml", f"--data_folder={os.path.dirname(demo_corpus['eval'])}",
             f"--output_folder={tmp_path}", *TINY, *ADVERSARY_ONLY, f"--adversary={adversary}",
-            "--adv_weight=0.3", "--adv_warmup=0", "--disc_lr=0.01", f"--disc_steps={disc_steps}"]
+            "--adv_weight=0.3", f"--adv_warmup={warmup}", "--disc_lr=0.01",
+            f"--disc_steps={disc_steps}"]
     brain, _, _, data = prepare_experiment(argv)
     brain.on_fit_start()
     # Mid-training, so that the adversary's coefficient is not 0.
@@ -126,6 +127,17 @@ def test_the_discriminator_is_updated_disc_steps_times_per_step(demo_corpus, tmp
     brain.fit_batch(batch)
     # A GAN's three own updates; gradient reversal's joint one, then two of its own.
     assert len(steps) == 3
+
+
+@pytest.mark.parametrize("adversary", ADVERSARIES)
+def test_the_discriminator_learns_during_the_warm_up(demo_corpus, tmp_path, adversary):
+    # Step 5 of 1 epoch, within the first half of training.
+    brain, batch = brain_and_batch(demo_corpus, tmp_path, adversary, warmup=0.5)
+    assert brain.hparams.adv_schedule(brain.progress()) == 0.0
+    before = parameters(brain)
+    brain.fit_batch(batch)
+    assert brain.stats.means()["adv_coefficient"] == 0.0
+    assert "domain_discriminator" in changed(brain, before)
 
 
 def test_reversal_updates_both_players_from_one_loss(demo_corpus, tmp_path):
