@@ -10,7 +10,7 @@ import torch
 from local.data.dataio import collate_pairs
 from local.experiment import prepare_experiment
 from local.model.adversaries import ADVERSARIES
-from tests.integration.test_train_dann import ADVERSARY_ONLY, TINY, logged, train
+from tests.integration.test_train_dann import ADVERSARY_ONLY, GE2E_TINY, TINY, logged, train
 
 GANS = [a for a in ADVERSARIES if a != "grl"]
 
@@ -65,10 +65,6 @@ def test_gan_updates_touch_only_their_own_parameters(demo_corpus, tmp_path, adve
     before = parameters(brain)
     brain.optimizers_step()
     assert changed(brain, before) == {"embedding_model", "speaker_head"}
-
-
-# GE2E's batch size is its speakers times their utterances.
-GE2E_TINY = [option for option in TINY if not option.startswith("--batch_size")]
 
 
 @pytest.mark.parametrize("hparams, options", [("dann_fbank", TINY), ("ge2e_fbank", GE2E_TINY)])
