@@ -35,6 +35,7 @@ from local.settings import (
     RECIPE_FOLDER,
     check_condition_files,
     check_device,
+    check_precision,
     check_ssl_dim,
     check_trainable,
     load_condition,
@@ -168,6 +169,7 @@ def prepare_experiment(argv=None, training=True, create_folder=sb.create_experim
     """
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
     check_device(run_opts.get("device"))
+    check_precision(run_opts)
     sb.utils.distributed.ddp_init_group(run_opts)
     condition_file, condition, overrides = load_condition(overrides, hparams_file)
     # SpeechBrain sets up its logging when the run's folder is made, after the

@@ -27,6 +27,7 @@ import yaml
 from hyperpyyaml import load_hyperpyyaml, resolve_references
 from hyperpyyaml.core import recursive_update
 from speechbrain.core import RunOptions
+from speechbrain.utils.distributed import infer_device
 
 from local.data.manifest_io import read_manifest
 from local.data.ssl_cache import FROZEN_ONLY, FROZEN_ONLY_FIX
@@ -535,6 +536,38 @@ def check_device(device):
     if (torch.device(device).index or 0) >= count:
         fail(f"--device={device}", f"this machine has {count} CUDA GPUs that torch can use",
              fix="pass --device=cpu" + (f", or cuda:0 to cuda:{count - 1}" if count else ""))
+
+
+def check_precision(run_opts):
+    """Refuse fp16 on the CPU before any work, as SpeechBrain's Brain would only once built.
+
+    Arguments
+    ---------
+    run_opts : dict
+        SpeechBrain's run options (``device``, ``precision``, ``eval_precision``);
+        without a ``device``, the one SpeechBrain infers.
+
+    Raises
+    ------
+    ManifestError
+        Naming the option and bf16, the CPU's mixed precision.
+
+    Example
+    -------
+    >>> check_precision({"device": "cpu", "precision": "bf16"})
+    >>> check_precision({"device": "cpu", "eval_precision": "fp16"})
+    Traceback (most recent call last):
+      ...
+    local.errors.ManifestError: --eval_precision=fp16: fp16 needs a CUDA device; this run is on the CPU
+    Fix: pass --eval_precision=bf16 (mixed precision on the CPU) or fp32
+    """
+    device = run_opts.get("device") or infer_device()
+    if not str(device).startswith("cpu"):
+        return
+    for option in ("precision", "eval_precision"):
+        if run_opts.get(option) == "fp16":
+            fail(f"--{option}=fp16", "fp16 needs a CUDA device; this run is on the CPU",
+                 fix=f"pass --{option}=bf16 (mixed precision on the CPU) or fp32")
 
 
 def check_trainable(hparams_file, overrides, condition):

@@ -212,7 +212,8 @@ class Adversary:
         -------
         tuple
             ``(loss, log)``: the weighted loss, and ``{name: value}`` for the
-            epoch's log (the discriminator's loss and accuracy on these items).
+            epoch's log (the discriminator's :meth:`domain_loss` and accuracy
+            on these items, and the unweighted game loss, ``embedding_adv_loss``).
         """
         # The discriminator's function, with no gradient reaching its parameters.
         parameters = {name: p.detach() for name, p in discriminator.named_parameters()}
@@ -241,8 +242,25 @@ class Adversary:
     def _log(self, logits, items):
         is_source = torch.arange(len(logits), device=logits.device) < items.n_source
         accuracy = ((source_score(logits) > 0) == is_source).float().mean()
-        return {"domain_loss": self.discriminator_loss(logits, items),
-                "domain_accuracy": accuracy}
+        return {"domain_loss": self.domain_loss(logits, items), "domain_accuracy": accuracy}
+
+    def domain_loss(self, logits, items):
+        """The discriminator's loss at telling source from target, logged as ``domain_loss``.
+
+        Arguments
+        ---------
+        logits : torch.Tensor
+            ``[items, 2 (+ speakers)]``.
+        items : DomainItems
+            The items the logits are of.
+
+        Returns
+        -------
+        torch.Tensor
+            Scalar loss: :meth:`discriminator_loss`, but for the
+            auxiliary-classifier GAN, whose discriminator also classifies speakers.
+        """
+        return self.discriminator_loss(logits, items)
 
 
 class GradientReversal(Adversary):
@@ -356,7 +374,13 @@ class RelativisticGAN(Adversary):
 
 
 class AuxiliaryClassifierGAN(VanillaGAN):
-    """Vanilla, plus a source-speaker classifier on the discriminator that both players train."""
+    """Vanilla, plus a source-speaker classifier on the discriminator that both players train.
+
+    The epoch's log keeps the two parts of the discriminator's loss apart:
+    ``domain_loss`` is vanilla's, ``auxiliary_speaker_loss`` the speaker
+    classifier's cross-entropy; ``embedding_adv_loss``, the encoder's game
+    loss, holds both of its terms.
+    """
 
     @staticmethod
     def auxiliary_classes(n_speakers):
@@ -365,8 +389,15 @@ class AuxiliaryClassifierGAN(VanillaGAN):
     def _speaker_loss(self, logits, items):
         return F.cross_entropy(logits[:items.n_source, 2:], items.speakers)
 
+    def _log(self, logits, items):
+        return {**super()._log(logits, items),
+                "auxiliary_speaker_loss": self._speaker_loss(logits, items)}
+
+    def domain_loss(self, logits, items):
+        return super().discriminator_loss(logits, items)
+
     def discriminator_loss(self, logits, items):
-        return super().discriminator_loss(logits, items) + self._speaker_loss(logits, items)
+        return self.domain_loss(logits, items) + self._speaker_loss(logits, items)
 
     def game_loss(self, logits, items):
         return super().game_loss(logits, items) + self._speaker_loss(logits, items)

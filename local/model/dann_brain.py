@@ -88,7 +88,8 @@ class DANNBrain(sb.Brain):
         discriminator's with the others only when it learns from the encoder's
         loss (gradient reversal); its own updates are :meth:`train_discriminator`'s.
         With ``--remove_vector_weight_decay``, as in Brain, each optimiser
-        takes its vectors (biases, norms) without weight decay.
+        takes its vectors (biases, norms) and scalars (GE2E's scale and bias)
+        without weight decay.
         """
         ssl = getattr(unwrapped(self.modules.frontend), "ssl", None)
         ssl_params = [p for p in ssl.parameters() if p.requires_grad] if ssl else []
@@ -110,10 +111,18 @@ class DANNBrain(sb.Brain):
                 self.checkpointer.add_recoverable(name, optimizer)
 
     def _parameter_groups(self, params):
-        """``params``, or SpeechBrain's groups of them with ``--remove_vector_weight_decay``."""
-        if self.remove_vector_weight_decay:
-            return rm_vector_weight_decay(torch.nn.ParameterList(params))
-        return params
+        """``params``, or with ``--remove_vector_weight_decay`` SpeechBrain's groups of them.
+
+        SpeechBrain's group without weight decay takes the vectors alone
+        (one dimension); the scalars join it, as a bias of one element is no
+        more a weight to shrink than a bias vector is.
+        """
+        if not self.remove_vector_weight_decay:
+            return params
+        no_decay, decay = rm_vector_weight_decay(
+            torch.nn.ParameterList(p for p in params if p.dim()))
+        no_decay["params"] += [p for p in params if not p.dim() and p.requires_grad]
+        return [no_decay, decay]
 
     def on_fit_start(self):
         """Brain's start (modules wrapped, optimisers built, checkpoint restored), then the

@@ -46,8 +46,10 @@ class AdversarialSchedule:
     gamma : float
         Ramp steepness.
     warmup : float
-        Fraction of training with coefficient 0 (speaker loss alone); the ramp
-        runs over the remaining fraction.
+        Fraction of training with coefficient 0, where the encoder learns
+        from the speaker loss alone (the discriminator still learns, on
+        :mod:`local.model.adversaries`' losses); the ramp runs over the
+        remaining fraction.
 
     Example
     -------

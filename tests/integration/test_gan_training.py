@@ -10,16 +10,17 @@ import torch
 from local.data.dataio import collate_pairs
 from local.experiment import prepare_experiment
 from local.model.adversaries import ADVERSARIES
-from tests.integration.test_train_dann import ADVERSARY_ONLY, TINY, logged, train
+from tests.integration.test_train_dann import ADVERSARY_ONLY, GE2E_TINY, TINY, logged, train
 
 GANS = [a for a in ADVERSARIES if a != "grl"]
 
 
-def brain_and_batch(demo_corpus, tmp_path, adversary, disc_steps=2):
+def brain_and_batch(demo_corpus, tmp_path, adversary, disc_steps=2, warmup=0):
     """A Brain of ``adversary`` ready to train, and one (source, target) batch of 8 + 8."""
     argv = ["hparams/dann_fbank.yaml", f"--data_folder={os.path.dirname(demo_corpus['eval'])}",
             f"--output_folder={tmp_path}", *TINY, *ADVERSARY_ONLY, f"--adversary={adversary}",
-            "--adv_weight=0.3", "--adv_warmup=0", "--disc_lr=0.01", f"--disc_steps={disc_steps}"]
+            "--adv_weight=0.3", f"--adv_warmup={warmup}", "--disc_lr=0.01",
+            f"--disc_steps={disc_steps}"]
     brain, _, _, data = prepare_experiment(argv)
     brain.on_fit_start()
     # Mid-training, so that the adversary's coefficient is not 0.
@@ -66,9 +67,12 @@ def test_gan_updates_touch_only_their_own_parameters(demo_corpus, tmp_path, adve
     assert changed(brain, before) == {"embedding_model", "speaker_head"}
 
 
-def test_remove_vector_weight_decay_exempts_the_vectors_of_every_optimiser(demo_corpus, tmp_path):
-    argv = ["hparams/dann_fbank.yaml", f"--data_folder={os.path.dirname(demo_corpus['eval'])}",
-            f"--output_folder={tmp_path}", *TINY, *ADVERSARY_ONLY, "--remove_vector_weight_decay"]
+@pytest.mark.parametrize("hparams, options", [("dann_fbank", TINY), ("ge2e_fbank", GE2E_TINY)])
+def test_remove_vector_weight_decay_exempts_the_vectors_of_every_optimiser(demo_corpus, tmp_path,
+                                                                           hparams, options):
+    argv = [f"hparams/{hparams}.yaml", f"--data_folder={os.path.dirname(demo_corpus['eval'])}",
+            f"--output_folder={tmp_path}", *options, *ADVERSARY_ONLY,
+            "--remove_vector_weight_decay"]
     brain, _, _, _ = prepare_experiment(argv)
     brain.on_fit_start()
     decay = brain.hparams.weight_decay
@@ -76,8 +80,9 @@ def test_remove_vector_weight_decay_exempts_the_vectors_of_every_optimiser(demo_
     for optimizer in (brain.optimizer, brain.disc_optimizer):
         taken = [(p, group["weight_decay"]) for group in optimizer.param_groups
                  for p in group["params"]]
-        # Biases and norms without weight decay, weight matrices with it.
-        assert {(p.dim() == 1, decay_of_p) for p, decay_of_p in taken} == {(True, 0.0),
+        # Biases, norms and scalars (GE2E's scale and bias) without weight
+        # decay, weight matrices with it.
+        assert {(p.dim() <= 1, decay_of_p) for p, decay_of_p in taken} == {(True, 0.0),
                                                                              (False, decay)}
     trained = {id(p) for optimizer in (brain.optimizer, brain.disc_optimizer)
                for group in optimizer.param_groups for p in group["params"]}
@@ -118,6 +123,17 @@ def test_the_discriminator_is_updated_disc_steps_times_per_step(demo_corpus, tmp
     brain.fit_batch(batch)
     # A GAN's three own updates; gradient reversal's joint one, then two of its own.
     assert len(steps) == 3
+
+
+@pytest.mark.parametrize("adversary", ADVERSARIES)
+def test_the_discriminator_learns_during_the_warm_up(demo_corpus, tmp_path, adversary):
+    # Step 5 of 1 epoch, within the first half of training.
+    brain, batch = brain_and_batch(demo_corpus, tmp_path, adversary, warmup=0.5)
+    assert brain.hparams.adv_schedule(brain.progress()) == 0.0
+    before = parameters(brain)
+    brain.fit_batch(batch)
+    assert brain.stats.means()["adv_coefficient"] == 0.0
+    assert "domain_discriminator" in changed(brain, before)
 
 
 def test_reversal_updates_both_players_from_one_loss(demo_corpus, tmp_path):

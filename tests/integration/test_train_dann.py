@@ -301,6 +301,14 @@ def test_a_run_that_could_not_train_is_refused_before_any_work(demo_corpus, tmp_
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.parametrize("option", ["--precision=fp16", "--eval_precision=fp16"])
+def test_fp16_on_the_cpu_is_refused_before_any_work(demo_corpus, tmp_path, option):
+    with pytest.raises(ManifestError, match=rf"{option}: fp16 needs a CUDA device; this run is "
+                                            rf"on the CPU\nFix: pass {option[:-4]}bf16"):
+        train(demo_corpus, tmp_path, "--device=cpu", option)
+    assert os.listdir(tmp_path) == []
+
+
 @pytest.mark.parametrize("removed, message", [
     ("prepare:\n    - !name:data_prep.demo.prepare_demo\n        save_folder: !ref <data_folder>\n"
      "        seed: !ref <demo_seed>\n",

@@ -151,8 +151,23 @@ def test_logged_domain_accuracy_counts_the_items_the_discriminator_places_right(
     predicted = logits[:, :2].numpy().argmax(axis=1)
     assert np.mean(predicted == domains) == pytest.approx(4 / 6)
     assert float(log["domain_accuracy"]) == pytest.approx(np.mean(predicted == domains))
+    # The loss at telling the domains apart: the auxiliary classifier's is vanilla's.
+    domain_part = "vanilla" if adversary == "auxiliary_classifier" else adversary
     assert float(log["domain_loss"]) == pytest.approx(
-        float(make_adversary(adversary).discriminator_loss(logits, ITEMS)))
+        float(make_adversary(domain_part).discriminator_loss(logits[:, :2], ITEMS)))
+
+
+def test_auxiliary_classifier_logs_its_domain_and_speaker_losses_apart():
+    discriminator = torch.nn.Linear(LOGITS.shape[1], LOGITS.shape[1], bias=False)
+    with torch.no_grad():
+        discriminator.weight.copy_(torch.eye(LOGITS.shape[1]))  # outputs its input
+    items = DomainItems(LOGITS.clone(), 3, SPEAKERS)
+    _, log = make_adversary("auxiliary_classifier").encoder_loss(discriminator, items, 0.5)
+    assert float(log["domain_loss"]) == pytest.approx(expected("vanilla", "discriminator"))
+    assert float(log["auxiliary_speaker_loss"]) == pytest.approx(
+        speaker_ce(LOGITS.double().numpy(), SPEAKERS.numpy()), rel=1e-6)
+    assert float(log["embedding_adv_loss"]) == pytest.approx(
+        expected("auxiliary_classifier", "embedding"), rel=1e-6)
 
 
 @pytest.mark.parametrize("adversary", ADVERSARIES)
