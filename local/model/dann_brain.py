@@ -124,6 +124,29 @@ class DANNBrain(sb.Brain):
         no_decay["params"] += [p for p in params if not p.dim() and p.requires_grad]
         return [no_decay, decay]
 
+    def optimizers_step(self):
+        """Brain's step, with each optimiser's gradients clipped over all its parameter groups.
+
+        Brain clips only an optimiser's first group (``param_groups[0]``): with
+        ``--remove_vector_weight_decay`` that is the vectors' group, and the
+        weight matrices would go unclipped. Written out because the clip sits
+        inside Brain's method, between the scaler's unscaling and the step.
+        """
+        optimizers = self.freeze_optimizers(self.optimizers_dict)
+        for optimizer in optimizers.values():
+            self.scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(
+                [p for group in optimizer.param_groups for p in group["params"]],
+                self.max_grad_norm)
+        if not self.scaler.is_enabled() and self.skip_nonfinite_grads:
+            self.check_gradients()
+        for optimizer in optimizers.values():
+            self.scaler.step(optimizer)
+        self.scaler.update()
+        for optimizer in optimizers.values():
+            optimizer.zero_grad(set_to_none=True)
+        self.optimizer_step += 1
+
     def on_fit_start(self):
         """Brain's start (modules wrapped, optimisers built, checkpoint restored), then the
         speaker head wrapped anew, since a restored checkpoint may have grown its classifier."""

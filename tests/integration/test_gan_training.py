@@ -89,6 +89,23 @@ def test_remove_vector_weight_decay_exempts_the_vectors_of_every_optimiser(demo_
     assert all(id(p) in trained for p in brain.modules.parameters() if p.requires_grad)
 
 
+def test_gradients_are_clipped_over_every_parameter_group(demo_corpus, tmp_path, monkeypatch):
+    brain, batch = brain_and_batch(demo_corpus, tmp_path, "grl")
+    brain.remove_vector_weight_decay, brain.max_grad_norm = True, 1e-3
+    brain.init_optimizers()
+    assert len(brain.optimizer.param_groups) == 2
+    norms, step = [], brain.optimizer.step
+    monkeypatch.setattr(brain.optimizer, "step", lambda *args, **kwargs: norms.append(
+        torch.linalg.vector_norm(torch.stack([
+            p.grad.norm() for group in brain.optimizer.param_groups for p in group["params"]
+            if p.grad is not None])).item()) or step(*args, **kwargs))
+    outputs = brain.compute_forward(batch, sb.Stage.TRAIN)
+    brain.compute_objectives(outputs, batch, sb.Stage.TRAIN).backward()
+    brain.optimizers_step()
+    # The weight matrices' group is clipped with the vectors' group, to one norm.
+    assert norms == [pytest.approx(1e-3, rel=1e-3)]
+
+
 class SyncRecorder(torch.nn.Module):
     """A discriminator that records whether DDP would synchronise its gradients at each call."""
 
