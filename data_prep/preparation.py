@@ -30,6 +30,7 @@ from local.data.schema import SAMPLE_RATE
 from local.data.validation import validate
 from local.errors import ManifestError, fail
 from local.provenance import file_sha256
+from local.whole_files import written_whole
 
 logger = logging.getLogger(__name__)
 
@@ -476,7 +477,9 @@ def mark_prepared(save_folder, options, outputs):
     >>> os.listdir(folder)
     ['prepare_options.json']
     """
-    with open(os.path.join(save_folder, "prepare_options.json"), "w", encoding="utf-8") as out:
+    # Whole or not at all: a half-written marker would fail the next preparation.
+    with written_whole(os.path.join(save_folder, "prepare_options.json"),
+                       encoding="utf-8") as out:
         json.dump({"options": options, "outputs": sorted(outputs)}, out, indent=1,
                   sort_keys=True)
 

@@ -553,6 +553,23 @@ def test_skip_marker(tmp_path):
     assert skip_if_prepared(tmp_path, [out], {"seed": 1})
 
 
+def test_a_marker_whose_write_fails_halfway_is_not_left_half_written(tmp_path, monkeypatch):
+    out = tmp_path / "a.csv"
+    out.write_text("x")
+
+    def full_disk(record, stream, **kwargs):
+        stream.write('{"options": {"se')
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(json, "dump", full_disk)
+    with pytest.raises(OSError):
+        mark_prepared(tmp_path, {"seed": 1}, [out.name])
+    monkeypatch.undo()
+    # No marker: the next preparation prepares again rather than fail to read it.
+    assert os.listdir(tmp_path) == ["a.csv"]
+    assert not skip_if_prepared(tmp_path, [out], {"seed": 1})
+
+
 def _two_second_rows():
     return [{"ID": f"u{i}", "duration": 2.0, "wav": f"u{i}.wav", "start": 0, "stop": 32000,
              "spk_id": f"s{i // 2}", "domain": "d"} for i in range(4)]
