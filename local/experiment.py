@@ -41,6 +41,7 @@ from local.settings import (
     load_condition,
     load_model_hparams,
     model_text,
+    parse_arguments,
     plain_values,
     PROCESSES_KEY,
     run_settings,
@@ -167,7 +168,7 @@ def prepare_experiment(argv=None, training=True, create_folder=sb.create_experim
         (:func:`save_records`) into a folder, and ``settings``, the
         command's settings (:func:`local.run_folder.accept_settings`).
     """
-    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    hparams_file, run_opts, overrides = parse_arguments(argv)
     check_device(run_opts.get("device"))
     check_precision(run_opts)
     sb.utils.distributed.ddp_init_group(run_opts)

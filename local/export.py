@@ -57,7 +57,7 @@ from hyperpyyaml import dump_hyperpyyaml, load_hyperpyyaml
 from speechbrain.utils.logger import get_logger
 
 from local.cli import command, option
-from local.errors import fail
+from local.errors import exit_on_bad_input, fail
 from local.evaluation.metrics import eer, eer_threshold
 from local.evaluation.report import CHECKPOINT_FILE, read_scores, score_file, scored_checkpoint
 from local.model.checkpoints import CompleteCheckpointer
@@ -426,4 +426,4 @@ main = command(
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_bad_input(main)

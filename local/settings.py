@@ -19,9 +19,11 @@ import io
 import json
 import os
 import re
+import sys
 import traceback
 
 import ruamel.yaml
+import speechbrain as sb
 import torch
 import yaml
 from hyperpyyaml import load_hyperpyyaml, resolve_references
@@ -37,6 +39,8 @@ from local.provenance import condition_files
 # The recipe's root folder: its conditions, and the git checkout its provenance names.
 RECIPE_FOLDER = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CONDITION = os.path.join(RECIPE_FOLDER, "recipes", "demo", "condition.yaml")
+_KEY_VALUE_FIX = ("pass each setting as --key=value, the condition as "
+                  "--condition=recipes/<name>/condition.yaml")
 # The file of every key the code reads from a model file.
 COMMON_HPARAMS = os.path.join(RECIPE_FOLDER, "hparams", "common.yaml")
 # The model files and condition files a missing one is told to choose from.
@@ -268,6 +272,53 @@ def _tagged(loader, suffix, node):
 _Tagged.add_multi_constructor("!", _tagged)
 
 
+def parse_arguments(argv=None):
+    """``sb.parse_arguments`` of a command line whose every word a setting takes.
+
+    SpeechBrain's parser appends a word that is no ``--key=value`` to the
+    value of the setting before it: ``--output_folder=results/x
+    recipes/demo/condition.yaml`` would train the default condition into a
+    folder named ``results/x recipes/demo/condition.yaml``. Such a word is
+    refused; a word is a value only after a ``--key`` without ``=``
+    (``--device cpu``) or inside a list or mapping that its setting has not
+    yet closed (``--backend=[plda, plda_pooled]``, unquoted).
+
+    Arguments
+    ---------
+    argv : list of str, optional
+        The model hparams file and the settings (None: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    tuple
+        ``(hparams_file, run_opts, overrides)``, as from ``sb.parse_arguments``.
+
+    Example
+    -------
+    >>> parse_arguments(["hparams/dann_fbank.yaml", "--seed=3",
+    ...                  "recipes/demo/condition.yaml"])
+    Traceback (most recent call last):
+      ...
+    local.errors.ManifestError: hparams/dann_fbank.yaml: 'recipes/demo/condition.yaml' is no --key=value setting, and SpeechBrain would read it as part of --seed=3
+    Fix: pass each setting as --key=value, the condition as --condition=recipes/<name>/condition.yaml
+    """
+    argv = sys.argv[1:] if argv is None else argv
+    # Words before the first setting are left to load_condition, which
+    # refuses the text they make.
+    previous, takes_word, unclosed = None, False, 0
+    for word in argv[1:]:
+        if word.startswith("--"):
+            _, equals, value = word.partition("=")
+            previous, takes_word, unclosed = word, not equals, 0
+        elif previous and not (takes_word or unclosed > 0):
+            fail(argv[0], f"{word!r} is no --key=value setting, and SpeechBrain would read it "
+                          f"as part of {previous}", fix=_KEY_VALUE_FIX)
+        else:
+            value, takes_word = word, False
+        unclosed += sum(value.count(c) for c in "[{") - sum(value.count(c) for c in "]}")
+    return sb.parse_arguments(argv)
+
+
 def load_condition(overrides, hparams_file):
     """Split the command-line overrides into the condition's and the model's.
 
@@ -347,8 +398,7 @@ def _command_line(text, hparams_file):
     if not isinstance(overrides, dict):
         fail(hparams_file, f"the arguments after it are no --key=value settings (read as "
                            f"{text.strip()!r})",
-             fix="pass each setting as --key=value, the condition as "
-                 "--condition=recipes/<name>/condition.yaml")
+             fix=_KEY_VALUE_FIX)
     return overrides
 
 

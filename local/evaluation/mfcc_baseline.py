@@ -19,6 +19,7 @@ from speechbrain.utils.metric_stats import EER
 from local.cli import command, option
 from local.data.audio import load_segment
 from local.data.manifest_io import read_manifest, read_trials
+from local.errors import exit_on_bad_input
 
 
 def mean_mfcc_embeddings(manifest):
@@ -131,4 +132,4 @@ main = command(
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_bad_input(main)

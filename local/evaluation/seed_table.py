@@ -307,8 +307,10 @@ def seed_table(systems, lists, metrics):
             chosen = summaries[summaries["system"] == scored]
             missing = sorted(set(summaries["run"]) - set(chosen["run"]))
             if missing:
+                scored_there = summaries["system"][summaries["run"] == missing[0]]
                 fail(missing[0], f"no '{scored}' list in its verification summary",
-                     fix="score it again with the same score_norm/backend_adaptation")
+                     fix=f"choose among its lists: {', '.join(scored_there)}; or score it "
+                         "again with the score_norm/backend_adaptation/backend that make it")
     check_metrics(systems, lists, metrics)
     check_same_data(systems, lists)
     rows = []

@@ -2,7 +2,10 @@
 
 import glob
 import importlib
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -27,3 +30,20 @@ def test_help_says_what_every_option_does(module, capsys):
     with pytest.raises(SystemExit) as done:
         main(["--help"])
     assert done.value.code == 0 and capsys.readouterr().out.startswith("usage:")
+
+
+
+@pytest.mark.parametrize("module, argv", [
+    ("local.export", ["MISSING"]),
+    ("local.evaluation.mfcc_baseline", ["--manifest", "MISSING", "--trials", "MISSING"]),
+    ("local.evaluation.fusion", ["--scores", "MISSING", "--out", "fused.txt"]),
+    ("data_prep.manifest", ["MISSING"]),
+])
+def test_a_missing_input_ends_with_its_message_not_a_traceback(module, argv, tmp_path):
+    missing = str(tmp_path / "missing")
+    done = subprocess.run([sys.executable, "-m", module,
+                           *[missing if word == "MISSING" else word for word in argv]],
+                          capture_output=True, text=True, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr and missing in done.stderr

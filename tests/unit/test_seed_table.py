@@ -54,7 +54,8 @@ def test_a_pattern_without_runs_or_a_run_without_a_summary_is_named(runs, capsys
 
 def test_a_run_without_a_list_is_named(runs):
     folder, _ = runs
-    with pytest.raises(ManifestError, match=r"base_s1: no 'target_whiten' list"):
+    with pytest.raises(ManifestError, match=r"base_s1: no 'target_whiten' list(.|\n)*"
+                                            r"Fix: choose among its lists: source, target;"):
         seed_table({"baseline": collect(str(folder / "base_s*"))}, ["target_whiten"],
                    ["eer_percent"])
 

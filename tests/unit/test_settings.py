@@ -5,6 +5,7 @@ import re
 
 import pytest
 import speechbrain as sb
+import yaml
 from hyperpyyaml import load_hyperpyyaml
 
 from local.errors import ManifestError
@@ -18,6 +19,7 @@ from local.settings import (
     load_condition,
     load_model_hparams,
     model_text,
+    parse_arguments,
     plain_values,
     typed_overrides,
 )
@@ -162,6 +164,27 @@ def test_arguments_that_are_no_key_value_settings_are_refused_naming_the_fix(arg
                                             r"setting as --key=value, the condition as "
                                             r"--condition=recipes/<name>/condition.yaml$"):
         load_condition(overrides, "hparams/dann_fbank.yaml")
+
+
+@pytest.mark.parametrize("argv, setting", [
+    (["--output_folder=results/x", "recipes/demo/condition.yaml"], "--output_folder=results/x"),
+    (["--seed=3", "--backend=[plda]", "plda_pooled"], "--backend=[plda]"),
+])
+def test_a_word_after_a_setting_is_refused_not_read_into_its_value(argv, setting):
+    # sb.parse_arguments alone reads it as part of the setting before it.
+    with pytest.raises(ManifestError, match=rf"hparams/dann_fbank.yaml: '{argv[-1]}' is no "
+                                            rf"--key=value setting, and SpeechBrain would read "
+                                            rf"it as part of {re.escape(setting)}\nFix: pass "
+                                            r"each setting as --key=value"):
+        parse_arguments(["hparams/dann_fbank.yaml", *argv])
+
+
+def test_the_words_a_setting_takes_are_read_as_speechbrain_reads_them():
+    _, run_opts, overrides = parse_arguments(
+        ["hparams/dann_fbank.yaml", "--device", "cpu", "--seed", "3",
+         "--backend=[plda,", "plda_pooled]", "--lr=0.1"])
+    assert run_opts["device"] == "cpu"
+    assert yaml.safe_load(overrides) == {"seed": 3, "backend": ["plda", "plda_pooled"], "lr": 0.1}
 
 
 @pytest.mark.parametrize("override, fix", [
