@@ -84,7 +84,7 @@ from data_prep.preparation import (
 )
 from local.cli import option
 from local.data.manifest_io import numbered_lines, read_csv_table, read_fields
-from local.data.schema import REST, TRIAL_COLUMNS, utterance_row
+from local.data.schema import REST, SDSV_TRIAL_LABELS, TRIAL_COLUMNS, utterance_row
 from local.errors import fail
 
 logger = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ TRAIN_FORM = {1: "train-file-id speaker-id phrase-id", 2: "train-file-id speaker
 ENROL_FORM = {1: "model-id phrase-id enroll-file-id ...", 2: "model-id enroll-file-id ..."}
 # Key label (lower case) -> (trial label, trial type).
 KEY_LABELS = {
-    "tc": (1, "TC"), "tw": (0, "TW"), "ic": (0, "IC"), "iw": (0, "IW"),
+    **{kind.lower(): (label, kind) for kind, label in SDSV_TRIAL_LABELS.items()},
     "target": (1, ""), "nontarget": (0, ""), "tgt": (1, ""), "imp": (0, ""),
     "1": (1, ""), "0": (0, ""),
 }

@@ -18,6 +18,7 @@ from local.data.schema import (
     REQUIRED_COLUMNS,
     REST,
     SAMPLE_RATE,
+    SDSV_TRIAL_LABELS,
     TRIAL_COLUMNS,
     TRIAL_LABELS,
 )
@@ -437,6 +438,13 @@ def read_numbered_trials(path):
         )
     if fields.empty:
         fail(path, "trial list is empty", fix="check the data preparation")
+    # The per-type rows of the report (TC vs IC, ...) take the label of each trial.
+    sdsv_label = fields["trial_type"].map(SDSV_TRIAL_LABELS)
+    contradicted = sdsv_label.notna() & (sdsv_label != fields["label"].astype(int))
+    if contradicted.any():
+        fail(path, "labels disagree with the SdSV trial types (only TC is a target trial)",
+             rows=numbered_lines(fields[contradicted]),
+             fix="label TC trials 1 and TW, IC and IW trials 0")
     lines = fields.index.to_numpy()
     table = fields[TRIAL_COLUMNS].reset_index(drop=True)
     table["label"] = (table["label"].to_numpy() == "1").astype(np.int64)

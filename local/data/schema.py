@@ -32,6 +32,9 @@ REQUIRED_COLUMNS = ["ID", "duration", "wav", "start", "stop", "spk_id", "domain"
 OPTIONAL_COLUMNS = ["lang", "channel", "phrase", "gender", "session", "sample_rate"]
 TRIAL_COLUMNS = ["label", "enrol", "test", "trial_type"]
 TRIAL_LABELS = ("0", "1")
+# SdSV (DeepMine) trial types, target or impostor speaker and correct or wrong
+# phrase, with the label of each: only TC is a target trial.
+SDSV_TRIAL_LABELS = {"TC": 1, "TW": 0, "IC": 0, "IW": 0}
 # The column of manifest_io.read_fields that holds what follows the expected fields.
 REST = "rest"
 ENROLMENT_COLUMNS = ["model_id", "utt_ids"]

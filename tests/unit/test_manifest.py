@@ -702,6 +702,17 @@ def test_self_trial(corpus):
         validate(manifest, folder / "t.txt")
 
 
+def test_label_contradicting_its_sdsv_trial_type(corpus):
+    """A label the type contradicts would put the trial in the wrong 'TC vs ...' rows."""
+    folder, manifest, _ = corpus
+    (folder / "t.txt").write_text("1 spkA_1 spkA_2 TC\n0 spkA_1 spkB_1 IC\n"
+                                  "1 spkB_1 spkB_2 TW\n0 spkA_2 spkB_2 other\n")
+    with pytest.raises(ManifestError, match=r"t.txt: labels disagree with the SdSV trial types "
+                       r"\(only TC is a target trial\)\n  line 3: 1 spkB_1 spkB_2 TW\n"
+                       r"Fix: label TC trials 1 and TW, IC and IW trials 0"):
+        validate(manifest, folder / "t.txt")
+
+
 @pytest.mark.parametrize("text, line", [
     ("1 spkA_1 spkA_2 TC x y z\n0 spkA_1 spkB_1\n", "line 1: 1 spkA_1 spkA_2 TC x y z"),
     ("1 spkA_1 spkA_2\n0 spkA_1 spkB_1 TC x y\n", "line 2: 0 spkA_1 spkB_1 TC x y"),

@@ -79,8 +79,17 @@ def _entries(text):
     return [line.split() for line in text.splitlines()[1:]]
 
 
-def write_task(folder, enrolment, train, trials):
-    """One SdSV task as extracted: docs/ and wav/{train,enrollment,evaluation}/."""
+def short_noise(name, seed):
+    """0.2 to 1.0 s of noise: enough to prepare, some too short to embed or crop."""
+    seconds = 0.2 + 0.1 * (seed % 9)
+    return np.random.default_rng(seed).uniform(-0.1, 0.1, int(seconds * SAMPLE_RATE))
+
+
+def write_task(folder, enrolment, train, trials, audio=short_noise):
+    """One SdSV task as extracted: docs/ and wav/{train,enrollment,evaluation}/.
+
+    ``audio(file ID, index)`` gives each file's 16 kHz samples.
+    """
     docs = folder / "docs"
     docs.mkdir(parents=True)
     (docs / "model_enrollment.txt").write_text(enrolment)
@@ -92,9 +101,7 @@ def write_task(folder, enrolment, train, trials):
     for seed, name in enumerate(dict.fromkeys(names)):
         path = folder / "wav" / WAV_FOLDER[name[:3]] / f"{name}.wav"
         path.parent.mkdir(parents=True, exist_ok=True)
-        seconds = 0.2 + 0.1 * (seed % 9)
-        noise = np.random.default_rng(seed).uniform(-0.1, 0.1, int(seconds * SAMPLE_RATE))
-        soundfile.write(path, noise, SAMPLE_RATE, subtype="PCM_16")
+        soundfile.write(path, audio(name, seed), SAMPLE_RATE, subtype="PCM_16")
     return folder
 
 
