@@ -39,7 +39,7 @@ import socket
 from local.errors import fail
 from local.provenance import file_sha256, short_digest
 from local.settings import PROCESSES_KEY, TRAINING_RUN_OPTIONS, plain_values
-from local.whole_files import written_whole
+from local.whole_files import written_together, written_whole
 
 logger = logging.getLogger(__name__)
 
@@ -573,5 +573,8 @@ def record_run(save_folder, settings, write_records, output_folder):
     output_folder : str
         The run's folder.
     """
-    record_settings(save_folder, settings)
-    write_records(output_folder)
+    # Together: a full disk while one is written leaves the record of the
+    # settings the checkpoints were trained with, not new settings beside them.
+    with written_together():
+        record_settings(save_folder, settings)
+        write_records(output_folder)

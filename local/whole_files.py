@@ -7,6 +7,11 @@ it as it was, and runs that write the same file at once (several seeds
 sharing a cache or a manifest's audio-check stamp) neither read half of one
 another's file nor rename one another's away.
 
+Files that are read as one record (a run's settings record and the settings
+files beside it) are written together (:func:`written_together`): each is
+written whole, and none takes its place before all are written, so that a
+full disk while one is written leaves every one of them as it was.
+
 A folder that a reader takes as one whole (a run's verification report, its
 exported model) is written whole into ``<folder>.partial`` beside it and then
 takes its place (:func:`staged_folder`, :func:`replace_folder`): it holds what
@@ -18,6 +23,10 @@ import contextlib
 import os
 import shutil
 import socket
+
+# The files written whole that wait, in each open written_together block, for
+# the block's end to take their places: [(partial file, path)] per block.
+_WAITING = []
 
 
 def partial_path(path):
@@ -44,6 +53,8 @@ def partial_path(path):
 @contextlib.contextmanager
 def written_whole(path, mode="w", **open_args):
     """Open a file to write ``path`` whole: it takes ``path``'s place once the block ends.
+
+    Inside a :func:`written_together` block, it waits for that block's end.
 
     When the block raises, ``path`` is left as it was and the partial file removed.
 
@@ -75,10 +86,58 @@ def written_whole(path, mode="w", **open_args):
     try:
         with open(partial, mode, **open_args) as out:
             yield out
-        os.replace(partial, path)
-    finally:
+        if _WAITING:
+            _WAITING[-1].append((partial, path))
+        else:
+            os.replace(partial, path)
+    except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.remove(partial)
+        raise
+
+
+@contextlib.contextmanager
+def written_together():
+    """A block whose files written whole (:func:`written_whole`) take their places at its end.
+
+    Each waits, written, under its partial name until the block ends; then
+    they are renamed into place one after the other (no rename needs space on
+    the disk). When the block raises, every file is left as it was and the
+    partial files are removed: a full disk while the third of four records
+    is written leaves none of the four in the new version.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> try:
+    ...     with written_together():
+    ...         with written_whole(os.path.join(folder, "settings.json")) as out:
+    ...             _ = out.write("{}")
+    ...         raise OSError("no space left on device")
+    ... except OSError:
+    ...     pass
+    >>> os.listdir(folder)
+    []
+    >>> with written_together():
+    ...     with written_whole(os.path.join(folder, "settings.json")) as out:
+    ...         _ = out.write("{}")
+    ...     os.listdir(folder) == [os.path.basename(partial_path("settings.json"))]
+    True
+    >>> os.listdir(folder)
+    ['settings.json']
+    """
+    waiting = []
+    _WAITING.append(waiting)
+    try:
+        yield
+        for partial, path in waiting:
+            os.replace(partial, path)
+    finally:
+        _WAITING.pop()
+        for partial, _ in waiting:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(partial)
 
 
 def saved_whole(path, save):

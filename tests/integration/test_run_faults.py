@@ -1,5 +1,6 @@
 """Runs that survive faults: a second run into a folder, a damaged checkpoint, other settings."""
 
+import errno
 import hashlib
 import json
 import logging
@@ -156,6 +157,25 @@ def test_resume_that_stops_before_its_first_checkpoint_leaves_the_runs_record(de
         train(demo_corpus, run, "--number_of_epochs=2", "--allow_changed=[number_of_epochs]")
     # Its checkpoints were trained for one epoch, and the record says so.
     assert {name: (run / name).read_bytes() for name in records} == before
+    monkeypatch.undo()
+    train(demo_corpus, run, *ONE_EPOCH)
+
+
+def test_full_disk_while_the_record_is_written_leaves_the_runs_record(demo_corpus, run,
+                                                                     monkeypatch):
+    records = ("hyperparams.yaml", "condition.yaml", "provenance.json", "save/run_settings.json")
+    before = {name: (run / name).read_bytes() for name in records}
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    # The last of the records, written with the first checkpoint trained for two epochs.
+    monkeypatch.setattr(experiment, "write_provenance", full)
+    with pytest.raises(OSError, match="No space left on device"):
+        train(demo_corpus, run, "--number_of_epochs=2", "--allow_changed=[number_of_epochs]")
+    # Its checkpoints were trained for one epoch, and the record says so.
+    assert {name: (run / name).read_bytes() for name in records} == before
+    assert not list(run.rglob("*.partial"))
     monkeypatch.undo()
     train(demo_corpus, run, *ONE_EPOCH)
 
