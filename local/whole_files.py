@@ -23,10 +23,20 @@ import contextlib
 import os
 import shutil
 import socket
+import threading
 
-# The files written whole that wait, in each open written_together block, for
-# the block's end to take their places: [(partial file, path)] per block.
-_WAITING = []
+# The files written whole that wait, in each open written_together block of
+# this thread, for the block's end to take their places: [(partial file,
+# path)] per block. Per thread: another thread's writes (a cache's) are not
+# the block's.
+_BLOCKS = threading.local()
+
+
+def _waiting():
+    """The open blocks of this thread, innermost last."""
+    if not hasattr(_BLOCKS, "open"):
+        _BLOCKS.open = []
+    return _BLOCKS.open
 
 
 def partial_path(path):
@@ -86,8 +96,8 @@ def written_whole(path, mode="w", **open_args):
     try:
         with open(partial, mode, **open_args) as out:
             yield out
-        if _WAITING:
-            _WAITING[-1].append((partial, path))
+        if _waiting():
+            _waiting()[-1].append((partial, path))
         else:
             os.replace(partial, path)
     except BaseException:
@@ -128,13 +138,13 @@ def written_together():
     ['settings.json']
     """
     waiting = []
-    _WAITING.append(waiting)
+    _waiting().append(waiting)
     try:
         yield
         for partial, path in waiting:
             os.replace(partial, path)
     finally:
-        _WAITING.pop()
+        _waiting().pop()
         for partial, _ in waiting:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(partial)
