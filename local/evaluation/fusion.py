@@ -33,7 +33,7 @@ from scipy.special import expit, logit
 from local.cli import UsageError, command, option
 from local.errors import ManifestError, fail
 from local.evaluation.metrics import VOXCELEB_DCF, compute_metrics, dcf_name
-from local.evaluation.report import plot_det, read_scores, write_scores
+from local.evaluation.report import plot_det, read_scores, scored_checkpoint, write_scores
 from local.evaluation.verification import summary_table
 from local.whole_files import written_whole
 
@@ -220,6 +220,47 @@ def update_summary(path, system, metrics):
         row.to_csv(out, index=False)
 
 
+def check_destinations(inputs, out, summary=None):
+    """Refuse to write the fusion over its inputs or into a run's own report.
+
+    A run's report (``<run>/verification``, holding the name of the checkpoint
+    it scored) describes that run alone: a fused row in its ``summary.csv``
+    would replace or join the run's own figures under its settings.
+
+    Arguments
+    ---------
+    inputs : list of str
+        The score files fused (``--scores`` and ``--dev``).
+    out : str
+        The fused score file to write.
+    summary : str, optional
+        The ``summary.csv`` to add the fusion's row to.
+
+    Raises
+    ------
+    ManifestError
+        Naming the destination and where to write instead.
+
+    Example
+    -------
+    >>> check_destinations(["a/verification/target/scores.txt"], "a/verification/target/scores.txt")
+    Traceback (most recent call last):
+      ...
+    local.errors.ManifestError: a/verification/target/scores.txt: is one of the score files fused, which the fused scores would replace
+    Fix: write the fused scores to a file of their own (--out)
+    """
+    if os.path.abspath(out) in {os.path.abspath(path) for path in inputs}:
+        fail(out, "is one of the score files fused, which the fused scores would replace",
+             fix="write the fused scores to a file of their own (--out)")
+    own = "write the fusion into a folder of its own, e.g. results/<condition>/<name>/<seed>/"
+    for path, report in ((out, os.path.dirname(os.path.dirname(os.path.abspath(out)))),
+                         (summary, summary and os.path.dirname(os.path.abspath(summary)))):
+        if report and scored_checkpoint(report) is not None:
+            fail(path, "lies in a run's own verification report (it holds the checkpoint "
+                       "the run scored), whose figures a fusion would replace or join",
+                 fix=f"{own}verification/ (--out and --summary)")
+
+
 def run_fusion(scores, out, det=None, dev=None, summary=None, system=None):
     """Fuse score files and print EER/minDCF of each system and of the fusion.
 
@@ -243,8 +284,9 @@ def run_fusion(scores, out, det=None, dev=None, summary=None, system=None):
     -------
     int
         0 when the fused score file was written, 1 when the score files do
-        not fit together, one cannot be fused or the development trials are
-        of one label (the problem printed to stderr).
+        not fit together, one cannot be fused, the development trials are
+        of one label or a destination is refused (:func:`check_destinations`;
+        the problem printed to stderr).
 
     Example
     -------
@@ -268,6 +310,7 @@ def run_fusion(scores, out, det=None, dev=None, summary=None, system=None):
     if dev and len(dev) != len(scores):
         raise UsageError(f"{len(scores)} --scores files but {len(dev)} --dev files")
     try:
+        check_destinations(scores + (dev or []), out, summary)
         trials, system_scores = load_systems(scores)
         development = load_systems(dev) if dev else None
         if development and development[0]["label"].nunique() < 2:

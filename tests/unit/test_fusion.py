@@ -195,3 +195,26 @@ def test_a_fusion_that_fails_while_writing_leaves_the_files_before_it(tmp_path, 
     assert (out.read_bytes(), summary.read_bytes()) == before
     assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == sorted(
         [*(os.path.basename(p) for p in paths), "fused.txt", "summary.csv"])
+
+
+def test_a_fusion_is_not_written_over_its_inputs_or_into_a_runs_report(tmp_path, capsys):
+    trials, scores = noisy_systems(0, noise=(1.0, 1.0))
+    report = tmp_path / "run" / "verification"
+    paths = [str(report / "target" / "scores.txt"), str(tmp_path / "other.txt")]
+    for path, column in zip(paths, scores.T):
+        write_scores(path, trials, column)
+    (report / "checkpoint.txt").write_text("CKPT+1\n")
+    (report / "summary.csv").write_text("system,trials,eer_percent\ntarget,4000,30.0\n")
+    before = {path: open(path, "rb").read() for path in [*paths, str(report / "summary.csv")]}
+    refused = [
+        (["--out", paths[0]], f"{paths[0]}: is one of the score files fused"),
+        (["--out", str(report / "fused" / "scores.txt")],
+         f"{report / 'fused' / 'scores.txt'}: lies in a run's own verification report"),
+        (["--out", str(tmp_path / "f.txt"), "--summary", str(report / "summary.csv"),
+          "--system", "target"], f"{report / 'summary.csv'}: lies in a run's own verification"),
+    ]
+    for options, message in refused:
+        assert main(["--scores", *paths, *options]) == 1
+        assert capsys.readouterr().err.startswith(message)
+    assert {path: open(path, "rb").read() for path in before} == before
+    assert not (report / "fused").exists() and not (tmp_path / "f.txt").exists()
