@@ -19,9 +19,14 @@ writes the fused score file (and a DET figure of every system and the fusion)
 and prints EER and minDCF of each system and of the fusion. With
 ``--summary``, the fusion's row is added to (or replaced in) a table laid out
 as a run's ``verification/summary.csv``, so that :mod:`local.evaluation.seed_table`
-reads fused systems as it reads runs.
+reads fused systems as it reads runs, and the folder's ``provenance.json``
+records the hashes of the list's data files that the systems' runs were
+scored on (systems scored on other data are refused) and what the row was
+fused from.
 """
 
+import json
+import logging
 import os
 import sys
 
@@ -34,8 +39,18 @@ from local.cli import UsageError, command, option
 from local.errors import ManifestError, fail
 from local.evaluation.metrics import VOXCELEB_DCF, compute_metrics, dcf_name
 from local.evaluation.report import plot_det, read_scores, scored_checkpoint, write_scores
+from local.evaluation.seed_table import LIST_FILES, list_hashes, report_provenance
 from local.evaluation.verification import summary_table
+from local.provenance import file_sha256
 from local.whole_files import written_whole
+
+logger = logging.getLogger(__name__)
+
+# The fused folder's record, beside its summary.csv: the hashes of each fused
+# list's data files under "data", as in a run's report (so that
+# local.evaluation.seed_table compares a fusion's data with other runs'), and
+# what each row was fused from under "fusion".
+RECORD_FILE = "provenance.json"
 
 # Keeps the logistic-regression weights finite when the development trials
 # are perfectly separable; small enough not to matter otherwise.
@@ -220,6 +235,114 @@ def update_summary(path, system, metrics):
         row.to_csv(out, index=False)
 
 
+def input_record(path):
+    """What a score file was scored on, as a run's report says.
+
+    Arguments
+    ---------
+    path : str
+        A score file; in a run's report it is ``<run>/verification/<system>/scores.txt``.
+
+    Returns
+    -------
+    dict
+        ``path``, ``sha256``, ``system`` (its folder's name: the list, back-end
+        and score normalisation), ``checkpoint`` (the checkpoint its report
+        scored) and ``data`` (the hashes of the list's trials, manifest and
+        enrolment table, :func:`local.evaluation.seed_table.list_hashes`);
+        the last two None where the report does not say.
+    """
+    system_folder = os.path.dirname(os.path.abspath(path))
+    report, system = os.path.dirname(system_folder), os.path.basename(system_folder)
+    provenance = (report_provenance(os.path.dirname(report))
+                  if os.path.basename(report) == "verification" else None)
+    return {"path": os.path.abspath(path), "sha256": file_sha256(path), "system": system,
+            "checkpoint": scored_checkpoint(report),
+            "data": provenance and list_hashes(provenance[1], system)}
+
+
+def shared_data(records):
+    """The list hashes every recorded input shares: inputs scored on other data are refused.
+
+    Arguments
+    ---------
+    records : list of dict
+        As :func:`input_record` gives, one per system.
+
+    Returns
+    -------
+    dict or None
+        ``{file: sha256}`` of the trial list, manifest and enrolment table;
+        None when no input's report records them (a warning names those
+        that do not).
+
+    Raises
+    ------
+    ManifestError
+        Naming the first input scored on other data than the first recorded
+        one, and the hashes that differ.
+
+    Example
+    -------
+    >>> shared_data([{"path": "a.txt", "data": {"trials": "ab", "manifest": "cd"}},
+    ...              {"path": "b.txt", "data": {"trials": "ab", "manifest": "ef"}}])
+    Traceback (most recent call last):
+      ...
+    local.errors.ManifestError: b.txt: scored on other data than a.txt
+      a.txt: manifest cd
+      b.txt: manifest ef
+    Fix: fuse systems evaluated on the same trial list, manifest and enrolment table (evaluate.py with the same condition)
+    """
+    recorded = [record for record in records if record["data"]]
+    unrecorded = [record["path"] for record in records if not record["data"]]
+    if unrecorded:
+        logger.warning("No provenance record of the data %s was scored on: fused with the "
+                       "others by its trials alone", ", ".join(unrecorded))
+    if not recorded:
+        return None
+    first = recorded[0]
+    for record in recorded[1:]:
+        differing = [key for key in LIST_FILES
+                     if record["data"].get(key) != first["data"].get(key)]
+        if differing:
+            fail(record["path"], f"scored on other data than {first['path']}",
+                 rows=[f"{r['path']}: " + ", ".join(f"{key} {(r['data'].get(key) or 'none')[:12]}"
+                                                    for key in differing)
+                       for r in (first, record)],
+                 fix="fuse systems evaluated on the same trial list, manifest and enrolment "
+                     "table (evaluate.py with the same condition)")
+    return first["data"]
+
+
+def write_record(folder, system, data, fusion):
+    """Add the row ``system`` to the fused folder's :data:`RECORD_FILE`, replacing an older one.
+
+    Arguments
+    ---------
+    folder : str
+        The fused folder (that of its ``summary.csv``).
+    system : str
+        The row's name.
+    data : dict or None
+        ``{file: sha256}`` of the list, as :func:`shared_data` gives.
+    fusion : dict
+        What the row was fused from: ``method`` and the :func:`input_record`
+        of each ``scores`` and ``dev`` file.
+    """
+    path = os.path.join(folder, RECORD_FILE)
+    record = {"data": {}, "fusion": {}}
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as fin:
+            record = json.load(fin)
+    record["data"] = {role: entry for role, entry in record["data"].items()
+                      if not role.startswith(f"evaluation/{system}/")}
+    record["data"].update({f"evaluation/{system}/{key}": {"sha256": value}
+                           for key, value in (data or {}).items()})
+    record["fusion"][system] = fusion
+    with written_whole(path, encoding="utf-8") as out:
+        json.dump(record, out, indent=1)
+
+
 def check_destinations(inputs, out, summary=None):
     """Refuse to write the fusion over its inputs or into a run's own report.
 
@@ -312,6 +435,8 @@ def run_fusion(scores, out, det=None, dev=None, summary=None, system=None):
     try:
         check_destinations(scores + (dev or []), out, summary)
         trials, system_scores = load_systems(scores)
+        inputs = [input_record(path) for path in scores]
+        data = shared_data(inputs)
         development = load_systems(dev) if dev else None
         if development and development[0]["label"].nunique() < 2:
             fail(dev[0], f"has {len(development[0])} trials of one label, and the logistic "
@@ -340,6 +465,9 @@ def run_fusion(scores, out, det=None, dev=None, summary=None, system=None):
               + "  ".join(f"{metrics[n]:{len(n)}.4f}" for n in dcf_names))
     if summary:
         update_summary(summary, system, dict(metrics, trials=len(trials)))
+        write_record(os.path.dirname(os.path.abspath(summary)), system, data, {
+            "method": "logistic" if dev else "mean", "scores": inputs,
+            "dev": [input_record(path) for path in dev or []]})
     return 0
 
 

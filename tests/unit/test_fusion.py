@@ -1,5 +1,6 @@
 """Mean and logistic-regression score fusion, and its command line."""
 
+import json
 import os
 
 import numpy as np
@@ -194,7 +195,7 @@ def test_a_fusion_that_fails_while_writing_leaves_the_files_before_it(tmp_path, 
         update_summary(str(summary), "other", {"trials": 1, "eer": 0.5})
     assert (out.read_bytes(), summary.read_bytes()) == before
     assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == sorted(
-        [*(os.path.basename(p) for p in paths), "fused.txt", "summary.csv"])
+        [*(os.path.basename(p) for p in paths), "fused.txt", "summary.csv", "provenance.json"])
 
 
 def test_a_fusion_is_not_written_over_its_inputs_or_into_a_runs_report(tmp_path, capsys):
@@ -218,3 +219,43 @@ def test_a_fusion_is_not_written_over_its_inputs_or_into_a_runs_report(tmp_path,
         assert capsys.readouterr().err.startswith(message)
     assert {path: open(path, "rb").read() for path in before} == before
     assert not (report / "fused").exists() and not (tmp_path / "f.txt").exists()
+
+
+def write_run(run, trials, scores, manifest_hash="m1", checkpoint="CKPT+1", system="target"):
+    """A run's report holding one system's scores, the checkpoint and the list's hashes."""
+    report = run / "verification"
+    write_scores(report / system / "scores.txt", trials, scores)
+    (report / "checkpoint.txt").write_text(f"{checkpoint}\n")
+    data = {"evaluation/target/trials": {"path": "trials.txt", "sha256": "t1"},
+            "evaluation/target/manifest": {"path": "eval.csv", "sha256": manifest_hash}}
+    (report / "provenance.json").write_text(json.dumps({"data": data}))
+    (report / "summary.csv").write_text(f"system,trials,eer_percent\n{system},{len(trials)},30.0\n")
+    return str(report / system / "scores.txt")
+
+
+def test_systems_scored_on_other_data_are_refused_and_the_fusion_records_its_data(
+        tmp_path, capsys):
+    trials, scores = noisy_systems(0, noise=(1.0, 1.0, 1.0), shift=(0,) * 3, scale=(1,) * 3)
+    paths = [write_run(tmp_path / "vanilla", trials, scores[:, 0]),
+             write_run(tmp_path / "least_squares", trials, scores[:, 1], checkpoint="CKPT+2",
+                       system="target_plda_pooled"),
+             write_run(tmp_path / "relativistic", trials, scores[:, 2], manifest_hash="m2")]
+    fused = tmp_path / "average" / "verification"
+    out = ["--out", str(fused / "target" / "scores.txt"),
+           "--summary", str(fused / "summary.csv"), "--system", "target"]
+    assert main(["--scores", *paths, *out]) == 1
+    assert capsys.readouterr().err.startswith(
+        f"{paths[2]}: scored on other data than {paths[0]}\n"
+        f"  {paths[0]}: manifest m1\n  {paths[2]}: manifest m2\n")
+    assert not (tmp_path / "average").exists()
+    assert main(["--scores", *paths[:2], *out]) == 0
+    record = json.loads((fused / "provenance.json").read_text())
+    assert record["data"] == {"evaluation/target/trials": {"sha256": "t1"},
+                              "evaluation/target/manifest": {"sha256": "m1"}}
+    assert [(i["path"], i["system"], i["checkpoint"]) for i in record["fusion"]["target"]["scores"]] \
+        == [(paths[0], "target", "CKPT+1"), (paths[1], "target_plda_pooled", "CKPT+2")]
+    # The fused folder's hashes are compared with other runs' as a run's are.
+    with pytest.raises(ManifestError, match="'target' scored on other data"):
+        seed_table({"average": collect(str(tmp_path / "average")),
+                    "relativistic": collect(str(tmp_path / "relativistic"))},
+                   ["target"], ["eer_percent"])
