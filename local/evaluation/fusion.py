@@ -343,6 +343,60 @@ def write_record(folder, system, data, fusion):
         json.dump(record, out, indent=1)
 
 
+def check_fused_folder(summary, system, fusion):
+    """Refuse a fusion that would mix with another in the folder of ``summary``.
+
+    Every row of a fused folder is fused by one method from the systems of
+    the same reports (``<run>/verification``), and each row's score files
+    are those it was fused from: a row fused from other systems, or beside a
+    row whose score files have changed since (a run scored again), would
+    make a folder of figures that no one fusion gives.
+
+    Arguments
+    ---------
+    summary : str
+        The ``summary.csv`` the row is for.
+    system : str
+        The row's name; its own older entry is replaced, not compared.
+    fusion : dict
+        What the row is fused from, as :func:`write_record` takes it.
+
+    Raises
+    ------
+    ManifestError
+        Naming the summary, the rows and what differs.
+    """
+    path = os.path.join(os.path.dirname(os.path.abspath(summary)), RECORD_FILE)
+    if not os.path.isfile(path):
+        if os.path.isfile(summary):
+            fail(summary, f"has no record of the fusion its rows come from ({RECORD_FILE})",
+                 fix="write this fusion into a folder of its own, or remove the folder and "
+                     "fuse every list again")
+        return
+
+    def sources(entry):
+        return entry["method"], [os.path.dirname(os.path.dirname(i["path"]))
+                                 for i in entry["scores"]]
+
+    with open(path, encoding="utf-8") as fin:
+        rows = json.load(fin)["fusion"]
+    for row, entry in rows.items():
+        if row == system:
+            continue
+        if sources(entry) != sources(fusion):
+            (method, before), (now, reports) = sources(entry), sources(fusion)
+            fail(summary, f"row '{row}' is the {method} fusion of other systems than this "
+                          f"{now} fusion's", rows=[f"'{row}': {', '.join(before)}",
+                                                   f"this fusion: {', '.join(reports)}"],
+                 fix="write this fusion into a folder of its own (--summary and --out)")
+        changed = [i["path"] for i in entry["scores"] + entry["dev"]
+                   if not os.path.isfile(i["path"]) or file_sha256(i["path"]) != i["sha256"]]
+        if changed:
+            fail(summary, f"row '{row}' was fused from score files that have changed since",
+                 rows=changed, fix="fuse every list again into a folder of its own, or remove "
+                                   f"{os.path.dirname(path)} first")
+
+
 def check_destinations(inputs, out, summary=None):
     """Refuse to write the fusion over its inputs or into a run's own report.
 
@@ -444,6 +498,10 @@ def run_fusion(scores, out, det=None, dev=None, summary=None, system=None):
                  fix="pass development score files of a trial list with both")
         if not development:
             fused, fusion = mean_fusion(system_scores, scores), "fusion (mean)"
+        record = {"method": "logistic" if dev else "mean", "scores": inputs,
+                  "dev": [input_record(path) for path in dev or []]}
+        if summary:
+            check_fused_folder(summary, system, record)
     except ManifestError as err:
         print(err, file=sys.stderr)
         return 1
@@ -465,9 +523,7 @@ def run_fusion(scores, out, det=None, dev=None, summary=None, system=None):
               + "  ".join(f"{metrics[n]:{len(n)}.4f}" for n in dcf_names))
     if summary:
         update_summary(summary, system, dict(metrics, trials=len(trials)))
-        write_record(os.path.dirname(os.path.abspath(summary)), system, data, {
-            "method": "logistic" if dev else "mean", "scores": inputs,
-            "dev": [input_record(path) for path in dev or []]})
+        write_record(os.path.dirname(os.path.abspath(summary)), system, data, record)
     return 0
 
 

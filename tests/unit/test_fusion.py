@@ -259,3 +259,40 @@ def test_systems_scored_on_other_data_are_refused_and_the_fusion_records_its_dat
         seed_table({"average": collect(str(tmp_path / "average")),
                     "relativistic": collect(str(tmp_path / "relativistic"))},
                    ["target"], ["eer_percent"])
+
+
+def test_a_second_fusion_does_not_mix_with_the_first_in_its_folder(tmp_path, capsys):
+    trials, scores = noisy_systems(0, noise=(1.0, 1.0, 1.0), shift=(0,) * 3, scale=(1,) * 3)
+    runs = {}
+    for name, column in zip(("vanilla", "least_squares", "relativistic"), scores.T):
+        runs[name] = tmp_path / name / "verification"
+        for trial_list in ("source", "target"):
+            write_scores(runs[name] / trial_list / "scores.txt", trials, column)
+    fused = tmp_path / "average" / "verification"
+
+    def fuse(names, trial_list):
+        return main(["--scores", *(str(runs[n] / trial_list / "scores.txt") for n in names),
+                     "--out", str(fused / trial_list / "scores.txt"),
+                     "--summary", str(fused / "summary.csv"), "--system", trial_list])
+
+    for trial_list in ("source", "target"):
+        assert fuse(["vanilla", "least_squares"], trial_list) == 0
+    assert fuse(["vanilla", "least_squares"], "target") == 0  # the same fusion again
+    capsys.readouterr()
+    before = {p: p.read_bytes() for p in fused.rglob("*") if p.is_file()}
+    assert fuse(["vanilla", "relativistic"], "target") == 1
+    assert capsys.readouterr().err.startswith(
+        f"{fused / 'summary.csv'}: row 'source' is the mean fusion of other systems than this "
+        f"mean fusion's\n  'source': {runs['vanilla']}, {runs['least_squares']}\n"
+        f"  this fusion: {runs['vanilla']}, {runs['relativistic']}\n")
+    # A run scored again after the fusion: the other list's row is stale.
+    write_scores(runs["least_squares"] / "source" / "scores.txt", trials, scores[:, 2])
+    assert fuse(["vanilla", "least_squares"], "target") == 1
+    assert capsys.readouterr().err.startswith(
+        f"{fused / 'summary.csv'}: row 'source' was fused from score files that have changed "
+        f"since\n  {runs['least_squares'] / 'source' / 'scores.txt'}\n")
+    assert {p: p.read_bytes() for p in fused.rglob("*") if p.is_file()} == before
+    (fused / "provenance.json").unlink()
+    assert fuse(["vanilla", "least_squares"], "target") == 1
+    assert capsys.readouterr().err.startswith(
+        f"{fused / 'summary.csv'}: has no record of the fusion its rows come from")
