@@ -6,6 +6,8 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
+import torch
+from speechbrain.utils.metric_stats import EER
 
 from local.errors import ManifestError
 from local.evaluation.fusion import (
@@ -296,3 +298,17 @@ def test_a_second_fusion_does_not_mix_with_the_first_in_its_folder(tmp_path, cap
     assert fuse(["vanilla", "least_squares"], "target") == 1
     assert capsys.readouterr().err.startswith(
         f"{fused / 'summary.csv'}: has no record of the fusion its rows come from")
+
+
+def test_the_fused_eer_is_speechbrains_on_the_averaged_scores(tmp_path):
+    trials, scores = noisy_systems(6, noise=(1.0, 1.5, 2.0), shift=(0.0, 3.0, -1.0),
+                                   scale=(1.0, 0.2, 5.0))
+    paths = write_systems(tmp_path, "gan", trials, scores)
+    summary = tmp_path / "average" / "verification" / "summary.csv"
+    assert main(["--scores", *paths, "--out", str(tmp_path / "fused.txt"),
+                 "--summary", str(summary), "--system", "target"]) == 0
+    standardised = (scores - scores.mean(axis=0)) / scores.std(axis=0)
+    averaged = torch.from_numpy(standardised.mean(axis=1))
+    labels = torch.from_numpy(trials["label"].to_numpy() == 1)
+    expected, _ = EER(averaged[labels], averaged[~labels])
+    assert pd.read_csv(summary)["eer_percent"][0] == pytest.approx(100 * expected, abs=1e-6)
