@@ -19,9 +19,14 @@ writes the fused score file (and a DET figure of every system and the fusion)
 and prints EER and minDCF of each system and of the fusion. With
 ``--summary``, the fusion's row is added to (or replaced in) a table laid out
 as a run's ``verification/summary.csv``, so that :mod:`local.evaluation.seed_table`
-reads fused systems as it reads runs.
+reads fused systems as it reads runs, and the folder's ``provenance.json``
+records the hashes of the list's data files that the systems' runs were
+scored on (systems scored on other data are refused) and what the row was
+fused from.
 """
 
+import json
+import logging
 import os
 import sys
 
@@ -33,9 +38,19 @@ from scipy.special import expit, logit
 from local.cli import UsageError, command, option
 from local.errors import ManifestError, fail
 from local.evaluation.metrics import VOXCELEB_DCF, compute_metrics, dcf_name
-from local.evaluation.report import plot_det, read_scores, write_scores
+from local.evaluation.report import plot_det, read_scores, scored_checkpoint, write_scores
+from local.evaluation.seed_table import LIST_FILES, list_hashes, report_provenance
 from local.evaluation.verification import summary_table
+from local.provenance import file_sha256
 from local.whole_files import written_whole
+
+logger = logging.getLogger(__name__)
+
+# The fused folder's record, beside its summary.csv: the hashes of each fused
+# list's data files under "data", as in a run's report (so that
+# local.evaluation.seed_table compares a fusion's data with other runs'), and
+# what each row was fused from under "fusion".
+RECORD_FILE = "provenance.json"
 
 # Keeps the logistic-regression weights finite when the development trials
 # are perfectly separable; small enough not to matter otherwise.
@@ -220,6 +235,209 @@ def update_summary(path, system, metrics):
         row.to_csv(out, index=False)
 
 
+def input_record(path):
+    """What a score file was scored on, as a run's report says.
+
+    Arguments
+    ---------
+    path : str
+        A score file; in a run's report it is ``<run>/verification/<system>/scores.txt``.
+
+    Returns
+    -------
+    dict
+        ``path``, ``sha256``, ``system`` (its folder's name: the list, back-end
+        and score normalisation), ``checkpoint`` (the checkpoint its report
+        scored) and ``data`` (the hashes of the list's trials, manifest and
+        enrolment table, :func:`local.evaluation.seed_table.list_hashes`);
+        the last two None where the report does not say.
+    """
+    system_folder = os.path.dirname(os.path.abspath(path))
+    report, system = os.path.dirname(system_folder), os.path.basename(system_folder)
+    provenance = (report_provenance(os.path.dirname(report))
+                  if os.path.basename(report) == "verification" else None)
+    return {"path": os.path.abspath(path), "sha256": file_sha256(path), "system": system,
+            "checkpoint": scored_checkpoint(report),
+            "data": provenance and list_hashes(provenance[1], system)}
+
+
+def shared_data(records):
+    """The list hashes every recorded input shares: inputs scored on other data are refused.
+
+    Arguments
+    ---------
+    records : list of dict
+        As :func:`input_record` gives, one per system.
+
+    Returns
+    -------
+    dict or None
+        ``{file: sha256}`` of the trial list, manifest and enrolment table;
+        None when no input's report records them (a warning names those
+        that do not).
+
+    Raises
+    ------
+    ManifestError
+        Naming the first input scored on other data than the first recorded
+        one, and the hashes that differ.
+
+    Example
+    -------
+    >>> shared_data([{"path": "a.txt", "data": {"trials": "ab", "manifest": "cd"}},
+    ...              {"path": "b.txt", "data": {"trials": "ab", "manifest": "ef"}}])
+    Traceback (most recent call last):
+      ...
+    local.errors.ManifestError: b.txt: scored on other data than a.txt
+      a.txt: manifest cd
+      b.txt: manifest ef
+    Fix: fuse systems evaluated on the same trial list, manifest and enrolment table (evaluate.py with the same condition)
+    """
+    recorded = [record for record in records if record["data"]]
+    unrecorded = [record["path"] for record in records if not record["data"]]
+    if unrecorded:
+        logger.warning("No provenance record of the data %s was scored on: fused with the "
+                       "others by its trials alone", ", ".join(unrecorded))
+    if not recorded:
+        return None
+    first = recorded[0]
+    for record in recorded[1:]:
+        differing = [key for key in LIST_FILES
+                     if record["data"].get(key) != first["data"].get(key)]
+        if differing:
+            fail(record["path"], f"scored on other data than {first['path']}",
+                 rows=[f"{r['path']}: " + ", ".join(f"{key} {(r['data'].get(key) or 'none')[:12]}"
+                                                    for key in differing)
+                       for r in (first, record)],
+                 fix="fuse systems evaluated on the same trial list, manifest and enrolment "
+                     "table (evaluate.py with the same condition)")
+    return first["data"]
+
+
+def write_record(folder, system, data, fusion):
+    """Add the row ``system`` to the fused folder's :data:`RECORD_FILE`, replacing an older one.
+
+    Arguments
+    ---------
+    folder : str
+        The fused folder (that of its ``summary.csv``).
+    system : str
+        The row's name.
+    data : dict or None
+        ``{file: sha256}`` of the list, as :func:`shared_data` gives.
+    fusion : dict
+        What the row was fused from: ``method`` and the :func:`input_record`
+        of each ``scores`` and ``dev`` file.
+    """
+    path = os.path.join(folder, RECORD_FILE)
+    record = {"data": {}, "fusion": {}}
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as fin:
+            record = json.load(fin)
+    record["data"] = {role: entry for role, entry in record["data"].items()
+                      if not role.startswith(f"evaluation/{system}/")}
+    record["data"].update({f"evaluation/{system}/{key}": {"sha256": value}
+                           for key, value in (data or {}).items()})
+    record["fusion"][system] = fusion
+    with written_whole(path, encoding="utf-8") as out:
+        json.dump(record, out, indent=1)
+
+
+def check_fused_folder(summary, system, fusion):
+    """Refuse a fusion that would mix with another in the folder of ``summary``.
+
+    Every row of a fused folder is fused by one method from the systems of
+    the same reports (``<run>/verification``), and each row's score files
+    are those it was fused from: a row fused from other systems, or beside a
+    row whose score files have changed since (a run scored again), would
+    make a folder of figures that no one fusion gives.
+
+    Arguments
+    ---------
+    summary : str
+        The ``summary.csv`` the row is for.
+    system : str
+        The row's name; its own older entry is replaced, not compared.
+    fusion : dict
+        What the row is fused from, as :func:`write_record` takes it.
+
+    Raises
+    ------
+    ManifestError
+        Naming the summary, the rows and what differs.
+    """
+    path = os.path.join(os.path.dirname(os.path.abspath(summary)), RECORD_FILE)
+    if not os.path.isfile(path):
+        if os.path.isfile(summary):
+            fail(summary, f"has no record of the fusion its rows come from ({RECORD_FILE})",
+                 fix="write this fusion into a folder of its own, or remove the folder and "
+                     "fuse every list again")
+        return
+
+    def sources(entry):
+        return entry["method"], [os.path.dirname(os.path.dirname(i["path"]))
+                                 for i in entry["scores"]]
+
+    with open(path, encoding="utf-8") as fin:
+        rows = json.load(fin)["fusion"]
+    for row, entry in rows.items():
+        if row == system:
+            continue
+        if sources(entry) != sources(fusion):
+            (method, before), (now, reports) = sources(entry), sources(fusion)
+            fail(summary, f"row '{row}' is the {method} fusion of other systems than this "
+                          f"{now} fusion's", rows=[f"'{row}': {', '.join(before)}",
+                                                   f"this fusion: {', '.join(reports)}"],
+                 fix="write this fusion into a folder of its own (--summary and --out)")
+        changed = [i["path"] for i in entry["scores"] + entry["dev"]
+                   if not os.path.isfile(i["path"]) or file_sha256(i["path"]) != i["sha256"]]
+        if changed:
+            fail(summary, f"row '{row}' was fused from score files that have changed since",
+                 rows=changed, fix="fuse every list again into a folder of its own, or remove "
+                                   f"{os.path.dirname(path)} first")
+
+
+def check_destinations(inputs, out, summary=None):
+    """Refuse to write the fusion over its inputs or into a run's own report.
+
+    A run's report (``<run>/verification``, holding the name of the checkpoint
+    it scored) describes that run alone: a fused row in its ``summary.csv``
+    would replace or join the run's own figures under its settings.
+
+    Arguments
+    ---------
+    inputs : list of str
+        The score files fused (``--scores`` and ``--dev``).
+    out : str
+        The fused score file to write.
+    summary : str, optional
+        The ``summary.csv`` to add the fusion's row to.
+
+    Raises
+    ------
+    ManifestError
+        Naming the destination and where to write instead.
+
+    Example
+    -------
+    >>> check_destinations(["a/verification/target/scores.txt"], "a/verification/target/scores.txt")
+    Traceback (most recent call last):
+      ...
+    local.errors.ManifestError: a/verification/target/scores.txt: is one of the score files fused, which the fused scores would replace
+    Fix: write the fused scores to a file of their own (--out)
+    """
+    if os.path.abspath(out) in {os.path.abspath(path) for path in inputs}:
+        fail(out, "is one of the score files fused, which the fused scores would replace",
+             fix="write the fused scores to a file of their own (--out)")
+    own = "write the fusion into a folder of its own, e.g. results/<condition>/<name>/<seed>/"
+    for path, report in ((out, os.path.dirname(os.path.dirname(os.path.abspath(out)))),
+                         (summary, summary and os.path.dirname(os.path.abspath(summary)))):
+        if report and scored_checkpoint(report) is not None:
+            fail(path, "lies in a run's own verification report (it holds the checkpoint "
+                       "the run scored), whose figures a fusion would replace or join",
+                 fix=f"{own}verification/ (--out and --summary)")
+
+
 def run_fusion(scores, out, det=None, dev=None, summary=None, system=None):
     """Fuse score files and print EER/minDCF of each system and of the fusion.
 
@@ -243,8 +461,9 @@ def run_fusion(scores, out, det=None, dev=None, summary=None, system=None):
     -------
     int
         0 when the fused score file was written, 1 when the score files do
-        not fit together, one cannot be fused or the development trials are
-        of one label (the problem printed to stderr).
+        not fit together, one cannot be fused, the development trials are
+        of one label or a destination is refused (:func:`check_destinations`;
+        the problem printed to stderr).
 
     Example
     -------
@@ -268,7 +487,10 @@ def run_fusion(scores, out, det=None, dev=None, summary=None, system=None):
     if dev and len(dev) != len(scores):
         raise UsageError(f"{len(scores)} --scores files but {len(dev)} --dev files")
     try:
+        check_destinations(scores + (dev or []), out, summary)
         trials, system_scores = load_systems(scores)
+        inputs = [input_record(path) for path in scores]
+        data = shared_data(inputs)
         development = load_systems(dev) if dev else None
         if development and development[0]["label"].nunique() < 2:
             fail(dev[0], f"has {len(development[0])} trials of one label, and the logistic "
@@ -276,6 +498,10 @@ def run_fusion(scores, out, det=None, dev=None, summary=None, system=None):
                  fix="pass development score files of a trial list with both")
         if not development:
             fused, fusion = mean_fusion(system_scores, scores), "fusion (mean)"
+        record = {"method": "logistic" if dev else "mean", "scores": inputs,
+                  "dev": [input_record(path) for path in dev or []]}
+        if summary:
+            check_fused_folder(summary, system, record)
     except ManifestError as err:
         print(err, file=sys.stderr)
         return 1
@@ -297,6 +523,7 @@ def run_fusion(scores, out, det=None, dev=None, summary=None, system=None):
               + "  ".join(f"{metrics[n]:{len(n)}.4f}" for n in dcf_names))
     if summary:
         update_summary(summary, system, dict(metrics, trials=len(trials)))
+        write_record(os.path.dirname(os.path.abspath(summary)), system, data, record)
     return 0
 
 

@@ -1,10 +1,13 @@
 """Mean and logistic-regression score fusion, and its command line."""
 
+import json
 import os
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
+from speechbrain.utils.metric_stats import EER
 
 from local.errors import ManifestError
 from local.evaluation.fusion import (
@@ -194,4 +197,118 @@ def test_a_fusion_that_fails_while_writing_leaves_the_files_before_it(tmp_path, 
         update_summary(str(summary), "other", {"trials": 1, "eer": 0.5})
     assert (out.read_bytes(), summary.read_bytes()) == before
     assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == sorted(
-        [*(os.path.basename(p) for p in paths), "fused.txt", "summary.csv"])
+        [*(os.path.basename(p) for p in paths), "fused.txt", "summary.csv", "provenance.json"])
+
+
+def test_a_fusion_is_not_written_over_its_inputs_or_into_a_runs_report(tmp_path, capsys):
+    trials, scores = noisy_systems(0, noise=(1.0, 1.0))
+    report = tmp_path / "run" / "verification"
+    paths = [str(report / "target" / "scores.txt"), str(tmp_path / "other.txt")]
+    for path, column in zip(paths, scores.T):
+        write_scores(path, trials, column)
+    (report / "checkpoint.txt").write_text("CKPT+1\n")
+    (report / "summary.csv").write_text("system,trials,eer_percent\ntarget,4000,30.0\n")
+    before = {path: open(path, "rb").read() for path in [*paths, str(report / "summary.csv")]}
+    refused = [
+        (["--out", paths[0]], f"{paths[0]}: is one of the score files fused"),
+        (["--out", str(report / "fused" / "scores.txt")],
+         f"{report / 'fused' / 'scores.txt'}: lies in a run's own verification report"),
+        (["--out", str(tmp_path / "f.txt"), "--summary", str(report / "summary.csv"),
+          "--system", "target"], f"{report / 'summary.csv'}: lies in a run's own verification"),
+    ]
+    for options, message in refused:
+        assert main(["--scores", *paths, *options]) == 1
+        assert capsys.readouterr().err.startswith(message)
+    assert {path: open(path, "rb").read() for path in before} == before
+    assert not (report / "fused").exists() and not (tmp_path / "f.txt").exists()
+
+
+def write_run(run, trials, scores, manifest_hash="m1", checkpoint="CKPT+1", system="target"):
+    """A run's report holding one system's scores, the checkpoint and the list's hashes."""
+    report = run / "verification"
+    write_scores(report / system / "scores.txt", trials, scores)
+    (report / "checkpoint.txt").write_text(f"{checkpoint}\n")
+    data = {"evaluation/target/trials": {"path": "trials.txt", "sha256": "t1"},
+            "evaluation/target/manifest": {"path": "eval.csv", "sha256": manifest_hash}}
+    (report / "provenance.json").write_text(json.dumps({"data": data}))
+    (report / "summary.csv").write_text(f"system,trials,eer_percent\n{system},{len(trials)},30.0\n")
+    return str(report / system / "scores.txt")
+
+
+def test_systems_scored_on_other_data_are_refused_and_the_fusion_records_its_data(
+        tmp_path, capsys):
+    trials, scores = noisy_systems(0, noise=(1.0, 1.0, 1.0), shift=(0,) * 3, scale=(1,) * 3)
+    paths = [write_run(tmp_path / "vanilla", trials, scores[:, 0]),
+             write_run(tmp_path / "least_squares", trials, scores[:, 1], checkpoint="CKPT+2",
+                       system="target_plda_pooled"),
+             write_run(tmp_path / "relativistic", trials, scores[:, 2], manifest_hash="m2")]
+    fused = tmp_path / "average" / "verification"
+    out = ["--out", str(fused / "target" / "scores.txt"),
+           "--summary", str(fused / "summary.csv"), "--system", "target"]
+    assert main(["--scores", *paths, *out]) == 1
+    assert capsys.readouterr().err.startswith(
+        f"{paths[2]}: scored on other data than {paths[0]}\n"
+        f"  {paths[0]}: manifest m1\n  {paths[2]}: manifest m2\n")
+    assert not (tmp_path / "average").exists()
+    assert main(["--scores", *paths[:2], *out]) == 0
+    record = json.loads((fused / "provenance.json").read_text())
+    assert record["data"] == {"evaluation/target/trials": {"sha256": "t1"},
+                              "evaluation/target/manifest": {"sha256": "m1"}}
+    assert [(i["path"], i["system"], i["checkpoint"]) for i in record["fusion"]["target"]["scores"]] \
+        == [(paths[0], "target", "CKPT+1"), (paths[1], "target_plda_pooled", "CKPT+2")]
+    # The fused folder's hashes are compared with other runs' as a run's are.
+    with pytest.raises(ManifestError, match="'target' scored on other data"):
+        seed_table({"average": collect(str(tmp_path / "average")),
+                    "relativistic": collect(str(tmp_path / "relativistic"))},
+                   ["target"], ["eer_percent"])
+
+
+def test_a_second_fusion_does_not_mix_with_the_first_in_its_folder(tmp_path, capsys):
+    trials, scores = noisy_systems(0, noise=(1.0, 1.0, 1.0), shift=(0,) * 3, scale=(1,) * 3)
+    runs = {}
+    for name, column in zip(("vanilla", "least_squares", "relativistic"), scores.T):
+        runs[name] = tmp_path / name / "verification"
+        for trial_list in ("source", "target"):
+            write_scores(runs[name] / trial_list / "scores.txt", trials, column)
+    fused = tmp_path / "average" / "verification"
+
+    def fuse(names, trial_list):
+        return main(["--scores", *(str(runs[n] / trial_list / "scores.txt") for n in names),
+                     "--out", str(fused / trial_list / "scores.txt"),
+                     "--summary", str(fused / "summary.csv"), "--system", trial_list])
+
+    for trial_list in ("source", "target"):
+        assert fuse(["vanilla", "least_squares"], trial_list) == 0
+    assert fuse(["vanilla", "least_squares"], "target") == 0  # the same fusion again
+    capsys.readouterr()
+    before = {p: p.read_bytes() for p in fused.rglob("*") if p.is_file()}
+    assert fuse(["vanilla", "relativistic"], "target") == 1
+    assert capsys.readouterr().err.startswith(
+        f"{fused / 'summary.csv'}: row 'source' is the mean fusion of other systems than this "
+        f"mean fusion's\n  'source': {runs['vanilla']}, {runs['least_squares']}\n"
+        f"  this fusion: {runs['vanilla']}, {runs['relativistic']}\n")
+    # A run scored again after the fusion: the other list's row is stale.
+    write_scores(runs["least_squares"] / "source" / "scores.txt", trials, scores[:, 2])
+    assert fuse(["vanilla", "least_squares"], "target") == 1
+    assert capsys.readouterr().err.startswith(
+        f"{fused / 'summary.csv'}: row 'source' was fused from score files that have changed "
+        f"since\n  {runs['least_squares'] / 'source' / 'scores.txt'}\n")
+    assert {p: p.read_bytes() for p in fused.rglob("*") if p.is_file()} == before
+    (fused / "provenance.json").unlink()
+    assert fuse(["vanilla", "least_squares"], "target") == 1
+    assert capsys.readouterr().err.startswith(
+        f"{fused / 'summary.csv'}: has no record of the fusion its rows come from")
+
+
+def test_the_fused_eer_is_speechbrains_on_the_averaged_scores(tmp_path):
+    trials, scores = noisy_systems(6, noise=(1.0, 1.5, 2.0), shift=(0.0, 3.0, -1.0),
+                                   scale=(1.0, 0.2, 5.0))
+    paths = write_systems(tmp_path, "gan", trials, scores)
+    summary = tmp_path / "average" / "verification" / "summary.csv"
+    assert main(["--scores", *paths, "--out", str(tmp_path / "fused.txt"),
+                 "--summary", str(summary), "--system", "target"]) == 0
+    standardised = (scores - scores.mean(axis=0)) / scores.std(axis=0)
+    averaged = torch.from_numpy(standardised.mean(axis=1))
+    labels = torch.from_numpy(trials["label"].to_numpy() == 1)
+    expected, _ = EER(averaged[labels], averaged[~labels])
+    assert pd.read_csv(summary)["eer_percent"][0] == pytest.approx(100 * expected, abs=1e-6)
