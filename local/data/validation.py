@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pandas as pd
 
-from local.data.audio import check_lengths
+from local.data.audio import check_lengths, file_identity
 from local.data.manifest_io import (
     numbered_trial_lines,
     read_enrolment,
@@ -131,15 +131,8 @@ def audio_stat_digest(wavs, workers=None):
 
 
 def _stats(wavs):
-    """``(size, mtime_ns, ctime_ns)`` of each file, ``(-1, -1, -1)`` for one that cannot be stat'ed."""
-    rows = []
-    for wav in wavs:
-        try:
-            stat = os.stat(wav)
-            rows.append((stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns))
-        except OSError:
-            rows.append((-1, -1, -1))
-    return rows
+    """:func:`file_identity` of each file, ``(-1, -1, -1)`` for one that cannot be found."""
+    return [file_identity(wav) or (-1, -1, -1) for wav in wavs]
 
 
 def _file_problem(row):
