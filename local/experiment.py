@@ -27,7 +27,7 @@ from local.data.manifest_io import read_manifest
 from local.data.ssl_cache import add_cached_crop_pipeline, cache_hidden_states
 from local.data.validation import check_manifest_audio_once, validate
 from local.errors import checked_on_main, fail
-from local.evaluation.verification import check_score_norm, verify
+from local.evaluation.verification import check_cohort, check_score_norm, verify
 from local.model.dann_brain import DANNBrain
 from local.provenance import write_provenance
 from local.run_folder import accept_settings, check_one_run, hold_run_folder, record_run
@@ -57,8 +57,9 @@ def dataio_prep(hparams, condition, device="cpu"):
     """Paired training set, speaker label encoder, evaluation and cohort datasets.
 
     Every manifest, trial list and enrolment table is validated here, before
-    any training, so that a bad trial list, or one that scores training
-    speakers, fails in seconds.
+    any training, so that a bad trial list, one that scores training
+    speakers, or a score-normalisation cohort smaller than ``cohort_top_k``
+    fails in seconds.
 
     Arguments
     ---------
@@ -86,11 +87,6 @@ def dataio_prep(hparams, condition, device="cpu"):
                  allow_speaker_overlap=hparams["allow_speaker_overlap"],
                  embed_seconds=(hparams["min_embed_seconds"], hparams["max_embed_seconds"]))
     eval_manifests = dict.fromkeys(spec["manifest"] for spec in condition["evaluation"].values())
-    if hparams["check_audio"]:
-        # Once per manifest version, by the main process; the others wait for it.
-        for path in dict.fromkeys([condition["source_train"], condition["target_train"],
-                                   *eval_manifests]):
-            checked_on_main(check_manifest_audio_once, path)
     eval_datasets = {path: manifest_dataset(path, check_audio=False) for path in eval_manifests}
     for dataset in eval_datasets.values():
         add_whole_pipeline(dataset)
@@ -101,6 +97,13 @@ def dataio_prep(hparams, condition, device="cpu"):
     for domain, dataset in (("source", source), ("target", target)):
         utterances[domain] = DynamicItemDataset(dataset.data)
         add_whole_pipeline(utterances[domain])
+    # From the manifest, before the audio is read: the cohort a verification would draw.
+    check_cohort(hparams, utterances, condition[f"{hparams['cohort_domain']}_train"])
+    if hparams["check_audio"]:
+        # Once per manifest version, by the main process; the others wait for it.
+        for path in dict.fromkeys([condition["source_train"], condition["target_train"],
+                                   *eval_manifests]):
+            checked_on_main(check_manifest_audio_once, path)
     for domain, dataset in (("source", source), ("target", target)):
         if hparams.get("cache_ssl_features"):
             checked_on_main(cache_hidden_states, hparams["frontend"], utterances[domain],

@@ -115,6 +115,34 @@ def cosine_form(vectors):
     return units, units, torch.zeros(len(units), dtype=units.dtype)
 
 
+def check_cohort_size(size, top_k=None, where="cohort"):
+    """Fail when a cohort of ``size`` is too small for S-norm, or for AS-norm over ``top_k``.
+
+    Arguments
+    ---------
+    size : int
+        The cohort's embeddings, or the utterances it will be drawn from.
+    top_k : int, optional
+        AS-norm's ``cohort_top_k``; ``None`` for S-norm, which needs 2.
+    where : str
+        What the cohort is drawn from, named in the message.
+
+    Example
+    -------
+    >>> check_cohort_size(150, top_k=200)
+    Traceback (most recent call last):
+      ...
+    local.errors.ManifestError: cohort: 150 embeddings, fewer than the 200 that each trial side's mean and standard deviation of cohort scores are taken over
+    Fix: draw the cohort from a training manifest with more utterances within min_embed_seconds and max_embed_seconds, or lower cohort_top_k
+    """
+    needed = top_k or 2
+    if size < needed:
+        fail(where, f"{size} embeddings, fewer than the {needed} that each trial side's "
+             "mean and standard deviation of cohort scores are taken over",
+             fix="draw the cohort from a training manifest with more utterances within "
+                 "min_embed_seconds and max_embed_seconds, or lower cohort_top_k")
+
+
 def cohort_stats(vectors, cohort, top_k=None, form=cosine_form):
     """Mean and standard deviation of each vector's (top ``top_k``) cohort scores.
 
@@ -153,12 +181,8 @@ def cohort_stats(vectors, cohort, top_k=None, form=cosine_form):
     check_finite(cohort, "cohort")
     if top_k is not None and top_k < 2:
         raise ValueError(f"top_k must be at least 2; got {top_k}")
-    size, needed = cohort.shape[0], top_k or 2
-    if size < needed:
-        fail("cohort", f"{size} embeddings, fewer than the {needed} that each trial side's "
-             "mean and standard deviation of cohort scores are taken over",
-             fix="draw the cohort from a training manifest with more utterances within "
-                 "min_embed_seconds and max_embed_seconds, or lower cohort_top_k")
+    size = cohort.shape[0]
+    check_cohort_size(size, top_k)
     left, _, offset = form(vectors)
     _, cohort, cohort_offset = form(cohort.to(vectors.dtype))
     step = max(1, CHUNK_ELEMENTS // size)

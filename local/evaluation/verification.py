@@ -46,7 +46,7 @@ from local.evaluation.report import (
     write_scored_checkpoint,
     write_summary_report,
 )
-from local.evaluation.scoring import score_trials
+from local.evaluation.scoring import check_cohort_size, score_trials
 from local.run_folder import embedding_key
 from local.whole_files import replace_folder, staged_folder
 
@@ -111,6 +111,35 @@ def check_score_norm(hparams):
         _check_number(hparams, key, int, minimum=1)
     if hparams["det_systems"] not in DET_SYSTEMS:
         _refuse(hparams, "det_systems", " or ".join(DET_SYSTEMS))
+
+
+def check_cohort(hparams, training, where="cohort"):
+    """Fail, before anything is embedded, when the score normalisation's cohort would be too small.
+
+    The cohort is drawn from the utterances of ``cohort_domain``'s training
+    manifest within the embedding limits (:meth:`EmbeddingCache.subset`):
+    their number is known from the manifest, so a cohort smaller than
+    ``cohort_top_k`` (S-norm: 2) is refused before the evaluation utterances
+    are embedded, not when the first trial is scored.
+
+    Arguments
+    ---------
+    hparams : dict
+        ``score_norm``, ``cohort_domain``, ``cohort_size``, ``cohort_top_k``,
+        ``min_embed_seconds``, ``max_embed_seconds``.
+    training : dict
+        ``{"source": ..., "target": ...}`` whole-utterance datasets of the
+        training manifests.
+    where : str
+        What the cohort is drawn from, named in the message.
+    """
+    if not hparams["score_norm"]:
+        return
+    limits = hparams["min_embed_seconds"], hparams["max_embed_seconds"]
+    drawn = min(len(embeddable_ids(training[hparams["cohort_domain"]], *limits)),
+                hparams["cohort_size"])
+    check_cohort_size(drawn, hparams["cohort_top_k"] if hparams["score_norm"] == "asnorm"
+                      else None, where)
 
 
 def cohort_subset(ids, size, seed):
@@ -424,6 +453,7 @@ def verify(embed, hparams, condition, eval_datasets, training, device, checkpoin
         ``{system: {"eer": ..., "min_dcf_...": ...}}``, in the order of
         :func:`list_systems`.
     """
+    check_cohort(hparams, training)
     final_folder = os.path.join(hparams["output_folder"], "verification")
     report_folder = staged_folder(final_folder)
     cache = EmbeddingCache(embed, hparams, device, checkpoint, settings)

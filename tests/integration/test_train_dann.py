@@ -178,6 +178,14 @@ def test_bad_score_norm_fails_before_training(demo_corpus, tmp_path):
     assert not os.path.exists(tmp_path / "hyperparams.yaml")  # stopped before the run began
 
 
+def test_too_small_a_cohort_fails_before_training(demo_corpus, tmp_path):
+    # The demo's 240 target training utterances, fewer than cohort_top_k.
+    with pytest.raises(ManifestError, match=r"target_train.csv: 240 embeddings, fewer than the "
+                                            r"300 .*\nFix: draw the cohort"):
+        train(demo_corpus, tmp_path, "--score_norm=asnorm", "--cohort_top_k=300")
+    assert not os.path.exists(tmp_path / "train_log.txt")
+
+
 def test_results_folder_records_the_data_and_code_it_used(runs, demo_corpus):
     with open(os.path.join(runs["baseline"][0], "provenance.json")) as saved:
         record = json.load(saved)

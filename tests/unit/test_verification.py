@@ -11,6 +11,7 @@ from speechbrain.dataio.dataset import DynamicItemDataset
 
 from local.data.dataio import add_whole_pipeline, manifest_dataset
 from local.data.manifest_io import read_trials
+from local.errors import ManifestError
 from local.evaluation.metrics import eer
 from local.evaluation.report import score_file
 from local.evaluation.verification import (
@@ -220,6 +221,21 @@ def test_bad_score_norm_settings(change, message):
     with pytest.raises(ValueError, match=message):
         check_score_norm(dict(NORM, **change))
     check_score_norm(dict(NORM, score_norm="asnorm"))
+
+
+@pytest.mark.parametrize("rows, settings, message", [
+    (None, {"score_norm": "asnorm", "cohort_size": 1000, "cohort_top_k": 300},
+     "240 embeddings, fewer than the 300"),
+    (1, {"score_norm": "snorm"}, "1 embeddings, fewer than the 2"),
+])
+def test_too_small_a_cohort_fails_before_anything_is_embedded(demo_corpus, tmp_path, rows,
+                                                             settings, message):
+    target_train = tmp_path / "target_train.csv"
+    pd.read_csv(demo_corpus["target_train"]).head(rows).to_csv(target_train, index=False)
+    folder = tmp_path / "run"
+    with pytest.raises(ManifestError, match=f"cohort: {message} that each trial side's"):
+        verify_demo(demo_corpus, str(folder), str(target_train), **settings)
+    assert not os.path.exists(folder)
 
 
 class RecordingCache:
