@@ -477,7 +477,7 @@ def read_numbered_trials(path):
 
 
 def numbered_trial_lines(trials, lines):
-    """``line N: label enrol test`` of rows of a trial table, to name them in a message.
+    """``line N: label enrol test [type]`` of rows of a trial table, to name them in a message.
 
     Arguments
     ---------
@@ -493,7 +493,7 @@ def numbered_trial_lines(trials, lines):
     """
     return list("line " + pd.Series(lines[trials.index], index=trials.index).astype(str)
                 + ": " + trials["label"].astype(str) + " " + trials["enrol"] + " "
-                + trials["test"])
+                + trials["test"] + (" " + trials["trial_type"]).str.rstrip())
 
 
 def write_enrolment(models, path):

@@ -33,8 +33,15 @@ OPTIONAL_COLUMNS = ["lang", "channel", "phrase", "gender", "session", "sample_ra
 TRIAL_COLUMNS = ["label", "enrol", "test", "trial_type"]
 TRIAL_LABELS = ("0", "1")
 # SdSV (DeepMine) trial types, target or impostor speaker and correct or wrong
-# phrase, with the label of each: only TC is a target trial.
-SDSV_TRIAL_LABELS = {"TC": 1, "TW": 0, "IC": 0, "IW": 0}
+# phrase: whether the two sides have the same speaker and the same phrase.
+SDSV_TRIAL_TYPES = {"TC": (True, True), "TW": (True, False), "IC": (False, True),
+                    "IW": (False, False)}
+# The label of each: only TC is a target trial.
+SDSV_TRIAL_LABELS = {kind: int(same_speaker and same_phrase)
+                     for kind, (same_speaker, same_phrase) in SDSV_TRIAL_TYPES.items()}
+# The columns, of the manifest and the enrolment table, that a trial type says are the
+# same or differ on its two sides (in the order of SDSV_TRIAL_TYPES' pairs).
+SDSV_TRIAL_COLUMNS = ("spk_id", "phrase")
 # The column of manifest_io.read_fields that holds what follows the expected fields.
 REST = "rest"
 ENROLMENT_COLUMNS = ["model_id", "utt_ids"]

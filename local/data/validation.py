@@ -20,7 +20,12 @@ from local.data.manifest_io import (
     read_manifest,
     read_numbered_trials,
 )
-from local.data.schema import DURATION_TOLERANCE_S, audio_info
+from local.data.schema import (
+    DURATION_TOLERANCE_S,
+    SDSV_TRIAL_COLUMNS,
+    SDSV_TRIAL_TYPES,
+    audio_info,
+)
 from local.errors import ManifestError, fail
 from local.provenance import file_sha256
 from local.whole_files import written_whole
@@ -284,18 +289,18 @@ def validate(manifest_path, trials_path=None, enrolment_path=None, check_audio=T
     >>> validate(os.path.join(folder, "eval.csv"), os.path.join(folder, "wrong.txt"))
     Traceback (most recent call last):
       ...
-    local.errors.ManifestError: .../wrong.txt: labels disagree with the manifest's spk_id
+    local.errors.ManifestError: .../wrong.txt: labels disagree with the spk_id of their sides
       line 1: 0 u1 u2
       line 3: 1 u2 u3
-    Fix: label is 1 exactly when both sides have the same speaker
+    Fix: label is 1 exactly when both sides have the same speaker (the manifest's spk_id; ...
     """
     manifest = read_manifest(manifest_path)
     if check_audio:
         check_manifest_audio(manifest, manifest_path)
     known = set(manifest["ID"])
-    models = {}
+    models, enrolment = {}, None
     if enrolment_path:
-        models, _ = read_enrolment(enrolment_path)
+        models, enrolment = read_enrolment(enrolment_path)
         unknown = [f"{m}: {u}" for m, utts in models.items() for u in utts if u not in known]
         if unknown:
             fail(enrolment_path, f"utterances not in {manifest_path}", rows=unknown,
@@ -309,7 +314,9 @@ def validate(manifest_path, trials_path=None, enrolment_path=None, check_audio=T
     scored = manifest
     if trials_path:
         trials, lines, sides = read_numbered_trials(trials_path)
-        _check_trial_ids(trials, lines, sides, trials_path, manifest, models, manifest_path)
+        values = {column: side_values(column, manifest, models, enrolment, enrolment_path)
+                  for column in SDSV_TRIAL_COLUMNS}
+        _check_trial_ids(trials, lines, sides, trials_path, values, manifest_path)
         enrolled = sides["enrol"][1]
         used = {*sides["test"][1], *enrolled[~enrolled.isin(list(models))],
                 *(utt for model in enrolled[enrolled.isin(list(models))] for utt in models[model])}
@@ -368,36 +375,106 @@ def check_speaker_overlap(train_path, scored, scored_path, allow=False):
              "(python -m data_prep.manifest: --allow-speaker-overlap)")
 
 
-def _check_trial_ids(trials, lines, sides, trials_path, manifest, models, manifest_path):
-    """Every trial side is known; labels agree with the speakers of both sides.
+def side_values(column, manifest, models, enrolment, enrolment_path):
+    """``column`` (``spk_id``, ``phrase``) of every manifest ID and enrolment model, "" if unknown.
 
-    ``lines`` and ``sides`` are as from :func:`read_numbered_trials`.
+    A model's value is its enrolment table's, where the table has the column
+    and the model's row a value; otherwise the one value its utterances'
+    known values share ("" if they have none, or several).
+
+    Arguments
+    ---------
+    column : str
+        A manifest column (one a manifest may lack: all unknown).
+    manifest : pandas.DataFrame
+        As :func:`read_manifest` returns it.
+    models : dict
+        ``{model_id: [utterance ID, ...]}``, each utterance in ``manifest``.
+    enrolment : pandas.DataFrame or None
+        The enrolment table (``model_id`` and optionally ``column``); None
+        without models.
+    enrolment_path : str
+        Its file, named in the message.
+
+    Returns
+    -------
+    pandas.Series
+        Indexed by manifest ID and model ID.
+
+    Raises
+    ------
+    ManifestError
+        When a model's value in the table contradicts one of its utterances'.
     """
-    ids = pd.Index(manifest["ID"])
-    known = ids.append(pd.Index(list(models), dtype=ids.dtype))
-    speakers, speaker_names = pd.factorize(manifest["spk_id"])
-    speakers[(speaker_names == "")[speakers]] = -1
-    unknown, speaker = [], {}
+    values = (manifest.set_index("ID")[column] if column in manifest.columns
+              else pd.Series("", index=manifest["ID"]))
+    if not models:
+        return values
+    own = (enrolment.set_index("model_id")[column] if column in enrolment.columns
+           else pd.Series("", index=list(models)))
+    pairs = pd.Series(models).explode().rename("utt").to_frame()
+    pairs["value"] = pairs["utt"].map(values)
+    pairs["own"] = own.reindex(pairs.index)
+    wrong = pairs[(pairs["value"] != "") & (pairs["own"] != "") & (pairs["value"] != pairs["own"])]
+    if len(wrong):
+        fail(enrolment_path, f"models whose {column} contradicts their utterances'",
+             rows=wrong.index + f": {column} " + wrong["own"] + ", utterance " + wrong["utt"]
+             + f" {column} " + wrong["value"],
+             fix=f"give each model the {column} of its utterances in the manifest")
+    utterances = pairs[pairs["value"] != ""].groupby(level=0)["value"]
+    shared = utterances.first().where(utterances.nunique() == 1).reindex(own.index)
+    return pd.concat([own.where(own != "", shared).fillna(""),
+                      values.drop(list(models), errors="ignore")])
+
+
+def _sameness(values, sides):
+    """Per trial: 1 where both sides have the same known value, 0 where they differ, -1 unknown."""
+    codes = pd.Series(pd.factorize(values.mask(values == ""))[0], index=values.index)
+    enrol, test = (codes.reindex(uniques).to_numpy()[positions]
+                   for positions, uniques in (sides["enrol"], sides["test"]))
+    return np.where((enrol >= 0) & (test >= 0), enrol == test, -1)
+
+
+def _check_trial_ids(trials, lines, sides, trials_path, values, manifest_path):
+    """Every trial side is known; labels and SdSV trial types agree with both sides.
+
+    ``lines`` and ``sides`` are as from :func:`read_numbered_trials`;
+    ``values`` is ``{column: series}`` of :func:`side_values`, for each of
+    :data:`~local.data.schema.SDSV_TRIAL_COLUMNS`.
+    """
+    known = values["spk_id"].index
+    unknown = []
     for side in ("enrol", "test"):
         codes, uniques = sides[side]
         rows = np.flatnonzero(~uniques.isin(known)[codes])
         unknown.append(pd.DataFrame({"line": lines[rows], "side": side,
                                      "ident": trials[side].to_numpy()[rows]}))
-        position = ids.get_indexer(uniques)
-        speaker[side] = np.where(position >= 0, speakers[position], -1)[codes]
     unknown = pd.concat(unknown).sort_values("line", kind="stable")
     if len(unknown):
         fail(trials_path, f"trials name IDs that are not in {manifest_path}",
              rows="line " + unknown["line"].astype(str) + ": " + unknown["side"] + " '"
              + unknown["ident"] + "'",
              fix="use the manifest's ID column (or an enrolment model ID)")
-    # Where both sides have a known speaker, the label must agree with them.
-    # Typed (text-dependent) trials are exempt: a same-speaker, wrong-phrase
-    # trial is a non-target.
-    left, right = speaker["enrol"], speaker["test"]
-    wrong = ((trials["trial_type"].to_numpy() == "") & (left >= 0) & (right >= 0)
-             & ((left == right) != (trials["label"].to_numpy() == 1)))
+    same = {column: _sameness(values[column], sides) for column in SDSV_TRIAL_COLUMNS}
+    # Where both sides have a known speaker, an untyped trial's label must agree
+    # with them; a typed (text-dependent) one's label follows its type, which
+    # says whether the speakers, and the phrases, are the same.
+    types = trials["trial_type"]
+    wrong = (types.to_numpy() == "") & (same["spk_id"] >= 0) & (
+        same["spk_id"] != trials["label"].to_numpy())
     if wrong.any():
-        fail(trials_path, "labels disagree with the manifest's spk_id",
+        fail(trials_path, "labels disagree with the spk_id of their sides",
              rows=numbered_trial_lines(trials[wrong], lines),
-             fix="label is 1 exactly when both sides have the same speaker")
+             fix="label is 1 exactly when both sides have the same speaker (the manifest's "
+                 "spk_id; a model's in the enrolment table, or that of its utterances)")
+    for position, column in enumerate(SDSV_TRIAL_COLUMNS):
+        expected = types.map({kind: int(pair[position])
+                              for kind, pair in SDSV_TRIAL_TYPES.items()}).fillna(-1).to_numpy()
+        wrong = (expected >= 0) & (same[column] >= 0) & (same[column] != expected)
+        if wrong.any():
+            alike = " and ".join(kind for kind, pair in SDSV_TRIAL_TYPES.items() if pair[position])
+            fail(trials_path, f"SdSV trial types disagree with the {column} of their sides",
+                 rows=numbered_trial_lines(trials[wrong], lines),
+                 fix=f"{alike} trials have the same {column} on both sides, the others "
+                     f"different ones (the manifest's {column}; a model's in the enrolment "
+                     "table, or that of its utterances)")

@@ -713,6 +713,57 @@ def test_label_contradicting_its_sdsv_trial_type(corpus):
         validate(manifest, folder / "t.txt")
 
 
+def with_phrases(manifest):
+    """The manifest with a phrase column: 01 for each speaker's first utterance, 02 for the second."""
+    table = pd.read_csv(manifest, dtype=str, keep_default_na=False)
+    table["phrase"] = "0" + table["ID"].str[-1]
+    table.to_csv(manifest, index=False)
+
+
+@pytest.mark.parametrize("text, problem, line", [
+    # A target speaker's trial between two speakers, an impostor's within one.
+    ("1 spkA_1 spkB_2 TC\n0 spkA_1 spkA_2 TW\n", "spk_id", "line 1: 1 spkA_1 spkB_2 TC"),
+    ("1 spkA_1 spkA_2 TC\n0 spkB_1 spkB_2 IW\n", "spk_id", "line 2: 0 spkB_1 spkB_2 IW"),
+    # A correct phrase's trial between two phrases, a wrong one's within one.
+    ("1 spkA_1 spkA_2 TC\n0 spkA_1 spkB_2 IW\n", "phrase", "line 1: 1 spkA_1 spkA_2 TC"),
+    ("0 spkA_1 spkB_1 IW\n1 model_b spkB_2 TC\n", "phrase", "line 1: 0 spkA_1 spkB_1 IW"),
+    # An enrolment model's speaker and phrase are its utterances'.
+    ("0 spkA_1 spkA_2 TW\n1 model_b spkA_2 TC\n", "spk_id", "line 2: 1 model_b spkA_2 TC"),
+])
+def test_sdsv_trial_type_contradicting_the_sides_is_refused(corpus, text, problem, line):
+    folder, manifest, _ = corpus
+    with_phrases(manifest)
+    write_enrolment([{"model_id": "model_b", "utt_ids": ["spkB_2"]}], folder / "enrol.csv")
+    (folder / "t.txt").write_text(text)
+    with pytest.raises(ManifestError, match=f"t.txt: SdSV trial types disagree with the "
+                                            f"{problem} of their sides\n  {line}\nFix: "):
+        validate(manifest, folder / "t.txt", folder / "enrol.csv")
+    (folder / "t.txt").write_text("0 spkA_1 spkA_2 TW\n0 spkA_1 spkB_1 IC\n"
+                                  "0 spkA_2 spkB_1 IW\n1 model_b spkB_2 TC\n")
+    validate(manifest, folder / "t.txt", folder / "enrol.csv")
+
+
+def test_untyped_trial_of_a_model_is_checked_against_its_utterances_speaker(corpus):
+    folder, manifest, _ = corpus
+    write_enrolment([{"model_id": "model_a", "utt_ids": ["spkA_1", "spkA_2"]}],
+                    folder / "enrol.csv")
+    write_trials([(0, "model_a", "spkA_2"), (1, "model_a", "spkB_1")], folder / "t.txt")
+    with pytest.raises(ManifestError, match="labels disagree with the spk_id of their sides\n"
+                                            "  line 1: 0 model_a spkA_2\n"
+                                            "  line 2: 1 model_a spkB_1\nFix"):
+        validate(manifest, folder / "t.txt", folder / "enrol.csv")
+
+
+def test_enrolment_table_speaker_contradicting_the_utterances_is_refused(corpus):
+    folder, manifest, trials = corpus
+    write_enrolment([{"model_id": "model_a", "utt_ids": ["spkA_1", "spkA_2"], "spk_id": "spkB"}],
+                    folder / "enrol.csv")
+    with pytest.raises(ManifestError, match="enrol.csv: models whose spk_id contradicts their "
+                                            "utterances'\n  model_a: spk_id spkB, utterance "
+                                            "spkA_1 spk_id spkA\n"):
+        validate(manifest, trials, folder / "enrol.csv")
+
+
 @pytest.mark.parametrize("text, line", [
     ("1 spkA_1 spkA_2 TC x y z\n0 spkA_1 spkB_1\n", "line 1: 1 spkA_1 spkA_2 TC x y z"),
     ("1 spkA_1 spkA_2\n0 spkA_1 spkB_1 TC x y\n", "line 2: 0 spkA_1 spkB_1 TC x y"),
