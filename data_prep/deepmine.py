@@ -283,7 +283,9 @@ def _read_enrolment(path, task, train_labels):
     """``{model: (phrase or None, [enrolment file, ...])}``; the task must be ``task``."""
     lines = _lines(path, fix="use docs/model_enrollment.txt as extracted")
     first, fields = lines[0]
-    own = 1 if len(fields) > 2 and PHRASE.match(fields[1]) else 2
+    # A task 1 line's second field is a phrase ID, a number (which the lines'
+    # check below holds to 01-10); a task 2 line's is an enrolment file ID.
+    own = 1 if len(fields) > 1 and fields[1].isdigit() else 2
     if own != task:
         fail(path, f"is task {own}'s (line {first}: '{' '.join(fields)}') but "
              f"{train_labels} is task {task}'s", fix=SEPARATE_TASKS)
@@ -296,8 +298,9 @@ def _read_enrolment(path, task, train_labels):
         else:
             models[fields[0]] = (fields[1] if task == 1 else None, files)
     if bad:
-        fail(path, f"lines not of the form '{ENROL_FORM[task]}' (task {task}), or models "
-             "listed twice", rows=bad, fix="use docs/model_enrollment.txt as extracted; "
+        fail(path, f"lines not of the form '{ENROL_FORM[task]}' (task {task})"
+             f"{' with phrase-id 01 to 10' if task == 1 else ''}, or models listed twice",
+             rows=bad, fix="use docs/model_enrollment.txt as extracted; "
              + SEPARATE_TASKS)
     _check_one_phrase_per_file(path, models)
     return models

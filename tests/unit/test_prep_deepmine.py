@@ -382,6 +382,14 @@ def _task2_enrolment_line(task1, tmp_path):
     _append(task1 / "docs" / "model_enrollment.txt", "model_00002 enr_188426\n")
 
 
+def _first_enrolment_phrase(phrase):
+    """A breakage: the first enrolment line's phrase ID replaced by ``phrase``."""
+    def breakage(task1, tmp_path):
+        (task1 / "docs" / "model_enrollment.txt").write_text(
+            TASK1_ENROLMENT.replace("model_00000 07", f"model_00000 {phrase}"))
+    return breakage
+
+
 def _enrolment_file_of_two_phrases(task1, tmp_path):
     _append(task1 / "docs" / "model_enrollment.txt", "model_00002 07 enr_000101 enr_000104\n")
 
@@ -441,6 +449,11 @@ def _channel_of_unknown_file(task1, tmp_path):
     (_task2_enrolment_line, r"model_enrollment.txt: lines not of the form 'model-id "
                             r"phrase-id .*\n  line 4: model_00002 enr_188426\n"),
     (_tasks_mixed, r"model_enrollment.txt: is task 2's .*/train_labels.txt is task 1's"),
+    (_first_enrolment_phrase("7"), r"model_enrollment.txt: lines not of the form 'model-id "
+                                   r"phrase-id .*' \(task 1\) with phrase-id 01 to 10, or "
+                                   r"models listed twice\n  line 2: model_00000 7 enr_007492"),
+    (_first_enrolment_phrase("11"), r"model_enrollment.txt: lines not .*\n"
+                                    r"  line 2: model_00000 11 enr_007492"),
     (_enrolment_file_of_two_phrases, r"model_enrollment.txt: enrolment files of models of "
                                      r"different phrases\n  enr_000101: phrase 02 in "
                                      r"model_00001, 07 in model_00002\nFix: "),
