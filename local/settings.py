@@ -17,6 +17,7 @@ import difflib
 import glob
 import io
 import json
+import math
 import os
 import re
 import sys
@@ -272,6 +273,31 @@ def _tagged(loader, suffix, node):
 _Tagged.add_multi_constructor("!", _tagged)
 
 
+def run_option_words():
+    """``{option: words it takes after it}`` of SpeechBrain's run options, from its own parser.
+
+    0 for a flag (``--debug``), 1 for an option with a value (``--device
+    cpu``), ``math.inf`` for a list (``--jit_module_keys a b``): the
+    ``nargs`` of each option of the argparse parser that
+    ``sb.parse_arguments`` builds (``RunOptions._create_parser``, pinned with
+    SpeechBrain in ``tests/unit/test_speechbrain_internals.py``).
+
+    Returns
+    -------
+    dict
+
+    Example
+    -------
+    >>> words = run_option_words()
+    >>> words["--debug"], words["--device"], words["--jit_module_keys"]
+    (0, 1, inf)
+    """
+    words = {None: 1, "?": 1, "*": math.inf, "+": math.inf}
+    return {option: words.get(action.nargs, action.nargs)
+            for action in RunOptions._create_parser()._actions
+            for option in action.option_strings}
+
+
 def parse_arguments(argv=None):
     """``sb.parse_arguments`` of a command line whose every word a setting takes.
 
@@ -279,9 +305,11 @@ def parse_arguments(argv=None):
     value of the setting before it: ``--output_folder=results/x
     recipes/demo/condition.yaml`` would train the default condition into a
     folder named ``results/x recipes/demo/condition.yaml``. Such a word is
-    refused; a word is a value only after a ``--key`` without ``=``
-    (``--device cpu``) or inside a list or mapping that its setting has not
-    yet closed (``--backend=[plda, plda_pooled]``, unquoted).
+    refused; a word is a value only after a ``--key`` without ``=`` that
+    takes one (``--device cpu``, ``--seed 3``; a run option that takes none,
+    ``--debug``, leaves the word to the setting before it: :func:`run_option_words`)
+    or inside a list or mapping that its setting has not yet closed
+    (``--backend=[plda, plda_pooled]``, unquoted).
 
     Arguments
     ---------
@@ -305,16 +333,20 @@ def parse_arguments(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     # Words before the first setting are left to load_condition, which
     # refuses the text they make.
-    previous, takes_word, unclosed = None, False, 0
+    option_words = run_option_words()
+    previous, words, unclosed = None, 0, 0
     for word in argv[1:]:
         if word.startswith("--"):
-            _, equals, value = word.partition("=")
-            previous, takes_word, unclosed = word, not equals, 0
-        elif previous and not (takes_word or unclosed > 0):
-            fail(argv[0], f"{word!r} is no --key=value setting, and SpeechBrain would read it "
-                          f"as part of {previous}", fix=_KEY_VALUE_FIX)
+            key, equals, value = word.partition("=")
+            # An override without "=" (--seed 3) takes one word, as a run option with a value.
+            previous, words, unclosed = word, 0 if equals else option_words.get(key, 1), 0
+        elif previous and not (words or unclosed > 0):
+            reading = (f"{previous} takes no value" if option_words.get(previous) == 0
+                       else f"SpeechBrain would read it as part of {previous}")
+            fail(argv[0], f"{word!r} is no --key=value setting, and {reading}",
+                 fix=_KEY_VALUE_FIX)
         else:
-            value, takes_word = word, False
+            value, words = word, max(words - 1, 0)
         unclosed += sum(value.count(c) for c in "[{") - sum(value.count(c) for c in "]}")
     return sb.parse_arguments(argv)
 

@@ -179,11 +179,22 @@ def test_a_word_after_a_setting_is_refused_not_read_into_its_value(argv, setting
         parse_arguments(["hparams/dann_fbank.yaml", *argv])
 
 
+@pytest.mark.parametrize("argv", [["--seed=2", "--debug", "x"], ["--debug", "x", "--seed=2"]])
+def test_a_word_after_a_run_option_that_takes_none_is_refused(argv):
+    # sb.parse_arguments reads it as part of the setting before the option, or as YAML text.
+    with pytest.raises(ManifestError, match=r"hparams/dann_fbank.yaml: 'x' is no --key=value "
+                                            r"setting, and --debug takes no value\nFix: pass "
+                                            r"each setting as --key=value"):
+        parse_arguments(["hparams/dann_fbank.yaml", *argv])
+
+
 def test_the_words_a_setting_takes_are_read_as_speechbrain_reads_them():
     _, run_opts, overrides = parse_arguments(
         ["hparams/dann_fbank.yaml", "--device", "cpu", "--seed", "3",
-         "--backend=[plda,", "plda_pooled]", "--lr=0.1"])
-    assert run_opts["device"] == "cpu"
+         "--backend=[plda,", "plda_pooled]", "--debug", "--jit_module_keys", "a", "b",
+         "--lr=0.1"])
+    assert run_opts["device"] == "cpu" and run_opts["debug"]
+    assert run_opts["jit_module_keys"] == ["a", "b"]
     assert yaml.safe_load(overrides) == {"seed": 3, "backend": ["plda", "plda_pooled"], "lr": 0.1}
 
 

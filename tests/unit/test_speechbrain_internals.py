@@ -1,9 +1,11 @@
 """The Brain internals DANNBrain relies on, as the pinned SpeechBrain has them.
 
 A failure here after a SpeechBrain upgrade names what to re-check in
-``local/model/dann_brain.py`` (its ``SPEECHBRAIN_VERSION`` comment).
+``local/model/dann_brain.py`` (its ``SPEECHBRAIN_VERSION`` comment), or in
+``local/settings.py``, which reads the parser of ``sb.parse_arguments``.
 """
 
+import math
 import pathlib
 import re
 
@@ -13,6 +15,7 @@ import torch
 import yaml
 
 from local.model.dann_brain import SPEECHBRAIN_VERSION
+from local.settings import run_option_words
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -95,3 +98,13 @@ def test_each_step_asks_the_private_hook_whether_to_save_inside_the_epoch(brain,
     batches = torch.utils.data.DataLoader([torch.ones(1, 2)] * 3, batch_size=None)
     brain.fit(range(1), batches, progressbar=False)
     assert asked == [(1, 1), (2, 2), (3, 3)]
+
+
+def test_the_run_options_parser_gives_the_words_each_option_takes():
+    """run_option_words reads RunOptions' private parser, the one sb.parse_arguments parses with."""
+    words = run_option_words()
+    assert words["--debug"] == words["--noprogressbar"] == 0
+    assert words["--device"] == words["--precision"] == 1
+    assert words["--jit_module_keys"] == math.inf
+    _, run_opts, overrides = sb.parse_arguments(["h.yaml", "--seed=2", "--debug", "x"])
+    assert run_opts["debug"] and overrides == "seed: 2 x"  # what parse_arguments refuses
