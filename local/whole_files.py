@@ -249,9 +249,11 @@ def staged_folder(folder):
     That folder, ``<folder>.partial`` beside ``folder``, takes the place of
     ``folder`` when the block ends, so that ``folder`` holds what one writer
     wrote, and a writer that fails or is killed leaves the folder before it as
-    it was. A ``<folder>.partial`` left by such a writer is removed here, and
-    a folder left aside as ``<folder>.previous`` by a kill during the
-    replacement is put back (or, once its successor is in place, removed).
+    it was. When the block raises, the staging folder is removed with what it
+    holds (a full disk is not kept full until the next writer); one left by a
+    killed writer is removed here, by the next, and a folder left aside as
+    ``<folder>.previous`` by a kill during the replacement is put back (or,
+    once its successor is in place, removed).
     The block holds ``<folder>.lock`` (:func:`taken_lock`): a second writer
     of ``folder`` meanwhile is refused.
 
@@ -298,7 +300,11 @@ def staged_folder(folder):
                 os.rename(previous, folder)
         shutil.rmtree(staged, ignore_errors=True)
         os.makedirs(staged)
-        yield staged
+        try:
+            yield staged
+        except BaseException:
+            shutil.rmtree(staged, ignore_errors=True)
+            raise
         if os.path.isdir(folder):
             os.rename(folder, previous)
         os.rename(staged, folder)

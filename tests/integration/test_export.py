@@ -189,7 +189,9 @@ def test_a_failed_export_leaves_the_export_before_it_whole(runs, tmp_path, monke
         with pytest.raises(OSError, match="No space left"):
             export_model(str(run))
     assert {name: (model / name).read_bytes() for name in os.listdir(model)} == before
-    export_model(str(run))  # the next export takes the place of the staged one
+    # Its staged files are removed, rather than holding the disk until the next export.
+    assert sorted(name for name in os.listdir(run) if name.startswith("model")) == ["model"]
+    export_model(str(run))
     assert sorted(name for name in os.listdir(run) if name.startswith("model")) == ["model"]
     assert list(pd.read_csv(model / "thresholds.csv")["trial_list"]) == ["source", "target"]
     exported = torch.load(runs["fbank"] / "model" / "embedding_model.ckpt")

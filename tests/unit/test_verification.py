@@ -11,6 +11,7 @@ from speechbrain.dataio.dataset import DynamicItemDataset
 
 from local.data.dataio import add_whole_pipeline, manifest_dataset
 from local.data.manifest_io import read_trials
+from local.evaluation import verification
 from local.evaluation.metrics import eer
 from local.evaluation.report import score_file
 from local.evaluation.verification import (
@@ -151,6 +152,31 @@ def test_an_ssl_model_replaced_under_the_same_source_is_embedded_again(demo_corp
     after = cache_files(folder)
     assert len(after) == 2 * len(before)
     assert all(after[name] == content for name, content in before.items())
+
+
+def report_files(folder):
+    """``{path: bytes}`` of every file of the report in ``folder``."""
+    report = os.path.join(folder, "verification")
+    return {os.path.join(root, name): open(os.path.join(root, name), "rb").read()
+            for root, _, names in os.walk(report) for name in names}
+
+
+def test_a_failed_verification_leaves_the_report_before_it_and_removes_its_own(demo_corpus,
+                                                                              tmp_path,
+                                                                              monkeypatch):
+    verify_demo(demo_corpus, str(tmp_path))
+    before = report_files(tmp_path)
+
+    def failed(*args, **kwargs):
+        raise RuntimeError("failed")
+
+    # After every system's score file and table, before the figure and the summary.
+    monkeypatch.setattr(verification, "plot_det", failed)
+    with pytest.raises(RuntimeError, match="failed"):
+        verify_demo(demo_corpus, str(tmp_path), score_norm="snorm")
+    assert report_files(tmp_path) == before
+    assert [name for name in os.listdir(tmp_path) if name.startswith("verification")] \
+        == ["verification"]
 
 
 def test_score_files_and_metrics_agree(verified, demo_corpus):
