@@ -57,7 +57,7 @@ from hyperpyyaml import dump_hyperpyyaml, load_hyperpyyaml
 from speechbrain.utils.logger import get_logger
 
 from local.cli import command, option
-from local.errors import exit_on_bad_input, fail
+from local.errors import exit_on_bad_input, fail, failing_on_full_disk
 from local.evaluation.metrics import eer, eer_threshold
 from local.evaluation.report import CHECKPOINT_FILE, read_scores, score_file, scored_checkpoint
 from local.model.checkpoints import CompleteCheckpointer
@@ -378,7 +378,11 @@ def export_model(run_folder, model_folder=None, checkpoints_dir=None, trial_list
         longest=json.dumps(run.get("max_embed_seconds")),
         **(CLASSIFIER_WIRING if classifier else dict.fromkeys(CLASSIFIER_WIRING, "")))
     check_replaceable(model_folder)
-    with staged_folder(model_folder) as staged:
+    # A full disk is named before the staged model is removed.
+    with staged_folder(model_folder) as staged, failing_on_full_disk(
+            model_folder, "the exported model",
+            "and export the run again (python -m local.export); the model exported before it "
+            "and the run are intact"):
         for name, module in trained.items():
             state = module.state_dict()
             if name == "classifier":

@@ -38,7 +38,7 @@ from local.evaluation.backends import (
     system_name,
 )
 from local.embedding import compute_embeddings, content_key, embeddable_ids
-from local.errors import fail
+from local.errors import fail, failing_on_full_disk
 from local.evaluation.metrics import VOXCELEB_DCF
 from local.evaluation.report import (
     plot_det,
@@ -425,7 +425,12 @@ def verify(embed, hparams, condition, eval_datasets, training, device, checkpoin
         :func:`list_systems`.
     """
     final_folder = os.path.join(hparams["output_folder"], "verification")
-    with staged_folder(final_folder) as report_folder:
+    # A full disk is named before the staged report is removed.
+    with staged_folder(final_folder) as report_folder, failing_on_full_disk(
+            hparams["output_folder"], "the verification report or an embedding cache",
+            "and evaluate the run again (python evaluate.py with its hparams and overrides); "
+            "the report before it, the checkpoints and the embedding caches written before are "
+            "intact"):
         cache = EmbeddingCache(embed, hparams, device, checkpoint, settings)
         embeddings = evaluation_embeddings(cache, condition["evaluation"], eval_datasets)
         backends, unscored = build_backends(chosen_backends(hparams),

@@ -186,7 +186,10 @@ def test_a_failed_export_leaves_the_export_before_it_whole(runs, tmp_path, monke
 
     with monkeypatch.context() as patch:  # every module file written, the thresholds not
         patch.setattr(pd.DataFrame, "to_csv", full_disk)
-        with pytest.raises(OSError, match="No space left"):
+        with pytest.raises(ManifestError, match=rf"{model}: the disk is full: the exported model "
+                                                r"could not be written \(\[Errno 28\] No space "
+                                                rf"left on device\)\nFix: free space on the disk "
+                                                rf"of {model}, and export the run again"):
             export_model(str(run))
     assert {name: (model / name).read_bytes() for name in os.listdir(model)} == before
     # Its staged files are removed, rather than holding the disk until the next export.
