@@ -5,10 +5,19 @@ raises :class:`ManifestError` through :func:`fail`, so a user sees one kind of
 message: the file, what is wrong with it, the first offending rows, the fix.
 """
 
+import contextlib
+import errno
+import os
+import shutil
+
 from speechbrain.utils.distributed import main_process_only
 
 # Never accept more than this many offending rows into one message.
 MAX_REPORTED = 5
+# torch.save reports a failed write to a path as a RuntimeError without errno
+# ("enforce fail at inline_container.cc"); below this much free space it is a
+# full disk.
+FULL_BELOW_BYTES = 1 << 20
 
 
 class ManifestError(ValueError):
@@ -85,6 +94,77 @@ def exit_on_bad_input(command, *arguments):
         return command(*arguments)
     except ManifestError as error:
         raise SystemExit(str(error)) from None
+
+
+def is_disk_full(error, folder):
+    """Whether ``error``, raised while writing into ``folder``, is that of a full disk.
+
+    Arguments
+    ---------
+    error : Exception
+        What the write raised.
+    folder : str
+        Where it wrote (or, while that is not made yet, into its parent).
+
+    Returns
+    -------
+    bool
+        For an ``OSError`` of no space or no quota left, or an ``OSError`` or
+        ``RuntimeError`` (torch's) while under :data:`FULL_BELOW_BYTES` are free.
+
+    Example
+    -------
+    >>> is_disk_full(OSError(errno.ENOSPC, "No space left on device"), ".")
+    True
+    >>> is_disk_full(ValueError("not a write"), ".")
+    False
+    """
+    if getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    if not isinstance(error, (OSError, RuntimeError)):
+        return False
+    disk = folder if os.path.isdir(folder) else os.path.dirname(os.path.abspath(folder))
+    return shutil.disk_usage(disk).free < FULL_BELOW_BYTES
+
+
+@contextlib.contextmanager
+def failing_on_full_disk(folder, written, fix):
+    """A block whose full disk (:func:`is_disk_full`) fails with a message naming ``folder``.
+
+    Enter it inside any block that removes what was written when it fails:
+    the free space is measured before that.
+
+    Arguments
+    ---------
+    folder : str
+        Where the block writes.
+    written : str
+        What it writes, for the message (``"a checkpoint"``).
+    fix : str
+        What to do besides freeing space on the disk of ``folder``, and what
+        is intact.
+
+    Raises
+    ------
+    ManifestError
+        On a full disk, with the fix.
+
+    Example
+    -------
+    >>> with failing_on_full_disk("run", "the report", "and evaluate it again"):
+    ...     raise OSError(errno.ENOSPC, "No space left")
+    Traceback (most recent call last):
+      ...
+    local.errors.ManifestError: run: the disk is full: the report could not be written ([Errno 28] No space left)
+    Fix: free space on the disk of run, and evaluate it again
+    """
+    try:
+        yield
+    except (OSError, RuntimeError) as error:
+        if is_disk_full(error, folder):
+            fail(folder, f"the disk is full: {written} could not be written ({error})",
+                 fix=f"free space on the disk of {folder}, {fix}")
+        raise
 
 
 def checked_on_main(check, *arguments):

@@ -57,12 +57,12 @@ from hyperpyyaml import dump_hyperpyyaml, load_hyperpyyaml
 from speechbrain.utils.logger import get_logger
 
 from local.cli import command, option
-from local.errors import exit_on_bad_input, fail
+from local.errors import exit_on_bad_input, fail, failing_on_full_disk
 from local.evaluation.metrics import eer, eer_threshold
 from local.evaluation.report import CHECKPOINT_FILE, read_scores, score_file, scored_checkpoint
 from local.model.checkpoints import CompleteCheckpointer
 from local.run_folder import hold_run_folder, release_run_folders
-from local.whole_files import replace_folder, staged_folder
+from local.whole_files import staged_folder
 
 logger = get_logger(__name__)
 
@@ -367,22 +367,9 @@ def export_model(run_folder, model_folder=None, checkpoints_dir=None, trial_list
     part, frontend = trained_frontend(modules["frontend"])
     trained = {part: frontend, **{name: module for name, module in modules.items()
                                   if name != "frontend"}}
-    check_replaceable(model_folder)
-    staged = staged_folder(model_folder)
-    for name, module in trained.items():
-        state = module.state_dict()
-        if name == "classifier":
-            # The rows of the label encoder's source speakers; the target
-            # pseudo-speakers' rows after them have no label to decode. A copy:
-            # torch.save writes the whole storage of a view.
-            state["weight"] = state["weight"][:run["n_speakers"]].clone()
-        torch.save(state, os.path.join(staged, f"{name}.ckpt"))
     classifier = "classifier" in modules
-    if classifier:
-        shutil.copy(label_encoder, os.path.join(staged, "label_encoder.ckpt"))
     header = HEADER.format(model_name=run["model_name"], condition=run["condition"],
                            checkpoint=os.path.basename(checkpoint.path))
-    points.to_csv(os.path.join(staged, "thresholds.csv"), index=False)
     wiring = WIRING.format(
         threshold_list=points["trial_list"][0], threshold=float(points["threshold"][0]),
         frontend_part=part, frontend_ref="frontend" if part == "frontend" else f"frontend.{part}",
@@ -390,9 +377,25 @@ def export_model(run_folder, model_folder=None, checkpoints_dir=None, trial_list
         shortest=json.dumps(run.get("min_embed_seconds")),
         longest=json.dumps(run.get("max_embed_seconds")),
         **(CLASSIFIER_WIRING if classifier else dict.fromkeys(CLASSIFIER_WIRING, "")))
-    with open(os.path.join(staged, "hyperparams.yaml"), "w", encoding="utf-8") as fout:
-        fout.write(header + definitions + wiring)
-    replace_folder(staged, model_folder)
+    check_replaceable(model_folder)
+    # A full disk is named before the staged model is removed.
+    with staged_folder(model_folder) as staged, failing_on_full_disk(
+            model_folder, "the exported model",
+            "and export the run again (python -m local.export); the model exported before it "
+            "and the run are intact"):
+        for name, module in trained.items():
+            state = module.state_dict()
+            if name == "classifier":
+                # The rows of the label encoder's source speakers; the target
+                # pseudo-speakers' rows after them have no label to decode. A
+                # copy: torch.save writes the whole storage of a view.
+                state["weight"] = state["weight"][:run["n_speakers"]].clone()
+            torch.save(state, os.path.join(staged, f"{name}.ckpt"))
+        if classifier:
+            shutil.copy(label_encoder, os.path.join(staged, "label_encoder.ckpt"))
+        points.to_csv(os.path.join(staged, "thresholds.csv"), index=False)
+        with open(os.path.join(staged, "hyperparams.yaml"), "w", encoding="utf-8") as fout:
+            fout.write(header + definitions + wiring)
     return model_folder
 
 

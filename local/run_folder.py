@@ -27,10 +27,8 @@ folder that holds a run.
 """
 
 import atexit
-import contextlib
 import datetime
 import difflib
-import fcntl
 import json
 import logging
 import os
@@ -39,7 +37,7 @@ import socket
 from local.errors import fail
 from local.provenance import file_sha256, short_digest
 from local.settings import PROCESSES_KEY, TRAINING_RUN_OPTIONS, plain_values
-from local.whole_files import written_together, written_whole
+from local.whole_files import release_lock, taken_lock, written_together, written_whole
 
 logger = logging.getLogger(__name__)
 
@@ -128,19 +126,12 @@ def hold_run_folder(folder):
 
 def _locked(path, folder):
     """The lock file, open with its ``flock`` taken, or a failure naming its holder."""
-    while True:
-        handle = open(path, "a+", encoding="utf-8")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            fail(folder, f"another run writes into this folder: {_describe(holder(path))} "
-                         f"holds {path}",
-                 fix="wait until that run ends, or pass another --output_folder")
-        # Its holder may have removed the file between the open and the flock.
-        if os.path.exists(path) and os.path.samestat(os.stat(path), os.fstat(handle.fileno())):
-            return handle
-        handle.close()
+    handle = taken_lock(path)
+    if handle is None:
+        fail(folder, f"another run writes into this folder: {_describe(holder(path))} "
+                     f"holds {path}",
+             fix="wait until that run ends, or pass another --output_folder")
+    return handle
 
 
 def holder(path):
@@ -173,9 +164,7 @@ def release_run_folders():
     """Remove and release every lock that this process holds (at the end of a command, and at exit)."""
     while _HELD:
         folder, handle = _HELD.popitem()
-        with contextlib.suppress(FileNotFoundError):  # the folder may be gone
-            os.remove(os.path.join(folder, LOCK_FILE))  # while the flock is still held
-        handle.close()
+        release_lock(os.path.join(folder, LOCK_FILE), handle)
 
 
 atexit.register(release_run_folders)

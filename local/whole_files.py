@@ -14,16 +14,21 @@ full disk while one is written leaves every one of them as it was.
 
 A folder that a reader takes as one whole (a run's verification report, its
 exported model) is written whole into ``<folder>.partial`` beside it and then
-takes its place (:func:`staged_folder`, :func:`replace_folder`): it holds what
-one writer wrote, and a writer that fails or is killed leaves the folder
-before it as it was.
+takes its place (:func:`staged_folder`): it holds what one writer wrote, and
+a writer that fails or is killed leaves the folder before it as it was. The
+writer holds ``<folder>.lock`` beside it meanwhile, so that a second writer
+of the folder (two exports into one ``--model_folder``) is refused rather
+than mixing its files with the first's.
 """
 
 import contextlib
+import fcntl
 import os
 import shutil
 import socket
 import threading
+
+from local.errors import fail
 
 # The files written whole that wait, in each open written_together block of
 # this thread, for the block's end to take their places: [(partial file,
@@ -181,60 +186,137 @@ def saved_whole(path, save):
             os.remove(partial)
 
 
-def staged_folder(folder):
-    """An empty folder beside ``folder``, to write its new contents into.
+def taken_lock(path):
+    """The lock file ``path``, open with its ``flock`` taken, or None while another holds it.
 
-    The contents are written whole into ``<folder>.partial`` and then take
-    the place of those before (:func:`replace_folder`), so that ``folder``
-    holds what one writer wrote, and a writer that fails or is killed leaves
-    the folder before it as it was. A ``<folder>.partial`` left by such a
-    writer is removed here, and a folder left aside as ``<folder>.previous``
-    by a kill during the replacement is put back (or, once its successor is
-    in place, removed).
+    The kernel lets go of the ``flock`` when its holder's process ends, however
+    it ends, so a file whose ``flock`` is free is taken over. The file is made if
+    absent. Its holder removes it before letting go (:func:`release_lock`), so
+    one removed between its opening here and the ``flock`` is opened again.
+
+    Arguments
+    ---------
+    path : str
+        The lock file.
+
+    Returns
+    -------
+    file or None
+        The lock file, open for appending and reading.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "run.lock")
+    >>> handle = taken_lock(path)
+    >>> taken_lock(path) is None  # another open file description: another holder
+    True
+    >>> release_lock(path, handle)
+    >>> os.path.exists(path)
+    False
+    """
+    while True:
+        handle = open(path, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            return None
+        if os.path.exists(path) and os.path.samestat(os.stat(path), os.fstat(handle.fileno())):
+            return handle
+        handle.close()
+
+
+def release_lock(path, handle):
+    """Remove the lock file ``path`` while its ``flock`` is held, then let go of it.
+
+    Arguments
+    ---------
+    path : str
+        The lock file (its folder may be gone).
+    handle : file
+        As :func:`taken_lock` gave it.
+    """
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(path)
+    handle.close()
+
+
+@contextlib.contextmanager
+def staged_folder(folder):
+    """A block that writes ``folder`` whole: its new contents go into the folder it gives.
+
+    That folder, ``<folder>.partial`` beside ``folder``, takes the place of
+    ``folder`` when the block ends, so that ``folder`` holds what one writer
+    wrote, and a writer that fails or is killed leaves the folder before it as
+    it was. When the block raises, the staging folder is removed with what it
+    holds (a full disk is not kept full until the next writer); one left by a
+    killed writer is removed here, by the next, and a folder left aside as
+    ``<folder>.previous`` by a kill during the replacement is put back (or,
+    once its successor is in place, removed).
+    The block holds ``<folder>.lock`` (:func:`taken_lock`): a second writer
+    of ``folder`` meanwhile is refused.
 
     Arguments
     ---------
     folder : str
         The folder to write whole (``<output_folder>/verification``).
 
-    Returns
-    -------
+    Yields
+    ------
     str
         The empty staging folder, ``<folder>.partial``.
+
+    Raises
+    ------
+    ManifestError
+        When another process writes ``folder``, naming it.
 
     Example
     -------
     >>> import tempfile
     >>> folder = os.path.join(tempfile.mkdtemp(), "verification")
-    >>> staged = staged_folder(folder)
-    >>> _ = open(os.path.join(staged, "summary.csv"), "w").write("system")
-    >>> replace_folder(staged, folder)
+    >>> with staged_folder(folder) as staged:
+    ...     _ = open(os.path.join(staged, "summary.csv"), "w").write("system")
+    ...     sorted(os.listdir(os.path.dirname(folder)))
+    ['verification.lock', 'verification.partial']
     >>> os.listdir(os.path.dirname(folder)), os.listdir(folder)
     (['verification'], ['summary.csv'])
     """
-    previous, staged = f"{folder}.previous", f"{folder}.partial"
-    if os.path.isdir(previous):
+    lock, previous, staged = (f"{folder}.{suffix}" for suffix in ("lock", "previous", "partial"))
+    os.makedirs(os.path.dirname(os.path.abspath(folder)), exist_ok=True)
+    handle = taken_lock(lock)
+    if handle is None:
+        fail(folder, f"another process writes this folder: {_holder(lock)} holds {lock}",
+             fix="wait until it ends, or write into another folder")
+    try:
+        handle.truncate(0)
+        handle.write(f"PID {os.getpid()} on {socket.gethostname()}")
+        handle.flush()
+        if os.path.isdir(previous):
+            if os.path.isdir(folder):
+                shutil.rmtree(previous)
+            else:
+                os.rename(previous, folder)
+        shutil.rmtree(staged, ignore_errors=True)
+        os.makedirs(staged)
+        try:
+            yield staged
+        except BaseException:
+            shutil.rmtree(staged, ignore_errors=True)
+            raise
         if os.path.isdir(folder):
-            shutil.rmtree(previous)
-        else:
-            os.rename(previous, folder)
-    shutil.rmtree(staged, ignore_errors=True)
-    os.makedirs(staged)
-    return staged
+            os.rename(folder, previous)
+        os.rename(staged, folder)
+        shutil.rmtree(previous, ignore_errors=True)
+    finally:
+        release_lock(lock, handle)
 
 
-def replace_folder(staged, folder):
-    """Put the complete folder ``staged`` in the place of ``folder``.
-
-    Arguments
-    ---------
-    staged : str
-        The folder :func:`staged_folder` gave, with everything written.
-    folder : str
-        The folder to replace, whose contents before are removed.
-    """
-    previous = f"{folder}.previous"
-    if os.path.isdir(folder):
-        os.rename(folder, previous)
-    os.rename(staged, folder)
-    shutil.rmtree(previous, ignore_errors=True)
+def _holder(lock):
+    """Who holds ``lock``, as its holder wrote it."""
+    try:
+        with open(lock, encoding="utf-8") as record:
+            return record.read() or "a process"
+    except OSError:
+        return "a process"

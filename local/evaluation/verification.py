@@ -38,7 +38,7 @@ from local.evaluation.backends import (
     system_name,
 )
 from local.embedding import compute_embeddings, content_key, embeddable_ids
-from local.errors import fail
+from local.errors import fail, failing_on_full_disk
 from local.evaluation.metrics import VOXCELEB_DCF
 from local.evaluation.report import (
     plot_det,
@@ -48,7 +48,7 @@ from local.evaluation.report import (
 )
 from local.evaluation.scoring import check_cohort_size, score_trials
 from local.run_folder import embedding_key
-from local.whole_files import replace_folder, staged_folder
+from local.whole_files import staged_folder
 
 logger = get_logger(__name__)
 
@@ -455,42 +455,48 @@ def verify(embed, hparams, condition, eval_datasets, training, device, checkpoin
     """
     check_cohort(hparams, training)
     final_folder = os.path.join(hparams["output_folder"], "verification")
-    report_folder = staged_folder(final_folder)
-    cache = EmbeddingCache(embed, hparams, device, checkpoint, settings)
-    embeddings = evaluation_embeddings(cache, condition["evaluation"], eval_datasets)
-    backends, unscored = build_backends(chosen_backends(hparams),
-                                        training_embeddings(cache, hparams, training))
-    spaces = {name: {manifest: backend.adapt(vectors) for manifest, vectors in embeddings.items()}
-              for name, backend in backends.items()}
-    trial_lists = {name: TrialList.read(spec) for name, spec in condition["evaluation"].items()}
-    score_norm = hparams["score_norm"]
-    top_k = hparams["cohort_top_k"] if score_norm == "asnorm" else None
+    # A full disk is named before the staged report is removed.
+    with staged_folder(final_folder) as report_folder, failing_on_full_disk(
+            hparams["output_folder"], "the verification report or an embedding cache",
+            "and evaluate the run again (python evaluate.py with its hparams and overrides); "
+            "the report before it, the checkpoints and the embedding caches written before are "
+            "intact"):
+        cache = EmbeddingCache(embed, hparams, device, checkpoint, settings)
+        embeddings = evaluation_embeddings(cache, condition["evaluation"], eval_datasets)
+        backends, unscored = build_backends(chosen_backends(hparams),
+                                            training_embeddings(cache, hparams, training))
+        spaces = {name: {manifest: backend.adapt(vectors)
+                         for manifest, vectors in embeddings.items()}
+                  for name, backend in backends.items()}
+        trial_lists = {name: TrialList.read(spec)
+                       for name, spec in condition["evaluation"].items()}
+        score_norm = hparams["score_norm"]
+        top_k = hparams["cohort_top_k"] if score_norm == "asnorm" else None
 
-    systems = list_systems(list(trial_lists), list(backends), score_norm)
-    results, curves = {}, {}
-    for system in systems:
-        trial_list, backend = trial_lists[system.trial_list], backends[system.backend]
-        scores = score_trials(spaces[system.backend][trial_list.manifest], trial_list.trials,
-                              trial_list.models, backend.cohort if system.norm else None,
-                              top_k, backend.form)
-        results[system.name] = write_report(system.name, trial_list.trials, scores,
-                                            trial_list.utterances, report_folder,
-                                            trial_list.dcf, trial_list.enrolment)
-        curves[system.name] = (scores, trial_list.trials["label"].to_numpy())
-    summary = summary_table(results)
-    summary.to_csv(os.path.join(report_folder, "summary.csv"), index=False)
-    best = best_systems(systems, results)
-    drawn = drawn_systems(systems, best, hparams)
-    plot_det({name: {s.name: curves[s.name] for s in drawn if s.trial_list == name}
-              for name in trial_lists},
-             os.path.join(report_folder, "det.png"), {s.name: det_style(s) for s in drawn})
-    write_summary_report(os.path.join(report_folder, "report.md"), condition["condition"],
-                         summary, best, DET_SYSTEMS[hparams["det_systems"]], checkpoint,
-                         unscored)
-    write_scored_checkpoint(report_folder, checkpoint)
-    if records is not None:
-        records(report_folder)
-    replace_folder(report_folder, final_folder)
+        systems = list_systems(list(trial_lists), list(backends), score_norm)
+        results, curves = {}, {}
+        for system in systems:
+            trial_list, backend = trial_lists[system.trial_list], backends[system.backend]
+            scores = score_trials(spaces[system.backend][trial_list.manifest],
+                                  trial_list.trials, trial_list.models,
+                                  backend.cohort if system.norm else None, top_k, backend.form)
+            results[system.name] = write_report(system.name, trial_list.trials, scores,
+                                                trial_list.utterances, report_folder,
+                                                trial_list.dcf, trial_list.enrolment)
+            curves[system.name] = (scores, trial_list.trials["label"].to_numpy())
+        summary = summary_table(results)
+        summary.to_csv(os.path.join(report_folder, "summary.csv"), index=False)
+        best = best_systems(systems, results)
+        drawn = drawn_systems(systems, best, hparams)
+        plot_det({name: {s.name: curves[s.name] for s in drawn if s.trial_list == name}
+                  for name in trial_lists},
+                 os.path.join(report_folder, "det.png"), {s.name: det_style(s) for s in drawn})
+        write_summary_report(os.path.join(report_folder, "report.md"), condition["condition"],
+                             summary, best, DET_SYSTEMS[hparams["det_systems"]], checkpoint,
+                             unscored)
+        write_scored_checkpoint(report_folder, checkpoint)
+        if records is not None:
+            records(report_folder)
     print(f"Verification ({condition['condition']}):\n"
           f"{summary.to_string(index=False, float_format='{:.4f}'.format)}")
     return results

@@ -12,7 +12,6 @@ own Checkpointer or damaged on disk, whose parameter files are not all there
 and readable, with a warning naming it.
 """
 
-import errno
 import logging
 import os
 import shutil
@@ -22,14 +21,11 @@ import torch
 from speechbrain.utils.checkpoints import Checkpoint, Checkpointer
 from speechbrain.utils.distributed import ddp_barrier, if_main_process
 
-from local.errors import fail
+from local.errors import ManifestError, failing_on_full_disk
 
 logger = logging.getLogger(__name__)
 
 STAGING = ".saving"
-# torch.save reports a failed write as a RuntimeError without errno ("enforce
-# fail at inline_container.cc"); below this much free space it is a full disk.
-FULL_BELOW_BYTES = 1 << 20
 
 
 class CompleteCheckpointer(Checkpointer):
@@ -87,9 +83,14 @@ class CompleteCheckpointer(Checkpointer):
         # SpeechBrain's saving and naming, into a folder that no listing reads.
         self.checkpoints_dir = staging
         try:
-            staged = super().save_checkpoint(meta, end_of_epoch, name, logging.DEBUG)
-        except (OSError, RuntimeError) as error:
-            _raise_if_disk_full(error, final_dir, staging)
+            with failing_on_full_disk(
+                    final_dir, "a checkpoint",
+                    f"or move {final_dir} to another disk and pass its new place as "
+                    "--save_folder=; the checkpoints saved before are intact, and a resume "
+                    "continues from the newest"):
+                staged = super().save_checkpoint(meta, end_of_epoch, name, logging.DEBUG)
+        except (OSError, RuntimeError, ManifestError):
+            shutil.rmtree(staging, ignore_errors=True)
             raise
         finally:
             self.checkpoints_dir = final_dir
@@ -189,15 +190,3 @@ def _free_name(folder, name):
         path, suffix = folder / f"{name}-{suffix}", suffix + 1
     return path
 
-
-def _raise_if_disk_full(error, folder, staging):
-    """On a full disk, remove the partial save and fail naming the folder."""
-    full = getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
-    if not full and staging.exists():
-        full = shutil.disk_usage(staging).free < FULL_BELOW_BYTES
-    shutil.rmtree(staging, ignore_errors=True)
-    if full:
-        fail(folder, f"the disk is full: a checkpoint could not be written ({error})",
-             fix=f"free space on the disk of {folder}, or move {folder} to another disk and "
-                 "pass its new place as --save_folder=; the checkpoints saved before are "
-                 "intact, and a resume continues from the newest")

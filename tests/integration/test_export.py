@@ -5,6 +5,7 @@ import glob
 import os
 import re
 import shutil
+import socket
 
 import numpy as np
 import pandas as pd
@@ -185,10 +186,15 @@ def test_a_failed_export_leaves_the_export_before_it_whole(runs, tmp_path, monke
 
     with monkeypatch.context() as patch:  # every module file written, the thresholds not
         patch.setattr(pd.DataFrame, "to_csv", full_disk)
-        with pytest.raises(OSError, match="No space left"):
+        with pytest.raises(ManifestError, match=rf"{model}: the disk is full: the exported model "
+                                                r"could not be written \(\[Errno 28\] No space "
+                                                rf"left on device\)\nFix: free space on the disk "
+                                                rf"of {model}, and export the run again"):
             export_model(str(run))
     assert {name: (model / name).read_bytes() for name in os.listdir(model)} == before
-    export_model(str(run))  # the next export takes the place of the staged one
+    # Its staged files are removed, rather than holding the disk until the next export.
+    assert sorted(name for name in os.listdir(run) if name.startswith("model")) == ["model"]
+    export_model(str(run))
     assert sorted(name for name in os.listdir(run) if name.startswith("model")) == ["model"]
     assert list(pd.read_csv(model / "thresholds.csv")["trial_list"]) == ["source", "target"]
     exported = torch.load(runs["fbank"] / "model" / "embedding_model.ckpt")
@@ -198,6 +204,31 @@ def test_a_failed_export_leaves_the_export_before_it_whole(runs, tmp_path, monke
     with pytest.raises(ManifestError, match=r"holds \['condition.yaml', .*which no export writes"):
         export_model(str(run), str(run))
     assert (run / "save").is_dir()
+
+
+def test_a_second_export_into_a_model_folder_being_written_is_refused(runs, tmp_path,
+                                                                      monkeypatch):
+    """Two runs exported into one --model_folder at once: the folder holds one run's files."""
+    model = tmp_path / "model"
+    refusals, to_csv = [], pd.DataFrame.to_csv
+
+    def second_export(table, *args, **kwargs):  # while the first's files are staged
+        monkeypatch.setattr(pd.DataFrame, "to_csv", to_csv)
+        try:
+            main([str(runs["ge2e"]), "--model_folder", str(model)])
+        except ManifestError as error:
+            refusals.append(str(error))
+        return to_csv(table, *args, **kwargs)
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", second_export)
+    main([str(runs["fbank"]), "--model_folder", str(model)])
+    assert refusals == [f"{model}: another process writes this folder: PID {os.getpid()} on "
+                        f"{socket.gethostname()} holds {model}.lock\n"
+                        "Fix: wait until it ends, or write into another folder"]
+    assert sorted(os.listdir(tmp_path)) == ["model"]
+    assert sorted(os.listdir(model)) == sorted(os.listdir(runs["fbank"] / "model"))
+    for name in os.listdir(model):
+        assert (model / name).read_bytes() == (runs["fbank"] / "model" / name).read_bytes()
 
 
 def brute_force_eer_threshold(scores, labels):

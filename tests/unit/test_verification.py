@@ -1,5 +1,6 @@
 """Verification of a condition: embedding once, scoring, score normalisation, reports."""
 
+import errno
 import os
 import shutil
 
@@ -12,6 +13,7 @@ from speechbrain.dataio.dataset import DynamicItemDataset
 from local.data.dataio import add_whole_pipeline, manifest_dataset
 from local.data.manifest_io import read_trials
 from local.errors import ManifestError
+from local.evaluation import verification
 from local.evaluation.metrics import eer
 from local.evaluation.report import score_file
 from local.evaluation.verification import (
@@ -152,6 +154,57 @@ def test_an_ssl_model_replaced_under_the_same_source_is_embedded_again(demo_corp
     after = cache_files(folder)
     assert len(after) == 2 * len(before)
     assert all(after[name] == content for name, content in before.items())
+
+
+def report_files(folder):
+    """``{path: bytes}`` of every file of the report in ``folder``."""
+    report = os.path.join(folder, "verification")
+    return {os.path.join(root, name): open(os.path.join(root, name), "rb").read()
+            for root, _, names in os.walk(report) for name in names}
+
+
+def test_a_failed_verification_leaves_the_report_before_it_and_removes_its_own(demo_corpus,
+                                                                              tmp_path,
+                                                                              monkeypatch):
+    verify_demo(demo_corpus, str(tmp_path))
+    before = report_files(tmp_path)
+
+    def failed(*args, **kwargs):
+        raise RuntimeError("failed")
+
+    # After every system's score file and table, before the figure and the summary.
+    monkeypatch.setattr(verification, "plot_det", failed)
+    with pytest.raises(RuntimeError, match="failed"):
+        verify_demo(demo_corpus, str(tmp_path), score_norm="snorm")
+    assert report_files(tmp_path) == before
+    assert [name for name in os.listdir(tmp_path) if name.startswith("verification")] \
+        == ["verification"]
+
+
+@pytest.mark.parametrize("written", ["cache", "report"])
+def test_a_full_disk_during_verification_says_so_and_leaves_what_was_there(demo_corpus, tmp_path,
+                                                                         monkeypatch, written):
+    verify_demo(demo_corpus, str(tmp_path))
+    report, caches = report_files(tmp_path), cache_files(tmp_path)
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    if written == "cache":  # the cohort's, the first cache that is not there yet
+        monkeypatch.setattr(torch, "save", full_disk)
+    else:
+        monkeypatch.setattr(verification, "plot_det", full_disk)
+    with pytest.raises(ManifestError, match=rf"{tmp_path}: the disk is full: the verification "
+                                            r"report or an embedding cache could not be written "
+                                            rf".*\nFix: free space on the disk of {tmp_path}, "
+                                            r"and evaluate the run again .*; the report before "
+                                            r"it, the checkpoints and the embedding caches "
+                                            r"written before are intact"):
+        verify_demo(demo_corpus, str(tmp_path), score_norm="snorm")
+    assert report_files(tmp_path) == report
+    assert cache_files(tmp_path).items() >= caches.items()  # and the cohort's, when it was written
+    assert sorted(name for name in os.listdir(tmp_path) if not name.startswith("embeddings_")) \
+        == ["verification"]
 
 
 def test_score_files_and_metrics_agree(verified, demo_corpus):

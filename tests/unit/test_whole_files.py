@@ -1,0 +1,48 @@
+"""Folders written whole: one writer at a time, and what a killed or failed writer leaves."""
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from local.errors import ManifestError
+from local.whole_files import staged_folder
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# Stages argv[1] with a file written, says so, and waits to be killed.
+WRITER = ("import os, sys; from local.whole_files import staged_folder\n"
+          "with staged_folder(sys.argv[1]) as staged:\n"
+          "    open(os.path.join(staged, 'half.ckpt'), 'w').close()\n"
+          "    print('staged', flush=True); sys.stdin.read()")
+
+
+def staging_process(folder):
+    process = subprocess.Popen([sys.executable, "-c", WRITER, str(folder)], cwd=ROOT,
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline() == "staged\n"
+    return process
+
+
+def test_a_second_writer_is_refused_and_a_killed_ones_leftovers_are_cleared(tmp_path):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "hyperparams.yaml").write_text("before")
+    process = staging_process(folder)
+    try:
+        with pytest.raises(ManifestError, match=rf"{folder}: another process writes this "
+                                                rf"folder: PID {process.pid} on .* holds "
+                                                rf"{folder}.lock\nFix: wait until it ends"):
+            with staged_folder(folder):
+                pass
+        assert (tmp_path / "model.partial" / "half.ckpt").exists()  # the writer's, untouched
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    assert sorted(os.listdir(tmp_path)) == ["model", "model.lock", "model.partial"]
+    with staged_folder(folder) as staged:
+        assert os.listdir(staged) == []
+        open(os.path.join(staged, "hyperparams.yaml"), "w").write("after")
+    assert sorted(os.listdir(tmp_path)) == ["model"]
+    assert (folder / "hyperparams.yaml").read_text() == "after"
