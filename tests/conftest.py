@@ -2,11 +2,15 @@
 
 import os
 import socket
+import subprocess
+import sys
 
 import pytest
 import torch
 
 from local.environment import installation_problem
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def pytest_configure(config):
@@ -82,3 +86,15 @@ def in_two_processes(function, *args):
         free.bind(("127.0.0.1", 0))
         port = free.getsockname()[1]
     torch.multiprocessing.spawn(_in_group, args=(port, function, args), nprocs=2)
+
+
+def waiting_process(code, argument):
+    """A Python process running ``code`` on ``argument`` from the repository's root.
+
+    ``code`` prints one line once it holds what it holds, then reads its input
+    until it closes; the line is awaited here. Close the process's input to end it.
+    """
+    process = subprocess.Popen([sys.executable, "-c", code, str(argument)], cwd=ROOT,
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip()
+    return process

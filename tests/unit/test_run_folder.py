@@ -4,8 +4,6 @@ import json
 import logging
 import os
 import signal
-import subprocess
-import sys
 
 import pytest
 
@@ -17,18 +15,15 @@ from local.run_folder import (
     holder,
     release_run_folders,
 )
+from tests.conftest import waiting_process
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Takes the lock of argv[1], says so, and holds it until its input closes.
 HOLDER = ("import sys; from local.run_folder import hold_run_folder; "
           "hold_run_folder(sys.argv[1]); print('held', flush=True); sys.stdin.read()")
 
 
 def holding_process(folder):
-    process = subprocess.Popen([sys.executable, "-c", HOLDER, str(folder)], cwd=ROOT,
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    assert process.stdout.readline() == "held\n"
-    return process
+    return waiting_process(HOLDER, folder)
 
 
 def test_folder_held_by_another_process_is_refused_naming_it(tmp_path):

@@ -2,15 +2,13 @@
 
 import os
 import signal
-import subprocess
-import sys
 
 import pytest
 
 from local.errors import ManifestError
 from local.whole_files import staged_folder
+from tests.conftest import waiting_process
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Stages argv[1] with a file written, says so, and waits to be killed.
 WRITER = ("import os, sys; from local.whole_files import staged_folder\n"
           "with staged_folder(sys.argv[1]) as staged:\n"
@@ -19,10 +17,7 @@ WRITER = ("import os, sys; from local.whole_files import staged_folder\n"
 
 
 def staging_process(folder):
-    process = subprocess.Popen([sys.executable, "-c", WRITER, str(folder)], cwd=ROOT,
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    assert process.stdout.readline() == "staged\n"
-    return process
+    return waiting_process(WRITER, folder)
 
 
 def test_a_second_writer_is_refused_and_a_killed_ones_leftovers_are_cleared(tmp_path):
