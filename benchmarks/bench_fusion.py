@@ -31,8 +31,10 @@ import time
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from resident import peak_resident_mib, reset_peak_resident  # noqa: E402
+from resident import peak_resident_mib, reset_peak_resident
+
+# The package measured is the checkout's, not an installed one.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from local.evaluation.fusion import load_systems, main  # noqa: E402
 from local.evaluation.report import write_scores  # noqa: E402
