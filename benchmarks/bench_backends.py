@@ -11,9 +11,14 @@ cost. For each cap given (``--caps``, default the 20,000 of common.yaml and
   ``lda_dim``, then PLDA) and the target's pseudo-speakers (one clustering
   with the pseudo-label settings of common.yaml);
 - then each back-end of ``local.evaluation.backends.BACKENDS`` in turn, built
-  as ``verification.build_backends`` builds it, with what it adds to those;
+  by ``verification.build_backends``, with what it adds to those;
 - for each, scoring 10^6 trials of held-out target speakers, raw and with
   AS-norm against common.yaml's cohort, and the EER of both.
+
+A step or back-end that the simulated sets cannot train (at small caps:
+fewer than 3 source speakers, too few target utterances to cluster, too few
+pseudo-speakers; :class:`local.evaluation.plda.Unscorable`) is printed with
+the reason instead of its figures, as a run's report names it.
 
 Wall time, CPU time and the growth of the peak resident memory
 (:mod:`resident`) are given for each step. The embeddings are those of
@@ -95,18 +100,22 @@ class Step:
         return {"seconds": self.wall, "cpu": self.cpu, "grown_gib": self.grown_gib, **values}
 
 
-def measure(cap, seed, search, set_size=None):
+def measure(cap, seed, search, set_size=None, evaluation=EVALUATION_UTTERANCES, trials=TRIALS):
     """Train and score every back-end with ``backend_max_utterances`` at ``cap``; rows of figures.
 
     ``set_size`` simulates training sets of that many utterances, of which
     the back-ends train on a random draw of ``cap``, as a run's are; without
-    it, sets of ``cap`` utterances, all of them trained on.
+    it, sets of ``cap`` utterances, all of them trained on. ``evaluation``
+    held-out target utterances make a list of about ``trials`` trials. A row
+    that the sets cannot train holds only ``unscored``, the reason.
     """
     import torch
 
     from local.evaluation.backends import BACKENDS, TrainingEmbeddings
     from local.evaluation.metrics import eer
+    from local.evaluation.plda import Unscorable
     from local.evaluation.scoring import score_trials
+    from local.evaluation.verification import build_backends
     from local.model.pseudo_labels import PseudoLabels
     from local.settings import plain_values
 
@@ -114,8 +123,13 @@ def measure(cap, seed, search, set_size=None):
     rng = np.random.default_rng(seed)
     size = set_size or cap
     source, source_speakers = simulate(size, 2 * seed)
-    target, target_speakers = simulate(size + EVALUATION_UTTERANCES, 2 * seed + 1)
-    held_out, training = split_speakers(target_speakers, EVALUATION_UTTERANCES, rng)
+    target, target_speakers = simulate(size + evaluation, 2 * seed + 1)
+    held_out, training = split_speakers(target_speakers, evaluation, rng)
+    if len(training) < common["cohort_top_k"]:
+        sys.exit(f"cap {cap}: the simulated target set keeps {len(training)} training "
+                 f"utterances beside the {len(held_out)} held out, fewer than the "
+                 f"cohort_top_k ({common['cohort_top_k']}) of AS-norm's cohort; measure "
+                 "caps of 1000 or more")
     cohort = training[rng.permutation(len(training))[:common["cohort_size"]]]
     if set_size:
         drawn = rng.permutation(len(source))[:cap]
@@ -133,24 +147,33 @@ def measure(cap, seed, search, set_size=None):
     data = TrainingEmbeddings({**hparams, "seed": seed, "pseudo_labels": pseudo_labels},
                               tensors.get)
     embeddings = {str(i): torch.from_numpy(target[utt]) for i, utt in enumerate(held_out)}
-    trials = trial_list(target_speakers[held_out], rng)
+    trials = trial_list(target_speakers[held_out], rng, trials)
     del source, target
 
     rows = {}
-    with Step() as step:
-        plda = data.source_plda
-    rows["source PLDA (shared)"] = step.row(utterances=len(source_speakers),
-                                            speakers=len(np.unique(source_speakers)),
-                                            lda=len(plda.lda))
-    with Step() as step:
-        kept, pseudo = data.pseudo_speakers
-    true_count = len(np.unique(target_speakers[training]))
-    rows["pseudo-speakers (shared)"] = step.row(utterances=len(training), speakers=true_count,
-                                                found=len(set(pseudo)), kept=len(kept))
-    for name, backend_class in BACKENDS.items():
+    try:
         with Step() as step:
-            backend = backend_class(data)
-        figures = step.row()
+            plda = data.source_plda
+        rows["source PLDA (shared)"] = step.row(utterances=len(source_speakers),
+                                                speakers=len(np.unique(source_speakers)),
+                                                lda=len(plda.lda))
+    except Unscorable as reason:
+        rows["source PLDA (shared)"] = {"unscored": str(reason)}
+    try:
+        with Step() as step:
+            kept, pseudo = data.pseudo_speakers
+        true_count = len(np.unique(target_speakers[training]))
+        rows["pseudo-speakers (shared)"] = step.row(utterances=len(training), speakers=true_count,
+                                                    found=len(set(pseudo)), kept=len(kept))
+    except Unscorable as reason:
+        rows["pseudo-speakers (shared)"] = {"unscored": str(reason)}
+    for name in BACKENDS:
+        with Step() as step:
+            built, unscored = build_backends([name], data)
+        if name in unscored:
+            rows[name] = {"unscored": unscored[name]}
+            continue
+        backend, figures = built[name], step.row()
         space = backend.adapt(embeddings)
         for norm, cohort_vectors in (("raw", None), ("asnorm", backend.cohort)):
             with Step() as scoring:
@@ -159,7 +182,7 @@ def measure(cap, seed, search, set_size=None):
             figures[f"{norm}_seconds"] = scoring.wall
             figures[f"{norm}_eer"] = 100 * eer(scores, trials["label"].to_numpy())
         rows[name] = figures
-    return {"trials": len(trials), "rows": rows}
+    return {"trials": len(trials), "evaluation": evaluation, "rows": rows}
 
 
 def run_child(cap, seed, search, set_size=None):
@@ -198,8 +221,11 @@ def main():
         results[cap] = result = run_child(cap, args.seed, args.search, args.set_size)
         drawn = f", drawn from {args.set_size} a side" if args.set_size else ""
         print(f"\nbackend_max_utterances {cap}{drawn}: {result['trials']} trials of "
-              f"{EVALUATION_UTTERANCES} held-out target utterances")
+              f"{result['evaluation']} held-out target utterances")
         for name, row in result["rows"].items():
+            if "unscored" in row:
+                print(f"  {name:26s} not trained: {row['unscored']}")
+                continue
             line = (f"  {name:26s} {row['seconds']:7.1f} s wall {row['cpu']:7.1f} s CPU "
                     f"+{row['grown_gib']:5.2f} GiB")
             if "raw_eer" in row:
@@ -211,10 +237,13 @@ def main():
             print(line)
     if len(args.caps) > 1:
         low, high = (results[cap]["rows"] for cap in (args.caps[0], args.caps[-1]))
-        print(f"\ncap {args.caps[-1]} against {args.caps[0]}: "
-              + "; ".join(f"{name} EER {high[name]['raw_eer'] / low[name]['raw_eer']:.2f} x"
-                          for name in low if "raw_eer" in low[name])
-              + f"; clustering time {high['pseudo-speakers (shared)']['seconds'] / low['pseudo-speakers (shared)']['seconds']:.1f} x")
+        # Only the rows trained at both caps.
+        ratios = [f"{name} EER {high[name]['raw_eer'] / low[name]['raw_eer']:.2f} x"
+                  for name in low if "raw_eer" in low[name] and "raw_eer" in high[name]]
+        low, high = low["pseudo-speakers (shared)"], high["pseudo-speakers (shared)"]
+        if "seconds" in low and "seconds" in high:
+            ratios.append(f"clustering time {high['seconds'] / low['seconds']:.1f} x")
+        print(f"\ncap {args.caps[-1]} against {args.caps[0]}: " + "; ".join(ratios))
 
 
 if __name__ == "__main__":

@@ -31,8 +31,10 @@ import time
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from resident import peak_resident_mib, reset_peak_resident  # noqa: E402
+from resident import peak_resident_mib, reset_peak_resident
+
+# The package measured is the checkout's, not an installed one.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from local.evaluation.fusion import load_systems, main  # noqa: E402
 from local.evaluation.report import write_scores  # noqa: E402
@@ -77,6 +79,12 @@ def measured(function, *args):
             peak_resident_mib() - start_memory)
 
 
+def fuse(argv):
+    """The fusion command on ``argv``; a refusal (its message on stderr) stops the benchmark."""
+    if main(argv):
+        raise RuntimeError("the fusion refused: " + " ".join(argv))
+
+
 def bench(trials, systems):
     with tempfile.TemporaryDirectory() as folder:
         paths = simulated_runs(folder, trials, systems)
@@ -85,11 +93,11 @@ def bench(trials, systems):
         fused = os.path.join(folder, "average", "verification")
         rows = {
             "load_systems (read, align)": (load_systems, paths),
-            "fusion, --summary": (main, ["--scores", *paths,
+            "fusion, --summary": (fuse, ["--scores", *paths,
                                          "--out", os.path.join(fused, "target", "scores.txt"),
                                          "--summary", os.path.join(fused, "summary.csv"),
                                          "--system", "target"]),
-            "fusion, --summary and --det": (main, ["--scores", *paths,
+            "fusion, --summary and --det": (fuse, ["--scores", *paths,
                                                    "--out", os.path.join(fused, "target",
                                                                          "scores.txt"),
                                                    "--summary", os.path.join(fused, "summary.csv"),

@@ -252,6 +252,14 @@ def former_code(folder, revision):
     return folder
 
 
+def recipe_settings(common):
+    """The ``PseudoLabels`` settings of ``common``, the values of hparams/common.yaml."""
+    return {"neighbours": common["pseudo_neighbours"], "search": common["pseudo_neighbour_search"],
+            "trials": common["pseudo_infomap_trials"],
+            "min_silhouette": common["pseudo_min_silhouette"],
+            "whiten": common["pseudo_whiten"], "whiten_ridge": common["whiten_ridge"]}
+
+
 def measure(root, size, method, seed=0, per_speaker=UTTERANCES_PER_SPEAKER):
     """One clustering of simulation ``seed`` in a fresh subprocess; its report."""
     result = subprocess.run(
@@ -284,11 +292,7 @@ def main():
     from local.settings import plain_values
 
     common = plain_values(os.path.join(ROOT, "hparams", "common.yaml"))
-    defaults = {"neighbours": common["pseudo_neighbours"],
-                "search": common["pseudo_neighbour_search"],
-                "trials": common["pseudo_infomap_trials"],
-                "min_silhouette": common["pseudo_min_silhouette"],
-                "whiten": common["pseudo_whiten"], "whiten_ridge": common["whiten_ridge"]}
+    defaults = recipe_settings(common)
     # common.yaml's settings and every combination with the values asked, named
     # by what differs from common.yaml.
     names = {"neighbours": "neighbours {}", "search": "{} search", "trials": "{} trials"}
