@@ -28,6 +28,7 @@ from local.data.ssl_cache import add_cached_crop_pipeline, cache_hidden_states
 from local.data.validation import check_manifest_audio_once, validate
 from local.errors import checked_on_main, fail
 from local.evaluation.verification import check_cohort, check_score_norm, verify
+from local.model.checkpoints import checkpoint_identity
 from local.model.dann_brain import DANNBrain
 from local.provenance import write_provenance
 from local.run_folder import accept_settings, check_one_run, hold_run_folder, record_run
@@ -337,7 +338,7 @@ def evaluate(brain, hparams, condition, data):
     """
     def on_main():
         brain.modules.eval()
-        checkpoint = os.path.basename(brain.checkpointer.find_checkpoint().path)
+        checkpoint = checkpoint_identity(brain.checkpointer.find_checkpoint())
         results = verify(brain.embed, hparams, condition, data["eval"],
                          data["training_utterances"], brain.device, checkpoint,
                          data.get("report_records"), data.get("settings"))

@@ -60,7 +60,7 @@ from local.cli import command, option
 from local.errors import exit_on_bad_input, fail, failing_on_full_disk
 from local.evaluation.metrics import eer, eer_threshold
 from local.evaluation.report import CHECKPOINT_FILE, read_scores, score_file, scored_checkpoint
-from local.model.checkpoints import CompleteCheckpointer
+from local.model.checkpoints import CompleteCheckpointer, checkpoint_identity
 from local.run_folder import hold_run_folder, release_run_folders
 from local.whole_files import staged_folder
 
@@ -185,7 +185,7 @@ def trained_frontend(frontend):
     return "frontend", frontend
 
 
-def check_report_checkpoint(run_folder, exported):
+def check_report_checkpoint(run_folder, checkpoint):
     """Refuse thresholds scored with another checkpoint than the one exported.
 
     A resume that saved a newer checkpoint and stopped before its report
@@ -195,8 +195,10 @@ def check_report_checkpoint(run_folder, exported):
     ---------
     run_folder : str
         Output folder of a ``train_dann.py`` run.
-    exported : str
-        Name of the checkpoint exported.
+    checkpoint : Checkpoint
+        The checkpoint exported, compared by its
+        :func:`~local.model.checkpoints.checkpoint_identity`: another of the
+        same name is another checkpoint.
 
     Raises
     ------
@@ -204,7 +206,7 @@ def check_report_checkpoint(run_folder, exported):
         When the report names another checkpoint.
     """
     report = os.path.join(run_folder, "verification")
-    scored = scored_checkpoint(report)
+    scored, exported = scored_checkpoint(report), checkpoint_identity(checkpoint)
     if scored is None:
         logger.warning("%s does not name the checkpoint it scored (a report from before "
                        "%s): its thresholds are taken as those of %s", report, CHECKPOINT_FILE,
@@ -362,7 +364,7 @@ def export_model(run_folder, model_folder=None, checkpoints_dir=None, trial_list
         fail(checkpoints_dir, "no checkpoint to export",
              fix="train the system first (python train_dann.py with the run's hparams)")
 
-    check_report_checkpoint(run_folder, os.path.basename(checkpoint.path))
+    check_report_checkpoint(run_folder, checkpoint)
     points = operating_points(run_folder, trial_lists or condition_trial_lists(run_folder))
     part, frontend = trained_frontend(modules["frontend"])
     trained = {part: frontend, **{name: module for name, module in modules.items()

@@ -31,7 +31,8 @@ SCORE_COLUMNS = ["enrol", "test", "score", "label"]
 # Manifest columns whose values define conditions.
 CONDITION_COLUMNS = ["lang", "channel", "gender", "phrase", "domain"]
 ONE_SIDED = "n/a: one-sided"
-# In a report folder: the name of the checkpoint whose model it scored.
+# In a report folder: the checkpoint whose model it scored, its name and save time
+# (local.model.checkpoints.checkpoint_identity).
 CHECKPOINT_FILE = "checkpoint.txt"
 # DET axes: candidate ticks in error probability (NIST's), of which
 # det_ticks keeps those far enough apart; the axes run from the candidate at
@@ -412,7 +413,7 @@ def write_summary_report(path, title, summary, best, det_systems, checkpoint, un
     det_systems : str
         Which systems the DET figure draws, in words.
     checkpoint : str
-        The name of the checkpoint scored, given under the heading.
+        The checkpoint scored (:data:`CHECKPOINT_FILE`), given under the heading.
     unscored : dict, optional
         ``{back-end: why}`` of the chosen back-ends the run's data could
         not train, named under the table.
@@ -456,7 +457,7 @@ def write_summary_report(path, title, summary, best, det_systems, checkpoint, un
             "- `<system>/conditions.md` (and `.csv`): its EER and minDCF per condition "
             "(channel, language, phrase, trial type...);",
             "- `det.png`: the figure above;",
-            f"- `{CHECKPOINT_FILE}`: the name of the checkpoint scored.", ""]
+            f"- `{CHECKPOINT_FILE}`: the checkpoint scored, its name and save time.", ""]
     with open(path, "w", encoding="utf-8") as out:
         out.write("\n".join(text))
 
@@ -499,7 +500,8 @@ def write_scored_checkpoint(report_folder, checkpoint):
     report_folder : str
         The report being written.
     checkpoint : str
-        The name of the checkpoint scored.
+        The checkpoint scored, as :func:`local.model.checkpoints.checkpoint_identity`
+        names it.
 
     Example
     -------
@@ -514,7 +516,7 @@ def write_scored_checkpoint(report_folder, checkpoint):
 
 
 def scored_checkpoint(report_folder):
-    """The name of the checkpoint a report scored, or None for a report that does not say.
+    """The checkpoint a report scored (:data:`CHECKPOINT_FILE`), or None for a report that does not say.
 
     Arguments
     ---------

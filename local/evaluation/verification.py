@@ -180,7 +180,10 @@ class EmbeddingCache:
     neither a retrained model nor changed rows or audio reuse it (the caches
     of before are kept). With the run's settings, the checkpoint's name is
     followed by their :func:`~local.run_folder.embedding_key`: a model
-    defined otherwise, as ``--allow_changed`` accepts, embeds again. With an
+    defined otherwise, as ``--allow_changed`` accepts, embeds again. The
+    checkpoint is named with its save time
+    (:func:`~local.model.checkpoints.checkpoint_identity`): another
+    checkpoint that takes a removed one's name embeds again. With an
     SSL front end, the name has the
     :func:`~local.model.ssl_frontend.ssl_fingerprint` of the SSL model's files
     after the checkpoint's: a frozen SSL model is not in the checkpoint, and
@@ -197,7 +200,8 @@ class EmbeddingCache:
     device : str
         Where to embed.
     checkpoint : str
-        Name of the checkpoint the model came from.
+        The checkpoint the model came from, as
+        :func:`~local.model.checkpoints.checkpoint_identity` names it.
     settings : dict, optional
         The run's settings (:func:`local.run_folder.accept_settings`).
     """
@@ -439,7 +443,9 @@ def verify(embed, hparams, condition, eval_datasets, training, device, checkpoin
     device : str
         Where to embed.
     checkpoint : str
-        Name of the checkpoint the model came from (:class:`EmbeddingCache`).
+        The checkpoint the model came from, as
+        :func:`~local.model.checkpoints.checkpoint_identity` names it
+        (:class:`EmbeddingCache`, ``checkpoint.txt``).
     records : callable, optional
         ``records(folder)`` writes the settings the report was made with
         into the staged report, so that they take the place of the report

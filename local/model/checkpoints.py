@@ -161,6 +161,38 @@ class CompleteCheckpointer(Checkpointer):
         return None
 
 
+def checkpoint_identity(checkpoint):
+    """A checkpoint's name followed by the time it was saved, which tells it from any other.
+
+    A checkpoint is named after the second it was saved in
+    (``CKPT+<date>+<time>+00``), and a name can come back for another
+    checkpoint: one saved within the same second after ``num_to_keep``
+    removed the first, or one of another run sharing the save folder. What
+    is keyed on the checkpoint (the embedding caches, a report's
+    ``checkpoint.txt``) is keyed on this instead: the name, for the reader,
+    and the save time to the microsecond that SpeechBrain records in the
+    checkpoint's meta (``unixtime``), read without reading its parameter files.
+
+    Arguments
+    ---------
+    checkpoint : Checkpoint
+        As SpeechBrain's ``Checkpointer`` lists and loads them.
+
+    Returns
+    -------
+    str
+        ``<name>@<unixtime>``.
+
+    Example
+    -------
+    >>> from pathlib import Path
+    >>> checkpoint_identity(Checkpoint(Path("save/CKPT+2026-01-01+00-00-00+00"),
+    ...                                {"unixtime": 1767225600.25}, {}))
+    'CKPT+2026-01-01+00-00-00+00@1767225600.250000'
+    """
+    return f"{os.path.basename(checkpoint.path)}@{checkpoint.meta['unixtime']:.6f}"
+
+
 def _file_problem(path):
     """Why a parameter file cannot be read, or None.
 

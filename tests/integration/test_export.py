@@ -157,7 +157,8 @@ def test_export_refuses_thresholds_of_another_checkpoint(runs, tmp_path, caplog)
     shutil.copytree(runs["fbank"], run)
     scored = run / "verification" / "checkpoint.txt"
     latest = scored.read_text().strip()
-    assert latest.startswith("CKPT+") and (run / "save" / latest).is_dir()
+    name, saved = latest.split("@")
+    assert name.startswith("CKPT+") and (run / "save" / name).is_dir() and float(saved) > 0
     scored.write_text("CKPT+2000-01-01+00-00-00+00\n")
     with pytest.raises(ManifestError, match=r"checkpoint.txt: the report scored checkpoint "
                        rf"CKPT\+2000-01-01\+00-00-00\+00, but the latest is {re.escape(latest)}"
@@ -305,7 +306,7 @@ def evaluated_run(run, ssl, cache):
     leaves it: its modules on the SSL model in folder ``ssl`` (hub cache ``cache``)."""
     from hyperpyyaml import load_hyperpyyaml
 
-    from local.model.checkpoints import CompleteCheckpointer
+    from local.model.checkpoints import CompleteCheckpointer, checkpoint_identity
 
     (run / "save").mkdir(parents=True)
     (run / "hyperparams.yaml").write_text(f"""\
@@ -334,7 +335,7 @@ embedding_model: !new:speechbrain.lobes.models.Xvector.Xvector
     (run / "condition.yaml").write_text("evaluation:\n    target: trials.txt\n")
     (run / "verification" / "target").mkdir(parents=True)
     (run / "verification" / "target" / "scores.txt").write_text("a b 0.6 1\na c 0.2 0\n")
-    (run / "verification" / "checkpoint.txt").write_text(os.path.basename(checkpoint.path))
+    (run / "verification" / "checkpoint.txt").write_text(checkpoint_identity(checkpoint))
     return modules
 
 

@@ -32,6 +32,49 @@ def test_saves_in_the_same_second_are_separate_checkpoints(tmp_path):
     assert sorted(os.listdir(tmp_path)) == sorted([first.path.name, second.path.name])
 
 
+def evaluated_under_one_name(folder, monkeypatch):
+    """The checkpoint that local.experiment.evaluate hands the verification (which keys the
+    embedding caches and checkpoint.txt on it) for the first and the third of three saves
+    within one second, num_to_keep=1: the second takes a suffixed name and removes the first,
+    whose name the third then takes."""
+    from local import experiment
+
+    model = torch.nn.Linear(1, 1, bias=False)
+    checkpointer = CompleteCheckpointer(folder, {"model": model})
+    scored = []
+    monkeypatch.setattr(experiment, "verify",
+                        lambda embed, hparams, condition, data, training, device, checkpoint,
+                        *rest: scored.append(checkpoint) or {})
+    brain = SimpleNamespace(modules=model, checkpointer=checkpointer, embed=model, device="cpu")
+    hparams = {"train_logger": SimpleNamespace(log_stats=lambda **stats: None)}
+    for weight in (1.0, 2.0, 3.0):
+        torch.nn.init.constant_(model.weight, weight)
+        checkpointer.save_and_keep_only(name="2026-01-01+00-00-00+00", num_to_keep=1)
+        if weight != 2.0:
+            experiment.evaluate(brain, hparams, {}, {"eval": {}, "training_utterances": {}})
+    assert [c.path.name for c in checkpointer.list_checkpoints()] == [
+        "CKPT+2026-01-01+00-00-00+00"]
+    return checkpointer, scored
+
+
+def test_a_checkpoint_that_takes_a_removed_ones_name_is_told_apart(tmp_path, monkeypatch):
+    _, scored = evaluated_under_one_name(tmp_path / "save", monkeypatch)
+    assert all(name.startswith("CKPT+2026-01-01+00-00-00+00@") for name in scored)
+    assert scored[0] != scored[1]  # neither its embedding caches nor its report are reused
+
+
+def test_export_refuses_the_report_of_a_removed_checkpoint_of_the_same_name(tmp_path,
+                                                                            monkeypatch):
+    from local.evaluation.report import write_scored_checkpoint
+    from local.export import check_report_checkpoint
+
+    checkpointer, scored = evaluated_under_one_name(tmp_path / "save", monkeypatch)
+    (tmp_path / "verification").mkdir()
+    write_scored_checkpoint(tmp_path / "verification", scored[0])
+    with pytest.raises(ManifestError, match="the report scored checkpoint CKPT"):
+        check_report_checkpoint(str(tmp_path), checkpointer.find_checkpoint())
+
+
 def test_resume_skips_a_truncated_newest_checkpoint_and_names_it(tmp_path, caplog):
     model, first, second = saved_twice(tmp_path)
     data = second.paramfiles["model"].read_bytes()
