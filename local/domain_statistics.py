@@ -56,6 +56,38 @@ def check_finite(vectors, name):
              fix="check the model and the audio of the training manifest they were drawn from")
 
 
+def check_domain_size(size, whiten, name="cohort"):
+    """Fail when ``size`` embeddings are too few to centre on (1), or to whiten by (2).
+
+    :class:`DomainAdaptation` checks the embeddings it is given; the
+    evaluation checks the number a cohort will be drawn from, read from its
+    manifest, before anything is embedded
+    (:func:`local.evaluation.verification.check_cohort`).
+
+    Arguments
+    ---------
+    size : int
+        The domain's embeddings, or the utterances they will be drawn from.
+    whiten : bool
+        Whiten as well as centre: a covariance needs 2.
+    name : str
+        What they are, or are drawn from, named in the message.
+
+    Example
+    -------
+    >>> check_domain_size(1, whiten=True)
+    Traceback (most recent call last):
+      ...
+    local.errors.ManifestError: cohort: 1 embeddings, fewer than the 2 that a covariance to whiten by needs
+    Fix: pass a cohort_size of 2 or more, and draw the cohort from a training manifest with 2 utterances or more within min_embed_seconds and max_embed_seconds
+    """
+    needed, statistic = (2, "a covariance to whiten by") if whiten else (1, "a mean to centre on")
+    if size < needed:
+        fail(name, f"{size} embeddings, fewer than the {needed} that {statistic} needs",
+             fix=f"pass a cohort_size of {needed} or more, and draw the cohort from a training "
+                 f"manifest with {needed} utterances or more within min_embed_seconds and "
+                 "max_embed_seconds")
+
 
 class DomainAdaptation:
     """Centring on, and optionally whitening by, one domain's embeddings.
@@ -75,9 +107,9 @@ class DomainAdaptation:
     Raises
     ------
     ManifestError
-        When the domain's embeddings have NaN/inf values, or (with ``whiten``)
-        are fewer than 2, all the same, or (without a ridge) do not span
-        their dimensions.
+        When the domain's embeddings have NaN/inf values, are none, or (with
+        ``whiten``) are fewer than 2, all the same, or (without a ridge) do
+        not span their dimensions (:func:`check_domain_size`).
 
     Example
     -------
@@ -87,16 +119,12 @@ class DomainAdaptation:
     """
 
     def __init__(self, domain, whiten=False, ridge=0.0, name="cohort"):
+        check_domain_size(len(domain), whiten, name)
         check_finite(domain, name)
         units = _unit_float64(domain)
         self.mean = units.mean(axis=0)
         self.whitening = None
         if whiten:
-            if len(units) < 2:
-                fail(name, f"its {len(units)} embedding has no covariance to whiten by",
-                     fix="pass a cohort_size of 2 or more, and draw the cohort from a training "
-                         "manifest with 2 utterances or more within min_embed_seconds and "
-                         "max_embed_seconds")
             eigenvalues, eigenvectors = np.linalg.eigh(np.cov(units, rowvar=False))
             # Unit vectors' total variance is 1 - |mean|^2: rounding alone for identical ones,
             # which a ridge (a fraction of it) would whiten into noise.

@@ -37,6 +37,7 @@ from local.evaluation.backends import (
     chosen_backends,
     system_name,
 )
+from local.domain_statistics import check_domain_size
 from local.embedding import compute_embeddings, content_key, embeddable_ids
 from local.errors import fail, failing_on_full_disk
 from local.evaluation.metrics import VOXCELEB_DCF
@@ -114,32 +115,38 @@ def check_score_norm(hparams):
 
 
 def check_cohort(hparams, training, where="cohort"):
-    """Fail, before anything is embedded, when the score normalisation's cohort would be too small.
+    """Fail, before anything is embedded, when the cohort would be too small for its uses.
 
     The cohort is drawn from the utterances of ``cohort_domain``'s training
     manifest within the embedding limits (:meth:`EmbeddingCache.subset`):
     their number is known from the manifest, so a cohort smaller than
-    ``cohort_top_k`` (S-norm: 2) is refused before the evaluation utterances
-    are embedded, not when the first trial is scored.
+    ``cohort_top_k`` (S-norm: 2) or than the back-end adaptation needs
+    (:func:`~local.domain_statistics.check_domain_size`: ``whiten`` 2,
+    ``mean`` 1) is refused before the evaluation utterances are embedded,
+    not when the first trial is scored or the back-end trained.
 
     Arguments
     ---------
     hparams : dict
-        ``score_norm``, ``cohort_domain``, ``cohort_size``, ``cohort_top_k``,
-        ``min_embed_seconds``, ``max_embed_seconds``.
+        ``score_norm``, ``backend_adaptation``, ``cohort_domain``,
+        ``cohort_size``, ``cohort_top_k``, ``min_embed_seconds``,
+        ``max_embed_seconds``.
     training : dict
         ``{"source": ..., "target": ...}`` whole-utterance datasets of the
         training manifests.
     where : str
         What the cohort is drawn from, named in the message.
     """
-    if not hparams["score_norm"]:
+    norm, adaptation = hparams["score_norm"], hparams["backend_adaptation"]
+    if not (norm or adaptation):
         return
     limits = hparams["min_embed_seconds"], hparams["max_embed_seconds"]
     drawn = min(len(embeddable_ids(training[hparams["cohort_domain"]], *limits)),
                 hparams["cohort_size"])
-    check_cohort_size(drawn, hparams["cohort_top_k"] if hparams["score_norm"] == "asnorm"
-                      else None, where)
+    if norm:
+        check_cohort_size(drawn, hparams["cohort_top_k"] if norm == "asnorm" else None, where)
+    if adaptation:
+        check_domain_size(drawn, adaptation == "whiten", where)
 
 
 def cohort_subset(ids, size, seed):

@@ -101,8 +101,9 @@ def test_a_domain_that_does_not_span_its_dimensions_needs_a_ridge(domain):
 
 @pytest.mark.parametrize("ridge", [0.0, 0.1])
 def test_one_embedding_has_no_covariance_to_whiten_by(domain, ridge):
-    with pytest.raises(ManifestError, match=r"cohort: its 1 embedding has no covariance to "
-                                            r"whiten by\nFix: pass a cohort_size of 2 or more"):
+    with pytest.raises(ManifestError, match=r"cohort: 1 embeddings, fewer than the 2 that a "
+                                            r"covariance to whiten by needs\nFix: pass a "
+                                            r"cohort_size of 2 or more"):
         DomainAdaptation(domain[:1], whiten=True, ridge=ridge)
     DomainAdaptation(domain[:1])  # centring alone needs no covariance
 
