@@ -39,7 +39,12 @@ from local.cli import UsageError, command, option
 from local.errors import ManifestError, fail
 from local.evaluation.metrics import VOXCELEB_DCF, compute_metrics, dcf_name
 from local.evaluation.report import plot_det, read_scores, scored_checkpoint, write_scores
-from local.evaluation.seed_table import LIST_FILES, list_hashes, report_provenance
+from local.evaluation.seed_table import (
+    LIST_FILES,
+    changed_inputs,
+    list_hashes,
+    report_provenance,
+)
 from local.evaluation.verification import summary_table
 from local.provenance import file_sha256
 from local.whole_files import written_whole
@@ -389,8 +394,7 @@ def check_fused_folder(summary, system, fusion):
                           f"{now} fusion's", rows=[f"'{row}': {', '.join(before)}",
                                                    f"this fusion: {', '.join(reports)}"],
                  fix="write this fusion into a folder of its own (--summary and --out)")
-        changed = [i["path"] for i in entry["scores"] + entry["dev"]
-                   if not os.path.isfile(i["path"]) or file_sha256(i["path"]) != i["sha256"]]
+        changed = changed_inputs(entry)
         if changed:
             fail(summary, f"row '{row}' was fused from score files that have changed since",
                  rows=changed, fix="fuse every list again into a folder of its own, or remove "

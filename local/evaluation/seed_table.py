@@ -20,7 +20,9 @@ is refused. A report without hashes (of an older run) is compared by its
 number of trials only, with a warning. An unknown list or metric is refused
 with the names the summaries have, and so is a metric a list was not scored
 at (an SdSV list's minDCF is ``min_dcf_0.01_10_1``) and a system name given
-to two ``--runs``.
+to two ``--runs``. A fused folder (``python -m local.evaluation.fusion
+--summary``) is read as a run; a row of it whose score files have changed
+since it was fused (a run scored again) is refused, naming them.
 """
 
 import glob
@@ -34,6 +36,7 @@ import pandas as pd
 from local.cli import command, option
 from local.errors import fail
 from local.evaluation.report import markdown_table
+from local.provenance import file_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -106,13 +109,74 @@ def report_provenance(run):
     for name in PROVENANCE_FILES:
         path = os.path.join(run, "verification", name)
         if os.path.isfile(path):
-            try:
-                with open(path, encoding="utf-8") as record:
-                    return path, dict(json.load(record)["data"])
-            except (ValueError, KeyError, TypeError) as error:
-                fail(path, f"unreadable provenance record ({error})",
-                     fix="evaluate the run again (evaluate.py), which writes it anew")
+            return path, _read_record(path, "data")
     return None
+
+
+def _read_record(path, entry, required=True):
+    """The ``entry`` of the provenance record ``path`` (``{}`` when absent and not ``required``)."""
+    try:
+        with open(path, encoding="utf-8") as record:
+            content = json.load(record)
+        return dict(content[entry] if required else content.get(entry, {}))
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        fail(path, f"unreadable provenance record ({error})",
+             fix="evaluate the run again (evaluate.py), which writes it anew")
+
+
+def changed_inputs(fused):
+    """The score files a fused row was fused from that are gone or have changed since.
+
+    Arguments
+    ---------
+    fused : dict
+        What the row was fused from, as a fused folder's record holds it:
+        ``scores`` and ``dev``, each a list of ``{"path", "sha256"}``
+        (:func:`local.evaluation.fusion.input_record`).
+
+    Returns
+    -------
+    list of str
+        Their paths.
+    """
+    return [i["path"] for i in fused["scores"] + fused["dev"]
+            if not os.path.isfile(i["path"]) or file_sha256(i["path"]) != i["sha256"]]
+
+
+def check_fused_rows(runs, lists):
+    """Refuse a fused row whose score files have changed since it was fused.
+
+    A fused folder's record (its ``provenance.json``) holds, under
+    ``fusion``, the hash of each score file a row was fused from: a run
+    scored again since has other scores, and the row is no longer their
+    fusion. A run's own report has no such entry.
+
+    Arguments
+    ---------
+    runs : list of str
+        The run folders of the table.
+    lists : list of str
+        The scored lists of the table.
+
+    Raises
+    ------
+    ManifestError
+        Naming the record, the row and the files that changed.
+    """
+    for run in runs:
+        record = report_provenance(run)
+        if record is None:
+            continue
+        fused = _read_record(record[0], "fusion", required=False)
+        for scored in lists:
+            changed = fused.get(scored) and changed_inputs(fused[scored])
+            if changed:
+                summary = os.path.join(run, "verification", "summary.csv")
+                fail(record[0], f"row '{scored}' was fused from score files that have changed "
+                                "since (a run scored again): its figures are not their fusion",
+                     rows=changed,
+                     fix=f"fuse '{scored}' again (python -m local.evaluation.fusion with "
+                         f"--summary {summary}), or leave {run} out")
 
 
 def list_hashes(data, scored):
@@ -292,8 +356,9 @@ def seed_table(systems, lists, metrics):
     Raises
     ------
     ManifestError
-        When a run lacks one of the lists or metrics, or runs scored a list
-        on different data (:func:`check_same_data`).
+        When a run lacks one of the lists or metrics, runs scored a list
+        on different data (:func:`check_same_data`), or a fused row's
+        score files have changed since (:func:`check_fused_rows`).
 
     Example
     -------
@@ -313,6 +378,7 @@ def seed_table(systems, lists, metrics):
                          "again with the score_norm/backend_adaptation/backend that make it")
     check_metrics(systems, lists, metrics)
     check_same_data(systems, lists)
+    check_fused_rows(list(dict.fromkeys(pd.concat(systems.values())["run"])), lists)
     rows = []
     for name, summaries in systems.items():
         row = {"system": name, "runs": summaries["run"].nunique()}
@@ -345,8 +411,9 @@ def print_seed_table(runs, lists, metrics, out=None):
     -------
     int
         0 when the table was made, 1 when a system is named twice, a run
-        folder is missing or incomplete, a list or metric is unknown, or runs
-        scored a list on different data (the message names them).
+        folder is missing or incomplete, a list or metric is unknown, runs
+        scored a list on different data, or a fused row's score files have
+        changed since (the message names them).
     """
     try:
         names = [name for name, _ in runs]

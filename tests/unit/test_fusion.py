@@ -20,6 +20,7 @@ from local.evaluation.fusion import (
 from local.evaluation.metrics import eer
 from local.evaluation.report import read_scores, write_scores
 from local.evaluation.seed_table import collect, seed_table
+from local.evaluation.seed_table import main as seed_table_main
 
 N = 4000
 
@@ -261,6 +262,25 @@ def test_systems_scored_on_other_data_are_refused_and_the_fusion_records_its_dat
         seed_table({"average": collect(str(tmp_path / "average")),
                     "relativistic": collect(str(tmp_path / "relativistic"))},
                    ["target"], ["eer_percent"])
+
+
+def test_seed_table_refuses_a_fused_row_whose_runs_were_scored_again(tmp_path, capsys):
+    trials, scores = noisy_systems(0, noise=(1.0, 1.0, 1.0), shift=(0,) * 3, scale=(1,) * 3)
+    paths = [write_run(tmp_path / "vanilla", trials, scores[:, 0]),
+             write_run(tmp_path / "least_squares", trials, scores[:, 1])]
+    fused = tmp_path / "average" / "verification"
+    assert main(["--scores", *paths, "--out", str(fused / "target" / "scores.txt"),
+                 "--summary", str(fused / "summary.csv"), "--system", "target"]) == 0
+    table = ["--runs", "average", str(tmp_path / "average"), "--lists", "target",
+             "--metrics", "eer_percent"]
+    assert seed_table_main(table) == 0
+    write_scores(paths[1], trials, scores[:, 2])  # least_squares scored again
+    capsys.readouterr()
+    assert seed_table_main(table) == 1
+    assert capsys.readouterr().err.startswith(
+        f"{fused / 'provenance.json'}: row 'target' was fused from score files that have "
+        f"changed since (a run scored again): its figures are not their fusion\n  {paths[1]}\n"
+        f"Fix: fuse 'target' again")
 
 
 def test_a_second_fusion_does_not_mix_with_the_first_in_its_folder(tmp_path, capsys):
