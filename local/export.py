@@ -211,6 +211,10 @@ def check_report_checkpoint(run_folder, checkpoint):
         logger.warning("%s does not name the checkpoint it scored (a report from before "
                        "%s): its thresholds are taken as those of %s", report, CHECKPOINT_FILE,
                        exported)
+    elif scored == os.path.basename(checkpoint.path):
+        logger.warning("%s names the checkpoint it scored without its save time (a report "
+                       "from before it held one), as the latest is named: its thresholds are "
+                       "taken as those of %s", report, exported)
     elif scored != exported:
         fail(os.path.join(report, CHECKPOINT_FILE),
              f"the report scored checkpoint {scored}, but the latest is {exported}: its "

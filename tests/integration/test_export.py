@@ -164,6 +164,10 @@ def test_export_refuses_thresholds_of_another_checkpoint(runs, tmp_path, caplog)
                        rf"CKPT\+2000-01-01\+00-00-00\+00, but the latest is {re.escape(latest)}"
                        r": .*\nFix: evaluate the run again"):
         export_model(str(run), str(tmp_path / "model"))
+    scored.write_text(f"{name}\n")  # a report from before the save time: with a warning
+    with caplog.at_level("WARNING"):
+        export_model(str(run), str(tmp_path / "model"))
+    assert "names the checkpoint it scored without its save time" in caplog.text
     scored.unlink()  # a report from before the file: exported, with a warning
     with caplog.at_level("WARNING"):
         export_model(str(run), str(tmp_path / "model"))
