@@ -222,6 +222,12 @@ class SSLFrontend(torch.nn.Module):
         # by LayerDrop during fine-tuning would be missing from the weighted
         # sum: every layer runs at every step.
         self.ssl.model.config.layerdrop = 0.0
+        if not freeze and freeze_feature_extractor:
+            # The wrapper only stops the CNN's parameters from training; in
+            # training mode the CNN would still mark its input as needing a
+            # gradient and keep its activations (about 110 MB per 3 s crop
+            # of a base model) for a backward pass that reaches no parameter.
+            self.ssl.model.freeze_feature_encoder()
         if gradient_checkpointing:
             if freeze:
                 fail("--ssl_gradient_checkpointing=True", "ssl_gradient_checkpointing needs a "
