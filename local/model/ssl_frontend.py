@@ -296,10 +296,11 @@ class SSLFrontend(torch.nn.Module):
         the checkpoint's ``do_normalize`` asks for it) and padded with zeros,
         and the model gets an attention mask only when the extractor returns
         one (``return_attention_mask``: the checkpoints whose CNN has layer
-        normalisation, such as wavlm-large; not wav2vec2-base). With such a
-        mask the hidden states of a waveform do not depend on the padding;
-        a CNN with group normalisation (wav2vec2-base, wavlm-base-plus)
-        normalises over the padding too, so its hidden states do.
+        normalisation, such as wavlm-large, and wavlm-base-plus; not
+        wav2vec2-base). With such a mask and a CNN with layer normalisation
+        the hidden states of a waveform do not depend on the padding; a CNN
+        with group normalisation (wav2vec2-base, wavlm-base-plus) normalises
+        over the padding too, so its hidden states do, mask or not.
 
         Arguments
         ---------
