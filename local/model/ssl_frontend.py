@@ -222,6 +222,12 @@ class SSLFrontend(torch.nn.Module):
         # by LayerDrop during fine-tuning would be missing from the weighted
         # sum: every layer runs at every step.
         self.ssl.model.config.layerdrop = 0.0
+        if not freeze and freeze_feature_extractor:
+            # The wrapper only stops the CNN's parameters from training; in
+            # training mode the CNN would still mark its input as needing a
+            # gradient and keep its activations (about 110 MB per 3 s crop
+            # of a base model) for a backward pass that reaches no parameter.
+            self.ssl.model.freeze_feature_encoder()
         if gradient_checkpointing:
             if freeze:
                 fail("--ssl_gradient_checkpointing=True", "ssl_gradient_checkpointing needs a "
@@ -290,10 +296,11 @@ class SSLFrontend(torch.nn.Module):
         the checkpoint's ``do_normalize`` asks for it) and padded with zeros,
         and the model gets an attention mask only when the extractor returns
         one (``return_attention_mask``: the checkpoints whose CNN has layer
-        normalisation, such as wavlm-large; not wav2vec2-base). With such a
-        mask the hidden states of a waveform do not depend on the padding;
-        a CNN with group normalisation (wav2vec2-base, wavlm-base-plus)
-        normalises over the padding too, so its hidden states do.
+        normalisation, such as wavlm-large, and wavlm-base-plus; not
+        wav2vec2-base). With such a mask and a CNN with layer normalisation
+        the hidden states of a waveform do not depend on the padding; a CNN
+        with group normalisation (wav2vec2-base, wavlm-base-plus) normalises
+        over the padding too, so its hidden states do, mask or not.
 
         Arguments
         ---------

@@ -87,8 +87,16 @@ def test_frozen_ssl_gets_no_gradient_and_keeps_no_activations(tiny_ssl, family, 
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_fine_tuned_ssl_gets_gradient_except_the_frozen_cnn(tiny_ssl, family, tmp_path):
-    model = frontend(tiny_ssl, family, tmp_path, freeze=False).train()
-    model(wavs()).pow(2).mean().backward()
+    def cnn_output(model):
+        outputs = []
+        model.ssl.model.feature_extractor.register_forward_hook(
+            lambda module, inputs, output: outputs.append(output))
+        model.train()(wavs()).pow(2).mean().backward()
+        return outputs[0]
+
+    model = frontend(tiny_ssl, family, tmp_path, freeze=False)
+    # The frozen CNN keeps no activations for the backward pass.
+    assert cnn_output(model).grad_fn is None
     cnn = {id(p) for p in model.ssl.model.feature_extractor.parameters()}
     transformer = [p for p in model.ssl.parameters() if id(p) not in cnn]
     assert all(p.grad is None for p in model.ssl.model.feature_extractor.parameters())
@@ -96,7 +104,7 @@ def test_fine_tuned_ssl_gets_gradient_except_the_frozen_cnn(tiny_ssl, family, tm
     assert model.layer_sum.weights.grad.abs().sum() > 0
 
     whole = frontend(tiny_ssl, family, tmp_path, freeze=False, freeze_feature_extractor=False)
-    whole.train()(wavs()).pow(2).mean().backward()
+    assert cnn_output(whole).grad_fn is not None
     assert all(p.requires_grad and p.grad is not None and p.grad.abs().sum() > 0
                for p in whole.ssl.model.feature_extractor.parameters())
 
@@ -111,8 +119,9 @@ def test_waveform_normalisation_follows_the_checkpoint(tiny_ssl, tmp_path):
         assert same == invariant, family
 
 
-def save_ssl(folder, family, cnn_norm, do_normalize, attention_mask):
-    """A tiny checkpoint whose CNN has ``cnn_norm`` ("group" or "layer") normalisation."""
+def save_ssl(folder, family, cnn_norm, do_normalize, attention_mask, **config):
+    """A tiny checkpoint whose CNN has ``cnn_norm`` ("group" or "layer") normalisation;
+    ``config`` overrides the model configuration's other values."""
     from transformers import (
         Wav2Vec2Config,
         Wav2Vec2FeatureExtractor,
@@ -124,9 +133,9 @@ def save_ssl(folder, family, cnn_norm, do_normalize, attention_mask):
     torch.manual_seed(0)
     if family == "wavlm":
         model = WavLMModel(WavLMConfig(num_buckets=32, max_bucket_distance=64,
-                                       feat_extract_norm=cnn_norm, **TINY_SSL))
+                                       feat_extract_norm=cnn_norm, **{**TINY_SSL, **config}))
     else:
-        model = Wav2Vec2Model(Wav2Vec2Config(feat_extract_norm=cnn_norm, **TINY_SSL))
+        model = Wav2Vec2Model(Wav2Vec2Config(feat_extract_norm=cnn_norm, **{**TINY_SSL, **config}))
     model.save_pretrained(folder)
     Wav2Vec2FeatureExtractor(do_normalize=do_normalize,
                              return_attention_mask=attention_mask).save_pretrained(folder)
@@ -161,6 +170,62 @@ def test_a_padded_batch_is_prepared_as_transformers_prepares_it(
     # With a mask the padding does not reach the short waveform's hidden states.
     if attention_mask:
         assert torch.allclose(padded[:, 1, :alone.shape[1]], alone, atol=1e-4)
+
+
+# The structural settings of published checkpoints (their config.json and
+# preprocessor_config.json): family, CNN normalisation, waveform normalisation,
+# attention mask, and the transformer's layer norm placement and CNN biases.
+PUBLISHED = {
+    "wavlm-base-plus": ("wavlm", "group", False, True, dict(do_stable_layer_norm=False)),
+    "wavlm-large": ("wavlm", "layer", True, True, dict(do_stable_layer_norm=True)),
+    "wav2vec2-base": ("wav2vec2", "group", True, False, dict(do_stable_layer_norm=False)),
+    "wav2vec2-large-lv60": ("wav2vec2", "layer", True, True,
+                            dict(do_stable_layer_norm=True, conv_bias=True)),
+}
+
+
+@pytest.mark.parametrize("published", PUBLISHED)
+def test_checkpoints_shaped_as_the_published_ones_mix_every_layer_as_transformers_runs_them(
+        published, tmp_path):
+    """Another depth and width than the other tiny checkpoints: one weight per hidden state,
+    the encoder's input size the hidden size, the mask passed exactly when the checkpoint's
+    extractor returns one, and the frame lengths transformers' own."""
+    from transformers import AutoFeatureExtractor, AutoModel
+
+    family, cnn_norm, do_normalize, attention_mask, config = PUBLISHED[published]
+    folder = save_ssl(tmp_path / "ssl", family, cnn_norm, do_normalize, attention_mask,
+                      hidden_size=48, num_hidden_layers=3, layerdrop=0.9, **config)
+    model = SSLFrontend(folder, str(tmp_path / "cache"), family=family).eval()
+    assert len(model.layer_sum.weights) == 4 and model.output_size == 48
+    masks = []
+    model.ssl.model.register_forward_pre_hook(
+        lambda module, args, kwargs: masks.append(kwargs["attention_mask"]), with_kwargs=True)
+    # Loud enough that the variance floor of the waveform normalisation (1e-5, as in
+    # fairseq's pre-training; transformers' extractor takes 1e-7) changes nothing.
+    long, short = wavs(batch=1, seconds=1.5)[0] * 5, 3 * wavs(batch=1)[0] + 0.5
+    batch = torch.zeros(2, len(long))
+    batch[0], batch[1, :len(short)] = long, short
+    lengths = torch.tensor([1.0, len(short) / len(long)])
+    with torch.no_grad():
+        padded = model.hidden_states(batch, lengths)
+        inputs = AutoFeatureExtractor.from_pretrained(folder)(
+            [long.numpy(), short.numpy()], sampling_rate=16000, padding=True,
+            return_attention_mask=True, return_tensors="pt")
+        reference = AutoModel.from_pretrained(folder)
+        expected = reference(inputs.input_values,
+                             attention_mask=inputs.attention_mask if attention_mask else None,
+                             output_hidden_states=True)
+    assert (masks[0] is not None) == attention_mask
+    assert padded.shape == (4, 2, 74, 48)
+    torch.testing.assert_close(padded, torch.stack(expected.hidden_states), atol=1e-4, rtol=1e-4)
+    frames = reference._get_feat_extract_output_lengths(torch.tensor([len(long), len(short)]))
+    assert torch.allclose(model.frame_lengths(batch, lengths), frames / frames[0])
+
+    # The checkpoint's LayerDrop (the published ones have 0.05 or 0.1) would leave the
+    # layers it skips out of a fine-tuned model's hidden states.
+    tuned = SSLFrontend(folder, str(tmp_path / "cache"), family=family, freeze=False).train()
+    for _ in range(5):
+        assert tuned(wavs()).shape == (2, 24, 48)
 
 
 def test_unreachable_hub_is_a_message_with_the_fix(tmp_path, monkeypatch):
