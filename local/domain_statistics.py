@@ -16,7 +16,8 @@ eigenvalues, so that directions which the domain's few embeddings barely span
 are not blown up. Every whitening of the same covariance (PCA, ZCA, Cholesky)
 is another one rotated, so all give the same cosine scores; this one is the
 PCA whitening of :meth:`scipy.stats.Covariance.whiten`. :func:`coral`
-whitens the source domain so and colours it by the target's covariance.
+re-colours the source domain by the target's covariance through the symmetric
+square roots of both (ZCA), which a rotation does not leave alone.
 """
 
 import numpy as np
@@ -104,6 +105,12 @@ class DomainAdaptation:
     name : str
         What the embeddings are, in the messages.
 
+    Attributes
+    ----------
+    eigenvectors : numpy.ndarray or None
+        With ``whiten``: ``[dim, dim]``, the covariance's eigenvectors, the
+        basis the whitened vectors are in.
+
     Raises
     ------
     ManifestError
@@ -123,7 +130,7 @@ class DomainAdaptation:
         check_finite(domain, name)
         units = _unit_float64(domain)
         self.mean = units.mean(axis=0)
-        self.whitening = None
+        self.whitening = self.eigenvectors = None
         if whiten:
             eigenvalues, eigenvectors = np.linalg.eigh(np.cov(units, rowvar=False))
             # Unit vectors' total variance is 1 - |mean|^2: rounding alone for identical ones,
@@ -139,6 +146,7 @@ class DomainAdaptation:
                      f"{units.shape[1]} dimensions, so their covariance cannot be whitened",
                      fix="set whiten_ridge above 0, or cohort_size above the embedding size")
             self.whitening = Covariance.from_eigendecomposition((eigenvalues, eigenvectors))
+            self.eigenvectors = eigenvectors
 
     def __call__(self, vectors):
         """The adapted vectors.
@@ -162,10 +170,13 @@ class DomainAdaptation:
     def colour(self, white):
         """Vectors of zero mean and identity covariance given this domain's mean and covariance.
 
+        The inverse of the whitening of :meth:`__call__`.
+
         Arguments
         ---------
         white : torch.Tensor or numpy.ndarray
-            ``[n, dim]``; needs ``whiten``.
+            ``[n, dim]`` in the basis of :attr:`eigenvectors`, as :meth:`__call__`
+            gives them; needs ``whiten``.
 
         Returns
         -------
@@ -197,10 +208,13 @@ def coral(source, target, ridge=0.0):
     """Source embeddings re-coloured to the target domain's statistics (CORAL).
 
     Correlation alignment (Sun, Feng and Saenko, AAAI 2016): the unit source
-    embeddings are centred and whitened by their own covariance, then
-    coloured by the target's and moved to the target's mean, so that a
+    embeddings are centred, multiplied by ``C_source^(-1/2) C_target^(1/2)``
+    (symmetric square roots) and moved to the target's mean, so that a
     back-end trained on them (with the source speaker labels) sees the
-    target's covariance. Both covariances get the ``ridge`` of
+    target's covariance. Any rotation between the whitening and the
+    colouring would match the covariances too, but would turn the speakers'
+    directions: the symmetric roots leave a source that already has the
+    target's covariance as it is. Both covariances get the ``ridge`` of
     :class:`DomainAdaptation`.
 
     Arguments
@@ -218,9 +232,13 @@ def coral(source, target, ridge=0.0):
         ``[n, dim]`` float64: with ``ridge`` 0, their mean and covariance are
         those of the unit target embeddings.
     """
-    return DomainAdaptation(target, whiten=True, ridge=ridge, name="target").colour(
-        DomainAdaptation(source, whiten=True, ridge=ridge, name="source")(
-            torch.as_tensor(source, dtype=torch.float64)))
+    target_domain = DomainAdaptation(target, whiten=True, ridge=ridge, name="target")
+    source_domain = DomainAdaptation(source, whiten=True, ridge=ridge, name="source")
+    # Whitened in the source's eigenbasis, then turned into the target's: the
+    # PCA whitening and colouring alone would pair the two eigenbases by the
+    # rank of their eigenvalues and the arbitrary signs of their eigenvectors.
+    white = source_domain(torch.as_tensor(source, dtype=torch.float64)).numpy()
+    return target_domain.colour(white @ source_domain.eigenvectors.T @ target_domain.eigenvectors)
 
 
 def _unit_float64(vectors):

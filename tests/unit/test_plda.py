@@ -18,6 +18,7 @@ from local.evaluation.backends import (
     TrainingEmbeddings, Unscorable, backends_of, target_pseudo_speakers)
 from local.evaluation.verification import build_backends, check_score_norm
 from local.model.pseudo_labels import PseudoLabels
+from test_backend import unit_rows
 from test_scoring import loop_scores, unit
 from test_verification import NORM, verify_demo
 
@@ -142,6 +143,26 @@ def test_coral_gives_the_targets_mean_and_covariance():
                                atol=1e-12)
     source_units = source / np.linalg.norm(source, axis=1, keepdims=True)
     assert np.abs(np.cov(source_units, rowvar=False) - np.cov(units, rowvar=False)).max() > 0.05
+
+
+@pytest.mark.parametrize("ridge", [0.0, 0.1])
+def test_coral_is_the_symmetric_square_roots_transform(ridge):
+    """Sun et al.'s D_s C_s^(-1/2) C_t^(1/2): a target drawn like the source moves it little."""
+    rng = np.random.default_rng(23)
+    source = rng.normal(size=(400, 6)) @ rng.normal(size=(6, 6)) + 1.0
+    target = source[rng.permutation(400)[:200]]
+    units, target_units = unit_rows(source), unit_rows(target)
+
+    def root(vectors, power):
+        covariance = np.cov(vectors, rowvar=False)
+        covariance += ridge * np.trace(covariance) / len(covariance) * np.eye(len(covariance))
+        return scipy.linalg.fractional_matrix_power(covariance, power).real
+
+    expected = ((units - units.mean(axis=0)) @ root(units, -0.5) @ root(target_units, 0.5)
+                + target_units.mean(axis=0))
+    recoloured = coral(torch.from_numpy(source), target, ridge).numpy()
+    np.testing.assert_allclose(recoloured, expected, atol=1e-10)
+    assert np.abs(recoloured - units).max() < 0.2
 
 
 @pytest.fixture
