@@ -193,6 +193,43 @@ def test_trials_and_asnorm_score_as_a_per_trial_loop(backend):
         loop_scores(embeddings, enrolment, trials, cohort, 4, pair=pair), atol=1e-10)
 
 
+def test_backend_scores_are_the_gaussian_llr_with_its_estimated_covariances():
+    """B and W of the projected training embeddings by their definitions; each trial
+    scored by the ratio of scipy's normal densities, enrolment models included."""
+    rng = np.random.default_rng(24)
+    means = rng.normal(size=(6, 8)) * 2
+    labels = np.repeat(np.arange(6), 25)
+    training = means[labels] + rng.normal(size=(150, 8))
+    backend = PLDABackend(training, labels, 4)
+    projected = backend.project(training)
+    centre = projected.mean(axis=0)
+    within, between = np.zeros((4, 4)), np.zeros((4, 4))
+    for speaker in range(6):
+        own = projected[labels == speaker]
+        within += (own - own.mean(axis=0)).T @ (own - own.mean(axis=0)) / len(projected)
+        between += len(own) * np.outer(own.mean(axis=0) - centre, own.mean(axis=0) - centre) / len(
+            projected)
+
+    truth = np.repeat(np.arange(6), 4)
+    embeddings = {f"u{i}": torch.from_numpy((means[k] + rng.normal(size=8)) * rng.uniform(0.5, 5))
+                  for i, k in enumerate(truth)}
+    enrolment = {f"m{k}": [f"u{4 * k}", f"u{4 * k + 1}", f"u{4 * k + 2}"] for k in range(6)}
+    trials = pd.DataFrame([(f"m{k}", f"u{i}") for k in range(6) for i in range(24) if i % 4 == 3]
+                          + [(f"u{i}", f"u{j}") for i in range(0, 24, 4) for j in range(1, 24, 4)],
+                          columns=["enrol", "test"])
+    expected = [
+        gaussian_llr(centre, within, between,
+                     *backend.project(np.stack([
+                         np.mean([unit(embeddings[u].numpy()) for u in enrolment.get(e, [e])],
+                                 axis=0),
+                         embeddings[t].numpy()])))
+        for e, t in zip(trials["enrol"], trials["test"])
+    ]
+    scores = score_trials(embeddings, trials, enrolment, form=backend.score_form)
+    np.testing.assert_allclose(scores, expected, atol=1e-9)
+    np.testing.assert_array_equal(np.argsort(scores), np.argsort(expected))
+
+
 def test_lda_keeps_at_most_the_speakers_minus_one_dimensions(backend):
     assert backend.lda.shape == (3, 8)
     rng = np.random.default_rng(19)

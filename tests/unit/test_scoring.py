@@ -75,6 +75,16 @@ def test_snorm_and_asnorm_equal_a_per_trial_loop(system, top_k):
     np.testing.assert_allclose(scores, expected, atol=1e-10)
 
 
+@pytest.mark.parametrize("top_k", [4, 5, 7])
+def test_asnorm_counts_tied_cohort_scores_as_often_as_they_occur(system, top_k):
+    """Each cohort member thrice: the top k cut through a tie, and keep k scores, not k values."""
+    embeddings, enrolment, trials, cohort = system
+    tied = np.tile(cohort[:4], (3, 1))
+    scores = score_trials(embeddings, trials, enrolment, cohort=tied, top_k=top_k)
+    np.testing.assert_allclose(scores, loop_scores(embeddings, enrolment, trials, tied, top_k),
+                               atol=1e-10)
+
+
 def test_asnorm_with_the_whole_cohort_is_snorm(system):
     embeddings, enrolment, trials, cohort = system
     np.testing.assert_allclose(
