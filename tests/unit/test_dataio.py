@@ -106,6 +106,19 @@ def test_crops_differ_between_pairs_and_epochs_and_repeat_with_the_seed(tmp_path
     assert len(set(epochs)) == 4
 
 
+def test_a_pair_seeds_only_the_cpu_generator_it_gives_back(monkeypatch):
+    """The crops draw on the CPU: a pair leaves the CUDA generators alone, which it would not
+    give back (and seeding them costs about 0.1 ms a pair), and the CPU state as it was."""
+    cuda_seeds = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", cuda_seeds.append)
+    monkeypatch.setattr(torch.cuda, "manual_seed", cuda_seeds.append)
+    pairs = PairedDataset(*_datasets(3, 2), seed=1)
+    before = torch.get_rng_state()
+    pairs[0]
+    assert cuda_seeds == []
+    assert torch.equal(torch.get_rng_state(), before)
+
+
 def test_steps_per_epoch_are_each_process_share(monkeypatch):
     """The schedule of the domain losses counts each process's steps: its share of the data."""
     pairs = PairedDataset(*_datasets(24, 10), seed=1)
