@@ -276,6 +276,22 @@ def test_audio_changed_after_the_check_is_named_when_it_is_read(tmp_path):
         load_segment(str(path), 0, 16000, 16000)
 
 
+def test_a_file_at_another_rate_than_its_row_says_is_named_when_it_is_read(tmp_path):
+    """Without the audio check, an 8 kHz file in a manifest with no sample_rate column (16 kHz)
+    would train as sped-up speech: its crop names the file instead."""
+    path = tmp_path / "telephone.wav"
+    soundfile.write(path, np.zeros(16000), 8000)
+    manifest = tmp_path / "train.csv"
+    pd.DataFrame([{"ID": "u1", "duration": 1.0, "wav": str(path), "start": 0, "stop": 16000,
+                   "spk_id": "s1", "domain": "tel"}]).to_csv(manifest, index=False)
+    data = manifest_dataset(str(manifest), check_audio=False)
+    add_crop_pipeline(data, 0.5)
+    data.set_output_keys(["sig"])
+    with pytest.raises(ManifestError, match=r"telephone.wav: is 8000 Hz, but its manifest row "
+                                            r"says 16000 Hz(.|\n)*sample_rate column"):
+        data[0]
+
+
 def test_a_wav_path_that_is_a_folder_says_so(tmp_path):
     with pytest.raises(ManifestError, match=rf"{tmp_path}: is a folder, not an audio file"):
         audio_info(str(tmp_path))
