@@ -5,7 +5,7 @@ import os
 import pandas as pd
 import torch
 import torchaudio
-from speechbrain.dataio.dataio import read_audio
+from speechbrain.dataio import audio_io
 
 from local.data.schema import SAMPLE_RATE, unreadable
 from local.errors import fail
@@ -19,9 +19,11 @@ CHANGED_AUDIO_FIX = ("the file changed after the manifest was written or checked
 def load_segment(wav, start, stop, sample_rate, target_rate=SAMPLE_RATE):
     """Read samples ``start:stop`` of ``wav`` and resample them to ``target_rate``.
 
-    SpeechBrain's ``read_audio`` reads the segment (soundfile backend);
-    resampling happens here, on the fly, so that 8 kHz telephone corpora are
-    used without a resampled copy on disk.
+    SpeechBrain's ``audio_io.load`` reads the segment (soundfile backend)
+    and the file's rate, which must be the one the row declares: a file read
+    at another rate than its own would train and score on sped-up or
+    slowed-down speech. Resampling happens here, on the fly, so that 8 kHz
+    telephone corpora are used without a resampled copy on disk.
 
     Arguments
     ---------
@@ -44,8 +46,10 @@ def load_segment(wav, start, stop, sample_rate, target_rate=SAMPLE_RATE):
     Raises
     ------
     ManifestError
-        Naming the file when it cannot be read or ends before ``stop``
-        (changed since the manifest was checked).
+        Naming the file when it cannot be read, is at another rate than
+        ``sample_rate`` (a manifest without a ``sample_rate`` column declares
+        16 kHz; ``check_audio`` finds such rows before training) or ends
+        before ``stop`` (changed since the manifest was checked).
 
     Example
     -------
@@ -54,17 +58,27 @@ def load_segment(wav, start, stop, sample_rate, target_rate=SAMPLE_RATE):
     >>> soundfile.write(path, numpy.zeros(8000), 8000)
     >>> load_segment(path, 0, 4000, 8000).shape
     torch.Size([8000])
+    >>> load_segment(path, 0, 4000, 16000)
+    Traceback (most recent call last):
+      ...
+    local.errors.ManifestError: /...a.wav: is 8000 Hz, but its manifest row says 16000 Hz
+    Fix: ...
     """
     try:
-        signal = read_audio({"file": wav, "start": int(start), "stop": int(stop)})
+        signal, file_rate = audio_io.load(wav, frame_offset=int(start),
+                                          num_frames=int(stop) - int(start),
+                                          channels_first=False, dtype=torch.float32)
     except Exception as err:  # libsndfile raises several types
         unreadable(wav, err)
+    if file_rate != int(sample_rate):
+        fail(wav, f"is {file_rate} Hz, but its manifest row says {sample_rate} Hz",
+             fix="add or fix the manifest's sample_rate column (16000 where it has none); "
+                 "python -m data_prep.manifest MANIFEST checks a manifest against its audio")
     if signal.shape[0] != int(stop) - int(start):
         fail(wav, f"has {signal.shape[0]} samples from sample {start} on, where the manifest's "
                   f"row needs {int(stop) - int(start)} (start {start}, stop {stop})",
              fix=CHANGED_AUDIO_FIX)
-    if signal.dim() > 1:
-        signal = signal.mean(dim=-1)
+    signal = signal.mean(dim=-1)
     if int(sample_rate) != target_rate:
         signal = torchaudio.functional.resample(signal, int(sample_rate), target_rate)
     return signal.to(torch.float32)
