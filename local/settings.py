@@ -663,7 +663,7 @@ def check_trainable(hparams_file, overrides, condition):
         The model overrides. Read with them (not loaded, which would build
         the models and their folders): ``number_of_epochs``, ``batch_size``,
         ``eval_batch_size``, ``crop_seconds``, ``min_embed_seconds``, ``coral_weight``,
-        ``cache_ssl_features``, ``freeze_ssl``.
+        ``cache_ssl_features``, ``freeze_ssl``, ``train_dataloader_options``.
     condition : dict
         Condition hparams: ``source_train``, ``target_train``.
 
@@ -687,6 +687,20 @@ def check_trainable(hparams_file, overrides, condition):
                            "of each batch's source and target embeddings, and a batch of "
                            "--batch_size=1 has none",
              fix="pass --batch_size=2 or more, or --coral_weight=0")
+    loader = hparams["train_dataloader_options"]
+    # Each epoch's pairing is drawn in the main process (PairedDataset.set_epoch):
+    # workers kept across epochs hold the first epoch's copy of the dataset.
+    # And the domain losses' schedule counts an epoch's steps in whole batches.
+    for key, value, fault in (
+            ("persistent_workers", True, "keeps the data loader's workers across epochs, "
+                                         "and with them the first epoch's pairing of source "
+                                         "and target utterances for every epoch"),
+            ("drop_last", False, "makes a last, smaller batch that the domain losses' "
+                                 "schedule does not count")):
+        if loader.get(key, not value) is value:
+            fail(hparams_file, f"train_dataloader_options {key}: {value} {fault}",
+                 fix=f"leave out {key} (default {not value})" if key == "persistent_workers"
+                 else f"keep {key}: {not value}")
     if hparams.get("cache_ssl_features") and hparams.get("freeze_ssl") is False:
         fail(hparams_file, f"--cache_ssl_features=True: {FROZEN_ONLY}", fix=FROZEN_ONLY_FIX)
     shortest = hparams["min_embed_seconds"]

@@ -295,6 +295,13 @@ def test_a_bad_option_refused_while_the_models_are_built_is_a_message(demo_corpu
     ("--crop_seconds=0", r"--crop_seconds=0 is shorter than the shortest input the models "
                          r"take, min_embed_seconds \(0.25\)\nFix: pass --crop_seconds=0.25 "
                          r"or more"),
+    ("--train_dataloader_options={batch_size: 8, drop_last: True, persistent_workers: True}",
+     r"train_dataloader_options persistent_workers: True keeps the data loader's workers "
+     r"across epochs, and with them the first epoch's pairing .*\nFix: leave out "
+     r"persistent_workers"),
+    ("--train_dataloader_options={batch_size: 8, drop_last: False}",
+     r"train_dataloader_options drop_last: False makes a last, smaller batch that the domain "
+     r"losses' schedule does not count\nFix: keep drop_last: True"),
     (f"--device=cuda:{torch.cuda.device_count()}",
      rf"--device=cuda:{torch.cuda.device_count()}: this machine has "
      rf"{torch.cuda.device_count()} CUDA GPUs that torch can use\nFix: pass --device=cpu"),
