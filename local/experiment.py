@@ -14,12 +14,14 @@ from hyperpyyaml import resolve_references
 from speechbrain.dataio.dataset import DynamicItemDataset
 
 from local.data.dataio import (
+    SPEAKER_LABELS,
     PairedDataset,
     SpeakerBatchSampler,
     add_crop_pipeline,
     add_speaker_labels,
     add_whole_pipeline,
     manifest_dataset,
+    speaker_class,
     speaker_classes,
     speaker_label,
 )
@@ -126,9 +128,12 @@ def dataio_prep(hparams, condition, device="cpu"):
     layout = hparams["speaker_head"].batch_layout
     if layout is not None:
         # As many steps as the margin heads take at the same batch size: the
-        # longer training set once per epoch.
+        # longer training set once per epoch. Grouped by the head's classes
+        # (speakers, or speakers saying a phrase with speaker_label: spk_phrase).
+        columns = SPEAKER_LABELS[speaker_label(hparams)]
         speaker_batches = SpeakerBatchSampler(
-            [source.data[i]["spk_id"] for i in source.data_ids], *layout,
+            [encoder.encode_label(speaker_class(*(source.data[i][c] for c in columns)))
+             for i in source.data_ids], *layout,
             max(len(source), len(target)) // hparams["batch_size"], hparams["seed"])
     return {"train_pairs": PairedDataset(source, target, hparams["seed"], speaker_batches),
             "label_encoder": encoder, "eval": eval_datasets,

@@ -13,10 +13,11 @@ from data_prep.deepmine import prepare_deepmine
 from local.data.dataio import speaker_classes
 from local.data.manifest_io import read_manifest
 from local.errors import ManifestError
+from local.experiment import prepare_experiment
 from local.model.ssl_frontend import SSLFrontend
 from tests.conftest import TINY_SSL_DIM
 from tests.unit.test_prep_deepmine import TASK1_ENROLMENT, TASK1_TRAIN, TASK1_TRIALS, write_task
-from tests.integration.test_train_dann import SHORT, TINY, logged
+from tests.integration.test_train_dann import GE2E_TINY, SHORT, TINY, logged
 
 CONDITION = "--condition=recipes/demo_text_dependent/condition.yaml"
 TYPE_PAIRS = {"TC vs IC", "TC vs IW", "TC vs TW"}
@@ -79,6 +80,23 @@ def test_label_encoder_has_exactly_the_manifests_speaker_phrase_pairs(run):
     assert set(encoder.lab2ind) == pairs
     classifier = glob.glob(str(folder / "save" / "CKPT*" / "classifier.ckpt"))[0]
     assert torch.load(classifier)["weight"].shape[0] == len(pairs)  # no reserved rows
+
+
+def test_ge2e_groups_its_batches_by_speaker_and_phrase(run, tmp_path):
+    _, data_folder, _ = run
+    _, hparams, _, data = prepare_experiment([
+        "hparams/ge2e_fbank.yaml", CONDITION, f"--data_folder={data_folder}",
+        f"--output_folder={tmp_path}", *GE2E_TINY, "--speaker_label=spk_phrase"])
+    train = os.path.join(data_folder, "source_train.csv")
+    classes = speaker_classes(read_manifest(train), "spk_phrase", train)
+    speakers, utterances = hparams["speaker_head"].batch_layout
+    sampler = data["train_pairs"].source_batches
+    sampler.set_epoch(1)
+    for batch in sampler:
+        groups = [batch[k:k + utterances] for k in range(0, len(batch), utterances)]
+        # Each of the loss's rows is one class: one speaker saying one phrase.
+        assert all(len({classes[i] for i in group}) == 1 for group in groups), groups
+        assert len({classes[group[0]] for group in groups}) == speakers
 
 
 def test_the_ssl_model_is_fine_tuned(run, tiny_ssl, tmp_path):
