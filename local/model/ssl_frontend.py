@@ -320,6 +320,9 @@ class SSLFrontend(torch.nn.Module):
         if wav_lens is not None and bool((wav_lens >= 1).all()):
             wav_lens = None
         if self.normalize_wav:
+            # F.layer_norm's eps (1e-5) is that of fairseq's loader, which
+            # normalised the checkpoints' pretraining audio; transformers'
+            # extractor adds 1e-7 instead, which differs only near silence.
             wavs = torch.stack([F.pad(F.layer_norm(wav[:length], (length,)),
                                       (0, len(wav) - length))
                                 for wav, length in zip(wavs, sample_counts(wavs, wav_lens))])
