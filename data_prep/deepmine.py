@@ -259,11 +259,22 @@ def _shown(number, fields):
     return f"line {number}: {' '.join(fields)}"
 
 
+def _task_of(lines, task1_line):
+    """The task (1 or 2) whose form most of ``lines`` have, and in words how many have it.
+
+    Read from every line, not the first alone: a malformed first line is named
+    as the others are, and does not make every well-formed line look wrong.
+    ``task1_line(fields)`` says whether a line has task 1's form; a tie is task 2.
+    """
+    ones = sum(task1_line(fields) for _, fields in lines)
+    task, count = (1, ones) if ones > len(lines) - ones else (2, len(lines) - ones)
+    return task, f"{count} of its {len(lines)} lines"
+
+
 def _read_train_labels(path):
     """The task (1 or 2) and ``(file, speaker, phrase or None)`` of each training file, once."""
     lines = _lines(path, fix="use docs/train_labels.txt as extracted")
-    first, fields = lines[0]
-    task = 1 if len(fields) == 3 else 2
+    task, share = _task_of(lines, lambda fields: len(fields) == 3)
     train, bad, listed = [], [], set()
     for number, fields in lines:
         if len(fields) == len(TRAIN_FORM[task].split()) and (
@@ -273,8 +284,9 @@ def _read_train_labels(path):
         else:
             bad.append(_shown(number, fields))
     if bad:
-        fail(path, f"lines not of the form '{TRAIN_FORM[task]}' (task {task}, as line "
-             f"{first}) with phrase-id 01 to 10, or files listed twice", rows=bad,
+        fail(path, f"lines not of the form '{TRAIN_FORM[task]}' (task {task}, as {share} "
+             f"are){' with phrase-id 01 to 10' if task == 1 else ''}, or files listed twice",
+             rows=bad,
              fix="use docs/train_labels.txt as extracted; " + SEPARATE_TASKS)
     return task, train
 
@@ -282,13 +294,12 @@ def _read_train_labels(path):
 def _read_enrolment(path, task, train_labels):
     """``{model: (phrase or None, [enrolment file, ...])}``; the task must be ``task``."""
     lines = _lines(path, fix="use docs/model_enrollment.txt as extracted")
-    first, fields = lines[0]
     # A task 1 line's second field is a phrase ID, a number (which the lines'
     # check below holds to 01-10); a task 2 line's is an enrolment file ID.
-    own = 1 if len(fields) > 1 and fields[1].isdigit() else 2
+    own, share = _task_of(lines, lambda fields: len(fields) > 1 and fields[1].isdigit())
     if own != task:
-        fail(path, f"is task {own}'s (line {first}: '{' '.join(fields)}') but "
-             f"{train_labels} is task {task}'s", fix=SEPARATE_TASKS)
+        fail(path, f"is task {own}'s ({share} are of its form) but {train_labels} is task "
+             f"{task}'s", fix=SEPARATE_TASKS)
     models, bad = {}, []
     for number, fields in lines:
         has_phrase = len(fields) > 1 and bool(PHRASE.match(fields[1]))

@@ -249,7 +249,8 @@ def staged_folder(folder):
     That folder, ``<folder>.partial`` beside ``folder``, takes the place of
     ``folder`` when the block ends, so that ``folder`` holds what one writer
     wrote, and a writer that fails or is killed leaves the folder before it as
-    it was. When the block raises, the staging folder is removed with what it
+    it was. When the block raises, or the replacement fails (the folder before
+    it is then put back), the staging folder is removed with what it
     holds (a full disk is not kept full until the next writer); one left by a
     killed writer is removed here, by the next, and a folder left aside as
     ``<folder>.previous`` by a kill during the replacement is put back (or,
@@ -305,9 +306,16 @@ def staged_folder(folder):
         except BaseException:
             shutil.rmtree(staged, ignore_errors=True)
             raise
-        if os.path.isdir(folder):
-            os.rename(folder, previous)
-        os.rename(staged, folder)
+        try:
+            if os.path.isdir(folder):
+                os.rename(folder, previous)
+            os.rename(staged, folder)
+        except BaseException:
+            # A failed swap (permission, another device) leaves the folder before it.
+            if os.path.isdir(previous):
+                os.rename(previous, folder)
+            shutil.rmtree(staged, ignore_errors=True)
+            raise
         shutil.rmtree(previous, ignore_errors=True)
     finally:
         release_lock(lock, handle)

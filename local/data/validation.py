@@ -311,6 +311,7 @@ def validate(manifest_path, trials_path=None, enrolment_path=None, check_audio=T
             fail(enrolment_path, f"models named like other utterances of {manifest_path}",
                  rows=clash, fix="rename these models (e.g. model_<ID>) in the enrolment table "
                                  "and the trial list")
+        check_model_speakers(models, manifest, manifest_path, enrolment_path)
     scored = manifest
     if trials_path:
         trials, lines, sides = read_numbered_trials(trials_path)
@@ -373,6 +374,44 @@ def check_speaker_overlap(train_path, scored, scored_path, allow=False):
              "protocol means them to be shared (the unlabelled target training audio being "
              "the evaluation audio itself), set allow_speaker_overlap: True "
              "(python -m data_prep.manifest: --allow-speaker-overlap)")
+
+
+def check_model_speakers(models, manifest, manifest_path, enrolment_path):
+    """Refuse enrolment models whose utterances have several speakers.
+
+    A model enrols one speaker: one of several has no speaker that a trial's
+    label could be checked against (:func:`side_values` gives it none), and
+    its score compares the test side with a mix of voices. Utterances of
+    unknown speaker (an empty ``spk_id``) do not count.
+
+    Arguments
+    ---------
+    models : dict
+        ``{model_id: [utterance ID, ...]}``, each utterance in ``manifest``.
+    manifest : pandas.DataFrame
+        As :func:`read_manifest` returns it.
+    manifest_path : str
+        Its file, named in the message.
+    enrolment_path : str
+        The enrolment table, named in the message.
+
+    Raises
+    ------
+    ManifestError
+        Naming each such model, its speakers and their utterances.
+    """
+    members = pd.Series(models, dtype=object).explode().rename("utt").to_frame()
+    members["spk_id"] = members["utt"].map(manifest.set_index("ID")["spk_id"])
+    members = members[members["spk_id"] != ""]
+    by_model = members.groupby(level=0, sort=False)
+    mixed = by_model["spk_id"].nunique() > 1
+    if mixed.any():
+        listed = by_model.apply(lambda rows: ", ".join(rows["utt"] + " (" + rows["spk_id"] + ")"))
+        fail(enrolment_path, f"models whose utterances have several speakers in {manifest_path}",
+             rows=listed[mixed].index + ": " + listed[mixed],
+             fix="enrol each model with utterances of one speaker: split these models into "
+                 "one per speaker in the enrolment table and the trial list, or correct the "
+                 "spk_id of their utterances in the manifest")
 
 
 def side_values(column, manifest, models, enrolment, enrolment_path):

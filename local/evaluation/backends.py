@@ -19,7 +19,7 @@ embeds each training set the first time a back-end asks for it, and trains
 what several back-ends share (the source PLDA, the target's pseudo-speakers)
 once. A back-end that the run's data cannot train (too few speakers or
 utterances, :class:`~local.evaluation.plda.PLDABackend`; a target too small to
-cluster) raises :class:`~local.evaluation.plda.Unscorable`: its systems are
+cluster, or a domain too small to re-colour by) raises :class:`~local.evaluation.plda.Unscorable`: its systems are
 left out with a warning and a line of the report that names it and says why,
 not a failed run. A fault of the input (embeddings with NaN values, a bad
 setting) stays an error.
@@ -272,6 +272,12 @@ class CoralPLDA(SourcePLDA):
 
     def trained(self, data):
         vectors, speakers = data.source
+        for domain, embeddings in (("source", vectors), ("target", data.target)):
+            if len(embeddings) < 2:
+                raise Unscorable(
+                    f"the {domain}'s {len(embeddings)} training utterances are fewer than the 2 "
+                    f"of a covariance to re-colour by; it needs a {domain} training manifest "
+                    "with 2 utterances or more within min_embed_seconds and max_embed_seconds")
         return data.plda(coral(vectors, data.target, data.hparams["whiten_ridge"]), speakers)
 
 

@@ -442,6 +442,13 @@ def check_destinations(inputs, out, summary=None):
                  fix=f"{own}verification/ (--out and --summary)")
 
 
+def _check_both_labels(path, trials, use):
+    """Refuse the score file ``path`` when its ``trials`` are of one label: ``use`` needs both."""
+    if trials["label"].nunique() < 2:
+        fail(path, f"has {len(trials)} trials of one label, and {use} target and non-target "
+             "trials", fix="pass score files of a trial list with both")
+
+
 def run_fusion(scores, out, det=None, dev=None, summary=None, system=None):
     """Fuse score files and print EER/minDCF of each system and of the fusion.
 
@@ -465,8 +472,8 @@ def run_fusion(scores, out, det=None, dev=None, summary=None, system=None):
     -------
     int
         0 when the fused score file was written, 1 when the score files do
-        not fit together, one cannot be fused, the development trials are
-        of one label or a destination is refused (:func:`check_destinations`;
+        not fit together, one cannot be fused, the trials (or the development
+        trials) are of one label or a destination is refused (:func:`check_destinations`;
         the problem printed to stderr).
 
     Example
@@ -493,13 +500,12 @@ def run_fusion(scores, out, det=None, dev=None, summary=None, system=None):
     try:
         check_destinations(scores + (dev or []), out, summary)
         trials, system_scores = load_systems(scores)
+        _check_both_labels(scores[0], trials, "EER and minDCF are taken over")
         inputs = [input_record(path) for path in scores]
         data = shared_data(inputs)
         development = load_systems(dev) if dev else None
-        if development and development[0]["label"].nunique() < 2:
-            fail(dev[0], f"has {len(development[0])} trials of one label, and the logistic "
-                 "regression is trained on target and non-target trials",
-                 fix="pass development score files of a trial list with both")
+        if development:
+            _check_both_labels(dev[0], development[0], "the logistic regression is trained on")
         if not development:
             fused, fusion = mean_fusion(system_scores, scores), "fusion (mean)"
         record = {"method": "logistic" if dev else "mean", "scores": inputs,

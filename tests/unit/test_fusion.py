@@ -153,6 +153,18 @@ def test_development_trials_of_one_label_are_refused(tmp_path, capsys):
     assert not os.path.exists(out)
 
 
+def test_trials_of_one_label_are_refused_before_anything_is_written(tmp_path, capsys):
+    trials, scores = noisy_systems(0, noise=(0.5, 1.0))
+    target = (trials["label"] == 1).to_numpy()
+    paths = write_systems(tmp_path, "sys", trials[target], scores[target])
+    out = str(tmp_path / "f.txt")
+    assert main(["--scores", *paths, "--out", out]) == 1
+    assert capsys.readouterr().err.startswith(
+        f"{paths[0]}: has {target.sum()} trials of one label, and EER and minDCF are taken "
+        "over target and non-target trials\nFix: ")
+    assert not os.path.exists(out)
+
+
 def test_fused_systems_are_tabulated_over_seeds_like_runs(tmp_path, capsys):
     for seed in (1, 2):
         fused_run = tmp_path / "fused" / str(seed)

@@ -764,6 +764,26 @@ def test_enrolment_table_speaker_contradicting_the_utterances_is_refused(corpus)
         validate(manifest, trials, folder / "enrol.csv")
 
 
+def test_an_enrolment_model_of_several_speakers_is_refused(corpus):
+    """Its speaker unknown, its trials' labels would go unchecked."""
+    folder, manifest, _ = corpus
+    write_enrolment([{"model_id": "model_a", "utt_ids": ["spkA_1", "spkA_2"]},
+                     {"model_id": "model_ab", "utt_ids": ["spkA_1", "spkB_1"]}],
+                    folder / "enrol.csv")
+    write_trials([(0, "model_ab", "spkA_2"), (1, "model_ab", "spkB_2")], folder / "t.txt")
+    with pytest.raises(ManifestError, match=r"enrol.csv: models whose utterances have several "
+                                            r"speakers in .*m.csv\n"
+                                            r"  model_ab: spkA_1 \(spkA\), spkB_1 \(spkB\)\n"
+                                            r"Fix: enrol each model with utterances of one"):
+        validate(manifest, folder / "t.txt", folder / "enrol.csv")
+    # Utterances of unknown speaker do not count.
+    table = pd.read_csv(manifest, dtype=str, keep_default_na=False)
+    table.loc[table["ID"] == "spkB_1", "spk_id"] = ""
+    table.to_csv(manifest, index=False)
+    write_trials([(1, "model_ab", "spkA_2"), (0, "model_ab", "spkB_2")], folder / "t.txt")
+    validate(manifest, folder / "t.txt", folder / "enrol.csv")
+
+
 @pytest.mark.parametrize("text, line", [
     ("1 spkA_1 spkA_2 TC x y z\n0 spkA_1 spkB_1\n", "line 1: 1 spkA_1 spkA_2 TC x y z"),
     ("1 spkA_1 spkA_2\n0 spkA_1 spkB_1 TC x y\n", "line 2: 0 spkA_1 spkB_1 TC x y"),

@@ -445,3 +445,19 @@ def test_a_source_plda_that_cannot_train_is_said_and_the_others_still_score(
     assert list(backends) == ["cosine", "plda_pooled"]
     assert list(unscored) == ["plda", "plda_adapted", "coral_plda"]
     assert message in caplog.text
+
+
+@pytest.mark.parametrize("sources, targets, domain", [(60, 1, "target"), (1, 80, "source")])
+def test_a_domain_too_small_to_re_colour_by_leaves_coral_plda_out(caplog, sources, targets,
+                                                                  domain):
+    rng = np.random.default_rng(6)
+    source = torch.from_numpy(8 * np.eye(8)[np.arange(60) % 6] + rng.normal(size=(60, 8))).float()
+    target = torch.from_numpy(rng.normal(size=(80, 8))).float()
+    hparams = dict(NORM, lda_dim=4, seed=1, pseudo_labels=PseudoLabels(offset=0, neighbours=5))
+    data = training(hparams, source[:sources], target[:targets])
+    with caplog.at_level("WARNING"):
+        backends, unscored = build_backends(["cosine", "plda_adapted", "coral_plda"], data)
+    assert "coral_plda" not in backends and "cosine" in backends
+    assert unscored["coral_plda"].startswith(
+        f"the {domain}'s 1 training utterances are fewer than the 2 of a covariance")
+    assert f"coral_plda not scored: the {domain}'s 1" in caplog.text

@@ -378,6 +378,17 @@ def _train_file_listed_twice(task1, tmp_path):
     _append(task1 / "docs" / "train_labels.txt", "trn_000001 spk_000009 05\n")
 
 
+def _malformed_first_train_line(task1, tmp_path):
+    (task1 / "docs" / "train_labels.txt").write_text(
+        TASK1_TRAIN.replace("trn_000001 spk_000001 09", "trn_000001 spk_000001"))
+
+
+def _task2_first_enrolment_line(task1, tmp_path):
+    (task1 / "docs" / "model_enrollment.txt").write_text(
+        TASK1_ENROLMENT.replace("model_00000 07", "model_00000")
+        + "model_00002 02 enr_000102 enr_000103\n")
+
+
 def _task2_enrolment_line(task1, tmp_path):
     _append(task1 / "docs" / "model_enrollment.txt", "model_00002 enr_188426\n")
 
@@ -443,6 +454,13 @@ def _channel_of_unknown_file(task1, tmp_path):
     (_missing_wav, r"task1: 1 files named in docs/ are missing\n  wav/evaluation/evl_000042"),
     (_malformed_train_line, r"train_labels.txt: lines not of the form 'train-file-id "
                             r"speaker-id phrase-id' .*\n  line 8: trn_000007 spk_000004\n"),
+    # The task is the form of most lines: a malformed first line is the one named.
+    (_malformed_first_train_line, r"train_labels.txt: lines not of the form 'train-file-id "
+                                  r"speaker-id phrase-id' \(task 1, as 5 of its 6 lines are\)"
+                                  r".*\n  line 2: trn_000001 spk_000001\nFix: "),
+    (_task2_first_enrolment_line, r"model_enrollment.txt: lines not of the form 'model-id "
+                                  r"phrase-id .*\n  line 2: model_00000 enr_007492 enr_023277 "
+                                  r"enr_012882\nFix: "),
     (_unknown_phrase, r"train_labels.txt: lines not .*\n  line 8: trn_000007 spk_000004 11"),
     (_train_file_listed_twice, r"train_labels.txt: lines not .*, or files listed twice\n"
                                r"  line 8: trn_000001 spk_000009 05\n"),

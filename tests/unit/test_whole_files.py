@@ -1,5 +1,6 @@
 """Folders written whole: one writer at a time, and what a killed or failed writer leaves."""
 
+import errno
 import os
 import signal
 
@@ -41,3 +42,25 @@ def test_a_second_writer_is_refused_and_a_killed_ones_leftovers_are_cleared(tmp_
         open(os.path.join(staged, "hyperparams.yaml"), "w").write("after")
     assert sorted(os.listdir(tmp_path)) == ["model"]
     assert (folder / "hyperparams.yaml").read_text() == "after"
+
+
+@pytest.mark.parametrize("existed", [True, False])
+def test_a_failed_replacement_leaves_the_folder_before_it(tmp_path, monkeypatch, existed):
+    folder = tmp_path / "verification"
+    if existed:
+        folder.mkdir()
+        (folder / "report.md").write_text("before")
+    rename = os.rename
+
+    def refuse_the_staged_folder(source, destination):
+        if str(source).endswith(".partial"):
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        rename(source, destination)
+
+    monkeypatch.setattr(os, "rename", refuse_the_staged_folder)
+    with pytest.raises(OSError, match="cross-device"):
+        with staged_folder(folder) as staged:
+            open(os.path.join(staged, "report.md"), "w").write("after")
+    assert sorted(os.listdir(tmp_path)) == ["verification"] * existed
+    if existed:
+        assert (folder / "report.md").read_text() == "before"
