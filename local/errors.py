@@ -167,14 +167,15 @@ def failing_on_full_disk(folder, written, fix):
         raise
 
 
-def checked_on_main(check, *arguments):
-    """Run ``check(*arguments)`` on the main process; its :class:`ManifestError` stops every process.
+def checked_on_main(check, *arguments, **keywords):
+    """Run ``check`` on the main process; its :class:`ManifestError` stops every process.
 
-    For the checks of a run that only the main process makes (its folder's
-    lock, its settings against its checkpoints'): under DDP, the other
-    processes would otherwise go on with a run the main one refused, and
-    only fail at their next collective operation with an error of the
-    connection, or wait there for the collective's timeout.
+    For the checks and work of a run that only the main process does (its
+    folder's lock, its settings against its checkpoints', the verification
+    and the export after training): under DDP, the other processes would
+    otherwise go on with a run the main one refused, and only fail at their
+    next collective operation with an error of the connection, or wait there
+    for the collective's timeout.
 
     Arguments
     ---------
@@ -182,6 +183,8 @@ def checked_on_main(check, *arguments):
         The check.
     *arguments
         Its arguments.
+    **keywords
+        Its keyword arguments.
 
     Returns
     -------
@@ -202,7 +205,7 @@ def checked_on_main(check, *arguments):
     """
     def outcome():
         try:
-            return check(*arguments), None
+            return check(*arguments, **keywords), None
         except ManifestError as error:
             return None, str(error)
 
