@@ -29,7 +29,7 @@ import torch
 
 from local.data.dataio import collate_pairs
 from local.cli import describe_on_help
-from local.errors import exit_on_bad_input
+from local.errors import checked_on_main, exit_on_bad_input
 from local.experiment import evaluate, prepare_experiment
 from local.export import export_model
 from local.model.distributed import leave_process_group, unwrapped
@@ -83,12 +83,11 @@ def main(argv=None):
                   train_loader_kwargs=train_loader_options(hparams, data["train_pairs"]))
         layer_sum = getattr(unwrapped(brain.modules.frontend), "layer_sum", None)
         if layer_sum is not None:
-            sb.utils.distributed.main_process_only(save_layer_weights)(
-                layer_sum, hparams["output_folder"])
+            checked_on_main(save_layer_weights, layer_sum, hparams["output_folder"])
         results = evaluate(brain, hparams, condition, data)
         # After the evaluation, whose scores give the model its operating point.
-        sb.utils.distributed.main_process_only(export_model)(
-            hparams["output_folder"], checkpoints_dir=brain.checkpointer.checkpoints_dir,
+        checked_on_main(
+            export_model, hparams["output_folder"], checkpoints_dir=brain.checkpointer.checkpoints_dir,
             trial_lists=list(condition["evaluation"]), save_folder=hparams["save_folder"])
     finally:
         release_run_folders()

@@ -167,14 +167,15 @@ def failing_on_full_disk(folder, written, fix):
         raise
 
 
-def checked_on_main(check, *arguments):
-    """Run ``check(*arguments)`` on the main process; its :class:`ManifestError` stops every process.
+def checked_on_main(check, *arguments, **keywords):
+    """Run ``check`` on the main process; its failure stops every process, with its message.
 
-    For the checks of a run that only the main process makes (its folder's
-    lock, its settings against its checkpoints'): under DDP, the other
-    processes would otherwise go on with a run the main one refused, and
-    only fail at their next collective operation with an error of the
-    connection, or wait there for the collective's timeout.
+    For the checks and work of a run that only the main process does (its
+    folder's lock, its settings against its checkpoints', the data
+    preparation, the verification and the export after training): under
+    DDP, the other processes would otherwise go on with a run the main one
+    refused, and only fail at their next collective operation with an error
+    of the connection, or wait there for the collective's timeout.
 
     Arguments
     ---------
@@ -182,6 +183,8 @@ def checked_on_main(check, *arguments):
         The check.
     *arguments
         Its arguments.
+    **keywords
+        Its keyword arguments.
 
     Returns
     -------
@@ -192,6 +195,9 @@ def checked_on_main(check, *arguments):
     ------
     ManifestError
         On every process, with the main process's message, when ``check`` raised it there.
+    Exception
+        On the main process, any other exception ``check`` raised there; on
+        the others, a ``RuntimeError`` naming it and its message.
 
     Example
     -------
@@ -200,14 +206,23 @@ def checked_on_main(check, *arguments):
       ...
     local.errors.ManifestError: run.lock: is held
     """
+    raised = []
+
     def outcome():
         try:
-            return check(*arguments), None
-        except ManifestError as error:
-            return None, str(error)
+            return check(*arguments, **keywords), None
+        except Exception as error:  # whatever it is, the other processes stop with it
+            raised.append(error)
+            if isinstance(error, ManifestError):
+                return None, (ManifestError, str(error))
+            return None, (RuntimeError, f"the main process failed with {type(error).__name__}: "
+                                        f"{error}")
 
     # A process that is not the main one outside a process group gets None.
-    result, refusal = main_process_only(outcome)() or (None, None)
-    if refusal is not None:
-        raise ManifestError(refusal)
+    result, failure = main_process_only(outcome)() or (None, None)
+    if raised:
+        raise raised[0]  # on the main process, with its traceback
+    if failure is not None:
+        kind, message = failure
+        raise kind(message)
     return result

@@ -322,7 +322,10 @@ def save_records(hparams_file, overrides, condition_file, condition, folder, pre
 def evaluate(brain, hparams, condition, data):
     """Verify the system of the latest checkpoint on the condition's trial lists.
 
-    Runs on the main process only; every process gets the results.
+    Runs on the main process only; every process gets the results, or the
+    :class:`~local.errors.ManifestError` it raised there (a trial list or
+    audio file found bad while scoring, a full disk), so that the others stop
+    with its message rather than at their next collective operation.
 
     Arguments
     ---------
@@ -352,4 +355,4 @@ def evaluate(brain, hparams, condition, data):
             test_stats={f"{system} EER": metrics["eer"] for system, metrics in results.items()})
         return results
 
-    return sb.utils.distributed.main_process_only(on_main)()
+    return checked_on_main(on_main)

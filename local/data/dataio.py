@@ -11,7 +11,7 @@ from speechbrain.dataio.encoder import CategoricalEncoder
 
 from local.data.audio import load_random_crop, load_segment
 from local.data.validation import validate
-from local.errors import fail
+from local.errors import checked_on_main, fail
 from local.whole_files import saved_whole
 
 # The classes of the speaker head (``speaker_label``) and the manifest columns
@@ -269,7 +269,8 @@ def add_speaker_labels(dataset, encoder_path, label="spk_id"):
             made.update_from_didataset(dataset, "speaker_class")
             saved_whole(encoder_path, made.save)
 
-    sb.utils.distributed.run_on_main(create)
+    # The other processes wait for the main one's file, or stop with its failure.
+    checked_on_main(create)
     encoder.load(encoder_path)
     with dataset.output_keys_as(["speaker_class"]):
         classes = {item["speaker_class"] for item in dataset}

@@ -428,19 +428,28 @@ def test_two_processes_with_gloo_split_the_data_and_finish(demo_corpus, tmp_path
     assert done.stdout.count("Verification (demo)") == 1
 
 
-@pytest.mark.parametrize("refused", ["run folder", "data preparation"])
+@pytest.mark.parametrize("refused", ["run folder", "data preparation", "verification"])
 def test_a_run_the_main_process_refuses_stops_every_process_with_its_message(demo_corpus,
                                                                              tmp_path, refused):
-    # The main process alone checks the run folder and prepares the data; the other one
-    # stopped at its next collective, with an error of the connection ("Connection closed
-    # by peer").
+    # The main process alone checks the run folder, prepares the data and verifies the
+    # trained model; the other one stopped at its next collective, with an error of the
+    # connection ("Connection closed by peer").
     if refused == "run folder":
         (tmp_path / "verification").mkdir()
         extra, message = [], f"{tmp_path}: holds the results (verification) of a run"
-    else:
+    elif refused == "data preparation":
         # Refused before the corpus is touched.
         extra = ["--condition=recipes/demo_text_dependent/condition.yaml", "--n_eval_speakers=1"]
         message = "n_eval_speakers is 1: not an integer in"
+    else:
+        # Without the audio check, the truncated file is found when it is embedded, after
+        # training.
+        manifest, table = copied_manifest(demo_corpus["target_eval"], str(tmp_path / "audio"))
+        with open(table["wav"][3], "r+b") as audio:
+            audio.truncate(1000)
+        evaluation = {"target": {"manifest": manifest, "trials": demo_corpus["trials_target"]}}
+        extra = [f"--evaluation={json.dumps(evaluation)}"]
+        message = f"{table['wav'][3]}: has "
     done = torchrun(demo_corpus, tmp_path, "hparams/dann_fbank.yaml", "--batch_size=8", *extra)
     assert done.returncode != 0
     assert done.stderr.count(message) == 2, done.stderr[-3000:]

@@ -23,6 +23,7 @@ from local.data.dataio import (
 from local.data.schema import audio_info
 from local.embedding import compute_embeddings, equal_length_batches
 from local.errors import ManifestError
+from tests.conftest import in_two_processes
 
 
 def test_segment_is_resampled_to_16k(tmp_path):
@@ -183,6 +184,26 @@ def test_a_full_disk_leaves_no_half_label_encoder(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == []
     monkeypatch.undo()
     assert len(add_speaker_labels(_datasets(4, 1)[0], str(path))) == 2
+
+
+def label_in_process(rank, folder):
+    """One DDP process of two adding speaker labels to a dataset; what it raised is saved."""
+    try:
+        add_speaker_labels(_datasets(4, 1)[0], os.path.join(folder, "save", "labels.txt"))
+        got = None
+    except Exception as error:
+        got = (type(error).__name__, str(error))
+    torch.save(got, os.path.join(folder, f"rank{rank}.pt"))
+
+
+def test_a_label_encoder_the_main_process_cannot_write_stops_every_process(tmp_path):
+    # The main process alone writes it; the other one stopped at its next collective with an
+    # error of the connection ("Connection closed by peer").
+    (tmp_path / "save").touch()  # a file where the folder should be
+    in_two_processes(label_in_process, str(tmp_path))
+    main, other = (torch.load(tmp_path / f"rank{rank}.pt") for rank in (0, 1))
+    assert main[0] == "NotADirectoryError"
+    assert other == ("RuntimeError", f"the main process failed with NotADirectoryError: {main[1]}")
 
 
 def test_manifest_dataset_validates(tmp_path):
