@@ -32,6 +32,7 @@ from local.errors import checked_on_main, fail
 from local.evaluation.verification import check_cohort, check_score_norm, verify
 from local.model.checkpoints import checkpoint_identity
 from local.model.dann_brain import DANNBrain
+from local.model.pseudo_labels import check_oracle_speakers
 from local.provenance import write_provenance
 from local.run_folder import accept_settings, check_one_run, hold_run_folder, record_run
 from local.settings import (
@@ -100,6 +101,10 @@ def dataio_prep(hparams, condition, device="cpu"):
     for domain, dataset in (("source", source), ("target", target)):
         utterances[domain] = DynamicItemDataset(dataset.data)
         add_whole_pipeline(utterances[domain])
+    if hparams["pseudo_labels"].oracle:
+        rows = utterances["target"].data
+        check_oracle_speakers(rows, {utt: row.get("spk_id") for utt, row in rows.items()},
+                              condition["target_train"])
     # From the manifest, before the audio is read: the cohort a verification would draw.
     check_cohort(hparams, utterances, condition[f"{hparams['cohort_domain']}_train"])
     if hparams["check_audio"]:

@@ -36,11 +36,10 @@ import numpy as np
 import torch
 from sklearn.metrics import normalized_mutual_info_score
 from speechbrain.utils.checkpoints import mark_as_loader, mark_as_saver, register_checkpoint_hooks
-from speechbrain.utils.distributed import main_process_only
 from speechbrain.utils.logger import get_logger
 
 from local.domain_statistics import DomainAdaptation
-from local.errors import fail
+from local.errors import checked_on_main, fail
 from local.model.distributed import gathered_on_main
 
 logger = get_logger(__name__)
@@ -368,6 +367,25 @@ def simplified_silhouettes(vectors, clusters):
     return result
 
 
+def check_oracle_speakers(utterances, speakers, where="--pseudo_oracle=True"):
+    """Refuse the oracle's labelling of ``utterances`` when any lacks a speaker in ``speakers``.
+
+    Arguments
+    ---------
+    utterances : iterable
+        Target utterance IDs.
+    speakers : dict or None
+        ``{utterance ID: speaker}``; a missing or empty speaker is none.
+    where : str
+        What the message names: the target manifest, where it is known.
+    """
+    missing = [utt for utt in utterances if not (speakers or {}).get(utt)]
+    if missing:
+        fail(where, "pseudo_oracle takes the target manifest's spk_id, "
+                    f"and {len(missing)} target utterances have none (e.g. {missing[0]})",
+             fix="set pseudo_oracle: False, or give every target training utterance its spk_id")
+
+
 def clustering_summary(clusters, silhouettes, kept):
     """What a clustering found, for the training log.
 
@@ -540,8 +558,8 @@ class PseudoLabels:
             :func:`clustering_summary`'s dict, with ``nmi`` where ``speakers``
             cover the target.
         """
-        labels, centroids, summary = main_process_only(self._labelled)(
-            gathered_on_main(embeddings), epoch, speakers, seed)
+        labels, centroids, summary = checked_on_main(
+            self._labelled, gathered_on_main(embeddings), epoch, speakers, seed)
         self.update(labels, len(centroids), epoch)
         return centroids, summary
 
@@ -578,11 +596,7 @@ class PseudoLabels:
         tuple
             As from :func:`cluster_pseudo_speakers`, every utterance kept.
         """
-        missing = [utt for utt in embeddings if not (speakers or {}).get(utt)]
-        if missing:
-            fail("--pseudo_oracle=True", "pseudo_oracle takes the target manifest's spk_id, "
-                 f"and {len(missing)} target utterances have none (e.g. {missing[0]})",
-                 fix="set pseudo_oracle: False")
+        check_oracle_speakers(embeddings, speakers)
         names = sorted({speakers[utt] for utt in embeddings})
         number = {name: n for n, name in enumerate(names)}
         labels = {utt: number[speakers[utt]] for utt in embeddings}

@@ -300,6 +300,27 @@ def test_under_ddp_the_main_process_clusters_the_shares_of_every_process(tmp_pat
     assert other["summary"] == main["summary"]
 
 
+def relabel_failing_on_main_in_process(rank, folder):
+    """One DDP process of two, relabelling with the oracle where the main process's speakers
+    are missing: every process records what it raised."""
+    embeddings, truth = speakers(4, 8)
+    share = {utt: embeddings[utt] for utt in process_share(list(embeddings))}
+    try:
+        PseudoLabels(offset=0, oracle=True).relabel(share, epoch=1, speakers={} if rank == 0
+                                                    else truth)
+        raised = None
+    except Exception as error:  # recorded whatever it is, for the test to compare
+        raised = (type(error).__name__, str(error))
+    torch.save(raised, os.path.join(folder, f"rank{rank}.pt"))
+
+
+def test_under_ddp_a_labelling_the_main_process_refuses_stops_every_process(tmp_path):
+    in_two_processes(relabel_failing_on_main_in_process, str(tmp_path))
+    main, other = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+    assert main == other
+    assert main[0] == "ManifestError" and "pseudo_oracle takes the target manifest's spk_id" in main[1]
+
+
 def test_reference_speakers_are_reported_and_never_change_the_labels():
     embeddings, truth = speakers(4, 8, spread=0.2, seed=5)
     rng = np.random.default_rng(0)
