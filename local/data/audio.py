@@ -226,7 +226,7 @@ def file_identity(path):
     return [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns]
 
 
-def check_lengths(seconds, source, shortest=None, longest=None):
+def check_lengths(seconds, source, shortest=None, longest=None, fixes=None):
     """Refuse audio shorter or longer than the models embed whole, naming each.
 
     Arguments
@@ -241,6 +241,10 @@ def check_lengths(seconds, source, shortest=None, longest=None):
     longest : float, optional
         ``max_embed_seconds``: the memory of embedding one input grows with
         its length.
+    fixes : tuple of str, optional
+        The fixes of too short and too long inputs, where they are no
+        manifest rows (the waveforms given to an exported model); by default
+        those of a manifest's rows.
 
     Raises
     ------
@@ -256,15 +260,16 @@ def check_lengths(seconds, source, shortest=None, longest=None):
       u2: 0.10 s
     Fix: ...
     """
+    short_fix, long_fix = fixes or (
+        "take them out of the manifest or trial list, or give them more audio",
+        f"cut each into rows of at most {longest} s (start, stop; data_prep.preparation."
+        "chunk_rows does) and score them as one enrolment model, or raise "
+        "max_embed_seconds where the memory allows it")
     limits = (
         (shortest, seconds < (shortest or 0), "shorter than min_embed_seconds",
-         "the shortest the models take",
-         "take them out of the manifest or trial list, or give them more audio"),
+         "the shortest the models take", short_fix),
         (longest, seconds > (longest or float("inf")), "longer than max_embed_seconds",
-         "the longest embedded whole, which bounds the memory",
-         f"cut each into rows of at most {longest} s (start, stop; data_prep.preparation."
-         "chunk_rows does) and score them as one enrolment model, or raise "
-         "max_embed_seconds where the memory allows it"),
+         "the longest embedded whole, which bounds the memory", long_fix),
     )
     for limit, beyond, problem, meaning, fix in limits:
         if limit is not None and beyond.any():

@@ -73,7 +73,10 @@ class LengthGuard(torch.nn.Module):
         names = (["the waveform"] if len(wavs) == 1 else
                  [f"waveform {i} of the batch" for i in range(len(wavs))])
         seconds = pd.Series((relative * wavs.shape[-1] / SAMPLE_RATE).tolist(), index=names)
-        check_lengths(seconds, "the waveform to embed", self.shortest, self.longest)
+        check_lengths(seconds, "the waveform to embed", self.shortest, self.longest, fixes=(
+            f"give each waveform at least {self.shortest} s of audio",
+            f"embed it in pieces of at most {self.longest} s and average their "
+            "length-normalised embeddings, as an enrolment model is"))
         return wavs if self.frontend is None else self.frontend(wavs, wav_lens)
 
 
