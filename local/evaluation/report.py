@@ -596,7 +596,9 @@ def write_report(name, trials, scores, manifest, out_dir, dcf=VOXCELEB_DCF, enro
     write_scores(path, trials, scores)
     table = condition_table(trials, scores, manifest, enrolment, dcf)
     stem = os.path.join(os.path.dirname(path), "conditions")
-    table.to_csv(stem + ".csv", index=False)
+    # In percent, as summary.csv gives it, so that a run's tables share one unit.
+    table.assign(eer=100 * table["eer"]).rename(columns={"eer": "eer_percent"}).to_csv(
+        stem + ".csv", index=False)
     with open(stem + ".md", "w", encoding="utf-8") as out:
         out.write(_markdown(table))
     overall = table.iloc[0]

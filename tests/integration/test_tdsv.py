@@ -60,7 +60,7 @@ def test_report_has_eer_per_phrase_and_per_trial_type(run, trial_list):
     assert set(types["value"]) == TYPE_PAIRS
     for rows in (phrases, types):
         assert (rows["targets"] > 0).all() and (rows["note"] == "").all()
-        assert all(0.0 <= float(eer) <= 1.0 for eer in rows["eer"])
+        assert all(0.0 <= float(eer) <= 100.0 for eer in rows["eer_percent"])
     # Each pair holds every target trial (TC) and all trials of its non-target type.
     trials = pd.read_csv(run[1] / f"trials_{trial_list}.txt", sep=" ", header=None,
                          names=["label", "enrol", "test", "type"])

@@ -182,6 +182,8 @@ def test_write_report_writes_scores_and_tables(evaluation, tmp_path):
     assert read_scores(folder / "scores.txt")["score"].tolist() == SCORES.tolist()
     table = pd.read_csv(folder / "conditions.csv", keep_default_na=False)
     assert len(table) == len(EXPECTED) and "min_dcf_0.01_10_1" in table.columns
+    # The EER in percent, as in the run's summary.csv.
+    assert float(table["eer_percent"][0]) == pytest.approx(100 * metrics["eer"])
     markdown = (folder / "conditions.md").read_text().splitlines()
     assert markdown[0] == ("| condition | value | trials | targets | non-targets | EER (%) "
                            "| minDCF 0.01 | minDCF 0.001 | minDCF 0.01, 10, 1 |")
