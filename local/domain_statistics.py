@@ -61,7 +61,7 @@ def check_finite(vectors, name):
 COHORT_DRAW = "cohort_size and the cohort's training manifest"
 
 
-def check_domain_size(size, whiten, name="cohort", drawn=COHORT_DRAW):
+def check_domain_size(size, whiten, name="cohort", drawn=COHORT_DRAW, dim=None):
     """Fail when ``size`` embeddings are too few to centre on (1), or to whiten by (2).
 
     :class:`DomainAdaptation` checks the embeddings it is given; the
@@ -79,6 +79,10 @@ def check_domain_size(size, whiten, name="cohort", drawn=COHORT_DRAW):
         What they are, or are drawn from, named in the message.
     drawn : str
         The setting and the manifest that their number is drawn with, named in the fix.
+    dim : int, optional
+        With ``whiten`` and no ridge: the embeddings' dimensions, which a
+        covariance whitened without a ridge needs more embeddings than
+        (``dim`` + 1) to span.
 
     Example
     -------
@@ -89,10 +93,14 @@ def check_domain_size(size, whiten, name="cohort", drawn=COHORT_DRAW):
     Fix: raise cohort_size and the cohort's training manifest to 2 utterances or more within min_embed_seconds and max_embed_seconds
     """
     needed, statistic = (2, "a covariance to whiten by") if whiten else (1, "a mean to centre on")
+    ridge = ""
+    if whiten and dim is not None:
+        needed, statistic = dim + 1, f"a covariance spanning their {dim} dimensions"
+        ridge = "set whiten_ridge above 0, or "
     if size < needed:
         fail(name, f"{size} embeddings, fewer than the {needed} that {statistic} needs",
-             fix=f"raise {drawn} to {needed} utterances or more within min_embed_seconds and "
-                 "max_embed_seconds")
+             fix=f"{ridge}raise {drawn} to {needed} utterances or more within min_embed_seconds "
+                 "and max_embed_seconds")
 
 
 class DomainAdaptation:
