@@ -57,7 +57,11 @@ def check_finite(vectors, name):
              fix="check the model and the audio of the training manifest they were drawn from")
 
 
-def check_domain_size(size, whiten, name="cohort"):
+# What the back-end adaptation's cohort is drawn with, for the fixes of its messages.
+COHORT_DRAW = "cohort_size and the cohort's training manifest"
+
+
+def check_domain_size(size, whiten, name="cohort", drawn=COHORT_DRAW, dim=None):
     """Fail when ``size`` embeddings are too few to centre on (1), or to whiten by (2).
 
     :class:`DomainAdaptation` checks the embeddings it is given; the
@@ -73,6 +77,12 @@ def check_domain_size(size, whiten, name="cohort"):
         Whiten as well as centre: a covariance needs 2.
     name : str
         What they are, or are drawn from, named in the message.
+    drawn : str
+        The setting and the manifest that their number is drawn with, named in the fix.
+    dim : int, optional
+        With ``whiten`` and no ridge: the embeddings' dimensions, which a
+        covariance whitened without a ridge needs more embeddings than
+        (``dim`` + 1) to span.
 
     Example
     -------
@@ -80,14 +90,17 @@ def check_domain_size(size, whiten, name="cohort"):
     Traceback (most recent call last):
       ...
     local.errors.ManifestError: cohort: 1 embeddings, fewer than the 2 that a covariance to whiten by needs
-    Fix: pass a cohort_size of 2 or more, and draw the cohort from a training manifest with 2 utterances or more within min_embed_seconds and max_embed_seconds
+    Fix: raise cohort_size and the cohort's training manifest to 2 utterances or more within min_embed_seconds and max_embed_seconds
     """
     needed, statistic = (2, "a covariance to whiten by") if whiten else (1, "a mean to centre on")
+    ridge = ""
+    if whiten and dim is not None:
+        needed, statistic = dim + 1, f"a covariance spanning their {dim} dimensions"
+        ridge = "set whiten_ridge above 0, or "
     if size < needed:
         fail(name, f"{size} embeddings, fewer than the {needed} that {statistic} needs",
-             fix=f"pass a cohort_size of {needed} or more, and draw the cohort from a training "
-                 f"manifest with {needed} utterances or more within min_embed_seconds and "
-                 "max_embed_seconds")
+             fix=f"{ridge}raise {drawn} to {needed} utterances or more within min_embed_seconds "
+                 "and max_embed_seconds")
 
 
 class DomainAdaptation:
@@ -104,6 +117,8 @@ class DomainAdaptation:
         of their mean.
     name : str
         What the embeddings are, in the messages.
+    drawn : str
+        The setting and the manifest that their number is drawn with, in the fixes.
 
     Attributes
     ----------
@@ -125,8 +140,8 @@ class DomainAdaptation:
     tensor([[-0.3333,  1.0000]])
     """
 
-    def __init__(self, domain, whiten=False, ridge=0.0, name="cohort"):
-        check_domain_size(len(domain), whiten, name)
+    def __init__(self, domain, whiten=False, ridge=0.0, name="cohort", drawn=COHORT_DRAW):
+        check_domain_size(len(domain), whiten, name, drawn)
         check_finite(domain, name)
         units = _unit_float64(domain)
         self.mean = units.mean(axis=0)
@@ -142,9 +157,13 @@ class DomainAdaptation:
             eigenvalues = eigenvalues + ridge * eigenvalues.mean()
             floor = eigenvalues.max() * len(eigenvalues) * np.finfo(eigenvalues.dtype).eps
             if not eigenvalues.min() > floor:
-                fail(name, f"its {len(units)} embeddings do not span their "
-                     f"{units.shape[1]} dimensions, so their covariance cannot be whitened",
-                     fix="set whiten_ridge above 0, or cohort_size above the embedding size")
+                count, dim = units.shape
+                more = (f"raise {drawn} to more than {dim} utterances within min_embed_seconds "
+                        "and max_embed_seconds") if count <= dim else (
+                        "check the model and the audio they were drawn from")
+                fail(name, f"its {count} embeddings do not span their {dim} dimensions, so "
+                           "their covariance cannot be whitened",
+                     fix=f"set whiten_ridge above 0, or {more}")
             self.whitening = Covariance.from_eigendecomposition((eigenvalues, eigenvectors))
             self.eigenvectors = eigenvectors
 
@@ -232,8 +251,11 @@ def coral(source, target, ridge=0.0):
         ``[n, dim]`` float64: with ``ridge`` 0, their mean and covariance are
         those of the unit target embeddings.
     """
-    target_domain = DomainAdaptation(target, whiten=True, ridge=ridge, name="target")
-    source_domain = DomainAdaptation(source, whiten=True, ridge=ridge, name="source")
+    # Both drawn as the coral_plda back-end draws them.
+    target_domain, source_domain = (
+        DomainAdaptation(vectors, whiten=True, ridge=ridge, name=domain,
+                         drawn=f"backend_max_utterances and the {domain} training manifest")
+        for domain, vectors in (("target", target), ("source", source)))
     # Whitened in the source's eigenbasis, then turned into the target's: the
     # PCA whitening and colouring alone would pair the two eigenbases by the
     # rank of their eigenvalues and the arbitrary signs of their eigenvectors.

@@ -450,12 +450,15 @@ def read_numbered_trials(path):
     table["label"] = (table["label"].to_numpy() == "1").astype(np.int64)
     sides = {side: pd.factorize(table[side]) for side in ("enrol", "test")}
     pair = sides["enrol"][0].astype(np.int64) * len(sides["test"][1]) + sides["test"][0]
-    dup = pd.Series(pair).duplicated(keep="first")
+    dup = pd.Series(pair).duplicated(keep="first").to_numpy()
     if dup.any():
+        # factorize numbers the pairs in the order of their first lines, the lines not repeats.
+        first = lines[np.flatnonzero(~dup)[pd.factorize(pair)[0][dup]]]
         fail(
             path,
             "duplicated trials",
-            rows=table["enrol"][dup] + " " + table["test"][dup],
+            rows=pd.Series(numbered_trial_lines(table[dup], lines))
+            + " (repeats line " + first.astype(str) + ")",
             fix="remove the repeated lines",
         )
     same = table["enrol"] == table["test"]

@@ -121,16 +121,17 @@ def check_cohort(hparams, training, where="cohort"):
     manifest within the embedding limits (:meth:`EmbeddingCache.subset`):
     their number is known from the manifest, so a cohort smaller than
     ``cohort_top_k`` (S-norm: 2) or than the back-end adaptation needs
-    (:func:`~local.domain_statistics.check_domain_size`: ``whiten`` 2,
-    ``mean`` 1) is refused before the evaluation utterances are embedded,
-    not when the first trial is scored or the back-end trained.
+    (:func:`~local.domain_statistics.check_domain_size`: ``whiten`` 2, or
+    ``emb_dim`` + 1 with ``whiten_ridge`` 0; ``mean`` 1) is refused before
+    the evaluation utterances are embedded, not when the first trial is
+    scored or the back-end trained.
 
     Arguments
     ---------
     hparams : dict
         ``score_norm``, ``backend_adaptation``, ``cohort_domain``,
         ``cohort_size``, ``cohort_top_k``, ``min_embed_seconds``,
-        ``max_embed_seconds``.
+        ``max_embed_seconds``; with ``whiten``, ``whiten_ridge`` and ``emb_dim``.
     training : dict
         ``{"source": ..., "target": ...}`` whole-utterance datasets of the
         training manifests.
@@ -146,7 +147,10 @@ def check_cohort(hparams, training, where="cohort"):
     if norm:
         check_cohort_size(drawn, hparams["cohort_top_k"] if norm == "asnorm" else None, where)
     if adaptation:
-        check_domain_size(drawn, adaptation == "whiten", where)
+        whiten = adaptation == "whiten"
+        # Without a ridge, fewer embeddings than emb_dim + 1 cannot span their dimensions.
+        dim = hparams["emb_dim"] if whiten and hparams["whiten_ridge"] == 0 else None
+        check_domain_size(drawn, whiten, where, dim=dim)
 
 
 def cohort_subset(ids, size, seed):

@@ -199,8 +199,10 @@ def clustering_space(units, whiten_ridge=None):
     if whiten_ridge is None:
         centred = units - units.mean(dim=0)
     else:
-        centred = DomainAdaptation(units, whiten=True, ridge=whiten_ridge,
-                                   name="target pseudo-label embeddings")(units)
+        adaptation = DomainAdaptation(
+            units, whiten=True, ridge=whiten_ridge, name="target pseudo-label embeddings",
+            drawn="the target training manifest (and backend_max_utterances, when evaluating)")
+        centred = adaptation(units)
     return torch.nn.functional.normalize(centred, dim=-1).numpy()
 
 

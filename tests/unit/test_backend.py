@@ -92,18 +92,45 @@ def test_adapted_scores_equal_a_direct_computation(domain, whiten, ridge):
 def test_a_domain_that_does_not_span_its_dimensions_needs_a_ridge(domain):
     few = domain[:DIM - 1]
     with pytest.raises(ManifestError, match=r"cohort: its 5 embeddings do not span their 6 "
-                                            r"dimensions(.|\n)*Fix: set whiten_ridge above 0"):
+                                            r"dimensions(.|\n)*Fix: set whiten_ridge above 0, "
+                                            r"or raise cohort_size and the cohort's training "
+                                            r"manifest to more than 6 utterances"):
         DomainAdaptation(few, whiten=True)
     adapted = DomainAdaptation(few, whiten=True, ridge=0.1)(domain)
     assert torch.isfinite(adapted).all()
     DomainAdaptation(few)  # centring alone needs no covariance
 
 
+def test_enough_embeddings_that_do_not_span_their_dimensions_are_not_asked_to_be_more(domain):
+    # Twice as many embeddings as dimensions, all in a plane of them.
+    flat = domain[:2 * DIM].copy()
+    flat[:, 0] = flat[:, 1]
+    with pytest.raises(ManifestError, match=r"cohort: its 12 embeddings do not span their 6 "
+                                            r"dimensions(.|\n)*\nFix: set whiten_ridge above 0, "
+                                            r"or check the model and the audio they were drawn "
+                                            r"from$"):
+        DomainAdaptation(flat, whiten=True)
+
+
+@pytest.mark.parametrize("few", ["target", "source"])
+def test_coral_names_the_domain_that_does_not_span_its_dimensions_and_its_own_fix(domain, few):
+    vectors = {"target": domain[:100], "source": domain[100:]}
+    vectors[few] = vectors[few][:DIM - 1]
+    with pytest.raises(ManifestError, match=rf"^{few}: its 5 embeddings do not span their 6 "
+                                            rf"dimensions(.|\n)*\nFix: set whiten_ridge above "
+                                            rf"0, or raise backend_max_utterances and the {few} "
+                                            rf"training manifest to more than 6 utterances") as err:
+        coral(vectors["source"], vectors["target"])
+    assert "cohort" not in str(err.value)
+    coral(vectors["source"], vectors["target"], ridge=0.1)
+
+
 @pytest.mark.parametrize("ridge", [0.0, 0.1])
 def test_one_embedding_has_no_covariance_to_whiten_by(domain, ridge):
     with pytest.raises(ManifestError, match=r"cohort: 1 embeddings, fewer than the 2 that a "
-                                            r"covariance to whiten by needs\nFix: pass a "
-                                            r"cohort_size of 2 or more"):
+                                            r"covariance to whiten by needs\nFix: raise "
+                                            r"cohort_size and the cohort's training manifest "
+                                            r"to 2 utterances or more"):
         DomainAdaptation(domain[:1], whiten=True, ridge=ridge)
     DomainAdaptation(domain[:1])  # centring alone needs no covariance
 

@@ -481,10 +481,15 @@ def test_one_class_trial_list(corpus):
         validate(manifest, folder / "t.txt")
 
 
-def test_duplicated_trials(corpus):
+def test_duplicated_trials_name_the_repeat_and_the_first_line_of_the_file(corpus):
     folder, manifest, _ = corpus
-    (folder / "dup.txt").write_text("1 spkA_1 spkA_2\n0 spkA_1 spkB_1\n1 spkA_1 spkA_2\n")
-    with pytest.raises(ManifestError, match="duplicated trials\n  spkA_1 spkA_2"):
+    (folder / "dup.txt").write_text("1 spkA_1 spkA_2\n0 spkA_1 spkB_1\n\n0 spkA_1 spkB_1\n"
+                                     "1 spkA_1 spkA_2\n1 spkA_1 spkA_2\n")
+    with pytest.raises(ManifestError, match=r"duplicated trials\n"
+                                            r"  line 4: 0 spkA_1 spkB_1 \(repeats line 2\)\n"
+                                            r"  line 5: 1 spkA_1 spkA_2 \(repeats line 1\)\n"
+                                            r"  line 6: 1 spkA_1 spkA_2 \(repeats line 1\)\n"
+                                            r"Fix: remove the repeated lines$"):
         validate(manifest, folder / "dup.txt")
 
 

@@ -516,7 +516,8 @@ def _trial_listed_twice(task1, tmp_path):
 
 @pytest.mark.parametrize("breakage, message", [
     (_one_class_key, r"trials.txt: all 4 trials are non-target trials\nFix: EER and minDCF"),
-    (_trial_listed_twice, r"trials.txt: duplicated trials\n  model_00000 evl_000042\n"),
+    (_trial_listed_twice, r"trials.txt: duplicated trials\n  line 5: 0 model_00000 evl_000042 "
+                          r"TW \(repeats line 2\)\n"),
 ])
 def test_a_bad_trial_list_is_refused_before_the_audio_is_read(task1, tmp_path, out,
                                                               monkeypatch, breakage, message):

@@ -526,7 +526,8 @@ def _audio_is_not_read(monkeypatch):
 @pytest.mark.parametrize("trials, message", [
     (VERI_TEST2 + VERI_TEST2.splitlines(keepends=True)[1],
      r"voxceleb1/my_list.txt: duplicated trials\n"
-     r"  id10270/x6uYqmx31kE/00001.wav id10300/ize_eiCFEg0/00003.wav\nFix: remove"),
+     r"  line 5: 0 id10270/x6uYqmx31kE/00001.wav id10300/ize_eiCFEg0/00003.wav "
+     r"\(repeats line 2\)\nFix: remove"),
     ("".join(line for line in VERI_TEST2.splitlines(keepends=True) if line.startswith("1")),
      r"voxceleb1/my_list.txt: all 2 trials are target trials\nFix: EER and minDCF need both"),
     (VERI_TEST2 + "1 id10271/1gtz-CUIygI/00001.wav id10271/1gtz-CUIygI/00001.wav\n",

@@ -12,6 +12,7 @@ from sklearn.metrics import adjusted_rand_score
 from speechbrain.utils.checkpoints import Checkpointer
 
 import local.model.pseudo_labels as pseudo_labels
+from local.errors import ManifestError
 from local.model.distributed import process_share
 
 faiss_ivf = pseudo_labels.faiss.IndexIVFFlat
@@ -224,6 +225,15 @@ def test_the_clustering_space_is_the_embeddings_whitened_by_their_own_covariance
     centred = units.numpy() - units.numpy().mean(axis=0)
     np.testing.assert_allclose(clustering_space(units),
                                centred / np.linalg.norm(centred, axis=1, keepdims=True))
+
+
+def test_too_few_embeddings_to_whiten_by_without_a_ridge_name_the_target_not_the_cohort():
+    with pytest.raises(ManifestError, match=r"^target pseudo-label embeddings: its 4 embeddings "
+                                            r"do not span their 8 dimensions(.|\n)*\nFix: set "
+                                            r"whiten_ridge above 0, or raise the target training "
+                                            r"manifest") as err:
+        clustering_space(torch.randn(4, 8, generator=torch.Generator().manual_seed(0)), 0.0)
+    assert "cohort" not in str(err.value)
 
 
 def speakers_behind_a_channel(n_speakers, per_speaker, seed):

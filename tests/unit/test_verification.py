@@ -18,6 +18,7 @@ from local.evaluation.metrics import eer
 from local.evaluation.report import score_file
 from local.evaluation.verification import (
     best_systems,
+    check_cohort,
     check_score_norm,
     cohort_subset,
     drawn_systems,
@@ -32,7 +33,8 @@ from tests.conftest import save_tiny_ssl
 NORM = {"score_norm": None, "cohort_domain": "target", "cohort_size": 50, "cohort_top_k": 10,
         "backend_adaptation": None, "whiten_ridge": 0.1, "backend": [], "lda_dim": 150,
         "plda_within_scale": 0.3, "plda_between_scale": 0.7, "backend_max_utterances": 20000,
-        "det_systems": "default", "min_embed_seconds": 0.5, "max_embed_seconds": 600}
+        "det_systems": "default", "min_embed_seconds": 0.5, "max_embed_seconds": 600,
+        "emb_dim": 16}  # the CountingEmbedder's bands
 
 
 class CountingEmbedder:
@@ -282,6 +284,9 @@ def test_bad_score_norm_settings(change, message):
     (1, {"score_norm": "snorm"}, "1 embeddings, fewer than the 2 that each trial side's"),
     (1, {"backend_adaptation": "whiten"},
      "1 embeddings, fewer than the 2 that a covariance to whiten by needs"),
+    (16, {"backend_adaptation": "whiten", "whiten_ridge": 0},
+     r"16 embeddings, fewer than the 17 that a covariance spanning their 16 dimensions needs\n"
+     r"Fix: set whiten_ridge above 0, or raise cohort_size"),
 ])
 def test_too_small_a_cohort_fails_before_anything_is_embedded(demo_corpus, tmp_path, rows,
                                                              settings, message):
@@ -291,6 +296,16 @@ def test_too_small_a_cohort_fails_before_anything_is_embedded(demo_corpus, tmp_p
     with pytest.raises(ManifestError, match=f"cohort: {message}"):
         verify_demo(demo_corpus, str(folder), str(target_train), **settings)
     assert not os.path.exists(folder)
+
+
+@pytest.mark.parametrize("rows, ridge", [(17, 0), (2, 0.1)])
+def test_a_cohort_that_can_be_whitened_passes_the_check_from_its_manifest(demo_corpus, tmp_path,
+                                                                         rows, ridge):
+    target_train = tmp_path / "target_train.csv"
+    pd.read_csv(demo_corpus["target_train"]).head(rows).to_csv(target_train, index=False)
+    hparams = dict(NORM, backend_adaptation="whiten", whiten_ridge=ridge)
+    check_cohort(hparams, {"source": whole(demo_corpus["source_train"]),
+                           "target": whole(str(target_train))})
 
 
 class RecordingCache:
