@@ -391,8 +391,10 @@ def _refuse_load(source, save_path, err):
     fail(f"--ssl_source={source}", "cannot load the SSL model: it is not a local folder, and "
          f"the Hugging Face hub did not provide it ({type(err).__name__}: {err})",
          fix=f"with the hub reachable it is downloaded into '{save_path}'. Offline, download "
-             f"it on a machine with access (huggingface-cli download {source} --local-dir "
-             "DIR), copy DIR here and pass --ssl_source=DIR")
+             f"it on a machine with access, either into that cache (hf download {source} "
+             f"--cache-dir {save_path}), copy the cache here and run with HF_HUB_OFFLINE=1, or "
+             f"into a folder (hf download {source} --local-dir DIR), copy DIR here and pass "
+             "--ssl_source=DIR")
 
 
 def save_layer_weights(layer_sum, folder):

@@ -238,6 +238,33 @@ def test_unreachable_hub_is_a_message_with_the_fix(tmp_path, monkeypatch):
         SSLFrontend("no-org/no-model", str(tmp_path / "cache"))
 
 
+def test_the_download_commands_of_the_fix_are_those_huggingface_hub_installs(tmp_path,
+                                                                             monkeypatch):
+    import importlib.metadata
+    import re
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ManifestError) as refusal:
+        SSLFrontend("no-org/no-model", str(tmp_path / "cache"))
+    commands = re.findall(r"\((\S+) download no-org/no-model ", str(refusal.value))
+    installed = {entry.name for entry in importlib.metadata.distribution(
+        "huggingface_hub").entry_points if entry.group == "console_scripts"}
+    assert commands and set(commands) <= installed
+
+
+def test_a_hub_id_loads_offline_from_the_filled_cache(tmp_path, monkeypatch):
+    """The hub cache's layout (refs/main naming the snapshot) under save_path, with no hub."""
+    repo = tmp_path / "cache" / "models--org--tiny"
+    folder = save_tiny_ssl(repo / "snapshots" / "a1", "wavlm")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("a1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    by_id = SSLFrontend("org/tiny", str(tmp_path / "cache")).eval()
+    by_path = SSLFrontend(folder, str(tmp_path / "unused")).eval()
+    assert by_id.fingerprint == by_path.fingerprint
+    torch.testing.assert_close(by_id(wavs()), by_path(wavs()))
+
+
 def test_local_folder_without_feature_extractor_is_a_clear_error(tiny_ssl, tmp_path):
     folder = tmp_path / "incomplete"
     folder.mkdir()
