@@ -37,9 +37,39 @@ WRAPPERS = {
     "wavlm": "speechbrain.integrations.huggingface.wavlm.WavLM",
     "wav2vec2": "speechbrain.integrations.huggingface.wav2vec2.Wav2Vec2",
 }
-# The files of a model folder that make the SSL model: its configurations
-# (config.json, preprocessor_config.json) and weights.
-MODEL_FILES = (".json", ".safetensors", ".bin")
+# The files of a model folder that make the SSL model: its configurations and
+# its weights, of the one format transformers loads (safetensors where there
+# are, as from_pretrained prefers them). A folder filled by `hf download` also
+# holds the hub repository's other files (tokenizer, TensorFlow or PyTorch
+# weights beside safetensors), which from_pretrained neither loads nor fetches.
+CONFIG_FILES = ("config.json", "preprocessor_config.json")
+WEIGHT_FORMATS = ((".safetensors", "model.safetensors.index.json"),
+                  (".bin", "pytorch_model.bin.index.json"))
+
+
+def model_files(names):
+    """The names among ``names`` (a model folder's) that make the model ``from_pretrained`` loads.
+
+    Arguments
+    ---------
+    names : list of str
+        The names of the files of a model folder.
+
+    Returns
+    -------
+    list of str
+        Its configuration files and the weights of one format, sorted.
+
+    Example
+    -------
+    >>> model_files(["config.json", "pytorch_model.bin", "model.safetensors", "vocab.json"])
+    ['config.json', 'model.safetensors']
+    """
+    for suffix, index in WEIGHT_FORMATS:
+        weights = [name for name in names if name.endswith(suffix) or name == index]
+        if weights:
+            break
+    return sorted([name for name in names if name in CONFIG_FILES] + weights)
 
 
 def _model_folder(source, save_path):
@@ -53,7 +83,7 @@ def _model_folder(source, save_path):
 def ssl_fingerprint(source, save_path):
     """A digest of the contents of the SSL model files ``source`` loads.
 
-    The files are those of :data:`MODEL_FILES` in the folder
+    The files are those of :func:`model_files` in the folder
     ``from_pretrained`` loads from: ``source`` itself, or for a hub ID the hub
     cache's snapshot of the revision it resolves to
     (``<save_path>/models--<org>--<name>/snapshots/<commit>``, named by
@@ -88,8 +118,7 @@ def ssl_fingerprint(source, save_path):
     False
     """
     folder = _model_folder(source, save_path)
-    files = [] if folder is None else sorted(
-        name for name in os.listdir(folder) if name.endswith(MODEL_FILES))
+    files = [] if folder is None else model_files(os.listdir(folder))
     return short_digest([[name, file_sha256(os.path.join(folder, name))] for name in files])
 
 

@@ -1,6 +1,7 @@
 """The SSL front end: loading, the weighted layer sum, frozen and fine-tuned modes."""
 
 import os
+from pathlib import Path
 
 import huggingface_hub
 import pandas as pd
@@ -369,6 +370,21 @@ def test_a_model_replaced_in_its_folder_gets_another_fingerprint(tmp_path):
     after = SSLFrontend(folder, str(tmp_path / "cache")).eval()
     assert after.fingerprint != before.fingerprint
     assert not torch.equal(after(wavs()), before(wavs()))
+
+
+def test_the_fingerprint_is_of_the_files_from_pretrained_loads_not_of_the_others(tmp_path):
+    """A folder filled by `hf download` holds the repository's other files too."""
+    folder = Path(save_tiny_ssl(tmp_path / "ssl", "wavlm"))
+    before = ssl_fingerprint(str(folder), "unused")
+    (folder / "pytorch_model.bin").write_bytes(b"the same weights, in the other format")
+    (folder / "vocab.json").write_text('{"a": 0}')
+    (folder / "tokenizer_config.json").write_text("{}")
+    assert ssl_fingerprint(folder, "unused") == before
+    # Without safetensors, the PyTorch weights are the model's.
+    (folder / "model.safetensors").unlink()
+    without = ssl_fingerprint(folder, "unused")
+    (folder / "pytorch_model.bin").write_bytes(b"other weights")
+    assert ssl_fingerprint(folder, "unused") not in (without, before)
 
 
 def test_a_hub_id_is_fingerprinted_by_the_snapshot_it_resolves_to(tmp_path):
