@@ -240,9 +240,27 @@ class Adversary:
         raise NotImplementedError
 
     def _log(self, logits, items):
+        return {"domain_loss": self.domain_loss(logits, items),
+                "domain_accuracy": self.domain_accuracy(logits, items)}
+
+    def domain_accuracy(self, logits, items):
+        """The fraction of items the discriminator places in their domain, logged as
+        ``domain_accuracy``: source items with ``C(x) > 0``, target items with ``C(x) < 0``.
+
+        Arguments
+        ---------
+        logits : torch.Tensor
+            ``[items, 2 (+ speakers)]``.
+        items : DomainItems
+            The items the logits are of.
+
+        Returns
+        -------
+        torch.Tensor
+            Scalar in [0, 1]; 0.5 is chance.
+        """
         is_source = torch.arange(len(logits), device=logits.device) < items.n_source
-        accuracy = ((source_score(logits) > 0) == is_source).float().mean()
-        return {"domain_loss": self.domain_loss(logits, items), "domain_accuracy": accuracy}
+        return ((source_score(logits) > 0) == is_source).float().mean()
 
     def domain_loss(self, logits, items):
         """The discriminator's loss at telling source from target, logged as ``domain_loss``.
@@ -359,7 +377,17 @@ class LeastSquaresGAN(Adversary):
 
 
 class RelativisticGAN(Adversary):
-    """Each source item scored relative to the target item it is paired with (RSGAN)."""
+    """Each source item scored relative to the target item it is paired with (RSGAN).
+
+    The losses see only differences of scores, so nothing sets where ``C(x) = 0``
+    falls: the logged ``domain_accuracy`` is the fraction of pairs that the
+    discriminator ranks right, ``C(s) > C(t)``, rather than of items on the
+    right side of 0.
+    """
+
+    def domain_accuracy(self, logits, items):
+        score = source_score(logits)
+        return (score[:items.n_source] > score[items.n_source:]).float().mean()
 
     def discriminator_loss(self, logits, items):
         score = source_score(logits)

@@ -292,9 +292,12 @@ class GE2ELoss(torch.nn.Module):
     ``S[j, i, k] = w * cos(e[j, i], c[k]) + b``, where ``c[k]`` is the mean
     of speaker ``k``'s unit embeddings and, for ``k == j``, the mean of the
     other ``M - 1`` unit embeddings of speaker ``j``, so that the loss depends
-    on the embeddings' directions alone. The scale ``w`` (kept at least
-    1e-6, as in the paper, so that a larger similarity always means closer)
-    and the bias ``b`` are learned.
+    on the embeddings' directions alone. The scale ``w`` and the bias ``b``
+    are learned; the paper keeps ``w > 0``, so that a larger similarity
+    always means closer; here the scale is ``|w|``, so that ``w`` keeps its
+    gradient wherever an optimiser step takes it. A clamp at a small
+    positive value would stop that gradient for good once a step took ``w``
+    below it, and with the scale that small, the embeddings' gradients too.
 
     Per utterance, the ``softmax`` variant is the cross-entropy of the
     similarities against the own speaker, ``-S[j, i, j] + log sum_k
@@ -369,7 +372,7 @@ class GE2ELoss(torch.nn.Module):
         own = (units * F.normalize(others, dim=-1)).sum(dim=-1)
         cosines = torch.where(_own_speaker(n_speakers, embeddings.device), own.unsqueeze(-1),
                               cosines)
-        return self.w.clamp(min=1e-6) * cosines + self.b
+        return self.w.abs() * cosines + self.b
 
     def forward(self, embeddings):
         """The mean GE2E loss over the N * M utterances.

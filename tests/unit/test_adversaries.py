@@ -136,17 +136,22 @@ def test_items_are_every_frame_of_every_crop_each_with_its_crop_speaker():
         assert torch.equal(items.features[row], features[row // 3, row % 3])
 
 
-@pytest.mark.parametrize("adversary", ADVERSARIES)
+def identity_discriminator(size):
+    """A linear discriminator that outputs its input: the items are their own logits."""
+    discriminator = torch.nn.Linear(size, size, bias=False)
+    with torch.no_grad():
+        discriminator.weight.copy_(torch.eye(size))
+    return discriminator
+
+
+@pytest.mark.parametrize("adversary", [a for a in ADVERSARIES if a != "relativistic"])
 def test_logged_domain_accuracy_counts_the_items_the_discriminator_places_right(adversary):
     logits = LOGITS.clone()
     logits[4, :2] = torch.tensor([-0.2, 0.7])  # four of the six items placed right
     logits = logits if adversary == "auxiliary_classifier" else logits[:, :2]
-    weights = torch.eye(logits.shape[1])  # a linear discriminator that outputs its input
-    discriminator = torch.nn.Linear(logits.shape[1], logits.shape[1], bias=False)
-    with torch.no_grad():
-        discriminator.weight.copy_(weights)
     items = DomainItems(logits.clone(), 3, SPEAKERS)
-    _, log = make_adversary(adversary).encoder_loss(discriminator, items, 0.5)
+    _, log = make_adversary(adversary).encoder_loss(identity_discriminator(logits.shape[1]),
+                                                    items, 0.5)
     domains = np.array([0, 0, 0, 1, 1, 1])
     predicted = logits[:, :2].numpy().argmax(axis=1)
     assert np.mean(predicted == domains) == pytest.approx(4 / 6)
@@ -157,12 +162,25 @@ def test_logged_domain_accuracy_counts_the_items_the_discriminator_places_right(
         float(make_adversary(domain_part).discriminator_loss(logits[:, :2], ITEMS)))
 
 
+@pytest.mark.parametrize("shift", [-5.0, -0.8, 0.0, 3.0])
+def test_relativistic_accuracy_counts_the_pairs_ranked_right_wherever_the_scores_sit(shift):
+    # The relativistic losses see only score differences: a discriminator whose
+    # scores are all shifted by a constant is the same discriminator.
+    logits = LOGITS[:, :2].clone()
+    logits[:, 0] += shift
+    items = DomainItems(logits.clone(), 3, SPEAKERS)
+    _, log = make_adversary("relativistic").encoder_loss(identity_discriminator(2), items, 0.5)
+    score = (logits[:, 0] - logits[:, 1]).numpy()
+    pairs_right = np.mean(score[:3] > score[3:])
+    assert pairs_right == pytest.approx(2 / 3)  # the second source item is ranked below its pair
+    assert float(log["domain_accuracy"]) == pytest.approx(pairs_right)
+    assert float(log["domain_loss"]) == pytest.approx(expected("relativistic", "discriminator"))
+
+
 def test_auxiliary_classifier_logs_its_domain_and_speaker_losses_apart():
-    discriminator = torch.nn.Linear(LOGITS.shape[1], LOGITS.shape[1], bias=False)
-    with torch.no_grad():
-        discriminator.weight.copy_(torch.eye(LOGITS.shape[1]))  # outputs its input
     items = DomainItems(LOGITS.clone(), 3, SPEAKERS)
-    _, log = make_adversary("auxiliary_classifier").encoder_loss(discriminator, items, 0.5)
+    _, log = make_adversary("auxiliary_classifier").encoder_loss(
+        identity_discriminator(LOGITS.shape[1]), items, 0.5)
     assert float(log["domain_loss"]) == pytest.approx(expected("vanilla", "discriminator"))
     assert float(log["auxiliary_speaker_loss"]) == pytest.approx(
         speaker_ce(LOGITS.double().numpy(), SPEAKERS.numpy()), rel=1e-6)
