@@ -11,6 +11,7 @@ import torch
 from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.dataio.encoder import CategoricalEncoder
 
+from local.data import dataio
 from local.data.audio import check_lengths, load_random_crop, load_segment
 from local.data.dataio import (
     PairedDataset,
@@ -19,6 +20,7 @@ from local.data.dataio import (
     add_speaker_labels,
     collate_pairs,
     manifest_dataset,
+    speaker_class,
 )
 from local.data.schema import audio_info
 from local.embedding import compute_embeddings, equal_length_batches
@@ -156,6 +158,23 @@ def test_speaker_labels_are_encoded_from_source(tmp_path):
     for item in source:
         assert encoder.decode_ndim(item["spk_id_encoded"].item()) == item["spk_id"]
     assert len(encoder) == 2
+
+
+def test_label_encoder_reads_each_class_once_and_numbers_them_by_first_item(tmp_path,
+                                                                             monkeypatch):
+    # Each item's class is made once, from its columns, not by running the
+    # dataset's pipeline over every item twice (seconds at a million rows).
+    made = []
+    monkeypatch.setattr(dataio, "speaker_class",
+                        lambda *values: made.append(values) or speaker_class(*values))
+    source = DynamicItemDataset({f"u{i}": {"spk_id": spk, "phrase": phrase} for i, (spk, phrase)
+                                 in enumerate([("b", "02"), ("a", "01"), ("b", "01"),
+                                               ("b", "02"), ("c", "01")])})
+    encoder = add_speaker_labels(source, str(tmp_path / "labels.txt"), "spk_phrase")
+    assert len(made) == len(source)
+    assert encoder.lab2ind == {("b", "02"): 0, ("a", "01"): 1, ("b", "01"): 2, ("c", "01"): 3}
+    source.set_output_keys(["speaker_class", "spk_id_encoded"])
+    assert [item["spk_id_encoded"].item() for item in source] == [0, 1, 2, 0, 3]
 
 
 def test_a_reloaded_label_encoder_lacking_a_source_speaker_fails_up_front(tmp_path):

@@ -75,20 +75,42 @@ def test_trial_round_trip_keeps_types(tmp_path):
 def test_chunks_cover_the_utterance_without_overlap():
     row = {"ID": "u", "duration": 3.5, "wav": "u.wav", "start": 0, "stop": 56000,
            "spk_id": "s", "domain": "d", "sample_rate": 16000}
-    chunks = chunk_rows(row, 1.0)
-    assert [(c["start"], c["stop"]) for c in chunks] == [(0, 16000), (16000, 32000), (32000, 48000)]
-    assert all(c["duration"] == 1.0 for c in chunks)
-    assert chunk_rows(row, 10.0) == [row]
+    chunks = chunk_rows(pd.DataFrame([row]), 1.0)
+    assert list(zip(chunks["start"], chunks["stop"])) == [
+        (0, 16000), (16000, 32000), (32000, 48000)]
+    assert (chunks["duration"] == 1.0).all()
+    assert chunk_rows(pd.DataFrame([row]), 10.0).to_dict("records") == [row]
 
 
 def test_chunks_of_a_segment_fill_it_exactly_from_its_start():
     # A segment of exactly three chunks that does not start at the file's first sample.
     row = {"ID": "u", "duration": 3.0, "wav": "u.wav", "start": 8000, "stop": 56000,
            "spk_id": "s", "domain": "d", "sample_rate": 16000}
-    chunks = chunk_rows(row, 1.0)
-    assert [(c["start"], c["stop"]) for c in chunks] == [
+    chunks = chunk_rows(pd.DataFrame([row]), 1.0)
+    assert list(zip(chunks["start"], chunks["stop"])) == [
         (8000, 24000), (24000, 40000), (40000, 56000)]
-    assert [c["ID"] for c in chunks] == ["u_8000_24000", "u_24000_40000", "u_40000_56000"]
+    assert list(chunks["ID"]) == ["u_8000_24000", "u_24000_40000", "u_40000_56000"]
+
+
+def test_rows_at_several_rates_are_cut_each_at_its_own_in_row_order():
+    # Cut on whole columns: each row at its own rate (16 kHz where it names none),
+    # a row one chunk long or shorter kept as it is, in its place.
+    rows = [{"ID": "a", "duration": 2.5, "wav": "a.wav", "start": 0, "stop": 20000,
+             "spk_id": "s", "domain": "d", "sample_rate": 8000},
+            {"ID": "b", "duration": 0.5, "wav": "b.wav", "start": 0, "stop": 8000,
+             "spk_id": "s", "domain": "d", "sample_rate": 16000},
+            {"ID": "c", "duration": 2.0, "wav": "c.wav", "start": 100, "stop": 32100,
+             "spk_id": "t", "domain": "d"},
+            {"ID": "d", "duration": 1.5, "wav": "d.wav", "start": 0, "stop": 66150,
+             "spk_id": "t", "domain": "d", "sample_rate": 44100}]
+    chunks = chunk_rows(pd.DataFrame(rows), 0.7)
+    assert list(zip(chunks["ID"], chunks["start"], chunks["stop"], chunks["duration"])) == [
+        ("a_0_5600", 0, 5600, 0.7), ("a_5600_11200", 5600, 11200, 0.7),
+        ("a_11200_16800", 11200, 16800, 0.7), ("b", 0, 8000, 0.5),
+        ("c_100_11300", 100, 11300, 0.7), ("c_11300_22500", 11300, 22500, 0.7),
+        ("d_0_30870", 0, 30870, 0.7), ("d_30870_61740", 30870, 61740, 0.7)]
+    assert list(chunks["spk_id"]) == ["s"] * 4 + ["t"] * 4
+    assert chunks["sample_rate"].isna().tolist() == [False] * 4 + [True] * 2 + [False] * 2
 
 
 def test_missing_manifest(tmp_path):
