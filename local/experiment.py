@@ -14,14 +14,13 @@ from hyperpyyaml import resolve_references
 from speechbrain.dataio.dataset import DynamicItemDataset
 
 from local.data.dataio import (
-    SPEAKER_LABELS,
     PairedDataset,
     SpeakerBatchSampler,
     add_crop_pipeline,
     add_speaker_labels,
     add_whole_pipeline,
+    item_classes,
     manifest_dataset,
-    speaker_class,
     speaker_classes,
     speaker_label,
 )
@@ -135,10 +134,9 @@ def dataio_prep(hparams, condition, device="cpu"):
         # As many steps as the margin heads take at the same batch size: the
         # longer training set once per epoch. Grouped by the head's classes
         # (speakers, or speakers saying a phrase with speaker_label: spk_phrase).
-        columns = SPEAKER_LABELS[speaker_label(hparams)]
         speaker_batches = SpeakerBatchSampler(
-            [encoder.encode_label(speaker_class(*(source.data[i][c] for c in columns)))
-             for i in source.data_ids], *layout,
+            [encoder.encode_label(c) for c in item_classes(source, speaker_label(hparams))],
+            *layout,
             max(len(source), len(target)) // hparams["batch_size"], hparams["seed"])
     return {"train_pairs": PairedDataset(source, target, hparams["seed"], speaker_batches),
             "label_encoder": encoder, "eval": eval_datasets,

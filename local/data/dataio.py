@@ -219,6 +219,28 @@ def speaker_classes(manifest, label, path):
     return [speaker_class(*values) for values in zip(*(manifest[c] for c in columns))]
 
 
+def item_classes(dataset, label):
+    """The class of each item of ``dataset``, in item order (:func:`speaker_class`).
+
+    Read from the items' columns: through the dynamic items, a million source
+    rows took seconds a pass.
+
+    Arguments
+    ---------
+    dataset : DynamicItemDataset
+        Labelled source dataset.
+    label : str
+        A key of :data:`SPEAKER_LABELS`.
+
+    Returns
+    -------
+    list
+        One class per item.
+    """
+    columns = SPEAKER_LABELS[label]
+    return [speaker_class(*(dataset.data[i][c] for c in columns)) for i in dataset.data_ids]
+
+
 def add_speaker_labels(dataset, encoder_path, label="spk_id"):
     """Give ``dataset`` its class (``speaker_class``) and its index (``spk_id_encoded``).
 
@@ -260,10 +282,7 @@ def add_speaker_labels(dataset, encoder_path, label="spk_id"):
 
     dataset.add_dynamic_item(to_class)
     dataset.add_dynamic_item(encode)
-    # Each item's class, in item order, read from its columns once: through
-    # the dynamic items, a million source rows took seconds a pass.
-    listed = [speaker_class(*(dataset.data[i][c] for c in SPEAKER_LABELS[label]))
-              for i in dataset.data_ids]
+    listed = item_classes(dataset, label)
 
     def create():
         # As SpeechBrain's load_or_create (classes numbered in order of their
