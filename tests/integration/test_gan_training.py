@@ -9,7 +9,7 @@ import torch
 
 from local.data.dataio import collate_pairs
 from local.experiment import prepare_experiment
-from local.model.adversaries import ADVERSARIES
+from local.model.adversaries import ADVERSARIES, DomainItems
 from tests.integration.test_train_dann import ADVERSARY_ONLY, GE2E_TINY, TINY, logged, train
 
 GANS = [a for a in ADVERSARIES if a != "grl"]
@@ -163,6 +163,26 @@ def test_reversal_updates_both_players_from_one_loss(demo_corpus, tmp_path):
     loss.backward()
     brain.optimizers_step()
     assert changed(brain, before) == {"embedding_model", "speaker_head", "domain_discriminator"}
+
+
+def test_the_speaker_head_gets_the_source_crops_and_the_discriminator_each_crops_domain(
+        demo_corpus, tmp_path):
+    brain, batch = brain_and_batch(demo_corpus, tmp_path, "grl")
+    brain.modules.eval()  # no dropout, running statistics: each crop's embedding is its own
+    source, target = batch
+    embeddings, features = brain.compute_forward(batch, sb.Stage.TRAIN)
+    with torch.no_grad():
+        alone = [brain.embed(part.sig.data, part.sig.lengths) for part in batch]
+        torch.testing.assert_close(embeddings, torch.cat(alone))
+        brain.compute_objectives((embeddings, features), batch, sb.Stage.TRAIN)
+        labels = source.spk_id_encoded.data
+        speaker_loss, _ = brain.modules.speaker_head(alone[0], labels, alone[1], target.id)
+        items = DomainItems.of(torch.cat(alone), labels)  # the source crops first
+        domain_loss = brain.adversary.discriminator_loss(
+            brain.modules.domain_discriminator(items.features), items)
+    logged = brain.stats.means()
+    assert logged["speaker_loss"] == pytest.approx(speaker_loss.item(), rel=1e-5)
+    assert logged["domain_loss"] == pytest.approx(domain_loss.item(), rel=1e-5)
 
 
 def test_auxiliary_classifier_discriminator_has_a_speaker_output(demo_corpus, tmp_path):

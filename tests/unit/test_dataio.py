@@ -144,6 +144,23 @@ def test_pairing_depends_on_epoch_and_is_reproducible():
     assert [(s["id"], t["id"]) for s, t in pairs] == first != second
 
 
+@pytest.mark.parametrize("source_batches", [False, True], ids=["shuffled", "speaker_batches"])
+def test_each_epoch_draws_its_own_target_order(source_batches):
+    """The target crops that share a step change from epoch to epoch, as the source's do."""
+    source, target = _datasets(6, 6)
+    batches = SpeakerBatchSampler([source.data[i]["spk_id"] for i in source.data_ids],
+                                  2, 2, n_batches=3, seed=1) if source_batches else None
+    pairs = PairedDataset(source, target, 1, batches)
+    orders, partners = set(), set()
+    for epoch in range(4):
+        pairs.set_epoch(epoch)
+        targets = tuple(t["id"] for _, t in pairs)
+        orders.add(targets)
+        partners.update(t["id"] for s, t in pairs if s["id"] == "s0")
+    assert len(orders) == 4
+    assert len(partners) > 1  # a source crop meets other target crops
+
+
 def test_target_batches_carry_no_speaker():
     source, target = _datasets(4, 4)
     source_batch, target_batch = collate_pairs([PairedDataset(source, target, 0)[i] for i in range(4)])

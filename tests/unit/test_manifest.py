@@ -464,21 +464,23 @@ def test_sample_rate_defaults_to_16k(corpus):
     assert (validate(manifest)["sample_rate"] == 16000).all()
 
 
-def test_duration_mismatch(corpus):
+@pytest.mark.parametrize("duration", [2.0, 0.5])
+def test_duration_mismatch(corpus, duration):
     _, manifest, _ = corpus
     table = pd.read_csv(manifest)
-    table.loc[0, "duration"] = 2.0
+    table.loc[0, "duration"] = duration
     table.to_csv(manifest, index=False)
-    with pytest.raises(ManifestError, match="spkA_1: duration 2.0 s but .* is 1.0000 s"):
+    with pytest.raises(ManifestError, match=f"spkA_1: duration {duration} s but .* is 1.0000 s"):
         validate(manifest)
 
 
-def test_stop_beyond_file(corpus):
+@pytest.mark.parametrize("stop", [32000, 16001])
+def test_stop_beyond_file(corpus, stop):
     _, manifest, _ = corpus
     table = pd.read_csv(manifest)
-    table.loc[0, ["stop", "duration"]] = [32000, 2.0]
+    table.loc[0, ["stop", "duration"]] = [stop, stop / 16000]
     table.to_csv(manifest, index=False)
-    with pytest.raises(ManifestError, match="spkA_1: stop 32000 beyond the file's 16000 samples"):
+    with pytest.raises(ManifestError, match=f"spkA_1: stop {stop} beyond the file's 16000 samples"):
         validate(manifest)
 
 

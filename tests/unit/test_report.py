@@ -145,6 +145,20 @@ def test_trials_are_grouped_by_the_enrolment_side_where_the_test_side_has_no_val
     assert ("phrase", "07") not in table.index
 
 
+def test_a_model_named_like_its_utterance_is_the_model_on_the_enrolment_side_only():
+    """Model e1 of utterance e1 takes its phrase from the enrolment table; e1 as a test
+    utterance has none."""
+    manifest = pd.DataFrame({"ID": ["e1", "e2", "t1"], "phrase": ["", "02", ""]})
+    enrolment = pd.DataFrame({"model_id": ["e1", "m2"], "utt_ids": ["e1", "e2"],
+                              "phrase": ["07", "02"]})
+    trials = pd.DataFrame({"label": [1, 0, 0, 1], "enrol": ["e1", "e1", "m2", "m2"],
+                           "test": ["t1", "e2", "e1", "t1"]})
+    table = condition_table(trials, [0.9, 0.1, 0.3, 0.8], manifest, enrolment)
+    assert table[["condition", "value", "trials", "targets"]].values.tolist() == [
+        ["all", "all", 4, 2], ["phrase", "07 / 02", 1, 0],
+        ["phrase (enrolment)", "02", 2, 1], ["phrase (enrolment)", "07", 1, 1]]
+
+
 def test_hand_computed_values(evaluation):
     trials, manifest, enrolment = evaluation
     table = condition_table(trials, SCORES, manifest, enrolment).set_index(["condition", "value"])

@@ -76,3 +76,11 @@ def test_settings_that_the_weights_never_depend_on_may_change():
     assert changed_settings({"num_workers": 2, "score_norm": None, "lr": 0.1},
                             {"num_workers": 0, "score_norm": "asnorm", "lr": 0.1}, [],
                             "r.json") == {}
+
+
+def test_a_setting_the_record_or_the_command_lacks_is_a_change():
+    """A setting that the run did not have, or that the command no longer has, changes what
+    a checkpoint is as much as another value of it."""
+    with pytest.raises(ManifestError, match=r"other settings:\n  lr: 0.1 -> \(absent\)\n"
+                                            r"  adv_layer: \(absent\) -> \"mfa\"\n"):
+        changed_settings({"lr": 0.1}, {"adv_layer": "mfa"}, [], "r.json")
