@@ -251,6 +251,13 @@ class SSLFrontend(torch.nn.Module):
         # by LayerDrop during fine-tuning would be missing from the weighted
         # sum: every layer runs at every step.
         self.ssl.model.config.layerdrop = 0.0
+        masked_spec_embed = getattr(self.ssl.model, "masked_spec_embed", None)
+        if masked_spec_embed is not None and not self.ssl.model.config.apply_spec_augment:
+            # The vector that replaces SpecAugment's masked frames: the wrapper
+            # turns SpecAugment off, so no forward pass uses it. Left trainable,
+            # a fine-tuned model under DDP would wait at every step for its
+            # gradient, which never comes.
+            masked_spec_embed.requires_grad_(False)
         if not freeze and freeze_feature_extractor:
             # The wrapper only stops the CNN's parameters from training; in
             # training mode the CNN would still mark its input as needing a

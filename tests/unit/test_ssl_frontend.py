@@ -11,13 +11,14 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from local.errors import ManifestError
+from local.model.distributed import unwrapped, wrap_in_ddp
 from local.model.ssl_frontend import (
     SSLFrontend,
     WeightedLayerSum,
     save_layer_weights,
     ssl_fingerprint,
 )
-from tests.conftest import TINY_SSL, save_tiny_ssl
+from tests.conftest import TINY_SSL, in_two_processes, save_tiny_ssl
 
 FAMILIES = ["wavlm", "wav2vec2"]
 
@@ -445,3 +446,26 @@ def test_a_batch_of_one_length_has_whole_frame_lengths(front, tmp_path):
     frontend = padded_front_end(front, tmp_path)
     ones = torch.ones(3)
     assert torch.equal(frontend.frame_lengths(wavs(batch=3), ones), ones)
+
+
+def fine_tune_in_process(rank, source, family, folder):
+    """One DDP process of two taking SGD steps of a fine-tuned front end on its own waveforms."""
+    torch.manual_seed(0)
+    model = torch.nn.ModuleDict({"frontend": SSLFrontend(
+        source, os.path.join(folder, "cache"), family=family, freeze=False).train()})
+    wrap_in_ddp(model, find_unused_parameters=False)  # the default of SpeechBrain's Brain
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    for step in range(2):
+        model["frontend"](wavs(seconds=0.3 * (rank + 1 + step))).pow(2).mean().backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    torch.save(unwrapped(model["frontend"]).state_dict(), os.path.join(folder, f"rank{rank}.pt"))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_fine_tuned_ssl_stays_the_same_in_every_ddp_process(tiny_ssl, family, tmp_path):
+    # Every trainable parameter must get a gradient at every step: DDP waits for the
+    # gradients of all of them before it averages any, and fails at the next step.
+    in_two_processes(fine_tune_in_process, tiny_ssl[family], family, str(tmp_path))
+    main, other = (torch.load(tmp_path / f"rank{rank}.pt") for rank in (0, 1))
+    assert all(torch.equal(main[name], other[name]) for name in main)
