@@ -193,4 +193,4 @@ def test_conditions_break_the_trials_down_by_phrase_language_channel_and_type(ru
         assert (trials, targets) == (int(types.sum()), int(key["target"].sum()))
     broken_down = table[table["condition"] != "all"]
     assert (broken_down["note"] == "").all() and (broken_down["targets"] > 0).all()
-    assert np.isfinite(broken_down["eer"].astype(float)).all()
+    assert np.isfinite(broken_down["eer_percent"].astype(float)).all()
