@@ -57,6 +57,29 @@ def check_finite(vectors, name):
              fix="check the model and the audio of the training manifest they were drawn from")
 
 
+def unit_float64(vectors):
+    """Embeddings scaled to unit length, in float64: the space of every domain statistic.
+
+    Arguments
+    ---------
+    vectors : torch.Tensor or numpy.ndarray
+        ``[n, dim]`` embeddings.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``[n, dim]`` float64, each row of length 1 (a zero row stays zero).
+
+    Example
+    -------
+    >>> unit_float64(torch.tensor([[3.0, 4.0], [0.0, 0.0]]))
+    array([[0.6, 0.8],
+           [0. , 0. ]])
+    """
+    vectors = torch.as_tensor(vectors, dtype=torch.float64)
+    return torch.nn.functional.normalize(vectors, dim=-1).numpy()
+
+
 # What the back-end adaptation's cohort is drawn with, for the fixes of its messages.
 COHORT_DRAW = "cohort_size and the cohort's training manifest"
 
@@ -143,7 +166,7 @@ class DomainAdaptation:
     def __init__(self, domain, whiten=False, ridge=0.0, name="cohort", drawn=COHORT_DRAW):
         check_domain_size(len(domain), whiten, name, drawn)
         check_finite(domain, name)
-        units = _unit_float64(domain)
+        units = unit_float64(domain)
         self.mean = units.mean(axis=0)
         self.whitening = self.eigenvectors = None
         if whiten:
@@ -181,7 +204,7 @@ class DomainAdaptation:
             ``[n, dim]``, centred (and whitened), in the dtype of ``vectors``.
         """
         vectors = torch.as_tensor(vectors)
-        adapted = _unit_float64(vectors) - self.mean
+        adapted = unit_float64(vectors) - self.mean
         if self.whitening is not None:
             adapted = self.whitening.whiten(adapted)
         return torch.from_numpy(adapted).to(vectors.dtype)
@@ -261,8 +284,3 @@ def coral(source, target, ridge=0.0):
     # rank of their eigenvalues and the arbitrary signs of their eigenvectors.
     white = source_domain(torch.as_tensor(source, dtype=torch.float64)).numpy()
     return target_domain.colour(white @ source_domain.eigenvectors.T @ target_domain.eigenvectors)
-
-
-def _unit_float64(vectors):
-    vectors = torch.as_tensor(vectors, dtype=torch.float64)
-    return torch.nn.functional.normalize(vectors, dim=-1).numpy()

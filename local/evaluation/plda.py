@@ -32,7 +32,7 @@ import numpy as np
 import scipy.linalg
 import torch
 
-from local.domain_statistics import check_finite
+from local.domain_statistics import check_finite, unit_float64
 
 
 class Unscorable(Exception):
@@ -48,11 +48,6 @@ class Unscorable(Exception):
 # minus one dimensions, and a single dimension scaled to unit length holds only
 # its sign, so that every trial would score one of three values.
 MIN_SPEAKERS = 3
-
-
-def _unit(vectors):
-    vectors = torch.as_tensor(vectors, dtype=torch.float64)
-    return torch.nn.functional.normalize(vectors, dim=-1).numpy()
 
 
 def class_covariances(vectors, labels):
@@ -260,7 +255,7 @@ class PLDABackend:
                              f"{MIN_SPEAKERS} whose LDA keeps more than the sign of one "
                              f"dimension; it needs a training manifest of {MIN_SPEAKERS} "
                              "speakers or more")
-        units = _unit(vectors)
+        units = unit_float64(vectors)
         self.centre, within, between = class_covariances(units, labels)
         lda, _ = simultaneous_diagonalisation(within, between)
         self.lda = lda[:min(lda_dim, speakers - 1)]
@@ -279,7 +274,7 @@ class PLDABackend:
         numpy.ndarray
             ``[n, lda dim]``, unit length.
         """
-        return _unit((_unit(vectors) - self.centre) @ self.lda.T)
+        return unit_float64((unit_float64(vectors) - self.centre) @ self.lda.T)
 
     def adapted(self, in_domain, within_scale, between_scale):
         """A copy whose PLDA is adapted to unlabelled in-domain embeddings.
