@@ -153,8 +153,11 @@ class PLDA:
         """
         return cls(*class_covariances(vectors, labels))
 
-    def adapted(self, in_domain, within_scale=0.3, between_scale=0.7, mean_diff_scale=1.0):
+    def adapted(self, in_domain, within_scale=0.3, between_scale=0.7):
         """This model adapted to unlabelled in-domain vectors, as Kaldi's ``ivector-adapt-plda``.
+
+        The in-domain total covariance includes the outer product of the
+        mean's shift, at Kaldi's default weight (``--mean-diff-scale=1``).
 
         Arguments
         ---------
@@ -163,9 +166,6 @@ class PLDA:
         within_scale, between_scale : float
             Shares of each direction's excess in-domain variance added to the
             within- and between-class covariances (Kaldi's defaults).
-        mean_diff_scale : float
-            Weight of the outer product of the mean's shift in the in-domain
-            total covariance (Kaldi's default).
 
         Returns
         -------
@@ -174,8 +174,7 @@ class PLDA:
         """
         mean = in_domain.mean(axis=0)
         shift = mean - self.mean
-        variance = np.cov(in_domain, rowvar=False, bias=True) + mean_diff_scale * np.outer(
-            shift, shift)
+        variance = np.cov(in_domain, rowvar=False, bias=True) + np.outer(shift, shift)
         # Rows that make the model's total covariance (I + diag(psi)) the identity.
         to_unit_total = self.transform / np.sqrt(1.0 + self.psi)[:, None]
         excess, directions = np.linalg.eigh(to_unit_total @ variance @ to_unit_total.T)
