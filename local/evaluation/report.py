@@ -203,14 +203,15 @@ def _det_axes(axes, systems, styles):
     axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), fontsize="small")
 
 
-def det_ticks(bottom, top, min_gap=DET_MIN_TICK_GAP):
+def det_ticks(bottom, top):
     """The ticks of a DET axis from ``bottom`` to ``top``, no two labels overlapping.
 
     Candidates are :data:`DET_TICKS` within the axis. They are kept in order
     of roundness (1, 10, 0.1 %... first, then 5, 4, 6, 8, then 2 as the
-    leading digit), each only if it is at least ``min_gap`` times the axis
-    length away, on the probit scale, from every tick kept before it; so a
-    long axis keeps its decades and drops the crowded 2s and 5s between them.
+    leading digit), each only if it is at least :data:`DET_MIN_TICK_GAP`
+    times the axis length away, on the probit scale, from every tick kept
+    before it; so a long axis keeps its decades and drops the crowded 2s and
+    5s between them.
     Matplotlib's own locators do not know the probit scale of these axes.
 
     Arguments
@@ -219,9 +220,6 @@ def det_ticks(bottom, top, min_gap=DET_MIN_TICK_GAP):
         Lowest error probability on the axis.
     top : float
         Highest error probability on the axis.
-    min_gap : float
-        Least distance between two ticks, as a fraction of the axis length
-        in probit units.
 
     Returns
     -------
@@ -235,7 +233,7 @@ def det_ticks(bottom, top, min_gap=DET_MIN_TICK_GAP):
     >>> [f"{100 * tick:g}" for tick in det_ticks(0.05, 0.9)]
     ['5', '10', '20', '40', '60', '80']
     """
-    least = min_gap * (norm.ppf(top) - norm.ppf(bottom))
+    least = DET_MIN_TICK_GAP * (norm.ppf(top) - norm.ppf(bottom))
     candidates = [tick for tick in DET_TICKS if bottom <= tick <= top]
     # Leading digit 1 first, 2 last.
     roundness = {"1": 0, "2": 2}
