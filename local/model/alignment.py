@@ -46,7 +46,7 @@ def coral_loss(source, target):
     True
     """
     source, target = _units(source), _units(target)
-    return (_covariance(source) - _covariance(target)).pow(2).sum()
+    return (torch.cov(source.T) - torch.cov(target.T)).pow(2).sum()
 
 
 def mmd_loss(source, target, bandwidth_factors=(0.25, 0.5, 1.0, 2.0, 4.0)):
@@ -100,11 +100,6 @@ def mmd_loss(source, target, bandwidth_factors=(0.25, 0.5, 1.0, 2.0, 4.0)):
 
 def _units(embeddings):
     return F.normalize(embeddings.reshape(len(embeddings), -1), dim=-1)
-
-
-def _covariance(vectors):
-    centred = vectors - vectors.mean(dim=0, keepdim=True)
-    return centred.T @ centred / (len(vectors) - 1)
 
 
 class _WeightedLoss:
