@@ -409,3 +409,20 @@ def test_a_model_trained_on_a_relative_ssl_folder_loads_from_any_directory(tmp_p
     text = (tmp_path / model_folder / "hyperparams.yaml").read_text()
     # A long value goes on the line after its key.
     assert re.search(r"\n +save_path:\s+(\S+)\n", text)[1] == str(tmp_path / "pretrained_models")
+
+
+def test_an_ssl_model_folder_loads_on_another_machine_with_its_ssl_model_named(runs, tiny_ssl,
+                                                                             tmp_path):
+    """The model folder names the SSL model and hub cache by the training machine's paths;
+    elsewhere they are passed as overrides, as docs/evaluation.md says."""
+    shutil.copytree(runs["wav2vec2_tuned"] / "model", tmp_path / "model")
+    shutil.copytree(tiny_ssl["wav2vec2"], tmp_path / "wav2vec2")
+    here = SpeakerRecognition.from_hparams(source=str(runs["wav2vec2_tuned"] / "model"),
+                                           savedir=str(tmp_path / "here"))
+    there = SpeakerRecognition.from_hparams(
+        source=str(tmp_path / "model"), savedir=str(tmp_path / "there"),
+        overrides={"frontend": {"source": str(tmp_path / "wav2vec2"),
+                                "save_path": str(tmp_path / "cache")}})
+    assert there.mods.embedding_model.frontend.source == str(tmp_path / "wav2vec2")
+    wav = torch.randn(1, 16000, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(there.encode_batch(wav), here.encode_batch(wav))
