@@ -40,7 +40,8 @@ The modules are defined exactly as the run defined them (the nodes of its
 saved ``hyperparams.yaml``, values resolved), so the SSL front end refers to
 its SSL model by the hub ID or folder the run used, a folder and the hub
 cache by their absolute paths, so that the model loads from any working
-directory. A frozen SSL model is the
+directory (on another machine, ``from_hparams`` names them with
+``overrides={"frontend": {"source": ..., "save_path": ...}}``). A frozen SSL model is the
 one that reference loads, so only the learned layer weights are saved; a
 fine-tuned one is saved whole.
 """

@@ -150,3 +150,23 @@ def test_deepmine_task1_training_rows_give_speaker_phrase_classes(tmp_path):
     assert speaker_classes(read_manifest(train), "spk_phrase", train) == [
         ("spk_000001", "09"), ("spk_000001", "01"), ("spk_000002", "09"),
         ("spk_000002", "03"), ("spk_000003", "06"), ("spk_000003", "10")]
+
+
+def test_exported_model_classifies_speaker_phrase_pairs_and_scores_as_the_run(run, tmp_path):
+    """The exported classifier and label encoder are the run's speaker x phrase classes."""
+    from speechbrain.inference.speaker import SpeakerRecognition
+
+    folder, data_folder, _ = run
+    model = SpeakerRecognition.from_hparams(source=str(folder / "model"),
+                                            savedir=str(tmp_path))
+    encoder = model.hparams.label_encoder
+    assert len(encoder) == model.mods.classifier.weight.shape[0] == 24 * 5
+    manifest = pd.read_csv(data_folder / "source_train.csv", dtype=str)
+    _, _, _, labels = model.classify_batch(model.load_audio(manifest["wav"][0]).unsqueeze(0))
+    assert labels[0] in set(zip(manifest["spk_id"], manifest["phrase"]))
+    # verify_files gives the cosine score of the run's own evaluation.
+    wavs = pd.read_csv(data_folder / "target_eval.csv").set_index("ID")["wav"]
+    trial = pd.read_csv(folder / "verification" / "target" / "scores.txt", sep=" ",
+                        names=["enrol", "test", "score", "label"]).iloc[0]
+    score, _ = model.verify_files(wavs[trial["enrol"]], wavs[trial["test"]])
+    assert float(score) == pytest.approx(trial["score"], abs=1e-5)
