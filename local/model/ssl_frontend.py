@@ -430,7 +430,8 @@ def _refuse_load(source, save_path, err):
              f"it on a machine with access, either into that cache (hf download {source} "
              f"--cache-dir {save_path}), copy the cache here and run with HF_HUB_OFFLINE=1, or "
              f"into a folder (hf download {source} --local-dir DIR), copy DIR here and pass "
-             "--ssl_source=DIR")
+             "--ssl_source=DIR (to an exported model: from_hparams(..., overrides={'frontend': "
+             "{'source': DIR}}))")
 
 
 def save_layer_weights(layer_sum, folder):

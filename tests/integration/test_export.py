@@ -426,3 +426,9 @@ def test_an_ssl_model_folder_loads_on_another_machine_with_its_ssl_model_named(r
     assert there.mods.embedding_model.frontend.source == str(tmp_path / "wav2vec2")
     wav = torch.randn(1, 16000, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(there.encode_batch(wav), here.encode_batch(wav))
+    # Without it, the refusal names the override.
+    with pytest.raises(ManifestError, match=r"overrides=\{'frontend': \{'source': DIR\}\}"):
+        SpeakerRecognition.from_hparams(
+            source=str(tmp_path / "model"), savedir=str(tmp_path / "missing"),
+            overrides={"frontend": {"source": str(tmp_path / "moved"),
+                                    "save_path": str(tmp_path / "cache")}})

@@ -236,7 +236,8 @@ def test_unreachable_hub_is_a_message_with_the_fix(tmp_path, monkeypatch):
     with pytest.raises(ManifestError, match=r"^--ssl_source=no-org/no-model: cannot load the SSL "
                        r"model: it is not a local folder, and the Hugging Face hub did not "
                        r"provide it(.|\n)*\nFix: with the hub reachable(.|\n)*pass "
-                       r"--ssl_source=DIR$"):
+                       r"--ssl_source=DIR \(to an exported model: from_hparams\(\.\.\., "
+                       r"overrides=\{.frontend.: \{.source.: DIR\}\}\)\)$"):
         SSLFrontend("no-org/no-model", str(tmp_path / "cache"))
 
 
