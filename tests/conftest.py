@@ -4,6 +4,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -80,12 +81,25 @@ def _in_group(rank, port, function, args):
     torch.distributed.destroy_process_group()
 
 
-def in_two_processes(function, *args):
-    """Run ``function(rank, *args)`` in two processes of one DDP group (gloo, on the CPU)."""
+def in_two_processes(function, *args, timeout=300):
+    """Run ``function(rank, *args)`` in two processes of one DDP group (gloo, on the CPU).
+
+    Processes still running after ``timeout`` seconds (waiting for each other
+    at different collectives) are killed and the test fails, rather than
+    waiting with them for the process group's own timeout.
+    """
     with socket.socket() as free:
         free.bind(("127.0.0.1", 0))
         port = free.getsockname()[1]
-    torch.multiprocessing.spawn(_in_group, args=(port, function, args), nprocs=2)
+    processes = torch.multiprocessing.spawn(_in_group, args=(port, function, args), nprocs=2,
+                                            join=False)
+    deadline = time.monotonic() + timeout
+    while not processes.join(timeout=max(deadline - time.monotonic(), 0)):
+        if time.monotonic() >= deadline:
+            for process in processes.processes:
+                process.kill()
+                process.join()
+            pytest.fail(f"{function.__name__} still ran in two processes after {timeout} s")
 
 
 def waiting_process(code, argument):

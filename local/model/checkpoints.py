@@ -19,9 +19,9 @@ import zipfile
 
 import torch
 from speechbrain.utils.checkpoints import Checkpoint, Checkpointer
-from speechbrain.utils.distributed import ddp_barrier, if_main_process
+from speechbrain.utils.distributed import if_main_process
 
-from local.errors import ManifestError, failing_on_full_disk
+from local.errors import ManifestError, checked_on_main, failing_on_full_disk
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +60,13 @@ class CompleteCheckpointer(Checkpointer):
     def save_checkpoint(self, meta={}, end_of_epoch=True, name=None, verbosity=logging.INFO):
         """Save as SpeechBrain does, into the staging folder, then rename it into place.
 
+        Under DDP the main process saves alone (SpeechBrain's save hooks all
+        write on the main process only) and the others wait for it: a save
+        that fails there stops every process with its message, rather than
+        leaving the others waiting at one of SpeechBrain's per-file
+        broadcasts until the main process exits, and failing then with an
+        error of the connection.
+
         Arguments
         ---------
         meta, end_of_epoch, name, verbosity
@@ -73,11 +80,21 @@ class CompleteCheckpointer(Checkpointer):
         Raises
         ------
         ManifestError
-            When the disk is full, naming the folder.
+            When the disk is full, naming the folder, on every process.
         """
+        # The other processes go on once the main one has put the checkpoint
+        # in place, and only then list the checkpoints: a process that listed
+        # them before would keep another checkpoint than the main one deletes,
+        # and wait for it at another collective (save_and_keep_only's
+        # deletions), for ever.
+        saved = checked_on_main(self._save_in_place, meta, end_of_epoch, name, verbosity)
+        return saved if if_main_process() else None
+
+    def _save_in_place(self, meta, end_of_epoch, name, verbosity):
+        """The main process's save: into the staging folder, then into place."""
         final_dir = self.checkpoints_dir
         staging = final_dir / STAGING
-        if if_main_process() and staging.exists():
+        if staging.exists():
             logger.warning("Removing %s, a checkpoint whose save was interrupted", staging)
             shutil.rmtree(staging)
         # SpeechBrain's saving and naming, into a folder that no listing reads.
@@ -94,13 +111,7 @@ class CompleteCheckpointer(Checkpointer):
             raise
         finally:
             self.checkpoints_dir = final_dir
-        saved = None if staged is None else self._put_in_place(staged, final_dir, verbosity)
-        # Under DDP, every process lists the checkpoints after the main one
-        # has put this one in place: a process that listed them before would
-        # keep another checkpoint than the main one deletes, and wait for it
-        # at another collective (save_and_keep_only's deletions), for ever.
-        ddp_barrier()
-        return saved
+        return self._put_in_place(staged, final_dir, verbosity)
 
     def _put_in_place(self, staged, final_dir, verbosity):
         """Record the run's settings if due, and move the ``staged`` checkpoint into ``final_dir``."""

@@ -4,6 +4,7 @@ import gc
 
 import speechbrain as sb
 import torch
+from speechbrain.utils.distributed import ddp_broadcast
 from speechbrain.utils.logger import get_logger
 from speechbrain.utils.optimizers import rm_vector_weight_decay
 from torch.nn.parallel import DistributedDataParallel
@@ -53,6 +54,13 @@ class DANNBrain(sb.Brain):
 
     def __init__(self, *args, target_utterances=None, **kwargs):
         super().__init__(*args, **kwargs)
+        if self.debug and not self.debug_persistently and self.checkpointer is not None:
+            # SpeechBrain's --debug gives each process a temporary checkpoint
+            # folder of its own. Under DDP the main process would then find,
+            # at the second epoch's save_and_keep_only, a checkpoint to delete
+            # that the others do not have, and wait for them at another
+            # collective than theirs, for ever: every process takes its folder.
+            self.checkpointer.checkpoints_dir = ddp_broadcast(self.checkpointer.checkpoints_dir)
         self.target_utterances = target_utterances
         pseudo = self.hparams.pseudo_labels
         clusters = any(e <= self.hparams.number_of_epochs for e in pseudo.epochs)

@@ -399,17 +399,32 @@ def test_resumed_run_ends_like_an_uninterrupted_one(demo_corpus, tmp_path, monke
     assert resumed == whole
 
 
-def torchrun(demo_corpus, folder, hparams, *extra):
-    """A tiny run of train_dann.py in two processes (gloo, on the CPU), for one epoch."""
+def torchrun(demo_corpus, folder, hparams, *extra, epochs=1, timeout=600):
+    """A tiny run of train_dann.py in two processes (gloo, on the CPU), for ``epochs``.
+
+    A run still going after ``timeout`` seconds (its processes waiting for
+    each other at different collectives) fails the test. torchrun is stopped
+    with SIGTERM, which it passes on to the processes it started: killed, it
+    would leave them waiting.
+    """
     data_folder = os.path.dirname(demo_corpus["eval"])
     tiny = [t for t in TINY if not t.startswith("--batch_size")]
     command = [os.path.join(os.path.dirname(sys.executable), "torchrun"), "--nproc_per_node=2",
                "--standalone", "train_dann.py",
                hparams, f"--data_folder={data_folder}",
-               f"--output_folder={folder}", *tiny, *extra, "--number_of_epochs=1",
+               f"--output_folder={folder}", *tiny, *extra, f"--number_of_epochs={epochs}",
                "--distributed_backend=gloo", "--device=cpu"]
-    return subprocess.run(command, capture_output=True, text=True, timeout=600,
-                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(
+                              os.path.abspath(__file__))))) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.terminate()
+            stdout, stderr = process.communicate(timeout=60)
+            pytest.fail(f"train_dann.py still ran in two processes after {timeout} s:\n"
+                        f"{stdout[-2000:]}")
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 @pytest.mark.parametrize("hparams, batches, steps", [
@@ -454,6 +469,18 @@ def test_a_run_the_main_process_refuses_stops_every_process_with_its_message(dem
     assert done.returncode != 0
     assert done.stderr.count(message) == 2, done.stderr[-3000:]
     assert "Connection closed" not in done.stderr  # torchrun's own traceback stays
+
+
+def test_a_debug_run_of_two_epochs_in_two_processes_finishes(demo_corpus, tmp_path):
+    # SpeechBrain's --debug gave each process a temporary checkpoint folder of its own: at
+    # the second epoch's save_and_keep_only, the main process deleted the first checkpoint
+    # and the other, which had none to delete, waited for it at another collective, for ever.
+    done = torchrun(demo_corpus, tmp_path, "hparams/dann_fbank.yaml", "--batch_size=8",
+                    "--debug", "--debug_batches=2", "--debug_epochs=2", epochs=2, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert logged(tmp_path, "steps") == [2.0, 2.0]
+    assert "Deleted checkpoint in" in done.stdout + done.stderr
+    assert not list(tmp_path.glob("save/CKPT*"))  # they were in the temporary folder
 
 
 def test_bad_trial_list_fails_before_training(demo_corpus, tmp_path):

@@ -1,6 +1,7 @@
 """Checkpoints that are complete or ignored: staged saves, skipped damaged checkpoints, a full disk."""
 
 import errno
+import json
 import logging
 import os
 import time
@@ -183,3 +184,44 @@ def test_under_ddp_every_process_lists_the_checkpoint_the_main_process_saved(tmp
     main, other = (torch.load(tmp_path / f"rank{rank}.pt") for rank in (0, 1))
     assert other["saved"] is None
     assert main["listed"] == other["listed"] == [main["saved"]]
+
+
+FAILED_WRITES = {
+    "full disk": lambda path: OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)),
+    "permission": lambda path: PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path)),
+}
+
+
+def save_failing_on_main_in_process(rank, folder, failure):
+    """One DDP process of two saving a checkpoint whose write fails on the main process."""
+    checkpointer = CompleteCheckpointer(os.path.join(folder, "save"),
+                                        {"model": torch.nn.Linear(1, 1)})
+    if rank == 0:
+        def failing(obj, path, *args, **kwargs):
+            raise FAILED_WRITES[failure](path)
+
+        torch.save = failing  # this process's own torch
+    try:
+        checkpointer.save_checkpoint()
+        got = ["saved", ""]
+    except Exception as error:  # what each process would stop with
+        got = [type(error).__name__, str(error)]
+    with open(os.path.join(folder, f"rank{rank}.json"), "w") as out:
+        json.dump(got, out)
+
+
+@pytest.mark.parametrize("failure, kind, message", [
+    ("full disk", ("ManifestError", "ManifestError"),
+     "{folder}/save: the disk is full: a checkpoint could not be written"),
+    ("permission", ("PermissionError", "RuntimeError"), "[Errno 13] Permission denied: '{folder}"),
+])
+def test_a_save_failing_on_the_main_process_stops_every_process_with_its_message(
+        tmp_path, failure, kind, message):
+    # The other process waited at one of SpeechBrain's per-file broadcasts until the main
+    # process exited, and failed then with an error of the connection ("Connection closed
+    # by peer").
+    in_two_processes(save_failing_on_main_in_process, str(tmp_path), failure, timeout=120)
+    got = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert tuple(name for name, _ in got) == kind
+    assert all(message.format(folder=tmp_path) in text for _, text in got), got
+    assert os.listdir(tmp_path / "save") == []  # no checkpoint, and no staging folder
