@@ -406,9 +406,11 @@ def check_model_speakers(models, manifest, manifest_path, enrolment_path):
     by_model = members.groupby(level=0, sort=False)
     mixed = by_model["spk_id"].nunique() > 1
     if mixed.any():
-        listed = by_model.apply(lambda rows: ", ".join(rows["utt"] + " (" + rows["spk_id"] + ")"))
+        rows = members[members.index.isin(mixed.index[mixed])]
+        listed = (rows["utt"] + " (" + rows["spk_id"] + ")").groupby(level=0, sort=False).agg(
+            ", ".join)
         fail(enrolment_path, f"models whose utterances have several speakers in {manifest_path}",
-             rows=listed[mixed].index + ": " + listed[mixed],
+             rows=listed.index + ": " + listed,
              fix="enrol each model with utterances of one speaker: split these models into "
                  "one per speaker in the enrolment table and the trial list, or correct the "
                  "spk_id of their utterances in the manifest")
