@@ -303,15 +303,12 @@ def staged_folder(folder):
         os.makedirs(staged)
         try:
             yield staged
-        except BaseException:
-            shutil.rmtree(staged, ignore_errors=True)
-            raise
-        try:
             if os.path.isdir(folder):
                 os.rename(folder, previous)
             os.rename(staged, folder)
         except BaseException:
-            # A failed swap (permission, another device) leaves the folder before it.
+            # A failed writer, or a failed swap (permission, another device),
+            # leaves the folder before it.
             if os.path.isdir(previous):
                 os.rename(previous, folder)
             shutil.rmtree(staged, ignore_errors=True)
