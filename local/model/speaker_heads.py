@@ -298,6 +298,11 @@ class GE2ELoss(torch.nn.Module):
     gradient wherever an optimiser step takes it. A clamp at a small
     positive value would stop that gradient for good once a step took ``w``
     below it, and with the scale that small, the embeddings' gradients too.
+    The paper also multiplies the gradients of ``w`` and ``b`` by 0.01, to
+    slow them under its SGD; ``hparams/ge2e_fbank.yaml`` trains them with
+    Adam, which divides each parameter's step by the running size of its own
+    gradient, so such a constant factor cancels (their steps are at most
+    about the learning rate already) and is left out.
 
     Per utterance, the ``softmax`` variant is the cross-entropy of the
     similarities against the own speaker, ``-S[j, i, j] + log sum_k
