@@ -287,6 +287,12 @@ class GradientReversal(Adversary):
     The discriminator learns from the encoder's loss (its first update of the
     step) and takes ``disc_steps - 1`` more after the optimisers' step.
 
+    With label smoothing ``s`` the encoder ascends the smoothed loss, which
+    is lowest at the smoothed labels, ``C(x) = ±log((2 - s) / s)`` (±2.2 at
+    0.2), not at the hard ones: the encoder's gradient on an item that the
+    discriminator places beyond them pushes it further out, the domains
+    apart. The GAN adversaries' encoder losses take the hard labels.
+
     Example
     -------
     >>> disc = torch.nn.Linear(3, 2)

@@ -198,3 +198,16 @@ def test_the_updates_before_and_after_the_encoders_step_add_up_to_disc_steps(adv
     joint = 1 if adversary == "grl" else 0
     assert played.updates_before + joint + played.updates_after == disc_steps
     assert played.updates_before == (0 if adversary == "grl" else disc_steps)
+
+
+@pytest.mark.parametrize("score, pushed", [(1.0, "down"), (3.0, "up")])
+def test_reversal_with_smoothing_pushes_items_beyond_the_smoothed_label_further_out(score, pushed):
+    # Smoothing 0.2: labels 0.9 and 0.1, scores +-log 9 = +-2.2. The encoder's step on a
+    # source item (its features are its logits) moves its score towards the target side
+    # below log 9 and away from it above.
+    features = torch.tensor([[score, 0.0], [-1.0, 0.0]], requires_grad=True)
+    items = DomainItems(features, 1, torch.tensor([0]))
+    loss, _ = make_adversary("grl", 0.2).encoder_loss(identity_discriminator(2), items, 1.0)
+    grad, = torch.autograd.grad(loss, features)
+    step = -(grad[0, 0] - grad[0, 1])  # a descent step's change of the source item's score
+    assert (step > 0) == (pushed == "up")
