@@ -318,6 +318,7 @@ def validate(manifest_path, trials_path=None, enrolment_path=None, check_audio=T
         values = {column: side_values(column, manifest, models, enrolment, enrolment_path)
                   for column in SDSV_TRIAL_COLUMNS}
         _check_trial_ids(trials, lines, sides, trials_path, values, manifest_path)
+        _check_tests_not_enrolled(trials, lines, sides, models, trials_path, enrolment_path)
         enrolled = sides["enrol"][1]
         used = {*sides["test"][1], *enrolled[~enrolled.isin(list(models))],
                 *(utt for model in enrolled[enrolled.isin(list(models))] for utt in models[model])}
@@ -329,6 +330,28 @@ def validate(manifest_path, trials_path=None, enrolment_path=None, check_audio=T
         check_speaker_overlap(train_path, scored, trials_path or manifest_path,
                               allow_speaker_overlap)
     return manifest
+
+
+def _check_tests_not_enrolled(trials, lines, sides, models, trials_path, enrolment_path):
+    """Refuse trials whose test utterance is one of its enrolment model's utterances.
+
+    Such a trial scores an utterance against a model made of it, as a trial of
+    one utterance on both sides would (:func:`~local.data.manifest_io.read_trials`
+    refuses that). Compared by the ``pd.factorize`` codes of ``sides``: 0.7-0.9 s
+    for 10^6 trials of 10^5 models of 3 utterances.
+    """
+    (enrol_codes, enrol_ids), (test_codes, test_ids) = sides["enrol"], sides["test"]
+    members = pd.Series(models, dtype=object).explode()
+    model_codes = pd.Index(enrol_ids).get_indexer(members.index)
+    utt_codes = pd.Index(test_ids).get_indexer(members.to_numpy())
+    tested = (model_codes >= 0) & (utt_codes >= 0)
+    enrolled = model_codes[tested].astype(np.int64) * len(test_ids) + utt_codes[tested]
+    own = np.isin(enrol_codes.astype(np.int64) * len(test_ids) + test_codes, enrolled)
+    if own.any():
+        fail(trials_path, f"trials score a test utterance against a model of {enrolment_path} "
+                          "that is made of it",
+             rows=numbered_trial_lines(trials[own], lines),
+             fix="remove these lines, or the test utterance from the model's utt_ids")
 
 
 def check_speaker_overlap(train_path, scored, scored_path, allow=False):

@@ -16,7 +16,9 @@ Command line::
         [--det det.png] [--summary fused/verification/summary.csv --system target]
 
 writes the fused score file (and a DET figure of every system and the fusion)
-and prints EER and minDCF of each system and of the fusion. With
+and prints EER and minDCF of each system and of the fusion, at the minDCF
+settings the systems' reports scored their list at (an SdSV list's
+``min_dcf_0.01_10_1``; VoxCeleb's two for score files of no report). With
 ``--summary``, the fusion's row is added to (or replaced in) a table laid out
 as a run's ``verification/summary.csv``, so that :mod:`local.evaluation.seed_table`
 reads fused systems as it reads runs, and the folder's ``provenance.json``
@@ -37,7 +39,7 @@ from scipy.special import expit, logit
 
 from local.cli import UsageError, command, option
 from local.errors import ManifestError, fail
-from local.evaluation.metrics import VOXCELEB_DCF, compute_metrics, dcf_name
+from local.evaluation.metrics import VOXCELEB_DCF, compute_metrics, dcf_name, dcf_setting
 from local.evaluation.report import plot_det, read_scores, scored_checkpoint, write_scores
 from local.evaluation.seed_table import (
     LIST_FILES,
@@ -264,6 +266,54 @@ def input_record(path):
     return {"path": os.path.abspath(path), "sha256": file_sha256(path), "system": system,
             "checkpoint": scored_checkpoint(report),
             "data": provenance and list_hashes(provenance[1], system)}
+
+
+def scored_dcf(paths):
+    """The minDCF settings the systems were scored at, as their reports' summaries say.
+
+    A score file in a report (``<report>/<system>/scores.txt``, the system a
+    row of ``<report>/summary.csv``) was scored at its trial list's settings,
+    such as an SdSV list's ``(0.01, 10, 1)``: the fusion is scored at the
+    same, so that its row compares with the runs'. Score files of no report
+    are scored at :data:`~local.evaluation.metrics.VOXCELEB_DCF`.
+
+    Arguments
+    ---------
+    paths : list of str
+        The score files fused.
+
+    Returns
+    -------
+    list of tuple
+        ``(p_target, c_miss, c_fa)`` settings.
+
+    Raises
+    ------
+    ManifestError
+        Naming two score files whose reports scored them at different settings.
+    """
+    scored = {}
+    for path in paths:
+        system_folder = os.path.dirname(os.path.abspath(path))
+        summary = os.path.join(os.path.dirname(system_folder), "summary.csv")
+        if not os.path.isfile(summary):
+            continue
+        rows = pd.read_csv(summary).drop_duplicates("system", keep="last").set_index("system")
+        system = os.path.basename(system_folder)
+        if system in rows.index:
+            settings = [dcf_setting(column) for column in rows.columns
+                        if column.startswith("min_dcf_") and pd.notna(rows.loc[system, column])]
+            if settings:
+                scored[path] = settings
+    if not scored:
+        return VOXCELEB_DCF
+    (first, settings), *others = scored.items()
+    for path, other in others:
+        if other != settings:
+            fail(path, f"was scored at other minDCF settings than {first}",
+                 rows=[f"{first}: {settings}", f"{path}: {other}"],
+                 fix="fuse systems scored on the same trial list")
+    return settings
 
 
 def shared_data(records):
@@ -503,6 +553,7 @@ def run_fusion(scores, out, det=None, dev=None, summary=None, system=None):
         _check_both_labels(scores[0], trials, "EER and minDCF are taken over")
         inputs = [input_record(path) for path in scores]
         data = shared_data(inputs)
+        dcf = scored_dcf(scores)
         development = load_systems(dev) if dev else None
         if development:
             _check_both_labels(dev[0], development[0], "the logistic regression is trained on")
@@ -524,11 +575,11 @@ def run_fusion(scores, out, det=None, dev=None, summary=None, system=None):
     systems[fusion] = fused
     if det:
         plot_det({out: {name: (s, trials["label"]) for name, s in systems.items()}}, det)
-    dcf_names = [dcf_name(*setting) for setting in VOXCELEB_DCF]
+    dcf_names = [dcf_name(*setting) for setting in dcf]
     width = max(len(name) for name in systems)
     print(f"{'system':<{width}}  EER (%)  " + "  ".join(dcf_names))
     for name, values in systems.items():
-        metrics = compute_metrics(values, trials["label"], VOXCELEB_DCF)
+        metrics = compute_metrics(values, trials["label"], dcf)
         print(f"{name:<{width}}  {100 * metrics['eer']:7.2f}  "
               + "  ".join(f"{metrics[n]:{len(n)}.4f}" for n in dcf_names))
     if summary:

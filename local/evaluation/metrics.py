@@ -259,6 +259,27 @@ def dcf_name(p_target, c_miss=1, c_fa=1):
     return f"min_dcf_{p_target:g}{costs}"
 
 
+def dcf_setting(name):
+    """The ``(p_target, c_miss, c_fa)`` setting of a minDCF column name, the inverse of :func:`dcf_name`.
+
+    Arguments
+    ---------
+    name : str
+        ``min_dcf_<p_target>[_<c_miss>_<c_fa>]``.
+
+    Returns
+    -------
+    tuple of float
+
+    Example
+    -------
+    >>> dcf_setting("min_dcf_0.001"), dcf_setting("min_dcf_0.01_10_1")
+    ((0.001, 1.0, 1.0), (0.01, 10.0, 1.0))
+    """
+    values = [float(value) for value in name[len("min_dcf_"):].split("_")]
+    return tuple(values + [1.0, 1.0] if len(values) == 1 else values)
+
+
 def compute_metrics(scores, labels, dcf=VOXCELEB_DCF):
     """EER and the normalised minDCF of each setting, from one sort.
 

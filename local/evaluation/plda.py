@@ -106,7 +106,13 @@ def simultaneous_diagonalisation(within, between):
     Unscorable
         When ``within`` is singular: too few utterances per dimension.
     """
+    # A covariance short of full rank can pass the Cholesky factorisation of
+    # scipy's eigh by rounding, and give a psi of 1e25 along its null direction.
+    eigenvalues = np.linalg.eigvalsh(within)
+    floor = eigenvalues.max() * len(within) * np.finfo(within.dtype).eps
     try:
+        if not eigenvalues.min() > floor:
+            raise np.linalg.LinAlgError
         psi, vectors = scipy.linalg.eigh(between, within)
     except np.linalg.LinAlgError:
         raise Unscorable(

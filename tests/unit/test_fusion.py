@@ -17,7 +17,7 @@ from local.evaluation.fusion import (
     train_logistic_fusion,
     update_summary,
 )
-from local.evaluation.metrics import eer
+from local.evaluation.metrics import SDSV_DCF, compute_metrics, eer
 from local.evaluation.report import read_scores, write_scores
 from local.evaluation.seed_table import collect, seed_table
 from local.evaluation.seed_table import main as seed_table_main
@@ -344,3 +344,35 @@ def test_the_fused_eer_is_speechbrains_on_the_averaged_scores(tmp_path):
     labels = torch.from_numpy(trials["label"].to_numpy() == 1)
     expected, _ = EER(averaged[labels], averaged[~labels])
     assert pd.read_csv(summary)["eer_percent"][0] == pytest.approx(100 * expected, abs=1e-6)
+
+
+def test_a_fusion_is_scored_at_the_minDCF_settings_of_its_systems_reports(tmp_path, capsys):
+    # An SdSV list's reports score minDCF at (0.01, 10, 1): the fused row must
+    # carry that column, which the seed table compares with the runs'.
+    trials, scores = noisy_systems(0, noise=(1.0, 1.0), shift=(0, 0), scale=(1, 1))
+    paths = []
+    for name, column in zip(("vanilla", "relativistic"), scores.T):
+        path = write_run(tmp_path / name, trials, column)
+        dcf = compute_metrics(column, trials["label"], SDSV_DCF)["min_dcf_0.01_10_1"]
+        (tmp_path / name / "verification" / "summary.csv").write_text(
+            f"system,trials,eer_percent,min_dcf_0.01_10_1\ntarget,{N},30.0,{dcf}\n")
+        paths.append(path)
+    fused = tmp_path / "average" / "verification"
+    assert main(["--scores", *paths, "--out", str(fused / "target" / "scores.txt"),
+                 "--summary", str(fused / "summary.csv"), "--system", "target"]) == 0
+    assert capsys.readouterr().out.splitlines()[0].split() == [
+        "system", "EER", "(%)", "min_dcf_0.01_10_1"]
+    row = pd.read_csv(fused / "summary.csv").iloc[0]
+    assert list(row.index) == ["system", "trials", "eer_percent", "min_dcf_0.01_10_1"]
+    expected = compute_metrics(mean_fusion(scores), trials["label"], SDSV_DCF)
+    assert row["min_dcf_0.01_10_1"] == pytest.approx(expected["min_dcf_0.01_10_1"])
+    assert seed_table_main(["--runs", "vanilla", str(tmp_path / "vanilla"),
+                            "--runs", "average", str(tmp_path / "average"), "--lists", "target",
+                            "--metrics", "eer_percent", "min_dcf_0.01_10_1"]) == 0
+    # Systems whose reports scored them at other settings are not fused.
+    (tmp_path / "relativistic" / "verification" / "summary.csv").write_text(
+        "system,trials,eer_percent,min_dcf_0.01\ntarget,4000,30.0,0.5\n")
+    assert main(["--scores", *paths, "--out", str(tmp_path / "f.txt")]) == 1
+    assert capsys.readouterr().err.startswith(
+        f"{paths[1]}: was scored at other minDCF settings than {paths[0]}\n"
+        f"  {paths[0]}: [(0.01, 10.0, 1.0)]\n  {paths[1]}: [(0.01, 1.0, 1.0)]\n")

@@ -535,12 +535,26 @@ def test_label_disagreeing_with_speakers(corpus):
 def test_enrolment_models(corpus):
     folder, manifest, _ = corpus
     enrolment = folder / "enrol.csv"
-    write_enrolment([{"model_id": "model_1", "utt_ids": ["spkA_1", "spkA_2"]}], enrolment)
+    write_enrolment([{"model_id": "model_1", "utt_ids": ["spkA_1"]}], enrolment)
     write_trials([(1, "model_1", "spkA_2"), (0, "model_1", "spkB_1")], folder / "t.txt")
     validate(manifest, folder / "t.txt", enrolment)
-    assert read_enrolment(enrolment)[0] == {"model_1": ["spkA_1", "spkA_2"]}
+    assert read_enrolment(enrolment)[0] == {"model_1": ["spkA_1"]}
     write_enrolment([{"model_id": "model_1", "utt_ids": ["spkA_1", "ghost"]}], enrolment)
     with pytest.raises(ManifestError, match="enrol.csv: utterances not in .*\n  model_1: ghost"):
+        validate(manifest, folder / "t.txt", enrolment)
+
+
+def test_a_trial_of_a_model_against_one_of_its_own_utterances_is_refused(corpus):
+    folder, manifest, _ = corpus
+    enrolment = folder / "enrol.csv"
+    # model_2's trial scores spkA_2 against a model made of it: a sure target.
+    write_enrolment([{"model_id": "model_1", "utt_ids": ["spkA_1"]},
+                     {"model_id": "model_2", "utt_ids": ["spkA_1", "spkA_2"]}], enrolment)
+    write_trials([(1, "model_1", "spkA_2"), (0, "model_1", "spkB_1"), (1, "model_2", "spkA_2"),
+                  (0, "spkA_2", "spkB_1")], folder / "t.txt")
+    with pytest.raises(ManifestError, match=r"t.txt: trials score a test utterance against a "
+                                            r"model of .*enrol.csv that is made of it\n"
+                                            r"  line 3: 1 model_2 spkA_2\nFix: remove these"):
         validate(manifest, folder / "t.txt", enrolment)
 
 
@@ -743,8 +757,16 @@ def test_label_contradicting_its_sdsv_trial_type(corpus):
 
 
 def with_phrases(manifest):
-    """The manifest with a phrase column: 01 for each speaker's first utterance, 02 for the second."""
+    """The manifest with a phrase column: 01 for each speaker's first utterance, 02 for the second.
+
+    And spkB_12, another utterance of spkB's phrase 02, which a model enrols
+    for its target trial on spkB_2.
+    """
     table = pd.read_csv(manifest, dtype=str, keep_default_na=False)
+    extra = table[table["ID"] == "spkB_2"].assign(
+        ID="spkB_12", wav=str(manifest.parent / "spkB_12.wav"))
+    soundfile.write(extra["wav"].iloc[0], np.zeros(8000), 8000)
+    table = pd.concat([table, extra], ignore_index=True)
     table["phrase"] = "0" + table["ID"].str[-1]
     table.to_csv(manifest, index=False)
 
@@ -762,7 +784,7 @@ def with_phrases(manifest):
 def test_sdsv_trial_type_contradicting_the_sides_is_refused(corpus, text, problem, line):
     folder, manifest, _ = corpus
     with_phrases(manifest)
-    write_enrolment([{"model_id": "model_b", "utt_ids": ["spkB_2"]}], folder / "enrol.csv")
+    write_enrolment([{"model_id": "model_b", "utt_ids": ["spkB_12"]}], folder / "enrol.csv")
     (folder / "t.txt").write_text(text)
     with pytest.raises(ManifestError, match=f"t.txt: SdSV trial types disagree with the "
                                             f"{problem} of their sides\n  {line}\nFix: "):

@@ -275,6 +275,16 @@ def test_too_few_utterances_for_the_dimensions_are_refused(lda_dim):
         PLDABackend(rng.normal(size=(6, 8)), ["a", "a", "b", "b", "c", "c"], lda_dim)
 
 
+@pytest.mark.parametrize("seed", range(10))
+def test_one_utterance_short_of_a_full_rank_within_class_covariance_is_refused(seed):
+    # 10 utterances of 3 speakers in 8 dimensions: a within-class covariance
+    # of rank 7, which rounding alone can let through as positive definite.
+    vectors = np.random.default_rng(seed).normal(size=(10, 8))
+    with pytest.raises(Unscorable, match="within-class covariance of the 8-dimensional"):
+        PLDABackend(vectors, np.arange(10) % 3, 2)
+    PLDABackend(np.random.default_rng(seed).normal(size=(11, 8)), np.arange(11) % 3, 2)
+
+
 @pytest.mark.parametrize("change, message", [
     ({"backend": ["lda"]}, r"backend must be a list of plda, plda_adapted, coral_plda, plda_target, "
                            r"plda_pooled \(or \[\]\); "
