@@ -20,11 +20,12 @@ from local.whole_files import written_whole
 def length_sorted_batches(lengths, batch_size):
     """Batches of ``batch_size`` neighbours in length order: the least padding.
 
-    SpeechBrain's encoders mask the padding in their pooling (relative
-    lengths ``wav_lens``), but their convolutions pad with reflection at the
-    edges of the tensor, not of each utterance, so the last frames of a padded
-    utterance see the zeros after it. Between length-sorted neighbours of a
-    large list that padding is a few frames.
+    SpeechBrain's ECAPA-TDNN and x-vector mask the padding in their pooling
+    (relative lengths ``wav_lens``), but their convolutions pad with
+    reflection at the edges of the tensor, not of each utterance, so the last
+    frames of a padded utterance see the zeros after it. Between
+    length-sorted neighbours of a large list that padding is a few frames.
+    SpeechBrain's ResNet takes no lengths: its pooling averages the padding in.
 
     Arguments
     ---------

@@ -33,8 +33,8 @@ A waveform shorter than the run's ``min_embed_seconds`` or longer than its
 :mod:`local.evaluation.embed`): too short for the encoder's padding, or too
 long to embed in bounded memory. The front end and the encoder fill the
 ``embedding_model`` slot of ``encode_batch`` together
-(``FrameLengthEmbedder``), so that the encoder gets the lengths of the front
-end's frames, as in ``DANNBrain.embed``.
+(``FrameLengthEmbedder``), which embeds the waveforms of each length of a
+padded batch without the padding, as the recipe embeds them.
 
 The modules are defined exactly as the run defined them (the nodes of its
 saved ``hyperparams.yaml``, values resolved), so the SSL front end refers to
@@ -92,9 +92,9 @@ threshold: {threshold!r}
 
 # EncoderClassifier.encode_batch runs compute_features(wavs), then
 # mean_var_norm(features, wav_lens), then embedding_model(features, wav_lens).
-# The recipe's front end takes the waveform with its lengths (the SSL model's
-# padding mask) and normalises by itself, and the encoder takes the lengths of
-# the front end's frames, so both fill the embedding_model slot (embedder);
+# The recipe's front end normalises by itself, and the embedder runs it and
+# the encoder on the waveforms of each length of a batch without the padding,
+# as the recipe embeds them, so both fill the embedding_model slot (embedder);
 # compute_features passes the waveform through, and mean_var_norm refuses a
 # waveform shorter or longer than the run's min_embed_seconds and
 # max_embed_seconds, each of a batch by its own length: too short for the

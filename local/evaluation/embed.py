@@ -8,8 +8,9 @@ they stay here.
 import pandas as pd
 import torch
 
-from local.data.audio import check_lengths
+from local.data.audio import check_lengths, sample_counts
 from local.data.schema import SAMPLE_RATE
+from local.embedding import equal_length_batches
 
 
 class LengthGuard(torch.nn.Module):
@@ -81,21 +82,23 @@ class LengthGuard(torch.nn.Module):
 
 
 class FrameLengthEmbedder(torch.nn.Module):
-    """The run's front end and encoder, the encoder given the lengths of the frames.
+    """The run's front end and encoder, each waveform of a batch embedded as it is alone.
 
     The ``embedding_model`` of an exported model (:mod:`local.export`), which
-    ``encode_batch`` gives the waveforms and their relative lengths: the
-    encoder's pooling gets the relative lengths of the front end's frames
-    (its ``frame_lengths``), as in ``DANNBrain.embed``, not those of the
-    samples, which count up to a frame of padding as an utterance's. The
-    model folder's checkpoints are those of the two modules it holds
+    ``encode_batch`` gives the waveforms and their relative lengths. The
+    waveforms of each length run together, cut to that length
+    (:func:`local.embedding.equal_length_batches`), as the recipe embeds
+    them: no padding reaches the front end or the encoder, whose
+    convolutions, SpeechBrain's ResNet's pooling (it takes no lengths) and
+    an SSL model's CNN with group normalisation would mix it into a shorter
+    waveform's embedding. A batch costs a forward pass per distinct length.
+    The model folder's checkpoints are those of the two modules it holds
     (``embedding_model.ckpt``, and the front end's).
 
     Arguments
     ---------
     frontend : torch.nn.Module
-        The run's front end: ``frontend(wavs, wav_lens)`` and
-        ``frontend.frame_lengths(wavs, wav_lens)``.
+        The run's front end: ``frontend(wavs, wav_lens)``.
     encoder : torch.nn.Module
         The run's ``embedding_model``.
 
@@ -113,7 +116,7 @@ class FrameLengthEmbedder(torch.nn.Module):
         self.frontend, self.encoder = frontend, encoder
 
     def forward(self, wavs, wav_lens):
-        """Embeddings of ``wavs``.
+        """Embeddings of ``wavs``, in their order.
 
         Arguments
         ---------
@@ -127,5 +130,15 @@ class FrameLengthEmbedder(torch.nn.Module):
         torch.Tensor
             What the encoder gives.
         """
-        return self.encoder(self.frontend(wavs, wav_lens),
-                            self.frontend.frame_lengths(wavs, wav_lens))
+        counts = sample_counts(wavs, wav_lens)
+        groups = equal_length_batches(counts, len(counts))
+        embeddings = torch.cat([self._embed_whole(wavs[group, :counts[group[0]]])
+                                for group in groups])
+        order = torch.tensor([index for group in groups for index in group],
+                             device=embeddings.device)
+        return embeddings[torch.argsort(order)]
+
+    def _embed_whole(self, wavs):
+        """Embeddings of ``[batch, samples]`` waveforms of one length, unpadded."""
+        whole = wavs.new_ones(len(wavs))
+        return self.encoder(self.frontend(wavs, whole), whole)

@@ -367,10 +367,8 @@ embedding_model: !new:speechbrain.lobes.models.Xvector.Xvector
 
 
 def test_exported_model_embeds_a_short_waveform_of_a_padded_batch_as_alone(tmp_path):
-    """The encoder gets the lengths of the front end's frames, as DANNBrain.embed gives them,
-    and the model folder keeps its files and their keys. A run of a layer-normalised WavLM
-    with the attention mask (its features of a waveform do not depend on the padding) whose
-    encoder's only mixing of frames is the pooling (wider kernels see the padding too)."""
+    """The model folder keeps its files and their keys, and embeds a short waveform of a
+    padded batch as alone (each encoder and front end: tests/unit/test_embed.py)."""
     from tests.unit.test_ssl_frontend import save_ssl
 
     ssl = save_ssl(tmp_path / "ssl", "wavlm", "layer", False, True)

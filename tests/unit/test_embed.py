@@ -15,3 +15,49 @@ def test_an_exported_model_names_the_fix_of_a_waveform_not_a_manifest_row():
         guard(torch.zeros(1, 16000 * 601))
     for refusal in (short, long):
         assert "manifest" not in str(refusal.value)
+
+
+def encoder(name, input_size):
+    """A small encoder of the kind a model file names."""
+    from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
+    from speechbrain.lobes.models.ResNet import ResNet
+    from speechbrain.lobes.models.Xvector import Xvector
+
+    torch.manual_seed(0)
+    if name == "ecapa":
+        return ECAPA_TDNN(input_size, channels=[32, 32, 32, 32, 96], lin_neurons=16)
+    if name == "resnet":
+        return ResNet(input_size, channels=[8, 8, 16, 16], block_sizes=[1, 1, 1, 1],
+                      strides=[1, 2, 2, 2], lin_neurons=16)
+    return Xvector(in_channels=input_size, lin_neurons=16)
+
+
+@pytest.mark.parametrize("front, name", [("fbank", "ecapa"), ("fbank", "resnet"),
+                                         ("wavlm-base-plus", "xvector")])
+def test_an_exported_model_embeds_each_waveform_of_a_padded_batch_as_alone(front, name,
+                                                                          tmp_path):
+    """encode_batch's embedder: the padding after a shorter waveform reaches neither the
+    encoder's convolutions nor the ResNet's pooling, which takes no lengths, nor an SSL CNN
+    with group normalisation (wavlm-base-plus's), in any order of the batch."""
+    from local.evaluation.embed import FrameLengthEmbedder
+    from local.model.fbank_frontend import FbankFrontend
+    from local.model.ssl_frontend import SSLFrontend
+    from tests.unit.test_ssl_frontend import save_ssl
+
+    if front == "fbank":
+        frontend, size = FbankFrontend(n_mels=24), 24
+    else:
+        frontend = SSLFrontend(save_ssl(tmp_path / "ssl", "wavlm", "group", False, True),
+                               str(tmp_path / "cache"))
+        size = frontend.output_size
+    embedder = FrameLengthEmbedder(frontend, encoder(name, size)).eval()
+    generator = torch.Generator().manual_seed(1)
+    lengths = [16000, 48000, 16000, 20000]
+    wavs = [0.1 * torch.randn(n, generator=generator) for n in lengths]
+    batch = torch.zeros(len(wavs), max(lengths))
+    for row, wav in zip(batch, wavs):
+        row[:len(wav)] = wav
+    with torch.no_grad():
+        padded = embedder(batch, torch.tensor(lengths) / max(lengths))
+        alone = torch.cat([embedder(wav.unsqueeze(0), torch.ones(1)) for wav in wavs])
+    torch.testing.assert_close(padded, alone, atol=1e-4, rtol=1e-4)
