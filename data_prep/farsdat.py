@@ -61,8 +61,8 @@ evaluation; every other speaker trains. Outputs in ``save_folder``::
     train.csv    every utterance (or ``seg_dur`` chunk) of the training speakers
     eval.csv     every utterance of the held-out speakers, whole
     trials.txt   at most ``target_trials`` same-speaker and ``nontarget_trials``
-                 different-speaker pairs of eval.csv utterances, drawn with
-                 ``seed``: no self-trials, no pair twice (in either order);
+                 different-speaker pairs of eval.csv utterances, drawn uniformly
+                 with ``seed``: no self-trials, no pair twice (in either order);
                  same-speaker pairs from different sessions are taken first.
                  Where fewer pairs exist than requested, all of them are used.
 
@@ -90,6 +90,8 @@ import random
 import re
 import shlex
 import sys
+
+import numpy as np
 
 from data_prep.preparation import (
     AT_LEAST_ONE,
@@ -433,38 +435,53 @@ def _row(data_folder, utterance, genders):
 
 
 def _draw_trials(rows, target_trials, nontarget_trials, rng, data_folder):
-    """Seeded ``(label, enrol, test)`` trials: distinct unordered pairs of ``rows``."""
-    speaker = [row["spk_id"] for row in rows]
-    session = [row["session"] for row in rows]
-    by_speaker = collections.defaultdict(list)
-    for index, spk in enumerate(speaker):
-        by_speaker[spk].append(index)
-    targets = [pair for group in by_speaker.values() for pair in itertools.combinations(group, 2)]
-    if not targets:
+    """Seeded ``(label, enrol, test)`` trials: distinct unordered pairs of ``rows``.
+
+    With the rows ordered by speaker and session, the later partners of a row
+    in each kind of pair (same speaker and other session, same session, other
+    speaker) are one run of positions, so each pair is drawn by its number
+    among those of its kind and none is listed: time and memory grow with the
+    rows and the trials, not with the square of the utterances per speaker.
+    """
+    order = sorted(range(len(rows)), key=lambda i: (rows[i]["spk_id"], rows[i]["session"]))
+    speaker_end = _run_ends([rows[i]["spk_id"] for i in order])
+    session_end = _run_ends([(rows[i]["spk_id"], rows[i]["session"]) for i in order])
+    following = np.arange(1, len(rows) + 1)
+    if not (speaker_end - following).any():
         fail(data_folder, "no held-out speaker has two utterances, so there is no target trial",
              fix="check that the pattern's spk group is the speaker")
-    rng.shuffle(targets)
-    targets.sort(key=lambda pair: session[pair[0]] == session[pair[1]])  # cross-session first
-    possible = len(rows) * (len(rows) - 1) // 2 - len(targets)
-    if 2 * nontarget_trials >= possible:  # few enough to list them all
-        nontargets = [(i, j) for i, j in itertools.combinations(range(len(rows)), 2)
-                      if speaker[i] != speaker[j]]
-        rng.shuffle(nontargets)
-        nontargets = nontargets[:nontarget_trials]
-    else:
-        nontargets = set()
-        while len(nontargets) < nontarget_trials:
-            i, j = sorted(rng.sample(range(len(rows)), 2))
-            if speaker[i] != speaker[j]:
-                nontargets.add((i, j))
+    targets = _draw_pairs(session_end, speaker_end, target_trials, rng)  # cross-session first
+    targets += _draw_pairs(following, session_end, target_trials - len(targets), rng)
+    nontargets = _draw_pairs(speaker_end, np.full(len(rows), len(rows)), nontarget_trials, rng)
     for kind, count, chosen in (("target", target_trials, len(targets)),
                                 ("non-target", nontarget_trials, len(nontargets))):
         if chosen < count:
             logger.warning("Big FARSDAT: only %d %s trials exist, using all of them "
                            "(%d requested)", chosen, kind, count)
-    pairs = sorted([(i, j, 1) for i, j in targets[:target_trials]]
-                   + [(i, j, 0) for i, j in nontargets])
-    return [(label, rows[i]["ID"], rows[j]["ID"]) for i, j, label in pairs]
+    pairs = []
+    for label, drawn in ((1, targets), (0, nontargets)):
+        pairs += [(*sorted((order[p], order[q])), label) for p, q in drawn]
+    return [(label, rows[i]["ID"], rows[j]["ID"]) for i, j, label in sorted(pairs)]
+
+
+def _run_ends(keys):
+    """For each position of the sorted ``keys``, the position after its run of equal keys."""
+    ends = []
+    for _, run in itertools.groupby(keys):
+        length = len(list(run))
+        ends += [len(ends) + length] * length
+    return np.array(ends, dtype=np.int64)
+
+
+def _draw_pairs(first, stop, count, rng):
+    """``count`` distinct ``(p, q)`` with ``first[p] <= q < stop[p]``, uniformly (all if fewer)."""
+    sizes = stop - first
+    cumulative = np.cumsum(sizes)
+    total = int(cumulative[-1])
+    chosen = np.array(rng.sample(range(total), min(count, total)), dtype=np.int64)
+    p = np.searchsorted(cumulative, chosen, side="right")
+    q = first[p] + chosen - (cumulative[p] - sizes[p])
+    return list(zip(p.tolist(), q.tolist()))
 
 
 main = preparation_command(

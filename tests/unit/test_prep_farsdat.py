@@ -1,8 +1,11 @@
 """Big FARSDAT preparation on fake 8 kHz trees laid out for the default and a custom pattern."""
 
+import collections
 import itertools
 import os
+import random
 import subprocess
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -10,6 +13,7 @@ import soundfile
 
 from data_prep.farsdat import (
     CONVERT_SHORTEN,
+    _draw_trials,
     main,
     prepare_farsdat,
     read_speaker_table,
@@ -146,6 +150,73 @@ def test_seeded_draws_are_reproducible(corpus, tmp_path):
     assert prepared("b", 1234) == first
     assert prepared("c", 7)[1:] != first[1:]
 
+
+
+def _held_out(sessions):
+    """Trial-draw rows of ``{speaker: [utterances per session]}``."""
+    return [dict(ID=f"{spk}--c{number}--u{utt}", spk_id=spk, session=f"c{number}")
+            for spk, counts in sessions.items()
+            for number, count in enumerate(counts) for utt in range(count)]
+
+
+def _drawn(rows, targets, nontargets, seed):
+    """The draw's trials as ``{frozenset(pair): label}``, checked for self and repeated pairs."""
+    trials = _draw_trials(rows, targets, nontargets, random.Random(seed), "corpus")
+    pairs = {frozenset((enrol, test)): label for label, enrol, test in trials}
+    assert len(pairs) == len(trials) and all(len(pair) == 2 for pair in pairs)
+    return pairs
+
+
+# A: 3 utterances in c0 and 1 in c1 (3 cross-session pairs, 3 same-session);
+# B: 2 in c0 (1 same-session pair); C: 1. 7 target and 14 non-target pairs.
+SMALL = {"A": [3, 1], "B": [2], "C": [1]}
+
+
+def test_trial_draw_takes_cross_session_targets_first_and_every_pair_at_most_once():
+    rows = _held_out(SMALL)
+    speaker = {row["ID"]: row["spk_id"] for row in rows}
+    session = {row["ID"]: row["session"] for row in rows}
+    for seed in range(20):
+        pairs = _drawn(rows, 5, 10, seed)
+        assert all(label == (len({speaker[i] for i in pair}) == 1)
+                   for pair, label in pairs.items())
+        targets = [pair for pair, label in pairs.items() if label]
+        assert len(targets) == 5 and len(pairs) == 15
+        # Every cross-session pair, then two of the four same-session ones.
+        assert sum(len({session[i] for i in pair}) == 2 for pair in targets) == 3
+    everything = _drawn(rows, 100, 100, 0)  # more than exist: all of them, once
+    assert len(everything) == len(list(itertools.combinations(rows, 2))) == 21
+    assert sum(everything.values()) == 7
+
+
+def test_trial_draw_is_uniform_over_the_pairs_of_each_kind():
+    rows = _held_out(SMALL)
+    # One target of the 3 cross-session pairs and one non-target of 14, 2,900 times.
+    counts = collections.Counter(pair for seed in range(2900)
+                                 for pair in _drawn(rows, 1, 1, seed))
+    session = {row["ID"]: (row["spk_id"], row["session"]) for row in rows}
+    cross = [n for pair, n in counts.items() if len({session[i] for i in pair}) == 2
+             and len({session[i][0] for i in pair}) == 1]
+    nontarget = [n for pair, n in counts.items() if len({session[i][0] for i in pair}) == 2]
+    assert len(cross) == 3 and len(nontarget) == 14 and len(counts) == 17
+    assert all(865 <= n <= 1069 for n in cross)  # 967 expected, 4 standard deviations
+    assert all(151 <= n <= 263 for n in nontarget)  # 207 expected, 4 standard deviations
+
+
+def test_trial_draw_grows_with_the_utterances_not_their_pairs():
+    # 2 speakers of 1,500 utterances: 2.2 million same-speaker pairs, none listed.
+    rows = _held_out({"A": [500] * 3, "B": [500] * 3})
+    tracemalloc.start()
+    try:
+        pairs = _drawn(rows, 5000, 5000, 1234)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 * 2 ** 20
+    session = {row["ID"]: row["session"] for row in rows}
+    targets = [pair for pair, label in pairs.items() if label]
+    assert len(targets) == 5000 and len(pairs) == 10000
+    assert all(len({session[i] for i in pair}) == 2 for pair in targets)
 
 def test_training_chunks(corpus, out):
     paths = prepare_farsdat(str(corpus), out, n_eval_speakers=2, seg_dur=0.25)
