@@ -390,18 +390,24 @@ def load_condition(overrides, hparams_file):
         fail(path, f"defines {shared}, which {hparams_file} defines too, so that an override "
                    "of them could reach only one of the files",
              fix="rename them in the condition file (and in its !ref <...> references)")
+    with open(path, encoding="utf-8") as fin:
+        text = fin.read()
     known = keys | set(plain_values(hparams_file))
     for key in overrides:
         if key not in known:
             close = difflib.get_close_matches(key, known, n=3)
             others = [name for name in _recipe_files(MODEL_FILES, exclude=COMMON_HPARAMS)
                       if key in plain_values(name)]
+            # A real corpus's condition passes its own folders as the preparation's
+            # data_folder: those, not the closest spellings, are what was meant.
+            passed = list(dict.fromkeys(re.findall(rf"^\s*{re.escape(key)}:\s*!ref\s*<(\w+)>",
+                                                   text, re.MULTILINE)))
             fail(hparams_file, f"--{key} is not a setting of it or of {path}",
                  fix=(f"it is a setting of {', '.join(others)}: train one of them" if others else
+                      f"{path} gives its preparation {' and '.join(passed)} as {key}: pass "
+                      f"{' or '.join(f'--{k}' for k in passed)}" if passed else
                       f"did you mean {' or '.join(f'--{k}' for k in close)}?" if close else
                       "override a key of these files (hparams/common.yaml documents them)"))
-    with open(path, encoding="utf-8") as fin:
-        text = fin.read()
     _check_placeholders(path, text, overrides, "the recipe's README says what")
     _check_placeholders(hparams_file, model_text(hparams_file), [*overrides, *FILLED_IN_KEYS],
                         "hparams/common.yaml says what")

@@ -211,6 +211,16 @@ def test_an_override_of_another_model_file_names_the_files_that_have_it(override
         load_condition(override, "hparams/dann_fbank.yaml")
 
 
+def test_a_generated_corpus_folder_given_to_a_real_corpus_names_the_folders_it_takes():
+    with pytest.raises(ManifestError, match=r"--data_folder is not a setting of it or of "
+                                            r"recipes/voxceleb_to_deepmine/condition.yaml\nFix: "
+                                            r".* gives its preparation vox1_folder and "
+                                            r"deepmine_folder as data_folder: pass --vox1_folder "
+                                            r"or --deepmine_folder$"):
+        load_condition("{condition: recipes/voxceleb_to_deepmine/condition.yaml, "
+                       "data_folder: /corpora/voxceleb}", "hparams/dann_fbank.yaml")
+
+
 @pytest.mark.parametrize("old, new, message", [
     ("target_train:", "target_trian:", r"condition file without target_train\nFix: rename "
                                        r"target_trian to target_train; name the condition"),
