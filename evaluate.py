@@ -8,7 +8,8 @@ Usage::
         [--backend_adaptation=whiten]
 
 Takes the same hparams, condition and overrides as ``train_dann.py`` and the
-latest checkpoint of the run they name (``output_folder``), embeds the
+latest checkpoint of the run they name (``output_folder``; a training that
+stopped before its last epoch ended is refused), embeds the
 condition's evaluation utterances once and writes the report of every trial
 list: score files, per-condition tables, the DET figure and a summary in
 ``<output_folder>/verification/``, with and without score normalisation and
@@ -34,7 +35,7 @@ import speechbrain as sb
 
 from local.cli import describe_on_help
 from local.errors import exit_on_bad_input
-from local.experiment import evaluate, prepare_experiment
+from local.experiment import check_trained, evaluate, prepare_experiment
 from local.model.distributed import leave_process_group
 from local.run_folder import release_run_folders
 
@@ -53,7 +54,8 @@ def main(argv=None):
     try:
         brain, hparams, condition, data = prepare_experiment(
             argv, training=False, create_folder=create_run_folder)
-        brain.checkpointer.recover_if_possible()
+        checkpoint = brain.checkpointer.recover_if_possible()
+        check_trained(checkpoint, hparams["epoch_counter"])
         return evaluate(brain, hparams, condition, data)
     finally:
         release_run_folders()

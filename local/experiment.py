@@ -11,6 +11,7 @@ import sys
 
 import speechbrain as sb
 from hyperpyyaml import resolve_references
+from speechbrain.core import INTRA_EPOCH_CKPT_FLAG
 from speechbrain.dataio.dataset import DynamicItemDataset
 
 from local.data.dataio import (
@@ -256,6 +257,37 @@ def prepare_experiment(argv=None, training=True, create_folder=sb.create_experim
         target_utterances=data["training_utterances"]["target"],
     )
     return brain, hparams, condition, data
+
+
+def check_trained(checkpoint, counter):
+    """Refuse to verify a checkpoint of a training that stopped before its last epoch ended.
+
+    Its report would stand in the run's folder as the run's result (a seed
+    table would average it with those of finished runs).
+
+    Arguments
+    ---------
+    checkpoint : Checkpoint
+        The checkpoint recovered.
+    counter : speechbrain.utils.epoch_loop.EpochCounter
+        The run's epoch counter, recovered from it: its whole epochs done and
+        ``number_of_epochs``.
+
+    Raises
+    ------
+    ManifestError
+        Naming the checkpoint, the epochs done and how to finish or score them.
+    """
+    inside = bool(checkpoint.meta.get(INTRA_EPOCH_CKPT_FLAG))
+    if counter.current >= counter.limit and not inside:
+        return
+    done = f"{counter.current} of {counter.limit} epochs" + " and part of the next" * inside
+    fix = "resume it first (python train_dann.py with the same hparams and overrides)"
+    if not inside:
+        fix += (f", or score it as a run of {counter.current} epochs: "
+                f"--number_of_epochs={counter.current} --allow_changed=[number_of_epochs]")
+    fail(str(checkpoint.path), f"the run's training stopped after {done}: its verification "
+                               "would be taken for the finished run's", fix=fix)
 
 
 def _untrained(save_folder):

@@ -2,7 +2,9 @@
 
 The formats are those of :mod:`local.data.schema`. Every reader raises a
 :class:`~local.errors.ManifestError` naming the file, the offending lines and
-the fix.
+the fix. Every writer writes its file whole (:func:`local.whole_files.written_whole`):
+a run that reads a manifest while another run writes it again finds the one
+before, not the first rows of the new one.
 """
 
 import csv
@@ -23,6 +25,7 @@ from local.data.schema import (
     TRIAL_LABELS,
 )
 from local.errors import fail
+from local.whole_files import written_whole
 
 EXTRA_FIELDS_FIX = ("give every row as many comma-separated fields as the header has; "
                     "put a field that holds a comma in double quotes")
@@ -54,7 +57,8 @@ def write_manifest(rows, path):
     extra = [c for c in OPTIONAL_COLUMNS if c in table.columns]
     others = [c for c in table.columns if c not in REQUIRED_COLUMNS + extra]
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    table[REQUIRED_COLUMNS + extra + others].to_csv(path, index=False)
+    with written_whole(path, encoding="utf-8", newline="") as out:
+        table[REQUIRED_COLUMNS + extra + others].to_csv(out, index=False)
 
 
 def read_csv_table(path, kind, header):
@@ -276,7 +280,7 @@ def write_trials(trials, path):
         table.columns = TRIAL_COLUMNS[: table.shape[1]]
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     columns = [c for c in TRIAL_COLUMNS if c in table.columns]
-    with open(path, "w", encoding="utf-8") as out:
+    with written_whole(path, encoding="utf-8") as out:
         for row in table[columns].itertuples(index=False):
             out.write(" ".join(str(v) for v in row if v != "") + "\n")
 
@@ -522,7 +526,8 @@ def write_enrolment(models, path):
         u if isinstance(u, str) else " ".join(u) for u in table["utt_ids"]
     ]
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    table.to_csv(path, index=False)
+    with written_whole(path, encoding="utf-8", newline="") as out:
+        table.to_csv(out, index=False)
 
 
 def read_enrolment(path):

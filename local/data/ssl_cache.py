@@ -25,6 +25,7 @@ The cache is for small corpora (hours of audio; wavlm-base-plus needs about
 3.6 GB per hour, see ``benchmarks/README.md``) and the frozen SSL model only.
 """
 
+import fcntl
 import json
 import math
 import os
@@ -46,6 +47,8 @@ FROZEN_ONLY = ("cache_ssl_features needs a frozen SSL model: a fine-tuned one "
                "(freeze_ssl: False) gives other hidden states at every step")
 FROZEN_ONLY_FIX = "set freeze_ssl: True or cache_ssl_features: False"
 INFO_FILE = "cache_info.json"
+# Held while a run reads or writes INFO_FILE.
+LOCK_FILE = "cache_info.lock"
 
 
 def frame_geometry(config):
@@ -153,7 +156,9 @@ def cache_hidden_states(frontend, dataset, folder, device="cpu", longest=None):
     :func:`local.model.ssl_frontend.ssl_fingerprint`) and its frame geometry;
     a folder written for another model, or for the files of the same source
     before they were replaced, is refused. Several runs may fill one folder
-    at once (:mod:`local.whole_files`).
+    at once (:mod:`local.whole_files`); of runs of different models that find
+    it without a record at once, the first to record its model fills it and
+    the others are refused.
 
     Arguments
     ---------
@@ -188,19 +193,7 @@ def cache_hidden_states(frontend, dataset, folder, device="cpu", longest=None):
     info = {"source": frontend.source, "fingerprint": frontend.fingerprint,
             "receptive_field": receptive, "stride": stride}
     os.makedirs(folder, exist_ok=True)
-    info_path = os.path.join(folder, INFO_FILE)
-    if os.path.isfile(info_path):
-        with open(info_path, encoding="utf-8") as fin:
-            found = json.load(fin)
-        if found != info:
-            replaced = {**found, "fingerprint": info["fingerprint"]} == info
-            fail(folder, f"holds the hidden states of another model ({found}, not {info})"
-                         + (f": the files of {info['source']} are not those it was filled "
-                            "from" * replaced),
-                 fix="delete the folder, or set ssl_features_folder to another one")
-    else:
-        with written_whole(info_path, encoding="utf-8") as fout:
-            json.dump(info, fout)
+    _check_model(folder, info)
     paths = cache_paths(folder, dataset)
     missing = [i for i, utt in enumerate(dataset.data_ids) if not os.path.isfile(paths[utt])]
     frontend.to(device).eval()
@@ -214,6 +207,30 @@ def cache_hidden_states(frontend, dataset, folder, device="cpu", longest=None):
             with written_whole(paths[item["id"]], "wb") as fout:
                 np.save(fout, array)
     return info
+
+
+def _check_model(folder, info):
+    """Record the model ``info`` in ``folder``, or refuse a folder that records another.
+
+    Under a lock: of runs with different models that find the folder without
+    a record at once, one records its model and the others are refused,
+    rather than each taking the files of the others for its own.
+    """
+    info_path = os.path.join(folder, INFO_FILE)
+    with open(os.path.join(folder, LOCK_FILE), "a", encoding="utf-8") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not os.path.isfile(info_path):
+            with written_whole(info_path, encoding="utf-8") as fout:
+                json.dump(info, fout)
+            return
+        with open(info_path, encoding="utf-8") as fin:
+            found = json.load(fin)
+    if found != info:
+        replaced = {**found, "fingerprint": info["fingerprint"]} == info
+        fail(folder, f"holds the hidden states of another model ({found}, not {info})"
+                     + (f": the files of {info['source']} are not those it was filled "
+                        "from" * replaced),
+             fix="delete the folder, or set ssl_features_folder to another one")
 
 
 def _check_whole_lengths(dataset, receptive_field, longest):

@@ -23,7 +23,7 @@ from local.model.checkpoints import STAGING
 from local.model.dann_brain import DANNBrain
 from local.provenance import file_sha256
 from tests.conftest import save_tiny_ssl
-from tests.integration.test_train_dann import TINY, logged, train, train_ssl
+from tests.integration.test_train_dann import TINY, killed_at_batch, logged, train, train_ssl
 from tests.unit.test_run_folder import holding_process
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -336,6 +336,30 @@ def test_evaluate_writes_its_own_settings_and_leaves_the_runs(demo_corpus, train
     assert (run / "env.log").read_bytes() == environment
     with open(run / "verification" / "evaluate_hyperparams.yaml") as saved:
         assert "\nscore_norm: snorm\n" in saved.read()
+
+
+@pytest.mark.parametrize("batches, inside", [(16, False), (22, True)])
+def test_evaluate_of_a_training_stopped_before_its_last_epoch_is_refused(demo_corpus, tmp_path,
+                                                                        monkeypatch, batches,
+                                                                        inside):
+    # 15 batches an epoch: stopped at the start of epoch 2, or inside it after
+    # its checkpoint of step 5.
+    args = ("--number_of_epochs=2", "--ckpt_interval_steps=5")
+    killed_at_batch(batches, monkeypatch, demo_corpus, tmp_path, *args)
+    before = contents(tmp_path)
+    with pytest.raises(ManifestError, match=r"the run's training stopped after 1 of 2 epochs"
+                                            + " and part of the next" * inside):
+        evaluate.main(argv(demo_corpus, tmp_path, *args))
+    assert not (tmp_path / "verification").exists()
+    assert {name: before[name] for name in before if not name.endswith("log.txt")} == {
+        name: digest for name, digest in contents(tmp_path).items()
+        if name in before and not name.endswith("log.txt")}
+    if not inside:  # scored as what it is, a run of one epoch
+        results = evaluate.main(argv(demo_corpus, tmp_path, "--number_of_epochs=1",
+                                     "--allow_changed=[number_of_epochs]"))
+        assert set(results) == {"source", "target"}
+        with open(tmp_path / "verification" / "evaluate_hyperparams.yaml") as saved:
+            assert "\nnumber_of_epochs: 1\n" in saved.read()
 
 
 def test_evaluate_with_another_model_file_is_refused(demo_corpus, run, tmp_path):

@@ -1,5 +1,6 @@
 """The cache of frozen SSL hidden states: same losses as the SSL model, aligned crops, errors."""
 
+import contextlib
 import json
 import os
 import re
@@ -18,6 +19,7 @@ from transformers import Wav2Vec2FeatureExtractor, WavLMConfig, WavLMModel
 from local.data.dataio import add_whole_pipeline, manifest_dataset
 from local.data.ssl_cache import (
     INFO_FILE,
+    LOCK_FILE,
     add_cached_crop_pipeline,
     cache_hidden_states,
     cache_paths,
@@ -60,7 +62,7 @@ def test_cached_and_uncached_runs_give_the_same_losses(demo_corpus, tiny_ssl, tm
     cache = tmp_path / "features"
     train_ssl(demo_corpus, tmp_path / "cached", "dann_wavlm", tiny_ssl["wavlm"], *options,
               "--cache_ssl_features=True", f"--ssl_features_folder={cache}")
-    assert len(os.listdir(cache)) == 240 + 240 + 1  # every training row, and cache_info.json
+    assert len(os.listdir(cache)) == 240 + 240 + 2  # the rows, cache_info.json, its lock
     for key in ("speaker_loss", "domain_loss"):
         plain, cached = logged(tmp_path / "plain", key), logged(tmp_path / "cached", key)
         # float16 rounds each hidden state by up to 2^-11 of its size.
@@ -195,13 +197,26 @@ def test_audio_changed_under_the_same_id_is_cached_again(demo_corpus, tiny_ssl, 
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-# Another run filling the cache argv[3] with the hidden states of argv[1] on argv[2]'s first rows.
+# Another run filling the cache argv[3] with the hidden states of argv[1] on argv[2]'s first
+# rows; it says when it starts filling.
 OTHER_RUN = ("import sys; from local.data.dataio import add_whole_pipeline, manifest_dataset; "
              "from local.data.ssl_cache import cache_hidden_states; "
              "from local.model.ssl_frontend import SSLFrontend; "
              "data = manifest_dataset(sys.argv[2], check_audio=False); "
              "data = data.filtered_sorted(select_n=2); add_whole_pipeline(data); "
-             "cache_hidden_states(SSLFrontend(sys.argv[1], sys.argv[4]), data, sys.argv[3])")
+             "frontend = SSLFrontend(sys.argv[1], sys.argv[4]); print('filling', flush=True); "
+             "cache_hidden_states(frontend, data, sys.argv[3])")
+
+
+def started_run(source, manifest, folder, hub):
+    """:data:`OTHER_RUN`, given 10 s to fill ``folder`` (it may wait for this run's lock)."""
+    run = subprocess.Popen([sys.executable, "-c", OTHER_RUN, source, manifest, str(folder),
+                            str(hub)], cwd=ROOT, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    assert run.stdout.readline().strip() == "filling"
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        run.wait(timeout=10)
+    return run
 
 
 def test_two_runs_filling_one_cache_at_once(demo_corpus, tiny_ssl, tmp_path, monkeypatch):
@@ -215,10 +230,8 @@ def test_two_runs_filling_one_cache_at_once(demo_corpus, tiny_ssl, tmp_path, mon
         def written(*args, **kwargs):
             write(*args, **kwargs)
             if not other_runs:  # this run's file not yet complete
-                other_runs.append(subprocess.run(
-                    [sys.executable, "-c", OTHER_RUN, tiny_ssl["wavlm"],
-                     demo_corpus["source_train"], str(folder), str(tmp_path / "hub")],
-                    cwd=ROOT, capture_output=True, text=True))
+                other_runs.append(started_run(tiny_ssl["wavlm"], demo_corpus["source_train"],
+                                              folder, tmp_path / "hub"))
         return written
 
     for module, function in ((np, "save"), (json, "dump")):
@@ -227,10 +240,38 @@ def test_two_runs_filling_one_cache_at_once(demo_corpus, tiny_ssl, tmp_path, mon
             patch.setattr(module, function, interleaved(getattr(module, function)))
             cache_hidden_states(frontend, dataset, str(folder))
         other, = other_runs
-        assert other.returncode == 0, other.stderr[-3000:]
+        _, errors = other.communicate(timeout=300)
+        assert other.returncode == 0, errors[-3000:]
         assert sorted(os.listdir(folder)) == sorted(
-            [INFO_FILE, *map(os.path.basename, cache_paths(str(folder), dataset).values())])
+            [INFO_FILE, LOCK_FILE,
+             *map(os.path.basename, cache_paths(str(folder), dataset).values())])
         other_runs.clear()
+
+
+def test_runs_of_two_models_filling_one_empty_cache_at_once(demo_corpus, tmp_path, monkeypatch):
+    """Runs of two SSL models of one size (wavlm-base and wavlm-base-plus under one
+    model file) share the default ssl_features_folder: the one that finds it without a
+    record as the other records its model is refused, not given the other's files."""
+    ours, theirs = (save_tiny_ssl(tmp_path / name, "wavlm") for name in ("ours", "theirs"))
+    dataset = whole_dataset(demo_corpus["source_train"], rows=2)
+    frontend = SSLFrontend(ours, str(tmp_path / "hub"))
+    folder, other = tmp_path / "cache", []
+    dump = json.dump
+
+    def recorded(*args, **kwargs):  # as this run records its model
+        dump(*args, **kwargs)
+        if not other:
+            other.append(started_run(theirs, demo_corpus["source_train"], folder,
+                                     tmp_path / "hub"))
+
+    monkeypatch.setattr(json, "dump", recorded)
+    cache_hidden_states(frontend, dataset, str(folder))
+    _, errors = other[0].communicate(timeout=300)
+    assert other[0].returncode != 0 and "holds the hidden states of another model" in errors
+    dataset.set_output_keys(["id", "sig"])
+    for item, path in zip(dataset, cache_paths(str(folder), dataset).values()):
+        states = frontend.hidden_states(item["sig"].unsqueeze(0))[:, 0].transpose(0, 1)
+        assert np.array_equal(np.load(path), states.to(torch.float16).numpy())
 
 
 def test_utterances_the_ssl_model_cannot_take_whole_are_refused_before_caching(tiny_ssl,

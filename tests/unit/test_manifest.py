@@ -845,3 +845,42 @@ def test_lines_with_too_many_or_too_few_fields(corpus, text, line):
     (folder / "t.txt").write_text(text)
     with pytest.raises(ManifestError, match=f"lines not of the form .*\n  {line}\nFix"):
         validate(manifest, folder / "t.txt")
+
+
+class _Read:
+    """An ID that, as it is written, reads what a reader of ``path`` finds then (or fails)."""
+
+    def __init__(self, path, seen, fault=None):
+        self.path, self.seen, self.fault = path, seen, fault
+
+    def __str__(self):
+        self.seen.append(open(self.path, encoding="utf-8").read())
+        if self.fault:
+            raise self.fault
+        return "u_last"
+
+
+@pytest.mark.parametrize("write, table", [
+    (write_manifest, lambda last: [{"ID": i, "duration": 1.0, "wav": "u.wav", "start": 0,
+                                    "stop": 16000, "spk_id": "s1", "domain": "d"}
+                                   for i in [*(f"u{n}" for n in range(5000)), last]]),
+    (write_trials, lambda last: [(1, f"u{n}", "u0") for n in range(5000)] + [(0, last, "u0")]),
+    (write_enrolment, lambda last: [{"model_id": m, "utt_ids": "u0 u1"}
+                                    for m in [*(f"m{n}" for n in range(5000)), last]]),
+])
+def test_a_file_being_written_is_read_whole_and_a_failed_write_leaves_the_one_before(
+        tmp_path, write, table):
+    # A run that starts while another rewrites the condition's manifests (each
+    # run's select_rows) reads the one before, not the first rows of the new one.
+    path = str(tmp_path / "file")
+    write(table("u_last"), path)
+    before, seen = open(path, encoding="utf-8").read(), []
+    write(table(_Read(path, seen)), path)
+    assert seen == [before]
+    assert open(path, encoding="utf-8").read().count("u_last") == 1
+    # A full disk in the middle of the rows leaves the file before it.
+    before = open(path, encoding="utf-8").read()
+    with pytest.raises(OSError):
+        write(table(_Read(path, [], OSError(28, "No space left on device"))), path)
+    assert open(path, encoding="utf-8").read() == before
+    assert os.listdir(tmp_path) == ["file"]
