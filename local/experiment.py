@@ -48,9 +48,9 @@ from local.settings import (
     parse_arguments,
     plain_values,
     PROCESSES_KEY,
+    run_options,
     run_settings,
     training_processes,
-    training_run_options,
 )
 from local.whole_files import written_whole
 
@@ -217,7 +217,7 @@ def prepare_experiment(argv=None, training=True, create_folder=sb.create_experim
         _untrained(hparams["save_folder"])
     # The run options a run trains with, and its number of processes, are its
     # settings; an evaluation's are free.
-    options = training_run_options(run_opts, hparams)
+    options = run_options(run_opts, hparams)
     processes = training_processes()
 
     def accepted():
@@ -231,8 +231,12 @@ def prepare_experiment(argv=None, training=True, create_folder=sb.create_experim
 
     settings, changes = checked_on_main(accepted)
     create_folder(hparams["output_folder"])
+    # The precision the verification embeds in is in each command's record,
+    # not among the run's settings: the weights do not depend on it.
+    evaluation = run_options(run_opts, hparams, ("eval_precision",))
     records = functools.partial(save_records, hparams_file,
-                                {**overrides, **options} if training else overrides,
+                                {**overrides, **options, **evaluation} if training
+                                else {**overrides, **evaluation},
                                 condition_file, condition, prefix="" if training else "evaluate_",
                                 processes=processes)
     if training and sb.utils.distributed.if_main_process():
@@ -382,9 +386,9 @@ def evaluate(brain, hparams, condition, data):
     def on_main():
         brain.modules.eval()
         checkpoint = checkpoint_identity(brain.checkpointer.find_checkpoint())
-        results = verify(brain.embed, hparams, condition, data["eval"],
+        results = verify(brain.evaluation_embed, hparams, condition, data["eval"],
                          data["training_utterances"], brain.device, checkpoint,
-                         data.get("report_records"), data.get("settings"))
+                         data.get("report_records"), data.get("settings"), brain.eval_precision)
         hparams["train_logger"].log_stats(
             stats_meta={"verification": "cosine"},
             test_stats={f"{system} EER": metrics["eer"] for system, metrics in results.items()})

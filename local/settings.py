@@ -222,8 +222,8 @@ def run_settings(path, overrides):
                                   if not key.startswith("__")}))
 
 
-def training_run_options(run_opts, hparams):
-    """The value of each of :data:`TRAINING_RUN_OPTIONS` in a run, as SpeechBrain's Brain takes it.
+def run_options(run_opts, hparams, names=TRAINING_RUN_OPTIONS):
+    """The value of each run option of ``names`` in a run, as SpeechBrain's Brain takes it.
 
     The command line's, else the model file's, else SpeechBrain's default.
 
@@ -233,6 +233,8 @@ def training_run_options(run_opts, hparams):
         From ``speechbrain.parse_arguments``.
     hparams : dict
         The loaded model hparams.
+    names : tuple of str
+        The options: by default :data:`TRAINING_RUN_OPTIONS`.
 
     Returns
     -------
@@ -243,12 +245,14 @@ def training_run_options(run_opts, hparams):
     -------
     >>> import speechbrain as sb
     >>> _, run_opts, _ = sb.parse_arguments(["x.yaml", "--grad_accumulation_factor=4"])
-    >>> training_run_options(run_opts, {"max_grad_norm": 1.0})
+    >>> run_options(run_opts, {"max_grad_norm": 1.0})
     {'grad_accumulation_factor': 4, 'precision': 'fp32', 'max_grad_norm': 1.0, 'optimizer_step_limit': None, 'remove_vector_weight_decay': False}
+    >>> run_options(run_opts, {}, ("eval_precision",))
+    {'eval_precision': 'fp32'}
     """
     defaults = RunOptions()
     return {name: run_opts[name] if name in run_opts.overridden_args
-            else hparams.get(name, defaults[name]) for name in TRAINING_RUN_OPTIONS}
+            else hparams.get(name, defaults[name]) for name in names}
 
 
 def training_processes():

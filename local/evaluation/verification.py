@@ -198,7 +198,8 @@ class EmbeddingCache:
     SSL front end, the name has the
     :func:`~local.model.ssl_frontend.ssl_fingerprint` of the SSL model's files
     after the checkpoint's: a frozen SSL model is not in the checkpoint, and
-    one replaced under the same ``ssl_source`` embeds again.
+    one replaced under the same ``ssl_source`` embeds again. Embeddings in
+    another precision than fp32 (``--eval_precision=bf16``) end with it.
 
     Arguments
     ---------
@@ -215,14 +216,17 @@ class EmbeddingCache:
         :func:`~local.model.checkpoints.checkpoint_identity` names it.
     settings : dict, optional
         The run's settings (:func:`local.run_folder.accept_settings`).
+    precision : str
+        What ``embed`` computes in; other than ``fp32`` it ends the name.
     """
 
-    def __init__(self, embed, hparams, device, checkpoint, settings=None):
+    def __init__(self, embed, hparams, device, checkpoint, settings=None, precision="fp32"):
         self.embed = embed
         self.hparams = hparams
         self.device = device
         fingerprint = getattr(hparams.get("frontend"), "fingerprint", None)
-        parts = (checkpoint, settings and embedding_key(settings), fingerprint)
+        parts = (checkpoint, settings and embedding_key(settings), fingerprint,
+                 precision != "fp32" and precision)
         self.model = "_".join(part for part in parts if part)
         self.limits = (hparams["min_embed_seconds"], hparams["max_embed_seconds"])
 
@@ -432,7 +436,7 @@ class TrialList(NamedTuple):
 
 
 def verify(embed, hparams, condition, eval_datasets, training, device, checkpoint,
-           records=None, settings=None):
+           records=None, settings=None, precision="fp32"):
     """Embed, score and report every trial list of a condition.
 
     Arguments
@@ -463,6 +467,9 @@ def verify(embed, hparams, condition, eval_datasets, training, device, checkpoin
         before it with it.
     settings : dict, optional
         The run's settings, which name the embedding caches (:class:`EmbeddingCache`).
+    precision : str
+        What ``embed`` computes in (``--eval_precision``), which names the
+        embedding caches too.
 
     Returns
     -------
@@ -478,7 +485,7 @@ def verify(embed, hparams, condition, eval_datasets, training, device, checkpoin
             "and evaluate the run again (python evaluate.py with its hparams and overrides); "
             "the report before it, the checkpoints and the embedding caches written before are "
             "intact"):
-        cache = EmbeddingCache(embed, hparams, device, checkpoint, settings)
+        cache = EmbeddingCache(embed, hparams, device, checkpoint, settings, precision)
         embeddings = evaluation_embeddings(cache, condition["evaluation"], eval_datasets)
         backends, unscored = build_backends(chosen_backends(hparams),
                                             training_embeddings(cache, hparams, training))

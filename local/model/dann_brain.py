@@ -4,6 +4,7 @@ import gc
 
 import speechbrain as sb
 import torch
+from speechbrain.utils.autocast import AMPConfig, TorchAutocast
 from speechbrain.utils.distributed import ddp_broadcast
 from speechbrain.utils.logger import get_logger
 from speechbrain.utils.optimizers import rm_vector_weight_decay
@@ -206,6 +207,24 @@ class DANNBrain(sb.Brain):
                              unwrapped(frontend).frame_lengths(wavs, wav_lens))
         # SpeechBrain's ResNet returns [batch, dim], its ECAPA and x-vector [batch, 1, dim].
         return embeddings.unsqueeze(1) if embeddings.dim() == 2 else embeddings
+
+    def evaluation_embed(self, wavs, wav_lens):
+        """:meth:`embed` in the precision of ``--eval_precision``, in float32: the verification's.
+
+        SpeechBrain's Brain applies that precision in its ``evaluate_batch``,
+        which the verification does not run. The pseudo-labels, part of the
+        training, embed in float32 whatever it is.
+
+        Arguments
+        ---------
+        wavs : torch.Tensor
+            ``[batch, samples]``.
+        wav_lens : torch.Tensor
+            ``[batch]`` relative lengths.
+        """
+        dtype = AMPConfig.from_name(self.eval_precision).dtype
+        with TorchAutocast(device_type=self.device_type, dtype=dtype):
+            return self.embed(wavs, wav_lens).float()
 
     def compute_forward(self, batch, stage):
         """Embeddings; in training, of the source then the target crops, and what the

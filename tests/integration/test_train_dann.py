@@ -157,6 +157,26 @@ def test_evaluate_embeds_again_after_the_audio_changed_under_the_same_ids(runs, 
     assert all(path.read_bytes() == content for path, content in before.items())
 
 
+def test_evaluate_embeds_in_the_eval_precision_it_records(runs, demo_corpus, tmp_path):
+    import evaluate
+
+    folder = shutil.copytree(runs["baseline"][0], tmp_path / "run")
+    argv = ["hparams/dann_fbank.yaml", f"--data_folder={os.path.dirname(demo_corpus['eval'])}",
+            f"--output_folder={folder}", *TINY, "--number_of_epochs=4", "--adv_weight=0.0",
+            "--lr=0.005", *ADVERSARY_ONLY]
+    before = {path: path.read_bytes() for path in folder.glob("embeddings_*.pt")}
+    bf16 = evaluate.main(argv + ["--eval_precision=bf16"])
+    assert bf16["target"]["eer"] != runs["baseline"][1]["target"]["eer"]
+    made = set(folder.glob("embeddings_*.pt")) - set(before)
+    assert made and all("_bf16_" in path.name for path in made)
+    assert all(path.read_bytes() == content for path, content in before.items())
+    with open(folder / "verification" / "evaluate_hyperparams.yaml", encoding="utf-8") as fin:
+        assert "\neval_precision: bf16\n" in fin.read()
+    assert evaluate.main(argv) == runs["baseline"][1]  # the fp32 caches, unchanged
+    with open(folder / "verification" / "evaluate_hyperparams.yaml", encoding="utf-8") as fin:
+        assert "\neval_precision: fp32\n" in fin.read()
+
+
 @pytest.mark.parametrize("made", [False, True])
 def test_evaluate_without_a_checkpoint_says_to_train(demo_corpus, tmp_path, made):
     import evaluate
