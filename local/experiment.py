@@ -389,9 +389,11 @@ def evaluate(brain, hparams, condition, data):
         results = verify(brain.evaluation_embed, hparams, condition, data["eval"],
                          data["training_utterances"], brain.device, checkpoint,
                          data.get("report_records"), data.get("settings"), brain.eval_precision)
+        # In percent, as summary.csv and report.md give it.
         hparams["train_logger"].log_stats(
-            stats_meta={"verification": "cosine"},
-            test_stats={f"{system} EER": metrics["eer"] for system, metrics in results.items()})
+            stats_meta={"verification": "EER (%)"},
+            test_stats={f"{system} EER": 100 * metrics["eer"]
+                        for system, metrics in results.items()})
         return results
 
     return checked_on_main(on_main)

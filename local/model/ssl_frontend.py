@@ -128,7 +128,7 @@ class WeightedLayerSum(torch.nn.Module):
     Arguments
     ---------
     num_layers : int
-        Number of hidden states (transformer layers + the CNN output).
+        Number of hidden states (transformer layers + the transformer's input).
     layernorm : bool
         Normalise each hidden state (no affine parameters) before the sum, so
         that layers of larger norm do not dominate it.
@@ -325,7 +325,7 @@ class SSLFrontend(torch.nn.Module):
                 "ssl_family or ssl_layernorm. Recover it with that run's hparams.")
 
     def hidden_states(self, wavs, wav_lens=None):
-        """Hidden states of all layers, the CNN output first.
+        """Hidden states of all layers, the transformer's input (projected CNN features) first.
 
         A padded batch is prepared as transformers' feature extractor
         prepares one: each waveform is normalised over its own samples (when
@@ -437,9 +437,11 @@ def _refuse_load(source, save_path, err):
 def save_layer_weights(layer_sum, folder):
     """Write the learned layer weights as ``layer_weights.csv`` and a bar chart PNG.
 
-    Layer 0 is the CNN feature encoder's output, layer i the i-th transformer
-    layer's. Each file is written whole (:func:`local.whole_files.written_whole`):
-    a kill or a full disk leaves the one before it.
+    Layer 0 is the transformer's input (the CNN's features projected to the
+    hidden size, with the convolutional position embedding added), layer i
+    the i-th transformer layer's output. Each file is written whole
+    (:func:`local.whole_files.written_whole`): a kill or a full disk leaves
+    the one before it.
 
     Arguments
     ---------
@@ -461,7 +463,7 @@ def save_layer_weights(layer_sum, folder):
     axes = figure.subplots()
     axes.bar(table["layer"], table["weight"])
     axes.axhline(1 / len(weights), color="grey", linestyle=":", label="uniform")
-    axes.set_xlabel("layer (0 = CNN output)")
+    axes.set_xlabel("layer (0 = transformer input)")
     axes.set_ylabel("softmax weight")
     axes.set_xticks(table["layer"])
     axes.legend()

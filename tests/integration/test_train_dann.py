@@ -112,6 +112,17 @@ def test_run_ends_with_the_verification_report(runs):
     assert os.path.getsize(os.path.join(report, "det.png")) > 10_000
 
 
+def test_the_log_gives_the_eer_in_percent_as_the_report_does(runs):
+    folder, _ = runs["dann"]
+    with open(os.path.join(folder, "train_log.txt")) as log:
+        line = log.read().splitlines()[-1]
+    assert line.startswith("verification: EER (%) - "), line
+    summary = pd.read_csv(os.path.join(folder, "verification", "summary.csv"))
+    for system, percent in zip(summary["system"], summary["eer_percent"]):
+        logged_eer = float(re.search(rf"test {system} EER: ([-+.e\d]+)", line).group(1))
+        assert logged_eer == pytest.approx(percent, abs=0.01), (system, line)
+
+
 def test_evaluate_reproduces_the_run_from_its_checkpoint(runs, demo_corpus, tmp_path):
     import evaluate
 
