@@ -6,7 +6,8 @@ for score normalisation, and the score as a bilinear form
 (:func:`local.evaluation.scoring.cosine_form`, or a PLDA's). Raw cosine is
 scored in every run; ``backend_adaptation`` adds one of ``mean`` and
 ``whiten``, and ``backend`` lists the PLDA back-ends (:mod:`local.evaluation.plda`),
-trained on the labelled source training embeddings: as trained (``plda``),
+trained on the labelled source training embeddings (classes of the speaker
+head, ``speaker_label``: speakers, or speakers saying a phrase): as trained (``plda``),
 adapted to the unlabelled target training embeddings (``plda_adapted``),
 trained on source embeddings re-coloured to the target covariance
 (``coral_plda``); or on the target's pseudo-speakers, found by clustering the
@@ -46,7 +47,7 @@ class TrainingEmbeddings:
         settings find the target's pseudo-speakers).
     draw : callable
         ``draw(role) -> (embeddings [n, dim], speakers)`` for the roles
-        ``cohort``, ``source`` (speakers: the source labels) and ``target``
+        ``cohort``, ``source`` (speakers: the source classes) and ``target``
         (speakers unread).
     """
 

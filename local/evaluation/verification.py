@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 from speechbrain.utils.logger import get_logger
 
+from local.data.dataio import SPEAKER_LABELS, speaker_class, speaker_label
 from local.data.manifest_io import read_enrolment, read_manifest, read_trials
 from local.evaluation.backends import (
     BACKENDS,
@@ -321,20 +322,28 @@ def training_embeddings(cache, hparams, training):
     -------
     TrainingEmbeddings
         The cohort drawn from ``cohort_domain``'s manifest; the source
-        (with its ``spk_id``) and the target (unlabelled) from theirs.
+        (with the classes of the speaker head, ``speaker_label``) and the
+        target (unlabelled) from theirs.
     """
     domain = hparams["cohort_domain"]
     draws = {"cohort": (f"cohort_{domain}", domain, hparams["cohort_size"]),
              "source": ("backend_source", "source", hparams["backend_max_utterances"]),
              "target": ("backend_target", "target", hparams["backend_max_utterances"])}
+    # With speaker_label: spk_phrase a PLDA class is a speaker saying a phrase, as
+    # the speaker head's: one of speakers alone would learn the phrase as
+    # within-speaker variation and score a wrong phrase (SdSV's TW) as a target.
+    columns = SPEAKER_LABELS[speaker_label(hparams)]
 
     def draw(role):
         name, domain, size = draws[role]
         ids, vectors = cache.subset(name, training[domain], size)
+        rows = training[domain].data
+        if role == "source":
+            return vectors, [str(speaker_class(*(rows[utt][c] for c in columns))) for utt in ids]
         # The target's speakers are read only for the oracle's ceiling.
-        labelled = role == "source" or (role == "target" and hparams["pseudo_labels"].oracle)
-        speakers = [training[domain].data[utt]["spk_id"] for utt in ids] if labelled else None
-        return vectors, speakers
+        if role == "target" and hparams["pseudo_labels"].oracle:
+            return vectors, [rows[utt]["spk_id"] for utt in ids]
+        return vectors, None
 
     return TrainingEmbeddings(hparams, draw)
 

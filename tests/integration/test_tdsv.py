@@ -49,6 +49,12 @@ def test_speaker_phrase_training_lowers_the_loss(run):
     assert all(0.0 < metrics["eer"] < 0.6 for metrics in results.values())
 
 
+def test_lists_are_scored_at_the_sdsv_min_dcf(run):
+    folder, _, _ = run
+    summary = pd.read_csv(folder / "verification" / "summary.csv")
+    assert [c for c in summary.columns if c.startswith("min_dcf")] == ["min_dcf_0.01_10_1"]
+
+
 @pytest.mark.parametrize("trial_list", ["source", "target"])
 def test_report_has_eer_per_phrase_and_per_trial_type(run, trial_list):
     folder, _, _ = run

@@ -1,6 +1,7 @@
 """Verification of a condition: embedding once, scoring, score normalisation, reports."""
 
 import errno
+import itertools
 import os
 import shutil
 
@@ -16,6 +17,7 @@ from local.errors import ManifestError
 from local.evaluation import verification
 from local.evaluation.metrics import eer
 from local.evaluation.report import score_file
+from local.evaluation.scoring import score_trials
 from local.evaluation.verification import (
     best_systems,
     check_cohort,
@@ -337,6 +339,45 @@ def test_training_draws_take_their_domain_and_size_and_target_speakers_only_for_
     assert data.target_draw[1] == (["b0", "b1", "b2", "b0", "b1"] if oracle else None)
     assert cache.draws == [("cohort_source", "source", 4), ("backend_source", "source", 5),
                            ("backend_target", "target", 5)]
+
+
+class VectorCache(RecordingCache):
+    """An embedding cache whose embedding of each utterance is given."""
+
+    def __init__(self, vectors):
+        super().__init__()
+        self.vectors = vectors
+
+    def subset(self, name, dataset, size):
+        ids, _ = super().subset(name, dataset, size)
+        return ids, torch.stack([self.vectors[utt] for utt in ids])
+
+
+def test_a_speaker_phrase_run_trains_its_plda_on_speaker_phrase_classes():
+    """A PLDA of speakers alone takes the phrase for within-speaker variation, as a
+    text-dependent run's speaker head (speaker_label: spk_phrase) does not: it would
+    score a speaker saying the wrong phrase (SdSV's TW) as a target."""
+    generator = torch.Generator().manual_seed(0)
+    speakers, phrases = torch.randn(12, 8, generator=generator), torch.randn(2, 8, generator=generator)
+    rows, vectors = {}, {}
+    for spk, phrase, take in itertools.product(range(12), range(2), range(6)):
+        utt = f"s{spk}_{phrase}_{take}"
+        rows[utt] = {"spk_id": f"spk{spk}", "phrase": f"0{phrase + 1}"}
+        vectors[utt] = speakers[spk] + phrases[phrase] + 0.3 * torch.randn(8, generator=generator)
+    source = DynamicItemDataset(rows)
+    source.name = "source"
+    hparams = dict(NORM, cohort_domain="source", speaker_label="spk_phrase",
+                   pseudo_labels=PseudoLabels(offset=0))
+    data = training_embeddings(VectorCache(vectors), hparams, {"source": source, "target": source})
+    assert data.source[1][:7] == ["('spk0', '01')"] * 6 + ["('spk0', '02')"]
+    # Each speaker's first take of phrase 01 against its other takes (TC) and its
+    # takes of phrase 02 (TW).
+    trials = pd.DataFrame([(f"s{spk}_0_0", f"s{spk}_{phrase}_{take}", int(phrase == 0))
+                           for spk, phrase, take in itertools.product(range(12), range(2),
+                                                                      range(1, 6))],
+                          columns=["enrol", "test", "label"])
+    scores = score_trials(vectors, trials, form=data.source_plda.score_form)
+    assert eer(scores, trials["label"]) < 0.05
 
 
 class TargetRow(dict):
