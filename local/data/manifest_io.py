@@ -442,6 +442,13 @@ def read_numbered_trials(path):
         )
     if fields.empty:
         fail(path, "trial list is empty", fix="check the data preparation")
+    # Another type (``tc``, ``XX``) would escape both the check of its label
+    # against the speakers of its sides and those of the SdSV types.
+    unknown = ~fields["trial_type"].isin(["", *SDSV_TRIAL_LABELS])
+    if unknown.any():
+        fail(path, "trial types that are not SdSV's",
+             rows=numbered_lines(fields[unknown]),
+             fix="write the trial type as TC, TW, IC or IW, in upper case, or leave it out")
     # The per-type rows of the report (TC vs IC, ...) take the label of each trial.
     sdsv_label = fields["trial_type"].map(SDSV_TRIAL_LABELS)
     contradicted = sdsv_label.notna() & (sdsv_label != fields["label"].astype(int))

@@ -749,10 +749,21 @@ def test_label_contradicting_its_sdsv_trial_type(corpus):
     """A label the type contradicts would put the trial in the wrong 'TC vs ...' rows."""
     folder, manifest, _ = corpus
     (folder / "t.txt").write_text("1 spkA_1 spkA_2 TC\n0 spkA_1 spkB_1 IC\n"
-                                  "1 spkB_1 spkB_2 TW\n0 spkA_2 spkB_2 other\n")
+                                  "1 spkB_1 spkB_2 TW\n0 spkA_2 spkB_2\n")
     with pytest.raises(ManifestError, match=r"t.txt: labels disagree with the SdSV trial types "
                        r"\(only TC is a target trial\)\n  line 3: 1 spkB_1 spkB_2 TW\n"
                        r"Fix: label TC trials 1 and TW, IC and IW trials 0"):
+        validate(manifest, folder / "t.txt")
+
+
+def test_trial_type_that_is_not_sdsv_is_refused(corpus):
+    """An unknown type escaped every check of its label: 'tc' between two speakers, labelled 1."""
+    folder, manifest, _ = corpus
+    (folder / "t.txt").write_text("1 spkA_1 spkA_2 TC\n1 spkA_1 spkB_1 tc\n"
+                                  "0 spkA_2 spkB_2 IW\n0 spkB_1 spkB_2 XX\n")
+    with pytest.raises(ManifestError, match=r"t.txt: trial types that are not SdSV's\n"
+                       r"  line 2: 1 spkA_1 spkB_1 tc\n  line 4: 0 spkB_1 spkB_2 XX\n"
+                       r"Fix: write the trial type as TC, TW, IC or IW, in upper case"):
         validate(manifest, folder / "t.txt")
 
 
