@@ -181,12 +181,11 @@ class DomainAdaptation:
             floor = eigenvalues.max() * len(eigenvalues) * np.finfo(eigenvalues.dtype).eps
             if not eigenvalues.min() > floor:
                 count, dim = units.shape
-                more = (f"raise {drawn} to more than {dim} utterances within min_embed_seconds "
-                        "and max_embed_seconds") if count <= dim else (
-                        "check the model and the audio they were drawn from")
+                check_domain_size(count, whiten, name, drawn, dim)  # fewer than dim + 1
                 fail(name, f"its {count} embeddings do not span their {dim} dimensions, so "
                            "their covariance cannot be whitened",
-                     fix=f"set whiten_ridge above 0, or {more}")
+                     fix="set whiten_ridge above 0, or check the model and the audio they were "
+                         "drawn from")
             self.whitening = Covariance.from_eigendecomposition((eigenvalues, eigenvectors))
             self.eigenvectors = eigenvectors
 

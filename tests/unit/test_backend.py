@@ -91,10 +91,11 @@ def test_adapted_scores_equal_a_direct_computation(domain, whiten, ridge):
 
 def test_a_domain_that_does_not_span_its_dimensions_needs_a_ridge(domain):
     few = domain[:DIM - 1]
-    with pytest.raises(ManifestError, match=r"cohort: its 5 embeddings do not span their 6 "
-                                            r"dimensions(.|\n)*Fix: set whiten_ridge above 0, "
-                                            r"or raise cohort_size and the cohort's training "
-                                            r"manifest to more than 6 utterances"):
+    with pytest.raises(ManifestError, match=r"cohort: 5 embeddings, fewer than the 7 that a "
+                                            r"covariance spanning their 6 dimensions needs\n"
+                                            r"Fix: set whiten_ridge above 0, or raise "
+                                            r"cohort_size and the cohort's training manifest to "
+                                            r"7 utterances or more"):
         DomainAdaptation(few, whiten=True)
     adapted = DomainAdaptation(few, whiten=True, ridge=0.1)(domain)
     assert torch.isfinite(adapted).all()
@@ -116,10 +117,11 @@ def test_enough_embeddings_that_do_not_span_their_dimensions_are_not_asked_to_be
 def test_coral_names_the_domain_that_does_not_span_its_dimensions_and_its_own_fix(domain, few):
     vectors = {"target": domain[:100], "source": domain[100:]}
     vectors[few] = vectors[few][:DIM - 1]
-    with pytest.raises(ManifestError, match=rf"^{few}: its 5 embeddings do not span their 6 "
-                                            rf"dimensions(.|\n)*\nFix: set whiten_ridge above "
-                                            rf"0, or raise backend_max_utterances and the {few} "
-                                            rf"training manifest to more than 6 utterances") as err:
+    with pytest.raises(ManifestError, match=rf"^{few}: 5 embeddings, fewer than the 7 that a "
+                                            rf"covariance spanning their 6 dimensions needs\n"
+                                            rf"Fix: set whiten_ridge above 0, or raise "
+                                            rf"backend_max_utterances and the {few} training "
+                                            rf"manifest to 7 utterances or more") as err:
         coral(vectors["source"], vectors["target"])
     assert "cohort" not in str(err.value)
     coral(vectors["source"], vectors["target"], ridge=0.1)

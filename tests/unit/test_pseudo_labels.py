@@ -228,10 +228,10 @@ def test_the_clustering_space_is_the_embeddings_whitened_by_their_own_covariance
 
 
 def test_too_few_embeddings_to_whiten_by_without_a_ridge_name_the_target_not_the_cohort():
-    with pytest.raises(ManifestError, match=r"^target pseudo-label embeddings: its 4 embeddings "
-                                            r"do not span their 8 dimensions(.|\n)*\nFix: set "
-                                            r"whiten_ridge above 0, or raise the target training "
-                                            r"manifest") as err:
+    with pytest.raises(ManifestError, match=r"^target pseudo-label embeddings: 4 embeddings, "
+                                            r"fewer than the 9 that a covariance spanning their "
+                                            r"8 dimensions needs\nFix: set whiten_ridge above 0, "
+                                            r"or raise the target training manifest") as err:
         clustering_space(torch.randn(4, 8, generator=torch.Generator().manual_seed(0)), 0.0)
     assert "cohort" not in str(err.value)
 
