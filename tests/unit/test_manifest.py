@@ -745,25 +745,20 @@ def test_self_trial(corpus):
         validate(manifest, folder / "t.txt")
 
 
-def test_label_contradicting_its_sdsv_trial_type(corpus):
-    """A label the type contradicts would put the trial in the wrong 'TC vs ...' rows."""
+@pytest.mark.parametrize("text, message", [
+    # A label the type contradicts would put the trial in the wrong 'TC vs ...' rows.
+    ("1 spkA_1 spkA_2 TC\n0 spkA_1 spkB_1 IC\n1 spkB_1 spkB_2 TW\n0 spkA_2 spkB_2\n",
+     r"labels disagree with the SdSV trial types \(only TC is a target trial\)\n"
+     r"  line 3: 1 spkB_1 spkB_2 TW\nFix: label TC trials 1 and TW, IC and IW trials 0"),
+    # Another type escaped every check of its label: 'tc' between two speakers, labelled 1.
+    ("1 spkA_1 spkA_2 TC\n1 spkA_1 spkB_1 tc\n0 spkA_2 spkB_2 IW\n0 spkB_1 spkB_2 XX\n",
+     r"trial types that are not SdSV's\n  line 2: 1 spkA_1 spkB_1 tc\n"
+     r"  line 4: 0 spkB_1 spkB_2 XX\nFix: write the trial type as TC, TW, IC or IW, in upper case"),
+])
+def test_trial_types_are_sdsv_ones_that_agree_with_the_label(corpus, text, message):
     folder, manifest, _ = corpus
-    (folder / "t.txt").write_text("1 spkA_1 spkA_2 TC\n0 spkA_1 spkB_1 IC\n"
-                                  "1 spkB_1 spkB_2 TW\n0 spkA_2 spkB_2\n")
-    with pytest.raises(ManifestError, match=r"t.txt: labels disagree with the SdSV trial types "
-                       r"\(only TC is a target trial\)\n  line 3: 1 spkB_1 spkB_2 TW\n"
-                       r"Fix: label TC trials 1 and TW, IC and IW trials 0"):
-        validate(manifest, folder / "t.txt")
-
-
-def test_trial_type_that_is_not_sdsv_is_refused(corpus):
-    """An unknown type escaped every check of its label: 'tc' between two speakers, labelled 1."""
-    folder, manifest, _ = corpus
-    (folder / "t.txt").write_text("1 spkA_1 spkA_2 TC\n1 spkA_1 spkB_1 tc\n"
-                                  "0 spkA_2 spkB_2 IW\n0 spkB_1 spkB_2 XX\n")
-    with pytest.raises(ManifestError, match=r"t.txt: trial types that are not SdSV's\n"
-                       r"  line 2: 1 spkA_1 spkB_1 tc\n  line 4: 0 spkB_1 spkB_2 XX\n"
-                       r"Fix: write the trial type as TC, TW, IC or IW, in upper case"):
+    (folder / "t.txt").write_text(text)
+    with pytest.raises(ManifestError, match=r"t.txt: " + message):
         validate(manifest, folder / "t.txt")
 
 
