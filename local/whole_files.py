@@ -225,7 +225,7 @@ def saved_whole(path, save):
             os.remove(partial)
 
 
-def taken_lock(path):
+def taken_lock(path, wait=False):
     """The lock file ``path``, open with its ``flock`` taken, or None while another holds it.
 
     The kernel lets go of the ``flock`` when its holder's process ends, however
@@ -237,6 +237,8 @@ def taken_lock(path):
     ---------
     path : str
         The lock file.
+    wait : bool
+        Wait until the holder lets go rather than return None.
 
     Returns
     -------
@@ -257,7 +259,7 @@ def taken_lock(path):
     while True:
         handle = open(path, "a+", encoding="utf-8")
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             handle.close()
             return None
