@@ -8,6 +8,7 @@ options and input folders, then gives it a function that reads its tree.
 """
 
 import contextlib
+import errno
 import functools
 import json
 import logging
@@ -306,7 +307,15 @@ def _preparing(save_folder, corpus, where):
     """Hold ``save_folder/prepare.lock``, once another preparation of the folder let go of it."""
     os.makedirs(save_folder, exist_ok=True)
     lock = os.path.join(save_folder, "prepare.lock")
-    handle = taken_lock(lock)
+    try:
+        handle = taken_lock(lock)
+    except OSError as err:
+        if err.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+        # A folder this process may not write (a shared corpus, read-only) is
+        # read as it is: prepared, or refused at the preparation's first write.
+        yield
+        return
     if handle is None:
         logger.info("%s: another process prepares %s; waiting until it ends", corpus, where)
         handle = taken_lock(lock, wait=True)

@@ -1,5 +1,6 @@
 """The manifest schema and its validator, each bad input with its message."""
 
+import errno
 import json
 import logging
 import os
@@ -697,6 +698,18 @@ def test_a_second_preparation_of_a_folder_waits_for_the_first_then_skips(tmp_pat
     assert reads == []
     assert set(read_manifest(paths["eval"])["domain"]) == {"first"}
     assert sorted(os.listdir(tmp_path)) == ["eval.csv", "prepare_options.json", "trials.txt"]
+
+
+def test_a_prepared_folder_that_may_not_be_written_is_read_as_it_is(tmp_path, monkeypatch):
+    outputs, read = ["eval.csv", "trials.txt"], lambda: {
+        "eval": _two_second_rows(), "trials": [(1, "u0", "u1"), (0, "u0", "u2")]}
+    paths = prepare_corpus("Toy", str(tmp_path), {}, outputs, read)
+
+    def read_only(path, wait=False):
+        raise OSError(errno.EROFS, "Read-only file system", path)
+
+    monkeypatch.setattr("data_prep.preparation.taken_lock", read_only)
+    assert prepare_corpus("Toy", str(tmp_path), {}, outputs, read) == paths  # skipped
 
 
 def test_command_line(corpus, capsys):
