@@ -7,6 +7,8 @@ function of its options that writes manifests in the schema of
 options and input folders, then gives it a function that reads its tree.
 """
 
+import contextlib
+import errno
 import functools
 import json
 import logging
@@ -31,7 +33,7 @@ from local.data.schema import SAMPLE_RATE
 from local.data.validation import validate
 from local.errors import ManifestError, fail
 from local.provenance import file_sha256
-from local.whole_files import written_whole
+from local.whole_files import release_lock, taken_lock, written_whole
 
 logger = logging.getLogger(__name__)
 
@@ -207,6 +209,11 @@ def prepare_corpus(corpus, save_folder, options, outputs, read, training=("train
     ``stop`` after ``start``; not the audio), and ``options`` are recorded
     for the next run.
 
+    All this under ``save_folder/prepare.lock``: a second preparation of the
+    folder meanwhile (two runs of a condition started at once) waits for the
+    first to end, then finds the folder prepared, rather than rewriting the
+    files (a generated corpus's audio) that the first writes and reads.
+
     Arguments
     ---------
     corpus : str
@@ -260,39 +267,62 @@ def prepare_corpus(corpus, save_folder, options, outputs, read, training=("train
                                                 if os.path.isfile(path)}}
     # Named whole: a relative save_folder is read from the working directory.
     where = os.path.abspath(save_folder)
-    if skip_if_prepared(save_folder, list(paths.values()), options):
-        logger.info("%s already prepared in %s, skipping", corpus, where)
+    with _preparing(save_folder, corpus, where):
+        if skip_if_prepared(save_folder, list(paths.values()), options):
+            logger.info("%s already prepared in %s, skipping", corpus, where)
+            return paths
+        logger.info("%s: preparing in %s", corpus, where)
+        tables = read()
+        seg_dur = options.get("seg_dur")
+        manifests = []
+        for name, path in paths.items():
+            if path.endswith(".txt"):
+                write_trials(tables[name], path)
+                read_numbered_trials(path)
+            elif name == "enrolment":
+                write_enrolment(tables[name], path)
+                read_enrolment(path)
+            else:
+                manifests.append(name)
+        for name in manifests:
+            rows = pd.DataFrame(tables[name]() if callable(tables[name]) else tables[name])
+            if seg_dur and name in training:
+                rows = chunk_rows(rows, seg_dur)
+            tables[name] = rows
+            write_manifest(rows, paths[name])
+        trial_lists = [path for path in paths.values() if path.endswith(".txt")]
+        for trials in trial_lists or [None]:
+            validate(paths["eval"], trials, paths.get("enrolment"), check_audio=False)
+        for name in manifests:
+            if name != "eval":  # the training manifests (and the others), as training reads them
+                validate(paths[name], check_audio=False)
+        mark_prepared(save_folder, options, outputs)
+        logger.info("%s prepared in %s: %s", corpus, where,
+                    ", ".join(f"{name} {len(tables[name])}" for name in paths))
         return paths
-    logger.info("%s: preparing in %s", corpus, where)
-    tables = read()
-    seg_dur = options.get("seg_dur")
+
+
+@contextlib.contextmanager
+def _preparing(save_folder, corpus, where):
+    """Hold ``save_folder/prepare.lock``, once another preparation of the folder let go of it."""
     os.makedirs(save_folder, exist_ok=True)
-    manifests = []
-    for name, path in paths.items():
-        if path.endswith(".txt"):
-            write_trials(tables[name], path)
-            read_numbered_trials(path)
-        elif name == "enrolment":
-            write_enrolment(tables[name], path)
-            read_enrolment(path)
-        else:
-            manifests.append(name)
-    for name in manifests:
-        rows = pd.DataFrame(tables[name]() if callable(tables[name]) else tables[name])
-        if seg_dur and name in training:
-            rows = chunk_rows(rows, seg_dur)
-        tables[name] = rows
-        write_manifest(rows, paths[name])
-    trial_lists = [path for path in paths.values() if path.endswith(".txt")]
-    for trials in trial_lists or [None]:
-        validate(paths["eval"], trials, paths.get("enrolment"), check_audio=False)
-    for name in manifests:
-        if name != "eval":  # the training manifests (and the others), as training reads them
-            validate(paths[name], check_audio=False)
-    mark_prepared(save_folder, options, outputs)
-    logger.info("%s prepared in %s: %s", corpus, where,
-                ", ".join(f"{name} {len(tables[name])}" for name in paths))
-    return paths
+    lock = os.path.join(save_folder, "prepare.lock")
+    try:
+        handle = taken_lock(lock)
+    except OSError as err:
+        if err.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+        # A folder this process may not write (a shared corpus, read-only) is
+        # read as it is: prepared, or refused at the preparation's first write.
+        yield
+        return
+    if handle is None:
+        logger.info("%s: another process prepares %s; waiting until it ends", corpus, where)
+        handle = taken_lock(lock, wait=True)
+    try:
+        yield
+    finally:
+        release_lock(lock, handle)
 
 
 def chunk_rows(rows, chunk_seconds):

@@ -12,6 +12,14 @@ files beside it) are written together (:func:`written_together`): each is
 written whole, and none takes its place before all are written, so that a
 full disk while one is written leaves every one of them as it was.
 
+A writer killed mid-write (SIGKILL, an out-of-memory kill) leaves its partial
+file, as large as what it wrote (an embedding cache of 10^6 utterances: about
+0.8 GB). The first write of a process into a folder removes the partial files
+there of this host's writers whose process has ended (one listing of the
+folder per process, not per file: an SSL feature cache folder holds a file
+per utterance); those of live processes and of other hosts, which cannot be
+told from here to have ended, are kept.
+
 A folder that a reader takes as one whole (a run's verification report, its
 exported model) is written whole into ``<folder>.partial`` beside it and then
 takes its place (:func:`staged_folder`): it holds what one writer wrote, and
@@ -24,6 +32,7 @@ than mixing its files with the first's.
 import contextlib
 import fcntl
 import os
+import re
 import shutil
 import socket
 import threading
@@ -35,6 +44,8 @@ from local.errors import fail
 # path)] per block. Per thread: another thread's writes (a cache's) are not
 # the block's.
 _BLOCKS = threading.local()
+# The folders whose partial files of ended writers this process has removed.
+_CLEARED = set()
 
 
 def _waiting():
@@ -63,6 +74,32 @@ def partial_path(path):
     True
     """
     return f"{path}.{socket.gethostname()}-{os.getpid()}.partial"
+
+
+def _clear_ended_writers(path):
+    """Remove the partial files beside ``path`` of this host's ended writers (once per folder)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if folder in _CLEARED or not os.path.isdir(folder):
+        return
+    own = re.compile(rf".+\.{re.escape(socket.gethostname())}-(\d+)\.partial")
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            match = own.fullmatch(entry.name)
+            if match and entry.is_file(follow_symlinks=False) and _ended(int(match.group(1))):
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(entry.path)
+    _CLEARED.add(folder)
+
+
+def _ended(pid):
+    """Whether process ``pid`` of this host has ended (another user's runs, unsignallable)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError):
+        pass
+    return False
 
 
 @contextlib.contextmanager
@@ -97,6 +134,7 @@ def written_whole(path, mode="w", **open_args):
     >>> open(path, encoding="utf-8").read(), os.listdir(os.path.dirname(path))
     ('{}', ['record.json'])
     """
+    _clear_ended_writers(path)
     partial = partial_path(path)
     try:
         with open(partial, mode, **open_args) as out:
@@ -177,6 +215,7 @@ def saved_whole(path, save):
     >>> os.listdir(os.path.dirname(path))
     ['labels.txt']
     """
+    _clear_ended_writers(path)
     partial = partial_path(path)
     try:
         save(partial)
@@ -186,7 +225,7 @@ def saved_whole(path, save):
             os.remove(partial)
 
 
-def taken_lock(path):
+def taken_lock(path, wait=False):
     """The lock file ``path``, open with its ``flock`` taken, or None while another holds it.
 
     The kernel lets go of the ``flock`` when its holder's process ends, however
@@ -198,6 +237,8 @@ def taken_lock(path):
     ---------
     path : str
         The lock file.
+    wait : bool
+        Wait until the holder lets go rather than return None.
 
     Returns
     -------
@@ -218,7 +259,7 @@ def taken_lock(path):
     while True:
         handle = open(path, "a+", encoding="utf-8")
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             handle.close()
             return None

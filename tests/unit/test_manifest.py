@@ -1,11 +1,13 @@
 """The manifest schema and its validator, each bad input with its message."""
 
+import errno
 import json
 import logging
 import os
 import re
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -33,6 +35,7 @@ from local.data.validation import (
 )
 from local.errors import ManifestError, fail
 from local.provenance import file_sha256
+from tests.conftest import waiting_process
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -659,6 +662,54 @@ def test_prepare_corpus_records_nothing_when_a_trial_list_is_refused(tmp_path):
     with pytest.raises(ManifestError, match="ghost"):
         prepare_corpus("Toy", str(tmp_path), {}, ["eval.csv", "trials.txt"], read)
     assert not (tmp_path / "prepare_options.json").exists()
+
+
+# Prepares a toy corpus in argv[1] whose rows are of domain "first", saying so
+# once inside its read(), which ends when its input closes.
+PREPARER = (
+    "import sys; from data_prep.preparation import prepare_corpus\n"
+    "rows = [{'ID': f'u{i}', 'duration': 2.0, 'wav': f'u{i}.wav', 'start': 0, 'stop': 32000,\n"
+    "         'spk_id': f's{i // 2}', 'domain': 'first'} for i in range(4)]\n"
+    "def read():\n"
+    "    print('reading', flush=True); sys.stdin.read()\n"
+    "    return {'eval': rows, 'trials': [(1, 'u0', 'u1'), (0, 'u0', 'u2')]}\n"
+    "prepare_corpus('Toy', sys.argv[1], {}, ['eval.csv', 'trials.txt'], read)\n")
+
+
+def test_a_second_preparation_of_a_folder_waits_for_the_first_then_skips(tmp_path, caplog):
+    first = waiting_process(PREPARER, tmp_path)  # inside its read()
+    ending = threading.Timer(1.0, first.stdin.close)
+    ending.start()
+    reads = []
+
+    def read():
+        reads.append(1)
+        rows = [{**row, "domain": "second"} for row in _two_second_rows()]
+        return {"eval": rows, "trials": [(1, "u0", "u1"), (0, "u0", "u2")]}
+
+    try:
+        with caplog.at_level(logging.INFO):
+            paths = prepare_corpus("Toy", str(tmp_path), {}, ["eval.csv", "trials.txt"], read)
+    finally:
+        ending.join()
+        assert first.wait() == 0
+    assert f"Toy: another process prepares {tmp_path}; waiting until it ends" in caplog.text
+    assert f"Toy already prepared in {tmp_path}, skipping" in caplog.text
+    assert reads == []
+    assert set(read_manifest(paths["eval"])["domain"]) == {"first"}
+    assert sorted(os.listdir(tmp_path)) == ["eval.csv", "prepare_options.json", "trials.txt"]
+
+
+def test_a_prepared_folder_that_may_not_be_written_is_read_as_it_is(tmp_path, monkeypatch):
+    outputs, read = ["eval.csv", "trials.txt"], lambda: {
+        "eval": _two_second_rows(), "trials": [(1, "u0", "u1"), (0, "u0", "u2")]}
+    paths = prepare_corpus("Toy", str(tmp_path), {}, outputs, read)
+
+    def read_only(path, wait=False):
+        raise OSError(errno.EROFS, "Read-only file system", path)
+
+    monkeypatch.setattr("data_prep.preparation.taken_lock", read_only)
+    assert prepare_corpus("Toy", str(tmp_path), {}, outputs, read) == paths  # skipped
 
 
 def test_command_line(corpus, capsys):

@@ -3,11 +3,12 @@
 import errno
 import os
 import signal
+import socket
 
 import pytest
 
 from local.errors import ManifestError
-from local.whole_files import staged_folder
+from local.whole_files import staged_folder, written_whole
 from tests.conftest import waiting_process
 
 # Stages argv[1] with a file written, says so, and waits to be killed.
@@ -15,6 +16,11 @@ WRITER = ("import os, sys; from local.whole_files import staged_folder\n"
           "with staged_folder(sys.argv[1]) as staged:\n"
           "    open(os.path.join(staged, 'half.ckpt'), 'w').close()\n"
           "    print('staged', flush=True); sys.stdin.read()")
+
+# Writes part of argv[1] whole, says so, and waits to finish or be killed.
+PARTIAL_WRITER = ("import sys; from local.whole_files import written_whole\n"
+                  "with written_whole(sys.argv[1], 'wb') as out:\n"
+                  "    out.write(b'half'); out.flush(); print('writing', flush=True); sys.stdin.read()")
 
 
 def staging_process(folder):
@@ -64,3 +70,21 @@ def test_a_failed_replacement_leaves_the_folder_before_it(tmp_path, monkeypatch,
     assert sorted(os.listdir(tmp_path)) == ["verification"] * existed
     if existed:
         assert (folder / "report.md").read_text() == "before"
+
+
+def test_the_next_write_removes_the_partial_files_of_ended_writers_of_this_host_only(tmp_path):
+    live = waiting_process(PARTIAL_WRITER, tmp_path / "scores.pt")
+    writing = f"scores.pt.{socket.gethostname()}-{live.pid}.partial"
+    killed = waiting_process(PARTIAL_WRITER, tmp_path / "embeddings.pt")
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    left = f"embeddings.pt.{socket.gethostname()}-{killed.pid}.partial"
+    elsewhere = f"embeddings.pt.other{socket.gethostname()}-{killed.pid}.partial"
+    (tmp_path / elsewhere).write_bytes(b"half")  # its process may run on its host
+    assert sorted(os.listdir(tmp_path)) == sorted([writing, left, elsewhere])
+    with written_whole(tmp_path / "embeddings.pt", "wb") as out:
+        out.write(b"whole")
+    assert sorted(os.listdir(tmp_path)) == sorted([writing, "embeddings.pt", elsewhere])
+    live.communicate("")  # the live writer ends its write undisturbed
+    assert live.returncode == 0
+    assert (tmp_path / "scores.pt").read_bytes() == b"half"
