@@ -217,10 +217,8 @@ class DANNBrain(sb.Brain):
 
         Arguments
         ---------
-        wavs : torch.Tensor
-            ``[batch, samples]``.
-        wav_lens : torch.Tensor
-            ``[batch]`` relative lengths.
+        wavs, wav_lens : torch.Tensor
+            As :meth:`embed` takes them.
         """
         dtype = AMPConfig.from_name(self.eval_precision).dtype
         with TorchAutocast(device_type=self.device_type, dtype=dtype):
