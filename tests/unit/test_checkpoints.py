@@ -46,7 +46,8 @@ def evaluated_under_one_name(folder, monkeypatch):
     monkeypatch.setattr(experiment, "verify",
                         lambda embed, hparams, condition, data, training, device, checkpoint,
                         *rest: scored.append(checkpoint) or {})
-    brain = SimpleNamespace(modules=model, checkpointer=checkpointer, embed=model, device="cpu")
+    brain = SimpleNamespace(modules=model, checkpointer=checkpointer, evaluation_embed=model,
+                            device="cpu", eval_precision="fp32")
     hparams = {"train_logger": SimpleNamespace(log_stats=lambda **stats: None)}
     for weight in (1.0, 2.0, 3.0):
         torch.nn.init.constant_(model.weight, weight)
