@@ -34,7 +34,13 @@ from local.model.checkpoints import checkpoint_identity
 from local.model.dann_brain import DANNBrain
 from local.model.pseudo_labels import check_oracle_speakers
 from local.provenance import code_version, trained_by, write_provenance
-from local.run_folder import accept_settings, check_one_run, hold_run_folder, record_run
+from local.run_folder import (
+    SSL_MODEL_KEY,
+    accept_settings,
+    check_one_run,
+    hold_run_folder,
+    record_run,
+)
 from local.settings import (
     RECIPE_FOLDER,
     check_condition_files,
@@ -242,7 +248,8 @@ def prepare_experiment(argv=None, training=True, create_folder=sb.create_experim
                                 {**overrides, **options, **evaluation} if training
                                 else {**overrides, **evaluation},
                                 condition_file, condition, prefix="" if training else "evaluate_",
-                                processes=processes, trained=trained)
+                                processes=processes, trained=trained,
+                                ssl_model=settings.get(SSL_MODEL_KEY))
     if training and sb.utils.distributed.if_main_process():
         record = functools.partial(record_run, hparams["save_folder"], settings, records,
                                    hparams["output_folder"])
@@ -343,7 +350,7 @@ def save_settings(hparams_file, overrides, condition_file, folder, prefix="", pr
 
 
 def save_records(hparams_file, overrides, condition_file, condition, folder, prefix="",
-                 processes=1, trained=None):
+                 processes=1, trained=None, ssl_model=None):
     """Write the settings of a command (:func:`save_settings`) and its data files' hashes.
 
     Arguments
@@ -366,9 +373,11 @@ def save_records(hparams_file, overrides, condition_file, condition, folder, pre
         DDP processes of the command.
     trained : list of dict, optional
         The commands that trained the run (:func:`local.provenance.trained_by`).
+    ssl_model : str, optional
+        The digest of an SSL front end's model files.
     """
     save_settings(hparams_file, overrides, condition_file, folder, prefix, processes)
-    write_provenance(condition, folder, RECIPE_FOLDER, prefix, trained)
+    write_provenance(condition, folder, RECIPE_FOLDER, prefix, trained, ssl_model)
 
 
 def evaluate(brain, hparams, condition, data):

@@ -168,7 +168,8 @@ def trained_by(output_folder):
     return [{"code_version": record.get("code_version"), "first_epoch": None}]
 
 
-def write_provenance(condition, output_folder, code_folder, prefix="", trained=None):
+def write_provenance(condition, output_folder, code_folder, prefix="", trained=None,
+                     ssl_model=None):
     """Write ``provenance.json``: each data file's path and hash, and the code versions.
 
     ``code_version`` is that of the command that writes it; ``trained_by``
@@ -188,6 +189,10 @@ def write_provenance(condition, output_folder, code_folder, prefix="", trained=N
     trained : list of dict, optional
         The run's training commands (:func:`trained_by`), recorded as
         ``trained_by``.
+    ssl_model : str, optional
+        The digest of an SSL front end's model files
+        (:func:`local.model.ssl_frontend.ssl_fingerprint`), recorded as
+        ``ssl_model_sha256``: the frozen model is not in the checkpoints.
 
     Returns
     -------
@@ -217,6 +222,8 @@ def write_provenance(condition, output_folder, code_folder, prefix="", trained=N
     }
     if trained is not None:
         record["trained_by"] = trained
+    if ssl_model is not None:
+        record["ssl_model_sha256"] = ssl_model
     with written_whole(os.path.join(output_folder, f"{prefix}provenance.json"),
                        encoding="utf-8") as out:
         json.dump(record, out, indent=1)

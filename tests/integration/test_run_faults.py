@@ -534,6 +534,9 @@ def test_a_run_on_an_ssl_model_replaced_under_the_same_source_is_refused(demo_co
     run = tmp_path / "run"
     train_ssl(demo_corpus, run, "dann_wavlm", source, *ONE_EPOCH)
     recorded = json.loads((run / "save" / "run_settings.json").read_text())["ssl_model_sha256"]
+    # Named where a user reads the run's record: its provenance and its report's copy.
+    for record in (run / "provenance.json", run / "verification" / "provenance.json"):
+        assert json.loads(record.read_text())["ssl_model_sha256"] == recorded
     original = shutil.copytree(source, tmp_path / "original")
     save_tiny_ssl(source, "wavlm")  # another model's files in its place
     # log.txt is left out: this process's logging still writes the first run's.
@@ -547,6 +550,8 @@ def test_a_run_on_an_ssl_model_replaced_under_the_same_source_is_refused(demo_co
     for name in os.listdir(original):  # the run's model again, in files written anew
         shutil.copy(os.path.join(original, name), source)
     train_ssl(demo_corpus, run, "dann_wavlm", source, *ONE_EPOCH, script=evaluate)
+    evaluated = json.loads((run / "verification" / "evaluate_provenance.json").read_text())
+    assert evaluated["ssl_model_sha256"] == recorded
     # A record from before the digest was recorded is resumed without it, with a warning.
     record = json.loads((run / "save" / "run_settings.json").read_text())
     del record["ssl_model_sha256"]
