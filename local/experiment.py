@@ -33,8 +33,14 @@ from local.evaluation.verification import check_cohort, check_score_norm, verify
 from local.model.checkpoints import checkpoint_identity
 from local.model.dann_brain import DANNBrain
 from local.model.pseudo_labels import check_oracle_speakers
-from local.provenance import write_provenance
-from local.run_folder import accept_settings, check_one_run, hold_run_folder, record_run
+from local.provenance import code_version, trained_by, write_provenance
+from local.run_folder import (
+    SSL_MODEL_KEY,
+    accept_settings,
+    check_one_run,
+    hold_run_folder,
+    record_run,
+)
 from local.settings import (
     RECIPE_FOLDER,
     check_condition_files,
@@ -234,18 +240,30 @@ def prepare_experiment(argv=None, training=True, create_folder=sb.create_experim
     # The precision the verification embeds in is in each command's record,
     # not among the run's settings: the weights do not depend on it.
     evaluation = run_options(run_opts, hparams, ("eval_precision",))
+    # The commands that trained the run's checkpoints; a training command
+    # adds itself with its first checkpoint.
+    trained = (trained_by(hparams["output_folder"])
+               if hparams["checkpointer"].list_checkpoints() else [])
     records = functools.partial(save_records, hparams_file,
                                 {**overrides, **options, **evaluation} if training
                                 else {**overrides, **evaluation},
                                 condition_file, condition, prefix="" if training else "evaluate_",
-                                processes=processes)
+                                processes=processes, trained=trained,
+                                ssl_model=settings.get(SSL_MODEL_KEY))
     if training and sb.utils.distributed.if_main_process():
         record = functools.partial(record_run, hparams["save_folder"], settings, records,
                                    hparams["output_folder"])
-        if changes:
-            # Its settings become the run's with the first checkpoint trained with them.
-            hparams["checkpointer"].on_first_save = record
-        else:
+
+        def first_save():
+            trained.append({"code_version": code_version(RECIPE_FOLDER),
+                            "first_epoch": hparams["epoch_counter"].current})
+            record()
+
+        # The record is written with the first checkpoint this command saves,
+        # which adds it to the commands that trained the run; changed
+        # settings become the run's then, with a checkpoint trained with them.
+        hparams["checkpointer"].on_first_save = first_save
+        if not changes:
             record()
 
     device = run_opts.get("device") or sb.utils.distributed.infer_device()
@@ -332,7 +350,7 @@ def save_settings(hparams_file, overrides, condition_file, folder, prefix="", pr
 
 
 def save_records(hparams_file, overrides, condition_file, condition, folder, prefix="",
-                 processes=1):
+                 processes=1, trained=None, ssl_model=None):
     """Write the settings of a command (:func:`save_settings`) and its data files' hashes.
 
     Arguments
@@ -353,9 +371,13 @@ def save_records(hparams_file, overrides, condition_file, condition, folder, pre
         for an evaluation's.
     processes : int
         DDP processes of the command.
+    trained : list of dict, optional
+        The commands that trained the run (:func:`local.provenance.trained_by`).
+    ssl_model : str, optional
+        The digest of an SSL front end's model files.
     """
     save_settings(hparams_file, overrides, condition_file, folder, prefix, processes)
-    write_provenance(condition, folder, RECIPE_FOLDER, prefix)
+    write_provenance(condition, folder, RECIPE_FOLDER, prefix, trained, ssl_model)
 
 
 def evaluate(brain, hparams, condition, data):

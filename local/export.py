@@ -20,7 +20,8 @@ alone. ``train_dann.py`` writes it at the end of every run, after the
 evaluation.
 
 The run's operating point goes with it: ``thresholds.csv`` holds the EER
-threshold of each trial list the run's evaluation scored (its
+threshold and the EER in percent (``eer_percent``, as in ``summary.csv``) of
+each trial list the run's evaluation scored (its
 ``verification/<list>/scores.txt``), and ``hyperparams.yaml`` the first
 list's as ``threshold`` (the source domain's list, where a condition has
 one), which the loaded model's ``hparams`` carry, to pass to
@@ -237,7 +238,8 @@ def operating_points(run_folder, trial_lists):
     Returns
     -------
     pandas.DataFrame
-        Columns ``trial_list, threshold, eer``, in the order given.
+        Columns ``trial_list, threshold, eer_percent``, in the order given;
+        the EER in percent, as ``summary.csv`` gives it.
 
     Raises
     ------
@@ -254,7 +256,7 @@ def operating_points(run_folder, trial_lists):
         scores = read_scores(path)
         rows.append({"trial_list": name,
                      "threshold": eer_threshold(scores["score"], scores["label"]),
-                     "eer": eer(scores["score"], scores["label"])})
+                     "eer_percent": 100 * eer(scores["score"], scores["label"])})
     return pd.DataFrame(rows)
 
 

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 
+from local.errors import fail
 from local.whole_files import written_whole
 
 
@@ -114,8 +115,65 @@ def condition_files(condition):
     return files
 
 
-def write_provenance(condition, output_folder, code_folder, prefix=""):
-    """Write ``provenance.json``: each data file's path and hash, and the code version.
+def trained_by(output_folder):
+    """The training commands of a run, in order, as its ``provenance.json`` records them.
+
+    Arguments
+    ---------
+    output_folder : str
+        The run's results folder.
+
+    Returns
+    -------
+    list of dict
+        ``{"code_version", "first_epoch"}`` per command that saved a
+        checkpoint: its code version and the epoch of its first checkpoint,
+        from which it trained. A record written before they were gives its
+        one ``code_version``, that of the last command that wrote it, with
+        ``first_epoch`` None; a run without a record gives none.
+
+    Raises
+    ------
+    ManifestError
+        When the record is no JSON, naming it.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> trained_by(folder)
+    []
+    >>> _ = open(os.path.join(folder, "provenance.json"), "w").write('{"code_version": "ab12"}')
+    >>> trained_by(folder)
+    [{'code_version': 'ab12', 'first_epoch': None}]
+    >>> _ = open(os.path.join(folder, "provenance.json"), "w").write('{"code_version": ')
+    >>> trained_by(folder)
+    Traceback (most recent call last):
+      ...
+    local.errors.ManifestError: .../provenance.json: unreadable record of the run (...)
+    Fix: restore it from a copy ...
+    """
+    path = os.path.join(output_folder, "provenance.json")
+    if not os.path.isfile(path):
+        return []
+    try:
+        with open(path, encoding="utf-8") as saved:
+            record = json.load(saved)
+    except ValueError as error:
+        fail(path, f"unreadable record of the run ({error})",
+             fix="restore it from a copy (the report's, verification/provenance.json), or "
+                 "remove it: the commands that trained the run are then recorded from this one on")
+    if "trained_by" in record:
+        return record["trained_by"]
+    return [{"code_version": record.get("code_version"), "first_epoch": None}]
+
+
+def write_provenance(condition, output_folder, code_folder, prefix="", trained=None,
+                     ssl_model=None):
+    """Write ``provenance.json``: each data file's path and hash, and the code versions.
+
+    ``code_version`` is that of the command that writes it; ``trained_by``
+    those of the commands that trained the run (:func:`trained_by`).
 
     Arguments
     ---------
@@ -128,6 +186,13 @@ def write_provenance(condition, output_folder, code_folder, prefix=""):
     prefix : str
         Of the file name: ``""`` for the training run's own, ``"evaluate_"``
         for an evaluation's, which leaves the run's untouched.
+    trained : list of dict, optional
+        The run's training commands (:func:`trained_by`), recorded as
+        ``trained_by``.
+    ssl_model : str, optional
+        The digest of an SSL front end's model files
+        (:func:`local.model.ssl_frontend.ssl_fingerprint`), recorded as
+        ``ssl_model_sha256``: the frozen model is not in the checkpoints.
 
     Returns
     -------
@@ -155,6 +220,10 @@ def write_provenance(condition, output_folder, code_folder, prefix=""):
         "data": {role: {"path": os.path.abspath(path), "sha256": file_sha256(path)}
                  for role, path in condition_files(condition).items()},
     }
+    if trained is not None:
+        record["trained_by"] = trained
+    if ssl_model is not None:
+        record["ssl_model_sha256"] = ssl_model
     with written_whole(os.path.join(output_folder, f"{prefix}provenance.json"),
                        encoding="utf-8") as out:
         json.dump(record, out, indent=1)

@@ -288,6 +288,8 @@ def test_model_records_and_applies_the_eer_threshold_of_each_trial_list(runs, sy
         p_fa = accepted[scores["label"] == 0].mean()
         assert 100 * (p_miss + p_fa) / 2 == pytest.approx(
             summary.loc[point.trial_list, "eer_percent"], abs=0.005)
+        assert point.eer_percent == pytest.approx(
+            summary.loc[point.trial_list, "eer_percent"], abs=0.005)
     model = SpeakerRecognition.from_hparams(source=str(runs[system] / "model"),
                                             savedir=str(tmp_path))
     assert model.hparams.threshold == points["threshold"][0]  # the source list's

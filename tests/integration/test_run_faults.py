@@ -16,7 +16,7 @@ import yaml
 
 import evaluate
 import train_dann
-from local import experiment
+from local import experiment, provenance
 from local.errors import ManifestError
 from local.evaluation import verification
 from local.model.checkpoints import STAGING
@@ -142,6 +142,26 @@ def test_allowed_change_resumes_and_becomes_the_runs_setting(demo_corpus, run, m
     train(demo_corpus, run, "--number_of_epochs=2")  # the record has the accepted value
     for name in ("hyperparams.yaml", "condition.yaml"):
         assert (run / "verification" / name).read_bytes() == (run / name).read_bytes()
+
+
+def test_resumed_run_records_the_code_of_each_command_that_trained_it(demo_corpus, run,
+                                                                      monkeypatch):
+    first = json.loads((run / "provenance.json").read_text())
+    assert first["trained_by"] == [{"code_version": first["code_version"], "first_epoch": 1}]
+    for module in (experiment, provenance):
+        monkeypatch.setattr(module, "code_version", lambda folder: "resumed")
+    train(demo_corpus, run, "--number_of_epochs=2", "--allow_changed=[number_of_epochs]")
+    record = json.loads((run / "provenance.json").read_text())
+    assert record["code_version"] == "resumed"
+    assert record["trained_by"] == [*first["trained_by"],
+                                    {"code_version": "resumed", "first_epoch": 2}]
+    assert json.loads((run / "verification" / "provenance.json").read_text()) == record
+    # A command that trains no epoch is not one of them.
+    monkeypatch.setattr(provenance, "code_version", lambda folder: "scored")
+    train(demo_corpus, run, "--number_of_epochs=2")
+    record = json.loads((run / "provenance.json").read_text())
+    assert (record["code_version"], record["trained_by"][-1]["code_version"]) == \
+        ("scored", "resumed")
 
 
 def test_resume_that_stops_before_its_first_checkpoint_leaves_the_runs_record(demo_corpus, run,
@@ -336,6 +356,9 @@ def test_evaluate_writes_its_own_settings_and_leaves_the_runs(demo_corpus, train
     assert (run / "env.log").read_bytes() == environment
     with open(run / "verification" / "evaluate_hyperparams.yaml") as saved:
         assert "\nscore_norm: snorm\n" in saved.read()
+    with open(run / "verification" / "evaluate_provenance.json") as saved:
+        assert json.load(saved)["trained_by"] == \
+            json.loads((run / "provenance.json").read_text())["trained_by"]
 
 
 @pytest.mark.parametrize("batches, inside", [(16, False), (22, True)])
@@ -494,6 +517,9 @@ def test_interrupted_evaluation_leaves_the_report_and_its_settings_before_it(dem
         ("evaluate_condition.yaml", "evaluate_hyperparams.yaml", "evaluate_provenance.json")]
     with open(run / "verification" / "evaluate_hyperparams.yaml") as saved:
         assert "\nscore_norm: snorm\n" in saved.read()
+    with open(run / "verification" / "evaluate_provenance.json") as saved:
+        assert json.load(saved)["trained_by"] == \
+            json.loads((run / "provenance.json").read_text())["trained_by"]
     train(demo_corpus, run, *ONE_EPOCH)  # the training's report has the run's settings
     assert not [path for path in report_records(run) if "evaluate_" in path]
     assert (run / "verification" / "hyperparams.yaml").read_bytes() == \
@@ -508,6 +534,9 @@ def test_a_run_on_an_ssl_model_replaced_under_the_same_source_is_refused(demo_co
     run = tmp_path / "run"
     train_ssl(demo_corpus, run, "dann_wavlm", source, *ONE_EPOCH)
     recorded = json.loads((run / "save" / "run_settings.json").read_text())["ssl_model_sha256"]
+    # Named where a user reads the run's record: its provenance and its report's copy.
+    for record in (run / "provenance.json", run / "verification" / "provenance.json"):
+        assert json.loads(record.read_text())["ssl_model_sha256"] == recorded
     original = shutil.copytree(source, tmp_path / "original")
     save_tiny_ssl(source, "wavlm")  # another model's files in its place
     # log.txt is left out: this process's logging still writes the first run's.
@@ -521,6 +550,8 @@ def test_a_run_on_an_ssl_model_replaced_under_the_same_source_is_refused(demo_co
     for name in os.listdir(original):  # the run's model again, in files written anew
         shutil.copy(os.path.join(original, name), source)
     train_ssl(demo_corpus, run, "dann_wavlm", source, *ONE_EPOCH, script=evaluate)
+    evaluated = json.loads((run / "verification" / "evaluate_provenance.json").read_text())
+    assert evaluated["ssl_model_sha256"] == recorded
     # A record from before the digest was recorded is resumed without it, with a warning.
     record = json.loads((run / "save" / "run_settings.json").read_text())
     del record["ssl_model_sha256"]

@@ -1,8 +1,10 @@
 """EER and minDCF against a brute-force ROC and against SpeechBrain's metrics."""
 
+import os
 from fractions import Fraction
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from speechbrain.utils.metric_stats import EER, minDCF
@@ -17,6 +19,8 @@ from local.evaluation.metrics import (
     error_rates,
     min_dcf,
 )
+from local.evaluation.report import score_file, write_scores
+from local.export import operating_points
 
 # The published settings plus ones where targets are common or the costs uneven.
 SETTINGS = VOXCELEB_DCF + SDSV_DCF + [(0.5, 1, 1), (0.05, 1, 3)]
@@ -213,3 +217,16 @@ def test_eer_threshold_decides_at_the_eer_operating_point(case):
         assert threshold < above[0] and threshold == pytest.approx(above[0], abs=1e-12)
     else:  # every trial rejected: the highest score
         assert threshold == distinct[-1]
+
+
+def test_exported_thresholds_give_the_eer_in_percent_as_the_summary_does(tmp_path):
+    scores, labels = CASES["random"]
+    trials = pd.DataFrame({"enrol": [f"e{i}" for i in range(len(scores))],
+                           "test": [f"t{i}" for i in range(len(scores))], "label": labels})
+    path = score_file(tmp_path / "verification", "target")
+    os.makedirs(os.path.dirname(path))
+    write_scores(path, trials, scores)
+    points = operating_points(str(tmp_path), ["target"])
+    assert list(points.columns) == ["trial_list", "threshold", "eer_percent"]
+    assert points["eer_percent"][0] == pytest.approx(100 * eer(scores, labels))
+    assert points["threshold"][0] == eer_threshold(scores, labels)
