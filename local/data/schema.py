@@ -67,7 +67,10 @@ def audio_info(path):
     Raises
     ------
     ManifestError
-        When the file is missing, a folder or unreadable (:func:`unreadable`).
+        When the file is missing, a folder or unreadable (:func:`unreadable`),
+        or coded so that libsndfile cannot seek in it (GSM 6.10 or G.72x
+        samples): its header reads, but a row or training crop that starts
+        inside it could not be read.
 
     Example
     -------
@@ -77,12 +80,25 @@ def audio_info(path):
     >>> soundfile.write(wav, np.zeros(8000), 8000)
     >>> audio_info(wav)
     (8000, 8000)
+    >>> soundfile.write(wav, np.zeros(8000), 8000, subtype="GSM610")
+    >>> audio_info(wav)
+    Traceback (most recent call last):
+      ...
+    local.errors.ManifestError: /...u1.wav: GSM 6.10 samples, which libsndfile cannot read from a given sample on (a row or training crop that starts inside the file): convert it to PCM
+    Fix: ...
     """
     try:
-        info = soundfile.info(path)
+        with soundfile.SoundFile(path) as audio:
+            rate, frames, seekable, coding = (audio.samplerate, audio.frames, audio.seekable(),
+                                              audio.subtype_info)
     except Exception as err:  # libsndfile raises several types
         unreadable(path, err)
-    return info.samplerate, info.frames
+    if not seekable:
+        fail(path, f"{coding} samples, which libsndfile cannot read from a given sample on (a "
+                   "row or training crop that starts inside the file): convert it to PCM",
+             fix="convert it to 16-bit PCM wav or flac (e.g. ffmpeg -i IN -c:a pcm_s16le "
+                 "OUT.wav) and give the converted file in the manifest")
+    return rate, frames
 
 
 def unreadable(path, err):

@@ -439,6 +439,24 @@ def test_unreadable_audio(corpus):
         validate(manifest)
 
 
+def test_audio_that_cannot_be_read_from_inside_is_refused_before_training(corpus):
+    """A GSM 6.10 wav (a telephone codec) has a header soundfile reads, but libsndfile cannot
+    seek in it: a crop or row starting inside it would fail at its first read in training."""
+    folder, manifest, _ = corpus
+    wave = np.random.default_rng(0).uniform(-0.1, 0.1, 8000)
+    soundfile.write(folder / "spkA_2.wav", wave, 8000, subtype="GSM610")
+    frames = soundfile.info(folder / "spkA_2.wav").frames  # GSM's whole blocks
+    table = pd.read_csv(manifest)
+    table.loc[table["ID"] == "spkA_2", ["stop", "duration"]] = frames, frames / 8000
+    table.to_csv(manifest, index=False)
+    with pytest.raises(ManifestError, match=r"spkA_2: .*spkA_2.wav: GSM 6.10 samples, which "
+                                            r"libsndfile cannot read from a given sample on"):
+        validate(manifest)
+    with pytest.raises(ManifestError, match=r"(?s)GSM 6.10 samples.*Fix: convert it to 16-bit "
+                                            r"PCM wav or flac \(e.g. ffmpeg"):
+        utterance_row("spkA_2", str(folder / "spkA_2.wav"), "spkA", "demo")
+
+
 def test_wrong_sample_rate(corpus):
     _, manifest, _ = corpus
     table = pd.read_csv(manifest)
