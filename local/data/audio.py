@@ -48,8 +48,9 @@ def load_segment(wav, start, stop, sample_rate, target_rate=SAMPLE_RATE):
     ManifestError
         Naming the file when it cannot be read, is at another rate than
         ``sample_rate`` (a manifest without a ``sample_rate`` column declares
-        16 kHz; ``check_audio`` finds such rows before training) or ends
-        before ``stop`` (changed since the manifest was checked).
+        16 kHz; ``check_audio`` finds such rows before training), ends
+        before ``stop`` (changed since the manifest was checked) or has NaN
+        or infinite samples in the segment (:func:`check_finite_samples`).
 
     Example
     -------
@@ -78,10 +79,53 @@ def load_segment(wav, start, stop, sample_rate, target_rate=SAMPLE_RATE):
         fail(wav, f"has {signal.shape[0]} samples from sample {start} on, where the manifest's "
                   f"row needs {int(stop) - int(start)} (start {start}, stop {stop})",
              fix=CHANGED_AUDIO_FIX)
+    check_finite_samples(signal.T, wav, [f"samples {start} to {stop}"],
+                         fix="write the file again from its source audio, or take its rows "
+                             "out of the manifest")
     signal = signal.mean(dim=-1)
     if int(sample_rate) != target_rate:
         signal = torchaudio.functional.resample(signal, int(sample_rate), target_rate)
     return signal.to(torch.float32)
+
+
+def check_finite_samples(wavs, source, names, fix):
+    """Refuse waveforms with NaN or infinite samples, naming each.
+
+    Float audio files and tensors can hold them (a writer that failed, an
+    enhancement model that diverged); they would become NaN features,
+    embeddings, scores and losses.
+
+    Arguments
+    ---------
+    wavs : torch.Tensor
+        ``[len(names), ...]``: the samples of each waveform.
+    source : str
+        Where they come from (a file), named first in the message.
+    names : list of str
+        How the message names each waveform.
+    fix : str
+        How to fix it.
+
+    Raises
+    ------
+    ManifestError
+        Naming the waveforms and how many such samples each has.
+
+    Example
+    -------
+    >>> check_finite_samples(torch.tensor([[0.1, float("nan")]]), "a.wav", ["samples 0 to 2"],
+    ...                      fix="write it again")
+    Traceback (most recent call last):
+      ...
+    local.errors.ManifestError: a.wav: NaN or infinite samples, which no model can embed
+      samples 0 to 2: 1 such samples
+    Fix: write it again
+    """
+    counts = (~torch.isfinite(wavs)).reshape(len(names), -1).sum(dim=1).tolist()
+    if any(counts):
+        fail(source, "NaN or infinite samples, which no model can embed",
+             rows=[f"{name}: {count} such samples" for name, count in zip(names, counts) if count],
+             fix=fix)
 
 
 def load_random_crop(wav, start, stop, sample_rate, seconds, target_rate=SAMPLE_RATE):

@@ -8,7 +8,7 @@ they stay here.
 import pandas as pd
 import torch
 
-from local.data.audio import check_lengths, sample_counts
+from local.data.audio import check_finite_samples, check_lengths, sample_counts
 from local.data.schema import SAMPLE_RATE
 from local.embedding import equal_length_batches
 
@@ -21,8 +21,10 @@ class LengthGuard(torch.nn.Module):
     (:mod:`local.export`), so that each waveform of a padded batch is
     measured by its own length: ``encode_batch``, ``verify_batch`` and
     ``verify_files`` stop with a message on a clip too short for the
-    encoder, or too long to embed in bounded memory
-    (:func:`local.data.audio.check_lengths`), before the front end runs
+    encoder, too long to embed in bounded memory
+    (:func:`local.data.audio.check_lengths`), or with NaN or infinite
+    samples, which would give a NaN embedding and score
+    (:func:`local.data.audio.check_finite_samples`), before the front end runs
     (:class:`FrameLengthEmbedder`). It passes the waveforms through, or runs
     the front end it is given: models exported before the embedder held the
     front end have it here. Models exported before it took one have it as
@@ -56,7 +58,7 @@ class LengthGuard(torch.nn.Module):
         self.shortest, self.longest, self.frontend = shortest, longest, frontend
 
     def forward(self, wavs, wav_lens=None):
-        """The front end's features of ``wavs`` (or ``wavs``), once their lengths are checked.
+        """The front end's features of ``wavs`` (or ``wavs``), once they are checked.
 
         Arguments
         ---------
@@ -78,6 +80,8 @@ class LengthGuard(torch.nn.Module):
             f"give each waveform at least {self.shortest} s of audio",
             f"embed it in pieces of at most {self.longest} s and average their "
             "length-normalised embeddings, as an enrolment model is"))
+        check_finite_samples(wavs, "the waveform to embed", names,
+                             fix="replace or drop the waveform: its samples must be finite")
         return wavs if self.frontend is None else self.frontend(wavs, wav_lens)
 
 

@@ -384,3 +384,20 @@ def test_check_lengths_takes_the_limits_themselves():
         check_lengths(seconds, "eval.csv", 0.51, 600)
     with pytest.raises(ManifestError, match=r"1 inputs are longer .*\n  u2: 600.00 s"):
         check_lengths(seconds, "eval.csv", 0.5, 599.9)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_a_float_file_with_nan_or_infinite_samples_is_named_when_it_is_read(bad, tmp_path):
+    """Such samples made NaN embeddings, refused only at scoring after the whole evaluation
+    set was embedded, and naming no file; a training crop over them, a NaN loss."""
+    path = tmp_path / "enhanced.wav"
+    wave = np.full((16000, 2), 0.1, dtype=np.float32)
+    wave[8000:8003, 1] = bad
+    soundfile.write(path, wave, 16000, subtype="FLOAT")
+    refusal = (rf"{path}: NaN or infinite samples, which no model can embed\n  samples 0 to "
+               r"16000: 3 such samples\nFix: write the file again from its source audio")
+    with pytest.raises(ManifestError, match=refusal):
+        load_segment(str(path), 0, 16000, 16000)
+    with pytest.raises(ManifestError, match=refusal):
+        load_random_crop(str(path), 0, 16000, 16000, 2.0)
+    assert torch.equal(load_segment(str(path), 0, 8000, 16000), torch.full((8000,), 0.1))

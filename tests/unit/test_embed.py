@@ -61,3 +61,14 @@ def test_an_exported_model_embeds_each_waveform_of_a_padded_batch_as_alone(front
         padded = embedder(batch, torch.tensor(lengths) / max(lengths))
         alone = torch.cat([embedder(wav.unsqueeze(0), torch.ones(1)) for wav in wavs])
     torch.testing.assert_close(padded, alone, atol=1e-4, rtol=1e-4)
+
+
+def test_an_exported_model_refuses_a_waveform_with_nan_or_infinite_samples():
+    """It gave a NaN embedding, and verify_batch a NaN score read as a rejection."""
+    wavs = torch.zeros(3, 16000)
+    wavs[1, 5], wavs[2, 7:9] = float("nan"), float("inf")
+    with pytest.raises(ManifestError, match=r"the waveform to embed: NaN or infinite samples, "
+                                            r"which no model can embed\n  waveform 1 of the "
+                                            r"batch: 1 such samples\n  waveform 2 of the batch: "
+                                            r"2 such samples\nFix: replace or drop the waveform"):
+        LengthGuard(0.25, 600)(wavs, torch.ones(3))
