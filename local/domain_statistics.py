@@ -27,7 +27,7 @@ from scipy.stats import Covariance
 from local.errors import fail
 
 
-def check_finite(vectors, name):
+def check_finite(vectors, name, ids=None):
     """Fail on embeddings with NaN or infinite values, naming their rows.
 
     Arguments
@@ -36,6 +36,8 @@ def check_finite(vectors, name):
         ``[n, dim]`` embeddings.
     name : str
         What they are (``cohort``, ``plda``), named in the message.
+    ids : list of str, optional
+        The utterance of each row, named instead of its number.
 
     Raises
     ------
@@ -53,7 +55,8 @@ def check_finite(vectors, name):
     """
     bad = (~torch.isfinite(torch.as_tensor(vectors)).all(dim=1)).nonzero().flatten().tolist()
     if bad:
-        fail(name, "embeddings with NaN or infinite values", rows=[f"row {i}" for i in bad],
+        fail(name, "embeddings with NaN or infinite values",
+             rows=[ids[i] if ids else f"row {i}" for i in bad],
              fix="check the model and the audio of the training manifest they were drawn from")
 
 

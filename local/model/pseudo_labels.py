@@ -38,7 +38,7 @@ from sklearn.metrics import normalized_mutual_info_score
 from speechbrain.utils.checkpoints import mark_as_loader, mark_as_saver, register_checkpoint_hooks
 from speechbrain.utils.logger import get_logger
 
-from local.domain_statistics import DomainAdaptation
+from local.domain_statistics import DomainAdaptation, check_finite
 from local.errors import checked_on_main, fail
 from local.model.distributed import gathered_on_main
 
@@ -58,6 +58,8 @@ NEIGHBOUR_SEARCHES = ("exact", "ivf")
 IVF_LISTS_PER_ROOT, IVF_PROBES = 4, 16
 # faiss's k-means wants this many training points per list; below, the search is exact.
 IVF_POINTS_PER_LIST = 39
+# What the embeddings are, in a refusal of NaN ones.
+PSEUDO_LABEL_EMBEDDINGS = "target pseudo-label embeddings"
 
 
 def cluster_pseudo_speakers(embeddings, neighbours=10, min_silhouette=0.3, whiten_ridge=None,
@@ -91,6 +93,11 @@ def cluster_pseudo_speakers(embeddings, neighbours=10, min_silhouette=0.3, white
         ``[n pseudo-speakers, dim]`` unit-length mean direction of each
         pseudo-speaker's confident members; and :func:`clustering_summary`'s dict.
 
+    Raises
+    ------
+    ManifestError
+        Naming the utterances whose embeddings have NaN or infinite values.
+
     Example
     -------
     >>> directions = torch.eye(3)
@@ -106,6 +113,8 @@ def cluster_pseudo_speakers(embeddings, neighbours=10, min_silhouette=0.3, white
     check_neighbours(neighbours, len(ids))
     units = torch.nn.functional.normalize(
         torch.stack([torch.as_tensor(embeddings[i]) for i in ids]).double(), dim=-1)
+    # One NaN would make the centring, and so every utterance's silhouette, NaN.
+    check_finite(units, PSEUDO_LABEL_EMBEDDINGS, ids)
     space = clustering_space(units, whiten_ridge).astype(np.float32)
     clusters = infomap_clusters(space, neighbours, seed, search, trials)
     silhouettes = simplified_silhouettes(space, clusters)
@@ -604,6 +613,7 @@ class PseudoLabels:
         labels = {utt: number[speakers[utt]] for utt in embeddings}
         units = torch.nn.functional.normalize(torch.stack(
             [torch.as_tensor(embeddings[u]).double() for u in embeddings]), dim=-1)
+        check_finite(units, PSEUDO_LABEL_EMBEDDINGS, list(embeddings))
         clusters = np.array(list(labels.values()))
         centroids = mean_directions(units, torch.from_numpy(clusters), len(names))
         return labels, centroids, clustering_summary(clusters, np.ones(len(clusters)), len(labels))

@@ -487,3 +487,18 @@ def test_only_clusters_of_two_or_more_confident_members_become_contiguous_speake
                                                   for u in members)], axis=0)
         np.testing.assert_allclose(centroids[speaker].numpy(), mean / np.linalg.norm(mean),
                                    atol=1e-6)
+
+
+@pytest.mark.parametrize("oracle", [False, True])
+def test_a_nan_target_embedding_is_refused_naming_its_utterance(oracle):
+    """One NaN embedding made the centring, and so every silhouette, NaN: no utterance kept a
+    label, with a warning that blamed the clustering settings, and training went on."""
+    embeddings, truth = speakers(4, 8, spread=0.05)
+    broken = sorted(embeddings)[3]
+    embeddings[broken] = torch.full_like(embeddings[broken], float("nan"))
+    pseudo = PseudoLabels(offset=10, epochs=[2], neighbours=5, oracle=oracle)
+    with pytest.raises(ManifestError, match=rf"target pseudo-label embeddings: embeddings with "
+                                            rf"NaN or infinite values\n  {broken}\nFix: check "
+                                            r"the model and the audio"):
+        pseudo.relabel(embeddings, epoch=2, speakers={u: str(s) for u, s in truth.items()})
+    assert pseudo.epoch is None and not pseudo.labels
