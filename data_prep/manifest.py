@@ -9,10 +9,14 @@ import sys
 from local.cli import command, option
 from local.data.validation import validate
 from local.errors import ManifestError
+from local.settings import COMMON_HPARAMS, plain_values
+
+# The lengths that training and evaluation embed whole, by default.
+DEFAULTS = plain_values(COMMON_HPARAMS)
 
 
 def check_files(manifest, trials=None, enrolment=None, no_audio=False, train=(),
-                allow_speaker_overlap=False):
+                allow_speaker_overlap=False, min_embed_seconds=None, max_embed_seconds=None):
     """Command line: ``python -m data_prep.manifest MANIFEST [--trials T] [--enrolment E]
     [--train TRAIN ...]``.
 
@@ -27,6 +31,10 @@ def check_files(manifest, trials=None, enrolment=None, no_audio=False, train=(),
         Training manifests that must share no speaker or file with the trials.
     allow_speaker_overlap : bool
         Warn of shared speakers instead of refusing them.
+    min_embed_seconds, max_embed_seconds : float, optional
+        With ``trials``, the shortest and longest rows they may score, as
+        training and evaluation refuse them (None: no limit). A training
+        manifest's rows have none: its crops repeat a short row.
 
     Returns
     -------
@@ -46,7 +54,8 @@ def check_files(manifest, trials=None, enrolment=None, no_audio=False, train=(),
     """
     try:
         table = validate(manifest, trials, enrolment, not no_audio, train or (),
-                         allow_speaker_overlap)
+                         allow_speaker_overlap,
+                         (min_embed_seconds, max_embed_seconds) if trials else (None, None))
     except ManifestError as err:
         print(err, file=sys.stderr)
         return 1
@@ -64,6 +73,12 @@ main = command(
                                       "(spk_id) or audio file with the trials"),
     option("--allow-speaker-overlap", action="store_true",
            help="warn of speakers shared with --train instead of refusing them"),
+    option("--min-embed-seconds", type=float, default=DEFAULTS["min_embed_seconds"],
+           help="the shortest row the trials may score (default: hparams/common.yaml's "
+                "min_embed_seconds, %(default)s)"),
+    option("--max-embed-seconds", type=float, default=DEFAULTS["max_embed_seconds"],
+           help="the longest row the trials may score (default: hparams/common.yaml's "
+                "max_embed_seconds, %(default)s)"),
 )
 
 

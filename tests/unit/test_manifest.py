@@ -738,6 +738,22 @@ def test_command_line(corpus, capsys):
     assert "trial list does not exist" in capsys.readouterr().err
 
 
+
+def test_the_command_line_refuses_scored_rows_that_training_would_refuse_as_too_short(corpus,
+                                                                                    capsys):
+    """It said OK to a trial list scoring a 0.1 s clip, which training and evaluation then
+    refused before any training (min_embed_seconds of hparams/common.yaml)."""
+    folder, manifest, trials = corpus
+    soundfile.write(folder / "spkB_2.wav", np.full(800, 0.1), 8000)
+    table = pd.read_csv(manifest)
+    table.loc[table["ID"] == "spkB_2", ["duration", "stop"]] = 0.1, 800
+    table.to_csv(manifest, index=False)
+    assert main([str(manifest), "--trials", str(trials)]) == 1
+    assert re.search(r"m.csv: 1 inputs are shorter than min_embed_seconds \(0.25 s\).*\n  "
+                     r"spkB_2 \(.*spkB_2.wav\): 0.10 s\n", capsys.readouterr().err)
+    assert main([str(manifest), "--trials", str(trials), "--min-embed-seconds", "0.1"]) == 0
+    assert main([str(manifest)]) == 0  # a training manifest: its crops repeat a short row
+
 def test_enrolment_model_without_utterances_on_the_command_line(corpus, capsys):
     folder, manifest, _ = corpus
     enrolment = folder / "enrol.csv"
