@@ -360,7 +360,8 @@ def load_condition(overrides, hparams_file):
 
     The two files share no key but ``condition``, so that every override has
     one destination; an override of a key neither has is refused, naming the
-    closest keys, and overrides of numbers, switches and lists are checked
+    closest keys, as is one of a setting the model file leaves unused
+    (:func:`unused_settings`), and overrides of numbers, switches and lists are checked
     against their defaults (:func:`typed_overrides`). First the model file
     on its bases must define every key of :data:`COMMON_HPARAMS`, and a
     ``!PLACEHOLDER`` of either file must be given by an override (but those
@@ -412,6 +413,7 @@ def load_condition(overrides, hparams_file):
                       f"{' or '.join(f'--{k}' for k in passed)}" if passed else
                       f"did you mean {' or '.join(f'--{k}' for k in close)}?" if close else
                       "override a key of these files (hparams/common.yaml documents them)"))
+    _check_used_overrides(hparams_file, [key for key in overrides if key not in keys])
     _check_placeholders(path, text, overrides, "the recipe's README says what")
     _check_placeholders(hparams_file, model_text(hparams_file), [*overrides, *FILLED_IN_KEYS],
                         "hparams/common.yaml says what")
@@ -476,6 +478,88 @@ def _check_model_keys(path):
         fail(path, f"model file without {missing}, which the recipe reads",
              fix=f"add `base: {base}` (a path relative to the file, to hparams/common.yaml) "
                  "or define them")
+
+
+def unused_settings(path):
+    """The settings of a model file's bases that it leaves unused, with the objects that took them.
+
+    A model file that defines an object of its bases anew leaves the
+    settings that only that object took with no effect:
+    ``hparams/ge2e_fbank.yaml``'s ``speaker_head`` takes none of
+    ``margin_type``, ``margin`` and ``scale``. Keys whose value is an object
+    are left to the code that reads them (``pseudo_labels``).
+
+    Arguments
+    ---------
+    path : str
+        A model hparams file.
+
+    Returns
+    -------
+    dict
+        ``{key: [the objects of its bases that took it]}``.
+
+    Example
+    -------
+    >>> unused_settings("hparams/ge2e_fbank.yaml")["margin"]
+    ['speaker_head']
+    >>> unused_settings("hparams/dann_fbank.yaml")
+    {}
+    """
+    merged = yaml.load(model_text(path), Loader=_Tagged) or {}
+    used = _referenced_keys(merged)
+    unused = {}
+    for tree in _own_trees(path):
+        for name, value in tree.items():
+            for key in _referenced_keys(value) - used:
+                if not _built(merged.get(key)):
+                    unused.setdefault(key, []).append(name)
+    return {key: sorted(set(names)) for key, names in sorted(unused.items())}
+
+
+def _check_used_overrides(path, keys):
+    """Refuse overrides of :func:`unused_settings`: they would change nothing but the
+    run's ``hyperparams.yaml``, which would record them."""
+    unused = unused_settings(path)
+    refused = [key for key in keys if key in unused]
+    if refused:
+        takers = sorted({name for key in refused for name in unused[key]})
+        users = [name for name in _recipe_files(MODEL_FILES, exclude=COMMON_HPARAMS)
+                 if not set(refused) & set(unused_settings(name))]
+        flags = " ".join(f"--{key}" for key in refused)
+        them = "it" if len(refused) == 1 else "them"
+        others = f", or train a model file that uses {them}, such as {users[0]}" if users else ""
+        fail(path, f"{flags} would change nothing: it defines {', '.join(takers)} anew, "
+                   f"without {them}", fix=f"leave out {flags}{others}")
+
+
+def _own_trees(path):
+    """The settings of a model file and of each of its bases, each without the others'."""
+    trees = []
+    while path:
+        with open(path, encoding="utf-8") as fin:
+            trees.append(yaml.load(fin, Loader=_Tagged) or {})
+        base = trees[-1].pop("base", None)
+        path = base and os.path.join(os.path.dirname(path), base)
+    return trees
+
+
+def _referenced_keys(node):
+    """The keys that the ``!ref`` and ``!copy`` values of a ``_Tagged`` tree name."""
+    if isinstance(node, dict):
+        return set().union(*(
+            set(re.findall(r"<(\w+)", value))
+            if tag in ("!ref", "!copy") and isinstance(value, str) else _referenced_keys(value)
+            for tag, value in node.items()))
+    if isinstance(node, list):
+        return set().union(*map(_referenced_keys, node))
+    return set()
+
+
+def _built(value):
+    """Whether a ``_Tagged`` value is an object that hyperpyyaml builds (``!new:``, ``!name:``...)."""
+    return isinstance(value, dict) and any(
+        str(tag).startswith(("!new:", "!apply:", "!name:")) for tag in value)
 
 
 def _check_unread_keys(path, text, keys):

@@ -211,6 +211,22 @@ def test_an_override_of_another_model_file_names_the_files_that_have_it(override
         load_condition(override, "hparams/dann_fbank.yaml")
 
 
+@pytest.mark.parametrize("override, flags", [
+    ("margin: 0.5", "--margin"),
+    ("margin_type: bogus", "--margin_type"),
+    ("{scale: 64, lr: 0.01}", "--scale"),
+])
+def test_an_override_that_the_model_file_leaves_unused_is_refused(override, flags):
+    # The GE2E head takes none of the margin softmax's settings: they would
+    # be recorded in the run's hyperparams.yaml and change nothing.
+    with pytest.raises(ManifestError, match=rf"ge2e_fbank.yaml: {flags} would change nothing: it "
+                                            rf"defines speaker_head anew, without it\nFix: leave "
+                                            rf"out {flags}, or train a model file that uses it, "
+                                            rf"such as hparams/dann_fbank.yaml$"):
+        load_condition(override, "hparams/ge2e_fbank.yaml")
+    load_condition(override, "hparams/dann_fbank.yaml")
+
+
 def test_a_generated_corpus_folder_given_to_a_real_corpus_names_the_folders_it_takes():
     with pytest.raises(ManifestError, match=r"--data_folder is not a setting of it or of "
                                             r"recipes/voxceleb_to_deepmine/condition.yaml\nFix: "
