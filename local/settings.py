@@ -757,7 +757,8 @@ def check_trainable(hparams_file, overrides, condition):
         The model overrides. Read with them (not loaded, which would build
         the models and their folders): ``number_of_epochs``, ``batch_size``,
         ``eval_batch_size``, ``crop_seconds``, ``min_embed_seconds``, ``coral_weight``,
-        ``cache_ssl_features``, ``freeze_ssl``, ``train_dataloader_options``.
+        ``cache_ssl_features``, ``freeze_ssl``, ``train_dataloader_options``
+        (whose ``batch_size`` must be ``batch_size``).
     condition : dict
         Condition hparams: ``source_train``, ``target_train``.
 
@@ -795,6 +796,11 @@ def check_trainable(hparams_file, overrides, condition):
             fail(hparams_file, f"train_dataloader_options {key}: {value} {fault}",
                  fix=f"leave out {key} (default {not value})" if key == "persistent_workers"
                  else f"keep {key}: {not value}")
+    if loader.get("batch_size", hparams["batch_size"]) != hparams["batch_size"]:
+        fail(hparams_file, f"train_dataloader_options batch_size: {loader['batch_size']} differs "
+                           f"from batch_size ({hparams['batch_size']}), by which the domain "
+                           "losses' schedule counts an epoch's steps",
+             fix=f"pass --batch_size={loader['batch_size']} instead")
     if hparams.get("cache_ssl_features") and hparams.get("freeze_ssl") is False:
         fail(hparams_file, f"--cache_ssl_features=True: {FROZEN_ONLY}", fix=FROZEN_ONLY_FIX)
     shortest = hparams["min_embed_seconds"]
