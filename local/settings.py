@@ -71,6 +71,9 @@ NULLABLE_KEYS = ("max_embed_seconds",)
 # records the value of each with its settings.
 TRAINING_RUN_OPTIONS = ("grad_accumulation_factor", "precision", "max_grad_norm",
                         "optimizer_step_limit", "remove_vector_weight_decay")
+# The settings of an SSL model's fine-tuning (freeze_ssl: False), which a
+# frozen one never reads; ssl_gradient_checkpointing is refused by the front end.
+FINE_TUNING_KEYS = ("ssl_lr", "freeze_ssl_cnn")
 # The number of DDP processes a run trains with, recorded with its settings:
 # each process takes batch_size crops a step, so the batch of a step is their
 # product. The launcher sets it (torchrun --nproc_per_node), no option.
@@ -757,7 +760,8 @@ def check_trainable(hparams_file, overrides, condition):
         The model overrides. Read with them (not loaded, which would build
         the models and their folders): ``number_of_epochs``, ``batch_size``,
         ``eval_batch_size``, ``crop_seconds``, ``min_embed_seconds``, ``coral_weight``,
-        ``cache_ssl_features``, ``freeze_ssl``, ``train_dataloader_options``
+        ``cache_ssl_features``, ``freeze_ssl`` (and whether :data:`FINE_TUNING_KEYS` are
+        overridden), ``train_dataloader_options``
         (whose ``batch_size`` must be ``batch_size``).
     condition : dict
         Condition hparams: ``source_train``, ``target_train``.
@@ -803,6 +807,13 @@ def check_trainable(hparams_file, overrides, condition):
              fix=f"pass --batch_size={loader['batch_size']} instead")
     if hparams.get("cache_ssl_features") and hparams.get("freeze_ssl") is False:
         fail(hparams_file, f"--cache_ssl_features=True: {FROZEN_ONLY}", fix=FROZEN_ONLY_FIX)
+    fine_tuning = [f"--{key}={overrides[key]}" for key in FINE_TUNING_KEYS if key in overrides]
+    if fine_tuning and hparams.get("freeze_ssl"):
+        fail(hparams_file, f"{' '.join(fine_tuning)} would change nothing: "
+                           f"{'it sets' if len(fine_tuning) == 1 else 'they set'} the "
+                           "fine-tuning of the SSL model, which freeze_ssl: True keeps fixed",
+             fix="pass --freeze_ssl=False to fine-tune it, or leave out "
+                 + " ".join(option.split("=")[0] for option in fine_tuning))
     shortest = hparams["min_embed_seconds"]
     if not hparams["crop_seconds"] >= shortest:
         fail(hparams_file, f"--crop_seconds={hparams['crop_seconds']} is shorter than the "

@@ -280,6 +280,30 @@ def test_coral_on_batches_of_one_is_refused_before_training():
         check_trainable("hparams/dann_fbank.yaml", overrides, condition={})
 
 
+@pytest.mark.parametrize("model, overrides, refused", [
+    ("dann_wavlm", {"ssl_lr": 0.5}, "--ssl_lr=0.5 would change nothing: it sets"),
+    ("dann_wavlm", {"freeze_ssl_cnn": False, "ssl_lr": 0.5},
+     "--ssl_lr=0.5 --freeze_ssl_cnn=False would change nothing: they set"),
+    ("tdsv_wavlm", {"freeze_ssl": True, "ssl_lr": 0.5}, "--ssl_lr=0.5 would change nothing: it sets"),
+    ("dann_wavlm", {"freeze_ssl": False, "ssl_lr": 0.5}, None),
+    ("tdsv_wavlm", {"ssl_lr": 0.5, "freeze_ssl_cnn": False}, None),
+])
+def test_fine_tuning_settings_of_a_frozen_ssl_model_are_refused(demo_corpus, model, overrides,
+                                                               refused):
+    # A frozen SSL model has no optimiser: the run would record a learning rate it never used.
+    overrides = {"condition": "demo", "n_speakers": 24, **overrides}
+    condition = {f"{domain}_train": demo_corpus[f"{domain}_train"]
+                 for domain in ("source", "target")}
+    if refused is None:
+        check_trainable(f"hparams/{model}.yaml", overrides, condition)
+        return
+    with pytest.raises(ManifestError, match=rf"{model}.yaml: {refused} the fine-tuning of the SSL "
+                                            r"model, which freeze_ssl: True keeps fixed\nFix: "
+                                            r"pass --freeze_ssl=False to fine-tune it, or leave "
+                                            r"out --ssl_lr"):
+        check_trainable(f"hparams/{model}.yaml", overrides, condition)
+
+
 @pytest.mark.parametrize("key, value", [("seed", 1.5), ("emb_dim", 191.5), ("num_workers", 1.5),
                                         ("batch_size", "5e-1")])
 def test_a_fractional_override_of_an_integer_is_refused(key, value):
