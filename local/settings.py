@@ -364,7 +364,8 @@ def load_condition(overrides, hparams_file):
     The two files share no key but ``condition``, so that every override has
     one destination; an override of a key neither has is refused, naming the
     closest keys, as is one of a setting the model file leaves unused
-    (:func:`unused_settings`), and overrides of numbers, switches and lists are checked
+    (:func:`unused_settings`) or of ``n_speakers``, which is counted in the
+    source manifest, and overrides of numbers, switches and lists are checked
     against their defaults (:func:`typed_overrides`). First the model file
     on its bases must define every key of :data:`COMMON_HPARAMS`, and a
     ``!PLACEHOLDER`` of either file must be given by an override (but those
@@ -416,6 +417,10 @@ def load_condition(overrides, hparams_file):
                       f"{' or '.join(f'--{k}' for k in passed)}" if passed else
                       f"did you mean {' or '.join(f'--{k}' for k in close)}?" if close else
                       "override a key of these files (hparams/common.yaml documents them)"))
+    if "n_speakers" in overrides:
+        fail(hparams_file, f"--n_speakers={overrides['n_speakers']} would change nothing: the "
+                           "speaker head's classes are counted in the source training manifest",
+             fix="leave out --n_speakers (speaker_label says what a class is)")
     _check_used_overrides(hparams_file, [key for key in overrides if key not in keys])
     _check_placeholders(path, text, overrides, "the recipe's README says what")
     _check_placeholders(hparams_file, model_text(hparams_file), [*overrides, *FILLED_IN_KEYS],

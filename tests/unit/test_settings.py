@@ -227,6 +227,15 @@ def test_an_override_that_the_model_file_leaves_unused_is_refused(override, flag
     load_condition(override, "hparams/dann_fbank.yaml")
 
 
+def test_an_override_of_the_speaker_count_is_refused_not_replaced():
+    # prepare_experiment counts the classes in the source manifest and sets n_speakers.
+    with pytest.raises(ManifestError, match=r"dann_fbank.yaml: --n_speakers=100 would change "
+                                            r"nothing: the speaker head's classes are counted in "
+                                            r"the source training manifest\nFix: leave out "
+                                            r"--n_speakers"):
+        load_condition("n_speakers: 100", "hparams/dann_fbank.yaml")
+
+
 def test_a_generated_corpus_folder_given_to_a_real_corpus_names_the_folders_it_takes():
     with pytest.raises(ManifestError, match=r"--data_folder is not a setting of it or of "
                                             r"recipes/voxceleb_to_deepmine/condition.yaml\nFix: "
