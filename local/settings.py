@@ -71,6 +71,9 @@ NULLABLE_KEYS = ("max_embed_seconds",)
 # records the value of each with its settings.
 TRAINING_RUN_OPTIONS = ("grad_accumulation_factor", "precision", "max_grad_norm",
                         "optimizer_step_limit", "remove_vector_weight_decay")
+# The settings of an SSL model's fine-tuning (freeze_ssl: False), which a
+# frozen one never reads; ssl_gradient_checkpointing is refused by the front end.
+FINE_TUNING_KEYS = ("ssl_lr", "freeze_ssl_cnn")
 # The number of DDP processes a run trains with, recorded with its settings:
 # each process takes batch_size crops a step, so the batch of a step is their
 # product. The launcher sets it (torchrun --nproc_per_node), no option.
@@ -360,7 +363,9 @@ def load_condition(overrides, hparams_file):
 
     The two files share no key but ``condition``, so that every override has
     one destination; an override of a key neither has is refused, naming the
-    closest keys, and overrides of numbers, switches and lists are checked
+    closest keys, as is one of a setting the model file leaves unused
+    (:func:`unused_settings`) or of ``n_speakers``, which is counted in the
+    source manifest, and overrides of numbers, switches and lists are checked
     against their defaults (:func:`typed_overrides`). First the model file
     on its bases must define every key of :data:`COMMON_HPARAMS`, and a
     ``!PLACEHOLDER`` of either file must be given by an override (but those
@@ -412,6 +417,11 @@ def load_condition(overrides, hparams_file):
                       f"{' or '.join(f'--{k}' for k in passed)}" if passed else
                       f"did you mean {' or '.join(f'--{k}' for k in close)}?" if close else
                       "override a key of these files (hparams/common.yaml documents them)"))
+    if "n_speakers" in overrides:
+        fail(hparams_file, f"--n_speakers={overrides['n_speakers']} would change nothing: the "
+                           "speaker head's classes are counted in the source training manifest",
+             fix="leave out --n_speakers (speaker_label says what a class is)")
+    _check_used_overrides(hparams_file, [key for key in overrides if key not in keys])
     _check_placeholders(path, text, overrides, "the recipe's README says what")
     _check_placeholders(hparams_file, model_text(hparams_file), [*overrides, *FILLED_IN_KEYS],
                         "hparams/common.yaml says what")
@@ -476,6 +486,88 @@ def _check_model_keys(path):
         fail(path, f"model file without {missing}, which the recipe reads",
              fix=f"add `base: {base}` (a path relative to the file, to hparams/common.yaml) "
                  "or define them")
+
+
+def unused_settings(path):
+    """The settings of a model file's bases that it leaves unused, with the objects that took them.
+
+    A model file that defines an object of its bases anew leaves the
+    settings that only that object took with no effect:
+    ``hparams/ge2e_fbank.yaml``'s ``speaker_head`` takes none of
+    ``margin_type``, ``margin`` and ``scale``. Keys whose value is an object
+    are left to the code that reads them (``pseudo_labels``).
+
+    Arguments
+    ---------
+    path : str
+        A model hparams file.
+
+    Returns
+    -------
+    dict
+        ``{key: [the objects of its bases that took it]}``.
+
+    Example
+    -------
+    >>> unused_settings("hparams/ge2e_fbank.yaml")["margin"]
+    ['speaker_head']
+    >>> unused_settings("hparams/dann_fbank.yaml")
+    {}
+    """
+    merged = yaml.load(model_text(path), Loader=_Tagged) or {}
+    used = _referenced_keys(merged)
+    unused = {}
+    for tree in _own_trees(path):
+        for name, value in tree.items():
+            for key in _referenced_keys(value) - used:
+                if not _built(merged.get(key)):
+                    unused.setdefault(key, []).append(name)
+    return {key: sorted(set(names)) for key, names in sorted(unused.items())}
+
+
+def _check_used_overrides(path, keys):
+    """Refuse overrides of :func:`unused_settings`: they would change nothing but the
+    run's ``hyperparams.yaml``, which would record them."""
+    unused = unused_settings(path)
+    refused = [key for key in keys if key in unused]
+    if refused:
+        takers = sorted({name for key in refused for name in unused[key]})
+        users = [name for name in _recipe_files(MODEL_FILES, exclude=COMMON_HPARAMS)
+                 if not set(refused) & set(unused_settings(name))]
+        flags = " ".join(f"--{key}" for key in refused)
+        them = "it" if len(refused) == 1 else "them"
+        others = f", or train a model file that uses {them}, such as {users[0]}" if users else ""
+        fail(path, f"{flags} would change nothing: it defines {', '.join(takers)} anew, "
+                   f"without {them}", fix=f"leave out {flags}{others}")
+
+
+def _own_trees(path):
+    """The settings of a model file and of each of its bases, each without the others'."""
+    trees = []
+    while path:
+        with open(path, encoding="utf-8") as fin:
+            trees.append(yaml.load(fin, Loader=_Tagged) or {})
+        base = trees[-1].pop("base", None)
+        path = base and os.path.join(os.path.dirname(path), base)
+    return trees
+
+
+def _referenced_keys(node):
+    """The keys that the ``!ref`` and ``!copy`` values of a ``_Tagged`` tree name."""
+    if isinstance(node, dict):
+        return set().union(*(
+            set(re.findall(r"<(\w+)", value))
+            if tag in ("!ref", "!copy") and isinstance(value, str) else _referenced_keys(value)
+            for tag, value in node.items()))
+    if isinstance(node, list):
+        return set().union(*map(_referenced_keys, node))
+    return set()
+
+
+def _built(value):
+    """Whether a ``_Tagged`` value is an object that hyperpyyaml builds (``!new:``, ``!name:``...)."""
+    return isinstance(value, dict) and any(
+        str(tag).startswith(("!new:", "!apply:", "!name:")) for tag in value)
 
 
 def _check_unread_keys(path, text, keys):
@@ -673,7 +765,9 @@ def check_trainable(hparams_file, overrides, condition):
         The model overrides. Read with them (not loaded, which would build
         the models and their folders): ``number_of_epochs``, ``batch_size``,
         ``eval_batch_size``, ``crop_seconds``, ``min_embed_seconds``, ``coral_weight``,
-        ``cache_ssl_features``, ``freeze_ssl``, ``train_dataloader_options``.
+        ``cache_ssl_features``, ``freeze_ssl`` (and whether :data:`FINE_TUNING_KEYS` are
+        overridden), ``train_dataloader_options``
+        (whose ``batch_size`` must be ``batch_size``).
     condition : dict
         Condition hparams: ``source_train``, ``target_train``.
 
@@ -711,8 +805,20 @@ def check_trainable(hparams_file, overrides, condition):
             fail(hparams_file, f"train_dataloader_options {key}: {value} {fault}",
                  fix=f"leave out {key} (default {not value})" if key == "persistent_workers"
                  else f"keep {key}: {not value}")
+    if loader.get("batch_size", hparams["batch_size"]) != hparams["batch_size"]:
+        fail(hparams_file, f"train_dataloader_options batch_size: {loader['batch_size']} differs "
+                           f"from batch_size ({hparams['batch_size']}), by which the domain "
+                           "losses' schedule counts an epoch's steps",
+             fix=f"pass --batch_size={loader['batch_size']} instead")
     if hparams.get("cache_ssl_features") and hparams.get("freeze_ssl") is False:
         fail(hparams_file, f"--cache_ssl_features=True: {FROZEN_ONLY}", fix=FROZEN_ONLY_FIX)
+    fine_tuning = [f"--{key}={overrides[key]}" for key in FINE_TUNING_KEYS if key in overrides]
+    if fine_tuning and hparams.get("freeze_ssl"):
+        fail(hparams_file, f"{' '.join(fine_tuning)} would change nothing: "
+                           f"{'it sets' if len(fine_tuning) == 1 else 'they set'} the "
+                           "fine-tuning of the SSL model, which freeze_ssl: True keeps fixed",
+             fix="pass --freeze_ssl=False to fine-tune it, or leave out "
+                 + " ".join(option.split("=")[0] for option in fine_tuning))
     shortest = hparams["min_embed_seconds"]
     if not hparams["crop_seconds"] >= shortest:
         fail(hparams_file, f"--crop_seconds={hparams['crop_seconds']} is shorter than the "

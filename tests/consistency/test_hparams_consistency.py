@@ -21,7 +21,7 @@ import re
 import pytest
 import yaml
 
-from local.settings import model_text
+from local.settings import model_text, unused_settings
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CODE = sorted([ROOT / "train_dann.py", ROOT / "evaluate.py", *(ROOT / "local").rglob("*.py")])
@@ -133,6 +133,13 @@ def test_optional_model_keys_are_read_and_defined_somewhere():
     defined = set().union(*(top_level_keys(model_text(p)) for p in MODEL_FILES))
     optional = set(OPTIONAL_MODEL_KEYS)
     assert optional <= code_reads(code_sources(), "model") & defined
+
+
+@pytest.mark.parametrize("path", MODEL_FILES, ids=lambda p: p.name)
+def test_no_setting_refused_as_unused_is_read_by_the_code(path):
+    """The settings a model file leaves unused (refused as overrides) are none the code reads."""
+    read = sorted(set(unused_settings(str(path))) & code_reads(code_sources(), "model"))
+    assert not read, f"{path.name}: the code reads {read}, which unused_settings calls unused"
 
 
 @pytest.mark.parametrize("path", MODEL_FILES, ids=lambda p: p.name)

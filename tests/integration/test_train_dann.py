@@ -333,6 +333,10 @@ def test_a_bad_option_refused_while_the_models_are_built_is_a_message(demo_corpu
     ("--train_dataloader_options={batch_size: 8, drop_last: False}",
      r"train_dataloader_options drop_last: False makes a last, smaller batch that the domain "
      r"losses' schedule does not count\nFix: keep drop_last: True"),
+    # Steps of 8 pairs, where the schedule and the record count steps of 16.
+    ("--train_dataloader_options={batch_size: 8}",
+     r"train_dataloader_options batch_size: 8 differs from batch_size \(16\), by which the "
+     r"domain losses' schedule counts an epoch's steps\nFix: pass --batch_size=8 instead"),
     (f"--device=cuda:{torch.cuda.device_count()}",
      rf"--device=cuda:{torch.cuda.device_count()}: this machine has "
      rf"{torch.cuda.device_count()} CUDA GPUs that torch can use\nFix: pass --device=cpu"),

@@ -211,6 +211,31 @@ def test_an_override_of_another_model_file_names_the_files_that_have_it(override
         load_condition(override, "hparams/dann_fbank.yaml")
 
 
+@pytest.mark.parametrize("override, flags", [
+    ("margin: 0.5", "--margin"),
+    ("margin_type: bogus", "--margin_type"),
+    ("{scale: 64, lr: 0.01}", "--scale"),
+])
+def test_an_override_that_the_model_file_leaves_unused_is_refused(override, flags):
+    # The GE2E head takes none of the margin softmax's settings: they would
+    # be recorded in the run's hyperparams.yaml and change nothing.
+    with pytest.raises(ManifestError, match=rf"ge2e_fbank.yaml: {flags} would change nothing: it "
+                                            rf"defines speaker_head anew, without it\nFix: leave "
+                                            rf"out {flags}, or train a model file that uses it, "
+                                            rf"such as hparams/dann_fbank.yaml$"):
+        load_condition(override, "hparams/ge2e_fbank.yaml")
+    load_condition(override, "hparams/dann_fbank.yaml")
+
+
+def test_an_override_of_the_speaker_count_is_refused_not_replaced():
+    # prepare_experiment counts the classes in the source manifest and sets n_speakers.
+    with pytest.raises(ManifestError, match=r"dann_fbank.yaml: --n_speakers=100 would change "
+                                            r"nothing: the speaker head's classes are counted in "
+                                            r"the source training manifest\nFix: leave out "
+                                            r"--n_speakers"):
+        load_condition("n_speakers: 100", "hparams/dann_fbank.yaml")
+
+
 def test_a_generated_corpus_folder_given_to_a_real_corpus_names_the_folders_it_takes():
     with pytest.raises(ManifestError, match=r"--data_folder is not a setting of it or of "
                                             r"recipes/voxceleb_to_deepmine/condition.yaml\nFix: "
@@ -262,6 +287,30 @@ def test_coral_on_batches_of_one_is_refused_before_training():
                                             r"covariances .* --batch_size=1 has none\nFix: pass "
                                             r"--batch_size=2 or more, or --coral_weight=0$"):
         check_trainable("hparams/dann_fbank.yaml", overrides, condition={})
+
+
+@pytest.mark.parametrize("model, overrides, refused", [
+    ("dann_wavlm", {"ssl_lr": 0.5}, "--ssl_lr=0.5 would change nothing: it sets"),
+    ("dann_wavlm", {"freeze_ssl_cnn": False, "ssl_lr": 0.5},
+     "--ssl_lr=0.5 --freeze_ssl_cnn=False would change nothing: they set"),
+    ("tdsv_wavlm", {"freeze_ssl": True, "ssl_lr": 0.5}, "--ssl_lr=0.5 would change nothing: it sets"),
+    ("dann_wavlm", {"freeze_ssl": False, "ssl_lr": 0.5}, None),
+    ("tdsv_wavlm", {"ssl_lr": 0.5, "freeze_ssl_cnn": False}, None),
+])
+def test_fine_tuning_settings_of_a_frozen_ssl_model_are_refused(demo_corpus, model, overrides,
+                                                               refused):
+    # A frozen SSL model has no optimiser: the run would record a learning rate it never used.
+    overrides = {"condition": "demo", "n_speakers": 24, **overrides}
+    condition = {f"{domain}_train": demo_corpus[f"{domain}_train"]
+                 for domain in ("source", "target")}
+    if refused is None:
+        check_trainable(f"hparams/{model}.yaml", overrides, condition)
+        return
+    with pytest.raises(ManifestError, match=rf"{model}.yaml: {refused} the fine-tuning of the SSL "
+                                            r"model, which freeze_ssl: True keeps fixed\nFix: "
+                                            r"pass --freeze_ssl=False to fine-tune it, or leave "
+                                            r"out --ssl_lr"):
+        check_trainable(f"hparams/{model}.yaml", overrides, condition)
 
 
 @pytest.mark.parametrize("key, value", [("seed", 1.5), ("emb_dim", 191.5), ("num_workers", 1.5),
