@@ -81,7 +81,7 @@ def dataio_prep(hparams, condition, device="cpu", trained_on=()):
     device : str or torch.device
         Where the SSL model fills the feature cache (``cache_ssl_features``).
     trained_on : sequence of str
-        The training manifests of the run being evaluated that the condition
+        The training manifests of the run's checkpoints that the condition
         does not name (:func:`local.run_folder.trained_manifests`): its trial
         lists may share no speaker with them either.
 
@@ -273,8 +273,10 @@ def prepare_experiment(argv=None, training=True, create_folder=sb.create_experim
             record()
 
     device = run_opts.get("device") or sb.utils.distributed.infer_device()
-    # An evaluation on other training data: its trial lists are checked against the run's too.
-    trained_on = [] if training else trained_manifests(hparams["output_folder"], settings)
+    # A command on other training data than its checkpoints' (an evaluation, or a resume
+    # that accepts them): the trial lists are checked against the checkpoints' data too.
+    trained_on = (trained_manifests(hparams["output_folder"], settings)
+                  if hparams["checkpointer"].list_checkpoints() else [])
     data = dataio_prep(hparams, condition, device, trained_on)
     # Every report holds the settings it was made with, and replaces the one
     # before it together with them: a resume that changes the run's settings

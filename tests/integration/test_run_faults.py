@@ -368,6 +368,10 @@ def test_evaluate_on_other_training_data_refuses_trials_of_the_runs_training_spe
             rf"training manifest {leaked}\n")):
         evaluate.main(argv(demo_corpus, run, *ONE_EPOCH))
     assert not (run / "verification" / "target").exists()
+    # So is a resume that accepts the other manifest.
+    with pytest.raises(ManifestError, match=rf"in the training manifest {leaked}\n"):
+        train(demo_corpus, run, "--number_of_epochs=2",
+              "--allow_changed=[number_of_epochs, target_train_sha256]")
     # A training manifest changed since cannot be checked: the evaluation's log says so.
     pd.read_csv(leaked)[:-1].to_csv(leaked, index=False)
     evaluate.main(argv(demo_corpus, run, *ONE_EPOCH))
