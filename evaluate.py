@@ -17,7 +17,8 @@ back-end adaptation when these are set. Any trial list in the manifest schema ca
 be scored by overriding the condition's ``evaluation`` entry. Settings that
 the trained weights depend on must be the run's (``--allow_changed`` accepts
 a difference); other training manifests are accepted with a warning (the
-cohort and the back-ends are drawn from them). The evaluation's own settings
+cohort and the back-ends are drawn from them), and the trial lists are
+checked for shared speakers against the run's own as well. The evaluation's own settings
 are written into its report, ``<output_folder>/verification/``:
 ``evaluate_hyperparams.yaml``, ``evaluate_condition.yaml`` and (its data
 files' hashes) ``evaluate_provenance.json``, which take the place of the

@@ -40,6 +40,7 @@ from local.run_folder import (
     check_one_run,
     hold_run_folder,
     record_run,
+    trained_manifests,
 )
 from local.settings import (
     RECIPE_FOLDER,
@@ -63,7 +64,7 @@ from local.whole_files import written_whole
 logger = logging.getLogger(__name__)
 
 
-def dataio_prep(hparams, condition, device="cpu"):
+def dataio_prep(hparams, condition, device="cpu", trained_on=()):
     """Paired training set, speaker label encoder, evaluation and cohort datasets.
 
     Every manifest, trial list and enrolment table is validated here, before
@@ -79,6 +80,10 @@ def dataio_prep(hparams, condition, device="cpu"):
         Condition hparams.
     device : str or torch.device
         Where the SSL model fills the feature cache (``cache_ssl_features``).
+    trained_on : sequence of str
+        The training manifests of the run's checkpoints that the condition
+        does not name (:func:`local.run_folder.trained_manifests`): its trial
+        lists may share no speaker with them either.
 
     Returns
     -------
@@ -93,7 +98,8 @@ def dataio_prep(hparams, condition, device="cpu"):
     """
     for spec in condition["evaluation"].values():
         validate(spec["manifest"], spec["trials"], spec.get("enrolment"), check_audio=False,
-                 train_manifests=[condition["source_train"], condition["target_train"]],
+                 train_manifests=[condition["source_train"], condition["target_train"],
+                                  *trained_on],
                  allow_speaker_overlap=hparams["allow_speaker_overlap"],
                  embed_seconds=(hparams["min_embed_seconds"], hparams["max_embed_seconds"]))
     eval_manifests = dict.fromkeys(spec["manifest"] for spec in condition["evaluation"].values())
@@ -267,7 +273,11 @@ def prepare_experiment(argv=None, training=True, create_folder=sb.create_experim
             record()
 
     device = run_opts.get("device") or sb.utils.distributed.infer_device()
-    data = dataio_prep(hparams, condition, device)
+    # A command on other training data than its checkpoints' (an evaluation, or a resume
+    # that accepts them): the trial lists are checked against the checkpoints' data too.
+    trained_on = (trained_manifests(hparams["output_folder"], settings)
+                  if hparams["checkpointer"].list_checkpoints() else [])
+    data = dataio_prep(hparams, condition, device, trained_on)
     # Every report holds the settings it was made with, and replaces the one
     # before it together with them: a resume that changes the run's settings
     # and stops before its report leaves that report with its own.

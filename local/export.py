@@ -22,7 +22,8 @@ evaluation.
 The run's operating point goes with it: ``thresholds.csv`` holds the EER
 threshold and the EER in percent (``eer_percent``, as in ``summary.csv``) of
 each trial list the run's evaluation scored (its
-``verification/<list>/scores.txt``), and ``hyperparams.yaml`` the first
+``verification/<list>/scores.txt``; set on those trials, so no held-out
+error rate of it), and ``hyperparams.yaml`` the first
 list's as ``threshold`` (the source domain's list, where a condition has
 one), which the loaded model's ``hparams`` carry, to pass to
 ``verify_batch(..., threshold=...)`` or to compare the score of
@@ -85,8 +86,9 @@ HEADER = """\
 
 WIRING = """
 # The EER threshold of the {threshold_list} trial list (thresholds.csv: of every
-# list the run scored), an attribute of the loaded model's hparams. A trial is
-# accepted when its cosine score is above it:
+# list the run scored), set on that list's own trials (on other speakers' its
+# error rates are not that EER), an attribute of the loaded model's hparams.
+# A trial is accepted when its cosine score is above it:
 #   score, _ = model.verify_files(enrol_wav, test_wav)
 #   accepted = score > threshold
 threshold: {threshold!r}

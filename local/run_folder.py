@@ -340,6 +340,54 @@ def _with_recorded_data(recorded, settings, output_folder, record_path):
     return recorded
 
 
+def trained_manifests(output_folder, settings):
+    """The training manifests of a run that an evaluation on other training data does not read.
+
+    An evaluation may draw its cohort and back-ends from other training
+    manifests than the run's, but its trial lists must still share no speaker
+    with what the weights were trained on: the manifests at the paths the
+    run's ``provenance.json`` records, when they still have the recorded
+    hash. One that has changed since, or a run without the record, cannot be
+    checked, and a warning says so.
+
+    Arguments
+    ---------
+    output_folder : str
+        The run's results folder.
+    settings : dict
+        The evaluation's settings, with the hash of each of its training
+        manifests (:func:`data_settings`).
+
+    Returns
+    -------
+    list of str
+        Paths of the run's training manifests whose content is none of the
+        evaluation's.
+    """
+    path = os.path.join(output_folder, PROVENANCE)
+    try:
+        with open(path, encoding="utf-8") as provenance:
+            data = dict(json.load(provenance)["data"])
+    except (OSError, ValueError, KeyError, TypeError):
+        data = {}
+    read = {settings[f"{role}_sha256"] for role in TRAINING_DATA}
+    manifests = []
+    for role in TRAINING_DATA:
+        entry = data.get(role)
+        if not (isinstance(entry, dict) and {"path", "sha256"} <= set(entry)):
+            logger.warning("%s records no %s: the trial lists are not checked against the "
+                           "speakers the run was trained on", path, role)
+        elif entry["sha256"] in read:
+            continue
+        elif os.path.isfile(entry["path"]) and file_sha256(entry["path"]) == entry["sha256"]:
+            manifests.append(entry["path"])
+        else:
+            logger.warning("The run's %s, %s, has changed or gone since it was trained: the "
+                           "trial lists are not checked against the speakers the run was "
+                           "trained on", role, entry["path"])
+    return manifests
+
+
 def model_settings(frontend):
     """``{SSL_MODEL_KEY: digest}`` of a front end that loads an SSL model, else ``{}``.
 

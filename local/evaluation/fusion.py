@@ -8,7 +8,8 @@ Two fusions:
 * **logistic** (with development score files of the same systems): linear
   logistic regression ``fused = w . scores + b`` trained on the development
   trials with the prior-weighted cross-entropy of Brümmer's FoCal/BOSARIS
-  toolkits, so that the fused scores are also calibrated log-likelihood ratios.
+  toolkits, so that the fused scores are also calibrated log-likelihood ratios;
+  development trials among the fused ones are refused.
 
 Command line::
 
@@ -499,6 +500,50 @@ def _check_both_labels(path, trials, use):
              "trials", fix="pass score files of a trial list with both")
 
 
+def check_held_out(dev_path, dev_trials, path, trials):
+    """Refuse development trials that are among the fused ones, in either order of their sides.
+
+    The logistic regression is trained on the development trials: on the
+    trials it is scored on, the fusion's EER and minDCF would be those of its
+    own training data, not of a held-out list.
+
+    Arguments
+    ---------
+    dev_path : str
+        The first development score file, named in the message.
+    dev_trials, trials : pandas.DataFrame
+        ``enrol`` and ``test`` of the development and the fused trials.
+    path : str
+        The first fused score file, named in the message.
+
+    Raises
+    ------
+    ManifestError
+        Naming the shared trials.
+
+    Example
+    -------
+    >>> fused = pd.DataFrame({"enrol": ["u1", "u1"], "test": ["u2", "u3"]})
+    >>> check_held_out("dev.txt", pd.DataFrame({"enrol": ["u4"], "test": ["u5"]}), "a.txt", fused)
+    >>> check_held_out("dev.txt", pd.DataFrame({"enrol": ["u2"], "test": ["u1"]}), "a.txt", fused)
+    Traceback (most recent call last):
+      ...
+    local.errors.ManifestError: dev.txt: 1 of its 1 trials are trials of a.txt, which the fusion trained on them would report
+      u2 u1
+    Fix: ...
+    """
+    pairs = trials[["enrol", "test"]]
+    fused = pd.MultiIndex.from_frame(pd.concat([pairs, pairs[["test", "enrol"]].set_axis(
+        pairs.columns, axis=1)], ignore_index=True))
+    shared = pd.MultiIndex.from_frame(dev_trials[["enrol", "test"]]).isin(fused)
+    if shared.any():
+        fail(dev_path, f"{shared.sum()} of its {len(dev_trials)} trials are trials of {path}, "
+                       "which the fusion trained on them would report",
+             rows=[f"{e} {t}" for e, t in dev_trials[["enrol", "test"]][shared].to_numpy()],
+             fix="train the fusion on the scores of another trial list (--dev), such as one "
+                 "of other speakers of the same domain, or fuse by the mean (no --dev)")
+
+
 def run_fusion(scores, out, det=None, dev=None, summary=None, system=None):
     """Fuse score files and print EER/minDCF of each system and of the fusion.
 
@@ -512,7 +557,8 @@ def run_fusion(scores, out, det=None, dev=None, summary=None, system=None):
         PNG with the DET curves of every system and the fusion.
     dev : list of str, optional
         Development score files of the same systems, in the same order:
-        logistic-regression fusion instead of the mean.
+        logistic-regression fusion instead of the mean. Their trials must
+        not be among those fused (:func:`check_held_out`).
     summary : str, optional
         A run's ``summary.csv`` to add the fusion's row to.
     system : str, optional
@@ -523,7 +569,8 @@ def run_fusion(scores, out, det=None, dev=None, summary=None, system=None):
     int
         0 when the fused score file was written, 1 when the score files do
         not fit together, one cannot be fused, the trials (or the development
-        trials) are of one label or a destination is refused (:func:`check_destinations`;
+        trials) are of one label, the development trials are among the fused
+        ones or a destination is refused (:func:`check_destinations`;
         the problem printed to stderr).
 
     Example
@@ -557,6 +604,7 @@ def run_fusion(scores, out, det=None, dev=None, summary=None, system=None):
         development = load_systems(dev) if dev else None
         if development:
             _check_both_labels(dev[0], development[0], "the logistic regression is trained on")
+            check_held_out(dev[0], development[0], scores[0], trials)
         if not development:
             fused, fusion = mean_fusion(system_scores, scores), "fusion (mean)"
         record = {"method": "logistic" if dev else "mean", "scores": inputs,

@@ -345,6 +345,41 @@ def test_evaluate_on_other_training_data_warns_and_records_them(demo_corpus, oth
             file_sha256(other_corpus["source_train"])
 
 
+def test_evaluate_on_other_training_data_refuses_trials_of_the_runs_training_speakers(
+        demo_corpus, tmp_path):
+    # Trained with the target's evaluation audio in its unlabelled target manifest,
+    # scored on the source list only: no trial list of the run scores them.
+    data_folder = os.path.dirname(demo_corpus["eval"])
+    leaked = tmp_path / "target_train.csv"
+    pd.concat([pd.read_csv(demo_corpus["target_train"]),
+               pd.read_csv(demo_corpus["target_eval"])]).to_csv(leaked, index=False)
+    condition = tmp_path / "condition.yaml"
+    condition.write_text(f"condition: demo\ndata_folder: {data_folder}\nprepare: []\n"
+                         "source_train: !ref <data_folder>/source_train.csv\n"
+                         f"target_train: {leaked}\nevaluation:\n    source:\n"
+                         "        manifest: !ref <data_folder>/source_eval.csv\n"
+                         "        trials: !ref <data_folder>/trials_source.txt\n")
+    run = tmp_path / "run"
+    train(demo_corpus, run, *ONE_EPOCH, f"--condition={condition}")
+    # The demo condition's target manifest is another, without them; its target
+    # list scores the very audio the run's weights were trained on.
+    with pytest.raises(ManifestError, match=(
+            r"trials_target.txt: 10 speakers and 60 audio files of these trials are in the "
+            rf"training manifest {leaked}\n")):
+        evaluate.main(argv(demo_corpus, run, *ONE_EPOCH))
+    assert not (run / "verification" / "target").exists()
+    # So is a resume that accepts the other manifest.
+    with pytest.raises(ManifestError, match=rf"in the training manifest {leaked}\n"):
+        train(demo_corpus, run, "--number_of_epochs=2",
+              "--allow_changed=[number_of_epochs, target_train_sha256]")
+    # A training manifest changed since cannot be checked: the evaluation's log says so.
+    pd.read_csv(leaked)[:-1].to_csv(leaked, index=False)
+    evaluate.main(argv(demo_corpus, run, *ONE_EPOCH))
+    assert (f"The run's target_train, {leaked}, has changed or gone since it was trained: the "
+            "trial lists are not checked against the speakers the run was trained on"
+            in (run / "log.txt").read_text())
+
+
 def test_evaluate_writes_its_own_settings_and_leaves_the_runs(demo_corpus, trained, run):
     hyperparams = (run / "hyperparams.yaml").read_bytes()
     environment = b"the environment of the run's training\n"

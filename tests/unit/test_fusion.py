@@ -25,13 +25,13 @@ from local.evaluation.seed_table import main as seed_table_main
 N = 4000
 
 
-def noisy_systems(seed, noise, shift=(0.0, 0.0), scale=(1.0, 1.0)):
+def noisy_systems(seed, noise, shift=(0.0, 0.0), scale=(1.0, 1.0), prefix=""):
     """Trials, labels and one noisy copy of a common underlying score per noise level."""
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, 2, N)
     truth = rng.normal(size=N) + 2.0 * labels
-    trials = pd.DataFrame({"label": labels, "enrol": [f"e{i % 50}" for i in range(N)],
-                           "test": [f"t{i}" for i in range(N)]})
+    trials = pd.DataFrame({"label": labels, "enrol": [f"{prefix}e{i % 50}" for i in range(N)],
+                           "test": [f"{prefix}t{i}" for i in range(N)]})
     scores = [s * (truth + n * rng.normal(size=N)) + b for n, b, s in zip(noise, shift, scale)]
     return trials, np.stack(scores, axis=1)
 
@@ -72,7 +72,7 @@ def test_mean_fusion_by_hand():
 
 
 def test_logistic_fusion_weights_the_better_system_more(tmp_path, capsys):
-    dev_trials, dev_scores = noisy_systems(1, noise=(0.5, 1.5))
+    dev_trials, dev_scores = noisy_systems(1, noise=(0.5, 1.5), prefix="dev_")
     trials, scores = noisy_systems(2, noise=(0.5, 1.5))
     weights, bias = train_logistic_fusion(dev_scores, dev_trials["label"])
     assert weights[0] > 3 * weights[1] > 0
@@ -139,6 +139,24 @@ def test_command_line_reports_bad_input(tmp_path, capsys):
     assert main(["--scores", *paths, "--out", str(tmp_path / "f.txt")]) == 1
     assert capsys.readouterr().err.startswith(f"{paths[1]}: gives every trial the same score")
     assert not (tmp_path / "f.txt").exists()
+
+
+def test_development_trials_among_the_fused_ones_are_refused(tmp_path, capsys):
+    """A fusion trained on the trials it reports gives their EER as if held out."""
+    trials, scores = noisy_systems(0, noise=(0.5, 1.5))
+    paths = write_systems(tmp_path, "sys", trials, scores)
+    out = str(tmp_path / "f.txt")
+    assert main(["--scores", *paths, "--out", out, "--dev", *paths]) == 1
+    assert capsys.readouterr().err.startswith(
+        f"{paths[0]}: {N} of its {N} trials are trials of {paths[0]}, which the fusion "
+        "trained on them would report\n  e0 t0\n")
+    # A part of them, with the sides swapped: the same trials.
+    swapped = trials[::7].rename(columns={"enrol": "test", "test": "enrol"})
+    dev = write_systems(tmp_path, "dev", swapped, scores[::7])
+    assert main(["--scores", *paths, "--out", out, "--dev", *dev]) == 1
+    assert f"{dev[0]}: {len(swapped)} of its {len(swapped)} trials are trials of {paths[0]}" \
+        in capsys.readouterr().err
+    assert not os.path.exists(out)
 
 
 def test_development_trials_of_one_label_are_refused(tmp_path, capsys):
