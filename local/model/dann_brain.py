@@ -234,7 +234,9 @@ class DANNBrain(sb.Brain):
         if stage != sb.Stage.TRAIN:
             return self.embed(*batch.to(self.device).sig)
         source, target = (part.to(self.device) for part in batch)
-        embeddings = self.embed(torch.cat([source.sig.data, target.sig.data]),
+        # In float32: cached SSL hidden states are float16, which a cat under
+        # --precision=bf16 refuses, and the front end reads them as float32.
+        embeddings = self.embed(torch.cat([source.sig.data.float(), target.sig.data.float()]),
                                 torch.cat([source.sig.lengths, target.sig.lengths]))
         if self.adv_tap:
             return embeddings, self.adv_tap.frames(self.hparams.adv_input_size)
