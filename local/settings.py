@@ -630,19 +630,27 @@ def check_device(device):
              fix="pass --device=cpu" + (f", or cuda:0 to cuda:{count - 1}" if count else ""))
 
 
+# SpeechBrain's deprecated flags for --precision, which its Brain applies
+# without setting run_opts["precision"]: a run's settings would record fp32.
+DEPRECATED_PRECISION_FLAGS = {"auto_mix_prec": "fp16", "bfloat16_mix_prec": "bf16"}
+
+
 def check_precision(run_opts):
-    """Refuse fp16 on the CPU before any work, as SpeechBrain's Brain would only once built.
+    """Refuse fp16 on the CPU before any work, as SpeechBrain's Brain would only once built,
+    and SpeechBrain's deprecated precision flags, which the run's settings would not record.
 
     Arguments
     ---------
     run_opts : dict
-        SpeechBrain's run options (``device``, ``precision``, ``eval_precision``);
-        without a ``device``, the one SpeechBrain infers.
+        SpeechBrain's run options (``device``, ``precision``, ``eval_precision``,
+        the flags of :data:`DEPRECATED_PRECISION_FLAGS`); without a ``device``,
+        the one SpeechBrain infers.
 
     Raises
     ------
     ManifestError
-        Naming the option and bf16, the CPU's mixed precision.
+        Naming the option and bf16, the CPU's mixed precision, or the flag
+        and its ``--precision``.
 
     Example
     -------
@@ -652,7 +660,16 @@ def check_precision(run_opts):
       ...
     local.errors.ManifestError: --eval_precision=fp16: fp16 needs a CUDA device; this run is on the CPU
     Fix: pass --eval_precision=bf16 (mixed precision on the CPU) or fp32
+    >>> check_precision({"device": "cpu", "bfloat16_mix_prec": True})
+    Traceback (most recent call last):
+      ...
+    local.errors.ManifestError: --bfloat16_mix_prec: a deprecated SpeechBrain flag, which the run's settings would not record
+    Fix: pass --precision=bf16 instead
     """
+    for flag, precision in DEPRECATED_PRECISION_FLAGS.items():
+        if run_opts.get(flag):
+            fail(f"--{flag}", "a deprecated SpeechBrain flag, which the run's settings would "
+                              "not record", fix=f"pass --precision={precision} instead")
     device = run_opts.get("device") or infer_device()
     if not str(device).startswith("cpu"):
         return

@@ -355,6 +355,19 @@ def test_fp16_on_the_cpu_is_refused_before_any_work(demo_corpus, tmp_path, optio
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.parametrize("flag, precision", [("--bfloat16_mix_prec", "bf16"),
+                                             ("--auto_mix_prec", "fp16")])
+def test_deprecated_precision_flags_are_refused_before_any_work(demo_corpus, tmp_path, flag,
+                                                                precision):
+    # SpeechBrain's Brain would train in their precision, and the run's
+    # settings record --precision, fp32 here.
+    with pytest.raises(ManifestError, match=rf"{flag}: a deprecated SpeechBrain flag, which the "
+                                            rf"run's settings would not record\nFix: pass "
+                                            rf"--precision={precision} instead"):
+        train(demo_corpus, tmp_path, "--device=cpu", flag)
+    assert os.listdir(tmp_path) == []
+
+
 @pytest.mark.parametrize("removed, message", [
     ("prepare:\n    - !name:data_prep.demo.prepare_demo\n        save_folder: !ref <data_folder>\n"
      "        seed: !ref <demo_seed>\n",
