@@ -679,7 +679,7 @@ def check_precision(run_opts):
                  fix=f"pass --{option}=bf16 (mixed precision on the CPU) or fp32")
 
 
-def check_trainable(hparams_file, overrides, condition):
+def check_trainable(hparams_file, overrides, condition, run_opts=None):
     """Refuse settings under which training could not take a step, before any work.
 
     Arguments
@@ -693,6 +693,8 @@ def check_trainable(hparams_file, overrides, condition):
         ``cache_ssl_features``, ``freeze_ssl``, ``train_dataloader_options``.
     condition : dict
         Condition hparams: ``source_train``, ``target_train``.
+    run_opts : speechbrain.core.RunOptions, optional
+        A training run's options, for its ``grad_accumulation_factor``.
 
     Raises
     ------
@@ -747,6 +749,15 @@ def check_trainable(hparams_file, overrides, condition):
                            f"training pairs of an epoch ({sizes['source']} source, "
                            f"{sizes['target']} target utterances{share}): no step would run",
              fix=f"pass --batch_size={pairs} or less, or train on more utterances")
+    steps = pairs // hparams["batch_size"]
+    accumulation = (run_options(run_opts, hparams, ("grad_accumulation_factor",))
+                    ["grad_accumulation_factor"] if run_opts else 1)
+    # The optimisers step at every accumulation-th step of an epoch (SpeechBrain
+    # clears the gradients at its end), and 0 fails at the first.
+    if not 1 <= accumulation <= steps:
+        fail(hparams_file, f"--grad_accumulation_factor={accumulation} is not from 1 to the "
+                           f"{steps} steps of an epoch: the optimisers would never step",
+             fix=f"pass --grad_accumulation_factor=1 to {steps}, or a smaller --batch_size")
 
 
 def check_ssl_dim(hparams_file, hparams):

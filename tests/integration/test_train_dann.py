@@ -318,6 +318,13 @@ def test_a_bad_option_refused_while_the_models_are_built_is_a_message(demo_corpu
     ("--batch_size=241", r"hparams/dann_fbank.yaml: --batch_size=241 is more than the 240 "
                          r"training pairs of an epoch \(240 source, 240 target utterances\): no "
                          r"step would run\nFix: pass --batch_size=240 or less"),
+    # 15 steps of 16 pairs: gradients accumulated over 16 steps would never reach the optimisers.
+    ("--grad_accumulation_factor=16", r"hparams/dann_fbank.yaml: --grad_accumulation_factor=16 "
+                                      r"is not from 1 to the 15 steps of an epoch: the "
+                                      r"optimisers would never step\nFix: pass "
+                                      r"--grad_accumulation_factor=1 to 15"),
+    ("--grad_accumulation_factor=0", r"--grad_accumulation_factor=0 is not from 1 to the 15 "
+                                     r"steps of an epoch"),
     ("--batch_size=0", r"--batch_size=0 trains nothing\nFix: pass an integer of at least 1, "
                        r"such as --batch_size=16"),
     ("--number_of_epochs=0", r"--number_of_epochs=0 trains nothing\nFix: .* "
