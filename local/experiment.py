@@ -216,7 +216,7 @@ def prepare_experiment(argv=None, training=True, create_folder=sb.create_experim
                               speaker_label({**plain_values(hparams_file), **overrides}),
                               condition["source_train"])
     overrides["n_speakers"] = len(set(classes))
-    check_trainable(hparams_file, overrides, condition)
+    check_trainable(hparams_file, overrides, condition, run_opts if training else None)
     if not training:
         # Before the models are built, whose checkpointer would make the folder.
         save_folder = plain_values(hparams_file, overrides)["save_folder"]

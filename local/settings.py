@@ -722,19 +722,27 @@ def check_device(device):
              fix="pass --device=cpu" + (f", or cuda:0 to cuda:{count - 1}" if count else ""))
 
 
+# SpeechBrain's deprecated flags for --precision, which its Brain applies
+# without setting run_opts["precision"]: a run's settings would record fp32.
+DEPRECATED_PRECISION_FLAGS = {"auto_mix_prec": "fp16", "bfloat16_mix_prec": "bf16"}
+
+
 def check_precision(run_opts):
-    """Refuse fp16 on the CPU before any work, as SpeechBrain's Brain would only once built.
+    """Refuse fp16 on the CPU before any work, as SpeechBrain's Brain would only once built,
+    and SpeechBrain's deprecated precision flags, which the run's settings would not record.
 
     Arguments
     ---------
     run_opts : dict
-        SpeechBrain's run options (``device``, ``precision``, ``eval_precision``);
-        without a ``device``, the one SpeechBrain infers.
+        SpeechBrain's run options (``device``, ``precision``, ``eval_precision``,
+        the flags of :data:`DEPRECATED_PRECISION_FLAGS`); without a ``device``,
+        the one SpeechBrain infers.
 
     Raises
     ------
     ManifestError
-        Naming the option and bf16, the CPU's mixed precision.
+        Naming the option and bf16, the CPU's mixed precision, or the flag
+        and its ``--precision``.
 
     Example
     -------
@@ -744,7 +752,16 @@ def check_precision(run_opts):
       ...
     local.errors.ManifestError: --eval_precision=fp16: fp16 needs a CUDA device; this run is on the CPU
     Fix: pass --eval_precision=bf16 (mixed precision on the CPU) or fp32
+    >>> check_precision({"device": "cpu", "bfloat16_mix_prec": True})
+    Traceback (most recent call last):
+      ...
+    local.errors.ManifestError: --bfloat16_mix_prec: a deprecated SpeechBrain flag, which the run's settings would not record
+    Fix: pass --precision=bf16 instead
     """
+    for flag, precision in DEPRECATED_PRECISION_FLAGS.items():
+        if run_opts.get(flag):
+            fail(f"--{flag}", "a deprecated SpeechBrain flag, which the run's settings would "
+                              "not record", fix=f"pass --precision={precision} instead")
     device = run_opts.get("device") or infer_device()
     if not str(device).startswith("cpu"):
         return
@@ -754,7 +771,7 @@ def check_precision(run_opts):
                  fix=f"pass --{option}=bf16 (mixed precision on the CPU) or fp32")
 
 
-def check_trainable(hparams_file, overrides, condition):
+def check_trainable(hparams_file, overrides, condition, run_opts=None):
     """Refuse settings under which training could not take a step, before any work.
 
     Arguments
@@ -770,6 +787,8 @@ def check_trainable(hparams_file, overrides, condition):
         (whose ``batch_size`` must be ``batch_size``).
     condition : dict
         Condition hparams: ``source_train``, ``target_train``.
+    run_opts : speechbrain.core.RunOptions, optional
+        A training run's options, for its ``grad_accumulation_factor``.
 
     Raises
     ------
@@ -836,6 +855,15 @@ def check_trainable(hparams_file, overrides, condition):
                            f"training pairs of an epoch ({sizes['source']} source, "
                            f"{sizes['target']} target utterances{share}): no step would run",
              fix=f"pass --batch_size={pairs} or less, or train on more utterances")
+    steps = pairs // hparams["batch_size"]
+    accumulation = (run_options(run_opts, hparams, ("grad_accumulation_factor",))
+                    ["grad_accumulation_factor"] if run_opts else 1)
+    # The optimisers step at every accumulation-th step of an epoch (SpeechBrain
+    # clears the gradients at its end), and 0 fails at the first.
+    if not 1 <= accumulation <= steps:
+        fail(hparams_file, f"--grad_accumulation_factor={accumulation} is not from 1 to the "
+                           f"{steps} steps of an epoch: the optimisers would never step",
+             fix=f"pass --grad_accumulation_factor=1 to {steps}, or a smaller --batch_size")
 
 
 def check_ssl_dim(hparams_file, hparams):

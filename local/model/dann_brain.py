@@ -140,13 +140,17 @@ class DANNBrain(sb.Brain):
         ``--remove_vector_weight_decay`` that is the vectors' group, and the
         weight matrices would go unclipped. Written out because the clip sits
         inside Brain's method, between the scaler's unscaling and the step.
+        A ``--max_grad_norm`` of 0 or below disables the clip, as SpeechBrain's
+        ``--help`` says of a negative one: torch would scale the gradients by
+        it, reversing them (a negative norm) or zeroing them (0).
         """
         optimizers = self.freeze_optimizers(self.optimizers_dict)
         for optimizer in optimizers.values():
             self.scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(
-                [p for group in optimizer.param_groups for p in group["params"]],
-                self.max_grad_norm)
+            if self.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(
+                    [p for group in optimizer.param_groups for p in group["params"]],
+                    self.max_grad_norm)
         if not self.scaler.is_enabled() and self.skip_nonfinite_grads:
             self.check_gradients()
         for optimizer in optimizers.values():
@@ -230,7 +234,9 @@ class DANNBrain(sb.Brain):
         if stage != sb.Stage.TRAIN:
             return self.embed(*batch.to(self.device).sig)
         source, target = (part.to(self.device) for part in batch)
-        embeddings = self.embed(torch.cat([source.sig.data, target.sig.data]),
+        # In float32: cached SSL hidden states are float16, which a cat under
+        # --precision=bf16 refuses, and the front end reads them as float32.
+        embeddings = self.embed(torch.cat([source.sig.data.float(), target.sig.data.float()]),
                                 torch.cat([source.sig.lengths, target.sig.lengths]))
         if self.adv_tap:
             return embeddings, self.adv_tap.frames(self.hparams.adv_input_size)

@@ -106,6 +106,23 @@ def test_gradients_are_clipped_over_every_parameter_group(demo_corpus, tmp_path,
     assert norms == [pytest.approx(1e-3, rel=1e-3)]
 
 
+@pytest.mark.parametrize("max_grad_norm", [-1.0, 0.0])
+def test_a_max_grad_norm_of_zero_or_below_leaves_the_gradients_as_they_are(
+        demo_corpus, tmp_path, monkeypatch, max_grad_norm):
+    # SpeechBrain's --help: "enter a negative value to disable".
+    brain, batch = brain_and_batch(demo_corpus, tmp_path, "grl")
+    brain.max_grad_norm = max_grad_norm
+    outputs = brain.compute_forward(batch, sb.Stage.TRAIN)
+    brain.compute_objectives(outputs, batch, sb.Stage.TRAIN).backward()
+    trained = [p for p in brain.modules.parameters() if p.grad is not None]
+    before, taken = [p.grad.clone() for p in trained], []
+    step = brain.optimizer.step
+    monkeypatch.setattr(brain.optimizer, "step", lambda *args, **kwargs: taken.append(
+        [p.grad.clone() for p in trained]) or step(*args, **kwargs))
+    brain.optimizers_step()
+    assert len(taken) == 1 and all(torch.equal(a, b) for a, b in zip(taken[0], before))
+
+
 class SyncRecorder(torch.nn.Module):
     """A discriminator that records whether DDP would synchronise its gradients at each call."""
 

@@ -74,6 +74,17 @@ def test_cached_and_uncached_runs_give_the_same_losses(demo_corpus, tiny_ssl, tm
     assert weights[1].to_list() == pytest.approx(weights[0].to_list(), abs=1e-5)
 
 
+def test_cached_hidden_states_train_in_bf16(demo_corpus, tiny_ssl, tmp_path):
+    # The float16 hidden states of source and target crops are joined into one batch under
+    # the bf16 autocast of --precision=bf16.
+    train_ssl(demo_corpus, tmp_path / "run", "dann_wavlm", tiny_ssl["wavlm"],
+              "--precision=bf16", "--cache_ssl_features=True",
+              f"--ssl_features_folder={tmp_path / 'features'}", "--number_of_epochs=1",
+              "--debug", "--debug_batches=2", "--debug_epochs=1")
+    losses = logged(tmp_path / "run", "speaker_loss")
+    assert len(losses) == 1 and np.isfinite(losses[0])
+
+
 @pytest.fixture(scope="module")
 def cnn_only_frames(tmp_path_factory):
     """A tiny WavLM whose CNN normalises each frame alone (``feat_extract_norm: layer``),

@@ -318,6 +318,13 @@ def test_a_bad_option_refused_while_the_models_are_built_is_a_message(demo_corpu
     ("--batch_size=241", r"hparams/dann_fbank.yaml: --batch_size=241 is more than the 240 "
                          r"training pairs of an epoch \(240 source, 240 target utterances\): no "
                          r"step would run\nFix: pass --batch_size=240 or less"),
+    # 15 steps of 16 pairs: gradients accumulated over 16 steps would never reach the optimisers.
+    ("--grad_accumulation_factor=16", r"hparams/dann_fbank.yaml: --grad_accumulation_factor=16 "
+                                      r"is not from 1 to the 15 steps of an epoch: the "
+                                      r"optimisers would never step\nFix: pass "
+                                      r"--grad_accumulation_factor=1 to 15"),
+    ("--grad_accumulation_factor=0", r"--grad_accumulation_factor=0 is not from 1 to the 15 "
+                                     r"steps of an epoch"),
     ("--batch_size=0", r"--batch_size=0 trains nothing\nFix: pass an integer of at least 1, "
                        r"such as --batch_size=16"),
     ("--number_of_epochs=0", r"--number_of_epochs=0 trains nothing\nFix: .* "
@@ -356,6 +363,19 @@ def test_fp16_on_the_cpu_is_refused_before_any_work(demo_corpus, tmp_path, optio
     with pytest.raises(ManifestError, match=rf"{option}: fp16 needs a CUDA device; this run is "
                                             rf"on the CPU\nFix: pass {option[:-4]}bf16"):
         train(demo_corpus, tmp_path, "--device=cpu", option)
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("flag, precision", [("--bfloat16_mix_prec", "bf16"),
+                                             ("--auto_mix_prec", "fp16")])
+def test_deprecated_precision_flags_are_refused_before_any_work(demo_corpus, tmp_path, flag,
+                                                                precision):
+    # SpeechBrain's Brain would train in their precision, and the run's
+    # settings record --precision, fp32 here.
+    with pytest.raises(ManifestError, match=rf"{flag}: a deprecated SpeechBrain flag, which the "
+                                            rf"run's settings would not record\nFix: pass "
+                                            rf"--precision={precision} instead"):
+        train(demo_corpus, tmp_path, "--device=cpu", flag)
     assert os.listdir(tmp_path) == []
 
 
