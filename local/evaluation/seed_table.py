@@ -17,7 +17,15 @@ report holds the hashes of its data files (``provenance.json``, or
 ``evaluate_provenance.json`` for a report of ``evaluate.py``), the same trial
 list, manifest and enrolment table; a table of runs evaluated on other data
 is refused. A report without hashes (of an older run) is compared by its
-number of trials only, with a warning. An unknown list or metric is refused
+number of trials only, with a warning. The runs of one system must be seeds
+of one setting: their reports' settings (``hyperparams.yaml``, or
+``evaluate_hyperparams.yaml`` for a report of ``evaluate.py``, on the run's
+own) must agree in all but the seed, the folders and what leaves the figures
+alone (``num_workers``...: :data:`SEED_FREE_KEYS`), so that an oracle
+evaluation of one seed, or a run of other epochs or score normalisation, is
+refused, naming the setting and its value in each run; a report without
+that record is not compared, with a warning. Systems differ in their
+settings: that is what the table compares. An unknown list or metric is refused
 with the names the summaries have, and so is a metric a list was not scored
 at (an SdSV list's minDCF is ``min_dcf_0.01_10_1``) and a system name given
 to two ``--runs``. A fused folder (``python -m local.evaluation.fusion
@@ -32,11 +40,14 @@ import os
 import sys
 
 import pandas as pd
+import ruamel.yaml
+import yaml
 
 from local.cli import command, option
 from local.errors import fail
 from local.evaluation.report import markdown_table
 from local.provenance import file_sha256
+from local.settings import run_settings
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +55,19 @@ logger = logging.getLogger(__name__)
 PROVENANCE_FILES = ("evaluate_provenance.json", "provenance.json")
 # The files of a trial list whose hashes the runs of a table must share.
 LIST_FILES = ("trials", "manifest", "enrolment")
+# The report's record of its settings: an evaluation's (evaluate.py), else the training run's copy.
+SETTINGS_FILES = ("evaluate_hyperparams.yaml", "hyperparams.yaml")
+# The settings that name a run's folders: a path inside one is compared as
+# the key's (<output_folder>/save), the same for every run.
+FOLDER_KEYS = ("output_folder", "save_folder", "train_log", "ssl_cache", "ssl_features_folder")
+# The settings that the runs of one system may differ in: the seed, where
+# files go, how data are loaded and checked, which changes a command accepted
+# (each changed setting is compared itself) and which systems the DET figure
+# draws. Any other setting may change a figure.
+SEED_FREE_KEYS = frozenset({
+    "seed", *FOLDER_KEYS, "num_workers", "eval_batch_size", "check_audio", "allow_changed",
+    "allow_speaker_overlap", "det_systems",
+})
 # Decimals of a minDCF, a cost between 0 and 1 that good systems' runs
 # differ by in the third decimal; every other figure (an EER in %) has 2.
 DCF_DECIMALS = 3
@@ -285,6 +309,169 @@ def check_same_data(systems, lists):
                 f"{key} {(dict(value).get(key) or 'none')[:12]}" for key in differing))
 
 
+def report_settings(run):
+    """The settings a run's verification report was made with, or None without a record of them.
+
+    The report's ``hyperparams.yaml`` (``evaluate_hyperparams.yaml`` for a
+    report of ``evaluate.py``) on the run's own ``hyperparams.yaml``, whose
+    training run options (``precision``...) an evaluation does not record;
+    each read as :func:`local.settings.run_settings` reads a model file.
+
+    Arguments
+    ---------
+    run : str
+        A run folder.
+
+    Returns
+    -------
+    tuple or None
+        ``(path, settings)``: the report's record and ``{key: value}``.
+
+    Raises
+    ------
+    ManifestError
+        When a record cannot be read.
+    """
+    for name in SETTINGS_FILES:
+        path = os.path.join(run, "verification", name)
+        if os.path.isfile(path):
+            trained = os.path.join(run, "hyperparams.yaml")
+            own = _read_settings(trained) if os.path.isfile(trained) else {}
+            return path, {**own, **_read_settings(path)}
+    return None
+
+
+def _read_settings(path):
+    try:
+        return run_settings(path, {})
+    except (yaml.YAMLError, ruamel.yaml.YAMLError) as error:
+        fail(path, f"unreadable settings record ({error})",
+             fix="leave the run out, or evaluate it again (evaluate.py), which writes its "
+                 "report's settings anew")
+
+
+def compared_settings(settings):
+    """The settings of a run that the other runs of its system must share, each argument apart.
+
+    An object's class and each of its arguments are an entry of their own
+    (``embedding_model.channels``), those of :data:`SEED_FREE_KEYS` are left
+    out at any depth (the ``num_workers`` of ``train_dataloader_options``,
+    which takes the setting's value), and a path inside a folder of
+    :data:`FOLDER_KEYS` is named by its key (an object's ``checkpoints_dir``).
+
+    Arguments
+    ---------
+    settings : dict
+        As :func:`report_settings` reads them.
+
+    Returns
+    -------
+    dict
+        ``{dotted name: value}``.
+
+    Example
+    -------
+    >>> compared_settings({"seed": 2, "output_folder": "r/s2", "lr": 0.1,
+    ...                    "checkpointer": {"!new:Checkpointer": {"checkpoints_dir": "r/s2/save"}}})
+    {'lr': 0.1, 'checkpointer': '!new:Checkpointer', 'checkpointer.checkpoints_dir': '<output_folder>/save'}
+    """
+    folders = sorted(((settings[key], key) for key in FOLDER_KEYS
+                      if isinstance(settings.get(key), str)), key=lambda f: -len(f[0]))
+
+    def named(value):
+        for folder, key in folders if isinstance(value, str) else ():
+            if value == folder or value.startswith(f"{folder}/"):
+                return f"<{key}>{value[len(folder):]}"
+        return value
+
+    def entries(prefix, value):
+        if not isinstance(value, dict):
+            yield prefix, named(value)
+            return
+        if len(value) == 1 and next(iter(value)).startswith("!"):  # an object: {tag: arguments}
+            (tag, arguments), = value.items()
+            yield prefix, tag
+            if not isinstance(arguments, dict):
+                yield f"{prefix}.arguments", named(arguments)
+                return
+            value = arguments
+        for key, item in value.items():
+            if key not in SEED_FREE_KEYS:
+                yield from entries(f"{prefix}.{key}" if prefix else key, item)
+
+    return dict(entries("", settings))
+
+
+def check_same_settings(systems):
+    """Refuse a system whose runs' reports were made with different settings.
+
+    The runs of one system are seeds of one setting: their reports'
+    settings (:func:`report_settings`) must agree in all but the seed,
+    the folders and what leaves the figures alone (:data:`SEED_FREE_KEYS`),
+    so that an oracle evaluation, a run of fewer epochs or one scored with
+    another normalisation is not averaged with the others under one name.
+    A report without a record (of an older run) is not compared, with a
+    warning. The systems of a table differ in their settings: that is what
+    it compares.
+
+    Arguments
+    ---------
+    systems : dict
+        ``{name: summaries}``, as :func:`collect` returns.
+
+    Raises
+    ------
+    ManifestError
+        Naming the system, the runs, and each setting that differs with its
+        value in each run.
+    """
+    for name, summaries in systems.items():
+        runs = list(dict.fromkeys(summaries["run"]))
+        records = {run: report_settings(run) for run in runs}
+        unrecorded = [run for run, record in records.items() if record is None]
+        if unrecorded and len(runs) > 1:
+            logger.warning("No settings record (%s) in the report of %s: its settings are not "
+                           "compared with those of the other runs of '%s'",
+                           " or ".join(SETTINGS_FILES), ", ".join(unrecorded), name)
+        compared = {run: compared_settings(record[1]) for run, record in records.items()
+                    if record is not None}
+        differing = _differing(compared)
+        if differing:
+            reference = next(iter(compared))
+            odd = next(run for run in compared if compared[run] != compared[reference])
+            fail(records[odd][0], f"a run of '{name}' made with other settings than "
+                                  f"{reference}: its figures are not another seed's",
+                 rows=[f"{key}: " + "; ".join(f"{_shown(value)} in {', '.join(members)}"
+                                              for value, members in groups.items())
+                       for key, groups in differing.items()],
+                 fix="give the runs of each setting a --runs of their own, or run the odd "
+                     "ones again with the settings of the others (evaluate.py, or "
+                     "train_dann.py into a new --output_folder)")
+
+
+def _differing(compared):
+    """``{name: {JSON value: runs}}`` of the settings that differ between the runs of ``compared``.
+
+    An object's arguments are made from the settings: one that differs is
+    named only where no setting that differs explains it (an edited model file).
+    """
+    differing = {}
+    for key in dict.fromkeys(key for settings in compared.values() for key in settings):
+        groups = {}
+        for run, settings in compared.items():
+            value = json.dumps(settings[key]) if key in settings else "(absent)"
+            groups.setdefault(value, []).append(run)
+        if len(groups) > 1:
+            differing[key] = groups
+    plain = {key: groups for key, groups in differing.items() if "." not in key}
+    return plain or differing
+
+
+def _shown(value, width=60):
+    """A setting's JSON value, shortened to ``width`` characters (a long list)."""
+    return value if len(value) <= width else f"{value[:width - 3]}..."
+
+
 def check_metrics(systems, lists, metrics):
     """Refuse a metric that is no column of the summaries, or that a list was not scored at.
 
@@ -357,8 +544,9 @@ def seed_table(systems, lists, metrics):
     ------
     ManifestError
         When a run lacks one of the lists or metrics, runs scored a list
-        on different data (:func:`check_same_data`), or a fused row's
-        score files have changed since (:func:`check_fused_rows`).
+        on different data (:func:`check_same_data`), runs of one system
+        were made with different settings (:func:`check_same_settings`), or
+        a fused row's score files have changed since (:func:`check_fused_rows`).
 
     Example
     -------
@@ -378,6 +566,7 @@ def seed_table(systems, lists, metrics):
                          "again with the score_norm/backend_adaptation/backend that make it")
     check_metrics(systems, lists, metrics)
     check_same_data(systems, lists)
+    check_same_settings(systems)
     check_fused_rows(list(dict.fromkeys(pd.concat(systems.values())["run"])), lists)
     rows = []
     for name, summaries in systems.items():
@@ -412,8 +601,9 @@ def print_seed_table(runs, lists, metrics, out=None):
     int
         0 when the table was made, 1 when a system is named twice, a run
         folder is missing or incomplete, a list or metric is unknown, runs
-        scored a list on different data, or a fused row's score files have
-        changed since (the message names them).
+        scored a list on different data, runs of one system were made with
+        different settings, or a fused row's score files have changed since
+        (the message names them).
     """
     try:
         names = [name for name, _ in runs]

@@ -11,6 +11,7 @@ import pytest
 from local.errors import ManifestError
 from local.evaluation.seed_table import collect, main, seed_table
 from local.evaluation.verification import summary_table
+from local.experiment import save_settings
 
 
 def make_run(folder, eers, dcfs=(0.9, 0.8)):
@@ -121,6 +122,87 @@ def test_a_run_without_a_provenance_record_is_compared_by_its_trials_with_a_warn
                            ["eer_percent"])
     assert table["runs"].tolist() == [3]
     assert f"No provenance record in the report of {folder / 'base_s3'}:" in caplog.text
+
+
+def write_settings(folder, prefix="", **overrides):
+    """A run's settings records (hparams/dann_fbank.yaml on the demo), as the scripts write them.
+
+    ``prefix=""``: train_dann.py's, into the run and its report, with the
+    training's run options; ``"evaluate_"``: evaluate.py's, into the report only.
+    """
+    values = {"condition": "demo", "n_speakers": 24, "output_folder": str(folder),
+              "precision": "fp32", **overrides}
+    if prefix:
+        values.pop("precision")
+    for where in [folder / "verification"] + ([] if prefix else [folder]):
+        save_settings("hparams/dann_fbank.yaml", values, "recipes/demo/condition.yaml",
+                      str(where), prefix)
+
+
+def test_runs_of_one_system_made_with_other_settings_are_refused(runs, capsys):
+    folder, _ = runs
+    # Seeds and folders differ, and what leaves the figures alone.
+    for seed, workers in ((1, 0), (2, 4), (3, 0)):
+        write_settings(folder / f"base_s{seed}", seed=seed, num_workers=workers)
+    arguments = ["--runs", "baseline", str(folder / "base_s*"), "--lists", "target"]
+    assert main(arguments) == 0
+    capsys.readouterr()
+    # The oracle back-end on one of the seeds, evaluated in place.
+    write_settings(folder / "base_s3", "evaluate_", seed=3, pseudo_oracle=True,
+                   allow_changed=["pseudo_oracle"])
+    assert main(arguments) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"{folder / 'base_s3' / 'verification' / 'evaluate_hyperparams.yaml'}: a run of "
+        f"'baseline' made with other settings than {folder / 'base_s1'}")
+    assert f"\n  pseudo_oracle: false in {folder / 'base_s1'}, {folder / 'base_s2'}; true in " \
+           f"{folder / 'base_s3'}\nFix: give the runs of each setting a --runs of their own" in err
+    # Systems of other settings are what a table compares.
+    assert main(["--runs", "baseline", str(folder / "base_s[12]"), "--runs", "oracle",
+                 str(folder / "base_s3"), "--lists", "target"]) == 0
+
+
+def test_the_training_run_options_an_evaluation_does_not_record_are_the_runs(runs):
+    folder, _ = runs
+    for seed in (1, 2):
+        write_settings(folder / f"base_s{seed}", seed=seed)
+    write_settings(folder / "base_s3", seed=3, precision="bf16")
+    write_settings(folder / "base_s3", "evaluate_", seed=3)
+    with pytest.raises(ManifestError, match=r"precision: \"fp32\" in .*; \"bf16\" in .*base_s3"):
+        seed_table({"baseline": collect(str(folder / "base_s*"))}, ["target"], ["eer_percent"])
+
+
+def test_an_argument_of_the_model_file_that_differs_is_named(runs):
+    folder, _ = runs
+    for seed in (1, 2, 3):
+        write_settings(folder / f"base_s{seed}", seed=seed)
+    # Seed 3 evaluated with an edited model file: no setting differs, an object does.
+    record = folder / "base_s3" / "verification" / "hyperparams.yaml"
+    record.write_text(record.read_text().replace("kernel_sizes: [5, 3, 3, 3, 1]",
+                                                 "kernel_sizes: [5, 5, 3, 3, 1]"))
+    with pytest.raises(ManifestError, match=r"\n  embedding_model.kernel_sizes: \[5, 3, 3, 3, 1\] "
+                                            r"in .*base_s2; \[5, 5, 3, 3, 1\] in .*base_s3\n"):
+        seed_table({"baseline": collect(str(folder / "base_s*"))}, ["target"], ["eer_percent"])
+
+
+def test_a_run_without_a_settings_record_is_compared_by_its_data_with_a_warning(runs, caplog):
+    folder, _ = runs
+    for seed in (1, 2):
+        write_settings(folder / f"base_s{seed}", seed=seed)
+    with caplog.at_level(logging.WARNING, logger="local.evaluation.seed_table"):
+        table = seed_table({"baseline": collect(str(folder / "base_s*"))}, ["target"],
+                           ["eer_percent"])
+    assert table["runs"].tolist() == [3]
+    assert f"No settings record (evaluate_hyperparams.yaml or hyperparams.yaml) in the report " \
+           f"of {folder / 'base_s3'}:" in caplog.text
+
+
+def test_an_unreadable_settings_record_is_named(runs):
+    folder, _ = runs
+    record = folder / "base_s2" / "verification" / "evaluate_hyperparams.yaml"
+    record.write_text("lr: [0.1\nseed: 2\n")
+    with pytest.raises(ManifestError, match=rf"{record}: unreadable settings record"):
+        seed_table({"baseline": collect(str(folder / "base_s*"))}, ["target"], ["eer_percent"])
 
 
 def test_an_unknown_metric_is_named_with_the_columns_there_are(runs, capsys):
