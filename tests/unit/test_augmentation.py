@@ -1,6 +1,6 @@
 """Waveform augmentation: each augmented crop keeps its labels, and what cannot work is refused."""
 
-import os
+import random
 
 import numpy as np
 import pytest
@@ -21,11 +21,11 @@ N_SOURCE, N_TARGET, SAMPLES = 4, 3, 16000
 LEVELS = 8.0 ** np.arange(N_SOURCE + N_TARGET) / 1000
 
 
-def wav_augment(**overrides):
-    """The recipe's own ``wav_augment`` (hparams/common.yaml), as a run builds it."""
+def wav_augment(folder, **overrides):
+    """The recipe's ``wav_augment`` (hparams/common.yaml), as a run into ``folder`` builds it."""
     hparams = load_model_hparams("hparams/dann_fbank.yaml",
                                  {"condition": "demo", "n_speakers": 5, "num_workers": 0,
-                                  "augment": True, **overrides})
+                                  "output_folder": str(folder), "augment": True, **overrides})
     return hparams["wav_augment"]
 
 
@@ -59,9 +59,9 @@ def noise_csv(tmp_path):
 
 
 @pytest.mark.parametrize("with_noise", [False, True])
-def test_each_augmented_crop_keeps_its_labels(with_noise, request):
+def test_each_augmented_crop_keeps_its_labels(with_noise, request, tmp_path):
     overrides = {"noise_csv": request.getfixturevalue("noise_csv")} if with_noise else {}
-    augmenter = wav_augment(**overrides)
+    augmenter = wav_augment(tmp_path, **overrides)
     assert len(augmenter.augmentations) == 3 + with_noise
     source, target = crops()
     for step in range(3):  # several draws of speed and drops
@@ -84,9 +84,9 @@ def test_each_augmented_crop_keeps_its_labels(with_noise, request):
         assert not torch.allclose(copies[:, :width], clean[:, :width], atol=1e-3)
 
 
-def test_a_changed_speed_gives_every_crop_its_own_length():
+def test_a_changed_speed_gives_every_crop_its_own_length(tmp_path):
     """Speed perturbation at 95 % lengthens the copies: the clean crops' lengths shrink to match."""
-    augmenter = wav_augment()
+    augmenter = wav_augment(tmp_path)
     source, target = crops()
     for seed in range(20):
         torch.manual_seed(seed)
@@ -165,3 +165,17 @@ def test_a_csv_row_whose_audio_cannot_be_used_is_named(noise_csv, tmp_path):
     assert message.startswith(f"{noise_csv}: --noise_csv: 2 of its 4 noise recordings")
     assert f"slow: {slow} is 8000 Hz, not 16000" in message
     assert "gone: " in message and "noise0" not in message
+
+
+def test_the_draws_are_the_torch_state_s_alone(tmp_path):
+    """A step seeds torch (DANNBrain.fit_batch): the same seed draws the same augmentation,
+    whatever Python's own random state, so a resumed run augments as an uninterrupted one."""
+    augmenter = wav_augment(tmp_path)
+    outputs = []
+    for python_seed in (1, 2):
+        random.seed(python_seed)
+        torch.manual_seed(7)
+        outputs.append(augmented_pair(augmenter, *crops())[0].sig.data)
+    assert torch.equal(*outputs)
+    torch.manual_seed(8)
+    assert not torch.equal(outputs[0], augmented_pair(augmenter, *crops())[0].sig.data)
