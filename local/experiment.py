@@ -30,6 +30,7 @@ from local.data.ssl_cache import add_cached_crop_pipeline, cache_hidden_states
 from local.data.validation import check_manifest_audio_once, validate
 from local.errors import checked_on_main, fail
 from local.evaluation.verification import check_cohort, check_score_norm, verify
+from local.model.augmentation import check_augmentation
 from local.model.checkpoints import checkpoint_identity
 from local.model.dann_brain import DANNBrain
 from local.model.pseudo_labels import check_oracle_speakers
@@ -224,6 +225,8 @@ def prepare_experiment(argv=None, training=True, create_folder=sb.create_experim
             _untrained(save_folder)
     hparams = load_model_hparams(hparams_file, overrides)
     check_ssl_dim(hparams_file, hparams)
+    if training:
+        check_augmentation(hparams_file, hparams)
     check_score_norm(hparams)
     if not training and not hparams["checkpointer"].list_checkpoints():
         _untrained(hparams["save_folder"])

@@ -13,6 +13,7 @@ from torch.nn.parallel import DistributedDataParallel
 from local.data.dataio import STEP_STREAM, random_seed
 from local.embedding import compute_embeddings, embeddable_ids
 from local.model.adversaries import DomainItems
+from local.model.augmentation import augmented_pair
 from local.model.distributed import gradient_sync, process_share, unwrapped, wrap_in_ddp
 from local.model.domain_branch import LayerOutputTap
 from local.model.epoch_statistics import EpochStatistics
@@ -245,12 +246,19 @@ class DANNBrain(sb.Brain):
     def fit_batch(self, batch):
         """One step, with the discriminator's own updates where its adversary plays them.
 
+        With ``augment``, the step's crops and their augmented copies
+        (:func:`~local.model.augmentation.augmented_pair`); training only:
+        the pseudo-labels, the cohort and the verification embed clean audio.
+
         A GAN's come before the encoder's loss is computed against it; with
         gradient reversal, any beyond the joint loss's follow the optimisers' step.
         """
         # Dropout and any other draw of the step, from (seed, epoch, step) alone.
         torch.manual_seed(random_seed(self.hparams.seed, STEP_STREAM,
                                       self.hparams.epoch_counter.current, self.step))
+        if self.hparams.augment:
+            batch = augmented_pair(self.hparams.wav_augment,
+                                   *(part.to(self.device) for part in batch))
         should_step = self.step % self.grad_accumulation_factor == 0
         self.on_fit_batch_start(batch, should_step)
         with self.no_sync(not should_step):

@@ -276,9 +276,14 @@ class GE2EHead(SpeakerHead):
         """The GE2E loss of the source crops, whose first ``utterances`` rows are one speaker's.
 
         The labels are the batch's layout already; target crops take no part.
+        With ``--augment=True`` the rows are the layout's batch then its
+        augmented copy, laid out alike: a speaker's crops and their copies
+        are its ``2 * utterances``.
         """
         del labels, target, target_ids
-        return self.loss(source.reshape(*self.batch_layout, -1)), {}
+        speakers, utterances = self.batch_layout
+        copies = source.reshape(-1, speakers, utterances, source.shape[-1])
+        return self.loss(copies.transpose(0, 1).reshape(speakers, -1, source.shape[-1])), {}
 
 
 VARIANTS = ("softmax", "contrast")

@@ -78,3 +78,13 @@ def test_the_frozen_front_end_keeps_fewer_activations(bench_module, monkeypatch,
     assert 0 < kept["tiny WavLM frozen"] < kept["tiny WavLM fine-tuned"]
     ratio = float(lines[-1].split(": ")[1].rstrip("x"))
     assert lines[-1].startswith("fine-tuned / frozen step time: ") and finite_positive(ratio)
+
+
+def test_augmented_steps_are_timed_against_plain_ones(bench_module, tmp_path):
+    bench = bench_module("bench_augment")
+    common = importlib.import_module("common")
+    brain, hparams, data = bench.build("dann_fbank.yaml", str(tmp_path), "run",
+                                       *common.TINY_ENCODER, "--augment=True", "--batch_size=2")
+    times = bench.compare(brain, hparams, data, rounds=1)
+    assert set(times) == {False, True}
+    assert all(finite_positive(*pair) for pair in times.values()), times

@@ -1,0 +1,66 @@
+"""Tiny runs of train_dann.py with --augment=True: training steps alone are augmented."""
+
+import os
+
+import pytest
+import yaml
+from speechbrain.augment.augmenter import Augmenter
+
+from local.errors import ManifestError
+from local.model.dann_brain import DANNBrain
+from tests.integration.test_train_dann import GE2E_TINY, SHORT, logged, train
+from tests.unit.test_augmentation import noise_csv  # noqa: F401 (a fixture)
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """``{"augment": [batch sizes the Augmenter took], "steps": training steps}`` of a run."""
+    counts = {"augment": [], "steps": 0}
+    augment, fit_batch = Augmenter.forward, DANNBrain.fit_batch
+
+    def counted_augment(self, x, lengths):
+        counts["augment"].append(len(x))
+        return augment(self, x, lengths)
+
+    def counted_step(self, batch):
+        counts["steps"] += 1
+        return fit_batch(self, batch)
+
+    monkeypatch.setattr(Augmenter, "forward", counted_augment)
+    monkeypatch.setattr(DANNBrain, "fit_batch", counted_step)
+    return counts
+
+
+def test_an_augmented_run_learns_and_augments_its_training_steps_only(
+        demo_corpus, tmp_path, noise_csv, calls):  # noqa: F811
+    folder = str(tmp_path / "run")
+    # Pseudo-labels from epoch 2: a clustering embeds every target utterance
+    # mid-run, then the verification embeds the evaluation and cohort audio.
+    train(demo_corpus, folder, "--augment=True", f"--noise_csv={noise_csv}",
+          "--number_of_epochs=4", "--lr=0.005", "--pseudo_label_epochs=[2]")
+    losses = logged(folder, "speaker_loss")
+    assert len(losses) == 4 and losses[-1] < 0.8 * losses[0], losses
+    # One augmentation of each step's 16 source and 16 target crops, and no other.
+    assert calls["steps"] == sum(logged(folder, "steps")) > 0
+    assert calls["augment"] == [32] * calls["steps"]
+    with open(os.path.join(folder, "hyperparams.yaml")) as saved:
+        text = saved.read()
+    values = yaml.safe_load("\n".join(line for line in text.splitlines()
+                                      if line.startswith(("augment:", "noise_csv:"))))
+    assert values == {"augment": True, "noise_csv": noise_csv}
+    with pytest.raises(ManifestError, match=r"run_settings.json: the run's checkpoints were "
+                                            r"trained with other settings:\n  augment: true -> "
+                                            r"false\n"):
+        train(demo_corpus, folder, "--noise_csv=null", "--number_of_epochs=5", "--lr=0.005",
+              "--pseudo_label_epochs=[2]")
+
+
+def test_a_run_without_augment_never_augments(demo_corpus, tmp_path, calls):
+    train(demo_corpus, tmp_path / "run", *SHORT)
+    assert calls["steps"] > 0 and calls["augment"] == []
+
+
+def test_ge2e_trains_on_augmented_speaker_major_batches(demo_corpus, tmp_path, calls):
+    train(demo_corpus, tmp_path / "run", *SHORT, "--augment=True",
+          hparams="hparams/ge2e_fbank.yaml", tiny=GE2E_TINY)
+    assert calls["augment"] == [32] * calls["steps"] and calls["steps"] > 0
