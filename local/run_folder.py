@@ -414,6 +414,19 @@ def _with_recorded_model(recorded, settings, record_path):
     return {**recorded, SSL_MODEL_KEY: settings[SSL_MODEL_KEY]}
 
 
+def _with_recorded_augmentation(recorded, settings):
+    """The record, read as without augmentation where it was written before ``augment`` was.
+
+    Such a run trained on clean crops: ``augment: False`` and no noise or
+    impulse responses, its ``wav_augment`` unused whatever it is.
+    """
+    if "augment" in recorded or "augment" not in settings:
+        return recorded
+    before = {"augment": False, "noise_csv": None, "rir_csv": None,
+              "wav_augment": settings.get("wav_augment")}
+    return {**{key: value for key, value in before.items() if key in settings}, **recorded}
+
+
 def _with_recorded_run_options(recorded, settings, record_path):
     """The record, with this command's run options and processes where one written before has none.
 
@@ -433,7 +446,8 @@ def accept_settings(hparams, settings, training, condition):
     Only a folder with a checkpoint is checked: a run that stopped before its
     first checkpoint starts again with any settings. A record written before
     the training data's hashes were recorded is compared with those of the
-    run's ``provenance.json``; one written before the SSL model's digest
+    run's ``provenance.json``; one written before ``augment`` as a run
+    without augmentation; one written before the SSL model's digest
     (:func:`model_settings`) was recorded is not checked for it, with a
     warning. An evaluation accepts other training data, with a warning: they
     change the cohort and the back-ends, not the weights; another SSL model
@@ -475,6 +489,7 @@ def accept_settings(hparams, settings, training, condition):
             recorded = _with_recorded_data(recorded, settings, hparams["output_folder"],
                                            record_path)
             recorded = _with_recorded_model(recorded, settings, record_path)
+            recorded = _with_recorded_augmentation(recorded, settings)
             if training:
                 recorded = _with_recorded_run_options(recorded, settings, record_path)
             changes = changed_settings(

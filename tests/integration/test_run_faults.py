@@ -118,6 +118,19 @@ def test_resume_with_another_emb_dim_is_refused_before_loading(demo_corpus, run)
         train(demo_corpus, run, *ONE_EPOCH, "--emb_dim=64")
 
 
+def test_a_record_from_before_augmentation_reads_as_a_run_without_it(demo_corpus, run):
+    """A run recorded before ``augment`` existed trained on clean crops: it is evaluated and
+    resumed as such, and a resume with augmentation is refused as a change."""
+    record_path = run / "save" / "run_settings.json"
+    record = json.loads(record_path.read_text())
+    for key in ("augment", "noise_csv", "rir_csv", "wav_augment"):
+        del record[key]
+    record_path.write_text(json.dumps(record))
+    train(demo_corpus, run, *ONE_EPOCH, script=evaluate)
+    with pytest.raises(ManifestError, match=r"other settings:\n  augment: false -> true\n"):
+        train(demo_corpus, run, *ONE_EPOCH, "--augment=True")
+
+
 def test_allowed_change_resumes_and_becomes_the_runs_setting(demo_corpus, run, monkeypatch,
                                                              caplog):
     with pytest.raises(ManifestError, match=r"number_of_epochs: 1 -> 2\n"):
