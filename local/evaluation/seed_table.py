@@ -385,6 +385,10 @@ def compared_settings(settings):
         return value
 
     def entries(prefix, value):
+        if isinstance(value, list) and any(isinstance(item, (dict, list)) for item in value):
+            for index, item in enumerate(value):  # a list of objects: each by its place
+                yield from entries(f"{prefix}[{index}]", item)
+            return
         if not isinstance(value, dict):
             yield prefix, named(value)
             return
@@ -392,7 +396,7 @@ def compared_settings(settings):
             (tag, arguments), = value.items()
             yield prefix, tag
             if not isinstance(arguments, dict):
-                yield f"{prefix}.arguments", named(arguments)
+                yield from entries(f"{prefix}.arguments", arguments)
                 return
             value = arguments
         for key, item in value.items():
@@ -411,7 +415,8 @@ def check_same_settings(systems):
     so that an oracle evaluation, a run of fewer epochs or one scored with
     another normalisation is not averaged with the others under one name.
     A report without a record (of an older run) is not compared, with a
-    warning. The systems of a table differ in their settings: that is what
+    warning, nor is a setting that some records lack: one added to the
+    recipe after they were written, whose default is what they ran. The systems of a table differ in their settings: that is what
     it compares.
 
     Arguments
@@ -457,10 +462,11 @@ def _differing(compared):
     """
     differing = {}
     for key in dict.fromkeys(key for settings in compared.values() for key in settings):
+        if not all(key in settings for settings in compared.values()):
+            continue
         groups = {}
         for run, settings in compared.items():
-            value = json.dumps(settings[key]) if key in settings else "(absent)"
-            groups.setdefault(value, []).append(run)
+            groups.setdefault(json.dumps(settings[key]), []).append(run)
         if len(groups) > 1:
             differing[key] = groups
     plain = {key: groups for key, groups in differing.items() if "." not in key}

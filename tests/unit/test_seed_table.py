@@ -162,6 +162,20 @@ def test_runs_of_one_system_made_with_other_settings_are_refused(runs, capsys):
                  str(folder / "base_s3"), "--lists", "target"]) == 0
 
 
+def test_a_setting_that_an_older_record_lacks_is_not_compared(runs):
+    """A setting added to the recipe after a seed was run: that seed ran its default."""
+    folder, _ = runs
+    for seed in (1, 2, 3):
+        write_settings(folder / f"base_s{seed}", seed=seed)
+    for record in (folder / "base_s3" / "hyperparams.yaml",
+                   folder / "base_s3" / "verification" / "hyperparams.yaml"):
+        assert "\naugment: false\n" in record.read_text()
+        record.write_text(record.read_text().replace("\naugment: false\n", "\n"))
+    table = seed_table({"baseline": collect(str(folder / "base_s*"))}, ["target"],
+                       ["eer_percent"])
+    assert table.loc[0, "runs"] == 3
+
+
 def test_the_training_run_options_an_evaluation_does_not_record_are_the_runs(runs):
     folder, _ = runs
     for seed in (1, 2):
