@@ -366,8 +366,10 @@ def test_fp16_on_the_cpu_is_refused_before_any_work(demo_corpus, tmp_path, optio
     assert os.listdir(tmp_path) == []
 
 
-@pytest.mark.parametrize("flag, precision", [("--bfloat16_mix_prec", "bf16"),
-                                             ("--auto_mix_prec", "fp16")])
+@pytest.mark.parametrize("flag, precision", [
+    ("--bfloat16_mix_prec", "bf16"),
+    ("--auto_mix_prec", r"bf16 \(mixed precision on the CPU\) or fp32"),  # not fp16, refused
+])
 def test_deprecated_precision_flags_are_refused_before_any_work(demo_corpus, tmp_path, flag,
                                                                 precision):
     # SpeechBrain's Brain would train in their precision, and the run's
