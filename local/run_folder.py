@@ -570,7 +570,7 @@ def check_one_run(hparams, training, debug=False):
              fix="train into another --output_folder, pass the --save_folder of that run, or "
                  f"remove {output} if its results are not needed (those of a --debug smoke "
                  "test, whose checkpoints were temporary)")
-    other = _recorded_save_folder(output)
+    other = recorded_save_folder(output)
     if other and os.path.realpath(other) != os.path.realpath(save_folder) and any(
             name.startswith("CKPT+") for name in _listing(other)):
         fail(output, f"holds a run whose checkpoints are in {other}, not in {save_folder}: a "
@@ -579,7 +579,7 @@ def check_one_run(hparams, training, debug=False):
                  "--output_folder")
 
 
-def _recorded_save_folder(output):
+def recorded_save_folder(output):
     """The ``save_folder`` named by a run folder's ``hyperparams.yaml``, or None."""
     path = os.path.join(output, "hyperparams.yaml")
     if not os.path.isfile(path):
