@@ -119,8 +119,11 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".sph")
 # tuple without it: a folder prepared with the default is the condition's.
 DEFAULT_PATTERN = r"^(?P<spk>[^/]+)/(?P<session>[^/]+)/(?P<utt>[^/]+)\.(?i:wav|flac|sph)"
 PATTERN_GROUPS = ("spk", "session", "utt")
-PATTERN_FIX = ("adjust --pattern: a Python regex matching the whole path relative to "
-               "data_folder, with named groups spk (required), session and utt (optional)")
+# A condition's preparation takes its options from the condition file, not the command line.
+PATTERN_FIX = ("adjust the pattern (--pattern; for a condition, pattern: in its prepare_farsdat "
+               "step, in a copy of the condition file): a Python regex matching the whole path "
+               "relative to data_folder, with named groups spk (required), session and utt "
+               "(optional)")
 CONVERT_SHORTEN = (
     "cd DATA_FOLDER && find . -iname '*.sph' | while read -r f; do "
     'o=WAV_FOLDER/"${f%.*}.wav"; [ -e "$o" ] && continue; mkdir -p "$(dirname "$o")"; '
@@ -349,7 +352,8 @@ def _utterances(data_folder, regex, ignore_unmatched):
     if unmatched and not (utterances and ignore_unmatched):
         fail(data_folder, f"{len(unmatched)} of {len(files)} audio files do not match the "
              f"pattern {regex.pattern!r} (or give an empty spk)", rows=unmatched,
-             fix=PATTERN_FIX + "; or pass --ignore_unmatched to leave them out")
+             fix=PATTERN_FIX + "; or leave them out with --ignore_unmatched (for a condition, "
+             "ignore_unmatched: True in that step)")
     if unmatched:
         logger.warning("Big FARSDAT: leaving out %d audio files that do not match the "
                        "pattern, such as %s", len(unmatched), unmatched[0])

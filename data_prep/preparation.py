@@ -30,7 +30,7 @@ from local.data.manifest_io import (
     write_trials,
 )
 from local.data.schema import SAMPLE_RATE
-from local.data.validation import validate
+from local.data.validation import PREPARED_MARKER, validate
 from local.errors import ManifestError, fail
 from local.provenance import file_sha256
 from local.whole_files import release_lock, taken_lock, written_whole
@@ -482,7 +482,7 @@ def skip_if_prepared(save_folder, outputs, options):
     >>> skip_if_prepared(folder, [], {"seed": 2}), os.listdir(folder)
     (False, [])
     """
-    marker = os.path.join(save_folder, "prepare_options.json")
+    marker = os.path.join(save_folder, PREPARED_MARKER)
     if not os.path.isfile(marker):
         return False
     with open(marker, encoding="utf-8") as saved:
@@ -523,7 +523,7 @@ def mark_prepared(save_folder, options, outputs):
     ['prepare_options.json']
     """
     # Whole or not at all: a half-written marker would fail the next preparation.
-    with written_whole(os.path.join(save_folder, "prepare_options.json"),
+    with written_whole(os.path.join(save_folder, PREPARED_MARKER),
                        encoding="utf-8") as out:
         json.dump({"options": options, "outputs": sorted(outputs)}, out, indent=1,
                   sort_keys=True)

@@ -294,8 +294,8 @@ def _wav_tree(data_folder):
     if glob.glob(os.path.join(data_folder, "id*", "")):
         problem += ("; found the speaker folders idXXXXX/ directly in it: it is the wav/ "
                     "folder itself")
-        fix = ("pass the folder above it (which holds wav/ and vox1_meta.csv): "
-               f"--data_folder {shlex.quote(os.path.dirname(data_folder))}")
+        fix = ("pass the folder above it instead (which holds wav/ and vox1_meta.csv): "
+               f"{shlex.quote(os.path.dirname(data_folder))}")
     elif os.path.isdir(os.path.join(data_folder, "dev", "aac")):
         problem += "; found dev/aac/, VoxCeleb2's layout"
         fix = "pass VoxCeleb1's folder as data_folder and this one as vox2_folder"

@@ -41,6 +41,7 @@ from local.run_folder import (
     check_one_run,
     hold_run_folder,
     record_run,
+    recorded_save_folder,
     trained_manifests,
 )
 from local.settings import (
@@ -220,16 +221,16 @@ def prepare_experiment(argv=None, training=True, create_folder=sb.create_experim
     check_trainable(hparams_file, overrides, condition, run_opts if training else None)
     if not training:
         # Before the models are built, whose checkpointer would make the folder.
-        save_folder = plain_values(hparams_file, overrides)["save_folder"]
-        if not os.path.isdir(save_folder):
-            _untrained(save_folder)
+        folders = plain_values(hparams_file, overrides)
+        if not os.path.isdir(folders["save_folder"]):
+            _untrained(folders["save_folder"], folders["output_folder"])
     hparams = load_model_hparams(hparams_file, overrides)
     check_ssl_dim(hparams_file, hparams)
     if training:
         check_augmentation(hparams_file, hparams)
     check_score_norm(hparams)
     if not training and not hparams["checkpointer"].list_checkpoints():
-        _untrained(hparams["save_folder"])
+        _untrained(hparams["save_folder"], hparams["output_folder"])
     # The run options a run trains with, and its number of processes, are its
     # settings; an evaluation's are free.
     options = run_options(run_opts, hparams)
@@ -325,8 +326,13 @@ def check_trained(checkpoint, counter):
                                "would be taken for the finished run's", fix=fix)
 
 
-def _untrained(save_folder):
-    """Exit: an evaluation of a run without a checkpoint in ``save_folder``."""
+def _untrained(save_folder, output_folder):
+    """Exit: an evaluation of a run without a checkpoint in ``save_folder``; one of a run
+    trained with another ``--save_folder`` (as its ``hyperparams.yaml`` records) names it."""
+    recorded = recorded_save_folder(output_folder)
+    if recorded and os.path.realpath(recorded) != os.path.realpath(save_folder):
+        sys.exit(f"No checkpoint in {save_folder}: the run in {output_folder} saved its "
+                 f"checkpoints in {recorded}: pass --save_folder={recorded}.")
     sys.exit(f"No checkpoint in {save_folder}: train the system first "
              "(python train_dann.py with the same hparams and overrides).")
 

@@ -64,7 +64,7 @@ from local.errors import exit_on_bad_input, fail, failing_on_full_disk
 from local.evaluation.metrics import eer, eer_threshold
 from local.evaluation.report import CHECKPOINT_FILE, read_scores, score_file, scored_checkpoint
 from local.model.checkpoints import CompleteCheckpointer, checkpoint_identity
-from local.run_folder import hold_run_folder, release_run_folders
+from local.run_folder import hold_run_folder, recorded_save_folder, release_run_folders
 from local.whole_files import staged_folder
 
 logger = get_logger(__name__)
@@ -314,6 +314,15 @@ def check_replaceable(model_folder):
              fix="pass an empty or new --model_folder, or one an earlier export wrote")
 
 
+def _run_folder_fix(run_folder, save_folder):
+    """The fix for a run folder without a file of a finished run: where the run
+    recorded another save_folder (trained with --save_folder), to pass that."""
+    recorded = recorded_save_folder(run_folder)
+    if recorded and os.path.realpath(recorded) != os.path.realpath(save_folder):
+        return f"pass the run's --save_folder {recorded}, as its hyperparams.yaml records"
+    return "pass the output_folder of a run (results/<condition>/<model>/<seed>)"
+
+
 def export_model(run_folder, model_folder=None, checkpoints_dir=None, trial_lists=None,
                  save_folder=None):
     """Write the model of a run's latest checkpoint in SpeechBrain's inference layout.
@@ -359,7 +368,7 @@ def export_model(run_folder, model_folder=None, checkpoints_dir=None, trial_list
     for needed in (hparams_path, label_encoder, os.path.join(run_folder, "condition.yaml")):
         if not os.path.isfile(needed):
             fail(needed, "missing: this is not the folder of a finished train_dann.py run",
-                 fix="pass the output_folder of a run (results/<condition>/<model>/<seed>)")
+                 fix=_run_folder_fix(run_folder, save_folder))
     with open(hparams_path, encoding="utf-8") as fin:
         run = ruamel.yaml.YAML().load(fin)
     _absolute_ssl_folders(run["frontend"])

@@ -69,6 +69,14 @@ PROVENANCE = "provenance.json"
 # The setting that is the digest of an SSL front end's model files
 # (local.model.ssl_frontend.ssl_fingerprint); records from before it lack it.
 SSL_MODEL_KEY = "ssl_model_sha256"
+# The kinds of a changed setting: how the checkpoints were trained, and what to
+# pass instead (a digest is no option: its files are what can be passed).
+CHANGE_KINDS = (
+    ("setting", "with other settings", "the run's values of these keys"),
+    ("data", "on other data", "the data files the run was trained on"),
+    ("model", "with other SSL model files",
+     "the SSL model files the run was trained with (ssl_source)"),
+)
 # The locks this process holds: {real path of the folder: open lock file}.
 _HELD = {}
 _ABSENT = object()
@@ -269,12 +277,9 @@ def changed_settings(recorded, settings, allowed, record_path, files=None):
         files = files or {}
         listed = "\n".join(f"  {_named(key, files)}: {_shown(changes[key][0])} -> "
                            f"{_shown(changes[key][1])}" for key in refused)
-        kinds = {key in files for key in refused}  # True: a data file's hash
-        trained = " and ".join(what for kind, what in (
-            (False, "with other settings"), (True, "on other data")) if kind in kinds)
-        passed = " and ".join(what for kind, what in (
-            (False, "the run's values of these keys"),
-            (True, "the data files the run was trained on")) if kind in kinds)
+        kinds = {_change_kind(key, files) for key in refused}
+        trained = " and ".join(how for kind, how, _ in CHANGE_KINDS if kind in kinds)
+        passed = " and ".join(what for kind, _, what in CHANGE_KINDS if kind in kinds)
         fail(record_path, f"the run's checkpoints were trained {trained}:\n{listed}",
              fix=f"pass {passed}, or train into another --output_folder; "
                  "where a change is safe for this run, accept it with "
@@ -285,6 +290,11 @@ def changed_settings(recorded, settings, allowed, record_path, files=None):
 def _key_list(allowed):
     """``allow_changed`` as a list: one key may be given alone, none as None."""
     return [allowed] if isinstance(allowed, str) else list(allowed or [])
+
+
+def _change_kind(key, files):
+    """Which of :data:`CHANGE_KINDS` a changed ``key`` is."""
+    return "data" if key in files else "model" if key == SSL_MODEL_KEY else "setting"
 
 
 def _named(key, files):
@@ -585,7 +595,7 @@ def check_one_run(hparams, training, debug=False):
              fix="train into another --output_folder, pass the --save_folder of that run, or "
                  f"remove {output} if its results are not needed (those of a --debug smoke "
                  "test, whose checkpoints were temporary)")
-    other = _recorded_save_folder(output)
+    other = recorded_save_folder(output)
     if other and os.path.realpath(other) != os.path.realpath(save_folder) and any(
             name.startswith("CKPT+") for name in _listing(other)):
         fail(output, f"holds a run whose checkpoints are in {other}, not in {save_folder}: a "
@@ -594,7 +604,7 @@ def check_one_run(hparams, training, debug=False):
                  "--output_folder")
 
 
-def _recorded_save_folder(output):
+def recorded_save_folder(output):
     """The ``save_folder`` named by a run folder's ``hyperparams.yaml``, or None."""
     path = os.path.join(output, "hyperparams.yaml")
     if not os.path.isfile(path):

@@ -725,6 +725,8 @@ def check_device(device):
 # SpeechBrain's deprecated flags for --precision, which its Brain applies
 # without setting run_opts["precision"]: a run's settings would record fp32.
 DEPRECATED_PRECISION_FLAGS = {"auto_mix_prec": "fp16", "bfloat16_mix_prec": "bf16"}
+# What a run on the CPU may pass instead of fp16.
+CPU_PRECISIONS = "bf16 (mixed precision on the CPU) or fp32"
 
 
 def check_precision(run_opts):
@@ -757,18 +759,24 @@ def check_precision(run_opts):
       ...
     local.errors.ManifestError: --bfloat16_mix_prec: a deprecated SpeechBrain flag, which the run's settings would not record
     Fix: pass --precision=bf16 instead
+    >>> check_precision({"device": "cpu", "auto_mix_prec": True})
+    Traceback (most recent call last):
+      ...
+    local.errors.ManifestError: --auto_mix_prec: a deprecated SpeechBrain flag, which the run's settings would not record
+    Fix: pass --precision=bf16 (mixed precision on the CPU) or fp32 instead
     """
+    on_cpu = str(run_opts.get("device") or infer_device()).startswith("cpu")
     for flag, precision in DEPRECATED_PRECISION_FLAGS.items():
         if run_opts.get(flag):
+            instead = CPU_PRECISIONS if on_cpu and precision == "fp16" else precision
             fail(f"--{flag}", "a deprecated SpeechBrain flag, which the run's settings would "
-                              "not record", fix=f"pass --precision={precision} instead")
-    device = run_opts.get("device") or infer_device()
-    if not str(device).startswith("cpu"):
+                              "not record", fix=f"pass --precision={instead} instead")
+    if not on_cpu:
         return
     for option in ("precision", "eval_precision"):
         if run_opts.get(option) == "fp16":
             fail(f"--{option}=fp16", "fp16 needs a CUDA device; this run is on the CPU",
-                 fix=f"pass --{option}=bf16 (mixed precision on the CPU) or fp32")
+                 fix=f"pass --{option}={CPU_PRECISIONS}")
 
 
 def check_trainable(hparams_file, overrides, condition, run_opts=None):

@@ -34,6 +34,9 @@ logger = logging.getLogger(__name__)
 
 # Files per task of the threads that stat a manifest's audio (audio_stat_digest).
 STAT_CHUNK = 1000
+# What a preparation writes beside its outputs (data_prep.preparation): while
+# it is there, a preparation with the same options skips the folder.
+PREPARED_MARKER = "prepare_options.json"
 
 
 def check_manifest_audio(manifest, path, workers=None):
@@ -89,11 +92,19 @@ def check_manifest_audio(manifest, path, workers=None):
     ]
     if problems:
         fail(path, "manifest does not match its audio", rows=problems,
-             fix="re-run the data preparation for this corpus; in a manifest written by hand, "
+             fix=f"{_prepare_again(path)}; in a manifest written by hand, "
                  "correct these rows: wav an absolute path or one relative to the directory "
                  f"you run from (now {os.getcwd()}), not to the manifest's folder; "
                  "sample_rate, start, stop and duration as soundfile.info(wav) gives them")
     _write_stamp(path, {"manifest_sha256": digest, "audio_stat_sha256": stats})
+
+
+def _prepare_again(path):
+    """How to prepare the manifest ``path`` again, past the marker that would skip it."""
+    marker = os.path.join(os.path.dirname(path), PREPARED_MARKER)
+    if os.path.isfile(marker):
+        return f"remove {marker}, then re-run the data preparation for this corpus"
+    return "re-run the data preparation for this corpus"
 
 
 def audio_stat_digest(wavs, workers=None):

@@ -169,6 +169,15 @@ def test_export_of_a_folder_that_is_not_a_run_says_what_to_pass(tmp_path):
         export_model(str(tmp_path))
 
 
+def test_export_of_a_run_trained_with_another_save_folder_names_it(tmp_path):
+    saved = tmp_path / "elsewhere"
+    (tmp_path / "hyperparams.yaml").write_text(f"save_folder: {saved}\n")
+    (tmp_path / "condition.yaml").write_text("condition: demo\n")
+    with pytest.raises(ManifestError, match=rf"label_encoder.txt: missing.*\nFix: pass the run's "
+                                            rf"--save_folder {re.escape(str(saved))}, as"):
+        export_model(str(tmp_path))
+
+
 def test_export_without_a_checkpoint_says_to_train(runs, tmp_path):
     with pytest.raises(ManifestError, match="no checkpoint to export\nFix: train the system first"):
         export_model(str(runs["fbank"]), str(tmp_path / "model"), checkpoints_dir=str(tmp_path))

@@ -593,8 +593,9 @@ def test_a_run_on_an_ssl_model_replaced_under_the_same_source_is_refused(demo_co
     before = contents(run)
     before.pop("log.txt")
     for script in (train_dann, evaluate):
-        with pytest.raises(ManifestError, match=rf"other settings:\n  ssl_model_sha256: "
-                                                rf"\"{recorded}\" -> \"[0-9a-f]+\"\n"):
+        with pytest.raises(ManifestError, match=rf"other SSL model files:\n  ssl_model_sha256: "
+                                                rf"\"{recorded}\" -> \"[0-9a-f]+\"\nFix: pass "
+                                                rf"the SSL model files the run was trained with"):
             train_ssl(demo_corpus, run, "dann_wavlm", source, *ONE_EPOCH, script=script)
     assert {path: digest for path, digest in contents(run).items() if path != "log.txt"} == before
     for name in os.listdir(original):  # the run's model again, in files written anew

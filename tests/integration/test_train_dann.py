@@ -203,6 +203,19 @@ def test_evaluate_without_a_checkpoint_says_to_train(demo_corpus, tmp_path, made
     assert sorted(path.name for path in tmp_path.rglob("*")) == (["run", "save"] if made else [])
 
 
+def test_evaluate_of_a_run_trained_with_another_save_folder_names_it(demo_corpus, tmp_path):
+    import evaluate
+
+    folder, saved = tmp_path / "run", tmp_path / "elsewhere"
+    folder.mkdir()
+    (folder / "hyperparams.yaml").write_text(f"save_folder: {saved}\n")
+    data_folder = os.path.dirname(demo_corpus["eval"])
+    with pytest.raises(SystemExit, match=rf"No checkpoint in {folder}/save: .*: pass "
+                                         rf"--save_folder={saved}\.$"):
+        evaluate.main(["hparams/dann_fbank.yaml", f"--data_folder={data_folder}",
+                       f"--output_folder={folder}", *TINY])
+
+
 def test_bad_score_norm_fails_before_training(demo_corpus, tmp_path):
     with pytest.raises(ValueError, match="score_norm must be null, snorm or asnorm"):
         train(demo_corpus, tmp_path, "--score_norm=znorm")
@@ -366,8 +379,10 @@ def test_fp16_on_the_cpu_is_refused_before_any_work(demo_corpus, tmp_path, optio
     assert os.listdir(tmp_path) == []
 
 
-@pytest.mark.parametrize("flag, precision", [("--bfloat16_mix_prec", "bf16"),
-                                             ("--auto_mix_prec", "fp16")])
+@pytest.mark.parametrize("flag, precision", [
+    ("--bfloat16_mix_prec", "bf16"),
+    ("--auto_mix_prec", r"bf16 \(mixed precision on the CPU\) or fp32"),  # not fp16, refused
+])
 def test_deprecated_precision_flags_are_refused_before_any_work(demo_corpus, tmp_path, flag,
                                                                 precision):
     # SpeechBrain's Brain would train in their precision, and the run's

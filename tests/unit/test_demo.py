@@ -2,6 +2,7 @@
 
 import hashlib
 import os
+import re
 
 import numpy as np
 import pandas as pd
@@ -13,6 +14,7 @@ from data_prep.preparation import OptionError
 from data_prep.telephone import HANDSET_LINE, telephone_channel
 from local.data.manifest_io import read_manifest, read_trials
 from local.data.validation import validate
+from local.errors import ManifestError
 from local.evaluation.mfcc_baseline import baseline_eer, mean_mfcc_embeddings
 
 SMALL = dict(n_train_speakers=3, n_eval_speakers=3, utts_per_train_speaker=2,
@@ -166,3 +168,17 @@ def test_the_target_language_has_shorter_segments():
     source = synthesize(np.random.default_rng(1), speaker, "l1", ["a"] * 20)
     target = synthesize(np.random.default_rng(1), speaker, "l2", ["ae"] * 20)
     assert target.size < 0.92 * source.size
+
+
+def test_a_manifest_whose_audio_changed_is_prepared_anew_as_its_fix_says(tmp_path):
+    # A preparation with the same options skips its folder: the fix names what stops it.
+    paths = prepare_demo(str(tmp_path), seed=3, **SMALL)
+    wav = read_manifest(paths["source_train"])["wav"].iloc[0]
+    samples, rate = soundfile.read(wav)
+    soundfile.write(wav, samples[: len(samples) // 2], rate)
+    with pytest.raises(ManifestError, match=r"does not match its audio") as error:
+        validate(paths["source_train"])
+    os.remove(re.search(r"\nFix: remove (\S+), then re-run the data preparation",
+                        str(error.value)).group(1))
+    paths = prepare_demo(str(tmp_path), seed=3, **SMALL)
+    assert len(validate(paths["source_train"])) == len(read_manifest(paths["source_train"]))

@@ -254,7 +254,8 @@ def test_custom_pattern(tmp_path, out):
 def test_unmatched_files_are_refused_or_left_out_on_request(corpus, out):
     _write_audio(str(corpus / "calibration.wav"), 0.3, 99)
     with pytest.raises(ManifestError, match=r"1 of 14 audio files do not match(.|\n)*"
-                       r"\n  calibration.wav\n(.|\n)*--ignore_unmatched"):
+                       r"\n  calibration.wav\n(.|\n)*--ignore_unmatched \(for a "
+                       r"condition, ignore_unmatched: True in that step\)"):
         prepare_farsdat(str(corpus), out)
     paths = prepare_farsdat(str(corpus), out, n_eval_speakers=2, ignore_unmatched=True)
     ids = list(read_manifest(paths["train"])["ID"]) + list(read_manifest(paths["eval"])["ID"])

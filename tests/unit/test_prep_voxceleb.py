@@ -474,7 +474,7 @@ def _vox2_wrong_folder(vox1, tmp_path):
     (_old_style_list, r"veri_test.txt: names speakers by celebrity name"),
     (_wav_folder_itself, r"voxceleb1/wav: no VoxCeleb1 tree .*; found the speaker folders "
                          r"idXXXXX/ directly in it: it is the wav/ folder itself\n"
-                         r"Fix: pass the folder above it .*: --data_folder .*voxceleb1$"),
+                         r"Fix: pass the folder above it instead .*: /\S*voxceleb1$"),
     (_dev_and_test_apart, r"voxceleb1: no VoxCeleb1 tree .*; found dev/wav/idXXXXX/ and "
                           r"test/wav/idXXXXX/: the dev and test archives extracted apart\n"
                           r"Fix: move them .*&& mkdir wav && mv dev/wav/id\* test/wav/id\* wav/$"),

@@ -78,6 +78,16 @@ def test_settings_that_the_weights_never_depend_on_may_change():
                             "r.json") == {}
 
 
+def test_a_changed_ssl_model_says_to_pass_its_files_not_its_digest():
+    # ssl_model_sha256 is no option: a fix passing "the run's values of these keys" is refused.
+    with pytest.raises(ManifestError, match=r"trained with other settings and with other SSL "
+                       r"model files:\n  lr: .*\n  ssl_model_sha256: .*\nFix: pass the run's "
+                       r"values of these keys and the SSL model files the run was trained with "
+                       r"\(ssl_source\), or"):
+        changed_settings({"lr": 0.1, "ssl_model_sha256": "ab12"},
+                         {"lr": 0.2, "ssl_model_sha256": "cd34"}, [], "r.json")
+
+
 def test_a_setting_the_record_or_the_command_lacks_is_a_change():
     """A setting that the run did not have, or that the command no longer has, changes what
     a checkpoint is as much as another value of it."""

@@ -15,6 +15,7 @@ from local.model.domain_branch import AdversarialSchedule
 from local.model.pseudo_labels import check_neighbours
 from local.model.speaker_heads import margin_softmax_loss
 from local.settings import (
+    check_precision,
     check_trainable,
     load_condition,
     load_model_hparams,
@@ -403,3 +404,11 @@ def test_an_unset_placeholder_of_the_model_file_names_the_option_to_pass(tmp_pat
 def test_option_checks_of_the_models_name_the_option_and_the_fix(check, message):
     with pytest.raises(ManifestError, match=rf"^{message}.*\nFix: pass "):
         check()
+
+
+@pytest.mark.parametrize("device, instead", [("cpu", "bf16 (mixed precision on the CPU) or fp32"),
+                                             ("cuda:0", "fp16")])
+def test_a_deprecated_precision_flag_names_a_precision_the_device_takes(device, instead):
+    # Passed as written, the fix must not be refused in turn (fp16 on the CPU).
+    with pytest.raises(ManifestError, match=re.escape(f"Fix: pass --precision={instead} instead")):
+        check_precision({"device": device, "auto_mix_prec": True})
