@@ -605,7 +605,18 @@ def check_one_run(hparams, training, debug=False):
 
 
 def recorded_save_folder(output):
-    """The ``save_folder`` named by a run folder's ``hyperparams.yaml``, or None."""
+    """The ``save_folder`` named by a run folder's ``hyperparams.yaml``.
+
+    Arguments
+    ---------
+    output : str
+        A run's output folder.
+
+    Returns
+    -------
+    str or None
+        Its recorded ``save_folder``; None without a record that names one.
+    """
     path = os.path.join(output, "hyperparams.yaml")
     if not os.path.isfile(path):
         return None
