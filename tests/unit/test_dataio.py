@@ -64,6 +64,22 @@ def test_crop_starts_anywhere_in_the_row_the_last_start_included(tmp_path):
     assert min(spread) < 2400 and max(spread) > 21600 and len(set(spread)) > 190
 
 
+def test_crop_of_an_8k_row_is_seconds_of_its_audio_starting_anywhere(tmp_path):
+    path = tmp_path / "ramp8k.wav"
+    soundfile.write(path, np.arange(16000) / 16000 - 0.5, 8000, subtype="FLOAT")
+    # One 8 kHz sample longer than a 0.5 s crop: the crop is one of two segments.
+    segments = {first: load_segment(str(path), first, first + 4000, 8000)
+                for first in (4000, 4001)}
+    torch.manual_seed(0)
+    firsts = []
+    for _ in range(30):
+        crop = load_random_crop(str(path), 4000, 8001, 8000, 0.5)
+        matches = [first for first, segment in segments.items() if torch.equal(crop, segment)]
+        assert len(matches) == 1
+        firsts += matches
+    assert set(firsts) == {4000, 4001}
+
+
 def _datasets(n_source, n_target):
     source = DynamicItemDataset({f"s{i}": {"spk_id": f"spk{i % 2}"} for i in range(n_source)})
     target = DynamicItemDataset({f"t{i}": {"spk_id": f"true{i}"} for i in range(n_target)})
