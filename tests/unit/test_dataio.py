@@ -317,6 +317,23 @@ def test_embeddings_do_not_depend_on_batch_neighbours(front, tiny_ssl, tmp_path)
     assert not torch.allclose(padded, single["u1"], atol=1e-3)
 
 
+@pytest.mark.parametrize("batching", ["equal_length", "length_sorted"])
+def test_each_utterance_gets_the_embedding_of_its_own_audio(batching):
+    # IDs out of sorted order, lengths in no order: each batch holds several of them.
+    levels = {"u3": 3.0, "u1": 1.0, "u4": 4.0, "u2": 2.0, "u0": 0.5}
+    dataset = DynamicItemDataset({
+        utt: {"wav": f"{utt}.wav", "start": 0, "stop": 4 + 2 * (n % 2), "sample_rate": 16000,
+              "sig": torch.full((4 + 2 * (n % 2),), level)}
+        for n, (utt, level) in enumerate(levels.items())})
+    embeddings = compute_embeddings(lambda wavs, lens: wavs[:, None, :1], dataset, batch_size=3,
+                                    batching=batching)
+    assert {utt: vector.item() for utt, vector in embeddings.items()} == levels
+    chosen = compute_embeddings(lambda wavs, lens: wavs[:, None, :1], dataset, batch_size=3,
+                                ids=["u4", "u2", "u0"], batching=batching)
+    assert {utt: vector.item() for utt, vector in chosen.items()} == {
+        utt: levels[utt] for utt in ("u4", "u2", "u0")}
+
+
 def test_embedding_cache_is_reused(tmp_path):
     dataset = DynamicItemDataset({"a": {"wav": "a.wav", "start": 0, "stop": 4,
                                         "sample_rate": 16000}})
