@@ -139,8 +139,9 @@ def test_a_pair_seeds_only_the_cpu_generator_it_gives_back(monkeypatch):
 
 
 def test_steps_per_epoch_are_each_process_share(monkeypatch):
-    """The schedule of the domain losses counts each process's steps: its share of the data."""
-    pairs = PairedDataset(*_datasets(24, 10), seed=1)
+    """The schedule of the domain losses counts each process's steps: its share of the data,
+    in whole batches, as the training loader drops a last, smaller one (drop_last)."""
+    pairs = PairedDataset(*_datasets(26, 10), seed=1)
     assert pairs.steps_per_epoch(4) == 6
     monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
     monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 2)
