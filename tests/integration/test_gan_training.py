@@ -1,5 +1,6 @@
 """The adversaries in a Brain: who each update changes, and every variant trains."""
 
+import math
 import os
 
 import numpy as np
@@ -10,15 +11,17 @@ import torch
 from local.data.dataio import collate_pairs
 from local.experiment import prepare_experiment
 from local.model.adversaries import ADVERSARIES, DomainItems
+from local.model.alignment import coral_loss, mmd_loss
 from tests.integration.test_train_dann import ADVERSARY_ONLY, GE2E_TINY, TINY, logged, train
 
 GANS = [a for a in ADVERSARIES if a != "grl"]
 
 
-def brain_and_batch(demo_corpus, tmp_path, adversary, disc_steps=2, warmup=0):
-    """A Brain of ``adversary`` ready to train, and one (source, target) batch of 8 + 8."""
+def brain_and_batch(demo_corpus, tmp_path, adversary, disc_steps=2, warmup=0,
+                    losses=ADVERSARY_ONLY):
+    """A Brain of ``adversary`` and ``losses``, ready to train, and a batch of 8 + 8 crops."""
     argv = ["hparams/dann_fbank.yaml", f"--data_folder={os.path.dirname(demo_corpus['eval'])}",
-            f"--output_folder={tmp_path}", *TINY, *ADVERSARY_ONLY, f"--adversary={adversary}",
+            f"--output_folder={tmp_path}", *TINY, *losses, f"--adversary={adversary}",
             "--adv_weight=0.3", f"--adv_warmup={warmup}", "--disc_lr=0.01",
             f"--disc_steps={disc_steps}"]
     brain, _, _, data = prepare_experiment(argv)
@@ -168,6 +171,25 @@ def test_the_discriminator_learns_during_the_warm_up(demo_corpus, tmp_path, adve
     brain.fit_batch(batch)
     assert brain.stats.means()["adv_coefficient"] == 0.0
     assert "domain_discriminator" in changed(brain, before)
+
+
+@pytest.mark.parametrize("warmup", [0.0, 0.5])
+def test_alignment_losses_join_the_loss_weighted_on_the_adversarys_ramp(demo_corpus, tmp_path,
+                                                                       warmup):
+    # Step 5 of 8 epochs of 15: past a warm-up of 0, within one of half the training.
+    brain, batch = brain_and_batch(demo_corpus, tmp_path, "grl", warmup=warmup, losses=[
+        "--coral_weight=0.5", "--mmd_weight=0.3", "--pseudo_label_epochs=[]"])
+    outputs = brain.compute_forward(batch, sb.Stage.TRAIN)
+    loss = brain.compute_objectives(outputs, batch, sb.Stage.TRAIN)
+    source, target = outputs[0][:8].detach(), outputs[0][8:].detach()
+    alignment = 0.5 * coral_loss(source, target) + 0.3 * mmd_loss(source, target)
+    assert alignment.item() > 0
+    progress = 5 / (8 * 15)
+    ramp = 0.0 if progress < warmup else 2 / (1 + math.exp(-10 * progress)) - 1
+    logged = brain.stats.means()
+    # Gradient reversal's loss is the domain loss itself, at weight 1.
+    assert loss.item() == pytest.approx(
+        logged["speaker_loss"] + logged["domain_loss"] + ramp * alignment.item(), rel=1e-5)
 
 
 def test_reversal_updates_both_players_from_one_loss(demo_corpus, tmp_path):

@@ -64,6 +64,22 @@ def test_crop_starts_anywhere_in_the_row_the_last_start_included(tmp_path):
     assert min(spread) < 2400 and max(spread) > 21600 and len(set(spread)) > 190
 
 
+def test_crop_of_an_8k_row_is_seconds_of_its_audio_starting_anywhere(tmp_path):
+    path = tmp_path / "ramp8k.wav"
+    soundfile.write(path, np.arange(16000) / 16000 - 0.5, 8000, subtype="FLOAT")
+    # One 8 kHz sample longer than a 0.5 s crop: the crop is one of two segments.
+    segments = {first: load_segment(str(path), first, first + 4000, 8000)
+                for first in (4000, 4001)}
+    torch.manual_seed(0)
+    firsts = []
+    for _ in range(30):
+        crop = load_random_crop(str(path), 4000, 8001, 8000, 0.5)
+        matches = [first for first, segment in segments.items() if torch.equal(crop, segment)]
+        assert len(matches) == 1
+        firsts += matches
+    assert set(firsts) == {4000, 4001}
+
+
 def _datasets(n_source, n_target):
     source = DynamicItemDataset({f"s{i}": {"spk_id": f"spk{i % 2}"} for i in range(n_source)})
     target = DynamicItemDataset({f"t{i}": {"spk_id": f"true{i}"} for i in range(n_target)})
@@ -123,8 +139,9 @@ def test_a_pair_seeds_only_the_cpu_generator_it_gives_back(monkeypatch):
 
 
 def test_steps_per_epoch_are_each_process_share(monkeypatch):
-    """The schedule of the domain losses counts each process's steps: its share of the data."""
-    pairs = PairedDataset(*_datasets(24, 10), seed=1)
+    """The schedule of the domain losses counts each process's steps: its share of the data,
+    in whole batches, as the training loader drops a last, smaller one (drop_last)."""
+    pairs = PairedDataset(*_datasets(26, 10), seed=1)
     assert pairs.steps_per_epoch(4) == 6
     monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
     monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 2)
@@ -299,6 +316,23 @@ def test_embeddings_do_not_depend_on_batch_neighbours(front, tiny_ssl, tmp_path)
     with torch.no_grad():
         padded = embed(mixed.sig.data, mixed.sig.lengths)[0, 0]
     assert not torch.allclose(padded, single["u1"], atol=1e-3)
+
+
+@pytest.mark.parametrize("batching", ["equal_length", "length_sorted"])
+def test_each_utterance_gets_the_embedding_of_its_own_audio(batching):
+    # IDs out of sorted order, lengths in no order: each batch holds several of them.
+    levels = {"u3": 3.0, "u1": 1.0, "u4": 4.0, "u2": 2.0, "u0": 0.5}
+    dataset = DynamicItemDataset({
+        utt: {"wav": f"{utt}.wav", "start": 0, "stop": 4 + 2 * (n % 2), "sample_rate": 16000,
+              "sig": torch.full((4 + 2 * (n % 2),), level)}
+        for n, (utt, level) in enumerate(levels.items())})
+    embeddings = compute_embeddings(lambda wavs, lens: wavs[:, None, :1], dataset, batch_size=3,
+                                    batching=batching)
+    assert {utt: vector.item() for utt, vector in embeddings.items()} == levels
+    chosen = compute_embeddings(lambda wavs, lens: wavs[:, None, :1], dataset, batch_size=3,
+                                ids=["u4", "u2", "u0"], batching=batching)
+    assert {utt: vector.item() for utt, vector in chosen.items()} == {
+        utt: levels[utt] for utt in ("u4", "u2", "u0")}
 
 
 def test_embedding_cache_is_reused(tmp_path):

@@ -322,23 +322,24 @@ class RecordingCache:
         return ids, torch.zeros(len(ids), 2)
 
 
+@pytest.mark.parametrize("cohort_domain", ["source", "target"])
 @pytest.mark.parametrize("oracle", [False, True])
 def test_training_draws_take_their_domain_and_size_and_target_speakers_only_for_the_oracle(
-        oracle):
+        oracle, cohort_domain):
     source = DynamicItemDataset({f"s{i}": {"spk_id": f"a{i % 2}"} for i in range(6)})
     # Without the oracle, the target rows' spk_id is never read: these raise when it is.
     target = DynamicItemDataset({f"t{i}": (TargetRow(spk_id=f"b{i % 3}") if not oracle
                                            else {"spk_id": f"b{i % 3}"}) for i in range(9)})
     source.name, target.name = "source", "target"
-    hparams = dict(NORM, cohort_domain="source", cohort_size=4, backend_max_utterances=5,
+    hparams = dict(NORM, cohort_domain=cohort_domain, cohort_size=4, backend_max_utterances=5,
                    pseudo_labels=PseudoLabels(offset=0, oracle=oracle))
     cache = RecordingCache()
     data = training_embeddings(cache, hparams, {"source": source, "target": target})
     assert len(data.cohort) == 4
     assert data.source[1] == ["a0", "a1", "a0", "a1", "a0"]
     assert data.target_draw[1] == (["b0", "b1", "b2", "b0", "b1"] if oracle else None)
-    assert cache.draws == [("cohort_source", "source", 4), ("backend_source", "source", 5),
-                           ("backend_target", "target", 5)]
+    assert cache.draws == [(f"cohort_{cohort_domain}", cohort_domain, 4),
+                           ("backend_source", "source", 5), ("backend_target", "target", 5)]
 
 
 class VectorCache(RecordingCache):
