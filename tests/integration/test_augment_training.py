@@ -3,11 +3,11 @@
 import os
 
 import pytest
-import yaml
 from speechbrain.augment.augmenter import Augmenter
 
 from local.errors import ManifestError
 from local.model.dann_brain import DANNBrain
+from local.settings import plain_values
 from tests.integration.test_train_dann import GE2E_TINY, SHORT, logged, train
 from tests.unit.test_augmentation import noise_csv  # noqa: F401 (a fixture)
 
@@ -43,11 +43,9 @@ def test_an_augmented_run_learns_and_augments_its_training_steps_only(
     # One augmentation of each step's 16 source and 16 target crops, and no other.
     assert calls["steps"] == sum(logged(folder, "steps")) > 0
     assert calls["augment"] == [32] * calls["steps"]
-    with open(os.path.join(folder, "hyperparams.yaml")) as saved:
-        text = saved.read()
-    values = yaml.safe_load("\n".join(line for line in text.splitlines()
-                                      if line.startswith(("augment:", "noise_csv:"))))
-    assert values == {"augment": True, "noise_csv": noise_csv}
+    # Read whole: a long path is written on the line after its key.
+    recorded = plain_values(os.path.join(folder, "hyperparams.yaml"))
+    assert (recorded["augment"], recorded["noise_csv"]) == (True, noise_csv)
     with pytest.raises(ManifestError, match=r"run_settings.json: the run's checkpoints were "
                                             r"trained with other settings:\n  augment: true -> "
                                             r"false\n"):
