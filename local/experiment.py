@@ -40,8 +40,8 @@ from local.run_folder import (
     accept_settings,
     check_one_run,
     hold_run_folder,
+    other_save_folder,
     record_run,
-    recorded_save_folder,
     trained_manifests,
 )
 from local.settings import (
@@ -329,8 +329,8 @@ def check_trained(checkpoint, counter):
 def _untrained(save_folder, output_folder):
     """Exit: an evaluation of a run without a checkpoint in ``save_folder``; one of a run
     trained with another ``--save_folder`` (as its ``hyperparams.yaml`` records) names it."""
-    recorded = recorded_save_folder(output_folder)
-    if recorded and os.path.realpath(recorded) != os.path.realpath(save_folder):
+    recorded = other_save_folder(output_folder, save_folder)
+    if recorded:
         sys.exit(f"No checkpoint in {save_folder}: the run in {output_folder} saved its "
                  f"checkpoints in {recorded}: pass --save_folder={recorded}.")
     sys.exit(f"No checkpoint in {save_folder}: train the system first "

@@ -64,7 +64,7 @@ from local.errors import exit_on_bad_input, fail, failing_on_full_disk
 from local.evaluation.metrics import eer, eer_threshold
 from local.evaluation.report import CHECKPOINT_FILE, read_scores, score_file, scored_checkpoint
 from local.model.checkpoints import CompleteCheckpointer, checkpoint_identity
-from local.run_folder import hold_run_folder, recorded_save_folder, release_run_folders
+from local.run_folder import hold_run_folder, other_save_folder, release_run_folders
 from local.whole_files import staged_folder
 
 logger = get_logger(__name__)
@@ -317,8 +317,8 @@ def check_replaceable(model_folder):
 def _run_folder_fix(run_folder, save_folder):
     """The fix for a run folder without a file of a finished run: where the run
     recorded another save_folder (trained with --save_folder), to pass that."""
-    recorded = recorded_save_folder(run_folder)
-    if recorded and os.path.realpath(recorded) != os.path.realpath(save_folder):
+    recorded = other_save_folder(run_folder, save_folder)
+    if recorded:
         return f"pass the run's --save_folder {recorded}, as its hyperparams.yaml records"
     return "pass the output_folder of a run (results/<condition>/<model>/<seed>)"
 

@@ -595,8 +595,8 @@ def check_one_run(hparams, training, debug=False):
              fix="train into another --output_folder, pass the --save_folder of that run, or "
                  f"remove {output} if its results are not needed (those of a --debug smoke "
                  "test, whose checkpoints were temporary)")
-    other = recorded_save_folder(output)
-    if other and os.path.realpath(other) != os.path.realpath(save_folder) and any(
+    other = other_save_folder(output, save_folder)
+    if other and any(
             name.startswith("CKPT+") for name in _listing(other)):
         fail(output, f"holds a run whose checkpoints are in {other}, not in {save_folder}: a "
                      "new run would replace its record",
@@ -604,24 +604,29 @@ def check_one_run(hparams, training, debug=False):
                  "--output_folder")
 
 
-def recorded_save_folder(output):
-    """The ``save_folder`` named by a run folder's ``hyperparams.yaml``.
+def other_save_folder(output, save_folder):
+    """The ``save_folder`` that a run folder's ``hyperparams.yaml`` names, where it is not ``save_folder``.
 
     Arguments
     ---------
     output : str
         A run's output folder.
+    save_folder : str
+        The save folder a command was given.
 
     Returns
     -------
     str or None
-        Its recorded ``save_folder``; None without a record that names one.
+        The recorded ``save_folder`` of a run trained with another one; None
+        where the record names ``save_folder``, or none.
     """
     path = os.path.join(output, "hyperparams.yaml")
     if not os.path.isfile(path):
         return None
     value = plain_values(path).get("save_folder")
-    return value if isinstance(value, str) else None
+    if not isinstance(value, str) or os.path.realpath(value) == os.path.realpath(save_folder):
+        return None
+    return value
 
 
 def _listing(folder):
