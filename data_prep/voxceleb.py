@@ -23,6 +23,10 @@ running the loop again converts what is left::
             mv "$o.part" "$o"
     done
 
+A tree converted as SpeechBrain's VoxCeleb2 instructions leave it
+(``wav/id00012/...`` directly in the folder, beside VoxCeleb1's test set) is
+refused with the command that moves its VoxCeleb2 speakers into ``dev/wav``.
+
 Trial lists are the cleaned VoxCeleb1 lists in ``label enrol test`` form with
 VoxCeleb1 IDs: Vox1-O ``veri_test2.txt`` (the 40 test speakers), Vox1-E
 ``list_test_all2.txt`` and Vox1-H ``list_test_hard2.txt`` (both drawn from all
@@ -97,6 +101,8 @@ OLD_TRIAL_PATH = re.compile(r"^[^/]+/([^/]+/)?[^/]+\.wav$")
 # The archive of each meta file's set (its Set column) that the folders hold.
 VOX1_ARCHIVES = {"dev": "vox1_dev_wav.zip", "test": "vox1_test_wav.zip"}
 VOX2_ARCHIVES = {"dev": "vox2_dev_aac.zip"}
+# VoxCeleb2 speaker IDs run from id00012 to id09272, VoxCeleb1 ones from id10001.
+VOX2_SPEAKER_GLOB = "id0*"
 # Speakers named in the warning about those without recordings.
 SHOWN_SPEAKERS = 20
 CLEANED_LISTS_URL = "https://www.robots.ox.ac.uk/~vgg/data/voxceleb/vox1.html"
@@ -314,8 +320,7 @@ def _vox2_tree(vox2_folder):
         if glob.glob(os.path.join(root, "id*", "")):
             break
     else:
-        fail(vox2_folder, "no VoxCeleb2 tree dev/wav/idXXXXX/ or dev/aac/idXXXXX/ in it",
-              fix="extract vox2_dev_aac.zip here (it makes dev/aac/) and convert it to wav")
+        _fail_no_vox2_tree(vox2_folder)
     released = os.path.join(vox2_folder, "dev", "aac")
     unconverted = [f for f in _scan(released, ".m4a")
                    if not os.path.isfile(os.path.join(root, f[: -len(".m4a")] + ".wav"))]
@@ -325,6 +330,28 @@ def _vox2_tree(vox2_folder):
               fix="convert them to 16 kHz wav: "
               + CONVERT_VOX2.replace("VOX2_FOLDER", shlex.quote(vox2_folder)))
     return root
+
+
+def _fail_no_vox2_tree(vox2_folder):
+    """Refuse a VoxCeleb2 folder without ``dev/wav`` or ``dev/aac``, naming what it holds."""
+    problem = "no VoxCeleb2 tree dev/wav/idXXXXX/ or dev/aac/idXXXXX/ in it"
+    fix = "extract vox2_dev_aac.zip here (it makes dev/aac/) and convert it to wav"
+    trees = [tree for tree in ("aac", "wav")
+             if glob.glob(os.path.join(vox2_folder, tree, VOX2_SPEAKER_GLOB, ""))]
+    if "aac" in trees or (trees and os.path.basename(vox2_folder) == "dev"):
+        problem += (f"; found {' and '.join(t + '/idXXXXX/' for t in trees)} directly in it: "
+                    "it is the dev/ folder itself")
+        fix = ("pass the folder above it instead (which holds dev/ and vox2_meta.csv): "
+               f"{shlex.quote(os.path.dirname(vox2_folder))}")
+    elif trees:
+        # SpeechBrain's instructions convert VoxCeleb2 into <folder>/wav/ and
+        # extract VoxCeleb1's test set into the same wav/ (its IDs are id1XXXX).
+        problem += ("; found VoxCeleb2 speakers (id0XXXX) in wav/ directly in it, as "
+                    "SpeechBrain's VoxCeleb2 instructions leave them")
+        fix = ("move them into dev/wav/, leaving out any VoxCeleb1 speaker (id1XXXX): "
+               f"cd {shlex.quote(vox2_folder)} && mkdir -p dev/wav && "
+               f"mv wav/{VOX2_SPEAKER_GLOB} dev/wav/")
+    fail(vox2_folder, problem, fix=fix)
 
 
 def _scan(root, extension=".wav"):

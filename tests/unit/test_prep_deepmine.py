@@ -13,7 +13,8 @@ from local.data.schema import SAMPLE_RATE
 from local.data.validation import validate
 from local.errors import ManifestError
 
-# Task 1 (text-dependent) docs/, as released: a header line, then the entries.
+# Task 1 (text-dependent) docs/, as released: a header line, then the entries
+# (headers and entries as in the SdSV Challenge evaluation plans, 2020 and 2021).
 TASK1_ENROLMENT = (
     "model-id phrase-id enroll-file-id1 enroll-file-id2 enroll-file-id3\n"
     "model_00000 07 enr_007492 enr_023277 enr_012882\n"
@@ -50,7 +51,7 @@ TASK1_TRIAL_LIST = [
 ]
 # Task 2 (text-independent): no phrases, any number of enrolment files.
 TASK2_ENROLMENT = (
-    "model-id enroll-file-ids\n"
+    "model-id enroll-file-ids ...\n"
     "model_15005 enr_188426 enr_303480 enr_100001 enr_100002\n"
     "model_15006 enr_200002\n"
 )

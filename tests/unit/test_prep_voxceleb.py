@@ -464,6 +464,25 @@ def _vox2_wrong_folder(vox1, tmp_path):
     return dict(vox2_folder=str(vox1))
 
 
+def _vox2_dev_folder_itself(vox1, tmp_path):
+    return dict(vox2_folder=str(write_vox2(tmp_path / "voxceleb2", "wav") / "dev"))
+
+
+def write_vox2_speechbrain_layout(folder, vox1):
+    """VoxCeleb2 as SpeechBrain's instructions leave it: converted into wav/, with
+    VoxCeleb1's test set (vox1_test_wav.zip) extracted into the same wav/."""
+    vox2 = write_vox2(folder, "wav")
+    os.rename(vox2 / "dev" / "wav", vox2 / "wav")
+    shutil.rmtree(vox2 / "dev")
+    for speaker in ("id10270", "id10271", "id10300"):
+        shutil.copytree(vox1 / "wav" / speaker, vox2 / "wav" / speaker)
+    return vox2
+
+
+def _vox2_speechbrain_layout(vox1, tmp_path):
+    return dict(vox2_folder=str(write_vox2_speechbrain_layout(tmp_path / "voxceleb2", vox1)))
+
+
 @pytest.mark.parametrize("breakage, message", [
     (_missing_folder, r"nowhere: VoxCeleb1 folder does not exist"),
     (_vox2_as_vox1, r"voxceleb2: no VoxCeleb1 tree wav/idXXXXX/.*; found dev/aac/, "
@@ -487,6 +506,12 @@ def _vox2_wrong_folder(vox1, tmp_path):
     (_vox2_wav_tree_incomplete, r"1 recordings are AAC(.|\n)*id00017/01dfn2spqyE/00001.m4a"),
     (_vox2_no_meta, r"vox2_meta.csv: meta file not found"),
     (_vox2_wrong_folder, r"no VoxCeleb2 tree dev/wav/idXXXXX/ or dev/aac/idXXXXX/"),
+    (_vox2_dev_folder_itself, r"voxceleb2/dev: no VoxCeleb2 tree .*; found aac/idXXXXX/ and "
+                              r"wav/idXXXXX/ directly in it: it is the dev/ folder itself\n"
+                              r"Fix: pass the folder above it instead .*: /\S*voxceleb2$"),
+    (_vox2_speechbrain_layout, r"voxceleb2: no VoxCeleb2 tree .*; found VoxCeleb2 speakers "
+                               r"\(id0XXXX\) in wav/ directly in it(.|\n)*"
+                               r"&& mkdir -p dev/wav && mv wav/id0\* dev/wav/$"),
 ])
 def test_bad_input_is_refused_with_the_fix(vox1, tmp_path, out, breakage, message):
     arguments = dict(data_folder=str(vox1), save_folder=out)
@@ -497,6 +522,17 @@ def test_bad_input_is_refused_with_the_fix(vox1, tmp_path, out, breakage, messag
     if breakage is _old_style_list:
         assert "veri_test2.txt" in str(error.value)
     assert not os.path.exists(os.path.join(out, "prepare_options.json"))
+
+
+def test_the_fix_for_speechbrains_vox2_layout_prepares_it(vox1, tmp_path, out):
+    vox2 = write_vox2_speechbrain_layout(tmp_path / "voxceleb2", vox1)
+    with pytest.raises(ManifestError) as error:
+        prepare_voxceleb(str(vox1), out, vox2_folder=str(vox2))
+    command = str(error.value).split("VoxCeleb1 speaker (id1XXXX): ", 1)[1]
+    subprocess.run(["bash", "-c", command], check=True)
+    paths = prepare_voxceleb(str(vox1), out, vox2_folder=str(vox2))
+    assert _speakers(paths["train"]) == set(DEV_SPEAKERS) | set(VOX2_GENDER)
+    assert sorted(os.listdir(vox2 / "wav")) == ["id10270", "id10271", "id10300"]
 
 
 @pytest.mark.parametrize("breakage, folder, sets", [
