@@ -332,6 +332,7 @@ def validate(manifest_path, trials_path=None, enrolment_path=None, check_audio=T
         _check_tests_not_enrolled(trials, lines, sides, models, trials_path, enrolment_path)
         _check_sides_share_no_audio(trials, lines, sides, models, manifest, trials_path,
                                     manifest_path)
+        _warn_reversed_trials(lines, sides, trials_path)
         enrolled = sides["enrol"][1]
         used = {*sides["test"][1], *enrolled[~enrolled.isin(list(models))],
                 *(utt for model in enrolled[enrolled.isin(list(models))] for utt in models[model])}
@@ -406,6 +407,34 @@ def _check_sides_share_no_audio(trials, lines, sides, models, manifest, trials_p
                           f"share samples of one audio file of {manifest_path}",
              rows=[line + why for line, why in zip(numbered_trial_lines(rows, lines), which)],
              fix="remove these lines, or the manifest's second row of the same audio")
+
+
+def _warn_reversed_trials(lines, sides, trials_path):
+    """Warn of trials listed both ways round, ``A B`` on one line and ``B A`` on another.
+
+    Cosine, PLDA, S-norm and AS-norm score the two alike, so the pair counts
+    twice in the EER and minDCF, as a repeated line would
+    (:func:`~local.data.manifest_io.read_trials` refuses that); Z-norm and
+    T-norm score them apart. A warning, not a refusal: a published list
+    that pairs some utterances both ways is still the protocol to score.
+    """
+    (enrol_codes, enrol_ids), (test_codes, test_ids) = sides["enrol"], sides["test"]
+    # Each trial's test side by its enrolment code and enrolment side by its test code (-1: none).
+    test_as_enrol = pd.Index(enrol_ids).get_indexer(test_ids)[test_codes].astype(np.int64)
+    enrol_as_test = pd.Index(test_ids).get_indexer(enrol_ids)[enrol_codes].astype(np.int64)
+    width = len(test_ids)
+    forward = enrol_codes.astype(np.int64) * width + test_codes
+    backward = np.where((test_as_enrol >= 0) & (enrol_as_test >= 0),
+                        test_as_enrol * width + enrol_as_test, -1)
+    # Trial pairs are unique (read_trials refuses repeats): each finds its reverse at most once.
+    earlier = pd.Index(forward).get_indexer(backward)
+    later = np.flatnonzero((earlier >= 0) & (earlier < np.arange(len(forward))))
+    if len(later):
+        logger.warning("%s: %d trials repeat an earlier trial the other way round (line %d "
+                       "reverses line %d): with cosine, PLDA, S-norm or AS-norm each scores as "
+                       "the other and the pair counts twice in the EER and minDCF; remove one "
+                       "line of each pair unless the published list has both", trials_path,
+                       len(later), lines[later[0]], lines[earlier[later[0]]])
 
 
 def check_speaker_overlap(train_path, scored, scored_path, allow=False):

@@ -830,6 +830,18 @@ def test_self_trial(corpus):
         validate(manifest, folder / "t.txt")
 
 
+def test_trials_listed_both_ways_round_are_warned_of(corpus, caplog):
+    """Symmetric scoring scores B A as A B: the pair would count twice, unnoticed."""
+    folder, manifest, trials = corpus
+    validate(manifest, trials)
+    assert "other way round" not in caplog.text
+    (folder / "t.txt").write_text("1 spkA_1 spkA_2\n0 spkA_1 spkB_1\n0 spkB_2 spkA_1\n"
+                                  "1 spkA_2 spkA_1\n0 spkB_1 spkA_1\n")
+    validate(manifest, folder / "t.txt")
+    assert re.search(r"t.txt: 2 trials repeat an earlier trial the other way round \(line 4 "
+                     r"reverses line 1\)", caplog.text)
+
+
 def with_second_row(manifest, ident, start=0, stop=None, wav=None):
     """The manifest with a row ``ident`` of spkA_1's audio (or ``wav``), samples ``start`` to ``stop``."""
     table = pd.read_csv(manifest)
