@@ -330,6 +330,9 @@ def validate(manifest_path, trials_path=None, enrolment_path=None, check_audio=T
                   for column in SDSV_TRIAL_COLUMNS}
         _check_trial_ids(trials, lines, sides, trials_path, values, manifest_path)
         _check_tests_not_enrolled(trials, lines, sides, models, trials_path, enrolment_path)
+        _check_sides_share_no_audio(trials, lines, sides, models, manifest, trials_path,
+                                    manifest_path)
+        _warn_reversed_trials(lines, sides, trials_path)
         enrolled = sides["enrol"][1]
         used = {*sides["test"][1], *enrolled[~enrolled.isin(list(models))],
                 *(utt for model in enrolled[enrolled.isin(list(models))] for utt in models[model])}
@@ -363,6 +366,75 @@ def _check_tests_not_enrolled(trials, lines, sides, models, trials_path, enrolme
                           "that is made of it",
              rows=numbered_trial_lines(trials[own], lines),
              fix="remove these lines, or the test utterance from the model's utt_ids")
+
+
+def _check_sides_share_no_audio(trials, lines, sides, models, manifest, trials_path,
+                                manifest_path):
+    """Refuse trials whose two sides are the same audio under two IDs.
+
+    A recording listed twice in the manifest (rows of one ``wav``, by
+    absolute path, whose ``start``-``stop`` samples overlap) makes a trial
+    between its IDs one of an utterance with itself, a certain target trial,
+    as one ID on both sides would (:func:`~local.data.manifest_io.read_trials`
+    refuses that). An enrolment model is compared by each of its utterances.
+    Only utterances of files with several rows are paired up: about 1 s for
+    10^6 trials between 10^5 utterances of files of their own, with or
+    without models of 3, and 1-2 s where every file has 10 segments.
+    """
+    (enrol_codes, enrol_ids), (test_codes, test_ids) = sides["enrol"], sides["test"]
+    members = pd.Series([models.get(side, [side]) for side in enrol_ids]).explode()
+    used = pd.Index(pd.unique(np.concatenate([members.to_numpy(object),
+                                              test_ids.to_numpy(object)])))
+    audio = manifest.set_index("ID").reindex(used)
+    wav = pd.factorize(audio["wav"].map(os.path.abspath))[0]
+    repeated = np.bincount(wav)[wav] > 1
+    if not repeated.any():
+        return
+    members = members[repeated[used.get_indexer(members)]]
+    pairs = pd.DataFrame({"trial": np.arange(len(trials)), "enrol": enrol_codes}).merge(
+        pd.DataFrame({"enrol": members.index, "utt": used.get_indexer(members)}), on="enrol")
+    enrol = pairs["utt"].to_numpy()
+    test = used.get_indexer(test_ids)[test_codes[pairs["trial"].to_numpy()]]
+    start, stop = audio["start"].to_numpy(), audio["stop"].to_numpy()
+    shared = ((wav[enrol] == wav[test]) & (start[enrol] < stop[test])
+              & (start[test] < stop[enrol]))
+    if shared.any():
+        hits = pairs[shared].drop_duplicates("trial")
+        rows, utts = trials.iloc[hits["trial"]], hits["utt"].to_numpy()
+        which = (" (" + used.to_numpy(object)[utts] + " and " + rows["test"].to_numpy() + ": "
+                 + audio["wav"].to_numpy(object)[utts] + ")")
+        fail(trials_path, "trials compare an utterance with itself under two IDs: both sides "
+                          f"share samples of one audio file of {manifest_path}",
+             rows=[line + why for line, why in zip(numbered_trial_lines(rows, lines), which)],
+             fix="remove these lines, or the manifest's second row of the same audio")
+
+
+def _warn_reversed_trials(lines, sides, trials_path):
+    """Warn of trials listed both ways round, ``A B`` on one line and ``B A`` on another.
+
+    Cosine, PLDA, S-norm and AS-norm score the two alike, so the pair counts
+    twice in the EER and minDCF, as a repeated line would
+    (:func:`~local.data.manifest_io.read_trials` refuses that); Z-norm and
+    T-norm score them apart. A warning, not a refusal: a published list
+    that pairs some utterances both ways is still the protocol to score.
+    """
+    (enrol_codes, enrol_ids), (test_codes, test_ids) = sides["enrol"], sides["test"]
+    # Each trial's test side by its enrolment code and enrolment side by its test code (-1: none).
+    test_as_enrol = pd.Index(enrol_ids).get_indexer(test_ids)[test_codes].astype(np.int64)
+    enrol_as_test = pd.Index(test_ids).get_indexer(enrol_ids)[enrol_codes].astype(np.int64)
+    width = len(test_ids)
+    forward = enrol_codes.astype(np.int64) * width + test_codes
+    backward = np.where((test_as_enrol >= 0) & (enrol_as_test >= 0),
+                        test_as_enrol * width + enrol_as_test, -1)
+    # Trial pairs are unique (read_trials refuses repeats): each finds its reverse at most once.
+    earlier = pd.Index(forward).get_indexer(backward)
+    later = np.flatnonzero((earlier >= 0) & (earlier < np.arange(len(forward))))
+    if len(later):
+        logger.warning("%s: %d trials repeat an earlier trial the other way round (line %d "
+                       "reverses line %d): with cosine, PLDA, S-norm or AS-norm each scores as "
+                       "the other and the pair counts twice in the EER and minDCF; remove one "
+                       "line of each pair unless the published list has both", trials_path,
+                       len(later), lines[later[0]], lines[earlier[later[0]]])
 
 
 def check_speaker_overlap(train_path, scored, scored_path, allow=False):

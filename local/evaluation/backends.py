@@ -371,7 +371,7 @@ def system_name(trial_list, backend, norm=None):
     backend : str
         A key of :data:`BACKENDS`.
     norm : str, optional
-        The score normalisation (``snorm``, ``asnorm``).
+        The score normalisation (``snorm``, ``asnorm``, ``znorm``, ``tnorm``).
 
     Returns
     -------

@@ -1,4 +1,4 @@
-"""Cosine (or PLDA) scoring of a trial list, optionally S-norm or AS-norm against a cohort.
+"""Cosine (or PLDA) scoring of a trial list, optionally normalised against a cohort.
 
 Each side of a trial is a unit vector: a test utterance's length-normalised
 embedding, or an enrolment model's mean of its utterances' length-normalised
@@ -17,9 +17,11 @@ standard deviation ``sigma`` (unbiased, as its ``torch.std``) of those cohort sc
 
 over the whole cohort (S-norm) or over each side's ``top_k`` highest cohort
 scores only (adaptive S-norm, AS-norm; Matejka et al., Interspeech 2017).
-The statistics depend on the side, not on the trial, so they are computed
-once per distinct side, in chunks that bound the memory to
-``CHUNK_ELEMENTS`` cohort scores.
+Z-norm keeps the enrolment side's term alone, ``(s - mu_enrol) / sigma_enrol``,
+and T-norm the test side's, as SpeechBrain's ``z-norm`` and ``t-norm`` do:
+S-norm is the mean of the two. The statistics depend on the side, not on the
+trial, so they are computed once per distinct side that is normalised, in
+chunks that bound the memory to ``CHUNK_ELEMENTS`` cohort scores.
 """
 
 import numpy as np
@@ -39,6 +41,9 @@ CHUNK_ELEMENTS = 2**24
 # epsilons. A real if small spread is kept: the top 10 of a cohort of a barely
 # trained model spread by 3e-5 in float32 and float64 alike (250 epsilons).
 ROUNDING_SPREAD = 10
+# The trial sides whose cohort statistics standardise a score: S-norm's (and
+# AS-norm's) both, Z-norm's the enrolment side, T-norm's the test side.
+BOTH_SIDES = ("enrol", "test")
 
 
 def _unit(vectors):
@@ -199,16 +204,19 @@ def cohort_stats(vectors, cohort, top_k=None, form=cosine_form):
     return np.concatenate(means), np.concatenate(stds)
 
 
-def normalize_scores(scores, enrol_stats, test_stats):
-    """S-norm: the mean of the scores standardised by each side's cohort statistics.
+def normalize_scores(scores, enrol_stats=None, test_stats=None):
+    """The mean of the scores standardised by each given side's cohort statistics.
+
+    Both sides give S-norm (AS-norm with top-k statistics), the enrolment
+    side alone Z-norm, the test side alone T-norm.
 
     Arguments
     ---------
     scores : array-like
         Raw scores, one per trial.
-    enrol_stats : tuple
+    enrol_stats : tuple, optional
         ``(mean, std)`` of each trial's enrolment side, as from :func:`cohort_stats`.
-    test_stats : tuple
+    test_stats : tuple, optional
         ``(mean, std)`` of each trial's test side.
 
     Returns
@@ -218,16 +226,21 @@ def normalize_scores(scores, enrol_stats, test_stats):
 
     Example
     -------
-    >>> normalize_scores(np.array([0.5]), (np.array([0.1]), np.array([0.2])),
-    ...                  (np.array([0.3]), np.array([0.1])))
-    array([2.])
+    >>> enrol, test = (np.array([0.5]), np.array([0.25])), (np.array([0.25]), np.array([0.125]))
+    >>> normalize_scores(np.array([1.0]), enrol, test)
+    array([4.])
+    >>> normalize_scores(np.array([1.0]), enrol), normalize_scores(np.array([1.0]), test_stats=test)
+    (array([2.]), array([6.]))
     """
-    (enrol_mean, enrol_std), (test_mean, test_std) = enrol_stats, test_stats
-    return ((scores - enrol_mean) / enrol_std + (scores - test_mean) / test_std) / 2
+    stats = [side for side in (enrol_stats, test_stats) if side is not None]
+    if not stats:
+        raise ValueError("normalize_scores needs the statistics of at least one side")
+    return sum((scores - mean) / std for mean, std in stats) / len(stats)
 
 
-def score_trials(embeddings, trials, enrolment=None, cohort=None, top_k=None, form=cosine_form):
-    """Cosine (or back-end) score of every trial, optionally S-norm or AS-norm normalised.
+def score_trials(embeddings, trials, enrolment=None, cohort=None, top_k=None, form=cosine_form,
+                 norm_sides=BOTH_SIDES):
+    """Cosine (or back-end) score of every trial, optionally normalised against a cohort.
 
     Arguments
     ---------
@@ -242,14 +255,18 @@ def score_trials(embeddings, trials, enrolment=None, cohort=None, top_k=None, fo
         listed here is that model, any other is an utterance ID.
     cohort : torch.Tensor or numpy.ndarray, optional
         ``[cohort size, dim]`` impostor embeddings: when given, the scores are
-        S-norm normalised against them.
+        normalised against them (:func:`normalize_scores`).
     top_k : int, optional
-        With ``cohort``: AS-norm over each side's ``top_k`` closest cohort
-        members instead of S-norm over all of them.
+        With ``cohort``: each side's statistics over its ``top_k`` closest
+        cohort members (AS-norm) instead of over all of them.
     form : callable
         The score as a bilinear form of the sides' unit vectors
         (:func:`cosine_form`, or a back-end's ``score_form``); the cohort is
         scored with it too.
+    norm_sides : tuple of str
+        With ``cohort``: the trial sides whose statistics standardise the
+        score, ``("enrol", "test")`` (S-norm, AS-norm), ``("enrol",)``
+        (Z-norm) or ``("test",)`` (T-norm).
 
     Returns
     -------
@@ -260,8 +277,8 @@ def score_trials(embeddings, trials, enrolment=None, cohort=None, top_k=None, fo
     ------
     ManifestError
         When utterances have no embedding or non-finite values, or (with
-        ``cohort``) when a side's cohort scores do not vary, which would make
-        its normalised scores infinite.
+        ``cohort``) when a normalised side's cohort scores do not vary, which
+        would make its normalised scores infinite.
 
     Example
     -------
@@ -295,7 +312,13 @@ def score_trials(embeddings, trials, enrolment=None, cohort=None, top_k=None, fo
                             for start in range(0, len(trials), CHUNK_TRIALS))
     ])
     if cohort is not None:
-        mean, std = cohort_stats(vectors, cohort, top_k, form)
+        trial_sides = {"enrol": enrol_side, "test": test_side}
+        if not norm_sides or not set(norm_sides) <= set(trial_sides):
+            raise ValueError(f"norm_sides must be one or both of 'enrol' and 'test'; "
+                             f"got {norm_sides!r}")
+        # Only the sides the normalisation reads are scored against the cohort.
+        normalised = np.unique(np.concatenate([trial_sides[side] for side in norm_sides]))
+        mean, std = cohort_stats(vectors[normalised], cohort, top_k, form)
         # Identical cohort embeddings (or a zero side) leave a spread of rounding
         # errors at most, which would blow the normalised scores up.
         rounding = ROUNDING_SPREAD * np.finfo(std.dtype).eps * np.maximum(1.0, np.abs(mean))
@@ -304,10 +327,10 @@ def score_trials(embeddings, trials, enrolment=None, cohort=None, top_k=None, fo
             members = list(sides)
             fail("cohort", f"{flat.size} trial sides score the same against every cohort member "
                  "they are normalised by, so their normalised scores are not finite",
-                 rows=[" ".join(members[i]) for i in flat],
+                 rows=[" ".join(members[i]) for i in normalised[flat]],
                  fix="check the model: it gives these utterances, or the cohort's, "
                      "identical or zero embeddings")
-        scores = normalize_scores(
-            scores, (mean[enrol_side], std[enrol_side]), (mean[test_side], std[test_side])
-        )
+        rows = {side: np.searchsorted(normalised, trial_sides[side]) for side in norm_sides}
+        stats = {side: (mean[at], std[at]) for side, at in rows.items()}
+        scores = normalize_scores(scores, stats.get("enrol"), stats.get("test"))
     return scores.astype(np.float64)

@@ -6,7 +6,7 @@ output folder, named after the checkpoint they came from,
 settings choose (:mod:`local.evaluation.backends`: raw cosine always, the
 ``backend_adaptation`` and every ``backend``) are trained, each list of
 systems is made (every trial list by every back-end, and with ``score_norm``
-also S-norm or AS-norm normalised against a cohort of impostor embeddings
+also S-norm, AS-norm, Z-norm or T-norm normalised against a cohort of impostor embeddings
 drawn from the source or the unlabelled target training data), and each
 system is scored in turn. Every system gets a folder of its own in
 ``<output_folder>/verification`` (score file, per-condition table);
@@ -48,14 +48,18 @@ from local.evaluation.report import (
     write_scored_checkpoint,
     write_summary_report,
 )
-from local.evaluation.scoring import check_cohort_size, score_trials
+from local.evaluation.scoring import BOTH_SIDES, check_cohort_size, score_trials
 from local.run_folder import embedding_key
 from local.whole_files import staged_folder
 
 logger = get_logger(__name__)
 
-SCORE_NORMS = (None, "snorm", "asnorm")
-LINE_STYLES = dict(zip(SCORE_NORMS, ("-", ":", "--")))
+# Each score normalisation, with the trial sides whose cohort statistics
+# standardise a score (local.evaluation.scoring.score_trials).
+NORM_SIDES = {None: (), "snorm": BOTH_SIDES, "asnorm": BOTH_SIDES, "znorm": ("enrol",),
+              "tnorm": ("test",)}
+SCORE_NORMS = tuple(NORM_SIDES)
+LINE_STYLES = dict(zip(SCORE_NORMS, ("-", ":", "--", "-.", (0, (5, 1, 1, 1, 1, 1)))))
 COHORT_DOMAINS = ("source", "target")
 # The settings of det_systems, and what the figure draws with each.
 DET_SYSTEMS = {"default": "raw cosine, the default back-end and the best system of each list",
@@ -89,7 +93,7 @@ def check_score_norm(hparams):
         ``det_systems``.
     """
     if hparams["score_norm"] not in SCORE_NORMS:
-        _refuse(hparams, "score_norm", "null, snorm or asnorm")
+        _refuse(hparams, "score_norm", "null, snorm, asnorm, znorm or tnorm")
     if hparams["cohort_domain"] not in COHORT_DOMAINS:
         _refuse(hparams, "cohort_domain", "source or target")
     # A score normalisation takes a standard deviation over the cohort, whitening its covariance.
@@ -512,7 +516,8 @@ def verify(embed, hparams, condition, eval_datasets, training, device, checkpoin
             trial_list, backend = trial_lists[system.trial_list], backends[system.backend]
             scores = score_trials(spaces[system.backend][trial_list.manifest],
                                   trial_list.trials, trial_list.models,
-                                  backend.cohort if system.norm else None, top_k, backend.form)
+                                  backend.cohort if system.norm else None, top_k, backend.form,
+                                  NORM_SIDES[system.norm])
             results[system.name] = write_report(system.name, trial_list.trials, scores,
                                                 trial_list.utterances, report_folder,
                                                 trial_list.dcf, trial_list.enrolment)

@@ -217,8 +217,8 @@ def test_evaluate_of_a_run_trained_with_another_save_folder_names_it(demo_corpus
 
 
 def test_bad_score_norm_fails_before_training(demo_corpus, tmp_path):
-    with pytest.raises(ValueError, match="score_norm must be null, snorm or asnorm"):
-        train(demo_corpus, tmp_path, "--score_norm=znorm")
+    with pytest.raises(ValueError, match="score_norm must be null, snorm, asnorm, znorm or tnorm"):
+        train(demo_corpus, tmp_path, "--score_norm=z-norm")
     assert not os.path.exists(tmp_path / "hyperparams.yaml")  # stopped before the run began
 
 

@@ -830,6 +830,60 @@ def test_self_trial(corpus):
         validate(manifest, folder / "t.txt")
 
 
+def test_trials_listed_both_ways_round_are_warned_of(corpus, caplog):
+    """Symmetric scoring scores B A as A B: the pair would count twice, unnoticed."""
+    folder, manifest, trials = corpus
+    validate(manifest, trials)
+    assert "other way round" not in caplog.text
+    (folder / "t.txt").write_text("1 spkA_1 spkA_2\n0 spkA_1 spkB_1\n0 spkB_2 spkA_1\n"
+                                  "1 spkA_2 spkA_1\n0 spkB_1 spkA_1\n")
+    validate(manifest, folder / "t.txt")
+    assert re.search(r"t.txt: 2 trials repeat an earlier trial the other way round \(line 4 "
+                     r"reverses line 1\)", caplog.text)
+
+
+def with_second_row(manifest, ident, start=0, stop=None, wav=None):
+    """The manifest with a row ``ident`` of spkA_1's audio (or ``wav``), samples ``start`` to ``stop``."""
+    table = pd.read_csv(manifest)
+    row = table[table["ID"] == "spkA_1"].assign(ID=ident, start=start)
+    if stop is not None:
+        row = row.assign(stop=stop)
+    row = row.assign(duration=(row["stop"] - start) / 16000)
+    if wav is not None:
+        row = row.assign(wav=wav)
+    pd.concat([table, row]).to_csv(manifest, index=False)
+
+
+def test_a_self_trial_under_another_id_of_the_same_audio_is_refused(corpus, monkeypatch):
+    """The same recording in the manifest twice: a trial between its IDs is a sure target."""
+    folder, manifest, _ = corpus
+    monkeypatch.chdir(folder)
+    # Overlapping spkA_1's samples, its file named by a relative path.
+    with_second_row(manifest, "spkA_1_again", start=8000, wav="spkA_1.wav")
+    (folder / "t.txt").write_text("1 spkA_1 spkA_2\n0 spkA_1 spkB_1\n1 spkA_1 spkA_1_again\n"
+                                  "1 model_1 spkA_1\n")
+    write_enrolment([{"model_id": "model_1", "utt_ids": ["spkA_2", "spkA_1_again"]}],
+                    folder / "enrol.csv")
+    with pytest.raises(ManifestError, match=r"t.txt: trials compare an utterance with itself "
+                                            r"under two IDs: both sides share samples of one "
+                                            r"audio file of .*m.csv\n"
+                                            r"  line 3: 1 spkA_1 spkA_1_again \(spkA_1 and "
+                                            r"spkA_1_again: .*spkA_1.wav\)\n"
+                                            r"  line 4: 1 model_1 spkA_1 \(spkA_1_again and "
+                                            r"spkA_1: spkA_1.wav\)\nFix: remove these lines"):
+        validate(manifest, folder / "t.txt", folder / "enrol.csv")
+
+
+def test_segments_of_one_file_that_do_not_overlap_are_separate_utterances(corpus):
+    folder, manifest, _ = corpus
+    table = pd.read_csv(manifest)
+    table.loc[table["ID"] == "spkA_1", ["stop", "duration"]] = [8000, 0.5]
+    table.to_csv(manifest, index=False)
+    with_second_row(manifest, "spkA_1_late", start=8000, stop=16000)
+    (folder / "t.txt").write_text("1 spkA_1 spkA_1_late\n0 spkA_1 spkB_1\n")
+    validate(manifest, folder / "t.txt")
+
+
 @pytest.mark.parametrize("text, message", [
     # A label the type contradicts would put the trial in the wrong 'TC vs ...' rows.
     ("1 spkA_1 spkA_2 TC\n0 spkA_1 spkB_1 IC\n1 spkB_1 spkB_2 TW\n0 spkA_2 spkB_2\n",

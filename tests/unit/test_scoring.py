@@ -1,4 +1,4 @@
-"""Cosine scoring, enrolment models and S-norm/AS-norm against per-trial loops."""
+"""Cosine scoring, enrolment models and S-norm/AS-norm/Z-norm/T-norm against per-trial loops."""
 
 import numpy as np
 import pandas as pd
@@ -40,9 +40,10 @@ def loop_side(embeddings, enrolment, side):
     return np.mean([unit(embeddings[utt].numpy()) for utt in members], axis=0)
 
 
-def loop_scores(embeddings, enrolment, trials, cohort=None, top_k=None, pair=np.dot):
+def loop_scores(embeddings, enrolment, trials, cohort=None, top_k=None, pair=np.dot,
+                norm_sides=("enrol", "test")):
     """Cosine (or ``pair(enrol, test)`` of the sides' unit vectors) score and
-    S-norm/AS-norm, one trial at a time."""
+    S-norm/AS-norm (or Z-norm/T-norm, one of ``norm_sides``), one trial at a time."""
     scores = []
     for enrol_id, test_id in zip(trials["enrol"], trials["test"]):
         enrol = unit(loop_side(embeddings, enrolment, enrol_id))
@@ -50,12 +51,14 @@ def loop_scores(embeddings, enrolment, trials, cohort=None, top_k=None, pair=np.
         score = pair(enrol, test)
         if cohort is not None:
             normalised = []
-            for side in (enrol, test):
+            for name, side in (("enrol", enrol), ("test", test)):
+                if name not in norm_sides:
+                    continue
                 cohort_scores = np.array([pair(side, unit(member)) for member in cohort])
                 if top_k is not None:
                     cohort_scores = np.sort(cohort_scores)[-top_k:]
                 normalised.append((score - cohort_scores.mean()) / cohort_scores.std(ddof=1))
-            score = (normalised[0] + normalised[1]) / 2
+            score = np.mean(normalised)
         scores.append(score)
     return np.array(scores)
 
@@ -73,6 +76,57 @@ def test_snorm_and_asnorm_equal_a_per_trial_loop(system, top_k):
     scores = score_trials(embeddings, trials, enrolment, cohort=cohort, top_k=top_k)
     expected = loop_scores(embeddings, enrolment, trials, cohort, top_k)
     np.testing.assert_allclose(scores, expected, atol=1e-10)
+
+
+def numpy_norm(embeddings, enrolment, trials, cohort, side):
+    """Z-norm (``side`` "enrol") or T-norm ("test") of cosine scores, in whole-matrix numpy."""
+    def units(rows):
+        return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+    def vectors(ids, models):
+        return units(np.stack([units(np.stack([embeddings[u].numpy() for u in models.get(i, [i])]))
+                               .mean(axis=0) for i in ids]))
+
+    enrol, test = vectors(trials["enrol"], enrolment), vectors(trials["test"], {})
+    against = units(np.asarray(cohort)) @ (enrol if side == "enrol" else test).T
+    raw = np.sum(enrol * test, axis=1)
+    return (raw - against.mean(axis=0)) / against.std(axis=0, ddof=1)
+
+
+@pytest.mark.parametrize("side", ["enrol", "test"])
+def test_znorm_and_tnorm_equal_a_numpy_computation(system, side):
+    """Z-norm standardises by the enrolment side's cohort statistics, T-norm by the test side's."""
+    embeddings, enrolment, trials, cohort = system
+    scores = score_trials(embeddings, trials, enrolment, cohort=cohort, norm_sides=(side,))
+    np.testing.assert_allclose(scores, numpy_norm(embeddings, enrolment, trials, cohort, side),
+                               atol=1e-10)
+    np.testing.assert_allclose(
+        scores, loop_scores(embeddings, enrolment, trials, cohort, norm_sides=(side,)), atol=1e-10)
+    # The sides differ: the two normalisations are not one.
+    other = numpy_norm(embeddings, enrolment, trials, cohort, {"enrol": "test"}.get(side, "enrol"))
+    assert np.abs(scores - other).max() > 0.1
+
+
+@pytest.mark.parametrize("top_k", [None, 4])
+def test_snorm_is_the_mean_of_znorm_and_tnorm(system, top_k):
+    embeddings, enrolment, trials, cohort = system
+    znorm, tnorm, snorm = (score_trials(embeddings, trials, enrolment, cohort, top_k,
+                                        norm_sides=sides)
+                           for sides in [("enrol",), ("test",), ("enrol", "test")])
+    np.testing.assert_allclose(snorm, (znorm + tnorm) / 2, atol=1e-12)
+
+
+def test_only_the_normalised_sides_are_scored_against_the_cohort(system):
+    """A zero test-only embedding scores 0 raw: Z-norm never reads its cohort statistics."""
+    embeddings, enrolment, trials, cohort = system
+    embeddings["u9"] = torch.zeros(DIM, dtype=torch.float64)
+    znorm = score_trials(embeddings, trials, enrolment, cohort=cohort, norm_sides=("enrol",))
+    assert np.isfinite(znorm).all()
+    for sides in [("test",), ("enrol", "test")]:
+        with pytest.raises(ManifestError, match=r"cohort: 1 trial sides(.|\n)*\n  u9\nFix"):
+            score_trials(embeddings, trials, enrolment, cohort=cohort, norm_sides=sides)
+    with pytest.raises(ValueError, match="norm_sides must be one or both of 'enrol' and 'test'"):
+        score_trials(embeddings, trials, enrolment, cohort=cohort, norm_sides=("model",))
 
 
 @pytest.mark.parametrize("top_k", [4, 5, 7])

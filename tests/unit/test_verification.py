@@ -5,6 +5,7 @@ import itertools
 import os
 import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
 import soundfile
@@ -226,6 +227,26 @@ def test_score_files_and_metrics_agree(verified, demo_corpus):
     assert os.path.isfile(os.path.join(folder, "verification", "det.png"))
 
 
+def test_snorm_is_the_mean_of_the_znorm_and_tnorm_runs(verified, demo_corpus, tmp_path):
+    """Z-norm and T-norm as settings: their systems, scored over the whole cohort (cohort_top_k
+    is AS-norm's), average to S-norm's scores."""
+    def scores(folder, system):
+        return pd.read_csv(score_file(os.path.join(folder, "verification"), system), sep=" ",
+                           header=None, names=["enrol", "test", "score", "label"])["score"]
+
+    folders = {}
+    for norm in ("znorm", "tnorm"):
+        folders[norm], results, _ = verify_demo(demo_corpus, str(tmp_path / norm),
+                                                score_norm=norm, cohort_top_k=1000)
+        assert list(results) == ["source", f"source_{norm}", "target", f"target_{norm}"]
+    for trial_list in ("source", "target"):
+        mean = (scores(folders["znorm"], f"{trial_list}_znorm")
+                + scores(folders["tnorm"], f"{trial_list}_tnorm")) / 2
+        snorm = scores(verified[0], f"{trial_list}_snorm")
+        np.testing.assert_allclose(mean, snorm, atol=1e-5)
+        assert np.abs(scores(folders["znorm"], f"{trial_list}_znorm") - snorm).max() > 0.1
+
+
 def test_each_system_has_a_folder_and_the_report_names_the_best(verified):
     folder, results, _ = verified
     report = os.path.join(folder, "verification")
@@ -266,7 +287,7 @@ def test_cohort_is_a_seeded_subset():
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"score_norm": "znorm"}, "score_norm must be null, snorm or asnorm"),
+    ({"score_norm": "z-norm"}, "score_norm must be null, snorm, asnorm, znorm or tnorm"),
     ({"cohort_domain": "both"}, "cohort_domain must be source or target"),
     ({"score_norm": "asnorm", "cohort_top_k": 100}, r"cohort_top_k \(100\) must be between 2"),
     ({"det_systems": "best"}, "det_systems must be default or all; got 'best'"),
@@ -280,10 +301,20 @@ def test_bad_score_norm_settings(change, message):
     check_score_norm(dict(NORM, score_norm="asnorm"))
 
 
+@pytest.mark.parametrize("score_norm", ["snorm", "znorm", "tnorm"])
+def test_cohort_top_k_is_read_by_asnorm_only(demo_corpus, score_norm):
+    """Beyond cohort_size, or the cohort's utterances: refused for asnorm, unread by the others."""
+    hparams = dict(NORM, score_norm=score_norm, cohort_top_k=1000)
+    check_score_norm(hparams)
+    check_cohort(hparams, {"source": whole(demo_corpus["source_train"]),
+                           "target": whole(demo_corpus["target_train"])})
+
+
 @pytest.mark.parametrize("rows, settings, message", [
     (None, {"score_norm": "asnorm", "cohort_size": 1000, "cohort_top_k": 300},
      "240 embeddings, fewer than the 300 that each trial side's"),
     (1, {"score_norm": "snorm"}, "1 embeddings, fewer than the 2 that each trial side's"),
+    (1, {"score_norm": "znorm"}, "1 embeddings, fewer than the 2 that each trial side's"),
     (1, {"backend_adaptation": "whiten"},
      "1 embeddings, fewer than the 2 that a covariance to whiten by needs"),
     (16, {"backend_adaptation": "whiten", "whiten_ridge": 0},
