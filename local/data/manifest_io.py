@@ -9,6 +9,7 @@ before, not the first rows of the new one.
 
 import csv
 import os
+import shlex
 import warnings
 
 import numpy as np
@@ -27,6 +28,8 @@ from local.data.schema import (
 from local.errors import fail
 from local.whole_files import written_whole
 
+# The third field of Kaldi's trial lists (``enrol test target``), refused with its conversion.
+KALDI_TRIAL_LABELS = ("target", "nontarget")
 EXTRA_FIELDS_FIX = ("give every row as many comma-separated fields as the header has; "
                     "put a field that holds a comma in double quotes")
 
@@ -434,12 +437,14 @@ def read_numbered_trials(path):
     fields = read_fields(path, TRIAL_COLUMNS)
     bad = (fields["test"] == "") | (fields[REST] != "") | ~fields["label"].isin(TRIAL_LABELS)
     if bad.any():
-        fail(
-            path,
-            "lines not of the form 'label enrol test [trial_type]' with label 0 or 1",
-            rows=numbered_lines(fields[bad]),
-            fix="write one trial a line, e.g. '1 spk1_utt1 spk1_utt2'",
-        )
+        problem = "lines not of the form 'label enrol test [trial_type]' with label 0 or 1"
+        fix = "write one trial a line, e.g. '1 spk1_utt1 spk1_utt2'"
+        if fields.loc[bad, "test"].isin(KALDI_TRIAL_LABELS).all() and \
+                (fields.loc[bad, "trial_type"] == "").all():
+            problem += "; they are Kaldi's 'enrol test target|nontarget' form"
+            fix = ("convert the list: awk '{print ($3 == \"target\"), $1, $2}' "
+                   f"{shlex.quote(str(path))} > trials.txt")
+        fail(path, problem, rows=numbered_lines(fields[bad]), fix=fix)
     if fields.empty:
         fail(path, "trial list is empty", fix="check the data preparation")
     # Another type (``tc``, ``XX``) would escape both the check of its label

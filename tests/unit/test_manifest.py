@@ -519,6 +519,17 @@ def test_malformed_trial_line(corpus):
         validate(manifest, folder / "bad.txt")
 
 
+def test_a_kaldi_trial_list_is_refused_with_its_conversion(corpus):
+    folder, manifest, _ = corpus
+    (folder / "kaldi.txt").write_text("spkA_1 spkA_2 target\nspkA_1 spkB_1 nontarget\n")
+    with pytest.raises(ManifestError, match="Kaldi's 'enrol test target.nontarget' form") as err:
+        validate(manifest, folder / "kaldi.txt")
+    command = str(err.value).split("convert the list: ")[1].strip()
+    subprocess.run(command, shell=True, cwd=folder, check=True)
+    assert (folder / "trials.txt").read_text() == "1 spkA_1 spkA_2\n0 spkA_1 spkB_1\n"
+    validate(manifest, folder / "trials.txt")
+
+
 def test_one_class_trial_list(corpus):
     folder, manifest, _ = corpus
     write_trials([(1, "spkA_1", "spkA_2"), (1, "spkB_1", "spkB_2")], folder / "t.txt")
