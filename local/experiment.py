@@ -30,7 +30,7 @@ from local.data.ssl_cache import add_cached_crop_pipeline, cache_hidden_states
 from local.data.validation import check_manifest_audio_once, validate
 from local.errors import checked_on_main, fail
 from local.evaluation.verification import check_cohort, check_score_norm, verify
-from local.model.augmentation import check_augmentation
+from local.model.augmentation import check_augmentation, data_files
 from local.model.checkpoints import checkpoint_identity
 from local.model.dann_brain import DANNBrain
 from local.model.pseudo_labels import check_oracle_speakers
@@ -259,7 +259,8 @@ def prepare_experiment(argv=None, training=True, create_folder=sb.create_experim
                                 else {**overrides, **evaluation},
                                 condition_file, condition, prefix="" if training else "evaluate_",
                                 processes=processes, trained=trained,
-                                ssl_model=settings.get(SSL_MODEL_KEY))
+                                ssl_model=settings.get(SSL_MODEL_KEY),
+                                augmentation=data_files(hparams) if training else None)
     if training and sb.utils.distributed.if_main_process():
         record = functools.partial(record_run, hparams["save_folder"], settings, records,
                                    hparams["output_folder"])
@@ -369,7 +370,7 @@ def save_settings(hparams_file, overrides, condition_file, folder, prefix="", pr
 
 
 def save_records(hparams_file, overrides, condition_file, condition, folder, prefix="",
-                 processes=1, trained=None, ssl_model=None):
+                 processes=1, trained=None, ssl_model=None, augmentation=None):
     """Write the settings of a command (:func:`save_settings`) and its data files' hashes.
 
     Arguments
@@ -394,9 +395,12 @@ def save_records(hparams_file, overrides, condition_file, condition, folder, pre
         The commands that trained the run (:func:`local.provenance.trained_by`).
     ssl_model : str, optional
         The digest of an SSL front end's model files.
+    augmentation : dict, optional
+        The noise and impulse-response CSVs a training run augments with,
+        hashed with the data files.
     """
     save_settings(hparams_file, overrides, condition_file, folder, prefix, processes)
-    write_provenance(condition, folder, RECIPE_FOLDER, prefix, trained, ssl_model)
+    write_provenance(condition, folder, RECIPE_FOLDER, prefix, trained, ssl_model, augmentation)
 
 
 def evaluate(brain, hparams, condition, data):
