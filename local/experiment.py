@@ -197,9 +197,9 @@ def prepare_experiment(argv=None, training=True, create_folder=sb.create_experim
     """
     hparams_file, run_opts, overrides = parse_arguments(argv)
     check_device(run_opts.get("device"))
-    check_precision(run_opts)
     sb.utils.distributed.ddp_init_group(run_opts)
     condition_file, condition, overrides = load_condition(overrides, hparams_file)
+    check_precision(run_opts, hparams_file, {**plain_values(hparams_file), **overrides})
     # SpeechBrain sets up its logging when the run's folder is made, after the
     # preparation: until then, its messages (where it writes, what it leaves
     # out) go to the console in SpeechBrain's format. A no-op where logging is
