@@ -41,7 +41,14 @@ from scipy.special import expit, logit
 from local.cli import UsageError, command, option
 from local.errors import ManifestError, fail
 from local.evaluation.metrics import VOXCELEB_DCF, compute_metrics, dcf_name, dcf_setting
-from local.evaluation.report import plot_det, read_scores, scored_checkpoint, write_scores
+from local.evaluation.report import (
+    RUN_RECORD,
+    plot_det,
+    read_scores,
+    run_folder_of,
+    scored_checkpoint,
+    write_scores,
+)
 from local.evaluation.seed_table import (
     LIST_FILES,
     changed_inputs,
@@ -59,9 +66,6 @@ logger = logging.getLogger(__name__)
 # local.evaluation.seed_table compares a fusion's data with other runs'), and
 # what each row was fused from under "fusion".
 RECORD_FILE = "provenance.json"
-# What a run's folder holds from its start (local/experiment.py): a fusion
-# writes no file under a folder that holds both.
-RUN_RECORD = ("hyperparams.yaml", "provenance.json")
 
 # Keeps the logistic-regression weights finite when the development trials
 # are perfectly separable; small enough not to matter otherwise.
@@ -462,7 +466,7 @@ def check_destinations(inputs, out, summary=None, det=None):
     it scored) describes that run alone: a fused row in its ``summary.csv``
     would replace or join the run's own figures under its settings; a file
     anywhere in a run's folder (which holds its record,
-    :data:`RUN_RECORD`) could replace one of its files.
+    :data:`~local.evaluation.report.RUN_RECORD`) could replace one of its files.
 
     Arguments
     ---------
@@ -497,7 +501,7 @@ def check_destinations(inputs, out, summary=None, det=None):
         fail(det, "is a score file of this fusion (fused, or --out), which the DET figure "
                   "would replace", fix="write the DET figure to a file of its own (--det)")
     for path in (out, summary, det):
-        folder = path and _run_folder_of(path)
+        folder = path and run_folder_of(path)
         if folder and scored_checkpoint(folder) is not None:
             fail(path, "lies in a run's own verification report (it holds the checkpoint "
                        "the run scored), whose figures a fusion would replace or join",
@@ -506,18 +510,6 @@ def check_destinations(inputs, out, summary=None, det=None):
             fail(path, f"lies in the folder of a run, {folder} (it holds the run's "
                        f"{' and '.join(RUN_RECORD)}), whose files a fusion would replace or join",
                  fix=f"{own}verification/ (--out, --det and --summary)")
-
-
-def _run_folder_of(path):
-    """The run's report or folder that ``path`` lies in, its links followed, or None."""
-    folder = os.path.dirname(os.path.realpath(path))
-    while True:
-        if scored_checkpoint(folder) is not None or all(
-                os.path.isfile(os.path.join(folder, name)) for name in RUN_RECORD):
-            return folder
-        if os.path.dirname(folder) == folder:
-            return None
-        folder = os.path.dirname(folder)
 
 
 def _check_both_labels(path, trials, use):
