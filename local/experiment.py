@@ -235,6 +235,7 @@ def prepare_experiment(argv=None, training=True, create_folder=sb.create_experim
     # settings; an evaluation's are free.
     options = run_options(run_opts, hparams)
     processes = training_processes()
+    augmentation = data_files(hparams) if training else None
 
     def accepted():
         # And the checkpoints' folder, which runs into other output folders may share.
@@ -243,7 +244,7 @@ def prepare_experiment(argv=None, training=True, create_folder=sb.create_experim
         check_one_run(hparams, training, run_opts.get("debug", False))
         return accept_settings(
             hparams, {**run_settings(hparams_file, overrides), **options,
-                      PROCESSES_KEY: processes}, training, condition)
+                      PROCESSES_KEY: processes}, training, condition, augmentation)
 
     settings, changes = checked_on_main(accepted)
     create_folder(hparams["output_folder"])
@@ -260,7 +261,7 @@ def prepare_experiment(argv=None, training=True, create_folder=sb.create_experim
                                 condition_file, condition, prefix="" if training else "evaluate_",
                                 processes=processes, trained=trained,
                                 ssl_model=settings.get(SSL_MODEL_KEY),
-                                augmentation=data_files(hparams) if training else None)
+                                augmentation=augmentation)
     if training and sb.utils.distributed.if_main_process():
         record = functools.partial(record_run, hparams["save_folder"], settings, records,
                                    hparams["output_folder"])

@@ -36,7 +36,6 @@ import os
 import socket
 
 from local.errors import fail
-from local.model.augmentation import DATA_KEYS, data_files
 from local.provenance import file_sha256, short_digest
 from local.settings import PROCESSES_KEY, TRAINING_RUN_OPTIONS, plain_values
 from local.whole_files import release_lock, taken_lock, written_together, written_whole
@@ -67,9 +66,10 @@ RESULTS = ("verification", "model")
 # the hash of each as the setting <file>_sha256. The evaluation's manifests
 # and trial lists are only scored.
 TRAINING_DATA = ("source_train", "target_train")
-# The augmentation's data files (--augment=True): the record has the hash of
-# each a run augments with, as <key>_sha256; an evaluation does not read them.
-AUGMENTATION_DATA = tuple(f"{key}_sha256" for key in DATA_KEYS)
+# The settings that are the hashes of the augmentation's data files
+# (--augment=True; local.model.augmentation.DATA_KEYS), of each a run augments
+# with; an evaluation does not read them.
+AUGMENTATION_DATA = ("noise_csv_sha256", "rir_csv_sha256")
 PROVENANCE = "provenance.json"
 # The setting that is the digest of an SSL front end's model files
 # (local.model.ssl_frontend.ssl_fingerprint); records from before it lack it.
@@ -476,7 +476,7 @@ def _with_recorded_run_options(recorded, settings, record_path):
     return {**{key: settings[key] for key in missing}, **recorded}
 
 
-def accept_settings(hparams, settings, training, condition):
+def accept_settings(hparams, settings, training, condition, augmentation=None):
     """Check a command's settings and training data with its run's record.
 
     Only a folder with a checkpoint is checked: a run that stopped before its
@@ -496,8 +496,7 @@ def accept_settings(hparams, settings, training, condition):
     ---------
     hparams : dict
         The loaded model hparams (``save_folder``, ``output_folder``,
-        ``checkpointer``, ``allow_changed``, ``frontend``, and ``augment``
-        with the files of :data:`~local.model.augmentation.DATA_KEYS`).
+        ``checkpointer``, ``allow_changed``, ``frontend``).
     settings : dict
         The command's settings (:func:`local.settings.run_settings`).
     training : bool
@@ -505,6 +504,10 @@ def accept_settings(hparams, settings, training, condition):
     condition : dict
         Condition hparams: the files of :data:`TRAINING_DATA`, whose hashes
         are compared and recorded with the settings (:func:`data_settings`).
+    augmentation : dict, optional
+        ``{key: path}`` of the augmentation's data files of a training run
+        (:func:`local.model.augmentation.data_files`), whose hashes are
+        compared and recorded as ``<key>_sha256`` (:data:`AUGMENTATION_DATA`).
 
     Returns
     -------
@@ -518,8 +521,7 @@ def accept_settings(hparams, settings, training, condition):
     save_folder = hparams["save_folder"]
     record_path = os.path.join(save_folder, SETTINGS_RECORD)
     recorded = recorded_settings(save_folder)
-    augmentation = ({f"{key}_sha256": path for key, path in data_files(hparams).items()}
-                    if training else {})
+    augmentation = {f"{key}_sha256": path for key, path in (augmentation or {}).items()}
     settings = {**settings, **data_settings(condition),
                 **{key: file_sha256(path) for key, path in augmentation.items()},
                 **model_settings(hparams["frontend"])}
