@@ -30,7 +30,7 @@ from local.data.ssl_cache import add_cached_crop_pipeline, cache_hidden_states
 from local.data.validation import check_manifest_audio_once, validate
 from local.errors import checked_on_main, fail
 from local.evaluation.verification import check_cohort, check_score_norm, verify
-from local.model.augmentation import check_augmentation
+from local.model.augmentation import check_augmentation, data_files
 from local.model.checkpoints import checkpoint_identity
 from local.model.dann_brain import DANNBrain
 from local.model.pseudo_labels import check_oracle_speakers
@@ -197,9 +197,9 @@ def prepare_experiment(argv=None, training=True, create_folder=sb.create_experim
     """
     hparams_file, run_opts, overrides = parse_arguments(argv)
     check_device(run_opts.get("device"))
-    check_precision(run_opts)
     sb.utils.distributed.ddp_init_group(run_opts)
     condition_file, condition, overrides = load_condition(overrides, hparams_file)
+    check_precision(run_opts, hparams_file, {**plain_values(hparams_file), **overrides})
     # SpeechBrain sets up its logging when the run's folder is made, after the
     # preparation: until then, its messages (where it writes, what it leaves
     # out) go to the console in SpeechBrain's format. A no-op where logging is
@@ -235,6 +235,7 @@ def prepare_experiment(argv=None, training=True, create_folder=sb.create_experim
     # settings; an evaluation's are free.
     options = run_options(run_opts, hparams)
     processes = training_processes()
+    augmentation = data_files(hparams) if training else None
 
     def accepted():
         # And the checkpoints' folder, which runs into other output folders may share.
@@ -243,7 +244,7 @@ def prepare_experiment(argv=None, training=True, create_folder=sb.create_experim
         check_one_run(hparams, training, run_opts.get("debug", False))
         return accept_settings(
             hparams, {**run_settings(hparams_file, overrides), **options,
-                      PROCESSES_KEY: processes}, training, condition)
+                      PROCESSES_KEY: processes}, training, condition, augmentation)
 
     settings, changes = checked_on_main(accepted)
     create_folder(hparams["output_folder"])
@@ -259,7 +260,8 @@ def prepare_experiment(argv=None, training=True, create_folder=sb.create_experim
                                 else {**overrides, **evaluation},
                                 condition_file, condition, prefix="" if training else "evaluate_",
                                 processes=processes, trained=trained,
-                                ssl_model=settings.get(SSL_MODEL_KEY))
+                                ssl_model=settings.get(SSL_MODEL_KEY),
+                                augmentation=augmentation)
     if training and sb.utils.distributed.if_main_process():
         record = functools.partial(record_run, hparams["save_folder"], settings, records,
                                    hparams["output_folder"])
@@ -369,7 +371,7 @@ def save_settings(hparams_file, overrides, condition_file, folder, prefix="", pr
 
 
 def save_records(hparams_file, overrides, condition_file, condition, folder, prefix="",
-                 processes=1, trained=None, ssl_model=None):
+                 processes=1, trained=None, ssl_model=None, augmentation=None):
     """Write the settings of a command (:func:`save_settings`) and its data files' hashes.
 
     Arguments
@@ -394,9 +396,12 @@ def save_records(hparams_file, overrides, condition_file, condition, folder, pre
         The commands that trained the run (:func:`local.provenance.trained_by`).
     ssl_model : str, optional
         The digest of an SSL front end's model files.
+    augmentation : dict, optional
+        The noise and impulse-response CSVs a training run augments with,
+        hashed with the data files.
     """
     save_settings(hparams_file, overrides, condition_file, folder, prefix, processes)
-    write_provenance(condition, folder, RECIPE_FOLDER, prefix, trained, ssl_model)
+    write_provenance(condition, folder, RECIPE_FOLDER, prefix, trained, ssl_model, augmentation)
 
 
 def evaluate(brain, hparams, condition, data):

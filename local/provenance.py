@@ -169,7 +169,7 @@ def trained_by(output_folder):
 
 
 def write_provenance(condition, output_folder, code_folder, prefix="", trained=None,
-                     ssl_model=None):
+                     ssl_model=None, augmentation=None):
     """Write ``provenance.json``: each data file's path and hash, and the code versions.
 
     ``code_version`` is that of the command that writes it; ``trained_by``
@@ -193,6 +193,10 @@ def write_provenance(condition, output_folder, code_folder, prefix="", trained=N
         The digest of an SSL front end's model files
         (:func:`local.model.ssl_frontend.ssl_fingerprint`), recorded as
         ``ssl_model_sha256``: the frozen model is not in the checkpoints.
+    augmentation : dict, optional
+        ``{key: path}`` of the noise and impulse-response CSVs a training
+        run augments with (:func:`local.model.augmentation.data_files`),
+        recorded with the data files under their key (``noise_csv``).
 
     Returns
     -------
@@ -215,10 +219,11 @@ def write_provenance(condition, output_folder, code_folder, prefix="", trained=N
     >>> os.path.isfile(os.path.join(folder, "provenance.json"))
     True
     """
+    files = {**condition_files(condition), **(augmentation or {})}
     record = {
         "code_version": code_version(code_folder),
         "data": {role: {"path": os.path.abspath(path), "sha256": file_sha256(path)}
-                 for role, path in condition_files(condition).items()},
+                 for role, path in files.items()},
     }
     if trained is not None:
         record["trained_by"] = trained

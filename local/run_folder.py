@@ -9,7 +9,8 @@ nothing here can tell whether that run still goes on.
 
 The settings record (``<save_folder>/run_settings.json``) is what
 :func:`local.settings.run_settings` gives, with the hashes of the
-condition's training manifests (:func:`data_settings`) and, for an SSL front
+condition's training manifests (:func:`data_settings`), of the noise and
+impulse-response CSVs a run augments with and, for an SSL front
 end, the digest of the SSL model's files (``ssl_model_sha256``: a frozen
 model is not in the checkpoints). A command on a folder
 with a checkpoint (a resume, ``evaluate.py``) compares its settings with the
@@ -65,6 +66,10 @@ RESULTS = ("verification", "model")
 # the hash of each as the setting <file>_sha256. The evaluation's manifests
 # and trial lists are only scored.
 TRAINING_DATA = ("source_train", "target_train")
+# The settings that are the hashes of the augmentation's data files
+# (--augment=True; local.model.augmentation.DATA_KEYS), of each a run augments
+# with; an evaluation does not read them.
+AUGMENTATION_DATA = ("noise_csv_sha256", "rir_csv_sha256")
 PROVENANCE = "provenance.json"
 # The setting that is the digest of an SSL front end's model files
 # (local.model.ssl_frontend.ssl_fingerprint); records from before it lack it.
@@ -437,6 +442,27 @@ def _with_recorded_augmentation(recorded, settings):
     return {**{key: value for key, value in before.items() if key in settings}, **recorded}
 
 
+def _with_recorded_augmentation_data(recorded, settings, record_path):
+    """The record, whose augmentation data's hashes are compared where ``settings`` has them too.
+
+    Where one of them augments without that file, the change of its setting
+    (``noise_csv``, ``augment``) is the difference. A record of the same
+    file written before its hash was recorded is not checked for it, with a
+    warning.
+    """
+    recorded = dict(recorded)
+    for key in AUGMENTATION_DATA:
+        if key not in settings:
+            recorded.pop(key, None)
+        elif key not in recorded:
+            option = key.removesuffix("_sha256")
+            if recorded.get(option) == settings.get(option):
+                logger.warning("%s records no hash of %s: that its content is the run's is not "
+                               "checked", record_path, option)
+            recorded[key] = settings[key]
+    return recorded
+
+
 def _with_recorded_run_options(recorded, settings, record_path):
     """The record, with this command's run options and processes where one written before has none.
 
@@ -450,7 +476,7 @@ def _with_recorded_run_options(recorded, settings, record_path):
     return {**{key: settings[key] for key in missing}, **recorded}
 
 
-def accept_settings(hparams, settings, training, condition):
+def accept_settings(hparams, settings, training, condition, augmentation=None):
     """Check a command's settings and training data with its run's record.
 
     Only a folder with a checkpoint is checked: a run that stopped before its
@@ -459,8 +485,11 @@ def accept_settings(hparams, settings, training, condition):
     run's ``provenance.json``; one written before ``augment`` as a run
     without augmentation; one written before the SSL model's digest
     (:func:`model_settings`) was recorded is not checked for it, with a
-    warning. An evaluation accepts other training data, with a warning: they
-    change the cohort and the back-ends, not the weights; another SSL model
+    warning. A training run compares the hashes of the noise and
+    impulse-response CSVs it augments with too
+    (:func:`_with_recorded_augmentation_data`). An evaluation accepts other
+    training data, with a warning: they change the cohort and the back-ends,
+    not the weights; it reads no augmentation data; another SSL model
     changes the weights and is refused, as by a resume.
 
     Arguments
@@ -475,20 +504,28 @@ def accept_settings(hparams, settings, training, condition):
     condition : dict
         Condition hparams: the files of :data:`TRAINING_DATA`, whose hashes
         are compared and recorded with the settings (:func:`data_settings`).
+    augmentation : dict, optional
+        ``{key: path}`` of the augmentation's data files of a training run
+        (:func:`local.model.augmentation.data_files`), whose hashes are
+        compared and recorded as ``<key>_sha256`` (:data:`AUGMENTATION_DATA`).
 
     Returns
     -------
     tuple
         ``(settings, changes)``: the settings that a training run records
         (:func:`record_settings`), ``settings`` with the training data's
-        hashes and the SSL model's digest; and ``{key: (old, new)}`` of the accepted changes, as
+        hashes (and, in training, the augmentation data's) and the SSL
+        model's digest; and ``{key: (old, new)}`` of the accepted changes, as
         :func:`changed_settings`.
     """
     save_folder = hparams["save_folder"]
     record_path = os.path.join(save_folder, SETTINGS_RECORD)
     recorded = recorded_settings(save_folder)
-    settings = {**settings, **data_settings(condition), **model_settings(hparams["frontend"])}
-    files = {f"{role}_sha256": condition[role] for role in TRAINING_DATA}
+    augmentation = {f"{key}_sha256": path for key, path in (augmentation or {}).items()}
+    settings = {**settings, **data_settings(condition),
+                **{key: file_sha256(path) for key, path in augmentation.items()},
+                **model_settings(hparams["frontend"])}
+    files = {**{f"{role}_sha256": condition[role] for role in TRAINING_DATA}, **augmentation}
     allowed = _key_list(hparams["allow_changed"])
     changes = {}
     if hparams["checkpointer"].list_checkpoints():
@@ -500,6 +537,7 @@ def accept_settings(hparams, settings, training, condition):
                                            record_path)
             recorded = _with_recorded_model(recorded, settings, record_path)
             recorded = _with_recorded_augmentation(recorded, settings)
+            recorded = _with_recorded_augmentation_data(recorded, settings, record_path)
             if training:
                 recorded = _with_recorded_run_options(recorded, settings, record_path)
             changes = changed_settings(
@@ -522,7 +560,7 @@ def embedding_key(settings):
 
     Every setting but those the weights never depend on (:data:`FREE_KEYS`),
     those that only choose which utterances are embedded or how a run trains
-    (:data:`EVALUATION_FREE_KEYS`) and the training data's hashes: the
+    (:data:`EVALUATION_FREE_KEYS`) and the training and augmentation data's hashes: the
     model's definition, with any change that ``--allow_changed`` accepted,
     and the SSL model's digest.
 
@@ -545,7 +583,8 @@ def embedding_key(settings):
     >>> key == embedding_key({**settings, "emb_dim": 64})
     False
     """
-    ignored = {*FREE_KEYS, *EVALUATION_FREE_KEYS, *(f"{role}_sha256" for role in TRAINING_DATA)}
+    ignored = {*FREE_KEYS, *EVALUATION_FREE_KEYS, *AUGMENTATION_DATA,
+               *(f"{role}_sha256" for role in TRAINING_DATA)}
     kept = {key: value for key, value in settings.items() if key not in ignored}
     return short_digest(kept)
 

@@ -729,16 +729,24 @@ DEPRECATED_PRECISION_FLAGS = {"auto_mix_prec": "fp16", "bfloat16_mix_prec": "bf1
 CPU_PRECISIONS = "bf16 (mixed precision on the CPU) or fp32"
 
 
-def check_precision(run_opts):
+def check_precision(run_opts, hparams_file=None, hparams=None):
     """Refuse fp16 on the CPU before any work, as SpeechBrain's Brain would only once built,
     and SpeechBrain's deprecated precision flags, which the run's settings would not record.
+
+    Each option is taken as the Brain takes it: the command line's, else the
+    model file's, else SpeechBrain's default.
 
     Arguments
     ---------
     run_opts : dict
         SpeechBrain's run options (``device``, ``precision``, ``eval_precision``,
         the flags of :data:`DEPRECATED_PRECISION_FLAGS`); without a ``device``,
-        the one SpeechBrain infers.
+        the one SpeechBrain infers. A ``RunOptions`` gives those of its
+        ``overridden_args``, a dict those it has.
+    hparams_file : str, optional
+        The model hparams file, named in the messages on its settings.
+    hparams : dict, optional
+        Its plain values (:func:`plain_values`).
 
     Raises
     ------
@@ -764,19 +772,45 @@ def check_precision(run_opts):
       ...
     local.errors.ManifestError: --auto_mix_prec: a deprecated SpeechBrain flag, which the run's settings would not record
     Fix: pass --precision=bf16 (mixed precision on the CPU) or fp32 instead
+    >>> check_precision({"device": "cpu"}, "m.yaml", {"bfloat16_mix_prec": True})
+    Traceback (most recent call last):
+      ...
+    local.errors.ManifestError: m.yaml: bfloat16_mix_prec: True is a deprecated SpeechBrain flag, which the run's settings would not record
+    Fix: remove it and set precision: bf16 instead
     """
-    on_cpu = str(run_opts.get("device") or infer_device()).startswith("cpu")
+    options = _brain_run_options(run_opts, hparams or {})
+    on_cpu = str(options["device"] or infer_device()).startswith("cpu")
     for flag, precision in DEPRECATED_PRECISION_FLAGS.items():
-        if run_opts.get(flag):
+        if options[flag]:
             instead = CPU_PRECISIONS if on_cpu and precision == "fp16" else precision
-            fail(f"--{flag}", "a deprecated SpeechBrain flag, which the run's settings would "
-                              "not record", fix=f"pass --precision={instead} instead")
+            problem = "a deprecated SpeechBrain flag, which the run's settings would not record"
+            if _given(run_opts, flag):
+                fail(f"--{flag}", problem, fix=f"pass --precision={instead} instead")
+            fail(hparams_file, f"{flag}: {options[flag]} is {problem}",
+                 fix=f"remove it and set precision: {instead} instead")
     if not on_cpu:
         return
     for option in ("precision", "eval_precision"):
-        if run_opts.get(option) == "fp16":
+        if options[option] != "fp16":
+            continue
+        if _given(run_opts, option):
             fail(f"--{option}=fp16", "fp16 needs a CUDA device; this run is on the CPU",
                  fix=f"pass --{option}={CPU_PRECISIONS}")
+        fail(hparams_file, f"{option}: fp16 needs a CUDA device; this run is on the CPU",
+             fix=f"set {option}: {CPU_PRECISIONS}, or pass --{option}=bf16")
+
+
+def _given(run_opts, name):
+    """Whether the command line gives the run option ``name`` (a dict: whether it has it)."""
+    return name in getattr(run_opts, "overridden_args", run_opts)
+
+
+def _brain_run_options(run_opts, hparams):
+    """The precision options as SpeechBrain's Brain takes them: the command line's, else the
+    model file's, else its defaults."""
+    defaults = RunOptions()
+    return {name: run_opts[name] if _given(run_opts, name) else hparams.get(name, defaults[name])
+            for name in ("device", "precision", "eval_precision", *DEPRECATED_PRECISION_FLAGS)}
 
 
 def check_trainable(hparams_file, overrides, condition, run_opts=None):

@@ -41,7 +41,14 @@ from scipy.special import expit, logit
 from local.cli import UsageError, command, option
 from local.errors import ManifestError, fail
 from local.evaluation.metrics import VOXCELEB_DCF, compute_metrics, dcf_name, dcf_setting
-from local.evaluation.report import plot_det, read_scores, scored_checkpoint, write_scores
+from local.evaluation.report import (
+    RUN_RECORD,
+    plot_det,
+    read_scores,
+    run_folder_of,
+    scored_checkpoint,
+    write_scores,
+)
 from local.evaluation.seed_table import (
     LIST_FILES,
     changed_inputs,
@@ -452,12 +459,14 @@ def check_fused_folder(summary, system, fusion):
                                    f"{os.path.dirname(path)} first")
 
 
-def check_destinations(inputs, out, summary=None):
-    """Refuse to write the fusion over its inputs or into a run's own report.
+def check_destinations(inputs, out, summary=None, det=None):
+    """Refuse to write the fusion over its inputs or into a run's folder.
 
     A run's report (``<run>/verification``, holding the name of the checkpoint
     it scored) describes that run alone: a fused row in its ``summary.csv``
-    would replace or join the run's own figures under its settings.
+    would replace or join the run's own figures under its settings; a file
+    anywhere in a run's folder (which holds its record,
+    :data:`~local.evaluation.report.RUN_RECORD`) could replace one of its files.
 
     Arguments
     ---------
@@ -467,6 +476,8 @@ def check_destinations(inputs, out, summary=None):
         The fused score file to write.
     summary : str, optional
         The ``summary.csv`` to add the fusion's row to.
+    det : str, optional
+        The DET figure to write.
 
     Raises
     ------
@@ -481,16 +492,24 @@ def check_destinations(inputs, out, summary=None):
     local.errors.ManifestError: a/verification/target/scores.txt: is one of the score files fused, which the fused scores would replace
     Fix: write the fused scores to a file of their own (--out)
     """
-    if os.path.abspath(out) in {os.path.abspath(path) for path in inputs}:
+    own = "write the fusion into a folder of its own, e.g. results/<condition>/<name>/<seed>/"
+    fused = {os.path.realpath(path) for path in inputs}
+    if os.path.realpath(out) in fused:
         fail(out, "is one of the score files fused, which the fused scores would replace",
              fix="write the fused scores to a file of their own (--out)")
-    own = "write the fusion into a folder of its own, e.g. results/<condition>/<name>/<seed>/"
-    for path, report in ((out, os.path.dirname(os.path.dirname(os.path.abspath(out)))),
-                         (summary, summary and os.path.dirname(os.path.abspath(summary)))):
-        if report and scored_checkpoint(report) is not None:
+    if det and os.path.realpath(det) in fused | {os.path.realpath(out)}:
+        fail(det, "is a score file of this fusion (fused, or --out), which the DET figure "
+                  "would replace", fix="write the DET figure to a file of its own (--det)")
+    for path in (out, summary, det):
+        folder = path and run_folder_of(path)
+        if folder and scored_checkpoint(folder) is not None:
             fail(path, "lies in a run's own verification report (it holds the checkpoint "
                        "the run scored), whose figures a fusion would replace or join",
-                 fix=f"{own}verification/ (--out and --summary)")
+                 fix=f"{own}verification/ (--out, --det and --summary)")
+        if folder:
+            fail(path, f"lies in the folder of a run, {folder} (it holds the run's "
+                       f"{' and '.join(RUN_RECORD)}), whose files a fusion would replace or join",
+                 fix=f"{own}verification/ (--out, --det and --summary)")
 
 
 def _check_both_labels(path, trials, use):
@@ -595,7 +614,7 @@ def run_fusion(scores, out, det=None, dev=None, summary=None, system=None):
     if dev and len(dev) != len(scores):
         raise UsageError(f"{len(scores)} --scores files but {len(dev)} --dev files")
     try:
-        check_destinations(scores + (dev or []), out, summary)
+        check_destinations(scores + (dev or []), out, summary, det)
         trials, system_scores = load_systems(scores)
         _check_both_labels(scores[0], trials, "EER and minDCF are taken over")
         inputs = [input_record(path) for path in scores]

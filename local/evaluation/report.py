@@ -34,6 +34,9 @@ ONE_SIDED = "n/a: one-sided"
 # In a report folder: the checkpoint whose model it scored, its name and save time
 # (local.model.checkpoints.checkpoint_identity).
 CHECKPOINT_FILE = "checkpoint.txt"
+# What a run's folder holds from its start (local/experiment.py): the fusion
+# and the seed table write no file under a folder that holds both.
+RUN_RECORD = ("hyperparams.yaml", "provenance.json")
 # DET axes: candidate ticks in error probability (NIST's), of which
 # det_ticks keeps those far enough apart; the axes run from the candidate at
 # or below the smallest non-zero error rate of the curves up to DET_TOP.
@@ -530,6 +533,41 @@ def scored_checkpoint(report_folder):
         return None
     with open(path, encoding="utf-8") as fin:
         return fin.read().strip()
+
+
+def run_folder_of(path):
+    """The run's report or folder that ``path`` lies in, its links followed, or None.
+
+    Arguments
+    ---------
+    path : str
+        A file to write.
+
+    Returns
+    -------
+    str or None
+        The nearest folder above it that is a run's report (it names the
+        checkpoint it scored) or holds a run's record (:data:`RUN_RECORD`).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> run = tempfile.mkdtemp()
+    >>> print(run_folder_of(os.path.join(run, "verification", "table.md")))
+    None
+    >>> for name in RUN_RECORD:
+    ...     _ = open(os.path.join(run, name), "w").write("{}")
+    >>> run_folder_of(os.path.join(run, "verification", "table.md")) == os.path.realpath(run)
+    True
+    """
+    folder = os.path.dirname(os.path.realpath(path))
+    while True:
+        if scored_checkpoint(folder) is not None or all(
+                os.path.isfile(os.path.join(folder, name)) for name in RUN_RECORD):
+            return folder
+        if os.path.dirname(folder) == folder:
+            return None
+        folder = os.path.dirname(folder)
 
 
 def score_file(report_folder, system):

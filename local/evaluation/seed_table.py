@@ -45,7 +45,7 @@ import yaml
 
 from local.cli import command, option
 from local.errors import fail
-from local.evaluation.report import markdown_table
+from local.evaluation.report import markdown_table, run_folder_of
 from local.provenance import file_sha256
 from local.settings import run_settings
 
@@ -605,7 +605,8 @@ def print_seed_table(runs, lists, metrics, out=None):
     Returns
     -------
     int
-        0 when the table was made, 1 when a system is named twice, a run
+        0 when the table was made, 1 when ``out`` lies in a run's folder
+        (:func:`~local.evaluation.report.run_folder_of`), a system is named twice, a run
         folder is missing or incomplete, a list or metric is unknown, runs
         scored a list on different data, runs of one system were made with
         different settings, or a fused row's score files have changed since
@@ -619,6 +620,11 @@ def print_seed_table(runs, lists, metrics, out=None):
             fail(f"--runs {repeated[0]}", "a system named by more than one --runs",
                  fix="give each --runs a name of its own, or one pattern matching all of "
                      "the system's runs")
+        folder = out and run_folder_of(out)
+        if folder:
+            fail(out, f"lies in {folder}, a run's folder or report, whose files the table "
+                      "would replace", fix="write the table outside the runs' folders, e.g. "
+                                           "results/<condition>/seed_table.md (--out)")
         table = seed_table({name: collect(pattern) for name, pattern in runs}, lists, metrics)
     except ValueError as err:
         print(err, file=sys.stderr)

@@ -53,6 +53,31 @@ def available(augmentations):
     return [aug for aug in augmentations if getattr(aug, "csv_file", "") is not None]
 
 
+def data_files(hparams):
+    """``{key: path}`` of the data files a run augments with: none without ``augment``.
+
+    Arguments
+    ---------
+    hparams : dict
+        Model hparams: ``augment`` and the keys of :data:`DATA_KEYS`.
+
+    Returns
+    -------
+    dict
+        Such as ``{"noise_csv": "noise.csv"}``.
+
+    Example
+    -------
+    >>> data_files({"augment": True, "noise_csv": "noise.csv", "rir_csv": None})
+    {'noise_csv': 'noise.csv'}
+    >>> data_files({"augment": False, "noise_csv": None, "rir_csv": None})
+    {}
+    """
+    if not hparams["augment"]:
+        return {}
+    return {key: hparams[key] for key in DATA_KEYS if hparams[key] is not None}
+
+
 def check_augmentation(hparams_file, hparams):
     """Refuse augmentation settings that would not train as asked, before any training.
 

@@ -1,12 +1,15 @@
 """Tiny runs of train_dann.py with --augment=True: training steps alone are augmented."""
 
+import json
 import os
 
 import pytest
 from speechbrain.augment.augmenter import Augmenter
 
+import evaluate
 from local.errors import ManifestError
 from local.model.dann_brain import DANNBrain
+from local.provenance import file_sha256
 from local.settings import plain_values
 from tests.integration.test_train_dann import GE2E_TINY, SHORT, logged, train
 from tests.unit.test_augmentation import noise_csv  # noqa: F401 (a fixture)
@@ -62,3 +65,26 @@ def test_ge2e_trains_on_augmented_speaker_major_batches(demo_corpus, tmp_path, c
     train(demo_corpus, tmp_path / "run", *SHORT, "--augment=True",
           hparams="hparams/ge2e_fbank.yaml", tiny=GE2E_TINY)
     assert calls["augment"] == [32] * calls["steps"] and calls["steps"] > 0
+
+
+def test_a_resume_on_a_changed_noise_csv_is_refused_and_evaluate_does_not_read_it(
+        demo_corpus, tmp_path, noise_csv):  # noqa: F811
+    folder = tmp_path / "run"
+    augmented = ("--augment=True", f"--noise_csv={noise_csv}")
+    train(demo_corpus, folder, *augmented, "--number_of_epochs=1")
+    with open(folder / "provenance.json") as saved:
+        assert json.load(saved)["data"]["noise_csv"] == {"path": noise_csv,
+                                                         "sha256": file_sha256(noise_csv)}
+    before = file_sha256(noise_csv)
+    with open(noise_csv) as original:
+        rows = original.read().splitlines()
+    with open(noise_csv, "w") as fewer:  # one recording of the two
+        fewer.write("\n".join(rows[:2]) + "\n")
+    more = ("--number_of_epochs=2", "--allow_changed=[number_of_epochs]")
+    with pytest.raises(ManifestError, match=(
+            rf"trained on other data:\n  noise_csv_sha256 \({noise_csv}\): \"{before}\" -> "
+            rf"\"{file_sha256(noise_csv)}\"\n")):
+        train(demo_corpus, folder, *augmented, *more)
+    # The evaluation embeds clean audio: it reads no noise, even gone.
+    os.remove(noise_csv)
+    train(demo_corpus, folder, *augmented, "--number_of_epochs=1", script=evaluate)

@@ -24,7 +24,7 @@ from local.errors import ManifestError
 from local.model.dann_brain import DANNBrain
 from local.model.epoch_statistics import EpochStatistics
 from local.model.ssl_frontend import SSLFrontend
-from tests.conftest import TINY_SSL, TINY_SSL_DIM
+from tests.conftest import ROOT, TINY_SSL, TINY_SSL_DIM
 from tests.unit.test_verification import copied_manifest
 
 # A tiny model, scored with raw cosine only (the recipe rows run the default back-end too).
@@ -392,6 +392,22 @@ def test_deprecated_precision_flags_are_refused_before_any_work(demo_corpus, tmp
                                             rf"--precision={precision} instead"):
         train(demo_corpus, tmp_path, "--device=cpu", flag)
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("bfloat16_mix_prec: True", r"bfloat16_mix_prec: True is a deprecated SpeechBrain flag, "
+                                r"which the run's settings would not record\nFix: remove it and "
+                                r"set precision: bf16 instead"),
+    ("precision: fp16", r"precision: fp16 needs a CUDA device; this run is on the CPU\n"),
+])
+def test_precision_settings_of_a_model_file_are_refused_as_on_the_command_line(
+        demo_corpus, tmp_path, setting, message):
+    # SpeechBrain's Brain takes its run options from the model file too.
+    model = tmp_path / "model.yaml"
+    model.write_text(f"base: {ROOT}/hparams/dann_fbank.yaml\n{setting}\n")
+    with pytest.raises(ManifestError, match=rf"^{model}: {message}"):
+        train(demo_corpus, tmp_path / "run", "--device=cpu", hparams=str(model))
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("removed, message", [

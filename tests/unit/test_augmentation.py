@@ -10,7 +10,13 @@ from speechbrain.augment.preparation import write_csv
 from speechbrain.dataio.batch import PaddedBatch
 
 from local.errors import ManifestError
-from local.model.augmentation import augmented_pair, check_augmentation, check_data_csv
+from local.model.augmentation import (
+    DATA_KEYS,
+    augmented_pair,
+    check_augmentation,
+    check_data_csv,
+)
+from local.run_folder import AUGMENTATION_DATA
 from local.model.speaker_heads import GE2EHead, GE2ELoss
 from local.settings import load_model_hparams
 
@@ -131,6 +137,10 @@ def test_a_data_file_without_augmentation_is_refused(noise_csv):
                                             r"without --augment=True"):
         check_augmentation("m.yaml", settings(augment=False, noise_csv=noise_csv))
     check_augmentation("m.yaml", settings(noise_csv=noise_csv))
+
+
+def test_the_run_record_hashes_every_augmentation_data_file():
+    assert AUGMENTATION_DATA == tuple(f"{key}_sha256" for key in DATA_KEYS)
 
 
 def test_a_missing_csv_is_refused_naming_it(tmp_path):

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 
 import numpy as np
 import pandas as pd
@@ -252,6 +253,38 @@ def test_a_fusion_is_not_written_over_its_inputs_or_into_a_runs_report(tmp_path,
         assert capsys.readouterr().err.startswith(message)
     assert {path: open(path, "rb").read() for path in before} == before
     assert not (report / "fused").exists() and not (tmp_path / "f.txt").exists()
+
+
+def test_a_fusion_writes_no_file_into_a_runs_folder(tmp_path, capsys):
+    trials, scores = noisy_systems(0, noise=(1.0, 1.0))
+    run = tmp_path / "run"
+    paths = [write_run(run, trials, scores[:, 0]), str(tmp_path / "other.txt")]
+    write_scores(paths[1], trials, scores[:, 1])
+    for name in ("hyperparams.yaml", "provenance.json"):  # the run's record
+        (run / name).write_text("{}\n")
+    (run / "verification" / "det.png").write_bytes(b"png")
+    os.symlink(run, tmp_path / "linked")
+    files = sorted(p for p in tmp_path.rglob("*") if p.is_file())
+    before = {p: p.read_bytes() for p in files}
+    refused = [
+        (["--out", str(run / "hyperparams.yaml")], rf"{run}/hyperparams.yaml: lies in the "
+                                                   rf"folder of a run, {run} \(it holds"),
+        (["--out", str(tmp_path / "linked" / "fused.txt")], r".*/linked/fused.txt: lies in the "
+                                                            rf"folder of a run, {run} "),
+        (["--out", str(run / "verification" / "summary.csv")],
+         r".*/summary.csv: lies in a run's own verification report"),
+        (["--out", str(tmp_path / "f.txt"), "--det", str(run / "verification" / "det.png")],
+         r".*/det.png: lies in a run's own verification report"),
+        (["--out", str(tmp_path / "f.txt"), "--summary", str(run / "summary.csv"),
+          "--system", "target"], r".*/summary.csv: lies in the folder of a run"),
+        (["--out", str(tmp_path / "f.txt"), "--det", paths[1]],
+         r".*/other.txt: is a score file of this fusion"),
+    ]
+    for options, message in refused:
+        assert main(["--scores", *paths, *options]) == 1
+        assert re.match(message, capsys.readouterr().err), options
+    assert {p: p.read_bytes() for p in files} == before
+    assert sorted(p for p in tmp_path.rglob("*") if p.is_file()) == files
 
 
 def write_run(run, trials, scores, manifest_hash="m1", checkpoint="CKPT+1", system="target"):

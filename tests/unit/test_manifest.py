@@ -344,6 +344,17 @@ def test_an_audio_file_both_trained_on_and_scored_is_refused(corpus):
         validate(manifest, trials, train_manifests=[train])
 
 
+def test_an_audio_file_reached_through_a_linked_folder_is_the_same_file(corpus, tmp_path_factory):
+    folder, manifest, trials = corpus
+    linked = tmp_path_factory.mktemp("elsewhere") / "corpus"
+    os.symlink(folder, linked)
+    # Unlabelled target audio: only the file tells.
+    train = training_manifest(folder, [("t1", linked / "spkB_2.wav", "")])
+    with pytest.raises(ManifestError, match=r"0 speakers and 1 audio files .*\n  file "
+                                            r".*spkB_2.wav\n"):
+        validate(manifest, trials, train_manifests=[train])
+
+
 def test_only_the_rows_a_trial_list_scores_are_compared(corpus):
     folder, manifest, _ = corpus
     trials = folder / "fewer.txt"

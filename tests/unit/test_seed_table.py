@@ -44,6 +44,19 @@ def test_mean_and_spread_over_the_runs_of_each_system(runs, capsys):
     assert capsys.readouterr().out == out.read_text()
 
 
+def test_the_table_is_not_written_into_a_runs_folder(runs, capsys):
+    folder, _ = runs
+    run = folder / "base_s1"
+    for name in ("hyperparams.yaml", "provenance.json"):  # the run's record
+        (run / name).write_text("{}\n")
+    (run / "verification" / "checkpoint.txt").write_text("CKPT+1\n")
+    for out in (run / "hyperparams.yaml", run / "verification" / "summary.csv"):
+        before = out.read_bytes()
+        assert main(["--runs", "baseline", str(folder / "base_s*"), "--out", str(out)]) == 1
+        assert capsys.readouterr().err.startswith(f"{out}: lies in {out.parent}, a run's ")
+        assert out.read_bytes() == before
+
+
 def test_a_pattern_without_runs_or_a_run_without_a_summary_is_named(runs, capsys):
     folder, _ = runs
     assert main(["--runs", "x", str(folder / "nothing_*")]) == 1
