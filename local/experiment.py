@@ -28,7 +28,7 @@ from local.data.dataio import (
 from local.data.manifest_io import read_manifest
 from local.data.ssl_cache import add_cached_crop_pipeline, cache_hidden_states
 from local.data.validation import check_manifest_audio_once, validate
-from local.errors import checked_on_main, fail
+from local.errors import ManifestError, checked_on_main, fail
 from local.evaluation.verification import check_cohort, check_score_norm, verify
 from local.model.augmentation import check_augmentation, data_files
 from local.model.checkpoints import checkpoint_identity
@@ -55,6 +55,7 @@ from local.settings import (
     load_model_hparams,
     model_text,
     parse_arguments,
+    passed_options,
     plain_values,
     PROCESSES_KEY,
     run_options,
@@ -158,6 +159,49 @@ def dataio_prep(hparams, condition, device="cpu", trained_on=()):
             "training_utterances": utterances}
 
 
+def prepared(prepare, condition_file, condition):
+    """Run one of a condition's preparations; a refusal names the option behind its path.
+
+    The preparation's messages name its own arguments ("pass as data_folder
+    ..."), which a training command gives as the condition's options
+    (``--vox1_folder``): where the refused path is, or lies in, the value of
+    such an option, the message says which.
+
+    Arguments
+    ---------
+    prepare : callable
+        The preparation, its arguments bound (an item of the condition's ``prepare``).
+    condition_file : str
+        The condition file, whose ``argument: !ref <option>`` lines are read.
+    condition : dict
+        The loaded condition, holding each option's value.
+
+    Raises
+    ------
+    ManifestError
+        The preparation's, with the line naming the option added.
+    """
+    try:
+        prepare()
+    except ManifestError as error:
+        refused = os.path.realpath(str(error).split(": ", 1)[0])
+        with open(condition_file, encoding="utf-8") as fin:
+            pairs = passed_options(fin.read())
+        named = [f"--{option}={condition[option]}"
+                 for option in dict.fromkeys(option for _, option in pairs)
+                 if isinstance(condition.get(option), str)
+                 and _within(refused, os.path.realpath(condition[option]))]
+        if not named:
+            raise
+        raise ManifestError(f"{error}\n(the path is given by {' and '.join(named)}: "
+                            f"{condition_file} passes it to the data preparation)") from None
+
+
+def _within(path, folder):
+    """Whether ``path`` is ``folder`` or lies under it."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
 def prepare_experiment(argv=None, training=True, create_folder=sb.create_experiment_directory):
     """Parse the command line, prepare the condition's data, and build the Brain.
 
@@ -209,7 +253,7 @@ def prepare_experiment(argv=None, training=True, create_folder=sb.create_experim
         logger.info("Preparing the data of %s; its relative paths are read from the working "
                     "directory, %s", condition_file, os.getcwd())
     for prepare in condition["prepare"]:
-        checked_on_main(prepare)
+        checked_on_main(prepared, prepare, condition_file, condition)
     check_condition_files(condition_file, condition)
     overrides["condition"] = condition["condition"]
     # The speaker head has a row per class: per speaker, or per speaker and

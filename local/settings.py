@@ -358,6 +358,31 @@ def parse_arguments(argv=None):
     return sb.parse_arguments(argv)
 
 
+def passed_options(text):
+    """The ``(argument, option)`` pairs of a condition file's ``argument: !ref <option>`` lines.
+
+    A real corpus's condition gives its preparation its own options as the
+    preparation's arguments (``data_folder: !ref <vox1_folder>``), so that a
+    message naming the argument can name the option a user passes.
+
+    Arguments
+    ---------
+    text : str
+        The condition file's text.
+
+    Returns
+    -------
+    list of tuple
+        The pairs, in the file's order.
+
+    Example
+    -------
+    >>> passed_options("vox1_folder: /data\\nprepare:\\n  - !name:f\\n    data_folder: !ref <vox1_folder>")
+    [('data_folder', 'vox1_folder')]
+    """
+    return re.findall(r"^\s*(\w+):\s*!ref\s*<(\w+)>\s*(?:#.*)?$", text, re.MULTILINE)
+
+
 def load_condition(overrides, hparams_file):
     """Split the command-line overrides into the condition's and the model's.
 
@@ -409,8 +434,8 @@ def load_condition(overrides, hparams_file):
                       if key in plain_values(name)]
             # A real corpus's condition passes its own folders as the preparation's
             # data_folder: those, not the closest spellings, are what was meant.
-            passed = list(dict.fromkeys(re.findall(rf"^\s*{re.escape(key)}:\s*!ref\s*<(\w+)>",
-                                                   text, re.MULTILINE)))
+            passed = list(dict.fromkeys(option for argument, option in passed_options(text)
+                                        if argument == key))
             fail(hparams_file, f"--{key} is not a setting of it or of {path}",
                  fix=(f"it is a setting of {', '.join(others)}: train one of them" if others else
                       f"{path} gives its preparation {' and '.join(passed)} as {key}: pass "

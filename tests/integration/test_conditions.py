@@ -128,6 +128,26 @@ def test_missing_corpus_folder_is_named(corpora, tmp_path):
         prepared("voxceleb_to_farsdat", dict(corpora, vox1_folder="nowhere"), tmp_path)
 
 
+@pytest.mark.parametrize("option, message", [
+    ("vox1_folder", "VoxCeleb1 folder does not exist"),
+    ("farsdat_folder", "does not exist"),
+])
+def test_a_training_command_names_the_option_of_a_refused_corpus_folder(corpora, tmp_path,
+                                                                         option, message):
+    """The preparation's fix names its own argument (data_folder); the training
+    command's user passed the condition's option, which the message names."""
+    args = {key: corpora[key] for key in CONDITIONS["voxceleb_to_farsdat"]}
+    args[option] = str(tmp_path / "nowhere")
+    with pytest.raises(ManifestError, match=message) as error:
+        train_dann.main(["hparams/dann_fbank.yaml",
+                         "--condition=recipes/voxceleb_to_farsdat/condition.yaml",
+                         *(f"--{key}={value}" for key, value in args.items()),
+                         f"--manifest_folder={tmp_path}/data", f"--output_folder={tmp_path}/run"])
+    assert str(error.value).endswith(
+        f"(the path is given by --{option}={tmp_path / 'nowhere'}: "
+        "recipes/voxceleb_to_farsdat/condition.yaml passes it to the data preparation)")
+
+
 def test_select_rows_refuses_a_selection_of_nothing(corpora, tmp_path):
     condition = prepared("voxceleb_to_farsdat", corpora, tmp_path, farsdat_eval_speakers=2)
     with pytest.raises(ManifestError, match=r"no row has lang in \['de'\]; its values are \['en'\]"):

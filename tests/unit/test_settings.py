@@ -399,7 +399,7 @@ def test_an_unset_placeholder_of_the_model_file_names_the_option_to_pass(tmp_pat
     (lambda: AdversarialSchedule(weight=-0.3), "--adv_weight=-0.3: adv_weight must be >= 0"),
     (lambda: AdversarialSchedule(gamma=0), "--adv_gamma=0: adv_gamma must be > 0"),
     (lambda: AdversarialSchedule(gamma=-10), "--adv_gamma=-10: adv_gamma must be > 0"),
-    (lambda: check_score_norm({"score_norm": "znorm"}), "--score_norm=znorm: score_norm must be"),
+    (lambda: check_score_norm({"score_norm": "s-norm"}), "--score_norm=s-norm: score_norm must be"),
 ])
 def test_option_checks_of_the_models_name_the_option_and_the_fix(check, message):
     with pytest.raises(ManifestError, match=rf"^{message}.*\nFix: pass "):
