@@ -294,9 +294,25 @@ class DANNBrain(sb.Brain):
         # synchronised under DDP, as it steps at every micro-batch.
         with torch.autocast(inputs.device.type, enabled=False), gradient_sync(discriminator):
             for _ in range(steps):
-                self.adversary.discriminator_loss(discriminator(inputs), items).backward()
+                loss = self.adversary.discriminator_loss(discriminator(inputs), items)
+                self.check_discriminator_loss(loss)
+                loss.backward()
                 self.disc_optimizer.step()
                 self.disc_optimizer.zero_grad(set_to_none=True)
+
+    def check_discriminator_loss(self, loss):
+        """Stop before a non-finite loss of the discriminator's own update reaches its weights.
+
+        The encoder's loss is checked only in :meth:`compute_objectives`: an
+        update after the optimisers' step (gradient reversal's beyond the
+        first) would otherwise write NaN into the discriminator, and the
+        step's checkpoint would keep it, so that no resume could go on.
+        """
+        if not torch.isfinite(loss):
+            raise RuntimeError(
+                f"Non-finite discriminator loss at epoch {self.hparams.epoch_counter.current}, "
+                f"step {self.step}: {float(loss.detach())}. Lower disc_lr, or check the input "
+                "audio of this batch.")
 
     def compute_objectives(self, predictions, batch, stage):
         """Speaker loss plus the adversary's and the alignment losses, on their schedule.

@@ -162,6 +162,20 @@ def test_the_discriminator_is_updated_disc_steps_times_per_step(demo_corpus, tmp
     assert len(steps) == 3
 
 
+@pytest.mark.parametrize("adversary", ["grl", "vanilla"])
+def test_a_non_finite_discriminator_loss_stops_before_it_reaches_the_weights(
+        demo_corpus, tmp_path, adversary):
+    # An exploding discriminator: its second update's loss is not finite (gradient
+    # reversal's after the optimisers' step, which no other check would see).
+    brain, batch = brain_and_batch(demo_corpus, tmp_path, adversary)
+    for group in brain.disc_optimizer.param_groups:
+        group["lr"] = 1e30
+    with pytest.raises(RuntimeError, match=r"Non-finite discriminator loss at epoch 1, step 5: "
+                                           r".*Lower disc_lr"):
+        brain.fit_batch(batch)
+    assert all(torch.isfinite(p).all() for p in brain.modules.domain_discriminator.parameters())
+
+
 @pytest.mark.parametrize("adversary", ADVERSARIES)
 def test_the_discriminator_learns_during_the_warm_up(demo_corpus, tmp_path, adversary):
     # Step 5 of 1 epoch, within the first half of training.
