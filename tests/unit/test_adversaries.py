@@ -5,7 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from local.model.adversaries import ADVERSARIES, DomainItems, make_adversary
+from local.model.adversaries import ADVERSARIES, DomainItems, make_adversary, source_score
+from local.model.domain_branch import DomainDiscriminator
 from local.model.speaker_heads import margin_softmax_loss
 
 GANS = [a for a in ADVERSARIES if a != "grl"]
@@ -211,3 +212,67 @@ def test_reversal_with_smoothing_pushes_items_beyond_the_smoothed_label_further_
     grad, = torch.autograd.grad(loss, features)
     step = -(grad[0, 0] - grad[0, 1])  # a descent step's change of the source item's score
     assert (step > 0) == (pushed == "up")
+
+
+# Two items, source then target, with the source's speaker 1: domain logits that give
+# C(s) = ln 3 and C(t) = -ln 3 (sigmoids 3/4 and 1/4), speaker logits (0, ln 3).
+LN3 = float(np.log(3.0))
+TWO = torch.tensor([[LN3, 0.0, 0.0, LN3], [0.0, LN3, 0.0, LN3]])
+
+
+@pytest.mark.parametrize("adversary, discriminator, encoder", [
+    # -(ln 3/4 + ln 3/4) / 2; the non-saturating -ln sigmoid(C(t)) = -ln 1/4.
+    ("vanilla", np.log(4 / 3), np.log(4)),
+    # ((C(s) - 1)^2 + (C(t) - 0)^2) / 2; (C(t) - 1)^2.
+    ("least_squares", ((LN3 - 1) ** 2 + LN3 ** 2) / 2, (LN3 + 1) ** 2),
+    # -ln sigmoid(C(s) - C(t)) = -ln sigmoid(ln 9) = -ln 9/10; -ln sigmoid(-ln 9) = ln 10.
+    ("relativistic", np.log(10 / 9), np.log(10)),
+    # vanilla's plus the source speaker's cross-entropy, -ln 3/4, for both players.
+    ("auxiliary_classifier", 2 * np.log(4 / 3), np.log(4) + np.log(4 / 3)),
+])
+def test_losses_of_two_items_are_the_hand_computed_values(adversary, discriminator, encoder):
+    logits = TWO if adversary == "auxiliary_classifier" else TWO[:, :2]
+    items = DomainItems(torch.zeros(2, 1), 1, torch.tensor([1]))
+    played = make_adversary(adversary)
+    assert float(played.discriminator_loss(logits, items)) == pytest.approx(discriminator)
+    assert float(played.game_loss(logits, items)) == pytest.approx(encoder)
+
+
+@pytest.mark.parametrize("adversary", ADVERSARIES)
+def test_the_encoders_step_moves_each_item_towards_the_other_domain(adversary):
+    """Through ``encoder_loss``, with a discriminator of a hidden layer that tells the items apart.
+
+    A descent step on the items' features raises each target item's source
+    score C(t); where the encoder's loss reads the source items' domain scores
+    (gradient reversal, relativistic) it lowers each C(s). The auxiliary
+    classifier's source items also move for the speaker loss, in no set direction.
+    """
+    torch.manual_seed(0)
+    aux = 3 if adversary == "auxiliary_classifier" else 0
+    discriminator = DomainDiscriminator(5, [16], auxiliary_classes=aux)
+    features = torch.randn(6, 5)
+    items = DomainItems(features, 3, torch.tensor([0, 2, 1]))
+    played = make_adversary(adversary)
+    optimizer = torch.optim.Adam(discriminator.parameters(), lr=0.05)
+    for _ in range(100):  # the discriminator learns to tell the items apart
+        optimizer.zero_grad()
+        played.discriminator_loss(discriminator(features), items).backward()
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    score = source_score(discriminator(features)).detach()
+    assert score[:3].min() > score[3:].max(), score
+
+    features = features.clone().requires_grad_()
+    loss, _ = played.encoder_loss(discriminator, items._replace(features=features), 0.5)
+    loss.backward()
+    descent = -features.grad
+    if adversary != "grl":  # the discriminator learns nothing from the encoder's loss
+        assert all(p.grad is None for p in discriminator.parameters())
+    # Each item's score depends on its features alone: its change under the step.
+    score_gradient = torch.autograd.grad(source_score(discriminator(features)).sum(), features)[0]
+    change = (score_gradient * descent).sum(dim=1)
+    assert (change[3:] > 0).all(), change
+    if adversary in ("grl", "relativistic"):
+        assert (change[:3] < 0).all(), change
+    elif adversary != "auxiliary_classifier":
+        assert (change[:3] == 0).all(), change
