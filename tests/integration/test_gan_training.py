@@ -12,7 +12,9 @@ from local.data.dataio import collate_pairs
 from local.experiment import prepare_experiment
 from local.model.adversaries import ADVERSARIES, DomainItems
 from local.model.alignment import coral_loss, mmd_loss
-from tests.integration.test_train_dann import ADVERSARY_ONLY, GE2E_TINY, TINY, logged, train
+from local.model.dann_brain import DANNBrain
+from tests.integration.test_train_dann import (ADVERSARY_ONLY, GE2E_TINY, TINY, killed_at_batch,
+                                               logged, newest_weights, train)
 
 GANS = [a for a in ADVERSARIES if a != "grl"]
 
@@ -266,3 +268,33 @@ def test_variant_trains_a_few_steps_and_verifies(demo_corpus, tmp_path, hparams,
         assert logged(tmp_path, "adv_coefficient")[1] > 0
     assert set(results) >= {"source", "target"}
     assert all(np.isfinite(metrics["eer"]) for metrics in results.values())
+
+
+@pytest.mark.parametrize("adversary", ["grl", "vanilla"])
+def test_run_killed_between_discriminator_updates_resumes_to_the_same_weights(
+        demo_corpus, tmp_path, monkeypatch, adversary):
+    # Two discriminator updates a step (gradient reversal's second after the
+    # optimisers' step); a checkpoint after step 5 of 15, killed in step 8.
+    args = ("--number_of_epochs=1", "--ckpt_interval_steps=5", f"--adversary={adversary}",
+            "--disc_steps=2", "--adv_weight=0.3", "--adv_warmup=0", *ADVERSARY_ONLY)
+    train(demo_corpus, tmp_path / "whole", *args)
+    killed_at_batch(8, monkeypatch, demo_corpus, tmp_path / "killed", *args)
+    original, resumed_steps = DANNBrain.fit_batch, []
+    monkeypatch.setattr(DANNBrain, "fit_batch", lambda self, batch: resumed_steps.append(
+        self.step) or original(self, batch))
+    train(demo_corpus, tmp_path / "killed", *args)
+    assert resumed_steps == list(range(6, 16))  # from the checkpoint after step 5
+    for name in ("embedding_model", "domain_discriminator", "disc_optimizer"):
+        assert same(newest_weights(tmp_path / "whole", name),
+                    newest_weights(tmp_path / "killed", name)), name
+
+
+def same(a, b):
+    """Whether two checkpointed values (tensors in dicts and lists) are equal."""
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(map(same, a, b))
+    return a == b
