@@ -192,6 +192,31 @@ class _KeysOnly(yaml.SafeLoader):
 _KeysOnly.add_multi_constructor("!", lambda loader, suffix, node: None)
 
 
+class _References(_KeysOnly):
+    """As :class:`_KeysOnly`, but a ``!ref`` is its text (``<lr>``)."""
+
+
+_References.add_constructor("!ref", lambda loader, node: loader.construct_scalar(node))
+
+
+def referenced_defaults(path):
+    """A file's plain values, a key whose value is another key alone (``disc_lr: !ref <lr>``)
+    taking that key's, so that its overrides are checked as that key's would be.
+
+    Example
+    -------
+    >>> defaults = referenced_defaults("hparams/dann_fbank.yaml")
+    >>> defaults["disc_lr"] == defaults["lr"], defaults["adv_input_size"] == defaults["emb_dim"]
+    (True, True)
+    """
+    values = plain_values(path)
+    for key, text in (yaml.load(model_text(path), Loader=_References) or {}).items():
+        name = re.fullmatch(r"<(\w+)>", text.strip()) if isinstance(text, str) else None
+        if values.get(key) is None and name:
+            values[key] = values.get(name.group(1))
+    return values
+
+
 def run_settings(path, overrides):
     """Every top-level setting of a model file on its bases, with the overrides, unresolved.
 
@@ -983,8 +1008,9 @@ def typed_overrides(path, overrides):
     of :data:`FRACTIONAL_KEYS`. A key whose default is True or False takes
     only one of them, and a key whose default is a list takes only a list
     (``--pseudo_label_epochs=[3]``), but for those of
-    :data:`SCALAR_LIST_KEYS`. Keys without such a default (null, tagged
-    values) pass unchecked.
+    :data:`SCALAR_LIST_KEYS`. A key whose default is another key
+    (``disc_lr: !ref <lr>``) is checked as that one; keys without such a
+    default (null, other tagged values) pass unchecked.
 
     Arguments
     ---------
@@ -1018,7 +1044,7 @@ def typed_overrides(path, overrides):
     local.errors.ManifestError: hparams/dann_fbank.yaml: --seed=1.5 is not an integer (its default is 1986)
     Fix: pass a whole number, such as --seed=1986
     """
-    defaults = plain_values(path)
+    defaults = referenced_defaults(path)
     checked = dict(overrides)
     for key, value in overrides.items():
         default = defaults.get(key)

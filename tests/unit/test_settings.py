@@ -331,6 +331,16 @@ def test_a_whole_float_of_an_integer_key_is_the_integer_and_fractional_keys_take
     assert isinstance(typed["seed"], int)
 
 
+def test_a_key_whose_default_is_another_key_is_checked_as_that_key():
+    # disc_lr: !ref <lr>, adv_input_size: !ref <emb_dim>, in hparams/common.yaml.
+    typed = typed_overrides("hparams/dann_fbank.yaml", {"disc_lr": "5e-4", "adv_input_size": 96.0})
+    assert typed == {"disc_lr": 0.0005, "adv_input_size": 96}
+    assert isinstance(typed["adv_input_size"], int)
+    with pytest.raises(ManifestError, match=r"--disc_lr=fast is not a number \(its default is "
+                                            r"0.002\)\nFix: pass a number, such as --disc_lr=0.002"):
+        typed_overrides("hparams/dann_fbank.yaml", {"disc_lr": "fast"})
+
+
 def test_max_embed_seconds_takes_null_for_no_limit_and_other_numbers_do_not():
     assert typed_overrides("hparams/dann_fbank.yaml", {"max_embed_seconds": None}) == {
         "max_embed_seconds": None}
