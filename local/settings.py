@@ -203,6 +203,16 @@ def referenced_defaults(path):
     """A file's plain values, a key whose value is another key alone (``disc_lr: !ref <lr>``)
     taking that key's, so that its overrides are checked as that key's would be.
 
+    Arguments
+    ---------
+    path : str
+        The model hparams file, read on its bases.
+
+    Returns
+    -------
+    dict
+        The plain values of :func:`plain_values`, with those of such keys filled in.
+
     Example
     -------
     >>> defaults = referenced_defaults("hparams/dann_fbank.yaml")

@@ -307,6 +307,16 @@ class DANNBrain(sb.Brain):
         update after the optimisers' step (gradient reversal's beyond the
         first) would otherwise write NaN into the discriminator, and the
         step's checkpoint would keep it, so that no resume could go on.
+
+        Arguments
+        ---------
+        loss : torch.Tensor
+            The discriminator's loss of one update, before its backward pass.
+
+        Raises
+        ------
+        RuntimeError
+            When the loss is NaN or infinite, naming the epoch, the step and the fix.
         """
         if not torch.isfinite(loss):
             raise RuntimeError(
