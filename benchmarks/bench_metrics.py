@@ -4,6 +4,8 @@
    100,000 utterances (about VoxCeleb1-E/H's density) with
    :func:`local.evaluation.scoring.score_trials`, against a direct numpy loop over the
    trials, timed on its first trials and extrapolated linearly.
+   Then each score normalisation (S-norm, Z-norm, T-norm, AS-norm) against
+   the same cohort, beside raw cosine, on the same trials.
 2. EER + minDCF at both VoxCeleb operating points on 10^6 random trials with
    :func:`local.evaluation.metrics.compute_metrics`, against SpeechBrain's ``EER`` +
    2 x ``minDCF`` in the same run. SpeechBrain's are quadratic in time (and
@@ -124,7 +126,27 @@ def bench_asnorm():
     gap = np.abs(np.array(looped) - scores[:LOOP_TRIALS]).max()
     print(f"numpy loop, timed on the first {LOOP_TRIALS:,} trials and extrapolated linearly: "
           f"{loop_time:,.0f} s for {TRIALS:,}; largest difference from ours {gap:.1e}")
+    time_normalisations(embeddings, trials, cohort)
     return loop_time / ours_time
+
+
+def cpu_time(function, *args, **kwargs):
+    """The CPU time of one call (the cores may be shared)."""
+    start = time.process_time()
+    function(*args, **kwargs)
+    return time.process_time() - start
+
+
+def time_normalisations(embeddings, trials, cohort):
+    """CPU time of score_trials with each score normalisation, over raw cosine's."""
+    settings = {"snorm": {}, "znorm": {"norm_sides": ("enrol",)},
+                "tnorm": {"norm_sides": ("test",)}, "asnorm": {"top_k": TOP_K}}
+    raw = cpu_time(score_trials, embeddings, trials)
+    times = []
+    for name, keywords in settings.items():
+        seconds = cpu_time(score_trials, embeddings, trials, cohort=cohort, **keywords)
+        times.append(f"{name} {seconds:.2f} s ({seconds / raw:.1f}x)")
+    print(f"score_trials CPU time, {len(trials):,} trials: raw cosine {raw:.2f} s; " + ", ".join(times))
 
 
 if __name__ == "__main__":

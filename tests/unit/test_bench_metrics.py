@@ -16,6 +16,8 @@ def test_both_comparisons_run_and_agree(monkeypatch, capsys):
         monkeypatch.setattr(bench_metrics, name, value)
     ratios = [bench_metrics.bench_asnorm(), bench_metrics.bench_metrics()]
     assert all(math.isfinite(ratio) and ratio > 0 for ratio in ratios)
+    out = capsys.readouterr().out
     gaps = [float(line.split("largest difference from ours ")[1].split()[0].rstrip(")"))
-            for line in capsys.readouterr().out.splitlines() if "largest difference" in line]
+            for line in out.splitlines() if "largest difference" in line]
+    assert all(f" {norm} " in out for norm in ("snorm", "znorm", "tnorm", "asnorm"))
     assert len(gaps) == 3 and max(gaps) < 1e-4  # the numpy loop and SpeechBrain at 200 and 400
