@@ -48,6 +48,7 @@ from local.errors import fail
 from local.evaluation.report import markdown_table, run_folder_of
 from local.provenance import file_sha256
 from local.settings import run_settings
+from local.whole_files import written_whole
 
 logger = logging.getLogger(__name__)
 
@@ -632,7 +633,7 @@ def print_seed_table(runs, lists, metrics, out=None):
     text = markdown_table(list(table.columns), table.astype(str).values.tolist())
     print(text, end="")
     if out:
-        with open(out, "w", encoding="utf-8") as fout:
+        with written_whole(out, encoding="utf-8") as fout:
             fout.write(text)
     return 0
 

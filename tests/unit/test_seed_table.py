@@ -44,6 +44,24 @@ def test_mean_and_spread_over_the_runs_of_each_system(runs, capsys):
     assert capsys.readouterr().out == out.read_text()
 
 
+def test_a_table_that_fails_to_be_written_leaves_the_one_before(runs, monkeypatch):
+    """A full disk or a kill while the table is written leaves the earlier table whole."""
+    folder, _ = runs
+    out = folder / "table.md"
+    assert main(["--runs", "baseline", str(folder / "base_s*"), "--out", str(out)]) == 0
+    before, files = out.read_text(), sorted(os.listdir(folder))
+
+    class Unwritable:  # printed, but refused by the file's write(), as a full disk would
+        def __str__(self):
+            return "partial"
+
+    monkeypatch.setattr("local.evaluation.seed_table.markdown_table", lambda *_: Unwritable())
+    with pytest.raises(TypeError):
+        main(["--runs", "baseline", str(folder / "base_s*"), "--out", str(out)])
+    assert out.read_text() == before
+    assert sorted(os.listdir(folder)) == files  # no partial file left beside it
+
+
 def test_the_table_is_not_written_into_a_runs_folder(runs, capsys):
     folder, _ = runs
     run = folder / "base_s1"
