@@ -373,7 +373,7 @@ def _check_sides_share_no_audio(trials, lines, sides, models, manifest, trials_p
     """Refuse trials whose two sides are the same audio under two IDs.
 
     A recording listed twice in the manifest (rows of one ``wav``, by
-    absolute path, whose ``start``-``stop`` samples overlap) makes a trial
+    path as :func:`real_paths` resolves it, whose ``start``-``stop`` samples overlap) makes a trial
     between its IDs one of an utterance with itself, a certain target trial,
     as one ID on both sides would (:func:`~local.data.manifest_io.read_trials`
     refuses that). An enrolment model is compared by each of its utterances.
@@ -386,7 +386,7 @@ def _check_sides_share_no_audio(trials, lines, sides, models, manifest, trials_p
     used = pd.Index(pd.unique(np.concatenate([members.to_numpy(object),
                                               test_ids.to_numpy(object)])))
     audio = manifest.set_index("ID").reindex(used)
-    wav = pd.factorize(audio["wav"].map(os.path.abspath))[0]
+    wav = pd.factorize(real_paths(audio["wav"]))[0]
     repeated = np.bincount(wav)[wav] > 1
     if not repeated.any():
         return

@@ -896,6 +896,17 @@ def test_a_self_trial_under_another_id_of_the_same_audio_is_refused(corpus, monk
         validate(manifest, folder / "t.txt", folder / "enrol.csv")
 
 
+def test_the_same_audio_reached_through_a_linked_folder_is_one_file(corpus, tmp_path_factory):
+    folder, manifest, _ = corpus
+    linked = tmp_path_factory.mktemp("elsewhere") / "corpus"
+    os.symlink(folder, linked)
+    with_second_row(manifest, "spkA_1_linked", wav=str(linked / "spkA_1.wav"))
+    (folder / "t.txt").write_text("1 spkA_1 spkA_2\n0 spkA_1 spkB_1\n1 spkA_1 spkA_1_linked\n")
+    with pytest.raises(ManifestError, match=r"trials compare an utterance with itself under "
+                                            r"two IDs(.|\n)*  line 3: 1 spkA_1 spkA_1_linked"):
+        validate(manifest, folder / "t.txt")
+
+
 def test_segments_of_one_file_that_do_not_overlap_are_separate_utterances(corpus):
     folder, manifest, _ = corpus
     table = pd.read_csv(manifest)
