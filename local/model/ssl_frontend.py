@@ -240,6 +240,11 @@ class SSLFrontend(torch.nn.Module):
         except (OSError, ValueError) as err:
             _refuse_load(source, save_path, err)
         self.fingerprint = ssl_fingerprint(source, save_path)
+        # transformers loads a checkpoint in the precision its files hold (a
+        # model saved in float16 or bfloat16 would take no float32 waveform);
+        # the recipe runs it in float32, as its other modules, and --precision
+        # gives mixed precision.
+        self.ssl.model.float()
         # The waveform normalisation and the attention mask of a padded batch
         # are those of transformers' feature extractor (hidden_states), where
         # SpeechBrain's wrapper would normalise the padded tensor as a whole

@@ -230,6 +230,24 @@ def test_checkpoints_shaped_as_the_published_ones_mix_every_layer_as_transformer
         assert tuned(wavs()).shape == (2, 24, 48)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_a_checkpoint_saved_in_half_precision_runs_in_float32(dtype, tmp_path):
+    """transformers loads a checkpoint in the precision its files hold (config ``dtype``);
+    the front end runs as the rest of the model does, in float32, mixed precision being
+    --precision's."""
+    from transformers import WavLMModel
+
+    folder = save_tiny_ssl(tmp_path / "ssl", "wavlm")
+    WavLMModel.from_pretrained(folder).to(dtype).save_pretrained(folder)
+    expected = WavLMModel.from_pretrained(folder).float().eval()
+    model = SSLFrontend(folder, str(tmp_path / "cache")).eval()
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    with torch.no_grad():
+        hidden = model.hidden_states(wavs())
+        reference = expected(wavs(), output_hidden_states=True).hidden_states
+    torch.testing.assert_close(hidden, torch.stack(reference))
+
+
 def test_unreachable_hub_is_a_message_with_the_fix(tmp_path, monkeypatch):
     # A ManifestError, which the scripts print without a traceback.
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
