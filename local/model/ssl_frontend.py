@@ -263,6 +263,12 @@ class SSLFrontend(torch.nn.Module):
             # a fine-tuned model under DDP would wait at every step for its
             # gradient, which never comes.
             masked_spec_embed.requires_grad_(False)
+        if getattr(self.ssl.model.config, "do_stable_layer_norm", False):
+            # The layer norm a large checkpoint's transformer ends with
+            # (wavlm-large, wav2vec2-large-lv60, xls-r): transformers gives the
+            # last layer's output before it, so no hidden state uses it, and it
+            # would hold a fine-tuned model under DDP as masked_spec_embed would.
+            self.ssl.model.encoder.layer_norm.requires_grad_(False)
         if not freeze and freeze_feature_extractor:
             # The wrapper only stops the CNN's parameters from training; in
             # training mode the CNN would still mark its input as needing a

@@ -482,9 +482,15 @@ def fine_tune_in_process(rank, source, family, folder):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_fine_tuned_ssl_stays_the_same_in_every_ddp_process(tiny_ssl, family, tmp_path):
-    # Every trainable parameter must get a gradient at every step: DDP waits for the
-    # gradients of all of them before it averages any, and fails at the next step.
-    in_two_processes(fine_tune_in_process, tiny_ssl[family], family, str(tmp_path))
+@pytest.mark.parametrize("published", ["base", "large"])
+def test_fine_tuned_ssl_stays_the_same_in_every_ddp_process(tiny_ssl, family, published,
+                                                            tmp_path):
+    """Every trainable parameter must get a gradient at every step: DDP waits for the
+    gradients of all of them before it averages any, and fails at the next step. A large
+    checkpoint's transformer (do_stable_layer_norm, as wavlm-large's and
+    wav2vec2-large-lv60's) ends with a layer norm that follows the last hidden state."""
+    source = tiny_ssl[family] if published == "base" else save_ssl(
+        tmp_path / "large", family, "layer", True, True, do_stable_layer_norm=True)
+    in_two_processes(fine_tune_in_process, source, family, str(tmp_path))
     main, other = (torch.load(tmp_path / f"rank{rank}.pt") for rank in (0, 1))
     assert all(torch.equal(main[name], other[name]) for name in main)
