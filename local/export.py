@@ -44,8 +44,9 @@ its SSL model by the hub ID or folder the run used, a folder and the hub
 cache by their absolute paths, so that the model loads from any working
 directory (on another machine, ``from_hparams`` names them with
 ``overrides={"frontend": {"source": ..., "save_path": ...}}``). A frozen SSL model is the
-one that reference loads, so only the learned layer weights are saved; a
-fine-tuned one is saved whole.
+one that reference loads, so only the learned layer weights are saved, with
+the fingerprint of the files the run was trained with, which the front end
+checks when it loads them; a fine-tuned one is saved whole.
 """
 
 import io
@@ -64,7 +65,13 @@ from local.errors import exit_on_bad_input, fail, failing_on_full_disk
 from local.evaluation.metrics import eer, eer_threshold
 from local.evaluation.report import CHECKPOINT_FILE, read_scores, score_file, scored_checkpoint
 from local.model.checkpoints import CompleteCheckpointer, checkpoint_identity
-from local.run_folder import hold_run_folder, other_save_folder, release_run_folders
+from local.run_folder import (
+    SSL_MODEL_KEY,
+    hold_run_folder,
+    other_save_folder,
+    recorded_settings,
+    release_run_folders,
+)
 from local.whole_files import staged_folder
 
 logger = get_logger(__name__)
@@ -142,6 +149,19 @@ def _absolute_ssl_folders(frontend):
         frontend["save_path"] = os.path.abspath(frontend["save_path"])
     if os.path.isdir(frontend.get("source", "")):
         frontend["source"] = os.path.abspath(frontend["source"])
+
+
+def _pin_ssl_model(frontend, settings):
+    """Name, in a frozen SSL front end, the SSL model files the run was trained on.
+
+    Its checkpoint holds the layer weights alone: the SSL model is the one
+    ``source`` loads, here or on another machine. Given the fingerprint of
+    the run's files (its settings record; none before the record held it),
+    the front end refuses other files, as an evaluation of the run does.
+    """
+    digest = (settings or {}).get(SSL_MODEL_KEY)
+    if digest is not None and frontend.get("freeze", True):
+        frontend["trained_fingerprint"] = digest
 
 
 def _dumped(name, node):
@@ -372,6 +392,7 @@ def export_model(run_folder, model_folder=None, checkpoints_dir=None, trial_list
     with open(hparams_path, encoding="utf-8") as fin:
         run = ruamel.yaml.YAML().load(fin)
     _absolute_ssl_folders(run["frontend"])
+    _pin_ssl_model(run["frontend"], recorded_settings(save_folder))
     # A model file removes a module of its base by setting it to null (GE2E: no classifier).
     definitions = "\n".join(_dumped(name, run[name]) for name in MODULES
                             if run.get(name) is not None)

@@ -206,6 +206,11 @@ class SSLFrontend(torch.nn.Module):
         backward pass and run the layer again there (transformers' activation
         checkpointing): less memory for longer crops or larger batches, at
         the cost of a second forward pass of the SSL model.
+    trained_fingerprint : str, optional
+        :func:`ssl_fingerprint` of the SSL model files the layer weights (and
+        what follows them) were trained on, as an exported model of a frozen
+        front end records it: files of another model are refused, rather than
+        embedding with weights trained on other hidden states.
 
     Attributes
     ----------
@@ -224,7 +229,8 @@ class SSLFrontend(torch.nn.Module):
     """
 
     def __init__(self, source, save_path="pretrained_models", family="wavlm", freeze=True,
-                 freeze_feature_extractor=True, layernorm=False, gradient_checkpointing=False):
+                 freeze_feature_extractor=True, layernorm=False, gradient_checkpointing=False,
+                 trained_fingerprint=None):
         super().__init__()
         if family not in WRAPPERS:
             fail(f"--ssl_family={family}",
@@ -240,6 +246,12 @@ class SSLFrontend(torch.nn.Module):
         except (OSError, ValueError) as err:
             _refuse_load(source, save_path, err)
         self.fingerprint = ssl_fingerprint(source, save_path)
+        if trained_fingerprint not in (None, self.fingerprint):
+            fail(source, "holds other SSL model files than those the model was trained with "
+                         f"(fingerprint {self.fingerprint}, not {trained_fingerprint})",
+                 fix="load the SSL model it was trained with: restore its files here, or pass "
+                     "a copy of them (to an exported model: from_hparams(..., overrides="
+                     "{'frontend': {'source': DIR}}))")
         # transformers loads a checkpoint in the precision its files hold (a
         # model saved in float16 or bfloat16 would take no float32 waveform);
         # the recipe runs it in float32, as its other modules, and --precision

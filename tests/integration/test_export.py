@@ -408,6 +408,36 @@ def test_exported_model_embeds_a_short_waveform_of_a_padded_batch_as_alone(tmp_p
     torch.testing.assert_close(padded, alone, atol=1e-4, rtol=1e-4)
 
 
+def test_an_exported_frozen_ssl_front_end_refuses_other_ssl_model_files(tmp_path):
+    """Its layer weights and encoder were trained on the hidden states of the run's SSL
+    model files (their fingerprint, in the run's settings record): another model of the
+    same size would load and embed, wrongly."""
+    from local.run_folder import SSL_MODEL_KEY, record_settings
+    from tests.conftest import save_tiny_ssl
+    from tests.unit.test_ssl_frontend import save_ssl
+
+    ssl = save_ssl(tmp_path / "ssl", "wavlm", "layer", False, True)
+    run = tmp_path / "run"
+    modules = evaluated_run(run, ssl, tmp_path / "cache")
+    record_settings(run / "save", {SSL_MODEL_KEY: modules["frontend"].fingerprint})
+    model_folder = export_model(str(run))
+    shutil.copytree(ssl, tmp_path / "copy")  # the same files elsewhere load
+    copy = SpeakerRecognition.from_hparams(source=model_folder, savedir=str(tmp_path / "copy_l"),
+                                           overrides={"frontend": {"source": str(tmp_path / "copy")}})
+    assert copy.encode_batch(torch.randn(1, 16000)).shape == (1, 1, 8)
+    other = save_tiny_ssl(tmp_path / "other", "wavlm")
+    refusal = (rf"^{re.escape(other)}: holds other SSL model files than those the model was "
+               rf"trained with \(fingerprint \w+, not {modules['frontend'].fingerprint}\)\n"
+               r"Fix: (.|\n)*overrides=\{'frontend': \{'source': DIR\}\}")
+    with pytest.raises(ManifestError, match=refusal):
+        SpeakerRecognition.from_hparams(source=model_folder, savedir=str(tmp_path / "other_l"),
+                                        overrides={"frontend": {"source": other}})
+    # Nor does a run whose SSL model was replaced in its folder export.
+    save_tiny_ssl(ssl, "wavlm")
+    with pytest.raises(ManifestError, match=rf"^{re.escape(ssl)}: holds other SSL model files"):
+        export_model(str(run))
+
+
 def test_a_model_trained_on_a_relative_ssl_folder_loads_from_any_directory(tmp_path,
                                                                            monkeypatch):
     """--ssl_source=DIR relative to the run's working directory: the model folder names the
