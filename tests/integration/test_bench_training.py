@@ -45,6 +45,31 @@ def test_adversarial_steps_are_timed_against_the_baseline(bench_module, tmp_path
     assert all(finite_positive(*pair) for pair in times.values()), times
 
 
+def test_each_adversary_is_timed_against_gradient_reversal_with_more_classes(bench_module, tmp_path,
+                                                                           capsys):
+    bench = bench_module("bench_adversarial")
+    bench.adversaries(str(tmp_path), rounds=1, batch_size=2, classes=50)
+    lines = capsys.readouterr().out.strip().splitlines()
+    heading, ratios = lines[-1].split(": ", 1)
+    ratios = dict(part.rsplit(" ", 1) for part in ratios.removesuffix("x").split("x, "))
+    assert heading == "step / grl step, 50 classes (CPU time)"
+    assert list(ratios) == [*bench.ADVERSARIES, "grl, 24 classes"], lines[-1]
+    assert ratios["grl"] == "1.000" and finite_positive(*map(float, ratios.values()))
+
+
+def test_the_adversaries_runs_train_on_their_classes(bench_module, tmp_path):
+    bench = bench_module("bench_adversarial")
+    brain, hparams, data = bench.build("dann_fbank.yaml", str(tmp_path), "run",
+                                       "--adversary=auxiliary_classifier", "--batch_size=2")
+    source, target = next(iter(bench.loader(brain, hparams, data, num_workers=0)))
+    bench.with_classes(brain, 50, target.id)
+    head = brain.modules.speaker_head
+    assert head.classifier.weight.shape[0] == 50
+    assert (head.pseudo_labels.lookup(target.id) >= hparams["n_speakers"]).all()
+    assert brain.modules.domain_discriminator.mlp[-1].out_features == 52
+    assert finite_positive(*bench.step(brain, (source, target)))
+
+
 def test_dataloading_prints_the_share_waiting_for_batches(bench_module, monkeypatch, capsys):
     bench = bench_module("bench_dataloading")
     monkeypatch.setattr(bench, "EPOCHS", 1)
