@@ -11,8 +11,10 @@ form (``id10001/1zcIwhmdeo4/00001.wav``) among 100,000 utterances.
 Each fusion runs in-process after the files are written; the figures are
 wall and CPU time and the peak resident memory above the process's before
 the call (``VmHWM``, :mod:`resident`): the fusion into a fused folder
-(``--summary``), the same with a DET figure (``--det``), and the reading and
-alignment alone (``load_systems``).
+(``--summary``), the same with a DET figure (``--det``), the reading and
+alignment alone (``load_systems``), and a seed table of the fused folder
+(``python -m local.evaluation.seed_table``, which hashes again each score
+file the fused row was fused from, to refuse a row whose inputs changed).
 
 Run from the repository root::
 
@@ -38,6 +40,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from local.evaluation.fusion import load_systems, main  # noqa: E402
 from local.evaluation.report import write_scores  # noqa: E402
+from local.evaluation.seed_table import main as seed_table_main  # noqa: E402
 
 UTTERANCES = 100_000
 
@@ -85,6 +88,12 @@ def fuse(argv):
         raise RuntimeError("the fusion refused: " + " ".join(argv))
 
 
+def seed_table(argv):
+    """The seed table command on ``argv``; a refusal stops the benchmark."""
+    if seed_table_main(argv):
+        raise RuntimeError("the seed table refused: " + " ".join(argv))
+
+
 def bench(trials, systems):
     with tempfile.TemporaryDirectory() as folder:
         paths = simulated_runs(folder, trials, systems)
@@ -103,6 +112,9 @@ def bench(trials, systems):
                                                    "--summary", os.path.join(fused, "summary.csv"),
                                                    "--system", "target",
                                                    "--det", os.path.join(fused, "det.png")]),
+            "seed table of the fused run": (seed_table, ["--runs", "fused",
+                                                         os.path.dirname(fused),
+                                                         "--lists", "target"]),
         }
         results = {}
         for name, (function, argument) in rows.items():
@@ -112,7 +124,8 @@ def bench(trials, systems):
         base = results["fusion, --summary"]
         print(f"ratios: reading and alignment {results['load_systems (read, align)'][1] / base[1]:.2f}"
               f" of the fusion's CPU time; DET figure "
-              f"{results['fusion, --summary and --det'][1] / base[1]:.2f} ×")
+              f"{results['fusion, --summary and --det'][1] / base[1]:.2f} ×; seed table "
+              f"{results['seed table of the fused run'][1] / base[1]:.2f} of the fusion's")
 
 
 if __name__ == "__main__":

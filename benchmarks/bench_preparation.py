@@ -27,7 +27,11 @@ above what it held before the call (``VmHWM``, :mod:`resident`).
 4. ``report``: ``condition_table`` of N trials among 10^5 utterances with
    ``lang``, ``channel``, ``gender`` and ``phrase`` (the per-condition table
    that every scored system writes).
-5. ``farsdat``: ``prepare_farsdat`` (default pattern, 20 held-out speakers,
+5. ``det``: ``plot_det`` of one trial list of N trials with 3 systems (what
+   ``det_systems: default`` draws: raw cosine, the default back-end and the
+   lowest-EER system) and with 16 (``--det_systems=all`` with every
+   back-end and a score normalisation).
+6. ``farsdat``: ``prepare_farsdat`` (default pattern, 20 held-out speakers,
    5,000 + 5,000 trials) on a tree ``spkNNN/sessM/uttK.wav`` of 40 speakers of
    ``--farsdat_per_speaker`` tiny files each (default 1,000: a corpus of 10^6
    utterances of 1,000 speakers has as many per speaker), in 10 sessions.
@@ -37,7 +41,7 @@ Run from the repository root (about 10 minutes on 2 CPU cores; the tree of
 
     .venv/bin/python benchmarks/bench_preparation.py [--sizes 100000 1000000] \\
         [--walk_size 100000] [--farsdat_per_speaker 1000] \\
-        [--only walk|chunking|dataset|report|farsdat] [--smoke]
+        [--only walk|chunking|dataset|report|det|farsdat] [--smoke]
 
 ``--smoke`` runs every part once at a few hundred utterances.
 """
@@ -59,7 +63,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZES = [10**5, 10**6]
 WALK_SIZE = 10**5
 SMOKE_SIZE = 400
-PARTS = ("walk", "chunking", "dataset", "report", "farsdat")
+PARTS = ("walk", "chunking", "dataset", "report", "det", "farsdat")
 # The last commit before the chunks were cut on whole columns and the label
 # encoder read each class once.
 BEFORE = "f5cf417"
@@ -69,6 +73,7 @@ VOX1_SPEAKERS, VOX1_PER_SPEAKER = 40, 20
 SEG_DUR = 3.0
 RATE = 16000
 REPORT_UTTERANCES = 10**5
+DET_SYSTEMS = (3, 16)
 FARSDAT_SPEAKERS, FARSDAT_PER_SPEAKER, FARSDAT_SESSIONS = 40, 1000, 10
 SMOKE_PER_SPEAKER = 20
 
@@ -239,6 +244,21 @@ def _report(arguments):
     return len(condition_table(*table_arguments))
 
 
+def _det_setup(size, systems, path):
+    from local.evaluation.report import plot_det
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, size)
+    panel = {f"system {k}": (rng.normal(size=size) + (1 + k / systems) * labels, labels)
+             for k in range(systems)}
+    return plot_det, {"target": panel}, path
+
+
+def _det(arguments):
+    plot_det, panels, path = arguments
+    plot_det(panels, path)
+    return os.path.getsize(path)
+
+
 def _farsdat_setup(folder, save_folder):
     from data_prep.farsdat import prepare_farsdat
     return lambda: prepare_farsdat(folder, save_folder)
@@ -250,6 +270,7 @@ PART_CALLS = {
     "chunking": (_chunking_setup, lambda prepare: prepare()),
     "dataset": (_dataset_setup, _dataset),
     "report": (_report_setup, _report),
+    "det": (_det_setup, _det),
     "farsdat": (_farsdat_setup, lambda prepare: prepare() and None),
 }
 
@@ -329,6 +350,15 @@ def run(parts, sizes, walk_size, per_speaker, revision, folder):
             figures = measure("report", size)
             print(line(f"report, {size:,} trials, {figures['detail']} rows", figures),
                   flush=True)
+    if "det" in parts:
+        for size in sizes:
+            times = {}
+            for systems in DET_SYSTEMS:
+                figures = measure("det", size, systems, os.path.join(folder, "det.png"))
+                times[systems] = figures["cpu"]
+                print(line(f"DET figure, {size:,} trials, {systems} systems", figures), flush=True)
+            ratios.append(f"DET {size:,}: {DET_SYSTEMS[-1]} / {DET_SYSTEMS[0]} systems "
+                          f"{times[DET_SYSTEMS[-1]] / times[DET_SYSTEMS[0]]:.1f}x CPU")
     if "farsdat" in parts:
         tree = os.path.join(folder, "farsdat")
         write_farsdat(tree, per_speaker)

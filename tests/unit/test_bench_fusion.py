@@ -22,15 +22,16 @@ def test_every_row_is_measured(bench_fusion, capsys):
     bench_fusion.bench(500, 2)
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("2 runs of 500 trials, ")
-    rows = {line[:30].strip(): line[30:].split() for line in lines[1:4]}
+    rows = {line[:30].strip(): line[30:].split() for line in lines[1:5]}
     assert list(rows) == ["load_systems (read, align)", "fusion, --summary",
-                          "fusion, --summary and --det"]
+                          "fusion, --summary and --det", "seed table of the fused run"]
     for words in rows.values():
         # "<wall> s wall <CPU> s CPU +<peak> MiB peak"
         assert words[1:3] == ["s", "wall"] and words[4:6] == ["s", "CPU"]
         assert all(math.isfinite(float(word.lstrip("+").replace(",", "")))
                    for word in (words[0], words[3], words[6]))
-    assert lines[4].startswith("ratios: reading and alignment ") and lines[4].endswith(" ×")
+    assert lines[5].startswith("ratios: reading and alignment ")
+    assert lines[5].endswith(" of the fusion's")
 
 
 def test_a_refused_fusion_stops_the_benchmark(bench_fusion, monkeypatch, capsys):
