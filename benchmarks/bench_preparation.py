@@ -31,7 +31,12 @@ above what it held before the call (``VmHWM``, :mod:`resident`).
    ``det_systems: default`` draws: raw cosine, the default back-end and the
    lowest-EER system) and with 16 (``--det_systems=all`` with every
    back-end and a score normalisation).
-6. ``farsdat``: ``prepare_farsdat`` (default pattern, 20 held-out speakers,
+6. ``deepmine``: ``prepare_deepmine`` with a key on an SdSV task 2 tree of
+   ``--deepmine_files`` tiny files (default 10^5): half of them training
+   files of 100 per speaker, a quarter enrolment files of 3 per model, a
+   quarter evaluation files, each tested against 10 models (2.5 trials a
+   file).
+7. ``farsdat``: ``prepare_farsdat`` (default pattern, 20 held-out speakers,
    5,000 + 5,000 trials) on a tree ``spkNNN/sessM/uttK.wav`` of 40 speakers of
    ``--farsdat_per_speaker`` tiny files each (default 1,000: a corpus of 10^6
    utterances of 1,000 speakers has as many per speaker), in 10 sessions.
@@ -41,7 +46,7 @@ Run from the repository root (about 10 minutes on 2 CPU cores; the tree of
 
     .venv/bin/python benchmarks/bench_preparation.py [--sizes 100000 1000000] \\
         [--walk_size 100000] [--farsdat_per_speaker 1000] \\
-        [--only walk|chunking|dataset|report|det|farsdat] [--smoke]
+        [--deepmine_files 100000] [--only walk|chunking|dataset|report|det|deepmine|farsdat] [--smoke]
 
 ``--smoke`` runs every part once at a few hundred utterances.
 """
@@ -63,7 +68,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZES = [10**5, 10**6]
 WALK_SIZE = 10**5
 SMOKE_SIZE = 400
-PARTS = ("walk", "chunking", "dataset", "report", "det", "farsdat")
+PARTS = ("walk", "chunking", "dataset", "report", "det", "deepmine", "farsdat")
 # The last commit before the chunks were cut on whole columns and the label
 # encoder read each class once.
 BEFORE = "f5cf417"
@@ -74,6 +79,7 @@ SEG_DUR = 3.0
 RATE = 16000
 REPORT_UTTERANCES = 10**5
 DET_SYSTEMS = (3, 16)
+DEEPMINE_FILES, DEEPMINE_PER_SPEAKER, DEEPMINE_PER_MODEL, DEEPMINE_TRIALS = 10**5, 100, 3, 10
 FARSDAT_SPEAKERS, FARSDAT_PER_SPEAKER, FARSDAT_SESSIONS = 40, 1000, 10
 SMOKE_PER_SPEAKER = 20
 
@@ -153,6 +159,41 @@ def write_farsdat(folder, per_speaker):
             with open(os.path.join(folder, f"spk{speaker:03d}", f"sess{index % FARSDAT_SESSIONS}",
                                    f"utt{index:05d}.wav"), "wb") as out:
                 out.write(data)
+
+
+def write_deepmine(folder, files):
+    """An SdSV task 2 folder of ``files`` wav files (docs/ and wav/) and a key; returns its path."""
+    data = tiny_wav()
+    train = [f"trn_{i:06d}" for i in range(files // 2)]
+    enrolment = [f"enr_{i:06d}" for i in range(files // 4)]
+    evaluation = [f"evl_{i:06d}" for i in range(files // 4)]
+    for wav, names in zip(("train", "enrollment", "evaluation"), (train, enrolment, evaluation)):
+        os.makedirs(os.path.join(folder, "wav", wav))
+        for name in names:
+            with open(os.path.join(folder, "wav", wav, f"{name}.wav"), "wb") as out:
+                out.write(data)
+    models = [f"model_{i:05d}" for i in range(len(enrolment) // DEEPMINE_PER_MODEL)]
+    rng = np.random.default_rng(0)
+    tested = rng.integers(0, len(models), (len(evaluation), DEEPMINE_TRIALS))
+    docs = {
+        "train_labels.txt": ["train-file-id speaker-id"] + [
+            f"{utt} spk_{i // DEEPMINE_PER_SPEAKER:06d}" for i, utt in enumerate(train)],
+        "model_enrollment.txt": ["model-id enrollment-file-ids"] + [
+            " ".join([model, *enrolment[DEEPMINE_PER_MODEL * i:DEEPMINE_PER_MODEL * (i + 1)]])
+            for i, model in enumerate(models)],
+        "trials.txt": ["model-id evaluation-file-id"] + [
+            f"{models[m]} {utt}" for utt, row in zip(evaluation, tested) for m in np.unique(row)],
+    }
+    os.makedirs(os.path.join(folder, "docs"))
+    for name, lines in docs.items():
+        with open(os.path.join(folder, "docs", name), "w") as out:
+            out.write("\n".join(lines) + "\n")
+    key = os.path.join(folder, "key.txt")
+    labels = np.where(rng.random(len(docs["trials.txt"]) - 1) < 0.1, "tgt", "imp")
+    with open(key, "w") as out:
+        out.write("\n".join(f"{line} {label}"
+                             for line, label in zip(docs["trials.txt"][1:], labels)) + "\n")
+    return key
 
 
 def voxceleb_rows(size, rng):
@@ -259,6 +300,11 @@ def _det(arguments):
     return os.path.getsize(path)
 
 
+def _deepmine_setup(folder, key, save_folder):
+    from data_prep.deepmine import prepare_deepmine
+    return lambda: len(prepare_deepmine(folder, save_folder, key_file=key))
+
+
 def _farsdat_setup(folder, save_folder):
     from data_prep.farsdat import prepare_farsdat
     return lambda: prepare_farsdat(folder, save_folder)
@@ -271,6 +317,7 @@ PART_CALLS = {
     "dataset": (_dataset_setup, _dataset),
     "report": (_report_setup, _report),
     "det": (_det_setup, _det),
+    "deepmine": (_deepmine_setup, lambda prepare: prepare() and None),
     "farsdat": (_farsdat_setup, lambda prepare: prepare() and None),
 }
 
@@ -308,7 +355,8 @@ def line(name, figures):
             f"+{figures['peak_mib']:7,.0f} MiB peak")
 
 
-def run(parts, sizes, walk_size, per_speaker, revision, folder):
+def run(parts, sizes, walk_size, per_speaker, revision, folder,
+        deepmine_files=DEEPMINE_FILES):
     """Measure ``parts``, printing a line each; returns the ratios of the last line."""
     ratios = []
     rng = np.random.default_rng(0)
@@ -359,6 +407,13 @@ def run(parts, sizes, walk_size, per_speaker, revision, folder):
                 print(line(f"DET figure, {size:,} trials, {systems} systems", figures), flush=True)
             ratios.append(f"DET {size:,}: {DET_SYSTEMS[-1]} / {DET_SYSTEMS[0]} systems "
                           f"{times[DET_SYSTEMS[-1]] / times[DET_SYSTEMS[0]]:.1f}x CPU")
+    if "deepmine" in parts:
+        tree = os.path.join(folder, "deepmine")
+        key = write_deepmine(tree, deepmine_files)
+        with open(key) as trials:
+            count = sum(1 for _ in trials)
+        figures = measure("deepmine", tree, key, os.path.join(folder, "prepared_deepmine"))
+        print(line(f"deepmine, {deepmine_files:,} files, {count:,} trials", figures), flush=True)
     if "farsdat" in parts:
         tree = os.path.join(folder, "farsdat")
         write_farsdat(tree, per_speaker)
@@ -375,19 +430,21 @@ def main(argv=None):
                         help="files of the fake VoxCeleb2 tree")
     parser.add_argument("--farsdat_per_speaker", type=int, default=FARSDAT_PER_SPEAKER,
                         help="files per speaker of the Big FARSDAT-like tree")
+    parser.add_argument("--deepmine_files", type=int, default=DEEPMINE_FILES,
+                        help="wav files of the SdSV task 2-like tree")
     parser.add_argument("--before", default=BEFORE, help="git revision of preparation.py and dataio.py before")
     parser.add_argument("--only", choices=PARTS, help="run one part only")
     parser.add_argument("--smoke", action="store_true", help="every part at a tiny size")
     args = parser.parse_args(argv)
     if args.smoke:
         args.sizes, args.walk_size = [SMOKE_SIZE], SMOKE_SIZE
-        args.farsdat_per_speaker = SMOKE_PER_SPEAKER
+        args.farsdat_per_speaker, args.deepmine_files = SMOKE_PER_SPEAKER, SMOKE_SIZE
     parts = [args.only] if args.only else PARTS
     print(f"pandas {pd.__version__}, numpy {np.__version__}, {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.1f} at the start")
     with tempfile.TemporaryDirectory() as folder:
         ratios = run(parts, args.sizes, args.walk_size, args.farsdat_per_speaker, args.before,
-                     folder)
+                     folder, args.deepmine_files)
     print(f"load average {os.getloadavg()[0]:.1f} at the end; " + "; ".join(ratios))
 
 

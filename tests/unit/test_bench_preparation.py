@@ -22,7 +22,8 @@ def test_smoke_mode_measures_every_part(monkeypatch, capsys):
                      "chunking, 400 rows, 874 chunks: now", f"before ({bench_preparation.BEFORE})",
                      "dataset, 400 rows: now", f"before ({bench_preparation.BEFORE})",
                      "report, 400 trials, 115 rows", "DET figure, 400 trials, 3 systems",
-                     "DET figure, 400 trials, 16 systems", "farsdat, 40 x 20 files"]
+                     "DET figure, 400 trials, 16 systems", "deepmine, 400 files, 872 trials",
+                     "farsdat, 40 x 20 files"]
     assert all(math.isfinite(float(row[i].replace(",", ""))) for row in rows for i in (2, 3, 4))
     assert all(part in lines[-1] for part in ("walk: headers ", "chunking 400: ", "dataset 400: ",
                                              "DET 400: 16 / 3 systems "))
