@@ -46,7 +46,8 @@ Run from the repository root (about 10 minutes on 2 CPU cores; the tree of
 
     .venv/bin/python benchmarks/bench_preparation.py [--sizes 100000 1000000] \\
         [--walk_size 100000] [--farsdat_per_speaker 1000] \\
-        [--deepmine_files 100000] [--only walk|chunking|dataset|report|det|deepmine|farsdat] [--smoke]
+        [--deepmine_files 100000] [--smoke] \\
+        [--only walk|chunking|dataset|report|det|deepmine|farsdat]
 
 ``--smoke`` runs every part once at a few hundred utterances.
 """
