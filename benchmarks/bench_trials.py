@@ -15,13 +15,21 @@ written to a temporary package) run on the same files in the same run.
    and 100,000 evaluation files, and its key ``model-id evaluation-file-id
    TC|TW|IC|IW``, read with the task's ``_read_trials`` + ``_read_key``.
 
+3. ``overlap``: the same ``validate`` with ``train_manifests``, the check
+   that the trials share no speaker or audio file with a training manifest
+   (``check_speaker_overlap``), against ``validate`` without it, on a
+   VoxCeleb2-like training manifest of ``TRAIN_ROWS`` rows (10^6) in folders
+   of 7 or 8 files that exist on disk (VoxCeleb2 dev: 1,092,009 files in
+   145,569 videos), as each trial list is checked against each training
+   manifest of a run.
+
 The code before vectorisation is skipped at 10^7 trials (by its linear growth
 from 10^5 to 10^6, about 5 minutes of CPU time for the validator and 2 for the
 key).
 
 Run from the repository root (about 10 minutes on 2 busy CPU cores)::
 
-    .venv/bin/python benchmarks/bench_trials.py [--before c43640a] [--only validate|"sdsv key"]
+    .venv/bin/python benchmarks/bench_trials.py [--before c43640a] [--only validate|"sdsv key"|overlap]
 """
 
 import argparse
@@ -42,6 +50,7 @@ BEFORE = "c43640a"
 VALIDATOR, VALIDATOR_BEFORE = "local.data.validation", "data_prep.manifest"
 UTTERANCES, SPEAKERS = 200_000, 2_000
 MODELS, TEST_FILES = 20_000, 100_000
+TRAIN_ROWS, TRAIN_PER_FOLDER = 10**6, 7.5
 
 # Run in the subprocess: import the package under ``root``, time one call.
 CHILD = """
@@ -57,6 +66,9 @@ before = peak_resident_mib()
 start, cpu = time.perf_counter(), time.process_time()
 if kind == "validate":
     validate(files["manifest"], files["trials"], check_audio=False)
+elif kind == "overlap":
+    validate(files["manifest"], files["trials"], check_audio=False,
+             train_manifests=[files["train"]])
 else:
     models = {m: (None, []) for m in open(files["models"]).read().split()}
     deepmine._read_key(files["key"], deepmine._read_trials(files["trials"], models))
@@ -87,6 +99,25 @@ def write_corpus(folder, size, rng):
     trials = os.path.join(folder, f"trials_{size}.txt")
     table.to_csv(trials, sep=" ", header=False, index=False)
     return {"manifest": manifest, "trials": trials}, len(table)
+
+
+def write_overlap(folder, size, rng):
+    """:func:`write_corpus`'s files and a training manifest of other speakers, its folders made."""
+    files, trials = write_corpus(folder, size, rng)
+    files["train"] = os.path.join(folder, "train.csv")
+    if not os.path.isfile(files["train"]):
+        rows = np.arange(TRAIN_ROWS)
+        videos = (rows / TRAIN_PER_FOLDER).astype(int)
+        speakers = videos // 20
+        folders = pd.Series([os.path.join(folder, "audio", f"tr{s:05d}", f"v{v:07d}")
+                             for s, v in zip(speakers, videos)])
+        for path in folders.unique():
+            os.makedirs(path)
+        pd.DataFrame({"ID": [f"tr{r:07d}" for r in rows], "duration": 1.0,
+                      "wav": folders + "/" + pd.Series(rows).astype(str) + ".wav",
+                      "start": 0, "stop": 16000, "spk_id": [f"tr{s:05d}" for s in speakers],
+                      "domain": "voxceleb"}).to_csv(files["train"], index=False)
+    return files, trials
 
 
 def write_sdsv(folder, size, rng):
@@ -134,7 +165,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", default=BEFORE, help="git revision of the code before")
     parser.add_argument("--sizes", type=int, nargs="+", default=SIZES, help="numbers of trials")
-    parser.add_argument("--only", choices=["validate", "sdsv key"], help="run one part only")
+    parser.add_argument("--only", choices=["validate", "sdsv key", "overlap"],
+                        help="run one part only")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     print(f"pandas {pd.__version__}, numpy {np.__version__}, {os.cpu_count()} CPUs, "
@@ -142,7 +174,8 @@ def main():
     ratios = []
     with tempfile.TemporaryDirectory() as folder:
         before = before_package(folder, args.before)
-        for kind, write in (("validate", write_corpus), ("sdsv key", write_sdsv)):
+        for kind, write in (("validate", write_corpus), ("sdsv key", write_sdsv),
+                            ("overlap", write_overlap)):
             if args.only not in (None, kind):
                 continue
             for size in args.sizes:
@@ -150,7 +183,13 @@ def main():
                 now = measure(ROOT, kind, files, VALIDATOR)
                 line = (f"{kind}, {trials:,} trials: now {now['seconds']:.2f} s "
                         f"({now['cpu']:.2f} s CPU), +{now['peak_mib']:,.0f} MiB")
-                if size <= BEFORE_LIMIT:
+                if kind == "overlap":
+                    plain = measure(ROOT, "validate", files, VALIDATOR)
+                    ratio = now["cpu"] / plain["cpu"]
+                    ratios.append(f"overlap {trials:,} {ratio:.2f}x")
+                    line += (f"; without it {plain['seconds']:.2f} s ({plain['cpu']:.2f} s CPU), "
+                             f"+{plain['peak_mib']:,.0f} MiB; {ratio:.2f}x the CPU time")
+                elif size <= BEFORE_LIMIT:
                     then = measure(before, kind, files, VALIDATOR_BEFORE)
                     ratio = then["cpu"] / now["cpu"]
                     ratios.append(f"{kind} {trials:,} {ratio:.1f}x")
@@ -163,8 +202,8 @@ def main():
                 for path in files.values():
                     if path.endswith(f"_{size}.txt"):
                         os.remove(path)
-    print(f"load average {os.getloadavg()[0]:.1f} at the end; CPU time ratios before / now: "
-          + ", ".join(ratios))
+    print(f"load average {os.getloadavg()[0]:.1f} at the end; CPU time ratios before / now "
+          "(overlap: with / without the check): " + ", ".join(ratios))
 
 
 if __name__ == "__main__":
