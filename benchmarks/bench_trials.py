@@ -29,7 +29,8 @@ key).
 
 Run from the repository root (about 10 minutes on 2 busy CPU cores)::
 
-    .venv/bin/python benchmarks/bench_trials.py [--before c43640a] [--only validate|"sdsv key"|overlap]
+    .venv/bin/python benchmarks/bench_trials.py [--before c43640a] \\
+        [--only validate|"sdsv key"|overlap]
 """
 
 import argparse

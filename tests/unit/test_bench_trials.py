@@ -1,4 +1,4 @@
-"""The trial-list benchmark at a tiny size: today's validator, its overlap check and SdSV key reader, measured."""
+"""The trial-list benchmark at a tiny size: each part measured on today's code."""
 
 import math
 import os
