@@ -355,6 +355,19 @@ def test_an_audio_file_reached_through_a_linked_folder_is_the_same_file(corpus, 
         validate(manifest, trials, train_manifests=[train])
 
 
+def test_unknown_speakers_on_both_sides_are_not_a_shared_speaker(corpus):
+    """Unlabelled target training audio and scored rows of unknown speaker share no speaker."""
+    folder, manifest, _ = corpus
+    table = pd.read_csv(manifest, keep_default_na=False)
+    table.loc[table["ID"] == "spkB_2", "spk_id"] = ""
+    table.to_csv(manifest, index=False)
+    trials = folder / "t.txt"
+    write_trials([(1, "spkA_1", "spkA_2"), (0, "spkA_1", "spkB_2")], trials)
+    train = training_manifest(folder, [("t1", folder / "t1.wav", ""),
+                                       ("t2", folder / "t2.wav", "spkC")])
+    assert len(validate(manifest, trials, train_manifests=[train])) == 4
+
+
 def test_only_the_rows_a_trial_list_scores_are_compared(corpus):
     folder, manifest, _ = corpus
     trials = folder / "fewer.txt"
@@ -907,13 +920,15 @@ def test_the_same_audio_reached_through_a_linked_folder_is_one_file(corpus, tmp_
         validate(manifest, folder / "t.txt")
 
 
-def test_segments_of_one_file_that_do_not_overlap_are_separate_utterances(corpus):
+@pytest.mark.parametrize("trial", ["1 spkA_1 spkA_1_late", "1 spkA_1_late spkA_1"])
+def test_segments_of_one_file_that_do_not_overlap_are_separate_utterances(corpus, trial):
+    """Adjacent segments (one's stop the next one's start, stop exclusive) share no sample."""
     folder, manifest, _ = corpus
     table = pd.read_csv(manifest)
     table.loc[table["ID"] == "spkA_1", ["stop", "duration"]] = [8000, 0.5]
     table.to_csv(manifest, index=False)
     with_second_row(manifest, "spkA_1_late", start=8000, stop=16000)
-    (folder / "t.txt").write_text("1 spkA_1 spkA_1_late\n0 spkA_1 spkB_1\n")
+    (folder / "t.txt").write_text(f"{trial}\n0 spkA_1 spkB_1\n")
     validate(manifest, folder / "t.txt")
 
 
