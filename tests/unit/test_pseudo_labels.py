@@ -128,6 +128,15 @@ def test_infomap_links_only_near_neighbours():
     assert len(set(clusters[:6])) == len(set(clusters[6:])) == 1 and clusters[0] != clusters[6]
 
 
+def test_each_vector_is_linked_to_neighbours_others_not_counting_itself():
+    # Three pairs along the axes: with one neighbour, each vector's link is its partner.
+    rng = np.random.default_rng(0)
+    vectors = np.repeat(np.eye(3), 2, axis=0) + 0.05 * rng.normal(size=(6, 3))
+    vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+    clusters = infomap_clusters(vectors, neighbours=1)
+    assert adjusted_rand_score([0, 0, 1, 1, 2, 2], clusters) == 1.0
+
+
 def test_the_ivf_search_finds_nearly_all_exact_neighbours(monkeypatch):
     # 25,000 vectors: enough to train 4 sqrt(n) inverted lists of 39 points each.
     rng = np.random.default_rng(0)
