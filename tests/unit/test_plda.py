@@ -422,6 +422,29 @@ def test_pooled_plda_keeps_a_source_speaker_named_like_a_pseudo_speaker_apart():
     assert len(pooled.form.__self__.lda) == 9  # 6 + 4 speakers: 9 LDA dimensions
 
 
+def test_the_target_backends_train_on_the_utterances_that_keep_a_pseudo_speaker():
+    """Two lone utterances first, then four speakers: the PLDAs train on the speakers' rows."""
+    rng = np.random.default_rng(0)
+    truth = np.repeat(np.arange(4), 8)
+    target = torch.from_numpy(np.concatenate([rng.normal(size=(2, 16)),
+                                              8 * np.eye(16)[truth] + rng.normal(size=(32, 16))]))
+    source = torch.from_numpy(8 * np.eye(16)[np.arange(60) % 6] + rng.normal(size=(60, 16)))
+    names = [f"s{i % 6}" for i in range(60)]
+    hparams = dict(NORM, lda_dim=15, seed=1, pseudo_labels=PseudoLabels(offset=0, neighbours=5))
+    data = TrainingEmbeddings(hparams, {"source": (source, names), "target": (target, None)}.get)
+    assert data.pseudo_speakers[0] == list(range(2, 34))  # the lone utterances keep none
+    expected = {"plda_target": PLDABackend(target[2:], [f"t{s}" for s in truth], 15),
+                "plda_pooled": PLDABackend(torch.cat([source, target[2:]]),
+                                           names + [f"t{s}" for s in truth], 15)}
+    backends = build_backends(list(expected), data)[0]
+    embeddings = {f"u{i}": torch.from_numpy(rng.normal(size=16)) for i in range(6)}
+    trials = pd.DataFrame({"enrol": ["u0", "u1", "u2"], "test": ["u3", "u4", "u5"]})
+    for name, plda in expected.items():
+        np.testing.assert_allclose(score_trials(embeddings, trials, form=backends[name].form),
+                                   score_trials(embeddings, trials, form=plda.score_form),
+                                   rtol=1e-8, atol=1e-8)
+
+
 def test_a_target_too_small_to_cluster_leaves_out_the_pseudo_speaker_backends(caplog):
     source = torch.from_numpy(np.random.default_rng(2).normal(size=(60, 8))).float()
     hparams = dict(NORM, backend=["plda", "plda_pooled"], lda_dim=4, seed=1,
