@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from local.errors import ManifestError
-from local.evaluation.seed_table import collect, main, seed_table
+from local.evaluation.seed_table import collect, list_hashes, main, seed_table
 from local.evaluation.verification import summary_table
 from local.experiment import save_settings
 
@@ -142,6 +142,18 @@ def test_runs_of_other_data_files_are_refused(runs, capsys):
     write_provenance(folder / "dann_s1", "evaluate_provenance.json")
     assert main(arguments + ["--lists", "target_whiten"]) == 0
     assert "| DANN | 1 | 30.00 |" in capsys.readouterr().out
+
+
+def test_a_system_is_compared_by_the_files_of_the_longest_list_name_it_starts_with():
+    """target_tc_whiten is a system of the list target_tc, not of target."""
+    data = {f"evaluation/{scored}/{role}": {"path": f"/d/{scored}.{role}",
+                                            "sha256": f"{role}-{scored}"}
+            for scored in ("target", "target_tc") for role in ("trials", "manifest")}
+    tc = {"trials": "trials-target_tc", "manifest": "manifest-target_tc"}
+    assert list_hashes(data, "target_tc") == list_hashes(data, "target_tc_whiten_asnorm") == tc
+    assert list_hashes(data, "target_whiten") == {"trials": "trials-target",
+                                                  "manifest": "manifest-target"}
+    assert list_hashes(data, "targets") is None
 
 
 def test_a_run_without_a_provenance_record_is_compared_by_its_trials_with_a_warning(runs, caplog):
