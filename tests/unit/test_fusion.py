@@ -279,6 +279,9 @@ def test_a_fusion_writes_no_file_into_a_runs_folder(tmp_path, capsys):
           "--system", "target"], r".*/summary.csv: lies in the folder of a run"),
         (["--out", str(tmp_path / "f.txt"), "--det", paths[1]],
          r".*/other.txt: is a score file of this fusion"),
+        # The figure, drawn after the fused scores are written, would replace them.
+        (["--out", str(tmp_path / "f.txt"), "--det", str(tmp_path / "f.txt")],
+         r".*/f.txt: is a score file of this fusion \(fused, or --out\)"),
     ]
     for options, message in refused:
         assert main(["--scores", *paths, *options]) == 1
