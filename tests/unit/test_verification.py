@@ -301,6 +301,12 @@ def test_bad_score_norm_settings(change, message):
     check_score_norm(dict(NORM, score_norm="asnorm"))
 
 
+@pytest.mark.parametrize("top_k", [2, 50])
+def test_cohort_top_k_may_be_two_or_the_whole_cohort(top_k):
+    """Both ends are accepted: the refusal's fix suggests cohort_size for a cohort under 200."""
+    check_score_norm(dict(NORM, score_norm="asnorm", cohort_size=50, cohort_top_k=top_k))
+
+
 @pytest.mark.parametrize("score_norm", ["snorm", "znorm", "tnorm"])
 def test_cohort_top_k_is_read_by_asnorm_only(demo_corpus, score_norm):
     """Beyond cohort_size, or the cohort's utterances: refused for asnorm, unread by the others."""
