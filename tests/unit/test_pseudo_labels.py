@@ -344,13 +344,15 @@ def test_reference_speakers_are_reported_and_never_change_the_labels():
     embeddings, truth = speakers(4, 8, spread=0.2, seed=5)
     rng = np.random.default_rng(0)
     scrambled = dict(zip(truth, rng.permutation(list(truth.values()))))
+    # A manifest with some speakers unknown: no NMI, which would be of a part of the target.
+    partial = dict(list(truth.items())[1:])
     runs = []
-    for reference in (None, truth, scrambled):
+    for reference in (None, truth, scrambled, partial):
         pseudo = PseudoLabels(offset=3, neighbours=5)
         _, summary = pseudo.relabel(embeddings, epoch=1, speakers=reference, seed=7)
         runs.append((pseudo.labels, summary.get("nmi")))
-    assert runs[0][0] == runs[1][0] == runs[2][0]
-    assert runs[0][1] is None and runs[1][1] > 0.9 > runs[2][1]
+    assert runs[0][0] == runs[1][0] == runs[2][0] == runs[3][0]
+    assert runs[0][1] is None and runs[1][1] > 0.9 > runs[2][1] and runs[3][1] is None
 
 
 def test_the_oracle_takes_the_manifest_speakers():
