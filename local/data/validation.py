@@ -328,6 +328,7 @@ def validate(manifest_path, trials_path=None, enrolment_path=None, check_audio=T
         trials, lines, sides = read_numbered_trials(trials_path)
         values = {column: side_values(column, manifest, models, enrolment, enrolment_path)
                   for column in SDSV_TRIAL_COLUMNS}
+        check_typed_model_phrases(trials, models, manifest, manifest_path, enrolment_path)
         _check_trial_ids(trials, lines, sides, trials_path, values, manifest_path)
         _check_tests_not_enrolled(trials, lines, sides, models, trials_path, enrolment_path)
         _check_sides_share_no_audio(trials, lines, sides, models, manifest, trials_path,
@@ -536,20 +537,64 @@ def check_model_speakers(models, manifest, manifest_path, enrolment_path):
     ManifestError
         Naming each such model, its speakers and their utterances.
     """
-    members = pd.Series(models, dtype=object).explode().rename("utt").to_frame()
-    members["spk_id"] = members["utt"].map(manifest.set_index("ID")["spk_id"])
-    members = members[members["spk_id"] != ""]
-    by_model = members.groupby(level=0, sort=False)
-    mixed = by_model["spk_id"].nunique() > 1
-    if mixed.any():
-        rows = members[members.index.isin(mixed.index[mixed])]
-        listed = (rows["utt"] + " (" + rows["spk_id"] + ")").groupby(level=0, sort=False).agg(
-            ", ".join)
+    listed = _mixed_models(models, manifest, "spk_id")
+    if len(listed):
         fail(enrolment_path, f"models whose utterances have several speakers in {manifest_path}",
              rows=listed.index + ": " + listed,
              fix="enrol each model with utterances of one speaker: split these models into "
                  "one per speaker in the enrolment table and the trial list, or correct the "
                  "spk_id of their utterances in the manifest")
+
+
+def check_typed_model_phrases(trials, models, manifest, manifest_path, enrolment_path):
+    """Refuse enrolment models of several phrases in trials with SdSV trial types.
+
+    A trial type says whether the test side says the model's phrase; a model
+    whose utterances say several phrases (and whose row in the enrolment
+    table gives none; one that contradicts them :func:`side_values` refuses)
+    has no phrase, so its types could not be checked and the per-phrase rows
+    of the report (:func:`local.evaluation.report.condition_table`) would
+    leave its trials out. Untyped (text-independent) trials may enrol
+    several phrases.
+
+    Arguments
+    ---------
+    trials : pandas.DataFrame
+        As from :func:`read_numbered_trials`.
+    models : dict
+        ``{model_id: [utterance ID, ...]}``, each utterance in ``manifest``.
+    manifest : pandas.DataFrame
+        As :func:`read_manifest` returns it.
+    manifest_path : str
+        Its file, named in the message.
+    enrolment_path : str
+        The enrolment table, named in the message.
+
+    Raises
+    ------
+    ManifestError
+        Naming each such model, its phrases and their utterances.
+    """
+    if "phrase" not in manifest.columns:
+        return
+    typed = trials["enrol"][trials["trial_type"] != ""].unique()
+    listed = _mixed_models({m: models[m] for m in typed if m in models}, manifest, "phrase")
+    if len(listed):
+        fail(enrolment_path, f"models of trials with SdSV trial types whose utterances say "
+             f"several phrases in {manifest_path}",
+             rows=listed.index + ": " + listed,
+             fix="enrol each model with utterances of one phrase (SdSV task 1: three of the "
+                 "model's phrase), or correct the phrase of their utterances in the manifest")
+
+
+def _mixed_models(models, manifest, column):
+    """``{model: "utt (value), ..."}`` of the models whose utterances have several known values of ``column``."""
+    members = pd.Series(models, dtype=object).explode().rename("utt").to_frame()
+    members[column] = members["utt"].map(manifest.set_index("ID")[column])
+    members = members[members[column] != ""]
+    mixed = members.groupby(level=0, sort=False)[column].nunique() > 1
+    rows = members[members.index.isin(mixed.index[mixed])]
+    return (rows["utt"] + " (" + rows[column] + ")").groupby(level=0, sort=False).agg(", ".join)
 
 
 def side_values(column, manifest, models, enrolment, enrolment_path):

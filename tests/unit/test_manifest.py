@@ -1028,6 +1028,23 @@ def test_an_enrolment_model_of_several_speakers_is_refused(corpus):
     validate(manifest, folder / "t.txt", folder / "enrol.csv")
 
 
+def test_an_enrolment_model_of_several_phrases_in_typed_trials_is_refused(corpus):
+    """Its phrase unknown, its trial types would go unchecked and the phrase rows leave it out."""
+    folder, manifest, _ = corpus
+    with_phrases(manifest)
+    write_enrolment([{"model_id": "model_b", "utt_ids": ["spkB_1", "spkB_12"]}],
+                    folder / "enrol.csv")
+    (folder / "t.txt").write_text("1 model_b spkB_2 TC\n0 model_b spkA_2 IC\n")
+    with pytest.raises(ManifestError, match=r"enrol.csv: models of trials with SdSV trial types "
+                                            r"whose utterances say several phrases in .*m.csv\n"
+                                            r"  model_b: spkB_1 \(01\), spkB_12 \(02\)\n"
+                                            r"Fix: enrol each model with utterances of one phrase"):
+        validate(manifest, folder / "t.txt", folder / "enrol.csv")
+    # Text-independent (untyped) trials may enrol several phrases.
+    (folder / "t.txt").write_text("1 model_b spkB_2\n0 model_b spkA_2\n")
+    validate(manifest, folder / "t.txt", folder / "enrol.csv")
+
+
 @pytest.mark.parametrize("text, line", [
     ("1 spkA_1 spkA_2 TC x y z\n0 spkA_1 spkB_1\n", "line 1: 1 spkA_1 spkA_2 TC x y z"),
     ("1 spkA_1 spkA_2\n0 spkA_1 spkB_1 TC x y\n", "line 2: 0 spkA_1 spkB_1 TC x y"),
