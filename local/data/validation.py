@@ -329,7 +329,8 @@ def validate(manifest_path, trials_path=None, enrolment_path=None, check_audio=T
         values = {column: side_values(column, manifest, models, enrolment, enrolment_path)
                   for column in SDSV_TRIAL_COLUMNS}
         check_typed_model_phrases(trials, models, manifest, manifest_path, enrolment_path)
-        _check_trial_ids(trials, lines, sides, trials_path, values, manifest_path)
+        _check_trial_ids(trials, lines, sides, trials_path, values, manifest_path,
+                         enrolment_path)
         _check_tests_not_enrolled(trials, lines, sides, models, trials_path, enrolment_path)
         _check_sides_share_no_audio(trials, lines, sides, models, manifest, trials_path,
                                     manifest_path)
@@ -657,12 +658,15 @@ def _sameness(values, sides):
     return np.where((enrol >= 0) & (test >= 0), enrol == test, -1)
 
 
-def _check_trial_ids(trials, lines, sides, trials_path, values, manifest_path):
+def _check_trial_ids(trials, lines, sides, trials_path, values, manifest_path,
+                     enrolment_path=None):
     """Every trial side is known; labels and SdSV trial types agree with both sides.
 
     ``lines`` and ``sides`` are as from :func:`read_numbered_trials`;
     ``values`` is ``{column: series}`` of :func:`side_values`, for each of
-    :data:`~local.data.schema.SDSV_TRIAL_COLUMNS`.
+    :data:`~local.data.schema.SDSV_TRIAL_COLUMNS`. An unknown side is named
+    with the files it may be missing from: the manifest and the enrolment
+    table (a model left out of it, or no table given).
     """
     known = values["spk_id"].index
     unknown = []
@@ -673,10 +677,15 @@ def _check_trial_ids(trials, lines, sides, trials_path, values, manifest_path):
                                      "ident": trials[side].to_numpy()[rows]}))
     unknown = pd.concat(unknown).sort_values("line", kind="stable")
     if len(unknown):
-        fail(trials_path, f"trials name IDs that are not in {manifest_path}",
+        models = f" nor model_ids of {enrolment_path}" if enrolment_path else ""
+        fail(trials_path, f"trials name IDs that are not in {manifest_path}{models}",
              rows="line " + unknown["line"].astype(str) + ": " + unknown["side"] + " '"
              + unknown["ident"] + "'",
-             fix="use the manifest's ID column (or an enrolment model ID)")
+             fix="use the manifest's ID column (or an enrolment model ID), and "
+             + ("list every model of the trials in the enrolment table (prepare the two "
+                "together)" if enrolment_path else "give the enrolment table of a list with "
+                "models (the list's enrolment: in the condition, --enrolment of "
+                "data_prep.manifest)"))
     same = {column: _sameness(values[column], sides) for column in SDSV_TRIAL_COLUMNS}
     # Where both sides have a known speaker, an untyped trial's label must agree
     # with them; a typed (text-dependent) one's label follows its type, which

@@ -600,6 +600,24 @@ def test_enrolment_models(corpus):
         validate(manifest, folder / "t.txt", enrolment)
 
 
+def test_a_trial_of_a_model_missing_from_the_enrolment_table_names_the_table(corpus):
+    folder, manifest, _ = corpus
+    enrolment = folder / "enrol.csv"
+    write_enrolment([{"model_id": "model_1", "utt_ids": ["spkA_1"]}], enrolment)
+    write_trials([(1, "model_1", "spkA_2"), (0, "model_2", "spkB_1")], folder / "t.txt")
+    with pytest.raises(ManifestError, match=r"t.txt: trials name IDs that are not in .*m.csv "
+                                            r"nor model_ids of .*enrol.csv\n"
+                                            r"  line 2: enrol 'model_2'\nFix: .*list every "
+                                            r"model of the trials in the enrolment table"):
+        validate(manifest, folder / "t.txt", enrolment)
+    with pytest.raises(ManifestError, match=r"t.txt: trials name IDs that are not in .*m.csv\n"
+                                            r"  line 1: enrol 'model_1'\n  line 2: enrol "
+                                            r"'model_2'\nFix: .*give the enrolment table of a "
+                                            r"list with models \(the list's enrolment: in the "
+                                            r"condition"):
+        validate(manifest, folder / "t.txt")
+
+
 def test_a_trial_of_a_model_against_one_of_its_own_utterances_is_refused(corpus):
     folder, manifest, _ = corpus
     enrolment = folder / "enrol.csv"
