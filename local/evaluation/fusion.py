@@ -57,7 +57,7 @@ from local.evaluation.seed_table import (
 )
 from local.evaluation.verification import summary_table
 from local.provenance import file_sha256
-from local.whole_files import written_whole
+from local.whole_files import written_together, written_whole
 
 logger = logging.getLogger(__name__)
 
@@ -637,11 +637,8 @@ def run_fusion(scores, out, det=None, dev=None, summary=None, system=None):
         weights, bias = train_logistic_fusion(development[1], development[0]["label"])
         fused, fusion = system_scores @ weights + bias, "fusion (logistic)"
         print("weights " + " ".join(f"{w:.4f}" for w in weights) + f", bias {bias:.4f}")
-    write_scores(out, trials, fused)
     systems = dict(zip(scores, system_scores.T))
     systems[fusion] = fused
-    if det:
-        plot_det({out: {name: (s, trials["label"]) for name, s in systems.items()}}, det)
     dcf_names = [dcf_name(*setting) for setting in dcf]
     width = max(len(name) for name in systems)
     print(f"{'system':<{width}}  EER (%)  " + "  ".join(dcf_names))
@@ -649,9 +646,15 @@ def run_fusion(scores, out, det=None, dev=None, summary=None, system=None):
         metrics = compute_metrics(values, trials["label"], dcf)
         print(f"{name:<{width}}  {100 * metrics['eer']:7.2f}  "
               + "  ".join(f"{metrics[n]:{len(n)}.4f}" for n in dcf_names))
-    if summary:
-        update_summary(summary, system, dict(metrics, trials=len(trials)))
-        write_record(os.path.dirname(os.path.abspath(summary)), system, data, record)
+    # Together: a full disk or an error while one is written leaves the fused
+    # scores, the figure, the row and its record of the fusion before.
+    with written_together():
+        write_scores(out, trials, fused)
+        if det:
+            plot_det({out: {name: (s, trials["label"]) for name, s in systems.items()}}, det)
+        if summary:
+            update_summary(summary, system, dict(metrics, trials=len(trials)))
+            write_record(os.path.dirname(os.path.abspath(summary)), system, data, record)
     return 0
 
 

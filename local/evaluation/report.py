@@ -178,7 +178,8 @@ def plot_det(panels, path, styles=None):
         _det_axes(axes, systems, styles or {})
         axes.set_title(title)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    figure.savefig(path, dpi=120, bbox_inches="tight")
+    with written_whole(path, "wb") as out:  # a full disk leaves the figure before it
+        figure.savefig(out, format="png", dpi=120, bbox_inches="tight")
     return figure
 
 

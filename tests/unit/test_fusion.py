@@ -232,6 +232,31 @@ def test_a_fusion_that_fails_while_writing_leaves_the_files_before_it(tmp_path, 
         [*(os.path.basename(p) for p in paths), "fused.txt", "summary.csv", "provenance.json"])
 
 
+def test_a_fusion_whose_last_file_fails_leaves_every_file_of_the_fusion_before_it(
+        tmp_path, monkeypatch):
+    trials, scores = noisy_systems(0, noise=(1.0, 1.0, 2.0), shift=(0.0,) * 3, scale=(1.0,) * 3)
+    paths = write_systems(tmp_path, "sys", trials, scores)
+    out, det = tmp_path / "fused.txt", tmp_path / "det.png"
+    summary = tmp_path / "verification" / "summary.csv"
+    written = (out, det, summary, summary.parent / "provenance.json")
+    main(["--scores", *paths[:2], "--out", str(out), "--det", str(det),
+          "--summary", str(summary), "--system", "t"])
+    before = [path.read_bytes() for path in written]
+    dump = json.dump
+
+    def full_disk(record, handle, **options):
+        dump(record, handle, **options)
+        raise OSError(28, "No space left on device")
+
+    # The record of the fusion, written after its scores, figure and row.
+    monkeypatch.setattr(json, "dump", full_disk)
+    with pytest.raises(OSError, match="No space left on device"):
+        main(["--scores", *paths, "--out", str(out), "--det", str(det),
+              "--summary", str(summary), "--system", "t"])
+    assert [path.read_bytes() for path in written] == before
+    assert not list(tmp_path.rglob("*.partial"))
+
+
 def test_a_fusion_is_not_written_over_its_inputs_or_into_a_runs_report(tmp_path, capsys):
     trials, scores = noisy_systems(0, noise=(1.0, 1.0))
     report = tmp_path / "run" / "verification"
