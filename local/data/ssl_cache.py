@@ -39,13 +39,15 @@ from tqdm import tqdm
 
 from local.data.audio import check_lengths, signal_key
 from local.data.schema import SAMPLE_RATE
-from local.errors import fail
+from local.errors import fail, failing_on_full_disk
 from local.whole_files import written_whole
 
 # Cached hidden states are those of one frozen model.
 FROZEN_ONLY = ("cache_ssl_features needs a frozen SSL model: a fine-tuned one "
                "(freeze_ssl: False) gives other hidden states at every step")
 FROZEN_ONLY_FIX = "set freeze_ssl: True or cache_ssl_features: False"
+FULL_DISK_FIX = ("or pass --ssl_features_folder= a folder on another disk; the hidden states "
+                 "cached before are intact, and the same command caches only the rest")
 INFO_FILE = "cache_info.json"
 # Held while a run reads or writes INFO_FILE.
 LOCK_FILE = "cache_info.lock"
@@ -203,8 +205,10 @@ def cache_hidden_states(frontend, dataset, folder, device="cpu", longest=None):
             states = frontend.hidden_states(item["sig"].unsqueeze(0).to(device))[:, 0]
             array = states.transpose(0, 1).to(torch.float16).cpu().numpy()
             # An interrupted run leaves no truncated file that a later one
-            # would take for a cached utterance.
-            with written_whole(paths[item["id"]], "wb") as fout:
+            # would take for a cached utterance; numpy's error of a full disk
+            # names neither the disk nor the cause, and is named here.
+            with written_whole(paths[item["id"]], "wb") as fout, failing_on_full_disk(
+                    folder, "the SSL feature cache", FULL_DISK_FIX):
                 np.save(fout, array)
     return info
 

@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -16,6 +17,7 @@ import torch
 from speechbrain.dataio.dataset import DynamicItemDataset
 from transformers import Wav2Vec2FeatureExtractor, WavLMConfig, WavLMModel
 
+from local import errors
 from local.data.dataio import add_whole_pipeline, manifest_dataset
 from local.data.ssl_cache import (
     INFO_FILE,
@@ -24,6 +26,7 @@ from local.data.ssl_cache import (
     cache_hidden_states,
     cache_paths,
 )
+from local.errors import ManifestError
 from local.model.ssl_frontend import SSLFrontend
 from tests.conftest import TINY_SSL, save_tiny_ssl
 from tests.integration.test_train_dann import logged, train_ssl
@@ -205,6 +208,30 @@ def test_audio_changed_under_the_same_id_is_cached_again(demo_corpus, tiny_ssl, 
     second, = set(cache.glob("*.npy")) - {first}
     assert np.array_equal(np.load(first), before)  # the earlier file is kept as it was
     assert not np.array_equal(np.load(second), before)
+
+
+def test_a_full_disk_while_caching_names_the_cache_and_keeps_what_it_holds(
+        demo_corpus, tiny_ssl, tmp_path, monkeypatch):
+    frontend = SSLFrontend(tiny_ssl["wavlm"], str(tmp_path / "hub"))
+    cache = tmp_path / "cache"
+    cache_hidden_states(frontend, whole_dataset(demo_corpus["source_train"], rows=1), str(cache))
+    first, = cache.glob("*.npy")
+    before = first.read_bytes()
+    save = np.save
+
+    def full_disk(file, array):
+        save(file, array[:1])  # a part written, then numpy's error, which names no cause
+        raise OSError("problem writing element 2048 to file")
+
+    monkeypatch.setattr(np, "save", full_disk)
+    monkeypatch.setattr(errors.shutil, "disk_usage", lambda path: SimpleNamespace(free=0))
+    with pytest.raises(ManifestError, match=rf"{re.escape(str(cache))}: the disk is full: the "
+                                            r"SSL feature cache could not be written .*\nFix: "
+                                            r"free space on the disk of .*caches only the rest"):
+        cache_hidden_states(frontend, whole_dataset(demo_corpus["source_train"], rows=2),
+                            str(cache))
+    assert first.read_bytes() == before
+    assert sorted(path.name for path in cache.iterdir()) == sorted([first.name, INFO_FILE, LOCK_FILE])
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
