@@ -178,8 +178,11 @@ def plot_det(panels, path, styles=None):
         _det_axes(axes, systems, styles or {})
         axes.set_title(title)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with written_whole(path, "wb") as out:  # a full disk leaves the figure before it
-        figure.savefig(out, format="png", dpi=120, bbox_inches="tight")
+    # A full disk leaves the figure before it; the format is the name's, as
+    # savefig takes it from a path (png where the name has no suffix).
+    suffix = os.path.splitext(path)[1].lstrip(".").lower()
+    with written_whole(path, "wb") as out:
+        figure.savefig(out, format=suffix or "png", dpi=120, bbox_inches="tight")
     return figure
 
 

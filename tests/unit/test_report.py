@@ -265,6 +265,14 @@ def test_det_plot_has_one_curve_per_system(tmp_path):
     assert np.all(np.diff(x) <= 0) and np.all(np.diff(y) >= 0)
 
 
+@pytest.mark.parametrize("name, magic", [("det.pdf", b"%PDF"), ("det.SVG", b"<?xml"),
+                                         ("det", b"\x89PNG")])
+def test_det_figure_is_written_in_the_format_its_name_says(tmp_path, name, magic):
+    labels = np.arange(40) % 2
+    plot_det({"target": {"system": (labels + np.linspace(0, 1, 40), labels)}}, tmp_path / name)
+    assert (tmp_path / name).read_bytes().startswith(magic)
+
+
 def test_det_figure_has_a_panel_per_list_each_with_its_legend_outside(tmp_path):
     rng = np.random.default_rng(3)
     labels = rng.integers(0, 2, 500)
