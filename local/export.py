@@ -64,6 +64,7 @@ from local.cli import command, option
 from local.errors import exit_on_bad_input, fail, failing_on_full_disk
 from local.evaluation.metrics import eer, eer_threshold
 from local.evaluation.report import CHECKPOINT_FILE, read_scores, score_file, scored_checkpoint
+from local.evaluation.seed_table import report_settings
 from local.model.checkpoints import CompleteCheckpointer, checkpoint_identity
 from local.run_folder import (
     SSL_MODEL_KEY,
@@ -109,7 +110,8 @@ threshold: {threshold!r}
 # waveform shorter or longer than the run's min_embed_seconds and
 # max_embed_seconds, each of a batch by its own length: too short for the
 # encoder, or too long for bounded memory. The embeddings are those of
-# DANNBrain.embed, and verify_batch's cosine score is local.evaluation.scoring's.
+# DANNBrain.embed, in the precision the report scored in (--eval_precision), and
+# verify_batch's cosine score is local.evaluation.scoring's.
 compute_features: !new:torch.nn.Identity
 mean_var_norm: !new:local.evaluation.embed.LengthGuard
     shortest: {shortest}
@@ -117,6 +119,7 @@ mean_var_norm: !new:local.evaluation.embed.LengthGuard
 embedder: !new:local.evaluation.embed.FrameLengthEmbedder
     frontend: !ref <frontend>
     encoder: !ref <embedding_model>
+    precision: {precision}
 {label_encoder}
 modules:
     compute_features: !ref <compute_features>
@@ -282,6 +285,26 @@ def operating_points(run_folder, trial_lists):
     return pd.DataFrame(rows)
 
 
+def scored_precision(run_folder, run):
+    """The precision the run's report embedded in, which its thresholds were set on.
+
+    Arguments
+    ---------
+    run_folder : str
+        Output folder of a ``train_dann.py`` run.
+    run : dict
+        The run's ``hyperparams.yaml``, for a report without a record of its
+        settings.
+
+    Returns
+    -------
+    str
+        The report's ``eval_precision`` (``fp32`` for a run from before the setting).
+    """
+    record = report_settings(run_folder)
+    return (record[1] if record else run).get("eval_precision", "fp32")
+
+
 def condition_trial_lists(run_folder):
     """The names of the trial lists of the condition a run saved (its ``condition.yaml``).
 
@@ -417,6 +440,7 @@ def export_model(run_folder, model_folder=None, checkpoints_dir=None, trial_list
         # null (no limit) for a run from before the settings existed.
         shortest=json.dumps(run.get("min_embed_seconds")),
         longest=json.dumps(run.get("max_embed_seconds")),
+        precision=scored_precision(run_folder, run),
         **(CLASSIFIER_WIRING if classifier else dict.fromkeys(CLASSIFIER_WIRING, "")))
     check_replaceable(model_folder)
     # A full disk is named before the staged model is removed.

@@ -7,6 +7,7 @@ they stay here.
 
 import pandas as pd
 import torch
+from speechbrain.utils.autocast import AMPConfig, TorchAutocast
 
 from local.data.audio import check_finite_samples, check_lengths, sample_counts
 from local.data.schema import SAMPLE_RATE
@@ -97,7 +98,10 @@ class FrameLengthEmbedder(torch.nn.Module):
     an SSL model's CNN with group normalisation would mix it into a shorter
     waveform's embedding. A batch costs a forward pass per distinct length.
     The model folder's checkpoints are those of the two modules it holds
-    (``embedding_model.ckpt``, and the front end's).
+    (``embedding_model.ckpt``, and the front end's). They run in the
+    precision the run's report scored in (``--eval_precision``), as
+    ``DANNBrain.evaluation_embed`` does, so that the embeddings and scores
+    are those its thresholds were set on.
 
     Arguments
     ---------
@@ -105,6 +109,8 @@ class FrameLengthEmbedder(torch.nn.Module):
         The run's front end: ``frontend(wavs, wav_lens)``.
     encoder : torch.nn.Module
         The run's ``embedding_model``.
+    precision : str
+        ``fp32``, ``bf16`` or ``fp16`` (autocast); the embeddings are float32.
 
     Example
     -------
@@ -115,9 +121,9 @@ class FrameLengthEmbedder(torch.nn.Module):
     torch.Size([2, 1, 512])
     """
 
-    def __init__(self, frontend, encoder):
+    def __init__(self, frontend, encoder, precision="fp32"):
         super().__init__()
-        self.frontend, self.encoder = frontend, encoder
+        self.frontend, self.encoder, self.precision = frontend, encoder, precision
 
     def forward(self, wavs, wav_lens):
         """Embeddings of ``wavs``, in their order.
@@ -132,12 +138,14 @@ class FrameLengthEmbedder(torch.nn.Module):
         Returns
         -------
         torch.Tensor
-            What the encoder gives.
+            What the encoder gives, in float32.
         """
         counts = sample_counts(wavs, wav_lens)
         groups = equal_length_batches(counts, len(counts))
-        embeddings = torch.cat([self._embed_whole(wavs[group, :counts[group[0]]])
-                                for group in groups])
+        dtype = AMPConfig.from_name(self.precision).dtype
+        with TorchAutocast(device_type=wavs.device.type, dtype=dtype):
+            embeddings = torch.cat([self._embed_whole(wavs[group, :counts[group[0]]]).float()
+                                    for group in groups])
         order = torch.tensor([index for group in groups for index in group],
                              device=embeddings.device)
         return embeddings[torch.argsort(order)]

@@ -479,3 +479,21 @@ def test_an_ssl_model_folder_loads_on_another_machine_with_its_ssl_model_named(r
             source=str(tmp_path / "model"), savedir=str(tmp_path / "missing"),
             overrides={"frontend": {"source": str(tmp_path / "moved"),
                                     "save_path": str(tmp_path / "cache")}})
+
+
+def test_a_run_scored_in_bf16_is_exported_to_embed_in_bf16(demo_corpus, tmp_path):
+    """Its thresholds were set on bf16 embeddings' scores (--eval_precision=bf16): the
+    exported model gives those embeddings, not float32 ones a rounding step away."""
+    train(demo_corpus, tmp_path / "run", "--eval_precision=bf16", *SHORT, "--debug_persistently")
+    model = SpeakerRecognition.from_hparams(source=str(tmp_path / "run" / "model"),
+                                            savedir=str(tmp_path / "loaded"))
+    wavs = pd.read_csv(demo_corpus["source_eval"]).set_index("ID")["wav"]
+    embeddings, trials = recipe_evaluation(tmp_path / "run", "source")  # 16 kHz: no resampling
+    for enrol, test, score in trials[["enrol", "test", "score"]].itertuples(index=False):
+        for utterance in (enrol, test):
+            vector = model.encode_batch(model.load_audio(wavs[utterance]))
+            assert vector.dtype == torch.float32
+            torch.testing.assert_close(vector.flatten(), embeddings[utterance], atol=1e-5,
+                                       rtol=1e-4)
+        assert float(model.verify_files(wavs[enrol], wavs[test])[0]) == pytest.approx(score,
+                                                                                     abs=1e-5)
