@@ -36,7 +36,8 @@ A waveform shorter than the run's ``min_embed_seconds`` or longer than its
 long to embed in bounded memory. The front end and the encoder fill the
 ``embedding_model`` slot of ``encode_batch`` together
 (``FrameLengthEmbedder``), which embeds the waveforms of each length of a
-padded batch without the padding, as the recipe embeds them.
+padded batch without the padding, as the recipe embeds them, and in the
+precision the run's report embedded in (``eval_precision``).
 
 The modules are defined exactly as the run defined them (the nodes of its
 saved ``hyperparams.yaml``, values resolved), so the SSL front end refers to
