@@ -273,8 +273,6 @@ def prepare_experiment(argv=None, training=True, create_folder=sb.create_experim
     if training:
         check_augmentation(hparams_file, hparams)
     check_score_norm(hparams)
-    if not training and not hparams["checkpointer"].list_checkpoints():
-        _untrained(hparams["save_folder"], hparams["output_folder"])
     # The run options a run trains with, and its number of processes, are its
     # settings; an evaluation's are free.
     options = run_options(run_opts, hparams)
@@ -285,12 +283,17 @@ def prepare_experiment(argv=None, training=True, create_folder=sb.create_experim
         # And the checkpoints' folder, which runs into other output folders may share.
         for folder in (hparams["output_folder"], hparams["save_folder"]):
             hold_run_folder(folder)
-        check_one_run(hparams, training, run_opts.get("debug", False))
-        return accept_settings(
+        # The settings first: a model file other than the run's finds none of its
+        # checkpoints complete, and is told how it differs.
+        accepted_settings = accept_settings(
             hparams, {**run_settings(hparams_file, overrides), **options,
                       PROCESSES_KEY: processes}, training, condition, augmentation)
+        check_one_run(hparams, training, run_opts.get("debug", False))
+        return accepted_settings
 
     settings, changes = checked_on_main(accepted)
+    if not training and not hparams["checkpointer"].list_checkpoints():
+        _untrained(hparams["save_folder"], hparams["output_folder"])
     create_folder(hparams["output_folder"])
     # The precision the verification embeds in is in each command's record,
     # not among the run's settings: the weights do not depend on it.

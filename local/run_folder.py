@@ -480,7 +480,9 @@ def accept_settings(hparams, settings, training, condition, augmentation=None):
     """Check a command's settings and training data with its run's record.
 
     Only a folder with a checkpoint is checked: a run that stopped before its
-    first checkpoint starts again with any settings. A record written before
+    first checkpoint starts again with any settings. A checkpoint that this
+    model file's modules cannot load (another model file's) counts: the
+    difference is named, rather than the checkpoints taken for absent. A record written before
     the training data's hashes were recorded is compared with those of the
     run's ``provenance.json``; one written before ``augment`` as a run
     without augmentation; one written before the SSL model's digest
@@ -528,7 +530,7 @@ def accept_settings(hparams, settings, training, condition, augmentation=None):
     files = {**{f"{role}_sha256": condition[role] for role in TRAINING_DATA}, **augmentation}
     allowed = _key_list(hparams["allow_changed"])
     changes = {}
-    if hparams["checkpointer"].list_checkpoints():
+    if hparams["checkpointer"].holds_checkpoints():
         if recorded is None:
             logger.warning("%s has checkpoints but no %s: its settings are not checked",
                            save_folder, SETTINGS_RECORD)

@@ -147,6 +147,21 @@ class CompleteCheckpointer(Checkpointer):
                                checkpoint.path, problem)
         return complete
 
+    def holds_checkpoints(self):
+        """Whether the folder holds a checkpoint, complete for this checkpointer or not.
+
+        A model file with other modules than the run that saved them (another
+        speaker head: GE2E's loss where AAM-softmax has a classifier) finds
+        none of the run's checkpoints complete; they are the run's all the same,
+        and its settings record says how they were trained.
+
+        Returns
+        -------
+        bool
+            True when SpeechBrain's listing finds any.
+        """
+        return bool(super().list_checkpoints())
+
     def problem(self, checkpoint):
         """Why ``checkpoint`` cannot be loaded by this checkpointer, or None.
 

@@ -926,6 +926,20 @@ def test_bad_ge2e_settings_fail_before_training(demo_corpus, tmp_path, setting, 
     assert not os.path.exists(tmp_path / "hyperparams.yaml")  # stopped before the run began
 
 
+def test_another_model_file_on_a_ge2e_run_is_told_how_it_differs(demo_corpus, tmp_path):
+    """Its checkpoints have no classifier.ckpt, which dann_fbank.yaml's modules need: they
+    are the run's all the same, so evaluating or resuming the run with that file is refused
+    by the run's settings, not taken for a run without checkpoints (\"train it first\")."""
+    import evaluate
+
+    train_ge2e(demo_corpus, tmp_path, *SHORT, "--debug_persistently")
+    differs = r"save/run_settings.json: the run's checkpoints were trained with other " \
+              r"settings:\n  model_name: \"ge2e_fbank\" -> \"dann_fbank\""
+    for script in (evaluate, train_dann):
+        with pytest.raises(ManifestError, match=differs):
+            train(demo_corpus, tmp_path, "--number_of_epochs=1", script=script)
+
+
 def test_gradient_accumulation_and_mixed_precision_with_extra_discriminator_updates(
         demo_corpus, tmp_path, monkeypatch):
     """bf16 autocast (CPU), optimisers stepping every 2 batches, 2 discriminator updates a step."""
