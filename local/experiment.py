@@ -5,10 +5,12 @@ verifies it (:func:`evaluate`); ``evaluate.py`` verifies a trained run.
 """
 
 import functools
+import io
 import logging
 import os
 import sys
 
+import ruamel.yaml
 import speechbrain as sb
 from hyperpyyaml import resolve_references
 from speechbrain.core import INTRA_EPOCH_CKPT_FLAG
@@ -242,7 +244,8 @@ def prepare_experiment(argv=None, training=True, create_folder=sb.create_experim
     hparams_file, run_opts, overrides = parse_arguments(argv)
     check_device(run_opts.get("device"))
     sb.utils.distributed.ddp_init_group(run_opts)
-    condition_file, condition, overrides = load_condition(overrides, hparams_file)
+    condition_file, condition, overrides, condition_overrides = load_condition(overrides,
+                                                                               hparams_file)
     check_precision(run_opts, hparams_file, {**plain_values(hparams_file), **overrides})
     # SpeechBrain sets up its logging when the run's folder is made, after the
     # preparation: until then, its messages (where it writes, what it leaves
@@ -308,7 +311,8 @@ def prepare_experiment(argv=None, training=True, create_folder=sb.create_experim
                                 condition_file, condition, prefix="" if training else "evaluate_",
                                 processes=processes, trained=trained,
                                 ssl_model=settings.get(SSL_MODEL_KEY),
-                                augmentation=augmentation)
+                                augmentation=augmentation,
+                                condition_overrides=condition_overrides)
     if training and sb.utils.distributed.if_main_process():
         record = functools.partial(record_run, hparams["save_folder"], settings, records,
                                    hparams["output_folder"])
@@ -386,7 +390,8 @@ def _untrained(save_folder, output_folder):
              "(python train_dann.py with the same hparams and overrides).")
 
 
-def save_settings(hparams_file, overrides, condition_file, folder, prefix="", processes=1):
+def save_settings(hparams_file, overrides, condition_file, folder, prefix="", processes=1,
+                  condition_overrides=None):
     """Write the whole model settings (``hyperparams.yaml``) and the ``condition.yaml`` of a command.
 
     Arguments
@@ -396,7 +401,7 @@ def save_settings(hparams_file, overrides, condition_file, folder, prefix="", pr
     overrides : dict
         The model overrides, resolved into the saved file.
     condition_file : str
-        The condition file, copied.
+        The condition file, copied with ``condition_overrides`` (:func:`condition_text`).
     folder : str
         The run's output folder.
     prefix : str
@@ -405,6 +410,8 @@ def save_settings(hparams_file, overrides, condition_file, folder, prefix="", pr
     processes : int
         DDP processes of the command, each taking ``batch_size`` crops a step;
         the file's header names them (they are no setting of the file).
+    condition_overrides : dict, optional
+        The command's overrides of the condition file's keys.
     """
     resolved = resolve_references(model_text(hparams_file), overrides).getvalue()
     with written_whole(os.path.join(folder, f"{prefix}hyperparams.yaml"),
@@ -412,13 +419,50 @@ def save_settings(hparams_file, overrides, condition_file, folder, prefix="", pr
         out.write(f"# {os.path.abspath(hparams_file)} on its bases, with the run's overrides\n"
                   f"# {PROCESSES_KEY}: {processes} (torchrun --nproc_per_node)\n"
                   f"# yamllint disable\n{resolved}")
-    with open(condition_file, "rb") as original, written_whole(
-            os.path.join(folder, f"{prefix}condition.yaml"), "wb") as copy:
-        copy.write(original.read())
+    with written_whole(os.path.join(folder, f"{prefix}condition.yaml"), encoding="utf-8") as out:
+        out.write(condition_text(condition_file, condition_overrides or {}))
+
+
+def condition_text(condition_file, overrides):
+    """The text of ``condition_file`` with ``overrides`` of its top-level keys in their place.
+
+    Its references stay, so that the copy reads, and runs as ``--condition``,
+    as the condition the command ran (``--demo_seed=7`` generates another
+    corpus than the file's ``demo_seed: 1234``).
+
+    Arguments
+    ---------
+    condition_file : str
+        The condition file.
+    overrides : dict
+        The command's overrides of its keys, typed as they were loaded.
+
+    Returns
+    -------
+    str
+        The text of the condition the command ran.
+
+    Example
+    -------
+    >>> text = condition_text("recipes/demo/condition.yaml", {"demo_seed": 7})
+    >>> "demo_seed: 7" in text, "save_folder: !ref <data_folder>" in text
+    (True, True)
+    """
+    with open(condition_file, encoding="utf-8") as fin:
+        if not overrides:
+            return fin.read()
+        yaml = ruamel.yaml.YAML()
+        yaml.preserve_quotes = True
+        tree = yaml.load(fin)
+    tree.update(overrides)
+    out = io.StringIO()
+    yaml.dump(tree, out)
+    return out.getvalue()
 
 
 def save_records(hparams_file, overrides, condition_file, condition, folder, prefix="",
-                 processes=1, trained=None, ssl_model=None, augmentation=None):
+                 processes=1, trained=None, ssl_model=None, augmentation=None,
+                 condition_overrides=None):
     """Write the settings of a command (:func:`save_settings`) and its data files' hashes.
 
     Arguments
@@ -446,8 +490,11 @@ def save_records(hparams_file, overrides, condition_file, condition, folder, pre
     augmentation : dict, optional
         The noise and impulse-response CSVs a training run augments with,
         hashed with the data files.
+    condition_overrides : dict, optional
+        The command's overrides of the condition file's keys.
     """
-    save_settings(hparams_file, overrides, condition_file, folder, prefix, processes)
+    save_settings(hparams_file, overrides, condition_file, folder, prefix, processes,
+                  condition_overrides)
     write_provenance(condition, folder, RECIPE_FOLDER, prefix, trained, ssl_model, augmentation)
 
 

@@ -442,7 +442,7 @@ def load_condition(overrides, hparams_file):
     Returns
     -------
     tuple
-        ``(condition_path, condition_hparams, model_overrides)``.
+        ``(condition_path, condition_hparams, model_overrides, condition_overrides)``.
     """
     overrides = _command_line(overrides, hparams_file)
     path = overrides.pop("condition", DEFAULT_CONDITION)
@@ -494,7 +494,7 @@ def load_condition(overrides, hparams_file):
     _check_condition_keys(path, condition)
     _check_unread_keys(path, text, keys)
     model = typed_overrides(hparams_file, {k: v for k, v in overrides.items() if k not in keys})
-    return path, condition, model
+    return path, condition, model, mine
 
 
 def _command_line(text, hparams_file):

@@ -67,7 +67,7 @@ def prepared(name, corpora, tmp_path, **extra):
     overrides = {key: corpora[key] for key in CONDITIONS[name]}
     overrides.update(condition=f"recipes/{name}/condition.yaml",
                      manifest_folder=str(tmp_path / name), **extra)
-    _, condition, model_overrides = settings.load_condition(yaml.safe_dump(overrides),
+    _, condition, model_overrides, _ = settings.load_condition(yaml.safe_dump(overrides),
                                                               "hparams/dann_fbank.yaml")
     assert model_overrides == {}
     for prepare in condition["prepare"]:

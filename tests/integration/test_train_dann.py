@@ -21,6 +21,7 @@ import train_dann
 from local import experiment, settings
 from local.data.validation import check_manifest_audio_once
 from local.errors import ManifestError
+from local.export import condition_trial_lists
 from local.model.dann_brain import DANNBrain
 from local.model.epoch_statistics import EpochStatistics
 from local.model.ssl_frontend import SSLFrontend
@@ -240,6 +241,20 @@ def test_results_folder_records_the_data_and_code_it_used(runs, demo_corpus):
     assert source["path"] == os.path.abspath(demo_corpus["source_train"])
     assert source["sha256"] == hashlib.sha256(open(source["path"], "rb").read()).hexdigest()
     assert record["code_version"]  # the repository is a git checkout
+
+
+def test_the_recorded_condition_is_the_one_the_run_trained_and_scored(demo_corpus, tmp_path):
+    """The condition's overrides (--data_folder, a list of its own) are in its record, which
+    runs as the same condition; the export reads its trial lists there."""
+    evaluation = {"target": {"manifest": demo_corpus["target_eval"],
+                             "trials": demo_corpus["trials_target"]}}
+    train(demo_corpus, tmp_path, f"--evaluation={json.dumps(evaluation)}", *SHORT)
+    for record in (tmp_path / "condition.yaml", tmp_path / "verification" / "condition.yaml"):
+        _, condition, _, _ = settings.load_condition(f"condition: {record}",
+                                                     "hparams/dann_fbank.yaml")
+        assert condition["source_train"] == demo_corpus["source_train"]
+        assert condition["evaluation"] == evaluation
+    assert condition_trial_lists(str(tmp_path)) == ["target"]
 
 
 def test_target_speaker_labels_are_never_used(demo_corpus, tmp_path):

@@ -209,7 +209,7 @@ def test_telephone_channel_band_rate_and_codec():
 def test_condition_file_runs_this_generator(tmp_path):
     overrides = yaml.safe_dump({"condition": "recipes/recorded_voices/condition.yaml",
                                 "data_folder": str(tmp_path)})
-    _, condition, model_overrides = settings.load_condition(overrides, "hparams/dann_fbank.yaml")
+    _, condition, model_overrides, _ = settings.load_condition(overrides, "hparams/dann_fbank.yaml")
     assert model_overrides == {} and condition["condition"] == "recorded_voices"
     assert condition["prepare"][0].func is prepare_recorded_voices
     assert condition["source_train"] == f"{tmp_path}/source_train.csv"
