@@ -951,12 +951,16 @@ def check_trainable(hparams_file, overrides, condition, run_opts=None):
     # the longer set sets the epoch; in DDP each process takes its share.
     processes = training_processes()
     pairs = max(sizes.values()) // processes
+    # The GE2E head's batch is ge2e_speakers * ge2e_utterances, and it refuses a --batch_size.
+    ge2e = "ge2e_speakers" in hparams
     if pairs < hparams["batch_size"]:
         share = f", {pairs} for each of {processes} processes" if processes > 1 else ""
         fail(hparams_file, f"--batch_size={hparams['batch_size']} is more than the {pairs} "
                            f"training pairs of an epoch ({sizes['source']} source, "
                            f"{sizes['target']} target utterances{share}): no step would run",
-             fix=f"pass --batch_size={pairs} or less, or train on more utterances")
+             fix=(f"pass --ge2e_speakers and --ge2e_utterances whose product is {pairs} or less"
+                  if ge2e else f"pass --batch_size={pairs} or less")
+             + ", or train on more utterances")
     steps = pairs // hparams["batch_size"]
     accumulation = (run_options(run_opts, hparams, ("grad_accumulation_factor",))
                     ["grad_accumulation_factor"] if run_opts else 1)
@@ -965,7 +969,8 @@ def check_trainable(hparams_file, overrides, condition, run_opts=None):
     if not 1 <= accumulation <= steps:
         fail(hparams_file, f"--grad_accumulation_factor={accumulation} is not from 1 to the "
                            f"{steps} steps of an epoch: the optimisers would never step",
-             fix=f"pass --grad_accumulation_factor=1 to {steps}, or a smaller --batch_size")
+             fix=f"pass --grad_accumulation_factor=1 to {steps}, or a smaller "
+                 + ("--ge2e_speakers or --ge2e_utterances" if ge2e else "--batch_size"))
 
 
 def check_ssl_dim(hparams_file, hparams):

@@ -955,6 +955,21 @@ def test_another_model_file_on_a_ge2e_run_is_told_how_it_differs(demo_corpus, tm
             train(demo_corpus, tmp_path, "--number_of_epochs=1", script=script)
 
 
+def test_a_ge2e_batch_too_large_for_the_epoch_names_the_settings_that_make_it(demo_corpus,
+                                                                               tmp_path):
+    """The GE2E head refuses a --batch_size: the fix names ge2e_speakers and ge2e_utterances."""
+    # 240 pairs an epoch: 16 x 16 crops fill no batch, 4 x 4 fill 15.
+    with pytest.raises(ManifestError, match=r"--batch_size=256 is more than the 240 training "
+                                            r"pairs .*\nFix: pass --ge2e_speakers and "
+                                            r"--ge2e_utterances whose product is 240 or less"):
+        train_ge2e(demo_corpus, tmp_path, "--ge2e_speakers=16", "--ge2e_utterances=16")
+    with pytest.raises(ManifestError, match=r"not from 1 to the 15 steps of an epoch: .*\nFix: "
+                                            r"pass --grad_accumulation_factor=1 to 15, or a "
+                                            r"smaller --ge2e_speakers or --ge2e_utterances$"):
+        train_ge2e(demo_corpus, tmp_path, "--grad_accumulation_factor=16")
+    assert not os.path.exists(tmp_path / "hyperparams.yaml")
+
+
 def test_gradient_accumulation_and_mixed_precision_with_extra_discriminator_updates(
         demo_corpus, tmp_path, monkeypatch):
     """bf16 autocast (CPU), optimisers stepping every 2 batches, 2 discriminator updates a step."""
