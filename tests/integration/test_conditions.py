@@ -68,7 +68,7 @@ def prepared(name, corpora, tmp_path, **extra):
     overrides.update(condition=f"recipes/{name}/condition.yaml",
                      manifest_folder=str(tmp_path / name), **extra)
     _, condition, model_overrides, _ = settings.load_condition(yaml.safe_dump(overrides),
-                                                              "hparams/dann_fbank.yaml")
+                                                                 "hparams/dann_fbank.yaml")
     assert model_overrides == {}
     for prepare in condition["prepare"]:
         prepare()
