@@ -35,7 +35,7 @@ import logging
 import os
 import socket
 
-from local.errors import fail
+from local.errors import fail, failing_on_full_disk
 from local.provenance import file_sha256, short_digest
 from local.settings import PROCESSES_KEY, TRAINING_RUN_OPTIONS, plain_values
 from local.whole_files import release_lock, taken_lock, written_together, written_whole
@@ -116,24 +116,31 @@ def hold_run_folder(folder):
     key = os.path.realpath(folder)
     if key in _HELD:
         return
-    os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, LOCK_FILE)
-    handle = _locked(path, folder)
-    previous = holder(path)
-    if previous and previous.get("host") != socket.gethostname():
-        handle.close()
-        fail(folder, f"is locked by {_describe(previous)} and whether that run still goes on "
-                     "cannot be checked from this host",
-             fix=f"remove {path} if that run has ended, or pass another --output_folder")
-    if previous:
-        logger.warning("Took over the lock of %s which ended without releasing it (%s)",
-                       _describe(previous), path)
-    handle.seek(0)
-    handle.truncate()
-    json.dump({"pid": os.getpid(), "host": socket.gethostname(),
-               "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds")},
-              handle)
-    handle.flush()
+    with failing_on_full_disk(folder, f"the lock file {LOCK_FILE}",
+                              "and run the command again, or give it a folder on another "
+                              "disk; the files already in the folder are as they were"):
+        os.makedirs(folder, exist_ok=True)
+        handle = _locked(path, folder)
+        previous = holder(path)
+        if previous and previous.get("host") != socket.gethostname():
+            handle.close()
+            fail(folder, f"is locked by {_describe(previous)} and whether that run still goes "
+                         "on cannot be checked from this host",
+                 fix=f"remove {path} if that run has ended, or pass another --output_folder")
+        if previous:
+            logger.warning("Took over the lock of %s which ended without releasing it (%s)",
+                           _describe(previous), path)
+        try:
+            handle.seek(0)
+            handle.truncate()
+            json.dump({"pid": os.getpid(), "host": socket.gethostname(),
+                       "started": datetime.datetime.now().astimezone().isoformat(
+                           timespec="seconds")}, handle)
+            handle.flush()
+        except OSError:
+            release_lock(path, handle)
+            raise
     _HELD[key] = handle
 
 

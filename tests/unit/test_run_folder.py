@@ -1,5 +1,6 @@
 """One writer per run folder, and the comparison of a run's settings with its record."""
 
+import errno
 import json
 import logging
 import os
@@ -7,6 +8,7 @@ import signal
 
 import pytest
 
+from local import run_folder
 from local.errors import ManifestError
 from local.run_folder import (
     LOCK_FILE,
@@ -94,3 +96,29 @@ def test_a_setting_the_record_or_the_command_lacks_is_a_change():
     with pytest.raises(ManifestError, match=r"other settings:\n  lr: 0.1 -> \(absent\)\n"
                                             r"  adv_layer: \(absent\) -> \"mfa\"\n"):
         changed_settings({"lr": 0.1}, {"adv_layer": "mfa"}, [], "r.json")
+
+
+def test_full_disk_while_the_lock_is_taken_names_the_folder(tmp_path, monkeypatch):
+    taken = run_folder.taken_lock
+
+    class Full:
+        """The lock file, on a disk that takes no more bytes."""
+
+        def __init__(self, path):
+            self.handle = taken(path)
+
+        def __getattr__(self, name):
+            return getattr(self.handle, name)
+
+        def flush(self):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(run_folder, "taken_lock", Full)
+    with pytest.raises(ManifestError, match=rf"{tmp_path}: the disk is full: the lock file "
+                                            rf"{LOCK_FILE} could not be written .*\n"
+                                            rf"Fix: free space on the disk of {tmp_path}"):
+        hold_run_folder(tmp_path)
+    assert not os.path.exists(tmp_path / LOCK_FILE)
+    monkeypatch.undo()
+    hold_run_folder(tmp_path)
+    release_run_folders()
