@@ -30,7 +30,10 @@ with the names the summaries have, and so is a metric a list was not scored
 at (an SdSV list's minDCF is ``min_dcf_0.01_10_1``) and a system name given
 to two ``--runs``. A fused folder (``python -m local.evaluation.fusion
 --summary``) is read as a run; a row of it whose score files have changed
-since it was fused (a run scored again) is refused, naming them.
+since it was fused (a run scored again) is refused, naming them. Its record
+holds each row's fusion method and score files, but no settings: neither the
+method nor the settings of the runs fused are compared between fused folders,
+with a warning.
 """
 
 import glob
@@ -166,6 +169,12 @@ def changed_inputs(fused):
     """
     return [i["path"] for i in fused["scores"] + fused["dev"]
             if not os.path.isfile(i["path"]) or file_sha256(i["path"]) != i["sha256"]]
+
+
+def is_fused(run):
+    """Whether ``run`` is a fused folder: its record says what its rows were fused from."""
+    record = report_provenance(run)
+    return record is not None and bool(_read_record(record[0], "fusion", required=False))
 
 
 def check_fused_rows(runs, lists):
@@ -435,6 +444,14 @@ def check_same_settings(systems):
         runs = list(dict.fromkeys(summaries["run"]))
         records = {run: report_settings(run) for run in runs}
         unrecorded = [run for run, record in records.items() if record is None]
+        fused = [run for run in unrecorded if is_fused(run)]
+        unrecorded = [run for run in unrecorded if run not in fused]
+        if fused and len(runs) > 1:
+            logger.warning("%s: fused folders (python -m local.evaluation.fusion --summary), "
+                           "whose verification/provenance.json records each row's fusion "
+                           "method and score files but no settings: neither the method nor the "
+                           "settings of the runs fused are compared with those of the other "
+                           "runs of '%s'", ", ".join(fused), name)
         if unrecorded and len(runs) > 1:
             logger.warning("No settings record (%s) in the report of %s: its settings are not "
                            "compared with those of the other runs of '%s'",

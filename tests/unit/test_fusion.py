@@ -1,6 +1,7 @@
 """Mean and logistic-regression score fusion, and its command line."""
 
 import json
+import logging
 import os
 import re
 
@@ -184,7 +185,7 @@ def test_trials_of_one_label_are_refused_before_anything_is_written(tmp_path, ca
     assert not os.path.exists(out)
 
 
-def test_fused_systems_are_tabulated_over_seeds_like_runs(tmp_path, capsys):
+def test_fused_systems_are_tabulated_over_seeds_like_runs(tmp_path, capsys, caplog):
     for seed in (1, 2):
         fused_run = tmp_path / "fused" / str(seed)
         for trial_list, noise in (("source", 0.5), ("target", 1.5)):
@@ -200,9 +201,15 @@ def test_fused_systems_are_tabulated_over_seeds_like_runs(tmp_path, capsys):
     trials, scores = noisy_systems(1, noise=(1.5, 1.5))
     assert summary["eer_percent"][1] == pytest.approx(
         100 * eer(mean_fusion(scores), trials["label"]), abs=0.005)
-    table = seed_table({"fusion": collect(str(tmp_path / "fused" / "*"))},
-                       ["source", "target"], ["eer_percent"])
+    with caplog.at_level(logging.WARNING, logger="local.evaluation.seed_table"):
+        table = seed_table({"fusion": collect(str(tmp_path / "fused" / "*"))},
+                           ["source", "target"], ["eer_percent"])
     assert table.shape[0] == 1
+    # A fused folder has no settings record to name, and the warning says what it holds.
+    assert "hyperparams.yaml" not in caplog.text
+    assert (f"{tmp_path / 'fused' / '1'}, {tmp_path / 'fused' / '2'}: fused folders (python -m "
+            "local.evaluation.fusion --summary), whose verification/provenance.json records "
+            "each row's fusion method and score files but no settings") in caplog.text
 
 
 def test_summary_needs_a_system_name(tmp_path):
