@@ -313,6 +313,13 @@ def prepare_experiment(argv=None, training=True, create_folder=sb.create_experim
                                 ssl_model=settings.get(SSL_MODEL_KEY),
                                 augmentation=augmentation,
                                 condition_overrides=condition_overrides)
+    device = run_opts.get("device") or sb.utils.distributed.infer_device()
+    # A command on other training data than its checkpoints' (an evaluation, or a resume
+    # that accepts them): the trial lists are checked against the checkpoints' data too.
+    trained_on = (trained_manifests(hparams["output_folder"], settings)
+                  if hparams["checkpointer"].list_checkpoints() else [])
+    data = dataio_prep(hparams, condition, device, trained_on)
+    # The run's record follows the data's checks: a command they refuse leaves none.
     if training and sb.utils.distributed.if_main_process():
         record = functools.partial(record_run, hparams["save_folder"], settings, records,
                                    hparams["output_folder"])
@@ -329,12 +336,6 @@ def prepare_experiment(argv=None, training=True, create_folder=sb.create_experim
         if not changes:
             record()
 
-    device = run_opts.get("device") or sb.utils.distributed.infer_device()
-    # A command on other training data than its checkpoints' (an evaluation, or a resume
-    # that accepts them): the trial lists are checked against the checkpoints' data too.
-    trained_on = (trained_manifests(hparams["output_folder"], settings)
-                  if hparams["checkpointer"].list_checkpoints() else [])
-    data = dataio_prep(hparams, condition, device, trained_on)
     # Every report holds the settings it was made with, and replaces the one
     # before it together with them: a resume that changes the run's settings
     # and stops before its report leaves that report with its own.

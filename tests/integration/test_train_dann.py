@@ -633,7 +633,10 @@ def test_evaluation_utterances_shorter_than_the_models_take_fail_before_training
     with pytest.raises(ManifestError, match=r"source_eval.csv: \d+ inputs are shorter than "
                                             r"min_embed_seconds \(1.0 s\)"):
         train(demo_corpus, tmp_path, "--min_embed_seconds=1.0", "--crop_seconds=1.0")
-    assert not os.path.exists(tmp_path / "save" / "label_encoder.txt")
+    # Nothing records a run that never trained.
+    for record in ("hyperparams.yaml", "condition.yaml", "provenance.json",
+                   "save/run_settings.json", "save/label_encoder.txt"):
+        assert not os.path.exists(tmp_path / record), record
 
 
 def test_audio_is_checked_once_per_manifest_by_the_main_process(demo_corpus, tmp_path,
