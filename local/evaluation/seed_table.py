@@ -171,7 +171,7 @@ def changed_inputs(fused):
             if not os.path.isfile(i["path"]) or file_sha256(i["path"]) != i["sha256"]]
 
 
-def is_fused(run):
+def _is_fused(run):
     """Whether ``run`` is a fused folder: its record says what its rows were fused from."""
     record = report_provenance(run)
     return record is not None and bool(_read_record(record[0], "fusion", required=False))
@@ -444,7 +444,7 @@ def check_same_settings(systems):
         runs = list(dict.fromkeys(summaries["run"]))
         records = {run: report_settings(run) for run in runs}
         unrecorded = [run for run, record in records.items() if record is None]
-        fused = [run for run in unrecorded if is_fused(run)]
+        fused = [run for run in unrecorded if _is_fused(run)]
         unrecorded = [run for run in unrecorded if run not in fused]
         if fused and len(runs) > 1:
             logger.warning("%s: fused folders (python -m local.evaluation.fusion --summary), "
