@@ -11,6 +11,7 @@ import os
 import pandas as pd
 import torch
 from speechbrain.dataio.batch import PaddedBatch
+from speechbrain.utils.autocast import AMPConfig, TorchAutocast
 from tqdm import tqdm
 
 from local.data.audio import check_lengths, signal_key
@@ -135,6 +136,38 @@ def embeddable_ids(dataset, shortest=None, longest=None):
     items, lengths = manifest_lengths(dataset, range(len(dataset)))
     return [item["id"] for item, (samples, rate) in zip(items, lengths)
             if (shortest or 0) <= samples / rate <= (longest or float("inf"))]
+
+
+def embedded_in(precision, device_type, embed, *inputs):
+    """``embed(*inputs)`` under autocast to ``precision``, in float32: the verification's embeddings.
+
+    The run's ``--eval_precision`` (SpeechBrain's Brain applies it in its
+    ``evaluate_batch``, which the verification does not run), as the Brain
+    embeds for the report and an exported model for its users.
+
+    Arguments
+    ---------
+    precision : str
+        ``fp32``, ``bf16`` or ``fp16``.
+    device_type : str
+        ``cpu`` or ``cuda``.
+    embed : callable
+        Gives the embeddings of ``inputs``.
+    *inputs
+        Its arguments.
+
+    Returns
+    -------
+    torch.Tensor
+        The embeddings, float32.
+
+    Example
+    -------
+    >>> embedded_in("bf16", "cpu", torch.nn.Linear(3, 2), torch.ones(1, 3)).dtype
+    torch.float32
+    """
+    with TorchAutocast(device_type=device_type, dtype=AMPConfig.from_name(precision).dtype):
+        return embed(*inputs).float()
 
 
 @torch.no_grad()

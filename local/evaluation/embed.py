@@ -7,11 +7,10 @@ they stay here.
 
 import pandas as pd
 import torch
-from speechbrain.utils.autocast import AMPConfig, TorchAutocast
 
 from local.data.audio import check_finite_samples, check_lengths, sample_counts
 from local.data.schema import SAMPLE_RATE
-from local.embedding import equal_length_batches
+from local.embedding import embedded_in, equal_length_batches
 
 
 class LengthGuard(torch.nn.Module):
@@ -142,10 +141,8 @@ class FrameLengthEmbedder(torch.nn.Module):
         """
         counts = sample_counts(wavs, wav_lens)
         groups = equal_length_batches(counts, len(counts))
-        dtype = AMPConfig.from_name(self.precision).dtype
-        with TorchAutocast(device_type=wavs.device.type, dtype=dtype):
-            embeddings = torch.cat([self._embed_whole(wavs[group, :counts[group[0]]]).float()
-                                    for group in groups])
+        embeddings = torch.cat([embedded_in(self.precision, wavs.device.type, self._embed_whole,
+                                            wavs[group, :counts[group[0]]]) for group in groups])
         order = torch.tensor([index for group in groups for index in group],
                              device=embeddings.device)
         return embeddings[torch.argsort(order)]

@@ -4,14 +4,13 @@ import gc
 
 import speechbrain as sb
 import torch
-from speechbrain.utils.autocast import AMPConfig, TorchAutocast
 from speechbrain.utils.distributed import ddp_broadcast
 from speechbrain.utils.logger import get_logger
 from speechbrain.utils.optimizers import rm_vector_weight_decay
 from torch.nn.parallel import DistributedDataParallel
 
 from local.data.dataio import STEP_STREAM, random_seed
-from local.embedding import compute_embeddings, embeddable_ids
+from local.embedding import compute_embeddings, embeddable_ids, embedded_in
 from local.model.adversaries import DomainItems
 from local.model.augmentation import augmented_pair
 from local.model.distributed import gradient_sync, process_share, unwrapped, wrap_in_ddp
@@ -225,9 +224,7 @@ class DANNBrain(sb.Brain):
         wavs, wav_lens : torch.Tensor
             As :meth:`embed` takes them.
         """
-        dtype = AMPConfig.from_name(self.eval_precision).dtype
-        with TorchAutocast(device_type=self.device_type, dtype=dtype):
-            return self.embed(wavs, wav_lens).float()
+        return embedded_in(self.eval_precision, self.device_type, self.embed, wavs, wav_lens)
 
     def compute_forward(self, batch, stage):
         """Embeddings; in training, of the source then the target crops, and what the
