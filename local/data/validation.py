@@ -555,8 +555,8 @@ def check_typed_model_phrases(trials, models, manifest, manifest_path, enrolment
     table gives none; one that contradicts them :func:`side_values` refuses)
     has no phrase, so its types could not be checked and the per-phrase rows
     of the report (:func:`local.evaluation.report.condition_table`) would
-    leave its trials out. Untyped (text-independent) trials may enrol
-    several phrases.
+    put its trials under the phrase ``mixed``. Untyped (text-independent)
+    trials may enrol several phrases.
 
     Arguments
     ---------

@@ -9,10 +9,14 @@ The *per-condition table* splits the trials by the manifest columns in
 telephone``: enrolment side wireless, test side telephone), and, for trial
 lists with trial types (SdSV's ``TC``, ``TW``, ``IC``, ``IW``), one per
 pair of a target type with a non-target type (``TC vs IC``), since a type
-alone holds one class of trials. Where only the enrolment side carries a
-value (an SdSV test file's phrase is not known, its model's is), the trials
-are grouped by it (``phrase (enrolment) = 07``). A group of one class has no
-EER: its row says ``n/a: one-sided``.
+alone holds one class of trials. Where only one side carries a value (an
+SdSV test file's phrase is not known, its model's is), the trials are
+grouped by it (``phrase (enrolment) = 07``, ``phrase (test) = 02``), and the
+trials of neither side's value make a row of their own (``phrase (neither
+side) = unknown``). An enrolment model whose utterances have several values
+has the value ``mixed`` (``channel = mixed / telephone``). So the rows of
+each column hold every trial once: their trial counts add up to the ``all``
+row's. A group of one class has no EER: its row says ``n/a: one-sided``.
 """
 
 import os
@@ -31,6 +35,10 @@ SCORE_COLUMNS = ["enrol", "test", "score", "label"]
 # Manifest columns whose values define conditions.
 CONDITION_COLUMNS = ["lang", "channel", "gender", "phrase", "domain"]
 ONE_SIDED = "n/a: one-sided"
+# The value of an enrolment model whose utterances have several, and of the
+# trials of neither side's value (condition_table).
+MIXED = "mixed"
+UNKNOWN = "unknown"
 # In a report folder: the checkpoint whose model it scored, its name and save time
 # (local.model.checkpoints.checkpoint_identity).
 CHECKPOINT_FILE = "checkpoint.txt"
@@ -252,18 +260,46 @@ def det_ticks(bottom, top):
 
 
 def _attributes(manifest, enrolment):
-    """Condition values of the enrolment and the test side IDs (NaN when unknown)."""
+    """Condition values of the enrolment and the test side IDs (NaN when unknown, :data:`MIXED`
+    for a model whose utterances disagree)."""
     columns = [c for c in CONDITION_COLUMNS if c in manifest.columns]
     utterances = manifest.set_index("ID")[columns].replace("", np.nan)
     if enrolment is None:
         return utterances, utterances
     members = enrolment[["model_id"]].assign(ID=enrolment["utt_ids"].str.split()).explode("ID")
     values = members.join(utterances, on="ID").groupby("model_id")[columns]
-    agreed = values.first().where(values.nunique() == 1)
+    agreed = values.first().mask(values.nunique() > 1, MIXED)
     own = enrolment.set_index("model_id").reindex(columns=columns).replace("", np.nan)
     models = own.fillna(agreed)
     # A model ID that is also an utterance ID is the model on the enrolment side.
     return pd.concat([utterances.drop(models.index, errors="ignore"), models]), utterances
+
+
+def _breakdown(column, enrol, test):
+    """``(condition, value, trial indices)`` of each row of ``column``; each trial in one row.
+
+    Trials whose two sides have values are grouped by their pair (shared
+    values first), those of one known side by its value (``<column>
+    (enrolment)``, ``<column> (test)``), and those of neither side make one
+    row, ``<column> (neither side)``. A column that no trial's side has a
+    value of has no rows.
+    """
+    both = enrol.notna() & test.notna()
+    groups = pd.DataFrame({"enrol": enrol[both], "test": test[both]}).groupby(
+        ["enrol", "test"]).groups
+    same = sorted(key for key in groups if key[0] == key[1])
+    rows = [(column, key[0] if key in same else f"{key[0]} / {key[1]}", groups[key].to_numpy())
+            for key in same + sorted(set(groups) - set(same))]
+    # Where one side alone has a value (SdSV: the phrase of the model, not of
+    # the test file), the trials are grouped by it.
+    for side, values, other in (("enrolment", enrol, test), ("test", test, enrol)):
+        alone = values[other.isna()].dropna()
+        rows += [(f"{column} ({side})", value, index.to_numpy())
+                 for value, index in sorted(alone.groupby(alone).groups.items())]
+    neither = np.flatnonzero(enrol.isna() & test.isna())
+    if rows and neither.size:
+        rows.append((f"{column} (neither side)", UNKNOWN, neither))
+    return rows
 
 
 def _row(condition, value, scores, labels, dcf):
@@ -293,7 +329,11 @@ def condition_table(trials, scores, manifest, enrolment=None, dcf=VOXCELEB_DCF):
         returns). A model takes a condition value from its own column in the
         table if there is one, else from its utterances when they agree
         (utterances whose value is unknown do not count: ``en``, ``""``,
-        ``en`` is ``en``).
+        ``en`` is ``en``), and is ``mixed`` when they do not (``wireless``,
+        ``telephone``): its trials are then in rows of their own
+        (``mixed / telephone``) rather than in none of the column's, which
+        would leave them counted by ``all`` alone without a reader of the
+        column's rows knowing.
     dcf : list of tuple
         ``(p_target, c_miss, c_fa)`` settings.
 
@@ -301,7 +341,12 @@ def condition_table(trials, scores, manifest, enrolment=None, dcf=VOXCELEB_DCF):
     -------
     pandas.DataFrame
         Columns ``condition, value, trials, targets, nontargets, eer,
-        min_dcf_..., note``; the first row is ``all``. One-sided groups have
+        min_dcf_..., note``; the first row is ``all``. The rows of each
+        condition column hold every trial once: those of
+        one known side are grouped by it (``channel (enrolment)``,
+        ``channel (test)``), those of neither make ``channel (neither side)``,
+        so that the trials of a column's rows add up to those of ``all``
+        (the trial type pairs share their target trials). One-sided groups have
         NaN metrics and the note ``n/a: one-sided``; the counts beside the
         others say how far their figures can be trusted (in a condition of
         5 target trials the miss rate moves in steps of 20 %).
@@ -328,19 +373,8 @@ def condition_table(trials, scores, manifest, enrolment=None, dcf=VOXCELEB_DCF):
     enrol = enrol_values.reindex(trials["enrol"].to_numpy()).reset_index(drop=True)
     test = test_values.reindex(trials["test"].to_numpy()).reset_index(drop=True)
     for column in enrol.columns:
-        pairs = pd.DataFrame({"enrol": enrol[column], "test": test[column]}).dropna()
-        groups = pairs.groupby(["enrol", "test"]).groups
-        same = sorted(key for key in groups if key[0] == key[1])
-        for key in same + sorted(set(groups) - set(same)):
-            index = groups[key].to_numpy()
-            value = key[0] if key in same else f"{key[0]} / {key[1]}"
-            rows.append(_row(column, value, scores[index], labels[index], dcf))
-        # Where only the enrolment side has a value (SdSV: the phrase of the
-        # model, not of the test file), the trials are grouped by it.
-        enrol_only = enrol[column][test[column].isna()].dropna()
-        for value, index in sorted(enrol_only.groupby(enrol_only).groups.items()):
-            index = index.to_numpy()
-            rows.append(_row(f"{column} (enrolment)", value, scores[index], labels[index], dcf))
+        for condition, value, index in _breakdown(column, enrol[column], test[column]):
+            rows.append(_row(condition, value, scores[index], labels[index], dcf))
     types = trials.get("trial_type", pd.Series("", index=trials.index)).to_numpy()
     for target in sorted(set(types[labels == 1]) - {""}):
         for other in sorted(set(types[labels == 0]) - {"", target}):

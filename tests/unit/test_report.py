@@ -43,22 +43,22 @@ UTTERANCES = {
     "c1": ("C", "tel", "fa", "02"),
 }
 # mA: channel and lang from its utterances (they agree), phrase from the table.
-# mB: its utterances disagree on channel and lang, so these are unknown.
+# mB: its utterances disagree on channel and lang, so these are mixed.
 MODELS = [
     {"model_id": "mA", "utt_ids": "a1 a3", "phrase": "02"},
     {"model_id": "mB", "utt_ids": "b1 b2", "phrase": "01"},
 ]
 # label, enrol, test, type; the comments are the (enrol / test) conditions.
 TRIALS = [
-    (1, "mA", "a2", "TC"),  # 0  channel mic/tel, lang fa,    phrase 02
-    (0, "mA", "c1", "IC"),  # 1  channel mic/tel, lang fa,    phrase 02
-    (1, "mB", "b3", "TC"),  # 2  channel ?/?,     lang ?/fa,  phrase 01
-    (0, "mB", "a1", "IC"),  # 3  channel ?/mic,   lang ?/fa,  phrase 01
-    (0, "mA", "b1", "IW"),  # 4  channel mic,     lang fa,    phrase 02/01
-    (0, "mA", "a1", "TW"),  # 5  channel mic,     lang fa,    phrase 02/01
-    (0, "mB", "c1", "IW"),  # 6  channel ?/tel,   lang ?/fa,  phrase 01/02
-    (0, "a1", "b2", "IC"),  # 7  channel mic/tel, lang fa/en, phrase 01
-    (1, "a3", "a2", "TC"),  # 8  channel mic/tel, lang fa,    phrase ?/02
+    (1, "mA", "a2", "TC"),  # 0  channel mic/tel,   lang fa,       phrase 02
+    (0, "mA", "c1", "IC"),  # 1  channel mic/tel,   lang fa,       phrase 02
+    (1, "mB", "b3", "TC"),  # 2  channel mixed/?,   lang mixed/fa, phrase 01
+    (0, "mB", "a1", "IC"),  # 3  channel mixed/mic, lang mixed/fa, phrase 01
+    (0, "mA", "b1", "IW"),  # 4  channel mic,       lang fa,       phrase 02/01
+    (0, "mA", "a1", "TW"),  # 5  channel mic,       lang fa,       phrase 02/01
+    (0, "mB", "c1", "IW"),  # 6  channel mixed/tel, lang mixed/fa, phrase 01/02
+    (0, "a1", "b2", "IC"),  # 7  channel mic/tel,   lang fa/en,    phrase 01
+    (1, "a3", "a2", "TC"),  # 8  channel mic/tel,   lang fa,       phrase ?/02
 ]
 SCORES = np.array([0.9, 0.2, 0.6, 0.7, 0.1, 0.4, 0.3, 0.5, 0.8])
 
@@ -93,12 +93,17 @@ EXPECTED = [
     expected_row("all", "all", [0, 1, 2, 3, 4, 5, 6, 7, 8]),
     expected_row("lang", "fa", [0, 1, 4, 5, 8]),
     expected_row("lang", "fa / en", [7]),
+    expected_row("lang", "mixed / fa", [2, 3, 6]),
     expected_row("channel", "mic", [4, 5]),
     expected_row("channel", "mic / tel", [0, 1, 7, 8]),
+    expected_row("channel", "mixed / mic", [3]),
+    expected_row("channel", "mixed / tel", [6]),
+    expected_row("channel (enrolment)", "mixed", [2]),
     expected_row("phrase", "01", [2, 3, 7]),
     expected_row("phrase", "02", [0, 1]),
     expected_row("phrase", "01 / 02", [6]),
     expected_row("phrase", "02 / 01", [4, 5]),
+    expected_row("phrase (test)", "02", [8]),
     expected_row("domain", "demo", [0, 1, 2, 3, 4, 5, 6, 7, 8]),
     expected_row("trial_type", "TC vs IC", [0, 1, 2, 3, 7, 8]),
     expected_row("trial_type", "TC vs IW", [0, 2, 4, 6, 8]),
@@ -157,6 +162,44 @@ def test_a_model_named_like_its_utterance_is_the_model_on_the_enrolment_side_onl
     assert table[["condition", "value", "trials", "targets"]].values.tolist() == [
         ["all", "all", 4, 2], ["phrase", "07 / 02", 1, 0],
         ["phrase (enrolment)", "02", 2, 1], ["phrase (enrolment)", "07", 1, 1]]
+
+
+def test_the_rows_of_each_column_hold_every_trial_once():
+    """Models enrolled over both channels, utterances of no channel or phrase: once the
+    wireless+telephone models' trials were in no channel row, and those of a phrase on the
+    test side alone in no phrase row, while the ``all`` row counted them."""
+    # Utterance s<speaker><channel><n>: channel w wireless, t telephone, u unknown; phrase 01
+    # for speakers 0 and 3, 02 for speaker 1, unknown for speaker 2.
+    channels, phrases = {"w": "wireless", "t": "telephone", "u": ""}, ["01", "02", "", "01"]
+    utts = [f"s{spk}{ch}{n}" for spk in range(4) for ch in channels for n in range(2)]
+    manifest = pd.DataFrame({"ID": utts, "channel": [channels[u[2]] for u in utts],
+                             "phrase": [phrases[int(u[1])] for u in utts]})
+    models = {f"m{spk}{kind}": " ".join(f"s{spk}{utt}" for utt in members)
+              for spk in range(4)
+              for kind, members in (("mix", ["w0", "t0"]), ("tel", ["t1"]), ("unk", ["u0", "u1"]))}
+    enrolment = pd.DataFrame({"model_id": list(models), "utt_ids": list(models.values())})
+    tests = [u for u in utts if u.endswith("1") or u[2] == "u"]
+    trials = pd.DataFrame([(int(model[1] == test[1]), model, test)
+                           for model in models for test in tests],
+                          columns=["label", "enrol", "test"])
+    scores = np.random.default_rng(0).normal(size=len(trials)) + trials["label"]
+    table = condition_table(trials, scores, manifest, enrolment)
+    column = table["condition"].str.split(" ").str[0]
+    assert table.groupby(column)["trials"].sum().to_dict() == {
+        "all": len(trials), "channel": len(trials), "phrase": len(trials)}
+    rows = table.set_index(["condition", "value"])["trials"]
+    enrol, test = trials["enrol"].str[2:], trials["test"].str[2]
+    assert rows[("channel", "mixed / telephone")] == ((enrol == "mix") & (test == "t")).sum()
+    assert rows[("channel (enrolment)", "mixed")] == ((enrol == "mix") & (test == "u")).sum()
+    assert rows[("channel (test)", "telephone")] == ((enrol == "unk") & (test == "t")).sum()
+    neither = np.flatnonzero((enrol == "unk") & (test == "u"))
+    assert rows[("channel (neither side)", "unknown")] == len(neither)
+    assert table.set_index(["condition", "value"]).loc[
+        ("channel (neither side)", "unknown"), "eer"] == pytest.approx(
+        eer(scores[neither], trials["label"][neither]))
+    # Speaker 2's models have no phrase; its trials of test phrase 01 are the speakers 0 and 3's.
+    assert rows[("phrase (test)", "01")] == (
+        (trials["enrol"].str[1] == "2") & trials["test"].str[1].isin(["0", "3"])).sum()
 
 
 def test_hand_computed_values(evaluation):
