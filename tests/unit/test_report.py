@@ -173,7 +173,7 @@ def test_the_rows_of_each_column_hold_every_trial_once():
     channels, phrases = {"w": "wireless", "t": "telephone", "u": ""}, ["01", "02", "", "01"]
     utts = [f"s{spk}{ch}{n}" for spk in range(4) for ch in channels for n in range(2)]
     manifest = pd.DataFrame({"ID": utts, "channel": [channels[u[2]] for u in utts],
-                             "phrase": [phrases[int(u[1])] for u in utts]})
+                             "phrase": [phrases[int(u[1])] for u in utts], "gender": ""})
     models = {f"m{spk}{kind}": " ".join(f"s{spk}{utt}" for utt in members)
               for spk in range(4)
               for kind, members in (("mix", ["w0", "t0"]), ("tel", ["t1"]), ("unk", ["u0", "u1"]))}
@@ -185,6 +185,7 @@ def test_the_rows_of_each_column_hold_every_trial_once():
     scores = np.random.default_rng(0).normal(size=len(trials)) + trials["label"]
     table = condition_table(trials, scores, manifest, enrolment)
     column = table["condition"].str.split(" ").str[0]
+    # No trial has a gender: no rows, rather than one of all trials "unknown".
     assert table.groupby(column)["trials"].sum().to_dict() == {
         "all": len(trials), "channel": len(trials), "phrase": len(trials)}
     rows = table.set_index(["condition", "value"])["trials"]
