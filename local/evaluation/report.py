@@ -35,8 +35,8 @@ SCORE_COLUMNS = ["enrol", "test", "score", "label"]
 # Manifest columns whose values define conditions.
 CONDITION_COLUMNS = ["lang", "channel", "gender", "phrase", "domain"]
 ONE_SIDED = "n/a: one-sided"
-# The value of an enrolment model whose utterances have several, and of the
-# trials of neither side's value (condition_table).
+# condition_table's value of an enrolment model whose utterances have several
+# values of a column, and that of the trials neither of whose sides has one.
 MIXED = "mixed"
 UNKNOWN = "unknown"
 # In a report folder: the checkpoint whose model it scored, its name and save time
@@ -342,14 +342,14 @@ def condition_table(trials, scores, manifest, enrolment=None, dcf=VOXCELEB_DCF):
     pandas.DataFrame
         Columns ``condition, value, trials, targets, nontargets, eer,
         min_dcf_..., note``; the first row is ``all``. The rows of each
-        condition column hold every trial once: those of
-        one known side are grouped by it (``channel (enrolment)``,
-        ``channel (test)``), those of neither make ``channel (neither side)``,
-        so that the trials of a column's rows add up to those of ``all``
-        (the trial type pairs share their target trials). One-sided groups have
-        NaN metrics and the note ``n/a: one-sided``; the counts beside the
-        others say how far their figures can be trusted (in a condition of
-        5 target trials the miss rate moves in steps of 20 %).
+        condition column hold every trial once: the trials of one known side
+        are grouped by it (``channel (enrolment)``, ``channel (test)``), those
+        of neither make ``channel (neither side)``, so that the trials of a
+        column's rows add up to those of ``all`` (the trial type pairs share
+        their target trials). One-sided groups have NaN metrics and the
+        note ``n/a: one-sided``; the counts beside the others say how far
+        their figures can be trusted (in a condition of 5 target trials the
+        miss rate moves in steps of 20 %).
 
     Example
     -------
