@@ -27,6 +27,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from scipy.stats import norm
 
+from local.data.manifest_io import numbered_lines, read_fields
+from local.data.schema import REST
 from local.errors import fail
 from local.evaluation.metrics import VOXCELEB_DCF, compute_metrics, dcf_name, eer, error_rates
 from local.whole_files import written_whole
@@ -101,6 +103,9 @@ def write_scores(path, trials, scores):
 def read_scores(path):
     """Read a score file written by :func:`write_scores`.
 
+    Fields are separated by any whitespace; blank lines, Windows line ends
+    and a UTF-8 byte order mark are ignored, as in a trial list.
+
     Arguments
     ---------
     path : str
@@ -114,7 +119,8 @@ def read_scores(path):
     Raises
     ------
     ManifestError
-        For a missing or empty file, malformed lines or repeated trials.
+        For a missing, empty or non-UTF-8 file, malformed lines or repeated
+        trials.
 
     Example
     -------
@@ -125,30 +131,23 @@ def read_scores(path):
     >>> list(read_scores(path).itertuples(index=False, name=None))
     [('u1', 'u2', 0.75, 1), ('u1', 'u3', -0.1, 0)]
     """
-    form = "lines must be 'enrol test score label' with a finite score and label 0 or 1"
     if not os.path.isfile(path):
         fail(path, "score file does not exist", fix="score the trial list first")
-    try:
-        table = pd.read_csv(path, sep=r"\s+", header=None, dtype=str, keep_default_na=False,
-                            skip_blank_lines=False)
-    except pd.errors.EmptyDataError:
+    fields = read_fields(path, SCORE_COLUMNS)
+    if fields.empty:
         fail(path, "score file is empty", fix="score the trial list first")
-    except pd.errors.ParserError as err:
-        fail(path, f"{form} ({err})".replace("\n", " "))
-    if table.shape[1] != len(SCORE_COLUMNS):
-        fail(path, f"{form}; found {table.shape[1]} fields a line")
-    table.columns = SCORE_COLUMNS
-    score = pd.to_numeric(table["score"], errors="coerce")
-    bad = ~np.isfinite(score) | ~table["label"].isin(["0", "1"])
+    score = pd.to_numeric(fields["score"], errors="coerce")
+    bad = ~np.isfinite(score) | ~fields["label"].isin(["0", "1"]) | (fields[REST] != "")
     if bad.any():
-        fail(path, form,
-             rows=[f"line {i + 1}: {' '.join(table.loc[i]).strip()}" for i in table.index[bad]])
-    repeated = table.duplicated(["enrol", "test"])
+        fail(path, "lines must be 'enrol test score label' with a finite score and label 0 or 1",
+             rows=numbered_lines(fields[bad]),
+             fix="write one trial a line, its label 1 for a target trial and 0 for a non-target")
+    repeated = fields.duplicated(["enrol", "test"])
     if repeated.any():
         fail(path, "trials listed more than once",
-             rows=[f"line {i + 1}: {table['enrol'][i]} {table['test'][i]}"
-                   for i in table.index[repeated]])
-    return table.assign(score=score, label=table["label"].astype(int))
+             rows=numbered_lines(fields.loc[repeated, ["enrol", "test"]]))
+    table = fields[SCORE_COLUMNS].reset_index(drop=True)
+    return table.assign(score=score.to_numpy(), label=table["label"].astype(int))
 
 
 def plot_det(panels, path, styles=None):

@@ -268,10 +268,11 @@ def test_score_file_round_trip_is_exact(tmp_path):
     "text, message",
     [
         ("", "score file is empty"),
-        ("a b 0.5 1\nc d 0.1 0 extra\n", "Expected 4 fields in line 2, saw 5"),
+        ("a b 0.5 1\nc d 0.1 0 extra\n", "label 0 or 1\n  line 2: c d 0.1 0 extra\nFix"),
+        ("\n\n", "score file is empty"),
         ("a b 0.5 1\nc d x 0\ne f 0.2 2\ng h 0.3\n",
          "finite score and label 0 or 1\n"
-         "  line 2: c d x 0\n  line 3: e f 0.2 2\n  line 4: g h 0.3$"),
+         "  line 2: c d x 0\n  line 3: e f 0.2 2\n  line 4: g h 0.3\nFix"),
         ("a b nan 1\n", "line 1: a b nan 1"),
         ("a b 0.5 1\na b 0.4 1\n", "trials listed more than once\n  line 2: a b"),
     ],
@@ -283,6 +284,25 @@ def test_bad_score_files_are_named(tmp_path, text, message):
         read_scores(path)
     with pytest.raises(ManifestError, match="score file does not exist"):
         read_scores(tmp_path / "none.txt")
+
+
+def test_a_score_file_with_blank_lines_and_windows_line_ends_is_read(tmp_path):
+    # As another tool or an editor leaves it: CRLF, a blank line, spaces at the
+    # ends of lines, a byte order mark and no newline after the last line.
+    path = tmp_path / "s.txt"
+    path.write_bytes("\ufeffa b 0.5 1 \r\n\r\na c -1e-3 0\r\n\r\nb c 2 1".encode())
+    assert list(read_scores(path).itertuples(index=False, name=None)) == [
+        ("a", "b", 0.5, 1), ("a", "c", -0.001, 0), ("b", "c", 2.0, 1)]
+    path.write_text("a b 0.5 1\nb c 0.1 0\nb c 0.2 0\n\n")
+    with pytest.raises(ManifestError, match="trials listed more than once\n  line 3: b c$"):
+        read_scores(path)
+
+
+def test_a_score_file_that_is_not_utf8_is_named(tmp_path):
+    path = tmp_path / "s.txt"
+    path.write_bytes("a b 0.5 1\nb\u00e9 c 0.1 0\n".encode("latin-1"))
+    with pytest.raises(ManifestError, match="s.txt: is not UTF-8 text\n  line 2: "):
+        read_scores(path)
 
 
 def test_det_plot_has_one_curve_per_system(tmp_path):
