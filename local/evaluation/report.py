@@ -434,7 +434,8 @@ def _markdown(table):
     return markdown_table(header, rows)
 
 
-def write_summary_report(path, title, summary, best, det_systems, checkpoint, unscored=None):
+def write_summary_report(path, title, summary, best, det_systems, checkpoint, unscored=None,
+                         notes=()):
     """Write the report a person reads first: the summary, the DET figure, where the rest is.
 
     Arguments
@@ -455,6 +456,8 @@ def write_summary_report(path, title, summary, best, det_systems, checkpoint, un
     unscored : dict, optional
         ``{back-end: why}`` of the chosen back-ends the run's data could
         not train, named under the table.
+    notes : sequence of str
+        Sentences on how the systems were scored (the cohort), under the table.
 
     Example
     -------
@@ -485,6 +488,7 @@ def write_summary_report(path, title, summary, best, det_systems, checkpoint, un
             "Lowest EER of each trial list (in bold): " + "; ".join(
                 f"{name}: `{system}` ({lowest[system]:.2f} %)" for name, system in best.items())
             + ".", "",
+            *(line for note in notes for line in (note, "")),
             *not_scored(unscored or {}),
             f"![DET curves of {det_systems}](det.png)", "",
             "## The rest of this folder", "",

@@ -500,8 +500,13 @@ def verify(embed, hparams, condition, eval_datasets, training, device, checkpoin
             "intact"):
         cache = EmbeddingCache(embed, hparams, device, checkpoint, settings, precision)
         embeddings = evaluation_embeddings(cache, condition["evaluation"], eval_datasets)
-        backends, unscored = build_backends(chosen_backends(hparams),
-                                            training_embeddings(cache, hparams, training))
+        data = training_embeddings(cache, hparams, training)
+        backends, unscored = build_backends(chosen_backends(hparams), data)
+        # The cohort is drawn (and embedded) only for the uses that need it.
+        notes = ([cohort_note(hparams, len(data.cohort))]
+                 if hparams["score_norm"] or hparams["backend_adaptation"] else [])
+        for note in notes:
+            logger.info(note)
         spaces = {name: {manifest: backend.adapt(vectors)
                          for manifest, vectors in embeddings.items()}
                   for name, backend in backends.items()}
@@ -531,13 +536,49 @@ def verify(embed, hparams, condition, eval_datasets, training, device, checkpoin
                  os.path.join(report_folder, "det.png"), {s.name: det_style(s) for s in drawn})
         write_summary_report(os.path.join(report_folder, "report.md"), condition["condition"],
                              summary, best, DET_SYSTEMS[hparams["det_systems"]], checkpoint,
-                             unscored)
+                             unscored, notes)
         write_scored_checkpoint(report_folder, checkpoint)
         if records is not None:
             records(report_folder)
     print(f"Verification ({condition['condition']}):\n"
           f"{summary.to_string(index=False, float_format='{:.4f}'.format)}")
     return results
+
+
+def cohort_note(hparams, size):
+    """What the cohort held and what used it, as the report says it.
+
+    ``cohort_size`` is the most utterances drawn: a training manifest with
+    fewer that embed whole gives them all, a smaller cohort than the setting
+    names, which AS-norm's ``cohort_top_k`` is a share of.
+
+    Arguments
+    ---------
+    hparams : dict
+        ``cohort_domain``, ``cohort_size``, ``score_norm``, ``cohort_top_k``
+        and ``backend_adaptation``.
+    size : int
+        The utterances of the cohort drawn.
+
+    Returns
+    -------
+    str
+        One sentence.
+
+    Example
+    -------
+    >>> hparams = {"cohort_domain": "target", "cohort_size": 1000, "score_norm": "asnorm",
+    ...            "cohort_top_k": 200, "backend_adaptation": "whiten"}
+    >>> print(cohort_note(hparams, 240))
+    Cohort: 240 target training utterances, all that embed whole (fewer than cohort_size, 1000), for asnorm over each side's 200 closest and whiten.
+    """
+    drawn = (f"all that embed whole (fewer than cohort_size, {hparams['cohort_size']})"
+             if size < hparams["cohort_size"] else "a random draw of cohort_size")
+    uses = [hparams["score_norm"], hparams["backend_adaptation"]]
+    if hparams["score_norm"] == "asnorm":
+        uses[0] = f"asnorm over each side's {hparams['cohort_top_k']} closest"
+    return (f"Cohort: {size} {hparams['cohort_domain']} training utterances, {drawn}, for "
+            f"{' and '.join(use for use in uses if use)}.")
 
 
 def best_systems(systems, results):

@@ -337,6 +337,28 @@ def test_too_small_a_cohort_fails_before_anything_is_embedded(demo_corpus, tmp_p
     assert not os.path.exists(folder)
 
 
+@pytest.mark.parametrize("rows, settings, said", [
+    (None, {"score_norm": "snorm"},
+     "Cohort: 50 target training utterances, a random draw of cohort_size, for snorm."),
+    # A manifest of fewer than cohort_size: all of it, a cohort the setting does not say.
+    (30, {"score_norm": "asnorm", "backend_adaptation": "mean"},
+     "Cohort: 30 target training utterances, all that embed whole (fewer than cohort_size, 50), "
+     "for asnorm over each side's 10 closest and mean."),
+])
+def test_the_report_says_what_the_cohort_held(demo_corpus, tmp_path, rows, settings, said):
+    target_train = tmp_path / "target_train.csv"
+    pd.read_csv(demo_corpus["target_train"]).head(rows).to_csv(target_train, index=False)
+    folder, _, _ = verify_demo(demo_corpus, str(tmp_path / "run"), str(target_train), **settings)
+    text = open(os.path.join(folder, "verification", "report.md"), encoding="utf-8").read()
+    assert said in text.splitlines()
+
+
+def test_a_report_without_a_cohort_names_none(demo_corpus, tmp_path):
+    folder, _, _ = verify_demo(demo_corpus, str(tmp_path / "run"))
+    text = open(os.path.join(folder, "verification", "report.md"), encoding="utf-8").read()
+    assert "Cohort" not in text
+
+
 @pytest.mark.parametrize("rows, ridge", [(17, 0), (2, 0.1)])
 def test_a_cohort_that_can_be_whitened_passes_the_check_from_its_manifest(demo_corpus, tmp_path,
                                                                          rows, ridge):
