@@ -22,8 +22,9 @@ from local.evaluation.metrics import (
 from local.evaluation.report import score_file, write_scores
 from local.export import operating_points
 
-# The published settings plus ones where targets are common or the costs uneven.
-SETTINGS = VOXCELEB_DCF + SDSV_DCF + [(0.5, 1, 1), (0.05, 1, 3)]
+# The published settings (VoxSRC's p_target 0.05 among them) plus ones where targets are
+# common or the costs uneven.
+SETTINGS = VOXCELEB_DCF + SDSV_DCF + [(0.05, 1, 1), (0.5, 1, 1), (0.05, 1, 3)]
 
 
 def _random(seed, n=300, decimals=None):
@@ -163,6 +164,36 @@ def test_a_tie_across_classes_is_never_split():
     assert eer(scores, labels) == pytest.approx((1 / 3 + 0) / 2)
     # At p_target 0.5 the normalised cost is p_miss + p_fa: 1/3 + 0 beats 0 + 1/2.
     assert min_dcf(scores, labels, p_target=0.5) == pytest.approx(1 / 3)
+
+
+def per_class_points(scores, labels):
+    """Miss and false-alarm counts at each distinct score and -inf, from each class's
+    sorted scores (no sort of the pooled trials), and the class sizes."""
+    targets, nontargets = np.sort(scores[labels == 1]), np.sort(scores[labels == 0])
+    thresholds = np.r_[-np.inf, np.unique(scores)]
+    misses = np.searchsorted(targets, thresholds, side="right")
+    false_alarms = len(nontargets) - np.searchsorted(nontargets, thresholds, side="right")
+    return misses, false_alarms, len(targets), len(nontargets)
+
+
+@pytest.mark.parametrize("decimals", [None, 1])
+def test_ten_targets_among_a_hundred_thousand_non_targets(decimals):
+    """A list as unbalanced as a few enrolled speakers against many impostors, with and
+    without ties: EER and minDCF (VoxSRC's p_target 0.05 among them) of the exact counts."""
+    rng = np.random.default_rng(5)
+    labels = np.r_[np.ones(10, int), np.zeros(10**5, int)]
+    scores = rng.normal(size=labels.size) + 2 * labels
+    scores = scores if decimals is None else scores.round(decimals)
+    misses, false_alarms, n_target, n_nontarget = per_class_points(scores, labels)
+    # Closest in exact integers, the lowest threshold of equally close points.
+    best = np.argmin(np.abs(false_alarms * n_target - misses * n_nontarget))
+    assert eer(scores, labels) == pytest.approx(
+        (misses[best] / n_target + false_alarms[best] / n_nontarget) / 2, abs=1e-12)
+    for p_target, c_miss, c_fa in SETTINGS:
+        cost = (c_miss * p_target * misses / n_target
+                + c_fa * (1 - p_target) * false_alarms / n_nontarget)
+        assert min_dcf(scores, labels, p_target, c_miss, c_fa) == pytest.approx(
+            cost.min() / min(c_miss * p_target, c_fa * (1 - p_target)), abs=1e-12)
 
 
 def test_compute_metrics_is_the_single_metrics_from_one_sort():

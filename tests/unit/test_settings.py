@@ -117,6 +117,19 @@ def test_a_malformed_min_dcf_is_refused_on_loading_the_condition(tmp_path, added
     assert spec["evaluation"]["target"]["min_dcf"] == [[0.01, 10, 1]]
 
 
+def test_a_trial_lists_min_dcf_is_set_from_the_command_line_keeping_its_files():
+    """docs/evaluation.md's VoxSRC setting: the override merges into the list's entry."""
+    settings = "[[0.01, 1, 1], [0.001, 1, 1], [0.05, 1, 1]]"
+    condition = load_condition(f"evaluation: {{target: {{min_dcf: {settings}}}}}",
+                               "hparams/dann_fbank.yaml")[1]["evaluation"]
+    assert condition["target"] == {"manifest": "data/demo/target_eval.csv",
+                                   "trials": "data/demo/trials_target.txt",
+                                   "min_dcf": [[0.01, 1, 1], [0.001, 1, 1], [0.05, 1, 1]]}
+    assert "min_dcf" not in condition["source"]
+    with pytest.raises(ManifestError, match=r"has min_dcf: \[0.05, 1, 1\], not a list"):
+        load_condition("evaluation: {target: {min_dcf: [0.05, 1, 1]}}", "hparams/dann_fbank.yaml")
+
+
 def test_a_misspelt_key_of_a_trial_list_is_refused_not_ignored(tmp_path):
     text = open("recipes/demo/condition.yaml", encoding="utf-8").read()
     misspelt = DEMO_TRIALS + "        enrollment: !ref <data_folder>/enrolment.csv\n"
