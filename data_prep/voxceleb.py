@@ -27,10 +27,16 @@ A tree converted as SpeechBrain's VoxCeleb2 instructions leave it
 (``wav/id00012/...`` directly in the folder, beside VoxCeleb1's test set) is
 refused with the command that moves its VoxCeleb2 speakers into ``dev/wav``.
 
-Trial lists are the cleaned VoxCeleb1 lists in ``label enrol test`` form with
-VoxCeleb1 IDs: Vox1-O ``veri_test2.txt`` (the 40 test speakers), Vox1-E
-``list_test_all2.txt`` and Vox1-H ``list_test_hard2.txt`` (both drawn from all
-of VoxCeleb1, so with them the training speakers come from VoxCeleb2). As in
+Trial lists are the VoxCeleb1 lists in ``label enrol test`` form with
+VoxCeleb1 IDs, as the VoxCeleb site publishes them: Vox1-O ``veri_test2.txt``
+(the 40 test speakers), Vox1-E ``list_test_all2.txt`` and Vox1-H
+``list_test_hard2.txt`` (both drawn from all of VoxCeleb1, so with them the
+training speakers come from VoxCeleb2), and their versions before cleaning,
+``veri_test.txt``, ``list_test_all.txt`` and ``list_test_hard.txt``, in the
+same form (written under their own names, ``trials_veri_test.txt``...). The
+list of VoxCeleb1's first release, which names speakers by celebrity name
+(``Eric_McCormack/Y-qKARMSO7k_0000001.wav``, Kaldi's ``voxceleb1_test.txt``),
+is refused with the lists to download instead. As in
 SpeechBrain's recipe, every speaker that a trial list uses is kept out of
 training. A speaker that a meta file lists in the sets its folder holds
 (VoxCeleb1: dev and test; VoxCeleb2: dev) without recordings there, as of an
@@ -96,7 +102,8 @@ OFFICIAL_TRIALS = {
     "list_test_hard2.txt": "vox1_h",
 }
 TRIAL_PATH = re.compile(r"^id\d+/[^/]+/[^/]+\.wav$")
-# The original list: celebrity name / <youtube_id>_<number>.wav (or a three-part path).
+# The list of VoxCeleb1's first release: celebrity name / <youtube_id>_<number>.wav (or a
+# three-part path).
 OLD_TRIAL_PATH = re.compile(r"^[^/]+/([^/]+/)?[^/]+\.wav$")
 # The archive of each meta file's set (its Set column) that the folders hold.
 VOX1_ARCHIVES = {"dev": "vox1_dev_wav.zip", "test": "vox1_test_wav.zip"}
@@ -450,10 +457,11 @@ def _read_trials(path, known_files, wav_root):
                     continue
             bad.append(shown)
     if old_style:
-        fail(path, "names speakers by celebrity name (the original VoxCeleb1 list form), "
-              "not by VoxCeleb1 ID", rows=old_style,
+        fail(path, "names speakers by celebrity name (the list form of VoxCeleb1's first "
+              "release), not by VoxCeleb1 ID", rows=old_style,
               fix=f"download the cleaned lists with IDs (veri_test2.txt, list_test_all2.txt, "
-              f"list_test_hard2.txt) from {CLEANED_LISTS_URL}")
+              f"list_test_hard2.txt; or veri_test.txt, list_test_all.txt, list_test_hard.txt "
+              f"before cleaning) from {CLEANED_LISTS_URL}")
     if bad:
         fail(path, "lines not of the form "
               "'label idXXXXX/<youtube_id>/NNNNN.wav idXXXXX/<youtube_id>/NNNNN.wav'",

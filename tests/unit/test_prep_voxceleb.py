@@ -72,8 +72,8 @@ LIST_TEST_ALL2 = VERI_TEST2 + LIST_TEST_HARD2 + (
     "0 id10003/5ablueV_1tw/00001.wav id10004/0Pdw9OOkOwQ/00001.wav\n"
     "0 id10003/5ablueV_1tw/00001.wav id10300/ize_eiCFEg0/00004.wav\n"
 )
-# The original list form (veri_test.txt), with celebrity names instead of IDs
-# and <youtube_id>_<number>.wav file names.
+# The list form of VoxCeleb1's first release (Kaldi's voxceleb1_test.txt), with
+# celebrity names instead of IDs and <youtube_id>_<number>.wav file names.
 VERI_TEST_OLD = (
     "1 Eric_McCormack/Y-qKARMSO7k_0000001.wav Eric_McCormack/ZqiYB3NRAOA_0000010.wav\n"
     "0 Eric_McCormack/Y-qKARMSO7k_0000001.wav Hayley_Atwell/ize_eiCFEg0_0000003.wav\n"
@@ -169,6 +169,22 @@ def test_a_trial_list_saved_with_a_byte_order_mark_is_read(vox1, out):
     (vox1 / "veri_test2.txt").write_text("\ufeff" + VERI_TEST2, encoding="utf-8")
     marked = prepare_voxceleb(str(vox1), out + "_bom", ["veri_test2.txt"])
     assert open(marked["trials_vox1_o"], encoding="utf-8").read() == trials
+
+
+def test_the_lists_before_cleaning_are_read_as_published(vox1, out):
+    """veri_test.txt and list_test_hard.txt (as list_test_all.txt) have the cleaned lists'
+    form; saved on Windows (CRLF, a space before the line end, no newline at the end) they
+    read the same."""
+    published = {"veri_test.txt": VERI_TEST2, "list_test_hard.txt": LIST_TEST_HARD2}
+    for name, text in published.items():
+        (vox1 / name).write_bytes(text.replace("\n", " \r\n").rstrip("\r\n").encode())
+    paths = prepare_voxceleb(str(vox1), out, list(published))
+    for name, text in published.items():
+        trials = read_trials(paths[f"trials_{name[:-4]}"])
+        assert [f"{label} {enrol} {test}" for label, enrol, test, _ in trials.itertuples(
+            index=False)] == [
+            f"{label} {utterance_id(enrol)} {utterance_id(test)}"
+            for label, enrol, test in (line.split() for line in text.splitlines())]
 
 
 def test_trial_speakers_are_kept_out_of_training(vox1, out):
@@ -397,8 +413,8 @@ def _not_a_meta_file(vox1, tmp_path):
 
 
 def _old_style_list(vox1, tmp_path):
-    (vox1 / "veri_test.txt").write_text(VERI_TEST_OLD)
-    return dict(trial_lists=["veri_test.txt"])
+    (vox1 / "voxceleb1_test.txt").write_text(VERI_TEST_OLD)
+    return dict(trial_lists=["voxceleb1_test.txt"])
 
 
 def _wav_folder_itself(vox1, tmp_path):
@@ -490,7 +506,7 @@ def _vox2_speechbrain_layout(vox1, tmp_path):
     (_no_meta, r"vox1_meta.csv: meta file not found"),
     (_speaker_not_in_meta, r"vox1_meta.csv: 1 speakers of .*wav are not in it\n  id10004"),
     (_not_a_meta_file, r"vox1_meta.csv: not a VoxCeleb meta file"),
-    (_old_style_list, r"veri_test.txt: names speakers by celebrity name"),
+    (_old_style_list, r"voxceleb1_test.txt: names speakers by celebrity name"),
     (_wav_folder_itself, r"voxceleb1/wav: no VoxCeleb1 tree .*; found the speaker folders "
                          r"idXXXXX/ directly in it: it is the wav/ folder itself\n"
                          r"Fix: pass the folder above it instead .*: /\S*voxceleb1$"),
