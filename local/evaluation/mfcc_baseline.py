@@ -6,10 +6,16 @@ normalisation beyond a global one). Its EER tells how hard a trial
 list is before any model is involved; on the demo corpus it shows that the
 target (telephone, other language) trials are harder than the source ones.
 
+An enrolment model (a trial list with an enrolment table, as SdSV's) is the
+normalised mean of its utterances' vectors, as the recipe scores it. Each
+trial list is checked against the manifest (and the enrolment table) before
+any audio is read.
+
 Command line::
 
     python -m local.evaluation.mfcc_baseline --manifest data/demo/eval.csv \
-        --trials data/demo/trials_source.txt data/demo/trials_target.txt
+        --trials data/demo/trials_source.txt data/demo/trials_target.txt \
+        [--enrolment enrolment.csv]
 """
 
 import torch
@@ -17,9 +23,11 @@ from speechbrain.lobes.features import MFCC
 
 from local.cli import command, option
 from local.data.audio import load_segment
-from local.data.manifest_io import read_manifest, read_trials
+from local.data.manifest_io import read_enrolment, read_manifest, read_trials
+from local.data.validation import validate
 from local.errors import exit_on_bad_input
 from local.evaluation.metrics import eer
+from local.evaluation.scoring import score_trials
 
 
 def mean_mfcc_embeddings(manifest):
@@ -54,7 +62,7 @@ def mean_mfcc_embeddings(manifest):
     return embeddings
 
 
-def baseline_eer(embeddings, trials):
+def baseline_eer(embeddings, trials, models=None):
     """EER of cosine scores between standardised mean MFCC vectors.
 
     Arguments
@@ -63,6 +71,9 @@ def baseline_eer(embeddings, trials):
         From :func:`mean_mfcc_embeddings`.
     trials : pandas.DataFrame
         From :func:`local.data.manifest_io.read_trials`.
+    models : dict, optional
+        ``{model ID: [utterance IDs]}`` of the enrolment models the trials
+        name (:func:`local.data.manifest_io.read_enrolment`).
 
     Returns
     -------
@@ -79,18 +90,20 @@ def baseline_eer(embeddings, trials):
     ...                            "test": ["a2", "b1", "b2", "b2"]})
     >>> baseline_eer(embeddings, trials)
     0.0
+    >>> baseline_eer(embeddings, trials.assign(enrol=["m_a", "m_a", "b1", "a2"]),
+    ...              {"m_a": ["a1", "a2"]})
+    0.0
     """
-    ids = sorted(set(trials["enrol"]) | set(trials["test"]))
-    index = {utt: row for row, utt in enumerate(ids)}
+    models = models or {}
+    ids = sorted({utt for side in set(trials["enrol"]) for utt in models.get(side, [side])}
+                 | set(trials["test"]))
     vectors = torch.stack([embeddings[utt][1:] for utt in ids])
     vectors = (vectors - vectors.mean(dim=0)) / vectors.std(dim=0)
-    enrol = vectors[[index[utt] for utt in trials["enrol"]]]
-    test = vectors[[index[utt] for utt in trials["test"]]]
-    scores = torch.nn.functional.cosine_similarity(enrol, test)
-    return eer(scores.numpy(), trials["label"].to_numpy())
+    scores = score_trials(dict(zip(ids, vectors)), trials, models)
+    return eer(scores, trials["label"].to_numpy())
 
 
-def print_baseline_eers(manifest, trials):
+def print_baseline_eers(manifest, trials, enrolment=None):
     """Print the baseline EER of each trial list.
 
     Arguments
@@ -99,6 +112,8 @@ def print_baseline_eers(manifest, trials):
         The manifest of every utterance the trial lists name.
     trials : list of str
         The trial lists.
+    enrolment : str, optional
+        The enrolment table of the models the trial lists name.
 
     Example
     -------
@@ -117,15 +132,20 @@ def print_baseline_eers(manifest, trials):
     ...       "--trials", os.path.join(folder, "trials.txt")])
     /.../trials.txt: mean-MFCC cosine EER ...%
     """
+    for path in trials:
+        validate(manifest, path, enrolment, check_audio=False)
+    models = read_enrolment(enrolment)[0] if enrolment else {}
     embeddings = mean_mfcc_embeddings(read_manifest(manifest))
     for path in trials:
-        print(f"{path}: mean-MFCC cosine EER {100 * baseline_eer(embeddings, read_trials(path)):.2f}%")
+        rate = baseline_eer(embeddings, read_trials(path), models)
+        print(f"{path}: mean-MFCC cosine EER {100 * rate:.2f}%")
 
 
 main = command(
     print_baseline_eers, __doc__,
     option("--manifest", required=True, help="the manifest of every utterance the trials name"),
     option("--trials", nargs="+", required=True, help="the trial lists to score"),
+    option("--enrolment", help="the enrolment table of the models the trial lists name"),
 )
 
 

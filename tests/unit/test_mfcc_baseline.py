@@ -1,10 +1,17 @@
 """The mean-MFCC baseline's scoring: cosine of mean MFCCs, EER by the recipe's metric."""
 
+import re
+
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
-from local.evaluation.mfcc_baseline import baseline_eer
+from local.data.manifest_io import write_enrolment, write_trials
+from local.errors import ManifestError
+from local.evaluation import mfcc_baseline
+from local.evaluation.metrics import eer
+from local.evaluation.mfcc_baseline import baseline_eer, main
 
 
 def test_the_baseline_eer_is_that_of_the_trials_cosine_scores():
@@ -27,3 +34,60 @@ def test_the_baseline_eer_is_that_of_the_trials_cosine_scores():
     expected = (miss[crossing] + false_alarm[crossing]) / 2
 
     assert abs(baseline_eer(embeddings, trials) - expected) < 2 / labels.sum()
+
+
+def test_an_enrolment_model_is_the_normalised_mean_of_its_utterances():
+    # SdSV's form: models of two utterances each, against single test utterances.
+    rng = np.random.default_rng(1)
+    speakers = np.repeat(np.arange(10), 6)
+    vectors = rng.normal(size=(10, 9))[speakers] + 1.5 * rng.normal(size=(60, 9))
+    embeddings = {f"u{i}": torch.tensor(vector) for i, vector in enumerate(vectors)}
+    models = {f"m{s}": [f"u{6 * s}", f"u{6 * s + 1}"] for s in range(10)}
+    tests = [i for i in range(60) if i % 6 > 1]
+    trials = pd.DataFrame([(int(speakers[t] == s), f"m{s}", f"u{t}")
+                           for s in range(10) for t in tests], columns=["label", "enrol", "test"])
+    # Independent: c0 dropped, standardised over the utterances scored, unit vectors
+    # averaged per model and normalised again, cosine.
+    standard = vectors[:, 1:]
+    standard = (standard - standard.mean(axis=0)) / standard.std(axis=0, ddof=1)
+    unit = standard / np.linalg.norm(standard, axis=1, keepdims=True)
+    model_vectors = {m: unit[[int(u[1:]) for u in utts]].mean(axis=0) for m, utts in models.items()}
+    scores = [model_vectors[m] @ unit[int(t[1:])] / np.linalg.norm(model_vectors[m])
+              for m, t in zip(trials["enrol"], trials["test"])]
+    assert baseline_eer(embeddings, trials, models) == pytest.approx(
+        eer(scores, trials["label"]), abs=1e-9)
+
+
+def _sdsv_like(folder, demo_corpus):
+    """A trial list of the demo's target speakers with enrolment models, and its table."""
+    manifest = pd.read_csv(demo_corpus["target_eval"])
+    by_speaker = manifest.groupby("spk_id")["ID"].apply(list)
+    write_enrolment([{"model_id": f"model_{spk}", "utt_ids": utts[:2]}
+                     for spk, utts in by_speaker.items()], folder / "enrolment.csv")
+    write_trials([(int(spk == other), f"model_{spk}", utts[2])
+                  for spk in by_speaker.index for other, utts in by_speaker.items()],
+                 folder / "trials.txt")
+    return str(folder / "trials.txt"), str(folder / "enrolment.csv")
+
+
+def test_a_list_with_enrolment_models_is_scored_from_the_command_line(demo_corpus, tmp_path,
+                                                                     capsys):
+    trials, enrolment = _sdsv_like(tmp_path, demo_corpus)
+    assert not main(["--manifest", demo_corpus["target_eval"], "--trials", trials,
+                     "--enrolment", enrolment])
+    assert re.fullmatch(r".*trials.txt: mean-MFCC cosine EER \d+\.\d\d%\n", capsys.readouterr().out)
+
+
+def test_trial_ids_the_manifest_lacks_are_named_before_any_audio_is_read(demo_corpus, tmp_path,
+                                                                        monkeypatch):
+    def read(*args):
+        raise AssertionError("audio read before the trial lists were checked")
+
+    monkeypatch.setattr(mfcc_baseline, "load_segment", read)
+    trials, _ = _sdsv_like(tmp_path, demo_corpus)
+    for manifest, trial_list, unknown in [
+            (demo_corpus["target_eval"], trials, "enrol 'model_"),  # no enrolment table
+            (demo_corpus["source_eval"], demo_corpus["trials_target"], "enrol 'tare")]:
+        with pytest.raises(ManifestError, match=f"trials name IDs that are not in {manifest}"
+                                                f"\n  line 1: {unknown}"):
+            mfcc_baseline.print_baseline_eers(manifest, [trial_list])
