@@ -58,6 +58,15 @@ DET_TOP = 0.9
 # Closest two tick labels may be, as a fraction of the axis length: on the
 # 5.5-inch figure, room for a label such as "0.05" at the default font size.
 DET_MIN_TICK_GAP = 0.07
+# Under the report's table: what its figures are (local.evaluation.metrics), so
+# that they are compared with other tools' for what they are.
+METRICS_NOTE = (
+    "EER: `(p_miss + p_fa) / 2` at the threshold where the two are closest (tied scores "
+    "never split). minDCF `p_target[, C_miss, C_fa]` (costs 1 where not named): the lowest "
+    "detection cost, normalised by that of the better trivial system, "
+    "`min(C_miss p_target, C_fa (1 - p_target))`, as VoxSRC's and SdSV's scoring report it "
+    "(SpeechBrain's `minDCF` is the cost itself)."
+)
 
 
 def _checked_scores(trials, scores):
@@ -487,7 +496,7 @@ def write_summary_report(path, title, summary, best, det_systems, checkpoint, un
             markdown_table(["system", "trials", "EER (%)"] + [_dcf_title(c) for c in dcfs], rows),
             "Lowest EER of each trial list (in bold): " + "; ".join(
                 f"{name}: `{system}` ({lowest[system]:.2f} %)" for name, system in best.items())
-            + ".", "",
+            + ".", "", METRICS_NOTE, "",
             *(line for note in notes for line in (note, "")),
             *not_scored(unscored or {}),
             f"![DET curves of {det_systems}](det.png)", "",

@@ -17,7 +17,14 @@ from local.data.manifest_io import (
     write_trials,
 )
 from local.errors import ManifestError
-from local.evaluation.metrics import SDSV_DCF, VOXCELEB_DCF, compute_metrics, eer, min_dcf
+from local.evaluation.metrics import (
+    SDSV_DCF,
+    VOXCELEB_DCF,
+    compute_metrics,
+    eer,
+    error_rates,
+    min_dcf,
+)
 from local.evaluation.report import (
     DET_MIN_TICK_GAP,
     DET_TICKS,
@@ -373,6 +380,30 @@ def test_summary_report_shows_the_table_the_best_systems_and_the_figure(tmp_path
     assert "![DET curves of every system](det.png)" in text
     assert "`<system>/scores.txt`" in text and "`summary.csv`" in text
     assert "Not scored" not in text
+
+
+def test_summary_report_says_how_its_figures_are_defined(tmp_path):
+    """A minDCF normalised (VoxSRC's, SdSV's) is a hundred times SpeechBrain's raw one at
+    p_target 0.01: the report says which it gives, and which EER."""
+    rng = np.random.default_rng(4)
+    labels = rng.integers(0, 2, 400)
+    scores = rng.normal(size=400) + labels
+    metrics = compute_metrics(scores, labels, dcf=SDSV_DCF)
+    summary = pd.DataFrame({"system": ["target"], "trials": [400],
+                            "eer_percent": [100 * metrics["eer"]],
+                            "min_dcf_0.01_10_1": [metrics["min_dcf_0.01_10_1"]]})
+    path = tmp_path / "report.md"
+    write_summary_report(path, "demo", summary, {"target": "target"}, "every system", "CKPT+1")
+    text = path.read_text()
+    assert "| **target** | 400 |" in text and "| minDCF 0.01, 10, 1 |" in text
+    assert ("minDCF `p_target[, C_miss, C_fa]` (costs 1 where not named): the lowest detection "
+            "cost, normalised by that of the better trivial system, "
+            "`min(C_miss p_target, C_fa (1 - p_target))`") in text
+    assert "EER: `(p_miss + p_fa) / 2` at the threshold where the two are closest" in text
+    # The definition the note gives is the figure's.
+    _, p_miss, p_fa = error_rates(scores, labels)
+    raw = (10 * 0.01 * p_miss + 0.99 * p_fa).min()
+    assert metrics["min_dcf_0.01_10_1"] == pytest.approx(raw / min(10 * 0.01, 0.99))
 
 
 def test_summary_report_names_the_backends_the_data_could_not_train(tmp_path):
