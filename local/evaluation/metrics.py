@@ -1,4 +1,4 @@
-"""Verification metrics from scores and labels: error rates, EER and minDCF.
+"""Verification metrics from scores and labels: error rates, EER, minDCF and calibration.
 
 One sort of the scores gives every operating point: a threshold may only cut
 between two distinct score values (a tie is never split), so with ``D``
@@ -17,9 +17,19 @@ operating point, which only matters when accepting everything is cheaper
 than rejecting everything (``c_fa * (1 - p_target) < c_miss * p_target``,
 none of the settings below). SpeechBrain's functions are also quadratic in
 the number of trials; these are ``O(n log n)``.
+
+The calibration metrics (:func:`calibration_metrics`) read the scores as
+log-likelihood ratios, as a logistic fusion gives them
+(:mod:`local.evaluation.fusion`), and measure what deciding by them costs,
+as NIST SRE and Brümmer's BOSARIS toolkit do: the actual DCF
+(:func:`act_dcf`), the cost at the Bayes threshold of each setting,
+normalised as minDCF is, and Cllr (:func:`cllr`) with its minimum over
+monotonic transformations of the scores (:func:`min_cllr`), in bits.
 """
 
 import numpy as np
+from scipy.optimize import isotonic_regression
+from scipy.special import logit
 
 # Detection cost settings (p_target, c_miss, c_fa) each evaluation reports.
 VOXCELEB_DCF = [(0.01, 1, 1), (0.001, 1, 1)]
@@ -86,14 +96,88 @@ def _eer(misses, false_alarms, n_target, n_nontarget):
     return float((misses[best] / n_target + false_alarms[best] / n_nontarget) / 2)
 
 
-def _min_dcf(p_miss, p_fa, p_target, c_miss, c_fa):
+def _check_setting(p_target, c_miss, c_fa):
     if not 0 < p_target < 1 or c_miss <= 0 or c_fa <= 0:
         raise ValueError(
             f"need 0 < p_target < 1 and positive costs; got p_target={p_target}, "
             f"c_miss={c_miss}, c_fa={c_fa}"
         )
+
+
+def _dcf(p_miss, p_fa, p_target, c_miss, c_fa):
+    """Normalised detection cost of each operating point."""
+    _check_setting(p_target, c_miss, c_fa)
     cost = c_miss * p_target * p_miss + c_fa * (1 - p_target) * p_fa
-    return float(cost.min() / min(c_miss * p_target, c_fa * (1 - p_target)))
+    return cost / min(c_miss * p_target, c_fa * (1 - p_target))
+
+
+def _min_dcf(p_miss, p_fa, p_target, c_miss, c_fa):
+    return float(_dcf(p_miss, p_fa, p_target, c_miss, c_fa).min())
+
+
+def bayes_threshold(p_target, c_miss=1, c_fa=1):
+    """The threshold at which log-likelihood ratios minimise the expected cost of a setting.
+
+    ``log(c_fa (1 - p_target) / (c_miss p_target))``, that is
+    ``-logit`` of the effective target prior
+    ``c_miss p_target / (c_miss p_target + c_fa (1 - p_target))``: a trial
+    is accepted when its log-likelihood ratio is above it.
+
+    Arguments
+    ---------
+    p_target : float
+        Prior probability of a target trial.
+    c_miss : float
+        Cost of rejecting a target trial.
+    c_fa : float
+        Cost of accepting a non-target trial.
+
+    Returns
+    -------
+    float
+        The threshold.
+
+    Raises
+    ------
+    ValueError
+        Unless ``0 < p_target < 1`` and both costs are positive.
+
+    Example
+    -------
+    >>> round(bayes_threshold(0.01), 4), round(bayes_threshold(0.01, 10, 1), 4)
+    (4.5951, 2.2925)
+    """
+    _check_setting(p_target, c_miss, c_fa)
+    return float(np.log(c_fa * (1 - p_target)) - np.log(c_miss * p_target))
+
+
+def _act_dcf(thresholds, misses, false_alarms, n_target, n_nontarget, setting):
+    """The normalised cost of the operating point at the setting's Bayes threshold."""
+    # The point that rejects every score up to the threshold: thresholds[0] is -inf.
+    point = np.searchsorted(thresholds, bayes_threshold(*setting), side="right") - 1
+    return float(_dcf(misses[point] / n_target, false_alarms[point] / n_nontarget, *setting))
+
+
+def _cllr(scores, labels):
+    """Cllr in bits of checked scores and boolean labels (inf where a ratio is infinite)."""
+    # -log2 of the posterior of the right class at prior 0.5, averaged per class.
+    targets = np.logaddexp(0, -scores[labels]).mean()
+    nontargets = np.logaddexp(0, scores[~labels]).mean()
+    return float((targets + nontargets) / (2 * np.log(2)))
+
+
+def _min_cllr(misses, false_alarms, n_target, n_nontarget):
+    """Cllr of the optimal monotonic (pool-adjacent-violators) map of the distinct scores."""
+    targets = np.diff(misses)  # per distinct score, increasing
+    trials = targets + false_alarms[:-1] - false_alarms[1:]
+    posterior = isotonic_regression(targets / trials, weights=trials).x
+    # Posterior at the list's own prior to log-likelihood ratio: a run of
+    # non-targets alone has -inf, of targets alone +inf, each costing 0.
+    with np.errstate(divide="ignore"):
+        ratios = logit(posterior) - np.log(n_target / n_nontarget)
+    scores = np.concatenate([np.repeat(ratios, targets), np.repeat(ratios, trials - targets)])
+    labels = np.repeat([True, False], [n_target, n_nontarget])
+    return _cllr(scores, labels)
 
 
 def error_rates(scores, labels):
@@ -233,8 +317,135 @@ def min_dcf(scores, labels, p_target=0.01, c_miss=1, c_fa=1):
     return _min_dcf(p_miss, p_fa, p_target, c_miss, c_fa)
 
 
-def dcf_name(p_target, c_miss=1, c_fa=1):
-    """Column name of a minDCF setting: ``min_dcf_<p_target>[_<c_miss>_<c_fa>]``.
+def act_dcf(scores, labels, p_target=0.01, c_miss=1, c_fa=1):
+    """Normalised actual detection cost of scores that are log-likelihood ratios.
+
+    The cost of accepting the trials whose score is above the setting's
+    :func:`bayes_threshold`, normalised as :func:`min_dcf`. For calibrated
+    scores it is close to the minDCF; the gap is the cost of their
+    miscalibration at that setting, and it may exceed 1 (worse than
+    accepting or rejecting every trial).
+
+    Arguments
+    ---------
+    scores : array-like
+        One log-likelihood ratio per trial.
+    labels : array-like
+        1 for a target trial, 0 for a non-target trial.
+    p_target : float
+        Prior probability of a target trial.
+    c_miss : float
+        Cost of rejecting a target trial.
+    c_fa : float
+        Cost of accepting a non-target trial.
+
+    Returns
+    -------
+    float
+        0 when perfect, 1 for the better trivial decision, above 1 when worse.
+
+    Example
+    -------
+    >>> act_dcf([-1.0, 5.0], [0, 1], p_target=0.01)
+    0.0
+    >>> act_dcf([-1.0, 4.0], [0, 1], p_target=0.01)
+    1.0
+    """
+    return _act_dcf(*_error_counts(scores, labels), (p_target, c_miss, c_fa))
+
+
+def cllr(scores, labels):
+    """Log-likelihood-ratio cost of scores that are log-likelihood ratios, in bits.
+
+    ``(mean over targets of log2(1 + exp(-s)) + mean over non-targets of
+    log2(1 + exp(s))) / 2``: the mean information lost by deciding with these
+    ratios over every setting; 0 when perfect, 1 for ratios of 0 (no
+    information), above 1 when the ratios mislead.
+
+    Arguments
+    ---------
+    scores : array-like
+        One log-likelihood ratio (natural logarithm) per trial.
+    labels : array-like
+        1 for a target trial, 0 for a non-target trial.
+
+    Returns
+    -------
+    float
+        Cllr, in bits.
+
+    Example
+    -------
+    >>> cllr([0.0, 0.0], [0, 1])
+    1.0
+    >>> round(cllr([-20.0, 20.0], [0, 1]), 6)
+    0.0
+    """
+    return _cllr(*_checked(scores, labels))
+
+
+def min_cllr(scores, labels):
+    """The Cllr of the best monotonic transformation of the scores, in bits.
+
+    The scores mapped to log-likelihood ratios by the pool-adjacent-violators
+    algorithm (the isotonic regression of the labels on the scores, equal
+    scores pooled), as Brümmer's BOSARIS toolkit computes it: what is left of
+    :func:`cllr` when the scores are perfectly calibrated on these trials.
+
+    Arguments
+    ---------
+    scores : array-like
+        One score per trial.
+    labels : array-like
+        1 for a target trial, 0 for a non-target trial.
+
+    Returns
+    -------
+    float
+        Between 0 (separated) and 1 (no information), in bits.
+
+    Example
+    -------
+    >>> min_cllr([0.1, 0.2, 0.3, 0.4], [0, 0, 1, 1])
+    0.0
+    >>> min_cllr([0.1, 0.2, 0.3, 0.4], [1, 0, 1, 0])
+    1.0
+    """
+    return _min_cllr(*_error_counts(scores, labels)[1:])
+
+
+def calibration_metrics(scores, labels, dcf=VOXCELEB_DCF):
+    """actDCF of each setting, Cllr and min Cllr of log-likelihood-ratio scores, from one sort.
+
+    Arguments
+    ---------
+    scores : array-like
+        One log-likelihood ratio per trial.
+    labels : array-like
+        1 for a target trial, 0 for a non-target trial.
+    dcf : list of tuple
+        ``(p_target, c_miss, c_fa)`` settings, such as :data:`VOXCELEB_DCF`.
+
+    Returns
+    -------
+    dict
+        ``{dcf_name(setting, "act"): ..., "cllr": ..., "min_cllr": ...}``.
+
+    Example
+    -------
+    >>> metrics = calibration_metrics([-3.0, -1.0, 1.0, 3.0], [0, 1, 0, 1], dcf=SDSV_DCF)
+    >>> {name: round(value, 3) for name, value in metrics.items()}
+    {'act_dcf_0.01_10_1': 0.5, 'cllr': 0.982, 'min_cllr': 0.5}
+    """
+    counts = _error_counts(scores, labels)
+    metrics = {dcf_name(*setting, kind="act"): _act_dcf(*counts, setting) for setting in dcf}
+    metrics["cllr"] = _cllr(*_checked(scores, labels))
+    metrics["min_cllr"] = _min_cllr(*counts[1:])
+    return metrics
+
+
+def dcf_name(p_target, c_miss=1, c_fa=1, kind="min"):
+    """Column name of a DCF setting: ``<kind>_dcf_<p_target>[_<c_miss>_<c_fa>]``.
 
     Arguments
     ---------
@@ -244,6 +455,8 @@ def dcf_name(p_target, c_miss=1, c_fa=1):
         Cost of rejecting a target trial (left out of the name when 1).
     c_fa : float
         Cost of accepting a non-target trial (left out of the name when 1).
+    kind : str
+        ``min`` for the minDCF, ``act`` for the actual DCF (:func:`act_dcf`).
 
     Returns
     -------
@@ -254,18 +467,20 @@ def dcf_name(p_target, c_miss=1, c_fa=1):
     -------
     >>> [dcf_name(*setting) for setting in VOXCELEB_DCF + SDSV_DCF]
     ['min_dcf_0.01', 'min_dcf_0.001', 'min_dcf_0.01_10_1']
+    >>> dcf_name(0.01, 10, 1, kind="act")
+    'act_dcf_0.01_10_1'
     """
     costs = "" if (c_miss, c_fa) == (1, 1) else f"_{c_miss:g}_{c_fa:g}"
-    return f"min_dcf_{p_target:g}{costs}"
+    return f"{kind}_dcf_{p_target:g}{costs}"
 
 
 def dcf_setting(name):
-    """The ``(p_target, c_miss, c_fa)`` setting of a minDCF column name, the inverse of :func:`dcf_name`.
+    """The ``(p_target, c_miss, c_fa)`` setting of a DCF column name, the inverse of :func:`dcf_name`.
 
     Arguments
     ---------
     name : str
-        ``min_dcf_<p_target>[_<c_miss>_<c_fa>]``.
+        ``<kind>_dcf_<p_target>[_<c_miss>_<c_fa>]``.
 
     Returns
     -------
@@ -273,10 +488,10 @@ def dcf_setting(name):
 
     Example
     -------
-    >>> dcf_setting("min_dcf_0.001"), dcf_setting("min_dcf_0.01_10_1")
+    >>> dcf_setting("min_dcf_0.001"), dcf_setting("act_dcf_0.01_10_1")
     ((0.001, 1.0, 1.0), (0.01, 10.0, 1.0))
     """
-    values = [float(value) for value in name[len("min_dcf_"):].split("_")]
+    values = [float(value) for value in name.split("_", 2)[2].split("_")]
     return tuple(values + [1.0, 1.0] if len(values) == 1 else values)
 
 

@@ -1,5 +1,7 @@
-"""EER and minDCF against a brute-force ROC and against SpeechBrain's metrics."""
+"""EER and minDCF against a brute-force ROC and against SpeechBrain's metrics; the
+calibration metrics against their definitions and a calibrated Gaussian set."""
 
+import math
 import os
 from fractions import Fraction
 
@@ -7,16 +9,23 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from scipy.integrate import quad
+from scipy.stats import norm
 from speechbrain.utils.metric_stats import EER, minDCF
 
 from local.evaluation.metrics import (
     SDSV_DCF,
     VOXCELEB_DCF,
+    act_dcf,
+    calibration_metrics,
+    cllr,
     compute_metrics,
     dcf_name,
+    dcf_setting,
     eer,
     eer_threshold,
     error_rates,
+    min_cllr,
     min_dcf,
 )
 from local.evaluation.report import score_file, write_scores
@@ -219,14 +228,16 @@ def test_compute_metrics_is_the_single_metrics_from_one_sort():
     ],
 )
 def test_bad_input_is_named(scores, labels, message):
-    for metric in (eer, min_dcf, error_rates, compute_metrics):
+    for metric in (eer, min_dcf, error_rates, compute_metrics, act_dcf, cllr, min_cllr,
+                   calibration_metrics):
         with pytest.raises(ValueError, match=message):
             metric(scores, labels)
 
 
 def test_bad_cost_setting_is_named():
-    with pytest.raises(ValueError, match="0 < p_target < 1"):
-        min_dcf([0.1, 0.2], [0, 1], p_target=1.0)
+    for metric in (min_dcf, act_dcf):
+        with pytest.raises(ValueError, match="0 < p_target < 1"):
+            metric([0.1, 0.2], [0, 1], p_target=1.0)
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -261,3 +272,142 @@ def test_exported_thresholds_give_the_eer_in_percent_as_the_summary_does(tmp_pat
     assert list(points.columns) == ["trial_list", "threshold", "eer_percent"]
     assert points["eer_percent"][0] == pytest.approx(100 * eer(scores, labels))
     assert points["threshold"][0] == eer_threshold(scores, labels)
+
+
+def brute_act_dcf(scores, labels, p_target, c_miss, c_fa):
+    """The normalised cost of accepting the scores above log(c_fa (1 - p) / (c_miss p))."""
+    scores, labels = np.asarray(scores, float), np.asarray(labels, bool)
+    threshold = math.log(c_fa * (1 - p_target) / (c_miss * p_target))
+    p_miss = Fraction(int((scores[labels] <= threshold).sum()), int(labels.sum()))
+    p_fa = Fraction(int((scores[~labels] > threshold).sum()), int((~labels).sum()))
+    p_target = Fraction(str(p_target))
+    cost = c_miss * p_target * p_miss + c_fa * (1 - p_target) * p_fa
+    return float(cost / min(c_miss * p_target, c_fa * (1 - p_target)))
+
+
+def brute_cllr(scores, labels):
+    """Cllr in bits, one trial at a time: -log2 of the right class's posterior at prior 1/2."""
+    targets = [math.log2(1 + math.exp(-s)) for s, t in zip(scores, labels) if t]
+    nontargets = [math.log2(1 + math.exp(s)) for s, t in zip(scores, labels) if not t]
+    return (sum(targets) / len(targets) + sum(nontargets) / len(nontargets)) / 2
+
+
+def brute_min_cllr(scores, labels):
+    """Cllr of the pool-adjacent-violators posteriors, equal scores pooled first."""
+    blocks = []  # [targets, trials] per pool, in increasing score order
+    for score in sorted(set(float(s) for s in scores)):
+        tied = [bool(t) for s, t in zip(scores, labels) if s == score]
+        blocks.append([sum(tied), len(tied)])
+        while len(blocks) > 1 and (Fraction(blocks[-2][0], blocks[-2][1])
+                                   > Fraction(blocks[-1][0], blocks[-1][1])):
+            targets, trials = blocks.pop()
+            blocks[-1][0] += targets
+            blocks[-1][1] += trials
+    n_target = sum(targets for targets, _ in blocks)
+    n_nontarget = sum(trials for _, trials in blocks) - n_target
+    # A posterior p at the list's prior is the ratio (p / (1 - p)) / (n_target / n_nontarget).
+    cost_target = cost_nontarget = 0.0
+    for targets, trials in blocks:
+        nontargets = trials - targets
+        if targets:
+            cost_target += targets * math.log2(1 + nontargets * n_target / (targets * n_nontarget))
+        if nontargets:
+            cost_nontarget += nontargets * math.log2(
+                1 + targets * n_nontarget / (nontargets * n_target))
+    return (cost_target / n_target + cost_nontarget / n_nontarget) / 2
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_calibration_metrics_equal_their_definitions(case):
+    scores, labels = CASES[case]
+    # Spread the scores over the Bayes thresholds of the settings (0 to 6.9).
+    scores = 4 * np.asarray(scores, float)
+    metrics = calibration_metrics(scores, labels, dcf=SETTINGS)
+    assert list(metrics) == [dcf_name(*s, kind="act") for s in SETTINGS] + ["cllr", "min_cllr"]
+    for setting in SETTINGS:
+        expected = brute_act_dcf(scores, labels, *setting)
+        assert act_dcf(scores, labels, *setting) == pytest.approx(expected, abs=1e-12)
+        assert metrics[dcf_name(*setting, kind="act")] == pytest.approx(expected, abs=1e-12)
+        assert dcf_setting(dcf_name(*setting, kind="act")) == setting
+    assert cllr(scores, labels) == pytest.approx(brute_cllr(scores, labels), abs=1e-12)
+    assert metrics["cllr"] == pytest.approx(brute_cllr(scores, labels), abs=1e-12)
+    assert min_cllr(scores, labels) == pytest.approx(brute_min_cllr(scores, labels), abs=1e-12)
+    assert metrics["min_cllr"] == pytest.approx(brute_min_cllr(scores, labels), abs=1e-12)
+    assert metrics["min_cllr"] <= metrics["cllr"] + 1e-12
+
+
+def test_a_score_at_the_bayes_threshold_is_rejected():
+    # p_target 0.5: threshold 0. The target at 0 is missed, the non-target at
+    # 1 accepted: cost 1, twice that of a trivial decision.
+    assert act_dcf([0.0, 1.0], [1, 0], p_target=0.5) == 2.0
+    assert act_dcf([0.0, 1.0], [0, 1], p_target=0.5) == 0.0
+
+
+def test_min_cllr_of_separated_uninformative_and_tied_scores():
+    assert min_cllr([0.1, 0.2, 0.3, 0.4], [0, 0, 1, 1]) == 0.0
+    assert min_cllr([0.1, 0.2, 0.3, 0.4], [1, 0, 1, 0]) == pytest.approx(1.0)
+    assert min_cllr(np.zeros(9), np.arange(9) % 3 == 0) == pytest.approx(1.0)
+    # Separated but for a tie of a target and a non-target: their pool's
+    # ratio is 1, a bit each; the others' trials cost nothing.
+    assert min_cllr([0.2, 0.5, 0.5, 0.7], [0, 0, 1, 1]) == pytest.approx(0.5)
+
+
+MU, TRIALS = 4.0, 200_000
+
+
+def gaussian_llrs(shift=0.0, seed=0):
+    """Log-likelihood ratios N(+-MU, 2 MU) of targets and non-targets, plus ``shift``.
+
+    With variance twice the mean, the log-likelihood ratio of a score s of
+    these two Gaussians is s itself: the unshifted scores are calibrated.
+    """
+    rng = np.random.default_rng(seed)
+    labels = rng.random(TRIALS) < 0.5
+    scores = rng.normal(size=TRIALS) * math.sqrt(2 * MU) + np.where(labels, MU, -MU)
+    return scores + shift, labels
+
+
+def expected_calibration(shift, setting):
+    """The population actDCF at ``setting`` and Cllr of :func:`gaussian_llrs`, by integration."""
+    sigma = math.sqrt(2 * MU)
+    p_target, c_miss, c_fa = setting
+    threshold = math.log(c_fa * (1 - p_target) / (c_miss * p_target))
+    p_miss = norm.cdf(threshold, loc=MU + shift, scale=sigma)
+    p_fa = norm.sf(threshold, loc=-MU + shift, scale=sigma)
+    dcf = ((c_miss * p_target * p_miss + c_fa * (1 - p_target) * p_fa)
+           / min(c_miss * p_target, c_fa * (1 - p_target)))
+    target, _ = quad(lambda s: norm.pdf(s, MU + shift, sigma) * np.logaddexp(0, -s) / math.log(2),
+                     -np.inf, np.inf)
+    nontarget, _ = quad(lambda s: norm.pdf(s, -MU + shift, sigma) * np.logaddexp(0, s)
+                        / math.log(2), -np.inf, np.inf)
+    return dcf, (target + nontarget) / 2
+
+
+@pytest.mark.parametrize("setting", VOXCELEB_DCF + SDSV_DCF)
+def test_calibrated_scores_cost_their_min_dcf_and_their_cllr_by_integration(setting):
+    scores, labels = gaussian_llrs()
+    expected_dcf, expected_cllr = expected_calibration(0.0, setting)
+    metrics = calibration_metrics(scores, labels, dcf=[setting])
+    actual = metrics[dcf_name(*setting, kind="act")]
+    # The Bayes threshold is the population's best: actDCF is the minDCF, up to
+    # the sampling error of the false alarms (about 0.02 at p_target 0.01).
+    assert actual == pytest.approx(expected_dcf, abs=0.05)
+    assert min_dcf(scores, labels, *setting) <= actual
+    assert actual == pytest.approx(min_dcf(scores, labels, *setting), abs=0.05)
+    assert metrics["cllr"] == pytest.approx(expected_cllr, abs=0.005)
+    assert metrics["min_cllr"] == pytest.approx(metrics["cllr"], abs=0.005)
+
+
+@pytest.mark.parametrize("setting", VOXCELEB_DCF + SDSV_DCF)
+def test_shifted_scores_cost_more_than_their_min_dcf_and_cllr(setting):
+    calibrated, labels = gaussian_llrs()
+    scores, _ = gaussian_llrs(shift=2.0)
+    expected_dcf, expected_cllr = expected_calibration(2.0, setting)
+    metrics = calibration_metrics(scores, labels, dcf=[setting])
+    actual = metrics[dcf_name(*setting, kind="act")]
+    assert actual == pytest.approx(expected_dcf, abs=0.05)
+    assert actual > min_dcf(scores, labels, *setting) + 0.3
+    assert metrics["cllr"] == pytest.approx(expected_cllr, abs=0.005)
+    assert metrics["cllr"] > metrics["min_cllr"] + 0.1
+    # What a monotonic map can recover is the calibrated scores' Cllr.
+    assert metrics["min_cllr"] == pytest.approx(min_cllr(calibrated, labels), abs=1e-12)
