@@ -9,7 +9,8 @@ Two fusions:
   logistic regression ``fused = w . scores + b`` trained on the development
   trials with the prior-weighted cross-entropy of Brümmer's FoCal/BOSARIS
   toolkits, so that the fused scores are also calibrated log-likelihood ratios;
-  development trials among the fused ones are refused.
+  development trials among the fused ones are refused. One system with its
+  development scores is calibrated this way.
 
 Command line::
 
@@ -19,7 +20,11 @@ Command line::
 writes the fused score file (and a DET figure of every system and the fusion)
 and prints EER and minDCF of each system and of the fusion, at the minDCF
 settings the systems' reports scored their list at (an SdSV list's
-``min_dcf_0.01_10_1``; VoxCeleb's two for score files of no report). With
+``min_dcf_0.01_10_1``; VoxCeleb's two for score files of no report), and of
+a logistic fusion how well its log-likelihood ratios are calibrated: the
+actDCF at each of those settings, Cllr and min Cllr
+(:func:`local.evaluation.metrics.calibration_metrics`; a mean fusion's
+standardised scores have none). With
 ``--summary``, the fusion's row is added to (or replaced in) a table laid out
 as a run's ``verification/summary.csv``, so that :mod:`local.evaluation.seed_table`
 reads fused systems as it reads runs, and the folder's ``provenance.json``
@@ -40,7 +45,13 @@ from scipy.special import expit, logit
 
 from local.cli import UsageError, command, option
 from local.errors import ManifestError, fail
-from local.evaluation.metrics import VOXCELEB_DCF, compute_metrics, dcf_name, dcf_setting
+from local.evaluation.metrics import (
+    VOXCELEB_DCF,
+    calibration_metrics,
+    compute_metrics,
+    dcf_name,
+    dcf_setting,
+)
 from local.evaluation.report import (
     RUN_RECORD,
     plot_det,
@@ -173,8 +184,8 @@ def train_logistic_fusion(scores, labels, p_target=0.5):
     Minimises the prior-weighted cross-entropy
     ``p_target * mean_targets(log(1 + exp(-(f + logit p))))
     + (1 - p_target) * mean_nontargets(log(1 + exp(f + logit p)))`` of
-    ``f = scores @ weights + bias`` (Brümmer's FoCal). Written here with
-    :func:`scipy.optimize.minimize` because scikit-learn is not a dependency.
+    ``f = scores @ weights + bias`` (Brümmer's FoCal), with
+    :func:`scipy.optimize.minimize`.
 
     Arguments
     ---------
@@ -230,18 +241,24 @@ def update_summary(path, system, metrics):
         The row's name, e.g. the trial list's (``target``).
     metrics : dict
         ``trials``, ``eer`` and ``min_dcf_*`` values, as
-        :func:`local.evaluation.metrics.compute_metrics` gives them plus ``trials``.
+        :func:`local.evaluation.metrics.compute_metrics` gives them plus ``trials``,
+        and for calibrated scores the ``act_dcf_*``, ``cllr`` and ``min_cllr``
+        of :func:`local.evaluation.metrics.calibration_metrics`, columns after
+        those of a run's summary.
 
     Example
     -------
     >>> import tempfile
     >>> path = os.path.join(tempfile.mkdtemp(), "verification", "summary.csv")
     >>> update_summary(path, "target", {"trials": 10, "eer": 0.25, "min_dcf_0.01": 0.5})
-    >>> update_summary(path, "target", {"trials": 10, "eer": 0.2, "min_dcf_0.01": 0.5})
+    >>> update_summary(path, "target", {"trials": 10, "eer": 0.2, "min_dcf_0.01": 0.5,
+    ...                                 "act_dcf_0.01": 0.6, "cllr": 0.4, "min_cllr": 0.3})
     >>> pd.read_csv(path).to_dict("records")
-    [{'system': 'target', 'trials': 10, 'eer_percent': 20.0, 'min_dcf_0.01': 0.5}]
+    [{'system': 'target', 'trials': 10, 'eer_percent': 20.0, 'min_dcf_0.01': 0.5, 'act_dcf_0.01': 0.6, 'cllr': 0.4, 'min_cllr': 0.3}]
     """
-    row = summary_table({system: metrics})
+    calibration = {name: value for name, value in metrics.items()
+                   if name.startswith("act_dcf_") or name in ("cllr", "min_cllr")}
+    row = summary_table({system: metrics}).assign(**calibration)
     if os.path.isfile(path):
         older = pd.read_csv(path)
         row = pd.concat([older[older["system"] != system], row], ignore_index=True)
@@ -563,8 +580,57 @@ def check_held_out(dev_path, dev_trials, path, trials):
                  "of other speakers of the same domain, or fuse by the mean (no --dev)")
 
 
+def print_calibration(name, fused, labels, dcf, calibrated):
+    """Print the actDCF of each setting, Cllr and min Cllr of calibrated fused scores.
+
+    A logistic fusion's scores are log-likelihood ratios, whose cost at the
+    Bayes threshold of each setting is the actDCF; a mean fusion's are
+    standardised scores, whose actDCF and Cllr would measure nothing: it
+    says so, and gives none.
+
+    Arguments
+    ---------
+    name : str
+        The fusion's row name.
+    fused : numpy.ndarray
+        Its scores.
+    labels : array-like
+        1 for a target trial, 0 for a non-target trial.
+    dcf : list of tuple
+        The ``(p_target, c_miss, c_fa)`` settings of its minDCFs.
+    calibrated : bool
+        Whether the scores are log-likelihood ratios (a logistic fusion).
+
+    Returns
+    -------
+    dict
+        :func:`local.evaluation.metrics.calibration_metrics`, empty when not
+        ``calibrated``.
+
+    Example
+    -------
+    >>> print_calibration("fusion (logistic)", np.array([-3.0, -1.0, 1.0, 3.0]), [0, 1, 0, 1],
+    ...                   [(0.01, 1, 1)], calibrated=True)
+    calibration        act_dcf_0.01    cllr  min_cllr
+    fusion (logistic)        1.0000  0.9824    0.5000
+    {'act_dcf_0.01': 1.0, 'cllr': 0.982..., 'min_cllr': 0.5}
+    >>> print_calibration("fusion (mean)", np.array([-3.0, 3.0]), [0, 1], [(0.01, 1, 1)], False)
+    fusion (mean): no actDCF or Cllr, which need log-likelihood ratios (a logistic fusion, --dev, calibrates its scores)
+    {}
+    """
+    if not calibrated:
+        print(f"{name}: no actDCF or Cllr, which need log-likelihood ratios (a logistic "
+              "fusion, --dev, calibrates its scores)")
+        return {}
+    metrics = calibration_metrics(fused, labels, dcf)
+    width = max(len(name), len("calibration"))
+    print(f"{'calibration':<{width}}  " + "  ".join(f"{n:>6}" for n in metrics))
+    print(f"{name:<{width}}  " + "  ".join(f"{v:{max(len(n), 6)}.4f}" for n, v in metrics.items()))
+    return metrics
+
+
 def run_fusion(scores, out, det=None, dev=None, summary=None, system=None):
-    """Fuse score files and print EER/minDCF of each system and of the fusion.
+    """Fuse score files and print EER/minDCF of each system and of the fusion, and its calibration.
 
     Arguments
     ---------
@@ -579,7 +645,9 @@ def run_fusion(scores, out, det=None, dev=None, summary=None, system=None):
         logistic-regression fusion instead of the mean. Their trials must
         not be among those fused (:func:`check_held_out`).
     summary : str, optional
-        A run's ``summary.csv`` to add the fusion's row to.
+        A run's ``summary.csv`` to add the fusion's row to; a logistic
+        fusion's row also holds its actDCF, Cllr and min Cllr
+        (:func:`print_calibration`).
     system : str, optional
         The name of that row.
 
@@ -646,6 +714,7 @@ def run_fusion(scores, out, det=None, dev=None, summary=None, system=None):
         metrics = compute_metrics(values, trials["label"], dcf)
         print(f"{name:<{width}}  {100 * metrics['eer']:7.2f}  "
               + "  ".join(f"{metrics[n]:{len(n)}.4f}" for n in dcf_names))
+    metrics.update(print_calibration(fusion, fused, trials["label"], dcf, calibrated=bool(dev)))
     # Together: a full disk or an error while one is written leaves the fused
     # scores, the figure, the row and its record of the fusion before.
     with written_together():

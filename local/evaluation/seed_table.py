@@ -73,7 +73,8 @@ SEED_FREE_KEYS = frozenset({
     "allow_speaker_overlap", "det_systems",
 })
 # Decimals of a minDCF, a cost between 0 and 1 that good systems' runs
-# differ by in the third decimal; every other figure (an EER in %) has 2.
+# differ by in the third decimal, and of a fused folder's actDCF and Cllr
+# (bits), figures of the same size; every other figure (an EER in %) has 2.
 DCF_DECIMALS = 3
 
 
@@ -561,8 +562,8 @@ def seed_table(systems, lists, metrics):
     -------
     pandas.DataFrame
         ``system``, ``runs`` and one ``<list> <metric>`` column per pair,
-        formatted ``mean ± std``, an EER (%) with 2 decimals, a minDCF with
-        :data:`DCF_DECIMALS`.
+        formatted ``mean ± std``, an EER (%) with 2 decimals, a minDCF, an
+        actDCF and a Cllr with :data:`DCF_DECIMALS`.
 
     Raises
     ------
@@ -599,7 +600,8 @@ def seed_table(systems, lists, metrics):
             chosen = summaries[summaries["system"] == scored]
             for metric in metrics:
                 values = chosen[metric]
-                decimals = DCF_DECIMALS if metric.startswith("min_dcf_") else 2
+                decimals = (DCF_DECIMALS if metric.startswith(("min_dcf_", "act_dcf_"))
+                            or metric in ("cllr", "min_cllr") else 2)
                 row[f"{scored} {metric}"] = f"{values.mean():.{decimals}f}" + (
                     f" ± {values.std(ddof=1):.{decimals}f}" if len(values) > 1 else "")
         rows.append(row)

@@ -19,7 +19,13 @@ from local.evaluation.fusion import (
     train_logistic_fusion,
     update_summary,
 )
-from local.evaluation.metrics import SDSV_DCF, compute_metrics, eer
+from local.evaluation.metrics import (
+    SDSV_DCF,
+    VOXCELEB_DCF,
+    calibration_metrics,
+    compute_metrics,
+    eer,
+)
 from local.evaluation.report import read_scores, write_scores
 from local.evaluation.seed_table import collect, seed_table
 from local.evaluation.seed_table import main as seed_table_main
@@ -60,8 +66,10 @@ def test_fusing_two_noisy_copies_beats_each(tmp_path, capsys):
     assert (tmp_path / "det.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["system", "EER", "(%)", "min_dcf_0.01", "min_dcf_0.001"]
-    assert [line.split()[0] for line in lines[1:]] == [*paths, "fusion"]
+    assert [line.split()[0] for line in lines[1:-1]] == [*paths, "fusion"]
     assert float(lines[3].split()[2]) == pytest.approx(100 * eer(fused, labels), abs=0.005)
+    # Standardised scores are no log-likelihood ratios: no actDCF or Cllr.
+    assert lines[-1].startswith("fusion (mean): no actDCF or Cllr")
 
 
 def test_mean_fusion_by_hand():
@@ -462,3 +470,72 @@ def test_a_fusion_is_scored_at_the_minDCF_settings_of_its_systems_reports(tmp_pa
     assert capsys.readouterr().err.startswith(
         f"{paths[1]}: was scored at other minDCF settings than {paths[0]}\n"
         f"  {paths[0]}: [(0.01, 10.0, 1.0)]\n  {paths[1]}: [(0.01, 1.0, 1.0)]\n")
+
+
+def printed_calibration(out):
+    """The calibration table a logistic fusion prints last, as ``{column: value}``."""
+    header, row = out.splitlines()[-2:]
+    assert header.split()[0] == "calibration" and row.startswith("fusion (logistic)")
+    return dict(zip(header.split()[1:], map(float, row[len("fusion (logistic)"):].split())))
+
+
+def test_a_logistic_fusion_prints_and_writes_its_calibration(tmp_path, capsys):
+    dev_trials, dev_scores = noisy_systems(1, noise=(0.5, 1.5), prefix="dev_")
+    trials, scores = noisy_systems(2, noise=(0.5, 1.5))
+    paths = write_systems(tmp_path, "eval", trials, scores)
+    dev = write_systems(tmp_path, "dev", dev_trials, dev_scores)
+    fused = tmp_path / "logistic" / "verification"
+    assert main(["--scores", *paths, "--dev", *dev, "--out", str(fused / "target" / "scores.txt"),
+                 "--summary", str(fused / "summary.csv"), "--system", "target"]) == 0
+    weights, bias = train_logistic_fusion(dev_scores, dev_trials["label"])
+    expected = calibration_metrics(scores @ weights + bias, trials["label"], VOXCELEB_DCF)
+    printed = printed_calibration(capsys.readouterr().out)
+    assert list(printed) == ["act_dcf_0.01", "act_dcf_0.001", "cllr", "min_cllr"]
+    for name, value in expected.items():
+        assert printed[name] == pytest.approx(value, abs=5e-5)
+    # Trained on trials like these, the fused ratios are calibrated: little
+    # of their Cllr is left to a better monotonic map.
+    assert expected["min_cllr"] < expected["cllr"] < expected["min_cllr"] + 0.02
+    row = pd.read_csv(fused / "summary.csv").iloc[0]
+    assert list(row.index) == ["system", "trials", "eer_percent", "min_dcf_0.01",
+                               "min_dcf_0.001", *expected]
+    for name, value in expected.items():
+        assert row[name] == pytest.approx(value)
+    # The seed table reads them as it reads a run's minDCF, to 3 decimals.
+    assert seed_table_main(["--runs", "logistic", str(tmp_path / "logistic"), "--lists", "target",
+                            "--metrics", "eer_percent", "act_dcf_0.01", "cllr"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].split("|")[4:6] == [
+        f" {expected['act_dcf_0.01']:.3f} ", f" {expected['cllr']:.3f} "]
+
+
+def test_a_mean_fusion_writes_no_calibration(tmp_path, capsys):
+    trials, scores = noisy_systems(2, noise=(0.5, 1.5))
+    paths = write_systems(tmp_path, "eval", trials, scores)
+    summary = tmp_path / "mean" / "verification" / "summary.csv"
+    assert main(["--scores", *paths, "--out", str(tmp_path / "fused.txt"),
+                 "--summary", str(summary), "--system", "target"]) == 0
+    assert "cllr" not in capsys.readouterr().out
+    assert list(pd.read_csv(summary).columns) == ["system", "trials", "eer_percent",
+                                                  "min_dcf_0.01", "min_dcf_0.001"]
+
+
+def test_one_system_with_development_scores_is_calibrated(tmp_path, capsys):
+    # Scores of an arbitrary scale and offset: 0.3 x (N(0, 1) + 2 label) + 5.
+    dev_trials, dev_scores = noisy_systems(1, noise=(0.0,), shift=(5.0,), scale=(0.3,),
+                                           prefix="dev_")
+    trials, scores = noisy_systems(2, noise=(0.0,), shift=(5.0,), scale=(0.3,))
+    paths = write_systems(tmp_path, "eval", trials, scores)
+    dev = write_systems(tmp_path, "dev", dev_trials, dev_scores)
+    raw = calibration_metrics(scores[:, 0], trials["label"])
+    assert raw["cllr"] > 3 and raw["act_dcf_0.01"] > 20  # nearly every trial accepted
+    assert main(["--scores", *paths, "--dev", *dev, "--out", str(tmp_path / "calibrated.txt")]) == 0
+    out = capsys.readouterr().out
+    # Its log-likelihood ratio is 2 x - 2 of x = (s - 5) / 0.3.
+    weights, bias = (float(v) for v in re.match(r"weights (\S+), bias (\S+)\n", out).groups())
+    assert weights == pytest.approx(2 / 0.3, rel=0.05) and bias == pytest.approx(
+        -2 - 10 / 0.3, rel=0.05)
+    calibrated = read_scores(tmp_path / "calibrated.txt")["score"]
+    expected = calibration_metrics(calibrated, trials["label"])
+    assert printed_calibration(out) == pytest.approx(expected, abs=5e-5)
+    assert expected["cllr"] < expected["min_cllr"] + 0.02
+    assert expected["act_dcf_0.01"] < 1 and expected["act_dcf_0.001"] < 1
