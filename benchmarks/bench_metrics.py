@@ -13,12 +13,16 @@
    they run on subsets of growing size, their values are compared with ours on
    each subset, and their time is extrapolated to 10^6 from the largest
    subset as n^2 (their complexity; the measured growth is printed too).
+3. The calibration metrics of a logistic fusion on 10^6 calibrated
+   log-likelihood ratios: :func:`local.evaluation.metrics.calibration_metrics`
+   (actDCF at both VoxCeleb operating points, Cllr, min Cllr), against
+   :func:`local.evaluation.metrics.eer` on the same trials in the same run.
 
 Run from the repository root (40 to 50 seconds on 2 CPU cores, benchmarks/README.md)::
 
     .venv/bin/python benchmarks/bench_metrics.py
 
-The last line prints both time ratios.
+The last line prints the time ratios.
 """
 
 import math
@@ -41,7 +45,16 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from speechbrain.utils.metric_stats import EER, minDCF  # noqa: E402
 
-from local.evaluation.metrics import VOXCELEB_DCF, compute_metrics, dcf_name, eer, min_dcf  # noqa: E402
+from local.evaluation.metrics import (  # noqa: E402
+    VOXCELEB_DCF,
+    calibration_metrics,
+    cllr,
+    compute_metrics,
+    dcf_name,
+    eer,
+    min_cllr,
+    min_dcf,
+)
 from local.evaluation.scoring import score_trials  # noqa: E402
 
 TRIALS = 10**6
@@ -91,6 +104,23 @@ def bench_metrics():
     print(f"SpeechBrain time grows as n^{exponent:.2f} here; extrapolated to {TRIALS:,} trials "
           f"as n^2: {extrapolated:,.0f} s ({extrapolated / 3600:.1f} h)")
     return extrapolated / ours_time
+
+
+def bench_calibration():
+    """Best of 3 times of the calibration metrics and of the EER on the same trials."""
+    rng = np.random.default_rng(2)
+    labels = rng.random(TRIALS) < 0.5
+    # Calibrated: targets N(2, 4), non-targets N(-2, 4) are their own log-likelihood ratios.
+    scores = 2.0 * rng.normal(size=TRIALS) + np.where(labels, 2.0, -2.0)
+    best = {}
+    for name, function in (("eer", eer), ("calibration_metrics", calibration_metrics),
+                           ("cllr", cllr), ("min_cllr", min_cllr)):
+        best[name] = min((timed(function, scores, labels) for _ in range(3)),
+                         key=lambda result: result[1])
+    print(f"calibration, {TRIALS:,} calibrated log-likelihood ratios: "
+          + ", ".join(f"{name} {seconds:.3f} s" for name, (_, seconds) in best.items()) + "; "
+          + ", ".join(f"{k} {v:.5f}" for k, v in best["calibration_metrics"][0].items()))
+    return best["calibration_metrics"][1] / best["eer"][1]
 
 
 def loop_asnorm(enrol, test, cohort, top_k):
@@ -155,5 +185,7 @@ if __name__ == "__main__":
     # AS-norm first, so that its peak memory is not hidden by SpeechBrain's minDCF.
     asnorm_ratio = bench_asnorm()
     metrics_ratio = bench_metrics()
+    calibration_ratio = bench_calibration()
     print(f"time ratios on {TRIALS:,} trials: SpeechBrain EER + 2 minDCF / ours = "
-          f"{metrics_ratio:,.0f}x; numpy loop AS-norm / ours = {asnorm_ratio:,.0f}x")
+          f"{metrics_ratio:,.0f}x; numpy loop AS-norm / ours = {asnorm_ratio:,.0f}x; "
+          f"calibration_metrics / eer = {calibration_ratio:.2f}x")

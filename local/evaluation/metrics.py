@@ -158,12 +158,13 @@ def _act_dcf(thresholds, misses, false_alarms, n_target, n_nontarget, setting):
     return float(_dcf(misses[point] / n_target, false_alarms[point] / n_nontarget, *setting))
 
 
-def _cllr(scores, labels):
-    """Cllr in bits of checked scores and boolean labels (inf where a ratio is infinite)."""
-    # -log2 of the posterior of the right class at prior 0.5, averaged per class.
-    targets = np.logaddexp(0, -scores[labels]).mean()
-    nontargets = np.logaddexp(0, scores[~labels]).mean()
-    return float((targets + nontargets) / (2 * np.log(2)))
+def _cllr(ratios, targets, nontargets):
+    """Cllr in bits of log-likelihood ratios, each of ``targets`` and ``nontargets`` trials."""
+    # -log2 of the posterior of the right class at prior 0.5, averaged per
+    # class; a ratio of no trials of a class (an infinite one) costs nothing.
+    costs = [counts[counts > 0] @ np.logaddexp(0, sign * ratios[counts > 0]) / counts.sum()
+             for counts, sign in ((targets, -1), (nontargets, 1))]
+    return float(sum(costs) / (2 * np.log(2)))
 
 
 def _min_cllr(misses, false_alarms, n_target, n_nontarget):
@@ -175,9 +176,7 @@ def _min_cllr(misses, false_alarms, n_target, n_nontarget):
     # non-targets alone has -inf, of targets alone +inf, each costing 0.
     with np.errstate(divide="ignore"):
         ratios = logit(posterior) - np.log(n_target / n_nontarget)
-    scores = np.concatenate([np.repeat(ratios, targets), np.repeat(ratios, trials - targets)])
-    labels = np.repeat([True, False], [n_target, n_nontarget])
-    return _cllr(scores, labels)
+    return _cllr(ratios, targets, trials - targets)
 
 
 def error_rates(scores, labels):
@@ -381,7 +380,8 @@ def cllr(scores, labels):
     >>> round(cllr([-20.0, 20.0], [0, 1]), 6)
     0.0
     """
-    return _cllr(*_checked(scores, labels))
+    scores, labels = _checked(scores, labels)
+    return _cllr(scores, labels, ~labels)
 
 
 def min_cllr(scores, labels):
@@ -439,7 +439,7 @@ def calibration_metrics(scores, labels, dcf=VOXCELEB_DCF):
     """
     counts = _error_counts(scores, labels)
     metrics = {dcf_name(*setting, kind="act"): _act_dcf(*counts, setting) for setting in dcf}
-    metrics["cllr"] = _cllr(*_checked(scores, labels))
+    metrics["cllr"] = cllr(scores, labels)
     metrics["min_cllr"] = _min_cllr(*counts[1:])
     return metrics
 
