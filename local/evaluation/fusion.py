@@ -78,9 +78,11 @@ logger = logging.getLogger(__name__)
 # what each row was fused from under "fusion".
 RECORD_FILE = "provenance.json"
 
-# Keeps the logistic-regression weights finite when the development trials
-# are perfectly separable; small enough not to matter otherwise.
-L2_PENALTY = 1e-6
+# Keeps the logistic-regression weights (of standardised scores) finite when
+# the development trials are perfectly separable; small enough not to matter
+# otherwise, down to an EER of 0.1 % (the weight 0.15 % below the unpenalised
+# regression's there; 1e-6 took 7 %).
+L2_PENALTY = 1e-8
 
 
 def load_systems(paths):
@@ -215,7 +217,11 @@ def train_logistic_fusion(scores, labels, p_target=0.5):
     labels = np.asarray(labels).astype(bool)
     sign = np.where(labels, 1.0, -1.0)
     weight = np.where(labels, p_target / labels.sum(), (1 - p_target) / (~labels).sum())
-    features = np.column_stack([scores, np.ones(len(labels))])
+    # Fitted on standardised scores, so that the penalty weighs each system
+    # alike whatever its scores' unit (cosine or PLDA), then mapped back.
+    mean, std = scores.mean(axis=0), scores.std(axis=0)
+    std = np.where(std > 0, std, 1.0)
+    features = np.column_stack([(scores - mean) / std, np.ones(len(labels))])
     offset = logit(p_target)
 
     def objective(params):
@@ -226,8 +232,13 @@ def train_logistic_fusion(scores, labels, p_target=0.5):
         grad[:-1] += 2 * L2_PENALTY * params[:-1]
         return loss, grad
 
-    params = minimize(objective, np.zeros(features.shape[1]), jac=True, method="L-BFGS-B").x
-    return params[:-1], params[-1]
+    # The loss of a good system's trials is small (0.002 nats at an EER of
+    # 0.1 %), and so is its gradient well before the minimum: the default
+    # tolerance on the gradient would stop there.
+    params = minimize(objective, np.zeros(features.shape[1]), jac=True, method="L-BFGS-B",
+                      options={"gtol": 1e-10}).x
+    weights = params[:-1] / std
+    return weights, params[-1] - mean @ weights
 
 
 def update_summary(path, system, metrics):

@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from scipy.special import logit
+from sklearn.linear_model import LogisticRegression
 from speechbrain.utils.metric_stats import EER
 
 from local.errors import ManifestError
@@ -105,6 +107,28 @@ def test_logistic_fusion_learns_the_log_likelihood_ratio(p_target):
     scores = (rng.normal(size=40000) + np.where(labels, 1.0, -1.0))[:, None]
     weights, bias = train_logistic_fusion(scores, labels, p_target)
     assert weights[0] == pytest.approx(2.0, abs=0.06) and bias == pytest.approx(0.0, abs=0.06)
+
+
+@pytest.mark.parametrize("p_target", [0.5, 0.1])
+@pytest.mark.parametrize("separation, unit, shift", [
+    (1.0, 0.05, 0.3), (2.3, 0.05, 0.3), (3.0, 0.05, 0.3), (2.3, 1.0, 0.0), (3.0, 40.0, -80.0)])
+def test_the_fusion_of_scores_in_any_unit_is_the_unpenalised_regression(
+        p_target, separation, unit, shift):
+    # Targets N(a, 1), non-targets N(-a, 1) of x (EER 16, 1 and 0.1 %), as
+    # scores in a cosine's unit (0.3 + 0.05 x), as they are, or in a PLDA's
+    # (-80 + 40 x): one calibration, in weights 20 times larger or 40 times
+    # smaller. Each is scikit-learn's prior-weighted logistic regression of x
+    # without a penalty, which only keeps separable trials' weights finite.
+    rng = np.random.default_rng(3)
+    labels = rng.random(40000) < 0.3
+    x = rng.normal(size=40000) + np.where(labels, separation, -separation)
+    weights, bias = train_logistic_fusion((shift + unit * x)[:, None], labels, p_target)
+    prior = np.where(labels, p_target / labels.sum(), (1 - p_target) / (~labels).sum())
+    regression = LogisticRegression(C=np.inf, tol=1e-12, max_iter=10000).fit(
+        x[:, None], labels, sample_weight=prior * len(labels))
+    assert weights[0] * unit == pytest.approx(regression.coef_[0, 0], rel=2e-3)
+    assert bias + shift * weights[0] + logit(p_target) == pytest.approx(
+        regression.intercept_[0], abs=0.02)
 
 
 def test_systems_are_aligned_by_trial(tmp_path):
