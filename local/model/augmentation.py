@@ -3,7 +3,9 @@
 ``hparams/common.yaml`` builds ``wav_augment`` as SpeechBrain's VoxCeleb
 speaker recipes do (``speechbrain.augment``); this module keeps of its
 augmentations those that have their data, refuses the settings it cannot
-serve, and applies it to a step's ``(source, target)`` pair of batches.
+serve, applies it to a step's ``(source, target)`` pair of batches, and
+keeps in the checkpoints how far its noise and impulse-response loaders
+have read (:class:`DataPositions`).
 
 Both domains are augmented, alike: the target crops train the domain
 discriminator, MMD and, once pseudo-labelled, the speaker head; with the
@@ -12,9 +14,13 @@ between the domains for the discriminator to read and the encoder to erase,
 and the pseudo-speakers would train on clean crops only.
 """
 
+import json
+
 import torch
+from speechbrain.augment.time_domain import AddNoise, AddReverb
 from speechbrain.dataio.batch import PaddedBatch
 from speechbrain.dataio.legacy import load_sb_extended_csv
+from speechbrain.utils.checkpoints import mark_as_loader, mark_as_saver, register_checkpoint_hooks
 
 from local.data.schema import SAMPLE_RATE, audio_info
 from local.errors import ManifestError, fail
@@ -184,8 +190,7 @@ def augmented_pair(augmenter, source, target):
         ``(source, target)``, each with the same keys, more rows.
     """
     n_source = len(source)
-    wavs, lengths = augmenter(torch.cat([source.sig.data, target.sig.data]),
-                             torch.cat([source.sig.lengths, target.sig.lengths]))
+    wavs, lengths = augmenter(*_crops(source, target))
     crops = augmenter.replicate_labels(torch.arange(n_source + len(target)))
     samples = torch.round(lengths * wavs.shape[1]).long()
 
@@ -203,3 +208,89 @@ def augmented_pair(augmenter, source, target):
     is_source = crops < n_source
     return (rows(torch.nonzero(is_source).flatten(), True),
             rows(torch.nonzero(~is_source).flatten(), False))
+
+
+def _crops(source, target):
+    """The crops of a step's ``(source, target)`` batches as the Augmenter takes them:
+    ``(waveforms, relative lengths)``, the source ones first."""
+    return (torch.cat([source.sig.data, target.sig.data]),
+            torch.cat([source.sig.lengths, target.sig.lengths]))
+
+
+# The augmentations that draw their files from a DataLoader of their own, built
+# at their first call as `data_loader`, and the attribute of its iterator. Relies
+# on speechbrain 1.1.2's internals (tests/unit/test_augmentation.py): those
+# attributes, the iterator's `_num_yielded` and SaveableDataLoader's
+# `_speechbrain_recovery_skip_to`.
+_LOADER_ITERATORS = {AddNoise: "noise_data", AddReverb: "rir_data"}
+
+
+@register_checkpoint_hooks
+class DataPositions:
+    """How far the noise and impulse-response loaders of an Augmenter have read, for a resume.
+
+    SpeechBrain's ``AddNoise`` and ``AddReverb`` take their files from a
+    DataLoader of their own, built at their first call, whose order is one
+    permutation drawn from the run's seed, taken again at each pass. A resumed
+    run would start it again at its first file, and then add other noises and
+    impulse responses than an uninterrupted run. Registered with the
+    Checkpointer, this saves how many batches each loader's pass has given
+    and, at the first step after a resume (:meth:`restore`), takes each loader
+    back there.
+
+    Arguments
+    ---------
+    augmenter : speechbrain.augment.augmenter.Augmenter
+        The run's ``wav_augment``.
+    """
+
+    def __init__(self, augmenter):
+        self.augmenter = augmenter
+        self.pending = {}  # {augmentation name: batches to skip}, from a checkpoint
+
+    def iterators(self):
+        """``{augmentation name: (augmentation, attribute of its loader's iterator)}``."""
+        return {name: (augmentation, attribute)
+                for name, augmentation in self.augmenter.augmentations.items()
+                for kind, attribute in _LOADER_ITERATORS.items()
+                if isinstance(augmentation, kind)}
+
+    def restore(self, source, target):
+        """Take each loader to its position in the checkpoint the run resumed from, once.
+
+        A loader not yet built (by its augmentation's first call, at the
+        batch size of that call, which it keeps) is built by a call on the
+        step's crops, whose output is not used: call it before the step's
+        random state is seeded. A position of an augmentation the Augmenter
+        no longer has (a change of ``noise_csv`` or ``rir_csv`` accepted on
+        resuming) is left out.
+
+        Arguments
+        ---------
+        source, target : PaddedBatch
+            The step's batches, as :func:`augmented_pair` takes them.
+        """
+        iterators = self.iterators()
+        for name, skip in self.pending.items():
+            if name not in iterators:
+                continue
+            augmentation, attribute = iterators[name]
+            if not hasattr(augmentation, "data_loader"):
+                self.augmenter.augment(*_crops(source, target), [name])
+            # SpeechBrain's SaveableDataLoader fast-forwards a new iterator's sampler.
+            augmentation.data_loader._speechbrain_recovery_skip_to = skip
+            setattr(augmentation, attribute, iter(augmentation.data_loader))
+        self.pending = {}
+
+    @mark_as_saver
+    def _save(self, path):
+        positions = {name: getattr(augmentation, attribute)._num_yielded
+                     for name, (augmentation, attribute) in self.iterators().items()
+                     if hasattr(augmentation, attribute)}
+        with open(path, "w", encoding="utf-8") as fout:
+            json.dump(positions, fout)
+
+    @mark_as_loader
+    def _recover(self, path, end_of_epoch):
+        with open(path, encoding="utf-8") as fin:
+            self.pending = json.load(fin)

@@ -12,7 +12,7 @@ from torch.nn.parallel import DistributedDataParallel
 from local.data.dataio import STEP_STREAM, random_seed
 from local.embedding import compute_embeddings, embeddable_ids, embedded_in
 from local.model.adversaries import DomainItems
-from local.model.augmentation import augmented_pair
+from local.model.augmentation import DataPositions, augmented_pair
 from local.model.distributed import gradient_sync, process_share, unwrapped, wrap_in_ddp
 from local.model.domain_branch import LayerOutputTap
 from local.model.epoch_statistics import EpochStatistics
@@ -71,8 +71,12 @@ class DANNBrain(sb.Brain):
             check_neighbours(pseudo.settings["neighbours"], len(self.clustered_ids()))
         self.adversary = self.hparams.domain_adversary
         self.stats = EpochStatistics()
-        if self.checkpointer is not None:  # optional: older checkpoints have no statistics
+        self.augmentation_data = DataPositions(self.hparams.wav_augment)
+        if self.checkpointer is not None:  # optional: older checkpoints have neither
             self.checkpointer.add_recoverable("epoch_statistics", self.stats, optional_load=True)
+            if self.hparams.augment:
+                self.checkpointer.add_recoverable("augmentation_data", self.augmentation_data,
+                                                  optional_load=True)
         self.adv_tap = self.hparams.adv_layer and LayerOutputTap(
             self.modules.embedding_model, self.hparams.adv_layer)
 
@@ -250,12 +254,15 @@ class DANNBrain(sb.Brain):
         A GAN's come before the encoder's loss is computed against it; with
         gradient reversal, any beyond the joint loss's follow the optimisers' step.
         """
+        if self.hparams.augment:
+            batch = tuple(part.to(self.device) for part in batch)
+            # Before the step's seed: the draws of a loader built to restore it are not the step's.
+            self.augmentation_data.restore(*batch)
         # Dropout and any other draw of the step, from (seed, epoch, step) alone.
         torch.manual_seed(random_seed(self.hparams.seed, STEP_STREAM,
                                       self.hparams.epoch_counter.current, self.step))
         if self.hparams.augment:
-            batch = augmented_pair(self.hparams.wav_augment,
-                                   *(part.to(self.device) for part in batch))
+            batch = augmented_pair(self.hparams.wav_augment, *batch)
         should_step = self.step % self.grad_accumulation_factor == 0
         self.on_fit_batch_start(batch, should_step)
         with self.no_sync(not should_step):

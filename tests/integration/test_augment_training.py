@@ -11,8 +11,10 @@ from local.errors import ManifestError
 from local.model.dann_brain import DANNBrain
 from local.provenance import file_sha256
 from local.settings import plain_values
-from tests.integration.test_train_dann import GE2E_TINY, SHORT, logged, train
-from tests.unit.test_augmentation import noise_csv  # noqa: F401 (a fixture)
+from tests.integration.test_gan_training import same
+from tests.integration.test_train_dann import (GE2E_TINY, SHORT, killed_at_batch, logged,
+                                               newest_weights, train)
+from tests.unit.test_augmentation import data_csv, noise_csv  # noqa: F401 (a fixture)
 
 
 @pytest.fixture
@@ -88,3 +90,19 @@ def test_a_resume_on_a_changed_noise_csv_is_refused_and_evaluate_does_not_read_i
     # The evaluation embeds clean audio: it reads no noise, even gone.
     os.remove(noise_csv)
     train(demo_corpus, folder, *augmented, "--number_of_epochs=1", script=evaluate)
+
+
+def test_a_run_killed_inside_an_epoch_resumes_with_the_noises_of_an_uninterrupted_one(
+        demo_corpus, tmp_path, monkeypatch):
+    # 15 steps of 32 crops; a checkpoint after step 5, killed in step 8. The noise
+    # loader reads 10 files in batches of 32, the RIR loader 3 files one a step: the
+    # checkpoint finds both inside a pass.
+    args = ("--number_of_epochs=1", "--ckpt_interval_steps=5", "--augment=True",
+            f"--noise_csv={data_csv(tmp_path, 'noise', 10, 1.2)}",
+            f"--rir_csv={data_csv(tmp_path, 'rir', 3, 0.1)}")
+    train(demo_corpus, tmp_path / "whole", *args)
+    killed_at_batch(8, monkeypatch, demo_corpus, tmp_path / "killed", *args)
+    train(demo_corpus, tmp_path / "killed", *args)
+    for name in ("embedding_model", "classifier", "domain_discriminator"):
+        assert same(newest_weights(tmp_path / "whole", name),
+                    newest_weights(tmp_path / "killed", name)), name

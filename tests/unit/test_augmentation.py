@@ -8,10 +8,12 @@ import soundfile
 import torch
 from speechbrain.augment.preparation import write_csv
 from speechbrain.dataio.batch import PaddedBatch
+from speechbrain.utils.checkpoints import Checkpointer
 
 from local.errors import ManifestError
 from local.model.augmentation import (
     DATA_KEYS,
+    DataPositions,
     augmented_pair,
     check_augmentation,
     check_data_csv,
@@ -189,3 +191,66 @@ def test_the_draws_are_the_torch_state_s_alone(tmp_path):
     assert torch.equal(*outputs)
     torch.manual_seed(8)
     assert not torch.equal(outputs[0], augmented_pair(augmenter, *crops())[0].sig.data)
+
+
+def data_csv(folder, name, count, seconds):
+    """A CSV of ``count`` 16 kHz recordings of ``seconds`` each, each its own decaying noise."""
+    files = []
+    for i in range(count):
+        path = str(folder / f"{name}{i}.wav")
+        decay = np.exp(-np.arange(int(16000 * seconds)) / (800 * (i + 1)))
+        soundfile.write(path, 0.1 * decay * np.random.default_rng(i).normal(size=len(decay)),
+                        16000)
+        files.append(path)
+    csv = str(folder / f"{name}.csv")
+    write_csv(files, csv)
+    return csv
+
+
+def test_a_resumed_run_adds_the_noises_and_impulse_responses_of_an_uninterrupted_one(
+        tmp_path):
+    """The noise and RIR loaders are where the checkpoint left them: the steps after it
+    (each seeded as DANNBrain.fit_batch seeds it) add the same files as without a break."""
+    # A noise batch of the step's 7 crops from 10 files, one of 3 impulse responses a step:
+    # each step leaves the loaders at another position.
+    csvs = {"noise_csv": data_csv(tmp_path, "noise", 10, 1.2),
+            "rir_csv": data_csv(tmp_path, "rir", 3, 0.1)}
+
+    def steps(augmenter, positions, numbers):
+        outputs = []
+        for step in numbers:
+            positions.restore(*crops())
+            torch.manual_seed(step)
+            outputs.append(augmented_pair(augmenter, *crops())[0].sig.data)
+        return outputs
+
+    augmenter = wav_augment(tmp_path, **csvs)
+    positions = DataPositions(augmenter)
+    steps(augmenter, positions, range(4))
+    Checkpointer(tmp_path / "save", {"augmentation_data": positions}).save_checkpoint()
+    uninterrupted = steps(augmenter, positions, range(4, 8))
+    resumed = wav_augment(tmp_path, **csvs)
+    positions = DataPositions(resumed)
+    Checkpointer(tmp_path / "save", {"augmentation_data": positions}).recover_if_possible()
+    assert all(map(torch.equal, steps(resumed, positions, range(4, 8)), uninterrupted))
+    # Loaders started again at their first files add other noises and impulse responses.
+    restarted = wav_augment(tmp_path, **csvs)
+    assert not all(map(torch.equal, steps(restarted, DataPositions(restarted), range(4, 8)),
+                       uninterrupted))
+
+
+def test_positions_of_augmentations_the_run_no_longer_has_are_left_out(tmp_path):
+    # Saved with noise and RIRs; resumed with RIRs alone, an accepted change of settings.
+    csvs = {"noise_csv": data_csv(tmp_path, "noise", 10, 1.2),
+            "rir_csv": data_csv(tmp_path, "rir", 3, 0.1)}
+    augmenter = wav_augment(tmp_path, **csvs)
+    augmented_pair(augmenter, *crops())
+    saved = {"augmentation_data": DataPositions(augmenter)}
+    Checkpointer(tmp_path / "save", saved).save_checkpoint()
+    reverb = wav_augment(tmp_path, rir_csv=csvs["rir_csv"])
+    positions = DataPositions(reverb)
+    Checkpointer(tmp_path / "save", {"augmentation_data": positions}).recover_if_possible()
+    assert set(positions.pending) == {"AddNoise0", "AddReverb1"}
+    positions.restore(*crops())
+    assert positions.pending == {} and list(positions.iterators()) == ["AddReverb0"]
+    augmented_pair(reverb, *crops())  # the run goes on, its loader at its first file
