@@ -320,7 +320,7 @@ def prepare_experiment(argv=None, training=True, create_folder=sb.create_experim
                   if hparams["checkpointer"].list_checkpoints() else [])
     data = dataio_prep(hparams, condition, device, trained_on)
     # The run's record follows the data's checks: a command they refuse leaves none.
-    if training and sb.utils.distributed.if_main_process():
+    if training:
         record = functools.partial(record_run, hparams["save_folder"], settings, records,
                                    hparams["output_folder"])
 
@@ -329,12 +329,14 @@ def prepare_experiment(argv=None, training=True, create_folder=sb.create_experim
                             "first_epoch": hparams["epoch_counter"].current})
             record()
 
-        # The record is written with the first checkpoint this command saves,
-        # which adds it to the commands that trained the run; changed
-        # settings become the run's then, with a checkpoint trained with them.
+        # The record is written with the first checkpoint this command saves
+        # (the main process's save), which adds it to the commands that
+        # trained the run; changed settings become the run's then, with a
+        # checkpoint trained with them.
         hparams["checkpointer"].on_first_save = first_save
         if not changes:
-            record()
+            # By the main process; a write that fails there (a full disk) stops every process.
+            checked_on_main(record)
 
     # Every report holds the settings it was made with, and replaces the one
     # before it together with them: a resume that changes the run's settings

@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -500,13 +501,15 @@ def test_resumed_run_ends_like_an_uninterrupted_one(demo_corpus, tmp_path, monke
     assert resumed == whole
 
 
-def torchrun(demo_corpus, folder, hparams, *extra, epochs=1, timeout=600):
+def torchrun(demo_corpus, folder, hparams, *extra, epochs=1, timeout=600, file_size=None):
     """A tiny run of train_dann.py in two processes (gloo, on the CPU), for ``epochs``.
 
     A run still going after ``timeout`` seconds (its processes waiting for
     each other at different collectives) fails the test. torchrun is stopped
     with SIGTERM, which it passes on to the processes it started: killed, it
-    would leave them waiting.
+    would leave them waiting. With ``file_size``, no file written grows beyond
+    that many bytes (RLIMIT_FSIZE; a larger write fails with EFBIG): the main
+    process alone writes the run's files, so that the disk is full for it alone.
     """
     data_folder = os.path.dirname(demo_corpus["eval"])
     tiny = [t for t in TINY if not t.startswith("--batch_size")]
@@ -515,9 +518,11 @@ def torchrun(demo_corpus, folder, hparams, *extra, epochs=1, timeout=600):
                hparams, f"--data_folder={data_folder}",
                f"--output_folder={folder}", *tiny, *extra, f"--number_of_epochs={epochs}",
                "--distributed_backend=gloo", "--device=cpu"]
+    limited = (None if file_size is None else
+               lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (file_size, file_size)))
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                           cwd=os.path.dirname(os.path.dirname(os.path.dirname(
-                              os.path.abspath(__file__))))) as process:
+                              os.path.abspath(__file__)))), preexec_fn=limited) as process:
         try:
             stdout, stderr = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -570,6 +575,22 @@ def test_a_run_the_main_process_refuses_stops_every_process_with_its_message(dem
     assert done.returncode != 0
     assert done.stderr.count(message) == 2, done.stderr[-3000:]
     assert "Connection closed" not in done.stderr  # torchrun's own traceback stays
+
+
+def test_a_record_the_main_process_cannot_write_stops_every_process_with_its_error(demo_corpus,
+                                                                                 tmp_path):
+    # The run's record (save/run_settings.json, 8 kB, then hyperparams.yaml, 16 kB) is
+    # written by the main process once the data are accepted; the other one went on to
+    # the DDP wrapping, where it failed with "Connection closed by peer".
+    done = torchrun(demo_corpus, tmp_path, "hparams/dann_fbank.yaml", "--batch_size=8",
+                    file_size=12_000, timeout=300)
+    assert done.returncode != 0
+    assert "RuntimeError: the main process failed with OSError: [Errno 27] File too large" \
+        in done.stderr, done.stderr[-3000:]
+    assert "Connection closed" not in done.stderr
+    for record in ("hyperparams.yaml", "condition.yaml", "provenance.json",
+                   "save/run_settings.json"):
+        assert not os.path.exists(tmp_path / record), record
 
 
 def test_a_debug_run_of_two_epochs_in_two_processes_finishes(demo_corpus, tmp_path):
