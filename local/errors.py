@@ -10,6 +10,7 @@ import errno
 import os
 import shutil
 
+import torch
 from speechbrain.utils.distributed import main_process_only
 
 # Never accept more than this many offending rows into one message.
@@ -222,6 +223,67 @@ def checked_on_main(check, *arguments, **keywords):
     result, failure = main_process_only(outcome)() or (None, None)
     if raised:
         raise raised[0]  # on the main process, with its traceback
+    if failure is not None:
+        kind, message = failure
+        raise kind(message)
+    return result
+
+
+def checked_on_every_process(work, *arguments, **keywords):
+    """Run ``work`` on every process; a failure in any of them stops every process with its message.
+
+    For work that each process does on its own share (the target
+    utterances a clustering embeds): a process whose share holds a bad file
+    would otherwise stop alone, and the others wait for it at their next
+    collective operation and fail with an error of the connection.
+
+    Arguments
+    ---------
+    work : callable
+        The work.
+    *arguments
+        Its arguments.
+    **keywords
+        Its keyword arguments.
+
+    Returns
+    -------
+    object
+        What ``work`` returns on this process.
+
+    Raises
+    ------
+    ManifestError
+        On every process, with the message of the first process (by rank)
+        where ``work`` raised it.
+    Exception
+        On a process where ``work`` failed, what it raised, with its
+        traceback; on the others, that of the first process that failed, a
+        :class:`ManifestError` as it is, any other as a ``RuntimeError``
+        naming the process, its type and its message.
+
+    Example
+    -------
+    >>> checked_on_every_process(fail, "share.csv", "is empty")
+    Traceback (most recent call last):
+      ...
+    local.errors.ManifestError: share.csv: is empty
+    """
+    if not torch.distributed.is_initialized():
+        return work(*arguments, **keywords)
+    result, raised, failure = None, None, None
+    try:
+        result = work(*arguments, **keywords)
+    except Exception as error:  # whatever it is, the other processes stop with it
+        raised = error
+        failure = ((ManifestError, str(error)) if isinstance(error, ManifestError) else
+                   (RuntimeError, f"process {torch.distributed.get_rank()} failed with "
+                                  f"{type(error).__name__}: {error}"))
+    failures = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(failures, failure)
+    if raised is not None:
+        raise raised
+    failure = next((failure for failure in failures if failure is not None), None)
     if failure is not None:
         kind, message = failure
         raise kind(message)

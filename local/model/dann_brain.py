@@ -11,6 +11,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from local.data.dataio import STEP_STREAM, random_seed
 from local.embedding import compute_embeddings, embeddable_ids, embedded_in
+from local.errors import checked_on_every_process
 from local.model.adversaries import DomainItems
 from local.model.augmentation import DataPositions, augmented_pair
 from local.model.distributed import gradient_sync, process_share, unwrapped, wrap_in_ddp
@@ -414,10 +415,11 @@ class DANNBrain(sb.Brain):
         pseudo = self.hparams.pseudo_labels
         ids = self.clustered_ids()
         self.modules.eval()
-        # Under DDP each process embeds its share; the main one clusters them all.
-        embeddings = compute_embeddings(self.embed, self.target_utterances,
-                                        self.hparams.eval_batch_size, self.device,
-                                        ids=process_share(ids), limits=self.embed_limits())
+        # Under DDP each process embeds its share (a bad file in one stops them all);
+        # the main one clusters them all.
+        embeddings = checked_on_every_process(
+            compute_embeddings, self.embed, self.target_utterances, self.hparams.eval_batch_size,
+            self.device, ids=process_share(ids), limits=self.embed_limits())
         speakers = {utt: row["spk_id"] for utt, row in self.target_utterances.data.items()
                     if row.get("spk_id")}
         centroids, summary = pseudo.relabel(embeddings, epoch, speakers, self.hparams.seed)

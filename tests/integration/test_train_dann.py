@@ -549,7 +549,8 @@ def test_two_processes_with_gloo_split_the_data_and_finish(demo_corpus, tmp_path
     assert done.stdout.count("Verification (demo)") == 1
 
 
-@pytest.mark.parametrize("refused", ["run folder", "data preparation", "verification"])
+@pytest.mark.parametrize("refused", ["run folder", "data preparation", "clustering",
+                                     "verification"])
 def test_a_run_the_main_process_refuses_stops_every_process_with_its_message(demo_corpus,
                                                                              tmp_path, refused):
     # The main process alone checks the run folder, prepares the data and verifies the
@@ -562,6 +563,15 @@ def test_a_run_the_main_process_refuses_stops_every_process_with_its_message(dem
         # Refused before the corpus is touched.
         extra = ["--condition=recipes/demo_text_dependent/condition.yaml", "--n_eval_speakers=1"]
         message = "n_eval_speakers is 1: not an integer in"
+    elif refused == "clustering":
+        # Without the audio check, a truncated target file is found when the pseudo-labels
+        # embed it, before epoch 1: in the main process's share (the first half of the
+        # target), which the other one waited for at the gathering of the shares.
+        manifest, table = copied_manifest(demo_corpus["target_train"], str(tmp_path / "audio"))
+        with open(table["wav"][3], "r+b") as audio:
+            audio.truncate(1000)
+        extra = [f"--target_train={manifest}", "--pseudo_label_epochs=[1]"]
+        message = f"{table['wav'][3]}: has "
     else:
         # Without the audio check, the truncated file is found when it is embedded, after
         # training.
