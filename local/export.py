@@ -74,6 +74,7 @@ from local.run_folder import (
     recorded_settings,
     release_run_folders,
 )
+from local.settings import training_processes
 from local.whole_files import staged_folder
 
 logger = get_logger(__name__)
@@ -471,8 +472,15 @@ def _print_export(run_folder, model_folder, trial_lists, save_folder):
     It holds the locks of the run folder and of its checkpoints' folder, as
     a run does, so that a run still training or evaluating there, or another
     export, is refused rather than exported half-way (a folder that does not
-    exist is left to ``export_model`` to name, not created).
+    exist is left to ``export_model`` to name, not created). Under torchrun,
+    every process is refused: each would export the same run into the same
+    folder, the first taking the lock and the others refused as another run.
     """
+    processes = training_processes()
+    if processes > 1:
+        fail(run_folder, f"exported by {processes} processes at once (torchrun "
+                         "--nproc_per_node), each into the same model folder",
+             fix="run python -m local.export in one process, without torchrun")
     for folder in (run_folder, save_folder):
         if folder and os.path.isdir(folder):
             hold_run_folder(folder)

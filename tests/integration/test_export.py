@@ -6,6 +6,8 @@ import os
 import re
 import shutil
 import socket
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -164,6 +166,20 @@ def test_export_command_refuses_a_run_folder_another_process_writes_into(runs, t
     assert not (tmp_path / "exported").exists()
     main([str(runs["fbank"]), "--model_folder", str(tmp_path / "exported")])  # once it has ended
     assert not (runs["fbank"] / LOCK_FILE).exists()
+
+
+def test_export_under_torchrun_is_refused_in_every_process(tmp_path):
+    # Each process exported the run: the first took the run folder's lock, and the other
+    # was refused as another run writing into it, the PID it named that of its sibling.
+    command = [os.path.join(os.path.dirname(sys.executable), "torchrun"), "--nproc_per_node=2",
+               "--standalone", "-m", "local.export", str(tmp_path)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(
+                              os.path.abspath(__file__)))))
+    assert done.returncode != 0
+    assert done.stderr.count(f"{tmp_path}: exported by 2 processes at once (torchrun "
+                             "--nproc_per_node)") == 2, done.stderr[-3000:]
+    assert os.listdir(tmp_path) == []
 
 
 def test_export_of_a_folder_that_is_not_a_run_says_what_to_pass(tmp_path):
