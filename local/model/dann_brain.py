@@ -11,7 +11,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from local.data.dataio import STEP_STREAM, random_seed
 from local.embedding import compute_embeddings, embeddable_ids, embedded_in
-from local.errors import checked_on_every_process
+from local.errors import checked_on_every_process, checked_on_main
 from local.model.adversaries import DomainItems
 from local.model.augmentation import DataPositions, augmented_pair
 from local.model.distributed import gradient_sync, process_share, unwrapped, wrap_in_ddp
@@ -425,17 +425,29 @@ class DANNBrain(sb.Brain):
         centroids, summary = pseudo.relabel(embeddings, epoch, speakers, self.hparams.seed)
         unwrapped(self.modules.speaker_head).start_pseudo_speakers(centroids, self.optimizer)
         self.rewrap_speaker_head()
-        self.hparams.train_logger.log_stats(
-            stats_meta={"epoch": epoch, "pseudo-labels": "target clustering"},
-            train_stats=summary)
+        self.log_stats(stats_meta={"epoch": epoch, "pseudo-labels": "target clustering"},
+                       train_stats=summary)
+
+    def log_stats(self, **stats):
+        """Append ``stats`` to the training log, by the main process alone.
+
+        A write that fails there (a full disk) stops every process with its
+        error, rather than the others at their next collective operation
+        with an error of the connection.
+
+        Arguments
+        ---------
+        **stats
+            The keyword arguments of the train logger's ``log_stats``.
+        """
+        checked_on_main(self.hparams.train_logger.log_stats, **stats)
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
         """Log the epoch's losses, domain accuracy and step count, then checkpoint."""
         if stage != sb.Stage.TRAIN:
             return
         self.train_stats = {"loss": stage_loss, "steps": self.step, **self.stats.means()}
-        self.hparams.train_logger.log_stats(stats_meta={"epoch": epoch},
-                                            train_stats=self.train_stats)
+        self.log_stats(stats_meta={"epoch": epoch}, train_stats=self.train_stats)
         # No validation stage to checkpoint in: Brain would clear its counters only
         # after this, and restores them even from an end-of-epoch checkpoint.
         self.step, self.avg_train_loss = 0, 0.0

@@ -587,20 +587,31 @@ def test_a_run_the_main_process_refuses_stops_every_process_with_its_message(dem
     assert "Connection closed" not in done.stderr  # torchrun's own traceback stays
 
 
-def test_a_record_the_main_process_cannot_write_stops_every_process_with_its_error(demo_corpus,
-                                                                                 tmp_path):
-    # The run's record (save/run_settings.json, 8 kB, then hyperparams.yaml, 16 kB) is
-    # written by the main process once the data are accepted; the other one went on to
-    # the DDP wrapping, where it failed with "Connection closed by peer".
+@pytest.mark.parametrize("written", ["record", "training log"])
+def test_a_file_the_main_process_cannot_write_stops_every_process_with_its_error(demo_corpus,
+                                                                                tmp_path,
+                                                                                written):
+    # The main process alone writes the run's files; the other one went on to its next
+    # collective operation, where it failed with "Connection closed by peer".
+    if written == "record":
+        # save/run_settings.json (8 kB), then hyperparams.yaml (16 kB), written once the
+        # data are accepted; the other process went on to the DDP wrapping.
+        file_size = 12_000
+    else:
+        # The first line the epoch appends to train_log.txt, before its checkpoint.
+        file_size = 20_000
+        (tmp_path / "train_log.txt").write_text("x" * (file_size - 10))
     done = torchrun(demo_corpus, tmp_path, "hparams/dann_fbank.yaml", "--batch_size=8",
-                    file_size=12_000, timeout=300)
+                    file_size=file_size, timeout=300)
     assert done.returncode != 0
     assert "RuntimeError: the main process failed with OSError: [Errno 27] File too large" \
         in done.stderr, done.stderr[-3000:]
     assert "Connection closed" not in done.stderr
-    for record in ("hyperparams.yaml", "condition.yaml", "provenance.json",
-                   "save/run_settings.json"):
-        assert not os.path.exists(tmp_path / record), record
+    assert not list(tmp_path.glob("save/CKPT*"))
+    if written == "record":
+        for record in ("hyperparams.yaml", "condition.yaml", "provenance.json",
+                       "save/run_settings.json"):
+            assert not os.path.exists(tmp_path / record), record
 
 
 def test_a_debug_run_of_two_epochs_in_two_processes_finishes(demo_corpus, tmp_path):
