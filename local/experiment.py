@@ -297,7 +297,9 @@ def prepare_experiment(argv=None, training=True, create_folder=sb.create_experim
     settings, changes = checked_on_main(accepted)
     if not training and not hparams["checkpointer"].list_checkpoints():
         _untrained(hparams["save_folder"], hparams["output_folder"])
-    create_folder(hparams["output_folder"])
+    # By the main process (the folder, its log and the script's copy); a write that
+    # fails there (a full disk) stops every process.
+    checked_on_main(create_folder, hparams["output_folder"])
     # The precision the verification embeds in is in each command's record,
     # not among the run's settings: the weights do not depend on it.
     evaluation = run_options(run_opts, hparams, ("eval_precision",))
