@@ -701,6 +701,10 @@ def record_run(save_folder, settings, write_records, output_folder):
     """
     # Together: a full disk while one is written leaves the record of the
     # settings the checkpoints were trained with, not new settings beside them.
-    with written_together():
+    with written_together(), failing_on_full_disk(
+            output_folder, "the run's record (hyperparams.yaml, condition.yaml, provenance.json "
+                           f"and {os.path.join(save_folder, SETTINGS_RECORD)})",
+            "and run the command again; the record before it and the checkpoints are as they "
+            "were"):
         record_settings(save_folder, settings)
         write_records(output_folder)

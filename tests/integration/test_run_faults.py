@@ -204,7 +204,10 @@ def test_full_disk_while_the_record_is_written_leaves_the_runs_record(demo_corpu
 
     # The last of the records, written with the first checkpoint trained for two epochs.
     monkeypatch.setattr(experiment, "write_provenance", full)
-    with pytest.raises(OSError, match="No space left on device"):
+    # It said no more than "OSError: [Errno 28] No space left on device".
+    with pytest.raises(ManifestError, match=rf"{run}: the disk is full: the run's record "
+                                            r"\(hyperparams.yaml, .*\nFix: free space on the "
+                                            rf"disk of {run}, and run the command again"):
         train(demo_corpus, run, "--number_of_epochs=2", "--allow_changed=[number_of_epochs]")
     # Its checkpoints were trained for one epoch, and the record says so.
     assert {name: (run / name).read_bytes() for name in records} == before
