@@ -15,6 +15,7 @@ destination.
 
 import difflib
 import glob
+import inspect
 import io
 import json
 import math
@@ -74,6 +75,10 @@ TRAINING_RUN_OPTIONS = ("grad_accumulation_factor", "precision", "max_grad_norm"
 # The settings of an SSL model's fine-tuning (freeze_ssl: False), which a
 # frozen one never reads; ssl_gradient_checkpointing is refused by the front end.
 FINE_TUNING_KEYS = ("ssl_lr", "freeze_ssl_cnn")
+# What train_dataloader_options may hold: the keyword arguments of torch's
+# DataLoader and those SpeechBrain's Brain.make_dataloader takes before it.
+LOADER_OPTIONS = frozenset(inspect.signature(torch.utils.data.DataLoader).parameters) - {
+    "dataset"} | {"ckpt_prefix", "looped_nominal_epoch"}
 # The number of DDP processes a run trains with, recorded with its settings:
 # each process takes batch_size crops a step, so the batch of a step is their
 # product. The launcher sets it (torchrun --nproc_per_node), no option.
@@ -873,6 +878,36 @@ def _brain_run_options(run_opts, hparams):
             for name in ("device", "precision", "eval_precision", *DEPRECATED_PRECISION_FLAGS)}
 
 
+def _check_loader_options(hparams_file, loader):
+    """Refuse ``train_dataloader_options`` that are no mapping of DataLoader options.
+
+    YAML reads ``{num_workers:4}``, without a space after the colon, as the
+    key ``num_workers:4``, and a shell splits an unquoted ``{a: 1,b: 2}``
+    into two arguments: either would stop the run at its first epoch, after
+    its records are written, with a DataLoader's traceback.
+
+    Example
+    -------
+    >>> _check_loader_options("m.yaml", {"num_workers:4": None})
+    Traceback (most recent call last):
+      ...
+    local.errors.ManifestError: m.yaml: train_dataloader_options ['num_workers:4'] are no options of torch's DataLoader; did you mean num_workers?
+    Fix: write each as key: value, a space after the colon, in one quoted argument: --train_dataloader_options="{batch_size: 16, num_workers: 4}"
+    """
+    fix = ("write each as key: value, a space after the colon, in one quoted argument: "
+           '--train_dataloader_options="{batch_size: 16, num_workers: 4}"')
+    if not isinstance(loader, dict):
+        fail(hparams_file, f"--train_dataloader_options={loader} is no mapping of DataLoader "
+                           "options", fix=fix)
+    unknown = sorted(str(key) for key in set(loader) - LOADER_OPTIONS)
+    if unknown:
+        close = [match for key in unknown
+                 for match in difflib.get_close_matches(key, sorted(LOADER_OPTIONS), 1)]
+        fail(hparams_file, f"train_dataloader_options {unknown} are no options of torch's "
+                           "DataLoader" + (f"; did you mean {' or '.join(close)}?" if close else ""),
+             fix=fix)
+
+
 def check_trainable(hparams_file, overrides, condition, run_opts=None):
     """Refuse settings under which training could not take a step, before any work.
 
@@ -913,6 +948,7 @@ def check_trainable(hparams_file, overrides, condition, run_opts=None):
                            "--batch_size=1 has none",
              fix="pass --batch_size=2 or more, or --coral_weight=0")
     loader = hparams["train_dataloader_options"]
+    _check_loader_options(hparams_file, loader)
     # Each epoch's pairing is drawn in the main process (PairedDataset.set_epoch):
     # workers kept across epochs hold the first epoch's copy of the dataset.
     # And the domain losses' schedule counts an epoch's steps in whole batches.

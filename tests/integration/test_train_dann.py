@@ -369,6 +369,14 @@ def test_a_bad_option_refused_while_the_models_are_built_is_a_message(demo_corpu
     ("--train_dataloader_options={batch_size: 8, drop_last: False}",
      r"train_dataloader_options drop_last: False makes a last, smaller batch that the domain "
      r"losses' schedule does not count\nFix: keep drop_last: True"),
+    # YAML reads {num_workers:4} as the key "num_workers:4", which the DataLoader
+    # would refuse at the first epoch, after the run's records are written.
+    ("--train_dataloader_options={num_workers:4}",
+     r"train_dataloader_options \['num_workers:4'\] are no options of torch's DataLoader; did "
+     r"you mean num_workers\?\nFix: write each as key: value, a space after the colon"),
+    # What a shell leaves of an unquoted {batch_size: 16,drop_last: True}.
+    ("--train_dataloader_options=drop_last:True",
+     r"--train_dataloader_options=drop_last:True is no mapping of DataLoader options\nFix: "),
     # Steps of 8 pairs, where the schedule and the record count steps of 16.
     ("--train_dataloader_options={batch_size: 8}",
      r"train_dataloader_options batch_size: 8 differs from batch_size \(16\), by which the "

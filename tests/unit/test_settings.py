@@ -294,6 +294,28 @@ def test_an_eval_batch_size_of_no_whole_utterances_is_refused_before_training(va
         check_trainable("hparams/dann_fbank.yaml", overrides, condition={})
 
 
+@pytest.mark.parametrize("loader, refused", [
+    # YAML's reading of {num_workers:4}, without a space after the colon.
+    ({"num_workers:4": None}, r"train_dataloader_options \['num_workers:4'\] are no options of "
+                              r"torch's DataLoader; did you mean num_workers\?"),
+    ({"batch_size": 16, "shufle": True}, r"train_dataloader_options \['shufle'\] are no "
+                                         r"options of torch's DataLoader; did you mean "
+                                         r"shuffle\?"),
+    # A shell splits an unquoted {a: 1,b: 2}: SpeechBrain keeps the last piece.
+    ("drop_last:True", r"--train_dataloader_options=drop_last:True is no mapping of DataLoader "
+                       r"options"),
+])
+def test_train_dataloader_options_that_a_dataloader_refuses_are_refused_before_training(
+        loader, refused):
+    # The DataLoader would refuse them at the first epoch, after the run's records are written.
+    overrides = {"condition": "demo", "n_speakers": 24, "train_dataloader_options": loader}
+    with pytest.raises(ManifestError, match=rf"dann_fbank.yaml: {refused}\nFix: write each as "
+                                            r"key: value, a space after the colon, in one "
+                                            r"quoted argument: --train_dataloader_options="
+                                            r'"\{batch_size: 16, num_workers: 4\}"$'):
+        check_trainable("hparams/dann_fbank.yaml", overrides, condition={})
+
+
 def test_coral_on_batches_of_one_is_refused_before_training():
     # The covariance of one embedding is 0 / 0: the first step's loss would be NaN.
     overrides = {"condition": "demo", "n_speakers": 24, "coral_weight": 1.0, "batch_size": 1}
