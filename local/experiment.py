@@ -4,6 +4,7 @@
 verifies it (:func:`evaluate`); ``evaluate.py`` verifies a trained run.
 """
 
+import contextlib
 import functools
 import io
 import logging
@@ -204,6 +205,42 @@ def _within(path, folder):
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
+@contextlib.contextmanager
+def _kept_for_the_run_log():
+    """Write what a command logs before SpeechBrain opens the run's ``log.txt`` into it too.
+
+    The preparation, the settings check (a setting changed as allowed, other
+    training data, a lock taken over) and the other checks run before the
+    run's folder is made, so that a refused command writes nothing into it;
+    their messages went to the console alone, and the run's log lacked them.
+    Once the block has made the folder, the records kept are written into
+    every log file that SpeechBrain's logging has opened.
+    """
+    kept = _Kept()
+    root = logging.getLogger()
+    root.addHandler(kept)
+    try:
+        yield
+    finally:
+        root.removeHandler(kept)  # SpeechBrain's set-up of its log has replaced it
+    for handler in root.handlers:
+        if isinstance(handler, logging.FileHandler):
+            for record in kept.records:
+                if record.levelno >= handler.level:
+                    handler.handle(record)
+
+
+class _Kept(logging.Handler):
+    """The INFO and higher records logged while it is attached, kept in order."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.records = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+
 def prepare_experiment(argv=None, training=True, create_folder=sb.create_experiment_directory):
     """Parse the command line, prepare the condition's data, and build the Brain.
 
@@ -249,57 +286,58 @@ def prepare_experiment(argv=None, training=True, create_folder=sb.create_experim
     check_precision(run_opts, hparams_file, {**plain_values(hparams_file), **overrides})
     # SpeechBrain sets up its logging when the run's folder is made, after the
     # preparation: until then, its messages (where it writes, what it leaves
-    # out) go to the console in SpeechBrain's format. A no-op where logging is
-    # set up already.
+    # out) go to the console in SpeechBrain's format, and into the run's
+    # log.txt once it is open. A no-op where logging is set up already.
     logging.basicConfig(level=logging.INFO, format="%(name)s - %(message)s", stream=sys.stdout)
-    if sb.utils.distributed.if_main_process():  # the one process that prepares
-        logger.info("Preparing the data of %s; its relative paths are read from the working "
-                    "directory, %s", condition_file, os.getcwd())
-    for prepare in condition["prepare"]:
-        checked_on_main(prepared, prepare, condition_file, condition)
-    check_condition_files(condition_file, condition)
-    overrides["condition"] = condition["condition"]
-    # The speaker head has a row per class: per speaker, or per speaker and
-    # phrase (speaker_label: spk_phrase).
-    classes = speaker_classes(read_manifest(condition["source_train"]),
-                              speaker_label({**plain_values(hparams_file), **overrides}),
-                              condition["source_train"])
-    overrides["n_speakers"] = len(set(classes))
-    check_trainable(hparams_file, overrides, condition, run_opts if training else None)
-    if not training:
-        # Before the models are built, whose checkpointer would make the folder.
-        folders = plain_values(hparams_file, overrides)
-        if not os.path.isdir(folders["save_folder"]):
-            _untrained(folders["save_folder"], folders["output_folder"])
-    hparams = load_model_hparams(hparams_file, overrides)
-    check_ssl_dim(hparams_file, hparams)
-    if training:
-        check_augmentation(hparams_file, hparams)
-    check_score_norm(hparams)
-    # The run options a run trains with, and its number of processes, are its
-    # settings; an evaluation's are free.
-    options = run_options(run_opts, hparams)
-    processes = training_processes()
-    augmentation = data_files(hparams) if training else None
+    with _kept_for_the_run_log():
+        if sb.utils.distributed.if_main_process():  # the one process that prepares
+            logger.info("Preparing the data of %s; its relative paths are read from the working "
+                        "directory, %s", condition_file, os.getcwd())
+        for prepare in condition["prepare"]:
+            checked_on_main(prepared, prepare, condition_file, condition)
+        check_condition_files(condition_file, condition)
+        overrides["condition"] = condition["condition"]
+        # The speaker head has a row per class: per speaker, or per speaker and
+        # phrase (speaker_label: spk_phrase).
+        classes = speaker_classes(read_manifest(condition["source_train"]),
+                                  speaker_label({**plain_values(hparams_file), **overrides}),
+                                  condition["source_train"])
+        overrides["n_speakers"] = len(set(classes))
+        check_trainable(hparams_file, overrides, condition, run_opts if training else None)
+        if not training:
+            # Before the models are built, whose checkpointer would make the folder.
+            folders = plain_values(hparams_file, overrides)
+            if not os.path.isdir(folders["save_folder"]):
+                _untrained(folders["save_folder"], folders["output_folder"])
+        hparams = load_model_hparams(hparams_file, overrides)
+        check_ssl_dim(hparams_file, hparams)
+        if training:
+            check_augmentation(hparams_file, hparams)
+        check_score_norm(hparams)
+        # The run options a run trains with, and its number of processes, are its
+        # settings; an evaluation's are free.
+        options = run_options(run_opts, hparams)
+        processes = training_processes()
+        augmentation = data_files(hparams) if training else None
 
-    def accepted():
-        # And the checkpoints' folder, which runs into other output folders may share.
-        for folder in (hparams["output_folder"], hparams["save_folder"]):
-            hold_run_folder(folder)
-        # The settings first: a model file other than the run's finds none of its
-        # checkpoints complete, and is told how it differs.
-        accepted_settings = accept_settings(
-            hparams, {**run_settings(hparams_file, overrides), **options,
-                      PROCESSES_KEY: processes}, training, condition, augmentation)
-        check_one_run(hparams, training, run_opts.get("debug", False))
-        return accepted_settings
+        def accepted():
+            # And the checkpoints' folder, which runs into other output folders may share.
+            for folder in (hparams["output_folder"], hparams["save_folder"]):
+                hold_run_folder(folder)
+            # The settings first: a model file other than the run's finds none of its
+            # checkpoints complete, and is told how it differs.
+            accepted_settings = accept_settings(
+                hparams, {**run_settings(hparams_file, overrides), **options,
+                          PROCESSES_KEY: processes}, training, condition, augmentation)
+            check_one_run(hparams, training, run_opts.get("debug", False))
+            return accepted_settings
 
-    settings, changes = checked_on_main(accepted)
-    if not training and not hparams["checkpointer"].list_checkpoints():
-        _untrained(hparams["save_folder"], hparams["output_folder"])
-    # By the main process (the folder, its log and the script's copy); a write that
-    # fails there (a full disk) stops every process.
-    checked_on_main(create_folder, hparams["output_folder"])
+        settings, changes = checked_on_main(accepted)
+        if not training and not hparams["checkpointer"].list_checkpoints():
+            _untrained(hparams["save_folder"], hparams["output_folder"])
+        # By the main process (the folder, its log and the script's copy); a write that
+        # fails there (a full disk) stops every process.
+        checked_on_main(create_folder, hparams["output_folder"])
     # The precision the verification embeds in is in each command's record,
     # not among the run's settings: the weights do not depend on it.
     evaluation = run_options(run_opts, hparams, ("eval_precision",))

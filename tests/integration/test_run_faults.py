@@ -144,6 +144,8 @@ def test_allowed_change_resumes_and_becomes_the_runs_setting(demo_corpus, run, m
     with pytest.raises(KeyboardInterrupt), caplog.at_level(logging.WARNING):
         train(demo_corpus, run, "--number_of_epochs=2", "--allow_changed=[number_of_epochs]")
     assert "Setting changed from the run's, as allowed: number_of_epochs: 1 -> 2" in caplog.text
+    # And in the run's log.txt, though logged before SpeechBrain opened it.
+    assert "as allowed: number_of_epochs: 1 -> 2" in (run / "log.txt").read_text()
     with open(run / "train_log.txt") as log:
         assert [line.split(" - ")[0] for line in log if line.startswith("epoch")] == \
             ["epoch: 1", "epoch: 2"]  # resumed: epoch 2 alone was trained
