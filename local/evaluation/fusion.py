@@ -104,7 +104,8 @@ def load_systems(paths):
     Raises
     ------
     ManifestError
-        When a file lists other trials than the first one, or other labels.
+        When a file is given twice (a system fused with itself), or lists
+        other trials than the first one, or other labels.
 
     Example
     -------
@@ -119,6 +120,13 @@ def load_systems(paths):
     >>> scores.tolist()
     [[0.9, 5.0], [0.2, 3.0], [0.4, 1.0]]
     """
+    seen = {}
+    for index, path in enumerate(paths):
+        earlier = seen.setdefault(os.path.realpath(path), index)
+        if earlier != index:
+            fail(path, f"is given twice (as {paths[earlier]}): the fusion would weigh that system "
+                       "twice",
+                 fix="give each system's score file once")
     first = read_scores(paths[0])
     key = pd.MultiIndex.from_frame(first[["enrol", "test"]])
     columns = [first["score"].to_numpy()]

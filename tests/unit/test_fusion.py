@@ -175,6 +175,20 @@ def test_command_line_reports_bad_input(tmp_path, capsys):
     assert not (tmp_path / "f.txt").exists()
 
 
+def test_a_score_file_given_twice_is_refused_before_anything_is_written(tmp_path, capsys):
+    trials, scores = noisy_systems(0, noise=(1.0, 2.0))
+    paths = write_systems(tmp_path, "sys", trials, scores)
+    dev = write_systems(tmp_path, "dev", *noisy_systems(1, noise=(1.0, 2.0), prefix="d"))
+    again = str(tmp_path / "." / "sys0.txt")  # another spelling of the same file
+    for extra in ([], ["--dev", dev[0], dev[0], dev[1]]):
+        assert main(["--scores", *paths, again, "--out", str(tmp_path / "f.txt"), *extra]) == 1
+        assert capsys.readouterr().err.startswith(f"{again}: is given twice (as {paths[0]})")
+    assert main(["--scores", *paths, "--out", str(tmp_path / "f.txt"),
+                 "--dev", dev[0], dev[0]]) == 1
+    assert capsys.readouterr().err.startswith(f"{dev[0]}: is given twice (as {dev[0]})")
+    assert not (tmp_path / "f.txt").exists()
+
+
 def test_development_trials_among_the_fused_ones_are_refused(tmp_path, capsys):
     """A fusion trained on the trials it reports gives their EER as if held out."""
     trials, scores = noisy_systems(0, noise=(0.5, 1.5))
