@@ -181,11 +181,16 @@ def mean_fusion(scores, names=None):
     Fix: leave it out of the fusion, or check the system that scored it
     """
     names = names or [f"system {i}" for i in range(scores.shape[1])]
-    std = scores.std(axis=0)
-    for i in np.flatnonzero(std == 0):
+    for i in np.flatnonzero(_constant(scores)):
         fail(names[i], "gives every trial the same score, which cannot be standardised",
              fix="leave it out of the fusion, or check the system that scored it")
-    return ((scores - scores.mean(axis=0)) / std).mean(axis=1)
+    return ((scores - scores.mean(axis=0)) / scores.std(axis=0)).mean(axis=1)
+
+
+def _constant(scores):
+    """Whether each system (column) gives every trial the same score: its std is
+    then a rounding error (1e-16 of scores all 0.7), not always 0."""
+    return np.ptp(scores, axis=0) == 0
 
 
 def train_logistic_fusion(scores, labels, p_target=0.5):
@@ -226,9 +231,10 @@ def train_logistic_fusion(scores, labels, p_target=0.5):
     sign = np.where(labels, 1.0, -1.0)
     weight = np.where(labels, p_target / labels.sum(), (1 - p_target) / (~labels).sum())
     # Fitted on standardised scores, so that the penalty weighs each system
-    # alike whatever its scores' unit (cosine or PLDA), then mapped back.
+    # alike whatever its scores' unit (cosine or PLDA), then mapped back. A
+    # system of one score is left unscaled: the penalty keeps its weight 0.
     mean, std = scores.mean(axis=0), scores.std(axis=0)
-    std = np.where(std > 0, std, 1.0)
+    std = np.where(_constant(scores), 1.0, std)
     features = np.column_stack([(scores - mean) / std, np.ones(len(labels))])
     offset = logit(p_target)
 

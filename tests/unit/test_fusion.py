@@ -81,6 +81,21 @@ def test_mean_fusion_by_hand():
     np.testing.assert_allclose(mean_fusion(scores), [(-z - z) / 2, (0 + z) / 2, (z + 0) / 2])
     with pytest.raises(ManifestError, match=r"^system 1: gives every trial the same score"):
         mean_fusion(np.array([[0.0, 1.0], [1.0, 1.0]]))
+    # Whatever the score: the std of ten scores of 0.7 is 1e-16, not 0.
+    with pytest.raises(ManifestError, match=r"^system 1: gives every trial the same score"):
+        mean_fusion(np.column_stack([np.arange(10.0), np.full(10, 0.7)]))
+
+
+@pytest.mark.parametrize("constant", [0.0, 0.7])
+def test_a_system_of_one_development_score_has_no_weight(constant):
+    # Its std on the development trials is 0 or a rounding error (1e-16 for 0.7):
+    # not a unit to scale it by, which once gave it a weight of 1e13, offset by the bias.
+    dev_trials, dev_scores = noisy_systems(1, noise=(0.5,), shift=(0.0,), scale=(1.0,))
+    alone = train_logistic_fusion(dev_scores, dev_trials["label"])
+    weights, bias = train_logistic_fusion(
+        np.column_stack([dev_scores, np.full(N, constant)]), dev_trials["label"])
+    assert weights[0] == pytest.approx(alone[0][0], rel=1e-6)
+    assert abs(weights[1]) < 1e-9 and bias == pytest.approx(alone[1], rel=1e-6)
 
 
 def test_logistic_fusion_weights_the_better_system_more(tmp_path, capsys):
