@@ -173,11 +173,13 @@ def test_a_trial_list_saved_with_a_byte_order_mark_is_read(vox1, out):
 
 def test_the_lists_before_cleaning_are_read_as_published(vox1, out):
     """veri_test.txt and list_test_hard.txt (as list_test_all.txt) have the cleaned lists'
-    form; saved on Windows (CRLF, a space before the line end, no newline at the end) they
-    read the same."""
+    form; saved on Windows (CRLF, a space before the line end, a blank line after the first,
+    no newline at the end) they read the same."""
     published = {"veri_test.txt": VERI_TEST2, "list_test_hard.txt": LIST_TEST_HARD2}
     for name, text in published.items():
-        (vox1 / name).write_bytes(text.replace("\n", " \r\n").rstrip("\r\n").encode())
+        first, rest = text.split("\n", 1)
+        (vox1 / name).write_bytes(
+            f"{first}\n\n{rest}".replace("\n", " \r\n").rstrip("\r\n").encode())
     paths = prepare_voxceleb(str(vox1), out, list(published))
     for name, text in published.items():
         trials = read_trials(paths[f"trials_{name[:-4]}"])
