@@ -344,6 +344,9 @@ def test_too_small_a_cohort_fails_before_anything_is_embedded(demo_corpus, tmp_p
     (30, {"score_norm": "asnorm", "backend_adaptation": "mean"},
      "Cohort: 30 target training utterances, all that embed whole (fewer than cohort_size, 50), "
      "for asnorm over each side's 10 closest and mean."),
+    # Whitening alone (the default) draws the cohort too.
+    (None, {"backend_adaptation": "whiten"},
+     "Cohort: 50 target training utterances, a random draw of cohort_size, for whiten."),
 ])
 def test_the_report_says_what_the_cohort_held(demo_corpus, tmp_path, rows, settings, said):
     target_train = tmp_path / "target_train.csv"
