@@ -317,6 +317,22 @@ def test_mindcf_keeps_the_third_decimal_that_good_systems_differ_by(tmp_path):
     assert table["target eer_percent"].tolist() == ["32.00 ± 1.00"] * 2
 
 
+def test_calibration_figures_keep_the_third_decimal_as_a_mindcf(tmp_path):
+    # A logistic fusion's row (local.evaluation.fusion) with its actDCF, Cllr and min Cllr.
+    calibration = {"act_dcf_0.01": (0.2514, 0.2486), "cllr": (0.3121, 0.3179),
+                   "min_cllr": (0.3004, 0.3036)}
+    for seed in (0, 1):
+        make_run(tmp_path / f"s{seed}", (17.0, 30.0))
+        summary = tmp_path / f"s{seed}" / "verification" / "summary.csv"
+        row = {name: values[seed] for name, values in calibration.items()}
+        pd.read_csv(summary).assign(**row).to_csv(summary, index=False)
+    table = seed_table({"x": collect(str(tmp_path / "s*"))}, ["target"], list(calibration))
+    assert [table[f"target {name}"][0] for name in calibration] == [
+        f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+        for values in calibration.values()]
+    assert table["target min_cllr"][0] == "0.302 ± 0.002"
+
+
 def test_the_mean_is_that_of_the_figures_unrounded(tmp_path):
     # Rounded to 0.01 before the mean, these gave 10.01 ± 0.01.
     eers = [0.100061, 0.100061, 0.100021]
