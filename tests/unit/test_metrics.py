@@ -336,6 +336,15 @@ def test_calibration_metrics_equal_their_definitions(case):
     assert metrics["min_cllr"] <= metrics["cllr"] + 1e-12
 
 
+def test_calibration_columns_are_named_as_the_summary_and_seed_table_read_them():
+    # --metrics act_dcf_0.01 of the seed table, a fused summary's columns.
+    scores, labels = CASES["random"]
+    assert list(calibration_metrics(scores, labels)) == [
+        "act_dcf_0.01", "act_dcf_0.001", "cllr", "min_cllr"]
+    assert list(calibration_metrics(scores, labels, SDSV_DCF))[0] == "act_dcf_0.01_10_1"
+    assert dcf_setting("act_dcf_0.01_10_1") == (0.01, 10.0, 1.0)
+
+
 def test_a_score_at_the_bayes_threshold_is_rejected():
     # p_target 0.5: threshold 0. The target at 0 is missed, the non-target at
     # 1 accepted: cost 1, twice that of a trivial decision.
