@@ -1,5 +1,6 @@
 """Tiny runs of train_dann.py with --augment=True: training steps alone are augmented."""
 
+import glob
 import json
 import os
 
@@ -92,17 +93,37 @@ def test_a_resume_on_a_changed_noise_csv_is_refused_and_evaluate_does_not_read_i
     train(demo_corpus, folder, *augmented, "--number_of_epochs=1", script=evaluate)
 
 
-def test_a_run_killed_inside_an_epoch_resumes_with_the_noises_of_an_uninterrupted_one(
-        demo_corpus, tmp_path, monkeypatch):
-    # 15 steps of 32 crops; a checkpoint after step 5, killed in step 8. The noise
-    # loader reads 10 files in batches of 32, the RIR loader 3 files one a step: the
-    # checkpoint finds both inside a pass.
-    args = ("--number_of_epochs=1", "--ckpt_interval_steps=5", "--augment=True",
+def killed_inside_an_epoch(tmp_path):
+    """15 steps of 32 crops; a checkpoint after step 5, to be killed in step 8. The noise
+    loader reads 10 files in batches of 32, the RIR loader 3 files one a step: the
+    checkpoint finds both inside a pass."""
+    return ("--number_of_epochs=1", "--ckpt_interval_steps=5", "--augment=True",
             f"--noise_csv={data_csv(tmp_path, 'noise', 10, 1.2)}",
             f"--rir_csv={data_csv(tmp_path, 'rir', 3, 0.1)}")
+
+
+def test_a_run_killed_inside_an_epoch_resumes_with_the_noises_of_an_uninterrupted_one(
+        demo_corpus, tmp_path, monkeypatch):
+    args = killed_inside_an_epoch(tmp_path)
     train(demo_corpus, tmp_path / "whole", *args)
     killed_at_batch(8, monkeypatch, demo_corpus, tmp_path / "killed", *args)
     train(demo_corpus, tmp_path / "killed", *args)
     for name in ("embedding_model", "classifier", "domain_discriminator"):
         assert same(newest_weights(tmp_path / "whole", name),
                     newest_weights(tmp_path / "killed", name)), name
+
+
+def test_a_checkpoint_saved_before_the_loaders_positions_were_kept_resumes(
+        demo_corpus, tmp_path, monkeypatch):
+    """A run checkpointed by an earlier version of the recipe, without
+    augmentation_data.ckpt, resumes (its loaders at their first files) rather than
+    failing on the missing file."""
+    args = killed_inside_an_epoch(tmp_path)
+    killed_at_batch(8, monkeypatch, demo_corpus, tmp_path / "older", *args)
+    positions = glob.glob(str(tmp_path / "older" / "save" / "CKPT*" / "augmentation_data.ckpt"))
+    assert positions
+    for path in positions:
+        os.remove(path)
+    with pytest.warns(UserWarning, match="missing a load path for augmentation_data"):
+        train(demo_corpus, tmp_path / "older", *args)
+    assert len(logged(tmp_path / "older", "speaker_loss")) == 1
