@@ -17,6 +17,7 @@ from local.evaluation.metrics import (
     SDSV_DCF,
     VOXCELEB_DCF,
     act_dcf,
+    bayes_threshold,
     calibration_metrics,
     cllr,
     compute_metrics,
@@ -238,6 +239,8 @@ def test_bad_cost_setting_is_named():
     for metric in (min_dcf, act_dcf):
         with pytest.raises(ValueError, match="0 < p_target < 1"):
             metric([0.1, 0.2], [0, 1], p_target=1.0)
+    with pytest.raises(ValueError, match="positive costs; got p_target=0.01, c_miss=1, c_fa=0"):
+        bayes_threshold(0.01, c_fa=0)
 
 
 @pytest.mark.parametrize("case", CASES)
