@@ -157,6 +157,21 @@ def test_trials_are_grouped_by_the_enrolment_side_where_the_test_side_has_no_val
     assert ("phrase", "07") not in table.index
 
 
+def test_a_model_left_blank_in_the_enrolment_table_takes_its_utterances_value():
+    """An enrolment table with a phrase column that some models (text-independent ones)
+    leave blank: m1 takes its utterances' 07, m3's utterance has none either."""
+    manifest = pd.DataFrame({"ID": ["e1", "e2", "e3", "t1", "t2"],
+                             "phrase": ["07", "07", "", "", ""]})
+    enrolment = pd.DataFrame({"model_id": ["m1", "m2", "m3"], "utt_ids": ["e1 e2", "e3", "e3"],
+                              "phrase": ["", "02", ""]})
+    trials = pd.DataFrame({"label": [1, 0, 0, 1, 0], "enrol": ["m1", "m1", "m2", "m2", "m3"],
+                           "test": ["t1", "t2", "t1", "t2", "t1"]})
+    table = condition_table(trials, [0.9, 0.1, 0.3, 0.8, 0.2], manifest, enrolment)
+    assert table[["condition", "value", "trials", "targets"]].values.tolist() == [
+        ["all", "all", 5, 2], ["phrase (enrolment)", "02", 2, 1],
+        ["phrase (enrolment)", "07", 2, 1], ["phrase (neither side)", "unknown", 1, 0]]
+
+
 def test_a_model_named_like_its_utterance_is_the_model_on_the_enrolment_side_only():
     """Model e1 of utterance e1 takes its phrase from the enrolment table; e1 as a test
     utterance has none."""
