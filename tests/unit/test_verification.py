@@ -23,6 +23,7 @@ from local.evaluation.verification import (
     best_systems,
     check_cohort,
     check_score_norm,
+    cohort_note,
     cohort_subset,
     drawn_systems,
     list_systems,
@@ -354,6 +355,13 @@ def test_the_report_says_what_the_cohort_held(demo_corpus, tmp_path, rows, setti
     folder, _, _ = verify_demo(demo_corpus, str(tmp_path / "run"), str(target_train), **settings)
     text = open(os.path.join(folder, "verification", "report.md"), encoding="utf-8").read()
     assert said in text.splitlines()
+
+
+def test_the_cohort_note_names_the_domain_the_cohort_is_drawn_from():
+    hparams = {"cohort_domain": "source", "cohort_size": 1000, "score_norm": "znorm",
+               "cohort_top_k": 200, "backend_adaptation": None}
+    assert cohort_note(hparams, 1000) == (
+        "Cohort: 1000 source training utterances, a random draw of cohort_size, for znorm.")
 
 
 def test_a_report_without_a_cohort_names_none(demo_corpus, tmp_path):
