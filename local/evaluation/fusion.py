@@ -255,6 +255,40 @@ def train_logistic_fusion(scores, labels, p_target=0.5):
     return weights, params[-1] - mean @ weights
 
 
+def det_labels(paths):
+    """Short, distinct legend labels of the systems' score files: their trailing parts.
+
+    Each label is as many trailing folders of its (absolute) path as tell
+    every system apart, the same number for all; a file name that every
+    system shares (a report's ``scores.txt``) is left out.
+
+    Arguments
+    ---------
+    paths : list of str
+        The score files fused, none given twice.
+
+    Returns
+    -------
+    list of str
+        One label per score file, in their order.
+
+    Example
+    -------
+    >>> det_labels(["results/lab/default/1/verification/target_plda_pooled/scores.txt",
+    ...             "results/lab/default/2/verification/target_plda_pooled/scores.txt",
+    ...             "results/lab/default/2/verification/target/scores.txt"])
+    ['1/verification/target_plda_pooled', '2/verification/target_plda_pooled', '2/verification/target']
+    >>> det_labels(["a.txt", "b.txt"]), det_labels(["fused/target/scores.txt"])
+    (['a.txt', 'b.txt'], ['scores.txt'])
+    """
+    parts = [os.path.abspath(path).split(os.sep) for path in paths]
+    if len(parts) > 1 and len({names[-1] for names in parts}) == 1:
+        parts = [names[:-1] for names in parts]
+    depth = next(depth for depth in range(1, max(map(len, parts)) + 1)
+                 if len({tuple(names[-depth:]) for names in parts}) == len(parts))
+    return ["/".join(names[-depth:]) for names in parts]
+
+
 def update_summary(path, system, metrics):
     """Add the row of ``system`` to the summary table at ``path``, replacing an older one.
 
@@ -745,7 +779,9 @@ def run_fusion(scores, out, det=None, dev=None, summary=None, system=None):
     with written_together():
         write_scores(out, trials, fused)
         if det:
-            plot_det({out: {name: (s, trials["label"]) for name, s in systems.items()}}, det)
+            labels = det_labels(scores) + [fusion]
+            plot_det({out: {label: (s, trials["label"])
+                            for label, s in zip(labels, systems.values())}}, det)
         if summary:
             update_summary(summary, system, dict(metrics, trials=len(trials)))
             write_record(os.path.dirname(os.path.abspath(summary)), system, data, record)

@@ -14,6 +14,7 @@ from sklearn.linear_model import LogisticRegression
 from speechbrain.utils.metric_stats import EER
 
 from local.errors import ManifestError
+from local.evaluation import fusion
 from local.evaluation.fusion import (
     load_systems,
     main,
@@ -28,7 +29,7 @@ from local.evaluation.metrics import (
     compute_metrics,
     eer,
 )
-from local.evaluation.report import read_scores, write_scores
+from local.evaluation.report import plot_det, read_scores, write_scores
 from local.evaluation.seed_table import collect, seed_table
 from local.evaluation.seed_table import main as seed_table_main
 
@@ -72,6 +73,25 @@ def test_fusing_two_noisy_copies_beats_each(tmp_path, capsys):
     assert float(lines[3].split()[2]) == pytest.approx(100 * eer(fused, labels), abs=0.005)
     # Standardised scores are no log-likelihood ratios: no actDCF or Cllr.
     assert lines[-1].startswith("fusion (mean): no actDCF or Cllr")
+
+
+def test_the_det_legend_names_each_system_by_the_end_of_its_path(tmp_path, monkeypatch):
+    trials, scores = noisy_systems(0, noise=(1.0, 1.0, 1.0), shift=(0,) * 3, scale=(1,) * 3)
+    paths = [str(tmp_path / "results" / run / seed / "verification" / system / "scores.txt")
+             for run, seed, system in (("default", "1", "target_plda_pooled"),
+                                       ("default", "2", "target_plda_pooled"),
+                                       ("baseline", "1", "target_plda_pooled"))]
+    for path, column in zip(paths, scores.T):
+        write_scores(path, trials, column)
+    figures = []
+    monkeypatch.setattr(fusion, "plot_det",
+                        lambda *args, **kwargs: figures.append(plot_det(*args, **kwargs)))
+    assert main(["--scores", *paths, "--out", str(tmp_path / "fused.txt"),
+                 "--det", str(tmp_path / "det.png")]) == 0
+    labels = [line.get_label().split(" (EER")[0] for line in figures[0].axes[0].get_lines()]
+    assert labels == ["default/1/verification/target_plda_pooled",
+                      "default/2/verification/target_plda_pooled",
+                      "baseline/1/verification/target_plda_pooled", "fusion (mean)"]
 
 
 def test_mean_fusion_by_hand():
