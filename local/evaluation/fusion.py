@@ -15,12 +15,14 @@ Two fusions:
 Command line::
 
     python -m local.evaluation.fusion --scores a.txt b.txt --out fused.txt [--dev a_dev.txt b_dev.txt] \
-        [--det det.png] [--summary fused/verification/summary.csv --system target]
+        [--det det.png] [--summary fused/verification/summary.csv --system target] \
+        [--min_dcf 0.05 1 1 [--min_dcf ...]]
 
 writes the fused score file (and a DET figure of every system and the fusion)
 and prints EER and minDCF of each system and of the fusion, at the minDCF
 settings the systems' reports scored their list at (an SdSV list's
-``min_dcf_0.01_10_1``; VoxCeleb's two for score files of no report), and of
+``min_dcf_0.01_10_1``; for score files of no report those of ``--min_dcf``,
+by default VoxCeleb's two), and of
 a logistic fusion how well its log-likelihood ratios are calibrated: the
 actDCF at each of those settings, Cllr and min Cllr
 (:func:`local.evaluation.metrics.calibration_metrics`; a mean fusion's
@@ -30,7 +32,7 @@ as a run's ``verification/summary.csv``, so that :mod:`local.evaluation.seed_tab
 reads fused systems as it reads runs, and the folder's ``provenance.json``
 records the hashes of the list's data files that the systems' runs were
 scored on (systems scored on other data are refused) and what the row was
-fused from.
+fused from and at which settings.
 """
 
 import json
@@ -352,19 +354,23 @@ def input_record(path):
             "data": provenance and list_hashes(provenance[1], system)}
 
 
-def scored_dcf(paths):
+def scored_dcf(paths, requested=None):
     """The minDCF settings the systems were scored at, as their reports' summaries say.
 
     A score file in a report (``<report>/<system>/scores.txt``, the system a
     row of ``<report>/summary.csv``) was scored at its trial list's settings,
     such as an SdSV list's ``(0.01, 10, 1)``: the fusion is scored at the
     same, so that its row compares with the runs'. Score files of no report
-    are scored at :data:`~local.evaluation.metrics.VOXCELEB_DCF`.
+    are scored at the ``requested`` settings (``--min_dcf``), by default
+    :data:`~local.evaluation.metrics.VOXCELEB_DCF`.
 
     Arguments
     ---------
     paths : list of str
         The score files fused.
+    requested : list of tuple, optional
+        ``(p_target, c_miss, c_fa)`` settings asked for; where the systems'
+        reports give settings, they must be the same (in any order).
 
     Returns
     -------
@@ -374,7 +380,9 @@ def scored_dcf(paths):
     Raises
     ------
     ManifestError
-        Naming two score files whose reports scored them at different settings.
+        Naming two score files whose reports scored them at different
+        settings, or a score file whose report scored it at other settings
+        than the ``requested`` ones.
     """
     scored = {}
     for path in paths:
@@ -390,13 +398,58 @@ def scored_dcf(paths):
             if settings:
                 scored[path] = settings
     if not scored:
-        return VOXCELEB_DCF
+        return requested or VOXCELEB_DCF
     (first, settings), *others = scored.items()
     for path, other in others:
         if other != settings:
             fail(path, f"was scored at other minDCF settings than {first}",
                  rows=[f"{first}: {settings}", f"{path}: {other}"],
                  fix="fuse systems scored on the same trial list")
+    if requested and sorted(requested) != sorted(settings):
+        fail(first, "was scored at other minDCF settings than --min_dcf asks for",
+             rows=[f"{first}: {settings}", f"--min_dcf: {requested}"],
+             fix="leave --min_dcf out: the fusion of a report's systems is scored at their "
+                 "trial list's settings, so that its row compares with the runs'")
+    return settings
+
+
+def check_min_dcf(settings):
+    """Refuse ``--min_dcf`` settings that are no DCF's, or a setting given twice.
+
+    Arguments
+    ---------
+    settings : list of list of float or None
+        ``[p_target, c_miss, c_fa]`` each, as the command line gives them.
+
+    Returns
+    -------
+    list of tuple or None
+        The settings as tuples.
+
+    Raises
+    ------
+    UsageError
+        Naming the setting.
+
+    Example
+    -------
+    >>> check_min_dcf([[0.05, 1.0, 1.0]])
+    [(0.05, 1.0, 1.0)]
+    >>> check_min_dcf([[5.0, 1.0, 1.0]])
+    Traceback (most recent call last):
+      ...
+    local.cli.UsageError: --min_dcf 5 1 1: p_target must lie in (0, 1) and both costs above 0, such as --min_dcf 0.05 1 1 (VoxSRC's)
+    """
+    if settings is None:
+        return None
+    settings = [tuple(setting) for setting in settings]
+    for setting in settings:
+        text = " ".join(f"{value:g}" for value in setting)
+        if not (0 < setting[0] < 1 and 0 < setting[1] < np.inf and 0 < setting[2] < np.inf):
+            raise UsageError(f"--min_dcf {text}: p_target must lie in (0, 1) and both costs "
+                             "above 0, such as --min_dcf 0.05 1 1 (VoxSRC's)")
+        if settings.count(setting) > 1:
+            raise UsageError(f"--min_dcf {text} is given twice")
     return settings
 
 
@@ -465,8 +518,9 @@ def write_record(folder, system, data, fusion):
     data : dict or None
         ``{file: sha256}`` of the list, as :func:`shared_data` gives.
     fusion : dict
-        What the row was fused from: ``method`` and the :func:`input_record`
-        of each ``scores`` and ``dev`` file.
+        How the row was fused: ``method``, the :func:`input_record` of each
+        ``scores`` and ``dev`` file, and the ``min_dcf`` settings it was
+        scored at.
     """
     path = os.path.join(folder, RECORD_FILE)
     record = {"data": {}, "fusion": {}}
@@ -486,10 +540,11 @@ def check_fused_folder(summary, system, fusion):
     """Refuse a fusion that would mix with another in the folder of ``summary``.
 
     Every row of a fused folder is fused by one method from the systems of
-    the same reports (``<run>/verification``), and each row's score files
-    are those it was fused from: a row fused from other systems, or beside a
-    row whose score files have changed since (a run scored again), would
-    make a folder of figures that no one fusion gives.
+    the same reports (``<run>/verification``), at the same settings
+    (:func:`fusion_settings`), and each row's score files are those it was
+    fused from: a row fused from other systems or at other settings, or
+    beside a row whose score files have changed since (a run scored again),
+    would make a folder of figures that no one fusion gives.
 
     Arguments
     ---------
@@ -533,6 +588,38 @@ def check_fused_folder(summary, system, fusion):
             fail(summary, f"row '{row}' was fused from score files that have changed since",
                  rows=changed, fix="fuse every list again into a folder of its own, or remove "
                                    f"{os.path.dirname(path)} first")
+        before, now = fusion_settings(entry), fusion_settings(fusion)
+        if before != now:
+            fail(summary, f"row '{row}' was fused at other settings than this fusion",
+                 rows=[f"'{row}': {before}", f"this fusion: {now}"],
+                 fix="write this fusion into a folder of its own (--summary and --out), or "
+                     "fuse at the row's settings")
+
+
+def fusion_settings(fusion):
+    """The settings a fused row was made at, as its record says.
+
+    A record written before they were recorded is read as a fusion then was
+    made: at the minDCF settings of its systems' reports (VoxCeleb's for
+    score files of no report).
+
+    Arguments
+    ---------
+    fusion : dict
+        A row's record, as :func:`write_record` takes it.
+
+    Returns
+    -------
+    dict
+        ``min_dcf``: its ``(p_target, c_miss, c_fa)`` settings, sorted.
+
+    Example
+    -------
+    >>> fusion_settings({"method": "mean", "scores": [], "min_dcf": [[0.05, 1, 1]]})
+    {'min_dcf': [(0.05, 1.0, 1.0)]}
+    """
+    min_dcf = fusion.get("min_dcf") or scored_dcf([entry["path"] for entry in fusion["scores"]])
+    return {"min_dcf": sorted(tuple(map(float, setting)) for setting in min_dcf)}
 
 
 def check_destinations(inputs, out, summary=None, det=None):
@@ -688,7 +775,7 @@ def print_calibration(name, fused, labels, dcf, calibrated):
     return metrics
 
 
-def run_fusion(scores, out, det=None, dev=None, summary=None, system=None):
+def run_fusion(scores, out, det=None, dev=None, summary=None, system=None, min_dcf=None):
     """Fuse score files and print EER/minDCF of each system and of the fusion, and its calibration.
 
     Arguments
@@ -709,6 +796,9 @@ def run_fusion(scores, out, det=None, dev=None, summary=None, system=None):
         (:func:`print_calibration`).
     system : str, optional
         The name of that row.
+    min_dcf : list of list of float, optional
+        ``[p_target, c_miss, c_fa]`` settings of the minDCFs (and a logistic
+        fusion's actDCFs) of score files of no report (:func:`scored_dcf`).
 
     Returns
     -------
@@ -740,13 +830,14 @@ def run_fusion(scores, out, det=None, dev=None, summary=None, system=None):
         raise UsageError("--summary and --system go together")
     if dev and len(dev) != len(scores):
         raise UsageError(f"{len(scores)} --scores files but {len(dev)} --dev files")
+    min_dcf = check_min_dcf(min_dcf)
     try:
         check_destinations(scores + (dev or []), out, summary, det)
         trials, system_scores = load_systems(scores)
         _check_both_labels(scores[0], trials, "EER and minDCF are taken over")
         inputs = [input_record(path) for path in scores]
         data = shared_data(inputs)
-        dcf = scored_dcf(scores)
+        dcf = scored_dcf(scores, min_dcf)
         development = load_systems(dev) if dev else None
         if development:
             _check_both_labels(dev[0], development[0], "the logistic regression is trained on")
@@ -754,7 +845,8 @@ def run_fusion(scores, out, det=None, dev=None, summary=None, system=None):
         if not development:
             fused, fusion = mean_fusion(system_scores, scores), "fusion (mean)"
         record = {"method": "logistic" if dev else "mean", "scores": inputs,
-                  "dev": [input_record(path) for path in dev or []]}
+                  "dev": [input_record(path) for path in dev or []],
+                  "min_dcf": [list(setting) for setting in dcf]}
         if summary:
             check_fused_folder(summary, system, record)
     except ManifestError as err:
@@ -799,6 +891,11 @@ main = command(
     option("--summary",
            help="add the fusion's row to this summary.csv (a run's layout)"),
     option("--system", help="name of that row, e.g. the trial list's"),
+    option("--min_dcf", nargs=3, type=float, action="append",
+           metavar=("P_TARGET", "C_MISS", "C_FA"),
+           help="a minDCF setting (repeat for more) of score files of no report, e.g. "
+                "0.05 1 1 (VoxSRC's) or 0.01 10 1 (SdSV's); default VoxCeleb's 0.01 1 1 and "
+                "0.001 1 1. A report's score files are scored at its settings"),
 )
 
 

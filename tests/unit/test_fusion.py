@@ -545,6 +545,75 @@ def test_a_fusion_is_scored_at_the_minDCF_settings_of_its_systems_reports(tmp_pa
         f"  {paths[0]}: [(0.01, 10.0, 1.0)]\n  {paths[1]}: [(0.01, 1.0, 1.0)]\n")
 
 
+def test_score_files_of_no_report_are_scored_at_the_minDCF_settings_asked_for(
+        tmp_path, capsys):
+    dev_trials, dev_scores = noisy_systems(1, noise=(0.5, 1.5), prefix="dev_")
+    trials, scores = noisy_systems(2, noise=(0.5, 1.5))
+    paths = write_systems(tmp_path, "eval", trials, scores)
+    dev = write_systems(tmp_path, "dev", dev_trials, dev_scores)
+    fused = tmp_path / "logistic" / "verification"
+    settings = [(0.05, 1, 1), (0.01, 10, 1)]  # VoxSRC's and SdSV's
+
+    def fuse(trial_list, *min_dcf):
+        return main(["--scores", *paths, "--dev", *dev,
+                     "--out", str(fused / trial_list / "scores.txt"),
+                     "--summary", str(fused / "summary.csv"), "--system", trial_list,
+                     *(word for setting in min_dcf for word in ("--min_dcf", *map(str, setting)))])
+
+    assert fuse("target", *settings) == 0
+    out = capsys.readouterr().out
+    weights, bias = train_logistic_fusion(dev_scores, dev_trials["label"])
+    expected = compute_metrics(scores @ weights + bias, trials["label"], settings)
+    calibration = calibration_metrics(scores @ weights + bias, trials["label"], settings)
+    assert out.splitlines()[1].split() == ["system", "EER", "(%)", "min_dcf_0.05",
+                                           "min_dcf_0.01_10_1"]
+    assert list(printed_calibration(out)) == ["act_dcf_0.05", "act_dcf_0.01_10_1", "cllr",
+                                              "min_cllr"]
+    row = pd.read_csv(fused / "summary.csv").iloc[0]
+    assert list(row.index) == ["system", "trials", "eer_percent", "min_dcf_0.05",
+                               "min_dcf_0.01_10_1", *calibration]
+    for name, value in {**expected, **calibration}.items():
+        assert row.get(name, row["eer_percent"] / 100) == pytest.approx(value)
+    record = json.loads((fused / "provenance.json").read_text())["fusion"]["target"]
+    assert record["min_dcf"] == [list(setting) for setting in settings]
+    # Another list into the same folder at other settings would give a table
+    # of two rows of other columns.
+    before = {p: p.read_bytes() for p in fused.rglob("*") if p.is_file()}
+    assert fuse("source") == 1
+    assert capsys.readouterr().err.startswith(
+        f"{fused / 'summary.csv'}: row 'target' was fused at other settings than this fusion\n"
+        f"  'target': {{'min_dcf': [(0.01, 10.0, 1.0), (0.05, 1.0, 1.0)]}}\n"
+        f"  this fusion: {{'min_dcf': [(0.001, 1.0, 1.0), (0.01, 1.0, 1.0)]}}\n")
+    assert {p: p.read_bytes() for p in fused.rglob("*") if p.is_file()} == before
+    assert fuse("source", *settings[::-1]) == 0
+    # No DCF: refused by the command line.
+    for setting in ((1.5, 1, 1), (0.01, 0, 1), (0.01, float("inf"), 1)):
+        with pytest.raises(SystemExit) as exit_:
+            fuse("source", setting)
+        assert exit_.value.code == 2
+        assert "p_target must lie in (0, 1) and both costs above 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        fuse("source", settings[0], settings[0])
+    assert "--min_dcf 0.05 1 1 is given twice" in capsys.readouterr().err
+
+
+def test_the_minDCF_settings_asked_for_must_be_those_of_the_systems_reports(tmp_path, capsys):
+    trials, scores = noisy_systems(0, noise=(1.0, 1.0), shift=(0, 0), scale=(1, 1))
+    paths = [write_run(tmp_path / name, trials, column)
+             for name, column in zip(("vanilla", "relativistic"), scores.T)]
+    for name in ("vanilla", "relativistic"):
+        (tmp_path / name / "verification" / "summary.csv").write_text(
+            f"system,trials,eer_percent,min_dcf_0.01_10_1\ntarget,{N},30.0,0.5\n")
+    out = ["--out", str(tmp_path / "fused.txt")]
+    assert main(["--scores", *paths, *out, "--min_dcf", "0.05", "1", "1"]) == 1
+    assert capsys.readouterr().err.startswith(
+        f"{paths[0]}: was scored at other minDCF settings than --min_dcf asks for\n"
+        f"  {paths[0]}: [(0.01, 10.0, 1.0)]\n  --min_dcf: [(0.05, 1.0, 1.0)]\n")
+    assert not os.path.exists(out[1])
+    assert main(["--scores", *paths, *out, "--min_dcf", "0.01", "10", "1"]) == 0
+    assert capsys.readouterr().out.splitlines()[0].split()[-1] == "min_dcf_0.01_10_1"
+
+
 def printed_calibration(out):
     """The calibration table a logistic fusion prints last, as ``{column: value}``."""
     header, row = out.splitlines()[-2:]
