@@ -8,14 +8,16 @@ Two fusions:
 * **logistic** (with development score files of the same systems): linear
   logistic regression ``fused = w . scores + b`` trained on the development
   trials with the prior-weighted cross-entropy of Brümmer's FoCal/BOSARIS
-  toolkits, so that the fused scores are also calibrated log-likelihood ratios;
+  toolkits at a target prior of 0.5 (``--p_target``), so that the fused
+  scores are also calibrated log-likelihood ratios;
   development trials among the fused ones are refused. One system with its
   development scores is calibrated this way.
 
 Command line::
 
-    python -m local.evaluation.fusion --scores a.txt b.txt --out fused.txt [--dev a_dev.txt b_dev.txt] \
-        [--det det.png] [--summary fused/verification/summary.csv --system target] \
+    python -m local.evaluation.fusion --scores a.txt b.txt --out fused.txt \
+        [--dev a_dev.txt b_dev.txt [--p_target 0.01]] [--det det.png] \
+        [--summary fused/verification/summary.csv --system target] \
         [--min_dcf 0.05 1 1 [--min_dcf ...]]
 
 writes the fused score file (and a DET figure of every system and the fusion)
@@ -85,6 +87,10 @@ RECORD_FILE = "provenance.json"
 # otherwise, down to an EER of 0.1 % (the weight 0.15 % below the unpenalised
 # regression's there; 1e-6 took 7 %).
 L2_PENALTY = 1e-8
+
+# The target prior a logistic fusion is calibrated at unless --p_target says
+# (FoCal's and BOSARIS's default).
+P_TARGET = 0.5
 
 
 def load_systems(paths):
@@ -195,7 +201,7 @@ def _constant(scores):
     return np.ptp(scores, axis=0) == 0
 
 
-def train_logistic_fusion(scores, labels, p_target=0.5):
+def train_logistic_fusion(scores, labels, p_target=P_TARGET):
     """Weights and bias of linear logistic-regression fusion.
 
     Minimises the prior-weighted cross-entropy
@@ -211,7 +217,8 @@ def train_logistic_fusion(scores, labels, p_target=0.5):
     labels : array-like
         1 for a target trial, 0 for a non-target trial.
     p_target : float
-        Prior the fused scores are calibrated for.
+        Prior the fused scores are calibrated for: the regression weighs the
+        target trials by it and the non-target trials by ``1 - p_target``.
 
     Returns
     -------
@@ -519,8 +526,9 @@ def write_record(folder, system, data, fusion):
         ``{file: sha256}`` of the list, as :func:`shared_data` gives.
     fusion : dict
         How the row was fused: ``method``, the :func:`input_record` of each
-        ``scores`` and ``dev`` file, and the ``min_dcf`` settings it was
-        scored at.
+        ``scores`` and ``dev`` file, the ``min_dcf`` settings it was scored
+        at and the ``p_target`` a logistic fusion is calibrated at (None for
+        a mean fusion).
     """
     path = os.path.join(folder, RECORD_FILE)
     record = {"data": {}, "fusion": {}}
@@ -601,7 +609,8 @@ def fusion_settings(fusion):
 
     A record written before they were recorded is read as a fusion then was
     made: at the minDCF settings of its systems' reports (VoxCeleb's for
-    score files of no report).
+    score files of no report), a logistic fusion calibrated at
+    :data:`P_TARGET`.
 
     Arguments
     ---------
@@ -611,15 +620,19 @@ def fusion_settings(fusion):
     Returns
     -------
     dict
-        ``min_dcf``: its ``(p_target, c_miss, c_fa)`` settings, sorted.
+        ``min_dcf``: its ``(p_target, c_miss, c_fa)`` settings, sorted;
+        ``p_target``: the prior a logistic fusion is calibrated at (None for
+        a mean fusion).
 
     Example
     -------
-    >>> fusion_settings({"method": "mean", "scores": [], "min_dcf": [[0.05, 1, 1]]})
-    {'min_dcf': [(0.05, 1.0, 1.0)]}
+    >>> fusion_settings({"method": "logistic", "scores": [], "min_dcf": [[0.05, 1, 1]]})
+    {'min_dcf': [(0.05, 1.0, 1.0)], 'p_target': 0.5}
     """
     min_dcf = fusion.get("min_dcf") or scored_dcf([entry["path"] for entry in fusion["scores"]])
-    return {"min_dcf": sorted(tuple(map(float, setting)) for setting in min_dcf)}
+    calibrated = P_TARGET if fusion["method"] == "logistic" else None
+    return {"min_dcf": sorted(tuple(map(float, setting)) for setting in min_dcf),
+            "p_target": fusion.get("p_target", calibrated)}
 
 
 def check_destinations(inputs, out, summary=None, det=None):
@@ -775,7 +788,8 @@ def print_calibration(name, fused, labels, dcf, calibrated):
     return metrics
 
 
-def run_fusion(scores, out, det=None, dev=None, summary=None, system=None, min_dcf=None):
+def run_fusion(scores, out, det=None, dev=None, summary=None, system=None, min_dcf=None,
+               p_target=None):
     """Fuse score files and print EER/minDCF of each system and of the fusion, and its calibration.
 
     Arguments
@@ -799,6 +813,9 @@ def run_fusion(scores, out, det=None, dev=None, summary=None, system=None, min_d
     min_dcf : list of list of float, optional
         ``[p_target, c_miss, c_fa]`` settings of the minDCFs (and a logistic
         fusion's actDCFs) of score files of no report (:func:`scored_dcf`).
+    p_target : float, optional
+        The target prior a logistic fusion is calibrated at
+        (:func:`train_logistic_fusion`), by default :data:`P_TARGET`.
 
     Returns
     -------
@@ -831,6 +848,12 @@ def run_fusion(scores, out, det=None, dev=None, summary=None, system=None, min_d
     if dev and len(dev) != len(scores):
         raise UsageError(f"{len(scores)} --scores files but {len(dev)} --dev files")
     min_dcf = check_min_dcf(min_dcf)
+    if p_target is not None and not dev:
+        raise UsageError("--p_target is the prior a logistic fusion is calibrated at: it goes "
+                         "with --dev")
+    if p_target is not None and not 0 < p_target < 1:
+        raise UsageError(f"--p_target {p_target:g} is no prior: it must lie in (0, 1)")
+    p_target = P_TARGET if dev and p_target is None else p_target
     try:
         check_destinations(scores + (dev or []), out, summary, det)
         trials, system_scores = load_systems(scores)
@@ -846,14 +869,14 @@ def run_fusion(scores, out, det=None, dev=None, summary=None, system=None, min_d
             fused, fusion = mean_fusion(system_scores, scores), "fusion (mean)"
         record = {"method": "logistic" if dev else "mean", "scores": inputs,
                   "dev": [input_record(path) for path in dev or []],
-                  "min_dcf": [list(setting) for setting in dcf]}
+                  "min_dcf": [list(setting) for setting in dcf], "p_target": p_target}
         if summary:
             check_fused_folder(summary, system, record)
     except ManifestError as err:
         print(err, file=sys.stderr)
         return 1
     if development:
-        weights, bias = train_logistic_fusion(development[1], development[0]["label"])
+        weights, bias = train_logistic_fusion(development[1], development[0]["label"], p_target)
         fused, fusion = system_scores @ weights + bias, "fusion (logistic)"
         print("weights " + " ".join(f"{w:.4f}" for w in weights) + f", bias {bias:.4f}")
     systems = dict(zip(scores, system_scores.T))
@@ -891,6 +914,9 @@ main = command(
     option("--summary",
            help="add the fusion's row to this summary.csv (a run's layout)"),
     option("--system", help="name of that row, e.g. the trial list's"),
+    option("--p_target", type=float,
+           help=f"the target prior a logistic fusion (--dev) is calibrated at, e.g. that of "
+                f"the minDCF it is meant for (default {P_TARGET})"),
     option("--min_dcf", nargs=3, type=float, action="append",
            metavar=("P_TARGET", "C_MISS", "C_FA"),
            help="a minDCF setting (repeat for more) of score files of no report, e.g. "

@@ -582,8 +582,9 @@ def test_score_files_of_no_report_are_scored_at_the_minDCF_settings_asked_for(
     assert fuse("source") == 1
     assert capsys.readouterr().err.startswith(
         f"{fused / 'summary.csv'}: row 'target' was fused at other settings than this fusion\n"
-        f"  'target': {{'min_dcf': [(0.01, 10.0, 1.0), (0.05, 1.0, 1.0)]}}\n"
-        f"  this fusion: {{'min_dcf': [(0.001, 1.0, 1.0), (0.01, 1.0, 1.0)]}}\n")
+        f"  'target': {{'min_dcf': [(0.01, 10.0, 1.0), (0.05, 1.0, 1.0)], 'p_target': 0.5}}\n"
+        f"  this fusion: {{'min_dcf': [(0.001, 1.0, 1.0), (0.01, 1.0, 1.0)], "
+        f"'p_target': 0.5}}\n")
     assert {p: p.read_bytes() for p in fused.rglob("*") if p.is_file()} == before
     assert fuse("source", *settings[::-1]) == 0
     # No DCF: refused by the command line.
@@ -648,6 +649,61 @@ def test_a_logistic_fusion_prints_and_writes_its_calibration(tmp_path, capsys):
                             "--metrics", "eer_percent", "act_dcf_0.01", "cllr"]) == 0
     assert capsys.readouterr().out.splitlines()[-1].split("|")[4:6] == [
         f" {expected['act_dcf_0.01']:.3f} ", f" {expected['cllr']:.3f} "]
+
+
+def unequal_variances(seed, prefix=""):
+    """One system whose targets N(2.5, 1.8) and non-targets N(0, 0.6) have no linear
+    log-likelihood ratio: a linear map is calibrated near the prior it is fitted at."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, 20000)
+    scores = np.where(labels, rng.normal(2.5, 1.8, 20000), rng.normal(0.0, 0.6, 20000))
+    trials = pd.DataFrame({"label": labels, "enrol": [f"{prefix}e{i % 50}" for i in range(20000)],
+                           "test": [f"{prefix}t{i}" for i in range(20000)]})
+    return trials, scores[:, None]
+
+
+def test_a_logistic_fusion_is_calibrated_at_the_prior_asked_for(tmp_path, capsys):
+    dev_trials, dev_scores = unequal_variances(1, prefix="dev_")
+    trials, scores = unequal_variances(2)
+    paths = write_systems(tmp_path, "eval", trials, scores)
+    dev = write_systems(tmp_path, "dev", dev_trials, dev_scores)
+    fused = tmp_path / "logistic" / "verification"
+
+    def fuse(trial_list, *p_target):
+        return main(["--scores", *paths, "--dev", *dev, "--min_dcf", "0.01", "1", "1",
+                     "--out", str(fused / trial_list / "scores.txt"), *p_target,
+                     "--summary", str(fused / "summary.csv"), "--system", trial_list])
+
+    def row(trial_list):
+        return pd.read_csv(fused / "summary.csv").set_index("system").loc[trial_list]
+
+    # Fitted at 0.5, the ratios overstate the targets' odds at p_target 0.01:
+    # the Bayes threshold accepts too many trials, costing 0.3 above the minDCF.
+    assert fuse("target") == 0
+    default = row("target")
+    assert default["act_dcf_0.01"] > default["min_dcf_0.01"] + 0.2
+    (fused / "provenance.json").unlink()
+    (fused / "summary.csv").unlink()
+    assert fuse("target", "--p_target", "0.01") == 0
+    calibrated = row("target")
+    weights, bias = train_logistic_fusion(dev_scores, dev_trials["label"], 0.01)
+    assert capsys.readouterr().out.count(f"weights {weights[0]:.4f}, bias {bias:.4f}\n") == 1
+    assert calibrated["min_dcf_0.01"] == pytest.approx(default["min_dcf_0.01"])
+    assert calibrated["act_dcf_0.01"] < calibrated["min_dcf_0.01"] + 0.06
+    np.testing.assert_allclose(read_scores(fused / "target" / "scores.txt")["score"],
+                               scores[:, 0] * weights[0] + bias)
+    record = json.loads((fused / "provenance.json").read_text())["fusion"]["target"]
+    assert record["p_target"] == 0.01
+    # Another list of that folder calibrated at another prior would not be the same fusion.
+    assert fuse("source") == 1
+    assert "'p_target': 0.01}\n  this fusion: {" in capsys.readouterr().err
+    assert fuse("source", "--p_target", "0.01") == 0
+    # A mean fusion is calibrated at no prior; a prior lies in (0, 1).
+    for options, message in ((["--p_target", "0.01"], "it goes with --dev"),
+                             (["--p_target", "1", "--dev", *dev], "--p_target 1 is no prior")):
+        with pytest.raises(SystemExit) as exit_:
+            main(["--scores", *paths, "--out", str(tmp_path / "f.txt"), *options])
+        assert exit_.value.code == 2 and message in capsys.readouterr().err
 
 
 def test_a_mean_fusion_writes_no_calibration(tmp_path, capsys):
