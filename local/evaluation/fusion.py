@@ -548,11 +548,11 @@ def check_fused_folder(summary, system, fusion):
     """Refuse a fusion that would mix with another in the folder of ``summary``.
 
     Every row of a fused folder is fused by one method from the systems of
-    the same reports (``<run>/verification``), at the same settings
-    (:func:`fusion_settings`), and each row's score files are those it was
-    fused from: a row fused from other systems or at other settings, or
-    beside a row whose score files have changed since (a run scored again),
-    would make a folder of figures that no one fusion gives.
+    the same reports (``<run>/verification``), a logistic one calibrated at
+    one prior (:func:`calibration_prior`), and each row's score files are
+    those it was fused from: a row fused from other systems or at another
+    prior, or beside a row whose score files have changed since (a run
+    scored again), would make a folder of figures that no one fusion gives.
 
     Arguments
     ---------
@@ -596,21 +596,21 @@ def check_fused_folder(summary, system, fusion):
             fail(summary, f"row '{row}' was fused from score files that have changed since",
                  rows=changed, fix="fuse every list again into a folder of its own, or remove "
                                    f"{os.path.dirname(path)} first")
-        before, now = fusion_settings(entry), fusion_settings(fusion)
+        before, now = calibration_prior(entry), calibration_prior(fusion)
         if before != now:
-            fail(summary, f"row '{row}' was fused at other settings than this fusion",
-                 rows=[f"'{row}': {before}", f"this fusion: {now}"],
+            fail(summary, f"row '{row}' was calibrated at another target prior than this fusion",
+                 rows=[f"'{row}': --p_target {before}", f"this fusion: --p_target {now}"],
                  fix="write this fusion into a folder of its own (--summary and --out), or "
-                     "fuse at the row's settings")
+                     f"fuse with --p_target {before}")
 
 
-def fusion_settings(fusion):
-    """The settings a fused row was made at, as its record says.
+def calibration_prior(fusion):
+    """The target prior a fused row's logistic fusion was calibrated at, as its record says.
 
-    A record written before they were recorded is read as a fusion then was
-    made: at the minDCF settings of its systems' reports (VoxCeleb's for
-    score files of no report), a logistic fusion calibrated at
-    :data:`P_TARGET`.
+    Each list of a fused folder keeps its own minDCF settings, as in a run's
+    summary (a DeepMine list's ``(0.01, 10, 1)`` beside VoxCeleb's); the
+    prior is the fusion's, the same for every row. A record written before
+    it was recorded is read as a fusion then was made, at :data:`P_TARGET`.
 
     Arguments
     ---------
@@ -619,20 +619,15 @@ def fusion_settings(fusion):
 
     Returns
     -------
-    dict
-        ``min_dcf``: its ``(p_target, c_miss, c_fa)`` settings, sorted;
-        ``p_target``: the prior a logistic fusion is calibrated at (None for
-        a mean fusion).
+    float or None
+        The prior; None for a mean fusion.
 
     Example
     -------
-    >>> fusion_settings({"method": "logistic", "scores": [], "min_dcf": [[0.05, 1, 1]]})
-    {'min_dcf': [(0.05, 1.0, 1.0)], 'p_target': 0.5}
+    >>> calibration_prior({"method": "logistic"}), calibration_prior({"method": "mean"})
+    (0.5, None)
     """
-    min_dcf = fusion.get("min_dcf") or scored_dcf([entry["path"] for entry in fusion["scores"]])
-    calibrated = P_TARGET if fusion["method"] == "logistic" else None
-    return {"min_dcf": sorted(tuple(map(float, setting)) for setting in min_dcf),
-            "p_target": fusion.get("p_target", calibrated)}
+    return fusion.get("p_target", P_TARGET if fusion["method"] == "logistic" else None)
 
 
 def check_destinations(inputs, out, summary=None, det=None):
