@@ -31,9 +31,9 @@ at (an SdSV list's minDCF is ``min_dcf_0.01_10_1``) and a system name given
 to two ``--runs``. A fused folder (``python -m local.evaluation.fusion
 --summary``) is read as a run; a row of it whose score files have changed
 since it was fused (a run scored again) is refused, naming them. Its record
-holds each row's fusion method and score files, but no settings: neither the
-method nor the settings of the runs fused are compared between fused folders,
-with a warning.
+holds each row's fusion method, score files, minDCF settings and calibration
+prior, but not the settings of the runs fused: neither those nor the fusion's
+are compared between fused folders, with a warning.
 """
 
 import glob
@@ -449,10 +449,10 @@ def check_same_settings(systems):
         unrecorded = [run for run in unrecorded if run not in fused]
         if fused and len(runs) > 1:
             logger.warning("%s: fused folders (python -m local.evaluation.fusion --summary), "
-                           "whose verification/provenance.json records each row's fusion "
-                           "method and score files but no settings: neither the method nor the "
-                           "settings of the runs fused are compared with those of the other "
-                           "runs of '%s'", ", ".join(fused), name)
+                           "whose verification/provenance.json records how each row was fused "
+                           "but not the settings of the runs fused: neither those nor the "
+                           "fusion's are compared with those of the other runs of '%s'",
+                           ", ".join(fused), name)
         if unrecorded and len(runs) > 1:
             logger.warning("No settings record (%s) in the report of %s: its settings are not "
                            "compared with those of the other runs of '%s'",

@@ -290,7 +290,7 @@ def test_fused_systems_are_tabulated_over_seeds_like_runs(tmp_path, capsys, capl
     assert "hyperparams.yaml" not in caplog.text
     assert (f"{tmp_path / 'fused' / '1'}, {tmp_path / 'fused' / '2'}: fused folders (python -m "
             "local.evaluation.fusion --summary), whose verification/provenance.json records "
-            "each row's fusion method and score files but no settings") in caplog.text
+            "how each row was fused but not the settings of the runs fused") in caplog.text
 
 
 def test_summary_needs_a_system_name(tmp_path):
