@@ -66,9 +66,12 @@ from local.evaluation.report import (
 )
 from local.evaluation.seed_table import (
     LIST_FILES,
+    P_TARGET,
+    calibration_prior,
     changed_inputs,
     list_hashes,
     report_provenance,
+    scored_run,
 )
 from local.evaluation.verification import summary_table
 from local.provenance import file_sha256
@@ -87,10 +90,6 @@ RECORD_FILE = "provenance.json"
 # otherwise, down to an EER of 0.1 % (the weight 0.15 % below the unpenalised
 # regression's there; 1e-6 took 7 %).
 L2_PENALTY = 1e-8
-
-# The target prior a logistic fusion is calibrated at unless --p_target says
-# (FoCal's and BOSARIS's default).
-P_TARGET = 0.5
 
 
 def load_systems(paths):
@@ -354,8 +353,8 @@ def input_record(path):
     """
     system_folder = os.path.dirname(os.path.abspath(path))
     report, system = os.path.dirname(system_folder), os.path.basename(system_folder)
-    provenance = (report_provenance(os.path.dirname(report))
-                  if os.path.basename(report) == "verification" else None)
+    run = scored_run(os.path.abspath(path))
+    provenance = run and report_provenance(run)
     return {"path": os.path.abspath(path), "sha256": file_sha256(path), "system": system,
             "checkpoint": scored_checkpoint(report),
             "data": provenance and list_hashes(provenance[1], system)}
@@ -602,32 +601,6 @@ def check_fused_folder(summary, system, fusion):
                  rows=[f"'{row}': --p_target {before}", f"this fusion: --p_target {now}"],
                  fix="write this fusion into a folder of its own (--summary and --out), or "
                      f"fuse with --p_target {before}")
-
-
-def calibration_prior(fusion):
-    """The target prior a fused row's logistic fusion was calibrated at, as its record says.
-
-    Each list of a fused folder keeps its own minDCF settings, as in a run's
-    summary (a DeepMine list's ``(0.01, 10, 1)`` beside VoxCeleb's); the
-    prior is the fusion's, the same for every row. A record written before
-    it was recorded is read as a fusion then was made, at :data:`P_TARGET`.
-
-    Arguments
-    ---------
-    fusion : dict
-        A row's record, as :func:`write_record` takes it.
-
-    Returns
-    -------
-    float or None
-        The prior; None for a mean fusion.
-
-    Example
-    -------
-    >>> calibration_prior({"method": "logistic"}), calibration_prior({"method": "mean"})
-    (0.5, None)
-    """
-    return fusion.get("p_target", P_TARGET if fusion["method"] == "logistic" else None)
 
 
 def check_destinations(inputs, out, summary=None, det=None):

@@ -30,10 +30,17 @@ with the names the summaries have, and so is a metric a list was not scored
 at (an SdSV list's minDCF is ``min_dcf_0.01_10_1``) and a system name given
 to two ``--runs``. A fused folder (``python -m local.evaluation.fusion
 --summary``) is read as a run; a row of it whose score files have changed
-since it was fused (a run scored again) is refused, naming them. Its record
-holds each row's fusion method, score files, minDCF settings and calibration
-prior, but not the settings of the runs fused: neither those nor the fusion's
-are compared between fused folders, with a warning.
+since it was fused (a run scored again) is refused, naming them. The fused
+folders of one system must be seeds of one fusion: each row fused by the
+same method, at the same calibration prior (``--p_target``) and from the
+same systems (``target_plda_pooled`` and ``target_asnorm``, in any order),
+each folder from runs of its own (but for a system fixed over the seeds,
+fused into every folder), and the runs fused as each system seeds of one
+setting, their reports' settings compared as the runs of a system are;
+a table of others is refused, naming the folder, the row and the
+difference, and so is a fused folder beside runs under one ``--runs``. A
+run fused without a settings record, or a score file of no run's report
+(whose run is unknown), is not compared by its settings, with a warning.
 """
 
 import glob
@@ -76,6 +83,12 @@ SEED_FREE_KEYS = frozenset({
 # differ by in the third decimal, and of a fused folder's actDCF and Cllr
 # (bits), figures of the same size; every other figure (an EER in %) has 2.
 DCF_DECIMALS = 3
+# The target prior a logistic fusion (local.evaluation.fusion) is calibrated
+# at unless --p_target says (FoCal's and BOSARIS's default).
+P_TARGET = 0.5
+# How a fused row names a score file that lies in no run's report, whose
+# folder's name is no system's.
+NO_REPORT = "(a file of no report)"
 
 
 def collect(pattern):
@@ -172,10 +185,79 @@ def changed_inputs(fused):
             if not os.path.isfile(i["path"]) or file_sha256(i["path"]) != i["sha256"]]
 
 
-def _is_fused(run):
-    """Whether ``run`` is a fused folder: its record says what its rows were fused from."""
+def fused_rows(run):
+    """What each row of a fused folder was fused from, as its record says; ``{}`` for a run.
+
+    Arguments
+    ---------
+    run : str
+        A run folder or a fused folder.
+
+    Returns
+    -------
+    dict
+        ``{row: entry}``, each entry as
+        :func:`local.evaluation.fusion.write_record` takes it.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> fused_rows(tempfile.mkdtemp())
+    {}
+    """
     record = report_provenance(run)
-    return record is not None and bool(_read_record(record[0], "fusion", required=False))
+    return {} if record is None else _read_record(record[0], "fusion", required=False)
+
+
+def scored_run(path):
+    """The run whose report holds the score file ``path``, or None for a file of no report.
+
+    Arguments
+    ---------
+    path : str
+        A score file; in a run's report it is ``<run>/verification/<system>/scores.txt``.
+
+    Returns
+    -------
+    str or None
+
+    Example
+    -------
+    >>> scored_run("results/default/1/verification/target_asnorm/scores.txt")
+    'results/default/1'
+    >>> print(scored_run("fused.txt"))
+    None
+    """
+    report = os.path.dirname(os.path.dirname(path))
+    return os.path.dirname(report) if os.path.basename(report) == "verification" else None
+
+
+def calibration_prior(fusion):
+    """The target prior a fused row's logistic fusion was calibrated at, as its record says.
+
+    Each list of a fused folder keeps its own minDCF settings, as in a run's
+    summary (a DeepMine list's ``(0.01, 10, 1)`` beside VoxCeleb's); the
+    prior is the fusion's, the same for every row. A record written before
+    it was recorded is read as a fusion then was made, at :data:`P_TARGET`.
+
+    Arguments
+    ---------
+    fusion : dict
+        A row's record, as :func:`local.evaluation.fusion.write_record` takes it.
+
+    Returns
+    -------
+    float or None
+        The prior; None for a mean fusion.
+
+    Example
+    -------
+    >>> calibration_prior({"method": "logistic"}), calibration_prior({"method": "mean"})
+    (0.5, None)
+    """
+    return fusion.get("p_target", P_TARGET if fusion["method"] == "logistic" else None)
+
+
 
 
 def check_fused_rows(runs, lists):
@@ -427,8 +509,10 @@ def check_same_settings(systems):
     another normalisation is not averaged with the others under one name.
     A report without a record (of an older run) is not compared, with a
     warning, nor is a setting that some records lack: one added to the
-    recipe after they were written, whose default is what they ran. The systems of a table differ in their settings: that is what
-    it compares.
+    recipe after they were written, whose default is what they ran. The
+    systems of a table differ in their settings: that is what it compares.
+    Fused folders, which have no settings of their own, are compared by
+    :func:`check_same_fusion`.
 
     Arguments
     ---------
@@ -442,35 +526,210 @@ def check_same_settings(systems):
         value in each run.
     """
     for name, summaries in systems.items():
+        runs = [run for run in dict.fromkeys(summaries["run"]) if not fused_rows(run)]
+        refuse_other_settings(
+            {run: report_settings(run) for run in runs}, f"a run of '{name}'",
+            f"the other runs of '{name}'",
+            fix="give the runs of each setting a --runs of their own, or run the odd ones "
+                "again with the settings of the others (evaluate.py, or train_dann.py into a "
+                "new --output_folder)")
+
+
+def refuse_other_settings(records, member, others, fix):
+    """Refuse runs that are not seeds of one setting, and warn of those that do not say.
+
+    Arguments
+    ---------
+    records : dict
+        ``{run: record}`` of the runs that must be seeds of one setting, each
+        record as :func:`report_settings` gives it (None: not compared, with
+        a warning where there are others).
+    member : str
+        What a run of them is, for the message (``"a run of 'DANN'"``).
+    others : str
+        What the others are, for the warning (``"the other runs of 'DANN'"``).
+    fix : str
+        How to mend a difference.
+
+    Raises
+    ------
+    ManifestError
+        Naming the odd run's record and each setting that differs with its
+        value in each run.
+    """
+    unrecorded = [run for run, record in records.items() if record is None]
+    if unrecorded and len(records) > 1:
+        logger.warning("No settings record (%s) in the report of %s: its settings are not "
+                       "compared with those of %s",
+                       " or ".join(SETTINGS_FILES), ", ".join(unrecorded), others)
+    compared = {run: compared_settings(record[1]) for run, record in records.items()
+                if record is not None}
+    differing = _differing(compared)
+    if differing:
+        reference = next(iter(compared))
+        odd = next(run for run in compared if compared[run] != compared[reference])
+        fail(records[odd][0], f"{member} made with other settings than {reference}: its "
+                              "figures are not another seed's",
+             rows=_difference_rows(differing), fix=fix)
+
+
+def _difference_rows(differing):
+    """A line per entry of ``differing`` (:func:`_differing`): its value in each run."""
+    return [f"{key}: " + "; ".join(f"{_shown(value)} in {', '.join(members)}"
+                                   for value, members in groups.items())
+            for key, groups in differing.items()]
+
+
+def fusion_of(entry):
+    """What makes a fused row's fusion, to be the same in each seed's fused folder.
+
+    Its method, the prior a logistic fusion is calibrated at
+    (:func:`calibration_prior`) and the systems of its score files and
+    development score files, in any order: a report's system (its list,
+    back-end and score normalisation, ``target_plda_pooled``), a file of no
+    report as :data:`NO_REPORT`, its folder being no system's name.
+
+    Arguments
+    ---------
+    entry : dict
+        A row's record, as :func:`local.evaluation.fusion.write_record` takes it.
+
+    Returns
+    -------
+    dict
+        ``{"method", "--p_target", "systems", "development systems"}``.
+
+    Example
+    -------
+    >>> fusion_of({"method": "mean", "dev": [],
+    ...            "scores": [{"path": "r/2/verification/target_asnorm/scores.txt",
+    ...                        "system": "target_asnorm"},
+    ...                       {"path": "s/b.txt", "system": "s"}]})
+    {'method': 'mean', '--p_target': None, 'systems': ['(a file of no report)', 'target_asnorm'], 'development systems': []}
+    """
+    def systems(files):
+        return sorted(i["system"] if scored_run(i["path"]) else NO_REPORT for i in files)
+
+    return {"method": entry["method"], "--p_target": calibration_prior(entry),
+            "systems": systems(entry["scores"]), "development systems": systems(entry["dev"])}
+
+
+def _fused_runs(entry):
+    """``[(system, run, settings record)]`` of a fused row's score files, in a seed-free order.
+
+    Sorted by system and by the settings of its run, but for the seed and
+    the folders (:func:`compared_settings`), so that the runs of the same
+    setting in each seed's fusion take the same place, whatever the order
+    of ``--scores``; a file of no report has no run nor record.
+    """
+    fused = []
+    for i in entry["scores"]:
+        run = scored_run(i["path"])
+        record = run and report_settings(run)
+        fused.append((i["system"] if run else NO_REPORT, run, record))
+    return sorted(fused, key=lambda f: (f[0], json.dumps(
+        f[2] and compared_settings(f[2][1]), sort_keys=True, default=str)))
+
+
+def check_same_fusion(systems, lists):
+    """Refuse fused folders of one system that are not one fusion of seeds of one setting.
+
+    The fused folders of one ``--runs`` are seeds of one fusion: each row of
+    the table must be fused by the same method, at the same calibration
+    prior, from the same systems (:func:`fusion_of`), of other runs in
+    each folder (:func:`_refuse_shared_runs`), and the runs fused as each system must be seeds of one
+    setting (:func:`refuse_other_settings`), paired in a seed-free order
+    (:func:`_fused_runs`). A fused folder beside runs in one ``--runs`` is
+    refused. A score file of no report has no run whose settings could be
+    compared: it is compared by its place among the systems only, with a
+    warning.
+
+    Arguments
+    ---------
+    systems : dict
+        ``{name: summaries}``, as :func:`collect` returns.
+    lists : list of str
+        The scored lists of the table.
+
+    Raises
+    ------
+    ManifestError
+        Naming the fused folder's record, the row and what differs.
+    """
+    for name, summaries in systems.items():
         runs = list(dict.fromkeys(summaries["run"]))
-        records = {run: report_settings(run) for run in runs}
-        unrecorded = [run for run, record in records.items() if record is None]
-        fused = [run for run in unrecorded if _is_fused(run)]
-        unrecorded = [run for run in unrecorded if run not in fused]
-        if fused and len(runs) > 1:
-            logger.warning("%s: fused folders (python -m local.evaluation.fusion --summary), "
-                           "whose verification/provenance.json records how each row was fused "
-                           "but not the settings of the runs fused: neither those nor the "
-                           "fusion's are compared with those of the other runs of '%s'",
-                           ", ".join(fused), name)
-        if unrecorded and len(runs) > 1:
-            logger.warning("No settings record (%s) in the report of %s: its settings are not "
-                           "compared with those of the other runs of '%s'",
-                           " or ".join(SETTINGS_FILES), ", ".join(unrecorded), name)
-        compared = {run: compared_settings(record[1]) for run, record in records.items()
-                    if record is not None}
-        differing = _differing(compared)
-        if differing:
-            reference = next(iter(compared))
-            odd = next(run for run in compared if compared[run] != compared[reference])
-            fail(records[odd][0], f"a run of '{name}' made with other settings than "
-                                  f"{reference}: its figures are not another seed's",
-                 rows=[f"{key}: " + "; ".join(f"{_shown(value)} in {', '.join(members)}"
-                                              for value, members in groups.items())
-                       for key, groups in differing.items()],
-                 fix="give the runs of each setting a --runs of their own, or run the odd "
-                     "ones again with the settings of the others (evaluate.py, or "
-                     "train_dann.py into a new --output_folder)")
+        fused = {run: fused_rows(run) for run in runs}
+        fused = {run: rows for run, rows in fused.items() if rows}
+        if not fused or len(runs) == 1:
+            continue
+        if len(fused) < len(runs):
+            plain = next(run for run in runs if run not in fused)
+            fail(next(iter(fused)), f"a fused folder among runs of '{name}' that are not "
+                                    f"fused ({plain}): its figures are no other seed's",
+                 fix="give the fused folders a --runs of their own")
+        for scored in lists:
+            entries = {run: rows[scored] for run, rows in fused.items() if scored in rows}
+            _refuse_other_fusion(name, scored, entries)
+            _refuse_shared_runs(name, scored, entries)
+            unreported = [run for run, entry in entries.items()
+                          if any(not scored_run(i["path"]) for i in entry["scores"])]
+            if unreported:
+                logger.warning("%s: row '%s' fused score files of no run's report, whose "
+                               "runs' settings are not compared with those of the other "
+                               "fused folders of '%s'", ", ".join(unreported), scored, name)
+            for place in zip(*(_fused_runs(entry) for entry in entries.values())):
+                system = place[0][0]
+                if system == NO_REPORT:
+                    continue
+                refuse_other_settings(
+                    {run: record for _, run, record in place},
+                    f"a run fused as '{system}' into row '{scored}' of '{name}'",
+                    f"the runs fused as '{system}' into row '{scored}' of the other fused "
+                    f"folders of '{name}'",
+                    fix="fuse the runs of one setting in every seed's folder (python -m "
+                        "local.evaluation.fusion), or give the fused folders of each setting "
+                        "a --runs of their own")
+
+
+def _refuse_other_fusion(name, scored, entries):
+    """Refuse fused folders whose row ``scored`` is not one fusion (:func:`fusion_of`)."""
+    differing = _differing({run: fusion_of(entry) for run, entry in entries.items()})
+    if differing:
+        reference, *others = entries
+        odd = next(run for run in others
+                   if fusion_of(entries[run]) != fusion_of(entries[reference]))
+        fail(report_provenance(odd)[0], f"row '{scored}' is another fusion than that of "
+                                        f"{reference}: the fused folders of '{name}' are not "
+                                        "seeds of one fusion",
+             rows=_difference_rows(differing),
+             fix="fuse the runs of every seed by one method (and --p_target) from the same "
+                 "systems (python -m local.evaluation.fusion), or give the fused folders of "
+                 "each fusion a --runs of their own")
+
+
+def _refuse_shared_runs(name, scored, entries):
+    """Refuse fused folders whose row ``scored`` fused another's runs.
+
+    A run (or a file of no report) fused into every folder is a system fixed
+    over the seeds (one baseline fused with each seed's run); a folder fused
+    from the very runs of another, or from a run that some others fused
+    too, is no other seed's fusion.
+    """
+    sources = {run: {scored_run(i["path"]) or i["path"] for i in entry["scores"] + entry["dev"]}
+               for run, entry in entries.items()}
+    for number, (run, own) in enumerate(sources.items()):
+        for other in list(sources)[:number]:
+            shared = own & sources[other]
+            if own != sources[other]:  # but for the systems fixed over the seeds
+                shared = {source for source in shared
+                          if not all(source in theirs for theirs in sources.values())}
+            if shared:
+                fail(report_provenance(run)[0],
+                     f"row '{scored}' fused runs of {other}: the fused folders of '{name}' "
+                     "are not seeds of one fusion", rows=sorted(shared),
+                     fix="fuse each seed's own runs into its folder (python -m "
+                         "local.evaluation.fusion); a system fixed over the seeds goes into "
+                         "every folder")
 
 
 def _differing(compared):
@@ -570,8 +829,10 @@ def seed_table(systems, lists, metrics):
     ManifestError
         When a run lacks one of the lists or metrics, runs scored a list
         on different data (:func:`check_same_data`), runs of one system
-        were made with different settings (:func:`check_same_settings`), or
-        a fused row's score files have changed since (:func:`check_fused_rows`).
+        were made with different settings (:func:`check_same_settings`),
+        a fused row's score files have changed since (:func:`check_fused_rows`),
+        or the fused folders of one system are not one fusion of seeds of one
+        setting (:func:`check_same_fusion`).
 
     Example
     -------
@@ -593,6 +854,7 @@ def seed_table(systems, lists, metrics):
     check_same_data(systems, lists)
     check_same_settings(systems)
     check_fused_rows(list(dict.fromkeys(pd.concat(systems.values())["run"])), lists)
+    check_same_fusion(systems, lists)
     rows = []
     for name, summaries in systems.items():
         row = {"system": name, "runs": summaries["run"].nunique()}
@@ -629,8 +891,9 @@ def print_seed_table(runs, lists, metrics, out=None):
         (:func:`~local.evaluation.report.run_folder_of`), a system is named twice, a run
         folder is missing or incomplete, a list or metric is unknown, runs
         scored a list on different data, runs of one system were made with
-        different settings, or a fused row's score files have changed since
-        (the message names them).
+        different settings, a fused row's score files have changed since, or
+        the fused folders of one system are not one fusion of seeds of one
+        setting (the message names them).
     """
     try:
         names = [name for name, _ in runs]

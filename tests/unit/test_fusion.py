@@ -32,6 +32,7 @@ from local.evaluation.metrics import (
 from local.evaluation.report import plot_det, read_scores, write_scores
 from local.evaluation.seed_table import collect, seed_table
 from local.evaluation.seed_table import main as seed_table_main
+from local.experiment import save_settings
 
 N = 4000
 
@@ -286,11 +287,12 @@ def test_fused_systems_are_tabulated_over_seeds_like_runs(tmp_path, capsys, capl
         table = seed_table({"fusion": collect(str(tmp_path / "fused" / "*"))},
                            ["source", "target"], ["eer_percent"])
     assert table.shape[0] == 1
-    # A fused folder has no settings record to name, and the warning says what it holds.
+    # A fused folder has no settings record to name; its score files lie in no
+    # run's report, whose settings could be compared: the warning says so.
     assert "hyperparams.yaml" not in caplog.text
-    assert (f"{tmp_path / 'fused' / '1'}, {tmp_path / 'fused' / '2'}: fused folders (python -m "
-            "local.evaluation.fusion --summary), whose verification/provenance.json records "
-            "how each row was fused but not the settings of the runs fused") in caplog.text
+    assert (f"{tmp_path / 'fused' / '1'}, {tmp_path / 'fused' / '2'}: row 'target' fused score "
+            "files of no run's report, whose runs' settings are not compared with those of "
+            "the other fused folders of 'fusion'") in caplog.text
 
 
 def test_summary_needs_a_system_name(tmp_path):
@@ -460,6 +462,150 @@ def test_seed_table_refuses_a_fused_row_whose_runs_were_scored_again(tmp_path, c
         f"{fused / 'provenance.json'}: row 'target' was fused from score files that have "
         f"changed since (a run scored again): its figures are not their fusion\n  {paths[1]}\n"
         f"Fix: fuse 'target' again")
+
+
+def fuse_seed(tmp_path, seed, systems=("target_plda_pooled", "target_asnorm"), dev=False,
+              p_target=(), fused="fused", run_folder="default", extra=(), **settings):
+    """Fuse the systems of run ``<run_folder>/<seed>`` (and the score files ``extra``) into
+    ``<fused>/<seed>``; the exit code.
+
+    Each run's report holds the scores of ``systems`` and, with ``settings``,
+    the run's settings records (``hparams/dann_fbank.yaml`` on the demo with
+    those overrides), as train_dann.py writes them.
+    """
+    trials, scores = noisy_systems(0, noise=(1.0,) * len(systems))  # one list, scored by each seed
+    scores = scores + np.random.default_rng(seed).normal(size=scores.shape)
+    run = tmp_path / run_folder / str(seed)
+    paths = [write_run(run, trials, column, system=system)
+             for system, column in zip(systems, scores.T)]
+    for where in (run, run / "verification") if settings else ():
+        save_settings("hparams/dann_fbank.yaml", {"condition": "demo", "n_speakers": 24,
+                                                  "output_folder": str(run), "seed": seed,
+                                                  **settings},
+                      "recipes/demo/condition.yaml", str(where))
+    options = []
+    if dev:
+        dev_trials, dev_scores = noisy_systems(seed + 10, noise=(1.0,) * len(systems),
+                                               prefix="dev_")
+        options = ["--dev", *write_systems(tmp_path, f"dev{seed}_", dev_trials, dev_scores),
+                   *p_target]
+    report = tmp_path / fused / str(seed) / "verification"
+    return main(["--scores", *paths, *extra, "--out", str(report / "target" / "scores.txt"),
+                 *options,
+                 "--summary", str(report / "summary.csv"), "--system", "target"])
+
+
+def fused_table(tmp_path, fused="fused"):
+    return seed_table_main(["--runs", "fusion", str(tmp_path / fused / "*"), "--lists", "target",
+                            "--metrics", "eer_percent"])
+
+
+def test_fused_folders_of_one_system_must_be_one_fusion(tmp_path, capsys):
+    for seed in (1, 2):
+        assert fuse_seed(tmp_path, seed) == 0
+    # The same systems given in another order: the same fusion.
+    assert fuse_seed(tmp_path, 3, systems=("target_asnorm", "target_plda_pooled")) == 0
+    assert fused_table(tmp_path) == 0
+    capsys.readouterr()
+    record = tmp_path / "fused" / "3" / "verification" / "provenance.json"
+    for options, difference in (
+            ({"systems": ("target_plda_pooled", "target")},
+             '  systems: ["target_asnorm", "target_plda_pooled"] in '
+             f'{tmp_path / "fused" / "1"}, {tmp_path / "fused" / "2"}; '
+             f'["target", "target_plda_pooled"] in {tmp_path / "fused" / "3"}\n'),
+            ({"dev": True},
+             f'  method: "mean" in {tmp_path / "fused" / "1"}, {tmp_path / "fused" / "2"}; '
+             f'"logistic" in {tmp_path / "fused" / "3"}\n')):
+        for path in record.parent.rglob("*"):
+            path.unlink() if path.is_file() else None
+        assert fuse_seed(tmp_path, 3, **options) == 0
+        assert fused_table(tmp_path) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(
+            f"{record}: row 'target' is another fusion than that of {tmp_path / 'fused' / '1'}: "
+            "the fused folders of 'fusion' are not seeds of one fusion\n"), options
+        assert difference in err, options
+        assert "\nFix: fuse the runs of every seed by one method (and --p_target)" in err
+    # Logistic fusions calibrated at other priors.
+    for seed, p_target in ((1, ["--p_target", "0.01"]), (2, [])):
+        assert fuse_seed(tmp_path, seed, dev=True, p_target=p_target, fused="logistic") == 0
+    assert fused_table(tmp_path, "logistic") == 1
+    assert (f"  --p_target: 0.01 in {tmp_path / 'logistic' / '1'}; 0.5 in "
+            f"{tmp_path / 'logistic' / '2'}\n") in capsys.readouterr().err
+
+
+def test_the_runs_fused_in_each_seed_must_be_seeds_of_one_setting(tmp_path, capsys, caplog):
+    for seed in (1, 2, 3):
+        assert fuse_seed(tmp_path, seed, number_of_epochs=4) == 0
+    with caplog.at_level(logging.WARNING, logger="local.evaluation.seed_table"):
+        assert fused_table(tmp_path) == 0
+    assert "not compared" not in caplog.text  # every run fused has its settings record
+    capsys.readouterr()
+    assert fuse_seed(tmp_path, 3, number_of_epochs=8) == 0  # seed 3 trained longer
+    assert fused_table(tmp_path) == 1
+    run = tmp_path / "default"
+    assert capsys.readouterr().err.startswith(
+        f"{run / '3' / 'verification' / 'hyperparams.yaml'}: a run fused as 'target_asnorm' into "
+        f"row 'target' of 'fusion' made with other settings than {run / '1'}: its figures are "
+        f"not another seed's\n  number_of_epochs: 4 in {run / '1'}, {run / '2'}; 8 in "
+        f"{run / '3'}\nFix: fuse the runs of one setting in every seed's folder")
+    # A fused folder whose runs have no settings record is compared with a warning.
+    for name in ("hyperparams.yaml", "verification/hyperparams.yaml"):
+        (run / "3" / name).unlink()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="local.evaluation.seed_table"):
+        assert fused_table(tmp_path) == 0
+    assert (f"No settings record (evaluate_hyperparams.yaml or hyperparams.yaml) in the report "
+            f"of {run / '3'}: its settings are not compared with those of the runs fused as "
+            "'target_asnorm' into row 'target' of the other fused folders of 'fusion'"
+            ) in caplog.text
+
+
+def test_fused_folders_that_share_a_run_or_sit_among_runs_are_no_seeds(tmp_path, capsys):
+    for seed in (1, 2):
+        assert fuse_seed(tmp_path, seed) == 0
+    # Seed 2's folder fused again from seed 1's run (a pasted command).
+    paths = [str(tmp_path / "default" / "1" / "verification" / system / "scores.txt")
+             for system in ("target_plda_pooled", "target_asnorm")]
+    report = tmp_path / "fused" / "2" / "verification"
+    assert main(["--scores", *paths, "--out", str(report / "target" / "scores.txt"),
+                 "--summary", str(report / "summary.csv"), "--system", "target"]) == 0
+    capsys.readouterr()
+    assert fused_table(tmp_path) == 1
+    assert capsys.readouterr().err.startswith(
+        f"{report / 'provenance.json'}: row 'target' fused runs of {tmp_path / 'fused' / '1'}: "
+        f"the fused folders of 'fusion' are not seeds of one fusion\n"
+        f"  {tmp_path / 'default' / '1'}\n")
+    # A fused folder and a run under one --runs: each is fine under its own.
+    trials, scores = noisy_systems(3, noise=(1.0,))
+    write_run(tmp_path / "plain" / "1", trials, scores[:, 0])
+    table = ["--lists", "target", "--metrics", "eer_percent"]
+    assert seed_table_main(["--runs", "fusion", str(tmp_path / "fused" / "1"), "--runs", "plain",
+                            str(tmp_path / "plain" / "1"), *table]) == 0
+    capsys.readouterr()
+    assert seed_table_main(["--runs", "mixed", str(tmp_path / "[fp]*" / "1"), *table]) == 1
+    assert "a fused folder among runs of 'mixed' that are not fused" in capsys.readouterr().err
+    # A baseline fused with each seed's run is a system fixed over the seeds;
+    # a run that only some of the folders fused is another seed's.
+    trials, scores = noisy_systems(0, noise=(2.0,))
+    baseline = write_run(tmp_path / "mfcc", trials, scores[:, 0], system="target")
+    for seed in (1, 2, 3):
+        assert fuse_seed(tmp_path, seed, fused="fixed", run_folder="dann", extra=[baseline]) == 0
+    assert fused_table(tmp_path, "fixed") == 0
+    capsys.readouterr()
+    report = tmp_path / "fixed" / "3" / "verification"
+    assert main(["--scores", baseline, *(str(tmp_path / "dann" / seed / "verification" / system /
+                                             "scores.txt")
+                                         for seed, system in (("2", "target_plda_pooled"),
+                                                              ("3", "target_asnorm"))),
+                 "--out", str(report / "target" / "scores.txt"),
+                 "--summary", str(report / "summary.csv"), "--system", "target"]) == 0
+    capsys.readouterr()
+    assert fused_table(tmp_path, "fixed") == 1
+    assert capsys.readouterr().err.startswith(
+        f"{report / 'provenance.json'}: row 'target' fused runs of {tmp_path / 'fixed' / '2'}: "
+        f"the fused folders of 'fusion' are not seeds of one fusion\n"
+        f"  {tmp_path / 'dann' / '2'}\nFix: ")
 
 
 def test_a_second_fusion_does_not_mix_with_the_first_in_its_folder(tmp_path, capsys):
