@@ -258,8 +258,6 @@ def calibration_prior(fusion):
     return fusion.get("p_target", P_TARGET if fusion["method"] == "logistic" else None)
 
 
-
-
 def check_fused_rows(runs, lists):
     """Refuse a fused row whose score files have changed since it was fused.
 
