@@ -25,7 +25,6 @@ from local.environment import check_installation
 check_installation()
 
 import speechbrain as sb
-import torch
 
 from local.data.dataio import collate_pairs
 from local.cli import describe_on_help
@@ -46,8 +45,9 @@ def train_loader_options(hparams, pairs):
     """The DataLoader options of the training pairs.
 
     With the GE2E head, the pairs are in speaker-major batches already: a
-    batch sampler takes them in order, so that every batch is one of them,
-    and in DDP SpeechBrain deals whole batches out to the processes.
+    batch sampler takes this process's batches of them whole
+    (``PairedDataset.process_batches``: in DDP, every process its own), and
+    the Brain leaves it as it is.
 
     Arguments
     ---------
@@ -66,8 +66,7 @@ def train_loader_options(hparams, pairs):
         # A batch sampler excludes the loader's own batching options.
         options.pop("batch_size", None)
         options.pop("drop_last", None)
-        options["batch_sampler"] = torch.utils.data.BatchSampler(
-            torch.utils.data.SequentialSampler(pairs), hparams["batch_size"], drop_last=True)
+        options["batch_sampler"] = pairs.process_batches(hparams["batch_size"])
     return options
 
 

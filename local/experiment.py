@@ -25,6 +25,7 @@ from local.data.dataio import (
     add_whole_pipeline,
     item_classes,
     manifest_dataset,
+    speaker_batches_per_epoch,
     speaker_classes,
     speaker_label,
 )
@@ -150,13 +151,16 @@ def dataio_prep(hparams, condition, device="cpu", trained_on=()):
     speaker_batches = None
     layout = hparams["speaker_head"].batch_layout
     if layout is not None:
-        # As many steps as the margin heads take at the same batch size: the
-        # longer training set once per epoch. Grouped by the head's classes
-        # (speakers, or speakers saying a phrase with speaker_label: spk_phrase).
+        # As many batches as the margin heads take at the same batch size: the
+        # longer training set once per epoch, rounded up to whole batches for
+        # every DDP process. Grouped by the head's classes (speakers, or
+        # speakers saying a phrase with speaker_label: spk_phrase).
         speaker_batches = SpeakerBatchSampler(
             [encoder.encode_label(c) for c in item_classes(source, speaker_label(hparams))],
             *layout,
-            max(len(source), len(target)) // hparams["batch_size"], hparams["seed"])
+            speaker_batches_per_epoch(max(len(source), len(target)), hparams["batch_size"],
+                                      training_processes()),
+            hparams["seed"])
     return {"train_pairs": PairedDataset(source, target, hparams["seed"], speaker_batches),
             "label_encoder": encoder, "eval": eval_datasets,
             "training_utterances": utterances}

@@ -387,12 +387,35 @@ class PairedDataset(torch.utils.data.Dataset):
         -------
         int
             Whole batches per process; speaker-major batches are dealt out
-            whole to the processes, padded to a multiple of them.
+            whole to the processes (:meth:`process_batches`).
         """
-        world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
         if self.source_batches is None:
-            return len(self) // (batch_size * world)
-        return -(-len(self.source_batches) // world)
+            return len(self) // (batch_size * _process_group()[0])
+        return len(self.process_batches(batch_size))
+
+    def process_batches(self, batch_size):
+        """This process's batches of pair indices, with ``source_batches``: its share of them.
+
+        Under DDP, process ``rank`` of ``world`` takes the epoch's batches
+        ``rank``, ``rank + world``, ..., whole: no batch goes to two processes,
+        and the epoch's number of batches (:func:`speaker_batches_per_epoch`)
+        gives each as many. The positions of the batches are those of every
+        epoch; each epoch's pairs fill them anew (:meth:`set_epoch`).
+
+        Arguments
+        ---------
+        batch_size : int
+            Pairs per batch: the batch size of ``source_batches``.
+
+        Returns
+        -------
+        list of range
+            The pair indices of each of this process's batches, for a
+            DataLoader's ``batch_sampler``.
+        """
+        world, rank = _process_group()
+        return [range(start, start + batch_size)
+                for start in range(rank * batch_size, len(self), world * batch_size)]
 
     def __getitem__(self, index):
         # The crops draw from torch's CPU random state: seeded for this pair, and
@@ -485,6 +508,46 @@ class SpeakerBatchSampler(torch.utils.data.Sampler):
 
     def __len__(self):
         return self.n_batches
+
+
+def speaker_batches_per_epoch(pairs, batch_size, processes):
+    """Speaker-major batches of an epoch: those ``pairs`` fill, up to a multiple of ``processes``.
+
+    As many as one process takes, so that an epoch covers the speakers as
+    often in any number of DDP processes; each process takes every
+    ``processes``-th of them (:meth:`PairedDataset.process_batches`), and
+    the rounding up gives each as many batches, each drawn for it, where
+    padding would repeat a batch of another process.
+
+    Arguments
+    ---------
+    pairs : int
+        Training pairs of an epoch: the longer training set's utterances.
+    batch_size : int
+        Pairs per batch (speakers x utterances).
+    processes : int
+        DDP processes.
+
+    Returns
+    -------
+    int
+        Batches of the epoch; 0 when ``pairs`` fill none.
+
+    Example
+    -------
+    >>> speaker_batches_per_epoch(240, 128, 1), speaker_batches_per_epoch(240, 128, 2)
+    (1, 2)
+    >>> speaker_batches_per_epoch(240, 14, 2), speaker_batches_per_epoch(100, 128, 2)
+    (18, 0)
+    """
+    return -(-(pairs // batch_size) // processes) * processes
+
+
+def _process_group():
+    """``(world size, rank)`` of this process's DDP group; ``(1, 0)`` without one."""
+    if torch.distributed.is_initialized():
+        return torch.distributed.get_world_size(), torch.distributed.get_rank()
+    return 1, 0
 
 
 def _cycled_permutation(rng, size, length):

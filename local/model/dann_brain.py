@@ -23,8 +23,9 @@ logger = get_logger(__name__)
 # Relies on speechbrain 1.1.2's Brain internals (tests/unit/test_speechbrain_internals.py):
 # _fit_train counts `step` before fit_batch and resets `step` and `avg_train_loss` only after
 # on_stage_end, _save checkpoints both, check_loss_isfinite only counts a non-finite loss
-# until its patience runs out, _wrap_distributed wraps the modules, and
-# _should_save_intra_epoch_ckpt decides after each step whether to save inside the epoch.
+# until its patience runs out, _wrap_distributed wraps the modules,
+# _should_save_intra_epoch_ckpt decides after each step whether to save inside the epoch, and
+# _train_loader_specifics gives the training loader its DDP sampler.
 SPEECHBRAIN_VERSION = "1.1.2"
 
 
@@ -86,6 +87,15 @@ class DANNBrain(sb.Brain):
         if self.distributed_launch and str(self.device).startswith("cpu"):
             return wrap_in_ddp(self.modules, self.find_unused_parameters)
         return super()._wrap_distributed()
+
+    def _train_loader_specifics(self, dataset, loader_kwargs):
+        # A private hook. A batch sampler given (the GE2E head's speaker batches)
+        # is this process's share already (PairedDataset.process_batches): in DDP,
+        # SpeechBrain's would deal its batches out again, and hand a process of
+        # one batch that batch's indices as batches.
+        if "batch_sampler" in loader_kwargs:
+            return loader_kwargs
+        return super()._train_loader_specifics(dataset, loader_kwargs)
 
     def _should_save_intra_epoch_ckpt(self, last_ckpt_time, steps_since_ckpt):
         # A checkpoint holds no accumulated gradients: one saved between the

@@ -545,8 +545,11 @@ def torchrun(demo_corpus, folder, hparams, *extra, epochs=1, timeout=600, file_s
     # 240 source crops, batches of 8, two processes: 15 steps each instead of 30.
     # With pseudo-labels at epoch 1: the speaker head's classifier grows inside DDP.
     ("hparams/dann_fbank.yaml", ["--batch_size=8", "--pseudo_label_epochs=[1]"], 15.0),
-    # 17 GE2E batches of 7 speakers x 2 crops, dealt out whole: 9 each (one twice).
+    # 17 GE2E batches of 7 speakers x 2 crops, 18 in two processes, dealt out whole: 9 each.
     ("hparams/ge2e_fbank.yaml", ["--ge2e_speakers=7", "--ge2e_utterances=2"], 9.0),
+    # 2 batches of 10 speakers x 12 crops: one each, which SpeechBrain's dealing of batches
+    # gave as 120 batches of one index (a TypeError at the first step).
+    ("hparams/ge2e_fbank.yaml", ["--ge2e_speakers=10", "--ge2e_utterances=12"], 1.0),
 ])
 def test_two_processes_with_gloo_split_the_data_and_finish(demo_corpus, tmp_path, hparams,
                                                            batches, steps):

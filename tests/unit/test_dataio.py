@@ -138,18 +138,44 @@ def test_a_pair_seeds_only_the_cpu_generator_it_gives_back(monkeypatch):
     assert torch.equal(torch.get_rng_state(), before)
 
 
+def in_process(monkeypatch, rank, world=2):
+    """Make this process read as process ``rank`` of a DDP group of ``world``."""
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.distributed, "get_world_size", lambda: world)
+    monkeypatch.setattr(torch.distributed, "get_rank", lambda: rank)
+
+
 def test_steps_per_epoch_are_each_process_share(monkeypatch):
     """The schedule of the domain losses counts each process's steps: its share of the data,
     in whole batches, as the training loader drops a last, smaller one (drop_last)."""
     pairs = PairedDataset(*_datasets(26, 10), seed=1)
     assert pairs.steps_per_epoch(4) == 6
-    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
-    monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 2)
+    in_process(monkeypatch, 1)
     assert pairs.steps_per_epoch(4) == 3
     source, target = _datasets(24, 10)
     batches = SpeakerBatchSampler([source.data[i]["spk_id"] for i in source.data_ids],
-                                  2, 2, n_batches=5, seed=1)
-    assert PairedDataset(source, target, 1, batches).steps_per_epoch(4) == 3  # 5 whole batches
+                                  2, 2, n_batches=6, seed=1)
+    assert PairedDataset(source, target, 1, batches).steps_per_epoch(4) == 3  # 6 whole batches
+
+
+@pytest.mark.parametrize("n_source, per_process", [(24, 3), (9, 1)])
+def test_each_process_takes_whole_speaker_batches_of_its_own(monkeypatch, n_source,
+                                                             per_process):
+    """In two processes, every speaker batch of the epoch is taken whole, by one process, and
+    each takes as many: 24 crops fill 6 batches of 2 speakers x 2 (3 each), 9 crops 2 (one
+    each, where one process takes 4 of them); 5 batches would be 6, one drawn for the second."""
+    source, target = _datasets(n_source, 3)
+    n_batches = dataio.speaker_batches_per_epoch(n_source, 4, 2)
+    assert n_batches == 2 * per_process
+    sampler = SpeakerBatchSampler([source.data[i]["spk_id"] for i in source.data_ids],
+                                  2, 2, n_batches=n_batches, seed=1)
+    pairs = PairedDataset(source, target, 1, sampler)
+    epoch = [[pairs.source.data_ids[i] for i in batch] for batch in sampler]
+    for rank in (0, 1):
+        in_process(monkeypatch, rank)
+        assert pairs.steps_per_epoch(4) == per_process
+        batches = [[pairs[i][0]["id"] for i in batch] for batch in pairs.process_batches(4)]
+        assert batches == epoch[rank::2]
 
 
 def test_pairing_depends_on_epoch_and_is_reproducible():

@@ -14,7 +14,7 @@ import speechbrain as sb
 import torch
 import yaml
 
-from local.model.dann_brain import SPEECHBRAIN_VERSION
+from local.model.dann_brain import SPEECHBRAIN_VERSION, DANNBrain
 from local.settings import run_option_words
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -108,3 +108,21 @@ def test_the_run_options_parser_gives_the_words_each_option_takes():
     assert words["--jit_module_keys"] == math.inf
     _, run_opts, overrides = sb.parse_arguments(["h.yaml", "--seed=2", "--debug", "x"])
     assert run_opts["debug"] and overrides == "seed: 2 x"  # what parse_arguments refuses
+
+
+def test_a_ddp_training_loader_takes_a_given_batch_sampler_as_this_process_share(monkeypatch):
+    """SpeechBrain deals a batch sampler's batches out to the DDP processes in the private
+    hook; given one batch per process, it handed out that batch's indices as batches (a
+    TypeError at the first step). DANNBrain's batch sampler is this process's share already
+    (PairedDataset.process_batches), and its loader takes it as it is."""
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 2)
+    monkeypatch.setattr(torch.distributed, "get_rank", lambda: 1)
+    share = [range(4, 8)]  # the second process's batch of two
+    dealt = []
+    for brain_class in (Recorder, DANNBrain):
+        brain = brain_class.__new__(brain_class)
+        brain.distributed_launch, brain.rank, brain.hparams = True, 1, None
+        options = brain._train_loader_specifics(range(8), {"batch_sampler": share})
+        dealt.append(list(options["batch_sampler"]))
+    assert dealt == [[4, 5, 6, 7], [range(4, 8)]]
