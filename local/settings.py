@@ -33,6 +33,7 @@ from hyperpyyaml.core import recursive_update
 from speechbrain.core import RunOptions
 from speechbrain.utils.distributed import infer_device
 
+from local.data.dataio import speaker_batches_per_epoch
 from local.data.manifest_io import read_manifest
 from local.data.ssl_cache import FROZEN_ONLY, FROZEN_ONLY_FIX
 from local.errors import ManifestError, fail
@@ -984,20 +985,25 @@ def check_trainable(hparams_file, overrides, condition, run_opts=None):
     sizes = {domain: len(read_manifest(condition[f"{domain}_train"]))
              for domain in ("source", "target")}
     # Each step pairs a batch of source crops with one of target crops, and
-    # the longer set sets the epoch; in DDP each process takes its share.
+    # the longer set sets the epoch; in DDP each process takes its share of the
+    # pairs. The GE2E head's batch is ge2e_speakers * ge2e_utterances, and it
+    # refuses a --batch_size; its batches are dealt out whole, the epoch's
+    # rounded up to as many for every process (speaker_batches_per_epoch), so
+    # that it needs one batch of pairs in all.
     processes = training_processes()
-    pairs = max(sizes.values()) // processes
-    # The GE2E head's batch is ge2e_speakers * ge2e_utterances, and it refuses a --batch_size.
     ge2e = "ge2e_speakers" in hparams
+    pairs = max(sizes.values()) // (1 if ge2e else processes)
     if pairs < hparams["batch_size"]:
-        share = f", {pairs} for each of {processes} processes" if processes > 1 else ""
+        share = (f", {pairs} for each of {processes} processes"
+                 if processes > 1 and not ge2e else "")
         fail(hparams_file, f"--batch_size={hparams['batch_size']} is more than the {pairs} "
                            f"training pairs of an epoch ({sizes['source']} source, "
                            f"{sizes['target']} target utterances{share}): no step would run",
              fix=(f"pass --ge2e_speakers and --ge2e_utterances whose product is {pairs} or less"
                   if ge2e else f"pass --batch_size={pairs} or less")
              + ", or train on more utterances")
-    steps = pairs // hparams["batch_size"]
+    steps = (speaker_batches_per_epoch(pairs, hparams["batch_size"], processes) // processes
+             if ge2e else pairs // hparams["batch_size"])
     accumulation = (run_options(run_opts, hparams, ("grad_accumulation_factor",))
                     ["grad_accumulation_factor"] if run_opts else 1)
     # The optimisers step at every accumulation-th step of an epoch (SpeechBrain

@@ -547,9 +547,10 @@ def torchrun(demo_corpus, folder, hparams, *extra, epochs=1, timeout=600, file_s
     ("hparams/dann_fbank.yaml", ["--batch_size=8", "--pseudo_label_epochs=[1]"], 15.0),
     # 17 GE2E batches of 7 speakers x 2 crops, 18 in two processes, dealt out whole: 9 each.
     ("hparams/ge2e_fbank.yaml", ["--ge2e_speakers=7", "--ge2e_utterances=2"], 9.0),
-    # 2 batches of 10 speakers x 12 crops: one each, which SpeechBrain's dealing of batches
-    # gave as 120 batches of one index (a TypeError at the first step).
-    ("hparams/ge2e_fbank.yaml", ["--ge2e_speakers=10", "--ge2e_utterances=12"], 1.0),
+    # 1 batch of 8 speakers x 16 crops, 2 in two processes: one each, which SpeechBrain's
+    # dealing of batches gave as 128 batches of one index (a TypeError at the first step),
+    # and which was refused as more than each process's half of the 240 pairs.
+    ("hparams/ge2e_fbank.yaml", ["--ge2e_speakers=8", "--ge2e_utterances=16"], 1.0),
 ])
 def test_two_processes_with_gloo_split_the_data_and_finish(demo_corpus, tmp_path, hparams,
                                                            batches, steps):

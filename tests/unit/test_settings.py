@@ -8,6 +8,7 @@ import speechbrain as sb
 import yaml
 from hyperpyyaml import load_hyperpyyaml
 
+from local import settings
 from local.errors import ManifestError
 from local.evaluation.verification import check_score_norm
 from local.model.adversaries import adversary_class
@@ -314,6 +315,43 @@ def test_train_dataloader_options_that_a_dataloader_refuses_are_refused_before_t
                                             r"quoted argument: --train_dataloader_options="
                                             r'"\{batch_size: 16, num_workers: 4\}"$'):
         check_trainable("hparams/dann_fbank.yaml", overrides, condition={})
+
+
+def _training_manifests(demo_corpus):
+    """The condition's training manifests of the demo corpus."""
+    return {f"{domain}_train": demo_corpus[f"{domain}_train"] for domain in ("source", "target")}
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+@pytest.mark.parametrize("speakers, utterances, accumulation", [(8, 16, 1), (7, 2, 9)])
+def test_ge2e_batches_that_one_process_trains_are_trained_in_two(demo_corpus, monkeypatch,
+                                                                 processes, speakers,
+                                                                 utterances, accumulation):
+    # 240 pairs fill one batch of 8 speakers x 16 crops, and 17 of 7 x 2: dealt out whole,
+    # the batches of an epoch are rounded up to a multiple of the processes, so two
+    # processes take one batch each, 9 each of 7 x 2, where half the pairs of each, 120,
+    # fill no batch of 128 and 8 of 14.
+    monkeypatch.setattr(settings, "training_processes", lambda: processes)
+    overrides = {"condition": "demo", "n_speakers": 24, "ge2e_speakers": speakers,
+                 "ge2e_utterances": utterances}
+    _, run_opts, _ = sb.parse_arguments(["x.yaml", f"--grad_accumulation_factor={accumulation}"])
+    check_trainable("hparams/ge2e_fbank.yaml", overrides, _training_manifests(demo_corpus),
+                    run_opts)
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_ge2e_batches_that_the_pairs_do_not_fill_are_refused_in_any_number_of_processes(
+        demo_corpus, monkeypatch, processes):
+    monkeypatch.setattr(settings, "training_processes", lambda: processes)
+    overrides = {"condition": "demo", "n_speakers": 24, "ge2e_speakers": 16,
+                 "ge2e_utterances": 16}
+    with pytest.raises(ManifestError, match=r"ge2e_fbank.yaml: --batch_size=256 is more than "
+                                            r"the 240 training pairs of an epoch \(240 source, "
+                                            r"240 target utterances\): no step would run\nFix: "
+                                            r"pass --ge2e_speakers and --ge2e_utterances whose "
+                                            r"product is 240 or less, or train on more "
+                                            r"utterances$"):
+        check_trainable("hparams/ge2e_fbank.yaml", overrides, _training_manifests(demo_corpus))
 
 
 def test_coral_on_batches_of_one_is_refused_before_training():
