@@ -214,10 +214,7 @@ def checked_on_main(check, *arguments, **keywords):
             return check(*arguments, **keywords), None
         except Exception as error:  # whatever it is, the other processes stop with it
             raised.append(error)
-            if isinstance(error, ManifestError):
-                return None, (ManifestError, str(error))
-            return None, (RuntimeError, f"the main process failed with {type(error).__name__}: "
-                                        f"{error}")
+            return None, _carried(error, "the main process")
 
     # A process that is not the main one outside a process group gets None.
     result, failure = main_process_only(outcome)() or (None, None)
@@ -276,9 +273,7 @@ def checked_on_every_process(work, *arguments, **keywords):
         result = work(*arguments, **keywords)
     except Exception as error:  # whatever it is, the other processes stop with it
         raised = error
-        failure = ((ManifestError, str(error)) if isinstance(error, ManifestError) else
-                   (RuntimeError, f"process {torch.distributed.get_rank()} failed with "
-                                  f"{type(error).__name__}: {error}"))
+        failure = _carried(error, f"process {torch.distributed.get_rank()}")
     failures = [None] * torch.distributed.get_world_size()
     torch.distributed.all_gather_object(failures, failure)
     if raised is not None:
@@ -288,3 +283,12 @@ def checked_on_every_process(work, *arguments, **keywords):
         kind, message = failure
         raise kind(message)
     return result
+
+
+def _carried(error, process):
+    """``(exception type, message)`` that carries ``error`` of ``process`` to the others:
+    a :class:`ManifestError` as it is, any other as a ``RuntimeError`` naming the
+    process, the error's type and its message."""
+    if isinstance(error, ManifestError):
+        return ManifestError, str(error)
+    return RuntimeError, f"{process} failed with {type(error).__name__}: {error}"
