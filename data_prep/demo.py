@@ -369,7 +369,7 @@ def prepare_demo(save_folder, seed=1234, n_train_speakers=24, n_eval_speakers=10
     outputs = [f"{domain}_{split}.csv" for split in ("train", "eval") for domain in DOMAINS]
     outputs += ["eval.csv"] + [f"trials_{domain}.txt" for domain in DOMAINS]
     return prepare_corpus("Demo corpus", save_folder, options, outputs,
-                          functools.partial(_generate, options))
+                          functools.partial(_generate, options), generated=True)
 
 
 def _generate(options):

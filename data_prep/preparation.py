@@ -15,6 +15,7 @@ import logging
 import math
 import numbers
 import os
+import shutil
 import sys
 
 import numpy as np
@@ -36,6 +37,9 @@ from local.provenance import file_sha256
 from local.whole_files import release_lock, taken_lock, written_whole
 
 logger = logging.getLogger(__name__)
+
+# Where a preparation sets the earlier preparation's files aside until its own pass (_replacing).
+PREVIOUS = "prepare.previous"
 
 
 class OptionError(ManifestError):
@@ -190,13 +194,20 @@ def corpus_folder(folder, corpus, fix):
     return folder
 
 
-def prepare_corpus(corpus, save_folder, options, outputs, read, training=("train",), inputs=()):
+def prepare_corpus(corpus, save_folder, options, outputs, read, training=("train",), inputs=(),
+                   generated=False):
     """SpeechBrain's ``prepare_*`` around one corpus: skip, read, write, check, record.
 
     Does nothing when ``save_folder`` holds ``outputs`` made with the same
-    ``options`` from the same ``inputs``. Otherwise the files that an earlier preparation with other
-    options wrote there and these ``outputs`` do not name are removed
-    (:func:`skip_if_prepared`), and ``read()`` makes the tables. The trial
+    ``options`` from the same ``inputs`` (:func:`skip_if_prepared`).
+    Otherwise ``read()`` makes the tables, and the outputs take the place of
+    the files of an earlier preparation once they pass their checks
+    (:func:`_replacing`; those that these ``outputs`` do not name are
+    removed then). A refused preparation (a missing folder, a tree or file
+    that ``read()`` or the checks refuse) leaves ``save_folder`` as it was:
+    one it made is removed again (:func:`_preparing`), an earlier
+    preparation's files stay, and still skip a rerun with their options
+    (but for a ``generated`` corpus's). The trial
     lists and the enrolment table are written and checked first
     (:func:`~local.data.manifest_io.read_numbered_trials`,
     :func:`~local.data.manifest_io.read_enrolment`: empty, duplicated or
@@ -241,6 +252,11 @@ def prepare_corpus(corpus, save_folder, options, outputs, read, training=("train
         key files, tables, trial lists; None entries are left out): their
         SHA-256 is recorded with ``options``, so that one changed in place
         is prepared again rather than its stale outputs kept.
+    generated : bool
+        Whether ``read()`` writes the corpus's audio into ``save_folder`` (a
+        generated corpus): the earlier preparation's record of its options
+        is then removed before ``read()`` runs, as the audio it vouched for
+        is written over, so that a generation that fails is run again.
 
     Returns
     -------
@@ -272,57 +288,152 @@ def prepare_corpus(corpus, save_folder, options, outputs, read, training=("train
             logger.info("%s already prepared in %s, skipping", corpus, where)
             return paths
         logger.info("%s: preparing in %s", corpus, where)
+        if generated:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(save_folder, PREPARED_MARKER))
         tables = read()
-        seg_dur = options.get("seg_dur")
-        manifests = []
-        for name, path in paths.items():
-            if path.endswith(".txt"):
-                write_trials(tables[name], path)
-                read_numbered_trials(path)
-            elif name == "enrolment":
-                write_enrolment(tables[name], path)
-                read_enrolment(path)
-            else:
-                manifests.append(name)
-        for name in manifests:
-            rows = pd.DataFrame(tables[name]() if callable(tables[name]) else tables[name])
-            if seg_dur and name in training:
-                rows = chunk_rows(rows, seg_dur)
-            tables[name] = rows
-            write_manifest(rows, paths[name])
-        trial_lists = [path for path in paths.values() if path.endswith(".txt")]
-        for trials in trial_lists or [None]:
-            validate(paths["eval"], trials, paths.get("enrolment"), check_audio=False)
-        for name in manifests:
-            if name != "eval":  # the training manifests (and the others), as training reads them
-                validate(paths[name], check_audio=False)
+        with _replacing(save_folder, outputs):
+            _write_checked(paths, tables, options.get("seg_dur"), training)
+        # Once the earlier files are gone: a kill before leaves them to be put back.
         mark_prepared(save_folder, options, outputs)
         logger.info("%s prepared in %s: %s", corpus, where,
                     ", ".join(f"{name} {len(tables[name])}" for name in paths))
         return paths
 
 
+def _write_checked(paths, tables, seg_dur, training):
+    """Write the outputs of :func:`prepare_corpus` and check them, the trial lists first."""
+    manifests = []
+    for name, path in paths.items():
+        if path.endswith(".txt"):
+            write_trials(tables[name], path)
+            read_numbered_trials(path)
+        elif name == "enrolment":
+            write_enrolment(tables[name], path)
+            read_enrolment(path)
+        else:
+            manifests.append(name)
+    for name in manifests:
+        rows = pd.DataFrame(tables[name]() if callable(tables[name]) else tables[name])
+        if seg_dur and name in training:
+            rows = chunk_rows(rows, seg_dur)
+        tables[name] = rows
+        write_manifest(rows, paths[name])
+    trial_lists = [path for path in paths.values() if path.endswith(".txt")]
+    for trials in trial_lists or [None]:
+        validate(paths["eval"], trials, paths.get("enrolment"), check_audio=False)
+    for name in manifests:
+        if name != "eval":  # the training manifests (and the others), as training reads them
+            validate(paths[name], check_audio=False)
+
+
 @contextlib.contextmanager
 def _preparing(save_folder, corpus, where):
-    """Hold ``save_folder/prepare.lock``, once another preparation of the folder let go of it."""
-    os.makedirs(save_folder, exist_ok=True)
+    """Hold ``save_folder/prepare.lock``, once another preparation of the folder let go of it.
+
+    The folder (and its missing parents) is made for the lock; a preparation
+    that then fails removes the folders it made, with what it wrote in them,
+    so that a refused preparation leaves nothing behind. Earlier files that a
+    preparation killed while replacing them set aside are put back first
+    (:func:`_replacing`).
+    """
     lock = os.path.join(save_folder, "prepare.lock")
-    try:
-        handle = taken_lock(lock)
-    except OSError as err:
-        if err.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
-            raise
-        # A folder this process may not write (a shared corpus, read-only) is
-        # read as it is: prepared, or refused at the preparation's first write.
+    while True:
+        made = _made_folders(save_folder)
+        try:
+            handle = taken_lock(lock)
+            if handle is None:
+                logger.info("%s: another process prepares %s; waiting until it ends",
+                            corpus, where)
+                handle = taken_lock(lock, wait=True)
+            break
+        except FileNotFoundError:  # the folder, made by a preparation refused meanwhile, is gone
+            continue
+        except OSError as err:
+            if err.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise
+            # A folder this process may not write (a shared corpus, read-only) is
+            # read as it is: prepared, or refused at the preparation's first write.
+            handle = None
+            break
+    if handle is None:
         yield
         return
-    if handle is None:
-        logger.info("%s: another process prepares %s; waiting until it ends", corpus, where)
-        handle = taken_lock(lock, wait=True)
     try:
+        # Made here, and empty but for the lock: not a folder another preparation filled.
+        made = made if os.listdir(save_folder) == [os.path.basename(lock)] else []
+        _put_back(save_folder)
         yield
+    except BaseException:
+        _remove_made(made)
+        raise
     finally:
         release_lock(lock, handle)
+
+
+def _made_folders(folder):
+    """Make ``folder`` and its missing parents; return the absolute paths made, ``folder`` first."""
+    made = []
+    path = os.path.abspath(folder)
+    while not os.path.exists(path):
+        made.append(path)
+        path = os.path.dirname(path)
+    os.makedirs(folder, exist_ok=True)
+    return made
+
+
+def _remove_made(made):
+    """Remove the folders :func:`_made_folders` made, the first with what it holds."""
+    if made:
+        shutil.rmtree(made[0], ignore_errors=True)
+    for parent in made[1:]:
+        try:
+            os.rmdir(parent)
+        except OSError:  # another writer's files are in it
+            break
+
+
+@contextlib.contextmanager
+def _replacing(save_folder, outputs):
+    """A block that replaces the files of the earlier preparation of ``save_folder`` by ``outputs``.
+
+    The earlier files (its record of the options, the outputs it recorded,
+    any file named as one of ``outputs``) are set aside into
+    ``save_folder/prepare.previous`` first. When the block raises (a bad
+    audio file, a refused trial list), the ``outputs`` written meanwhile are
+    removed and the earlier files put back: the folder is as it was, and an
+    earlier preparation still skips a rerun with its options. When the block
+    ends, the earlier files are removed, among them those that ``outputs``
+    no longer name (a trial list no longer asked for).
+    """
+    previous = os.path.join(save_folder, PREVIOUS)
+    earlier = {PREPARED_MARKER, *_recorded(save_folder)["outputs"], *outputs}
+    os.makedirs(previous)
+    for name in earlier:
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(os.path.join(save_folder, name), os.path.join(previous, name))
+    try:
+        yield
+    except BaseException:
+        for name in outputs:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(save_folder, name))
+        _put_back(save_folder)
+        raise
+    # The record first: what a kill leaves set aside vouches for nothing when put back.
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(os.path.join(previous, PREPARED_MARKER))
+    shutil.rmtree(previous)
+
+
+def _put_back(save_folder):
+    """Put back the files that :func:`_replacing` set aside, the record of their options last."""
+    previous = os.path.join(save_folder, PREVIOUS)
+    if not os.path.isdir(previous):
+        return
+    for name in sorted(os.listdir(previous), key=lambda name: name == PREPARED_MARKER):
+        os.replace(os.path.join(previous, name), os.path.join(save_folder, name))
+    os.rmdir(previous)
 
 
 def chunk_rows(rows, chunk_seconds):
@@ -450,10 +561,9 @@ def skip_if_prepared(save_folder, outputs, options):
 
     SpeechBrain's ``prepare_*`` convention: re-running a preparation with the
     same arguments does nothing. The options are stored beside the outputs,
-    with the outputs' names: when the preparation is to run again with other
-    options, the files of the last one that ``outputs`` do not name (a trial
-    list no longer asked for) are removed, so that none is
-    left beside outputs it no longer matches.
+    with the outputs' names (:func:`mark_prepared`). Nothing is removed here:
+    a preparation with other options replaces the earlier files once its own
+    have passed their checks (:func:`prepare_corpus`).
 
     Arguments
     ---------
@@ -479,27 +589,24 @@ def skip_if_prepared(save_folder, outputs, options):
     >>> _ = open(os.path.join(folder, "trials.txt"), "w")
     >>> skip_if_prepared(folder, [os.path.join(folder, "trials.txt")], {"seed": 1})
     True
-    >>> skip_if_prepared(folder, [], {"seed": 2}), os.listdir(folder)
-    (False, [])
+    >>> skip_if_prepared(folder, [], {"seed": 2})
+    False
     """
+    recorded = _recorded(save_folder)
+    return (recorded["options"] == json.loads(json.dumps(options))
+            and all(os.path.isfile(p) for p in outputs))
+
+
+def _recorded(save_folder):
+    """``{"options": ..., "outputs": [...]}`` of the earlier preparation (None and none: no record)."""
     marker = os.path.join(save_folder, PREPARED_MARKER)
     if not os.path.isfile(marker):
-        return False
+        return {"options": None, "outputs": []}
     with open(marker, encoding="utf-8") as saved:
         recorded = json.load(saved)
     if "outputs" not in recorded:  # a marker of the options alone, as written before
         recorded = {"options": recorded, "outputs": []}
-    if (recorded["options"] == json.loads(json.dumps(options))
-            and all(os.path.isfile(p) for p in outputs)):
-        return True
-    for name in set(recorded["outputs"]) - {os.path.basename(p) for p in outputs}:
-        stale = os.path.join(save_folder, name)
-        if os.path.isfile(stale):
-            os.remove(stale)
-    # The preparation is about to rewrite the outputs: should it die halfway,
-    # an old marker must not vouch for the half-written files.
-    os.remove(marker)
-    return False
+    return recorded
 
 
 def mark_prepared(save_folder, options, outputs):

@@ -429,7 +429,8 @@ def prepare_recorded_voices(save_folder, seed=1, utts_per_speaker=30, trials_per
     outputs = [f"{domain}_{split}.csv" for domain, split in GROUPS]
     outputs += ["eval.csv"] + [f"trials_{domain}.txt" for domain in DOMAINS]
     generate = functools.partial(_generate, options, workers, synthesiser)
-    return prepare_corpus("Recorded-voice corpus", save_folder, options, outputs, generate)
+    return prepare_corpus("Recorded-voice corpus", save_folder, options, outputs, generate,
+                          generated=True)
 
 
 def _generate(options, workers, synthesiser):

@@ -663,8 +663,11 @@ def test_skip_marker(tmp_path):
     mark_prepared(tmp_path, {"seed": 1}, [out.name])
     assert skip_if_prepared(tmp_path, [out], {"seed": 1})
     assert not skip_if_prepared(tmp_path, [out], {"seed": 2})
-    # The marker of seed 1 is gone once a seed 2 preparation has started.
+    # Asking leaves the marker of seed 1: a seed 2 preparation replaces it once it passed.
+    assert skip_if_prepared(tmp_path, [out], {"seed": 1})
+    out.unlink()
     assert not skip_if_prepared(tmp_path, [out], {"seed": 1})
+    out.write_text("x")
     # A marker of the options alone, without the outputs' names, still skips.
     (tmp_path / "prepare_options.json").write_text('{"seed": 1}')
     assert skip_if_prepared(tmp_path, [out], {"seed": 1})
@@ -733,6 +736,110 @@ def test_prepare_corpus_records_nothing_when_a_trial_list_is_refused(tmp_path):
     with pytest.raises(ManifestError, match="ghost"):
         prepare_corpus("Toy", str(tmp_path), {}, ["eval.csv", "trials.txt"], read)
     assert not (tmp_path / "prepare_options.json").exists()
+
+
+def _folder_contents(folder):
+    return {os.path.relpath(os.path.join(parent, name), folder):
+            open(os.path.join(parent, name), "rb").read()
+            for parent, _, names in os.walk(folder) for name in names}
+
+
+def _toy_read(domain="d", trials=((1, "u0", "u1"), (0, "u0", "u2")), bad_audio=False):
+    def rows():
+        if bad_audio:
+            fail("u3.wav", "cannot read audio", fix="replace the file")
+        return [{**row, "domain": domain} for row in _two_second_rows()]
+
+    return lambda: {"train": rows, "eval": rows, "trials": list(trials),
+                    "trials_b": [(1, "u2", "u3"), (0, "u1", "u3")]}
+
+
+@pytest.mark.parametrize("where", ["new", "made", "empty"])
+def test_a_refused_preparation_leaves_no_folder_behind(tmp_path, where):
+    """A refused preparation left behind the save folder (and its parents) it made for its lock."""
+    top = tmp_path / "data"
+    save_folder = top / "corpus" if where == "new" else top
+    if where == "empty":
+        top.mkdir()
+    outputs = ["train.csv", "eval.csv", "trials.txt"]
+    for read in (_toy_read(bad_audio=True), _toy_read(trials=[(1, "u0", "u1")])):
+        with pytest.raises(ManifestError):
+            prepare_corpus("Toy", str(save_folder), {}, outputs, read)
+        assert os.listdir(tmp_path) == (["data"] if where == "empty" else [])
+        assert not top.exists() or os.listdir(top) == []
+    # Prepared once the tree is right.
+    prepare_corpus("Toy", str(save_folder), {}, outputs, _toy_read())
+    assert sorted(os.listdir(save_folder)) == ["eval.csv", "prepare_options.json", "train.csv",
+                                               "trials.txt"]
+
+
+@pytest.mark.parametrize("breakage", [
+    dict(bad_audio=True),  # refused after the trial lists were written
+    dict(trials=[(1, "u0", "u1")]),  # a one-class trial list
+    dict(trials=[(1, "u0", "u1"), (0, "u0", "ghost")]),  # refused against eval.csv
+])
+def test_a_refused_preparation_leaves_the_earlier_one_as_it_was(tmp_path, breakage):
+    """A preparation refused on other options removed the earlier preparation's marker and files
+    it no longer named, and left its own trial list over the earlier one."""
+    outputs = ["train.csv", "eval.csv", "trials.txt", "trials_b.txt"]
+    prepare_corpus("Toy", str(tmp_path), {"seed": 1}, outputs, _toy_read("first"))
+    before = _folder_contents(tmp_path)
+    with pytest.raises(ManifestError):
+        prepare_corpus("Toy", str(tmp_path), {"seed": 2}, outputs[:3],
+                       _toy_read("second", **breakage))
+    assert _folder_contents(tmp_path) == before
+    assert skip_if_prepared(tmp_path, [tmp_path / name for name in outputs], {"seed": 1})
+    # The rerun on a right tree replaces them, trials_b.txt no longer asked for.
+    prepare_corpus("Toy", str(tmp_path), {"seed": 2}, outputs[:3], _toy_read("second"))
+    assert set(read_manifest(tmp_path / "eval.csv")["domain"]) == {"second"}
+    assert sorted(os.listdir(tmp_path)) == ["eval.csv", "prepare_options.json", "train.csv",
+                                            "trials.txt"]
+
+
+def test_a_generated_corpus_whose_generation_fails_is_generated_again(tmp_path):
+    """Its audio, written over, is no longer the earlier preparation's."""
+    outputs = ["train.csv", "eval.csv", "trials.txt"]
+    prepare_corpus("Toy", str(tmp_path), {"seed": 1}, outputs, _toy_read("first"), generated=True)
+
+    def generate():
+        (tmp_path / "u0.wav").write_bytes(b"seed 2's audio")
+        fail("u1.wav", "cannot write audio", fix="free some disk space")
+
+    with pytest.raises(ManifestError):
+        prepare_corpus("Toy", str(tmp_path), {"seed": 2}, outputs, generate, generated=True)
+    assert not skip_if_prepared(tmp_path, [tmp_path / name for name in outputs], {"seed": 1})
+
+
+def test_files_set_aside_by_a_killed_preparation_are_put_back(tmp_path):
+    outputs = ["train.csv", "eval.csv", "trials.txt"]
+    prepare_corpus("Toy", str(tmp_path), {"seed": 1}, outputs, _toy_read("first"))
+    before = _folder_contents(tmp_path)
+    # A preparation of seed 2 killed once it had set them aside and written a trial list.
+    (tmp_path / "prepare.previous").mkdir()
+    for name in ["prepare_options.json", *outputs]:
+        os.replace(tmp_path / name, tmp_path / "prepare.previous" / name)
+    write_trials([(1, "u0", "u2"), (0, "u1", "u3")], tmp_path / "trials.txt")
+    reads = []
+    prepare_corpus("Toy", str(tmp_path), {"seed": 1}, outputs, lambda: reads.append(1))
+    assert reads == [] and _folder_contents(tmp_path) == before
+
+
+def test_a_preparation_waiting_for_one_that_is_refused_then_prepares(tmp_path, caplog):
+    """The first one removes the folder it made; the second makes it again."""
+    save_folder = tmp_path / "corpus"
+    # Its eval.csv lacks the trials' u1 and u2.
+    first = waiting_process(PREPARER.replace("{'eval': rows", "{'eval': rows[:1]"), save_folder)
+    ending = threading.Timer(1.0, first.stdin.close)
+    ending.start()
+    try:
+        with caplog.at_level(logging.INFO):
+            paths = prepare_corpus("Toy", str(save_folder), {}, ["eval.csv", "trials.txt"],
+                                   _toy_read("second"))
+    finally:
+        ending.join()
+        assert first.wait() == 1
+    assert "another process prepares" in caplog.text
+    assert set(read_manifest(paths["eval"])["domain"]) == {"second"}
 
 
 # Prepares a toy corpus in argv[1] whose rows are of domain "first", saying so

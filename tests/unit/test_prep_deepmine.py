@@ -323,7 +323,9 @@ def test_rerun_with_the_same_options_is_skipped(task1, out):
     assert {name: os.stat(path).st_mtime_ns for name, path in paths.items()} == stamps
     with pytest.raises(ManifestError, match="wav/train/trn_000006.wav"):
         prepare_deepmine(str(task1), out, seg_dur=0.25)  # other options: redone
-    assert not os.path.exists(os.path.join(out, "prepare_options.json"))
+    # Refused, it left the earlier preparation as it was.
+    assert {name: os.stat(path).st_mtime_ns for name, path in paths.items()} == stamps
+    assert prepare_deepmine(str(task1), out) == paths
     os.rename(wav + ".away", wav)
     chunked = prepare_deepmine(str(task1), out, seg_dur=0.25)
     assert read_manifest(chunked["train"])["ID"].str.contains(r"_\d+_\d+$").any()
@@ -497,7 +499,7 @@ def test_bad_input_is_refused_with_the_fix(task1, tmp_path, out, breakage, messa
     with pytest.raises(ManifestError, match=message) as error:
         prepare_deepmine(**arguments)
     assert "\nFix: " in str(error.value)
-    assert not os.path.exists(os.path.join(out, "prepare_options.json"))
+    assert not os.path.exists(out)  # the save folder, made for the lock, removed again
 
 
 def _audio_is_not_read(monkeypatch):
@@ -526,4 +528,4 @@ def test_a_bad_trial_list_is_refused_before_the_audio_is_read(task1, tmp_path, o
     _audio_is_not_read(monkeypatch)
     with pytest.raises(ManifestError, match=message):
         prepare_deepmine(str(task1), out, key_file=_key(task1))
-    assert not os.path.exists(os.path.join(out, "prepare_options.json"))
+    assert not os.path.exists(out)  # the save folder, made for the lock, removed again

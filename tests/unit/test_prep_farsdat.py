@@ -410,7 +410,23 @@ def test_bad_input_is_refused_with_the_fix(corpus, out, breakage, message):
     with pytest.raises(ManifestError, match=message) as error:
         prepare_farsdat(**arguments)
     assert "\nFix: " in str(error.value)
-    assert not os.path.exists(os.path.join(out, "prepare_options.json"))
+    assert not os.path.exists(out)  # the save folder, made for the lock, removed again
+
+
+@pytest.mark.parametrize("breakage", [_missing_folder, _transcripts_only, _pattern_without_spk,
+                                      _unmatched, _unreadable, _table_missing_speaker])
+def test_a_refused_preparation_leaves_the_earlier_one_as_it_was(corpus, out, breakage):
+    """A preparation refused on other options removed the earlier one's record of its options,
+    so that the folder was prepared again, and after a bad wav held the new trial list."""
+    arguments = dict(data_folder=str(corpus), save_folder=out, n_eval_speakers=2)
+    paths = prepare_farsdat(**arguments)
+    before = {name: open(path, "rb").read() for name, path in paths.items()}
+    listed = sorted(os.listdir(out))
+    with pytest.raises(ManifestError):
+        prepare_farsdat(**{**arguments, "seed": 7, **(breakage(corpus) or {})})
+    assert sorted(os.listdir(out)) == listed
+    assert {name: open(path, "rb").read() for name, path in paths.items()} == before
+    assert prepare_farsdat(**arguments) == paths  # skipped, as before
 
 
 @pytest.mark.parametrize("option, value, message", [

@@ -539,7 +539,7 @@ def test_bad_input_is_refused_with_the_fix(vox1, tmp_path, out, breakage, messag
     assert "\nFix: " in str(error.value)
     if breakage is _old_style_list:
         assert "veri_test2.txt" in str(error.value)
-    assert not os.path.exists(os.path.join(out, "prepare_options.json"))
+    assert not os.path.exists(out)  # the save folder, made for the lock, removed again
 
 
 def test_the_fix_for_speechbrains_vox2_layout_prepares_it(vox1, tmp_path, out):
@@ -594,7 +594,7 @@ def test_a_bad_trial_list_is_refused_before_the_audio_is_read(vox1, out, monkeyp
     _audio_is_not_read(monkeypatch)
     with pytest.raises(ManifestError, match=message):
         prepare_voxceleb(str(vox1), out, trial_lists=[str(vox1 / "my_list.txt")])
-    assert not os.path.exists(os.path.join(out, "prepare_options.json"))
+    assert not os.path.exists(out)  # the save folder, made for the lock, removed again
 
 
 def test_an_empty_training_recording_is_refused(vox1, out):
@@ -603,5 +603,5 @@ def test_an_empty_training_recording_is_refused(vox1, out):
     with pytest.raises(ManifestError, match=r"prepared/train.csv: stop must be greater than "
                        r"start\n  row \d+: ID id10003--5ablueV_1tw--00004\nFix: "):
         prepare_voxceleb(str(vox1), out)
-    assert not os.path.exists(os.path.join(out, "prepare_options.json"))
+    assert not os.path.exists(out)  # the save folder, made for the lock, removed again
 

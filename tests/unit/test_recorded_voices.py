@@ -143,8 +143,8 @@ def test_missing_engine_fails_early_with_the_apt_line(tmp_path, monkeypatch):
     monkeypatch.setattr(recorded_voices.shutil, "which", lambda name: None)
     with pytest.raises(SynthesisError, match=r"flite program is not installed[\s\S]*"
                                              r"Fix: apt-get install flite festival festvox-"):
-        prepare_recorded_voices(str(tmp_path))
-    assert not os.path.exists(tmp_path / "source_train.csv")
+        prepare_recorded_voices(str(tmp_path / "corpus"))
+    assert os.listdir(tmp_path) == []  # not even the save folder, made for the lock
 
 
 def test_command_line_reports_a_missing_engine(tmp_path, monkeypatch, capsys):
