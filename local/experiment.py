@@ -33,7 +33,12 @@ from local.data.manifest_io import read_manifest
 from local.data.ssl_cache import add_cached_crop_pipeline, cache_hidden_states
 from local.data.validation import check_manifest_audio_once, validate
 from local.errors import ManifestError, checked_on_main, fail
-from local.evaluation.verification import check_cohort, check_score_norm, verify
+from local.evaluation.verification import (
+    check_cohort,
+    check_dcf_settings,
+    check_score_norm,
+    verify,
+)
 from local.model.augmentation import check_augmentation, data_files
 from local.model.checkpoints import checkpoint_identity
 from local.model.dann_brain import DANNBrain
@@ -287,6 +292,7 @@ def prepare_experiment(argv=None, training=True, create_folder=sb.create_experim
     sb.utils.distributed.ddp_init_group(run_opts)
     condition_file, condition, overrides, condition_overrides = load_condition(overrides,
                                                                                hparams_file)
+    check_dcf_settings(condition_file, condition["evaluation"])
     check_precision(run_opts, hparams_file, {**plain_values(hparams_file), **overrides})
     # SpeechBrain sets up its logging when the run's folder is made, after the
     # preparation: until then, its messages (where it writes, what it leaves

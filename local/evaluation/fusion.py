@@ -55,6 +55,7 @@ from local.evaluation.metrics import (
     compute_metrics,
     dcf_name,
     dcf_setting,
+    repeated_dcf,
 )
 from local.evaluation.report import (
     RUN_RECORD,
@@ -450,13 +451,20 @@ def check_min_dcf(settings):
         return None
     settings = [tuple(setting) for setting in settings]
     for setting in settings:
-        text = " ".join(f"{value:g}" for value in setting)
         if not (0 < setting[0] < 1 and 0 < setting[1] < np.inf and 0 < setting[2] < np.inf):
-            raise UsageError(f"--min_dcf {text}: p_target must lie in (0, 1) and both costs "
-                             "above 0, such as --min_dcf 0.05 1 1 (VoxSRC's)")
-        if settings.count(setting) > 1:
-            raise UsageError(f"--min_dcf {text} is given twice")
+            raise UsageError(f"--min_dcf {_words(setting)}: p_target must lie in (0, 1) and "
+                             "both costs above 0, such as --min_dcf 0.05 1 1 (VoxSRC's)")
+    repeats = repeated_dcf(settings)
+    if repeats:
+        setting, earlier = repeats[0]
+        raise UsageError(f"--min_dcf {_words(setting)} is given twice (as --min_dcf "
+                         f"{_words(earlier)}: both are the column {dcf_name(*setting)})")
     return settings
+
+
+def _words(setting):
+    """A ``--min_dcf`` setting as its words on the command line."""
+    return " ".join(f"{value:.10g}" for value in setting)
 
 
 def shared_data(records):

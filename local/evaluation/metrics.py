@@ -474,6 +474,37 @@ def dcf_name(p_target, c_miss=1, c_fa=1, kind="min"):
     return f"{kind}_dcf_{p_target:g}{costs}"
 
 
+def repeated_dcf(settings):
+    """The settings that name the column (:func:`dcf_name`) of an earlier one, with that one.
+
+    Two such settings would be scored into one column, the second over the
+    first, and the table would have a setting fewer than was asked for.
+
+    Arguments
+    ---------
+    settings : list of sequence
+        ``(p_target, c_miss, c_fa)`` settings, in order.
+
+    Returns
+    -------
+    list of tuple
+        ``(setting, earlier setting)`` of each repeat, in order.
+
+    Example
+    -------
+    >>> repeated_dcf([[0.01, 1, 1], [0.001, 1, 1], [0.01, 1.0, 1.0]])
+    [([0.01, 1.0, 1.0], [0.01, 1, 1])]
+    >>> repeated_dcf([(0.01, 10, 1), (0.01, 1, 10)])
+    []
+    """
+    first, repeats = {}, []
+    for setting in settings:
+        earlier = first.setdefault(dcf_name(*setting), setting)
+        if earlier is not setting:
+            repeats.append((setting, earlier))
+    return repeats
+
+
 def dcf_setting(name):
     """The ``(p_target, c_miss, c_fa)`` setting of a DCF column name, the inverse of :func:`dcf_name`.
 

@@ -41,7 +41,7 @@ from local.evaluation.backends import (
 from local.domain_statistics import check_domain_size
 from local.embedding import compute_embeddings, content_key, embeddable_ids
 from local.errors import fail, failing_on_full_disk
-from local.evaluation.metrics import VOXCELEB_DCF
+from local.evaluation.metrics import VOXCELEB_DCF, dcf_name, repeated_dcf
 from local.evaluation.report import (
     plot_det,
     write_report,
@@ -117,6 +117,45 @@ def check_score_norm(hparams):
         _check_number(hparams, key, int, minimum=1)
     if hparams["det_systems"] not in DET_SYSTEMS:
         _refuse(hparams, "det_systems", " or ".join(DET_SYSTEMS))
+
+
+def check_dcf_settings(path, evaluation):
+    """Refuse a trial list whose ``min_dcf`` gives a setting twice, before any work.
+
+    Two settings of one column name (:func:`~local.evaluation.metrics.repeated_dcf`)
+    would be one column of ``summary.csv``, the second scored over the first.
+
+    Arguments
+    ---------
+    path : str
+        The condition file, named in the message.
+    evaluation : dict
+        The condition's ``evaluation``: ``{list name: {..., min_dcf}}``, the
+        settings well formed (:func:`local.settings.load_condition`).
+
+    Raises
+    ------
+    ManifestError
+        Naming the trial list and the repeated settings.
+
+    Example
+    -------
+    >>> check_dcf_settings("condition.yaml", {"target": {"min_dcf": [[0.01, 10, 1]]}})
+    >>> check_dcf_settings("condition.yaml", {"target": {"min_dcf": [[0.01, 1, 1], [0.01, 1, 1]]}})
+    Traceback (most recent call last):
+      ...
+    local.errors.ManifestError: condition.yaml: trial list target of evaluation has min_dcf settings given twice
+      [0.01, 1, 1] repeats [0.01, 1, 1] (min_dcf_0.01)
+    Fix: give each setting once: a setting's minDCF is one column of summary.csv, named by it
+    """
+    for name, spec in evaluation.items():
+        repeats = repeated_dcf(spec.get("min_dcf") or [])
+        if repeats:
+            fail(path, f"trial list {name} of evaluation has min_dcf settings given twice",
+                 rows=[f"{setting} repeats {earlier} ({dcf_name(*setting)})"
+                       for setting, earlier in repeats],
+                 fix="give each setting once: a setting's minDCF is one column of "
+                     "summary.csv, named by it")
 
 
 def check_cohort(hparams, training, where="cohort"):

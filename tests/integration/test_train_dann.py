@@ -224,6 +224,16 @@ def test_bad_score_norm_fails_before_training(demo_corpus, tmp_path):
     assert not os.path.exists(tmp_path / "hyperparams.yaml")  # stopped before the run began
 
 
+def test_a_min_dcf_setting_given_twice_fails_before_training(demo_corpus, tmp_path):
+    """Both were scored, after training, into the one column min_dcf_0.01 of summary.csv."""
+    settings = "[[0.01, 1, 1], [0.001, 1, 1], [0.01, 1.0, 1]]"
+    with pytest.raises(ManifestError, match=r"condition.yaml: trial list target of evaluation "
+                       r"has min_dcf settings given twice\n  \[0.01, 1.0, 1\] repeats "
+                       r"\[0.01, 1, 1\] \(min_dcf_0.01\)\nFix: give each setting once"):
+        train(demo_corpus, tmp_path, f"--evaluation={{target: {{min_dcf: {settings}}}}}")
+    assert not os.path.exists(tmp_path / "hyperparams.yaml")  # stopped before the run began
+
+
 def test_too_small_a_cohort_fails_before_training(demo_corpus, tmp_path):
     # The demo's 240 target training utterances, fewer than cohort_top_k.
     with pytest.raises(ManifestError, match=r"target_train.csv: 240 embeddings, fewer than the "

@@ -739,6 +739,11 @@ def test_score_files_of_no_report_are_scored_at_the_minDCF_settings_asked_for(
     with pytest.raises(SystemExit):
         fuse("source", settings[0], settings[0])
     assert "--min_dcf 0.05 1 1 is given twice" in capsys.readouterr().err
+    # Two settings of one column (min_dcf_0.05): the second would overwrite the first.
+    with pytest.raises(SystemExit):
+        fuse("source", settings[0], (0.0500000001, 1, 1))
+    assert ("--min_dcf 0.0500000001 1 1 is given twice (as --min_dcf 0.05 1 1: both are the "
+            "column min_dcf_0.05)") in capsys.readouterr().err
 
 
 def test_the_minDCF_settings_asked_for_must_be_those_of_the_systems_reports(tmp_path, capsys):
