@@ -20,8 +20,10 @@ Command line::
         [--summary fused/verification/summary.csv --system target] \
         [--min_dcf 0.05 1 1 [--min_dcf ...]]
 
-writes the fused score file (and a DET figure of every system and the fusion)
-and prints EER and minDCF of each system and of the fusion, at the minDCF
+writes the fused score file (and a DET figure of every system and the fusion,
+titled by the trial list scored) and prints EER and minDCF of each system
+(named by the trailing parts of its path that tell the systems apart, the
+full paths under the table) and of the fusion, at the minDCF
 settings the systems' reports scored their list at (an SdSV list's
 ``min_dcf_0.01_10_1``; for score files of no report those of ``--min_dcf``,
 by default VoxCeleb's two), and of
@@ -72,6 +74,7 @@ from local.evaluation.seed_table import (
     changed_inputs,
     list_hashes,
     report_provenance,
+    scored_list,
     scored_run,
 )
 from local.evaluation.verification import summary_table
@@ -264,12 +267,13 @@ def train_logistic_fusion(scores, labels, p_target=P_TARGET):
     return weights, params[-1] - mean @ weights
 
 
-def det_labels(paths):
-    """Short, distinct legend labels of the systems' score files: their trailing parts.
+def system_names(paths):
+    """Short, distinct names of the systems' score files, in the table and the DET legend.
 
-    Each label is as many trailing folders of its (absolute) path as tell
+    Each name is as many trailing folders of its (absolute) path as tell
     every system apart, the same number for all; a file name that every
-    system shares (a report's ``scores.txt``) is left out.
+    system shares (a report's ``scores.txt``) is left out. The fusion prints
+    the full paths once, under its table.
 
     Arguments
     ---------
@@ -279,15 +283,15 @@ def det_labels(paths):
     Returns
     -------
     list of str
-        One label per score file, in their order.
+        One name per score file, in their order.
 
     Example
     -------
-    >>> det_labels(["results/lab/default/1/verification/target_plda_pooled/scores.txt",
+    >>> system_names(["results/lab/default/1/verification/target_plda_pooled/scores.txt",
     ...             "results/lab/default/2/verification/target_plda_pooled/scores.txt",
     ...             "results/lab/default/2/verification/target/scores.txt"])
     ['1/verification/target_plda_pooled', '2/verification/target_plda_pooled', '2/verification/target']
-    >>> det_labels(["a.txt", "b.txt"]), det_labels(["fused/target/scores.txt"])
+    >>> system_names(["a.txt", "b.txt"]), system_names(["fused/target/scores.txt"])
     (['a.txt', 'b.txt'], ['scores.txt'])
     """
     parts = [os.path.abspath(path).split(os.sep) for path in paths]
@@ -715,6 +719,41 @@ def check_held_out(dev_path, dev_trials, path, trials):
                  "of other speakers of the same domain, or fuse by the mean (no --dev)")
 
 
+def det_title(paths, trials):
+    """The DET panel's title: the trial list that the systems' reports scored, and its size.
+
+    Arguments
+    ---------
+    paths : list of str
+        The score files fused.
+    trials : pandas.DataFrame
+        Their trials.
+
+    Returns
+    -------
+    str
+        ``trial list <name>: <trials file> (<n> trials)`` where every score
+        file's report names the list (:func:`~local.evaluation.seed_table.scored_list`)
+        and they name the same, else ``<n> trials``.
+
+    Example
+    -------
+    >>> det_title(["a.txt", "b.txt"], pd.DataFrame({"label": [1, 0, 0]}))
+    '3 trials'
+    """
+    lists = set()
+    for path in paths:
+        run = scored_run(os.path.abspath(path))
+        provenance = run and report_provenance(run)
+        name = provenance and scored_list(provenance[1],
+                                          os.path.basename(os.path.dirname(os.path.abspath(path))))
+        trials_file = name and provenance[1].get(f"evaluation/{name}/trials", {}).get("path")
+        lists.add(trials_file and f"trial list {name}: {trials_file}")
+    size = f"{len(trials):,} trials"
+    scored = lists.pop() if len(lists) == 1 else None
+    return f"{scored} ({size})" if scored else size
+
+
 def print_calibration(name, fused, labels, dcf, calibrated):
     """Print the actDCF of each setting, Cllr and min Cllr of calibrated fused scores.
 
@@ -855,7 +894,8 @@ def run_fusion(scores, out, det=None, dev=None, summary=None, system=None, min_d
         weights, bias = train_logistic_fusion(development[1], development[0]["label"], p_target)
         fused, fusion = system_scores @ weights + bias, "fusion (logistic)"
         print("weights " + " ".join(f"{w:.4f}" for w in weights) + f", bias {bias:.4f}")
-    systems = dict(zip(scores, system_scores.T))
+    names = system_names(scores)
+    systems = dict(zip(names, system_scores.T))
     systems[fusion] = fused
     dcf_names = [dcf_name(*setting) for setting in dcf]
     width = max(len(name) for name in systems)
@@ -864,15 +904,16 @@ def run_fusion(scores, out, det=None, dev=None, summary=None, system=None, min_d
         metrics = compute_metrics(values, trials["label"], dcf)
         print(f"{name:<{width}}  {100 * metrics['eer']:7.2f}  "
               + "  ".join(f"{metrics[n]:{len(n)}.4f}" for n in dcf_names))
+    for name, path in zip(names, scores):  # the key of the short names
+        print(f"{name:<{width}}  is {os.path.abspath(path)}")
     metrics.update(print_calibration(fusion, fused, trials["label"], dcf, calibrated=bool(dev)))
     # Together: a full disk or an error while one is written leaves the fused
     # scores, the figure, the row and its record of the fusion before.
     with written_together():
         write_scores(out, trials, fused)
         if det:
-            labels = det_labels(scores) + [fusion]
-            plot_det({out: {label: (s, trials["label"])
-                            for label, s in zip(labels, systems.values())}}, det)
+            plot_det({det_title(scores, trials): {name: (s, trials["label"])
+                                                  for name, s in systems.items()}}, det)
         if summary:
             update_summary(summary, system, dict(metrics, trials=len(trials)))
             write_record(os.path.dirname(os.path.abspath(summary)), system, data, record)

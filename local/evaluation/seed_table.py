@@ -318,14 +318,40 @@ def list_hashes(data, scored):
     >>> list_hashes(data, "target_whiten")
     {'trials': 'ab', 'manifest': 'cd'}
     """
+    name = scored_list(data, scored)
+    if name is None:
+        return None
+    return {key: data[f"evaluation/{name}/{key}"].get("sha256") for key in LIST_FILES
+            if f"evaluation/{name}/{key}" in data}
+
+
+def scored_list(data, scored):
+    """The name of the trial list that the system ``scored`` was scored on, as its record has it.
+
+    Arguments
+    ---------
+    data : dict
+        ``{role: {"path", "sha256"}}``, as :func:`report_provenance` gives.
+    scored : str
+        A system of the summary: a trial list's name, or it followed by
+        ``_<back-end>``/``_<normalisation>``; the longest list name it starts with.
+
+    Returns
+    -------
+    str or None
+        The list's name, None when the record names no such trial list.
+
+    Example
+    -------
+    >>> data = {"evaluation/target/trials": {"path": "t.txt"},
+    ...         "evaluation/target_hard/trials": {"path": "h.txt"}}
+    >>> scored_list(data, "target_hard_asnorm"), scored_list(data, "source")
+    ('target_hard', None)
+    """
     names = {role.split("/")[1] for role in data
              if role.startswith("evaluation/") and role.count("/") == 2}
     matches = [name for name in names if scored == name or scored.startswith(f"{name}_")]
-    if not matches:
-        return None
-    name = max(matches, key=len)
-    return {key: data[f"evaluation/{name}/{key}"].get("sha256") for key in LIST_FILES
-            if f"evaluation/{name}/{key}" in data}
+    return max(matches, key=len) if matches else None
 
 
 def _refuse_different(scored, groups, what):

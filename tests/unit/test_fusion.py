@@ -70,13 +70,33 @@ def test_fusing_two_noisy_copies_beats_each(tmp_path, capsys):
     assert (tmp_path / "det.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["system", "EER", "(%)", "min_dcf_0.01", "min_dcf_0.001"]
-    assert [line.split()[0] for line in lines[1:-1]] == [*paths, "fusion"]
+    assert [line.split()[0] for line in lines[1:4]] == ["sys0.txt", "sys1.txt", "fusion"]
     assert float(lines[3].split()[2]) == pytest.approx(100 * eer(fused, labels), abs=0.005)
+    # The key of the short names: each system's score file, once.
+    assert [line.split() for line in lines[4:6]] == [["sys0.txt", "is", paths[0]],
+                                                     ["sys1.txt", "is", paths[1]]]
     # Standardised scores are no log-likelihood ratios: no actDCF or Cllr.
     assert lines[-1].startswith("fusion (mean): no actDCF or Cllr")
 
 
-def test_the_det_legend_names_each_system_by_the_end_of_its_path(tmp_path, monkeypatch):
+def _fused_with_figure(monkeypatch, capsys, paths, out):
+    """The printed rows, the key under them, the DET legend and title of fusing ``paths``."""
+    figures = []
+    monkeypatch.setattr(fusion, "plot_det",
+                        lambda *args, **kwargs: figures.append(plot_det(*args, **kwargs)))
+    assert main(["--scores", *paths, "--out", str(out / "fused.txt"),
+                 "--det", str(out / "det.png")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = [line.split("  ")[0] for line in lines[1:len(paths) + 2]]
+    key = [line.split() for line in lines[len(paths) + 2:2 * len(paths) + 2]]
+    axes = figures[0].axes[0]
+    legend = [line.get_label().split(" (EER")[0] for line in axes.get_lines()]
+    return rows, key, legend, axes.get_title()
+
+
+def test_the_table_and_the_det_legend_name_each_system_by_the_end_of_its_path(
+        tmp_path, monkeypatch, capsys):
+    """The table named each system by its full path, and the DET panel's title was --out's."""
     trials, scores = noisy_systems(0, noise=(1.0, 1.0, 1.0), shift=(0,) * 3, scale=(1,) * 3)
     paths = [str(tmp_path / "results" / run / seed / "verification" / system / "scores.txt")
              for run, seed, system in (("default", "1", "target_plda_pooled"),
@@ -84,15 +104,29 @@ def test_the_det_legend_names_each_system_by_the_end_of_its_path(tmp_path, monke
                                        ("baseline", "1", "target_plda_pooled"))]
     for path, column in zip(paths, scores.T):
         write_scores(path, trials, column)
-    figures = []
-    monkeypatch.setattr(fusion, "plot_det",
-                        lambda *args, **kwargs: figures.append(plot_det(*args, **kwargs)))
-    assert main(["--scores", *paths, "--out", str(tmp_path / "fused.txt"),
-                 "--det", str(tmp_path / "det.png")]) == 0
-    labels = [line.get_label().split(" (EER")[0] for line in figures[0].axes[0].get_lines()]
-    assert labels == ["default/1/verification/target_plda_pooled",
-                      "default/2/verification/target_plda_pooled",
-                      "baseline/1/verification/target_plda_pooled", "fusion (mean)"]
+    rows, key, legend, title = _fused_with_figure(monkeypatch, capsys, paths, tmp_path)
+    names = ["default/1/verification/target_plda_pooled",
+             "default/2/verification/target_plda_pooled",
+             "baseline/1/verification/target_plda_pooled"]
+    assert legend == rows == [*names, "fusion (mean)"]
+    assert key == [[name, "is", path] for name, path in zip(names, paths)]
+    assert title == f"{N:,} trials"  # no report names the list
+
+
+def test_the_det_title_names_the_trial_list_the_reports_scored(tmp_path, monkeypatch, capsys):
+    trials, scores = noisy_systems(0, noise=(1.0, 1.0), shift=(0, 0), scale=(1, 1))
+    paths = [write_run(tmp_path / "vanilla", trials, scores[:, 0]),
+             write_run(tmp_path / "coral", trials, scores[:, 1], system="target_asnorm")]
+    rows, _, legend, title = _fused_with_figure(monkeypatch, capsys, paths, tmp_path)
+    assert legend == rows == ["target", "target_asnorm", "fusion (mean)"]
+    assert title == f"trial list target: trials.txt ({N:,} trials)"
+    # Reports of two lists: the trials alone.
+    write_run(tmp_path / "coral", trials, scores[:, 1], system="target_asnorm")
+    record = tmp_path / "coral" / "verification" / "provenance.json"
+    record.write_text(record.read_text().replace("target", "target_hard"))
+    paths[1] = str(tmp_path / "coral" / "verification" / "target_hard" / "scores.txt")
+    write_scores(paths[1], trials, scores[:, 1])
+    assert _fused_with_figure(monkeypatch, capsys, paths, tmp_path)[3] == f"{N:,} trials"
 
 
 def test_mean_fusion_by_hand():
