@@ -734,19 +734,31 @@ def _refuse_other_fusion(name, scored, entries):
 def _refuse_shared_runs(name, scored, entries):
     """Refuse fused folders whose row ``scored`` fused another's runs.
 
-    A run (or a file of no report) fused into every folder is a system fixed
-    over the seeds (one baseline fused with each seed's run); a folder fused
-    from the very runs of another, or from a run that some others fused
-    too, is no other seed's fusion.
+    A run (or a file of no report) fused into every folder, from the same
+    score files, is a system fixed over the seeds (one baseline fused with
+    each seed's run); a folder fused from the very runs of another, or from
+    a run that some others fused too, or fused from other score files (seed 1's
+    AS-norm system beside seed 2's PLDA one, where seed 1 fused its own
+    two), is no other seed's fusion.
+
+    With two seeds, a folder that fused all that one run of the other seed's
+    folder gave it (seed 2's run A with seed 1's run B, where seed 1 fused
+    its A and B) is not refused, and cannot be told apart: that run is in
+    every folder from the same score files, as a fixed baseline is, and a
+    baseline trained once is a run of one seed too, the seed of one folder's
+    other runs; the records keep which runs were fused, not which of them
+    were meant to be fixed. The runs' settings are still compared place by
+    place (:func:`_fused_runs`), and a third seed tells it apart (the run is
+    not in every folder).
     """
-    sources = {run: {scored_run(i["path"]) or i["path"] for i in entry["scores"] + entry["dev"]}
-               for run, entry in entries.items()}
+    sources = {run: _fused_files(entry) for run, entry in entries.items()}
     for number, (run, own) in enumerate(sources.items()):
         for other in list(sources)[:number]:
-            shared = own & sources[other]
-            if own != sources[other]:  # but for the systems fixed over the seeds
+            shared = own.keys() & sources[other].keys()
+            if own.keys() != sources[other].keys():  # but for the systems fixed over the seeds
                 shared = {source for source in shared
-                          if not all(source in theirs for theirs in sources.values())}
+                          if not all(theirs.get(source) == own[source]
+                                     for theirs in sources.values())}
             if shared:
                 fail(report_provenance(run)[0],
                      f"row '{scored}' fused runs of {other}: the fused folders of '{name}' "
@@ -754,6 +766,14 @@ def _refuse_shared_runs(name, scored, entries):
                      fix="fuse each seed's own runs into its folder (python -m "
                          "local.evaluation.fusion); a system fixed over the seeds goes into "
                          "every folder")
+
+
+def _fused_files(entry):
+    """``{run (a file of no report: its path): {score files}}`` of a fused row, ``--dev`` too."""
+    fused = {}
+    for i in entry["scores"] + entry["dev"]:
+        fused.setdefault(scored_run(i["path"]) or i["path"], set()).add(i["path"])
+    return fused
 
 
 def _differing(compared):

@@ -610,6 +610,20 @@ def test_fused_folders_that_share_a_run_or_sit_among_runs_are_no_seeds(tmp_path,
         f"{report / 'provenance.json'}: row 'target' fused runs of {tmp_path / 'fused' / '1'}: "
         f"the fused folders of 'fusion' are not seeds of one fusion\n"
         f"  {tmp_path / 'default' / '1'}\n")
+    # Seed 2's folder fused from its own PLDA system and seed 1's AS-norm one: seed 1's
+    # run is in both folders, but from other score files than a fixed system would be.
+    paths[0] = str(tmp_path / "default" / "2" / "verification" / "target_plda_pooled" /
+                   "scores.txt")
+    for path in report.rglob("*"):
+        path.unlink() if path.is_file() else None
+    assert main(["--scores", *paths, "--out", str(report / "target" / "scores.txt"),
+                 "--summary", str(report / "summary.csv"), "--system", "target"]) == 0
+    capsys.readouterr()
+    assert fused_table(tmp_path) == 1
+    assert capsys.readouterr().err.startswith(
+        f"{report / 'provenance.json'}: row 'target' fused runs of {tmp_path / 'fused' / '1'}: "
+        f"the fused folders of 'fusion' are not seeds of one fusion\n"
+        f"  {tmp_path / 'default' / '1'}\n")
     # A fused folder and a run under one --runs: each is fine under its own.
     trials, scores = noisy_systems(3, noise=(1.0,))
     write_run(tmp_path / "plain" / "1", trials, scores[:, 0])
