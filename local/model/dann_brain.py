@@ -14,7 +14,7 @@ from local.embedding import compute_embeddings, embeddable_ids, embedded_in
 from local.errors import checked_on_every_process, checked_on_main
 from local.model.adversaries import DomainItems
 from local.model.augmentation import DataPositions, augmented_pair
-from local.model.distributed import gradient_sync, process_share, unwrapped, wrap_in_ddp
+from local.model.distributed import process_share, unwrapped, wrap_in_ddp
 from local.model.domain_branch import LayerOutputTap
 from local.model.epoch_statistics import EpochStatistics
 from local.model.pseudo_labels import check_neighbours
@@ -72,6 +72,9 @@ class DANNBrain(sb.Brain):
             # (the oracle builds no neighbour graph).
             check_neighbours(pseudo.settings["neighbours"], len(self.clustered_ids()))
         self.adversary = self.hparams.domain_adversary
+        # What the discriminator's own updates read: the items of each batch of the
+        # optimisers' step, up to --grad_accumulation_factor of them.
+        self.domain_items = []
         self.stats = EpochStatistics()
         self.augmentation_data = DataPositions(self.hparams.wav_augment)
         if self.checkpointer is not None:  # optional: older checkpoints have neither
@@ -264,6 +267,8 @@ class DANNBrain(sb.Brain):
 
         A GAN's come before the encoder's loss is computed against it; with
         gradient reversal, any beyond the joint loss's follow the optimisers' step.
+        Both come at the batches where the optimisers step
+        (:meth:`train_discriminator`).
         """
         if self.hparams.augment:
             batch = tuple(part.to(self.device) for part in batch)
@@ -279,37 +284,51 @@ class DANNBrain(sb.Brain):
         with self.no_sync(not should_step):
             with self.training_ctx:
                 outputs = self.compute_forward(batch, sb.Stage.TRAIN)
-                self.train_discriminator(outputs[1], batch, self.adversary.updates_before)
+                self.domain_items.append(DomainItems.of(
+                    outputs[1].detach().float(), batch[0].spk_id_encoded.data.to(self.device)))
+                if should_step:
+                    self.train_discriminator(self.adversary.updates_before)
                 loss = self.compute_objectives(outputs, batch, sb.Stage.TRAIN)
             scaled_loss = self.scaler.scale(loss / self.grad_accumulation_factor)
             self.check_loss_isfinite(scaled_loss)
             scaled_loss.backward()
         if should_step:
             self.optimizers_step()
-            self.train_discriminator(outputs[1], batch, self.adversary.updates_after)
+            self.train_discriminator(self.adversary.updates_after)
+            self.domain_items = []
         self.on_fit_batch_end(batch, outputs, loss, should_step)
         return loss.detach().cpu()
 
-    def train_discriminator(self, features, batch, steps):
-        """Discriminator-only updates on the step's detached ``features``, on the adversary's loss.
+    def train_discriminator(self, steps):
+        """Discriminator-only updates on the detached items of the optimisers' step.
+
+        The items are those of every batch since the optimisers' last step
+        (``--grad_accumulation_factor`` of them), and each update is on the
+        mean of the adversary's loss over those batches, as the encoder's
+        gradient is: with gradient accumulation the discriminator takes its
+        updates once per step of the encoder, on the step's batches, as it
+        does without. A GAN's updates come at the step's last batch, before
+        its encoder loss: the encoder's loss of the step's earlier batches
+        plays against the discriminator of the step before.
 
         Arguments
         ---------
-        features : torch.Tensor
-            What the discriminator reads, from :meth:`compute_forward`.
-        batch : tuple
-            The ``(source, target)`` batches.
         steps : int
             Number of updates.
         """
-        items = DomainItems.of(features.detach(), batch[0].spk_id_encoded.data.to(self.device))
-        discriminator, inputs = self.modules.domain_discriminator, items.features.float()
+        if not steps:
+            return
+        discriminator = self.modules.domain_discriminator
+        inputs = torch.cat([items.features for items in self.domain_items])
+        sizes = [len(items.features) for items in self.domain_items]
         # In full precision even under --precision=fp16: the discriminator is
-        # small, and its optimiser is stepped here, outside Brain's scaler; and
-        # synchronised under DDP, as it steps at every micro-batch.
-        with torch.autocast(inputs.device.type, enabled=False), gradient_sync(discriminator):
+        # small, and its optimiser is stepped here, outside Brain's scaler.
+        # One forward and one backward pass for all the step's batches.
+        with torch.autocast(self.device_type, enabled=False):
             for _ in range(steps):
-                loss = self.adversary.discriminator_loss(discriminator(inputs), items)
+                logits = discriminator(inputs).split(sizes)
+                loss = sum(self.adversary.discriminator_loss(part, items) for part, items
+                           in zip(logits, self.domain_items)) / len(self.domain_items)
                 self.check_discriminator_loss(loss)
                 loss.backward()
                 self.disc_optimizer.step()
@@ -390,6 +409,9 @@ class DANNBrain(sb.Brain):
         """
         if stage != sb.Stage.TRAIN:
             return
+        # SpeechBrain drops the gradients of an epoch's batches past its last
+        # optimisers' step; the discriminator drops their items.
+        self.domain_items = []
         pseudo = self.hparams.pseudo_labels
         if epoch in pseudo.epochs and pseudo.epoch != epoch:
             self.update_pseudo_labels(epoch)

@@ -1,7 +1,6 @@
-"""DistributedDataParallel on the CPU, the module inside a wrapper, a synchronised block, a
-process's share of work and its gathering, and leaving the group."""
+"""DistributedDataParallel on the CPU, the module inside a wrapper, a process's share of work
+and its gathering, and leaving the group."""
 
-import contextlib
 import gc
 
 import torch
@@ -47,40 +46,6 @@ def unwrapped(module):
     True
     """
     return getattr(module, "module", module)
-
-
-@contextlib.contextmanager
-def gradient_sync(module):
-    """Within the block, a DDP ``module`` synchronises its gradients, whatever ``no_sync`` set.
-
-    For a player whose own optimiser steps at every micro-batch (the GAN
-    discriminator): Brain's ``no_sync`` turns synchronisation off for the
-    micro-batches of gradient accumulation that do not step, and each
-    process would then step its copy on its own gradients alone.
-
-    Arguments
-    ---------
-    module : torch.nn.Module
-        A module, wrapped in DDP or not (then the block runs as it is).
-
-    Example
-    -------
-    >>> linear = torch.nn.Linear(2, 2)
-    >>> linear.require_backward_grad_sync = False  # as no_sync leaves a DDP module
-    >>> with gradient_sync(linear):
-    ...     linear.require_backward_grad_sync
-    True
-    >>> linear.require_backward_grad_sync
-    False
-    """
-    before = getattr(module, "require_backward_grad_sync", None)
-    if before is not None:
-        module.require_backward_grad_sync = True
-    try:
-        yield
-    finally:
-        if before is not None:
-            module.require_backward_grad_sync = before
 
 
 def process_share(items):

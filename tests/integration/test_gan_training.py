@@ -1,5 +1,6 @@
 """The adversaries in a Brain: who each update changes, and every variant trains."""
 
+import copy
 import math
 import os
 
@@ -51,7 +52,8 @@ def test_gan_updates_touch_only_their_own_parameters(demo_corpus, tmp_path, adve
     brain, batch = brain_and_batch(demo_corpus, tmp_path, adversary)
     before = parameters(brain)
     outputs = brain.compute_forward(batch, sb.Stage.TRAIN)
-    brain.train_discriminator(outputs[1], batch, brain.adversary.updates_before)
+    brain.domain_items = [DomainItems.of(outputs[1].detach(), batch[0].spk_id_encoded.data)]
+    brain.train_discriminator(brain.adversary.updates_before)
     # The discriminator's updates come first and change nothing else.
     assert changed(brain, before) == {"domain_discriminator"}
     loss = brain.compute_objectives(outputs, batch, sb.Stage.TRAIN)
@@ -140,16 +142,73 @@ class SyncRecorder(torch.nn.Module):
         return self.discriminator(inputs)
 
 
-def test_discriminator_updates_are_synchronised_in_accumulated_micro_batches(demo_corpus,
-                                                                             tmp_path):
+def test_discriminator_updates_come_at_the_synchronised_micro_batch(demo_corpus, tmp_path):
     brain, batch = brain_and_batch(demo_corpus, tmp_path, "vanilla")
     recorder = SyncRecorder(brain.modules.domain_discriminator)
     brain.modules.domain_discriminator = recorder
     brain.grad_accumulation_factor, brain.step = 2, 5  # a micro-batch that does not step
     brain.fit_batch(batch)
-    # Its own two updates synchronised, then the encoder's loss under no_sync.
-    assert recorder.synced == [True, True, False], recorder.synced
+    # The encoder's loss alone, under no_sync.
+    assert recorder.synced == [False], recorder.synced
+    brain.step = 6
+    brain.fit_batch(batch)
+    # Its own two updates, on both micro-batches, then the encoder's loss, synchronised.
+    assert recorder.synced == [False, True, True, True], recorder.synced
     assert recorder.require_backward_grad_sync
+
+
+def accumulated_step(brain, batch, monkeypatch):
+    """Two micro-batches of ``--grad_accumulation_factor=2`` (one optimisers' step), on
+    ``batch`` and the next 8 pairs; the discriminator's input of each."""
+    brain.grad_accumulation_factor = 2
+    second = collate_pairs([brain.train_pairs[i] for i in range(8, 16)])
+    forward, features = brain.compute_forward, []
+
+    def kept(*args):
+        outputs = forward(*args)
+        features.append(outputs[1].detach().clone())
+        return outputs
+
+    monkeypatch.setattr(brain, "compute_forward", kept)
+    for step, micro_batch in ((5, batch), (6, second)):
+        brain.step = step
+        brain.fit_batch(micro_batch)
+    labels = [part[0].spk_id_encoded.data for part in (batch, second)]
+    return [DomainItems.of(f, spk) for f, spk in zip(features, labels)]
+
+
+@pytest.mark.parametrize("adversary", GANS)
+def test_with_gradient_accumulation_a_gans_discriminator_steps_once_per_step_on_its_batches(
+        demo_corpus, tmp_path, adversary, monkeypatch):
+    brain, batch = brain_and_batch(demo_corpus, tmp_path, adversary)
+    discriminator = brain.modules.domain_discriminator
+    expected = copy.deepcopy(discriminator)
+    # SGD, whose updates are as close as the gradients (Adam's of a gradient near 0 are not).
+    brain.disc_optimizer = torch.optim.SGD(discriminator.parameters(), lr=0.1)
+    optimizer = torch.optim.SGD(expected.parameters(), lr=0.1)
+    items = accumulated_step(brain, batch, monkeypatch)
+    # Its two updates (disc_steps) of the step, each on the mean loss of both batches,
+    # as on one batch of their pairs, not two at each of them.
+    for _ in range(2):
+        loss = sum(brain.adversary.discriminator_loss(expected(i.features), i) for i in items)
+        (loss / 2).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    for name, p in expected.named_parameters():
+        assert torch.allclose(p, discriminator.get_parameter(name), atol=1e-6), name
+
+
+def test_with_gradient_accumulation_reversals_own_update_reads_both_batches(
+        demo_corpus, tmp_path, monkeypatch):
+    brain, batch = brain_and_batch(demo_corpus, tmp_path, "grl")
+    read, loss_of = [], brain.adversary.discriminator_loss
+    monkeypatch.setattr(brain.adversary, "discriminator_loss", lambda logits, items: read.append(
+        items.features) or loss_of(logits, items))
+    items = accumulated_step(brain, batch, monkeypatch)
+    # The joint loss of each micro-batch (and its logged domain_loss), then the one
+    # update of its own (disc_steps=2), on both.
+    assert len(read) == 6
+    assert all(torch.equal(own, i.features) for own, i in zip(read[4:], items))
 
 
 @pytest.mark.parametrize("adversary", ADVERSARIES)

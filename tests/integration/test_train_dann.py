@@ -858,9 +858,9 @@ def recorded_discriminator_updates(monkeypatch):
     """``(optimizer steps so far, modules changed)`` of each call with discriminator updates."""
     original, updates = DANNBrain.train_discriminator, []
 
-    def compared(self, features, batch, steps):
+    def compared(self, steps):
         before = {name: p.detach().clone() for name, p in self.modules.named_parameters()}
-        original(self, features, batch, steps)
+        original(self, steps)
         if steps:
             updates.append((self.optimizer_step, {
                 name.split(".")[0] for name, p in self.modules.named_parameters()
@@ -1057,6 +1057,25 @@ def test_gradient_accumulation_and_mixed_precision_with_extra_discriminator_upda
     # The schedule counts batches (15 an epoch), as without accumulation.
     assert [progress for _, progress in batches] == pytest.approx([1 / 15, 2 / 15, 3 / 15, 4 / 15])
     assert logged(tmp_path, "steps") == [4.0]
+
+
+def test_an_epochs_batches_past_its_last_step_do_not_reach_the_next_epochs_discriminator(
+        demo_corpus, tmp_path, monkeypatch):
+    # 3 batches an epoch, steps every 2: the third batch adds no step, as SpeechBrain
+    # drops its gradients at the next epoch's start.
+    read, original = [], DANNBrain.train_discriminator
+
+    def counted(self, steps):
+        read.append(len(self.domain_items))
+        original(self, steps)
+
+    monkeypatch.setattr(DANNBrain, "train_discriminator", counted)
+    train(demo_corpus, tmp_path, "--adversary=vanilla", "--grad_accumulation_factor=2",
+          "--number_of_epochs=2", "--debug", "--debug_batches=3", "--debug_epochs=2",
+          *ADVERSARY_ONLY)
+    # At each epoch's one step, both calls (the GAN's updates before the encoder's loss,
+    # none after) read its two batches.
+    assert read == [2, 2, 2, 2]
 
 
 def newest_weights(folder, module="embedding_model"):
