@@ -18,6 +18,7 @@ from local.model.distributed import process_share, unwrapped, wrap_in_ddp
 from local.model.domain_branch import LayerOutputTap
 from local.model.epoch_statistics import EpochStatistics
 from local.model.pseudo_labels import check_neighbours
+from local.model.train_log import TrainLogLength
 
 logger = get_logger(__name__)
 # Relies on speechbrain 1.1.2's Brain internals (tests/unit/test_speechbrain_internals.py):
@@ -77,8 +78,10 @@ class DANNBrain(sb.Brain):
         self.domain_items = []
         self.stats = EpochStatistics()
         self.augmentation_data = DataPositions(self.hparams.wav_augment)
-        if self.checkpointer is not None:  # optional: older checkpoints have neither
+        self.train_log = TrainLogLength(self.hparams.train_log)
+        if self.checkpointer is not None:  # optional: older checkpoints have none of these
             self.checkpointer.add_recoverable("epoch_statistics", self.stats, optional_load=True)
+            self.checkpointer.add_recoverable("train_log", self.train_log, optional_load=True)
             if self.hparams.augment:
                 self.checkpointer.add_recoverable("augmentation_data", self.augmentation_data,
                                                   optional_load=True)
@@ -180,9 +183,16 @@ class DANNBrain(sb.Brain):
 
     def on_fit_start(self):
         """Brain's start (modules wrapped, optimisers built, checkpoint restored), then the
-        speaker head wrapped anew, since a restored checkpoint may have grown its classifier."""
+        speaker head wrapped anew, since a restored checkpoint may have grown its classifier,
+        and the training log as the checkpoint left it (:meth:`resume_log`)."""
         super().on_fit_start()
         self.rewrap_speaker_head()
+        checked_on_main(self.resume_log)
+
+    def resume_log(self):
+        """Drop from the training log the lines logged after the checkpoint the run resumes
+        from, which it logs again (all of them, for a run that starts anew)."""
+        self.train_log.rewind(resumed=self.checkpointer.find_checkpoint() is not None)
 
     def rewrap_speaker_head(self):
         """Wrap the speaker head in a new DDP wrapper, which takes its current parameter sizes.

@@ -521,6 +521,24 @@ def test_run_killed_at_any_moment_resumes_to_the_same_result(demo_corpus, tmp_pa
     assert logged(killed, "loss")[-1] == logged(whole, "loss")[-1]
 
 
+@pytest.mark.slow
+def test_killed_and_resumed_run_logs_each_line_once(demo_corpus, tmp_path):
+    """A resume logs again what was logged after its checkpoint: killed in the save at the
+    end of epoch 2, the run resumes at the end of epoch 1, and clusters and trains epoch 2
+    again; a finished run resumed again verifies again."""
+    args = ("--number_of_epochs=2", "--pseudo_label_epochs=[2]")
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    assert run_until(["never"], whole, demo_corpus, *args).returncode == 0
+    done = run_until(["save", "2"], killed, demo_corpus, *args)
+    assert done.returncode == -signal.SIGKILL, done.stderr[-3000:]
+    for _ in range(2):  # to its end, then once more
+        done = run_until(["never"], killed, demo_corpus, *args)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert (killed / "train_log.txt").read_text() == (whole / "train_log.txt").read_text()
+        assert (killed / "verification" / "summary.csv").read_bytes() == \
+            (whole / "verification" / "summary.csv").read_bytes()
+
+
 def test_evaluate_on_other_data_files_leaves_the_runs_provenance(demo_corpus, run, tmp_path):
     provenance = (run / "provenance.json").read_bytes()
     data = tmp_path / "data"  # the same corpus, prepared, under another path

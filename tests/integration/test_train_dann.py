@@ -615,6 +615,7 @@ def test_a_file_the_main_process_cannot_write_stops_every_process_with_its_error
                                                                                 written):
     # The main process alone writes the run's files; the other one went on to its next
     # collective operation, where it failed with "Connection closed by peer".
+    error = "OSError: [Errno 27] File too large"
     if written == "experiment folder":
         # SpeechBrain's copy of train_dann.py (4 kB) into the run's folder, after which
         # the other process went on to the label encoder's creation.
@@ -624,14 +625,15 @@ def test_a_file_the_main_process_cannot_write_stops_every_process_with_its_error
         # data are accepted; the other process went on to the DDP wrapping.
         file_size = 12_000
     else:
-        # The first line the epoch appends to train_log.txt, before its checkpoint.
-        file_size = 20_000
-        (tmp_path / "train_log.txt").write_text("x" * (file_size - 10))
+        # train_log.txt, which the main process reads as the training starts, and writes
+        # without the lines of a run killed before its first checkpoint: a folder.
+        file_size, error = None, "IsADirectoryError: [Errno 21] Is a directory"
+        (tmp_path / "train_log.txt").mkdir()
     done = torchrun(demo_corpus, tmp_path, "hparams/dann_fbank.yaml", "--batch_size=8",
                     file_size=file_size, timeout=300)
     assert done.returncode != 0
-    assert "RuntimeError: the main process failed with OSError: [Errno 27] File too large" \
-        in done.stderr, done.stderr[-3000:]
+    assert f"RuntimeError: the main process failed with {error}" in done.stderr, \
+        done.stderr[-3000:]
     assert "Connection closed" not in done.stderr
     assert not list(tmp_path.glob("save/CKPT*"))
     if written == "record":
