@@ -4,6 +4,7 @@ import gc
 
 import speechbrain as sb
 import torch
+from speechbrain.core import INTRA_EPOCH_CKPT_FLAG
 from speechbrain.utils.distributed import ddp_broadcast
 from speechbrain.utils.logger import get_logger
 from speechbrain.utils.optimizers import rm_vector_weight_decay
@@ -190,9 +191,18 @@ class DANNBrain(sb.Brain):
         checked_on_main(self.resume_log)
 
     def resume_log(self):
-        """Drop from the training log the lines logged after the checkpoint the run resumes
-        from, which it logs again (all of them, for a run that starts anew)."""
-        self.train_log.rewind(resumed=self.checkpointer.find_checkpoint() is not None)
+        """Log which checkpoint the run resumes from, and where in its training; drop from
+        the training log the lines logged after that checkpoint, which the run logs again
+        (all of them, for a run that starts anew)."""
+        checkpoint = self.checkpointer.find_checkpoint()
+        if checkpoint is not None:
+            counter = self.hparams.epoch_counter
+            if checkpoint.meta.get(INTRA_EPOCH_CKPT_FLAG):
+                where = f"saved after step {self.step} of epoch {counter.current + 1}"
+            else:
+                where = f"saved at the end of epoch {counter.current} of {counter.limit}"
+            logger.info("Resuming the run from the checkpoint %s, %s", checkpoint.path, where)
+        self.train_log.rewind(resumed=checkpoint is not None)
 
     def rewrap_speaker_head(self):
         """Wrap the speaker head in a new DDP wrapper, which takes its current parameter sizes.

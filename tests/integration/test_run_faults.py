@@ -5,6 +5,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -512,6 +513,10 @@ def test_run_killed_at_any_moment_resumes_to_the_same_result(demo_corpus, tmp_pa
         assert done.returncode == -signal.SIGKILL, (moment, done.stderr[-3000:])
         if moment[0] == "save":  # the half-written checkpoint is staged, not a checkpoint
             assert list((killed / "save" / STAGING).glob("CKPT*/embedding_model.ckpt"))
+            # Resumed at the intra-epoch checkpoint of step 4 (logged, as SpeechBrain logs,
+            # to stdout).
+            assert re.search(r"Resuming the run from the checkpoint \S+, saved after step 4 of "
+                             r"epoch 1\n", done.stdout), done.stdout[-3000:]
     done = run_until(["never"], killed, demo_corpus, *args)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Took over the lock" in done.stdout  # logged, as SpeechBrain logs, to stdout
@@ -537,6 +542,11 @@ def test_killed_and_resumed_run_logs_each_line_once(demo_corpus, tmp_path):
         assert (killed / "train_log.txt").read_text() == (whole / "train_log.txt").read_text()
         assert (killed / "verification" / "summary.csv").read_bytes() == \
             (whole / "verification" / "summary.csv").read_bytes()
+    # log.txt, the log of each command on the folder, says where each resumed.
+    resumed = re.findall(r"Resuming the run from the checkpoint (\S+), saved at the end of "
+                         r"(epoch \d of \d)\n", (killed / "log.txt").read_text())
+    assert [where for _, where in resumed] == ["epoch 1 of 2", "epoch 2 of 2"]
+    assert all(path.startswith(f"{killed / 'save'}{os.sep}CKPT+") for path, _ in resumed)
 
 
 def test_evaluate_on_other_data_files_leaves_the_runs_provenance(demo_corpus, run, tmp_path):
