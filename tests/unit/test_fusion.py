@@ -127,6 +127,10 @@ def test_the_det_title_names_the_trial_list_the_reports_scored(tmp_path, monkeyp
     paths[1] = str(tmp_path / "coral" / "verification" / "target_hard" / "scores.txt")
     write_scores(paths[1], trials, scores[:, 1])
     assert _fused_with_figure(monkeypatch, capsys, paths, tmp_path)[3] == f"{N:,} trials"
+    # A score file of no report beside one of a report: no list that every report names.
+    paths[1] = str(tmp_path / "plain.txt")
+    write_scores(paths[1], trials, scores[:, 1])
+    assert _fused_with_figure(monkeypatch, capsys, paths, tmp_path)[3] == f"{N:,} trials"
 
 
 def test_mean_fusion_by_hand():
@@ -477,6 +481,10 @@ def test_systems_scored_on_other_data_are_refused_and_the_fusion_records_its_dat
         seed_table({"average": collect(str(tmp_path / "average")),
                     "relativistic": collect(str(tmp_path / "relativistic"))},
                    ["target"], ["eer_percent"])
+    # The row fused again from score files of no report: its data are no longer recorded.
+    plain = write_systems(tmp_path, "plain", trials, scores[:, :2])
+    assert main(["--scores", *plain, *out]) == 0
+    assert json.loads((fused / "provenance.json").read_text())["data"] == {}
 
 
 def test_seed_table_refuses_a_fused_row_whose_runs_were_scored_again(tmp_path, capsys):
@@ -809,6 +817,14 @@ def test_the_minDCF_settings_asked_for_must_be_those_of_the_systems_reports(tmp_
     assert not os.path.exists(out[1])
     assert main(["--scores", *paths, *out, "--min_dcf", "0.01", "10", "1"]) == 0
     assert capsys.readouterr().out.splitlines()[0].split()[-1] == "min_dcf_0.01_10_1"
+    # The same settings in another order than the reports' are theirs.
+    for name in ("vanilla", "relativistic"):
+        (tmp_path / name / "verification" / "summary.csv").write_text(
+            f"system,trials,eer_percent,min_dcf_0.01,min_dcf_0.001\ntarget,{N},30.0,0.5,0.6\n")
+    assert main(["--scores", *paths, *out, "--min_dcf", "0.001", "1", "1",
+                 "--min_dcf", "0.01", "1", "1"]) == 0
+    assert capsys.readouterr().out.splitlines()[0].split()[-2:] == ["min_dcf_0.01",
+                                                                    "min_dcf_0.001"]
 
 
 def printed_calibration(out):
@@ -898,7 +914,8 @@ def test_a_logistic_fusion_is_calibrated_at_the_prior_asked_for(tmp_path, capsys
     assert fuse("source", "--p_target", "0.01") == 0
     # A mean fusion is calibrated at no prior; a prior lies in (0, 1).
     for options, message in ((["--p_target", "0.01"], "it goes with --dev"),
-                             (["--p_target", "1", "--dev", *dev], "--p_target 1 is no prior")):
+                             (["--p_target", "1", "--dev", *dev], "--p_target 1 is no prior"),
+                             (["--p_target", "0", "--dev", *dev], "--p_target 0 is no prior")):
         with pytest.raises(SystemExit) as exit_:
             main(["--scores", *paths, "--out", str(tmp_path / "f.txt"), *options])
         assert exit_.value.code == 2 and message in capsys.readouterr().err
