@@ -603,6 +603,49 @@ def test_the_runs_fused_in_each_seed_must_be_seeds_of_one_setting(tmp_path, caps
             ) in caplog.text
 
 
+def fuse_into(tmp_path, fused, seed, paths, dev=()):
+    """Fuse ``paths`` (trained on ``dev``) into ``<fused>/<seed>``; the exit code."""
+    report = tmp_path / fused / str(seed) / "verification"
+    return main(["--scores", *map(str, paths), *(["--dev", *map(str, dev)] if dev else []),
+                 "--out", str(report / "target" / "scores.txt"),
+                 "--summary", str(report / "summary.csv"), "--system", "target"])
+
+
+def test_fused_folders_trained_on_other_development_systems_are_no_seeds(tmp_path, capsys):
+    dev_trials, dev_scores = noisy_systems(10, noise=(1.0, 1.0), prefix="dev_")
+    for seed, dev_systems in ((1, ("source_plda_pooled", "source_asnorm")),
+                              (2, ("source_plda_pooled", "source"))):
+        assert fuse_seed(tmp_path, seed) == 0
+        paths = [tmp_path / "default" / str(seed) / "verification" / system / "scores.txt"
+                 for system in ("target_plda_pooled", "target_asnorm")]
+        dev = [write_run(tmp_path / "dev" / str(seed), dev_trials, column, system=system)
+               for system, column in zip(dev_systems, dev_scores.T)]
+        assert fuse_into(tmp_path, "logistic", seed, paths, dev) == 0
+    capsys.readouterr()
+    assert fused_table(tmp_path, "logistic") == 1
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"{tmp_path / 'logistic' / '2' / 'verification' / 'provenance.json'}: row 'target' is "
+        f"another fusion than that of {tmp_path / 'logistic' / '1'}")
+    assert (f'  development systems: ["source_asnorm", "source_plda_pooled"] in '
+            f'{tmp_path / "logistic" / "1"}; ["source", "source_plda_pooled"] in '
+            f'{tmp_path / "logistic" / "2"}\n') in err
+
+
+def test_the_runs_of_one_system_are_paired_by_their_settings_whatever_the_order_fused(
+        tmp_path, capsys):
+    """Each seed fuses a baseline run and a DANN run, both scored as 'target'."""
+    for seed in (1, 2):
+        for run_folder, epochs in (("baseline", 4), ("dann", 8)):
+            assert fuse_seed(tmp_path, seed, systems=("target",), fused=f"{run_folder}_alone",
+                             run_folder=run_folder, number_of_epochs=epochs) == 0
+        paths = [tmp_path / run_folder / str(seed) / "verification" / "target" / "scores.txt"
+                 for run_folder in ("baseline", "dann")]
+        assert fuse_into(tmp_path, "pair", seed, paths[::-1] if seed == 2 else paths) == 0
+    capsys.readouterr()
+    assert fused_table(tmp_path, "pair") == 0
+
+
 def test_fused_folders_that_share_a_run_or_sit_among_runs_are_no_seeds(tmp_path, capsys):
     for seed in (1, 2):
         assert fuse_seed(tmp_path, seed) == 0
