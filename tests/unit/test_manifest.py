@@ -796,6 +796,25 @@ def test_a_refused_preparation_leaves_the_earlier_one_as_it_was(tmp_path, breaka
                                             "trials.txt"]
 
 
+def test_the_earlier_record_does_not_vouch_for_outputs_whose_own_record_failed(tmp_path,
+                                                                             monkeypatch):
+    """Seed 2's files replaced seed 1's, then a full disk stopped its record: a rerun with
+    seed 1 must prepare again, not skip to seed 2's files."""
+    outputs = ["train.csv", "eval.csv", "trials.txt"]
+    prepare_corpus("Toy", str(tmp_path), {"seed": 1}, outputs, _toy_read("first"))
+
+    def full_disk(record, stream, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(json, "dump", full_disk)
+    with pytest.raises(OSError):
+        prepare_corpus("Toy", str(tmp_path), {"seed": 2}, outputs, _toy_read("second"))
+    monkeypatch.undo()
+    assert not skip_if_prepared(tmp_path, [tmp_path / name for name in outputs], {"seed": 1})
+    prepare_corpus("Toy", str(tmp_path), {"seed": 1}, outputs, _toy_read("first"))
+    assert set(read_manifest(tmp_path / "eval.csv")["domain"]) == {"first"}
+
+
 def test_a_generated_corpus_whose_generation_fails_is_generated_again(tmp_path):
     """Its audio, written over, is no longer the earlier preparation's."""
     outputs = ["train.csv", "eval.csv", "trials.txt"]
