@@ -5,6 +5,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -811,6 +812,25 @@ def test_the_earlier_record_does_not_vouch_for_outputs_whose_own_record_failed(t
         prepare_corpus("Toy", str(tmp_path), {"seed": 2}, outputs, _toy_read("second"))
     monkeypatch.undo()
     assert not skip_if_prepared(tmp_path, [tmp_path / name for name in outputs], {"seed": 1})
+    prepare_corpus("Toy", str(tmp_path), {"seed": 1}, outputs, _toy_read("first"))
+    assert set(read_manifest(tmp_path / "eval.csv")["domain"]) == {"first"}
+
+
+def test_earlier_files_left_when_their_removal_stopped_do_not_skip_a_rerun(tmp_path,
+                                                                         monkeypatch):
+    """The removal of seed 1's files, replaced by seed 2's, stopped after one: what is put
+    back is no whole preparation, and its record must not be among it."""
+    outputs = ["train.csv", "eval.csv", "trials.txt"]
+    prepare_corpus("Toy", str(tmp_path), {"seed": 1}, outputs, _toy_read("first"))
+
+    def stopped(folder, *args, **kwargs):
+        os.remove(os.path.join(folder, "eval.csv"))
+        raise OSError(errno.EBUSY, "Device or resource busy", folder)
+
+    monkeypatch.setattr(shutil, "rmtree", stopped)
+    with pytest.raises(OSError):
+        prepare_corpus("Toy", str(tmp_path), {"seed": 2}, outputs, _toy_read("second"))
+    monkeypatch.undo()
     prepare_corpus("Toy", str(tmp_path), {"seed": 1}, outputs, _toy_read("first"))
     assert set(read_manifest(tmp_path / "eval.csv")["domain"]) == {"first"}
 
