@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import soundfile
 
+from data_prep import preparation
 from data_prep.manifest import main
 from data_prep.preparation import chunk_rows, mark_prepared, prepare_corpus, skip_if_prepared
 from local.data.manifest_io import (
@@ -861,6 +862,29 @@ def test_files_set_aside_by_a_killed_preparation_are_put_back(tmp_path):
     reads = []
     prepare_corpus("Toy", str(tmp_path), {"seed": 1}, outputs, lambda: reads.append(1))
     assert reads == [] and _folder_contents(tmp_path) == before
+
+
+def test_a_refused_preparation_leaves_the_folder_it_waited_for_with_what_was_prepared(
+        tmp_path, monkeypatch):
+    """Two preparations made the new folder at once; the other one prepared it while this
+    one waited for the lock, then this one was refused: the other's files stay."""
+    save_folder = tmp_path / "corpus"
+    outputs = ["train.csv", "eval.csv", "trials.txt"]
+    real_lock = preparation.taken_lock
+
+    def held_by_the_other(lock, wait=False):
+        if not wait:
+            return None
+        monkeypatch.setattr(preparation, "taken_lock", real_lock)
+        prepare_corpus("Toy", str(save_folder), {"seed": 1}, outputs, _toy_read("first"))
+        return real_lock(lock, wait=True)
+
+    monkeypatch.setattr(preparation, "taken_lock", held_by_the_other)
+    with pytest.raises(ManifestError):
+        prepare_corpus("Toy", str(save_folder), {"seed": 2}, outputs,
+                       _toy_read("second", bad_audio=True))
+    assert skip_if_prepared(save_folder, [save_folder / name for name in outputs], {"seed": 1})
+    assert set(read_manifest(save_folder / "eval.csv")["domain"]) == {"first"}
 
 
 def test_a_preparation_waiting_for_one_that_is_refused_then_prepares(tmp_path, caplog):
