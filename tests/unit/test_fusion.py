@@ -632,6 +632,42 @@ def test_fused_folders_trained_on_other_development_systems_are_no_seeds(tmp_pat
             f'{tmp_path / "logistic" / "2"}\n') in err
 
 
+def test_fused_folders_trained_on_another_seeds_development_scores_are_no_seeds(
+        tmp_path, capsys):
+    """Each seed's fusion is trained on its own run's scores of a development list; a fusion
+    trained on seed 1's is no seed 2's, nor is a row whose development scores changed since."""
+    dev_trials, dev_scores = noisy_systems(10, noise=(1.0, 1.0), prefix="dev_")
+    dev = {}
+    for seed in (1, 2):
+        assert fuse_seed(tmp_path, seed) == 0
+        dev[seed] = [write_run(tmp_path / "default" / str(seed), dev_trials, column + seed,
+                               system=system)
+                     for system, column in zip(("source_plda_pooled", "source_asnorm"),
+                                               dev_scores.T)]
+    paths = {seed: [tmp_path / "default" / str(seed) / "verification" / system / "scores.txt"
+                    for system in ("target_plda_pooled", "target_asnorm")] for seed in (1, 2)}
+    for seed in (1, 2):
+        assert fuse_into(tmp_path, "logistic", seed, paths[seed], dev[seed]) == 0
+    capsys.readouterr()
+    assert fused_table(tmp_path, "logistic") == 0
+    # Seed 1's development scores scored again: its row is no longer their fusion.
+    write_scores(dev[1][0], dev_trials, dev_scores[:, 0])
+    assert fused_table(tmp_path, "logistic") == 1
+    assert capsys.readouterr().err.startswith(
+        f"{tmp_path / 'logistic' / '1' / 'verification' / 'provenance.json'}: row 'target' was "
+        f"fused from score files that have changed since (a run scored again): its figures are "
+        f"not their fusion\n  {dev[1][0]}\n")
+    assert fuse_into(tmp_path, "logistic", 1, paths[1], dev[1]) == 0
+    # Seed 2 fused again, trained on seed 1's development scores.
+    assert fuse_into(tmp_path, "logistic", 2, paths[2], dev[1]) == 0
+    capsys.readouterr()
+    assert fused_table(tmp_path, "logistic") == 1
+    assert capsys.readouterr().err.startswith(
+        f"{tmp_path / 'logistic' / '2' / 'verification' / 'provenance.json'}: row 'target' "
+        f"fused runs of {tmp_path / 'logistic' / '1'}: the fused folders of 'fusion' are not "
+        f"seeds of one fusion\n  {tmp_path / 'default' / '1'}\n")
+
+
 def test_the_runs_of_one_system_are_paired_by_their_settings_whatever_the_order_fused(
         tmp_path, capsys):
     """Each seed fuses a baseline run and a DANN run, both scored as 'target'."""
