@@ -775,6 +775,33 @@ def test_a_refused_preparation_leaves_no_folder_behind(tmp_path, where):
                                                "trials.txt"]
 
 
+def test_a_refused_preparation_leaves_what_others_wrote_in_the_parents_it_made(tmp_path):
+    """It made data/ and data/corpus/; another writer put data/other/ there meanwhile."""
+    other = tmp_path / "data" / "other" / "notes.txt"
+
+    def read():
+        other.parent.mkdir()
+        other.write_text("another writer's")
+        return _toy_read(bad_audio=True)()
+
+    with pytest.raises(ManifestError):
+        prepare_corpus("Toy", str(tmp_path / "data" / "corpus"), {},
+                       ["train.csv", "eval.csv", "trials.txt"], read)
+    assert _folder_contents(tmp_path) == {"data/other/notes.txt": b"another writer's"}
+
+
+def test_every_trial_list_is_checked_against_eval_csv(tmp_path):
+    def read():
+        tables = _toy_read()()
+        return {**tables, "trials_b": [(1, "u2", "u3"), (0, "u1", "ghost")]}
+
+    with pytest.raises(ManifestError, match=r"trials_b.txt: trials name IDs that are not in "
+                                            r".*eval.csv\n  line 2: test 'ghost'\n"):
+        prepare_corpus("Toy", str(tmp_path), {},
+                       ["train.csv", "eval.csv", "trials.txt", "trials_b.txt"], read)
+    assert os.listdir(tmp_path) == []
+
+
 @pytest.mark.parametrize("breakage", [
     dict(bad_audio=True),  # refused after the trial lists were written
     dict(trials=[(1, "u0", "u1")]),  # a one-class trial list
