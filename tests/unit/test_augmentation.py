@@ -239,6 +239,23 @@ def test_a_resumed_run_adds_the_noises_and_impulse_responses_of_an_uninterrupted
                        uninterrupted))
 
 
+def test_a_checkpoint_saved_before_a_loader_was_built_keeps_the_others_positions(tmp_path):
+    """A loader is built by its augmentation's first call: one saved before it (an Augmenter
+    whose max_augmentations draws fewer than it has) has no position yet."""
+    csvs = {"noise_csv": data_csv(tmp_path, "noise", 10, 1.2),
+            "rir_csv": data_csv(tmp_path, "rir", 3, 0.1)}
+    augmenter = wav_augment(tmp_path, **csvs)
+    source, target = crops()
+    # The impulse responses' loader alone is built, and gives one batch.
+    augmenter.augment(torch.cat([source.sig.data, target.sig.data]),
+                      torch.cat([source.sig.lengths, target.sig.lengths]), ["AddReverb1"])
+    Checkpointer(tmp_path / "save", {"augmentation_data": DataPositions(augmenter)}
+                 ).save_checkpoint()
+    positions = DataPositions(wav_augment(tmp_path, **csvs))
+    Checkpointer(tmp_path / "save", {"augmentation_data": positions}).recover_if_possible()
+    assert positions.pending == {"AddReverb1": 1}
+
+
 def test_positions_of_augmentations_the_run_no_longer_has_are_left_out(tmp_path):
     # Saved with noise and RIRs; resumed with RIRs alone, an accepted change of settings.
     csvs = {"noise_csv": data_csv(tmp_path, "noise", 10, 1.2),
