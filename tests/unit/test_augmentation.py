@@ -207,6 +207,17 @@ def data_csv(folder, name, count, seconds):
     return csv
 
 
+def steps(augmenter, positions, numbers):
+    """The augmented source crops of each step of ``numbers``, as DANNBrain.fit_batch makes them:
+    the loaders restored, then the step's seed."""
+    outputs = []
+    for step in numbers:
+        positions.restore(*crops())
+        torch.manual_seed(step)
+        outputs.append(augmented_pair(augmenter, *crops())[0].sig.data)
+    return outputs
+
+
 def test_a_resumed_run_adds_the_noises_and_impulse_responses_of_an_uninterrupted_one(
         tmp_path):
     """The noise and RIR loaders are where the checkpoint left them: the steps after it
@@ -215,14 +226,6 @@ def test_a_resumed_run_adds_the_noises_and_impulse_responses_of_an_uninterrupted
     # each step leaves the loaders at another position.
     csvs = {"noise_csv": data_csv(tmp_path, "noise", 10, 1.2),
             "rir_csv": data_csv(tmp_path, "rir", 3, 0.1)}
-
-    def steps(augmenter, positions, numbers):
-        outputs = []
-        for step in numbers:
-            positions.restore(*crops())
-            torch.manual_seed(step)
-            outputs.append(augmented_pair(augmenter, *crops())[0].sig.data)
-        return outputs
 
     augmenter = wav_augment(tmp_path, **csvs)
     positions = DataPositions(augmenter)
@@ -239,7 +242,7 @@ def test_a_resumed_run_adds_the_noises_and_impulse_responses_of_an_uninterrupted
                        uninterrupted))
 
 
-def test_a_checkpoint_saved_before_a_loader_was_built_keeps_the_others_positions(tmp_path):
+def test_a_checkpoint_saved_before_a_loader_was_built_resumes_as_without_a_break(tmp_path):
     """A loader is built by its augmentation's first call: one saved before it (an Augmenter
     whose max_augmentations draws fewer than it has) has no position yet."""
     csvs = {"noise_csv": data_csv(tmp_path, "noise", 10, 1.2),
@@ -249,11 +252,15 @@ def test_a_checkpoint_saved_before_a_loader_was_built_keeps_the_others_positions
     # The impulse responses' loader alone is built, and gives one batch.
     augmenter.augment(torch.cat([source.sig.data, target.sig.data]),
                       torch.cat([source.sig.lengths, target.sig.lengths]), ["AddReverb1"])
-    Checkpointer(tmp_path / "save", {"augmentation_data": DataPositions(augmenter)}
-                 ).save_checkpoint()
-    positions = DataPositions(wav_augment(tmp_path, **csvs))
+    positions = DataPositions(augmenter)
+    Checkpointer(tmp_path / "save", {"augmentation_data": positions}).save_checkpoint()
+    uninterrupted = steps(augmenter, positions, range(2))
+    resumed = wav_augment(tmp_path, **csvs)
+    positions = DataPositions(resumed)
     Checkpointer(tmp_path / "save", {"augmentation_data": positions}).recover_if_possible()
     assert positions.pending == {"AddReverb1": 1}
+    # The noise loader is built at the first step, as without a break.
+    assert all(map(torch.equal, steps(resumed, positions, range(2)), uninterrupted))
 
 
 def test_positions_of_augmentations_the_run_no_longer_has_are_left_out(tmp_path):
