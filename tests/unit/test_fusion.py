@@ -253,7 +253,13 @@ def test_a_score_file_given_twice_is_refused_before_anything_is_written(tmp_path
     trials, scores = noisy_systems(0, noise=(1.0, 2.0))
     paths = write_systems(tmp_path, "sys", trials, scores)
     dev = write_systems(tmp_path, "dev", *noisy_systems(1, noise=(1.0, 2.0), prefix="d"))
-    again = str(tmp_path / "." / "sys0.txt")  # another spelling of the same file
+    # Another spelling of the same file (pathlib would drop the "."), and a link to it.
+    again = os.path.join(str(tmp_path), ".", "sys0.txt")
+    os.symlink(paths[0], tmp_path / "link.txt")
+    assert main(["--scores", *paths, str(tmp_path / "link.txt"),
+                 "--out", str(tmp_path / "f.txt")]) == 1
+    assert capsys.readouterr().err.startswith(
+        f"{tmp_path / 'link.txt'}: is given twice (as {paths[0]})")
     for extra in ([], ["--dev", dev[0], dev[0], dev[1]]):
         assert main(["--scores", *paths, again, "--out", str(tmp_path / "f.txt"), *extra]) == 1
         assert capsys.readouterr().err.startswith(f"{again}: is given twice (as {paths[0]})")
