@@ -203,6 +203,14 @@ def test_runs_of_one_system_made_with_other_settings_are_refused(runs, capsys):
     # Systems of other settings are what a table compares.
     assert main(["--runs", "baseline", str(folder / "base_s[12]"), "--runs", "oracle",
                  str(folder / "base_s3"), "--lists", "target"]) == 0
+    # The odd run is named wherever it lies among the others.
+    (folder / "base_s3" / "verification" / "evaluate_hyperparams.yaml").unlink()
+    write_settings(folder / "base_s2", "evaluate_", seed=2, pseudo_oracle=True,
+                   allow_changed=["pseudo_oracle"])
+    assert main(arguments) == 1
+    assert capsys.readouterr().err.startswith(
+        f"{folder / 'base_s2' / 'verification' / 'evaluate_hyperparams.yaml'}: a run of "
+        f"'baseline' made with other settings than {folder / 'base_s1'}")
 
 
 def test_a_setting_that_an_older_record_lacks_is_not_compared(runs):
