@@ -688,6 +688,24 @@ def test_the_runs_of_one_system_are_paired_by_their_settings_whatever_the_order_
     assert fused_table(tmp_path, "pair") == 0
 
 
+def test_the_runs_fused_beside_files_of_no_report_are_compared_with_each_other(
+        tmp_path, capsys):
+    """Each seed fuses its run with a score file of no report, in folders whose names sort
+    before and after the run's system: the runs take the same place in each fusion."""
+    trials, scores = noisy_systems(0, noise=(2.0,))
+    for seed, (folder, epochs) in enumerate((("a_baseline", 4), ("z_baseline", 8)), 1):
+        plain = str(tmp_path / folder / "scores.txt")
+        write_scores(plain, trials, scores[:, 0] + seed)
+        assert fuse_seed(tmp_path, seed, systems=("target_asnorm",), extra=[plain],
+                         number_of_epochs=epochs) == 0
+    capsys.readouterr()
+    assert fused_table(tmp_path) == 1
+    run = tmp_path / "default"
+    assert capsys.readouterr().err.startswith(
+        f"{run / '2' / 'verification' / 'hyperparams.yaml'}: a run fused as 'target_asnorm' into "
+        f"row 'target' of 'fusion' made with other settings than {run / '1'}")
+
+
 def test_fused_folders_that_share_a_run_or_sit_among_runs_are_no_seeds(tmp_path, capsys):
     for seed in (1, 2):
         assert fuse_seed(tmp_path, seed) == 0
