@@ -559,7 +559,7 @@ def check_fused_folder(summary, system, fusion):
     """Refuse a fusion that would mix with another in the folder of ``summary``.
 
     Every row of a fused folder is fused by one method from the systems of
-    the same reports (``<run>/verification``), a logistic one calibrated at
+    the same reports (``<run>/verification``, in any order), a logistic one calibrated at
     one prior (:func:`calibration_prior`), and each row's score files are
     those it was fused from: a row fused from other systems or at another
     prior, or beside a row whose score files have changed since (a run
@@ -596,8 +596,8 @@ def check_fused_folder(summary, system, fusion):
     for row, entry in rows.items():
         if row == system:
             continue
-        if sources(entry) != sources(fusion):
-            (method, before), (now, reports) = sources(entry), sources(fusion)
+        (method, before), (now, reports) = sources(entry), sources(fusion)
+        if method != now or sorted(before) != sorted(reports):  # in any order of --scores
             fail(summary, f"row '{row}' is the {method} fusion of other systems than this "
                           f"{now} fusion's", rows=[f"'{row}': {', '.join(before)}",
                                                    f"this fusion: {', '.join(reports)}"],

@@ -784,6 +784,7 @@ def test_a_second_fusion_does_not_mix_with_the_first_in_its_folder(tmp_path, cap
     for trial_list in ("source", "target"):
         assert fuse(["vanilla", "least_squares"], trial_list) == 0
     assert fuse(["vanilla", "least_squares"], "target") == 0  # the same fusion again
+    assert fuse(["least_squares", "vanilla"], "target") == 0  # in another order
     capsys.readouterr()
     before = {p: p.read_bytes() for p in fused.rglob("*") if p.is_file()}
     assert fuse(["vanilla", "relativistic"], "target") == 1
