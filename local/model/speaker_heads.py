@@ -38,7 +38,7 @@ def margin_softmax_loss(kind="aam", margin=0.2, scale=30.0):
     margin : float
         The margin m.
     scale : float
-        The scale s.
+        The scale s, above 0.
 
     Returns
     -------
@@ -56,6 +56,11 @@ def margin_softmax_loss(kind="aam", margin=0.2, scale=30.0):
     if kind not in MARGINS:
         fail(f"--margin_type={kind}", f"margin_type {kind!r} is not one of {', '.join(MARGINS)}",
              fix="pass one of them, such as --margin_type=aam")
+    # The logits are the scale times the (margined) cosines.
+    if not scale > 0:
+        fail(f"--scale={scale}", f"scale must be > 0; got {scale!r}: the speaker loss would "
+                                 "train nothing (0) or the wrong speakers (below 0)",
+             fix="pass a scale such as --scale=30")
     return LogSoftmaxWrapper(MARGINS[kind](margin=margin, scale=scale))
 
 

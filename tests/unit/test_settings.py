@@ -477,6 +477,8 @@ def test_an_unset_placeholder_of_the_model_file_names_the_option_to_pass(tmp_pat
 @pytest.mark.parametrize("check, message", [
     (lambda: adversary_class("grll"), "--adversary=grll: adversary 'grll' is not one of grl"),
     (lambda: margin_softmax_loss("aamm"), "--margin_type=aamm: margin_type 'aamm' is not one of"),
+    (lambda: margin_softmax_loss("aam", scale=0), "--scale=0: scale must be > 0"),
+    (lambda: margin_softmax_loss("am", scale=-30), "--scale=-30: scale must be > 0"),
     (lambda: check_neighbours(0), "--pseudo_neighbours=0: pseudo_neighbours must be an integer"),
     (lambda: AdversarialSchedule(warmup=2), r"--adv_warmup=2: adv_warmup must be in \[0, 1\)"),
     (lambda: AdversarialSchedule(weight=-0.3), "--adv_weight=-0.3: adv_weight must be >= 0"),
