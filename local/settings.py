@@ -909,6 +909,35 @@ def _check_loader_options(hparams_file, loader):
              fix=fix)
 
 
+def _check_optimiser_settings(hparams_file, hparams):
+    """Refuse an ``lr`` of 0 or less, which trains nothing, and a negative ``disc_lr``,
+    ``ssl_lr`` (when fine-tuning) or ``weight_decay``, which torch's optimisers refuse
+    only when built, after the run's records are written.
+
+    Arguments
+    ---------
+    hparams_file : str
+        The model hparams file, named in the messages.
+    hparams : dict
+        Its plain values with the overrides (:func:`plain_values`).
+    """
+    keys = ["lr", "disc_lr", "weight_decay"] + (["ssl_lr"] if hparams.get("freeze_ssl") is False
+                                                else [])
+    for key in keys:
+        value = hparams[key]
+        if isinstance(value, str) and EXPONENT_NUMBER.fullmatch(value.strip()):
+            value = float(value)  # YAML 1.1's text for --lr=1e30 (typed_overrides)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue  # typed_overrides has refused an override that is not a number
+        fix = f"pass a value such as --{key}={referenced_defaults(hparams_file)[key]}"
+        if key == "lr" and not value > 0:
+            fail(hparams_file, f"--lr={value}: the learning rate must be above 0 (0 trains "
+                               "nothing, and torch's optimisers refuse a negative one)", fix=fix)
+        if not value >= 0:
+            fail(hparams_file, f"--{key}={value} is refused by torch's optimisers: it must be 0 "
+                               "or more", fix=fix)
+
+
 def check_trainable(hparams_file, overrides, condition, run_opts=None):
     """Refuse settings under which training could not take a step, before any work.
 
@@ -921,7 +950,7 @@ def check_trainable(hparams_file, overrides, condition, run_opts=None):
         the models and their folders): ``number_of_epochs``, ``batch_size``,
         ``eval_batch_size``, ``crop_seconds``, ``min_embed_seconds``, ``coral_weight``,
         ``cache_ssl_features``, ``freeze_ssl`` (and whether :data:`FINE_TUNING_KEYS` are
-        overridden), ``train_dataloader_options``
+        overridden), ``lr``, ``disc_lr``, ``ssl_lr``, ``weight_decay``, ``train_dataloader_options``
         (whose ``batch_size`` must be ``batch_size``).
     condition : dict
         Condition hparams: ``source_train``, ``target_train``.
@@ -948,6 +977,7 @@ def check_trainable(hparams_file, overrides, condition, run_opts=None):
                            "of each batch's source and target embeddings, and a batch of "
                            "--batch_size=1 has none",
              fix="pass --batch_size=2 or more, or --coral_weight=0")
+    _check_optimiser_settings(hparams_file, hparams)
     loader = hparams["train_dataloader_options"]
     _check_loader_options(hparams_file, loader)
     # Each epoch's pairing is drawn in the main process (PairedDataset.set_epoch):

@@ -23,6 +23,7 @@ from local.settings import (
     model_text,
     parse_arguments,
     plain_values,
+    referenced_defaults,
     typed_overrides,
 )
 
@@ -352,6 +353,36 @@ def test_ge2e_batches_that_the_pairs_do_not_fill_are_refused_in_any_number_of_pr
                                             r"product is 240 or less, or train on more "
                                             r"utterances$"):
         check_trainable("hparams/ge2e_fbank.yaml", overrides, _training_manifests(demo_corpus))
+
+
+@pytest.mark.parametrize("model, key, value, refused", [
+    ("dann_fbank", "lr", 0, "the learning rate must be above 0"),
+    ("dann_fbank", "lr", -0.001, "the learning rate must be above 0"),
+    ("dann_fbank", "disc_lr", -0.002, "is refused by torch's optimisers"),
+    ("gan_resnet", "disc_lr", -0.003, "is refused by torch's optimisers"),
+    ("dann_fbank", "weight_decay", -1, "is refused by torch's optimisers"),
+    ("tdsv_wavlm", "ssl_lr", -2e-05, "is refused by torch's optimisers"),
+])
+def test_optimiser_settings_that_train_nothing_or_that_torch_refuses_are_refused_before_training(
+        model, key, value, refused):
+    # torch's optimisers refuse a negative one only when built, after the run's records are
+    # written; an lr of 0 would train the run without moving a weight of its encoder.
+    default = referenced_defaults(f"hparams/{model}.yaml")[key]
+    overrides = {"condition": "demo", "n_speakers": 24, key: value}
+    with pytest.raises(ManifestError, match=rf"{model}.yaml: --{key}={value}:? "
+                                            rf"{re.escape(refused)}.*\nFix: pass a value such "
+                                            rf"as --{key}={default}$"):
+        check_trainable(f"hparams/{model}.yaml", overrides, condition={})
+
+
+@pytest.mark.parametrize("model, key, value", [("dann_fbank", "disc_lr", 0),
+                                               ("dann_fbank", "weight_decay", 0),
+                                               ("tdsv_wavlm", "ssl_lr", 0),
+                                               ("dann_fbank", "lr", "1e30")])
+def test_optimiser_settings_that_train_pass_the_check(demo_corpus, model, key, value):
+    # 1e30 is text to YAML 1.1 and the number it means to the recipe.
+    overrides = {"condition": "demo", "n_speakers": 24, key: value}
+    check_trainable(f"hparams/{model}.yaml", overrides, _training_manifests(demo_corpus))
 
 
 def test_coral_on_batches_of_one_is_refused_before_training():
