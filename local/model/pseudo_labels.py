@@ -333,6 +333,23 @@ def check_trials(trials):
              fix="pass a value such as --pseudo_infomap_trials=10")
 
 
+def check_min_silhouette(min_silhouette):
+    """Refuse a confidence threshold that keeps no utterance: a silhouette is at most 1.
+
+    Arguments
+    ---------
+    min_silhouette : float
+        ``pseudo_min_silhouette``.
+    """
+    if isinstance(min_silhouette, bool) or not isinstance(min_silhouette, (int, float)) \
+            or not min_silhouette < 1:
+        fail(f"--pseudo_min_silhouette={min_silhouette}",
+             f"pseudo_min_silhouette must be a number below 1; got {min_silhouette!r}: a "
+             "silhouette is at most 1, and an utterance keeps its label above the threshold, "
+             "so no target utterance would get one",
+             fix="pass a value such as --pseudo_min_silhouette=0.3")
+
+
 def simplified_silhouettes(vectors, clusters):
     """Each vector's silhouette against the clusters' centroids (Hruschka et al. 2004).
 
@@ -510,6 +527,7 @@ class PseudoLabels:
         check_neighbours(neighbours)
         check_search(search)
         check_trials(trials)
+        check_min_silhouette(min_silhouette)
         late = [e for e in epochs if number_of_epochs is not None and e > number_of_epochs]
         if late:
             logger.warning("pseudo_label_epochs %s come after the last epoch (%d): no "

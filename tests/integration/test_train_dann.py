@@ -920,6 +920,7 @@ def test_the_oracle_trains_on_the_target_manifest_speakers(demo_corpus, tmp_path
                                     "whole numbers from 1"),
     ("--pseudo_neighbour_search=hnsw", "pseudo_neighbour_search must be one of exact, ivf"),
     ("--pseudo_infomap_trials=0", "pseudo_infomap_trials must be an integer >= 1; got 0"),
+    ("--pseudo_min_silhouette=1", "pseudo_min_silhouette must be a number below 1; got 1"),
     ("--disc_steps=0", "disc_steps must be an integer >= 1; got 0"),
     ("--domain_label_smoothing=1", r"domain_label_smoothing must be in \[0, 1\); got 1"),
     ("--mmd_weight=-1", "mmd_weight must be >= 0; got -1"),

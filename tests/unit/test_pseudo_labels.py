@@ -179,6 +179,20 @@ def test_a_bad_infomap_trial_count_is_refused(trials):
         PseudoLabels(offset=0, trials=trials)
 
 
+@pytest.mark.parametrize("threshold", [1, 1.5, "0.3", None])
+def test_a_confidence_threshold_that_keeps_no_utterance_is_refused(threshold):
+    with pytest.raises(ValueError, match=f"pseudo_min_silhouette must be a number below 1; "
+                                         f"got {threshold!r}"):
+        PseudoLabels(offset=0, min_silhouette=threshold)
+
+
+def test_the_highest_threshold_below_one_keeps_the_utterances_above_it():
+    vectors = {f"u{i}": torch.tensor(v) for i, v in enumerate(
+        np.repeat(np.eye(4), 3, axis=0).astype(np.float32))}
+    labels, _, _ = PseudoLabels(offset=0, min_silhouette=0.99, neighbours=2).cluster(vectors)
+    assert sum(label >= 0 for label in labels.values()) == 12
+
+
 def test_infomap_runs_the_trials_asked_and_keeps_the_shortest_description(monkeypatch):
     rng = np.random.default_rng(2)
     vectors = np.repeat(np.eye(16)[:8], 30, axis=0) + 0.15 * rng.normal(size=(240, 16))
@@ -371,7 +385,7 @@ def test_the_oracle_takes_the_manifest_speakers():
 def test_a_clustering_that_cannot_train_warns_naming_the_settings(case, caplog):
     if case == "nothing kept":
         embeddings, _ = speakers(4, 8, spread=0.05)
-        pseudo = PseudoLabels(offset=0, neighbours=5, min_silhouette=1.0)
+        pseudo = PseudoLabels(offset=0, neighbours=5, min_silhouette=0.99)
     else:
         rng = np.random.default_rng(0)
         embeddings = {f"u{i}": torch.from_numpy(rng.normal(size=8)).float() for i in range(30)}
