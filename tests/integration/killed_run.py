@@ -44,6 +44,9 @@ def kill_in_save(epoch):
     original = torch.save
 
     def save(obj, path, *args, **kwargs):
+        # A file object is no checkpoint's file: torch.distributed pickles tensors so.
+        if not isinstance(path, (str, os.PathLike)):
+            return original(obj, path, *args, **kwargs)
         path = pathlib.Path(path)
         if path.name == "embedding_model.ckpt" and path.parent.parent.name == STAGING:
             meta = yaml.safe_load((path.parent / "CKPT.yaml").read_text())
