@@ -15,7 +15,7 @@ from local.embedding import compute_embeddings, embeddable_ids, embedded_in
 from local.errors import checked_on_every_process, checked_on_main
 from local.model.adversaries import DomainItems
 from local.model.augmentation import DataPositions, augmented_pair
-from local.model.distributed import process_share, unwrapped, wrap_in_ddp
+from local.model.distributed import buffers_of_main, process_share, unwrapped, wrap_in_ddp
 from local.model.domain_branch import LayerOutputTap
 from local.model.epoch_statistics import EpochStatistics
 from local.model.pseudo_labels import check_neighbours
@@ -467,8 +467,9 @@ class DANNBrain(sb.Brain):
         pseudo = self.hparams.pseudo_labels
         ids = self.clustered_ids()
         self.modules.eval()
-        # Under DDP each process embeds its share (a bad file in one stops them all);
-        # the main one clusters them all.
+        # Under DDP each process embeds its share (a bad file in one stops them all) with the
+        # main process's model; the main one clusters them all.
+        buffers_of_main(self.modules)
         embeddings = checked_on_every_process(
             compute_embeddings, self.embed, self.target_utterances, self.hparams.eval_batch_size,
             self.device, ids=process_share(ids), limits=self.embed_limits())

@@ -77,6 +77,35 @@ def process_share(items):
     return items[rank * len(items) // processes:(rank + 1) * len(items) // processes]
 
 
+def buffers_of_main(modules):
+    """Copy the main process's buffers of ``modules`` (BatchNorm running statistics) into every
+    process's, in place; nothing outside a process group.
+
+    DDP on the CPU keeps BatchNorm layers, whose running statistics each
+    process updates with its own batches; DDP gives them the main process's
+    only at the start of each training forward pass. Before the processes
+    embed their shares with the model in evaluation mode, each would
+    otherwise embed with the statistics of its own last batch, not those of
+    the model that the main process checkpoints and verifies.
+
+    Arguments
+    ---------
+    modules : torch.nn.ModuleDict
+        The Brain's modules, wrapped or not, the same on every process.
+
+    Example
+    -------
+    >>> norm = torch.nn.BatchNorm1d(2)
+    >>> buffers_of_main(torch.nn.ModuleDict({"norm": norm}))
+    >>> norm.running_var
+    tensor([1., 1.])
+    """
+    if not torch.distributed.is_initialized():
+        return
+    for buffer in modules.buffers():
+        torch.distributed.broadcast(buffer, src=0)
+
+
 def gathered_on_main(vectors):
     """Every process's ``{key: tensor [dim]}`` merged on the main process; ``{}`` on the others.
 

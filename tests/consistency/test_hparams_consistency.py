@@ -38,7 +38,8 @@ OPTIONAL_MODEL_KEYS = {
     "ssl_dim": "read by check_ssl_dim only for a front end with an output_size, an SSL one",
 }
 # Methods of the modules dict, not modules.
-MODULE_DICT_METHODS = {"eval", "train", "items", "keys", "values", "parameters", "to"}
+MODULE_DICT_METHODS = {"eval", "train", "items", "keys", "values", "parameters", "buffers",
+                       "to"}
 
 READS = {
     "model": [r"hparams\[[\"'](\w+)[\"']\]", r"hparams\.get\([\"'](\w+)[\"']",

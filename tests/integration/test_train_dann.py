@@ -519,7 +519,8 @@ def test_resumed_run_ends_like_an_uninterrupted_one(demo_corpus, tmp_path, monke
     assert resumed == whole
 
 
-def torchrun(demo_corpus, folder, hparams, *extra, epochs=1, timeout=600, file_size=None):
+def torchrun(demo_corpus, folder, hparams, *extra, epochs=1, timeout=600, file_size=None,
+             moment=None):
     """A tiny run of train_dann.py in two processes (gloo, on the CPU), for ``epochs``.
 
     A run still going after ``timeout`` seconds (its processes waiting for
@@ -527,12 +528,14 @@ def torchrun(demo_corpus, folder, hparams, *extra, epochs=1, timeout=600, file_s
     with SIGTERM, which it passes on to the processes it started: killed, it
     would leave them waiting. With ``file_size``, no file written grows beyond
     that many bytes (RLIMIT_FSIZE; a larger write fails with EFBIG): the main
-    process alone writes the run's files, so that the disk is full for it alone.
+    process alone writes the run's files, so that the disk is full for it alone. With
+    ``moment``, the run is killed then (:mod:`tests.integration.killed_run`).
     """
     data_folder = os.path.dirname(demo_corpus["eval"])
     tiny = [t for t in TINY if not t.startswith("--batch_size")]
+    script = ["-m", "tests.integration.killed_run", *moment] if moment else ["train_dann.py"]
     command = [os.path.join(os.path.dirname(sys.executable), "torchrun"), "--nproc_per_node=2",
-               "--standalone", "train_dann.py",
+               "--standalone", *script,
                hparams, f"--data_folder={data_folder}",
                f"--output_folder={folder}", *tiny, *extra, f"--number_of_epochs={epochs}",
                "--distributed_backend=gloo", "--device=cpu"]
@@ -652,6 +655,29 @@ def test_a_debug_run_of_two_epochs_in_two_processes_finishes(demo_corpus, tmp_pa
     assert logged(tmp_path, "steps") == [2.0, 2.0]
     assert "Deleted checkpoint in" in done.stdout + done.stderr
     assert not list(tmp_path.glob("save/CKPT*"))  # they were in the temporary folder
+
+
+@pytest.mark.slow
+def test_two_processes_killed_in_a_save_resume_to_the_uninterrupted_runs_log_and_results(
+        demo_corpus, tmp_path):
+    # Killed while the checkpoint of epoch 2 is written: resumed at the end of epoch 1, the
+    # run clusters the target again, each process embedding its share. Each embedded it with
+    # the running statistics of its own last batch's BatchNorm, which the checkpoint keeps
+    # only of the main process: the resumed run's clusters were other ones.
+    args = ("hparams/dann_fbank.yaml", "--batch_size=8", "--pseudo_label_epochs=[2]")
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    done = torchrun(demo_corpus, whole, *args, epochs=2, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    done = torchrun(demo_corpus, killed, *args, epochs=2, timeout=300, moment=["save", "2"])
+    assert done.returncode != 0 and list(killed.glob("save/.saving/CKPT*")), done.stderr[-3000:]
+    done = torchrun(demo_corpus, killed, *args, epochs=2, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (killed / "train_log.txt").read_text() == (whole / "train_log.txt").read_text()
+    assert (killed / "verification" / "summary.csv").read_bytes() == \
+        (whole / "verification" / "summary.csv").read_bytes()
+    resumed = re.findall(r"Resuming the run from the checkpoint \S+, saved at the end of "
+                         r"(epoch \d of \d)\n", (killed / "log.txt").read_text())
+    assert resumed == ["epoch 1 of 2"]
 
 
 def test_bad_trial_list_fails_before_training(demo_corpus, tmp_path):
