@@ -184,6 +184,8 @@ def plain_values(path, overrides=None):
     >>> overrides = {"condition": "demo", "n_speakers": 24, "ge2e_speakers": 5}
     >>> plain_values("hparams/ge2e_fbank.yaml", overrides)["batch_size"]
     20
+    >>> plain_values("hparams/ge2e_fbank.yaml", {**overrides, "lr": 1e-5})["lr"]
+    1e-05
     """
     text = model_text(path)
     if overrides is not None:
@@ -196,6 +198,11 @@ class _KeysOnly(yaml.SafeLoader):
 
 
 _KeysOnly.add_multi_constructor("!", lambda loader, suffix, node: None)
+# resolve_references writes a float override in exponent notation without a dot
+# (--lr=1e-5 as 1e-05): the number the run takes, not YAML 1.1's text.
+_KeysOnly.add_implicit_resolver("tag:yaml.org,2002:float",
+                                re.compile(f"^(?:{EXPONENT_NUMBER.pattern})$"),
+                                list("-+0123456789."))
 
 
 class _References(_KeysOnly):
@@ -925,8 +932,6 @@ def _check_optimiser_settings(hparams_file, hparams):
                                                 else [])
     for key in keys:
         value = hparams[key]
-        if isinstance(value, str) and EXPONENT_NUMBER.fullmatch(value.strip()):
-            value = float(value)  # YAML 1.1's text for --lr=1e30 (typed_overrides)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             continue  # typed_overrides has refused an override that is not a number
         fix = f"pass a value such as --{key}={referenced_defaults(hparams_file)[key]}"
