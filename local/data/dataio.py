@@ -1,5 +1,6 @@
 """Datasets of the recipe: labelled source crops paired with unlabelled target crops."""
 
+import logging
 import os
 
 import numpy as np
@@ -13,6 +14,8 @@ from local.data.audio import load_random_crop, load_segment
 from local.data.validation import validate
 from local.errors import checked_on_main, fail
 from local.whole_files import saved_whole
+
+logger = logging.getLogger(__name__)
 
 # The classes of the speaker head (``speaker_label``) and the manifest columns
 # that make one: a speaker, or a speaker saying a phrase (text-dependent
@@ -437,11 +440,14 @@ class SpeakerBatchSampler(torch.utils.data.Sampler):
     The batches that GE2E (:mod:`local.model.speaker_heads`) needs: the first
     ``n_utterances`` indices of a batch are of one speaker, the next ones of
     another, and so on. Each batch draws its speakers uniformly, without
-    replacement, whatever their number of utterances; each speaker drawn
-    brings ``n_utterances`` distinct utterances drawn at random when it has
-    that many, and otherwise all of its utterances, repeated in turn until
-    there are ``n_utterances`` (a repeated utterance is another random crop
-    when the dataset crops). The batches depend on ``seed`` and the epoch
+    replacement, among those with at least 2 utterances, whatever their
+    number; each speaker drawn brings ``n_utterances`` distinct utterances
+    drawn at random when it has that many, and otherwise all of its
+    utterances, repeated in turn until there are ``n_utterances`` (a
+    repeated utterance is another random crop of it, the same audio when it
+    is shorter than the crop: GE2E leaves all crops of an utterance out of
+    its own speaker's centroid, so a speaker of one utterance would have
+    none, and is never drawn). The batches depend on ``seed`` and the epoch
     (:meth:`set_epoch`) only, so that a run resumed at an epoch boundary sees
     those of an uninterrupted one.
 
@@ -460,12 +466,12 @@ class SpeakerBatchSampler(torch.utils.data.Sampler):
 
     Example
     -------
-    >>> speakers = ["a", "a", "b", "b", "b", "c"]
-    >>> sampler = SpeakerBatchSampler(speakers, 2, 2, n_batches=3, seed=0)
-    >>> [[speakers[i] for i in batch] for batch in sampler]
-    [['b', 'b', 'c', 'c'], ['c', 'c', 'a', 'a'], ['b', 'b', 'c', 'c']]
-    >>> list(sampler)[0]  # speaker c's only utterance, twice
-    [3, 4, 5, 5]
+    >>> speakers = ["a", "a", "b", "b", "b", "c", "c", "d"]
+    >>> sampler = SpeakerBatchSampler(speakers, 2, 3, n_batches=3, seed=0)
+    >>> [[speakers[i] for i in batch] for batch in sampler]  # never d, of one utterance
+    [['b', 'b', 'b', 'c', 'c', 'c'], ['c', 'c', 'c', 'a', 'a', 'a'], ['b', 'b', 'b', 'c', 'c', 'c']]
+    >>> list(sampler)[0]  # speaker c's two utterances, one of them twice
+    [3, 4, 2, 5, 6, 5]
     """
 
     def __init__(self, speakers, n_speakers, n_utterances, n_batches, seed):
@@ -478,12 +484,18 @@ class SpeakerBatchSampler(torch.utils.data.Sampler):
                  f"No batch of {n_speakers} speakers x {n_utterances} utterances in an epoch "
                  f"(n_batches {n_batches}): the training sets are smaller than one batch",
                  fix="lower ge2e_speakers or ge2e_utterances")
-        if len(labels) < n_speakers:
+        # The indices of each speaker's items, of the speakers with 2 or more.
+        items = np.split(np.argsort(codes, kind="stable"), np.cumsum(np.bincount(codes))[:-1])
+        self.items = [indices for indices in items if len(indices) >= 2]
+        if len(self.items) < len(items):
+            logger.info("GE2E batches leave out the %d of the %d source speakers with one "
+                        "utterance, which has no other to be compared with",
+                        len(items) - len(self.items), len(items))
+        if len(self.items) < n_speakers:
             fail(f"--ge2e_speakers={n_speakers}",
-                 f"Batches of {n_speakers} speakers need that many speakers; the source "
-                 f"training set has {len(labels)}", fix="lower ge2e_speakers")
-        # The indices of each speaker's items.
-        self.items = np.split(np.argsort(codes, kind="stable"), np.cumsum(np.bincount(codes))[:-1])
+                 f"Batches of {n_speakers} speakers need that many speakers of at least 2 "
+                 f"utterances; the source training set has {len(self.items)} (of "
+                 f"{len(labels)} speakers)", fix="lower ge2e_speakers")
         self.n_speakers, self.n_utterances = n_speakers, n_utterances
         self.batch_size = n_speakers * n_utterances
         self.n_batches, self.seed = n_batches, seed

@@ -387,7 +387,7 @@ class DANNBrain(sb.Brain):
         source, target = batch
         n_source, labels = len(source), source.spk_id_encoded.data.to(self.device)
         speaker_loss, log = self.modules.speaker_head(
-            embeddings[:n_source], labels, embeddings[n_source:], target.id)
+            embeddings[:n_source], labels, embeddings[n_source:], target.id, source.id)
         coefficient = self.hparams.adv_schedule(self.progress())
         adversarial_loss, adversary_log = self.adversary.encoder_loss(
             self.modules.domain_discriminator, DomainItems.of(features, labels), coefficient)

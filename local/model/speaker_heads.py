@@ -13,6 +13,7 @@ what it logs.
   :class:`GE2ELoss`) on speaker-major source batches, with no classifier.
 """
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from speechbrain.lobes.models.ECAPA_TDNN import Classifier
@@ -131,7 +132,7 @@ class SpeakerHead(torch.nn.Module):
 
     batch_layout = None
 
-    def forward(self, source, labels, target, target_ids):
+    def forward(self, source, labels, target, target_ids, source_ids=None):
         """The loss of the source crops (and of the target crops with a pseudo-speaker).
 
         Arguments
@@ -144,6 +145,9 @@ class SpeakerHead(torch.nn.Module):
             ``[n_target, 1, dim]`` embeddings.
         target_ids : list of str
             Their utterance IDs.
+        source_ids : list of str, optional
+            The source crops' utterance IDs; None when every crop is of an
+            utterance of its own.
 
         Returns
         -------
@@ -176,7 +180,7 @@ class MarginSoftmaxHead(SpeakerHead):
         super().__init__()
         self.classifier, self.loss, self.pseudo_labels = classifier, loss, pseudo_labels
 
-    def forward(self, source, labels, target, target_ids):
+    def forward(self, source, labels, target, target_ids, source_ids=None):
         """The margin softmax of the source crops and of the pseudo-labelled target crops.
 
         ``log`` has the fraction of target crops that took part
@@ -277,18 +281,26 @@ class GE2EHead(SpeakerHead):
         self.loss = loss
         self.batch_layout = (speakers, utterances)
 
-    def forward(self, source, labels, target, target_ids):
+    def forward(self, source, labels, target, target_ids, source_ids=None):
         """The GE2E loss of the source crops, whose first ``utterances`` rows are one speaker's.
 
         The labels are the batch's layout already; target crops take no part.
         With ``--augment=True`` the rows are the layout's batch then its
         augmented copy, laid out alike: a speaker's crops and their copies
-        are its ``2 * utterances``.
+        are its ``2 * utterances``. The crops of one utterance (``source_ids``:
+        a speaker with fewer utterances than ``utterances`` repeats some, and
+        an augmented copy is of its crop's utterance) are left out of each
+        other's own-speaker centroid.
         """
         del labels, target, target_ids
         speakers, utterances = self.batch_layout
         copies = source.reshape(-1, speakers, utterances, source.shape[-1])
-        return self.loss(copies.transpose(0, 1).reshape(speakers, -1, source.shape[-1])), {}
+        by_speaker = copies.transpose(0, 1).reshape(speakers, -1, source.shape[-1])
+        if source_ids is None:
+            return self.loss(by_speaker), {}
+        codes = torch.as_tensor(np.unique(np.asarray(source_ids), return_inverse=True)[1])
+        codes = codes.reshape(-1, speakers, utterances).transpose(0, 1).reshape(speakers, -1)
+        return self.loss(by_speaker, codes.to(source.device)), {}
 
 
 VARIANTS = ("softmax", "contrast")
@@ -302,7 +314,11 @@ class GE2ELoss(torch.nn.Module):
     ``S[j, i, k] = w * cos(e[j, i], c[k]) + b``, where ``c[k]`` is the mean
     of speaker ``k``'s unit embeddings and, for ``k == j``, the mean of the
     other ``M - 1`` unit embeddings of speaker ``j``, so that the loss depends
-    on the embeddings' directions alone. The scale ``w`` and the bias ``b``
+    on the embeddings' directions alone. Where several rows are crops of one
+    utterance (``utterances``), the own centroid leaves all of them out: a
+    crop of an utterance shorter than the crop is the whole utterance, so a
+    repeated one is the same audio, and the paper's centroid leaves the
+    utterance itself out. The scale ``w`` and the bias ``b``
     are learned; the paper keeps ``w > 0``, so that a larger similarity
     always means closer; here the scale is ``|w|``, so that ``w`` keeps its
     gradient wherever an optimiser step takes it. A clamp at a small
@@ -351,18 +367,23 @@ class GE2ELoss(torch.nn.Module):
         self.w = torch.nn.Parameter(torch.tensor(float(init_w)))
         self.b = torch.nn.Parameter(torch.tensor(float(init_b)))
 
-    def similarities(self, embeddings):
+    def similarities(self, embeddings, utterances=None):
         """The scaled cosine similarities ``S[j, i, k]`` of each utterance with each speaker.
 
         Arguments
         ---------
         embeddings : torch.Tensor
             ``[N speakers, M utterances, dim]``, N >= 2 and M >= 2.
+        utterances : torch.Tensor, optional
+            ``[N, M]`` integer codes, equal for the crops of one utterance,
+            each speaker with at least 2 utterances; None when every row is
+            an utterance of its own.
 
         Returns
         -------
         torch.Tensor
-            ``[N, M, N]``; ``[j, i, j]`` against the centroid without utterance ``i``.
+            ``[N, M, N]``; ``[j, i, j]`` against the centroid without utterance ``i``
+            (without any of its crops).
 
         Example
         -------
@@ -382,27 +403,39 @@ class GE2ELoss(torch.nn.Module):
         units = F.normalize(embeddings, dim=-1)
         centroids = F.normalize(units.mean(dim=1), dim=-1)
         cosines = torch.einsum("jid,kd->jik", units, centroids)
-        # The own speaker's centroid of the other M - 1 utterances.
-        others = (units.sum(dim=1, keepdim=True) - units) / (n_utterances - 1)
+        # The own speaker's centroid of its other utterances (the direction of their
+        # sum): [j, i, m] is whether row m is another utterance than row i.
+        if utterances is None:
+            other = ~torch.eye(n_utterances, dtype=torch.bool, device=embeddings.device)
+            other = other.expand(n_speakers, -1, -1)
+        else:
+            other = utterances[:, :, None] != utterances[:, None, :]
+            if not other.any(dim=-1).all():
+                raise ValueError("GE2E needs at least 2 utterances of each speaker (an "
+                                 "utterance is compared with the centroid of its speaker's "
+                                 "other utterances); a speaker's crops are all of one")
+        others = torch.einsum("jim,jmd->jid", other.to(units.dtype), units)
         own = (units * F.normalize(others, dim=-1)).sum(dim=-1)
         cosines = torch.where(_own_speaker(n_speakers, embeddings.device), own.unsqueeze(-1),
                               cosines)
         return self.w.abs() * cosines + self.b
 
-    def forward(self, embeddings):
+    def forward(self, embeddings, utterances=None):
         """The mean GE2E loss over the N * M utterances.
 
         Arguments
         ---------
         embeddings : torch.Tensor
             ``[N speakers, M utterances, dim]``, N >= 2 and M >= 2.
+        utterances : torch.Tensor, optional
+            ``[N, M]`` codes of the rows' utterances (:meth:`similarities`).
 
         Returns
         -------
         torch.Tensor
             The scalar loss.
         """
-        scores = self.similarities(embeddings)
+        scores = self.similarities(embeddings, utterances)
         n_speakers, n_utterances, _ = scores.shape
         if self.variant == "softmax":
             own = torch.arange(n_speakers, device=scores.device).repeat_interleave(n_utterances)

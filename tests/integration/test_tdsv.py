@@ -5,12 +5,13 @@ import os
 
 import pandas as pd
 import pytest
+import speechbrain as sb
 import torch
 from speechbrain.dataio.encoder import CategoricalEncoder
 
 import train_dann
 from data_prep.deepmine import prepare_deepmine
-from local.data.dataio import speaker_classes
+from local.data.dataio import collate_pairs, speaker_classes
 from local.data.manifest_io import read_manifest
 from local.errors import ManifestError
 from local.experiment import prepare_experiment
@@ -103,6 +104,33 @@ def test_ge2e_groups_its_batches_by_speaker_and_phrase(run, tmp_path):
         # Each of the loss's rows is one class: one speaker saying one phrase.
         assert all(len({classes[i] for i in group}) == 1 for group in groups), groups
         assert len({classes[group[0]] for group in groups}) == speakers
+
+
+def test_ge2e_leaves_a_repeated_utterance_out_of_its_own_centroid(run, tmp_path):
+    # Each speaker x phrase class has 3 utterances, fewer than the batch's 4 a
+    # class: a class repeats one, which the loss must not take for another
+    # utterance (at ge2e_fbank.yaml's 2 s crops, longer than every utterance,
+    # the same audio twice).
+    _, data_folder, _ = run
+    brain, hparams, _, data = prepare_experiment([
+        "hparams/ge2e_fbank.yaml", CONDITION, f"--data_folder={data_folder}",
+        f"--output_folder={tmp_path}", *GE2E_TINY, "--speaker_label=spk_phrase"])
+    brain.on_fit_start()
+    brain.train_pairs = pairs = data["train_pairs"]
+    brain.steps_per_epoch = pairs.steps_per_epoch(hparams["batch_size"])
+    brain.modules.eval()  # each crop's embedding is its own
+    source, target = batch = collate_pairs(
+        [pairs[i] for i in pairs.process_batches(hparams["batch_size"])[0]])
+    assert len(set(source.id)) < len(source.id)
+    with torch.no_grad():
+        embeddings, features = brain.compute_forward(batch, sb.Stage.TRAIN)
+        brain.compute_objectives((embeddings, features), batch, sb.Stage.TRAIN)
+        head = brain.modules.speaker_head
+        crops = embeddings[:len(source)]
+        expected, _ = head(crops, None, None, None, source.id)
+        as_distinct, _ = head(crops, None, None, None)
+    assert brain.stats.means()["speaker_loss"] == pytest.approx(expected.item(), rel=1e-5)
+    assert expected.item() != pytest.approx(as_distinct.item(), rel=1e-3)
 
 
 def test_the_ssl_model_is_fine_tuned(run, tiny_ssl, tmp_path):

@@ -1,5 +1,6 @@
 """The GE2E loss against a direct implementation, and the speaker-major batches it needs."""
 
+import logging
 import math
 
 import numpy as np
@@ -9,13 +10,19 @@ import torch.nn.functional as F
 from speechbrain.dataio.dataset import DynamicItemDataset
 
 from local.data.dataio import PairedDataset, SpeakerBatchSampler, collate_pairs
-from local.model.speaker_heads import GE2ELoss
+from local.model.speaker_heads import GE2EHead, GE2ELoss
 
 
-def direct_ge2e(embeddings, w, b, variant):
-    """The loss of Wan et al. (2018) written out utterance by utterance, averaged."""
+def direct_ge2e(embeddings, w, b, variant, utterances=None):
+    """The loss of Wan et al. (2018) written out utterance by utterance, averaged.
+
+    ``utterances[j][m]`` names the utterance of row ``m`` of speaker ``j``
+    (each row its own when None): the own centroid leaves out all its rows.
+    """
     embeddings = embeddings / embeddings.norm(dim=-1, keepdim=True)  # the paper's e_ji
     n_speakers, n_utterances, _ = embeddings.shape
+    if utterances is None:
+        utterances = [list(range(n_utterances))] * n_speakers
     total = 0.0
     for j in range(n_speakers):
         for i in range(n_utterances):
@@ -23,7 +30,8 @@ def direct_ge2e(embeddings, w, b, variant):
             scores = []
             for k in range(n_speakers):
                 if k == j:
-                    members = [embeddings[k, m] for m in range(n_utterances) if m != i]
+                    members = [embeddings[k, m] for m in range(n_utterances)
+                               if utterances[k][m] != utterances[k][i]]
                 else:
                     members = [embeddings[k, m] for m in range(n_utterances)]
                 centroid = sum(members) / len(members)
@@ -103,6 +111,59 @@ def test_loss_of_speakers_on_their_own_axes_by_hand(variant, expected):
     assert loss.item() == pytest.approx(expected, rel=1e-9)
 
 
+@pytest.mark.parametrize("variant", ["softmax", "contrast"])
+def test_the_repeats_of_an_utterance_are_left_out_of_its_own_centroid(variant):
+    # Speaker-major rows as SpeakerBatchSampler gives them to a speaker of 3
+    # utterances at M = 4: its first utterance twice, the same audio when it is
+    # shorter than the crop. A repeat in its own centroid would raise its own
+    # similarity with its own copy.
+    speakers, utterances, dim = 3, 4, 8
+    torch.manual_seed(0)
+    ids = [f"s{j}_u{m % 3}" for j in range(speakers) for m in range(utterances)]
+    distinct = torch.randn(speakers, 3, dim, dtype=torch.float64)
+    rows = distinct[:, [0, 1, 2, 0]]
+    head = GE2EHead(GE2ELoss(variant, init_w=3.0, init_b=-1.0).double(), speakers, utterances,
+                    source_speakers=speakers, batch_size=speakers * utterances)
+    inputs = rows.reshape(-1, 1, dim).clone().requires_grad_()
+    loss, _ = head(inputs, None, None, None, ids)
+    loss.backward()
+
+    reference_inputs = rows.clone().requires_grad_()
+    w = torch.tensor(3.0, dtype=torch.float64, requires_grad=True)
+    b = torch.tensor(-1.0, dtype=torch.float64, requires_grad=True)
+    reference = direct_ge2e(reference_inputs, w, b, variant, [[0, 1, 2, 0]] * speakers)
+    reference.backward()
+    torch.testing.assert_close(loss, reference)
+    torch.testing.assert_close(inputs.grad.reshape(rows.shape), reference_inputs.grad)
+    torch.testing.assert_close(head.loss.w.grad, w.grad)
+    # The first utterance's rows are scored against the centroid of the other two.
+    scores = head.loss.similarities(rows, torch.tensor([[0, 1, 2, 0]] * speakers))
+    units = F.normalize(distinct, dim=-1)
+    own = F.cosine_similarity(units[0, 0], units[0, 1:].mean(dim=0), dim=0)
+    assert scores[0, 0, 0].item() == scores[0, 3, 0].item() == pytest.approx(
+        3.0 * own.item() - 1.0)
+    assert head(inputs, None, None, None)[0].item() != pytest.approx(loss.item())
+
+
+def test_the_augmented_copies_are_left_out_of_their_own_utterances_centroid():
+    speakers, utterances, dim = 2, 2, 4
+    head = GE2EHead(GE2ELoss(), speakers, utterances, source_speakers=2,
+                    batch_size=speakers * utterances)
+    clean, copies = torch.randn(2, speakers * utterances, 1, dim, dtype=torch.float64)
+    ids = ["a1", "a2", "b1", "b2"]
+    loss, _ = head(torch.cat([clean, copies]).double(), None, None, None, ids + ids)
+    by_speaker = torch.cat([clean.reshape(speakers, utterances, dim),
+                            copies.reshape(speakers, utterances, dim)], dim=1)
+    w, b = torch.tensor(10.0, dtype=torch.float64), torch.tensor(-5.0, dtype=torch.float64)
+    expected = direct_ge2e(by_speaker, w, b, "softmax", [[1, 2, 1, 2]] * speakers)
+    torch.testing.assert_close(loss, expected)
+
+
+def test_a_speaker_of_one_utterance_is_a_clear_error():
+    with pytest.raises(ValueError, match="at least 2 utterances of each speaker"):
+        GE2ELoss()(torch.randn(2, 3, 4), torch.tensor([[0, 1, 1], [2, 2, 2]]))
+
+
 def test_scale_stays_positive():
     # A step that takes w below 0 leaves the scale positive: a larger cosine
     # is still a larger similarity.
@@ -164,6 +225,20 @@ def test_every_batch_is_n_speakers_by_m_utterances_speaker_major():
     assert len(used) > 0.9 * len(labels)
 
 
+def test_speakers_of_one_utterance_are_never_drawn(caplog):
+    # GE2E leaves every crop of an utterance out of its own speaker's centroid:
+    # a speaker of one utterance would have none.
+    labels = speaker_labels([1, 5, 2, 1, 4])
+    with caplog.at_level(logging.INFO, logger="local.data.dataio"):
+        sampler = SpeakerBatchSampler(labels, n_speakers=3, n_utterances=2, n_batches=30, seed=1)
+    assert "leave out the 2 of the 5 source speakers with one utterance" in caplog.text
+    drawn = {labels[i] for batch in sampler for i in batch}
+    assert drawn == {"spk1", "spk2", "spk4"}
+    with pytest.raises(ValueError, match="need that many speakers of at least 2 utterances; "
+                       r"the source training set has 3 \(of 5 speakers\)"):
+        SpeakerBatchSampler(labels, n_speakers=4, n_utterances=2, n_batches=30, seed=1)
+
+
 def test_batches_depend_on_seed_and_epoch_only():
     labels = speaker_labels([5] * 6)
     sampler = SpeakerBatchSampler(labels, 3, 2, n_batches=5, seed=1)
@@ -179,8 +254,8 @@ def test_batches_depend_on_seed_and_epoch_only():
 
 
 @pytest.mark.parametrize("n_speakers, n_utterances, n_batches, message", [
-    (7, 2, 5, "Batches of 7 speakers need that many speakers; the source training set has 6\n"
-              "Fix: lower ge2e_speakers"),
+    (7, 2, 5, "Batches of 7 speakers need that many speakers of at least 2 utterances; the "
+              "source training set has 6 \\(of 6 speakers\\)\nFix: lower ge2e_speakers"),
     (3, 2, 0, r"No batch of 3 speakers x 2 utterances in an epoch \(n_batches 0\)"),
     (0, 2, 5, "need n_speakers and n_utterances >= 1; got 0 and 2"),
 ])
