@@ -20,9 +20,10 @@ embeds each training set the first time a back-end asks for it, and trains
 what several back-ends share (the source PLDA, the target's pseudo-speakers)
 once. A back-end that the run's data cannot train (too few speakers or
 utterances, :class:`~local.evaluation.plda.PLDABackend`; a target too small to
-cluster, or a domain too small to re-colour by) raises :class:`~local.evaluation.plda.Unscorable`: its systems are
-left out with a warning and a line of the report that names it and says why,
-not a failed run. A fault of the input (embeddings with NaN values, a bad
+cluster, or of no pseudo-speaker to pool; a domain too small to re-colour by)
+raises :class:`~local.evaluation.plda.Unscorable`: its systems are left out
+with a warning and a line of the report that names it and says why, not a
+failed run. A fault of the input (embeddings with NaN values, a bad
 setting) stays an error.
 """
 
@@ -306,6 +307,13 @@ class PooledPLDA(SourcePLDA):
 
     def trained(self, data):
         kept, pseudo = data.pseudo_speakers
+        if not kept:
+            # It would be the source PLDA, under another name.
+            raise Unscorable(
+                f"none of the target's {len(data.target)} training utterances keeps a "
+                "pseudo-speaker, which would leave the plda of the source speakers alone; lower "
+                "pseudo_min_silhouette, change pseudo_neighbours or pseudo_whiten, or check the "
+                "target audio")
         vectors, speakers = data.source
         # Prefixed: a source speaker named like a pseudo-speaker stays another speaker.
         return data.plda(torch.cat([vectors, data.target[kept]]),

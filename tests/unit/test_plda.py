@@ -494,3 +494,19 @@ def test_a_domain_too_small_to_re_colour_by_leaves_coral_plda_out(caplog, source
     assert unscored["coral_plda"].startswith(
         f"the {domain}'s 1 training utterances are fewer than the 2 of a covariance")
     assert f"coral_plda not scored: the {domain}'s 1" in caplog.text
+
+
+def test_a_pooled_plda_of_no_target_pseudo_speaker_is_said_not_scored_as_the_source_plda(caplog):
+    rng = np.random.default_rng(1)
+    source = torch.from_numpy(8 * np.eye(8)[np.arange(60) % 6] + rng.normal(size=(60, 8))).float()
+    target = torch.from_numpy(rng.normal(size=(40, 8))).float()  # no speakers to find
+    hparams = dict(NORM, lda_dim=6, seed=1,
+                   pseudo_labels=PseudoLabels(offset=0, neighbours=5, min_silhouette=0.99))
+    data = training(hparams, source, target)
+    assert data.pseudo_speakers == ([], [])
+    with caplog.at_level("WARNING"):
+        backends, unscored = build_backends(["plda", "plda_pooled"], data)
+    assert list(backends) == ["plda"]
+    assert unscored["plda_pooled"].startswith(
+        "none of the target's 40 training utterances keeps a pseudo-speaker")
+    assert "plda_pooled not scored: none of the target's 40" in caplog.text
