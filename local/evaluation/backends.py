@@ -148,6 +148,8 @@ def target_pseudo_speakers(hparams, target, speakers=None):
             embeddings, {str(i): speaker for i, speaker in enumerate(speakers or [])})
     else:
         labels, _, summary = pseudo.cluster(embeddings, seed=hparams["seed"])
+    pseudo.warn_if_barely_kept(summary, len(target), "target pseudo-speakers of the back-ends",
+                               "plda_target and plda_pooled")
     kept = [int(i) for i in labels]
     print(f"Target pseudo-speakers for the back-end: {summary['clusters']} clusters, "
           f"{len(kept)} of {len(target)} utterances kept")

@@ -599,15 +599,35 @@ class PseudoLabels:
             labels, centroids, summary = self.cluster(embeddings, seed=seed * 1000 + epoch)
         if speakers and set(embeddings) <= set(speakers):
             summary["nmi"] = agreement_with(labels, speakers)
-        if not labels or summary["clusters"] < 2 or summary["kept"] < FEW_KEPT:
-            logger.warning(
-                "pseudo-labels at epoch %d: %d clusters, %.1f%% of %d target utterances kept: "
-                "the target barely trains the speaker head. Lower pseudo_min_silhouette (now "
-                "%s) to keep more, change pseudo_neighbours (now %s: more merges clusters, "
-                "fewer splits them) or pseudo_whiten, or check the target audio.",
-                epoch, summary["clusters"], 100 * summary["kept"], len(embeddings),
-                self.settings["min_silhouette"], self.settings["neighbours"])
+        self.warn_if_barely_kept(summary, len(embeddings), f"pseudo-labels at epoch {epoch}",
+                                 "the speaker head")
         return labels, centroids, summary
+
+    def warn_if_barely_kept(self, summary, utterances, clustering, trained):
+        """Warn, naming the settings to change, when a labelling barely trains ``trained``.
+
+        That is, when it found fewer than 2 clusters or kept fewer than
+        :data:`FEW_KEPT` of the utterances.
+
+        Arguments
+        ---------
+        summary : dict
+            :func:`clustering_summary`'s dict of the labelling.
+        utterances : int
+            The target utterances labelled.
+        clustering : str
+            Which labelling it is, opening the warning.
+        trained : str
+            What its pseudo-speakers train.
+        """
+        if summary["clusters"] < 2 or summary["kept"] < FEW_KEPT:
+            logger.warning(
+                "%s: %d clusters, %.1f%% of %d target utterances kept: the target barely "
+                "trains %s. Lower pseudo_min_silhouette (now %s) to keep more, change "
+                "pseudo_neighbours (now %s: more merges clusters, fewer splits them) or "
+                "pseudo_whiten, or check the target audio.",
+                clustering, summary["clusters"], 100 * summary["kept"], utterances, trained,
+                self.settings["min_silhouette"], self.settings["neighbours"])
 
     @staticmethod
     def true_speakers(embeddings, speakers):

@@ -1,5 +1,6 @@
 """PLDA, its unsupervised adaptation and CORAL against direct formulas; the back-end systems in a run."""
 
+import logging
 import os
 
 import numpy as np
@@ -510,3 +511,26 @@ def test_a_pooled_plda_of_no_target_pseudo_speaker_is_said_not_scored_as_the_sou
     assert unscored["plda_pooled"].startswith(
         "none of the target's 40 training utterances keeps a pseudo-speaker")
     assert "plda_pooled not scored: none of the target's 40" in caplog.text
+
+
+@pytest.mark.parametrize("found", ["speakers", "barely any"])
+def test_a_target_clustering_of_the_backends_that_barely_keeps_warns_as_training_does(
+        caplog, found):
+    rng = np.random.default_rng(0)
+    if found == "speakers":
+        target = torch.from_numpy(8 * np.eye(6)[np.repeat(np.arange(4), 8)]
+                                  + rng.normal(size=(32, 6))).float()
+    else:
+        target = torch.from_numpy(rng.normal(size=(40, 8))).float()  # no speakers to find
+    hparams = {"pseudo_labels": PseudoLabels(offset=0, neighbours=5, min_silhouette=0.9),
+               "seed": 1}
+    with caplog.at_level("WARNING"):
+        kept, _ = target_pseudo_speakers(hparams, target)
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    if found == "speakers":
+        assert len(kept) == 32 and not warned
+    else:
+        assert 0 < len(kept) < 4 and len(warned) == 1
+        assert warned[0].startswith("target pseudo-speakers of the back-ends: ")
+        assert "of 40 target utterances kept: the target barely trains plda_target and " \
+               "plda_pooled. Lower pseudo_min_silhouette (now 0.9)" in warned[0]
