@@ -86,7 +86,7 @@ def class_covariances(vectors, labels):
     return mean, within, between
 
 
-def simultaneous_diagonalisation(within, between):
+def simultaneous_diagonalisation(within, between, spare=None):
     """The transform that makes ``within`` the identity and ``between`` diagonal.
 
     Arguments
@@ -95,6 +95,9 @@ def simultaneous_diagonalisation(within, between):
         ``[dim, dim]``, positive definite.
     between : numpy.ndarray
         ``[dim, dim]``, positive semi-definite.
+    spare : int, optional
+        The within-speaker degrees of freedom of the training embeddings
+        (utterances minus speakers), which say why ``within`` is singular.
 
     Returns
     -------
@@ -104,7 +107,9 @@ def simultaneous_diagonalisation(within, between):
     Raises
     ------
     Unscorable
-        When ``within`` is singular: too few utterances per dimension.
+        When ``within`` is singular: too few utterances per dimension or,
+        with ``spare`` enough to span it, a direction in which no speaker's
+        embeddings vary.
     """
     # A covariance short of full rank can pass the Cholesky factorisation of
     # scipy's eigh by rounding, and give a psi of 1e25 along its null direction.
@@ -115,14 +120,44 @@ def simultaneous_diagonalisation(within, between):
             raise np.linalg.LinAlgError
         psi, vectors = scipy.linalg.eigh(between, within)
     except np.linalg.LinAlgError:
-        raise Unscorable(
-            f"the within-class covariance of the {len(within)}-dimensional training "
-            "embeddings is singular; it needs more utterances than the embeddings have "
-            "dimensions and speakers together: a larger backend_max_utterances or training "
-            "manifest (the LDA is found in all the dimensions, so lda_dim does not help)"
-        ) from None
+        raise Unscorable(singular_within(len(within), spare)) from None
     order = np.argsort(psi)[::-1]
     return vectors[:, order].T, np.maximum(psi[order], 0.0)
+
+
+def singular_within(dim, spare=None):
+    """Why a within-class covariance of ``dim`` dimensions is singular, and the fix.
+
+    Arguments
+    ---------
+    dim : int
+        Its dimensions.
+    spare : int, optional
+        The within-speaker degrees of freedom (utterances minus speakers) of
+        the embeddings it is of, ``dim`` or more of which span it; None: unknown.
+
+    Returns
+    -------
+    str
+        Too few utterances, or, where ``spare`` would span ``dim``, embeddings
+        that do not vary in some direction within any speaker.
+
+    Example
+    -------
+    >>> print(singular_within(8, spare=54))  # doctest: +ELLIPSIS
+    the within-class covariance of the 8-dimensional training embeddings is singular, though their 54 within-speaker degrees of freedom (utterances minus speakers) would span it: ...
+    """
+    problem = (f"the within-class covariance of the {dim}-dimensional training embeddings is "
+               "singular")
+    if spare is not None and spare >= dim:
+        return (f"{problem}, though their {spare} within-speaker degrees of freedom (utterances "
+                "minus speakers) would span it: in some direction no speaker's embeddings vary "
+                "(a dimension that is 0 in every embedding, or speakers whose utterances are "
+                "copies of a few recordings under several IDs); check the model, or remove the "
+                "copies from the training manifest")
+    return (f"{problem}; it needs more utterances than the embeddings have dimensions and "
+            "speakers together: a larger backend_max_utterances or training manifest (the LDA "
+            "is found in all the dimensions, so lda_dim does not help)")
 
 
 class PLDA:
@@ -262,7 +297,7 @@ class PLDABackend:
                              "speakers or more")
         units = unit_float64(vectors)
         self.centre, within, between = class_covariances(units, labels)
-        lda, _ = simultaneous_diagonalisation(within, between)
+        lda, _ = simultaneous_diagonalisation(within, between, spare=len(units) - speakers)
         self.lda = lda[:min(lda_dim, speakers - 1)]
         self.plda = PLDA.fit(self.project(units), labels)
 

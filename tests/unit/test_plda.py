@@ -276,6 +276,26 @@ def test_too_few_utterances_for_the_dimensions_are_refused(lda_dim):
         PLDABackend(rng.normal(size=(6, 8)), ["a", "a", "b", "b", "c", "c"], lda_dim)
 
 
+@pytest.mark.parametrize("case", ["a dimension of zeros", "copies of two recordings each"])
+def test_embeddings_enough_to_span_the_dimensions_that_do_not_vary_are_said_so(case):
+    # 60 utterances of 6 speakers in 8 dimensions: 54 within-speaker degrees of freedom.
+    rng = np.random.default_rng(0)
+    labels = np.arange(60) % 6
+    if case == "a dimension of zeros":
+        vectors = 8 * np.eye(8)[labels] + rng.normal(size=(60, 8))
+        vectors[:, 3] = 0.0
+    else:  # each speaker's 10 utterances are 5 copies each of 2 recordings: rank 6 of 8
+        recordings = 8 * np.eye(8)[np.arange(12) // 2] + rng.normal(size=(12, 8))
+        vectors = recordings[2 * labels + np.arange(60) // 6 % 2]
+    with pytest.raises(Unscorable) as refusal:
+        PLDABackend(vectors, labels, 5)
+    assert str(refusal.value).startswith(
+        "the within-class covariance of the 8-dimensional training embeddings is singular, though "
+        "their 54 within-speaker degrees of freedom (utterances minus speakers) would span it: in "
+        "some direction no speaker's embeddings vary")
+    assert "backend_max_utterances" not in str(refusal.value)
+
+
 @pytest.mark.parametrize("seed", range(10))
 def test_one_utterance_short_of_a_full_rank_within_class_covariance_is_refused(seed):
     # 10 utterances of 3 speakers in 8 dimensions: a within-class covariance
