@@ -44,7 +44,8 @@ from local.model.distributed import gathered_on_main
 
 logger = get_logger(__name__)
 
-# Rows of the utterance x centroid similarity computed at once by the silhouette.
+# Rows of the utterance x centroid similarity computed at once by the silhouette, and
+# of the embeddings that one_embedding_speakers reads at once.
 SILHOUETTE_BLOCK = 4096
 # Below this fraction of the target kept, the log warns that pseudo-labels barely train.
 FEW_KEPT = 0.1
@@ -60,6 +61,13 @@ IVF_LISTS_PER_ROOT, IVF_PROBES = 4, 16
 IVF_POINTS_PER_LIST = 39
 # What the embeddings are, in a refusal of NaN ones.
 PSEUDO_LABEL_EMBEDDINGS = "target pseudo-label embeddings"
+# Unit embeddings no coordinate of which differs by more than this are one and
+# the same: a dann_fbank model trained 3 epochs on the demo corpus embedded 25
+# utterances of digital silence of 1-2.5 s to within 1.1e-7 of each other,
+# where the closest two of its 240 target speech utterances differ by 0.10.
+SAME_EMBEDDING = 1e-6
+# Utterances a warning names of each pseudo-speaker.
+NAMED_UTTERANCES = 3
 
 
 def cluster_pseudo_speakers(embeddings, neighbours=10, min_silhouette=0.3, whiten_ridge=None,
@@ -127,7 +135,80 @@ def cluster_pseudo_speakers(embeddings, neighbours=10, min_silhouette=0.3, white
     labels = {utt: int(label) for utt, label in zip(ids, new) if label >= 0}
     members = torch.from_numpy(new >= 0)
     centroids = mean_directions(units[members], torch.from_numpy(new[new >= 0]), len(kept))
+    warn_of_one_embedding_speakers(ids, units, new, len(kept))
     return labels, centroids, clustering_summary(clusters, silhouettes, len(labels))
+
+
+def one_embedding_speakers(units, speakers, count):
+    """The pseudo-speakers whose utterances all have one and the same embedding.
+
+    Computed in blocks of :data:`SILHOUETTE_BLOCK` rows: memory ``count x dim``.
+
+    Arguments
+    ---------
+    units : torch.Tensor
+        ``[n, dim]`` unit embeddings.
+    speakers : numpy.ndarray
+        ``[n]`` pseudo-speaker of each, in ``[0, count)``; -1: none.
+    count : int
+        Pseudo-speakers.
+
+    Returns
+    -------
+    numpy.ndarray
+        Those whose utterances differ by no more than :data:`SAME_EMBEDDING`
+        in every coordinate.
+
+    Example
+    -------
+    >>> units = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.6, 0.8], [0.0, 1.0], [0.8, 0.6]])
+    >>> one_embedding_speakers(units, np.array([0, 0, 1, 1, -1]), 2)
+    array([0])
+    """
+    high = torch.full((count, units.shape[1]), -float("inf"), dtype=units.dtype)
+    low = torch.full_like(high, float("inf"))
+    speakers = torch.as_tensor(speakers, dtype=torch.long)
+    for start in range(0, len(units), SILHOUETTE_BLOCK):
+        own = speakers[start:start + SILHOUETTE_BLOCK]
+        block = units[start:start + SILHOUETTE_BLOCK][own >= 0]
+        index = own[own >= 0, None].expand_as(block)
+        high.scatter_reduce_(0, index, block, "amax")
+        low.scatter_reduce_(0, index, block, "amin")
+    return np.flatnonzero(((high - low).amax(dim=1) <= SAME_EMBEDDING).numpy())
+
+
+def warn_of_one_embedding_speakers(ids, units, speakers, count):
+    """Warn of pseudo-speakers whose utterances are one embedding, naming them.
+
+    Such a pseudo-speaker is digital silence, a constant signal or one
+    recording under several IDs (as VoxCeleb and CN-Celeb have), not a speaker.
+
+    Arguments
+    ---------
+    ids : list of str
+        The utterances.
+    units : torch.Tensor
+        ``[n, dim]`` their unit embeddings.
+    speakers : numpy.ndarray
+        ``[n]`` pseudo-speaker of each, in ``[0, count)``; -1: none.
+    count : int
+        Pseudo-speakers.
+    """
+    alike = one_embedding_speakers(units, speakers, count)
+    if not len(alike):
+        return
+    named = []
+    for speaker in alike[:NAMED_UTTERANCES]:
+        members = [ids[i] for i in np.flatnonzero(speakers == speaker)]
+        named.append(f"{len(members)} utterances ({', '.join(members[:NAMED_UTTERANCES])}"
+                     f"{', ...' * (len(members) > NAMED_UTTERANCES)})")
+    if len(alike) > NAMED_UTTERANCES:
+        named.append(f"{len(alike) - NAMED_UTTERANCES} more")
+    logger.warning(
+        "%d of %d target pseudo-speakers are each utterances of one and the same embedding, "
+        "as digital silence, a constant signal or one recording under several IDs have, and "
+        "train as speakers: %s. Remove such utterances from the target training manifest, "
+        "keeping one of each recording.", len(alike), count, "; ".join(named))
 
 
 def mean_directions(units, clusters, count):

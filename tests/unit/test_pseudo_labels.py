@@ -404,6 +404,31 @@ def test_well_clustered_target_does_not_warn(caplog):
     assert not [r for r in caplog.records if r.levelno == logging.WARNING]
 
 
+@pytest.mark.parametrize("whiten", [True, False])
+def test_pseudo_speakers_of_one_embedding_are_named_in_a_warning(caplog, monkeypatch, whiten):
+    """Digital silence (one embedding to float32 rounding) and a recording under four IDs."""
+    monkeypatch.setattr(pseudo_labels, "SILHOUETTE_BLOCK", 7)  # pseudo-speakers across blocks
+    embeddings, truth = speakers(4, 8, spread=0.05)
+    rng = np.random.default_rng(1)
+    silence, recording = 3 * rng.normal(size=(2, 16))
+    for u in range(10):  # float32 rounding of different lengths' padding
+        rounded = silence * (1 + 1e-7 * rng.normal(size=16))
+        embeddings[f"silence{u}"] = torch.from_numpy(rounded).float()
+    for u in range(4):
+        embeddings[f"copy{u}"] = torch.from_numpy(recording).float()
+    with caplog.at_level(logging.WARNING):
+        labels, _, summary = cluster_pseudo_speakers(embeddings, neighbours=5,
+                                                     whiten_ridge=0.1 if whiten else None)
+    assert partition({u: labels[u] for u in truth}) == partition(truth)
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1 and summary["clusters"] == 6
+    assert warned[0].startswith("2 of 6 target pseudo-speakers are each utterances of one and "
+                                "the same embedding")
+    assert "10 utterances (silence0, silence1, silence2, ...); 4 utterances (copy0, copy1, " \
+           "copy2, ...)." in warned[0]
+    assert "Remove such utterances from the target training manifest" in warned[0]
+
+
 def test_the_speaker_head_grows_with_the_pseudo_speakers_and_a_checkpoint_restores_it(tmp_path):
     torch.manual_seed(0)
     pseudo = PseudoLabels(offset=3, epochs=[1])
