@@ -296,12 +296,12 @@ class EmbeddingCache:
         return compute_embeddings(self.embed, dataset, self.hparams["eval_batch_size"],
                                   self.device, cache_path=cache, ids=ids, limits=self.limits)
 
-    def subset(self, name, dataset, size):
+    def subset(self, name, dataset, size, manifest="the training manifest"):
         """Embeddings of :func:`cohort_subset`'s draw, cached as ``<name><n>``.
 
         The draw is among the utterances within the embedding limits: a
         training manifest may hold utterances too short to embed whole,
-        which its crops repeat.
+        which its crops repeat, or too long.
 
         Arguments
         ---------
@@ -311,13 +311,26 @@ class EmbeddingCache:
             Whole utterances.
         size : int
             The most utterances drawn.
+        manifest : str
+            What ``dataset`` is, in the message of an empty draw.
 
         Returns
         -------
         tuple
             ``(ids, embeddings)``: the drawn IDs and their ``[n, dim]`` tensor.
+
+        Raises
+        ------
+        Unscorable
+            When no utterance of ``dataset`` is within the limits: what
+            trains on the draw cannot be trained.
         """
         ids = cohort_subset(embeddable_ids(dataset, *self.limits), size, self.hparams["seed"])
+        if not ids:
+            raise Unscorable(
+                f"none of the {len(dataset)} utterances of {manifest} is within "
+                "min_embed_seconds and max_embed_seconds ({}-{} s), the lengths embedded "
+                "whole; cut them into rows (start, stop) of such lengths".format(*self.limits))
         vectors = self(f"{name}{len(ids)}", dataset, ids)
         return ids, torch.stack([vectors[i] for i in ids])
 
@@ -379,7 +392,8 @@ def training_embeddings(cache, hparams, training):
 
     def draw(role):
         name, domain, size = draws[role]
-        ids, vectors = cache.subset(name, training[domain], size)
+        ids, vectors = cache.subset(name, training[domain], size,
+                                    f"the {domain} training manifest")
         rows = training[domain].data
         if role == "source":
             return vectors, [str(speaker_class(*(rows[utt][c] for c in columns))) for utt in ids]

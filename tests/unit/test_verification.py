@@ -386,7 +386,7 @@ class RecordingCache:
     def __init__(self):
         self.draws = []
 
-    def subset(self, name, dataset, size):
+    def subset(self, name, dataset, size, manifest):
         self.draws.append((name, dataset.name, size))
         ids = dataset.data_ids[:size]
         return ids, torch.zeros(len(ids), 2)
@@ -412,6 +412,26 @@ def test_training_draws_take_their_domain_and_size_and_target_speakers_only_for_
                            ("backend_source", "source", 5), ("backend_target", "target", 5)]
 
 
+def test_training_sets_of_no_utterance_within_the_embedding_limits_leave_their_backends_out(
+        tmp_path):
+    """Long recordings, over max_embed_seconds: nothing to embed, and nothing is embedded."""
+    source, target = (DynamicItemDataset({f"{name}{i}": {
+        "wav": f"{name}{i}.wav", "start": 0, "stop": 16000 * 700, "sample_rate": 16000,
+        "spk_id": "a"} for i in range(count)}) for name, count in (("s", 12), ("t", 20)))
+    hparams = dict(NORM, output_folder=str(tmp_path), eval_batch_size=4, seed=1,
+                   pseudo_labels=PseudoLabels(offset=0))
+    cache = verification.EmbeddingCache(None, hparams, "cpu", "CKPT")
+    data = training_embeddings(cache, hparams, {"source": source, "target": target})
+    backends, unscored = verification.build_backends(["plda", "plda_target"], data)
+    assert backends == {}
+    assert unscored == {name: f"none of the {count} utterances of the {domain} training "
+                              "manifest is within min_embed_seconds and max_embed_seconds "
+                              "(0.5-600 s), the lengths embedded whole; cut them into rows "
+                              "(start, stop) of such lengths"
+                        for name, domain, count in (("plda", "source", 12),
+                                                    ("plda_target", "target", 20))}
+
+
 class VectorCache(RecordingCache):
     """An embedding cache whose embedding of each utterance is given."""
 
@@ -419,8 +439,8 @@ class VectorCache(RecordingCache):
         super().__init__()
         self.vectors = vectors
 
-    def subset(self, name, dataset, size):
-        ids, _ = super().subset(name, dataset, size)
+    def subset(self, name, dataset, size, manifest):
+        ids, _ = super().subset(name, dataset, size, manifest)
         return ids, torch.stack([self.vectors[utt] for utt in ids])
 
 
