@@ -175,8 +175,10 @@ class DomainAdaptation:
         if whiten:
             eigenvalues, eigenvectors = np.linalg.eigh(np.cov(units, rowvar=False))
             # Unit vectors' total variance is 1 - |mean|^2: rounding alone for identical ones,
-            # which a ridge (a fraction of it) would whiten into noise.
-            if not eigenvalues.sum() > len(eigenvalues) * np.finfo(eigenvalues.dtype).eps:
+            # which a ridge (a fraction of it) would whiten into noise. Rounding in their own
+            # precision: a float32 model embeds digital silence of any length alike to 1e-7.
+            precision = torch.finfo(torch.as_tensor(domain).dtype).eps
+            if not eigenvalues.sum() > len(eigenvalues) * precision:
                 fail(name, f"its {len(units)} embeddings are all the same: they have no "
                            "covariance to whiten by",
                      fix="check the model and the audio they were drawn from")

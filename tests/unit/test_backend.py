@@ -147,6 +147,17 @@ def test_identical_embeddings_are_named_whatever_the_ridge(ridge, dim):
         DomainAdaptation(same, whiten=True, ridge=ridge)
 
 
+@pytest.mark.parametrize("ridge", [0.0, 0.1])
+def test_float32_embeddings_alike_to_their_rounding_are_all_the_same(ridge):
+    """A float32 model embeds utterances of digital silence of any length to within 1e-7."""
+    rng = np.random.default_rng(0)
+    silence = rng.normal(size=DIM)
+    alike = torch.from_numpy(silence * (1 + 1e-7 * rng.normal(size=(25, DIM)))).float()
+    with pytest.raises(ManifestError, match=r"cohort: its 25 embeddings are all the same: they "
+                                            r"have no covariance to whiten by\nFix: check the "):
+        DomainAdaptation(alike, whiten=True, ridge=ridge)
+
+
 def test_coral_names_the_domain_of_bad_embeddings(domain):
     target = domain.copy()
     target[3, 0] = np.nan
