@@ -49,7 +49,8 @@ class TrainingEmbeddings:
     draw : callable
         ``draw(role) -> (embeddings [n, dim], speakers)`` for the roles
         ``cohort``, ``source`` (speakers: the source classes) and ``target``
-        (speakers unread).
+        (speakers unread), whose draw may add the utterance IDs, which the
+        clustering's warnings name.
     """
 
     def __init__(self, hparams, draw):
@@ -68,8 +69,8 @@ class TrainingEmbeddings:
 
     @cached_property
     def target_draw(self):
-        """``(embeddings [m, dim], speakers)`` of the target training data; the
-        speakers are None, unless ``pseudo_oracle`` asks for the manifest's."""
+        """``(embeddings [m, dim], speakers[, IDs])`` of the target training data;
+        the speakers are None, unless ``pseudo_oracle`` asks for the manifest's."""
         return self.draw("target")
 
     @property
@@ -121,7 +122,7 @@ class TrainingEmbeddings:
         return target_pseudo_speakers(self.hparams, *self.target_draw)
 
 
-def target_pseudo_speakers(hparams, target, speakers=None):
+def target_pseudo_speakers(hparams, target, speakers=None, ids=None):
     """The target embeddings' pseudo-speakers, found as training finds them.
 
     Arguments
@@ -134,6 +135,9 @@ def target_pseudo_speakers(hparams, target, speakers=None):
     speakers : list, optional
         Their manifest speakers, read only with ``pseudo_oracle``, whose
         back-end takes them as the pseudo-speakers.
+    ids : list of str, optional
+        Their utterance IDs, which the clustering's warnings name; by
+        default their row numbers.
 
     Returns
     -------
@@ -142,18 +146,18 @@ def target_pseudo_speakers(hparams, target, speakers=None):
         pseudo-speaker, and its name (``pseudo<k>``, no source speaker's) for each.
     """
     pseudo = hparams["pseudo_labels"]
-    embeddings = {str(i): vector for i, vector in enumerate(target)}
+    ids = [str(i) for i in range(len(target))] if ids is None else list(ids)
+    embeddings = dict(zip(ids, target))
     if pseudo.oracle:
-        labels, _, summary = pseudo.true_speakers(
-            embeddings, {str(i): speaker for i, speaker in enumerate(speakers or [])})
+        labels, _, summary = pseudo.true_speakers(embeddings, dict(zip(ids, speakers or [])))
     else:
         labels, _, summary = pseudo.cluster(embeddings, seed=hparams["seed"])
     pseudo.warn_if_barely_kept(summary, len(target), "target pseudo-speakers of the back-ends",
                                "plda_target and plda_pooled")
-    kept = [int(i) for i in labels]
+    kept = [i for i, utt in enumerate(ids) if utt in labels]
     print(f"Target pseudo-speakers for the back-end: {summary['clusters']} clusters, "
           f"{len(kept)} of {len(target)} utterances kept")
-    return kept, [f"pseudo{labels[str(i)]}" for i in kept]
+    return kept, [f"pseudo{labels[ids[i]]}" for i in kept]
 
 
 class Cosine:

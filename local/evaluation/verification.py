@@ -379,7 +379,7 @@ def training_embeddings(cache, hparams, training):
     TrainingEmbeddings
         The cohort drawn from ``cohort_domain``'s manifest; the source
         (with the classes of the speaker head, ``speaker_label``) and the
-        target (unlabelled) from theirs.
+        target (unlabelled, with its utterance IDs) from theirs.
     """
     domain = hparams["cohort_domain"]
     draws = {"cohort": (f"cohort_{domain}", domain, hparams["cohort_size"]),
@@ -397,9 +397,10 @@ def training_embeddings(cache, hparams, training):
         rows = training[domain].data
         if role == "source":
             return vectors, [str(speaker_class(*(rows[utt][c] for c in columns))) for utt in ids]
-        # The target's speakers are read only for the oracle's ceiling.
-        if role == "target" and hparams["pseudo_labels"].oracle:
-            return vectors, [rows[utt]["spk_id"] for utt in ids]
+        if role == "target":  # its IDs name utterances in the clustering's warnings
+            # The target's speakers are read only for the oracle's ceiling.
+            oracle = hparams["pseudo_labels"].oracle
+            return vectors, [rows[utt]["spk_id"] for utt in ids] if oracle else None, ids
         return vectors, None
 
     return TrainingEmbeddings(hparams, draw)

@@ -533,6 +533,19 @@ def test_a_pooled_plda_of_no_target_pseudo_speaker_is_said_not_scored_as_the_sou
     assert "plda_pooled not scored: none of the target's 40" in caplog.text
 
 
+def test_the_backends_clustering_names_the_target_utterances_in_its_warnings(caplog):
+    rng = np.random.default_rng(0)
+    target = torch.from_numpy(8 * np.eye(6)[np.repeat(np.arange(4), 8)]
+                              + rng.normal(size=(32, 6))).float()
+    target[8:16] = target[8]  # one recording under eight IDs
+    ids = [f"utt{i}" for i in range(32)]
+    hparams = {"pseudo_labels": PseudoLabels(offset=0, neighbours=5), "seed": 1}
+    with caplog.at_level("WARNING"):
+        kept, speakers = target_pseudo_speakers(hparams, target, None, ids)
+    assert kept == list(range(32)) and len(set(speakers[8:16])) == 1
+    assert "8 utterances (utt8, utt9, utt10, ...)" in caplog.text
+
+
 @pytest.mark.parametrize("found", ["speakers", "barely any"])
 def test_a_target_clustering_of_the_backends_that_barely_keeps_warns_as_training_does(
         caplog, found):

@@ -408,6 +408,7 @@ def test_training_draws_take_their_domain_and_size_and_target_speakers_only_for_
     assert len(data.cohort) == 4
     assert data.source[1] == ["a0", "a1", "a0", "a1", "a0"]
     assert data.target_draw[1] == (["b0", "b1", "b2", "b0", "b1"] if oracle else None)
+    assert data.target_draw[2] == ["t0", "t1", "t2", "t3", "t4"]  # named in warnings
     assert cache.draws == [(f"cohort_{cohort_domain}", cohort_domain, 4),
                            ("backend_source", "source", 5), ("backend_target", "target", 5)]
 
