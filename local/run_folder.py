@@ -252,7 +252,7 @@ def changed_settings(recorded, settings, allowed, record_path, files=None):
     ------
     ManifestError
         Listing every change not accepted, with its old and new value; or
-        naming an ``allow_changed`` entry that is no setting.
+        naming an ``allow_changed`` entry that neither the record nor the command has.
 
     Example
     -------
@@ -274,9 +274,11 @@ def changed_settings(recorded, settings, allowed, record_path, files=None):
     Fix: pass the data files the run was trained on, or train into another --output_folder; where a change is safe for this run, accept it with --allow_changed=[source_train_sha256]
     """
     allowed = _key_list(allowed)
-    unknown = [key for key in allowed if key not in settings]
+    # A setting the run had and the command has not is a change to accept too.
+    names = {**recorded, **settings}
+    unknown = [key for key in allowed if key not in names]
     if unknown:
-        close = {key: difflib.get_close_matches(key, settings, n=1) for key in unknown}
+        close = {key: difflib.get_close_matches(key, names, n=1) for key in unknown}
         fail(record_path, f"--allow_changed names {unknown}, which are no settings of the run",
              fix="; ".join(f"{key}: did you mean {match[0]}?" if match else f"{key}: remove it"
                            for key, match in close.items()))

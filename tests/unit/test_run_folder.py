@@ -122,3 +122,14 @@ def test_full_disk_while_the_lock_is_taken_names_the_folder(tmp_path, monkeypatc
     monkeypatch.undo()
     hold_run_folder(tmp_path)
     release_run_folders()
+
+
+@pytest.mark.parametrize("recorded, settings", [({"lr": 0.1, "margin": 0.2}, {"lr": 0.1}),
+                                                ({"lr": 0.1}, {"lr": 0.1, "margin": 0.2})])
+def test_a_setting_only_the_record_or_the_command_has_is_accepted_as_the_refusal_says(
+        recorded, settings):
+    """The refusal of a setting that the run had and the command has not, or the other way
+    round, says to accept it by name: that is accepted."""
+    with pytest.raises(ManifestError, match=r"  margin: .*\n.*--allow_changed=\[margin\]"):
+        changed_settings(recorded, settings, [], "r.json")
+    assert list(changed_settings(recorded, settings, ["margin"], "r.json")) == ["margin"]
