@@ -133,3 +133,27 @@ def test_a_setting_only_the_record_or_the_command_has_is_accepted_as_the_refusal
     with pytest.raises(ManifestError, match=r"  margin: .*\n.*--allow_changed=\[margin\]"):
         changed_settings(recorded, settings, [], "r.json")
     assert list(changed_settings(recorded, settings, ["margin"], "r.json")) == ["margin"]
+
+
+def test_a_folder_this_process_holds_is_held_once_however_it_is_named(tmp_path):
+    """A run whose save_folder is its output folder, or a link to it, holds it once."""
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (tmp_path / "link").symlink_to(folder)
+    hold_run_folder(folder)
+    try:
+        hold_run_folder(tmp_path / "link")
+        hold_run_folder(f"{folder}/")
+        assert holder(folder / LOCK_FILE)["pid"] == os.getpid()
+    finally:
+        release_run_folders()
+    assert not os.path.exists(folder / LOCK_FILE)
+
+
+def test_a_setting_the_run_did_not_have_is_a_change_even_when_null():
+    """A new setting whose value is null is no absent one: the run was not trained with it."""
+    with pytest.raises(ManifestError, match=r"other settings:\n  adv_layer: \(absent\) -> "
+                                            r"null\nFix"):
+        changed_settings({"lr": 0.1}, {"lr": 0.1, "adv_layer": None}, [], "r.json")
+    with pytest.raises(ManifestError, match=r"other settings:\n  noise_csv: null -> \(absent\)"):
+        changed_settings({"noise_csv": None}, {}, [], "r.json")
