@@ -453,6 +453,25 @@ def test_max_embed_seconds_takes_null_for_no_limit_and_other_numbers_do_not():
             typed_overrides("hparams/dann_fbank.yaml", {key: None})
 
 
+@pytest.mark.parametrize("key", ["lr", "seed", "max_embed_seconds"])
+def test_true_or_false_is_no_number(key):
+    """YAML reads --lr=yes as True, which Python would count as the number 1."""
+    with pytest.raises(ManifestError, match=rf"--{key}=True is not a number"):
+        typed_overrides("hparams/dann_fbank.yaml", {key: True})
+
+
+@pytest.mark.parametrize("key, value", [("augment", "Flase"), ("augment", 1),
+                                        ("check_audio", "no_thanks"), ("check_audio", None)])
+def test_a_switch_takes_only_true_or_false(key, value):
+    """A misspelt False would be a true string to the run, and be recorded as its setting."""
+    default = plain_values("hparams/dann_fbank.yaml")[key]
+    with pytest.raises(ManifestError, match=rf"--{key}={value} is not True or False \(its "
+                                            rf"default is {default}\)\nFix: pass --{key}=True "
+                                            rf"or --{key}=False$"):
+        typed_overrides("hparams/dann_fbank.yaml", {key: value})
+    assert typed_overrides("hparams/dann_fbank.yaml", {key: not default}) == {key: not default}
+
+
 @pytest.mark.parametrize("key, value, example", [
     ("discriminator_neurons", 256, r"\[256\]"), ("pseudo_label_epochs", 3, r"\[3\]"),
     ("backend", None, r"\[\]")])
