@@ -252,6 +252,17 @@ def test_an_override_of_the_speaker_count_is_refused_not_replaced():
         load_condition("n_speakers: 100", "hparams/dann_fbank.yaml")
 
 
+def test_the_overrides_of_the_model_and_the_condition_are_checked_and_typed_on_loading():
+    """Each file's overrides reach it as numbers of the type of its defaults, or are refused."""
+    for key, path in (("seed", "hparams/dann_fbank.yaml"), ("demo_seed", "condition.yaml")):
+        with pytest.raises(ManifestError, match=rf"{path}: --{key}=1.5 is not an integer"):
+            load_condition(f"{key}: 1.5", "hparams/dann_fbank.yaml")
+    _, condition, model, mine = load_condition("seed: 2.0\ndemo_seed: 7.0\nlr: 1e-3",
+                                               "hparams/dann_fbank.yaml")
+    assert (model, mine, condition["demo_seed"]) == ({"seed": 2, "lr": 0.001}, {"demo_seed": 7}, 7)
+    assert isinstance(model["seed"], int) and isinstance(condition["demo_seed"], int)
+
+
 def test_a_generated_corpus_folder_given_to_a_real_corpus_names_the_folders_it_takes():
     with pytest.raises(ManifestError, match=r"--data_folder is not a setting of it or of "
                                             r"recipes/voxceleb_to_deepmine/condition.yaml\nFix: "
