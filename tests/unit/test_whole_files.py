@@ -8,7 +8,7 @@ import socket
 import pytest
 
 from local.errors import ManifestError
-from local.whole_files import staged_folder, written_whole
+from local.whole_files import saved_whole, staged_folder, written_whole
 from tests.conftest import waiting_process
 
 # Stages argv[1] with a file written, says so, and waits to be killed.
@@ -88,3 +88,59 @@ def test_the_next_write_removes_the_partial_files_of_ended_writers_of_this_host_
     live.communicate("")  # the live writer ends its write undisturbed
     assert live.returncode == 0
     assert (tmp_path / "scores.pt").read_bytes() == b"half"
+
+
+def test_two_writers_of_one_file_at_once_each_write_it_whole(tmp_path):
+    """Runs that write one cache at once (several seeds) neither cut nor move the other's write."""
+    path = tmp_path / "embeddings.pt"
+    other = waiting_process(PARTIAL_WRITER, path)
+    with written_whole(path, "wb") as out:
+        out.write(b"whole")
+    assert path.read_bytes() == b"whole"
+    other.communicate("")
+    assert other.returncode == 0
+    assert path.read_bytes() == b"half"
+    assert os.listdir(tmp_path) == ["embeddings.pt"]
+
+
+def test_a_folder_left_aside_by_a_killed_swap_is_put_back_when_the_next_writer_fails(tmp_path):
+    """A writer killed between moving the folder aside and moving its own in leaves
+    ``<folder>.previous``: the earlier report is what the next writer, failing, leaves."""
+    folder = tmp_path / "verification"
+    (tmp_path / "verification.previous").mkdir()
+    (tmp_path / "verification.previous" / "summary.csv").write_text("before")
+    with pytest.raises(OSError, match="no space"):
+        with staged_folder(folder) as staged:
+            open(os.path.join(staged, "summary.csv"), "w").write("half")
+            raise OSError(errno.ENOSPC, "no space left on device")
+    assert sorted(os.listdir(tmp_path)) == ["verification"]
+    assert (folder / "summary.csv").read_text() == "before"
+
+
+def test_a_failed_save_leaves_the_file_before_it_and_no_partial_file(tmp_path):
+    path = tmp_path / "label_encoder.txt"
+    path.write_text("before")
+
+    def save(name):
+        open(name, "w").write("'spk1' => 0\n")
+        raise OSError(errno.ENOSPC, "no space left on device")
+
+    with pytest.raises(OSError, match="no space"):
+        saved_whole(str(path), save)
+    assert os.listdir(tmp_path) == ["label_encoder.txt"]
+    assert path.read_text() == "before"
+
+
+def test_a_partial_file_of_a_process_that_cannot_be_signalled_is_kept(tmp_path, monkeypatch):
+    """Another user's writer on this host: whether it still writes cannot be told, so its
+    partial file stays."""
+    theirs = f"embeddings.pt.{socket.gethostname()}-4321.partial"
+    (tmp_path / theirs).write_bytes(b"half")
+
+    def kill(pid, signal_number):
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "kill", kill)
+    with written_whole(tmp_path / "embeddings.pt", "wb") as out:
+        out.write(b"whole")
+    assert sorted(os.listdir(tmp_path)) == sorted(["embeddings.pt", theirs])
