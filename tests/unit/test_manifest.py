@@ -28,7 +28,8 @@ from local.data.manifest_io import (
     write_manifest,
     write_trials,
 )
-from local.data.schema import utterance_row
+from local.data import validation
+from local.data.schema import REQUIRED_COLUMNS, utterance_row
 from local.data.validation import (
     audio_stat_digest,
     check_manifest_audio,
@@ -217,6 +218,8 @@ def test_non_numeric_duration_names_the_row(corpus):
 
 @pytest.mark.parametrize("column, value, kind", [
     ("start", "0.5", "a non-negative whole number"),
+    ("start", "-1", "a non-negative whole number"),
+    ("duration", "-1", "a non-negative number"),
     ("stop", "8000.25", "a non-negative whole number"),
     ("sample_rate", "7999.9", "a positive whole number"),
     ("sample_rate", "0", "a positive whole number"),
@@ -422,6 +425,17 @@ def test_audio_changed_under_a_stamped_manifest_is_checked_again(corpus, change,
     assert os.path.isfile(f"{manifest}.audio_ok")  # the stamp of the audio before, now ignored
 
 
+@pytest.mark.parametrize("utterance", ["spkA_1", "spkA_2", "spkB_1", "spkB_2"])
+def test_audio_changed_in_any_chunk_of_the_stamp_is_checked_again(corpus, monkeypatch, utterance):
+    """The stamp's digest covers every file of a manifest of several chunks of files."""
+    monkeypatch.setattr(validation, "STAT_CHUNK", 2)
+    folder, manifest, _ = corpus
+    assert check_manifest_audio_once(manifest)
+    os.truncate(folder / f"{utterance}.wav", 100)
+    with pytest.raises(ManifestError, match=f"{utterance}: stop .* beyond the file's"):
+        check_manifest_audio_once(manifest)
+
+
 def test_audio_check_stamped_by_two_runs_at_once(corpus, monkeypatch, caplog):
     """Runs of several seeds check the same manifests when they start: another run
     may stamp the manifest while this one writes its stamp."""
@@ -529,6 +543,23 @@ def test_stop_beyond_file(corpus, stop):
     table.to_csv(manifest, index=False)
     with pytest.raises(ManifestError, match=f"spkA_1: stop {stop} beyond the file's 16000 samples"):
         validate(manifest)
+
+
+@pytest.mark.parametrize("column", REQUIRED_COLUMNS)
+def test_a_manifest_without_a_required_column_is_refused_naming_it(corpus, column):
+    _, manifest, _ = corpus
+    pd.read_csv(manifest, dtype=str).drop(columns=[column]).to_csv(manifest, index=False)
+    with pytest.raises(ManifestError, match=rf"m.csv: missing columns \['{column}'\]; found "):
+        read_manifest(manifest)
+
+
+def test_manifest_of_a_header_without_rows_is_refused(corpus):
+    folder, manifest, _ = corpus
+    header = open(manifest).readline()
+    (folder / "empty.csv").write_text(header)
+    with pytest.raises(ManifestError, match=r"empty.csv: manifest has no rows\nFix: check the "
+                                            r"data preparation"):
+        validate(folder / "empty.csv")
 
 
 def test_empty_trial_list(corpus):
