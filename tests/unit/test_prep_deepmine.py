@@ -169,6 +169,13 @@ def test_task1_rows_describe_their_files(task1, out):
     assert text["enr_007492"] == ("07", "en") and text["enr_000101"] == ("02", "fa")
 
 
+@pytest.mark.parametrize("phrase, lang", [
+    *((f"{n:02d}", "fa") for n in range(1, 6)), *((f"{n:02d}", "en") for n in range(6, 11))])
+def test_phrases_01_to_05_are_persian_and_06_to_10_english(phrase, lang):
+    # SdSV task 1's phrase list: five Persian phrases, then five English ones.
+    assert language(phrase) == lang
+
+
 def test_task1_enrolment_and_typed_trials(task1, out):
     paths = prepare_deepmine(str(task1), out, key_file=_key(task1))
     models, table = read_enrolment(paths["enrolment"])
@@ -239,6 +246,32 @@ def test_key_repeating_a_trial_with_the_same_label_is_taken_once(task1, tmp_path
     paths = prepare_deepmine(str(task1), out, key_file=_key(task1))
     with open(paths["trials"]) as lines:
         assert lines.read().splitlines() == TASK1_TRIAL_LIST
+
+
+def test_a_trial_repeated_in_the_middle_of_the_key_leaves_the_others_labels(task1, tmp_path,
+                                                                            out):
+    lines = TASK1_KEY.splitlines(keepends=True)
+    (tmp_path / "task1_key.txt").write_text("".join(lines[:2] + lines[1:]))
+    paths = prepare_deepmine(str(task1), out, key_file=_key(task1))
+    with open(paths["trials"]) as trials:
+        assert trials.read().splitlines() == TASK1_TRIAL_LIST
+
+
+def test_a_key_in_another_order_labels_every_trial_by_its_pair(tmp_path, out):
+    # Every model with every evaluation file: pairs that share a model or a file.
+    models = ["model_00000", "model_00001"]
+    tests = ["evl_000018", "evl_000042", "evl_000077"]
+    pairs = [(model, test) for model in models for test in tests]
+    types = dict(zip(pairs, ["TC", "TW", "IC", "IW", "TC", "IC"]))
+    task = write_task(tmp_path / "task1", TASK1_ENROLMENT, TASK1_TRAIN,
+                      "model-id evaluation-file-id\n"
+                      + "".join(f"{m} {t}\n" for m, t in pairs))
+    (tmp_path / "key.txt").write_text("".join(f"{m} {t} {types[m, t]}\n"
+                                              for m, t in reversed(pairs)))
+    paths = prepare_deepmine(str(task), out, key_file=str(tmp_path / "key.txt"))
+    with open(paths["trials"]) as trials:
+        assert trials.read().splitlines() == [
+            f"{int(types[m, t] == 'TC')} {m} {t} {types[m, t]}" for m, t in pairs]
 
 
 def test_key_labelling_a_trial_two_ways_is_refused(task1, tmp_path, out):
@@ -432,6 +465,15 @@ def _key_of_labels_too_short(task1, tmp_path):
     (tmp_path / "task1_key.txt").write_text("1\n0\n0\n")
 
 
+def _key_of_labels_too_long(task1, tmp_path):
+    (tmp_path / "task1_key.txt").write_text("1\n0\n0\n0\n1\n")
+
+
+def _channel_table_repeating_a_file(task1, tmp_path):
+    (tmp_path / "channels.csv").write_text("utt,channel\ntrn_000001,a\ntrn_000001,b\n")
+    return dict(channel_table=str(tmp_path / "channels.csv"))
+
+
 def _key_absent(task1, tmp_path):
     os.remove(_key(task1))
 
@@ -487,11 +529,14 @@ def _channel_of_unknown_file(task1, tmp_path):
     (_key_lacks_a_trial, r"does not label exactly the trials of docs/trials.txt\n"
                          r"  not in the key: model_00001 evl_000077\n"),
     (_key_of_labels_too_short, r"task1_key.txt: 3 labels for the 4 trials"),
+    (_key_of_labels_too_long, r"task1_key.txt: 5 labels for the 4 trials"),
     (_key_absent, r"task1_key.txt: file does not exist"),
     (_channel_table_columns, r"channels.csv: missing columns \['utt', 'channel'\]"),
     (_channel_table_short_row, r"channels.csv: line 3 has 1 fields, the header 2"),
     (_channel_of_unknown_file, r"channels.csv: 1 files are not in this task's docs/\n"
                                r"  trn_999999\n"),
+    (_channel_table_repeating_a_file, r"channels.csv: files listed more than once\n"
+                                      r"  trn_000001\nFix: "),
 ])
 def test_bad_input_is_refused_with_the_fix(task1, tmp_path, out, breakage, message):
     arguments = dict(data_folder=str(task1), save_folder=out, key_file=_key(task1))
