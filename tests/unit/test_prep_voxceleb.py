@@ -157,10 +157,10 @@ def test_rows_describe_their_files(vox1, tmp_path, out):
             assert row.ID == f"{speaker}--{session}--{name[:-4]}"
             assert (row.spk_id, row.session) == (speaker, session)
             assert row.gender == {**VOX1_GENDER, **VOX2_GENDER}[speaker]
-    train = read_manifest(paths["train"])
-    assert set(train["wav"]) == (
-        {str(vox1 / "wav" / p) for p in VOX1 if p[:7] in DEV_SPEAKERS}
-        | {str(vox2 / "dev" / "wav" / f"{p}.wav") for p in VOX2})
+    # In path order, VoxCeleb1's then VoxCeleb2's, whatever order the folders list them in.
+    assert list(read_manifest(paths["train"])["wav"]) == (
+        sorted(str(vox1 / "wav" / p) for p in VOX1 if p[:7] in DEV_SPEAKERS)
+        + sorted(str(vox2 / "dev" / "wav" / f"{p}.wav") for p in VOX2))
 
 
 def test_a_trial_list_saved_with_a_byte_order_mark_is_read(vox1, out):
@@ -356,6 +356,12 @@ def test_vox2_meta_with_padded_fields(tmp_path):
     assert read_meta(path) == VOX1_GENDER
 
 
+def test_meta_genders_are_read_in_lower_case(tmp_path):
+    path = tmp_path / "vox1_meta.csv"
+    path.write_text(VOX1_META.replace("\tm\t", "\tM\t").replace("\tf\t", "\tF\t"))
+    assert read_meta(path) == VOX1_GENDER
+
+
 def test_meta_listing_a_speaker_with_two_genders_is_refused(tmp_path):
     path = tmp_path / "vox2_meta.csv"
     path.write_text(VOX2_META + "id09272 ,n009272 ,m ,test \n")
@@ -434,6 +440,23 @@ def _dev_and_test_apart(vox1, tmp_path):
 
 def _malformed_list(vox1, tmp_path):
     (vox1 / "veri_test2.txt").write_text(VERI_TEST2 + "2 id10270/x6uYqmx31kE/00001.wav\n")
+
+
+def _trial_line_of_three_recordings(vox1, tmp_path):
+    (vox1 / "veri_test2.txt").write_text(
+        VERI_TEST2 + "1 id10300/ize_eiCFEg0/00003.wav id10300/ize_eiCFEg0/00004.wav "
+        "id10270/x6uYqmx31kE/00002.wav\n")
+
+
+def _meta_line_without_its_set(vox1, tmp_path):
+    (vox1 / "vox1_meta.csv").write_text(VOX1_META.replace("Aaron_Tveit\tm\tUSA\tdev",
+                                                          "Aaron_Tveit\tm\tUSA"))
+
+
+def _two_lists_of_one_name(vox1, tmp_path):
+    (tmp_path / "copy").mkdir()
+    (tmp_path / "copy" / "veri_test2.txt").write_text(VERI_TEST2)
+    return dict(trial_lists=["veri_test2.txt", str(tmp_path / "copy" / "veri_test2.txt")])
 
 
 def _trial_list_absent(vox1, tmp_path):
@@ -517,6 +540,12 @@ def _vox2_speechbrain_layout(vox1, tmp_path):
                           r"Fix: move them .*&& mkdir wav && mv dev/wav/id\* test/wav/id\* wav/$"),
     (_malformed_list, r"veri_test2.txt: lines not of the form .*\n  line 5: 2 id10270"),
     (_trial_list_absent, r"list_test_all2.txt: trial list not found"),
+    (_trial_line_of_three_recordings, r"veri_test2.txt: lines not of the form .*\n"
+                                      r"  line 5: 1 id10300/ize_eiCFEg0/00003.wav "),
+    (_meta_line_without_its_set, r"vox1_meta.csv: lines without a speaker ID, gender and set\n"
+                                 r"  line 5: id10004\tAaron_Tveit\tm\tUSA\nFix: "),
+    (_two_lists_of_one_name, r"copy/veri_test2.txt: two trial lists would both be written as "
+                             r"trials_vox1_o.txt\nFix: pass each trial list once"),
     (_missing_wav, r"veri_test2.txt: names 1 recordings .*\n  id10300/ize_eiCFEg0/00003.wav"),
     (_every_speaker_in_trials, r"no training speakers left(.|\n)*pass vox2_folder"),
     (_vox2_m4a_only, r"aac: 6 recordings are AAC \(.m4a\) only(.|\n)*ffmpeg"),
