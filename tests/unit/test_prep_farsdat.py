@@ -344,6 +344,16 @@ def _unmatched(corpus):
     return dict(pattern=r"(?P<spk>[^/]+)/(?P<session>[^/]+)/(?P<utt>[^/]+)\.wav")
 
 
+def _empty_spk(corpus):
+    # spk06's files match with an empty spk group: they have no speaker.
+    return dict(pattern=r"(?P<spk>spk0[1-5]|)\w*/(?P<session>[^/]+)/(?P<utt>[^/]+)\.(?i:wav|flac|sph)")
+
+
+def _nothing_matches_with_unmatched_ignored(corpus):
+    return dict(pattern=r"(?P<spk>[^/]+)/(?P<session>[^/]+)/(?P<utt>[^/]+)\.mp3",
+                ignore_unmatched=True)
+
+
 def _unreadable(corpus):
     (corpus / "spk04" / "call1" / "utt01.wav").write_bytes(b"RIFF0000WAVEjunk")
 
@@ -392,6 +402,10 @@ def _no_target_trial(corpus):
     (_not_a_regex, r"not a regular expression"),
     (_unknown_group, r"has named groups \['call'\] that mean nothing here"),
     (_unmatched, r"3 of 13 audio files do not match(.|\n)*\n  spk02/call2/utt03.flac\n"),
+    (_empty_spk, r"2 of 13 audio files do not match the pattern .* \(or give an empty spk\)\n"
+                 r"  spk06/call1/utt01.wav\n  spk06/call1/utt02.WAV\n"),
+    (_nothing_matches_with_unmatched_ignored, r"13 of 13 audio files do not match(.|\n)*\n"
+                                              r"  spk01/call1/utt01.wav\n"),
     (_unreadable, r"spk04/call1/utt01.wav: cannot read audio"),
     (_shorten, r"utt02.sph: NIST SPHERE compressed with shorten(.|\n)*"
                r"Fix: .*find . -iname '\*.sph'.*big_farsdat_wav.*ffmpeg"),
