@@ -23,7 +23,7 @@ from local.data.dataio import (
     speaker_class,
 )
 from local.data.schema import audio_info
-from local.embedding import compute_embeddings, equal_length_batches
+from local.embedding import compute_embeddings, embeddable_ids, equal_length_batches
 from local.errors import ManifestError
 from tests.conftest import in_two_processes
 
@@ -296,6 +296,7 @@ def test_equal_length_batches_never_mix_lengths():
     batches = equal_length_batches(lengths, batch_size=2)
     assert sorted(i for b in batches for i in b) == list(range(7))
     assert all(len({lengths[i] for i in b}) == 1 and len(b) <= 2 for b in batches)
+    assert [lengths[b[0]] for b in batches] == [7, 5, 3, 3]  # longest first
 
 
 @pytest.mark.parametrize("front", ["fbank", "wavlm", "wav2vec2"])
@@ -359,6 +360,35 @@ def test_each_utterance_gets_the_embedding_of_its_own_audio(batching):
                                 ids=["u4", "u2", "u0"], batching=batching)
     assert {utt: vector.item() for utt, vector in chosen.items()} == {
         utt: levels[utt] for utt in ("u4", "u2", "u0")}
+
+
+def test_a_padded_batch_passes_each_utterance_its_relative_length():
+    dataset = DynamicItemDataset({
+        utt: {"wav": f"{utt}.wav", "start": 0, "stop": n, "sample_rate": 16000,
+              "sig": torch.ones(n)} for utt, n in (("long", 8), ("short", 2), ("mid", 6))})
+    embeddings = compute_embeddings(lambda wavs, lens: lens[:, None, None], dataset,
+                                    batch_size=3, batching="length_sorted")
+    assert {utt: vector.item() for utt, vector in embeddings.items()} == {
+        "long": 1.0, "short": 0.25, "mid": 0.75}
+
+
+def test_a_row_cut_from_a_long_recording_counts_its_own_span():
+    """A 1 s row from 700 s into a recording: 1 s to embed, as long as a 1 s row from its start."""
+    rows = {"early": {"wav": "long.wav", "start": 0, "stop": 16000, "sample_rate": 16000,
+                      "sig": torch.full((16000,), 1.0)},
+            "late": {"wav": "long.wav", "start": 16000 * 700, "stop": 16000 * 701,
+                     "sample_rate": 16000, "sig": torch.full((16000,), 2.0)}}
+    batches = []
+
+    def embed(wavs, wav_lens):
+        batches.append(len(wavs))
+        return wavs[:, None, :1]
+
+    assert embeddable_ids(DynamicItemDataset(rows), 0.5, 600) == ["early", "late"]
+    embeddings = compute_embeddings(embed, DynamicItemDataset(rows), limits=(0.5, 600))
+    assert {utt: vector.item() for utt, vector in embeddings.items()} == {"early": 1.0,
+                                                                            "late": 2.0}
+    assert batches == [2]  # one length: one batch without padding
 
 
 def test_embedding_cache_is_reused(tmp_path):
@@ -444,6 +474,14 @@ def test_check_lengths_takes_the_limits_themselves():
         check_lengths(seconds, "eval.csv", 0.51, 600)
     with pytest.raises(ManifestError, match=r"1 inputs are longer .*\n  u2: 600.00 s"):
         check_lengths(seconds, "eval.csv", 0.5, 599.9)
+
+
+def test_embeddable_ids_take_the_limits_themselves():
+    # As check_lengths: a row of exactly min_embed_seconds or max_embed_seconds is embedded.
+    dataset = DynamicItemDataset({
+        utt: {"wav": f"{utt}.wav", "start": 0, "stop": round(seconds * 8000), "sample_rate": 8000}
+        for utt, seconds in (("u1", 0.5), ("u2", 600.0), ("u3", 0.49), ("u4", 600.1))})
+    assert embeddable_ids(dataset, 0.5, 600) == ["u1", "u2"]
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
