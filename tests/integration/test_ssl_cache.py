@@ -210,6 +210,14 @@ def test_audio_changed_under_the_same_id_is_cached_again(demo_corpus, tiny_ssl, 
     assert not np.array_equal(np.load(second), before)
 
 
+@pytest.mark.parametrize("span", [dict(start=1600), dict(stop=3000), dict(sample_rate=8000)])
+def test_another_span_of_the_file_under_the_same_id_is_another_cache_file(tmp_path, span):
+    # A manifest cut again (other start, stop or rate) keeps its IDs: the cache must not.
+    paths = [cache_paths(str(tmp_path), DynamicItemDataset({"u1": row}))["u1"]
+             for row in (ROW, {**ROW, **span})]
+    assert paths[0] != paths[1]
+
+
 def test_a_full_disk_while_caching_names_the_cache_and_keeps_what_it_holds(
         demo_corpus, tiny_ssl, tmp_path, monkeypatch):
     frontend = SSLFrontend(tiny_ssl["wavlm"], str(tmp_path / "hub"))
@@ -338,3 +346,18 @@ def test_utterances_the_ssl_model_cannot_take_whole_are_refused_before_caching(t
     assert not list(cache.glob("*.npy"))
     cache_hidden_states(frontend, call, str(cache))  # no limit
     assert len(list(cache.glob("*.npy"))) == 1
+
+
+def test_an_utterance_of_one_frame_is_cached(tiny_ssl, tmp_path):
+    """550 samples at 22.05 kHz resample to 400 at 16 kHz (399.1, rounded up): one frame."""
+    wav = str(tmp_path / "one_frame.wav")
+    soundfile.write(wav, np.full(550, 0.1), 22050)
+    dataset = DynamicItemDataset({"u1": {"wav": wav, "start": 0, "stop": 550,
+                                         "sample_rate": 22050}})
+    add_whole_pipeline(dataset)
+    cache = tmp_path / "cache"
+    cache_hidden_states(SSLFrontend(tiny_ssl["wavlm"], str(tmp_path / "hub")), dataset,
+                        str(cache))
+    states, = cache.glob("*.npy")
+    assert np.load(states).shape == (1, TINY_SSL["num_hidden_layers"] + 1,
+                                     TINY_SSL["hidden_size"])
