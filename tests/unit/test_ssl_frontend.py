@@ -382,6 +382,33 @@ def test_checkpoint_of_another_front_end_is_a_clear_error(tiny_ssl, tmp_path):
         loading.recover_if_possible()
 
 
+def test_a_checkpoint_without_the_layer_weights_is_a_clear_error(tiny_ssl, tmp_path):
+    from speechbrain.utils.checkpoints import Checkpointer
+
+    saved = Checkpointer(tmp_path / "save", {"frontend": frontend(tiny_ssl, "wavlm", tmp_path)})
+    torch.save({}, os.path.join(saved.save_checkpoint().path, "frontend.ckpt"))
+    loading = Checkpointer(tmp_path / "save", {"frontend": frontend(tiny_ssl, "wavlm", tmp_path)})
+    with pytest.raises(RuntimeError, match=r"frontend.ckpt does not fit this front end "
+                       r"\(missing \['layer_sum.weights'\], unexpected \[\]\)"):
+        loading.recover_if_possible()
+
+
+def test_a_fine_tuned_front_end_is_recovered_with_its_ssl_model(tiny_ssl, tmp_path):
+    from speechbrain.utils.checkpoints import Checkpointer
+
+    tuned = frontend(tiny_ssl, "wavlm", tmp_path, freeze=False)
+    with torch.no_grad():
+        for parameter in tuned.parameters():
+            parameter.add_(0.01)  # as training moves them
+    Checkpointer(tmp_path / "save", {"frontend": tuned}).save_checkpoint()
+    recovered = frontend(tiny_ssl, "wavlm", tmp_path, freeze=False)
+    Checkpointer(tmp_path / "save", {"frontend": recovered}).recover_if_possible()
+    state = recovered.state_dict()
+    assert any(name.startswith("ssl.") for name in state)
+    for name, value in tuned.state_dict().items():
+        assert torch.equal(state[name], value), name
+
+
 def test_a_model_replaced_in_its_folder_gets_another_fingerprint(tmp_path):
     folder = save_tiny_ssl(tmp_path / "ssl", "wavlm")
     before = SSLFrontend(folder, str(tmp_path / "cache")).eval()
