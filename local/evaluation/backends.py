@@ -152,8 +152,9 @@ def target_pseudo_speakers(hparams, target, speakers=None, ids=None):
         labels, _, summary = pseudo.true_speakers(embeddings, dict(zip(ids, speakers or [])))
     else:
         labels, _, summary = pseudo.cluster(embeddings, seed=hparams["seed"])
+    # One clustering for both target back-ends: a run may score either of them alone.
     pseudo.warn_if_barely_kept(summary, len(target), "target pseudo-speakers of the back-ends",
-                               "plda_target and plda_pooled")
+                               "the target back-ends (plda_target, plda_pooled)")
     kept = [i for i, utt in enumerate(ids) if utt in labels]
     print(f"Target pseudo-speakers for the back-end: {summary['clusters']} clusters, "
           f"{len(kept)} of {len(target)} utterances kept")

@@ -565,5 +565,6 @@ def test_a_target_clustering_of_the_backends_that_barely_keeps_warns_as_training
     else:
         assert 0 < len(kept) < 4 and len(warned) == 1
         assert warned[0].startswith("target pseudo-speakers of the back-ends: ")
-        assert "of 40 target utterances kept: the target barely trains plda_target and " \
-               "plda_pooled. Lower pseudo_min_silhouette (now 0.9)" in warned[0]
+        # Either target back-end may be scored alone: neither is said to be trained by both.
+        assert "of 40 target utterances kept: the target barely trains the target back-ends " \
+               "(plda_target, plda_pooled). Lower pseudo_min_silhouette (now 0.9)" in warned[0]
