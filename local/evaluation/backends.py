@@ -301,7 +301,7 @@ class TargetPLDA(SourcePLDA):
                              "speakers")
         dim = data.target.shape[1]
         spare = len(kept) - len(set(speakers))
-        if spare <= dim:
+        if spare < dim:  # dim of them span the within-class covariance (plda.singular_within)
             raise Unscorable(
                 f"{len(kept)} target utterances of {len(set(speakers))} pseudo-speakers leave "
                 f"{spare} within-speaker degrees of freedom, too few for the {dim} dimensions "

@@ -409,8 +409,8 @@ def training(hparams, source, target):
 
 
 @pytest.mark.parametrize("speakers, each, dim, lda_dim, neighbours, message", [
-    # 20 utterances of 4 speakers: 16 spare in 16 dimensions.
-    (4, 5, 16, 10, 3, "20 target utterances of 4 pseudo-speakers leave 16"),
+    # 20 utterances of 4 speakers: 16 spare in 17 dimensions.
+    (4, 5, 17, 10, 3, "20 target utterances of 4 pseudo-speakers leave 16"),
     # 38 spare in 8 dimensions, but two speakers.
     (2, 20, 8, 6, 5, "the target's 2 pseudo-speakers are fewer than the 3"),
 ])
@@ -428,6 +428,22 @@ def test_a_target_plda_that_cannot_train_is_said_and_pooled_still_scores(
     assert list(backends) == ["plda_pooled"]
     assert f"plda_target not scored: {message}" in caplog.text
     assert unscored["plda_target"].startswith(message)
+
+
+def test_a_target_plda_of_as_many_spare_degrees_of_freedom_as_dimensions_is_scored():
+    """20 utterances of 4 speakers: 16 spare in 16 dimensions, which PLDABackend trains on."""
+    rng = np.random.default_rng(1)
+    truth = np.repeat(np.arange(4), 5)
+    target = torch.from_numpy(8 * np.eye(16)[truth] + rng.normal(size=(20, 16))).float()
+    source = torch.from_numpy(8 * np.eye(16)[np.arange(60) % 6] + rng.normal(size=(60, 16))).float()
+    hparams = dict(NORM, backend=["plda_target"], lda_dim=10, seed=1,
+                   pseudo_labels=PseudoLabels(offset=0, neighbours=3))
+    data = training(hparams, source, target)
+    assert data.pseudo_speakers[0] == list(range(20)) and len(set(data.pseudo_speakers[1])) == 4
+    backends, unscored = build_backends(hparams["backend"], data)
+    assert not unscored
+    left, right, offset = backends["plda_target"].form(target)
+    assert torch.isfinite(left @ right.T + offset[:, None] + offset[None, :]).all()
 
 
 def test_pooled_plda_keeps_a_source_speaker_named_like_a_pseudo_speaker_apart():
