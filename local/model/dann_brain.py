@@ -12,7 +12,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from local.data.dataio import STEP_STREAM, random_seed
 from local.embedding import compute_embeddings, embeddable_ids, embedded_in
-from local.errors import checked_on_every_process, checked_on_main
+from local.errors import checked_on_every_process, checked_on_main, fail
 from local.model.adversaries import DomainItems
 from local.model.augmentation import DataPositions, augmented_pair
 from local.model.distributed import buffers_of_main, process_share, unwrapped, wrap_in_ddp
@@ -443,9 +443,17 @@ class DANNBrain(sb.Brain):
 
     def clustered_ids(self):
         """The target training utterances that a clustering embeds: those within
-        :meth:`embed_limits`; it warns of the others, which get no pseudo-label."""
+        :meth:`embed_limits`; it warns of the others, which get no pseudo-label,
+        and refuses a target of none."""
         limits = self.embed_limits()
         ids = embeddable_ids(self.target_utterances, *limits)
+        if not ids:
+            fail("--min_embed_seconds={} --max_embed_seconds={}".format(*limits),
+                 f"none of the {len(self.target_utterances)} target training utterances is "
+                 "within min_embed_seconds and max_embed_seconds ({}-{} s), the lengths "
+                 "embedded whole, so the pseudo-labels have none to cluster".format(*limits),
+                 fix="cut the target's recordings into rows (start, stop) of such lengths, "
+                     "or set pseudo_label_epochs: []")
         if len(ids) < len(self.target_utterances):
             logger.warning("pseudo-labels: %d of %d target training utterances are outside "
                            "min_embed_seconds-max_embed_seconds (%s-%s s) and get no "
