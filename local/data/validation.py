@@ -173,6 +173,24 @@ def _stamp_path(manifest_path):
     return f"{manifest_path}.audio_ok"
 
 
+def _read_stamp(manifest_path):
+    """The record of a manifest's stamp; None where it has none or one that is no record."""
+    stamp = _stamp_path(manifest_path)
+    if not os.path.isfile(stamp):
+        return None
+    try:
+        with open(stamp, encoding="utf-8") as saved:
+            record = json.load(saved)
+    except ValueError:  # not JSON: cut short or overwritten by something else
+        record = None
+    if not isinstance(record, dict):
+        logger.warning("%s: the audio-check stamp %s is not a record of a passed check; the "
+                       "audio is checked again, and a passed check rewrites the stamp",
+                       manifest_path, stamp)
+        return None
+    return record
+
+
 def _write_stamp(manifest_path, record):
     """Record that a manifest passed :func:`check_manifest_audio`: ``record`` of its version and audio."""
     stamp = _stamp_path(manifest_path)
@@ -228,9 +246,8 @@ def check_manifest_audio_once(manifest_path, workers=None):
     ...
     """
     stamp = _stamp_path(manifest_path)
-    if os.path.isfile(stamp) and os.path.isfile(manifest_path):
-        with open(stamp, encoding="utf-8") as saved:
-            record = json.load(saved)
+    record = _read_stamp(manifest_path) if os.path.isfile(manifest_path) else None
+    if record is not None:
         # The stamped manifest passed the check: its wav column alone is read.
         if (record.get("manifest_sha256") == file_sha256(manifest_path)
                 and record.get("audio_stat_sha256") == audio_stat_digest(

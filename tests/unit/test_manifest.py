@@ -401,6 +401,22 @@ def test_passed_audio_check_is_stamped_per_manifest_version(corpus):
     assert not check_manifest_audio_once(manifest)
 
 
+@pytest.mark.parametrize("content", ['{"manifest_sha256": "8d07', "[]", "\udcff"],
+                         ids=["cut short", "no record", "not text"])
+def test_a_stamp_that_is_no_record_is_checked_again_and_rewritten(corpus, caplog, content):
+    folder, manifest, _ = corpus
+    stamp = f"{manifest}.audio_ok"
+    assert check_manifest_audio_once(manifest)
+    with open(stamp, "w", encoding="utf-8", errors="surrogateescape") as out:
+        out.write(content)
+    with caplog.at_level(logging.WARNING):
+        assert check_manifest_audio_once(manifest)
+    assert f"the audio-check stamp {stamp} is not a record of a passed check" in caplog.text
+    with open(stamp) as saved:
+        assert json.load(saved)["manifest_sha256"] == file_sha256(manifest)
+    assert not check_manifest_audio_once(manifest)
+
+
 def rewritten_keeping_size_and_time(wav):
     """A file of the same size at another rate, its modification time set back."""
     before = os.stat(wav)
