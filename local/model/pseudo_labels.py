@@ -666,7 +666,7 @@ class PseudoLabels:
         tuple
             ``(centroids, summary)``: the pseudo-speakers' centroids and
             :func:`clustering_summary`'s dict, with ``nmi`` where ``speakers``
-            cover the target.
+            cover the target and the clustering keeps 2 utterances or more.
         """
         labels, centroids, summary = checked_on_main(
             self._labelled, gathered_on_main(embeddings), epoch, speakers, seed)
@@ -679,7 +679,9 @@ class PseudoLabels:
         else:
             labels, centroids, summary = self.cluster(embeddings, seed=seed * 1000 + epoch)
         if speakers and set(embeddings) <= set(speakers):
-            summary["nmi"] = agreement_with(labels, speakers)
+            nmi = agreement_with(labels, speakers)
+            if nmi is not None:  # None: fewer than 2 kept utterances to measure it on
+                summary["nmi"] = nmi
         self.warn_if_barely_kept(summary, len(embeddings), f"pseudo-labels at epoch {epoch}",
                                  "the speaker head")
         return labels, centroids, summary

@@ -10,6 +10,7 @@ import pytest
 import torch
 from sklearn.metrics import adjusted_rand_score
 from speechbrain.utils.checkpoints import Checkpointer
+from speechbrain.utils.train_logger import FileTrainLogger
 
 import local.model.pseudo_labels as pseudo_labels
 from local.errors import ManifestError
@@ -367,6 +368,16 @@ def test_reference_speakers_are_reported_and_never_change_the_labels():
         runs.append((pseudo.labels, summary.get("nmi")))
     assert runs[0][0] == runs[1][0] == runs[2][0] == runs[3][0]
     assert runs[0][1] is None and runs[1][1] > 0.9 > runs[2][1] and runs[3][1] is None
+
+
+def test_a_clustering_that_keeps_no_utterance_logs_no_nmi(tmp_path):
+    """The summary is the train_log line: no ``nmi: None`` where nothing is kept to measure."""
+    embeddings, truth = speakers(4, 8, spread=0.05)
+    pseudo = PseudoLabels(offset=0, neighbours=5, min_silhouette=0.99)
+    _, summary = pseudo.relabel(embeddings, epoch=3, speakers=truth)
+    assert summary["kept"] == 0.0 and "nmi" not in summary
+    FileTrainLogger(tmp_path / "train_log.txt").log_stats({"epoch": 3}, train_stats=summary)
+    assert "None" not in (tmp_path / "train_log.txt").read_text()
 
 
 def test_the_oracle_takes_the_manifest_speakers():
