@@ -38,7 +38,13 @@ import socket
 from local.errors import fail, failing_on_full_disk
 from local.provenance import file_sha256, short_digest
 from local.settings import PROCESSES_KEY, TRAINING_RUN_OPTIONS, plain_values
-from local.whole_files import release_lock, taken_lock, written_together, written_whole
+from local.whole_files import (
+    release_lock,
+    set_aside,
+    taken_lock,
+    written_together,
+    written_whole,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +66,8 @@ FREE_KEYS = frozenset({
 EVALUATION_FREE_KEYS = ("min_embed_seconds", "max_embed_seconds", *TRAINING_RUN_OPTIONS,
                         PROCESSES_KEY)
 # What a run writes into its output folder after training: a folder that has
-# one of them holds a run's results.
+# one of them, or one set aside by a writer killed while replacing it
+# (local.whole_files.set_aside), holds a run's results.
 RESULTS = ("verification", "model")
 # The condition's files that the trained weights depend on: the record has
 # the hash of each as the setting <file>_sha256. The evaluation's manifests
@@ -608,7 +615,7 @@ def check_one_run(hparams, training, debug=False):
     folder that holds a run, and ``evaluate.py`` refuses it: it would find no
     checkpoint to verify. A training run whose ``save_folder`` has no
     checkpoint starts anew, so it is refused into a folder that holds the
-    results (:data:`RESULTS`) of a run, or whose ``hyperparams.yaml`` keeps
+    results (:func:`held_results`) of a run, or whose ``hyperparams.yaml`` keeps
     that run's checkpoints in another ``save_folder``, one with checkpoints
     (as ``--save_folder`` pointed elsewhere would do).
 
@@ -628,7 +635,7 @@ def check_one_run(hparams, training, debug=False):
     """
     output, save_folder = hparams["output_folder"], hparams["save_folder"]
     resumes = bool(hparams["checkpointer"].list_checkpoints())
-    results = [name for name in RESULTS if os.path.exists(os.path.join(output, name))]
+    results = held_results(output)
     if debug and not training:
         fail("--debug", "evaluate.py verifies the checkpoints of a trained run, which "
                         "SpeechBrain's debug mode replaces with a temporary folder",
@@ -652,6 +659,41 @@ def check_one_run(hparams, training, debug=False):
                      "new run would replace its record",
              fix=f"pass --save_folder={other} to resume it, or train into another "
                  "--output_folder")
+
+
+def held_results(output):
+    """The results (:data:`RESULTS`) that a run folder holds, each by its name there.
+
+    A results folder that a writer killed while replacing it left set aside
+    (:func:`local.whole_files.set_aside`) is still the run's: the next writer
+    of it puts it back.
+
+    Arguments
+    ---------
+    output : str
+        A run's output folder.
+
+    Returns
+    -------
+    list of str
+        ``verification`` or ``verification.previous``, ``model`` or ``model.previous``,
+        of those there.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> output = tempfile.mkdtemp()
+    >>> os.makedirs(os.path.join(output, "verification.previous"))
+    >>> held_results(output)
+    ['verification.previous']
+    """
+    held = []
+    for name in RESULTS:
+        folder = os.path.join(output, name)
+        there = [path for path in (folder, set_aside(folder)) if os.path.exists(path)]
+        if there:
+            held.append(os.path.basename(there[0]))
+    return held
 
 
 def other_save_folder(output, save_folder):

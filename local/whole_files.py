@@ -283,6 +283,30 @@ def release_lock(path, handle):
     handle.close()
 
 
+def set_aside(folder):
+    """Where :func:`staged_folder` sets the folder before it aside while its own takes its place.
+
+    A writer killed between the two leaves the earlier folder there, and no
+    ``folder``: it is still ``folder``'s contents, which the next writer puts back.
+
+    Arguments
+    ---------
+    folder : str
+        The folder written whole.
+
+    Returns
+    -------
+    str
+        ``<folder>.previous``.
+
+    Example
+    -------
+    >>> set_aside("run/verification")
+    'run/verification.previous'
+    """
+    return f"{folder}.previous"
+
+
 @contextlib.contextmanager
 def staged_folder(folder):
     """A block that writes ``folder`` whole: its new contents go into the folder it gives.
@@ -294,7 +318,7 @@ def staged_folder(folder):
     it is then put back), the staging folder is removed with what it
     holds (a full disk is not kept full until the next writer); one left by a
     killed writer is removed here, by the next, and a folder left aside as
-    ``<folder>.previous`` by a kill during the replacement is put back (or,
+    ``<folder>.previous`` (:func:`set_aside`) by a kill during the replacement is put back (or,
     once its successor is in place, removed).
     The block holds ``<folder>.lock`` (:func:`taken_lock`): a second writer
     of ``folder`` meanwhile is refused.
@@ -325,7 +349,7 @@ def staged_folder(folder):
     >>> os.listdir(os.path.dirname(folder)), os.listdir(folder)
     (['verification'], ['summary.csv'])
     """
-    lock, previous, staged = (f"{folder}.{suffix}" for suffix in ("lock", "previous", "partial"))
+    lock, staged, previous = f"{folder}.lock", f"{folder}.partial", set_aside(folder)
     os.makedirs(os.path.dirname(os.path.abspath(folder)), exist_ok=True)
     handle = taken_lock(lock)
     if handle is None:
