@@ -288,6 +288,8 @@ def set_aside(folder):
 
     A writer killed between the two leaves the earlier folder there, and no
     ``folder``: it is still ``folder``'s contents, which the next writer puts back.
+    A killed writer leaves its lock file too, which tells such a folder from one
+    of that name that no writer set aside (a copy kept by hand).
 
     Arguments
     ---------
@@ -319,7 +321,8 @@ def staged_folder(folder):
     holds (a full disk is not kept full until the next writer); one left by a
     killed writer is removed here, by the next, and a folder left aside as
     ``<folder>.previous`` (:func:`set_aside`) by a kill during the replacement is put back (or,
-    once its successor is in place, removed).
+    once its successor is in place, removed); a ``<folder>.previous`` that no
+    killed writer left (no ``<folder>.lock`` is left with it) is refused.
     The block holds ``<folder>.lock`` (:func:`taken_lock`): a second writer
     of ``folder`` meanwhile is refused.
 
@@ -336,7 +339,8 @@ def staged_folder(folder):
     Raises
     ------
     ManifestError
-        When another process writes ``folder``, naming it.
+        When another process writes ``folder``, naming it; or naming a
+        ``<folder>.previous`` that no killed writer left.
 
     Example
     -------
@@ -351,6 +355,7 @@ def staged_folder(folder):
     """
     lock, staged, previous = f"{folder}.lock", f"{folder}.partial", set_aside(folder)
     os.makedirs(os.path.dirname(os.path.abspath(folder)), exist_ok=True)
+    killed_writer = os.path.exists(lock)
     handle = taken_lock(lock)
     if handle is None:
         fail(folder, f"another process writes this folder: {_holder(lock)} holds {lock}",
@@ -360,6 +365,11 @@ def staged_folder(folder):
         handle.write(f"PID {os.getpid()} on {socket.gethostname()}")
         handle.flush()
         if os.path.isdir(previous):
+            if not killed_writer:
+                fail(previous, f"no killed writer of {folder} set this folder aside (none left "
+                               f"{lock}), but writing {folder} would take it for the folder "
+                               "before it and remove it",
+                     fix="rename it to keep it, or remove it")
             if os.path.isdir(folder):
                 shutil.rmtree(previous)
             else:

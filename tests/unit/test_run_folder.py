@@ -5,8 +5,6 @@ import json
 import logging
 import os
 import signal
-import subprocess
-import sys
 import types
 
 import pytest
@@ -20,7 +18,8 @@ from local.run_folder import (
     holder,
     release_run_folders,
 )
-from tests.conftest import ROOT, waiting_process
+from tests.conftest import waiting_process
+from tests.unit.test_whole_files import killed_swap
 
 # Takes the lock of argv[1], says so, and holds it until its input closes.
 HOLDER = ("import sys; from local.run_folder import hold_run_folder; "
@@ -162,28 +161,13 @@ def test_a_setting_the_run_did_not_have_is_a_change_even_when_null():
         changed_settings({"noise_csv": None}, {}, [], "r.json")
 
 
-# Writes the folder argv[1] whole (local.whole_files.staged_folder) and is killed (SIGKILL)
-# between setting the folder before it aside and moving its own into its place.
-KILLED_SWAP = ("import os, signal, sys\n"
-               "from local.whole_files import staged_folder\n"
-               "rename = os.rename\n"
-               "def killed(source, destination):\n"
-               "    rename(source, destination)\n"
-               "    if destination.endswith('.previous'):\n"
-               "        os.kill(os.getpid(), signal.SIGKILL)\n"
-               "os.rename = killed\n"
-               "with staged_folder(sys.argv[1]) as staged:\n"
-               "    open(os.path.join(staged, 'summary.csv'), 'w').write('another run')\n")
-
-
 @pytest.mark.parametrize("name", run_folder.RESULTS)
 def test_results_set_aside_by_a_killed_writer_are_the_runs_results(tmp_path, name):
     """A kill while a run's results are replaced leaves them as ``<name>.previous``: a new run
     without checkpoints (an evaluation's folder), or a --debug smoke test, is still refused."""
     (tmp_path / name).mkdir()
     (tmp_path / name / "summary.csv").write_text("the run's")
-    killed = subprocess.run([sys.executable, "-c", KILLED_SWAP, str(tmp_path / name)], cwd=ROOT)
-    assert killed.returncode == -signal.SIGKILL
+    killed_swap(tmp_path / name)
     assert not (tmp_path / name).exists()
     hparams = {"output_folder": str(tmp_path), "save_folder": str(tmp_path / "save"),
                "checkpointer": types.SimpleNamespace(list_checkpoints=list)}

@@ -4,12 +4,14 @@ import errno
 import os
 import signal
 import socket
+import subprocess
+import sys
 
 import pytest
 
 from local.errors import ManifestError
 from local.whole_files import saved_whole, staged_folder, written_whole
-from tests.conftest import waiting_process
+from tests.conftest import ROOT, waiting_process
 
 # Stages argv[1] with a file written, says so, and waits to be killed.
 WRITER = ("import os, sys; from local.whole_files import staged_folder\n"
@@ -21,6 +23,26 @@ WRITER = ("import os, sys; from local.whole_files import staged_folder\n"
 PARTIAL_WRITER = ("import sys; from local.whole_files import written_whole\n"
                   "with written_whole(sys.argv[1], 'wb') as out:\n"
                   "    out.write(b'half'); out.flush(); print('writing', flush=True); sys.stdin.read()")
+
+
+# Writes argv[1] whole and is killed (SIGKILL) between setting the folder before it aside and
+# moving its own into its place.
+KILLED_SWAP = ("import os, signal, sys\n"
+               "from local.whole_files import staged_folder\n"
+               "rename = os.rename\n"
+               "def killed(source, destination):\n"
+               "    rename(source, destination)\n"
+               "    if destination.endswith('.previous'):\n"
+               "        os.kill(os.getpid(), signal.SIGKILL)\n"
+               "os.rename = killed\n"
+               "with staged_folder(sys.argv[1]) as staged:\n"
+               "    open(os.path.join(staged, 'summary.csv'), 'w').write('another run')\n")
+
+
+def killed_swap(folder):
+    """Write ``folder`` whole in a process killed halfway through the replacement."""
+    killed = subprocess.run([sys.executable, "-c", KILLED_SWAP, str(folder)], cwd=ROOT)
+    assert killed.returncode == -signal.SIGKILL
 
 
 def staging_process(folder):
@@ -107,8 +129,10 @@ def test_a_folder_left_aside_by_a_killed_swap_is_put_back_when_the_next_writer_f
     """A writer killed between moving the folder aside and moving its own in leaves
     ``<folder>.previous``: the earlier report is what the next writer, failing, leaves."""
     folder = tmp_path / "verification"
-    (tmp_path / "verification.previous").mkdir()
-    (tmp_path / "verification.previous" / "summary.csv").write_text("before")
+    folder.mkdir()
+    (folder / "summary.csv").write_text("before")
+    killed_swap(folder)
+    assert not folder.exists()
     with pytest.raises(OSError, match="no space"):
         with staged_folder(folder) as staged:
             open(os.path.join(staged, "summary.csv"), "w").write("half")
@@ -144,3 +168,23 @@ def test_a_partial_file_of_a_process_that_cannot_be_signalled_is_kept(tmp_path, 
     with written_whole(tmp_path / "embeddings.pt", "wb") as out:
         out.write(b"whole")
     assert sorted(os.listdir(tmp_path)) == sorted(["embeddings.pt", theirs])
+
+
+@pytest.mark.parametrize("beside", [True, False])
+def test_a_folder_of_the_set_aside_name_that_no_killed_writer_left_is_refused_and_kept(
+        tmp_path, beside):
+    """A copy kept by hand as ``<folder>.previous`` (``mv verification verification.previous``
+    before another evaluation) is neither put back as the folder nor removed."""
+    folder = tmp_path / "verification"
+    if beside:
+        folder.mkdir()
+        (folder / "summary.csv").write_text("the report")
+    (tmp_path / "verification.previous").mkdir()
+    (tmp_path / "verification.previous" / "summary.csv").write_text("kept")
+    with pytest.raises(ManifestError, match=rf"^{folder}\.previous: no killed writer of {folder} "
+                                            "set this folder aside"):
+        with staged_folder(folder) as staged:
+            open(os.path.join(staged, "summary.csv"), "w").write("new")
+    assert (tmp_path / "verification.previous" / "summary.csv").read_text() == "kept"
+    assert sorted(os.listdir(tmp_path)) == (["verification", "verification.previous"] if beside
+                                            else ["verification.previous"])
