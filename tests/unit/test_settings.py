@@ -11,9 +11,9 @@ from hyperpyyaml import load_hyperpyyaml
 from local import settings
 from local.errors import ManifestError
 from local.evaluation.verification import check_score_norm
-from local.model.adversaries import adversary_class
+from local.model.adversaries import adversary_class, make_adversary
 from local.model.domain_branch import AdversarialSchedule
-from local.model.pseudo_labels import check_neighbours
+from local.model.pseudo_labels import check_min_silhouette, check_neighbours, check_trials
 from local.model.speaker_heads import margin_softmax_loss
 from local.settings import (
     check_precision,
@@ -546,10 +546,19 @@ def test_an_unset_placeholder_of_the_model_file_names_the_option_to_pass(tmp_pat
     (lambda: AdversarialSchedule(gamma=0), "--adv_gamma=0: adv_gamma must be > 0"),
     (lambda: AdversarialSchedule(gamma=-10), "--adv_gamma=-10: adv_gamma must be > 0"),
     (lambda: check_score_norm({"score_norm": "s-norm"}), "--score_norm=s-norm: score_norm must be"),
+    (lambda: check_trials(0), "--pseudo_infomap_trials=0: pseudo_infomap_trials must be"),
+    (lambda: check_min_silhouette(1), "--pseudo_min_silhouette=1: pseudo_min_silhouette must be"),
+    (lambda: make_adversary("grl", disc_steps=0), "--disc_steps=0: disc_steps must be"),
+    (lambda: make_adversary("grl", smoothing=1), "--domain_label_smoothing=1: domain_label_"),
 ])
 def test_option_checks_of_the_models_name_the_option_and_the_fix(check, message):
-    with pytest.raises(ManifestError, match=rf"^{message}.*\nFix: pass "):
+    with pytest.raises(ManifestError, match=rf"^{message}.*\nFix: pass ") as refused:
         check()
+    # A value the fix suggests is the model files' own, which trains.
+    suggested = re.search(r"\nFix: .*--(\w+)=(\S+)$", str(refused.value))
+    if suggested:
+        key, value = suggested.groups()
+        assert yaml.safe_load(value) == referenced_defaults("hparams/dann_fbank.yaml")[key]
 
 
 @pytest.mark.parametrize("device, instead", [("cpu", "bf16 (mixed precision on the CPU) or fp32"),
