@@ -339,9 +339,14 @@ def test_fused_systems_are_tabulated_over_seeds_like_runs(tmp_path, capsys, capl
             "the other fused folders of 'fusion'") in caplog.text
 
 
-def test_summary_needs_a_system_name(tmp_path):
-    with pytest.raises(SystemExit):
-        main(["--scores", "a.txt", "--out", "f.txt", "--summary", str(tmp_path / "s.csv")])
+@pytest.mark.parametrize("alone", [["--summary", "s.csv"], ["--system", "target"]])
+def test_summary_needs_a_system_name(tmp_path, capsys, alone):
+    out = tmp_path / "f.txt"
+    with pytest.raises(SystemExit) as exit_:
+        main(["--scores", "a.txt", "--out", str(out), *alone])
+    assert exit_.value.code == 2
+    assert "error: --summary and --system go together" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_a_fusion_that_fails_while_writing_leaves_the_files_before_it(tmp_path, monkeypatch):
