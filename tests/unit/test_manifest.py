@@ -127,7 +127,9 @@ def test_missing_manifest(tmp_path):
 def test_wrong_columns(tmp_path):
     path = tmp_path / "m.csv"
     path.write_text("utt,path,speaker\na,a.wav,s\n")
-    with pytest.raises(ManifestError, match=r"m.csv: missing columns \['ID', 'duration'"):
+    with pytest.raises(ManifestError, match=r"m.csv: missing columns \['ID', 'duration'.*\n"
+                                            r"Fix: a manifest needs the header ID,duration,wav,"
+                                            r"start,stop,spk_id,domain$"):
         validate(path)
 
 
@@ -212,7 +214,11 @@ def test_non_numeric_duration_names_the_row(corpus):
     table = pd.read_csv(manifest, dtype=str)
     table.loc[2, "duration"] = "long"
     table.to_csv(manifest, index=False)
-    with pytest.raises(ManifestError, match="'duration'.*\n  row 4: ID spkB_1"):
+    with pytest.raises(ManifestError, match=r"m.csv: column 'duration' is not a non-negative "
+                                            r"number in rows\n  row 4: ID spkB_1: 'long'\nFix: "
+                                            r"give every row's duration as a non-negative number "
+                                            r"\(a manifest written by the data preparation has "
+                                            r"them: re-run it\)$"):
         validate(manifest)
 
 
@@ -565,7 +571,9 @@ def test_stop_beyond_file(corpus, stop):
 def test_a_manifest_without_a_required_column_is_refused_naming_it(corpus, column):
     _, manifest, _ = corpus
     pd.read_csv(manifest, dtype=str).drop(columns=[column]).to_csv(manifest, index=False)
-    with pytest.raises(ManifestError, match=rf"m.csv: missing columns \['{column}'\]; found "):
+    with pytest.raises(ManifestError, match=rf"m.csv: missing columns \['{column}'\]; found "
+                                            r".*\nFix: a manifest needs the header ID,duration,"
+                                            r"wav,start,stop,spk_id,domain$"):
         read_manifest(manifest)
 
 
@@ -606,7 +614,9 @@ def test_a_kaldi_trial_list_is_refused_with_its_conversion(corpus):
 def test_one_class_trial_list(corpus):
     folder, manifest, _ = corpus
     write_trials([(1, "spkA_1", "spkA_2"), (1, "spkB_1", "spkB_2")], folder / "t.txt")
-    with pytest.raises(ManifestError, match="all 2 trials are target trials"):
+    with pytest.raises(ManifestError, match=r"t.txt: all 2 trials are target trials\nFix: EER "
+                                            r"and minDCF need both target and non-target "
+                                            r"trials$"):
         validate(manifest, folder / "t.txt")
 
 
@@ -625,7 +635,9 @@ def test_duplicated_trials_name_the_repeat_and_the_first_line_of_the_file(corpus
 def test_trial_id_not_in_manifest(corpus):
     folder, manifest, _ = corpus
     write_trials([(1, "spkA_1", "spkA_2"), (0, "spkA_1", "spkC_9")], folder / "t.txt")
-    with pytest.raises(ManifestError, match="not in .*m.csv\n  line 2: test 'spkC_9'"):
+    with pytest.raises(ManifestError, match=r"t.txt: trials name IDs that are not in .*m.csv\n"
+                                            r"  line 2: test 'spkC_9'\nFix: use the manifest's "
+                                            r"ID column"):
         validate(manifest, folder / "t.txt")
 
 
@@ -633,7 +645,9 @@ def test_label_disagreeing_with_speakers(corpus):
     folder, manifest, _ = corpus
     write_trials([(1, "spkA_1", "spkA_2"), (1, "spkA_1", "spkB_1"), (0, "spkA_2", "spkB_2")],
                  folder / "t.txt")
-    with pytest.raises(ManifestError, match="labels disagree.*\n  line 2: 1 spkA_1 spkB_1"):
+    with pytest.raises(ManifestError, match=r"t.txt: labels disagree with the spk_id of their "
+                                            r"sides\n  line 2: 1 spkA_1 spkB_1\nFix: label is 1 "
+                                            r"exactly when both sides have the same speaker"):
         validate(manifest, folder / "t.txt")
 
 
@@ -645,7 +659,9 @@ def test_enrolment_models(corpus):
     validate(manifest, folder / "t.txt", enrolment)
     assert read_enrolment(enrolment)[0] == {"model_1": ["spkA_1"]}
     write_enrolment([{"model_id": "model_1", "utt_ids": ["spkA_1", "ghost"]}], enrolment)
-    with pytest.raises(ManifestError, match="enrol.csv: utterances not in .*\n  model_1: ghost"):
+    with pytest.raises(ManifestError, match=r"enrol.csv: utterances not in .*m.csv\n  model_1: "
+                                            r"ghost\nFix: prepare the enrolment utterances into "
+                                            r"the same manifest$"):
         validate(manifest, folder / "t.txt", enrolment)
 
 
@@ -1265,7 +1281,10 @@ def test_enrolment_table_speaker_contradicting_the_utterances_is_refused(corpus)
                     folder / "enrol.csv")
     with pytest.raises(ManifestError, match="enrol.csv: models whose spk_id contradicts their "
                                             "utterances'\n  model_a: spk_id spkB, utterance "
-                                            "spkA_1 spk_id spkA\n"):
+                                            "spkA_1 spk_id spkA\n  model_a: spk_id spkB, "
+                                            "utterance spkA_2 spk_id spkA\nFix: give each "
+                                            "model the "
+                                            "spk_id of its utterances in the manifest$"):
         validate(manifest, trials, folder / "enrol.csv")
 
 
