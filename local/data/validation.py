@@ -495,9 +495,11 @@ def check_speaker_overlap(train_path, scored, scored_path, allow=False):
         logger.warning("%s: %s (allowed by allow_speaker_overlap), e.g. %s", scored_path,
                        problem, rows[0])
         return
+    shared_kinds = " and ".join(kind for kind, count in (("speakers", len(shared)),
+                                                        ("audio files", len(files))) if count)
     fail(scored_path, problem, rows=rows,
-         fix="take these speakers out of the training manifest or the trial list; where the "
-             "protocol means them to be shared (the unlabelled target training audio being "
+         fix=f"take these {shared_kinds} out of the training manifest or the trial list; where "
+             "the protocol means them to be shared (the unlabelled target training audio being "
              "the evaluation audio itself), set allow_speaker_overlap: True "
              "(python -m data_prep.manifest: --allow-speaker-overlap)")
 

@@ -350,8 +350,9 @@ def test_an_audio_file_both_trained_on_and_scored_is_refused(corpus):
     folder, manifest, trials = corpus
     # Another speaker label, the same file (by its relative path from here).
     train = training_manifest(folder, [("t1", os.path.relpath(folder / "spkB_2.wav"), "other")])
-    with pytest.raises(ManifestError, match=r"0 speakers and 1 audio files .*\n  file "
-                                            r".*spkB_2.wav\n"):
+    with pytest.raises(ManifestError, match=r"trials.txt: 0 speakers and 1 audio files .*\n  "
+                                            r"file .*spkB_2.wav\nFix: take these audio files "
+                                            r"out of the training manifest or the trial list"):
         validate(manifest, trials, train_manifests=[train])
 
 
