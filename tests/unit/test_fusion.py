@@ -295,7 +295,9 @@ def test_development_trials_of_one_label_are_refused(tmp_path, capsys):
     out = str(tmp_path / "f.txt")
     assert main(["--scores", *paths, "--out", out, "--dev", *dev]) == 1
     assert capsys.readouterr().err.startswith(
-        f"{dev[0]}: has {nontarget.sum()} trials of one label, and the logistic regression")
+        f"{dev[0]}: has {nontarget.sum()} trials of one label, and the logistic regression "
+        "is trained on target and non-target trials\nFix: pass score files of a trial list "
+        "with both\n")
     assert not os.path.exists(out)
 
 

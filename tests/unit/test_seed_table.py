@@ -78,9 +78,12 @@ def test_the_table_is_not_written_into_a_runs_folder(runs, capsys):
 def test_a_pattern_without_runs_or_a_run_without_a_summary_is_named(runs, capsys):
     folder, _ = runs
     assert main(["--runs", "x", str(folder / "nothing_*")]) == 1
-    assert "no run folder matches" in capsys.readouterr().err
+    assert capsys.readouterr().err == (f"{folder / 'nothing_*'}: no run folder matches\n"
+                                       "Fix: check the pattern (quote it for the shell)\n")
     os.makedirs(folder / "base_s4")
-    with pytest.raises(ManifestError, match=r"base_s4/verification/summary.csv: run without"):
+    with pytest.raises(ManifestError, match=r"base_s4/verification/summary.csv: run without a "
+                                            r"verification summary\nFix: let the training "
+                                            r"finish, or run evaluate.py on it$"):
         collect(str(folder / "base_s*"))
 
 
