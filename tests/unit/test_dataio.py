@@ -286,9 +286,23 @@ def test_a_label_encoder_the_main_process_cannot_write_stops_every_process(tmp_p
 
 
 def test_manifest_dataset_validates(tmp_path):
-    (tmp_path / "m.csv").write_text("ID,wav\na,a.wav\n")
-    with pytest.raises(ValueError, match="missing columns"):
-        manifest_dataset(str(tmp_path / "m.csv"))
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("ID,wav\na,a.wav\n")
+    with pytest.raises(ManifestError, match=r"m.csv: missing columns \['duration', 'start', "
+                                            r"'stop', 'spk_id', 'domain'\].*\nFix: a manifest "
+                                            r"needs the header"):
+        manifest_dataset(str(manifest))
+    soundfile.write(tmp_path / "a.wav", np.zeros(8000), 8000)
+    manifest.write_text("ID,duration,wav,start,stop,spk_id,domain\n"
+                        f"a,1.0,{tmp_path / 'a.wav'},0,16000,s,d\n")
+    # Its audio is opened: the file is 8 kHz and half a second long.
+    with pytest.raises(ManifestError, match=r"m.csv: .*\n  a: .*a.wav is 8000 Hz but the "
+                                            r"manifest says 16000 Hz"):
+        manifest_dataset(str(manifest))
+    data = manifest_dataset(str(manifest), check_audio=False)
+    assert data.data == {"a": {"duration": 1.0, "wav": str(tmp_path / "a.wav"), "start": 0,
+                               "stop": 16000, "spk_id": "s", "domain": "d",
+                               "sample_rate": 16000}}
 
 
 def test_equal_length_batches_never_mix_lengths():
