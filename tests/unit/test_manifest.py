@@ -269,7 +269,13 @@ def test_duplicated_ids(corpus):
 def test_missing_audio_file(corpus):
     folder, manifest, _ = corpus
     (folder / "spkB_2.wav").unlink()
-    with pytest.raises(ManifestError, match="spkB_2: .*spkB_2.wav: audio file does not exist"):
+    # Prepared by hand (no preparation's marker beside it): the fix says to re-run the
+    # preparation, or to correct the rows.
+    with pytest.raises(ManifestError, match=r"m.csv: manifest does not match its audio\n  "
+                                            r"spkB_2: .*spkB_2.wav: audio file does not "
+                                            r"exist\nFix: re-run the data preparation for this "
+                                            r"corpus; in a manifest written by hand, correct "
+                                            r"these rows: wav an absolute path"):
         validate(manifest)
     validate(manifest, check_audio=False)
 
@@ -781,7 +787,8 @@ def test_prepare_corpus_chunks_training_manifests_and_skips_a_rerun(tmp_path):
 @pytest.mark.parametrize("breakage, message", [
     (lambda rows: rows + rows[:1], r"train.csv: duplicated IDs\n  u0\nFix: IDs must be unique"),
     (lambda rows: [{**rows[0], "stop": 0}] + rows[1:],
-     r"train.csv: stop must be greater than start\n  row 2: ID u0\nFix: "),
+     r"train.csv: stop must be greater than start\n  row 2: ID u0\nFix: start and stop are "
+     r"the row's first sample and the one after its last: give each row at least one sample"),
     (lambda rows: [{**rows[0], "duration": "n/a"}] + rows[1:],
      r"train.csv: column 'duration' is not a non-negative number in rows\n  row 2: ID u0"),
 ])
@@ -1139,7 +1146,9 @@ def test_self_trial(corpus):
     folder, manifest, _ = corpus
     (folder / "t.txt").write_text("1 spkA_1 spkA_2\n0 spkA_1 spkB_1\n1 spkB_2 spkB_2\n")
     with pytest.raises(ManifestError, match="t.txt: trials compare an utterance with itself\n"
-                                            "  line 3: 1 spkB_2 spkB_2\nFix: remove"):
+                                            "  line 3: 1 spkB_2 spkB_2\nFix: remove these "
+                                            "lines: a trial's enrol and test must be different "
+                                            "IDs$"):
         validate(manifest, folder / "t.txt")
 
 
