@@ -6,6 +6,7 @@ import pytest
 import torch
 from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
 
+from local.errors import ManifestError
 from local.model.adversaries import reverse_gradient
 from local.model.domain_branch import (
     AdversarialSchedule,
@@ -100,8 +101,10 @@ def test_frame_level_discriminator_reaches_only_the_layers_below_its_tap():
 
 def test_tap_names_the_layers_when_one_is_unknown():
     encoder = ECAPA_TDNN(20, channels=[16, 16, 16, 16, 48], lin_neurons=8)
-    with pytest.raises(ValueError, match="adv_layer 'pool' is not a layer of ECAPA_TDNN; "
-                       "its layers are: blocks, .*mfa"):
+    with pytest.raises(ManifestError, match=r"^--adv_layer=pool: adv_layer 'pool' is not a "
+                                            r"layer of ECAPA_TDNN; its layers are: blocks, .*mfa"
+                                            r".*\nFix: pass one of them, or --adv_layer=null for "
+                                            r"the pooled embedding$"):
         LayerOutputTap(encoder, "pool")
     tap = LayerOutputTap(encoder, "mfa")
     encoder(torch.randn(2, 30, 20))

@@ -246,7 +246,9 @@ def test_sides_whose_cohort_scores_do_not_vary_are_named(system, top_k):
         score_trials(embeddings, trials, enrolment, cohort=np.tile(cohort[:1], (5, 1)),
                      top_k=top_k)
     embeddings["u9"] = torch.zeros(DIM, dtype=torch.float64)
-    with pytest.raises(ManifestError, match=r"cohort: 1 trial sides(.|\n)*\n  u9\nFix: check"):
+    with pytest.raises(ManifestError, match=r"cohort: 1 trial sides(.|\n)*\n  u9\nFix: check "
+                                            r"the model: it gives these utterances, or the "
+                                            r"cohort's, identical or zero embeddings$"):
         score_trials(embeddings, trials, enrolment, cohort=cohort, top_k=top_k)
 
 

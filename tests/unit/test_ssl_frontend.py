@@ -298,7 +298,9 @@ def test_local_folder_without_feature_extractor_is_a_clear_error(tiny_ssl, tmp_p
 
 
 def test_unknown_family(tiny_ssl, tmp_path):
-    with pytest.raises(ValueError, match="ssl_family must be one of"):
+    with pytest.raises(ManifestError, match=r"^--ssl_family=hubert: ssl_family must be one of "
+                                            r"\['wav2vec2', 'wavlm'\], got 'hubert'\nFix: pass "
+                                            r"the family of ssl_source$"):
         SSLFrontend(tiny_ssl["wavlm"], str(tmp_path), family="hubert")
 
 
@@ -362,8 +364,11 @@ def test_gradient_checkpointing_recomputes_layers_and_keeps_the_gradients(tiny_s
 
 
 def test_gradient_checkpointing_of_a_frozen_model_is_a_clear_error(tiny_ssl, tmp_path):
-    with pytest.raises(ValueError, match="ssl_gradient_checkpointing needs a fine-tuned SSL "
-                       r"model \(freeze_ssl: False\)"):
+    with pytest.raises(ManifestError, match=r"^--ssl_gradient_checkpointing=True: "
+                                            r"ssl_gradient_checkpointing needs a fine-tuned SSL "
+                                            r"model \(freeze_ssl: False\).*\nFix: pass "
+                                            r"--freeze_ssl=False or "
+                                            r"--ssl_gradient_checkpointing=False$"):
         frontend(tiny_ssl, "wavlm", tmp_path, gradient_checkpointing=True)
 
 
