@@ -128,15 +128,19 @@ def settings(**given):
 
 def test_the_ssl_feature_cache_is_refused_with_augmentation():
     with pytest.raises(ManifestError, match=r"m.yaml: --augment=True with "
-                                            r"--cache_ssl_features=True: .*clean audio"):
+                                            r"--cache_ssl_features=True: .*clean audio.*\nFix: "
+                                            r"pass --cache_ssl_features=False \(the SSL model "
+                                            r"then runs on every augmented crop, at its cost\), "
+                                            r"or --augment=False$"):
         check_augmentation("m.yaml", settings(cache_ssl_features=True))
     check_augmentation("m.yaml", settings(cache_ssl_features=False))
     check_augmentation("m.yaml", settings(augment=False, cache_ssl_features=True))
 
 
 def test_a_data_file_without_augmentation_is_refused(noise_csv):
-    with pytest.raises(ManifestError, match=r"--noise_csv=.*noise.csv augments nothing "
-                                            r"without --augment=True"):
+    with pytest.raises(ManifestError, match=r"^m.yaml: --noise_csv=.*noise.csv augments "
+                                            r"nothing without --augment=True\nFix: pass "
+                                            r"--augment=True as well, or leave them out$"):
         check_augmentation("m.yaml", settings(augment=False, noise_csv=noise_csv))
     check_augmentation("m.yaml", settings(noise_csv=noise_csv))
 

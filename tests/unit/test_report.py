@@ -289,9 +289,9 @@ def test_score_file_round_trip_is_exact(tmp_path):
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("", "score file is empty"),
+        ("", "s.txt: score file is empty\nFix: score the trial list first$"),
         ("a b 0.5 1\nc d 0.1 0 extra\n", "label 0 or 1\n  line 2: c d 0.1 0 extra\nFix"),
-        ("\n\n", "score file is empty"),
+        ("\n\n", "s.txt: score file is empty\nFix: score the trial list first$"),
         ("a b 0.5 1\nc d x 0\ne f 0.2 2\ng h 0.3\n",
          "finite score and label 0 or 1\n"
          "  line 2: c d x 0\n  line 3: e f 0.2 2\n  line 4: g h 0.3\nFix"),
@@ -304,7 +304,8 @@ def test_bad_score_files_are_named(tmp_path, text, message):
     path.write_text(text)
     with pytest.raises(ManifestError, match=message):
         read_scores(path)
-    with pytest.raises(ManifestError, match="score file does not exist"):
+    with pytest.raises(ManifestError, match="none.txt: score file does not exist\nFix: score "
+                                            "the trial list first$"):
         read_scores(tmp_path / "none.txt")
 
 
