@@ -493,57 +493,81 @@ def _channel_of_unknown_file(task1, tmp_path):
     return dict(channel_table=str(tmp_path / "channels.csv"))
 
 
-@pytest.mark.parametrize("breakage, message", [
-    (_missing_folder, r"nowhere: DeepMine folder does not exist"),
-    (_no_docs, r"wav: not an SdSV task folder: it lacks docs/model_enrollment.txt"),
-    (_missing_wav, r"task1: 1 files named in docs/ are missing\n  wav/evaluation/evl_000042"),
+@pytest.mark.parametrize("breakage, message, fix", [
+    (_missing_folder, r"nowhere: DeepMine folder does not exist",
+     "pass as data_folder the folder that an SdSV task's archives"),
+    (_no_docs, r"wav: not an SdSV task folder: it lacks docs/model_enrollment.txt",
+     "extract an SdSV task's archives here, so that"),
+    (_missing_wav, r"task1: 1 files named in docs/ are missing\n  wav/evaluation/evl_000042",
+     "extract all of the task's audio archives here, into wav/train,"),
     (_malformed_train_line, r"train_labels.txt: lines not of the form 'train-file-id "
-                            r"speaker-id phrase-id' .*\n  line 8: trn_000007 spk_000004\n"),
+                            r"speaker-id phrase-id' .*\n  line 8: trn_000007 spk_000004\n",
+     "use docs/train_labels.txt as extracted; extract each task's"),
     # The task is the form of most lines: a malformed first line is the one named.
     (_malformed_first_train_line, r"train_labels.txt: lines not of the form 'train-file-id "
                                   r"speaker-id phrase-id' \(task 1, as 5 of its 6 lines are\)"
-                                  r".*\n  line 2: trn_000001 spk_000001\nFix: "),
+                                  r".*\n  line 2: trn_000001 spk_000001\nFix: ",
+     "use docs/train_labels.txt as extracted; extract each task's"),
     (_task2_first_enrolment_line, r"model_enrollment.txt: lines not of the form 'model-id "
                                   r"phrase-id .*\n  line 2: model_00000 enr_007492 enr_023277 "
-                                  r"enr_012882\nFix: "),
-    (_unknown_phrase, r"train_labels.txt: lines not .*\n  line 8: trn_000007 spk_000004 11"),
+                                  r"enr_012882\nFix: ",
+     "use docs/model_enrollment.txt as extracted; extract each task's"),
+    (_unknown_phrase, r"train_labels.txt: lines not .*\n  line 8: trn_000007 spk_000004 11",
+     "use docs/train_labels.txt as extracted; extract each task's"),
     (_train_file_listed_twice, r"train_labels.txt: lines not .*, or files listed twice\n"
-                               r"  line 8: trn_000001 spk_000009 05\n"),
+                               r"  line 8: trn_000001 spk_000009 05\n",
+     "use docs/train_labels.txt as extracted; extract each task's"),
     (_task2_enrolment_line, r"model_enrollment.txt: lines not of the form 'model-id "
-                            r"phrase-id .*\n  line 4: model_00002 enr_188426\n"),
-    (_tasks_mixed, r"model_enrollment.txt: is task 2's .*/train_labels.txt is task 1's"),
+                            r"phrase-id .*\n  line 4: model_00002 enr_188426\n",
+     "use docs/model_enrollment.txt as extracted; extract each task's"),
+    (_tasks_mixed, r"model_enrollment.txt: is task 2's .*/train_labels.txt is task 1's",
+     "extract each task's archives to a folder of its own, so that"),
     (_first_enrolment_phrase("7"), r"model_enrollment.txt: lines not of the form 'model-id "
                                    r"phrase-id .*' \(task 1\) with phrase-id 01 to 10, or "
-                                   r"models listed twice\n  line 2: model_00000 7 enr_007492"),
+                                   r"models listed twice\n  line 2: model_00000 7 enr_007492",
+     "use docs/model_enrollment.txt as extracted; extract each task's"),
     (_first_enrolment_phrase("11"), r"model_enrollment.txt: lines not .*\n"
-                                    r"  line 2: model_00000 11 enr_007492"),
+                                    r"  line 2: model_00000 11 enr_007492",
+     "use docs/model_enrollment.txt as extracted; extract each task's"),
     (_enrolment_file_of_two_phrases, r"model_enrollment.txt: enrolment files of models of "
                                      r"different phrases\n  enr_000101: phrase 02 in "
-                                     r"model_00001, 07 in model_00002\nFix: "),
+                                     r"model_00001, 07 in model_00002\nFix: ",
+     "use docs/model_enrollment.txt as extracted: each enrolment file"),
     (_malformed_trial, r"trials.txt: lines not of the form 'model-id evaluation-file-id'"
-                       r"\n  line 6: model_00001 evl_000018 TC"),
+                       r"\n  line 6: model_00001 evl_000018 TC",
+     "use docs/trials.txt as extracted"),
     (_unknown_model, r"trials.txt: trials name models that are not in docs/model_enrollment"
-                     r".txt\n  line 6: model_00009 evl_000018\n"),
+                     r".txt\n  line 6: model_00009 evl_000018\n",
+     "use the docs/ files of one task, as extracted; extract each"),
     (_bad_key_label, r"task1_key.txt: key lines not .* with a known label\n"
-                     r"  line 6: model_00001 evl_000099 TX"),
+                     r"  line 6: model_00001 evl_000099 TX",
+     "give one line 'model-id evaluation-file-id label' per trial of"),
     (_key_lacks_a_trial, r"does not label exactly the trials of docs/trials.txt\n"
-                         r"  not in the key: model_00001 evl_000077\n"),
-    (_key_of_labels_too_short, r"task1_key.txt: 3 labels for the 4 trials"),
-    (_key_of_labels_too_long, r"task1_key.txt: 5 labels for the 4 trials"),
-    (_key_absent, r"task1_key.txt: file does not exist"),
-    (_channel_table_columns, r"channels.csv: missing columns \['utt', 'channel'\]"),
-    (_channel_table_short_row, r"channels.csv: line 3 has 1 fields, the header 2"),
+                         r"  not in the key: model_00001 evl_000077\n",
+     "use the key of this task's docs/trials.txt: give one line"),
+    (_key_of_labels_too_short, r"task1_key.txt: 3 labels for the 4 trials",
+     "use the key of this task's docs/trials.txt: give one line"),
+    (_key_of_labels_too_long, r"task1_key.txt: 5 labels for the 4 trials",
+     "use the key of this task's docs/trials.txt: give one line"),
+    (_key_absent, r"task1_key.txt: file does not exist",
+     "give one line 'model-id evaluation-file-id label' per trial of"),
+    (_channel_table_columns, r"channels.csv: missing columns \['utt', 'channel'\]",
+     "a channel table is a CSV with the header utt,channel, one row"),
+    (_channel_table_short_row, r"channels.csv: line 3 has 1 fields, the header 2",
+     "give every row as many comma-separated fields as the header"),
     (_channel_of_unknown_file, r"channels.csv: 1 files are not in this task's docs/\n"
-                               r"  trn_999999\n"),
+                               r"  trn_999999\n",
+     "name the task's file IDs (trn_..., enr_..., evl_...) as in its"),
     (_channel_table_repeating_a_file, r"channels.csv: files listed more than once\n"
-                                      r"  trn_000001\nFix: "),
+                                      r"  trn_000001\nFix: ",
+     "a channel table is a CSV with the header utt,channel, one row"),
 ])
-def test_bad_input_is_refused_with_the_fix(task1, tmp_path, out, breakage, message):
+def test_bad_input_is_refused_with_the_fix(task1, tmp_path, out, breakage, message, fix):
     arguments = dict(data_folder=str(task1), save_folder=out, key_file=_key(task1))
     arguments.update(breakage(task1, tmp_path) or {})
     with pytest.raises(ManifestError, match=message) as error:
         prepare_deepmine(**arguments)
-    assert "\nFix: " in str(error.value)
+    assert f"\nFix: {fix}" in str(error.value)
     assert not os.path.exists(out)  # the save folder, made for the lock, removed again
 
 

@@ -395,35 +395,52 @@ def _no_target_trial(corpus):
     return dict(pattern=r"(?P<spk>.+)\.(?i:wav|flac|sph)")  # every file its own speaker
 
 
-@pytest.mark.parametrize("breakage, message", [
-    (_missing_folder, r"nowhere: Big FARSDAT folder does not exist"),
-    (_transcripts_only, r"transcripts: no audio files \(.wav, .flac, .sph\) under it"),
-    (_pattern_without_spk, r"pattern '\(\?P<speaker>.*: has no named group spk"),
-    (_not_a_regex, r"not a regular expression"),
-    (_unknown_group, r"has named groups \['call'\] that mean nothing here"),
-    (_unmatched, r"3 of 13 audio files do not match(.|\n)*\n  spk02/call2/utt03.flac\n"),
+@pytest.mark.parametrize("breakage, message, fix", [
+    (_missing_folder, r"nowhere: Big FARSDAT folder does not exist",
+     "pass as data_folder the folder that holds the corpus audio"),
+    (_transcripts_only, r"transcripts: no audio files \(.wav, .flac, .sph\) under it",
+     "pass as data_folder the folder that holds the corpus audio"),
+    (_pattern_without_spk, r"pattern '\(\?P<speaker>.*: has no named group spk",
+     "adjust the pattern (--pattern; for a condition, pattern: in its"),
+    (_not_a_regex, r"not a regular expression",
+     "adjust the pattern (--pattern; for a condition, pattern: in its"),
+    (_unknown_group, r"has named groups \['call'\] that mean nothing here",
+     "adjust the pattern (--pattern; for a condition, pattern: in its"),
+    (_unmatched, r"3 of 13 audio files do not match(.|\n)*\n  spk02/call2/utt03.flac\n",
+     "adjust the pattern (--pattern; for a condition, pattern: in its"),
     (_empty_spk, r"2 of 13 audio files do not match the pattern .* \(or give an empty spk\)\n"
-                 r"  spk06/call1/utt01.wav\n  spk06/call1/utt02.WAV\n"),
+                 r"  spk06/call1/utt01.wav\n  spk06/call1/utt02.WAV\n",
+     "adjust the pattern (--pattern; for a condition, pattern: in its"),
     (_nothing_matches_with_unmatched_ignored, r"13 of 13 audio files do not match(.|\n)*\n"
-                                              r"  spk01/call1/utt01.wav\n"),
-    (_unreadable, r"spk04/call1/utt01.wav: cannot read audio"),
+                                              r"  spk01/call1/utt01.wav\n",
+     "adjust the pattern (--pattern; for a condition, pattern: in its"),
+    (_unreadable, r"spk04/call1/utt01.wav: cannot read audio",
+     "convert it to wav or flac (e.g. ffmpeg -i IN -ar 16000 OUT.wav)"),
     (_shorten, r"utt02.sph: NIST SPHERE compressed with shorten(.|\n)*"
-               r"Fix: .*find . -iname '\*.sph'.*big_farsdat_wav.*ffmpeg"),
+               r"Fix: .*find . -iname '\*.sph'.*big_farsdat_wav.*ffmpeg",
+     "decompress the corpus into a wav tree and pass that as"),
     (_shared_ids, r"share an utterance ID\n  spk01--call1--utt01: spk01/call1/utt01.flac\n"
-                  r"  spk01--call1--utt01: spk01/call1/utt01.wav"),
-    (_table_columns, r"speakers.csv: not a speaker table: header \['speaker', 'sex'\]"),
-    (_table_short_line, r"speakers.csv: lines without a speaker and gender\n  line 3: spk02"),
-    (_table_missing_speaker, r"speakers.csv: 1 speakers found under .* are not in it\n  spk04"),
-    (_table_absent, r"nowhere.csv: speaker table does not exist"),
-    (_too_few_speakers, r"6 speakers found; n_eval_speakers=6 leaves none for training"),
-    (_no_target_trial, r"no held-out speaker has two utterances"),
+                  r"  spk01--call1--utt01: spk01/call1/utt01.wav",
+     "keep one file per utterance (not e.g. both x.wav and x.sph), or"),
+    (_table_columns, r"speakers.csv: not a speaker table: header \['speaker', 'sex'\]",
+     "make the first line name the columns, with spk and gender among"),
+    (_table_short_line, r"speakers.csv: lines without a speaker and gender\n  line 3: spk02",
+     "give every line the 3 columns of the header"),
+    (_table_missing_speaker, r"speakers.csv: 1 speakers found under .* are not in it\n  spk04",
+     "add a line spk,gender for each, or check that the pattern's spk"),
+    (_table_absent, r"nowhere.csv: speaker table does not exist",
+     "pass the path of a CSV with the columns spk,gender, or no"),
+    (_too_few_speakers, r"6 speakers found; n_eval_speakers=6 leaves none for training",
+     "lower n_eval_speakers, or check that the pattern's spk group is"),
+    (_no_target_trial, r"no held-out speaker has two utterances",
+     "check that the pattern's spk group is the speaker"),
 ])
-def test_bad_input_is_refused_with_the_fix(corpus, out, breakage, message):
+def test_bad_input_is_refused_with_the_fix(corpus, out, breakage, message, fix):
     arguments = dict(data_folder=str(corpus), save_folder=out, n_eval_speakers=2)
     arguments.update(breakage(corpus) or {})
     with pytest.raises(ManifestError, match=message) as error:
         prepare_farsdat(**arguments)
-    assert "\nFix: " in str(error.value)
+    assert f"\nFix: {fix}" in str(error.value)
     assert not os.path.exists(out)  # the save folder, made for the lock, removed again
 
 

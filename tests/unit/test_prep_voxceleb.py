@@ -524,48 +524,70 @@ def _vox2_speechbrain_layout(vox1, tmp_path):
     return dict(vox2_folder=str(write_vox2_speechbrain_layout(tmp_path / "voxceleb2", vox1)))
 
 
-@pytest.mark.parametrize("breakage, message", [
-    (_missing_folder, r"nowhere: VoxCeleb1 folder does not exist"),
+@pytest.mark.parametrize("breakage, message, fix", [
+    (_missing_folder, r"nowhere: VoxCeleb1 folder does not exist",
+     "pass as data_folder the folder that holds VoxCeleb1's wav/"),
     (_vox2_as_vox1, r"voxceleb2: no VoxCeleb1 tree wav/idXXXXX/.*; found dev/aac/, "
-                    r"VoxCeleb2's layout\nFix: pass .* this one as vox2_folder"),
-    (_no_meta, r"vox1_meta.csv: meta file not found"),
-    (_speaker_not_in_meta, r"vox1_meta.csv: 1 speakers of .*wav are not in it\n  id10004"),
-    (_not_a_meta_file, r"vox1_meta.csv: not a VoxCeleb meta file"),
-    (_old_style_list, r"voxceleb1_test.txt: names speakers by celebrity name"),
+                    r"VoxCeleb2's layout\nFix: pass .* this one as vox2_folder",
+     "pass VoxCeleb1's folder as data_folder and this one as"),
+    (_no_meta, r"vox1_meta.csv: meta file not found",
+     "download vox1_meta.csv from the VoxCeleb site into"),
+    (_speaker_not_in_meta, r"vox1_meta.csv: 1 speakers of .*wav are not in it\n  id10004",
+     "use the meta file of this corpus (vox1_meta.csv for VoxCeleb1,"),
+    (_not_a_meta_file, r"vox1_meta.csv: not a VoxCeleb meta file",
+     "use vox1_meta.csv / vox2_meta.csv as downloaded from the"),
+    (_old_style_list, r"voxceleb1_test.txt: names speakers by celebrity name",
+     "download the cleaned lists with IDs (veri_test2.txt,"),
     (_wav_folder_itself, r"voxceleb1/wav: no VoxCeleb1 tree .*; found the speaker folders "
                          r"idXXXXX/ directly in it: it is the wav/ folder itself\n"
-                         r"Fix: pass the folder above it instead .*: /\S*voxceleb1$"),
+                         r"Fix: pass the folder above it instead .*: /\S*voxceleb1$",
+     "pass the folder above it instead (which holds wav/ and"),
     (_dev_and_test_apart, r"voxceleb1: no VoxCeleb1 tree .*; found dev/wav/idXXXXX/ and "
                           r"test/wav/idXXXXX/: the dev and test archives extracted apart\n"
-                          r"Fix: move them .*&& mkdir wav && mv dev/wav/id\* test/wav/id\* wav/$"),
-    (_malformed_list, r"veri_test2.txt: lines not of the form .*\n  line 5: 2 id10270"),
-    (_trial_list_absent, r"list_test_all2.txt: trial list not found"),
+                          r"Fix: move them .*&& mkdir wav && mv dev/wav/id\* test/wav/id\* wav/$",
+     "move them into one wav/ tree: cd"),
+    (_malformed_list, r"veri_test2.txt: lines not of the form .*\n  line 5: 2 id10270",
+     "use the official lists from"),
+    (_trial_list_absent, r"list_test_all2.txt: trial list not found",
+     "download it from"),
     (_trial_line_of_three_recordings, r"veri_test2.txt: lines not of the form .*\n"
-                                      r"  line 5: 1 id10300/ize_eiCFEg0/00003.wav "),
+                                      r"  line 5: 1 id10300/ize_eiCFEg0/00003.wav ",
+     "use the official lists from"),
     (_meta_line_without_its_set, r"vox1_meta.csv: lines without a speaker ID, gender and set\n"
-                                 r"  line 5: id10004\tAaron_Tveit\tm\tUSA\nFix: "),
+                                 r"  line 5: id10004\tAaron_Tveit\tm\tUSA\nFix: ",
+     "use the meta file as downloaded from the VoxCeleb site"),
     (_two_lists_of_one_name, r"copy/veri_test2.txt: two trial lists would both be written as "
-                             r"trials_vox1_o.txt\nFix: pass each trial list once"),
-    (_missing_wav, r"veri_test2.txt: names 1 recordings .*\n  id10300/ize_eiCFEg0/00003.wav"),
-    (_every_speaker_in_trials, r"no training speakers left(.|\n)*pass vox2_folder"),
-    (_vox2_m4a_only, r"aac: 6 recordings are AAC \(.m4a\) only(.|\n)*ffmpeg"),
-    (_vox2_half_converted, r"1 recordings are AAC(.|\n)*id00015/0fijmz4vTVU/00003.m4a"),
-    (_vox2_wav_tree_incomplete, r"1 recordings are AAC(.|\n)*id00017/01dfn2spqyE/00001.m4a"),
-    (_vox2_no_meta, r"vox2_meta.csv: meta file not found"),
-    (_vox2_wrong_folder, r"no VoxCeleb2 tree dev/wav/idXXXXX/ or dev/aac/idXXXXX/"),
+                             r"trials_vox1_o.txt\nFix: pass each trial list once",
+     "pass each trial list once"),
+    (_missing_wav, r"veri_test2.txt: names 1 recordings .*\n  id10300/ize_eiCFEg0/00003.wav",
+     "extract both vox1_dev_wav.zip and vox1_test_wav.zip into"),
+    (_every_speaker_in_trials, r"no training speakers left(.|\n)*pass vox2_folder",
+     "pass vox2_folder (VoxCeleb2 dev) to train on, as is usual with"),
+    (_vox2_m4a_only, r"aac: 6 recordings are AAC \(.m4a\) only(.|\n)*ffmpeg",
+     "convert them to 16 kHz wav: cd"),
+    (_vox2_half_converted, r"1 recordings are AAC(.|\n)*id00015/0fijmz4vTVU/00003.m4a",
+     "convert them to 16 kHz wav: cd"),
+    (_vox2_wav_tree_incomplete, r"1 recordings are AAC(.|\n)*id00017/01dfn2spqyE/00001.m4a",
+     "convert them to 16 kHz wav: cd"),
+    (_vox2_no_meta, r"vox2_meta.csv: meta file not found",
+     "download vox2_meta.csv from the VoxCeleb site into"),
+    (_vox2_wrong_folder, r"no VoxCeleb2 tree dev/wav/idXXXXX/ or dev/aac/idXXXXX/",
+     "extract vox2_dev_aac.zip here (it makes dev/aac/) and convert"),
     (_vox2_dev_folder_itself, r"voxceleb2/dev: no VoxCeleb2 tree .*; found aac/idXXXXX/ and "
                               r"wav/idXXXXX/ directly in it: it is the dev/ folder itself\n"
-                              r"Fix: pass the folder above it instead .*: /\S*voxceleb2$"),
+                              r"Fix: pass the folder above it instead .*: /\S*voxceleb2$",
+     "pass the folder above it instead (which holds dev/ and"),
     (_vox2_speechbrain_layout, r"voxceleb2: no VoxCeleb2 tree .*; found VoxCeleb2 speakers "
                                r"\(id0XXXX\) in wav/ directly in it(.|\n)*"
-                               r"&& mkdir -p dev/wav && mv wav/id0\* dev/wav/$"),
+                               r"&& mkdir -p dev/wav && mv wav/id0\* dev/wav/$",
+     "move them into dev/wav/, leaving out any VoxCeleb1 speaker"),
 ])
-def test_bad_input_is_refused_with_the_fix(vox1, tmp_path, out, breakage, message):
+def test_bad_input_is_refused_with_the_fix(vox1, tmp_path, out, breakage, message, fix):
     arguments = dict(data_folder=str(vox1), save_folder=out)
     arguments.update(breakage(vox1, tmp_path) or {})
     with pytest.raises(ManifestError, match=message) as error:
         prepare_voxceleb(**arguments)
-    assert "\nFix: " in str(error.value)
+    assert f"\nFix: {fix}" in str(error.value)
     if breakage is _old_style_list:
         assert "veri_test2.txt" in str(error.value)
     assert not os.path.exists(out)  # the save folder, made for the lock, removed again
