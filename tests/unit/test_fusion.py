@@ -309,7 +309,7 @@ def test_trials_of_one_label_are_refused_before_anything_is_written(tmp_path, ca
     assert main(["--scores", *paths, "--out", out]) == 1
     assert capsys.readouterr().err.startswith(
         f"{paths[0]}: has {target.sum()} trials of one label, and EER and minDCF are taken "
-        "over target and non-target trials\nFix: ")
+        "over target and non-target trials\nFix: pass score files of a trial list with both\n")
     assert not os.path.exists(out)
 
 

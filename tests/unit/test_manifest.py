@@ -236,7 +236,8 @@ def test_sample_counts_that_are_not_whole_are_refused_not_truncated(corpus, colu
     table.loc[1, column] = value
     table.to_csv(manifest, index=False)
     with pytest.raises(ManifestError, match=rf"column '{column}' is not {kind} in rows\n"
-                                            rf"  row 3: ID spkA_2: '{value}'\nFix: "):
+                                            rf"  row 3: ID spkA_2: '{value}'\nFix: give every "
+                                            rf"row's {column} as {kind} \(a manifest written"):
         read_manifest(manifest)
 
 
@@ -1266,8 +1267,12 @@ def test_sdsv_trial_type_contradicting_the_sides_is_refused(corpus, text, proble
     with_phrases(manifest)
     write_enrolment([{"model_id": "model_b", "utt_ids": ["spkB_12"]}], folder / "enrol.csv")
     (folder / "t.txt").write_text(text)
+    # The fix says which types share the column: TC and TW the speaker, TC and IC the phrase.
+    alike = {"spk_id": "TC and TW", "phrase": "TC and IC"}[problem]
     with pytest.raises(ManifestError, match=f"t.txt: SdSV trial types disagree with the "
-                                            f"{problem} of their sides\n  {line}\nFix: "):
+                                            f"{problem} of their sides\n  {line}\nFix: {alike} "
+                                            f"trials have the same {problem} on both sides, the "
+                                            f"others different ones"):
         validate(manifest, folder / "t.txt", folder / "enrol.csv")
     (folder / "t.txt").write_text("0 spkA_1 spkA_2 TW\n0 spkA_1 spkB_1 IC\n"
                                   "0 spkA_2 spkB_1 IW\n1 model_b spkB_2 TC\n")
