@@ -387,8 +387,10 @@ def test_the_oracle_takes_the_manifest_speakers():
     centroids, summary = pseudo.relabel(embeddings, epoch=1, speakers=names)
     assert partition(pseudo.labels) == partition(truth) and len(centroids) == 5
     assert summary["nmi"] == 1.0 and summary["kept"] == 1.0
-    with pytest.raises(ValueError, match="pseudo_oracle takes the target manifest's spk_id, "
-                                         "and 1 target utterances have none"):
+    with pytest.raises(ManifestError, match=r"pseudo_oracle takes the target manifest's "
+                                            r"spk_id, and 1 target utterances have none \(e.g. "
+                                            r"spk0_u0\)\nFix: set pseudo_oracle: False, or give "
+                                            r"every target training utterance its spk_id$"):
         pseudo.relabel(embeddings, epoch=1, speakers={**names, "spk0_u0": ""})
 
 
