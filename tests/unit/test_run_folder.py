@@ -5,6 +5,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import types
 
 import pytest
@@ -34,7 +35,10 @@ def test_folder_held_by_another_process_is_refused_naming_it(tmp_path):
     process = holding_process(tmp_path)
     try:
         with pytest.raises(ManifestError, match=rf"{tmp_path}: another run writes into this "
-                                                rf"folder: the run of PID {process.pid} on "):
+                                                rf"folder: the run of PID {process.pid} on "
+                                                rf"{socket.gethostname()}, started .*, holds "
+                                                rf"{tmp_path / LOCK_FILE}\nFix: wait until that "
+                                                rf"run ends, or pass another --output_folder$"):
             hold_run_folder(tmp_path)
         assert holder(tmp_path / LOCK_FILE)["pid"] == process.pid
     finally:
