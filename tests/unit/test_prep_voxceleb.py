@@ -251,7 +251,7 @@ def test_chunks(vox1, out):
 
 
 def test_no_dev_manifest_is_written_and_one_of_an_earlier_preparation_is_removed(
-        vox1, tmp_path, out):
+        vox1, tmp_path, out, capsys):
     """Training has no validation stage: recordings held out for a dev.csv would only
     be missing from training, so none are; a folder prepared with dev_ratio is redone."""
     vox2 = write_vox2(tmp_path / "voxceleb2", "wav")
@@ -270,8 +270,11 @@ def test_no_dev_manifest_is_written_and_one_of_an_earlier_preparation_is_removed
     shutil.copy(paths["train"], os.path.join(out, "dev.csv"))
     assert prepare_voxceleb(str(vox1), out, vox2_folder=str(vox2)) == paths
     assert not os.path.exists(os.path.join(out, "dev.csv"))
-    with pytest.raises(SystemExit):
+    # The option that asked for one is gone: the command line refuses it.
+    with pytest.raises(SystemExit) as exit_:
         main(["--data_folder", str(vox1), "--save_folder", out, "--dev_ratio", "0.1"])
+    assert exit_.value.code == 2
+    assert "error: unrecognized arguments: --dev_ratio 0.1" in capsys.readouterr().err
 
 
 def test_an_empty_trial_list_option_is_refused_with_the_fix(vox1, out):
