@@ -295,7 +295,7 @@ def test_manifest_dataset_validates(tmp_path):
     soundfile.write(tmp_path / "a.wav", np.zeros(8000), 8000)
     manifest.write_text("ID,duration,wav,start,stop,spk_id,domain\n"
                         f"a,1.0,{tmp_path / 'a.wav'},0,16000,s,d\n")
-    # Its audio is opened: the file is 8 kHz and half a second long.
+    # Its audio is opened: the file is 8 kHz, where a manifest without sample_rate says 16 kHz.
     with pytest.raises(ManifestError, match=r"m.csv: .*\n  a: .*a.wav is 8000 Hz but the "
                                             r"manifest says 16000 Hz"):
         manifest_dataset(str(manifest))
