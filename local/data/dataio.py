@@ -25,13 +25,16 @@ SPEAKER_LABELS = {"spk_id": ("spk_id",), "spk_phrase": ("spk_id", "phrase")}
 CROP_STREAM, STEP_STREAM = 0, 1
 
 
-def random_seed(seed, stream, epoch, index):
+def random_seed(seed, stream, epoch, index, process=0):
     """A torch seed for item or step ``index`` of ``epoch`` in one of a run's random streams.
 
     Drawn from all four numbers, so that every crop and every step has its
     own seed whatever came before it: a run resumed at any step draws what an
     uninterrupted one draws. (The key has a fixed length: numpy's SeedSequence
-    gives ``[1]`` and ``[1, 0]`` the same state.)
+    gives ``[1]`` and ``[1, 0]`` the same state.) Under DDP a step's draws
+    (dropout, the augmentations') are each process's own: a process other
+    than the main one adds its rank to the key, a fifth number; the main
+    process, and a run of one process, draw as without it.
 
     Arguments
     ---------
@@ -43,6 +46,9 @@ def random_seed(seed, stream, epoch, index):
         Epoch number.
     index : int
         Item index in the epoch's pairs, or step number.
+    process : int
+        The DDP rank of the process that draws (:func:`process_group`); 0,
+        the main process's, for one process.
 
     Returns
     -------
@@ -55,8 +61,11 @@ def random_seed(seed, stream, epoch, index):
     True
     >>> random_seed(1986, CROP_STREAM, 1, 0) == random_seed(1986, STEP_STREAM, 1, 0)
     False
+    >>> random_seed(1986, STEP_STREAM, 1, 0, process=1) == random_seed(1986, STEP_STREAM, 1, 0)
+    False
     """
-    return int(np.random.SeedSequence([seed, stream, epoch, index]).generate_state(1, np.uint64)[0])
+    key = [seed, stream, epoch, index] + ([process] if process else [])
+    return int(np.random.SeedSequence(key).generate_state(1, np.uint64)[0])
 
 
 def manifest_dataset(csv_path, check_audio=True):
@@ -393,7 +402,7 @@ class PairedDataset(torch.utils.data.Dataset):
             whole to the processes (:meth:`process_batches`).
         """
         if self.source_batches is None:
-            return len(self) // (batch_size * _process_group()[0])
+            return len(self) // (batch_size * process_group()[0])
         return len(self.process_batches(batch_size))
 
     def process_batches(self, batch_size):
@@ -416,7 +425,7 @@ class PairedDataset(torch.utils.data.Dataset):
             The pair indices of each of this process's batches, for a
             DataLoader's ``batch_sampler``.
         """
-        world, rank = _process_group()
+        world, rank = process_group()
         return [range(start, start + batch_size)
                 for start in range(rank * batch_size, len(self), world * batch_size)]
 
@@ -555,8 +564,19 @@ def speaker_batches_per_epoch(pairs, batch_size, processes):
     return -(-(pairs // batch_size) // processes) * processes
 
 
-def _process_group():
-    """``(world size, rank)`` of this process's DDP group; ``(1, 0)`` without one."""
+def process_group():
+    """``(world size, rank)`` of this process's DDP group; ``(1, 0)`` without one.
+
+    Returns
+    -------
+    tuple
+        ``(world size, rank)``.
+
+    Example
+    -------
+    >>> process_group()
+    (1, 0)
+    """
     if torch.distributed.is_initialized():
         return torch.distributed.get_world_size(), torch.distributed.get_rank()
     return 1, 0

@@ -10,7 +10,7 @@ from speechbrain.utils.logger import get_logger
 from speechbrain.utils.optimizers import rm_vector_weight_decay
 from torch.nn.parallel import DistributedDataParallel
 
-from local.data.dataio import STEP_STREAM, random_seed
+from local.data.dataio import STEP_STREAM, process_group, random_seed
 from local.embedding import compute_embeddings, embeddable_ids, embedded_in
 from local.errors import checked_on_every_process, checked_on_main, fail
 from local.model.adversaries import DomainItems
@@ -294,9 +294,7 @@ class DANNBrain(sb.Brain):
             batch = tuple(part.to(self.device) for part in batch)
             # Before the step's seed: the draws of a loader built to restore it are not the step's.
             self.augmentation_data.restore(*batch)
-        # Dropout and any other draw of the step, from (seed, epoch, step) alone.
-        torch.manual_seed(random_seed(self.hparams.seed, STEP_STREAM,
-                                      self.hparams.epoch_counter.current, self.step))
+        self.seed_step()
         if self.hparams.augment:
             batch = augmented_pair(self.hparams.wav_augment, *batch)
         should_step = self.step % self.grad_accumulation_factor == 0
@@ -318,6 +316,14 @@ class DANNBrain(sb.Brain):
             self.domain_items = []
         self.on_fit_batch_end(batch, outputs, loss, should_step)
         return loss.detach().cpu()
+
+    def seed_step(self):
+        """Seed dropout and any other draw of the step from (seed, epoch, step) alone, and
+        under DDP from the process's rank: each process augments its own crops with draws
+        of its own, rather than every process with the same speed, bands and chunks."""
+        torch.manual_seed(random_seed(self.hparams.seed, STEP_STREAM,
+                                      self.hparams.epoch_counter.current, self.step,
+                                      process=process_group()[1]))
 
     def train_discriminator(self, steps):
         """Discriminator-only updates on the detached items of the optimisers' step.

@@ -1,6 +1,8 @@
 """Waveform augmentation: each augmented crop keeps its labels, and what cannot work is refused."""
 
+import os
 import random
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ from speechbrain.dataio.batch import PaddedBatch
 from speechbrain.utils.checkpoints import Checkpointer
 
 from local.errors import ManifestError
+from local.model.dann_brain import DANNBrain
 from local.model.augmentation import (
     DATA_KEYS,
     DataPositions,
@@ -21,6 +24,7 @@ from local.model.augmentation import (
 from local.run_folder import AUGMENTATION_DATA
 from local.model.speaker_heads import GE2EHead, GE2ELoss
 from local.settings import load_model_hparams
+from tests.conftest import in_two_processes
 
 N_SOURCE, N_TARGET, SAMPLES = 4, 3, 16000
 # Each crop is white noise at its own level, 8x apart: an augmented copy
@@ -195,6 +199,32 @@ def test_the_draws_are_the_torch_state_s_alone(tmp_path):
     assert torch.equal(*outputs)
     torch.manual_seed(8)
     assert not torch.equal(outputs[0], augmented_pair(augmenter, *crops())[0].sig.data)
+
+
+def augmented_at_a_step(folder):
+    """The crops augmented at step 3 of epoch 2 of a run of seed 1986, seeded as
+    DANNBrain.fit_batch seeds a step."""
+    augmenter = wav_augment(folder)  # before the seed: building the hparams seeds torch
+    brain = SimpleNamespace(step=3, hparams=SimpleNamespace(
+        seed=1986, epoch_counter=SimpleNamespace(current=2)))
+    DANNBrain.seed_step(brain)
+    return augmented_pair(augmenter, *crops())[0].sig.data
+
+
+def augment_in_process(rank, folder):
+    """One DDP process of two augmenting the same crops at the same step; saved."""
+    torch.save(augmented_at_a_step(folder), os.path.join(folder, f"rank{rank}.pt"))
+
+
+def test_each_ddp_process_draws_its_own_augmentation_and_the_main_one_a_single_process_s(
+        tmp_path):
+    # Every process seeded its steps alike: with the same speed, bands and chunks dropped,
+    # and the same dropout, the processes' crops of a step were augmented all alike.
+    in_two_processes(augment_in_process, str(tmp_path))
+    main, other = (torch.load(tmp_path / f"rank{rank}.pt") for rank in (0, 1))
+    assert not torch.equal(main, other)
+    # A run of one process augments as before, and as the main process of several.
+    assert torch.equal(main, augmented_at_a_step(tmp_path))
 
 
 def data_csv(folder, name, count, seconds):
