@@ -67,6 +67,7 @@ from local.settings import (
     passed_options,
     plain_values,
     PROCESSES_KEY,
+    processes_line,
     run_options,
     run_settings,
     training_processes,
@@ -470,8 +471,7 @@ def save_settings(hparams_file, overrides, condition_file, folder, prefix="", pr
     with written_whole(os.path.join(folder, f"{prefix}hyperparams.yaml"),
                        encoding="utf-8") as out:
         out.write(f"# {os.path.abspath(hparams_file)} on its bases, with the run's overrides\n"
-                  f"# {PROCESSES_KEY}: {processes} (torchrun --nproc_per_node)\n"
-                  f"# yamllint disable\n{resolved}")
+                  f"{processes_line(processes)}# yamllint disable\n{resolved}")
     with written_whole(os.path.join(folder, f"{prefix}condition.yaml"), encoding="utf-8") as out:
         out.write(condition_text(condition_file, condition_overrides or {}))
 

@@ -273,6 +273,52 @@ def run_settings(path, overrides):
                                   if not key.startswith("__")}))
 
 
+def processes_line(processes):
+    """The line of a ``hyperparams.yaml`` record that names the DDP processes of its command.
+
+    A comment: the processes are no key of the model file.
+
+    Arguments
+    ---------
+    processes : int
+        DDP processes of the command.
+
+    Returns
+    -------
+    str
+        The line, with its newline.
+
+    Example
+    -------
+    >>> processes_line(2)
+    '# ddp_processes: 2 (torchrun --nproc_per_node)\\n'
+    """
+    return f"# {PROCESSES_KEY}: {processes} (torchrun --nproc_per_node)\n"
+
+
+def recorded_processes(path):
+    """The DDP processes that a ``hyperparams.yaml`` record names (:func:`processes_line`).
+
+    Arguments
+    ---------
+    path : str
+        The record.
+
+    Returns
+    -------
+    int or None
+        None for a record written before it named them.
+    """
+    with open(path, encoding="utf-8") as record:
+        for line in record:
+            if not line.startswith("#"):
+                return None
+            named = re.fullmatch(rf"# {PROCESSES_KEY}: (\d+) .*\n?", line)
+            if named:
+                return int(named.group(1))
+    return None
+
+
 def run_options(run_opts, hparams, names=TRAINING_RUN_OPTIONS):
     """The value of each run option of ``names`` in a run, as SpeechBrain's Brain takes it.
 

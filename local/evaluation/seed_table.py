@@ -57,7 +57,7 @@ from local.cli import command, option
 from local.errors import fail
 from local.evaluation.report import markdown_table, run_folder_of
 from local.provenance import file_sha256
-from local.settings import run_settings
+from local.settings import PROCESSES_KEY, recorded_processes, run_settings
 from local.whole_files import written_whole
 
 logger = logging.getLogger(__name__)
@@ -432,7 +432,9 @@ def report_settings(run):
     The report's ``hyperparams.yaml`` (``evaluate_hyperparams.yaml`` for a
     report of ``evaluate.py``) on the run's own ``hyperparams.yaml``, whose
     training run options (``precision``...) an evaluation does not record;
-    each read as :func:`local.settings.run_settings` reads a model file.
+    each read as :func:`local.settings.run_settings` reads a model file. And
+    the DDP processes that trained the run (``ddp_processes``, each taking
+    ``batch_size`` crops a step), where its training record names them.
 
     Arguments
     ---------
@@ -454,7 +456,11 @@ def report_settings(run):
         if os.path.isfile(path):
             trained = os.path.join(run, "hyperparams.yaml")
             own = _read_settings(trained) if os.path.isfile(trained) else {}
-            return path, {**own, **_read_settings(path)}
+            # The processes that trained the run: an evaluation's are its own command's.
+            training = path if name == "hyperparams.yaml" else trained
+            processes = recorded_processes(training) if os.path.isfile(training) else None
+            return path, {**own, **_read_settings(path),
+                          **({PROCESSES_KEY: processes} if processes else {})}
     return None
 
 

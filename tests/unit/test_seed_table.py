@@ -170,11 +170,12 @@ def test_a_run_without_a_provenance_record_is_compared_by_its_trials_with_a_warn
     assert f"No provenance record in the report of {folder / 'base_s3'}:" in caplog.text
 
 
-def write_settings(folder, prefix="", **overrides):
+def write_settings(folder, prefix="", processes=1, **overrides):
     """A run's settings records (hparams/dann_fbank.yaml on the demo), as the scripts write them.
 
     ``prefix=""``: train_dann.py's, into the run and its report, with the
     training's run options; ``"evaluate_"``: evaluate.py's, into the report only.
+    ``processes``: the command's DDP processes.
     """
     values = {"condition": "demo", "n_speakers": 24, "output_folder": str(folder),
               "precision": "fp32", **overrides}
@@ -182,7 +183,7 @@ def write_settings(folder, prefix="", **overrides):
         values.pop("precision")
     for where in [folder / "verification"] + ([] if prefix else [folder]):
         save_settings("hparams/dann_fbank.yaml", values, "recipes/demo/condition.yaml",
-                      str(where), prefix)
+                      str(where), prefix, processes)
 
 
 def test_runs_of_one_system_made_with_other_settings_are_refused(runs, capsys):
@@ -238,6 +239,33 @@ def test_the_training_run_options_an_evaluation_does_not_record_are_the_runs(run
     write_settings(folder / "base_s3", "evaluate_", seed=3)
     with pytest.raises(ManifestError, match=r"precision: \"fp32\" in .*; \"bf16\" in .*base_s3"):
         seed_table({"baseline": collect(str(folder / "base_s*"))}, ["target"], ["eer_percent"])
+
+
+def test_seeds_trained_in_other_numbers_of_ddp_processes_are_refused(runs):
+    # Each process takes batch_size crops a step: seed 3, trained in two, trained with
+    # twice the batch and half the steps, and was tabled with the others as another seed.
+    folder, _ = runs
+    for seed in (1, 2):
+        write_settings(folder / f"base_s{seed}", seed=seed)
+    write_settings(folder / "base_s3", seed=3, processes=2)
+    refused = r"\n  ddp_processes: 1 in .*base_s1, .*base_s2; 2 in .*base_s3\n"
+    with pytest.raises(ManifestError, match=refused):
+        seed_table({"baseline": collect(str(folder / "base_s*"))}, ["target"], ["eer_percent"])
+    # Evaluated again in one process: the processes that trained it are the run's.
+    write_settings(folder / "base_s3", "evaluate_", seed=3)
+    with pytest.raises(ManifestError, match=refused):
+        seed_table({"baseline": collect(str(folder / "base_s*"))}, ["target"], ["eer_percent"])
+    # Those of an evaluation, or of a record that does not name them, are free.
+    write_settings(folder / "base_s3", seed=3)
+    write_settings(folder / "base_s3", "evaluate_", seed=3, processes=2)
+    for record in (folder / "base_s2" / "hyperparams.yaml",
+                   folder / "base_s2" / "verification" / "hyperparams.yaml"):
+        lines = record.read_text().splitlines(keepends=True)
+        assert lines[1] == "# ddp_processes: 1 (torchrun --nproc_per_node)\n"
+        record.write_text("".join(lines[:1] + lines[2:]))
+    table = seed_table({"baseline": collect(str(folder / "base_s*"))}, ["target"],
+                       ["eer_percent"])
+    assert table.loc[0, "runs"] == 3
 
 
 def test_an_argument_of_the_model_file_that_differs_is_named(runs):
