@@ -48,6 +48,7 @@ from local.run_folder import (
     SSL_MODEL_KEY,
     accept_settings,
     check_one_run,
+    check_own_checkpoints,
     hold_run_folder,
     other_save_folder,
     record_run,
@@ -335,6 +336,7 @@ def prepare_experiment(argv=None, training=True, create_folder=sb.create_experim
             # And the checkpoints' folder, which runs into other output folders may share.
             for folder in (hparams["output_folder"], hparams["save_folder"]):
                 hold_run_folder(folder)
+            check_own_checkpoints(hparams["output_folder"], hparams["save_folder"])
             # The settings first: a model file other than the run's finds none of its
             # checkpoints complete, and is told how it differs.
             accepted_settings = accept_settings(

@@ -24,7 +24,8 @@ checkpoints there are.
 
 A folder holds one run: :func:`check_one_run` refuses a training run that
 would write over the results of another, and a ``--debug`` smoke test into a
-folder that holds a run.
+folder that holds a run; :func:`check_own_checkpoints` a resume or an
+evaluation of another run's checkpoints into it.
 """
 
 import atexit
@@ -653,12 +654,69 @@ def check_one_run(hparams, training, debug=False):
                  f"remove {output} if its results are not needed (those of a --debug smoke "
                  "test, whose checkpoints were temporary)")
     other = other_save_folder(output, save_folder)
-    if other and any(
-            name.startswith("CKPT+") for name in _listing(other)):
+    if other and _holds_checkpoints(other):
         fail(output, f"holds a run whose checkpoints are in {other}, not in {save_folder}: a "
                      "new run would replace its record",
              fix=f"pass --save_folder={other} to resume it, or train into another "
                  "--output_folder")
+
+
+def check_own_checkpoints(output, save_folder):
+    """Refuse the checkpoints of one run for the folder of another.
+
+    A resume or an evaluation writes its record and report into ``output``
+    as those of the checkpoints it loads from ``save_folder``. Where the
+    ``hyperparams.yaml`` of ``output`` keeps its run's checkpoints in
+    another folder, those of ``save_folder`` are another run's when that
+    folder holds checkpoints and ``save_folder`` lies outside ``output`` (a
+    run folder copied whole names the original's and has its own in
+    ``<output>/save``), or when the folder that holds ``save_folder`` is a
+    run's folder whose ``hyperparams.yaml`` names it. Checkpoints moved
+    away, whose recorded folder holds none, are the run's; a folder that
+    holds no run yet may take any run's.
+
+    Arguments
+    ---------
+    output : str
+        The command's output folder.
+    save_folder : str
+        The command's checkpoint folder.
+
+    Raises
+    ------
+    ManifestError
+        Naming both folders and the fix.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> runs = [tempfile.mkdtemp() for _ in range(2)]
+    >>> for run in runs:
+    ...     os.makedirs(os.path.join(run, "save", "CKPT+1"))
+    ...     with open(os.path.join(run, "hyperparams.yaml"), "w") as record:
+    ...         _ = record.write(f"save_folder: {os.path.join(run, 'save')}")
+    >>> check_own_checkpoints(runs[0], os.path.join(runs[0], "save"))
+    >>> check_own_checkpoints(runs[0], os.path.join(runs[1], "save"))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+      ...
+    local.errors.ManifestError: ...: holds the run whose checkpoints its hyperparams.yaml keeps in .../save, not in .../save, ...
+    """
+    recorded = other_save_folder(output, save_folder)
+    owner = os.path.dirname(os.path.realpath(save_folder))
+    if recorded is None or not _holds_checkpoints(save_folder) or \
+            owner == os.path.realpath(output):
+        return
+    claimed = os.path.isfile(os.path.join(owner, "hyperparams.yaml")) and \
+        other_save_folder(owner, save_folder) is None
+    if not (claimed or _holds_checkpoints(recorded)):
+        return
+    output_fix = f"--output_folder={owner}" if claimed else "the --output_folder"
+    fail(output, f"holds the run whose checkpoints its hyperparams.yaml keeps in {recorded}, not "
+                 f"in {save_folder}{', those of the run in ' + owner if claimed else ''}: a "
+                 "resume or an evaluation would write the record and report of another run's "
+                 "checkpoints here as this run's",
+         fix=f"pass --save_folder={recorded} for the run of {output}, or {output_fix} for the "
+             f"run whose checkpoints are in {save_folder}")
 
 
 def held_results(output):
@@ -721,11 +779,12 @@ def other_save_folder(output, save_folder):
     return value
 
 
-def _listing(folder):
+def _holds_checkpoints(folder):
+    """Whether ``folder`` holds a checkpoint (``CKPT+...``)."""
     try:
-        return os.listdir(folder)
+        return any(name.startswith("CKPT+") for name in os.listdir(folder))
     except OSError:
-        return []
+        return False
 
 
 def record_run(save_folder, settings, write_records, output_folder):

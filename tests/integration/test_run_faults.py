@@ -296,6 +296,34 @@ def test_new_run_over_a_runs_results_or_record_is_refused(demo_corpus, run, tmp_
     assert not list(elsewhere.glob("CKPT*"))
 
 
+@pytest.mark.parametrize("script", [evaluate, train_dann])
+def test_checkpoints_of_another_run_are_refused_for_a_runs_folder(demo_corpus, trained, run,
+                                                                  tmp_path, script):
+    """An evaluation or a resume of another run's checkpoints into this run's folder, with that
+    run's settings, would write its report and record here as this run's."""
+    other = tmp_path / "other"
+    shutil.copytree(run, other)  # a run of another seed, in its own folder
+    record = json.loads((other / "save" / "run_settings.json").read_text())
+    (other / "save" / "run_settings.json").write_text(json.dumps({**record, "seed": 5}))
+    hyperparams = (other / "hyperparams.yaml").read_text()
+    (other / "hyperparams.yaml").write_text(
+        hyperparams.replace(f"save_folder: {trained[0] / 'save'}\n",
+                            f"save_folder: {other / 'save'}\n"))
+    recorded = trained[0] / "save"  # the copy's hyperparams.yaml names the original's
+    before = contents(run)
+    with pytest.raises(ManifestError) as refused:
+        train(demo_corpus, run, *ONE_EPOCH, f"--save_folder={other / 'save'}", "--seed=5",
+              script=script)
+    assert str(refused.value) == (
+        f"{run}: holds the run whose checkpoints its hyperparams.yaml keeps in {recorded}, not "
+        f"in {other / 'save'}, those of the run in {other}: a resume or an evaluation would "
+        "write the record and report of another run's checkpoints here as this run's\n"
+        f"Fix: pass --save_folder={recorded} for the run of {run}, or --output_folder={other} "
+        f"for the run whose checkpoints are in {other / 'save'}")
+    assert contents(run) == before
+    train(demo_corpus, other, *ONE_EPOCH, "--seed=5", script=evaluate)  # that run's own folder
+
+
 def test_condition_naming_missing_files_is_refused_before_the_run_is_written(demo_corpus,
                                                                              tmp_path):
     with open(os.path.join(ROOT, "recipes", "demo", "condition.yaml")) as original:
