@@ -138,6 +138,37 @@ def embeddable_ids(dataset, shortest=None, longest=None):
             if (shortest or 0) <= samples / rate <= (longest or float("inf"))]
 
 
+def none_embeddable(utterances, recordings, shortest=None, longest=None):
+    """Why utterances of which none is within the embedding limits give nothing, and the fix.
+
+    One wording for every refusal of such a set: the target that the
+    pseudo-labels would cluster, a training set that a back-end would train on.
+
+    Arguments
+    ---------
+    utterances : str
+        The set, counted: ``"240 target training utterances"``.
+    recordings : str
+        What to cut into rows of such lengths: ``"them"``, ``"the target's recordings"``.
+    shortest, longest : float, optional
+        ``min_embed_seconds``, ``max_embed_seconds``.
+
+    Returns
+    -------
+    tuple
+        ``(reason, fix)``, two texts.
+
+    Example
+    -------
+    >>> reason, fix = none_embeddable("3 utterances of eval.csv", "them", 0.5, 600)
+    >>> print(f"{reason}; {fix}")
+    none of the 3 utterances of eval.csv is within min_embed_seconds and max_embed_seconds (0.5-600 s), the lengths embedded whole; cut them into rows (start, stop) of such lengths
+    """
+    return (f"none of the {utterances} is within min_embed_seconds and max_embed_seconds "
+            f"({shortest}-{longest} s), the lengths embedded whole",
+            f"cut {recordings} into rows (start, stop) of such lengths")
+
+
 def embedded_in(precision, device_type, embed, *inputs):
     """``embed(*inputs)`` under autocast to ``precision``, in float32: the verification's embeddings.
 

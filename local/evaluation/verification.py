@@ -39,7 +39,7 @@ from local.evaluation.backends import (
     system_name,
 )
 from local.domain_statistics import check_domain_size
-from local.embedding import compute_embeddings, content_key, embeddable_ids
+from local.embedding import compute_embeddings, content_key, embeddable_ids, none_embeddable
 from local.errors import fail, failing_on_full_disk
 from local.evaluation.metrics import VOXCELEB_DCF, dcf_name, repeated_dcf
 from local.evaluation.report import (
@@ -327,10 +327,9 @@ class EmbeddingCache:
         """
         ids = cohort_subset(embeddable_ids(dataset, *self.limits), size, self.hparams["seed"])
         if not ids:
-            raise Unscorable(
-                f"none of the {len(dataset)} utterances of {manifest} is within "
-                "min_embed_seconds and max_embed_seconds ({}-{} s), the lengths embedded "
-                "whole; cut them into rows (start, stop) of such lengths".format(*self.limits))
+            reason, fix = none_embeddable(f"{len(dataset)} utterances of {manifest}", "them",
+                                          *self.limits)
+            raise Unscorable(f"{reason}; {fix}")
         vectors = self(f"{name}{len(ids)}", dataset, ids)
         return ids, torch.stack([vectors[i] for i in ids])
 

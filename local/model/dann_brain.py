@@ -11,7 +11,7 @@ from speechbrain.utils.optimizers import rm_vector_weight_decay
 from torch.nn.parallel import DistributedDataParallel
 
 from local.data.dataio import STEP_STREAM, process_group, random_seed
-from local.embedding import compute_embeddings, embeddable_ids, embedded_in
+from local.embedding import compute_embeddings, embeddable_ids, embedded_in, none_embeddable
 from local.errors import checked_on_every_process, checked_on_main, fail
 from local.model.adversaries import DomainItems
 from local.model.augmentation import DataPositions, augmented_pair
@@ -454,12 +454,12 @@ class DANNBrain(sb.Brain):
         limits = self.embed_limits()
         ids = embeddable_ids(self.target_utterances, *limits)
         if not ids:
+            reason, fix = none_embeddable(
+                f"{len(self.target_utterances)} target training utterances",
+                "the target's recordings", *limits)
             fail("--min_embed_seconds={} --max_embed_seconds={}".format(*limits),
-                 f"none of the {len(self.target_utterances)} target training utterances is "
-                 "within min_embed_seconds and max_embed_seconds ({}-{} s), the lengths "
-                 "embedded whole, so the pseudo-labels have none to cluster".format(*limits),
-                 fix="cut the target's recordings into rows (start, stop) of such lengths, "
-                     "or set pseudo_label_epochs: []")
+                 f"{reason}, so the pseudo-labels have none to cluster",
+                 fix=f"{fix}, or set pseudo_label_epochs: []")
         if len(ids) < len(self.target_utterances):
             logger.warning("pseudo-labels: %d of %d target training utterances are outside "
                            "min_embed_seconds-max_embed_seconds (%s-%s s) and get no "

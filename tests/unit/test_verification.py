@@ -433,6 +433,32 @@ def test_training_sets_of_no_utterance_within_the_embedding_limits_leave_their_b
                                                     ("plda_target", "target", 20))}
 
 
+def test_a_target_of_nothing_to_embed_is_refused_alike_by_the_pseudo_labels_and_the_backends(
+        tmp_path):
+    """Both refusals say the same of the same utterances: one wording, each its own exception."""
+    import types
+
+    from local.embedding import none_embeddable
+    from local.model.dann_brain import DANNBrain
+
+    target = DynamicItemDataset({f"t{i}": {"wav": f"t{i}.wav", "start": 0, "stop": 16000 * 700,
+                                           "sample_rate": 16000} for i in range(3)})
+    hparams = dict(NORM, output_folder=str(tmp_path), eval_batch_size=4, seed=1)
+    with pytest.raises(verification.Unscorable) as unscorable:
+        verification.EmbeddingCache(None, hparams, "cpu", "CKPT").subset(
+            "backend_target", target, 5, "the target training manifest")
+    brain = types.SimpleNamespace(target_utterances=target, embed_limits=lambda: (0.5, 600))
+    with pytest.raises(ManifestError) as refused:
+        DANNBrain.clustered_ids(brain)
+    for subject, recordings, message in (
+            ("3 utterances of the target training manifest", "them", str(unscorable.value)),
+            ("3 target training utterances", "the target's recordings", str(refused.value))):
+        reason, fix = none_embeddable(subject, recordings, 0.5, 600)
+        assert reason == (f"none of the {subject} is within min_embed_seconds and "
+                          "max_embed_seconds (0.5-600 s), the lengths embedded whole")
+        assert reason in message and fix in message
+
+
 class VectorCache(RecordingCache):
     """An embedding cache whose embedding of each utterance is given."""
 
