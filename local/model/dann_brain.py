@@ -69,10 +69,12 @@ class DANNBrain(sb.Brain):
         self.target_utterances = target_utterances
         pseudo = self.hparams.pseudo_labels
         clusters = any(e <= self.hparams.number_of_epochs for e in pseudo.epochs)
-        if clusters and target_utterances is not None and not pseudo.oracle:
-            # Before any training: only the utterances embedded whole are clustered
-            # (the oracle builds no neighbour graph).
-            check_neighbours(pseudo.settings["neighbours"], len(self.clustered_ids()))
+        if clusters and target_utterances is not None:
+            # Before any training: only the utterances embedded whole are labelled, by
+            # the oracle too, which builds no neighbour graph.
+            clustered = self.clustered_ids()
+            if not pseudo.oracle:
+                check_neighbours(pseudo.settings["neighbours"], len(clustered))
         self.adversary = self.hparams.domain_adversary
         # What the discriminator's own updates read: the items of each batch of the
         # optimisers' step, up to --grad_accumulation_factor of them.

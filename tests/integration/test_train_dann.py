@@ -959,16 +959,19 @@ def test_bad_domain_settings_fail_before_training(demo_corpus, tmp_path, setting
     assert not os.path.exists(tmp_path / "train_log.txt")
 
 
+@pytest.mark.parametrize("oracle", [False, True])
 def test_a_target_of_no_utterance_to_embed_fails_naming_the_limits_before_training(
-        demo_corpus, tmp_path):
-    # Every target utterance below min_embed_seconds: fewer neighbours would not help.
+        demo_corpus, tmp_path, oracle):
+    # Every target utterance below min_embed_seconds: fewer neighbours would not help, nor
+    # the oracle's labels, which label the same utterances.
     table = pd.read_csv(demo_corpus["target_train"])
     table["stop"] = table["start"] + table["sample_rate"] // 5
     table["duration"] = (table["stop"] - table["start"]) / table["sample_rate"]
     table.to_csv(tmp_path / "target_short.csv", index=False)
     with pytest.raises(ManifestError) as refused:
         train(demo_corpus, tmp_path / "run", f"--target_train={tmp_path / 'target_short.csv'}",
-              "--pseudo_neighbours=5", "--number_of_epochs=2", "--pseudo_label_epochs=[2]")
+              "--pseudo_neighbours=5", "--number_of_epochs=2", "--pseudo_label_epochs=[2]",
+              f"--pseudo_oracle={oracle}")
     assert "none of the 240 target training utterances is within min_embed_seconds and " \
            "max_embed_seconds" in str(refused.value)
     assert "cut the target's recordings into rows (start, stop)" in str(refused.value)
