@@ -69,6 +69,7 @@ from local.evaluation.seed_table import report_settings
 from local.model.checkpoints import CompleteCheckpointer, checkpoint_identity
 from local.run_folder import (
     SSL_MODEL_KEY,
+    check_results_in_place,
     hold_run_folder,
     other_save_folder,
     recorded_settings,
@@ -232,9 +233,12 @@ def check_report_checkpoint(run_folder, checkpoint):
     Raises
     ------
     ManifestError
-        When the report names another checkpoint.
+        When the report names another checkpoint, or was set aside by an
+        evaluation killed while replacing it
+        (:func:`~local.run_folder.check_results_in_place`).
     """
     report = os.path.join(run_folder, "verification")
+    check_results_in_place(report)
     scored, exported = scored_checkpoint(report), checkpoint_identity(checkpoint)
     if scored is None:
         logger.warning("%s does not name the checkpoint it scored (a report from before "

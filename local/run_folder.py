@@ -70,6 +70,11 @@ EVALUATION_FREE_KEYS = ("min_embed_seconds", "max_embed_seconds", *TRAINING_RUN_
 # one of them, or one set aside by a writer killed while replacing it
 # (local.whole_files.set_aside), holds a run's results.
 RESULTS = ("verification", "model")
+# The command that writes each of them again, putting back what was set aside first.
+RESULTS_WRITERS = {
+    "verification": "evaluate the run again (python evaluate.py with its hparams and overrides)",
+    "model": "export the run again (python -m local.export)",
+}
 # The condition's files that the trained weights depend on: the record has
 # the hash of each as the setting <file>_sha256. The evaluation's manifests
 # and trial lists are only scored.
@@ -752,6 +757,51 @@ def held_results(output):
         if there:
             held.append(os.path.basename(there[0]))
     return held
+
+
+def check_results_in_place(path):
+    """Refuse to read ``path`` in a run's results that a writer killed while replacing them set aside.
+
+    Between the two renames of :func:`local.whole_files.staged_folder`, a
+    run's ``verification/`` (or ``model/``) is absent and its earlier
+    results are whole in ``verification.previous``: a reader told only that
+    ``path`` is missing would take them for lost.
+
+    Arguments
+    ---------
+    path : str
+        A path in a run's results, or the results folder itself
+        (``<run>/verification/summary.csv``, ``<run>/verification``).
+
+    Raises
+    ------
+    ManifestError
+        Naming the set-aside folder and how to get it back, where ``path``
+        lies in a results folder that is absent and set aside.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> run = tempfile.mkdtemp()
+    >>> check_results_in_place(os.path.join(run, "verification", "summary.csv"))
+    >>> os.makedirs(os.path.join(run, "verification.previous"))
+    >>> check_results_in_place(os.path.join(run, "verification", "summary.csv"))
+    Traceback (most recent call last):
+      ...
+    local.errors.ManifestError: ...verification.previous: holds the run's earlier results, set aside by a command killed while it replaced ...verification, which is absent
+    Fix: evaluate the run again (python evaluate.py with its hparams and overrides), which puts them back before it writes its own, or rename ...verification.previous to ...verification to read them as they were
+    """
+    folder = os.path.normpath(path)
+    while folder and os.path.basename(folder) not in RESULTS:
+        parent = os.path.dirname(folder)
+        folder = parent if parent != folder else ""
+    if not folder or os.path.isdir(folder) or not os.path.isdir(set_aside(folder)):
+        return
+    previous = set_aside(folder)
+    fail(previous, "holds the run's earlier results, set aside by a command killed while it "
+                   f"replaced {folder}, which is absent",
+         fix=f"{RESULTS_WRITERS[os.path.basename(folder)]}, which puts them back before it "
+             f"writes its own, or rename {previous} to {folder} to read them as they were")
 
 
 def other_save_folder(output, save_folder):

@@ -31,6 +31,7 @@ from local.data.manifest_io import numbered_lines, read_fields
 from local.data.schema import REST
 from local.errors import fail
 from local.evaluation.metrics import VOXCELEB_DCF, compute_metrics, dcf_name, eer, error_rates
+from local.run_folder import check_results_in_place
 from local.whole_files import written_whole
 
 SCORE_COLUMNS = ["enrol", "test", "score", "label"]
@@ -141,6 +142,7 @@ def read_scores(path):
     [('u1', 'u2', 0.75, 1), ('u1', 'u3', -0.1, 0)]
     """
     if not os.path.isfile(path):
+        check_results_in_place(path)
         fail(path, "score file does not exist", fix="score the trial list first")
     fields = read_fields(path, SCORE_COLUMNS)
     if fields.empty:

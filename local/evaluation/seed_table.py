@@ -57,6 +57,7 @@ from local.cli import command, option
 from local.errors import fail
 from local.evaluation.report import markdown_table, run_folder_of
 from local.provenance import file_sha256
+from local.run_folder import check_results_in_place
 from local.settings import PROCESSES_KEY, recorded_processes, run_settings
 from local.whole_files import written_whole
 
@@ -116,6 +117,7 @@ def collect(pattern):
     tables = []
     for folder in folders:
         path = os.path.join(folder, "verification", "summary.csv")
+        check_results_in_place(path)
         if not os.path.isfile(path):
             fail(path, "run without a verification summary",
                  fix="let the training finish, or run evaluate.py on it")

@@ -181,3 +181,42 @@ def test_results_set_aside_by_a_killed_writer_are_the_runs_results(tmp_path, nam
     with pytest.raises(ManifestError, match=rf"^{tmp_path}: holds a run, whose results a --debug "):
         run_folder.check_one_run(hparams, training=True, debug=True)
     assert (tmp_path / f"{name}.previous" / "summary.csv").read_text() == "the run's"
+
+
+def _seed_table(run):
+    from local.evaluation.seed_table import collect
+
+    collect(str(run))
+
+
+def _score_file(run):
+    from local.evaluation.report import read_scores
+
+    read_scores(str(run / "verification" / "target" / "scores.txt"))
+
+
+def _export(run):
+    from local.export import check_report_checkpoint
+
+    check_report_checkpoint(str(run), None)  # refused before the checkpoint is compared
+
+
+@pytest.mark.parametrize("reader", [_seed_table, _score_file, _export])
+def test_a_report_set_aside_by_a_killed_writer_is_named_by_its_readers(tmp_path, reader):
+    """A kill between the two renames of a report's replacement leaves it whole, set aside:
+    a seed table, a fusion or an export says where it is and how to get it back."""
+    run = tmp_path / "run"
+    (run / "verification" / "target").mkdir(parents=True)
+    (run / "verification" / "summary.csv").write_text("system,eer_percent\ntarget,10.0\n")
+    (run / "verification" / "target" / "scores.txt").write_text("e t 0.5 1\n")
+    killed_swap(run / "verification")
+    with pytest.raises(ManifestError) as refused:
+        reader(run)
+    previous, folder = run / "verification.previous", run / "verification"
+    assert str(refused.value) == (
+        f"{previous}: holds the run's earlier results, set aside by a command killed while it "
+        f"replaced {folder}, which is absent\n"
+        "Fix: evaluate the run again (python evaluate.py with its hparams and overrides), which "
+        f"puts them back before it writes its own, or rename {previous} to {folder} to read "
+        "them as they were")
+    assert (previous / "summary.csv").read_text() == "system,eer_percent\ntarget,10.0\n"
