@@ -189,6 +189,22 @@ def test_auxiliary_classifier_logs_its_domain_and_speaker_losses_apart():
         expected("auxiliary_classifier", "embedding"), rel=1e-6)
 
 
+@pytest.mark.parametrize("adversary", GANS)
+@pytest.mark.parametrize("coefficient", [0.0, 0.3])
+def test_a_gans_encoder_loss_is_its_game_loss_times_the_schedules_coefficient(adversary,
+                                                                             coefficient):
+    # During the warm-up (coefficient 0) the encoder learns nothing from the game.
+    logits = LOGITS if adversary == "auxiliary_classifier" else LOGITS[:, :2]
+    features = logits.clone().requires_grad_()
+    loss, log = make_adversary(adversary).encoder_loss(
+        identity_discriminator(logits.shape[1]), DomainItems(features, 3, SPEAKERS), coefficient)
+    game = expected(adversary, "embedding")
+    assert float(loss) == pytest.approx(coefficient * game, rel=1e-6)
+    assert float(log["embedding_adv_loss"]) == pytest.approx(game, rel=1e-6)
+    grad, = torch.autograd.grad(loss, features)
+    assert (grad.abs().sum() > 0) == (coefficient > 0)
+
+
 @pytest.mark.parametrize("adversary", ADVERSARIES)
 @pytest.mark.parametrize("disc_steps", [1, 3])
 def test_the_updates_before_and_after_the_encoders_step_add_up_to_disc_steps(adversary,
