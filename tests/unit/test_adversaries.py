@@ -125,6 +125,23 @@ def test_margin_softmax_losses_are_the_formulas(kind, margin_of):
     assert float(loss) == pytest.approx(np.mean(direct), rel=1e-5)
 
 
+def test_aam_softmax_beyond_pi_takes_arcfaces_linear_penalty_and_keeps_rising_with_the_angle():
+    # Margin 0.3: cos θ below cos(π - 0.3) = -0.955 has θ + m beyond π, where the target
+    # logit is s (cos θ - m sin m), not cos(θ + m) (which would fall again with θ).
+    margin, scale = 0.3, 10.0
+    loss_fn = margin_softmax_loss("aam", margin=margin, scale=scale)
+    losses = []
+    for cosine in (-0.99, -0.97):
+        row = np.array([cosine, 0.2, 0.1])
+        logits = scale * row
+        logits[0] = scale * (cosine - margin * np.sin(margin))
+        direct = np.log(np.exp(logits).sum()) - logits[0]
+        loss = float(loss_fn(torch.tensor([[row.tolist()]]), torch.tensor([[0]])))
+        assert loss == pytest.approx(direct, rel=1e-5)
+        losses.append(loss)
+    assert losses[0] > losses[1]  # the larger angle costs more
+
+
 
 
 def test_items_are_every_frame_of_every_crop_each_with_its_crop_speaker():
