@@ -1,6 +1,7 @@
 """Gradient reversal, the schedule of the domain losses, the discriminator and its layer tap."""
 
 import math
+import re
 
 import pytest
 import torch
@@ -48,6 +49,14 @@ def test_schedule_warmup_then_ramp_scaled_by_weight():
     assert AdversarialSchedule(weight=0.0)(0.9) == 0.0
     with pytest.raises(ValueError, match="adv_warmup must be in"):
         AdversarialSchedule(warmup=1.0)
+
+
+@pytest.mark.parametrize("gamma", [2.0, 10.0])
+def test_the_schedule_ramps_with_its_own_steepness(gamma):
+    schedule = AdversarialSchedule(weight=0.5, gamma=gamma, warmup=0.2)
+    # Half of the ramp's span after the warm-up.
+    assert schedule(0.6) == pytest.approx(0.5 * (2 / (1 + math.exp(-gamma * 0.5)) - 1))
+    assert schedule.ramp(0.6) == pytest.approx(2 / (1 + math.exp(-gamma * 0.5)) - 1)
 
 
 def test_discriminator_shapes():
@@ -110,3 +119,26 @@ def test_tap_names_the_layers_when_one_is_unknown():
     encoder(torch.randn(2, 30, 20))
     with pytest.raises(ValueError, match=r"outputs \(2, 48, 30\)\nFix: set adv_input_size"):
         tap.frames(8)
+
+
+@pytest.mark.parametrize("layer, inputs, problem", [
+    # A 2-D convolution (as in a ResNet) outputs [batch, channels, frequency, time].
+    (torch.nn.Conv2d(1, 4, 1), torch.rand(2, 1, 5, 6), "gave no [batch, time, features] output"),
+    # Six frames of six features: which axis holds the features cannot be told.
+    (torch.nn.Conv1d(4, 6, 1), torch.rand(2, 4, 6), "outputs (2, 6, 6)"),
+])
+def test_a_tapped_output_that_is_not_frames_of_known_features_is_refused(layer, inputs, problem):
+    model = torch.nn.Sequential(layer)
+    tap = LayerOutputTap(model, "0")
+    model(inputs)
+    with pytest.raises(ManifestError, match=re.escape(problem)):
+        tap.frames(6)
+
+
+def test_the_discriminators_dropout_drops_hidden_units_in_training_only():
+    torch.manual_seed(0)
+    disc = DomainDiscriminator(8, [64], dropout=0.5)
+    inputs = torch.rand(4, 8)
+    assert not torch.equal(disc(inputs), disc(inputs))
+    disc.eval()
+    assert torch.equal(disc(inputs), disc(inputs))
