@@ -26,7 +26,10 @@ def test_coral_is_the_squared_distance_of_the_covariances(batches):
     assert float(loss) == pytest.approx(expected, rel=1e-10)
 
 
-def test_mmd_is_the_biased_estimate_with_a_sum_of_gaussian_kernels(batches):
+# The factors scale the median (wider kernels above 1); (0.5, 2.0) alone is its own
+# inverse, so it could not tell factor * median from median / factor.
+@pytest.mark.parametrize("factors", [(0.5, 2.0), (0.5, 3.0)])
+def test_mmd_is_the_biased_estimate_with_a_sum_of_gaussian_kernels(batches, factors):
     source, target = unit(batches[0]), unit(batches[1])
     joint = np.concatenate([source, target])
     squared = ((joint[:, None] - joint[None]) ** 2).sum(-1)
@@ -34,7 +37,7 @@ def test_mmd_is_the_biased_estimate_with_a_sum_of_gaussian_kernels(batches):
 
     def kernel(x, y):
         d2 = ((x - y) ** 2).sum()
-        return sum(np.exp(-d2 / (f * median)) for f in (0.5, 2.0))
+        return sum(np.exp(-d2 / (f * median)) for f in factors)
 
     def mean_kernel(xs, ys):
         return np.mean([kernel(x, y) for x in xs for y in ys])
@@ -42,7 +45,7 @@ def test_mmd_is_the_biased_estimate_with_a_sum_of_gaussian_kernels(batches):
     expected = (mean_kernel(source, source) + mean_kernel(target, target)
                 - 2 * mean_kernel(source, target))
     loss = mmd_loss(torch.from_numpy(batches[0]), torch.from_numpy(batches[1]),
-                    bandwidth_factors=(0.5, 2.0))
+                    bandwidth_factors=factors)
     assert float(loss) == pytest.approx(expected, rel=1e-10)
 
 
