@@ -164,6 +164,8 @@ def test_a_missing_csv_is_refused_naming_it(tmp_path):
     ("ID,wav,wav_format,wav_opts\nn1,a.wav,wav,\n", "not a SpeechBrain augmentation CSV"),
     ("ID,duration,wav,wav_format\nn1,1.0,a.wav,wav\n", "not a SpeechBrain augmentation CSV"),
     ("ID,duration,wav,wav_format,wav_opts\n", "has no rows"),
+    ("ID,duration,path,path_format,path_opts\nn1,1.0,a.wav,wav,\n",
+     r"its first audio column is \['path'\], not wav"),
     ("ID,duration,wav,wav_format,wav_opts\nn1,1.0,$noise_root/a.wav,wav,\n",
      "not a SpeechBrain augmentation CSV"),
 ])
@@ -185,6 +187,16 @@ def test_a_csv_row_whose_audio_cannot_be_used_is_named(noise_csv, tmp_path):
     assert message.startswith(f"{noise_csv}: --noise_csv: 2 of its 4 noise recordings")
     assert f"slow: {slow} is 8000 Hz, not 16000" in message
     assert "gone: " in message and "noise0" not in message
+
+
+def test_a_csv_with_a_single_unusable_file_is_refused(noise_csv, tmp_path):
+    slow = str(tmp_path / "slow.wav")
+    soundfile.write(slow, np.zeros(8000), 8000)
+    with open(noise_csv, "a") as csv:
+        csv.write(f"slow,1.0,{slow},wav,\n")
+    with pytest.raises(ManifestError, match=rf"^{noise_csv}: --noise_csv: 1 of its 3 noise "
+                                            rf"recordings cannot be used\n  slow: {slow} is 8000 Hz"):
+        check_data_csv(noise_csv, "noise_csv")
 
 
 def test_the_draws_are_the_torch_state_s_alone(tmp_path):
