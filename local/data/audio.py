@@ -174,6 +174,43 @@ def load_random_crop(wav, start, stop, sample_rate, seconds, target_rate=SAMPLE_
     return signal.repeat(repeats)[:wanted]
 
 
+def relative_lengths(counts, total, like):
+    """``counts / total`` as relative lengths that SpeechBrain's masks read back as ``counts``.
+
+    The nearest float32 to ``k / total`` can lie above it, by more than the
+    ``1e-6`` that ``make_padding_mask`` (``InputNormalization``) takes off
+    ``k / total * total``: that mask then takes a frame of padding as the
+    utterance's (for 29 of the 1,104 lengths of batches of 101 to 501
+    frames). Each length is rounded down instead, so that masks and rounding
+    alike count ``k``; a whole length stays exactly 1.
+
+    Arguments
+    ---------
+    counts : list of int
+        Frames (or samples) of each utterance.
+    total : int
+        Those of the padded batch.
+    like : torch.Tensor
+        A tensor of the lengths' type and device.
+
+    Returns
+    -------
+    torch.Tensor
+        ``[len(counts)]``.
+
+    Example
+    -------
+    >>> from speechbrain.processing.features import make_padding_mask
+    >>> lengths = relative_lengths([51, 101], 101, torch.ones(1))
+    >>> make_padding_mask(torch.zeros(2, 101, 1), lengths).sum(dim=1).flatten().tolist()
+    [51, 101]
+    """
+    exact = torch.tensor(counts, dtype=torch.float64) / total
+    nearest = exact.to(like.dtype)
+    below = torch.nextafter(nearest, torch.zeros_like(nearest))
+    return torch.where(nearest.double() > exact, below, nearest).to(like.device)
+
+
 def sample_counts(wavs, wav_lens):
     """The samples of each waveform of a padded batch, as SpeechBrain's padding mask counts them.
 

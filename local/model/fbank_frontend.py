@@ -4,7 +4,7 @@ import torch
 from speechbrain.lobes.features import Fbank
 from speechbrain.processing.features import InputNormalization
 
-from local.data.audio import sample_counts
+from local.data.audio import relative_lengths, sample_counts
 
 
 class FbankFrontend(torch.nn.Module):
@@ -75,4 +75,4 @@ class FbankFrontend(torch.nn.Module):
         """
         hop = self.fbank.compute_STFT.hop_length
         frames = [samples // hop + 1 for samples in sample_counts(wavs, wav_lens)]
-        return wav_lens.new_tensor(frames) / (wavs.shape[1] // hop + 1)
+        return relative_lengths(frames, wavs.shape[1] // hop + 1, wav_lens)
