@@ -25,7 +25,7 @@ from speechbrain.utils.checkpoints import (
     torch_patched_state_dict_load,
 )
 
-from local.data.audio import sample_counts
+from local.data.audio import relative_lengths, sample_counts
 from local.data.ssl_cache import frame_count, frame_geometry
 from local.errors import fail
 from local.provenance import file_sha256, short_digest
@@ -419,7 +419,10 @@ class SSLFrontend(torch.nn.Module):
         + 1`` frames of each waveform (:func:`local.data.ssl_cache.frame_count`),
         fewer than its share ``wav_lens`` of the padded batch's frames: that
         share would count up to a frame of padding as the waveform's. Cached
-        hidden states are frames already, and so are their lengths.
+        hidden states are frames already, and so are their lengths. Each is
+        given as :func:`local.data.audio.relative_lengths` rounds it, so that
+        the pooling's mask (``length_to_mask`` of ``lengths * frames``)
+        counts no frame of padding.
 
         Arguments
         ---------
@@ -435,10 +438,13 @@ class SSLFrontend(torch.nn.Module):
             one length).
         """
         if wavs.dim() == 4:
-            return wav_lens
-        geometry = frame_geometry(self.ssl.config)
-        frames = [frame_count(samples, *geometry) for samples in sample_counts(wavs, wav_lens)]
-        return wav_lens.new_tensor(frames) / frame_count(wavs.shape[1], *geometry)
+            # [batch, frames, layers, hidden]: the padded batch's shares are frames already.
+            frames, total = sample_counts(wavs, wav_lens), wavs.shape[1]
+        else:
+            geometry = frame_geometry(self.ssl.config)
+            frames = [frame_count(samples, *geometry) for samples in sample_counts(wavs, wav_lens)]
+            total = frame_count(wavs.shape[1], *geometry)
+        return relative_lengths(frames, total, wav_lens)
 
 
 def _refuse_load(source, save_path, err):

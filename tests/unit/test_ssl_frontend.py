@@ -491,6 +491,38 @@ def test_a_padded_batch_embeds_a_short_waveform_as_alone(front, samples, tmp_pat
     torch.testing.assert_close(padded, alone, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("front", ["fbank"] + FAMILIES + ["cached"])
+def test_the_pooling_mask_of_a_padded_batch_counts_each_utterances_own_frames(front, tmp_path):
+    """ECAPA's attentive pooling masks the frames below ``lengths * frames``: a float32
+    length above its utterance's share of the batch (51 of 101 frames) counted a frame of
+    padding, for filterbanks, the SSL models' frames and cached hidden states alike."""
+    from speechbrain.dataio.dataio import length_to_mask
+
+    from local.data.ssl_cache import frame_count, frame_geometry
+
+    if front == "cached":
+        frontend = padded_front_end("wavlm", tmp_path)
+        # Cached hidden states [batch, frames, layers, hidden], padded as PaddedBatch pads.
+        batch, total = torch.zeros(2, 101, 3, 8), 101
+        lengths = torch.tensor([1.0, 51 / 101])
+        frames = [101, 51]
+    else:
+        frontend = padded_front_end(front, tmp_path)
+        if front == "fbank":
+            receptive_field, stride = 0, frontend.fbank.compute_STFT.hop_length
+        else:
+            receptive_field, stride = frame_geometry(frontend.ssl.config)
+        samples = [receptive_field + frames * stride for frames in (100, 50)]
+        frames = [(count - receptive_field) // stride + 1 for count in samples]
+        if front != "fbank":
+            assert frames == [frame_count(count, receptive_field, stride) for count in samples]
+        batch, total = torch.zeros(2, samples[0]), frames[0]
+        lengths = torch.tensor([1.0, samples[1] / samples[0]])
+    assert frames == [101, 51]
+    counted = length_to_mask(frontend.frame_lengths(batch, lengths) * total, max_len=total)
+    assert counted.sum(dim=1).tolist() == frames
+
+
 @pytest.mark.parametrize("front", ["fbank"] + FAMILIES)
 def test_a_batch_of_one_length_has_whole_frame_lengths(front, tmp_path):
     """What the recipe embeds and trains on: the encoder gets the lengths it got before."""
