@@ -209,6 +209,14 @@ def test_missing_embeddings_are_listed(system):
     assert "Fix: embed every utterance" in message
 
 
+def test_a_single_missing_embedding_is_named_not_a_key_error(system):
+    embeddings, enrolment, trials, _ = system
+    del embeddings["u2"]  # in model m1 only
+    with pytest.raises(ManifestError, match=r"^embeddings: 1 of the 10 utterances the trials "
+                                            r"need have no embedding\n  u2\nFix: embed"):
+        score_trials(embeddings, trials, enrolment)
+
+
 def test_nan_embeddings_and_cohort_are_named(system):
     embeddings, enrolment, trials, cohort = system
     cohort[3, 1] = np.nan
