@@ -1,6 +1,7 @@
 """Verification of a condition: embedding once, scoring, score normalisation, reports."""
 
 import errno
+import glob
 import itertools
 import os
 import shutil
@@ -33,6 +34,7 @@ from local.evaluation.verification import (
 from local.model.pseudo_labels import PseudoLabels
 from local.model.ssl_frontend import SSLFrontend
 from tests.conftest import save_tiny_ssl
+from test_scoring import numpy_norm
 
 NORM = {"score_norm": None, "cohort_domain": "target", "cohort_size": 50, "cohort_top_k": 10,
         "backend_adaptation": None, "whiten_ridge": 0.1, "backend": [], "lda_dim": 150,
@@ -240,6 +242,16 @@ def test_snorm_is_the_mean_of_the_znorm_and_tnorm_runs(verified, demo_corpus, tm
         folders[norm], results, _ = verify_demo(demo_corpus, str(tmp_path / norm),
                                                 score_norm=norm, cohort_top_k=1000)
         assert list(results) == ["source", f"source_{norm}", "target", f"target_{norm}"]
+    # Each against the numpy computation from the run's caches: Z-norm by the enrolment side's
+    # cohort statistics, T-norm by the test side's.
+    for norm, side in (("znorm", "enrol"), ("tnorm", "test")):
+        embeddings, cohort = (torch.load(glob.glob(os.path.join(folders[norm], pattern))[0])
+                              for pattern in ("embeddings_target_*.pt",
+                                              "embeddings_cohort_target50_*.pt"))
+        cohort = np.stack([vector.numpy() for _, vector in sorted(cohort.items())])
+        expected = numpy_norm(embeddings, {}, read_trials(demo_corpus["trials_target"]), cohort,
+                              side)
+        np.testing.assert_allclose(scores(folders[norm], f"target_{norm}"), expected, atol=1e-4)
     for trial_list in ("source", "target"):
         mean = (scores(folders["znorm"], f"{trial_list}_znorm")
                 + scores(folders["tnorm"], f"{trial_list}_tnorm")) / 2
