@@ -260,6 +260,24 @@ def test_sides_whose_cohort_scores_do_not_vary_are_named(system, top_k):
         score_trials(embeddings, trials, enrolment, cohort=cohort, top_k=top_k)
 
 
+def test_a_cohort_alike_up_to_rounding_is_named_for_sides_of_any_score(system):
+    """One float32 embedding at 12 loudnesses: its unit vectors differ by rounding alone, and a
+    side nearly orthogonal to it (cosine 0.001) has cohort scores spread by about 1e-8. That is
+    rounding at the scale of a cosine, not of its mean, and would divide the scores by 1e-8."""
+    _, _, _, cohort = system
+    direction = torch.from_numpy(cohort[0]).float()
+    direction /= direction.norm()
+    loud = direction[None] * torch.linspace(0.5, 7, 12)[:, None]
+    other = torch.from_numpy(cohort[1]).float()
+    side = other - (other @ direction) * direction + 1e-3 * direction * other.norm()
+    embeddings = {"e": torch.from_numpy(cohort[2]).float(), "t": side}
+    trials = pd.DataFrame({"enrol": ["e"], "test": ["t"]})
+    for sides, named in [(("test",), "1 trial sides(.|\n)*\n  t"),
+                         (("enrol", "test"), "2 trial sides(.|\n)*\n  e\n  t")]:
+        with pytest.raises(ManifestError, match=rf"cohort: {named}\nFix"):
+            score_trials(embeddings, trials, cohort=loud, norm_sides=sides)
+
+
 def test_building_blocks_compose_into_score_trials(system):
     embeddings, enrolment, trials, cohort = system
     enrol = side_vectors(embeddings, [enrolment.get(e, [e]) for e in trials["enrol"]])
