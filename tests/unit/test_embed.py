@@ -72,3 +72,36 @@ def test_an_exported_model_refuses_a_waveform_with_nan_or_infinite_samples():
                                             r"batch: 1 such samples\n  waveform 2 of the batch: "
                                             r"2 such samples\nFix: replace or drop the waveform"):
         LengthGuard(0.25, 600)(wavs, torch.ones(3))
+
+
+def test_a_guard_holding_the_front_end_gives_its_features_of_the_checked_waveforms():
+    """Models exported before the embedder held the front end have it in the guard."""
+    from local.model.fbank_frontend import FbankFrontend
+
+    frontend = FbankFrontend(n_mels=24)
+    guard = LengthGuard(0.25, 600, frontend)
+    wavs = 0.1 * torch.randn(2, 16000, generator=torch.Generator().manual_seed(2))
+    lengths = torch.tensor([1.0, 0.5])
+    features = guard(wavs, lengths)
+    assert features.shape[-1] == 24
+    torch.testing.assert_close(features, frontend(wavs, lengths), atol=0, rtol=0)
+    with pytest.raises(ManifestError, match=r"waveform 1 of the batch: 0.01 s"):
+        guard(wavs, torch.tensor([1.0, 0.01]))
+
+
+def test_an_exported_model_embeds_in_the_precision_its_report_scored_in():
+    """A run scored in bf16 (--eval_precision) exports an embedder of bf16 embeddings, as
+    float32 tensors: those its thresholds were set on, a rounding step from float32's."""
+    from local.evaluation.embed import FrameLengthEmbedder
+    from local.model.fbank_frontend import FbankFrontend
+
+    frontend, model = FbankFrontend(n_mels=24).eval(), encoder("xvector", 24).eval()
+    wavs = 0.1 * torch.randn(2, 16000, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        bf16, fp32 = (FrameLengthEmbedder(frontend, model, precision)(wavs, torch.ones(2))
+                      for precision in ("bf16", "fp32"))
+    assert bf16.dtype == fp32.dtype == torch.float32
+    # The encoder's last layer ran in bf16: each value is one of bf16's, as float32's are not.
+    torch.testing.assert_close(bf16, bf16.bfloat16().float(), atol=0, rtol=0)
+    assert (fp32 != fp32.bfloat16().float()).any()
+    torch.testing.assert_close(bf16, fp32, atol=1e-3, rtol=1e-2)
