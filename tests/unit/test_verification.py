@@ -15,12 +15,14 @@ from speechbrain.dataio.dataset import DynamicItemDataset
 
 from local.data.dataio import add_whole_pipeline, manifest_dataset
 from local.data.manifest_io import read_trials
+from local.embedding import compute_embeddings
 from local.errors import ManifestError
 from local.evaluation import verification
 from local.evaluation.metrics import eer
 from local.evaluation.report import score_file
 from local.evaluation.scoring import score_trials
 from local.evaluation.verification import (
+    EmbeddingCache,
     best_systems,
     check_cohort,
     check_score_norm,
@@ -162,6 +164,31 @@ def test_an_ssl_model_replaced_under_the_same_source_is_embedded_again(demo_corp
     after = cache_files(folder)
     assert len(after) == 2 * len(before)
     assert all(after[name] == content for name, content in before.items())
+
+
+def test_a_cache_is_reused_for_the_same_draw_model_and_precision_only(demo_corpus, tmp_path):
+    """A draw of as many other utterances (another seed), a model defined otherwise (its
+    settings) or embeddings in bf16 are embedded again, each into a cache of its own."""
+    dataset = whole(demo_corpus["target_train"])
+
+    def cache(seed=1, settings=None, precision="fp32"):
+        hparams = dict(NORM, output_folder=str(tmp_path), eval_batch_size=8, seed=seed)
+        embed = CountingEmbedder()
+        return EmbeddingCache(embed, hparams, "cpu", "CKPT+test", settings, precision), embed
+
+    drawn, _ = cache()[0].subset("cohort", dataset, 10)
+    other, vectors = cache(seed=2)[0].subset("cohort", dataset, 10)
+    assert other != drawn
+    direct = compute_embeddings(CountingEmbedder(), dataset, ids=other)
+    torch.testing.assert_close(vectors, torch.stack([direct[utt] for utt in other]))
+    model = {"emb_dim": 16}
+    for settings, precision, embedded in [(model, "fp32", 10), ({"emb_dim": 32}, "fp32", 10),
+                                          (model, "bf16", 10), (model, "fp32", 0),
+                                          (model, "bf16", 0)]:
+        made, embed = cache(settings=settings, precision=precision)
+        made("drawn", dataset, drawn)
+        assert embed.embedded == embedded, (settings, precision)
+    assert len(glob.glob(str(tmp_path / "embeddings_*.pt"))) == 5
 
 
 def report_files(folder):
