@@ -247,8 +247,9 @@ def test_without_enrolment_table_or_types_or_condition_columns():
         ["all", "all", 3, 1], ["gender", "f", 1, 1], ["gender", "f / m", 2, 0]]
     bare = condition_table(trials, [0.5, 0.1, 0.2], manifest[["ID"]])
     assert bare["condition"].tolist() == ["all"]
-    with pytest.raises(ValueError, match="2 scores for 3 trials"):
-        condition_table(trials, [0.5, 0.1], manifest)
+    for scores, count in (([0.5, 0.1], 2), ([0.5, 0.1, 0.2, 0.9], 4)):
+        with pytest.raises(ValueError, match=f"{count} scores for 3 trials"):
+            condition_table(trials, scores, manifest)
 
 
 def test_write_report_writes_scores_and_tables(evaluation, tmp_path):
@@ -384,14 +385,16 @@ def test_det_figure_has_a_panel_per_list_each_with_its_legend_outside(tmp_path):
 def test_summary_report_shows_the_table_the_best_systems_and_the_figure(tmp_path):
     summary = pd.DataFrame({"system": ["source", "source_plda", "target", "target_plda"],
                             "trials": [10, 10, 12, 12], "eer_percent": [20.0, 12.5, 30.0, 35.25],
-                            "min_dcf_0.01": [0.9, 0.8, 1.0, float("nan")]})
+                            "min_dcf_0.01": [0.9, 0.8, 1.0, float("nan")],
+                            "min_dcf_0.001": [0.95, 0.85, 1.0, 0.99]})
     path = tmp_path / "report.md"
     write_summary_report(path, "demo", summary, {"source": "source_plda", "target": "target"},
                          "every system", "CKPT+1")
     text = path.read_text()
     assert text.startswith("# Verification: demo\n\nThe model of checkpoint `CKPT+1`.\n")
-    assert "| **source_plda** | 10 | 12.50 | 0.8000 |" in text
-    assert "| target_plda | 12 | 35.25 |  |" in text
+    assert "| system | trials | EER (%) | minDCF 0.01 | minDCF 0.001 |" in text
+    assert "| **source_plda** | 10 | 12.50 | 0.8000 | 0.8500 |" in text
+    assert "| target_plda | 12 | 35.25 |  | 0.9900 |" in text
     assert "source: `source_plda` (12.50 %); target: `target` (30.00 %)" in text
     assert "![DET curves of every system](det.png)" in text
     assert "`<system>/scores.txt`" in text and "`summary.csv`" in text
