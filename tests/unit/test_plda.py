@@ -231,6 +231,52 @@ def test_backend_scores_are_the_gaussian_llr_with_its_estimated_covariances():
     np.testing.assert_array_equal(np.argsort(scores), np.argsort(expected))
 
 
+def test_backend_projects_by_the_lda_of_the_unit_training_embeddings():
+    """Unit length, centring on the unit training embeddings' mean, their LDA (scipy's
+    generalised eigenvectors of the direct between- and within-class sums, largest first,
+    the speakers minus one of them), unit length again: off-centre embeddings of varied norms
+    project there, each LDA direction up to its sign."""
+    rng = np.random.default_rng(25)
+    means = rng.normal(size=(6, 8)) * 2 + 3
+    labels = np.repeat(np.arange(6), 25)
+    training = (means[labels] + rng.normal(size=(150, 8))) * rng.uniform(0.5, 5, size=(150, 1))
+    backend = PLDABackend(training, labels, lda_dim=10)
+    units = unit_rows(training)
+    centre = units.mean(axis=0)
+    within, between = np.zeros((8, 8)), np.zeros((8, 8))
+    for speaker in range(6):
+        own = units[labels == speaker]
+        within += (own - own.mean(axis=0)).T @ (own - own.mean(axis=0)) / len(units)
+        between += len(own) * np.outer(own.mean(axis=0) - centre,
+                                       own.mean(axis=0) - centre) / len(units)
+    lda = scipy.linalg.eigh(between, within)[1][:, ::-1][:, :5].T
+    signs = np.sign((backend.lda * lda).sum(axis=1))
+    tests = (means[rng.integers(0, 6, 10)] + rng.normal(size=(10, 8))) * rng.uniform(
+        0.1, 10, size=(10, 1))
+    np.testing.assert_allclose(backend.project(tests), unit_rows((unit_rows(tests) - centre)
+                                                                 @ lda.T) * signs, atol=1e-9)
+
+
+def test_an_adapted_backend_is_kaldis_adaptation_of_a_copy(backend):
+    """plda_adapted adapts the source PLDA that plda scores with: in the projected space by
+    Kaldi's update at its two scales, leaving the source back-end as it was."""
+    rng = np.random.default_rng(26)
+    in_domain = rng.normal(size=(200, 8)) * np.linspace(0.5, 3, 8) + 1.0
+    vectors = rng.normal(size=(6, 8))
+    before = [part.clone() for part in backend.score_form(vectors)]
+    source = backend.plda.mean, *covariances_of(backend.plda)
+    adapted = backend.adapted(in_domain, within_scale=0.2, between_scale=0.9)
+    for part, was in zip(backend.score_form(vectors), before):
+        torch.testing.assert_close(part, was, atol=0, rtol=0)
+    expected_mean, *expected = kaldi_adaptation(*source, backend.project(in_domain), 0.2, 0.9)
+    np.testing.assert_allclose(adapted.plda.mean, expected_mean, atol=1e-12)
+    np.testing.assert_allclose(covariances_of(adapted.plda), expected, atol=1e-8)
+    in_domain[3, 2] = np.inf
+    with pytest.raises(ManifestError, match=r"plda: embeddings with NaN or infinite values\n"
+                                            r"  row 3"):
+        backend.adapted(in_domain, 0.2, 0.9)
+
+
 def test_lda_keeps_at_most_the_speakers_minus_one_dimensions(backend):
     assert backend.lda.shape == (3, 8)
     rng = np.random.default_rng(19)
