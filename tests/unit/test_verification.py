@@ -18,8 +18,8 @@ from local.data.manifest_io import read_trials
 from local.embedding import compute_embeddings
 from local.errors import ManifestError
 from local.evaluation import verification
-from local.evaluation.metrics import eer
-from local.evaluation.report import score_file
+from local.evaluation.metrics import VOXCELEB_DCF, compute_metrics, eer
+from local.evaluation.report import read_scores, score_file
 from local.evaluation.scoring import score_trials
 from local.evaluation.verification import (
     EmbeddingCache,
@@ -255,6 +255,32 @@ def test_score_files_and_metrics_agree(verified, demo_corpus):
     summary = pd.read_csv(os.path.join(folder, "verification", "summary.csv"))
     assert list(summary["system"]) == ["source", "source_snorm", "target", "target_snorm"]
     assert os.path.isfile(os.path.join(folder, "verification", "det.png"))
+
+
+def test_the_summary_and_the_figure_hold_what_each_score_file_gives(demo_corpus, tmp_path,
+                                                                      monkeypatch):
+    """summary.csv: each system's trials, EER (%) and every minDCF of its score file; det.png:
+    each list's panel, a curve per system drawn, of its score file's scores and labels."""
+    panels = {}
+    monkeypatch.setattr(verification, "plot_det", lambda drawn, *args: panels.update(drawn))
+    folder, _, _ = verify_demo(demo_corpus, str(tmp_path), score_norm="snorm", det_systems="all")
+    report = os.path.join(folder, "verification")
+    summary = pd.read_csv(os.path.join(report, "summary.csv")).set_index("system")
+    assert list(summary.columns) == ["trials", "eer_percent", "min_dcf_0.01", "min_dcf_0.001"]
+    for system, row in summary.iterrows():
+        scores = read_scores(score_file(report, system))
+        expected = compute_metrics(scores["score"], scores["label"], VOXCELEB_DCF)
+        assert row["trials"] == len(scores)
+        np.testing.assert_allclose(row[["eer_percent", "min_dcf_0.01", "min_dcf_0.001"]].tolist(),
+                                   [100 * expected["eer"], expected["min_dcf_0.01"],
+                                    expected["min_dcf_0.001"]], rtol=1e-12)
+    assert {name: list(curves) for name, curves in panels.items()} == {
+        "source": ["source", "source_snorm"], "target": ["target", "target_snorm"]}
+    for curves in panels.values():
+        for system, (values, labels) in curves.items():
+            scores = read_scores(score_file(report, system))
+            np.testing.assert_array_equal(values, scores["score"])
+            np.testing.assert_array_equal(labels, scores["label"])
 
 
 def test_snorm_is_the_mean_of_the_znorm_and_tnorm_runs(verified, demo_corpus, tmp_path):
