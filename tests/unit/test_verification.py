@@ -14,7 +14,7 @@ import torch
 from speechbrain.dataio.dataset import DynamicItemDataset
 
 from local.data.dataio import add_whole_pipeline, manifest_dataset
-from local.data.manifest_io import read_trials
+from local.data.manifest_io import read_trials, write_enrolment, write_trials
 from local.embedding import compute_embeddings
 from local.errors import ManifestError
 from local.evaluation import verification
@@ -36,7 +36,7 @@ from local.evaluation.verification import (
 from local.model.pseudo_labels import PseudoLabels
 from local.model.ssl_frontend import SSLFrontend
 from tests.conftest import save_tiny_ssl
-from test_scoring import numpy_norm
+from test_scoring import loop_scores, numpy_norm
 
 NORM = {"score_norm": None, "cohort_domain": "target", "cohort_size": 50, "cohort_top_k": 10,
         "backend_adaptation": None, "whiten_ridge": 0.1, "backend": [], "lda_dim": 150,
@@ -281,6 +281,38 @@ def test_the_summary_and_the_figure_hold_what_each_score_file_gives(demo_corpus,
             scores = read_scores(score_file(report, system))
             np.testing.assert_array_equal(values, scores["score"])
             np.testing.assert_array_equal(labels, scores["label"])
+
+
+def test_a_list_of_enrolment_models_scores_their_mean_and_takes_their_conditions(demo_corpus,
+                                                                                tmp_path):
+    """Models of two target utterances each: a trial's score is that of the normalised mean of
+    their unit embeddings, and the conditions table gives the model its utterances' channel."""
+    table = pd.read_csv(demo_corpus["target_eval"])
+    speakers = sorted(table["spk_id"].unique())[:4]
+    utterances = {spk: sorted(table.loc[table["spk_id"] == spk, "ID"]) for spk in speakers}
+    models = {f"m_{spk}": utts[:2] for spk, utts in utterances.items()}
+    trials = pd.DataFrame([(int(spk == other), f"m_{spk}", utt) for spk in speakers
+                           for other in speakers for utt in utterances[other][2:5]],
+                          columns=["label", "enrol", "test"])
+    write_enrolment([{"model_id": m, "utt_ids": utts} for m, utts in models.items()],
+                    tmp_path / "models.csv")
+    write_trials(trials.itertuples(index=False, name=None), tmp_path / "trials.txt")
+    condition = {"condition": "models", "evaluation": {"target": {
+        "manifest": demo_corpus["target_eval"], "trials": str(tmp_path / "trials.txt"),
+        "enrolment": str(tmp_path / "models.csv")}}}
+    folder = str(tmp_path / "run")
+    verify(CountingEmbedder(), dict(NORM, output_folder=folder, eval_batch_size=8, seed=1),
+           condition, {demo_corpus["target_eval"]: whole(demo_corpus["target_eval"])},
+           {role: whole(demo_corpus[f"{role}_train"]) for role in ("source", "target")}, "cpu",
+           "CKPT+test")
+    embeddings = torch.load(glob.glob(os.path.join(folder, "embeddings_target_*.pt"))[0])
+    report = os.path.join(folder, "verification")
+    np.testing.assert_allclose(read_scores(score_file(report, "target"))["score"],
+                               loop_scores(embeddings, models, trials), atol=1e-6)
+    conditions = pd.read_csv(os.path.join(report, "target", "conditions.csv"))
+    channels = conditions[conditions["condition"].str.startswith("channel")]
+    assert channels[["condition", "value", "trials"]].values.tolist() == [
+        ["channel", "telephone", len(trials)]]
 
 
 def test_snorm_is_the_mean_of_the_znorm_and_tnorm_runs(verified, demo_corpus, tmp_path):
