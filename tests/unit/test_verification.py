@@ -392,6 +392,8 @@ def test_cohort_is_a_seeded_subset():
     ({"cohort_size": 20.5}, r"cohort_size must be an integer >= 1; got 20.5"),
     ({"cohort_size": 0}, r"cohort_size must be an integer >= 1; got 0"),
     ({"score_norm": "snorm", "cohort_size": 1}, r"cohort_size must be an integer >= 2; got 1"),
+    ({"backend_adaptation": "whiten", "cohort_size": 1},
+     r"cohort_size must be an integer >= 2; got 1"),
 ])
 def test_bad_score_norm_settings(change, message):
     with pytest.raises(ValueError, match=message):
@@ -424,6 +426,9 @@ def test_cohort_top_k_is_read_by_asnorm_only(demo_corpus, score_norm):
     (16, {"backend_adaptation": "whiten", "whiten_ridge": 0},
      r"16 embeddings, fewer than the 17 that a covariance spanning their 16 dimensions needs\n"
      r"Fix: set whiten_ridge above 0, or raise cohort_size"),
+    # A manifest of 240 utterances, a cohort_size of 10: the cohort drawn is 10.
+    (None, {"backend_adaptation": "whiten", "whiten_ridge": 0, "cohort_size": 10},
+     r"10 embeddings, fewer than the 17 that a covariance spanning their 16 dimensions needs"),
 ])
 def test_too_small_a_cohort_fails_before_anything_is_embedded(demo_corpus, tmp_path, rows,
                                                              settings, message):
