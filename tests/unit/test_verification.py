@@ -36,7 +36,7 @@ from local.evaluation.verification import (
 from local.model.pseudo_labels import PseudoLabels
 from local.model.ssl_frontend import SSLFrontend
 from tests.conftest import save_tiny_ssl
-from test_scoring import loop_scores, numpy_norm
+from tests.unit.test_scoring import loop_scores, numpy_norm
 
 NORM = {"score_norm": None, "cohort_domain": "target", "cohort_size": 50, "cohort_top_k": 10,
         "backend_adaptation": None, "whiten_ridge": 0.1, "backend": [], "lda_dim": 150,
