@@ -9,8 +9,9 @@ import pytest
 import speechbrain as sb
 import torch
 
-from local.data.dataio import collate_pairs
+from local.data.dataio import STEP_STREAM, collate_pairs, random_seed
 from local.experiment import prepare_experiment
+from local.embedding import compute_embeddings
 from local.model.adversaries import ADVERSARIES, DomainItems
 from local.model.alignment import coral_loss, mmd_loss
 from local.model.dann_brain import DANNBrain
@@ -357,3 +358,104 @@ def same(a, b):
     if isinstance(a, (list, tuple)):
         return type(a) is type(b) and len(a) == len(b) and all(map(same, a, b))
     return a == b
+
+
+def test_each_optimisers_step_takes_the_mean_gradient_of_its_micro_batches_alone(
+        demo_corpus, tmp_path, monkeypatch):
+    # Two steps of --grad_accumulation_factor=2, unclipped: each step's gradient is the
+    # mean of its two micro-batches' gradients, taken at the start of the step, and none
+    # of the step before it.
+    brain, batch = brain_and_batch(demo_corpus, tmp_path, "grl")
+    brain.grad_accumulation_factor, brain.max_grad_norm = 2, 0.0
+    batches = [batch] + [collate_pairs([brain.train_pairs[i] for i in range(start, start + 8)])
+                         for start in (8, 16, 24)]
+    trained = [p for p in brain.modules.parameters() if p.requires_grad]
+    taken, step = [], brain.optimizer.step
+    monkeypatch.setattr(brain.optimizer, "step", lambda *args, **kwargs: taken.append(
+        [None if p.grad is None else p.grad.clone() for p in trained]) or step(*args, **kwargs))
+
+    def gradient(micro_batch, number):
+        # At the step's progress (the reversal's coefficient) and with its seed (the
+        # discriminator's dropout), as fit_batch takes them.
+        brain.step = number
+        torch.manual_seed(random_seed(brain.hparams.seed, STEP_STREAM, 1, number))
+        outputs = brain.compute_forward(micro_batch, sb.Stage.TRAIN)
+        loss = brain.compute_objectives(outputs, micro_batch, sb.Stage.TRAIN)
+        return torch.autograd.grad(loss, trained, allow_unused=True)
+
+    expected = []
+    for first in (5, 7):
+        state = copy.deepcopy(brain.modules.state_dict())  # the forwards move running statistics
+        pair = [gradient(batches[first - 5 + i], first + i) for i in range(2)]
+        expected.append([None if a is None else (a + b) / 2 for a, b in zip(*pair)])
+        brain.modules.load_state_dict(state)
+        for number in (first, first + 1):
+            brain.step = number
+            brain.fit_batch(batches[number - 5])
+    assert len(taken) == 2
+    for got, want in zip(taken, expected):
+        assert sum(g is not None for g in got) > 10
+        for g, w in zip(got, want):
+            assert (g is None) == (w is None)
+            if g is not None:
+                torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-6)
+
+
+def test_each_epoch_logs_the_means_of_its_own_steps(demo_corpus, tmp_path):
+    brain, batch = brain_and_batch(demo_corpus, tmp_path, "grl")
+    losses = []
+    for epoch, micro_batch in enumerate((batch, collate_pairs(
+            [brain.train_pairs[i] for i in range(8, 16)])), start=1):
+        embeddings, features = brain.compute_forward(micro_batch, sb.Stage.TRAIN)
+        brain.compute_objectives((embeddings, features), micro_batch, sb.Stage.TRAIN)
+        source, target = micro_batch
+        with torch.no_grad():
+            loss, _ = brain.modules.speaker_head(embeddings[:8], source.spk_id_encoded.data,
+                                                 embeddings[8:], target.id)
+        losses.append(loss.item())
+        brain.on_stage_end(sb.Stage.TRAIN, 1.0, epoch)
+        # The epoch's one step, not the mean over the epochs so far.
+        assert brain.train_stats["speaker_loss"] == pytest.approx(losses[-1], rel=1e-6)
+    assert losses[0] != pytest.approx(losses[1], rel=1e-3)
+
+
+def test_each_epoch_trains_on_the_pairing_drawn_for_it(demo_corpus, tmp_path):
+    brain, _ = brain_and_batch(demo_corpus, tmp_path, "grl")
+    pairs = brain.train_pairs
+
+    def pairing(epoch):
+        brain.on_stage_start(sb.Stage.TRAIN, epoch)
+        return [(pairs[i][0]["id"], pairs[i][1]["id"]) for i in range(32)]
+
+    first, second = pairing(1), pairing(2)
+    assert sum(a != b for a, b in zip(first, second)) > 16
+    assert pairing(1) == first  # from (seed, epoch) alone
+
+
+def test_the_pseudo_labels_cluster_the_embeddings_of_the_model_in_evaluation_mode(
+        demo_corpus, tmp_path, monkeypatch):
+    # Called from training, where the modules are in training mode: batch
+    # statistics, and running statistics that the target's embedding would move.
+    brain, _ = brain_and_batch(demo_corpus, tmp_path, "grl",
+                               losses=["--mmd_weight=0", "--pseudo_label_epochs=[1]"])
+    pseudo, clustered = brain.hparams.pseudo_labels, []
+    relabel = pseudo.relabel
+    monkeypatch.setattr(pseudo, "relabel", lambda embeddings, *args: clustered.append(
+        embeddings) or relabel(embeddings, *args))
+    brain.update_pseudo_labels(1)
+    brain.modules.eval()
+    expected = compute_embeddings(brain.embed, brain.target_utterances,
+                                  brain.hparams.eval_batch_size, ids=brain.clustered_ids(),
+                                  limits=brain.embed_limits())
+    assert len(clustered) == 1 and clustered[0].keys() == expected.keys()
+    assert all(torch.equal(clustered[0][utt], expected[utt]) for utt in expected)
+
+
+def test_reversals_discriminator_is_stepped_by_its_own_optimiser_alone(demo_corpus, tmp_path):
+    # Its learning rate is disc_lr: at 0, the joint step leaves it as it was.
+    brain, batch = brain_and_batch(demo_corpus, tmp_path, "grl", disc_steps=1)
+    for group in brain.disc_optimizer.param_groups:
+        group["lr"] = 0.0
+    before = parameters(brain)
+    brain.fit_batch(batch)
+    assert changed(brain, before) == {"embedding_model", "speaker_head"}
