@@ -1047,6 +1047,20 @@ def test_ge2e_head_trains_on_speaker_batches_and_verifies(demo_corpus, tmp_path,
     assert float(head["w"]) != 10.0 and float(head["b"]) != -5.0  # trained with the model
 
 
+@pytest.mark.parametrize("domain", ["source", "target"])
+def test_a_ge2e_epoch_takes_the_batches_of_the_longer_training_set(demo_corpus, tmp_path, domain):
+    # 240 crops of one domain and 120 of the other: 15 batches of 16, as the margin heads'.
+    table = pd.read_csv(demo_corpus[f"{domain}_train"])
+    halved = tmp_path / f"{domain}_half.csv"
+    table[table["spk_id"].isin(sorted(set(table["spk_id"]))[:12])].to_csv(halved, index=False)
+    data_folder = os.path.dirname(demo_corpus["eval"])
+    _, _, _, data = experiment.prepare_experiment([
+        "hparams/ge2e_fbank.yaml", f"--data_folder={data_folder}",
+        f"--output_folder={tmp_path / 'run'}", *GE2E_TINY, f"--{domain}_train={halved}"])
+    assert len(pd.read_csv(halved)) == 120
+    assert data["train_pairs"].steps_per_epoch(16) == 15
+
+
 @pytest.mark.parametrize("setting, message", [
     ("--pseudo_label_epochs=[2]", r"pseudo_label_epochs \[2\] train target pseudo-speakers in "
                                   "the speaker classifier, and the GE2E head has none"),
