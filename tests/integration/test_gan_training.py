@@ -114,6 +114,22 @@ def test_gradients_are_clipped_over_every_parameter_group(demo_corpus, tmp_path,
     assert norms == [pytest.approx(1e-3, rel=1e-3)]
 
 
+def test_gradients_scaled_for_half_precision_are_clipped_to_the_norm_of_the_unscaled(
+        demo_corpus, tmp_path, monkeypatch):
+    # --precision=fp16's loss scaler (on CUDA; the CPU's here), which scales the loss by 1024.
+    brain, batch = brain_and_batch(demo_corpus, tmp_path, "grl")
+    brain.max_grad_norm, brain.scaler = 1e-3, torch.amp.GradScaler("cpu", init_scale=1024.0)
+    norms, step = [], brain.optimizer.step
+    monkeypatch.setattr(brain.optimizer, "step", lambda *args, **kwargs: norms.append(
+        torch.linalg.vector_norm(torch.stack([
+            p.grad.norm() for group in brain.optimizer.param_groups for p in group["params"]
+            if p.grad is not None])).item()) or step(*args, **kwargs))
+    outputs = brain.compute_forward(batch, sb.Stage.TRAIN)
+    brain.scaler.scale(brain.compute_objectives(outputs, batch, sb.Stage.TRAIN)).backward()
+    brain.optimizers_step()
+    assert norms == [pytest.approx(1e-3, rel=1e-3)]
+
+
 @pytest.mark.parametrize("max_grad_norm", [-1.0, 0.0])
 def test_a_max_grad_norm_of_zero_or_below_leaves_the_gradients_as_they_are(
         demo_corpus, tmp_path, monkeypatch, max_grad_norm):
