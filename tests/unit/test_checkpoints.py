@@ -101,6 +101,18 @@ def test_checkpoint_without_a_readable_file_is_skipped(tmp_path, caplog, damage,
     assert problem in caplog.text
 
 
+def test_a_skipped_checkpoint_is_named_once_however_often_the_checkpoints_are_listed(
+        tmp_path, caplog):
+    # A run lists them at its start, its resume's log and every save that keeps one.
+    model, first, second = saved_twice(tmp_path)
+    second.paramfiles["model"].write_bytes(b"")
+    checkpointer = CompleteCheckpointer(tmp_path, {"model": model})
+    with caplog.at_level(logging.WARNING):
+        for _ in range(3):
+            assert checkpointer.list_checkpoints() == [first]
+    assert caplog.text.count(f"Skipping the checkpoint {second.path}") == 1
+
+
 def test_interrupted_save_leaves_no_checkpoint_and_is_cleaned_by_the_next(tmp_path, monkeypatch):
     model, first, second = saved_twice(tmp_path)
     before = sorted(os.listdir(tmp_path))
