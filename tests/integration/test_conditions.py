@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 import train_dann
-from local import settings
+from local import experiment, settings
 from data_prep import farsdat
 from data_prep.preparation import select_rows
 from local.data.validation import validate
@@ -145,6 +145,18 @@ def test_a_training_command_names_the_option_of_a_refused_corpus_folder(corpora,
                          f"--manifest_folder={tmp_path}/data", f"--output_folder={tmp_path}/run"])
     assert str(error.value).endswith(
         f"(the path is given by --{option}={tmp_path / 'nowhere'}: "
+        "recipes/voxceleb_to_farsdat/condition.yaml passes it to the data preparation)")
+
+
+def test_a_refused_path_names_the_option_it_lies_in_not_one_it_only_begins_with(tmp_path):
+    def refused():
+        raise ManifestError(f"{tmp_path / 'vox_fa' / 'x'}: does not exist")
+
+    condition = {"vox1_folder": str(tmp_path / "vox"), "farsdat_folder": str(tmp_path / "vox_fa")}
+    with pytest.raises(ManifestError) as error:
+        experiment.prepared(refused, "recipes/voxceleb_to_farsdat/condition.yaml", condition)
+    assert str(error.value).endswith(
+        f"(the path is given by --farsdat_folder={tmp_path / 'vox_fa'}: "
         "recipes/voxceleb_to_farsdat/condition.yaml passes it to the data preparation)")
 
 
