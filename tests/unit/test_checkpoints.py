@@ -113,6 +113,18 @@ def test_a_skipped_checkpoint_is_named_once_however_often_the_checkpoints_are_li
     assert caplog.text.count(f"Skipping the checkpoint {second.path}") == 1
 
 
+def test_a_checkpoint_without_a_modules_file_loads_with_allow_partial_load(tmp_path):
+    # As SpeechBrain's Checkpointer: the modules it has are loaded, the others left.
+    model, first, second = saved_twice(tmp_path)
+    other = torch.nn.Linear(1, 1)
+    recoverables = {"model": model, "other": other}
+    assert CompleteCheckpointer(tmp_path, recoverables).list_checkpoints() == []
+    torch.nn.init.constant_(model.weight, 0.0)
+    loaded = CompleteCheckpointer(tmp_path, recoverables,
+                                  allow_partial_load=True).recover_if_possible()
+    assert loaded.path == second.path and model.weight.item() == 2.0
+
+
 def test_interrupted_save_leaves_no_checkpoint_and_is_cleaned_by_the_next(tmp_path, monkeypatch):
     model, first, second = saved_twice(tmp_path)
     before = sorted(os.listdir(tmp_path))
