@@ -44,14 +44,17 @@ def test_a_run_that_starts_anew_drops_the_lines_of_one_killed_before_its_checkpo
     assert (tmp_path / "train_log.txt").read_text() == ""
 
 
-def test_a_log_as_long_as_its_checkpoint_is_not_written(tmp_path):
+def test_a_log_as_long_as_its_checkpoint_is_not_written(tmp_path, caplog):
     path = tmp_path / "train_log.txt"
     logged(path, "epoch: 1 - train loss: 2.0")
     CompleteCheckpointer(tmp_path / "save", {"train_log": TrainLogLength(path)}).save_checkpoint()
     before = path.stat().st_ino  # a file written whole is another file
     log, resumed = resumed_log(tmp_path)
-    log.rewind(resumed)
+    with caplog.at_level(logging.INFO, logger="local.model.train_log"):
+        log.rewind(resumed)
     assert path.stat().st_ino == before
+    # Neither changed since nor lines dropped: the usual resume says nothing of its log.
+    assert not [record for record in caplog.records if record.name == "local.model.train_log"]
 
 
 def test_a_checkpoint_from_before_the_log_length_leaves_the_log(tmp_path):
