@@ -19,6 +19,7 @@ The last line prints the share of the time spent waiting for batches, after
 the first batch of each epoch (the workers' start) and including it.
 """
 
+import argparse
 import tempfile
 
 import torch
@@ -32,7 +33,9 @@ MODELS = [("dann_fbank.yaml", [], None), ("dann_fbank.yaml, small encoder", SMAL
           ("dann_fbank.yaml, small encoder, 1 torch thread", SMALL, 1)]
 
 
-def main():
+def main(argv=None):
+    """Run the measurements; the script takes no options."""
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args(argv)  # --help
     print(machine())
     shares = []
     with tempfile.TemporaryDirectory() as work:

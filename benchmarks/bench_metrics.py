@@ -25,6 +25,7 @@ Run from the repository root (40 to 50 seconds on 2 CPU cores, benchmarks/README
 The last line prints the time ratios.
 """
 
+import argparse
 import math
 import os
 import resource
@@ -179,7 +180,9 @@ def time_normalisations(embeddings, trials, cohort):
     print(f"score_trials CPU time, {len(trials):,} trials: raw cosine {raw:.2f} s; " + ", ".join(times))
 
 
-if __name__ == "__main__":
+def main(argv=None):
+    """Run the measurements; the script takes no options."""
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args(argv)  # --help
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.1f} at the start")
     # AS-norm first, so that its peak memory is not hidden by SpeechBrain's minDCF.
@@ -189,3 +192,7 @@ if __name__ == "__main__":
     print(f"time ratios on {TRIALS:,} trials: SpeechBrain EER + 2 minDCF / ours = "
           f"{metrics_ratio:,.0f}x; numpy loop AS-norm / ours = {asnorm_ratio:,.0f}x; "
           f"calibration_metrics / eer = {calibration_ratio:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -74,7 +74,7 @@ def test_dataloading_prints_the_share_waiting_for_batches(bench_module, monkeypa
     bench = bench_module("bench_dataloading")
     monkeypatch.setattr(bench, "EPOCHS", 1)
     monkeypatch.setattr(bench, "MODELS", bench.MODELS[-1:])
-    bench.main()
+    bench.main([])
     last = capsys.readouterr().out.strip().splitlines()[-1]
     shares = re.fullmatch(r"time waiting for batches: (.+) ([\d.]+)% \(([\d.]+)% with the first "
                           r"batches\)", last)
