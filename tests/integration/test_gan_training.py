@@ -97,16 +97,22 @@ def test_remove_vector_weight_decay_exempts_the_vectors_of_every_optimiser(demo_
     assert all(id(p) in trained for p in brain.modules.parameters() if p.requires_grad)
 
 
-def test_gradients_are_clipped_over_every_parameter_group(demo_corpus, tmp_path, monkeypatch):
-    brain, batch = brain_and_batch(demo_corpus, tmp_path, "grl")
-    brain.remove_vector_weight_decay, brain.max_grad_norm = True, 1e-3
-    brain.init_optimizers()
-    assert len(brain.optimizer.param_groups) == 2
+def recorded_step_norms(brain, monkeypatch):
+    """The list that each step of the brain's optimiser appends its gradients' global norm to."""
     norms, step = [], brain.optimizer.step
     monkeypatch.setattr(brain.optimizer, "step", lambda *args, **kwargs: norms.append(
         torch.linalg.vector_norm(torch.stack([
             p.grad.norm() for group in brain.optimizer.param_groups for p in group["params"]
             if p.grad is not None])).item()) or step(*args, **kwargs))
+    return norms
+
+
+def test_gradients_are_clipped_over_every_parameter_group(demo_corpus, tmp_path, monkeypatch):
+    brain, batch = brain_and_batch(demo_corpus, tmp_path, "grl")
+    brain.remove_vector_weight_decay, brain.max_grad_norm = True, 1e-3
+    brain.init_optimizers()
+    assert len(brain.optimizer.param_groups) == 2
+    norms = recorded_step_norms(brain, monkeypatch)
     outputs = brain.compute_forward(batch, sb.Stage.TRAIN)
     brain.compute_objectives(outputs, batch, sb.Stage.TRAIN).backward()
     brain.optimizers_step()
@@ -119,11 +125,7 @@ def test_gradients_scaled_for_half_precision_are_clipped_to_the_norm_of_the_unsc
     # --precision=fp16's loss scaler (on CUDA; the CPU's here), which scales the loss by 1024.
     brain, batch = brain_and_batch(demo_corpus, tmp_path, "grl")
     brain.max_grad_norm, brain.scaler = 1e-3, torch.amp.GradScaler("cpu", init_scale=1024.0)
-    norms, step = [], brain.optimizer.step
-    monkeypatch.setattr(brain.optimizer, "step", lambda *args, **kwargs: norms.append(
-        torch.linalg.vector_norm(torch.stack([
-            p.grad.norm() for group in brain.optimizer.param_groups for p in group["params"]
-            if p.grad is not None])).item()) or step(*args, **kwargs))
+    norms = recorded_step_norms(brain, monkeypatch)
     outputs = brain.compute_forward(batch, sb.Stage.TRAIN)
     brain.scaler.scale(brain.compute_objectives(outputs, batch, sb.Stage.TRAIN)).backward()
     brain.optimizers_step()
