@@ -230,6 +230,27 @@ def test_with_gradient_accumulation_reversals_own_update_reads_both_batches(
     assert all(torch.equal(own, i.features) for own, i in zip(read[4:], items))
 
 
+@pytest.mark.parametrize("adversary", ["grl", "vanilla"])
+def test_each_steps_discriminator_updates_read_that_steps_batch_alone(demo_corpus, tmp_path,
+                                                                      adversary, monkeypatch):
+    brain, batch = brain_and_batch(demo_corpus, tmp_path, adversary)
+    second = collate_pairs([brain.train_pairs[i] for i in range(8, 16)])
+    read, train = [], brain.train_discriminator
+    monkeypatch.setattr(brain, "train_discriminator", lambda steps: steps and read.append(
+        [items.features.clone() for items in brain.domain_items]) or train(steps))
+    forward, features = brain.compute_forward, []
+    monkeypatch.setattr(brain, "compute_forward", lambda *args: features.append(
+        forward(*args)) or features[-1])
+    for step, pair in ((5, batch), (6, second)):
+        brain.step = step
+        brain.fit_batch(pair)
+    # Without gradient accumulation each step's own updates read its one batch, not
+    # the earlier steps' batches again.
+    assert [len(r) for r in read] == [1, 1]
+    own = DomainItems.of(features[1][1].detach(), second[0].spk_id_encoded.data)
+    assert torch.equal(read[1][0], own.features)
+
+
 @pytest.mark.parametrize("adversary", ADVERSARIES)
 def test_the_discriminator_is_updated_disc_steps_times_per_step(demo_corpus, tmp_path,
                                                                  adversary, monkeypatch):
