@@ -302,6 +302,7 @@ def test_alignment_losses_join_the_loss_weighted_on_the_adversarys_ramp(demo_cor
     progress = 5 / (8 * 15)
     ramp = 0.0 if progress < warmup else 2 / (1 + math.exp(-10 * progress)) - 1
     logged = brain.stats.means()
+    assert logged["adv_coefficient"] == pytest.approx(0.3 * ramp, rel=1e-6)  # --adv_weight=0.3
     # Gradient reversal's loss is the domain loss itself, at weight 1.
     assert loss.item() == pytest.approx(
         logged["speaker_loss"] + logged["domain_loss"] + ramp * alignment.item(), rel=1e-5)
