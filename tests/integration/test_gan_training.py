@@ -308,6 +308,16 @@ def test_alignment_losses_join_the_loss_weighted_on_the_adversarys_ramp(demo_cor
         logged["speaker_loss"] + logged["domain_loss"] + ramp * alignment.item(), rel=1e-5)
 
 
+def test_an_alignment_loss_at_weight_zero_is_not_logged(demo_corpus, tmp_path):
+    brain, batch = brain_and_batch(demo_corpus, tmp_path, "grl", losses=[
+        "--coral_weight=0.5", "--mmd_weight=0", "--pseudo_label_epochs=[]"])
+    outputs = brain.compute_forward(batch, sb.Stage.TRAIN)
+    brain.compute_objectives(outputs, batch, sb.Stage.TRAIN)
+    # The epoch's line reports the losses that train, not MMD's of a run without it.
+    logged = brain.stats.means()
+    assert "coral_loss" in logged and "mmd_loss" not in logged
+
+
 def test_reversal_updates_both_players_from_one_loss(demo_corpus, tmp_path):
     brain, batch = brain_and_batch(demo_corpus, tmp_path, "grl")
     before = parameters(brain)
