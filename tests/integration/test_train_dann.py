@@ -851,6 +851,23 @@ def killed_at_batch(number, monkeypatch, demo_corpus, folder, *args):
     monkeypatch.setattr(DANNBrain, "fit_batch", original)
 
 
+def test_a_run_resumed_inside_a_clustered_epoch_keeps_the_epochs_pseudo_labels(
+        demo_corpus, tmp_path, monkeypatch):
+    # Pseudo-labels clustered at the start of epoch 1, a checkpoint after its step 5.
+    args = ("--number_of_epochs=1", "--ckpt_interval_steps=5", "--adv_weight=1.0",
+            *ALL_TARGET_PATHS)
+    whole = train(demo_corpus, tmp_path / "whole", *args)
+    killed_at_batch(8, monkeypatch, demo_corpus, tmp_path / "resumed", *args)
+    original, clustered = DANNBrain.update_pseudo_labels, []
+    monkeypatch.setattr(DANNBrain, "update_pseudo_labels", lambda self, epoch: (
+        clustered.append(epoch), original(self, epoch)))
+    resumed = train(demo_corpus, tmp_path / "resumed", *args)
+    # The checkpoint's pseudo-labels, not a clustering by the model of step 5.
+    assert clustered == []
+    assert logged(tmp_path / "resumed", "loss") == logged(tmp_path / "whole", "loss")
+    assert resumed == whole
+
+
 def test_run_resumes_inside_an_epoch_from_an_intra_epoch_checkpoint(demo_corpus, tmp_path,
                                                                     monkeypatch):
     args = ("--number_of_epochs=1", "--ckpt_interval_steps=5", "--adv_weight=0.3",
