@@ -851,6 +851,16 @@ def killed_at_batch(number, monkeypatch, demo_corpus, folder, *args):
     monkeypatch.setattr(DANNBrain, "fit_batch", original)
 
 
+def test_a_run_started_again_after_a_kill_before_its_first_checkpoint_logs_each_line_once(
+        demo_corpus, tmp_path, monkeypatch):
+    # The clustering of epoch 1 is logged before its first batch, where the kill comes.
+    args = ("--number_of_epochs=1", "--adv_weight=1.0", *ALL_TARGET_PATHS)
+    killed_at_batch(1, monkeypatch, demo_corpus, tmp_path, *args)
+    assert len(logged(tmp_path, "clusters")) == 1
+    train(demo_corpus, tmp_path, *args)
+    assert len(logged(tmp_path, "clusters")) == 1 and len(logged(tmp_path, "loss")) == 1
+
+
 def test_a_run_resumed_inside_a_clustered_epoch_keeps_the_epochs_pseudo_labels(
         demo_corpus, tmp_path, monkeypatch):
     # Pseudo-labels clustered at the start of epoch 1, a checkpoint after its step 5.
