@@ -781,8 +781,10 @@ def test_frozen_ssl_is_not_trained_and_fine_tuned_ssl_is(demo_corpus, tiny_ssl, 
     train_ssl(demo_corpus, fine_tuned, "dann_wavlm", tiny_ssl["wavlm"], "--freeze_ssl=False",
               "--number_of_epochs=1")
     # Frozen, the checkpoint holds what trained (the layer weights), not the SSL model.
-    frozen_state, _ = checkpointed(frozen)
+    frozen_state, frozen_files = checkpointed(frozen)
     assert list(frozen_state) == ["layer_sum.weights"]
+    # Nor an optimiser of the SSL model, which takes no step.
+    assert "ssl_optimizer.ckpt" not in frozen_files
     initial = {k: v for k, v in SSLFrontend(tiny_ssl["wavlm"], str(tmp_path / "cache"))
                .state_dict().items() if k.startswith("ssl.")}
     tuned_state, files = checkpointed(fine_tuned)
