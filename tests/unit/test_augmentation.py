@@ -213,15 +213,21 @@ def test_the_draws_are_the_torch_state_s_alone(tmp_path):
     assert not torch.equal(outputs[0], augmented_pair(augmenter, *crops())[0].sig.data)
 
 
-def augmented_at_a_step(folder):
-    """The crops augmented at step 3 of epoch 2 of a run of seed 1986, seeded as
+def augmented_at_a_step(folder, step=3):
+    """The crops augmented at ``step`` of epoch 2 of a run of seed 1986, seeded as
     DANNBrain.fit_batch seeds a step."""
     augmenter = wav_augment(folder)  # before the seed: building the hparams seeds torch
-    brain = SimpleNamespace(step=3, hparams=SimpleNamespace(
+    brain = SimpleNamespace(step=step, hparams=SimpleNamespace(
         seed=1986, epoch_counter=SimpleNamespace(current=2)))
     DANNBrain.seed_step(brain)
     return augmented_pair(augmenter, *crops())[0].sig.data
 
+
+def test_each_step_of_an_epoch_draws_its_own_augmentation(tmp_path):
+    # Steps seeded alike would augment every batch of the epoch with the same speed,
+    # bands and chunks dropped.
+    assert torch.equal(augmented_at_a_step(tmp_path), augmented_at_a_step(tmp_path))
+    assert not torch.equal(augmented_at_a_step(tmp_path), augmented_at_a_step(tmp_path, step=4))
 
 def augment_in_process(rank, folder):
     """One DDP process of two augmenting the same crops at the same step; saved."""
