@@ -19,8 +19,10 @@ from local.model.distributed import process_share
 faiss_ivf = pseudo_labels.faiss.IndexIVFFlat
 from local.model.pseudo_labels import (
     PseudoLabels,
+    agreement_with,
     cluster_pseudo_speakers,
     clustering_space,
+    clustering_summary,
     infomap_clusters,
     nearest_neighbours,
     simplified_silhouettes,
@@ -302,6 +304,7 @@ def test_relabel_clusters_every_utterance_and_numbers_the_speaker_head_rows():
     pseudo = PseudoLabels(offset=10, epochs=[2], neighbours=5)
     centroids, summary = pseudo.relabel(embeddings, epoch=2)
     assert summary["clusters"] == 4 and len(centroids) == 4 and pseudo.epoch == 2
+    assert pseudo.n_speakers == 4  # the speaker head's classes past the source speakers
     assert set(pseudo.lookup(list(embeddings)).tolist()) == {10, 11, 12, 13}
     assert summary["size_p10"] == summary["size_p50"] == summary["size_p90"] == 8
     assert "nmi" not in summary  # no reference speakers given
@@ -545,6 +548,7 @@ def test_only_clusters_of_two_or_more_confident_members_become_contiguous_speake
                                                          min_silhouette=0.3)
     assert labels == {"u0": 0, "u1": 0, "u2": 0, "u7": 1, "u8": 1}
     assert summary["kept"] == 0.5 and summary["clusters"] == 4
+    assert centroids.shape == (2, 5)  # a row per pseudo-speaker, none for dropped clusters
     for speaker, members in enumerate([["u0", "u1", "u2"], ["u7", "u8"]]):
         mean = np.mean([unit.numpy() for unit in (embeddings[u] / embeddings[u].norm()
                                                   for u in members)], axis=0)
@@ -565,3 +569,54 @@ def test_a_nan_target_embedding_is_refused_naming_its_utterance(oracle):
                                             r"the model and the audio"):
         pseudo.relabel(embeddings, epoch=2, speakers={u: str(s) for u, s in truth.items()})
     assert pseudo.epoch is None and not pseudo.labels
+
+
+def test_the_summary_is_of_the_cluster_sizes_and_the_mean_silhouette():
+    # Clusters of 1, 2, ..., 10 utterances; silhouettes whose mean and median differ.
+    clusters = np.repeat(np.arange(10), np.arange(1, 11))
+    silhouettes = np.where(np.arange(55) < 5, 0.9, 0.0)
+    summary = clustering_summary(clusters, silhouettes, kept=11)
+    assert summary == pytest.approx({"clusters": 10, "silhouette": 4.5 / 55, "kept": 0.2,
+                                     "size_p10": 1.9, "size_p50": 5.5, "size_p90": 9.1})
+
+
+def test_the_nmi_needs_two_utterances_with_both_labels():
+    assert agreement_with({"a": 0, "b": 1}, {"a": "x", "c": "y"}) is None
+    assert agreement_with({"a": 0, "b": 1}, {"a": "x", "b": "y"}) == 1.0
+
+
+def test_clustering_epochs_after_the_last_are_warned_of(caplog):
+    with caplog.at_level(logging.WARNING):
+        PseudoLabels(offset=0, epochs=[2, 3], number_of_epochs=3)
+        PseudoLabels(offset=0, epochs=[2, 4, 5], number_of_epochs=3)
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warned == ["pseudo_label_epochs [4, 5] come after the last epoch (3): no clustering "
+                      "at them in this run"]
+
+
+def test_an_oracle_of_one_target_speaker_warns_that_it_barely_trains(caplog):
+    embeddings, truth = speakers(1, 6)
+    pseudo = PseudoLabels(offset=0, oracle=True)
+    with caplog.at_level(logging.WARNING):
+        _, summary = pseudo.relabel(embeddings, epoch=2, speakers={u: "s" for u in truth})
+    assert summary["clusters"] == 1 and summary["kept"] == 1.0
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1 and warned[0].startswith("pseudo-labels at epoch 2: 1 clusters, "
+                                                     "100.0% of 6 target utterances kept")
+
+
+def test_a_clustering_epoch_of_true_is_refused():
+    """A YAML ``[yes]`` reads as ``[True]``, which would cluster at epoch 1."""
+    with pytest.raises(ManifestError, match=r"pseudo_label_epochs \[True\] must be epochs of "
+                                            r"the run"):
+        PseudoLabels(offset=0, epochs=[True])
+
+
+def test_each_epoch_clusters_with_infomap_seeded_by_the_run_seed_and_the_epoch():
+    embeddings, _ = speakers(6, 8, spread=0.5)  # close enough that Infomap's seed matters
+    pseudo = PseudoLabels(offset=0, neighbours=5, trials=1, min_silhouette=-1.0)
+    by_seed = {s: pseudo.cluster(embeddings, seed=s)[0] for s in (7000, 7003)}
+    assert by_seed[7000] != by_seed[7003]
+    pseudo.relabel(embeddings, epoch=3, seed=7)
+    assert pseudo.labels == by_seed[7003]
+
