@@ -3,17 +3,21 @@ oracle, warnings, the growing speaker head and checkpointing."""
 
 import logging
 import os
+import types
 
 import igraph
 import numpy as np
 import pytest
+import speechbrain as sb
 import torch
 from sklearn.metrics import adjusted_rand_score
+from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.utils.checkpoints import Checkpointer
 from speechbrain.utils.train_logger import FileTrainLogger
 
 import local.model.pseudo_labels as pseudo_labels
 from local.errors import ManifestError
+from local.model.dann_brain import DANNBrain
 from local.model.distributed import process_share
 
 faiss_ivf = pseudo_labels.faiss.IndexIVFFlat
@@ -620,3 +624,38 @@ def test_each_epoch_clusters_with_infomap_seeded_by_the_run_seed_and_the_epoch()
     pseudo.relabel(embeddings, epoch=3, seed=7)
     assert pseudo.labels == by_seed[7003]
 
+
+def stage_start_brain(pseudo, relabelled):
+    """What DANNBrain.on_stage_start reads of a Brain, relabelling into ``relabelled``."""
+    return types.SimpleNamespace(hparams=types.SimpleNamespace(pseudo_labels=pseudo),
+                                 update_pseudo_labels=relabelled.append, domain_items=[],
+                                 train_pairs=types.SimpleNamespace(set_epoch=lambda epoch: None))
+
+
+def test_a_run_resumed_within_a_clustering_epoch_keeps_its_clustering(tmp_path):
+    saved = PseudoLabels(offset=3, epochs=[2, 3])
+    saved.update({"t1": 0, "t2": 1}, n_speakers=2, epoch=2)
+    Checkpointer(tmp_path, {"pseudo_labels": saved}).save_checkpoint()  # within epoch 2
+    resumed, relabelled = PseudoLabels(offset=3, epochs=[2, 3]), []
+    Checkpointer(tmp_path, {"pseudo_labels": resumed}).recover_if_possible()
+    brain = stage_start_brain(resumed, relabelled)
+    for epoch in (2, 3, 4):
+        DANNBrain.on_stage_start(brain, sb.Stage.TRAIN, epoch)
+    assert relabelled == [3]
+    DANNBrain.on_stage_start(stage_start_brain(PseudoLabels(offset=3, epochs=[2, 3]), relabelled),
+                             sb.Stage.TRAIN, 2)  # a fresh run clusters at its epoch 2
+    assert relabelled == [3, 2]
+
+
+@pytest.mark.parametrize("seconds, warned", [((2, 3, 4), False), ((2, 0.2, 4), True)])
+def test_the_clustering_warns_only_of_target_utterances_it_leaves_out(seconds, warned, caplog):
+    target = DynamicItemDataset({f"t{i}": {"wav": f"t{i}.wav", "start": 0, "sample_rate": 16000,
+                                           "stop": int(16000 * s)} for i, s in enumerate(seconds)})
+    brain = types.SimpleNamespace(target_utterances=target, embed_limits=lambda: (0.5, 600))
+    with caplog.at_level(logging.WARNING):
+        ids = DANNBrain.clustered_ids(brain)
+    assert ids == (["t0", "t1", "t2"] if not warned else ["t0", "t2"])
+    messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert messages == (["pseudo-labels: 1 of 3 target training utterances are outside "
+                         "min_embed_seconds-max_embed_seconds (0.5-600 s) and get no "
+                         "pseudo-label"] if warned else [])
