@@ -501,6 +501,26 @@ def test_the_pseudo_labels_cluster_the_embeddings_of_the_model_in_evaluation_mod
     assert all(torch.equal(clustered[0][utt], expected[utt]) for utt in expected)
 
 
+
+def test_a_target_manifest_of_empty_speakers_gets_no_nmi_in_the_log(demo_corpus, tmp_path,
+                                                                    monkeypatch):
+    """An empty spk_id is no speaker: the NMI against it would be of a made-up speaker."""
+    brain, _ = brain_and_batch(demo_corpus, tmp_path, "grl",
+                               losses=["--mmd_weight=0", "--pseudo_label_epochs=[1]"])
+    for row in brain.target_utterances.data.values():
+        row["spk_id"] = ""
+    pseudo, summaries = brain.hparams.pseudo_labels, []
+    relabel = pseudo.relabel
+
+    def recorded(*args):
+        centroids, summary = relabel(*args)
+        summaries.append(summary)
+        return centroids, summary
+
+    monkeypatch.setattr(pseudo, "relabel", recorded)
+    brain.update_pseudo_labels(1)
+    assert len(summaries) == 1 and summaries[0]["clusters"] >= 1 and "nmi" not in summaries[0]
+
 def test_reversals_discriminator_is_stepped_by_its_own_optimiser_alone(demo_corpus, tmp_path):
     # Its learning rate is disc_lr: at 0, the joint step leaves it as it was.
     brain, batch = brain_and_batch(demo_corpus, tmp_path, "grl", disc_steps=1)
