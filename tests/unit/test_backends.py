@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
+from local.domain_statistics import DomainAdaptation, coral
 from local.evaluation.backends import (
     BACKENDS,
     TrainingEmbeddings,
@@ -15,7 +16,8 @@ from local.evaluation.backends import (
     system_name,
 )
 from local.evaluation.metrics import eer
-from local.evaluation.scoring import score_trials
+from local.evaluation.plda import PLDABackend
+from local.evaluation.scoring import cosine_form, score_trials
 from local.evaluation.verification import build_backends, list_systems
 from local.model.pseudo_labels import PseudoLabels
 
@@ -80,3 +82,31 @@ def test_system_names_are_the_summary_rows():
         f"{trial_list}{suffix}" for trial_list in ("source", "target")
         for suffix in ("", "_snorm", "_whiten", "_whiten_snorm", "_plda", "_plda_snorm")]
     assert [system.name for system in list_systems(["target"], ["cosine"], None)] == ["target"]
+
+
+def test_each_backend_scores_as_its_model_trained_directly_on_its_draws(data):
+    """Each back-end's space, cohort and score, against the same model built from the draws."""
+    training, embeddings, trials = data
+    # Read from the draws themselves, not through what TrainingEmbeddings gives.
+    cohort, (source, labels), target = (training.draw("cohort")[0], training.draw("source"),
+                                        training.draw("target")[0])
+    ridge, lda_dim = HPARAMS["whiten_ridge"], HPARAMS["lda_dim"]
+    source_plda = PLDABackend(source, labels, lda_dim)
+    expected = {"mean": DomainAdaptation(cohort, False, ridge),
+                "whiten": DomainAdaptation(cohort, True, ridge),
+                "plda": source_plda,
+                "plda_adapted": source_plda.adapted(target, HPARAMS["plda_within_scale"],
+                                                    HPARAMS["plda_between_scale"]),
+                "coral_plda": PLDABackend(coral(source, target, ridge), labels, lda_dim)}
+    backends = build_backends(list(expected), training)[0]
+    for name, model in expected.items():
+        backend = backends[name]
+        if name in ("mean", "whiten"):  # the cohort, too, centred on (and whitened by) itself
+            assert torch.equal(backend.cohort, model(cohort))
+            adapted, form = model.adapt_embeddings(embeddings), cosine_form
+        else:
+            assert torch.equal(backend.cohort, cohort)
+            adapted, form = embeddings, model.score_form
+        scores = score_trials(backend.adapt(embeddings), trials, form=backend.form)
+        np.testing.assert_allclose(scores, score_trials(adapted, trials, form=form),
+                                   rtol=1e-6, atol=1e-6)
