@@ -528,14 +528,16 @@ def test_the_target_backends_train_on_the_utterances_that_keep_a_pseudo_speaker(
                                    rtol=1e-8, atol=1e-8)
 
 
-def test_a_target_too_small_to_cluster_leaves_out_the_pseudo_speaker_backends(caplog):
+@pytest.mark.parametrize("count", [7, 10])  # 10: as many as pseudo_neighbours
+def test_a_target_too_small_to_cluster_leaves_out_the_pseudo_speaker_backends(caplog, count):
     source = torch.from_numpy(np.random.default_rng(2).normal(size=(60, 8))).float()
     hparams = dict(NORM, backend=["plda", "plda_pooled"], lda_dim=4, seed=1,
                    pseudo_labels=PseudoLabels(offset=0, neighbours=10))
     with caplog.at_level("WARNING"):
-        backends, _ = build_backends(hparams["backend"], training(hparams, source, source[:7]))
+        backends, _ = build_backends(hparams["backend"], training(hparams, source, source[:count]))
     assert list(backends) == ["plda"]
-    assert "plda_pooled not scored: the target's 7 training utterances are too few" in caplog.text
+    assert (f"plda_pooled not scored: the target's {count} training utterances are too few"
+            in caplog.text)
 
 
 @pytest.mark.parametrize("count, each, message", [
@@ -630,3 +632,44 @@ def test_a_target_clustering_of_the_backends_that_barely_keeps_warns_as_training
         # Either target back-end may be scored alone: neither is said to be trained by both.
         assert "of 40 target utterances kept: the target barely trains the target back-ends " \
                "(plda_target, plda_pooled). Lower pseudo_min_silhouette (now 0.9)" in warned[0]
+
+
+def test_the_oracle_target_backends_train_on_a_target_too_small_to_cluster():
+    """The oracle clusters nothing: a target of fewer utterances than pseudo_neighbours trains."""
+    rng = np.random.default_rng(0)
+    truth = np.repeat(np.arange(4), 2)
+    target = torch.from_numpy(8 * np.eye(6)[truth] + rng.normal(size=(8, 6))).float()
+    hparams = {"pseudo_labels": PseudoLabels(offset=0, neighbours=10, oracle=True), "seed": 1}
+    names = [f"speaker{s}" for s in truth]
+    data = TrainingEmbeddings(hparams, {"target": (target, names, None)}.get)
+    kept, speakers = data.pseudo_speakers
+    assert kept == list(range(8)) and len(set(speakers)) == 4
+
+
+def test_the_backends_cluster_the_target_with_the_runs_seed(monkeypatch):
+    seeds = []
+    cluster = PseudoLabels.cluster
+
+    def seen(self, embeddings, seed=0):
+        seeds.append(seed)
+        return cluster(self, embeddings, seed=seed)
+
+    monkeypatch.setattr(PseudoLabels, "cluster", seen)
+    rng = np.random.default_rng(0)
+    target = torch.from_numpy(8 * np.eye(6)[np.repeat(np.arange(4), 8)]
+                              + rng.normal(size=(32, 6))).float()
+    hparams = {"pseudo_labels": PseudoLabels(offset=0, neighbours=5), "seed": 7}
+    target_pseudo_speakers(hparams, target)
+    assert seeds == [7]
+
+
+def test_a_target_plda_of_as_many_pseudo_speakers_as_a_plda_needs_is_scored():
+    """Three pseudo-speakers, the fewest a PLDA trains on, of 27 spare degrees of freedom in 8."""
+    rng = np.random.default_rng(1)
+    truth = np.repeat(np.arange(3), 10)
+    target = torch.from_numpy(8 * np.eye(8)[truth] + rng.normal(size=(30, 8))).float()
+    hparams = dict(NORM, lda_dim=2, seed=1, pseudo_labels=PseudoLabels(offset=0, neighbours=5))
+    data = training(hparams, target, target)
+    assert len(set(data.pseudo_speakers[1])) == 3
+    backends, unscored = build_backends(["plda_target"], data)
+    assert not unscored and list(backends) == ["plda_target"]
