@@ -498,6 +498,14 @@ def test_embeddable_ids_take_the_limits_themselves():
     assert embeddable_ids(dataset, 0.5, 600) == ["u1", "u2"]
 
 
+def test_embeddable_ids_measure_each_row_from_its_start():
+    # Rows cut from one recording: u2 is 0.25 s long, though it stops 1.25 s into the file.
+    dataset = DynamicItemDataset({
+        utt: {"wav": "long.wav", "start": start, "stop": stop, "sample_rate": 8000}
+        for utt, start, stop in (("u1", 0, 4000), ("u2", 8000, 10000), ("u3", 4000, 8000))})
+    assert embeddable_ids(dataset, 0.4, 0.6) == ["u1", "u3"]
+
+
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
 def test_a_float_file_with_nan_or_infinite_samples_is_named_when_it_is_read(bad, tmp_path):
     """Such samples made NaN embeddings, refused only at scoring after the whole evaluation
