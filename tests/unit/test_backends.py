@@ -110,3 +110,11 @@ def test_each_backend_scores_as_its_model_trained_directly_on_its_draws(data):
         scores = score_trials(backend.adapt(embeddings), trials, form=backend.form)
         np.testing.assert_allclose(scores, score_trials(adapted, trials, form=form),
                                    rtol=1e-6, atol=1e-6)
+
+
+def test_the_source_plda_is_trained_once_and_said_once_for_its_backends(data, capsys):
+    training = TrainingEmbeddings(HPARAMS, data[0].draw)
+    backends = build_backends(["plda", "plda_adapted"], training)[0]
+    assert backends["plda"].form.__self__ is training.source_plda
+    assert capsys.readouterr().out.count("PLDA back-end: 120 source utterances, LDA to 5 "
+                                         "dimensions") == 1
