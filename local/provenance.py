@@ -1,12 +1,17 @@
 """What a result depends on, written beside it: the data files' hashes and the code version."""
 
+import functools
 import hashlib
+import importlib.metadata
 import json
 import os
 import subprocess
 
 from local.errors import fail
 from local.whole_files import written_whole
+
+# The libraries whose versions a cached result's name depends on (:func:`code_digest`).
+CODE_LIBRARIES = ("torch", "torchaudio", "speechbrain", "transformers")
 
 
 def file_sha256(path):
@@ -84,6 +89,38 @@ def code_version(folder):
     except (OSError, subprocess.TimeoutExpired):
         return None
     return commit.stdout.strip() if commit.returncode == 0 else None
+
+
+@functools.lru_cache(maxsize=None)
+def code_digest(package=os.path.dirname(os.path.abspath(__file__))):
+    """A :func:`short_digest` of the code that computes a result: its sources and libraries.
+
+    The bytes of every ``.py`` file under ``package`` (default the recipe's
+    ``local/``) and the versions of :data:`CODE_LIBRARIES`. Cached embeddings
+    are named with it, so that a recipe or a library changed since they were
+    computed embeds again. Unlike :func:`code_version`, it needs no git and
+    tells two uncommitted states apart. Computed once per process.
+
+    Arguments
+    ---------
+    package : str
+        The folder of the sources.
+
+    Returns
+    -------
+    str
+        16 hex digits.
+
+    Example
+    -------
+    >>> len(code_digest())
+    16
+    """
+    sources = {os.path.relpath(os.path.join(root, name), package):
+               file_sha256(os.path.join(root, name))
+               for root, _, files in os.walk(package) for name in files if name.endswith(".py")}
+    versions = {library: importlib.metadata.version(library) for library in CODE_LIBRARIES}
+    return short_digest({"sources": sources, "versions": versions})
 
 
 def condition_files(condition):

@@ -49,6 +49,7 @@ from local.evaluation.report import (
     write_summary_report,
 )
 from local.evaluation.scoring import BOTH_SIDES, check_cohort_size, score_trials
+from local.provenance import code_digest
 from local.run_folder import embedding_key
 from local.whole_files import staged_folder
 
@@ -242,7 +243,9 @@ class EmbeddingCache:
     SSL front end, the name has the
     :func:`~local.model.ssl_frontend.ssl_fingerprint` of the SSL model's files
     after the checkpoint's: a frozen SSL model is not in the checkpoint, and
-    one replaced under the same ``ssl_source`` embeds again. Embeddings in
+    one replaced under the same ``ssl_source`` embeds again. Then comes the
+    :func:`~local.provenance.code_digest` of the recipe's code and libraries:
+    embeddings computed before either changed are not reused. Embeddings in
     another precision than fp32 (``--eval_precision=bf16``) end with it.
 
     Arguments
@@ -269,7 +272,7 @@ class EmbeddingCache:
         self.hparams = hparams
         self.device = device
         fingerprint = getattr(hparams.get("frontend"), "fingerprint", None)
-        parts = (checkpoint, settings and embedding_key(settings), fingerprint,
+        parts = (checkpoint, settings and embedding_key(settings), fingerprint, code_digest(),
                  precision != "fp32" and precision)
         self.model = "_".join(part for part in parts if part)
         self.limits = (hparams["min_embed_seconds"], hparams["max_embed_seconds"])

@@ -94,7 +94,7 @@ def test_each_utterance_is_embedded_once(verified, demo_corpus):
     trials = sum(len(read_trials(demo_corpus[k])) for k in ("trials_source", "trials_target"))
     assert trials > 10 * utterances  # every utterance is in many trials
     assert embed.embedded == utterances + NORM["cohort_size"]
-    caches = sorted(f.rsplit("_", 1)[0] for f in os.listdir(folder) if f.startswith("embeddings_"))
+    caches = sorted(f.rsplit("_", 2)[0] for f in os.listdir(folder) if f.startswith("embeddings_"))
     assert caches == ["embeddings_cohort_target50_CKPT+test", "embeddings_source_CKPT+test",
                       "embeddings_target_CKPT+test"]
 
@@ -132,6 +132,21 @@ def test_audio_changed_under_the_same_ids_is_embedded_again(demo_corpus, tmp_pat
     assert second["target"]["eer"] != first["target"]["eer"]
     after = cache_files(tmp_path)
     assert len(after) == len(before) + 1
+    assert all(after[name] == content for name, content in before.items())  # kept as they were
+
+
+def test_embeddings_cached_by_other_code_are_embedded_again(demo_corpus, tmp_path, monkeypatch):
+    verify_demo(demo_corpus, str(tmp_path), score_norm="snorm")
+    before = cache_files(tmp_path)
+    _, _, same_code = verify_demo(demo_corpus, str(tmp_path), score_norm="snorm")
+    assert same_code.embedded == 0
+    # The recipe's sources or libraries changed since (local.provenance.code_digest).
+    monkeypatch.setattr(verification, "code_digest", lambda: "0" * 16)
+    _, _, embed = verify_demo(demo_corpus, str(tmp_path), score_norm="snorm")
+    utterances = sum(len(pd.read_csv(demo_corpus[k])) for k in ("source_eval", "target_eval"))
+    assert embed.embedded == utterances + NORM["cohort_size"]
+    after = cache_files(tmp_path)
+    assert len(after) == 2 * len(before)
     assert all(after[name] == content for name, content in before.items())  # kept as they were
 
 
