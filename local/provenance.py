@@ -119,8 +119,27 @@ def code_digest(package=os.path.dirname(os.path.abspath(__file__))):
     sources = {os.path.relpath(os.path.join(root, name), package):
                file_sha256(os.path.join(root, name))
                for root, _, files in os.walk(package) for name in files if name.endswith(".py")}
-    versions = {library: importlib.metadata.version(library) for library in CODE_LIBRARIES}
-    return short_digest({"sources": sources, "versions": versions})
+    return short_digest({"sources": sources, "versions": library_versions(CODE_LIBRARIES)})
+
+
+def library_versions(libraries):
+    """``{library: installed version}`` of each of ``libraries``.
+
+    Arguments
+    ---------
+    libraries : iterable of str
+        Installed distributions' names.
+
+    Returns
+    -------
+    dict
+
+    Example
+    -------
+    >>> list(library_versions(["torch"]))
+    ['torch']
+    """
+    return {library: importlib.metadata.version(library) for library in libraries}
 
 
 def condition_files(condition):

@@ -40,6 +40,7 @@ from tqdm import tqdm
 from local.data.audio import check_lengths, signal_key
 from local.data.schema import SAMPLE_RATE
 from local.errors import fail, failing_on_full_disk
+from local.provenance import library_versions
 from local.whole_files import written_whole
 
 # Cached hidden states are those of one frozen model.
@@ -48,6 +49,8 @@ FROZEN_ONLY = ("cache_ssl_features needs a frozen SSL model: a fine-tuned one "
 FROZEN_ONLY_FIX = "set freeze_ssl: True or cache_ssl_features: False"
 FULL_DISK_FIX = ("or pass --ssl_features_folder= a folder on another disk; the hidden states "
                  "cached before are intact, and the same command caches only the rest")
+# The libraries that compute the hidden states, whose versions the cache records.
+HIDDEN_STATE_LIBRARIES = ("torch", "transformers")
 INFO_FILE = "cache_info.json"
 # Held while a run reads or writes INFO_FILE.
 LOCK_FILE = "cache_info.lock"
@@ -155,9 +158,10 @@ def cache_hidden_states(frontend, dataset, folder, device="cpu", longest=None):
     Each utterance runs alone through the SSL model, so that no padding
     reaches it. ``folder/cache_info.json`` records the SSL model (its source
     and the fingerprint of the files it was loaded from,
-    :func:`local.model.ssl_frontend.ssl_fingerprint`) and its frame geometry;
-    a folder written for another model, or for the files of the same source
-    before they were replaced, is refused. Several runs may fill one folder
+    :func:`local.model.ssl_frontend.ssl_fingerprint`), its frame geometry and
+    the versions of :data:`HIDDEN_STATE_LIBRARIES`; a folder written for
+    another model, for the files of the same source before they were
+    replaced, or under another torch or transformers, is refused. Several runs may fill one folder
     at once (:mod:`local.whole_files`); of runs of different models that find
     it without a record at once, the first to record its model fills it and
     the others are refused.
@@ -181,7 +185,8 @@ def cache_hidden_states(frontend, dataset, folder, device="cpu", longest=None):
     Returns
     -------
     dict
-        The cache's ``source``, ``fingerprint``, ``receptive_field`` and ``stride``.
+        The cache's ``source``, ``fingerprint``, ``receptive_field``, ``stride``
+        and ``libraries``.
 
     Raises
     ------
@@ -193,7 +198,8 @@ def cache_hidden_states(frontend, dataset, folder, device="cpu", longest=None):
     receptive, stride = frame_geometry(frontend.ssl.config)
     _check_whole_lengths(dataset, receptive, longest)
     info = {"source": frontend.source, "fingerprint": frontend.fingerprint,
-            "receptive_field": receptive, "stride": stride}
+            "receptive_field": receptive, "stride": stride,
+            "libraries": library_versions(HIDDEN_STATE_LIBRARIES)}
     os.makedirs(folder, exist_ok=True)
     _check_model(folder, info)
     paths = cache_paths(folder, dataset)
@@ -229,12 +235,18 @@ def _check_model(folder, info):
             return
         with open(info_path, encoding="utf-8") as fin:
             found = json.load(fin)
-    if found != info:
+    if found == info:
+        return
+    if {**found, "libraries": info["libraries"]} == info:
+        # Hidden states of the same model files under another transformers may differ.
+        problem = (f"holds hidden states computed with other libraries "
+                   f"({found.get('libraries', 'not recorded')}, not {info['libraries']})")
+    else:
         replaced = {**found, "fingerprint": info["fingerprint"]} == info
-        fail(folder, f"holds the hidden states of another model ({found}, not {info})"
-                     + (f": the files of {info['source']} are not those it was filled "
-                        "from" * replaced),
-             fix="delete the folder, or set ssl_features_folder to another one")
+        problem = (f"holds the hidden states of another model ({found}, not {info})"
+                   + (f": the files of {info['source']} are not those it was filled "
+                      "from" * replaced))
+    fail(folder, problem, fix="delete the folder, or set ssl_features_folder to another one")
 
 
 def _check_whole_lengths(dataset, receptive_field, longest):

@@ -193,6 +193,26 @@ def test_a_cache_of_a_model_replaced_under_the_same_source_is_refused(demo_corpu
                             str(tmp_path / "cache"))
 
 
+@pytest.mark.parametrize("library", ["torch", "transformers", None])
+def test_a_cache_filled_under_other_libraries_is_refused(demo_corpus, tiny_ssl, tmp_path,
+                                                         library):
+    dataset = whole_dataset(demo_corpus["source_train"], rows=1)
+    frontend = SSLFrontend(tiny_ssl["wavlm"], str(tmp_path / "hub"))
+    cache = tmp_path / "cache"
+    cache_hidden_states(frontend, dataset, str(cache))
+    info = json.loads((cache / "cache_info.json").read_text())
+    if library:
+        info["libraries"][library] += ".post1"
+        recorded = re.escape(str(info["libraries"]))
+    else:  # a cache whose record names no library versions
+        del info["libraries"]
+        recorded = "not recorded"
+    (cache / "cache_info.json").write_text(json.dumps(info))
+    with pytest.raises(ValueError, match=rf"holds hidden states computed with other libraries "
+                                         rf"\({recorded}, not "):
+        cache_hidden_states(frontend, dataset, str(cache))
+
+
 def test_audio_changed_under_the_same_id_is_cached_again(demo_corpus, tiny_ssl, tmp_path):
     table = pd.read_csv(demo_corpus["source_train"])[:1]
     table["wav"] = shutil.copy(table["wav"][0], tmp_path / "u.wav")
