@@ -795,9 +795,9 @@ def check_results_in_place(path):
     while folder and os.path.basename(folder) not in RESULTS:
         parent = os.path.dirname(folder)
         folder = parent if parent != folder else ""
-    if not folder or os.path.isdir(folder) or not os.path.isdir(set_aside(folder)):
+    previous = folder and set_aside(folder)
+    if not folder or os.path.isdir(folder) or not os.path.isdir(previous):
         return
-    previous = set_aside(folder)
     fail(previous, "holds the run's earlier results, set aside by a command killed while it "
                    f"replaced {folder}, which is absent",
          fix=f"{RESULTS_WRITERS[os.path.basename(folder)]}, which puts them back before it "
