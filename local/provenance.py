@@ -1,6 +1,5 @@
 """What a result depends on, written beside it: the data files' hashes and the code version."""
 
-import functools
 import hashlib
 import importlib.metadata
 import json
@@ -91,7 +90,6 @@ def code_version(folder):
     return commit.stdout.strip() if commit.returncode == 0 else None
 
 
-@functools.lru_cache(maxsize=None)
 def code_digest(package=os.path.dirname(os.path.abspath(__file__))):
     """A :func:`short_digest` of the code that computes a result: its sources and libraries.
 
@@ -99,7 +97,7 @@ def code_digest(package=os.path.dirname(os.path.abspath(__file__))):
     ``local/``) and the versions of :data:`CODE_LIBRARIES`. Cached embeddings
     are named with it, so that a recipe or a library changed since they were
     computed embeds again. Unlike :func:`code_version`, it needs no git and
-    tells two uncommitted states apart. Computed once per process.
+    tells two uncommitted states apart.
 
     Arguments
     ---------

@@ -55,6 +55,10 @@ from local.whole_files import staged_folder
 
 logger = get_logger(__name__)
 
+# The code this process runs, digested as it is imported: an edit of the
+# sources during a long run does not name the embeddings it computes.
+CODE = code_digest()
+
 # Each score normalisation, with the trial sides whose cohort statistics
 # standardise a score (local.evaluation.scoring.score_trials).
 NORM_SIDES = {None: (), "snorm": BOTH_SIDES, "asnorm": BOTH_SIDES, "znorm": ("enrol",),
@@ -272,7 +276,7 @@ class EmbeddingCache:
         self.hparams = hparams
         self.device = device
         fingerprint = getattr(hparams.get("frontend"), "fingerprint", None)
-        parts = (checkpoint, settings and embedding_key(settings), fingerprint, code_digest(),
+        parts = (checkpoint, settings and embedding_key(settings), fingerprint, CODE,
                  precision != "fp32" and precision)
         self.model = "_".join(part for part in parts if part)
         self.limits = (hparams["min_embed_seconds"], hparams["max_embed_seconds"])

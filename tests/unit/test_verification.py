@@ -141,7 +141,7 @@ def test_embeddings_cached_by_other_code_are_embedded_again(demo_corpus, tmp_pat
     _, _, same_code = verify_demo(demo_corpus, str(tmp_path), score_norm="snorm")
     assert same_code.embedded == 0
     # The recipe's sources or libraries changed since (local.provenance.code_digest).
-    monkeypatch.setattr(verification, "code_digest", lambda: "0" * 16)
+    monkeypatch.setattr(verification, "CODE", "0" * 16)
     _, _, embed = verify_demo(demo_corpus, str(tmp_path), score_norm="snorm")
     utterances = sum(len(pd.read_csv(demo_corpus[k])) for k in ("source_eval", "target_eval"))
     assert embed.embedded == utterances + NORM["cohort_size"]
