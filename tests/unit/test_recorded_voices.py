@@ -5,6 +5,8 @@ fake synthesiser that writes a tone per request at a voice-like rate.
 """
 
 import os
+import re
+import subprocess
 import warnings
 
 import numpy as np
@@ -214,3 +216,154 @@ def test_condition_file_runs_this_generator(tmp_path):
     assert condition["prepare"][0].func is prepare_recorded_voices
     assert condition["source_train"] == f"{tmp_path}/source_train.csv"
     assert os.path.isfile("recipes/recorded_voices/README.md")
+
+
+class FakeEngines:
+    """``shutil.which`` and ``subprocess.run`` of installed engines, each listing its ``voices``.
+
+    Each engine run is recorded (with the Festival script's text, read while it exists);
+    it writes a tone to each requested path unless ``fails``.
+    """
+
+    def __init__(self, voices, fails=False, writes=True):
+        self.voices, self.fails, self.writes, self.runs = voices, fails, writes, []
+
+    def which(self, name):
+        return f"/usr/bin/{name}"
+
+    def run(self, command, input=None, capture_output=True, text=True):
+        script = open(command[2], encoding="utf-8").read() if command[:2] == [
+            "festival", "-b"] else None
+        self.runs.append((command, input, script))
+        stdout = ""
+        if command == ["flite", "-lv"]:
+            stdout = "Voices available: " + " ".join(self._of("flite")) + " \n"
+        elif command == ["festival", "--pipe"]:
+            stdout = "(" + " ".join(self._of("festival")) + ")\n"
+        elif self.writes and not self.fails:
+            paths = ([command[command.index("-o") + 1]] if command[0] == "flite"
+                     else re.findall(r'"(/[^"]+\.wav)"\)', script))
+            for path in paths:
+                soundfile.write(path, np.zeros(100), 16000)
+        return subprocess.CompletedProcess(command, 1 if self.fails else 0, stdout,
+                                           "engine broke" if self.fails else "")
+
+    def _of(self, engine):
+        """The listed voices of ``engine``: each engine lists only its own."""
+        return [voice for voice in self.voices
+                if any(spec["voice"] == voice and spec["engine"] == engine
+                       for spec in DONORS.values())]
+
+    def install(self, monkeypatch):
+        monkeypatch.setattr(recorded_voices.shutil, "which", self.which)
+        monkeypatch.setattr(recorded_voices.subprocess, "run", self.run)
+        return self
+
+
+ALL_VOICES = [spec["voice"] for spec in DONORS.values()]
+
+
+def test_installed_voices_pass_and_festival_is_asked_once(monkeypatch):
+    # Festival prints its list as a Scheme list: the first voice comes after "(".
+    festival_first = sorted(ALL_VOICES, key=lambda voice: voice != "czech_dita")
+    engines = FakeEngines(festival_first).install(monkeypatch)
+    recorded_voices.check_voices(list(DONORS))
+    asked = [command for command, _, _ in engines.runs]
+    assert asked.count(["festival", "--pipe"]) == 1
+    assert all(command in (["festival", "--pipe"], ["flite", "-lv"]) for command in asked)
+
+
+@pytest.mark.parametrize("donor", ["rms", "dita", "nsk"])
+def test_a_voice_its_engine_does_not_list_is_named_with_its_package(monkeypatch, donor):
+    FakeEngines([v for v in ALL_VOICES if v != DONORS[donor]["voice"]]).install(monkeypatch)
+    with pytest.raises(SynthesisError, match=(
+            rf"{DONORS[donor]['engine']} voice {DONORS[donor]['voice']} \(donor {donor}\): "
+            rf"{DONORS[donor]['engine']} does not list this voice[\s\S]*this voice: "
+            rf"apt-get install {DONORS[donor]['package']}\)")):
+        recorded_voices.check_voices(list(DONORS))
+
+
+def _requests(folder, texts):
+    return [dict(text=text, stretch=1.1 + i / 100, f0_scale=0.9 + i / 100,
+                 path=str(folder / f"utt{i}.wav")) for i, text in enumerate(texts)]
+
+
+def test_flite_speaks_each_request_at_its_rate_and_pitch(tmp_path, monkeypatch):
+    engines = FakeEngines(ALL_VOICES).install(monkeypatch)
+    requests = _requests(tmp_path, ["the house", "seven people"])
+    recorded_voices.synthesise("slt", requests)
+    commands = [command for command, _, _ in engines.runs]
+    assert len(commands) == 2
+    for command, request in zip(commands, requests):
+        settings = dict(value.split("=") for flag, value in zip(command, command[1:])
+                        if flag == "--setf")
+        assert command[command.index("-voice") + 1] == "slt"
+        assert command[command.index("-t") + 1] == request["text"]
+        assert command[command.index("-o") + 1] == request["path"]
+        assert float(settings["duration_stretch"]) == pytest.approx(request["stretch"], abs=1e-3)
+        # slt is a woman's voice: her F0 target is 180 Hz, scaled by the request's factor.
+        assert float(settings["int_f0_target_mean"]) == pytest.approx(
+            180 * request["f0_scale"], abs=0.05)
+
+
+@pytest.mark.parametrize("donor, hts", [("pc", False), ("ona", True)])
+def test_festival_speaks_every_request_from_one_script_it_leaves_behind(tmp_path, monkeypatch,
+                                                                      donor, hts):
+    engines = FakeEngines(ALL_VOICES).install(monkeypatch)
+    requests = _requests(tmp_path, ['la "casa" verde', "sette persone"])
+    recorded_voices.synthesise(donor, requests)
+    (command, _, script), = engines.runs
+    assert command[:2] == ["festival", "-b"] and not os.path.exists(command[2])
+    assert f"(voice_{DONORS[donor]['voice']})\n" in script
+    assert ("(set! h6_hts_params hts_engine_params)" in script) == hts
+    said = re.findall(r'^\(h6_say "([^"]*)" (\S+) (\S+) "([^"]+)"\)$', script, re.MULTILINE)
+    assert said == [("la casa verde", "1.100", "0.900", requests[0]["path"]),
+                    ("sette persone", "1.110", "0.910", requests[1]["path"])]
+
+
+def test_an_engine_that_fails_or_writes_nothing_is_named(tmp_path, monkeypatch):
+    FakeEngines(ALL_VOICES, fails=True).install(monkeypatch)
+    with pytest.raises(SynthesisError, match=r"flite voice kal16 \(donor kal\): flite -voice "
+                                             r"kal16 ... failed: engine broke"):
+        recorded_voices.synthesise("kal", _requests(tmp_path, ["seven"]))
+    FakeEngines(ALL_VOICES, writes=False).install(monkeypatch)
+    with pytest.raises(SynthesisError, match=r"festival voice czech_ph \(donor ph\): the engine "
+                                             r"wrote no audio for .*utt0.wav"):
+        recorded_voices.synthesise("ph", _requests(tmp_path, ["voda"]))
+
+
+def test_a_sentence_has_five_to_nine_words_of_its_language():
+    rng = np.random.default_rng(0)
+    for lang, words in recorded_voices.WORDS.items():
+        sentences = [recorded_voices.random_sentence(rng, lang).split() for _ in range(200)]
+        assert {len(sentence) for sentence in sentences} == set(range(5, 10))
+        assert all(word in words for sentence in sentences for word in sentence)
+
+
+def test_balanced_trials_are_as_few_as_the_rarer_label_allows():
+    # Four utterances of s0 and one of s1: six target pairs, four non-target pairs.
+    rows = [dict(ID=f"u{i}", spk_id="s0" if i < 4 else "s1") for i in range(5)]
+    trials = recorded_voices.balanced_trials(np.random.default_rng(0), rows, 10)
+    assert [label for label, _, _ in trials] == [1, 0] * 4
+    assert len({frozenset(pair) for _, *pair in trials}) == 8
+    assert all((label == 1) == ("u4" not in pair) for label, *pair in trials)
+
+
+def test_levels_and_channels_are_drawn_per_utterance_and_the_engine_output_is_removed(corpus):
+    paths, _ = corpus
+    assert not os.path.exists(os.path.join(os.path.dirname(paths["eval"]), "engine"))
+    peaks = [np.abs(soundfile.read(wav)[0]).max()
+             for wav in read_manifest(paths["source_train"])["wav"]]
+    # Each recording is brought to a peak drawn in [0.3, 0.9] (within a 16-bit step).
+    assert 0.3 - 1e-4 < min(peaks) < 0.35 and 0.85 < max(peaks) < 0.9 + 1e-4
+    target = read_manifest(paths["target_train"])
+    assert set(target["channel"]) == {"telephone_mulaw", "telephone_alaw"}
+
+
+def test_a_corpus_made_with_another_trial_count_is_generated_again(tmp_path):
+    def trials(count):
+        paths = prepare_recorded_voices(str(tmp_path), seed=1, utts_per_speaker=2,
+                                        trials_per_label=count, synthesiser=fake_synthesiser([]))
+        return read_trials(paths["trials_source"])
+
+    assert len(trials(5)) == 10 and len(trials(3)) == 6
