@@ -1389,3 +1389,19 @@ def test_a_file_being_written_is_read_whole_and_a_failed_write_leaves_the_one_be
         write(table(_Read(path, [], OSError(28, "No space left on device"))), path)
     assert open(path, encoding="utf-8").read() == before
     assert os.listdir(tmp_path) == ["file"]
+
+
+def test_the_command_line_refuses_scored_rows_longer_than_evaluation_embeds(corpus, capsys):
+    """Rows beyond max_embed_seconds (hparams/common.yaml's 600 s by default) are refused."""
+    folder, manifest, trials = corpus
+    table = pd.read_csv(manifest)
+    table.loc[table["ID"] == "spkB_2", ["duration", "stop"]] = 700.0, 700 * 8000
+    table.to_csv(manifest, index=False)
+    assert main([str(manifest), "--trials", str(trials), "--no-audio"]) == 1
+    assert re.search(r"m.csv: 1 inputs are longer than max_embed_seconds \(600 s\).*\n  "
+                     r"spkB_2 \(.*spkB_2.wav\): 700.00 s\n", capsys.readouterr().err)
+    assert main([str(manifest), "--trials", str(trials), "--no-audio",
+                 "--max-embed-seconds", "800"]) == 0
+    assert main([str(manifest), "--trials", str(trials), "--no-audio",
+                 "--max-embed-seconds", "0.9"]) == 1
+    assert "4 inputs are longer than max_embed_seconds (0.9 s)" in capsys.readouterr().err
