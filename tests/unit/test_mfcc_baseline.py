@@ -5,9 +5,18 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
+import soundfile
 import torch
+from scipy import signal
 
-from local.data.manifest_io import write_enrolment, write_trials
+from local.data.manifest_io import (
+    read_manifest,
+    read_trials,
+    write_enrolment,
+    write_manifest,
+    write_trials,
+)
+from local.data.schema import utterance_row
 from local.errors import ManifestError
 from local.evaluation import mfcc_baseline
 from local.evaluation.metrics import eer
@@ -95,3 +104,48 @@ def test_trial_ids_the_manifest_lacks_are_named_before_any_audio_is_read(demo_co
         with pytest.raises(ManifestError, match=f"trials name IDs that are not in {manifest}"
                                                 f"\n  line 1: {unknown}"):
             mfcc_baseline.print_baseline_eers(manifest, [trial_list])
+
+
+def _recordings(folder):
+    """Noise-like recordings of one second and their manifest: speakers a and b each in one
+    colour of noise, c and d each in both (c1 and d1 in one, c2 and d2 in the other)."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for utt, colour in (("a1", 0.9), ("a2", 0.9), ("b1", -0.9), ("b2", -0.9),
+                        ("c1", 0.9), ("c2", -0.9), ("d1", 0.9), ("d2", -0.9)):
+        wav = str(folder / f"{utt}.wav")
+        soundfile.write(wav, 0.1 * signal.lfilter([1.0, colour], [1.0], rng.uniform(-1, 1, 16000)),
+                        16000)
+        rows.append(utterance_row(utt, wav, utt[0], "demo"))
+    write_manifest(rows, folder / "eval.csv")
+    return str(folder / "eval.csv")
+
+
+def test_a_rows_vector_is_that_of_its_segment_alone(tmp_path):
+    manifest = read_manifest(_recordings(tmp_path))
+    samples, rate = soundfile.read(manifest["wav"][0])
+    soundfile.write(tmp_path / "part.wav", samples[4000:12000], rate)
+    part = manifest.iloc[:1].assign(ID="part", wav=str(tmp_path / "part.wav"), start=0,
+                                    stop=8000)
+    segment = manifest.iloc[:1].assign(ID="segment", start=4000, stop=12000)
+    vectors = mfcc_baseline.mean_mfcc_embeddings(pd.concat([part, segment]))
+    whole = mfcc_baseline.mean_mfcc_embeddings(manifest.iloc[:1])
+    assert torch.allclose(vectors["segment"], vectors["part"], atol=1e-5)
+    assert not torch.allclose(vectors["segment"], whole["a1"], atol=1e-3)
+
+
+def test_each_trial_lists_eer_is_printed_in_percent(tmp_path, capsys):
+    manifest = _recordings(tmp_path)
+    lists = {"easy.txt": [(1, "a1", "a2"), (1, "b1", "b2"), (0, "a1", "b1"), (0, "a2", "b2")],
+             # Targets across colours, non-targets within one: an EER well above zero.
+             "hard.txt": [(1, "c1", "c2"), (1, "d1", "d2"), (0, "c1", "d1"), (0, "c2", "d2")]}
+    for name, trials in lists.items():
+        write_trials(trials, tmp_path / name)
+    mfcc_baseline.print_baseline_eers(manifest, [str(tmp_path / name) for name in lists])
+    embeddings = mfcc_baseline.mean_mfcc_embeddings(read_manifest(manifest))
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == 2
+    rates = [baseline_eer(embeddings, read_trials(str(tmp_path / name))) for name in lists]
+    assert rates[0] < 0.5 < rates[1]
+    for line, name, rate in zip(printed, lists, rates):
+        assert line == f"{tmp_path / name}: mean-MFCC cosine EER {100 * rate:.2f}%"
