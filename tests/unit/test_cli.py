@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+from local.cli import command, describe_on_help, option
+
 # Every module with a command line: ``main = command(...)`` (local/cli.py).
 COMMANDS = sorted(
     path[:-3].replace("/", ".")
@@ -47,3 +49,18 @@ def test_a_missing_input_ends_with_its_message_not_a_traceback(module, argv, tmp
                           env={**os.environ, "PYTHONPATH": os.getcwd()})
     assert done.returncode == 1
     assert "Traceback" not in done.stderr and missing in done.stderr
+
+
+@pytest.mark.parametrize("flag", ["-h", "--help"])
+def test_either_help_flag_prints_the_scripts_description(flag, capsys):
+    describe_on_help(["hparams/dann_fbank.yaml", flag], "Trains a model.")
+    assert capsys.readouterr().out == "Trains a model.\n"
+
+
+def test_help_describes_a_command_by_the_first_paragraph_of_its_docstring(capsys):
+    main = command(lambda seed: seed, "Doubles a seed.\n\nA second paragraph.",
+                   option("--seed", type=int, help="the seed"))
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "Doubles a seed." in out and "A second paragraph." not in out
