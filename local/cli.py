@@ -55,6 +55,26 @@ def option(*flags, **settings):
     return flags, settings
 
 
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """``--help`` that ends an option's help with its default, as it is typed on the command line.
+
+    Not for ``--help``, an option without a default (None), a flag's False, or a help
+    that names its default itself (``hparams/common.yaml``'s value, a folder
+    of the run's). argparse's ``ArgumentDefaultsHelpFormatter`` would print
+    ``(default: None)`` for the first and a list's Python form.
+    """
+
+    def _get_help_string(self, action):
+        default = action.default
+        # By identity: a default of 0 is told, False (== 0) is not.
+        if any(default is unshown for unshown in (None, False, argparse.SUPPRESS)) \
+                or "default" in (action.help or ""):
+            return action.help
+        if isinstance(default, (list, tuple)):
+            default = " ".join(map(str, default))
+        return f"{action.help} (default: {str(default).replace('%', '%%')})"
+
+
 def command(run, description, *options):
     """A ``main(argv=None)`` that parses ``options`` and returns ``run(**parsed)``.
 
@@ -81,7 +101,8 @@ def command(run, description, *options):
     >>> main(["--seed", "3"])
     6
     """
-    parser = argparse.ArgumentParser(description=description.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=description.split("\n\n")[0],
+                                     formatter_class=DefaultsHelpFormatter)
     for flags, settings in options:
         parser.add_argument(*flags, **settings)
 

@@ -64,3 +64,21 @@ def test_help_describes_a_command_by_the_first_paragraph_of_its_docstring(capsys
         main(["--help"])
     out = capsys.readouterr().out
     assert "Doubles a seed." in out and "A second paragraph." not in out
+
+
+def test_help_tells_each_options_default_as_it_is_typed(capsys):
+    main = command(lambda **options: 0, "Does.",
+                   option("--lists", nargs="+", default=["source", "target"], help="lists"),
+                   option("--size", type=int, default=0, help="size"),
+                   option("--share", default="5%", help="share"),
+                   option("--folder", help="folder"),
+                   option("--fast", action="store_true", help="fast"),
+                   option("--seed", type=int, default=3, help="seed (default: the run's)"))
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    said = " ".join(capsys.readouterr().out.split())
+    assert "lists (default: source target)" in said
+    assert "size (default: 0)" in said and "share (default: 5%)" in said
+    assert "folder --fast" in said and "fast --seed" in said  # nothing to tell
+    assert "seed (default: the run's)" in said and said.count("default") == 4
+    assert "show this help message and exit --lists" in said
