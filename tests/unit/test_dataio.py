@@ -80,6 +80,14 @@ def test_crop_of_an_8k_row_is_seconds_of_its_audio_starting_anywhere(tmp_path):
     assert set(firsts) == {4000, 4001}
 
 
+def test_a_multichannel_segment_is_the_mean_of_its_channels(tmp_path):
+    path = tmp_path / "stereo.wav"
+    wave = np.random.default_rng(0).uniform(-0.5, 0.5, (16000, 2)).astype(np.float32)
+    soundfile.write(path, wave, 16000, subtype="FLOAT")
+    expected = torch.from_numpy(wave[4000:12000].astype(np.float64).mean(axis=1)).float()
+    torch.testing.assert_close(load_segment(str(path), 4000, 12000, 16000), expected)
+
+
 def _datasets(n_source, n_target):
     source = DynamicItemDataset({f"s{i}": {"spk_id": f"spk{i % 2}"} for i in range(n_source)})
     target = DynamicItemDataset({f"t{i}": {"spk_id": f"true{i}"} for i in range(n_target)})
