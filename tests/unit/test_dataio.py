@@ -88,6 +88,22 @@ def test_a_multichannel_segment_is_the_mean_of_its_channels(tmp_path):
     torch.testing.assert_close(load_segment(str(path), 4000, 12000, 16000), expected)
 
 
+def test_a_crop_of_a_long_8k_row_is_its_window_resampled_alone(tmp_path):
+    """Only the crop is read: resampled with the rest of the row, its last samples would differ."""
+    path = tmp_path / "ramp8k.wav"
+    soundfile.write(path, np.arange(16000) / 16000 - 0.5, 8000, subtype="FLOAT")
+    torch.manual_seed(0)
+    firsts = set()
+    for _ in range(10):
+        crop = load_random_crop(str(path), 0, 16000, 8000, 0.5)
+        near = round((crop[4000].item() + 0.5) * 16000) - 2000  # its middle: 2000 samples in
+        matches = [first for first in range(max(0, near - 2), min(12000, near + 2) + 1)
+                   if torch.equal(crop, load_segment(str(path), first, first + 4000, 8000))]
+        assert len(matches) == 1
+        firsts.update(matches)
+    assert len(firsts) == 10
+
+
 def _datasets(n_source, n_target):
     source = DynamicItemDataset({f"s{i}": {"spk_id": f"spk{i % 2}"} for i in range(n_source)})
     target = DynamicItemDataset({f"t{i}": {"spk_id": f"true{i}"} for i in range(n_target)})
