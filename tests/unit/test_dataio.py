@@ -104,6 +104,14 @@ def test_a_crop_of_a_long_8k_row_is_its_window_resampled_alone(tmp_path):
     assert len(firsts) == 10
 
 
+def test_a_row_shorter_than_the_crop_repeats_from_its_first_sample(tmp_path):
+    path = tmp_path / "ramp.wav"
+    soundfile.write(path, np.arange(16000) / 16000 - 0.5, 16000, subtype="FLOAT")
+    row = load_segment(str(path), 1000, 4000, 16000)
+    crop = load_random_crop(str(path), 1000, 4000, 16000, 0.5)
+    assert torch.equal(crop, torch.cat([row, row, row[:2000]]))
+
+
 def _datasets(n_source, n_target):
     source = DynamicItemDataset({f"s{i}": {"spk_id": f"spk{i % 2}"} for i in range(n_source)})
     target = DynamicItemDataset({f"t{i}": {"spk_id": f"true{i}"} for i in range(n_target)})
