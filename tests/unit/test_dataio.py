@@ -12,7 +12,14 @@ from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.dataio.encoder import CategoricalEncoder
 
 from local.data import dataio
-from local.data.audio import check_lengths, load_random_crop, load_segment
+from local.data.audio import (
+    check_lengths,
+    load_random_crop,
+    load_segment,
+    relative_lengths,
+    sample_counts,
+    signal_key,
+)
 from local.data.dataio import (
     PairedDataset,
     SpeakerBatchSampler,
@@ -435,6 +442,14 @@ def test_a_row_cut_from_a_long_recording_counts_its_own_span():
     assert {utt: vector.item() for utt, vector in embeddings.items()} == {"early": 1.0,
                                                                             "late": 2.0}
     assert batches == [2]  # one length: one batch without padding
+
+
+def test_relative_lengths_count_back_as_their_samples():
+    # Rounded down below k / total, a length read back by truncation would count k - 1.
+    for total in (101, 160, 257, 4001):
+        counts = list(range(1, total + 1))
+        lengths = relative_lengths(counts, total, torch.ones(1))
+        assert sample_counts(torch.zeros(total, total), lengths) == counts
 
 
 def test_embedding_cache_is_reused(tmp_path):
