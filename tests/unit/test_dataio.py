@@ -452,6 +452,19 @@ def test_relative_lengths_count_back_as_their_samples():
         assert sample_counts(torch.zeros(total, total), lengths) == counts
 
 
+def test_a_file_named_by_a_relative_path_has_the_signal_key_of_its_absolute_path(tmp_path,
+                                                                                monkeypatch):
+    row = {"wav": "a.wav", "start": 0, "stop": 800, "sample_rate": 8000}
+    for folder in (tmp_path / "one", tmp_path / "two"):
+        folder.mkdir()
+        soundfile.write(folder / "a.wav", np.zeros(800), 8000)
+    monkeypatch.chdir(tmp_path / "one")
+    assert signal_key(row) == signal_key(dict(row, wav=str(tmp_path / "one" / "a.wav")))
+    monkeypatch.chdir(tmp_path / "two")
+    assert signal_key(row) == signal_key(dict(row, wav=str(tmp_path / "two" / "a.wav")))
+    assert signal_key(row) != signal_key(dict(row, wav=str(tmp_path / "one" / "a.wav")))
+
+
 def test_embedding_cache_is_reused(tmp_path):
     dataset = DynamicItemDataset({"a": {"wav": "a.wav", "start": 0, "stop": 4,
                                         "sample_rate": 16000}})
