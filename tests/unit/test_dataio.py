@@ -25,6 +25,7 @@ from local.data.dataio import (
     SpeakerBatchSampler,
     add_crop_pipeline,
     add_speaker_labels,
+    add_whole_pipeline,
     collate_pairs,
     manifest_dataset,
     speaker_class,
@@ -162,6 +163,35 @@ def test_crops_differ_between_pairs_and_epochs_and_repeat_with_the_seed(tmp_path
         alone.set_epoch(epoch)
         epochs += first_samples(alone)
     assert len(set(epochs)) == 4
+
+
+def test_the_whole_pipeline_gives_the_span_of_a_row_cut_inside_its_file(tmp_path):
+    path = tmp_path / "ramp8k.wav"
+    soundfile.write(path, np.arange(16000) / 16000 - 0.5, 8000, subtype="FLOAT")
+    data = DynamicItemDataset({"late": {"wav": str(path), "start": 6000, "stop": 10000,
+                                        "sample_rate": 8000}})
+    add_whole_pipeline(data)
+    data.set_output_keys(["sig"])
+    sig = data[0]["sig"]
+    assert torch.equal(sig, load_segment(str(path), 6000, 10000, 8000))
+    # Its middle is the ramp 2000 samples into the row, 8000 into the file.
+    assert sig.shape == (8000,) and sig[4000].item() == pytest.approx(0.0, abs=1e-3)
+
+
+def test_the_crop_pipeline_gives_crops_of_the_seconds_asked_inside_the_row(tmp_path):
+    path = tmp_path / "ramp8k.wav"
+    soundfile.write(path, np.arange(16000) / 16000 - 0.5, 8000, subtype="FLOAT")
+    data = DynamicItemDataset({"u1": {"wav": str(path), "start": 2000, "stop": 14000,
+                                      "sample_rate": 8000}})
+    add_crop_pipeline(data, 0.75)
+    data.set_output_keys(["sig"])
+    torch.manual_seed(0)
+    for _ in range(5):
+        sig = data[0]["sig"]
+        assert sig.shape == (12000,)
+        # Its middle sample lies half a crop (3000 samples at 8 kHz) or more from either end.
+        middle = round((sig[6000].item() + 0.5) * 16000)
+        assert 2000 + 3000 - 2 <= middle <= 14000 - 3000 + 2
 
 
 def test_a_pair_seeds_only_the_cpu_generator_it_gives_back(monkeypatch):
