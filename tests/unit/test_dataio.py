@@ -29,6 +29,7 @@ from local.data.dataio import (
     collate_pairs,
     manifest_dataset,
     speaker_class,
+    speaker_classes,
 )
 from local.data.schema import audio_info
 from local.embedding import compute_embeddings, embeddable_ids, equal_length_batches
@@ -316,6 +317,16 @@ def test_a_reloaded_label_encoder_lacking_a_source_speaker_fails_up_front(tmp_pa
         add_speaker_labels(renamed, str(tmp_path / "labels.txt"))
     same = DynamicItemDataset({"s0": {"spk_id": "spk1"}, "s1": {"spk_id": "spk0"}})
     assert add_speaker_labels(same, str(tmp_path / "labels.txt")).encode_label("spk1") == 1
+
+
+def test_speaker_classes_name_the_rows_without_a_value_of_their_columns():
+    rows = pd.DataFrame({"ID": ["u1", "u2", "u3"], "spk_id": ["a", "a", "b"],
+                         "phrase": ["01", "", "02"]})
+    assert speaker_classes(rows, "spk_id", "train.csv") == ["a", "a", "b"]
+    with pytest.raises(ManifestError, match=r"train.csv: speaker_label: spk_phrase needs a "
+                                            r"'phrase' in every row of the source training "
+                                            r"manifest; 1 rows have none\n  u2\nFix: "):
+        speaker_classes(rows, "spk_phrase", "train.csv")
 
 
 def test_a_full_disk_leaves_no_half_label_encoder(tmp_path, monkeypatch):
