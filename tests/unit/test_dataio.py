@@ -329,6 +329,15 @@ def test_speaker_classes_name_the_rows_without_a_value_of_their_columns():
         speaker_classes(rows, "spk_phrase", "train.csv")
 
 
+def test_item_classes_and_label_numbers_follow_the_items_not_their_sorted_ids(tmp_path):
+    data = DynamicItemDataset({"z9": {"spk_id": "b", "phrase": "02"},
+                               "a1": {"spk_id": "a", "phrase": "01"},
+                               "m5": {"spk_id": "b", "phrase": "01"}})
+    assert dataio.item_classes(data, "spk_phrase") == [("b", "02"), ("a", "01"), ("b", "01")]
+    assert dataio.item_classes(data, "spk_id") == ["b", "a", "b"]
+    assert add_speaker_labels(data, str(tmp_path / "labels.txt")).lab2ind == {"b": 0, "a": 1}
+
+
 def test_a_full_disk_leaves_no_half_label_encoder(tmp_path, monkeypatch):
     path = tmp_path / "labels.txt"
 
