@@ -338,6 +338,17 @@ def test_item_classes_and_label_numbers_follow_the_items_not_their_sorted_ids(tm
     assert add_speaker_labels(data, str(tmp_path / "labels.txt")).lab2ind == {"b": 0, "a": 1}
 
 
+def test_a_reloaded_label_encoder_with_classes_the_source_lacks_refuses_to_encode(tmp_path):
+    path = str(tmp_path / "labels.txt")
+    add_speaker_labels(DynamicItemDataset({f"u{i}": {"spk_id": f"spk{i}"} for i in range(3)}),
+                       path)
+    fewer = DynamicItemDataset({"u0": {"spk_id": "spk0"}, "u1": {"spk_id": "spk1"}})
+    assert len(add_speaker_labels(fewer, path)) == 3
+    fewer.set_output_keys(["spk_id_encoded"])
+    with pytest.raises(RuntimeError, match=r"expect_len\(2\) was called, but 3 categories"):
+        fewer[0]
+
+
 def test_a_full_disk_leaves_no_half_label_encoder(tmp_path, monkeypatch):
     path = tmp_path / "labels.txt"
 
