@@ -274,6 +274,24 @@ def test_each_epoch_draws_its_own_target_order(source_batches):
     assert len(partners) > 1  # a source crop meets other target crops
 
 
+def test_the_pairs_of_each_epoch_follow_the_speaker_batches_of_that_epoch():
+    labels = [f"spk{i % 4}" for i in range(16)]
+    source = DynamicItemDataset({f"s{i}": {"spk_id": spk} for i, spk in enumerate(labels)})
+    target = DynamicItemDataset({f"t{i}": {"spk_id": ""} for i in range(4)})
+    source.set_output_keys(["id"])
+    target.set_output_keys(["id"])
+    pairs = PairedDataset(source, target, seed=3,
+                          source_batches=SpeakerBatchSampler(labels, 2, 2, n_batches=4, seed=5))
+    orders = []
+    for epoch in (0, 1, 2):
+        pairs.set_epoch(epoch)
+        alone = SpeakerBatchSampler(labels, 2, 2, n_batches=4, seed=5)
+        alone.set_epoch(epoch)
+        orders.append([f"s{i}" for batch in alone for i in batch])
+        assert [pairs[i][0]["id"] for i in range(len(pairs))] == orders[-1]
+    assert orders[0] != orders[1] != orders[2]
+
+
 def test_target_batches_carry_no_speaker():
     source, target = _datasets(4, 4)
     source_batch, target_batch = collate_pairs([PairedDataset(source, target, 0)[i] for i in range(4)])
