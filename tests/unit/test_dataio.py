@@ -292,6 +292,29 @@ def test_the_pairs_of_each_epoch_follow_the_speaker_batches_of_that_epoch():
     assert orders[0] != orders[1] != orders[2]
 
 
+def test_the_crops_of_a_pair_draw_from_a_stream_apart_from_the_training_steps(tmp_path):
+    """Pair ``index`` crops from ``random_seed(seed, CROP_STREAM, epoch, index)``: not from the
+    seed of the training step of that number, which draws its dropout and augmentations."""
+    path = tmp_path / "ramp.wav"
+    soundfile.write(path, np.arange(32000) / 32000 - 0.5, 16000, subtype="FLOAT")
+    row = {"wav": str(path), "start": 0, "stop": 32000, "sample_rate": 16000}
+    datasets = [DynamicItemDataset({f"u{i}": dict(row) for i in range(n)}) for n in (3, 1)]
+    for data in datasets:
+        add_crop_pipeline(data, 0.5)
+        data.set_output_keys(["sig"])
+    pairs = PairedDataset(*datasets, seed=7)
+    pairs.set_epoch(2)
+
+    def drawn_from(stream, index):
+        torch.manual_seed(dataio.random_seed(7, stream, 2, index))
+        return load_random_crop(str(path), 0, 32000, 16000, 0.5)
+
+    for index in range(3):
+        crop = pairs[index][0]["sig"]
+        assert torch.equal(crop, drawn_from(dataio.CROP_STREAM, index))
+        assert not torch.equal(crop, drawn_from(dataio.STEP_STREAM, index))
+
+
 def test_target_batches_carry_no_speaker():
     source, target = _datasets(4, 4)
     source_batch, target_batch = collate_pairs([PairedDataset(source, target, 0)[i] for i in range(4)])
