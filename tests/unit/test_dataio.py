@@ -315,6 +315,20 @@ def test_the_crops_of_a_pair_draw_from_a_stream_apart_from_the_training_steps(tm
         assert not torch.equal(crop, drawn_from(dataio.STEP_STREAM, index))
 
 
+def test_the_source_items_come_in_an_order_drawn_anew_each_epoch():
+    """Without speaker batches a manifest's order (speaker by speaker) would make every batch
+    of one or two speakers."""
+    source, target = _datasets(20, 20)
+    pairs = PairedDataset(source, target, seed=1)
+    orders = []
+    for epoch in range(3):
+        pairs.set_epoch(epoch)
+        orders.append([s["id"] for s, _ in pairs])
+        assert sorted(orders[-1]) == sorted(source.data_ids)
+    assert source.data_ids not in orders
+    assert orders[0] != orders[1] != orders[2]
+
+
 def test_target_batches_carry_no_speaker():
     source, target = _datasets(4, 4)
     source_batch, target_batch = collate_pairs([PairedDataset(source, target, 0)[i] for i in range(4)])
