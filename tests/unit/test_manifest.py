@@ -70,6 +70,14 @@ def test_rows_describe_their_files(corpus):
         "ID", "duration", "wav", "start", "stop", "spk_id", "domain"]
 
 
+def test_a_row_of_a_whole_file_takes_its_length_and_rate_from_the_header(tmp_path):
+    path = tmp_path / "u.wav"
+    soundfile.write(path, np.zeros(12345), 16000)
+    row = utterance_row("u", str(path), "s", "d", sample_rate=8000, lang="l1")
+    assert (row["start"], row["stop"], row["sample_rate"], row["lang"]) == (0, 12345, 16000, "l1")
+    assert row["duration"] == pytest.approx(12345 / 16000, abs=5e-5)
+
+
 def test_trial_round_trip_keeps_types(tmp_path):
     path = tmp_path / "t.txt"
     write_trials([(1, "a", "b", "TC"), (0, "a", "c", "TW")], path)
