@@ -230,6 +230,20 @@ def test_non_numeric_duration_names_the_row(corpus):
         validate(manifest)
 
 
+def test_a_duration_off_by_more_than_rounding_is_refused(corpus):
+    _, manifest, _ = corpus
+    table = pd.read_csv(manifest, dtype=str)
+    table.loc[0, "duration"] = "1.005"  # spkA_1: 16000 samples at 16 kHz
+    table.to_csv(manifest, index=False)
+    validate(manifest)
+    table.loc[0, "duration"] = "1.02"
+    table.to_csv(manifest, index=False)
+    with pytest.raises(ManifestError, match=r"m.csv: manifest does not match its audio\n  spkA_1: "
+                                            r"duration 1.02 s but \(stop - start\) / "
+                                            r"sample_rate is 1.0000 s\n"):
+        validate(manifest)
+
+
 @pytest.mark.parametrize("column, value, kind", [
     ("start", "0.5", "a non-negative whole number"),
     ("start", "-1", "a non-negative whole number"),
