@@ -568,3 +568,31 @@ def test_a_deprecated_precision_flag_names_a_precision_the_device_takes(device, 
     # Passed as written, the fix must not be refused in turn (fp16 on the CPU).
     with pytest.raises(ManifestError, match=re.escape(f"Fix: pass --precision={instead} instead")):
         check_precision({"device": device, "auto_mix_prec": True})
+
+
+def test_a_lobes_own_refusal_reaches_the_user_as_the_lobe_raised_it(tmp_path):
+    # local's lobes refuse their values with a message of their own, naming the option.
+    with pytest.raises(ManifestError, match=r"^--adversary=grll: adversary 'grll' is not one of "
+                                            r"grl, .*\nFix: pass one of them"):
+        load_model_hparams("hparams/dann_fbank.yaml", {
+            "condition": "demo", "n_speakers": 24, "output_folder": str(tmp_path),
+            "adversary": "grll"})
+
+
+def test_a_module_given_a_value_of_another_type_is_named_with_the_line_that_refused_it(tmp_path):
+    # SpeechBrain's ResNet takes a list of channels; len() of a number is a TypeError.
+    with pytest.raises(ManifestError, match=r"^hparams/dann_resnet.yaml: a module cannot be built "
+                                            r"with these settings: TypeError .*has no len\(\).* "
+                                            r"at .*ResNet.py:\d+: "):
+        load_model_hparams("hparams/dann_resnet.yaml", {
+            "condition": "demo", "n_speakers": 24, "output_folder": str(tmp_path),
+            "channels": 8})
+
+
+def test_only_a_key_that_refers_to_another_key_alone_takes_its_default(tmp_path):
+    model = write(tmp_path, "model.yaml", "rate: 0.5\nname: a\nsame: !ref <rate>\n"
+                                          "double: !ref <rate> * 2\nfolder: !ref <name>/x\n")
+    defaults = referenced_defaults(model)
+    assert (defaults["same"], defaults["double"], defaults["folder"]) == (0.5, None, None)
+    assert plain_values(model)["same"] is None
+
