@@ -596,3 +596,14 @@ def test_only_a_key_that_refers_to_another_key_alone_takes_its_default(tmp_path)
     assert (defaults["same"], defaults["double"], defaults["folder"]) == (0.5, None, None)
     assert plain_values(model)["same"] is None
 
+
+
+@pytest.mark.parametrize("min_dcf", ["[[0, 10, 1]]", "[[0.01, 0, 1]]", "[[0.01, 10, 0]]",
+                                     "[[0.01, -1, 1]]", "[[0.01, 10, 1, 1]]", "[[0.01, true, 1]]",
+                                     "[[0.01, 10, 1], [0.5, 1]]", "[]"])
+def test_a_min_dcf_setting_outside_its_ranges_is_refused(min_dcf):
+    # p_target in (0, 1), two costs above 0, for each setting of a list of at least one.
+    with pytest.raises(ManifestError, match=r"trial list target of evaluation has min_dcf: .*, "
+                                            r"not a list of \[p_target, c_miss, c_fa\]"):
+        load_condition(f"evaluation: {{target: {{min_dcf: {min_dcf}}}}}",
+                       "hparams/dann_fbank.yaml")
