@@ -2,6 +2,7 @@
 
 import os
 import re
+import sys
 
 import pytest
 import speechbrain as sb
@@ -22,6 +23,7 @@ from local.settings import (
     load_model_hparams,
     model_text,
     parse_arguments,
+    passed_options,
     plain_values,
     referenced_defaults,
     typed_overrides,
@@ -607,3 +609,44 @@ def test_a_min_dcf_setting_outside_its_ranges_is_refused(min_dcf):
                                             r"not a list of \[p_target, c_miss, c_fa\]"):
         load_condition(f"evaluation: {{target: {{min_dcf: {min_dcf}}}}}",
                        "hparams/dann_fbank.yaml")
+
+
+@pytest.mark.parametrize("argv, setting", [
+    (["--seed", "3", "x"], "--seed"),
+    (["--backend=[plda,", "plda_pooled]", "x"], "--backend=[plda,"),
+    (["--backend=[plda", "--seed=3", "x"], "--seed=3"),
+])
+def test_a_word_after_the_words_a_setting_takes_is_refused(argv, setting):
+    # --seed takes one word, a list ends with its bracket, and a setting starts anew.
+    with pytest.raises(ManifestError, match=rf"'x' is no --key=value setting, and SpeechBrain "
+                                            rf"would read it as part of {re.escape(setting)}\n"):
+        parse_arguments(["hparams/dann_fbank.yaml", *argv])
+
+
+def test_a_mapping_of_a_setting_takes_the_words_up_to_its_closing_brace():
+    _, _, overrides = parse_arguments(["hparams/dann_fbank.yaml",
+                                       "--train_dataloader_options={batch_size: 16,",
+                                       "num_workers: 0}", "--seed=3"])
+    assert yaml.safe_load(overrides) == {
+        "train_dataloader_options": {"batch_size": 16, "num_workers": 0}, "seed": 3}
+
+
+def test_words_before_the_first_setting_are_left_to_the_loading_of_the_condition():
+    _, _, overrides = parse_arguments(["hparams/dann_fbank.yaml", "recipes/demo/condition.yaml"])
+    with pytest.raises(ManifestError, match=r"the arguments after it are no --key=value "
+                                            r"settings \(read as 'recipes/demo/condition.yaml'\)"):
+        load_condition(overrides, "hparams/dann_fbank.yaml")
+
+
+def test_the_command_line_is_read_from_the_script_arguments_by_default(monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["train_dann.py", "hparams/dann_fbank.yaml", "--seed=3"])
+    hparams_file, _, overrides = parse_arguments()
+    assert (hparams_file, yaml.safe_load(overrides)) == ("hparams/dann_fbank.yaml", {"seed": 3})
+
+
+def test_the_options_a_condition_passes_are_the_arguments_that_are_an_option_alone():
+    text = ("vox1_folder: /data\nnoise: /noise\nprepare:\n  - !name:f\n"
+            "    data_folder: !ref <vox1_folder>  # VoxCeleb1\n"
+            "    save_folder: !ref <vox1_folder>/manifests\n"
+            "    noise_folder:   !ref  <noise>\n")
+    assert passed_options(text) == [("data_folder", "vox1_folder"), ("noise_folder", "noise")]
