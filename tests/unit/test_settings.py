@@ -3,9 +3,11 @@
 import os
 import re
 import sys
+from types import SimpleNamespace
 
 import pytest
 import speechbrain as sb
+import torch
 import yaml
 from hyperpyyaml import load_hyperpyyaml
 
@@ -17,7 +19,9 @@ from local.model.domain_branch import AdversarialSchedule
 from local.model.pseudo_labels import check_min_silhouette, check_neighbours, check_trials
 from local.model.speaker_heads import margin_softmax_loss
 from local.settings import (
+    check_device,
     check_precision,
+    check_ssl_dim,
     check_trainable,
     load_condition,
     load_model_hparams,
@@ -650,3 +654,65 @@ def test_the_options_a_condition_passes_are_the_arguments_that_are_an_option_alo
             "    save_folder: !ref <vox1_folder>/manifests\n"
             "    noise_folder:   !ref  <noise>\n")
     assert passed_options(text) == [("data_folder", "vox1_folder"), ("noise_folder", "noise")]
+
+
+@pytest.mark.parametrize("count, device, refused", [
+    (0, "cuda", True), (0, "cuda:0", True), (2, "cuda", False), (2, "cuda:1", False),
+    (2, "cuda:2", True), (0, "cpu", False), (0, None, False)])
+def test_a_cuda_device_is_refused_unless_the_machine_has_it(monkeypatch, count, device, refused):
+    # --device=cuda is the first GPU, cuda:N the N+1-th.
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+    if not refused:
+        check_device(device)
+        return
+    gpus = ", or cuda:0 to cuda:1" if count else ""
+    with pytest.raises(ManifestError, match=re.escape(
+            f"--device={device}: this machine has {count} CUDA GPUs that torch can use\n"
+            f"Fix: pass --device=cpu{gpus}")):
+        check_device(device)
+
+
+def test_fp16_is_refused_on_the_cpu_only():
+    check_precision({"device": "cuda:0", "precision": "fp16", "eval_precision": "fp16"})
+    check_precision({"device": "cuda"}, "m.yaml", {"precision": "fp16"})
+    with pytest.raises(ManifestError, match=r"^--precision=fp16: fp16 needs a CUDA device"):
+        check_precision({"device": "cpu", "precision": "fp16"})
+
+
+@pytest.mark.parametrize("argv, refused", [
+    (["--device=cpu", "--precision=bf16"], False), (["--device=cpu"], True),
+    (["--device", "cpu", "--eval_precision=fp32"], True)])
+def test_the_command_lines_precision_wins_over_the_model_files(argv, refused):
+    # SpeechBrain's Brain takes an option from the command line, else from the model file.
+    _, run_opts, _ = sb.parse_arguments(["m.yaml", *argv])
+    if not refused:
+        check_precision(run_opts, "m.yaml", {"precision": "fp16"})
+        return
+    with pytest.raises(ManifestError, match=r"^m.yaml: precision: fp16 needs a CUDA device; this "
+                                            r"run is on the CPU\nFix: set precision: bf16 "):
+        check_precision(run_opts, "m.yaml", {"precision": "fp16"})
+
+
+def test_a_frontend_whose_hidden_size_is_not_ssl_dim_is_refused_smaller_or_larger():
+    for size in (512, 1024):
+        frontend = SimpleNamespace(output_size=size, source="m")
+        with pytest.raises(ManifestError, match=rf"--ssl_dim=768 is not the hidden size of m, "
+                                                rf"{size}\nFix: pass --ssl_dim={size}$"):
+            check_ssl_dim("m.yaml", {"frontend": frontend, "ssl_dim": 768})
+    check_ssl_dim("m.yaml", {"frontend": SimpleNamespace(output_size=768, source="m"),
+                             "ssl_dim": 768})
+    # A front end that is no SSL model has no hidden size to match, and no ssl_dim.
+    check_ssl_dim("m.yaml", {"frontend": SimpleNamespace()})
+
+
+def test_exponent_notation_with_a_sign_or_without_a_leading_digit_is_the_number_it_means():
+    typed = typed_overrides("hparams/dann_fbank.yaml", {"lr": "-1e-3", "disc_lr": ".5e-3",
+                                                        "weight_decay": "+2E-4"})
+    assert typed == {"lr": -0.001, "disc_lr": 0.0005, "weight_decay": 0.0002}
+
+
+def test_the_training_processes_are_torchruns_world_size_else_one(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert settings.training_processes() == 1
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    assert settings.training_processes() == 3
