@@ -12,6 +12,7 @@ import yaml
 from hyperpyyaml import load_hyperpyyaml
 
 from local import settings
+from local.data.manifest_io import write_manifest
 from local.errors import ManifestError
 from local.evaluation.verification import check_score_norm
 from local.model.adversaries import adversary_class, make_adversary
@@ -716,3 +717,117 @@ def test_the_training_processes_are_torchruns_world_size_else_one(monkeypatch):
     assert settings.training_processes() == 1
     monkeypatch.setenv("WORLD_SIZE", "3")
     assert settings.training_processes() == 3
+
+
+def _manifests(folder, source, target):
+    """A condition's training manifests of ``source`` and ``target`` utterances, without audio."""
+    condition = {}
+    for domain, count in (("source", source), ("target", target)):
+        condition[f"{domain}_train"] = str(folder / f"{domain}.csv")
+        write_manifest([{"ID": f"{domain}{i}", "duration": 3.0, "wav": f"{domain}{i}.wav",
+                         "start": 0, "stop": 48000, "spk_id": f"s{i % 4}", "domain": domain}
+                        for i in range(count)], condition[f"{domain}_train"])
+    return condition
+
+
+MODEL = {"condition": "demo", "n_speakers": 4}
+
+
+def _accumulating(factor):
+    return sb.parse_arguments(["x.yaml", f"--grad_accumulation_factor={factor}"])[1]
+
+
+def test_an_epoch_has_as_many_pairs_as_the_longer_training_set(tmp_path):
+    condition = _manifests(tmp_path, 10, 40)
+    check_trainable("hparams/dann_fbank.yaml", {**MODEL, "batch_size": 40}, condition)
+    with pytest.raises(ManifestError, match=r"dann_fbank.yaml: --batch_size=41 is more than the "
+                                            r"40 training pairs of an epoch \(10 source, 40 "
+                                            r"target utterances\): no step would run\nFix: pass "
+                                            r"--batch_size=40 or less, or train on more"):
+        check_trainable("hparams/dann_fbank.yaml", {**MODEL, "batch_size": 41}, condition)
+
+
+def test_each_process_takes_its_share_of_the_pairs(tmp_path, monkeypatch):
+    monkeypatch.setattr(settings, "training_processes", lambda: 2)
+    condition = _manifests(tmp_path, 40, 40)
+    check_trainable("hparams/dann_fbank.yaml", {**MODEL, "batch_size": 20}, condition)
+    with pytest.raises(ManifestError, match=r"--batch_size=21 is more than the 20 training pairs "
+                                            r"of an epoch \(40 source, 40 target utterances, 20 "
+                                            r"for each of 2 processes\): no step would run\nFix: "
+                                            r"pass --batch_size=20 or less"):
+        check_trainable("hparams/dann_fbank.yaml", {**MODEL, "batch_size": 21}, condition)
+
+
+@pytest.mark.parametrize("processes, steps", [(1, 2), (2, 1)])
+def test_gradients_are_accumulated_over_at_most_the_whole_steps_of_an_epoch(
+        tmp_path, monkeypatch, processes, steps):
+    # 40 pairs in batches of 16: two whole steps, the last 8 pairs left out; one step in
+    # each of two processes, which take 20 pairs each.
+    monkeypatch.setattr(settings, "training_processes", lambda: processes)
+    condition = _manifests(tmp_path, 40, 40)
+    overrides = {**MODEL, "batch_size": 16}
+    check_trainable("hparams/dann_fbank.yaml", overrides, condition, _accumulating(steps))
+    for factor in (0, steps + 1):
+        with pytest.raises(ManifestError, match=rf"--grad_accumulation_factor={factor} is not "
+                                                rf"from 1 to the {steps} steps of an epoch: the "
+                                                rf"optimisers would never step\nFix: pass "
+                                                rf"--grad_accumulation_factor=1 to {steps}, or a "
+                                                rf"smaller --batch_size$"):
+            check_trainable("hparams/dann_fbank.yaml", overrides, condition,
+                            _accumulating(factor))
+
+
+@pytest.mark.parametrize("processes, steps", [(1, 5), (2, 3)])
+def test_ge2e_gradients_are_accumulated_over_at_most_each_process_steps(
+        tmp_path, monkeypatch, processes, steps):
+    # 20 pairs fill 5 batches of 2 speakers x 2 crops, rounded up to 6 for two
+    # processes: 3 for each.
+    monkeypatch.setattr(settings, "training_processes", lambda: processes)
+    condition = _manifests(tmp_path, 20, 20)
+    overrides = {**MODEL, "ge2e_speakers": 2, "ge2e_utterances": 2}
+    check_trainable("hparams/ge2e_fbank.yaml", overrides, condition, _accumulating(steps))
+    with pytest.raises(ManifestError, match=rf"--grad_accumulation_factor={steps + 1} is not "
+                                            rf"from 1 to the {steps} steps of an epoch: .*\nFix: "
+                                            rf"pass --grad_accumulation_factor=1 to {steps}, or "
+                                            rf"a smaller --ge2e_speakers or --ge2e_utterances$"):
+        check_trainable("hparams/ge2e_fbank.yaml", overrides, condition,
+                        _accumulating(steps + 1))
+
+
+def test_batches_of_one_and_crops_of_the_shortest_input_train(tmp_path):
+    # Without coral_weight nothing compares a batch's embeddings; min_embed_seconds: 0.25.
+    condition = _manifests(tmp_path, 4, 4)
+    check_trainable("hparams/dann_fbank.yaml", {**MODEL, "batch_size": 1, "crop_seconds": 0.25},
+                    condition)
+    with pytest.raises(ManifestError, match=r"--crop_seconds=0.2 is shorter than the shortest "
+                                            r"input the models take, min_embed_seconds \(0.25\)"):
+        check_trainable("hparams/dann_fbank.yaml", {**MODEL, "crop_seconds": 0.2}, condition)
+
+
+@pytest.mark.parametrize("loader, refused", [
+    ({"batch_size": 16, "drop_last": True}, None),
+    # SpeechBrain's make_dataloader takes these before the DataLoader.
+    ({"batch_size": 16, "drop_last": True, "ckpt_prefix": "loader_", "looped_nominal_epoch": 5},
+     None),
+    ({"batch_size": 16, "drop_last": True, "dataset": "x"}, r"\['dataset'\] are no options"),
+    ({"batch_size": 16, "persistent_workers": True}, "persistent_workers: True keeps the"),
+    ({"batch_size": 16, "drop_last": False}, "drop_last: False makes a last, smaller batch"),
+    ({"batch_size": 8, "drop_last": True}, r"batch_size: 8 differs from batch_size \(16\)")])
+def test_train_dataloader_options_that_train_as_counted_pass_and_others_are_refused(
+        tmp_path, loader, refused):
+    condition = _manifests(tmp_path, 40, 40)
+    overrides = {**MODEL, "train_dataloader_options": loader}
+    if refused is None:
+        check_trainable("hparams/dann_fbank.yaml", overrides, condition)
+        return
+    with pytest.raises(ManifestError, match=rf"dann_fbank.yaml: train_dataloader_options "
+                                            rf"{refused}"):
+        check_trainable("hparams/dann_fbank.yaml", overrides, condition)
+
+
+def test_cached_ssl_features_of_a_fine_tuned_ssl_model_are_refused():
+    # The cache holds the frozen model's features: a fine-tuned one changes them every step.
+    overrides = {**MODEL, "freeze_ssl": False, "cache_ssl_features": True}
+    with pytest.raises(ManifestError, match=r"^hparams/dann_wavlm.yaml: --cache_ssl_features=True: "
+                                            r"cache_ssl_features needs a frozen SSL model"):
+        check_trainable("hparams/dann_wavlm.yaml", overrides, condition={})
