@@ -831,3 +831,11 @@ def test_cached_ssl_features_of_a_fine_tuned_ssl_model_are_refused():
     with pytest.raises(ManifestError, match=r"^hparams/dann_wavlm.yaml: --cache_ssl_features=True: "
                                             r"cache_ssl_features needs a frozen SSL model"):
         check_trainable("hparams/dann_wavlm.yaml", overrides, condition={})
+
+
+def test_the_condition_option_names_the_file_and_overrides_no_key_of_it():
+    path, condition, model, mine = load_condition("condition: recipes/demo/condition.yaml",
+                                                  "hparams/dann_fbank.yaml")
+    assert path == "recipes/demo/condition.yaml"
+    assert condition["condition"] == plain_values(path)["condition"] == "demo"
+    assert (model, mine) == ({}, {})
