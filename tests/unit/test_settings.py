@@ -20,6 +20,7 @@ from local.model.domain_branch import AdversarialSchedule
 from local.model.pseudo_labels import check_min_silhouette, check_neighbours, check_trials
 from local.model.speaker_heads import margin_softmax_loss
 from local.settings import (
+    check_condition_files,
     check_device,
     check_precision,
     check_ssl_dim,
@@ -839,3 +840,28 @@ def test_the_condition_option_names_the_file_and_overrides_no_key_of_it():
     assert path == "recipes/demo/condition.yaml"
     assert condition["condition"] == plain_values(path)["condition"] == "demo"
     assert (model, mine) == ({}, {})
+
+
+@pytest.mark.parametrize("evaluation, message", [
+    ("evaluation: {}\n", "evaluation is not a mapping of trial lists"),
+    ("evaluation: [source, target]\n", "evaluation is not a mapping of trial lists"),
+    ("evaluation:\n    target: !ref <data_folder>/trials_target.txt\n",
+     "trial list target of evaluation without manifest, trials"),
+])
+def test_an_evaluation_that_is_no_mapping_of_trial_lists_is_refused(tmp_path, evaluation,
+                                                                    message):
+    text = open("recipes/demo/condition.yaml", encoding="utf-8").read()
+    condition = write(tmp_path, "condition.yaml", text[:text.index("evaluation:")] + evaluation)
+    with pytest.raises(ManifestError, match=rf"condition.yaml: {message}\nFix: give "):
+        load_condition(f"condition: {condition}", "hparams/dann_fbank.yaml")
+
+
+def test_a_folder_where_a_condition_names_a_data_file_is_refused(tmp_path):
+    (tmp_path / "source.csv").mkdir()
+    (tmp_path / "target.csv").write_text("")
+    with pytest.raises(ManifestError, match=rf"^c.yaml: names data files that do not exist\n"
+                                            rf"  source_train: {re.escape(str(tmp_path))}"
+                                            rf"/source.csv\nFix: "):
+        check_condition_files("c.yaml", {"source_train": str(tmp_path / "source.csv"),
+                                         "target_train": str(tmp_path / "target.csv"),
+                                         "evaluation": {}})
