@@ -605,7 +605,6 @@ def test_only_a_key_that_refers_to_another_key_alone_takes_its_default(tmp_path)
     assert plain_values(model)["same"] is None
 
 
-
 @pytest.mark.parametrize("min_dcf", ["[[0, 10, 1]]", "[[0.01, 0, 1]]", "[[0.01, 10, 0]]",
                                      "[[0.01, -1, 1]]", "[[0.01, 10, 1, 1]]", "[[0.01, true, 1]]",
                                      "[[0.01, 10, 1], [0.5, 1]]", "[]"])
