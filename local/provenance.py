@@ -1,16 +1,13 @@
 """What a result depends on, written beside it: the data files' hashes and the code version."""
 
 import hashlib
-import importlib.metadata
 import json
 import os
 import subprocess
 
+from local.environment import installed_versions
 from local.errors import fail
 from local.whole_files import written_whole
-
-# The libraries whose versions a cached result's name depends on (:func:`code_digest`).
-CODE_LIBRARIES = ("torch", "torchaudio", "speechbrain", "transformers")
 
 
 def file_sha256(path):
@@ -94,7 +91,8 @@ def code_digest(package=os.path.dirname(os.path.abspath(__file__))):
     """A :func:`short_digest` of the code that computes a result: its sources and libraries.
 
     The bytes of every ``.py`` file under ``package`` (default the recipe's
-    ``local/``) and the versions of :data:`CODE_LIBRARIES`. Cached embeddings
+    ``local/``) and the versions of torch, torchaudio, speechbrain and
+    transformers (:func:`local.environment.installed_versions`). Cached embeddings
     are named with it, so that a recipe or a library changed since they were
     computed embeds again. Unlike :func:`code_version`, it needs no git and
     tells two uncommitted states apart.
@@ -117,27 +115,7 @@ def code_digest(package=os.path.dirname(os.path.abspath(__file__))):
     sources = {os.path.relpath(os.path.join(root, name), package):
                file_sha256(os.path.join(root, name))
                for root, _, files in os.walk(package) for name in files if name.endswith(".py")}
-    return short_digest({"sources": sources, "versions": library_versions(CODE_LIBRARIES)})
-
-
-def library_versions(libraries):
-    """``{library: installed version}`` of each of ``libraries``.
-
-    Arguments
-    ---------
-    libraries : iterable of str
-        Installed distributions' names.
-
-    Returns
-    -------
-    dict
-
-    Example
-    -------
-    >>> list(library_versions(["torch"]))
-    ['torch']
-    """
-    return {library: importlib.metadata.version(library) for library in libraries}
+    return short_digest({"sources": sources, "versions": installed_versions()})
 
 
 def condition_files(condition):

@@ -39,8 +39,8 @@ from tqdm import tqdm
 
 from local.data.audio import check_lengths, signal_key
 from local.data.schema import SAMPLE_RATE
+from local.environment import installed_versions
 from local.errors import fail, failing_on_full_disk
-from local.provenance import library_versions
 from local.whole_files import written_whole
 
 # Cached hidden states are those of one frozen model.
@@ -199,7 +199,7 @@ def cache_hidden_states(frontend, dataset, folder, device="cpu", longest=None):
     _check_whole_lengths(dataset, receptive, longest)
     info = {"source": frontend.source, "fingerprint": frontend.fingerprint,
             "receptive_field": receptive, "stride": stride,
-            "libraries": library_versions(HIDDEN_STATE_LIBRARIES)}
+            "libraries": installed_versions(HIDDEN_STATE_LIBRARIES)}
     os.makedirs(folder, exist_ok=True)
     _check_model(folder, info)
     paths = cache_paths(folder, dataset)
@@ -238,7 +238,7 @@ def _check_model(folder, info):
     if found == info:
         return
     if {**found, "libraries": info["libraries"]} == info:
-        # Hidden states of the same model files under another transformers may differ.
+        # The same model files under another torch or transformers may give other hidden states.
         problem = (f"holds hidden states computed with other libraries "
                    f"({found.get('libraries', 'not recorded')}, not {info['libraries']})")
     else:

@@ -1,11 +1,12 @@
 """A run's record of its data files, and the digests that name its caches."""
 
 import hashlib
+import importlib.metadata
 import json
 import os
 import subprocess
 
-from local import provenance
+from local.environment import LIBRARIES
 from local.provenance import (
     code_digest,
     code_version,
@@ -70,10 +71,10 @@ def test_the_code_digest_changes_with_any_source_file_or_library_version(tmp_pat
     (package / "model" / "extra.py").write_text("")
     assert code_digest(str(package)) not in (first, changed_source)
     (package / "model" / "extra.py").unlink()
-    versions = {library: "1.0" for library in provenance.CODE_LIBRARIES}
-    monkeypatch.setattr(provenance.importlib.metadata, "version", versions.__getitem__)
+    versions = {library: "1.0" for library in LIBRARIES}
+    monkeypatch.setattr(importlib.metadata, "version", versions.__getitem__)
     baseline = code_digest(str(package))
-    for library in provenance.CODE_LIBRARIES:
+    for library in LIBRARIES:
         monkeypatch.setitem(versions, library, "1.1")
         assert code_digest(str(package)) != baseline, library
         monkeypatch.setitem(versions, library, "1.0")
